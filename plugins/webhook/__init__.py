@@ -1,0 +1,3 @@
+"""Built-in plugin package `webhook` (channel implementation lands with issue #5)."""
+
+__version__ = "0.1.0"

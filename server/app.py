@@ -1,0 +1,64 @@
+"""The application factory: the one place where Nudge is wired together."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+from flask_htmx import HTMX
+
+from .config import load_config
+from .db import Database, check_connection
+from .plugins import build_plugin_manager
+from .queue import TaskQueue
+
+htmx = HTMX()
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build a Nudge app: config, database (migrated), queue, plugins, blueprints.
+
+    :param config: settings that win over the config file and ``NUDGE_*`` variables
+        (keys without the prefix, e.g. ``{"DATABASE_URL": "sqlite://"}``).
+    :raises server.config.ConfigError: when a setting is invalid.
+    :raises server.db.DatabaseUnavailable: when the database cannot be reached.
+    """
+    settings = load_config(config)
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
+    logging.getLogger("server").setLevel(settings["LOG_LEVEL"])
+
+    db = Database(app)
+    check_connection(db.engine)
+    if settings["MIGRATE_ON_START"]:
+        from .migrate import upgrade
+
+        upgrade(db.engine)
+    TaskQueue(app)
+    htmx.init_app(app)
+
+    pm = build_plugin_manager(app.config)
+    app.extensions["nudge.plugins"] = pm
+
+    from . import api
+    from .web import admin, csrf, health
+
+    csrf.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(admin.bp)
+    for blueprints in pm.hook.register_blueprints(app=app):
+        for blueprint in blueprints or []:
+            app.register_blueprint(blueprint)
+
+    @app.get("/")
+    def index():
+        from flask import redirect, url_for
+
+        return redirect(url_for("admin.dashboard"))
+
+    pm.hook.startup(app=app)
+    return app

@@ -1,0 +1,243 @@
+"""The ``nudge`` command line."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+import click
+
+from .. import __version__
+from ..config import ConfigError
+from ..db import DatabaseUnavailable
+
+
+def build_app(**overrides: Any):
+    """create_app(), with configuration and connection problems turned into one readable line."""
+    from ..app import create_app
+
+    try:
+        app = create_app(overrides or None)
+    except (ConfigError, DatabaseUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # e.g. a plugin conflict: still one line, not a traceback
+        from ..plugins import PluginError
+
+        if isinstance(exc, PluginError):
+            raise click.ClickException(str(exc)) from None
+        raise
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # release connections when the command ends (also when invoked in-process)
+        ctx.call_on_close(lambda: (app.extensions["nudge.queue"].close(), app.extensions["nudge.db"].dispose()))
+    return app
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="nudge", message="%(prog)s %(version)s")
+def main() -> None:
+    """Nudge: marketing automation rules, run exactly once for every contact."""
+
+
+# -- running ------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def up(host: str, port: int) -> None:
+    """Migrate, then run web server, worker and scheduler together (Ctrl-C stops all)."""
+    from ..auth import ensure_first_admin
+    from ..db import get_session
+    from ..embedded_redis import EmbeddedRedis
+    from ..supervisor import Supervisor, child_command, child_env
+
+    app = build_app()
+    with app.app_context():
+        first = ensure_first_admin(get_session())
+    extra = {"NUDGE_HOME": app.config["HOME"], "NUDGE_MIGRATE_ON_START": "false"}
+    embedded = None
+    if not app.config.get("REDIS_URL"):
+        embedded = EmbeddedRedis(app.config["HOME"])
+        already = embedded.is_alive()
+        try:
+            extra["NUDGE_REDIS_URL"] = embedded.ensure()
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+        if already:
+            embedded = None  # someone else's server: not ours to stop
+    app.extensions["nudge.db"].dispose()
+
+    sup = Supervisor(env=child_env(**extra), echo=lambda m: click.echo(m, err=True))
+    sup.install_signal_handlers()
+    sup.start("web", child_command("web", "--host", host, "--port", str(port), "--no-migrate"))
+    sup.start("worker", child_command("worker"))
+    sup.start("scheduler", child_command("scheduler"))
+    base = f"http://{host}:{port}"
+    if sup.wait_http(f"{base}/healthz"):
+        click.echo(f"Nudge is up: {base}/admin/")
+        if first:
+            click.echo(f"First admin login: {first[0]} / {first[1]}  (shown once; change it after signing in)")
+        else:
+            click.echo("Sign in with your admin account (reset a password with: nudge admin password EMAIL)")
+        click.echo("Press Ctrl-C to stop.")
+    code = sup.run()
+    if embedded is not None:
+        embedded.stop()
+    click.echo("Nudge stopped.", err=True)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+@click.option("--no-migrate", is_flag=True, help="Skip applying migrations on start.")
+def web(host: str, port: int, threads: int, no_migrate: bool) -> None:
+    """Run the web server (admin UI, API, tracking endpoints)."""
+    import waitress
+
+    _setup_logging()
+    app = build_app(**({"MIGRATE_ON_START": False} if no_migrate else {}))
+    _exit_on_sigterm()
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="nudge")
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run a worker that processes queued jobs."""
+    from ..queue import AppWorker, get_queue
+
+    _setup_logging()
+    app = build_app()
+    tq = get_queue(app)
+    w = AppWorker([tq.queue], connection=tq.redis, app=app)
+    w.work(burst=burst, logging_level=app.config["LOG_LEVEL"])
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+def scheduler(once: bool) -> None:
+    """Run the scheduler: moves due work from the database onto the queue."""
+    from ..engine.jobs import requeue_due
+
+    _setup_logging()
+    app = build_app()
+    log = logging.getLogger("server.scheduler")
+    stop = _stop_flag()
+    interval = app.config["SCHEDULER_INTERVAL"]
+    while True:
+        try:
+            with app.app_context():
+                counts = requeue_due()
+            if any(counts.values()):
+                log.info("requeued %s", counts)
+        except Exception:  # a DB or Redis hiccup must not end the loop
+            log.exception("scheduler tick failed; retrying in %.1fs", interval)
+        if once or stop():
+            return
+        time.sleep(interval)
+
+
+# -- administration -------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    from ..db import get_db
+    from ..migrate import current_revision, upgrade
+
+    app = build_app(MIGRATE_ON_START=False)
+    engine = get_db(app).engine
+    applied = upgrade(engine)
+    click.echo(f"database at revision {current_revision(engine)}" + ("" if applied else " (already up to date)"))
+
+
+@main.group()
+def apikey() -> None:
+    """API keys."""
+
+
+@apikey.command("create")
+@click.option("--scope", type=click.Choice(["ingest", "admin"]), required=True)
+@click.option("--name", default="", help="A label to recognise the key by.")
+def apikey_create(scope: str, name: str) -> None:
+    """Create an API key; the key is printed once, as the last line."""
+    from ..auth import create_api_key
+    from ..db import get_session
+
+    app = build_app()
+    with app.app_context():
+        key = create_api_key(get_session(), scope, name)
+    click.echo(f"Created an API key with scope {scope}. Store it now; it is not shown again:", err=True)
+    click.echo(key)
+
+
+@main.group()
+def admin() -> None:
+    """Admin users."""
+
+
+@admin.command("password")
+@click.argument("email", default="admin@localhost")
+def admin_password(email: str) -> None:
+    """Set a new random password for EMAIL (creating the user), printed as the last line."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from ..auth import hash_password
+    from ..db import get_session
+    from ..models import User
+
+    app = build_app()
+    with app.app_context():
+        session = get_session()
+        user = session.scalar(select(User).where(User.email == email.lower()))
+        if user is None:
+            user = User(email=email.lower(), password_hash="")
+            session.add(user)
+        password = secrets.token_urlsafe(12)
+        user.password_hash = hash_password(password)
+        session.commit()
+    click.echo(password)
+
+
+def _exit_on_sigterm() -> None:
+    def handler(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _stop_flag() -> Callable[[], bool]:
+    state = {"stop": False}
+
+    def handler(_signum: int, _frame: object) -> None:
+        state["stop"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return lambda: state["stop"]
+
+
+def _register_optional() -> None:
+    try:
+        from . import lang
+    except ImportError:  # the language commands land with the dsl package
+        return
+    lang.register(main)
+
+
+_register_optional()

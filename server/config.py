@@ -1,0 +1,257 @@
+"""Configuration: defaults < instance config file < ``NUDGE_*`` environment variables.
+
+Every value is validated once, at start-up; a bad one raises :class:`ConfigError`
+naming the variable, what is wrong with it and what to do.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import parse_qs, unquote, urlsplit
+
+ENV_PREFIX = "NUDGE_"
+
+#: Every setting Nudge knows, with its default. Keys are the names used in
+#: ``app.config``; the environment variable is ``NUDGE_<KEY>``.
+DEFAULTS: dict[str, Any] = {
+    "HOME": "./nudge-data",
+    "DATABASE_URL": None,        # default: sqlite:///<HOME>/nudge.db
+    "REDIS_URL": None,           # default: an embedded redis-server inside HOME
+    "SECRET_KEY": None,          # default: generated once, kept in <HOME>/secret_key
+    "SMTP_URL": "smtp://localhost:25",
+    "BASE_URL": "http://127.0.0.1:8000",
+    "MAIL_FROM": "Nudge <nudge@localhost>",
+    "DEFAULT_TIMEZONE": "UTC",
+    "QUEUE_NAME": "nudge",
+    "SCHEDULER_INTERVAL": 1.0,
+    "REQUEUE_AFTER": 30.0,       # seconds before the scheduler re-enqueues unprocessed work
+    "LOG_LEVEL": "INFO",
+    "MIGRATE_ON_START": True,
+    "LOAD_ENTRY_POINTS": True,   # third-party plugins from the nudge.plugins entry points
+}
+
+_FLOATS = {"SCHEDULER_INTERVAL", "REQUEUE_AFTER"}
+_BOOLS = {"MIGRATE_ON_START", "LOAD_ENTRY_POINTS"}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+    def __init__(self, key: str, problem: str, hint: str = ""):
+        self.key = key
+        self.variable = ENV_PREFIX + key
+        self.problem = problem
+        self.hint = hint
+        text = f"{self.variable}: {problem}"
+        if hint:
+            text += f" ({hint})"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The parts of ``NUDGE_SMTP_URL``: ``smtp://user:pass@host:port?tls=starttls``."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: str  # "none", "starttls" or "ssl"
+    timeout: float = 30.0
+
+    def __repr__(self) -> str:  # never print the password
+        user = f"{self.username}:***@" if self.username else ""
+        return f"SmtpSettings(smtp://{user}{self.host}:{self.port}?tls={self.tls})"
+
+
+def parse_smtp_url(url: str) -> SmtpSettings:
+    """Parse an SMTP URL; ``smtps://`` implies ``tls=ssl``.
+
+    :raises ConfigError: naming ``NUDGE_SMTP_URL`` when the URL is malformed.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigError("SMTP_URL", f"scheme must be smtp:// or smtps://, got {parts.scheme or 'none'!r}",
+                          "example: smtp://user:pass@mail.example.com:587?tls=starttls")
+    if not parts.hostname:
+        raise ConfigError("SMTP_URL", "no host given", "example: smtp://mail.example.com:587?tls=starttls")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"tls", "timeout"}
+    if unknown:
+        raise ConfigError("SMTP_URL", f"unknown option {sorted(unknown)[0]!r}", "known options: tls, timeout")
+    tls = query.get("tls", "ssl" if parts.scheme == "smtps" else "none").lower()
+    if tls not in ("none", "starttls", "ssl"):
+        raise ConfigError("SMTP_URL", f"tls must be none, starttls or ssl, got {tls!r}")
+    try:
+        port = parts.port or (465 if tls == "ssl" else 25)
+        timeout = float(query.get("timeout", 30))
+    except ValueError as exc:
+        raise ConfigError("SMTP_URL", f"bad port or timeout: {exc}") from None
+    return SmtpSettings(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=tls,
+        timeout=timeout,
+    )
+
+
+def mask_url(url: str) -> str:
+    """Return *url* with any password replaced by ``***`` so it can be logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key in _FLOATS:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a number, got {value!r}") from None
+        if number <= 0:
+            raise ConfigError(key, f"must be greater than 0, got {value!r}")
+        return number
+    if key in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    return value
+
+
+def _validate_database_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("DATABASE_URL", f"{mask_url(url)!r} is not a database URL",
+                          "use sqlite:////path/to/nudge.db or postgresql://user:pass@host:5432/nudge") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError("DATABASE_URL", f"unsupported database {backend!r}",
+                          "Nudge runs on sqlite:// or postgresql://")
+    if backend == "postgresql" and parsed.drivername in ("postgresql", "postgres"):
+        # psycopg 3 is the driver we ship in the [postgres] extra.
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _validate_redis_url(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("REDIS_URL", f"scheme must be redis://, rediss:// or unix://, got {scheme or 'none'!r}",
+                          "example: redis://localhost:6379/0, or leave it unset for the embedded Redis")
+    return url
+
+
+def _validate_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError("BASE_URL", f"must be an absolute http(s) URL, got {url!r}",
+                          "example: https://nudge.example.com")
+    return url.rstrip("/")
+
+
+def _validate_timezone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("DEFAULT_TIMEZONE", f"unknown time zone {name!r}", "use an IANA name like Europe/Berlin") from None
+    return name
+
+
+def _secret_key(home: Path) -> str:
+    """Read the instance's secret key, creating it (mode 0600) on first use."""
+    path = home / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("CONFIG", f"{path} is not valid TOML: {exc}") from None
+    out = {}
+    for key, value in data.items():
+        name = key.upper().removeprefix(ENV_PREFIX)
+        out[name] = value
+    return out
+
+
+def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the validated settings dict.
+
+    :param overrides: values passed to ``create_app(config=...)``; they win over everything.
+    :param environ: the environment to read ``NUDGE_*`` from (default ``os.environ``).
+    :return: settings keyed by name without the ``NUDGE_`` prefix, plus Flask's ``SECRET_KEY``.
+    :raises ConfigError: for the first invalid setting.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    env = {k[len(ENV_PREFIX):]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+
+    home = Path(overrides.get("HOME") or env.get("HOME") or DEFAULTS["HOME"]).expanduser()
+    config_file = overrides.get("CONFIG") or env.get("CONFIG")
+    file_values: dict[str, Any] = {}
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError("CONFIG", f"no such file {str(path)!r}")
+        file_values = _read_file(path)
+    elif (home / "nudge.toml").is_file():
+        file_values = _read_file(home / "nudge.toml")
+
+    settings: dict[str, Any] = dict(DEFAULTS)
+    for layer in (file_values, env, overrides):
+        for key, value in layer.items():
+            if key == "CONFIG":
+                continue
+            settings[key] = _coerce(key, value)
+    settings["HOME"] = str(home.resolve())
+
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("HOME", f"cannot create {str(home)!r}: {exc.strerror}") from None
+
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = f"sqlite:///{home.resolve() / 'nudge.db'}"
+    settings["DATABASE_URL"] = _validate_database_url(str(settings["DATABASE_URL"]))
+    if settings["REDIS_URL"]:
+        settings["REDIS_URL"] = _validate_redis_url(str(settings["REDIS_URL"]))
+    settings["SMTP"] = parse_smtp_url(str(settings["SMTP_URL"]))
+    settings["BASE_URL"] = _validate_base_url(str(settings["BASE_URL"]))
+    settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
+    level = str(settings["LOG_LEVEL"]).upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")
+    settings["LOG_LEVEL"] = level
+    if not settings["SECRET_KEY"]:
+        settings["SECRET_KEY"] = _secret_key(home)
+    elif len(str(settings["SECRET_KEY"])) < 16:
+        raise ConfigError("SECRET_KEY", "is too short (at least 16 characters)",
+                          "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+    return settings

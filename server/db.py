@@ -1,0 +1,93 @@
+"""The database extension: one SQLAlchemy engine and a scoped session per app.
+
+SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``:
+writers queue on the database lock instead of failing half-way with
+``database is locked`` — the safe single-writer path for the embedded setup.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+from .config import mask_url
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; the message names ``NUDGE_DATABASE_URL``."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine with Nudge's per-backend settings."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def check_connection(engine: Engine) -> None:
+    """Open one connection, or raise :class:`DatabaseUnavailable` with a readable reason."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error: refused, auth, unknown db, bad path
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {mask_url(engine.url.render_as_string(hide_password=False))}: {reason} "
+            "(check NUDGE_DATABASE_URL)"
+        ) from None
+
+
+class Database:
+    """Flask extension owning the engine and the session factory."""
+
+    def __init__(self, app: Flask | None = None):
+        self.engine: Engine | None = None
+        self.session: scoped_session[Session] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        self.engine = make_engine(app.config["DATABASE_URL"])
+        self.session = scoped_session(sessionmaker(self.engine, expire_on_commit=False))
+        app.extensions["nudge.db"] = self
+
+        @app.teardown_appcontext
+        def _remove_session(_exc: BaseException | None) -> None:
+            if self.session is not None:
+                self.session.remove()
+
+    def dispose(self) -> None:
+        if self.session is not None:
+            self.session.remove()
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def get_db(app: Flask | None = None) -> Database:
+    from flask import current_app
+
+    return (app or current_app).extensions["nudge.db"]
+
+
+def get_session() -> Session:
+    """The current app context's session."""
+    return get_db().session()

@@ -1,0 +1,28 @@
+"""Events: what contacts did, as received by the API or raised by Nudge itself."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, JsonType, UTCDateTime, utcnow
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_contact_name_time", "contact_id", "name", "occurred_at"),
+        Index("ix_events_unprocessed", "processed_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    props: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    source: Mapped[str] = mapped_column(String(32), default="api")
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: set once the engine has matched the event against the rules; NULL = still to do
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,32 @@
+"""CSRF protection for the server-rendered pages (the JSON API uses bearer keys instead)."""
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import Flask, abort, request, session
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
+EXEMPT_PREFIXES = ("/api/",)
+
+
+def csrf_token() -> str:
+    token = session.get("_csrf")
+    if not token:
+        token = session["_csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+    @app.before_request
+    def _check_csrf() -> None:
+        if request.method in SAFE_METHODS or request.path.startswith(EXEMPT_PREFIXES):
+            return
+        if (request.endpoint or "").split(".")[0] in app.config.get("CSRF_EXEMPT_BLUEPRINTS", ()):
+            return
+        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
+        expected = session.get("_csrf", "")
+        if not expected or not hmac.compare_digest(sent, expected):
+            abort(400, description="The form expired or did not come from this site; reload the page and try again.")

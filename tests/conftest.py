@@ -1,0 +1,110 @@
+"""Fixtures: the app built by create_app() on SQLite and PostgreSQL, a real Redis, a real SMTP server."""
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from server.app import create_app
+from server.embedded_redis import EmbeddedRedis
+
+from .servers import PostgresServer, SmtpServer
+
+_db_counter = itertools.count()
+
+# Tests never read the developer's own settings.
+for _name in list(os.environ):
+    if _name.startswith("NUDGE_"):
+        del os.environ[_name]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backends", default="sqlite,postgresql",
+                     help="database backends to run the app tests on (comma-separated)")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        backends = metafunc.config.getoption("--backends").split(",")
+        metafunc.parametrize("backend", backends, scope="session")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(backend, tmp_path, request):
+    """A fresh, empty database for one test."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'nudge.db'}"
+    pg = request.getfixturevalue("postgres_server")
+    name = f"t{next(_db_counter)}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg.url().replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg.url(name)
+
+
+@pytest.fixture
+def smtp_server():
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def config(tmp_path, database_url, redis_server, smtp_server):
+    return {
+        "HOME": str(tmp_path / "home"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url,
+        "SMTP_URL": smtp_server.url,
+        "QUEUE_NAME": f"test-{uuid.uuid4().hex[:10]}",
+        "SECRET_KEY": "test-secret-key-0123456789",
+        "LOAD_ENTRY_POINTS": False,
+    }
+
+
+@pytest.fixture
+def app(config):
+    app = create_app(config)
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["nudge.queue"].close()
+    app.extensions["nudge.db"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(config, monkeypatch):
+    """Invoke the ``nudge`` CLI in-process with the test's settings as NUDGE_* variables."""
+    from server.cli import main
+
+    for key, value in config.items():
+        monkeypatch.setenv(f"NUDGE_{key}", str(value))
+
+    class Runner(CliRunner):
+        def invoke(self, *args, **kwargs):
+            kwargs.setdefault("catch_exceptions", False)
+            return super().invoke(main, *args, **kwargs)
+
+    return Runner()

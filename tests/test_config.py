@@ -1,0 +1,71 @@
+import os
+import stat
+
+import pytest
+
+from server.config import ConfigError, load_config, mask_url, parse_smtp_url
+
+
+def test_defaults_put_everything_inside_home(tmp_path):
+    settings = load_config({"HOME": str(tmp_path)}, environ={})
+    assert settings["DATABASE_URL"] == f"sqlite:///{tmp_path / 'nudge.db'}"
+    assert settings["REDIS_URL"] is None  # embedded Redis
+    assert settings["BASE_URL"] == "http://127.0.0.1:8000"
+
+
+def test_environment_wins_over_file_and_file_over_defaults(tmp_path):
+    (tmp_path / "nudge.toml").write_text('base_url = "https://file.example.com"\ndefault_timezone = "Europe/Berlin"\n')
+    env = {"NUDGE_BASE_URL": "https://env.example.com/", "NUDGE_HOME": str(tmp_path)}
+    settings = load_config(environ=env)
+    assert settings["BASE_URL"] == "https://env.example.com"
+    assert settings["DEFAULT_TIMEZONE"] == "Europe/Berlin"
+    assert load_config({"BASE_URL": "https://arg.example.com"}, environ=env)["BASE_URL"] == "https://arg.example.com"
+
+
+def test_explicit_config_file_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="NUDGE_CONFIG: no such file"):
+        load_config(environ={"NUDGE_HOME": str(tmp_path), "NUDGE_CONFIG": str(tmp_path / "missing.toml")})
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("DATABASE_URL", "mysql://root@localhost/nudge", "unsupported database 'mysql'"),
+    ("DATABASE_URL", "not a url", "is not a database URL"),
+    ("REDIS_URL", "http://localhost:6379", "scheme must be redis://"),
+    ("SMTP_URL", "smtp://host?tls=maybe", "tls must be none, starttls or ssl"),
+    ("SMTP_URL", "smtp://", "no host given"),
+    ("BASE_URL", "nudge.example.com", "must be an absolute http(s) URL"),
+    ("DEFAULT_TIMEZONE", "Mars/Olympus", "unknown time zone"),
+    ("SECRET_KEY", "short", "too short"),
+    ("SCHEDULER_INTERVAL", "soon", "must be a number"),
+    ("MIGRATE_ON_START", "perhaps", "must be true or false"),
+])
+def test_bad_setting_names_the_variable(tmp_path, key, value, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"NUDGE_HOME": str(tmp_path), f"NUDGE_{key}": value})
+    assert str(info.value).startswith(f"NUDGE_{key}: ")
+    assert needle in str(info.value)
+
+
+def test_postgres_url_gets_the_psycopg3_driver(tmp_path):
+    settings = load_config({"HOME": str(tmp_path), "DATABASE_URL": "postgresql://u:p@db/nudge"}, environ={})
+    assert settings["DATABASE_URL"] == "postgresql+psycopg://u:p@db/nudge"
+
+
+def test_smtp_url_parts():
+    s = parse_smtp_url("smtp://user%40x:p%3Ass@mail.example.com:587?tls=starttls")
+    assert (s.host, s.port, s.username, s.password, s.tls) == ("mail.example.com", 587, "user@x", "p:ss", "starttls")
+    assert "p:ss" not in repr(s)
+    assert parse_smtp_url("smtps://mail.example.com").port == 465
+    assert parse_smtp_url("smtp://mail.example.com").tls == "none"
+
+
+def test_secret_key_is_generated_once_and_private(tmp_path):
+    first = load_config({"HOME": str(tmp_path)}, environ={})["SECRET_KEY"]
+    second = load_config({"HOME": str(tmp_path)}, environ={})["SECRET_KEY"]
+    assert first == second and len(first) >= 32
+    assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600
+
+
+def test_mask_url_hides_passwords():
+    assert mask_url("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
