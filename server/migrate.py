@@ -23,19 +23,24 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def head_revision(url: str) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+def head_revisions(url: str) -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> set[str]:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return set(MigrationContext.configure(conn).get_current_heads())
 
 
-def upgrade(engine: Engine, revision: str = "head") -> bool:
-    """Bring the schema to *revision*; return True when anything was applied."""
+def current_revision(engine: Engine) -> str:
+    """The applied revision(s), for people: ``0002`` or ``0003a+0003b``."""
+    return "+".join(sorted(current_revisions(engine))) or "none"
+
+
+def upgrade(engine: Engine, revision: str = "heads") -> bool:
+    """Bring the schema to *revision* (all heads by default); return True when anything was applied."""
     url = engine.url.render_as_string(hide_password=False)
-    if revision == "head" and current_revision(engine) == head_revision(url):
+    if revision == "heads" and current_revisions(engine) == head_revisions(url):
         return False
     cfg = alembic_config(url)
     with engine.begin() as conn:

@@ -2,13 +2,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from server.db import get_db
-from server.migrate import current_revision, head_revision, upgrade
+from server.migrate import current_revisions, head_revisions, upgrade
 from server.models import Base
 
 
 def test_app_start_migrates_to_head(app):
     engine = get_db(app).engine
-    assert current_revision(engine) == head_revision(app.config["DATABASE_URL"])
+    assert current_revisions(engine) == head_revisions(app.config["DATABASE_URL"])
     assert upgrade(engine) is False  # nothing left to apply
 
 

@@ -1,11 +1,14 @@
 """SQLAlchemy models: the database is Nudge's source of truth."""
 from .accounts import ApiKey, Scope, User
 from .base import Base, JsonType, UTCDateTime, utcnow
+from .consent import Consent, ConsentStatus, Suppression, SuppressionReason
 from .contacts import Contact, ContactTag
+from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoint
 from .events import Event
 from .messages import Message, MessageStatus
 
 __all__ = [
-    "ApiKey", "Base", "Contact", "ContactTag", "Event", "JsonType", "Message", "MessageStatus",
+    "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
+    "SuppressionReason", "Template", "WebhookEndpoint", "Contact", "ContactTag", "Event", "JsonType", "Message", "MessageStatus",
     "Scope", "UTCDateTime", "User", "utcnow",
 ]
