@@ -80,6 +80,12 @@ class Channel:
     config_schema: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: True for channels that deliver marketing messages to a contact address (consent applies)
     needs_consent: ClassVar[bool] = True
+    #: the contact attribute holding this channel's address ("email", "phone"); None = not addressed to a contact
+    address_field: ClassVar[str | None] = None
+    #: seconds to wait before each retry; None = the engine's exponential back-off with jitter
+    retry_schedule: ClassVar[tuple[float, ...] | None] = None
+    #: True when the provider de-duplicates by ``message.key`` (so an ambiguous outcome may be retried)
+    idempotent: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         self.config = dict(config or {})

@@ -15,6 +15,7 @@ from server.sdk import Channel, ChannelError, OutboundMessage, SendResult
 
 class EmailChannel(Channel):
     name = "email"
+    address_field = "email"
     config_schema = {
         "SMTP_URL": {"type": "string", "required": True, "secret": True,
                      "help": "smtp://user:pass@host:port?tls=starttls"},

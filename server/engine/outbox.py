@@ -59,7 +59,8 @@ def deliver(session: Session, app: Flask, message_ids: list[int]) -> int:
                 channels[msg.channel] = (channel, channel.batch())
                 channels[msg.channel][1].__enter__()
             channel = channels[msg.channel][0]
-            address = getattr(contact, msg.channel if msg.channel != "sms" else "phone", None) if contact else None
+            field = channel.address_field
+            address = getattr(contact, field, None) if (contact and field) else None
             if not address:
                 _finish(session, msg, status=MessageStatus.SUPPRESSED.value, error="no_address")
                 continue
