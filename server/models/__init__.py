@@ -3,11 +3,14 @@ from .accounts import ApiKey, Scope, User
 from .base import Base, JsonType, UTCDateTime, utcnow
 from .consent import Consent, ConsentStatus, Suppression, SuppressionReason
 from .contacts import Contact, ContactTag
+from .crm import (AuditEntry, FieldDefinition, FieldType, Form, IdempotencyRecord, Note, Segment, Task,
+                  TaskStatus)
 from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoint
 from .events import Event
 from .messages import Message, MessageStatus
 
 __all__ = [
+    "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
     "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
     "SuppressionReason", "Template", "WebhookEndpoint", "Contact", "ContactTag", "Event", "JsonType", "Message", "MessageStatus",
     "Scope", "UTCDateTime", "User", "utcnow",
