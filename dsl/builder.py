@@ -1,0 +1,471 @@
+"""Build the syntax tree while lark parses (an embedded LALR transformer).
+
+The parser keeps every token (``keep_all_tokens``), so each method sees the
+keywords of its alternative as well; they give the node its exact span and
+are otherwise skipped. One method per grammar alias.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lark import Token, Transformer
+
+from . import ast as A
+from .ast import Span
+
+SEPARATORS = frozenset({"_NL", "_SEMI"})
+
+
+class Seq:
+    """A list under construction (steps, list items) with the extent of its parts."""
+
+    __slots__ = ("items", "first", "last")
+
+    def __init__(self, item=None):
+        self.items = [] if item is None else [item]
+        self.first = item
+        self.last = item
+
+    def add(self, item) -> "Seq":
+        self.items.append(item)
+        if self.first is None:
+            self.first = item
+        self.last = item
+        return self
+
+
+class Extra:
+    """A clause (``where …``, ``at least … times``, a rule body) waiting for its parent."""
+
+    __slots__ = ("kind", "value", "span")
+
+    def __init__(self, kind, value, children):
+        self.kind, self.value, self.span = kind, value, span_of(children)
+
+
+def _start(item) -> tuple[int, int] | None:
+    if isinstance(item, Token):
+        return (item.line, item.column)
+    if isinstance(item, A.Node):
+        return (item.span.line, item.span.column)
+    if isinstance(item, Seq) and item.first is not None:
+        return _start(item.first)
+    if isinstance(item, Extra) and item.span is not A.NO_SPAN:
+        return (item.span.line, item.span.column)
+    return None
+
+
+def _end(item) -> tuple[int, int] | None:
+    if isinstance(item, Token):
+        return (item.end_line, item.end_column)
+    if isinstance(item, A.Node):
+        return (item.span.end_line, item.span.end_column)
+    if isinstance(item, Seq) and item.last is not None:
+        return _end(item.last)
+    if isinstance(item, Extra) and item.span is not A.NO_SPAN:
+        return (item.span.end_line, item.span.end_column)
+    return None
+
+
+def span_of(children) -> Span:
+    """The extent of ``children``, ignoring separators and empty parts."""
+    start = end = None
+    for child in children:
+        if isinstance(child, Token) and child.type in SEPARATORS:
+            continue
+        start = _start(child)
+        if start is not None:
+            break
+    for child in reversed(children):
+        if isinstance(child, Token) and child.type in SEPARATORS:
+            continue
+        end = _end(child)
+        if end is not None:
+            break
+    if start is None or end is None:
+        return A.NO_SPAN
+    return Span(start[0], start[1], end[0], end[1])
+
+
+def token_span(token: Token) -> Span:
+    return Span(token.line, token.column, token.end_line, token.end_column)
+
+
+_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def unescape(literal: str) -> str:
+    """The value of a string literal: ``\\"``, ``\\\\``, ``\\n`` and ``\\t`` are escapes."""
+    body = literal[1:-1]
+    if "\\" not in body:
+        return body
+    return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), body)
+
+
+def _number(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
+
+
+def _tokens(children, kinds) -> list[Token]:
+    return [c for c in children if isinstance(c, Token) and c.type in kinds]
+
+
+def _nodes(children) -> list:
+    return [c for c in children if isinstance(c, A.Node)]
+
+
+def _extras(children) -> dict[str, Extra]:
+    return {c.kind: c for c in children if isinstance(c, Extra)}
+
+
+def _seqs(children) -> list[tuple]:
+    return [tuple(c.items) for c in children if isinstance(c, Seq)]
+
+
+def literal(token: Token):
+    """The node for a value token (strings, numbers, durations, names …)."""
+    span = token_span(token)
+    kind, text = token.type, str(token)
+    if kind == "STRING":
+        return A.String(unescape(text), span=span)
+    if kind == "NUMBER":
+        return A.Number(_number(text), span=span)
+    if kind == "DURATION":
+        return A.Duration(int(text[:-1]), text[-1], span=span)
+    if kind == "TIME":
+        hour, minute = text.split(":")
+        return A.Time(int(hour), int(minute), span=span)
+    if kind == "DATE":
+        return A.Date(text, span=span)
+    if kind == "DOTTED":
+        return A.Path(tuple(text.split(".")), span=span)
+    return A.Word(text, span=span)
+
+
+def _event(token: Token) -> A.EventName:
+    return A.EventName(str(token), span=token_span(token))
+
+
+def _one(children, kind: str):
+    return literal(_tokens(children, {kind})[0])
+
+
+def _maybe(children, kind: str):
+    found = _tokens(children, {kind})
+    return literal(found[0]) if found else None
+
+
+def _flatten(cls, left, right, span):
+    items = []
+    for side in (left, right):
+        items.extend(side.items if isinstance(side, cls) else (side,))
+    return cls(tuple(items), span=span)
+
+
+class AstBuilder(Transformer):
+    """Turns lark's reductions into :mod:`dsl.ast` nodes (see grammar.lark aliases)."""
+
+    # ---- program and rules ----------------------------------------------------
+
+    def program(self, children):
+        return [c for c in children if isinstance(c, A.Rule)]
+
+    def named_rule(self, children):
+        body = children[-1]
+        name = literal(children[1])
+        header = tuple(c for c in children[2:-1] if isinstance(c, A.Node))
+        return A.Rule(name, header, *body.value, span=span_of(children))
+
+    def anonymous_rule(self, children):
+        body = children[0]
+        return A.Rule(None, (), *body.value, span=span_of(children))
+
+    def _body(self, children, has_condition):
+        nodes = _nodes(children)
+        trigger = nodes[0]
+        condition = nodes[1] if has_condition else None
+        steps = _seqs(children)[0]
+        return Extra("body", (trigger, condition, steps), children)
+
+    def open_body(self, children):
+        return self._body(children, False)
+
+    def closed_body(self, children):
+        return self._body(_strip_seps(children), False)
+
+    def open_body_if(self, children):
+        return self._body(children, True)
+
+    def closed_body_if(self, children):
+        return self._body(_strip_seps(children), True)
+
+    # ---- header -------------------------------------------------------------------
+
+    def once(self, children):
+        return A.EntryPolicy("once", span=span_of(children))
+
+    def once_every(self, children):
+        return A.EntryPolicy("once_every", _one(children, "DURATION"), span=span_of(children))
+
+    def always(self, children):
+        return A.EntryPolicy("always", span=span_of(children))
+
+    def goal(self, children):
+        return A.Goal(_event(children[1]), span=span_of(children))
+
+    def goal_where(self, children):
+        return A.Goal(_event(children[1]), children[3], span=span_of(children))
+
+    def quiet_hours(self, children):
+        start, end = (literal(t) for t in _tokens(children, {"TIME"}))
+        return A.QuietHours(start, end, span=span_of(children))
+
+    # ---- triggers -----------------------------------------------------------------
+
+    def event_trigger(self, children):
+        return A.EventTrigger(_event(children[0]), span=span_of(children))
+
+    def schedule_trigger(self, children):
+        return A.ScheduleTrigger(str(children[1]), _maybe(children, "TIME"), span=span_of(children))
+
+    schedule_trigger_at = schedule_trigger
+
+    def interval_trigger(self, children):
+        return A.IntervalTrigger(_one(children, "DURATION"), span=span_of(children))
+
+    def anniversary_trigger(self, children):
+        field = _one(children, "DOTTED")
+        return A.AnniversaryTrigger(field, _maybe(children, "TIME"), span=span_of(children))
+
+    anniversary_trigger_at = anniversary_trigger
+
+    def relative_trigger(self, children):
+        offset = literal(children[0])
+        return A.RelativeDateTrigger(offset, str(children[1]), _one(children, "DOTTED"),
+                                     _maybe(children, "TIME"), span=span_of(children))
+
+    relative_trigger_at = relative_trigger
+
+    def inactivity_trigger(self, children):
+        return A.InactivityTrigger(_event(children[1]), _one(children, "DURATION"),
+                                   span=span_of(children))
+
+    # ---- blocks -------------------------------------------------------------------
+
+    def empty_block(self, children):
+        return Seq()
+
+    def block(self, children):
+        return next(c for c in children if isinstance(c, Seq))
+
+    def first_step(self, children):
+        return Seq(children[0])
+
+    def more_steps(self, children):
+        return children[0].add(children[-1])
+
+    # ---- steps --------------------------------------------------------------------
+
+    def send(self, children):
+        return A.Send(literal(children[1]), literal(children[2]), span=span_of(children))
+
+    def wait(self, children):
+        return A.Wait(literal(children[1]), span=span_of(children))
+
+    def wait_until(self, children):
+        expr = children[2]
+        if isinstance(expr, A.Time):
+            return A.WaitUntilTime(expr, span=span_of(children))
+        return A.WaitUntil(expr, span=span_of(children))
+
+    def wait_where(self, children):
+        return Extra("where", children[1], children)
+
+    def wait_for(self, children):
+        where = _extras(children).get("where")
+        blocks = _seqs(children)
+        return A.WaitFor(
+            _event(children[2]),
+            where.value if where else None,
+            _one(children, "DURATION"),
+            blocks[0] if blocks else None,
+            blocks[1] if len(blocks) > 1 else None,
+            span=span_of(children),
+        )
+
+    wait_for_then = wait_for
+    wait_for_then_else = wait_for
+
+    def elif_clause(self, children):
+        return A.Branch(children[1], tuple(children[3].items), span=span_of(children))
+
+    def if_step(self, children):
+        first = A.Branch(children[1], tuple(children[3].items), span=span_of(children[:4]))
+        branches = (first,) + tuple(c for c in children[4:] if isinstance(c, A.Branch))
+        blocks = _seqs(children[4:])
+        else_steps = blocks[0] if blocks else None
+        return A.If(branches, else_steps, span=span_of(children))
+
+    if_else_step = if_step
+
+    def split_arm(self, children):
+        share = int(str(children[0])[:-1])
+        return A.SplitArm(share, tuple(children[2].items), span=span_of(children))
+
+    def split(self, children):
+        arms = tuple(c for c in children if isinstance(c, A.SplitArm))
+        return A.Split(arms, span=span_of(children))
+
+    def tag(self, children):
+        return A.TagStep(literal(children[1]), span=span_of(children))
+
+    def untag(self, children):
+        return A.UntagStep(literal(children[1]), span=span_of(children))
+
+    def set_field(self, children):
+        return A.SetField(literal(children[1]), children[3], span=span_of(children))
+
+    def score_up(self, children):
+        return A.ScoreStep(_number(str(children[2])), span=span_of(children))
+
+    def score_down(self, children):
+        return A.ScoreStep(-_number(str(children[2])), span=span_of(children))
+
+    def note(self, children):
+        return A.NoteStep(literal(children[1]), span=span_of(children))
+
+    def task(self, children):
+        text, team = (literal(t) for t in _tokens(children, {"STRING"}))
+        return A.TaskStep(text, team, _maybe(children, "DURATION"), span=span_of(children))
+
+    task_due = task
+
+    def notify(self, children):
+        return A.NotifyStep(literal(children[1]), literal(children[2]), span=span_of(children))
+
+    def start_rule(self, children):
+        return A.StartStep(literal(children[1]), span=span_of(children))
+
+    def stop(self, children):
+        return A.StopStep(span=span_of(children))
+
+    def plugin_step(self, children):
+        args = tuple(literal(c) for c in children[1:])
+        return A.PluginStep(literal(children[0]), args, span=span_of(children))
+
+    # ---- expressions ----------------------------------------------------------
+
+    def or_(self, children):
+        return _flatten(A.Or, children[0], children[2], span_of(children))
+
+    def and_(self, children):
+        return _flatten(A.And, children[0], children[2], span_of(children))
+
+    def not_(self, children):
+        return A.Not(children[1], span=span_of(children))
+
+    def compare(self, children):
+        return A.Compare(str(children[1]), children[0], children[2], span=span_of(children))
+
+    def _test(op):  # noqa: N805 - a factory used while the class body runs
+        def method(self, children):
+            return A.Compare(op, children[0], children[-1], span=span_of(children))
+        return method
+
+    in_ = _test("in")
+    not_in = _test("not in")
+    contains = _test("contains")
+    starts_with = _test("starts with")
+    ends_with = _test("ends with")
+    del _test
+
+    def matches(self, children):
+        return A.Matches(children[0], literal(children[2]), span=span_of(children))
+
+    def is_set(self, children):
+        return A.IsSet(children[0], False, span=span_of(children))
+
+    def is_not_set(self, children):
+        return A.IsSet(children[0], True, span=span_of(children))
+
+    def has_tag(self, children):
+        return A.HasTag(literal(children[2]), span=span_of(children))
+
+    def in_segment(self, children):
+        return A.InSegment(literal(children[2]), span=span_of(children))
+
+    def did_where(self, children):
+        return Extra("where", children[1], children)
+
+    def did_times(self, children):
+        return Extra("times", literal(children[2]), children)
+
+    def did(self, children):
+        extras = _extras(children)
+        where, times = extras.get("where"), extras.get("times")
+        return A.Did(
+            _event(children[1]),
+            where.value if where else None,
+            times.value if times else None,
+            literal(children[-1]),
+            span=span_of(children),
+        )
+
+    def add(self, children):
+        return A.Arith("+", children[0], children[2], span=span_of(children))
+
+    def sub(self, children):
+        return A.Arith("-", children[0], children[2], span=span_of(children))
+
+    # ---- atoms ------------------------------------------------------------------
+
+    def _literal(self, children):
+        return literal(children[0])
+
+    string = number = duration = time = date = path = _literal
+
+    def negative(self, children):
+        return A.Number(-_number(str(children[1])), span=span_of(children))
+
+    def true(self, children):
+        return A.Bool(True, span=span_of(children))
+
+    def false(self, children):
+        return A.Bool(False, span=span_of(children))
+
+    def null(self, children):
+        return A.Null(span=span_of(children))
+
+    def tag_ref(self, children):
+        return A.TagRef(span=span_of(children))
+
+    def now(self, children):
+        return A.Now(span=span_of(children))
+
+    def today(self, children):
+        return A.Today(span=span_of(children))
+
+    def paren(self, children):
+        return children[1]
+
+    def empty_list(self, children):
+        return A.ListLit((), span=span_of(children))
+
+    def list(self, children):
+        return A.ListLit(tuple(children[1].items), span=span_of(children))
+
+    def first_item(self, children):
+        return Seq(children[0])
+
+    def more_items(self, children):
+        return children[0].add(children[2])
+
+
+def _strip_seps(children):
+    """Drop the separators after a rule's closing ``end``."""
+    end = len(children)
+    while end and isinstance(children[end - 1], Token) and children[end - 1].type in SEPARATORS:
+        end -= 1
+    return children[:end]

@@ -1,0 +1,326 @@
+"""Check a parsed program against a vocabulary: names, types, structure.
+
+``check(program, vocabulary)`` returns every problem found, errors and
+warnings, sorted by position. It never raises for a program the parser built.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from . import ast as A
+from .diagnostics import Diagnostic, did_you_mean, sort_key, suggestion
+from .typecheck import OPENS_WARNING, Reporter, Scope, TypeChecker, article, compatible
+from .vocabulary import (
+    BUILTIN_EVENTS, READ_ONLY_FIELDS, RESERVED_EVENT_NAMESPACES, Vocabulary,
+)
+
+BUILTIN_STEPS = ("send", "wait", "if", "split", "tag", "untag", "set", "score", "note",
+                 "task", "notify", "start", "stop")
+
+MAX_DURATION = 100 * 365 * 86400
+MIN_INTERVAL = 60
+MAX_ARMS = 26
+
+SMS_QUIET_HOURS_HINT = ("default SMS quiet hours 21:00–08:00 apply; add `quiet hours …` "
+                        "to make it explicit")
+
+
+def check(program: A.Program, vocabulary: Vocabulary | None = None) -> list[Diagnostic]:
+    """Every problem in ``program``, errors and warnings, in source order.
+
+    :param program: a program from :func:`dsl.parse`.
+    :param vocabulary: the names the program may use; defaults to Nudge's built-ins.
+    :return: diagnostics sorted by position.
+    """
+    checker = _Checker(program, vocabulary or Vocabulary.default())
+    checker.run()
+    return sorted(checker.report.diagnostics, key=sort_key)
+
+
+def placeholder_problem(text: str) -> str | None:
+    """Why the ``{{ … }}`` placeholders of ``text`` do not balance, or None."""
+    position = 0
+    while True:
+        opening = text.find("{{", position)
+        closing = text.find("}}", position)
+        if opening == -1 and closing == -1:
+            return None
+        if opening == -1 or (closing != -1 and closing < opening):
+            return "`}}` without a matching `{{`"
+        end = text.find("}}", opening + 2)
+        if end == -1:
+            return "`{{` is never closed with `}}`"
+        inner = text[opening + 2:end]
+        if "{{" in inner:
+            return "placeholders cannot nest: `{{` inside `{{ … }}`"
+        if not inner.strip():
+            return "empty placeholder `{{ }}`"
+        position = end + 2
+
+
+class _Checker:
+    def __init__(self, program: A.Program, vocabulary: Vocabulary):
+        self.program = program
+        self.vocabulary = vocabulary
+        self.report = Reporter(program.filename)
+        self.types = TypeChecker(vocabulary, self.report, self.check_event)
+        self.file_rules = set(program.rule_names())
+
+    def run(self) -> None:
+        seen: dict[str, A.Rule] = {}
+        for rule in self.program.rules:
+            name = rule.display_name(self.program.filename)
+            if name in seen and rule.name is not None:
+                self.report.error(rule.name, f'another rule is already named "{name}" '
+                                  f"(line {seen[name].span.line})", "give every rule its own name")
+            seen.setdefault(name, rule)
+            self.check_rule(rule)
+
+    # ---- names ---------------------------------------------------------------
+
+    def check_event(self, event: A.EventName) -> None:
+        name = event.name
+        if name != name.lower():
+            self.report.error(event, f'event names are lowercase: "{name.lower()}"')
+            return
+        known = self.vocabulary.events
+        if known is None or name in known:
+            return
+        if name.split(".")[0] in RESERVED_EVENT_NAMESPACES and name not in BUILTIN_EVENTS:
+            self.report.error(event, f'unknown event "{name}"{suggestion(name, BUILTIN_EVENTS)}',
+                              f"`{name.split('.')[0]}.…` events are Nudge's own: "
+                              + ", ".join(sorted(e for e in BUILTIN_EVENTS
+                                                 if e.startswith(name.split('.')[0] + "."))))
+            return
+        close = did_you_mean(name, known, cutoff=0.8)
+        if close:
+            self.report.warning(event, f'unknown event "{name}" — did you mean "{close}"?',
+                                "custom events are fine; check the spelling if you meant the "
+                                "known one")
+
+    def check_date_field(self, path: A.Path, what: str) -> None:
+        if path.root != "contact":
+            self.report.error(path, f"{what} needs a contact field, like `contact.birthday`")
+            return
+        kind = self.types.contact_field(path)
+        if kind not in ("date", "datetime", "any"):
+            self.report.error(path, f"{what} needs a date field; `{path}` is {article(kind)}")
+
+    # ---- rules ---------------------------------------------------------------
+
+    def check_rule(self, rule: A.Rule) -> None:
+        self.check_literals(rule)
+        self.check_header(rule)
+        scope = self.check_trigger(rule.trigger)
+        if rule.condition is not None:
+            self.types.condition(rule.condition, scope)
+        if not rule.steps:
+            self.report.warning(rule, "this rule has no steps", "add steps after `then`")
+        self.check_block(rule.steps, scope)
+        if rule.quiet_hours is None:
+            first_sms = next((node for node in A.walk(rule) if isinstance(node, A.Send)
+                              and node.channel.text == "sms"), None)
+            if first_sms is not None:
+                self.report.warning(first_sms, "`send sms` in a rule without `quiet hours`",
+                                    SMS_QUIET_HOURS_HINT)
+
+    def check_header(self, rule: A.Rule) -> None:
+        for kind, word in ((A.EntryPolicy, "entry policy"), (A.Goal, "goal (`until`)"),
+                           (A.QuietHours, "`quiet hours`")):
+            for extra in rule.header_items(kind)[1:]:
+                self.report.error(extra, f"a rule has at most one {word}", "keep one of them")
+        entry = rule.entry
+        if entry is not None and entry.every is not None and entry.every.seconds <= 0:
+            self.report.error(entry.every, "`every` needs a duration longer than zero")
+        goal = rule.goal
+        if goal is not None:
+            self.check_event(goal.event)
+            if goal.event.name == "email.opened":
+                self.report.warning(goal, *OPENS_WARNING)
+            if goal.where is not None:
+                self.types.condition(goal.where, Scope(goal.event.name, True))
+        quiet = rule.quiet_hours
+        if quiet is not None and quiet.start == quiet.end:
+            self.report.error(quiet, "quiet hours must start and end at different times",
+                              "e.g. `quiet hours 21:00-08:00`")
+
+    def check_trigger(self, trigger) -> Scope:
+        """Check the trigger; return what `event.…` means in the rule's condition."""
+        if isinstance(trigger, A.EventTrigger):
+            self.check_event(trigger.event)
+            return Scope(trigger.event.name, True)
+        if isinstance(trigger, A.IntervalTrigger) and trigger.every.seconds < MIN_INTERVAL:
+            self.report.error(trigger.every, "schedules run at most once a minute",
+                              "use `every 1m` or longer")
+        elif isinstance(trigger, A.AnniversaryTrigger):
+            self.check_date_field(trigger.field, "`anniversary of`")
+        elif isinstance(trigger, A.RelativeDateTrigger):
+            self.check_date_field(trigger.field, f"`{trigger.direction}`")
+        elif isinstance(trigger, A.InactivityTrigger):
+            self.check_event(trigger.event)
+            if trigger.quiet.seconds <= 0:
+                self.report.error(trigger.quiet, "`for` needs a duration longer than zero")
+        return Scope(None, False)
+
+    def check_literals(self, rule: A.Rule) -> None:
+        """Times, dates and durations that cannot exist, anywhere in the rule."""
+        for node in A.walk(rule):
+            if isinstance(node, A.Time) and not (node.hour < 24 and node.minute < 60):
+                self.report.error(node, f"`{node.hour}:{node.minute:02d}` is not a time of day",
+                                  "times run from 00:00 to 23:59")
+            elif isinstance(node, A.Date):
+                try:
+                    dt.date.fromisoformat(node.text)
+                except ValueError:
+                    self.report.error(node, f"`{node.text}` is not a date", "dates are YYYY-MM-DD")
+            elif isinstance(node, A.Duration) and node.seconds > MAX_DURATION:
+                self.report.error(node, "durations are limited to 100 years")
+
+    # ---- steps ---------------------------------------------------------------
+
+    def check_block(self, steps, scope: Scope) -> bool:
+        """Check a block; return True when it always ends the journey (``stop``)."""
+        stopped = reported = False
+        for step in steps:
+            if stopped and not reported:
+                self.report.error(step, "this step can never run: the journey stops before it",
+                                  "remove it, or move the `stop` after it")
+                reported = True
+            stopped = self.check_step(step, scope) or stopped
+        return stopped
+
+    def check_step(self, step, scope: Scope) -> bool:
+        method = getattr(self, "step_" + type(step).__name__, None)
+        if method is None:
+            return False
+        return bool(method(step, scope))
+
+    def step_StopStep(self, step, scope):  # noqa: N802 - named after the node class
+        return True
+
+    def step_Send(self, step: A.Send, scope):  # noqa: N802
+        channels = self.vocabulary.channels
+        channel, name = step.channel.text, step.template.text
+        if channel not in channels:
+            self.report.error(step.channel, f'unknown channel "{channel}"{suggestion(channel, channels)}',
+                              "channels: " + ", ".join(sorted(channels)))
+            return False
+        names = channels[channel]
+        if names is not None and name not in names:
+            known = ", ".join(sorted(names)[:8]) or "none yet"
+            self.report.error(step.template, f'unknown {channel} template "{name}"'
+                              f"{suggestion(name, names)}",
+                              f"add templates/{channel}/{name}.… or use one of: {known}")
+        return False
+
+    def step_Wait(self, step: A.Wait, scope):  # noqa: N802
+        if step.duration.seconds <= 0:
+            self.report.error(step.duration, "`wait` needs a duration longer than zero")
+
+    def step_WaitUntil(self, step: A.WaitUntil, scope):  # noqa: N802
+        kind = self.types.infer(step.expr, scope)
+        if kind not in ("date", "datetime", "any"):
+            self.report.error(step.expr, f"`wait until` needs a date or a time, not {article(kind)}",
+                              "e.g. `wait until contact.renewal_date - 7d` or `wait until 09:00`")
+
+    def step_WaitFor(self, step: A.WaitFor, scope):  # noqa: N802
+        self.check_event(step.event)
+        if step.event.name == "email.opened":
+            self.report.warning(step, *OPENS_WARNING)
+        if step.where is not None:
+            self.types.condition(step.where, Scope(step.event.name, True))
+        if step.timeout.seconds <= 0:
+            self.report.error(step.timeout, "`up to` needs a duration longer than zero")
+        if step.then_steps is None:
+            return False
+        arrived = self.check_block(step.then_steps, scope)
+        timed_out = self.check_block(step.else_steps or (), scope)
+        return arrived and timed_out and step.else_steps is not None
+
+    def step_If(self, step: A.If, scope):  # noqa: N802
+        results = []
+        for branch in step.branches:
+            self.types.condition(branch.condition, scope)
+            results.append(self.check_block(branch.steps, scope))
+        if step.else_steps is None:
+            return False
+        results.append(self.check_block(step.else_steps, scope))
+        return all(results)
+
+    def step_Split(self, step: A.Split, scope):  # noqa: N802
+        total = sum(arm.share for arm in step.arms)
+        if len(step.arms) < 2:
+            self.report.error(step, "a split needs at least two arms", "e.g. `50%: …` and `50%: …`")
+        elif len(step.arms) > MAX_ARMS:
+            self.report.error(step, f"a split has at most {MAX_ARMS} arms (A to Z)")
+        elif total != 100:
+            self.report.error(step, f"split shares add up to {total}%, not 100%",
+                              "make the percentages add up to exactly 100")
+        for arm in step.arms:
+            if arm.share <= 0:
+                self.report.error(arm, "a split arm needs a share above 0%")
+        results = [self.check_block(arm.steps, scope) for arm in step.arms]
+        return bool(results) and all(results)
+
+    def step_TagStep(self, step, scope):  # noqa: N802
+        if not step.tag.value.strip():
+            self.report.error(step.tag, "a tag cannot be empty")
+
+    step_UntagStep = step_TagStep
+
+    def step_SetField(self, step: A.SetField, scope):  # noqa: N802
+        target = step.target
+        value_kind = self.types.infer(step.value, scope)
+        if target.root != "contact":
+            self.report.error(target, f"`set` changes contact fields, not `{target}`",
+                              "write `set contact.FIELD = VALUE`")
+            return
+        kind = self.types.contact_field(target)
+        if target.rest in READ_ONLY_FIELDS:
+            self.report.error(target, f"`{target}` is read-only")
+        elif value_kind in ("tag", "duration", "time") or not compatible(kind, value_kind):
+            self.report.error(step.value, f"`{target}` holds {article(kind)}, not {article(value_kind)}")
+
+    def step_ScoreStep(self, step: A.ScoreStep, scope):  # noqa: N802
+        if step.delta == 0:
+            self.report.warning(step, "`score +0` changes nothing")
+
+    def _text(self, text: A.String) -> None:
+        problem = placeholder_problem(text.value)
+        if problem:
+            self.report.error(text, problem, "placeholders read `{{ contact.first_name }}`")
+
+    def _team(self, team: A.String) -> None:
+        if not team.value.strip():
+            self.report.error(team, "the team cannot be empty", 'e.g. `"front-desk"`')
+
+    def step_NoteStep(self, step, scope):  # noqa: N802
+        self._text(step.text)
+
+    def step_TaskStep(self, step: A.TaskStep, scope):  # noqa: N802
+        self._text(step.text)
+        self._team(step.team)
+        if step.due is not None and step.due.seconds <= 0:
+            self.report.error(step.due, "`due` needs a duration longer than zero")
+
+    def step_NotifyStep(self, step: A.NotifyStep, scope):  # noqa: N802
+        self._text(step.text)
+        self._team(step.team)
+
+    def step_StartStep(self, step: A.StartStep, scope):  # noqa: N802
+        known = self.vocabulary.rules
+        name = step.rule.value
+        if known is None or name in self.file_rules or name in known:
+            return
+        candidates = set(known) | self.file_rules
+        self.report.error(step.rule, f'unknown rule "{name}"{suggestion(name, candidates)}',
+                          "`start` names a rule in this file or an active rule")
+
+    def step_PluginStep(self, step: A.PluginStep, scope):  # noqa: N802
+        word = step.keyword.text
+        if word in self.vocabulary.steps:
+            return
+        candidates = set(BUILTIN_STEPS) | set(self.vocabulary.steps)
+        self.report.error(step.keyword, f'unknown step "{word}"{suggestion(word, candidates)}',
+                          "steps are " + ", ".join(sorted(candidates)))

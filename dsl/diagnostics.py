@@ -1,0 +1,113 @@
+"""Diagnostics: what went wrong, where, and what to do about it."""
+
+from __future__ import annotations
+
+import difflib
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterable
+
+from .ast import Span
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in a source file.
+
+    ``line`` and ``col`` are 1-based; ``col`` counts characters, not bytes.
+    ``end_col`` (exclusive, same line) widens the caret into an underline.
+    """
+
+    severity: str
+    file: str
+    line: int
+    col: int
+    message: str
+    hint: str | None = None
+    end_col: int | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+    def location(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def headline(self) -> str:
+        """``file:line:col: message`` (warnings say so after the location)."""
+        prefix = "" if self.is_error else "warning: "
+        return f"{self.location()}: {prefix}{self.message}"
+
+    def format(self, source: str | None = None) -> str:
+        """Render the diagnostic for people.
+
+        :param source: the text of ``file``; when given, the offending line is
+            shown with a caret under the spot.
+        :return: ``file:line:col: message``, the source line, a caret line and
+            a ``hint: …`` line (lines that do not apply are left out).
+        """
+        out = [self.headline()]
+        line_text = _source_line(source, self.line)
+        if line_text is not None:
+            shown = _printable(line_text)
+            out.append(shown)
+            out.append(_caret(shown, self.col, self.end_col))
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+
+def _source_line(source: str | None, line: int) -> str | None:
+    if source is None or line < 1:
+        return None
+    lines = source.split("\n")
+    if line > len(lines):
+        return None
+    return lines[line - 1].rstrip("\r")
+
+
+def _printable(text: str) -> str:
+    """Replace control characters (but not tabs) with U+FFFD so the caret lines up."""
+    return "".join(
+        ch if ch == "\t" or unicodedata.category(ch)[0] != "C" else "\ufffd" for ch in text
+    )
+
+
+def _caret(line_text: str, col: int, end_col: int | None) -> str:
+    """Spaces (tabs where the source has tabs) up to ``col``, then ``^~~~``."""
+    start = max(col, 1)
+    pad = "".join("\t" if ch == "\t" else " " for ch in line_text[: start - 1])
+    pad += " " * max(0, start - 1 - len(line_text))
+    width = 1
+    if end_col is not None and end_col > start:
+        width = min(end_col, len(line_text) + 1) - start
+    return pad + "^" + "~" * max(0, width - 1)
+
+
+def at(severity: str, file: str, span: Span, message: str, hint: str | None = None) -> Diagnostic:
+    """A diagnostic pointing at ``span`` (underlined when it stays on one line)."""
+    end_col = span.end_column if span.end_line == span.line else None
+    return Diagnostic(severity, file, span.line, span.column, message, hint, end_col)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The closest candidate to ``word`` (difflib), or None."""
+    matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+def suggestion(word: str, candidates: Iterable[str], quote: str = '"') -> str:
+    """`` — did you mean "x"?`` or an empty string."""
+    best = did_you_mean(word, candidates)
+    return f" — did you mean {quote}{best}{quote}?" if best else ""
+
+
+def sort_key(diagnostic: Diagnostic) -> tuple:
+    return (diagnostic.file, diagnostic.line, diagnostic.col, diagnostic.severity, diagnostic.message)
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.is_error for d in diagnostics)

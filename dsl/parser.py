@@ -1,0 +1,349 @@
+"""Text → :class:`~dsl.ast.Program`, with every syntax error in the file.
+
+The LALR parser is driven token by token (lark's interactive parser) so it can
+recover: the parser state is saved after every separator (newline or ``;``);
+on an error the rest of the statement is skipped, the saved state restored,
+and parsing goes on with the next statement. When the broken statement opened
+a block (``if … then``, ``when … then``, ``split``, ``else`` …) a stand-in head
+is fed in its place so the block's ``end`` still matches and one mistake
+gives one message.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+
+from . import ast as A
+from .builder import AstBuilder
+from .diagnostics import ERROR, Diagnostic
+from .syntax_errors import character_message, close_keyword, token_message
+
+MAX_ERRORS = 50
+"""Syntax errors reported per file before giving up."""
+
+MAX_STACK = 200
+"""Parser stack depth allowed (roughly 40 nested ``if`` blocks or 100 parentheses)."""
+
+MAX_DEPTH = 60
+"""Syntax-tree depth allowed, so every later walk stays far from Python's recursion limit."""
+
+_lock = threading.Lock()
+_lark: Lark | None = None
+
+
+def grammar_text() -> str:
+    """The grammar source, ``dsl/grammar.lark``."""
+    return resources.files("dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+
+
+def lark_parser() -> Lark:
+    """The shared LALR parser, built on first use (it is stateless and thread-safe)."""
+    global _lark
+    with _lock:
+        if _lark is None:
+            _lark = Lark(
+                grammar_text(),
+                parser="lalr",
+                start="program",
+                propagate_positions=True,
+                keep_all_tokens=True,
+                maybe_placeholders=False,
+                transformer=AstBuilder(),
+            )
+        return _lark
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """What :func:`parse` found: a program (None when there is any error) and diagnostics."""
+
+    program: A.Program | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.program is not None
+
+
+_COMMENT_RE = re.compile(r'"(?:\\.|[^"\\\n])*"|#[^\n]*')
+
+
+def comments(text: str) -> tuple[A.Comment, ...]:
+    """Every ``#`` comment outside strings, with its position."""
+    found = []
+    line, counted_to = 1, 0
+    for match in _COMMENT_RE.finditer(text):
+        if not match.group().startswith("#"):
+            continue
+        start = match.start()
+        line += text.count("\n", counted_to, start)
+        counted_to = start
+        line_start = text.rfind("\n", 0, start) + 1
+        column = start - line_start + 1
+        own_line = not text[line_start:start].strip()
+        span = A.Span(line, column, line, column + len(match.group()))
+        found.append(A.Comment(match.group()[1:].rstrip("\r"), own_line, span=span))
+    return tuple(found)
+
+
+def parse(text: str, filename: str = "<input>") -> ParseResult:
+    """Parse a rules file. Never raises for bad input.
+
+    :param text: the source.
+    :param filename: used in diagnostics and to name rules without a header.
+    :return: the program (None if there was any syntax error) and diagnostics.
+    """
+    if text.startswith("\ufeff"):
+        text = " " + text[1:]
+    rules, diagnostics = _Driver(lark_parser(), text, filename).run()
+    if diagnostics:
+        return ParseResult(None, diagnostics)
+    program = A.Program(filename, tuple(rules), comments(text))
+    too_deep = _depth_error(program, filename)
+    if too_deep:
+        return ParseResult(None, [too_deep])
+    return ParseResult(program, [])
+
+
+def parse_bytes(data: bytes, filename: str = "<input>") -> ParseResult:
+    """Parse a file's raw bytes; invalid UTF-8 is a diagnostic with line and column."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _bad_utf8(data, filename)
+    return parse(text, filename)
+
+
+def _bad_utf8(data: bytes, filename: str) -> ParseResult:
+    diagnostics = []
+    position = 0
+    while position < len(data) and len(diagnostics) < MAX_ERRORS:
+        try:
+            data[position:].decode("utf-8")
+            break
+        except UnicodeDecodeError as error:
+            bad = position + error.start
+            line_start = data.rfind(b"\n", 0, bad) + 1
+            line = data.count(b"\n", 0, bad) + 1
+            column = len(data[line_start:bad].decode("utf-8", errors="replace")) + 1
+            diagnostics.append(Diagnostic(
+                ERROR, filename, line, column,
+                f"invalid UTF-8 (byte 0x{data[bad]:02x})",
+                "save the file as UTF-8",
+            ))
+            position = position + error.end
+    result = parse(data.decode("utf-8", errors="replace"), filename)
+    seen = {(d.line, d.col) for d in diagnostics}
+    extra = [d for d in result.diagnostics if (d.line, d.col) not in seen
+             and "invalid or unknown text" not in d.message]
+    return ParseResult(None, sorted(diagnostics + extra, key=lambda d: (d.line, d.col)))
+
+
+def _depth_error(program: A.Program, filename: str) -> Diagnostic | None:
+    for rule in program.rules:
+        if A.depth(rule) > MAX_DEPTH:
+            return Diagnostic(ERROR, filename, rule.span.line, rule.span.column,
+                              "this rule nests too deeply",
+                              "flatten the conditions or move part of it into another rule "
+                              "started with `start \"Other rule\"`")
+    return None
+
+
+# Heads that open a block: what to feed instead of a broken statement so the
+# block's `end` still has something to close. "THEN" marks heads that need it.
+_STAND_INS = {
+    "IF": [("IF", "if"), ("TRUE", "true"), ("THEN", "then")],
+    "ELIF": [("ELIF", "elif"), ("TRUE", "true"), ("THEN", "then")],
+    "WHEN": [("WHEN", "when"), ("DOTTED", "x.x"), ("THEN", "then")],
+    "WAIT": [("WAIT", "wait"), ("FOR", "for"), ("DOTTED", "x.x"), ("UP", "up"), ("TO", "to"),
+             ("DURATION", "1s"), ("THEN", "then")],
+    "SPLIT": [("SPLIT", "split")],
+    "ELSE": [("ELSE", "else")],
+    "RULE": [("RULE", "rule"), ("STRING", '""')],
+    "PERCENT": [("PERCENT", "0%"), ("COLON", ":")],
+}
+_NEEDS_THEN = {"IF", "ELIF", "WHEN", "WAIT"}
+_SEPARATORS = {"_NL", "_SEMI"}
+
+
+class _Driver:
+    """One parse of one text, with error recovery (see the module docstring)."""
+
+    def __init__(self, lark: Lark, text: str, filename: str):
+        self.lark = lark
+        self.text = text
+        self.filename = filename
+        self.diagnostics: list[Diagnostic] = []
+        self.interactive = lark.parse_interactive(text)
+        self.state = self.interactive.parser_state
+        self.lexer = self.interactive.lexer_thread
+        self.saved = self._save()
+        self.statement: list[Token] = []
+        self.aborted = False
+
+    # ---- the loop ---------------------------------------------------------
+
+    def run(self) -> tuple[list[A.Rule], list[Diagnostic]]:
+        tokens = self.lexer.lex(self.state)
+        last: Token | None = None
+        while not self.aborted:
+            try:
+                token = next(tokens)
+            except StopIteration:
+                break
+            except UnexpectedCharacters as error:
+                self._report(*character_message(error, self.text), error.line, error.column)
+                self._skip_char(error)
+                self._recover(None)
+                tokens = self.lexer.lex(self.state)
+                continue
+            except UnexpectedToken as error:
+                self._token_error(error)
+                tokens = self.lexer.lex(self.state)
+                continue
+            last = token
+            try:
+                self.state.feed_token(token)
+            except UnexpectedToken as error:
+                self._token_error(error)
+                tokens = self.lexer.lex(self.state)
+                continue
+            self._after(token)
+        if self.aborted:
+            return [], self.diagnostics
+        end = Token.new_borrow_pos("$END", "", last) if last else Token("$END", "", 0, 1, 1)
+        try:
+            rules = self.state.feed_token(end, True)
+        except UnexpectedToken as error:
+            self._end_error(error)
+            return [], self.diagnostics
+        return rules, self.diagnostics
+
+    def _after(self, token: Token) -> None:
+        if len(self.state.state_stack) > MAX_STACK:
+            self._report("this rule nests too deeply",
+                         "flatten the conditions or move part of it into another rule",
+                         token.line, token.column)
+            self.aborted = True
+        elif token.type in _SEPARATORS:
+            self.saved = self._save()
+            self.statement = []
+        else:
+            self.statement.append(token)
+
+    # ---- recovery -------------------------------------------------------------
+
+    def _save(self):
+        return list(self.state.state_stack), list(self.state.value_stack)
+
+    def _restore(self) -> None:
+        self.state.state_stack[:] = self.saved[0]
+        self.state.value_stack[:] = self.saved[1]
+
+    def _token_error(self, error: UnexpectedToken) -> None:
+        token = error.token
+        message, hint = token_message(self.lark, error)
+        self._report(message, hint, token.line, token.column, token.end_column)
+        if token.type == "$END":
+            self.aborted = True
+            return
+        if token.type in _SEPARATORS:
+            self._recover(token)
+            return
+        close = close_keyword(self.lark, token, set(error.expected or ()))
+        if close and not self.statement:
+            # `wehn …` recovers as `when …`, so its steps do not cascade.
+            token = Token.new_borrow_pos(close.upper(), close, token)
+        self.statement.append(token)
+        self._recover(None)
+
+    def _recover(self, separator: Token | None) -> None:
+        """Skip the rest of the statement, restore the saved state, feed a stand-in head."""
+        head = self.statement[0].type if self.statement else None
+        found_then = any(t.type == "THEN" for t in self.statement)
+        if separator is None:
+            stop = self._skip_statement(head in _NEEDS_THEN and not found_then)
+            if stop is not None and stop.type == "THEN":
+                found_then = True
+            separator = stop if stop is not None and stop.type in _SEPARATORS else None
+        self._restore()
+        if head in _STAND_INS and (head != "WAIT" or found_then):
+            self._feed_stand_in(head)
+        self.statement = []
+        if separator is not None:
+            try:
+                self.state.feed_token(separator)
+            except UnexpectedToken:
+                return
+            self.saved = self._save()
+
+    def _feed_stand_in(self, head: str) -> None:
+        where = self.statement[0]
+        saved = self._save()
+        try:
+            for kind, value in _STAND_INS[head]:
+                self.state.feed_token(Token.new_borrow_pos(kind, value, where))
+        except UnexpectedToken:
+            self.state.state_stack[:], self.state.value_stack[:] = saved
+
+    def _skip_statement(self, stop_at_then: bool) -> Token | None:
+        """Read raw tokens up to the next separator (or ``then``); return it, None at the end."""
+        root = self.lexer.lexer.root_lexer
+        lexer_state = self.lexer.state
+        while True:
+            try:
+                token = root.next_token(lexer_state, self.state)
+            except EOFError:
+                return None
+            except UnexpectedCharacters as error:
+                self._skip_char(error)
+                continue
+            if token.type in _SEPARATORS or (stop_at_then and token.type == "THEN"):
+                return token
+
+    def _skip_char(self, error: UnexpectedCharacters) -> None:
+        line_counter = self.lexer.state.line_ctr
+        if line_counter.char_pos <= error.pos_in_stream:
+            line_counter.feed(self.text[line_counter.char_pos:error.pos_in_stream + 1])
+
+    # ---- reporting ------------------------------------------------------------
+
+    def _end_error(self, error: UnexpectedToken) -> None:
+        opener = _open_block(self.state.value_stack)
+        if opener is not None and "END" in (error.expected or ()):
+            word = "wait for" if opener.type == "WAIT" else str(opener)
+            self._report(f"this `{word}` has no `end`",
+                         "close every `if`, `split` and `wait for … then` with `end`",
+                         opener.line, opener.column, opener.end_column)
+        else:
+            message, hint = token_message(self.lark, error)
+            token = error.token
+            self._report(message, hint, token.line, token.column)
+
+    def _report(self, message: str, hint: str, line: int, column: int, end_column=None) -> None:
+        if self.diagnostics and (self.diagnostics[-1].line, self.diagnostics[-1].col) == (line, column):
+            return
+        if len(self.diagnostics) >= MAX_ERRORS:
+            self.diagnostics.append(Diagnostic(
+                ERROR, self.filename, line, column,
+                f"too many syntax errors; stopped after {MAX_ERRORS}",
+                "fix the errors above and check again",
+            ))
+            self.aborted = True
+            return
+        self.diagnostics.append(Diagnostic(ERROR, self.filename, line, column, message, hint,
+                                           end_column))
+
+
+def _open_block(values: list) -> Token | None:
+    """The innermost keyword token of a block still waiting for its ``end``."""
+    for value in reversed(values):
+        if isinstance(value, Token) and value.type in {"IF", "SPLIT", "WAIT"}:
+            return value
+    return None

@@ -1,0 +1,98 @@
+"""What a program may name: channels and templates, events, contact fields …
+
+The engine builds a :class:`Vocabulary` from its plugins and database and
+hands it to the checker; ``dsl`` itself knows only Nudge's built-ins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Mapping
+
+FIELD_TYPES = frozenset({"string", "number", "bool", "date", "datetime", "list", "any"})
+
+BUILTIN_CONTACT_FIELDS: Mapping[str, str] = MappingProxyType({
+    "external_id": "string",
+    "email": "string",
+    "phone": "string",
+    "first_name": "string",
+    "last_name": "string",
+    "timezone": "string",
+    "locale": "string",
+    "stage": "string",
+    "score": "number",
+    "created_at": "datetime",
+    "updated_at": "datetime",
+    "last_seen": "datetime",
+    "birthday": "date",
+})
+
+READ_ONLY_FIELDS = frozenset({"external_id", "created_at", "updated_at"})
+
+BUILTIN_EVENTS = frozenset({
+    "contact.created", "contact.updated",
+    "tag.added", "tag.removed",
+    "score.changed",
+    "email.delivered", "email.opened", "email.clicked", "email.bounced", "email.unsubscribed",
+    "sms.delivered", "sms.failed", "sms.replied", "sms.opted_out",
+})
+
+RESERVED_EVENT_NAMESPACES = frozenset(name.split(".")[0] for name in BUILTIN_EVENTS)
+"""First segments only Nudge may use: ``email.opend`` is a typo, not a custom event."""
+
+BUILTIN_EVENT_PROPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "score.changed": {"old": "number", "new": "number"},
+    "tag.added": {"tag": "string"},
+    "tag.removed": {"tag": "string"},
+})
+
+BUILTIN_CHANNELS = ("email", "sms", "webhook")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The names a program is checked against.
+
+    :param channels: channel -> known template or endpoint names; None accepts any name.
+    :param events: known event names; None accepts any well-formed name.
+    :param contact_fields: field -> type (one of :data:`FIELD_TYPES`).
+    :param steps: extra step keywords registered by plugins.
+    :param segments: known segment names; None accepts any.
+    :param rules: names usable in ``start "Other rule"`` (besides the file's own); None accepts any.
+    """
+
+    channels: Mapping[str, frozenset[str] | None]
+    events: frozenset[str] | None
+    contact_fields: Mapping[str, str]
+    steps: frozenset[str] = frozenset()
+    segments: frozenset[str] | None = None
+    rules: frozenset[str] | None = None
+
+    @classmethod
+    def default(cls) -> "Vocabulary":
+        """Nudge's built-ins: email, sms and webhook with any names, built-in events and fields."""
+        return cls(
+            channels={name: None for name in BUILTIN_CHANNELS},
+            events=BUILTIN_EVENTS,
+            contact_fields=dict(BUILTIN_CONTACT_FIELDS),
+        )
+
+    def with_templates(self, channel: str, names) -> "Vocabulary":
+        """A copy where ``channel`` knows exactly ``names``."""
+        channels = dict(self.channels)
+        channels[channel] = frozenset(names)
+        return replace(self, channels=channels)
+
+    def with_fields(self, fields: Mapping[str, str]) -> "Vocabulary":
+        """A copy with more contact fields (custom fields from the database)."""
+        merged = dict(self.contact_fields)
+        merged.update(fields)
+        return replace(self, contact_fields=merged)
+
+    def with_events(self, events) -> "Vocabulary":
+        """A copy that also knows ``events`` (custom events seen so far)."""
+        if self.events is None:
+            return self
+        return replace(self, events=self.events | frozenset(events))
+
