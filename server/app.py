@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     htmx.init_app(app)
 
     pm = build_plugin_manager(app.config)
+    pm.validate_config(app.config)
     app.extensions["nudge.plugins"] = pm
 
     from . import api

@@ -1,7 +1,8 @@
 """Hook specifications: the whole plugin API of Nudge.
 
 Hooks are always called with keyword arguments; new arguments are only ever
-added, so a plugin implementing an older signature keeps working.
+added, so a plugin implementing an older signature keeps working (pluggy passes
+each implementation only the arguments it names).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_channels(config):
     """Return channel classes (subclasses of :class:`server.sdk.Channel`) this plugin provides.
 
-    Called once per app, while ``create_app()`` builds the plugin manager.
+    Called once per app, while ``create_app()`` builds the plugin manager (also by ``nudge plugins``).
+    Each channel's ``config_schema`` is validated right after, its ``events`` join the rules
+    language's vocabulary and the channel becomes available to ``send <channel> <template>``.
 
     :param config: the instance settings (read-only mapping, keys without the ``NUDGE_`` prefix).
     :return: a list of classes; each ``name`` must be unique across all plugins.
@@ -25,12 +28,14 @@ def register_channels(config):
 
 @hookspec
 def register_triggers(config):
-    """Return trigger sources: objects with a ``name`` and a Flask blueprint or callable that raises events.
+    """Return trigger sources: :class:`server.sdk.Trigger` subclasses or instances declaring the events they raise.
 
-    Called once per app, while ``create_app()`` builds the plugin manager.
+    Called once per app, while ``create_app()`` builds the plugin manager. The declared
+    events join the rules language's vocabulary (``when shop.order_paid then …``); the
+    endpoints that receive them come through :func:`register_blueprints`.
 
     :param config: the instance settings (read-only mapping).
-    :return: a list of trigger source objects.
+    :return: a list of trigger classes or instances, each with a ``name`` and ``events``.
     """
 
 
@@ -38,21 +43,24 @@ def register_triggers(config):
 def register_actions(config):
     """Return extra steps for the rules language (e.g. a CRM push).
 
-    Called once per app; the step names join the language checker's vocabulary.
+    Called once per app, while ``create_app()`` builds the plugin manager; the step names
+    join the language checker's vocabulary and the engine runs them by name.
 
     :param config: the instance settings (read-only mapping).
-    :return: a list of action objects, each with a ``name`` and a ``run(contact, args)`` method.
+    :return: a list of :class:`server.sdk.Action` subclasses or instances, each with a ``name``
+        and a ``run(contact, args)`` method.
     """
 
 
 @hookspec
 def register_condition_functions(config):
-    """Return functions usable in rule conditions.
+    """Return functions usable in rule conditions (``if domain(contact.email) == "example.com"``).
 
-    Called once per app; names join the language checker's vocabulary.
+    Called once per app, while ``create_app()`` builds the plugin manager; the names join
+    the language checker's vocabulary and the engine calls them when it evaluates a condition.
 
     :param config: the instance settings (read-only mapping).
-    :return: a dict mapping function name to a pure callable.
+    :return: a dict mapping function name to a pure callable taking and returning plain data.
     """
 
 
@@ -60,7 +68,9 @@ def register_condition_functions(config):
 def register_blueprints(app):
     """Return Flask blueprints with the plugin's own pages and endpoints.
 
-    Called once, at the end of ``create_app()``, before the first request.
+    Called once, near the end of ``create_app()``, before the first request. Endpoints that
+    take machine-made POSTs (provider callbacks) add their blueprint name to
+    ``app.config["CSRF_EXEMPT_BLUEPRINTS"]`` and authenticate the caller themselves.
 
     :param app: the Flask application being built.
     :return: a list of :class:`flask.Blueprint` objects.
@@ -69,9 +79,10 @@ def register_blueprints(app):
 
 @hookspec
 def register_template_filters(config):
-    """Return Jinja2 filters available in message templates.
+    """Return Jinja2 filters available in message templates (``{{ contact.first_name|initial }}``).
 
-    Called once per app, when the template environment is built.
+    Called once per app, when the sandboxed template environment is first built. Filters
+    receive and return plain data; they run inside the render time and size limits.
 
     :param config: the instance settings (read-only mapping).
     :return: a dict mapping filter name to a callable.
@@ -82,6 +93,8 @@ def register_template_filters(config):
 def startup(app):
     """Run once when the app has been built (web, worker and scheduler processes alike).
 
+    Called as the last step of ``create_app()``, after blueprints are registered.
+
     :param app: the fully built Flask application.
-    :return: nothing.
+    :return: nothing (the return value is ignored).
     """

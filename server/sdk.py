@@ -1,18 +1,29 @@
-"""The small, stable API that channel plugins import (standard library only).
+"""The small, stable API that plugins import (standard library only).
 
 A channel is a class with a ``name``, an optional ``config_schema`` and a
 ``send(message) -> SendResult`` method. It raises :class:`ChannelError` with
 ``permanent=True`` for failures that will never succeed (invalid address,
 unsubscribed at the provider) and ``permanent=False`` for ones worth retrying;
 the engine, not the plugin, decides about retries.
+
+Besides channels, plugins provide triggers (:class:`Trigger`: event sources),
+actions (:class:`Action`: new steps for the rules language) and report what
+providers say about delivered messages as :class:`DeliveryStatus` objects,
+which Nudge turns into events such as ``email.bounced``.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Iterator, Mapping
 
-__all__ = ["Channel", "ChannelError", "OutboundMessage", "SendResult"]
+__all__ = [
+    "Action", "Channel", "ChannelError", "DeliveryStatus", "OutboundMessage", "SETTING_TYPES", "SendResult",
+    "SettingError", "Trigger", "address_hash", "check_header", "validate_schema", "validate_settings",
+]
 
 
 class ChannelError(Exception):
@@ -26,6 +37,7 @@ class ChannelError(Exception):
         it ``unknown`` instead of resending.
     :param suppress: a reason (``bounced``, ``unsubscribed``, ``invalid_address``) to
         record against the address so no later send is attempted.
+    :param retry_after: seconds the provider asked us to wait, when it said so.
     """
 
     def __init__(self, message: str, *, permanent: bool = False, ambiguous: bool = False,
@@ -45,6 +57,7 @@ class OutboundMessage:
     ``key`` is the outbox idempotency key: stable across retries, unique per
     (enrolment, step, occurrence). Channels pass it to providers that accept an
     idempotency id and derive stable ids (e.g. the email ``Message-ID``) from it.
+    ``unsubscribe_url`` is filled by the engine for every marketing message.
     """
 
     key: str
@@ -68,6 +81,155 @@ class SendResult:
     status: str = "sent"
 
 
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """What a provider reported about a message or an address, as Nudge will record it.
+
+    :param channel: the channel name (``email``).
+    :param status: the event suffix (``delivered``, ``bounced`` …); the event is ``<channel>.<status>``.
+    :param address: the contact address concerned, when known (used to find the contact and to suppress).
+    :param provider_id: the provider's id of the message (e.g. the email ``Message-ID``), when known.
+    :param message_key: the outbox key of the message, when known.
+    :param suppress: a suppression reason (``bounced``, ``complained`` …) to record against the address.
+    :param detail: a short human-readable explanation (provider code, diagnostic).
+    :param props: extra event properties.
+    :param occurred_at: when the provider says it happened (timezone-aware); default now.
+    """
+
+    channel: str
+    status: str
+    address: str | None = None
+    provider_id: str | None = None
+    message_key: str | None = None
+    suppress: str | None = None
+    detail: str | None = None
+    props: Mapping[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+    @property
+    def event(self) -> str:
+        """The Nudge event this status becomes, e.g. ``email.bounced``."""
+        return f"{self.channel}.{self.status}"
+
+
+#: the value types a ``config_schema`` entry may declare
+SETTING_TYPES = ("string", "int", "float", "bool", "file")
+_SCHEMA_KEYS = {"type", "required", "default", "secret", "help"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingError(ValueError):
+    """A plugin setting is missing or malformed.
+
+    :param key: the setting name without the ``NUDGE_`` prefix (``SMTP_CA_FILE``).
+    :param problem: what is wrong and, where possible, what to do.
+    """
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"NUDGE_{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def validate_schema(schema: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Check a ``config_schema`` declaration.
+
+    :param schema: ``{KEY: {"type": …, "required": bool, "default": …, "secret": bool, "help": str}}``.
+    :return: one line per problem; empty when the schema is valid.
+    """
+    problems = []
+    for key, spec in schema.items():
+        if not isinstance(key, str) or not key or key != key.upper() or key.startswith("NUDGE_"):
+            problems.append(f"setting name {key!r} must be UPPER_CASE without the NUDGE_ prefix")
+            continue
+        if not isinstance(spec, Mapping):
+            problems.append(f"{key}: the declaration must be a mapping")
+            continue
+        unknown = set(spec) - _SCHEMA_KEYS
+        if unknown:
+            problems.append(f"{key}: unknown field {sorted(unknown)[0]!r}; known: {', '.join(sorted(_SCHEMA_KEYS))}")
+        kind = spec.get("type", "string")
+        if kind not in SETTING_TYPES:
+            problems.append(f"{key}: unknown type {kind!r}; use one of {', '.join(SETTING_TYPES)}")
+        elif spec.get("default") is not None and kind != "file":
+            try:
+                _coerce(key, kind, spec["default"])
+            except SettingError as exc:
+                problems.append(f"{key}: default {spec['default']!r} does not fit the type: {exc.problem}")
+    return problems
+
+
+def _coerce(key: str, kind: str, value: Any) -> Any:
+    if kind == "string":
+        return str(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise SettingError(key, f"must be true or false, got {value!r}")
+    if kind in ("int", "float"):
+        try:
+            return int(value) if kind == "int" else float(value)
+        except (TypeError, ValueError):
+            raise SettingError(key, f"must be {'an integer' if kind == 'int' else 'a number'}, got {value!r}") from None
+    if kind == "file":
+        path = os.path.expanduser(str(value))
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise SettingError(key, f"no readable file at {path!r}")
+        return path
+    raise SettingError(key, f"the plugin declares an unknown type {kind!r}")
+
+
+def validate_settings(schema: Mapping[str, Mapping[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Read the settings a schema declares from *values*, with defaults and types applied.
+
+    :param schema: a channel's ``config_schema``.
+    :param values: the instance settings (keys without ``NUDGE_``).
+    :return: ``{KEY: value}`` for every declared key (``None`` when unset and optional).
+    :raises SettingError: for the first missing required or malformed setting.
+    """
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        value = values.get(key)
+        if value is None or value == "":
+            value = spec.get("default")
+        if value is None or value == "":
+            if spec.get("required"):
+                hint = f" ({spec['help']})" if spec.get("help") else ""
+                raise SettingError(key, f"is required but not set{hint}")
+            out[key] = None
+            continue
+        out[key] = _coerce(key, spec.get("type", "string"), value)
+    return out
+
+
+def check_header(name: str, value: str) -> str:
+    """Refuse a header name or value that could inject another header.
+
+    :return: *value*, unchanged.
+    :raises ChannelError: permanent, naming the header, when it holds CR, LF or NUL.
+    """
+    if any(ch in name for ch in "\r\n\0: ") or not name:
+        raise ChannelError(f"invalid header name {name!r}", permanent=True)
+    if any(ch in str(value) for ch in "\r\n\0"):
+        raise ChannelError(f"header {name} contains a line break; refusing to send (header injection)",
+                           permanent=True)
+    return value
+
+
+def address_hash(address: str, salt: str) -> str:
+    """The suppression-list form of an address: salted SHA-256 of the trimmed, lower-cased address.
+
+    :param address: an email address, phone number … as the channel uses it.
+    :param salt: the instance's ``SECRET_KEY``.
+    """
+    normalised = address.strip().lower()
+    return hashlib.sha256(f"{salt}\0{normalised}".encode()).hexdigest()
+
+
 class Channel:
     """Base class for channels. Subclasses set ``name`` and implement :meth:`send`.
 
@@ -76,8 +238,11 @@ class Channel:
     """
 
     name: ClassVar[str] = ""
-    #: settings the channel reads: ``{key: {"type": "string"|"int"|"bool", "required": bool, "default": …, "secret": bool}}``
+    #: settings the channel reads: ``{key: {"type": "string"|"int"|"float"|"bool"|"file", "required": bool,
+    #: "default": …, "secret": bool, "help": str}}``; validated at start-up (see :func:`validate_settings`)
     config_schema: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: the events this channel's status reports raise, e.g. ``("email.delivered", "email.bounced")``
+    events: ClassVar[tuple[str, ...]] = ()
     #: True for channels that deliver marketing messages to a contact address (consent applies)
     needs_consent: ClassVar[bool] = True
     #: the contact attribute holding this channel's address ("email", "phone"); None = not addressed to a contact
@@ -90,16 +255,72 @@ class Channel:
     def __init__(self, config: Mapping[str, Any] | None = None):
         self.config = dict(config or {})
 
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> None:
+        """Cross-field checks after :func:`validate_settings` (e.g. "a DKIM selector needs a key file").
+
+        :param settings: the validated settings of this channel.
+        :raises SettingError: naming the setting to fix.
+        """
+
     def validate_address(self, address: str) -> str:
         """Return the address in canonical form, or raise ``ValueError`` saying why it is invalid."""
         if not address or not address.strip():
             raise ValueError("empty address")
         return address.strip()
 
+    def status(self, status: str, **details: Any) -> DeliveryStatus:
+        """Build a :class:`DeliveryStatus` of this channel, checking that it raises a declared event.
+
+        :param status: the event suffix, e.g. ``bounced`` for ``email.bounced``.
+        :param details: the other :class:`DeliveryStatus` fields.
+        :raises ValueError: when ``<name>.<status>`` is not in :attr:`events`.
+        """
+        result = DeliveryStatus(channel=self.name, status=status, **details)
+        if result.event not in self.events:
+            raise ValueError(f"channel {self.name!r} does not declare the event {result.event!r}; "
+                             f"declared: {', '.join(self.events) or 'none'}")
+        return result
+
     @contextlib.contextmanager
     def batch(self) -> Iterator["Channel"]:
-        """Context in which several sends may share one connection; yields the channel."""
+        """Context in which several sends may share one connection; yields the channel.
+
+        Connections opened inside are closed on exit; a channel can enter a new batch afterwards.
+        """
         yield self
 
     def send(self, message: OutboundMessage) -> SendResult:  # pragma: no cover - abstract
+        """Deliver *message* once.
+
+        :return: the provider's answer, with its id for the message.
+        :raises ChannelError: classified as permanent, temporary or ambiguous.
+        """
         raise NotImplementedError(f"channel {self.name!r} does not implement send()")
+
+
+class Trigger:
+    """An event source a plugin adds (an inbound webhook, a form provider …).
+
+    Its pages and endpoints come through ``register_blueprints``; here it declares
+    what it raises, so the rules language knows the event names.
+    """
+
+    name: ClassVar[str] = ""
+    #: the events it raises, e.g. ``("shop.order_paid",)``
+    events: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+
+class Action:
+    """A step for the rules language that is not a send (a CRM push, a Slack post …).
+
+    Subclasses set ``name`` and implement :meth:`run`.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def run(self, contact: Mapping[str, Any], args: Mapping[str, Any]) -> None:  # pragma: no cover - abstract
+        """Do the step for *contact* (plain data) with the rule's *args*; raise :class:`ChannelError` to retry."""
+        raise NotImplementedError(f"action {self.name!r} does not implement run()")
