@@ -1,13 +1,22 @@
 """The Nudge rules language: parse, check, format and compile rules.
 
-Pure Python: imports lark and the standard library only.
+Pure Python: imports lark and the standard library only. The engine hands the
+checker a :class:`Vocabulary`; the compiler's plan is described in docs/plan.md.
 """
 
 from .ast import Program, Rule, Span
+from .build import BuildResult, build
 from .checker import check
-from .diagnostics import Diagnostic
+from .compiler import PLAN_VERSION, compile_program
+from .diagnostics import ERROR, WARNING, Diagnostic
+from .evaluate import EvalContext, evaluate, holds, truth
+from .formatter import FormatError, fmt, format_program
 from .parser import ParseResult, parse, parse_bytes
-from .vocabulary import Vocabulary
+from .vocabulary import BUILTIN_CONTACT_FIELDS, BUILTIN_EVENTS, Vocabulary
 
-__all__ = ["Diagnostic", "ParseResult", "Program", "Rule", "Span", "Vocabulary", "check",
-           "parse", "parse_bytes"]
+__all__ = [
+    "BUILTIN_CONTACT_FIELDS", "BUILTIN_EVENTS", "BuildResult", "Diagnostic", "ERROR",
+    "EvalContext", "FormatError", "PLAN_VERSION", "ParseResult", "Program", "Rule", "Span",
+    "Vocabulary", "WARNING", "build", "check", "compile_program", "evaluate", "fmt",
+    "format_program", "holds", "parse", "parse_bytes", "truth",
+]

@@ -338,6 +338,7 @@ class WaitFor(Node):
     timeout: Duration
     then_steps: "tuple[Step, ...] | None" = None
     else_steps: "tuple[Step, ...] | None" = None
+    else_span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -352,6 +353,7 @@ class Branch(Node):
 class If(Node):
     branches: tuple[Branch, ...]
     else_steps: "tuple[Step, ...] | None" = None
+    else_span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -293,6 +293,7 @@ class AstBuilder(Transformer):
             blocks[0] if blocks else None,
             blocks[1] if len(blocks) > 1 else None,
             span=span_of(children),
+            else_span=_else_span(children),
         )
 
     wait_for_then = wait_for
@@ -306,7 +307,7 @@ class AstBuilder(Transformer):
         branches = (first,) + tuple(c for c in children[4:] if isinstance(c, A.Branch))
         blocks = _seqs(children[4:])
         else_steps = blocks[0] if blocks else None
-        return A.If(branches, else_steps, span=span_of(children))
+        return A.If(branches, else_steps, span=span_of(children), else_span=_else_span(children))
 
     if_else_step = if_step
 
@@ -461,6 +462,11 @@ class AstBuilder(Transformer):
 
     def more_items(self, children):
         return children[0].add(children[2])
+
+
+def _else_span(children) -> Span | None:
+    found = _tokens(children, {"ELSE"})
+    return token_span(found[0]) if found else None
 
 
 def _strip_seps(children):

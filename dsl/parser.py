@@ -88,7 +88,7 @@ def comments(text: str) -> tuple[A.Comment, ...]:
         column = start - line_start + 1
         own_line = not text[line_start:start].strip()
         span = A.Span(line, column, line, column + len(match.group()))
-        found.append(A.Comment(match.group()[1:].rstrip("\r"), own_line, span=span))
+        found.append(A.Comment(match.group()[1:].rstrip(), own_line, span=span))
     return tuple(found)
 
 

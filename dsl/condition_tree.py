@@ -1,0 +1,128 @@
+"""Conditions as JSON trees: the form the engine evaluates (and turns into SQL).
+
+A tree node is one of (see docs/plan.md):
+
+- a JSON scalar (string, number, true/false, null): that literal;
+- a JSON array: a list of nodes;
+- an object with a single operator key, e.g. ``{"==": [a, b]}``, ``{"and": [...]}``,
+  ``{"field": "email"}``, ``{"duration": 259200}`` (``did`` adds its own keys).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ast as A
+
+Tree = Any
+
+COMPARE_KEYS = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
+                "in": "in", "contains": "contains", "starts with": "starts_with",
+                "ends with": "ends_with"}
+
+
+def tree(expr) -> Tree:
+    """The JSON tree for an expression node."""
+    kind = type(expr)
+    if kind is A.String:
+        return expr.value
+    if kind is A.Number:
+        return expr.value
+    if kind is A.Bool:
+        return expr.value
+    if kind is A.Null:
+        return None
+    if kind is A.Duration:
+        return {"duration": expr.seconds}
+    if kind is A.Time:
+        return {"time": str(expr)}
+    if kind is A.Date:
+        return {"date": expr.text}
+    if kind is A.ListLit:
+        return [tree(item) for item in expr.items]
+    if kind is A.Path:
+        return path(expr)
+    if kind is A.Now:
+        return {"now": True}
+    if kind is A.Today:
+        return {"today": True}
+    if kind is A.Compare:
+        return _compare(expr)
+    if kind is A.Matches:
+        return {"matches": [tree(expr.subject), expr.pattern.value]}
+    if kind is A.IsSet:
+        test = {"is_set": tree(expr.subject)}
+        return {"not": test} if expr.negated else test
+    if kind is A.HasTag:
+        return {"has_tag": expr.tag.value}
+    if kind is A.InSegment:
+        return {"segment": expr.segment.value}
+    if kind is A.Did:
+        return {
+            "did": expr.event.name,
+            "where": tree(expr.where) if expr.where is not None else None,
+            "at_least": expr.at_least.value if expr.at_least is not None else 1,
+            "within": expr.within.seconds,
+        }
+    if kind is A.Arith:
+        return {expr.op: [tree(expr.left), tree(expr.right)]}
+    if kind is A.And:
+        return {"and": [tree(item) for item in expr.items]}
+    if kind is A.Or:
+        return {"or": [tree(item) for item in expr.items]}
+    if kind is A.Not:
+        return {"not": tree(expr.item)}
+    raise TypeError(f"not a condition: {expr!r}")
+
+
+def path(expr: A.Path) -> Tree:
+    if expr.root == "contact":
+        return {"field": expr.rest}
+    if expr.root == "event":
+        return {"prop": expr.rest}
+    raise ValueError(f"unknown path {expr}")
+
+
+def _compare(expr: A.Compare) -> Tree:
+    if isinstance(expr.left, A.TagRef):
+        return _tag_test(expr)
+    if expr.op == "not in":
+        return {"not": {"in": [tree(expr.left), tree(expr.right)]}}
+    return {COMPARE_KEYS[expr.op]: [tree(expr.left), tree(expr.right)]}
+
+
+def _tag_test(expr: A.Compare) -> Tree:
+    if expr.op in ("==", "!="):
+        test = {"has_tag": expr.right.value}
+        return test if expr.op == "==" else {"not": test}
+    any_of = {"or": [{"has_tag": item.value} for item in expr.right.items]}
+    return any_of if expr.op == "in" else {"not": any_of}
+
+
+_SCALARS = (A.String, A.Number, A.Bool)
+
+
+def match_keys(condition) -> list[list]:
+    """Equality tests in the top-level ``and`` chain, for indexing rules by event.
+
+    ``event.kind == "trial" and tag == "vip"`` gives
+    ``[["event.kind", "trial"], ["tag", "vip"]]``. Every key is a necessary
+    condition: a contact that fails one cannot match the rule.
+    """
+    if condition is None:
+        return []
+    items = condition.items if isinstance(condition, A.And) else (condition,)
+    keys = []
+    for item in items:
+        if isinstance(item, A.HasTag):
+            keys.append(["tag", item.tag.value])
+        elif isinstance(item, A.Compare) and item.op == "==":
+            left, right = item.left, item.right
+            if isinstance(right, (A.Path, A.TagRef)) and isinstance(left, _SCALARS):
+                left, right = right, left
+            if isinstance(left, A.TagRef) and isinstance(right, A.String):
+                keys.append(["tag", right.value])
+            elif (isinstance(left, A.Path) and left.root in ("contact", "event")
+                  and isinstance(right, _SCALARS)):
+                keys.append([str(left), right.value])
+    return keys

@@ -1,0 +1,314 @@
+"""Evaluate condition trees (docs/plan.md) in pure Python.
+
+The engine supplies an :class:`EvalContext`. Semantics follow SQL so that a
+``WHERE`` clause compiled from the same tree agrees:
+
+- a missing value (None) makes a comparison *unknown*, not false:
+  ``contact.x == "a"`` and ``contact.x != "a"`` are both unknown when x is unset;
+- ``and``/``or``/``not`` are three-valued (Kleene): ``not unknown`` is unknown;
+- a condition *holds* only when it is true (:func:`holds`);
+- ``is set`` / ``is not set``, ``has tag``, ``in segment`` and ``did`` are never unknown;
+- values of different kinds (a number and a string) compare as unknown; a
+  date compares with a date-time as midnight UTC of that day; strings shaped
+  like ISO dates are dates when compared with, or added to, dates;
+- ``now`` is ``context.now`` in UTC, ``today`` its date;
+- ``matches`` searches with a pattern refused if it could take exponential time
+  (see :mod:`dsl.safe_regex`), on the first 10,000 characters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Protocol
+
+from . import safe_regex
+
+UTC = dt.timezone.utc
+
+
+class EvalContext(Protocol):
+    """What the engine provides to evaluate a condition for one contact (and event)."""
+
+    now: dt.datetime
+
+    def contact_field(self, name: str) -> Any:
+        """The contact's value for ``name``, or None when unset."""
+
+    def has_tag(self, tag: str) -> bool:
+        """Whether the contact has ``tag``."""
+
+    def event_prop(self, path: str) -> Any:
+        """The trigger event's property at dotted ``path``, or None."""
+
+    def count_events(self, name: str, where: Any, since: dt.datetime) -> int:
+        """How many ``name`` events the contact has had since ``since`` that satisfy ``where``
+        (a condition tree in which ``{"prop": …}`` refers to the counted event; None = all)."""
+
+    def in_segment(self, name: str) -> bool:
+        """Whether the contact is in segment ``name``."""
+
+
+def holds(condition: Any, context: EvalContext) -> bool:
+    """True only when ``condition`` is definitely true (unknown counts as not holding)."""
+    return truth(condition, context) is True
+
+
+def truth(condition: Any, context: EvalContext) -> bool | None:
+    """Three-valued truth of a condition: True, False or None (unknown)."""
+    value = evaluate(condition, context)
+    return value if isinstance(value, bool) else None
+
+
+def evaluate(node: Any, context: EvalContext) -> Any:
+    """The value of a tree node: a literal, a field, or the result of an operator."""
+    if node is None or isinstance(node, (str, bool, int, float)):
+        return node
+    if isinstance(node, list):
+        return [evaluate(item, context) for item in node]
+    if not isinstance(node, dict) or not node:
+        raise ValueError(f"not a condition tree node: {node!r}")
+    if "did" in node:
+        return _did(node, context)
+    (key, arg), = node.items()
+    handler = _HANDLERS.get(key)
+    if handler is None:
+        raise ValueError(f"unknown operator {key!r} in condition tree")
+    return handler(arg, context)
+
+
+# ---- values ---------------------------------------------------------------------
+
+
+def _now(context: EvalContext) -> dt.datetime:
+    now = context.now
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def _duration(seconds, context):
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
+def _date(text, context):
+    try:
+        return dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _time(text, context):
+    try:
+        return dt.time.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def as_temporal(value: Any) -> dt.date | dt.datetime | None:
+    """A date or an aware date-time from a value, parsing ISO strings; None if it is neither."""
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and 10 <= len(value) <= 40 and value[:4].isdigit():
+        text = value.replace("Z", "+00:00") if value.endswith("Z") else value
+        try:
+            if len(value) == 10:
+                return dt.date.fromisoformat(value)
+            return as_temporal(dt.datetime.fromisoformat(text))
+        except ValueError:
+            return None
+    return None
+
+
+def _midnight(value: dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _align(a: Any, b: Any) -> tuple[Any, Any] | None:
+    """Bring two values to one comparable kind, or None when they are of different kinds."""
+    if _is_number(a) and _is_number(b):
+        return a, b
+    if isinstance(a, bool) or isinstance(b, bool):
+        return (a, b) if isinstance(a, bool) and isinstance(b, bool) else None
+    temporal = (dt.date, dt.datetime)
+    if isinstance(a, temporal) or isinstance(b, temporal):
+        a2, b2 = as_temporal(a), as_temporal(b)
+        if a2 is None or b2 is None:
+            return None
+        if type(a2) is not type(b2):
+            return _midnight(a2), _midnight(b2)
+        return a2, b2
+    if type(a) is type(b) and isinstance(a, (str, dt.timedelta, dt.time)):
+        return a, b
+    return None
+
+
+# ---- operators ------------------------------------------------------------------
+
+
+def _binary(compare):
+    def handler(args, context):
+        a, b = (evaluate(arg, context) for arg in args)
+        if a is None or b is None:
+            return None
+        pair = _align(a, b)
+        if pair is None:
+            return None
+        try:
+            return compare(*pair)
+        except TypeError:
+            return None
+    return handler
+
+
+def _in(args, context):
+    value, items = (evaluate(arg, context) for arg in args)
+    if value is None or not isinstance(items, list):
+        return None
+    for item in items:
+        pair = _align(value, item) if item is not None else None
+        if pair is not None and pair[0] == pair[1]:
+            return True
+    return False
+
+
+def _contains(args, context):
+    whole, part = (evaluate(arg, context) for arg in args)
+    if whole is None or part is None:
+        return None
+    if isinstance(whole, str):
+        return part in whole if isinstance(part, str) else None
+    if isinstance(whole, list):
+        return _in([part, whole], context)
+    return None
+
+
+def _strings(test):
+    def handler(args, context):
+        a, b = (evaluate(arg, context) for arg in args)
+        if not (isinstance(a, str) and isinstance(b, str)):
+            return None
+        return test(a, b)
+    return handler
+
+
+def _matches(args, context):
+    subject = evaluate(args[0], context)
+    if not isinstance(subject, str):
+        return None
+    return safe_regex.search(args[1], subject)
+
+
+def _is_set(arg, context):
+    return evaluate(arg, context) is not None
+
+
+def _arith(op):
+    def handler(args, context):
+        a, b = (evaluate(arg, context) for arg in args)
+        if a is None or b is None:
+            return None
+        try:
+            return _arith_values(op, a, b)
+        except (OverflowError, TypeError, ValueError):
+            return None
+    return handler
+
+
+def _arith_values(op: str, a: Any, b: Any) -> Any:
+    sign = 1 if op == "+" else -1
+    if _is_number(a) and _is_number(b):
+        return a + sign * b
+    if isinstance(a, dt.timedelta) and isinstance(b, dt.timedelta):
+        return a + sign * b
+    if op == "+" and isinstance(a, dt.timedelta):
+        a, b = b, a
+    if isinstance(b, dt.timedelta):
+        base = as_temporal(a)
+        if base is None:
+            return None
+        whole_days = b.seconds == 0 and b.microseconds == 0
+        if not isinstance(base, dt.datetime) and not whole_days:
+            base = _midnight(base)
+        return base + sign * b
+    if op == "-":
+        left, right = as_temporal(a), as_temporal(b)
+        if left is None or right is None:
+            return None
+        if type(left) is not type(right):
+            left, right = _midnight(left), _midnight(right)
+        return left - right
+    return None
+
+
+def _and(args, context):
+    unknown = False
+    for arg in args:
+        value = truth(arg, context)
+        if value is False:
+            return False
+        unknown = unknown or value is None
+    return None if unknown else True
+
+
+def _or(args, context):
+    unknown = False
+    for arg in args:
+        value = truth(arg, context)
+        if value is True:
+            return True
+        unknown = unknown or value is None
+    return None if unknown else False
+
+
+def _not(arg, context):
+    value = truth(arg, context)
+    return None if value is None else not value
+
+
+def _did(node, context):
+    within = _duration(node.get("within", 0), context)
+    try:
+        since = _now(context) - within
+    except (OverflowError, TypeError):
+        since = dt.datetime.min.replace(tzinfo=UTC)
+    count = context.count_events(node["did"], node.get("where"), since)
+    return count >= int(node.get("at_least") or 1)
+
+
+_HANDLERS = {
+    "duration": _duration,
+    "date": _date,
+    "time": _time,
+    "now": lambda arg, context: _now(context),
+    "today": lambda arg, context: _now(context).date(),
+    "field": lambda name, context: context.contact_field(name),
+    "prop": lambda path, context: context.event_prop(path),
+    "==": _binary(lambda a, b: a == b),
+    "!=": _binary(lambda a, b: a != b),
+    "<": _binary(lambda a, b: a < b),
+    "<=": _binary(lambda a, b: a <= b),
+    ">": _binary(lambda a, b: a > b),
+    ">=": _binary(lambda a, b: a >= b),
+    "in": _in,
+    "contains": _contains,
+    "starts_with": _strings(str.startswith),
+    "ends_with": _strings(str.endswith),
+    "matches": _matches,
+    "is_set": _is_set,
+    "has_tag": lambda tag, context: bool(context.has_tag(tag)),
+    "segment": lambda name, context: bool(context.in_segment(name)),
+    "+": _arith("+"),
+    "-": _arith("-"),
+    "and": _and,
+    "or": _or,
+    "not": _not,
+}
