@@ -1,0 +1,71 @@
+"""Language cases as data: ``cases/NAME.nudge`` and the exact diagnostics in ``NAME.expected``.
+
+Each expected file holds every diagnostic rendered as ``nudge check`` prints it,
+separated by blank lines (empty when the file has no problems). To refresh them
+after a deliberate change of wording, run with ``REGENERATE_DSL_CASES=1`` and
+review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import dsl
+from dsl.vocabulary import BUILTIN_EVENTS
+
+CASES = Path(__file__).parent / "cases"
+SOURCES = sorted(CASES.glob("*.nudge"))
+
+VOCABULARY = dsl.Vocabulary(
+    channels={
+        "email": frozenset({"welcome", "keep_going", "getting_started", "trainer_intro"}),
+        "sms": None,
+        "webhook": None,
+    },
+    events=BUILTIN_EVENTS | {"member.joined", "form.submitted", "class.attended",
+                             "purchase.completed", "page.visited"},
+    contact_fields={**dsl.BUILTIN_CONTACT_FIELDS, "renewal_date": "date", "plan": "string",
+                    "vip": "bool", "visits": "number"},
+    steps=frozenset({"crm_push"}),
+    segments=frozenset({"vip", "trial members"}),
+    rules=frozenset({"Scheduled"}),
+)
+
+
+def render(path: Path) -> str:
+    source = path.read_text(encoding="utf-8")
+    result = dsl.parse(source, path.name)
+    diagnostics = list(result.diagnostics)
+    if result.program is not None:
+        diagnostics += dsl.check(result.program, VOCABULARY)
+    return "".join(d.format(source) + "\n\n" for d in diagnostics)
+
+
+def test_there_are_cases_of_both_kinds():
+    names = [p.stem for p in SOURCES]
+    assert sum(n.startswith("ok_") for n in names) >= 3
+    assert sum(not n.startswith("ok_") for n in names) >= 8
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
+def test_case(source: Path):
+    expected_path = source.with_suffix(".expected")
+    actual = render(source)
+    if os.environ.get("REGENERATE_DSL_CASES"):
+        expected_path.write_text(actual, encoding="utf-8")
+    assert expected_path.exists(), f"missing {expected_path.name}"
+    assert actual == expected_path.read_text(encoding="utf-8")
+    if source.stem.startswith("ok_"):
+        assert "warning" in actual or not actual.strip() or "error" not in actual
+        assert not any(d.is_error for d in _diagnostics(source))
+    else:
+        assert actual.strip(), "a problem case must report something"
+
+
+def _diagnostics(path: Path):
+    source = path.read_text(encoding="utf-8")
+    result = dsl.parse(source, path.name)
+    return list(result.diagnostics) + (dsl.check(result.program, VOCABULARY) if result.program else [])
