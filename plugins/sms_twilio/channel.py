@@ -1,0 +1,213 @@
+"""The SMS channel: Twilio's Messages API through the official ``twilio`` library."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
+from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import phonenumbers
+import requests
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from server.sdk import Channel, ChannelError, OutboundMessage, SendResult, SettingError
+
+from .phone import normalise
+
+log = logging.getLogger(__name__)
+
+TWILIO_API = "https://api.twilio.com"
+#: where Twilio posts delivery reports and incoming messages (below ``BASE_URL``)
+STATUS_PATH = "/sms/twilio/status"
+INBOUND_PATH = "/sms/twilio/inbound"
+
+UNSUBSCRIBED = 21610       # the recipient replied STOP: Twilio refuses every send to them
+INVALID_NUMBERS = {21211, 21614}  # not a valid phone number / not a mobile number
+TOO_MANY_REQUESTS = 20429
+
+
+class SmsChannel(Channel):
+    """Sends ``message.text`` to ``message.to`` (normalised to E.164) with a status callback to this instance."""
+
+    name = "sms"
+    address_field = "phone"
+    events = ("sms.delivered", "sms.failed", "sms.replied", "sms.opted_out", "sms.opted_in")
+    config_schema = {
+        "TWILIO_ACCOUNT_SID": {"type": "string", "required": False, "help": "ACxxxxxxxx…; needed to send SMS"},
+        "TWILIO_AUTH_TOKEN": {"type": "string", "required": False, "secret": True,
+                              "help": "signs API calls and verifies Twilio's callbacks; needed to send SMS"},
+        "TWILIO_FROM": {"type": "string", "required": False, "help": "sender number in E.164 (or set TWILIO_MESSAGING_SERVICE_SID)"},
+        "TWILIO_MESSAGING_SERVICE_SID": {"type": "string", "required": False, "help": "MGxxxxxxxx…, instead of TWILIO_FROM"},
+        "TWILIO_API_BASE": {"type": "string", "required": False, "default": TWILIO_API,
+                            "help": "for Twilio-compatible gateways"},
+        "TWILIO_TIMEOUT": {"type": "float", "required": False, "default": 30, "help": "seconds per API call"},
+        "SMS_DEFAULT_REGION": {"type": "string", "required": False,
+                               "help": "country (e.g. US) assumed for numbers without +<country code>"},
+        "SMS_HELP_TEXT": {"type": "string", "required": False, "help": "the reply to HELP"},
+    }
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self._client: Client | None = None
+
+    @classmethod
+    def check_settings(cls, settings):
+        if not (settings.get("TWILIO_ACCOUNT_SID") or settings.get("TWILIO_AUTH_TOKEN")):
+            return  # SMS not set up on this instance; sends say so
+        for key in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+            if not settings.get(key):
+                raise SettingError(key, "is required once Twilio is configured (both the account SID and the auth token)")
+        if not (settings.get("TWILIO_FROM") or settings.get("TWILIO_MESSAGING_SERVICE_SID")):
+            raise SettingError("TWILIO_FROM", "set a sender number, or NUDGE_TWILIO_MESSAGING_SERVICE_SID")
+        if settings.get("SMS_DEFAULT_REGION") and not phonenumbers.country_code_for_region(
+                str(settings["SMS_DEFAULT_REGION"]).upper()):
+            raise SettingError("SMS_DEFAULT_REGION", f"unknown country {settings['SMS_DEFAULT_REGION']!r}; use e.g. US or DE")
+
+    def validate_address(self, address: str) -> str:
+        return normalise(address, self.config.get("SMS_DEFAULT_REGION"))
+
+    # -- connection ---------------------------------------------------------
+    def _connect(self) -> Client:
+        sid, token = self.config.get("TWILIO_ACCOUNT_SID"), self.config.get("TWILIO_AUTH_TOKEN")
+        if not sid or not token:
+            raise ChannelError("SMS over Twilio is not configured: set NUDGE_TWILIO_ACCOUNT_SID and NUDGE_TWILIO_AUTH_TOKEN")
+        if not (self.config.get("TWILIO_FROM") or self.config.get("TWILIO_MESSAGING_SERVICE_SID")):
+            raise ChannelError("SMS over Twilio has no sender: set NUDGE_TWILIO_FROM or NUDGE_TWILIO_MESSAGING_SERVICE_SID")
+        http = GatewayHttpClient(str(self.config.get("TWILIO_API_BASE") or TWILIO_API),
+                                 timeout=float(self.config.get("TWILIO_TIMEOUT") or 30))
+        return Client(sid, token, http_client=http)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator["SmsChannel"]:
+        self._client = self._connect()
+        try:
+            yield self
+        finally:
+            client, self._client = self._client, None
+            client.http_client.close()
+
+    # -- sending ------------------------------------------------------------
+    def send(self, message: OutboundMessage) -> SendResult:
+        if self._client is None:
+            with self.batch():
+                return self.send(message)
+        try:
+            to = self.validate_address(message.to)
+        except ValueError as exc:
+            raise ChannelError(f"cannot send SMS: {exc}", permanent=True, suppress="invalid_address") from None
+        params: dict[str, Any] = {"to": to, "body": message.text,
+                                  "status_callback": str(self.config.get("BASE_URL", "")).rstrip("/") + STATUS_PATH}
+        if self.config.get("TWILIO_MESSAGING_SERVICE_SID"):
+            params["messaging_service_sid"] = self.config["TWILIO_MESSAGING_SERVICE_SID"]
+        if self.config.get("TWILIO_FROM"):
+            params["from_"] = self.config["TWILIO_FROM"]
+        http = self._client.http_client
+        try:
+            created = self._client.messages.create(**params)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            error = classify(exc.status, exc.code, _twilio_text(exc), retry_after(http.last_headers))
+            if exc.code == UNSUBSCRIBED:
+                _record_opt_out(to)
+            raise error from None
+        except requests.RequestException as exc:
+            raise network_error(exc, http.api_base) from None
+        except ValueError:  # a 2xx whose body is not Twilio's JSON: it may well have been accepted
+            raise ChannelError(f"{http.api_base} answered with something other than Twilio JSON; "
+                               "the message may have been sent", ambiguous=True) from None
+        return SendResult(provider_id=created.sid, status="sent")
+
+
+class GatewayHttpClient(TwilioHttpClient):
+    """twilio's own HTTP client (one pooled ``requests`` session) aimed at ``TWILIO_API_BASE``.
+
+    It also keeps the last response's headers, which twilio's exceptions drop (``Retry-After``).
+    """
+
+    def __init__(self, api_base: str, timeout: float):
+        super().__init__(pool_connections=True, timeout=timeout)
+        self.api_base = api_base.rstrip("/")
+        self.last_headers: dict[str, str] = {}
+
+    def request(self, method, url, *args, **kwargs):
+        self.last_headers = {}
+        response = super().request(method, rebase(url, self.api_base), *args, **kwargs)
+        self.last_headers = dict(response.headers or {})
+        return response
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+def rebase(url: str, api_base: str) -> str:
+    """Move a ``https://api.twilio.com/…`` URL onto *api_base*, keeping its path and query."""
+    if api_base == TWILIO_API:
+        return url
+    parts, base = urlsplit(url), urlsplit(api_base)
+    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
+
+
+def classify(status: int, code: int | None, text: str, retry_after: float | None = None) -> ChannelError:
+    """Turn a Twilio API error into a :class:`ChannelError` the engine can act on."""
+    what = f"Twilio answered {status}" + (f" (error {code})" if code and code != status else "") + f": {text}"
+    if code == UNSUBSCRIBED:
+        return ChannelError(what + "; the recipient has opted out by replying STOP",
+                            permanent=True, suppress="unsubscribed")
+    if code in INVALID_NUMBERS:
+        return ChannelError(what, permanent=True, suppress="invalid_address")
+    if status == 429 or code == TOO_MANY_REQUESTS:
+        return ChannelError(what, retry_after=retry_after)
+    if status >= 500:
+        return ChannelError(what, retry_after=retry_after)
+    if status == 401:  # fixable by the operator; the messages can then still go
+        return ChannelError(what + "; check NUDGE_TWILIO_ACCOUNT_SID and NUDGE_TWILIO_AUTH_TOKEN")
+    return ChannelError(what, permanent=True)
+
+
+def network_error(exc: requests.RequestException, api_base: str) -> ChannelError:
+    """Classify a transport failure by whether Twilio may have received the request."""
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    if isinstance(exc, requests.ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
+        return ChannelError(f"cannot connect to {api_base}: {reason or exc}")
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+        return ChannelError(f"the connection to {api_base} failed after the request was sent ({type(exc).__name__}); "
+                            "Twilio may have accepted the message", ambiguous=True)
+    return ChannelError(f"request to {api_base} failed before it was sent: {exc}")
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if there is one."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _twilio_text(exc: TwilioRestException | TwilioServiceException) -> str:
+    text = getattr(exc, "msg", None) or getattr(exc, "detail", None) or getattr(exc, "title", None) or ""
+    return str(text).removeprefix("Unable to create record: ")
+
+
+def _record_opt_out(phone: str) -> None:
+    """Write the revoked SMS consent Twilio told us about, when running inside the app (the worker)."""
+    from flask import has_app_context
+
+    if not has_app_context():
+        return
+    from .store import record_provider_opt_out
+
+    record_provider_opt_out(phone)

@@ -1,0 +1,60 @@
+"""Fixtures for the channel plugins' peers: a live app server, Twilio, webhook receivers, a connection watch."""
+from __future__ import annotations
+
+import ipaddress
+import sys
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from ..servers import free_port
+from .twilio_server import TwilioServer
+
+_watch = threading.local()
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event != "socket.connect" or getattr(_watch, "log", None) is None:
+        return
+    address = args[1]
+    _watch.log.append(address)
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+        # a safety net: these tests never send a packet beyond this machine, even when the code under test is wrong
+        raise ConnectionRefusedError(f"test watch: refused a connection to {address}")
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def connections():
+    """Every ``socket.connect`` this thread makes during the test (non-loopback ones are refused)."""
+    _watch.log = []
+    yield _watch.log
+    _watch.log = None
+
+
+@pytest.fixture
+def twilio():
+    server = TwilioServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_port():
+    return free_port()
+
+
+@pytest.fixture
+def live_app(app, live_port):
+    """The app served over real HTTP on 127.0.0.1 (its BASE_URL must name *live_port*)."""
+    server = make_server("127.0.0.1", live_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{live_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
