@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from .config import mask_url
 
@@ -36,6 +37,8 @@ def _sqlite_begin(conn: Any) -> None:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine with Nudge's per-backend settings."""
     if url.startswith("sqlite"):
+        if url in ("sqlite://", "sqlite:///:memory:"):  # one shared in-memory database (simulation)
+            kwargs.setdefault("poolclass", StaticPool)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)

@@ -20,3 +20,21 @@ def run_worker(app) -> None:
 def post_event(client, key: str, email: str = "a@example.com", event: str = "form.submitted", **props):
     return client.post("/api/v1/events", json={"contact": {"email": email}, "event": event, "props": props},
                        headers={"Authorization": f"Bearer {key}"})
+
+
+WELCOME_RULE = 'rule "Welcome"\n  always\nwhen form.submitted then\n  send email welcome\nend\n'
+
+
+def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge") -> None:
+    """Compile and activate rules exactly as `nudge apply` does."""
+    import dsl
+
+    from server.engine.rules import RuleError, apply_plans, compile_rules
+
+    with app.app_context():
+        plans, errors, _ = compile_rules([(filename, text)], dsl.Vocabulary.default())
+        if errors:
+            raise RuleError(errors)
+        session = get_session()
+        apply_plans(session, plans)
+        session.commit()

@@ -62,9 +62,11 @@ def test_admin_password_resets_and_signs_in(runner, app, client):
 
 
 def test_scheduler_once_requeues_from_the_database(runner, app, client, smtp_server):
-    from .helpers import api_key, run_worker
     from server.queue import get_queue
 
+    from .helpers import api_key, load_rules, run_worker
+
+    load_rules(app)
     post_event(client, api_key(app))
     get_queue(app).redis.flushall()
     result = runner.invoke(["scheduler", "--once"], env={"NUDGE_REQUEUE_AFTER": "0.001"})

@@ -1,4 +1,4 @@
-"""The thin vertical slice: event in over the API -> stored -> RQ job -> email at a real SMTP server."""
+"""The vertical slice: event in over the API -> stored -> RQ job -> rule -> email at a real SMTP server."""
 from sqlalchemy import func, select
 
 from server.db import get_session
@@ -6,10 +6,11 @@ from server.engine.jobs import process_events, requeue_due
 from server.models import Event, Message
 from server.queue import get_queue
 
-from .helpers import api_key, post_event, run_worker
+from .helpers import api_key, load_rules, post_event, run_worker
 
 
 def test_form_submission_delivers_the_welcome_email(app, client, smtp_server):
+    load_rules(app)
     key = api_key(app)
     response = post_event(client, key, email="Ana@Example.com", form="newsletter")
     assert response.status_code == 202, response.json
@@ -29,12 +30,14 @@ def test_form_submission_delivers_the_welcome_email(app, client, smtp_server):
 
 
 def test_other_events_send_nothing(app, client, smtp_server):
+    load_rules(app)
     assert post_event(client, api_key(app), event="page.visited").status_code == 202
     run_worker(app)
     assert smtp_server.messages == []
 
 
 def test_a_job_delivered_twice_sends_once(app, client, smtp_server):
+    load_rules(app)
     response = post_event(client, api_key(app))
     event_id = response.json["id"]
     get_queue(app).enqueue(process_events, [event_id])  # a duplicate delivery of the same job
@@ -47,6 +50,7 @@ def test_a_job_delivered_twice_sends_once(app, client, smtp_server):
 
 
 def test_flushing_redis_loses_nothing(app, client, smtp_server):
+    load_rules(app)
     app.config["REQUEUE_AFTER"] = 0.001
     post_event(client, api_key(app), email="b@example.com")
     get_queue(app).redis.flushall()  # the queued job is gone; the database still knows
@@ -60,6 +64,7 @@ def test_flushing_redis_loses_nothing(app, client, smtp_server):
 
 
 def test_smtp_outage_retries_later_and_delivers_once(app, client, smtp_server):
+    load_rules(app)
     smtp_server.handler.reject_with = "451 4.3.0 try again later"
     post_event(client, api_key(app), email="c@example.com")
     run_worker(app)
@@ -81,6 +86,7 @@ def test_smtp_outage_retries_later_and_delivers_once(app, client, smtp_server):
 
 
 def test_permanent_smtp_rejection_fails_without_retry(app, client, smtp_server):
+    load_rules(app)
     smtp_server.handler.reject_with = "550 5.1.1 no such user"
     post_event(client, api_key(app), email="gone@example.com")
     run_worker(app)

@@ -47,6 +47,11 @@ def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "web" in names and "worker" in names and "scheduler" in names and "redis-server" in names
 
+        examples = os.path.join(os.path.dirname(__file__), "..", "examples", "welcome")
+        applied = subprocess.run([sys.executable, "-m", "server.cli", "apply", examples], env=env,
+                                 capture_output=True, text=True)
+        assert applied.returncode == 0, applied.stderr
+        assert "+ rule 'Welcome' (new, v1)" in applied.stdout
         key = subprocess.run([sys.executable, "-m", "server.cli", "apikey", "create", "--scope", "ingest"],
                              env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         request = urllib.request.Request(

@@ -232,12 +232,21 @@ def _stop_flag() -> Callable[[], bool]:
     return lambda: state["stop"]
 
 
+#: modules under server/cli/ that add their commands with ``register(main)``
+COMMAND_MODULES = ("lang", "engine", "plugins", "contacts")
+
+
 def _register_optional() -> None:
-    try:
-        from . import lang
-    except ImportError:  # the language commands land with the dsl package
-        return
-    lang.register(main)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:  # a command module not written yet
+            if exc.name == f"{__name__}.{name}":
+                continue
+            raise
+        module.register(main)
 
 
 _register_optional()

@@ -1,87 +1,175 @@
-"""RQ jobs. Each claims its rows in the database, so a job delivered twice does its work once."""
+"""RQ jobs and the scheduler tick. Each job claims its rows in the database, so a job delivered twice
+(or a Redis that lost its jobs) never does the work twice or not at all."""
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
 
 from ..db import get_session
-from ..models import Contact, Event, Message, MessageStatus, utcnow
+from ..models import Contact, Enrolment, EnrolmentState, Event, Message, MessageStatus, ScheduleTimer, TriggerTimer
+from ..models import utcnow
 from ..queue import get_queue
+from . import dispatch, runtime
+from .context import EngineContext
 from .outbox import deliver
+from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
 
-#: the fixed slice until the journey engine lands: event name -> (channel, template)
-SLICE = {"form.submitted": ("email", "welcome")}
+#: enrolments one job advances
+BATCH = 500
+#: seconds a leased batch belongs to its job; after that the scheduler may hand it to another
+LEASE = 120
+
+
+def _ctx(session, now: int | None = None) -> EngineContext:
+    app = current_app
+    return EngineContext(session, app.config, now if now is not None else to_ts(utcnow()),
+                         plugins=app.extensions["nudge.plugins"])
+
+
+def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
+    """Serialise work on one contact across workers (PostgreSQL row lock; SQLite has one writer anyway)."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        ctx.session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
+
+
+def _send_later(message_ids: list[int]) -> None:
+    if message_ids:
+        get_queue().enqueue(deliver_messages, message_ids)
 
 
 def process_events(event_ids: list[int]) -> int:
-    """Match events against the rules and write the resulting outbox rows.
+    """Match stored events against the rules and run the journeys they start or resume.
 
     :return: how many events this call processed (others were already done).
     """
     session = get_session()
-    created: list[int] = []
     done = 0
+    messages: list[int] = []
     for event_id in event_ids:
+        ctx = _ctx(session)
+        contact_id = session.scalar(select(Event.contact_id).where(Event.id == event_id))
+        if contact_id is None:
+            continue
+        _lock_contact(ctx, contact_id)
         claimed = session.execute(
-            update(Event).where(Event.id == event_id, Event.processed_at.is_(None)).values(processed_at=utcnow())
-        ).rowcount
+            update(Event).where(Event.id == event_id, Event.processed_at.is_(None))
+            .values(processed_at=to_dt(ctx.now))).rowcount
         if not claimed:
             session.rollback()
             continue
         event = session.get(Event, event_id)
-        action = SLICE.get(event.name)
-        if action is not None:
-            channel, template = action
-            msg = Message(key=f"event:{event.id}:{channel}:{template}", contact_id=event.contact_id,
-                          channel=channel, template=template, data={"event": event.props})
-            session.add(msg)
-            session.flush()
-            created.append(msg.id)
-        session.commit()  # the claim and the outbox row land together, or neither does
+        dispatch.handle_event(ctx, event)
+        dispatch.drain(ctx)
+        session.commit()  # the claim, the journey steps and their outbox rows land together
+        messages.extend(ctx.new_messages)
         done += 1
-    if created:
-        get_queue().enqueue(deliver_messages, created)
+    _send_later(messages)
     return done
 
 
+def advance_enrolments(enrolment_ids: list[int], lease: int) -> int:
+    """Resume a leased batch of due enrolments; one transaction per batch, a savepoint per enrolment."""
+    session = get_session()
+    ctx = _ctx(session)
+    query = select(Enrolment).where(Enrolment.id.in_(enrolment_ids), Enrolment.due == lease,
+                                    Enrolment.state == EnrolmentState.ACTIVE).order_by(Enrolment.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ran = 0
+    for enr in session.scalars(query).all():
+        try:
+            with session.begin_nested():
+                runtime.resume_due(ctx, enr)
+                dispatch.drain(ctx)
+            ran += 1
+        except Exception:  # one broken journey must not hold back the batch
+            log.exception("enrolment %s failed; it stays due and will be retried", enr.id)
+    session.commit()
+    _send_later(ctx.new_messages)
+    return ran
+
+
+def fire_timers() -> int:
+    """Fire due date and schedule triggers."""
+    session = get_session()
+    ctx = _ctx(session)
+    fired = dispatch.fire_trigger_timers(ctx) + dispatch.fire_schedule_timers(ctx)
+    session.commit()
+    _send_later(ctx.new_messages)
+    return fired
+
+
 def deliver_messages(message_ids: list[int]) -> int:
-    """Send a batch of outbox rows; see :func:`server.engine.outbox.deliver`."""
+    """Send a batch of outbox rows; see :mod:`server.engine.outbox`."""
     return deliver(get_session(), current_app, message_ids)
 
 
-def requeue_due() -> dict[str, int]:
-    """One scheduler tick: re-enqueue work the database says is due but may have been lost in Redis.
+# -- the scheduler tick ----------------------------------------------------------------------------
+def lease_due(session, now: int, limit: int) -> list[int]:
+    """Claim up to *limit* due enrolments for one batch by moving their due time to a lease."""
+    query = (select(Enrolment.id).where(Enrolment.state == EnrolmentState.ACTIVE, Enrolment.due <= now)
+             .order_by(Enrolment.due).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(update(Enrolment).where(Enrolment.id.in_(ids)).values(due=now + LEASE))
+    return ids
+
+
+def requeue_due(max_batches: int = 20) -> dict[str, Any]:
+    """One scheduler tick: move due work from the database onto the queue.
 
     :return: counts of what was enqueued or resolved.
     """
     session = get_session()
     config = current_app.config
-    now = utcnow()
-    stale = now - timedelta(seconds=config["REQUEUE_AFTER"])
+    now = to_ts(utcnow())
     queue = get_queue()
+    stale = utcnow() - timedelta(seconds=config["REQUEUE_AFTER"])
+    counts = {"events": 0, "enrolments": 0, "timers": 0, "messages": 0, "unknown": 0}
+
     events = list(session.scalars(
         select(Event.id).where(Event.processed_at.is_(None), Event.received_at <= stale).limit(1000)))
+    batches: list[tuple[list[int], int]] = []
+    for _ in range(max_batches):
+        ids = lease_due(session, now, BATCH)
+        if not ids:
+            break
+        batches.append((ids, now + LEASE))
+        counts["enrolments"] += len(ids)
+    timers_due = (session.scalar(select(TriggerTimer.id).where(TriggerTimer.due <= now).limit(1)) or
+                  session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.due <= now).limit(1)))
+    due_messages = list(session.scalars(
+        select(Message.id).where(Message.status == MessageStatus.PENDING.value, Message.next_attempt_at <= utcnow(),
+                                 (Message.claimed_at.is_(None)) | (Message.claimed_at <= stale)).limit(1000)))
+    if due_messages:
+        session.execute(update(Message).where(Message.id.in_(due_messages)).values(claimed_at=utcnow()))
+    # a message claimed for sending whose worker vanished: the provider may have it; surface, never resend
+    counts["unknown"] = session.execute(
+        update(Message).where(Message.status == MessageStatus.SENDING.value, Message.claimed_at <= stale)
+        .values(status=MessageStatus.UNKNOWN.value, error="worker stopped while sending; check with the provider")
+    ).rowcount
+    session.commit()  # leases are committed before their jobs exist: a lost job only delays, never doubles
+
     if events:
         queue.enqueue(process_events, events)
-    due = list(session.scalars(
-        select(Message.id).where(Message.status == MessageStatus.PENDING.value, Message.next_attempt_at <= now,
-                                 (Message.claimed_at.is_(None)) | (Message.claimed_at <= stale)).limit(1000)))
-    if due:
-        session.execute(update(Message).where(Message.id.in_(due)).values(claimed_at=now))
-    # a message claimed for sending whose worker vanished: the provider may have it; surface, never resend
-    vanished = session.execute(
-        update(Message).where(Message.status == MessageStatus.SENDING.value, Message.claimed_at <= stale)
-        .values(status=MessageStatus.UNKNOWN.value, error="worker stopped while sending; check the provider")
-    ).rowcount
-    session.commit()
-    if due:
-        queue.enqueue(deliver_messages, due)
-    return {"events": len(events), "messages": len(due), "unknown": vanished}
+        counts["events"] = len(events)
+    for ids, lease in batches:
+        queue.enqueue(advance_enrolments, ids, lease)
+    if timers_due:
+        queue.enqueue(fire_timers, job_id=f"nudge-timers-{now}")
+        counts["timers"] = 1
+    if due_messages:
+        queue.enqueue(deliver_messages, due_messages)
+        counts["messages"] = len(due_messages)
+    return counts
 
 
-__all__ = ["Contact", "deliver_messages", "process_events", "requeue_due"]
+__all__ = ["advance_enrolments", "deliver_messages", "fire_timers", "process_events", "requeue_due"]

@@ -1,4 +1,9 @@
-"""Delivering outbox rows exactly once: claim, send, record."""
+"""Delivering outbox rows exactly once: claim, re-check consent and suppression, send, record.
+
+A row is claimed (``pending`` → ``sending``) and committed before the provider is called,
+so two workers never both send it; a worker that dies mid-send leaves it ``sending``, which
+the scheduler later marks ``unknown`` for an operator — never blindly resent.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,12 +12,14 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Contact, Message, MessageStatus, utcnow
+from ..consent import current_consent, suppress, suppression_reason
+from ..models import Contact, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import ChannelError, OutboundMessage
 from .render import render_message
+from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
 
@@ -24,70 +31,175 @@ def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
     return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))
 
 
-def _claim(session: Session, message_id: int) -> bool:
-    claimed = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == MessageStatus.PENDING.value)
-        .values(status=MessageStatus.SENDING.value, claimed_at=utcnow(), attempts=Message.attempts + 1)
-    ).rowcount
-    session.commit()
-    return bool(claimed)
+def parse_cap(text: str | None) -> tuple[int, int] | None:
+    """``"3/7d"`` → (3, 604800): at most 3 marketing messages per 7 days."""
+    if not text:
+        return None
+    count, _, window = str(text).partition("/")
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    return int(count), int(window[:-1]) * units[window[-1]]
 
 
-def _finish(session: Session, msg: Message, **values: Any) -> None:
-    session.execute(update(Message).where(Message.id == msg.id).values(**values))
-    session.commit()
+class Delivery:
+    """Delivers a batch of outbox rows, reusing one channel connection per channel."""
+
+    def __init__(self, session: Session, app: Flask, now: int | None = None, capture: list | None = None):
+        self.session = session
+        self.app = app
+        self.config = app.config
+        self.pm = app.extensions["nudge.plugins"]
+        self.fixed_now = now
+        self.capture = capture  # simulation: record instead of sending
+        self.channels: dict[str, Any] = {}
+        self.cap = parse_cap(self.config.get("FREQUENCY_CAP"))
+
+    @property
+    def now(self) -> int:
+        return self.fixed_now if self.fixed_now is not None else to_ts(utcnow())
+
+    def __enter__(self) -> "Delivery":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for _channel, ctx in self.channels.values():
+            ctx.__exit__(None, None, None)
+        self.channels.clear()
+
+    def _channel(self, name: str) -> Any:
+        if self.capture is not None:
+            # simulation: the channel class says how it addresses contacts; nothing is configured or sent
+            return self.pm.channels[name]
+        if name not in self.channels:
+            channel = self.pm.channel(name, self.config)
+            ctx = channel.batch()
+            ctx.__enter__()
+            self.channels[name] = (channel, ctx)
+        return self.channels[name][0]
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _claim(self, message_id: int) -> bool:
+        claimed = self.session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status == MessageStatus.PENDING.value)
+            .values(status=MessageStatus.SENDING.value, claimed_at=to_dt(self.now), attempts=Message.attempts + 1)
+        ).rowcount
+        self.session.commit()
+        return bool(claimed)
+
+    def _finish(self, msg: Message, status: str, detail: str | None = None, **values: Any) -> None:
+        self.session.execute(update(Message).where(Message.id == msg.id).values(status=status, **values))
+        self.session.add(MessageStatusChange(message_id=msg.id, status=status, detail=detail, at=to_dt(self.now)))
+        self.session.commit()
+
+    def _effect(self, msg: Message, action: str, **data: Any) -> None:
+        if msg.contact_id is None:
+            return
+        info = msg.data or {}
+        self.session.add(JourneyLog(enrolment_id=info.get("enrolment"), contact_id=msg.contact_id,
+                                    rule_id=info.get("rule"), at=self.now, action=action,
+                                    data={"channel": msg.channel, "template": msg.template, "message": msg.id, **data}))
+
+    def _blocked(self, msg: Message, contact: Contact | None, channel: Any) -> str | None:
+        """Why this message must not go out now, or None: checked at the moment of sending."""
+        field = getattr(channel, "address_field", None)
+        if field is None:
+            return None
+        address = getattr(contact, field, None) if contact is not None else None
+        if not address:
+            return "no_address"
+        if getattr(channel, "needs_consent", True):
+            consent = current_consent(self.session, contact.id, msg.channel)
+            if msg.channel == "sms":
+                if consent != "granted":
+                    return "no_consent"
+            elif consent == "revoked":
+                return "unsubscribed"
+        reason = suppression_reason(self.session, self.config["SECRET_KEY"], msg.channel, address)
+        if reason is not None:
+            return "unsubscribed" if reason == "unsubscribed" else "bounced"
+        if self.cap and (msg.data or {}).get("marketing", True):
+            limit, window = self.cap
+            recent = self.session.scalar(select(func.count(Message.id)).where(
+                Message.contact_id == contact.id, Message.status == MessageStatus.SENT.value,
+                Message.sent_at >= to_dt(self.now - window)))
+            if recent >= limit:
+                return "frequency_cap"
+        return None
+
+    def deliver(self, message_ids: list[int]) -> int:
+        """Send each pending message of *message_ids* at most once; return how many were sent."""
+        sent = 0
+        for message_id in message_ids:
+            if not self._claim(message_id):
+                continue  # another worker has it, or it is already done
+            msg = self.session.get(Message, message_id)
+            self.session.refresh(msg)
+            contact = self.session.get(Contact, msg.contact_id) if msg.contact_id else None
+            try:
+                channel = self._channel(msg.channel)
+            except Exception as exc:  # no such channel installed
+                self._finish(msg, MessageStatus.FAILED.value, str(exc), error=str(exc))
+                continue
+            reason = self._blocked(msg, contact, channel)
+            if reason is not None:
+                self._effect(msg, "suppressed", reason=reason)
+                self._finish(msg, MessageStatus.SUPPRESSED.value, reason, error=reason)
+                continue
+            if self._send(msg, contact, channel):
+                sent += 1
+        return sent
+
+    def _send(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
+        field = getattr(channel, "address_field", None)
+        address = getattr(contact, field, "") if (contact is not None and field) else ""
+        if self.capture is not None:
+            self.capture.append(msg.id)
+            provider_id = f"sim-{msg.id}"
+        else:
+            try:
+                subject, text, html = render_message(msg.template, contact=contact, data=msg.data or {})
+                outbound = OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address or "",
+                                           subject=subject, text=text, html=html,
+                                           marketing=bool((msg.data or {}).get("marketing", True)),
+                                           unsubscribe_url=self._unsubscribe_url(msg), data=msg.data or {})
+                provider_id = channel.send(outbound).provider_id
+            except ChannelError as exc:
+                self._failure(msg, contact, channel, exc)
+                return False
+            except Exception as exc:  # a template or plugin bug: fail this message, keep the worker alive
+                log.exception("sending %s failed", msg.key)
+                self._finish(msg, MessageStatus.FAILED.value, str(exc), error=f"{type(exc).__name__}: {exc}")
+                return False
+        self._effect(msg, "send")
+        self._finish(msg, MessageStatus.SENT.value, None, sent_at=to_dt(self.now), provider_id=provider_id,
+                     error=None)
+        return True
+
+    def _unsubscribe_url(self, msg: Message) -> str | None:
+        try:
+            from ..links import unsubscribe_url
+        except ImportError:
+            return f"{self.config['BASE_URL']}/u/{msg.key}"
+        return unsubscribe_url(msg.contact_id, msg.channel, msg.key)
+
+    def _failure(self, msg: Message, contact: Contact | None, channel: Any, exc: ChannelError) -> None:
+        log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, exc.message)
+        if exc.suppress and contact is not None and getattr(channel, "address_field", None):
+            address = getattr(contact, channel.address_field, None)
+            if address:
+                suppress(self.session, self.config["SECRET_KEY"], msg.channel, address, exc.suppress, exc.message)
+        schedule = getattr(channel, "retry_schedule", None)
+        if exc.ambiguous and not getattr(channel, "idempotent", False):
+            self._finish(msg, MessageStatus.UNKNOWN.value, exc.message, error=exc.message)
+        elif exc.permanent or msg.attempts >= (len(schedule) if schedule else MAX_ATTEMPTS):
+            self._finish(msg, MessageStatus.FAILED.value, exc.message, error=exc.message)
+        else:
+            delay = exc.retry_after or (schedule[msg.attempts] if schedule and msg.attempts < len(schedule)
+                                        else backoff(msg.attempts))
+            self._finish(msg, MessageStatus.PENDING.value, exc.message, error=exc.message, claimed_at=None,
+                         next_attempt_at=to_dt(self.now) + timedelta(seconds=delay))
 
 
 def deliver(session: Session, app: Flask, message_ids: list[int]) -> int:
-    """Send each pending message of *message_ids* once, reusing channel connections.
-
-    :return: how many were sent.
-    """
-    pm = app.extensions["nudge.plugins"]
-    channels: dict[str, Any] = {}
-    sent = 0
-    try:
-        for message_id in message_ids:
-            if not _claim(session, message_id):
-                continue  # another worker has it, or it is already done
-            msg = session.get(Message, message_id)
-            session.refresh(msg)
-            contact = session.get(Contact, msg.contact_id) if msg.contact_id else None
-            if msg.channel not in channels:
-                channel = pm.channel(msg.channel, app.config)
-                channels[msg.channel] = (channel, channel.batch())
-                channels[msg.channel][1].__enter__()
-            channel = channels[msg.channel][0]
-            field = channel.address_field
-            address = getattr(contact, field, None) if (contact and field) else None
-            if not address:
-                _finish(session, msg, status=MessageStatus.SUPPRESSED.value, error="no_address")
-                continue
-            subject, text, html = render_message(msg.template, contact=contact, data=msg.data)
-            outbound = OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address,
-                                       subject=subject, text=text, html=html)
-            try:
-                result = channel.send(outbound)
-            except ChannelError as exc:
-                _record_failure(session, msg, exc)
-                continue
-            _finish(session, msg, status=MessageStatus.SENT.value, sent_at=utcnow(),
-                    provider_id=result.provider_id, error=None)
-            sent += 1
-    finally:
-        for _channel, ctx in channels.values():
-            ctx.__exit__(None, None, None)
-    return sent
-
-
-def _record_failure(session: Session, msg: Message, exc: ChannelError) -> None:
-    log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, exc.message)
-    if exc.ambiguous:
-        _finish(session, msg, status=MessageStatus.UNKNOWN.value, error=exc.message)
-    elif exc.permanent or msg.attempts >= MAX_ATTEMPTS:
-        _finish(session, msg, status=MessageStatus.FAILED.value, error=exc.message)
-    else:
-        delay = exc.retry_after or backoff(msg.attempts)
-        _finish(session, msg, status=MessageStatus.PENDING.value, error=exc.message, claimed_at=None,
-                next_attempt_at=utcnow() + timedelta(seconds=delay))
+    with Delivery(session, app) as delivery:
+        return delivery.deliver(message_ids)

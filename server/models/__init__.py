@@ -7,9 +7,12 @@ from .crm import (AuditEntry, FieldDefinition, FieldType, Form, IdempotencyRecor
                   TaskStatus)
 from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoint
 from .events import Event
+from .journeys import (Enrolment, EnrolmentState, JourneyLog, Rule, RuleStatus, RuleVersion, ScheduleTimer,
+                       TriggerTimer)
 from .messages import Message, MessageStatus
 
 __all__ = [
+    "Enrolment", "EnrolmentState", "JourneyLog", "Rule", "RuleStatus", "RuleVersion", "ScheduleTimer", "TriggerTimer",
     "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
     "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
     "SuppressionReason", "Template", "WebhookEndpoint", "Contact", "ContactTag", "Event", "JsonType", "Message", "MessageStatus",

@@ -1,0 +1,126 @@
+"""``nudge simulate``, ``nudge explain``, ``nudge apply`` and ``nudge rules``: the journey engine's commands."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+def _read_sources(paths: tuple[str, ...]) -> list[tuple[str, str]]:
+    sources = []
+    for name in paths:
+        path = Path(name)
+        files = sorted(path.rglob("*.nudge")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                sources.append((str(file), file.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise click.ClickException(f"cannot read {file}: {exc}") from None
+    if not sources:
+        raise click.ClickException("no rules given: pass .nudge files or folders holding them")
+    return sources
+
+
+def register(group: click.Group) -> None:
+    @group.command()
+    @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True))
+    @click.option("--timeline", required=True, type=click.File("r"), help="JSON Lines of contact changes and events.")
+    @click.option("--until", help="Stop at this ISO-8601 time (default: 90 days after the last line).")
+    @click.option("--trace", is_flag=True, help="Also print the engine's reasoning (branches, waits, timeouts).")
+    def simulate(rules: tuple[str, ...], timeline, until: str | None, trace: bool) -> None:
+        """Run RULES against a timeline on a virtual clock; print one JSON effect per line."""
+        from ..engine.rules import RuleError
+        from ..engine.simulate import TimelineError, simulate as run
+
+        sources = _read_sources(rules)
+        try:
+            effects = run(sources, timeline.read().splitlines(), until=until, trace=trace)
+        except RuleError as exc:
+            click.echo("\n".join(exc.diagnostics), err=True)
+            sys.exit(1)
+        except TimelineError as exc:
+            raise click.ClickException(str(exc)) from None
+        for effect in effects:
+            click.echo(json.dumps(effect))
+
+    @group.command()
+    @click.argument("contact")
+    @click.argument("rule", required=False)
+    def explain(contact: str, rule: str | None) -> None:
+        """Print the journey trace of CONTACT (email, external id or id), optionally for one RULE."""
+        from ..db import get_session
+        from ..engine.explain import explain_contact
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            try:
+                lines = explain_contact(get_session(), contact, rule)
+            except LookupError as exc:
+                raise click.ClickException(str(exc)) from None
+        for line in lines:
+            click.echo(line)
+
+    @group.command()
+    @click.argument("directory", type=click.Path(exists=True, file_okay=False))
+    @click.option("--plan", "plan_only", is_flag=True, help="Only print what would change.")
+    def apply(directory: str, plan_only: bool) -> None:
+        """Check and apply a folder of rules and templates in one transaction."""
+        from ..db import get_session
+        from ..engine.apply import ApplyError, apply_directory, format_changes
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            try:
+                result = apply_directory(get_session(), app, Path(directory), dry_run=plan_only)
+            except ApplyError as exc:
+                click.echo("\n".join(exc.problems), err=True)
+                raise click.ClickException(f"nothing applied: {len(exc.problems)} problem(s) in {directory}") from None
+        for line in format_changes(result):
+            click.echo(line)
+        if plan_only:
+            click.echo("(plan only: nothing was changed)")
+
+    @group.group()
+    def rules() -> None:
+        """List, pause and resume rules."""
+
+    @rules.command("list")
+    def rules_list() -> None:
+        """List rules with their status, version and contacts mid-journey."""
+        from ..db import get_session
+        from ..engine.apply import rule_rows
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            rows = rule_rows(get_session())
+        if not rows:
+            click.echo("no rules yet: write some and run `nudge apply DIR`")
+        for name, status, version, active in rows:
+            click.echo(f"{name}\t{status}\tv{version}\t{active} in flight")
+
+    for verb in ("pause", "resume"):
+        def make(verb: str):
+            @rules.command(verb)
+            @click.argument("name")
+            def command(name: str) -> None:
+                from ..db import get_session
+                from ..engine import rules as store
+                from . import build_app
+
+                app = build_app()
+                with app.app_context():
+                    session = get_session()
+                    try:
+                        getattr(store, verb)(session, name)
+                    except LookupError as exc:
+                        raise click.ClickException(str(exc)) from None
+                    session.commit()
+                click.echo(f"{verb}d {name}")
+
+            command.__doc__ = f"{verb.capitalize()} the rule NAME."
+        make(verb)

@@ -1,0 +1,182 @@
+"""``nudge apply DIR``: rules and templates kept in git, checked as one unit and applied in one transaction.
+
+Layout: ``*.nudge`` files anywhere in DIR; ``templates/<channel>/<name>.<part>`` (email: subject, html, txt;
+sms: txt); ``templates/webhook/<name>.toml`` with ``url`` and ``secret`` (or ``secrets``).
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import Rule, RuleVersion, Template, WebhookEndpoint
+from .rules import RuleChange, apply_plans, compile_rules, in_flight, plan_changes
+
+
+class ApplyError(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class ApplyResult:
+    rules: list[RuleChange] = field(default_factory=list)
+    templates: list[tuple[str, str, str]] = field(default_factory=list)  # (action, channel, name)
+    endpoints: list[tuple[str, str]] = field(default_factory=list)       # (action, name)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_templates(root: Path) -> tuple[dict[tuple[str, str], dict[str, str]], dict[str, dict[str, Any]], list[str]]:
+    templates: dict[tuple[str, str], dict[str, str]] = {}
+    endpoints: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    base = root / "templates"
+    if not base.is_dir():
+        return templates, endpoints, problems
+    for path in sorted(base.glob("*/*")):
+        if not path.is_file():
+            continue
+        channel = path.parent.name
+        if channel == "webhook" and path.suffix == ".toml":
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                problems.append(f"{path}: not valid TOML: {exc}")
+                continue
+            secrets = data.get("secrets") or ([data["secret"]] if data.get("secret") else [])
+            if not isinstance(data.get("url"), str) or not data["url"].startswith(("http://", "https://")):
+                problems.append(f"{path}: needs url = \"https://…\"")
+                continue
+            endpoints[path.stem] = {"url": data["url"], "secrets": list(secrets)}
+            continue
+        name, dot, part = path.name.partition(".")
+        if not dot:
+            problems.append(f"{path}: template files are named <name>.<part>, e.g. welcome.subject or reminder.txt")
+            continue
+        try:
+            templates.setdefault((channel, name), {})[part] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"{path}: not UTF-8 text")
+    return templates, endpoints, problems
+
+
+def _vocabulary(session: Session, app: Any, templates: dict, endpoints: dict) -> Any:
+    import dsl
+
+    base = dsl.Vocabulary.default()
+    names: dict[str, set[str]] = {name: set() for name in app.extensions["nudge.plugins"].channels}
+    for channel, name in session.execute(select(Template.channel, Template.name)):
+        names.setdefault(channel, set()).add(name)
+    for channel, name in templates:
+        names.setdefault(channel, set()).add(name)
+    names.setdefault("webhook", set()).update(endpoints)
+    names["webhook"].update(session.scalars(select(WebhookEndpoint.name)))
+    channels = {channel: frozenset(found) for channel, found in names.items()}
+    return dsl.Vocabulary(channels=channels, events=base.events, contact_fields=base.contact_fields,
+                          steps=base.steps, segments=None, rules=None)
+
+
+def _validate_template(channel: str, parts: dict[str, str]) -> list[str]:
+    from . import render
+
+    validate = getattr(render, "validate_template", None)
+    if validate is None:
+        return []
+    return [str(problem) for problem in validate(channel, parts)]
+
+
+def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = False) -> ApplyResult:
+    """Check DIR as one unit; unless *dry_run*, apply it in one transaction (all or nothing)."""
+    templates, endpoints, problems = read_templates(root)
+    for (channel, name), parts in templates.items():
+        problems += [f"templates/{channel}/{name}: {p}" for p in _validate_template(channel, parts)]
+    sources = [(str(p), p.read_text(encoding="utf-8")) for p in sorted(root.rglob("*.nudge"))]
+    plans, errors, warnings = compile_rules(sources, _vocabulary(session, app, templates, endpoints))
+    problems += errors
+    if problems:
+        raise ApplyError(problems)
+    result = ApplyResult(warnings=warnings)
+    existing = {(t.channel, t.name): t for t in session.scalars(select(Template))}
+    for key, parts in sorted(templates.items()):
+        row = existing.get(key)
+        action = "create" if row is None else ("unchanged" if row.parts == parts else "update")
+        result.templates.append((action, *key))
+        if not dry_run and action != "unchanged":
+            if row is None:
+                session.add(Template(channel=key[0], name=key[1], parts=parts))
+            else:
+                row.parts = parts
+    known = {e.name: e for e in session.scalars(select(WebhookEndpoint))}
+    for name, spec in sorted(endpoints.items()):
+        row = known.get(name)
+        action = "create" if row is None else (
+            "unchanged" if (row.url, list(row.secrets or [])) == (spec["url"], spec["secrets"]) else "update")
+        result.endpoints.append((action, name))
+        if not dry_run and action != "unchanged":
+            if row is None:
+                session.add(WebhookEndpoint(name=name, url=spec["url"], secrets=spec["secrets"]))
+            else:
+                row.url, row.secrets = spec["url"], spec["secrets"]
+    if dry_run:
+        result.rules = plan_changes(session, plans, prune=True)
+        session.rollback()
+        return result
+    result.rules = apply_plans(session, plans, prune=True, origin=str(root))
+    _replan_timers(session, app, result.rules)
+    session.commit()
+    return result
+
+
+def _replan_timers(session: Session, app: Any, changes: list[RuleChange]) -> None:
+    from . import dispatch
+    from .context import EngineContext
+    from .rules import timed_rules_need_planning
+    from .timeutil import to_ts
+    from ..models import utcnow
+
+    contacts = timed_rules_need_planning(session, changes)
+    if not contacts:
+        return
+    ctx = EngineContext(session, app.config, to_ts(utcnow()), plugins=app.extensions["nudge.plugins"])
+    session.flush()
+    for contact in contacts:
+        dispatch.contact_changed(ctx, contact, None)
+
+
+def format_changes(result: ApplyResult) -> list[str]:
+    symbol = {"create": "+", "update": "~", "pause": "-", "resume": "+", "unchanged": " "}
+    lines: list[str] = []
+    for change in result.rules:
+        if change.action == "unchanged":
+            continue
+        text = f"{symbol[change.action]} rule {change.name!r}"
+        if change.action == "create":
+            text += " (new, v1)"
+        elif change.action == "update":
+            text += f" → v{change.version}"
+            if change.in_flight:
+                text += f" ({change.in_flight} contacts mid-journey finish on their current version)"
+        elif change.action == "pause":
+            text += f" paused (no longer in the folder; {change.in_flight} contacts mid-journey wait)"
+        elif change.action == "resume":
+            text += " resumed"
+        lines.append(text)
+    lines += [f"{symbol[a]} template {c}/{n}" for a, c, n in result.templates if a != "unchanged"]
+    lines += [f"{symbol[a]} webhook endpoint {n}" for a, n in result.endpoints if a != "unchanged"]
+    counts = {a: sum(1 for c in result.rules if c.action == a) for a in ("create", "update", "pause")}
+    lines.append(f"Rules: {counts['create']} to add, {counts['update']} to change, {counts['pause']} to pause.")
+    lines += [f"warning: {w}" for w in result.warnings]
+    return lines
+
+
+def rule_rows(session: Session) -> list[tuple[str, str, int, int]]:
+    rows = []
+    for rule in session.scalars(select(Rule).order_by(Rule.name)):
+        version = session.get(RuleVersion, rule.active_version_id) if rule.active_version_id else None
+        rows.append((rule.name, rule.status, version.number if version else 0, in_flight(session, rule.id)))
+    return rows

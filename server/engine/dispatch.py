@@ -1,0 +1,152 @@
+"""What moves journeys: incoming events, due enrolments, and due trigger timers."""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from ..consent import record_consent
+from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTimer, TriggerTimer
+from . import runtime, timers
+from .context import EngineContext
+from .matcher import rule_index
+from .scope import Scope
+from .timeutil import iso, to_dt
+
+log = logging.getLogger(__name__)
+
+#: events that change consent the moment they arrive
+CONSENT_EVENTS = {"email.unsubscribed": "email", "sms.opted_out": "sms"}
+
+
+def index(ctx: EngineContext):
+    return rule_index(ctx.session, str(ctx.session.get_bind().url))
+
+
+def handle_event(ctx: EngineContext, event: Event) -> None:
+    """Apply one stored event: consent, goals, ``wait for``, inactivity timers, then new enrolments."""
+    contact = ctx.session.get(Contact, event.contact_id)
+    if contact is None:
+        return
+    idx = index(ctx)
+    channel = CONSENT_EVENTS.get(event.name)
+    if channel:
+        record_consent(ctx.session, contact.id, channel, False, source=f"event:{event.name}", at=to_dt(ctx.now))
+    goal_rules = idx.goals.get(event.name, set())
+    for enr in runtime.active_enrolments(ctx, contact.id):
+        if enr.rule_id in goal_rules:
+            goal = ctx.plan(enr.version_id).get("goal") or {}
+            cond = goal.get("where")
+            if cond is None or runtime.evaluate(cond, Scope(ctx.session, contact, ctx.now, event.props)):
+                runtime.finish(ctx, enr, "goal")
+                continue
+        if enr.wait_event == event.name:
+            runtime.resume_on_event(ctx, enr, contact, event)
+    timers.on_event(ctx, contact, event, idx.timed)
+    event_index = idx.by_event.get(event.name)
+    if event_index is None:
+        return
+    for entry in event_index.candidates(event.props or {}, contact):
+        plan = ctx.plan(entry.version_id)
+        cond = plan.get("condition")
+        if cond is not None and not runtime.evaluate(cond, Scope(ctx.session, contact, ctx.now, event.props)):
+            continue
+        rule = ctx.session.get(Rule, entry.rule_id)
+        runtime.enrol(ctx, rule, contact, event.id, f"{event.name} at {iso(ctx.now)}")
+
+
+def drain(ctx: EngineContext) -> None:
+    """Handle the events the engine raised itself (tag.added, score.changed …) until none are left."""
+    guard = 0
+    while ctx.pending_events:
+        guard += 1
+        if guard > 10_000:
+            raise RuntimeError("rules keep raising events for each other without end (a loop between rules?)")
+        event = ctx.session.get(Event, ctx.pending_events.popleft())
+        handle_event(ctx, event)
+
+
+def contact_changed(ctx: EngineContext, contact: Contact, fields: set[str] | None) -> None:
+    """Re-plan the contact's date triggers after it was created (fields=None) or some fields changed."""
+    timers.plan_contact(ctx, contact, index(ctx).timed, fields)
+
+
+# -- due work ----------------------------------------------------------------------------------
+def due_enrolment_ids(ctx: EngineContext, limit: int) -> list[int]:
+    return list(ctx.session.scalars(select(Enrolment.id).where(
+        Enrolment.state == EnrolmentState.ACTIVE, Enrolment.due <= ctx.now).order_by(Enrolment.due, Enrolment.id)
+        .limit(limit)))
+
+
+def advance(ctx: EngineContext, enrolment_ids: list[int]) -> int:
+    """Resume each still-due enrolment of *enrolment_ids*; return how many ran."""
+    ran = 0
+    for enr_id in enrolment_ids:
+        enr = ctx.session.get(Enrolment, enr_id)
+        if enr is None or enr.state != EnrolmentState.ACTIVE or enr.due is None or enr.due > ctx.now:
+            continue
+        runtime.resume_due(ctx, enr)
+        ran += 1
+    drain(ctx)
+    return ran
+
+
+def fire_trigger_timers(ctx: EngineContext, limit: int = 1000) -> int:
+    idx = index(ctx)
+    triggers = {rule_id: trigger for rule_id, _v, trigger in idx.timed}
+    rows = list(ctx.session.scalars(select(TriggerTimer).where(TriggerTimer.due <= ctx.now)
+                                    .order_by(TriggerTimer.due, TriggerTimer.id).limit(limit)))
+    for timer in rows:
+        trigger = triggers.get(timer.rule_id)
+        contact = ctx.session.get(Contact, timer.contact_id)
+        if trigger is None or contact is None:
+            ctx.session.delete(timer)
+            continue
+        _enter_timed(ctx, timer.rule_id, contact, trigger)
+        following = timers.next_fire(ctx, trigger, contact, ctx.now + 1) if trigger["kind"] == "anniversary" else None
+        if following is None:
+            ctx.session.delete(timer)
+        else:
+            timer.due = following
+    drain(ctx)
+    return len(rows)
+
+
+def fire_schedule_timers(ctx: EngineContext, limit: int = 100) -> int:
+    idx = index(ctx)
+    triggers = {rule_id: trigger for rule_id, _v, trigger in idx.timed}
+    rows = list(ctx.session.scalars(select(ScheduleTimer).where(ScheduleTimer.due <= ctx.now)
+                                    .order_by(ScheduleTimer.due, ScheduleTimer.id).limit(limit)))
+    for timer in rows:
+        trigger = triggers.get(timer.rule_id)
+        if trigger is None:
+            ctx.session.delete(timer)
+            continue
+        for contact in timers.schedule_contacts(ctx, timer.timezone):
+            _enter_timed(ctx, timer.rule_id, contact, trigger)
+        timer.due = timers.next_schedule(ctx, trigger, timer.timezone, ctx.now + 1)
+    drain(ctx)
+    return len(rows)
+
+
+def _enter_timed(ctx: EngineContext, rule_id: int, contact: Contact, trigger: dict) -> None:
+    rule = ctx.session.get(Rule, rule_id)
+    if rule is None or rule.active_version_id is None:
+        return
+    cond = ctx.plan(rule.active_version_id).get("condition")
+    if cond is not None and not runtime.evaluate(cond, Scope(ctx.session, contact, ctx.now)):
+        return
+    runtime.enrol(ctx, rule, contact, None, f"{trigger['kind']} trigger at {iso(ctx.now)}")
+
+
+def next_due(ctx: EngineContext) -> int | None:
+    """The earliest instant at which anything is due (simulation jumps the clock there)."""
+    from sqlalchemy import func
+
+    candidates = [
+        ctx.session.scalar(select(func.min(Enrolment.due)).where(Enrolment.state == EnrolmentState.ACTIVE)),
+        ctx.session.scalar(select(func.min(TriggerTimer.due))),
+        ctx.session.scalar(select(func.min(ScheduleTimer.due))),
+    ]
+    found = [c for c in candidates if c is not None]
+    return min(found) if found else None

@@ -1,0 +1,147 @@
+"""Rules as stored data: compile text, keep versions, activate, pause and resume."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..models import Contact, Enrolment, EnrolmentState, Rule, RuleStatus, RuleVersion, utcnow
+
+
+class RuleError(Exception):
+    """Rules text did not check; ``diagnostics`` holds every problem, formatted for people."""
+
+    def __init__(self, diagnostics: list[str]):
+        super().__init__("\n".join(diagnostics))
+        self.diagnostics = diagnostics
+
+
+@dataclass
+class RuleChange:
+    name: str
+    action: str            # "create", "update", "unchanged", "pause", "resume"
+    version: int | None = None
+    in_flight: int = 0     # contacts mid-journey on the old version
+    details: list[str] = field(default_factory=list)
+
+
+def compile_rules(sources: Iterable[tuple[str, str]], vocabulary: Any) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Parse, check and compile ``(filename, text)`` pairs.
+
+    :return: (rule plans, error lines, warning lines) — plans only when there are no errors.
+    """
+    import dsl
+
+    plans: list[dict[str, Any]] = []
+    errors: list[str] = []
+    warnings: list[str] = []
+    for filename, text in sources:
+        result = dsl.parse(text, filename=filename)
+        diagnostics = list(result.diagnostics)
+        if result.program is not None:
+            diagnostics += dsl.check(result.program, vocabulary)
+        for diag in diagnostics:
+            (errors if diag.severity == "error" else warnings).append(diag.format(text))
+        if result.program is not None and not any(d.severity == "error" for d in diagnostics):
+            plans.extend(dsl.compile_program(result.program)["rules"])
+    seen: set[str] = set()
+    for plan in plans:
+        if plan["name"] in seen:
+            errors.append(f"rule {plan['name']!r} is defined twice; rule names must be unique")
+        seen.add(plan["name"])
+    return (plans if not errors else []), errors, warnings
+
+
+def in_flight(session: Session, rule_id: int) -> int:
+    return session.scalar(select(func.count(Enrolment.id)).where(
+        Enrolment.rule_id == rule_id, Enrolment.state == EnrolmentState.ACTIVE)) or 0
+
+
+def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = False) -> list[RuleChange]:
+    """What :func:`apply_plans` would do, without doing it."""
+    changes: list[RuleChange] = []
+    names = set()
+    for plan in plans:
+        names.add(plan["name"])
+        rule = session.scalar(select(Rule).where(Rule.name == plan["name"]))
+        if rule is None:
+            changes.append(RuleChange(plan["name"], "create", 1))
+            continue
+        current = session.get(RuleVersion, rule.active_version_id) if rule.active_version_id else None
+        if current is not None and _same(current.plan, plan):
+            action = "resume" if rule.status == RuleStatus.PAUSED.value else "unchanged"
+            changes.append(RuleChange(plan["name"], action, current.number))
+        else:
+            number = (session.scalar(select(func.max(RuleVersion.number)).where(RuleVersion.rule_id == rule.id)) or 0) + 1
+            changes.append(RuleChange(plan["name"], "update", number, in_flight(session, rule.id)))
+    if prune:
+        for rule in session.scalars(select(Rule).where(Rule.status == RuleStatus.ACTIVE.value)):
+            if rule.name not in names:
+                changes.append(RuleChange(rule.name, "pause", in_flight=in_flight(session, rule.id)))
+    return changes
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    strip = lambda p: {k: v for k, v in p.items() if k not in ("line", "source")}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str, str] | None = None,
+                prune: bool = False, origin: str | None = None) -> list[RuleChange]:
+    """Store new versions of changed rules and activate them (in the caller's transaction).
+
+    Contacts mid-journey stay on the version they entered with.
+    """
+    changes = plan_changes(session, plans, prune)
+    by_name = {p["name"]: p for p in plans}
+    for change in changes:
+        if change.action == "pause":
+            pause(session, change.name)
+            continue
+        plan = by_name[change.name]
+        rule = session.scalar(select(Rule).where(Rule.name == change.name))
+        if rule is None:
+            rule = Rule(name=change.name, status=RuleStatus.ACTIVE.value, origin=origin)
+            session.add(rule)
+            session.flush()
+        if change.action in ("create", "update"):
+            version = RuleVersion(rule_id=rule.id, number=change.version, plan=plan,
+                                  source=(sources or {}).get(change.name, plan.get("source", "")))
+            session.add(version)
+            session.flush()
+            rule.active_version_id = version.id
+        rule.status = RuleStatus.ACTIVE.value
+        rule.updated_at = utcnow()
+    session.flush()
+    return changes
+
+
+def pause(session: Session, name: str) -> Rule:
+    rule = get_rule(session, name)
+    rule.status = RuleStatus.PAUSED.value
+    rule.updated_at = utcnow()
+    return rule
+
+
+def resume(session: Session, name: str) -> Rule:
+    rule = get_rule(session, name)
+    rule.status = RuleStatus.ACTIVE.value
+    rule.updated_at = utcnow()
+    return rule
+
+
+def get_rule(session: Session, name: str) -> Rule:
+    rule = session.scalar(select(Rule).where(Rule.name == name))
+    if rule is None:
+        known = ", ".join(sorted(session.scalars(select(Rule.name)))) or "none"
+        raise LookupError(f"no rule named {name!r} (known rules: {known})")
+    return rule
+
+
+def timed_rules_need_planning(session: Session, changes: list[RuleChange]) -> list[Contact]:
+    """Contacts whose date triggers must be (re)planned after *changes* (all of them, if any timed rule changed)."""
+    if not any(c.action in ("create", "update", "resume") for c in changes):
+        return []
+    return list(session.scalars(select(Contact).order_by(Contact.id)))

@@ -1,0 +1,360 @@
+"""The journey interpreter: enrol contacts, run their steps until the next wait, resume them when due.
+
+Everything here is written to the database in the caller's transaction: advancing a
+journey and writing its outbox rows commit together or not at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from sqlalchemy import func, select
+
+from ..models import Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Rule, RuleStatus
+from .context import EngineContext
+from .scope import Scope, contact_value
+from .timeutil import local_at, next_local_time, parse_hhmm, quiet_until, to_dt, to_ts, zone
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SMS_QUIET = ("21:00", "08:00")
+#: how many steps one enrolment may take in one go; a guard against a plan that never waits
+MAX_STEPS_PER_RUN = 10_000
+_text_env = ImmutableSandboxedEnvironment(autoescape=False)
+
+
+def evaluate(cond: Any, scope: Scope) -> bool:
+    """Whether a condition tree holds (unknown, e.g. an unset field, does not hold)."""
+    from dsl.evaluate import holds
+
+    return holds(cond, scope)
+
+
+def _contact_data(contact: Contact) -> dict[str, Any]:
+    data = dict(contact.fields or {})
+    for name in ("email", "phone", "first_name", "last_name", "external_id", "stage", "score", "timezone"):
+        data[name] = getattr(contact, name)
+    return data
+
+
+def render_text(text: str, contact: Contact, event: dict[str, Any]) -> str:
+    try:
+        return _text_env.from_string(text).render(contact=_contact_data(contact), event=event)
+    except Exception as exc:  # a broken placeholder must not stop the journey
+        log.warning("placeholder in %r failed: %s", text, exc)
+        return text
+
+
+def event_props(ctx: EngineContext, event_id: int | None) -> dict[str, Any]:
+    if event_id is None:
+        return {}
+    event = ctx.session.get(Event, event_id)
+    return dict(event.props or {}) if event else {}
+
+
+# -- entering ------------------------------------------------------------------------------
+def may_enter(ctx: EngineContext, rule_id: int, plan: dict[str, Any], contact_id: int) -> bool:
+    policy = plan.get("entry") or {"kind": "default"}
+    kind = policy.get("kind", "default")
+    if kind == "always":
+        return True
+    rows = ctx.session.execute(
+        select(Enrolment.state, Enrolment.entered).where(Enrolment.contact_id == contact_id,
+                                                         Enrolment.rule_id == rule_id)).all()
+    if kind == "once":
+        return not rows
+    if any(state == EnrolmentState.ACTIVE for state, _ in rows):
+        return False
+    if kind == "once_every":
+        window = int(policy.get("every") or 0)
+        return all(entered <= ctx.now - window for _, entered in rows)
+    return True
+
+
+def enrol(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None, reason: str) -> Enrolment | None:
+    """Enter *contact* into *rule*'s active version (if its entry policy allows) and run to the first wait."""
+    if rule.status != RuleStatus.ACTIVE.value or rule.active_version_id is None:
+        return None
+    plan = ctx.plan(rule.active_version_id)
+    if not may_enter(ctx, rule.id, plan, contact.id):
+        return None
+    enr = Enrolment(contact_id=contact.id, rule_id=rule.id, version_id=rule.active_version_id, pc=0,
+                    state=EnrolmentState.ACTIVE, due=None, entered=ctx.now, event_id=event_id)
+    ctx.session.add(enr)
+    ctx.session.flush()
+    ctx.log(contact.id, rule.id, "enter", enr.id, because=reason)
+    run(ctx, enr, contact)
+    return enr
+
+
+# -- running -----------------------------------------------------------------------------
+def finish(ctx: EngineContext, enr: Enrolment, reason: str) -> None:
+    enr.state = EnrolmentState.DONE if reason == "completed" else EnrolmentState.EXITED
+    enr.finished = ctx.now
+    enr.due = None
+    enr.wait_event = None
+    enr.exit_reason = reason
+    ctx.log(enr.contact_id, enr.rule_id, "exit", enr.id, reason=reason)
+
+
+def _split_arm(contact_id: int, rule_id: int, arms: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stable arm per (contact, rule): the same contact always lands in the same arm."""
+    bucket = int(hashlib.sha256(f"{rule_id}:{contact_id}".encode()).hexdigest()[:8], 16) % 100
+    total = 0
+    for arm in arms:
+        total += int(arm["share"])
+        if bucket < total:
+            return arm
+    return arms[-1]
+
+
+def _as_ts(value: Any, tz_name: str | None, ctx: EngineContext) -> int | None:
+    if isinstance(value, datetime):
+        return to_ts(value)
+    if isinstance(value, date):
+        return local_at(value, parse_hhmm("09:00"), zone(tz_name, ctx.default_tz))
+    return None
+
+
+def _quiet_window(plan: dict[str, Any], channel: str) -> tuple[str, str] | None:
+    quiet = plan.get("quiet_hours")
+    if quiet:
+        return quiet["start"], quiet["end"]
+    if channel == "sms":
+        return DEFAULT_SMS_QUIET
+    return None
+
+
+def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> None:
+    """Execute *enr* from its program counter until it waits or finishes."""
+    plan = ctx.plan(enr.version_id)
+    steps = plan["steps"]
+    contact = contact or ctx.session.get(Contact, enr.contact_id)
+    if contact is None:
+        finish(ctx, enr, "stopped")
+        return
+    tz = zone(contact.timezone, ctx.default_tz)
+    props = event_props(ctx, enr.event_id)
+    scope = Scope(ctx.session, contact, ctx.now, props)
+    enr.due = None
+    enr.wait_event = None
+    for _ in range(MAX_STEPS_PER_RUN):
+        if enr.pc >= len(steps):
+            finish(ctx, enr, "completed")
+            return
+        op = steps[enr.pc]
+        kind = op["op"]
+        if kind == "exit":
+            finish(ctx, enr, "completed")
+            return
+        if kind == "stop":
+            finish(ctx, enr, "stopped")
+            return
+        if kind == "send":
+            window = _quiet_window(plan, op["channel"])
+            if window:
+                resume = quiet_until(ctx.now, parse_hhmm(window[0]), parse_hhmm(window[1]), tz)
+                if resume is not None:
+                    enr.due = resume
+                    ctx.log(contact.id, enr.rule_id, "wait", enr.id, until=resume, why="quiet hours")
+                    return
+            _write_outbox(ctx, enr, op, plan)
+            enr.pc += 1
+        elif kind == "wait":
+            enr.pc += 1
+            enr.due = ctx.now + int(op["seconds"])
+            return
+        elif kind == "wait_until_time":
+            due = next_local_time(ctx.now, parse_hhmm(op["at"]), tz)
+            enr.pc += 1
+            if due > ctx.now:
+                enr.due = due
+                return
+        elif kind == "wait_until":
+            due = _as_ts(evaluate_value(op["expr"], scope), contact.timezone, ctx)
+            enr.pc += 1
+            if due is not None and due > ctx.now:
+                enr.due = due
+                return
+        elif kind == "wait_for":
+            enr.wait_event = op["event"]
+            enr.due = ctx.now + int(op["seconds"])
+            return  # pc stays on the wait_for: resume_waiting/timeout decide where to go
+        elif kind == "branch":
+            taken = evaluate(op["cond"], scope)
+            ctx.log(contact.id, enr.rule_id, "branch", enr.id, step=op.get("id"), taken=taken)
+            enr.pc = enr.pc + 1 if taken else int(op["else"])
+        elif kind == "jump":
+            enr.pc = int(op["to"])
+        elif kind == "split":
+            arm = _split_arm(contact.id, enr.rule_id, op["arms"])
+            ctx.log(contact.id, enr.rule_id, "split", enr.id, arm=arm["name"])
+            enr.pc = int(arm["to"])
+        else:
+            apply_action(ctx, enr, contact, op, scope, props)
+            enr.pc += 1
+    raise RuntimeError(f"enrolment {enr.id} ran {MAX_STEPS_PER_RUN} steps without waiting")
+
+
+def evaluate_value(expr: Any, scope: Scope) -> Any:
+    from dsl.evaluate import evaluate as evaluate_tree
+
+    return evaluate_tree(expr, scope)
+
+
+def _write_outbox(ctx: EngineContext, enr: Enrolment, op: dict[str, Any], plan: dict[str, Any]) -> None:
+    key = f"enr:{enr.id}:{op.get('id', enr.pc)}"
+    if ctx.session.scalar(select(Message.id).where(Message.key == key)) is not None:
+        return  # written by an earlier run of this very step: never twice
+    msg = Message(key=key, contact_id=enr.contact_id, channel=op["channel"], template=op["name"],
+                  status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now),
+                  data={"enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"),
+                        "marketing": True, "step": op.get("id")})
+    ctx.session.add(msg)
+    ctx.session.flush()
+    if ctx.deliver_now is not None:
+        ctx.deliver_now([msg.id])
+    else:
+        ctx.new_messages.append(msg.id)
+
+
+# -- actions ------------------------------------------------------------------------------
+def raise_event(ctx: EngineContext, contact_id: int, name: str, props: dict[str, Any]) -> Event:
+    """Record one of Nudge's own events; it is matched against rules before the batch ends."""
+    now = to_dt(ctx.now)
+    event = Event(contact_id=contact_id, name=name, props=props, source="nudge", occurred_at=now, received_at=now,
+                  processed_at=now)
+    ctx.session.add(event)
+    ctx.session.flush()
+    ctx.pending_events.append(event.id)
+    return event
+
+
+def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
+    exists = ctx.session.get(ContactTag, (contact.id, tag))
+    if exists is not None:
+        return False
+    ctx.session.add(ContactTag(contact_id=contact.id, tag=tag, created_at=to_dt(ctx.now)))
+    ctx.session.flush()
+    raise_event(ctx, contact.id, "tag.added", {"tag": tag})
+    return True
+
+
+def remove_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
+    row = ctx.session.get(ContactTag, (contact.id, tag))
+    if row is None:
+        return False
+    ctx.session.delete(row)
+    ctx.session.flush()
+    raise_event(ctx, contact.id, "tag.removed", {"tag": tag})
+    return True
+
+
+def change_score(ctx: EngineContext, contact: Contact, new: int | float) -> None:
+    old = contact.score or 0
+    if new == old:
+        return
+    contact.score = new
+    raise_event(ctx, contact.id, "score.changed", {"old": old, "new": new})
+
+
+BUILTIN_SETTABLE = {"first_name", "last_name", "phone", "email", "timezone", "locale", "stage", "external_id"}
+
+
+def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> None:
+    if field == "score":
+        change_score(ctx, contact, value)
+        return
+    if isinstance(value, (date, datetime)):
+        value = value.isoformat()
+    if field in BUILTIN_SETTABLE:
+        setattr(contact, field, value)
+    else:
+        contact.fields = {**(contact.fields or {}), field: value}
+    raise_event(ctx, contact.id, "contact.updated", {"fields": [field]})
+
+
+def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope,
+                 props: dict[str, Any]) -> None:
+    kind = op["op"]
+    cid, rid, eid = contact.id, enr.rule_id, enr.id
+    if kind == "tag":
+        add_tag(ctx, contact, op["tag"])
+        scope.invalidate_tags()
+        ctx.log(cid, rid, "tag", eid, tag=op["tag"])
+    elif kind == "untag":
+        remove_tag(ctx, contact, op["tag"])
+        scope.invalidate_tags()
+        ctx.log(cid, rid, "untag", eid, tag=op["tag"])
+    elif kind == "set":
+        field = op["field"].removeprefix("contact.")
+        value = evaluate_value(op["value"], scope)
+        set_field(ctx, contact, field, value)
+        ctx.log(cid, rid, "set", eid, field=field, value=value if not isinstance(value, (date, datetime))
+                else value.isoformat())
+    elif kind == "score":
+        delta = op["delta"]
+        change_score(ctx, contact, (contact.score or 0) + delta)
+        ctx.log(cid, rid, "score", eid, delta=delta, score=contact.score)
+    elif kind == "note":
+        ctx.log(cid, rid, "note", eid, text=render_text(op["text"], contact, props))
+    elif kind == "task":
+        data: dict[str, Any] = {"text": render_text(op["text"], contact, props), "team": op["team"]}
+        if op.get("due") is not None:
+            data["due"] = to_dt(ctx.now + int(op["due"])).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ctx.log(cid, rid, "task", eid, **data)
+    elif kind == "notify":
+        ctx.log(cid, rid, "notify", eid, team=op["team"], text=render_text(op["text"], contact, props))
+    elif kind == "start":
+        other = ctx.session.scalar(select(Rule).where(Rule.name == op["rule"]))
+        if other is not None:
+            enrol(ctx, other, contact, enr.event_id, f"started by rule {rid}")
+    elif kind == "plugin":
+        actions = getattr(ctx.plugins, "actions", {}) if ctx.plugins is not None else {}
+        action = actions.get(op["step"])
+        if action is None:
+            raise RuntimeError(f"unknown step {op['step']!r} in rule {rid}; is the plugin that provides it installed?")
+        action.run(contact=_contact_data(contact), args=op.get("args", []))
+        ctx.log(cid, rid, op["step"], eid)
+    else:
+        raise RuntimeError(f"unknown instruction {kind!r} in rule {rid}: was the plan compiled by a newer Nudge?")
+
+
+# -- resuming -----------------------------------------------------------------------------
+def resume_due(ctx: EngineContext, enr: Enrolment) -> None:
+    """Continue a waiting enrolment whose time has come (a wait ended, or a ``wait for`` timed out)."""
+    if enr.state != EnrolmentState.ACTIVE:
+        return
+    if enr.wait_event is not None:
+        op = ctx.plan(enr.version_id)["steps"][enr.pc]
+        ctx.log(enr.contact_id, enr.rule_id, "timeout", enr.id, event=enr.wait_event)
+        enr.pc = int(op.get("on_timeout", enr.pc + 1))
+        enr.wait_event = None
+    run(ctx, enr)
+
+
+def resume_on_event(ctx: EngineContext, enr: Enrolment, contact: Contact, event: Event) -> bool:
+    """If *enr* waits for *event* (and its ``where`` holds), take the ``then`` path; True if it did."""
+    op = ctx.plan(enr.version_id)["steps"][enr.pc]
+    where = op.get("where")
+    if where is not None and not evaluate(where, Scope(ctx.session, contact, ctx.now, event.props)):
+        return False
+    ctx.log(contact.id, enr.rule_id, "received", enr.id, event=event.name)
+    enr.wait_event = None
+    enr.pc += 1
+    run(ctx, enr, contact)
+    return True
+
+
+def active_enrolments(ctx: EngineContext, contact_id: int) -> list[Enrolment]:
+    return list(ctx.session.scalars(select(Enrolment).where(
+        Enrolment.contact_id == contact_id, Enrolment.state == EnrolmentState.ACTIVE).order_by(Enrolment.id)))
+
+
+def count_active(ctx: EngineContext, rule_id: int) -> int:
+    return ctx.session.scalar(select(func.count(Enrolment.id)).where(
+        Enrolment.rule_id == rule_id, Enrolment.state == EnrolmentState.ACTIVE)) or 0
+

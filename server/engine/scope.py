@@ -1,0 +1,95 @@
+"""What rule conditions see: a contact, its tags, the triggering event, the clock, its history.
+
+Implements the evaluation context the language's evaluator asks for (``dsl.evaluate``)
+over the database, so simulation and live runs evaluate conditions the same way.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import Contact, ContactTag, Event
+from .timeutil import UTC, parse_date_value, to_dt
+
+BUILTIN_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "timezone", "locale", "stage",
+                  "score", "created_at", "updated_at", "last_seen")
+
+
+def contact_value(contact: Contact, name: str) -> Any:
+    if name in BUILTIN_FIELDS:
+        value = getattr(contact, name)
+    else:
+        value = (contact.fields or {}).get(name)
+    parsed = parse_date_value(value) if isinstance(value, str) else None
+    return parsed if parsed is not None else value
+
+
+def contact_tags(session: Session, contact_id: int) -> set[str]:
+    return set(session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == contact_id)))
+
+
+def lookup(data: Any, path: str) -> Any:
+    for part in path.split(".") if path else ():
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+        else:
+            return None
+    if isinstance(data, str):
+        parsed = parse_date_value(data)
+        if parsed is not None:
+            return parsed
+    return data
+
+
+class Scope:
+    """Evaluation context for one contact at one instant (optionally with a triggering event)."""
+
+    def __init__(self, session: Session, contact: Contact, now_ts: int, event_props: Mapping[str, Any] | None = None,
+                 segments: Any = None):
+        self.session = session
+        self.contact = contact
+        self._now_ts = now_ts
+        self.now: datetime = to_dt(now_ts)
+        self.event = dict(event_props or {})
+        self._tags: set[str] | None = None
+        self._segments = segments
+
+    # -- the evaluator's protocol ---------------------------------------------------
+    def contact_field(self, name: str) -> Any:
+        return contact_value(self.contact, name)
+
+    def has_tag(self, tag: str) -> bool:
+        if self._tags is None:
+            self._tags = contact_tags(self.session, self.contact.id)
+        return tag in self._tags
+
+    def event_prop(self, path: str) -> Any:
+        return lookup(self.event, path)
+
+    def count_events(self, name: str, where: Any, since: datetime) -> int:
+        rows = self.session.execute(
+            select(Event.props).where(Event.contact_id == self.contact.id, Event.name == name,
+                                      Event.occurred_at >= since.astimezone(UTC), Event.occurred_at <= self.now)
+        ).scalars()
+        if where is None:
+            return sum(1 for _ in rows)
+        from dsl.evaluate import holds
+
+        return sum(1 for props in rows if holds(where, self.for_event(props)))
+
+    def in_segment(self, name: str) -> bool:
+        if self._segments is None:
+            return False
+        return bool(self._segments(self.session, self.contact, name, self._now_ts))
+
+    def for_event(self, props: Mapping[str, Any]) -> "Scope":
+        """The same contact and clock, with ``event`` bound to another event (inside ``did … where``)."""
+        scope = Scope(self.session, self.contact, self._now_ts, props, self._segments)
+        scope._tags = self._tags
+        return scope
+
+    def invalidate_tags(self) -> None:
+        self._tags = None

@@ -1,0 +1,243 @@
+"""``nudge simulate``: the real engine against a virtual clock, an in-memory database and captured channels."""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Iterator
+
+from sqlalchemy import select
+
+from ..consent import record_consent
+from ..models import Contact, ContactTag, Event, JourneyLog, Message, MessageStatus, Rule
+from . import dispatch, runtime
+from .context import EngineContext
+from .outbox import Delivery
+from .rules import RuleError, apply_plans, compile_rules
+from .timeutil import iso, to_dt, to_ts
+
+#: what a simulation prints by default; ``--trace`` adds the engine's reasoning (branch, wait, …)
+EFFECTS = {"send", "suppressed", "tag", "untag", "set", "score", "note", "task", "notify", "enter", "exit"}
+CONTACT_ATTRS = {"email", "phone", "first_name", "last_name", "timezone", "locale", "stage", "external_id"}
+HORIZON = 90 * 86400
+
+
+class TimelineError(ValueError):
+    """A timeline line is malformed; the message names the line."""
+
+
+@dataclass
+class Line:
+    number: int
+    at: int
+    contact: str
+    data: dict[str, Any]
+
+
+def parse_time(value: Any, where: str) -> int:
+    if not isinstance(value, str):
+        raise TimelineError(f"{where}: 'at' must be an ISO-8601 UTC time such as 2026-03-02T09:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise TimelineError(f"{where}: {value!r} is not an ISO-8601 time such as 2026-03-02T09:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise TimelineError(f"{where}: {value!r} has no time zone; end it with Z for UTC")
+    return to_ts(parsed)
+
+
+def read_timeline(lines: Iterable[str], name: str = "timeline") -> list[Line]:
+    out: list[Line] = []
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise TimelineError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict) or "contact" not in data or ("set" not in data and "event" not in data):
+            raise TimelineError(f"{where}: each line needs 'at', 'contact' and either 'set' or 'event'")
+        out.append(Line(number, parse_time(data.get("at"), where), str(data["contact"]), data))
+    out.sort(key=lambda l: (l.at, l.number))
+    return out
+
+
+def timeline_fields(lines: list[Line]) -> set[str]:
+    fields: set[str] = set()
+    for line in lines:
+        fields.update(k for k in line.data.get("set", {}) if k not in ("tags", "consent"))
+    return fields
+
+
+class Simulation:
+    def __init__(self, app: Any, trace: bool = False):
+        from ..db import get_session
+
+        self.app = app
+        self.session = get_session()
+        self.trace = trace
+        self.contacts: dict[str, int] = {}
+        self.ctx = EngineContext(self.session, app.config, 0, plugins=app.extensions["nudge.plugins"],
+                                 inline_delivery=True, deliver_now=self._deliver)
+
+    def load_rules(self, sources: list[tuple[str, str]], fields: set[str]) -> None:
+        vocabulary = simulation_vocabulary(self.app, fields)
+        plans, errors, _warnings = compile_rules(sources, vocabulary)
+        if errors:
+            raise RuleError(errors)
+        apply_plans(self.session, plans, sources={p["name"]: p.get("source", "") for p in plans})
+        self.session.commit()
+
+    # -- timeline lines -------------------------------------------------------------------------
+    def apply_line(self, line: Line) -> None:
+        if "set" in line.data:
+            self._set(line)
+        if "event" in line.data:
+            contact = self._contact(line.contact, create=True)
+            props = line.data.get("props") or {}
+            if not isinstance(props, dict):
+                raise TimelineError(f"timeline:{line.number}: props must be an object")
+            now = to_dt(self.ctx.now)
+            event = Event(contact_id=contact.id, name=str(line.data["event"]), props=props, source="timeline",
+                          occurred_at=now, received_at=now, processed_at=now)
+            self.session.add(event)
+            self.session.flush()
+            dispatch.handle_event(self.ctx, event)
+        dispatch.drain(self.ctx)
+
+    def _contact(self, key: str, create: bool = False) -> Contact:
+        if key in self.contacts:
+            return self.session.get(Contact, self.contacts[key])
+        contact = Contact(external_id=key, fields={}, created_at=to_dt(self.ctx.now), updated_at=to_dt(self.ctx.now))
+        self.session.add(contact)
+        self.session.flush()
+        self.contacts[key] = contact.id
+        runtime.raise_event(self.ctx, contact.id, "contact.created", {})
+        dispatch.contact_changed(self.ctx, contact, None)
+        return contact
+
+    def _set(self, line: Line) -> None:
+        new = line.contact not in self.contacts
+        contact = self._contact(line.contact, create=True)
+        values = line.data["set"]
+        if not isinstance(values, dict):
+            raise TimelineError(f"timeline:{line.number}: 'set' must be an object")
+        changed: set[str] = set()
+        for key, value in values.items():
+            if key == "tags":
+                wanted = set(value or [])
+                have = set(self.session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == contact.id)))
+                for tag in sorted(wanted - have):
+                    runtime.add_tag(self.ctx, contact, tag)
+                for tag in sorted(have - wanted):
+                    runtime.remove_tag(self.ctx, contact, tag)
+            elif key == "consent":
+                for channel, status in (value or {}).items():
+                    record_consent(self.session, contact.id, channel, status == "granted", source="timeline",
+                                   at=to_dt(self.ctx.now))
+            elif key == "score":
+                if new:
+                    contact.score = value
+                else:
+                    runtime.change_score(self.ctx, contact, value)
+            elif key in CONTACT_ATTRS:
+                if getattr(contact, key) != value:
+                    setattr(contact, key, value)
+                    changed.add(key)
+            elif (contact.fields or {}).get(key) != value:
+                contact.fields = {**(contact.fields or {}), key: value}
+                changed.add(key)
+        self.session.flush()
+        if new:
+            dispatch.contact_changed(self.ctx, contact, None)
+        elif changed:
+            runtime.raise_event(self.ctx, contact.id, "contact.updated", {"fields": sorted(changed)})
+            dispatch.contact_changed(self.ctx, contact, changed)
+
+    # -- the clock ------------------------------------------------------------------------------
+    def run(self, lines: list[Line], until: int | None = None) -> None:
+        if not lines:
+            return
+        until = until if until is not None else lines[-1].at + HORIZON
+        i = 0
+        self.ctx.now = lines[0].at
+        for _ in range(10_000_000):
+            next_line = lines[i].at if i < len(lines) else None
+            next_due = dispatch.next_due(self.ctx)
+            candidates = [t for t in (next_line, next_due) if t is not None]
+            if not candidates:
+                return
+            t = max(min(candidates), self.ctx.now)
+            if t > until:
+                return
+            self.ctx.now = t
+            if next_line is not None and next_line <= t:
+                while i < len(lines) and lines[i].at <= t:
+                    self.apply_line(lines[i])
+                    i += 1
+            else:
+                dispatch.advance(self.ctx, dispatch.due_enrolment_ids(self.ctx, 10_000))
+                dispatch.fire_trigger_timers(self.ctx)
+                dispatch.fire_schedule_timers(self.ctx)
+            self.session.commit()
+        raise RuntimeError("simulation did not settle")
+
+    def _deliver(self, ids: list[int]) -> None:
+        with Delivery(self.session, self.app, now=self.ctx.now, capture=[]) as delivery:
+            delivery.deliver(ids)
+
+    # -- output ---------------------------------------------------------------------------------
+    def effects(self) -> Iterator[dict[str, Any]]:
+        rules = dict(self.session.execute(select(Rule.id, Rule.name)).all())
+        keys = {cid: key for key, cid in self.contacts.items()}
+        for row in self.session.scalars(select(JourneyLog).order_by(JourneyLog.at, JourneyLog.id)):
+            if not self.trace and row.action not in EFFECTS:
+                continue
+            out: dict[str, Any] = {"at": iso(row.at), "contact": keys.get(row.contact_id, row.contact_id),
+                                   "rule": rules.get(row.rule_id), "action": row.action}
+            out.update({k: v for k, v in (row.data or {}).items() if k != "message"})
+            yield out
+
+
+def simulation_vocabulary(app: Any, fields: set[str]) -> Any:
+    """Every template and endpoint exists; every field named in the timeline is known."""
+    import dsl
+
+    base = dsl.Vocabulary.default()
+    channels = {name: None for name in app.extensions["nudge.plugins"].channels} or dict(base.channels)
+    contact_fields = dict(base.contact_fields)
+    for name in fields:
+        contact_fields.setdefault(name, "any")
+    return dsl.Vocabulary(channels=channels, events=None, contact_fields=contact_fields,
+                          steps=base.steps, segments=None, rules=None)
+
+
+def simulation_app(config: dict[str, Any] | None = None) -> Any:
+    from ..app import create_app
+
+    home = tempfile.mkdtemp(prefix="nudge-sim-")
+    settings = {"HOME": home, "DATABASE_URL": "sqlite://", "SECRET_KEY": "simulation-secret-key-000",
+                "LOAD_ENTRY_POINTS": True}
+    settings.update(config or {})
+    return create_app(settings)
+
+
+def simulate(sources: list[tuple[str, str]], timeline: list[str], until: str | None = None, trace: bool = False,
+             config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run *sources* against *timeline*; return the effects in time order."""
+    lines = read_timeline(timeline)
+    app = simulation_app(config)
+    with app.app_context():
+        sim = Simulation(app, trace=trace)
+        start = lines[0].at if lines else to_ts(datetime.now().astimezone())
+        sim.ctx.now = start
+        sim.load_rules(sources, timeline_fields(lines))
+        sim.run(lines, parse_time(until, "--until") if until else None)
+        result = list(sim.effects())
+    app.extensions["nudge.db"].dispose()
+    return result
+
+
+__all__ = ["Simulation", "TimelineError", "simulate", "MessageStatus", "Message", "timedelta"]

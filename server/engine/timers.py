@@ -1,0 +1,125 @@
+"""Date, inactivity and schedule triggers: each a row with a due time, fired by the scheduler."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable
+
+from sqlalchemy import delete, select
+
+from ..models import Contact, Event, ScheduleTimer, TriggerTimer
+from .context import EngineContext
+from .scope import contact_value
+from .timeutil import local_at, next_anniversary, next_local_time, parse_hhmm, to_dt, to_ts, zone
+
+DEFAULT_AT = "09:00"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _field_name(trigger: dict[str, Any]) -> str:
+    return str(trigger["field"]).removeprefix("contact.")
+
+
+def next_fire(ctx: EngineContext, trigger: dict[str, Any], contact: Contact, after: int) -> int | None:
+    """When a date-based *trigger* next fires for *contact*, at or after *after*; None if never."""
+    tz = zone(contact.timezone, ctx.default_tz)
+    kind = trigger["kind"]
+    if kind == "anniversary":
+        value = contact_value(contact, _field_name(trigger))
+        if isinstance(value, datetime):
+            value = value.astimezone(tz).date()
+        if not isinstance(value, date):
+            return None
+        return next_anniversary(after, value.month, value.day, parse_hhmm(trigger.get("at") or DEFAULT_AT), tz)
+    if kind == "relative_date":
+        value = contact_value(contact, _field_name(trigger))
+        offset = int(trigger["offset"])  # signed: negative for "before"
+        if isinstance(value, datetime) and not trigger.get("at"):
+            ts = to_ts(value) + offset
+        elif isinstance(value, (date, datetime)):
+            day = value.astimezone(tz).date() if isinstance(value, datetime) else value
+            ts = local_at(day + timedelta(seconds=offset), parse_hhmm(trigger.get("at") or DEFAULT_AT), tz)
+        else:
+            return None
+        return ts if ts >= after else None
+    if kind == "inactivity":
+        last = ctx.session.scalar(select(Event.occurred_at).where(
+            Event.contact_id == contact.id, Event.name == trigger["event"]).order_by(Event.occurred_at.desc()).limit(1))
+        start = max(to_ts(last) if last else 0, to_ts(contact.created_at))
+        ts = start + int(trigger["seconds"])
+        return ts if ts >= after else None
+    return None
+
+
+def _set_timer(ctx: EngineContext, rule_id: int, contact_id: int, due: int | None) -> None:
+    row = ctx.session.scalar(select(TriggerTimer).where(TriggerTimer.rule_id == rule_id,
+                                                        TriggerTimer.contact_id == contact_id))
+    if due is None:
+        if row is not None:
+            ctx.session.delete(row)
+    elif row is None:
+        ctx.session.add(TriggerTimer(rule_id=rule_id, contact_id=contact_id, due=due))
+    else:
+        row.due = due
+
+
+def plan_contact(ctx: EngineContext, contact: Contact, timed: Iterable[tuple[int, int, dict[str, Any]]],
+                 fields: set[str] | None = None) -> None:
+    """(Re)plan every date trigger of *contact*; with *fields*, only triggers on those fields."""
+    for rule_id, _version_id, trigger in timed:
+        kind = trigger["kind"]
+        if kind in ("anniversary", "relative_date"):
+            if fields is not None and _field_name(trigger) not in fields:
+                continue
+            _set_timer(ctx, rule_id, contact.id, next_fire(ctx, trigger, contact, ctx.now))
+        elif kind == "inactivity" and fields is None:
+            _set_timer(ctx, rule_id, contact.id, next_fire(ctx, trigger, contact, ctx.now))
+        elif kind == "schedule":
+            ensure_schedule_timer(ctx, rule_id, trigger, contact.timezone or ctx.default_tz)
+
+
+def on_event(ctx: EngineContext, contact: Contact, event: Event,
+             timed: Iterable[tuple[int, int, dict[str, Any]]]) -> None:
+    """An event re-arms the inactivity triggers that watch it."""
+    for rule_id, _version_id, trigger in timed:
+        if trigger["kind"] == "inactivity" and trigger["event"] == event.name:
+            _set_timer(ctx, rule_id, contact.id, to_ts(event.occurred_at) + int(trigger["seconds"]))
+
+
+# -- schedules ------------------------------------------------------------------------------
+def next_schedule(ctx: EngineContext, trigger: dict[str, Any], tz_name: str, after: int) -> int:
+    if trigger.get("interval"):
+        return after + int(trigger["interval"])
+    tz = zone(tz_name, ctx.default_tz)
+    at = parse_hhmm(trigger.get("at") or DEFAULT_AT)
+    ts = next_local_time(after, at, tz)
+    day = trigger.get("day") or "day"
+    if day in WEEKDAYS:
+        for _ in range(8):
+            if to_dt(ts).astimezone(tz).weekday() == WEEKDAYS.index(day):
+                break
+            ts = next_local_time(ts + 60, at, tz)
+    return ts
+
+
+def ensure_schedule_timer(ctx: EngineContext, rule_id: int, trigger: dict[str, Any], tz_name: str) -> None:
+    exists = ctx.session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.rule_id == rule_id,
+                                                                ScheduleTimer.timezone == tz_name))
+    if exists is None:
+        ctx.session.add(ScheduleTimer(rule_id=rule_id, timezone=tz_name,
+                                      due=next_schedule(ctx, trigger, tz_name, ctx.now)))
+        ctx.session.flush()
+
+
+def schedule_contacts(ctx: EngineContext, tz_name: str) -> list[Contact]:
+    query = select(Contact)
+    if tz_name == ctx.default_tz:
+        query = query.where((Contact.timezone == tz_name) | Contact.timezone.is_(None))
+    else:
+        query = query.where(Contact.timezone == tz_name)
+    return list(ctx.session.scalars(query.order_by(Contact.id)))
+
+
+def clear_rule_timers(ctx: EngineContext, rule_id: int) -> None:
+    ctx.session.execute(delete(TriggerTimer).where(TriggerTimer.rule_id == rule_id))
+    ctx.session.execute(delete(ScheduleTimer).where(ScheduleTimer.rule_id == rule_id))
+

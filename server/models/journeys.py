@@ -1,0 +1,120 @@
+"""Rules, their versions, and the journeys (enrolments) contacts make through them.
+
+Engine times are integer UNIX seconds (UTC): compact on disk — a waiting enrolment is
+a few integers — and compared without time-zone surprises on SQLite and PostgreSQL alike.
+"""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, JsonType, UTCDateTime, utcnow
+
+
+class RuleStatus(str, enum.Enum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class Rule(Base):
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=RuleStatus.ACTIVE.value)
+    active_version_id: Mapped[int | None] = mapped_column(Integer)
+    #: where the rule came from: a file path for `nudge apply`, "api", "editor"
+    origin: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RuleVersion(Base):
+    __tablename__ = "rule_versions"
+    __table_args__ = (UniqueConstraint("rule_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    #: the compiled plan of this one rule (see docs/plan.md)
+    plan: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EnrolmentState(enum.IntEnum):
+    ACTIVE = 0     # running or waiting (``due`` says until when, ``wait_event`` for what)
+    DONE = 1       # finished all steps
+    EXITED = 2     # left early: goal reached, stopped, rule removed
+
+
+class Enrolment(Base):
+    """One contact's journey through one rule version: a program counter and a due time."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (
+        Index("ix_enrolments_due", "due", postgresql_where=text("state = 0"), sqlite_where=text("state = 0")),
+        Index("ix_enrolments_contact_rule", "contact_id", "rule_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(Integer)
+    rule_id: Mapped[int] = mapped_column(Integer)
+    version_id: Mapped[int] = mapped_column(Integer)
+    pc: Mapped[int] = mapped_column(SmallInteger, default=0)
+    state: Mapped[int] = mapped_column(SmallInteger, default=EnrolmentState.ACTIVE)
+    #: UNIX seconds when the enrolment should next run; NULL = waiting only for an event
+    due: Mapped[int | None] = mapped_column(BigInteger)
+    #: while in ``wait for EVENT``: the event name that resumes it
+    wait_event: Mapped[str | None] = mapped_column(String(128))
+    entered: Mapped[int] = mapped_column(BigInteger)
+    finished: Mapped[int | None] = mapped_column(BigInteger)
+    #: the event that started the journey (its props are ``event.*`` in conditions)
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    exit_reason: Mapped[str | None] = mapped_column(String(16))
+
+
+class JourneyLog(Base):
+    """The trace of every journey: what happened, when, and why. ``nudge explain`` reads it."""
+
+    __tablename__ = "journey_log"
+    __table_args__ = (Index("ix_journey_log_contact", "contact_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrolment_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    contact_id: Mapped[int] = mapped_column(Integer)
+    rule_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+
+
+class TriggerTimer(Base):
+    """When a date trigger (anniversary, relative date, inactivity) next fires for one contact."""
+
+    __tablename__ = "trigger_timers"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "contact_id"),
+        Index("ix_trigger_timers_due", "due"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(Integer)
+    contact_id: Mapped[int] = mapped_column(Integer)
+    due: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScheduleTimer(Base):
+    """When a schedule rule (``every day at 09:00``) next fires; per time zone, since it is local time."""
+
+    __tablename__ = "schedule_timers"
+    __table_args__ = (UniqueConstraint("rule_id", "timezone"), Index("ix_schedule_timers_due", "due"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    due: Mapped[int] = mapped_column(BigInteger)
