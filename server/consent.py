@@ -1,20 +1,27 @@
-"""Who may be messaged: the consent ledger and the suppression list, read and written in one place."""
+"""Who may be messaged: the consent ledger and the suppression list, read and written in one place.
+
+The engine asks :func:`send_blocker` right before each send, so an opt-out recorded while a
+message waits in the outbox still stops it.
+"""
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .models import Consent, ConsentStatus, Suppression, utcnow
+from .sdk import address_hash as _sdk_address_hash
 
 
 def address_hash(secret: str, channel: str, address: str) -> str:
-    """Salted SHA-256 of a normalised address: recognisable after erasure, yet no personal data."""
-    normalised = address.strip().lower()
-    return hmac.new(secret.encode(), f"{channel}:{normalised}".encode(), hashlib.sha256).hexdigest()
+    """Salted SHA-256 of a normalised address: recognisable after erasure, yet no personal data.
+
+    The same digest channels write through :func:`server.sdk.address_hash` (the channel is its own
+    column of the suppression list, so it is not part of the digest).
+    """
+    return _sdk_address_hash(address, secret)
 
 
 def current_consent(session: Session, contact_id: int, channel: str) -> str | None:
@@ -27,15 +34,39 @@ def current_consent(session: Session, contact_id: int, channel: str) -> str | No
     )
 
 
+def current_consents(session: Session, contact_id: int) -> dict[str, str]:
+    """channel → latest status, for every channel the ledger has a row for."""
+    out: dict[str, str] = {}
+    rows = session.execute(select(Consent.channel, Consent.status).where(Consent.contact_id == contact_id)
+                           .order_by(Consent.recorded_at, Consent.id))
+    for channel, status in rows:
+        out[channel] = status
+    return out
+
+
 def record_consent(session: Session, contact_id: int, channel: str, granted: bool, source: str, *,
                    at: datetime | None = None, ip: str | None = None, user_agent: str | None = None,
                    wording: str | None = None) -> Consent:
     row = Consent(contact_id=contact_id, channel=channel,
                   status=(ConsentStatus.GRANTED if granted else ConsentStatus.REVOKED).value,
-                  source=source, recorded_at=at or utcnow(), ip=ip, user_agent=user_agent, wording=wording)
+                  source=source, recorded_at=at or utcnow(), ip=ip, user_agent=(user_agent or None) and user_agent[:512],
+                  wording=wording)
     session.add(row)
     session.flush()
     return row
+
+
+def revoke(session: Session, contact_id: int, channel: str, source: str, *, ip: str | None = None,
+           user_agent: str | None = None) -> bool:
+    """Record an opt-out unless the latest ledger row already is one.
+
+    :return: True when a revocation was recorded (raise ``<channel>.unsubscribed`` then), False when it
+        was already revoked — so a repeated one-click POST does nothing twice.
+    """
+    if current_consent(session, contact_id, channel) == ConsentStatus.REVOKED.value:
+        return False
+    record_consent(session, contact_id, channel, False, source, ip=ip, user_agent=user_agent)
+    return True
 
 
 def suppression_reason(session: Session, secret: str, channel: str, address: str) -> str | None:
@@ -44,10 +75,31 @@ def suppression_reason(session: Session, secret: str, channel: str, address: str
 
 
 def suppress(session: Session, secret: str, channel: str, address: str, reason: str, detail: str | None = None) -> None:
-    """Add *address* to the suppression list (idempotent)."""
+    """Add *address* to the suppression list (idempotent, also under concurrent writers)."""
     digest = address_hash(secret, channel, address)
     exists = session.scalar(select(Suppression.id).where(Suppression.channel == channel,
                                                          Suppression.address_hash == digest))
     if exists is None:
-        session.add(Suppression(channel=channel, address_hash=digest, reason=reason, detail=detail))
-        session.flush()
+        try:
+            with session.begin_nested():
+                session.add(Suppression(channel=channel, address_hash=digest, reason=reason, detail=detail))
+        except IntegrityError:
+            pass
+
+
+def send_blocker(session: Session, secret: str, contact_id: int | None, channel: str,
+                 address: str | None) -> str | None:
+    """Why a message must not go out now, or None when it may.
+
+    Checked at send time: a suppressed address (bounce, complaint, erased contact) or a
+    revoked consent on *channel* blocks it. No ledger row at all does not block.
+
+    :return: ``"unsubscribed"``, a :class:`~server.models.SuppressionReason` value, or None.
+    """
+    if address:
+        reason = suppression_reason(session, secret, channel, address)
+        if reason is not None:
+            return reason
+    if contact_id is not None and current_consent(session, contact_id, channel) == ConsentStatus.REVOKED.value:
+        return "unsubscribed"
+    return None

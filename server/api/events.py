@@ -1,85 +1,113 @@
-"""POST /api/v1/events: store an event, enqueue its processing."""
+"""/api/v1/events: store events (one, or a batch of up to 1,000, all or nothing), enqueue their processing."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from ..auth import require_api_key
+from ..contacts.normalize import check_json, parse_datetime
 from ..db import get_session
-from ..engine.ingest import IngestError, record_event, upsert_contact
-from ..engine.jobs import process_events
-from ..models import Scope
-from ..queue import get_queue
+from ..engine.ingest import record_event, upsert_contact
+from ..models import Event, Scope
 from . import bp
-from .problems import problem
+from .common import enqueue_events, text
+from .contacts import CONTACT_INPUT, EVENT, event_dict
+from .idempotency import body_digest, remember, replay, request_key
+from .pagination import filtered_page, sort_param
+from .spec import CURSOR, ID, LIMIT, TIMESTAMP, endpoint, page_of, query_param, schema
 
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 MAX_BODY = 256 * 1024
-ALLOWED_KEYS = {"contact", "event", "props", "occurred_at"}
+MAX_BATCH = 1000
+MAX_BATCH_BODY = 8 * 1024 * 1024
+
+EVENT_INPUT = schema("EventInput", {
+    "type": "object", "additionalProperties": False, "required": ["contact", "event"],
+    "properties": {
+        "contact": CONTACT_INPUT,
+        "event": text(128, pattern=EVENT_NAME.pattern,
+                      **{"x-pattern-hint": "be a dotted lowercase name such as form.submitted"}),
+        "props": {"type": "object", "description": "any JSON object"},
+        "occurred_at": {**TIMESTAMP, "description": "when it happened (default: now); needs a time zone"},
+    },
+})
+BATCH_INPUT = schema("EventBatch", {
+    "type": "object", "additionalProperties": False, "required": ["events"],
+    "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": EVENT_INPUT}},
+})
+ACCEPTED = schema("EventAccepted", {"type": "object", "properties": {
+    "id": ID, "contact_id": ID, "status": {"type": "string", "enum": ["accepted"]}}})
+BATCH_ACCEPTED = schema("EventBatchAccepted", {"type": "object", "properties": {
+    "ids": {"type": "array", "items": ID}, "contact_ids": {"type": "array", "items": ID},
+    "count": {"type": "integer"}, "status": {"type": "string", "enum": ["accepted"]}}})
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise IngestError("occurred_at", "occurred_at must be an ISO-8601 string")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise IngestError("occurred_at", f"occurred_at {value!r} is not ISO-8601, e.g. 2026-05-01T12:00:00Z") from None
-    if parsed.tzinfo is None:
-        raise IngestError("occurred_at", "occurred_at needs a timezone, e.g. a trailing Z for UTC")
-    return parsed.astimezone(timezone.utc)
+def _store(session: Session, item: dict[str, Any], prefix: str) -> Event:
+    props = check_json(item.get("props", {}), f"{prefix}props")
+    occurred_at = parse_datetime(item["occurred_at"], f"{prefix}occurred_at") if item.get("occurred_at") else None
+    contact = upsert_contact(session, item["contact"], region=current_app.config.get("PHONE_REGION"),
+                             strict=True, prefix=f"{prefix}contact.")
+    return record_event(session, contact, item["event"], props, occurred_at=occurred_at)
 
 
-def _validate(body: Any) -> tuple[dict[str, Any], str, dict[str, Any], datetime | None]:
-    if not isinstance(body, dict):
-        raise IngestError("", "the body must be a JSON object")
-    unknown = set(body) - ALLOWED_KEYS
-    if unknown:
-        raise IngestError(sorted(unknown)[0], f"unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(ALLOWED_KEYS))}")
-    contact = body.get("contact")
-    if not isinstance(contact, dict):
-        raise IngestError("contact", "contact must be an object with an email or external_id")
-    email = contact.get("email")
-    if email is not None:
-        if not isinstance(email, str):
-            raise IngestError("contact.email", "contact.email must be a string")
-        from email_validator import EmailNotValidError, validate_email
-
-        try:
-            contact = {**contact, "email": validate_email(email, check_deliverability=False).normalized.lower()}
-        except EmailNotValidError as exc:
-            raise IngestError("contact.email", f"contact.email is not a valid address: {exc}") from None
-    name = body.get("event")
-    if not isinstance(name, str) or not EVENT_NAME.match(name):
-        raise IngestError("event", "event must be a dotted lowercase name such as form.submitted")
-    props = body.get("props", {})
-    if not isinstance(props, dict):
-        raise IngestError("props", "props must be a JSON object")
-    return contact, name, props, _parse_time(body.get("occurred_at"))
-
-
-@bp.post("/events")
-@require_api_key(Scope.INGEST)
-def post_event():
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return problem(413, "Body too large", f"an event may be at most {MAX_BODY} bytes")
-    body = request.get_json(silent=True)
-    if body is None:
-        return problem(400, "Malformed JSON", "the body must be JSON with Content-Type: application/json")
+def _idempotent(body: Any, work: Callable[[Session], tuple[dict[str, Any], list[int]]]):
+    """Run *work* once per Idempotency-Key: store its answer with it, replay it to retries."""
     session = get_session()
+    key = request_key()
+    digest = body_digest(body) if key else ""
+    if key:
+        stored = replay(session, key, digest)
+        if stored is not None:
+            return stored
+    payload, event_ids = work(session)
+    if key:
+        remember(session, key, digest, 202, payload)
     try:
-        spec, name, props, occurred_at = _validate(body)
-        contact = upsert_contact(session, spec)
-        event = record_event(session, contact, name, props, occurred_at=occurred_at)
         session.commit()
-    except IngestError as exc:
+    except IntegrityError:
         session.rollback()
-        return problem(422, "Invalid event", str(exc), field=exc.field)
-    get_queue().enqueue(process_events, [event.id])
-    current_app.logger.debug("event %s stored as %d", name, event.id)
-    return jsonify({"id": event.id, "contact_id": contact.id, "status": "accepted"}), 202
+        if key:  # a concurrent request with the same key won: answer as it did
+            stored = replay(session, key, digest)
+            if stored is not None:
+                return stored
+        raise
+    enqueue_events(event_ids)
+    return jsonify(payload), 202
+
+
+@endpoint(bp, "POST", "/events", summary="Send an event", tag="events", scope=Scope.INGEST, body=EVENT_INPUT,
+          idempotency=True, max_body=MAX_BODY, responses={202: ("stored; rules run shortly", ACCEPTED)},
+          description="Creates or updates the contact (found by external_id, then email) and stores the event.")
+def post_event(body: dict[str, Any]):
+    def work(session: Session) -> tuple[dict[str, Any], list[int]]:
+        event = _store(session, body, "")
+        return {"id": event.id, "contact_id": event.contact_id, "status": "accepted"}, [event.id]
+
+    return _idempotent(body, work)
+
+
+@endpoint(bp, "POST", "/events/batch", summary="Send up to 1,000 events at once", tag="events", scope=Scope.INGEST,
+          body=BATCH_INPUT, idempotency=True, max_body=MAX_BATCH_BODY,
+          responses={202: ("all stored", BATCH_ACCEPTED)},
+          description="All or nothing: one invalid event (named as events[i].field) stores none of them.")
+def post_batch(body: dict[str, Any]):
+    def work(session: Session) -> tuple[dict[str, Any], list[int]]:
+        events = [_store(session, item, f"events[{i}].") for i, item in enumerate(body["events"])]
+        ids = [e.id for e in events]
+        return {"ids": ids, "contact_ids": [e.contact_id for e in events], "count": len(ids),
+                "status": "accepted"}, ids
+
+    return _idempotent(body, work)
+
+
+@endpoint(bp, "GET", "/events", summary="List events", tag="events", responses={200: ("a page", page_of("Event"))},
+          query=[query_param("contact_id", ID), query_param("name", text(128)), sort_param(["id"], "-id"),
+                 LIMIT, CURSOR])
+def list_events(query: dict[str, Any]):
+    return jsonify(filtered_page(Event, query, ("contact_id", "name"), event_dict))
+
+
+__all__ = ["EVENT", "post_batch", "post_event"]

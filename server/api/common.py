@@ -1,0 +1,40 @@
+"""Small helpers shared by the API views."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g
+
+from ..contacts import address_channels
+from ..queue import get_queue
+
+
+def actor() -> str:
+    """Who is acting, for the audit log: the API key's public prefix, never the key."""
+    key = getattr(g, "api_key", None)
+    return f"apikey:{key.prefix}" if key is not None else "api"
+
+
+def secret() -> str:
+    return current_app.config["SECRET_KEY"]
+
+
+def channels() -> dict[str, tuple[str, ...]]:
+    return address_channels(current_app.extensions.get("nudge.plugins"))
+
+
+def enqueue_events(event_ids: list[int]) -> None:
+    """Hand stored events to the engine (after the commit: the DB is the source of truth)."""
+    if event_ids:
+        from ..engine.jobs import process_events
+
+        get_queue().enqueue(process_events, event_ids)
+
+
+def text(max_length: int, *, nullable: bool = False, min_length: int = 0, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "string", "maxLength": max_length, **extra}
+    if min_length:
+        body["minLength"] = min_length
+    if nullable:
+        body["nullable"] = True
+    return body

@@ -1,0 +1,114 @@
+"""/api/v1/templates: message templates per channel (subject, html, txt … parts of Jinja source)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flask import jsonify
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from sqlalchemy import select
+
+from ..contacts import InvalidInput, audit, iso
+from ..db import get_session
+from ..engine import render
+from ..models import Template
+from . import bp
+from .common import actor, text
+from .pagination import filtered_page, sort_param
+from .spec import CURSOR, ID, LIMIT, TIMESTAMP, Refused, endpoint, get_or_404, page_of, query_param, schema
+
+NAME = text(255, min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            **{"x-pattern-hint": "be letters, digits, _ . and - (e.g. welcome_1)"})
+PARTS = {"type": "object", "minProperties": 1, "maxProperties": 10,
+         "additionalProperties": text(200_000), "description": "part name (subject, html, txt …) → Jinja source"}
+TEMPLATE_INPUT = schema("TemplateInput", {"type": "object", "additionalProperties": False,
+                                          "required": ["channel", "name", "parts"],
+                                          "properties": {"channel": text(64, min_length=1), "name": NAME,
+                                                         "parts": PARTS}})
+TEMPLATE_UPDATE = schema("TemplateUpdate", {"type": "object", "additionalProperties": False, "required": ["parts"],
+                                            "properties": {"name": NAME, "parts": PARTS}})
+TEMPLATE = schema("Template", {"type": "object", "properties": {
+    "id": ID, "channel": {"type": "string"}, "name": {"type": "string"}, "parts": {"type": "object"},
+    "updated_at": TIMESTAMP}})
+_fallback_env = ImmutableSandboxedEnvironment()
+
+
+def template_dict(row: Template) -> dict[str, Any]:
+    return {"id": row.id, "channel": row.channel, "name": row.name, "parts": row.parts, "updated_at": iso(row.updated_at)}
+
+
+def check_template(channel: str, parts: Mapping[str, str]) -> None:
+    """Validate with the engine's renderer when it offers ``validate_template``, else by a Jinja parse.
+
+    :raises Refused: 422 naming the first problem's part and line, with all problems listed.
+    """
+    validate = getattr(render, "validate_template", None)
+    if validate is not None:
+        problems = [(p.part, p.line, p.message) for p in validate(channel, parts)]
+    else:
+        problems = []
+        for part, source in parts.items():
+            try:
+                _fallback_env.parse(source)
+            except TemplateSyntaxError as exc:
+                problems.append((part, exc.lineno, exc.message or str(exc)))
+    if problems:
+        part, line, message = problems[0]
+        where = f"parts.{part}" + (f" line {line}" if line else "")
+        raise Refused(422, "Invalid template", f"{where}: {message}", field=f"parts.{part}",
+                      problems=[{"part": p, "line": ln, "message": m} for p, ln, m in problems])
+
+
+@endpoint(bp, "GET", "/templates", summary="List templates", tag="templates",
+          query=[query_param("channel", text(64)), sort_param(["id", "updated_at"], "id"), LIMIT, CURSOR],
+          responses={200: ("a page", page_of("Template"))})
+def list_templates(query: dict[str, Any]):
+    return jsonify(filtered_page(Template, query, ("channel",), template_dict))
+
+
+@endpoint(bp, "POST", "/templates", summary="Create a template", tag="templates", body=TEMPLATE_INPUT,
+          responses={201: ("created", TEMPLATE)})
+def post_template(body: dict[str, Any]):
+    session = get_session()
+    check_template(body["channel"], body["parts"])
+    if session.scalar(select(Template.id).where(Template.channel == body["channel"], Template.name == body["name"])):
+        raise Refused(409, "Conflict", f"a {body['channel']} template named {body['name']!r} exists; "
+                      "PUT /templates/{id} changes it", field="name")
+    row = Template(channel=body["channel"], name=body["name"], parts=body["parts"])
+    session.add(row)
+    session.flush()
+    audit(session, actor(), "template.created", "template", row.id)
+    session.commit()
+    return jsonify(template_dict(row)), 201
+
+
+@endpoint(bp, "GET", "/templates/{template_id}", summary="Get a template", tag="templates",
+          responses={200: ("the template", TEMPLATE)})
+def get_template(template_id: int):
+    return jsonify(template_dict(get_or_404(Template, template_id, "template")))
+
+
+@endpoint(bp, "PUT", "/templates/{template_id}", summary="Replace a template's parts (and name)", tag="templates",
+          body=TEMPLATE_UPDATE, responses={200: ("the template", TEMPLATE)})
+def put_template(template_id: int, body: dict[str, Any]):
+    session = get_session()
+    row = get_or_404(Template, template_id, "template")
+    check_template(row.channel, body["parts"])
+    if "name" in body and body["name"] != row.name:
+        if session.scalar(select(Template.id).where(Template.channel == row.channel, Template.name == body["name"])):
+            raise InvalidInput("name", f"a {row.channel} template named {body['name']!r} exists")
+        row.name = body["name"]
+    row.parts = body["parts"]
+    audit(session, actor(), "template.updated", "template", row.id)
+    session.commit()
+    return jsonify(template_dict(row))
+
+
+@endpoint(bp, "DELETE", "/templates/{template_id}", summary="Delete a template", tag="templates",
+          responses={204: ("deleted", None)})
+def delete_template(template_id: int):
+    session = get_session()
+    session.delete(get_or_404(Template, template_id, "template"))
+    audit(session, actor(), "template.deleted", "template", template_id)
+    session.commit()
+    return "", 204

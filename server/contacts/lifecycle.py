@@ -1,0 +1,193 @@
+"""Merging, erasing and exporting contacts: everything that touches every table holding contact data.
+
+Tables are found through their foreign keys to ``contacts.id``, so a table added later (the
+engine's enrolments) follows a merge, an erasure and an export without changes here. A table
+that needs more than "move the rows" on merge — a unique (rule, contact) pair, say — registers
+a handler with :func:`register_merge_handler`.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Callable, Iterator, Mapping
+
+from sqlalchemy import Column, Table, delete, select, update
+from sqlalchemy.orm import Session
+
+from ..consent import suppress, suppression_reason
+from ..models import (AuditEntry, Base, Consent, Contact, ContactTag, Event, Message, MessageStatusChange, Note,
+                      SuppressionReason, Task, utcnow)
+from .normalize import iso
+from .service import audit, contact_dict
+
+#: table name -> handler(session, into_id, from_id); called instead of moving the rows
+MergeHandler = Callable[[Session, int, int], None]
+_MERGE_HANDLERS: dict[str, MergeHandler] = {}
+
+#: which channels use which contact attribute as their address, when the plugin manager is not at hand
+DEFAULT_ADDRESS_CHANNELS: dict[str, tuple[str, ...]] = {"email": ("email",), "phone": ("sms",)}
+
+
+def register_merge_handler(table: str, handler: MergeHandler) -> None:
+    """Let *table*'s rows be merged by *handler* instead of being moved to the surviving contact.
+
+    For a table with a unique constraint involving the contact (one enrolment per rule and
+    contact), the handler decides which row survives. It runs inside the merge's transaction.
+    """
+    _MERGE_HANDLERS[table] = handler
+
+
+def address_channels(plugin_manager: Any = None) -> dict[str, tuple[str, ...]]:
+    """Contact attribute → channels addressed by it, from the installed channel plugins."""
+    if plugin_manager is None or not getattr(plugin_manager, "channels", None):
+        return dict(DEFAULT_ADDRESS_CHANNELS)
+    out: dict[str, list[str]] = {}
+    for name, cls in plugin_manager.channels.items():
+        if cls.address_field:
+            out.setdefault(cls.address_field, []).append(name)
+    for field, channels in DEFAULT_ADDRESS_CHANNELS.items():
+        out.setdefault(field, list(channels))
+    return {field: tuple(sorted(names)) for field, names in out.items()}
+
+
+def _contact_references() -> Iterator[tuple[Table, Column[Any]]]:
+    """Every (table, column) with a foreign key to ``contacts.id``, in dependency order."""
+    for table in Base.metadata.sorted_tables:
+        if table.name == "contacts":
+            continue
+        for fk in table.foreign_keys:
+            if fk.column.table.name == "contacts" and fk.column.name == "id":
+                yield table, fk.parent
+
+
+def merge_contacts(session: Session, into: Contact, other: Contact, *, actor: str) -> Contact:
+    """Fold *other* into *into*: its events, consents, messages, notes, tasks, tags and every other
+    row that points at it move over; empty attributes of *into* are filled from *other*; custom
+    fields are combined (*into* wins); scores add up; *other* is deleted. Audited.
+    """
+    if into.id == other.id:
+        raise ValueError("cannot merge a contact into itself")
+    other_id = other.id
+    taken = {"email": other.email, "external_id": other.external_id}
+    for table, column in _contact_references():
+        handler = _MERGE_HANDLERS.get(table.name)
+        if handler is not None:
+            handler(session, into.id, other_id)
+        elif table.name == ContactTag.__tablename__:
+            continue  # below, as a union
+        else:
+            session.execute(update(table).where(column == other_id).values({column.name: into.id}))
+    tags = {t.tag for t in other.tags}
+    fields = {**(other.fields or {}), **(into.fields or {})}
+    filled = {name: getattr(other, name) for name in ("phone", "first_name", "last_name", "timezone", "locale", "stage")
+              if getattr(into, name) is None and getattr(other, name) is not None}
+    score = (into.score or 0) + (other.score or 0)
+    created_at = min(into.created_at, other.created_at)
+    last_seen = max((t for t in (into.last_seen, other.last_seen) if t is not None), default=None)
+    session.delete(other)
+    session.flush()  # frees other's unique email / external id before into takes them
+    for name, value in taken.items():
+        if value and getattr(into, name) is None:
+            setattr(into, name, value)
+    for name, value in filled.items():
+        setattr(into, name, value)
+    into.fields, into.score, into.created_at, into.last_seen = fields, score, created_at, last_seen
+    have = {t.tag for t in into.tags}
+    for tag in sorted(tags - have):
+        into.tags.append(ContactTag(tag=tag))
+    audit(session, actor, "contact.merged", "contact", into.id, merged_from=other_id)
+    session.flush()
+    return into
+
+
+def erase_contact(session: Session, contact: Contact, *, secret: str, actor: str,
+                  channels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, int]:
+    """GDPR/CCPA erasure: delete the contact and every row about it; messages are kept for delivery
+    statistics but lose their recipient, data and errors; status details and audit details about the
+    contact are blanked. Only a salted hash of each address stays, in the suppression list, so a
+    re-import is created suppressed. Audited (with the contact id only).
+
+    :return: counts of what was removed, for the audit entry and the caller.
+    """
+    channels = channels or DEFAULT_ADDRESS_CHANNELS
+    contact_id = contact.id
+    for field, names in channels.items():
+        address = getattr(contact, field, None)
+        if address:
+            for channel in names:
+                suppress(session, secret, channel, address, SuppressionReason.ERASED.value,
+                         detail="contact erased on request")
+    counts: dict[str, int] = {}
+    message_ids = select(Message.id).where(Message.contact_id == contact_id)
+    session.execute(update(MessageStatusChange).where(MessageStatusChange.message_id.in_(message_ids))
+                    .values(detail=None))
+    counts["messages"] = session.execute(
+        update(Message).where(Message.contact_id == contact_id).values(contact_id=None, data={}, error=None)
+    ).rowcount
+    for table, column in reversed(list(_contact_references())):
+        if table.name == Message.__tablename__:
+            continue
+        counts[table.name] = session.execute(delete(table).where(column == contact_id)).rowcount
+    session.execute(update(AuditEntry).where(AuditEntry.target_type == "contact",
+                                             AuditEntry.target_id == str(contact_id)).values(detail={}))
+    session.expunge(contact)
+    session.execute(delete(Contact).where(Contact.id == contact_id))
+    audit(session, actor, "contact.erased", "contact", contact_id,
+          **{k: v for k, v in sorted(counts.items()) if v})
+    session.flush()
+    return counts
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _rows(session: Session, model: Any, *where: Any, order: Any = None) -> list[dict[str, Any]]:
+    table = model.__table__
+    query = select(table).where(*where)
+    if order is not None:
+        query = query.order_by(order)
+    return [{k: _plain(v) for k, v in row._mapping.items()} for row in session.execute(query)]
+
+
+def export_contact(session: Session, contact: Contact, *, secret: str,
+                   channels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+    """Everything Nudge holds on *contact*, as JSON-ready data: attributes, tags, custom fields,
+    consent ledger, suppressions of its addresses, events, messages with their status history,
+    notes, tasks, audit entries, and rows of any other table that references the contact."""
+    channels = channels or DEFAULT_ADDRESS_CHANNELS
+    cid = contact.id
+    messages = _rows(session, Message, Message.contact_id == cid, order=Message.id)
+    for message in messages:
+        message["status_history"] = _rows(session, MessageStatusChange, MessageStatusChange.message_id == message["id"],
+                                          order=MessageStatusChange.id)
+    suppressions = {}
+    for field, names in channels.items():
+        address = getattr(contact, field, None)
+        for channel in names:
+            reason = suppression_reason(session, secret, channel, address) if address else None
+            if reason:
+                suppressions[channel] = reason
+    known = {Consent.__tablename__, Event.__tablename__, Message.__tablename__, Note.__tablename__,
+             Task.__tablename__, ContactTag.__tablename__}
+    other: dict[str, list[dict[str, Any]]] = {}
+    for table, column in _contact_references():
+        if table.name not in known:
+            rows = session.execute(select(table).where(column == cid))
+            other[table.name] = [{k: _plain(v) for k, v in row._mapping.items()} for row in rows]
+    return {
+        "exported_at": iso(utcnow()),
+        "contact": contact_dict(contact),
+        "consents": _rows(session, Consent, Consent.contact_id == cid, order=Consent.id),
+        "suppressions": suppressions,
+        "events": _rows(session, Event, Event.contact_id == cid, order=Event.id),
+        "messages": messages,
+        "notes": _rows(session, Note, Note.contact_id == cid, order=Note.id),
+        "tasks": _rows(session, Task, Task.contact_id == cid, order=Task.id),
+        "audit": _rows(session, AuditEntry, AuditEntry.target_type == "contact", AuditEntry.target_id == str(cid),
+                       order=AuditEntry.id),
+        "other": other,
+    }

@@ -1,0 +1,128 @@
+"""Normalising contact attributes: one address form in the database, whatever came in."""
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from .errors import InvalidInput
+
+LOCALE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+
+
+def check_text(value: Any, field: str, max_length: int, *, allow_empty: bool = False) -> str:
+    """A string without NUL bytes (no database stores them) and within *max_length* characters."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"{field} must be a string")
+    if "\x00" in value:
+        raise InvalidInput(field, f"{field} contains a NUL character")
+    if len(value) > max_length:
+        raise InvalidInput(field, f"{field} is longer than {max_length} characters")
+    if not allow_empty and not value.strip():
+        raise InvalidInput(field, f"{field} must not be empty")
+    return value
+
+
+def normalize_email(value: Any, field: str = "email") -> str:
+    """The lower-cased, normalised address, or :class:`InvalidInput` saying why not."""
+    text = check_text(value, field, 320).strip()
+    try:
+        return validate_email(text, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise InvalidInput(field, f"{field} is not a valid address: {exc}") from None
+
+
+def normalize_phone(value: Any, region: str | None = None, field: str = "phone") -> str:
+    """The number in E.164 (``+4930123456``); without a leading ``+`` the *region* (``DE``) is assumed."""
+    text = check_text(value, field, 64).strip()
+    try:
+        number = phonenumbers.parse(text, region.upper() if region else None)
+    except phonenumbers.NumberParseException as exc:
+        hint = "; write it with the country code, e.g. +49 30 123456" if exc.error_type == 0 else ""
+        raise InvalidInput(field, f"{field} {text!r} is not a phone number: {exc.args[0] if exc.args else exc}{hint}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidInput(field, f"{field} {text!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_timezone(value: Any, field: str = "timezone") -> str:
+    text = check_text(value, field, 64).strip()
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(field, f"{field} {text!r} is not a known time zone; use an IANA name like Europe/Berlin") from None
+    return text
+
+
+def check_locale(value: Any, field: str = "locale") -> str:
+    text = check_text(value, field, 32).strip()
+    if not LOCALE.match(text):
+        raise InvalidInput(field, f"{field} {text!r} is not a locale such as en or de-AT")
+    return text
+
+
+def check_json(value: Any, field: str, depth: int = 0) -> Any:
+    """JSON every backend stores: no NUL in strings, finite numbers, 64-bit integers, bounded nesting."""
+    if depth > 32:
+        raise InvalidInput(field, f"{field} nests deeper than 32 levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(field, f"{field} contains a NUL character")
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        if not -2**63 <= value < 2**63:
+            raise InvalidInput(field, f"{field} is an integer outside the 64-bit range")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(field, f"{field} must be a finite number")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_json(item, f"{field}[{i}]", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or "\x00" in key:
+                raise InvalidInput(field, f"{field} has a key with a NUL character")
+            check_json(item, f"{field}.{key}", depth + 1)
+    else:
+        raise InvalidInput(field, f"{field} holds a value that is not JSON")
+    return value
+
+
+def parse_datetime(value: Any, field: str) -> datetime:
+    """An ISO-8601 date-time with a time zone, as aware UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = check_text(value, field, 64).strip()
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(field, f"{field} {text!r} is not ISO-8601, e.g. 2026-05-01T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(field, f"{field} needs a time zone, e.g. a trailing Z for UTC")
+    if not 1900 <= parsed.year <= 9998:
+        raise InvalidInput(field, f"{field} must be a year between 1900 and 9998")
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_date(value: Any, field: str) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    text = check_text(value, field, 32).strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(field, f"{field} {text!r} is not a date like 2026-05-01") from None
+
+
+def iso(value: datetime | None) -> str | None:
+    """``2026-05-01T12:00:00Z``: the one text form of a UTC time (sorts as it compares)."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

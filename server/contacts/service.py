@@ -1,0 +1,210 @@
+"""Creating, finding and updating contacts: one validation path for the API, forms, events and import."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import AuditEntry, Contact, ContactTag
+from .errors import Conflict, InvalidInput
+from .fields import STANDARD_FIELDS, coerce_fields, definitions
+from .normalize import check_locale, check_text, check_timezone, iso, normalize_email, normalize_phone
+
+CONTACT_KEYS = STANDARD_FIELDS + ("fields", "tags")
+MAX_TAGS = 100
+MAX_SCORE = 2**31 - 1
+
+
+def _clean_tags(value: Any, field: str) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise InvalidInput(field, f"{field} must be a list of at most {MAX_TAGS} strings")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        tag = check_text(item, f"{field}[{i}]", 128).strip()
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def clean_tag(value: Any, field: str = "tag") -> str:
+    return check_text(value, field, 128).strip()
+
+
+def clean_contact(session: Session, data: Any, *, prefix: str = "", region: str | None = None,
+                  known_fields: Mapping[str, str] | None = None, from_text: bool = False) -> dict[str, Any]:
+    """Validate and normalise contact attributes; only the keys given come back.
+
+    ``None`` clears an attribute. Unknown keys and undefined custom fields are errors.
+
+    :param prefix: how the caller names the object in error fields, e.g. ``"contact."``.
+    :param region: the country assumed for phone numbers written without ``+``.
+    :param known_fields: custom field definitions (read from the database when not given).
+    :param from_text: values are CSV cells (numbers and booleans as text).
+    :raises InvalidInput: naming the first offending field.
+    """
+    where = prefix.rstrip(".") or "contact"
+    if not isinstance(data, Mapping):
+        raise InvalidInput(where, f"{where} must be an object")
+    unknown = sorted(set(data) - set(CONTACT_KEYS))
+    if unknown:
+        raise InvalidInput(f"{prefix}{unknown[0]}", f"unknown field {unknown[0]!r} in {where}; allowed: "
+                           f"{', '.join(CONTACT_KEYS)} (custom fields go inside \"fields\")")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        field = f"{prefix}{key}"
+        if value is None or (from_text and value == ""):
+            if key == "score":
+                raise InvalidInput(field, f"{field} must be an integer")
+            out[key] = None if key != "tags" else []
+            continue
+        if key == "email":
+            out[key] = normalize_email(value, field)
+        elif key == "phone":
+            out[key] = normalize_phone(value, region, field)
+        elif key == "external_id":
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            out[key] = check_text(value, field, 255).strip()
+        elif key in ("first_name", "last_name"):
+            out[key] = check_text(value, field, 255, allow_empty=True).strip()
+        elif key == "stage":
+            out[key] = check_text(value, field, 64).strip()
+        elif key == "timezone":
+            out[key] = check_timezone(value, field)
+        elif key == "locale":
+            out[key] = check_locale(value, field)
+        elif key == "score":
+            if from_text and isinstance(value, str):
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise InvalidInput(field, f"{field} {value!r} is not an integer") from None
+            if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_SCORE:
+                raise InvalidInput(field, f"{field} must be an integer between -{MAX_SCORE} and {MAX_SCORE}")
+            out[key] = value
+        elif key == "tags":
+            if from_text and isinstance(value, str):
+                value = [t for t in (part.strip() for part in value.split(";")) if t]
+            out[key] = _clean_tags(value, field)
+        elif key == "fields":
+            known = definitions(session) if known_fields is None else known_fields
+            out[key] = coerce_fields(value, known, field, from_text=from_text)
+    return out
+
+
+def find_contact(session: Session, *, email: str | None = None, external_id: str | None = None) -> Contact | None:
+    """The contact with this external id, else with this email."""
+    if external_id:
+        contact = session.scalar(select(Contact).where(Contact.external_id == external_id))
+        if contact is not None:
+            return contact
+    if email:
+        return session.scalar(select(Contact).where(Contact.email == email))
+    return None
+
+
+def _check_unique(session: Session, contact: Contact | None, cleaned: Mapping[str, Any], prefix: str) -> None:
+    for key in ("email", "external_id"):
+        value = cleaned.get(key)
+        if not value or (contact is not None and getattr(contact, key) == value):
+            continue
+        owner = session.scalar(select(Contact.id).where(getattr(Contact, key) == value))
+        if owner is not None and (contact is None or owner != contact.id):
+            raise Conflict(f"{prefix}{key}", f"{prefix}{key} already belongs to contact {owner}; "
+                           f"merge the two contacts first (POST /api/v1/contacts/{owner}/merge)")
+
+
+def apply_changes(session: Session, contact: Contact, cleaned: Mapping[str, Any], *, prefix: str = "",
+                  replace_tags: bool = False) -> Contact:
+    """Write cleaned attributes onto *contact*: custom fields merge (``None`` removes one); tags
+    are added, or replace the old ones when *replace_tags*."""
+    _check_unique(session, contact, cleaned, prefix)
+    for key in STANDARD_FIELDS:
+        if key in cleaned:
+            setattr(contact, key, cleaned[key] if key != "score" else cleaned[key] or 0)
+    if "fields" in cleaned:
+        merged = dict(contact.fields or {})
+        for name, value in cleaned["fields"].items():
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = value
+        contact.fields = merged
+    if "tags" in cleaned:
+        set_tags(session, contact, cleaned["tags"], replace=replace_tags)
+    return contact
+
+
+def set_tags(session: Session, contact: Contact, tags: list[str], *, replace: bool = False) -> None:
+    current = {t.tag for t in contact.tags}
+    if replace:
+        for row in list(contact.tags):
+            if row.tag not in tags:
+                contact.tags.remove(row)
+    for tag in tags:
+        if tag not in current:
+            contact.tags.append(ContactTag(tag=tag))
+            current.add(tag)
+
+
+def create_contact(session: Session, cleaned: Mapping[str, Any], *, prefix: str = "") -> Contact:
+    """A new contact from cleaned attributes (needs an email or external id).
+
+    :raises Conflict: when the email or external id is taken.
+    """
+    if not cleaned.get("email") and not cleaned.get("external_id"):
+        raise InvalidInput(prefix.rstrip(".") or "email", "a contact needs an email or an external_id")
+    contact = Contact(fields={}, score=0)
+    apply_changes(session, contact, cleaned, prefix=prefix)
+    session.add(contact)
+    session.flush()
+    return contact
+
+
+def upsert_contact(session: Session, cleaned: Mapping[str, Any], *, prefix: str = "") -> tuple[Contact, bool]:
+    """Find the contact by external id or email and update it, or create it.
+
+    :return: the contact and whether it was created.
+    :raises InvalidInput: without an email or external id; :class:`Conflict` when they name two contacts.
+    """
+    email, external_id = cleaned.get("email"), cleaned.get("external_id")
+    if not email and not external_id:
+        raise InvalidInput(prefix.rstrip(".") or "contact", "a contact needs an email or an external_id")
+    contact = find_contact(session, email=email, external_id=external_id)
+    if contact is None:
+        return create_contact(session, cleaned, prefix=prefix), True
+    apply_changes(session, contact, cleaned, prefix=prefix)
+    session.flush()
+    return contact, False
+
+
+def contact_dict(contact: Contact) -> dict[str, Any]:
+    """The API form of a contact."""
+    return {
+        "id": contact.id,
+        "external_id": contact.external_id,
+        "email": contact.email,
+        "phone": contact.phone,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "timezone": contact.timezone,
+        "locale": contact.locale,
+        "stage": contact.stage,
+        "score": contact.score,
+        "fields": dict(contact.fields or {}),
+        "tags": sorted(t.tag for t in contact.tags),
+        "created_at": iso(contact.created_at),
+        "updated_at": iso(contact.updated_at),
+        "last_seen": iso(contact.last_seen),
+    }
+
+
+def audit(session: Session, actor: str, action: str, target_type: str, target_id: Any = None,
+          **detail: Any) -> AuditEntry:
+    """Record an admin action. Keep personal data out of *detail*: ids and counts only."""
+    entry = AuditEntry(actor=actor, action=action, target_type=target_type,
+                       target_id=None if target_id is None else str(target_id), detail=detail)
+    session.add(entry)
+    session.flush()
+    return entry
