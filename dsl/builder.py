@@ -157,11 +157,15 @@ def _maybe(children, kind: str):
     return literal(found[0]) if found else None
 
 
-def _flatten(cls, left, right, span):
+def _flatten(cls, children):
+    """An n-ary ``and``/``or`` from ``a and b and …``; a parenthesised chain of the same
+    kind is merged in, so ``(a and b) and c`` and ``a and b and c`` are one tree."""
     items = []
-    for side in (left, right):
-        items.extend(side.items if isinstance(side, cls) else (side,))
-    return cls(tuple(items), span=span)
+    for child in children:
+        if isinstance(child, Token):
+            continue
+        items.extend(child.items if isinstance(child, cls) else (child,))
+    return cls(tuple(items), span=span_of(children))
 
 
 class AstBuilder(Transformer):
@@ -359,10 +363,10 @@ class AstBuilder(Transformer):
     # ---- expressions ----------------------------------------------------------
 
     def or_(self, children):
-        return _flatten(A.Or, children[0], children[2], span_of(children))
+        return _flatten(A.Or, children)
 
     def and_(self, children):
-        return _flatten(A.And, children[0], children[2], span_of(children))
+        return _flatten(A.And, children)
 
     def not_(self, children):
         return A.Not(children[1], span=span_of(children))

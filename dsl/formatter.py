@@ -42,10 +42,13 @@ def fmt(text: str, filename: str = "<input>") -> str:
 def format_program(program: A.Program) -> str:
     """Canonical text for a parsed (or built) program."""
     lines: list[_Line] = []
-    for index, rule in enumerate(program.rules):
+    rules = program.rules
+    for index, rule in enumerate(rules):
         if index:
             lines.append(_Line(0, "", None, blank=True))
         _rule(rule, lines)
+        # Indented comments after the last step still belong to the rule.
+        lines[-1].absorb_until = rules[index + 1].span.line if index + 1 < len(rules) else 1 << 62
     return _with_comments(lines, program.comments)
 
 
@@ -146,11 +149,12 @@ def duration(value: A.Duration) -> str:
 
 
 class _Line:
-    __slots__ = ("indent", "text", "anchor", "closer", "blank")
+    __slots__ = ("indent", "text", "anchor", "closer", "blank", "absorb_until")
 
     def __init__(self, indent: int, text: str, anchor: int | None, closer=False, blank=False):
         self.indent, self.text, self.anchor = indent, text, anchor
         self.closer, self.blank = closer, blank
+        self.absorb_until = 0
 
 
 def trigger_text(trigger) -> str:
@@ -283,27 +287,38 @@ def _line_of(span: A.Span | None) -> int | None:
     return span.line if span is not None else None
 
 
+def _belongs_before(comment: A.Comment, line: _Line) -> bool:
+    if comment.span.line < line.anchor:
+        return True
+    return comment.own_line and comment.span.column > 1 and comment.span.line < line.absorb_until
+
+
 def _with_comments(lines: list[_Line], comments) -> str:
-    pending = sorted(comments, key=lambda c: (c.span.line, c.span.column))
+    # A trailing comment follows the last line printed for its source line.
+    last_for_line = {line.anchor: index for index, line in enumerate(lines)
+                     if line.anchor is not None and not line.closer}
+    attached: dict[int, str] = {}
+    pending = []
+    for comment in sorted(comments, key=lambda c: (c.span.line, c.span.column)):
+        target = last_for_line.get(comment.span.line)
+        if not comment.own_line and target is not None and target not in attached:
+            attached[target] = comment.text
+        else:
+            pending.append(comment)
     out: list[str] = []
     position = 0
-    trailing_done: set[int] = set()
     for index, line in enumerate(lines):
         if line.blank:
             out.append("")
             continue
         if line.anchor is not None:
             indent = line.indent + (1 if line.closer else 0)
-            while position < len(pending) and pending[position].span.line < line.anchor:
+            while position < len(pending) and _belongs_before(pending[position], line):
                 out.append(INDENT * indent + "#" + pending[position].text)
                 position += 1
         text = INDENT * line.indent + line.text
-        if (line.anchor is not None and position < len(pending)
-                and pending[position].span.line == line.anchor
-                and not pending[position].own_line and line.anchor not in trailing_done):
-            text += "  #" + pending[position].text
-            trailing_done.add(line.anchor)
-            position += 1
+        if index in attached:
+            text += "  #" + attached[index]
         out.append(text)
     while position < len(pending):
         out.append("#" + pending[position].text)
