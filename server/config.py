@@ -29,12 +29,14 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_NAME": "nudge",
     "SCHEDULER_INTERVAL": 1.0,
     "REQUEUE_AFTER": 30.0,       # seconds before the scheduler re-enqueues unprocessed work
+    "ENGINE_LEASE": 120.0,       # seconds a batch of due enrolments belongs to one job before it is handed on
+    "RETRY_BASE": 30.0,          # seconds before the first retry of a failed send (doubles, with jitter)
     "LOG_LEVEL": "INFO",
     "MIGRATE_ON_START": True,
     "LOAD_ENTRY_POINTS": True,   # third-party plugins from the nudge.plugins entry points
 }
 
-_FLOATS = {"SCHEDULER_INTERVAL", "REQUEUE_AFTER"}
+_FLOATS = {"SCHEDULER_INTERVAL", "REQUEUE_AFTER", "ENGINE_LEASE", "RETRY_BASE"}
 _BOOLS = {"MIGRATE_ON_START", "LOAD_ENTRY_POINTS"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 

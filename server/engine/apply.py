@@ -146,6 +146,7 @@ def _replan_timers(session: Session, app: Any, changes: list[RuleChange]) -> Non
     session.flush()
     for contact in contacts:
         dispatch.contact_changed(ctx, contact, None)
+    ctx.write_buffered()
 
 
 def format_changes(result: ApplyResult) -> list[str]:

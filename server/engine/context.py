@@ -25,6 +25,22 @@ class EngineContext:
     #: simulation: called with each new outbox row id at once, so effects appear in step order
     deliver_now: Callable[[list[int]], None] | None = None
     _plans: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _buffer: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
+
+    _index: Any = None
+
+    @property
+    def index(self) -> Any:
+        """The active rules' index, looked up once per batch."""
+        if self._index is None:
+            from .matcher import rule_index
+
+            self._index = rule_index(self.session, str(self.session.get_bind().url))
+        return self._index
+
+    def listens_to(self, event_name: str) -> bool:
+        """Whether any active rule could react to *event_name* (trigger, goal, wait for, inactivity)."""
+        return event_name in self.index.listened or event_name in ("email.unsubscribed", "sms.opted_out")
 
     @property
     def default_tz(self) -> str:
@@ -38,5 +54,24 @@ class EngineContext:
 
     def log(self, contact_id: int, rule_id: int | None, action: str, enrolment_id: int | None = None,
             at: int | None = None, **data: Any) -> None:
-        self.session.add(JourneyLog(enrolment_id=enrolment_id, contact_id=contact_id, rule_id=rule_id,
-                                    at=self.now if at is None else at, action=action, data=data))
+        """Add a trace line; buffered and written with one multi-row INSERT (see :meth:`write_buffered`)."""
+        self._buffer.setdefault(JourneyLog, []).append(
+            {"enrolment_id": enrolment_id, "contact_id": contact_id, "rule_id": rule_id,
+             "at": self.now if at is None else at, "action": action, "data": data})
+
+    def buffer(self, model: Any, row: dict[str, Any]) -> None:
+        """Queue a row nobody reads back within this batch (trace lines, unwatched events)."""
+        self._buffer.setdefault(model, []).append(row)
+
+    def write_buffered(self) -> None:
+        """Write the buffered rows: call before anything commits or reads them."""
+        from sqlalchemy import insert
+
+        buffered, self._buffer = self._buffer, {}
+        for model, rows in buffered.items():
+            if rows:
+                self.session.execute(insert(model), rows)
+
+    def commit(self) -> None:
+        self.write_buffered()
+        self.session.commit()

@@ -9,7 +9,6 @@ from ..consent import record_consent
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTimer, TriggerTimer
 from . import runtime, timers
 from .context import EngineContext
-from .matcher import rule_index
 from .scope import Scope
 from .timeutil import iso, to_dt
 
@@ -20,7 +19,7 @@ CONSENT_EVENTS = {"email.unsubscribed": "email", "sms.opted_out": "sms"}
 
 
 def index(ctx: EngineContext):
-    return rule_index(ctx.session, str(ctx.session.get_bind().url))
+    return ctx.index
 
 
 def handle_event(ctx: EngineContext, event: Event) -> None:

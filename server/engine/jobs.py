@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: enrolments one job advances
 BATCH = 500
-#: seconds a leased batch belongs to its job; after that the scheduler may hand it to another
+#: seconds a leased batch belongs to its job; after that the scheduler may hand it to another (``ENGINE_LEASE``)
 LEASE = 120
 
 
@@ -66,7 +67,7 @@ def process_events(event_ids: list[int]) -> int:
         event = session.get(Event, event_id)
         dispatch.handle_event(ctx, event)
         dispatch.drain(ctx)
-        session.commit()  # the claim, the journey steps and their outbox rows land together
+        ctx.commit()  # the claim, the journey steps and their outbox rows land together
         messages.extend(ctx.new_messages)
         done += 1
     _send_later(messages)
@@ -74,25 +75,51 @@ def process_events(event_ids: list[int]) -> int:
 
 
 def advance_enrolments(enrolment_ids: list[int], lease: int) -> int:
-    """Resume a leased batch of due enrolments; one transaction per batch, a savepoint per enrolment."""
+    """Resume a leased batch of due enrolments in one transaction.
+
+    Fast path: the whole batch in one go. If any journey fails, the batch is rolled back and
+    redone one enrolment per savepoint, so one broken journey never holds back the others.
+    """
     session = get_session()
+    try:
+        ran, messages = _advance(session, enrolment_ids, lease, isolate=False)
+    except Exception:
+        session.rollback()
+        log.warning("a journey in a batch of %d failed; redoing the batch one by one", len(enrolment_ids))
+        ran, messages = _advance(session, enrolment_ids, lease, isolate=True)
+    _send_later(messages)
+    return ran
+
+
+def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool) -> tuple[int, list[int]]:
     ctx = _ctx(session)
     query = select(Enrolment).where(Enrolment.id.in_(enrolment_ids), Enrolment.due == lease,
                                     Enrolment.state == EnrolmentState.ACTIVE).order_by(Enrolment.id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
+    enrolments = session.scalars(query).all()
+    contacts = {c.id: c for c in session.scalars(
+        select(Contact).where(Contact.id.in_({e.contact_id for e in enrolments})))}
     ran = 0
-    for enr in session.scalars(query).all():
+    for enr in enrolments:
+        if not isolate:
+            # no autoflush: the batch's updates and inserts go to the database together at commit
+            # (the engine flushes explicitly wherever it reads back what it wrote)
+            with session.no_autoflush:
+                runtime.resume_due(ctx, enr, contacts.get(enr.contact_id))
+            ran += 1
+            continue
         try:
             with session.begin_nested():
-                runtime.resume_due(ctx, enr)
+                runtime.resume_due(ctx, enr, contacts.get(enr.contact_id))
                 dispatch.drain(ctx)
+                ctx.write_buffered()  # inside the savepoint: a failed journey leaves no trace rows behind
             ran += 1
-        except Exception:  # one broken journey must not hold back the batch
-            log.exception("enrolment %s failed; it stays due and will be retried", enr.id)
-    session.commit()
-    _send_later(ctx.new_messages)
-    return ran
+        except Exception:
+            log.exception("enrolment %s failed; it stays leased and will be retried", enr.id)
+    dispatch.drain(ctx)
+    ctx.commit()
+    return ran, ctx.new_messages
 
 
 def fire_timers() -> int:
@@ -100,7 +127,7 @@ def fire_timers() -> int:
     session = get_session()
     ctx = _ctx(session)
     fired = dispatch.fire_trigger_timers(ctx) + dispatch.fire_schedule_timers(ctx)
-    session.commit()
+    ctx.commit()
     _send_later(ctx.new_messages)
     return fired
 
@@ -111,15 +138,15 @@ def deliver_messages(message_ids: list[int]) -> int:
 
 
 # -- the scheduler tick ----------------------------------------------------------------------------
-def lease_due(session, now: int, limit: int) -> list[int]:
-    """Claim up to *limit* due enrolments for one batch by moving their due time to a lease."""
+def lease_due(session, now: int, limit: int, lease: int = LEASE) -> list[int]:
+    """Claim up to *limit* due enrolments for one batch by moving their due time *lease* seconds ahead."""
     query = (select(Enrolment.id).where(Enrolment.state == EnrolmentState.ACTIVE, Enrolment.due <= now)
              .order_by(Enrolment.due).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     ids = list(session.scalars(query))
     if ids:
-        session.execute(update(Enrolment).where(Enrolment.id.in_(ids)).values(due=now + LEASE))
+        session.execute(update(Enrolment).where(Enrolment.id.in_(ids)).values(due=now + lease))
     return ids
 
 
@@ -133,16 +160,17 @@ def requeue_due(max_batches: int = 20) -> dict[str, Any]:
     now = to_ts(utcnow())
     queue = get_queue()
     stale = utcnow() - timedelta(seconds=config["REQUEUE_AFTER"])
+    lease = max(1, math.ceil(config["ENGINE_LEASE"]))  # due times are whole seconds
     counts = {"events": 0, "enrolments": 0, "timers": 0, "messages": 0, "unknown": 0}
 
     events = list(session.scalars(
         select(Event.id).where(Event.processed_at.is_(None), Event.received_at <= stale).limit(1000)))
     batches: list[tuple[list[int], int]] = []
     for _ in range(max_batches):
-        ids = lease_due(session, now, BATCH)
+        ids = lease_due(session, now, BATCH, lease)
         if not ids:
             break
-        batches.append((ids, now + LEASE))
+        batches.append((ids, now + lease))
         counts["enrolments"] += len(ids)
     timers_due = (session.scalar(select(TriggerTimer.id).where(TriggerTimer.due <= now).limit(1)) or
                   session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.due <= now).limit(1)))

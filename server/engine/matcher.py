@@ -61,6 +61,23 @@ class RuleIndex:
     timed: list[tuple[int, int, dict[str, Any]]]
     #: goal event name -> rule ids
     goals: dict[str, set[int]]
+    #: every event name some active rule reacts to; others need no matching at all
+    listened: frozenset[str] = frozenset()
+
+
+def counted_events(node: Any) -> set[str]:
+    """Event names a plan counts with ``did``: such events must be readable the moment they are raised."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("did"), str):
+                found.add(item["did"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 _lock = threading.Lock()
@@ -78,6 +95,7 @@ def build_index(session: Session) -> RuleIndex:
     by_event: dict[str, EventIndex] = {}
     timed: list[tuple[int, int, dict[str, Any]]] = []
     goals: dict[str, set[int]] = {}
+    listened: set[str] = set()
     rows = session.execute(
         select(Rule.id, RuleVersion.id, RuleVersion.plan)
         .join(RuleVersion, RuleVersion.id == Rule.active_version_id)
@@ -93,7 +111,14 @@ def build_index(session: Session) -> RuleIndex:
         goal = plan.get("goal")
         if goal:
             goals.setdefault(goal["event"], set()).add(rule_id)
-    return RuleIndex(stamp, by_event, timed, goals)
+        if trigger.get("event"):
+            listened.add(trigger["event"])
+    listened.update(goals)
+    # contacts may still wait on older versions of a rule: every version's ``wait for`` and ``did`` counts
+    for (plan,) in session.execute(select(RuleVersion.plan)):
+        listened.update(step["event"] for step in plan["steps"] if step["op"] == "wait_for")
+        listened.update(counted_events(plan))
+    return RuleIndex(stamp, by_event, timed, goals, frozenset(listened))
 
 
 def rule_index(session: Session, cache_key: str) -> RuleIndex:

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from ..models import Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Rule, RuleStatus
 from .context import EngineContext
@@ -48,6 +48,47 @@ def render_text(text: str, contact: Contact, event: dict[str, Any]) -> str:
         return text
 
 
+class _LazyProps(dict):
+    """The triggering event's props, read from the database only if a step looks at them."""
+
+    def __init__(self, ctx: EngineContext, event_id: int | None):
+        super().__init__()
+        self._ctx, self._event_id, self._loaded = ctx, event_id, event_id is None
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            self.update(event_props(self._ctx, self._event_id))
+
+    def __getitem__(self, key):
+        self._load()
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self._load()
+        return super().__contains__(key)
+
+    def get(self, key, default=None):
+        self._load()
+        return super().get(key, default)
+
+    def keys(self):
+        self._load()
+        return super().keys()
+
+    def items(self):
+        self._load()
+        return super().items()
+
+    def __iter__(self):
+        self._load()
+        return super().__iter__()
+
+    def __len__(self):
+        self._load()
+        return super().__len__()
+
+
 def event_props(ctx: EngineContext, event_id: int | None) -> dict[str, Any]:
     if event_id is None:
         return {}
@@ -61,6 +102,7 @@ def may_enter(ctx: EngineContext, rule_id: int, plan: dict[str, Any], contact_id
     kind = policy.get("kind", "default")
     if kind == "always":
         return True
+    ctx.session.flush()
     rows = ctx.session.execute(
         select(Enrolment.state, Enrolment.entered).where(Enrolment.contact_id == contact_id,
                                                          Enrolment.rule_id == rule_id)).all()
@@ -137,7 +179,7 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
         finish(ctx, enr, "stopped")
         return
     tz = zone(contact.timezone, ctx.default_tz)
-    props = event_props(ctx, enr.event_id)
+    props = _LazyProps(ctx, enr.event_id)
     scope = Scope(ctx.session, contact, ctx.now, props)
     enr.due = None
     enr.wait_event = None
@@ -206,9 +248,9 @@ def evaluate_value(expr: Any, scope: Scope) -> Any:
 
 
 def _write_outbox(ctx: EngineContext, enr: Enrolment, op: dict[str, Any], plan: dict[str, Any]) -> None:
+    # unique key: a step's outbox row is written in the same transaction that moves the program counter
+    # past it, so re-running a step is impossible short of a crash rollback, and the constraint backs that up
     key = f"enr:{enr.id}:{op.get('id', enr.pc)}"
-    if ctx.session.scalar(select(Message.id).where(Message.key == key)) is not None:
-        return  # written by an earlier run of this very step: never twice
     msg = Message(key=key, contact_id=enr.contact_id, channel=op["channel"], template=op["name"],
                   status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now),
                   data={"enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"),
@@ -216,39 +258,59 @@ def _write_outbox(ctx: EngineContext, enr: Enrolment, op: dict[str, Any], plan: 
     ctx.session.add(msg)
     ctx.session.flush()
     if ctx.deliver_now is not None:
+        ctx.write_buffered()
         ctx.deliver_now([msg.id])
     else:
         ctx.new_messages.append(msg.id)
 
 
 # -- actions ------------------------------------------------------------------------------
-def raise_event(ctx: EngineContext, contact_id: int, name: str, props: dict[str, Any]) -> Event:
-    """Record one of Nudge's own events; it is matched against rules before the batch ends."""
+def raise_event(ctx: EngineContext, contact_id: int, name: str, props: dict[str, Any]) -> None:
+    """Record one of Nudge's own events; if any rule reacts to it, it is handled before the batch ends."""
     now = to_dt(ctx.now)
-    event = Event(contact_id=contact_id, name=name, props=props, source="nudge", occurred_at=now, received_at=now,
-                  processed_at=now)
+    row = {"contact_id": contact_id, "name": name, "props": props, "source": "nudge", "occurred_at": now,
+           "received_at": now, "processed_at": now}
+    if not ctx.listens_to(name):
+        ctx.buffer(Event, row)  # history only: no rule reacts to it or counts it
+        return
+    event = Event(**row)
     ctx.session.add(event)
     ctx.session.flush()
     ctx.pending_events.append(event.id)
-    return event
+
+
+def _tag_insert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(ContactTag.__table__).on_conflict_do_nothing()
+
+
+_TAG_INSERTS: dict[str, Any] = {}
+
+
+def _insert_ignoring_duplicates(ctx: EngineContext, values: dict[str, Any]) -> bool:
+    """INSERT a contact tag unless it exists; True when it was new (one statement, no read first)."""
+    dialect = ctx.session.get_bind().dialect.name
+    stmt = _TAG_INSERTS.get(dialect)
+    if stmt is None:
+        stmt = _TAG_INSERTS[dialect] = _tag_insert(dialect)
+    return bool(ctx.session.connection().execute(stmt, values).rowcount)
 
 
 def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
-    exists = ctx.session.get(ContactTag, (contact.id, tag))
-    if exists is not None:
+    if not _insert_ignoring_duplicates(ctx, {"contact_id": contact.id, "tag": tag, "created_at": to_dt(ctx.now)}):
         return False
-    ctx.session.add(ContactTag(contact_id=contact.id, tag=tag, created_at=to_dt(ctx.now)))
-    ctx.session.flush()
     raise_event(ctx, contact.id, "tag.added", {"tag": tag})
     return True
 
 
 def remove_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
-    row = ctx.session.get(ContactTag, (contact.id, tag))
-    if row is None:
+    removed = ctx.session.execute(
+        delete(ContactTag).where(ContactTag.contact_id == contact.id, ContactTag.tag == tag)).rowcount
+    if not removed:
         return False
-    ctx.session.delete(row)
-    ctx.session.flush()
     raise_event(ctx, contact.id, "tag.removed", {"tag": tag})
     return True
 
@@ -275,6 +337,9 @@ def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> N
     else:
         contact.fields = {**(contact.fields or {}), field: value}
     raise_event(ctx, contact.id, "contact.updated", {"fields": [field]})
+    from .dispatch import contact_changed  # dispatch imports this module
+
+    contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change
 
 
 def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope,
@@ -324,7 +389,7 @@ def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[
 
 
 # -- resuming -----------------------------------------------------------------------------
-def resume_due(ctx: EngineContext, enr: Enrolment) -> None:
+def resume_due(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> None:
     """Continue a waiting enrolment whose time has come (a wait ended, or a ``wait for`` timed out)."""
     if enr.state != EnrolmentState.ACTIVE:
         return
@@ -333,7 +398,7 @@ def resume_due(ctx: EngineContext, enr: Enrolment) -> None:
         ctx.log(enr.contact_id, enr.rule_id, "timeout", enr.id, event=enr.wait_event)
         enr.pc = int(op.get("on_timeout", enr.pc + 1))
         enr.wait_event = None
-    run(ctx, enr)
+    run(ctx, enr, contact)
 
 
 def resume_on_event(ctx: EngineContext, enr: Enrolment, contact: Contact, event: Event) -> bool:
@@ -350,6 +415,7 @@ def resume_on_event(ctx: EngineContext, enr: Enrolment, contact: Contact, event:
 
 
 def active_enrolments(ctx: EngineContext, contact_id: int) -> list[Enrolment]:
+    ctx.session.flush()
     return list(ctx.session.scalars(select(Enrolment).where(
         Enrolment.contact_id == contact_id, Enrolment.state == EnrolmentState.ACTIVE).order_by(Enrolment.id)))
 

@@ -53,7 +53,7 @@ class Scope:
         self.contact = contact
         self._now_ts = now_ts
         self.now: datetime = to_dt(now_ts)
-        self.event = dict(event_props or {})
+        self.event = event_props if event_props is not None else {}
         self._tags: set[str] | None = None
         self._segments = segments
 
@@ -70,6 +70,7 @@ class Scope:
         return lookup(self.event, path)
 
     def count_events(self, name: str, where: Any, since: datetime) -> int:
+        self.session.flush()  # events raised earlier in this batch count too
         rows = self.session.execute(
             select(Event.props).where(Event.contact_id == self.contact.id, Event.name == name,
                                       Event.occurred_at >= since.astimezone(UTC), Event.occurred_at <= self.now)

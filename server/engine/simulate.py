@@ -181,7 +181,7 @@ class Simulation:
                 dispatch.advance(self.ctx, dispatch.due_enrolment_ids(self.ctx, 10_000))
                 dispatch.fire_trigger_timers(self.ctx)
                 dispatch.fire_schedule_timers(self.ctx)
-            self.session.commit()
+            self.ctx.commit()
         raise RuntimeError("simulation did not settle")
 
     def _deliver(self, ids: list[int]) -> None:
@@ -190,6 +190,7 @@ class Simulation:
 
     # -- output ---------------------------------------------------------------------------------
     def effects(self) -> Iterator[dict[str, Any]]:
+        self.ctx.commit()
         rules = dict(self.session.execute(select(Rule.id, Rule.name)).all())
         keys = {cid: key for key, cid in self.contacts.items()}
         for row in self.session.scalars(select(JourneyLog).order_by(JourneyLog.at, JourneyLog.id)):

@@ -1,0 +1,70 @@
+"""Journey steps per second through one RQ worker, against bare RQ no-op jobs per second.
+
+Issue #4 target: steps per second per worker >= 20x bare RQ SimpleWorker no-op jobs per second.
+Run: .venv/bin/python bench/bench_steps.py [--contacts 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, insert, select  # noqa: E402
+
+from bench.common import bench_app, report, rq_noop_rate  # noqa: E402
+from server.db import get_session  # noqa: E402
+from server.models import Contact, Enrolment, Rule  # noqa: E402
+from tests.helpers import load_rules  # noqa: E402
+
+RULE = """rule "Drip"
+when bench.started then
+  wait 1d
+  tag "engaged"
+  score +1
+  wait 1d
+  send email later
+end
+"""
+STEPS_PER_RESUME = 3  # tag, score, wait
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--contacts", type=int, default=20_000)
+    args = parser.parse_args()
+    with bench_app() as app:
+        load_rules(app, RULE)
+        with app.app_context():
+            session = get_session()
+            rule = session.scalar(select(Rule))
+            now = int(time.time())
+            session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(args.contacts)])
+            ids = list(session.scalars(select(Contact.id)))
+            session.execute(insert(Enrolment), [
+                {"contact_id": cid, "rule_id": rule.id, "version_id": rule.active_version_id, "pc": 1, "state": 0,
+                 "due": now - 10, "entered": now - 86400} for cid in ids])
+            session.commit()
+            from server.engine.jobs import requeue_due
+
+            requeue_due(max_batches=10_000)  # lease everything into batch jobs, as the scheduler does
+        from server.queue import AppWorker
+
+        tq = app.extensions["nudge.queue"]
+        start = time.perf_counter()
+        AppWorker([tq.queue], connection=tq.redis, app=app).work(burst=True, logging_level="WARNING")
+        elapsed = time.perf_counter() - start
+        with app.app_context():
+            waiting = get_session().scalar(select(func.count(Enrolment.id)).where(Enrolment.pc == 4))
+        if waiting != args.contacts:
+            raise SystemExit(f"only {waiting} of {args.contacts} enrolments advanced: the benchmark is invalid")
+        steps = args.contacts * STEPS_PER_RESUME / elapsed
+        baseline = rq_noop_rate(app)
+    report("journey steps per second, one worker", steps, "per second", baseline,
+           "bare RQ SimpleWorker no-op jobs", 20)
+
+
+if __name__ == "__main__":
+    main()
