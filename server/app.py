@@ -45,12 +45,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["nudge.plugins"] = pm
 
     from . import api
-    from .web import admin, csrf, health
+    from .web import admin, csrf, forms, health, tracking, unsubscribe
 
     csrf.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(forms.bp)
+    app.register_blueprint(tracking.bp)
+    app.register_blueprint(unsubscribe.bp)
+    app.register_blueprint(unsubscribe.prefs)
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)

@@ -34,7 +34,7 @@ def normalize_email(value: Any, field: str = "email") -> str:
     try:
         return validate_email(text, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise InvalidInput(field, f"{field} is not a valid address: {exc}") from None
+        raise InvalidInput(field, f"{field} {text[:80]!r} is not a valid address: {exc}") from None
 
 
 def normalize_phone(value: Any, region: str | None = None, field: str = "phone") -> str:

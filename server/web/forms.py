@@ -1,0 +1,218 @@
+"""Hosted sign-up forms: ``GET/POST /f/<slug>``, the embeddable snippet and double opt-in.
+
+A submission creates or updates the contact. With double opt-in, consent is recorded and
+``form.submitted`` raised only when the signed confirmation link is used; without it, at once.
+The form's wording is stored with the consent. Bots meet a honeypot field and a per-IP rate
+limit kept in Redis (transport only: losing it just resets the counters).
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+import redis
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from ..api.common import enqueue_events
+from ..consent import current_consent, record_consent
+from ..contacts import InvalidInput, clean_contact, record_event, upsert_contact
+from ..contacts.fields import definitions
+from ..db import get_session
+from ..links import BadLink, confirm_url, verify
+from ..models import Contact, Form, Message
+from ..queue import get_queue
+
+log = logging.getLogger(__name__)
+bp = Blueprint("forms", __name__)
+
+HONEYPOT = "website"
+FORM_RATE_LIMIT = 20          # submissions per IP per hour
+STANDARD_FORM_FIELDS = ("first_name", "last_name", "phone", "timezone", "locale")
+
+
+def exempt_from_csrf(blueprint: Blueprint) -> None:
+    """Public endpoints posted to from other sites or mail clients authenticate by signed token, not session."""
+    def _exempt(state: Any) -> None:
+        config = state.app.config
+        config["CSRF_EXEMPT_BLUEPRINTS"] = tuple(config.get("CSRF_EXEMPT_BLUEPRINTS", ())) + (blueprint.name,)
+
+    blueprint.record_once(_exempt)
+
+
+exempt_from_csrf(bp)
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def rate_limited(scope: str, *, limit: int, window: int) -> bool:
+    """Count this request against a fixed window per client IP; True once past *limit*.
+
+    Redis errors let the request through (and are logged): the limit is a shield, not a gate.
+    """
+    bucket = int(time.time() // window)
+    key = f"nudge:{current_app.config['QUEUE_NAME']}:ratelimit:{scope}:{client_ip()}:{bucket}"
+    try:
+        conn = get_queue().redis
+        pipe = conn.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, window)
+        count = pipe.execute()[0]
+    except redis.RedisError as exc:
+        log.warning("rate limit %s not checked: %s", scope, type(exc).__name__)
+        return False
+    return int(count) > limit
+
+
+def _form(slug: str) -> Form:
+    form = get_session().scalar(select(Form).where(Form.slug == slug))
+    if form is None:
+        abort(404)
+    return form
+
+
+def _page(template: str, status: int = 200, **context: Any):
+    response = current_app.make_response((render_template(f"public/{template}", **context), status))
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def snippet_html(form: Form) -> str:
+    """The embeddable HTML of *form*: a plain ``<form>`` posting to this server (no script), every
+    value escaped. Needs an app context."""
+    labels = {name: name.replace("_", " ").capitalize() for name in form.fields}
+    return render_template("public/form_embed.html", form=form, labels=labels, honeypot=HONEYPOT,
+                           action=f"{current_app.config['BASE_URL']}/f/{form.slug}").strip()
+
+
+@bp.get("/f/<slug>")
+def show(slug: str):
+    form = _form(slug)
+    return _page("form.html", form=form, snippet=snippet_html(form))
+
+
+@bp.post("/f/<slug>")
+def submit(slug: str):
+    form = _form(slug)
+    if rate_limited(f"form:{form.slug}", limit=int(current_app.config.get("FORM_RATE_LIMIT", FORM_RATE_LIMIT)),
+                    window=3600):
+        return _page("message.html", 429, title="Too many attempts",
+                     text="Too many sign-ups from your network in the last hour. Please try again later.")
+    if request.form.get(HONEYPOT):
+        log.info("form %s: honeypot filled, submission dropped", form.slug)
+        return _page("form_done.html", form=form, double_opt_in=form.double_opt_in)  # looks the same to a bot
+    session = get_session()
+    try:
+        data, extra = _read_submission(form)
+        cleaned = clean_contact(session, data, region=current_app.config.get("PHONE_REGION"),
+                                known_fields=definitions(session), from_text=True)
+        contact, _created = upsert_contact(session, cleaned)
+    except InvalidInput as exc:
+        session.rollback()
+        return _page("form.html", 422, form=form, snippet=snippet_html(form), error=str(exc), field=exc.field)
+    if form.tags:
+        from ..contacts import set_tags
+
+        set_tags(session, contact, list(form.tags))
+    event_ids: list[int] = []
+    if form.double_opt_in:
+        message = Message(key=f"form-confirm:{form.id}:{contact.id}:{secrets.token_hex(8)}", contact_id=contact.id,
+                          channel=form.channel, template=form.confirm_template,
+                          data={"confirm_url": confirm_url(contact.id, form.id), "form": form.slug,
+                                "transactional": True})
+        session.add(message)
+        session.commit()
+        from ..engine.jobs import deliver_messages
+
+        get_queue().enqueue(deliver_messages, [message.id])
+    else:
+        event_ids.append(_grant(session, form, contact, extra).id)
+        session.commit()
+    enqueue_events(event_ids)
+    if form.redirect_url:
+        return redirect(form.redirect_url, 303)
+    return _page("form_done.html", form=form, double_opt_in=form.double_opt_in)
+
+
+def _read_submission(form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The contact attributes a submission sets, and its tracking extras (``utm_*``).
+
+    :raises InvalidInput: for a missing email or consent tick, or a field the form does not have.
+    """
+    allowed = {"email", "consent", HONEYPOT, "csrf_token", *form.fields}
+    unknown = sorted(k for k in request.form if k not in allowed and not k.startswith("utm_"))
+    if unknown:
+        raise InvalidInput(unknown[0], f"this form has no field {unknown[0]!r}")
+    if not request.form.get("email", "").strip():
+        raise InvalidInput("email", "Please enter your email address.")
+    if form.wording and request.form.get("consent") not in ("yes", "on", "true", "1"):
+        raise InvalidInput("consent", "Please tick the box to agree, so we may write to you.")
+    data: dict[str, Any] = {"email": request.form["email"]}
+    custom: dict[str, Any] = {}
+    for name in form.fields:
+        value = request.form.get(name, "").strip()
+        if not value:
+            continue
+        if name in STANDARD_FORM_FIELDS:
+            data[name] = value
+        else:
+            custom[name] = value
+    if custom:
+        data["fields"] = custom
+    extra = {k: v[:255] for k, v in request.form.items() if k.startswith("utm_") and len(k) <= 64}
+    return data, extra
+
+
+def _grant(session: Any, form: Form, contact: Contact, extra: dict[str, Any], *, confirmed: bool = False):
+    record_consent(session, contact.id, form.channel, True, f"form:{form.slug}" + (":confirmed" if confirmed else ""),
+                   ip=client_ip(), user_agent=request.user_agent.string, wording=form.wording)
+    return record_event(session, contact, "form.submitted",
+                        {"form": form.slug, "double_opt_in": form.double_opt_in, "confirmed": confirmed, **extra},
+                        source="form")
+
+
+def _confirmation(token: str) -> tuple[Form, Contact]:
+    try:
+        link = verify("confirm", token)
+    except BadLink as exc:
+        abort(410 if exc.expired else 404)
+    session = get_session()
+    form = session.get(Form, link.data.get("f")) if isinstance(link.data.get("f"), int) else None
+    contact = session.get(Contact, link.data.get("c")) if isinstance(link.data.get("c"), int) else None
+    if form is None or contact is None:
+        abort(404)
+    return form, contact
+
+
+@bp.get("/f/confirm/<token>")
+def confirm_page(token: str):
+    """Asks for the click only: mail scanners prefetch links, and a GET must not subscribe anyone."""
+    form, _contact = _confirmation(token)
+    return _page("confirm.html", form=form, action=url_for("forms.confirm", token=token))
+
+
+@bp.post("/f/confirm/<token>")
+def confirm(token: str):
+    form, contact = _confirmation(token)
+    session = get_session()
+    event_ids = []
+    if current_consent(session, contact.id, form.channel) != "granted":
+        event_ids.append(_grant(session, form, contact, {}, confirmed=True).id)
+        session.commit()
+    enqueue_events(event_ids)
+    if form.redirect_url:
+        return redirect(form.redirect_url, 303)
+    return _page("message.html", title="Subscription confirmed", text="Thank you: your subscription is confirmed.")
+
+
+@bp.app_errorhandler(410)
+def _gone(exc: Any):
+    if not request.path.startswith("/f/confirm/"):
+        return exc
+    return _page("message.html", 410, title="This link has expired",
+                 text="Confirmation links work for 7 days. Please sign up again to get a new one.")

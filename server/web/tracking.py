@@ -1,0 +1,180 @@
+"""Email and site tracking: the open pixel, click redirects and the first-party page-visit snippet.
+
+Every URL carries a signed token (:mod:`server.links`); a forged or tampered one is a 404 and a
+click only ever redirects to the URL inside its signed token. Opens and clicks that are likely not
+a person (mail-privacy proxies, link scanners, HEAD requests, hits seconds after sending) are still
+recorded, flagged ``machine: true`` with a ``machine_reason`` so rules can ignore them.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import Blueprint, Response, abort, current_app, make_response, redirect, request
+from sqlalchemy import select
+
+from ..contacts import record_event
+from ..contacts.normalize import check_json
+from ..db import get_session
+from ..links import BadLink, verify, visitor_token
+from ..models import Contact, Message, utcnow
+from .forms import client_ip, enqueue_events, exempt_from_csrf, rate_limited
+
+bp = Blueprint("tracking", __name__)
+exempt_from_csrf(bp)
+
+PIXEL = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+         b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+VISITOR_COOKIE = "nudge_vid"
+VISITOR_PARAM = "_nv"
+SNIPPET = Path(__file__).resolve().parent.parent / "static" / "nudge.js"
+#: user agents of security scanners, link checkers and preview fetchers (lower case, substring match)
+MACHINE_AGENTS = re.compile(
+    r"bot\b|crawler|spider|preview|scanner|headless|python-|curl/|wget/|go-http-client|java/|okhttp|"
+    r"proofpoint|mimecast|barracuda|symantec|messagelabs|trendmicro|trend micro|forcepoint|sophos|fortiguard|"
+    r"ironport|cisco|safelinks|microsoft office|ms-office|outlook-ios|yahoomailproxy|appengine-google|"
+    r"facebookexternalhit|slackbot|whatsapp|skypeuripreview|linkedinbot|twitterbot",
+    re.IGNORECASE,
+)
+#: Apple's own network: Mail Privacy Protection fetches every image on delivery from here
+APPLE_NETWORK = ipaddress.ip_network("17.0.0.0/8")
+#: a hit this soon after sending is an automated scan, not a person
+MACHINE_SECONDS = 10
+
+
+def machine_reason(sent_at: datetime | None, *, now: datetime | None = None) -> str | None:
+    """Why the current request looks automated, or None when it looks like a person."""
+    if request.method == "HEAD":
+        return "head-request"
+    agent = request.user_agent.string or ""
+    if not agent.strip():
+        return "no-user-agent"
+    match = MACHINE_AGENTS.search(agent)
+    if match:
+        return f"user-agent:{match.group(0).strip().lower()}"
+    try:
+        if ipaddress.ip_address(client_ip()) in APPLE_NETWORK:
+            return "apple-privacy-proxy"
+    except ValueError:
+        pass
+    limit = current_app.config.get("MACHINE_SECONDS", MACHINE_SECONDS)
+    if sent_at is not None and (now or utcnow()) - sent_at < timedelta(seconds=float(limit)):
+        return "seconds-after-send"
+    return None
+
+
+def _message_event(purpose: str, token: str, name: str, extra: dict[str, Any]) -> tuple[Any, int | None]:
+    """Verify *token*, record *name* for its contact; return (link, event id) — 404 on a bad token."""
+    try:
+        link = verify(purpose, token)
+    except BadLink:
+        abort(404)
+    session = get_session()
+    contact = session.get(Contact, link.data.get("c")) if isinstance(link.data.get("c"), int) else None
+    if contact is None:  # erased since: the link still works, nothing is recorded
+        return link, None
+    key = link.data.get("m")
+    message = session.scalar(select(Message).where(Message.key == key)) if isinstance(key, str) else None
+    reason = machine_reason(message.sent_at if message is not None and message.sent_at else link.signed_at)
+    props: dict[str, Any] = {"message": key, "machine": reason is not None, **extra}
+    if message is not None:
+        props.update(channel=message.channel, template=message.template)
+    if reason:
+        props["machine_reason"] = reason
+    event = record_event(session, contact, name, props, source="tracking")
+    session.commit()
+    return link, event.id
+
+
+@bp.route("/o/<token>.gif", methods=["GET", "HEAD"])
+def open_pixel(token: str):
+    _link, event_id = _message_event("open", token, "email.opened", {})
+    enqueue_events([event_id] if event_id else [])
+    response = make_response(PIXEL)
+    response.mimetype = "image/gif"
+    response.headers["Cache-Control"] = "no-store, private"
+    return response
+
+
+@bp.route("/c/<token>", methods=["GET", "HEAD"])
+def click(token: str):
+    try:
+        target = verify("click", token).data.get("u")
+    except BadLink:
+        abort(404)
+    if not isinstance(target, str) or not target.lower().startswith(("http://", "https://")):
+        abort(404)
+    link, event_id = _message_event("click", token, "email.clicked", {"url": target})
+    enqueue_events([event_id] if event_id else [])
+    contact_id = link.data.get("c")
+    if event_id is None or not isinstance(contact_id, int):
+        return redirect(target, 302)
+    visitor = visitor_token(contact_id)
+    response = redirect(_with_visitor(target, visitor), 302)
+    response.headers["Cache-Control"] = "no-store, private"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.set_cookie(VISITOR_COOKIE, visitor, max_age=400 * 86400, httponly=True, samesite="Lax",
+                        secure=current_app.config["BASE_URL"].startswith("https://"))
+    return response
+
+
+def _with_visitor(target: str, visitor: str) -> str:
+    """Add the visitor id for the site's tracking snippet, only on sites listed in ``TRACK_DOMAINS``."""
+    domains = [d.strip().lower() for d in str(current_app.config.get("TRACK_DOMAINS") or "").split(",") if d.strip()]
+    parts = urlsplit(target)
+    host = (parts.hostname or "").lower()
+    if not any(host == d or host.endswith("." + d) for d in domains):
+        return target
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != VISITOR_PARAM]
+    query.append((VISITOR_PARAM, visitor))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@bp.get("/t/nudge.js")
+def snippet():
+    response = make_response(SNIPPET.read_text())
+    response.mimetype = "text/javascript"
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@bp.post("/t/visit")
+def visit():
+    """``page.visited`` from the snippet: body ``{"url", "referrer", "v"}`` sent as text/plain (no preflight)."""
+    if rate_limited("visit", limit=int(current_app.config.get("VISIT_RATE_LIMIT", 600)), window=3600):
+        return Response(status=429)
+    if (request.content_length or 0) > 8192:
+        return Response(status=413)
+    try:
+        body = json.loads(request.get_data(cache=False, as_text=True) or "{}")
+    except ValueError:
+        return Response(status=400)
+    if not isinstance(body, dict):
+        return Response(status=400)
+    url, referrer = body.get("url"), body.get("referrer") or None
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")) or len(url) > 2048:
+        return Response(status=400)
+    if referrer is not None and (not isinstance(referrer, str) or len(referrer) > 2048):
+        return Response(status=400)
+    token = body.get("v") if isinstance(body.get("v"), str) else request.cookies.get(VISITOR_COOKIE)
+    if not token:
+        return Response(status=204)  # an anonymous visitor: nothing to record
+    try:
+        contact_id = verify("visitor", token).data.get("c")
+        check_json({"url": url, "referrer": referrer}, "visit")
+    except (BadLink, ValueError):
+        return Response(status=204)
+    session = get_session()
+    contact = session.get(Contact, contact_id) if isinstance(contact_id, int) else None
+    if contact is None:
+        return Response(status=204)
+    event = record_event(session, contact, "page.visited", {"url": url, "referrer": referrer}, source="site")
+    contact.last_seen = utcnow()
+    session.commit()
+    enqueue_events([event.id])
+    return Response(status=204)

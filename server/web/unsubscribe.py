@@ -1,0 +1,119 @@
+"""Unsubscribing: RFC 8058 one-click, a confirmation page, and the preference page per channel.
+
+``POST /u/<token>`` unsubscribes at once and answers 200 (no cookie, no CSRF token, no redirect:
+mail providers post it from their servers). ``GET /u/<token>`` only asks for confirmation, because
+scanners prefetch links. The opt-out is a revoked consent in the ledger plus ``<channel>.unsubscribed``;
+the engine checks :func:`server.consent.send_blocker` at send time, so queued messages stop too.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, request, url_for
+
+from ..api.common import enqueue_events
+from ..consent import current_consents, record_consent
+from ..contacts import opt_out
+from ..db import get_session
+from ..links import BadLink, verify
+from ..models import Contact
+from .forms import _page, client_ip, exempt_from_csrf
+
+bp = Blueprint("unsubscribe", __name__)
+exempt_from_csrf(bp)
+prefs = Blueprint("preferences", __name__)  # an ordinary page form: CSRF-protected
+
+
+def mask(address: str | None) -> str:
+    """``a***@example.com``: enough for people to recognise their address, not enough to leak it."""
+    if not address:
+        return "your address"
+    name, _, domain = address.partition("@")
+    return f"{name[:1]}***@{domain}" if domain else f"{address[:3]}***"
+
+
+def _load(purpose: str, token: str) -> tuple[dict[str, Any], Contact | None]:
+    try:
+        data = verify(purpose, token).data
+    except BadLink:
+        abort(404)
+    contact_id = data.get("c")
+    contact = get_session().get(Contact, contact_id) if isinstance(contact_id, int) else None
+    return data, contact
+
+
+@bp.get("/u/<token>")
+def ask(token: str):
+    data, contact = _load("unsubscribe", token)
+    channel = str(data.get("ch", "email"))
+    address = getattr(contact, "email" if channel == "email" else "phone", None) if contact else None
+    return _page("unsubscribe.html", channel=channel, address=mask(address), action=url_for("unsubscribe.one_click", token=token),
+                 preferences=url_for("preferences.show", token=_prefs_token(data)) if contact else None)
+
+
+@bp.post("/u/<token>")
+def one_click(token: str):
+    data, contact = _load("unsubscribe", token)
+    channel = str(data.get("ch", "email"))
+    if contact is not None:
+        session = get_session()
+        source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "unsubscribe-page"
+        props = {"message": data["m"]} if isinstance(data.get("m"), str) else {}
+        event = opt_out(session, contact, channel, source, ip=client_ip(), user_agent=request.user_agent.string,
+                        props=props)
+        session.commit()
+        enqueue_events([event.id] if event is not None else [])
+    return _page("message.html", title="You are unsubscribed",
+                 text=f"You will get no more {channel} messages from us.")
+
+
+def _prefs_token(data: dict[str, Any]) -> str:
+    from ..links import sign
+
+    return sign("preferences", {"c": data["c"]})
+
+
+def _channels(contact: Contact) -> list[str]:
+    """The channels this contact can be reached on (it has the address they use)."""
+    pm = current_app.extensions.get("nudge.plugins")
+    names = []
+    for name, cls in sorted(getattr(pm, "channels", {}).items()):
+        field = getattr(cls, "address_field", None)
+        if field and getattr(contact, field, None):
+            names.append(name)
+    return names or (["email"] if contact.email else [])
+
+
+@prefs.get("/p/<token>")
+def show(token: str):
+    _data, contact = _load("preferences", token)
+    if contact is None:
+        abort(404)
+    current = current_consents(get_session(), contact.id)
+    channels = [(name, current.get(name) != "revoked") for name in _channels(contact)]
+    return _page("preferences.html", channels=channels, address=mask(contact.email), saved=False)
+
+
+@prefs.post("/p/<token>")
+def save(token: str):
+    _data, contact = _load("preferences", token)
+    if contact is None:
+        abort(404)
+    session = get_session()
+    current = current_consents(session, contact.id)
+    wanted = set(request.form.getlist("channel"))
+    event_ids = []
+    for name in _channels(contact):
+        subscribed = current.get(name) != "revoked"
+        if subscribed and name not in wanted:
+            event = opt_out(session, contact, name, "preferences", ip=client_ip(), user_agent=request.user_agent.string)
+            if event is not None:
+                event_ids.append(event.id)
+        elif not subscribed and name in wanted:
+            record_consent(session, contact.id, name, True, "preferences", ip=client_ip(),
+                           user_agent=request.user_agent.string, wording="preference page")
+    session.commit()
+    enqueue_events(event_ids)
+    current = current_consents(session, contact.id)
+    channels = [(name, current.get(name) != "revoked") for name in _channels(contact)]
+    return _page("preferences.html", channels=channels, address=mask(contact.email), saved=True)

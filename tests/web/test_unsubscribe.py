@@ -1,0 +1,100 @@
+import re
+
+import pytest
+from sqlalchemy import select
+
+from server.consent import current_consent, send_blocker
+from server.db import get_session
+from server.links import preferences_url, sign, unsubscribe_url
+from server.models import Consent, Message
+
+from .conftest import HUMAN, events
+
+
+def _path(url):
+    return re.sub(r"^https?://[^/]+", "", url)
+
+
+@pytest.fixture
+def unsub_path(app, contact_id, sent_message):
+    with app.app_context():
+        return _path(unsubscribe_url(contact_id, "email", sent_message))
+
+
+def test_get_only_asks_for_confirmation(app, client, contact_id, unsub_path):
+    page = client.get(unsub_path, headers=HUMAN)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Unsubscribe?" in html and "r***@example.com" in html and "reader@example.com" not in html
+    assert 'method="post"' in html
+    with app.app_context():
+        assert current_consent(get_session(), contact_id, "email") is None  # a prefetch changes nothing
+    assert events(app) == []
+
+
+def test_rfc8058_one_click_post_unsubscribes_without_cookie_or_csrf(app, client, contact_id, unsub_path, sent_message):
+    response = client.post(unsub_path, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200 and "Location" not in response.headers
+    assert "Set-Cookie" not in response.headers
+    with app.app_context():
+        session = get_session()
+        assert current_consent(session, contact_id, "email") == "revoked"
+        row = session.scalar(select(Consent))
+        assert row.source == "one-click"
+    [event] = events(app, "email.unsubscribed")
+    assert event.contact_id == contact_id and event.props["message"] == sent_message
+    # a second POST (providers retry) records nothing new
+    assert client.post(unsub_path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert len(events(app, "email.unsubscribed")) == 1
+
+
+def test_opt_out_blocks_a_message_already_queued(app, client, contact_id, unsub_path):
+    with app.app_context():
+        session = get_session()
+        session.add(Message(key="queued", contact_id=contact_id, channel="email", template="offer", data={}))
+        session.commit()
+        assert send_blocker(session, app.config["SECRET_KEY"], contact_id, "email", "reader@example.com") is None
+    client.post(unsub_path, data={"List-Unsubscribe": "One-Click"})
+    with app.app_context():
+        assert send_blocker(get_session(), app.config["SECRET_KEY"], contact_id, "email",
+                            "reader@example.com") == "unsubscribed"
+        # the other channel is untouched
+        assert send_blocker(get_session(), app.config["SECRET_KEY"], contact_id, "sms", "+4930123456") is None
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_forged_unsubscribe_token_is_404(app, client, contact_id, unsub_path, method):
+    response = client.open(unsub_path[:-3] + "abc", method=method)
+    assert response.status_code == 404
+    with app.app_context():
+        wrong_purpose = sign("preferences", {"c": contact_id, "ch": "email"})
+    assert client.open(f"/u/{wrong_purpose}", method=method).status_code == 404
+    assert events(app) == []
+
+
+def test_preference_page_changes_consent_per_channel(app, client, contact_id):
+    with app.app_context():
+        path = _path(preferences_url(contact_id))
+    page = client.get(path)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'value="email" checked' in html and 'value="sms" checked' in html
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    saved = client.post(path, data={"csrf_token": token, "channel": ["sms"]})
+    assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
+    with app.app_context():
+        session = get_session()
+        assert current_consent(session, contact_id, "email") == "revoked"
+        assert current_consent(session, contact_id, "sms") is None
+    assert [e.name for e in events(app)] == ["email.unsubscribed"]
+    client.post(path, data={"csrf_token": token, "channel": ["sms", "email"]})
+    with app.app_context():
+        assert current_consent(get_session(), contact_id, "email") == "granted"
+
+
+def test_preference_page_needs_its_csrf_token(app, client, contact_id):
+    with app.app_context():
+        path = _path(preferences_url(contact_id))
+    client.get(path)
+    assert client.post(path, data={"channel": []}).status_code == 400
+    with app.app_context():
+        assert current_consent(get_session(), contact_id, "email") is None
