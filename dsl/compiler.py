@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 from . import ast as A
-from .condition_tree import match_keys, tree
+from .condition_tree import CompileError, match_keys, tree  # noqa: F401 - re-exported
 from .formatter import format_expr, format_program, step_text
 
 PLAN_VERSION = 1
@@ -23,7 +23,10 @@ DEFAULT_AT = "09:00"
 
 
 def compile_program(program: A.Program) -> dict[str, Any]:
-    """The JSON-serialisable plan for a program that checked without errors."""
+    """The JSON-serialisable plan for a program that checked without errors.
+
+    :raises CompileError: for a form the checker would have rejected.
+    """
     return {
         "plan_version": PLAN_VERSION,
         "source": program.filename,
@@ -140,7 +143,7 @@ class _Emitter:
             text = format_expr(branch.condition)
             branch_id = ident if index == 0 else step_id(ident, f"elif{index}", text)
             test = self.emit(branch_id, branch, {
-                "op": "branch", "cond": tree(branch.condition), "text": text, "else": None,
+                "op": "branch", "cond": tree(branch.condition), "source": text, "else": None,
             })
             self.block(branch.steps, f"{ident}/then{index}")
             if index < last or step.else_steps is not None:
@@ -190,7 +193,7 @@ class _Emitter:
 
     def _WaitUntil(self, step: A.WaitUntil, ident):  # noqa: N802
         self.emit(ident, step, {"op": "wait_until", "expr": tree(step.expr),
-                                "text": format_expr(step.expr)})
+                                "source": format_expr(step.expr)})
 
     def _WaitUntilTime(self, step: A.WaitUntilTime, ident):  # noqa: N802
         self.emit(ident, step, {"op": "wait_until_time", "at": str(step.at)})

@@ -16,6 +16,10 @@ from . import ast as A
 
 Tree = Any
 
+
+class CompileError(ValueError):
+    """The program uses a form the checker rejects (run :func:`dsl.check` first)."""
+
 COMPARE_KEYS = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
                 "in": "in", "contains": "contains", "starts with": "starts_with",
                 "ends with": "ends_with"}
@@ -72,6 +76,8 @@ def tree(expr) -> Tree:
         return {"or": [tree(item) for item in expr.items]}
     if kind is A.Not:
         return {"not": tree(expr.item)}
+    if kind is A.TagRef:
+        raise CompileError("`tag` can only be compared with a string or a list of strings")
     raise TypeError(f"not a condition: {expr!r}")
 
 
@@ -80,18 +86,25 @@ def path(expr: A.Path) -> Tree:
         return {"field": expr.rest}
     if expr.root == "event":
         return {"prop": expr.rest}
-    raise ValueError(f"unknown path {expr}")
+    raise CompileError(f"unknown path {expr}")
 
 
 def _compare(expr: A.Compare) -> Tree:
     if isinstance(expr.left, A.TagRef):
         return _tag_test(expr)
+    if isinstance(expr.right, A.TagRef):
+        raise CompileError("`tag` goes on the left: `tag == \"vip\"`")
     if expr.op == "not in":
         return {"not": {"in": [tree(expr.left), tree(expr.right)]}}
     return {COMPARE_KEYS[expr.op]: [tree(expr.left), tree(expr.right)]}
 
 
 def _tag_test(expr: A.Compare) -> Tree:
+    right = expr.right
+    strings = isinstance(right, A.String) or (
+        isinstance(right, A.ListLit) and all(isinstance(i, A.String) for i in right.items))
+    if not strings or expr.op not in ("==", "!=", "in", "not in"):
+        raise CompileError("`tag` can only be compared with a string or a list of strings")
     if expr.op in ("==", "!="):
         test = {"has_tag": expr.right.value}
         return test if expr.op == "==" else {"not": test}

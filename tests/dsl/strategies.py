@@ -67,7 +67,7 @@ def _extend(children):
 
 expr = st.recursive(
     st.one_of(atom, st.builds(A.HasTag, string), st.builds(A.InSegment, string)),
-    _extend, max_leaves=8,
+    _extend, max_leaves=5,
 )
 
 channel = st.builds(A.Word, plain_word)
@@ -96,7 +96,7 @@ simple_step = st.one_of(
 
 
 def _blocks(steps):
-    block = st.lists(steps, max_size=3).map(tuple)
+    block = st.lists(steps, max_size=2).map(tuple)
     return st.one_of(
         st.builds(lambda conds, blocks, other: A.If(tuple(A.Branch(c, b) for c, b in zip(conds, blocks)), other),
                   st.lists(expr, min_size=1, max_size=3), st.lists(block, min_size=3, max_size=3),
@@ -108,8 +108,8 @@ def _blocks(steps):
     )
 
 
-step = st.recursive(simple_step, _blocks, max_leaves=6)
-steps = st.lists(step, max_size=4).map(tuple)
+step = st.recursive(simple_step, _blocks, max_leaves=4)
+steps = st.lists(step, max_size=3).map(tuple)
 
 trigger = st.one_of(
     st.builds(A.EventTrigger, event_name),
@@ -138,4 +138,4 @@ def rule(draw) -> A.Rule:
     return A.Rule(name, header, draw(trigger), draw(st.none() | expr), draw(steps))
 
 
-program = st.builds(lambda rules: A.Program("<input>", tuple(rules)), st.lists(rule(), max_size=3))
+program = st.builds(lambda rules: A.Program("<input>", tuple(rules)), st.lists(rule(), max_size=2))
