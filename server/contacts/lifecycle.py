@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Callable, Iterator, Mapping
 
-from sqlalchemy import Column, Table, delete, select, update
+from sqlalchemy import Column, PrimaryKeyConstraint, Table, UniqueConstraint, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from ..consent import suppress, suppression_reason
@@ -50,50 +50,70 @@ def address_channels(plugin_manager: Any = None) -> dict[str, tuple[str, ...]]:
 
 
 def _contact_references() -> Iterator[tuple[Table, Column[Any]]]:
-    """Every (table, column) with a foreign key to ``contacts.id``, in dependency order."""
+    """Every (table, column) holding a contact id — a foreign key to ``contacts.id`` or a column
+    named ``contact_id`` — in dependency order (parents first)."""
     for table in Base.metadata.sorted_tables:
         if table.name == "contacts":
             continue
-        for fk in table.foreign_keys:
-            if fk.column.table.name == "contacts" and fk.column.name == "id":
-                yield table, fk.parent
+        for column in table.columns:
+            if column.name == "contact_id" or any(fk.column.table.name == "contacts" and fk.column.name == "id"
+                                                  for fk in column.foreign_keys):
+                yield table, column
+
+
+def _unique_groups(table: Table, column: Column[Any]) -> list[list[Column[Any]]]:
+    """The other columns of each unique key (constraint, index or primary key) that includes *column*."""
+    groups = []
+    keys = [list(c.columns) for c in table.constraints if isinstance(c, (UniqueConstraint, PrimaryKeyConstraint))]
+    keys += [list(i.columns) for i in table.indexes if i.unique]
+    for cols in keys:
+        if any(c is column for c in cols):
+            groups.append([c for c in cols if c is not column])
+    return groups
+
+
+def _move_rows(session: Session, table: Table, column: Column[Any], into_id: int, other_id: int) -> None:
+    """Re-point *other_id*'s rows at *into_id*; where a unique key would clash, *into_id*'s row stays."""
+    for others in _unique_groups(table, column):
+        twin = table.alias("twin")
+        clash = exists().where(twin.c[column.name] == into_id,
+                               *[twin.c[c.name] == table.c[c.name] for c in others])
+        session.execute(delete(table).where(column == other_id, clash))
+    session.execute(update(table).where(column == other_id).values({column.name: into_id}))
 
 
 def merge_contacts(session: Session, into: Contact, other: Contact, *, actor: str) -> Contact:
-    """Fold *other* into *into*: its events, consents, messages, notes, tasks, tags and every other
-    row that points at it move over; empty attributes of *into* are filled from *other*; custom
-    fields are combined (*into* wins); scores add up; *other* is deleted. Audited.
+    """Fold *other* into *into*: its events, consents, messages, notes, tasks, tags, enrolments and every
+    other row holding its id move over (where a unique key clashes, *into*'s row is kept); empty
+    attributes of *into* are filled from *other*; custom fields are combined (*into* wins); scores
+    add up; *other* is deleted. Audited.
     """
     if into.id == other.id:
         raise ValueError("cannot merge a contact into itself")
     other_id = other.id
     taken = {"email": other.email, "external_id": other.external_id}
-    for table, column in _contact_references():
-        handler = _MERGE_HANDLERS.get(table.name)
-        if handler is not None:
-            handler(session, into.id, other_id)
-        elif table.name == ContactTag.__tablename__:
-            continue  # below, as a union
-        else:
-            session.execute(update(table).where(column == other_id).values({column.name: into.id}))
-    tags = {t.tag for t in other.tags}
     fields = {**(other.fields or {}), **(into.fields or {})}
     filled = {name: getattr(other, name) for name in ("phone", "first_name", "last_name", "timezone", "locale", "stage")
               if getattr(into, name) is None and getattr(other, name) is not None}
     score = (into.score or 0) + (other.score or 0)
     created_at = min(into.created_at, other.created_at)
     last_seen = max((t for t in (into.last_seen, other.last_seen) if t is not None), default=None)
-    session.delete(other)
-    session.flush()  # frees other's unique email / external id before into takes them
+    session.flush()
+    for table, column in _contact_references():
+        handler = _MERGE_HANDLERS.get(table.name)
+        if handler is not None:
+            handler(session, into.id, other_id)
+        else:
+            _move_rows(session, table, column, into.id, other_id)
+    session.expunge(other)
+    session.execute(delete(Contact).where(Contact.id == other_id))  # frees its unique email / external id
+    session.expire(into, ["tags"])
     for name, value in taken.items():
         if value and getattr(into, name) is None:
             setattr(into, name, value)
     for name, value in filled.items():
         setattr(into, name, value)
     into.fields, into.score, into.created_at, into.last_seen = fields, score, created_at, last_seen
-    have = {t.tag for t in into.tags}
-    for tag in sorted(tags - have):
-        into.tags.append(ContactTag(tag=tag))
     audit(session, actor, "contact.merged", "contact", into.id, merged_from=other_id)
     session.flush()
     return into

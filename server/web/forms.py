@@ -124,12 +124,12 @@ def submit(slug: str):
         message = Message(key=f"form-confirm:{form.id}:{contact.id}:{secrets.token_hex(8)}", contact_id=contact.id,
                           channel=form.channel, template=form.confirm_template,
                           data={"confirm_url": confirm_url(contact.id, form.id), "form": form.slug,
-                                "transactional": True})
+                                "transactional": True, "marketing": False})
         session.add(message)
         session.commit()
         from ..engine.jobs import deliver_messages
 
-        get_queue().enqueue(deliver_messages, [message.id])
+        get_queue().enqueue_send(deliver_messages, [message.id])
     else:
         event_ids.append(_grant(session, form, contact, extra).id)
         session.commit()

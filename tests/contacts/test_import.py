@@ -1,0 +1,114 @@
+import csv
+
+import pytest
+from sqlalchemy import func, select
+
+from server.consent import suppress
+from server.contacts import InvalidInput, define_field
+from server.contacts.importer import import_text, parse_mapping
+from server.db import get_session
+from server.models import AuditEntry, Contact
+
+
+def _import(app, text, **kwargs):
+    with app.app_context():
+        return import_text(get_session(), text, secret=app.config["SECRET_KEY"], **kwargs)
+
+
+def _contacts(app):
+    with app.app_context():
+        return {c.email or c.external_id: c for c in get_session().scalars(select(Contact))}
+
+
+def test_import_validates_normalises_and_dedupes(app):
+    with app.app_context():
+        define_field(get_session(), "plan", "string")
+        define_field(get_session(), "seats", "number")
+        get_session().commit()
+    text = ("E-Mail,First Name,Phone,Plan,Seats,Tags,Notes\n"
+            "Ana@Example.com,Ana,+49 30 123456,pro,3,vip;beta,x\n"
+            "bad-address,Bo,,,,,\n"
+            "cy@example.com,Cy,,free,lots,,\n"
+            "ana@example.com,,,team,5,new,\n"
+            "dee@example.com,Dee,12,,,,\n")
+    report = _import(app, text, mapping=parse_mapping(["E-Mail=email", "Notes=-"]), tags=["imported"])
+    assert (report.rows, report.created, report.merged_in_file) == (5, 1, 1)
+    errors = {(e.line, e.column): e.reason for e in report.errors}
+    assert set(errors) == {(3, "E-Mail"), (4, "Seats"), (6, "Phone")}
+    assert "not a valid address" in errors[(3, "E-Mail")] and "not a phone number" in errors[(6, "Phone")]
+    ana = _contacts(app)["ana@example.com"]
+    assert ana.phone == "+4930123456" and ana.first_name == "Ana"
+    assert ana.fields == {"plan": "team", "seats": 5}  # the later row wins
+    with app.app_context():
+        tags = sorted(t.tag for t in get_session().get(Contact, ana.id).tags)
+    assert tags == ["beta", "imported", "new", "vip"]
+
+
+def test_import_merges_into_existing_contacts(app):
+    _import(app, "email,external_id,first_name\na@example.com,,Old\n")
+    report = _import(app, "email,external_id,first_name\nA@example.com,crm-1,New\nb@example.com,,B\n")
+    assert (report.created, report.updated) == (1, 1)
+    a = _contacts(app)["a@example.com"]
+    assert a.external_id == "crm-1" and a.first_name == "New"
+    again = _import(app, "external_id,last_name\ncrm-1,Smith\n")
+    assert again.updated == 1 and _contacts(app)["a@example.com"].last_name == "Smith"
+
+
+def test_rows_naming_two_contacts_are_rejected(app):
+    _import(app, "email,external_id\none@example.com,1\ntwo@example.com,2\n")
+    report = _import(app, "email,external_id\ntwo@example.com,1\n")
+    assert report.updated == 0 and "merge" in report.errors[0].reason
+
+
+@pytest.mark.parametrize("header,mapping,message", [
+    ("email,company\n", [], "column 'company' matches no contact field"),
+    ("name\n", ["name=first_name"], "no column maps to email or external_id"),
+    ("email\n", ["Mail=email"], "does not have"),
+    ("", [], "the file is empty"),
+])
+def test_unmappable_headers_import_nothing(app, header, mapping, message):
+    with pytest.raises(InvalidInput, match=message):
+        _import(app, header + "x@example.com\n" if header else "", mapping=parse_mapping(mapping))
+    assert _contacts(app) == {}
+
+
+def test_reimport_of_an_erased_address_is_created_but_suppressed(app):
+    with app.app_context():
+        suppress(get_session(), app.config["SECRET_KEY"], "email", "gone@example.com", "erased")
+        get_session().commit()
+    report = _import(app, "email\ngone@example.com\nnew@example.com\n")
+    assert report.created == 2 and report.suppressed == 1
+
+
+def test_import_is_audited(app):
+    _import(app, "email\nq@example.com\n")
+    with app.app_context():
+        entry = get_session().scalar(select(AuditEntry).where(AuditEntry.action == "contacts.imported"))
+        assert entry.actor == "cli" and entry.detail["created"] == 1
+
+
+def test_cli_import_reports_rows_and_errors(app, runner, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text("Mail,Vorname\nx@example.com,Xa\nbroken,Yo\n")
+    errors = tmp_path / "errors.csv"
+    result = runner.invoke(["contacts", "import", str(path), "--map", "Mail=email", "--map", "Vorname=first_name",
+                            "--errors", str(errors)])
+    assert result.exit_code == 0, result.output
+    assert "2 rows: 1 created" in result.output and "1 rejected" in result.output
+    rows = list(csv.reader(errors.read_text().splitlines()))
+    assert rows[0] == ["line", "column", "reason"] and rows[1][:2] == ["3", "Mail"]
+    bad = runner.invoke(["contacts", "import", str(path)])
+    assert bad.exit_code != 0 and "column 'Mail' matches no contact field" in bad.output
+
+
+def test_cli_import_of_many_rows(app, runner, tmp_path):
+    path = tmp_path / "many.csv"
+    with path.open("w") as fh:
+        fh.write("email,score\n")
+        for i in range(2500):
+            fh.write(f"user{i % 2000}@example.com,{i}\n")
+    result = runner.invoke(["contacts", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert get_session().scalar(select(func.count(Contact.id))) == 2000
+        assert get_session().scalar(select(Contact.score).where(Contact.email == "user5@example.com")) == 2005
