@@ -36,7 +36,7 @@ def register(group: click.Group) -> None:
 
         sources = _read_sources(rules)
         try:
-            effects = run(sources, timeline.read().splitlines(), until=until, trace=trace)
+            effects = run(sources, timeline.read().splitlines(), until=until, trace=trace, timeline_name=timeline.name)
         except RuleError as exc:
             click.echo("\n".join(exc.diagnostics), err=True)
             sys.exit(1)

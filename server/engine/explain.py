@@ -29,7 +29,9 @@ def describe(action: str, data: dict[str, Any]) -> str:
     if action == "wait":
         return f"waited until {iso(data['until'])} ({data.get('why', 'wait')})"
     if action == "branch":
-        return f"condition {'true' if data.get('taken') else 'false'}: took the {'then' if data.get('taken') else 'else'} path"
+        taken = bool(data.get("taken"))
+        because = f" because `{data['cond']}` was {str(taken).lower()}" if data.get("cond") else ""
+        return f"took `{'then' if taken else 'else'}`{because}"
     if action == "send":
         return f"sent {data.get('channel')} {data.get('template')}"
     if action == "suppressed":

@@ -52,6 +52,9 @@ class Delivery:
         self.capture = capture  # simulation: record instead of sending
         self.channels: dict[str, Any] = {}
         self.cap = parse_cap(self.config.get("FREQUENCY_CAP"))
+        #: channels that message the contact count toward the cap; a webhook call does not
+        self.capped_channels = sorted(name for name, cls in self.pm.channels.items()
+                                      if getattr(cls, "address_field", None))
 
     @property
     def now(self) -> int:
@@ -109,11 +112,10 @@ class Delivery:
             return "no_address"
         if getattr(channel, "needs_consent", True):
             consent = current_consent(self.session, contact.id, msg.channel)
-            if msg.channel == "sms":
-                if consent != "granted":
-                    return "no_consent"
-            elif consent == "revoked":
-                return "unsubscribed"
+            if consent == "revoked":
+                return "unsubscribed"  # an SMS opt-out reads as an email unsubscribe does
+            if msg.channel == "sms" and consent != "granted":
+                return "no_consent"
         reason = suppression_reason(self.session, self.config["SECRET_KEY"], msg.channel, address)
         if reason is not None:
             return "unsubscribed" if reason == "unsubscribed" else "bounced"
@@ -121,7 +123,7 @@ class Delivery:
             limit, window = self.cap
             recent = self.session.scalar(select(func.count(Message.id)).where(
                 Message.contact_id == contact.id, Message.status == MessageStatus.SENT.value,
-                Message.sent_at >= to_dt(self.now - window)))
+                Message.channel.in_(self.capped_channels), Message.sent_at >= to_dt(self.now - window)))
             if recent >= limit:
                 return "frequency_cap"
         return None

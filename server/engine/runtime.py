@@ -200,34 +200,33 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
             if window:
                 resume = quiet_until(ctx.now, parse_hhmm(window[0]), parse_hhmm(window[1]), tz)
                 if resume is not None:
-                    enr.due = resume
-                    ctx.log(contact.id, enr.rule_id, "wait", enr.id, until=resume, why="quiet hours")
+                    _park(ctx, enr, resume, "quiet hours")
                     return
             _write_outbox(ctx, enr, op, plan)
             enr.pc += 1
         elif kind == "wait":
             enr.pc += 1
-            enr.due = ctx.now + int(op["seconds"])
+            _park(ctx, enr, ctx.now + int(op["seconds"]), f"wait {_duration_text(int(op['seconds']))}")
             return
         elif kind == "wait_until_time":
             due = next_local_time(ctx.now, parse_hhmm(op["at"]), tz)
             enr.pc += 1
             if due > ctx.now:
-                enr.due = due
+                _park(ctx, enr, due, f"wait until {op['at']}")
                 return
         elif kind == "wait_until":
             due = _as_ts(evaluate_value(op["expr"], scope), contact.timezone, ctx)
             enr.pc += 1
             if due is not None and due > ctx.now:
-                enr.due = due
+                _park(ctx, enr, due, f"wait until {_source(op)}")
                 return
         elif kind == "wait_for":
             enr.wait_event = op["event"]
-            enr.due = ctx.now + int(op["seconds"])
+            _park(ctx, enr, ctx.now + int(op["seconds"]), f"waiting for {op['event']}")
             return  # pc stays on the wait_for: resume_waiting/timeout decide where to go
         elif kind == "branch":
             taken = evaluate(op["cond"], scope)
-            ctx.log(contact.id, enr.rule_id, "branch", enr.id, step=op.get("id"), taken=taken)
+            ctx.log(contact.id, enr.rule_id, "branch", enr.id, step=op.get("id"), cond=_source(op), taken=taken)
             enr.pc = enr.pc + 1 if taken else int(op["else"])
         elif kind == "jump":
             enr.pc = int(op["to"])
@@ -239,6 +238,25 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
             apply_action(ctx, enr, contact, op, scope, props)
             enr.pc += 1
     raise RuntimeError(f"enrolment {enr.id} ran {MAX_STEPS_PER_RUN} steps without waiting")
+
+
+def _park(ctx: EngineContext, enr: Enrolment, due: int, why: str) -> None:
+    """Let *enr* wait until *due*; its trace says until when and why."""
+    enr.due = due
+    ctx.log(enr.contact_id, enr.rule_id, "wait", enr.id, until=due, why=why)
+
+
+def _source(op: dict[str, Any]) -> str | None:
+    """A condition or date as written in the rule (plans compiled before the rename call it ``text``)."""
+    return op.get("source", op.get("text"))
+
+
+def _duration_text(seconds: int) -> str:
+    """``259200`` → ``3d``: a duration as the rules language writes it."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def evaluate_value(expr: Any, scope: Scope) -> Any:
@@ -337,6 +355,9 @@ def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> N
     else:
         contact.fields = {**(contact.fields or {}), field: value}
     raise_event(ctx, contact.id, "contact.updated", {"fields": [field]})
+    from .dispatch import contact_changed  # dispatch imports this module
+
+    contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change
     from .dispatch import contact_changed  # dispatch imports this module
 
     contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change

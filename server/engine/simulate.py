@@ -33,6 +33,8 @@ class Line:
     at: int
     contact: str
     data: dict[str, Any]
+    #: ``file:line``, for errors
+    where: str = "timeline"
 
 
 def parse_time(value: Any, where: str) -> int:
@@ -59,7 +61,7 @@ def read_timeline(lines: Iterable[str], name: str = "timeline") -> list[Line]:
             raise TimelineError(f"{where}: not valid JSON ({exc.msg})") from None
         if not isinstance(data, dict) or "contact" not in data or ("set" not in data and "event" not in data):
             raise TimelineError(f"{where}: each line needs 'at', 'contact' and either 'set' or 'event'")
-        out.append(Line(number, parse_time(data.get("at"), where), str(data["contact"]), data))
+        out.append(Line(number, parse_time(data.get("at"), where), str(data["contact"]), data, where))
     out.sort(key=lambda l: (l.at, l.number))
     return out
 
@@ -98,7 +100,7 @@ class Simulation:
             contact = self._contact(line.contact, create=True)
             props = line.data.get("props") or {}
             if not isinstance(props, dict):
-                raise TimelineError(f"timeline:{line.number}: props must be an object")
+                raise TimelineError(f"{line.where}: props must be an object")
             now = to_dt(self.ctx.now)
             event = Event(contact_id=contact.id, name=str(line.data["event"]), props=props, source="timeline",
                           occurred_at=now, received_at=now, processed_at=now)
@@ -123,7 +125,7 @@ class Simulation:
         contact = self._contact(line.contact, create=True)
         values = line.data["set"]
         if not isinstance(values, dict):
-            raise TimelineError(f"timeline:{line.number}: 'set' must be an object")
+            raise TimelineError(f"{line.where}: 'set' must be an object")
         changed: set[str] = set()
         for key, value in values.items():
             if key == "tags":
@@ -199,6 +201,8 @@ class Simulation:
             out: dict[str, Any] = {"at": iso(row.at), "contact": keys.get(row.contact_id, row.contact_id),
                                    "rule": rules.get(row.rule_id), "action": row.action}
             out.update({k: v for k, v in (row.data or {}).items() if k != "message"})
+            if isinstance(out.get("until"), int):  # a wait's end, kept as UNIX seconds
+                out["until"] = iso(out["until"])
             yield out
 
 
@@ -226,18 +230,19 @@ def simulation_app(config: dict[str, Any] | None = None) -> Any:
 
 
 def simulate(sources: list[tuple[str, str]], timeline: list[str], until: str | None = None, trace: bool = False,
-             config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Run *sources* against *timeline*; return the effects in time order."""
-    lines = read_timeline(timeline)
-    app = simulation_app(config)
-    with app.app_context():
-        sim = Simulation(app, trace=trace)
-        start = lines[0].at if lines else to_ts(datetime.now().astimezone())
-        sim.ctx.now = start
-        sim.load_rules(sources, timeline_fields(lines))
-        sim.run(lines, parse_time(until, "--until") if until else None)
-        result = list(sim.effects())
-    app.extensions["nudge.db"].dispose()
+             config: dict[str, Any] | None = None, timeline_name: str = "timeline") -> list[dict[str, Any]]:
+    """Run *sources* against *timeline* (named *timeline_name* in errors); return the effects in time order."""
+    lines = read_timeline(timeline, timeline_name)
+    with tempfile.TemporaryDirectory(prefix="nudge-sim-") as home:
+        app = simulation_app({"HOME": home, **(config or {})})
+        with app.app_context():
+            sim = Simulation(app, trace=trace)
+            start = lines[0].at if lines else to_ts(datetime.now().astimezone())
+            sim.ctx.now = start
+            sim.load_rules(sources, timeline_fields(lines))
+            sim.run(lines, parse_time(until, "--until") if until else None)
+            result = list(sim.effects())
+        app.extensions["nudge.db"].dispose()
     return result
 
 

@@ -68,8 +68,8 @@ def plan_contact(ctx: EngineContext, contact: Contact, timed: Iterable[tuple[int
     for rule_id, _version_id, trigger in timed:
         kind = trigger["kind"]
         if kind in ("anniversary", "relative_date"):
-            if fields is not None and _field_name(trigger) not in fields:
-                continue
+            if fields is not None and _field_name(trigger) not in fields and "timezone" not in fields:
+                continue  # a move to another time zone moves every "at 09:00"
             _set_timer(ctx, rule_id, contact.id, next_fire(ctx, trigger, contact, ctx.now))
         elif kind == "inactivity" and fields is None:
             _set_timer(ctx, rule_id, contact.id, next_fire(ctx, trigger, contact, ctx.now))
@@ -88,7 +88,10 @@ def on_event(ctx: EngineContext, contact: Contact, event: Event,
 # -- schedules ------------------------------------------------------------------------------
 def next_schedule(ctx: EngineContext, trigger: dict[str, Any], tz_name: str, after: int) -> int:
     if trigger.get("interval"):
-        return after + int(trigger["interval"])
+        # on the interval's own boundaries (every 1h: on the hour): firings neither drift nor depend on when
+        # the timer was made
+        interval = int(trigger["interval"])
+        return -(-after // interval) * interval
     tz = zone(tz_name, ctx.default_tz)
     at = parse_hhmm(trigger.get("at") or DEFAULT_AT)
     ts = next_local_time(after, at, tz)
