@@ -22,6 +22,8 @@ from .fields import STANDARD_FIELDS, definitions
 from .service import apply_changes, audit, clean_contact
 
 CHUNK = 1000
+#: every column a new contact row names, so one executemany fits all rows
+_EMPTY: dict[str, Any] = {**{name: None for name in STANDARD_FIELDS}, "score": 0}
 SKIP = ("-", "ignore")
 
 
@@ -224,8 +226,7 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
             continue
         contact = a or b
         if contact is None:
-            new.append({"email": None, "external_id": None, "score": 0, **row, "fields": row.get("fields", {}),
-                        "created_at": now, "updated_at": now})
+            new.append({**_EMPTY, **row, "fields": row.get("fields", {}), "created_at": now, "updated_at": now})
             new_tags.append(row_tags)
             continue
         try:
@@ -237,12 +238,21 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
             continue
         report.updated += 1
     if new:
-        ids = list(session.scalars(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), new))
-        tag_rows = [{"contact_id": cid, "tag": tag, "created_at": now} for cid, tags in zip(ids, new_tags)
-                    for tag in tags]
+        # plain executemany: much faster than the ORM's bulk insert with RETURNING
+        session.execute(insert(Contact.__table__), new)
+        new_emails = [r["email"] for r in new if r["email"]]
+        new_external = [r["external_id"] for r in new if r["external_id"]]
+        ids: dict[tuple[str, str], int] = {}
+        for cid, email, external_id in session.execute(select(Contact.id, Contact.email, Contact.external_id).where(
+                or_(Contact.email.in_(new_emails), Contact.external_id.in_(new_external)))):
+            ids[("email", email)] = ids[("external_id", external_id)] = cid
+        tag_rows = []
+        for row, tags in zip(new, new_tags):
+            cid = ids[("email", row["email"])] if row["email"] else ids[("external_id", row["external_id"])]
+            tag_rows += [{"contact_id": cid, "tag": tag, "created_at": now} for tag in tags]
         if tag_rows:
-            session.execute(insert(ContactTag), tag_rows)
-        report.created += len(ids)
+            session.execute(insert(ContactTag.__table__), tag_rows)
+        report.created += len(new)
 
 
 def import_text(session: Session, text: str, **kwargs: Any) -> ImportReport:
