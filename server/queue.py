@@ -25,6 +25,7 @@ class TaskQueue:
         self.embedded: EmbeddedRedis | None = None
         self._redis: redis.Redis | None = None
         self._queue: Queue | None = None
+        self._send_queue: Queue | None = None
         if app is not None:
             self.init_app(app)
 
@@ -55,17 +56,41 @@ class TaskQueue:
             self._queue = Queue(self.app.config["QUEUE_NAME"], connection=self.redis)
         return self._queue
 
-    def enqueue(self, func: Callable[..., Any] | str, *args: Any, job_id: str | None = None, **kwargs: Any) -> None:
+    @property
+    def send_queue(self) -> Queue:
+        """Sends wait on their own queue, behind journey steps: slow providers never hold up the engine."""
+        if self._send_queue is None:
+            assert self.app is not None
+            self._send_queue = Queue(f"{self.app.config['QUEUE_NAME']}-send", connection=self.redis)
+        return self._send_queue
+
+    @property
+    def queues(self) -> list[Queue]:
+        """What a worker listens to, in priority order."""
+        return [self.queue, self.send_queue]
+
+    def enqueue_send(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> None:
+        self.enqueue(func, *args, _queue=self.send_queue, **kwargs)
+
+    def waiting(self, send: bool = False) -> int:
+        """How many jobs wait on the engine queue (or the send queue); 0 when Redis cannot be asked."""
+        try:
+            return (self.send_queue if send else self.queue).count
+        except redis.RedisError:
+            return 0
+
+    def enqueue(self, func: Callable[..., Any] | str, *args: Any, job_id: str | None = None,
+                _queue: Queue | None = None, **kwargs: Any) -> None:
         """Enqueue a job; a Redis outage is logged, not raised — the scheduler re-enqueues from the DB."""
         try:
-            self.queue.enqueue(func, *args, job_id=job_id, **kwargs)
+            (_queue or self.queue).enqueue(func, *args, job_id=job_id, **kwargs)
         except redis.RedisError as exc:
             log.warning("could not enqueue %s (%s); the scheduler will pick the work up from the database", func, exc)
 
     def close(self) -> None:
         if self._redis is not None:
             self._redis.close()
-        self._redis = self._queue = None
+        self._redis = self._queue = self._send_queue = None
         if self.embedded is not None:
             self.embedded.stop()
             self.embedded = None

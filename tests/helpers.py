@@ -14,7 +14,7 @@ def api_key(app, scope: str = "ingest") -> str:
 def run_worker(app) -> None:
     """Run a real RQ worker over the app's queue until it is empty."""
     tq = get_queue(app)
-    AppWorker([tq.queue], connection=tq.redis, app=app).work(burst=True, logging_level="WARNING")
+    AppWorker(tq.queues, connection=tq.redis, app=app).work(burst=True, logging_level="WARNING")
 
 
 def post_event(client, key: str, email: str = "a@example.com", event: str = "form.submitted", **props):

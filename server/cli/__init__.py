@@ -118,7 +118,7 @@ def worker(burst: bool) -> None:
     _setup_logging()
     app = build_app()
     tq = get_queue(app)
-    w = AppWorker([tq.queue], connection=tq.redis, app=app)
+    w = AppWorker(tq.queues, connection=tq.redis, app=app)
     w.work(burst=burst, logging_level=app.config["LOG_LEVEL"])
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from ..consent import record_consent
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTimer, TriggerTimer
-from . import runtime, timers
+from . import bulk, runtime, timers
 from .context import EngineContext
 from .scope import Scope
 from .timeutil import iso, to_dt
@@ -121,8 +121,14 @@ def fire_schedule_timers(ctx: EngineContext, limit: int = 100) -> int:
         if trigger is None:
             ctx.session.delete(timer)
             continue
-        for contact in timers.schedule_contacts(ctx, timer.timezone):
-            _enter_timed(ctx, timer.rule_id, contact, trigger)
+        rule = ctx.session.get(Rule, timer.rule_id)
+        plan = ctx.plan(rule.active_version_id) if rule is not None and rule.active_version_id else None
+        if plan is not None and bulk.can_enrol_set_based(plan):
+            bulk.enrol_set_based(ctx, rule.id, rule.active_version_id, plan, timers.schedule_contact_ids(ctx, timer.timezone),
+                                 f"schedule at {iso(ctx.now)}")
+        else:
+            for contact in timers.schedule_contacts(ctx, timer.timezone):
+                _enter_timed(ctx, timer.rule_id, contact, trigger)
         timer.due = timers.next_schedule(ctx, trigger, timer.timezone, ctx.now + 1)
     drain(ctx)
     return len(rows)

@@ -22,7 +22,7 @@ from .timeutil import to_dt, to_ts
 log = logging.getLogger(__name__)
 
 #: enrolments one job advances
-BATCH = 500
+BATCH = 1000
 #: seconds a leased batch belongs to its job; after that the scheduler may hand it to another (``ENGINE_LEASE``)
 LEASE = 120
 
@@ -41,7 +41,7 @@ def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
 
 def _send_later(message_ids: list[int]) -> None:
     if message_ids:
-        get_queue().enqueue(deliver_messages, message_ids)
+        get_queue().enqueue_send(deliver_messages, message_ids)
 
 
 def process_events(event_ids: list[int]) -> int:
@@ -52,7 +52,10 @@ def process_events(event_ids: list[int]) -> int:
     session = get_session()
     done = 0
     messages: list[int] = []
-    for event_id in event_ids:
+    # a duplicate job (the scheduler re-enqueues events a slow job still holds) costs one query, not a claim each
+    todo = set(session.scalars(select(Event.id).where(Event.id.in_(event_ids), Event.processed_at.is_(None))))
+    session.rollback()
+    for event_id in (i for i in event_ids if i in todo):
         ctx = _ctx(session)
         contact_id = session.scalar(select(Event.contact_id).where(Event.id == event_id))
         if contact_id is None:
@@ -93,14 +96,19 @@ def advance_enrolments(enrolment_ids: list[int], lease: int) -> int:
 
 def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool) -> tuple[int, list[int]]:
     ctx = _ctx(session)
-    query = select(Enrolment).where(Enrolment.id.in_(enrolment_ids), Enrolment.due == lease,
-                                    Enrolment.state == EnrolmentState.ACTIVE).order_by(Enrolment.id)
+    table = Enrolment.__table__
+    query = select(table.c.id, table.c.version_id, table.c.pc, table.c.wait_event, table.c.rule_id).where(
+        table.c.id.in_(enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    enrolments = session.scalars(query).all()
-    contacts = {c.id: c for c in session.scalars(
-        select(Contact).where(Contact.id.in_({e.contact_id for e in enrolments})))}
+    rows = session.connection().execute(query).all()
     ran = 0
+    if not isolate:
+        rows, ran = _advance_set_based(ctx, rows)
+    enrolments = session.scalars(select(Enrolment).where(Enrolment.id.in_([r.id for r in rows]))
+                                 .order_by(Enrolment.id)).all() if rows else []
+    contacts = {c.id: c for c in session.scalars(
+        select(Contact).where(Contact.id.in_({e.contact_id for e in enrolments})))} if enrolments else {}
     for enr in enrolments:
         if not isolate:
             # no autoflush: the batch's updates and inserts go to the database together at commit
@@ -120,6 +128,31 @@ def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool) -> tu
     dispatch.drain(ctx)
     ctx.commit()
     return ran, ctx.new_messages
+
+
+def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
+    """Advance groups at the same simple step together (see :mod:`server.engine.bulk`); return the rest."""
+    from collections import defaultdict
+
+    from ..models import Rule
+    from . import bulk
+
+    groups: dict[tuple[int, int], list] = defaultdict(list)
+    rest = []
+    for row in rows:
+        (rest if row.wait_event is not None else groups[(row.version_id, row.pc)]).append(row)
+    ran = 0
+    for (version_id, pc), members in groups.items():
+        plan = ctx.plan(version_id)
+        ops = bulk.segment(plan, pc, ctx) if len(members) > 1 else None
+        if ops is None:
+            rest.extend(members)
+            continue
+        rule = ctx.session.get(Rule, members[0].rule_id)
+        ctx.new_messages.extend(bulk.advance_group(ctx, version_id, pc, [m.id for m in members], ops,
+                                                  rule.id, rule.name))
+        ran += len(members)
+    return rest, ran
 
 
 def fire_timers() -> int:
@@ -162,19 +195,23 @@ def requeue_due(max_batches: int = 20) -> dict[str, Any]:
     stale = utcnow() - timedelta(seconds=config["REQUEUE_AFTER"])
     lease = max(1, math.ceil(config["ENGINE_LEASE"]))  # due times are whole seconds
     counts = {"events": 0, "enrolments": 0, "timers": 0, "messages": 0, "unknown": 0}
+    # Backpressure: work is moved only while few jobs wait, so that a job starts well within its lease. A flooded
+    # queue lets leases expire before their jobs start; the batches are leased again, and those jobs find nothing.
+    waiting = queue.waiting()
+    room = max(0, max_batches - waiting)
 
-    events = list(session.scalars(
+    events = [] if waiting else list(session.scalars(  # a waiting job may hold them
         select(Event.id).where(Event.processed_at.is_(None), Event.received_at <= stale).limit(1000)))
     batches: list[tuple[list[int], int]] = []
-    for _ in range(max_batches):
+    for _ in range(room):
         ids = lease_due(session, now, BATCH, lease)
         if not ids:
             break
         batches.append((ids, now + lease))
         counts["enrolments"] += len(ids)
-    timers_due = (session.scalar(select(TriggerTimer.id).where(TriggerTimer.due <= now).limit(1)) or
-                  session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.due <= now).limit(1)))
-    due_messages = list(session.scalars(
+    timers_due = room and (session.scalar(select(TriggerTimer.id).where(TriggerTimer.due <= now).limit(1)) or
+                           session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.due <= now).limit(1)))
+    due_messages = [] if queue.waiting(send=True) >= max_batches else list(session.scalars(
         select(Message.id).where(Message.status == MessageStatus.PENDING.value, Message.next_attempt_at <= utcnow(),
                                  (Message.claimed_at.is_(None)) | (Message.claimed_at <= stale)).limit(1000)))
     if due_messages:
@@ -195,7 +232,7 @@ def requeue_due(max_batches: int = 20) -> dict[str, Any]:
         queue.enqueue(fire_timers, job_id=f"nudge-timers-{now}")
         counts["timers"] = 1
     if due_messages:
-        queue.enqueue(deliver_messages, due_messages)
+        queue.enqueue_send(deliver_messages, due_messages)
         counts["messages"] = len(due_messages)
     return counts
 

@@ -27,7 +27,7 @@ MAX_ATTEMPTS = 8
 
 
 def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
-    """Seconds to wait before retry *attempt* (1-based): exponential with full jitter."""
+    """Seconds to wait before retry *attempt* (1-based): exponential from *base* (``RETRY_BASE``), with jitter."""
     return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))
 
 
@@ -98,7 +98,10 @@ class Delivery:
         if msg.contact_id is None:
             return
         info = msg.data or {}
-        self.session.add(JourneyLog(enrolment_id=info.get("enrolment"), contact_id=msg.contact_id,
+        enrolment = info.get("enrolment")
+        if enrolment is None and msg.key.startswith("enr:"):
+            enrolment = int(msg.key.split(":")[1])  # keys are enr:<enrolment>:<step>
+        self.session.add(JourneyLog(enrolment_id=enrolment, contact_id=msg.contact_id,
                                     rule_id=info.get("rule"), at=self.now, action=action,
                                     data={"channel": msg.channel, "template": msg.template, "message": msg.id, **data}))
 
@@ -197,7 +200,7 @@ class Delivery:
             self._finish(msg, MessageStatus.FAILED.value, exc.message, error=exc.message)
         else:
             delay = exc.retry_after or (schedule[msg.attempts] if schedule and msg.attempts < len(schedule)
-                                        else backoff(msg.attempts))
+                                        else backoff(msg.attempts, base=float(self.config.get("RETRY_BASE", 30.0))))
             self._finish(msg, MessageStatus.PENDING.value, exc.message, error=exc.message, claimed_at=None,
                          next_attempt_at=to_dt(self.now) + timedelta(seconds=delay))
 

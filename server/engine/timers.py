@@ -113,13 +113,17 @@ def ensure_schedule_timer(ctx: EngineContext, rule_id: int, trigger: dict[str, A
         ctx.session.flush()
 
 
-def schedule_contacts(ctx: EngineContext, tz_name: str) -> list[Contact]:
-    query = select(Contact)
+def schedule_contact_ids(ctx: EngineContext, tz_name: str) -> Any:
+    """A SELECT of the ids of contacts living in *tz_name* (no zone = the instance default)."""
+    query = select(Contact.id)
     if tz_name == ctx.default_tz:
-        query = query.where((Contact.timezone == tz_name) | Contact.timezone.is_(None))
-    else:
-        query = query.where(Contact.timezone == tz_name)
-    return list(ctx.session.scalars(query.order_by(Contact.id)))
+        return query.where((Contact.timezone == tz_name) | Contact.timezone.is_(None))
+    return query.where(Contact.timezone == tz_name)
+
+
+def schedule_contacts(ctx: EngineContext, tz_name: str) -> list[Contact]:
+    ids = schedule_contact_ids(ctx, tz_name)
+    return list(ctx.session.scalars(select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id)))
 
 
 def clear_rule_timers(ctx: EngineContext, rule_id: int) -> None:
