@@ -358,9 +358,6 @@ def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> N
     from .dispatch import contact_changed  # dispatch imports this module
 
     contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change
-    from .dispatch import contact_changed  # dispatch imports this module
-
-    contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change
 
 
 def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope,
