@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select, update
 
 from server.cli import main
+from server.db import get_session
+from server.engine.jobs import requeue_due
+from server.engine.timeutil import to_ts
+from server.models import Enrolment, EnrolmentState, Rule, RuleVersion, Template, WebhookEndpoint, utcnow
+
+from ..helpers import api_key, post_event, run_worker
 
 WELCOME = """\
 rule "Welcome series"
@@ -124,3 +131,187 @@ def test_simulate_honours_the_frequency_cap_setting(tmp_path):
                str(write(tmp_path / "t.jsonl", "".join(json.dumps(line) + "\n" for line in timeline)))])
     assert [(e["action"], e.get("reason")) for e in effects(result) if e["action"] != "enter" and e["action"] != "exit"] \
         == [("send", None), ("send", None), ("suppressed", "frequency_cap")]
+
+
+# -- nudge apply, nudge rules, nudge explain (live: real database, Redis, worker, SMTP) -------------------
+LIVE_WELCOME = """\
+rule "Welcome"
+when form.submitted then
+  send email welcome
+  wait 3d
+  if did class.attended within 3d then
+    send email keep_going
+  else
+    send email getting_started
+  end
+end
+"""
+BILLING = 'rule "Billing sync"\nwhen purchase.completed then\n  send webhook billing_sync\nend\n'
+TEMPLATES = {
+    "email/welcome.subject": "Welcome, {{ contact.first_name or 'friend' }}!",
+    "email/welcome.txt": "Thanks for joining.",
+    "email/welcome.html": "<p>Thanks for joining.</p>",
+    "email/keep_going.subject": "Keep going",
+    "email/keep_going.txt": "Great first class.",
+    "email/getting_started.subject": "Getting started",
+    "email/getting_started.txt": "Book your first class.",
+    "sms/reminder.txt": "See you tomorrow!",
+    "webhook/billing_sync.toml": 'url = "https://billing.example.com/hooks/nudge"\nsecret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="\n',
+}
+
+
+def rules_repo(root: Path, rules: dict[str, str], templates: dict[str, str] = TEMPLATES) -> Path:
+    for name, text in {**rules, **{f"templates/{k}": v for k, v in templates.items()}}.items():
+        write(root / name, text)
+    return root
+
+
+def rule_table(runner) -> list[list[str]]:
+    result = runner.invoke(["rules", "list"])
+    assert result.exit_code == 0, result.output
+    return [line.split("\t") for line in result.output.splitlines()]
+
+
+def make_due(app) -> None:
+    """Let every waiting journey's time come now, and run the scheduler tick and a worker."""
+    with app.app_context():
+        session = get_session()
+        session.execute(update(Enrolment).where(Enrolment.state == EnrolmentState.ACTIVE)
+                        .values(due=to_ts(utcnow()) - 1))
+        session.commit()
+        requeue_due()
+    run_worker(app)
+
+
+def test_apply_plan_shows_the_changes_then_apply_makes_them(runner, app, tmp_path):
+    repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME, "billing/sync.nudge": BILLING})
+    plan = runner.invoke(["apply", "--plan", str(repo)])
+    assert plan.exit_code == 0, plan.output
+    assert "+ rule 'Welcome' (new, v1)" in plan.output and "+ rule 'Billing sync' (new, v1)" in plan.output
+    assert "+ template email/welcome" in plan.output and "+ template sms/reminder" in plan.output
+    assert "+ webhook endpoint billing_sync" in plan.output
+    assert "Rules: 2 to add, 0 to change, 0 to pause." in plan.output
+    assert plan.output.rstrip().endswith("(plan only: nothing was changed)")
+    assert rule_table(runner) == [["no rules yet: write some and run `nudge apply DIR`"]]
+
+    applied = runner.invoke(["apply", str(repo)])
+    assert applied.exit_code == 0, applied.output
+    assert "Rules: 2 to add" in applied.output and "plan only" not in applied.output
+    assert rule_table(runner) == [["Billing sync", "active", "v1", "0 in flight"], ["Welcome", "active", "v1", "0 in flight"]]
+    with app.app_context():
+        session = get_session()
+        welcome = session.scalar(select(Template).where(Template.channel == "email", Template.name == "welcome"))
+        assert welcome.parts == {"subject": TEMPLATES["email/welcome.subject"], "txt": "Thanks for joining.",
+                                 "html": "<p>Thanks for joining.</p>"}
+        endpoint = session.scalar(select(WebhookEndpoint))
+        assert endpoint.name == "billing_sync" and endpoint.url == "https://billing.example.com/hooks/nudge"
+
+    again = runner.invoke(["apply", "--plan", str(repo)])
+    assert "Rules: 0 to add, 0 to change, 0 to pause." in again.output and "template" not in again.output
+
+
+def test_apply_with_a_missing_template_applies_nothing(runner, app, tmp_path):
+    broken = LIVE_WELCOME.replace("send email getting_started", "send email getting_startd")
+    repo = rules_repo(tmp_path / "repo", {"welcome.nudge": broken, "billing.nudge": BILLING})
+    result = runner.invoke(["apply", str(repo)])
+    assert result.exit_code == 1
+    assert f"{repo / 'welcome.nudge'}:8:16: " in result.stderr and "getting_startd" in result.stderr
+    assert "getting_started" in result.stderr, "the message suggests the template that exists"
+    assert "nothing applied: 1 problem(s)" in result.stderr
+    with app.app_context():
+        session = get_session()
+        assert session.scalar(select(func.count(Rule.id))) == 0
+        assert session.scalar(select(func.count(Template.id))) == 0, "the valid templates are not applied either"
+        assert session.scalar(select(func.count(WebhookEndpoint.id))) == 0
+
+
+def test_changed_rule_gets_a_new_version_and_contacts_mid_journey_stay_on_theirs(runner, app, client, smtp_server,
+                                                                                  tmp_path):
+    repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME})
+    assert runner.invoke(["apply", str(repo)]).exit_code == 0
+    key = api_key(app)
+    assert post_event(client, key, email="early@example.com").status_code == 202
+    run_worker(app)
+    assert [m["Subject"] for m in smtp_server.wait_for(1)] == ["Welcome, friend!"]
+
+    write(repo / "welcome.nudge", LIVE_WELCOME.replace("getting_started", "first_steps"))
+    write(repo / "templates/email/first_steps.subject", "First steps")
+    write(repo / "templates/email/first_steps.txt", "Here is how to begin.")
+    plan = runner.invoke(["apply", "--plan", str(repo)])
+    assert "~ rule 'Welcome' → v2 (1 contacts mid-journey finish on their current version)" in plan.output
+    assert "+ template email/first_steps" in plan.output
+    assert runner.invoke(["apply", str(repo)]).exit_code == 0
+    assert rule_table(runner) == [["Welcome", "active", "v2", "1 in flight"]]
+
+    assert post_event(client, key, email="late@example.com").status_code == 202
+    run_worker(app)
+    make_due(app)
+    subjects = {(m["To"], m["Subject"]) for m in smtp_server.wait_for(4)}
+    assert ("early@example.com", "Getting started") in subjects, "the early contact finishes on version 1"
+    assert ("late@example.com", "First steps") in subjects, "a new contact enters version 2"
+    with app.app_context():
+        session = get_session()
+        numbers = dict(session.execute(select(Enrolment.contact_id, RuleVersion.number)
+                                       .join(RuleVersion, RuleVersion.id == Enrolment.version_id)).all())
+        assert sorted(numbers.values()) == [1, 2]
+
+
+def test_a_rule_removed_from_the_folder_is_paused(runner, app, client, tmp_path):
+    repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME, "billing.nudge": BILLING})
+    assert runner.invoke(["apply", str(repo)]).exit_code == 0
+    (repo / "billing.nudge").unlink()
+    result = runner.invoke(["apply", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert "- rule 'Billing sync' paused (no longer in the folder; 0 contacts mid-journey wait)" in result.output
+    assert "Rules: 0 to add, 0 to change, 1 to pause." in result.output
+    assert rule_table(runner) == [["Billing sync", "paused", "v1", "0 in flight"], ["Welcome", "active", "v1", "0 in flight"]]
+    post_event(client, api_key(app), event="purchase.completed", total=10)
+    run_worker(app)
+    with app.app_context():
+        assert get_session().scalar(select(func.count(Enrolment.id))) == 0
+
+
+def test_rules_pause_and_resume(runner, app, client, smtp_server, tmp_path):
+    assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME}))]).exit_code == 0
+    paused = runner.invoke(["rules", "pause", "Welcome"])
+    assert paused.exit_code == 0 and paused.output == "paused Welcome\n"
+    assert rule_table(runner) == [["Welcome", "paused", "v1", "0 in flight"]]
+    key = api_key(app)
+    post_event(client, key, email="while-paused@example.com")
+    run_worker(app)
+    assert smtp_server.messages == []
+
+    resumed = runner.invoke(["rules", "resume", "Welcome"])
+    assert resumed.exit_code == 0 and resumed.output == "resumed Welcome\n"
+    assert rule_table(runner) == [["Welcome", "active", "v1", "0 in flight"]]
+    post_event(client, key, email="after@example.com")
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["after@example.com"]
+
+    unknown = runner.invoke(["rules", "pause", "Welcom"])
+    assert unknown.exit_code == 1 and "no rule named 'Welcom' (known rules: Welcome)" in unknown.stderr
+
+
+def test_explain_tells_a_contacts_journey_after_a_live_run(runner, app, client, smtp_server, tmp_path):
+    assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME}))]).exit_code == 0
+    post_event(client, api_key(app), email="ana@example.com")
+    run_worker(app)
+    waiting = runner.invoke(["explain", "ana@example.com"])
+    assert waiting.exit_code == 0, waiting.output
+    lines = waiting.output.splitlines()
+    assert "Welcome: entered because form.submitted at " in lines[0]
+    # live, the send is recorded when the outbox delivers it, just after the journey parked in its wait
+    assert sorted(line.split("  ", 1)[1].split(" until ")[0] for line in lines[1:3]) == [
+        "Welcome: sent email welcome", "Welcome: waited"]
+    assert [line for line in lines if line.endswith("(wait 3d)")]
+    assert lines[-1].startswith("now waiting in Welcome until ")
+
+    make_due(app)
+    smtp_server.wait_for(2)
+    done = runner.invoke(["explain", "ana@example.com", "Welcome"]).output.splitlines()
+    assert done[3].split("  ", 1)[1] == "Welcome: took `else` because `did class.attended within 3d` was false"
+    assert sorted(line.split("  ", 1)[1] for line in done[4:]) == [
+        "Welcome: finished the journey", "Welcome: sent email getting_started"]
+    missing = runner.invoke(["explain", "nobody@example.com"])
+    assert missing.exit_code == 1 and "no contact with email, external id or id 'nobody@example.com'" in missing.stderr
+    assert runner.invoke(["explain", "ana@example.com", "Nope"]).exit_code == 1
