@@ -9,7 +9,8 @@ from .build import BuildResult, build
 from .checker import check
 from .compiler import PLAN_VERSION, compile_program
 from .diagnostics import ERROR, WARNING, Diagnostic
-from .evaluate import EvalContext, evaluate, holds, truth
+from . import evaluate  # the module: evaluate.evaluate(tree, context) gives a value
+from .evaluate import EvalContext, holds, truth
 from .formatter import FormatError, fmt, format_program
 from .parser import ParseResult, parse, parse_bytes
 from .vocabulary import BUILTIN_CONTACT_FIELDS, BUILTIN_EVENTS, Vocabulary

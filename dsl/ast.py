@@ -8,12 +8,15 @@ thing, wherever it was written: ``parse(fmt(x)).program == parse(x).program``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Iterator, Union
+from typing import Iterator, NamedTuple, Union
 
 
-@dataclass(frozen=True, order=True)
-class Span:
-    """Where a node was written: 1-based lines and columns; ``end_column`` is exclusive."""
+class Span(NamedTuple):
+    """Where a node was written: 1-based lines and columns; ``end_column`` is exclusive.
+
+    A named tuple rather than a dataclass: every node has one, and tuples are
+    several times cheaper to create.
+    """
 
     line: int
     column: int
@@ -35,16 +38,25 @@ class Node:
 
     def children(self) -> Iterator["Node"]:
         """The nodes directly below this one, in source order."""
-        for f in fields(self):
-            if f.name == "span":
-                continue
-            value = getattr(self, f.name)
+        for name in _child_fields(type(self)):
+            value = getattr(self, name)
             if isinstance(value, Node):
                 yield value
-            elif isinstance(value, tuple):
+            elif isinstance(value, tuple) and not isinstance(value, Span):
                 for item in value:
                     if isinstance(item, Node):
                         yield item
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a node class that may hold nodes (computed once per class)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls) if f.compare)
+    return names
 
 
 def walk(node: Node) -> Iterator[Node]:

@@ -142,7 +142,13 @@ def _bad_utf8(data: bytes, filename: str) -> ParseResult:
     seen = {(d.line, d.col) for d in diagnostics}
     extra = [d for d in result.diagnostics if (d.line, d.col) not in seen
              and "invalid or unknown text" not in d.message]
-    return ParseResult(None, sorted(diagnostics + extra, key=lambda d: (d.line, d.col)))
+    combined = sorted(diagnostics + extra, key=lambda d: (d.line, d.col))
+    if len(combined) > MAX_ERRORS:
+        last = combined[MAX_ERRORS - 1]
+        combined = combined[:MAX_ERRORS] + [Diagnostic(
+            ERROR, filename, last.line, last.col,
+            f"too many errors; stopped after {MAX_ERRORS}", "fix the errors above and check again")]
+    return ParseResult(None, combined)
 
 
 def _depth_error(program: A.Program, filename: str) -> Diagnostic | None:
