@@ -132,7 +132,7 @@ def enrol_set_based(ctx: EngineContext, rule_id: int, version_id: int, plan: dic
         ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
         # no per-row reason: every row of this INSERT entered for the same one, said once in the log
         select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now), literal("enter", String),
-               literal({}, JsonType)).where(Enrolment.rule_id == rule_id,
+               literal({}, JsonType)).where(Enrolment.rule_id == rule_id, Enrolment.contact_id.in_(contacts),
                                                              Enrolment.entered == ctx.now, Enrolment.pc == 1,
                                                              Enrolment.due == due)))
     return count
