@@ -162,7 +162,8 @@ class TypeChecker:
                 for item in expr.right.items:
                     kind = self.infer(item, scope)
                     if not compatible(left, kind):
-                        self.report.error(item, f"cannot look for {article(left)} among {article(kind)}s")
+                        self.report.error(item, f"this list item is {article(kind)}, but the value "
+                                                f"looked for is {article(left)}")
         elif op == "contains":
             if left not in ("string", "list", "any"):
                 self.report.error(expr.left, f"`contains` needs a string or a list, not {article(left)}")
