@@ -299,14 +299,13 @@ def _items(value: Any) -> list[Any]:
 def _record_status(status: DeliveryStatus, address_field: str | None) -> Any:
     from flask import current_app
     from sqlalchemy import func, select
-    from sqlalchemy.exc import IntegrityError
 
+    from .consent import suppress
     from .db import get_session
     from .engine.ingest import record_event
     from .engine.jobs import process_events
-    from .models import Contact, Message, MessageStatusChange, Suppression
+    from .models import Contact, Message, MessageStatusChange
     from .queue import get_queue
-    from .sdk import address_hash
 
     session = get_session()
     message = None
@@ -321,16 +320,7 @@ def _record_status(status: DeliveryStatus, address_field: str | None) -> Any:
         contact = session.scalar(select(Contact).where(func.lower(column) == status.address.strip().lower()))
     detail = (status.detail or "")[:1024] or None
     if status.suppress and status.address:
-        digest = address_hash(status.address, current_app.config["SECRET_KEY"])
-        exists = session.scalar(select(Suppression.id).where(Suppression.channel == status.channel,
-                                                             Suppression.address_hash == digest))
-        if exists is None:
-            try:
-                with session.begin_nested():  # a concurrent report may insert the same row
-                    session.add(Suppression(channel=status.channel, address_hash=digest, reason=status.suppress,
-                                            detail=detail))
-            except IntegrityError:
-                pass
+        suppress(session, current_app.config["SECRET_KEY"], status.channel, status.address, status.suppress, detail)
     if message is not None:
         session.add(MessageStatusChange(message_id=message.id, status=status.status, detail=detail,
                                         source=status.channel))

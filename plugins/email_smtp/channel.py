@@ -1,30 +1,84 @@
-"""The SMTP channel: one connection reused across a batch of sends."""
+"""The SMTP channel: one connection reused across a batch of sends.
+
+Every marketing message carries ``List-Unsubscribe`` (HTTPS and mailto) and
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 2369, RFC 8058), a
+visible unsubscribe link and the sender's postal address; with DKIM configured,
+the signature covers both List headers.
+"""
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import html as html_lib
+import re
 import smtplib
-import socket
 import ssl
+from email import policy
 from email.message import EmailMessage
-from email.utils import formatdate
-from typing import Iterator
+from email.utils import formatdate, parseaddr
+from typing import Any, Iterator, Mapping
+from urllib.parse import quote
 
-from server.sdk import Channel, ChannelError, OutboundMessage, SendResult
+from server.config import parse_smtp_url
+from server.sdk import Channel, ChannelError, OutboundMessage, SendResult, SettingError, check_header
+
+#: headers the DKIM signature covers when present; the List headers are signed twice so none can be added
+DKIM_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type",
+                b"reply-to", b"list-unsubscribe", b"list-unsubscribe-post")
+_OVERSIGNED = (b"from", b"list-unsubscribe", b"list-unsubscribe-post")
+_ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 class EmailChannel(Channel):
     name = "email"
     address_field = "email"
+    events = ("email.delivered", "email.opened", "email.clicked", "email.bounced", "email.complained",
+              "email.unsubscribed")
     config_schema = {
         "SMTP_URL": {"type": "string", "required": True, "secret": True,
-                     "help": "smtp://user:pass@host:port?tls=starttls"},
-        "MAIL_FROM": {"type": "string", "required": True, "default": "Nudge <nudge@localhost>"},
+                     "help": "smtp://user:pass@host:587?tls=starttls, or smtps://… for TLS from the start"},
+        "MAIL_FROM": {"type": "string", "required": True, "default": "Nudge <nudge@localhost>",
+                      "help": "the From of every email, e.g. Acme <news@acme.example>"},
+        "SMTP_CA_FILE": {"type": "file",
+                         "help": "PEM file of the CA(s) that signed the SMTP server's certificate, when it is not "
+                                 "publicly trusted; certificates are always verified"},
+        "UNSUBSCRIBE_MAILTO": {"type": "string",
+                               "help": "address for mailto unsubscribes; default unsubscribe@<domain of MAIL_FROM>"},
+        "POSTAL_ADDRESS": {"type": "string", "help": "the sender's postal address, shown in every marketing email"},
+        "DKIM_SELECTOR": {"type": "string", "help": "DKIM selector, e.g. nudge (TXT record nudge._domainkey.<domain>)"},
+        "DKIM_DOMAIN": {"type": "string", "help": "the d= domain; default the domain of MAIL_FROM"},
+        "DKIM_PRIVATE_KEY_FILE": {"type": "file", "secret": True, "help": "PEM private key for DKIM signing"},
+        "EMAIL_WEBHOOK_SECRET": {"type": "string", "secret": True,
+                                 "help": "shared secret of POST /hooks/email/bounce (bounces and complaints)"},
     }
 
-    def __init__(self, config=None):
+    def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__(config)
         self._conn: smtplib.SMTP | None = None
+        self._batches = 0
+        self.sender = parseaddr(self.config.get("MAIL_FROM") or "")[1]
+        self.domain = mail_domain(self.config.get("MAIL_FROM") or "")
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> None:
+        if not mail_domain(settings.get("MAIL_FROM") or ""):
+            raise SettingError("MAIL_FROM", f"{settings.get('MAIL_FROM')!r} has no address with a domain "
+                                            "(example: Acme <news@acme.example>)")
+        mailto = settings.get("UNSUBSCRIBE_MAILTO")
+        if mailto and "@" not in mailto:
+            raise SettingError("UNSUBSCRIBE_MAILTO", f"{mailto!r} is not an email address")
+        selector, key_file = settings.get("DKIM_SELECTOR"), settings.get("DKIM_PRIVATE_KEY_FILE")
+        if bool(selector) != bool(key_file):
+            missing = "DKIM_PRIVATE_KEY_FILE" if selector else "DKIM_SELECTOR"
+            raise SettingError(missing, "DKIM signing needs both NUDGE_DKIM_SELECTOR and NUDGE_DKIM_PRIVATE_KEY_FILE")
+        if key_file:
+            import dkim.crypto
+
+            try:
+                with open(key_file, "rb") as fh:
+                    dkim.crypto.parse_pem_private_key(fh.read())
+            except Exception as exc:  # whatever is wrong with the file, say so at start-up, not at the first send
+                raise SettingError("DKIM_PRIVATE_KEY_FILE", f"{key_file} is not a PEM RSA private key ({exc})") from None
 
     def validate_address(self, address: str) -> str:
         from email_validator import EmailNotValidError, validate_email
@@ -35,83 +89,219 @@ class EmailChannel(Channel):
             raise ValueError(str(exc)) from None
 
     # -- connection ---------------------------------------------------------
+    def _tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.config.get("SMTP_CA_FILE") or None)
+
     def _connect(self) -> smtplib.SMTP:
-        s = self.config["SMTP"]
+        s = self.config.get("SMTP") or parse_smtp_url(self.config["SMTP_URL"])
+        conn: smtplib.SMTP | None = None
         try:
             if s.tls == "ssl":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
-                                                      context=ssl.create_default_context())
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._tls_context())
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-                if s.tls == "starttls":
-                    conn.starttls(context=ssl.create_default_context())
+            conn.ehlo()
+            if s.tls == "starttls":
+                conn.starttls(context=self._tls_context())
+                conn.ehlo()
             if s.username:
                 conn.login(s.username, s.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise ChannelError(f"SMTP login refused by {s.host}:{s.port}: {exc.smtp_code}", permanent=False) from None
+            _quit(conn)
+            raise ChannelError(f"SMTP login refused by {s.host}:{s.port} ({exc.smtp_code}); check the user and "
+                               "password in NUDGE_SMTP_URL") from None
+        except ssl.SSLCertVerificationError as exc:
+            _quit(conn)
+            raise ChannelError(f"the certificate of SMTP server {s.host}:{s.port} is not trusted ({exc.verify_message});"
+                               " set NUDGE_SMTP_CA_FILE to the CA that signed it") from None
         except (OSError, smtplib.SMTPException) as exc:
+            _quit(conn)
             raise ChannelError(f"cannot connect to SMTP server {s.host}:{s.port}: {exc}") from None
         return conn
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(OSError, smtplib.SMTPException):
-                conn.quit()
+        _quit(conn)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator["EmailChannel"]:
+        """One SMTP session for every send inside; closed (QUIT) on exit."""
+        self._batches += 1
         try:
             yield self
         finally:
-            self._close()
+            self._batches -= 1
+            if self._batches == 0:
+                self._close()
 
-    # -- sending ------------------------------------------------------------
+    # -- building -------------------------------------------------------------
     def build(self, message: OutboundMessage) -> EmailMessage:
-        domain = self.config.get("MAIL_DOMAIN") or "nudge.invalid"
-        msg = EmailMessage()
-        msg["From"] = self.config.get("MAIL_FROM", "Nudge <nudge@localhost>")
-        msg["To"] = message.to
-        msg["Subject"] = message.subject
-        msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = message_id(message.key, domain)
-        for name, value in message.headers.items():
+        """The MIME message: multipart text + HTML, stable Message-ID, List-Unsubscribe on marketing mail.
+
+        :raises ChannelError: permanent, for header injection or a marketing message without unsubscribe URL.
+        """
+        text, html = message.text or "", message.html
+        msg = EmailMessage(policy=policy.SMTP)
+        headers: list[tuple[str, str]] = [
+            ("From", self.config.get("MAIL_FROM") or self.sender),
+            ("To", message.to),
+            ("Subject", message.subject),
+            ("Date", formatdate(usegmt=True)),
+            ("Message-ID", message_id(message.key, self.domain)),
+        ]
+        if message.marketing:
+            url = message.unsubscribe_url
+            if not url:
+                raise ChannelError(f"marketing email {message.key} has no unsubscribe URL; refusing to send it "
+                                   "(RFC 8058 and the law require one)", permanent=True)
+            check_header("List-Unsubscribe", url)
+            mailto = self.config.get("UNSUBSCRIBE_MAILTO") or f"unsubscribe@{self.domain}"
+            token = message_token(message.key)
+            headers += [("List-Unsubscribe", f"<{url}>, <mailto:{mailto}?subject={quote(token)}>"),
+                        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+            postal = (self.config.get("POSTAL_ADDRESS") or "").strip()
+            text, html = text_footer(text, url, postal), html and html_footer(html, url, postal)
+        headers += list(message.headers.items())
+        for name, value in headers:
+            check_header(name, value)
             msg[name] = value
-        msg.set_content(message.text or "")
-        if message.html:
-            msg.add_alternative(message.html, subtype="html")
+        msg.set_content(text, cte="quoted-printable")
+        if html:
+            msg.add_alternative(html, subtype="html", cte="quoted-printable")
         return msg
 
+    def _sign(self, data: bytes) -> bytes:
+        selector, key_file = self.config.get("DKIM_SELECTOR"), self.config.get("DKIM_PRIVATE_KEY_FILE")
+        if not (selector and key_file):
+            return data
+        import dkim
+
+        with open(key_file, "rb") as fh:
+            key = fh.read()
+        present = {line.split(b":", 1)[0].strip().lower() for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+                   if line[:1] not in (b" ", b"\t")}
+        include = [h for h in DKIM_HEADERS if h in present] + [h for h in _OVERSIGNED if h in present]
+        domain = self.config.get("DKIM_DOMAIN") or self.domain
+        try:
+            signature = dkim.sign(data, selector.encode(), domain.encode(), key, include_headers=include,
+                                  canonicalize=(b"relaxed", b"relaxed"))
+        except dkim.DKIMException as exc:
+            raise ChannelError(f"DKIM signing failed: {exc}") from None
+        return signature + data
+
+    # -- sending ------------------------------------------------------------
     def send(self, message: OutboundMessage) -> SendResult:
+        if self._batches == 0:
+            with self.batch():
+                return self.send(message)
         msg = self.build(message)
+        data = self._sign(msg.as_bytes())
+        options = ["SMTPUTF8"] if not (message.to.isascii() and self.sender.isascii()) else []
         reused = self._conn is not None
         if self._conn is None:
             self._conn = self._connect()
         try:
-            self._conn.send_message(msg)
-        except smtplib.SMTPServerDisconnected:
-            self._conn = None
-            if reused:  # the pooled connection went stale: one fresh try
-                return self.send(message)
-            raise ChannelError("SMTP server closed the connection", ambiguous=True) from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = next(iter(exc.recipients.values()))
-            raise _classify(code, reply) from None
-        except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
-            raise _classify(exc.smtp_code, exc.smtp_error) from None
-        except (socket.timeout, OSError) as exc:
+            self._envelope(self._conn, message.to, options)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._close()
-            raise ChannelError(f"SMTP connection failed while sending: {exc}", ambiguous=True) from None
+            if not reused:
+                raise ChannelError(f"the SMTP server closed the connection before the message was sent ({exc})") \
+                    from None
+            self._conn = self._connect()  # the pooled connection had gone stale: one fresh try
+            try:
+                self._envelope(self._conn, message.to, options)
+            except (smtplib.SMTPServerDisconnected, OSError) as again:
+                self._close()
+                raise ChannelError(f"the SMTP server closed the connection before the message was sent ({again})") \
+                    from None
+        try:
+            code, reply = self._conn.data(data)
+        except smtplib.SMTPDataError as exc:
+            self._reset()
+            raise _classify("DATA", exc.smtp_code, exc.smtp_error) from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._close()
+            raise ChannelError(f"the SMTP connection dropped while sending the data ({exc}); the server may "
+                               "have the message", ambiguous=True) from None
+        if code != 250:
+            self._reset()
+            raise _classify("DATA", code, reply)
         return SendResult(provider_id=msg["Message-ID"])
+
+    def _envelope(self, conn: smtplib.SMTP, to: str, options: list[str]) -> None:
+        if options and not conn.has_extn("smtputf8"):
+            raise ChannelError(f"the SMTP server cannot take the non-ASCII address {to!r} (no SMTPUTF8)",
+                               permanent=True, suppress="invalid_address")
+        code, reply = conn.mail(self.sender, options)
+        if code != 250:
+            self._reset()
+            raise _classify("MAIL FROM", code, reply)
+        code, reply = conn.rcpt(to)
+        if code not in (250, 251):
+            self._reset()
+            raise _classify("RCPT TO", code, reply)
+
+    def _reset(self) -> None:
+        """Leave the pooled session ready for the next message, or drop it."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._close()
+
+
+def _quit(conn: smtplib.SMTP | None) -> None:
+    if conn is None:
+        return
+    try:
+        conn.quit()
+    except (OSError, smtplib.SMTPException):
+        conn.close()
+
+
+def mail_domain(mail_from: str) -> str:
+    """The domain of the address in a From value (``Acme <news@acme.example>`` → ``acme.example``)."""
+    address = parseaddr(mail_from)[1]
+    return address.rpartition("@")[2].lower() if "@" in address else ""
+
+
+def message_token(key: str) -> str:
+    """An opaque, stable token for an outbox key: the same on every retry, and reveals nothing of it."""
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def message_id(key: str, domain: str) -> str:
     """A Message-ID that is the same on every retry of one outbox row, and reveals nothing of it."""
-    return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{domain}>"
+    return f"<{message_token(key)}@{domain or 'nudge.invalid'}>"
 
 
-def _classify(code: int, reply: bytes | str) -> ChannelError:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    if 500 <= code < 600:
-        return ChannelError(f"SMTP {code}: {text}", permanent=True, suppress="bounced")
-    return ChannelError(f"SMTP {code}: {text}")
+def text_footer(text: str, url: str, postal: str) -> str:
+    lines = [text.rstrip("\n"), "", "-- ", f"Unsubscribe: {url}"]
+    if postal:
+        lines.append(postal)
+    return "\n".join(lines) + "\n"
+
+
+def html_footer(html: str, url: str, postal: str) -> str:
+    address = "<br>".join(html_lib.escape(line.strip()) for line in postal.splitlines() if line.strip())
+    footer = (f'<div style="margin-top:2em;font-size:12px;color:#666">'
+              f'<p><a href="{html_lib.escape(url, quote=True)}">Unsubscribe</a></p>'
+              + (f"<p>{address}</p>" if address else "") + "</div>")
+    at = html.lower().rfind("</body>")
+    return html[:at] + footer + html[at:] if at >= 0 else html + footer
+
+
+def _classify(stage: str, code: int, reply: bytes | str) -> ChannelError:
+    """5xx to a recipient is a hard bounce (permanent, suppress); 4xx, and our own sender refused, is retried."""
+    raw = reply if isinstance(reply, bytes) else str(reply).encode()
+    text = f"SMTP {code} at {stage}: {raw.decode('utf-8', 'replace')}"
+    if code == 421 or not 500 <= code < 600:
+        return ChannelError(text)
+    if stage == "MAIL FROM":  # our sender address is refused: fix the configuration, then the messages go out
+        return ChannelError(text + " (check NUDGE_MAIL_FROM)")
+    enhanced = _ENHANCED.search(raw)
+    addressing = enhanced is not None and (enhanced.group(2) == b"1" or enhanced.group(0) == b"5.2.1")
+    if stage == "RCPT TO" or addressing:
+        return ChannelError(text, permanent=True, suppress="bounced")
+    return ChannelError(text, permanent=True)

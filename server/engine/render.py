@@ -24,10 +24,10 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Callable, Iterator, Mapping
 
-from jinja2 import TemplateSyntaxError, Undefined, meta, nodes
+from jinja2 import ChainableUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -139,8 +139,8 @@ def _check_format(spec: Any) -> None:
         raise _Limit("format widths above 9999 are not allowed")
 
 
-class _Undefined(Undefined):
-    """Missing data renders as empty; an unsafe attribute is an error at once, not a silent blank."""
+class _Undefined(ChainableUndefined):
+    """Missing data (also ``event.a.b``) renders as empty; an unsafe attribute is an error at once, not a blank."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -170,6 +170,13 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     wrapper.__dict__.update(getattr(function, "__dict__", {}))  # keeps Jinja's pass_context / … marks
     wrapper.__name__ = getattr(function, "__name__", name)
     return wrapper
+
+
+def _range(*args: int) -> range:
+    rng = range(*args)
+    if len(rng) > MAX_RANGE:
+        raise _Limit(f"range() is limited to {MAX_RANGE} items")
+    return rng
 
 
 class _Environment(ImmutableSandboxedEnvironment):
@@ -254,6 +261,7 @@ class Renderer:
     @staticmethod
     def _environment(autoescape: bool, filters: Mapping[str, Callable[..., Any]]) -> _Environment:
         env = _Environment(autoescape=autoescape, undefined=_Undefined)
+        env.globals["range"] = _range
         env.filters.pop("attr", None)  # getattr by string: a sandbox escape hatch, never needed in a message
         env.filters.update(filters)
         env.filters = {name: _bounded_filter(name, f) for name, f in env.filters.items()}

@@ -1,0 +1,154 @@
+"""Reading bounce and complaint reports: RFC 3464 DSNs, RFC 5965 ARF reports, or a small JSON form.
+
+JSON: an object or a list of objects ``{"type": "bounce"|"complaint"|"delivered", "email": "…",
+"message_id": "<…>", "permanent": true, "detail": "…"}``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import Message
+from email.parser import HeaderParser
+from typing import Any
+
+KINDS = {"bounce": "bounced", "bounced": "bounced", "complaint": "complained", "complained": "complained",
+         "delivered": "delivered", "delivery": "delivered"}
+
+
+class ReportError(ValueError):
+    """The body is not a report we can read; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """One recipient's outcome: ``status`` is ``bounced``, ``complained`` or ``delivered``."""
+
+    status: str
+    address: str | None
+    message_id: str | None = None
+    permanent: bool = True
+    detail: str | None = None
+    props: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def suppress(self) -> str | None:
+        if self.status == "complained":
+            return "complained"
+        return "bounced" if self.status == "bounced" and self.permanent else None
+
+
+def parse(body: bytes, content_type: str) -> list[Report]:
+    """Read a report posted with *content_type*.
+
+    :raises ReportError: when it is neither JSON nor a multipart/report message.
+    """
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        return _from_json(body)
+    msg = message_from_bytes(body, policy=policy.default)
+    if msg.get_content_type() == "message/rfc822" and isinstance(msg.get_payload(), list):
+        msg = msg.get_payload()[0]  # a report forwarded as an attachment-like wrapper
+    if msg.get_content_type() != "multipart/report":
+        raise ReportError(f"expected JSON or a multipart/report message (RFC 3464 / RFC 5965), "
+                          f"got {msg.get_content_type()}")
+    report_type = (msg.get_param("report-type") or "").lower()
+    if report_type == "delivery-status":
+        return _from_dsn(msg)
+    if report_type == "feedback-report":
+        return _from_arf(msg)
+    raise ReportError(f"unsupported report-type {report_type!r}; expected delivery-status or feedback-report")
+
+
+def _from_json(body: bytes) -> list[Report]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ReportError(f"the body is not valid JSON: {exc}") from None
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+            raise ReportError('each report needs "type" and "email", e.g. {"type": "bounce", "email": "a@b.example"}')
+        status = KINDS.get(str(item.get("type", "")).lower())
+        if status is None:
+            raise ReportError(f'unknown type {item.get("type")!r}; use bounce, complaint or delivered')
+        out.append(Report(status, item["email"], _msgid(item.get("message_id")), bool(item.get("permanent", True)),
+                          _text(item.get("detail"))))
+    return out
+
+
+def _original(msg: Message) -> Message | None:
+    """The returned original message or its headers, when the report includes them."""
+    for part in msg.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            return payload[0] if isinstance(payload, list) else None
+        if kind == "text/rfc822-headers":
+            return HeaderParser(policy=policy.default).parsestr(part.get_content())
+    return None
+
+
+def _fields(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return payload
+    return [HeaderParser(policy=policy.default).parsestr(block) for block in str(payload).split("\n\n") if block]
+
+
+def _from_dsn(msg: Message) -> list[Report]:
+    original = _original(msg)
+    message_id = _msgid(original["Message-ID"]) if original is not None else None
+    out = []
+    for part in msg.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        for block in _fields(part)[1:]:  # the first block is about the message, the rest one per recipient
+            action = str(block.get("Action", "")).strip().lower()
+            status = str(block.get("Status", "")).strip()
+            address = _typed_address(block.get("Final-Recipient") or block.get("Original-Recipient"))
+            detail = " ".join(x for x in (status, _text(block.get("Diagnostic-Code"))) if x) or None
+            if action == "failed":
+                out.append(Report("bounced", address, message_id, not status.startswith("4"), detail,
+                                  {"type": "soft" if status.startswith("4") else "hard", "status": status}))
+            elif action == "delivered":
+                out.append(Report("delivered", address, message_id, detail=detail))
+    if not out:
+        raise ReportError("the delivery-status report names no failed or delivered recipient")
+    return out
+
+
+def _from_arf(msg: Message) -> list[Report]:
+    original = _original(msg)
+    for part in msg.walk():
+        if part.get_content_type() != "message/feedback-report":
+            continue
+        fields = _fields(part)[0]
+        address = _typed_address(fields.get("Original-Rcpt-To"))
+        if address is None and original is not None:
+            address = _text(original["To"])
+            address = address and address.rsplit("<", 1)[-1].rstrip(">").strip()
+        feedback = str(fields.get("Feedback-Type", "abuse")).strip().lower()
+        message_id = _msgid(original["Message-ID"]) if original is not None else None
+        return [Report("complained", address, message_id, detail=f"feedback-type {feedback}",
+                       props={"feedback_type": feedback})]
+    raise ReportError("the feedback report has no message/feedback-report part")
+
+
+def _typed_address(value: Any) -> str | None:
+    """``rfc822; a@b.example`` → ``a@b.example``."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return (text.split(";", 1)[1] if ";" in text else text).strip().strip("<>") or None
+
+
+def _msgid(value: Any) -> str | None:
+    if not value:
+        return None
+    text = str(value).strip()
+    return text if text.startswith("<") else f"<{text}>"
+
+
+def _text(value: Any) -> str | None:
+    return " ".join(str(value).split())[:500] if value else None
