@@ -119,6 +119,10 @@ def register(group: click.Group) -> None:
                         getattr(store, verb)(session, name)
                     except LookupError as exc:
                         raise click.ClickException(str(exc)) from None
+                    if verb == "resume":  # its timers fell away while it was paused
+                        from ..engine.apply import replan_timers
+
+                        replan_timers(session, app, [store.RuleChange(name, "resume")])
                     session.commit()
                 click.echo(f"{verb}d {name}")
 

@@ -127,12 +127,13 @@ def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = Fals
         session.rollback()
         return result
     result.rules = apply_plans(session, plans, prune=True, origin=str(root))
-    _replan_timers(session, app, result.rules)
+    replan_timers(session, app, result.rules)
     session.commit()
     return result
 
 
-def _replan_timers(session: Session, app: Any, changes: list[RuleChange]) -> None:
+def replan_timers(session: Session, app: Any, changes: list[RuleChange]) -> None:
+    """Plan the date and schedule triggers of rules that were created, changed or resumed, for every contact."""
     from . import dispatch
     from .context import EngineContext
     from .rules import timed_rules_need_planning

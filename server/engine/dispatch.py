@@ -31,15 +31,14 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
     channel = CONSENT_EVENTS.get(event.name)
     if channel:
         record_consent(ctx.session, contact.id, channel, False, source=f"event:{event.name}", at=to_dt(ctx.now))
-    goal_rules = idx.goals.get(event.name, set())
-    for enr in runtime.active_enrolments(ctx, contact.id):
-        if enr.rule_id in goal_rules:
-            goal = ctx.plan(enr.version_id).get("goal") or {}
-            cond = goal.get("where")
-            if cond is None or runtime.evaluate(cond, Scope(ctx.session, contact, ctx.now, event.props)):
-                runtime.finish(ctx, enr, "goal")
-                continue
-        if enr.wait_event == event.name:
+    for enr in runtime.active_enrolments(ctx, contact.id, held=True):
+        # the goal of the version the contact entered with; it also ends a journey its paused rule holds
+        goal = ctx.plan(enr.version_id).get("goal")
+        if goal and goal["event"] == event.name and (
+                goal.get("where") is None
+                or runtime.evaluate(goal["where"], Scope(ctx.session, contact, ctx.now, event.props))):
+            runtime.finish(ctx, enr, "goal")
+        elif enr.state == EnrolmentState.ACTIVE and enr.wait_event == event.name:
             runtime.resume_on_event(ctx, enr, contact, event)
     timers.on_event(ctx, contact, event, idx.timed)
     event_index = idx.by_event.get(event.name)

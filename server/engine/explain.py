@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from ..models import Contact, Enrolment, JourneyLog, Rule
+from ..models import Contact, Enrolment, EnrolmentState, JourneyLog, Rule
 from .timeutil import iso
 
 
@@ -56,10 +56,13 @@ def explain_contact(session: Session, ref: str, rule_name: str | None = None) ->
     lines = []
     for row in session.scalars(query.order_by(JourneyLog.at, JourneyLog.id)):
         lines.append(f"{iso(row.at)}  {rules.get(row.rule_id, '-')}: {describe(row.action, row.data or {})}")
-    waiting = session.scalars(select(Enrolment).where(Enrolment.contact_id == contact.id, Enrolment.state == 0))
+    waiting = session.scalars(select(Enrolment).where(
+        Enrolment.contact_id == contact.id, Enrolment.state.in_((EnrolmentState.ACTIVE, EnrolmentState.HELD))))
     for enr in waiting:
+        name = rules.get(enr.rule_id)
+        how = f"held in {name} (paused)" if enr.state == EnrolmentState.HELD else f"waiting in {name}"
         if enr.wait_event:
-            lines.append(f"now waiting in {rules.get(enr.rule_id)} for {enr.wait_event} until {iso(enr.due)}")
+            lines.append(f"now {how} for {enr.wait_event} until {iso(enr.due)}")
         elif enr.due:
-            lines.append(f"now waiting in {rules.get(enr.rule_id)} until {iso(enr.due)}")
+            lines.append(f"now {how} until {iso(enr.due)}")
     return lines or [f"no journeys yet for {ref}"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Contact, Enrolment, EnrolmentState, Rule, RuleStatus, RuleVersion, utcnow
@@ -55,8 +55,9 @@ def compile_rules(sources: Iterable[tuple[str, str]], vocabulary: Any) -> tuple[
 
 
 def in_flight(session: Session, rule_id: int) -> int:
+    """Contacts mid-journey in the rule, held ones (rule paused) included."""
     return session.scalar(select(func.count(Enrolment.id)).where(
-        Enrolment.rule_id == rule_id, Enrolment.state == EnrolmentState.ACTIVE)) or 0
+        Enrolment.rule_id == rule_id, Enrolment.state.in_((EnrolmentState.ACTIVE, EnrolmentState.HELD)))) or 0
 
 
 def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = False) -> list[RuleChange]:
@@ -112,24 +113,32 @@ def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str
             session.add(version)
             session.flush()
             rule.active_version_id = version.id
-        rule.status = RuleStatus.ACTIVE.value
-        rule.updated_at = utcnow()
+        _set_status(session, rule, RuleStatus.ACTIVE)
     session.flush()
     return changes
 
 
 def pause(session: Session, name: str) -> Rule:
+    """Stop rule *name*: nobody enters, and contacts mid-journey are held where they are."""
     rule = get_rule(session, name)
-    rule.status = RuleStatus.PAUSED.value
-    rule.updated_at = utcnow()
+    _set_status(session, rule, RuleStatus.PAUSED)
     return rule
 
 
 def resume(session: Session, name: str) -> Rule:
+    """Run rule *name* again; its held contacts go on (a wait that ended meanwhile ends at once)."""
     rule = get_rule(session, name)
-    rule.status = RuleStatus.ACTIVE.value
-    rule.updated_at = utcnow()
+    _set_status(session, rule, RuleStatus.ACTIVE)
     return rule
+
+
+def _set_status(session: Session, rule: Rule, status: RuleStatus) -> None:
+    held, active = EnrolmentState.HELD, EnrolmentState.ACTIVE
+    before, after = (active, held) if status == RuleStatus.PAUSED else (held, active)
+    session.execute(update(Enrolment).where(Enrolment.rule_id == rule.id, Enrolment.state == before)
+                    .values(state=after))
+    rule.status = status.value
+    rule.updated_at = utcnow()
 
 
 def get_rule(session: Session, name: str) -> Rule:

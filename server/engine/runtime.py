@@ -432,10 +432,12 @@ def resume_on_event(ctx: EngineContext, enr: Enrolment, contact: Contact, event:
     return True
 
 
-def active_enrolments(ctx: EngineContext, contact_id: int) -> list[Enrolment]:
+def active_enrolments(ctx: EngineContext, contact_id: int, held: bool = False) -> list[Enrolment]:
+    """The contact's journeys in progress; with *held*, also those its paused rules hold."""
+    states = (EnrolmentState.ACTIVE, EnrolmentState.HELD) if held else (EnrolmentState.ACTIVE,)
     ctx.session.flush()
     return list(ctx.session.scalars(select(Enrolment).where(
-        Enrolment.contact_id == contact_id, Enrolment.state == EnrolmentState.ACTIVE).order_by(Enrolment.id)))
+        Enrolment.contact_id == contact_id, Enrolment.state.in_(states)).order_by(Enrolment.id)))
 
 
 def count_active(ctx: EngineContext, rule_id: int) -> int:

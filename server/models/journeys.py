@@ -50,6 +50,7 @@ class EnrolmentState(enum.IntEnum):
     ACTIVE = 0     # running or waiting (``due`` says until when, ``wait_event`` for what)
     DONE = 1       # finished all steps
     EXITED = 2     # left early: goal reached, stopped, rule removed
+    HELD = 3       # its rule is paused: kept where it is, ``due`` and all, until the rule is resumed
 
 
 class Enrolment(Base):

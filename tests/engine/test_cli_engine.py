@@ -315,3 +315,86 @@ def test_explain_tells_a_contacts_journey_after_a_live_run(runner, app, client, 
     missing = runner.invoke(["explain", "nobody@example.com"])
     assert missing.exit_code == 1 and "no contact with email, external id or id 'nobody@example.com'" in missing.stderr
     assert runner.invoke(["explain", "ana@example.com", "Nope"]).exit_code == 1
+
+
+def _due_now(app, model) -> None:
+    with app.app_context():
+        session = get_session()
+        session.execute(update(model).values(due=to_ts(utcnow()) - 1))
+        session.commit()
+
+
+def _tick(app) -> None:
+    with app.app_context():
+        requeue_due()
+    run_worker(app)
+
+
+def test_pausing_a_rule_holds_its_contacts_mid_journey_until_resumed(runner, app, client, smtp_server, tmp_path):
+    assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME}))]).exit_code == 0
+    post_event(client, api_key(app), email="ana@example.com")
+    run_worker(app)
+    smtp_server.wait_for(1)
+    assert runner.invoke(["rules", "pause", "Welcome"]).exit_code == 0
+    assert rule_table(runner) == [["Welcome", "paused", "v1", "1 in flight"]]
+    _due_now(app, Enrolment)  # the 3 days pass while the rule is paused
+    _tick(app)
+    assert len(smtp_server.messages) == 1, "a paused rule sends nothing, also to contacts mid-journey"
+    assert "now held in Welcome (paused) until " in runner.invoke(["explain", "ana@example.com"]).output
+
+    assert runner.invoke(["rules", "resume", "Welcome"]).exit_code == 0
+    _tick(app)
+    assert [m["Subject"] for m in smtp_server.wait_for(2)] == ["Welcome, friend!", "Getting started"]
+    assert rule_table(runner) == [["Welcome", "active", "v1", "0 in flight"]]
+
+
+def test_a_goal_reached_while_the_rule_is_paused_still_ends_the_journey(runner, app, client, smtp_server, tmp_path):
+    rules = LIVE_WELCOME.replace('rule "Welcome"\n', 'rule "Welcome"\n  until purchase.completed\n')
+    assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": rules}))]).exit_code == 0
+    key = api_key(app)
+    post_event(client, key, email="ana@example.com")
+    run_worker(app)
+    assert runner.invoke(["rules", "pause", "Welcome"]).exit_code == 0
+    post_event(client, key, email="ana@example.com", event="purchase.completed", total=30)
+    run_worker(app)
+    assert runner.invoke(["rules", "resume", "Welcome"]).exit_code == 0
+    _due_now(app, Enrolment)
+    _tick(app)
+    assert [m["Subject"] for m in smtp_server.wait_for(1)] == ["Welcome, friend!"]
+    assert runner.invoke(["explain", "ana@example.com"]).output.splitlines()[-1].endswith("left: reached the goal")
+
+
+def test_resuming_a_rule_plans_its_schedule_again(runner, app, client, tmp_path):
+    from server.models import ScheduleTimer
+
+    post_event(client, api_key(app), email="ana@example.com", event="page.visited")
+    run_worker(app)
+    daily = 'rule "Daily"\nwhen every day at 09:00 then\n  send email welcome\nend\n'
+    assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"daily.nudge": daily}))]).exit_code == 0
+    with app.app_context():
+        assert get_session().scalar(select(func.count(ScheduleTimer.id))) == 1
+    assert runner.invoke(["rules", "pause", "Daily"]).exit_code == 0
+    _due_now(app, ScheduleTimer)
+    _tick(app)  # its 09:00 passes while it is paused
+    assert runner.invoke(["rules", "resume", "Daily"]).exit_code == 0
+    with app.app_context():
+        [timer] = get_session().scalars(select(ScheduleTimer)).all()
+        assert timer.due > to_ts(utcnow()), "the next 09:00 is planned again"
+
+
+def test_contacts_mid_journey_keep_the_goal_of_their_version(runner, app, client, tmp_path):
+    repo = tmp_path / "repo"
+    v1 = LIVE_WELCOME.replace('rule "Welcome"\n', 'rule "Welcome"\n  until purchase.completed\n')
+    assert runner.invoke(["apply", str(rules_repo(repo, {"welcome.nudge": v1}))]).exit_code == 0
+    key = api_key(app)
+    post_event(client, key, email="ana@example.com")
+    run_worker(app)
+    write(repo / "welcome.nudge", v1.replace("until purchase.completed", "until trial.converted"))
+    assert runner.invoke(["apply", str(repo)]).exit_code == 0
+    post_event(client, key, email="ana@example.com", event="trial.converted")
+    run_worker(app)
+    assert rule_table(runner) == [["Welcome", "active", "v2", "1 in flight"]], "version 2's goal is not hers"
+    post_event(client, key, email="ana@example.com", event="purchase.completed")
+    run_worker(app)
+    assert rule_table(runner) == [["Welcome", "active", "v2", "0 in flight"]]
+    assert runner.invoke(["explain", "ana@example.com"]).output.splitlines()[-1].endswith("left: reached the goal")
