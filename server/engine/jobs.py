@@ -47,34 +47,55 @@ def _send_later(message_ids: list[int]) -> None:
 def process_events(event_ids: list[int]) -> int:
     """Match stored events against the rules and run the journeys they start or resume.
 
+    One transaction for the batch: the events are claimed (``processed_at``), their journeys run
+    and the outbox rows are written together. If a journey fails, the batch is redone one event
+    per savepoint so the others still go through.
     :return: how many events this call processed (others were already done).
     """
     session = get_session()
-    done = 0
-    messages: list[int] = []
-    # a duplicate job (the scheduler re-enqueues events a slow job still holds) costs one query, not a claim each
-    todo = set(session.scalars(select(Event.id).where(Event.id.in_(event_ids), Event.processed_at.is_(None))))
-    session.rollback()
-    for event_id in (i for i in event_ids if i in todo):
-        ctx = _ctx(session)
-        contact_id = session.scalar(select(Event.contact_id).where(Event.id == event_id))
-        if contact_id is None:
-            continue
-        _lock_contact(ctx, contact_id)
-        claimed = session.execute(
-            update(Event).where(Event.id == event_id, Event.processed_at.is_(None))
-            .values(processed_at=to_dt(ctx.now))).rowcount
-        if not claimed:
-            session.rollback()
-            continue
-        event = session.get(Event, event_id)
-        dispatch.handle_event(ctx, event)
-        dispatch.drain(ctx)
-        ctx.commit()  # the claim, the journey steps and their outbox rows land together
-        messages.extend(ctx.new_messages)
-        done += 1
+    try:
+        done, messages = _process_events(session, event_ids, isolate=False)
+    except Exception:
+        session.rollback()
+        log.warning("an event in a batch of %d failed; redoing the batch one by one", len(event_ids))
+        done, messages = _process_events(session, event_ids, isolate=True)
     _send_later(messages)
     return done
+
+
+def _process_events(session, event_ids: list[int], isolate: bool) -> tuple[int, list[int]]:
+    ctx = _ctx(session)
+    table = Event.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        # serialise work on these contacts across workers; a fixed order cannot deadlock
+        contact_ids = sorted(set(session.scalars(select(Event.contact_id).where(Event.id.in_(event_ids)))))
+        session.execute(select(Contact.id).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update())
+    # the claim: a duplicate job (or a second worker) finds nothing left to claim
+    claimed = set(session.connection().execute(
+        update(table).where(table.c.id.in_(event_ids), table.c.processed_at.is_(None))
+        .values(processed_at=to_dt(ctx.now)).returning(table.c.id)).scalars())
+    if not claimed:
+        session.rollback()
+        return 0, []
+    events = session.scalars(select(Event).where(Event.id.in_(claimed)).order_by(Event.id)).all()
+    session.scalars(select(Contact).where(Contact.id.in_({e.contact_id for e in events}))).all()  # preload
+    done = 0
+    for event in events:
+        if not isolate:
+            dispatch.handle_event(ctx, event)
+            dispatch.drain(ctx)
+            done += 1
+            continue
+        try:
+            with session.begin_nested():
+                dispatch.handle_event(ctx, event)
+                dispatch.drain(ctx)
+                ctx.write_buffered()
+            done += 1
+        except Exception:
+            log.exception("event %s failed; it is marked processed and left out", event.id)
+    ctx.commit()
+    return done, ctx.new_messages
 
 
 def advance_enrolments(enrolment_ids: list[int], lease: int) -> int:

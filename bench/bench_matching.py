@@ -1,0 +1,69 @@
+"""Event matching as rules grow: events per second with 10,000 rules against the same with 10 rules.
+
+Issue #4 target: throughput with 10,000 rules >= 0.5x the throughput with 10 rules (the baseline,
+measured in the same run). Each rule is `when order.placed and event.sku == "sku-N" then tag "bought-N"`;
+each event matches exactly one rule, so the work per event is the same and only matching cost differs.
+Run: .venv/bin/python bench/bench_matching.py [--rules 10000] [--events 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, insert, select  # noqa: E402
+
+from bench.common import bench_app  # noqa: E402
+from server.db import get_session  # noqa: E402
+from server.engine.jobs import process_events  # noqa: E402
+from server.models import Contact, ContactTag, Event  # noqa: E402
+from tests.helpers import load_rules  # noqa: E402
+
+
+def rules_text(n: int) -> str:
+    return "".join(f'rule "Bought {i}"\n  always\nwhen order.placed and event.sku == "sku-{i}" then\n'
+                   f'  tag "bought-{i}"\nend\n' for i in range(n))
+
+
+def events_per_second(n_rules: int, n_events: int) -> float:
+    with bench_app() as app:
+        load_rules(app, rules_text(n_rules))
+        with app.app_context():
+            session = get_session()
+            session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(500)])
+            ids = list(session.scalars(select(Contact.id)))
+            rng = random.Random(7)
+            session.execute(insert(Event), [
+                {"contact_id": rng.choice(ids), "name": "order.placed", "props": {"sku": f"sku-{rng.randrange(10)}"}}
+                for _ in range(n_events)])
+            session.commit()
+            event_ids = list(session.scalars(select(Event.id).order_by(Event.id)))
+            process_events(event_ids[:50])  # warm the rule index and caches
+            start = time.perf_counter()
+            for i in range(50, len(event_ids), 100):
+                process_events(event_ids[i:i + 100])
+            elapsed = time.perf_counter() - start
+            tagged = session.scalar(select(func.count()).select_from(ContactTag))
+        assert tagged > 0, "no event matched: the benchmark is invalid"
+        return (len(event_ids) - 50) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=2_000)
+    args = parser.parse_args()
+    small = events_per_second(10, args.events)
+    large = events_per_second(args.rules, args.events)
+    ratio = large / small
+    print(f"events per second with {args.rules:,} rules: {large:,.0f}")
+    print(f"baseline, events per second with 10 rules: {small:,.0f}")
+    print(f"ratio: {ratio:.2f}x (target >= 0.5x: {'meets' if ratio >= 0.5 else 'BELOW'})")
+
+
+if __name__ == "__main__":
+    main()
