@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import phonenumbers
@@ -13,7 +11,8 @@ import requests
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
+from urllib3.util import Retry
 
 from server.sdk import Channel, ChannelError, OutboundMessage, SendResult, SettingError
 
@@ -131,12 +130,12 @@ class GatewayHttpClient(TwilioHttpClient):
     def __init__(self, api_base: str, timeout: float):
         super().__init__(pool_connections=True, timeout=timeout)
         self.api_base = api_base.rstrip("/")
-        self.last_headers: dict[str, str] = {}
+        self.last_headers: Mapping[str, str] = {}
 
     def request(self, method, url, *args, **kwargs):
         self.last_headers = {}
         response = super().request(method, rebase(url, self.api_base), *args, **kwargs)
-        self.last_headers = dict(response.headers or {})
+        self.last_headers = response.headers or {}  # requests' case-insensitive mapping
         return response
 
     def close(self) -> None:
@@ -181,20 +180,13 @@ def network_error(exc: requests.RequestException, api_base: str) -> ChannelError
     return ChannelError(f"request to {api_base} failed before it was sent: {exc}")
 
 
-def retry_after(headers: dict[str, str]) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if there is one."""
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if not value:
-        return None
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date, at most 6 h), if there is one."""
+    value = headers.get("Retry-After")
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return float(Retry().parse_retry_after(value)) if value else None
+    except InvalidHeader:
         return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _twilio_text(exc: TwilioRestException | TwilioServiceException) -> str:

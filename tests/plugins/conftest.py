@@ -8,6 +8,8 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
+from server.app import create_app
+
 from ..servers import free_port
 from .twilio_server import TwilioServer
 
@@ -58,3 +60,16 @@ def live_app(app, live_port):
     server.shutdown()
     server.server_close()
     thread.join(10)
+
+
+@pytest.fixture
+def start_up(tmp_path):
+    """``create_app`` on a throwaway SQLite database with extra settings, for tests of start-up errors.
+
+    SQLite, whatever the backend: create_app stops before handing back the app, so nothing
+    could close a database server connection it opened.
+    """
+    def build(**settings):
+        return create_app({"HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'nudge.db'}",
+                           "SECRET_KEY": "test-secret-key-0123456789", "LOAD_ENTRY_POINTS": False, **settings})
+    return build

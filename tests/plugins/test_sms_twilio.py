@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from server.app import create_app
 from server.config import ConfigError
 from server.db import get_session
 from server.engine.outbox import deliver
@@ -148,9 +147,10 @@ def test_missing_credentials_name_the_settings(app):
     ({"SMS_DEFAULT_REGION": "Atlantis"}, "NUDGE_SMS_DEFAULT_REGION"),
     ({"TWILIO_TIMEOUT": "soon"}, "NUDGE_TWILIO_TIMEOUT"),
 ])
-def test_half_configured_twilio_stops_start_up_naming_the_setting(config, settings, variable):
+def test_half_configured_twilio_stops_start_up_naming_the_setting(start_up, settings, variable):
+    twilio = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token", "TWILIO_FROM": SENDER}
     with pytest.raises(ConfigError, match=variable):
-        create_app({**config, **settings})
+        start_up(**{**twilio, **settings})
 
 
 # -- errors --------------------------------------------------------------------------------------
