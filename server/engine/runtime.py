@@ -13,7 +13,8 @@ from typing import Any
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import delete, func, select
 
-from ..models import Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Rule, RuleStatus
+from ..models import (Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Rule, RuleStatus, Task,
+                      TaskStatus)
 from .context import EngineContext
 from .scope import Scope, contact_value
 from .timeutil import local_at, next_local_time, parse_hhmm, quiet_until, to_dt, to_ts, zone
@@ -360,6 +361,11 @@ def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> N
     contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change
 
 
+def _author(ctx: EngineContext, enr: Enrolment) -> str:
+    """Who wrote a note or task: ``rule:<name>``."""
+    return f"rule:{ctx.plan(enr.version_id).get('name', enr.rule_id)}"
+
+
 def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope,
                  props: dict[str, Any]) -> None:
     kind = op["op"]
@@ -383,11 +389,16 @@ def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[
         change_score(ctx, contact, (contact.score or 0) + delta)
         ctx.log(cid, rid, "score", eid, delta=delta, score=contact.score)
     elif kind == "note":
-        ctx.log(cid, rid, "note", eid, text=render_text(op["text"], contact, props))
+        text = render_text(op["text"], contact, props)
+        ctx.buffer(Note, {"contact_id": cid, "body": text, "author": _author(ctx, enr), "created_at": to_dt(ctx.now)})
+        ctx.log(cid, rid, "note", eid, text=text)
     elif kind == "task":
         data: dict[str, Any] = {"text": render_text(op["text"], contact, props), "team": op["team"]}
-        if op.get("due") is not None:
-            data["due"] = to_dt(ctx.now + int(op["due"])).strftime("%Y-%m-%dT%H:%M:%SZ")
+        due = to_dt(ctx.now + int(op["due"])) if op.get("due") is not None else None
+        if due is not None:
+            data["due"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
+        ctx.buffer(Task, {"contact_id": cid, "text": data["text"], "team": op["team"], "due_at": due,
+                          "status": TaskStatus.OPEN.value, "source": _author(ctx, enr), "created_at": to_dt(ctx.now)})
         ctx.log(cid, rid, "task", eid, **data)
     elif kind == "notify":
         ctx.log(cid, rid, "notify", eid, team=op["team"], text=render_text(op["text"], contact, props))

@@ -398,3 +398,22 @@ def test_contacts_mid_journey_keep_the_goal_of_their_version(runner, app, client
     run_worker(app)
     assert rule_table(runner) == [["Welcome", "active", "v2", "0 in flight"]]
     assert runner.invoke(["explain", "ana@example.com"]).output.splitlines()[-1].endswith("left: reached the goal")
+
+
+def test_note_and_task_steps_leave_a_note_and_an_open_task_for_staff(runner, app, client, tmp_path):
+    from server.models import Note, Task
+
+    rules = ('rule "Hand-off"\nwhen form.submitted then\n  note "Asked for a {{ event.form }} call"\n'
+             '  task "Call {{ contact.email }}" for "front-desk" due 1d\nend\n')
+    assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"handoff.nudge": rules}))]).exit_code == 0
+    post_event(client, api_key(app), email="ana@example.com", form="demo")
+    run_worker(app)
+    with app.app_context():
+        session = get_session()
+        [note] = session.scalars(select(Note)).all()
+        assert note.body == "Asked for a demo call" and note.author == "rule:Hand-off"
+        [task] = session.scalars(select(Task)).all()
+        assert (task.text, task.team, task.status, task.source) == ("Call ana@example.com", "front-desk", "open",
+                                                                    "rule:Hand-off")
+        assert task.contact_id == note.contact_id
+        assert 86000 < (task.due_at - task.created_at).total_seconds() <= 86400
