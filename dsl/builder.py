@@ -44,48 +44,27 @@ class Extra:
         self.kind, self.value, self.span = kind, value, span_of(children)
 
 
-def _start(item) -> tuple[int, int] | None:
+def _extent(item) -> Span | None:
+    """Where a child of a reduction lies; None for empty parts and separators."""
     if isinstance(item, Token):
-        return (item.line, item.column)
+        return None if item.type in SEPARATORS else token_span(item)
     if isinstance(item, A.Node):
-        return (item.span.line, item.span.column)
+        return item.span
     if isinstance(item, Seq) and item.first is not None:
-        return _start(item.first)
+        first, last = _extent(item.first), _extent(item.last)
+        return Span(first.line, first.column, last.end_line, last.end_column)
     if isinstance(item, Extra) and item.span is not A.NO_SPAN:
-        return (item.span.line, item.span.column)
-    return None
-
-
-def _end(item) -> tuple[int, int] | None:
-    if isinstance(item, Token):
-        return (item.end_line, item.end_column)
-    if isinstance(item, A.Node):
-        return (item.span.end_line, item.span.end_column)
-    if isinstance(item, Seq) and item.last is not None:
-        return _end(item.last)
-    if isinstance(item, Extra) and item.span is not A.NO_SPAN:
-        return (item.span.end_line, item.span.end_column)
+        return item.span
     return None
 
 
 def span_of(children) -> Span:
     """The extent of ``children``, ignoring separators and empty parts."""
-    start = end = None
-    for child in children:
-        if isinstance(child, Token) and child.type in SEPARATORS:
-            continue
-        start = _start(child)
-        if start is not None:
-            break
-    for child in reversed(children):
-        if isinstance(child, Token) and child.type in SEPARATORS:
-            continue
-        end = _end(child)
-        if end is not None:
-            break
-    if start is None or end is None:
+    first = next((e for e in map(_extent, children) if e is not None), None)
+    if first is None:
         return A.NO_SPAN
-    return Span(start[0], start[1], end[0], end[1])
+    last = next(e for e in map(_extent, reversed(children)) if e is not None)
+    return Span(first.line, first.column, last.end_line, last.end_column)
 
 
 def token_span(token: Token) -> Span:

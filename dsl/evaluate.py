@@ -249,24 +249,17 @@ def _arith_values(op: str, a: Any, b: Any) -> Any:
     return None
 
 
-def _and(args, context):
-    unknown = False
-    for arg in args:
-        value = truth(arg, context)
-        if value is False:
-            return False
-        unknown = unknown or value is None
-    return None if unknown else True
-
-
-def _or(args, context):
-    unknown = False
-    for arg in args:
-        value = truth(arg, context)
-        if value is True:
-            return True
-        unknown = unknown or value is None
-    return None if unknown else False
+def _junction(decisive: bool):
+    """``and`` (decided by a False) or ``or`` (decided by a True), three-valued."""
+    def handler(args, context):
+        unknown = False
+        for arg in args:
+            value = truth(arg, context)
+            if value is decisive:
+                return decisive
+            unknown = unknown or value is None
+        return None if unknown else not decisive
+    return handler
 
 
 def _not(arg, context):
@@ -308,7 +301,7 @@ _HANDLERS = {
     "segment": lambda name, context: bool(context.in_segment(name)),
     "+": _arith("+"),
     "-": _arith("-"),
-    "and": _and,
-    "or": _or,
+    "and": _junction(False),
+    "or": _junction(True),
     "not": _not,
 }
