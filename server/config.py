@@ -6,6 +6,7 @@ naming the variable, what is wrong with it and what to do.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "REQUEUE_AFTER": 30.0,       # seconds before the scheduler re-enqueues unprocessed work
     "ENGINE_LEASE": 120.0,       # seconds a batch of due enrolments belongs to one job before it is handed on
     "RETRY_BASE": 30.0,          # seconds before the first retry of a failed send (doubles, with jitter)
+    "FREQUENCY_CAP": None,       # e.g. "3/7d": at most 3 marketing messages per contact in any 7 days
     "LOG_LEVEL": "INFO",
     "MIGRATE_ON_START": True,
     "LOAD_ENTRY_POINTS": True,   # third-party plugins from the nudge.plugins entry points
@@ -169,6 +171,18 @@ def _validate_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
+_CAP = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*([smhdw])\s*$")
+
+
+def _validate_frequency_cap(text: str) -> str:
+    match = _CAP.match(text)
+    if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+        raise ConfigError("FREQUENCY_CAP", f"must be a count and a window such as 3/7d, got {text!r}",
+                          "3/7d = at most 3 marketing messages per contact in any 7 days; units s, m, h, d, w; "
+                          "leave it unset for no cap")
+    return f"{int(match[1])}/{int(match[2])}{match[3]}"
+
+
 def _validate_timezone(name: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -247,6 +261,8 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     settings["SMTP"] = parse_smtp_url(str(settings["SMTP_URL"]))
     settings["BASE_URL"] = _validate_base_url(str(settings["BASE_URL"]))
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
+    if settings["FREQUENCY_CAP"]:
+        settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")

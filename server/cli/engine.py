@@ -31,6 +31,7 @@ def register(group: click.Group) -> None:
     @click.option("--trace", is_flag=True, help="Also print the engine's reasoning (branches, waits, timeouts).")
     def simulate(rules: tuple[str, ...], timeline, until: str | None, trace: bool) -> None:
         """Run RULES against a timeline on a virtual clock; print one JSON effect per line."""
+        from ..config import ConfigError
         from ..engine.rules import RuleError
         from ..engine.simulate import TimelineError, simulate as run
 
@@ -40,7 +41,7 @@ def register(group: click.Group) -> None:
         except RuleError as exc:
             click.echo("\n".join(exc.diagnostics), err=True)
             sys.exit(1)
-        except TimelineError as exc:
+        except (TimelineError, ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
         for effect in effects:
             click.echo(json.dumps(effect))

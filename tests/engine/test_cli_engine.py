@@ -417,3 +417,13 @@ def test_note_and_task_steps_leave_a_note_and_an_open_task_for_staff(runner, app
                                                                     "rule:Hand-off")
         assert task.contact_id == note.contact_id
         assert 86000 < (task.due_at - task.created_at).total_seconds() <= 86400
+
+
+@pytest.mark.parametrize("cap", ["3 per week", "3/7", "0/7d", "x/1d"])
+def test_a_malformed_frequency_cap_is_one_line_naming_the_variable(tmp_path, cap):
+    rules, timeline = write(tmp_path / "r.nudge", WELCOME), write(tmp_path / "t.jsonl", json.dumps(TIMELINE[0]))
+    result = CliRunner(env={"NUDGE_FREQUENCY_CAP": cap}).invoke(main, ["simulate", str(rules), "--timeline",
+                                                                      str(timeline)])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: NUDGE_FREQUENCY_CAP: must be a count and a window such as 3/7d")
