@@ -98,7 +98,7 @@ class SmtpServer:
     def __init__(self) -> None:
         self.port = free_port()
         self.handler = _Collector()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller: Controller | None = None
 
     @property
     def url(self) -> str:
@@ -120,8 +120,13 @@ class SmtpServer:
             return list(self.handler.messages)
 
     def start(self) -> "SmtpServer":
-        self.controller.start()
+        """Listen on ``port``; after :meth:`stop`, a new server on the same port (an outage that ends)."""
+        if self.controller is None:
+            self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+            self.controller.start()
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None

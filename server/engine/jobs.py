@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 #: seconds a leased batch belongs to its job; after that the scheduler may hand it to another (``ENGINE_LEASE``)
 LEASE = 120
+#: events per job when the scheduler re-enqueues events whose first job was lost (or is slow)
+RECOVERY_BATCH = 100
 
 
 def _ctx(session, now: int | None = None) -> EngineContext:
@@ -244,9 +246,10 @@ def requeue_due(max_batches: int = 20) -> dict[str, Any]:
     ).rowcount
     session.commit()  # leases are committed before their jobs exist: a lost job only delays, never doubles
 
-    if events:
-        queue.enqueue(process_events, events)
-        counts["events"] = len(events)
+    # in small jobs: spread over the workers, and each one short enough to finish between crashes
+    for start in range(0, len(events), RECOVERY_BATCH):
+        queue.enqueue(process_events, events[start:start + RECOVERY_BATCH])
+    counts["events"] = len(events)
     for ids, lease in batches:
         queue.enqueue(advance_enrolments, ids, lease)
     if timers_due:
