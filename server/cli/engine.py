@@ -67,8 +67,13 @@ def register(group: click.Group) -> None:
     @group.command()
     @click.argument("directory", type=click.Path(exists=True, file_okay=False))
     @click.option("--plan", "plan_only", is_flag=True, help="Only print what would change.")
-    def apply(directory: str, plan_only: bool) -> None:
-        """Check and apply a folder of rules and templates in one transaction."""
+    @click.option("--migrate", is_flag=True,
+                  help="Move contacts mid-journey to the new version of changed rules (same step, by identity).")
+    def apply(directory: str, plan_only: bool, migrate: bool) -> None:
+        """Check and apply a folder of rules and templates in one transaction.
+
+        Contacts mid-journey finish on the version they entered with, unless --migrate.
+        """
         from ..db import get_session
         from ..engine.apply import ApplyError, apply_directory, format_changes
         from . import build_app
@@ -76,7 +81,7 @@ def register(group: click.Group) -> None:
         app = build_app()
         with app.app_context():
             try:
-                result = apply_directory(get_session(), app, Path(directory), dry_run=plan_only)
+                result = apply_directory(get_session(), app, Path(directory), dry_run=plan_only, migrate=migrate)
             except ApplyError as exc:
                 click.echo("\n".join(exc.problems), err=True)
                 raise click.ClickException(f"nothing applied: {len(exc.problems)} problem(s) in {directory}") from None
@@ -84,6 +89,30 @@ def register(group: click.Group) -> None:
             click.echo(line)
         if plan_only:
             click.echo("(plan only: nothing was changed)")
+
+    @group.command()
+    @click.option("--status", "statuses", multiple=True, default=("failed", "unknown"), show_default=True,
+                  type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "suppressed"]),
+                  help="Which outbox rows to list (repeat for several).")
+    @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+    def messages(statuses: tuple[str, ...], limit: int) -> None:
+        """List outbox messages for operators: by default the failed ones and those with an unknown outcome."""
+        from sqlalchemy import select
+
+        from ..db import get_session
+        from ..models import Contact, Message
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            rows = get_session().execute(
+                select(Message, Contact.email).outerjoin(Contact, Contact.id == Message.contact_id)
+                .where(Message.status.in_(statuses)).order_by(Message.id.desc()).limit(limit)).all()
+        if not rows:
+            click.echo(f"no messages with status {' or '.join(statuses)}")
+        for msg, email in rows:
+            click.echo(f"{msg.id}\t{msg.status}\t{msg.channel}/{msg.template}\t{email or msg.contact_id}\t"
+                       f"attempts={msg.attempts}\t{msg.error or ''}")
 
     @group.group()
     def rules() -> None:

@@ -90,7 +90,8 @@ def _validate_template(channel: str, parts: dict[str, str]) -> list[str]:
     return [str(problem) for problem in validate(channel, parts)]
 
 
-def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = False) -> ApplyResult:
+def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = False,
+                    migrate: bool = False) -> ApplyResult:
     """Check DIR as one unit; unless *dry_run*, apply it in one transaction (all or nothing)."""
     templates, endpoints, problems = read_templates(root)
     for (channel, name), parts in templates.items():
@@ -126,7 +127,7 @@ def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = Fals
         result.rules = plan_changes(session, plans, prune=True)
         session.rollback()
         return result
-    result.rules = apply_plans(session, plans, prune=True, origin=str(root))
+    result.rules = apply_plans(session, plans, prune=True, origin=str(root), migrate=migrate)
     replan_timers(session, app, result.rules)
     session.commit()
     return result
@@ -162,12 +163,13 @@ def format_changes(result: ApplyResult) -> list[str]:
         elif change.action == "update":
             text += f" → v{change.version}"
             if change.in_flight:
-                text += f" ({change.in_flight} contacts mid-journey finish on their current version)"
+                text += f" ({change.in_flight} contacts mid-journey)"
         elif change.action == "pause":
             text += f" paused (no longer in the folder; {change.in_flight} contacts mid-journey wait)"
         elif change.action == "resume":
             text += " resumed"
         lines.append(text)
+        lines += [f"    {detail}" for detail in change.details]
     lines += [f"{symbol[a]} template {c}/{n}" for a, c, n in result.templates if a != "unchanged"]
     lines += [f"{symbol[a]} webhook endpoint {n}" for a, n in result.endpoints if a != "unchanged"]
     counts = {a: sum(1 for c in result.rules if c.action == a) for a in ("create", "update", "pause")}

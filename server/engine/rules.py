@@ -60,6 +60,38 @@ def in_flight(session: Session, rule_id: int) -> int:
         Enrolment.rule_id == rule_id, Enrolment.state.in_((EnrolmentState.ACTIVE, EnrolmentState.HELD)))) or 0
 
 
+def position_map(session: Session, rule_id: int, new_plan: dict[str, Any]) -> list[tuple[int, int, int | None, int]]:
+    """Where contacts mid-journey would go on *new_plan*: (old version, old pc, new pc or None, contacts).
+
+    Positions map by step identity (the compiler's stable ``id``), never by index; a step that no
+    longer exists in the new version has no position (None).
+    """
+    new_ids = {op["id"]: pc for pc, op in enumerate(new_plan["steps"])}
+    rows = session.execute(
+        select(Enrolment.version_id, Enrolment.pc, func.count(Enrolment.id))
+        .where(Enrolment.rule_id == rule_id, Enrolment.state == EnrolmentState.ACTIVE)
+        .group_by(Enrolment.version_id, Enrolment.pc).order_by(Enrolment.version_id, Enrolment.pc)).all()
+    out = []
+    for version_id, pc, count in rows:
+        steps = session.get(RuleVersion, version_id).plan["steps"]
+        step_id = steps[pc]["id"] if pc < len(steps) else None
+        out.append((version_id, pc, new_ids.get(step_id), count))
+    return out
+
+
+def migrate_positions(session: Session, rule_id: int, new_version_id: int,
+                      mapping: list[tuple[int, int, int | None, int]]) -> int:
+    """Move mid-journey contacts onto the new version where their step still exists; return how many moved."""
+    moved = 0
+    for version_id, pc, new_pc, _count in mapping:
+        if new_pc is None or version_id == new_version_id:
+            continue
+        moved += session.execute(update(Enrolment).where(
+            Enrolment.rule_id == rule_id, Enrolment.version_id == version_id, Enrolment.pc == pc,
+            Enrolment.state == EnrolmentState.ACTIVE).values(version_id=new_version_id, pc=new_pc)).rowcount
+    return moved
+
+
 def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = False) -> list[RuleChange]:
     """What :func:`apply_plans` would do, without doing it."""
     changes: list[RuleChange] = []
@@ -76,7 +108,12 @@ def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = Fa
             changes.append(RuleChange(plan["name"], action, current.number))
         else:
             number = (session.scalar(select(func.max(RuleVersion.number)).where(RuleVersion.rule_id == rule.id)) or 0) + 1
-            changes.append(RuleChange(plan["name"], "update", number, in_flight(session, rule.id)))
+            change = RuleChange(plan["name"], "update", number, in_flight(session, rule.id))
+            for _version, pc, new_pc, count in position_map(session, rule.id, plan):
+                if new_pc is None:
+                    change.details.append(f"{count} contact(s) at step {pc + 1} cannot move: that step is gone "
+                                          "in the new version (they finish on their current version)")
+            changes.append(change)
     if prune:
         for rule in session.scalars(select(Rule).where(Rule.status == RuleStatus.ACTIVE.value)):
             if rule.name not in names:
@@ -90,10 +127,11 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str, str] | None = None,
-                prune: bool = False, origin: str | None = None) -> list[RuleChange]:
+                prune: bool = False, origin: str | None = None, migrate: bool = False) -> list[RuleChange]:
     """Store new versions of changed rules and activate them (in the caller's transaction).
 
-    Contacts mid-journey stay on the version they entered with.
+    Contacts mid-journey stay on the version they entered with, unless *migrate*: then each moves to
+    the same step (by identity) of the new version; those whose step is gone stay where they are.
     """
     changes = plan_changes(session, plans, prune)
     by_name = {p["name"]: p for p in plans}
@@ -112,6 +150,9 @@ def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str
                                   source=(sources or {}).get(change.name, plan.get("source", "")))
             session.add(version)
             session.flush()
+            if migrate and change.action == "update":
+                moved = migrate_positions(session, rule.id, version.id, position_map(session, rule.id, plan))
+                change.details.append(f"{moved} contact(s) moved to v{change.version} at the same step")
             rule.active_version_id = version.id
         _set_status(session, rule, RuleStatus.ACTIVE)
     session.flush()
