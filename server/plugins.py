@@ -83,19 +83,26 @@ class PluginManager(pluggy.PluginManager):
         self._builtin: set[str] = set()
 
     # -- loading ---------------------------------------------------------------
-    def load(self, config: Mapping[str, Any], default_plugins: tuple[str, ...] = DEFAULT_PLUGINS,
+    def load(self, config: Mapping[str, Any], default_plugins: tuple[Any, ...] = DEFAULT_PLUGINS,
              use_entry_points: bool = True) -> None:
         """Register the built-in plugins, then every ``nudge.plugins`` entry point, then collect what they provide.
 
+        :param default_plugins: module names (or plugin objects) registered as built-ins: they must load.
+
         :raises PluginError: when a built-in plugin cannot be imported or two plugins claim one name.
         """
-        for modname in default_plugins:
-            try:
-                module = importlib.import_module(modname)
-            except ImportError as exc:
-                raise PluginError(f"built-in plugin {modname} cannot be imported: {exc} (check NUDGE_PLUGINS)") from exc
-            self._builtin.add(modname)
-            self._add(PluginInfo(name=modname, version=str(getattr(module, "__version__", "built-in")), module=module))
+        for entry in default_plugins:
+            if isinstance(entry, str):
+                try:
+                    module = importlib.import_module(entry)
+                except ImportError as exc:
+                    raise PluginError(f"built-in plugin {entry} cannot be imported: {exc} (check NUDGE_PLUGINS)") \
+                        from exc
+                name = entry
+            else:  # a plugin object (an embedding application's own, or a test's)
+                module, name = entry, str(getattr(entry, "name", None) or type(entry).__name__)
+            self._builtin.add(name)
+            self._add(PluginInfo(name=name, version=str(getattr(module, "__version__", "built-in")), module=module))
         if use_entry_points:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 self._load_entry_point(ep)
@@ -343,7 +350,9 @@ def _record_status(status: DeliveryStatus, address_field: str | None) -> Any:
 def build_plugin_manager(config: Mapping[str, Any]) -> PluginManager:
     """Load the plugins named by ``PLUGINS`` (default :data:`DEFAULT_PLUGINS`) and, unless
     ``LOAD_ENTRY_POINTS`` is false, every installed ``nudge.plugins`` entry point."""
+    plugins = config.get("PLUGINS", DEFAULT_PLUGINS)
+    if isinstance(plugins, str):  # NUDGE_PLUGINS=plugins.email_smtp,plugins.webhook
+        plugins = [name.strip() for name in plugins.split(",") if name.strip()]
     pm = PluginManager()
-    pm.load(config, default_plugins=tuple(config.get("PLUGINS", DEFAULT_PLUGINS)),
-            use_entry_points=bool(config.get("LOAD_ENTRY_POINTS", True)))
+    pm.load(config, default_plugins=tuple(plugins), use_entry_points=bool(config.get("LOAD_ENTRY_POINTS", True)))
     return pm

@@ -1,0 +1,144 @@
+"""The plugin conformance suite, run against the built-in email channel and the example push plugin."""
+from __future__ import annotations
+
+import http.client
+import json
+import uuid
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import pytest
+from nudge_example_push import PushChannel
+
+from plugins.email_smtp import EmailChannel
+from server.config import parse_smtp_url
+from server.plugin_testing import ChannelConformance
+from server.sdk import SendResult
+
+from ..servers import SmtpServer, free_port
+from . import LocalServer, QuietHandler
+
+
+# -- email: a real SMTP server ---------------------------------------------------------------
+class SmtpPeer:
+    address = "conformance@example.com"
+
+    def __init__(self, server: SmtpServer):
+        self.server = server
+        unreachable = f"smtp://127.0.0.1:{free_port()}?timeout=5"
+        self.settings = {"SMTP_URL": server.url, "SMTP": parse_smtp_url(server.url),
+                         "MAIL_FROM": "Conformance <suite@acme.example>"}
+        self.unreachable_settings = {**self.settings, "SMTP_URL": unreachable, "SMTP": parse_smtp_url(unreachable)}
+
+    def seen_ids(self) -> list[str]:
+        return [msg["Message-ID"] for msg in self.server.messages]
+
+    @contextmanager
+    def failing(self, permanent: bool):
+        self.server.handler.reject_with = "550 5.1.1 no such user" if permanent else "451 4.3.0 try later"
+        try:
+            yield
+        finally:
+            self.server.handler.reject_with = None
+
+
+class TestEmailConformance(ChannelConformance):
+    channel_class = EmailChannel
+
+    @pytest.fixture
+    def peer(self, smtp_server):
+        return SmtpPeer(smtp_server)
+
+
+# -- push: a local gateway that de-duplicates by Idempotency-Key --------------------------------
+class _GatewayHandler(QuietHandler):
+    def do_POST(self):  # noqa: N802 - the stdlib's naming
+        gateway = self.server_owner
+        self.read_body()
+        key = self.headers.get("Idempotency-Key", "")
+        with gateway.lock:
+            status = gateway.fail_with
+            if status is None:
+                gateway.seen.append(key)
+                gateway.ids.setdefault(key, f"push_{len(gateway.ids) + 1}")
+        if status is not None:
+            return self.answer(status, b'{"error": "refused"}')
+        self.answer(200, json.dumps({"id": gateway.ids[key]}).encode())
+
+
+class PushGateway(LocalServer):
+    handler = _GatewayHandler
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+        self.ids: dict[str, str] = {}
+        self.fail_with: int | None = None
+
+
+class PushPeer:
+    address = "user-42"
+
+    def __init__(self, gateway: PushGateway):
+        self.gateway = gateway
+        self.settings = {"PUSH_GATEWAY_URL": gateway.url, "PUSH_API_KEY": "k"}
+        self.unreachable_settings = {"PUSH_GATEWAY_URL": f"http://127.0.0.1:{free_port()}"}
+
+    def seen_ids(self) -> list[str]:
+        return list(self.gateway.seen)
+
+    @contextmanager
+    def failing(self, permanent: bool):
+        self.gateway.fail_with = 400 if permanent else 503
+        try:
+            yield
+        finally:
+            self.gateway.fail_with = None
+
+
+class TestPushConformance(ChannelConformance):
+    channel_class = PushChannel
+
+    @pytest.fixture
+    def peer(self):
+        gateway = PushGateway().start()
+        yield PushPeer(gateway)
+        gateway.stop()
+
+    def test_a_batch_keeps_one_connection_to_the_gateway(self, peer):
+        channel = self.make_channel(peer.settings)
+        with channel.batch():
+            for i in range(4):
+                self._send(channel, peer, f"k{i}")
+        assert peer.gateway.connections == 1 and len(peer.seen_ids()) == 4
+
+
+# -- the suite itself can fail ------------------------------------------------------------------
+class _Sloppy(PushChannel):
+    """Sends a fresh id on every attempt and lets network and HTTP errors through unclassified."""
+
+    name = "sloppy"
+
+    def send(self, message):
+        url = urlsplit(self.config["PUSH_GATEWAY_URL"])
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+        try:
+            conn.request("POST", "/v1/push", b"{}", {"Idempotency-Key": uuid.uuid4().hex})
+            return SendResult(provider_id=json.loads(conn.getresponse().read()).get("id"))
+        finally:
+            conn.close()
+
+
+@pytest.mark.parametrize("check", ["test_same_key_reaches_the_provider_with_the_same_id",
+                                   "test_unreachable_provider_is_a_retryable_channel_error",
+                                   "test_temporary_failure_is_a_retryable_channel_error"])
+def test_the_suite_catches_a_sloppy_channel(check):
+    class Suite(ChannelConformance):
+        channel_class = _Sloppy
+
+    gateway = PushGateway().start()
+    try:
+        with pytest.raises((AssertionError, OSError, pytest.fail.Exception)):
+            getattr(Suite(), check)(PushPeer(gateway))
+    finally:
+        gateway.stop()
