@@ -217,13 +217,14 @@ def _arith(op):
         if a is None or b is None:
             return None
         try:
-            return _arith_values(op, a, b)
+            return arith_values(op, a, b)
         except (OverflowError, TypeError, ValueError):
             return None
     return handler
 
 
-def _arith_values(op: str, a: Any, b: Any) -> Any:
+def arith_values(op: str, a: Any, b: Any) -> Any:
+    """``a op b`` for numbers, durations and dates (see the module docstring); None if it makes no sense."""
     sign = 1 if op == "+" else -1
     if _is_number(a) and _is_number(b):
         return a + sign * b
@@ -276,6 +277,8 @@ def _did(node, context):
     count = context.count_events(node["did"], node.get("where"), since)
     return count >= int(node.get("at_least") or 1)
 
+
+_arith_values = arith_values  # the name server/sqlwhere.py first used
 
 _HANDLERS = {
     "duration": _duration,

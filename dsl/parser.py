@@ -223,7 +223,8 @@ class _Driver:
             self._after(token)
         if self.aborted:
             return [], self.diagnostics
-        end = Token.new_borrow_pos("$END", "", last) if last else Token("$END", "", 0, 1, 1)
+        end = (Token("$END", "", 0, last.end_line, last.end_column, last.end_line, last.end_column)
+               if last else Token("$END", "", 0, 1, 1))
         try:
             rules = self.state.feed_token(end, True)
         except UnexpectedToken as error:

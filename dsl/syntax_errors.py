@@ -49,6 +49,12 @@ EXAMPLES: list[tuple[tuple[str, str], list[str]]] = [
         'rule "x"\nsend email a',
         'rule "x"\nfoo',
         'rule "x"\nonce per contact\nsend email a',
+        'rule "x"',
+    ]),
+    (("expected a trigger after `when`",
+      "e.g. `when form.submitted`, `when every day at 09:00`, `when 7d before contact.renewal_date`"), [
+        "when",
+        "when\n",
     ]),
     (("a rule starts with `rule \"Name\"` or `when`",
       "write `when EVENT then` before the steps, e.g. `when form.submitted then`"), [
@@ -57,6 +63,14 @@ EXAMPLES: list[tuple[tuple[str, str], list[str]]] = [
         "end",
         "when a.b then end\nsend email x",
         "when a.b then end\nfoo",
+    ]),
+    (("header lines go under `rule \"Name\"`",
+      'write `rule "Name"` on the line before `once per contact`, `always`, `until` or `quiet hours`'), [
+        "once per contact\n",
+        "always\n",
+        "until a.b\n",
+        "quiet hours 21:00-08:00\n",
+        "when a.b then end\nalways\n",
     ]),
     (("an event name has a dot, like `form.submitted`",
       "name events `thing.happened`: `form.submitted`, `class.attended`"), [
@@ -90,6 +104,21 @@ EXAMPLES: list[tuple[tuple[str, str], list[str]]] = [
         "when a.b then wait 3 days",
         "when a.b then wait for a.b up to 3\n",
         "when a.b and did a.b within 3\n",
+        "when 3 days before contact.x then",
+        "when every 3 then",
+    ]),
+    (("`score` takes a signed number", "write `score +10` or `score -5`"), [
+        "when a.b then score 10",
+        "when a.b then score\n",
+    ]),
+    (("`set` needs `=` and a value", 'write `set contact.stage = "sql"`'), [
+        "when a.b then set contact.x 1",
+        "when a.b then set contact.x\n",
+    ]),
+    (("`task` needs a text and a team", 'write `task "Call {{ contact.first_name }}" for "sales" [due 1d]`'), [
+        'when a.b then task "x"\n',
+        'when a.b then task "x" "y"',
+        'when a.b then task "x" for\n',
     ]),
     (("`=` sets a field; to compare, write `==`",
       'compare with `==`, e.g. `contact.stage == "lead"`'), [
