@@ -90,6 +90,15 @@ def _validate_template(channel: str, parts: dict[str, str]) -> list[str]:
     return [str(problem) for problem in validate(channel, parts)]
 
 
+def _name_unnamed_rules_within(root: Path, files: list[str], plans: list[dict[str, Any]]) -> None:
+    """A rule without a header is named ``<file>:<line>``: make that file relative to DIR, so the same
+    folder applied from another checkout (a CI runner, a colleague's clone) names its rules the same."""
+    for plan in plans:
+        path, _, line = plan["name"].rpartition(":")
+        if path in files and line == str(plan.get("line")):
+            plan["name"] = f"{Path(path).relative_to(root).as_posix()}:{line}"
+
+
 def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = False,
                     migrate: bool = False) -> ApplyResult:
     """Check DIR as one unit; unless *dry_run*, apply it in one transaction (all or nothing)."""
@@ -98,6 +107,7 @@ def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = Fals
         problems += [f"templates/{channel}/{name}: {p}" for p in _validate_template(channel, parts)]
     sources = [(str(p), p.read_text(encoding="utf-8")) for p in sorted(root.rglob("*.nudge"))]
     plans, errors, warnings = compile_rules(sources, _vocabulary(session, app, templates, endpoints))
+    _name_unnamed_rules_within(root, [path for path, _text in sources], plans)
     problems += errors
     if problems:
         raise ApplyError(problems)

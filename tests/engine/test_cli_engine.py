@@ -427,3 +427,13 @@ def test_a_malformed_frequency_cap_is_one_line_naming_the_variable(tmp_path, cap
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("Error: NUDGE_FREQUENCY_CAP: must be a count and a window such as 3/7d")
+
+
+def test_unnamed_rules_keep_their_names_when_the_folder_is_applied_from_elsewhere(runner, app, tmp_path):
+    repo = rules_repo(tmp_path / "checkout-1", {"rules/one_liner.nudge": "when form.submitted then send email welcome\n"})
+    assert runner.invoke(["apply", str(repo)]).exit_code == 0
+    assert rule_table(runner) == [["rules/one_liner.nudge:1", "active", "v1", "0 in flight"]]
+    clone = tmp_path / "checkout-2"
+    clone.symlink_to(repo)  # the same files at another path, as on a CI runner
+    again = runner.invoke(["apply", "--plan", str(clone)])
+    assert "Rules: 0 to add, 0 to change, 0 to pause." in again.output
