@@ -135,6 +135,8 @@ def number(value: int | float) -> str:
         raise TypeError("a bool is not a number")
     if isinstance(value, int):
         return str(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{value} cannot be written in the rules language")
     text = repr(value)
     if "e" in text or "E" in text:
         text = format(Decimal(text), "f")

@@ -220,6 +220,11 @@ class _Driver:
                 self._token_error(error)
                 tokens = self.lexer.lex(self.state)
                 continue
+            except (ValueError, OverflowError, RecursionError) as error:  # never a traceback
+                self._report(f"cannot read this ({error})", "simplify this part of the rule",
+                             token.line, token.column)
+                self.aborted = True
+                break
             self._after(token)
         if self.aborted:
             return [], self.diagnostics

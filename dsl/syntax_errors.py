@@ -299,6 +299,8 @@ def character_message(error: UnexpectedCharacters, text: str) -> tuple[str, str]
     char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
     if char == '"':
         return ("this string is not closed", 'end the string with `"` on the same line')
+    if char.isdigit():
+        return ("this number is too long", "numbers have at most 15 digits before and after the point")
     if char in "\u201c\u201d\u2018\u2019'":
         return (f"unexpected quote `{char}`", 'strings use straight double quotes: `"vip"`')
     if char == "\ufffd":

@@ -28,9 +28,10 @@ path = st.one_of(contact_path, event_path)
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 string = st.builds(A.String, text)
 plain_word = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda w: w not in KEYWORDISH)
+# Floats as the language writes them: at most 15 digits on each side of the point.
 number_value = st.one_of(
     st.integers(min_value=-10**6, max_value=10**6),
-    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False),
+    st.from_regex(r"-?[0-9]{1,6}\.[0-9]{1,8}", fullmatch=True).map(float),
 )
 number = st.builds(A.Number, number_value)
 duration = st.builds(A.Duration, st.integers(min_value=0, max_value=999), st.sampled_from("smhdw"))

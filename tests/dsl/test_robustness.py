@@ -211,3 +211,20 @@ def test_a_megabyte_of_bad_input(kind):
     result = dsl.parse(text, "big.nudge")
     assert_clean(result, text)
     assert result.program is None
+
+
+@pytest.mark.parametrize("text", [
+    "when a.b then score +" + "9" * 5000,
+    "when a.b then wait " + "9" * 5000 + "d",
+    "when a.b and contact.x == " + "9" * 400 + ".5 then stop",
+    "when a.b and did c.d at least " + "9" * 5000 + " times within 1d then stop",
+    "when a.b then split " + "9" * 5000 + "%: stop end",
+])
+def test_huge_numbers_are_clean_errors(text):
+    result = everything(text)
+    assert result.program is None
+
+
+def test_the_largest_numbers_round_trip():
+    text = "when a.b and contact.x == 123456789012345.123456789012345 and contact.y < 999999999999999 then stop"
+    assert dsl.parse(dsl.fmt(text)).program == dsl.parse(text).program
