@@ -134,3 +134,17 @@ def test_spans_point_at_the_source():
 
 def test_spans_are_ignored_by_equality():
     assert dsl.parse('when a.b then tag "x"').program == dsl.parse('\n\nwhen   a.b  then\n tag "x"').program
+
+
+def test_the_tree_holds_only_nodes_and_plain_values():
+    from dataclasses import fields
+    from pathlib import Path
+
+    source = (Path(__file__).parent / "cases" / "ok_every_construct.nudge").read_text()
+    allowed = (A.Node, A.Span, str, int, float, bool, type(None))
+    for node in A.walk(parsed(source)):
+        for f in fields(node):
+            value = getattr(node, f.name)
+            items = value if isinstance(value, tuple) and not isinstance(value, A.Span) else (value,)
+            for item in items:
+                assert isinstance(item, allowed), (type(node).__name__, f.name, type(item))
