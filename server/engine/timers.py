@@ -1,7 +1,7 @@
 """Date, inactivity and schedule triggers: each a row with a due time, fired by the scheduler."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Iterable
 
 from sqlalchemy import delete, select
@@ -33,13 +33,14 @@ def next_fire(ctx: EngineContext, trigger: dict[str, Any], contact: Contact, aft
     if kind == "relative_date":
         value = contact_value(contact, _field_name(trigger))
         offset = int(trigger["offset"])  # signed: negative for "before"
-        if isinstance(value, datetime) and not trigger.get("at"):
-            ts = to_ts(value) + offset
-        elif isinstance(value, (date, datetime)):
-            day = value.astimezone(tz).date() if isinstance(value, datetime) else value
-            ts = local_at(day + timedelta(seconds=offset), parse_hhmm(trigger.get("at") or DEFAULT_AT), tz)
-        else:
+        if not isinstance(value, date):  # a datetime is a date too
             return None
+        if offset % 86400:  # "2h before": an exact moment (from a date's local midnight); no "at" applies
+            start = to_ts(value) if isinstance(value, datetime) else local_at(value, time(0), tz)
+            ts = start + offset
+        else:  # "1d before": a local day, at its "at" time (default 09:00)
+            day = value.astimezone(tz).date() if isinstance(value, datetime) else value
+            ts = local_at(day + timedelta(days=offset // 86400), parse_hhmm(trigger.get("at") or DEFAULT_AT), tz)
         return ts if ts >= after else None
     if kind == "inactivity":
         last = ctx.session.scalar(select(Event.occurred_at).where(
