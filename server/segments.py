@@ -1,0 +1,133 @@
+"""Segments: named conditions in the rules language, with live counts and members.
+
+A segment's text is a condition as written after ``when … and`` in a rule
+(``tag == "vip" and did order.paid within 30d``). It is checked by ``dsl`` against the
+contact fields, compiled to a condition tree, and turned into SQL by :mod:`server.sqlwhere`;
+what SQL cannot express is evaluated in Python with the engine's evaluator, with the same result.
+
+For the engine: :func:`is_member` has the signature ``Scope(segments=…)`` expects, and
+:func:`members_clause` gives a ``WHERE`` clause for schedule triggers and broadcasts.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import dsl
+
+from .contacts.errors import InvalidInput
+from .contacts.fields import definitions
+from .models import Contact, Segment, utcnow
+from .sqlwhere import Unsupported, where
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$")
+_PREFIX = "when every day and ("
+
+
+@dataclass(frozen=True)
+class Compiled:
+    tree: Any
+    warnings: list[str]
+
+
+def vocabulary(session: Session) -> Any:
+    names = frozenset(session.scalars(select(Segment.name)))
+    vocab = dsl.Vocabulary.default().with_fields(definitions(session))
+    from dataclasses import replace
+
+    return replace(vocab, segments=names)
+
+
+def compile_condition(session: Session, text: str, *, field: str = "condition") -> Compiled:
+    """Check and compile a segment condition.
+
+    :raises InvalidInput: naming *field*, with line and column of the first error and what to do.
+    """
+    if "\x00" in text or not text.strip():
+        raise InvalidInput(field, f"{field} must be a condition such as tag == \"vip\"")
+    flat = text.replace("\r\n", "\n")
+    starts = [0] + [i + 1 for i, ch in enumerate(flat) if ch == "\n"]
+    result = dsl.build(_PREFIX + flat.replace("\n", " ") + ") then\nend\n", filename="segment",
+                       vocabulary=vocabulary(session))
+    errors = [d for d in result.diagnostics if d.severity == dsl.ERROR]
+    if errors:
+        first = errors[0]
+        offset = max((first.col or 1) - 1 - len(_PREFIX), 0) if first.line == 1 else len(flat)
+        line = max(i for i, start in enumerate(starts) if start <= offset) if offset < len(flat) else len(starts) - 1
+        col = offset - starts[line] + 1
+        hint = f" ({first.hint})" if first.hint else ""
+        raise InvalidInput(field, f"{field}:{line + 1}:{col}: {first.message}{hint}")
+    tree = result.plan["rules"][0]["condition"]
+    warnings = [d.message for d in result.diagnostics if d.severity != dsl.ERROR and "no steps" not in d.message]
+    return Compiled(tree, warnings)
+
+
+def segment_tree(session: Session, name: str) -> Any:
+    """The compiled tree of the stored segment *name*, or None when there is none."""
+    text = session.scalar(select(Segment.condition).where(Segment.name == name))
+    if text is None:
+        return None
+    return compile_condition(session, text).tree
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def members_clause(session: Session, tree: Any, now: dt.datetime | None = None) -> Any:
+    """The ``WHERE`` clause over contacts for *tree* (``in segment`` resolved from stored segments).
+
+    :raises Unsupported: when the tree has no SQL form (use :func:`iter_members` then).
+    """
+    return where(tree, dialect=_dialect(session), now=now or utcnow(), fields=definitions(session),
+                 segment=lambda name: segment_tree(session, name))
+
+
+def is_member(session: Session, contact: Contact, name: str, now_ts: int | float) -> bool:
+    """Whether *contact* is in segment *name* at *now_ts* (seconds): the engine's ``in segment`` hook."""
+    tree = segment_tree(session, name)
+    if tree is None:
+        return False
+    now = dt.datetime.fromtimestamp(now_ts, dt.timezone.utc)
+    try:
+        clause = members_clause(session, tree, now)
+    except Unsupported:
+        return _holds(session, contact, tree, now)
+    return session.scalar(select(Contact.id).where(Contact.id == contact.id, clause)) is not None
+
+
+def _holds(session: Session, contact: Contact, tree: Any, now: dt.datetime) -> bool:
+    from .engine.scope import Scope  # the engine's evaluation context: the same reading of every value
+
+    scope = Scope(session, contact, int(now.timestamp()), None, segments=is_member)
+    return dsl.holds(tree, scope)
+
+
+def iter_members(session: Session, tree: Any, now: dt.datetime | None = None) -> Iterator[Contact]:
+    """Every member, in id order: by SQL when possible, else by evaluating each contact."""
+    now = now or utcnow()
+    try:
+        clause = members_clause(session, tree, now)
+    except Unsupported:
+        for contact in session.scalars(select(Contact).order_by(Contact.id).execution_options(yield_per=500)):
+            if _holds(session, contact, tree, now):
+                yield contact
+        return
+    yield from session.scalars(select(Contact).where(clause).order_by(Contact.id).execution_options(yield_per=500))
+
+
+def count(session: Session, tree: Any, now: dt.datetime | None = None) -> int:
+    """How many contacts are in the segment now."""
+    try:
+        clause = members_clause(session, tree, now)
+    except Unsupported:
+        return sum(1 for _ in iter_members(session, tree, now))
+    return session.scalar(select(func.count(Contact.id)).where(clause)) or 0
+
+
+__all__ = ["Compiled", "compile_condition", "count", "is_member", "iter_members", "members_clause", "segment_tree"]
