@@ -14,7 +14,7 @@ from dsl.formatter import FormatError, format_expr
 from . import strategies
 from .helpers import parsed
 
-PROPERTY = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_one_liner_becomes_one_step_per_line_with_explicit_end():

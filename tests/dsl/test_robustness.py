@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import dsl
 from dsl.parser import MAX_ERRORS, lark_parser
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TOKENS = ['rule', '"Name"', 'when', 'then', 'end', 'if', 'elif', 'else', 'and', 'or', 'not',
           'wait', 'for', 'up', 'to', 'until', 'send', 'email', 'welcome', 'tag', '"vip"', 'split',
