@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import urllib3
 from sqlalchemy import select
 from urllib3.exceptions import (ConnectTimeoutError, HTTPError, InvalidHeader, NewConnectionError, ProtocolError,
-                                ReadTimeoutError)
+                                ReadTimeoutError, SSLError)
 from urllib3.util import Retry
 
 from server.db import get_session
@@ -44,6 +44,8 @@ class WebhookChannel(Channel):
                             "help": "seconds to connect, and again to wait for the answer"},
         "WEBHOOK_ALLOW": {"type": "string", "required": False,
                           "help": "comma-separated hosts and CIDRs that may be called although private, e.g. 10.0.0.0/8"},
+        "WEBHOOK_CA_FILE": {"type": "file", "required": False,
+                            "help": "PEM bundle to trust for https endpoints instead of the system's (an internal CA)"},
     }
 
     def __init__(self, config=None):
@@ -51,6 +53,7 @@ class WebhookChannel(Channel):
         self.allow = AllowList.parse(self.config.get("WEBHOOK_ALLOW"))
         timeout = float(self.config.get("WEBHOOK_TIMEOUT") or 10)
         self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self.ca_file = self.config.get("WEBHOOK_CA_FILE") or None
         self._pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] | None = None
 
     @classmethod
@@ -113,9 +116,13 @@ class WebhookChannel(Channel):
     def _post(self, endpoint: WebhookEndpoint, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
         """POST to the endpoint's checked address(es); no redirects, no retries here, bounded time and size."""
         url = urlsplit(endpoint.url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ChannelError(f"webhook endpoint {endpoint.name!r} has no http(s) URL: {endpoint.url!r}", permanent=True)
-        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+        except ValueError:  # a port that is not a number or out of range
+            port = 0
+        if url.scheme not in ("http", "https") or not url.hostname or not port:
+            raise ChannelError(f"webhook endpoint {endpoint.name!r} has no valid http(s) URL: {endpoint.url!r}",
+                               permanent=True)
         try:
             addresses = resolve(url.hostname, port, self.allow)
         except Refused as exc:
@@ -124,7 +131,7 @@ class WebhookChannel(Channel):
             raise ChannelError(f"webhook endpoint {endpoint.name!r}: cannot resolve {url.hostname}: {exc}") from None
         host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        headers = {**headers, "Host": host if url.port is None else f"{host}:{url.port}",
+        headers = {**headers, "Host": host if port == {"http": 80, "https": 443}[url.scheme] else f"{host}:{port}",
                    "Content-Type": "application/json", "User-Agent": USER_AGENT}
         for index, address in enumerate(addresses):
             pool = self._pool(url.scheme, url.hostname, port, address)
@@ -135,7 +142,10 @@ class WebhookChannel(Channel):
                 if index + 1 < len(addresses):
                     continue  # never reached this address: the next one may answer
                 raise ChannelError(f"cannot connect to webhook endpoint {endpoint.name!r}: {_reason(exc)}") from None
-            # the request may have arrived: ambiguous, and safe to retry since receivers de-duplicate by webhook-id
+            except SSLError as exc:  # the handshake comes before the request: nothing was sent
+                raise ChannelError(f"webhook endpoint {endpoint.name!r}: TLS check of {url.hostname} failed: "
+                                   f"{_reason(exc)}") from None
+            # below, the request may have arrived: ambiguous, yet safe to retry (receivers de-duplicate by webhook-id)
             except ReadTimeoutError:
                 raise ChannelError(f"webhook endpoint {endpoint.name!r} did not answer within "
                                    f"{self.timeout.read_timeout:g} s (NUDGE_WEBHOOK_TIMEOUT)", ambiguous=True) from None
@@ -151,7 +161,8 @@ class WebhookChannel(Channel):
         if key not in self._pools:
             if scheme == "https":  # connect to the address, but check the certificate against the name (and send SNI)
                 self._pools[key] = urllib3.HTTPSConnectionPool(address, port, maxsize=1, server_hostname=hostname,
-                                                               assert_hostname=hostname, cert_reqs="CERT_REQUIRED")
+                                                               assert_hostname=hostname, cert_reqs="CERT_REQUIRED",
+                                                               ca_certs=self.ca_file)
             else:
                 self._pools[key] = urllib3.HTTPConnectionPool(address, port, maxsize=1)
         return self._pools[key]

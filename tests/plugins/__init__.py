@@ -1,16 +1,53 @@
 """Tests of the built-in plugins against real peers, and the small HTTP servers that play those peers."""
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def self_signed_cert(folder: Path, *names: str) -> tuple[Path, Path]:
+    """A fresh self-signed certificate (its own CA) for *names* (host names or IP addresses): (cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nudge test peer")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([_san(x509, n) for n in names]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "peer-cert.pem", folder / "peer-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _san(x509, name: str):
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 class LocalServer:
-    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) that counts the connections it accepts."""
+    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) that counts the connections it accepts.
+
+    :param tls: a server-side SSL context to speak HTTPS instead of HTTP.
+    """
 
     handler: type[BaseHTTPRequestHandler]
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         owner = self
 
         class _Server(ThreadingHTTPServer):
@@ -27,12 +64,15 @@ class LocalServer:
         self.lock = threading.Lock()
         self.connections = 0
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name=type(self).__name__, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self):
         self._thread.start()

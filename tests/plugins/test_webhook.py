@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import ssl
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -19,6 +20,7 @@ from server.db import get_session
 from server.models import Contact, Event, InboundSource, WebhookEndpoint
 from server.sdk import ChannelError, OutboundMessage
 
+from . import self_signed_cert
 from .webhook_receiver import WebhookReceiver
 
 
@@ -182,10 +184,14 @@ def test_a_batch_reuses_one_connection(app, receiver):
     assert len(receiver.received) == 3 and receiver.connections == 1
 
 
-def test_unknown_or_unsigned_endpoints_fail_permanently(app, receiver):
+def test_unknown_unsigned_or_malformed_endpoints_fail_permanently(app, receiver):
     assert "no webhook endpoint named 'nope'" in failure(app, message("nope")).message
     endpoint(app, receiver.url + "/hook", secrets=(), name="bare")
     assert "no signing secret" in failure(app, message("bare")).message
+    for name, url in (("ftp", "ftp://127.0.0.1/hook"), ("port", "http://127.0.0.1:99999/")):
+        endpoint(app, url, name=name)
+        error = failure(app, message(name))
+        assert error.permanent and "no valid http(s) URL" in error.message
     assert receiver.received == []
 
 
@@ -224,6 +230,35 @@ def test_the_checked_address_is_called_with_the_name_as_host(app, receiver, conn
     # connected to an address resolved (and checked) once, never to the name again
     called = [a for a in _foreign(connections, app)]
     assert called and all(a[0] in ("127.0.0.1", "::1") for a in called)
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, request):
+    """A receiver speaking HTTPS with a certificate for the given name (a self-signed CA)."""
+    cert, key = self_signed_cert(tmp_path, request.param)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = WebhookReceiver(SECRET, tls=context).start()
+    server.ca_file = str(cert)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("tls_receiver", ["localhost"], indirect=True)
+def test_https_checks_the_certificate_against_the_name_not_the_address(app, tls_receiver, connections):
+    name = endpoint(app, f"https://localhost:{tls_receiver.port}/hook")
+    send(app, message(name), WEBHOOK_ALLOW="localhost", WEBHOOK_CA_FILE=tls_receiver.ca_file)
+    [got] = tls_receiver.received
+    assert got.verified_by == [SECRET]
+    assert all(a[0] in ("127.0.0.1", "::1") for a in _foreign(connections, app))
+
+
+@pytest.mark.parametrize("tls_receiver", ["other.example"], indirect=True)
+def test_https_refuses_a_certificate_for_another_name(app, tls_receiver):
+    name = endpoint(app, f"https://localhost:{tls_receiver.port}/hook")
+    error = failure(app, message(name), WEBHOOK_ALLOW="localhost", WEBHOOK_CA_FILE=tls_receiver.ca_file)
+    assert "TLS check of localhost failed" in error.message and not error.ambiguous
+    assert tls_receiver.received == []
 
 
 @pytest.mark.parametrize("allow", ["10.0.0.0/33", "http://10.0.0.1/", "*.internal"])

@@ -56,8 +56,8 @@ class WebhookReceiver(LocalServer):
 
     handler = _Handler
 
-    def __init__(self, *secrets: str) -> None:
-        super().__init__()
+    def __init__(self, *secrets: str, tls=None) -> None:
+        super().__init__(tls)
         self.secrets = list(secrets)
         self.received: list[Received] = []
         self.hits: Counter[str] = Counter()
