@@ -145,6 +145,7 @@ def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str
             rule = Rule(name=change.name, status=RuleStatus.ACTIVE.value, origin=origin)
             session.add(rule)
             session.flush()
+        _set_status(session, rule, RuleStatus.ACTIVE)  # first: contacts held by a pause may migrate too
         if change.action in ("create", "update"):
             version = RuleVersion(rule_id=rule.id, number=change.version, plan=plan,
                                   source=(sources or {}).get(change.name, plan.get("source", "")))
@@ -154,7 +155,6 @@ def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str
                 moved = migrate_positions(session, rule.id, version.id, position_map(session, rule.id, plan))
                 change.details.append(f"{moved} contact(s) moved to v{change.version} at the same step")
             rule.active_version_id = version.id
-        _set_status(session, rule, RuleStatus.ACTIVE)
     session.flush()
     return changes
 

@@ -238,7 +238,7 @@ def test_changed_rule_gets_a_new_version_and_contacts_mid_journey_stay_on_theirs
     write(repo / "templates/email/first_steps.subject", "First steps")
     write(repo / "templates/email/first_steps.txt", "Here is how to begin.")
     plan = runner.invoke(["apply", "--plan", str(repo)])
-    assert "~ rule 'Welcome' → v2 (1 contacts mid-journey finish on their current version)" in plan.output
+    assert "~ rule 'Welcome' → v2 (1 contacts mid-journey)" in plan.output
     assert "+ template email/first_steps" in plan.output
     assert runner.invoke(["apply", str(repo)]).exit_code == 0
     assert rule_table(runner) == [["Welcome", "active", "v2", "1 in flight"]]
@@ -437,3 +437,16 @@ def test_unnamed_rules_keep_their_names_when_the_folder_is_applied_from_elsewher
     clone.symlink_to(repo)  # the same files at another path, as on a CI runner
     again = runner.invoke(["apply", "--plan", str(clone)])
     assert "Rules: 0 to add, 0 to change, 0 to pause." in again.output
+
+
+def test_contacts_held_by_a_pause_migrate_with_the_others(runner, app, client, smtp_server, tmp_path):
+    repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME})
+    assert runner.invoke(["apply", str(repo)]).exit_code == 0
+    post_event(client, api_key(app), email="ana@example.com")
+    run_worker(app)
+    assert runner.invoke(["rules", "pause", "Welcome"]).exit_code == 0
+    write(repo / "welcome.nudge", LIVE_WELCOME.replace("send email welcome", 'tag "new"\n  send email welcome'))
+    result = runner.invoke(["apply", "--migrate", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert "1 contact(s) moved to v2 at the same step" in result.output
+    assert rule_table(runner) == [["Welcome", "active", "v2", "1 in flight"]]
