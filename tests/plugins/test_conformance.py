@@ -5,6 +5,7 @@ import http.client
 import json
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -142,3 +143,11 @@ def test_the_suite_catches_a_sloppy_channel(check):
             getattr(Suite(), check)(PushPeer(gateway))
     finally:
         gateway.stop()
+
+
+def test_the_plugin_guide_shows_the_example_package_as_it_is():
+    root = Path(__file__).resolve().parents[2]
+    guide = (root / "docs" / "plugins.md").read_text()
+    example = root / "examples" / "nudge-example-push"
+    assert f"```python\n{(example / 'nudge_example_push' / '__init__.py').read_text()}```" in guide
+    assert f"```toml\n{(example / 'pyproject.toml').read_text()}```" in guide

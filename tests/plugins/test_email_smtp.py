@@ -161,6 +161,17 @@ def test_a_batch_sends_many_messages_over_one_smtp_session(peer):
     assert len(peer.handler.sessions) == 2
 
 
+def test_a_pooled_session_that_went_stale_is_replaced_once(peer):
+    channel = channel_for(peer)
+    with channel.batch():
+        channel.send(outbound("before"))
+        peer.controller.stop()  # the server restarts; the kept connection is dead
+        peer.controller = Controller(peer.handler, hostname="127.0.0.1", port=peer.port)
+        peer.controller.start()
+        channel.send(outbound("after"))
+    assert len(peer.handler.raw) == 2 and len(peer.handler.sessions) == 2
+
+
 def test_sends_outside_a_batch_each_open_and_close_their_session(peer):
     channel = channel_for(peer)
     channel.send(outbound("a"))
