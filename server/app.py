@@ -32,6 +32,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logging.getLogger("server").setLevel(settings["LOG_LEVEL"])
 
     db = Database(app)
+    try:
+        _build(app, db, settings)
+    except BaseException:
+        db.dispose()  # a failed start must not leave a connection behind
+        raise
+    return app
+
+
+def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     check_connection(db.engine)
     if settings["MIGRATE_ON_START"]:
         from .migrate import upgrade
@@ -65,5 +74,4 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         return redirect(url_for("admin.dashboard"))
 
-    pm.hook.startup(app=app)
-    return app
+    app.extensions["nudge.plugins"].hook.startup(app=app)

@@ -16,9 +16,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..consent import current_consent, suppress, suppression_reason
-from ..models import Contact, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
+from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import ChannelError, OutboundMessage
-from .render import render_message
+from .render import contact_data, render_message
 from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,16 @@ class Delivery:
         return self.channels[name][0]
 
     # -- steps ---------------------------------------------------------------------------------
+    def _claimable(self) -> Any:
+        """Pending and due: a retry waits out its back-off even when an older (duplicate) job names it."""
+        instant = to_dt(self.fixed_now) if self.fixed_now is not None else utcnow()
+        return (Message.status == MessageStatus.PENDING.value) & (
+            Message.next_attempt_at.is_(None) | (Message.next_attempt_at <= instant))
+
     def _claim(self, message_id: int) -> bool:
         claimed = self.session.execute(
             update(Message)
-            .where(Message.id == message_id, Message.status == MessageStatus.PENDING.value)
+            .where(Message.id == message_id, self._claimable())
             .values(status=MessageStatus.SENDING.value, claimed_at=to_dt(self.now), attempts=Message.attempts + 1)
         ).rowcount
         self.session.commit()
@@ -134,9 +140,12 @@ class Delivery:
     def deliver(self, message_ids: list[int]) -> int:
         """Send each pending message of *message_ids* at most once; return how many were sent."""
         sent = 0
+        # one query skips what is done already: duplicate jobs (the scheduler re-enqueues slow ones) cost little
+        todo = set(self.session.scalars(select(Message.id).where(Message.id.in_(message_ids), self._claimable())))
+        self.session.commit()  # as each claim does: never hold the (SQLite) write lock across a send
         for message_id in message_ids:
-            if not self._claim(message_id):
-                continue  # another worker has it, or it is already done
+            if message_id not in todo or not self._claim(message_id):
+                continue  # another worker has it, or it is already done, or not due yet
             msg = self.session.get(Message, message_id)
             self.session.refresh(msg)
             contact = self.session.get(Contact, msg.contact_id) if msg.contact_id else None
@@ -162,11 +171,7 @@ class Delivery:
             provider_id = f"sim-{msg.id}"
         else:
             try:
-                subject, text, html = render_message(msg.template, contact=contact, data=msg.data or {})
-                outbound = OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address or "",
-                                           subject=subject, text=text, html=html,
-                                           marketing=bool((msg.data or {}).get("marketing", True)),
-                                           unsubscribe_url=self._unsubscribe_url(msg), data=msg.data or {})
+                outbound = self._outbound(msg, contact, channel, address or "")
                 provider_id = channel.send(outbound).provider_id
             except ChannelError as exc:
                 self._failure(msg, contact, channel, exc)
@@ -179,6 +184,32 @@ class Delivery:
         self._finish(msg, MessageStatus.SENT.value, None, sent_at=to_dt(self.now), provider_id=provider_id,
                      error=None)
         return True
+
+    def _event_props(self, msg: Message) -> dict[str, Any]:
+        """Props of the event that started the message's journey (``event.*`` in templates)."""
+        enrolment = (msg.data or {}).get("enrolment")
+        if enrolment is None and msg.key.startswith("enr:"):
+            enrolment = int(msg.key.split(":")[1])
+        if enrolment is None:
+            return dict((msg.data or {}).get("event") or {})
+        event_id = self.session.scalar(select(Enrolment.event_id).where(Enrolment.id == enrolment))
+        event = self.session.get(Event, event_id) if event_id is not None else None
+        return dict(event.props or {}) if event is not None else {}
+
+    def _outbound(self, msg: Message, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
+        """The rendered message. Channels without a contact address (webhooks) get data, not text."""
+        props = self._event_props(msg)
+        marketing = bool((msg.data or {}).get("marketing", True))
+        if getattr(channel, "address_field", None) is None:
+            data = {**(msg.data or {}), "contact": contact_data(contact), "event": props}
+            return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address,
+                                   marketing=marketing, data=data)
+        unsubscribe = self._unsubscribe_url(msg)
+        subject, text, html = render_message(msg.template, contact=contact, channel=msg.channel, session=self.session,
+                                             data={"event": props, "unsubscribe_url": unsubscribe})
+        return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address, subject=subject,
+                               text=text, html=html, marketing=marketing, unsubscribe_url=unsubscribe,
+                               data=msg.data or {})
 
     def _unsubscribe_url(self, msg: Message) -> str | None:
         try:
