@@ -21,20 +21,29 @@ def _check_module():
     return module
 
 
-def simulate_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server.cli", "simulate", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+@pytest.fixture(scope="module")
+def runs():
+    """``nudge simulate`` for every scenario, started all at once (each process mostly waits on imports)."""
+    started = {folder.name: subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "simulate", str(folder / "rules.nudge"), "--timeline",
+         str(folder / "timeline.jsonl")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for folder in FOLDERS}
+    yield started
+    for process in started.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 @pytest.mark.skipif(not SCENARIOS.is_dir(), reason=f"no shared scenarios at {SCENARIOS}")
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
-def test_scenario(folder):
-    out = simulate_cli(str(folder / "rules.nudge"), "--timeline", str(folder / "timeline.jsonl"))
-    assert out.returncode == 0, out.stderr
-    actual = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+def test_scenario(folder, runs):
+    stdout, stderr = runs[folder.name].communicate(timeout=120)
+    assert runs[folder.name].returncode == 0, stderr
+    actual = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     expected = [json.loads(line) for line in (folder / "expected.jsonl").read_text().splitlines() if line.strip()]
     problems = _check_module().compare(expected, actual)
-    assert not problems, "\n".join(problems) + "\n\noutput:\n" + out.stdout
+    assert not problems, "\n".join(problems) + "\n\noutput:\n" + stdout
 
 
 @pytest.mark.skipif(not SCENARIOS.is_dir(), reason=f"no shared scenarios at {SCENARIOS}")
