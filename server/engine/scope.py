@@ -82,8 +82,10 @@ class Scope:
         return sum(1 for props in rows if holds(where, self.for_event(props)))
 
     def in_segment(self, name: str) -> bool:
-        if self._segments is None:
-            return False
+        if self._segments is None:  # the segments stored in the database
+            from ..segments import is_member  # imported here: it evaluates with a Scope itself
+
+            self._segments = is_member
         return bool(self._segments(self.session, self.contact, name, self._now_ts))
 
     def for_event(self, props: Mapping[str, Any]) -> "Scope":

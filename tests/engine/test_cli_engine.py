@@ -450,3 +450,21 @@ def test_contacts_held_by_a_pause_migrate_with_the_others(runner, app, client, s
     assert result.exit_code == 0, result.output
     assert "1 contact(s) moved to v2 at the same step" in result.output
     assert rule_table(runner) == [["Welcome", "active", "v2", "1 in flight"]]
+
+
+def test_in_segment_uses_the_stored_segment(runner, app, client, smtp_server, tmp_path):
+    from server.models import Segment
+
+    with app.app_context():
+        session = get_session()
+        session.add(Segment(name="VIP", condition='tag == "vip"'))
+        session.commit()
+    rules = 'rule "VIP welcome"\nwhen form.submitted and in segment "VIP" then\n  send email welcome\nend\n'
+    assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"vip.nudge": rules}))]).exit_code == 0
+    key = api_key(app)
+    for email, tags in (("vip@example.com", ["vip"]), ("plain@example.com", [])):
+        response = client.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"}, json={
+            "contact": {"email": email, "tags": tags}, "event": "form.submitted", "props": {}})
+        assert response.status_code == 202, response.json
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["vip@example.com"]
