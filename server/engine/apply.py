@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Rule, RuleVersion, Template, WebhookEndpoint
+from ..segments import vocabulary as stored_vocabulary
 from .rules import RuleChange, apply_plans, compile_rules, in_flight, plan_changes
 
 
@@ -77,8 +78,9 @@ def _vocabulary(session: Session, app: Any, templates: dict, endpoints: dict) ->
     names.setdefault("webhook", set()).update(endpoints)
     names["webhook"].update(session.scalars(select(WebhookEndpoint.name)))
     channels = {channel: frozenset(found) for channel, found in names.items()}
-    return dsl.Vocabulary(channels=channels, events=base.events, contact_fields=base.contact_fields,
-                          steps=base.steps, segments=None, rules=None)
+    stored = stored_vocabulary(session)  # the custom fields and segments defined in the database
+    return dsl.Vocabulary(channels=channels, events=base.events, contact_fields=stored.contact_fields,
+                          steps=base.steps, segments=stored.segments, rules=None)
 
 
 def _validate_template(channel: str, parts: dict[str, str]) -> list[str]:

@@ -468,3 +468,23 @@ def test_in_segment_uses_the_stored_segment(runner, app, client, smtp_server, tm
         assert response.status_code == 202, response.json
     run_worker(app)
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["vip@example.com"]
+
+
+def test_apply_knows_the_custom_fields_and_segments_of_the_database(runner, app, tmp_path):
+    from server.contacts.fields import define_field
+    from server.models import Segment
+
+    rules = ('rule "Renewal"\nwhen 7d before contact.renewal_date at 10:00 and in segment "VPI" then\n'
+             '  send email welcome\nend\n')
+    repo = rules_repo(tmp_path / "repo", {"renewal.nudge": rules})
+    with app.app_context():
+        session = get_session()
+        define_field(session, "renewal_date", "date")
+        session.add(Segment(name="VIP", condition='tag == "vip"'))
+        session.commit()
+    result = runner.invoke(["apply", str(repo)])
+    assert result.exit_code == 1
+    assert 'unknown segment "VPI"' in result.stderr and '"VIP"' in result.stderr, result.stderr
+    assert "unknown contact field" not in result.stderr, "a field defined in the database is known"
+    write(repo / "renewal.nudge", rules.replace("VPI", "VIP"))
+    assert runner.invoke(["apply", str(repo)]).exit_code == 0
