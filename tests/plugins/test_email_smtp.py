@@ -62,7 +62,7 @@ class Handler:
             self.raw.append(envelope.original_content)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.authenticated.append(bool(session.authenticated))
-            self.tls.append(session.ssl is not None)
+            self.tls.append(server.transport.get_extra_info("ssl_object") is not None)
         return "250 Message accepted"
 
     @property
@@ -73,14 +73,16 @@ class Handler:
 class SmtpPeer:
     """aiosmtpd on a free port; with *cert* it offers (and requires) STARTTLS, with *login* it requires AUTH."""
 
-    def __init__(self, cert: tuple[Path, Path] | None = None, login: tuple[str, str] | None = None) -> None:
+    def __init__(self, cert: tuple[Path, Path] | None = None, login: tuple[str, str] | None = None,
+                 implicit_tls: bool = False) -> None:
         self.port = free_port()
         self.handler = Handler()
         kwargs: dict = {}
         if cert is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(cert[0]), str(cert[1]))
-            kwargs.update(tls_context=context, require_starttls=True)
+            kwargs.update(ssl_context=context) if implicit_tls else kwargs.update(tls_context=context,
+                                                                                   require_starttls=True)
         if login is not None:
             user, password = login[0].encode(), login[1].encode()
 
@@ -185,6 +187,13 @@ def test_starttls_and_auth_with_a_trusted_self_signed_certificate(tmp_path):
         url = server.url(userinfo="mailer:s3cret%20pass", query="tls=starttls")
         channel_for(server, SMTP_URL=url, SMTP_CA_FILE=str(cert)).send(outbound())
         assert server.handler.tls == [True] and server.handler.authenticated == [True]
+
+
+def test_tls_from_the_start_with_an_smtps_url(tmp_path):
+    cert, key = self_signed_cert(tmp_path)
+    with SmtpPeer(cert=(cert, key), implicit_tls=True) as server:
+        channel_for(server, SMTP_URL=server.url(scheme="smtps"), SMTP_CA_FILE=str(cert)).send(outbound())
+        assert server.handler.tls == [True] and len(server.handler.raw) == 1
 
 
 def test_certificates_are_verified_by_default(tmp_path):
