@@ -2,7 +2,7 @@
 from sqlalchemy import func, select
 
 from server.db import get_session
-from server.engine.jobs import process_events, requeue_due
+from server.engine.jobs import deliver_messages, process_events, requeue_due
 from server.models import Event, Message
 from server.queue import get_queue
 
@@ -93,3 +93,20 @@ def test_permanent_smtp_rejection_fails_without_retry(app, client, smtp_server):
     with app.app_context():
         row = get_session().scalar(select(Message))
         assert row.status == "failed" and "550" in row.error
+
+
+def test_a_duplicate_delivery_job_waits_out_the_back_off(app, client, smtp_server):
+    load_rules(app)
+    smtp_server.handler.reject_with = "451 4.3.0 try again later"
+    post_event(client, api_key(app), email="d@example.com")
+    run_worker(app)
+    smtp_server.handler.reject_with = None
+    with app.app_context():
+        row = get_session().scalar(select(Message))
+        assert row.status == "pending" and row.attempts == 1
+    get_queue(app).enqueue_send(deliver_messages, [row.id])  # e.g. the scheduler's copy of a job that was slow
+    run_worker(app)
+    assert smtp_server.messages == []
+    with app.app_context():
+        row = get_session().scalar(select(Message))
+        assert row.status == "pending" and row.attempts == 1
