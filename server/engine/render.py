@@ -61,6 +61,9 @@ BUILTIN: dict[str, dict[str, dict[str, str]]] = {
             "html": "<p>Hello {{ contact.first_name or 'there' }},</p><p>thanks for signing up.</p>",
         },
     },
+    "sms": {
+        "welcome": {"txt": "Hello {{ contact.first_name or 'there' }}, thanks for signing up."},
+    },
 }
 
 
