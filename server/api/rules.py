@@ -43,12 +43,9 @@ JOURNEYS = schema("Journeys", {"type": "object", "properties": {"items": {"type"
 
 
 def _vocabulary() -> Any:
-    import dsl
+    from ..engine.vocabulary import instance_vocabulary
 
-    base = dsl.Vocabulary.default()
-    channels = {name: None for name in current_app.extensions["nudge.plugins"].channels}
-    return dsl.Vocabulary(channels=channels or dict(base.channels), events=base.events,
-                          contact_fields=base.contact_fields, steps=base.steps, segments=None, rules=None)
+    return instance_vocabulary(get_session(), current_app.extensions["nudge.plugins"])
 
 
 def _compile(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], list[str]]:

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Rule, RuleVersion, Template, WebhookEndpoint
-from ..segments import vocabulary as stored_vocabulary
 from .rules import RuleChange, apply_plans, compile_rules, in_flight, plan_changes
 
 
@@ -67,20 +66,9 @@ def read_templates(root: Path) -> tuple[dict[tuple[str, str], dict[str, str]], d
 
 
 def _vocabulary(session: Session, app: Any, templates: dict, endpoints: dict) -> Any:
-    import dsl
+    from .vocabulary import instance_vocabulary
 
-    base = dsl.Vocabulary.default()
-    names: dict[str, set[str]] = {name: set() for name in app.extensions["nudge.plugins"].channels}
-    for channel, name in session.execute(select(Template.channel, Template.name)):
-        names.setdefault(channel, set()).add(name)
-    for channel, name in templates:
-        names.setdefault(channel, set()).add(name)
-    names.setdefault("webhook", set()).update(endpoints)
-    names["webhook"].update(session.scalars(select(WebhookEndpoint.name)))
-    channels = {channel: frozenset(found) for channel, found in names.items()}
-    stored = stored_vocabulary(session)  # the custom fields and segments defined in the database
-    return dsl.Vocabulary(channels=channels, events=base.events, contact_fields=stored.contact_fields,
-                          steps=base.steps, segments=stored.segments, rules=None)
+    return instance_vocabulary(session, app.extensions["nudge.plugins"], templates.keys(), endpoints.keys())
 
 
 def _validate_template(channel: str, parts: dict[str, str]) -> list[str]:

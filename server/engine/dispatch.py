@@ -41,6 +41,11 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
         elif enr.state == EnrolmentState.ACTIVE and enr.wait_event == event.name:
             runtime.resume_on_event(ctx, enr, contact, event)
     timers.on_event(ctx, contact, event, idx.timed)
+    if event.source != "nudge" and event.name in ("contact.created", "contact.updated"):
+        # a contact created or changed outside the engine (API, import, forms): re-plan its date
+        # and schedule triggers; the engine's own changes re-plan at once, where they happen
+        fields = (event.props or {}).get("fields")
+        contact_changed(ctx, contact, None if event.name == "contact.created" or not fields else set(fields))
     event_index = idx.by_event.get(event.name)
     if event_index is None:
         return

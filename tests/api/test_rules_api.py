@@ -1,11 +1,31 @@
 """Rules over the API: validate, save as versions, pause/resume, and the journey trace of a contact."""
+from sqlalchemy import select
+
+from server.models import Template
+
 from ..helpers import api_key, post_event, run_worker
 
 RULE = 'rule "Welcome"\nwhen form.submitted then\n  send email welcome\n  wait 1d\n  send email tips\nend\n'
 
 
 def _auth(app):
+    """An admin key; also stores the `tips` template the rule names (`welcome` is built in)."""
+    from server.db import get_session
+    from server.engine.render import save_template
+
+    with app.app_context():
+        session = get_session()
+        if not session.scalar(select(Template.id).where(Template.name == "tips")):
+            save_template(session, "email", "tips", {"subject": "Tips", "txt": "Some tips"})
+            session.commit()
     return {"Authorization": f"Bearer {api_key(app, 'admin')}"}
+
+
+def test_unknown_templates_are_errors_with_a_hint(app, client):
+    headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    body = client.post("/api/v1/rules/validate", json={"text": RULE.replace("tips", "tipz")}, headers=headers).json
+    assert body["valid"] is False
+    assert 'unknown email template "tipz"' in body["errors"][0]
 
 
 def test_validate_reports_every_problem_with_position(app, client):
