@@ -38,3 +38,27 @@ def text(max_length: int, *, nullable: bool = False, min_length: int = 0, **extr
     if nullable:
         body["nullable"] = True
     return body
+
+
+def save(row: Any, action: str, target_type: str, target_id: Any, **detail: Any) -> None:
+    """Add (or keep) *row*, audit *action* on it and commit: the tail of every admin write."""
+    from ..contacts import audit
+    from ..db import get_session
+
+    session = get_session()
+    session.add(row)
+    session.flush()
+    audit(session, actor(), action, target_type, target_id() if callable(target_id) else target_id, **detail)
+    session.commit()
+
+
+def remove(row: Any, action: str, target_type: str, target_id: Any) -> tuple[str, int]:
+    """Delete *row*, audit it, commit; the 204 answer."""
+    from ..contacts import audit
+    from ..db import get_session
+
+    session = get_session()
+    session.delete(row)
+    audit(session, actor(), action, target_type, target_id)
+    session.commit()
+    return "", 204

@@ -6,13 +6,13 @@ from typing import Any
 from flask import jsonify
 from sqlalchemy import select
 
-from ..contacts import InvalidInput, audit, iso
+from ..contacts import InvalidInput, iso
 from ..contacts.fields import definitions
 from ..db import get_session
 from ..models import Form
 from ..web.forms import STANDARD_FORM_FIELDS, snippet_html
 from . import bp
-from .common import actor, text
+from .common import remove, save, text
 from .spec import ID, TIMESTAMP, NotFound, Refused, endpoint, schema
 
 SLUG = text(64, min_length=1, pattern=r"^(?!confirm$)[a-z0-9][a-z0-9-]*$",
@@ -78,10 +78,7 @@ def post_form(body: dict[str, Any]):
         raise Refused(409, "Conflict", f"a form {body['slug']!r} exists", field="slug")
     form = Form(slug=body["slug"], name="", channel="email", wording="", double_opt_in=True, fields=[], tags=[])
     _apply(form, body)
-    session.add(form)
-    session.flush()
-    audit(session, actor(), "form.created", "form", form.slug)
-    session.commit()
+    save(form, "form.created", "form", form.slug)
     return jsonify(form_dict(form)), 201
 
 
@@ -93,21 +90,15 @@ def get_form(slug: str):
 @endpoint(bp, "PATCH", "/forms/{slug}", summary="Update a form", tag="forms", body=FORM_UPDATE,
           responses={200: ("the form", FORM)})
 def patch_form(slug: str, body: dict[str, Any]):
-    session = get_session()
     form = _get(slug)
     _apply(form, body)
-    audit(session, actor(), "form.updated", "form", form.slug, changed=sorted(body))
-    session.commit()
+    save(form, "form.updated", "form", form.slug, changed=sorted(body))
     return jsonify(form_dict(form))
 
 
 @endpoint(bp, "DELETE", "/forms/{slug}", summary="Delete a form", tag="forms", responses={204: ("deleted", None)})
 def delete_form(slug: str):
-    session = get_session()
-    session.delete(_get(slug))
-    audit(session, actor(), "form.deleted", "form", slug)
-    session.commit()
-    return "", 204
+    return remove(_get(slug), "form.deleted", "form", slug)
 
 
 @endpoint(bp, "GET", "/forms/{slug}/snippet", summary="The form's embeddable HTML", tag="forms",

@@ -6,13 +6,13 @@ from typing import Any
 from flask import jsonify
 from sqlalchemy import select
 
-from ..contacts import audit, contact_dict, iso
+from ..contacts import contact_dict, iso
 from ..db import get_session
 from ..models import Contact, Segment
 from ..segments import NAME, compile_condition, count, iter_members, members_clause
 from ..sqlwhere import Unsupported
 from . import bp
-from .common import actor, text
+from .common import remove, save, text
 from .pagination import paginate
 from .spec import CURSOR, ID, LIMIT, TIMESTAMP, NotFound, Refused, endpoint, page_of, schema
 
@@ -68,10 +68,7 @@ def post_segment(body: dict[str, Any]):
         raise Refused(409, "Conflict", f"a segment named {body['name']!r} exists", field="name")
     compile_condition(session, body["condition"])
     row = Segment(name=body["name"], condition=body["condition"], description=body.get("description", ""))
-    session.add(row)
-    session.flush()
-    audit(session, actor(), "segment.created", "segment", row.name)
-    session.commit()
+    save(row, "segment.created", "segment", row.name)
     return jsonify(_dict(row)), 201
 
 
@@ -98,19 +95,14 @@ def patch_segment(name: str, body: dict[str, Any]):
         row.condition = body["condition"]
     if "description" in body:
         row.description = body["description"]
-    audit(session, actor(), "segment.updated", "segment", row.name, changed=sorted(body))
-    session.commit()
+    save(row, "segment.updated", "segment", row.name, changed=sorted(body))
     return jsonify(_dict(row))
 
 
 @endpoint(bp, "DELETE", "/segments/{name}", summary="Delete a segment", tag="segments",
           responses={204: ("deleted", None)})
 def delete_segment(name: str):
-    session = get_session()
-    session.delete(_get(name))
-    audit(session, actor(), "segment.deleted", "segment", name)
-    session.commit()
-    return "", 204
+    return remove(_get(name), "segment.deleted", "segment", name)
 
 
 @endpoint(bp, "GET", "/segments/{name}/members", summary="The contacts in a segment now", tag="segments",

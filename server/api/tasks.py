@@ -4,12 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import jsonify
-from ..contacts import audit, iso
+from ..contacts import iso
 from ..contacts.normalize import parse_datetime
-from ..db import get_session
 from ..models import Contact, Task, TaskStatus, utcnow
 from . import bp
-from .common import actor, text
+from .common import remove, save, text
 from .pagination import filtered_page, sort_param
 from .spec import CURSOR, ID, LIMIT, TIMESTAMP, endpoint, get_or_404, nullable, page_of, query_param, schema
 
@@ -58,13 +57,9 @@ def list_tasks(query: dict[str, Any]):
 
 @endpoint(bp, "POST", "/tasks", summary="Create a task", tag="tasks", body=TASK_INPUT, responses={201: ("created", TASK)})
 def post_task(body: dict[str, Any]):
-    session = get_session()
     task = Task(status=TaskStatus.OPEN.value, source="api")
     _apply(task, body)
-    session.add(task)
-    session.flush()
-    audit(session, actor(), "task.created", "task", task.id)
-    session.commit()
+    save(task, "task.created", "task", lambda: task.id)
     return jsonify(task_dict(task)), 201
 
 
@@ -76,18 +71,12 @@ def get_task(task_id: int):
 @endpoint(bp, "PATCH", "/tasks/{task_id}", summary="Update a task (e.g. mark it done)", tag="tasks", body=TASK_PATCH,
           responses={200: ("the task", TASK)})
 def patch_task(task_id: int, body: dict[str, Any]):
-    session = get_session()
     task = get_or_404(Task, task_id, "task")
     _apply(task, body)
-    audit(session, actor(), "task.updated", "task", task.id, changed=sorted(body))
-    session.commit()
+    save(task, "task.updated", "task", task.id, changed=sorted(body))
     return jsonify(task_dict(task))
 
 
 @endpoint(bp, "DELETE", "/tasks/{task_id}", summary="Delete a task", tag="tasks", responses={204: ("deleted", None)})
 def delete_task(task_id: int):
-    session = get_session()
-    session.delete(get_or_404(Task, task_id, "task"))
-    audit(session, actor(), "task.deleted", "task", task_id)
-    session.commit()
-    return "", 204
+    return remove(get_or_404(Task, task_id, "task"), "task.deleted", "task", task_id)

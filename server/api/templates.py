@@ -8,12 +8,12 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select
 
-from ..contacts import InvalidInput, audit, iso
+from ..contacts import InvalidInput, iso
 from ..db import get_session
 from ..engine import render
 from ..models import Template
 from . import bp
-from .common import actor, text
+from .common import remove, save, text
 from .pagination import filtered_page, sort_param
 from .spec import CURSOR, ID, LIMIT, TIMESTAMP, Refused, endpoint, get_or_404, page_of, query_param, schema
 
@@ -75,10 +75,7 @@ def post_template(body: dict[str, Any]):
         raise Refused(409, "Conflict", f"a {body['channel']} template named {body['name']!r} exists; "
                       "PUT /templates/{id} changes it", field="name")
     row = Template(channel=body["channel"], name=body["name"], parts=body["parts"])
-    session.add(row)
-    session.flush()
-    audit(session, actor(), "template.created", "template", row.id)
-    session.commit()
+    save(row, "template.created", "template", lambda: row.id)
     return jsonify(template_dict(row)), 201
 
 
@@ -99,16 +96,11 @@ def put_template(template_id: int, body: dict[str, Any]):
             raise InvalidInput("name", f"a {row.channel} template named {body['name']!r} exists")
         row.name = body["name"]
     row.parts = body["parts"]
-    audit(session, actor(), "template.updated", "template", row.id)
-    session.commit()
+    save(row, "template.updated", "template", row.id)
     return jsonify(template_dict(row))
 
 
 @endpoint(bp, "DELETE", "/templates/{template_id}", summary="Delete a template", tag="templates",
           responses={204: ("deleted", None)})
 def delete_template(template_id: int):
-    session = get_session()
-    session.delete(get_or_404(Template, template_id, "template"))
-    audit(session, actor(), "template.deleted", "template", template_id)
-    session.commit()
-    return "", 204
+    return remove(get_or_404(Template, template_id, "template"), "template.deleted", "template", template_id)

@@ -19,7 +19,7 @@ from ..consent import address_hash
 from ..models import Contact, ContactTag, Suppression, utcnow
 from .errors import InvalidInput
 from .fields import STANDARD_FIELDS, definitions
-from .service import apply_changes, audit, clean_contact
+from .service import apply_changes, audit, clean_contact, nest_fields
 
 CHUNK = 1000
 #: every column a new contact row names, so one executemany fits all rows
@@ -142,16 +142,7 @@ def import_csv(session: Session, stream: TextIO, *, secret: str, mapping: Mappin
         if len(values) != len(header):
             report.errors.append(RowError(line, "", f"has {len(values)} values for {len(header)} columns"))
             continue
-        data: dict[str, Any] = {}
-        custom_values: dict[str, Any] = {}
-        for column, target in columns.items():
-            value = values[index[column]].strip()
-            if target in custom:
-                custom_values[target] = value
-            else:
-                data[target] = value
-        if custom_values:
-            data["fields"] = custom_values
+        data = nest_fields({target: values[index[column]].strip() for column, target in columns.items()}, custom)
         try:
             cleaned = clean_contact(session, data, region=region, known_fields=custom, from_text=True)
         except InvalidInput as exc:

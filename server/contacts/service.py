@@ -93,6 +93,16 @@ def clean_contact(session: Session, data: Any, *, prefix: str = "", region: str 
     return out
 
 
+def nest_fields(flat: Mapping[str, Any], custom: Any) -> dict[str, Any]:
+    """Flat name → value pairs (a CSV row, a form post) as contact input: names in *custom* go
+    under ``fields``, the rest stay contact attributes."""
+    data = {k: v for k, v in flat.items() if k not in custom}
+    fields = {k: v for k, v in flat.items() if k in custom}
+    if fields:
+        data["fields"] = fields
+    return data
+
+
 def find_contact(session: Session, *, email: str | None = None, external_id: str | None = None) -> Contact | None:
     """The contact with this external id, else with this email."""
     if external_id:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from ..api.common import enqueue_events
 from ..consent import current_consent, record_consent
 from ..contacts import InvalidInput, clean_contact, record_event, upsert_contact
+from ..contacts.service import nest_fields
 from ..contacts.fields import definitions
 from ..db import get_session
 from ..links import BadLink, confirm_url, verify
@@ -152,18 +153,9 @@ def _read_submission(form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
         raise InvalidInput("email", "Please enter your email address.")
     if form.wording and request.form.get("consent") not in ("yes", "on", "true", "1"):
         raise InvalidInput("consent", "Please tick the box to agree, so we may write to you.")
-    data: dict[str, Any] = {"email": request.form["email"]}
-    custom: dict[str, Any] = {}
-    for name in form.fields:
-        value = request.form.get(name, "").strip()
-        if not value:
-            continue
-        if name in STANDARD_FORM_FIELDS:
-            data[name] = value
-        else:
-            custom[name] = value
-    if custom:
-        data["fields"] = custom
+    values = {name: request.form.get(name, "").strip() for name in form.fields}
+    data = nest_fields({"email": request.form["email"], **{k: v for k, v in values.items() if v}},
+                       set(form.fields) - set(STANDARD_FORM_FIELDS))
     extra = {k: v[:255] for k, v in request.form.items() if k.startswith("utm_") and len(k) <= 64}
     return data, extra
 
