@@ -76,7 +76,7 @@ def _form(slug: str) -> Form:
     return form
 
 
-def _page(template: str, status: int = 200, **context: Any):
+def page(template: str, status: int = 200, **context: Any):
     response = current_app.make_response((render_template(f"public/{template}", **context), status))
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"
@@ -94,7 +94,7 @@ def snippet_html(form: Form) -> str:
 @bp.get("/f/<slug>")
 def show(slug: str):
     form = _form(slug)
-    return _page("form.html", form=form, snippet=snippet_html(form))
+    return page("form.html", form=form, snippet=snippet_html(form))
 
 
 @bp.post("/f/<slug>")
@@ -102,11 +102,11 @@ def submit(slug: str):
     form = _form(slug)
     if rate_limited(f"form:{form.slug}", limit=int(current_app.config.get("FORM_RATE_LIMIT", FORM_RATE_LIMIT)),
                     window=3600):
-        return _page("message.html", 429, title="Too many attempts",
+        return page("message.html", 429, title="Too many attempts",
                      text="Too many sign-ups from your network in the last hour. Please try again later.")
     if request.form.get(HONEYPOT):
         log.info("form %s: honeypot filled, submission dropped", form.slug)
-        return _page("form_done.html", form=form, double_opt_in=form.double_opt_in)  # looks the same to a bot
+        return page("form_done.html", form=form, double_opt_in=form.double_opt_in)  # looks the same to a bot
     session = get_session()
     try:
         data, extra = _read_submission(form)
@@ -115,7 +115,7 @@ def submit(slug: str):
         contact, _created = upsert_contact(session, cleaned)
     except InvalidInput as exc:
         session.rollback()
-        return _page("form.html", 422, form=form, snippet=snippet_html(form), error=str(exc), field=exc.field)
+        return page("form.html", 422, form=form, snippet=snippet_html(form), error=str(exc), field=exc.field)
     if form.tags:
         from ..contacts import set_tags
 
@@ -137,7 +137,7 @@ def submit(slug: str):
     enqueue_events(event_ids)
     if form.redirect_url:
         return redirect(form.redirect_url, 303)
-    return _page("form_done.html", form=form, double_opt_in=form.double_opt_in)
+    return page("form_done.html", form=form, double_opt_in=form.double_opt_in)
 
 
 def _read_submission(form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -185,7 +185,7 @@ def _confirmation(token: str) -> tuple[Form, Contact]:
 def confirm_page(token: str):
     """Asks for the click only: mail scanners prefetch links, and a GET must not subscribe anyone."""
     form, _contact = _confirmation(token)
-    return _page("confirm.html", form=form, action=url_for("forms.confirm", token=token))
+    return page("confirm.html", form=form, action=url_for("forms.confirm", token=token))
 
 
 @bp.post("/f/confirm/<token>")
@@ -199,12 +199,12 @@ def confirm(token: str):
     enqueue_events(event_ids)
     if form.redirect_url:
         return redirect(form.redirect_url, 303)
-    return _page("message.html", title="Subscription confirmed", text="Thank you: your subscription is confirmed.")
+    return page("message.html", title="Subscription confirmed", text="Thank you: your subscription is confirmed.")
 
 
 @bp.app_errorhandler(410)
 def _gone(exc: Any):
     if not request.path.startswith("/f/confirm/"):
         return exc
-    return _page("message.html", 410, title="This link has expired",
+    return page("message.html", 410, title="This link has expired",
                  text="Confirmation links work for 7 days. Please sign up again to get a new one.")

@@ -17,7 +17,7 @@ from ..contacts import opt_out
 from ..db import get_session
 from ..links import BadLink, verify
 from ..models import Contact
-from .forms import _page, client_ip, exempt_from_csrf
+from .forms import client_ip, exempt_from_csrf, page
 
 bp = Blueprint("unsubscribe", __name__)
 exempt_from_csrf(bp)
@@ -47,7 +47,7 @@ def ask(token: str):
     data, contact = _load("unsubscribe", token)
     channel = str(data.get("ch", "email"))
     address = getattr(contact, "email" if channel == "email" else "phone", None) if contact else None
-    return _page("unsubscribe.html", channel=channel, address=mask(address), action=url_for("unsubscribe.one_click", token=token),
+    return page("unsubscribe.html", channel=channel, address=mask(address), action=url_for("unsubscribe.one_click", token=token),
                  preferences=url_for("preferences.show", token=_prefs_token(data)) if contact else None)
 
 
@@ -63,7 +63,7 @@ def one_click(token: str):
                         props=props)
         session.commit()
         enqueue_events([event.id] if event is not None else [])
-    return _page("message.html", title="You are unsubscribed",
+    return page("message.html", title="You are unsubscribed",
                  text=f"You will get no more {channel} messages from us.")
 
 
@@ -91,7 +91,7 @@ def show(token: str):
         abort(404)
     current = current_consents(get_session(), contact.id)
     channels = [(name, current.get(name) != "revoked") for name in _channels(contact)]
-    return _page("preferences.html", channels=channels, address=mask(contact.email), saved=False)
+    return page("preferences.html", channels=channels, address=mask(contact.email), saved=False)
 
 
 @prefs.post("/p/<token>")
@@ -116,4 +116,4 @@ def save(token: str):
     enqueue_events(event_ids)
     current = current_consents(session, contact.id)
     channels = [(name, current.get(name) != "revoked") for name in _channels(contact)]
-    return _page("preferences.html", channels=channels, address=mask(contact.email), saved=True)
+    return page("preferences.html", channels=channels, address=mask(contact.email), saved=True)
