@@ -77,6 +77,7 @@ def _form(slug: str) -> Form:
 
 
 def page(template: str, status: int = 200, **context: Any):
+    """A public page: never indexed, and it sends no Referer (its URL may hold a signed token)."""
     response = current_app.make_response((render_template(f"public/{template}", **context), status))
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"

@@ -98,3 +98,22 @@ def test_preference_page_needs_its_csrf_token(app, client, contact_id):
     assert client.post(path, data={"channel": []}).status_code == 400
     with app.app_context():
         assert current_consent(get_session(), contact_id, "email") is None
+
+
+def test_queued_message_is_not_sent_after_one_click(app, client, contact_id, unsub_path, smtp_server):
+    """End to end: a message already in the outbox when the contact unsubscribes is never delivered."""
+    from server.engine.jobs import deliver_messages
+    from server.models import Template
+
+    with app.app_context():
+        session = get_session()
+        session.add(Template(channel="email", name="offer", parts={"subject": "Offer", "txt": "Buy now"}))
+        msg = Message(key="queued-offer", contact_id=contact_id, channel="email", template="offer", data={})
+        session.add(msg)
+        session.commit()
+        message_id = msg.id
+    assert client.post(unsub_path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    with app.app_context():
+        deliver_messages([message_id])
+        assert get_session().get(Message, message_id).status == "suppressed"
+    assert smtp_server.messages == []
