@@ -7,8 +7,8 @@ from flask import jsonify
 from sqlalchemy import exists, select
 
 from ..consent import current_consents, record_consent
-from ..contacts import (apply_changes, audit, clean_contact, contact_dict, create_contact, erase_contact,
-                        export_contact, merge_contacts, opt_out, upsert_contact)
+from ..contacts import (announce_changes, apply_changes, audit, clean_contact, contact_dict, create_contact,
+                        erase_contact, export_contact, find_contact, merge_contacts, opt_out, upsert_contact)
 from ..contacts.service import MAX_SCORE, clean_tag
 from ..db import get_session
 from ..models import Consent, Contact, ContactTag, Event, Note, Scope
@@ -103,13 +103,21 @@ def list_contacts(query: dict[str, Any]):
     return jsonify({"data": [contact_dict(c) for c in rows], "next_cursor": cursor})
 
 
+def _tags_of(session, cleaned) -> set[str]:
+    """The tags of the contact an upsert will find, before it changes (empty for a new one)."""
+    found = find_contact(session, email=cleaned.get("email"), external_id=cleaned.get("external_id"))
+    return {t.tag for t in found.tags} if found is not None else set()
+
+
 @endpoint(bp, "POST", "/contacts", summary="Create a contact", tag="contacts", body=CONTACT_INPUT,
           responses={201: ("created", CONTACT)})
 def post_contact(body: dict[str, Any]):
     session = get_session()
     contact = create_contact(session, clean_contact(session, body, region=_region()))
     audit(session, actor(), "contact.created", "contact", contact.id)
+    events = announce_changes(session, contact, created=True, tags_before=set())
     session.commit()
+    enqueue_events([event.id for event in events])
     return jsonify(contact_dict(contact)), 201
 
 
@@ -120,9 +128,13 @@ def post_contact(body: dict[str, Any]):
                       "tags are added.")
 def upsert(body: dict[str, Any]):
     session = get_session()
-    contact, created = upsert_contact(session, clean_contact(session, body, region=_region()))
+    cleaned = clean_contact(session, body, region=_region())
+    before = _tags_of(session, cleaned)
+    contact, created = upsert_contact(session, cleaned)
     audit(session, actor(), "contact.created" if created else "contact.updated", "contact", contact.id, via="upsert")
+    events = announce_changes(session, contact, created=created, fields=cleaned, tags_before=before)
     session.commit()
+    enqueue_events([event.id for event in events])
     return jsonify({"contact": contact_dict(contact), "created": created}), 201 if created else 200
 
 
@@ -143,9 +155,12 @@ def patch_contact(contact_id: int, body: dict[str, Any]):
         from ..contacts import InvalidInput
 
         raise InvalidInput("email", "a contact keeps an email or an external_id; set one before clearing the other")
+    before = {t.tag for t in contact.tags}
     apply_changes(session, contact, cleaned, replace_tags=True)
     audit(session, actor(), "contact.updated", "contact", contact.id, changed=sorted(cleaned))
+    events = announce_changes(session, contact, created=False, fields=cleaned, tags_before=before)
     session.commit()
+    enqueue_events([event.id for event in events])
     return jsonify(contact_dict(contact))
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from sqlalchemy.orm import Session
 
@@ -31,3 +31,31 @@ def opt_out(session: Session, contact: Contact, channel: str, source: str, *, ip
         return None
     return record_event(session, contact, f"{channel}.unsubscribed",
                         {"channel": channel, "source": source, **(props or {})}, source="consent")
+
+
+def changed_names(cleaned: Mapping[str, Any]) -> set[str]:
+    """Field names a cleaned change touches: built-in attributes and each custom field by its own name."""
+    names = {key for key in cleaned if key not in ("fields", "tags")}
+    names.update((cleaned.get("fields") or {}).keys())
+    return names
+
+
+def announce_changes(session: Session, contact: Contact, *, created: bool, fields: Mapping[str, Any] | None = None,
+                     tags_before: set[str] | None = None, source: str = "api") -> list[Event]:
+    """Record the events a change to *contact* made outside the engine means for the rules.
+
+    ``contact.created``, or ``contact.updated`` with the changed field names (the engine re-plans date
+    triggers from them), plus ``tag.added`` / ``tag.removed`` per tag. The caller commits, then hands the
+    events' ids to the engine (``server.api.common.enqueue_events``).
+    """
+    events = [record_event(session, contact, "contact.created", {}, source=source) if created else
+              record_event(session, contact, "contact.updated", {"fields": sorted(changed_names(fields or {}))},
+                           source=source)]
+    if tags_before is not None:
+        now = {t.tag for t in contact.tags}
+        events += [record_event(session, contact, "tag.added", {"tag": tag}, source=source)
+                   for tag in sorted(now - tags_before)]
+        events += [record_event(session, contact, "tag.removed", {"tag": tag}, source=source)
+                   for tag in sorted(tags_before - now)]
+    return events
+

@@ -16,8 +16,9 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..consent import address_hash
-from ..models import Contact, ContactTag, Suppression, utcnow
+from ..models import Contact, ContactTag, Event, Suppression, utcnow
 from .errors import InvalidInput
+from .events import changed_names
 from .fields import STANDARD_FIELDS, definitions
 from .service import apply_changes, audit, clean_contact, nest_fields
 
@@ -202,6 +203,7 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
             Suppression.channel == "email", Suppression.address_hash.in_(hashes)))))
     new: list[dict[str, Any]] = []
     new_tags: list[list[str]] = []
+    announced: list[dict[str, Any]] = []
     now = utcnow()
     for line, row in rows:
         row_tags = list(dict.fromkeys(row.pop("tags", []) + extra_tags))
@@ -227,6 +229,7 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
         except InvalidInput as exc:
             report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
             continue
+        announced.append(_event_row(contact.id, "contact.updated", {"fields": sorted(changed_names(row))}, now))
         report.updated += 1
     if new:
         # plain executemany: much faster than the ORM's bulk insert with RETURNING
@@ -241,9 +244,18 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
         for row, tags in zip(new, new_tags):
             cid = ids[("email", row["email"])] if row["email"] else ids[("external_id", row["external_id"])]
             tag_rows += [{"contact_id": cid, "tag": tag, "created_at": now} for tag in tags]
+            announced.append(_event_row(cid, "contact.created", {}, now))
         if tag_rows:
             session.execute(insert(ContactTag.__table__), tag_rows)
         report.created += len(new)
+    if announced:
+        # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
+        session.execute(insert(Event.__table__), announced)
+
+
+def _event_row(contact_id: int, name: str, props: dict[str, Any], now: Any) -> dict[str, Any]:
+    return {"contact_id": contact_id, "name": name, "props": props, "source": "import", "occurred_at": now,
+            "received_at": now, "processed_at": None}
 
 
 def import_text(session: Session, text: str, **kwargs: Any) -> ImportReport:

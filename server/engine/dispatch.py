@@ -5,7 +5,7 @@ import logging
 
 from sqlalchemy import select
 
-from ..consent import record_consent
+from ..consent import current_consent, record_consent
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTimer, TriggerTimer
 from . import bulk, runtime, timers
 from .context import EngineContext
@@ -30,7 +30,10 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
     idx = index(ctx)
     channel = CONSENT_EVENTS.get(event.name)
     if channel:
-        record_consent(ctx.session, contact.id, channel, False, source=f"event:{event.name}", at=to_dt(ctx.now))
+        # dated when the contact opted out, to the microsecond like every other ledger row: stamped with the
+        # engine's whole-second clock it sorted before an opt-in earlier in the same second, and lost to it
+        record_consent(ctx.session, contact.id, channel, False, source=f"event:{event.name}",
+                       at=event.occurred_at or to_dt(ctx.now))
     for enr in runtime.active_enrolments(ctx, contact.id, held=True):
         # the goal of the version the contact entered with; it also ends a journey its paused rule holds
         goal = ctx.plan(enr.version_id).get("goal")
