@@ -119,6 +119,11 @@ class Delivery:
         address = getattr(contact, field, None) if contact is not None else None
         if not address:
             return "no_address"
+        if (msg.data or {}).get("transactional"):
+            # a message the contact asked for (e.g. double opt-in confirmation): consent and frequency
+            # caps do not apply, but an address that bounced or complained is never mailed again
+            reason = suppression_reason(self.session, self.config["SECRET_KEY"], msg.channel, address)
+            return "bounced" if reason in ("bounced", "complained") else None
         if getattr(channel, "needs_consent", True):
             consent = current_consent(self.session, contact.id, msg.channel)
             if consent == "revoked":
@@ -206,7 +211,8 @@ class Delivery:
                                    marketing=marketing, data=data)
         unsubscribe = self._unsubscribe_url(msg)
         subject, text, html = render_message(msg.template, contact=contact, channel=msg.channel, session=self.session,
-                                             data={"event": props, "unsubscribe_url": unsubscribe})
+                                             data={**(msg.data or {}), "event": props,
+                                                   "unsubscribe_url": unsubscribe})
         return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address, subject=subject,
                                text=text, html=html, marketing=marketing, unsubscribe_url=unsubscribe,
                                data=msg.data or {})

@@ -60,6 +60,15 @@ BUILTIN: dict[str, dict[str, dict[str, str]]] = {
             "txt": "Hello {{ contact.first_name or 'there' }},\n\nthanks for signing up.\n",
             "html": "<p>Hello {{ contact.first_name or 'there' }},</p><p>thanks for signing up.</p>",
         },
+        # double opt-in: sent by hosted forms; consent is recorded only when the link is followed
+        "confirm_subscription": {
+            "subject": "Please confirm your subscription",
+            "txt": "Hello {{ contact.first_name or 'there' }},\n\nplease confirm that you want to hear from us:\n"
+                   "{{ confirm_url }}\n\nIf you did not sign up, ignore this message: you will get nothing more.\n",
+            "html": "<p>Hello {{ contact.first_name or 'there' }},</p><p>please confirm that you want to hear from "
+                    "us:</p><p><a href=\"{{ confirm_url }}\">Confirm my subscription</a></p><p>If you did not sign "
+                    "up, ignore this message: you will get nothing more.</p>",
+        },
     },
     "sms": {
         "welcome": {"txt": "Hello {{ contact.first_name or 'there' }}, thanks for signing up."},
