@@ -1,0 +1,17 @@
+from sqlalchemy import text
+
+from server.db import get_db
+
+
+def test_embedded_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path, redis_server):
+    from server.app import create_app
+
+    app = create_app({"HOME": str(tmp_path), "REDIS_URL": redis_server.url, "LOAD_ENTRY_POINTS": False})
+    try:
+        assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'nudge.db'}"
+        with get_db(app).engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert (tmp_path / "nudge.db").exists()
+    finally:
+        app.extensions["nudge.db"].dispose()
