@@ -17,7 +17,7 @@ from ..models.base import JsonType
 from .context import EngineContext
 from .timeutil import to_dt
 
-SIMPLE = {"send", "tag", "wait", "exit"}
+SIMPLE = {"send", "tag", "score", "wait", "exit"}
 
 
 def segment(plan: dict[str, Any], pc: int, ctx: EngineContext) -> list[dict[str, Any]] | None:
@@ -33,6 +33,8 @@ def segment(plan: dict[str, Any], pc: int, ctx: EngineContext) -> list[dict[str,
             return None  # quiet hours depend on each contact's time zone
         if kind == "tag" and ctx.listens_to("tag.added"):
             return None  # a rule reacts to it: the interpreter raises and handles the event
+        if kind == "score" and ctx.listens_to("score.changed"):
+            return None
         ops.append(op)
         if kind in ("wait", "exit"):
             return ops
@@ -79,10 +81,20 @@ def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], 
                 ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
                 select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now),
                        literal("tag", String), literal({"tag": op["tag"]}, JsonType)).where(members)))
+        elif op["op"] == "score":
+            _score(ctx, members, op["delta"], now)
     last = ops[-1]
     table = Enrolment.__table__
     if last["op"] == "wait":
-        values = {"pc": pc + len(ops), "due": ctx.now + int(last["seconds"]), "wait_event": None}
+        from .runtime import _duration_text
+
+        due = ctx.now + int(last["seconds"])
+        values = {"pc": pc + len(ops), "due": due, "wait_event": None}
+        session.connection().execute(insert(JourneyLog.__table__).from_select(
+            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
+            select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now), literal("wait", String),
+                   literal({"until": due, "why": f"wait {_duration_text(int(last['seconds']))}"}, JsonType)
+                   ).where(members)))
     else:
         session.connection().execute(insert(JourneyLog.__table__).from_select(
             ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
@@ -94,6 +106,41 @@ def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], 
         table.c.id.in_(ids), table.c.version_id == version_id, table.c.pc == pc,
         table.c.state == EnrolmentState.ACTIVE.value).values(**values))
     return message_ids
+
+
+def _json_object(ctx: EngineContext, *pairs: Any) -> Any:
+    """A JSON object built in SQL from (key, expression) pairs, on SQLite and PostgreSQL."""
+    from sqlalchemy import func
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    args = [item for pair in pairs for item in pair]
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        return cast(func.json_build_object(*args), JSONB)
+    return func.json(func.json_object(*args))
+
+
+def _score(ctx: EngineContext, members: Any, delta: int | float, now: Any) -> None:
+    """``score +N`` for a group: the trace line and ``score.changed`` (old, new) per contact, then the update."""
+    from ..models import Contact
+
+    conn = ctx.session.connection()
+    joined = select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, Contact.score).join(
+        Contact, Contact.id == Enrolment.contact_id).where(members).subquery()
+    conn.execute(insert(JourneyLog.__table__).from_select(
+        ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
+        select(joined.c.id, joined.c.contact_id, joined.c.rule_id, literal(ctx.now), literal("score", String),
+               _json_object(ctx, (literal("delta", String), literal(delta)),
+                            (literal("score", String), joined.c.score + delta)))))
+    conn.execute(insert(Event.__table__).from_select(
+        ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"],
+        select(joined.c.contact_id, literal("score.changed", String),
+               _json_object(ctx, (literal("old", String), joined.c.score),
+                            (literal("new", String), joined.c.score + delta)),
+               literal("nudge", String), literal(now, Event.__table__.c.occurred_at.type),
+               literal(now, Event.__table__.c.received_at.type), literal(now, Event.__table__.c.processed_at.type))))
+    table = Contact.__table__
+    conn.execute(update(table).where(table.c.id.in_(select(Enrolment.contact_id).where(members)))
+                 .values(score=table.c.score + delta))
 
 
 def can_enrol_set_based(plan: dict[str, Any]) -> bool:
@@ -130,9 +177,10 @@ def enrol_set_based(ctx: EngineContext, rule_id: int, version_id: int, plan: dic
         ["contact_id", "rule_id", "version_id", "pc", "state", "due", "entered"], rows)).rowcount
     conn.execute(insert(JourneyLog.__table__).from_select(
         ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-        # no per-row reason: every row of this INSERT entered for the same one, said once in the log
+        # no per-row reason: every row of this INSERT entered for the same one, said once in the log;
+        # the first wait rides on the same row (one trace row per waiting contact keeps a wait small)
         select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now), literal("enter", String),
-               literal({}, JsonType)).where(Enrolment.rule_id == rule_id, Enrolment.contact_id.in_(contacts),
+               literal({"until": due}, JsonType)).where(Enrolment.rule_id == rule_id, Enrolment.contact_id.in_(contacts),
                                                              Enrolment.entered == ctx.now, Enrolment.pc == 1,
                                                              Enrolment.due == due)))
     return count

@@ -22,7 +22,8 @@ def find_contact(session: Session, ref: str) -> Contact:
 
 def describe(action: str, data: dict[str, Any]) -> str:
     if action == "enter":
-        return f"entered because {data['because']}" if data.get("because") else "entered (its trigger fired)"
+        text = f"entered because {data['because']}" if data.get("because") else "entered (its trigger fired)"
+        return text + (f"; waits until {iso(data['until'])}" if data.get("until") else "")
     if action == "exit":
         return {"completed": "finished the journey", "goal": "left: reached the goal",
                 "stopped": "left: a stop step"}.get(data.get("reason"), f"left ({data.get('reason')})")
