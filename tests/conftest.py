@@ -5,7 +5,6 @@ import itertools
 import os
 import uuid
 
-import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -53,11 +52,7 @@ def database_url(backend, tmp_path, request):
     """A fresh, empty database for one test."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'nudge.db'}"
-    pg = request.getfixturevalue("postgres_server")
-    name = f"t{next(_db_counter)}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg.url().replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return pg.url(name)
+    return request.getfixturevalue("postgres_server").new_database(f"t{next(_db_counter)}_{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
