@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, insert, select, text, update  # noqa: E402
+from sqlalchemy import func, insert, select, update  # noqa: E402
 
 from bench.common import bench_app, rq_noop_rate  # noqa: E402
 from server.db import get_db, get_session  # noqa: E402

@@ -32,8 +32,10 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
     if channel:
         # dated when the contact opted out, to the microsecond like every other ledger row: stamped with the
         # engine's whole-second clock it sorted before an opt-in earlier in the same second, and lost to it
-        record_consent(ctx.session, contact.id, channel, False, source=f"event:{event.name}",
-                       at=event.occurred_at or to_dt(ctx.now))
+        # whoever raised the event may have recorded the opt-out already (one-click unsubscribe does)
+        if current_consent(ctx.session, contact.id, channel) != "revoked":
+            record_consent(ctx.session, contact.id, channel, False, source=f"event:{event.name}",
+                           at=event.occurred_at or to_dt(ctx.now))
     for enr in runtime.active_enrolments(ctx, contact.id, held=True):
         # the goal of the version the contact entered with; it also ends a journey its paused rule holds
         goal = ctx.plan(enr.version_id).get("goal")

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select
 from ..models import (Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Rule, RuleStatus, Task,
                       TaskStatus)
 from .context import EngineContext
-from .scope import Scope, contact_value
+from .scope import Scope
 from .timeutil import local_at, next_local_time, parse_hhmm, quiet_until, to_dt, to_ts, zone
 
 log = logging.getLogger(__name__)

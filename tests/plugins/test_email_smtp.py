@@ -1,8 +1,6 @@
 """The email channel against a real SMTP server (aiosmtpd): sessions, TLS, headers, DKIM, errors, bounces."""
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 import threading
 from email import message_from_bytes, policy
@@ -106,27 +104,9 @@ class SmtpPeer:
 
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:
     """A fresh self-signed certificate for 127.0.0.1 / localhost (it is its own CA): (cert.pem, key.pem)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from . import self_signed_cert as make
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nudge test SMTP")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    return make(folder, "localhost", "127.0.0.1")
 
 
 # -- the tests -------------------------------------------------------------------------------
