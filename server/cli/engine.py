@@ -114,6 +114,30 @@ def register(group: click.Group) -> None:
             click.echo(f"{msg.id}\t{msg.status}\t{msg.channel}/{msg.template}\t{email or msg.contact_id}\t"
                        f"attempts={msg.attempts}\t{msg.error or ''}")
 
+    @group.command()
+    @click.argument("channel")
+    @click.argument("template")
+    @click.option("--segment", required=True, help="Send to every contact in this segment now.")
+    @click.option("--id", "broadcast_id", help="Reuse to resume a broadcast: nobody gets it twice.")
+    def broadcast(channel: str, template: str, segment: str, broadcast_id: str | None) -> None:
+        """Send TEMPLATE over CHANNEL to every member of a segment (consent checked per contact at sending)."""
+        from ..db import get_session
+        from ..engine.broadcast import BroadcastError, create_broadcast, enqueue_broadcast
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            session = get_session()
+            try:
+                result = create_broadcast(session, app.extensions["nudge.plugins"], channel, template, segment,
+                                          broadcast_id)
+            except BroadcastError as exc:
+                raise click.ClickException(str(exc)) from None
+            session.commit()
+            enqueue_broadcast(result)
+        click.echo(f"broadcast {result.id}: {result.members} member(s) of {segment!r}, "
+                   f"{len(result.message_ids)} message(s) queued")
+
     @group.group()
     def rules() -> None:
         """List, pause and resume rules."""

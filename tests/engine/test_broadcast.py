@@ -1,0 +1,57 @@
+"""Segments are usable by broadcasts and by schedule triggers."""
+import time
+
+from sqlalchemy import select
+
+from server.consent import record_consent
+from server.db import get_session
+from server.models import Contact, Rule, ScheduleTimer
+
+from ..helpers import api_key, load_rules, run_worker
+
+
+def _setup(app, client):
+    headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    for email, tags in (("v1@example.com", ["vip"]), ("v2@example.com", ["vip"]), ("n@example.com", [])):
+        assert client.post("/api/v1/contacts", json={"email": email, "tags": tags}, headers=headers).status_code == 201
+    created = client.post("/api/v1/segments", json={"name": "vips", "condition": 'tag == "vip"'}, headers=headers)
+    assert created.status_code == 201, created.json
+    with app.app_context():
+        session = get_session()
+        v2 = session.scalar(select(Contact).where(Contact.email == "v2@example.com"))
+        record_consent(session, v2.id, "email", False, "unsubscribe-link")
+        session.commit()
+
+
+def test_broadcast_reaches_consenting_members_once(app, client, runner, smtp_server):
+    _setup(app, client)
+    result = runner.invoke(["broadcast", "email", "welcome", "--segment", "vips", "--id", "spring"])
+    assert result.exit_code == 0, result.output
+    assert "2 member(s) of 'vips', 2 message(s) queued" in result.output
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["v1@example.com"]  # v2 opted out: suppressed
+    again = runner.invoke(["broadcast", "email", "welcome", "--segment", "vips", "--id", "spring"])
+    assert "0 message(s) queued" in again.output
+    run_worker(app)
+    assert len(smtp_server.messages) == 1
+
+
+def test_broadcast_errors_name_what_to_fix(app, client, runner):
+    _setup(app, client)
+    assert "no segment named 'vipz'" in runner.invoke(["broadcast", "email", "welcome", "--segment", "vipz"]).output
+    assert "no email template 'nope'" in runner.invoke(["broadcast", "email", "nope", "--segment", "vips"]).output
+
+
+def test_schedule_trigger_with_a_segment(app, client, smtp_server):
+    _setup(app, client)
+    load_rules(app, 'rule "VIP digest"\nwhen every day at 09:00 and in segment "vips" then\n  send email welcome\nend\n')
+    with app.app_context():
+        session = get_session()
+        rule_id = session.scalar(select(Rule.id).where(Rule.name == "VIP digest"))
+        session.add(ScheduleTimer(rule_id=rule_id, timezone="UTC", due=int(time.time()) - 1))  # 09:00 has come
+        session.commit()
+        from server.engine.jobs import fire_timers
+
+        fire_timers()
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["v1@example.com"]  # n is no vip; v2 opted out
