@@ -8,9 +8,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Mapping
 
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import delete, func, select
 
 from ..models import (Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Rule, RuleStatus, Task,
@@ -24,7 +23,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SMS_QUIET = ("21:00", "08:00")
 #: how many steps one enrolment may take in one go; a guard against a plan that never waits
 MAX_STEPS_PER_RUN = 10_000
-_text_env = ImmutableSandboxedEnvironment(autoescape=False)
 
 
 def evaluate(cond: Any, scope: Scope) -> bool:
@@ -34,60 +32,15 @@ def evaluate(cond: Any, scope: Scope) -> bool:
     return holds(cond, scope)
 
 
-def _contact_data(contact: Contact) -> dict[str, Any]:
-    data = dict(contact.fields or {})
-    for name in ("email", "phone", "first_name", "last_name", "external_id", "stage", "score", "timezone"):
-        data[name] = getattr(contact, name)
-    return data
+def render_text(text: str, contact: Contact, event: Mapping[str, Any]) -> str:
+    """``{{ … }}`` placeholders in note, task and notify texts, with the same bounded sandbox as messages."""
+    from .render import TemplateError, contact_data, get_renderer
 
-
-def render_text(text: str, contact: Contact, event: dict[str, Any]) -> str:
     try:
-        return _text_env.from_string(text).render(contact=_contact_data(contact), event=event)
-    except Exception as exc:  # a broken placeholder must not stop the journey
+        return get_renderer().render_part("text", text, {"contact": contact_data(contact), "event": dict(event)})
+    except TemplateError as exc:  # a broken placeholder must not stop the journey
         log.warning("placeholder in %r failed: %s", text, exc)
         return text
-
-
-class _LazyProps(dict):
-    """The triggering event's props, read from the database only if a step looks at them."""
-
-    def __init__(self, ctx: EngineContext, event_id: int | None):
-        super().__init__()
-        self._ctx, self._event_id, self._loaded = ctx, event_id, event_id is None
-
-    def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            self.update(event_props(self._ctx, self._event_id))
-
-    def __getitem__(self, key):
-        self._load()
-        return super().__getitem__(key)
-
-    def __contains__(self, key):
-        self._load()
-        return super().__contains__(key)
-
-    def get(self, key, default=None):
-        self._load()
-        return super().get(key, default)
-
-    def keys(self):
-        self._load()
-        return super().keys()
-
-    def items(self):
-        self._load()
-        return super().items()
-
-    def __iter__(self):
-        self._load()
-        return super().__iter__()
-
-    def __len__(self):
-        self._load()
-        return super().__len__()
 
 
 def event_props(ctx: EngineContext, event_id: int | None) -> dict[str, Any]:
@@ -180,8 +133,7 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
         finish(ctx, enr, "stopped")
         return
     tz = zone(contact.timezone, ctx.default_tz)
-    props = _LazyProps(ctx, enr.event_id)
-    scope = Scope(ctx.session, contact, ctx.now, props)
+    scope = Scope(ctx.session, contact, ctx.now, event_loader=lambda: event_props(ctx, enr.event_id))
     enr.due = None
     enr.wait_event = None
     for _ in range(MAX_STEPS_PER_RUN):
@@ -236,7 +188,7 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
             ctx.log(contact.id, enr.rule_id, "split", enr.id, arm=arm["name"])
             enr.pc = int(arm["to"])
         else:
-            apply_action(ctx, enr, contact, op, scope, props)
+            apply_action(ctx, enr, contact, op, scope)
             enr.pc += 1
     raise RuntimeError(f"enrolment {enr.id} ran {MAX_STEPS_PER_RUN} steps without waiting")
 
@@ -366,8 +318,7 @@ def _author(ctx: EngineContext, enr: Enrolment) -> str:
     return f"rule:{ctx.plan(enr.version_id).get('name', enr.rule_id)}"
 
 
-def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope,
-                 props: dict[str, Any]) -> None:
+def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope) -> None:
     kind = op["op"]
     cid, rid, eid = contact.id, enr.rule_id, enr.id
     if kind == "tag":
@@ -389,11 +340,11 @@ def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[
         change_score(ctx, contact, (contact.score or 0) + delta)
         ctx.log(cid, rid, "score", eid, delta=delta, score=contact.score)
     elif kind == "note":
-        text = render_text(op["text"], contact, props)
+        text = render_text(op["text"], contact, scope.event)
         ctx.buffer(Note, {"contact_id": cid, "body": text, "author": _author(ctx, enr), "created_at": to_dt(ctx.now)})
         ctx.log(cid, rid, "note", eid, text=text)
     elif kind == "task":
-        data: dict[str, Any] = {"text": render_text(op["text"], contact, props), "team": op["team"]}
+        data: dict[str, Any] = {"text": render_text(op["text"], contact, scope.event), "team": op["team"]}
         due = to_dt(ctx.now + int(op["due"])) if op.get("due") is not None else None
         if due is not None:
             data["due"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -401,7 +352,7 @@ def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[
                           "status": TaskStatus.OPEN.value, "source": _author(ctx, enr), "created_at": to_dt(ctx.now)})
         ctx.log(cid, rid, "task", eid, **data)
     elif kind == "notify":
-        ctx.log(cid, rid, "notify", eid, team=op["team"], text=render_text(op["text"], contact, props))
+        ctx.log(cid, rid, "notify", eid, team=op["team"], text=render_text(op["text"], contact, scope.event))
     elif kind == "start":
         other = ctx.session.scalar(select(Rule).where(Rule.name == op["rule"]))
         if other is not None:
@@ -411,7 +362,9 @@ def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[
         action = actions.get(op["step"])
         if action is None:
             raise RuntimeError(f"unknown step {op['step']!r} in rule {rid}; is the plugin that provides it installed?")
-        action.run(contact=_contact_data(contact), args=op.get("args", []))
+        from .render import contact_data
+
+        action.run(contact=contact_data(contact), args=op.get("args", []))
         ctx.log(cid, rid, op["step"], eid)
     else:
         raise RuntimeError(f"unknown instruction {kind!r} in rule {rid}: was the plan compiled by a newer Nudge?")

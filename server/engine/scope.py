@@ -6,7 +6,7 @@ over the database, so simulation and live runs evaluate conditions the same way.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,14 +48,23 @@ class Scope:
     """Evaluation context for one contact at one instant (optionally with a triggering event)."""
 
     def __init__(self, session: Session, contact: Contact, now_ts: int, event_props: Mapping[str, Any] | None = None,
-                 segments: Any = None):
+                 segments: Any = None, event_loader: Callable[[], Mapping[str, Any]] | None = None):
+        """:param event_loader: reads the triggering event's props on first use (most steps never look)."""
         self.session = session
         self.contact = contact
         self._now_ts = now_ts
         self.now: datetime = to_dt(now_ts)
-        self.event = event_props if event_props is not None else {}
+        self._event = event_props
+        self._event_loader = event_loader
         self._tags: set[str] | None = None
         self._segments = segments
+
+    @property
+    def event(self) -> Mapping[str, Any]:
+        """The triggering event's props (empty without one)."""
+        if self._event is None:
+            self._event = self._event_loader() if self._event_loader is not None else {}
+        return self._event
 
     # -- the evaluator's protocol ---------------------------------------------------
     def contact_field(self, name: str) -> Any:
