@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "ENGINE_LEASE": 120.0,       # seconds a batch of due enrolments belongs to one job before it is handed on
     "RETRY_BASE": 30.0,          # seconds before the first retry of a failed send (doubles, with jitter)
     "FREQUENCY_CAP": None,       # e.g. "3/7d": at most 3 marketing messages per contact in any 7 days
+    "MAX_ATTEMPTS": 8,           # tries before a failing send fails, and a failing event or journey step is parked
+    "AMBIGUOUS_SENDS": "hold",   # a send that may have reached the provider: hold it as unknown, or resend it
     "LOG_LEVEL": "INFO",
     "MIGRATE_ON_START": True,
     "LOAD_ENTRY_POINTS": True,   # third-party plugins from the nudge.plugins entry points
@@ -41,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
 _FLOATS = {"SCHEDULER_INTERVAL", "REQUEUE_AFTER", "ENGINE_LEASE", "RETRY_BASE"}
 _BOOLS = {"MIGRATE_ON_START", "LOAD_ENTRY_POINTS"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+_AMBIGUOUS_SENDS = ("hold", "resend")
 
 
 class ConfigError(Exception):
@@ -263,6 +266,14 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
+    attempts = str(settings["MAX_ATTEMPTS"]).strip()
+    if not attempts.isdigit() or not 1 <= int(attempts) <= 100:
+        raise ConfigError("MAX_ATTEMPTS", f"must be a whole number from 1 to 100, got {settings['MAX_ATTEMPTS']!r}")
+    settings["MAX_ATTEMPTS"] = int(attempts)
+    settings["AMBIGUOUS_SENDS"] = str(settings["AMBIGUOUS_SENDS"]).strip().lower()
+    if settings["AMBIGUOUS_SENDS"] not in _AMBIGUOUS_SENDS:
+        raise ConfigError("AMBIGUOUS_SENDS", f"must be hold or resend, got {settings['AMBIGUOUS_SENDS']!r}",
+                          "hold: never send twice, an operator decides; resend: never lose one, a rare duplicate")
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")

@@ -6,7 +6,8 @@ from tests.servers import free_port
 def test_healthz_reports_database_and_redis(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "checks": {"database": {"ok": True}, "redis": {"ok": True}}}
+    assert response.json == {"status": "ok", "checks": {"database": {"ok": True}, "redis": {"ok": True},
+                                                        "delivery": {"ok": True}}}
 
 
 def test_healthz_is_503_when_redis_is_down(app, client):

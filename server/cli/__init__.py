@@ -112,14 +112,11 @@ def web(host: str, port: int, threads: int, no_migrate: bool) -> None:
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker(burst: bool) -> None:
-    """Run a worker that processes queued jobs."""
-    from ..queue import AppWorker, get_queue
+    """Run a worker that processes queued jobs (it waits out Redis outages)."""
+    from ..queue import serve
 
     _setup_logging()
-    app = build_app()
-    tq = get_queue(app)
-    w = AppWorker(tq.queues, connection=tq.redis, app=app)
-    w.work(burst=burst, logging_level=app.config["LOG_LEVEL"])
+    serve(build_app(), burst=burst)
 
 
 @main.command()
