@@ -1,7 +1,7 @@
 """How delivery is doing, for ``/healthz``: each channel's last error and last success, what waits and what is parked.
 
-Workers note a channel's errors as they happen and its successes at most once a minute (and at once
-after an error), in one small row per channel; the report reads indexed counts only, so a load
+Workers note a channel's failed tries as they happen and its successes at most once a minute (and at
+once after a failure), in one small row per channel; the report reads indexed counts only, so a load
 balancer may ask every few seconds. No personal data: error texts have addresses and numbers blanked.
 """
 from __future__ import annotations
@@ -19,32 +19,34 @@ from .failures import redact
 NOTE_EVERY = 60
 #: work waiting longer than this (an event nobody processed, a due send nobody picked up) degrades health
 STALLED = 600
-#: a channel whose last error is newer than its last success, and younger than this, is failing
+#: a channel is failing after this many failed tries in a row (no success between), the last one recent
+FAILING_AFTER = 3
 RECENT = 86400
 
 
 def note_error(session: Session, channel: str, text: str, at: datetime) -> None:
-    """Record an error of *channel* itself (not one recipient's); committed with the caller's transaction."""
-    _upsert(session, channel, last_error=redact(text)[:500], last_error_at=at)
+    """Record a failed try of *channel*; committed with the caller's transaction."""
+    values = {"last_error": redact(text)[:500], "last_error_at": at}
+    _upsert(session, channel, {**values, "failures": 1}, {**values, "failures": ChannelHealth.failures + 1})
 
 
 def note_sent(session: Session, channel: str, at: datetime) -> None:
-    """Record that *channel* sent something, unless a recent success is already noted and no error since."""
-    row = session.execute(select(ChannelHealth.last_sent_at, ChannelHealth.last_error_at)
+    """Record that *channel* sent something, unless a recent success is already noted and nothing failed since."""
+    row = session.execute(select(ChannelHealth.last_sent_at, ChannelHealth.failures)
                           .where(ChannelHealth.channel == channel)).first()
-    if row is not None and row.last_sent_at is not None and row.last_sent_at > at - timedelta(seconds=NOTE_EVERY) \
-            and (row.last_error_at is None or row.last_error_at < row.last_sent_at):
+    if row is not None and not row.failures and row.last_sent_at is not None \
+            and row.last_sent_at > at - timedelta(seconds=NOTE_EVERY):
         return
-    _upsert(session, channel, last_sent_at=at)
+    _upsert(session, channel, {"last_sent_at": at, "failures": 0}, {"last_sent_at": at, "failures": 0})
 
 
-def _upsert(session: Session, channel: str, **values: Any) -> None:
+def _upsert(session: Session, channel: str, new: dict[str, Any], update: dict[str, Any]) -> None:
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(ChannelHealth).values(channel=channel, **values)
-    session.execute(stmt.on_conflict_do_update(index_elements=["channel"], set_=values))
+    stmt = insert(ChannelHealth).values(channel=channel, **new)
+    session.execute(stmt.on_conflict_do_update(index_elements=["channel"], set_=update))
 
 
 def _age(now: datetime, then: datetime | None) -> int | None:
@@ -56,13 +58,14 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def channel_report(session: Session, now: datetime) -> dict[str, dict[str, Any]]:
-    """Per channel: ``ok`` (no recent error since the last success), the last error and when, the last success."""
+    """Per channel: ``ok`` (fewer than ``FAILING_AFTER`` failed tries in a row, or none lately), the failed tries
+    since the last success, the last error and when, and the last success."""
     out = {}
     for row in session.scalars(select(ChannelHealth).order_by(ChannelHealth.channel)):
-        failing = row.last_error_at is not None and row.last_error_at > now - timedelta(seconds=RECENT) and (
-            row.last_sent_at is None or row.last_error_at >= row.last_sent_at)
-        out[row.channel] = {"ok": not failing, "last_error": row.last_error, "last_error_at": _iso(row.last_error_at),
-                            "last_sent_at": _iso(row.last_sent_at)}
+        failing = row.failures >= FAILING_AFTER and row.last_error_at is not None \
+            and row.last_error_at > now - timedelta(seconds=RECENT)
+        out[row.channel] = {"ok": not failing, "failures": row.failures, "last_error": row.last_error,
+                            "last_error_at": _iso(row.last_error_at), "last_sent_at": _iso(row.last_sent_at)}
     return out
 
 

@@ -41,9 +41,10 @@ def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
         ctx.session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
 
 
-def _send_later(message_ids: list[int]) -> None:
+def _send_later(message_ids: list[int], now: int | None = None) -> None:
+    """Hand new outbox rows to the send queue (on the engine clock the job ran on, when it was given one)."""
     if message_ids:
-        get_queue().enqueue_send(deliver_messages, message_ids)
+        get_queue().enqueue_send(deliver_messages, message_ids, **({} if now is None else {"now": now}))
 
 
 def process_events(event_ids: list[int], now: int | None = None) -> int:
@@ -63,7 +64,7 @@ def process_events(event_ids: list[int], now: int | None = None) -> int:
         session.rollback()
         log.warning("an event in a batch of %d failed; redoing the batch one by one", len(event_ids))
         done, messages = _process_events(session, event_ids, isolate=True, now=now)
-    _send_later(messages)
+    _send_later(messages, now)
     return done
 
 
@@ -120,7 +121,7 @@ def advance_enrolments(enrolment_ids: list[int], lease: int, now: int | None = N
         session.rollback()
         log.warning("a journey in a batch of %d failed; redoing the batch one by one", len(enrolment_ids))
         ran, messages = _advance(session, enrolment_ids, lease, isolate=True, now=now)
-    _send_later(messages)
+    _send_later(messages, now)
     return ran
 
 
@@ -193,7 +194,7 @@ def fire_timers(now: int | None = None) -> int:
     ctx = _ctx(session, now)
     fired = dispatch.fire_trigger_timers(ctx) + dispatch.fire_schedule_timers(ctx)
     ctx.commit()
-    _send_later(ctx.new_messages)
+    _send_later(ctx.new_messages, now)
     return fired
 
 

@@ -260,8 +260,8 @@ class Delivery:
             address = getattr(contact, channel.address_field, None)
             if address:
                 suppress(self.session, self.config["SECRET_KEY"], msg.channel, address, exc.suppress, exc.message)
-        if not exc.suppress:  # a bounce is one recipient's; anything else says how the channel is doing
-            self._channel_error(msg.channel, exc.message)
+        # a bounce too: one is a recipient's, but a server that refuses every recipient bounces them all
+        self._channel_error(msg.channel, exc.message)
         schedule = getattr(channel, "retry_schedule", None)
         limit = len(schedule) if schedule else int(self.config.get("MAX_ATTEMPTS", MAX_ATTEMPTS))
         if exc.ambiguous and not getattr(channel, "idempotent", False) and not self.resend_ambiguous:

@@ -87,7 +87,7 @@ def resend(session: Session, actor: str, ids: Iterable[int] = (), status: str | 
             raise ResendError(f"message {message_id} is {msg.status}: only failed or unknown messages can be resent"
                               + ("; it is still on its way" if msg.status in ("pending", "sending") else ""),
                               409, "ids")
-    now = utcnow()
+    now = utcnow().replace(microsecond=0)  # engine clocks tick in whole seconds
     for message_id in ids:
         # attempts start again: a send that had used up its tries gets all of them
         session.execute(update(Message).where(Message.id == message_id, Message.status.in_(RESENDABLE)).values(
@@ -105,7 +105,7 @@ def unpark(session: Session, events: Iterable[int] = (), journeys: Iterable[int]
     events, journeys = list(events), list(journeys)
     pick_events = [Event.id.in_(events)] if events or journeys else []
     pick_journeys = [Enrolment.id.in_(journeys)] if events or journeys else []
-    now = utcnow()
+    now = utcnow().replace(microsecond=0)  # engine clocks tick in whole seconds
     unparked_events = session.execute(update(Event).where(
         Event.processed_at.is_(None), Event.parked_at.is_not(None), *pick_events).values(
         parked_at=None, retry_at=now, attempts=0)).rowcount

@@ -50,8 +50,11 @@ class ChannelHealth(Base):
     __tablename__ = "channel_health"
 
     channel: Mapped[str] = mapped_column(String(64), primary_key=True)
-    #: the last error that was the channel's (not one recipient's), without addresses or numbers
+    #: the last error, without addresses or numbers
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: refreshed at most once a minute while sends succeed, and at once after an error
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: failed tries since the last success, a recipient's bounce included (a server refusing every
+    #: recipient bounces them all); a success sets it back to 0
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -60,14 +60,18 @@ def _admin_only() -> Any:
     if scheme.lower() != "bearer" or not token.strip():
         return problem(401, "Missing API key", "?details=1 needs 'Authorization: Bearer <admin key>'; "
                        "create one with: nudge apikey create --scope admin")
+    session = get_session()
     try:
-        key = verify_api_key(get_session(), token.strip())
+        key = verify_api_key(session, token.strip())
+        scope = None if key is None else key.scope
     except Exception:  # the database is down: no way to check the key, and nothing to detail
         return problem(503, "Unavailable", "the database cannot be reached to check the key")
-    if key is None:
+    finally:
+        session.rollback()  # SQLite: the session's BEGIN IMMEDIATE must not block the checks below
+    if scope is None:
         return problem(401, "Invalid API key", "the key is unknown or revoked")
-    if key.scope != Scope.ADMIN.value:
-        return problem(403, "Insufficient scope", f"?details=1 needs a key with scope admin, not {key.scope}")
+    if scope != Scope.ADMIN.value:
+        return problem(403, "Insufficient scope", f"?details=1 needs a key with scope admin, not {scope}")
     return None
 
 
