@@ -63,7 +63,7 @@ class EmailChannel(Channel):
                             "from MAIL_FROM: its name and <local-part.domain>"},
         "FEEDBACK_ID": {"type": "string",
                         "help": "a sender id for Gmail's Feedback Loop; when set, every email carries Feedback-ID: "
-                                "<rule or broadcast>:<template>:<marketing|transactional>:<this id>"},
+                                "<rule, broadcast or form-slug>:<template>:<marketing|transactional>:<this id>"},
         "DKIM_SELECTOR": {"type": "string", "help": "DKIM selector, e.g. nudge (TXT record nudge._domainkey.<domain>)"},
         "DKIM_DOMAIN": {"type": "string", "help": "the d= domain; default the domain of MAIL_FROM"},
         "DKIM_PRIVATE_KEY_FILE": {"type": "file", "secret": True, "help": "PEM private key for DKIM signing"},

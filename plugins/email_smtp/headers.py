@@ -101,10 +101,11 @@ def list_id_parts(value: str) -> list[str]:
 def feedback_id(data: Mapping[str, Any], template: str, marketing: bool, sender: str) -> str:
     """``Feedback-ID: <campaign>:<template>:<marketing|transactional>:<sender id>`` (Gmail's Feedback Loop).
 
-    Every part is stable (the rule's name, or ``broadcast``; never a contact or a message), so complaint
-    rates add up per campaign and template.
+    Every part is stable (the rule's name, ``broadcast`` or ``form-<slug>``; never a contact or a message),
+    so complaint rates add up per campaign and template.
     """
-    campaign = data.get("rule_name") or ("broadcast" if data.get("broadcast") else "message")
+    campaign = data.get("rule_name") or ("broadcast" if data.get("broadcast") else
+                                         f"form-{data['form']}" if data.get("form") else "message")
     parts = (str(campaign), template, "marketing" if marketing else "transactional", sender)
     return ":".join(_FEEDBACK_PART.sub("-", part).strip("-")[:64] or "none" for part in parts)
 

@@ -467,3 +467,14 @@ def test_arf_complaint_suppresses_and_raises_email_complained(email_app):
     suppression, events = _state(email_app, "angry@example.com")
     assert suppression.reason == "complained"
     assert [name for name, _ in events] == ["email.complained"] and events[0][1]["message"] == "journey:2:offer"
+
+
+def test_a_uri_too_long_for_one_line_stays_whole_and_unencoded(peer):
+    long_url = "https://nudge.example/u/" + "A1b2-C3d4_" * 40  # 424 characters: no fold can make it fit 78
+    channel_for(peer).send(outbound("short", unsubscribe_url=long_url))
+    channel_for(peer, UNSUBSCRIBE_MAILTO="leave@acme.example").send(outbound("both", unsubscribe_url=long_url))
+    alone, both = (raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n") for raw in peer.handler.raw)
+    assert f"List-Unsubscribe: <{long_url}>".encode() in alone
+    at = both.index(f"List-Unsubscribe: <{long_url}>,".encode())  # folded at the comma only
+    assert both[at + 1] == f" <mailto:leave@acme.example?subject={long_url.rsplit('/', 1)[1]}>".encode()
+    assert all(len(line) <= 998 and b"=?" not in line for line in alone + both)

@@ -216,3 +216,6 @@ def test_marketing_email_without_a_postal_address_is_refused_naming_the_setting(
     run_worker(app)
     [confirmation] = smtp_server.wait_for(1)
     assert confirmation["Subject"] == "Please confirm your subscription"
+    fields = dict(raw_fields(smtp_server.raw[0]))
+    assert fields["Feedback-ID"] == "form-newsletter:confirm_subscription:transactional:acme-news"
+    assert "List-Unsubscribe" not in fields and "List-Id" not in fields
