@@ -65,9 +65,16 @@ def run_checks(app: Flask) -> list[Check]:
 
 
 def log_checks(app: Flask) -> list[Check]:
-    """Run the checks and log every one that is not ok (errors as errors), for the start-up of a process."""
-    with app.app_context():
-        checks = run_checks(app)
+    """Run the checks and log every one that is not ok (errors as errors), for the start-up of a process.
+
+    Never raises: a process starts whatever the checks find, or however they fail.
+    """
+    try:
+        with app.app_context():
+            checks = run_checks(app)
+    except Exception:  # e.g. the database went away between start-up and here
+        log.exception("the start-up checks failed; run nudge doctor")
+        return []
     for check in checks:
         if check.status != "ok":
             log.log(logging.ERROR if check.status == "error" else logging.WARNING, "%s %s — %s (nudge doctor)",
