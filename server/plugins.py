@@ -350,7 +350,9 @@ def _record_status(status: DeliveryStatus, address_field: str | None) -> Any:
 def build_plugin_manager(config: Mapping[str, Any]) -> PluginManager:
     """Load the plugins named by ``PLUGINS`` (default :data:`DEFAULT_PLUGINS`) and, unless
     ``LOAD_ENTRY_POINTS`` is false, every installed ``nudge.plugins`` entry point."""
-    plugins = config.get("PLUGINS", DEFAULT_PLUGINS)
+    plugins = config.get("PLUGINS")
+    if plugins is None:  # unset (the declared default)
+        plugins = DEFAULT_PLUGINS
     if isinstance(plugins, str):  # NUDGE_PLUGINS=plugins.email_smtp,plugins.webhook
         plugins = [name.strip() for name in plugins.split(",") if name.strip()]
     pm = PluginManager()

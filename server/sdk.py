@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import Any, ClassVar, Iterator, Mapping
 
 __all__ = [
-    "Action", "Channel", "ChannelError", "DeliveryStatus", "OutboundMessage", "SETTING_TYPES", "SendResult",
-    "SettingError", "Trigger", "address_hash", "check_header", "validate_schema", "validate_settings",
+    "Action", "Channel", "ChannelError", "Check", "DeliveryStatus", "OutboundMessage", "SETTING_TYPES", "SendResult",
+    "SettingError", "Trigger", "address_hash", "check_header", "unsubscribe", "validate_schema", "validate_settings",
 ]
 
 
@@ -57,7 +57,8 @@ class OutboundMessage:
     ``key`` is the outbox idempotency key: stable across retries, unique per
     (enrolment, step, occurrence). Channels pass it to providers that accept an
     idempotency id and derive stable ids (e.g. the email ``Message-ID``) from it.
-    ``unsubscribe_url`` is filled by the engine for every marketing message.
+    ``unsubscribe_url`` is filled by the engine for every marketing message; its last path segment is the
+    signed token :func:`unsubscribe` accepts (e.g. from a ``mailto:`` unsubscribe the channel advertises).
     """
 
     key: str
@@ -79,6 +80,29 @@ class SendResult:
 
     provider_id: str | None = None
     status: str = "sent"
+
+
+#: the states of a :class:`Check`, from good to blocking
+CHECK_STATUSES = ("ok", "warn", "error")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``nudge doctor`` (and of the start-up log): what was checked, how it stands, what to do.
+
+    :param name: what was checked, e.g. ``email: postal address``.
+    :param status: ``ok``, ``warn`` (unsafe, but sending works) or ``error`` (sending is blocked or will fail).
+    :param detail: what was found and, unless ``ok``, what to do, naming the setting (``set NUDGE_…``).
+    """
+
+    name: str
+    status: str
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.status not in CHECK_STATUSES:
+            raise ValueError(f"check {self.name!r}: status must be one of {', '.join(CHECK_STATUSES)}, "
+                             f"not {self.status!r}")
 
 
 @dataclass(frozen=True)
@@ -263,6 +287,18 @@ class Channel:
         :raises SettingError: naming the setting to fix.
         """
 
+    def diagnose(self, *, in_use: bool) -> list[Check]:
+        """Checks of this channel's set-up for ``nudge doctor`` and the start-up log (default: none).
+
+        Called on a channel built with the instance's settings, outside any batch. Check what an
+        operator can fix: a missing setting, an unsafe default, an unreachable provider.
+
+        :param in_use: True when an active rule sends on this channel or messages wait to go out on it;
+            a problem that stops sends is an ``error`` then, and may be only a ``warn`` otherwise.
+        :return: one :class:`Check` per thing checked.
+        """
+        return []
+
     def validate_address(self, address: str) -> str:
         """Return the address in canonical form, or raise ``ValueError`` saying why it is invalid."""
         if not address or not address.strip():
@@ -324,3 +360,26 @@ class Action:
     def run(self, contact: Mapping[str, Any], args: Mapping[str, Any]) -> None:  # pragma: no cover - abstract
         """Do the step for *contact* (plain data) with the rule's *args*; raise :class:`ChannelError` to retry."""
         raise NotImplementedError(f"action {self.name!r} does not implement run()")
+
+
+def unsubscribe(token: str, *, source: str, ip: str | None = None, user_agent: str | None = None) -> str | None:
+    """Record the opt-out a signed unsubscribe token asks for, exactly as the one-click ``POST /u/<token>`` does.
+
+    Revokes the contact's consent on the token's channel and raises ``<channel>.unsubscribed`` (once: a
+    repeated request records nothing new), then commits and hands the event to the engine. Call it inside
+    an app or request context, e.g. from a plugin endpoint that receives ``mailto:`` unsubscribes.
+
+    :param token: the last path segment of ``OutboundMessage.unsubscribe_url``.
+    :param source: where the request came from, kept in the consent ledger (``mailto``).
+    :param ip: the requester's IP address, when known.
+    :param user_agent: the requester's user agent, when known.
+    :return: the channel unsubscribed from, or None when the token's contact no longer exists.
+    :raises ValueError: when the token is forged, tampered with, made for another purpose, or expired.
+    """
+    # the core does the writing; imported here so that importing the sdk needs nothing but the standard library
+    from .optout import BadLink, unsubscribe_with_token
+
+    try:
+        return unsubscribe_with_token(token, source, ip=ip, user_agent=user_agent)
+    except BadLink as exc:
+        raise ValueError(f"not a valid unsubscribe token: {exc}") from None

@@ -14,7 +14,7 @@ from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
 from urllib3.util import Retry
 
-from server.sdk import Channel, ChannelError, OutboundMessage, SendResult, SettingError
+from server.sdk import Channel, ChannelError, Check, OutboundMessage, SendResult, SettingError
 
 from .phone import normalise
 
@@ -66,6 +66,15 @@ class SmsChannel(Channel):
         if settings.get("SMS_DEFAULT_REGION") and not phonenumbers.country_code_for_region(
                 str(settings["SMS_DEFAULT_REGION"]).upper()):
             raise SettingError("SMS_DEFAULT_REGION", f"unknown country {settings['SMS_DEFAULT_REGION']!r}; use e.g. US or DE")
+
+    def diagnose(self, *, in_use: bool) -> list[Check]:
+        """Whether Twilio is configured, which matters once a rule sends SMS."""
+        if self.config.get("TWILIO_ACCOUNT_SID") and self.config.get("TWILIO_AUTH_TOKEN"):
+            return [Check("sms: Twilio", "ok", "configured")]
+        if in_use:
+            return [Check("sms: Twilio", "error", "active rules send SMS but Twilio is not configured; set "
+                          "NUDGE_TWILIO_ACCOUNT_SID, NUDGE_TWILIO_AUTH_TOKEN and NUDGE_TWILIO_FROM")]
+        return [Check("sms: Twilio", "ok", "not configured (no active rule sends SMS)")]
 
     def validate_address(self, address: str) -> str:
         return normalise(address, self.config.get("SMS_DEFAULT_REGION"))
