@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     "MIGRATE_ON_START": True,
     "LOAD_ENTRY_POINTS": True,   # third-party plugins from the nudge.plugins entry points
+    "TEAMS": None,               # who `notify`/`task` steps reach: sales=ana@x.example;ops=webhook:ops-hook (server/teams.py)
 }
 
 _FLOATS = {"SCHEDULER_INTERVAL", "REQUEUE_AFTER", "ENGINE_LEASE", "RETRY_BASE"}
@@ -193,6 +194,15 @@ def _validate_timezone(name: str) -> str:
     return name
 
 
+def _validate_teams(value: Any) -> dict[str, Any]:
+    from .teams import EXAMPLE, parse_teams
+
+    try:
+        return parse_teams(value)
+    except ValueError as exc:
+        raise ConfigError("TEAMS", str(exc), EXAMPLE if EXAMPLE not in str(exc) else "") from None
+
+
 def _secret_key(home: Path) -> str:
     """Read the instance's secret key, creating it (mode 0600) on first use."""
     path = home / "secret_key"
@@ -263,6 +273,7 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
+    settings["TEAMS"] = _validate_teams(settings["TEAMS"])
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")

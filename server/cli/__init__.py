@@ -233,7 +233,7 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "engine", "plugins", "contacts")
+COMMAND_MODULES = ("lang", "engine", "plugins", "contacts", "tasks")
 
 
 def _register_optional() -> None:
