@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     "MIGRATE_ON_START": True,
     "LOAD_ENTRY_POINTS": True,   # third-party plugins from the nudge.plugins entry points
-    "TEAMS": None,               # who `notify`/`task` steps reach: sales=ana@x.example;ops=webhook:ops-hook (server/teams.py)
+    "TEAMS": None,               # who `notify`/`task` reach: sales=ana@x.example;ops=webhook:ops-hook (server/teams.py)
 }
 
 _FLOATS = {"SCHEDULER_INTERVAL", "REQUEUE_AFTER", "ENGINE_LEASE", "RETRY_BASE"}

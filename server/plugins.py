@@ -300,10 +300,13 @@ class PluginManager(pluggy.PluginManager):
         return _record_status(status, address_field=cls.address_field)
 
 
+_HHMM = re.compile(r"([01]?\d|2[0-3]):[0-5]\d")
+
+
 def _local_window(value: Any) -> bool:
     """None, or a pair of ``HH:MM`` local times (a channel's ``quiet_hours``)."""
     return value is None or (isinstance(value, tuple) and len(value) == 2
-                             and all(isinstance(t, str) and re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", t) for t in value))
+                             and all(isinstance(t, str) and _HHMM.fullmatch(t) for t in value))
 
 
 def _items(value: Any) -> list[Any]:

@@ -70,8 +70,8 @@ def inbound():
     if recorded.duplicate:
         current_app.logger.info("SMS %s was handled before (a replayed callback); nothing changed", receipt)
     elif not recorded.contacts:
-        current_app.logger.info("SMS %s matches no contact%s", receipt,
-                                "; its opt-out is kept as a suppression" if keyword and keyword.kind == "opt_out" else "")
+        kept = "; its opt-out is kept as a suppression" if keyword and keyword.kind == "opt_out" else ""
+        current_app.logger.info("SMS %s matches no contact%s", receipt, kept)
     return _twiml(reply)
 
 
