@@ -20,7 +20,7 @@ from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStat
 from ..sdk import ChannelError, OutboundMessage
 from .quiet import defer_if_quiet
 from .render import contact_data, render_message
-from .staff import internal_address, internal_outbound, recipient
+from .staff import TEAM_KEY_PREFIX, internal_address, internal_outbound, recipient
 from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,8 @@ class Delivery:
             limit, window = self.cap
             recent = self.session.scalar(select(func.count(Message.id)).where(
                 Message.contact_id == contact.id, Message.status == MessageStatus.SENT.value,
-                Message.channel.in_(self.capped_channels), Message.sent_at >= to_dt(self.now - window)))
+                Message.channel.in_(self.capped_channels), Message.sent_at >= to_dt(self.now - window),
+                ~Message.key.startswith(TEAM_KEY_PREFIX)))  # mail to the staff about the contact is not theirs
             if recent >= limit:
                 return "frequency_cap"
         return None

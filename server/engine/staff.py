@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: the ``Message.data`` key of an internal notification
 INTERNAL = "internal"
+#: how the outbox keys of internal notifications begin (they never count toward a contact's frequency cap)
+TEAM_KEY_PREFIX = "team:"
 
 
 def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: str, text: str,
@@ -48,7 +50,7 @@ def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: 
                 "step": step, "marketing": False, "transactional": True, INTERNAL: internal}
         # a channel that addresses nobody takes its target as the template (the webhook endpoint's name)
         template = f"internal.{kind}" if getattr(cls, "address_field", None) else member.address
-        msg = Message(key=f"team:{enr.id}:{step}:{number}", contact_id=enr.contact_id, channel=channel,
+        msg = Message(key=f"{TEAM_KEY_PREFIX}{enr.id}:{step}:{number}", contact_id=enr.contact_id, channel=channel,
                       template=template, status="pending", next_attempt_at=to_dt(ctx.now),
                       created_at=to_dt(ctx.now), data=data)
         ctx.session.add(msg)

@@ -2,23 +2,20 @@
 exactly once, even when the jobs are delivered twice; `nudge tasks` lists and closes the tasks."""
 from __future__ import annotations
 
-import base64
 import json
-import secrets
 
 import pytest
 from sqlalchemy import select
 
 from server.app import create_app
 from server.config import ConfigError, load_config
-from server.consent import record_consent
 from server.db import get_session
 from server.engine.jobs import deliver_messages, process_events
-from server.models import Contact, Event, Message, Task, WebhookEndpoint
+from server.models import Event, Message, Task, WebhookEndpoint
 from server.queue import get_queue
 
 from ..helpers import api_key, load_rules, post_event, run_worker
-from ..plugins.webhook_receiver import WebhookReceiver
+from .test_channels_through_engine import receiver  # noqa: F401  (the signed webhook receiver fixture)
 
 DEMO_RULE = """rule "Demo requests"
 when form.submitted then
@@ -27,15 +24,6 @@ when form.submitted then
   notify "ops" "Someone wants a demo"
 end
 """
-
-
-@pytest.fixture
-def receiver():
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    server = WebhookReceiver(secret)
-    server.start()
-    yield server, secret
-    server.stop()
 
 
 @pytest.fixture
@@ -68,13 +56,12 @@ def redeliver(app) -> None:
 
 def test_notify_and_task_mail_each_member_of_the_team_once(team_app, smtp_server, receiver):
     app, client = team_app, team_app.test_client()
-    with app.app_context():  # the lead unsubscribed from marketing email: internal mail about them still goes
-        session = get_session()
-        lead = Contact(email="lead@example.com", fields={})
-        session.add(lead)
-        session.flush()
-        record_consent(session, lead.id, "email", False, "unsubscribe-link")
-        session.commit()
+    # the lead unsubscribed from marketing email: internal mail about them still goes
+    headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    lead = client.post("/api/v1/contacts", json={"email": "lead@example.com"}, headers=headers).json["id"]
+    revoked = client.post(f"/api/v1/contacts/{lead}/consents", json={"channel": "email", "granted": False},
+                          headers=headers)
+    assert revoked.status_code == 201, revoked.json
     assert post_event(client, api_key(app), email="lead@example.com").status_code == 202
     run_worker(app)
     redeliver(app)
@@ -168,3 +155,17 @@ def test_a_member_on_a_channel_that_is_not_installed_stops_start_up(config):
     with pytest.raises(ConfigError, match="NUDGE_TEAMS: team 'ops': pager:night names the channel 'pager', "
                                           "which is not installed"):
         create_app({**config, "TEAMS": "ops=pager:night"})
+
+
+def test_team_mail_about_a_contact_does_not_use_up_the_contacts_frequency_cap(config, smtp_server):
+    app = create_app({**config, "TEAMS": "sales=ana@x.example", "FREQUENCY_CAP": "1/7d"})
+    try:
+        load_rules(app, 'rule "Hot lead"\nwhen form.submitted then\n  notify "sales" "Hot lead"\n'
+                        '  send email welcome\nend\n')
+        assert post_event(app.test_client(), api_key(app), email="hot@example.com").status_code == 202
+        run_worker(app)
+        smtp_server.wait_for(2)
+        assert sorted(rcpt[0] for _, rcpt in smtp_server.handler.envelopes) == ["ana@x.example", "hot@example.com"]
+    finally:
+        app.extensions["nudge.queue"].close()
+        app.extensions["nudge.db"].dispose()
