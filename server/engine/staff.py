@@ -33,6 +33,8 @@ def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: 
     """
     members = (ctx.config.get("TEAMS") or {}).get(team)
     if not members:
+        if ctx.deliver_now is not None:
+            return 0  # a simulation: its trace shows the step; teams are an instance's business
         log.warning("rule %s: team %r is not configured in NUDGE_TEAMS; nobody was notified (enrolment %s)",
                     enr.rule_id, team, enr.id)
         return 0
