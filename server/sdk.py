@@ -372,7 +372,7 @@ class Recorded:
 
 def _host() -> Any:
     """Nudge's writer for plugins, inside the running app (request or app context)."""
-    from server import plugin_writes  # the SDK module itself imports only the standard library
+    from . import plugin_writes  # the SDK module itself imports only the standard library
 
     return plugin_writes
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from server.db import get_session
 from server.models import Contact, Message, MessageStatus, MessageStatusChange, utcnow
-from server.sdk import DeliveryStatus, record_consent
+from server.sdk import DeliveryStatus, record_consent, suppress
 
 from .channel import CHANNEL, UNSUBSCRIBED
 from .phone import normalise
@@ -28,6 +28,8 @@ RANK = {"accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3,
 #: endings that raise an event: Twilio status -> event suffix (``sms.delivered``, ``sms.failed``)
 FINAL = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
 FAILED = {"undelivered", "failed"}
+#: Twilio errors meaning the number can never get an SMS: unknown handset, landline or unreachable carrier
+UNREACHABLE = {"30005", "30006"}
 
 
 def record_provider_opt_out(phone: str) -> None:
@@ -63,19 +65,24 @@ def apply_status(sid: str, status: str, error_code: str | None) -> None:
         session.commit()
         return
     props: dict[str, Any] = {"provider_id": sid, "status": status}
-    opted_out = None
+    number = None
     if status in FAILED:
         msg.status = MessageStatus.FAILED.value
         msg.error = f"Twilio reports {status}" + (f" (error {error_code})" if error_code else "")
         props["error_code"] = error_code
         contact = session.get(Contact, msg.contact_id) if msg.contact_id else None
-        if error_code == str(UNSUBSCRIBED) and contact is not None and contact.phone:
-            try:
-                opted_out = normalise(contact.phone, current_app.config.get("SMS_DEFAULT_REGION"))
-            except ValueError:
-                opted_out = None
+        number = _e164(contact.phone if contact is not None else None)
     report = DeliveryStatus(channel=CHANNEL, status=FINAL[status], provider_id=sid, props=props,
                             detail=msg.error if status in FAILED else None)
     current_app.extensions["nudge.plugins"].record_status(report)  # commits
-    if opted_out is not None:
-        record_provider_opt_out(opted_out)
+    if number is not None and error_code == str(UNSUBSCRIBED):
+        record_provider_opt_out(number)
+    elif number is not None and error_code in UNREACHABLE:
+        suppress(CHANNEL, number, "invalid_address", detail=f"Twilio error {error_code}")
+
+
+def _e164(phone: str | None) -> str | None:
+    try:
+        return normalise(phone, current_app.config.get("SMS_DEFAULT_REGION")) if phone else None
+    except ValueError:
+        return None

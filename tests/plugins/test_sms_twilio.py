@@ -270,6 +270,20 @@ def test_an_undelivered_report_fails_the_message_and_raises_sms_failed(app, twil
     assert event.props["error_code"] == "30003" and event.props["status"] == "undelivered"
 
 
+@pytest.mark.parametrize("code, suppressed", [("30006", True), ("30005", True), ("30003", False)])
+def test_a_number_twilio_reports_unreachable_for_good_gets_no_more_texts(app, twilio, sent, code, suppressed):
+    msg, sid = sent
+    assert twilio.send_status(sid, "undelivered", error_code=code)[0] == 204
+    again = send_via_outbox(app, msg.contact_id)
+    if suppressed:  # a landline or an unknown handset: suppressed, the provider is not asked again
+        assert (again.status, again.error) == ("suppressed", "bounced") and len(twilio.requests) == 1
+        with db(app) as session:
+            [row] = session.scalars(select(Suppression)).all()
+            assert (row.channel, row.reason, row.detail) == ("sms", "invalid_address", f"Twilio error {code}")
+    else:  # the phone was off: the next text goes
+        assert again.status == "sent" and len(twilio.requests) == 2
+
+
 # -- incoming messages ---------------------------------------------------------------------------
 @pytest.fixture
 def inbound(app, twilio, live_app):
