@@ -73,6 +73,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
                         "plugins.sms_twilio, plugins.webhook"},
     "LOAD_ENTRY_POINTS": {"type": "bool", "default": True,
                           "help": "load third-party plugins from the nudge.plugins entry points"},
+    "TEAMS": {"type": "string",
+              "help": "who rules' notify/task steps reach: sales=ana@x.example,bob@x.example;ops=webhook:ops-hook, "
+                      "or JSON, or a [teams] table in nudge.toml (see docs/engine.md)"},
 }
 
 #: every core setting with its default (None: unset, or computed at start-up), derived from :data:`SETTINGS`
@@ -235,6 +238,15 @@ def _validate_timezone(name: str) -> str:
     return name
 
 
+def _validate_teams(value: Any) -> dict[str, Any]:
+    from .teams import EXAMPLE, parse_teams
+
+    try:
+        return parse_teams(value)
+    except ValueError as exc:
+        raise ConfigError("TEAMS", str(exc), EXAMPLE if EXAMPLE not in str(exc) else "") from None
+
+
 def _secret_key(home: Path) -> str:
     """Read the instance's secret key, creating it (mode 0600) on first use."""
     path = home / "secret_key"
@@ -305,6 +317,7 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
+    settings["TEAMS"] = _validate_teams(settings["TEAMS"])
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")

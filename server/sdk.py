@@ -10,6 +10,12 @@ Besides channels, plugins provide triggers (:class:`Trigger`: event sources),
 actions (:class:`Action`: new steps for the rules language) and report what
 providers say about delivered messages as :class:`DeliveryStatus` objects,
 which Nudge turns into events such as ``email.bounced``.
+
+What a plugin learns from its provider (an opt-out by SMS, a reply) it writes through
+:func:`record_consent`, :func:`raise_event` and :func:`suppress`, never through Nudge's
+tables: they find the contacts by address, keep the consent ledger and the suppression
+list, hand the events to the engine, and de-duplicate a provider's retried callback by
+its ``receipt``.
 """
 from __future__ import annotations
 
@@ -21,8 +27,9 @@ from datetime import datetime
 from typing import Any, ClassVar, Iterator, Mapping
 
 __all__ = [
-    "Action", "Channel", "ChannelError", "Check", "DeliveryStatus", "OutboundMessage", "SETTING_TYPES", "SendResult",
-    "SettingError", "Trigger", "address_hash", "check_header", "unsubscribe", "validate_schema", "validate_settings",
+    "Action", "Channel", "ChannelError", "Check", "DeliveryStatus", "OutboundMessage", "Recorded", "SETTING_TYPES",
+    "SendResult", "SettingError", "Trigger", "address_hash", "check_header", "raise_event", "record_consent",
+    "suppress", "unsubscribe", "validate_schema", "validate_settings",
 ]
 
 
@@ -275,6 +282,9 @@ class Channel:
     retry_schedule: ClassVar[tuple[float, ...] | None] = None
     #: True when the provider de-duplicates by ``message.key`` (so an ambiguous outcome may be retried)
     idempotent: ClassVar[bool] = False
+    #: local times ``("21:00", "08:00")`` between which this channel sends nothing, in the recipient's time
+    #: zone(s), unless a rule sets its own ``quiet hours``; None = no default window
+    quiet_hours: ClassVar[tuple[str, str] | None] = None
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         self.config = dict(config or {})
@@ -304,6 +314,28 @@ class Channel:
         if not address or not address.strip():
             raise ValueError("empty address")
         return address.strip()
+
+    @classmethod
+    def address_time_zones(cls, address: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The IANA time zones a recipient at *address* may be in (a phone number's area), for quiet hours.
+
+        Used for contacts without a time zone of their own; several zones mean "one of these".
+
+        :param settings: the instance settings (e.g. a default region for national phone numbers).
+        :return: zone names; empty when the address says nothing about where its owner is.
+        """
+        return ()
+
+    def address_forms(self, address: str) -> tuple[str, ...]:
+        """The ways a contact's address may be written down for this canonical *address* (an indexed look-up)."""
+        return (address,)
+
+    def same_address(self, stored: str, address: str) -> bool:
+        """Whether a contact's *stored* address is the canonical *address* (as :meth:`validate_address` gives it)."""
+        try:
+            return self.validate_address(stored).lower() == address.lower()
+        except ValueError:
+            return False
 
     def status(self, status: str, **details: Any) -> DeliveryStatus:
         """Build a :class:`DeliveryStatus` of this channel, checking that it raises a declared event.
@@ -383,3 +415,59 @@ def unsubscribe(token: str, *, source: str, ip: str | None = None, user_agent: s
         return unsubscribe_with_token(token, source, ip=ip, user_agent=user_agent)
     except BadLink as exc:
         raise ValueError(f"not a valid unsubscribe token: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :func:`record_consent`, :func:`raise_event` or :func:`suppress` wrote.
+
+    :param contacts: how many contacts have the address (each got its ledger row or event).
+    :param duplicate: True when the *receipt* was seen before: nothing was written this time.
+    """
+
+    contacts: int = 0
+    duplicate: bool = False
+
+
+def _host() -> Any:
+    """Nudge's writer for plugins, inside the running app (request or app context)."""
+    from . import plugin_writes  # the SDK module itself imports only the standard library
+
+    return plugin_writes
+
+
+def record_consent(channel: str, address: str, granted: bool, *, source: str, event: str | None = None,
+                   props: Mapping[str, Any] | None = None, receipt: str | None = None) -> Recorded:
+    """Record that the owner of *address* gave or withdrew consent on *channel*, as the provider reports it.
+
+    Every contact with the address gets a consent ledger row (unless it already is in that state) and
+    *event*. An opt-out also puts the address on the suppression list, so a contact created later with
+    it (import, API) is not messaged either; an opt-in lifts that opt-out suppression (never a bounce's).
+    One transaction; the events reach the engine after the commit. Call inside the app context.
+
+    :param channel: the channel name (``sms``); *address* is in its canonical form (``validate_address``).
+    :param source: where the change came from, for the ledger (``sms:STOP``).
+    :param event: the event raised per contact (``sms.opted_out``), or None.
+    :param receipt: the provider's id of what it told us (a message SID): a second call with the same
+        receipt changes nothing.
+    """
+    return _host().record_consent(channel, address, granted, source=source, event=event, props=props,
+                                  receipt=receipt)
+
+
+def raise_event(channel: str, address: str, event: str, props: Mapping[str, Any] | None = None, *,
+                receipt: str | None = None) -> Recorded:
+    """Raise *event* for every contact whose *channel* address is *address* (e.g. ``sms.replied``).
+
+    :param receipt: the provider's id of the message: a second call with it changes nothing.
+    """
+    return _host().raise_event(channel, address, event, props=props, receipt=receipt)
+
+
+def suppress(channel: str, address: str, reason: str, detail: str | None = None, *,
+             receipt: str | None = None) -> Recorded:
+    """Put *address* on the suppression list of *channel* (``bounced``, ``complained``, ``unsubscribed`` …).
+
+    :param detail: a short explanation without personal data (it outlives an erasure).
+    """
+    return _host().suppress(channel, address, reason, detail=detail, receipt=receipt)

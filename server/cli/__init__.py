@@ -252,7 +252,7 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "engine", "plugins", "contacts", "doctor", "config")
+COMMAND_MODULES = ("lang", "engine", "plugins", "contacts", "doctor", "config", "tasks")
 
 
 def _register_optional() -> None:
