@@ -1,6 +1,7 @@
 # Two commands for a fresh Debian/Ubuntu machine (Python 3.11+):
 #   make run    install Nudge into .venv and start it on its embedded defaults
 #   make test   install everything the tests need (system packages included) and run the whole suite
+#   make docs   regenerate docs/configuration.md from the settings' declarations
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
 
-.PHONY: run test system-run system-test clean
+.PHONY: run test docs system-run system-test clean
 
 run: system-run $(VENV)/.run-installed
 	$(BIN)/nudge up
@@ -16,6 +17,9 @@ run: system-run $(VENV)/.run-installed
 test: system-test $(VENV)/.test-installed
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treated as success"; rc=0; fi; exit $$rc
+
+docs: $(VENV)/.run-installed
+	$(BIN)/nudge config docs > docs/configuration.md
 
 # -- system packages: installed only when missing -------------------------------------
 system-run:

@@ -51,6 +51,7 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
 
     pm = build_plugin_manager(app.config)
     pm.validate_config(app.config)
+    _check_teams(app.config["TEAMS"], pm.channels)
     app.extensions["nudge.plugins"] = pm
 
     from . import api
@@ -75,3 +76,13 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
         return redirect(url_for("admin.dashboard"))
 
     app.extensions["nudge.plugins"].hook.startup(app=app)
+
+
+def _check_teams(teams: Any, channels: Mapping[str, Any]) -> None:
+    """Every team member names an installed channel (checked once the plugins are loaded)."""
+    from .config import ConfigError
+    from .teams import check_channels
+
+    problem = check_channels(teams, channels)
+    if problem:
+        raise ConfigError("TEAMS", problem)

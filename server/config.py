@@ -16,32 +16,81 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 ENV_PREFIX = "NUDGE_"
 
-#: Every setting Nudge knows, with its default. Keys are the names used in
-#: ``app.config``; the environment variable is ``NUDGE_<KEY>``.
-DEFAULTS: dict[str, Any] = {
-    "HOME": "./nudge-data",
-    "DATABASE_URL": None,        # default: sqlite:///<HOME>/nudge.db
-    "REDIS_URL": None,           # default: an embedded redis-server inside HOME
-    "SECRET_KEY": None,          # default: generated once, kept in <HOME>/secret_key
-    "SMTP_URL": "smtp://localhost:25",
-    "BASE_URL": "http://127.0.0.1:8000",
-    "MAIL_FROM": "Nudge <nudge@localhost>",
-    "DEFAULT_TIMEZONE": "UTC",
-    "QUEUE_NAME": "nudge",
-    "SCHEDULER_INTERVAL": 1.0,
-    "REQUEUE_AFTER": 30.0,       # seconds before the scheduler re-enqueues unprocessed work
-    "ENGINE_LEASE": 120.0,       # seconds a batch of due enrolments belongs to one job before it is handed on
-    "RETRY_BASE": 30.0,          # seconds before the first retry of a failed send (doubles, with jitter)
-    "FREQUENCY_CAP": None,       # e.g. "3/7d": at most 3 marketing messages per contact in any 7 days
-    "MAX_ATTEMPTS": 8,           # tries before a failing send fails, and a failing event or journey step is parked
-    "AMBIGUOUS_SENDS": "hold",   # a send that may have reached the provider: hold it as unknown, or resend it
-    "LOG_LEVEL": "INFO",
-    "MIGRATE_ON_START": True,
-    "LOAD_ENTRY_POINTS": True,   # third-party plugins from the nudge.plugins entry points
+#: Every core setting: its type (as in a plugin's ``config_schema``: string, int, float, bool, file), default
+#: and what it does. Keys are the names used in ``app.config``; the environment variable is ``NUDGE_<KEY>``.
+#: docs/configuration.md is generated from these and the built-in plugins' schemas (``make docs``).
+SETTINGS: dict[str, dict[str, Any]] = {
+    "HOME": {"type": "string", "default": "./nudge-data",
+             "help": "where the embedded database, Redis and the secret key live"},
+    "CONFIG": {"type": "file", "help": "a TOML file of settings (keys without NUDGE_, any case); default "
+                                       "$NUDGE_HOME/nudge.toml when it exists"},
+    "DATABASE_URL": {"type": "string", "secret": True,
+                     "help": "default sqlite:///$NUDGE_HOME/nudge.db; postgresql://user:pass@host/db for production"},
+    "REDIS_URL": {"type": "string",
+                  "help": "redis://host:6379/0 to share one Redis between machines; default an embedded Redis "
+                          "in NUDGE_HOME"},
+    "SECRET_KEY": {"type": "string", "secret": True,
+                   "help": "signs sessions and links (at least 16 characters); default generated into "
+                           "$NUDGE_HOME/secret_key. Set the same on every machine"},
+    "SMTP_URL": {"type": "string", "default": "smtp://localhost:25", "secret": True,
+                 "help": "smtp://user:pass@host:587?tls=starttls (tls=none|starttls|ssl, timeout=seconds); "
+                         "smtps://… for TLS from the start"},
+    "BASE_URL": {"type": "string", "default": "http://127.0.0.1:8000",
+                 "help": "the public address used in links and unsubscribe URLs; https:// in production"},
+    "MAIL_FROM": {"type": "string", "default": "Nudge <nudge@localhost>",
+                  "help": "the From of every email, e.g. Acme <news@acme.example>"},
+    "DEFAULT_TIMEZONE": {"type": "string", "default": "UTC",
+                         "help": "IANA time zone for contacts without one (quiet hours, at 09:00, schedules)"},
+    "PHONE_REGION": {"type": "string",
+                     "help": "country (e.g. DE) assumed for phone numbers given without +<country code> "
+                             "in the API, forms and imports"},
+    "QUEUE_NAME": {"type": "string", "default": "nudge", "help": "the name of the RQ queue in Redis"},
+    "SCHEDULER_INTERVAL": {"type": "float", "default": 1.0, "help": "seconds between scheduler ticks"},
+    "REQUEUE_AFTER": {"type": "float", "default": 30.0,
+                      "help": "seconds before unprocessed events and unclaimed sends are re-enqueued, and a "
+                              "sending row becomes unknown"},
+    "ENGINE_LEASE": {"type": "float", "default": 120.0,
+                     "help": "seconds a leased batch of due enrolments belongs to one job before it is handed on"},
+    "RETRY_BASE": {"type": "float", "default": 30.0,
+                   "help": "seconds before the first retry of a failed send (doubles, with jitter)"},
+    "FREQUENCY_CAP": {"type": "string",
+                      "help": "e.g. 3/7d: at most 3 marketing messages per contact in any 7 days; unset: no cap"},
+    "MAX_ATTEMPTS": {"type": "int", "default": 8,
+                     "help": "tries (1-100) before a failing send fails, and before a failing event or journey step "
+                             "is parked for an operator (nudge messages)"},
+    "AMBIGUOUS_SENDS": {"type": "string", "default": "hold",
+                        "help": "a send that may have reached the provider (its worker died mid-send, the connection "
+                                "dropped): hold it as unknown for an operator (never twice), or resend it (never lost, "
+                                "rarely twice); see docs/engine.md"},
+    "TEMPLATE_TIME_LIMIT": {"type": "float", "default": 0.5, "help": "seconds a template part may take to render"},
+    "TEMPLATE_MAX_OUTPUT": {"type": "int", "default": 1_000_000,
+                            "help": "characters a rendered template part (and each string or list in it) may have"},
+    "FORM_RATE_LIMIT": {"type": "int", "default": 20, "help": "submissions per IP address per hour to a hosted form"},
+    "VISIT_RATE_LIMIT": {"type": "int", "default": 600, "help": "site-tracking visits per IP address per hour"},
+    "TRACK_DOMAINS": {"type": "string",
+                      "help": "comma-separated sites running the tracking snippet; clicks to them carry a visitor id"},
+    "MACHINE_SECONDS": {"type": "float", "default": 10.0,
+                        "help": "an open or click this many seconds after sending counts as a machine's "
+                                "(machine: true)"},
+    "LOG_LEVEL": {"type": "string", "default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR or CRITICAL"},
+    "MIGRATE_ON_START": {"type": "bool", "default": True,
+                         "help": "every process applies pending migrations when it starts"},
+    "PLUGINS": {"type": "string",
+                "help": "comma-separated modules of the built-in plugins to load; default plugins.email_smtp, "
+                        "plugins.sms_twilio, plugins.webhook"},
+    "LOAD_ENTRY_POINTS": {"type": "bool", "default": True,
+                          "help": "load third-party plugins from the nudge.plugins entry points"},
+    "TEAMS": {"type": "string",
+              "help": "who rules' notify/task steps reach: sales=ana@x.example,bob@x.example;ops=webhook:ops-hook, "
+                      "or JSON, or a [teams] table in nudge.toml (see docs/engine.md)"},
 }
 
-_FLOATS = {"SCHEDULER_INTERVAL", "REQUEUE_AFTER", "ENGINE_LEASE", "RETRY_BASE"}
-_BOOLS = {"MIGRATE_ON_START", "LOAD_ENTRY_POINTS"}
+#: every core setting with its default (None: unset, or computed at start-up), derived from :data:`SETTINGS`
+DEFAULTS: dict[str, Any] = {key: spec.get("default") for key, spec in SETTINGS.items()}
+
+_FLOATS = {key for key, spec in SETTINGS.items() if spec["type"] == "float"}
+_INTS = {key for key, spec in SETTINGS.items() if spec["type"] == "int"}
+_BOOLS = {key for key, spec in SETTINGS.items() if spec["type"] == "bool"}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 _AMBIGUOUS_SENDS = ("hold", "resend")
 
@@ -119,11 +168,12 @@ def mask_url(url: str) -> str:
 
 
 def _coerce(key: str, value: Any) -> Any:
-    if key in _FLOATS:
+    if key in _FLOATS or key in _INTS:
         try:
-            number = float(value)
+            number = float(value) if key in _FLOATS else int(value)
         except (TypeError, ValueError):
-            raise ConfigError(key, f"must be a number, got {value!r}") from None
+            raise ConfigError(key, f"must be {'a number' if key in _FLOATS else 'a whole number'}, "
+                                   f"got {value!r}") from None
         if number <= 0:
             raise ConfigError(key, f"must be greater than 0, got {value!r}")
         return number
@@ -196,6 +246,15 @@ def _validate_timezone(name: str) -> str:
     return name
 
 
+def _validate_teams(value: Any) -> dict[str, Any]:
+    from .teams import EXAMPLE, parse_teams
+
+    try:
+        return parse_teams(value)
+    except ValueError as exc:
+        raise ConfigError("TEAMS", str(exc), EXAMPLE if EXAMPLE not in str(exc) else "") from None
+
+
 def _secret_key(home: Path) -> str:
     """Read the instance's secret key, creating it (mode 0600) on first use."""
     path = home / "secret_key"
@@ -266,14 +325,13 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
-    attempts = str(settings["MAX_ATTEMPTS"]).strip()
-    if not attempts.isdigit() or not 1 <= int(attempts) <= 100:
-        raise ConfigError("MAX_ATTEMPTS", f"must be a whole number from 1 to 100, got {settings['MAX_ATTEMPTS']!r}")
-    settings["MAX_ATTEMPTS"] = int(attempts)
+    if settings["MAX_ATTEMPTS"] > 100:
+        raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
     settings["AMBIGUOUS_SENDS"] = str(settings["AMBIGUOUS_SENDS"]).strip().lower()
     if settings["AMBIGUOUS_SENDS"] not in _AMBIGUOUS_SENDS:
         raise ConfigError("AMBIGUOUS_SENDS", f"must be hold or resend, got {settings['AMBIGUOUS_SENDS']!r}",
                           "hold: never send twice, an operator decides; resend: never lose one, a rare duplicate")
+    settings["TEAMS"] = _validate_teams(settings["TEAMS"])
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")

@@ -24,7 +24,7 @@ def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
     env.update({"NUDGE_HOME": str(tmp_path / "home"), "NUDGE_SMTP_URL": smtp_server.url,
-                "NUDGE_SCHEDULER_INTERVAL": "0.2"})
+                "NUDGE_SCHEDULER_INTERVAL": "0.2", "NUDGE_POSTAL_ADDRESS": "Acme Ltd, 1 Main Street, Springfield"})
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "up", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []

@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('last_error_at', sa.DateTime(), nullable=True),
     sa.Column('last_sent_at', sa.DateTime(), nullable=True),
+    sa.Column('failures', sa.Integer(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('channel', name=op.f('pk_channel_health'))
     )
     # rows left "sending" by an older version were claimed before any stamp existed: the provider may have

@@ -45,6 +45,20 @@ def main() -> None:
 
 
 # -- running ------------------------------------------------------------------
+#: ``nudge up`` runs the start-up checks once itself, so its children skip them
+_NO_CHECKS = click.option("--no-checks", is_flag=True, hidden=True, help="Skip the start-up checks (nudge doctor).")
+
+
+def _startup_checks(app: Any, skip: bool) -> None:
+    """Log what ``nudge doctor`` would say is unsafe or blocking (never stops the process)."""
+    if skip:
+        return
+    from ..doctor import log_checks
+
+    _setup_logging()
+    log_checks(app)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -56,6 +70,7 @@ def up(host: str, port: int) -> None:
     from ..supervisor import Supervisor, child_command, child_env
 
     app = build_app()
+    _startup_checks(app, skip=False)
     with app.app_context():
         first = ensure_first_admin(get_session())
     extra = {"NUDGE_HOME": app.config["HOME"], "NUDGE_MIGRATE_ON_START": "false"}
@@ -73,8 +88,8 @@ def up(host: str, port: int) -> None:
 
     sup = Supervisor(env=child_env(**extra), echo=lambda m: click.echo(m, err=True))
     sup.install_signal_handlers()
-    sup.start("web", child_command("web", "--host", host, "--port", str(port), "--no-migrate"))
-    sup.start("worker", child_command("worker"))
+    sup.start("web", child_command("web", "--host", host, "--port", str(port), "--no-migrate", "--no-checks"))
+    sup.start("worker", child_command("worker", "--no-checks"))
     sup.start("scheduler", child_command("scheduler"))
     base = f"http://{host}:{port}"
     if sup.wait_http(f"{base}/healthz"):
@@ -96,12 +111,14 @@ def up(host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
 @click.option("--no-migrate", is_flag=True, help="Skip applying migrations on start.")
-def web(host: str, port: int, threads: int, no_migrate: bool) -> None:
+@_NO_CHECKS
+def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -> None:
     """Run the web server (admin UI, API, tracking endpoints)."""
     import waitress
 
     _setup_logging()
     app = build_app(**({"MIGRATE_ON_START": False} if no_migrate else {}))
+    _startup_checks(app, skip=no_checks)
     _exit_on_sigterm()
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="nudge")
@@ -111,12 +128,15 @@ def web(host: str, port: int, threads: int, no_migrate: bool) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-def worker(burst: bool) -> None:
+@_NO_CHECKS
+def worker(burst: bool, no_checks: bool) -> None:
     """Run a worker that processes queued jobs (it waits out Redis outages)."""
     from ..queue import serve
 
     _setup_logging()
-    serve(build_app(), burst=burst)
+    app = build_app()
+    _startup_checks(app, skip=no_checks)
+    serve(app, burst=burst)
 
 
 @main.command()
@@ -230,7 +250,7 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "engine", "plugins", "contacts")
+COMMAND_MODULES = ("lang", "engine", "plugins", "contacts", "doctor", "config", "tasks")
 
 
 def _register_optional() -> None:

@@ -21,7 +21,9 @@ from ..consent import current_consent, suppress, suppression_reason
 from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import ChannelError, OutboundMessage
 from . import health
+from .quiet import defer_if_quiet
 from .render import contact_data, render_message
+from .staff import TEAM_KEY_PREFIX, internal_address, internal_outbound, recipient
 from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ class Delivery:
         field = getattr(channel, "address_field", None)
         if field is None:
             return None
-        address = getattr(contact, field, None) if contact is not None else None
+        address = recipient(msg, contact, field)
         if not address:
             return "no_address"
         if (msg.data or {}).get("transactional"):
@@ -160,7 +162,8 @@ class Delivery:
             limit, window = self.cap
             recent = self.session.scalar(select(func.count(Message.id)).where(
                 Message.contact_id == contact.id, Message.status == MessageStatus.SENT.value,
-                Message.channel.in_(self.capped_channels), Message.sent_at >= to_dt(self.now - window)))
+                Message.channel.in_(self.capped_channels), Message.sent_at >= to_dt(self.now - window),
+                ~Message.key.startswith(TEAM_KEY_PREFIX)))  # mail to the staff about the contact is not theirs
             if recent >= limit:
                 return "frequency_cap"
         return None
@@ -188,13 +191,14 @@ class Delivery:
                 self._effect(msg, "suppressed", reason=reason)
                 self._finish(msg, MessageStatus.SUPPRESSED.value, reason, error=reason)
                 continue
+            if defer_if_quiet(self.session, self.config, msg, contact, channel, self.now, internal_address(msg)):
+                continue  # inside the recipient's quiet hours: pending again until they end, no attempt counted
             if self._send(msg, contact, channel):
                 sent += 1
         return sent
 
     def _send(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
-        field = getattr(channel, "address_field", None)
-        address = getattr(contact, field, "") if (contact is not None and field) else ""
+        address = recipient(msg, contact, getattr(channel, "address_field", None)) or ""
         if self.capture is not None:
             self.capture.append(msg.id)
             provider_id = f"sim-{msg.id}"
@@ -233,6 +237,8 @@ class Delivery:
 
     def _outbound(self, msg: Message, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
         """The rendered message. Channels without a contact address (webhooks) get data, not text."""
+        if internal_address(msg) and getattr(channel, "address_field", None):
+            return internal_outbound(msg, contact)
         props = self._event_props(msg)
         marketing = bool((msg.data or {}).get("marketing", True))
         if getattr(channel, "address_field", None) is None:

@@ -15,12 +15,13 @@ from sqlalchemy import delete, func, select
 from ..models import (Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Rule, RuleStatus, Task,
                       TaskStatus)
 from .context import EngineContext
+from .quiet import send_resumes_at
 from .scope import Scope
-from .timeutil import local_at, next_local_time, parse_hhmm, quiet_until, to_dt, to_ts, zone
+from .staff import notify_team
+from .timeutil import local_at, next_local_time, parse_hhmm, to_dt, to_ts, zone
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SMS_QUIET = ("21:00", "08:00")
 #: how many steps one enrolment may take in one go; a guard against a plan that never waits
 MAX_STEPS_PER_RUN = 10_000
 
@@ -136,13 +137,9 @@ def _as_ts(value: Any, tz_name: str | None, ctx: EngineContext) -> int | None:
     return None
 
 
-def _quiet_window(plan: dict[str, Any], channel: str) -> tuple[str, str] | None:
-    quiet = plan.get("quiet_hours")
-    if quiet:
-        return quiet["start"], quiet["end"]
-    if channel == "sms":
-        return DEFAULT_SMS_QUIET
-    return None
+def channel_class(ctx: EngineContext, name: str) -> Any:
+    """The installed class of channel *name* (its declarations), or None."""
+    return ctx.plugins.channels.get(name) if ctx.plugins is not None else None
 
 
 def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> None:
@@ -172,12 +169,11 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
             finish(ctx, enr, "stopped")
             return
         if kind == "send":
-            window = _quiet_window(plan, op["channel"])
-            if window:
-                resume = quiet_until(ctx.now, parse_hhmm(window[0]), parse_hhmm(window[1]), tz)
-                if resume is not None:
-                    _park(ctx, enr, resume, "quiet hours")
-                    return
+            resume = send_resumes_at(ctx.now, plan.get("quiet_hours"), channel_class(ctx, op["channel"]), contact,
+                                     ctx.config)
+            if resume is not None:
+                _park(ctx, enr, resume, "quiet hours")
+                return
             _write_outbox(ctx, enr, op, plan)
             enr.pc += 1
         elif kind == "wait":
@@ -245,10 +241,12 @@ def _write_outbox(ctx: EngineContext, enr: Enrolment, op: dict[str, Any], plan: 
     # unique key: a step's outbox row is written in the same transaction that moves the program counter
     # past it, so re-running a step is impossible short of a crash rollback, and the constraint backs that up
     key = f"enr:{enr.id}:{op.get('id', enr.pc)}"
+    data = {"enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"), "marketing": True,
+            "step": op.get("id")}
+    if plan.get("quiet_hours"):
+        data["quiet_hours"] = plan["quiet_hours"]  # the outbox keeps to the rule's window too (a retry)
     msg = Message(key=key, contact_id=enr.contact_id, channel=op["channel"], template=op["name"],
-                  status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now),
-                  data={"enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"),
-                        "marketing": True, "step": op.get("id")})
+                  status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now), data=data)
     ctx.session.add(msg)
     ctx.session.flush()
     if ctx.deliver_now is not None:
@@ -371,11 +369,16 @@ def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[
         due = to_dt(ctx.now + int(op["due"])) if op.get("due") is not None else None
         if due is not None:
             data["due"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
-        ctx.buffer(Task, {"contact_id": cid, "text": data["text"], "team": op["team"], "due_at": due,
-                          "status": TaskStatus.OPEN.value, "source": _author(ctx, enr), "created_at": to_dt(ctx.now)})
+        task = Task(contact_id=cid, text=data["text"], team=op["team"], due_at=due, status=TaskStatus.OPEN.value,
+                    source=_author(ctx, enr), created_at=to_dt(ctx.now))
+        ctx.session.add(task)
+        ctx.session.flush()  # its id goes into the team's notification
+        notify_team(ctx, enr, op.get("id", enr.pc), "task", op["team"], data["text"], task=task.id, due=data.get("due"))
         ctx.log(cid, rid, "task", eid, **data)
     elif kind == "notify":
-        ctx.log(cid, rid, "notify", eid, team=op["team"], text=render_text(op["text"], contact, scope.event))
+        text = render_text(op["text"], contact, scope.event)
+        notify_team(ctx, enr, op.get("id", enr.pc), "notify", op["team"], text)
+        ctx.log(cid, rid, "notify", eid, team=op["team"], text=text)
     elif kind == "start":
         other = ctx.session.scalar(select(Rule).where(Rule.name == op["rule"]))
         if other is not None:

@@ -6,7 +6,7 @@ from .contacts import Contact, ContactTag
 from .crm import (AuditEntry, FieldDefinition, FieldType, Form, IdempotencyRecord, Note, Segment, Task,
                   TaskStatus)
 from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoint
-from .events import Event
+from .events import Event, ProviderReceipt
 from .journeys import (Enrolment, EnrolmentState, JourneyLog, Rule, RuleStatus, RuleVersion, ScheduleTimer,
                        TriggerTimer)
 from .messages import ChannelHealth, Message, MessageStatus
@@ -15,6 +15,7 @@ __all__ = [
     "Enrolment", "EnrolmentState", "JourneyLog", "Rule", "RuleStatus", "RuleVersion", "ScheduleTimer", "TriggerTimer",
     "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
     "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
-    "SuppressionReason", "Template", "WebhookEndpoint", "ChannelHealth", "Contact", "ContactTag", "Event", "JsonType", "Message", "MessageStatus",
+    "SuppressionReason", "Template", "WebhookEndpoint", "ChannelHealth", "Contact", "ContactTag", "Event", "JsonType",
+    "ProviderReceipt", "Message", "MessageStatus",
     "Scope", "UTCDateTime", "User", "utcnow",
 ]

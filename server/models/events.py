@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, JsonType, UTCDateTime, utcnow
@@ -34,3 +34,15 @@ class Event(Base):
     error: Mapped[str | None] = mapped_column(Text)
     #: set after ``MAX_ATTEMPTS`` failed tries: left for an operator (``nudge messages``), never tried on its own
     parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProviderReceipt(Base):
+    """A provider's report already handled (an incoming SMS by its ``MessageSid``): a replay of it changes nothing."""
+
+    __tablename__ = "provider_receipts"
+    __table_args__ = (UniqueConstraint("channel", "receipt"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    receipt: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

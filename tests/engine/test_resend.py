@@ -165,8 +165,9 @@ def test_with_ambiguous_sends_resend_an_ambiguous_send_goes_out_again_by_itself(
 
 @pytest.mark.parametrize("key, value, needle", [
     ("AMBIGUOUS_SENDS", "maybe", "NUDGE_AMBIGUOUS_SENDS: must be hold or resend, got 'maybe'"),
-    ("MAX_ATTEMPTS", "0", "NUDGE_MAX_ATTEMPTS: must be a whole number from 1 to 100, got '0'"),
-    ("MAX_ATTEMPTS", "lots", "NUDGE_MAX_ATTEMPTS: must be a whole number from 1 to 100, got 'lots'"),
+    ("MAX_ATTEMPTS", "0", "NUDGE_MAX_ATTEMPTS: must be greater than 0, got '0'"),
+    ("MAX_ATTEMPTS", "101", "NUDGE_MAX_ATTEMPTS: must be at most 100, got 101"),
+    ("MAX_ATTEMPTS", "lots", "NUDGE_MAX_ATTEMPTS: must be a whole number, got 'lots'"),
 ])
 def test_bad_delivery_settings_name_the_variable(tmp_path, key, value, needle):
     with pytest.raises(ConfigError) as caught:
