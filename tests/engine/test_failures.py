@@ -16,7 +16,7 @@ from server.models import Enrolment, EnrolmentState, Event, Message, RuleVersion
 from server.plugins import DEFAULT_PLUGINS
 from server.sdk import Action, ChannelError
 
-from ..helpers import api_key, post_event, run_worker
+from ..helpers import api_key, latest, post_event, run_worker
 
 TRIES = 3
 
@@ -76,19 +76,7 @@ def install(app, client, rule: str) -> None:
 
 
 def event_row(app, name: str = "order.paid") -> Event:
-    with app.app_context():
-        row = get_session().scalar(select(Event).where(Event.name == name).order_by(Event.id.desc()))
-        get_session().expunge_all()  # a snapshot, read outside the session
-        get_session().rollback()
-    return row
-
-
-def enrolment_row(app) -> Enrolment:
-    with app.app_context():
-        row = get_session().scalar(select(Enrolment).order_by(Enrolment.id.desc()))
-        get_session().expunge_all()
-        get_session().rollback()
-    return row
+    return latest(app, Event, Event.name == name)
 
 
 def tick(app, now: int) -> dict:
@@ -169,19 +157,19 @@ def test_a_journey_step_that_fails_is_retried_with_back_off_then_parked_and_resu
     install(app, client, WAIT_THEN_PUSH)
     post_event(client, api_key(app), email="cy@example.com", event="order.paid")
     run_worker(app)
-    due = enrolment_row(app).due
+    due = latest(app, Enrolment).due
     assert event_row(app).processed_at is not None, "the event itself went through: the journey waits a day"
 
     tick(app, due)  # the day has passed: the step after the wait fails
-    failed = enrolment_row(app)
+    failed = latest(app, Enrolment)
     assert (failed.state, failed.pc, failed.attempts) == (EnrolmentState.ACTIVE, 1, 1)
     assert failed.error == "ChannelError: the CRM answered 503 Service Unavailable"
     assert failed.due > due, "due again after a back-off, not after the 120 s lease"
     assert tick(app, failed.due - 1)["enrolments"] == 0
     for attempt in range(2, TRIES + 1):
-        assert tick(app, enrolment_row(app).due)["enrolments"] == 1
-        assert enrolment_row(app).attempts == attempt
-    parked = enrolment_row(app)
+        assert tick(app, latest(app, Enrolment).due)["enrolments"] == 1
+        assert latest(app, Enrolment).attempts == attempt
+    parked = latest(app, Enrolment)
     assert (parked.state, parked.pc) == (EnrolmentState.PARKED, 1)
     assert tick(app, parked.due + 30 * 86400)["enrolments"] == 0
     assert smtp_server.messages == [], "each failed try took its send back with it"
@@ -194,7 +182,7 @@ def test_a_journey_step_that_fails_is_retried_with_back_off_then_parked_and_resu
     crm.down = False
     assert runner.invoke(["messages", "unpark", "--journey", str(parked.id)]).exit_code == 0
     assert tick(app, to_ts(utcnow()))["enrolments"] == 1
-    done = enrolment_row(app)
+    done = latest(app, Enrolment)
     assert (done.state, done.attempts, done.error) == (EnrolmentState.DONE, None, None)
     assert [m["Subject"] for m in smtp_server.wait_for(1)] == ["Thanks"]
     assert crm.pushed == ["cy@example.com"]

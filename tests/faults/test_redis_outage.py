@@ -6,14 +6,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import select
-
-from server.db import get_session
 from server.engine.jobs import process_events, requeue_due
 from server.models import Enrolment, Message
 from server.queue import get_queue
 
-from ..helpers import api_key, load_rules, post_event, run_worker
+from ..helpers import api_key, latest, load_rules, post_event, run_worker
 from .journey import assert_exactly_once, counts, install_series, recipients, wait_until
 from .smtp import holding_smtp  # noqa: F401  (fixture)
 
@@ -27,19 +24,11 @@ def _refuse_writes(app, refuse: bool) -> None:
     redis.config_set("maxmemory", 1 if refuse else 0)
 
 
-def _snapshot(app, model):
-    with app.app_context():
-        row = get_session().scalar(select(model).order_by(model.id.desc()))
-        get_session().expunge_all()
-        get_session().rollback()
-    return row
-
-
 def test_a_tick_that_cannot_enqueue_gives_its_leases_back_at_once(app, client, smtp_server, redis_server):
     load_rules(app, LATER)
     post_event(client, api_key(app), email="ana@example.com")
     run_worker(app)
-    due = _snapshot(app, Enrolment).due
+    due = latest(app, Enrolment).due
 
     _refuse_writes(app, True)
     try:
@@ -48,7 +37,7 @@ def test_a_tick_that_cannot_enqueue_gives_its_leases_back_at_once(app, client, s
     finally:
         _refuse_writes(app, False)
     assert tick["enrolments"] == 0
-    assert _snapshot(app, Enrolment).due == due, "due again now, not when a 120 s lease runs out"
+    assert latest(app, Enrolment).due == due, "due again now, not when a 120 s lease runs out"
 
     with app.app_context():
         assert requeue_due(now=due)["enrolments"] == 1  # Redis takes writes again: the very next tick
@@ -66,7 +55,7 @@ def test_a_due_send_whose_job_cannot_be_enqueued_is_not_held_back(app, client, s
             assert requeue_due()["messages"] == 0
     finally:
         _refuse_writes(app, False)
-    waiting = _snapshot(app, Message)
+    waiting = latest(app, Message)
     assert (waiting.status, waiting.claimed_at) == ("pending", None), "no claim left to wait out REQUEUE_AFTER"
     with app.app_context():
         assert requeue_due()["messages"] == 1
