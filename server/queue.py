@@ -165,6 +165,8 @@ def serve(app: Flask, burst: bool = False) -> None:
     delay = RECONNECT_FIRST
     while not stop["asked"]:
         if not tq.reachable():
+            if burst:  # nothing to wait for: a burst worker does what is queued now, and Redis holds nothing
+                return
             time.sleep(delay)
             delay = min(delay * 2, RECONNECT_CAP)
             continue
