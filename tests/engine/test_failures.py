@@ -8,11 +8,13 @@ from sqlalchemy import delete, select
 
 from server.app import create_app
 from server.db import get_session
+from server.engine.apply import replan_timers
 from server.engine.jobs import requeue_due
 from server.engine.render import save_template
+from server.engine.rules import RuleChange
 from server.engine.timeutil import to_ts
 from server.hookspecs import hookimpl
-from server.models import Enrolment, EnrolmentState, Event, Message, RuleVersion, utcnow
+from server.models import Enrolment, EnrolmentState, Event, Message, RuleVersion, ScheduleTimer, utcnow
 from server.plugins import DEFAULT_PLUGINS
 from server.sdk import Action, ChannelError
 
@@ -210,3 +212,27 @@ def test_an_outbox_row_that_cannot_be_written_is_retried_not_dropped(app, client
     assert tick(app, to_ts(failed.retry_at))["events"] == 1
     assert event_row(app).processed_at is not None
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["dee@example.com"]
+
+
+SCHEDULED = 'rule "Daily sync"\nwhen every day at 09:00 then\n  crm_push "deals"\n  send email thanks\nend\n'
+
+
+def test_a_journey_a_schedule_starts_carries_its_own_failure_and_the_schedule_goes_on(app, client, crm, smtp_server):
+    post_event(client, api_key(app), email="eve@example.com", event="page.viewed")  # a contact the schedule reaches
+    run_worker(app)
+    install(app, client, SCHEDULED)
+    with app.app_context():  # as `nudge apply` does after saving rules
+        replan_timers(get_session(), app, [RuleChange("Daily sync", "create")])
+        get_session().commit()
+    timer = latest(app, ScheduleTimer)
+    assert tick(app, timer.due)["timers"] == 1  # 09:00: the CRM is down
+    entered = latest(app, Enrolment)
+    assert (entered.state, entered.pc, entered.attempts) == (EnrolmentState.ACTIVE, 0, 1)
+    assert entered.error == "ChannelError: the CRM answered 503 Service Unavailable" and entered.due > timer.due
+    assert latest(app, ScheduleTimer).due == timer.due + 86400, "the schedule fired; tomorrow comes as planned"
+
+    crm.down = False
+    assert tick(app, entered.due)["enrolments"] == 1
+    assert latest(app, Enrolment).state == EnrolmentState.DONE
+    assert crm.pushed == ["eve@example.com"]
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["eve@example.com"]
