@@ -1,4 +1,4 @@
-"""``nudge simulate``, ``nudge explain``, ``nudge apply`` and ``nudge rules``: the journey engine's commands."""
+"""``nudge simulate``, ``nudge explain``, ``nudge apply``, ``nudge rules`` and ``nudge messages``: the journey engine's commands."""
 from __future__ import annotations
 
 import json
@@ -27,11 +27,11 @@ def _ids(ids: list[int]) -> str:
     return " ".join(map(str, ids[:20])) + (" …" if len(ids) > 20 else "")
 
 
-def _with_emails(session, messages: list) -> list[str]:
+def _message_lines(session, messages: list) -> list[str]:
     """One line per message: id, status, channel/template, contact, attempts, next try, last error."""
     from sqlalchemy import select
 
-    from ..engine.timeutil import to_ts, iso
+    from ..engine.timeutil import iso, to_ts
     from ..models import Contact
 
     emails = dict(session.execute(select(Contact.id, Contact.email).where(
@@ -47,7 +47,7 @@ def _message_rows(session, statuses: tuple[str, ...], limit: int) -> list[str]:
 
     from ..models import Message
 
-    return _with_emails(session, list(session.scalars(
+    return _message_lines(session, list(session.scalars(
         select(Message).where(Message.status.in_(statuses)).order_by(Message.id.desc()).limit(limit))))
 
 
@@ -147,7 +147,7 @@ def register(group: click.Group) -> None:
         with app.app_context():
             session = get_session()
             rows = _message_rows(session, statuses or ("failed", "unknown"), limit)
-            retrying = [] if statuses else _with_emails(session, retrying_messages(session, limit))
+            retrying = [] if statuses else _message_lines(session, retrying_messages(session, limit))
             work = [] if statuses else stuck_work(session, limit)
         if statuses:
             if not rows:
