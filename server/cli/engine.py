@@ -1,4 +1,5 @@
-"""``nudge simulate``, ``nudge explain``, ``nudge apply``, ``nudge rules`` and ``nudge messages``: the journey engine's commands."""
+"""The journey engine's commands: ``nudge simulate``, ``nudge explain``, ``nudge apply``, ``nudge rules``,
+``nudge messages``."""
 from __future__ import annotations
 
 import json

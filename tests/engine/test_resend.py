@@ -65,11 +65,13 @@ def test_an_unknown_send_is_listed_explained_and_resent_from_the_cli(app, client
     run_worker(app)
     assert [m["To"] for m in smtp.wait_for(1)] == ["ann@example.com"]
     assert latest(app, Message).status == "sent"
-    assert "Thanks: email thanks pending: resend requested by cli" in runner.invoke(["explain", "ann@example.com"]).output
+    explained = runner.invoke(["explain", "ann@example.com"]).output
+    assert "Thanks: email thanks pending: resend requested by cli" in explained
 
     again = runner.invoke(["messages", "resend", str(unknown.id)])
     assert again.exit_code == 1
-    assert f"nothing resent: message {unknown.id} is sent: only failed or unknown messages can be resent" in again.output
+    assert f"nothing resent: message {unknown.id} is sent: only failed or unknown messages can be resent" \
+        in again.output
     assert runner.invoke(["messages", "resend"]).exit_code == 2  # neither ids nor --status
     assert runner.invoke(["messages", "resend", "--status", "sent"]).exit_code == 2
 

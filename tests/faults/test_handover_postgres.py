@@ -45,8 +45,8 @@ def test_a_worker_killed_before_the_hand_over_leaves_a_row_that_is_sent_once(app
     lock = psycopg.connect(database_url.replace("+psycopg", ""))
     lock.execute("LOCK TABLE enrolments IN ACCESS EXCLUSIVE MODE")
     worker = procs.start("worker")
-    wait_until(lambda: (message_of(app, "z@example.com") or ("",))[0] == "sending" and _waiting_for_a_lock(database_url),
-               60, lambda: f"{message_of(app, 'z@example.com')}\n{procs.tail()}")
+    wait_until(lambda: (message_of(app, "z@example.com") or ("",))[0] == "sending"
+               and _waiting_for_a_lock(database_url), 60, lambda: f"{message_of(app, 'z@example.com')}\n{procs.tail()}")
     procs.kill(worker)  # claimed, never handed to the channel
     lock.rollback()
     lock.close()
