@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, JsonType, UTCDateTime, utcnow
+from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
 
 class Event(Base):
@@ -15,6 +15,7 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_contact_name_time", "contact_id", "name", "occurred_at"),
         Index("ix_events_unprocessed", "processed_at", "received_at"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
