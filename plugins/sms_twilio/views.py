@@ -72,7 +72,8 @@ def inbound():
     session.commit()
     hand_over(ids)
     if not contacts:
-        current_app.logger.info("SMS from %s matches no contact; nothing recorded", phone[:-4] + "****")
+        current_app.logger.info("inbound SMS %s matches no contact; nothing recorded",
+                                request.form.get("MessageSid"))  # ids in logs, never the number
     return _twiml(reply)
 
 

@@ -204,11 +204,11 @@ def confirm(token: str):
     form, contact, link = _confirmation(token)
     session = get_session()
     event_ids = []
-    if current_consent(session, contact.id, form.channel) != "granted":
-        event_ids.append(_grant(session, form, contact, {}, confirmed=True).id)
     digest = _address_digest(form, contact)
-    if digest is not None and link.data.get("a") == digest:  # still the address the link was mailed to
-        lift_suppression(session, form.channel, digest)
+    # still the address the link was mailed to: its erasure (or opt-out) suppression ends with this consent
+    lifted = digest is not None and link.data.get("a") == digest and lift_suppression(session, form.channel, digest)
+    if lifted or current_consent(session, contact.id, form.channel) != "granted":
+        event_ids.append(_grant(session, form, contact, {}, confirmed=True).id)
     session.commit()
     enqueue_events(event_ids)
     if form.redirect_url:
