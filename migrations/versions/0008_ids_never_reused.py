@@ -75,7 +75,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # AUTOINCREMENT stays: handing out ids again is what 0008 fixed, and nothing depends on it
-    with op.batch_alter_table('contacts') as batch:
+    with op.batch_alter_table('contacts', table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_constraint(batch.f('uq_contacts_public_id'), type_='unique')
         batch.drop_column('public_id')
 
