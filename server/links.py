@@ -125,7 +125,7 @@ def preferences_url(public_id: str, *, app: Flask | None = None) -> str:
     return _url(f"/p/{sign('preferences', {'p': public_id}, app=app)}", app)
 
 
-def confirm_url(public_id: str, form_id: int, address: str, *, app: Flask | None = None) -> str:
+def confirm_url(public_id: str, form_id: int, address: str | None, *, app: Flask | None = None) -> str:
     """The double opt-in confirmation link of a form submission (valid for 7 days).
 
     :param address: the suppression-list hash of the address the confirmation goes to: confirming
