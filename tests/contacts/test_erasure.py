@@ -184,3 +184,15 @@ def test_a_single_opt_in_form_does_not_lift_an_erasure(app, client, smtp_server)
     assert smtp_server.messages == []
     with app.app_context():
         assert suppression_reason(get_session(), app.config["SECRET_KEY"], "email", "typed@example.com") == "erased"
+
+
+def test_a_database_error_never_quotes_the_values_it_was_given(app):
+    with app.app_context():
+        session = get_session()
+        try:
+            session.execute(sa.insert(Suppression), [{"channel": "email", "address_hash": "h", "reason": "bounced",
+                                                      "detail": "zelda.quist@example.com"}] * 2)
+            raise AssertionError("the duplicate was stored")
+        except sa.exc.IntegrityError as exc:
+            session.rollback()
+            assert "zelda" not in str(exc) and "parameters hidden" in str(exc)
