@@ -35,7 +35,9 @@ def build_app(**overrides: Any):
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..logsafe import configure_logging
+
+    configure_logging(logging.INFO)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 
 from ..models import (Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Rule, RuleStatus, Task,
                       TaskStatus)
+from ..sdk import redact
 from .context import EngineContext
 from .quiet import send_resumes_at
 from .scope import Scope
@@ -40,7 +41,7 @@ def render_text(text: str, contact: Contact, event: Mapping[str, Any]) -> str:
     try:
         return get_renderer().render_part("text", text, {"contact": contact_data(contact), "event": dict(event)})
     except TemplateError as exc:  # a broken placeholder must not stop the journey
-        log.warning("placeholder in %r failed: %s", text, exc)
+        log.warning("placeholder in %r failed: %s", text, redact(str(exc)))
         return text
 
 
