@@ -220,7 +220,10 @@ class _Checker:
 
     def step_WaitUntil(self, step: A.WaitUntil, scope):  # noqa: N802
         kind = self.types.infer(step.expr, scope)
-        if kind not in ("date", "datetime", "any"):
+        if step.at is not None and kind == "time":
+            self.report.error(step.at, "`at` follows a date: `wait until 09:00` already names the time of day",
+                              "e.g. `wait until contact.renewal_date - 30d at 10:00`")
+        elif kind not in ("date", "datetime", "any"):
             self.report.error(step.expr, f"`wait until` needs a date or a time, not {article(kind)}",
                               "e.g. `wait until contact.renewal_date - 7d` or `wait until 09:00`")
 
