@@ -38,6 +38,12 @@ def check(program: A.Program, vocabulary: Vocabulary | None = None) -> list[Diag
     return sorted(checker.report.diagnostics, key=sort_key)
 
 
+def listened_events(program: A.Program) -> list[str]:
+    """Every event name the program waits for, once per place it is written (triggers, goals, ``wait for``,
+    ``did``): a caller checking several files counts them, since a name written twice is no typo."""
+    return [node.name for node in A.walk(program) if isinstance(node, A.EventName)]
+
+
 def placeholder_problem(text: str) -> str | None:
     """Why the ``{{ … }}`` placeholders of ``text`` do not balance, or None."""
     position = 0
@@ -92,6 +98,13 @@ class _Checker:
                               f"`{name.split('.')[0]}.…` events are Nudge's own: "
                               + ", ".join(sorted(e for e in BUILTIN_EVENTS
                                                  if e.startswith(name.split('.')[0] + "."))))
+            return
+        if self.vocabulary.raised is not None:
+            if name not in self.vocabulary.raised:
+                self.report.warning(event, f'nothing raises event "{name}"'
+                                    f"{suggestion(name, known | self.vocabulary.raised)}",
+                                    "no built-in event, plugin, other rule or event received so far has this "
+                                    "name; if your app will send it (POST /api/v1/events), all is well")
             return
         close = did_you_mean(name, known, cutoff=0.8)
         if close:
