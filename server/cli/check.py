@@ -84,6 +84,8 @@ def instance_names() -> Iterator[tuple[Names, bool]]:
     """What rules may name, as ``names(templates, endpoints)``, and whether an instance gives them: the
     instance's when one is found (the lookup every command makes; none is ever created), else the
     installed plugins'."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from ..app import create_app
     from ..config import ConfigError, NoInstance
     from ..db import DatabaseUnavailable, get_session
@@ -95,9 +97,15 @@ def instance_names() -> Iterator[tuple[Names, bool]]:
     except NoInstance:
         app = None
     except (ConfigError, DatabaseUnavailable, PluginError) as exc:
-        click.echo(f"note: the instance cannot be used ({exc}); checking against the installed plugins only",
-                   err=True)
-        app = None
+        app = _unusable(exc)
+    if app is not None:
+        try:
+            with app.app_context():  # an instance not migrated yet lacks tables: say so, do not trace back
+                instance_vocabulary(get_session(), app.extensions["nudge.plugins"])
+        except SQLAlchemyError as exc:
+            app.extensions["nudge.queue"].close()
+            app.extensions["nudge.db"].dispose()
+            app = _unusable(f"{str(getattr(exc, 'orig', None) or exc).splitlines()[0]}; run `nudge db upgrade`")
     if app is None:
         plugins = _plugins()
         yield (lambda templates, endpoints: with_templates(plugin_vocabulary(plugins), templates, endpoints)), False
@@ -109,6 +117,11 @@ def instance_names() -> Iterator[tuple[Names, bool]]:
     finally:
         app.extensions["nudge.queue"].close()
         app.extensions["nudge.db"].dispose()
+
+
+def _unusable(reason: object) -> None:
+    click.echo(f"note: the instance cannot be used ({reason}); checking against the installed plugins only",
+               err=True)
 
 
 def _plugins() -> Any:

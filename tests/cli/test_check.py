@@ -128,3 +128,15 @@ def test_the_example_welcomes_each_contact_once(app, client, smtp_server, tmp_pa
     assert len(smtp_server.messages) == 1, "one welcome, however many forms"
     with app.app_context():
         assert get_session().scalar(select(Contact.email)) == "ana@example.com"
+
+
+def test_an_instance_not_migrated_yet_is_named_and_check_goes_on_without_it(tmp_path):
+    (tmp_path / "nudge-data").mkdir()
+    (tmp_path / "nudge-data" / "nudge.db").touch()
+    result = nudge("check", str(EXAMPLE), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1 file, 1 rule: no problems\n"
+    assert result.stderr.strip().splitlines() == [
+        "note: the instance cannot be used (no such table: segments; run `nudge db upgrade`); "
+        "checking against the installed plugins only"]
+    assert (tmp_path / "nudge-data" / "nudge.db").stat().st_size == 0, "check changes nothing"
