@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import select
@@ -139,4 +140,5 @@ def test_an_instance_not_migrated_yet_is_named_and_check_goes_on_without_it(tmp_
     assert result.stderr.strip().splitlines() == [
         "note: the instance cannot be used (no such table: segments; run `nudge db upgrade`); "
         "checking against the installed plugins only"]
-    assert (tmp_path / "nudge-data" / "nudge.db").stat().st_size == 0, "check changes nothing"
+    with sqlite3.connect(tmp_path / "nudge-data" / "nudge.db") as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [], "check migrates nothing"
