@@ -173,7 +173,6 @@ def visit():
     if contact is None:
         return Response(status=204)
     event = record_event(session, contact, "page.visited", {"url": url, "referrer": referrer}, source="site")
-    contact.last_seen = utcnow()
-    session.commit()
+    session.commit()  # the engine moves last_seen when it processes the visit
     enqueue_events([event.id])
     return Response(status=204)
