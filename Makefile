@@ -1,5 +1,5 @@
 # Two commands for a fresh Debian/Ubuntu machine (Python 3.11+):
-#   make run    install Nudge into .venv and start it on its embedded defaults
+#   make run    install Nudge into .venv and start it on its embedded defaults (PORT=8001 for another port)
 #   make test   install everything the tests need (system packages included) and run the whole suite
 #   make docs   regenerate docs/configuration.md from the settings' declarations
 PYTHON ?= python3
@@ -8,11 +8,12 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
+PORT   ?= 8000
 
 .PHONY: run test docs system-run system-test clean
 
 run: system-run $(VENV)/.run-installed
-	$(BIN)/nudge up
+	$(BIN)/nudge up --port $(PORT)
 
 test: system-test $(VENV)/.test-installed
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \

@@ -21,7 +21,9 @@ ENV_PREFIX = "NUDGE_"
 #: docs/configuration.md is generated from these and the built-in plugins' schemas (``make docs``).
 SETTINGS: dict[str, dict[str, Any]] = {
     "HOME": {"type": "string", "default": "./nudge-data",
-             "help": "where the embedded database, Redis and the secret key live"},
+             "help": "where the embedded database, Redis and the secret key live; unset: the nearest nudge-data "
+                     "folder in the current directory or above, else ./nudge-data (only nudge up and nudge db "
+                     "upgrade create one)"},
     "CONFIG": {"type": "file", "help": "a TOML file of settings (keys without NUDGE_, any case); default "
                                        "$NUDGE_HOME/nudge.toml when it exists"},
     "DATABASE_URL": {"type": "string", "secret": True,
@@ -91,6 +93,9 @@ DEFAULTS: dict[str, Any] = {key: spec.get("default") for key, spec in SETTINGS.i
 _FLOATS = {key for key, spec in SETTINGS.items() if spec["type"] == "float"}
 _INTS = {key for key, spec in SETTINGS.items() if spec["type"] == "int"}
 _BOOLS = {key for key, spec in SETTINGS.items() if spec["type"] == "bool"}
+
+#: the instance folder ``nudge up`` creates, and every command looks for, when ``NUDGE_HOME`` is not set
+HOME_FOLDER = "nudge-data"
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 _AMBIGUOUS_SENDS = ("hold", "resend")
 
@@ -107,6 +112,10 @@ class ConfigError(Exception):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+class NoInstance(ConfigError):
+    """No instance where one was looked for, and this command may not create one."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,59 @@ def _secret_key(home: Path) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class Home:
+    """Where an instance lives, and how it was found."""
+
+    path: Path
+    #: the folders searched for ``nudge-data`` (empty when ``NUDGE_HOME`` named the place)
+    looked_at: tuple[Path, ...] = ()
+
+    @property
+    def explicit(self) -> bool:
+        return not self.looked_at
+
+
+def find_home(explicit: str | None = None, cwd: Path | None = None) -> Home:
+    """The instance folder: one answer for every command and every process of ``nudge up``.
+
+    ``NUDGE_HOME`` when it is set; else the nearest ``nudge-data`` folder in the current directory or
+    one of its parents (so commands run from a sub-folder of the project find it); else
+    ``./nudge-data`` in the current directory, where ``nudge up`` creates a new instance.
+    """
+    if explicit:
+        return Home(Path(explicit).expanduser().resolve())
+    here = (cwd or Path.cwd()).resolve()
+    looked = tuple(folder / HOME_FOLDER for folder in (here, *here.parents))
+    found = next((path for path in looked if path.is_dir()), None)
+    return Home(found or looked[0], looked)
+
+
+def _require_instance(home: Home, url: str, explicit_url: bool) -> None:
+    """Refuse to start on an embedded SQLite database that does not exist yet: only ``nudge up`` and
+    ``nudge db upgrade`` create one (a command run from the wrong folder must not make an empty instance)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return  # PostgreSQL, or an in-memory database: nothing is created on disk
+    database = Path(parsed.database)
+    if database.exists():
+        return
+    todo = "create it with `nudge up` or `nudge db upgrade`"
+    if explicit_url:
+        raise NoInstance("DATABASE_URL", f"no database at {database}", todo)
+    if home.explicit:
+        raise NoInstance("HOME", f"{home.path} holds no Nudge instance (no {database.name})",
+                          f"set NUDGE_HOME to the folder `nudge up` created, or {todo}")
+    if home.path.is_dir():
+        raise NoInstance("HOME", f"{home.path} holds no Nudge instance (no {database.name})",
+                          f"run this from the project folder, set NUDGE_HOME, or {todo}")
+    looked = ", ".join(str(path) for path in home.looked_at)
+    raise NoInstance("HOME", f"no Nudge instance found (looked for {looked})",
+                      "run this from the project folder, set NUDGE_HOME, or start one with `nudge up`")
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
@@ -279,11 +341,14 @@ def _read_file(path: Path) -> dict[str, Any]:
     return out
 
 
-def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+                create: bool = True) -> dict[str, Any]:
     """Build the validated settings dict.
 
     :param overrides: values passed to ``create_app(config=...)``; they win over everything.
     :param environ: the environment to read ``NUDGE_*`` from (default ``os.environ``).
+    :param create: whether a new embedded SQLite instance may be created; when False, a missing one
+        raises :class:`ConfigError` naming the places looked at (PostgreSQL is never created here).
     :return: settings keyed by name without the ``NUDGE_`` prefix, plus Flask's ``SECRET_KEY``.
     :raises ConfigError: for the first invalid setting.
     """
@@ -291,7 +356,8 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     overrides = dict(overrides or {})
     env = {k[len(ENV_PREFIX):]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
 
-    home = Path(overrides.get("HOME") or env.get("HOME") or DEFAULTS["HOME"]).expanduser()
+    found = find_home(overrides.get("HOME") or env.get("HOME"))
+    home = found.path
     config_file = overrides.get("CONFIG") or env.get("CONFIG")
     file_values: dict[str, Any] = {}
     if config_file:
@@ -308,16 +374,19 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
             if key == "CONFIG":
                 continue
             settings[key] = _coerce(key, value)
-    settings["HOME"] = str(home.resolve())
+    settings["HOME"] = str(home)
 
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError("HOME", f"cannot create {str(home)!r}: {exc.strerror}") from None
-
-    if not settings["DATABASE_URL"]:
-        settings["DATABASE_URL"] = f"sqlite:///{home.resolve() / 'nudge.db'}"
+    explicit_url = bool(settings["DATABASE_URL"])
+    if not explicit_url:
+        settings["DATABASE_URL"] = f"sqlite:///{home / 'nudge.db'}"
     settings["DATABASE_URL"] = _validate_database_url(str(settings["DATABASE_URL"]))
+    if not create:
+        _require_instance(found, settings["DATABASE_URL"], explicit_url)
+    if create or not settings["SECRET_KEY"]:  # a new instance, or a secret key to keep in it
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("HOME", f"cannot create {str(home)!r}: {exc.strerror}") from None
     if settings["REDIS_URL"]:
         settings["REDIS_URL"] = _validate_redis_url(str(settings["REDIS_URL"]))
     settings["SMTP"] = parse_smtp_url(str(settings["SMTP_URL"]))

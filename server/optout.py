@@ -8,19 +8,18 @@ from typing import Any
 from .api.common import enqueue_events
 from .contacts import opt_out
 from .db import get_session
-from .links import BadLink, verify
+from .links import BadLink, contact_of, verify
 from .models import Contact
 
 
 def link_contact(purpose: str, token: str) -> tuple[dict[str, Any], Contact | None]:
-    """The payload of a signed link and the contact it names (None when that contact no longer exists).
+    """The payload of a signed link and the contact it names (None when that contact no longer exists, or a
+    legacy row-id token names a contact created after it: see :func:`server.links.contact_of`).
 
     :raises BadLink: for a forged, tampered, foreign or expired token.
     """
-    data = verify(purpose, token).data
-    contact_id = data.get("c")
-    contact = get_session().get(Contact, contact_id) if isinstance(contact_id, int) else None
-    return data, contact
+    link = verify(purpose, token)
+    return link.data, contact_of(get_session(), link)
 
 
 def unsubscribe_with_token(token: str, source: str, *, ip: str | None = None,

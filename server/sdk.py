@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Iterator, Mapping
@@ -29,7 +30,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 __all__ = [
     "Action", "Channel", "ChannelError", "Check", "DeliveryStatus", "OutboundMessage", "Recorded", "SETTING_TYPES",
     "SendResult", "SettingError", "Trigger", "address_hash", "check_header", "raise_event", "record_consent",
-    "suppress", "unsubscribe", "validate_schema", "validate_settings",
+    "redact", "suppress", "unsubscribe", "validate_schema", "validate_settings",
 ]
 
 
@@ -259,6 +260,20 @@ def address_hash(address: str, salt: str) -> str:
     """
     normalised = address.strip().lower()
     return hashlib.sha256(f"{salt}\0{normalised}".encode()).hexdigest()
+
+
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+#: phone numbers as Nudge stores and providers quote them: E.164, perhaps with spaces, dots or dashes
+_PHONE = re.compile(r"\+\d(?:[ .()-]?\d){6,}")
+
+
+def redact(text: str) -> str:
+    """*text* with email addresses and phone numbers masked, for logs and stored diagnostics.
+
+    ``550 5.1.1 <ann@example.com>: no such user`` → ``550 5.1.1 <[email]>: no such user``. Logs name
+    messages and contacts by id; provider replies and exception texts go through this first.
+    """
+    return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
 
 
 class Channel:

@@ -142,7 +142,7 @@ def _score(ctx: EngineContext, members: Any, delta: int | float, now: Any) -> No
                literal(now, Event.__table__.c.received_at.type), literal(now, Event.__table__.c.processed_at.type))))
     table = Contact.__table__
     conn.execute(update(table).where(table.c.id.in_(select(Enrolment.contact_id).where(members)))
-                 .values(score=table.c.score + delta))
+                 .values(score=table.c.score + delta, updated_at=now))  # the engine's clock, not the column default
 
 
 def can_enrol_set_based(plan: dict[str, Any]) -> bool:

@@ -7,7 +7,6 @@ transaction, so the work is either done and recorded or not done and scheduled a
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Mapping
 
 from sqlalchemy import select, update
@@ -15,19 +14,13 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from ..models import Enrolment, EnrolmentState, Event
+from ..sdk import redact
 from .timeutil import iso, to_dt
 
 log = logging.getLogger(__name__)
 
 #: stored error texts are cut here; the log has the traceback
 MAX_ERROR = 500
-_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"\+?\d[\d ()./-]{6,}\d")
-
-
-def redact(text: str) -> str:
-    """*text* with email addresses and phone numbers blanked: error texts are shown to operators and monitors."""
-    return _PHONE.sub("<number>", _EMAIL.sub("<address>", text))
 
 
 def describe(exc: BaseException) -> str:
@@ -81,4 +74,4 @@ def _log(what: str, ident: int, attempts: int, error: str, retry: int | None, co
     log.debug("%s %s failed", what, ident, exc_info=exc)
 
 
-__all__ = ["backoff", "describe", "enrolment_failed", "event_failed", "redact"]
+__all__ = ["backoff", "describe", "enrolment_failed", "event_failed"]

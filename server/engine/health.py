@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import ChannelHealth, Enrolment, EnrolmentState, Event, Message, MessageStatus
-from .failures import redact
+from ..sdk import redact
 
 #: a success is noted again after this many seconds, so ``last_sent_at`` stays roughly current
 NOTE_EVERY = 60

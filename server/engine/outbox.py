@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..consent import current_consent, suppress, suppression_reason
 from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
-from ..sdk import ChannelError, OutboundMessage
+from ..sdk import ChannelError, OutboundMessage, redact
 from . import health
 from .quiet import defer_if_quiet
 from .render import contact_data, render_message
@@ -245,7 +245,7 @@ class Delivery:
             data = {**(msg.data or {}), "contact": contact_data(contact), "event": props}
             return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address,
                                    marketing=marketing, data=data)
-        unsubscribe = self._unsubscribe_url(msg)
+        unsubscribe = self._unsubscribe_url(msg, contact)
         subject, text, html = render_message(msg.template, contact=contact, channel=msg.channel, session=self.session,
                                              data={**(msg.data or {}), "event": props,
                                                    "unsubscribe_url": unsubscribe})
@@ -253,15 +253,15 @@ class Delivery:
                                text=text, html=html, marketing=marketing, unsubscribe_url=unsubscribe,
                                data=msg.data or {})
 
-    def _unsubscribe_url(self, msg: Message) -> str | None:
+    def _unsubscribe_url(self, msg: Message, contact: Contact | None) -> str | None:
         try:
             from ..links import unsubscribe_url
         except ImportError:
             return f"{self.config['BASE_URL']}/u/{msg.key}"
-        return unsubscribe_url(msg.contact_id, msg.channel, msg.key)
+        return unsubscribe_url(contact.public_id, msg.channel, msg.key) if contact is not None else None
 
     def _failure(self, msg: Message, contact: Contact | None, channel: Any, exc: ChannelError) -> None:
-        log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, exc.message)
+        log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, redact(exc.message))
         if exc.suppress and contact is not None and getattr(channel, "address_field", None):
             address = getattr(contact, channel.address_field, None)
             if address:

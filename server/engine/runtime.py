@@ -14,11 +14,12 @@ from sqlalchemy import delete, func, select
 
 from ..models import (Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Rule, RuleStatus, Task,
                       TaskStatus)
+from ..sdk import redact
 from .context import EngineContext
 from .quiet import send_resumes_at
 from .scope import Scope
 from .staff import notify_team
-from .timeutil import local_at, next_local_time, parse_hhmm, to_dt, to_ts, zone
+from .timeutil import DEFAULT_AT, local_at, next_local_time, parse_hhmm, quiet_until, to_dt, to_ts, zone
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def render_text(text: str, contact: Contact, event: Mapping[str, Any]) -> str:
     try:
         return get_renderer().render_part("text", text, {"contact": contact_data(contact), "event": dict(event)})
     except TemplateError as exc:  # a broken placeholder must not stop the journey
-        log.warning("placeholder in %r failed: %s", text, exc)
+        log.warning("placeholder in %r failed: %s", text, redact(str(exc)))
         return text
 
 
@@ -129,11 +130,16 @@ def _split_arm(contact_id: int, rule_id: int, arms: list[dict[str, Any]]) -> dic
     return arms[-1]
 
 
-def _as_ts(value: Any, tz_name: str | None, ctx: EngineContext) -> int | None:
+def _as_ts(value: Any, tz_name: str | None, ctx: EngineContext, at: str | None = None) -> int | None:
+    """When ``wait until`` resumes: a date at *at* (09:00, like date triggers) in the contact's timezone;
+    a date-time at that moment, or, with *at*, on its local day at *at*."""
+    tz = zone(tz_name, ctx.default_tz)
     if isinstance(value, datetime):
-        return to_ts(value)
+        if at is None:
+            return to_ts(value)
+        value = value.astimezone(tz).date()
     if isinstance(value, date):
-        return local_at(value, parse_hhmm("09:00"), zone(tz_name, ctx.default_tz))
+        return local_at(value, parse_hhmm(at or DEFAULT_AT), tz)
     return None
 
 
@@ -187,10 +193,10 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
                 _park(ctx, enr, due, f"wait until {op['at']}")
                 return
         elif kind == "wait_until":
-            due = _as_ts(evaluate_value(op["expr"], scope), contact.timezone, ctx)
+            due = _as_ts(evaluate_value(op["expr"], scope), contact.timezone, ctx, op.get("at"))
             enr.pc += 1
             if due is not None and due > ctx.now:
-                _park(ctx, enr, due, f"wait until {_source(op)}")
+                _park(ctx, enr, due, f"wait until {_source(op)}" + (f" at {op['at']}" if op.get("at") else ""))
                 return
         elif kind == "wait_for":
             enr.wait_event = op["event"]
@@ -307,11 +313,18 @@ def remove_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
     return True
 
 
+def touch(ctx: EngineContext, contact: Contact) -> None:
+    """Date a change to *contact* by the engine's clock (the column's own default is the wall clock,
+    which in ``nudge simulate`` is not the simulated time)."""
+    contact.updated_at = to_dt(ctx.now)
+
+
 def change_score(ctx: EngineContext, contact: Contact, new: int | float) -> None:
     old = contact.score or 0
     if new == old:
         return
     contact.score = new
+    touch(ctx, contact)
     raise_event(ctx, contact.id, "score.changed", {"old": old, "new": new})
 
 
@@ -328,6 +341,7 @@ def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> N
         setattr(contact, field, value)
     else:
         contact.fields = {**(contact.fields or {}), field: value}
+    touch(ctx, contact)
     raise_event(ctx, contact.id, "contact.updated", {"fields": [field]})
     from .dispatch import contact_changed  # dispatch imports this module
 

@@ -15,6 +15,7 @@ from ..api.common import enqueue_events
 from ..consent import current_consents, record_consent
 from ..contacts import opt_out
 from ..db import get_session
+from ..links import preferences_url
 from ..models import Contact
 from ..optout import BadLink, link_contact, unsubscribe_with_token
 from .forms import client_ip, exempt_from_csrf, page
@@ -33,6 +34,7 @@ def mask(address: str | None) -> str:
 
 
 def _load(purpose: str, token: str) -> tuple[dict[str, Any], Contact | None]:
+    """The token's data and its contact: None when erased since (or a legacy token for a reused id)."""
     try:
         return link_contact(purpose, token)
     except BadLink:
@@ -45,7 +47,7 @@ def ask(token: str):
     channel = str(data.get("ch", "email"))
     address = getattr(contact, "email" if channel == "email" else "phone", None) if contact else None
     return page("unsubscribe.html", channel=channel, address=mask(address), action=url_for("unsubscribe.one_click", token=token),
-                 preferences=url_for("preferences.show", token=_prefs_token(data)) if contact else None)
+                 preferences=preferences_url(contact.public_id) if contact else None)
 
 
 @bp.post("/u/<token>")
@@ -55,12 +57,6 @@ def one_click(token: str):
     unsubscribe_with_token(token, source, ip=client_ip(), user_agent=request.user_agent.string)
     return page("message.html", title="You are unsubscribed",
                  text=f"You will get no more {data.get('ch', 'email')} messages from us.")
-
-
-def _prefs_token(data: dict[str, Any]) -> str:
-    from ..links import sign
-
-    return sign("preferences", {"c": data["c"]})
 
 
 def _channels(contact: Contact) -> list[str]:
