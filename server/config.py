@@ -57,6 +57,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
                    "help": "seconds before the first retry of a failed send (doubles, with jitter)"},
     "FREQUENCY_CAP": {"type": "string",
                       "help": "e.g. 3/7d: at most 3 marketing messages per contact in any 7 days; unset: no cap"},
+    "MAX_ATTEMPTS": {"type": "int", "default": 8,
+                     "help": "tries (1-100) before a failing send fails, and before a failing event or journey step "
+                             "is parked for an operator (nudge messages)"},
+    "AMBIGUOUS_SENDS": {"type": "string", "default": "hold",
+                        "help": "a send that may have reached the provider (its worker died mid-send, the connection "
+                                "dropped): hold it as unknown for an operator (never twice), or resend it (never lost, "
+                                "rarely twice); see docs/engine.md"},
     "TEMPLATE_TIME_LIMIT": {"type": "float", "default": 0.5, "help": "seconds a template part may take to render"},
     "TEMPLATE_MAX_OUTPUT": {"type": "int", "default": 1_000_000,
                             "help": "characters a rendered template part (and each string or list in it) may have"},
@@ -90,6 +97,7 @@ _BOOLS = {key for key, spec in SETTINGS.items() if spec["type"] == "bool"}
 #: the instance folder ``nudge up`` creates, and every command looks for, when ``NUDGE_HOME`` is not set
 HOME_FOLDER = "nudge-data"
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+_AMBIGUOUS_SENDS = ("hold", "resend")
 
 
 class ConfigError(Exception):
@@ -386,6 +394,12 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
+    if settings["MAX_ATTEMPTS"] > 100:
+        raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
+    settings["AMBIGUOUS_SENDS"] = str(settings["AMBIGUOUS_SENDS"]).strip().lower()
+    if settings["AMBIGUOUS_SENDS"] not in _AMBIGUOUS_SENDS:
+        raise ConfigError("AMBIGUOUS_SENDS", f"must be hold or resend, got {settings['AMBIGUOUS_SENDS']!r}",
+                          "hold: never send twice, an operator decides; resend: never lose one, a rare duplicate")
     settings["TEAMS"] = _validate_teams(settings["TEAMS"])
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:

@@ -6,6 +6,8 @@ the database by the scheduler, so losing Redis loses no work.
 from __future__ import annotations
 
 import logging
+import signal
+import time
 from typing import Any, Callable
 
 import redis
@@ -26,6 +28,8 @@ class TaskQueue:
         self._redis: redis.Redis | None = None
         self._queue: Queue | None = None
         self._send_queue: Queue | None = None
+        #: set when Redis could not be reached; :meth:`recovered` reports (once) that it answers again
+        self.outage = False
         if app is not None:
             self.init_app(app)
 
@@ -69,23 +73,48 @@ class TaskQueue:
         """What a worker listens to, in priority order."""
         return [self.queue, self.send_queue]
 
-    def enqueue_send(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> None:
-        self.enqueue(func, *args, _queue=self.send_queue, **kwargs)
+    def enqueue_send(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> bool:
+        return self.enqueue(func, *args, _queue=self.send_queue, **kwargs)
 
     def waiting(self, send: bool = False) -> int:
         """How many jobs wait on the engine queue (or the send queue); 0 when Redis cannot be asked."""
         try:
             return (self.send_queue if send else self.queue).count
         except redis.RedisError:
+            self.outage = True
             return 0
 
+    def reachable(self) -> bool:
+        """Whether Redis answers now (an outage is remembered for :meth:`recovered`)."""
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            if not self.outage:
+                log.warning("Redis cannot be reached (%s); work waits in the database until it is back", exc)
+            self.outage = True
+            return False
+        return True
+
+    def recovered(self) -> bool:
+        """True once after an outage, when Redis answers again: jobs queued before or during it may be lost."""
+        if self.outage and self.reachable():
+            self.outage = False
+            return True
+        return False
+
     def enqueue(self, func: Callable[..., Any] | str, *args: Any, job_id: str | None = None,
-                _queue: Queue | None = None, **kwargs: Any) -> None:
-        """Enqueue a job; a Redis outage is logged, not raised — the scheduler re-enqueues from the DB."""
+                _queue: Queue | None = None, **kwargs: Any) -> bool:
+        """Enqueue a job; a Redis outage is logged, not raised — the scheduler re-enqueues from the DB.
+
+        :return: whether the job is on the queue.
+        """
         try:
             (_queue or self.queue).enqueue(func, *args, job_id=job_id, **kwargs)
         except redis.RedisError as exc:
+            self.outage = True
             log.warning("could not enqueue %s (%s); the scheduler will pick the work up from the database", func, exc)
+            return False
+        return True
 
     def close(self) -> None:
         if self._redis is not None:
@@ -103,6 +132,9 @@ def get_queue(app: Flask | None = None) -> TaskQueue:
 class AppWorker(SimpleWorker):
     """An RQ worker that runs every job inside a fresh app context of the app that built it."""
 
+    #: RQ's own back-off while Redis is away tops out here (RQ: 60 s), so work resumes soon after it is back
+    max_connection_wait_time = 4.0
+
     def __init__(self, *args: Any, app: Flask, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.flask_app = app
@@ -110,3 +142,54 @@ class AppWorker(SimpleWorker):
     def execute_job(self, job: Any, queue: Queue) -> None:
         with self.flask_app.app_context():
             super().execute_job(job, queue)
+
+
+#: seconds between attempts to reach Redis again, doubling up to the cap
+RECONNECT_FIRST, RECONNECT_CAP = 0.5, 4.0
+
+
+def serve(app: Flask, burst: bool = False) -> None:
+    """Run a worker until asked to stop, through Redis outages: RQ's loop gives up when Redis goes away
+    in the middle of a job (or is away at start); a new one starts once Redis answers, with back-off.
+
+    Jobs are safe to lose or repeat (the database says what is done), so nothing is lost meanwhile.
+    """
+    tq = get_queue(app)
+    stop = {"asked": False}
+
+    def ask_stop(_signum: int, _frame: object) -> None:
+        stop["asked"] = True
+
+    signal.signal(signal.SIGTERM, ask_stop)
+    signal.signal(signal.SIGINT, ask_stop)
+    delay = RECONNECT_FIRST
+    while not stop["asked"]:
+        if not tq.reachable():
+            if burst:  # nothing to wait for: a burst worker does what is queued now, and Redis holds nothing
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, RECONNECT_CAP)
+            continue
+        delay = RECONNECT_FIRST
+        worker = AppWorker(tq.queues, connection=tq.redis, app=app)
+        try:
+            worker.work(burst=burst, logging_level=app.config["LOG_LEVEL"])
+        except redis.RedisError as exc:  # raised by RQ's own clean-up when Redis is gone
+            log.warning("the worker lost Redis (%s); starting again once it answers", exc)
+        finally:
+            _stop_listening(worker)
+            # RQ's handlers belong to the finished worker: a signal now stops this loop
+            signal.signal(signal.SIGTERM, ask_stop)
+            signal.signal(signal.SIGINT, ask_stop)
+        if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
+            return
+        if not stop["asked"]:
+            log.warning("the worker stopped (Redis went away?); starting again once Redis answers")
+            time.sleep(RECONNECT_FIRST)
+
+
+def _stop_listening(worker: AppWorker) -> None:
+    """End the worker's pub/sub thread, which would otherwise retry its connection forever in the background."""
+    thread = getattr(worker, "pubsub_thread", None)
+    if thread is not None and thread.is_alive():
+        thread.stop()

@@ -1,6 +1,8 @@
 """Small helpers shared by tests that drive the queue."""
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from server.auth import create_api_key
 from server.db import get_session
 from server.queue import AppWorker, get_queue
@@ -38,3 +40,13 @@ def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge") -> 
         session = get_session()
         apply_plans(session, plans)
         session.commit()
+
+
+def latest(app, model, *where):
+    """The newest row of *model* (matching *where*), read in its own app context: a snapshot that outlives it."""
+    with app.app_context():
+        session = get_session()
+        row = session.scalar(select(model).where(*where).order_by(model.id.desc()))
+        session.expunge_all()
+        session.rollback()
+    return row

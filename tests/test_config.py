@@ -38,6 +38,10 @@ def test_explicit_config_file_must_exist(tmp_path):
     ("SECRET_KEY", "short", "too short"),
     ("SCHEDULER_INTERVAL", "soon", "must be a number"),
     ("MIGRATE_ON_START", "perhaps", "must be true or false"),
+    ("AMBIGUOUS_SENDS", "maybe", "must be hold or resend, got 'maybe'"),
+    ("MAX_ATTEMPTS", "0", "must be greater than 0"),
+    ("MAX_ATTEMPTS", "101", "must be at most 100"),
+    ("MAX_ATTEMPTS", "lots", "must be a whole number"),
 ])
 def test_bad_setting_names_the_variable(tmp_path, key, value, needle):
     with pytest.raises(ConfigError) as info:

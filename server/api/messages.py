@@ -1,4 +1,4 @@
-"""/api/v1/messages: the outbox, for operators (``?status=failed`` / ``unknown`` need a look)."""
+"""/api/v1/messages: the outbox, for operators (``?status=failed`` / ``unknown`` need a look), and resending."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,13 +6,15 @@ from typing import Any
 from flask import jsonify
 from sqlalchemy import select
 
-from ..contacts import iso
+from ..contacts import audit, iso
 from ..db import get_session
+from ..engine.stuck import RESENDABLE, ResendError, resend
 from ..models import Message, MessageStatus, MessageStatusChange
+from ..queue import get_queue
 from . import bp
-from .common import text
+from .common import actor, text
 from .pagination import filtered_page, sort_param
-from .spec import CURSOR, ID, LIMIT, TIMESTAMP, endpoint, get_or_404, nullable, page_of, query_param, schema
+from .spec import CURSOR, ID, LIMIT, TIMESTAMP, Refused, endpoint, get_or_404, nullable, page_of, query_param, schema
 
 STATUS_CHANGE = schema("MessageStatusChange", {"type": "object", "properties": {
     "status": {"type": "string"}, "detail": {"type": "string", "nullable": True}, "source": {"type": "string"},
@@ -52,3 +54,33 @@ def get_message(message_id: int):
     history = list(get_session().scalars(select(MessageStatusChange).where(MessageStatusChange.message_id == msg.id)
                                          .order_by(MessageStatusChange.at, MessageStatusChange.id)))
     return jsonify(message_dict(msg, history))
+
+
+RESEND = schema("Resend", {"type": "object", "additionalProperties": False,
+                           "properties": {"ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": ID},
+                                          "status": {"type": "string", "enum": list(RESENDABLE)}}})
+RESENT = schema("Resent", {"type": "object", "properties": {"resent": {"type": "array", "items": ID}}})
+
+
+@endpoint(bp, "POST", "/messages/resend", summary="Send failed or unknown messages again", tag="messages",
+          body=RESEND, responses={200: ("the ids queued to be sent again", RESENT)},
+          description="Either `ids` (each failed or unknown) or `status` (every message with it). All or nothing: "
+                      "an unknown id is 404, a message that is neither failed nor unknown is 409, and nothing is "
+                      "changed. An `unknown` message may have reached the recipient: check with the provider first.")
+def resend_messages(body: dict[str, Any]):
+    if ("ids" in body) == ("status" in body):
+        raise Refused(422, "Invalid input", "give either ids (a list of message ids) or status (unknown or failed)",
+                      field="ids")
+    session = get_session()
+    try:
+        resent = resend(session, actor(), body.get("ids", ()), body.get("status"))
+    except ResendError as exc:
+        raise Refused(exc.status, {404: "Not found", 409: "Conflict"}.get(exc.status, "Invalid input"), str(exc),
+                      field=exc.field) from None
+    audit(session, actor(), "messages.resent", "message", None, count=len(resent), ids=resent[:100])
+    session.commit()
+    if resent:
+        from ..engine.jobs import deliver_messages
+
+        get_queue().enqueue_send(deliver_messages, resent)  # or the scheduler does, once Redis answers
+    return jsonify({"resent": resent})

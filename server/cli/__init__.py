@@ -175,15 +175,13 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @_NO_CHECKS
 def worker(burst: bool, no_checks: bool) -> None:
-    """Run a worker that processes queued jobs."""
-    from ..queue import AppWorker, get_queue
+    """Run a worker that processes queued jobs (it waits out Redis outages)."""
+    from ..queue import serve
 
     _setup_logging()
     app = build_app()
     _startup_checks(app, skip=no_checks)
-    tq = get_queue(app)
-    w = AppWorker(tq.queues, connection=tq.redis, app=app)
-    w.work(burst=burst, logging_level=app.config["LOG_LEVEL"])
+    serve(app, burst=burst)
 
 
 @main.command()

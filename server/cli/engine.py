@@ -1,4 +1,5 @@
-"""``nudge simulate``, ``nudge explain``, ``nudge apply`` and ``nudge rules``: the journey engine's commands."""
+"""The journey engine's commands: ``nudge simulate``, ``nudge explain``, ``nudge apply``, ``nudge rules``,
+``nudge messages``."""
 from __future__ import annotations
 
 import json
@@ -21,6 +22,42 @@ def _read_sources(paths: tuple[str, ...]) -> list[tuple[str, str]]:
     if not sources:
         raise click.ClickException("no rules given: pass .nudge files or folders holding them")
     return sources
+
+
+def _ids(ids: list[int]) -> str:
+    return " ".join(map(str, ids[:20])) + (" …" if len(ids) > 20 else "")
+
+
+def _message_lines(session, messages: list) -> list[str]:
+    """One line per message: id, status, channel/template, contact, attempts, next try, last error."""
+    from sqlalchemy import select
+
+    from ..engine.timeutil import iso, to_ts
+    from ..models import Contact
+
+    emails = dict(session.execute(select(Contact.id, Contact.email).where(
+        Contact.id.in_({m.contact_id for m in messages if m.contact_id}))).all()) if messages else {}
+    return [f"{m.id}\t{m.status}\t{m.channel}/{m.template}\t{emails.get(m.contact_id) or m.contact_id}\t"
+            f"attempts={m.attempts}\t"
+            + (f"next try {iso(to_ts(m.next_attempt_at))}\t" if m.status == "pending" and m.next_attempt_at else "")
+            + (m.error or "") for m in messages]
+
+
+def _message_rows(session, statuses: tuple[str, ...], limit: int) -> list[str]:
+    from sqlalchemy import select
+
+    from ..models import Message
+
+    return _message_lines(session, list(session.scalars(
+        select(Message).where(Message.status.in_(statuses)).order_by(Message.id.desc()).limit(limit))))
+
+
+def _stuck_line(work) -> str:
+    from ..engine.timeutil import iso
+
+    state = "parked" if work.parked else f"retrying at {iso(work.retry_at)}" if work.retry_at else "retrying"
+    return f"{work.kind} {work.id}\t{state}\t{work.what}\tcontact {work.contact_id}\tattempts={work.attempts}\t" \
+           f"{work.error}"
 
 
 def register(group: click.Group) -> None:
@@ -90,29 +127,97 @@ def register(group: click.Group) -> None:
         if plan_only:
             click.echo("(plan only: nothing was changed)")
 
-    @group.command()
-    @click.option("--status", "statuses", multiple=True, default=("failed", "unknown"), show_default=True,
+    @group.group(invoke_without_command=True)
+    @click.option("--status", "statuses", multiple=True,
                   type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "suppressed"]),
-                  help="Which outbox rows to list (repeat for several).")
+                  help="Only outbox rows with this status (repeat for several).")
     @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-    def messages(statuses: tuple[str, ...], limit: int) -> None:
-        """List outbox messages for operators: by default the failed ones and those with an unknown outcome."""
-        from sqlalchemy import select
+    @click.pass_context
+    def messages(ctx: click.Context, statuses: tuple[str, ...], limit: int) -> None:
+        """What needs an operator: failed and unknown sends, sends retrying, events and journeys failing.
 
+        Resolve with `nudge messages resend` and `nudge messages unpark`.
+        """
+        if ctx.invoked_subcommand is not None:
+            return
         from ..db import get_session
-        from ..models import Contact, Message
+        from ..engine.stuck import retrying_messages, stuck_work
         from . import build_app
 
         app = build_app()
         with app.app_context():
-            rows = get_session().execute(
-                select(Message, Contact.email).outerjoin(Contact, Contact.id == Message.contact_id)
-                .where(Message.status.in_(statuses)).order_by(Message.id.desc()).limit(limit)).all()
-        if not rows:
-            click.echo(f"no messages with status {' or '.join(statuses)}")
-        for msg, email in rows:
-            click.echo(f"{msg.id}\t{msg.status}\t{msg.channel}/{msg.template}\t{email or msg.contact_id}\t"
-                       f"attempts={msg.attempts}\t{msg.error or ''}")
+            session = get_session()
+            rows = _message_rows(session, statuses or ("failed", "unknown"), limit)
+            retrying = [] if statuses else _message_lines(session, retrying_messages(session, limit))
+            work = [] if statuses else stuck_work(session, limit)
+        if statuses:
+            if not rows:
+                click.echo(f"no messages with status {' or '.join(statuses)}")
+            for line in rows:
+                click.echo(line)
+            return
+        if not (rows or retrying or work):
+            click.echo("nothing needs a look: no failed, unknown or retrying sends, no failing events or journeys")
+        for title, lines in (("failed and unknown sends", rows), ("sends retrying", retrying),
+                             ("events and journeys failing (retried with back-off, parked after the last try)",
+                              [_stuck_line(w) for w in work])):
+            if lines:
+                click.echo(f"# {title}")
+                for line in lines:
+                    click.echo(line)
+
+    @messages.command("resend")
+    @click.argument("ids", nargs=-1, type=click.IntRange(1, 2**31 - 1))
+    @click.option("--status", type=click.Choice(["unknown", "failed"]),
+                  help="Resend every message with this status instead of naming ids.")
+    def messages_resend(ids: tuple[int, ...], status: str | None) -> None:
+        """Send messages again: IDS, or every one with --status (only failed or unknown ones).
+
+        An unknown message may have reached the recipient already: check with the provider first.
+        """
+        if bool(ids) == bool(status):
+            raise click.UsageError("name message ids, or --status unknown|failed (not both)")
+        from ..contacts import audit
+        from ..db import get_session
+        from ..engine.jobs import deliver_messages
+        from ..engine.stuck import ResendError, resend
+        from ..queue import get_queue
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            session = get_session()
+            try:
+                resent = resend(session, "cli", ids, status)
+            except ResendError as exc:
+                raise click.ClickException(f"nothing resent: {exc}") from None
+            audit(session, "cli", "messages.resent", "message", None, count=len(resent), ids=resent[:100])
+            session.commit()
+            if resent and not get_queue().enqueue_send(deliver_messages, resent):
+                click.echo("Redis cannot be reached: the scheduler sends them once it is back", err=True)
+        click.echo(f"{len(resent)} message(s) queued to be sent again" + (f": {_ids(resent)}" if resent else ""))
+
+    @messages.command("unpark")
+    @click.option("--event", "events", multiple=True, type=click.IntRange(1, 2**31 - 1), help="Only this event.")
+    @click.option("--journey", "journeys", multiple=True, type=click.IntRange(1, 2**31 - 1),
+                  help="Only this journey (enrolment id).")
+    def messages_unpark(events: tuple[int, ...], journeys: tuple[int, ...]) -> None:
+        """Try parked events and journeys again now, with fresh attempts (all of them unless named).
+
+        Fix what made them fail first (`nudge messages` shows each error).
+        """
+        from ..contacts import audit
+        from ..db import get_session
+        from ..engine.stuck import unpark
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            session = get_session()
+            unparked = unpark(session, events, journeys)
+            audit(session, "cli", "work.unparked", "engine", None, events=unparked[0], journeys=unparked[1])
+            session.commit()
+        click.echo(f"{unparked[0]} event(s) and {unparked[1]} journey(s) will be tried again")
 
     @group.command()
     @click.argument("channel")

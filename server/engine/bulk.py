@@ -91,7 +91,7 @@ def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], 
         from .runtime import _duration_text
 
         due = ctx.now + int(last["seconds"])
-        values = {"pc": pc + len(ops), "due": due, "wait_event": None}
+        values = {"pc": pc + len(ops), "due": due, "wait_event": None, "attempts": None, "error": None}
         session.connection().execute(insert(JourneyLog.__table__).from_select(
             ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
             select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now), literal("wait", String),
@@ -103,7 +103,7 @@ def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], 
             select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now),
                    literal("exit", String), literal({"reason": "completed"}, JsonType)).where(members)))
         values = {"pc": pc + len(ops) - 1, "state": EnrolmentState.DONE.value, "due": None, "finished": ctx.now,
-                  "exit_reason": "completed", "wait_event": None}
+                  "exit_reason": "completed", "wait_event": None, "attempts": None, "error": None}
     session.connection().execute(update(table).where(
         table.c.id.in_(ids), table.c.version_id == version_id, table.c.pc == pc,
         table.c.state == EnrolmentState.ACTIVE.value).values(**values))

@@ -72,6 +72,17 @@ class EngineContext:
             if rows:
                 self.session.execute(insert(model), rows)
 
+    def checkpoint(self) -> int:
+        """Mark where one unit of work starts (see :meth:`forget_since`)."""
+        return len(self.new_messages)
+
+    def forget_since(self, mark: int) -> None:
+        """Forget what a unit of work rolled back to its savepoint had produced: its outbox rows, raised
+        events and buffered rows are gone from the database and must not leak into the next unit."""
+        del self.new_messages[mark:]
+        self.pending_events.clear()
+        self._buffer = {}
+
     def commit(self) -> None:
         self.write_buffered()
         self.session.commit()

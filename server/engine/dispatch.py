@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dsl.vocabulary import RESERVED_EVENT_NAMESPACES
 
 from ..consent import current_consent, record_consent
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTimer, TriggerTimer
-from . import bulk, runtime, timers
+from . import bulk, failures, runtime, timers
 from .context import EngineContext
 from .scope import Scope
 from .timeutil import iso, to_dt
@@ -128,18 +129,21 @@ def fire_trigger_timers(ctx: EngineContext, limit: int = 1000) -> int:
     triggers = {rule_id: trigger for rule_id, _v, trigger in idx.timed}
     rows = list(ctx.session.scalars(select(TriggerTimer).where(TriggerTimer.due <= ctx.now)
                                     .order_by(TriggerTimer.due, TriggerTimer.id).limit(limit)))
-    for timer in rows:
+
+    def fire(timer: TriggerTimer) -> None:
         trigger = triggers.get(timer.rule_id)
         contact = ctx.session.get(Contact, timer.contact_id)
         if trigger is None or contact is None:
             ctx.session.delete(timer)
-            continue
+            return
         _enter_timed(ctx, timer.rule_id, contact, trigger)
         following = timers.next_fire(ctx, trigger, contact, ctx.now + 1) if trigger["kind"] == "anniversary" else None
         if following is None:
             ctx.session.delete(timer)
         else:
             timer.due = following
+
+    _fire_each(ctx, rows, fire)
     drain(ctx)
     return len(rows)
 
@@ -149,11 +153,12 @@ def fire_schedule_timers(ctx: EngineContext, limit: int = 100) -> int:
     triggers = {rule_id: trigger for rule_id, _v, trigger in idx.timed}
     rows = list(ctx.session.scalars(select(ScheduleTimer).where(ScheduleTimer.due <= ctx.now)
                                     .order_by(ScheduleTimer.due, ScheduleTimer.id).limit(limit)))
-    for timer in rows:
+
+    def fire(timer: ScheduleTimer) -> None:
         trigger = triggers.get(timer.rule_id)
         if trigger is None:
             ctx.session.delete(timer)
-            continue
+            return
         rule = ctx.session.get(Rule, timer.rule_id)
         plan = ctx.plan(rule.active_version_id) if rule is not None and rule.active_version_id else None
         if plan is not None and bulk.can_enrol_set_based(plan):
@@ -163,8 +168,36 @@ def fire_schedule_timers(ctx: EngineContext, limit: int = 100) -> int:
             for contact in timers.schedule_contacts(ctx, timer.timezone):
                 _enter_timed(ctx, timer.rule_id, contact, trigger)
         timer.due = timers.next_schedule(ctx, trigger, timer.timezone, ctx.now + 1)
+
+    _fire_each(ctx, rows, fire)
     drain(ctx)
     return len(rows)
+
+
+def _fire_each(ctx: EngineContext, rows: list, fire: Callable[[Any], None]) -> None:
+    """Fire each timer in a savepoint: one that fails stays due (later, after a back-off), the others go on.
+
+    A journey's own failure is kept on its enrolment (see ``runtime.enrol(isolate=True)``); what fails here is
+    the timer itself. The simulation fires without savepoints: its inline delivery commits as it goes.
+    """
+    for timer in rows:
+        if ctx.deliver_now is not None:
+            fire(timer)
+            continue
+        drain(ctx)
+        ctx.write_buffered()
+        model, timer_id, mark = type(timer), timer.id, ctx.checkpoint()
+        try:
+            with ctx.session.begin_nested():
+                fire(timer)
+                drain(ctx)
+                ctx.write_buffered()
+        except Exception as exc:  # not fired: due again after a back-off
+            ctx.forget_since(mark)
+            retry = ctx.now + max(1, round(failures.backoff(ctx.config, 1)))
+            ctx.session.execute(update(model).where(model.id == timer_id).values(due=retry))
+            log.warning("%s %s failed: %s; it fires again at %s", model.__tablename__, timer_id,
+                        failures.describe(exc), iso(retry))
 
 
 def _enter_timed(ctx: EngineContext, rule_id: int, contact: Contact, trigger: dict) -> None:
@@ -174,7 +207,8 @@ def _enter_timed(ctx: EngineContext, rule_id: int, contact: Contact, trigger: di
     cond = ctx.plan(rule.active_version_id).get("condition")
     if cond is not None and not runtime.evaluate(cond, Scope(ctx.session, contact, ctx.now)):
         return
-    runtime.enrol(ctx, rule, contact, None, f"{trigger['kind']} trigger at {iso(ctx.now)}")
+    runtime.enrol(ctx, rule, contact, None, f"{trigger['kind']} trigger at {iso(ctx.now)}",
+                  isolate=ctx.deliver_now is None)
 
 
 def next_due(ctx: EngineContext) -> int | None:

@@ -8,15 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from ..db import get_session
 from ..models import Contact, Enrolment, EnrolmentState, Event, Message, MessageStatus, ScheduleTimer, TriggerTimer
 from ..models import utcnow
 from ..queue import get_queue
-from . import dispatch, runtime
+from . import dispatch, failures, runtime
 from .context import EngineContext
-from .outbox import deliver
+from .outbox import deliver, resolve_stale_sends
 from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -41,40 +41,45 @@ def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
         ctx.session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
 
 
-def _send_later(message_ids: list[int]) -> None:
+def _send_later(message_ids: list[int], now: int | None = None) -> None:
+    """Hand new outbox rows to the send queue (on the engine clock the job ran on, when it was given one)."""
     if message_ids:
-        get_queue().enqueue_send(deliver_messages, message_ids)
+        get_queue().enqueue_send(deliver_messages, message_ids, **({} if now is None else {"now": now}))
 
 
-def process_events(event_ids: list[int]) -> int:
+def process_events(event_ids: list[int], now: int | None = None) -> int:
     """Match stored events against the rules and run the journeys they start or resume.
 
     One transaction for the batch: the events are claimed (``processed_at``), their journeys run
     and the outbox rows are written together. If a journey fails, the batch is redone one event
-    per savepoint so the others still go through.
-    :return: how many events this call processed (others were already done).
+    per savepoint so the others still go through; a failed event is put back unprocessed, to be
+    retried after a back-off (parked after ``MAX_ATTEMPTS`` tries, see :mod:`.failures`).
+    :param now: the engine clock (UNIX seconds) when the scheduler runs on one; default the wall clock.
+    :return: how many events this call processed (others were already done, or are waiting out a back-off).
     """
     session = get_session()
     try:
-        done, messages = _process_events(session, event_ids, isolate=False)
+        done, messages = _process_events(session, event_ids, isolate=False, now=now)
     except Exception:
         session.rollback()
         log.warning("an event in a batch of %d failed; redoing the batch one by one", len(event_ids))
-        done, messages = _process_events(session, event_ids, isolate=True)
-    _send_later(messages)
+        done, messages = _process_events(session, event_ids, isolate=True, now=now)
+    _send_later(messages, now)
     return done
 
 
-def _process_events(session, event_ids: list[int], isolate: bool) -> tuple[int, list[int]]:
-    ctx = _ctx(session)
+def _process_events(session, event_ids: list[int], isolate: bool, now: int | None) -> tuple[int, list[int]]:
+    ctx = _ctx(session, now)
     table = Event.__table__
     if session.get_bind().dialect.name == "postgresql":
         # serialise work on these contacts across workers; a fixed order cannot deadlock
         contact_ids = sorted(set(session.scalars(select(Event.contact_id).where(Event.id.in_(event_ids)))))
         session.execute(select(Contact.id).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update())
-    # the claim: a duplicate job (or a second worker) finds nothing left to claim
+    # the claim: a duplicate job (or a second worker) finds nothing left to claim; a failed event waits out its
+    # back-off, and a parked one waits for an operator
     claimed = set(session.connection().execute(
-        update(table).where(table.c.id.in_(event_ids), table.c.processed_at.is_(None))
+        update(table).where(table.c.id.in_(event_ids), table.c.processed_at.is_(None), table.c.parked_at.is_(None),
+                            or_(table.c.retry_at.is_(None), table.c.retry_at <= to_dt(ctx.now)))
         .values(processed_at=to_dt(ctx.now)).returning(table.c.id)).scalars())
     if not claimed:
         session.rollback()
@@ -88,37 +93,40 @@ def _process_events(session, event_ids: list[int], isolate: bool) -> tuple[int, 
             dispatch.drain(ctx)
             done += 1
             continue
+        event_id, mark = event.id, ctx.checkpoint()
         try:
             with session.begin_nested():
                 dispatch.handle_event(ctx, event)
                 dispatch.drain(ctx)
                 ctx.write_buffered()
             done += 1
-        except Exception:
-            log.exception("event %s failed; it is marked processed and left out", event.id)
+        except Exception as exc:  # not done: unclaimed again, with its error and a back-off
+            ctx.forget_since(mark)
+            failures.event_failed(session, ctx.config, event_id, exc, ctx.now)
     ctx.commit()
     return done, ctx.new_messages
 
 
-def advance_enrolments(enrolment_ids: list[int], lease: int) -> int:
+def advance_enrolments(enrolment_ids: list[int], lease: int, now: int | None = None) -> int:
     """Resume a leased batch of due enrolments in one transaction.
 
     Fast path: the whole batch in one go. If any journey fails, the batch is rolled back and
-    redone one enrolment per savepoint, so one broken journey never holds back the others.
+    redone one enrolment per savepoint, so one broken journey never holds back the others; the
+    failed one stays at its step, retried after a back-off (parked after ``MAX_ATTEMPTS`` tries).
     """
     session = get_session()
     try:
-        ran, messages = _advance(session, enrolment_ids, lease, isolate=False)
+        ran, messages = _advance(session, enrolment_ids, lease, isolate=False, now=now)
     except Exception:
         session.rollback()
         log.warning("a journey in a batch of %d failed; redoing the batch one by one", len(enrolment_ids))
-        ran, messages = _advance(session, enrolment_ids, lease, isolate=True)
-    _send_later(messages)
+        ran, messages = _advance(session, enrolment_ids, lease, isolate=True, now=now)
+    _send_later(messages, now)
     return ran
 
 
-def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool) -> tuple[int, list[int]]:
-    ctx = _ctx(session)
+def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool, now: int | None) -> tuple[int, list[int]]:
+    ctx = _ctx(session, now)
     table = Enrolment.__table__
     query = select(table.c.id, table.c.version_id, table.c.pc, table.c.wait_event, table.c.rule_id).where(
         table.c.id.in_(enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value)
@@ -140,14 +148,16 @@ def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool) -> tu
                 runtime.resume_due(ctx, enr, contacts.get(enr.contact_id))
             ran += 1
             continue
+        enrolment_id, mark = enr.id, ctx.checkpoint()
         try:
             with session.begin_nested():
                 runtime.resume_due(ctx, enr, contacts.get(enr.contact_id))
                 dispatch.drain(ctx)
                 ctx.write_buffered()  # inside the savepoint: a failed journey leaves no trace rows behind
             ran += 1
-        except Exception:
-            log.exception("enrolment %s failed; it stays leased and will be retried", enr.id)
+        except Exception as exc:  # stays at its step, due again after a back-off
+            ctx.forget_since(mark)
+            failures.enrolment_failed(session, ctx.config, enrolment_id, exc, ctx.now)
     dispatch.drain(ctx)
     ctx.commit()
     return ran, ctx.new_messages
@@ -178,19 +188,19 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
     return rest, ran
 
 
-def fire_timers() -> int:
+def fire_timers(now: int | None = None) -> int:
     """Fire due date and schedule triggers."""
     session = get_session()
-    ctx = _ctx(session)
+    ctx = _ctx(session, now)
     fired = dispatch.fire_trigger_timers(ctx) + dispatch.fire_schedule_timers(ctx)
     ctx.commit()
-    _send_later(ctx.new_messages)
+    _send_later(ctx.new_messages, now)
     return fired
 
 
-def deliver_messages(message_ids: list[int]) -> int:
+def deliver_messages(message_ids: list[int], now: int | None = None) -> int:
     """Send a batch of outbox rows; see :mod:`server.engine.outbox`."""
-    return deliver(get_session(), current_app, message_ids)
+    return deliver(get_session(), current_app, message_ids, now=now)
 
 
 # -- the scheduler tick ----------------------------------------------------------------------------
@@ -206,59 +216,86 @@ def lease_due(session, now: int, limit: int, lease: int = LEASE) -> list[int]:
     return ids
 
 
-def requeue_due(max_batches: int = 20) -> dict[str, Any]:
+def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]:
     """One scheduler tick: move due work from the database onto the queue.
 
+    While Redis cannot be reached nothing is leased (a lease would only make its work wait); a batch
+    whose enqueue fails gives its lease back at once. The first tick after an outage re-enqueues
+    every unprocessed event and unsent message without waiting ``REQUEUE_AFTER``: their jobs were lost.
+    :param now: run the tick, and the jobs it enqueues, on this engine clock (UNIX seconds); default the wall clock.
     :return: counts of what was enqueued or resolved.
     """
     session = get_session()
     config = current_app.config
-    now = to_ts(utcnow())
+    clock = {} if now is None else {"now": now}  # an explicit clock travels with the jobs
+    now = to_ts(utcnow()) if now is None else now
+    instant = utcnow() if not clock else to_dt(now)
     queue = get_queue()
-    stale = utcnow() - timedelta(seconds=config["REQUEUE_AFTER"])
+    stale = instant - timedelta(seconds=config["REQUEUE_AFTER"])
     lease = max(1, math.ceil(config["ENGINE_LEASE"]))  # due times are whole seconds
-    counts = {"events": 0, "enrolments": 0, "timers": 0, "messages": 0, "unknown": 0}
+    counts: dict[str, Any] = {"events": 0, "enrolments": 0, "timers": 0, "messages": 0}
+    # a send whose worker vanished: back to pending if it never reached the channel, else held or resent
+    idempotent = tuple(name for name, cls in current_app.extensions["nudge.plugins"].channels.items()
+                       if getattr(cls, "idempotent", False))
+    counts.update(resolve_stale_sends(session, config, stale, instant, idempotent))
+    if not queue.reachable():
+        session.commit()
+        return counts
+    if queue.recovered():
+        stale = instant  # whatever was queued before or during the outage may be gone
+        log.warning("Redis is back; re-enqueuing every unprocessed event and unsent message now")
     # Backpressure: work is moved only while few jobs wait, so that a job starts well within its lease. A flooded
     # queue lets leases expire before their jobs start; the batches are leased again, and those jobs find nothing.
     waiting = queue.waiting()
     room = max(0, max_batches - waiting)
 
-    events = [] if waiting else list(session.scalars(  # a waiting job may hold them
-        select(Event.id).where(Event.processed_at.is_(None), Event.received_at <= stale).limit(1000)))
+    events = [] if waiting and stale < instant else list(session.scalars(  # a waiting job may hold them
+        select(Event.id).where(Event.processed_at.is_(None), Event.parked_at.is_(None), or_(
+            Event.retry_at.is_(None) & (Event.received_at <= stale), Event.retry_at <= instant)).limit(1000)))
     batches: list[tuple[list[int], int]] = []
     for _ in range(room):
         ids = lease_due(session, now, BATCH, lease)
         if not ids:
             break
         batches.append((ids, now + lease))
-        counts["enrolments"] += len(ids)
     timers_due = room and (session.scalar(select(TriggerTimer.id).where(TriggerTimer.due <= now).limit(1)) or
                            session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.due <= now).limit(1)))
     due_messages = [] if queue.waiting(send=True) >= max_batches else list(session.scalars(
-        select(Message.id).where(Message.status == MessageStatus.PENDING.value, Message.next_attempt_at <= utcnow(),
+        select(Message.id).where(Message.status == MessageStatus.PENDING.value, Message.next_attempt_at <= instant,
                                  (Message.claimed_at.is_(None)) | (Message.claimed_at <= stale)).limit(1000)))
     if due_messages:
-        session.execute(update(Message).where(Message.id.in_(due_messages)).values(claimed_at=utcnow()))
-    # a message claimed for sending whose worker vanished: the provider may have it; surface, never resend
-    counts["unknown"] = session.execute(
-        update(Message).where(Message.status == MessageStatus.SENDING.value, Message.claimed_at <= stale)
-        .values(status=MessageStatus.UNKNOWN.value, error="worker stopped while sending; check with the provider")
-    ).rowcount
+        session.execute(update(Message).where(Message.id.in_(due_messages)).values(claimed_at=instant))
     session.commit()  # leases are committed before their jobs exist: a lost job only delays, never doubles
 
     # in small jobs: spread over the workers, and each one short enough to finish between crashes
     for start in range(0, len(events), RECOVERY_BATCH):
-        queue.enqueue(process_events, events[start:start + RECOVERY_BATCH])
-    counts["events"] = len(events)
-    for ids, lease in batches:
-        queue.enqueue(advance_enrolments, ids, lease)
-    if timers_due:
-        queue.enqueue(fire_timers, job_id=f"nudge-timers-{now}")
+        if not queue.enqueue(process_events, events[start:start + RECOVERY_BATCH], **clock):
+            break
+        counts["events"] += len(events[start:start + RECOVERY_BATCH])
+    while batches and queue.enqueue(advance_enrolments, *batches[0], **clock):
+        counts["enrolments"] += len(batches.pop(0)[0])
+    if timers_due and queue.enqueue(fire_timers, job_id=f"nudge-timers-{now}", **clock):
         counts["timers"] = 1
-    if due_messages:
-        queue.enqueue_send(deliver_messages, due_messages)
+    if due_messages and queue.enqueue_send(deliver_messages, due_messages, **clock):
         counts["messages"] = len(due_messages)
+        due_messages = []
+    _release(session, now, batches, due_messages, instant)
     return counts
+
+
+def _release(session, now: int, batches: list[tuple[list[int], int]], messages: list[int], marked: Any) -> None:
+    """Give back at once what was leased for jobs that could not be enqueued (Redis went away meanwhile)."""
+    if not batches and not messages:
+        return
+    for ids, lease in batches:  # due again now, not when the lease would have run out
+        session.execute(update(Enrolment).where(Enrolment.id.in_(ids), Enrolment.due == lease,
+                                                Enrolment.state == EnrolmentState.ACTIVE).values(due=now))
+    if messages:
+        session.execute(update(Message).where(Message.id.in_(messages), Message.claimed_at == marked,
+                                              Message.status == MessageStatus.PENDING.value).values(claimed_at=None))
+    session.commit()
+    log.warning("released %d leased enrolment(s) and %d message(s): their jobs could not be enqueued",
+                sum(len(ids) for ids, _lease in batches), len(messages))
 
 
 __all__ = ["advance_enrolments", "deliver_messages", "fire_timers", "process_events", "requeue_due"]

@@ -1,8 +1,10 @@
-"""Delivering outbox rows exactly once: claim, re-check consent and suppression, send, record.
+"""Delivering outbox rows exactly once: claim, re-check consent and suppression, render, stamp, send, record.
 
-A row is claimed (``pending`` → ``sending``) and committed before the provider is called,
-so two workers never both send it; a worker that dies mid-send leaves it ``sending``, which
-the scheduler later marks ``unknown`` for an operator — never blindly resent.
+A row is claimed (``pending`` → ``sending``) and committed before anything else, so two workers
+never both send it. Just before the channel is called the row is stamped (``sending_at``,
+committed): a worker that dies before the stamp never handed the message over, and the scheduler
+puts the row back to ``pending`` to be sent once; one that dies after it may have, and the row
+becomes ``unknown`` for an operator (``NUDGE_AMBIGUOUS_SENDS=hold``) or is sent again (``resend``).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 from ..consent import current_consent, suppress, suppression_reason
 from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import ChannelError, OutboundMessage, redact
+from . import health
 from .quiet import defer_if_quiet
 from .render import contact_data, render_message
 from .staff import TEAM_KEY_PREFIX, internal_address, internal_outbound, recipient
@@ -25,7 +28,12 @@ from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
 
+#: tries of a send when the channel has no retry schedule of its own (setting ``MAX_ATTEMPTS``)
 MAX_ATTEMPTS = 8
+STRANDED = "the worker stopped before handing it to the channel; it goes out again"
+AMBIGUOUS_HELD = ("the worker stopped while handing it to the channel: the provider may have it "
+                  "(NUDGE_AMBIGUOUS_SENDS=hold); check, and `nudge messages resend` it if it never arrived")
+AMBIGUOUS_RESENT = "the provider may have it; sent again (NUDGE_AMBIGUOUS_SENDS=resend)"
 
 
 def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
@@ -57,6 +65,7 @@ class Delivery:
         #: channels that message the contact count toward the cap; a webhook call does not
         self.capped_channels = sorted(name for name, cls in self.pm.channels.items()
                                       if getattr(cls, "address_field", None))
+        self.resend_ambiguous = self.config.get("AMBIGUOUS_SENDS") == "resend"
 
     @property
     def now(self) -> int:
@@ -92,10 +101,24 @@ class Delivery:
         claimed = self.session.execute(
             update(Message)
             .where(Message.id == message_id, self._claimable())
-            .values(status=MessageStatus.SENDING.value, claimed_at=to_dt(self.now), attempts=Message.attempts + 1)
+            .values(status=MessageStatus.SENDING.value, claimed_at=to_dt(self.now), sending_at=None,
+                    attempts=Message.attempts + 1)
         ).rowcount
         self.session.commit()
         return bool(claimed)
+
+    def _stamp(self, msg: Message) -> bool:
+        """Commit that *msg* is being handed to its channel now; False if this claim was taken back meanwhile.
+
+        The claim's attempt number fences it: a row the scheduler gave back (this worker looked dead) and
+        another worker claimed again is not stamped, nor sent, here.
+        """
+        stamped = self.session.execute(
+            update(Message).where(Message.id == msg.id, Message.status == MessageStatus.SENDING.value,
+                                  Message.attempts == msg.attempts, Message.sending_at.is_(None))
+            .values(sending_at=to_dt(self.now))).rowcount
+        self.session.commit()
+        return bool(stamped)
 
     def _finish(self, msg: Message, status: str, detail: str | None = None, **values: Any) -> None:
         self.session.execute(update(Message).where(Message.id == msg.id).values(status=status, **values))
@@ -160,6 +183,7 @@ class Delivery:
             try:
                 channel = self._channel(msg.channel)
             except Exception as exc:  # no such channel installed
+                self._channel_error(msg.channel, str(exc))
                 self._finish(msg, MessageStatus.FAILED.value, str(exc), error=str(exc))
                 continue
             reason = self._blocked(msg, contact, channel)
@@ -179,16 +203,22 @@ class Delivery:
             self.capture.append(msg.id)
             provider_id = f"sim-{msg.id}"
         else:
+            outbound = None
             try:
                 outbound = self._outbound(msg, contact, channel, address or "")
+                if not self._stamp(msg):
+                    return False  # taken back and claimed again elsewhere: that claim sends it
                 provider_id = channel.send(outbound).provider_id
             except ChannelError as exc:
                 self._failure(msg, contact, channel, exc)
                 return False
             except Exception as exc:  # a template or plugin bug: fail this message, keep the worker alive
                 log.exception("sending %s failed", msg.key)
+                if outbound is not None:  # the channel's own bug, not the template's
+                    self._channel_error(msg.channel, f"{type(exc).__name__}: {exc}")
                 self._finish(msg, MessageStatus.FAILED.value, str(exc), error=f"{type(exc).__name__}: {exc}")
                 return False
+            health.note_sent(self.session, msg.channel, to_dt(self.now))
         self._effect(msg, "send")
         self._finish(msg, MessageStatus.SENT.value, None, sent_at=to_dt(self.now), provider_id=provider_id,
                      error=None)
@@ -236,18 +266,60 @@ class Delivery:
             address = getattr(contact, channel.address_field, None)
             if address:
                 suppress(self.session, self.config["SECRET_KEY"], msg.channel, address, exc.suppress, exc.message)
+        # a bounce too: one is a recipient's, but a server that refuses every recipient bounces them all
+        self._channel_error(msg.channel, exc.message)
         schedule = getattr(channel, "retry_schedule", None)
-        if exc.ambiguous and not getattr(channel, "idempotent", False):
+        limit = len(schedule) if schedule else int(self.config.get("MAX_ATTEMPTS", MAX_ATTEMPTS))
+        if exc.ambiguous and not getattr(channel, "idempotent", False) and not self.resend_ambiguous:
             self._finish(msg, MessageStatus.UNKNOWN.value, exc.message, error=exc.message)
-        elif exc.permanent or msg.attempts >= (len(schedule) if schedule else MAX_ATTEMPTS):
+        elif exc.permanent or msg.attempts >= limit:
             self._finish(msg, MessageStatus.FAILED.value, exc.message, error=exc.message)
         else:
             delay = exc.retry_after or (schedule[msg.attempts] if schedule and msg.attempts < len(schedule)
                                         else backoff(msg.attempts, base=float(self.config.get("RETRY_BASE", 30.0))))
-            self._finish(msg, MessageStatus.PENDING.value, exc.message, error=exc.message, claimed_at=None,
+            detail = f"{exc.message}; {AMBIGUOUS_RESENT}" if exc.ambiguous and self.resend_ambiguous else exc.message
+            self._finish(msg, MessageStatus.PENDING.value, detail, error=detail, claimed_at=None, sending_at=None,
                          next_attempt_at=to_dt(self.now) + timedelta(seconds=delay))
 
+    def _channel_error(self, channel: str, text: str) -> None:
+        if self.capture is None:
+            health.note_error(self.session, channel, text, to_dt(self.now))
 
-def deliver(session: Session, app: Flask, message_ids: list[int]) -> int:
-    with Delivery(session, app) as delivery:
+
+def deliver(session: Session, app: Flask, message_ids: list[int], now: int | None = None) -> int:
+    with Delivery(session, app, now=now) as delivery:
         return delivery.deliver(message_ids)
+
+
+def resolve_stale_sends(session: Session, config: Any, stale: Any, instant: Any,
+                        idempotent: tuple[str, ...] = ()) -> dict[str, int]:
+    """Settle ``sending`` rows whose worker vanished (claimed, or handed over, before *stale*).
+
+    Never handed to the channel (no ``sending_at``): back to ``pending``, sent once. Handed over: the
+    provider may have it, so ``unknown`` (``AMBIGUOUS_SENDS=hold``) or ``pending`` again (``resend``, and
+    always for the *idempotent* channels, whose providers de-duplicate by key). Each move is in the
+    message's status history. The caller commits.
+    :return: ``{"stranded": …, "unknown": …, "resent": …}`` row counts.
+    """
+    table = Message.__table__
+    sending = table.c.status == MessageStatus.SENDING.value
+    pending = {"status": MessageStatus.PENDING.value, "claimed_at": None, "sending_at": None,
+               "next_attempt_at": instant}
+    resend = config.get("AMBIGUOUS_SENDS") == "resend"
+    moves = [("stranded", (table.c.sending_at.is_(None), table.c.claimed_at <= stale), pending, STRANDED),
+             ("resent", (table.c.sending_at <= stale, table.c.channel.in_(idempotent)), pending,
+              "the provider may have it; sent again: it de-duplicates by key (an idempotent channel)"),
+             ("resent" if resend else "unknown", (table.c.sending_at <= stale,),
+              pending if resend else {"status": MessageStatus.UNKNOWN.value},
+              AMBIGUOUS_RESENT if resend else AMBIGUOUS_HELD)]
+    counts = {"stranded": 0, "unknown": 0, "resent": 0}
+    for name, where, values, detail in moves:
+        ids = list(session.connection().execute(
+            update(table).where(sending, *where).values(error=detail, **values).returning(table.c.id)).scalars())
+        for message_id in ids:
+            session.add(MessageStatusChange(message_id=message_id, status=values["status"], detail=detail,
+                                            source="scheduler", at=instant))
+        counts[name] += len(ids)
+        if ids:
+            log.warning("%d send(s) whose worker stopped: %s", len(ids), detail)
+    return counts

@@ -72,8 +72,13 @@ def may_enter(ctx: EngineContext, rule_id: int, plan: dict[str, Any], contact_id
     return True
 
 
-def enrol(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None, reason: str) -> Enrolment | None:
-    """Enter *contact* into *rule*'s active version (if its entry policy allows) and run to the first wait."""
+def enrol(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None, reason: str,
+          isolate: bool = False) -> Enrolment | None:
+    """Enter *contact* into *rule*'s active version (if its entry policy allows) and run to the first wait.
+
+    :param isolate: when nothing else would retry the entry (a trigger timer fired it), first steps that fail
+        are the journey's own failure: it has entered, and its step is retried with back-off, then parked.
+    """
     if rule.status != RuleStatus.ACTIVE.value or rule.active_version_id is None:
         return None
     plan = ctx.plan(rule.active_version_id)
@@ -84,7 +89,23 @@ def enrol(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None
     ctx.session.add(enr)
     ctx.session.flush()
     ctx.log(contact.id, rule.id, "enter", enr.id, because=reason)
-    run(ctx, enr, contact)
+    if not isolate:
+        run(ctx, enr, contact)
+        return enr
+    from .dispatch import drain  # dispatch imports this module
+    from .failures import enrolment_failed
+
+    drain(ctx)  # what earlier steps raised is not this journey's to lose
+    ctx.write_buffered()
+    enrolment_id, mark = enr.id, ctx.checkpoint()
+    try:
+        with ctx.session.begin_nested():
+            run(ctx, enr, contact)
+            drain(ctx)
+            ctx.write_buffered()
+    except Exception as exc:
+        ctx.forget_since(mark)
+        enrolment_failed(ctx.session, ctx.config, enrolment_id, exc, ctx.now)
     return enr
 
 
@@ -139,6 +160,8 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
     scope = Scope(ctx.session, contact, ctx.now, event_loader=lambda: event_props(ctx, enr.event_id))
     enr.due = None
     enr.wait_event = None
+    if enr.error is not None:  # it failed before; if this run fails too, the savepoint restores both
+        enr.attempts = enr.error = None
     for _ in range(MAX_STEPS_PER_RUN):
         if enr.pc >= len(steps):
             finish(ctx, enr, "completed")

@@ -9,12 +9,13 @@ from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoi
 from .events import Event, ProviderReceipt
 from .journeys import (Enrolment, EnrolmentState, JourneyLog, Rule, RuleStatus, RuleVersion, ScheduleTimer,
                        TriggerTimer)
-from .messages import Message, MessageStatus
+from .messages import ChannelHealth, Message, MessageStatus
 
 __all__ = [
     "Enrolment", "EnrolmentState", "JourneyLog", "Rule", "RuleStatus", "RuleVersion", "ScheduleTimer", "TriggerTimer",
     "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
     "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
-    "SuppressionReason", "Template", "WebhookEndpoint", "Contact", "ContactTag", "Event", "JsonType", "ProviderReceipt", "Message", "MessageStatus",
+    "SuppressionReason", "Template", "WebhookEndpoint", "ChannelHealth", "Contact", "ContactTag", "Event", "JsonType",
+    "ProviderReceipt", "Message", "MessageStatus",
     "Scope", "UTCDateTime", "User", "utcnow",
 ]

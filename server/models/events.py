@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
@@ -27,6 +27,14 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: set once the engine has matched the event against the rules; NULL = still to do
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: failed tries so far: an event whose journeys fail stays unprocessed and is retried with back-off
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    #: not to be tried again before this time (back-off after a failure)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: why the last try failed (no personal data: addresses and numbers are blanked)
+    error: Mapped[str | None] = mapped_column(Text)
+    #: set after ``MAX_ATTEMPTS`` failed tries: left for an operator (``nudge messages``), never tried on its own
+    parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ProviderReceipt(Base):

@@ -53,6 +53,7 @@ class EnrolmentState(enum.IntEnum):
     DONE = 1       # finished all steps
     EXITED = 2     # left early: goal reached, stopped, rule removed
     HELD = 3       # its rule is paused: kept where it is, ``due`` and all, until the rule is resumed
+    PARKED = 4     # its next step failed ``MAX_ATTEMPTS`` times: kept where it is until an operator retries it
 
 
 class Enrolment(Base):
@@ -62,6 +63,9 @@ class Enrolment(Base):
     __table_args__ = (
         Index("ix_enrolments_due", "due", postgresql_where=text("state = 0"), sqlite_where=text("state = 0")),
         Index("ix_enrolments_contact_rule", "contact_id", "rule_id"),
+        # the few journeys that failed (retrying or parked), found without reading the waiting millions
+        Index("ix_enrolments_failing", "id", postgresql_where=text("error IS NOT NULL"),
+              sqlite_where=text("error IS NOT NULL")),
         NEVER_REUSE_IDS,
     )
 
@@ -80,6 +84,11 @@ class Enrolment(Base):
     #: the event that started the journey (its props are ``event.*`` in conditions)
     event_id: Mapped[int | None] = mapped_column(BigInteger)
     exit_reason: Mapped[str | None] = mapped_column(String(16))
+    #: failed tries of the step at ``pc``; a failed step is retried at ``due`` (back-off), parked after
+    #: ``MAX_ATTEMPTS``. NULL and 0 both mean none: waiting rows stay small.
+    attempts: Mapped[int | None] = mapped_column(SmallInteger)
+    #: why the last try failed; NULL once the journey moves on
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class JourneyLog(Base):

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from server.db import get_session
 from server.engine.render import save_template
-from server.models import Contact, Enrolment, EnrolmentState, Message
+from server.models import Contact, Enrolment, EnrolmentState, Message, MessageStatusChange
 
 from ..helpers import load_rules
 
@@ -92,3 +92,22 @@ def assert_exactly_once(app, smtp_server, emails: list[str]) -> dict[str, int]:
     lost = [pair for pair, status in table.items() if status == "sent" and not got[pair]]
     assert not lost, f"recorded as sent but never received: {lost[:10]}"
     return dict(statuses)
+
+
+def message_of(app, email: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """Status of the contact's message and its status history (status, detail); None before it exists."""
+    with app.app_context():
+        session = get_session()
+        msg = session.scalar(select(Message).join(Contact, Contact.id == Message.contact_id)
+                             .where(Contact.email == email))
+        out = None if msg is None else (msg.status, [(c.status, c.detail or "") for c in session.scalars(
+            select(MessageStatusChange).where(MessageStatusChange.message_id == msg.id)
+            .order_by(MessageStatusChange.id))])
+        session.rollback()
+    return out
+
+
+def recipients(smtp_server) -> Counter[str]:
+    """How many messages each recipient got at the SMTP server."""
+    with smtp_server.handler.cond:
+        return Counter(rcpt for _sender, rcpts in smtp_server.handler.envelopes for rcpt in rcpts)

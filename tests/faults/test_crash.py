@@ -14,7 +14,7 @@ from server.models import Message, MessageStatusChange
 from server.queue import get_queue
 
 from ..helpers import api_key
-from .journey import assert_exactly_once, counts, install_series
+from .journey import assert_exactly_once, counts, install_series, outbox, received
 
 pytestmark = pytest.mark.slow
 
@@ -130,4 +130,7 @@ def test_journey_survives_kill_9_flushall_and_smtp_outage(app, client, smtp_serv
     assert procs.kills >= 5, "the run ended before the workers were killed often"
     # each kill strands at most the one message its worker was handing to SMTP; the outage at most one per worker
     assert statuses.get("unknown", 0) <= procs.kills + len(workers.live), statuses
+    unknown = [pair for pair, status in outbox(app).items() if status == "unknown"]
+    print(f"{len(unknown)} unknown after {procs.kills} kills, {sum(received(smtp_server)[p] > 0 for p in unknown)} "
+          "of them at the SMTP server (the others were killed between the stamp and DATA)")
     assert _retried_then_sent(app) > 0, "no send failed during the SMTP outage and succeeded after it"
