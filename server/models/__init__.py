@@ -1,5 +1,5 @@
 """SQLAlchemy models: the database is Nudge's source of truth."""
-from .accounts import ApiKey, Scope, User
+from .accounts import AdminSession, ApiKey, Scope, User
 from .base import Base, JsonType, UTCDateTime, utcnow
 from .consent import Consent, ConsentStatus, Suppression, SuppressionReason
 from .contacts import Contact, ContactTag
@@ -14,7 +14,7 @@ from .messages import Message, MessageStatus
 __all__ = [
     "Enrolment", "EnrolmentState", "JourneyLog", "Rule", "RuleStatus", "RuleVersion", "ScheduleTimer", "TriggerTimer",
     "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
-    "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
+    "AdminSession", "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
     "SuppressionReason", "Template", "WebhookEndpoint", "Contact", "ContactTag", "Event", "JsonType", "Message", "MessageStatus",
     "Scope", "UTCDateTime", "User", "utcnow",
 ]
