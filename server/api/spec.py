@@ -15,7 +15,7 @@ from ..auth import require_api_key
 from ..contacts.errors import Conflict, InvalidInput
 from ..db import get_session
 from ..models import Scope
-from .jsonbody import MalformedJson, read_json
+from .jsonbody import JsonInputError, read_json
 from .problems import problem
 from .validation import parse_query, validate
 
@@ -151,8 +151,10 @@ def endpoint(bp: Any, method: str, path: str, *, summary: str, tag: str, scope: 
                                        "the body must be JSON with Content-Type: application/json")
                     try:
                         data = read_json(op.max_body)
-                    except MalformedJson as exc:
-                        return problem(400, "Malformed JSON", str(exc))
+                    except JsonInputError as exc:
+                        if exc.malformed:
+                            return problem(400, "Malformed JSON", str(exc))
+                        raise InvalidInput(exc.field, exc.message) from None
                     kwargs["body"] = validate(op.body, data)
                 return view(*args, **kwargs)
             except BadQuery as exc:

@@ -10,16 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from ..sdk import lone_surrogate
 from .errors import InvalidInput
 
 LOCALE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_BREAK = re.compile("[\r\n\x0b\x0c\x85\u2028\u2029]")
-
-
-def lone_surrogate(text: str) -> bool:
-    """Whether *text* holds a UTF-16 surrogate on its own (from ``"\\ud800"`` in JSON): not text at all."""
-    return _SURROGATE.search(text) is not None
 
 
 def check_text(value: Any, field: str, max_length: int, *, allow_empty: bool = False,
