@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from functools import wraps
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
@@ -15,22 +16,32 @@ from .forms import client_ip
 from .signin import end_session, guard, signed_in_user, start_session
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-#: the admin pages that do not need a signed-in user
-PUBLIC_ENDPOINTS = frozenset({"admin.login"})
+#: the admin pages that do not need a signed-in user (signing out of a dead session is harmless)
+PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.logout"})
+
+
+def _sign_in_first() -> Any:
+    """None when this browser's server-side session is live (its user in ``g.user_id``), else a redirect."""
+    user_id = signed_in_user()
+    if user_id is None:
+        return redirect(url_for("admin.login", next=request.path))
+    g.user_id = user_id
+    return None
 
 
 @bp.before_request
 def _require_sign_in() -> Any:
-    """Every admin page but the sign-in page needs a live server-side session."""
-    if request.endpoint in PUBLIC_ENDPOINTS:
-        return None
-    user_id = signed_in_user()
-    if user_id is None:
-        if request.endpoint == "admin.logout":
-            return redirect(url_for("admin.login"))
-        return redirect(url_for("admin.login", next=request.path))
-    g.user_id = user_id
-    return None
+    """Every admin page but sign-in and sign-out needs a live server-side session."""
+    return None if request.endpoint in PUBLIC_ENDPOINTS else _sign_in_first()
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """For admin views outside this blueprint (plugins' pages): the same server-side session check."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return _sign_in_first() or view(*args, **kwargs)
+
+    return wrapper
 
 
 def local_target(value: str | None) -> str | None:

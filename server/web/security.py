@@ -41,6 +41,9 @@ def init_app(app: Flask) -> None:
     def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if response.mimetype == "text/html":
-            for name, value in FRAMING.items():
-                response.headers[name] = value
+            response.headers["X-Frame-Options"] = FRAMING["X-Frame-Options"]
+            policy = response.headers.get("Content-Security-Policy", "")
+            if "frame-ancestors" not in policy:  # keep a page's own policy, add the framing rule to it
+                rule = FRAMING["Content-Security-Policy"]
+                response.headers["Content-Security-Policy"] = f"{policy.rstrip('; ')}; {rule}" if policy else rule
         return response

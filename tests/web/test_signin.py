@@ -77,6 +77,17 @@ def test_a_cookie_copied_before_logout_opens_nothing_after_it(app, client):
     assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login")
 
 
+def test_a_session_unused_for_twelve_hours_ends(app, client, clock):
+    email, password = _admin(app)
+    _sign_in(client, email, password)
+    clock[0] += 11 * 3600
+    assert client.get("/admin/").status_code == 200  # in use: the idle time starts again
+    clock[0] += 11 * 3600
+    assert client.get("/admin/").status_code == 200
+    clock[0] += 12 * 3600 + 1
+    assert client.get("/admin/").status_code == 302
+
+
 def test_a_new_password_from_the_cli_ends_every_session_of_that_user(app, client, runner):
     email, password = _admin(app)
     _sign_in(client, email, password)
