@@ -1,21 +1,26 @@
 # Two commands for a fresh Debian/Ubuntu machine (Python 3.11+):
-#   make run    install Nudge into .venv and start it on its embedded defaults
+#   make run    install Nudge into .venv and start it on its embedded defaults (PORT=8001 for another port)
 #   make test   install everything the tests need (system packages included) and run the whole suite
+#   make docs   regenerate docs/configuration.md from the settings' declarations
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
+PORT   ?= 8000
 
-.PHONY: run test system-run system-test clean
+.PHONY: run test docs system-run system-test clean
 
 run: system-run $(VENV)/.run-installed
-	$(BIN)/nudge up
+	$(BIN)/nudge up --port $(PORT)
 
 test: system-test $(VENV)/.test-installed
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treated as success"; rc=0; fi; exit $$rc
+
+docs: $(VENV)/.run-installed
+	$(BIN)/nudge config docs > docs/configuration.md
 
 # -- system packages: installed only when missing -------------------------------------
 system-run:

@@ -6,7 +6,7 @@ checker a :class:`Vocabulary`; the compiler's plan is described in docs/plan.md.
 
 from .ast import Program, Rule, Span
 from .build import BuildResult, build
-from .checker import check
+from .checker import check, listened_events
 from .compiler import PLAN_VERSION, compile_program
 from .diagnostics import ERROR, WARNING, Diagnostic
 from . import evaluate  # the module: evaluate.evaluate(tree, context) gives a value
@@ -19,5 +19,5 @@ __all__ = [
     "BUILTIN_CONTACT_FIELDS", "BUILTIN_EVENTS", "BuildResult", "Diagnostic", "ERROR",
     "EvalContext", "FormatError", "PLAN_VERSION", "ParseResult", "Program", "Rule", "Span",
     "Vocabulary", "WARNING", "build", "check", "compile_program", "evaluate", "fmt",
-    "format_program", "holds", "parse", "parse_bytes", "truth",
+    "format_program", "holds", "listened_events", "parse", "parse_bytes", "truth",
 ]

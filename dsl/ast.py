@@ -326,9 +326,14 @@ class Wait(Node):
 
 @dataclass(frozen=True)
 class WaitUntil(Node):
-    """``wait until EXPR``, where EXPR is a date or date-time."""
+    """``wait until EXPR [at HH:MM]``, where EXPR is a date or date-time.
+
+    A date resumes at ``at`` (09:00 when absent) in the contact's timezone; with ``at``, a
+    date-time resumes on its local day at that time.
+    """
 
     expr: Expr
+    at: Time | None = None
 
 
 @dataclass(frozen=True)

@@ -263,6 +263,9 @@ class AstBuilder(Transformer):
             return A.WaitUntilTime(expr, span=span_of(children))
         return A.WaitUntil(expr, span=span_of(children))
 
+    def wait_until_at(self, children):
+        return A.WaitUntil(children[2], literal(children[4]), span=span_of(children))
+
     def wait_where(self, children):
         return Extra("where", children[1], children)
 

@@ -38,6 +38,12 @@ def check(program: A.Program, vocabulary: Vocabulary | None = None) -> list[Diag
     return sorted(checker.report.diagnostics, key=sort_key)
 
 
+def listened_events(program: A.Program) -> list[str]:
+    """Every event name the program waits for, once per place it is written (triggers, goals, ``wait for``,
+    ``did``): a caller checking several files counts them, since a name written twice is no typo."""
+    return [node.name for node in A.walk(program) if isinstance(node, A.EventName)]
+
+
 def placeholder_problem(text: str) -> str | None:
     """Why the ``{{ … }}`` placeholders of ``text`` do not balance, or None."""
     position = 0
@@ -92,6 +98,13 @@ class _Checker:
                               f"`{name.split('.')[0]}.…` events are Nudge's own: "
                               + ", ".join(sorted(e for e in BUILTIN_EVENTS
                                                  if e.startswith(name.split('.')[0] + "."))))
+            return
+        if self.vocabulary.raised is not None:
+            if name not in self.vocabulary.raised:
+                self.report.warning(event, f'nothing raises event "{name}"'
+                                    f"{suggestion(name, known | self.vocabulary.raised)}",
+                                    "no built-in event, plugin, other rule or event received so far has this "
+                                    "name; if your app will send it (POST /api/v1/events), all is well")
             return
         close = did_you_mean(name, known, cutoff=0.8)
         if close:
@@ -220,7 +233,10 @@ class _Checker:
 
     def step_WaitUntil(self, step: A.WaitUntil, scope):  # noqa: N802
         kind = self.types.infer(step.expr, scope)
-        if kind not in ("date", "datetime", "any"):
+        if step.at is not None and kind == "time":
+            self.report.error(step.at, "`at` follows a date: `wait until 09:00` already names the time of day",
+                              "e.g. `wait until contact.renewal_date - 30d at 10:00`")
+        elif kind not in ("date", "datetime", "any"):
             self.report.error(step.expr, f"`wait until` needs a date or a time, not {article(kind)}",
                               "e.g. `wait until contact.renewal_date - 7d` or `wait until 09:00`")
 

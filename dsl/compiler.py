@@ -192,8 +192,9 @@ class _Emitter:
         self.emit(ident, step, {"op": "wait", "seconds": step.duration.seconds})
 
     def _WaitUntil(self, step: A.WaitUntil, ident):  # noqa: N802
+        at = {"at": str(step.at)} if step.at is not None else {}  # absent: 09:00, as plans before `at` had
         self.emit(ident, step, {"op": "wait_until", "expr": tree(step.expr),
-                                "source": format_expr(step.expr)})
+                                "source": format_expr(step.expr), **at})
 
     def _WaitUntilTime(self, step: A.WaitUntilTime, ident):  # noqa: N802
         self.emit(ident, step, {"op": "wait_until_time", "at": str(step.at)})

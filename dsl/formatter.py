@@ -218,7 +218,8 @@ def step_text(step) -> str:
     if isinstance(step, A.Wait):
         return f"wait {duration(step.duration)}"
     if isinstance(step, A.WaitUntil):
-        return f"wait until {format_expr(step.expr)}"
+        at = f" at {step.at}" if step.at is not None else ""
+        return f"wait until {format_expr(step.expr)}{at}"
     if isinstance(step, A.WaitUntilTime):
         return f"wait until {step.at}"
     if isinstance(step, A.WaitFor):

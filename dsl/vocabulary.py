@@ -60,6 +60,9 @@ class Vocabulary:
     :param steps: extra step keywords registered by plugins.
     :param segments: known segment names; None accepts any.
     :param rules: names usable in ``start "Other rule"`` (besides the file's own); None accepts any.
+    :param raised: custom event names something is known to raise (received by the instance, used by
+        more than one rule); every other custom event gets a warning. None: nothing is known, so only
+        a near miss of a known event is flagged.
     """
 
     channels: Mapping[str, frozenset[str] | None]
@@ -68,6 +71,7 @@ class Vocabulary:
     steps: frozenset[str] = frozenset()
     segments: frozenset[str] | None = None
     rules: frozenset[str] | None = None
+    raised: frozenset[str] | None = None
 
     @classmethod
     def default(cls) -> "Vocabulary":
@@ -89,6 +93,10 @@ class Vocabulary:
         merged = dict(self.contact_fields)
         merged.update(fields)
         return replace(self, contact_fields=merged)
+
+    def with_raised(self, events) -> "Vocabulary":
+        """A copy that also takes ``events`` as raised (no "nothing raises it" warning for them)."""
+        return replace(self, raised=(self.raised or frozenset()) | frozenset(events))
 
     def with_events(self, events) -> "Vocabulary":
         """A copy that also knows ``events`` (custom events seen so far)."""

@@ -15,15 +15,17 @@ from .queue import TaskQueue
 htmx = HTMX()
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, create: bool = True) -> Flask:
     """Build a Nudge app: config, database (migrated), queue, plugins, blueprints.
 
     :param config: settings that win over the config file and ``NUDGE_*`` variables
         (keys without the prefix, e.g. ``{"DATABASE_URL": "sqlite://"}``).
-    :raises server.config.ConfigError: when a setting is invalid.
+    :param create: whether a new embedded SQLite instance may be created (only ``nudge up`` and
+        ``nudge db upgrade`` do; every other command and server process finds an existing one).
+    :raises server.config.ConfigError: when a setting is invalid, or *create* is false and there is no instance.
     :raises server.db.DatabaseUnavailable: when the database cannot be reached.
     """
-    settings = load_config(config)
+    settings = load_config(config, create=create)
     app = Flask(__name__)
     app.config.update(settings)
     from .web import security
@@ -51,6 +53,7 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
 
     pm = build_plugin_manager(app.config)
     pm.validate_config(app.config)
+    _check_teams(app.config["TEAMS"], pm.channels)
     app.extensions["nudge.plugins"] = pm
 
     from . import api
@@ -76,3 +79,13 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
         return redirect(url_for("admin.dashboard"))
 
     app.extensions["nudge.plugins"].hook.startup(app=app)
+
+
+def _check_teams(teams: Any, channels: Mapping[str, Any]) -> None:
+    """Every team member names an installed channel (checked once the plugins are loaded)."""
+    from .config import ConfigError
+    from .teams import check_channels
+
+    problem = check_channels(teams, channels)
+    if problem:
+        raise ConfigError("TEAMS", problem)

@@ -16,30 +16,79 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 ENV_PREFIX = "NUDGE_"
 
-#: Every setting Nudge knows, with its default. Keys are the names used in
-#: ``app.config``; the environment variable is ``NUDGE_<KEY>``.
-DEFAULTS: dict[str, Any] = {
-    "HOME": "./nudge-data",
-    "DATABASE_URL": None,        # default: sqlite:///<HOME>/nudge.db
-    "REDIS_URL": None,           # default: an embedded redis-server inside HOME
-    "SECRET_KEY": None,          # default: generated once, kept in <HOME>/secret_key
-    "SMTP_URL": "smtp://localhost:25",
-    "BASE_URL": "http://127.0.0.1:8000",
-    "MAIL_FROM": "Nudge <nudge@localhost>",
-    "DEFAULT_TIMEZONE": "UTC",
-    "QUEUE_NAME": "nudge",
-    "SCHEDULER_INTERVAL": 1.0,
-    "REQUEUE_AFTER": 30.0,       # seconds before the scheduler re-enqueues unprocessed work
-    "ENGINE_LEASE": 120.0,       # seconds a batch of due enrolments belongs to one job before it is handed on
-    "RETRY_BASE": 30.0,          # seconds before the first retry of a failed send (doubles, with jitter)
-    "FREQUENCY_CAP": None,       # e.g. "3/7d": at most 3 marketing messages per contact in any 7 days
-    "LOG_LEVEL": "INFO",
-    "MIGRATE_ON_START": True,
-    "LOAD_ENTRY_POINTS": True,   # third-party plugins from the nudge.plugins entry points
+#: Every core setting: its type (as in a plugin's ``config_schema``: string, int, float, bool, file), default
+#: and what it does. Keys are the names used in ``app.config``; the environment variable is ``NUDGE_<KEY>``.
+#: docs/configuration.md is generated from these and the built-in plugins' schemas (``make docs``).
+SETTINGS: dict[str, dict[str, Any]] = {
+    "HOME": {"type": "string", "default": "./nudge-data",
+             "help": "where the embedded database, Redis and the secret key live; unset: the nearest nudge-data "
+                     "folder in the current directory or above, else ./nudge-data (only nudge up and nudge db "
+                     "upgrade create one)"},
+    "CONFIG": {"type": "file", "help": "a TOML file of settings (keys without NUDGE_, any case); default "
+                                       "$NUDGE_HOME/nudge.toml when it exists"},
+    "DATABASE_URL": {"type": "string", "secret": True,
+                     "help": "default sqlite:///$NUDGE_HOME/nudge.db; postgresql://user:pass@host/db for production"},
+    "REDIS_URL": {"type": "string",
+                  "help": "redis://host:6379/0 to share one Redis between machines; default an embedded Redis "
+                          "in NUDGE_HOME"},
+    "SECRET_KEY": {"type": "string", "secret": True,
+                   "help": "signs sessions and links (at least 16 characters); default generated into "
+                           "$NUDGE_HOME/secret_key. Set the same on every machine"},
+    "SMTP_URL": {"type": "string", "default": "smtp://localhost:25", "secret": True,
+                 "help": "smtp://user:pass@host:587?tls=starttls (tls=none|starttls|ssl, timeout=seconds); "
+                         "smtps://… for TLS from the start"},
+    "BASE_URL": {"type": "string", "default": "http://127.0.0.1:8000",
+                 "help": "the public address used in links and unsubscribe URLs; https:// in production"},
+    "MAIL_FROM": {"type": "string", "default": "Nudge <nudge@localhost>",
+                  "help": "the From of every email, e.g. Acme <news@acme.example>"},
+    "DEFAULT_TIMEZONE": {"type": "string", "default": "UTC",
+                         "help": "IANA time zone for contacts without one (quiet hours, at 09:00, schedules)"},
+    "PHONE_REGION": {"type": "string",
+                     "help": "country (e.g. DE) assumed for phone numbers given without +<country code> "
+                             "in the API, forms and imports"},
+    "QUEUE_NAME": {"type": "string", "default": "nudge", "help": "the name of the RQ queue in Redis"},
+    "SCHEDULER_INTERVAL": {"type": "float", "default": 1.0, "help": "seconds between scheduler ticks"},
+    "REQUEUE_AFTER": {"type": "float", "default": 30.0,
+                      "help": "seconds before unprocessed events and unclaimed sends are re-enqueued, and a "
+                              "sending row becomes unknown"},
+    "ENGINE_LEASE": {"type": "float", "default": 120.0,
+                     "help": "seconds a leased batch of due enrolments belongs to one job before it is handed on"},
+    "RETRY_BASE": {"type": "float", "default": 30.0,
+                   "help": "seconds before the first retry of a failed send (doubles, with jitter)"},
+    "FREQUENCY_CAP": {"type": "string",
+                      "help": "e.g. 3/7d: at most 3 marketing messages per contact in any 7 days; unset: no cap"},
+    "TEMPLATE_TIME_LIMIT": {"type": "float", "default": 0.5, "help": "seconds a template part may take to render"},
+    "TEMPLATE_MAX_OUTPUT": {"type": "int", "default": 1_000_000,
+                            "help": "characters a rendered template part (and each string or list in it) may have"},
+    "FORM_RATE_LIMIT": {"type": "int", "default": 20, "help": "submissions per IP address per hour to a hosted form"},
+    "VISIT_RATE_LIMIT": {"type": "int", "default": 600, "help": "site-tracking visits per IP address per hour"},
+    "TRACK_DOMAINS": {"type": "string",
+                      "help": "comma-separated sites running the tracking snippet; clicks to them carry a visitor id"},
+    "MACHINE_SECONDS": {"type": "float", "default": 10.0,
+                        "help": "an open or click this many seconds after sending counts as a machine's "
+                                "(machine: true)"},
+    "LOG_LEVEL": {"type": "string", "default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR or CRITICAL"},
+    "MIGRATE_ON_START": {"type": "bool", "default": True,
+                         "help": "every process applies pending migrations when it starts"},
+    "PLUGINS": {"type": "string",
+                "help": "comma-separated modules of the built-in plugins to load; default plugins.email_smtp, "
+                        "plugins.sms_twilio, plugins.webhook"},
+    "LOAD_ENTRY_POINTS": {"type": "bool", "default": True,
+                          "help": "load third-party plugins from the nudge.plugins entry points"},
+    "TEAMS": {"type": "string",
+              "help": "who rules' notify/task steps reach: sales=ana@x.example,bob@x.example;ops=webhook:ops-hook, "
+                      "or JSON, or a [teams] table in nudge.toml (see docs/engine.md)"},
 }
 
-_FLOATS = {"SCHEDULER_INTERVAL", "REQUEUE_AFTER", "ENGINE_LEASE", "RETRY_BASE"}
-_BOOLS = {"MIGRATE_ON_START", "LOAD_ENTRY_POINTS"}
+#: every core setting with its default (None: unset, or computed at start-up), derived from :data:`SETTINGS`
+DEFAULTS: dict[str, Any] = {key: spec.get("default") for key, spec in SETTINGS.items()}
+
+_FLOATS = {key for key, spec in SETTINGS.items() if spec["type"] == "float"}
+_INTS = {key for key, spec in SETTINGS.items() if spec["type"] == "int"}
+_BOOLS = {key for key, spec in SETTINGS.items() if spec["type"] == "bool"}
+
+#: the instance folder ``nudge up`` creates, and every command looks for, when ``NUDGE_HOME`` is not set
+HOME_FOLDER = "nudge-data"
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
@@ -55,6 +104,10 @@ class ConfigError(Exception):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+class NoInstance(ConfigError):
+    """No instance where one was looked for, and this command may not create one."""
 
 
 @dataclass(frozen=True)
@@ -116,11 +169,12 @@ def mask_url(url: str) -> str:
 
 
 def _coerce(key: str, value: Any) -> Any:
-    if key in _FLOATS:
+    if key in _FLOATS or key in _INTS:
         try:
-            number = float(value)
+            number = float(value) if key in _FLOATS else int(value)
         except (TypeError, ValueError):
-            raise ConfigError(key, f"must be a number, got {value!r}") from None
+            raise ConfigError(key, f"must be {'a number' if key in _FLOATS else 'a whole number'}, "
+                                   f"got {value!r}") from None
         if number <= 0:
             raise ConfigError(key, f"must be greater than 0, got {value!r}")
         return number
@@ -193,6 +247,15 @@ def _validate_timezone(name: str) -> str:
     return name
 
 
+def _validate_teams(value: Any) -> dict[str, Any]:
+    from .teams import EXAMPLE, parse_teams
+
+    try:
+        return parse_teams(value)
+    except ValueError as exc:
+        raise ConfigError("TEAMS", str(exc), EXAMPLE if EXAMPLE not in str(exc) else "") from None
+
+
 def _secret_key(home: Path) -> str:
     """Read the instance's secret key, creating it (mode 0600) on first use."""
     path = home / "secret_key"
@@ -203,6 +266,59 @@ def _secret_key(home: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
     return key
+
+
+@dataclass(frozen=True)
+class Home:
+    """Where an instance lives, and how it was found."""
+
+    path: Path
+    #: the folders searched for ``nudge-data`` (empty when ``NUDGE_HOME`` named the place)
+    looked_at: tuple[Path, ...] = ()
+
+    @property
+    def explicit(self) -> bool:
+        return not self.looked_at
+
+
+def find_home(explicit: str | None = None, cwd: Path | None = None) -> Home:
+    """The instance folder: one answer for every command and every process of ``nudge up``.
+
+    ``NUDGE_HOME`` when it is set; else the nearest ``nudge-data`` folder in the current directory or
+    one of its parents (so commands run from a sub-folder of the project find it); else
+    ``./nudge-data`` in the current directory, where ``nudge up`` creates a new instance.
+    """
+    if explicit:
+        return Home(Path(explicit).expanduser().resolve())
+    here = (cwd or Path.cwd()).resolve()
+    looked = tuple(folder / HOME_FOLDER for folder in (here, *here.parents))
+    found = next((path for path in looked if path.is_dir()), None)
+    return Home(found or looked[0], looked)
+
+
+def _require_instance(home: Home, url: str, explicit_url: bool) -> None:
+    """Refuse to start on an embedded SQLite database that does not exist yet: only ``nudge up`` and
+    ``nudge db upgrade`` create one (a command run from the wrong folder must not make an empty instance)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return  # PostgreSQL, or an in-memory database: nothing is created on disk
+    database = Path(parsed.database)
+    if database.exists():
+        return
+    todo = "create it with `nudge up` or `nudge db upgrade`"
+    if explicit_url:
+        raise NoInstance("DATABASE_URL", f"no database at {database}", todo)
+    if home.explicit:
+        raise NoInstance("HOME", f"{home.path} holds no Nudge instance (no {database.name})",
+                          f"set NUDGE_HOME to the folder `nudge up` created, or {todo}")
+    if home.path.is_dir():
+        raise NoInstance("HOME", f"{home.path} holds no Nudge instance (no {database.name})",
+                          f"run this from the project folder, set NUDGE_HOME, or {todo}")
+    looked = ", ".join(str(path) for path in home.looked_at)
+    raise NoInstance("HOME", f"no Nudge instance found (looked for {looked})",
+                      "run this from the project folder, set NUDGE_HOME, or start one with `nudge up`")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -217,11 +333,14 @@ def _read_file(path: Path) -> dict[str, Any]:
     return out
 
 
-def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+                create: bool = True) -> dict[str, Any]:
     """Build the validated settings dict.
 
     :param overrides: values passed to ``create_app(config=...)``; they win over everything.
     :param environ: the environment to read ``NUDGE_*`` from (default ``os.environ``).
+    :param create: whether a new embedded SQLite instance may be created; when False, a missing one
+        raises :class:`ConfigError` naming the places looked at (PostgreSQL is never created here).
     :return: settings keyed by name without the ``NUDGE_`` prefix, plus Flask's ``SECRET_KEY``.
     :raises ConfigError: for the first invalid setting.
     """
@@ -229,7 +348,8 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     overrides = dict(overrides or {})
     env = {k[len(ENV_PREFIX):]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
 
-    home = Path(overrides.get("HOME") or env.get("HOME") or DEFAULTS["HOME"]).expanduser()
+    found = find_home(overrides.get("HOME") or env.get("HOME"))
+    home = found.path
     config_file = overrides.get("CONFIG") or env.get("CONFIG")
     file_values: dict[str, Any] = {}
     if config_file:
@@ -246,16 +366,19 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
             if key == "CONFIG":
                 continue
             settings[key] = _coerce(key, value)
-    settings["HOME"] = str(home.resolve())
+    settings["HOME"] = str(home)
 
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError("HOME", f"cannot create {str(home)!r}: {exc.strerror}") from None
-
-    if not settings["DATABASE_URL"]:
-        settings["DATABASE_URL"] = f"sqlite:///{home.resolve() / 'nudge.db'}"
+    explicit_url = bool(settings["DATABASE_URL"])
+    if not explicit_url:
+        settings["DATABASE_URL"] = f"sqlite:///{home / 'nudge.db'}"
     settings["DATABASE_URL"] = _validate_database_url(str(settings["DATABASE_URL"]))
+    if not create:
+        _require_instance(found, settings["DATABASE_URL"], explicit_url)
+    if create or not settings["SECRET_KEY"]:  # a new instance, or a secret key to keep in it
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("HOME", f"cannot create {str(home)!r}: {exc.strerror}") from None
     if settings["REDIS_URL"]:
         settings["REDIS_URL"] = _validate_redis_url(str(settings["REDIS_URL"]))
     settings["SMTP"] = parse_smtp_url(str(settings["SMTP_URL"]))
@@ -263,6 +386,7 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
+    settings["TEAMS"] = _validate_teams(settings["TEAMS"])
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")

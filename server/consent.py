@@ -5,14 +5,20 @@ message waits in the outbox still stops it.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .models import Consent, ConsentStatus, Suppression, utcnow
 from .sdk import address_hash as _sdk_address_hash
+from .sdk import redact
+
+#: suppression reasons a confirmed double opt-in lifts: the person asked again and proved the address is
+#: theirs. Bounces and complaints stay (a confirmation is never mailed to those addresses).
+LIFTED_BY_CONFIRMATION = ("erased", "unsubscribed")
 
 
 def address_hash(secret: str, channel: str, address: str) -> str:
@@ -75,8 +81,14 @@ def suppression_reason(session: Session, secret: str, channel: str, address: str
 
 
 def suppress(session: Session, secret: str, channel: str, address: str, reason: str, detail: str | None = None) -> None:
-    """Add *address* to the suppression list (idempotent, also under concurrent writers)."""
+    """Add *address* to the suppression list (idempotent, also under concurrent writers).
+
+    :param detail: why, for operators (a bounce diagnostic …); the address, and any other address or
+        phone number in it, is masked: the list keeps only a hash of the address, and nothing readable.
+    """
     digest = address_hash(secret, channel, address)
+    if detail:
+        detail = redact(re.sub(re.escape(address.strip()), "[address]", detail, flags=re.IGNORECASE))
     exists = session.scalar(select(Suppression.id).where(Suppression.channel == channel,
                                                          Suppression.address_hash == digest))
     if exists is None:
@@ -103,3 +115,11 @@ def send_blocker(session: Session, secret: str, contact_id: int | None, channel:
     if contact_id is not None and current_consent(session, contact_id, channel) == ConsentStatus.REVOKED.value:
         return "unsubscribed"
     return None
+
+
+def lift_suppression(session: Session, channel: str, digest: str, reasons: tuple[str, ...] = LIFTED_BY_CONFIRMATION
+                     ) -> bool:
+    """Take the address with hash *digest* off the suppression list of *channel* when its reason is one of
+    *reasons*; return whether it was. Only a confirmed double opt-in calls this."""
+    return bool(session.execute(delete(Suppression).where(
+        Suppression.channel == channel, Suppression.address_hash == digest, Suppression.reason.in_(reasons))).rowcount)

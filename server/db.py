@@ -35,7 +35,12 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine with Nudge's per-backend settings."""
+    """Create an engine with Nudge's per-backend settings.
+
+    Statement parameters stay out of error messages (``hide_parameters``): a failed insert must not put
+    a contact's address into a log or a stored error.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):  # one shared in-memory database (simulation)
             kwargs.setdefault("poolclass", StaticPool)

@@ -20,6 +20,9 @@ def register_channels(config):
     Called once per app, while ``create_app()`` builds the plugin manager (also by ``nudge plugins``).
     Each channel's ``config_schema`` is validated right after, its ``events`` join the rules
     language's vocabulary and the channel becomes available to ``send <channel> <template>``.
+    ``nudge doctor`` (and the start-up log of ``nudge up``/``web``/``worker``) calls each channel's
+    ``diagnose(in_use=…)`` on an instance built with the instance settings: the channel's own checks,
+    as :class:`server.sdk.Check` objects, ``error`` when they block sending.
 
     :param config: the instance settings (read-only mapping, keys without the ``NUDGE_`` prefix).
     :return: a list of classes; each ``name`` must be unique across all plugins.

@@ -4,6 +4,11 @@ form confirmation, and the site-tracking visitor id.
 Every link carries an itsdangerous token signed with the instance's ``SECRET_KEY`` and a salt per
 purpose, so a token made for one purpose is refused by every other, nothing in a URL is a bare
 (sequential, guessable) id, and a click redirect goes only where the signed token says.
+
+A token names its contact by the contact's random ``public_id`` (``"p"``), never by the row id: a link
+made for an erased person finds nobody, whoever the database creates next. Tokens signed before public
+ids existed carry the row id (``"c"``); :func:`contact_of` honours one only for a contact created
+before the token was signed — a contact created later holds a reused id and is someone else.
 """
 from __future__ import annotations
 
@@ -13,6 +18,10 @@ from typing import Any
 
 from flask import Flask, current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import Contact
 
 DAY = 86400
 #: purpose -> how long its links work, in seconds
@@ -72,40 +81,63 @@ def _url(path: str, app: Flask | None) -> str:
     return (app or current_app).config["BASE_URL"] + path
 
 
-def open_url(contact_id: int, message_key: str, *, app: Flask | None = None) -> str:
-    """The open-tracking pixel for one message."""
-    return _url(f"/o/{sign('open', {'c': contact_id, 'm': message_key}, app=app)}.gif", app)
+def contact_of(session: Session, link: Link) -> Contact | None:
+    """The contact a verified link was made for, or None (erased since, or the token names nobody).
+
+    A legacy token (row id, no public id) counts only for a contact created no later than the token was
+    signed (to the second, as tokens record it): a contact created afterwards got a reused id.
+    """
+    public_id = link.data.get("p")
+    if isinstance(public_id, str):
+        return session.scalar(select(Contact).where(Contact.public_id == public_id))
+    contact_id = link.data.get("c")
+    if not isinstance(contact_id, int) or isinstance(contact_id, bool):
+        return None
+    contact = session.get(Contact, contact_id)
+    if contact is None or link.signed_at < contact.created_at.replace(microsecond=0):
+        return None
+    return contact
 
 
-def click_url(contact_id: int, message_key: str, url: str, *, app: Flask | None = None) -> str:
+def open_url(public_id: str, message_key: str, *, app: Flask | None = None) -> str:
+    """The open-tracking pixel for one message to the contact with *public_id*."""
+    return _url(f"/o/{sign('open', {'p': public_id, 'm': message_key}, app=app)}.gif", app)
+
+
+def click_url(public_id: str, message_key: str, url: str, *, app: Flask | None = None) -> str:
     """A tracked link to *url* (http or https only) for one message."""
     if not url.lower().startswith(("http://", "https://")):
         raise ValueError(f"only http(s) links are tracked, not {url[:40]!r}")
-    return _url(f"/c/{sign('click', {'c': contact_id, 'm': message_key, 'u': url}, app=app)}", app)
+    return _url(f"/c/{sign('click', {'p': public_id, 'm': message_key, 'u': url}, app=app)}", app)
 
 
-def unsubscribe_url(contact_id: int, channel: str, message_key: str | None = None, *, app: Flask | None = None) -> str:
+def unsubscribe_url(public_id: str, channel: str, message_key: str | None = None, *,
+                    app: Flask | None = None) -> str:
     """The RFC 8058 ``List-Unsubscribe`` URL: ``GET`` asks to confirm, ``POST`` unsubscribes at once."""
-    data: dict[str, Any] = {"c": contact_id, "ch": channel}
+    data: dict[str, Any] = {"p": public_id, "ch": channel}
     if message_key:
         data["m"] = message_key
     return _url(f"/u/{sign('unsubscribe', data, app=app)}", app)
 
 
-def preferences_url(contact_id: int, *, app: Flask | None = None) -> str:
+def preferences_url(public_id: str, *, app: Flask | None = None) -> str:
     """The contact's preference page: consent per channel."""
-    return _url(f"/p/{sign('preferences', {'c': contact_id}, app=app)}", app)
+    return _url(f"/p/{sign('preferences', {'p': public_id}, app=app)}", app)
 
 
-def confirm_url(contact_id: int, form_id: int, *, app: Flask | None = None) -> str:
-    """The double opt-in confirmation link of a form submission (valid for 7 days)."""
-    return _url(f"/f/confirm/{sign('confirm', {'c': contact_id, 'f': form_id}, app=app)}", app)
+def confirm_url(public_id: str, form_id: int, address: str | None, *, app: Flask | None = None) -> str:
+    """The double opt-in confirmation link of a form submission (valid for 7 days).
+
+    :param address: the suppression-list hash of the address the confirmation goes to: confirming
+        proves that address is the person's, so only its suppression may be lifted.
+    """
+    return _url(f"/f/confirm/{sign('confirm', {'p': public_id, 'f': form_id, 'a': address}, app=app)}", app)
 
 
-def visitor_token(contact_id: int, *, app: Flask | None = None) -> str:
+def visitor_token(public_id: str, *, app: Flask | None = None) -> str:
     """The first-party identifier the click redirect hands to the site-tracking snippet."""
-    return sign("visitor", {"c": contact_id}, app=app)
+    return sign("visitor", {"p": public_id}, app=app)
 
 
-__all__ = ["BadLink", "Link", "click_url", "confirm_url", "open_url", "preferences_url", "sign",
+__all__ = ["BadLink", "Link", "click_url", "confirm_url", "contact_of", "open_url", "preferences_url", "sign",
            "unsubscribe_url", "verify", "visitor_token"]

@@ -7,7 +7,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 import migrations
 
@@ -38,14 +38,41 @@ def current_revision(engine: Engine) -> str:
 
 
 def upgrade(engine: Engine, revision: str = "heads") -> bool:
-    """Bring the schema to *revision* (all heads by default); return True when anything was applied."""
+    """Bring the schema to *revision* (all heads by default); return True when anything was applied.
+
+    On SQLite, foreign keys are off while migrations run, as SQLite's own recipe for rebuilding a table
+    says: with them on, dropping the old copy of ``contacts`` would delete every row that refers to it.
+    The foreign key check before the commit makes sure no migration left a dangling reference.
+    """
     url = engine.url.render_as_string(hide_password=False)
     if revision == "heads" and current_revisions(engine) == head_revisions(url):
         return False
     cfg = alembic_config(url)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_foreign_keys(conn, False)  # a no-op inside a transaction: set before BEGIN
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+                dangling = _dangling_references(conn) if sqlite else set()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                left = _dangling_references(conn) - dangling if sqlite else set()
+                if left:
+                    raise RuntimeError(f"a migration left rows pointing at rows that do not exist ({sorted(left)[:5]}, "
+                                       "from PRAGMA foreign_key_check); nothing was changed")
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(conn, True)
     return True
+
+
+def _sqlite_foreign_keys(conn: Connection, on: bool) -> None:
+    """Switch SQLite's foreign key enforcement on the connection itself, outside any transaction."""
+    conn.connection.driver_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
+def _dangling_references(conn: Connection) -> set[tuple[str, int, str]]:
+    return {(row[0], row[1], row[2]) for row in conn.exec_driver_sql("PRAGMA foreign_key_check")}

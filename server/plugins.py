@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -186,6 +187,9 @@ class PluginManager(pluggy.PluginManager):
         for cls in found["register_channels"]:
             if not (isinstance(cls, type) and issubclass(cls, Channel)):
                 self._bad(info, f"register_channels returned {cls!r}, not a server.sdk.Channel subclass")
+            if not _local_window(cls.quiet_hours):
+                self._bad(info, f"channel {cls.name!r} declares quiet_hours = {cls.quiet_hours!r}; "
+                                "use None or two local times, e.g. (\"21:00\", \"08:00\")")
             self._claim("channel", cls.name, info)
             self.channels[cls.name] = cls
             info.channels.append(cls.name)
@@ -296,6 +300,15 @@ class PluginManager(pluggy.PluginManager):
         return _record_status(status, address_field=cls.address_field)
 
 
+_HHMM = re.compile(r"([01]?\d|2[0-3]):[0-5]\d")
+
+
+def _local_window(value: Any) -> bool:
+    """None, or a pair of ``HH:MM`` local times (a channel's ``quiet_hours``)."""
+    return value is None or (isinstance(value, tuple) and len(value) == 2
+                             and all(isinstance(t, str) and _HHMM.fullmatch(t) for t in value))
+
+
 def _items(value: Any) -> list[Any]:
     """A hook's answer as a list: dicts become (name, value) pairs."""
     if isinstance(value, Mapping):
@@ -350,7 +363,9 @@ def _record_status(status: DeliveryStatus, address_field: str | None) -> Any:
 def build_plugin_manager(config: Mapping[str, Any]) -> PluginManager:
     """Load the plugins named by ``PLUGINS`` (default :data:`DEFAULT_PLUGINS`) and, unless
     ``LOAD_ENTRY_POINTS`` is false, every installed ``nudge.plugins`` entry point."""
-    plugins = config.get("PLUGINS", DEFAULT_PLUGINS)
+    plugins = config.get("PLUGINS")
+    if plugins is None:  # unset (the declared default)
+        plugins = DEFAULT_PLUGINS
     if isinstance(plugins, str):  # NUDGE_PLUGINS=plugins.email_smtp,plugins.webhook
         plugins = [name.strip() for name in plugins.split(",") if name.strip()]
     pm = PluginManager()

@@ -10,6 +10,12 @@ Besides channels, plugins provide triggers (:class:`Trigger`: event sources),
 actions (:class:`Action`: new steps for the rules language) and report what
 providers say about delivered messages as :class:`DeliveryStatus` objects,
 which Nudge turns into events such as ``email.bounced``.
+
+What a plugin learns from its provider (an opt-out by SMS, a reply) it writes through
+:func:`record_consent`, :func:`raise_event` and :func:`suppress`, never through Nudge's
+tables: they find the contacts by address, keep the consent ledger and the suppression
+list, hand the events to the engine, and de-duplicate a provider's retried callback by
+its ``receipt``.
 """
 from __future__ import annotations
 
@@ -23,9 +29,10 @@ from datetime import datetime
 from typing import Any, ClassVar, Iterator, Mapping
 
 __all__ = [
-    "Action", "Channel", "ChannelError", "DeliveryStatus", "OutboundMessage", "SETTING_TYPES", "SendResult",
-    "SettingError", "Trigger", "JsonInputError", "address_hash", "check_header", "lone_surrogate", "parse_json",
-    "validate_schema", "validate_settings",
+    "Action", "Channel", "ChannelError", "Check", "DeliveryStatus", "JsonInputError", "OutboundMessage", "Recorded",
+    "SETTING_TYPES", "SendResult", "SettingError", "Trigger", "address_hash", "check_header", "lone_surrogate",
+    "parse_json", "raise_event", "record_consent", "redact", "suppress", "unsubscribe", "validate_schema",
+    "validate_settings",
 ]
 
 
@@ -60,7 +67,8 @@ class OutboundMessage:
     ``key`` is the outbox idempotency key: stable across retries, unique per
     (enrolment, step, occurrence). Channels pass it to providers that accept an
     idempotency id and derive stable ids (e.g. the email ``Message-ID``) from it.
-    ``unsubscribe_url`` is filled by the engine for every marketing message.
+    ``unsubscribe_url`` is filled by the engine for every marketing message; its last path segment is the
+    signed token :func:`unsubscribe` accepts (e.g. from a ``mailto:`` unsubscribe the channel advertises).
     """
 
     key: str
@@ -82,6 +90,29 @@ class SendResult:
 
     provider_id: str | None = None
     status: str = "sent"
+
+
+#: the states of a :class:`Check`, from good to blocking
+CHECK_STATUSES = ("ok", "warn", "error")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``nudge doctor`` (and of the start-up log): what was checked, how it stands, what to do.
+
+    :param name: what was checked, e.g. ``email: postal address``.
+    :param status: ``ok``, ``warn`` (unsafe, but sending works) or ``error`` (sending is blocked or will fail).
+    :param detail: what was found and, unless ``ok``, what to do, naming the setting (``set NUDGE_…``).
+    """
+
+    name: str
+    status: str
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.status not in CHECK_STATUSES:
+            raise ValueError(f"check {self.name!r}: status must be one of {', '.join(CHECK_STATUSES)}, "
+                             f"not {self.status!r}")
 
 
 @dataclass(frozen=True)
@@ -294,6 +325,20 @@ def address_hash(address: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}\0{normalised}".encode()).hexdigest()
 
 
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+#: phone numbers as Nudge stores and providers quote them: E.164, perhaps with spaces, dots or dashes
+_PHONE = re.compile(r"\+\d(?:[ .()-]?\d){6,}")
+
+
+def redact(text: str) -> str:
+    """*text* with email addresses and phone numbers masked, for logs and stored diagnostics.
+
+    ``550 5.1.1 <ann@example.com>: no such user`` → ``550 5.1.1 <[email]>: no such user``. Logs name
+    messages and contacts by id; provider replies and exception texts go through this first.
+    """
+    return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
+
+
 class Channel:
     """Base class for channels. Subclasses set ``name`` and implement :meth:`send`.
 
@@ -315,6 +360,9 @@ class Channel:
     retry_schedule: ClassVar[tuple[float, ...] | None] = None
     #: True when the provider de-duplicates by ``message.key`` (so an ambiguous outcome may be retried)
     idempotent: ClassVar[bool] = False
+    #: local times ``("21:00", "08:00")`` between which this channel sends nothing, in the recipient's time
+    #: zone(s), unless a rule sets its own ``quiet hours``; None = no default window
+    quiet_hours: ClassVar[tuple[str, str] | None] = None
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         self.config = dict(config or {})
@@ -327,11 +375,45 @@ class Channel:
         :raises SettingError: naming the setting to fix.
         """
 
+    def diagnose(self, *, in_use: bool) -> list[Check]:
+        """Checks of this channel's set-up for ``nudge doctor`` and the start-up log (default: none).
+
+        Called on a channel built with the instance's settings, outside any batch. Check what an
+        operator can fix: a missing setting, an unsafe default, an unreachable provider.
+
+        :param in_use: True when an active rule sends on this channel or messages wait to go out on it;
+            a problem that stops sends is an ``error`` then, and may be only a ``warn`` otherwise.
+        :return: one :class:`Check` per thing checked.
+        """
+        return []
+
     def validate_address(self, address: str) -> str:
         """Return the address in canonical form, or raise ``ValueError`` saying why it is invalid."""
         if not address or not address.strip():
             raise ValueError("empty address")
         return address.strip()
+
+    @classmethod
+    def address_time_zones(cls, address: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The IANA time zones a recipient at *address* may be in (a phone number's area), for quiet hours.
+
+        Used for contacts without a time zone of their own; several zones mean "one of these".
+
+        :param settings: the instance settings (e.g. a default region for national phone numbers).
+        :return: zone names; empty when the address says nothing about where its owner is.
+        """
+        return ()
+
+    def address_forms(self, address: str) -> tuple[str, ...]:
+        """The ways a contact's address may be written down for this canonical *address* (an indexed look-up)."""
+        return (address,)
+
+    def same_address(self, stored: str, address: str) -> bool:
+        """Whether a contact's *stored* address is the canonical *address* (as :meth:`validate_address` gives it)."""
+        try:
+            return self.validate_address(stored).lower() == address.lower()
+        except ValueError:
+            return False
 
     def status(self, status: str, **details: Any) -> DeliveryStatus:
         """Build a :class:`DeliveryStatus` of this channel, checking that it raises a declared event.
@@ -388,3 +470,82 @@ class Action:
     def run(self, contact: Mapping[str, Any], args: Mapping[str, Any]) -> None:  # pragma: no cover - abstract
         """Do the step for *contact* (plain data) with the rule's *args*; raise :class:`ChannelError` to retry."""
         raise NotImplementedError(f"action {self.name!r} does not implement run()")
+
+
+def unsubscribe(token: str, *, source: str, ip: str | None = None, user_agent: str | None = None) -> str | None:
+    """Record the opt-out a signed unsubscribe token asks for, exactly as the one-click ``POST /u/<token>`` does.
+
+    Revokes the contact's consent on the token's channel and raises ``<channel>.unsubscribed`` (once: a
+    repeated request records nothing new), then commits and hands the event to the engine. Call it inside
+    an app or request context, e.g. from a plugin endpoint that receives ``mailto:`` unsubscribes.
+
+    :param token: the last path segment of ``OutboundMessage.unsubscribe_url``.
+    :param source: where the request came from, kept in the consent ledger (``mailto``).
+    :param ip: the requester's IP address, when known.
+    :param user_agent: the requester's user agent, when known.
+    :return: the channel unsubscribed from, or None when the token's contact no longer exists.
+    :raises ValueError: when the token is forged, tampered with, made for another purpose, or expired.
+    """
+    # the core does the writing; imported here so that importing the sdk needs nothing but the standard library
+    from .optout import BadLink, unsubscribe_with_token
+
+    try:
+        return unsubscribe_with_token(token, source, ip=ip, user_agent=user_agent)
+    except BadLink as exc:
+        raise ValueError(f"not a valid unsubscribe token: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :func:`record_consent`, :func:`raise_event` or :func:`suppress` wrote.
+
+    :param contacts: how many contacts have the address (each got its ledger row or event).
+    :param duplicate: True when the *receipt* was seen before: nothing was written this time.
+    """
+
+    contacts: int = 0
+    duplicate: bool = False
+
+
+def _host() -> Any:
+    """Nudge's writer for plugins, inside the running app (request or app context)."""
+    from . import plugin_writes  # the SDK module itself imports only the standard library
+
+    return plugin_writes
+
+
+def record_consent(channel: str, address: str, granted: bool, *, source: str, event: str | None = None,
+                   props: Mapping[str, Any] | None = None, receipt: str | None = None) -> Recorded:
+    """Record that the owner of *address* gave or withdrew consent on *channel*, as the provider reports it.
+
+    Every contact with the address gets a consent ledger row (unless it already is in that state) and
+    *event*. An opt-out also puts the address on the suppression list, so a contact created later with
+    it (import, API) is not messaged either; an opt-in lifts that opt-out suppression (never a bounce's).
+    One transaction; the events reach the engine after the commit. Call inside the app context.
+
+    :param channel: the channel name (``sms``); *address* is in its canonical form (``validate_address``).
+    :param source: where the change came from, for the ledger (``sms:STOP``).
+    :param event: the event raised per contact (``sms.opted_out``), or None.
+    :param receipt: the provider's id of what it told us (a message SID): a second call with the same
+        receipt changes nothing.
+    """
+    return _host().record_consent(channel, address, granted, source=source, event=event, props=props,
+                                  receipt=receipt)
+
+
+def raise_event(channel: str, address: str, event: str, props: Mapping[str, Any] | None = None, *,
+                receipt: str | None = None) -> Recorded:
+    """Raise *event* for every contact whose *channel* address is *address* (e.g. ``sms.replied``).
+
+    :param receipt: the provider's id of the message: a second call with it changes nothing.
+    """
+    return _host().raise_event(channel, address, event, props=props, receipt=receipt)
+
+
+def suppress(channel: str, address: str, reason: str, detail: str | None = None, *,
+             receipt: str | None = None) -> Recorded:
+    """Put *address* on the suppression list of *channel* (``bounced``, ``complained``, ``unsubscribed`` …).
+
+    :param detail: a short explanation without personal data (it outlives an erasure).
+    """
+    return _host().suppress(channel, address, reason, detail=detail, receipt=receipt)

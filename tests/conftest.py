@@ -72,6 +72,7 @@ def config(tmp_path, database_url, redis_server, smtp_server):
         "QUEUE_NAME": f"test-{uuid.uuid4().hex[:10]}",
         "SECRET_KEY": "test-secret-key-0123456789",
         "LOAD_ENTRY_POINTS": False,
+        "POSTAL_ADDRESS": "Acme Ltd, 1 Main Street, Springfield",  # marketing email is refused without one
     }
 
 

@@ -80,6 +80,7 @@ class PostgresServer:
 class _Collector:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each message exactly as it arrived
         self.envelopes: list[tuple[str, list[str]]] = []
         self.reject_with: str | None = None
         self.cond = threading.Condition()
@@ -94,6 +95,7 @@ class _Collector:
         msg = message_from_bytes(envelope.content, policy=policy.default)
         with self.cond:
             self.messages.append(msg)
+            self.raw.append(envelope.original_content)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.cond.notify_all()
         return "250 Message accepted"
@@ -114,6 +116,11 @@ class SmtpServer:
     @property
     def messages(self) -> list[EmailMessage]:
         return self.handler.messages
+
+    @property
+    def raw(self) -> list[bytes]:
+        """Each message as the bytes that arrived after DATA."""
+        return self.handler.raw
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[EmailMessage]:
         """Block until *count* messages arrived (a real server receiving from real processes)."""

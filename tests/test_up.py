@@ -4,12 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 
 import psutil
 import pytest
 
+from .cli.helpers import Up
 from .servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -24,23 +24,12 @@ def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
     env.update({"NUDGE_HOME": str(tmp_path / "home"), "NUDGE_SMTP_URL": smtp_server.url,
-                "NUDGE_SCHEDULER_INTERVAL": "0.2"})
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "up", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    up_seen = threading.Event()
-
-    def reader():
-        for line in proc.stdout:
-            lines.append(line)
-            if "Press Ctrl-C" in line:
-                up_seen.set()
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
+                "NUDGE_SCHEDULER_INTERVAL": "0.2", "NUDGE_POSTAL_ADDRESS": "Acme Ltd, 1 Main Street, Springfield"})
+    up = Up("--port", str(port), env=env)
+    proc = up.proc
     try:
-        assert up_seen.wait(90), "".join(lines)
-        text = "".join(lines)
+        assert up.wait_up(90), up.text
+        text = up.text
         assert f"http://127.0.0.1:{port}/admin/" in text
         assert "First admin login: admin@localhost / " in text
         children = _descendants(proc.pid)
@@ -65,14 +54,8 @@ def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
         assert msg["To"] == "new@example.com"
 
         proc.send_signal(sig)
-        assert proc.wait(60) == 0, "".join(lines)
+        assert proc.wait(60) == 0, up.text
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert alive == [], f"left behind: {[c.cmdline() for c in alive]}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            for child in _descendants(proc.pid):
-                child.kill()
-            proc.wait()
-        thread.join(10)
-        proc.stdout.close()
+        up.close()

@@ -23,12 +23,13 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_admin_sessions_user_id_users'),
                             ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_admin_sessions')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_admin_sessions_token_hash'))
+    sa.UniqueConstraint('token_hash', name=op.f('uq_admin_sessions_token_hash')),
+    sqlite_autoincrement=True,  # ids are never reused (see 0008)
     )
     with op.batch_alter_table('admin_sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_admin_sessions_user_id'), ['user_id'], unique=False)
-    with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('expires_at', sa.DateTime(), nullable=True))
+    # a plain ADD COLUMN on both databases: the table is not rebuilt, so it keeps its AUTOINCREMENT
+    op.add_column('api_keys', sa.Column('expires_at', sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:

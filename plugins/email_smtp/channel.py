@@ -1,13 +1,16 @@
 """The SMTP channel: one connection reused across a batch of sends.
 
-Every marketing message carries ``List-Unsubscribe`` (HTTPS and mailto) and
-``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 2369, RFC 8058), a
-visible unsubscribe link and the sender's postal address; with DKIM configured,
-the signature covers both List headers.
+Every marketing message carries ``List-Unsubscribe`` (the HTTPS one-click URL, plus a
+mailto when ``UNSUBSCRIBE_MAILTO`` is set and processed), ``List-Unsubscribe-Post:
+List-Unsubscribe=One-Click`` (RFC 2369, RFC 8058) and ``List-Id`` (RFC 2919), as raw
+ASCII (see :mod:`.headers`), a visible unsubscribe link and the sender's postal address;
+without a postal address it is refused. With DKIM configured, the signature covers the
+List headers. ``FEEDBACK_ID`` adds Gmail's ``Feedback-ID`` to every message.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import html as html_lib
 import re
@@ -17,15 +20,21 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Any, Iterator, Mapping
-from urllib.parse import quote
 
 from server.config import parse_smtp_url
-from server.sdk import Channel, ChannelError, OutboundMessage, SendResult, SettingError, check_header
+from server.sdk import Channel, ChannelError, Check, OutboundMessage, SendResult, SettingError, check_header
+
+from . import headers as raw
 
 #: headers the DKIM signature covers when present; the List headers are signed twice so none can be added
 DKIM_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type",
-                b"reply-to", b"list-unsubscribe", b"list-unsubscribe-post")
-_OVERSIGNED = (b"from", b"list-unsubscribe", b"list-unsubscribe-post")
+                b"reply-to", b"list-unsubscribe", b"list-unsubscribe-post", b"list-id", b"feedback-id")
+_OVERSIGNED = (b"from", b"list-unsubscribe", b"list-unsubscribe-post", b"list-id")
+#: headers set with ``set_raw`` are written as they are (never refolded into encoded-words)
+_POLICY = policy.SMTP.clone(refold_source="none")
+#: seconds ``nudge doctor`` waits for the SMTP server
+CHECK_TIMEOUT = 10.0
+_LOCAL_DOMAINS = (".localhost", ".local", ".localdomain", ".invalid", ".test", ".example")
 _ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -43,13 +52,24 @@ class EmailChannel(Channel):
                          "help": "PEM file of the CA(s) that signed the SMTP server's certificate, when it is not "
                                  "publicly trusted; certificates are always verified"},
         "UNSUBSCRIBE_MAILTO": {"type": "string",
-                               "help": "address for mailto unsubscribes; default unsubscribe@<domain of MAIL_FROM>"},
-        "POSTAL_ADDRESS": {"type": "string", "help": "the sender's postal address, shown in every marketing email"},
+                               "help": "an address whose mail is piped to POST /hooks/email/unsubscribe (needs "
+                                       "EMAIL_WEBHOOK_SECRET); only then does List-Unsubscribe offer a mailto: "
+                                       "besides the one-click URL"},
+        "POSTAL_ADDRESS": {"type": "string",
+                           "help": "the sender's postal address, shown in every marketing email; marketing email "
+                                   "is refused without it (CAN-SPAM and similar laws)"},
+        "LIST_ID": {"type": "string",
+                    "help": "the List-Id of marketing email (RFC 2919), e.g. Acme News <news.acme.example>; default "
+                            "from MAIL_FROM: its name and <local-part.domain>"},
+        "FEEDBACK_ID": {"type": "string",
+                        "help": "a sender id for Gmail's Feedback Loop; when set, every email carries Feedback-ID: "
+                                "<rule, broadcast or form-slug>:<template>:<marketing|transactional>:<this id>"},
         "DKIM_SELECTOR": {"type": "string", "help": "DKIM selector, e.g. nudge (TXT record nudge._domainkey.<domain>)"},
         "DKIM_DOMAIN": {"type": "string", "help": "the d= domain; default the domain of MAIL_FROM"},
         "DKIM_PRIVATE_KEY_FILE": {"type": "file", "secret": True, "help": "PEM private key for DKIM signing"},
         "EMAIL_WEBHOOK_SECRET": {"type": "string", "secret": True,
-                                 "help": "shared secret of POST /hooks/email/bounce (bounces and complaints)"},
+                                 "help": "shared secret of POST /hooks/email/bounce (bounces and complaints) and "
+                                         "POST /hooks/email/unsubscribe (mailto unsubscribes)"},
     }
 
     def __init__(self, config: Mapping[str, Any] | None = None):
@@ -67,6 +87,14 @@ class EmailChannel(Channel):
         mailto = settings.get("UNSUBSCRIBE_MAILTO")
         if mailto and "@" not in mailto:
             raise SettingError("UNSUBSCRIBE_MAILTO", f"{mailto!r} is not an email address")
+        if mailto and not settings.get("EMAIL_WEBHOOK_SECRET"):
+            raise SettingError("UNSUBSCRIBE_MAILTO", "mail to this address must reach POST /hooks/email/unsubscribe, "
+                                                     "which needs NUDGE_EMAIL_WEBHOOK_SECRET; set it (see docs/email.md)"
+                                                     " or unset NUDGE_UNSUBSCRIBE_MAILTO")
+        if settings.get("LIST_ID"):
+            raw.parse_list_id(settings["LIST_ID"])
+        if settings.get("FEEDBACK_ID"):
+            raw.check_feedback_sender(settings["FEEDBACK_ID"])
         selector, key_file = settings.get("DKIM_SELECTOR"), settings.get("DKIM_PRIVATE_KEY_FILE")
         if bool(selector) != bool(key_file):
             missing = "DKIM_PRIVATE_KEY_FILE" if selector else "DKIM_SELECTOR"
@@ -80,6 +108,43 @@ class EmailChannel(Channel):
             except Exception as exc:  # whatever is wrong with the file, say so at start-up, not at the first send
                 raise SettingError("DKIM_PRIVATE_KEY_FILE", f"{key_file} is not a PEM RSA private key ({exc})") from None
 
+    def diagnose(self, *, in_use: bool) -> list[Check]:
+        """The sender's domain, the postal address, DKIM, the mailto unsubscribe and whether the SMTP server answers."""
+        blocking = "error" if in_use else "warn"
+        checks = []
+        if self.domain == "localhost" or "." not in self.domain or self.domain.endswith(_LOCAL_DOMAINS):
+            checks.append(Check("email: sender", "warn", f"mail comes from an address at {self.domain!r}, which "
+                                "receiving servers reject or file as spam; set NUDGE_MAIL_FROM to an address at your "
+                                "own domain, e.g. Acme <news@acme.example>"))
+        else:
+            checks.append(Check("email: sender", "ok", f"mail comes from {self.sender}"))
+        if (self.config.get("POSTAL_ADDRESS") or "").strip():
+            checks.append(Check("email: postal address", "ok", "shown in every marketing email"))
+        else:
+            checks.append(Check("email: postal address", blocking, "not set, so marketing email is refused; set "
+                                "NUDGE_POSTAL_ADDRESS to the sender's postal address"))
+        selector = self.config.get("DKIM_SELECTOR")
+        if selector and self.config.get("DKIM_PRIVATE_KEY_FILE"):
+            domain = self.config.get("DKIM_DOMAIN") or self.domain
+            checks.append(Check("email: DKIM", "ok", f"signed as d={domain}, s={selector}"))
+        else:
+            checks.append(Check("email: DKIM", "warn", "mail is not signed, and Gmail and Yahoo refuse or junk bulk "
+                                "mail without DKIM; set NUDGE_DKIM_SELECTOR and NUDGE_DKIM_PRIVATE_KEY_FILE and "
+                                "publish the public key (see docs/email.md)"))
+        mailto = self.config.get("UNSUBSCRIBE_MAILTO")
+        checks.append(Check("email: unsubscribe", "ok",
+                            f"one-click URL, and mailto:{mailto} (processed at POST /hooks/email/unsubscribe)"
+                            if mailto else "one-click URL only (set NUDGE_UNSUBSCRIBE_MAILTO to offer a mailto too)"))
+        try:
+            _quit(self._connect(timeout=CHECK_TIMEOUT))
+        except ChannelError as exc:
+            hint = "" if "NUDGE_" in exc.message else "; check NUDGE_SMTP_URL"
+            checks.append(Check("email: SMTP server", blocking, exc.message + hint))
+        else:
+            s = self.config.get("SMTP") or parse_smtp_url(self.config["SMTP_URL"])
+            checks.append(Check("email: SMTP server", "ok", f"{s.host}:{s.port} answers (tls={s.tls})"))
+        return checks
+
     def validate_address(self, address: str) -> str:
         from email_validator import EmailNotValidError, validate_email
 
@@ -92,8 +157,10 @@ class EmailChannel(Channel):
     def _tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.config.get("SMTP_CA_FILE") or None)
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, timeout: float | None = None) -> smtplib.SMTP:
         s = self.config.get("SMTP") or parse_smtp_url(self.config["SMTP_URL"])
+        if timeout is not None:
+            s = dataclasses.replace(s, timeout=min(s.timeout, timeout))
         conn: smtplib.SMTP | None = None
         try:
             if s.tls == "ssl":
@@ -136,12 +203,13 @@ class EmailChannel(Channel):
 
     # -- building -------------------------------------------------------------
     def build(self, message: OutboundMessage) -> EmailMessage:
-        """The MIME message: multipart text + HTML, stable Message-ID, List-Unsubscribe on marketing mail.
+        """The MIME message: multipart text + HTML, stable Message-ID, the List headers on marketing mail.
 
-        :raises ChannelError: permanent, for header injection or a marketing message without unsubscribe URL.
+        :raises ChannelError: permanent, for header injection, or a marketing message without an unsubscribe
+            URL or without a postal address to show.
         """
         text, html = message.text or "", message.html
-        msg = EmailMessage(policy=policy.SMTP)
+        msg = EmailMessage(policy=_POLICY)
         headers: list[tuple[str, str]] = [
             ("From", self.config.get("MAIL_FROM") or self.sender),
             ("To", message.to),
@@ -149,22 +217,28 @@ class EmailChannel(Channel):
             ("Date", formatdate(usegmt=True)),
             ("Message-ID", message_id(message.key, self.domain)),
         ]
+        headers += list(message.headers.items())
+        for name, value in headers:
+            check_header(name, value)
+            msg[name] = value
         if message.marketing:
             url = message.unsubscribe_url
             if not url:
                 raise ChannelError(f"marketing email {message.key} has no unsubscribe URL; refusing to send it "
                                    "(RFC 8058 and the law require one)", permanent=True)
-            check_header("List-Unsubscribe", url)
-            mailto = self.config.get("UNSUBSCRIBE_MAILTO") or f"unsubscribe@{self.domain}"
-            token = message_token(message.key)
-            headers += [("List-Unsubscribe", f"<{url}>, <mailto:{mailto}?subject={quote(token)}>"),
-                        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
             postal = (self.config.get("POSTAL_ADDRESS") or "").strip()
+            if not postal:
+                raise ChannelError(f"marketing email {message.key} not sent: no postal address to show; set "
+                                   "NUDGE_POSTAL_ADDRESS to the sender's postal address (CAN-SPAM and similar laws "
+                                   "require it in marketing email), then resend it", permanent=True)
+            raw.set_raw(msg, "List-Unsubscribe", raw.list_unsubscribe(url, self.config.get("UNSUBSCRIBE_MAILTO")))
+            raw.set_raw(msg, "List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"])
+            list_id = self.config.get("LIST_ID") or raw.default_list_id(self.config.get("MAIL_FROM") or self.sender)
+            raw.set_raw(msg, "List-Id", raw.list_id_parts(list_id), separator=" ")
             text, html = text_footer(text, url, postal), html and html_footer(html, url, postal)
-        headers += list(message.headers.items())
-        for name, value in headers:
-            check_header(name, value)
-            msg[name] = value
+        if self.config.get("FEEDBACK_ID"):
+            raw.set_raw(msg, "Feedback-ID", [raw.feedback_id(message.data, message.template, message.marketing,
+                                                             self.config["FEEDBACK_ID"])])
         msg.set_content(text, cte="quoted-printable")
         if html:
             msg.add_alternative(html, subtype="html", cte="quoted-printable")

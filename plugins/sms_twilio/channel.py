@@ -14,12 +14,13 @@ from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
 from urllib3.util import Retry
 
-from server.sdk import Channel, ChannelError, OutboundMessage, SendResult, SettingError
+from server.sdk import Channel, ChannelError, Check, OutboundMessage, SendResult, SettingError
 
-from .phone import normalise
+from .phone import normalise, region_of, stored_forms
 
 log = logging.getLogger(__name__)
 
+CHANNEL = "sms"
 TWILIO_API = "https://api.twilio.com"
 #: where Twilio posts delivery reports and incoming messages (below ``BASE_URL``)
 STATUS_PATH = "/sms/twilio/status"
@@ -33,8 +34,10 @@ TOO_MANY_REQUESTS = 20429
 class SmsChannel(Channel):
     """Sends ``message.text`` to ``message.to`` (normalised to E.164) with a status callback to this instance."""
 
-    name = "sms"
+    name = CHANNEL
     address_field = "phone"
+    #: texts wait for the morning: 21:00–08:00 in the recipient's time zone (a rule's ``quiet hours`` win)
+    quiet_hours = ("21:00", "08:00")
     events = ("sms.delivered", "sms.failed", "sms.replied", "sms.opted_out", "sms.opted_in")
     config_schema = {
         "TWILIO_ACCOUNT_SID": {"type": "string", "required": False, "help": "ACxxxxxxxx…; needed to send SMS"},
@@ -67,8 +70,38 @@ class SmsChannel(Channel):
                 str(settings["SMS_DEFAULT_REGION"]).upper()):
             raise SettingError("SMS_DEFAULT_REGION", f"unknown country {settings['SMS_DEFAULT_REGION']!r}; use e.g. US or DE")
 
+    def diagnose(self, *, in_use: bool) -> list[Check]:
+        """Whether Twilio is configured, which matters once a rule sends SMS."""
+        if self.config.get("TWILIO_ACCOUNT_SID") and self.config.get("TWILIO_AUTH_TOKEN"):
+            return [Check("sms: Twilio", "ok", "configured")]
+        if in_use:
+            return [Check("sms: Twilio", "error", "active rules send SMS but Twilio is not configured; set "
+                          "NUDGE_TWILIO_ACCOUNT_SID, NUDGE_TWILIO_AUTH_TOKEN and NUDGE_TWILIO_FROM")]
+        return [Check("sms: Twilio", "ok", "not configured (no active rule sends SMS)")]
+
     def validate_address(self, address: str) -> str:
         return normalise(address, self.config.get("SMS_DEFAULT_REGION"))
+
+    @classmethod
+    def address_time_zones(cls, address, settings):
+        """The zones of the number's area (one for +1 201, several for a mobile number of a wide country)."""
+        from phonenumbers import timezone
+
+        try:
+            parsed = phonenumbers.parse(normalise(address, settings.get("SMS_DEFAULT_REGION")))
+        except ValueError:
+            return ()
+        return tuple(name for name in timezone.time_zones_for_number(parsed) if name != "Etc/Unknown")
+
+    def address_forms(self, address: str) -> tuple[str, ...]:
+        return tuple(stored_forms(address))
+
+    def same_address(self, stored: str, address: str) -> bool:
+        # a national form is read in the number's own country, whatever NUDGE_SMS_DEFAULT_REGION says
+        try:
+            return normalise(stored, region_of(address)) == address
+        except ValueError:
+            return False
 
     # -- connection ---------------------------------------------------------
     def _connect(self) -> Client:

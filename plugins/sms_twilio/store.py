@@ -1,30 +1,24 @@
-"""What Twilio tells us, written down: status history, the SMS consent ledger and the events they raise.
+"""What Twilio tells us, written down: status history, and opt-outs (error 21610) through the plugin API.
 
-Used by this plugin's endpoints (and by the channel for error 21610); it runs inside
-the app context and hands every event it stores to the engine after the commit.
+Used by this plugin's endpoints (and by the channel for error 21610); it runs inside the app context.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from server.db import get_session
-from server.engine.ingest import record_event
-from server.engine.jobs import process_events
-from server.models import Consent, ConsentStatus, Contact, Message, MessageStatus, MessageStatusChange, utcnow
-from server.queue import get_queue
-from server.sdk import DeliveryStatus
+from server.models import Contact, Message, MessageStatus, MessageStatusChange, utcnow
+from server.sdk import DeliveryStatus, record_consent, suppress
 
-from .channel import UNSUBSCRIBED
-from .phone import normalise, region_of, stored_forms
+from .channel import CHANNEL, UNSUBSCRIBED
+from .phone import normalise
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "sms"
 SOURCE = "twilio"
 
 #: Twilio's message statuses in the order they can happen; the last rank holds the alternative endings.
@@ -34,46 +28,14 @@ RANK = {"accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3,
 #: endings that raise an event: Twilio status -> event suffix (``sms.delivered``, ``sms.failed``)
 FINAL = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
 FAILED = {"undelivered", "failed"}
-
-
-def find_contacts(session: Session, e164: str) -> list[Contact]:
-    """Contacts whose phone is this number, however it was written (``+1 415-555-2671``, ``(415) 555-2671`` …)."""
-    region = region_of(e164)
-    found = []
-    for contact in session.scalars(select(Contact).where(Contact.phone.in_(stored_forms(e164))).order_by(Contact.id)):
-        try:
-            if normalise(contact.phone, region) == e164:
-                found.append(contact)
-        except ValueError:
-            continue
-    return found
-
-
-def record_consent(session: Session, contacts: Iterable[Contact], status: ConsentStatus, source: str,
-                   event: str, props: dict[str, Any]) -> list[int]:
-    """Append one consent ledger row and raise *event* per contact; returns the event ids."""
-    now = utcnow()
-    ids = []
-    for contact in contacts:
-        session.add(Consent(contact_id=contact.id, channel=CHANNEL, status=status.value, source=source, recorded_at=now))
-        ids.append(record_event(session, contact, event, props, occurred_at=now, source=SOURCE).id)
-    return ids
-
-
-def hand_over(event_ids: list[int]) -> None:
-    """Let the engine match the stored events (call after the commit)."""
-    if event_ids:
-        get_queue().enqueue(process_events, event_ids)
+#: Twilio errors meaning the number can never get an SMS: unknown handset, landline or unreachable carrier
+UNREACHABLE = {"30005", "30006"}
 
 
 def record_provider_opt_out(phone: str) -> None:
     """Twilio refused a send with error 21610: the number replied STOP at some point, so write that down."""
-    session = get_session()
-    contacts = find_contacts(session, phone)
-    ids = record_consent(session, contacts, ConsentStatus.REVOKED, f"{SOURCE}:{UNSUBSCRIBED}", "sms.opted_out",
-                         {"phone": phone, "via": f"error {UNSUBSCRIBED}"})
-    session.commit()  # a fact from the provider: it must not depend on how the caller ends its transaction
-    hand_over(ids)
+    record_consent(CHANNEL, phone, False, source=f"{SOURCE}:{UNSUBSCRIBED}", event="sms.opted_out",
+                   props={"phone": phone, "via": f"error {UNSUBSCRIBED}"})
 
 
 def apply_status(sid: str, status: str, error_code: str | None) -> None:
@@ -103,16 +65,24 @@ def apply_status(sid: str, status: str, error_code: str | None) -> None:
         session.commit()
         return
     props: dict[str, Any] = {"provider_id": sid, "status": status}
-    event_ids: list[int] = []
+    number = None
     if status in FAILED:
         msg.status = MessageStatus.FAILED.value
         msg.error = f"Twilio reports {status}" + (f" (error {error_code})" if error_code else "")
         props["error_code"] = error_code
         contact = session.get(Contact, msg.contact_id) if msg.contact_id else None
-        if error_code == str(UNSUBSCRIBED) and contact is not None:
-            event_ids = record_consent(session, [contact], ConsentStatus.REVOKED, f"{SOURCE}:{UNSUBSCRIBED}",
-                                       "sms.opted_out", {"phone": contact.phone, "via": f"error {UNSUBSCRIBED}"})
+        number = _e164(contact.phone if contact is not None else None)
     report = DeliveryStatus(channel=CHANNEL, status=FINAL[status], provider_id=sid, props=props,
                             detail=msg.error if status in FAILED else None)
     current_app.extensions["nudge.plugins"].record_status(report)  # commits
-    hand_over(event_ids)
+    if number is not None and error_code == str(UNSUBSCRIBED):
+        record_provider_opt_out(number)
+    elif number is not None and error_code in UNREACHABLE:
+        suppress(CHANNEL, number, "invalid_address", detail=f"Twilio error {error_code}")
+
+
+def _e164(phone: str | None) -> str | None:
+    try:
+        return normalise(phone, current_app.config.get("SMS_DEFAULT_REGION")) if phone else None
+    except ValueError:
+        return None

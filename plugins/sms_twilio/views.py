@@ -5,20 +5,15 @@ from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from server.db import get_session
-from server.engine.ingest import record_event
-from server.models import ConsentStatus
+from server.sdk import raise_event, record_consent
 
-from .channel import INBOUND_PATH, STATUS_PATH
+from .channel import CHANNEL, INBOUND_PATH, STATUS_PATH
+from .keywords import read_keyword
 from .phone import normalise
-from .store import apply_status, find_contacts, hand_over, record_consent
+from .store import apply_status
 
 bp = Blueprint("sms_twilio", __name__)
 
-#: Twilio's own opt-out and opt-in keywords: a whole message, any case, surrounding spaces ignored
-OPT_OUT = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
-OPT_IN = {"START", "UNSTOP", "YES"}
-HELP = {"HELP", "INFO"}
 DEFAULT_HELP = "Reply STOP to unsubscribe, START to subscribe again. Msg & data rates may apply."
 
 
@@ -49,30 +44,34 @@ def status():
 
 @bp.post(INBOUND_PATH)
 def inbound():
+    """An incoming SMS: an opt-out, an opt-in, a help request, or a reply (``sms.replied``) for the rules.
+
+    Twilio retries a callback it got no answer to, so each is handled once per ``MessageSid``.
+    """
     _verify_signature()
     body = request.form.get("Body", "")
-    keyword = body.strip().upper()
+    receipt = request.form.get("MessageSid") or request.form.get("SmsSid") or None
     reply = MessagingResponse()
     try:
         phone = normalise(request.form.get("From", ""))
     except ValueError:  # a short code or alphanumeric sender: no contact to attach it to
         return _twiml(reply)
-    session = get_session()
-    contacts = find_contacts(session, phone)
-    props = {"phone": phone, "body": body, "message_sid": request.form.get("MessageSid")}
-    if keyword in OPT_OUT:
-        ids = record_consent(session, contacts, ConsentStatus.REVOKED, f"sms:{keyword}", "sms.opted_out", props)
-    elif keyword in OPT_IN:
-        ids = record_consent(session, contacts, ConsentStatus.GRANTED, f"sms:{keyword}", "sms.opted_in", props)
-    elif keyword in HELP:
+    keyword = read_keyword(body)
+    props = {"phone": phone, "body": body, "message_sid": receipt}
+    if keyword is not None and keyword.kind == "help":
         reply.message(current_app.config.get("SMS_HELP_TEXT") or DEFAULT_HELP)
-        ids = []
+        return _twiml(reply)
+    if keyword is not None:
+        opt_in = keyword.kind == "opt_in"
+        recorded = record_consent(CHANNEL, phone, opt_in, source=f"sms:{keyword.word}", props=props,
+                                  event="sms.opted_in" if opt_in else "sms.opted_out", receipt=receipt)
     else:
-        ids = [record_event(session, contact, "sms.replied", props, source="twilio").id for contact in contacts]
-    session.commit()
-    hand_over(ids)
-    if not contacts:
-        current_app.logger.info("SMS from %s matches no contact; nothing recorded", phone[:-4] + "****")
+        recorded = raise_event(CHANNEL, phone, "sms.replied", props, receipt=receipt)
+    if recorded.duplicate:
+        current_app.logger.info("SMS %s was handled before (a replayed callback); nothing changed", receipt)
+    elif not recorded.contacts:
+        kept = "; its opt-out is kept as a suppression" if keyword and keyword.kind == "opt_out" else ""
+        current_app.logger.info("SMS %s matches no contact%s", receipt, kept)
     return _twiml(reply)
 
 

@@ -1,6 +1,7 @@
 """The ``nudge`` command line."""
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import sys
@@ -14,12 +15,16 @@ from ..config import ConfigError
 from ..db import DatabaseUnavailable
 
 
-def build_app(**overrides: Any):
-    """create_app(), with configuration and connection problems turned into one readable line."""
+def build_app(create: bool = False, **overrides: Any):
+    """create_app(), with configuration and connection problems turned into one readable line.
+
+    :param create: whether a new embedded instance may be made (``nudge up`` and ``nudge db upgrade``);
+        every other command refuses, naming where it looked (see :func:`server.config.find_home`).
+    """
     from ..app import create_app
 
     try:
-        app = create_app(overrides or None)
+        app = create_app(overrides or None, create=create)
     except (ConfigError, DatabaseUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # e.g. a plugin conflict: still one line, not a traceback
@@ -35,7 +40,9 @@ def build_app(**overrides: Any):
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..logsafe import configure_logging
+
+    configure_logging(logging.INFO)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,20 +52,67 @@ def main() -> None:
 
 
 # -- running ------------------------------------------------------------------
+#: ``nudge up`` runs the start-up checks once itself, so its children skip them
+_NO_CHECKS = click.option("--no-checks", is_flag=True, hidden=True, help="Skip the start-up checks (nudge doctor).")
+
+
+def _startup_checks(app: Any, skip: bool) -> None:
+    """Log what ``nudge doctor`` would say is unsafe or blocking (never stops the process)."""
+    if skip:
+        return
+    from ..doctor import log_checks
+
+    _setup_logging()
+    log_checks(app)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the web server could not listen on *host*:*port*, or None when it can (checked by binding)."""
+    import socket
+
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does: TIME_WAIT is free
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return _listen_error(host, port, exc)
+    return None
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is already in use: stop what uses it, or choose another port "
+                f"(nudge up --port {port + 1}, or make run PORT={port + 1})")
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def up(host: str, port: int) -> None:
-    """Migrate, then run web server, worker and scheduler together (Ctrl-C stops all)."""
+    """Migrate, then run web server, worker and scheduler together (Ctrl-C stops all).
+
+    Creates the instance (``./nudge-data``, or NUDGE_HOME) when there is none yet.
+    """
     from ..auth import ensure_first_admin
+    from ..config import DEFAULTS
     from ..db import get_session
     from ..embedded_redis import EmbeddedRedis
     from ..supervisor import Supervisor, child_command, child_env
 
-    app = build_app()
-    with app.app_context():
-        first = ensure_first_admin(get_session())
+    busy = port_problem(host, port)  # before anything is created or printed
+    if busy:
+        raise click.ClickException(busy)
+    app = build_app(create=True)
+    _startup_checks(app, skip=False)
     extra = {"NUDGE_HOME": app.config["HOME"], "NUDGE_MIGRATE_ON_START": "false"}
+    if app.config["BASE_URL"] == DEFAULTS["BASE_URL"]:  # links in messages point at this server
+        extra["NUDGE_BASE_URL"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
     embedded = None
     if not app.config.get("REDIS_URL"):
         embedded = EmbeddedRedis(app.config["HOME"])
@@ -73,11 +127,15 @@ def up(host: str, port: int) -> None:
 
     sup = Supervisor(env=child_env(**extra), echo=lambda m: click.echo(m, err=True))
     sup.install_signal_handlers()
-    sup.start("web", child_command("web", "--host", host, "--port", str(port), "--no-migrate"))
-    sup.start("worker", child_command("worker"))
+    sup.start("web", child_command("web", "--host", host, "--port", str(port), "--no-migrate", "--no-checks"))
+    sup.start("worker", child_command("worker", "--no-checks"))
     sup.start("scheduler", child_command("scheduler"))
     base = f"http://{host}:{port}"
-    if sup.wait_http(f"{base}/healthz"):
+    if sup.wait_http(f"{base}/healthz", timeout=3600):
+        # only now: a start-up that fails leaves no admin behind whose one-time password nobody saw
+        with app.app_context():
+            first = ensure_first_admin(get_session())
+        app.extensions["nudge.db"].dispose()
         click.echo(f"Nudge is up: {base}/admin/")
         if first:
             click.echo(f"First admin login: {first[0]} / {first[1]}  (shown once; change it after signing in)")
@@ -96,7 +154,8 @@ def up(host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
 @click.option("--no-migrate", is_flag=True, help="Skip applying migrations on start.")
-def web(host: str, port: int, threads: int, no_migrate: bool) -> None:
+@_NO_CHECKS
+def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -> None:
     """Run the web server (admin UI, API, tracking endpoints)."""
     import waitress
 
@@ -104,22 +163,27 @@ def web(host: str, port: int, threads: int, no_migrate: bool) -> None:
 
     _setup_logging()
     app = build_app(**({"MIGRATE_ON_START": False} if no_migrate else {}))
+    _startup_checks(app, skip=no_checks)
     _exit_on_sigterm()
     try:  # waitress refuses a larger body itself (413), before buffering it
         waitress.serve(app, host=host, port=port, threads=threads, ident="nudge",
-                       max_request_body_size=largest_body(app))
+                       max_request_body_size=largest_body())
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # the port is taken (or the address is not ours): one line, not a traceback
+        raise click.ClickException(_listen_error(host, port, exc)) from None
 
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-def worker(burst: bool) -> None:
+@_NO_CHECKS
+def worker(burst: bool, no_checks: bool) -> None:
     """Run a worker that processes queued jobs."""
     from ..queue import AppWorker, get_queue
 
     _setup_logging()
     app = build_app()
+    _startup_checks(app, skip=no_checks)
     tq = get_queue(app)
     w = AppWorker(tq.queues, connection=tq.redis, app=app)
     w.work(burst=burst, logging_level=app.config["LOG_LEVEL"])
@@ -161,7 +225,7 @@ def db_upgrade() -> None:
     from ..db import get_db
     from ..migrate import current_revision, upgrade
 
-    app = build_app(MIGRATE_ON_START=False)
+    app = build_app(create=True, MIGRATE_ON_START=False)
     engine = get_db(app).engine
     applied = upgrade(engine)
     click.echo(f"database at revision {current_revision(engine)}" + ("" if applied else " (already up to date)"))
@@ -236,8 +300,15 @@ def admin() -> None:
 
 @admin.command("password")
 @click.argument("email", default="admin@localhost")
-def admin_password(email: str) -> None:
-    """Set a new random password for EMAIL (creating the user), printed as the last line; ends their sessions."""
+@click.option("--prompt", "ask", is_flag=True, help="Type the new password (asked twice) instead of a random one.")
+@click.option("--password-stdin", "from_stdin", is_flag=True,
+              help="Read the new password from the first line of standard input.")
+def admin_password(email: str, ask: bool, from_stdin: bool) -> None:
+    """Set a new password for EMAIL (creating the user) and end every session they have.
+
+    By default the password is random and printed as the last line; --prompt or --password-stdin
+    set one you choose (at least 12 characters, not a common one).
+    """
     import secrets
 
     from sqlalchemy import select
@@ -245,7 +316,21 @@ def admin_password(email: str) -> None:
     from ..auth import set_password
     from ..db import get_session
     from ..models import User
+    from ..passwords import password_problem
 
+    if ask and from_stdin:
+        raise click.UsageError("use either --prompt or --password-stdin, not both")
+    chosen = None
+    if from_stdin:
+        chosen = click.get_text_stream("stdin").readline().removesuffix("\n").removesuffix("\r")
+    elif ask:
+        chosen = click.prompt("New password", default="", show_default=False, hide_input=True,
+                              confirmation_prompt="Repeat it")
+    if chosen is not None:
+        problem = password_problem(chosen, email)
+        if problem:
+            raise click.ClickException(f"password refused: {problem} "
+                                       "(leave out --prompt/--password-stdin for a random one)")
     app = build_app()
     with app.app_context():
         session = get_session()
@@ -253,10 +338,13 @@ def admin_password(email: str) -> None:
         if user is None:
             user = User(email=email.lower(), password_hash="")
             session.add(user)
-        password = secrets.token_urlsafe(12)
+        password = chosen if chosen is not None else secrets.token_urlsafe(12)
         set_password(session, user, password)  # also signs the user out everywhere
         session.commit()
-    click.echo(password)
+    if chosen is None:
+        click.echo(password)
+    else:
+        click.echo(f"Password set for {email.lower()}.", err=True)
 
 
 def _exit_on_sigterm() -> None:
@@ -278,7 +366,7 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "engine", "plugins", "contacts")
+COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks")
 
 
 def _register_optional() -> None:

@@ -1,6 +1,6 @@
-"""``nudge check`` and ``nudge fmt``: the rules language on the command line.
+"""``nudge fmt`` and the file helpers ``nudge check`` shares: the rules language on the command line.
 
-Only click and :mod:`dsl` here: these commands need no app, database or queue.
+Only click and :mod:`dsl` here: formatting needs no app, database or queue.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ import click
 
 import dsl
 
-TEMPLATES = "templates"
-
 
 def register(group: click.Group) -> None:
-    """Add ``check`` and ``fmt`` to the ``nudge`` command group."""
-    group.add_command(check_command, "check")
+    """Add ``fmt`` to the ``nudge`` command group (``check`` is in :mod:`server.cli.check`)."""
     group.add_command(fmt_command, "fmt")
 
 
@@ -42,53 +39,14 @@ def template_names(folder: Path) -> dict[str, frozenset[str]]:
     return names
 
 
-def vocabulary_for(path: Path, templates: Path | None) -> dsl.Vocabulary:
-    """The default vocabulary, with template names from ``templates`` or a ``templates/``
-    folder next to ``path``."""
-    vocabulary = dsl.Vocabulary.default()
-    folder = templates if templates is not None else path.parent / TEMPLATES
-    if folder.is_dir():
-        for channel, names in template_names(folder).items():
-            vocabulary = vocabulary.with_templates(channel, names)
-    return vocabulary
-
-
 def _read(path: Path) -> tuple[str, dsl.ParseResult]:
     data = path.read_bytes()
     return data.decode("utf-8", errors="replace"), dsl.parse_bytes(data, str(path))
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
+    """``1 file``, ``2 files``."""
     return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-@click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder laid out as <channel>/<name>.<part> (default: templates/ next to each file).")
-def check_command(files: tuple[str, ...], templates: Path | None) -> None:
-    """Check rules files: print every problem; exit 1 if there is an error."""
-    paths = rules_files(files)
-    errors = warnings = rules = 0
-    for path in paths:
-        source, parsed = _read(path)
-        diagnostics = list(parsed.diagnostics)
-        if parsed.program is not None:
-            rules += len(parsed.program.rules)
-            diagnostics += dsl.check(parsed.program, vocabulary_for(path, templates))
-        for diagnostic in diagnostics:
-            click.echo(diagnostic.format(source))
-            click.echo()
-            if diagnostic.is_error:
-                errors += 1
-            else:
-                warnings += 1
-    counted = f"{_plural(len(paths), 'file')}, {_plural(rules, 'rule')}"
-    if errors:
-        click.echo(f"{counted}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}", err=True)
-        raise SystemExit(1)
-    suffix = f" ({_plural(warnings, 'warning')})" if warnings else ""
-    click.echo(f"{counted}: no problems{suffix}")
 
 
 @click.command()

@@ -7,15 +7,17 @@ a handler with :func:`register_merge_handler`.
 """
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from typing import Any, Callable, Iterator, Mapping
 
-from sqlalchemy import Column, PrimaryKeyConstraint, Table, UniqueConstraint, delete, exists, select, update
+from sqlalchemy import (Column, ColumnElement, PrimaryKeyConstraint, Table, Text, UniqueConstraint, cast, delete, exists,
+                        false, func, or_, select, update)
 from sqlalchemy.orm import Session
 
-from ..consent import suppress, suppression_reason
+from ..consent import address_hash, suppress, suppression_reason
 from ..models import (AuditEntry, Base, Consent, Contact, ContactTag, Event, Message, MessageStatusChange, Note,
-                      SuppressionReason, Task, utcnow)
+                      Suppression, SuppressionReason, Task, utcnow)
 from .normalize import iso
 from .service import audit, contact_dict
 
@@ -119,23 +121,54 @@ def merge_contacts(session: Session, into: Contact, other: Contact, *, actor: st
     return into
 
 
+def _json_forms(value: str) -> set[str]:
+    """How *value* reads inside stored JSON: SQLite keeps ``\\u`` escapes, PostgreSQL's JSONB does not."""
+    return {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+
+
+def _mentions(column: Any, contact: Contact) -> ColumnElement[bool]:
+    """*column* (text or JSON) holds the contact's address, phone, external id, or a name as a whole value."""
+    text = func.lower(cast(column, Text))
+    inside = [v for v in (contact.email, contact.phone, contact.external_id) if v]
+    names = [v for v in (contact.first_name, contact.last_name) if v and v.strip()]
+    if len(names) == 2:
+        inside.append(" ".join(names))
+    clauses = [text.contains(form.lower(), autoescape=True) for value in inside for form in _json_forms(value)]
+    clauses += [text.contains(f'"{form}"'.lower(), autoescape=True) for value in names for form in _json_forms(value)]
+    return or_(*clauses) if clauses else false()
+
+
+def _scrub_copies(session: Session, contact: Contact, digests: list[tuple[str, str]]) -> None:
+    """Blank what other rows hold of the contact: suppression details of its addresses (a bounce diagnostic
+    quotes the address) and audit details that hold its data."""
+    own = [(Suppression.channel == channel) & (Suppression.address_hash == digest) for channel, digest in digests]
+    session.execute(update(Suppression).where(
+        or_(*own, _mentions(Suppression.detail, contact)) if own else _mentions(Suppression.detail, contact),
+        Suppression.reason != SuppressionReason.ERASED.value).values(detail=None))
+    session.execute(update(AuditEntry).where(_mentions(AuditEntry.detail, contact)).values(detail={}))
+
+
 def erase_contact(session: Session, contact: Contact, *, secret: str, actor: str,
                   channels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, int]:
     """GDPR/CCPA erasure: delete the contact and every row about it; messages are kept for delivery
     statistics but lose their recipient, data and errors; status details and audit details about the
-    contact are blanked. Only a salted hash of each address stays, in the suppression list, so a
-    re-import is created suppressed. Audited (with the contact id only).
+    contact are blanked, and so is every copy of its data elsewhere (suppression details, audit details).
+    Only a salted hash of each address stays, in the suppression list, so a re-import is created
+    suppressed. Audited (with the contact id only).
 
     :return: counts of what was removed, for the audit entry and the caller.
     """
     channels = channels or DEFAULT_ADDRESS_CHANNELS
     contact_id = contact.id
+    digests = []
     for field, names in channels.items():
         address = getattr(contact, field, None)
         if address:
             for channel in names:
                 suppress(session, secret, channel, address, SuppressionReason.ERASED.value,
                          detail="contact erased on request")
+                digests.append((channel, address_hash(secret, channel, address)))
+    _scrub_copies(session, contact, digests)
     counts: dict[str, int] = {}
     message_ids = select(Message.id).where(Message.contact_id == contact_id)
     session.execute(update(MessageStatusChange).where(MessageStatusChange.message_id.in_(message_ids))

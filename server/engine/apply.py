@@ -8,13 +8,13 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Rule, RuleVersion, Template, WebhookEndpoint
-from .rules import RuleChange, apply_plans, compile_rules, in_flight, plan_changes
+from .rules import Checked, RuleChange, apply_plans, check_sources, in_flight, plan_changes
 
 
 class ApplyError(Exception):
@@ -65,10 +65,10 @@ def read_templates(root: Path) -> tuple[dict[tuple[str, str], dict[str, str]], d
     return templates, endpoints, problems
 
 
-def _vocabulary(session: Session, app: Any, templates: dict, endpoints: dict) -> Any:
+def _vocabulary(session: Session, app: Any, templates: Iterable[tuple[str, str]], endpoints: Iterable[str]) -> Any:
     from .vocabulary import instance_vocabulary
 
-    return instance_vocabulary(session, app.extensions["nudge.plugins"], templates.keys(), endpoints.keys())
+    return instance_vocabulary(session, app.extensions["nudge.plugins"], templates, endpoints)
 
 
 def _validate_template(channel: str, parts: dict[str, str]) -> list[str]:
@@ -89,19 +89,47 @@ def _name_unnamed_rules_within(root: Path, files: list[str], plans: list[dict[st
             plan["name"] = f"{Path(path).relative_to(root).as_posix()}:{line}"
 
 
+@dataclass
+class CheckedFolder:
+    """A folder of rules and templates, read and checked as one unit."""
+
+    checked: Checked
+    templates: dict[tuple[str, str], dict[str, str]]
+    endpoints: dict[str, dict[str, Any]]
+
+    @property
+    def problems(self) -> list[str]:
+        """Every error, formatted for people: the folder may not be applied while there is one."""
+        return self.checked.errors
+
+
+def check_folder(root: Path, vocabulary: Callable[[Iterable[tuple[str, str]], Iterable[str]], Any]) -> CheckedFolder:
+    """Read and check DIR exactly as ``nudge apply`` does, for ``nudge apply`` and ``nudge check DIR`` alike.
+
+    :param vocabulary: gives the names rules may use, from the folder's ``(channel, name)`` templates and
+        webhook endpoint names (the instance's when there is one, else the plugins').
+    """
+    templates, endpoints, template_problems = read_templates(root)
+    for (channel, name), parts in templates.items():
+        where = root / "templates" / channel / name
+        template_problems += [f"{where}: {p}" for p in _validate_template(channel, parts)]
+    sources = [(str(p), p.read_bytes()) for p in sorted(root.rglob("*.nudge"))]
+    checked = check_sources(sources, vocabulary(templates.keys(), endpoints.keys()))
+    checked.problems[:0] = [(True, problem) for problem in template_problems]
+    if checked.errors:
+        checked.plans = []
+    _name_unnamed_rules_within(root, [path for path, _text in sources], checked.plans)
+    return CheckedFolder(checked, templates, endpoints)
+
+
 def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = False,
                     migrate: bool = False) -> ApplyResult:
     """Check DIR as one unit; unless *dry_run*, apply it in one transaction (all or nothing)."""
-    templates, endpoints, problems = read_templates(root)
-    for (channel, name), parts in templates.items():
-        problems += [f"templates/{channel}/{name}: {p}" for p in _validate_template(channel, parts)]
-    sources = [(str(p), p.read_text(encoding="utf-8")) for p in sorted(root.rglob("*.nudge"))]
-    plans, errors, warnings = compile_rules(sources, _vocabulary(session, app, templates, endpoints))
-    _name_unnamed_rules_within(root, [path for path, _text in sources], plans)
-    problems += errors
-    if problems:
-        raise ApplyError(problems)
-    result = ApplyResult(warnings=warnings)
+    folder = check_folder(root, lambda templates, endpoints: _vocabulary(session, app, templates, endpoints))
+    if folder.problems:
+        raise ApplyError(folder.problems)
+    templates, endpoints, plans = folder.templates, folder.endpoints, folder.checked.plans
+    result = ApplyResult(warnings=folder.checked.warnings)
     existing = {(t.channel, t.name): t for t in session.scalars(select(Template))}
     for key, parts in sorted(templates.items()):
         row = existing.get(key)

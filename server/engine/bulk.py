@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 from ..models import ContactTag, Enrolment, EnrolmentState, Event, JourneyLog, Message
 from ..models.base import JsonType
 from .context import EngineContext
+from .quiet import window
+from .runtime import channel_class
 from .timeutil import to_dt
 
 SIMPLE = {"send", "tag", "score", "wait", "exit"}
@@ -29,7 +31,7 @@ def segment(plan: dict[str, Any], pc: int, ctx: EngineContext) -> list[dict[str,
         kind = op["op"]
         if kind not in SIMPLE:
             return None
-        if kind == "send" and (plan.get("quiet_hours") or op["channel"] == "sms"):
+        if kind == "send" and window(plan.get("quiet_hours"), channel_class(ctx, op["channel"])) is not None:
             return None  # quiet hours depend on each contact's time zone
         if kind == "tag" and ctx.listens_to("tag.added"):
             return None  # a rule reacts to it: the interpreter raises and handles the event
@@ -140,7 +142,7 @@ def _score(ctx: EngineContext, members: Any, delta: int | float, now: Any) -> No
                literal(now, Event.__table__.c.received_at.type), literal(now, Event.__table__.c.processed_at.type))))
     table = Contact.__table__
     conn.execute(update(table).where(table.c.id.in_(select(Enrolment.contact_id).where(members)))
-                 .values(score=table.c.score + delta))
+                 .values(score=table.c.score + delta, updated_at=now))  # the engine's clock, not the column default
 
 
 def can_enrol_set_based(plan: dict[str, Any]) -> bool:

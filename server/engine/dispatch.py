@@ -5,6 +5,8 @@ import logging
 
 from sqlalchemy import select
 
+from dsl.vocabulary import RESERVED_EVENT_NAMESPACES
+
 from ..consent import current_consent, record_consent
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTimer, TriggerTimer
 from . import bulk, runtime, timers
@@ -16,17 +18,39 @@ log = logging.getLogger(__name__)
 
 #: events that change consent the moment they arrive
 CONSENT_EVENTS = {"email.unsubscribed": "email", "sms.opted_out": "sms"}
+#: Nudge's own events that are the contact acting, so they move ``last_seen``
+ACTIVITY_EVENTS = frozenset({"email.opened", "email.clicked", "sms.replied"})
 
 
 def index(ctx: EngineContext):
     return ctx.index
 
 
+def mark_seen(ctx: EngineContext, contact: Contact, event: Event) -> None:
+    """Move ``contact.last_seen`` to *event* when it is something the person did, by the engine's clock.
+
+    The contact's own events count (anything sent through the API, a form, a tracked visit, an inbound
+    webhook, a timeline event in ``nudge simulate``), and so do a click, an open no machine made and an SMS
+    reply. Nudge's own events (contact changes, tags, scores, deliveries, bounces, opt-outs) do not.
+    The moment is the event's, never later than the engine's now; ``last_seen`` never moves back.
+    """
+    if event.source == "nudge" or (event.props or {}).get("machine"):
+        return
+    if event.name.split(".")[0] in RESERVED_EVENT_NAMESPACES and event.name not in ACTIVITY_EVENTS:
+        return
+    now = to_dt(ctx.now)
+    at = min(event.occurred_at or now, now)
+    if contact.last_seen is None or at > contact.last_seen:
+        contact.last_seen = at
+        runtime.touch(ctx, contact)
+
+
 def handle_event(ctx: EngineContext, event: Event) -> None:
-    """Apply one stored event: consent, goals, ``wait for``, inactivity timers, then new enrolments."""
+    """Apply one stored event: last seen, consent, goals, ``wait for``, inactivity timers, then new enrolments."""
     contact = ctx.session.get(Contact, event.contact_id)
     if contact is None:
         return
+    mark_seen(ctx, contact, event)
     idx = index(ctx)
     channel = CONSENT_EVENTS.get(event.name)
     if channel:

@@ -9,7 +9,7 @@ from ..contacts.errors import InvalidInput
 from ..contacts.events import record_event
 from ..contacts.service import CONTACT_KEYS, clean_contact
 from ..contacts.service import upsert_contact as _upsert
-from ..models import Contact, utcnow
+from ..models import Contact
 
 IDENTITY_FIELDS = ("email", "external_id")
 __all__ = ["IDENTITY_FIELDS", "IngestError", "record_event", "upsert_contact"]
@@ -20,7 +20,9 @@ IngestError = InvalidInput
 
 def upsert_contact(session: Session, spec: Mapping[str, Any], *, region: str | None = None,
                    strict: bool = False, prefix: str = "contact.") -> Contact:
-    """Find the contact by external id or email, creating it when new, and mark it seen now.
+    """Find the contact by external id or email, creating it when new.
+
+    The engine moves its ``last_seen`` when it processes the event (:func:`server.engine.dispatch.mark_seen`).
 
     :param spec: contact attributes (``email``, ``external_id``, ``first_name`` …, ``fields``, ``tags``);
         ``None`` values are ignored; unknown keys are ignored unless *strict*.
@@ -30,6 +32,5 @@ def upsert_contact(session: Session, spec: Mapping[str, Any], *, region: str | N
     given = {k: v for k, v in spec.items() if v is not None and (strict or k in CONTACT_KEYS)}
     cleaned = clean_contact(session, given, prefix=prefix, region=region)
     contact, _created = _upsert(session, cleaned, prefix=prefix)
-    contact.last_seen = utcnow()
     session.flush()
     return contact

@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from ..consent import current_consent, suppress, suppression_reason
 from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
-from ..sdk import ChannelError, OutboundMessage
+from ..sdk import ChannelError, OutboundMessage, redact
+from .quiet import defer_if_quiet
 from .render import contact_data, render_message
+from .staff import TEAM_KEY_PREFIX, internal_address, internal_outbound, recipient
 from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ class Delivery:
         field = getattr(channel, "address_field", None)
         if field is None:
             return None
-        address = getattr(contact, field, None) if contact is not None else None
+        address = recipient(msg, contact, field)
         if not address:
             return "no_address"
         if (msg.data or {}).get("transactional"):
@@ -137,7 +139,8 @@ class Delivery:
             limit, window = self.cap
             recent = self.session.scalar(select(func.count(Message.id)).where(
                 Message.contact_id == contact.id, Message.status == MessageStatus.SENT.value,
-                Message.channel.in_(self.capped_channels), Message.sent_at >= to_dt(self.now - window)))
+                Message.channel.in_(self.capped_channels), Message.sent_at >= to_dt(self.now - window),
+                ~Message.key.startswith(TEAM_KEY_PREFIX)))  # mail to the staff about the contact is not theirs
             if recent >= limit:
                 return "frequency_cap"
         return None
@@ -164,13 +167,14 @@ class Delivery:
                 self._effect(msg, "suppressed", reason=reason)
                 self._finish(msg, MessageStatus.SUPPRESSED.value, reason, error=reason)
                 continue
+            if defer_if_quiet(self.session, self.config, msg, contact, channel, self.now, internal_address(msg)):
+                continue  # inside the recipient's quiet hours: pending again until they end, no attempt counted
             if self._send(msg, contact, channel):
                 sent += 1
         return sent
 
     def _send(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
-        field = getattr(channel, "address_field", None)
-        address = getattr(contact, field, "") if (contact is not None and field) else ""
+        address = recipient(msg, contact, getattr(channel, "address_field", None)) or ""
         if self.capture is not None:
             self.capture.append(msg.id)
             provider_id = f"sim-{msg.id}"
@@ -203,13 +207,15 @@ class Delivery:
 
     def _outbound(self, msg: Message, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
         """The rendered message. Channels without a contact address (webhooks) get data, not text."""
+        if internal_address(msg) and getattr(channel, "address_field", None):
+            return internal_outbound(msg, contact)
         props = self._event_props(msg)
         marketing = bool((msg.data or {}).get("marketing", True))
         if getattr(channel, "address_field", None) is None:
             data = {**(msg.data or {}), "contact": contact_data(contact), "event": props}
             return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address,
                                    marketing=marketing, data=data)
-        unsubscribe = self._unsubscribe_url(msg)
+        unsubscribe = self._unsubscribe_url(msg, contact)
         subject, text, html = render_message(msg.template, contact=contact, channel=msg.channel, session=self.session,
                                              data={**(msg.data or {}), "event": props,
                                                    "unsubscribe_url": unsubscribe})
@@ -217,15 +223,15 @@ class Delivery:
                                text=text, html=html, marketing=marketing, unsubscribe_url=unsubscribe,
                                data=msg.data or {})
 
-    def _unsubscribe_url(self, msg: Message) -> str | None:
+    def _unsubscribe_url(self, msg: Message, contact: Contact | None) -> str | None:
         try:
             from ..links import unsubscribe_url
         except ImportError:
             return f"{self.config['BASE_URL']}/u/{msg.key}"
-        return unsubscribe_url(msg.contact_id, msg.channel, msg.key)
+        return unsubscribe_url(contact.public_id, msg.channel, msg.key) if contact is not None else None
 
     def _failure(self, msg: Message, contact: Contact | None, channel: Any, exc: ChannelError) -> None:
-        log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, exc.message)
+        log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, redact(exc.message))
         if exc.suppress and contact is not None and getattr(channel, "address_field", None):
             address = getattr(contact, channel.address_field, None)
             if address:

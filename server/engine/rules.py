@@ -1,6 +1,7 @@
 """Rules as stored data: compile text, keep versions, activate, pause and resume."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -27,31 +28,73 @@ class RuleChange:
     details: list[str] = field(default_factory=list)
 
 
-def compile_rules(sources: Iterable[tuple[str, str]], vocabulary: Any) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """Parse, check and compile ``(filename, text)`` pairs.
+@dataclass
+class Checked:
+    """Rules files parsed, checked and compiled together: what ``nudge check`` prints and ``nudge apply`` runs."""
 
-    :return: (rule plans, error lines, warning lines) — plans only when there are no errors.
+    files: int = 0
+    rules: int = 0
+    #: (is an error, the problem formatted for people), in file and source order
+    problems: list[tuple[bool, str]] = field(default_factory=list)
+    #: the compiled rules, when no file has an error
+    plans: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        return [text for is_error, text in self.problems if is_error]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [text for is_error, text in self.problems if not is_error]
+
+
+def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -> Checked:
+    """Parse, check and compile ``(filename, text or raw bytes)`` pairs as one set of rules.
+
+    :param vocabulary: a :class:`dsl.Vocabulary`, or a callable giving the one for a file name. When it
+        knows which events are raised (``raised`` is set), an event name written in more than one place
+        across the files counts as raised too.
     """
     import dsl
 
-    plans: list[dict[str, Any]] = []
-    errors: list[str] = []
-    warnings: list[str] = []
+    parsed = []
     for filename, text in sources:
-        result = dsl.parse(text, filename=filename)
+        if isinstance(text, bytes):  # undecodable bytes become diagnostics, not an exception
+            parsed.append((text.decode("utf-8", errors="replace"), dsl.parse_bytes(text, filename)))
+        else:
+            parsed.append((text, dsl.parse(text, filename=filename)))
+    written = Counter(name for _text, result in parsed if result.program is not None
+                      for name in dsl.listened_events(result.program))
+    twice = {name for name, count in written.items() if count > 1}
+    checked = Checked(files=len(parsed))
+    for text, result in parsed:
         diagnostics = list(result.diagnostics)
         if result.program is not None:
-            diagnostics += dsl.check(result.program, vocabulary)
-        for diag in diagnostics:
-            (errors if diag.severity == "error" else warnings).append(diag.format(text))
-        if result.program is not None and not any(d.severity == "error" for d in diagnostics):
-            plans.extend(dsl.compile_program(result.program)["rules"])
+            words = vocabulary(result.program.filename) if callable(vocabulary) else vocabulary
+            if words.raised is not None:
+                words = words.with_raised(twice)
+            checked.rules += len(result.program.rules)
+            diagnostics += dsl.check(result.program, words)
+        checked.problems += [(diag.is_error, diag.format(text)) for diag in diagnostics]
+        if result.program is not None and not any(d.is_error for d in diagnostics):
+            checked.plans.extend(dsl.compile_program(result.program)["rules"])
     seen: set[str] = set()
-    for plan in plans:
+    for plan in checked.plans:
         if plan["name"] in seen:
-            errors.append(f"rule {plan['name']!r} is defined twice; rule names must be unique")
+            checked.problems.append((True, f"rule {plan['name']!r} is defined twice; rule names must be unique"))
         seen.add(plan["name"])
-    return (plans if not errors else []), errors, warnings
+    if checked.errors:
+        checked.plans = []
+    return checked
+
+
+def compile_rules(sources: Iterable[tuple[str, str]], vocabulary: Any) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Parse, check and compile ``(filename, text)`` pairs (see :func:`check_sources`).
+
+    :return: (rule plans, error lines, warning lines) — plans only when there are no errors.
+    """
+    checked = check_sources(sources, vocabulary)
+    return checked.plans, checked.errors, checked.warnings
 
 
 def in_flight(session: Session, rule_id: int) -> int:

@@ -14,13 +14,15 @@ from sqlalchemy import delete, func, select
 
 from ..models import (Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Rule, RuleStatus, Task,
                       TaskStatus)
+from ..sdk import redact
 from .context import EngineContext
+from .quiet import send_resumes_at
 from .scope import Scope
-from .timeutil import local_at, next_local_time, parse_hhmm, quiet_until, to_dt, to_ts, zone
+from .staff import notify_team
+from .timeutil import DEFAULT_AT, local_at, next_local_time, parse_hhmm, quiet_until, to_dt, to_ts, zone
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SMS_QUIET = ("21:00", "08:00")
 #: how many steps one enrolment may take in one go; a guard against a plan that never waits
 MAX_STEPS_PER_RUN = 10_000
 
@@ -39,7 +41,7 @@ def render_text(text: str, contact: Contact, event: Mapping[str, Any]) -> str:
     try:
         return get_renderer().render_part("text", text, {"contact": contact_data(contact), "event": dict(event)})
     except TemplateError as exc:  # a broken placeholder must not stop the journey
-        log.warning("placeholder in %r failed: %s", text, exc)
+        log.warning("placeholder in %r failed: %s", text, redact(str(exc)))
         return text
 
 
@@ -107,21 +109,22 @@ def _split_arm(contact_id: int, rule_id: int, arms: list[dict[str, Any]]) -> dic
     return arms[-1]
 
 
-def _as_ts(value: Any, tz_name: str | None, ctx: EngineContext) -> int | None:
+def _as_ts(value: Any, tz_name: str | None, ctx: EngineContext, at: str | None = None) -> int | None:
+    """When ``wait until`` resumes: a date at *at* (09:00, like date triggers) in the contact's timezone;
+    a date-time at that moment, or, with *at*, on its local day at *at*."""
+    tz = zone(tz_name, ctx.default_tz)
     if isinstance(value, datetime):
-        return to_ts(value)
+        if at is None:
+            return to_ts(value)
+        value = value.astimezone(tz).date()
     if isinstance(value, date):
-        return local_at(value, parse_hhmm("09:00"), zone(tz_name, ctx.default_tz))
+        return local_at(value, parse_hhmm(at or DEFAULT_AT), tz)
     return None
 
 
-def _quiet_window(plan: dict[str, Any], channel: str) -> tuple[str, str] | None:
-    quiet = plan.get("quiet_hours")
-    if quiet:
-        return quiet["start"], quiet["end"]
-    if channel == "sms":
-        return DEFAULT_SMS_QUIET
-    return None
+def channel_class(ctx: EngineContext, name: str) -> Any:
+    """The installed class of channel *name* (its declarations), or None."""
+    return ctx.plugins.channels.get(name) if ctx.plugins is not None else None
 
 
 def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> None:
@@ -149,12 +152,11 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
             finish(ctx, enr, "stopped")
             return
         if kind == "send":
-            window = _quiet_window(plan, op["channel"])
-            if window:
-                resume = quiet_until(ctx.now, parse_hhmm(window[0]), parse_hhmm(window[1]), tz)
-                if resume is not None:
-                    _park(ctx, enr, resume, "quiet hours")
-                    return
+            resume = send_resumes_at(ctx.now, plan.get("quiet_hours"), channel_class(ctx, op["channel"]), contact,
+                                     ctx.config)
+            if resume is not None:
+                _park(ctx, enr, resume, "quiet hours")
+                return
             _write_outbox(ctx, enr, op, plan)
             enr.pc += 1
         elif kind == "wait":
@@ -168,10 +170,10 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
                 _park(ctx, enr, due, f"wait until {op['at']}")
                 return
         elif kind == "wait_until":
-            due = _as_ts(evaluate_value(op["expr"], scope), contact.timezone, ctx)
+            due = _as_ts(evaluate_value(op["expr"], scope), contact.timezone, ctx, op.get("at"))
             enr.pc += 1
             if due is not None and due > ctx.now:
-                _park(ctx, enr, due, f"wait until {_source(op)}")
+                _park(ctx, enr, due, f"wait until {_source(op)}" + (f" at {op['at']}" if op.get("at") else ""))
                 return
         elif kind == "wait_for":
             enr.wait_event = op["event"]
@@ -222,10 +224,12 @@ def _write_outbox(ctx: EngineContext, enr: Enrolment, op: dict[str, Any], plan: 
     # unique key: a step's outbox row is written in the same transaction that moves the program counter
     # past it, so re-running a step is impossible short of a crash rollback, and the constraint backs that up
     key = f"enr:{enr.id}:{op.get('id', enr.pc)}"
+    data = {"enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"), "marketing": True,
+            "step": op.get("id")}
+    if plan.get("quiet_hours"):
+        data["quiet_hours"] = plan["quiet_hours"]  # the outbox keeps to the rule's window too (a retry)
     msg = Message(key=key, contact_id=enr.contact_id, channel=op["channel"], template=op["name"],
-                  status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now),
-                  data={"enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"),
-                        "marketing": True, "step": op.get("id")})
+                  status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now), data=data)
     ctx.session.add(msg)
     ctx.session.flush()
     if ctx.deliver_now is not None:
@@ -286,11 +290,18 @@ def remove_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
     return True
 
 
+def touch(ctx: EngineContext, contact: Contact) -> None:
+    """Date a change to *contact* by the engine's clock (the column's own default is the wall clock,
+    which in ``nudge simulate`` is not the simulated time)."""
+    contact.updated_at = to_dt(ctx.now)
+
+
 def change_score(ctx: EngineContext, contact: Contact, new: int | float) -> None:
     old = contact.score or 0
     if new == old:
         return
     contact.score = new
+    touch(ctx, contact)
     raise_event(ctx, contact.id, "score.changed", {"old": old, "new": new})
 
 
@@ -307,6 +318,7 @@ def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> N
         setattr(contact, field, value)
     else:
         contact.fields = {**(contact.fields or {}), field: value}
+    touch(ctx, contact)
     raise_event(ctx, contact.id, "contact.updated", {"fields": [field]})
     from .dispatch import contact_changed  # dispatch imports this module
 
@@ -348,11 +360,16 @@ def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[
         due = to_dt(ctx.now + int(op["due"])) if op.get("due") is not None else None
         if due is not None:
             data["due"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
-        ctx.buffer(Task, {"contact_id": cid, "text": data["text"], "team": op["team"], "due_at": due,
-                          "status": TaskStatus.OPEN.value, "source": _author(ctx, enr), "created_at": to_dt(ctx.now)})
+        task = Task(contact_id=cid, text=data["text"], team=op["team"], due_at=due, status=TaskStatus.OPEN.value,
+                    source=_author(ctx, enr), created_at=to_dt(ctx.now))
+        ctx.session.add(task)
+        ctx.session.flush()  # its id goes into the team's notification
+        notify_team(ctx, enr, op.get("id", enr.pc), "task", op["team"], data["text"], task=task.id, due=data.get("due"))
         ctx.log(cid, rid, "task", eid, **data)
     elif kind == "notify":
-        ctx.log(cid, rid, "notify", eid, team=op["team"], text=render_text(op["text"], contact, scope.event))
+        text = render_text(op["text"], contact, scope.event)
+        notify_team(ctx, enr, op.get("id", enr.pc), "notify", op["team"], text)
+        ctx.log(cid, rid, "notify", eid, team=op["team"], text=text)
     elif kind == "start":
         other = ctx.session.scalar(select(Rule).where(Rule.name == op["rule"]))
         if other is not None:

@@ -151,6 +151,8 @@ class Simulation:
             elif (contact.fields or {}).get(key) != value:
                 contact.fields = {**(contact.fields or {}), key: value}
                 changed.add(key)
+        if changed:
+            runtime.touch(self.ctx, contact)
         self.session.flush()
         if new:
             dispatch.contact_changed(self.ctx, contact, None)

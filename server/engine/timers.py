@@ -9,9 +9,8 @@ from sqlalchemy import delete, select
 from ..models import Contact, Event, ScheduleTimer, TriggerTimer
 from .context import EngineContext
 from .scope import contact_value
-from .timeutil import local_at, next_anniversary, next_local_time, parse_hhmm, to_dt, to_ts, zone
+from .timeutil import DEFAULT_AT, local_at, next_anniversary, next_local_time, parse_hhmm, to_dt, to_ts, zone
 
-DEFAULT_AT = "09:00"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 

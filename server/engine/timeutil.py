@@ -6,6 +6,8 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = timezone.utc
+#: the local time a date means when a rule names none: date triggers and ``wait until <date>``
+DEFAULT_AT = "09:00"
 
 
 @lru_cache(maxsize=512)

@@ -7,31 +7,56 @@ from typing import Any, Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Template, WebhookEndpoint
+from ..models import Event, Template, WebhookEndpoint
+
+#: events Nudge raises itself beyond the language's built-ins: its forms (``/f/<slug>``) and site tracking
+CORE_EVENTS = frozenset({"form.submitted", "page.visited"})
+#: how many of the latest events are searched for names already received (a bound on a large table)
+RECENT_EVENTS = 100_000
+
+
+def plugin_vocabulary(plugins: Any) -> Any:
+    """Nudge's built-ins with what the plugins register (channels, steps, events): what ``nudge check``
+    knows without an instance. Nothing has been received yet, so every other custom event is flagged."""
+    import dsl
+
+    parts = plugins.vocabulary_parts()
+    base = dsl.Vocabulary.default()
+    from .render import BUILTIN
+
+    return replace(base, channels={channel: frozenset(BUILTIN.get(channel, ())) for channel in parts["channels"]},
+                   events=frozenset(base.events or ()) | CORE_EVENTS | frozenset(parts["events"]),
+                   steps=frozenset(base.steps) | frozenset(parts["actions"]), raised=frozenset())
+
+
+def with_templates(vocabulary: Any, templates: Iterable[tuple[str, str]] = (), endpoints: Iterable[str] = ()) -> Any:
+    """*vocabulary* that also knows these ``(channel, name)`` templates and webhook endpoints."""
+    names = {channel: set(known or ()) for channel, known in vocabulary.channels.items()}
+    for channel, name in templates:
+        names.setdefault(channel, set()).add(name)
+    endpoints = set(endpoints)
+    if "webhook" in names or endpoints:
+        names.setdefault("webhook", set()).update(endpoints)
+    return replace(vocabulary, channels={channel: frozenset(found) for channel, found in names.items()})
 
 
 def instance_vocabulary(session: Session, plugins: Any, extra_templates: Iterable[tuple[str, str]] = (),
                         extra_endpoints: Iterable[str] = ()) -> Any:
-    """Channels, steps and events from the plugins; templates, webhook endpoints, custom fields, segments
-    and rule names from the database; plus templates and endpoints about to be saved with the rules.
+    """Channels, steps and events from the plugins; templates, webhook endpoints, custom fields, segments,
+    rule names and the event names received so far from the database; plus templates and endpoints about
+    to be saved with the rules.
     """
     from ..segments import vocabulary as stored
 
     base = stored(session)  # built-in events and fields, custom field definitions, segment names
-    parts = plugins.vocabulary_parts()
-    from .render import BUILTIN
-
-    names: dict[str, set[str]] = {channel: set(BUILTIN.get(channel, ())) for channel in parts["channels"]}
-    for channel, name in session.execute(select(Template.channel, Template.name)):
-        names.setdefault(channel, set()).add(name)
-    for channel, name in extra_templates:
-        names.setdefault(channel, set()).add(name)
-    endpoints = set(session.scalars(select(WebhookEndpoint.name))) | set(extra_endpoints)
-    if "webhook" in names or endpoints:
-        names.setdefault("webhook", set()).update(endpoints)
-    return replace(base, channels={channel: frozenset(found) for channel, found in names.items()},
-                   events=frozenset(base.events or ()) | frozenset(parts["events"]),
-                   steps=frozenset(base.steps) | frozenset(parts["actions"]), rules=None)
+    offline = plugin_vocabulary(plugins)
+    templates = [*session.execute(select(Template.channel, Template.name)), *extra_templates]
+    endpoints = [*session.scalars(select(WebhookEndpoint.name)), *extra_endpoints]
+    recent = select(Event.name).order_by(Event.id.desc()).limit(RECENT_EVENTS).subquery()
+    received = frozenset(session.scalars(select(recent.c.name).distinct()))
+    vocabulary = replace(base, channels=offline.channels, events=offline.events | frozenset(base.events or ()),
+                         steps=offline.steps | frozenset(base.steps), rules=None, raised=received)
+    return with_templates(vocabulary, templates, endpoints)
 
 
-__all__ = ["instance_vocabulary"]
+__all__ = ["CORE_EVENTS", "instance_vocabulary", "plugin_vocabulary", "with_templates"]

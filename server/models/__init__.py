@@ -6,7 +6,7 @@ from .contacts import Contact, ContactTag
 from .crm import (AuditEntry, FieldDefinition, FieldType, Form, IdempotencyRecord, Note, Segment, Task,
                   TaskStatus)
 from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoint
-from .events import Event
+from .events import Event, ProviderReceipt
 from .journeys import (Enrolment, EnrolmentState, JourneyLog, Rule, RuleStatus, RuleVersion, ScheduleTimer,
                        TriggerTimer)
 from .messages import Message, MessageStatus
@@ -14,7 +14,8 @@ from .messages import Message, MessageStatus
 __all__ = [
     "Enrolment", "EnrolmentState", "JourneyLog", "Rule", "RuleStatus", "RuleVersion", "ScheduleTimer", "TriggerTimer",
     "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
-    "AdminSession", "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
-    "SuppressionReason", "Template", "WebhookEndpoint", "Contact", "ContactTag", "Event", "JsonType", "Message", "MessageStatus",
+    "AdminSession", "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange",
+    "Suppression", "SuppressionReason", "Template", "WebhookEndpoint", "Contact", "ContactTag", "Event", "JsonType",
+    "ProviderReceipt", "Message", "MessageStatus",
     "Scope", "UTCDateTime", "User", "utcnow",
 ]

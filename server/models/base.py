@@ -17,6 +17,11 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+#: ``__table_args__`` of every table with an integer ``id``: ids are never handed out twice. Without
+#: AUTOINCREMENT, SQLite gives the id of a deleted newest row (an erased contact) to the next row, and ids
+#: reach outbox keys (``enr:<enrolment>:<step>``), signed links and logs; PostgreSQL sequences never go back.
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+
 #: JSON everywhere, JSONB on PostgreSQL.
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 

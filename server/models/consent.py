@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import NEVER_REUSE_IDS, Base, UTCDateTime, utcnow
 
 
 class ConsentStatus(str, enum.Enum):
@@ -19,7 +19,8 @@ class Consent(Base):
     """The consent ledger: append-only; a contact's current consent per channel is its latest row."""
 
     __tablename__ = "consents"
-    __table_args__ = (Index("ix_consents_contact_channel_at", "contact_id", "channel", "recorded_at"),)
+    __table_args__ = (Index("ix_consents_contact_channel_at", "contact_id", "channel", "recorded_at"),
+                      NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
@@ -49,7 +50,7 @@ class Suppression(Base):
     """
 
     __tablename__ = "suppressions"
-    __table_args__ = (Index("ix_suppressions_lookup", "channel", "address_hash", unique=True),)
+    __table_args__ = (Index("ix_suppressions_lookup", "channel", "address_hash", unique=True), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(64))

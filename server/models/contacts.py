@@ -1,19 +1,29 @@
 """Contacts and their tags."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Base, JsonType, UTCDateTime, utcnow
+from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
+
+
+def new_public_id() -> str:
+    """A random identifier for the contact's public links: 128 bits, URL-safe, never derived from the row id."""
+    return secrets.token_urlsafe(16)
 
 
 class Contact(Base):
     __tablename__ = "contacts"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: what signed links (unsubscribe, preferences, confirmation, tracking) name the contact by: random, so a
+    #: link made for an erased person never opens another's page, whatever ids the database hands out
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
     phone: Mapped[str | None] = mapped_column(String(32), index=True)

@@ -7,14 +7,14 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, JsonType, UTCDateTime, utcnow
+from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
 
 class Template(Base):
     """One template of a channel: ``parts`` maps part name (subject, html, txt) to Jinja source."""
 
     __tablename__ = "templates"
-    __table_args__ = (UniqueConstraint("channel", "name"),)
+    __table_args__ = (UniqueConstraint("channel", "name"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(64))
@@ -27,6 +27,7 @@ class WebhookEndpoint(Base):
     """An outbound webhook destination (``send webhook NAME``)."""
 
     __tablename__ = "webhook_endpoints"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -42,6 +43,7 @@ class InboundSource(Base):
     """An inbound webhook source: its own URL and secret, mapping JSON payloads to events."""
 
     __tablename__ = "inbound_sources"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -55,6 +57,7 @@ class MessageStatusChange(Base):
     """Status history of an outbox message (sent, delivered, bounced …), from workers and provider callbacks."""
 
     __tablename__ = "message_status_changes"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, JsonType, UTCDateTime, utcnow
+from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
 
 class FieldType(str, enum.Enum):
@@ -25,6 +25,7 @@ class FieldDefinition(Base):
     """A typed custom contact field; values live in ``Contact.fields`` under ``name``."""
 
     __tablename__ = "custom_fields"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -35,6 +36,7 @@ class FieldDefinition(Base):
 
 class Note(Base):
     __tablename__ = "notes"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
@@ -53,7 +55,7 @@ class Task(Base):
     """A to-do for a person or team, e.g. ``task "Call …" for "sales" due 1d`` in a rule."""
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_status_due", "status", "due_at"),)
+    __table_args__ = (Index("ix_tasks_status_due", "status", "due_at"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
@@ -71,7 +73,7 @@ class AuditEntry(Base):
     """One admin action: who did what to which record. ``detail`` never holds personal data."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
+    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -87,7 +89,7 @@ class IdempotencyRecord(Base):
     """The stored answer to a request sent with ``Idempotency-Key``; a retry gets it replayed."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+    __table_args__ = (UniqueConstraint("api_key_id", "key"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
@@ -104,6 +106,7 @@ class Form(Base):
     """A hosted sign-up form, ``POST /f/<slug>``."""
 
     __tablename__ = "forms"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -126,6 +129,7 @@ class Segment(Base):
     """A named condition in the rules language; members are computed live."""
 
     __tablename__ = "segments"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)

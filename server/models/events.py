@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, JsonType, UTCDateTime, utcnow
+from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
 
 class Event(Base):
@@ -15,6 +15,7 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_contact_name_time", "contact_id", "name", "occurred_at"),
         Index("ix_events_unprocessed", "processed_at", "received_at"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -26,3 +27,15 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: set once the engine has matched the event against the rules; NULL = still to do
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProviderReceipt(Base):
+    """A provider's report already handled (an incoming SMS by its ``MessageSid``): a replay of it changes nothing."""
+
+    __tablename__ = "provider_receipts"
+    __table_args__ = (UniqueConstraint("channel", "receipt"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    receipt: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

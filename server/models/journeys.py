@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, JsonType, UTCDateTime, utcnow
+from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
 
 class RuleStatus(str, enum.Enum):
@@ -23,7 +23,7 @@ class RuleStatus(str, enum.Enum):
 class Rule(Base):
     __tablename__ = "rules"
     #: the engine's rule index is rebuilt when max(updated_at) moves: keep that lookup cheap
-    __table_args__ = (Index("ix_rules_updated_at", "updated_at"),)
+    __table_args__ = (Index("ix_rules_updated_at", "updated_at"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -37,7 +37,7 @@ class Rule(Base):
 
 class RuleVersion(Base):
     __tablename__ = "rule_versions"
-    __table_args__ = (UniqueConstraint("rule_id", "number"),)
+    __table_args__ = (UniqueConstraint("rule_id", "number"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
@@ -62,6 +62,7 @@ class Enrolment(Base):
     __table_args__ = (
         Index("ix_enrolments_due", "due", postgresql_where=text("state = 0"), sqlite_where=text("state = 0")),
         Index("ix_enrolments_contact_rule", "contact_id", "rule_id"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -85,7 +86,7 @@ class JourneyLog(Base):
     """The trace of every journey: what happened, when, and why. ``nudge explain`` reads it."""
 
     __tablename__ = "journey_log"
-    __table_args__ = (Index("ix_journey_log_contact", "contact_id", "at"),)
+    __table_args__ = (Index("ix_journey_log_contact", "contact_id", "at"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     enrolment_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
@@ -103,6 +104,7 @@ class TriggerTimer(Base):
     __table_args__ = (
         UniqueConstraint("rule_id", "contact_id"),
         Index("ix_trigger_timers_due", "due"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -115,7 +117,8 @@ class ScheduleTimer(Base):
     """When a schedule rule (``every day at 09:00``) next fires; per time zone, since it is local time."""
 
     __tablename__ = "schedule_timers"
-    __table_args__ = (UniqueConstraint("rule_id", "timezone"), Index("ix_schedule_timers_due", "due"))
+    __table_args__ = (UniqueConstraint("rule_id", "timezone"), Index("ix_schedule_timers_due", "due"),
+                      NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     rule_id: Mapped[int] = mapped_column(Integer)

@@ -2,6 +2,8 @@
 
 A submission creates or updates the contact. With double opt-in, consent is recorded and
 ``form.submitted`` raised only when the signed confirmation link is used; without it, at once.
+Confirming also lifts an ``erased`` or ``unsubscribed`` suppression of the address the link was mailed
+to: the person asked again and proved the address is theirs (imports and API calls never lift one).
 The form's wording is stored with the consent. Bots meet a honeypot field and a per-IP rate
 limit kept in Redis (transport only: losing it just resets the counters).
 """
@@ -17,12 +19,12 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from sqlalchemy import select
 
 from ..api.common import enqueue_events
-from ..consent import current_consent, record_consent
+from ..consent import address_hash, current_consent, lift_suppression, record_consent
 from ..contacts import InvalidInput, clean_contact, record_event, upsert_contact
 from ..contacts.service import nest_fields
 from ..contacts.fields import definitions
 from ..db import get_session
-from ..links import BadLink, confirm_url, verify
+from ..links import BadLink, Link, confirm_url, contact_of, verify
 from ..models import Contact, Form, Message
 from ..queue import get_queue
 
@@ -123,10 +125,10 @@ def submit(slug: str):
         set_tags(session, contact, list(form.tags))
     event_ids: list[int] = []
     if form.double_opt_in:
+        link = confirm_url(contact.public_id, form.id, _address_digest(form, contact))
         message = Message(key=f"form-confirm:{form.id}:{contact.id}:{secrets.token_hex(8)}", contact_id=contact.id,
                           channel=form.channel, template=form.confirm_template,
-                          data={"confirm_url": confirm_url(contact.id, form.id), "form": form.slug,
-                                "transactional": True, "marketing": False})
+                          data={"confirm_url": link, "form": form.slug, "transactional": True, "marketing": False})
         session.add(message)
         session.commit()
         from ..engine.jobs import deliver_messages
@@ -169,34 +171,45 @@ def _grant(session: Any, form: Form, contact: Contact, extra: dict[str, Any], *,
                         source="form")
 
 
-def _confirmation(token: str) -> tuple[Form, Contact]:
+def _address_digest(form: Form, contact: Contact) -> str | None:
+    """The suppression-list hash of the contact's address on the form's channel (None without one)."""
+    channel = current_app.extensions["nudge.plugins"].channels.get(form.channel)
+    field = getattr(channel, "address_field", None)
+    address = getattr(contact, field, None) if field else None
+    return address_hash(current_app.config["SECRET_KEY"], form.channel, address) if address else None
+
+
+def _confirmation(token: str) -> tuple[Form, Contact, Link]:
     try:
         link = verify("confirm", token)
     except BadLink as exc:
         abort(410 if exc.expired else 404)
     session = get_session()
     form = session.get(Form, link.data.get("f")) if isinstance(link.data.get("f"), int) else None
-    contact = session.get(Contact, link.data.get("c")) if isinstance(link.data.get("c"), int) else None
+    contact = contact_of(session, link)
     if form is None or contact is None:
         abort(404)
-    return form, contact
+    return form, contact, link
 
 
 @bp.get("/f/confirm/<token>")
 def confirm_page(token: str):
     """Asks for the click only: mail scanners prefetch links, and a GET must not subscribe anyone."""
-    form, _contact = _confirmation(token)
+    form, _contact, _link = _confirmation(token)
     return page("confirm.html", form=form, action=url_for("forms.confirm", token=token))
 
 
 @bp.post("/f/confirm/<token>")
 def confirm(token: str):
-    form, contact = _confirmation(token)
+    form, contact, link = _confirmation(token)
     session = get_session()
     event_ids = []
-    if current_consent(session, contact.id, form.channel) != "granted":
+    digest = _address_digest(form, contact)
+    # still the address the link was mailed to: its erasure (or opt-out) suppression ends with this consent
+    lifted = digest is not None and link.data.get("a") == digest and lift_suppression(session, form.channel, digest)
+    if lifted or current_consent(session, contact.id, form.channel) != "granted":
         event_ids.append(_grant(session, form, contact, {}, confirmed=True).id)
-        session.commit()
+    session.commit()
     enqueue_events(event_ids)
     if form.redirect_url:
         return redirect(form.redirect_url, 303)

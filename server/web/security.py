@@ -21,15 +21,15 @@ MAX_FORM_PARTS = 100            # fields in one form post
 FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
-def largest_body(app: Flask) -> int:
-    """The largest body any route of *app* accepts: what the WSGI server may buffer at most."""
+def largest_body() -> int:
+    """The largest body any route accepts: what the WSGI server may buffer at most."""
     from ..api.spec import REGISTRY
 
-    return max([int(app.config["MAX_CONTENT_LENGTH"]), *(op.max_body for op in REGISTRY)])
+    return max([MAX_BODY, *(op.max_body for op in REGISTRY)])
 
 
 def init_app(app: Flask) -> None:
-    """Set the body limits and the session cookie's flags; add the framing headers to HTML answers."""
+    """Set Flask's body limits and the session cookie's flags; add the framing headers to HTML answers."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_MEMORY
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS

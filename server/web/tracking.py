@@ -21,7 +21,7 @@ from ..api.jsonbody import read_json
 from ..contacts import record_event
 from ..contacts.normalize import check_json
 from ..db import get_session
-from ..links import BadLink, verify, visitor_token
+from ..links import BadLink, contact_of, verify, visitor_token
 from ..models import Contact, Message, utcnow
 from .forms import client_ip, enqueue_events, exempt_from_csrf, rate_limited
 
@@ -70,16 +70,16 @@ def machine_reason(sent_at: datetime | None, *, now: datetime | None = None) -> 
     return None
 
 
-def _message_event(purpose: str, token: str, name: str, extra: dict[str, Any]) -> tuple[Any, int | None]:
-    """Verify *token*, record *name* for its contact; return (link, event id) — 404 on a bad token."""
+def _message_event(purpose: str, token: str, name: str, extra: dict[str, Any]) -> tuple[Contact | None, int | None]:
+    """Verify *token*, record *name* for its contact; return (contact, event id) — 404 on a bad token."""
     try:
         link = verify(purpose, token)
     except BadLink:
         abort(404)
     session = get_session()
-    contact = session.get(Contact, link.data.get("c")) if isinstance(link.data.get("c"), int) else None
+    contact = contact_of(session, link)
     if contact is None:  # erased since: the link still works, nothing is recorded
-        return link, None
+        return None, None
     key = link.data.get("m")
     message = session.scalar(select(Message).where(Message.key == key)) if isinstance(key, str) else None
     reason = machine_reason(message.sent_at if message is not None and message.sent_at else link.signed_at)
@@ -90,12 +90,12 @@ def _message_event(purpose: str, token: str, name: str, extra: dict[str, Any]) -
         props["machine_reason"] = reason
     event = record_event(session, contact, name, props, source="tracking")
     session.commit()
-    return link, event.id
+    return contact, event.id
 
 
 @bp.route("/o/<token>.gif", methods=["GET", "HEAD"])
 def open_pixel(token: str):
-    _link, event_id = _message_event("open", token, "email.opened", {})
+    _contact, event_id = _message_event("open", token, "email.opened", {})
     enqueue_events([event_id] if event_id else [])
     response = make_response(PIXEL)
     response.mimetype = "image/gif"
@@ -111,12 +111,11 @@ def click(token: str):
         abort(404)
     if not isinstance(target, str) or not target.lower().startswith(("http://", "https://")):
         abort(404)
-    link, event_id = _message_event("click", token, "email.clicked", {"url": target})
+    contact, event_id = _message_event("click", token, "email.clicked", {"url": target})
     enqueue_events([event_id] if event_id else [])
-    contact_id = link.data.get("c")
-    if event_id is None or not isinstance(contact_id, int):
+    if event_id is None or contact is None:
         return redirect(target, 302)
-    visitor = visitor_token(contact_id)
+    visitor = visitor_token(contact.public_id)
     response = redirect(_with_visitor(target, visitor), 302)
     response.headers["Cache-Control"] = "no-store, private"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -167,16 +166,15 @@ def visit():
     if not token:
         return Response(status=204)  # an anonymous visitor: nothing to record
     try:
-        contact_id = verify("visitor", token).data.get("c")
+        link = verify("visitor", token)
         check_json({"url": url, "referrer": referrer}, "visit")
     except (BadLink, ValueError):
         return Response(status=204)
     session = get_session()
-    contact = session.get(Contact, contact_id) if isinstance(contact_id, int) else None
+    contact = contact_of(session, link)
     if contact is None:
         return Response(status=204)
     event = record_event(session, contact, "page.visited", {"url": url, "referrer": referrer}, source="site")
-    contact.last_seen = utcnow()
-    session.commit()
+    session.commit()  # the engine moves last_seen when it processes the visit
     enqueue_events([event.id])
     return Response(status=204)

@@ -15,8 +15,9 @@ from ..api.common import enqueue_events
 from ..consent import current_consents, record_consent
 from ..contacts import opt_out
 from ..db import get_session
-from ..links import BadLink, verify
+from ..links import preferences_url
 from ..models import Contact
+from ..optout import BadLink, link_contact, unsubscribe_with_token
 from .forms import client_ip, exempt_from_csrf, page
 
 bp = Blueprint("unsubscribe", __name__)
@@ -33,13 +34,11 @@ def mask(address: str | None) -> str:
 
 
 def _load(purpose: str, token: str) -> tuple[dict[str, Any], Contact | None]:
+    """The token's data and its contact: None when erased since (or a legacy token for a reused id)."""
     try:
-        data = verify(purpose, token).data
+        return link_contact(purpose, token)
     except BadLink:
         abort(404)
-    contact_id = data.get("c")
-    contact = get_session().get(Contact, contact_id) if isinstance(contact_id, int) else None
-    return data, contact
 
 
 @bp.get("/u/<token>")
@@ -48,29 +47,16 @@ def ask(token: str):
     channel = str(data.get("ch", "email"))
     address = getattr(contact, "email" if channel == "email" else "phone", None) if contact else None
     return page("unsubscribe.html", channel=channel, address=mask(address), action=url_for("unsubscribe.one_click", token=token),
-                 preferences=url_for("preferences.show", token=_prefs_token(data)) if contact else None)
+                 preferences=preferences_url(contact.public_id) if contact else None)
 
 
 @bp.post("/u/<token>")
 def one_click(token: str):
-    data, contact = _load("unsubscribe", token)
-    channel = str(data.get("ch", "email"))
-    if contact is not None:
-        session = get_session()
-        source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "unsubscribe-page"
-        props = {"message": data["m"]} if isinstance(data.get("m"), str) else {}
-        event = opt_out(session, contact, channel, source, ip=client_ip(), user_agent=request.user_agent.string,
-                        props=props)
-        session.commit()
-        enqueue_events([event.id] if event is not None else [])
+    data, _contact = _load("unsubscribe", token)
+    source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "unsubscribe-page"
+    unsubscribe_with_token(token, source, ip=client_ip(), user_agent=request.user_agent.string)
     return page("message.html", title="You are unsubscribed",
-                 text=f"You will get no more {channel} messages from us.")
-
-
-def _prefs_token(data: dict[str, Any]) -> str:
-    from ..links import sign
-
-    return sign("preferences", {"c": data["c"]})
+                 text=f"You will get no more {data.get('ch', 'email')} messages from us.")
 
 
 def _channels(contact: Contact) -> list[str]:

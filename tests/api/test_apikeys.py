@@ -46,7 +46,7 @@ def test_cli_create_list_and_revoke(app, client, runner):
     assert ("cli", "apikey.created", prefix) in _audit(app) and ("cli", "apikey.revoked", prefix) in _audit(app)
 
 
-def test_cli_refuses_a_bad_expiry_and_an_unknown_prefix(runner):
+def test_cli_refuses_a_bad_expiry_and_an_unknown_prefix(app, runner):
     bad = runner.invoke(["apikey", "create", "--scope", "ingest", "--expires", "soon"])
     assert bad.exit_code != 0 and "neither a span like 90d" in bad.output
     past = runner.invoke(["apikey", "create", "--scope", "ingest", "--expires", "2001-01-01"])

@@ -79,7 +79,7 @@ plugin_arg = st.one_of(string, st.builds(A.Number, st.integers(min_value=0, max_
 simple_step = st.one_of(
     st.builds(A.Send, channel, template),
     st.builds(A.Wait, duration),
-    st.builds(A.WaitUntil, expr.filter(lambda e: not isinstance(e, A.Time))),
+    st.builds(A.WaitUntil, expr.filter(lambda e: not isinstance(e, A.Time)), st.none() | time),
     st.builds(A.WaitUntilTime, time),
     st.builds(A.WaitFor, event_name, st.none() | expr, duration),
     st.builds(A.TagStep, string),

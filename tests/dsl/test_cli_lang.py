@@ -1,4 +1,4 @@
-"""``nudge check`` and ``nudge fmt`` through click, registered into a local group."""
+"""``nudge check`` and ``nudge fmt`` through click, registered into a local group, with no instance around."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from server.cli import lang
+from server.cli import check, lang
 
 GOOD = 'rule "Welcome"\nwhen member.joined then\n  send email welcome\nend\n'
 UGLY = 'when form.submitted and tag != "vip" then send email welcome; wait 3d; send sms reminder\n'
@@ -22,7 +22,14 @@ def cli() -> click.Group:
         """A stand-in for `nudge`."""
 
     lang.register(group)
+    check.register(group)
     return group
+
+
+@pytest.fixture(autouse=True)
+def no_instance(tmp_path, monkeypatch):
+    """Run from an empty folder: no instance is found, so the installed plugins give the names."""
+    monkeypatch.chdir(tmp_path)
 
 
 def run(cli, *args: str):
@@ -50,9 +57,16 @@ def test_check_clean_files_prints_a_summary_and_exits_0(cli, tmp_path):
 
 
 def test_check_without_warnings(cli, tmp_path):
-    result = run(cli, "check", str(write(tmp_path, "a.nudge", GOOD)))
+    result = run(cli, "check", str(write(tmp_path, "a.nudge", GOOD.replace("member.joined", "form.submitted"))))
     assert result.exit_code == 0
     assert result.output == "1 file, 1 rule: no problems\n"
+
+
+def test_check_warns_on_an_event_nothing_raises(cli, tmp_path):
+    result = run(cli, "check", str(write(tmp_path, "a.nudge", GOOD)))
+    assert result.exit_code == 0
+    assert 'a.nudge:2:6: warning: nothing raises event "member.joined"' in result.output
+    assert result.output.endswith("1 file, 1 rule: no problems (1 warning)\n")
 
 
 def test_check_reports_every_error_with_source_and_caret_and_exits_1(cli, tmp_path):
@@ -95,10 +109,10 @@ def test_check_uses_templates_next_to_the_file(cli, tmp_path):
 
 def test_check_templates_option_points_elsewhere(cli, tmp_path):
     write(tmp_path, "elsewhere/email/hello.txt", "Hi")
-    path = write(tmp_path, "rules.nudge", "when member.joined then send email welcome")
+    path = write(tmp_path, "rules.nudge", "when member.joined then send email goodbye")
     result = run(cli, "check", "--templates", str(tmp_path / "elsewhere"), str(path))
     assert result.exit_code == 1
-    assert 'unknown email template "welcome"' in result.output
+    assert 'unknown email template "goodbye"' in result.output
 
 
 def test_check_reports_invalid_utf8(cli, tmp_path):
@@ -149,7 +163,7 @@ def test_fmt_check_and_write_are_exclusive(cli, tmp_path):
     assert "either --check or --write" in result.output
 
 
-def test_lang_module_needs_only_click_and_dsl():
+def test_fmt_module_needs_only_click_and_dsl():
     import ast as python_ast
 
     tree = python_ast.parse(Path(lang.__file__).read_text())

@@ -96,7 +96,8 @@ def test_match_lists_equality_tests_of_the_top_level_and_chain():
 
 def test_simple_steps_compile_to_instructions():
     rule = rule_plan('when a.b then\n  send email welcome\n  wait 3d\n  wait until 09:00\n'
-                     '  wait until contact.renewal_date - 7d\n  tag "t"\n  untag "t"\n'
+                     '  wait until contact.renewal_date - 7d\n  wait until contact.renewal_date at 10:00\n'
+                     '  tag "t"\n  untag "t"\n'
                      '  set contact.stage = "sql"\n  score +10\n  score -5\n  note "n"\n'
                      '  task "Call {{ contact.first_name }}" for "desk" due 1d\n  task "x" for "y"\n'
                      '  notify "sales" "hi"\n  start "Other"\n  crm_push "deals" 2d\n  stop\nend')
@@ -105,6 +106,7 @@ def test_simple_steps_compile_to_instructions():
         {"op": "wait", "seconds": 259200},
         {"op": "wait_until_time", "at": "09:00"},
         {"op": "wait_until", "expr": {"-": [{"field": "renewal_date"}, {"duration": 604800}]}},
+        {"op": "wait_until", "expr": {"field": "renewal_date"}, "at": "10:00"},
         {"op": "tag", "tag": "t"},
         {"op": "untag", "tag": "t"},
         {"op": "set", "field": "stage", "value": "sql"},

@@ -181,6 +181,8 @@ def test_parentheses_group_and_chains_flatten():
     ("wait until 09:00", A.WaitUntilTime(A.Time(9, 0))),
     ("wait until contact.renewal_date - 7d",
      A.WaitUntil(A.Arith("-", A.Path(("contact", "renewal_date")), A.Duration(7, "d")))),
+    ("wait until contact.renewal_date - 30d at 10:00",
+     A.WaitUntil(A.Arith("-", A.Path(("contact", "renewal_date")), A.Duration(30, "d")), A.Time(10, 0))),
     ('tag "at-risk"', A.TagStep(A.String("at-risk"))),
     ('untag "at-risk"', A.UntagStep(A.String("at-risk"))),
     ('set contact.stage = "sql"', A.SetField(A.Path(("contact", "stage")), A.String("sql"))),

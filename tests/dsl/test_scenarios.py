@@ -1,6 +1,6 @@
-"""The shared scenarios' rules files build cleanly, as the simulator sees them.
+"""The worked scenarios' rules files (tests/scenarios) build cleanly, as the simulator sees them.
 
-As ../shared/scenarios/README.md says, simulation knows every contact field
+As tests/scenarios/README.md says, simulation knows every contact field
 named in the timeline (ISO-date strings are dates) and every template name.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 import dsl
 
-SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 RULES = sorted(SCENARIOS.glob("*/rules.nudge"))
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T")

@@ -1,4 +1,4 @@
-"""Comparing ``nudge simulate`` effects with expected ones, as ``../shared/scenarios/check.py`` does."""
+"""Comparing ``nudge simulate`` effects with expected ones, as tests/scenarios/README.md describes."""
 from __future__ import annotations
 
 import json

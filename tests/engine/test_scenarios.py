@@ -1,7 +1,6 @@
-"""The shared worked examples of the ``nudge simulate`` contract, through the real CLI, compared by check.py."""
+"""The worked examples of the ``nudge simulate`` contract (tests/scenarios), through the real CLI."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,16 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from .effects import compare
+
 ROOT = Path(__file__).parents[2]
-SCENARIOS = ROOT.parent / "shared" / "scenarios"
-FOLDERS = sorted(p for p in SCENARIOS.iterdir() if (p / "expected.jsonl").is_file()) if SCENARIOS.is_dir() else []
-
-
-def _check_module():
-    spec = importlib.util.spec_from_file_location("scenario_check", SCENARIOS / "check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCENARIOS = ROOT / "tests" / "scenarios"
+FOLDERS = sorted(p for p in SCENARIOS.iterdir() if (p / "expected.jsonl").is_file())
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +29,16 @@ def runs():
             process.communicate()
 
 
-@pytest.mark.skipif(not SCENARIOS.is_dir(), reason=f"no shared scenarios at {SCENARIOS}")
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
 def test_scenario(folder, runs):
     stdout, stderr = runs[folder.name].communicate(timeout=120)
     assert runs[folder.name].returncode == 0, stderr
     actual = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     expected = [json.loads(line) for line in (folder / "expected.jsonl").read_text().splitlines() if line.strip()]
-    problems = _check_module().compare(expected, actual)
+    problems = compare(expected, actual)
     assert not problems, "\n".join(problems) + "\n\noutput:\n" + stdout
 
 
-@pytest.mark.skipif(not SCENARIOS.is_dir(), reason=f"no shared scenarios at {SCENARIOS}")
 def test_all_six_scenarios_are_found():
     assert {p.name for p in FOLDERS} >= {"lead_scoring", "one_liner", "trial_end", "trial_followup", "unsubscribe",
                                           "welcome_series"}

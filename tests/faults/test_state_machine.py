@@ -224,7 +224,7 @@ def bench(tmp_path, redis_server):
     smtp.start()
     config = {"HOME": str(tmp_path / "home"), "REDIS_URL": redis_server.url, "SMTP_URL": smtp.url,
               "SECRET_KEY": "test-secret-key-0123456789", "LOAD_ENTRY_POINTS": False,
-              "REQUEUE_AFTER": 0.001, "ENGINE_LEASE": 60, "LOG_LEVEL": "ERROR"}
+              "REQUEUE_AFTER": 0.001, "ENGINE_LEASE": 60, "LOG_LEVEL": "ERROR", "POSTAL_ADDRESS": "1 Main Street"}
     template = tmp_path / "template.db"
     app = create_app({**config, "DATABASE_URL": f"sqlite:///{template}"})
     install_series(app, RULES)

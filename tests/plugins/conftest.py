@@ -73,3 +73,26 @@ def start_up(tmp_path):
         return create_app({"HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'nudge.db'}",
                            "SECRET_KEY": "test-secret-key-0123456789", "LOAD_ENTRY_POINTS": False, **settings})
     return build
+
+
+@pytest.fixture
+def dkim_key(tmp_path):
+    """A fresh RSA key for DKIM: (PEM file, a ``dnsfunc`` for ``dkim.verify`` answering with its public key,
+    the names it was asked for)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    looked_up: list[bytes] = []
+
+    def dnsfunc(name, timeout=5):
+        looked_up.append(name)
+        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    return key_file, dnsfunc, looked_up

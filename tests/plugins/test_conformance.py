@@ -28,7 +28,7 @@ class SmtpPeer:
         self.server = server
         unreachable = f"smtp://127.0.0.1:{free_port()}?timeout=5"
         self.settings = {"SMTP_URL": server.url, "SMTP": parse_smtp_url(server.url),
-                         "MAIL_FROM": "Conformance <suite@acme.example>"}
+                         "MAIL_FROM": "Conformance <suite@acme.example>", "POSTAL_ADDRESS": "1 Main Street"}
         self.unreachable_settings = {**self.settings, "SMTP_URL": unreachable, "SMTP": parse_smtp_url(unreachable)}
 
     def seen_ids(self) -> list[str]:

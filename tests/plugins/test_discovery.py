@@ -150,7 +150,7 @@ def test_the_example_push_plugin_is_discovered_from_its_entry_point(app_with_ent
     assert "push.opened" in pm.vocabulary_parts()["events"]
 
 
-def test_nudge_plugins_lists_versions_registrations_and_failures(runner, monkeypatch, site):
+def test_nudge_plugins_lists_versions_registrations_and_failures(app, runner, monkeypatch, site):
     site("nudge-broken", "1.2.3", {"broken": "nudge_broken"}, {"nudge_broken": "import no_such_module_here\n"})
     monkeypatch.setenv("NUDGE_LOAD_ENTRY_POINTS", "true")
     result = runner.invoke(["plugins"])
@@ -163,11 +163,14 @@ def test_nudge_plugins_lists_versions_registrations_and_failures(runner, monkeyp
 
 
 def test_nudge_plugins_names_both_plugins_of_a_conflict(tmp_path, redis_server, monkeypatch, site):
+    settings = {"HOME": tmp_path, "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret-key-0123456789"}
+    instance = create_app({**settings, "LOAD_ENTRY_POINTS": False})  # the instance exists before the conflict
+    instance.extensions["nudge.queue"].close()
+    instance.extensions["nudge.db"].dispose()
     site("nudge-copycat", "1.0", {"copycat": "nudge_copycat"},
          {"nudge_copycat": CHANNEL_PLUGIN.format(cls="Copy", channel="push")})
     # SQLite: start-up stops before the app exists, so nothing could close a server connection
-    for key, value in {"HOME": tmp_path, "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret-key-0123456789",
-                       "LOAD_ENTRY_POINTS": "true"}.items():
+    for key, value in {**settings, "LOAD_ENTRY_POINTS": "true"}.items():
         monkeypatch.setenv(f"NUDGE_{key}", str(value))
     result = CliRunner().invoke(main, ["plugins"])
     assert result.exit_code == 1

@@ -7,7 +7,6 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-import base64
 import hashlib
 import json
 import re
@@ -116,7 +115,8 @@ UNSUB = "https://nudge.example/u/tok?c=1&x=2"
 
 def channel_for(peer: SmtpPeer, **settings) -> EmailChannel:
     url = settings.pop("SMTP_URL", peer.url())
-    return EmailChannel({"SMTP": parse_smtp_url(url), "SMTP_URL": url, "MAIL_FROM": MAIL_FROM, **settings})
+    return EmailChannel({"SMTP": parse_smtp_url(url), "SMTP_URL": url, "MAIL_FROM": MAIL_FROM,
+                         "POSTAL_ADDRESS": "Acme Ltd, 1 Main Street", **settings})
 
 
 def outbound(key: str = "k1", to: str = "ana@example.com", **kw) -> OutboundMessage:
@@ -215,9 +215,7 @@ def test_marketing_email_carries_one_click_unsubscribe_postal_address_and_visibl
     channel = channel_for(peer, POSTAL_ADDRESS="Acme Ltd\n1 <Main> Street\nSpringfield")
     channel.send(outbound("m1"))
     msg = peer.handler.messages[0]
-    https, mailto = [part.strip().strip("<>") for part in msg["List-Unsubscribe"].split(",")]
-    assert https == UNSUB
-    assert mailto.startswith("mailto:unsubscribe@acme.example?subject=") and "m1" not in mailto
+    assert msg["List-Unsubscribe"] == f"<{UNSUB}>"  # no mailto: nothing would process it
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     text = msg.get_body(("plain",)).get_content()
     assert f"Unsubscribe: {UNSUB}" in text and "1 <Main> Street" in text
@@ -228,7 +226,9 @@ def test_marketing_email_carries_one_click_unsubscribe_postal_address_and_visibl
 
 def test_mailto_unsubscribe_address_can_be_configured(peer):
     channel_for(peer, UNSUBSCRIBE_MAILTO="leave@lists.acme.example").send(outbound())
-    assert "<mailto:leave@lists.acme.example?subject=" in peer.handler.messages[0]["List-Unsubscribe"]
+    # the subject is the signed token of the one-click URL (its last path segment)
+    assert "<mailto:leave@lists.acme.example?subject=tok%3Fc%3D1%26x%3D2>" in \
+        peer.handler.messages[0]["List-Unsubscribe"]
 
 
 def test_marketing_email_without_unsubscribe_url_is_refused_permanently(peer):
@@ -255,22 +255,10 @@ def test_line_breaks_in_header_values_are_refused(peer, field, header):
     assert caught.value.permanent and peer.handler.raw == []
 
 
-def test_dkim_signature_covers_both_list_headers_and_verifies(peer, tmp_path):
+def test_dkim_signature_covers_both_list_headers_and_verifies(peer, dkim_key):
     import dkim
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_file = tmp_path / "dkim.pem"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
-    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    looked_up = []
-
-    def dnsfunc(name, timeout=5):
-        looked_up.append(name)
-        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
+    key_file, dnsfunc, looked_up = dkim_key
     EmailChannel.check_settings({"MAIL_FROM": MAIL_FROM, "DKIM_SELECTOR": "nudge",
                                  "DKIM_PRIVATE_KEY_FILE": str(key_file)})
     channel_for(peer, DKIM_SELECTOR="nudge", DKIM_PRIVATE_KEY_FILE=str(key_file)).send(outbound())
@@ -312,7 +300,7 @@ def test_content_rejected_at_data_is_permanent_but_keeps_the_address(peer):
 
 def test_unreachable_server_is_a_retryable_error():
     url = f"smtp://127.0.0.1:{free_port()}"
-    channel = EmailChannel({"SMTP": parse_smtp_url(url), "MAIL_FROM": MAIL_FROM})
+    channel = EmailChannel({"SMTP": parse_smtp_url(url), "MAIL_FROM": MAIL_FROM, "POSTAL_ADDRESS": "1 Main St"})
     with pytest.raises(ChannelError, match="cannot connect") as caught:
         channel.send(outbound())
     assert not caught.value.permanent
@@ -485,3 +473,14 @@ def test_arf_complaint_suppresses_and_raises_email_complained(email_app):
     suppression, events = _state(email_app, "angry@example.com")
     assert suppression.reason == "complained"
     assert [name for name, _ in events] == ["email.complained"] and events[0][1]["message"] == "journey:2:offer"
+
+
+def test_a_uri_too_long_for_one_line_stays_whole_and_unencoded(peer):
+    long_url = "https://nudge.example/u/" + "A1b2-C3d4_" * 40  # 424 characters: no fold can make it fit 78
+    channel_for(peer).send(outbound("short", unsubscribe_url=long_url))
+    channel_for(peer, UNSUBSCRIBE_MAILTO="leave@acme.example").send(outbound("both", unsubscribe_url=long_url))
+    alone, both = (raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n") for raw in peer.handler.raw)
+    assert f"List-Unsubscribe: <{long_url}>".encode() in alone
+    at = both.index(f"List-Unsubscribe: <{long_url}>,".encode())  # folded at the comma only
+    assert both[at + 1] == f" <mailto:leave@acme.example?subject={long_url.rsplit('/', 1)[1]}>".encode()
+    assert all(len(line) <= 998 and b"=?" not in line for line in alone + both)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 import xml.etree.ElementTree as ET
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -11,10 +14,12 @@ from twilio.request_validator import RequestValidator
 
 from server.config import ConfigError
 from server.db import get_session
-from server.engine.outbox import deliver
-from server.models import Consent, Contact, Event, Message, MessageStatusChange, utcnow
+from server.engine.outbox import Delivery
+from server.engine.timeutil import next_local_time
+from server.models import Consent, Contact, Event, Message, MessageStatusChange, Suppression, utcnow
 from server.sdk import ChannelError, OutboundMessage
 
+from ..helpers import api_key
 from ..servers import free_port
 
 SENDER = "+15017122661"
@@ -57,12 +62,14 @@ def outbound(to: str = PHONE, text: str = "Your code is 1234") -> OutboundMessag
 
 
 def send_via_outbox(app, contact_id: int) -> Message:
-    """Queue one SMS for the contact and let the engine's outbox deliver it."""
+    """Queue one SMS for the contact and let the engine's outbox deliver it, at noon on the contact's (LA) clock."""
+    noon = next_local_time(int(time.time()), dt_time(12, 0), ZoneInfo("America/Los_Angeles"))
     with db(app) as session:
         msg = Message(key=f"test:{next(_keys)}", contact_id=contact_id, channel="sms", template="welcome", data={})
         session.add(msg)
         session.commit()
-        deliver(session, app, [msg.id])
+        with Delivery(session, app, now=noon) as delivery:
+            delivery.deliver([msg.id])
         session.refresh(msg)
         return msg
 
@@ -263,6 +270,20 @@ def test_an_undelivered_report_fails_the_message_and_raises_sms_failed(app, twil
     assert event.props["error_code"] == "30003" and event.props["status"] == "undelivered"
 
 
+@pytest.mark.parametrize("code, suppressed", [("30006", True), ("30005", True), ("30003", False)])
+def test_a_number_twilio_reports_unreachable_for_good_gets_no_more_texts(app, twilio, sent, code, suppressed):
+    msg, sid = sent
+    assert twilio.send_status(sid, "undelivered", error_code=code)[0] == 204
+    again = send_via_outbox(app, msg.contact_id)
+    if suppressed:  # a landline or an unknown handset: suppressed, the provider is not asked again
+        assert (again.status, again.error) == ("suppressed", "bounced") and len(twilio.requests) == 1
+        with db(app) as session:
+            [row] = session.scalars(select(Suppression)).all()
+            assert (row.channel, row.reason, row.detail) == ("sms", "invalid_address", f"Twilio error {code}")
+    else:  # the phone was off: the next text goes
+        assert again.status == "sent" and len(twilio.requests) == 2
+
+
 # -- incoming messages ---------------------------------------------------------------------------
 @pytest.fixture
 def inbound(app, twilio, live_app):
@@ -278,38 +299,49 @@ def twiml_messages(reply: str) -> list[str]:
     return [m.text for m in root.iter("Message")]
 
 
-@pytest.mark.parametrize("body", ["STOP", "stop", "  Stop  ", "STOPALL", "unsubscribe", "Cancel", "end", "QUIT\n",
-                                  "\tquit ", " UnSubScribe"])
-def test_stop_keywords_record_an_sms_opt_out(app, inbound, body):
+@pytest.mark.parametrize("body, keyword", [
+    ("STOP", "STOP"), ("stop", "STOP"), ("  Stop  ", "STOP"), ("STOPALL", "STOPALL"), ("unsubscribe", "UNSUBSCRIBE"),
+    ("Cancel", "CANCEL"), ("end", "END"), ("QUIT\n", "QUIT"), ("\tquit ", "QUIT"), (" UnSubScribe", "UNSUBSCRIBE"),
+    ("revoke", "REVOKE"), ("OptOut", "OPTOUT"), ("opt out", "OPT OUT"), ("OPT-OUT", "OPT OUT"),
+    ("Stop.", "STOP"), ("stop please", "STOP"), ("STOP!!! no more texts", "STOP"), ("Quit, thanks", "QUIT"),
+    ("'End'", "END"), ("Opt out of this please", "OPT OUT"),
+])
+def test_stop_keywords_record_an_sms_opt_out(app, inbound, body, keyword):
     contact_id = make_contact(app, "+1 415-555-2671")  # written differently from Twilio's E.164
     before = utcnow()
     status, reply = inbound(body)
     assert status == 200 and twiml_messages(reply) == []
     last = consents(app, contact_id)[-1]
     assert last.status == "revoked"
-    assert last.source == f"sms:{body.strip().upper()}"
+    assert last.source == f"sms:{keyword}"
     assert before <= last.recorded_at <= utcnow()
     [event] = events(app, "sms.opted_out")
     assert event.contact_id == contact_id and event.props["body"] == body
+    assert events(app, "sms.replied") == []
 
 
-@pytest.mark.parametrize("body", ["START", "unstop", " Yes "])
+@pytest.mark.parametrize("body", ["START", "unstop", " Yes ", "Yes!", "start."])
 def test_start_keywords_record_an_sms_opt_in(app, inbound, body):
     contact_id = make_contact(app, "(415) 555-2671")
     assert inbound("STOP")[0] == 200
     assert inbound(body)[0] == 200
+    word = "".join(ch for ch in body if ch.isalpha()).upper()
     assert [(c.status, c.source) for c in consents(app, contact_id)[1:]] == [
-        ("revoked", "sms:STOP"), ("granted", f"sms:{body.strip().upper()}")]
+        ("revoked", "sms:STOP"), ("granted", f"sms:{word}")]
+    [event] = events(app, "sms.opted_in")
+    assert event.contact_id == contact_id
 
 
-def test_help_gets_the_configured_reply(app, inbound):
+@pytest.mark.parametrize("body", [" help ", "INFO", "Help?"])
+def test_help_gets_the_configured_reply(app, inbound, body):
     contact_id = make_contact(app, PHONE)
-    status, reply = inbound(" help ")
+    status, reply = inbound(body)
     assert status == 200 and twiml_messages(reply) == [HELP_TEXT]
     assert len(consents(app, contact_id)) == 1 and events(app, "sms.replied") == []
 
 
-@pytest.mark.parametrize("body", ["What time do you open?", "stop it please"])
+@pytest.mark.parametrize("body", ["What time do you open?", "Don't stop", "Yes, what time?", "help me with my order",
+                                  "Start time is 9?", "weekend plans", "123"])
 def test_other_messages_raise_sms_replied(app, inbound, body):
     contact_id = make_contact(app, PHONE)
     status, reply = inbound(body)
@@ -319,10 +351,49 @@ def test_other_messages_raise_sms_replied(app, inbound, body):
     assert [c.status for c in consents(app, contact_id)] == ["granted"]
 
 
-def test_a_message_from_an_unknown_number_records_nothing(app, inbound):
-    assert inbound("STOP", phone="+4915112345678")[0] == 200
+def test_a_stop_from_a_number_that_is_no_contact_yet_keeps_later_contacts_from_texts(app, client, inbound, twilio):
+    stranger = "+14155550199"
+    assert inbound("Stop.", phone=stranger)[0] == 200
     with db(app) as session:
         assert session.scalars(select(Consent)).all() == [] and session.scalars(select(Event)).all() == []
+        [row] = session.scalars(select(Suppression)).all()
+        assert (row.channel, row.reason) == ("sms", "unsubscribed")
+        assert stranger not in (row.detail or "") and row.address_hash != stranger  # no phone number kept
+    # later, the number arrives through the API, with SMS consent recorded there
+    headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    created = client.post("/api/v1/contacts", json={"email": "late@example.com", "phone": "+1 415-555-0199"},
+                          headers=headers)
+    assert created.status_code == 201, created.json
+    contact_id = created.json["id"]
+    granted = client.post(f"/api/v1/contacts/{contact_id}/consents", json={"channel": "sms", "granted": True},
+                          headers=headers)
+    assert granted.status_code == 201, granted.json
+    msg = send_via_outbox(app, contact_id)
+    assert (msg.status, msg.error) == ("suppressed", "unsubscribed") and twilio.requests == []
+    # the number itself opts back in: texts may go again
+    assert inbound("START", phone=stranger)[0] == 200
+    assert send_via_outbox(app, contact_id).status == "sent"
+    assert [form["To"] for form in twilio.messages.values()] == [stranger]
+
+
+@pytest.mark.parametrize("body, event", [("STOP", "sms.opted_out"), ("stop please", "sms.opted_out"),
+                                         ("START", "sms.opted_in"), ("See you then", "sms.replied")])
+def test_a_replayed_signed_message_changes_nothing(app, twilio, live_app, inbound, body, event):
+    contact_id = make_contact(app, PHONE)
+    if event == "sms.opted_in":
+        assert inbound("STOP")[0] == 200
+    url = live_app + "/sms/twilio/inbound"
+    params = twilio.inbound_params(PHONE, body)
+    assert twilio.post_signed(url, params)[0] == 200
+    ledger, raised = consents(app, contact_id), events(app, event)
+    assert len(raised) == 1
+    for _ in range(2):  # Twilio retries a webhook it got no answer to, with the same MessageSid and signature
+        assert twilio.post_signed(url, params)[0] == 200
+    assert [(c.id, c.status) for c in consents(app, contact_id)] == [(c.id, c.status) for c in ledger]
+    assert [e.id for e in events(app, event)] == [e.id for e in raised]
+    # a new message (a new MessageSid) with the same words is news again, where it changes something
+    assert twilio.send_inbound(url, PHONE, "What now?")[0] == 200
+    assert len(events(app, "sms.replied")) == (2 if event == "sms.replied" else 1)
 
 
 def test_an_unsigned_incoming_message_is_forbidden(app, twilio, live_app):

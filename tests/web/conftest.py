@@ -16,6 +16,13 @@ def contact_id(app):
 
 
 @pytest.fixture
+def public_id(app, contact_id):
+    """The random id the contact's signed links carry."""
+    with app.app_context():
+        return get_session().get(Contact, contact_id).public_id
+
+
+@pytest.fixture
 def sent_message(app, contact_id):
     """A message sent an hour ago, so opens and clicks are not 'seconds after send'."""
     from datetime import timedelta

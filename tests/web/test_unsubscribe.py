@@ -16,9 +16,9 @@ def _path(url):
 
 
 @pytest.fixture
-def unsub_path(app, contact_id, sent_message):
+def unsub_path(app, public_id, sent_message):
     with app.app_context():
-        return _path(unsubscribe_url(contact_id, "email", sent_message))
+        return _path(unsubscribe_url(public_id, "email", sent_message))
 
 
 def test_get_only_asks_for_confirmation(app, client, contact_id, unsub_path):
@@ -63,18 +63,18 @@ def test_opt_out_blocks_a_message_already_queued(app, client, contact_id, unsub_
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_forged_unsubscribe_token_is_404(app, client, contact_id, unsub_path, method):
+def test_forged_unsubscribe_token_is_404(app, client, public_id, unsub_path, method):
     response = client.open(unsub_path[:-3] + "abc", method=method)
     assert response.status_code == 404
     with app.app_context():
-        wrong_purpose = sign("preferences", {"c": contact_id, "ch": "email"})
+        wrong_purpose = sign("preferences", {"p": public_id, "ch": "email"})
     assert client.open(f"/u/{wrong_purpose}", method=method).status_code == 404
     assert events(app) == []
 
 
-def test_preference_page_changes_consent_per_channel(app, client, contact_id):
+def test_preference_page_changes_consent_per_channel(app, client, contact_id, public_id):
     with app.app_context():
-        path = _path(preferences_url(contact_id))
+        path = _path(preferences_url(public_id))
     page = client.get(path)
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'value="email" checked' in html and 'value="sms" checked' in html
@@ -91,9 +91,9 @@ def test_preference_page_changes_consent_per_channel(app, client, contact_id):
         assert current_consent(get_session(), contact_id, "email") == "granted"
 
 
-def test_preference_page_needs_its_csrf_token(app, client, contact_id):
+def test_preference_page_needs_its_csrf_token(app, client, contact_id, public_id):
     with app.app_context():
-        path = _path(preferences_url(contact_id))
+        path = _path(preferences_url(public_id))
     client.get(path)
     assert client.post(path, data={"channel": []}).status_code == 400
     with app.app_context():
