@@ -93,9 +93,9 @@ class SignInGuard:
 
     @staticmethod
     def _keys(email: str, address: str) -> list[tuple[str, int]]:
-        prefix = f"nudge:{current_app.config['QUEUE_NAME']}:signin"
-        digest = lambda text: hashlib.sha256(text.encode()).hexdigest()[:32]  # no addresses in Redis  # noqa: E731
-        return [(f"{prefix}:account:{digest(email)}", ACCOUNT_FREE), (f"{prefix}:address:{digest(address)}", ADDRESS_FREE)]
+        prefix = f"nudge:{current_app.config['QUEUE_NAME']}:signin"  # hashed: no addresses in Redis
+        return [(f"{prefix}:account:{_digest(email)[:32]}", ACCOUNT_FREE),
+                (f"{prefix}:address:{_digest(address)[:32]}", ADDRESS_FREE)]
 
     def attempt(self, email: str, address: str) -> float:
         """Count one sign-in attempt for *email* from *address*; return 0, or the seconds to wait first."""
