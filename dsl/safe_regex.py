@@ -1,16 +1,20 @@
-"""Regular expressions for ``matches``, refused when they could take exponential time.
+"""Regular expressions for ``matches``: run by the engine the host installs, checked by the same engine.
 
-Python's ``re`` cannot be interrupted, so a pattern like ``(a+)+$`` on a long
-input would stall a worker. Such patterns are rejected when the rule is
-checked (and, in case an unchecked plan arrives, again before evaluation):
-a repeat inside a repeat, or a repeated alternation whose branches may
-overlap, is refused. Subjects are also cut to :data:`MAX_SUBJECT` characters.
+``dsl`` is pure, so it cannot bring a linear-time engine of its own. The host installs one with
+:func:`install` (Nudge's server installs RE2 on import, see :mod:`server.regex`); the checker asks
+it whether a pattern can run (:func:`problem`) and the evaluator searches with it (:func:`search`),
+so a pattern the checker accepted is one the runtime runs.
+
+Without a host engine (``dsl`` used on its own), patterns run on Python's backtracking ``re``:
+then a repeat inside a repeat, or a repeated alternation, is refused and subjects are cut to
+:data:`MAX_SUBJECT` characters, which keeps the worst cases away but is no guarantee.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from typing import Protocol
 
 try:  # the parser behind `re`; private, but stable since Python 3.11
     from re import _constants as sre_constants  # type: ignore[attr-defined]
@@ -22,42 +26,80 @@ MAX_PATTERN = 500
 MAX_SUBJECT = 10_000
 
 
-def problem(pattern: str) -> str | None:
-    """Why ``pattern`` may not be used, or None when it is fine."""
-    if len(pattern) > MAX_PATTERN:
-        return f"the pattern is longer than {MAX_PATTERN} characters"
-    try:
-        re.compile(pattern)
-    except re.error as error:
-        return f"the pattern is not a valid regular expression ({error})"
-    except (RecursionError, OverflowError, ValueError):
-        return "the pattern is not a valid regular expression"
-    if sre_parser is None:
+class Engine(Protocol):
+    """A regular-expression engine for ``matches``."""
+
+    #: shown in messages ("RE2")
+    name: str
+
+    def problem(self, pattern: str) -> str | None:
+        """Why *pattern* cannot be used, or None when it can."""
+
+    def search(self, pattern: str, subject: str) -> bool | None:
+        """Whether *pattern* occurs anywhere in *subject*; None for a pattern it refuses."""
+
+
+class Backtracking:
+    """Python's ``re``, with the patterns known to backtrack badly refused (the fallback)."""
+
+    name = "Python re"
+
+    def problem(self, pattern: str) -> str | None:
+        if len(pattern) > MAX_PATTERN:
+            return f"the pattern is longer than {MAX_PATTERN} characters"
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            return f"the pattern is not a valid regular expression ({error})"
+        except (RecursionError, OverflowError, ValueError):
+            return "the pattern is not a valid regular expression"
+        if sre_parser is None:
+            return None
+        try:
+            parsed = sre_parser.parse(pattern)
+        except Exception:  # noqa: BLE001 - any failure here means "do not trust it"
+            return "the pattern is not a valid regular expression"
+        if _nested_repeat(parsed):
+            return ("the pattern repeats a repetition or a choice (like `(a+)+` or `(a|aa)*`), "
+                    "which can take exponential time")
         return None
-    try:
-        parsed = sre_parser.parse(pattern)
-    except Exception:  # noqa: BLE001 - any failure here means "do not trust it"
-        return "the pattern is not a valid regular expression"
-    if _nested_repeat(parsed):
-        return ("the pattern repeats a repetition or a choice (like `(a+)+` or `(a|aa)*`), "
-                "which can take exponential time")
-    return None
+
+    def search(self, pattern: str, subject: str) -> bool | None:
+        compiled = _compile_checked(pattern)
+        if compiled is None:
+            return None
+        return compiled.search(subject[:MAX_SUBJECT]) is not None
 
 
 @functools.lru_cache(maxsize=512)
-def compile_safe(pattern: str) -> re.Pattern | None:
-    """The compiled pattern, or None if :func:`problem` refuses it."""
-    if problem(pattern) is not None:
+def _compile_checked(pattern: str) -> re.Pattern | None:
+    if Backtracking().problem(pattern) is not None:
         return None
     return re.compile(pattern)
 
 
+_engine: Engine = Backtracking()
+
+
+def install(engine: Engine) -> None:
+    """Make *engine* the one the checker and the evaluator use (the host calls this once, at import)."""
+    global _engine
+    _engine = engine
+
+
+def engine() -> Engine:
+    """The engine in use."""
+    return _engine
+
+
+def problem(pattern: str) -> str | None:
+    """Why ``pattern`` may not be used with the installed engine, or None when it is fine."""
+    return _engine.problem(pattern)
+
+
 def search(pattern: str, subject: str) -> bool | None:
-    """``re.search`` on the first :data:`MAX_SUBJECT` characters; None for a refused pattern."""
-    compiled = compile_safe(pattern)
-    if compiled is None:
-        return None
-    return compiled.search(subject[:MAX_SUBJECT]) is not None
+    """Search *subject* with the installed engine; None for a refused pattern."""
+    return _engine.search(pattern, subject)
 
 
 _REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")

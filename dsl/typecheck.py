@@ -210,7 +210,8 @@ class TypeChecker:
         problem = safe_regex.problem(expr.pattern.value)
         if problem:
             self.report.error(expr.pattern, problem,
-                              "use a simpler pattern, or `contains`, `starts with`, `ends with`")
+                              f"patterns are {safe_regex.engine().name} syntax (docs/language.md, Patterns); "
+                              "or use `contains`, `starts with`, `ends with`")
         return "bool"
 
     def _isset(self, expr: A.IsSet, scope: Scope) -> str:

@@ -28,9 +28,9 @@ def create_app(config: Mapping[str, Any] | None = None, create: bool = True) -> 
     settings = load_config(config, create=create)
     app = Flask(__name__)
     app.config.update(settings)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
+    from .web import security
+
+    security.init_app(app)  # body and form limits on every route, cookie flags, framing headers
     logging.getLogger("server").setLevel(settings["LOG_LEVEL"])
 
     db = Database(app)
@@ -57,9 +57,10 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     app.extensions["nudge.plugins"] = pm
 
     from . import api
-    from .web import admin, csrf, forms, health, tracking, unsubscribe
+    from .web import admin, csrf, forms, health, signin, tracking, unsubscribe
 
     csrf.init_app(app)
+    signin.SignInGuard(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)

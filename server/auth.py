@@ -4,43 +4,84 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import g, request
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .models import ApiKey, Scope, User, utcnow
+from .contacts.normalize import iso
+from .models import AdminSession, ApiKey, Scope, User, utcnow
 
 KEY_PREFIX = "nk_"
+#: how often ``last_used_at`` of a key is written (not on every request: one write per minute at most)
+LAST_USED_EVERY = timedelta(minutes=1)
 _hasher = PasswordHasher()
+_dummy_hash: str | None = None
 
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(session: Session, scope: Scope | str, name: str = "") -> str:
-    """Store a new key and return it; this is the only time the full key exists in clear."""
+def create_api_key(session: Session, scope: Scope | str, name: str = "", expires_at: datetime | None = None) -> str:
+    """Store a new key and return it; this is the only time the full key exists in clear.
+
+    :param expires_at: when the key stops working (aware); None for never.
+    """
     scope = Scope(scope)
     ident = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{scope.value}_{ident}_{secrets.token_urlsafe(32)}"
-    session.add(ApiKey(prefix=ident, key_hash=_digest(key), scope=scope.value, name=name))
+    session.add(ApiKey(prefix=ident, key_hash=_digest(key), scope=scope.value, name=name, expires_at=expires_at))
     session.commit()
     return key
 
 
-def verify_api_key(session: Session, key: str) -> ApiKey | None:
+class KeyRefused(Exception):
+    """An API key that may not be used: ``title`` and ``detail`` say why (answered 401)."""
+
+    def __init__(self, title: str, detail: str):
+        super().__init__(detail)
+        self.title, self.detail = title, detail
+
+
+def authenticate_api_key(session: Session, key: str, now: datetime | None = None) -> ApiKey:
+    """The stored key for *key*, read from the database on every call (a revocation counts at once).
+
+    :raises KeyRefused: for an unknown, revoked or expired key.
+    """
     parts = key.split("_")
-    if not key.startswith(KEY_PREFIX) or len(parts) < 4:
-        return None
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[2]))
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, _digest(key)):
-        return None
+    row = None
+    if key.startswith(KEY_PREFIX) and len(parts) >= 4:
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[2]))
+    if row is None or not hmac.compare_digest(row.key_hash, _digest(key)):
+        raise KeyRefused("Invalid API key", "the key is unknown; create one with: nudge apikey create --scope ingest")
+    if row.revoked_at is not None:
+        raise KeyRefused("API key revoked", f"the key {row.prefix} was revoked at {iso(row.revoked_at)}; "
+                                            "create a new one with: nudge apikey create")
+    if row.expires_at is not None and row.expires_at <= (now or utcnow()):
+        raise KeyRefused("API key expired", f"the key {row.prefix} expired at {iso(row.expires_at)}; "
+                                            "create a new one with: nudge apikey create --expires 90d")
     return row
+
+
+def verify_api_key(session: Session, key: str) -> ApiKey | None:
+    """The stored key for *key*, or None when it is unknown, revoked or expired."""
+    try:
+        return authenticate_api_key(session, key)
+    except KeyRefused:
+        return None
+
+
+def _note_use(session: Session, key: ApiKey) -> None:
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_EVERY:
+        key.last_used_at = now
+        session.commit()
 
 
 def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -58,13 +99,16 @@ def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[.
             if scheme.lower() != "bearer" or not token.strip():
                 return problem(401, "Missing API key", "send the header 'Authorization: Bearer <key>'; "
                                "create a key with: nudge apikey create --scope ingest")
-            key = verify_api_key(get_session(), token.strip())
-            if key is None:
-                return problem(401, "Invalid API key", "the key is unknown or revoked")
+            session = get_session()
+            try:
+                key = authenticate_api_key(session, token.strip())
+            except KeyRefused as refused:
+                return problem(401, refused.title, refused.detail)
             if key.scope not in allowed:
                 return problem(403, "Insufficient scope",
                                f"this endpoint needs a key with scope {' or '.join(sorted(allowed))}, not {key.scope}")
             g.api_key = key
+            _note_use(session, key)
             return view(*args, **kwargs)
 
         return wrapper
@@ -76,11 +120,38 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def check_password(user: User, password: str) -> bool:
+def _dummy() -> str:
+    """A hash of a random password, made with the same parameters as real ones (once per process)."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hash
+
+
+def check_password(user: User | None, password: str) -> bool:
+    """Whether *password* is *user*'s.
+
+    For an unknown user (None) a dummy hash is verified all the same, so an answer takes as long
+    for an unknown address as for a known one and does not tell which addresses have accounts.
+    """
     try:
-        return _hasher.verify(user.password_hash, password)
+        matched = _hasher.verify(user.password_hash if user is not None else _dummy(), password)
     except (VerificationError, InvalidHashError):
         return False
+    return matched and user is not None
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """Give *user* a new password and end every session they have (the caller commits)."""
+    user.password_hash = hash_password(password)
+    if user.id is not None:
+        end_sessions(session, user.id)
+
+
+def end_sessions(session: Session, user_id: int) -> int:
+    """Sign *user_id* out everywhere: delete their server-side session records; return how many."""
+    result = session.execute(delete(AdminSession).where(AdminSession.user_id == user_id))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def ensure_first_admin(session: Session, email: str = "admin@localhost") -> tuple[str, str] | None:

@@ -13,7 +13,9 @@ and PostgreSQL, following the evaluator's rules (``dsl/evaluate.py``):
 
 What it cannot express raises :class:`Unsupported` (``matches``, arithmetic between two fields,
 event properties compared with dates …); callers then evaluate in Python instead
-(:mod:`server.segments`). Values in a string field that look like ISO dates are compared as
+(:mod:`server.segments`). ``matches`` stays out of SQL on purpose: SQLite has no ``REGEXP`` and
+PostgreSQL's ``~`` backtracks, while the evaluator runs patterns on RE2 in linear time
+(:mod:`server.regex`). Values in a string field that look like ISO dates are compared as
 strings here, while the engine reads them as dates.
 """
 from __future__ import annotations

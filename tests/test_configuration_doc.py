@@ -12,7 +12,10 @@ from server.sdk import validate_schema
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "configuration.md"
 #: app.config keys that are Flask's or derived at start-up, not settings anyone sets
-NOT_SETTINGS = {"CSRF_EXEMPT_BLUEPRINTS", "SESSION_COOKIE_SECURE", "SMTP", "TESTING"}
+NOT_SETTINGS = {"CSRF_EXEMPT_BLUEPRINTS", "SESSION_COOKIE_SECURE", "SMTP", "TESTING",
+                # Flask's own, set by server/web/security.py
+                "MAX_CONTENT_LENGTH", "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS", "SESSION_COOKIE_HTTPONLY",
+                "SESSION_COOKIE_SAMESITE"}
 READ = re.compile(r"""config(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']""")
 
 

@@ -5,12 +5,13 @@ JSON: an object or a list of objects ``{"type": "bounce"|"complaint"|"delivered"
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
 from email.parser import HeaderParser
 from typing import Any
+
+from server.sdk import JsonInputError, parse_json
 
 KINDS = {"bounce": "bounced", "bounced": "bounced", "complaint": "complained", "complained": "complained",
          "delivered": "delivered", "delivery": "delivered"}
@@ -61,9 +62,9 @@ def parse(body: bytes, content_type: str) -> list[Report]:
 
 def _from_json(body: bytes) -> list[Report]:
     try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise ReportError(f"the body is not valid JSON: {exc}") from None
+        data = parse_json(body)
+    except JsonInputError as exc:  # not JSON, nested too deep, or not text
+        raise ReportError(str(exc)) from None
     items = data if isinstance(data, list) else [data]
     out = []
     for item in items:

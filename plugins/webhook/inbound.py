@@ -1,7 +1,6 @@
 """Inbound webhooks: ``POST /hooks/in/<source>``, signed per Standard Webhooks with the source's own secret."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -15,7 +14,7 @@ from server.engine.ingest import IngestError, record_event, upsert_contact
 from server.engine.jobs import process_events
 from server.models import InboundSource
 from server.queue import get_queue
-from server.sdk import Trigger
+from server.sdk import JsonInputError, Trigger, parse_json
 
 from . import signing
 from .mapping import MappingError, apply
@@ -48,10 +47,10 @@ def receive(name: str):
     except (signing.InvalidSignature, ValueError) as exc:
         return problem(401, "Invalid signature", str(exc))
     try:
-        mapped = apply(source.mapping or {}, json.loads(body))
-    except (ValueError, MappingError) as exc:  # JSONDecodeError is a ValueError
+        mapped = apply(source.mapping or {}, parse_json(body, "payload"))
+    except (ValueError, MappingError) as exc:  # JsonInputError is a ValueError
         field = getattr(exc, "field", "payload")
-        detail = str(exc) if isinstance(exc, MappingError) else f"the body is not JSON: {exc}"
+        detail = str(exc) if isinstance(exc, (MappingError, JsonInputError)) else f"the body is not JSON: {exc}"
         return problem(422, "Payload does not fit the mapping", detail, field=field)
     seen = _SeenIds(f"{current_app.config['QUEUE_NAME']}:{source.id}")
     if not seen.add(msg_id):

@@ -15,6 +15,7 @@ from ..auth import require_api_key
 from ..contacts.errors import Conflict, InvalidInput
 from ..db import get_session
 from ..models import Scope
+from .jsonbody import JsonInputError, read_json
 from .problems import problem
 from .validation import parse_query, validate
 
@@ -145,10 +146,15 @@ def endpoint(bp: Any, method: str, path: str, *, summary: str, tag: str, scope: 
                 if op.body is not None:
                     if request.content_length is not None and request.content_length > op.max_body:
                         return problem(413, "Body too large", f"the body may be at most {op.max_body} bytes")
-                    data = request.get_json(silent=True)
-                    if data is None:
+                    if not request.is_json:
                         return problem(400, "Malformed JSON",
                                        "the body must be JSON with Content-Type: application/json")
+                    try:
+                        data = read_json(op.max_body)
+                    except JsonInputError as exc:
+                        if exc.malformed:
+                            return problem(400, "Malformed JSON", str(exc))
+                        raise InvalidInput(exc.field, exc.message) from None
                     kwargs["body"] = validate(op.body, data)
                 return view(*args, **kwargs)
             except BadQuery as exc:

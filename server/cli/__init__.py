@@ -159,12 +159,15 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
     """Run the web server (admin UI, API, tracking endpoints)."""
     import waitress
 
+    from ..web.security import largest_body
+
     _setup_logging()
     app = build_app(**({"MIGRATE_ON_START": False} if no_migrate else {}))
     _startup_checks(app, skip=no_checks)
     _exit_on_sigterm()
-    try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="nudge")
+    try:  # waitress refuses a larger body itself (413), before buffering it
+        waitress.serve(app, host=host, port=port, threads=threads, ident="nudge",
+                       max_request_body_size=largest_body())
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the port is taken (or the address is not ours): one line, not a traceback
@@ -234,16 +237,58 @@ def apikey() -> None:
 @apikey.command("create")
 @click.option("--scope", type=click.Choice(["ingest", "admin"]), required=True)
 @click.option("--name", default="", help="A label to recognise the key by.")
-def apikey_create(scope: str, name: str) -> None:
+@click.option("--expires", default=None, metavar="WHEN",
+              help="When the key stops working: 90d, 12h, 4w, or a date (2027-01-31, UTC).")
+def apikey_create(scope: str, name: str, expires: str | None) -> None:
     """Create an API key; the key is printed once, as the last line."""
-    from ..auth import create_api_key
+    from ..apikeys import new_key, parse_expiry
+    from ..db import get_session
+
+    try:
+        expires_at = parse_expiry(expires) if expires else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from None
+    app = build_app()
+    with app.app_context():
+        key, _row = new_key(get_session(), scope, name, expires_at, "cli")
+    until = f", valid until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
+    click.echo(f"Created an API key with scope {scope}{until}. Store it now; it is not shown again:", err=True)
+    click.echo(key)
+
+
+@apikey.command("list")
+def apikey_list() -> None:
+    """List API keys: prefix, name, scope, state and dates (never the keys themselves)."""
+    from ..apikeys import key_dict, list_keys
     from ..db import get_session
 
     app = build_app()
     with app.app_context():
-        key = create_api_key(get_session(), scope, name)
-    click.echo(f"Created an API key with scope {scope}. Store it now; it is not shown again:", err=True)
-    click.echo(key)
+        rows = [key_dict(row) for row in list_keys(get_session())]
+    if not rows:
+        click.echo("No API keys. Create one with: nudge apikey create --scope ingest")
+        return
+    columns = ("prefix", "scope", "state", "name", "created_at", "last_used_at", "expires_at", "revoked_at")
+    click.echo("  ".join(columns))
+    for row in rows:
+        click.echo("  ".join(str(row[c] if row[c] not in (None, "") else "-") for c in columns))
+
+
+@apikey.command("revoke")
+@click.argument("prefix")
+def apikey_revoke(prefix: str) -> None:
+    """Revoke the key with PREFIX (from ``nudge apikey list``); it is refused from the next request on."""
+    from ..apikeys import find_key, revoke
+    from ..db import get_session
+
+    app = build_app()
+    with app.app_context():
+        session = get_session()
+        row = find_key(session, prefix)
+        if row is None:
+            raise click.ClickException(f"no API key with prefix {prefix!r}; see: nudge apikey list")
+        changed = revoke(session, row, "cli")
+    click.echo(f"Revoked API key {row.prefix}." if changed else f"API key {row.prefix} was revoked already.")
 
 
 @main.group()
@@ -257,7 +302,7 @@ def admin() -> None:
 @click.option("--password-stdin", "from_stdin", is_flag=True,
               help="Read the new password from the first line of standard input.")
 def admin_password(email: str, ask: bool, from_stdin: bool) -> None:
-    """Set a new password for EMAIL (creating the user).
+    """Set a new password for EMAIL (creating the user) and end every session they have.
 
     By default the password is random and printed as the last line; --prompt or --password-stdin
     set one you choose (at least 12 characters, not a common one).
@@ -266,7 +311,7 @@ def admin_password(email: str, ask: bool, from_stdin: bool) -> None:
 
     from sqlalchemy import select
 
-    from ..auth import hash_password
+    from ..auth import set_password
     from ..db import get_session
     from ..models import User
     from ..passwords import password_problem
@@ -292,7 +337,7 @@ def admin_password(email: str, ask: bool, from_stdin: bool) -> None:
             user = User(email=email.lower(), password_hash="")
             session.add(user)
         password = chosen if chosen is not None else secrets.token_urlsafe(12)
-        user.password_hash = hash_password(password)
+        set_password(session, user, password)  # also signs the user out everywhere
         session.commit()
     if chosen is None:
         click.echo(password)

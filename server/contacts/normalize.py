@@ -10,17 +10,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from ..sdk import lone_surrogate
 from .errors import InvalidInput
 
 LOCALE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+_LINE_BREAK = re.compile("[\r\n\x0b\x0c\x85\u2028\u2029]")
 
 
-def check_text(value: Any, field: str, max_length: int, *, allow_empty: bool = False) -> str:
-    """A string without NUL bytes (no database stores them) and within *max_length* characters."""
+def check_text(value: Any, field: str, max_length: int, *, allow_empty: bool = False,
+               one_line: bool = False) -> str:
+    """A string that every database stores (no NUL, no lone surrogate) within *max_length* characters.
+
+    :param one_line: refuse line breaks too (names end up in mail headers such as ``To:``).
+    """
     if not isinstance(value, str):
         raise InvalidInput(field, f"{field} must be a string")
     if "\x00" in value:
         raise InvalidInput(field, f"{field} contains a NUL character")
+    if lone_surrogate(value):
+        raise InvalidInput(field, f"{field} holds a lone UTF-16 surrogate, which is not text")
+    if one_line and _LINE_BREAK.search(value):
+        raise InvalidInput(field, f"{field} must be one line: remove the line break")
     if len(value) > max_length:
         raise InvalidInput(field, f"{field} is longer than {max_length} characters")
     if not allow_empty and not value.strip():
@@ -73,6 +83,8 @@ def check_json(value: Any, field: str, depth: int = 0) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidInput(field, f"{field} contains a NUL character")
+        if lone_surrogate(value):
+            raise InvalidInput(field, f"{field} holds a lone UTF-16 surrogate, which is not text")
     elif isinstance(value, bool) or value is None:
         pass
     elif isinstance(value, int):
@@ -86,8 +98,8 @@ def check_json(value: Any, field: str, depth: int = 0) -> Any:
             check_json(item, f"{field}[{i}]", depth + 1)
     elif isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or "\x00" in key:
-                raise InvalidInput(field, f"{field} has a key with a NUL character")
+            if not isinstance(key, str) or "\x00" in key or lone_surrogate(key):
+                raise InvalidInput(field, f"{field} has a key with a NUL character or a lone surrogate")
             check_json(item, f"{field}.{key}", depth + 1)
     else:
         raise InvalidInput(field, f"{field} holds a value that is not JSON")

@@ -67,7 +67,7 @@ def clean_contact(session: Session, data: Any, *, prefix: str = "", region: str 
                 value = str(value)
             out[key] = check_text(value, field, 255).strip()
         elif key in ("first_name", "last_name"):
-            out[key] = check_text(value, field, 255, allow_empty=True).strip()
+            out[key] = check_text(value, field, 255, allow_empty=True, one_line=True).strip()
         elif key == "stage":
             out[key] = check_text(value, field, 64).strip()
         elif key == "timezone":

@@ -6,32 +6,30 @@ Only ``html`` is autoescaped. A template sees plain data only (``contact``,
 ``event``, ``links``, ``unsubscribe_url``), never model objects.
 
 Hostile templates fail with :class:`TemplateError` instead of harming the
-worker: unsafe attributes raise at once, the ``attr`` filter is gone, ``range``
-is capped, string and list growth (``*``, ``+``, ``~``, ``%``, filters, calls)
-is bounded, macro recursion is limited, a render is aborted past its time
-budget (a trace function checks the clock on every template line) and output
-is streamed and cut off past its size limit.
+worker (the sandbox and its limits are in :mod:`server.engine.sandbox`): unsafe
+attributes raise at once, the ``attr`` filter is gone, ``range`` is capped,
+memory is bounded before it is spent (no value grows past the output limit, and
+a render builds at most ten times that in all), macro recursion is limited, a
+render is aborted past its time budget (a trace function checks the clock on
+every template line) and output is streamed and cut off past its size limit.
 """
 from __future__ import annotations
 
 import difflib
-import re
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Callable, Iterator, Mapping
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Contact, Template
+from . import sandbox
+from .sandbox import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Environment, Limit
 
 __all__ = [
     "BUILTIN", "CHANNEL_PARTS", "Renderer", "TemplateError", "TemplateProblem", "contact_data", "get_renderer",
@@ -43,14 +41,10 @@ CHANNEL_PARTS: dict[str, tuple[str, ...]] = {"email": ("subject", "html", "txt")
 REQUIRED_PARTS: dict[str, tuple[str, ...]] = {"email": ("subject",), "sms": ("txt",), "webhook": ()}
 #: the parts rendered with HTML autoescaping
 HTML_PARTS = frozenset({"html"})
+#: the parts that become one header line: a line break in their source is refused when saving
+ONE_LINE_PARTS = frozenset({"subject"})
 #: the names a template may read; everything else is a typo caught when the template is saved
 CONTEXT_NAMES = ("contact", "event", "links", "unsubscribe_url")
-
-DEFAULT_TIME_LIMIT = 0.5          # seconds per part
-DEFAULT_MAX_OUTPUT = 1_000_000    # characters per part, and per intermediate string or list
-MAX_CALL_DEPTH = 25               # nested calls (macros calling macros)
-MAX_FILTER_WIDTH = 10_000         # width arguments of center, indent, wordwrap, truncate
-MAX_EXPONENT = 64
 
 #: built-in templates, used when the ``templates`` table has none of that name
 BUILTIN: dict[str, dict[str, dict[str, str]]] = {
@@ -102,135 +96,6 @@ class TemplateError(Exception):
         super().__init__(prefix + "; ".join(str(p) for p in self.problems))
 
 
-class _Limit(Exception):
-    """A render went past one of its limits."""
-
-
-# -- the guard: per-thread time budget and call depth --------------------------------
-class _Guard(threading.local):
-    deadline: float | None = None
-    depth: int = 0
-    max_output: int = DEFAULT_MAX_OUTPUT
-
-
-_guard = _Guard()
-
-
-def _check_size(value: Any) -> Any:
-    if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)) and len(value) > _guard.max_output:
-        raise _Limit(f"a value grew past {_guard.max_output} items")
-    return value
-
-
-def _check_clock() -> None:
-    if _guard.deadline is not None and time.monotonic() > _guard.deadline:
-        _guard.deadline = None  # raise once; the unwinding frames must not trip it again
-        raise _Limit("rendering took longer than its time budget")
-
-
-def _tracer(frame: Any, event: str, arg: Any) -> Callable[..., Any] | None:
-    """Check the clock on every line of template code (and on each call from it)."""
-    if event == "call" and frame.f_code.co_filename.startswith("<nudge:"):
-        _check_clock()
-        return _line_tracer
-    return None
-
-
-def _line_tracer(frame: Any, event: str, arg: Any) -> Callable[..., Any]:
-    if event == "line":
-        _check_clock()
-    return _line_tracer
-
-
-_FORMAT_PERCENT = re.compile(r"%[-#0 +]*(\*|\d{5,})|%[-#0 +]*\d*\.(\*|\d{5,})")
-_FORMAT_BRACES = re.compile(r"\{[^{}]*:[^{}]*(\d{5,}|\{)")
-
-
-def _check_format(spec: Any) -> None:
-    if isinstance(spec, str) and (_FORMAT_PERCENT.search(spec) or _FORMAT_BRACES.search(spec)):
-        raise _Limit("format widths above 9999 are not allowed")
-
-
-class _Undefined(ChainableUndefined):
-    """Missing data (also ``event.a.b``) renders as empty; an unsafe attribute is an error at once, not a blank."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        if self._undefined_exception is SecurityError:
-            self._fail_with_undefined_error()
-
-
-class _Generator(CodeGenerator):
-    """Bounds the ``~`` operator too, which Jinja does not route through the sandbox."""
-
-    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.checked(")
-        super().visit_Concat(node, frame)
-        self.write(")")
-
-
-def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    widths = name in ("center", "indent", "wordwrap", "truncate")
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if widths and any(isinstance(a, int) and a > MAX_FILTER_WIDTH for a in (*args[1:], *kwargs.values())):
-            raise _Limit(f"the {name} filter takes widths up to {MAX_FILTER_WIDTH}")
-        if name == "format" and args:
-            _check_format(args[-1] if getattr(function, "jinja_pass_arg", None) else args[0])
-        return _check_size(function(*args, **kwargs))
-
-    wrapper.__dict__.update(getattr(function, "__dict__", {}))  # keeps Jinja's pass_context / … marks
-    wrapper.__name__ = getattr(function, "__name__", name)
-    return wrapper
-
-
-def _range(*args: int) -> range:
-    rng = range(*args)
-    if len(rng) > MAX_RANGE:
-        raise _Limit(f"range() is limited to {MAX_RANGE} items")
-    return rng
-
-
-class _Environment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
-    code_generator_class = _Generator
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-            raise _Limit(f"exponents above {MAX_EXPONENT} are not allowed")
-        if operator in ("*", "**") and isinstance(left, int) and isinstance(right, int) and \
-                left.bit_length() * (abs(right) if operator == "**" else 1) + right.bit_length() > 100_000:
-            raise _Limit("numbers that large are not allowed")
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if hasattr(seq, "__len__") and isinstance(count, int) and len(seq) * count > _guard.max_output:
-                    raise _Limit(f"a repeated value would grow past {_guard.max_output} items")
-        if operator == "+" and hasattr(left, "__len__") and hasattr(right, "__len__"):
-            _check_size(range(len(left) + len(right)))
-        if operator == "%":
-            _check_format(left)
-        return _check_size(super().call_binop(context, operator, left, right))
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's spelling)
-        _guard.depth += 1
-        try:
-            if _guard.depth > MAX_CALL_DEPTH:
-                raise _Limit(f"calls nest deeper than {MAX_CALL_DEPTH} levels (recursive macro?)")
-            return _check_size(super().call(__context, __obj, *args, **kwargs))
-        finally:
-            _guard.depth -= 1
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapper = super().wrap_str_format(value)
-        if wrapper is None:
-            return None
-        _check_format(value.__self__)
-        return wrapper
-
-    def checked(self, value: Any) -> Any:
-        return _check_size(value)
-
-
 def _line_of(tb: TracebackType | None, filename: str) -> int | None:
     line = None
     while tb is not None:
@@ -271,13 +136,8 @@ class Renderer:
         self._cache: dict[tuple[str, str], Any] = {}
 
     @staticmethod
-    def _environment(autoescape: bool, filters: Mapping[str, Callable[..., Any]]) -> _Environment:
-        env = _Environment(autoescape=autoescape, undefined=_Undefined)
-        env.globals["range"] = _range
-        env.filters.pop("attr", None)  # getattr by string: a sandbox escape hatch, never needed in a message
-        env.filters.update(filters)
-        env.filters = {name: _bounded_filter(name, f) for name, f in env.filters.items()}
-        return env
+    def _environment(autoescape: bool, filters: Mapping[str, Callable[..., Any]]) -> Environment:
+        return sandbox.environment(autoescape, dict(filters))
 
     def _compile(self, part: str, source: str) -> Any:
         key = (part, source)
@@ -301,21 +161,18 @@ class Renderer:
             template = self._compile(part, source)
         except TemplateSyntaxError as exc:
             raise TemplateError(TemplateProblem(part, exc.lineno, exc.message or str(exc))) from None
-        previous_trace = sys.gettrace()
-        _guard.deadline = time.monotonic() + self.time_limit
-        _guard.depth = 0
-        _guard.max_output = self.max_output
+        sandbox.start(self.time_limit, self.max_output)
         out: list[str] = []
         size = 0
         stream: Iterator[str] = template.generate(context)
-        sys.settrace(_tracer)
+        previous_trace = sandbox.traced()
         try:
             for chunk in stream:
                 size += len(chunk)
                 if size > self.max_output:
-                    raise _Limit(f"output is longer than {self.max_output} characters")
+                    raise Limit(f"output is longer than {self.max_output} characters")
                 out.append(chunk)
-        except (_Limit, SecurityError) as exc:
+        except (Limit, SecurityError) as exc:
             line = _line_of(exc.__traceback__, filename)
             raise TemplateError(TemplateProblem(part, line, str(exc)), unsafe=True) from None
         except RecursionError:
@@ -327,7 +184,7 @@ class Renderer:
             raise TemplateError(TemplateProblem(part, line, f"{type(exc).__name__}: {exc}")) from None
         finally:
             sys.settrace(previous_trace)
-            _guard.deadline = None
+            sandbox.stop()
             stream.close()  # type: ignore[attr-defined]
         return "".join(out)
 
@@ -367,6 +224,10 @@ class Renderer:
         for part, source in parts.items():
             if part not in allowed or not isinstance(source, str):
                 continue
+            if part in ONE_LINE_PARTS and ("\r" in source or "\n" in source):
+                line = source[:min(i for i in (source.find("\r"), source.find("\n")) if i >= 0)].count("\n") + 1
+                problems.append(TemplateProblem(part, line, f"the {part} is one line: remove the line break"))
+                continue
             env = self._envs[part in HTML_PARTS]
             try:
                 tree = env.parse(source)
@@ -383,7 +244,7 @@ class Renderer:
         return problems
 
     @staticmethod
-    def _unknown_names(part: str, tree: nodes.Template, env: _Environment) -> list[TemplateProblem]:
+    def _unknown_names(part: str, tree: nodes.Template, env: Environment) -> list[TemplateProblem]:
         known = set(CONTEXT_NAMES) | set(env.globals)
         problems = []
         for name in sorted(meta.find_undeclared_variables(tree) - known):

@@ -1,5 +1,5 @@
 """SQLAlchemy models: the database is Nudge's source of truth."""
-from .accounts import ApiKey, Scope, User
+from .accounts import AdminSession, ApiKey, Scope, User
 from .base import Base, JsonType, UTCDateTime, utcnow
 from .consent import Consent, ConsentStatus, Suppression, SuppressionReason
 from .contacts import Contact, ContactTag
@@ -14,8 +14,9 @@ from .messages import ChannelHealth, Message, MessageStatus
 __all__ = [
     "Enrolment", "EnrolmentState", "JourneyLog", "Rule", "RuleStatus", "RuleVersion", "ScheduleTimer", "TriggerTimer",
     "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
-    "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange", "Suppression",
-    "SuppressionReason", "Template", "WebhookEndpoint", "ChannelHealth", "Contact", "ContactTag", "Event", "JsonType",
+    "AdminSession", "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange",
+    "Suppression", "SuppressionReason", "Template", "WebhookEndpoint", "ChannelHealth", "Contact", "ContactTag", "Event",
+    "JsonType",
     "ProviderReceipt", "Message", "MessageStatus",
     "Scope", "UTCDateTime", "User", "utcnow",
 ]

@@ -8,7 +8,6 @@ recorded, flagged ``machine: true`` with a ``machine_reason`` so rules can ignor
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, request
 from sqlalchemy import select
 
+from ..api.jsonbody import read_json
 from ..contacts import record_event
 from ..contacts.normalize import check_json
 from ..db import get_session
@@ -45,6 +45,8 @@ MACHINE_AGENTS = re.compile(
 APPLE_NETWORK = ipaddress.ip_network("17.0.0.0/8")
 #: a hit this soon after sending is an automated scan, not a person
 MACHINE_SECONDS = 10
+#: bytes a page-visit report may have
+VISIT_MAX_BODY = 8192
 
 
 def machine_reason(sent_at: datetime | None, *, now: datetime | None = None) -> str | None:
@@ -147,11 +149,11 @@ def visit():
     """``page.visited`` from the snippet: body ``{"url", "referrer", "v"}`` sent as text/plain (no preflight)."""
     if rate_limited("visit", limit=int(current_app.config.get("VISIT_RATE_LIMIT", 600)), window=3600):
         return Response(status=429)
-    if (request.content_length or 0) > 8192:
+    if (request.content_length or 0) > VISIT_MAX_BODY:
         return Response(status=413)
     try:
-        body = json.loads(request.get_data(cache=False, as_text=True) or "{}")
-    except ValueError:
+        body = read_json(VISIT_MAX_BODY)
+    except ValueError:  # not JSON, too deep, a lone surrogate (InvalidInput is a ValueError too)
         return Response(status=400)
     if not isinstance(body, dict):
         return Response(status=400)

@@ -198,10 +198,21 @@ def test_did_counts_recent_events_matching_where():
     assert not holds("did email.clicked within 30d", context)
 
 
-def test_pathological_patterns_are_refused_not_run():
+def test_without_a_host_engine_pathological_patterns_are_refused_not_run():
+    from dsl import safe_regex
+
+    fallback = safe_regex.Backtracking()
+    assert "exponential" in fallback.problem("(a+)+$")
+    assert fallback.search("(a+)+$", "a" * 50_000 + "!") is None
+
+
+def test_pathological_patterns_run_on_the_installed_linear_engine():
+    from dsl import safe_regex
+
+    assert safe_regex.engine().name == "RE2"  # installed by importing server (as every entry point does)
     tree = {"matches": [{"field": "name"}, "(a+)+$"]}
-    context = Context(fields={"name": "a" * 50_000 + "!"})
-    assert E.truth(tree, context) is None
+    assert E.truth(tree, Context(fields={"name": "a" * 50_000 + "!"})) is False
+    assert E.truth(tree, Context(fields={"name": "b" + "a" * 50_000})) is True
 
 
 def test_time_literals_compare_with_times():

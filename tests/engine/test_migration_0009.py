@@ -14,8 +14,8 @@ def test_an_existing_install_keeps_its_rows_and_its_in_flight_send_stays_ambiguo
     before = ScriptDirectory.from_config(alembic_config(database_url)).get_revision("0009").down_revision
     upgrade(engine, before)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO contacts (id, email, score, fields, created_at, updated_at) "
-                          "VALUES (1, 'old@example.com', 0, '{}', '2026-01-01', '2026-01-01')"))
+        conn.execute(text("INSERT INTO contacts (id, public_id, email, score, fields, created_at, updated_at) "
+                          "VALUES (1, 'p-old', 'old@example.com', 0, '{}', '2026-01-01', '2026-01-01')"))
         conn.execute(text("INSERT INTO events (contact_id, name, props, source, occurred_at, received_at) "
                           "VALUES (1, 'signup.completed', '{}', 'api', '2026-01-01', '2026-01-01')"))
         conn.execute(text("INSERT INTO enrolments (contact_id, rule_id, version_id, pc, state, due, entered) "

@@ -380,6 +380,12 @@ def _post(app, body, content_type="application/json", secret=SECRET):
     return app.test_client().post("/hooks/email/bounce", data=body, headers=headers)
 
 
+@pytest.mark.parametrize("body", ["[" * 2500, '{"type": "bounce", "email": "\\ud800@example.com"}'])
+def test_json_that_nests_too_deep_or_is_not_text_is_a_422(email_app, body):
+    response = _post(email_app, body)
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+
+
 def test_json_hard_bounce_suppresses_the_address_and_raises_email_bounced(email_app):
     _contact(email_app, "gone@example.com")
     response = _post(email_app, json.dumps({"type": "bounce", "email": "Gone@Example.com", "detail": "5.1.1"}))

@@ -330,6 +330,8 @@ def test_a_badly_signed_payload_is_refused(app, client, source, case):
 
 @pytest.mark.parametrize("payload, field", [
     ("{not json", "payload"),
+    ("[" * 2500, "payload"),
+    ('{"type": "order_paid", "data": {"customer": {"email": "a\\udc00@example.com"}}}', "payload.data.customer.email"),
     ([1, 2, 3], "payload"),
     ({**PAYLOAD, "data": {"order": {}}}, "contact"),
     ({**PAYLOAD, "type": "Order Paid!"}, "event"),

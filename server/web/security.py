@@ -1,0 +1,49 @@
+"""What every response carries and every request may send: body limits and framing headers.
+
+Bodies: no route reads more than :data:`MAX_BODY` (the API raises it per endpoint, up to the event
+batch's 8 MiB); forms are limited in size and in number of fields. Flask refuses a body whose
+``Content-Length`` is too large before reading it (413) and cuts a chunked body off at the limit;
+``nudge web`` also tells waitress the largest body any route takes, so it refuses larger ones
+before buffering them.
+
+Framing: every HTML page, public ones included, says ``X-Frame-Options: DENY`` and
+``Content-Security-Policy: frame-ancestors 'none'``. Hosted forms are embedded as plain HTML that
+posts to Nudge (see ``/forms/{slug}/snippet``), never in a frame, so no page needs to be framed,
+and none can be used for clickjacking (the unsubscribe and preference pages included).
+"""
+from __future__ import annotations
+
+from flask import Flask, Response
+
+MAX_BODY = 1024 * 1024          # bytes any route reads, unless its endpoint says otherwise
+MAX_FORM_MEMORY = 64 * 1024     # bytes of form fields (URL-encoded or multipart, files aside)
+MAX_FORM_PARTS = 100            # fields in one form post
+FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+
+
+def largest_body() -> int:
+    """The largest body any route accepts: what the WSGI server may buffer at most."""
+    from ..api.spec import REGISTRY
+
+    return max([MAX_BODY, *(op.max_body for op in REGISTRY)])
+
+
+def init_app(app: Flask) -> None:
+    """Set Flask's body limits and the session cookie's flags; add the framing headers to HTML answers."""
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_MEMORY
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"  # assigned: Flask defines the key already (as None)
+    app.config["SESSION_COOKIE_SECURE"] = str(app.config["BASE_URL"]).startswith("https://")
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.mimetype == "text/html":
+            response.headers["X-Frame-Options"] = FRAMING["X-Frame-Options"]
+            policy = response.headers.get("Content-Security-Policy", "")
+            if "frame-ancestors" not in policy:  # keep a page's own policy, add the framing rule to it
+                rule = FRAMING["Content-Security-Policy"]
+                response.headers["Content-Security-Policy"] = f"{policy.rstrip('; ')}; {rule}" if policy else rule
+        return response
