@@ -2,6 +2,7 @@
 #   make run    install Nudge into .venv and start it on its embedded defaults (PORT=8001 for another port)
 #   make test   install everything the tests need (system packages included) and run the whole suite
 #   make docs   regenerate docs/configuration.md from the settings' declarations
+#   make assets rebuild the admin UI's front-end bundle (server/static/dist/, committed) from the locked npm packages
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
 PORT   ?= 8000
 
-.PHONY: run test docs system-run system-test clean
+.PHONY: run test docs assets system-run system-test clean
 
 run: system-run $(VENV)/.run-installed
 	$(BIN)/nudge up --port $(PORT)
@@ -21,6 +22,9 @@ test: system-test $(VENV)/.test-installed
 
 docs: $(VENV)/.run-installed
 	$(BIN)/nudge config docs > docs/configuration.md
+
+assets:
+	cd server/assets && npm ci --no-audit --no-fund && node build.mjs
 
 # -- system packages: installed only when missing -------------------------------------
 system-run:
