@@ -36,6 +36,8 @@ system-run:
 system-test: system-run
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
 	  { $(APT) update -q && $(APT) install -y -q postgresql; }
+	@command -v chromium >/dev/null 2>&1 || \
+	  { $(APT) update -q && $(APT) install -y -q chromium; }
 
 # -- the virtualenv ----------------------------------------------------------------------
 $(VENV)/bin/python:
