@@ -5,19 +5,23 @@ checker a :class:`Vocabulary`; the compiler's plan is described in docs/plan.md.
 """
 
 from .ast import Program, Rule, Span
-from .build import BuildResult, build
-from .checker import check, listened_events
+from .build import BuildResult, ConditionResult, build, parse_condition
+from .checker import check, check_condition, listened_events
 from .compiler import PLAN_VERSION, compile_program
 from .diagnostics import ERROR, WARNING, Diagnostic
 from . import evaluate  # the module: evaluate.evaluate(tree, context) gives a value
 from .evaluate import EvalContext, holds, truth
 from .formatter import FormatError, fmt, format_program
 from .parser import ParseResult, parse, parse_bytes
-from .vocabulary import BUILTIN_CONTACT_FIELDS, BUILTIN_EVENTS, Vocabulary
+from .vocabulary import (
+    BUILTIN_CONTACT_FIELDS, BUILTIN_EVENTS, RESERVED_FUNCTION_NAMES, SQL_TYPES, VALUE_TYPES, Function, Signature,
+    Vocabulary,
+)
 
 __all__ = [
-    "BUILTIN_CONTACT_FIELDS", "BUILTIN_EVENTS", "BuildResult", "Diagnostic", "ERROR",
-    "EvalContext", "FormatError", "PLAN_VERSION", "ParseResult", "Program", "Rule", "Span",
-    "Vocabulary", "WARNING", "build", "check", "compile_program", "evaluate", "fmt",
-    "format_program", "holds", "listened_events", "parse", "parse_bytes", "truth",
+    "BUILTIN_CONTACT_FIELDS", "BUILTIN_EVENTS", "BuildResult", "ConditionResult", "Diagnostic", "ERROR",
+    "EvalContext", "FormatError", "Function", "PLAN_VERSION", "ParseResult", "Program",
+    "RESERVED_FUNCTION_NAMES", "Rule", "SQL_TYPES", "Signature", "Span", "VALUE_TYPES", "Vocabulary",
+    "WARNING", "build", "check", "check_condition", "compile_program", "evaluate", "fmt",
+    "format_program", "holds", "listened_events", "parse", "parse_bytes", "parse_condition", "truth",
 ]

@@ -226,6 +226,18 @@ class Arith(Node):
 
 
 @dataclass(frozen=True)
+class Call(Node):
+    """``domain(contact.email)``: a call of a condition function a plugin declares."""
+
+    function: "Word"
+    args: tuple["Expr", ...]
+
+    @property
+    def name(self) -> str:
+        return self.function.text
+
+
+@dataclass(frozen=True)
 class And(Node):
     items: tuple["Expr", ...]
 
@@ -242,7 +254,7 @@ class Not(Node):
 
 Expr = Union[
     String, Number, Bool, Null, Duration, Time, Date, ListLit, Path, TagRef, Now, Today,
-    Compare, Matches, IsSet, HasTag, InSegment, Did, Arith, And, Or, Not,
+    Compare, Matches, IsSet, HasTag, InSegment, Did, Arith, Call, And, Or, Not,
 ]
 
 

@@ -437,6 +437,13 @@ class AstBuilder(Transformer):
     def paren(self, children):
         return children[1]
 
+    def call(self, children):
+        args = next((tuple(c.items) for c in children if isinstance(c, Seq)), ())
+        return A.Call(literal(children[0]), args, span=span_of(children))
+
+    def condition(self, children):
+        return children[0]
+
     def empty_list(self, children):
         return A.ListLit((), span=span_of(children))
 

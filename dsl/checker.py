@@ -38,6 +38,21 @@ def check(program: A.Program, vocabulary: Vocabulary | None = None) -> list[Diag
     return sorted(checker.report.diagnostics, key=sort_key)
 
 
+def check_condition(condition: A.Node, vocabulary: Vocabulary | None = None, filename: str = "<condition>",
+                    *, sql_dialect: str | None = None) -> list[Diagnostic]:
+    """Every problem in a bare condition (a segment's text), in source order; ``event.…`` has no event here.
+
+    :param condition: an expression from :func:`dsl.parser.parse_expression`.
+    :param vocabulary: the names it may use; defaults to Nudge's built-ins.
+    :param sql_dialect: the database the condition will run on as SQL (``sqlite``, ``postgresql``);
+        calling a function without an SQL form for it is then an error.
+    """
+    checker = _Checker(A.Program(filename, ()), vocabulary or Vocabulary.default(), sql_dialect)
+    checker.check_literals(condition)
+    checker.types.condition(condition, Scope(None, False))
+    return sorted(checker.report.diagnostics, key=sort_key)
+
+
 def listened_events(program: A.Program) -> list[str]:
     """Every event name the program waits for, once per place it is written (triggers, goals, ``wait for``,
     ``did``): a caller checking several files counts them, since a name written twice is no typo."""
@@ -66,11 +81,11 @@ def placeholder_problem(text: str) -> str | None:
 
 
 class _Checker:
-    def __init__(self, program: A.Program, vocabulary: Vocabulary):
+    def __init__(self, program: A.Program, vocabulary: Vocabulary, sql_dialect: str | None = None):
         self.program = program
         self.vocabulary = vocabulary
         self.report = Reporter(program.filename)
-        self.types = TypeChecker(vocabulary, self.report, self.check_event)
+        self.types = TypeChecker(vocabulary, self.report, self.check_event, sql_dialect)
         self.file_rules = set(program.rule_names())
 
     def run(self) -> None:
@@ -176,9 +191,9 @@ class _Checker:
                 self.report.error(trigger.quiet, "`for` needs a duration longer than zero")
         return Scope(None, False)
 
-    def check_literals(self, rule: A.Rule) -> None:
-        """Times, dates and durations that cannot exist, anywhere in the rule."""
-        for node in A.walk(rule):
+    def check_literals(self, root: A.Node) -> None:
+        """Times, dates and durations that cannot exist, anywhere under ``root`` (a rule or a condition)."""
+        for node in A.walk(root):
             if isinstance(node, A.Time) and not (node.hour < 24 and node.minute < 60):
                 self.report.error(node, f"`{node.hour}:{node.minute:02d}` is not a time of day",
                                   "times run from 00:00 to 23:59")

@@ -5,7 +5,8 @@ A tree node is one of (see docs/plan.md):
 - a JSON scalar (string, number, true/false, null): that literal;
 - a JSON array: a list of nodes;
 - an object with a single operator key, e.g. ``{"==": [a, b]}``, ``{"and": [...]}``,
-  ``{"field": "email"}``, ``{"duration": 259200}`` (``did`` adds its own keys).
+  ``{"field": "email"}``, ``{"duration": 259200}`` (``did`` adds its own keys, and a call of a
+  condition function is ``{"call": "domain", "args": [...]}``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def tree(expr) -> Tree:
         }
     if kind is A.Arith:
         return {expr.op: [tree(expr.left), tree(expr.right)]}
+    if kind is A.Call:
+        return {"call": expr.name, "args": [tree(arg) for arg in expr.args]}
     if kind is A.And:
         return {"and": [tree(item) for item in expr.items]}
     if kind is A.Or:

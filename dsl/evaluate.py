@@ -13,12 +13,21 @@ The engine supplies an :class:`EvalContext`. Semantics follow SQL so that a
   like ISO dates are dates when compared with, or added to, dates;
 - ``now`` is ``context.now`` in UTC, ``today`` its date;
 - ``matches`` searches with a pattern refused if it could take exponential time
-  (see :mod:`dsl.safe_regex`), on the first 10,000 characters.
+  (see :mod:`dsl.safe_regex`), on the first 10,000 characters;
+- a call of a condition function runs the implementation the context supplies
+  (:meth:`EvalContext.function`) on the argument values, each brought to its declared
+  type (a date-time to a ``date`` parameter is its UTC day; a date to a ``datetime`` one
+  is its midnight UTC). A missing argument, or one of another kind, makes the call
+  unknown without running it (as SQL functions give NULL for NULL). A call that cannot
+  run — no implementation, an exception inside it, a result of another type than
+  declared — is unknown too, so the condition does not hold through it, and the context
+  hears why (:meth:`EvalContext.function_failed`). ``None`` as a result is a missing value.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any, Protocol
 
 from . import safe_regex
@@ -47,6 +56,16 @@ class EvalContext(Protocol):
     def in_segment(self, name: str) -> bool:
         """Whether the contact is in segment ``name``."""
 
+    def function(self, name: str) -> Any:
+        """The condition function ``name`` (a :class:`dsl.vocabulary.Function`), or None when none is installed.
+
+        Optional: a context without it has no functions."""
+
+    def function_failed(self, name: str, problem: str) -> None:
+        """A call of ``name`` could not run (``problem`` says why); its value is unknown.
+
+        Optional: a context without it is not told."""
+
 
 def holds(condition: Any, context: EvalContext) -> bool:
     """True only when ``condition`` is definitely true (unknown counts as not holding)."""
@@ -69,6 +88,8 @@ def evaluate(node: Any, context: EvalContext) -> Any:
         raise ValueError(f"not a condition tree node: {node!r}")
     if "did" in node:
         return _did(node, context)
+    if "call" in node:
+        return _call(node, context)
     (key, arg), = node.items()
     handler = _HANDLERS.get(key)
     if handler is None:
@@ -276,6 +297,78 @@ def _did(node, context):
         since = dt.datetime.min.replace(tzinfo=UTC)
     count = context.count_events(node["did"], node.get("where"), since)
     return count >= int(node.get("at_least") or 1)
+
+
+# ---- condition functions ----------------------------------------------------------
+
+_WRONG = object()  # a value that is not of the kind asked for
+
+
+def as_kind(value: Any, kind: str) -> Any:
+    """``value`` as a value of type ``kind`` (see :mod:`dsl.typecheck`), or :data:`_WRONG`."""
+    if kind == "any":
+        return value
+    if kind == "string":
+        return value if isinstance(value, str) else _WRONG
+    if kind == "number":
+        return value if _is_number(value) and math.isfinite(value) else _WRONG
+    if kind == "bool":
+        return value if isinstance(value, bool) else _WRONG
+    if kind in ("date", "datetime"):
+        temporal = as_temporal(value) if isinstance(value, (str, dt.date)) else None
+        if temporal is None:
+            return _WRONG
+        if kind == "datetime":
+            return _midnight(temporal)
+        return temporal.astimezone(UTC).date() if isinstance(temporal, dt.datetime) else temporal
+    wanted = {"list": list, "duration": dt.timedelta, "time": dt.time}.get(kind)
+    return value if wanted is not None and isinstance(value, wanted) else _WRONG
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    for kinds, word in (((int, float), "a number"), (str, "a string"), (dt.datetime, "a date-time"),
+                        (dt.date, "a date"), (list, "a list"), (dt.timedelta, "a duration")):
+        if isinstance(value, kinds):
+            return word
+    return f"a {type(value).__name__}"
+
+
+def _failed(context: Any, name: str, problem: str) -> None:
+    report = getattr(context, "function_failed", None)
+    if report is not None:
+        report(name, problem)
+
+
+def _call(node: Any, context: EvalContext) -> Any:
+    name = node["call"]
+    args = [evaluate(arg, context) for arg in node.get("args") or ()]
+    lookup = getattr(context, "function", None)
+    function = lookup(name) if lookup is not None else None
+    if function is None or function.implementation is None:
+        _failed(context, name, "no installed plugin provides it")
+        return None
+    params = tuple(function.params)
+    if len(args) != len(params):
+        _failed(context, name, f"it takes {len(params)} argument(s) now, the rule passes {len(args)}; "
+                               "apply the rules again to check them")
+        return None
+    values = [as_kind(value, kind) if value is not None else None for value, kind in zip(args, params)]
+    if any(value is None or value is _WRONG for value in values):
+        return None
+    try:
+        result = function.implementation(*values)
+    except Exception as error:  # noqa: BLE001 - a plugin's failure must not stop the engine
+        _failed(context, name, f"{type(error).__name__}: {error}")
+        return None
+    if result is None:
+        return None
+    checked = as_kind(result, function.result)
+    if checked is _WRONG:
+        _failed(context, name, f"it returned {_kind_of(result)}, but declares {function.result}")
+        return None
+    return checked
 
 
 _arith_values = arith_values  # the name server/sqlwhere.py first used

@@ -119,6 +119,8 @@ def atom(expr) -> str:
         return "today"
     if isinstance(expr, A.ListLit):
         return "[" + ", ".join(format_expr(item) for item in expr.items) + "]"
+    if isinstance(expr, A.Call):
+        return f"{expr.name}(" + ", ".join(format_expr(arg) for arg in expr.args) + ")"
     if isinstance(expr, A.Word):
         return expr.text
     raise TypeError(f"not an expression: {expr!r}")

@@ -22,7 +22,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 from . import ast as A
 from .builder import AstBuilder
 from .diagnostics import ERROR, Diagnostic
-from .syntax_errors import character_message, close_keyword, token_message
+from .syntax_errors import bare_name_message, character_message, close_keyword, is_bare_name, token_message
 
 MAX_ERRORS = 50
 """Syntax errors reported per file before giving up."""
@@ -35,6 +35,7 @@ MAX_DEPTH = 60
 
 _lock = threading.Lock()
 _lark: Lark | None = None
+_condition_lark: Lark | None = None
 
 
 def grammar_text() -> str:
@@ -57,6 +58,24 @@ def lark_parser() -> Lark:
                 transformer=AstBuilder(),
             )
         return _lark
+
+
+def condition_lark_parser() -> Lark:
+    """The parser of bare conditions: the same grammar from its ``condition`` rule, with new
+    lines ignored so a condition may span lines (built on first use, stateless)."""
+    global _condition_lark
+    with _lock:
+        if _condition_lark is None:
+            _condition_lark = Lark(
+                grammar_text() + "\n%ignore _NL\n",
+                parser="lalr",
+                start="condition",
+                propagate_positions=True,
+                keep_all_tokens=True,
+                maybe_placeholders=False,
+                transformer=AstBuilder(),
+            )
+        return _condition_lark
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,50 @@ def parse(text: str, filename: str = "<input>") -> ParseResult:
     if too_deep:
         return ParseResult(None, [too_deep])
     return ParseResult(program, [])
+
+
+def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Node | None, list[Diagnostic]]:
+    """Parse a bare condition, such as a segment's ``tag == "vip" and did order.paid within 30d``.
+
+    Lines and columns in diagnostics are those of ``text`` itself. Never raises for bad input.
+
+    :return: the expression (None when there is an error) and the syntax diagnostics (at most one).
+    """
+    if text.startswith("\ufeff"):
+        text = " " + text[1:]
+    lark = condition_lark_parser()
+    interactive = lark.parse_interactive(text)
+    state = interactive.parser_state
+    previous: Token | None = None
+
+    def error(message: str, hint: str, line: int, column: int, end_column=None):
+        message = message.replace("the end of the file", "the end of the condition")
+        return None, [Diagnostic(ERROR, filename, line, column, message, hint, end_column)]
+
+    try:
+        for token in interactive.lexer_thread.lex(state):
+            state.feed_token(token)
+            previous = token
+            if len(state.state_stack) > MAX_STACK:
+                return error("this condition nests too deeply", "flatten it", token.line, token.column)
+        end = (Token("$END", "", 0, previous.end_line, previous.end_column, previous.end_line,
+                     previous.end_column) if previous else Token("$END", "", 0, 1, 1))
+        expr = state.feed_token(end, True)
+    except UnexpectedCharacters as failure:
+        return error(*character_message(failure, text), failure.line, failure.column)
+    except UnexpectedToken as failure:
+        if is_bare_name(failure, previous):
+            return error(*bare_name_message(previous), previous.line, previous.column, previous.end_column)
+        token = failure.token
+        return error(*token_message(lark, failure), token.line, token.column,
+                     token.end_column if token.type != "$END" else None)
+    except (ValueError, OverflowError, RecursionError) as failure:  # never a traceback
+        line, column = (previous.line, previous.column) if previous else (1, 1)
+        return error(f"cannot read this ({failure})", "simplify the condition", line, column)
+    if A.depth(expr) > MAX_DEPTH:
+        return error("this condition nests too deeply", "flatten it, or split it into segments used with "
+                     '`in segment "…"`', expr.span.line, expr.span.column)
+    return expr, []
 
 
 def parse_bytes(data: bytes, filename: str = "<input>") -> ParseResult:
@@ -260,8 +323,12 @@ class _Driver:
 
     def _token_error(self, error: UnexpectedToken) -> None:
         token = error.token
-        message, hint = token_message(self.lark, error)
-        self._report(message, hint, token.line, token.column, token.end_column)
+        previous = self.statement[-1] if self.statement else None
+        if is_bare_name(error, previous):
+            self._report(*bare_name_message(previous), previous.line, previous.column, previous.end_column)
+        else:
+            message, hint = token_message(self.lark, error)
+            self._report(message, hint, token.line, token.column, token.end_column)
         if token.type == "$END":
             self.aborted = True
             return

@@ -127,18 +127,42 @@ EXAMPLES: list[tuple[tuple[str, str], list[str]]] = [
     ]),
 ]
 
+CONDITION_EXAMPLES: list[tuple[tuple[str, str], list[str]]] = [
+    (("an event name has a dot, like `form.submitted`",
+      "name events `thing.happened`: `form.submitted`, `class.attended`"), [
+        "did signup within 3d",
+    ]),
+    (("expected a quoted string", 'put names and texts in double quotes: `has tag "vip"`'), [
+        "has tag vip",
+        "in segment trial",
+    ]),
+    (("expected a duration such as `3d`",
+      "durations are a number and a unit: `30s`, `15m`, `24h`, `3d`, `2w`"), [
+        "did a.b within 3",
+    ]),
+    (("`=` sets a field; to compare, write `==`", 'compare with `==`, e.g. `contact.stage == "lead"`'), [
+        "contact.x = 1",
+    ]),
+]
+"""Known mistakes in a bare condition (a segment's text), for the condition parser."""
+
+# Keywords that may start a value or a test: what a misspelled word before `(` may have meant.
+_VALUE_KEYWORDS = ("true", "false", "null", "tag", "now", "today", "not", "has", "in", "did")
+
 _index_lock = threading.Lock()
 _index_cache: dict[int, tuple[dict, dict]] = {}
 
 
 def _example_index(lark: Lark) -> tuple[dict, dict]:
-    """``{(state, token type): label}`` and ``{state: label}`` from :data:`EXAMPLES`."""
+    """``{(state, token type): label}`` and ``{state: label}`` from :data:`EXAMPLES` (or, for the
+    condition parser, :data:`CONDITION_EXAMPLES`)."""
     key = id(lark)
+    examples = CONDITION_EXAMPLES if list(lark.options.start) == ["condition"] else EXAMPLES
     with _index_lock:
         if key not in _index_cache:
             exact: dict = {}
             by_state: dict = {}
-            for label, snippets in EXAMPLES:
+            for label, snippets in examples:
                 for snippet in snippets:
                     try:
                         lark.parse(snippet)
@@ -243,6 +267,23 @@ def close_keyword(lark: Lark, token: Token, expected: set[str]) -> str | None:
     return did_you_mean(word, keywords, cutoff=0.7)
 
 
+def bare_name_message(name: Token) -> tuple[str, str]:
+    """``(message, hint)`` for a plain word where a value was expected and no ``(`` follows it."""
+    word = str(name)
+    close = did_you_mean(word, _VALUE_KEYWORDS, cutoff=0.6)
+    if close:
+        return f"unexpected `{word}` — did you mean `{close}`?", "check the spelling of the keyword"
+    return (f"`{word}` alone is not a value",
+            f"a contact field is `contact.{word}`, an event property `event.{word}`; "
+            f"a function call has parentheses: `{word}(…)`")
+
+
+def is_bare_name(error: UnexpectedToken, previous: Token | None) -> bool:
+    """Whether the parser stopped right after a word that could only start a call (``foo == 1``)."""
+    return (previous is not None and previous.type == "NAME" and set(error.expected or ()) == {"LPAR"}
+            and error.token.type != "LPAR")
+
+
 def token_message(lark: Lark, error: UnexpectedToken) -> tuple[str, str]:
     """``(message, hint)`` for an unexpected token."""
     token = error.token
@@ -273,6 +314,7 @@ def token_message(lark: Lark, error: UnexpectedToken) -> tuple[str, str]:
 
 _HINTS = [
     (_SEPARATORS, "one step per line, or separate steps with `;`"),
+    ({"RPAR"}, "close every `(` with `)`; a call's arguments are separated by `,`"),
     ({"TO"}, "the form is `wait for EVENT up to 3d`"),
     ({"COLON"}, "split arms read `50%: STEPS`"),
     ({"DURATION"}, "durations are a number and a unit: `30s`, `15m`, `24h`, `3d`, `2w`"),

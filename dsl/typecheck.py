@@ -58,10 +58,11 @@ def compatible(a: str, b: str) -> bool:
 class TypeChecker:
     """Infers expression types against a vocabulary, reporting what does not fit."""
 
-    def __init__(self, vocabulary: Vocabulary, report: Reporter, check_event):
+    def __init__(self, vocabulary: Vocabulary, report: Reporter, check_event, sql_dialect: str | None = None):
         self.vocabulary = vocabulary
         self.report = report
         self.check_event = check_event  # callable(EventName) shared with the rule checker
+        self.sql_dialect = sql_dialect  # set when the condition must run as SQL (a segment)
 
     def condition(self, expr: A.Node, scope: Scope) -> None:
         """Check ``expr`` as something true or false."""
@@ -247,6 +248,35 @@ class TypeChecker:
         if expr.within.seconds <= 0:
             self.report.error(expr.within, "`within` needs a duration longer than zero")
         return "bool"
+
+    def _call(self, expr: A.Call, scope: Scope) -> str:
+        kinds = [self.infer(arg, scope) for arg in expr.args]
+        functions = self.vocabulary.functions
+        name = expr.name
+        function = functions.get(name)
+        if function is None:
+            known = ", ".join(sorted(functions))
+            self.report.error(expr.function, f'unknown function "{name}"{suggestion(name, functions)}',
+                              f"functions come from plugins; installed: {known}" if known else
+                              "functions come from plugins, and no installed plugin declares one (docs/plugins.md)")
+            return "any"
+        params = tuple(function.params)
+        usage = f"`{name}({', '.join(params)})`"
+        if len(kinds) != len(params):
+            wanted = "no arguments" if not params else (
+                f"{len(params)} argument{'s' if len(params) > 1 else ''} "
+                f"({', '.join(article(p) for p in params)})")
+            self.report.error(expr, f"`{name}()` takes {wanted}, not {len(kinds)}", f"call it as {usage}")
+        else:
+            for number, (arg, param, kind) in enumerate(zip(expr.args, params, kinds), start=1):
+                if kind == "tag" or not compatible(param, kind):
+                    self.report.error(arg, f"argument {number} of `{name}()` must be {article(param)}, "
+                                           f"not {article(kind)}", f"call it as {usage}")
+        if self.sql_dialect is not None and self.sql_dialect not in function.sql:
+            self.report.error(expr.function, f"`{name}()` has no SQL form, so a segment cannot use it",
+                              "segments are counted by the database; use it in a rule's condition instead, "
+                              "or give the function an SQL form in its plugin (docs/plugins.md)")
+        return function.result
 
     # ---- arithmetic and logic -------------------------------------------------
 

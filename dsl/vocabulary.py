@@ -6,11 +6,21 @@ hands it to the checker; ``dsl`` itself knows only Nudge's built-ins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 FIELD_TYPES = frozenset({"string", "number", "bool", "date", "datetime", "list", "any"})
+
+VALUE_TYPES = FIELD_TYPES | {"duration", "time"}
+"""The types a condition function's parameters and result may have."""
+
+SQL_TYPES = frozenset({"string", "number", "bool"})
+"""The types of parameters and results a function with an SQL form may have."""
+
+RESERVED_FUNCTION_NAMES = frozenset({"true", "false", "null", "tag", "now", "today", "not", "has", "in",
+                                     "did"})
+"""Words that are keywords wherever a value may start, so they cannot name a function."""
 
 BUILTIN_CONTACT_FIELDS: Mapping[str, str] = MappingProxyType({
     "external_id": "string",
@@ -50,6 +60,42 @@ BUILTIN_EVENT_PROPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
 BUILTIN_CHANNELS = ("email", "sms", "webhook")
 
 
+class Function(Protocol):
+    """A condition function as the language sees it (``server.sdk.ConditionFunction`` is one).
+
+    ``name``, ``params`` (one type of :data:`VALUE_TYPES` per parameter) and ``result`` are what
+    the checker types calls with; ``implementation`` is what :mod:`dsl.evaluate` calls (None
+    while only checking); ``sql`` maps a dialect (``sqlite``, ``postgresql``) to the function's
+    SQL form, and a condition that must run as SQL (a segment) may only call functions with one.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params(self) -> tuple[str, ...]: ...
+
+    @property
+    def result(self) -> str: ...
+
+    @property
+    def implementation(self) -> Callable[..., Any] | None: ...
+
+    @property
+    def sql(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A plain :class:`Function` (for tests and embedders; plugins declare ``server.sdk.ConditionFunction``)."""
+
+    name: str
+    params: tuple[str, ...]
+    result: str
+    implementation: Callable[..., Any] | None = None
+    sql: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """The names a program is checked against.
@@ -63,6 +109,7 @@ class Vocabulary:
     :param raised: custom event names something is known to raise (received by the instance, used by
         more than one rule); every other custom event gets a warning. None: nothing is known, so only
         a near miss of a known event is flagged.
+    :param functions: condition functions by name (:class:`Function`), from the plugins.
     """
 
     channels: Mapping[str, frozenset[str] | None]
@@ -72,6 +119,7 @@ class Vocabulary:
     segments: frozenset[str] | None = None
     rules: frozenset[str] | None = None
     raised: frozenset[str] | None = None
+    functions: Mapping[str, Function] = field(default_factory=dict)
 
     @classmethod
     def default(cls) -> "Vocabulary":
@@ -93,6 +141,12 @@ class Vocabulary:
         merged = dict(self.contact_fields)
         merged.update(fields)
         return replace(self, contact_fields=merged)
+
+    def with_functions(self, functions: Iterable[Function]) -> "Vocabulary":
+        """A copy that also knows ``functions`` (condition functions from plugins)."""
+        merged = dict(self.functions)
+        merged.update((function.name, function) for function in functions)
+        return replace(self, functions=merged)
 
     def with_raised(self, events) -> "Vocabulary":
         """A copy that also takes ``events`` as raised (no "nothing raises it" warning for them)."""

@@ -10,6 +10,7 @@ import datetime as dt
 
 from hypothesis import strategies as st
 
+import dsl
 from dsl import ast as A
 
 # Words that are keywords somewhere: good stress for names and event segments.
@@ -51,9 +52,17 @@ def _n_ary(cls, items):
     return cls(tuple(flat))
 
 
+# Function names: plain words, keyword-ish ones included (`score(…)`, `wait(…)`) except the
+# words that are keywords where a value starts.
+function_name = st.one_of(st.sampled_from([w for w in KEYWORDISH if w not in dsl.RESERVED_FUNCTION_NAMES]),
+                          st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
+                          .filter(lambda w: w not in dsl.RESERVED_FUNCTION_NAMES))
+
+
 def _extend(children):
     ops = st.sampled_from(A.TEST_OPS)
     return st.one_of(
+        st.builds(A.Call, st.builds(A.Word, function_name), st.lists(children, max_size=3).map(tuple)),
         st.builds(A.Compare, ops, children, children),
         st.builds(A.Arith, st.sampled_from("+-"), children, children),
         st.builds(A.Matches, children, string),
@@ -67,7 +76,8 @@ def _extend(children):
 
 
 expr = st.recursive(
-    st.one_of(atom, st.builds(A.HasTag, string), st.builds(A.InSegment, string)),
+    st.one_of(atom, st.builds(A.HasTag, string), st.builds(A.InSegment, string),
+              st.builds(lambda name: A.Call(A.Word(name), ()), function_name)),
     _extend, max_leaves=5,
 )
 

@@ -32,6 +32,11 @@ VOCABULARY = dsl.Vocabulary(
     steps=frozenset({"crm_push"}),
     segments=frozenset({"vip", "trial members"}),
     rules=frozenset({"Scheduled"}),
+    functions={
+        "domain": dsl.Signature("domain", ("string",), "string"),
+        "days_until": dsl.Signature("days_until", ("date",), "number"),
+        "lower": dsl.Signature("lower", ("string",), "string"),
+    },
 )
 
 

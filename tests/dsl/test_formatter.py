@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import dsl
 from dsl.formatter import FormatError, format_expr
+from dsl.parser import parse_expression
 
 from . import strategies
 from .helpers import parsed
@@ -81,6 +82,11 @@ def test_canonical_layout_of_every_block():
     ('contact.x in ["a","b",]', 'contact.x in ["a", "b"]'),
     ('contact.x == "say \\"hi\\"\\n"', 'contact.x == "say \\"hi\\"\\n"'),
     ("contact.x == -5", "contact.x == -5"),
+    ('domain( contact.email ) == "example.com"', 'domain(contact.email) == "example.com"'),
+    ("f(g(1,2,), (contact.a is set or contact.b is set), -3) and ok()",
+     "f(g(1, 2), contact.a is set or contact.b is set, -3) and ok()"),
+    ("(days_until(contact.renewal_date) - 1) > 2 or score(1) > 0",
+     "days_until(contact.renewal_date) - 1 > 2 or score(1) > 0"),
 ])
 def test_expressions_get_only_the_parentheses_they_need(source, canonical):
     rule = parsed(f"when a.b and {source} then stop").rules[0]
@@ -154,6 +160,14 @@ def test_fmt_is_idempotent_and_keeps_the_meaning(program):
     once = dsl.fmt(text)
     assert dsl.fmt(once) == once
     assert dsl.parse(once).program == dsl.parse(text).program
+
+
+@PROPERTY
+@given(strategies.expr, st.sampled_from([" ", "\n  "]))
+def test_a_bare_condition_parses_back_from_its_text_even_across_lines(expr, gap):
+    text = format_expr(expr).replace(" and ", gap + "and ")
+    condition, diagnostics = parse_expression(text)
+    assert diagnostics == [] and condition == expr, text
 
 
 @PROPERTY

@@ -19,6 +19,53 @@ def test_grammar_builds_as_strict_lalr_without_conflicts():
     assert parser.parse('when a.b then tag "x"') is not None
 
 
+def test_the_condition_parser_is_strict_lalr_too():
+    parser = Lark(grammar_text() + "\n%ignore _NL\n", parser="lalr", start="condition", strict=True,
+                  propagate_positions=True, keep_all_tokens=True)
+    assert parser.parse('domain(contact.email) == "x"\n  and tag == "vip"') is not None
+
+
+def test_calls_parse_anywhere_a_value_goes_with_spans():
+    text = ('rule "Calls"\n'
+            '  until order.paid where lower(event.kind) == "a"\n'
+            'when form.submitted and domain(contact.email) == "example.com" then\n'
+            '  if within(contact.score, 1, 10) or not flagged() then\n'
+            '    set contact.stage = pick(contact.stage, "lead")\n'
+            '  elif did order.paid where big(event.total) within 3d then\n'
+            '    wait until next_workday(today, contact.timezone)\n'
+            '    wait for order.paid where big(event.total) up to 1d\n'
+            '  end\n'
+            'end\n')
+    rule = parsed(text).rules[0]
+    calls = [node for node in A.walk(rule) if isinstance(node, A.Call)]
+    assert [call.name for call in calls] == ["lower", "domain", "within", "flagged", "pick", "big",
+                                             "next_workday", "big"]
+    domain = calls[1]
+    assert domain.args == (A.Path(("contact", "email")),)
+    assert (domain.span.line, domain.span.column, domain.span.end_column) == (3, 25, 46)
+    assert (domain.function.span.column, domain.function.span.end_column) == (25, 31)
+    assert calls[2].args == (A.Path(("contact", "score")), A.Number(1), A.Number(10))
+    assert calls[3].args == ()
+
+
+def test_calls_nest():
+    rule = parsed('when a.b and lower(domain(contact.email)) == "x" then stop').rules[0]
+    outer = rule.condition.left
+    assert outer == A.Call(A.Word("lower"), (A.Call(A.Word("domain"), (A.Path(("contact", "email")),)),))
+
+
+@pytest.mark.parametrize("word", sorted(dsl.RESERVED_FUNCTION_NAMES))
+def test_reserved_words_cannot_name_a_function(word):
+    result = dsl.parse(f"when a.b and {word}(1) == 1 then stop")  # `not(1) == 1` is `not (1 == 1)`
+    assert not result.ok or not any(isinstance(node, A.Call) for node in A.walk(result.program))
+
+
+@pytest.mark.parametrize("word", ["score", "wait", "send", "contact", "event", "end", "split", "lower"])
+def test_other_words_may_name_a_function(word):
+    rule = parsed(f"when a.b and {word}(1) == 1 then stop").rules[0]
+    assert rule.condition.left.name == word
+
+
 def test_grammar_follows_house_style_for_names():
     lark = Lark(grammar_text(), parser="lalr", start="program")
     for terminal in lark.terminals:

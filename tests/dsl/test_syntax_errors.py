@@ -34,7 +34,7 @@ def errors(text: str) -> list[str]:
     ('when a.b then tag "x" tag "y"', "1:23: expected the end of the line, found `tag`"),
     ("wehn a.b then stop", "1:1: unexpected `wehn` — did you mean `when`?"),
     ('when a.b and contact.x contians "a" then stop', "1:24: unexpected `contians` — did you mean `contains`?"),
-    ("when a.b and score > 3 then stop", "1:14: expected a value or condition, found `score`"),
+    ("when a.b and score > 3 then stop", "1:14: `score` alone is not a value"),
     ("when a.b then\n  if contact.x is set then\n    stop\n", "2:3: this `if` has no `end`"),
     ("when a.b then\n  split\n    50%: stop\n", "2:3: this `split` has no `end`"),
     ('when a.b then note "open', "1:20: this string is not closed"),
