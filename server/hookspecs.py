@@ -57,13 +57,17 @@ def register_actions(config):
 
 @hookspec
 def register_condition_functions(config):
-    """Return functions usable in rule conditions (``if domain(contact.email) == "example.com"``).
+    """Return functions usable in rule conditions (``when form.submitted and domain(contact.email) == "example.com"``).
 
-    Called once per app, while ``create_app()`` builds the plugin manager; the names join
-    the language checker's vocabulary and the engine calls them when it evaluates a condition.
+    Called once per app, while ``create_app()`` builds the plugin manager (also by ``nudge check``).
+    Each declaration is checked then (a bad one skips the plugin, logged). The declared types join
+    the language checker's vocabulary, which types every call; the engine calls the implementation
+    when it evaluates a condition (a failure makes the call unknown and is written to the journey log);
+    segments, counted by the database, may only call functions with an SQL form for its dialect.
 
     :param config: the instance settings (read-only mapping).
-    :return: a dict mapping function name to a pure callable taking and returning plain data.
+    :return: a list of :class:`server.sdk.ConditionFunction` declarations (name, parameter types,
+        result type, implementation, optional SQL forms); each name must be unique across all plugins.
     """
 
 

@@ -19,7 +19,8 @@ import pluggy
 
 from . import hookspecs
 from .config import ConfigError
-from .sdk import Channel, DeliveryStatus, SettingError, validate_schema, validate_settings
+from .functions import problem as function_problem
+from .sdk import Channel, ConditionFunction, DeliveryStatus, SettingError, validate_schema, validate_settings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class PluginManager(pluggy.PluginManager):
         self.channels: dict[str, type[Channel]] = {}
         self.triggers: dict[str, Any] = {}
         self.actions: dict[str, Any] = {}
-        self.condition_functions: dict[str, Callable[..., Any]] = {}
+        self.condition_functions: dict[str, ConditionFunction] = {}
         self.template_filters: dict[str, Callable[..., Any]] = {}
         self.settings: dict[str, dict[str, Any]] = {}  # channel name -> its validated settings
         self._owners: dict[tuple[str, str], str] = {}  # (kind, name) -> plugin name
@@ -203,15 +204,19 @@ class PluginManager(pluggy.PluginManager):
             self._claim("action", getattr(action, "name", ""), info)
             self.actions[action.name] = action
             info.actions.append(action.name)
-        for kind, hook, target, names in (
-                ("condition function", "register_condition_functions", self.condition_functions, info.conditions),
-                ("template filter", "register_template_filters", self.template_filters, info.filters)):
-            for name, function in found[hook]:
-                if not callable(function):
-                    self._bad(info, f"{hook} returned {function!r} for {name!r}, which is not callable")
-                self._claim(kind, name, info)
-                target[name] = function
-                names.append(name)
+        for function in found["register_condition_functions"]:
+            problem = function_problem(function)
+            if problem:
+                self._bad(info, f"register_condition_functions: {problem}")
+            self._claim("condition function", function.name, info)
+            self.condition_functions[function.name] = function
+            info.conditions.append(function.name)
+        for name, function in found["register_template_filters"]:
+            if not callable(function):
+                self._bad(info, f"register_template_filters returned {function!r} for {name!r}, which is not callable")
+            self._claim("template filter", name, info)
+            self.template_filters[name] = function
+            info.filters.append(name)
 
     def _bad(self, info: PluginInfo, problem: str) -> None:
         if info.name in self._builtin:

@@ -7,7 +7,8 @@ unsubscribed at the provider) and ``permanent=False`` for ones worth retrying;
 the engine, not the plugin, decides about retries.
 
 Besides channels, plugins provide triggers (:class:`Trigger`: event sources),
-actions (:class:`Action`: new steps for the rules language) and report what
+actions (:class:`Action`: new steps for the rules language), functions for rule
+conditions (:class:`ConditionFunction`) and report what
 providers say about delivered messages as :class:`DeliveryStatus` objects,
 which Nudge turns into events such as ``email.bounced``.
 
@@ -26,13 +27,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 __all__ = [
-    "Action", "Channel", "ChannelError", "Check", "DeliveryStatus", "JsonInputError", "OutboundMessage", "Recorded",
-    "SETTING_TYPES", "SendResult", "SettingError", "Trigger", "address_hash", "check_header", "lone_surrogate",
-    "parse_json", "raise_event", "record_consent", "redact", "suppress", "unsubscribe", "validate_schema",
-    "validate_settings",
+    "Action", "Channel", "ChannelError", "Check", "ConditionFunction", "DeliveryStatus", "JsonInputError",
+    "OutboundMessage", "Recorded", "SETTING_TYPES", "SendResult", "SettingError", "Trigger", "address_hash",
+    "check_header", "lone_surrogate", "parse_json", "raise_event", "record_consent", "redact", "suppress",
+    "unsubscribe", "validate_schema", "validate_settings",
 ]
 
 
@@ -456,6 +457,45 @@ class Trigger:
     #: the events it raises, e.g. ``("shop.order_paid",)``
     events: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class ConditionFunction:
+    """A function rules may call in their conditions, e.g. ``domain(contact.email) == "example.com"``.
+
+    ``register_condition_functions`` returns these; docs/plugins.md walks through one.
+
+    :param name: how rules call it: letters, digits and ``_``, not starting with a digit, and not a
+        word the language keeps where a value starts (``true``, ``false``, ``null``, ``tag``, ``now``,
+        ``today``, ``not``, ``has``, ``in``, ``did``).
+    :param params: the type of each parameter, one of ``string``, ``number``, ``bool``, ``date``,
+        ``datetime``, ``list``, ``duration``, ``time``, ``any``; the checker refuses calls with other
+        arguments (``nudge check``, ``nudge apply``, the API).
+    :param result: the type of the result, in the same words; the checker types what uses the call.
+    :param implementation: a pure Python function of plain values, called with one argument per
+        parameter, each of its declared type (never None: a missing argument makes the call unknown
+        without calling it). Returning None means "no value". Raising, or returning another type than
+        ``result``, makes the call unknown, so the condition does not hold, and the contact's journey
+        log says why.
+    :param sql: the function's SQL form for each database it supports (``sqlite``, ``postgresql``): an
+        SQL expression in which ``{0}``, ``{1}`` … stand for the arguments, e.g.
+        ``"lower(substr({0}, instr({0}, '@') + 1))"``. Only for ``string``, ``number`` and ``bool``
+        parameters and result. It must give what ``implementation`` gives, and NULL for a NULL
+        argument. Segments and broadcasts, which the database counts, may only call functions that
+        have an SQL form for the instance's database.
+    :param description: one line saying what it gives.
+    """
+
+    name: str
+    params: tuple[str, ...]
+    result: str
+    implementation: Callable[..., Any]
+    sql: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.params, list):  # a list is fine to write; the declaration keeps a tuple
+            object.__setattr__(self, "params", tuple(self.params))
 
 
 class Action:

@@ -1,9 +1,11 @@
 """Segments: named conditions in the rules language, with live counts and members.
 
 A segment's text is a condition as written after ``when … and`` in a rule
-(``tag == "vip" and did order.paid within 30d``). It is checked by ``dsl`` against the
-contact fields, compiled to a condition tree, and turned into SQL by :mod:`server.sqlwhere`;
-what SQL cannot express is evaluated in Python with the engine's evaluator, with the same result.
+(``tag == "vip" and did order.paid within 30d``). It is checked by :func:`dsl.parse_condition`
+against the contact fields and the plugins' condition functions, compiled to a condition tree,
+and turned into SQL by :mod:`server.sqlwhere`; what SQL cannot express is evaluated in Python
+with the engine's evaluator, with the same result. A condition function may only be called
+when it has an SQL form for the database: a segment is counted there.
 
 For the engine: :func:`is_member` has the signature ``Scope(segments=…)`` expects, and
 :func:`members_clause` gives a ``WHERE`` clause for schedule triggers and broadcasts.
@@ -22,11 +24,11 @@ import dsl
 
 from .contacts.errors import InvalidInput
 from .contacts.fields import definitions
+from .functions import installed
 from .models import Contact, Segment, utcnow
 from .sqlwhere import Unsupported, where
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$")
-_PREFIX = "when every day and ("
 
 
 @dataclass(frozen=True)
@@ -36,43 +38,39 @@ class Compiled:
 
 
 def vocabulary(session: Session) -> Any:
+    """Built-in names, custom fields, stored segments' names and the plugins' condition functions."""
     names = frozenset(session.scalars(select(Segment.name)))
-    vocab = dsl.Vocabulary.default().with_fields(definitions(session))
+    vocab = dsl.Vocabulary.default().with_fields(definitions(session)).with_functions(installed().values())
     from dataclasses import replace
 
     return replace(vocab, segments=names)
 
 
-def compile_condition(session: Session, text: str, *, field: str = "condition") -> Compiled:
+def compile_condition(session: Session, text: str, *, field: str = "condition", sql: bool = True) -> Compiled:
     """Check and compile a segment condition.
 
-    :raises InvalidInput: naming *field*, with line and column of the first error and what to do.
+    :param sql: the condition will be counted by the database (saving a segment, a preview, a broadcast),
+        so a condition function without an SQL form for it is refused; False for evaluating a stored
+        segment's membership, which may fall back to Python.
+    :raises InvalidInput: naming *field*, with line and column (in *text* itself) of the first error and what to do.
     """
     if "\x00" in text or not text.strip():
         raise InvalidInput(field, f"{field} must be a condition such as tag == \"vip\"")
-    flat = text.replace("\r\n", "\n")
-    starts = [0] + [i + 1 for i, ch in enumerate(flat) if ch == "\n"]
-    result = dsl.build(_PREFIX + flat.replace("\n", " ") + ") then\nend\n", filename="segment",
-                       vocabulary=vocabulary(session))
-    errors = [d for d in result.diagnostics if d.severity == dsl.ERROR]
-    if errors:
-        first = errors[0]
-        offset = max((first.col or 1) - 1 - len(_PREFIX), 0) if first.line == 1 else len(flat)
-        line = max(i for i, start in enumerate(starts) if start <= offset) if offset < len(flat) else len(starts) - 1
-        col = offset - starts[line] + 1
+    result = dsl.parse_condition(text.replace("\r\n", "\n"), field, vocabulary(session),
+                                 sql_dialect=_dialect(session) if sql else None)
+    if not result.ok:
+        first = next(d for d in result.diagnostics if d.is_error)
         hint = f" ({first.hint})" if first.hint else ""
-        raise InvalidInput(field, f"{field}:{line + 1}:{col}: {first.message}{hint}")
-    tree = result.plan["rules"][0]["condition"]
-    warnings = [d.message for d in result.diagnostics if d.severity != dsl.ERROR and "no steps" not in d.message]
-    return Compiled(tree, warnings)
+        raise InvalidInput(field, f"{first.location()}: {first.message}{hint}")
+    return Compiled(result.tree, [d.message for d in result.diagnostics])
 
 
 def segment_tree(session: Session, name: str) -> Any:
-    """The compiled tree of the stored segment *name*, or None when there is none."""
+    """The compiled tree of the stored segment *name* (for membership, SQL or not), or None when there is none."""
     text = session.scalar(select(Segment.condition).where(Segment.name == name))
     if text is None:
         return None
-    return compile_condition(session, text).tree
+    return compile_condition(session, text, sql=False).tree
 
 
 def _dialect(session: Session) -> str:
@@ -85,7 +83,7 @@ def members_clause(session: Session, tree: Any, now: dt.datetime | None = None) 
     :raises Unsupported: when the tree has no SQL form (use :func:`iter_members` then).
     """
     return where(tree, dialect=_dialect(session), now=now or utcnow(), fields=definitions(session),
-                 segment=lambda name: segment_tree(session, name))
+                 segment=lambda name: segment_tree(session, name), functions=installed())
 
 
 def is_member(session: Session, contact: Contact, name: str, now_ts: int | float) -> bool:

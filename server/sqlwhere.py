@@ -11,6 +11,10 @@ and PostgreSQL, following the evaluator's rules (``dsl/evaluate.py``):
 - custom fields are read from the ``fields`` JSON with a type guard, tags and ``did … within``
   are ``EXISTS``/count subqueries.
 
+A call of a condition function becomes the function's SQL form for the dialect, with the
+arguments spliced in (``{0}``, ``{1}`` …) as bound expressions; a function without one is
+:class:`Unsupported` (the checker keeps such calls out of segments, see :func:`dsl.parse_condition`).
+
 What it cannot express raises :class:`Unsupported` (``matches``, arithmetic between two fields,
 event properties compared with dates …); callers then evaluate in Python instead
 (:mod:`server.segments`). ``matches`` stays out of SQL on purpose: SQLite has no ``REGEXP`` and
@@ -26,8 +30,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Boolean, String, and_, case, cast, exists, false, func, literal, not_, null, or_
+from sqlalchemy import Boolean, Float, String, and_, case, cast, exists, false, func, literal, not_, null, or_
 from sqlalchemy import select, true
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement, False_
 
 from dsl import evaluate as dsl_eval
@@ -45,7 +50,10 @@ FIELD_KINDS = {"string": "string", "number": "number", "bool": "bool", "date": "
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _OPS = ("==", "!=", "<", "<=", ">", ">=")
-_VALUE_NODES = ("field", "prop", "has_tag", "segment", "did")
+_VALUE_NODES = ("field", "prop", "has_tag", "segment", "did", "call")
+#: the SQL type of a condition function's argument or result
+_SQL_TYPES = {"string": String(), "number": Float(), "bool": Boolean()}
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
 
 class Unsupported(ValueError):
@@ -66,6 +74,23 @@ class Term:
     sign: int = 1
     offset: Any = None
     json: tuple[Any, tuple[str, ...]] | None = None   # (JSON column, path) for event properties
+
+
+class SqlForm(ColumnElement[Any]):
+    """A plugin's SQL form of a condition function, its ``{0}``, ``{1}`` … bound to argument expressions."""
+
+    inherit_cache = False  # the form's text is not part of SQLAlchemy's cache key: never cache it
+
+    def __init__(self, form: str, args: list[Any], kind: str):
+        self.form = form
+        self.args = args
+        self.type = _SQL_TYPES[kind]
+
+
+@compiles(SqlForm)
+def _compile_form(element: SqlForm, compiler: Any, **kw: Any) -> str:
+    parts = [compiler.process(arg, **kw) for arg in element.args]
+    return "(" + _PLACEHOLDER.sub(lambda m: f"({parts[int(m.group(1))]})", element.form) + ")"
 
 
 class _ConstContext:
@@ -97,12 +122,15 @@ class Compiler:
     :param now: the evaluation instant (aware).
     :param fields: custom field name → type (``string``, ``number``, ``bool``, ``date``, ``datetime``, ``list``).
     :param segment: name → the segment's condition tree (for ``in segment``), or None when unknown.
+    :param functions: condition functions by name (``server.sdk.ConditionFunction``), with their SQL forms.
     """
 
     def __init__(self, dialect: str, now: dt.datetime, fields: Mapping[str, str],
-                 segment: Callable[[str], Any] | None = None):
+                 segment: Callable[[str], Any] | None = None, functions: Mapping[str, Any] | None = None):
         if dialect not in ("sqlite", "postgresql"):
             raise Unsupported(f"no SQL for dialect {dialect!r}")
+        self.dialect = dialect
+        self.functions = functions or {}
         self.pg = dialect == "postgresql"
         self.now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
         self.fields = dict(fields)
@@ -121,6 +149,9 @@ class Compiler:
             return true() if value is True else false() if value is False else unknown()
         if isinstance(node, dict) and "did" in node:
             return self._did(node)
+        if isinstance(node, dict) and "call" in node:  # a call used as a condition holds when it gives true
+            term = self._call(node, event)
+            return self._typed(term, "bool") == true() if term.kind == "bool" else unknown()
         if not isinstance(node, dict) or len(node) != 1:
             raise Unsupported(f"not a condition: {node!r}")
         (key, arg), = node.items()
@@ -159,6 +190,8 @@ class Compiler:
         """A :class:`Term` for field expressions, else ``("const", value)``."""
         if is_constant(node):
             return ("const", self._const(node))
+        if isinstance(node, dict) and "call" in node:
+            return self._call(node, event)
         if isinstance(node, dict) and len(node) == 1:
             (key, arg), = node.items()
             if key == "field":
@@ -173,6 +206,36 @@ class Compiler:
             if key in ("+", "-"):
                 return self._arith(key, self.value(arg[0], event), self.value(arg[1], event))
         raise Unsupported(f"value {node!r} has no SQL form")
+
+    def _call(self, node: Mapping[str, Any], event: Any) -> Term:
+        """A call of a condition function through its SQL form, as the evaluator would call it: an argument
+        that is missing or of another kind than declared makes the call NULL (the form gives NULL for NULL)."""
+        name, args = node["call"], list(node.get("args") or ())
+        function = self.functions.get(name)
+        form = function.sql.get(self.dialect) if function is not None else None
+        if form is None:
+            raise Unsupported(f"`{name}()` has no SQL form for {self.dialect}")
+        params = tuple(function.params)
+        if len(args) != len(params) or function.result not in _SQL_TYPES or not set(params) <= set(_SQL_TYPES):
+            raise Unsupported(f"`{name}()` is not called as its SQL form expects")
+        return Term(function.result, SqlForm(form, [self._argument(self.value(arg, event), kind)
+                                                    for arg, kind in zip(args, params)], function.result))
+
+    def _argument(self, value: Any, kind: str) -> Any:
+        """The SQL expression for one argument of declared type *kind*."""
+        if isinstance(value, tuple):
+            const = dsl_eval.as_kind(value[1], kind) if value[1] is not None else None
+            if const is None or const is dsl_eval.MISMATCH:
+                return cast(null(), _SQL_TYPES[kind])
+            return literal(const, _SQL_TYPES[kind] if kind != "number" or isinstance(const, float) else None)
+        if value.kind != kind and not (value.kind == "json" and kind in _SQL_TYPES):
+            return cast(null(), _SQL_TYPES[kind])  # e.g. a date-looking text: the evaluator sees a date there
+        expr = self._typed(value, kind)
+        if value.offset is None and value.sign == 1:
+            return expr
+        if kind != "number" or not _is_number(value.offset or 0):
+            raise Unsupported("arithmetic inside a function's argument")
+        return expr * value.sign + (value.offset or 0)
 
     def _field(self, name: str) -> Term:
         if name in COLUMN_KINDS:
@@ -490,12 +553,13 @@ def _is_false(clause: Any) -> bool:
 
 
 def where(tree: Any, *, dialect: str, now: dt.datetime, fields: Mapping[str, str],
-          segment: Callable[[str], Any] | None = None) -> ColumnElement[Any]:
+          segment: Callable[[str], Any] | None = None, functions: Mapping[str, Any] | None = None
+          ) -> ColumnElement[Any]:
     """The ``WHERE`` clause over :class:`~server.models.Contact` for *tree*; see :class:`Compiler`.
 
     :raises Unsupported: when part of the tree has no SQL form here.
     """
-    return Compiler(dialect, now, fields, segment).where(tree)
+    return Compiler(dialect, now, fields, segment, functions).where(tree)
 
 
 __all__ = ["Compiler", "Unsupported", "unknown", "where"]

@@ -29,7 +29,9 @@ class Broadcast:
 def create_broadcast(session: Session, plugins, channel: str, template: str, segment: str,
                      broadcast_id: str | None = None) -> Broadcast:
     """Write the outbox rows for every current member of *segment* (the caller commits, then enqueues)."""
-    from ..segments import iter_members, segment_tree
+    from ..contacts.errors import InvalidInput
+    from ..models import Segment
+    from ..segments import compile_condition, iter_members
     from .vocabulary import instance_vocabulary
 
     if channel not in plugins.channels:
@@ -37,9 +39,13 @@ def create_broadcast(session: Session, plugins, channel: str, template: str, seg
     known = instance_vocabulary(session, plugins).channels.get(channel)
     if known is not None and template not in known:
         raise BroadcastError(f"no {channel} template {template!r}; create it first (nudge apply or the API)")
-    tree = segment_tree(session, segment)
-    if tree is None:
+    text = session.scalar(select(Segment.condition).where(Segment.name == segment))
+    if text is None:
         raise BroadcastError(f"no segment named {segment!r}")
+    try:  # counted by the database, as when the segment was saved: refused if it no longer can be
+        tree = compile_condition(session, text).tree
+    except InvalidInput as exc:
+        raise BroadcastError(f"segment {segment!r} cannot be used for a broadcast: {exc.message}") from None
     ident = broadcast_id or secrets.token_hex(6)
     now = utcnow()
     prefix = f"broadcast:{ident}:"

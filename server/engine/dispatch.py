@@ -12,7 +12,6 @@ from ..consent import current_consent, record_consent
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTimer, TriggerTimer
 from . import bulk, failures, runtime, timers
 from .context import EngineContext
-from .scope import Scope
 from .timeutil import iso, to_dt
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,8 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
         goal = ctx.plan(enr.version_id).get("goal")
         if goal and goal["event"] == event.name and (
                 goal.get("where") is None
-                or runtime.evaluate(goal["where"], Scope(ctx.session, contact, ctx.now, event.props))):
+                or runtime.evaluate(goal["where"], runtime.condition_scope(ctx, contact, enr.rule_id, enr.id,
+                                                                           event.props))):
             runtime.finish(ctx, enr, "goal")
         elif enr.state == EnrolmentState.ACTIVE and enr.wait_event == event.name:
             runtime.resume_on_event(ctx, enr, contact, event)
@@ -82,7 +82,8 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
     for entry in event_index.candidates(event.props or {}, contact):
         plan = ctx.plan(entry.version_id)
         cond = plan.get("condition")
-        if cond is not None and not runtime.evaluate(cond, Scope(ctx.session, contact, ctx.now, event.props)):
+        if cond is not None and not runtime.evaluate(cond, runtime.condition_scope(ctx, contact, entry.rule_id,
+                                                                                   event_props=event.props)):
             continue
         rule = ctx.session.get(Rule, entry.rule_id)
         runtime.enrol(ctx, rule, contact, event.id, f"{event.name} at {iso(ctx.now)}")
@@ -205,7 +206,7 @@ def _enter_timed(ctx: EngineContext, rule_id: int, contact: Contact, trigger: di
     if rule is None or rule.active_version_id is None:
         return
     cond = ctx.plan(rule.active_version_id).get("condition")
-    if cond is not None and not runtime.evaluate(cond, Scope(ctx.session, contact, ctx.now)):
+    if cond is not None and not runtime.evaluate(cond, runtime.condition_scope(ctx, contact, rule_id)):
         return
     runtime.enrol(ctx, rule, contact, None, f"{trigger['kind']} trigger at {iso(ctx.now)}",
                   isolate=ctx.deliver_now is None)

@@ -44,6 +44,9 @@ def describe(action: str, data: dict[str, Any]) -> str:
         return f"gave up waiting for {data.get('event')}"
     if action == "received":
         return f"received {data.get('event')}"
+    if action == "function_failed":
+        return (f"condition function {data.get('function')}() could not run ({data.get('error')}); "
+                "the call had no value, so what depended on it was not true")
     details = ", ".join(f"{k}={v}" for k, v in data.items() if k not in ("message", "step"))
     return f"{action} {details}".strip()
 

@@ -34,6 +34,18 @@ def evaluate(cond: Any, scope: Scope) -> bool:
     return holds(cond, scope)
 
 
+def condition_scope(ctx: EngineContext, contact: Contact, rule_id: int | None, enrolment_id: int | None = None,
+                    event_props: Mapping[str, Any] | None = None, event_loader: Any = None) -> Scope:
+    """What a rule's conditions see for *contact*: the plugins' condition functions, and a journey-log line
+    (``function_failed``: which function, and why) whenever one cannot run and its call counts as unknown."""
+    def failed(name: str, problem: str) -> None:
+        ctx.log(contact.id, rule_id, "function_failed", enrolment_id, function=name, error=problem)
+
+    functions = ctx.plugins.condition_functions if ctx.plugins is not None else None
+    return Scope(ctx.session, contact, ctx.now, event_props, event_loader=event_loader, functions=functions,
+                 on_failure=failed)
+
+
 def render_text(text: str, contact: Contact, event: Mapping[str, Any]) -> str:
     """``{{ … }}`` placeholders in note, task and notify texts, with the same bounded sandbox as messages."""
     from .render import TemplateError, contact_data, get_renderer
@@ -157,7 +169,7 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
         finish(ctx, enr, "stopped")
         return
     tz = zone(contact.timezone, ctx.default_tz)
-    scope = Scope(ctx.session, contact, ctx.now, event_loader=lambda: event_props(ctx, enr.event_id))
+    scope = condition_scope(ctx, contact, enr.rule_id, enr.id, event_loader=lambda: event_props(ctx, enr.event_id))
     enr.due = None
     enr.wait_event = None
     if enr.error is not None:  # it failed before; if this run fails too, the savepoint restores both
@@ -427,7 +439,7 @@ def resume_on_event(ctx: EngineContext, enr: Enrolment, contact: Contact, event:
     """If *enr* waits for *event* (and its ``where`` holds), take the ``then`` path; True if it did."""
     op = ctx.plan(enr.version_id)["steps"][enr.pc]
     where = op.get("where")
-    if where is not None and not evaluate(where, Scope(ctx.session, contact, ctx.now, event.props)):
+    if where is not None and not evaluate(where, condition_scope(ctx, contact, enr.rule_id, enr.id, event.props)):
         return False
     ctx.log(contact.id, enr.rule_id, "received", enr.id, event=event.name)
     enr.wait_event = None

@@ -5,6 +5,7 @@ over the database, so simulation and live runs evaluate conditions the same way.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
@@ -12,7 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Contact, ContactTag, Event
+from ..sdk import redact
 from .timeutil import UTC, parse_date_value, to_dt
+
+log = logging.getLogger(__name__)
 
 BUILTIN_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "timezone", "locale", "stage",
                   "score", "created_at", "updated_at", "last_seen")
@@ -48,8 +52,12 @@ class Scope:
     """Evaluation context for one contact at one instant (optionally with a triggering event)."""
 
     def __init__(self, session: Session, contact: Contact, now_ts: int, event_props: Mapping[str, Any] | None = None,
-                 segments: Any = None, event_loader: Callable[[], Mapping[str, Any]] | None = None):
-        """:param event_loader: reads the triggering event's props on first use (most steps never look)."""
+                 segments: Any = None, event_loader: Callable[[], Mapping[str, Any]] | None = None,
+                 functions: Mapping[str, Any] | None = None, on_failure: Callable[[str, str], None] | None = None):
+        """:param event_loader: reads the triggering event's props on first use (most steps never look).
+        :param functions: the condition functions by name (default: the current app's plugins').
+        :param on_failure: told ``(function, problem)`` when a condition function cannot run (the engine
+            writes it to the journey log); the call is then unknown."""
         self.session = session
         self.contact = contact
         self._now_ts = now_ts
@@ -58,6 +66,8 @@ class Scope:
         self._event_loader = event_loader
         self._tags: set[str] | None = None
         self._segments = segments
+        self._functions = functions
+        self._on_failure = on_failure
 
     @property
     def event(self) -> Mapping[str, Any]:
@@ -97,9 +107,23 @@ class Scope:
             self._segments = is_member
         return bool(self._segments(self.session, self.contact, name, self._now_ts))
 
+    def function(self, name: str) -> Any:
+        if self._functions is None:
+            from ..functions import installed
+
+            self._functions = installed()
+        return self._functions.get(name)
+
+    def function_failed(self, name: str, problem: str) -> None:
+        problem = redact(problem)  # a plugin's message may quote the address it was given
+        log.warning("condition function %s() failed for contact %s: %s", name, self.contact.id, problem)
+        if self._on_failure is not None:
+            self._on_failure(name, problem)
+
     def for_event(self, props: Mapping[str, Any]) -> "Scope":
         """The same contact and clock, with ``event`` bound to another event (inside ``did … where``)."""
-        scope = Scope(self.session, self.contact, self._now_ts, props, self._segments)
+        scope = Scope(self.session, self.contact, self._now_ts, props, self._segments,
+                      functions=self._functions, on_failure=self._on_failure)
         scope._tags = self._tags
         return scope
 

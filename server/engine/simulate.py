@@ -218,7 +218,8 @@ def simulation_vocabulary(app: Any, fields: set[str]) -> Any:
     for name in fields:
         contact_fields.setdefault(name, "any")
     return dsl.Vocabulary(channels=channels, events=None, contact_fields=contact_fields,
-                          steps=base.steps, segments=None, rules=None)
+                          steps=base.steps, segments=None, rules=None,
+                          functions=dict(app.extensions["nudge.plugins"].condition_functions))
 
 
 def simulation_app(config: dict[str, Any] | None = None) -> Any:

@@ -16,8 +16,8 @@ RECENT_EVENTS = 100_000
 
 
 def plugin_vocabulary(plugins: Any) -> Any:
-    """Nudge's built-ins with what the plugins register (channels, steps, events): what ``nudge check``
-    knows without an instance. Nothing has been received yet, so every other custom event is flagged."""
+    """Nudge's built-ins with what the plugins register (channels, steps, events, condition functions): what
+    ``nudge check`` knows without an instance. Nothing has been received yet, so every other custom event is flagged."""
     import dsl
 
     parts = plugins.vocabulary_parts()
@@ -26,7 +26,8 @@ def plugin_vocabulary(plugins: Any) -> Any:
 
     return replace(base, channels={channel: frozenset(BUILTIN.get(channel, ())) for channel in parts["channels"]},
                    events=frozenset(base.events or ()) | CORE_EVENTS | frozenset(parts["events"]),
-                   steps=frozenset(base.steps) | frozenset(parts["actions"]), raised=frozenset())
+                   steps=frozenset(base.steps) | frozenset(parts["actions"]), raised=frozenset(),
+                   functions=dict(plugins.condition_functions))
 
 
 def with_templates(vocabulary: Any, templates: Iterable[tuple[str, str]] = (), endpoints: Iterable[str] = ()) -> Any:
@@ -42,7 +43,7 @@ def with_templates(vocabulary: Any, templates: Iterable[tuple[str, str]] = (), e
 
 def instance_vocabulary(session: Session, plugins: Any, extra_templates: Iterable[tuple[str, str]] = (),
                         extra_endpoints: Iterable[str] = ()) -> Any:
-    """Channels, steps and events from the plugins; templates, webhook endpoints, custom fields, segments,
+    """Channels, steps, events and condition functions from the plugins; templates, webhook endpoints, custom fields, segments,
     rule names and the event names received so far from the database; plus templates and endpoints about
     to be saved with the rules.
     """
@@ -55,7 +56,8 @@ def instance_vocabulary(session: Session, plugins: Any, extra_templates: Iterabl
     recent = select(Event.name).order_by(Event.id.desc()).limit(RECENT_EVENTS).subquery()
     received = frozenset(session.scalars(select(recent.c.name).distinct()))
     vocabulary = replace(base, channels=offline.channels, events=offline.events | frozenset(base.events or ()),
-                         steps=offline.steps | frozenset(base.steps), rules=None, raised=received)
+                         steps=offline.steps | frozenset(base.steps), rules=None, raised=received,
+                         functions=offline.functions)
     return with_templates(vocabulary, templates, endpoints)
 
 

@@ -11,8 +11,10 @@ from server import hookspecs
 from server.app import create_app
 from server.engine.render import TemplateError, get_renderer
 from server.hookspecs import hookimpl
-from server.plugins import DEFAULT_PLUGINS, PluginManager
-from server.sdk import Action, Channel, SendResult, Trigger
+from server.plugins import DEFAULT_PLUGINS, PluginError, PluginManager
+from server.sdk import Action, Channel, ConditionFunction, SendResult, Trigger
+
+from ..helpers import api_key, post_event, run_worker
 
 #: hook name -> the test that exercises it; filled by @covers as this module is imported
 COVERED: dict[str, str] = {}
@@ -98,6 +100,25 @@ class CrmPush(Action):
         self.pushed.append((contact["email"], dict(args)))
 
 
+def email_domain(address: str) -> str:
+    """What follows the first ``@``, lowercased (the whole text when there is none), as the SQL forms do."""
+    return address[address.find("@") + 1:].lower()
+
+
+def check_credit(address: str) -> bool:
+    raise RuntimeError(f"credit bureau unreachable while checking {address}")
+
+
+FUNCTIONS = [
+    ConditionFunction("domain", ("string",), "string", email_domain,
+                      sql={"sqlite": "lower(substr({0}, instr({0}, '@') + 1))",
+                           "postgresql": "lower(substr({0}, strpos({0}, '@') + 1))"},
+                      description="the domain of an email address"),
+    ConditionFunction("free_mail", ("string",), "bool", lambda address: email_domain(address) in {"gmail.com"}),
+    ConditionFunction("credit_ok", ("string",), "bool", check_credit),
+]
+
+
 class SamplePlugin:
     """One plugin implementing every hook."""
 
@@ -124,7 +145,7 @@ class SamplePlugin:
 
     @hookimpl
     def register_condition_functions(self, config):
-        return {"domain": lambda address: address.rpartition("@")[2].lower()}
+        return FUNCTIONS
 
     @hookimpl
     def register_template_filters(self, config):
@@ -197,11 +218,113 @@ def test_register_actions_adds_a_step_the_engine_can_run(plugin):
     assert plugin.crm.pushed == [("a@example.com", {"list": "vip"})]
 
 
+@pytest.mark.parametrize("declarations, problem", [
+    ({"domain": email_domain}, "returned a plain function for 'domain', not a server.sdk.ConditionFunction; "
+                               "declare the parameter and result types"),
+    ([ConditionFunction("now", (), "bool", bool)], "condition function name 'now' is a keyword of the rules"),
+    ([ConditionFunction("two words", (), "bool", bool)], "condition function name 'two words' is not a name"),
+    ([ConditionFunction("f", ("text",), "bool", bool)], "f(): params must be a tuple of types (any, bool, date,"),
+    ([ConditionFunction("f", ("string",), "colour", bool)], "f(): result must be one of any, bool, date,"),
+    ([ConditionFunction("f", ("string",), "bool", "bool")], "f(): implementation 'bool' is not callable"),
+    ([ConditionFunction("f", ("date",), "bool", bool, sql={"sqlite": "{0} > 1"})],
+     "f(): an SQL form takes and gives only strings, numbers and true/false"),
+    ([ConditionFunction("f", ("string",), "bool", bool, sql={"mysql": "{0}"})], "f(): no database called 'mysql'"),
+    ([ConditionFunction("f", ("string",), "bool", bool, sql={"sqlite": "{1} = {0}"})],
+     "f(): the sqlite SQL form uses {1}, but the function takes 1 argument(s) ({0} is the first)"),
+])
+def test_a_bad_declaration_is_refused_with_what_to_fix(declarations, problem):
+    class Declaring:
+        @hookimpl
+        def register_condition_functions(self, config):
+            return declarations
+
+    with pytest.raises(PluginError, match="register_condition_functions: ") as raised:
+        manager(Declaring())
+    assert problem in str(raised.value)
+
+
+def test_two_plugins_declaring_one_function_name_is_an_error_naming_both(plugin):
+    class Copycat:
+        name = "copycat"
+
+        @hookimpl
+        def register_condition_functions(self, config):
+            return [ConditionFunction("domain", ("string",), "string", email_domain)]
+
+    pm = PluginManager()
+    with pytest.raises(PluginError, match="condition function 'domain' is registered by two plugins: sample and "
+                                          "copycat"):
+        pm.load({}, default_plugins=(plugin, Copycat()), use_entry_points=False)
+
+
+COMPANY_RULE = ('rule "Company sign-ups"\n'
+                'when form.submitted and domain(contact.email) == "example.com" and not free_mail(contact.email) then\n'
+                '  tag "company"\n  send email welcome\nend\n')
+
+
 @covers("register_condition_functions")
-def test_register_condition_functions_adds_callable_functions(plugin):
-    pm = manager(plugin)
-    assert pm.vocabulary_parts()["functions"] == ("domain",)
-    assert pm.condition_functions["domain"]("ana@Example.COM") == "example.com"
+def test_register_condition_functions_a_rule_calls_them_and_the_engine_acts(sample_app, smtp_server):
+    client, admin = sample_app.test_client(), {"Authorization": f"Bearer {api_key(sample_app, 'admin')}"}
+    saved = client.put("/api/v1/rules", json={"text": COMPANY_RULE}, headers=admin)
+    assert saved.status_code == 200, saved.json
+    key = api_key(sample_app)
+    for address in ("ana@Example.COM", "bob@other.org", "cy@gmail.com"):
+        assert post_event(client, key, email=address).status_code == 202
+    run_worker(sample_app)
+    [message] = smtp_server.wait_for(1)
+    assert smtp_server.handler.envelopes == [(smtp_server.handler.envelopes[0][0], ["ana@example.com"])]
+    assert b"thanks for signing up" in smtp_server.raw[0]
+    tagged = {c["email"]: c["tags"] for c in client.get("/api/v1/contacts", headers=admin).json["data"]}
+    assert tagged == {"ana@example.com": ["company"], "bob@other.org": [], "cy@gmail.com": []}
+
+
+def test_calls_are_checked_against_the_declared_functions_when_rules_are_saved(sample_app):
+    client, admin = sample_app.test_client(), {"Authorization": f"Bearer {api_key(sample_app, 'admin')}"}
+    bad = client.put("/api/v1/rules", headers=admin, json={"text": COMPANY_RULE.replace("domain(", "domian(")})
+    assert bad.status_code == 422
+    assert bad.json["detail"] == 'rules.nudge:2:25: unknown function "domian" — did you mean "domain"?'
+    typed = client.put("/api/v1/rules", headers=admin, json={"text": COMPANY_RULE.replace("== \"example.com\"",
+                                                                                      "== 3")})
+    assert typed.json["detail"] == "rules.nudge:2:25: cannot compare a string with a number"
+
+
+def test_a_function_that_fails_leaves_its_condition_untrue_and_the_journey_log_says_why(sample_app, smtp_server):
+    client, admin = sample_app.test_client(), {"Authorization": f"Bearer {api_key(sample_app, 'admin')}"}
+    rules = ('rule "Credit"\nwhen form.submitted then\n  if credit_ok(contact.email) then\n    tag "approved"\n'
+             '  else\n    tag "manual review"\n  end\nend\n')
+    assert client.put("/api/v1/rules", json={"text": rules}, headers=admin).status_code == 200
+    post_event(client, api_key(sample_app), email="ana@example.com")
+    run_worker(sample_app)
+    [contact] = client.get("/api/v1/contacts", headers=admin).json["data"]
+    assert contact["tags"] == ["manual review"]
+    trace = client.get(f"/api/v1/contacts/{contact['id']}/journeys", headers=admin).json["items"]
+    [failed] = [line for line in trace if line["action"] == "function_failed"]
+    assert failed["rule"] == "Credit"
+    assert failed["text"] == ("condition function credit_ok() could not run (RuntimeError: credit bureau "
+                              "unreachable while checking [email]); the call had no value, so what depended "
+                              "on it was not true")
+
+
+def test_segments_count_with_a_functions_sql_form_and_refuse_one_without(sample_app):
+    client, admin = sample_app.test_client(), {"Authorization": f"Bearer {api_key(sample_app, 'admin')}"}
+    for address in ("ana@Example.COM", "bo@example.com", "cy@other.org", "dee@gmail.com"):
+        client.post("/api/v1/contacts", json={"email": address}, headers=admin)
+    made = client.post("/api/v1/segments", headers=admin,
+                       json={"name": "example", "condition": 'domain(contact.email) == "example.com"'})
+    assert made.status_code == 201 and made.json["count"] == 2
+    members = client.get("/api/v1/segments/example/members", headers=admin).json["data"]
+    assert sorted(m["email"] for m in members) == ["ana@example.com", "bo@example.com"]
+    with sample_app.app_context():  # counted by the database, through the SQL form (no Python fallback)
+        from server.db import get_session
+        from server.segments import compile_condition, members_clause
+
+        session = get_session()
+        members_clause(session, compile_condition(session, 'domain(contact.email) in ["gmail.com"]').tree)
+    refused = client.post("/api/v1/segments/preview", headers=admin,
+                          json={"condition": 'tag == "vip" or\n  free_mail(contact.email)'})
+    assert refused.status_code == 422 and refused.json["field"] == "condition"
+    assert refused.json["detail"].startswith("condition:2:3: `free_mail()` has no SQL form, so a segment "
+                                             "cannot use it (segments are counted by the database;")
 
 
 @covers("register_template_filters")
