@@ -301,28 +301,29 @@ def _did(node, context):
 
 # ---- condition functions ----------------------------------------------------------
 
-_WRONG = object()  # a value that is not of the kind asked for
+MISMATCH = object()
+"""What :func:`as_kind` gives for a value that is not of the kind asked for."""
 
 
 def as_kind(value: Any, kind: str) -> Any:
-    """``value`` as a value of type ``kind`` (see :mod:`dsl.typecheck`), or :data:`_WRONG`."""
+    """``value`` as a value of type ``kind`` (see :mod:`dsl.typecheck`), or :data:`MISMATCH`."""
     if kind == "any":
         return value
     if kind == "string":
-        return value if isinstance(value, str) else _WRONG
+        return value if isinstance(value, str) else MISMATCH
     if kind == "number":
-        return value if _is_number(value) and math.isfinite(value) else _WRONG
+        return value if _is_number(value) and math.isfinite(value) else MISMATCH
     if kind == "bool":
-        return value if isinstance(value, bool) else _WRONG
+        return value if isinstance(value, bool) else MISMATCH
     if kind in ("date", "datetime"):
         temporal = as_temporal(value) if isinstance(value, (str, dt.date)) else None
         if temporal is None:
-            return _WRONG
+            return MISMATCH
         if kind == "datetime":
             return _midnight(temporal)
         return temporal.astimezone(UTC).date() if isinstance(temporal, dt.datetime) else temporal
     wanted = {"list": list, "duration": dt.timedelta, "time": dt.time}.get(kind)
-    return value if wanted is not None and isinstance(value, wanted) else _WRONG
+    return value if wanted is not None and isinstance(value, wanted) else MISMATCH
 
 
 def _kind_of(value: Any) -> str:
@@ -355,7 +356,7 @@ def _call(node: Any, context: EvalContext) -> Any:
                                "apply the rules again to check them")
         return None
     values = [as_kind(value, kind) if value is not None else None for value, kind in zip(args, params)]
-    if any(value is None or value is _WRONG for value in values):
+    if any(value is None or value is MISMATCH for value in values):
         return None
     try:
         result = function.implementation(*values)
@@ -365,7 +366,7 @@ def _call(node: Any, context: EvalContext) -> Any:
     if result is None:
         return None
     checked = as_kind(result, function.result)
-    if checked is _WRONG:
+    if checked is MISMATCH:
         _failed(context, name, f"it returned {_kind_of(result)}, but declares {function.result}")
         return None
     return checked
