@@ -336,7 +336,8 @@ class Compiler:
         if kind == "bool":
             if not isinstance(const, bool):
                 return unknown()
-            return _op(self._typed(term, "bool"), op, const)
+            # bound, not inlined: SQLAlchemy orders a Boolean-typed expression (a function's SQL form) only so
+            return _op(self._typed(term, "bool"), op, literal(const, Boolean()))
         if kind == "list":
             return unknown()
         if kind in ("date", "dtext", "dcol"):

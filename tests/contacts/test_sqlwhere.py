@@ -2,8 +2,9 @@
 
 Hypothesis generates contacts (columns, custom fields of every type, tags, events) and conditions
 (comparisons of every kind, date arithmetic with now/today, in/contains/starts/ends, is set, tags,
-did … where … at least … within, and/or/not); for each, the ids ``server.sqlwhere`` selects on
-SQLite and PostgreSQL must equal those for which ``dsl.holds`` is true with the engine's context.
+did … where … at least … within, calls of condition functions through their SQL forms, and/or/not);
+for each, the ids ``server.sqlwhere`` selects on SQLite and PostgreSQL must equal those for which
+``dsl.holds`` is true with the engine's context (which runs the functions' Python implementations).
 """
 import datetime as dt
 
@@ -16,6 +17,7 @@ from sqlalchemy import delete, select
 from server.db import get_session
 from server.engine.scope import Scope
 from server.models import Contact, ContactTag, Event, FieldDefinition
+from server.sdk import ConditionFunction
 from server.sqlwhere import Unsupported, where
 
 UTC = dt.timezone.utc
@@ -50,6 +52,26 @@ contacts = st.lists(st.fixed_dictionaries({
     "fields": custom, "tags": st.lists(st.sampled_from(["vip", "beta", "churned"]), unique=True),
     "events": events,
 }), min_size=1, max_size=6)
+
+# -- condition functions, as a plugin declares them -----------------------------------------------
+def _both(form):
+    return {"sqlite": form, "postgresql": form}
+
+
+FUNCTIONS = {f.name: f for f in [
+    ConditionFunction("domain", ("string",), "string", lambda text: text[text.find("@") + 1:].lower(),
+                      sql={"sqlite": "lower(substr({0}, instr({0}, '@') + 1))",
+                           "postgresql": "lower(substr({0}, strpos({0}, '@') + 1))"}),
+    ConditionFunction("half", ("number",), "number", lambda x: x / 2, sql=_both("{0} / 2.0")),
+    ConditionFunction("plus", ("number", "number"), "number", lambda a, b: a + b, sql=_both("{0} + {1}")),
+    ConditionFunction("is_pro", ("string",), "bool", lambda text: text == "pro", sql=_both("{0} = 'pro'")),
+]}
+
+
+def scope(session, contact):
+    """The engine's evaluation context, with the functions' Python implementations."""
+    return Scope(session, contact, int(NOW.timestamp()), functions=FUNCTIONS)
+
 
 # -- conditions ------------------------------------------------------------------------------
 F = lambda name: {"field": name}  # noqa: E731
@@ -102,7 +124,29 @@ prop_test = st.sampled_from([None, {"==": [{"prop": "kind"}, "a"]}, {">": [{"pro
 did = st.builds(lambda name, where, n, within: {"did": name, "where": where, "at_least": n, "within": within},
                 st.sampled_from(["order.paid", "page.visited"]), prop_test, st.integers(1, 3),
                 st.integers(0, 50 * DAY))
-leaf = (comparison() | text_test | membership | list_contains | is_set | has_tag | did
+# ASCII texts only as arguments of domain(): SQLite's lower() folds ASCII letters alone (docs/plugins.md)
+text_arg = st.sampled_from([F("email"), F("plan"), F("stage"), "Ann@Example.COM", "pro", None, F("score")])
+number_arg = (st.sampled_from([F("score"), F("seats"), 2, 2.5, -3, None, F("plan"), F("stage")])
+              | st.builds(lambda op, f, n: {op: [F(f), n]}, st.sampled_from("+-"), st.sampled_from(["score", "seats"]),
+                          st.integers(-3, 3)))
+number_call = st.recursive(
+    st.builds(lambda a: {"call": "half", "args": [a]}, number_arg)
+    | st.builds(lambda a, b: {"call": "plus", "args": [a, b]}, number_arg, number_arg),
+    lambda inner: st.builds(lambda a: {"call": "half", "args": [a]}, inner)
+    | st.builds(lambda a, b: {"call": "plus", "args": [a, b]}, inner, number_arg | inner), max_leaves=3)
+text_call = st.builds(lambda a: {"call": "domain", "args": [a]}, text_arg)
+pro_call = st.builds(lambda a: {"call": "is_pro", "args": [a]}, text_arg | text_call)
+call_test = st.one_of(
+    st.builds(lambda op, c, v: {op: [c, v]}, ops, text_call, st.sampled_from(["example.com", "pro", "", None, 3])),
+    st.builds(lambda op, c, v: {op: [c, v] if v != "swap" else [1, c]}, ops, number_call,
+              st.sampled_from([0, 0.5, 1, 1.25, 1.5, 2.5, -0.5, -1, "1", None, "swap"])),
+    pro_call, pro_call.map(lambda c: {"not": c}), st.builds(lambda c, b: {"==": [c, b]}, pro_call, st.booleans()),
+    st.builds(lambda c, items: {"in": [c, items]}, text_call, st.lists(st.sampled_from(["example.com", "test.org",
+                                                                                       "pro", 3]), max_size=2)),
+    st.builds(lambda key, c, v: {key: [c, v]}, st.sampled_from(["contains", "starts_with", "ends_with"]), text_call,
+              st.sampled_from(["ex", ".org", "", "pro"])),
+)
+leaf = (comparison() | text_test | membership | list_contains | is_set | has_tag | did | call_test
         | st.sampled_from([True, False, None]) | st.just({"field": "vip"}))
 conditions = st.recursive(leaf, lambda inner: st.builds(lambda k, xs: {k: xs}, st.sampled_from(["and", "or"]),
                                                         st.lists(inner, min_size=1, max_size=3))
@@ -145,11 +189,11 @@ def test_sql_and_evaluator_agree(app, fields, people, trees):
         everyone = list(session.scalars(select(Contact).order_by(Contact.id)))
         for tree in trees:
             try:
-                clause = where(tree, dialect=dialect, now=NOW, fields=FIELDS)
+                clause = where(tree, dialect=dialect, now=NOW, fields=FIELDS, functions=FUNCTIONS)
             except Unsupported as exc:  # every generated form is meant to have SQL
                 pytest.fail(f"no SQL for {tree}: {exc}")
             by_sql = set(session.scalars(select(Contact.id).where(clause)))
-            by_python = {c.id for c in everyone if dsl.holds(tree, Scope(session, c, int(NOW.timestamp())))}
+            by_python = {c.id for c in everyone if dsl.holds(tree, scope(session, c))}
             assert by_sql == by_python, f"{tree}: SQL {sorted(by_sql)} != evaluator {sorted(by_python)}"
         session.rollback()
 
@@ -157,10 +201,33 @@ def test_sql_and_evaluator_agree(app, fields, people, trees):
 @pytest.mark.parametrize("tree", [
     {"matches": [F("first_name"), "^A"]},
     {"<": [F("score"), F("seats")]},
+    {"==": [{"call": "domain", "args": [F("email")]}, "x"]},  # no functions given
+    {"==": [{"call": "nowhere", "args": []}, "x"]},
 ])
 def test_what_has_no_sql_says_so(tree):
     with pytest.raises(Unsupported):
         where(tree, dialect="sqlite", now=NOW, fields=FIELDS)
+
+
+def test_a_function_without_an_sql_form_for_the_database_has_no_sql():
+    sqlite_only = {"domain": ConditionFunction("domain", ("string",), "string", str.lower, sql={"sqlite": "{0}"})}
+    tree = {"==": [{"call": "domain", "args": [F("email")]}, "x"]}
+    assert where(tree, dialect="sqlite", now=NOW, fields=FIELDS, functions=sqlite_only) is not None
+    with pytest.raises(Unsupported, match="`domain\\(\\)` has no SQL form for postgresql"):
+        where(tree, dialect="postgresql", now=NOW, fields=FIELDS, functions=sqlite_only)
+
+
+def test_an_argument_used_twice_in_an_sql_form_is_bound_once_per_use(app, fields):
+    with app.app_context():
+        session = get_session()
+        session.add_all([Contact(email="ann@Example.com", fields={}), Contact(email="bo@test.org", fields={})])
+        session.commit()
+        tree = {"==": [{"call": "domain", "args": ["X@EXAMPLE.COM"]}, {"call": "domain", "args": [F("email")]}]}
+        clause = where({"==": [{"call": "domain", "args": [F("email")]}, "example.com"]},
+                       dialect=session.get_bind().dialect.name, now=NOW, fields=FIELDS, functions=FUNCTIONS)
+        assert list(session.scalars(select(Contact.email).where(clause))) == ["ann@Example.com"]
+        with pytest.raises(Unsupported):  # two non-constant sides: evaluated in Python instead
+            where(tree, dialect="sqlite", now=NOW, fields=FIELDS, functions=FUNCTIONS)
 
 
 def test_sql_metacharacters_in_values_are_data(app, fields):
@@ -220,5 +287,5 @@ def test_boundaries_agree(app, fields):
         for tree in _grid_trees():
             by_sql = set(session.scalars(select(Contact.id).where(where(tree, dialect=dialect, now=NOW,
                                                                         fields=FIELDS))))
-            by_python = {c.id for c in everyone if dsl.holds(tree, Scope(session, c, int(NOW.timestamp())))}
+            by_python = {c.id for c in everyone if dsl.holds(tree, scope(session, c))}
             assert by_sql == by_python, f"{tree}: SQL {sorted(by_sql)} != evaluator {sorted(by_python)}"
