@@ -13,7 +13,10 @@ from .helpers import vocab
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "language.md"
 BLOCKS = re.findall(r"^```nudge\n(.*?)^```", DOC.read_text(encoding="utf-8"), flags=re.M | re.S)
-WORDS = vocab()
+WORDS = vocab().with_functions([  # what a plugin would declare for the examples
+    dsl.Signature("domain", ("string",), "string"), dsl.Signature("lower", ("string",), "string"),
+    dsl.Signature("days_until", ("date",), "number"), dsl.Signature("next_workday", ("date",), "date"),
+])
 
 
 def test_the_reference_has_examples():

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 from server.hookspecs import hookimpl
 from server.sdk import Channel, ChannelError, SendResult
 
+from .signals import register_condition_functions, register_triggers  # noqa: F401 - hooks of this plugin too
+
 __version__ = "0.1.0"
 
 
