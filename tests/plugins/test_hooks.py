@@ -349,3 +349,27 @@ def test_register_blueprints_serves_the_plugin_pages(sample_app):
 @covers("startup")
 def test_startup_runs_once_with_the_finished_app(sample_app, plugin):
     assert plugin.started == [(sample_app, True, True)]
+
+
+def test_a_stored_segment_calling_a_function_without_sql_is_refused_for_broadcasts_but_rules_still_see_it(
+        sample_app):
+    from server.db import get_session
+    from server.engine.broadcast import BroadcastError, create_broadcast
+    from server.models import Segment
+
+    client, admin = sample_app.test_client(), {"Authorization": f"Bearer {api_key(sample_app, 'admin')}"}
+    with sample_app.app_context():  # stored before its function lost the SQL form (an upgraded plugin, say)
+        session = get_session()
+        session.add(Segment(name="free mail", condition='tag == "x" or\n  free_mail(contact.email)'))
+        session.commit()
+        with pytest.raises(BroadcastError) as raised:
+            create_broadcast(session, sample_app.extensions["nudge.plugins"], "email", "welcome", "free mail")
+    assert str(raised.value).startswith("segment 'free mail' cannot be used for a broadcast: condition:2:3: "
+                                        "`free_mail()` has no SQL form, so a segment cannot use it (")
+    rules = 'rule "Free mail"\nwhen form.submitted and in segment "free mail" then\n  tag "free"\nend\n'
+    assert client.put("/api/v1/rules", json={"text": rules}, headers=admin).status_code == 200
+    for address in ("cy@gmail.com", "ana@example.com"):
+        post_event(client, api_key(sample_app), email=address)
+    run_worker(sample_app)  # membership is evaluated contact by contact, with the Python implementation
+    tagged = {c["email"]: c["tags"] for c in client.get("/api/v1/contacts", headers=admin).json["data"]}
+    assert tagged == {"cy@gmail.com": ["free"], "ana@example.com": []}
