@@ -34,8 +34,7 @@ MAX_DEPTH = 60
 """Syntax-tree depth allowed, so every later walk stays far from Python's recursion limit."""
 
 _lock = threading.Lock()
-_lark: Lark | None = None
-_condition_lark: Lark | None = None
+_parsers: dict[str, Lark] = {}
 
 
 def grammar_text() -> str:
@@ -43,39 +42,31 @@ def grammar_text() -> str:
     return resources.files("dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
 
 
-def lark_parser() -> Lark:
-    """The shared LALR parser, built on first use (it is stateless and thread-safe)."""
-    global _lark
+def _shared(start: str, extra: str = "") -> Lark:
+    """The LALR parser from rule *start*, built on first use (it is stateless and thread-safe)."""
     with _lock:
-        if _lark is None:
-            _lark = Lark(
-                grammar_text(),
+        if start not in _parsers:
+            _parsers[start] = Lark(
+                grammar_text() + extra,
                 parser="lalr",
-                start="program",
+                start=start,
                 propagate_positions=True,
                 keep_all_tokens=True,
                 maybe_placeholders=False,
                 transformer=AstBuilder(),
             )
-        return _lark
+        return _parsers[start]
+
+
+def lark_parser() -> Lark:
+    """The parser of rules files."""
+    return _shared("program")
 
 
 def condition_lark_parser() -> Lark:
     """The parser of bare conditions: the same grammar from its ``condition`` rule, with new
-    lines ignored so a condition may span lines (built on first use, stateless)."""
-    global _condition_lark
-    with _lock:
-        if _condition_lark is None:
-            _condition_lark = Lark(
-                grammar_text() + "\n%ignore _NL\n",
-                parser="lalr",
-                start="condition",
-                propagate_positions=True,
-                keep_all_tokens=True,
-                maybe_placeholders=False,
-                transformer=AstBuilder(),
-            )
-        return _condition_lark
+    lines ignored so a condition may span lines."""
+    return _shared("condition", "\n%ignore _NL\n")
 
 
 @dataclass(frozen=True)
