@@ -1,8 +1,13 @@
 // Builds the admin UI's front-end assets into server/static/dist/ (committed; Nudge serves them itself,
 // no CDN). Run through `make assets`, which installs the locked npm packages first.
-import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+//
+// The editor bundle starts with a stamp: the sha256 of its sources (build.mjs, package-lock.json and
+// every file under src/ but the generated parser), computed exactly as tests/ui/test_editor_bundle.py
+// recomputes it, so a test fails when the committed bundle is older than its sources.
+import { copyFile, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { createHash } from "node:crypto";
+import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { buildParserFile } from "@lezer/generator";
@@ -22,12 +27,61 @@ if (existsSync(grammar)) {
   await writeFile(join(here, "src", "parser.terms.generated.js"), terms);
 }
 
+/** Every file under `dir`, as paths relative to this folder with forward slashes. */
+async function filesUnder(dir) {
+  const found = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...(await filesUnder(path)));
+    else found.push(relative(here, path).split(sep).join("/"));
+  }
+  return found;
+}
+
+/** sha256 over each source's path, byte length and bytes, in sorted path order. */
+async function sourcesStamp() {
+  const paths = ["build.mjs", "package-lock.json", ...(await filesUnder(join(here, "src")))]
+    .filter((path) => !path.endsWith(".generated.js"))
+    .sort();
+  const hash = createHash("sha256");
+  for (const path of paths) {
+    const bytes = await readFile(join(here, path));
+    hash.update(`${path}\n${bytes.length}\n`);
+    hash.update(bytes);
+  }
+  return hash.digest("hex");
+}
+
+/** The license of every package the bundle includes, with its full text, as one file next to it. */
+async function licenses(metafile) {
+  const packages = new Map();
+  const used = Object.values(metafile.outputs).flatMap((output) =>
+    Object.entries(output.inputs).filter(([, info]) => info.bytesInOutput > 0).map(([input]) => input));
+  for (const input of used) {
+    const match = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (match) packages.set(match[1], join(here, "node_modules", match[1]));
+  }
+  const parts = ["Third-party software in editor.js (the Nudge rule editor), with its licenses.\n"];
+  for (const name of [...packages.keys()].sort()) {
+    const dir = packages.get(name);
+    const meta = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
+    const file = (await readdir(dir)).find((f) => /^(license|licence|copying)(\.|$)/i.test(f));
+    if (!file) throw new Error(`${name} has no license file: check its terms before bundling it`);
+    const text = (await readFile(join(dir, file), "utf8")).trim();
+    parts.push(`${"=".repeat(72)}\n${name} ${meta.version} (${meta.license})\n${"=".repeat(72)}\n${text}\n`);
+  }
+  return parts.join("\n");
+}
+
 // the rule editor (CodeMirror 6), one minified ES module
 const editor = join(here, "src", "editor.js");
 if (existsSync(editor)) {
-  await build({
+  const stamp = await sourcesStamp();
+  const result = await build({
     entryPoints: [editor], bundle: true, minify: true, format: "esm", target: "es2020",
-    outfile: join(dist, "editor.js"), legalComments: "linked", logLevel: "warning",
+    outfile: join(dist, "editor.js"), legalComments: "none", logLevel: "warning", metafile: true,
+    banner: { js: `/* Nudge rule editor. sources-sha256:${stamp} Third-party licenses: editor.js.LICENSES.txt */` },
   });
+  await writeFile(join(dist, "editor.js.LICENSES.txt"), await licenses(result.metafile));
 }
 console.log(`assets built into ${dist}`);
