@@ -37,6 +37,7 @@ VOCABULARY = {
     "segments": ["trial members"],
     "channels": ["email", "sms", "webhook"],
     "steps": [{"name": "crm_push", "detail": "push the contact to the CRM"}],
+    "functions": [{"name": "domain", "detail": "domain(string) → string"}],
 }
 FRAGMENT = """<label for="second">Second rule</label>
 <textarea id="second" data-nudge-editor data-validate-url="/__editor__/validate">when form.submitted then
@@ -267,6 +268,14 @@ def test_the_rule_is_highlighted_by_kind_of_token(editor):
     shot(editor, "editor-highlighting")
 
 
+def test_a_call_of_a_condition_function_is_highlighted_as_one(editor):
+    set_doc(editor, 'when form.submitted and domain(contact.email) == "example.com" then\n  crm_push\nend\n')
+    spans = editor.locator("#source + .nudge-editor .cm-content span")
+    expect(spans.filter(has_text=re.compile(r"^domain$"))).to_have_class(re.compile(r"\bnk-function\b"))
+    expect(spans.filter(has_text=re.compile(r"^contact\.email$"))).to_have_class(re.compile(r"\bnk-path\b"))
+    expect(spans.filter(has_text=re.compile(r"^crm_push$"))).to_have_class(re.compile(r"\bnk-plugin-step\b"))
+
+
 def test_block_keywords_match_their_end_and_blocks_fold(editor):
     text = doc(editor)
     place_cursor(editor, text.index("if did"))
@@ -444,7 +453,12 @@ def test_completion_offers_the_instances_names_where_the_language_expects_them(e
     assert set(VOCABULARY["events"]) <= set(events) and "every day at" in events
     editor.keyboard.type("member.joined and contact.")
     assert completions(editor, explicit=True) == ["email", "first_name", "renewal_date"]
-    editor.keyboard.type("email is set then\n")
+    editor.keyboard.type("email is set and dom")
+    offered = completions(editor, explicit=True)
+    assert offered[0] == "domain"
+    expect(editor.locator(".cm-tooltip-autocomplete li", has_text="domain")).to_contain_text("domain(string) → string")
+    choose(editor, "domain")
+    editor.keyboard.type('contact.email) == "example.com" then\n')
     steps = completions(editor, "cr")
     assert steps[0] == "crm_push"
     expect(editor.locator(".cm-tooltip-autocomplete li", has_text="crm_push")).to_contain_text(
@@ -461,8 +475,8 @@ def test_completion_offers_the_instances_names_where_the_language_expects_them(e
     assert completions(editor, explicit=True) == ['"trial members"']
     shot(editor, "editor-completion")
     choose(editor, '"trial members"')
-    assert doc(editor) == ('when member.joined and contact.email is set then\n  crm_push\n  send sms reminder\n'
-                           '  tag "vip"\n  if in segment "trial members"')
+    assert doc(editor) == ('when member.joined and contact.email is set and domain(contact.email) == "example.com" '
+                           'then\n  crm_push\n  send sms reminder\n  tag "vip"\n  if in segment "trial members"')
     editor.keyboard.type(" then\n")
     inside_if = completions(editor, explicit=True)
     assert {"send", "wait", "stop", "crm_push", "end", "else", "elif"} <= set(inside_if)

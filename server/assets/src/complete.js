@@ -1,5 +1,6 @@
 // Autocompletion: the language's keywords where they fit, and the instance's names (events, contact
-// fields, tags, channels and their templates, segments, plugin steps) where the language expects them.
+// fields, tags, channels and their templates, segments, plugin steps, condition functions) where the
+// language expects them.
 import { syntaxTree } from "@codemirror/language";
 import { insertCompletionText, pickedCompletion } from "@codemirror/autocomplete";
 
@@ -181,7 +182,8 @@ export function nudgeCompletions(vocabulary) {
     if (!word && !explicit) return null;
     return {
       from: pos - word.length,
-      options: [...EXPRESSION, ...paths(vocab), { label: "event.", type: "variable" }],
+      options: [...EXPRESSION, ...paths(vocab), { label: "event.", type: "variable" },
+        ...vocab.functions.map((f) => ({ label: f.name, detail: f.detail, type: "function", apply: `${f.name}(` }))],
       validFor: /^[\w.]*$/,
     };
   };

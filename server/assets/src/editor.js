@@ -41,7 +41,7 @@ const theme = EditorView.baseTheme({
   ".nk-event": { color: "#a21caf" },
   ".nk-path": { color: "#1d4ed8" },
   ".nk-channel, .nk-template": { color: "#374151", fontStyle: "italic" },
-  ".nk-plugin-step": { color: "#0f766e" },
+  ".nk-plugin-step, .nk-function": { color: "#0f766e" },
   ".nk-comment": { color: "#5b6472", fontStyle: "italic" },
   ".nudge-diagnostic-hint": { display: "block", opacity: "0.85", marginTop: "2px" },
   "&dark .nk-keyword": { color: "#d8b4fe" },

@@ -13,6 +13,7 @@ export const nudgeTags = {
   date: Tag.define(t.number),
   percent: Tag.define(t.number),
   event: Tag.define(t.name),
+  function: Tag.define(t.variableName),
 };
 
 const BLOCK = "rule when then end if elif else split";
@@ -43,6 +44,7 @@ const highlighting = styleTags({
   "Channel!": t.namespace,
   TemplateName: t.labelName,
   "StepName!": t.function(t.variableName),
+  "FunctionName!": nudgeTags.function,
   "Word!": t.name,
   Comment: t.lineComment,
   CompareOp: t.compareOperator,
@@ -168,6 +170,7 @@ export const nudgeHighlighter = tagHighlighter([
   { tag: t.propertyName, class: "nk-path" },
   { tag: t.namespace, class: "nk-channel" },
   { tag: t.labelName, class: "nk-template" },
+  { tag: nudgeTags.function, class: "nk-function" },
   { tag: t.function(t.variableName), class: "nk-plugin-step" },
   { tag: t.lineComment, class: "nk-comment" },
   { tag: [t.compareOperator, t.arithmeticOperator, t.definitionOperator], class: "nk-operator-sign" },

@@ -46,7 +46,9 @@ async function readJSON(response) {
   }
 }
 
-const EMPTY = Object.freeze({ events: [], fields: [], tags: [], templates: {}, segments: [], channels: [], steps: [] });
+const EMPTY = Object.freeze({
+  events: [], fields: [], tags: [], templates: {}, segments: [], channels: [], steps: [], functions: [],
+});
 const vocabularies = new Map();
 
 function strings(value) {
@@ -60,9 +62,8 @@ export function normalizeVocabulary(data) {
   if (data.templates && typeof data.templates === "object") {
     for (const [channel, names] of Object.entries(data.templates)) templates[channel] = strings(names);
   }
-  const steps = Array.isArray(data.steps)
-    ? data.steps.filter((s) => s && typeof s.name === "string")
-      .map((s) => ({ name: s.name, detail: String(s.detail ?? "") }))
+  const named = (items) => Array.isArray(items)
+    ? items.filter((s) => s && typeof s.name === "string").map((s) => ({ name: s.name, detail: String(s.detail ?? "") }))
     : [];
   return {
     events: strings(data.events),
@@ -71,12 +72,14 @@ export function normalizeVocabulary(data) {
     templates,
     segments: strings(data.segments),
     channels: strings(data.channels).length ? strings(data.channels) : Object.keys(templates),
-    steps,
+    steps: named(data.steps),
+    functions: named(data.functions),
   };
 }
 
 /**
- * The instance's names at `url` (events, fields, tags, templates, segments, channels, plugin steps),
+ * The instance's names at `url` (events, fields, tags, templates, segments, channels, plugin steps and
+ * condition functions),
  * fetched once per page and shared by every editor; an empty vocabulary when there is no URL.
  * A failed fetch calls `onError` and is tried again on the next completion.
  */
