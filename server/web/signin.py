@@ -194,6 +194,11 @@ def end_session() -> None:
     session.clear()
 
 
+def live_since() -> datetime:
+    """Sessions last used before this instant have ended (idle); those used after it are live."""
+    return guard().now() - IDLE_TIMEOUT
+
+
 def end_other_sessions(user_id: int) -> int:
     """Sign *user_id* out of every browser but this one (after they changed their own password); return how many."""
     token = session.get("sid")
@@ -203,4 +208,4 @@ def end_other_sessions(user_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-__all__ = ["SignInGuard", "end_other_sessions", "end_session", "guard", "signed_in_user", "start_session"]
+__all__ = ["SignInGuard", "end_other_sessions", "end_session", "live_since", "guard", "signed_in_user", "start_session"]

@@ -33,15 +33,15 @@ def _admin_pages(app, client):
 
 # -- the layout --------------------------------------------------------------------------------------------
 def test_every_admin_page_has_the_layout_the_person_and_landmarks(app):
-    client = signed_in(app, "editor", email="eve@example.com")
+    client = signed_in(app, "admin", email="eve@example.com")
     pages = dict(_admin_pages(app, client))
-    assert {"/admin/", "/admin/account"} <= set(pages)
+    assert {"/admin/", "/admin/account", "/admin/users/", "/admin/users/new", "/admin/apikeys/"} <= set(pages)
     for url, response in pages.items():
         html = response.get_data(as_text=True)
         assert response.status_code == 200, url
         assert '<a class="skip-link" href="#main">' in html, url
         assert '<main id="main"' in html and '<nav class="mainnav" aria-label="Main">' in html, url
-        assert "eve@example.com" in html and 'class="badge role-editor"' in html, url
+        assert "eve@example.com" in html and 'class="badge role-admin"' in html, url
         assert 'action="/admin/logout"' in html, url
         assert '<div id="flash-status" role="status">' in html and '<div id="flash-alert" role="alert">' in html, url
         assert '<script src="/static/dist/htmx.min.js" defer></script>' in html, url

@@ -19,7 +19,7 @@ bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
 #: them; the page may be read by any role, changed by editors and admins
 login_required: Callable[[Callable[..., Any]], Callable[..., Any]] = requires(Role.VIEWER)
 
-from . import account, dashboard, session  # noqa: E402,F401  (register routes)
+from . import account, apikeys, dashboard, session, users  # noqa: E402,F401  (register routes)
 from .session import local_target  # noqa: E402
 
 __all__ = ["bp", "local_target", "login_required"]

@@ -6,11 +6,12 @@ from flask import redirect, render_template, request, url_for
 from ...auth import check_password, hash_password
 from ...contacts import audit
 from ...db import get_session
-from ...models import AdminSession, Role
+from ...models import Role
 from ...passwords import password_problem
+from ...users import active_sessions
 from ..access import actor, current_user, requires
 from ..flash import notify
-from ..signin import end_other_sessions
+from ..signin import end_other_sessions, live_since
 from . import bp
 
 
@@ -39,5 +40,5 @@ def account():
             notify("Your password was changed." + (f" {ended} other session(s) were signed out." if ended else ""))
             return redirect(url_for("admin.account"))
         notify("Your password was not changed: " + " ".join(errors.values()), "error")
-    sessions = db.query(AdminSession).filter(AdminSession.user_id == user.id).count()
+    sessions = active_sessions(db, live_since()).get(user.id, 0)
     return render_template("admin/account.html", user=user, errors=errors, sessions=sessions), 422 if errors else 200
