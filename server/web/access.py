@@ -8,7 +8,8 @@ A view declares its role with :func:`requires` (or :func:`public` for the sign-i
 changes state (any method but GET, HEAD, OPTIONS, TRACE) needs at least an editor unless the view says
 otherwise with ``writes=``. Enforcement fails closed: every request under ``/admin`` whose view declares
 nothing is refused with a 500 naming the endpoint (a forgotten declaration is a bug, never an open page),
-and ``requires`` checks the role itself too, so a plugin's page outside ``/admin`` is protected the same way.
+and ``requires`` checks the role itself too, so a page outside ``/admin`` is protected the same way. Plugins,
+which import only ``server.sdk``, declare their pages with ``server.sdk.admin_page(role)``: the same check.
 
 A person who is not signed in is sent to the sign-in page (an htmx request gets ``401`` and an
 ``HX-Redirect`` there); a role too low gets ``403``.
@@ -25,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..db import get_session
 from ..models import Role, User
+from ..sdk import ADMIN_ROLE_ATTR
 from .csrf import SAFE_METHODS
 from .signin import end_session, signed_in_user
 
@@ -58,8 +60,7 @@ def requires(role: Role, *, writes: Role | None = None) -> Callable[[Callable[..
         editor: viewers are read-only. Only a page about the signed-in person's own account passes
         ``writes=Role.VIEWER``.
     """
-    write = writes if writes is not None else (role if role.allows(Role.EDITOR) else Role.EDITOR)
-    access = Access(role, write)
+    access = _access(role, writes)
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
@@ -72,6 +73,10 @@ def requires(role: Role, *, writes: Role | None = None) -> Callable[[Callable[..
     return decorator
 
 
+def _access(role: Role, writes: Role | None) -> Access:
+    return Access(role, writes if writes is not None else (role if role.allows(Role.EDITOR) else Role.EDITOR))
+
+
 def public(view: Callable[..., Any]) -> Callable[..., Any]:
     """Declare an admin view open to anyone (the sign-in page; signing out of a dead session is harmless)."""
     setattr(view, _ATTR, Access(None, None))
@@ -79,8 +84,13 @@ def public(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def declared(view: Callable[..., Any] | None) -> Access | None:
-    """The declaration of *view*, or None when it has none."""
-    return getattr(view, _ATTR, None)
+    """The declaration of *view* (by :func:`requires`, :func:`public` or a plugin's ``server.sdk.admin_page``), or None."""
+    access = getattr(view, _ATTR, None)
+    marked = getattr(view, ADMIN_ROLE_ATTR, None)
+    if access is None and marked is not None:
+        role, writes = marked
+        access = _access(Role(role), Role(writes) if writes else None)
+    return access
 
 
 def current_user() -> User | None:
@@ -184,9 +194,11 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _admin_paths_declare_a_role() -> Response | None:
-        if request.url_rule is None or not request.url_rule.rule.startswith(ADMIN_PREFIX):
+        if request.url_rule is None:
             return None
-        return guard_request()
+        if request.url_rule.rule.startswith(ADMIN_PREFIX) or declared(app.view_functions.get(request.endpoint or "")):
+            return guard_request()  # an admin path, or a plugin's page declared with server.sdk.admin_page
+        return None
 
     @app.context_processor
     def _user() -> dict[str, Any]:

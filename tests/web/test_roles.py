@@ -148,3 +148,22 @@ def test_a_navigation_item_without_its_page_is_an_error_not_a_dead_link(app):
     nav.add(app, "Ghost", "ghost.index")
     with app.test_request_context("/admin/"), pytest.raises(LookupError, match="ghost.index"):
         nav.links_for(Role.ADMIN)
+
+
+def test_a_plugin_declares_its_page_through_the_sdk_and_gets_the_same_check(app):
+    from server.sdk import admin_page
+
+    bp = Blueprint("sdk_page", __name__, url_prefix="/hooks/sdkdemo")
+    bp.add_url_rule("/", "index", admin_page("viewer")(lambda: "sdk page"), methods=["GET", "POST"])
+    bp.add_url_rule("/users", "users", admin_page("admin")(lambda: "admins only"))
+    app.register_blueprint(bp)
+    anonymous = app.test_client()
+    assert "/admin/login" in anonymous.get("/hooks/sdkdemo/").headers["Location"]
+    viewer, editor = signed_in(app, "viewer"), signed_in(app, "editor")
+    page = viewer.get("/hooks/sdkdemo/")
+    assert page.get_data(as_text=True) == "sdk page" and "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert _ask(viewer, "POST", "/hooks/sdkdemo/", False).status_code == 403
+    assert _ask(editor, "POST", "/hooks/sdkdemo/", False).status_code == 200
+    assert editor.get("/hooks/sdkdemo/users").status_code == 403
+    with pytest.raises(ValueError, match="admin role 'owner' is not one of viewer, editor, admin"):
+        admin_page("owner")
