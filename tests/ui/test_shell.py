@@ -36,3 +36,30 @@ def test_htmx_requests_carry_the_csrf_token_and_their_errors_reach_the_alert_are
     page.evaluate("htmx.ajax('GET', '/admin/no-such-page', {source: document.body, swap: 'none'})")
     alert.get_by_text(re.compile(r"server answered 404")).wait_for()
     shot(page, "flash-error")
+
+
+def test_the_dashboard_shows_what_needs_attention(app, page):
+    from datetime import timedelta
+
+    from server.db import get_session
+    from server.models import Message, utcnow
+
+    with app.app_context():
+        session = get_session()
+        session.add_all([
+            Message(key="k1", channel="email", template="welcome", status="pending", data={},
+                    created_at=utcnow() - timedelta(minutes=42), next_attempt_at=utcnow() - timedelta(minutes=41)),
+            Message(key="k2", channel="sms", template="reminder", status="failed", data={}, error="invalid number"),
+            Message(key="k3", channel="email", template="welcome", status="sent", data={}),
+        ])
+        session.commit()
+    make_user(app, "kim@example.com", role="viewer")
+    sign_in(page, "kim@example.com")
+    oldest = page.get_by_text("Oldest pending send").locator("xpath=..")
+    assert oldest.locator("dd").inner_text() == "42 min"
+    assert "a due send has waited" in page.get_by_role("region", name="Needs attention").inner_text()
+    table = page.get_by_role("region", name="Recent messages")
+    table.focus()  # a wide table scrolls from the keyboard
+    assert table.evaluate("el => el === document.activeElement")
+    assert table.get_by_role("row").count() == 4
+    shot(page, "dashboard-attention")

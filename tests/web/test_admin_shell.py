@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from html.parser import HTMLParser
 
 from server.auth import check_password
 from server.db import get_session
@@ -186,3 +187,42 @@ def test_a_user_made_without_a_role_may_only_read(app):
     make_user(app, "plain@example.com")
     with app.app_context():
         assert get_session().query(User).filter_by(email="plain@example.com").one().role == "viewer"
+
+
+# -- labelled controls --------------------------------------------------------------------------------------
+class _Controls(HTMLParser):
+    """Collects form controls and the ids labels point at; notes controls inside a <label>."""
+
+    def __init__(self):
+        super().__init__()
+        self.controls, self.labelled, self.depth = [], set(), 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "label":
+            self.depth += 1
+            if attrs.get("for"):
+                self.labelled.add(attrs["for"])
+        elif tag in ("input", "select", "textarea") and attrs.get("type") not in ("hidden", "submit"):
+            self.controls.append((tag, attrs, self.depth > 0))
+
+    def handle_endtag(self, tag):
+        if tag == "label":
+            self.depth -= 1
+
+
+def test_every_control_on_every_admin_page_has_a_label(app):
+    client = signed_in(app, "admin")
+    make_user(app, "other@example.com", role="viewer")
+    with app.app_context():
+        other = get_session().query(User).filter_by(email="other@example.com").one().id
+    pages = [*_admin_pages(app, client), (f"/admin/users/{other}", client.get(f"/admin/users/{other}")),
+             ("/admin/login", app.test_client().get("/admin/login"))]
+    seen = 0
+    for url, response in pages:
+        parser = _Controls()
+        parser.feed(response.get_data(as_text=True))
+        for tag, attrs, inside in parser.controls:
+            assert inside or attrs.get("id") in parser.labelled or attrs.get("aria-label"), f"{url}: {tag} {attrs}"
+            seen += 1
+    assert seen >= 10
