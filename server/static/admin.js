@@ -48,6 +48,7 @@
   document.addEventListener("htmx:timeout", unreachable);
 
   document.addEventListener("submit", function (event) {
+    if (event.defaultPrevented) { return; }  // htmx took the form over (and asked with hx-confirm)
     var form = event.target;
     var question = form && form.getAttribute && form.getAttribute("data-confirm");
     if (question && !window.confirm(question)) { event.preventDefault(); }

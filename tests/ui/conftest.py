@@ -65,8 +65,8 @@ def browser():
         chromium.close()
 
 
-def _watched_page(browser, live_server):
-    """A page in a fresh browser context, and the list its JavaScript errors and CSP violations go to."""
+def _watched_page(browser, live_server, what: str):
+    """A page in a fresh browser context; fails the test on its JavaScript errors and CSP violations."""
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     pg = context.new_page()
@@ -75,24 +75,20 @@ def _watched_page(browser, live_server):
     # what the admin pages' Content-Security-Policy blocked (an inline script or style, an eval) is an error too
     pg.on("console", lambda msg: errors.append(msg.text)
           if msg.type == "error" and "Content Security Policy" in msg.text else None)
-    return pg, errors
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors or CSP violations on {what}: {errors}"
 
 
 @pytest.fixture
 def page(browser, live_server):
-    pg, errors = _watched_page(browser, live_server)
-    yield pg
-    pg.context.close()
-    assert not errors, f"JavaScript errors or CSP violations on the page: {errors}"
+    yield from _watched_page(browser, live_server, "the page")
 
 
 @pytest.fixture
 def other_page(browser, live_server):
     """A second, independent browser (its own cookies): another person, or the same person elsewhere."""
-    pg, errors = _watched_page(browser, live_server)
-    yield pg
-    pg.context.close()
-    assert not errors, f"JavaScript errors or CSP violations on the other page: {errors}"
+    yield from _watched_page(browser, live_server, "the other page")
 
 
 def shot(page, name: str) -> Path:

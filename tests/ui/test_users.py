@@ -66,9 +66,11 @@ def test_disabling_a_user_signs_out_their_browser_at_once(app, page, other_page)
     sign_in(other_page, "ed@example.com")
     sign_in(page, "boss@example.com")
     page.goto("/admin/users/")
-    page.once("dialog", lambda dialog: dialog.accept())
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     _row(page, "ed@example.com").get_by_role("button", name="Disable ed@example.com").click()
     page.get_by_role("status").get_by_text("ed@example.com is disabled; 1 session(s) ended.").wait_for()
+    assert asked == ["Disable ed@example.com? They are signed out everywhere at once and cannot sign in."]
     assert _row(page, "ed@example.com").get_by_text("disabled").is_visible()
     _goes_to_sign_in(other_page)
     other_page.get_by_label("Email").fill("ed@example.com")

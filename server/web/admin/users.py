@@ -5,7 +5,7 @@ A change asked for by htmx answers with the user's updated table row; a plain fo
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from flask import abort, make_response, redirect, render_template, request, url_for
 
@@ -106,41 +106,46 @@ def user(user_id: int):
                            me=_me())
 
 
+def _change(user_id: int, change: Callable[[User], tuple[str, str]]) -> Any:
+    """Make *change* to the user (it returns the message and its category); report a refusal instead."""
+    user = _user(user_id)
+    try:
+        message, category = change(user)
+    except accounts.UserError as exc:
+        return _refused(exc)
+    notify(message, category)
+    return _row_or_list(user)
+
+
 @bp.post("/users/<int:user_id>/role")
 @requires(Role.ADMIN)
 def user_role(user_id: int):
-    user = _user(user_id)
-    try:
-        changed = accounts.change_role(get_session(), user, request.form.get("role", ""), actor())
-    except accounts.UserError as exc:
-        return _refused(exc)
-    notify(f"{user.email} is now {user.role}." if changed else f"{user.email} was {user.role} already.",
-           "success" if changed else "info")
-    return _row_or_list(user)
+    def change(user: User) -> tuple[str, str]:
+        if accounts.change_role(get_session(), user, request.form.get("role", ""), actor()):
+            return f"{user.email} is now {user.role}.", "success"
+        return f"{user.email} was {user.role} already.", "info"
+
+    return _change(user_id, change)
 
 
 @bp.post("/users/<int:user_id>/disable")
 @requires(Role.ADMIN)
 def user_disable(user_id: int):
-    user = _user(user_id)
-    try:
+    def change(user: User) -> tuple[str, str]:
         ended = accounts.disable(get_session(), user, actor(), actor_id=_me())
-    except accounts.UserError as exc:
-        return _refused(exc)
-    notify(f"{user.email} is disabled; {ended} session(s) ended.")
-    return _row_or_list(user)
+        return f"{user.email} is disabled; {ended} session(s) ended.", "success"
+
+    return _change(user_id, change)
 
 
 @bp.post("/users/<int:user_id>/enable")
 @requires(Role.ADMIN)
 def user_enable(user_id: int):
-    user = _user(user_id)
-    try:
+    def change(user: User) -> tuple[str, str]:
         accounts.enable(get_session(), user, actor())
-    except accounts.UserError as exc:
-        return _refused(exc)
-    notify(f"{user.email} can sign in again.")
-    return _row_or_list(user)
+        return f"{user.email} can sign in again.", "success"
+
+    return _change(user_id, change)
 
 
 @bp.post("/users/<int:user_id>/password")
