@@ -92,6 +92,9 @@ def test_resetting_a_password_signs_out_that_users_browser(app, page, other_page
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Reset password").click()
     page.get_by_role("status").get_by_text("New password set for vic@example.com; 1 session(s) ended.").wait_for()
+    # the other browser's next htmx request (401 with HX-Redirect) takes it to sign-in, back to where it was
+    other_page.evaluate("htmx.ajax('GET', '/admin/account', {source: document.body, swap: 'none'})")
+    other_page.wait_for_url(re.compile(r"/admin/login\?next=/admin/$"))
     _goes_to_sign_in(other_page)
     sign_in(other_page, "vic@example.com", CHOSEN)
 
