@@ -57,9 +57,10 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     app.extensions["nudge.plugins"] = pm
 
     from . import api
-    from .web import admin, csrf, forms, health, signin, tracking, unsubscribe
+    from .web import admin, csrf, forms, health, shell, signin, tracking, unsubscribe
 
     csrf.init_app(app)
+    shell.init_app(app)  # admin roles, flash area, navigation
     signin.SignInGuard(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)

@@ -29,8 +29,8 @@ from datetime import datetime
 from typing import Any, ClassVar, Iterator, Mapping
 
 __all__ = [
-    "Action", "Channel", "ChannelError", "Check", "DeliveryStatus", "JsonInputError", "OutboundMessage", "Recorded",
-    "SETTING_TYPES", "SendResult", "SettingError", "Trigger", "address_hash", "check_header", "lone_surrogate",
+    "ADMIN_ROLES", "Action", "Channel", "ChannelError", "Check", "DeliveryStatus", "JsonInputError", "OutboundMessage", "Recorded",
+    "SETTING_TYPES", "SendResult", "SettingError", "Trigger", "address_hash", "admin_page", "check_header", "lone_surrogate",
     "parse_json", "raise_event", "record_consent", "redact", "suppress", "unsubscribe", "validate_schema",
     "validate_settings",
 ]
@@ -505,6 +505,34 @@ class Recorded:
 
     contacts: int = 0
     duplicate: bool = False
+
+
+#: the roles of the admin UI, lowest first: viewers read, editors also change things, admins also manage users
+ADMIN_ROLES = ("viewer", "editor", "admin")
+#: where :func:`admin_page` writes its declaration on a view (read by Nudge's admin access checks)
+ADMIN_ROLE_ATTR = "nudge_admin_role"
+
+
+def admin_page(role: str = "viewer", *, writes: str | None = None) -> Any:
+    """Declare a plugin's Flask view an admin page: Nudge signs the person in and checks their role on every request.
+
+    Put it below the route decorator. The page gets the admin pages' Content-Security-Policy; a
+    person not signed in is sent to the sign-in page, a role too low gets 403.
+
+    :param role: the least role (one of :data:`ADMIN_ROLES`) that may open the page (GET).
+    :param writes: the least role for POST and the other state-changing methods; by default *role*, but
+        never below ``editor`` (viewers are read-only).
+    :raises ValueError: for a role that is not one of :data:`ADMIN_ROLES`.
+    """
+    for value in (role, writes):
+        if value is not None and value not in ADMIN_ROLES:
+            raise ValueError(f"admin role {value!r} is not one of {', '.join(ADMIN_ROLES)}")
+
+    def decorator(view: Any) -> Any:
+        setattr(view, ADMIN_ROLE_ATTR, (role, writes))
+        return view
+
+    return decorator
 
 
 def _host() -> Any:

@@ -1,5 +1,5 @@
 """SQLAlchemy models: the database is Nudge's source of truth."""
-from .accounts import AdminSession, ApiKey, Scope, User
+from .accounts import AdminSession, ApiKey, Role, Scope, User
 from .base import Base, JsonType, UTCDateTime, utcnow
 from .consent import Consent, ConsentStatus, Suppression, SuppressionReason
 from .contacts import Contact, ContactTag
@@ -18,5 +18,5 @@ __all__ = [
     "Suppression", "SuppressionReason", "Template", "WebhookEndpoint", "ChannelHealth", "Contact", "ContactTag", "Event",
     "JsonType",
     "ProviderReceipt", "Message", "MessageStatus",
-    "Scope", "UTCDateTime", "User", "utcnow",
+    "Role", "Scope", "UTCDateTime", "User", "utcnow",
 ]
