@@ -13,6 +13,8 @@ and none can be used for clickjacking (the unsubscribe and preference pages incl
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from flask import Flask, Response
 
 MAX_BODY = 1024 * 1024          # bytes any route reads, unless its endpoint says otherwise
@@ -21,11 +23,10 @@ MAX_FORM_PARTS = 100            # fields in one form post
 FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
-def largest_body() -> int:
-    """The largest body any route accepts: what the WSGI server may buffer at most."""
-    from ..api.spec import REGISTRY
-
-    return max([MAX_BODY, *(op.max_body for op in REGISTRY)])
+def largest_body(others: Iterable[int] = ()) -> int:
+    """The largest body any route accepts (*others*: the API endpoints' own limits): what the WSGI server may
+    buffer at most."""
+    return max([MAX_BODY, *others])
 
 
 def init_app(app: Flask) -> None:

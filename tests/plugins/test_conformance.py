@@ -12,7 +12,6 @@ import pytest
 from nudge_example_push import PushChannel
 
 from plugins.email_smtp import EmailChannel
-from server.config import parse_smtp_url
 from server.plugin_testing import ChannelConformance
 from server.sdk import SendResult
 
@@ -27,9 +26,9 @@ class SmtpPeer:
     def __init__(self, server: SmtpServer):
         self.server = server
         unreachable = f"smtp://127.0.0.1:{free_port()}?timeout=5"
-        self.settings = {"SMTP_URL": server.url, "SMTP": parse_smtp_url(server.url),
+        self.settings = {"SMTP_URL": server.url,
                          "MAIL_FROM": "Conformance <suite@acme.example>", "POSTAL_ADDRESS": "1 Main Street"}
-        self.unreachable_settings = {**self.settings, "SMTP_URL": unreachable, "SMTP": parse_smtp_url(unreachable)}
+        self.unreachable_settings = {**self.settings, "SMTP_URL": unreachable}
 
     def seen_ids(self) -> list[str]:
         return [msg["Message-ID"] for msg in self.server.messages]
