@@ -41,8 +41,8 @@ def test_custom_events_are_legal_and_typos_of_known_ones_are_warnings():
 
 
 def test_misspelt_builtin_events_are_errors():
-    assert problems("when sms.opted_in then stop") == [
-        '1:6: unknown event "sms.opted_in" — did you mean "sms.opted_out"?']
+    assert problems("when sms.opted_ot then stop") == [
+        '1:6: unknown event "sms.opted_ot" — did you mean "sms.opted_out"?']
     assert problems("when contact.deleted then stop")[0].startswith('1:6: unknown event "contact.deleted"')
 
 
