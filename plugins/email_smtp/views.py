@@ -17,7 +17,7 @@ import hmac
 from email import message_from_bytes, policy
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from server.sdk import channel, problem, record_status
 from server.sdk import unsubscribe as record_unsubscribe
@@ -38,7 +38,8 @@ CHANNEL = "email"
 
 
 def _setting(key: str) -> Any:
-    return channel(CHANNEL).config.get(key)
+    """A setting of the email channel as validated at start-up, else as the app has it now."""
+    return channel(CHANNEL).config.get(key) or current_app.config.get(key)
 
 
 def _refused(purpose: str) -> Response | None:
