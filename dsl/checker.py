@@ -11,9 +11,7 @@ import datetime as dt
 from . import ast as A
 from .diagnostics import Diagnostic, did_you_mean, sort_key, suggestion
 from .typecheck import OPENS_WARNING, Reporter, Scope, TypeChecker, article, compatible
-from .vocabulary import (
-    BUILTIN_EVENTS, READ_ONLY_FIELDS, RESERVED_EVENT_NAMESPACES, Vocabulary,
-)
+from .vocabulary import READ_ONLY_FIELDS, Vocabulary
 
 BUILTIN_STEPS = ("send", "wait", "if", "split", "tag", "untag", "set", "score", "note",
                  "task", "notify", "start", "stop")
@@ -22,8 +20,8 @@ MAX_DURATION = 100 * 365 * 86400
 MIN_INTERVAL = 60
 MAX_ARMS = 26
 
-SMS_QUIET_HOURS_HINT = ("default SMS quiet hours 21:00–08:00 apply; add `quiet hours …` "
-                        "to make it explicit")
+QUIET_HOURS_HINT = ("default {channel} quiet hours {start}–{end} apply; add `quiet hours …` "
+                    "to make it explicit")
 
 
 def check(program: A.Program, vocabulary: Vocabulary | None = None) -> list[Diagnostic]:
@@ -93,11 +91,11 @@ class _Checker:
         known = self.vocabulary.events
         if known is None or name in known:
             return
-        if name.split(".")[0] in RESERVED_EVENT_NAMESPACES and name not in BUILTIN_EVENTS:
-            self.report.error(event, f'unknown event "{name}"{suggestion(name, BUILTIN_EVENTS)}',
-                              f"`{name.split('.')[0]}.…` events are Nudge's own: "
-                              + ", ".join(sorted(e for e in BUILTIN_EVENTS
-                                                 if e.startswith(name.split('.')[0] + "."))))
+        namespace = name.split(".")[0]
+        if namespace in self.vocabulary.reserved:
+            own = sorted(e for e in known if e.startswith(namespace + "."))
+            self.report.error(event, f'unknown event "{name}"{suggestion(name, own)}',
+                              f"`{namespace}.…` events are Nudge's own: " + ", ".join(own))
             return
         if self.vocabulary.raised is not None:
             if name not in self.vocabulary.raised:
@@ -132,11 +130,15 @@ class _Checker:
             self.report.warning(rule, "this rule has no steps", "add steps after `then`")
         self.check_block(rule.steps, scope)
         if rule.quiet_hours is None:
-            first_sms = next((node for node in A.walk(rule) if isinstance(node, A.Send)
-                              and node.channel.text == "sms"), None)
-            if first_sms is not None:
-                self.report.warning(first_sms, "`send sms` in a rule without `quiet hours`",
-                                    SMS_QUIET_HOURS_HINT)
+            windows = self.vocabulary.quiet_hours
+            first = next((node for node in A.walk(rule) if isinstance(node, A.Send)
+                          and node.channel.text in windows), None)
+            if first is not None:
+                channel = first.channel.text
+                start, end = windows[channel]
+                self.report.warning(first, f"`send {channel}` in a rule without `quiet hours`",
+                                    QUIET_HOURS_HINT.format(channel=channel.upper() if len(channel) <= 3
+                                                            else channel, start=start, end=end))
 
     def check_header(self, rule: A.Rule) -> None:
         for kind, word in ((A.EntryPolicy, "entry policy"), (A.Goal, "goal (`until`)"),
@@ -149,7 +151,7 @@ class _Checker:
         goal = rule.goal
         if goal is not None:
             self.check_event(goal.event)
-            if goal.event.name == "email.opened":
+            if self.vocabulary.is_open(goal.event.name):
                 self.report.warning(goal, *OPENS_WARNING)
             if goal.where is not None:
                 self.types.condition(goal.where, Scope(goal.event.name, True))
@@ -242,7 +244,7 @@ class _Checker:
 
     def step_WaitFor(self, step: A.WaitFor, scope):  # noqa: N802
         self.check_event(step.event)
-        if step.event.name == "email.opened":
+        if self.vocabulary.is_open(step.event.name):
             self.report.warning(step, *OPENS_WARNING)
         if step.where is not None:
             self.types.condition(step.where, Scope(step.event.name, True))

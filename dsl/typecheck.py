@@ -236,7 +236,7 @@ class TypeChecker:
 
     def _did(self, expr: A.Did, scope: Scope) -> str:
         self.check_event(expr.event)
-        if expr.event.name == "email.opened":
+        if self.vocabulary.is_open(expr.event.name):
             self.report.warning(expr, *OPENS_WARNING)
         if expr.where is not None:
             self.condition(expr.where, Scope(expr.event.name, True))

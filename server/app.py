@@ -55,6 +55,9 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     pm.validate_config(app.config)
     _check_teams(app.config["TEAMS"], pm.channels)
     app.extensions["nudge.plugins"] = pm
+    from . import plugin_writes
+
+    app.extensions["nudge.sdk"] = plugin_writes  # what server.sdk's reads and writes call
 
     from . import api
     from .web import admin, csrf, forms, health, shell, signin, tracking, unsubscribe

@@ -91,7 +91,7 @@ def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[.
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .api.problems import problem
+            from .problems import problem
             from .db import get_session
 
             header = request.headers.get("Authorization", "")

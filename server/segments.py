@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -88,7 +88,12 @@ def members_clause(session: Session, tree: Any, now: dt.datetime | None = None) 
                  segment=lambda name: segment_tree(session, name))
 
 
-def is_member(session: Session, contact: Contact, name: str, now_ts: int | float) -> bool:
+#: builds the evaluation context of one contact at a moment, ``(session, contact, now_ts) -> scope``: the engine's
+#: ``Scope`` (the same reading of every value), handed in by the caller, so segments never import the engine
+ScopeFactory = Callable[[Session, Contact, int], Any]
+
+
+def is_member(session: Session, contact: Contact, name: str, now_ts: int | float, *, scope: ScopeFactory) -> bool:
     """Whether *contact* is in segment *name* at *now_ts* (seconds): the engine's ``in segment`` hook."""
     tree = segment_tree(session, name)
     if tree is None:
@@ -97,36 +102,30 @@ def is_member(session: Session, contact: Contact, name: str, now_ts: int | float
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
-        return _holds(session, contact, tree, now)
+        return dsl.holds(tree, scope(session, contact, int(now.timestamp())))
     return session.scalar(select(Contact.id).where(Contact.id == contact.id, clause)) is not None
 
 
-def _holds(session: Session, contact: Contact, tree: Any, now: dt.datetime) -> bool:
-    from .engine.scope import Scope  # the engine's evaluation context: the same reading of every value
-
-    scope = Scope(session, contact, int(now.timestamp()), None, segments=is_member)
-    return dsl.holds(tree, scope)
-
-
-def iter_members(session: Session, tree: Any, now: dt.datetime | None = None) -> Iterator[Contact]:
-    """Every member, in id order: by SQL when possible, else by evaluating each contact."""
+def iter_members(session: Session, tree: Any, now: dt.datetime | None = None, *,
+                 scope: ScopeFactory) -> Iterator[Contact]:
+    """Every member, in id order: by SQL when possible, else by evaluating each contact in its *scope*."""
     now = now or utcnow()
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
         for contact in session.scalars(select(Contact).order_by(Contact.id).execution_options(yield_per=500)):
-            if _holds(session, contact, tree, now):
+            if dsl.holds(tree, scope(session, contact, int(now.timestamp()))):
                 yield contact
         return
     yield from session.scalars(select(Contact).where(clause).order_by(Contact.id).execution_options(yield_per=500))
 
 
-def count(session: Session, tree: Any, now: dt.datetime | None = None) -> int:
+def count(session: Session, tree: Any, now: dt.datetime | None = None, *, scope: ScopeFactory) -> int:
     """How many contacts are in the segment now."""
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
-        return sum(1 for _ in iter_members(session, tree, now))
+        return sum(1 for _ in iter_members(session, tree, now, scope=scope))
     return session.scalar(select(func.count(Contact.id)).where(clause)) or 0
 
 

@@ -67,13 +67,17 @@ WELCOME_RULE = 'rule "Welcome"\n  always\nwhen form.submitted then\n  send email
 
 
 def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge") -> None:
-    """Compile and activate rules exactly as `nudge apply` does."""
-    import dsl
+    """Compile and activate rules exactly as `nudge apply` does (against the installed plugins' names; any
+    template name goes)."""
+    from dataclasses import replace
 
     from server.engine.rules import RuleError, apply_plans, compile_rules
+    from server.engine.vocabulary import plugin_vocabulary
 
     with app.app_context():
-        plans, errors, _ = compile_rules([(filename, text)], dsl.Vocabulary.default())
+        words = plugin_vocabulary(app.extensions["nudge.plugins"])
+        words = replace(words, channels={name: None for name in words.channels})
+        plans, errors, _ = compile_rules([(filename, text)], words)
         if errors:
             raise RuleError(errors)
         session = get_session()

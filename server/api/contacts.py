@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify
+from flask import current_app, jsonify
 from sqlalchemy import exists, select
 
 from ..consent import current_consents, record_consent
@@ -11,9 +11,10 @@ from ..contacts import (announce_changes, apply_changes, audit, clean_contact, c
                         erase_contact, export_contact, find_contact, merge_contacts, opt_out, upsert_contact)
 from ..contacts.service import MAX_SCORE, clean_tag
 from ..db import get_session
+from ..engine.jobs import enqueue_events
 from ..models import Consent, Contact, ContactTag, Event, Note, Scope
 from . import bp
-from .common import actor, channels, enqueue_events, secret, text
+from .common import actor, channels, secret, text
 from .pagination import paginate, sort_param
 from .spec import CURSOR, ID, LIMIT, TIMESTAMP, endpoint, get_or_404, nullable, page_of, query_param, schema
 
@@ -274,7 +275,8 @@ def list_consents(contact_id: int):
 
 @endpoint(bp, "POST", "/contacts/{contact_id}/consents", summary="Record consent given or revoked", tag="contacts",
           body=CONSENT_INPUT, responses={201: ("the ledger row", CONSENT)},
-          description="A revocation also raises <channel>.unsubscribed and stops queued sends on that channel.")
+          description="A revocation also raises the channel's opt-out event (<channel>.unsubscribed unless the "
+                      "channel declares another, e.g. sms.opted_out) and stops queued sends on that channel.")
 def post_consent(contact_id: int, body: dict[str, Any]):
     from flask import request
 
@@ -287,6 +289,7 @@ def post_consent(contact_id: int, body: dict[str, Any]):
                              ip=request.remote_addr, user_agent=request.user_agent.string)
     else:
         event = opt_out(session, contact, body["channel"], source, ip=request.remote_addr,
+                        event=current_app.extensions["nudge.plugins"].opt_out_event(body["channel"]),
                         user_agent=request.user_agent.string)
         event_ids = [event.id] if event is not None else []
         row = session.scalars(select(Consent).where(Consent.contact_id == contact_id, Consent.channel == body["channel"])

@@ -159,6 +159,7 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
     """Run the web server (admin UI, API, tracking endpoints)."""
     import waitress
 
+    from ..api.spec import REGISTRY
     from ..web.security import largest_body
 
     _setup_logging()
@@ -167,7 +168,7 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
     _exit_on_sigterm()
     try:  # waitress refuses a larger body itself (413), before buffering it
         waitress.serve(app, host=host, port=port, threads=threads, ident="nudge",
-                       max_request_body_size=largest_body())
+                       max_request_body_size=largest_body(op.max_body for op in REGISTRY))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the port is taken (or the address is not ours): one line, not a traceback

@@ -70,7 +70,8 @@ def register(group: click.Group) -> None:
         """Run RULES against a timeline on a virtual clock; print one JSON effect per line."""
         from ..config import ConfigError
         from ..engine.rules import RuleError
-        from ..engine.simulate import TimelineError, simulate as run
+        from ..engine.simulate import TimelineError
+        from ..simulation import simulate as run
 
         sources = _read_sources(rules)
         try:

@@ -6,12 +6,14 @@ over the database, so simulation and live runs evaluate conditions the same way.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Contact, ContactTag, Event
+from ..segments import is_member
 from .timeutil import UTC, parse_date_value, to_dt
 
 BUILTIN_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "timezone", "locale", "stage",
@@ -91,11 +93,14 @@ class Scope:
         return sum(1 for props in rows if holds(where, self.for_event(props)))
 
     def in_segment(self, name: str) -> bool:
-        if self._segments is None:  # the segments stored in the database
-            from ..segments import is_member  # imported here: it evaluates with a Scope itself
-
-            self._segments = is_member
+        if self._segments is None:  # the segments stored in the database, evaluated with a Scope like this one
+            self._segments = partial(is_member, scope=Scope.of)
         return bool(self._segments(self.session, self.contact, name, self._now_ts))
+
+    @classmethod
+    def of(cls, session: Session, contact: Contact, now_ts: int) -> "Scope":
+        """A contact's scope at *now_ts*, without an event (what segments evaluate their conditions in)."""
+        return cls(session, contact, now_ts)
 
     def for_event(self, props: Mapping[str, Any]) -> "Scope":
         """The same contact and clock, with ``event`` bound to another event (inside ``did … where``)."""

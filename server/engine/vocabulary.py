@@ -16,47 +16,52 @@ RECENT_EVENTS = 100_000
 
 
 def plugin_vocabulary(plugins: Any) -> Any:
-    """Nudge's built-ins with what the plugins register (channels, steps, events): what ``nudge check``
-    knows without an instance. Nothing has been received yet, so every other custom event is flagged."""
+    """Nudge's built-ins with what the plugins register (channels with their built-in templates, steps, events,
+    quiet hours): what ``nudge check`` knows without an instance. Nothing has been received yet, so every other
+    custom event is flagged."""
     import dsl
 
     parts = plugins.vocabulary_parts()
     base = dsl.Vocabulary.default()
-    from .render import BUILTIN
-
-    return replace(base, channels={channel: frozenset(BUILTIN.get(channel, ())) for channel in parts["channels"]},
+    channels = {name: frozenset(plugins.channels[name].builtin_templates) for name in parts["channels"]}
+    return replace(base, channels=channels,
                    events=frozenset(base.events or ()) | CORE_EVENTS | frozenset(parts["events"]),
-                   steps=frozenset(base.steps) | frozenset(parts["actions"]), raised=frozenset())
+                   steps=frozenset(base.steps) | frozenset(parts["actions"]), raised=frozenset(),
+                   namespaces=frozenset(parts["namespaces"]), quiet_hours=dict(parts["quiet_hours"]))
 
 
-def with_templates(vocabulary: Any, templates: Iterable[tuple[str, str]] = (), endpoints: Iterable[str] = ()) -> Any:
-    """*vocabulary* that also knows these ``(channel, name)`` templates and webhook endpoints."""
+def with_templates(vocabulary: Any, templates: Iterable[tuple[str, str]] = ()) -> Any:
+    """*vocabulary* that also knows these ``(channel, name)`` templates (an endpoint channel's endpoints too)."""
     names = {channel: set(known or ()) for channel, known in vocabulary.channels.items()}
     for channel, name in templates:
         names.setdefault(channel, set()).add(name)
-    endpoints = set(endpoints)
-    if "webhook" in names or endpoints:
-        names.setdefault("webhook", set()).update(endpoints)
     return replace(vocabulary, channels={channel: frozenset(found) for channel, found in names.items()})
 
 
-def instance_vocabulary(session: Session, plugins: Any, extra_templates: Iterable[tuple[str, str]] = (),
-                        extra_endpoints: Iterable[str] = ()) -> Any:
-    """Channels, steps and events from the plugins; templates, webhook endpoints, custom fields, segments,
-    rule names and the event names received so far from the database; plus templates and endpoints about
-    to be saved with the rules.
+def endpoint_names(session: Session, plugins: Any) -> list[tuple[str, str]]:
+    """The stored endpoints as ``(channel, name)`` for every channel that sends to endpoints."""
+    channels = [name for name, cls in sorted(plugins.channels.items()) if cls.endpoints]
+    names = list(session.scalars(select(WebhookEndpoint.name))) if channels else []
+    return [(channel, name) for channel in channels for name in names]
+
+
+def instance_vocabulary(session: Session, plugins: Any, extra_templates: Iterable[tuple[str, str]] = ()) -> Any:
+    """Channels, steps and events from the plugins; templates, endpoints, custom fields, segments, rule
+    names and the event names received so far from the database; plus templates (and endpoints) about to be
+    saved with the rules.
     """
     from ..segments import vocabulary as stored
 
     base = stored(session)  # built-in events and fields, custom field definitions, segment names
     offline = plugin_vocabulary(plugins)
-    templates = [*session.execute(select(Template.channel, Template.name)), *extra_templates]
-    endpoints = [*session.scalars(select(WebhookEndpoint.name)), *extra_endpoints]
+    templates = [*session.execute(select(Template.channel, Template.name)), *endpoint_names(session, plugins),
+                 *extra_templates]
     recent = select(Event.name).order_by(Event.id.desc()).limit(RECENT_EVENTS).subquery()
     received = frozenset(session.scalars(select(recent.c.name).distinct()))
-    vocabulary = replace(base, channels=offline.channels, events=offline.events | frozenset(base.events or ()),
-                         steps=offline.steps | frozenset(base.steps), rules=None, raised=received)
-    return with_templates(vocabulary, templates, endpoints)
+    vocabulary = replace(offline, events=offline.events | frozenset(base.events or ()),
+                         steps=offline.steps | frozenset(base.steps), contact_fields=base.contact_fields,
+                         segments=base.segments, rules=None, raised=received)
+    return with_templates(vocabulary, templates)
 
 
-__all__ = ["CORE_EVENTS", "instance_vocabulary", "plugin_vocabulary", "with_templates"]
+__all__ = ["CORE_EVENTS", "endpoint_names", "instance_vocabulary", "plugin_vocabulary", "with_templates"]

@@ -111,7 +111,7 @@ class Form(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255), default="")
-    channel: Mapped[str] = mapped_column(String(64), default="email")
+    channel: Mapped[str] = mapped_column(String(64))
     #: the consent text shown next to the checkbox; stored with every consent it collects
     wording: Mapped[str] = mapped_column(Text, default="")
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -19,6 +19,8 @@ no ``<base>``, forms only to Nudge, no framing.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from flask import Flask, Response, g, request
 
 MAX_BODY = 1024 * 1024          # bytes any route reads, unless its endpoint says otherwise
@@ -32,11 +34,10 @@ ADMIN_CSP = "; ".join([
 FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
-def largest_body() -> int:
-    """The largest body any route accepts: what the WSGI server may buffer at most."""
-    from ..api.spec import REGISTRY
-
-    return max([MAX_BODY, *(op.max_body for op in REGISTRY)])
+def largest_body(others: Iterable[int] = ()) -> int:
+    """The largest body any route accepts (*others*: the API endpoints' own limits): what the WSGI server may
+    buffer at most."""
+    return max([MAX_BODY, *others])
 
 
 def init_app(app: Flask) -> None:

@@ -16,10 +16,12 @@ import pytest
 import dsl
 from dsl.vocabulary import BUILTIN_EVENTS
 
+from .helpers import with_channels
+
 CASES = Path(__file__).parent / "cases"
 SOURCES = sorted(CASES.glob("*.nudge"))
 
-VOCABULARY = dsl.Vocabulary(
+VOCABULARY = with_channels(dsl.Vocabulary(
     channels={
         "email": frozenset({"welcome", "keep_going", "getting_started", "trainer_intro"}),
         "sms": None,
@@ -32,7 +34,7 @@ VOCABULARY = dsl.Vocabulary(
     steps=frozenset({"crm_push"}),
     segments=frozenset({"vip", "trial members"}),
     rules=frozenset({"Scheduled"}),
-)
+))
 
 
 def render(path: Path) -> str:
