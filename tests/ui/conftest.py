@@ -71,6 +71,7 @@ def _watched_page(browser, live_server, what: str):
     context.set_default_timeout(15_000)
     pg = context.new_page()
     errors: list[str] = []
+    pg.nudge_errors = errors  # a test that provokes an error on purpose takes it out of this list
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     # what the admin pages' Content-Security-Policy blocked (an inline script or style, an eval) is an error too
     pg.on("console", lambda msg: errors.append(msg.text)
