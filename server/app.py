@@ -65,6 +65,9 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
+    from .web import rules as rules_area
+
+    app.register_blueprint(rules_area.bp)
     app.register_blueprint(forms.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(unsubscribe.bp)

@@ -232,8 +232,12 @@ def simulation_app(config: dict[str, Any] | None = None) -> Any:
 
 
 def simulate(sources: list[tuple[str, str]], timeline: list[str], until: str | None = None, trace: bool = False,
-             config: dict[str, Any] | None = None, timeline_name: str = "timeline") -> list[dict[str, Any]]:
-    """Run *sources* against *timeline* (named *timeline_name* in errors); return the effects in time order."""
+             config: dict[str, Any] | None = None, timeline_name: str = "timeline",
+             fields: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Run *sources* against *timeline* (named *timeline_name* in errors); return the effects in time order.
+
+    :param fields: contact fields the rules may name besides those the timeline sets (an instance's custom fields).
+    """
     lines = read_timeline(timeline, timeline_name)
     with tempfile.TemporaryDirectory(prefix="nudge-sim-") as home:
         app = simulation_app({"HOME": home, **(config or {})})
@@ -241,7 +245,7 @@ def simulate(sources: list[tuple[str, str]], timeline: list[str], until: str | N
             sim = Simulation(app, trace=trace)
             start = lines[0].at if lines else to_ts(datetime.now().astimezone())
             sim.ctx.now = start
-            sim.load_rules(sources, timeline_fields(lines))
+            sim.load_rules(sources, timeline_fields(lines) | set(fields))
             sim.run(lines, parse_time(until, "--until") if until else None)
             result = list(sim.effects())
         app.extensions["nudge.db"].dispose()
