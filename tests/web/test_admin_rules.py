@@ -174,8 +174,8 @@ def test_vocabulary_lists_what_the_instance_knows(crm_app):
 
 
 def test_validate_answers_the_checkers_diagnostics_with_their_fixes(app):
-    viewer = signed_in(app, "viewer")  # validating changes nothing: a viewer's read-only editor shows problems too
-    answer = _json(viewer, "/admin/rules/validate", {"source": TYPO + "\nrule \"Other\"\nwhen form.submited then\nend\n"})
+    editor = signed_in(app, "editor")
+    answer = _json(editor, "/admin/rules/validate", {"source": TYPO + "\nrule \"Other\"\nwhen form.submited then\nend\n"})
     assert answer.status_code == 200 and answer.mimetype == "application/json"
     found = {d["message"]: d for d in answer.get_json()["diagnostics"]}
     sned = found['unknown step "sned" — did you mean "send"?']
@@ -279,6 +279,7 @@ def test_roles_and_csrf_on_every_endpoint(app):
     for url in ("/admin/rules/new", f"/admin/rules/{rule_id}/activate"):
         assert viewer.get(url).status_code == 403 and editor.get(url).status_code == 200, url
     writes = ["/admin/rules/new", f"/admin/rules/{rule_id}", "/admin/rules/format", "/admin/rules/fix",
+              "/admin/rules/validate", f"/admin/rules/{rule_id}/validate", f"/admin/rules/{rule_id}/fix",
               f"/admin/rules/{rule_id}/activate", f"/admin/rules/{rule_id}/pause", f"/admin/rules/{rule_id}/resume",
               "/admin/rules/try", f"/admin/rules/{rule_id}/try", "/admin/rules/sample", f"/admin/rules/{rule_id}/tests",
               f"/admin/rules/{rule_id}/tests/1/delete"]
@@ -289,8 +290,9 @@ def test_roles_and_csrf_on_every_endpoint(app):
         assert no_token.status_code == 400, url
         signed_out = nobody.post(url, data={"source": WELCOME}, headers=HX)
         assert signed_out.status_code in (400, 401), url  # no session: the token fails first, or sign-in is asked
-    assert _json(viewer, f"/admin/rules/{rule_id}/validate", {"source": WELCOME}).status_code == 200
-    assert viewer.post("/admin/rules/validate", json={"source": WELCOME}).status_code == 400, "CSRF on JSON too"
+    assert _json(viewer, f"/admin/rules/{rule_id}/validate", {"source": WELCOME}).status_code == 403
+    assert _json(editor, f"/admin/rules/{rule_id}/validate", {"source": WELCOME}).status_code == 200
+    assert editor.post("/admin/rules/validate", json={"source": WELCOME}).status_code == 400, "CSRF on JSON too"
     with app.app_context():
         assert get_session().scalar(select(RuleVersion.id).where(RuleVersion.number == 2)) is None, "nothing saved"
     assert editor.get("/admin/rules/999999").status_code == 404
@@ -319,13 +321,17 @@ def test_saving_keeps_a_draft_with_its_author_and_refuses_a_text_with_errors(app
         assert [e.action for e in get_session().scalars(select(AuditEntry))] == ["rule.draft"]
 
 
-def test_activating_shows_the_plan_of_nudge_apply_then_migrates_when_asked(app, client, smtp_server):
+def _one_waiting(app, client):
+    """A running rule with one contact waiting at its second step; an editor signed in."""
     load_rules(app, 'rule "Welcome"\nwhen form.submitted then\n  send email welcome\n  wait 3d\n'
                     '  send email welcome\nend\n')
     assert post_event(client, api_key(app), email="ana@example.com").status_code == 202
     run_worker(app)
-    editor = signed_in(app, "editor")
-    rule = _rule(app)
+    return signed_in(app, "editor"), _rule(app)
+
+
+def test_activating_shows_the_plan_of_nudge_apply_then_migrates_when_asked(app, client):
+    editor, rule = _one_waiting(app, client)
     v2 = 'rule "Welcome"\nwhen form.submitted then\n  send email welcome\n  wait 2d\n  tag "nudged"\nend\n'
     assert _form(editor, f"/admin/rules/{rule.id}", source=v2).status_code == 302
     page = html.unescape(editor.get(f"/admin/rules/{rule.id}/activate?version=2").get_data(as_text=True))
@@ -349,12 +355,7 @@ def test_activating_shows_the_plan_of_nudge_apply_then_migrates_when_asked(app, 
 
 
 def test_activating_with_migrate_moves_contacts_to_the_same_step(app, client):
-    load_rules(app, 'rule "Welcome"\nwhen form.submitted then\n  send email welcome\n  wait 3d\n'
-                    '  send email welcome\nend\n')
-    assert post_event(client, api_key(app), email="ana@example.com").status_code == 202
-    run_worker(app)
-    editor = signed_in(app, "editor")
-    rule = _rule(app)
+    editor, rule = _one_waiting(app, client)
     assert _form(editor, f"/admin/rules/{rule.id}", source='rule "Welcome"\nwhen form.submitted then\n  send email '
                  'welcome\n  wait 3d\n  tag "late"\n  send email welcome\nend\n').status_code == 302
     assert _form(editor, f"/admin/rules/{rule.id}/activate", version="2", migrate="yes").status_code == 302

@@ -1,15 +1,16 @@
 """Helpers the rules pages share: finding a rule, reading the editor's text, diagnostics as the editor wants them."""
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from flask import Response, abort, current_app, json, request
 
 from ...db import get_session
 from ...engine.editing import MAX_TEXT, RuleCheck, check_rule_text
-from ...models import Rule
+from ...models import Role, Rule
 from ...sdk import JsonInputError, parse_json
-from ..access import current_user
+from ..access import current_user, requires
+from . import bp
 
 #: origins that are not a file of ``nudge apply``
 NOT_FILES = frozenset({"api", "editor"})
@@ -23,6 +24,24 @@ def refuse(status: int, description: str) -> NoReturn:
                 "status": status, "detail": description}
         abort(Response(json.dumps(body), status, mimetype="application/problem+json"))
     abort(status, description=description)
+
+
+def new_and_saved(new: str, saved: str, endpoint: str) -> Callable[[Callable[[Rule | None], Any]], Any]:
+    """Serve ``view(rule)`` for editors by POST at *new* (endpoint *endpoint*, ``rule`` None: the text is a new
+    rule) and at *saved* (``/<int:rule_id>…``, endpoint ``<endpoint>_rule``: the text is a new version of it)."""
+    def decorator(view: Callable[[Rule | None], Any]) -> Callable[[Rule | None], Any]:
+        def for_new() -> Any:
+            return view(None)
+
+        def for_saved(rule_id: int) -> Any:
+            return view(find_rule(rule_id))
+
+        for function, path, name in ((for_new, new, endpoint), (for_saved, saved, f"{endpoint}_rule")):
+            function.__doc__ = view.__doc__
+            bp.add_url_rule(path, name, requires(Role.EDITOR)(function), methods=["POST"])
+        return view
+
+    return decorator
 
 
 def plugins() -> Any:
@@ -118,5 +137,5 @@ def apply_fix(text: str, line: int, col: int, end_line: int, end_col: int, inser
     return "\n".join([*lines[:line - 1], head + insert + tail, *lines[end_line:]])
 
 
-__all__ = ["refuse", "applied_from", "apply_fix", "check", "diagnostic_json", "email", "find_rule", "fix_label", "form_source",
+__all__ = ["new_and_saved", "refuse", "applied_from", "apply_fix", "check", "diagnostic_json", "email", "find_rule", "fix_label", "form_source",
            "json_source", "plugins", "wants_json"]

@@ -17,7 +17,8 @@ from ...engine.vocabulary import editor_words
 from ...models import Role, Rule
 from ..access import current_role, requires
 from . import bp
-from .common import apply_fix, check, diagnostic_json, find_rule, form_source, json_source, plugins, wants_json
+from .common import (apply_fix, check, diagnostic_json, find_rule, form_source, json_source, new_and_saved, plugins,
+                     wants_json)
 
 
 def area(rule: Rule | None, text: str, diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -25,12 +26,19 @@ def area(rule: Rule | None, text: str, diagnostics: list[dict[str, Any]] | None 
     if diagnostics is None:
         diagnostics = [diagnostic_json(d) for d in check(text, rule).diagnostics]
     role = current_role()
-    rule_id = rule.id if rule is not None else None
     return {"text": text, "diagnostics": diagnostics, "readonly": role is None or not role.allows(Role.EDITOR),
-            "urls": {"vocabulary": url_for("rules.vocabulary"),
-                     "validate": url_for("rules.validate", rule_id=rule_id),
-                     "format": url_for("rules.format_rule"),
-                     "fix": url_for("rules.fix", rule_id=rule_id)}}
+            "urls": urls(rule)}
+
+
+def urls(rule: Rule | None) -> dict[str, str]:
+    """Where the editor of *rule* (None: a new rule) sends its text: each endpoint has a form for a new rule
+    and one for a saved rule (whose name the text must keep)."""
+    def of(endpoint: str) -> str:
+        return url_for(f"rules.{endpoint}_rule", rule_id=rule.id) if rule is not None else url_for(f"rules.{endpoint}")
+
+    return {"vocabulary": url_for("rules.vocabulary"), "format": url_for("rules.format_rule"),
+            "validate": of("validate"), "fix": of("fix"), "try": of("try_it"),
+            "save": url_for("rules.save_rule", rule_id=rule.id) if rule is not None else url_for("rules.save")}
 
 
 def _area(rule: Rule | None, text: str, diagnostics: list[dict[str, Any]] | None = None, status: int = 200):
@@ -44,12 +52,9 @@ def vocabulary():
     return jsonify(editor_words(get_session(), plugins()))
 
 
-@bp.post("/validate", defaults={"rule_id": None})
-@bp.post("/<int:rule_id>/validate")
-@requires(Role.VIEWER, writes=Role.VIEWER)  # it only reads: a viewer's read-only editor shows the problems too
-def validate(rule_id: int | None):
-    """The checker's diagnostics for the editor's text (as a new rule, or a new version of *rule_id*)."""
-    rule = find_rule(rule_id)
+@new_and_saved("/validate", "/<int:rule_id>/validate", "validate")
+def validate(rule: Rule | None):
+    """The checker's diagnostics for the editor's text (a new rule, or a new version of a saved one)."""
     if wants_json():
         return jsonify({"diagnostics": [diagnostic_json(d) for d in check(json_source(), rule).diagnostics]})
     return _area(rule, form_source())
@@ -72,12 +77,9 @@ def format_rule():
     return _area(find_rule(request.form.get("rule_id", type=int)), formatted)
 
 
-@bp.post("/fix", defaults={"rule_id": None})
-@bp.post("/<int:rule_id>/fix")
-@requires(Role.EDITOR)
-def fix(rule_id: int | None):
+@new_and_saved("/fix", "/<int:rule_id>/fix", "fix")
+def fix(rule: Rule | None):
     """Apply one fix of a diagnostic (its span and text, as listed) to the posted text; the editor, checked again."""
-    rule = find_rule(rule_id)
     text = form_source()
     try:
         span = [int(request.form.get(name, "")) for name in ("line", "col", "end_line", "end_col")]

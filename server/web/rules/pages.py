@@ -16,11 +16,11 @@ from ...engine.editing import activate as activate_version, plan_activation, sav
 from ...engine.rulestats import STATUSES, rule_rows
 from ...engine.timeutil import to_ts
 from ...engine.tryit import MadeUp, cases_of, rerun_cases, sample_timeline
-from ...models import Role, Rule, RuleStatus, RuleVersion, utcnow
+from ...models import Role, Rule, RuleVersion, utcnow
 from ..access import actor, current_role, requires
 from ..flash import is_htmx, notify
 from . import bp
-from .common import applied_from, check, diagnostic_json, email, find_rule, form_source, plugins
+from .common import applied_from, check, diagnostic_json, email, find_rule, form_source, new_and_saved, plugins
 from .contract import area
 
 NEW_RULE = 'rule "New rule"\nwhen contact.created then\nend\n'
@@ -100,12 +100,9 @@ def show(rule_id: int):
     return _page(rule, shown.source if shown is not None else "", shown=shown)
 
 
-@bp.post("/new", defaults={"rule_id": None})
-@bp.post("/<int:rule_id>")
-@requires(Role.EDITOR)
-def save(rule_id: int | None):
-    """Save the text as a draft (a new rule, or the rule's next version); nothing runs until it is activated."""
-    rule = find_rule(rule_id)
+@new_and_saved("/new", "/<int:rule_id>", "save")
+def save(rule: Rule | None):
+    """Save the text as a draft: a new rule, or the rule's next version; nothing runs until it is activated."""
     text = form_source()
     result = check(text, rule)
     diagnostics = [diagnostic_json(d) for d in result.diagnostics]
@@ -140,21 +137,31 @@ def _report_cases(cases: list[Any]) -> None:
 
 
 # -- versions ----------------------------------------------------------------------------------------------------
-@bp.get("/<int:rule_id>/diff")
-@requires(Role.VIEWER)
-def diff(rule_id: int):
-    """Two versions side by side (the editor bundle's viewer), with a plain unified diff under them."""
+def _with_versions(rule_id: int, lacking: str) -> tuple[Rule, list[RuleVersion]]:
+    """The rule and its versions, newest first; a 404 saying *lacking* when it has none."""
     rule = find_rule(rule_id)
     assert rule is not None
     versions = _versions(rule)
     if not versions:
-        abort(404, description=f"Rule {rule.name!r} has no versions to compare.")
+        abort(404, description=f"Rule {rule.name!r} has no {lacking}.")
+    return rule, versions
+
+
+def _unified(old: RuleVersion | None, new: RuleVersion) -> list[str]:
+    """The lines of a unified diff from *old* (None: nothing) to *new*."""
+    return list(difflib.unified_diff(old.source.splitlines() if old else [], new.source.splitlines(),
+                                     f"v{old.number}" if old else "nothing", f"v{new.number}", lineterm=""))
+
+
+@bp.get("/<int:rule_id>/diff")
+@requires(Role.VIEWER)
+def diff(rule_id: int):
+    """Two versions side by side (the editor bundle's viewer), with a plain unified diff under them."""
+    rule, versions = _with_versions(rule_id, "versions to compare")
     old = _version(rule, request.args.get("old", versions[min(1, len(versions) - 1)].number))
     new = _version(rule, request.args.get("new", versions[0].number))
-    lines = list(difflib.unified_diff(old.source.splitlines(), new.source.splitlines(), f"v{old.number}",
-                                      f"v{new.number}", lineterm=""))
-    return render_template("admin/rules/diff.html", rule=rule, versions=versions, old=old, new=new, lines=lines,
-                           editor_bundle=editor_bundle())
+    return render_template("admin/rules/diff.html", rule=rule, versions=versions, old=old, new=new,
+                           lines=_unified(old, new), editor_bundle=editor_bundle())
 
 
 # -- activate, pause, resume -------------------------------------------------------------------------------------
@@ -162,20 +169,14 @@ def diff(rule_id: int):
 @requires(Role.EDITOR)
 def activate_plan(rule_id: int):
     """What activating a version would do, exactly as ``nudge apply --plan`` prints it, before confirming."""
-    rule = find_rule(rule_id)
-    assert rule is not None
-    versions = _versions(rule)
-    if not versions:
-        abort(404, description=f"Rule {rule.name!r} has no version to activate; save one first.")
+    rule, versions = _with_versions(rule_id, "version to activate; save one first")
     version = _version(rule, request.args.get("version", versions[0].number))
     session = get_session()
     change = plan_activation(session, rule, version)
     active = next((v for v in versions if v.id == rule.active_version_id), None)
-    lines = list(difflib.unified_diff(active.source.splitlines() if active else [], version.source.splitlines(),
-                                      f"v{active.number}" if active else "nothing", f"v{version.number}",
-                                      lineterm=""))
     return render_template("admin/rules/activate.html", rule=rule, version=version, active=active, change=change,
-                           plan=format_changes(ApplyResult(rules=[change])), lines=lines, git=applied_from(rule),
+                           plan=format_changes(ApplyResult(rules=[change])), lines=_unified(active, version),
+                           git=applied_from(rule),
                            cases=cases_of(session, rule.id))
 
 
@@ -229,4 +230,4 @@ def resume(rule_id: int):
     return _set_state(rule_id, "resume")
 
 
-__all__ = ["NEW_RULE", "RuleStatus", "editor_bundle"]
+__all__ = ["NEW_RULE", "editor_bundle"]

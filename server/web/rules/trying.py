@@ -17,7 +17,7 @@ from ...models import Role, Rule, RuleTest, utcnow
 from ..access import actor, requires
 from ..flash import is_htmx, notify
 from . import bp
-from .common import check, email, find_rule, form_source, plugins
+from .common import check, email, find_rule, form_source, new_and_saved, plugins
 
 #: the trace lines that are the rule's effects (the rest say why: waits, branches, timeouts)
 EFFECTS = {"send", "suppressed", "tag", "untag", "set", "score", "note", "task", "notify"}
@@ -57,12 +57,9 @@ def _run(rule: Rule | None) -> tuple[MadeUp | None, str, TryResult | None, str |
             "; ".join(line.splitlines()[0] for line in exc.diagnostics[:3])
 
 
-@bp.post("/try", defaults={"rule_id": None})
-@bp.post("/<int:rule_id>/try")
-@requires(Role.EDITOR)
-def try_it(rule_id: int | None):
+@new_and_saved("/try", "/<int:rule_id>/try", "try_it")
+def try_it(rule: Rule | None):
     """Run the editor's text for the made-up contact through the timeline; the effects, in time order."""
-    rule = find_rule(rule_id)
     _contact, _timeline, result, error = _run(rule)
     if result is None:
         return render_template("admin/rules/_try_result.html", error=error, rows=[], rule=rule), 422
