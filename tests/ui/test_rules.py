@@ -140,6 +140,7 @@ def test_a_viewer_reads_a_rule_but_cannot_edit_it(app, page):
     page.get_by_role("link", name="Welcome").click()
     source = _source(page)
     assert source.get_attribute("readonly") is not None and "send email welcome" in source.input_value()
+    assert source.get_attribute("data-validate-url") is None, "the bundle is not sent to validate for a viewer"
     for name in ("Save draft", "Pause", "Run", "Check"):
         assert page.get_by_role("button", name=name).count() == 0
     shot(page, "rule-viewer")
