@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 from . import ast as A
-from .diagnostics import Diagnostic, did_you_mean, sort_key, suggestion
+from .diagnostics import Diagnostic, did_you_mean, sort_key, suggest
+from .formatter import string as quoted
 from .typecheck import OPENS_WARNING, Reporter, Scope, TypeChecker, article, compatible
 from .vocabulary import READ_ONLY_FIELDS, Vocabulary
 
@@ -94,21 +95,22 @@ class _Checker:
         namespace = name.split(".")[0]
         if namespace in self.vocabulary.reserved:
             own = sorted(e for e in known if e.startswith(namespace + "."))
-            self.report.error(event, f'unknown event "{name}"{suggestion(name, own)}',
-                              f"`{namespace}.…` events are Nudge's own: " + ", ".join(own))
+            text, best = suggest(name, own)
+            self.report.error(event, f'unknown event "{name}"{text}',
+                              f"`{namespace}.…` events are Nudge's own: " + ", ".join(own), best)
             return
         if self.vocabulary.raised is not None:
             if name not in self.vocabulary.raised:
-                self.report.warning(event, f'nothing raises event "{name}"'
-                                    f"{suggestion(name, known | self.vocabulary.raised)}",
+                text, best = suggest(name, known | self.vocabulary.raised)
+                self.report.warning(event, f'nothing raises event "{name}"{text}',
                                     "no built-in event, plugin, other rule or event received so far has this "
-                                    "name; if your app will send it (POST /api/v1/events), all is well")
+                                    "name; if your app will send it (POST /api/v1/events), all is well", best)
             return
         close = did_you_mean(name, known, cutoff=0.8)
         if close:
             self.report.warning(event, f'unknown event "{name}" — did you mean "{close}"?',
                                 "custom events are fine; check the spelling if you meant the "
-                                "known one")
+                                "known one", close)
 
     def check_date_field(self, path: A.Path, what: str) -> None:
         if path.root != "contact":
@@ -218,15 +220,16 @@ class _Checker:
         channels = self.vocabulary.channels
         channel, name = step.channel.text, step.template.text
         if channel not in channels:
-            self.report.error(step.channel, f'unknown channel "{channel}"{suggestion(channel, channels)}',
-                              "channels: " + ", ".join(sorted(channels)))
+            text, best = suggest(channel, channels)
+            self.report.error(step.channel, f'unknown channel "{channel}"{text}',
+                              "channels: " + ", ".join(sorted(channels)), best)
             return False
         names = channels[channel]
         if names is not None and name not in names:
             known = ", ".join(sorted(names)[:8]) or "none yet"
-            self.report.error(step.template, f'unknown {channel} template "{name}"'
-                              f"{suggestion(name, names)}",
-                              f"add templates/{channel}/{name}.… or use one of: {known}")
+            text, best = suggest(name, names)
+            self.report.error(step.template, f'unknown {channel} template "{name}"{text}',
+                              f"add templates/{channel}/{name}.… or use one of: {known}", best)
         return False
 
     def step_Wait(self, step: A.Wait, scope):  # noqa: N802
@@ -332,13 +335,15 @@ class _Checker:
         if known is None or name in self.file_rules or name in known:
             return
         candidates = set(known) | self.file_rules
-        self.report.error(step.rule, f'unknown rule "{name}"{suggestion(name, candidates)}',
-                          "`start` names a rule in this file or an active rule")
+        text, best = suggest(name, candidates)
+        self.report.error(step.rule, f'unknown rule "{name}"{text}',
+                          "`start` names a rule in this file or an active rule", quoted(best) if best else None)
 
     def step_PluginStep(self, step: A.PluginStep, scope):  # noqa: N802
         word = step.keyword.text
         if word in self.vocabulary.steps:
             return
         candidates = set(BUILTIN_STEPS) | set(self.vocabulary.steps)
-        self.report.error(step.keyword, f'unknown step "{word}"{suggestion(word, candidates)}',
-                          "steps are " + ", ".join(sorted(candidates)))
+        text, best = suggest(word, candidates)
+        self.report.error(step.keyword, f'unknown step "{word}"{text}',
+                          "steps are " + ", ".join(sorted(candidates)), best)

@@ -261,14 +261,14 @@ class _Driver:
     def _token_error(self, error: UnexpectedToken) -> None:
         token = error.token
         message, hint = token_message(self.lark, error)
-        self._report(message, hint, token.line, token.column, token.end_column)
+        close = close_keyword(self.lark, token, set(error.expected or ()))  # the message's "did you mean"
+        self._report(message, hint, token.line, token.column, token.end_column, replacement=close)
         if token.type == "$END":
             self.aborted = True
             return
         if token.type in _SEPARATORS:
             self._recover(token)
             return
-        close = close_keyword(self.lark, token, set(error.expected or ()))
         if close and not self.statement:
             # `wehn …` recovers as `when …`, so its steps do not cascade.
             token = Token.new_borrow_pos(close.upper(), close, token)
@@ -338,7 +338,8 @@ class _Driver:
             token = error.token
             self._report(message, hint, token.line, token.column)
 
-    def _report(self, message: str, hint: str, line: int, column: int, end_column=None) -> None:
+    def _report(self, message: str, hint: str, line: int, column: int, end_column=None,
+                replacement: str | None = None) -> None:
         if self.diagnostics and (self.diagnostics[-1].line, self.diagnostics[-1].col) == (line, column):
             return
         if len(self.diagnostics) >= MAX_ERRORS:
@@ -350,7 +351,7 @@ class _Driver:
             self.aborted = True
             return
         self.diagnostics.append(Diagnostic(ERROR, self.filename, line, column, message, hint,
-                                           end_column))
+                                           end_column, replacement if end_column is not None else None))
 
 
 def _open_block(values: list) -> Token | None:

@@ -58,6 +58,8 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     from . import plugin_writes
 
     app.extensions["nudge.sdk"] = plugin_writes  # what server.sdk's reads and writes call
+    # the factory of throwaway instances (Try it in the rule editor): layers below the app never import it
+    app.extensions["nudge.create_app"] = create_app
 
     from . import api
     from .web import admin, csrf, forms, health, shell, signin, tracking, unsubscribe
@@ -68,6 +70,9 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
+    from .web import rules as rules_area
+
+    app.register_blueprint(rules_area.bp)
     app.register_blueprint(forms.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(unsubscribe.bp)

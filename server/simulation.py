@@ -4,11 +4,10 @@ The engine never builds an app (:mod:`server.engine.simulate` is handed one); th
 """
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 from .app import create_app
-from .engine.simulate import SIMULATION_SETTINGS
+from .engine.simulate import SIMULATION_SETTINGS, throwaway_instance
 from .engine.simulate import simulate as run
 
 
@@ -20,12 +19,8 @@ def simulation_app(config: dict[str, Any] | None = None) -> Any:
 def simulate(sources: list[tuple[str, str]], timeline: list[str], until: str | None = None, trace: bool = False,
              config: dict[str, Any] | None = None, timeline_name: str = "timeline") -> list[dict[str, Any]]:
     """Run *sources* against *timeline* (named *timeline_name* in errors); return the effects in time order."""
-    with tempfile.TemporaryDirectory(prefix="nudge-sim-") as home:
-        app = simulation_app({"HOME": home, **(config or {})})
-        try:
-            return run(app, sources, timeline, until=until, trace=trace, timeline_name=timeline_name)
-        finally:
-            app.extensions["nudge.db"].dispose()
+    with throwaway_instance(create_app, config) as app:
+        return run(app, sources, timeline, until=until, trace=trace, timeline_name=timeline_name)
 
 
 __all__ = ["simulate", "simulation_app"]

@@ -16,8 +16,8 @@ from flask import has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Rule, RuleVersion, Template, WebhookEndpoint
-from .rules import Checked, RuleChange, apply_plans, check_sources, in_flight, plan_changes
+from ..models import Template, WebhookEndpoint
+from .rules import Checked, RuleChange, apply_plans, check_sources, plan_changes
 
 
 class ApplyError(Exception):
@@ -160,7 +160,7 @@ def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = Fals
         result.rules = plan_changes(session, plans, prune=True)
         session.rollback()
         return result
-    result.rules = apply_plans(session, plans, prune=True, origin=str(root), migrate=migrate)
+    result.rules = apply_plans(session, plans, prune=True, migrate=migrate, from_files=True)
     replan_timers(session, app, result.rules)
     session.commit()
     return result
@@ -192,7 +192,7 @@ def format_changes(result: ApplyResult) -> list[str]:
             continue
         text = f"{symbol[change.action]} rule {change.name!r}"
         if change.action == "create":
-            text += " (new, v1)"
+            text += f" (new, v{change.version})"
         elif change.action == "update":
             text += f" → v{change.version}"
             if change.in_flight:
@@ -209,11 +209,3 @@ def format_changes(result: ApplyResult) -> list[str]:
     lines.append(f"Rules: {counts['create']} to add, {counts['update']} to change, {counts['pause']} to pause.")
     lines += [f"warning: {w}" for w in result.warnings]
     return lines
-
-
-def rule_rows(session: Session) -> list[tuple[str, str, int, int]]:
-    rows = []
-    for rule in session.scalars(select(Rule).order_by(Rule.name)):
-        version = session.get(RuleVersion, rule.active_version_id) if rule.active_version_id else None
-        rows.append((rule.name, rule.status, version.number if version else 0, in_flight(session, rule.id)))
-    return rows

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import select
 
@@ -226,18 +228,33 @@ def simulation_vocabulary(app: Any, fields: set[str]) -> Any:
 SIMULATION_SETTINGS = {"DATABASE_URL": "sqlite://", "SECRET_KEY": "simulation-secret-key-000", "LOAD_ENTRY_POINTS": True}
 
 
+@contextmanager
+def throwaway_instance(make_app: Callable[[dict[str, Any]], Any], config: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A throwaway app for one simulation, built by *make_app* (``create_app``, which the engine never imports)
+    with :data:`SIMULATION_SETTINGS`, a temporary ``HOME`` and *config*; released afterwards."""
+    with tempfile.TemporaryDirectory(prefix="nudge-sim-") as home:
+        app = make_app({**SIMULATION_SETTINGS, "HOME": home, **(config or {})})
+        try:
+            yield app
+        finally:
+            app.extensions["nudge.db"].dispose()
+
+
 def simulate(app: Any, sources: list[tuple[str, str]], timeline: list[str], until: str | None = None,
-             trace: bool = False, timeline_name: str = "timeline") -> list[dict[str, Any]]:
-    """Run *sources* against *timeline* (named *timeline_name* in errors) in *app*, a throwaway instance built
-    with :data:`SIMULATION_SETTINGS` (see :func:`server.simulation.simulate`); return the effects in time order."""
+             trace: bool = False, timeline_name: str = "timeline", fields: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Run *sources* against *timeline* (named *timeline_name* in errors) in *app*, a throwaway instance
+    (:func:`throwaway_instance`); return the effects in time order.
+
+    :param fields: contact fields the rules may name besides those the timeline sets (an instance's custom fields).
+    """
     lines = read_timeline(timeline, timeline_name)
     with app.app_context():
         sim = Simulation(app, trace=trace)
         start = lines[0].at if lines else to_ts(datetime.now().astimezone())
         sim.ctx.now = start
-        sim.load_rules(sources, timeline_fields(lines))
+        sim.load_rules(sources, timeline_fields(lines) | set(fields))
         sim.run(lines, parse_time(until, "--until") if until else None)
         return list(sim.effects())
 
 
-__all__ = ["SIMULATION_SETTINGS", "Simulation", "TimelineError", "simulate"]
+__all__ = ["SIMULATION_SETTINGS", "Simulation", "TimelineError", "simulate", "throwaway_instance"]

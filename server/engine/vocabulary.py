@@ -7,12 +7,14 @@ from typing import Any, Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Event, Template, WebhookEndpoint
+from ..models import ContactTag, Event, Template, WebhookEndpoint
 
 #: events Nudge raises itself beyond the language's built-ins: its forms (``/f/<slug>``) and site tracking
 CORE_EVENTS = frozenset({"form.submitted", "page.visited"})
 #: how many of the latest events are searched for names already received (a bound on a large table)
 RECENT_EVENTS = 100_000
+#: at most this many tags in use are offered to the editor's completion
+MAX_TAGS = 1000
 
 
 def plugin_vocabulary(plugins: Any) -> Any:
@@ -64,4 +66,22 @@ def instance_vocabulary(session: Session, plugins: Any, extra_templates: Iterabl
     return with_templates(vocabulary, templates)
 
 
-__all__ = ["CORE_EVENTS", "endpoint_names", "instance_vocabulary", "plugin_vocabulary", "with_templates"]
+def editor_words(session: Session, plugins: Any) -> dict[str, Any]:
+    """What the rule editor completes, from the same vocabulary the checker uses: events (built in, plugin-declared,
+    received), contact fields (standard and custom, without ``contact.``), tags in use, templates per channel,
+    segments, channels and plugin steps (name and description)."""
+    words = instance_vocabulary(session, plugins)
+    tags = session.scalars(select(ContactTag.tag).distinct().order_by(ContactTag.tag).limit(MAX_TAGS))
+    return {
+        "events": sorted(set(words.events or ()) | set(words.raised or ())),
+        "fields": sorted(words.contact_fields),
+        "tags": list(tags),
+        "templates": {channel: sorted(names or ()) for channel, names in sorted(words.channels.items())},
+        "segments": sorted(words.segments or ()),
+        "channels": sorted(words.channels),
+        "steps": [{"name": name, "detail": getattr(action, "description", "") or f"plugin step {name}"}
+                  for name, action in sorted(plugins.actions.items())],
+    }
+
+
+__all__ = ["CORE_EVENTS", "editor_words", "endpoint_names", "instance_vocabulary", "plugin_vocabulary", "with_templates"]
