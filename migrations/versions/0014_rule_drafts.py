@@ -1,7 +1,7 @@
 """rule drafts: versions saved without activating them, who saved each version, test cases of rules
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-29
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0014'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
