@@ -97,11 +97,12 @@ def is_member(session: Session, contact: Contact, name: str, now_ts: int | float
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
-        return _holds(session, contact, tree, now)
+        return holds(session, contact, tree, now)
     return session.scalar(select(Contact.id).where(Contact.id == contact.id, clause)) is not None
 
 
-def _holds(session: Session, contact: Contact, tree: Any, now: dt.datetime) -> bool:
+def holds(session: Session, contact: Contact, tree: Any, now: dt.datetime) -> bool:
+    """Whether *contact* meets the condition *tree* at *now*, by the engine's evaluator (no SQL needed)."""
     from .engine.scope import Scope  # the engine's evaluation context: the same reading of every value
 
     scope = Scope(session, contact, int(now.timestamp()), None, segments=is_member)
@@ -115,7 +116,7 @@ def iter_members(session: Session, tree: Any, now: dt.datetime | None = None) ->
         clause = members_clause(session, tree, now)
     except Unsupported:
         for contact in session.scalars(select(Contact).order_by(Contact.id).execution_options(yield_per=500)):
-            if _holds(session, contact, tree, now):
+            if holds(session, contact, tree, now):
                 yield contact
         return
     yield from session.scalars(select(Contact).where(clause).order_by(Contact.id).execution_options(yield_per=500))
@@ -130,4 +131,4 @@ def count(session: Session, tree: Any, now: dt.datetime | None = None) -> int:
     return session.scalar(select(func.count(Contact.id)).where(clause)) or 0
 
 
-__all__ = ["Compiled", "compile_condition", "count", "is_member", "iter_members", "members_clause", "segment_tree"]
+__all__ = ["Compiled", "compile_condition", "count", "holds", "is_member", "iter_members", "members_clause", "segment_tree"]
