@@ -164,7 +164,7 @@ def update(contact_id: int):
     db.commit()
     enqueue_events([event.id for event in events])
     labels = {name: label for name, label, *_ in STANDARD} | {f"field.{d.name}": d.label or d.name for d in defs}
-    notify("Saved: " + ", ".join(labels[name] for name in sorted(changed)) + ".")
+    notify("Saved: " + ", ".join(labels[name] for name in before if name in changed) + ".")
     return redirect(url_for("contacts.contact", contact_id=contact.id))
 
 
