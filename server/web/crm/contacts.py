@@ -111,8 +111,10 @@ def _page(contact: Contact, status: int = 200, *, form: dict[str, str] | None = 
     ledger = list(db.scalars(select(Consent).where(Consent.contact_id == contact.id)
                              .order_by(Consent.recorded_at.desc(), Consent.id.desc())))
     current = current_consents(db, contact.id)
-    installed = sorted(current_app.extensions["nudge.plugins"].channels)
-    consent = [(name, current.get(name)) for name in sorted(set(installed) | set(current))]
+    # the channels that reach the contact at an address of theirs (a webhook reaches nobody: no consent to ask)
+    addressed = {name for name, cls in current_app.extensions["nudge.plugins"].channels.items()
+                 if getattr(cls, "address_field", None)}
+    consent = [(name, current.get(name)) for name in sorted(addressed | set(current))]
     rules = dict(db.execute(select(Rule.id, Rule.name)).all())
     journeys = [(e, rules.get(e.rule_id, f"rule {e.rule_id}"), STATE_NAMES.get(EnrolmentState(e.state), "?"),
                  to_dt(e.entered))
