@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from sqlalchemy import ColumnElement, and_, func, not_, select, tuple_, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from ..models import Contact, ContactTag, Segment, utcnow
 from .errors import InvalidInput
@@ -36,6 +36,8 @@ SCAN_LIMIT = 5000
 #: the highest code point: every string that starts with a prefix sorts below prefix + this
 _TOP = "\U0010ffff"
 _PHONE_PUNCTUATION = re.compile(r"[\s\-().\/]")
+#: a page shows each contact's tags: one query for the page, not one per contact
+_TAGS = selectinload(Contact.tags)
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _newest_first(session: Session, stmt: Any, after: tuple[Any, ...] | None, li
                   ident: Any = Contact.id) -> Page:
     if after is not None:
         stmt = stmt.where(ident < after[0])
-    rows = list(session.scalars(stmt.order_by(ident.desc()).limit(limit + 1)))
+    rows = list(session.scalars(stmt.options(_TAGS).order_by(ident.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, (rows[-1].id,) if more else None)
@@ -142,7 +144,7 @@ def _from(session: Session, key: Any, prefix: str, after: tuple[Any, ...] | None
 
 def _prefix_page(session: Session, column: Any, prefix: str, after: tuple[Any, ...] | None, limit: int) -> Page:
     stmt = select(Contact).where(*_from(session, column, prefix, after))
-    rows = list(session.scalars(stmt.order_by(column, Contact.id).limit(limit + 1)))
+    rows = list(session.scalars(stmt.options(_TAGS).order_by(column, Contact.id).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, (getattr(rows[-1], column.key), rows[-1].id) if more else None)
@@ -160,7 +162,8 @@ def _name_page(session: Session, text: str, after: tuple[Any, ...] | None, limit
     found = session.execute(select(both.c.id, both.c.key).order_by(both.c.key, both.c.id).limit(limit + 1)).all()
     more = len(found) > limit
     found = found[:limit]
-    by_id = {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_([r.id for r in found])))}
+    by_id = {c.id: c for c in session.scalars(select(Contact).options(_TAGS)
+                                               .where(Contact.id.in_([r.id for r in found])))}
     return Page([by_id[r.id] for r in found if r.id in by_id], (found[-1].key, found[-1].id) if more else None)
 
 
