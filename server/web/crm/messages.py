@@ -18,13 +18,13 @@ from ...db import get_session
 from ...engine.jobs import deliver_messages
 from ...engine.stuck import RESENDABLE, ResendError, resend, stuck_work, unpark
 from ...engine.timeutil import to_dt
-from ...models import Contact, Message, MessageStatus, MessageStatusChange, Role, Rule
+from ...models import Contact, Message, MessageStatus, Role, Rule
 from ...queue import get_queue
 from ..access import actor, admin_blueprint, current_role, requires
 from ..flash import notify
 from ..nav import add
 from . import paging
-from .timeline import Change
+from .timeline import histories
 
 bp = admin_blueprint("messages", __name__, url_prefix="/admin/messages")
 add(bp, "Messages", "messages.index", order=40)
@@ -104,22 +104,17 @@ def _list(filters: dict[str, str], status: int = 200) -> Any:
         if len(rows) > paging.PAGE_SIZE:
             rows = rows[:paging.PAGE_SIZE]
             after = paging.next_link(scope, (rows[-1].id,))
-    history: dict[int, list[Change]] = {}
-    if rows:
-        for change in db.scalars(select(MessageStatusChange).where(
-                MessageStatusChange.message_id.in_([m.id for m in rows]))
-                .order_by(MessageStatusChange.at, MessageStatusChange.id)):
-            history.setdefault(change.message_id, []).append(
-                Change(change.at, change.status, change.detail, change.source))
+    history = histories(db, [m.id for m in rows])
     contacts = {cid: email for cid, email in db.execute(select(Contact.id, Contact.email).where(
         Contact.id.in_({m.contact_id for m in rows if m.contact_id})))} if rows else {}
     rules = dict(db.execute(select(Rule.id, Rule.name).order_by(Rule.name)).all())
     work = stuck_work(db, paging.PAGE_SIZE) if filters["status"] in ("", "parked") else []
-    channels = sorted(current_app.extensions["nudge.plugins"].channels)
+    channels = [(name, name) for name in sorted(current_app.extensions["nudge.plugins"].channels)]
     role = current_role()
     return render_template(
         "admin/messages.html", rows=rows, history=history, contacts=contacts, rules=rules, work=work,
-        filters=filters, active={k: v for k, v in filters.items() if v}, statuses=[(k, v[0]) for k, v in STATUSES.items()], channels=channels, after=after,
+        filters=filters, rule_choices=[(str(rid), name) for rid, name in sorted(rules.items(), key=lambda r: r[1])],
+        active={k: v for k, v in filters.items() if v}, statuses=[(k, v[0]) for k, v in STATUSES.items()], channels=channels, after=after,
         first=bool(request.args.get("after")), resendable=RESENDABLE, to_dt=to_dt,
         can_edit=role is not None and role.allows(Role.EDITOR)), status
 

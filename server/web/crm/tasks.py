@@ -79,8 +79,9 @@ def index():
         rows = rows[:paging.PAGE_SIZE]
         after = paging.next_link(scope, (rows[-1].due_at, rows[-1].id))
     return render_template("admin/tasks.html", tasks=rows, filters=filters,
-                           active={k: v for k, v in filters.items() if v}, teams=_teams(db), show=SHOW,
-                           assigned=ASSIGNED, after=after, first=bool(request.args.get("after")),
+                           active={k: v for k, v in filters.items() if v},
+                           teams=[(team, team) for team in _teams(db)], show=list(SHOW.items()),
+                           assigned=list(ASSIGNED.items()), after=after, first=bool(request.args.get("after")),
                            notifications=_notifications(db, filters["team"]), **_row_context(db, rows))
 
 

@@ -74,13 +74,7 @@ def build(session: Session, contact: Contact, authors: dict[str, str]) -> Timeli
     items = [Item(e.occurred_at, "event", e.name, _event_state(e), _event_lines(e), _json(e.props))
              for e in latest(select(Event).where(Event.contact_id == cid).order_by(Event.id.desc()), "events")]
     messages = latest(select(Message).where(Message.contact_id == cid).order_by(Message.id.desc()), "messages")
-    history: dict[int, list[Change]] = {}
-    if messages:
-        for change in session.scalars(select(MessageStatusChange).where(
-                MessageStatusChange.message_id.in_([m.id for m in messages]))
-                .order_by(MessageStatusChange.at, MessageStatusChange.id)):
-            history.setdefault(change.message_id, []).append(
-                Change(change.at, change.status, change.detail, change.source))
+    history = histories(session, [m.id for m in messages])
     for m in messages:
         rule = rules.get((m.data or {}).get("rule"))
         lines = [f"attempts: {m.attempts}"] + ([f"rule: {rule}"] if rule else []) + \
@@ -102,6 +96,16 @@ def build(session: Session, contact: Contact, authors: dict[str, str]) -> Timeli
     return Timeline(items, [line for line in trace if line.at is None], [str(line) for line in trace], cut)
 
 
+def histories(session: Session, message_ids: list[int]) -> dict[int, list[Change]]:
+    """The status history of each of the messages, oldest change first (one query)."""
+    out: dict[int, list[Change]] = {}
+    if message_ids:
+        for change in session.scalars(select(MessageStatusChange).where(MessageStatusChange.message_id.in_(message_ids))
+                                      .order_by(MessageStatusChange.at, MessageStatusChange.id)):
+            out.setdefault(change.message_id, []).append(Change(change.at, change.status, change.detail, change.source))
+    return out
+
+
 def _event_state(event: Event) -> str | None:
     if event.processed_at is not None:
         return None
@@ -115,4 +119,4 @@ def _event_lines(event: Event) -> list[str]:
     return lines
 
 
-__all__ = ["Change", "Item", "PER_KIND", "Timeline", "build"]
+__all__ = ["Change", "Item", "PER_KIND", "Timeline", "build", "histories"]
