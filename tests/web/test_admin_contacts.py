@@ -129,10 +129,12 @@ def test_the_timeline_shows_the_journey_trace_and_why_a_rule_did_not_enrol(app, 
     assert f"nudge explain {cid}" in html
 
 
-def test_an_unknown_contact_is_a_404(app):
+def test_an_unknown_contact_is_a_404_that_says_so(app):
     viewer = signed_in(app, "viewer")
-    assert viewer.get("/admin/contacts/999").status_code == 404
-    assert viewer.get("/admin/contacts/99999999999999999999").status_code == 404
+    for cid in (999, 99999999999999999999):
+        response = viewer.get(f"/admin/contacts/{cid}")
+        assert response.status_code == 404
+        assert f"There is no contact with id {cid}; it may have been erased or merged." in response.get_data(as_text=True)
 
 
 # -- editing -----------------------------------------------------------------------------------------------------
