@@ -77,6 +77,10 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     app.register_blueprint(tracking.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(unsubscribe.prefs)
+    from .web.crm import contacts as crm_contacts, messages as crm_messages, tasks as crm_tasks
+
+    for area in (crm_contacts, crm_messages, crm_tasks):  # the admin UI's Contacts, Messages and Tasks
+        app.register_blueprint(area.bp)
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)

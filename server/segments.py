@@ -102,8 +102,13 @@ def is_member(session: Session, contact: Contact, name: str, now_ts: int | float
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
-        return dsl.holds(tree, scope(session, contact, int(now.timestamp())))
+        return holds(session, contact, tree, now, scope=scope)
     return session.scalar(select(Contact.id).where(Contact.id == contact.id, clause)) is not None
+
+
+def holds(session: Session, contact: Contact, tree: Any, now: dt.datetime, *, scope: ScopeFactory) -> bool:
+    """Whether *contact* meets the condition *tree* at *now*, by the evaluator in its *scope* (no SQL needed)."""
+    return dsl.holds(tree, scope(session, contact, int(now.timestamp())))
 
 
 def iter_members(session: Session, tree: Any, now: dt.datetime | None = None, *,
@@ -114,7 +119,7 @@ def iter_members(session: Session, tree: Any, now: dt.datetime | None = None, *,
         clause = members_clause(session, tree, now)
     except Unsupported:
         for contact in session.scalars(select(Contact).order_by(Contact.id).execution_options(yield_per=500)):
-            if dsl.holds(tree, scope(session, contact, int(now.timestamp()))):
+            if holds(session, contact, tree, now, scope=scope):
                 yield contact
         return
     yield from session.scalars(select(Contact).where(clause).order_by(Contact.id).execution_options(yield_per=500))
@@ -129,4 +134,4 @@ def count(session: Session, tree: Any, now: dt.datetime | None = None, *, scope:
     return session.scalar(select(func.count(Contact.id)).where(clause)) or 0
 
 
-__all__ = ["Compiled", "compile_condition", "count", "is_member", "iter_members", "members_clause", "segment_tree"]
+__all__ = ["Compiled", "compile_condition", "count", "holds", "is_member", "iter_members", "members_clause", "segment_tree"]

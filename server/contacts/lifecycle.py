@@ -57,6 +57,15 @@ def _contact_references() -> Iterator[tuple[Table, Column[Any]]]:
                 yield table, column
 
 
+def held_rows(session: Session, contact_id: int) -> dict[str, int]:
+    """How many rows of each table hold the contact's id (what an erasure deletes; messages it keeps, blanked)."""
+    counts: dict[str, int] = {}
+    for table, column in _contact_references():
+        found = session.scalar(select(func.count()).select_from(table).where(column == contact_id)) or 0
+        counts[table.name] = counts.get(table.name, 0) + found
+    return counts
+
+
 def _unique_groups(table: Table, column: Column[Any]) -> list[list[Column[Any]]]:
     """The other columns of each unique key (constraint, index or primary key) that includes *column*."""
     groups = []

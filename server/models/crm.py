@@ -65,6 +65,8 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.OPEN.value)
     #: who made it: "api", "rule:Sales hand-off", "user:3"
     source: Mapped[str] = mapped_column(String(128), default="api")
+    #: the user it is assigned to (an id of ``users``; users are disabled, never deleted), or None
+    assigned_to: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
