@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Contact, Enrolment, Event, Rule, RuleStatus, RuleVersion
-from .runtime import _duration_text as duration_text
+from .effects import duration_text
 from .scope import Scope
 from .timeutil import iso, to_ts
 

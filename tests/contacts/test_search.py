@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 
 from server.engine.scope import Scope
 from server.contacts import InvalidInput
-from server.contacts.search import SCAN_LIMIT, phone_prefix, search
+from server.contact_search import SCAN_LIMIT, phone_prefix, search
 from server.db import get_session
 from server.models import Contact, ContactTag, Segment
 
@@ -102,7 +102,7 @@ def test_keyset_pages_cover_every_match_once_in_order(app, kind, query):
 def test_a_segment_without_an_sql_form_is_checked_contact_by_contact_a_stretch_at_a_time(app, monkeypatch):
     people = [(f"p{i}@{'keep' if i % 3 == 0 else 'drop'}.example", None, None, None, []) for i in range(30)]
     _add(app, people)
-    monkeypatch.setattr("server.contacts.search.SCAN_LIMIT", 10)
+    monkeypatch.setattr("server.contact_search.SCAN_LIMIT", 10)
     with app.app_context():
         s = get_session()
         s.add(Segment(name="Keepers", condition='contact.email matches ".*@keep\\\\.example"'))

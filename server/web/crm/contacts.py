@@ -14,13 +14,13 @@ from typing import Any
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from ...api.common import channels, enqueue_events
 from ...consent import current_consents
-from ...contacts import Conflict, InvalidInput, clean_contact, definitions, erase_contact
+from ...contacts import Conflict, InvalidInput, address_channels, clean_contact, definitions, erase_contact
 from ...contacts.editing import MAX_NOTE, add_note, export_for, update_contact
 from ...contacts.lifecycle import held_rows
-from ...contacts.search import KINDS, search
+from ...contact_search import KINDS, search
 from ...db import get_session
+from ...engine.jobs import enqueue_events
 from ...engine.scope import Scope
 from ...engine.timeutil import to_dt
 from ...models import Consent, Contact, Enrolment, EnrolmentState, FieldDefinition, Rule, Role, Segment, User
@@ -45,6 +45,11 @@ STANDARD = [("email", "Email", "email", None), ("first_name", "First name", "tex
 STATE_NAMES = {EnrolmentState.ACTIVE: "active", EnrolmentState.DONE: "done", EnrolmentState.EXITED: "exited",
                EnrolmentState.HELD: "held", EnrolmentState.PARKED: "parked"}
 MAX_ID = 2**31 - 1
+
+
+def _channels() -> dict[str, tuple[str, ...]]:
+    """Contact attribute -> the channels addressed by it, from the installed plugins."""
+    return address_channels(current_app.extensions.get("nudge.plugins"))
 
 
 # -- finding contacts -----------------------------------------------------------------------------------------
@@ -193,7 +198,7 @@ def note(contact_id: int):
 def export(contact_id: int):
     """Everything held on the contact as a JSON download: ``GET /api/v1/contacts/{id}/export``'s answer."""
     db = get_session()
-    data = export_for(db, _contact(contact_id), secret=current_app.config["SECRET_KEY"], channels=channels(),
+    data = export_for(db, _contact(contact_id), secret=current_app.config["SECRET_KEY"], channels=_channels(),
                       actor=actor())
     db.commit()
     response = make_response(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
@@ -206,7 +211,7 @@ def export(contact_id: int):
 # -- erasure ---------------------------------------------------------------------------------------------------
 def _erase_page(contact: Contact, status: int = 200, error: str | None = None) -> Any:
     held = held_rows(get_session(), contact.id)
-    hashed = [(field, names) for field, names in channels().items() if getattr(contact, field, None)]
+    hashed = [(field, names) for field, names in _channels().items() if getattr(contact, field, None)]
     return render_template("admin/contact_erase.html", contact=contact, held=held, hashed=hashed,
                            error=error), status
 
@@ -225,7 +230,7 @@ def erase(contact_id: int):
     if request.form.get("confirm") != "yes":
         notify("Nothing was erased: tick the box to confirm that you understand the consequences.", "error")
         return _erase_page(contact, 422, error="Tick this box to erase the contact.")
-    removed = erase_contact(db, contact, secret=current_app.config["SECRET_KEY"], actor=actor(), channels=channels())
+    removed = erase_contact(db, contact, secret=current_app.config["SECRET_KEY"], actor=actor(), channels=_channels())
     db.commit()
     rows = sum(count for table, count in removed.items() if table != "messages")
     notify(f"Contact {contact_id} was erased: {rows} row(s) about them deleted, {removed.get('messages', 0)} "

@@ -13,10 +13,11 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 from sqlalchemy import and_, or_, select
 
 from ...contacts import InvalidInput
-from ...contacts.search import starts_with
+from ...contact_search import starts_with
 from ...contacts.tasks import assign_task, close_task, set_due
 from ...db import get_session
-from ...engine.staff import INTERNAL, TEAM_KEY_PREFIX
+from ...engine.keys import TEAM, key_prefix
+from ...engine.staff import INTERNAL
 from ...models import Contact, Message, Role, Task, TaskStatus, User, utcnow
 from ..access import actor, admin_blueprint, current_role, current_user, requires
 from ..flash import is_htmx, notify
@@ -95,7 +96,7 @@ def _row_context(db: Any, tasks: list[Task]) -> dict[str, Any]:
 
 def _notifications(db: Any, team: str) -> list[tuple[Message, dict[str, Any]]]:
     """The latest internal notifications (``notify`` and ``task`` steps), of *team* or every team."""
-    stmt = select(Message).where(starts_with(db, Message.key, TEAM_KEY_PREFIX))
+    stmt = select(Message).where(starts_with(db, Message.key, key_prefix(TEAM)))
     if team:
         stmt = stmt.where(Message.data[INTERNAL]["team"].as_string() == team)
     rows = db.scalars(stmt.order_by(Message.id.desc()).limit(paging.PAGE_SIZE))

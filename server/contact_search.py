@@ -23,9 +23,9 @@ from typing import Any, Sequence
 from sqlalchemy import ColumnElement, and_, func, not_, select, tuple_, union_all
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Contact, ContactTag, Segment, utcnow
-from .errors import InvalidInput
-from .normalize import normalize_phone
+from .models import Contact, ContactTag, Segment, utcnow
+from .contacts.errors import InvalidInput
+from .contacts.normalize import normalize_phone
 
 #: the search kinds, as the admin UI offers them ("" lists everyone)
 KINDS = ("email", "name", "phone", "tag", "segment")
@@ -169,8 +169,8 @@ def _name_page(session: Session, text: str, after: tuple[Any, ...] | None, limit
 
 
 def _segment_page(session: Session, name: str, after: tuple[Any, ...] | None, limit: int, scope: Any) -> Page:
-    from ..segments import compile_condition, holds, members_clause
-    from ..sqlwhere import Unsupported
+    from .segments import compile_condition, holds, members_clause
+    from .sqlwhere import Unsupported
 
     condition = session.scalar(select(Segment.condition).where(Segment.name == name))
     if condition is None:
