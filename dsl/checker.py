@@ -9,11 +9,10 @@ from __future__ import annotations
 import datetime as dt
 
 from . import ast as A
-from .diagnostics import Diagnostic, did_you_mean, sort_key, suggestion
+from .diagnostics import Diagnostic, did_you_mean, sort_key, suggest
+from .formatter import string as quoted
 from .typecheck import OPENS_WARNING, Reporter, Scope, TypeChecker, article, compatible
-from .vocabulary import (
-    BUILTIN_EVENTS, READ_ONLY_FIELDS, RESERVED_EVENT_NAMESPACES, Vocabulary,
-)
+from .vocabulary import READ_ONLY_FIELDS, Vocabulary
 
 BUILTIN_STEPS = ("send", "wait", "if", "split", "tag", "untag", "set", "score", "note",
                  "task", "notify", "start", "stop")
@@ -22,8 +21,8 @@ MAX_DURATION = 100 * 365 * 86400
 MIN_INTERVAL = 60
 MAX_ARMS = 26
 
-SMS_QUIET_HOURS_HINT = ("default SMS quiet hours 21:00–08:00 apply; add `quiet hours …` "
-                        "to make it explicit")
+QUIET_HOURS_HINT = ("default {channel} quiet hours {start}–{end} apply; add `quiet hours …` "
+                    "to make it explicit")
 
 
 def check(program: A.Program, vocabulary: Vocabulary | None = None) -> list[Diagnostic]:
@@ -108,24 +107,25 @@ class _Checker:
         known = self.vocabulary.events
         if known is None or name in known:
             return
-        if name.split(".")[0] in RESERVED_EVENT_NAMESPACES and name not in BUILTIN_EVENTS:
-            self.report.error(event, f'unknown event "{name}"{suggestion(name, BUILTIN_EVENTS)}',
-                              f"`{name.split('.')[0]}.…` events are Nudge's own: "
-                              + ", ".join(sorted(e for e in BUILTIN_EVENTS
-                                                 if e.startswith(name.split('.')[0] + "."))))
+        namespace = name.split(".")[0]
+        if namespace in self.vocabulary.reserved:
+            own = sorted(e for e in known if e.startswith(namespace + "."))
+            text, best = suggest(name, own)
+            self.report.error(event, f'unknown event "{name}"{text}',
+                              f"`{namespace}.…` events are Nudge's own: " + ", ".join(own), best)
             return
         if self.vocabulary.raised is not None:
             if name not in self.vocabulary.raised:
-                self.report.warning(event, f'nothing raises event "{name}"'
-                                    f"{suggestion(name, known | self.vocabulary.raised)}",
+                text, best = suggest(name, known | self.vocabulary.raised)
+                self.report.warning(event, f'nothing raises event "{name}"{text}',
                                     "no built-in event, plugin, other rule or event received so far has this "
-                                    "name; if your app will send it (POST /api/v1/events), all is well")
+                                    "name; if your app will send it (POST /api/v1/events), all is well", best)
             return
         close = did_you_mean(name, known, cutoff=0.8)
         if close:
             self.report.warning(event, f'unknown event "{name}" — did you mean "{close}"?',
                                 "custom events are fine; check the spelling if you meant the "
-                                "known one")
+                                "known one", close)
 
     def check_date_field(self, path: A.Path, what: str) -> None:
         if path.root != "contact":
@@ -147,11 +147,15 @@ class _Checker:
             self.report.warning(rule, "this rule has no steps", "add steps after `then`")
         self.check_block(rule.steps, scope)
         if rule.quiet_hours is None:
-            first_sms = next((node for node in A.walk(rule) if isinstance(node, A.Send)
-                              and node.channel.text == "sms"), None)
-            if first_sms is not None:
-                self.report.warning(first_sms, "`send sms` in a rule without `quiet hours`",
-                                    SMS_QUIET_HOURS_HINT)
+            windows = self.vocabulary.quiet_hours
+            first = next((node for node in A.walk(rule) if isinstance(node, A.Send)
+                          and node.channel.text in windows), None)
+            if first is not None:
+                channel = first.channel.text
+                start, end = windows[channel]
+                self.report.warning(first, f"`send {channel}` in a rule without `quiet hours`",
+                                    QUIET_HOURS_HINT.format(channel=channel.upper() if len(channel) <= 3
+                                                            else channel, start=start, end=end))
 
     def check_header(self, rule: A.Rule) -> None:
         for kind, word in ((A.EntryPolicy, "entry policy"), (A.Goal, "goal (`until`)"),
@@ -164,7 +168,7 @@ class _Checker:
         goal = rule.goal
         if goal is not None:
             self.check_event(goal.event)
-            if goal.event.name == "email.opened":
+            if self.vocabulary.is_open(goal.event.name):
                 self.report.warning(goal, *OPENS_WARNING)
             if goal.where is not None:
                 self.types.condition(goal.where, Scope(goal.event.name, True))
@@ -231,15 +235,16 @@ class _Checker:
         channels = self.vocabulary.channels
         channel, name = step.channel.text, step.template.text
         if channel not in channels:
-            self.report.error(step.channel, f'unknown channel "{channel}"{suggestion(channel, channels)}',
-                              "channels: " + ", ".join(sorted(channels)))
+            text, best = suggest(channel, channels)
+            self.report.error(step.channel, f'unknown channel "{channel}"{text}',
+                              "channels: " + ", ".join(sorted(channels)), best)
             return False
         names = channels[channel]
         if names is not None and name not in names:
             known = ", ".join(sorted(names)[:8]) or "none yet"
-            self.report.error(step.template, f'unknown {channel} template "{name}"'
-                              f"{suggestion(name, names)}",
-                              f"add templates/{channel}/{name}.… or use one of: {known}")
+            text, best = suggest(name, names)
+            self.report.error(step.template, f'unknown {channel} template "{name}"{text}',
+                              f"add templates/{channel}/{name}.… or use one of: {known}", best)
         return False
 
     def step_Wait(self, step: A.Wait, scope):  # noqa: N802
@@ -257,7 +262,7 @@ class _Checker:
 
     def step_WaitFor(self, step: A.WaitFor, scope):  # noqa: N802
         self.check_event(step.event)
-        if step.event.name == "email.opened":
+        if self.vocabulary.is_open(step.event.name):
             self.report.warning(step, *OPENS_WARNING)
         if step.where is not None:
             self.types.condition(step.where, Scope(step.event.name, True))
@@ -345,13 +350,15 @@ class _Checker:
         if known is None or name in self.file_rules or name in known:
             return
         candidates = set(known) | self.file_rules
-        self.report.error(step.rule, f'unknown rule "{name}"{suggestion(name, candidates)}',
-                          "`start` names a rule in this file or an active rule")
+        text, best = suggest(name, candidates)
+        self.report.error(step.rule, f'unknown rule "{name}"{text}',
+                          "`start` names a rule in this file or an active rule", quoted(best) if best else None)
 
     def step_PluginStep(self, step: A.PluginStep, scope):  # noqa: N802
         word = step.keyword.text
         if word in self.vocabulary.steps:
             return
         candidates = set(BUILTIN_STEPS) | set(self.vocabulary.steps)
-        self.report.error(step.keyword, f'unknown step "{word}"{suggestion(word, candidates)}',
-                          "steps are " + ", ".join(sorted(candidates)))
+        text, best = suggest(word, candidates)
+        self.report.error(step.keyword, f'unknown step "{word}"{text}',
+                          "steps are " + ", ".join(sorted(candidates)), best)

@@ -19,6 +19,9 @@ class Diagnostic:
 
     ``line`` and ``col`` are 1-based; ``col`` counts characters, not bytes.
     ``end_col`` (exclusive, same line) widens the caret into an underline.
+    ``replacement``, set with a "did you mean" suggestion, is the text that fixes the problem when
+    it replaces the underlined span (``col`` to ``end_col`` on ``line``): an editor offers it as a
+    one-click fix. It never changes how the diagnostic is printed.
     """
 
     severity: str
@@ -28,6 +31,7 @@ class Diagnostic:
     message: str
     hint: str | None = None
     end_col: int | None = None
+    replacement: str | None = None
 
     @property
     def is_error(self) -> bool:
@@ -87,10 +91,16 @@ def _caret(line_text: str, col: int, end_col: int | None) -> str:
     return pad + "^" + "~" * max(0, width - 1)
 
 
-def at(severity: str, file: str, span: Span, message: str, hint: str | None = None) -> Diagnostic:
-    """A diagnostic pointing at ``span`` (underlined when it stays on one line)."""
+def at(severity: str, file: str, span: Span, message: str, hint: str | None = None,
+       replacement: str | None = None) -> Diagnostic:
+    """A diagnostic pointing at ``span`` (underlined when it stays on one line).
+
+    :param replacement: text that fixes the problem in place of the span; kept only when the span
+        stays on one line (a fix replaces exactly what is underlined).
+    """
     end_col = span.end_column if span.end_line == span.line else None
-    return Diagnostic(severity, file, span.line, span.column, message, hint, end_col)
+    return Diagnostic(severity, file, span.line, span.column, message, hint, end_col,
+                      replacement if end_col is not None else None)
 
 
 def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
@@ -101,8 +111,13 @@ def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> s
 
 def suggestion(word: str, candidates: Iterable[str], quote: str = '"') -> str:
     """`` — did you mean "x"?`` or an empty string."""
+    return suggest(word, candidates, quote)[0]
+
+
+def suggest(word: str, candidates: Iterable[str], quote: str = '"') -> tuple[str, str | None]:
+    """:func:`suggestion`'s text and the word it suggests (None when there is none)."""
     best = did_you_mean(word, candidates)
-    return f" — did you mean {quote}{best}{quote}?" if best else ""
+    return (f" — did you mean {quote}{best}{quote}?" if best else ""), best
 
 
 def sort_key(diagnostic: Diagnostic) -> tuple:

@@ -135,9 +135,9 @@ def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Node |
     state = interactive.parser_state
     previous: Token | None = None
 
-    def error(message: str, hint: str, line: int, column: int, end_column=None):
+    def error(message: str, hint: str, line: int, column: int, end_column=None, replacement=None):
         message = message.replace("the end of the file", "the end of the condition")
-        return None, [Diagnostic(ERROR, filename, line, column, message, hint, end_column)]
+        return None, [Diagnostic(ERROR, filename, line, column, message, hint, end_column, replacement=replacement)]
 
     try:
         for token in interactive.lexer_thread.lex(state):
@@ -152,10 +152,12 @@ def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Node |
         return error(*character_message(failure, text), failure.line, failure.column)
     except UnexpectedToken as failure:
         if is_bare_name(failure, previous):
-            return error(*bare_name_message(previous), previous.line, previous.column, previous.end_column)
+            message, hint, close = bare_name_message(previous)
+            return error(message, hint, previous.line, previous.column, previous.end_column, close)
         token = failure.token
         return error(*token_message(lark, failure), token.line, token.column,
-                     token.end_column if token.type != "$END" else None)
+                     token.end_column if token.type != "$END" else None,
+                     close_keyword(lark, token, set(failure.expected or ())))
     except (ValueError, OverflowError, RecursionError) as failure:  # never a traceback
         line, column = (previous.line, previous.column) if previous else (1, 1)
         return error(f"cannot read this ({failure})", "simplify the condition", line, column)
@@ -316,17 +318,18 @@ class _Driver:
         token = error.token
         previous = self.statement[-1] if self.statement else None
         if is_bare_name(error, previous):
-            self._report(*bare_name_message(previous), previous.line, previous.column, previous.end_column)
+            message, hint, close = bare_name_message(previous)
+            self._report(message, hint, previous.line, previous.column, previous.end_column, replacement=close)
         else:
             message, hint = token_message(self.lark, error)
-            self._report(message, hint, token.line, token.column, token.end_column)
+            close = close_keyword(self.lark, token, set(error.expected or ()))  # the message's "did you mean"
+            self._report(message, hint, token.line, token.column, token.end_column, replacement=close)
         if token.type == "$END":
             self.aborted = True
             return
         if token.type in _SEPARATORS:
             self._recover(token)
             return
-        close = close_keyword(self.lark, token, set(error.expected or ()))
         if close and not self.statement:
             # `wehn …` recovers as `when …`, so its steps do not cascade.
             token = Token.new_borrow_pos(close.upper(), close, token)
@@ -396,7 +399,8 @@ class _Driver:
             token = error.token
             self._report(message, hint, token.line, token.column)
 
-    def _report(self, message: str, hint: str, line: int, column: int, end_column=None) -> None:
+    def _report(self, message: str, hint: str, line: int, column: int, end_column=None,
+                replacement: str | None = None) -> None:
         if self.diagnostics and (self.diagnostics[-1].line, self.diagnostics[-1].col) == (line, column):
             return
         if len(self.diagnostics) >= MAX_ERRORS:
@@ -408,7 +412,7 @@ class _Driver:
             self.aborted = True
             return
         self.diagnostics.append(Diagnostic(ERROR, self.filename, line, column, message, hint,
-                                           end_column))
+                                           end_column, replacement if end_column is not None else None))
 
 
 def _open_block(values: list) -> Token | None:

@@ -267,15 +267,16 @@ def close_keyword(lark: Lark, token: Token, expected: set[str]) -> str | None:
     return did_you_mean(word, keywords, cutoff=0.7)
 
 
-def bare_name_message(name: Token) -> tuple[str, str]:
-    """``(message, hint)`` for a plain word where a value was expected and no ``(`` follows it."""
+def bare_name_message(name: Token) -> tuple[str, str, str | None]:
+    """``(message, hint, replacement)`` for a plain word where a value was expected and no ``(`` follows it;
+    ``replacement`` is the keyword it looks like a misspelling of (the "did you mean"), or None."""
     word = str(name)
     close = did_you_mean(word, _VALUE_KEYWORDS, cutoff=0.6)
     if close:
-        return f"unexpected `{word}` — did you mean `{close}`?", "check the spelling of the keyword"
+        return f"unexpected `{word}` — did you mean `{close}`?", "check the spelling of the keyword", close
     return (f"`{word}` alone is not a value",
             f"a contact field is `contact.{word}`, an event property `event.{word}`; "
-            f"a function call has parentheses: `{word}(…)`")
+            f"a function call has parentheses: `{word}(…)`", None)
 
 
 def is_bare_name(error: UnexpectedToken, previous: Token | None) -> bool:

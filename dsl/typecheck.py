@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from . import ast as A
 from . import safe_regex
-from .diagnostics import ERROR, WARNING, Diagnostic, at, suggestion
+from .diagnostics import ERROR, WARNING, Diagnostic, at, suggest
+from .formatter import string as quoted
 from .vocabulary import BUILTIN_EVENT_PROPS, Vocabulary
 
 ORDERED = frozenset({"number", "string", "date", "datetime", "duration", "time"})
@@ -29,11 +30,13 @@ class Reporter:
         self.filename = filename
         self.diagnostics: list[Diagnostic] = []
 
-    def error(self, node: A.Node, message: str, hint: str | None = None) -> None:
-        self.diagnostics.append(at(ERROR, self.filename, node.span, message, hint))
+    def error(self, node: A.Node, message: str, hint: str | None = None, replacement: str | None = None) -> None:
+        """Report an error at *node*; *replacement* is the text that fixes it in place of the node."""
+        self.diagnostics.append(at(ERROR, self.filename, node.span, message, hint, replacement))
 
-    def warning(self, node: A.Node, message: str, hint: str | None = None) -> None:
-        self.diagnostics.append(at(WARNING, self.filename, node.span, message, hint))
+    def warning(self, node: A.Node, message: str, hint: str | None = None, replacement: str | None = None) -> None:
+        """Report a warning at *node*; *replacement* as for :meth:`error`."""
+        self.diagnostics.append(at(WARNING, self.filename, node.span, message, hint, replacement))
 
 
 @dataclass(frozen=True)
@@ -138,8 +141,9 @@ class TypeChecker:
         name = path.rest
         if name in fields:
             return fields[name]
-        self.report.error(path, f'unknown contact field "{name}"{suggestion(name, fields)}',
-                          "custom fields must exist before rules use them")
+        text, best = suggest(name, fields)
+        self.report.error(path, f'unknown contact field "{name}"{text}', "custom fields must exist before rules use them",
+                          f"{path.root}.{best}" if best else None)
         return "any"
 
     # ---- tests ----------------------------------------------------------------
@@ -231,13 +235,14 @@ class TypeChecker:
         segments = self.vocabulary.segments
         name = expr.segment.value
         if segments is not None and name not in segments:
-            self.report.error(expr.segment, f'unknown segment "{name}"{suggestion(name, segments)}',
-                              "create the segment first, or check its name")
+            text, best = suggest(name, segments)
+            self.report.error(expr.segment, f'unknown segment "{name}"{text}', "create the segment first, or check its name",
+                              quoted(best) if best else None)
         return "bool"
 
     def _did(self, expr: A.Did, scope: Scope) -> str:
         self.check_event(expr.event)
-        if expr.event.name == "email.opened":
+        if self.vocabulary.is_open(expr.event.name):
             self.report.warning(expr, *OPENS_WARNING)
         if expr.where is not None:
             self.condition(expr.where, Scope(expr.event.name, True))
@@ -256,9 +261,11 @@ class TypeChecker:
         function = functions.get(name)
         if function is None:
             known = ", ".join(sorted(functions))
-            self.report.error(expr.function, f'unknown function "{name}"{suggestion(name, functions)}',
+            text, best = suggest(name, functions)
+            self.report.error(expr.function, f'unknown function "{name}"{text}',
                               f"functions come from plugins; installed: {known}" if known else
-                              "functions come from plugins, and no installed plugin declares one (docs/plugins.md)")
+                              "functions come from plugins, and no installed plugin declares one (docs/plugins.md)",
+                              best)
             return "any"
         params = tuple(function.params)
         usage = f"`{name}({', '.join(params)})`"

@@ -40,24 +40,22 @@ BUILTIN_CONTACT_FIELDS: Mapping[str, str] = MappingProxyType({
 
 READ_ONLY_FIELDS = frozenset({"external_id", "created_at", "updated_at"})
 
+#: the language's own events; a channel's (``<channel>.delivered`` …) come with the vocabulary the engine builds
 BUILTIN_EVENTS = frozenset({
     "contact.created", "contact.updated",
     "tag.added", "tag.removed",
     "score.changed",
-    "email.delivered", "email.opened", "email.clicked", "email.bounced", "email.unsubscribed",
-    "sms.delivered", "sms.failed", "sms.replied", "sms.opted_out",
 })
 
 RESERVED_EVENT_NAMESPACES = frozenset(name.split(".")[0] for name in BUILTIN_EVENTS)
-"""First segments only Nudge may use: ``email.opend`` is a typo, not a custom event."""
+"""First segments only Nudge may use: ``tag.addde`` is a typo, not a custom event (a vocabulary adds its
+channels' :attr:`Vocabulary.namespaces`)."""
 
 BUILTIN_EVENT_PROPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "score.changed": {"old": "number", "new": "number"},
     "tag.added": {"tag": "string"},
     "tag.removed": {"tag": "string"},
 })
-
-BUILTIN_CHANNELS = ("email", "sms", "webhook")
 
 
 class Function(Protocol):
@@ -110,6 +108,10 @@ class Vocabulary:
         more than one rule); every other custom event gets a warning. None: nothing is known, so only
         a near miss of a known event is flagged.
     :param functions: condition functions by name (:class:`Function`), from the plugins.
+    :param namespaces: first segments of event names that belong to a channel (``sms``): an event there that
+        :attr:`events` does not list is a typo, not a custom event.
+    :param quiet_hours: channel -> its default quiet window ``(start, end)``: a rule sending there without
+        ``quiet hours`` of its own gets a warning that the channel's window applies.
     """
 
     channels: Mapping[str, frozenset[str] | None]
@@ -120,15 +122,28 @@ class Vocabulary:
     rules: frozenset[str] | None = None
     raised: frozenset[str] | None = None
     functions: Mapping[str, Function] = field(default_factory=dict)
+    namespaces: frozenset[str] = frozenset()
+    quiet_hours: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def default(cls) -> "Vocabulary":
-        """Nudge's built-ins: email, sms and webhook with any names, built-in events and fields."""
+        """The language's own names: built-in events and fields, and no channel (channels come from plugins)."""
         return cls(
-            channels={name: None for name in BUILTIN_CHANNELS},
+            channels={},
             events=BUILTIN_EVENTS,
             contact_fields=dict(BUILTIN_CONTACT_FIELDS),
         )
+
+    def is_open(self, event: str) -> bool:
+        """Whether *event* is a channel's ``<channel>.opened``: raised by a tracking pixel, which image proxies
+        and privacy features load for nobody (a rule waiting for one gets a warning)."""
+        namespace, _, name = event.partition(".")
+        return name == "opened" and namespace in self.namespaces
+
+    @property
+    def reserved(self) -> frozenset[str]:
+        """Event namespaces only Nudge and its channels may use."""
+        return RESERVED_EVENT_NAMESPACES | self.namespaces
 
     def with_templates(self, channel: str, names) -> "Vocabulary":
         """A copy where ``channel`` knows exactly ``names``."""

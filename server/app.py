@@ -55,19 +55,32 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
     pm.validate_config(app.config)
     _check_teams(app.config["TEAMS"], pm.channels)
     app.extensions["nudge.plugins"] = pm
+    from . import plugin_writes
+
+    app.extensions["nudge.sdk"] = plugin_writes  # what server.sdk's reads and writes call
+    # the factory of throwaway instances (Try it in the rule editor): layers below the app never import it
+    app.extensions["nudge.create_app"] = create_app
 
     from . import api
-    from .web import admin, csrf, forms, health, signin, tracking, unsubscribe
+    from .web import admin, csrf, forms, health, shell, signin, tracking, unsubscribe
 
     csrf.init_app(app)
+    shell.init_app(app)  # admin roles, flash area, navigation
     signin.SignInGuard(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
+    from .web import rules as rules_area
+
+    app.register_blueprint(rules_area.bp)
     app.register_blueprint(forms.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(unsubscribe.prefs)
+    from .web.crm import contacts as crm_contacts, messages as crm_messages, tasks as crm_tasks
+
+    for area in (crm_contacts, crm_messages, crm_tasks):  # the admin UI's Contacts, Messages and Tasks
+        app.register_blueprint(area.bp)
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .contacts.normalize import iso
-from .models import AdminSession, ApiKey, Scope, User, utcnow
+from .models import AdminSession, ApiKey, Role, Scope, User, utcnow
 
 KEY_PREFIX = "nk_"
 #: how often ``last_used_at`` of a key is written (not on every request: one write per minute at most)
@@ -91,7 +91,7 @@ def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[.
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .api.problems import problem
+            from .problems import problem
             from .db import get_session
 
             header = request.headers.get("Authorization", "")
@@ -159,6 +159,6 @@ def ensure_first_admin(session: Session, email: str = "admin@localhost") -> tupl
     if session.scalar(select(User.id).limit(1)) is not None:
         return None
     password = secrets.token_urlsafe(12)
-    session.add(User(email=email, password_hash=hash_password(password), created_at=utcnow()))
+    session.add(User(email=email, password_hash=hash_password(password), created_at=utcnow(), role=Role.ADMIN.value))
     session.commit()
     return email, password

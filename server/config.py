@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "NUDGE_"
 
@@ -34,13 +34,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "SECRET_KEY": {"type": "string", "secret": True,
                    "help": "signs sessions and links (at least 16 characters); default generated into "
                            "$NUDGE_HOME/secret_key. Set the same on every machine"},
-    "SMTP_URL": {"type": "string", "default": "smtp://localhost:25", "secret": True,
-                 "help": "smtp://user:pass@host:587?tls=starttls (tls=none|starttls|ssl, timeout=seconds); "
-                         "smtps://… for TLS from the start"},
     "BASE_URL": {"type": "string", "default": "http://127.0.0.1:8000",
                  "help": "the public address used in links and unsubscribe URLs; https:// in production"},
-    "MAIL_FROM": {"type": "string", "default": "Nudge <nudge@localhost>",
-                  "help": "the From of every email, e.g. Acme <news@acme.example>"},
     "DEFAULT_TIMEZONE": {"type": "string", "default": "UTC",
                          "help": "IANA time zone for contacts without one (quiet hours, at 09:00, schedules)"},
     "PHONE_REGION": {"type": "string",
@@ -116,55 +111,6 @@ class ConfigError(Exception):
 
 class NoInstance(ConfigError):
     """No instance where one was looked for, and this command may not create one."""
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    """The parts of ``NUDGE_SMTP_URL``: ``smtp://user:pass@host:port?tls=starttls``."""
-
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: str  # "none", "starttls" or "ssl"
-    timeout: float = 30.0
-
-    def __repr__(self) -> str:  # never print the password
-        user = f"{self.username}:***@" if self.username else ""
-        return f"SmtpSettings(smtp://{user}{self.host}:{self.port}?tls={self.tls})"
-
-
-def parse_smtp_url(url: str) -> SmtpSettings:
-    """Parse an SMTP URL; ``smtps://`` implies ``tls=ssl``.
-
-    :raises ConfigError: naming ``NUDGE_SMTP_URL`` when the URL is malformed.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps"):
-        raise ConfigError("SMTP_URL", f"scheme must be smtp:// or smtps://, got {parts.scheme or 'none'!r}",
-                          "example: smtp://user:pass@mail.example.com:587?tls=starttls")
-    if not parts.hostname:
-        raise ConfigError("SMTP_URL", "no host given", "example: smtp://mail.example.com:587?tls=starttls")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"tls", "timeout"}
-    if unknown:
-        raise ConfigError("SMTP_URL", f"unknown option {sorted(unknown)[0]!r}", "known options: tls, timeout")
-    tls = query.get("tls", "ssl" if parts.scheme == "smtps" else "none").lower()
-    if tls not in ("none", "starttls", "ssl"):
-        raise ConfigError("SMTP_URL", f"tls must be none, starttls or ssl, got {tls!r}")
-    try:
-        port = parts.port or (465 if tls == "ssl" else 25)
-        timeout = float(query.get("timeout", 30))
-    except ValueError as exc:
-        raise ConfigError("SMTP_URL", f"bad port or timeout: {exc}") from None
-    return SmtpSettings(
-        host=parts.hostname,
-        port=port,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        tls=tls,
-        timeout=timeout,
-    )
 
 
 def mask_url(url: str) -> str:
@@ -389,7 +335,6 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
             raise ConfigError("HOME", f"cannot create {str(home)!r}: {exc.strerror}") from None
     if settings["REDIS_URL"]:
         settings["REDIS_URL"] = _validate_redis_url(str(settings["REDIS_URL"]))
-    settings["SMTP"] = parse_smtp_url(str(settings["SMTP_URL"]))
     settings["BASE_URL"] = _validate_base_url(str(settings["BASE_URL"]))
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:

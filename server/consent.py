@@ -1,7 +1,7 @@
 """Who may be messaged: the consent ledger and the suppression list, read and written in one place.
 
-The engine asks :func:`send_blocker` right before each send, so an opt-out recorded while a
-message waits in the outbox still stops it.
+Whether a message may go out is the send-time policy's call (:mod:`server.engine.policy`), asked right
+before each send, so an opt-out recorded while a message waits in the outbox still stops it.
 """
 from __future__ import annotations
 
@@ -97,24 +97,6 @@ def suppress(session: Session, secret: str, channel: str, address: str, reason: 
                 session.add(Suppression(channel=channel, address_hash=digest, reason=reason, detail=detail))
         except IntegrityError:
             pass
-
-
-def send_blocker(session: Session, secret: str, contact_id: int | None, channel: str,
-                 address: str | None) -> str | None:
-    """Why a message must not go out now, or None when it may.
-
-    Checked at send time: a suppressed address (bounce, complaint, erased contact) or a
-    revoked consent on *channel* blocks it. No ledger row at all does not block.
-
-    :return: ``"unsubscribed"``, a :class:`~server.models.SuppressionReason` value, or None.
-    """
-    if address:
-        reason = suppression_reason(session, secret, channel, address)
-        if reason is not None:
-            return reason
-    if contact_id is not None and current_consent(session, contact_id, channel) == ConsentStatus.REVOKED.value:
-        return "unsubscribed"
-    return None
 
 
 def lift_suppression(session: Session, channel: str, digest: str, reasons: tuple[str, ...] = LIFTED_BY_CONFIRMATION

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api.common import enqueue_events
+from flask import current_app
+
+from .engine.jobs import enqueue_events
 from .contacts import opt_out
 from .db import get_session
 from .links import BadLink, contact_of, verify
@@ -22,6 +24,13 @@ def link_contact(purpose: str, token: str) -> tuple[dict[str, Any], Contact | No
     return link.data, contact_of(get_session(), link)
 
 
+def token_channel(data: dict[str, Any]) -> str:
+    """The channel an unsubscribe link is for (links made before it was written down: the email field's channel)."""
+    if isinstance(data.get("ch"), str):
+        return data["ch"]
+    return current_app.extensions["nudge.plugins"].channel_for_field("email") or ""
+
+
 def unsubscribe_with_token(token: str, source: str, *, ip: str | None = None,
                            user_agent: str | None = None) -> str | None:
     """Revoke consent on the token's channel and raise ``<channel>.unsubscribed`` (nothing when already revoked).
@@ -34,13 +43,14 @@ def unsubscribe_with_token(token: str, source: str, *, ip: str | None = None,
     data, contact = link_contact("unsubscribe", token)
     if contact is None:
         return None
-    channel = str(data.get("ch", "email"))
+    channel = token_channel(data)
     session = get_session()
     props = {"message": data["m"]} if isinstance(data.get("m"), str) else {}
-    event = opt_out(session, contact, channel, source, ip=ip, user_agent=user_agent, props=props)
+    event = opt_out(session, contact, channel, source, event=current_app.extensions["nudge.plugins"].opt_out_event(channel),
+                    ip=ip, user_agent=user_agent, props=props)
     session.commit()
     enqueue_events([event.id] if event is not None else [])
     return channel
 
 
-__all__ = ["BadLink", "link_contact", "unsubscribe_with_token"]
+__all__ = ["BadLink", "link_contact", "token_channel", "unsubscribe_with_token"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -20,7 +19,8 @@ import pluggy
 from . import hookspecs
 from .config import ConfigError
 from .functions import problem as function_problem
-from .sdk import Channel, ConditionFunction, DeliveryStatus, SettingError, validate_schema, validate_settings
+from .sdk import (Channel, ConditionFunction, DeliveryStatus, SettingError, declaration_problems, validate_schema,
+                  validate_settings)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class PluginManager(pluggy.PluginManager):
         self.settings: dict[str, dict[str, Any]] = {}  # channel name -> its validated settings
         self._owners: dict[tuple[str, str], str] = {}  # (kind, name) -> plugin name
         self._builtin: set[str] = set()
+        self._cache: dict[str, tuple[tuple[str, ...], Any]] = {}
 
     # -- loading ---------------------------------------------------------------
     def load(self, config: Mapping[str, Any], default_plugins: tuple[Any, ...] = DEFAULT_PLUGINS,
@@ -188,9 +189,9 @@ class PluginManager(pluggy.PluginManager):
         for cls in found["register_channels"]:
             if not (isinstance(cls, type) and issubclass(cls, Channel)):
                 self._bad(info, f"register_channels returned {cls!r}, not a server.sdk.Channel subclass")
-            if not _local_window(cls.quiet_hours):
-                self._bad(info, f"channel {cls.name!r} declares quiet_hours = {cls.quiet_hours!r}; "
-                                "use None or two local times, e.g. (\"21:00\", \"08:00\")")
+            problems = declaration_problems(cls)
+            if problems:
+                self._bad(info, problems[0])
             self._claim("channel", cls.name, info)
             self.channels[cls.name] = cls
             info.channels.append(cls.name)
@@ -258,19 +259,59 @@ class PluginManager(pluggy.PluginManager):
             settings = self._channel_settings(name, config)
         return self.channels[name]({**config, **settings})
 
-    def vocabulary_parts(self) -> dict[str, tuple[str, ...]]:
+    def vocabulary_parts(self) -> dict[str, Any]:
         """The names plugins add to the rules language, for the checker.
 
-        :return: ``{"channels": …, "actions": …, "functions": …, "events": …}``, each a sorted tuple;
-            ``events`` holds what channels (``email.bounced``) and triggers declare.
+        :return: ``{"channels": …, "actions": …, "functions": …, "events": …, "namespaces": …}``, each a sorted
+            tuple, and ``"quiet_hours"``: ``{channel: (start, end)}`` of the channels with a default window.
+            ``events`` holds what channels (``email.bounced``, the opt-out event) and triggers declare;
+            ``namespaces`` the channels whose events they are (``email.opend`` is a typo there, not a new event).
         """
         events = {event for info in self.infos.values() for event in info.events}
+        events |= set(self.opt_out_events())
         return {
             "channels": tuple(sorted(self.channels)),
             "actions": tuple(sorted(self.actions)),
             "functions": tuple(sorted(self.condition_functions)),
             "events": tuple(sorted(events)),
+            "namespaces": tuple(sorted(self.event_namespaces())),
+            "quiet_hours": {name: tuple(cls.quiet_hours) for name, cls in sorted(self.channels.items())
+                            if cls.quiet_hours},
         }
+
+    def opt_out_events(self) -> Mapping[str, str]:
+        """The event of each channel that means an opt-out (``sms.opted_out``) → the channel: arriving from
+        anywhere, it revokes the contact's consent there. Only channels addressing contacts have one."""
+        return self._derived("opt_out_events", lambda: MappingProxyType({
+            cls.opt_out_event_name(): name for name, cls in sorted(self.channels.items())
+            if cls.address_field is not None and cls.consent is not None}))
+
+    def opt_out_event(self, channel: str) -> str:
+        """The event an opt-out on *channel* raises: its declared one, else ``<channel>.unsubscribed``."""
+        cls = self.channels.get(channel)
+        return cls.opt_out_event_name() if cls is not None else f"{channel}.unsubscribed"
+
+    def activity_events(self) -> frozenset[str]:
+        """The channels' events that are the recipient acting (an open, a reply): they move ``last_seen``."""
+        return self._derived("activity_events", lambda: frozenset(
+            event for cls in self.channels.values() for event in cls.activity_events))
+
+    def event_namespaces(self) -> frozenset[str]:
+        """The channels whose events are theirs alone (``email.…``): those declaring events or an opt-out."""
+        return self._derived("event_namespaces", lambda: frozenset(
+            name for name, cls in self.channels.items() if cls.events or cls.address_field is not None))
+
+    def _derived(self, key: str, compute: Callable[[], Any]) -> Any:
+        """*compute()* once per set of channels (they are fixed once the plugins are loaded)."""
+        stamp = tuple(self.channels)
+        cached = self._cache.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = self._cache[key] = (stamp, compute())
+        return cached[1]
+
+    def channel_for_field(self, field: str) -> str | None:
+        """The first installed channel (by name) addressing contacts by *field* (``email``), or None."""
+        return next((name for name, cls in sorted(self.channels.items()) if cls.address_field == field), None)
 
     def describe(self, app: Any = None) -> list[dict[str, Any]]:
         """Every plugin, loaded or failed, with what it registers (for ``nudge plugins``).
@@ -292,26 +333,11 @@ class PluginManager(pluggy.PluginManager):
         return rows
 
     def record_status(self, status: DeliveryStatus) -> Any:
-        """Record what a provider reported: status history, suppression, and the ``<channel>.<status>`` event.
+        """Record what a provider reported; kept for plugins written before :func:`server.sdk.record_status`,
+        which it is (call it inside a request or app context)."""
+        from .sdk import record_status
 
-        Call it inside a request or app context (e.g. from a plugin's callback endpoint).
-
-        :return: the stored :class:`server.models.Event`, or None when no contact matches.
-        :raises ValueError: when the channel is unknown or does not declare the event.
-        """
-        cls = self.channels.get(status.channel)
-        if cls is None or status.event not in cls.events:
-            raise ValueError(f"no channel declares the event {status.event!r}")
-        return _record_status(status, address_field=cls.address_field)
-
-
-_HHMM = re.compile(r"([01]?\d|2[0-3]):[0-5]\d")
-
-
-def _local_window(value: Any) -> bool:
-    """None, or a pair of ``HH:MM`` local times (a channel's ``quiet_hours``)."""
-    return value is None or (isinstance(value, tuple) and len(value) == 2
-                             and all(isinstance(t, str) and _HHMM.fullmatch(t) for t in value))
+        return record_status(status)
 
 
 def _items(value: Any) -> list[Any]:
@@ -319,50 +345,6 @@ def _items(value: Any) -> list[Any]:
     if isinstance(value, Mapping):
         return list(value.items())
     return list(value)
-
-
-def _record_status(status: DeliveryStatus, address_field: str | None) -> Any:
-    from flask import current_app
-    from sqlalchemy import func, select
-
-    from .consent import suppress
-    from .db import get_session
-    from .engine.ingest import record_event
-    from .engine.jobs import process_events
-    from .models import Contact, Message, MessageStatusChange
-    from .queue import get_queue
-
-    session = get_session()
-    message = None
-    if status.provider_id:
-        message = session.scalar(select(Message).where(Message.channel == status.channel,
-                                                       Message.provider_id == status.provider_id))
-    if message is None and status.message_key:
-        message = session.scalar(select(Message).where(Message.key == status.message_key))
-    contact = session.get(Contact, message.contact_id) if message is not None and message.contact_id else None
-    if contact is None and status.address and address_field:
-        column = getattr(Contact, address_field)
-        contact = session.scalar(select(Contact).where(func.lower(column) == status.address.strip().lower()))
-    detail = (status.detail or "")[:1024] or None
-    if status.suppress and status.address:
-        suppress(session, current_app.config["SECRET_KEY"], status.channel, status.address, status.suppress, detail)
-    if message is not None:
-        session.add(MessageStatusChange(message_id=message.id, status=status.status, detail=detail,
-                                        source=status.channel))
-    event = None
-    if contact is not None:
-        props = dict(status.props)
-        if message is not None:
-            props.setdefault("message", message.key)
-            props.setdefault("template", message.template)
-        if detail:
-            props.setdefault("detail", detail)
-        event = record_event(session, contact, status.event, props, occurred_at=status.occurred_at,
-                             source=status.channel)
-    session.commit()
-    if event is not None:
-        get_queue().enqueue(process_events, [event.id])
-    return event
 
 
 def build_plugin_manager(config: Mapping[str, Any]) -> PluginManager:

@@ -30,10 +30,13 @@ from datetime import datetime
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 __all__ = [
-    "Action", "Channel", "ChannelError", "Check", "ConditionFunction", "DeliveryStatus", "JsonInputError",
-    "OutboundMessage", "Recorded", "SETTING_TYPES", "SendResult", "SettingError", "Trigger", "address_hash",
-    "check_header", "lone_surrogate", "parse_json", "raise_event", "record_consent", "redact", "suppress",
-    "unsubscribe", "validate_schema", "validate_settings",
+    "ADMIN_ROLES", "Action", "CONSENT_GRANTED", "CONSENT_UNLESS_REVOKED", "Channel", "ChannelError", "Check",
+    "ConditionFunction", "ContactDataError", "DeliveryStatus", "Endpoint", "InboundSource", "Ingested",
+    "JsonInputError", "OutboundMessage", "Recorded", "SETTING_TYPES", "SendResult", "SentMessage", "SettingError",
+    "Trigger", "UNSUBSCRIBE_LINK", "UNSUBSCRIBE_PROVIDER", "address_hash", "admin_page", "channel", "check_header",
+    "declaration_problems", "disable_endpoint", "endpoint", "enqueue", "find_contacts", "find_message",
+    "inbound_source", "ingest_event", "lone_surrogate", "parse_json", "problem", "raise_event", "record_consent",
+    "record_status", "redact", "suppress", "unsubscribe", "validate_schema", "validate_settings",
 ]
 
 
@@ -68,8 +71,9 @@ class OutboundMessage:
     ``key`` is the outbox idempotency key: stable across retries, unique per
     (enrolment, step, occurrence). Channels pass it to providers that accept an
     idempotency id and derive stable ids (e.g. the email ``Message-ID``) from it.
-    ``unsubscribe_url`` is filled by the engine for every marketing message; its last path segment is the
-    signed token :func:`unsubscribe` accepts (e.g. from a ``mailto:`` unsubscribe the channel advertises).
+    ``unsubscribe_url`` is filled by the engine for every message of a channel whose ``unsubscribe`` is
+    ``link``; its last path segment is the signed token :func:`unsubscribe` accepts (e.g. from a ``mailto:``
+    unsubscribe the channel advertises).
     """
 
     key: str
@@ -80,6 +84,9 @@ class OutboundMessage:
     text: str = ""
     html: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: every rendered part of the template by the name the channel declares (``subject``, ``txt``, ``html`` also
+    #: fill the fields above)
+    parts: Mapping[str, str] = field(default_factory=dict)
     unsubscribe_url: str | None = None
     marketing: bool = True
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -92,6 +99,16 @@ class SendResult:
     provider_id: str | None = None
     status: str = "sent"
 
+
+#: :attr:`Channel.consent`: a send needs no opt-out on the consent ledger
+CONSENT_UNLESS_REVOKED = "unless_revoked"
+#: :attr:`Channel.consent`: a send needs an opt-in on the consent ledger
+CONSENT_GRANTED = "granted"
+#: :attr:`Channel.unsubscribe`: a one-click link in every marketing message
+UNSUBSCRIBE_LINK = "link"
+#: :attr:`Channel.unsubscribe`: the recipient opts out at the provider (replies STOP, turns notifications off);
+#: the plugin records it with :func:`record_consent`
+UNSUBSCRIBE_PROVIDER = "provider"
 
 #: the states of a :class:`Check`, from good to blocking
 CHECK_STATUSES = ("ok", "warn", "error")
@@ -353,10 +370,37 @@ class Channel:
     config_schema: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: the events this channel's status reports raise, e.g. ``("email.delivered", "email.bounced")``
     events: ClassVar[tuple[str, ...]] = ()
-    #: True for channels that deliver marketing messages to a contact address (consent applies)
-    needs_consent: ClassVar[bool] = True
+    #: of :attr:`events`, those that are the recipient acting (an open, a click, a reply): they move the
+    #: contact's ``last_seen``; Nudge's other events of the channel (deliveries, bounces) do not
+    activity_events: ClassVar[tuple[str, ...]] = ()
+    #: the parts a template of this channel has (``templates/<channel>/<name>.<part>``); ``html`` is autoescaped,
+    #: ``subject`` is one line
+    template_parts: ClassVar[tuple[str, ...]] = ("txt",)
+    #: the parts a template must have; a tuple inside names alternatives, one of which must be there
+    #: (``("subject", ("html", "txt"))``: a subject, and an html or a txt part)
+    required_parts: ClassVar[tuple[str | tuple[str, ...], ...]] = ()
+    #: templates this channel ships, used when the instance has none of that name: ``{name: {part: source}}``
+    builtin_templates: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    #: True when the channel sends to named endpoints instead of contacts: ``templates/<channel>/<name>.toml``
+    #: (``url`` and ``secret`` or ``secrets``) defines one, ``send <channel> <name>`` calls it, and the channel reads
+    #: it with :func:`endpoint` (needs :attr:`address_field` None)
+    endpoints: ClassVar[bool] = False
     #: the contact attribute holding this channel's address ("email", "phone"); None = not addressed to a contact
     address_field: ClassVar[str | None] = None
+    #: the consent a send needs: :data:`CONSENT_UNLESS_REVOKED` (no opt-out on the ledger; email),
+    #: :data:`CONSENT_GRANTED` (an opt-in on the ledger; SMS) or None (consent does not apply: channels
+    #: addressing nobody)
+    consent: ClassVar[str | None] = "unless_revoked"
+    #: True when its marketing messages count toward (and are held by) ``NUDGE_FREQUENCY_CAP``
+    counts_toward_cap: ClassVar[bool] = True
+    #: how a recipient opts out: :data:`UNSUBSCRIBE_LINK` (the engine gives every message a one-click
+    #: ``unsubscribe_url`` and the channel must show it), :data:`UNSUBSCRIBE_PROVIDER` (at the provider: a STOP
+    #: reply, notifications turned off; the plugin records it with :func:`record_consent`) or None (nobody to
+    #: unsubscribe)
+    unsubscribe: ClassVar[str | None] = "link"
+    #: the event an opt-out on this channel raises (``sms.opted_out``); None: Nudge's ``<name>.unsubscribed``.
+    #: Arriving from anywhere (a provider, the API), it revokes the contact's consent on the channel
+    opt_out_event: ClassVar[str | None] = None
     #: seconds to wait before each retry; None = the engine's exponential back-off with jitter
     retry_schedule: ClassVar[tuple[float, ...] | None] = None
     #: True when the provider de-duplicates by ``message.key`` (so an ambiguous outcome may be retried)
@@ -367,6 +411,11 @@ class Channel:
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         self.config = dict(config or {})
+
+    @classmethod
+    def opt_out_event_name(cls) -> str:
+        """The event an opt-out on this channel raises: :attr:`opt_out_event`, else ``<name>.unsubscribed``."""
+        return cls.opt_out_event or f"{cls.name}.unsubscribed"
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
@@ -446,6 +495,58 @@ class Channel:
         raise NotImplementedError(f"channel {self.name!r} does not implement send()")
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_HHMM = re.compile(r"([01]?\d|2[0-3]):[0-5]\d")
+
+
+def declaration_problems(cls: Any) -> list[str]:
+    """What is wrong with a channel class's declarations, one line each (empty: nothing).
+
+    Nudge refuses a channel with a problem when it loads the plugin; the conformance kit
+    (:mod:`server.plugin_testing`) runs the same checks.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Channel)):
+        return [f"{cls!r} is not a server.sdk.Channel subclass"]
+    name, problems = cls.name, []
+    if not _NAME.fullmatch(name or ""):
+        problems.append(f"channel name {name!r} must be a lowercase word (letters, digits, _), e.g. push")
+    quiet = cls.quiet_hours
+    if not (quiet is None or (isinstance(quiet, tuple) and len(quiet) == 2
+                              and all(isinstance(t, str) and _HHMM.fullmatch(t) for t in quiet))):
+        problems.append(f"channel {name!r} declares quiet_hours = {quiet!r}; use None or two local times, "
+                        "e.g. (\"21:00\", \"08:00\")")
+    if cls.consent not in (CONSENT_UNLESS_REVOKED, CONSENT_GRANTED, None):
+        problems.append(f"channel {name!r} declares consent = {cls.consent!r}; use {CONSENT_UNLESS_REVOKED!r}, "
+                        f"{CONSENT_GRANTED!r} or None")
+    if cls.unsubscribe not in (UNSUBSCRIBE_LINK, UNSUBSCRIBE_PROVIDER, None):
+        problems.append(f"channel {name!r} declares unsubscribe = {cls.unsubscribe!r}; use {UNSUBSCRIBE_LINK!r}, "
+                        f"{UNSUBSCRIBE_PROVIDER!r} or None")
+    parts = tuple(cls.template_parts or ())
+    if not parts or not all(isinstance(p, str) and _NAME.fullmatch(p) for p in parts):
+        problems.append(f"channel {name!r} declares template_parts = {cls.template_parts!r}; use lowercase part "
+                        "names, e.g. (\"title\", \"txt\")")
+    for required in cls.required_parts:
+        for part in (required,) if isinstance(required, str) else required:
+            if part not in parts:
+                problems.append(f"channel {name!r} requires the part {part!r}, which is not in its template_parts")
+    for template, template_parts in cls.builtin_templates.items():
+        extra = sorted(set(template_parts) - set(parts))
+        if extra:
+            problems.append(f"channel {name!r}: built-in template {template!r} has the part {extra[0]!r}, which is "
+                            "not in its template_parts")
+    for event in cls.events:
+        if not event.startswith(f"{name}.") or not _NAME.fullmatch(event[len(name) + 1:]):
+            problems.append(f"channel {name!r} declares the event {event!r}; its events are named {name}.<word>")
+    for attribute in ("activity_events", "opt_out_event"):
+        value = getattr(cls, attribute)
+        for event in (value,) if isinstance(value, str) else (value or ()):
+            if event not in cls.events:
+                problems.append(f"channel {name!r} declares {attribute} {event!r}, which is not in its events")
+    if cls.endpoints and cls.address_field is not None:
+        problems.append(f"channel {name!r} sends to endpoints, so it addresses no contact: set address_field = None")
+    return problems
+
+
 class Trigger:
     """An event source a plugin adds (an inbound webhook, a form provider …).
 
@@ -512,12 +613,26 @@ class Action:
         raise NotImplementedError(f"action {self.name!r} does not implement run()")
 
 
+def _host() -> Any:
+    """Nudge's side of the plugin API, inside the running app (a request, a job, an app context).
+
+    The SDK itself imports nothing of Nudge's: ``create_app()`` puts the writer in ``app.extensions``.
+    """
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        raise RuntimeError("server.sdk reads and writes need Nudge's app context: call them from a request "
+                           "(a plugin's endpoint), a job or a channel's send()")
+    return current_app.extensions["nudge.sdk"]
+
+
 def unsubscribe(token: str, *, source: str, ip: str | None = None, user_agent: str | None = None) -> str | None:
     """Record the opt-out a signed unsubscribe token asks for, exactly as the one-click ``POST /u/<token>`` does.
 
-    Revokes the contact's consent on the token's channel and raises ``<channel>.unsubscribed`` (once: a
-    repeated request records nothing new), then commits and hands the event to the engine. Call it inside
-    an app or request context, e.g. from a plugin endpoint that receives ``mailto:`` unsubscribes.
+    Revokes the contact's consent on the token's channel and raises the channel's opt-out event
+    (``<channel>.unsubscribed`` unless it declares another), once: a repeated request records nothing new;
+    then commits and hands the event to the engine. Call it e.g. from a plugin endpoint that receives
+    ``mailto:`` unsubscribes.
 
     :param token: the last path segment of ``OutboundMessage.unsubscribe_url``.
     :param source: where the request came from, kept in the consent ledger (``mailto``).
@@ -526,51 +641,130 @@ def unsubscribe(token: str, *, source: str, ip: str | None = None, user_agent: s
     :return: the channel unsubscribed from, or None when the token's contact no longer exists.
     :raises ValueError: when the token is forged, tampered with, made for another purpose, or expired.
     """
-    # the core does the writing; imported here so that importing the sdk needs nothing but the standard library
-    from .optout import BadLink, unsubscribe_with_token
-
-    try:
-        return unsubscribe_with_token(token, source, ip=ip, user_agent=user_agent)
-    except BadLink as exc:
-        raise ValueError(f"not a valid unsubscribe token: {exc}") from None
+    return _host().unsubscribe(token, source=source, ip=ip, user_agent=user_agent)
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """What :func:`record_consent`, :func:`raise_event` or :func:`suppress` wrote.
+    """What a write of :mod:`server.sdk` did.
 
-    :param contacts: how many contacts have the address (each got its ledger row or event).
-    :param duplicate: True when the *receipt* was seen before: nothing was written this time.
+    :param contacts: how many contacts it concerned (each got its ledger row or event).
+    :param duplicate: True when nothing was written because it was written before: the *receipt* was seen
+        already, or a status report is not ahead of the one recorded last.
     """
 
     contacts: int = 0
     duplicate: bool = False
 
 
-def _host() -> Any:
-    """Nudge's writer for plugins, inside the running app (request or app context)."""
-    from . import plugin_writes  # the SDK module itself imports only the standard library
+#: the roles of the admin UI, lowest first: viewers read, editors also change things, admins also manage users
+ADMIN_ROLES = ("viewer", "editor", "admin")
+#: where :func:`admin_page` writes its declaration on a view (read by Nudge's admin access checks)
+ADMIN_ROLE_ATTR = "nudge_admin_role"
 
-    return plugin_writes
+
+def admin_page(role: str = "viewer", *, writes: str | None = None) -> Any:
+    """Declare a plugin's Flask view an admin page: Nudge signs the person in and checks their role on every request.
+
+    Put it below the route decorator. The page gets the admin pages' Content-Security-Policy; a
+    person not signed in is sent to the sign-in page, a role too low gets 403.
+
+    :param role: the least role (one of :data:`ADMIN_ROLES`) that may open the page (GET).
+    :param writes: the least role for POST and the other state-changing methods; by default *role*, but
+        never below ``editor`` (viewers are read-only).
+    :raises ValueError: for a role that is not one of :data:`ADMIN_ROLES`.
+    """
+    for value in (role, writes):
+        if value is not None and value not in ADMIN_ROLES:
+            raise ValueError(f"admin role {value!r} is not one of {', '.join(ADMIN_ROLES)}")
+
+    def decorator(view: Any) -> Any:
+        setattr(view, ADMIN_ROLE_ATTR, (role, writes))
+        return view
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What :func:`ingest_event` stored: the contact (found or created) and the event; both None for a duplicate."""
+
+    contact_id: int | None
+    event_id: int | None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """An outbox message a provider reports on, as :func:`find_message` finds it.
+
+    :param key: the outbox key (``OutboundMessage.key``).
+    :param template: the template (or, for an endpoint channel, the endpoint) it was sent with.
+    :param status: Nudge's status of it (``sent``, ``failed`` …).
+    :param address: where it went: the recipient's address on the channel (canonical, when it validates),
+        or None for a channel addressing nobody or a contact erased since.
+    :param reported: the statuses the channel reported for it so far, oldest first.
+    """
+
+    key: str
+    template: str
+    status: str
+    address: str | None
+    reported: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A named destination of an endpoint channel (``templates/<channel>/<name>.toml``).
+
+    :param disabled_reason: why it no longer takes calls, when :attr:`disabled_at` is set.
+    """
+
+    name: str
+    url: str
+    secrets: tuple[str, ...]
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundSource:
+    """A source of inbound payloads an operator configured: its name, signing secret and field mapping."""
+
+    id: int
+    name: str
+    secret: str
+    mapping: Mapping[str, Any]
+
+
+class ContactDataError(ValueError):
+    """Contact data a plugin hands to :func:`ingest_event` cannot be taken; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
 
 
 def record_consent(channel: str, address: str, granted: bool, *, source: str, event: str | None = None,
-                   props: Mapping[str, Any] | None = None, receipt: str | None = None) -> Recorded:
+                   props: Mapping[str, Any] | None = None, receipt: str | None = None,
+                   wording: str | None = None) -> Recorded:
     """Record that the owner of *address* gave or withdrew consent on *channel*, as the provider reports it.
 
     Every contact with the address gets a consent ledger row (unless it already is in that state) and
     *event*. An opt-out also puts the address on the suppression list, so a contact created later with
     it (import, API) is not messaged either; an opt-in lifts that opt-out suppression (never a bounce's).
-    One transaction; the events reach the engine after the commit. Call inside the app context.
+    One transaction; the events reach the engine after the commit.
 
     :param channel: the channel name (``sms``); *address* is in its canonical form (``validate_address``).
     :param source: where the change came from, for the ledger (``sms:STOP``).
     :param event: the event raised per contact (``sms.opted_out``), or None.
     :param receipt: the provider's id of what it told us (a message SID): a second call with the same
         receipt changes nothing.
+    :param wording: what the person agreed to, in the words they saw (kept in the ledger).
     """
     return _host().record_consent(channel, address, granted, source=source, event=event, props=props,
-                                  receipt=receipt)
+                                  receipt=receipt, wording=wording)
 
 
 def raise_event(channel: str, address: str, event: str, props: Mapping[str, Any] | None = None, *,
@@ -589,3 +783,88 @@ def suppress(channel: str, address: str, reason: str, detail: str | None = None,
     :param detail: a short explanation without personal data (it outlives an erasure).
     """
     return _host().suppress(channel, address, reason, detail=detail, receipt=receipt)
+
+
+def ingest_event(contact: Mapping[str, Any], name: str, props: Mapping[str, Any] | None = None, *, source: str,
+                 occurred_at: datetime | None = None, receipt: str | None = None) -> Ingested:
+    """Raise event *name* for the contact *contact* identifies, creating the contact when nobody has it.
+
+    What Nudge's events API does for a posted event (an inbound webhook, a form provider …): the contact
+    is found by ``external_id`` or ``email`` (``phone`` and other fields are set on a new contact), the event
+    stored, and the engine handed it after the commit.
+
+    :param contact: ``{"email": …, "external_id": …, "phone": …}``; at least an email or an external id.
+    :param source: where it came from, kept with the event (at most 32 characters, e.g. ``hook:shop``).
+    :param receipt: the sender's id of the payload: a second call with it (from the same *source*) stores nothing
+        and returns ``duplicate=True``.
+    :raises ContactDataError: naming the field when the contact data cannot be taken.
+    """
+    return _host().ingest_event(contact, name, props, source=source, occurred_at=occurred_at, receipt=receipt)
+
+
+def record_status(report: DeliveryStatus, *, outcome: bool = True, fails_message: bool = False,
+                  order: Mapping[str, int] | None = None) -> Recorded:
+    """Record what a provider reported about a message (or an address): the message's status history, a
+    suppression when ``report.suppress`` is set, and for an outcome the event ``<channel>.<status>``.
+
+    The message is found by ``report.provider_id`` (or ``report.message_key``), the contact through it, else
+    by ``report.address``. One transaction; the event reaches the engine after the commit.
+
+    :param outcome: False for a step before the outcome (Twilio's ``sending``): history only, no event, and the
+        status need not be a declared event.
+    :param fails_message: the report means the message did not arrive: it is marked ``failed`` with
+        ``report.detail`` as its error.
+    :param order: the provider's statuses in the order they can happen (``{"queued": 1, "sent": 3, …}``):
+        callbacks arrive out of order, so a report not ahead of the last one recorded for the message from this
+        channel changes nothing (``duplicate=True``); checked under a lock on the message.
+    :raises ValueError: when the channel is unknown or an outcome is not one of its declared events.
+    """
+    return _host().record_status(report, outcome=outcome, fails_message=fails_message, order=order)
+
+
+def find_contacts(channel: str, address: str) -> list[dict[str, Any]]:
+    """The contacts whose *channel* address is *address* (however it was written down), as plain data.
+
+    :return: one dict per contact, oldest first: ``id`` and the fields templates see (``email``, ``phone`` …).
+    """
+    return _host().find_contacts(channel, address)
+
+
+def find_message(channel: str, provider_id: str) -> SentMessage | None:
+    """The message of *channel* the provider knows as *provider_id* (what ``send`` returned), or None."""
+    return _host().find_message(channel, provider_id)
+
+
+def channel(name: str) -> Channel:
+    """The channel *name* as this instance has it configured (its settings in ``config``), e.g. to build a
+    :class:`DeliveryStatus` with :meth:`Channel.status` or to read a setting of one's own."""
+    return _host().channel(name)
+
+
+def endpoint(name: str) -> Endpoint | None:
+    """The endpoint called *name* (``templates/<channel>/<name>.toml``), read now: a disabled endpoint or a
+    rotated secret applies to pending retries at once."""
+    return _host().endpoint(name)
+
+
+def disable_endpoint(name: str, reason: str) -> None:
+    """Stop calling endpoint *name* (it answered 410 Gone …): committed at once, shown to operators with *reason*."""
+    _host().disable_endpoint(name, reason)
+
+
+def inbound_source(name: str) -> InboundSource | None:
+    """The inbound source called *name* an operator configured, or None."""
+    return _host().inbound_source(name)
+
+
+def enqueue(function: Any, *args: Any) -> None:
+    """Run ``function(*args)`` later in a worker, inside the app context (follow-up work of a callback).
+
+    *function* must be importable by name (a module-level function of the plugin) and *args* plain data.
+    """
+    _host().enqueue(function, *args)
+
+
+def problem(status: int, title: str, detail: str, *, field: str | None = None) -> Any:
+    """An ``application/problem+json`` answer, as Nudge's API gives (for a plugin's endpoint)."""
+    return _host().problem(status, title, detail, field=field)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -86,7 +86,12 @@ def members_clause(session: Session, tree: Any, now: dt.datetime | None = None) 
                  segment=lambda name: segment_tree(session, name), functions=installed())
 
 
-def is_member(session: Session, contact: Contact, name: str, now_ts: int | float) -> bool:
+#: builds the evaluation context of one contact at a moment, ``(session, contact, now_ts) -> scope``: the engine's
+#: ``Scope`` (the same reading of every value), handed in by the caller, so segments never import the engine
+ScopeFactory = Callable[[Session, Contact, int], Any]
+
+
+def is_member(session: Session, contact: Contact, name: str, now_ts: int | float, *, scope: ScopeFactory) -> bool:
     """Whether *contact* is in segment *name* at *now_ts* (seconds): the engine's ``in segment`` hook."""
     tree = segment_tree(session, name)
     if tree is None:
@@ -95,37 +100,36 @@ def is_member(session: Session, contact: Contact, name: str, now_ts: int | float
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
-        return _holds(session, contact, tree, now)
+        return holds(session, contact, tree, now, scope=scope)
     return session.scalar(select(Contact.id).where(Contact.id == contact.id, clause)) is not None
 
 
-def _holds(session: Session, contact: Contact, tree: Any, now: dt.datetime) -> bool:
-    from .engine.scope import Scope  # the engine's evaluation context: the same reading of every value
-
-    scope = Scope(session, contact, int(now.timestamp()), None, segments=is_member)
-    return dsl.holds(tree, scope)
+def holds(session: Session, contact: Contact, tree: Any, now: dt.datetime, *, scope: ScopeFactory) -> bool:
+    """Whether *contact* meets the condition *tree* at *now*, by the evaluator in its *scope* (no SQL needed)."""
+    return dsl.holds(tree, scope(session, contact, int(now.timestamp())))
 
 
-def iter_members(session: Session, tree: Any, now: dt.datetime | None = None) -> Iterator[Contact]:
-    """Every member, in id order: by SQL when possible, else by evaluating each contact."""
+def iter_members(session: Session, tree: Any, now: dt.datetime | None = None, *,
+                 scope: ScopeFactory) -> Iterator[Contact]:
+    """Every member, in id order: by SQL when possible, else by evaluating each contact in its *scope*."""
     now = now or utcnow()
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
         for contact in session.scalars(select(Contact).order_by(Contact.id).execution_options(yield_per=500)):
-            if _holds(session, contact, tree, now):
+            if holds(session, contact, tree, now, scope=scope):
                 yield contact
         return
     yield from session.scalars(select(Contact).where(clause).order_by(Contact.id).execution_options(yield_per=500))
 
 
-def count(session: Session, tree: Any, now: dt.datetime | None = None) -> int:
+def count(session: Session, tree: Any, now: dt.datetime | None = None, *, scope: ScopeFactory) -> int:
     """How many contacts are in the segment now."""
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
-        return sum(1 for _ in iter_members(session, tree, now))
+        return sum(1 for _ in iter_members(session, tree, now, scope=scope))
     return session.scalar(select(func.count(Contact.id)).where(clause)) or 0
 
 
-__all__ = ["Compiled", "compile_condition", "count", "is_member", "iter_members", "members_clause", "segment_tree"]
+__all__ = ["Compiled", "compile_condition", "count", "holds", "is_member", "iter_members", "members_clause", "segment_tree"]

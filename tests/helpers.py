@@ -1,11 +1,50 @@
-"""Small helpers shared by tests that drive the queue."""
+"""Small helpers shared by tests: the queue, the API, admin users and signed-in clients."""
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from server.auth import create_api_key
+from server.auth import create_api_key, hash_password
 from server.db import get_session
 from server.queue import AppWorker, get_queue
+
+
+#: the password of users made by :func:`make_user`
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(app, email: str, password: str = PASSWORD, **attrs) -> int:
+    """Create an admin-area user (extra attributes, e.g. ``role="editor"``, as the model has them); return its id."""
+    from server.models import User
+
+    with app.app_context():
+        session = get_session()
+        user = User(email=email, password_hash=hash_password(password), **attrs)
+        session.add(user)
+        session.commit()
+        return user.id
+
+
+def csrf_of(client, path: str = "/admin/login") -> str:
+    """The CSRF token of *client*'s session, read from a page as a browser would."""
+    import re
+
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def signed_in(app, role: str = "admin", email: str | None = None, password: str = PASSWORD):
+    """A test client signed in through the sign-in form as a new user with *role*; ``client.csrf`` is its token."""
+    email = email or f"{role}-{next(_numbers)}@example.com"
+    make_user(app, email, password, role=role)
+    client = app.test_client()
+    response = client.post("/admin/login", data={"email": email, "password": password, "csrf_token": csrf_of(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    client.csrf = csrf_of(client, "/admin/account")  # signing in starts a new session, with a new token
+    client.email = email
+    return client
+
+
+_numbers = iter(range(1, 1_000_000))
 
 
 def api_key(app, scope: str = "ingest") -> str:
@@ -28,13 +67,17 @@ WELCOME_RULE = 'rule "Welcome"\n  always\nwhen form.submitted then\n  send email
 
 
 def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge") -> None:
-    """Compile and activate rules exactly as `nudge apply` does."""
-    import dsl
+    """Compile and activate rules exactly as `nudge apply` does (against the installed plugins' names; any
+    template name goes)."""
+    from dataclasses import replace
 
     from server.engine.rules import RuleError, apply_plans, compile_rules
+    from server.engine.vocabulary import plugin_vocabulary
 
     with app.app_context():
-        plans, errors, _ = compile_rules([(filename, text)], dsl.Vocabulary.default())
+        words = plugin_vocabulary(app.extensions["nudge.plugins"])
+        words = replace(words, channels={name: None for name in words.channels})
+        plans, errors, _ = compile_rules([(filename, text)], words)
         if errors:
             raise RuleError(errors)
         session = get_session()

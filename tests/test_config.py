@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from server.config import ConfigError, load_config, mask_url, parse_smtp_url
+from server.config import ConfigError, load_config, mask_url
 
 
 def test_defaults_put_everything_inside_home(tmp_path):
@@ -31,8 +31,6 @@ def test_explicit_config_file_must_exist(tmp_path):
     ("DATABASE_URL", "mysql://root@localhost/nudge", "unsupported database 'mysql'"),
     ("DATABASE_URL", "not a url", "is not a database URL"),
     ("REDIS_URL", "http://localhost:6379", "scheme must be redis://"),
-    ("SMTP_URL", "smtp://host?tls=maybe", "tls must be none, starttls or ssl"),
-    ("SMTP_URL", "smtp://", "no host given"),
     ("BASE_URL", "nudge.example.com", "must be an absolute http(s) URL"),
     ("DEFAULT_TIMEZONE", "Mars/Olympus", "unknown time zone"),
     ("SECRET_KEY", "short", "too short"),
@@ -53,14 +51,6 @@ def test_bad_setting_names_the_variable(tmp_path, key, value, needle):
 def test_postgres_url_gets_the_psycopg3_driver(tmp_path):
     settings = load_config({"HOME": str(tmp_path), "DATABASE_URL": "postgresql://u:p@db/nudge"}, environ={})
     assert settings["DATABASE_URL"] == "postgresql+psycopg://u:p@db/nudge"
-
-
-def test_smtp_url_parts():
-    s = parse_smtp_url("smtp://user%40x:p%3Ass@mail.example.com:587?tls=starttls")
-    assert (s.host, s.port, s.username, s.password, s.tls) == ("mail.example.com", 587, "user@x", "p:ss", "starttls")
-    assert "p:ss" not in repr(s)
-    assert parse_smtp_url("smtps://mail.example.com").port == 465
-    assert parse_smtp_url("smtp://mail.example.com").tls == "none"
 
 
 def test_secret_key_is_generated_once_and_private(tmp_path):

@@ -21,10 +21,11 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Any, Iterator, Mapping
 
-from server.config import parse_smtp_url
-from server.sdk import Channel, ChannelError, Check, OutboundMessage, SendResult, SettingError, check_header
+from server.sdk import (CONSENT_UNLESS_REVOKED, UNSUBSCRIBE_LINK, Channel, ChannelError, Check, OutboundMessage,
+                        SendResult, SettingError, check_header)
 
 from . import headers as raw
+from .settings import DEFAULT_SMTP_URL, parse_smtp_url
 
 #: headers the DKIM signature covers when present; the List headers are signed twice so none can be added
 DKIM_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type",
@@ -38,14 +39,42 @@ _LOCAL_DOMAINS = (".localhost", ".local", ".localdomain", ".invalid", ".test", "
 _ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
+#: built-in templates: used when the instance has none of that name
+BUILTIN_TEMPLATES = {
+    "welcome": {
+        "subject": "Welcome{% if contact.first_name %}, {{ contact.first_name }}{% endif %}!",
+        "txt": "Hello {{ contact.first_name or 'there' }},\n\nthanks for signing up.\n",
+        "html": "<p>Hello {{ contact.first_name or 'there' }},</p><p>thanks for signing up.</p>",
+    },
+    # double opt-in: sent by hosted forms; consent is recorded only when the link is followed
+    "confirm_subscription": {
+        "subject": "Please confirm your subscription",
+        "txt": "Hello {{ contact.first_name or 'there' }},\n\nplease confirm that you want to hear from us:\n"
+               "{{ confirm_url }}\n\nIf you did not sign up, ignore this message: you will get nothing more.\n",
+        "html": "<p>Hello {{ contact.first_name or 'there' }},</p><p>please confirm that you want to hear from "
+                "us:</p><p><a href=\"{{ confirm_url }}\">Confirm my subscription</a></p><p>If you did not sign "
+                "up, ignore this message: you will get nothing more.</p>",
+    },
+}
+
+
 class EmailChannel(Channel):
     name = "email"
     address_field = "email"
     events = ("email.delivered", "email.opened", "email.clicked", "email.bounced", "email.complained",
               "email.unsubscribed")
+    #: an open or a click is the recipient acting (it moves last_seen); a delivery or a bounce is not
+    activity_events = ("email.opened", "email.clicked")
+    template_parts = ("subject", "html", "txt")
+    required_parts = ("subject", ("txt", "html"))
+    builtin_templates = BUILTIN_TEMPLATES
+    # consent: sends unless the contact opted out; unsubscribe: the one-click link in List-Unsubscribe and the footer
+    consent = CONSENT_UNLESS_REVOKED
+    unsubscribe = UNSUBSCRIBE_LINK
     config_schema = {
-        "SMTP_URL": {"type": "string", "required": True, "secret": True,
-                     "help": "smtp://user:pass@host:587?tls=starttls, or smtps://… for TLS from the start"},
+        "SMTP_URL": {"type": "string", "required": True, "secret": True, "default": DEFAULT_SMTP_URL,
+                     "help": "smtp://user:pass@host:587?tls=starttls (tls=none|starttls|ssl, timeout=seconds); "
+                             "smtps://… for TLS from the start"},
         "MAIL_FROM": {"type": "string", "required": True, "default": "Nudge <nudge@localhost>",
                       "help": "the From of every email, e.g. Acme <news@acme.example>"},
         "SMTP_CA_FILE": {"type": "file",
@@ -78,9 +107,11 @@ class EmailChannel(Channel):
         self._batches = 0
         self.sender = parseaddr(self.config.get("MAIL_FROM") or "")[1]
         self.domain = mail_domain(self.config.get("MAIL_FROM") or "")
+        self.smtp = parse_smtp_url(str(self.config.get("SMTP_URL") or DEFAULT_SMTP_URL))
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
+        parse_smtp_url(str(settings.get("SMTP_URL") or DEFAULT_SMTP_URL))
         if not mail_domain(settings.get("MAIL_FROM") or ""):
             raise SettingError("MAIL_FROM", f"{settings.get('MAIL_FROM')!r} has no address with a domain "
                                             "(example: Acme <news@acme.example>)")
@@ -141,7 +172,7 @@ class EmailChannel(Channel):
             hint = "" if "NUDGE_" in exc.message else "; check NUDGE_SMTP_URL"
             checks.append(Check("email: SMTP server", blocking, exc.message + hint))
         else:
-            s = self.config.get("SMTP") or parse_smtp_url(self.config["SMTP_URL"])
+            s = self.smtp
             checks.append(Check("email: SMTP server", "ok", f"{s.host}:{s.port} answers (tls={s.tls})"))
         return checks
 
@@ -158,7 +189,7 @@ class EmailChannel(Channel):
         return ssl.create_default_context(cafile=self.config.get("SMTP_CA_FILE") or None)
 
     def _connect(self, timeout: float | None = None) -> smtplib.SMTP:
-        s = self.config.get("SMTP") or parse_smtp_url(self.config["SMTP_URL"])
+        s = self.smtp
         if timeout is not None:
             s = dataclasses.replace(s, timeout=min(s.timeout, timeout))
         conn: smtplib.SMTP | None = None

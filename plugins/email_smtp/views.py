@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from server.api.problems import problem
+from server.sdk import channel, problem, record_status
 from server.sdk import unsubscribe as record_unsubscribe
 
 from . import reports
@@ -34,9 +34,12 @@ def make_blueprint() -> Blueprint:
     return bp
 
 
+CHANNEL = "email"
+
+
 def _setting(key: str) -> Any:
-    pm = current_app.extensions["nudge.plugins"]
-    return (pm.settings.get("email") or {}).get(key) or current_app.config.get(key)
+    """A setting of the email channel as validated at start-up, else as the app has it now."""
+    return channel(CHANNEL).config.get(key) or current_app.config.get(key)
 
 
 def _refused(purpose: str) -> Response | None:
@@ -61,14 +64,12 @@ def bounce():
         found = reports.parse(request.get_data(), request.content_type or "")
     except reports.ReportError as exc:
         return problem(422, "Unreadable report", str(exc), field="body")
-    pm = current_app.extensions["nudge.plugins"]
-    channel = pm.channel("email", current_app.config)
+    email = channel(CHANNEL)
     events = 0
     for report in found:
-        status = channel.status(report.status, address=report.address, provider_id=report.message_id,
-                                suppress=report.suppress, detail=report.detail, props=report.props)
-        if pm.record_status(status) is not None:
-            events += 1
+        status = email.status(report.status, address=report.address, provider_id=report.message_id,
+                              suppress=report.suppress, detail=report.detail, props=report.props)
+        events += record_status(status).contacts
     return jsonify({"reports": len(found), "events": events})
 
 

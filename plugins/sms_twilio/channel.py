@@ -14,21 +14,16 @@ from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
 from urllib3.util import Retry
 
-from server.sdk import Channel, ChannelError, Check, OutboundMessage, SendResult, SettingError
+from server.sdk import (CONSENT_GRANTED, UNSUBSCRIBE_PROVIDER, Channel, ChannelError, Check, OutboundMessage, SendResult,
+                        SettingError)
 
 from .phone import normalise, region_of, stored_forms
+from .twilio import (CHANNEL, INBOUND_PATH, INVALID_NUMBERS, STATUS_PATH, TOO_MANY_REQUESTS, TWILIO_API, UNSUBSCRIBED,
+                     record_provider_opt_out)
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "sms"
-TWILIO_API = "https://api.twilio.com"
-#: where Twilio posts delivery reports and incoming messages (below ``BASE_URL``)
-STATUS_PATH = "/sms/twilio/status"
-INBOUND_PATH = "/sms/twilio/inbound"
-
-UNSUBSCRIBED = 21610       # the recipient replied STOP: Twilio refuses every send to them
-INVALID_NUMBERS = {21211, 21614}  # not a valid phone number / not a mobile number
-TOO_MANY_REQUESTS = 20429
+__all__ = ["CHANNEL", "INBOUND_PATH", "STATUS_PATH", "SmsChannel"]
 
 
 class SmsChannel(Channel):
@@ -39,6 +34,15 @@ class SmsChannel(Channel):
     #: texts wait for the morning: 21:00–08:00 in the recipient's time zone (a rule's ``quiet hours`` win)
     quiet_hours = ("21:00", "08:00")
     events = ("sms.delivered", "sms.failed", "sms.replied", "sms.opted_out", "sms.opted_in")
+    #: a reply is the recipient acting (it moves last_seen)
+    activity_events = ("sms.replied",)
+    template_parts = ("txt",)
+    required_parts = ("txt",)
+    builtin_templates = {"welcome": {"txt": "Hello {{ contact.first_name or 'there' }}, thanks for signing up."}}
+    #: a text needs the number's owner to have opted in; they opt out by replying STOP
+    consent = CONSENT_GRANTED
+    unsubscribe = UNSUBSCRIBE_PROVIDER
+    opt_out_event = "sms.opted_out"
     config_schema = {
         "TWILIO_ACCOUNT_SID": {"type": "string", "required": False, "help": "ACxxxxxxxx…; needed to send SMS"},
         "TWILIO_AUTH_TOKEN": {"type": "string", "required": False, "secret": True,
@@ -144,7 +148,7 @@ class SmsChannel(Channel):
         except (TwilioRestException, TwilioServiceException) as exc:
             error = classify(exc.status, exc.code, _twilio_text(exc), retry_after(http.last_headers))
             if exc.code == UNSUBSCRIBED:
-                _record_opt_out(to)
+                record_provider_opt_out(to)
             raise error from None
         except requests.RequestException as exc:
             raise network_error(exc, http.api_base) from None
@@ -225,14 +229,3 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 def _twilio_text(exc: TwilioRestException | TwilioServiceException) -> str:
     text = getattr(exc, "msg", None) or getattr(exc, "detail", None) or getattr(exc, "title", None) or ""
     return str(text).removeprefix("Unable to create record: ")
-
-
-def _record_opt_out(phone: str) -> None:
-    """Write the revoked SMS consent Twilio told us about, when running inside the app (the worker)."""
-    from flask import has_app_context
-
-    if not has_app_context():
-        return
-    from .store import record_provider_opt_out
-
-    record_provider_opt_out(phone)

@@ -7,10 +7,10 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from server.sdk import raise_event, record_consent
 
-from .channel import CHANNEL, INBOUND_PATH, STATUS_PATH
 from .keywords import read_keyword
 from .phone import normalise
 from .store import apply_status
+from .twilio import CHANNEL, INBOUND_PATH, STATUS_PATH
 
 bp = Blueprint("sms_twilio", __name__)
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from datetime import datetime, timezone
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import urllib3
-from sqlalchemy import select
 from urllib3.exceptions import (ConnectTimeoutError, HTTPError, InvalidHeader, NewConnectionError, ProtocolError,
                                 ReadTimeoutError, SSLError)
 from urllib3.util import Retry
 
-from server.db import get_session
-from server.models import WebhookEndpoint, utcnow
-from server.sdk import Channel, ChannelError, OutboundMessage, SendResult, SettingError
+from server.sdk import Channel, ChannelError, Endpoint, OutboundMessage, SendResult, SettingError, disable_endpoint
+from server.sdk import endpoint as find_endpoint
 
 from . import signing
 from .guard import AllowList, Refused, resolve
@@ -30,13 +29,18 @@ USER_AGENT = "Nudge-Webhooks/1"
 class WebhookChannel(Channel):
     """POSTs ``message.data`` as JSON to the endpoint named ``message.template``, signed per Standard Webhooks.
 
-    The endpoint row is read when sending (so a disabled endpoint or a rotated secret applies to
-    pending retries at once) through the worker's database session; a 410 disables it there.
+    The endpoint is read when sending (so a disabled endpoint or a rotated secret applies to pending
+    retries at once); a 410 disables it.
     """
 
     name = "webhook"
+    # calls the endpoint named by the template: nobody's address, no consent, no unsubscribe, not marketing
+    endpoints = True
     address_field = None
-    needs_consent = False
+    consent = None
+    unsubscribe = None
+    counts_toward_cap = False
+    template_parts = ("body",)
     idempotent = True  # receivers de-duplicate by webhook-id (= message.key)
     retry_schedule = RETRY_SCHEDULE
     config_schema = {
@@ -93,11 +97,11 @@ class WebhookChannel(Channel):
         if 200 <= status < 300:
             return SendResult(provider_id=message.key, status="sent")
         if status == 410:
-            self._disable(endpoint, f"the endpoint answered 410 Gone at {utcnow():%Y-%m-%d %H:%M} UTC")
+            disable_endpoint(endpoint.name, f"the endpoint answered 410 Gone at {_now():%Y-%m-%d %H:%M} UTC")
         raise classify(endpoint.name, status, response_headers, snippet)
 
-    def _endpoint(self, name: str) -> WebhookEndpoint:
-        endpoint = get_session().scalar(select(WebhookEndpoint).where(WebhookEndpoint.name == name))
+    def _endpoint(self, name: str) -> Endpoint:
+        endpoint = find_endpoint(name)
         if endpoint is None:
             raise ChannelError(f"no webhook endpoint named {name!r}; add it under Settings → Webhooks", permanent=True)
         if endpoint.disabled_at is not None:
@@ -107,13 +111,7 @@ class WebhookChannel(Channel):
             raise ChannelError(f"webhook endpoint {name!r} has no signing secret; add a whsec_ secret", permanent=True)
         return endpoint
 
-    def _disable(self, endpoint: WebhookEndpoint, reason: str) -> None:
-        session = get_session()
-        endpoint.disabled_at = utcnow()
-        endpoint.disabled_reason = reason[:255]
-        session.commit()  # the endpoint said it is gone for good: that must stick whatever the caller does next
-
-    def _post(self, endpoint: WebhookEndpoint, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+    def _post(self, endpoint: Endpoint, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
         """POST to the endpoint's checked address(es); no redirects, no retries here, bounded time and size."""
         url = urlsplit(endpoint.url)
         try:
@@ -172,7 +170,7 @@ def payload(message: OutboundMessage) -> dict[str, Any]:
     """The JSON body: Standard Webhooks' recommended ``{type, timestamp, data}`` envelope around ``message.data``."""
     data = dict(message.data)
     return {"type": data.pop("type", None) or "nudge.webhook",
-            "timestamp": data.pop("timestamp", None) or utcnow().isoformat(timespec="seconds"),
+            "timestamp": data.pop("timestamp", None) or _now().isoformat(timespec="seconds"),
             "data": data}
 
 
@@ -210,6 +208,10 @@ def _read_capped(response: urllib3.BaseHTTPResponse) -> bytes:
         return b""
     finally:
         response.release_conn()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _reason(exc: Exception) -> str:

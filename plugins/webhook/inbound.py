@@ -1,25 +1,18 @@
-"""Inbound webhooks: ``POST /hooks/in/<source>``, signed per Standard Webhooks with the source's own secret."""
+"""Inbound webhooks: ``POST /hooks/in/<source>``, signed per Standard Webhooks with the source's own secret.
+
+Each accepted payload is stored once: its ``webhook-id`` is the receipt of the event, so a replay (within the
+timestamp tolerance; older ones fail the signature check) is answered as a duplicate and stores nothing.
+"""
 from __future__ import annotations
 
-import logging
 import time
 
-import redis
-from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy import select
+from flask import Blueprint, jsonify, request
 
-from server.api.problems import problem
-from server.db import get_session
-from server.engine.ingest import IngestError, record_event, upsert_contact
-from server.engine.jobs import process_events
-from server.models import InboundSource
-from server.queue import get_queue
-from server.sdk import JsonInputError, Trigger, parse_json
+from server.sdk import ContactDataError, JsonInputError, Trigger, inbound_source, ingest_event, parse_json, problem
 
 from . import signing
 from .mapping import MappingError, apply
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("webhook_inbound", __name__, url_prefix="/hooks/in")
 MAX_BODY = 256 * 1024
@@ -33,8 +26,7 @@ class InboundWebhooks(Trigger):
 
 @bp.post("/<name>")
 def receive(name: str):
-    session = get_session()
-    source = session.scalar(select(InboundSource).where(InboundSource.name == name))
+    source = inbound_source(name)
     if source is None:
         return problem(404, "Unknown source", f"no inbound source named {name!r}; create it under Settings → Webhooks")
     if request.content_length is not None and request.content_length > MAX_BODY:
@@ -52,46 +44,11 @@ def receive(name: str):
         field = getattr(exc, "field", "payload")
         detail = str(exc) if isinstance(exc, (MappingError, JsonInputError)) else f"the body is not JSON: {exc}"
         return problem(422, "Payload does not fit the mapping", detail, field=field)
-    seen = _SeenIds(f"{current_app.config['QUEUE_NAME']}:{source.id}")
-    if not seen.add(msg_id):
-        return jsonify({"status": "duplicate", "webhook_id": msg_id}), 200
     try:
-        contact = upsert_contact(session, mapped.contact)
-        event = record_event(session, contact, mapped.name, mapped.props, occurred_at=mapped.occurred_at,
-                             source=f"hook:{source.name}"[:32])
-        session.commit()
-    except IngestError as exc:
-        session.rollback()
-        seen.forget(msg_id)
+        stored = ingest_event(mapped.contact, mapped.name, mapped.props, occurred_at=mapped.occurred_at,
+                              source=f"hook:{source.name}"[:32], receipt=f"{source.id}:{msg_id}")
+    except ContactDataError as exc:
         return problem(422, "Payload does not fit the mapping", str(exc), field=exc.field)
-    except Exception:
-        session.rollback()
-        seen.forget(msg_id)  # a retry of the same message must still be able to land
-        raise
-    get_queue().enqueue(process_events, [event.id])
-    return jsonify({"id": event.id, "contact_id": contact.id, "status": "accepted"}), 202
-
-
-class _SeenIds:
-    """webhook-ids accepted in the last ten minutes (twice the timestamp tolerance), kept in Redis.
-
-    A replay inside the tolerance is answered as a duplicate and stores nothing; older ones already
-    fail the timestamp check. Without Redis the check is skipped (logged), never the request.
-    """
-
-    def __init__(self, scope: str):
-        self.prefix = f"nudge:hooks:in:{scope}:"  # scoped by instance (its queue name) and source
-
-    def add(self, msg_id: str) -> bool:
-        try:
-            return bool(get_queue().redis.set(self.prefix + msg_id, 1, nx=True, ex=2 * signing.TOLERANCE))
-        except redis.RedisError as exc:
-            log.warning("cannot check webhook-id %s for replays (%s); accepting it", msg_id, exc)
-            return True
-
-    def forget(self, msg_id: str) -> None:
-        try:
-            get_queue().redis.delete(self.prefix + msg_id)
-        except redis.RedisError:
-            pass
-
+    if stored.duplicate:
+        return jsonify({"status": "duplicate", "webhook_id": msg_id}), 200
+    return jsonify({"id": stored.event_id, "contact_id": stored.contact_id, "status": "accepted"}), 202

@@ -6,7 +6,7 @@ from werkzeug.exceptions import HTTPException
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 from . import apikeys, audit, contacts, events, fields, forms, messages, rules, segments, tasks, templates  # noqa: E402,F401  (register routes)
-from .problems import problem  # noqa: E402
+from ..problems import problem  # noqa: E402
 from .spec import endpoint, openapi_document  # noqa: E402
 
 

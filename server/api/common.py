@@ -6,7 +6,6 @@ from typing import Any
 from flask import current_app, g
 
 from ..contacts import address_channels
-from ..queue import get_queue
 
 
 def actor() -> str:
@@ -21,14 +20,6 @@ def secret() -> str:
 
 def channels() -> dict[str, tuple[str, ...]]:
     return address_channels(current_app.extensions.get("nudge.plugins"))
-
-
-def enqueue_events(event_ids: list[int]) -> None:
-    """Hand stored events to the engine (after the commit: the DB is the source of truth)."""
-    if event_ids:
-        from ..engine.jobs import process_events
-
-        get_queue().enqueue(process_events, event_ids)
 
 
 def text(max_length: int, *, nullable: bool = False, min_length: int = 0, **extra: Any) -> dict[str, Any]:

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify
+from flask import current_app, jsonify
 from sqlalchemy import exists, select
 
 from ..consent import current_consents, record_consent
 from ..contacts import (announce_changes, apply_changes, audit, clean_contact, contact_dict, create_contact,
-                        erase_contact, export_contact, find_contact, merge_contacts, opt_out, upsert_contact)
+                        erase_contact, find_contact, merge_contacts, opt_out, upsert_contact)
 from ..contacts.service import MAX_SCORE, clean_tag
 from ..db import get_session
+from ..engine.jobs import enqueue_events
 from ..models import Consent, Contact, ContactTag, Event, Note, Scope
 from . import bp
-from .common import actor, channels, enqueue_events, secret, text
+from .common import actor, channels, secret, text
 from .pagination import paginate, sort_param
 from .spec import CURSOR, ID, LIMIT, TIMESTAMP, endpoint, get_or_404, nullable, page_of, query_param, schema
 
@@ -147,18 +148,11 @@ def get_contact(contact_id: int):
           responses={200: ("the contact", CONTACT)},
           description="Only the given attributes change; null clears one; tags, when given, replace the old ones.")
 def patch_contact(contact_id: int, body: dict[str, Any]):
+    from ..contacts.editing import update_contact
+
     session = get_session()
     contact = _contact(contact_id)
-    cleaned = clean_contact(session, body, region=_region())
-    if ("email" in cleaned or "external_id" in cleaned) and not (
-            cleaned.get("email", contact.email) or cleaned.get("external_id", contact.external_id)):
-        from ..contacts import InvalidInput
-
-        raise InvalidInput("email", "a contact keeps an email or an external_id; set one before clearing the other")
-    before = {t.tag for t in contact.tags}
-    apply_changes(session, contact, cleaned, replace_tags=True)
-    audit(session, actor(), "contact.updated", "contact", contact.id, changed=sorted(cleaned))
-    events = announce_changes(session, contact, created=False, fields=cleaned, tags_before=before)
+    events = update_contact(session, contact, clean_contact(session, body, region=_region()), actor=actor())
     session.commit()
     enqueue_events([event.id for event in events])
     return jsonify(contact_dict(contact))
@@ -178,9 +172,10 @@ def delete_contact(contact_id: int):
 @endpoint(bp, "GET", "/contacts/{contact_id}/export", summary="Export everything held on a contact", tag="contacts",
           responses={200: ("all data on the contact, consent records included", {"type": "object"})})
 def export(contact_id: int):
+    from ..contacts.editing import export_for
+
     session = get_session()
-    data = export_contact(session, _contact(contact_id), secret=secret(), channels=channels())
-    audit(session, actor(), "contact.exported", "contact", contact_id)
+    data = export_for(session, _contact(contact_id), secret=secret(), channels=channels(), actor=actor())
     session.commit()
     return jsonify(data)
 
@@ -244,12 +239,10 @@ def list_notes(contact_id: int):
 @endpoint(bp, "POST", "/contacts/{contact_id}/notes", summary="Add a note", tag="contacts", body=NOTE_INPUT,
           responses={201: ("the note", NOTE)})
 def post_note(contact_id: int, body: dict[str, Any]):
+    from ..contacts.editing import add_note
+
     session = get_session()
-    _contact(contact_id)
-    note = Note(contact_id=contact_id, body=body["body"], author=body.get("author") or actor())
-    session.add(note)
-    session.flush()
-    audit(session, actor(), "note.created", "contact", contact_id, note_id=note.id)
+    note = add_note(session, _contact(contact_id), body["body"], author=body.get("author") or actor(), actor=actor())
     session.commit()
     return jsonify(_note_dict(note)), 201
 
@@ -274,7 +267,8 @@ def list_consents(contact_id: int):
 
 @endpoint(bp, "POST", "/contacts/{contact_id}/consents", summary="Record consent given or revoked", tag="contacts",
           body=CONSENT_INPUT, responses={201: ("the ledger row", CONSENT)},
-          description="A revocation also raises <channel>.unsubscribed and stops queued sends on that channel.")
+          description="A revocation also raises the channel's opt-out event (<channel>.unsubscribed unless the "
+                      "channel declares another, e.g. sms.opted_out) and stops queued sends on that channel.")
 def post_consent(contact_id: int, body: dict[str, Any]):
     from flask import request
 
@@ -287,6 +281,7 @@ def post_consent(contact_id: int, body: dict[str, Any]):
                              ip=request.remote_addr, user_agent=request.user_agent.string)
     else:
         event = opt_out(session, contact, body["channel"], source, ip=request.remote_addr,
+                        event=current_app.extensions["nudge.plugins"].opt_out_event(body["channel"]),
                         user_agent=request.user_agent.string)
         event_ids = [event.id] if event is not None else []
         row = session.scalars(select(Consent).where(Consent.contact_id == contact_id, Consent.channel == body["channel"])

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from ..contacts.normalize import check_json, parse_datetime
 from ..db import get_session
 from ..engine.ingest import record_event, upsert_contact
+from ..engine.jobs import enqueue_events
 from ..models import Event, Scope
 from . import bp
-from .common import enqueue_events, text
+from .common import text
 from .contacts import CONTACT_INPUT, EVENT, event_dict
 from .idempotency import body_digest, remember, replay, request_key
 from .pagination import filtered_page, sort_param

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify
+from flask import current_app, jsonify
 from sqlalchemy import select
 
 from ..contacts import InvalidInput, iso
 from ..contacts.fields import definitions
 from ..db import get_session
+from ..forms import STANDARD_FORM_FIELDS, snippet_html
 from ..models import Form
-from ..web.forms import STANDARD_FORM_FIELDS, snippet_html
 from . import bp
 from .common import remove, save, text
 from .spec import ID, TIMESTAMP, NotFound, Refused, endpoint, schema
@@ -76,7 +76,9 @@ def post_form(body: dict[str, Any]):
     session = get_session()
     if session.scalar(select(Form.id).where(Form.slug == body["slug"])) is not None:
         raise Refused(409, "Conflict", f"a form {body['slug']!r} exists", field="slug")
-    form = Form(slug=body["slug"], name="", channel="email", wording="", double_opt_in=True, fields=[], tags=[])
+    # a hosted form asks for an email address: by default it subscribes to the channel addressing that field
+    default = current_app.extensions["nudge.plugins"].channel_for_field("email") or ""
+    form = Form(slug=body["slug"], name="", channel=default, wording="", double_opt_in=True, fields=[], tags=[])
     _apply(form, body)
     save(form, "form.created", "form", form.slug)
     return jsonify(form_dict(form)), 201

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, jsonify
+from flask import current_app, g, jsonify
 from sqlalchemy import select
 
 from ..contacts import audit, iso
 from ..db import get_session
 from ..engine import rules as store
-from ..engine.apply import rule_rows
+from ..engine.rulestats import rule_rows
+from ..engine.timeutil import to_ts
 from ..engine.explain import describe
 from ..engine.timeutil import iso as iso_ts
-from ..models import Contact, JourneyLog, Rule, RuleVersion
+from ..models import Contact, JourneyLog, Rule, RuleVersion, utcnow
 from . import bp
 from .common import actor, text
 from .spec import ID, TIMESTAMP, Refused, endpoint, get_or_404, schema
@@ -26,8 +27,11 @@ DIAGNOSTICS = schema("Diagnostics", {"type": "object", "properties": {
     "valid": {"type": "boolean"}, "errors": {"type": "array", "items": {"type": "string"}},
     "warnings": {"type": "array", "items": {"type": "string"}}, "rules": {"type": "array", "items": {"type": "string"}}}})
 RULE = schema("Rule", {"type": "object", "properties": {
-    "id": ID, "name": {"type": "string"}, "status": {"type": "string", "enum": ["active", "paused"]},
-    "version": {"type": "integer"}, "in_flight": {"type": "integer"}, "updated_at": TIMESTAMP}})
+    "id": ID, "name": {"type": "string"}, "status": {"type": "string", "enum": ["active", "paused", "draft"]},
+    "version": {"type": "integer", "description": "the active version; 0 for a draft rule"},
+    "draft_version": {"type": "integer", "nullable": True,
+                      "description": "the newest version when it was saved as a draft and not activated"},
+    "in_flight": {"type": "integer"}, "origin": {"type": "string", "nullable": True}, "updated_at": TIMESTAMP}})
 CHANGES = schema("RuleChanges", {"type": "object", "properties": {"changes": {"type": "array", "items": {
     "type": "object", "properties": {"name": {"type": "string"}, "action": {"type": "string"},
                                      "version": {"type": "integer", "nullable": True},
@@ -35,7 +39,10 @@ CHANGES = schema("RuleChanges", {"type": "object", "properties": {"changes": {"t
                                      "details": {"type": "array", "items": {"type": "string"}}}}}}})
 VERSIONS = schema("RuleVersions", {"type": "object", "properties": {"items": {"type": "array", "items": {
     "type": "object", "properties": {"number": {"type": "integer"}, "active": {"type": "boolean"},
-                                     "source": {"type": "string"}, "created_at": TIMESTAMP}}}}})
+                                     "draft": {"type": "boolean", "description": "saved, never activated"},
+                                     "actor": {"type": "string", "nullable": True}, "source": {"type": "string"},
+                                     "created_at": TIMESTAMP,
+                                     "activated_at": {**TIMESTAMP, "nullable": True}}}}}})
 JOURNEYS = schema("Journeys", {"type": "object", "properties": {"items": {"type": "array", "items": {
     "type": "object", "properties": {"at": TIMESTAMP, "rule": {"type": "string", "nullable": True},
                                      "action": {"type": "string"}, "text": {"type": "string"},
@@ -52,9 +59,15 @@ def _compile(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], lis
     return store.compile_rules([(body.get("filename") or "rules.nudge", body["text"])], _vocabulary())
 
 
-def _rule_dict(row: Rule, version: int, in_flight: int) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "status": row.status, "version": version, "in_flight": in_flight,
-            "updated_at": iso(row.updated_at)}
+def _version_actor() -> str:
+    """Who saved a version through the API, as versions record it: ``api:<key prefix>``."""
+    key = getattr(g, "api_key", None)
+    return f"api:{key.prefix}" if key is not None else "api"
+
+
+def _rule_dict(row: Rule, version: int, in_flight: int, draft: int | None) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "status": row.status, "version": version, "draft_version": draft,
+            "in_flight": in_flight, "origin": row.origin, "updated_at": iso(row.updated_at)}
 
 
 @endpoint(bp, "POST", "/rules/validate", summary="Check rules text without saving it", tag="rules",
@@ -73,7 +86,7 @@ def put_rules(body: dict[str, Any]):
     if errors:
         raise Refused(422, "Invalid rules", errors[0].splitlines()[0], field="text", errors=errors)
     session = get_session()
-    changes = store.apply_plans(session, plans, origin="api", migrate=bool(body.get("migrate")))
+    changes = store.apply_plans(session, plans, origin="api", migrate=bool(body.get("migrate")), actor=_version_actor())
     for change in changes:
         if change.action != "unchanged":
             audit(session, actor(), f"rule.{change.action}", "rule", None, name=change.name, version=change.version)
@@ -87,8 +100,9 @@ def put_rules(body: dict[str, Any]):
                                                                                        "items": RULE}}})})
 def list_rules():
     session = get_session()
-    rows = {name: (version, active) for name, _status, version, active in rule_rows(session)}
-    items = [_rule_dict(r, *rows[r.name]) for r in session.scalars(select(Rule).order_by(Rule.name))]
+    rows = {row.id: row for row in rule_rows(session, to_ts(utcnow()))}
+    items = [_rule_dict(r, rows[r.id].active or 0, rows[r.id].in_flight, rows[r.id].draft)
+             for r in session.scalars(select(Rule).order_by(Rule.name))]
     return jsonify({"items": items})
 
 
@@ -98,18 +112,23 @@ def rule_versions(rule_id: int):
     rule = get_or_404(Rule, rule_id, "rule")
     versions = get_session().scalars(select(RuleVersion).where(RuleVersion.rule_id == rule.id)
                                      .order_by(RuleVersion.number.desc()))
-    return jsonify({"items": [{"number": v.number, "active": v.id == rule.active_version_id, "source": v.source,
-                               "created_at": iso(v.created_at)} for v in versions]})
+    return jsonify({"items": [{"number": v.number, "active": v.id == rule.active_version_id,
+                               "draft": v.activated_at is None, "actor": v.actor, "source": v.source,
+                               "created_at": iso(v.created_at), "activated_at": iso(v.activated_at)}
+                              for v in versions]})
 
 
 def _set_state(rule_id: int, verb: str):
     session = get_session()
     rule = get_or_404(Rule, rule_id, "rule")
-    getattr(store, verb)(session, rule.name)
+    try:
+        getattr(store, verb)(session, rule.name)
+    except store.RuleStateError as exc:
+        raise Refused(409, "Rule is a draft", str(exc)) from None
     audit(session, actor(), f"rule.{verb}d", "rule", rule.id)
     session.commit()
     version = session.get(RuleVersion, rule.active_version_id).number if rule.active_version_id else 0
-    return jsonify(_rule_dict(rule, version, store.in_flight(session, rule.id)))
+    return jsonify(_rule_dict(rule, version, store.in_flight(session, rule.id), None))
 
 
 @endpoint(bp, "POST", "/rules/{rule_id}/pause", summary="Pause a rule: no new entries, journeys wait",

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from ..contacts import contact_dict, iso
 from ..db import get_session
 from ..models import Contact, Segment
+from ..engine.scope import Scope
 from ..segments import NAME, compile_condition, count, iter_members, members_clause
 from ..sqlwhere import Unsupported
 from . import bp
@@ -48,7 +49,7 @@ def _dict(row: Segment, *, with_count: bool = True) -> dict[str, Any]:
                            "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
     if with_count:
         compiled = compile_condition(get_session(), row.condition)
-        out["count"] = count(get_session(), compiled.tree)
+        out["count"] = count(get_session(), compiled.tree, scope=Scope.of)
         out["warnings"] = compiled.warnings
     return out
 
@@ -76,7 +77,7 @@ def post_segment(body: dict[str, Any]):
           tag="segments", body=PREVIEW_INPUT, responses={200: ("the live count", COUNT)})
 def preview_segment(body: dict[str, Any]):
     compiled = compile_condition(get_session(), body["condition"])
-    return jsonify({"count": count(get_session(), compiled.tree), "warnings": compiled.warnings})
+    return jsonify({"count": count(get_session(), compiled.tree, scope=Scope.of), "warnings": compiled.warnings})
 
 
 @endpoint(bp, "GET", "/segments/{name}", summary="A segment with its live count", tag="segments",
@@ -113,7 +114,7 @@ def segment_members(name: str, query: dict[str, Any]):
     try:
         stmt = select(Contact).where(members_clause(session, tree))
     except Unsupported:  # evaluated in Python: page over the member ids
-        ids = [c.id for c in iter_members(session, tree)]
+        ids = [c.id for c in iter_members(session, tree, scope=Scope.of)]
         stmt = select(Contact).where(Contact.id.in_(ids))
     rows, cursor = paginate(session, stmt, Contact, sort="id", limit=query["limit"], cursor=query.get("cursor"))
     return jsonify({"data": [contact_dict(c) for c in rows], "next_cursor": cursor})

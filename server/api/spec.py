@@ -15,17 +15,13 @@ from ..auth import require_api_key
 from ..contacts.errors import Conflict, InvalidInput
 from ..db import get_session
 from ..models import Scope
-from .jsonbody import JsonInputError, read_json
-from .problems import problem
-from .validation import parse_query, validate
+from ..jsonbody import JsonInputError, read_json
+from ..problems import problem
+from .validation import SCHEMAS, parse_query, validate
 
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024
 MAX_ID = 2**31 - 1
-
-#: components/schemas of the OpenAPI document, filled by the endpoint modules through :func:`schema`
-SCHEMAS: dict[str, dict[str, Any]] = {}
-
 
 def schema(name: str, body: dict[str, Any]) -> dict[str, str]:
     """Register a named schema; return a ``$ref`` to it."""

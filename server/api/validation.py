@@ -13,6 +13,9 @@ from typing import Any, Mapping
 
 from ..contacts.errors import InvalidInput
 
+#: the named schemas of the OpenAPI document (``#/components/schemas/<name>``), filled by ``spec.schema()``
+SCHEMAS: dict[str, dict[str, Any]] = {}
+
 _TYPES = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -37,8 +40,6 @@ def validate(schema: Mapping[str, Any], value: Any, path: str = "", *,
     :raises InvalidInput: naming the first offending field.
     """
     if "$ref" in schema:
-        from .spec import SCHEMAS
-
         name = schema["$ref"].rsplit("/", 1)[-1]
         return validate((components or SCHEMAS)[name], value, path, components=components)
     if value is None:

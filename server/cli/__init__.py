@@ -159,6 +159,7 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
     """Run the web server (admin UI, API, tracking endpoints)."""
     import waitress
 
+    from ..api.spec import REGISTRY
     from ..web.security import largest_body
 
     _setup_logging()
@@ -167,7 +168,7 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
     _exit_on_sigterm()
     try:  # waitress refuses a larger body itself (413), before buffering it
         waitress.serve(app, host=host, port=port, threads=threads, ident="nudge",
-                       max_request_body_size=largest_body())
+                       max_request_body_size=largest_body(op.max_body for op in REGISTRY))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the port is taken (or the address is not ours): one line, not a traceback
@@ -301,11 +302,14 @@ def admin() -> None:
 @click.option("--prompt", "ask", is_flag=True, help="Type the new password (asked twice) instead of a random one.")
 @click.option("--password-stdin", "from_stdin", is_flag=True,
               help="Read the new password from the first line of standard input.")
-def admin_password(email: str, ask: bool, from_stdin: bool) -> None:
+@click.option("--role", type=click.Choice(["admin", "editor", "viewer"]), default=None,
+              help="Give the user this role (default: an existing user keeps theirs, a new one is an admin).")
+def admin_password(email: str, ask: bool, from_stdin: bool, role: str | None) -> None:
     """Set a new password for EMAIL (creating the user) and end every session they have.
 
     By default the password is random and printed as the last line; --prompt or --password-stdin
-    set one you choose (at least 12 characters, not a common one).
+    set one you choose (at least 12 characters, not a common one). A new user is an admin unless
+    --role says otherwise; an existing one keeps their role unless --role changes it.
     """
     import secrets
 
@@ -334,8 +338,10 @@ def admin_password(email: str, ask: bool, from_stdin: bool) -> None:
         session = get_session()
         user = session.scalar(select(User).where(User.email == email.lower()))
         if user is None:
-            user = User(email=email.lower(), password_hash="")
+            user = User(email=email.lower(), password_hash="", role=role or "admin")
             session.add(user)
+        elif role is not None:
+            user.role = role
         password = chosen if chosen is not None else secrets.token_urlsafe(12)
         set_password(session, user, password)  # also signs the user out everywhere
         session.commit()

@@ -17,7 +17,7 @@ import click
 
 from .lang import plural, rules_files, template_names
 
-Names = Callable[[Any, Any], Any]
+Names = Callable[[Any], Any]
 
 
 def register(group: click.Group) -> None:
@@ -41,13 +41,13 @@ def check_command(files: tuple[str, ...], templates: Path | None) -> None:
 
     folders = [Path(name) for name in files if Path(name).is_dir()]
     loose = [path for name in files if not Path(name).is_dir() for path in rules_files((name,))]
-    with instance_names() as (names, online):
-        results = [check_folder(folder, names).checked for folder in folders]
+    with instance_names() as (names, online, plugins):
+        results = [check_folder(folder, names, plugins).checked for folder in folders]
         if loose:
             def for_file(filename: str) -> Any:
                 folder = templates if templates is not None else Path(filename).parent / "templates"
                 found = template_names(folder) if folder.is_dir() else {}
-                vocabulary = names([(channel, name) for channel, known in found.items() for name in known], ())
+                vocabulary = names([(channel, name) for channel, known in found.items() for name in known])
                 if online:
                     return vocabulary
                 # a lone file without an instance: a channel with no templates folder takes any name
@@ -80,10 +80,10 @@ def _read(path: Path) -> bytes:
 
 
 @contextmanager
-def instance_names() -> Iterator[tuple[Names, bool]]:
-    """What rules may name, as ``names(templates, endpoints)``, and whether an instance gives them: the
+def instance_names() -> Iterator[tuple[Names, bool, Any]]:
+    """What rules may name, as ``names(templates)``, whether an instance gives them, and the plugins: the
     instance's when one is found (the lookup every command makes; none is ever created), else the
-    installed plugins'."""
+    installed plugins' (entry points included)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from ..app import create_app
@@ -108,12 +108,12 @@ def instance_names() -> Iterator[tuple[Names, bool]]:
             app = _unusable(f"{str(getattr(exc, 'orig', None) or exc).splitlines()[0]}; run `nudge db upgrade`")
     if app is None:
         plugins = _plugins()
-        yield (lambda templates, endpoints: with_templates(plugin_vocabulary(plugins), templates, endpoints)), False
+        yield (lambda templates: with_templates(plugin_vocabulary(plugins), templates)), False, plugins
         return
     try:
         with app.app_context():
             pm = app.extensions["nudge.plugins"]
-            yield (lambda templates, endpoints: instance_vocabulary(get_session(), pm, templates, endpoints)), True
+            yield (lambda templates: instance_vocabulary(get_session(), pm, templates)), True, pm
     finally:
         app.extensions["nudge.queue"].close()
         app.extensions["nudge.db"].dispose()

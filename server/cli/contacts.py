@@ -48,7 +48,7 @@ def register(main: click.Group) -> None:
         """Import contacts from FILE.csv: validated, deduplicated, merged with existing contacts."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from ..contacts import InvalidInput
+        from ..contacts import InvalidInput, address_channels
         from ..contacts.importer import import_csv, parse_mapping
         from ..db import get_session
         from . import build_app
@@ -67,7 +67,8 @@ def register(main: click.Group) -> None:
                 try:
                     report = import_csv(get_session(), fh, secret=app.config["SECRET_KEY"], mapping=mapping,
                                         region=region or app.config.get("PHONE_REGION"), tags=tags,
-                                        progress=lambda n: bar.advance(task, n))
+                                        progress=lambda n: bar.advance(task, n),
+                                        channels=address_channels(app.extensions["nudge.plugins"]))
                 except InvalidInput as exc:
                     raise click.ClickException(f"{file}: {exc}") from None
                 except UnicodeDecodeError as exc:

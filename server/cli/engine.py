@@ -70,7 +70,8 @@ def register(group: click.Group) -> None:
         """Run RULES against a timeline on a virtual clock; print one JSON effect per line."""
         from ..config import ConfigError
         from ..engine.rules import RuleError
-        from ..engine.simulate import TimelineError, simulate as run
+        from ..engine.simulate import TimelineError
+        from ..simulation import simulate as run
 
         sources = _read_sources(rules)
         try:
@@ -251,16 +252,19 @@ def register(group: click.Group) -> None:
     def rules_list() -> None:
         """List rules with their status, version and contacts mid-journey."""
         from ..db import get_session
-        from ..engine.apply import rule_rows
+        from ..engine.rulestats import rule_rows
+        from ..engine.timeutil import to_ts
+        from ..models import utcnow
         from . import build_app
 
         app = build_app()
         with app.app_context():
-            rows = rule_rows(get_session())
+            rows = rule_rows(get_session(), to_ts(utcnow()))
         if not rows:
             click.echo("no rules yet: write some and run `nudge apply DIR`")
-        for name, status, version, active in rows:
-            click.echo(f"{name}\t{status}\tv{version}\t{active} in flight")
+        for row in rows:  # a draft rule has no active version; a newer draft of a rule is named after it
+            click.echo(f"{row.name}\t{row.status}\t{f'v{row.active}' if row.active else '-'}\t{row.in_flight} in flight"
+                       + (f"\tdraft v{row.draft}" if row.draft else ""))
 
     for verb in ("pause", "resume"):
         def make(verb: str):
@@ -276,7 +280,7 @@ def register(group: click.Group) -> None:
                     session = get_session()
                     try:
                         getattr(store, verb)(session, name)
-                    except LookupError as exc:
+                    except (LookupError, store.RuleStateError) as exc:
                         raise click.ClickException(str(exc)) from None
                     if verb == "resume":  # its timers fell away while it was paused
                         from ..engine.apply import replan_timers

@@ -12,9 +12,9 @@ def register(main: click.Group) -> None:
         """List open tasks (oldest due first), or close one with --done ID."""
         from sqlalchemy import select
 
-        from ..contacts import audit
+        from ..contacts.tasks import close_task
         from ..db import get_session
-        from ..models import Task, TaskStatus, utcnow
+        from ..models import Task, TaskStatus
         from . import build_app
 
         app = build_app()
@@ -24,11 +24,9 @@ def register(main: click.Group) -> None:
                 task = session.get(Task, done_id)
                 if task is None:
                     raise click.ClickException(f"no task {done_id}; `nudge tasks` lists the open ones")
-                if task.status != TaskStatus.OPEN.value:
+                if not close_task(session, task, "cli"):
                     click.echo(f"task {done_id} is already {task.status}")
                     return
-                task.status, task.completed_at = TaskStatus.DONE.value, utcnow()
-                audit(session, "cli", "task.updated", "task", task.id, changed=["status"])
                 session.commit()
                 click.echo(f"task {done_id} done")
                 return

@@ -21,16 +21,18 @@ def record_event(session: Session, contact: Contact, name: str, props: Mapping[s
     return event
 
 
-def opt_out(session: Session, contact: Contact, channel: str, source: str, *, ip: str | None = None,
+def opt_out(session: Session, contact: Contact, channel: str, source: str, *, event: str, ip: str | None = None,
             user_agent: str | None = None, props: Mapping[str, Any] | None = None) -> Event | None:
-    """Revoke consent on *channel* and raise ``<channel>.unsubscribed``; nothing when already revoked.
+    """Revoke consent on *channel* and raise *event* (the channel's opt-out event); nothing when already revoked.
 
+    :param event: ``Channel.opt_out_event_name()`` of the channel (``email.unsubscribed``, ``sms.opted_out``); see
+        ``PluginManager.opt_out_event``.
     :return: the event to enqueue, or None when the contact had already opted out.
     """
     if not revoke(session, contact.id, channel, source, ip=ip, user_agent=user_agent):
         return None
-    return record_event(session, contact, f"{channel}.unsubscribed",
-                        {"channel": channel, "source": source, **(props or {})}, source="consent")
+    return record_event(session, contact, event, {"channel": channel, "source": source, **(props or {})},
+                        source="consent")
 
 
 def changed_names(cleaned: Mapping[str, Any]) -> set[str]:
@@ -46,7 +48,7 @@ def announce_changes(session: Session, contact: Contact, *, created: bool, field
 
     ``contact.created``, or ``contact.updated`` with the changed field names (the engine re-plans date
     triggers from them), plus ``tag.added`` / ``tag.removed`` per tag. The caller commits, then hands the
-    events' ids to the engine (``server.api.common.enqueue_events``).
+    events' ids to the engine (``server.engine.jobs.enqueue_events``).
     """
     events = [record_event(session, contact, "contact.created", {}, source=source) if created else
               record_event(session, contact, "contact.updated", {"fields": sorted(changed_names(fields or {}))},

@@ -114,14 +114,18 @@ def _rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
 
 def import_csv(session: Session, stream: TextIO, *, secret: str, mapping: Mapping[str, str] | None = None,
                region: str | None = None, tags: Iterable[str] = (), actor: str = "cli",
-               progress: Callable[[int], None] | None = None) -> ImportReport:
+               progress: Callable[[int], None] | None = None,
+               channels: Mapping[str, tuple[str, ...]] | None = None) -> ImportReport:
     """Import contacts from CSV text; commits per chunk of 1,000 rows.
 
     :param mapping: column → field overrides (see :func:`parse_mapping`).
+    :param channels: contact attribute → the channels addressed by it (``address_channels``): an imported email
+        on the suppression list of one of its channels is counted as suppressed.
     :param tags: tags added to every imported contact.
     :param progress: called with the number of rows done since the last call.
     :raises InvalidInput: when the header cannot be mapped (nothing is imported then).
     """
+    channels = channels or {}
     custom = definitions(session)
     header, rows = _rows(stream)
     columns = resolve_columns(header, mapping or {}, custom)
@@ -132,7 +136,7 @@ def import_csv(session: Session, stream: TextIO, *, secret: str, mapping: Mappin
     chunk: list[tuple[int, dict[str, Any]]] = []
 
     def flush() -> None:
-        _write_chunk(session, chunk, report, secret, extra_tags, by_field)
+        _write_chunk(session, chunk, report, secret, extra_tags, by_field, channels)
         session.commit()
         if progress:
             progress(len(chunk))
@@ -189,7 +193,7 @@ def _merge_rows(chunk: list[tuple[int, dict[str, Any]]], report: ImportReport) -
 
 
 def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], report: ImportReport, secret: str,
-                 extra_tags: list[str], by_field: Mapping[str, str]) -> None:
+                 extra_tags: list[str], by_field: Mapping[str, str], channels: Mapping[str, tuple[str, ...]]) -> None:
     rows = _merge_rows(chunk, report)
     emails = {r["email"] for _, r in rows if r.get("email")}
     external_ids = {r["external_id"] for _, r in rows if r.get("external_id")}
@@ -197,10 +201,10 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
         or_(Contact.email.in_(emails), Contact.external_id.in_(external_ids)))))
     by_email = {c.email: c for c in existing if c.email}
     by_external = {c.external_id: c for c in existing if c.external_id}
-    if emails:
-        hashes = {address_hash(secret, "email", e) for e in emails}
+    if emails and channels.get("email"):
+        hashes = {address_hash(secret, "", e) for e in emails}  # one digest on every channel's list
         report.suppressed += len(set(session.scalars(select(Suppression.address_hash).where(
-            Suppression.channel == "email", Suppression.address_hash.in_(hashes)))))
+            Suppression.channel.in_(channels["email"]), Suppression.address_hash.in_(hashes)))))
     new: list[dict[str, Any]] = []
     new_tags: list[list[str]] = []
     announced: list[dict[str, Any]] = []

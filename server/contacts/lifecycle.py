@@ -25,8 +25,6 @@ from .service import audit, contact_dict
 MergeHandler = Callable[[Session, int, int], None]
 _MERGE_HANDLERS: dict[str, MergeHandler] = {}
 
-#: which channels use which contact attribute as their address, when the plugin manager is not at hand
-DEFAULT_ADDRESS_CHANNELS: dict[str, tuple[str, ...]] = {"email": ("email",), "phone": ("sms",)}
 
 
 def register_merge_handler(table: str, handler: MergeHandler) -> None:
@@ -38,16 +36,12 @@ def register_merge_handler(table: str, handler: MergeHandler) -> None:
     _MERGE_HANDLERS[table] = handler
 
 
-def address_channels(plugin_manager: Any = None) -> dict[str, tuple[str, ...]]:
-    """Contact attribute → channels addressed by it, from the installed channel plugins."""
-    if plugin_manager is None or not getattr(plugin_manager, "channels", None):
-        return dict(DEFAULT_ADDRESS_CHANNELS)
+def address_channels(plugin_manager: Any) -> dict[str, tuple[str, ...]]:
+    """Contact attribute → the installed channels addressed by it (their ``address_field``)."""
     out: dict[str, list[str]] = {}
-    for name, cls in plugin_manager.channels.items():
+    for name, cls in getattr(plugin_manager, "channels", {}).items():
         if cls.address_field:
             out.setdefault(cls.address_field, []).append(name)
-    for field, channels in DEFAULT_ADDRESS_CHANNELS.items():
-        out.setdefault(field, list(channels))
     return {field: tuple(sorted(names)) for field, names in out.items()}
 
 
@@ -61,6 +55,15 @@ def _contact_references() -> Iterator[tuple[Table, Column[Any]]]:
             if column.name == "contact_id" or any(fk.column.table.name == "contacts" and fk.column.name == "id"
                                                   for fk in column.foreign_keys):
                 yield table, column
+
+
+def held_rows(session: Session, contact_id: int) -> dict[str, int]:
+    """How many rows of each table hold the contact's id (what an erasure deletes; messages it keeps, blanked)."""
+    counts: dict[str, int] = {}
+    for table, column in _contact_references():
+        found = session.scalar(select(func.count()).select_from(table).where(column == contact_id)) or 0
+        counts[table.name] = counts.get(table.name, 0) + found
+    return counts
 
 
 def _unique_groups(table: Table, column: Column[Any]) -> list[list[Column[Any]]]:
@@ -149,16 +152,16 @@ def _scrub_copies(session: Session, contact: Contact, digests: list[tuple[str, s
 
 
 def erase_contact(session: Session, contact: Contact, *, secret: str, actor: str,
-                  channels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, int]:
+                  channels: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
     """GDPR/CCPA erasure: delete the contact and every row about it; messages are kept for delivery
     statistics but lose their recipient, data and errors; status details and audit details about the
     contact are blanked, and so is every copy of its data elsewhere (suppression details, audit details).
     Only a salted hash of each address stays, in the suppression list, so a re-import is created
     suppressed. Audited (with the contact id only).
 
+    :param channels: contact attribute → the channels addressed by it (:func:`address_channels`).
     :return: counts of what was removed, for the audit entry and the caller.
     """
-    channels = channels or DEFAULT_ADDRESS_CHANNELS
     contact_id = contact.id
     digests = []
     for field, names in channels.items():
@@ -207,11 +210,13 @@ def _rows(session: Session, model: Any, *where: Any, order: Any = None) -> list[
 
 
 def export_contact(session: Session, contact: Contact, *, secret: str,
-                   channels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+                   channels: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
     """Everything Nudge holds on *contact*, as JSON-ready data: attributes, tags, custom fields,
     consent ledger, suppressions of its addresses, events, messages with their status history,
-    notes, tasks, audit entries, and rows of any other table that references the contact."""
-    channels = channels or DEFAULT_ADDRESS_CHANNELS
+    notes, tasks, audit entries, and rows of any other table that references the contact.
+
+    :param channels: contact attribute → the channels addressed by it (:func:`address_channels`).
+    """
     cid = contact.id
     messages = _rows(session, Message, Message.contact_id == cid, order=Message.id)
     for message in messages:

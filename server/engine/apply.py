@@ -1,20 +1,23 @@
 """``nudge apply DIR``: rules and templates kept in git, checked as one unit and applied in one transaction.
 
-Layout: ``*.nudge`` files anywhere in DIR; ``templates/<channel>/<name>.<part>`` (email: subject, html, txt;
-sms: txt); ``templates/webhook/<name>.toml`` with ``url`` and ``secret`` (or ``secrets``).
+Layout: ``*.nudge`` files anywhere in DIR; ``templates/<channel>/<name>.<part>`` with the parts the channel
+declares (``Channel.template_parts``); for a channel that sends to endpoints (``Channel.endpoints``),
+``templates/<channel>/<name>.toml`` with ``url`` and ``secret`` (or ``secrets``).
 """
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
+
+from flask import has_app_context
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Rule, RuleVersion, Template, WebhookEndpoint
-from .rules import Checked, RuleChange, apply_plans, check_sources, in_flight, plan_changes
+from ..models import Template, WebhookEndpoint
+from .rules import Checked, RuleChange, apply_plans, check_sources, plan_changes
 
 
 class ApplyError(Exception):
@@ -27,13 +30,19 @@ class ApplyError(Exception):
 class ApplyResult:
     rules: list[RuleChange] = field(default_factory=list)
     templates: list[tuple[str, str, str]] = field(default_factory=list)  # (action, channel, name)
-    endpoints: list[tuple[str, str]] = field(default_factory=list)       # (action, name)
+    endpoints: list[tuple[str, str, str]] = field(default_factory=list)  # (action, channel, name)
     warnings: list[str] = field(default_factory=list)
 
 
-def read_templates(root: Path) -> tuple[dict[tuple[str, str], dict[str, str]], dict[str, dict[str, Any]], list[str]]:
+def read_templates(root: Path, channels: Mapping[str, Any]) -> tuple[dict[tuple[str, str], dict[str, str]],
+                                                                    dict[tuple[str, str], dict[str, Any]], list[str]]:
+    """The templates and endpoints under ``root/templates``, and the problems reading them.
+
+    :param channels: the installed channel classes: which of them take endpoint files.
+    :return: ``{(channel, name): parts}``, ``{(channel, name): {"url", "secrets"}}`` and problems.
+    """
     templates: dict[tuple[str, str], dict[str, str]] = {}
-    endpoints: dict[str, dict[str, Any]] = {}
+    endpoints: dict[tuple[str, str], dict[str, Any]] = {}
     problems: list[str] = []
     base = root / "templates"
     if not base.is_dir():
@@ -42,7 +51,7 @@ def read_templates(root: Path) -> tuple[dict[tuple[str, str], dict[str, str]], d
         if not path.is_file():
             continue
         channel = path.parent.name
-        if channel == "webhook" and path.suffix == ".toml":
+        if getattr(channels.get(channel), "endpoints", False) and path.suffix == ".toml":
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -52,7 +61,7 @@ def read_templates(root: Path) -> tuple[dict[tuple[str, str], dict[str, str]], d
             if not isinstance(data.get("url"), str) or not data["url"].startswith(("http://", "https://")):
                 problems.append(f"{path}: needs url = \"https://…\"")
                 continue
-            endpoints[path.stem] = {"url": data["url"], "secrets": list(secrets)}
+            endpoints[(channel, path.stem)] = {"url": data["url"], "secrets": list(secrets)}
             continue
         name, dot, part = path.name.partition(".")
         if not dot:
@@ -65,19 +74,10 @@ def read_templates(root: Path) -> tuple[dict[tuple[str, str], dict[str, str]], d
     return templates, endpoints, problems
 
 
-def _vocabulary(session: Session, app: Any, templates: Iterable[tuple[str, str]], endpoints: Iterable[str]) -> Any:
+def _vocabulary(session: Session, app: Any, templates: Iterable[tuple[str, str]]) -> Any:
     from .vocabulary import instance_vocabulary
 
-    return instance_vocabulary(session, app.extensions["nudge.plugins"], templates, endpoints)
-
-
-def _validate_template(channel: str, parts: dict[str, str]) -> list[str]:
-    from . import render
-
-    validate = getattr(render, "validate_template", None)
-    if validate is None:
-        return []
-    return [str(problem) for problem in validate(channel, parts)]
+    return instance_vocabulary(session, app.extensions["nudge.plugins"], templates)
 
 
 def _name_unnamed_rules_within(root: Path, files: list[str], plans: list[dict[str, Any]]) -> None:
@@ -95,7 +95,7 @@ class CheckedFolder:
 
     checked: Checked
     templates: dict[tuple[str, str], dict[str, str]]
-    endpoints: dict[str, dict[str, Any]]
+    endpoints: dict[tuple[str, str], dict[str, Any]]
 
     @property
     def problems(self) -> list[str]:
@@ -103,18 +103,22 @@ class CheckedFolder:
         return self.checked.errors
 
 
-def check_folder(root: Path, vocabulary: Callable[[Iterable[tuple[str, str]], Iterable[str]], Any]) -> CheckedFolder:
+def check_folder(root: Path, vocabulary: Callable[[Iterable[tuple[str, str]]], Any], plugins: Any) -> CheckedFolder:
     """Read and check DIR exactly as ``nudge apply`` does, for ``nudge apply`` and ``nudge check DIR`` alike.
 
     :param vocabulary: gives the names rules may use, from the folder's ``(channel, name)`` templates and
-        webhook endpoint names (the instance's when there is one, else the plugins').
+        endpoints (the instance's when there is one, else the plugins').
+    :param plugins: the plugin manager: the channels' declared template parts and endpoint files.
     """
-    templates, endpoints, template_problems = read_templates(root)
+    from .render import Renderer, get_renderer
+
+    templates, endpoints, template_problems = read_templates(root, plugins.channels)
+    renderer = get_renderer() if has_app_context() else Renderer(plugins.template_filters, channels=plugins.channels)
     for (channel, name), parts in templates.items():
         where = root / "templates" / channel / name
-        template_problems += [f"{where}: {p}" for p in _validate_template(channel, parts)]
+        template_problems += [f"{where}: {p}" for p in renderer.validate(channel, parts)]
     sources = [(str(p), p.read_bytes()) for p in sorted(root.rglob("*.nudge"))]
-    checked = check_sources(sources, vocabulary(templates.keys(), endpoints.keys()))
+    checked = check_sources(sources, vocabulary([*templates.keys(), *endpoints.keys()]))
     checked.problems[:0] = [(True, problem) for problem in template_problems]
     if checked.errors:
         checked.plans = []
@@ -125,7 +129,7 @@ def check_folder(root: Path, vocabulary: Callable[[Iterable[tuple[str, str]], It
 def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = False,
                     migrate: bool = False) -> ApplyResult:
     """Check DIR as one unit; unless *dry_run*, apply it in one transaction (all or nothing)."""
-    folder = check_folder(root, lambda templates, endpoints: _vocabulary(session, app, templates, endpoints))
+    folder = check_folder(root, lambda templates: _vocabulary(session, app, templates), app.extensions["nudge.plugins"])
     if folder.problems:
         raise ApplyError(folder.problems)
     templates, endpoints, plans = folder.templates, folder.endpoints, folder.checked.plans
@@ -141,21 +145,22 @@ def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = Fals
             else:
                 row.parts = parts
     known = {e.name: e for e in session.scalars(select(WebhookEndpoint))}
-    for name, spec in sorted(endpoints.items()):
+    for (channel, name), spec in sorted(endpoints.items()):
         row = known.get(name)
         action = "create" if row is None else (
             "unchanged" if (row.url, list(row.secrets or [])) == (spec["url"], spec["secrets"]) else "update")
-        result.endpoints.append((action, name))
+        result.endpoints.append((action, channel, name))
         if not dry_run and action != "unchanged":
             if row is None:
-                session.add(WebhookEndpoint(name=name, url=spec["url"], secrets=spec["secrets"]))
+                known[name] = row = WebhookEndpoint(name=name, url=spec["url"], secrets=spec["secrets"])
+                session.add(row)
             else:
                 row.url, row.secrets = spec["url"], spec["secrets"]
     if dry_run:
         result.rules = plan_changes(session, plans, prune=True)
         session.rollback()
         return result
-    result.rules = apply_plans(session, plans, prune=True, origin=str(root), migrate=migrate)
+    result.rules = apply_plans(session, plans, prune=True, migrate=migrate, from_files=True)
     replan_timers(session, app, result.rules)
     session.commit()
     return result
@@ -187,7 +192,7 @@ def format_changes(result: ApplyResult) -> list[str]:
             continue
         text = f"{symbol[change.action]} rule {change.name!r}"
         if change.action == "create":
-            text += " (new, v1)"
+            text += f" (new, v{change.version})"
         elif change.action == "update":
             text += f" → v{change.version}"
             if change.in_flight:
@@ -199,16 +204,8 @@ def format_changes(result: ApplyResult) -> list[str]:
         lines.append(text)
         lines += [f"    {detail}" for detail in change.details]
     lines += [f"{symbol[a]} template {c}/{n}" for a, c, n in result.templates if a != "unchanged"]
-    lines += [f"{symbol[a]} webhook endpoint {n}" for a, n in result.endpoints if a != "unchanged"]
+    lines += [f"{symbol[a]} {c} endpoint {n}" for a, c, n in result.endpoints if a != "unchanged"]
     counts = {a: sum(1 for c in result.rules if c.action == a) for a in ("create", "update", "pause")}
     lines.append(f"Rules: {counts['create']} to add, {counts['update']} to change, {counts['pause']} to pause.")
     lines += [f"warning: {w}" for w in result.warnings]
     return lines
-
-
-def rule_rows(session: Session) -> list[tuple[str, str, int, int]]:
-    rows = []
-    for rule in session.scalars(select(Rule).order_by(Rule.name)):
-        version = session.get(RuleVersion, rule.active_version_id) if rule.active_version_id else None
-        rows.append((rule.name, rule.status, version.number if version else 0, in_flight(session, rule.id)))
-    return rows

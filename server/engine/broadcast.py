@@ -13,6 +13,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..models import Message, utcnow
+from .keys import BROADCAST, key_prefix, message_key
 
 
 class BroadcastError(ValueError):
@@ -32,6 +33,7 @@ def create_broadcast(session: Session, plugins, channel: str, template: str, seg
     from ..contacts.errors import InvalidInput
     from ..models import Segment
     from ..segments import compile_condition, iter_members
+    from .scope import Scope
     from .vocabulary import instance_vocabulary
 
     if channel not in plugins.channels:
@@ -48,12 +50,12 @@ def create_broadcast(session: Session, plugins, channel: str, template: str, seg
         raise BroadcastError(f"segment {segment!r} cannot be used for a broadcast: {exc.message}") from None
     ident = broadcast_id or secrets.token_hex(6)
     now = utcnow()
-    prefix = f"broadcast:{ident}:"
+    prefix = key_prefix(BROADCAST, ident)
     done = set(session.scalars(select(Message.contact_id).where(Message.key.like(prefix + "%"))))
-    rows = [{"key": f"{prefix}{contact.id}", "contact_id": contact.id, "channel": channel, "template": template,
+    rows = [{"key": message_key(BROADCAST, ident, contact.id), "contact_id": contact.id, "channel": channel, "template": template,
              "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
              "data": {"broadcast": ident, "marketing": True}}
-            for contact in iter_members(session, tree) if contact.id not in done]
+            for contact in iter_members(session, tree, scope=Scope.of) if contact.id not in done]
     if rows:
         session.execute(insert(Message.__table__), rows)
     ids = list(session.scalars(select(Message.id).where(Message.key.like(prefix + "%"),

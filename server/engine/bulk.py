@@ -1,113 +1,112 @@
 """Set-based execution: many contacts at the same step of the same rule version advance in a few SQL statements.
 
-The per-contact interpreter (:mod:`runtime`) defines the semantics; this module only takes
-over runs of steps whose effect does not depend on the contact — sends without quiet hours,
-tags nobody listens to, waits, the end — and does for a whole group exactly what the
-interpreter would do for each member. Anything else falls back to the interpreter.
+The per-contact interpreter (:mod:`runtime`) defines the semantics; its table of step kinds (``runtime.STEPS``)
+names, for each kind, the function here that does for a whole group exactly what the interpreter does for each
+member, or marks the kind interpreter-only. The interpreter decides which runs of steps a group may take here
+(sends without quiet hours, tags and scores nobody listens to, waits, the end); anything else falls back to it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, insert, literal, select, update
-from sqlalchemy.orm import Session
 
 from ..models import ContactTag, Enrolment, EnrolmentState, Event, JourneyLog, Message
 from ..models.base import JsonType
 from .context import EngineContext
-from .quiet import window
-from .runtime import channel_class
-from .timeutil import to_dt
-
-SIMPLE = {"send", "tag", "score", "wait", "exit"}
+from .effects import duration_text, send_data
+from .keys import ENROLMENT, message_key
 
 
-def segment(plan: dict[str, Any], pc: int, ctx: EngineContext) -> list[dict[str, Any]] | None:
-    """The steps from *pc* to the next wait or the end, if all can run set-based; else None."""
-    steps = plan["steps"]
-    ops: list[dict[str, Any]] = []
-    while pc < len(steps):
-        op = steps[pc]
-        kind = op["op"]
-        if kind not in SIMPLE:
-            return None
-        if kind == "send" and window(plan.get("quiet_hours"), channel_class(ctx, op["channel"])) is not None:
-            return None  # quiet hours depend on each contact's time zone
-        if kind == "tag" and ctx.listens_to("tag.added"):
-            return None  # a rule reacts to it: the interpreter raises and handles the event
-        if kind == "score" and ctx.listens_to("score.changed"):
-            return None
-        ops.append(op)
-        if kind in ("wait", "exit"):
-            return ops
-        pc += 1
-    return ops + [{"op": "exit"}]
+@dataclass
+class Group:
+    """Enrolments at the same step of one rule version, advancing together.
 
+    :param at: the step being run (its index in the plan), moved on by the caller.
+    """
 
-def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], ops: list[dict[str, Any]],
-                  rule_id: int, rule_name: str) -> list[int]:
-    """Run *ops* for the enrolments *ids* (all at *pc* of *version_id*); return new outbox row ids."""
-    session: Session = ctx.session
-    now = to_dt(ctx.now)
-    members = (Enrolment.id.in_(ids)) & (Enrolment.version_id == version_id) & (Enrolment.pc == pc) & \
-              (Enrolment.state == EnrolmentState.ACTIVE)
-    message_ids: list[int] = []
-    for op in ops[:-1]:
-        if op["op"] == "send":
-            key = literal("enr:", String).concat(cast(Enrolment.id, String)).concat(literal(f":{op['id']}", String))
-            data = {"rule": rule_id, "rule_name": rule_name, "marketing": True, "step": op["id"]}
-            rows = select(key, Enrolment.contact_id, literal(op["channel"], String), literal(op["name"], String),
-                          literal("pending", String), literal(now, Message.__table__.c.next_attempt_at.type),
-                          literal(now, Message.__table__.c.created_at.type), literal(data, JsonType),
-                          literal(0)).where(members)
-            stmt = insert(Message.__table__).from_select(
-                ["key", "contact_id", "channel", "template", "status", "next_attempt_at", "created_at", "data",
-                 "attempts"], rows).returning(Message.__table__.c.id)
-            message_ids += list(session.connection().execute(stmt).scalars())
-        elif op["op"] == "tag":
-            new = select(Enrolment.contact_id, literal(op["tag"], String),
-                         literal(now, ContactTag.__table__.c.created_at.type)).where(
-                members, ~select(ContactTag.contact_id).where(ContactTag.contact_id == Enrolment.contact_id,
-                                                              ContactTag.tag == op["tag"]).exists())
-            events = select(Enrolment.contact_id, literal("tag.added", String), literal({"tag": op["tag"]}, JsonType),
-                            literal("nudge", String), literal(now, Event.__table__.c.occurred_at.type),
-                            literal(now, Event.__table__.c.received_at.type),
-                            literal(now, Event.__table__.c.processed_at.type)).where(
-                members, ~select(ContactTag.contact_id).where(ContactTag.contact_id == Enrolment.contact_id,
-                                                              ContactTag.tag == op["tag"]).exists())
-            session.connection().execute(insert(Event.__table__).from_select(
-                ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"], events))
-            session.connection().execute(insert(ContactTag.__table__).from_select(
-                ["contact_id", "tag", "created_at"], new))
-            session.connection().execute(insert(JourneyLog.__table__).from_select(
-                ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-                select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now),
-                       literal("tag", String), literal({"tag": op["tag"]}, JsonType)).where(members)))
-        elif op["op"] == "score":
-            _score(ctx, members, op["delta"], now)
-    last = ops[-1]
-    table = Enrolment.__table__
-    if last["op"] == "wait":
-        from .runtime import _duration_text
+    ctx: EngineContext
+    version_id: int
+    pc: int
+    ids: list[int]
+    rule_id: int
+    rule_name: str
+    now: datetime
+    at: int = 0
+    message_ids: list[int] = field(default_factory=list)
 
-        due = ctx.now + int(last["seconds"])
-        values = {"pc": pc + len(ops), "due": due, "wait_event": None, "attempts": None, "error": None}
-        session.connection().execute(insert(JourneyLog.__table__).from_select(
+    @property
+    def members(self) -> Any:
+        """The SQL condition selecting the group's enrolments, still where the group started."""
+        return (Enrolment.id.in_(self.ids)) & (Enrolment.version_id == self.version_id) & (Enrolment.pc == self.pc) \
+            & (Enrolment.state == EnrolmentState.ACTIVE)
+
+    def trace(self, action: str, data: Any) -> None:
+        """One trace line per member: *data* is a dict, or a SQL expression per row."""
+        self.ctx.session.connection().execute(insert(JourneyLog.__table__).from_select(
             ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-            select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now), literal("wait", String),
-                   literal({"until": due, "why": f"wait {_duration_text(int(last['seconds']))}"}, JsonType)
-                   ).where(members)))
-    else:
-        session.connection().execute(insert(JourneyLog.__table__).from_select(
-            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-            select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now),
-                   literal("exit", String), literal({"reason": "completed"}, JsonType)).where(members)))
-        values = {"pc": pc + len(ops) - 1, "state": EnrolmentState.DONE.value, "due": None, "finished": ctx.now,
-                  "exit_reason": "completed", "wait_event": None, "attempts": None, "error": None}
-    session.connection().execute(update(table).where(
-        table.c.id.in_(ids), table.c.version_id == version_id, table.c.pc == pc,
-        table.c.state == EnrolmentState.ACTIVE.value).values(**values))
-    return message_ids
+            select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(self.ctx.now), literal(action, String),
+                   literal(data, JsonType) if isinstance(data, dict) else data).where(self.members)))
+
+    def move_on(self, **values: Any) -> None:
+        """Move every member on (the last step of a run): the enrolments leave the group's step."""
+        table = Enrolment.__table__
+        self.ctx.session.connection().execute(update(table).where(
+            table.c.id.in_(self.ids), table.c.version_id == self.version_id, table.c.pc == self.pc,
+            table.c.state == EnrolmentState.ACTIVE.value).values(**values))
+
+
+def send(group: Group, op: dict[str, Any]) -> None:
+    """``send``: one outbox row per member, keyed as the interpreter keys it."""
+    table = Message.__table__
+    rows = select(message_key(ENROLMENT, Enrolment.id, op["id"]), Enrolment.contact_id,
+                  literal(op["channel"], String), literal(op["name"], String), literal("pending", String),
+                  literal(group.now, table.c.next_attempt_at.type), literal(group.now, table.c.created_at.type),
+                  literal(send_data(group.rule_id, group.rule_name, op["id"]), JsonType), literal(0)
+                  ).where(group.members)
+    stmt = insert(table).from_select(
+        ["key", "contact_id", "channel", "template", "status", "next_attempt_at", "created_at", "data", "attempts"],
+        rows).returning(table.c.id)
+    group.message_ids += list(group.ctx.session.connection().execute(stmt).scalars())
+
+
+def tag(group: Group, op: dict[str, Any]) -> None:
+    """``tag``: the tag and its ``tag.added`` for the members without it, a trace line for all."""
+    conn, now = group.ctx.session.connection(), group.now
+    untagged = ~select(ContactTag.contact_id).where(ContactTag.contact_id == Enrolment.contact_id,
+                                                    ContactTag.tag == op["tag"]).exists()
+    events = select(Enrolment.contact_id, literal("tag.added", String), literal({"tag": op["tag"]}, JsonType),
+                    literal("nudge", String), literal(now, Event.__table__.c.occurred_at.type),
+                    literal(now, Event.__table__.c.received_at.type),
+                    literal(now, Event.__table__.c.processed_at.type)).where(group.members, untagged)
+    conn.execute(insert(Event.__table__).from_select(
+        ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"], events))
+    conn.execute(insert(ContactTag.__table__).from_select(
+        ["contact_id", "tag", "created_at"],
+        select(Enrolment.contact_id, literal(op["tag"], String), literal(now, ContactTag.__table__.c.created_at.type))
+        .where(group.members, untagged)))
+    group.trace("tag", {"tag": op["tag"]})
+
+
+def score(group: Group, op: dict[str, Any]) -> None:
+    """``score +N``: the trace line and ``score.changed`` (old, new) per contact, then the update."""
+    _score(group.ctx, group.members, op["delta"], group.now)
+
+
+def wait(group: Group, op: dict[str, Any]) -> None:
+    """``wait``: the members park until the wait is over, past it."""
+    due = group.ctx.now + int(op["seconds"])
+    group.trace("wait", {"until": due, "why": f"wait {duration_text(int(op['seconds']))}"})
+    group.move_on(pc=group.at + 1, due=due, wait_event=None, attempts=None, error=None)
+
+
+def exit(group: Group, op: dict[str, Any]) -> None:  # noqa: A001 - the step's name
+    """The end (an ``exit`` step, or past the last step): the members' journeys are completed."""
+    group.trace("exit", {"reason": "completed"})
+    group.move_on(pc=group.at, state=EnrolmentState.DONE.value, due=None, finished=group.ctx.now,
+                  exit_reason="completed", wait_event=None, attempts=None, error=None)
 
 
 def _json_object(ctx: EngineContext, *pairs: Any) -> Any:

@@ -40,7 +40,9 @@ class EngineContext:
 
     def listens_to(self, event_name: str) -> bool:
         """Whether any active rule could react to *event_name* (trigger, goal, wait for, inactivity)."""
-        return event_name in self.index.listened or event_name in ("email.unsubscribed", "sms.opted_out")
+        # an opt-out event also revokes consent when it arrives: always handled
+        return event_name in self.index.listened or (
+            self.plugins is not None and event_name in self.plugins.opt_out_events())
 
     @property
     def default_tz(self) -> str:

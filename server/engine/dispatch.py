@@ -12,14 +12,13 @@ from ..consent import current_consent, record_consent
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTimer, TriggerTimer
 from . import bulk, failures, runtime, timers
 from .context import EngineContext
+from .effects import contact_changed
 from .timeutil import iso, to_dt
 
 log = logging.getLogger(__name__)
 
-#: events that change consent the moment they arrive
-CONSENT_EVENTS = {"email.unsubscribed": "email", "sms.opted_out": "sms"}
-#: Nudge's own events that are the contact acting, so they move ``last_seen``
-ACTIVITY_EVENTS = frozenset({"email.opened", "email.clicked", "sms.replied"})
+__all__ = ["advance", "contact_changed", "drain", "due_enrolment_ids", "fire_schedule_timers", "fire_trigger_timers",
+           "handle_event", "mark_seen", "next_due"]
 
 
 def index(ctx: EngineContext):
@@ -36,7 +35,9 @@ def mark_seen(ctx: EngineContext, contact: Contact, event: Event) -> None:
     """
     if event.source == "nudge" or (event.props or {}).get("machine"):
         return
-    if event.name.split(".")[0] in RESERVED_EVENT_NAMESPACES and event.name not in ACTIVITY_EVENTS:
+    plugins = ctx.plugins
+    own = RESERVED_EVENT_NAMESPACES | (plugins.event_namespaces() if plugins is not None else frozenset())
+    if event.name.split(".")[0] in own and (plugins is None or event.name not in plugins.activity_events()):
         return
     now = to_dt(ctx.now)
     at = min(event.occurred_at or now, now)
@@ -52,7 +53,7 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
         return
     mark_seen(ctx, contact, event)
     idx = index(ctx)
-    channel = CONSENT_EVENTS.get(event.name)
+    channel = ctx.plugins.opt_out_events().get(event.name) if ctx.plugins is not None else None
     if channel:
         # dated when the contact opted out, to the microsecond like every other ledger row: stamped with the
         # engine's whole-second clock it sorted before an opt-in earlier in the same second, and lost to it
@@ -98,11 +99,6 @@ def drain(ctx: EngineContext) -> None:
             raise RuntimeError("rules keep raising events for each other without end (a loop between rules?)")
         event = ctx.session.get(Event, ctx.pending_events.popleft())
         handle_event(ctx, event)
-
-
-def contact_changed(ctx: EngineContext, contact: Contact, fields: set[str] | None) -> None:
-    """Re-plan the contact's date triggers after it was created (fields=None) or some fields changed."""
-    timers.plan_contact(ctx, contact, index(ctx).timed, fields)
 
 
 # -- due work ----------------------------------------------------------------------------------
@@ -178,8 +174,8 @@ def fire_schedule_timers(ctx: EngineContext, limit: int = 100) -> int:
 def _fire_each(ctx: EngineContext, rows: list, fire: Callable[[Any], None]) -> None:
     """Fire each timer in a savepoint: one that fails stays due (later, after a back-off), the others go on.
 
-    A journey's own failure is kept on its enrolment (see ``runtime.enrol(isolate=True)``); what fails here is
-    the timer itself. The simulation fires without savepoints: its inline delivery commits as it goes.
+    A journey's own failure is kept on its enrolment (see :func:`_enter_timed`); what fails here is the timer
+    itself. The simulation fires without savepoints: its inline delivery commits as it goes.
     """
     for timer in rows:
         if ctx.deliver_now is not None:
@@ -202,14 +198,32 @@ def _fire_each(ctx: EngineContext, rows: list, fire: Callable[[Any], None]) -> N
 
 
 def _enter_timed(ctx: EngineContext, rule_id: int, contact: Contact, trigger: dict) -> None:
+    """Enter *contact* into a date or schedule rule. Nothing else would retry the entry, so first steps that
+    fail are the journey's own failure: it has entered, and its step is retried with back-off, then parked."""
     rule = ctx.session.get(Rule, rule_id)
     if rule is None or rule.active_version_id is None:
         return
     cond = ctx.plan(rule.active_version_id).get("condition")
     if cond is not None and not runtime.evaluate(cond, runtime.condition_scope(ctx, contact, rule_id)):
         return
-    runtime.enrol(ctx, rule, contact, None, f"{trigger['kind']} trigger at {iso(ctx.now)}",
-                  isolate=ctx.deliver_now is None)
+    reason = f"{trigger['kind']} trigger at {iso(ctx.now)}"
+    if ctx.deliver_now is not None:  # the simulation: its inline delivery commits as it goes, no savepoints
+        runtime.enrol(ctx, rule, contact, None, reason)
+        return
+    enr = runtime.enter(ctx, rule, contact, None, reason)
+    if enr is None:
+        return
+    drain(ctx)  # what earlier steps raised is not this journey's to lose
+    ctx.write_buffered()
+    enrolment_id, mark = enr.id, ctx.checkpoint()
+    try:
+        with ctx.session.begin_nested():
+            runtime.run(ctx, enr, contact)
+            drain(ctx)
+            ctx.write_buffered()
+    except Exception as exc:
+        ctx.forget_since(mark)
+        failures.enrolment_failed(ctx.session, ctx.config, enrolment_id, exc, ctx.now)
 
 
 def next_due(ctx: EngineContext) -> int | None:

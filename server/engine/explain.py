@@ -1,6 +1,12 @@
-"""``nudge explain``: a contact's journeys in words, from the trace the engine keeps."""
+"""``nudge explain``: a contact's journeys in words, from the trace the engine keeps, and why rules whose
+trigger the contact's events match did *not* enrol them (:mod:`server.engine.missed`).
+
+:func:`journey_trace` gives the same as data (the admin UI's contact timeline); :func:`explain_contact`
+prints it as lines.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -11,6 +17,23 @@ from .timeutil import iso, to_ts
 
 #: a worker's outcome of one try; ``sent`` and ``suppressed`` are in the journey trace already
 _TRIES = {"pending", "failed", "unknown", "sent", "suppressed"}
+
+
+@dataclass(frozen=True)
+class TraceLine:
+    """One line of a contact's journeys: when (None for where a journey is now), which rule, what happened.
+
+    ``kind`` is ``journey`` (the engine's trace), ``send`` (a try of a message and what came of it),
+    ``missed`` (a rule that did not enrol the contact, and why) or ``now`` (where a journey stands).
+    """
+
+    at: int | None
+    rule: str
+    text: str
+    kind: str
+
+    def __str__(self) -> str:
+        return self.text if self.at is None else f"{iso(self.at)}  {self.rule}: {self.text}"
 
 
 def find_contact(session: Session, ref: str) -> Contact:
@@ -52,42 +75,76 @@ def describe(action: str, data: dict[str, Any]) -> str:
 
 
 def explain_contact(session: Session, ref: str, rule_name: str | None = None) -> list[str]:
+    """``nudge explain``: the lines of :func:`journey_trace` for the contact *ref* (email, external id or id).
+
+    :raises LookupError: for an unknown contact or rule.
+    """
     contact = find_contact(session, ref)
-    rules = dict(session.execute(select(Rule.id, Rule.name)).all())
-    query = select(JourneyLog).where(JourneyLog.contact_id == contact.id)
+    rule_id = None
     if rule_name is not None:
-        rule_id = next((rid for rid, name in rules.items() if name == rule_name), None)
+        rule_id = session.scalar(select(Rule.id).where(Rule.name == rule_name))
         if rule_id is None:
             raise LookupError(f"no rule named {rule_name!r}")
+    return [str(line) for line in journey_trace(session, contact, rule_id)] or [f"no journeys yet for {ref}"]
+
+
+def journey_trace(session: Session, contact: Contact, rule_id: int | None = None,
+                  limit: int | None = None) -> list[TraceLine]:
+    """The contact's journeys, oldest first: the engine's trace, each try of a send that did not simply succeed,
+    each rule that did not enrol them (and why), then where each unfinished journey stands now.
+
+    :param rule_id: only this rule's.
+    :param limit: at most this many of the latest trace rows (all when None).
+    """
+    from .missed import not_enrolled
+
+    rules = dict(session.execute(select(Rule.id, Rule.name)).all())
+    query = select(JourneyLog).where(JourneyLog.contact_id == contact.id)
+    if rule_id is not None:
         query = query.where(JourneyLog.rule_id == rule_id)
-    timed = [(row.at, 0, f"{iso(row.at)}  {rules.get(row.rule_id, '-')}: {describe(row.action, row.data or {})}")
-             for row in session.scalars(query.order_by(JourneyLog.at, JourneyLog.id))]
-    rule_id = None if rule_name is None else next((rid for rid, name in rules.items() if name == rule_name), None)
-    timed += send_attempts(session, contact.id, rules, rule_id)
-    lines = [text for _at, _order, text in sorted(timed, key=lambda t: (t[0], t[1]))]
-    waiting = session.scalars(select(Enrolment).where(
-        Enrolment.contact_id == contact.id,
-        Enrolment.state.in_((EnrolmentState.ACTIVE, EnrolmentState.HELD, EnrolmentState.PARKED))))
-    for enr in waiting:
+    if limit is not None:
+        query = query.order_by(JourneyLog.at.desc(), JourneyLog.id.desc()).limit(limit)
+    rows = sorted(session.scalars(query), key=lambda row: (row.at, row.id))
+    timed = [(row.at, 0, TraceLine(row.at, rules.get(row.rule_id, "-"), describe(row.action, row.data or {}),
+                                   "journey")) for row in rows]
+    timed += [(at, order, TraceLine(at, rule, text, "send"))
+              for at, order, rule, text in send_attempts(session, contact.id, rules, rule_id)]
+    timed += [(m.at, 2, TraceLine(m.at, m.rule, m.text, "missed")) for m in not_enrolled(session, contact, rule_id)]
+    lines = [line for _at, _order, line in sorted(timed, key=lambda t: (t[0], t[1]))]
+    return lines + [TraceLine(None, rules.get(enr.rule_id, "-"), text, "now")
+                    for enr, text in journeys_now(session, contact.id, rules, rule_id)]
+
+
+def journeys_now(session: Session, contact_id: int, rules: dict[int, str],
+                 rule_id: int | None = None) -> list[tuple[Enrolment, str]]:
+    """Each unfinished journey of the contact (waiting, held by a pause, retrying, parked) and where it stands."""
+    query = select(Enrolment).where(
+        Enrolment.contact_id == contact_id,
+        Enrolment.state.in_((EnrolmentState.ACTIVE, EnrolmentState.HELD, EnrolmentState.PARKED)))
+    if rule_id is not None:
+        query = query.where(Enrolment.rule_id == rule_id)
+    out = []
+    for enr in session.scalars(query.order_by(Enrolment.id)):
         name = rules.get(enr.rule_id)
         if enr.state == EnrolmentState.PARKED:
-            lines.append(f"now parked in {name} after {enr.attempts} failed tries: {enr.error} "
-                         "(`nudge messages unpark` tries again)")
+            out.append((enr, f"now parked in {name} after {enr.attempts} failed tries: {enr.error} "
+                             "(`nudge messages unpark` tries again)"))
             continue
         how = f"held in {name} (paused)" if enr.state == EnrolmentState.HELD else f"waiting in {name}"
         if enr.error:
-            lines.append(f"now retrying in {name} at {iso(enr.due)} after {enr.attempts} failed try(s): {enr.error}")
+            out.append((enr, f"now retrying in {name} at {iso(enr.due)} after {enr.attempts} failed try(s): "
+                             f"{enr.error}"))
         elif enr.wait_event:
-            lines.append(f"now {how} for {enr.wait_event} until {iso(enr.due)}")
+            out.append((enr, f"now {how} for {enr.wait_event} until {iso(enr.due)}"))
         elif enr.due:
-            lines.append(f"now {how} until {iso(enr.due)}")
-    return lines or [f"no journeys yet for {ref}"]
+            out.append((enr, f"now {how} until {iso(enr.due)}"))
+    return out
 
 
 def send_attempts(session: Session, contact_id: int, rules: dict[int, str],
-                  rule_id: int | None = None) -> list[tuple[int, int, str]]:
+                  rule_id: int | None = None) -> list[tuple[int, int, str, str]]:
     """Each try of each message to the contact that did not simply succeed, and what operators and
-    providers said later: ``(unix time, order, line)``, from the messages' status history."""
+    providers said later: ``(unix time, order, rule name, text)``, from the messages' status history."""
     messages = {m.id: m for m in session.scalars(select(Message).where(Message.contact_id == contact_id))
                 if rule_id is None or (m.data or {}).get("rule") == rule_id}
     if not messages:
@@ -108,6 +165,5 @@ def send_attempts(session: Session, contact_id: int, rules: dict[int, str],
                                f"{change.detail}"}[change.status]
         else:  # the scheduler settling a try whose worker stopped, an operator's resend, the provider's report
             text = f"{what} {change.status}" + (f": {change.detail}" if change.detail else "")
-        ts = to_ts(change.at)
-        out.append((ts, 1, f"{iso(ts)}  {rules.get((msg.data or {}).get('rule'), '-')}: {text}"))
+        out.append((to_ts(change.at), 1, rules.get((msg.data or {}).get("rule"), "-"), text))
     return out

@@ -41,6 +41,12 @@ def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
         ctx.session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
 
 
+def enqueue_events(event_ids: list[int]) -> None:
+    """Hand stored events to the engine: after the commit that stored them (the DB is the source of truth)."""
+    if event_ids:
+        get_queue().enqueue(process_events, event_ids)
+
+
 def _send_later(message_ids: list[int], now: int | None = None) -> None:
     """Hand new outbox rows to the send queue (on the engine clock the job ran on, when it was given one)."""
     if message_ids:
@@ -168,7 +174,6 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
     from collections import defaultdict
 
     from ..models import Rule
-    from . import bulk
 
     groups: dict[tuple[int, int], list] = defaultdict(list)
     rest = []
@@ -177,13 +182,13 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
     ran = 0
     for (version_id, pc), members in groups.items():
         plan = ctx.plan(version_id)
-        ops = bulk.segment(plan, pc, ctx) if len(members) > 1 else None
+        ops = runtime.segment(plan, pc, ctx) if len(members) > 1 else None
         if ops is None:
             rest.extend(members)
             continue
         rule = ctx.session.get(Rule, members[0].rule_id)
-        ctx.new_messages.extend(bulk.advance_group(ctx, version_id, pc, [m.id for m in members], ops,
-                                                  rule.id, rule.name))
+        ctx.new_messages.extend(runtime.advance_group(ctx, version_id, pc, [m.id for m in members], ops,
+                                                     rule.id, rule.name))
         ran += len(members)
     return rest, ran
 
@@ -298,4 +303,4 @@ def _release(session, now: int, batches: list[tuple[list[int], int]], messages: 
                 sum(len(ids) for ids, _lease in batches), len(messages))
 
 
-__all__ = ["advance_enrolments", "deliver_messages", "fire_timers", "process_events", "requeue_due"]
+__all__ = ["advance_enrolments", "deliver_messages", "enqueue_events", "fire_timers", "process_events", "requeue_due"]

@@ -1,4 +1,4 @@
-"""Delivering outbox rows exactly once: claim, re-check consent and suppression, render, stamp, send, record.
+"""Delivering outbox rows exactly once: claim, ask the send-time policy, render, stamp, send, record.
 
 A row is claimed (``pending`` → ``sending``) and committed before anything else, so two workers
 never both send it. Just before the channel is called the row is stamped (``sending_at``,
@@ -14,17 +14,18 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..consent import current_consent, suppress, suppression_reason
+from ..consent import suppress
+from ..links import unsubscribe_url
 from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
-from ..sdk import ChannelError, OutboundMessage, redact
-from . import health
-from .quiet import defer_if_quiet
-from .render import contact_data, render_message
-from .staff import TEAM_KEY_PREFIX, internal_address, internal_outbound, recipient
-from .timeutil import to_dt, to_ts
+from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage, redact
+from . import health, policy
+from .keys import enrolment_of
+from .render import contact_data, render
+from .staff import internal_address, internal_outbound, recipient
+from .timeutil import iso, to_dt, to_ts
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,6 @@ def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
     return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))
 
 
-def parse_cap(text: str | None) -> tuple[int, int] | None:
-    """``"3/7d"`` → (3, 604800): at most 3 marketing messages per 7 days."""
-    if not text:
-        return None
-    count, _, window = str(text).partition("/")
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    return int(count), int(window[:-1]) * units[window[-1]]
-
-
 class Delivery:
     """Delivers a batch of outbox rows, reusing one channel connection per channel."""
 
@@ -61,10 +53,6 @@ class Delivery:
         self.fixed_now = now
         self.capture = capture  # simulation: record instead of sending
         self.channels: dict[str, Any] = {}
-        self.cap = parse_cap(self.config.get("FREQUENCY_CAP"))
-        #: channels that message the contact count toward the cap; a webhook call does not
-        self.capped_channels = sorted(name for name, cls in self.pm.channels.items()
-                                      if getattr(cls, "address_field", None))
         self.resend_ambiguous = self.config.get("AMBIGUOUS_SENDS") == "resend"
 
     @property
@@ -130,43 +118,35 @@ class Delivery:
             return
         info = msg.data or {}
         enrolment = info.get("enrolment")
-        if enrolment is None and msg.key.startswith("enr:"):
-            enrolment = int(msg.key.split(":")[1])  # keys are enr:<enrolment>:<step>
+        if enrolment is None:
+            enrolment = enrolment_of(msg.key)
         self.session.add(JourneyLog(enrolment_id=enrolment, contact_id=msg.contact_id,
                                     rule_id=info.get("rule"), at=self.now, action=action,
                                     data={"channel": msg.channel, "template": msg.template, "message": msg.id, **data}))
 
     def _blocked(self, msg: Message, contact: Contact | None, channel: Any) -> str | None:
-        """Why this message must not go out now, or None: checked at the moment of sending."""
-        field = getattr(channel, "address_field", None)
-        if field is None:
-            return None
-        address = recipient(msg, contact, field)
-        if not address:
-            return "no_address"
-        if (msg.data or {}).get("transactional"):
-            # a message the contact asked for (e.g. double opt-in confirmation): consent and frequency
-            # caps do not apply, but an address that bounced or complained is never mailed again
-            reason = suppression_reason(self.session, self.config["SECRET_KEY"], msg.channel, address)
-            return "bounced" if reason in ("bounced", "complained") else None
-        if getattr(channel, "needs_consent", True):
-            consent = current_consent(self.session, contact.id, msg.channel)
-            if consent == "revoked":
-                return "unsubscribed"  # an SMS opt-out reads as an email unsubscribe does
-            if msg.channel == "sms" and consent != "granted":
-                return "no_consent"
-        reason = suppression_reason(self.session, self.config["SECRET_KEY"], msg.channel, address)
-        if reason is not None:
-            return "unsubscribed" if reason == "unsubscribed" else "bounced"
-        if self.cap and (msg.data or {}).get("marketing", True):
-            limit, window = self.cap
-            recent = self.session.scalar(select(func.count(Message.id)).where(
-                Message.contact_id == contact.id, Message.status == MessageStatus.SENT.value,
-                Message.channel.in_(self.capped_channels), Message.sent_at >= to_dt(self.now - window),
-                ~Message.key.startswith(TEAM_KEY_PREFIX)))  # mail to the staff about the contact is not theirs
-            if recent >= limit:
-                return "frequency_cap"
-        return None
+        """Why this message must not go out now, or None: the send-time policy, asked at the moment of sending."""
+        info = msg.data or {}
+        return policy.blocker(self.session, self.config, self.pm.channels, msg.channel,
+                              contact_id=contact.id if contact is not None else None,
+                              address=recipient(msg, contact, channel.address_field), now=self.now,
+                              transactional=bool(info.get("transactional")),
+                              marketing=bool(info.get("marketing", True)))
+
+    def _defer_if_quiet(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
+        """The last guard of quiet hours: a message due inside the recipient's window goes back to ``pending``
+        until it ends, without counting an attempt or calling the provider. True when deferred."""
+        resume = policy.resumes_at(self.now, (msg.data or {}).get("quiet_hours"), channel, contact, self.config,
+                                   internal_address(msg))
+        if resume is None:
+            return False
+        self.session.execute(update(Message).where(Message.id == msg.id).values(
+            status=MessageStatus.PENDING.value, attempts=Message.attempts - 1, claimed_at=None,
+            next_attempt_at=to_dt(resume)))
+        self.session.add(MessageStatusChange(message_id=msg.id, status="deferred",
+                                             detail=f"quiet hours until {iso(resume)}", at=to_dt(self.now)))
+        self.session.commit()
+        return True
 
     def deliver(self, message_ids: list[int]) -> int:
         """Send each pending message of *message_ids* at most once; return how many were sent."""
@@ -191,14 +171,14 @@ class Delivery:
                 self._effect(msg, "suppressed", reason=reason)
                 self._finish(msg, MessageStatus.SUPPRESSED.value, reason, error=reason)
                 continue
-            if defer_if_quiet(self.session, self.config, msg, contact, channel, self.now, internal_address(msg)):
+            if self._defer_if_quiet(msg, contact, channel):
                 continue  # inside the recipient's quiet hours: pending again until they end, no attempt counted
             if self._send(msg, contact, channel):
                 sent += 1
         return sent
 
     def _send(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
-        address = recipient(msg, contact, getattr(channel, "address_field", None)) or ""
+        address = recipient(msg, contact, channel.address_field) or ""
         if self.capture is not None:
             self.capture.append(msg.id)
             provider_id = f"sim-{msg.id}"
@@ -227,8 +207,8 @@ class Delivery:
     def _event_props(self, msg: Message) -> dict[str, Any]:
         """Props of the event that started the message's journey (``event.*`` in templates)."""
         enrolment = (msg.data or {}).get("enrolment")
-        if enrolment is None and msg.key.startswith("enr:"):
-            enrolment = int(msg.key.split(":")[1])
+        if enrolment is None:
+            enrolment = enrolment_of(msg.key)
         if enrolment is None:
             return dict((msg.data or {}).get("event") or {})
         event_id = self.session.scalar(select(Enrolment.event_id).where(Enrolment.id == enrolment))
@@ -236,33 +216,28 @@ class Delivery:
         return dict(event.props or {}) if event is not None else {}
 
     def _outbound(self, msg: Message, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
-        """The rendered message. Channels without a contact address (webhooks) get data, not text."""
-        if internal_address(msg) and getattr(channel, "address_field", None):
+        """The rendered message. Channels without a contact address (endpoints) get data, not text."""
+        if internal_address(msg) and channel.address_field:
             return internal_outbound(msg, contact)
         props = self._event_props(msg)
         marketing = bool((msg.data or {}).get("marketing", True))
-        if getattr(channel, "address_field", None) is None:
+        if channel.address_field is None:
             data = {**(msg.data or {}), "contact": contact_data(contact), "event": props}
             return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address,
                                    marketing=marketing, data=data)
-        unsubscribe = self._unsubscribe_url(msg, contact)
-        subject, text, html = render_message(msg.template, contact=contact, channel=msg.channel, session=self.session,
-                                             data={**(msg.data or {}), "event": props,
-                                                   "unsubscribe_url": unsubscribe})
-        return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address, subject=subject,
-                               text=text, html=html, marketing=marketing, unsubscribe_url=unsubscribe,
+        link = unsubscribe_url(contact.public_id, msg.channel, msg.key) if contact is not None else None
+        parts = render(msg.template, channel=msg.channel, contact=contact, session=self.session,
+                       data={**(msg.data or {}), "event": props, "unsubscribe_url": link})
+        return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address,
+                               subject=parts.get("subject", ""), text=parts.get("txt", ""),
+                               html=parts.get("html") or None, parts=parts, marketing=marketing,
+                               # a channel whose recipients opt out otherwise (a reply) shows no link of its own
+                               unsubscribe_url=link if channel.unsubscribe == UNSUBSCRIBE_LINK else None,
                                data=msg.data or {})
-
-    def _unsubscribe_url(self, msg: Message, contact: Contact | None) -> str | None:
-        try:
-            from ..links import unsubscribe_url
-        except ImportError:
-            return f"{self.config['BASE_URL']}/u/{msg.key}"
-        return unsubscribe_url(contact.public_id, msg.channel, msg.key) if contact is not None else None
 
     def _failure(self, msg: Message, contact: Contact | None, channel: Any, exc: ChannelError) -> None:
         log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, redact(exc.message))
-        if exc.suppress and contact is not None and getattr(channel, "address_field", None):
+        if exc.suppress and contact is not None and channel.address_field:
             address = getattr(contact, channel.address_field, None)
             if address:
                 suppress(self.session, self.config["SECRET_KEY"], msg.channel, address, exc.suppress, exc.message)

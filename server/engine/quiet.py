@@ -5,7 +5,8 @@ The window is the rule's own (``quiet hours 21:00-08:00``) or, without one, the 
 without one, the zones the channel reads from the address (a phone number's area: one zone, or several
 when the area spans them); else the instance default. A message goes out only at a moment allowed in
 every one of those zones. Journeys wait for that moment before writing a send, and the outbox checks
-again right before each send (broadcasts, retries, anything else), so no path can skip the window.
+again right before each send (broadcasts, retries, anything else), so no path can skip the window; both
+ask through the send-time policy (:mod:`.policy`).
 """
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ from datetime import time, timedelta
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session
-
-from ..models import Contact, Message, MessageStatus, MessageStatusChange
-from .timeutil import iso, local_at, next_local_time, parse_hhmm, to_dt, zone
+from ..models import Contact
+from .timeutil import local_at, next_local_time, parse_hhmm, to_dt, zone
 
 Window = tuple[time, time]
 
@@ -92,22 +90,3 @@ def send_resumes_at(now: int, rule_quiet: Mapping[str, str] | None, channel_cls:
         address = getattr(contact, field, None) if (contact is not None and field) else None
     tz_name = contact.timezone if (own and contact is not None) else None
     return allowed_from(now, quiet, recipient_zones(tz_name, address, channel_cls, settings))
-
-
-def defer_if_quiet(session: Session, settings: Mapping[str, Any], msg: Message, contact: Contact | None,
-                   channel: Any, now: int, address: str | None = None) -> bool:
-    """The outbox's last guard: a claimed message due inside the recipient's quiet hours goes back to
-    ``pending`` until the window ends, without counting an attempt or calling the provider.
-
-    :return: True when the message was deferred (the caller skips it).
-    """
-    resume = send_resumes_at(now, (msg.data or {}).get("quiet_hours"), channel, contact, settings, address)
-    if resume is None:
-        return False
-    session.execute(update(Message).where(Message.id == msg.id).values(
-        status=MessageStatus.PENDING.value, attempts=Message.attempts - 1, claimed_at=None,
-        next_attempt_at=to_dt(resume)))
-    session.add(MessageStatusChange(message_id=msg.id, status="deferred", detail=f"quiet hours until {iso(resume)}",
-                                    at=to_dt(now)))
-    session.commit()
-    return True

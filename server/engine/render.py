@@ -1,7 +1,8 @@
 """Rendering message templates in Jinja2's immutable sandbox, within time and size limits.
 
 Templates are stored per channel and name in the ``templates`` table; each has
-parts (email: ``subject``, ``html``, ``txt``; sms: ``txt``; webhook: ``body``).
+the parts its channel declares (``Channel.template_parts``, e.g. ``subject``, ``html``
+and ``txt``), and a channel may ship built-in ones (``Channel.builtin_templates``).
 Only ``html`` is autoescaped. A template sees plain data only (``contact``,
 ``event``, ``links``, ``unsubscribe_url``), never model objects.
 
@@ -32,43 +33,16 @@ from . import sandbox
 from .sandbox import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Environment, Limit
 
 __all__ = [
-    "BUILTIN", "CHANNEL_PARTS", "Renderer", "TemplateError", "TemplateProblem", "contact_data", "get_renderer",
-    "load_parts", "render", "render_message", "save_template", "validate_template",
+    "Renderer", "TemplateError", "TemplateProblem", "contact_data", "get_renderer", "load_parts", "missing_parts",
+    "render", "save_template", "validate_template",
 ]
 
-#: the parts a template of each channel may have, and which of them it must have
-CHANNEL_PARTS: dict[str, tuple[str, ...]] = {"email": ("subject", "html", "txt"), "sms": ("txt",), "webhook": ("body",)}
-REQUIRED_PARTS: dict[str, tuple[str, ...]] = {"email": ("subject",), "sms": ("txt",), "webhook": ()}
 #: the parts rendered with HTML autoescaping
 HTML_PARTS = frozenset({"html"})
 #: the parts that become one header line: a line break in their source is refused when saving
 ONE_LINE_PARTS = frozenset({"subject"})
 #: the names a template may read; everything else is a typo caught when the template is saved
 CONTEXT_NAMES = ("contact", "event", "links", "unsubscribe_url")
-
-#: built-in templates, used when the ``templates`` table has none of that name
-BUILTIN: dict[str, dict[str, dict[str, str]]] = {
-    "email": {
-        "welcome": {
-            "subject": "Welcome{% if contact.first_name %}, {{ contact.first_name }}{% endif %}!",
-            "txt": "Hello {{ contact.first_name or 'there' }},\n\nthanks for signing up.\n",
-            "html": "<p>Hello {{ contact.first_name or 'there' }},</p><p>thanks for signing up.</p>",
-        },
-        # double opt-in: sent by hosted forms; consent is recorded only when the link is followed
-        "confirm_subscription": {
-            "subject": "Please confirm your subscription",
-            "txt": "Hello {{ contact.first_name or 'there' }},\n\nplease confirm that you want to hear from us:\n"
-                   "{{ confirm_url }}\n\nIf you did not sign up, ignore this message: you will get nothing more.\n",
-            "html": "<p>Hello {{ contact.first_name or 'there' }},</p><p>please confirm that you want to hear from "
-                    "us:</p><p><a href=\"{{ confirm_url }}\">Confirm my subscription</a></p><p>If you did not sign "
-                    "up, ignore this message: you will get nothing more.</p>",
-        },
-    },
-    "sms": {
-        "welcome": {"txt": "Hello {{ contact.first_name or 'there' }}, thanks for signing up."},
-    },
-}
-
 
 @dataclass(frozen=True)
 class TemplateProblem:
@@ -124,12 +98,15 @@ class Renderer:
     """A sandboxed template environment with limits, plus the filters plugins registered.
 
     :param filters: extra Jinja2 filters (from ``register_template_filters``).
+    :param channels: the installed channel classes by name: their declared parts (and built-in templates).
     :param time_limit: seconds one part may take to render.
     :param max_output: characters one part (or any value built while rendering) may have.
     """
 
     def __init__(self, filters: Mapping[str, Callable[..., Any]] | None = None, *,
+                 channels: Mapping[str, Any] | None = None,
                  time_limit: float = DEFAULT_TIME_LIMIT, max_output: int = DEFAULT_MAX_OUTPUT):
+        self.channels = dict(channels or {})
         self.time_limit = time_limit
         self.max_output = max_output
         self._envs = {escape: self._environment(escape, filters or {}) for escape in (False, True)}
@@ -197,8 +174,9 @@ class Renderer:
         """
         plain = _plain(context)
         try:
+            declared = getattr(self.channels.get(channel), "template_parts", None) or tuple(parts)
             return {part: self.render_part(part, source, plain) for part, source in parts.items()
-                    if part in CHANNEL_PARTS.get(channel, (part,))}
+                    if part in declared}
         except TemplateError as exc:
             raise TemplateError(exc.problems, template, unsafe=exc.unsafe) from None
 
@@ -207,19 +185,17 @@ class Renderer:
 
         :return: the problems found, each with its part and line; empty when the template is fine.
         """
-        allowed = CHANNEL_PARTS.get(channel)
+        cls = self.channels.get(channel)
         problems: list[TemplateProblem] = []
-        if allowed is None:
-            return [TemplateProblem("channel", None, f"unknown channel {channel!r}; known: {', '.join(CHANNEL_PARTS)}")]
+        if cls is None:
+            return [TemplateProblem("channel", None, f"unknown channel {channel!r}; installed: "
+                                                     f"{', '.join(sorted(self.channels)) or 'none'}")]
+        allowed = tuple(cls.template_parts)
         for part in parts:
             if part not in allowed:
                 problems.append(TemplateProblem(part, None, f"{channel} templates have no part {part!r}; "
                                                             f"use {', '.join(allowed)}"))
-        for part in REQUIRED_PARTS[channel]:
-            if not (parts.get(part) or "").strip():
-                problems.append(TemplateProblem(part, None, f"a {channel} template needs a {part}"))
-        if channel == "email" and not any((parts.get(p) or "").strip() for p in ("html", "txt")):
-            problems.append(TemplateProblem("txt", None, "an email template needs a txt or an html part"))
+        problems += missing_parts(cls, parts)
         sample = {"contact": {}, "event": {}, "links": {}, "unsubscribe_url": "https://example.invalid/u"}
         for part, source in parts.items():
             if part not in allowed or not isinstance(source, str):
@@ -255,6 +231,20 @@ class Renderer:
         return problems
 
 
+def missing_parts(cls: Any, parts: Mapping[str, str]) -> list[TemplateProblem]:
+    """The parts a template of channel *cls* must have (``required_parts``) and *parts* lacks."""
+    def a(word: str) -> str:  # spoken letters: an html part
+        return f"{'an' if word[:1] in 'aeiou' or word in ('html', 'xml') else 'a'} {word}"
+
+    problems = []
+    for required in cls.required_parts:
+        options = (required,) if isinstance(required, str) else tuple(required)
+        if not any((parts.get(part) or "").strip() for part in options):
+            what = a(options[0]) if len(options) == 1 else " or ".join(map(a, options)) + " part"
+            problems.append(TemplateProblem(options[0], None, f"{a(cls.name)} template needs {what}"))
+    return problems
+
+
 _default_renderer: Renderer | None = None
 
 
@@ -276,7 +266,7 @@ def get_renderer(app: Any = None) -> Renderer:
     if renderer is None:
         pm = app.extensions.get("nudge.plugins")
         renderer = Renderer(
-            getattr(pm, "template_filters", None),
+            getattr(pm, "template_filters", None), channels=getattr(pm, "channels", None),
             time_limit=float(app.config.get("TEMPLATE_TIME_LIMIT", DEFAULT_TIME_LIMIT)),
             max_output=int(app.config.get("TEMPLATE_MAX_OUTPUT", DEFAULT_MAX_OUTPUT)),
         )
@@ -296,16 +286,19 @@ def contact_data(contact: Contact | Mapping[str, Any] | None) -> dict[str, Any]:
     return data
 
 
-def load_parts(session: Session | None, channel: str, name: str) -> dict[str, str]:
-    """The parts of template *name* of *channel*: from the ``templates`` table, else the built-in one.
+def load_parts(session: Session | None, channel: str, name: str, channels: Mapping[str, Any] | None = None
+               ) -> dict[str, str]:
+    """The parts of template *name* of *channel*: from the ``templates`` table, else the channel's built-in one.
 
+    :param channels: the installed channel classes (default: the renderer's).
     :raises TemplateError: when neither exists.
     """
     if session is not None:
         row = session.scalar(select(Template).where(Template.channel == channel, Template.name == name))
         if row is not None:
             return dict(row.parts)
-    builtin = BUILTIN.get(channel, {}).get(name)
+    cls = (get_renderer().channels if channels is None else channels).get(channel)
+    builtin = getattr(cls, "builtin_templates", {}).get(name)
     if builtin is None:
         raise TemplateError(TemplateProblem("name", None, f"no {channel} template named {name!r}"), name)
     return dict(builtin)
@@ -324,16 +317,6 @@ def render(name: str, *, channel: str, contact: Contact | Mapping[str, Any] | No
     parts = load_parts(session, channel, name)
     context = {"contact": contact_data(contact), **{k: v for k, v in data.items() if k != "contact"}}
     return (renderer or get_renderer()).render(channel, parts, context, template=name)
-
-
-def render_message(template: str, *, contact: Contact | None, data: Mapping[str, Any], channel: str = "email",
-                   session: Session | None = None) -> tuple[str, str, str | None]:
-    """Render an email-shaped message: ``(subject, text, html or None)``.
-
-    :raises TemplateError: when the template is missing or fails.
-    """
-    parts = render(template, channel=channel, contact=contact, data=data, session=session)
-    return parts.get("subject", ""), parts.get("txt", ""), parts.get("html") or None
 
 
 def validate_template(channel: str, parts: Mapping[str, str]) -> list[TemplateProblem]:

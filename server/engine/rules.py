@@ -19,6 +19,10 @@ class RuleError(Exception):
         self.diagnostics = diagnostics
 
 
+class RuleStateError(ValueError):
+    """A rule cannot make this change in its state (a draft cannot be paused); the message says why and what to do."""
+
+
 @dataclass
 class RuleChange:
     name: str
@@ -36,8 +40,10 @@ class Checked:
     rules: int = 0
     #: (is an error, the problem formatted for people), in file and source order
     problems: list[tuple[bool, str]] = field(default_factory=list)
-    #: the compiled rules, when no file has an error
+    #: the compiled rules, when no file has an error; each also carries its own ``source`` text and ``file``
     plans: list[dict[str, Any]] = field(default_factory=list)
+    #: every problem found in a file, as the language's diagnostics (line, column, fix), in file and source order
+    diagnostics: list[Any] = field(default_factory=list)
 
     @property
     def errors(self) -> list[str]:
@@ -76,8 +82,12 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
             checked.rules += len(result.program.rules)
             diagnostics += dsl.check(result.program, words)
         checked.problems += [(diag.is_error, diag.format(text)) for diag in diagnostics]
+        checked.diagnostics += diagnostics
         if result.program is not None and not any(d.is_error for d in diagnostics):
-            checked.plans.extend(dsl.compile_program(result.program)["rules"])
+            compiled = dsl.compile_program(result.program)["rules"]
+            for rule, plan in zip(result.program.rules, compiled):
+                plan.update(source=rule_text(text, rule.span.line, rule.span.end_line), file=result.program.filename)
+            checked.plans.extend(compiled)
     seen: set[str] = set()
     for plan in checked.plans:
         if plan["name"] in seen:
@@ -86,6 +96,14 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
     if checked.errors:
         checked.plans = []
     return checked
+
+
+def rule_text(text: str, first: int, last: int) -> str:
+    """Lines *first* to *last* of *text* (1-based), with the comment lines right above them: one rule's own text."""
+    lines = text.split("\n")
+    while first > 1 and lines[first - 2].lstrip().startswith("#"):
+        first -= 1
+    return "\n".join(line.rstrip("\r") for line in lines[first - 1:last]) + "\n"
 
 
 def compile_rules(sources: Iterable[tuple[str, str]], vocabulary: Any) -> tuple[list[dict[str, Any]], list[str], list[str]]:
@@ -145,13 +163,15 @@ def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = Fa
         if rule is None:
             changes.append(RuleChange(plan["name"], "create", 1))
             continue
+        if rule.active_version_id is None:  # a draft: never run, so nobody is mid-journey
+            changes.append(RuleChange(plan["name"], "create", next_number(session, rule.id)))
+            continue
         current = session.get(RuleVersion, rule.active_version_id) if rule.active_version_id else None
         if current is not None and _same(current.plan, plan):
             action = "resume" if rule.status == RuleStatus.PAUSED.value else "unchanged"
             changes.append(RuleChange(plan["name"], action, current.number))
         else:
-            number = (session.scalar(select(func.max(RuleVersion.number)).where(RuleVersion.rule_id == rule.id)) or 0) + 1
-            change = RuleChange(plan["name"], "update", number, in_flight(session, rule.id))
+            change = RuleChange(plan["name"], "update", next_number(session, rule.id), in_flight(session, rule.id))
             for _version, pc, new_pc, count in position_map(session, rule.id, plan):
                 if new_pc is None:
                     change.details.append(f"{count} contact(s) at step {pc + 1} cannot move: that step is gone "
@@ -164,17 +184,54 @@ def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = Fa
     return changes
 
 
+def next_number(session: Session, rule_id: int) -> int:
+    """The number the rule's next version gets."""
+    return (session.scalar(select(func.max(RuleVersion.number)).where(RuleVersion.rule_id == rule_id)) or 0) + 1
+
+
+#: what a plan from :func:`check_sources` carries beyond the compiled rule (kept on the version, not in its plan)
+_ANNOTATIONS = ("source", "file")
+
+
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    strip = lambda p: {k: v for k, v in p.items() if k not in ("line", "source")}  # noqa: E731
+    strip = lambda p: {k: v for k, v in p.items() if k not in ("line", *_ANNOTATIONS)}  # noqa: E731
     return strip(a) == strip(b)
 
 
+def new_version(session: Session, rule: Rule, plan: dict[str, Any], source: str | None = None,
+                actor: str | None = None, number: int | None = None) -> RuleVersion:
+    """Store *plan* as the rule's next version, not active yet (a draft until :func:`make_active`)."""
+    version = RuleVersion(rule_id=rule.id, number=number or next_number(session, rule.id), actor=actor,
+                          plan={k: v for k, v in plan.items() if k not in _ANNOTATIONS},
+                          source=source if source is not None else plan.get("source", ""))
+    session.add(version)
+    session.flush()
+    return version
+
+
+def make_active(session: Session, rule: Rule, version: RuleVersion, change: RuleChange, migrate: bool = False) -> None:
+    """Run *version* of *rule* from now on; with *migrate*, contacts mid-journey move to the same step of it."""
+    _set_status(session, rule, RuleStatus.ACTIVE)  # first: contacts held by a pause may migrate too
+    if migrate and change.action == "update":
+        moved = migrate_positions(session, rule.id, version.id, position_map(session, rule.id, version.plan))
+        change.details.append(f"{moved} contact(s) moved to v{version.number} at the same step")
+    rule.active_version_id = version.id
+    if version.activated_at is None:
+        version.activated_at = utcnow()
+
+
 def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str, str] | None = None,
-                prune: bool = False, origin: str | None = None, migrate: bool = False) -> list[RuleChange]:
+                prune: bool = False, origin: str | None = None, migrate: bool = False,
+                actor: str | None = None, from_files: bool = False) -> list[RuleChange]:
     """Store new versions of changed rules and activate them (in the caller's transaction).
 
     Contacts mid-journey stay on the version they entered with, unless *migrate*: then each moves to
     the same step (by identity) of the new version; those whose step is gone stay where they are.
+
+    :param origin: where rules made now come from (``"api"``).
+    :param actor: who saves the versions (``api:<key prefix>``).
+    :param from_files: ``nudge apply``: each rule's origin is the file it was read from (``file`` of its
+        plan), set on every apply, and each version's actor is ``apply:<file>``.
     """
     changes = plan_changes(session, plans, prune)
     by_name = {p["name"]: p for p in plans}
@@ -183,36 +240,48 @@ def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str
             pause(session, change.name)
             continue
         plan = by_name[change.name]
+        file = plan.get("file") if from_files else None
         rule = session.scalar(select(Rule).where(Rule.name == change.name))
         if rule is None:
             rule = Rule(name=change.name, status=RuleStatus.ACTIVE.value, origin=origin)
             session.add(rule)
             session.flush()
-        _set_status(session, rule, RuleStatus.ACTIVE)  # first: contacts held by a pause may migrate too
+        if file:
+            rule.origin = file
         if change.action in ("create", "update"):
-            version = RuleVersion(rule_id=rule.id, number=change.version, plan=plan,
-                                  source=(sources or {}).get(change.name, plan.get("source", "")))
-            session.add(version)
-            session.flush()
-            if migrate and change.action == "update":
-                moved = migrate_positions(session, rule.id, version.id, position_map(session, rule.id, plan))
-                change.details.append(f"{moved} contact(s) moved to v{change.version} at the same step")
-            rule.active_version_id = version.id
+            version = new_version(session, rule, plan, (sources or {}).get(change.name),
+                                  f"apply:{file}" if file else actor, change.version)
+            make_active(session, rule, version, change, migrate)
+        else:
+            _set_status(session, rule, RuleStatus.ACTIVE)
     session.flush()
     return changes
 
 
 def pause(session: Session, name: str) -> Rule:
-    """Stop rule *name*: nobody enters, and contacts mid-journey are held where they are."""
-    rule = get_rule(session, name)
+    """Stop rule *name*: nobody enters, and contacts mid-journey are held where they are.
+
+    :raises RuleStateError: for a draft (it never ran).
+    """
+    rule = _not_draft(get_rule(session, name), "paused")
     _set_status(session, rule, RuleStatus.PAUSED)
     return rule
 
 
 def resume(session: Session, name: str) -> Rule:
-    """Run rule *name* again; its held contacts go on (a wait that ended meanwhile ends at once)."""
-    rule = get_rule(session, name)
+    """Run rule *name* again; its held contacts go on (a wait that ended meanwhile ends at once).
+
+    :raises RuleStateError: for a draft: activating one is a choice of version, with its plan shown first.
+    """
+    rule = _not_draft(get_rule(session, name), "resumed")
     _set_status(session, rule, RuleStatus.ACTIVE)
+    return rule
+
+
+def _not_draft(rule: Rule, verb: str) -> Rule:
+    if rule.active_version_id is None:
+        raise RuleStateError(f"rule {rule.name!r} is a draft, never activated, so it cannot be {verb}; "
+                             "activate a version of it first (the rule's page in the admin UI)")
     return rule
 
 

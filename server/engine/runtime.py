@@ -1,37 +1,36 @@
 """The journey interpreter: enrol contacts, run their steps until the next wait, resume them when due.
 
-Everything here is written to the database in the caller's transaction: advancing a
-journey and writing its outbox rows commit together or not at all.
+What each kind of plan step does is one table, :data:`STEPS`: for every step kind the compiler emits, how the
+interpreter runs it for one contact and how the set-based path (:mod:`.bulk`) runs it for a group at once, or
+that only the interpreter runs it. Everything is written to the database in the caller's transaction:
+advancing a journey and writing its outbox rows commit together or not at all.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
-from ..models import (Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Rule, RuleStatus, Task,
-                      TaskStatus)
-from ..sdk import redact
+from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
+from . import bulk, effects, policy
 from .context import EngineContext
-from .quiet import send_resumes_at
+from .effects import (add_tag, change_score, channel_class, evaluate, evaluate_value, finish, park, raise_event,
+                      remove_tag, source_text, touch)
 from .scope import Scope
-from .staff import notify_team
-from .timeutil import DEFAULT_AT, local_at, next_local_time, parse_hhmm, quiet_until, to_dt, to_ts, zone
+from .timeutil import DEFAULT_AT, local_at, next_local_time, parse_hhmm, to_dt, to_ts, zone
 
 log = logging.getLogger(__name__)
 
 #: how many steps one enrolment may take in one go; a guard against a plan that never waits
 MAX_STEPS_PER_RUN = 10_000
 
-
-def evaluate(cond: Any, scope: Scope) -> bool:
-    """Whether a condition tree holds (unknown, e.g. an unset field, does not hold)."""
-    from dsl.evaluate import holds
-
-    return holds(cond, scope)
+__all__ = ["INTERPRETER_ONLY", "STEPS", "Step", "active_enrolments", "add_tag", "advance_group", "change_score",
+           "channel_class", "count_active", "enrol", "enter", "evaluate", "finish", "raise_event", "remove_tag", "resume_due",
+           "resume_on_event", "run", "segment", "touch"]
 
 
 def condition_scope(ctx: EngineContext, contact: Contact, rule_id: int | None, enrolment_id: int | None = None,
@@ -46,22 +45,161 @@ def condition_scope(ctx: EngineContext, contact: Contact, rule_id: int | None, e
                  on_failure=failed)
 
 
-def render_text(text: str, contact: Contact, event: Mapping[str, Any]) -> str:
-    """``{{ … }}`` placeholders in note, task and notify texts, with the same bounded sandbox as messages."""
-    from .render import TemplateError, contact_data, get_renderer
+@dataclass
+class Run:
+    """One enrolment being run by the interpreter: what its steps read."""
 
-    try:
-        return get_renderer().render_part("text", text, {"contact": contact_data(contact), "event": dict(event)})
-    except TemplateError as exc:  # a broken placeholder must not stop the journey
-        log.warning("placeholder in %r failed: %s", text, redact(str(exc)))
-        return text
+    ctx: EngineContext
+    enr: Enrolment
+    contact: Contact
+    plan: dict[str, Any]
+    scope: Scope
 
 
-def event_props(ctx: EngineContext, event_id: int | None) -> dict[str, Any]:
-    if event_id is None:
-        return {}
-    event = ctx.session.get(Event, event_id)
-    return dict(event.props or {}) if event else {}
+#: a step the set-based path never takes: the interpreter runs it for each contact
+INTERPRETER_ONLY = None
+
+
+def _always(ctx: EngineContext, plan: dict[str, Any], op: dict[str, Any]) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Step:
+    """How one kind of plan step runs.
+
+    :param run: the interpreter's: runs the step for one enrolment, moves its program counter and returns True
+        to go on with the next step, False when the journey now waits or has ended.
+    :param group: the set-based path's (a :mod:`.bulk` function), or :data:`INTERPRETER_ONLY`.
+    :param groupable: whether a group may take this step here (``(ctx, plan, op) -> bool``): a send inside quiet
+        hours, or a tag a rule reacts to, must go through the interpreter.
+    :param ends_group: the step ends a set-based run (a wait, the end).
+    """
+
+    run: Callable[[Run, dict[str, Any]], bool]
+    group: Callable[[bulk.Group, dict[str, Any]], None] | None
+    groupable: Callable[[EngineContext, dict[str, Any], dict[str, Any]], bool] = _always
+    ends_group: bool = False
+
+
+def _acting(action: Callable[..., None]) -> Callable[[Run, dict[str, Any]], bool]:
+    """A step that acts on the contact and goes on with the next one."""
+    def step(r: Run, op: dict[str, Any]) -> bool:
+        action(r.ctx, r.enr, r.contact, op, r.scope)
+        r.enr.pc += 1
+        return True
+
+    return step
+
+
+def _send(r: Run, op: dict[str, Any]) -> bool:
+    resume = policy.resumes_at(r.ctx.now, r.plan.get("quiet_hours"), channel_class(r.ctx, op["channel"]), r.contact,
+                               r.ctx.config)
+    if resume is not None:
+        park(r.ctx, r.enr, resume, "quiet hours")
+        return False
+    effects.write_outbox(r.ctx, r.enr, op, r.plan)
+    r.enr.pc += 1
+    return True
+
+
+def _exit(r: Run, op: dict[str, Any]) -> bool:
+    finish(r.ctx, r.enr, "completed")
+    return False
+
+
+def _stop(r: Run, op: dict[str, Any]) -> bool:
+    finish(r.ctx, r.enr, "stopped")
+    return False
+
+
+def _wait(r: Run, op: dict[str, Any]) -> bool:
+    r.enr.pc += 1
+    park(r.ctx, r.enr, r.ctx.now + int(op["seconds"]), f"wait {effects.duration_text(int(op['seconds']))}")
+    return False
+
+
+def _wait_until_time(r: Run, op: dict[str, Any]) -> bool:
+    due = next_local_time(r.ctx.now, parse_hhmm(op["at"]), zone(r.contact.timezone, r.ctx.default_tz))
+    r.enr.pc += 1
+    if due > r.ctx.now:
+        park(r.ctx, r.enr, due, f"wait until {op['at']}")
+        return False
+    return True
+
+
+def _wait_until(r: Run, op: dict[str, Any]) -> bool:
+    due = _as_ts(evaluate_value(op["expr"], r.scope), r.contact.timezone, r.ctx, op.get("at"))
+    r.enr.pc += 1
+    if due is not None and due > r.ctx.now:
+        park(r.ctx, r.enr, due, f"wait until {source_text(op)}" + (f" at {op['at']}" if op.get("at") else ""))
+        return False
+    return True
+
+
+def _wait_for(r: Run, op: dict[str, Any]) -> bool:
+    r.enr.wait_event = op["event"]
+    park(r.ctx, r.enr, r.ctx.now + int(op["seconds"]), f"waiting for {op['event']}")
+    return False  # pc stays on the wait_for: resume_on_event/resume_due decide where to go
+
+
+def _branch(r: Run, op: dict[str, Any]) -> bool:
+    taken = evaluate(op["cond"], r.scope)
+    r.ctx.log(r.contact.id, r.enr.rule_id, "branch", r.enr.id, step=op.get("id"), cond=source_text(op), taken=taken)
+    r.enr.pc = r.enr.pc + 1 if taken else int(op["else"])
+    return True
+
+
+def _jump(r: Run, op: dict[str, Any]) -> bool:
+    r.enr.pc = int(op["to"])
+    return True
+
+
+def _split(r: Run, op: dict[str, Any]) -> bool:
+    arm = _split_arm(r.contact.id, r.enr.rule_id, op["arms"])
+    r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"])
+    r.enr.pc = int(arm["to"])
+    return True
+
+
+def _start(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope) -> None:
+    other = ctx.session.scalar(select(Rule).where(Rule.name == op["rule"]))
+    if other is not None:
+        enrol(ctx, other, contact, enr.event_id, f"started by rule {enr.rule_id}")
+
+
+def _no_quiet_hours(ctx: EngineContext, plan: dict[str, Any], op: dict[str, Any]) -> bool:
+    # quiet hours depend on each contact's time zone
+    return policy.quiet_window(plan.get("quiet_hours"), channel_class(ctx, op["channel"])) is None
+
+
+def _unheard(event: str) -> Callable[[EngineContext, dict[str, Any], dict[str, Any]], bool]:
+    """A step whose event no rule reacts to: else the interpreter raises and handles it."""
+    return lambda ctx, plan, op: not ctx.listens_to(event)
+
+
+#: every kind of plan step (``op``) the compiler emits, and how it runs (a test keeps this complete)
+STEPS: dict[str, Step] = {
+    "send": Step(_send, bulk.send, groupable=_no_quiet_hours),
+    "wait": Step(_wait, bulk.wait, ends_group=True),
+    "exit": Step(_exit, bulk.exit, ends_group=True),
+    "tag": Step(_acting(effects.tag), bulk.tag, groupable=_unheard("tag.added")),
+    "score": Step(_acting(effects.score), bulk.score, groupable=_unheard("score.changed")),
+    "stop": Step(_stop, INTERPRETER_ONLY),
+    "wait_until_time": Step(_wait_until_time, INTERPRETER_ONLY),  # each contact's own time zone
+    "wait_until": Step(_wait_until, INTERPRETER_ONLY),  # each contact's own date
+    "wait_for": Step(_wait_for, INTERPRETER_ONLY),
+    "branch": Step(_branch, INTERPRETER_ONLY),
+    "jump": Step(_jump, INTERPRETER_ONLY),
+    "split": Step(_split, INTERPRETER_ONLY),
+    "untag": Step(_acting(effects.untag), INTERPRETER_ONLY),
+    "set": Step(_acting(effects.set_step), INTERPRETER_ONLY),
+    "note": Step(_acting(effects.note), INTERPRETER_ONLY),
+    "task": Step(_acting(effects.task), INTERPRETER_ONLY),
+    "notify": Step(_acting(effects.notify), INTERPRETER_ONLY),
+    "start": Step(_acting(_start), INTERPRETER_ONLY),
+    "plugin": Step(_acting(effects.plugin), INTERPRETER_ONLY),
+}
 
 
 # -- entering ------------------------------------------------------------------------------
@@ -84,13 +222,16 @@ def may_enter(ctx: EngineContext, rule_id: int, plan: dict[str, Any], contact_id
     return True
 
 
-def enrol(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None, reason: str,
-          isolate: bool = False) -> Enrolment | None:
-    """Enter *contact* into *rule*'s active version (if its entry policy allows) and run to the first wait.
+def enrol(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None, reason: str) -> Enrolment | None:
+    """Enter *contact* into *rule*'s active version (if its entry policy allows) and run to the first wait."""
+    enr = enter(ctx, rule, contact, event_id, reason)
+    if enr is not None:
+        run(ctx, enr, contact)
+    return enr
 
-    :param isolate: when nothing else would retry the entry (a trigger timer fired it), first steps that fail
-        are the journey's own failure: it has entered, and its step is retried with back-off, then parked.
-    """
+
+def enter(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None, reason: str) -> Enrolment | None:
+    """Enter *contact* into *rule*'s active version if its entry policy allows; the journey has not run yet."""
     if rule.status != RuleStatus.ACTIVE.value or rule.active_version_id is None:
         return None
     plan = ctx.plan(rule.active_version_id)
@@ -101,36 +242,10 @@ def enrol(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None
     ctx.session.add(enr)
     ctx.session.flush()
     ctx.log(contact.id, rule.id, "enter", enr.id, because=reason)
-    if not isolate:
-        run(ctx, enr, contact)
-        return enr
-    from .dispatch import drain  # dispatch imports this module
-    from .failures import enrolment_failed
-
-    drain(ctx)  # what earlier steps raised is not this journey's to lose
-    ctx.write_buffered()
-    enrolment_id, mark = enr.id, ctx.checkpoint()
-    try:
-        with ctx.session.begin_nested():
-            run(ctx, enr, contact)
-            drain(ctx)
-            ctx.write_buffered()
-    except Exception as exc:
-        ctx.forget_since(mark)
-        enrolment_failed(ctx.session, ctx.config, enrolment_id, exc, ctx.now)
     return enr
 
 
 # -- running -----------------------------------------------------------------------------
-def finish(ctx: EngineContext, enr: Enrolment, reason: str) -> None:
-    enr.state = EnrolmentState.DONE if reason == "completed" else EnrolmentState.EXITED
-    enr.finished = ctx.now
-    enr.due = None
-    enr.wait_event = None
-    enr.exit_reason = reason
-    ctx.log(enr.contact_id, enr.rule_id, "exit", enr.id, reason=reason)
-
-
 def _split_arm(contact_id: int, rule_id: int, arms: list[dict[str, Any]]) -> dict[str, Any]:
     """A stable arm per (contact, rule): the same contact always lands in the same arm."""
     bucket = int(hashlib.sha256(f"{rule_id}:{contact_id}".encode()).hexdigest()[:8], 16) % 100
@@ -155,11 +270,6 @@ def _as_ts(value: Any, tz_name: str | None, ctx: EngineContext, at: str | None =
     return None
 
 
-def channel_class(ctx: EngineContext, name: str) -> Any:
-    """The installed class of channel *name* (its declarations), or None."""
-    return ctx.plugins.channels.get(name) if ctx.plugins is not None else None
-
-
 def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> None:
     """Execute *enr* from its program counter until it waits or finishes."""
     plan = ctx.plan(enr.version_id)
@@ -168,8 +278,9 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
     if contact is None:
         finish(ctx, enr, "stopped")
         return
-    tz = zone(contact.timezone, ctx.default_tz)
-    scope = condition_scope(ctx, contact, enr.rule_id, enr.id, event_loader=lambda: event_props(ctx, enr.event_id))
+    scope = condition_scope(ctx, contact, enr.rule_id, enr.id,
+                            event_loader=lambda: effects.event_props(ctx, enr.event_id))
+    state = Run(ctx, enr, contact, plan, scope)
     enr.due = None
     enr.wait_event = None
     if enr.error is not None:  # it failed before; if this run fails too, the savepoint restores both
@@ -179,247 +290,44 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
             finish(ctx, enr, "completed")
             return
         op = steps[enr.pc]
-        kind = op["op"]
-        if kind == "exit":
-            finish(ctx, enr, "completed")
+        step = STEPS.get(op["op"])
+        if step is None:
+            raise RuntimeError(f"unknown instruction {op['op']!r} in rule {enr.rule_id}: was the plan compiled by a "
+                               "newer Nudge?")
+        if not step.run(state, op):
             return
-        if kind == "stop":
-            finish(ctx, enr, "stopped")
-            return
-        if kind == "send":
-            resume = send_resumes_at(ctx.now, plan.get("quiet_hours"), channel_class(ctx, op["channel"]), contact,
-                                     ctx.config)
-            if resume is not None:
-                _park(ctx, enr, resume, "quiet hours")
-                return
-            _write_outbox(ctx, enr, op, plan)
-            enr.pc += 1
-        elif kind == "wait":
-            enr.pc += 1
-            _park(ctx, enr, ctx.now + int(op["seconds"]), f"wait {_duration_text(int(op['seconds']))}")
-            return
-        elif kind == "wait_until_time":
-            due = next_local_time(ctx.now, parse_hhmm(op["at"]), tz)
-            enr.pc += 1
-            if due > ctx.now:
-                _park(ctx, enr, due, f"wait until {op['at']}")
-                return
-        elif kind == "wait_until":
-            due = _as_ts(evaluate_value(op["expr"], scope), contact.timezone, ctx, op.get("at"))
-            enr.pc += 1
-            if due is not None and due > ctx.now:
-                _park(ctx, enr, due, f"wait until {_source(op)}" + (f" at {op['at']}" if op.get("at") else ""))
-                return
-        elif kind == "wait_for":
-            enr.wait_event = op["event"]
-            _park(ctx, enr, ctx.now + int(op["seconds"]), f"waiting for {op['event']}")
-            return  # pc stays on the wait_for: resume_waiting/timeout decide where to go
-        elif kind == "branch":
-            taken = evaluate(op["cond"], scope)
-            ctx.log(contact.id, enr.rule_id, "branch", enr.id, step=op.get("id"), cond=_source(op), taken=taken)
-            enr.pc = enr.pc + 1 if taken else int(op["else"])
-        elif kind == "jump":
-            enr.pc = int(op["to"])
-        elif kind == "split":
-            arm = _split_arm(contact.id, enr.rule_id, op["arms"])
-            ctx.log(contact.id, enr.rule_id, "split", enr.id, arm=arm["name"])
-            enr.pc = int(arm["to"])
-        else:
-            apply_action(ctx, enr, contact, op, scope)
-            enr.pc += 1
     raise RuntimeError(f"enrolment {enr.id} ran {MAX_STEPS_PER_RUN} steps without waiting")
 
 
-def _park(ctx: EngineContext, enr: Enrolment, due: int, why: str) -> None:
-    """Let *enr* wait until *due*; its trace says until when and why."""
-    enr.due = due
-    ctx.log(enr.contact_id, enr.rule_id, "wait", enr.id, until=due, why=why)
+# -- the set-based path ----------------------------------------------------------------------
+def segment(plan: dict[str, Any], pc: int, ctx: EngineContext) -> list[dict[str, Any]] | None:
+    """The steps from *pc* to the next wait or the end, if a group may take them all set-based; else None."""
+    steps = plan["steps"]
+    ops: list[dict[str, Any]] = []
+    while pc < len(steps):
+        op = steps[pc]
+        step = STEPS.get(op["op"])
+        if step is None or step.group is INTERPRETER_ONLY or not step.groupable(ctx, plan, op):
+            return None
+        ops.append(op)
+        if step.ends_group:
+            return ops
+        pc += 1
+    return ops + [{"op": "exit"}]
 
 
-def _source(op: dict[str, Any]) -> str | None:
-    """A condition or date as written in the rule (plans compiled before the rename call it ``text``)."""
-    return op.get("source", op.get("text"))
-
-
-def _duration_text(seconds: int) -> str:
-    """``259200`` → ``3d``: a duration as the rules language writes it."""
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def evaluate_value(expr: Any, scope: Scope) -> Any:
-    from dsl.evaluate import evaluate as evaluate_tree
-
-    return evaluate_tree(expr, scope)
-
-
-def _write_outbox(ctx: EngineContext, enr: Enrolment, op: dict[str, Any], plan: dict[str, Any]) -> None:
-    # unique key: a step's outbox row is written in the same transaction that moves the program counter
-    # past it, so re-running a step is impossible short of a crash rollback, and the constraint backs that up
-    key = f"enr:{enr.id}:{op.get('id', enr.pc)}"
-    data = {"enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"), "marketing": True,
-            "step": op.get("id")}
-    if plan.get("quiet_hours"):
-        data["quiet_hours"] = plan["quiet_hours"]  # the outbox keeps to the rule's window too (a retry)
-    msg = Message(key=key, contact_id=enr.contact_id, channel=op["channel"], template=op["name"],
-                  status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now), data=data)
-    ctx.session.add(msg)
-    ctx.session.flush()
-    if ctx.deliver_now is not None:
-        ctx.write_buffered()
-        ctx.deliver_now([msg.id])
-    else:
-        ctx.new_messages.append(msg.id)
-
-
-# -- actions ------------------------------------------------------------------------------
-def raise_event(ctx: EngineContext, contact_id: int, name: str, props: dict[str, Any]) -> None:
-    """Record one of Nudge's own events; if any rule reacts to it, it is handled before the batch ends."""
-    now = to_dt(ctx.now)
-    row = {"contact_id": contact_id, "name": name, "props": props, "source": "nudge", "occurred_at": now,
-           "received_at": now, "processed_at": now}
-    if not ctx.listens_to(name):
-        ctx.buffer(Event, row)  # history only: no rule reacts to it or counts it
-        return
-    event = Event(**row)
-    ctx.session.add(event)
-    ctx.session.flush()
-    ctx.pending_events.append(event.id)
-
-
-def _tag_insert(dialect: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(ContactTag.__table__).on_conflict_do_nothing()
-
-
-_TAG_INSERTS: dict[str, Any] = {}
-
-
-def _insert_ignoring_duplicates(ctx: EngineContext, values: dict[str, Any]) -> bool:
-    """INSERT a contact tag unless it exists; True when it was new (one statement, no read first)."""
-    dialect = ctx.session.get_bind().dialect.name
-    stmt = _TAG_INSERTS.get(dialect)
-    if stmt is None:
-        stmt = _TAG_INSERTS[dialect] = _tag_insert(dialect)
-    return bool(ctx.session.connection().execute(stmt, values).rowcount)
-
-
-def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
-    if not _insert_ignoring_duplicates(ctx, {"contact_id": contact.id, "tag": tag, "created_at": to_dt(ctx.now)}):
-        return False
-    raise_event(ctx, contact.id, "tag.added", {"tag": tag})
-    return True
-
-
-def remove_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
-    removed = ctx.session.execute(
-        delete(ContactTag).where(ContactTag.contact_id == contact.id, ContactTag.tag == tag)).rowcount
-    if not removed:
-        return False
-    raise_event(ctx, contact.id, "tag.removed", {"tag": tag})
-    return True
-
-
-def touch(ctx: EngineContext, contact: Contact) -> None:
-    """Date a change to *contact* by the engine's clock (the column's own default is the wall clock,
-    which in ``nudge simulate`` is not the simulated time)."""
-    contact.updated_at = to_dt(ctx.now)
-
-
-def change_score(ctx: EngineContext, contact: Contact, new: int | float) -> None:
-    old = contact.score or 0
-    if new == old:
-        return
-    contact.score = new
-    touch(ctx, contact)
-    raise_event(ctx, contact.id, "score.changed", {"old": old, "new": new})
-
-
-BUILTIN_SETTABLE = {"first_name", "last_name", "phone", "email", "timezone", "locale", "stage", "external_id"}
-
-
-def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> None:
-    if field == "score":
-        change_score(ctx, contact, value)
-        return
-    if isinstance(value, (date, datetime)):
-        value = value.isoformat()
-    if field in BUILTIN_SETTABLE:
-        setattr(contact, field, value)
-    else:
-        contact.fields = {**(contact.fields or {}), field: value}
-    touch(ctx, contact)
-    raise_event(ctx, contact.id, "contact.updated", {"fields": [field]})
-    from .dispatch import contact_changed  # dispatch imports this module
-
-    contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change
-
-
-def _author(ctx: EngineContext, enr: Enrolment) -> str:
-    """Who wrote a note or task: ``rule:<name>``."""
-    return f"rule:{ctx.plan(enr.version_id).get('name', enr.rule_id)}"
-
-
-def apply_action(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope) -> None:
-    kind = op["op"]
-    cid, rid, eid = contact.id, enr.rule_id, enr.id
-    if kind == "tag":
-        add_tag(ctx, contact, op["tag"])
-        scope.invalidate_tags()
-        ctx.log(cid, rid, "tag", eid, tag=op["tag"])
-    elif kind == "untag":
-        remove_tag(ctx, contact, op["tag"])
-        scope.invalidate_tags()
-        ctx.log(cid, rid, "untag", eid, tag=op["tag"])
-    elif kind == "set":
-        field = op["field"].removeprefix("contact.")
-        value = evaluate_value(op["value"], scope)
-        set_field(ctx, contact, field, value)
-        ctx.log(cid, rid, "set", eid, field=field, value=value if not isinstance(value, (date, datetime))
-                else value.isoformat())
-    elif kind == "score":
-        delta = op["delta"]
-        change_score(ctx, contact, (contact.score or 0) + delta)
-        ctx.log(cid, rid, "score", eid, delta=delta, score=contact.score)
-    elif kind == "note":
-        text = render_text(op["text"], contact, scope.event)
-        ctx.buffer(Note, {"contact_id": cid, "body": text, "author": _author(ctx, enr), "created_at": to_dt(ctx.now)})
-        ctx.log(cid, rid, "note", eid, text=text)
-    elif kind == "task":
-        data: dict[str, Any] = {"text": render_text(op["text"], contact, scope.event), "team": op["team"]}
-        due = to_dt(ctx.now + int(op["due"])) if op.get("due") is not None else None
-        if due is not None:
-            data["due"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
-        task = Task(contact_id=cid, text=data["text"], team=op["team"], due_at=due, status=TaskStatus.OPEN.value,
-                    source=_author(ctx, enr), created_at=to_dt(ctx.now))
-        ctx.session.add(task)
-        ctx.session.flush()  # its id goes into the team's notification
-        notify_team(ctx, enr, op.get("id", enr.pc), "task", op["team"], data["text"], task=task.id, due=data.get("due"))
-        ctx.log(cid, rid, "task", eid, **data)
-    elif kind == "notify":
-        text = render_text(op["text"], contact, scope.event)
-        notify_team(ctx, enr, op.get("id", enr.pc), "notify", op["team"], text)
-        ctx.log(cid, rid, "notify", eid, team=op["team"], text=text)
-    elif kind == "start":
-        other = ctx.session.scalar(select(Rule).where(Rule.name == op["rule"]))
-        if other is not None:
-            enrol(ctx, other, contact, enr.event_id, f"started by rule {rid}")
-    elif kind == "plugin":
-        actions = getattr(ctx.plugins, "actions", {}) if ctx.plugins is not None else {}
-        action = actions.get(op["step"])
-        if action is None:
-            raise RuntimeError(f"unknown step {op['step']!r} in rule {rid}; is the plugin that provides it installed?")
-        from .render import contact_data
-
-        action.run(contact=contact_data(contact), args=op.get("args", []))
-        ctx.log(cid, rid, op["step"], eid)
-    else:
-        raise RuntimeError(f"unknown instruction {kind!r} in rule {rid}: was the plan compiled by a newer Nudge?")
+def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], ops: list[dict[str, Any]],
+                  rule_id: int, rule_name: str) -> list[int]:
+    """Run *ops* (from :func:`segment`) for the enrolments *ids*, all at *pc* of *version_id*; return new outbox
+    row ids. Each step does for the group exactly what :func:`run` does for each member."""
+    group = bulk.Group(ctx, version_id, pc, ids, rule_id, rule_name, to_dt(ctx.now))
+    for offset, op in enumerate(ops):
+        group.at = pc + offset
+        step = STEPS[op["op"]]
+        if step.group is None:
+            raise RuntimeError(f"the step {op['op']!r} runs only in the interpreter")
+        step.group(group, op)
+    return group.message_ids
 
 
 # -- resuming -----------------------------------------------------------------------------

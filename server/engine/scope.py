@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Contact, ContactTag, Event
 from ..sdk import redact
+from ..segments import is_member
 from .timeutil import UTC, parse_date_value, to_dt
 
 log = logging.getLogger(__name__)
@@ -101,10 +103,8 @@ class Scope:
         return sum(1 for props in rows if holds(where, self.for_event(props)))
 
     def in_segment(self, name: str) -> bool:
-        if self._segments is None:  # the segments stored in the database
-            from ..segments import is_member  # imported here: it evaluates with a Scope itself
-
-            self._segments = is_member
+        if self._segments is None:  # the segments stored in the database, evaluated with a Scope like this one
+            self._segments = partial(is_member, scope=self._inner)
         return bool(self._segments(self.session, self.contact, name, self._now_ts))
 
     def function(self, name: str) -> Any:
@@ -119,6 +119,14 @@ class Scope:
         log.warning("condition function %s() failed for contact %s: %s", name, self.contact.id, problem)
         if self._on_failure is not None:
             self._on_failure(name, problem)
+    def _inner(self, session: Session, contact: Contact, now_ts: int) -> "Scope":
+        """The scope a segment's condition is evaluated in from here: the same functions, failures in the same log."""
+        return Scope(session, contact, now_ts, functions=self._functions, on_failure=self._on_failure)
+
+    @classmethod
+    def of(cls, session: Session, contact: Contact, now_ts: int) -> "Scope":
+        """A contact's scope at *now_ts*, without an event (what segments evaluate their conditions in)."""
+        return cls(session, contact, now_ts)
 
     def for_event(self, props: Mapping[str, Any]) -> "Scope":
         """The same contact and clock, with ``event`` bound to another event (inside ``did … where``)."""

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import select
 
 from ..consent import record_consent
-from ..models import Contact, ContactTag, Event, JourneyLog, Message, MessageStatus, Rule
+from ..models import Contact, ContactTag, Event, JourneyLog, Rule
 from . import dispatch, runtime
 from .context import EngineContext
 from .outbox import Delivery
@@ -209,44 +210,51 @@ class Simulation:
 
 
 def simulation_vocabulary(app: Any, fields: set[str]) -> Any:
-    """Every template and endpoint exists; every field named in the timeline is known."""
-    import dsl
+    """The plugins' vocabulary where every template and endpoint exists, every event may happen and every field
+    named in the timeline is known."""
+    from dataclasses import replace
 
-    base = dsl.Vocabulary.default()
-    channels = {name: None for name in app.extensions["nudge.plugins"].channels} or dict(base.channels)
+    from .vocabulary import plugin_vocabulary
+
+    base = plugin_vocabulary(app.extensions["nudge.plugins"])
     contact_fields = dict(base.contact_fields)
     for name in fields:
         contact_fields.setdefault(name, "any")
-    return dsl.Vocabulary(channels=channels, events=None, contact_fields=contact_fields,
-                          steps=base.steps, segments=None, rules=None,
-                          functions=dict(app.extensions["nudge.plugins"].condition_functions))
+    return replace(base, channels={name: None for name in base.channels}, events=None, contact_fields=contact_fields,
+                   segments=None, rules=None, raised=None)
 
 
-def simulation_app(config: dict[str, Any] | None = None) -> Any:
-    from ..app import create_app
-
-    home = tempfile.mkdtemp(prefix="nudge-sim-")
-    settings = {"HOME": home, "DATABASE_URL": "sqlite://", "SECRET_KEY": "simulation-secret-key-000",
-                "LOAD_ENTRY_POINTS": True}
-    settings.update(config or {})
-    return create_app(settings)
+#: the settings of the throwaway instance a simulation runs in (an in-memory database, every installed plugin)
+SIMULATION_SETTINGS = {"DATABASE_URL": "sqlite://", "SECRET_KEY": "simulation-secret-key-000", "LOAD_ENTRY_POINTS": True}
 
 
-def simulate(sources: list[tuple[str, str]], timeline: list[str], until: str | None = None, trace: bool = False,
-             config: dict[str, Any] | None = None, timeline_name: str = "timeline") -> list[dict[str, Any]]:
-    """Run *sources* against *timeline* (named *timeline_name* in errors); return the effects in time order."""
-    lines = read_timeline(timeline, timeline_name)
+@contextmanager
+def throwaway_instance(make_app: Callable[[dict[str, Any]], Any], config: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A throwaway app for one simulation, built by *make_app* (``create_app``, which the engine never imports)
+    with :data:`SIMULATION_SETTINGS`, a temporary ``HOME`` and *config*; released afterwards."""
     with tempfile.TemporaryDirectory(prefix="nudge-sim-") as home:
-        app = simulation_app({"HOME": home, **(config or {})})
-        with app.app_context():
-            sim = Simulation(app, trace=trace)
-            start = lines[0].at if lines else to_ts(datetime.now().astimezone())
-            sim.ctx.now = start
-            sim.load_rules(sources, timeline_fields(lines))
-            sim.run(lines, parse_time(until, "--until") if until else None)
-            result = list(sim.effects())
-        app.extensions["nudge.db"].dispose()
-    return result
+        app = make_app({**SIMULATION_SETTINGS, "HOME": home, **(config or {})})
+        try:
+            yield app
+        finally:
+            app.extensions["nudge.db"].dispose()
 
 
-__all__ = ["Simulation", "TimelineError", "simulate", "MessageStatus", "Message", "timedelta"]
+def simulate(app: Any, sources: list[tuple[str, str]], timeline: list[str], until: str | None = None,
+             trace: bool = False, timeline_name: str = "timeline", fields: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Run *sources* against *timeline* (named *timeline_name* in errors) in *app*, a throwaway instance
+    (:func:`throwaway_instance`); return the effects in time order.
+
+    :param fields: contact fields the rules may name besides those the timeline sets (an instance's custom fields).
+    """
+    lines = read_timeline(timeline, timeline_name)
+    with app.app_context():
+        sim = Simulation(app, trace=trace)
+        start = lines[0].at if lines else to_ts(datetime.now().astimezone())
+        sim.ctx.now = start
+        sim.load_rules(sources, timeline_fields(lines) | set(fields))
+        sim.run(lines, parse_time(until, "--until") if until else None)
+        return list(sim.effects())
+
+
+__all__ = ["SIMULATION_SETTINGS", "Simulation", "TimelineError", "simulate", "throwaway_instance"]

@@ -4,7 +4,7 @@ Each member gets one outbox row, keyed ``team:<enrolment>:<step>:<member>`` and 
 transaction that moves the journey past the step, so a redelivered job never notifies twice. The
 rows are transactional internal mail: addressed to the member (``data.internal.to``), not to the
 contact, and not subject to the contact's consent, suppression or frequency cap. A member whose
-channel addresses nobody (a webhook endpoint) gets the notification as data, like ``send webhook``.
+channel addresses nobody (an endpoint) gets the notification as data, like a ``send`` to the endpoint.
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from ..models import Contact, Enrolment, Message
 from ..sdk import OutboundMessage
 from ..teams import email_channel
 from .context import EngineContext
+from .keys import TEAM, message_key
 from .timeutil import to_dt
 
 log = logging.getLogger(__name__)
 
 #: the ``Message.data`` key of an internal notification
 INTERNAL = "internal"
-#: how the outbox keys of internal notifications begin (they never count toward a contact's frequency cap)
-TEAM_KEY_PREFIX = "team:"
 
 
 def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: str, text: str,
@@ -50,9 +49,9 @@ def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: 
         internal = {"kind": kind, "team": team, "to": member.address, "text": text, **details}
         data = {"type": f"nudge.{kind}", "enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"),
                 "step": step, "marketing": False, "transactional": True, INTERNAL: internal}
-        # a channel that addresses nobody takes its target as the template (the webhook endpoint's name)
+        # a channel that addresses nobody takes its target as the template (the endpoint's name)
         template = f"internal.{kind}" if getattr(cls, "address_field", None) else member.address
-        msg = Message(key=f"{TEAM_KEY_PREFIX}{enr.id}:{step}:{number}", contact_id=enr.contact_id, channel=channel,
+        msg = Message(key=message_key(TEAM, enr.id, step, number), contact_id=enr.contact_id, channel=channel,
                       template=template, status="pending", next_attempt_at=to_dt(ctx.now),
                       created_at=to_dt(ctx.now), data=data)
         ctx.session.add(msg)

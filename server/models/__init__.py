@@ -1,5 +1,5 @@
 """SQLAlchemy models: the database is Nudge's source of truth."""
-from .accounts import AdminSession, ApiKey, Scope, User
+from .accounts import AdminSession, ApiKey, Role, Scope, User
 from .base import Base, JsonType, UTCDateTime, utcnow
 from .consent import Consent, ConsentStatus, Suppression, SuppressionReason
 from .contacts import Contact, ContactTag
@@ -7,7 +7,7 @@ from .crm import (AuditEntry, FieldDefinition, FieldType, Form, IdempotencyRecor
                   TaskStatus)
 from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoint
 from .events import Event, ProviderReceipt
-from .journeys import (Enrolment, EnrolmentState, JourneyLog, Rule, RuleStatus, RuleVersion, ScheduleTimer,
+from .journeys import (Enrolment, EnrolmentState, JourneyLog, Rule, RuleStatus, RuleTest, RuleVersion, ScheduleTimer,
                        TriggerTimer)
 from .messages import ChannelHealth, Message, MessageStatus
 
@@ -16,7 +16,7 @@ __all__ = [
     "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
     "AdminSession", "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange",
     "Suppression", "SuppressionReason", "Template", "WebhookEndpoint", "ChannelHealth", "Contact", "ContactTag", "Event",
-    "JsonType",
+    "JsonType", "RuleTest",
     "ProviderReceipt", "Message", "MessageStatus",
-    "Scope", "UTCDateTime", "User", "utcnow",
+    "Role", "Scope", "UTCDateTime", "User", "utcnow",
 ]

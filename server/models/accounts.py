@@ -15,6 +15,25 @@ class Scope(str, enum.Enum):
     ADMIN = "admin"     # everything
 
 
+class Role(str, enum.Enum):
+    """What a signed-in person may do in the admin UI; each role can do everything the ones below it can."""
+
+    VIEWER = "viewer"   # reads every page, changes nothing (their own password aside)
+    EDITOR = "editor"   # also changes rules, templates, segments, contacts, messages and tasks
+    ADMIN = "admin"     # also manages users and API keys
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def allows(self, needed: "Role") -> bool:
+        """Whether this role may do what *needed* is required for."""
+        return self.rank >= needed.rank
+
+
+_RANKS = {Role.VIEWER: 0, Role.EDITOR: 1, Role.ADMIN: 2}
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = NEVER_REUSE_IDS
@@ -42,6 +61,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: a :class:`Role` value; a row made without one may only read (migration 0012 made earlier users admins)
+    role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER.value, server_default=Role.VIEWER.value)
+    #: when an admin disabled the account (it cannot sign in, its sessions were ended); None while active
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AdminSession(Base):

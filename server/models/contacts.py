@@ -5,10 +5,18 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import Computed, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
+
+
+#: what the admin UI's name search reads: the full name, then the last name alone, in the database's lower case,
+#: computed by the database (so every write path keeps them right) and indexed for prefix search with keyset pages.
+#: Stored on PostgreSQL; on SQLite migration 0015 adds them VIRTUAL (ALTER TABLE cannot add stored ones): the
+#: indexes hold the values either way.
+NAME_KEY = "lower(trim(coalesce(first_name, '') || ' ' || coalesce(last_name, '')))"
+LAST_NAME_KEY = "lower(last_name)"
 
 
 def new_public_id() -> str:
@@ -37,6 +45,8 @@ class Contact(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    name_key: Mapped[str | None] = mapped_column(String(511), Computed(NAME_KEY, persisted=True), index=True)
+    last_name_key: Mapped[str | None] = mapped_column(String(255), Computed(LAST_NAME_KEY, persisted=True), index=True)
 
     tags: Mapped[list["ContactTag"]] = relationship(back_populates="contact", cascade="all, delete-orphan")
 
@@ -46,9 +56,11 @@ class Contact(Base):
 
 class ContactTag(Base):
     __tablename__ = "contact_tags"
+    #: contacts with a tag, in contact order: a keyset page of a tag's contacts reads only that page
+    __table_args__ = (Index("ix_contact_tags_tag_contact", "tag", "contact_id"),)
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
-    tag: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     contact: Mapped[Contact] = relationship(back_populates="tags")

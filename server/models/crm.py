@@ -65,6 +65,8 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.OPEN.value)
     #: who made it: "api", "rule:Sales hand-off", "user:3"
     source: Mapped[str] = mapped_column(String(128), default="api")
+    #: the user it is assigned to (an id of ``users``; users are disabled, never deleted), or None
+    assigned_to: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -111,7 +113,7 @@ class Form(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(255), default="")
-    channel: Mapped[str] = mapped_column(String(64), default="email")
+    channel: Mapped[str] = mapped_column(String(64))
     #: the consent text shown next to the checkbox; stored with every consent it collects
     wording: Mapped[str] = mapped_column(Text, default="")
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -9,7 +9,8 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy import (BigInteger, Boolean, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint,
+                        text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
@@ -18,6 +19,8 @@ from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 class RuleStatus(str, enum.Enum):
     ACTIVE = "active"
     PAUSED = "paused"
+    #: saved but never activated: no active version, so the engine never runs it
+    DRAFT = "draft"
 
 
 class Rule(Base):
@@ -29,7 +32,7 @@ class Rule(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=RuleStatus.ACTIVE.value)
     active_version_id: Mapped[int | None] = mapped_column(Integer)
-    #: where the rule came from: a file path for `nudge apply`, "api", "editor"
+    #: where the rule came from: the file `nudge apply` read it from (kept once set), "api", "editor"
     origin: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -46,6 +49,33 @@ class RuleVersion(Base):
     #: the compiled plan of this one rule (see docs/plan.md)
     plan: Mapped[dict[str, Any]] = mapped_column(JsonType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: when this version was first made the active one; NULL: a draft, never run
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: who saved it: a person's email, ``apply:<file>``, ``api:<key prefix>``; NULL before migration 0014
+    actor: Mapped[str | None] = mapped_column(String(255))
+
+
+class RuleTest(Base):
+    """A saved "Try it" case of a rule: a made-up contact and a timeline, run again on every save of the rule."""
+
+    __tablename__ = "rule_tests"
+    __table_args__ = (UniqueConstraint("rule_id", "name"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    #: the made-up contact: ``{"key", "fields", "tags", "timezone", "consent"}``
+    contact: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    #: the events, as ``nudge simulate`` timeline lines (JSON Lines)
+    timeline: Mapped[str] = mapped_column(Text)
+    #: the sends the case expects, ``[{"at", "channel", "template"}]``: what it sent when it was saved
+    expected: Mapped[list[Any]] = mapped_column(JsonType)
+    #: the last run: passed or not (NULL: never run), what differed, when
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    report: Mapped[list[Any] | None] = mapped_column(JsonType)
+    run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(255))
 
 
 class EnrolmentState(enum.IntEnum):

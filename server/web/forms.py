@@ -18,12 +18,14 @@ import redis
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from ..api.common import enqueue_events
 from ..consent import address_hash, current_consent, lift_suppression, record_consent
 from ..contacts import InvalidInput, clean_contact, record_event, upsert_contact
-from ..contacts.service import nest_fields
 from ..contacts.fields import definitions
+from ..contacts.service import nest_fields
 from ..db import get_session
+from ..engine.jobs import enqueue_events
+from ..engine.keys import FORM_CONFIRM, message_key
+from ..forms import HONEYPOT, STANDARD_FORM_FIELDS, snippet_html
 from ..links import BadLink, Link, confirm_url, contact_of, verify
 from ..models import Contact, Form, Message
 from ..queue import get_queue
@@ -31,9 +33,7 @@ from ..queue import get_queue
 log = logging.getLogger(__name__)
 bp = Blueprint("forms", __name__)
 
-HONEYPOT = "website"
 FORM_RATE_LIMIT = 20          # submissions per IP per hour
-STANDARD_FORM_FIELDS = ("first_name", "last_name", "phone", "timezone", "locale")
 
 
 def exempt_from_csrf(blueprint: Blueprint) -> None:
@@ -86,14 +86,6 @@ def page(template: str, status: int = 200, **context: Any):
     return response
 
 
-def snippet_html(form: Form) -> str:
-    """The embeddable HTML of *form*: a plain ``<form>`` posting to this server (no script), every
-    value escaped. Needs an app context."""
-    labels = {name: name.replace("_", " ").capitalize() for name in form.fields}
-    return render_template("public/form_embed.html", form=form, labels=labels, honeypot=HONEYPOT,
-                           action=f"{current_app.config['BASE_URL']}/f/{form.slug}").strip()
-
-
 @bp.get("/f/<slug>")
 def show(slug: str):
     form = _form(slug)
@@ -126,8 +118,8 @@ def submit(slug: str):
     event_ids: list[int] = []
     if form.double_opt_in:
         link = confirm_url(contact.public_id, form.id, _address_digest(form, contact))
-        message = Message(key=f"form-confirm:{form.id}:{contact.id}:{secrets.token_hex(8)}", contact_id=contact.id,
-                          channel=form.channel, template=form.confirm_template,
+        message = Message(key=message_key(FORM_CONFIRM, form.id, contact.id, secrets.token_hex(8)),
+                          contact_id=contact.id, channel=form.channel, template=form.confirm_template,
                           data={"confirm_url": link, "form": form.slug, "transactional": True, "marketing": False})
         session.add(message)
         session.commit()

@@ -52,7 +52,7 @@ def _flag(name: str) -> bool:
 
 def _admin_only() -> Any:
     """Details need an admin API key: the answer says how the instance is doing inside."""
-    from ..api.problems import problem
+    from ..problems import problem
     from ..auth import verify_api_key
     from ..models import Scope
 

@@ -10,22 +10,34 @@ Framing: every HTML page, public ones included, says ``X-Frame-Options: DENY`` a
 ``Content-Security-Policy: frame-ancestors 'none'``. Hosted forms are embedded as plain HTML that
 posts to Nudge (see ``/forms/{slug}/snippet``), never in a frame, so no page needs to be framed,
 and none can be used for clickjacking (the unsubscribe and preference pages included).
+
+Admin pages (everything under ``/admin``, and plugins' pages declared with ``requires``) carry a strict
+:data:`ADMIN_CSP`: scripts only from Nudge's own ``/static`` (no inline script, no inline event handler, no
+``eval``: htmx runs with ``allowEval`` off), style sheets from ``/static`` plus inline styles (the CodeMirror
+editor injects its own; Nudge's templates have none, which tests/web/test_admin_shell.py checks), no plugins,
+no ``<base>``, forms only to Nudge, no framing.
 """
 from __future__ import annotations
 
-from flask import Flask, Response
+from typing import Iterable
+
+from flask import Flask, Response, g, request
 
 MAX_BODY = 1024 * 1024          # bytes any route reads, unless its endpoint says otherwise
 MAX_FORM_MEMORY = 64 * 1024     # bytes of form fields (URL-encoded or multipart, files aside)
 MAX_FORM_PARTS = 100            # fields in one form post
+ADMIN_CSP = "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data:", "font-src 'self'", "connect-src 'self'", "object-src 'none'", "base-uri 'none'",
+    "form-action 'self'", "frame-ancestors 'none'",
+])
 FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
-def largest_body() -> int:
-    """The largest body any route accepts: what the WSGI server may buffer at most."""
-    from ..api.spec import REGISTRY
-
-    return max([MAX_BODY, *(op.max_body for op in REGISTRY)])
+def largest_body(others: Iterable[int] = ()) -> int:
+    """The largest body any route accepts (*others*: the API endpoints' own limits): what the WSGI server may
+    buffer at most."""
+    return max([MAX_BODY, *others])
 
 
 def init_app(app: Flask) -> None:
@@ -40,6 +52,9 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.path.startswith("/admin") or g.get("admin_page"):
+            response.headers["Content-Security-Policy"] = ADMIN_CSP
+            response.headers["Referrer-Policy"] = "same-origin"
         if response.mimetype == "text/html":
             response.headers["X-Frame-Options"] = FRAMING["X-Frame-Options"]
             policy = response.headers.get("Content-Security-Policy", "")

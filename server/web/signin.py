@@ -24,7 +24,7 @@ from typing import Callable
 
 import redis
 from flask import Flask, current_app, session
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ..db import get_session
 from ..models import AdminSession, User
@@ -194,4 +194,18 @@ def end_session() -> None:
     session.clear()
 
 
-__all__ = ["SignInGuard", "end_session", "guard", "signed_in_user", "start_session"]
+def live_since() -> datetime:
+    """Sessions last used before this instant have ended (idle); those used after it are live."""
+    return guard().now() - IDLE_TIMEOUT
+
+
+def end_other_sessions(user_id: int) -> int:
+    """Sign *user_id* out of every browser but this one (after they changed their own password); return how many."""
+    token = session.get("sid")
+    keep = _digest(token) if isinstance(token, str) else ""
+    result = get_session().execute(delete(AdminSession).where(AdminSession.user_id == user_id,
+                                                              AdminSession.token_hash != keep))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+__all__ = ["SignInGuard", "end_other_sessions", "end_session", "live_since", "guard", "signed_in_user", "start_session"]

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, request
 from sqlalchemy import select
 
-from ..api.jsonbody import read_json
+from ..jsonbody import read_json
 from ..contacts import record_event
 from ..contacts.normalize import check_json
 from ..db import get_session
@@ -70,8 +70,9 @@ def machine_reason(sent_at: datetime | None, *, now: datetime | None = None) -> 
     return None
 
 
-def _message_event(purpose: str, token: str, name: str, extra: dict[str, Any]) -> tuple[Contact | None, int | None]:
-    """Verify *token*, record *name* for its contact; return (contact, event id) — 404 on a bad token."""
+def _message_event(purpose: str, token: str, what: str, extra: dict[str, Any]) -> tuple[Contact | None, int | None]:
+    """Verify *token*, record ``<channel>.<what>`` (``email.opened``) for its contact, the channel being the
+    message's; return (contact, event id) — 404 on a bad token."""
     try:
         link = verify(purpose, token)
     except BadLink:
@@ -88,14 +89,17 @@ def _message_event(purpose: str, token: str, name: str, extra: dict[str, Any]) -
         props.update(channel=message.channel, template=message.template)
     if reason:
         props["machine_reason"] = reason
-    event = record_event(session, contact, name, props, source="tracking")
+    # a message no longer stored: the channel addressing the email field, whose messages carry these links
+    channel = message.channel if message is not None else current_app.extensions["nudge.plugins"].channel_for_field(
+        "email")
+    event = record_event(session, contact, f"{channel}.{what}", props, source="tracking")
     session.commit()
     return contact, event.id
 
 
 @bp.route("/o/<token>.gif", methods=["GET", "HEAD"])
 def open_pixel(token: str):
-    _contact, event_id = _message_event("open", token, "email.opened", {})
+    _contact, event_id = _message_event("open", token, "opened", {})
     enqueue_events([event_id] if event_id else [])
     response = make_response(PIXEL)
     response.mimetype = "image/gif"
@@ -111,7 +115,7 @@ def click(token: str):
         abort(404)
     if not isinstance(target, str) or not target.lower().startswith(("http://", "https://")):
         abort(404)
-    contact, event_id = _message_event("click", token, "email.clicked", {"url": target})
+    contact, event_id = _message_event("click", token, "clicked", {"url": target})
     enqueue_events([event_id] if event_id else [])
     if event_id is None or contact is None:
         return redirect(target, 302)

@@ -2,8 +2,9 @@
 
 ``POST /u/<token>`` unsubscribes at once and answers 200 (no cookie, no CSRF token, no redirect:
 mail providers post it from their servers). ``GET /u/<token>`` only asks for confirmation, because
-scanners prefetch links. The opt-out is a revoked consent in the ledger plus ``<channel>.unsubscribed``;
-the engine checks :func:`server.consent.send_blocker` at send time, so queued messages stop too.
+scanners prefetch links. The opt-out is a revoked consent in the ledger plus the channel's opt-out event;
+the engine asks the send-time policy (:mod:`server.engine.policy`) before every send, so queued messages
+stop too.
 """
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, request, url_for
 
-from ..api.common import enqueue_events
+from ..engine.jobs import enqueue_events
 from ..consent import current_consents, record_consent
 from ..contacts import opt_out
 from ..db import get_session
 from ..links import preferences_url
 from ..models import Contact
-from ..optout import BadLink, link_contact, unsubscribe_with_token
+from ..optout import BadLink, link_contact, token_channel, unsubscribe_with_token
 from .forms import client_ip, exempt_from_csrf, page
 
 bp = Blueprint("unsubscribe", __name__)
@@ -41,13 +42,20 @@ def _load(purpose: str, token: str) -> tuple[dict[str, Any], Contact | None]:
         abort(404)
 
 
+def _address(contact: Contact | None, channel: str) -> str | None:
+    """The contact's address on *channel* (the field the channel declares), or None."""
+    cls = current_app.extensions["nudge.plugins"].channels.get(channel)
+    field = getattr(cls, "address_field", None)
+    return getattr(contact, field, None) if contact is not None and field else None
+
+
 @bp.get("/u/<token>")
 def ask(token: str):
     data, contact = _load("unsubscribe", token)
-    channel = str(data.get("ch", "email"))
-    address = getattr(contact, "email" if channel == "email" else "phone", None) if contact else None
-    return page("unsubscribe.html", channel=channel, address=mask(address), action=url_for("unsubscribe.one_click", token=token),
-                 preferences=preferences_url(contact.public_id) if contact else None)
+    channel = token_channel(data)
+    return page("unsubscribe.html", channel=channel, address=mask(_address(contact, channel)),
+                action=url_for("unsubscribe.one_click", token=token),
+                preferences=preferences_url(contact.public_id) if contact else None)
 
 
 @bp.post("/u/<token>")
@@ -56,18 +64,14 @@ def one_click(token: str):
     source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "unsubscribe-page"
     unsubscribe_with_token(token, source, ip=client_ip(), user_agent=request.user_agent.string)
     return page("message.html", title="You are unsubscribed",
-                 text=f"You will get no more {data.get('ch', 'email')} messages from us.")
+                text=f"You will get no more {token_channel(data)} messages from us.")
 
 
 def _channels(contact: Contact) -> list[str]:
     """The channels this contact can be reached on (it has the address they use)."""
-    pm = current_app.extensions.get("nudge.plugins")
-    names = []
-    for name, cls in sorted(getattr(pm, "channels", {}).items()):
-        field = getattr(cls, "address_field", None)
-        if field and getattr(contact, field, None):
-            names.append(name)
-    return names or (["email"] if contact.email else [])
+    pm = current_app.extensions["nudge.plugins"]
+    return [name for name, cls in sorted(pm.channels.items())
+            if cls.address_field and cls.consent is not None and getattr(contact, cls.address_field, None)]
 
 
 @prefs.get("/p/<token>")
@@ -92,7 +96,8 @@ def save(token: str):
     for name in _channels(contact):
         subscribed = current.get(name) != "revoked"
         if subscribed and name not in wanted:
-            event = opt_out(session, contact, name, "preferences", ip=client_ip(), user_agent=request.user_agent.string)
+            event = opt_out(session, contact, name, "preferences", ip=client_ip(), user_agent=request.user_agent.string,
+                            event=current_app.extensions["nudge.plugins"].opt_out_event(name))
             if event is not None:
                 event_ids.append(event.id)
         elif not subscribed and name in wanted:

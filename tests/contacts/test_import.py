@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from server.consent import suppress
-from server.contacts import InvalidInput, define_field
+from server.contacts import InvalidInput, address_channels, define_field
 from server.contacts.importer import import_text, parse_mapping
 from server.db import get_session
 from server.models import AuditEntry, Contact
@@ -12,7 +12,8 @@ from server.models import AuditEntry, Contact
 
 def _import(app, text, **kwargs):
     with app.app_context():
-        return import_text(get_session(), text, secret=app.config["SECRET_KEY"], **kwargs)
+        return import_text(get_session(), text, secret=app.config["SECRET_KEY"],
+                           channels=address_channels(app.extensions["nudge.plugins"]), **kwargs)
 
 
 def _contacts(app):

@@ -1,11 +1,14 @@
 """Merge, GDPR export and erasure, through the services, the API and the CLI."""
 import json
+import time
 
 from sqlalchemy import func, select
 
-from server.consent import record_consent, send_blocker, suppression_reason
+from server.consent import record_consent, suppression_reason
 from server.contacts import erase_contact, merge_contacts, record_event, register_merge_handler
 from server.db import get_session
+from server.engine.outbox import deliver
+from server.engine.policy import blocker
 from server.models import (AuditEntry, Consent, Contact, ContactTag, Event, Message, MessageStatusChange, Note,
                            Suppression, Task)
 
@@ -78,7 +81,8 @@ def test_erase_leaves_only_a_salted_hash(app, runner):
         assert entry.actor == "cli" and entry.target_id == str(cid) and entry.detail["events"] == 1
 
 
-def test_reimport_after_erasure_is_created_but_suppressed(app, client):
+def test_reimport_after_erasure_is_created_but_suppressed(app, client, smtp_server):
+    """One send-time policy: the outbox and every other asker say ``erased`` for an erased address."""
     _person(app)
     headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
     cid = client.get("/api/v1/contacts?email=erin@example.com", headers=headers).json["data"][0]["id"]
@@ -86,8 +90,17 @@ def test_reimport_after_erasure_is_created_but_suppressed(app, client):
     again = client.post("/api/v1/contacts", json={"email": "erin@example.com"}, headers=headers)
     assert again.status_code == 201
     with app.app_context():
-        assert send_blocker(get_session(), app.config["SECRET_KEY"], again.json["id"], "email",
-                            "erin@example.com") == "erased"
+        session = get_session()
+        assert blocker(session, app.config, app.extensions["nudge.plugins"].channels, "email",
+                       contact_id=again.json["id"], address="erin@example.com", now=int(time.time())) == "erased"
+        message = Message(key="after-erasure", contact_id=again.json["id"], channel="email", template="welcome",
+                          status="pending", data={"marketing": True})
+        session.add(message)
+        session.commit()
+        assert deliver(session, app, [message.id]) == 0
+        session.refresh(message)
+        assert (message.status, message.error) == ("suppressed", "erased")
+    assert smtp_server.messages == []
 
 
 def test_merge_moves_everything_and_combines_attributes(app):

@@ -16,10 +16,12 @@ import pytest
 import dsl
 from dsl.vocabulary import BUILTIN_EVENTS
 
+from .helpers import with_channels
+
 CASES = Path(__file__).parent / "cases"
 SOURCES = sorted(CASES.glob("*.nudge"))
 
-VOCABULARY = dsl.Vocabulary(
+VOCABULARY = with_channels(dsl.Vocabulary(
     channels={
         "email": frozenset({"welcome", "keep_going", "getting_started", "trainer_intro"}),
         "sms": None,
@@ -37,7 +39,7 @@ VOCABULARY = dsl.Vocabulary(
         "days_until": dsl.Signature("days_until", ("date",), "number"),
         "lower": dsl.Signature("lower", ("string",), "string"),
     },
-)
+))
 
 
 def render(path: Path) -> str:

@@ -17,9 +17,10 @@ def problems(text: str, vocabulary: dsl.Vocabulary | None = None) -> list[str]:
 
 def test_default_vocabulary():
     words = dsl.Vocabulary.default()
-    assert words.channels == {"email": None, "sms": None, "webhook": None}
+    assert words.channels == {} and words.quiet_hours == {} and words.namespaces == frozenset()
     assert words.events == BUILTIN_EVENTS
-    assert {"contact.created", "score.changed", "sms.opted_out", "email.unsubscribed"} <= BUILTIN_EVENTS
+    assert {"contact.created", "score.changed", "tag.added"} <= BUILTIN_EVENTS
+    assert not {"sms.opted_out", "email.unsubscribed"} & BUILTIN_EVENTS  # a channel's: its plugin declares them
     assert words.contact_fields["score"] == "number"
     assert words.contact_fields["birthday"] == "date"
     assert words.contact_fields["last_seen"] == "datetime"
@@ -40,8 +41,8 @@ def test_custom_events_are_legal_and_typos_of_known_ones_are_warnings():
 
 
 def test_misspelt_builtin_events_are_errors():
-    assert problems("when sms.opted_in then stop") == [
-        '1:6: unknown event "sms.opted_in" — did you mean "sms.opted_out"?']
+    assert problems("when sms.opted_ot then stop") == [
+        '1:6: unknown event "sms.opted_ot" — did you mean "sms.opted_out"?']
     assert problems("when contact.deleted then stop")[0].startswith('1:6: unknown event "contact.deleted"')
 
 
@@ -59,7 +60,7 @@ def test_templates_none_accepts_any_name_and_a_set_restricts():
 
 def test_plugin_steps_are_accepted_when_registered():
     assert problems('when a.b then crm_push "deals"') == ['1:15: unknown step "crm_push"']
-    words = dsl.Vocabulary.default().with_fields({})
+    words = vocab()
     words = dsl.Vocabulary(channels=words.channels, events=None, contact_fields=words.contact_fields,
                            steps=frozenset({"crm_push"}))
     assert problems('when a.b then crm_push "deals"', words) == []
@@ -171,14 +172,27 @@ def test_sms_without_quiet_hours_warns_once_per_rule():
 
 def test_diagnostic_hint_for_sms_quiet_hours():
     program = parsed("when a.b then send sms hi")
-    (warning,) = dsl.check(program)
+    (warning,) = dsl.check(program, vocab())
     assert "21:00–08:00" in warning.hint and "quiet hours" in warning.hint
 
 
+def test_a_channels_default_quiet_hours_and_events_come_from_the_vocabulary():
+    from dataclasses import replace
+
+    plain = replace(dsl.Vocabulary.default(), channels={"push": None, "sms": None}, raised=None)
+    assert problems("when a.b then send push hi\nwhen push.opend then stop", plain) == []
+    words = replace(plain, quiet_hours={"push": ("22:00", "07:00")}, namespaces=frozenset({"push"}),
+                    events=plain.events | {"push.opened"})
+    (warning, error) = dsl.check(parsed("when a.b then send push hi\nwhen push.opend then stop"), words)
+    assert warning.message == "`send push` in a rule without `quiet hours`" and "22:00–07:00" in warning.hint
+    assert error.message == 'unknown event "push.opend" — did you mean "push.opened"?'
+    assert problems("when a.b then send sms hi", words) == []  # only the channels that declare a window
+
+
 def test_warnings_do_not_block_the_build():
-    built = dsl.build("when a.b then send sms hi", "x.nudge")
+    built = dsl.build("when a.b then send sms hi", "x.nudge", vocab())
     assert built.plan is not None and len(built.diagnostics) == 1
-    broken = dsl.build("when a.b then send smss hi", "x.nudge")
+    broken = dsl.build("when a.b then send smss hi", "x.nudge", vocab())
     assert broken.plan is None and broken.program is not None
 
 
@@ -196,7 +210,7 @@ def test_placeholders_must_balance(text, problem):
 
 
 def test_diagnostics_are_sorted_by_position():
-    found = dsl.check(parsed('when a.b then\n  send smss x\n  tag ""\n  sned x\nend'))
+    found = dsl.check(parsed('when a.b then\n  send smss x\n  tag ""\n  sned x\nend'), vocab())
     assert [(d.line, d.col) for d in found] == sorted((d.line, d.col) for d in found)
     assert len(found) == 3
 

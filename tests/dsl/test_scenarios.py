@@ -14,6 +14,8 @@ import pytest
 
 import dsl
 
+from .helpers import words
+
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 RULES = sorted(SCENARIOS.glob("*/rules.nudge"))
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -47,7 +49,7 @@ def test_the_scenarios_are_there():
 @pytest.mark.parametrize("path", RULES, ids=[p.parent.name for p in RULES])
 def test_scenario_rules_parse_check_and_compile(path: Path):
     source = path.read_text(encoding="utf-8")
-    vocabulary = dsl.Vocabulary.default().with_fields(
+    vocabulary = words().with_fields(
         {k: v for k, v in timeline_fields(path.parent).items() if k not in dsl.BUILTIN_CONTACT_FIELDS})
     built = dsl.build(source, str(path), vocabulary)
     errors = [d.format(source) for d in built.diagnostics if d.is_error]
@@ -58,7 +60,7 @@ def test_scenario_rules_parse_check_and_compile(path: Path):
 
 def test_one_liner_scenario_compiles_to_the_expected_plan():
     path = SCENARIOS / "one_liner" / "rules.nudge"
-    (rule,) = dsl.build(path.read_text(), "rules.nudge").plan["rules"]
+    (rule,) = dsl.build(path.read_text(), "rules.nudge", words()).plan["rules"]
     assert rule["name"] == "rules.nudge:1"
     assert rule["trigger"] == {"kind": "event", "event": "form.submitted"}
     assert rule["condition"] == {"not": {"has_tag": "vip"}}
@@ -68,5 +70,5 @@ def test_one_liner_scenario_compiles_to_the_expected_plan():
 
 def test_trial_followup_scenario_is_indexed_by_event_kind():
     path = SCENARIOS / "trial_followup" / "rules.nudge"
-    (rule,) = dsl.build(path.read_text(), "rules.nudge").plan["rules"]
+    (rule,) = dsl.build(path.read_text(), "rules.nudge", words()).plan["rules"]
     assert rule["match"] == [["event.kind", "trial"]]

@@ -18,6 +18,7 @@ def main(config: dict) -> dict:
     from server.app import create_app
     from server.db import get_session
     from server.models import Event, Message
+    from server.engine.scope import Scope
     from server.segments import compile_condition, count, iter_members
 
     from ..helpers import api_key, load_rules, run_worker
@@ -39,8 +40,8 @@ def main(config: dict) -> dict:
         out = {
             "unprocessed": len(session.scalars(select(Event).where(Event.processed_at.is_(None))).all()),
             "messages": sorted(m.data.get("to") or str(m.contact_id) for m in session.scalars(select(Message))),
-            "segment_count": count(session, tree),
-            "segment_members": [c.email for c in iter_members(session, tree)],
+            "segment_count": count(session, tree, scope=Scope.of),
+            "segment_members": [c.email for c in iter_members(session, tree, scope=Scope.of)],
         }
     app.extensions["nudge.queue"].close()
     app.extensions["nudge.db"].dispose()

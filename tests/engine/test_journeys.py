@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from server.engine.simulate import simulate
+from server.simulation import simulate
 
 from .effects import CONTRACT_KEYS, compare, exact_problems, read_jsonl
 

@@ -1,7 +1,7 @@
 """Placeholders in note, task and notify texts use the same bounded sandbox as messages."""
 import json
 
-from server.engine.simulate import simulate
+from server.simulation import simulate
 
 TIMELINE = [json.dumps({"at": "2026-05-01T09:00:00Z", "contact": "c", "set": {"email": "c@example.com",
                                                                             "first_name": "Cleo"}}),

@@ -76,7 +76,7 @@ def test_group_and_single_contact_advance_alike(app, client, smtp_server):
 
 def test_the_group_step_is_one_the_set_based_path_takes(app):
     """Guards the test above: if this step stopped qualifying, both contacts would use the interpreter."""
-    from server.engine import bulk
+    from server.engine import runtime
     from server.engine.context import EngineContext
     from server.models import RuleVersion
 
@@ -84,7 +84,7 @@ def test_the_group_step_is_one_the_set_based_path_takes(app):
         with app.app_context():
             session = get_session()
             ctx = EngineContext(session, app.config, int(time.time()), plugins=app.extensions["nudge.plugins"])
-            ops = bulk.segment(session.scalar(select(RuleVersion).order_by(RuleVersion.id)).plan, 1, ctx)
+            ops = runtime.segment(session.scalar(select(RuleVersion).order_by(RuleVersion.id)).plan, 1, ctx)
             return ops and [op["op"] for op in ops]
 
     load_rules(app, RULE)

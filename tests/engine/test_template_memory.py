@@ -19,7 +19,8 @@ PROBE = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 from server.engine.render import Renderer
-renderer = Renderer()
+from server.plugins import build_plugin_manager
+renderer = Renderer(channels=build_plugin_manager({"LOAD_ENTRY_POINTS": False}).channels)
 renderer.validate("email", {"subject": "Hi", "txt": "{{ contact.first_name|upper }} {{ range(3)|join(',') }}"})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 problems = renderer.validate("email", {"subject": "Hi", "txt": sys.argv[1]})
@@ -66,7 +67,9 @@ def test_the_issue_template_is_refused_when_saved_through_the_api(app, client):
 
 
 def test_legitimate_templates_still_render():
-    renderer = Renderer()
+    from server.plugins import build_plugin_manager
+
+    renderer = Renderer(channels=build_plugin_manager({"LOAD_ENTRY_POINTS": False}).channels)
     context = {"contact": {"first_name": "Ana", "tags": ["vip", "gym"]},
                "event": {"items": [{"name": "Shoes", "price": 40}, {"name": "Socks", "price": 5}]},
                "links": {}, "unsubscribe_url": "https://n.example/u/t"}

@@ -1,6 +1,8 @@
-"""The plugin conformance suite, run against the built-in email channel and the example push plugin."""
+"""The plugin conformance suite, run against all four channels: the built-in email, SMS and webhook channels and
+the example push plugin, each against a real local peer."""
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import uuid
@@ -12,12 +14,15 @@ import pytest
 from nudge_example_push import PushChannel
 
 from plugins.email_smtp import EmailChannel
-from server.config import parse_smtp_url
+from plugins.sms_twilio import SmsChannel
+from plugins.webhook import WebhookChannel
 from server.plugin_testing import ChannelConformance
 from server.sdk import SendResult
 
 from ..servers import SmtpServer, free_port
-from . import LocalServer, QuietHandler
+from .push_gateway import PushGateway, PushPeer
+from .twilio_server import TwilioServer
+from .webhook_receiver import WebhookReceiver
 
 
 # -- email: a real SMTP server ---------------------------------------------------------------
@@ -27,9 +32,9 @@ class SmtpPeer:
     def __init__(self, server: SmtpServer):
         self.server = server
         unreachable = f"smtp://127.0.0.1:{free_port()}?timeout=5"
-        self.settings = {"SMTP_URL": server.url, "SMTP": parse_smtp_url(server.url),
+        self.settings = {"SMTP_URL": server.url,
                          "MAIL_FROM": "Conformance <suite@acme.example>", "POSTAL_ADDRESS": "1 Main Street"}
-        self.unreachable_settings = {**self.settings, "SMTP_URL": unreachable, "SMTP": parse_smtp_url(unreachable)}
+        self.unreachable_settings = {**self.settings, "SMTP_URL": unreachable}
 
     def seen_ids(self) -> list[str]:
         return [msg["Message-ID"] for msg in self.server.messages]
@@ -51,52 +56,79 @@ class TestEmailConformance(ChannelConformance):
         return SmtpPeer(smtp_server)
 
 
-# -- push: a local gateway that de-duplicates by Idempotency-Key --------------------------------
-class _GatewayHandler(QuietHandler):
-    def do_POST(self):  # noqa: N802 - the stdlib's naming
-        gateway = self.server_owner
-        self.read_body()
-        key = self.headers.get("Idempotency-Key", "")
-        with gateway.lock:
-            status = gateway.fail_with
-            if status is None:
-                gateway.seen.append(key)
-                gateway.ids.setdefault(key, f"push_{len(gateway.ids) + 1}")
-        if status is not None:
-            return self.answer(status, b'{"error": "refused"}')
-        self.answer(200, json.dumps({"id": gateway.ids[key]}).encode())
+# -- sms: the local server speaking Twilio's API ---------------------------------------------
+class TwilioPeer:
+    address = "+14155552671"
 
-
-class PushGateway(LocalServer):
-    handler = _GatewayHandler
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-        self.ids: dict[str, str] = {}
-        self.fail_with: int | None = None
-
-
-class PushPeer:
-    address = "user-42"
-
-    def __init__(self, gateway: PushGateway):
-        self.gateway = gateway
-        self.settings = {"PUSH_GATEWAY_URL": gateway.url, "PUSH_API_KEY": "k"}
-        self.unreachable_settings = {"PUSH_GATEWAY_URL": f"http://127.0.0.1:{free_port()}"}
+    def __init__(self, server: TwilioServer):
+        self.server = server
+        self.settings = {"TWILIO_API_BASE": server.url, "TWILIO_ACCOUNT_SID": server.account_sid,
+                         "TWILIO_AUTH_TOKEN": server.auth_token, "TWILIO_FROM": "+15017122661", "TWILIO_TIMEOUT": 5}
+        self.unreachable_settings = {**self.settings, "TWILIO_API_BASE": f"http://127.0.0.1:{free_port()}"}
 
     def seen_ids(self) -> list[str]:
-        return list(self.gateway.seen)
+        return list(self.server.messages)  # the SIDs of the messages Twilio created
 
     @contextmanager
     def failing(self, permanent: bool):
-        self.gateway.fail_with = 400 if permanent else 503
+        for _ in range(20):
+            self.server.reply_next(400, 21211, "Invalid 'To' Phone Number") if permanent else \
+                self.server.reply_next(503, None, "Service Unavailable")
         try:
             yield
         finally:
-            self.gateway.fail_with = None
+            self.server.replies.clear()
 
 
+class TestSmsConformance(ChannelConformance):
+    channel_class = SmsChannel
+    provider_sees_key = False  # Twilio's Messages API takes no idempotency id: each send is a new message
+
+    @pytest.fixture
+    def peer(self, twilio):
+        return TwilioPeer(twilio)
+
+
+# -- webhook: a receiver that verifies each signature with the standardwebhooks library -------------
+class ReceiverPeer:
+    address = "conformance"  # addresses nobody: the endpoint is the template
+
+    def __init__(self, receiver: WebhookReceiver, secret: str):
+        self.receiver = receiver
+        self.settings = {"WEBHOOK_ALLOW": "127.0.0.1", "WEBHOOK_TIMEOUT": 5}
+        self.unreachable_settings = self.settings
+        self.endpoint = {"url": f"{receiver.url}/hook", "secrets": [secret]}
+        self.unreachable_endpoint = {"url": f"http://127.0.0.1:{free_port()}/hook", "secrets": [secret]}
+        self.refused: set[int] = set()
+
+    def seen_ids(self) -> list[str]:
+        return [r.headers["webhook-id"] for i, r in enumerate(self.receiver.received)
+                if i not in self.refused and r.verified_by]
+
+    @contextmanager
+    def failing(self, permanent: bool):
+        start = len(self.receiver.received)
+        for _ in range(20):
+            self.receiver.answer_next(400 if permanent else 503)
+        try:
+            yield
+        finally:
+            self.refused.update(range(start, len(self.receiver.received)))
+            self.receiver.answers.clear()
+
+
+class TestWebhookConformance(ChannelConformance):
+    channel_class = WebhookChannel
+
+    @pytest.fixture
+    def peer(self):
+        secret = "whsec_" + base64.b64encode(b"conformance-secret-0123456789").decode()
+        receiver = WebhookReceiver(secret).start()
+        yield ReceiverPeer(receiver, secret)
+        receiver.stop()
+
+
+# -- push: a local gateway that de-duplicates by Idempotency-Key --------------------------------
 class TestPushConformance(ChannelConformance):
     channel_class = PushChannel
 
@@ -119,6 +151,8 @@ class _Sloppy(PushChannel):
     """Sends a fresh id on every attempt and lets network and HTTP errors through unclassified."""
 
     name = "sloppy"
+    events = activity_events = ()
+    opt_out_event = None
 
     def send(self, message):
         url = urlsplit(self.config["PUSH_GATEWAY_URL"])
@@ -137,11 +171,12 @@ def test_the_suite_catches_a_sloppy_channel(check):
     class Suite(ChannelConformance):
         channel_class = _Sloppy
 
-    gateway = PushGateway().start()
+    gateway, suite = PushGateway().start(), Suite()
     try:
         with pytest.raises((AssertionError, OSError, pytest.fail.Exception)):
-            getattr(Suite(), check)(PushPeer(gateway))
+            getattr(suite, check)(PushPeer(gateway))
     finally:
+        suite.close_instances()
         gateway.stop()
 
 

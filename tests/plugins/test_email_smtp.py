@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from plugins.email_smtp.channel import EmailChannel, message_id
 from server.app import create_app
-from server.config import ConfigError, parse_smtp_url
+from plugins.email_smtp.settings import parse_smtp_url
+from server.config import ConfigError
 from server.db import get_session
 from server.engine.ingest import upsert_contact
 from server.models import Event, Message, MessageStatusChange, Suppression
@@ -115,7 +116,7 @@ UNSUB = "https://nudge.example/u/tok?c=1&x=2"
 
 def channel_for(peer: SmtpPeer, **settings) -> EmailChannel:
     url = settings.pop("SMTP_URL", peer.url())
-    return EmailChannel({"SMTP": parse_smtp_url(url), "SMTP_URL": url, "MAIL_FROM": MAIL_FROM,
+    return EmailChannel({"SMTP_URL": url, "MAIL_FROM": MAIL_FROM,
                          "POSTAL_ADDRESS": "Acme Ltd, 1 Main Street", **settings})
 
 
@@ -300,7 +301,7 @@ def test_content_rejected_at_data_is_permanent_but_keeps_the_address(peer):
 
 def test_unreachable_server_is_a_retryable_error():
     url = f"smtp://127.0.0.1:{free_port()}"
-    channel = EmailChannel({"SMTP": parse_smtp_url(url), "MAIL_FROM": MAIL_FROM, "POSTAL_ADDRESS": "1 Main St"})
+    channel = EmailChannel({"SMTP_URL": url, "MAIL_FROM": MAIL_FROM, "POSTAL_ADDRESS": "1 Main St"})
     with pytest.raises(ChannelError, match="cannot connect") as caught:
         channel.send(outbound())
     assert not caught.value.permanent
@@ -484,3 +485,32 @@ def test_a_uri_too_long_for_one_line_stays_whole_and_unencoded(peer):
     at = both.index(f"List-Unsubscribe: <{long_url}>,".encode())  # folded at the comma only
     assert both[at + 1] == f" <mailto:leave@acme.example?subject={long_url.rsplit('/', 1)[1]}>".encode()
     assert all(len(line) <= 998 and b"=?" not in line for line in alone + both)
+
+
+def test_smtp_url_parts():
+    s = parse_smtp_url("smtp://user%40x:p%3Ass@mail.example.com:587?tls=starttls")
+    assert (s.host, s.port, s.username, s.password, s.tls) == ("mail.example.com", 587, "user@x", "p:ss", "starttls")
+    assert "p:ss" not in repr(s)
+    assert parse_smtp_url("smtps://mail.example.com").port == 465
+    assert parse_smtp_url("smtp://mail.example.com").tls == "none"
+
+
+@pytest.mark.parametrize("value, needle", [("smtp://host?tls=maybe", "tls must be none, starttls or ssl"),
+                                           ("smtp://", "no host given"), ("http://mail.example.com", "scheme must be")])
+def test_a_bad_smtp_url_stops_nudge_naming_the_variable(tmp_path, value, needle):
+    from server.app import create_app
+
+    with pytest.raises(ConfigError) as info:
+        create_app({"HOME": str(tmp_path), "DATABASE_URL": "sqlite://", "SMTP_URL": value})
+    assert str(info.value).startswith("NUDGE_SMTP_URL: ") and needle in str(info.value)
+
+
+def test_nudge_smtp_url_is_read_from_the_environment_with_its_default(tmp_path, monkeypatch):
+    from server.app import create_app
+
+    app = create_app({"HOME": str(tmp_path), "DATABASE_URL": "sqlite://"})
+    assert app.extensions["nudge.plugins"].channel("email", app.config).smtp.host == "localhost"
+    monkeypatch.setenv("NUDGE_SMTP_URL", "smtps://mail.example.com")
+    app = create_app({"HOME": str(tmp_path), "DATABASE_URL": "sqlite://"})
+    smtp = app.extensions["nudge.plugins"].channel("email", app.config).smtp
+    assert (smtp.host, smtp.port, smtp.tls) == ("mail.example.com", 465, "ssl")

@@ -373,3 +373,24 @@ def test_a_stored_segment_calling_a_function_without_sql_is_refused_for_broadcas
     run_worker(sample_app)  # membership is evaluated contact by contact, with the Python implementation
     tagged = {c["email"]: c["tags"] for c in client.get("/api/v1/contacts", headers=admin).json["data"]}
     assert tagged == {"cy@gmail.com": ["free"], "ana@example.com": []}
+
+
+def test_a_function_failing_inside_a_segment_a_rule_tests_is_traced_in_that_journey(sample_app, smtp_server):
+    """``in segment`` evaluated contact by contact runs the segment's calls with the rule's journey log."""
+    from server.db import get_session
+    from server.models import Segment
+
+    client, admin = sample_app.test_client(), {"Authorization": f"Bearer {api_key(sample_app, 'admin')}"}
+    with sample_app.app_context():  # no SQL form: membership is evaluated in Python, through the rule's scope
+        get_session().add(Segment(name="approved", condition="credit_ok(contact.email)"))
+        get_session().commit()
+    rules = ('rule "Credit"\nwhen form.submitted then\n  if in segment "approved" then\n    tag "approved"\n'
+             '  else\n    tag "manual review"\n  end\nend\n')
+    assert client.put("/api/v1/rules", json={"text": rules}, headers=admin).status_code == 200
+    post_event(client, api_key(sample_app), email="ana@example.com")
+    run_worker(sample_app)
+    [contact] = client.get("/api/v1/contacts", headers=admin).json["data"]
+    assert contact["tags"] == ["manual review"]
+    trace = client.get(f"/api/v1/contacts/{contact['id']}/journeys", headers=admin).json["items"]
+    [failed] = [line for line in trace if line["action"] == "function_failed"]
+    assert failed["rule"] == "Credit" and failed["text"].startswith("condition function credit_ok() could not run")

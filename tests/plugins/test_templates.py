@@ -10,7 +10,7 @@ from server.db import get_session
 from server.engine.ingest import upsert_contact
 from server.engine.outbox import deliver
 from server.engine.render import (
-    Renderer, TemplateError, TemplateProblem, load_parts, render, render_message, save_template, validate_template,
+    Renderer, TemplateError, TemplateProblem, load_parts, render, save_template,
 )
 from server.models import Contact, Message, Template
 
@@ -20,7 +20,10 @@ CONTEXT = {"contact": {"first_name": "Ana <script>", "email": "ana@example.com"}
 
 @pytest.fixture(scope="module")
 def renderer():
-    return Renderer()
+    """A renderer knowing the built-in channels' declared parts, as the app's knows the installed ones."""
+    from server.plugins import build_plugin_manager
+
+    return Renderer(channels=build_plugin_manager({"LOAD_ENTRY_POINTS": False}).channels)
 
 
 def test_html_is_autoescaped_and_text_parts_are_not(renderer):
@@ -66,8 +69,8 @@ def test_hostile_templates_fail_cleanly_and_rendering_goes_on(renderer, source):
 
 
 @pytest.mark.parametrize("source", [s for name, s in HOSTILE.items() if name != "long output"])
-def test_hostile_templates_are_refused_when_saved(source):
-    problems = validate_template("email", {"subject": "Hi", "txt": source})
+def test_hostile_templates_are_refused_when_saved(renderer, source):
+    problems = renderer.validate("email", {"subject": "Hi", "txt": source})
     assert problems and problems[0].part == "txt" and problems[0].line == 1
 
 
@@ -106,8 +109,8 @@ def test_runtime_errors_name_the_part_and_line(renderer):
     assert str(caught.value).startswith("template offer: txt:3: ")
 
 
-def test_validation_reports_every_problem_with_its_line():
-    problems = validate_template("email", {
+def test_validation_reports_every_problem_with_its_line(renderer):
+    problems = renderer.validate("email", {
         "subject": "Hello {{ contcat.first_name }}",
         "html": "<p>\nHello\n{{ contact.first_name }\n</p>",
         "footer": "x",
@@ -118,13 +121,15 @@ def test_validation_reports_every_problem_with_its_line():
     assert "no part 'footer'" in by_part["footer"].message
 
 
-def test_validation_knows_each_channels_parts():
-    assert validate_template("sms", {"txt": "Hi {{ contact.first_name }}"}) == []
-    assert validate_template("webhook", {}) == []
-    assert [str(p) for p in validate_template("sms", {"html": "<p>"})] == [
+def test_validation_knows_each_channels_parts(renderer):
+    assert renderer.validate("sms", {"txt": "Hi {{ contact.first_name }}"}) == []
+    assert renderer.validate("webhook", {}) == []
+    assert [str(p) for p in renderer.validate("sms", {"html": "<p>"})] == [
         "html: sms templates have no part 'html'; use txt", "txt: a sms template needs a txt"]
-    assert [str(p) for p in validate_template("email", {"subject": "Hi"})] == [
+    assert [str(p) for p in renderer.validate("email", {"subject": "Hi"})] == [
         "txt: an email template needs a txt or an html part"]
+    assert [str(p) for p in renderer.validate("fax", {"txt": "Hi"})] == [
+        "channel: unknown channel 'fax'; installed: email, sms, webhook"]
 
 
 def test_a_saved_template_replaces_the_builtin_and_a_bad_one_is_not_saved(app):
@@ -139,14 +144,16 @@ def test_a_saved_template_replaces_the_builtin_and_a_bad_one_is_not_saved(app):
         session.commit()
         assert load_parts(session, "email", "welcome") == {"subject": "Hey {{ contact.first_name }}", "txt": "Body"}
         contact = Contact(email="a@example.com", first_name="Bo")
-        assert render_message("welcome", contact=contact, data={}) == ("Hey Bo", "Body", None)
+        assert render("welcome", channel="email", contact=contact, data={}) == {"subject": "Hey Bo", "txt": "Body"}
         with pytest.raises(TemplateError, match="no email template named 'missing'"):
             render("missing", channel="email", contact=None, data={})
 
 
-def test_the_builtin_welcome_template_is_the_fallback():
-    subject, text, html = render_message("welcome", contact={"first_name": "Ana"}, data={})
-    assert subject == "Welcome, Ana!" and "thanks for signing up" in text and html.startswith("<p>Hello Ana")
+def test_the_builtin_welcome_template_is_the_fallback(app):
+    with app.app_context():  # the email channel ships it
+        parts = render("welcome", channel="email", contact={"first_name": "Ana"}, data={})
+    assert parts["subject"] == "Welcome, Ana!" and "thanks for signing up" in parts["txt"]
+    assert parts["html"].startswith("<p>Hello Ana")
 
 
 def test_a_hostile_stored_template_fails_its_message_and_the_worker_sends_the_next(app, smtp_server):

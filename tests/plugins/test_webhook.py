@@ -156,7 +156,7 @@ def test_retry_after_is_passed_on(app, receiver):
 def test_the_schedule_is_the_standard_webhooks_one(app):
     cls = app.extensions["nudge.plugins"].channels["webhook"]
     assert cls.retry_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
-    assert cls.idempotent and not cls.needs_consent and cls.address_field is None
+    assert cls.idempotent and cls.consent is None and cls.address_field is None and not cls.counts_toward_cap
 
 
 def test_a_slow_endpoint_times_out_and_is_retried(app, receiver):

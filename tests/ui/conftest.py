@@ -15,17 +15,13 @@ from typing import Iterator
 
 import pytest
 
-from server.auth import hash_password
-from server.db import get_session
-from server.models import User
-
+from ..helpers import PASSWORD, make_user  # noqa: F401  (make_user: for the tests of this folder)
 from ..servers import free_port
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 #: flags for a root, offline, headless Chromium (no sandbox as root; no calls home, which this network refuses)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-PASSWORD = "correct horse battery staple"
 
 
 def chromium_path() -> str:
@@ -69,16 +65,31 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, live_server):
+def _watched_page(browser, live_server, what: str):
+    """A page in a fresh browser context; fails the test on its JavaScript errors and CSP violations."""
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     pg = context.new_page()
     errors: list[str] = []
+    pg.nudge_errors = errors  # a test that provokes an error on purpose takes it out of this list
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # what the admin pages' Content-Security-Policy blocked (an inline script or style, an eval) is an error too
+    pg.on("console", lambda msg: errors.append(msg.text)
+          if msg.type == "error" and "Content Security Policy" in msg.text else None)
     yield pg
     context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript errors or CSP violations on {what}: {errors}"
+
+
+@pytest.fixture
+def page(browser, live_server):
+    yield from _watched_page(browser, live_server, "the page")
+
+
+@pytest.fixture
+def other_page(browser, live_server):
+    """A second, independent browser (its own cookies): another person, or the same person elsewhere."""
+    yield from _watched_page(browser, live_server, "the other page")
 
 
 def shot(page, name: str) -> Path:
@@ -87,16 +98,6 @@ def shot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
-
-
-def make_user(app, email: str, password: str = PASSWORD, **attrs) -> int:
-    """Create an admin-area user (extra attributes, e.g. a role, as the model has them); return its id."""
-    with app.app_context():
-        session = get_session()
-        user = User(email=email, password_hash=hash_password(password), **attrs)
-        session.add(user)
-        session.commit()
-        return user.id
 
 
 def sign_in(page, email: str, password: str = PASSWORD) -> None:

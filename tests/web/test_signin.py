@@ -223,7 +223,8 @@ def test_every_html_page_refuses_to_be_framed(app, client):
         if response.mimetype == "text/html":
             html[url] = response.status_code
             assert response.headers.get("X-Frame-Options") == "DENY", url
-            assert response.headers.get("Content-Security-Policy") == "frame-ancestors 'none'", url
+            policy = [d.strip() for d in response.headers.get("Content-Security-Policy", "").split(";")]
+            assert "frame-ancestors 'none'" in policy, url  # admin pages add more (tests/web/test_admin_shell.py)
     posted = client.post("/f/newsletter", data={"email": "bad"})  # a public answer page, posted from anywhere
     assert posted.mimetype == "text/html" and posted.headers["X-Frame-Options"] == "DENY"
     ok = {url for url, status in html.items() if status == 200}

@@ -1,14 +1,22 @@
 import re
+import time
 
 import pytest
 from sqlalchemy import select
 
-from server.consent import current_consent, send_blocker
+from server.consent import current_consent
 from server.db import get_session
+from server.engine.policy import blocker
 from server.links import preferences_url, sign, unsubscribe_url
 from server.models import Consent, Message
 
 from .conftest import HUMAN, events
+
+
+def send_blocker(app, contact_id, channel, address):
+    """What the send-time policy says of a send now (the outbox asks it before every send)."""
+    return blocker(get_session(), app.config, app.extensions["nudge.plugins"].channels, channel,
+                   contact_id=contact_id, address=address, now=int(time.time()))
 
 
 def _path(url):
@@ -53,13 +61,12 @@ def test_opt_out_blocks_a_message_already_queued(app, client, contact_id, unsub_
         session = get_session()
         session.add(Message(key="queued", contact_id=contact_id, channel="email", template="offer", data={}))
         session.commit()
-        assert send_blocker(session, app.config["SECRET_KEY"], contact_id, "email", "reader@example.com") is None
+        assert send_blocker(app, contact_id, "email", "reader@example.com") is None
     client.post(unsub_path, data={"List-Unsubscribe": "One-Click"})
     with app.app_context():
-        assert send_blocker(get_session(), app.config["SECRET_KEY"], contact_id, "email",
-                            "reader@example.com") == "unsubscribed"
+        assert send_blocker(app, contact_id, "email", "reader@example.com") == "unsubscribed"
         # the other channel is untouched
-        assert send_blocker(get_session(), app.config["SECRET_KEY"], contact_id, "sms", "+4930123456") is None
+        assert send_blocker(app, contact_id, "sms", "+4930123456") == "no_consent"  # untouched: never granted
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import request
 
-from ..sdk import JsonInputError, parse_json
+from .sdk import JsonInputError, parse_json
 
 __all__ = ["JsonInputError", "read_json"]
 

@@ -1,0 +1,103 @@
+"""The send-time policy: whether a message may reach its recipient now. One module, asked by every path.
+
+The outbox asks :func:`blocker` and :func:`resumes_at` right before each send (so an opt-out recorded while a
+message waits still stops it, and nothing goes out inside quiet hours); journeys ask :func:`resumes_at` before
+they write a send, and the set-based path asks :func:`quiet_window` to know when it may not take over.
+Everything channel-specific comes from the channel class's declarations:
+
+- ``address_field``: a channel addressing nobody (an endpoint) has no recipient to protect: nothing blocks it;
+- ``consent``: ``unless_revoked`` blocks after an opt-out, ``granted`` also without an opt-in;
+- the suppression list (bounces, complaints, invalid addresses, opt-outs, erased contacts) blocks the address,
+  whoever the contact is now;
+- ``counts_toward_cap``: marketing messages count toward, and are held by, ``NUDGE_FREQUENCY_CAP``;
+- ``quiet_hours``: the default window, unless the rule has its own.
+
+A transactional message (one the person asked for: a double opt-in confirmation, a team notification) is
+exempt from consent, opt-outs, erasure and the cap, but never goes to an address that bounced, complained
+or is invalid.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..consent import current_consent, suppression_reason
+from ..models import ConsentStatus, Contact, Message, MessageStatus, SuppressionReason
+from ..sdk import CONSENT_GRANTED
+from .keys import TEAM, key_prefix
+from .quiet import Window, send_resumes_at, window
+from .timeutil import to_dt
+
+#: suppression reasons that stop even a transactional message: the address cannot, or must not, get mail
+UNREACHABLE = frozenset({SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value,
+                         SuppressionReason.INVALID.value})
+
+__all__ = ["UNREACHABLE", "blocker", "parse_cap", "quiet_window", "resumes_at"]
+
+
+def parse_cap(text: str | None) -> tuple[int, int] | None:
+    """``"3/7d"`` → (3, 604800): at most 3 marketing messages per 7 days."""
+    if not text:
+        return None
+    count, _, span = str(text).partition("/")
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    return int(count), int(span[:-1]) * units[span[-1]]
+
+
+def blocker(session: Session, config: Mapping[str, Any], channels: Mapping[str, Any], channel: str, *,
+            contact_id: int | None, address: str | None, now: int, transactional: bool = False,
+            marketing: bool = True) -> str | None:
+    """Why a message on *channel* to *address* must not go out now, or None when it may.
+
+    :param channels: the installed channel classes by name (their declarations; the cap counts across them).
+    :param contact_id: the contact it is for (None: erased since, or nobody's).
+    :param address: where it goes: the contact's address on the channel, or a staff member's.
+    :param transactional: asked for by the person (see the module's notes), or an internal notification.
+    :return: ``no_address``, ``unsubscribed`` (an opt-out: the ledger or the suppression list), ``no_consent``
+        (the channel needs an opt-in), ``erased`` (the address belonged to an erased contact), ``bounced`` (it
+        bounced, complained or is invalid) or ``frequency_cap``.
+    """
+    cls = channels.get(channel)
+    if cls is None or cls.address_field is None:
+        return None
+    if not address:
+        return "no_address"
+    reason = suppression_reason(session, config["SECRET_KEY"], channel, address)
+    if transactional:
+        return "bounced" if reason in UNREACHABLE else None
+    if cls.consent is not None and contact_id is not None:
+        consent = current_consent(session, contact_id, channel)
+        if consent == ConsentStatus.REVOKED.value:
+            return "unsubscribed"
+        if cls.consent == CONSENT_GRANTED and consent != ConsentStatus.GRANTED.value:
+            return "no_consent"
+    if reason is not None:
+        return reason if reason in (SuppressionReason.UNSUBSCRIBED.value, SuppressionReason.ERASED.value) \
+            else "bounced"
+    cap = parse_cap(config.get("FREQUENCY_CAP"))
+    if cap and marketing and cls.counts_toward_cap and contact_id is not None:
+        limit, span = cap
+        capped = sorted(name for name, other in channels.items() if other.address_field and other.counts_toward_cap)
+        recent = session.scalar(select(func.count(Message.id)).where(
+            Message.contact_id == contact_id, Message.status == MessageStatus.SENT.value,
+            Message.channel.in_(capped), Message.sent_at >= to_dt(now - span),
+            ~Message.key.startswith(key_prefix(TEAM))))  # mail to the staff about the contact is not theirs
+        if recent >= limit:
+            return "frequency_cap"
+    return None
+
+
+def quiet_window(rule_quiet: Mapping[str, str] | None, channel_cls: Any) -> Window | None:
+    """The quiet window of a send: the rule's own, else the channel's declared default, else None."""
+    return window(rule_quiet, channel_cls)
+
+
+def resumes_at(now: int, rule_quiet: Mapping[str, str] | None, channel_cls: Any, contact: Contact | None,
+               settings: Mapping[str, Any], address: str | None = None) -> int | None:
+    """When a send to *contact* may happen if not now (None: now is fine), in every zone they may be in.
+
+    :param address: the recipient's address when it is not the contact's own (an internal notification).
+    """
+    return send_resumes_at(now, rule_quiet, channel_cls, contact, settings, address)

@@ -1,0 +1,56 @@
+/* Nudge admin UI: the flash area for htmx requests, and confirmations, with no inline script anywhere.
+ *
+ * - The server sends results and errors of an htmx request as the "nudge:flash" event (HX-Trigger header);
+ *   they are written into the layout's role="status" (results) or role="alert" (errors) area.
+ * - An htmx request that fails (4xx/5xx) without such a message, or that cannot reach Nudge, says so in
+ *   the alert area instead of failing silently.
+ * - <form data-confirm="text"> asks before it is submitted (htmx's hx-confirm does the same for htmx requests).
+ */
+(function () {
+  "use strict";
+  var CATEGORIES = {success: "status", info: "status", warning: "alert", error: "alert"};
+
+  function show(messages) {
+    var status = document.getElementById("flash-status");
+    var alert = document.getElementById("flash-alert");
+    if (!status || !alert) { return; }
+    status.textContent = "";
+    alert.textContent = "";
+    messages.forEach(function (message) {
+      var category = CATEGORIES[message.category] ? message.category : "error";
+      var p = document.createElement("p");
+      p.className = "flash-message flash-" + category;
+      p.textContent = String(message.text);  // text, never HTML
+      (CATEGORIES[category] === "alert" ? alert : status).appendChild(p);
+    });
+  }
+
+  function carriesFlash(xhr) {
+    var trigger = xhr && xhr.getResponseHeader("HX-Trigger");
+    return !!trigger && trigger.indexOf("nudge:flash") !== -1;
+  }
+
+  document.addEventListener("nudge:flash", function (event) {
+    show((event.detail && event.detail.messages) || []);
+  });
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    if (carriesFlash(xhr)) { return; }
+    show([{category: "error", text: "The request failed: the server answered " + xhr.status + " " +
+      (xhr.statusText || "") + ". Reload the page and try again."}]);
+  });
+
+  function unreachable() {
+    show([{category: "error", text: "Nudge could not be reached. Check your connection and try again."}]);
+  }
+  document.addEventListener("htmx:sendError", unreachable);
+  document.addEventListener("htmx:timeout", unreachable);
+
+  document.addEventListener("submit", function (event) {
+    if (event.defaultPrevented) { return; }  // htmx took the form over (and asked with hx-confirm)
+    var form = event.target;
+    var question = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { event.preventDefault(); }
+  });
+})();
