@@ -6,6 +6,8 @@ fixture page uses ``source``; the rule page ``rule-source``).
 """
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import expect
 
 
@@ -96,3 +98,26 @@ def where(mark, textarea_id="source") -> tuple[int, int]:
     return tuple(mark.evaluate("""(el, id) => {
         const view = NudgeEditor.editorFor(id), at = view.posAtDOM(el, 0), line = view.state.doc.lineAt(at);
         return [line.number, [...line.text.slice(0, at - line.from)].length + 1]; }""", textarea_id))
+
+
+def problem_tooltip(page, mark, message: str, hint: str):
+    """Hover a marked problem and check its tooltip shows the checker's *message* and *hint*; the tooltip, whose
+    buttons are the problem's one-click fixes."""
+    mark.hover()
+    tooltip = page.locator(".cm-tooltip-lint")
+    expect(tooltip.locator(".nudge-diagnostic-message")).to_have_text(message)
+    expect(tooltip.locator(".nudge-diagnostic-hint")).to_have_text(re.compile("^hint: " + re.escape(hint)))
+    return tooltip
+
+
+def try_it(page, fields: str):
+    """Run the rule page's Try it panel: a made-up contact with *fields* (``name = value`` lines) and consent to
+    email, the sample timeline the page offers (the rule's trigger, now); the result panel once it has answered."""
+    page.get_by_label("Fields").fill(fields)
+    page.get_by_label("Consent for email").select_option("granted")
+    page.get_by_role("button", name="Sample timeline").click()
+    expect(page.locator("#try-timeline-text")).to_have_value(re.compile("form.submitted"))
+    page.get_by_role("button", name="Run").click()
+    result = page.locator("#try-result")
+    expect(result).not_to_be_empty()
+    return result

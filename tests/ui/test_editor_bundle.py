@@ -21,7 +21,8 @@ import dsl
 
 from ..dsl import strategies
 from .conftest import shot
-from .editor_helpers import choose, completions, content, doc, line_col, place_cursor, set_doc, until
+from .editor_helpers import (choose, completions, content, doc, line_col, place_cursor, problem_tooltip, set_doc,
+                             until)
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "server" / "assets"
@@ -324,10 +325,7 @@ def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_clic
     line, col = line_col(doc(editor), "sned")
     assert (line, col) == (5, 3)
 
-    mark.hover()
-    tooltip = editor.locator(".cm-tooltip-lint")
-    expect(tooltip).to_contain_text('unknown step "sned" — did you mean "send"?')
-    expect(tooltip).to_contain_text("hint: steps are if, send, tag, wait")
+    tooltip = problem_tooltip(editor, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, send, tag, wait")
     shot(editor, "editor-diagnostic")
     tooltip.get_by_role("button", name='Change to "send"').click()
     assert "  send sms reminder\n" in doc(editor) and "sned" not in doc(editor)

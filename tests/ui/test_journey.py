@@ -20,7 +20,7 @@ from server.engine.render import save_template
 from ..engine.test_resend import FlakySmtp
 from ..helpers import run_worker
 from .conftest import make_user, shot, sign_in
-from .editor_helpers import doc, marks, type_text, where
+from .editor_helpers import doc, marks, problem_tooltip, try_it, type_text, where
 
 RULE = "rule-source"
 TYPO = 'rule "Welcome"\nwhen form.submitted then\n  sned email welcome\nend\n'
@@ -82,10 +82,7 @@ def test_write_try_activate_receive_find_resend_and_a_viewer_cannot_edit(app, li
     mark = marks(page, "error", RULE)
     expect(mark).to_have_text("sned")
     assert where(mark, RULE) == (3, 3)
-    mark.hover()
-    tooltip = page.locator(".cm-tooltip-lint")
-    expect(tooltip).to_contain_text('unknown step "sned" — did you mean "send"?')
-    expect(tooltip).to_contain_text("hint: steps are if, note, notify")
+    tooltip = problem_tooltip(page, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, note, notify")
     shot(page, "journey-editor-typo")
     tooltip.get_by_role("button", name='Replace with "send"').click()
     expect(mark).to_have_count(0)
@@ -93,12 +90,7 @@ def test_write_try_activate_receive_find_resend_and_a_viewer_cannot_edit(app, li
     shot(page, "journey-editor")
 
     # Try it: a made-up contact, the sample timeline, the real engine on a virtual clock
-    page.get_by_label("Fields").fill("email = made.up@example.com\nfirst_name = Mia")
-    page.get_by_label("Consent for email").select_option("granted")
-    page.get_by_role("button", name="Sample timeline").click()
-    expect(page.locator("#try-timeline-text")).to_have_value(re.compile("form.submitted"))
-    page.get_by_role("button", name="Run").click()
-    result = page.locator("#try-result")
+    result = try_it(page, "email = made.up@example.com\nfirst_name = Mia")
     expect(result).to_contain_text("1 send(s)")
     expect(result).to_contain_text("sent email welcome")
     shot(page, "journey-try-it")

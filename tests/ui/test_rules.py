@@ -11,7 +11,7 @@ import re
 from playwright.sync_api import expect
 
 from .conftest import make_user, shot, sign_in
-from .editor_helpers import doc, marks, set_doc, type_text, where
+from .editor_helpers import doc, marks, problem_tooltip, set_doc, try_it, type_text, where
 
 TYPO = 'rule "Welcome"\nwhen form.submitted then\n  sned email welcome\nend\n'
 UNFORMATTED = 'rule "Welcome"\nwhen form.submitted then\n      send email welcome\nend\n'
@@ -56,10 +56,7 @@ def test_an_editor_writes_fixes_formats_saves_tries_and_activates_a_rule(app, pa
     expect(page.get_by_role("alert")).to_contain_text("Not saved: 1 error(s); the first, line 3, column 3")
     expect(mark).to_have_text("sned")
     assert doc(page, RULE) == TYPO and where(mark, RULE) == (3, 3)
-    mark.hover()
-    tooltip = page.locator(".cm-tooltip-lint")
-    expect(tooltip).to_contain_text('unknown step "sned" — did you mean "send"?')
-    expect(tooltip.locator(".nudge-diagnostic-hint")).to_have_text(re.compile(r"^hint: steps are if, note, notify"))
+    tooltip = problem_tooltip(page, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, note, notify")
     shot(page, "rule-typo")
     tooltip.get_by_role("button", name='Replace with "send"').click()
     assert doc(page, RULE) == TYPO.replace("sned", "send")
@@ -78,12 +75,7 @@ def test_an_editor_writes_fixes_formats_saves_tries_and_activates_a_rule(app, pa
     assert doc(page, RULE) == TYPO.replace("sned", "send")
 
     # Try it: a made-up contact with a first name and consent, the sample timeline (its trigger now), Run
-    page.get_by_label("Fields").fill("email = ana@example.com\nfirst_name = Ana")
-    page.get_by_label("Consent for email").select_option("granted")
-    page.get_by_role("button", name="Sample timeline").click()
-    expect(page.locator("#try-timeline-text")).to_have_value(re.compile("form.submitted"))
-    page.get_by_role("button", name="Run").click()
-    result = page.locator("#try-result")
+    result = try_it(page, "email = ana@example.com\nfirst_name = Ana")
     result.get_by_text("1 send(s)").wait_for()
     assert "sent email welcome" in result.inner_text()
     page.get_by_label("Test case name").fill("Ana gets the welcome")
