@@ -130,6 +130,22 @@ def test_an_editor_writes_fixes_formats_saves_tries_and_activates_a_rule(app, pa
     shot(page, "rules-list")
 
 
+def test_a_keyboard_user_lists_the_problems_and_takes_the_fix_without_the_mouse(app, page):
+    make_user(app, "ed@example.com", role="editor")
+    sign_in(page, "ed@example.com")
+    page.goto("/admin/rules/new")
+    type_text(page, TYPO, RULE)
+    expect(marks(page, "error", RULE)).to_have_text("sned")
+    page.keyboard.press("Control+Shift+KeyM")  # docs/admin-editor.md: Ctrl-Shift-M lists the diagnostics
+    problems = page.locator(f"#{RULE} + .nudge-editor .cm-panel-lint [role=listbox]")
+    expect(problems).to_be_focused()
+    expect(problems.get_by_role("option")).to_have_count(1)
+    expect(problems.get_by_role("option")).to_contain_text('unknown step "sned" — did you mean "send"?')
+    page.keyboard.press("r")  # the fix's underlined letter: Replace with "send"
+    expect(page.locator(f"#{RULE}")).to_have_value(TYPO.replace("sned", "send"))
+    expect(marks(page, "error", RULE)).to_have_count(0)
+
+
 def test_without_the_editor_bundle_the_plain_textarea_checks_fixes_and_formats(app, page):
     """When /static/dist/editor.js does not load, the page works with its textarea and the server's HTML."""
     make_user(app, "ed@example.com", role="editor")
