@@ -21,6 +21,8 @@ import dsl
 
 from ..dsl import strategies
 from .conftest import shot
+from .editor_helpers import (choose, completions, content, doc, line_col, place_cursor, problem_tooltip, set_doc,
+                             until)
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "server" / "assets"
@@ -124,32 +126,6 @@ def editor(page, endpoints):
     unexpected = [text for text in logged if "inline script" not in text
                   and not (endpoints.failures_expected and text.startswith("Failed to load resource"))]
     assert not unexpected, f"errors in the console: {unexpected}"
-
-
-def doc(page, textarea_id="source") -> str:
-    return page.evaluate("id => NudgeEditor.editorFor(id).state.doc.toString()", textarea_id)
-
-
-def set_doc(page, text: str, textarea_id="source") -> None:
-    page.evaluate("([id, text]) => { const v = NudgeEditor.editorFor(id); "
-                  "v.dispatch({changes: {from: 0, to: v.state.doc.length, insert: text}}) }", [textarea_id, text])
-
-
-def content(page, textarea_id="source"):
-    """The editable element of an editor (CodeMirror's content DOM)."""
-    return page.locator(f"#{textarea_id} + .nudge-editor .cm-content")
-
-
-def place_cursor(page, offset: int, textarea_id="source") -> None:
-    page.evaluate("([id, at]) => { const v = NudgeEditor.editorFor(id); v.focus(); "
-                  "v.dispatch({selection: {anchor: at}}) }", [textarea_id, offset])
-
-
-def line_col(text: str, needle: str) -> tuple[int, int]:
-    """1-based line and column (in characters) of the first `needle` in `text`."""
-    at = text.index(needle)
-    line = text.count("\n", 0, at) + 1
-    return line, at - (text.rfind("\n", 0, at) + 1) + 1
 
 
 # ---- the committed bundle ------------------------------------------------------------------
@@ -349,10 +325,7 @@ def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_clic
     line, col = line_col(doc(editor), "sned")
     assert (line, col) == (5, 3)
 
-    mark.hover()
-    tooltip = editor.locator(".cm-tooltip-lint")
-    expect(tooltip).to_contain_text('unknown step "sned" — did you mean "send"?')
-    expect(tooltip).to_contain_text("hint: steps are if, send, tag, wait")
+    tooltip = problem_tooltip(editor, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, send, tag, wait")
     shot(editor, "editor-diagnostic")
     tooltip.get_by_role("button", name='Change to "send"').click()
     assert "  send sms reminder\n" in doc(editor) and "sned" not in doc(editor)
@@ -369,15 +342,6 @@ def test_columns_count_characters_and_a_point_widens_to_its_word(editor, endpoin
          "message": "a warning at one point", "hint": None, "fixes": []}]}
     set_doc(editor, source)
     expect(editor.locator("#source + .nudge-editor .cm-lintRange-warning")).to_have_text("tagg")
-
-
-def until(page, condition, what: str) -> None:
-    """Let the page run (and the route handlers answer) until `condition()` holds; fail after 10 s."""
-    for _ in range(200):
-        if condition():
-            return
-        page.wait_for_timeout(50)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_only_the_latest_check_counts_and_a_late_answer_is_dropped(editor, endpoints):
@@ -415,34 +379,6 @@ def test_a_failed_check_shows_a_notice_and_the_editor_keeps_working(editor, endp
     editor.keyboard.type("# back online")
     expect(status).to_be_hidden()
     assert doc(editor).endswith("# back online")
-
-
-def completions(page, typed: str | None = None, explicit: bool = False) -> list[str]:
-    """The labels completion offers after typing `typed` (and asking for completion with Ctrl-Space)."""
-    popup = page.locator(".cm-tooltip-autocomplete")
-    if popup.count():
-        page.keyboard.press("Escape")
-        expect(popup).to_have_count(0)
-    if typed:
-        page.keyboard.type(typed)
-    if explicit:
-        page.keyboard.press("Control+Space")
-    options = popup.locator("li .cm-completionLabel")
-    expect(options.first).to_be_visible()
-    return options.all_inner_texts()
-
-
-def choose(page, label: str) -> None:
-    """Pick an offered completion with the arrow keys and Enter, as a person would."""
-    selected = page.locator(".cm-tooltip-autocomplete li[aria-selected] .cm-completionLabel")
-    expect(selected).to_be_visible()
-    page.wait_for_timeout(100)  # CodeMirror ignores keys in the first 75 ms of a list (accidental picks)
-    for _ in range(20):
-        if selected.inner_text() == label:
-            break
-        page.keyboard.press("ArrowDown")
-    expect(selected).to_have_text(label)
-    page.keyboard.press("Enter")
 
 
 def test_completion_offers_the_instances_names_where_the_language_expects_them(editor, endpoints):
