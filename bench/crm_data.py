@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from sqlalchemy import insert, select
 
+from bench.table import Row, under
+
 FIRST = ["Ana", "Ben", "Carla", "Dan", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jon", "Kim", "Lena", "Mia", "Noah",
          "Olga", "Paul", "Rosa", "Sam", "Tina", "Umar"]
 LAST = ["Smith", "Jones", "Lopez", "Müller", "Schmidt", "Rossi", "Dubois", "Novak", "Kowalski", "Silva", "Nagy",
@@ -97,15 +99,13 @@ def page_link(app, scope: str, after: tuple[Any, ...]) -> str:
         return next_link(scope, after) or ""
 
 
-def report_pages(client, pages: list[tuple[str, str]], baseline: float, target: float, contacts: int) -> None:
-    """Time each (name, url) page and print it next to *baseline* (measured in the same run), the ratio, the verdict;
-    then the slowest page against *target*."""
-    worst = 0.0
-    for name, url in pages:
-        ms = median_ms(get_ok(client, url))
-        worst = max(worst, ms)
-        verdict = "meets" if ms < target else "MISSES"
-        print(f"{name:<44} {ms:8.1f} ms   baseline {baseline:6.2f} ms   ratio {ms / baseline:7.1f}x   "
-              f"(< {target:.0f} ms: {verdict})")
-    print(f"slowest page: {worst:.1f} ms -> {'meets' if worst < target else 'MISSES'} the {target:.0f} ms target "
-          f"with {contacts:,} contacts")
+def time_pages(pages: list[tuple[str, Any]], client: Any, baseline: float, baseline_name: str, target: float,
+               prefix: str) -> list[Row]:
+    """Time each ``(name, url or action)`` page (median of 9 runs; a URL is a GET that must answer 200) as a row
+    next to *baseline* (milliseconds, measured in the same run), with its target: under *target* ms."""
+    rows = []
+    for name, page in pages:
+        ms = median_ms(get_ok(client, page) if isinstance(page, str) else page)
+        rows.append(under(f"{prefix}: {name}", ms, "ms", baseline, baseline_name, target))
+        print(f"{name:<48} {ms:8.1f} ms", flush=True)
+    return rows
