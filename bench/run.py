@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(rows, f"Machine: {about['cores']} cores, load {about['load'][0]} {about['load'][1]} "  # type: ignore[index]
                        f"(1 and 5 min), Python {about['python']}, SQLite {about['sqlite']}; "
-                       f"{'full' if args.full else 'quick'} sizes; JSON in {path.relative_to(ROOT)}"))
+                       f"{'full' if args.full else 'quick'} sizes; JSON in {path}"))
     return 0 if all(row.verdict != "ERROR" for row in rows) else 1
 
 

@@ -63,7 +63,8 @@ def rule_rows(session: Session, now: int, status: str | None = None, text: str |
         versions.setdefault(row.rule_id, []).append(row)
     since = now - RECENT
     in_flight = _counts(session, ids, Enrolment.state.in_((EnrolmentState.ACTIVE, EnrolmentState.HELD)))
-    entered = _counts(session, ids, Enrolment.entered >= since)
+    # every state named, so the count seeks (rule, state, entered) ranges of ix_enrolments_rule_state
+    entered = _counts(session, ids, Enrolment.state.in_(list(EnrolmentState)), Enrolment.entered >= since)
     completed = _counts(session, ids, Enrolment.state == EnrolmentState.DONE, Enrolment.finished >= since)
     out = []
     for rule in rules:
