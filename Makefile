@@ -11,7 +11,7 @@ APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
 PORT   ?= 8000
 
-.PHONY: run test docs assets system-run system-test clean
+.PHONY: run test docs assets bench system-run system-test clean
 
 run: system-run $(VENV)/.run-installed
 	$(BIN)/nudge up --port $(PORT)
@@ -25,6 +25,9 @@ docs: $(VENV)/.run-installed
 
 assets:
 	cd server/assets && npm ci --no-audit --no-fund && node build.mjs
+
+bench: $(VENV)/.test-installed
+	BENCH_FULL=$(BENCH_FULL) $(BIN)/python -m bench.run $(BENCH)
 
 # -- system packages: installed only when missing -------------------------------------
 system-run:

@@ -1,9 +1,10 @@
-"""Every page of the admin UI's Contacts, Messages and Tasks areas with 100,000 contacts on the embedded defaults:
-each under 300 ms.
+"""Every page of the admin UI with 100,000 contacts on the embedded defaults: each under 300 ms.
 
     .venv/bin/python bench/bench_admin_pages.py [CONTACTS]
 
-Writes the contacts (bench/crm_data.py), then a busy contact (events, messages with their status history, a
+Writes the contacts (bench/crm_data.py); the Rules area's data (bench/rules_data.py: about 50 rules with
+versions, drafts and paused ones, three enrolments per contact, seven days of journey log, test cases, users
+and API keys); then a busy contact (events, messages with their status history, a
 journey with its trace and rules that did not enrol it, consent, notes, tasks), thousands of failed, unknown
 and retrying sends, parked events, and tasks for teams. Times each page through the app, signed in as an admin
 (median of 9 runs), next to a trivial page timed in the same run (the sign-in page: the layout, no data), with
@@ -14,11 +15,17 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import select  # noqa: E402
+
 from bench.common import bench_app  # noqa: E402
-from bench.crm_data import admin_client, fill_contacts, get_ok, median_ms, report_pages  # noqa: E402
+from bench.crm_data import admin_client, fill_contacts, get_ok, median_ms, time_pages  # noqa: E402
+from bench.rules_data import fill_rules  # noqa: E402
+from bench.table import Row, render  # noqa: E402
+from tests.helpers import load_rules  # noqa: E402
 
 TARGET_MS = 300
 RULES = '''rule "Welcome"
@@ -43,21 +50,16 @@ end
 
 def busy(app, count: int) -> None:
     """The history the pages read: one busy contact (id 1), and work needing a look across many contacts."""
-    import dsl
     from sqlalchemy import insert
 
     from server.consent import record_consent
     from server.db import get_session
-    from server.engine.rules import apply_plans, compile_rules
     from server.models import (Enrolment, Event, JourneyLog, Message, MessageStatusChange, Note, Task, utcnow)
 
     now = utcnow()
+    load_rules(app, RULES, "bench.nudge")
     with app.app_context():
         session = get_session()
-        plans, errors, _ = compile_rules([("bench.nudge", RULES)], dsl.Vocabulary.default())
-        assert not errors, errors
-        apply_plans(session, plans)
-        session.flush()
         for i in range(60):
             session.add(Event(contact_id=1, name="form.submitted" if i % 3 == 0 else "page.viewed",
                               props={"url": f"/pricing/{i}"}, occurred_at=now - timedelta(hours=i),
@@ -101,14 +103,57 @@ def busy(app, count: int) -> None:
         session.commit()
 
 
-def main(count: int = 100_000) -> None:
+def rules_pages(app, client, ids: list[int]) -> list[tuple[str, Any]]:
+    """The Rules area's pages for the busiest rule, and the try-it panel's run (a form post, as the page sends it)."""
+    import re
+
+    from server.db import get_session
+    from server.models import Rule, RuleVersion
+
+    rule_id = ids[0]  # rule 00: three versions (a draft newer than the active one), test cases, enrolments
+    with app.app_context():
+        rule = get_session().get(Rule, rule_id)
+        numbers = sorted(get_session().scalars(select(RuleVersion.number).where(RuleVersion.rule_id == rule_id)))
+        source = get_session().scalar(select(RuleVersion.source).where(RuleVersion.id == rule.active_version_id))
+    page = get_ok(client, f"/admin/rules/{rule_id}")().get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {"csrf_token": token, "source": source, "fields": "email=ana@example.com\nfirst_name=Ana\nscore=40",
+            "tags": "vip", "timezone": "Europe/Berlin", "consent_email": "granted",
+            "timeline": '{"at": "2030-01-01T09:00:00Z", "event": "form.submitted", "props": {"form": "form-0"}}\n'
+                        '{"at": "2030-01-03T09:00:00Z", "event": "order.paid"}\n'}
+
+    def try_it() -> Any:
+        response = client.post(f"/admin/rules/{rule_id}/try", data=form, headers={"HX-Request": "true"})
+        assert response.status_code == 200 and "send" in response.get_data(as_text=True), response.status_code
+        return response
+
+    return [
+        ("Rules: the list (every rule)", "/admin/rules/"),
+        ("Rules: the list, active ones", "/admin/rules/?status=active"),
+        ("Rules: the list, text search", "/admin/rules/?q=reminder_7"),
+        ("Rules: new rule", "/admin/rules/new"),
+        ("Rules: the editor (busiest rule)", f"/admin/rules/{rule_id}"),
+        ("Rules: the editor's vocabulary (JSON)", "/admin/rules/vocabulary"),
+        ("Rules: version diff", f"/admin/rules/{rule_id}/diff?old={numbers[0]}&new={numbers[-1]}"),
+        ("Rules: activation plan", f"/admin/rules/{rule_id}/activate?version={numbers[-1]}"),
+        ("Rules: try it (run and render the panel)", try_it),
+    ]
+
+
+def measure(count: int) -> list[Row]:
+    """Build the data for *count* contacts and time every admin page next to the sign-in page."""
+    from server.models import utcnow
+
     with bench_app(TEAMS="sales=ana@team.example;ops=olga@team.example;support=sue@team.example") as app:
         seconds = fill_contacts(app, count)
         busy(app, count)
+        ids = fill_rules(app, count, int(utcnow().timestamp()))
         print(f"{count:,} contacts and their history written in {seconds:.1f} s (embedded SQLite, embedded Redis)")
         client = admin_client(app)
         trivial = median_ms(get_ok(app.test_client(), "/admin/login"), runs=25)
         pages = [
+            ("Dashboard", "/admin/"),
+            *rules_pages(app, client, ids),
             ("Contacts: everyone", "/admin/contacts/"),
             ("Contacts: by email", "/admin/contacts/?by=email&q=user00001"),
             ("Contacts: by name", "/admin/contacts/?by=name&q=ana"),
@@ -124,10 +169,23 @@ def main(count: int = 100_000) -> None:
             ("Tasks: open", "/admin/tasks/"),
             ("Tasks: sales team", "/admin/tasks/?team=sales"),
             ("Tasks: done", "/admin/tasks/?show=done"),
+            ("Users", "/admin/users/"),
+            ("Users: one user", "/admin/users/2"),
+            ("Users: new user form", "/admin/users/new"),
+            ("API keys", "/admin/apikeys/"),
+            ("Account", "/admin/account"),
         ]
         print(f"trivial page (GET /admin/login): {trivial:.2f} ms (median of 25)")
-        report_pages(client, pages, trivial, TARGET_MS, count)
+        return time_pages(pages, client, trivial, "GET /admin/login", TARGET_MS, f"admin page, {count:,} contacts")
+
+
+def rows(full: bool) -> list[Row]:
+    return measure(100_000 if full else 20_000)
+
+
+def main() -> None:
+    print(render(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    main()

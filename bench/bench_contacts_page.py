@@ -20,12 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select, text  # noqa: E402
 
 from bench.common import bench_app  # noqa: E402
-from bench.crm_data import admin_client, fill_contacts, median_ms, page_link, report_pages  # noqa: E402
+from bench.crm_data import admin_client, fill_contacts, median_ms, page_link, time_pages  # noqa: E402
+from bench.table import Row, render  # noqa: E402
 
 TARGET_MS = 200
 
 
-def main(count: int = 1_000_000) -> None:
+def measure(count: int) -> list[Row]:
+    """Write *count* contacts and time each page of the Contacts list next to a primary-key range scan."""
     from server.db import get_session
     from server.models import Contact, Segment
 
@@ -69,8 +71,17 @@ def main(count: int = 1_000_000) -> None:
             ("segment VIP subscribers (two tags)", url(by="segment", q="VIP subscribers")),
         ]
         print(f"baseline: primary-key range scan of 50 contacts: {base:.2f} ms (median of 25)")
-        report_pages(client, pages, base, TARGET_MS, count)
+        return time_pages(pages, client, base, "primary-key range scan of 50", TARGET_MS,
+                          f"contacts page, {count:,} contacts")
+
+
+def rows(full: bool) -> list[Row]:
+    return measure(1_000_000 if full else 100_000)
+
+
+def main() -> None:
+    print(render(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    main()

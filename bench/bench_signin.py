@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_app  # noqa: E402
+from bench.table import Row, render  # noqa: E402
 from server.auth import ensure_first_admin  # noqa: E402
 from server.db import get_session  # noqa: E402
 
@@ -34,20 +35,27 @@ def cpu_per_attempt(app, email: str, attempts: int) -> float:
     return (time.process_time() - start) / attempts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attempts", type=int, default=20)
-    args = parser.parse_args()
+def measure(attempts: int) -> list[Row]:
+    """CPU per failed sign-in for an unknown address next to the same for a known one."""
     with bench_app() as app:
         with app.app_context():
             ensure_first_admin(get_session())
         cpu_per_attempt(app, "warm-up@example.com", 2)  # builds the dummy hash once
-        known = cpu_per_attempt(app, "admin@localhost", args.attempts)
-        unknown = cpu_per_attempt(app, "nobody@example.com", args.attempts)
+        known = cpu_per_attempt(app, "admin@localhost", attempts)
+        unknown = cpu_per_attempt(app, "nobody@example.com", attempts)
     ratio = unknown / known
-    verdict = "meets" if 0.8 <= ratio <= 1.25 else "MISSES"
-    print(f"known address: {known * 1000:.1f} ms CPU per attempt; unknown: {unknown * 1000:.1f} ms; "
-          f"ratio {ratio:.2f} ({verdict} the 0.8–1.25 target)")
+    return [Row(f"sign-in: CPU per failed attempt, unknown address ({attempts} attempts)", unknown * 1000, "ms",
+                known * 1000, "a known address, wrong password", "0.8x-1.25x baseline", 0.8 <= ratio <= 1.25)]
+
+
+def rows(full: bool) -> list[Row]:
+    return measure(20 if full else 8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=20)
+    print(render(measure(parser.parse_args().attempts)))
 
 
 if __name__ == "__main__":

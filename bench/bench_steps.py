@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select  # noqa: E402
 
-from bench.common import bench_app, report, rq_noop_rate  # noqa: E402
+from bench.common import bench_app, rq_noop_rate  # noqa: E402
+from bench.table import Row, ratio_at_least, render  # noqa: E402
 from server.db import get_session  # noqa: E402
 from server.models import Contact, Enrolment, Rule  # noqa: E402
 from tests.helpers import load_rules  # noqa: E402
@@ -31,17 +32,15 @@ end
 STEPS_PER_RESUME = 3  # tag, score, wait
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--contacts", type=int, default=20_000)
-    args = parser.parse_args()
+def measure(contacts: int) -> list[Row]:
+    """Journey steps per second for *contacts* due enrolments through one worker, next to bare RQ no-op jobs."""
     with bench_app() as app:
         load_rules(app, RULE)
         with app.app_context():
             session = get_session()
             rule = session.scalar(select(Rule))
             now = int(time.time())
-            session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(args.contacts)])
+            session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(contacts)])
             ids = list(session.scalars(select(Contact.id)))
             session.execute(insert(Enrolment), [
                 {"contact_id": cid, "rule_id": rule.id, "version_id": rule.active_version_id, "pc": 1, "state": 0,
@@ -58,12 +57,22 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         with app.app_context():
             waiting = get_session().scalar(select(func.count(Enrolment.id)).where(Enrolment.pc == 4))
-        if waiting != args.contacts:
-            raise SystemExit(f"only {waiting} of {args.contacts} enrolments advanced: the benchmark is invalid")
-        steps = args.contacts * STEPS_PER_RESUME / elapsed
+        if waiting != contacts:
+            raise SystemExit(f"only {waiting} of {contacts} enrolments advanced: the benchmark is invalid")
+        steps = contacts * STEPS_PER_RESUME / elapsed
         baseline = rq_noop_rate(app)
-    report("journey steps per second, one worker", steps, "per second", baseline,
-           "bare RQ SimpleWorker no-op jobs", 20)
+    return [ratio_at_least(f"journey steps per second, one worker ({contacts:,} enrolments)", steps, "steps/s",
+                           baseline, "bare RQ SimpleWorker no-op jobs/s", 20)]
+
+
+def rows(full: bool) -> list[Row]:
+    return measure(20_000 if full else 5_000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--contacts", type=int, default=20_000)
+    print(render(measure(parser.parse_args().contacts)))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, Mapping
 
 from flask import Flask
@@ -15,13 +16,15 @@ from .queue import TaskQueue
 htmx = HTMX()
 
 
-def create_app(config: Mapping[str, Any] | None = None, create: bool = True) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, create: bool = True, web: bool = True) -> Flask:
     """Build a Nudge app: config, database (migrated), queue, plugins, blueprints.
 
     :param config: settings that win over the config file and ``NUDGE_*`` variables
         (keys without the prefix, e.g. ``{"DATABASE_URL": "sqlite://"}``).
     :param create: whether a new embedded SQLite instance may be created (only ``nudge up`` and
         ``nudge db upgrade`` do; every other command and server process finds an existing one).
+    :param web: whether to serve pages and the API; a throwaway simulation (the editor's "Try it") needs none,
+        and building the routes is most of the time an app takes to start.
     :raises server.config.ConfigError: when a setting is invalid, or *create* is false and there is no instance.
     :raises server.db.DatabaseUnavailable: when the database cannot be reached.
     """
@@ -35,14 +38,14 @@ def create_app(config: Mapping[str, Any] | None = None, create: bool = True) -> 
 
     db = Database(app)
     try:
-        _build(app, db, settings)
+        _build(app, db, settings, web)
     except BaseException:
         db.dispose()  # a failed start must not leave a connection behind
         raise
     return app
 
 
-def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
+def _build(app: Flask, db: Database, settings: dict[str, Any], web: bool) -> None:
     check_connection(db.engine)
     if settings["MIGRATE_ON_START"]:
         from .migrate import upgrade
@@ -59,8 +62,14 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
 
     app.extensions["nudge.sdk"] = plugin_writes  # what server.sdk's reads and writes call
     # the factory of throwaway instances (Try it in the rule editor): layers below the app never import it
-    app.extensions["nudge.create_app"] = create_app
+    app.extensions["nudge.create_app"] = partial(create_app, web=False)
+    if web:
+        _serve(app, pm)
+    pm.hook.startup(app=app)
 
+
+def _serve(app: Flask, pm: Any) -> None:
+    """The pages and the API: the admin UI's shell and areas, the public forms and links, the plugins' own pages."""
     from . import api
     from .web import admin, csrf, forms, health, shell, signin, tracking, unsubscribe
 
@@ -90,8 +99,6 @@ def _build(app: Flask, db: Database, settings: dict[str, Any]) -> None:
         from flask import redirect, url_for
 
         return redirect(url_for("admin.dashboard"))
-
-    app.extensions["nudge.plugins"].hook.startup(app=app)
 
 
 def _check_teams(teams: Any, channels: Mapping[str, Any]) -> None:

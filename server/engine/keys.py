@@ -11,7 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import String, cast, literal
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
+
+#: what counts as a SQL part of a key: a column expression, or a mapped attribute such as ``Enrolment.id``
+SQL_PARTS = (ColumnElement, QueryableAttribute)
 
 #: a journey's ``send`` step: ``enr:<enrolment>:<step>``
 ENROLMENT = "enr"
@@ -32,11 +36,11 @@ def message_key(kind: str, *parts: Any) -> Any:
     """
     if kind not in KINDS:
         raise ValueError(f"unknown outbox key kind {kind!r}; known: {', '.join(KINDS)}")
-    if not any(isinstance(part, ColumnElement) for part in parts):
+    if not any(isinstance(part, SQL_PARTS) for part in parts):
         return ":".join((kind, *(str(part) for part in parts)))
     expression: Any = literal(kind, String)
     for part in parts:
-        piece = cast(part, String) if isinstance(part, ColumnElement) else literal(str(part), String)
+        piece = cast(part, String) if isinstance(part, SQL_PARTS) else literal(str(part), String)
         expression = expression.concat(literal(":", String)).concat(piece)
     return expression
 

@@ -93,6 +93,8 @@ class Enrolment(Base):
     __table_args__ = (
         Index("ix_enrolments_due", "due", postgresql_where=text("state = 0"), sqlite_where=text("state = 0")),
         Index("ix_enrolments_contact_rule", "contact_id", "rule_id"),
+        # the rules list's counts per rule: in it now, entered and completed lately (migration 0016)
+        Index("ix_enrolments_rule_state", "rule_id", "state", "entered", "finished"),
         # the few journeys that failed (retrying or parked), found without reading the waiting millions
         Index("ix_enrolments_failing", "id", postgresql_where=text("error IS NOT NULL"),
               sqlite_where=text("error IS NOT NULL")),

@@ -91,3 +91,23 @@ def test_the_group_step_is_one_the_set_based_path_takes(app):
     assert segment() == ["tag", "score", "send", "wait"]
     load_rules(app, RULE + 'rule "Watcher"\nwhen score.changed then\n  tag "moved"\nend\n')
     assert segment() is None  # someone reacts to score.changed: per contact
+
+
+def test_a_group_send_is_written_set_wise_without_falling_back(app, client, smtp_server, caplog):
+    """A group at a ``send`` step writes its outbox rows with one ``INSERT … SELECT`` (keys built in SQL from each
+    enrolment's id); before, the key took the ORM attribute for text and every such batch failed and was redone
+    one journey at a time."""
+    load_rules(app, RULE)
+    key = api_key(app)
+    emails = [f"s{i}@example.com" for i in range(4)]
+    for email in emails:
+        post_event(client, key, email=email, event="drip.started")
+    run_worker(app)
+    with caplog.at_level("WARNING", logger="server.engine.jobs"):
+        _pass_a_day(app, *emails)
+    assert [r.getMessage() for r in caplog.records if r.name == "server.engine.jobs"] == []
+    with app.app_context():
+        keys = sorted(get_session().scalars(select(Message.key)))
+        ids = sorted(get_session().scalars(select(Enrolment.id)))
+    assert len(keys) == 4 and all(k.startswith("enr:") for k in keys)
+    assert sorted(int(k.split(":")[1]) for k in keys) == ids
