@@ -56,7 +56,7 @@ def parse(body: bytes, content_type: str) -> list[Report]:
         raise ReportError(f"expected JSON or a multipart/report message (RFC 3464 / RFC 5965), "
                           f"got {msg.get_content_type()}")
     param = msg.get_param("report-type")
-    # an RFC 2231-encoded parameter comes back as a (charset, language, value) tuple
+    # typed str or (charset, language, value), the compat32 form of an RFC 2231 value: the text either way
     report_type = collapse_rfc2231_value(param).lower() if param else ""
     if report_type == "delivery-status":
         return _from_dsn(msg)
