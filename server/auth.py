@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .contacts.normalize import iso
+from .db import affected_rows
 from .models import AdminSession, ApiKey, Role, Scope, User, utcnow
 
 KEY_PREFIX = "nk_"
@@ -150,8 +151,7 @@ def set_password(session: Session, user: User, password: str) -> None:
 
 def end_sessions(session: Session, user_id: int) -> int:
     """Sign *user_id* out everywhere: delete their server-side session records; return how many."""
-    result = session.execute(delete(AdminSession).where(AdminSession.user_id == user_id))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return affected_rows(session.execute(delete(AdminSession).where(AdminSession.user_id == user_id)))
 
 
 def ensure_first_admin(session: Session, email: str = "admin@localhost") -> tuple[str, str] | None:

@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .db import affected_rows
 from .models import Consent, ConsentStatus, Suppression, utcnow
 from .sdk import address_hash as _sdk_address_hash
 from .sdk import redact
@@ -103,5 +104,5 @@ def lift_suppression(session: Session, channel: str, digest: str, reasons: tuple
                      ) -> bool:
     """Take the address with hash *digest* off the suppression list of *channel* when its reason is one of
     *reasons*; return whether it was. Only a confirmed double opt-in calls this."""
-    return bool(session.execute(delete(Suppression).where(
-        Suppression.channel == channel, Suppression.address_hash == digest, Suppression.reason.in_(reasons))).rowcount)
+    return bool(affected_rows(session.execute(delete(Suppression).where(
+        Suppression.channel == channel, Suppression.address_hash == digest, Suppression.reason.in_(reasons)))))

@@ -153,7 +153,7 @@ def _prefix_page(session: Session, column: Any, prefix: str, after: tuple[Any, .
 
 def _name_page(session: Session, text: str, after: tuple[Any, ...] | None, limit: int) -> Page:
     """Full names starting with *text*, then last names starting with it (each contact once), in name order."""
-    prefix = session.scalar(select(func.lower(" ".join(text.split()))))  # lowered as the keys are
+    prefix: str = session.execute(select(func.lower(" ".join(text.split())))).scalar_one()  # lowered as the keys are
     full = starts_with(session, Contact.name_key, prefix)
     parts = []
     for key, others in ((Contact.name_key, ()), (Contact.last_name_key, (not_(full),))):

@@ -6,10 +6,10 @@ writers queue on the database lock instead of failing half-way with
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -51,6 +51,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+def affected_rows(result: Result[Any]) -> int:
+    """How many rows an ``UPDATE`` or ``DELETE`` run through ``Session.execute`` changed.
+
+    ``Session.execute`` is typed to return a plain ``Result``; for DML it is a ``CursorResult``, which has ``rowcount``.
+    """
+    return cast("CursorResult[Any]", result).rowcount
+
+
 def check_connection(engine: Engine) -> None:
     """Open one connection, or raise :class:`DatabaseUnavailable` with a readable reason."""
     try:
@@ -68,26 +76,44 @@ class Database:
     """Flask extension owning the engine and the session factory."""
 
     def __init__(self, app: Flask | None = None):
-        self.engine: Engine | None = None
-        self.session: scoped_session[Session] | None = None
+        self._engine: Engine | None = None
+        self._session: scoped_session[Session] | None = None
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        self.engine = make_engine(app.config["DATABASE_URL"])
-        self.session = scoped_session(sessionmaker(self.engine, expire_on_commit=False))
+        self._engine = make_engine(app.config["DATABASE_URL"])
+        self._session = scoped_session(sessionmaker(self._engine, expire_on_commit=False))
         app.extensions["nudge.db"] = self
 
         @app.teardown_appcontext
         def _remove_session(_exc: BaseException | None) -> None:
-            if self.session is not None:
-                self.session.remove()
+            if self._session is not None:
+                self._session.remove()
+
+    @property
+    def engine(self) -> Engine:
+        """The engine; raises :class:`RuntimeError` before :meth:`init_app`."""
+        if self._engine is None:
+            raise RuntimeError("the database extension is not bound to an app yet: call Database.init_app(app) first")
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def session(self) -> scoped_session[Session]:
+        """The scoped session factory; raises :class:`RuntimeError` before :meth:`init_app`."""
+        if self._session is None:
+            raise RuntimeError("the database extension is not bound to an app yet: call Database.init_app(app) first")
+        return self._session
 
     def dispose(self) -> None:
-        if self.session is not None:
-            self.session.remove()
-        if self.engine is not None:
-            self.engine.dispose()
+        if self._session is not None:
+            self._session.remove()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 def get_db(app: Flask | None = None) -> Database:

@@ -71,7 +71,10 @@ def upgrade(engine: Engine, revision: str = "heads") -> bool:
 
 def _sqlite_foreign_keys(conn: Connection, on: bool) -> None:
     """Switch SQLite's foreign key enforcement on the connection itself, outside any transaction."""
-    conn.connection.driver_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    driver = conn.connection.driver_connection
+    if driver is None:  # only after the connection was invalidated
+        raise RuntimeError("the SQLite connection was closed while migrating; run `nudge db upgrade` again")
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 def _dangling_references(conn: Connection) -> set[tuple[str, int, str]]:

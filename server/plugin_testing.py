@@ -254,7 +254,8 @@ class ChannelConformance:
             inside = NOON - NOON % 86400 + start + 60  # a minute into the window, UTC
             assert deliver(session, app, [message.id], now=inside) == 0
             session.refresh(message)
-            assert message.status == "pending" and message.next_attempt_at > to_dt(inside), \
+            waits_until = message.next_attempt_at
+            assert message.status == "pending" and waits_until is not None and waits_until > to_dt(inside), \
                 "a send inside the channel's quiet hours must wait for them to end"
             assert len(peer.seen_ids()) == before
             message.next_attempt_at = to_dt(NOON)

@@ -73,7 +73,7 @@ class TaskQueue:
         """What a worker listens to, in priority order."""
         return [self.queue, self.send_queue]
 
-    def enqueue_send(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> bool:
+    def enqueue_send(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
         return self.enqueue(func, *args, _queue=self.send_queue, **kwargs)
 
     def waiting(self, send: bool = False) -> int:
@@ -102,7 +102,7 @@ class TaskQueue:
             return True
         return False
 
-    def enqueue(self, func: Callable[..., Any] | str, *args: Any, job_id: str | None = None,
+    def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None,
                 _queue: Queue | None = None, **kwargs: Any) -> bool:
         """Enqueue a job; a Redis outage is logged, not raised — the scheduler re-enqueues from the DB.
 

@@ -34,6 +34,7 @@ from sqlalchemy import Boolean, Float, String, and_, case, cast, exists, false, 
 from sqlalchemy import select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement, False_
+from sqlalchemy.types import TypeEngine
 
 from dsl import evaluate as dsl_eval
 
@@ -52,7 +53,7 @@ _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _OPS = ("==", "!=", "<", "<=", ">", ">=")
 _VALUE_NODES = ("field", "prop", "has_tag", "segment", "did", "call")
 #: the SQL type of a condition function's argument or result
-_SQL_TYPES = {"string": String(), "number": Float(), "bool": Boolean()}
+_SQL_TYPES: dict[str, TypeEngine[Any]] = {"string": String(), "number": Float(), "bool": Boolean()}
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
 
@@ -99,10 +100,27 @@ class _ConstContext:
     def __init__(self, now: dt.datetime):
         self.now = now
 
-    def contact_field(self, name):  # pragma: no cover - constant subtrees have no fields
+    # constant subtrees read no fields, tags, events, segments or functions: none of these is ever called
+    def contact_field(self, name: str) -> Any:  # pragma: no cover
         raise Unsupported("not a constant")
 
-    has_tag = event_prop = count_events = in_segment = contact_field
+    def has_tag(self, tag: str) -> bool:  # pragma: no cover
+        raise Unsupported("not a constant")
+
+    def event_prop(self, path: str) -> Any:  # pragma: no cover
+        raise Unsupported("not a constant")
+
+    def count_events(self, name: str, where: Any, since: dt.datetime) -> int:  # pragma: no cover
+        raise Unsupported("not a constant")
+
+    def in_segment(self, name: str) -> bool:  # pragma: no cover
+        raise Unsupported("not a constant")
+
+    def function(self, name: str) -> Any:  # pragma: no cover
+        raise Unsupported("not a constant")
+
+    def function_failed(self, name: str, problem: str) -> None:  # pragma: no cover
+        raise Unsupported("not a constant")
 
 
 def is_constant(node: Any) -> bool:
@@ -213,7 +231,7 @@ class Compiler:
         name, args = node["call"], list(node.get("args") or ())
         function = self.functions.get(name)
         form = function.sql.get(self.dialect) if function is not None else None
-        if form is None:
+        if function is None or form is None:
             raise Unsupported(f"`{name}()` has no SQL form for {self.dialect}")
         params = tuple(function.params)
         if len(args) != len(params) or function.result not in _SQL_TYPES or not set(params) <= set(_SQL_TYPES):
@@ -431,8 +449,15 @@ class Compiler:
         return self._json_present(a)
 
     # -- JSON access ----------------------------------------------------------------------
+    @staticmethod
+    def _json_of(term: Term) -> tuple[Any, tuple[str, ...]]:
+        """The (JSON column, path) of an event property term."""
+        if term.json is None:
+            raise Unsupported(f"a {term.kind} value used as an event property")
+        return term.json
+
     def _json_type(self, term: Term) -> Any:
-        column, path = term.json
+        column, path = self._json_of(term)
         if self.pg:
             return func.jsonb_typeof(column[path] if len(path) > 1 else column[path[0]])
         return func.json_type(column, "$." + ".".join(path))
@@ -473,7 +498,7 @@ class Compiler:
         raise Unsupported("event property compared with this value")
 
     def _list_contains(self, term: Term, part: str) -> ColumnElement[Any]:
-        column, path = term.json
+        column, path = self._json_of(term)
         kind = self._json_type(term)
         if self.pg:
             elem = column[path[0]]

@@ -35,9 +35,11 @@ class Supervisor:
     _signal: int | None = None
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        kwargs = {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
+        preexec_fn = _die_with_parent if sys.platform.startswith("linux") else None
         # own session: a Ctrl-C in the terminal reaches only us, and we stop the children in order
-        proc = subprocess.Popen(args, env=dict(self.env), stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+        proc = subprocess.Popen(
+            args, env=dict(self.env), stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec_fn
+        )
         self.procs[name] = proc
         return proc
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from email.message import Message
+from email.message import EmailMessage, Message
 from email.parser import HeaderParser
+from email.utils import collapse_rfc2231_value
 from typing import Any
 
 from server.sdk import JsonInputError, parse_json
@@ -47,12 +48,16 @@ def parse(body: bytes, content_type: str) -> list[Report]:
     if content_type.split(";")[0].strip().lower() == "application/json":
         return _from_json(body)
     msg = message_from_bytes(body, policy=policy.default)
-    if msg.get_content_type() == "message/rfc822" and isinstance(msg.get_payload(), list):
-        msg = msg.get_payload()[0]  # a report forwarded as an attachment-like wrapper
+    if msg.get_content_type() == "message/rfc822":
+        inner = _attached(msg)
+        if inner is not None:
+            msg = inner  # a report forwarded as an attachment-like wrapper
     if msg.get_content_type() != "multipart/report":
         raise ReportError(f"expected JSON or a multipart/report message (RFC 3464 / RFC 5965), "
                           f"got {msg.get_content_type()}")
-    report_type = (msg.get_param("report-type") or "").lower()
+    param = msg.get_param("report-type")
+    # typed str or (charset, language, value), the compat32 form of an RFC 2231 value: the text either way
+    report_type = collapse_rfc2231_value(param).lower() if param else ""
     if report_type == "delivery-status":
         return _from_dsn(msg)
     if report_type == "feedback-report":
@@ -78,13 +83,20 @@ def _from_json(body: bytes) -> list[Report]:
     return out
 
 
-def _original(msg: Message) -> Message | None:
+def _attached(part: EmailMessage) -> EmailMessage | None:
+    """The message a ``message/rfc822`` part carries (parsed with ``policy.default``, so an EmailMessage)."""
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], EmailMessage):
+        return payload[0]
+    return None
+
+
+def _original(msg: EmailMessage) -> Message | None:
     """The returned original message or its headers, when the report includes them."""
     for part in msg.walk():
         kind = part.get_content_type()
         if kind == "message/rfc822":
-            payload = part.get_payload()
-            return payload[0] if isinstance(payload, list) else None
+            return _attached(part)
         if kind == "text/rfc822-headers":
             return HeaderParser(policy=policy.default).parsestr(part.get_content())
     return None
@@ -93,11 +105,11 @@ def _original(msg: Message) -> Message | None:
 def _fields(part: Message) -> list[Message]:
     payload = part.get_payload()
     if isinstance(payload, list):
-        return payload
+        return [block for block in payload if isinstance(block, Message)]
     return [HeaderParser(policy=policy.default).parsestr(block) for block in str(payload).split("\n\n") if block]
 
 
-def _from_dsn(msg: Message) -> list[Report]:
+def _from_dsn(msg: EmailMessage) -> list[Report]:
     original = _original(msg)
     message_id = _msgid(original["Message-ID"]) if original is not None else None
     out = []
@@ -119,7 +131,7 @@ def _from_dsn(msg: Message) -> list[Report]:
     return out
 
 
-def _from_arf(msg: Message) -> list[Report]:
+def _from_arf(msg: EmailMessage) -> list[Report]:
     original = _original(msg)
     for part in msg.walk():
         if part.get_content_type() != "message/feedback-report":

@@ -5,11 +5,17 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Iterable, Mapping
+from typing import Iterable, Protocol
 
 PREFIX = "whsec_"
 #: how far a webhook-timestamp may be from now, either way (the spec's recommendation)
 TOLERANCE = 5 * 60
+
+
+class Headers(Protocol):
+    """What :func:`verify` reads of request headers: a dict, or Flask's case-insensitive ``request.headers``."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 class InvalidSignature(Exception):
@@ -45,7 +51,7 @@ def sign(msg_id: str, timestamp: int, body: bytes, secrets: Iterable[str]) -> di
             "webhook-signature": " ".join(signature(s, msg_id, timestamp, body) for s in secrets)}
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> str:
+def verify(secret: str, headers: Headers, body: bytes, now: float) -> str:
     """Check a signed request.
 
     :param headers: the request headers (any mapping with case-insensitive ``get``, e.g. Flask's).

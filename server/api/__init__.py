@@ -3,7 +3,8 @@
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+PREFIX = "/api/v1"
+bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
 from . import apikeys, audit, contacts, events, fields, forms, messages, rules, segments, tasks, templates  # noqa: E402,F401  (register routes)
 from ..problems import problem  # noqa: E402
@@ -19,7 +20,7 @@ def openapi():
 @bp.app_errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     """Under /api/ every error is problem+json, also for paths and methods no view matched."""
-    if not request.path.startswith(bp.url_prefix + "/") and request.path != bp.url_prefix:
+    if not request.path.startswith(PREFIX + "/") and request.path != PREFIX:
         return exc
     detail = {404: "no such endpoint; see /api/v1/openapi.json",
               405: f"{request.method} is not allowed here; see /api/v1/openapi.json"}.get(exc.code or 500, exc.description)

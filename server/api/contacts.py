@@ -51,7 +51,7 @@ CONSENT = schema("Consent", {"type": "object", "properties": {
 CONSENT_INPUT = schema("ConsentInput", {
     "type": "object", "additionalProperties": False, "required": ["channel", "granted"],
     "properties": {"channel": text(64, min_length=1, pattern=r"^[a-z][a-z0-9_]*$",
-                                   **{"x-pattern-hint": "be a channel name such as email or sms"}),
+                                   pattern_hint="be a channel name such as email or sms"),
                    "granted": {"type": "boolean"},
                    "source": text(128, min_length=1, description="where the consent was given; default api"),
                    "wording": text(20000, nullable=True, description="the text the contact agreed to")}})

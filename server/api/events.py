@@ -30,7 +30,7 @@ EVENT_INPUT = schema("EventInput", {
     "properties": {
         "contact": CONTACT_INPUT,
         "event": text(128, pattern=EVENT_NAME.pattern,
-                      **{"x-pattern-hint": "be a dotted lowercase name such as form.submitted"}),
+                      pattern_hint="be a dotted lowercase name such as form.submitted"),
         "props": {"type": "object", "description": "any JSON object"},
         "occurred_at": {**TIMESTAMP, "description": "when it happened (default: now); needs a time zone"},
     },

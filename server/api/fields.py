@@ -17,7 +17,7 @@ from .spec import ID, TIMESTAMP, NotFound, endpoint, schema
 TYPES = [t.value for t in FieldType]
 FIELD_INPUT = schema("FieldInput", {"type": "object", "additionalProperties": False, "required": ["name", "type"],
                                     "properties": {"name": text(64, min_length=1, pattern=FIELD_NAME.pattern,
-                                                                **{"x-pattern-hint": "be lowercase letters, digits and _"}),
+                                                                pattern_hint="be lowercase letters, digits and _"),
                                                    "type": {"type": "string", "enum": TYPES},
                                                    "label": text(255)}})
 FIELD = schema("FieldDefinition", {"type": "object", "properties": {

@@ -16,16 +16,16 @@ from .common import remove, save, text
 from .spec import ID, TIMESTAMP, NotFound, Refused, endpoint, schema
 
 SLUG = text(64, min_length=1, pattern=r"^(?!confirm$)[a-z0-9][a-z0-9-]*$",
-            **{"x-pattern-hint": "be lowercase letters, digits and - (not 'confirm')"})
+            pattern_hint="be lowercase letters, digits and - (not 'confirm')")
 FORM_FIELDS = {
     "name": text(255),
-    "channel": text(64, min_length=1, pattern=r"^[a-z][a-z0-9_]*$", **{"x-pattern-hint": "be a channel name"}),
+    "channel": text(64, min_length=1, pattern=r"^[a-z][a-z0-9_]*$", pattern_hint="be a channel name"),
     "wording": text(20000, description="the consent text next to the checkbox; stored with each consent"),
     "double_opt_in": {"type": "boolean"},
     "fields": {"type": "array", "maxItems": 20, "items": text(64, min_length=1),
                "description": "contact attributes besides email: first_name, last_name, phone, or custom fields"},
     "tags": {"type": "array", "maxItems": 20, "items": text(128, min_length=1)},
-    "redirect_url": text(2048, nullable=True, pattern=r"^https?://", **{"x-pattern-hint": "be an http(s) URL"}),
+    "redirect_url": text(2048, nullable=True, pattern=r"^https?://", pattern_hint="be an http(s) URL"),
     "confirm_template": text(255, min_length=1),
 }
 FORM_INPUT = schema("FormInput", {"type": "object", "additionalProperties": False, "required": ["slug"],

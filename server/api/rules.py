@@ -127,7 +127,8 @@ def _set_state(rule_id: int, verb: str):
         raise Refused(409, "Rule is a draft", str(exc)) from None
     audit(session, actor(), f"rule.{verb}d", "rule", rule.id)
     session.commit()
-    version = session.get(RuleVersion, rule.active_version_id).number if rule.active_version_id else 0
+    active = session.get(RuleVersion, rule.active_version_id) if rule.active_version_id else None
+    version = active.number if active is not None else 0
     return jsonify(_rule_dict(rule, version, store.in_flight(session, rule.id), None))
 
 
@@ -151,5 +152,5 @@ def contact_journeys(contact_id: int):
     names = dict(session.execute(select(Rule.id, Rule.name)).all())
     rows = session.scalars(select(JourneyLog).where(JourneyLog.contact_id == contact.id)
                            .order_by(JourneyLog.at, JourneyLog.id).limit(1000))
-    return jsonify({"items": [{"at": iso_ts(r.at), "rule": names.get(r.rule_id), "action": r.action,
+    return jsonify({"items": [{"at": iso_ts(r.at), "rule": names.get(r.rule_id) if r.rule_id is not None else None, "action": r.action,
                                "text": describe(r.action, r.data or {}), "data": r.data or {}} for r in rows]})

@@ -22,8 +22,8 @@ CONDITION = text(20000, min_length=1, description='a condition as in rules, e.g.
 SEGMENT_INPUT = schema("SegmentInput", {"type": "object", "additionalProperties": False,
                                         "required": ["name", "condition"],
                                         "properties": {"name": text(128, min_length=1, pattern=NAME.pattern,
-                                                                    **{"x-pattern-hint": "be letters, digits, "
-                                                                       "spaces, _ . - (at most 128)"}),
+                                                                    pattern_hint="be letters, digits, "
+                                                                                 "spaces, _ . - (at most 128)"),
                                                        "condition": CONDITION, "description": text(2000)}})
 SEGMENT_UPDATE = schema("SegmentUpdate", {"type": "object", "additionalProperties": False,
                                           "properties": {"condition": CONDITION, "description": text(2000)}})

@@ -18,7 +18,7 @@ from .pagination import filtered_page, sort_param
 from .spec import CURSOR, ID, LIMIT, TIMESTAMP, Refused, endpoint, get_or_404, page_of, query_param, schema
 
 NAME = text(255, min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-            **{"x-pattern-hint": "be letters, digits, _ . and - (e.g. welcome_1)"})
+            pattern_hint="be letters, digits, _ . and - (e.g. welcome_1)")
 PARTS = {"type": "object", "minProperties": 1, "maxProperties": 10,
          "additionalProperties": text(200_000), "description": "part name (subject, html, txt …) → Jinja source"}
 TEMPLATE_INPUT = schema("TemplateInput", {"type": "object", "additionalProperties": False,

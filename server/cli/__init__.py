@@ -324,7 +324,8 @@ def admin_password(email: str, ask: bool, from_stdin: bool, role: str | None) ->
         raise click.UsageError("use either --prompt or --password-stdin, not both")
     chosen = None
     if from_stdin:
-        chosen = click.get_text_stream("stdin").readline().removesuffix("\n").removesuffix("\r")
+        # sys.stdin, not click.get_text_stream: Click 8.5 deprecates that (a DeprecationWarning on every use)
+        chosen = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     elif ask:
         chosen = click.prompt("New password", default="", show_default=False, hide_input=True,
                               confirmation_prompt="Repeat it")

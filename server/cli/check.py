@@ -97,7 +97,8 @@ def instance_names() -> Iterator[tuple[Names, bool, Any]]:
     except NoInstance:
         app = None
     except (ConfigError, DatabaseUnavailable, PluginError) as exc:
-        app = _unusable(exc)
+        _unusable(exc)
+        app = None
     if app is not None:
         try:
             with app.app_context():  # an instance not migrated yet lacks tables: say so, do not trace back
@@ -105,7 +106,8 @@ def instance_names() -> Iterator[tuple[Names, bool, Any]]:
         except SQLAlchemyError as exc:
             app.extensions["nudge.queue"].close()
             app.extensions["nudge.db"].dispose()
-            app = _unusable(f"{str(getattr(exc, 'orig', None) or exc).splitlines()[0]}; run `nudge db upgrade`")
+            _unusable(f"{str(getattr(exc, 'orig', None) or exc).splitlines()[0]}; run `nudge db upgrade`")
+            app = None
     if app is None:
         plugins = _plugins()
         yield (lambda templates: with_templates(plugin_vocabulary(plugins), templates)), False, plugins

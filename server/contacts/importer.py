@@ -211,8 +211,8 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
     now = utcnow()
     for line, row in rows:
         row_tags = list(dict.fromkeys(row.pop("tags", []) + extra_tags))
-        a = by_external.get(row.get("external_id"))
-        b = by_email.get(row.get("email"))
+        a = by_external.get(row.get("external_id") or "")  # "" is no contact's: unset keys are left out
+        b = by_email.get(row.get("email") or "")
         if a is not None and b is not None and a.id != b.id:
             report.errors.append(RowError(line, by_field.get("email", ""), f"email belongs to contact {b.id} but "
                                           f"external_id to contact {a.id}; merge them first (nudge contacts merge)"))
@@ -243,7 +243,10 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
         ids: dict[tuple[str, str], int] = {}
         for cid, email, external_id in session.execute(select(Contact.id, Contact.email, Contact.external_id).where(
                 or_(Contact.email.in_(new_emails), Contact.external_id.in_(new_external)))):
-            ids[("email", email)] = ids[("external_id", external_id)] = cid
+            if email:
+                ids[("email", email)] = cid
+            if external_id:
+                ids[("external_id", external_id)] = cid
         tag_rows = []
         for row, tags in zip(new, new_tags):
             cid = ids[("email", row["email"])] if row["email"] else ids[("external_id", row["external_id"])]

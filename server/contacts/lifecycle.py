@@ -16,6 +16,7 @@ from sqlalchemy import (Column, ColumnElement, PrimaryKeyConstraint, Table, Text
 from sqlalchemy.orm import Session
 
 from ..consent import address_hash, suppress, suppression_reason
+from ..db import affected_rows
 from ..models import (AuditEntry, Base, Consent, Contact, ContactTag, Event, Message, MessageStatusChange, Note,
                       Suppression, SuppressionReason, Task, utcnow)
 from .normalize import iso
@@ -176,13 +177,12 @@ def erase_contact(session: Session, contact: Contact, *, secret: str, actor: str
     message_ids = select(Message.id).where(Message.contact_id == contact_id)
     session.execute(update(MessageStatusChange).where(MessageStatusChange.message_id.in_(message_ids))
                     .values(detail=None))
-    counts["messages"] = session.execute(
-        update(Message).where(Message.contact_id == contact_id).values(contact_id=None, data={}, error=None)
-    ).rowcount
+    counts["messages"] = affected_rows(session.execute(
+        update(Message).where(Message.contact_id == contact_id).values(contact_id=None, data={}, error=None)))
     for table, column in reversed(list(_contact_references())):
         if table.name == Message.__tablename__:
             continue
-        counts[table.name] = session.execute(delete(table).where(column == contact_id)).rowcount
+        counts[table.name] = affected_rows(session.execute(delete(table).where(column == contact_id)))
     session.execute(update(AuditEntry).where(AuditEntry.target_type == "contact",
                                              AuditEntry.target_id == str(contact_id)).values(detail={}))
     session.expunge(contact)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..db import get_session
 from ..models import Role, User
@@ -119,7 +120,7 @@ def actor() -> str:
     return f"user:{user.id}" if user is not None else "admin"
 
 
-def enforce(access: Access) -> Response | None:
+def enforce(access: Access) -> BaseResponse | None:
     """None when this request may go on; else the answer for a signed-out person.
 
     :raises werkzeug.exceptions.Forbidden: when the signed-in person's role is too low.
@@ -138,7 +139,7 @@ def enforce(access: Access) -> Response | None:
     return None
 
 
-def _sign_in_first() -> Response:
+def _sign_in_first() -> BaseResponse:
     target = url_for("admin.login", next=_return_path())
     if request.headers.get("HX-Request") == "true":
         response = Response("Your session has ended; sign in again.", 401, mimetype="text/plain")
@@ -159,7 +160,7 @@ def _return_path() -> str:
     return request.full_path.rstrip("?") if request.query_string else request.path
 
 
-def guard_request() -> Response | None:
+def guard_request() -> BaseResponse | None:
     """``before_request`` for admin blueprints: refuse a view without a declaration, enforce the rest."""
     if g.get("nudge_guarded"):
         return None  # already checked for this request (the app-wide net and the blueprint's guard)
@@ -193,7 +194,7 @@ def init_app(app: Flask) -> None:
     """Fail closed for every admin path, whichever blueprint serves it; give templates the signed-in user."""
 
     @app.before_request
-    def _admin_paths_declare_a_role() -> Response | None:
+    def _admin_paths_declare_a_role() -> BaseResponse | None:
         if request.url_rule is None:
             return None
         if request.url_rule.rule.startswith(ADMIN_PREFIX) or declared(app.view_functions.get(request.endpoint or "")):

@@ -8,7 +8,7 @@ carries its error there the same way, so nothing fails silently.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, flash, g, get_flashed_messages, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -38,7 +38,9 @@ def _add_trigger(response: Response, messages: list[tuple[str, str]]) -> None:
                                                                                for name in raw.split(",") if name}
     except ValueError:
         events = {}
-    earlier = events.get(EVENT) if isinstance(events.get(EVENT), dict) else {}
+    earlier = events.get(EVENT)
+    if not isinstance(earlier, dict):
+        earlier = {}
     events[EVENT] = {"messages": [*earlier.get("messages", []), *({"category": c, "text": t} for c, t in messages)]}
     # ASCII JSON: a header value is latin-1 on the wire; \\u escapes carry any text
     response.headers["HX-Trigger"] = json.dumps(events, ensure_ascii=True)
@@ -71,9 +73,10 @@ def init_app(app: Flask) -> None:
         if response.headers.get("HX-Redirect") or response.headers.get("HX-Refresh") or \
                 300 <= response.status_code < 400:
             return response  # the next full page shows them
-        messages = get_flashed_messages(with_categories=True)
+        # with_categories=True always gives (category, text) pairs; Flask's return type covers both forms
+        messages = cast("list[tuple[str, str]]", get_flashed_messages(with_categories=True))
         if messages:
-            _add_trigger(response, list(messages))
+            _add_trigger(response, messages)
         return response
 
 

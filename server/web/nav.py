@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request, url_for
+from flask.sansio.app import App
 
 from ..models import Role
 from .access import current_role, declared
@@ -43,7 +44,7 @@ class NavLink:
     current: bool
 
 
-def _registry(app: Flask) -> list[NavItem]:
+def _registry(app: App) -> list[NavItem]:
     return app.extensions.setdefault(_KEY, [])
 
 
@@ -56,7 +57,7 @@ def add(target: Blueprint | Flask, label: str, endpoint: str, *, order: int = 10
         _register(target, item)
 
 
-def _register(app: Flask, item: NavItem) -> None:
+def _register(app: App, item: NavItem) -> None:
     items = _registry(app)
     if any(existing.endpoint == item.endpoint for existing in items):
         raise ValueError(f"navigation: {item.endpoint} is registered twice")
@@ -96,7 +97,7 @@ def links_for(role: Role | None) -> list[NavLink]:
     return out
 
 
-def area_url(endpoint: str, **values: object) -> str | None:
+def area_url(endpoint: str, **values: Any) -> str | None:
     """The URL of *endpoint* when an installed area serves it and the signed-in person may open it; else None.
 
     For links into other areas that may not be installed (the dashboard's links to Messages).

@@ -20,13 +20,13 @@ import secrets
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Callable, cast
 
 import redis
 from flask import Flask, current_app, session
 from sqlalchemy import delete, select
 
-from ..db import get_session
+from ..db import affected_rows, get_session
 from ..models import AdminSession, User
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,10 @@ class SignInGuard:
             from ..queue import get_queue
 
             conn = get_queue().redis
-            wait = conn.eval(_ATTEMPT, len(keys), *(k for k, _ in keys), repr(now), FORGET_AFTER,
-                             *(free for _, free in keys), MAX_WAIT)
-            return float(wait)
+            # redis-py types each command for its async client too; this synchronous client returns the reply
+            reply = cast("bytes | str", conn.eval(_ATTEMPT, len(keys), *(k for k, _ in keys), repr(now), FORGET_AFTER,
+                                                  *(free for _, free in keys), MAX_WAIT))
+            return float(reply)
         except redis.RedisError as exc:
             log.warning("sign-in limits counted in this process only: Redis unreachable (%s)", type(exc).__name__)
         with self._lock:
@@ -203,9 +204,8 @@ def end_other_sessions(user_id: int) -> int:
     """Sign *user_id* out of every browser but this one (after they changed their own password); return how many."""
     token = session.get("sid")
     keep = _digest(token) if isinstance(token, str) else ""
-    result = get_session().execute(delete(AdminSession).where(AdminSession.user_id == user_id,
-                                                              AdminSession.token_hash != keep))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return affected_rows(get_session().execute(delete(AdminSession).where(AdminSession.user_id == user_id,
+                                                                          AdminSession.token_hash != keep)))
 
 
 __all__ = ["SignInGuard", "end_other_sessions", "end_session", "live_since", "guard", "signed_in_user", "start_session"]

@@ -87,8 +87,9 @@ def _settings(config) -> dict[str, str]:
 
 def test_password_from_stdin_signs_in_through_the_admin_login(app, client, config, tmp_path):
     chosen = "correct horse battery staple"
+    # deprecation warnings as errors: reading stdin must not go through an API Click deprecates
     result = nudge("admin", "password", "Owner@Example.com", "--password-stdin", cwd=tmp_path,
-                   env=_settings(config), input=chosen + "\n")
+                   env={**_settings(config), "PYTHONWARNINGS": "error::DeprecationWarning"}, input=chosen + "\n")
     assert result.returncode == 0, result.stderr
     assert chosen not in result.stdout + result.stderr  # never echoed
     assert result.stderr.strip() == "Password set for owner@example.com."

@@ -13,7 +13,7 @@ from flask import Blueprint
 from ...models import Role
 from ..access import protect, requires
 
-bp = protect(Blueprint("admin", __name__, url_prefix="/admin"))
+bp: Blueprint = protect(Blueprint("admin", __name__, url_prefix="/admin"))
 
 #: for admin pages outside ``/admin`` (plugins' pages): sign-in and roles exactly as :func:`requires` checks
 #: them; the page may be read by any role, changed by editors and admins

@@ -126,7 +126,8 @@ def index():
 
 
 def _back(filters: dict[str, str]) -> Any:
-    return redirect(url_for("messages.index", **{k: v for k, v in filters.items() if v}))
+    values: dict[str, Any] = {k: v for k, v in filters.items() if v}
+    return redirect(url_for("messages.index", **values))
 
 
 def _ids(values: list[str], what: str) -> list[int]:

@@ -76,7 +76,8 @@ def build(session: Session, contact: Contact, authors: dict[str, str]) -> Timeli
     messages = latest(select(Message).where(Message.contact_id == cid).order_by(Message.id.desc()), "messages")
     history = histories(session, [m.id for m in messages])
     for m in messages:
-        rule = rules.get((m.data or {}).get("rule"))
+        rule_id = (m.data or {}).get("rule")
+        rule = rules.get(rule_id) if isinstance(rule_id, int) else None
         lines = [f"attempts: {m.attempts}"] + ([f"rule: {rule}"] if rule else []) + \
                 ([f"error: {m.error}"] if m.error else []) + ([f"sent at {m.sent_at:%Y-%m-%d %H:%M:%S} UTC"]
                                                               if m.sent_at else [])

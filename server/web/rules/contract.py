@@ -82,10 +82,10 @@ def fix(rule: Rule | None):
     """Apply one fix of a diagnostic (its span and text, as listed) to the posted text; the editor, checked again."""
     text = form_source()
     try:
-        span = [int(request.form.get(name, "")) for name in ("line", "col", "end_line", "end_col")]
+        line, col, end_line, end_col = (int(request.form.get(name, "")) for name in ("line", "col", "end_line", "end_col"))
     except ValueError:
         abort(422, description="A fix needs its line, col, end_line and end_col as numbers; check the rule again.")
-    fixed = apply_fix(text, *span, request.form.get("insert", ""))
+    fixed = apply_fix(text, line, col, end_line, end_col, request.form.get("insert", ""))
     if fixed is None:
         abort(422, description="That fix no longer fits the text (it changed since it was checked); "
                                "check the rule again.")

@@ -73,12 +73,13 @@ def _page(rule: Rule | None, text: str, diagnostics: list[dict[str, Any]] | None
     shown = shown or (versions[0] if versions else None)
     session = get_session()
     plan = shown.plan if shown is not None else None
+    role = current_role()
     made_up = made_up or MadeUp({"email": "ana@example.com", "first_name": "Ana"}, [],
                                 current_app.config.get("DEFAULT_TIMEZONE") or "UTC", {})
     return render_template(
         "admin/rules/editor.html", rule=rule, versions=versions, active=active, shown=shown,
         area=area(rule, text, diagnostics), git=applied_from(rule), editor_bundle=editor_bundle(),
-        can_edit=bool(current_role() and current_role().allows(Role.EDITOR)),
+        can_edit=role is not None and role.allows(Role.EDITOR),
         cases=cases_of(session, rule.id) if rule is not None else [], made_up=made_up,
         channels=sorted(plugins().channels), timeline=timeline or sample_timeline(plan, utcnow()),
     ), status
