@@ -14,8 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import ast as A
-
-Tree = Any
+from .plan import Tree
 
 
 class CompileError(ValueError):
