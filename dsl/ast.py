@@ -486,7 +486,7 @@ class QuietHours(Node):
 
 
 HeaderItem = Union[EntryPolicy, Goal, QuietHours]
-_Header = TypeVar("_Header", EntryPolicy, Goal, QuietHours)
+_Header = TypeVar("_Header", bound=Node)
 
 
 @dataclass(frozen=True)
