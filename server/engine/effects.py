@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 from sqlalchemy import delete
 
+from dsl.plan import RulePlan, SendOp
+
 from ..models import Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Task, TaskStatus
 from ..sdk import redact
 from . import timers
@@ -77,9 +79,10 @@ def park(ctx: EngineContext, enr: Enrolment, due: int, why: str) -> None:
     ctx.log(enr.contact_id, enr.rule_id, "wait", enr.id, until=due, why=why)
 
 
-def source_text(op: dict[str, Any]) -> str | None:
+def source_text(op: Mapping[str, object]) -> str | None:
     """A condition or date as written in the rule (plans compiled before the rename call it ``text``)."""
-    return op.get("source", op.get("text"))
+    text = op.get("source", op.get("text"))
+    return text if isinstance(text, str) else None
 
 
 def duration_text(seconds: int) -> str:
@@ -95,12 +98,12 @@ def send_data(rule_id: int, rule_name: Any, step: Any) -> dict[str, Any]:
     return {"rule": rule_id, "rule_name": rule_name, "marketing": True, "step": step}
 
 
-def write_outbox(ctx: EngineContext, enr: Enrolment, op: dict[str, Any], plan: dict[str, Any]) -> None:
+def write_outbox(ctx: EngineContext, enr: Enrolment, op: SendOp, plan: RulePlan) -> None:
     # unique key: a step's outbox row is written in the same transaction that moves the program counter
     # past it, so re-running a step is impossible short of a crash rollback, and the constraint backs that up
-    step = op.get("id", enr.pc)
-    data = {"enrolment": enr.id, **send_data(enr.rule_id, plan.get("name"), op.get("id"))}
-    if plan.get("quiet_hours"):
+    step = op["id"]
+    data = {"enrolment": enr.id, **send_data(enr.rule_id, plan["name"], step)}
+    if plan["quiet_hours"]:
         data["quiet_hours"] = plan["quiet_hours"]  # the outbox keeps to the rule's window too (a retry)
     msg = Message(key=message_key(ENROLMENT, enr.id, step), contact_id=enr.contact_id, channel=op["channel"],
                   template=op["name"], status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now),
