@@ -37,7 +37,7 @@ class EngineContext:
         if self._index is None:
             from .matcher import rule_index
 
-            self._index = rule_index(self.session, str(self.session.get_bind().url))
+            self._index = rule_index(self.session, str(self.session.get_bind().engine.url))
         return self._index
 
     def listens_to(self, event_name: str) -> bool:

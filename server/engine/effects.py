@@ -20,6 +20,7 @@ from .context import EngineContext
 from .keys import ENROLMENT, message_key
 from .scope import Scope
 from .staff import notify_team
+from .rows import changed
 from .timeutil import to_dt
 
 log = logging.getLogger(__name__)
@@ -133,10 +134,12 @@ def raise_event(ctx: EngineContext, contact_id: int, name: str, props: dict[str,
 
 def _tag_insert(dialect: str) -> Any:
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(ContactTag.__table__).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(ContactTag.__table__).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(ContactTag.__table__).on_conflict_do_nothing()
 
 
 _TAG_INSERTS: dict[str, Any] = {}
@@ -148,7 +151,7 @@ def _insert_ignoring_duplicates(ctx: EngineContext, values: dict[str, Any]) -> b
     stmt = _TAG_INSERTS.get(dialect)
     if stmt is None:
         stmt = _TAG_INSERTS[dialect] = _tag_insert(dialect)
-    return bool(ctx.session.connection().execute(stmt, values).rowcount)
+    return bool(changed(ctx.session.connection().execute(stmt, values)))
 
 
 def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
@@ -159,8 +162,8 @@ def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
 
 
 def remove_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
-    removed = ctx.session.execute(
-        delete(ContactTag).where(ContactTag.contact_id == contact.id, ContactTag.tag == tag)).rowcount
+    removed = changed(ctx.session.execute(
+        delete(ContactTag).where(ContactTag.contact_id == contact.id, ContactTag.tag == tag)))
     if not removed:
         return False
     raise_event(ctx, contact.id, "tag.removed", {"tag": tag})
@@ -177,7 +180,7 @@ def change_score(ctx: EngineContext, contact: Contact, new: int | float) -> None
     old = contact.score or 0
     if new == old:
         return
-    contact.score = new
+    contact.score = new  # type: ignore[assignment]  # a fractional `score` step is stored as written (SQLite keeps it)
     touch(ctx, contact)
     raise_event(ctx, contact.id, "score.changed", {"old": old, "new": new})
 

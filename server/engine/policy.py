@@ -84,7 +84,7 @@ def blocker(session: Session, config: Mapping[str, Any], channels: Mapping[str, 
             Message.contact_id == contact_id, Message.status == MessageStatus.SENT.value,
             Message.channel.in_(capped), Message.sent_at >= to_dt(now - span),
             ~Message.key.startswith(key_prefix(TEAM))))  # mail to the staff about the contact is not theirs
-        if recent >= limit:
+        if (recent or 0) >= limit:
             return "frequency_cap"
     return None
 
