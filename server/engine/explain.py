@@ -98,7 +98,7 @@ def journey_trace(session: Session, contact: Contact, rule_id: int | None = None
     """
     from .missed import not_enrolled
 
-    rules: dict[int | None, str] = dict(session.execute(select(Rule.id, Rule.name)).tuples().all())
+    rules: dict[int | None, str] = dict(session.execute(select(Rule.id, Rule.name)).all())
     query = select(JourneyLog).where(JourneyLog.contact_id == contact.id)
     if rule_id is not None:
         query = query.where(JourneyLog.rule_id == rule_id)

@@ -196,7 +196,7 @@ class Simulation:
     # -- output ---------------------------------------------------------------------------------
     def effects(self) -> Iterator[dict[str, Any]]:
         self.ctx.commit()
-        rules: dict[int | None, str] = dict(self.session.execute(select(Rule.id, Rule.name)).tuples().all())
+        rules: dict[int | None, str] = dict(self.session.execute(select(Rule.id, Rule.name)).all())
         keys = {cid: key for key, cid in self.contacts.items()}
         for row in self.session.scalars(select(JourneyLog).order_by(JourneyLog.at, JourneyLog.id)):
             if not self.trace and row.action not in EFFECTS:
