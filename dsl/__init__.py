@@ -7,12 +7,13 @@ checker a :class:`Vocabulary`; the compiler's plan is described in docs/plan.md.
 from .ast import Program, Rule, Span
 from .build import BuildResult, ConditionResult, build, parse_condition
 from .checker import check, check_condition, listened_events
-from .compiler import PLAN_VERSION, compile_program
+from .compiler import compile_program
 from .diagnostics import ERROR, WARNING, Diagnostic
 from . import evaluate  # the module: evaluate.evaluate(tree, context) gives a value
 from .evaluate import EvalContext, holds, truth
 from .formatter import FormatError, fmt, format_program
 from .parser import ParseResult, parse, parse_bytes
+from .plan import PLAN_VERSION, PlanVersionError, ProgramPlan, RulePlan, plan_problems, require_version
 from .vocabulary import (
     BUILTIN_CONTACT_FIELDS, BUILTIN_EVENTS, RESERVED_FUNCTION_NAMES, SQL_TYPES, VALUE_TYPES, Function, Signature,
     Vocabulary,
@@ -20,8 +21,9 @@ from .vocabulary import (
 
 __all__ = [
     "BUILTIN_CONTACT_FIELDS", "BUILTIN_EVENTS", "BuildResult", "ConditionResult", "Diagnostic", "ERROR",
-    "EvalContext", "FormatError", "Function", "PLAN_VERSION", "ParseResult", "Program",
-    "RESERVED_FUNCTION_NAMES", "Rule", "SQL_TYPES", "Signature", "Span", "VALUE_TYPES", "Vocabulary",
+    "EvalContext", "FormatError", "Function", "PLAN_VERSION", "ParseResult", "PlanVersionError", "Program", "ProgramPlan",
+    "RESERVED_FUNCTION_NAMES", "Rule", "RulePlan", "SQL_TYPES", "Signature", "Span", "VALUE_TYPES", "Vocabulary",
     "WARNING", "build", "check", "check_condition", "compile_program", "evaluate", "fmt",
-    "format_program", "holds", "listened_events", "parse", "parse_bytes", "parse_condition", "truth",
+    "format_program", "holds", "listened_events", "parse", "parse_bytes", "parse_condition", "plan_problems",
+    "require_version", "truth",
 ]

@@ -8,7 +8,7 @@ thing, wherever it was written: ``parse(fmt(x)).program == parse(x).program``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Iterator, NamedTuple, Union
+from typing import Iterator, NamedTuple, TypeVar, Union
 
 
 class Span(NamedTuple):
@@ -486,6 +486,7 @@ class QuietHours(Node):
 
 
 HeaderItem = Union[EntryPolicy, Goal, QuietHours]
+_Header = TypeVar("_Header", bound=Node)
 
 
 @dataclass(frozen=True)
@@ -504,7 +505,7 @@ class Rule(Node):
             return self.name.value
         return f"{filename}:{self.span.line}"
 
-    def header_items(self, kind: type) -> list:
+    def header_items(self, kind: type[_Header]) -> list[_Header]:
         return [item for item in self.header if isinstance(item, kind)]
 
     @property

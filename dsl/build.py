@@ -11,6 +11,7 @@ from .compiler import compile_program
 from .condition_tree import CompileError, tree
 from .diagnostics import ERROR, Diagnostic, at, has_errors
 from .parser import parse, parse_expression
+from .plan import ProgramPlan
 from .vocabulary import Vocabulary
 
 
@@ -19,7 +20,7 @@ class BuildResult:
     """A program and its plan (both None when there is an error) and every diagnostic."""
 
     program: A.Program | None
-    plan: dict[str, Any] | None
+    plan: ProgramPlan | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property

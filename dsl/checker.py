@@ -7,6 +7,7 @@ warnings, sorted by position. It never raises for a program the parser built.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Iterable
 
 from . import ast as A
 from .diagnostics import Diagnostic, did_you_mean, sort_key, suggest
@@ -177,7 +178,7 @@ class _Checker:
             self.report.error(quiet, "quiet hours must start and end at different times",
                               "e.g. `quiet hours 21:00-08:00`")
 
-    def check_trigger(self, trigger) -> Scope:
+    def check_trigger(self, trigger: A.Trigger) -> Scope:
         """Check the trigger; return what `event.…` means in the rule's condition."""
         if isinstance(trigger, A.EventTrigger):
             self.check_event(trigger.event)
@@ -211,7 +212,7 @@ class _Checker:
 
     # ---- steps ---------------------------------------------------------------
 
-    def check_block(self, steps, scope: Scope) -> bool:
+    def check_block(self, steps: Iterable[A.Step], scope: Scope) -> bool:
         """Check a block; return True when it always ends the journey (``stop``)."""
         stopped = reported = False
         for step in steps:
@@ -222,16 +223,16 @@ class _Checker:
             stopped = self.check_step(step, scope) or stopped
         return stopped
 
-    def check_step(self, step, scope: Scope) -> bool:
+    def check_step(self, step: A.Step, scope: Scope) -> bool:
         method = getattr(self, "step_" + type(step).__name__, None)
         if method is None:
             return False
         return bool(method(step, scope))
 
-    def step_StopStep(self, step, scope):  # noqa: N802 - named after the node class
+    def step_StopStep(self, step: A.StopStep, scope: Scope) -> bool:  # noqa: N802 - named after the node class
         return True
 
-    def step_Send(self, step: A.Send, scope):  # noqa: N802
+    def step_Send(self, step: A.Send, scope: Scope) -> bool:  # noqa: N802
         channels = self.vocabulary.channels
         channel, name = step.channel.text, step.template.text
         if channel not in channels:
@@ -247,11 +248,12 @@ class _Checker:
                               f"add templates/{channel}/{name}.… or use one of: {known}", best)
         return False
 
-    def step_Wait(self, step: A.Wait, scope):  # noqa: N802
+    def step_Wait(self, step: A.Wait, scope: Scope) -> bool:  # noqa: N802
         if step.duration.seconds <= 0:
             self.report.error(step.duration, "`wait` needs a duration longer than zero")
+        return False
 
-    def step_WaitUntil(self, step: A.WaitUntil, scope):  # noqa: N802
+    def step_WaitUntil(self, step: A.WaitUntil, scope: Scope) -> bool:  # noqa: N802
         kind = self.types.infer(step.expr, scope)
         if step.at is not None and kind == "time":
             self.report.error(step.at, "`at` follows a date: `wait until 09:00` already names the time of day",
@@ -259,8 +261,9 @@ class _Checker:
         elif kind not in ("date", "datetime", "any"):
             self.report.error(step.expr, f"`wait until` needs a date or a time, not {article(kind)}",
                               "e.g. `wait until contact.renewal_date - 7d` or `wait until 09:00`")
+        return False
 
-    def step_WaitFor(self, step: A.WaitFor, scope):  # noqa: N802
+    def step_WaitFor(self, step: A.WaitFor, scope: Scope) -> bool:  # noqa: N802
         self.check_event(step.event)
         if self.vocabulary.is_open(step.event.name):
             self.report.warning(step, *OPENS_WARNING)
@@ -274,7 +277,7 @@ class _Checker:
         timed_out = self.check_block(step.else_steps or (), scope)
         return arrived and timed_out and step.else_steps is not None
 
-    def step_If(self, step: A.If, scope):  # noqa: N802
+    def step_If(self, step: A.If, scope: Scope) -> bool:  # noqa: N802
         results = []
         for branch in step.branches:
             self.types.condition(branch.condition, scope)
@@ -284,7 +287,7 @@ class _Checker:
         results.append(self.check_block(step.else_steps, scope))
         return all(results)
 
-    def step_Split(self, step: A.Split, scope):  # noqa: N802
+    def step_Split(self, step: A.Split, scope: Scope) -> bool:  # noqa: N802
         total = sum(arm.share for arm in step.arms)
         if len(step.arms) < 2:
             self.report.error(step, "a split needs at least two arms", "e.g. `50%: …` and `50%: …`")
@@ -299,28 +302,31 @@ class _Checker:
         results = [self.check_block(arm.steps, scope) for arm in step.arms]
         return bool(results) and all(results)
 
-    def step_TagStep(self, step, scope):  # noqa: N802
+    def step_TagStep(self, step: A.TagStep | A.UntagStep, scope: Scope) -> bool:  # noqa: N802
         if not step.tag.value.strip():
             self.report.error(step.tag, "a tag cannot be empty")
+        return False
 
     step_UntagStep = step_TagStep
 
-    def step_SetField(self, step: A.SetField, scope):  # noqa: N802
+    def step_SetField(self, step: A.SetField, scope: Scope) -> bool:  # noqa: N802
         target = step.target
         value_kind = self.types.infer(step.value, scope)
         if target.root != "contact":
             self.report.error(target, f"`set` changes contact fields, not `{target}`",
                               "write `set contact.FIELD = VALUE`")
-            return
+            return False
         kind = self.types.contact_field(target)
         if target.rest in READ_ONLY_FIELDS:
             self.report.error(target, f"`{target}` is read-only")
         elif value_kind in ("tag", "duration", "time") or not compatible(kind, value_kind):
             self.report.error(step.value, f"`{target}` holds {article(kind)}, not {article(value_kind)}")
+        return False
 
-    def step_ScoreStep(self, step: A.ScoreStep, scope):  # noqa: N802
+    def step_ScoreStep(self, step: A.ScoreStep, scope: Scope) -> bool:  # noqa: N802
         if step.delta == 0:
             self.report.warning(step, "`score +0` changes nothing")
+        return False
 
     def _text(self, text: A.String) -> None:
         problem = placeholder_problem(text.value)
@@ -331,34 +337,39 @@ class _Checker:
         if not team.value.strip():
             self.report.error(team, "the team cannot be empty", 'e.g. `"front-desk"`')
 
-    def step_NoteStep(self, step, scope):  # noqa: N802
+    def step_NoteStep(self, step: A.NoteStep, scope: Scope) -> bool:  # noqa: N802
         self._text(step.text)
+        return False
 
-    def step_TaskStep(self, step: A.TaskStep, scope):  # noqa: N802
+    def step_TaskStep(self, step: A.TaskStep, scope: Scope) -> bool:  # noqa: N802
         self._text(step.text)
         self._team(step.team)
         if step.due is not None and step.due.seconds <= 0:
             self.report.error(step.due, "`due` needs a duration longer than zero")
+        return False
 
-    def step_NotifyStep(self, step: A.NotifyStep, scope):  # noqa: N802
+    def step_NotifyStep(self, step: A.NotifyStep, scope: Scope) -> bool:  # noqa: N802
         self._text(step.text)
         self._team(step.team)
+        return False
 
-    def step_StartStep(self, step: A.StartStep, scope):  # noqa: N802
+    def step_StartStep(self, step: A.StartStep, scope: Scope) -> bool:  # noqa: N802
         known = self.vocabulary.rules
         name = step.rule.value
         if known is None or name in self.file_rules or name in known:
-            return
+            return False
         candidates = set(known) | self.file_rules
         text, best = suggest(name, candidates)
         self.report.error(step.rule, f'unknown rule "{name}"{text}',
                           "`start` names a rule in this file or an active rule", quoted(best) if best else None)
+        return False
 
-    def step_PluginStep(self, step: A.PluginStep, scope):  # noqa: N802
+    def step_PluginStep(self, step: A.PluginStep, scope: Scope) -> bool:  # noqa: N802
         word = step.keyword.text
         if word in self.vocabulary.steps:
-            return
+            return False
         candidates = set(BUILTIN_STEPS) | set(self.vocabulary.steps)
         text, best = suggest(word, candidates)
         self.report.error(step.keyword, f'unknown step "{word}"{text}',
                           "steps are " + ", ".join(sorted(candidates)), best)
+        return False

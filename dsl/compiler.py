@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import Any
+from typing import Literal, cast
 
 from . import ast as A
 from .condition_tree import CompileError, match_keys, tree  # noqa: F401 - re-exported
 from .formatter import format_expr, format_program, step_text
+from .plan import (PLAN_VERSION, Arm, BranchOp, Entry, Instruction, JumpOp, ProgramPlan, RulePlan, SplitOp, Tree,
+                   Trigger, WaitForOp)
 
-PLAN_VERSION = 1
+__all__ = ["CompileError", "DEFAULT_AT", "PLAN_VERSION", "compile_program", "compile_rule", "match_keys",
+           "step_id", "tree", "trigger"]
+
 DEFAULT_AT = "09:00"
+#: a jump target not known yet: patched when the block it jumps past closes
+_PATCHED_LATER = -1
 
 
-def compile_program(program: A.Program) -> dict[str, Any]:
+def compile_program(program: A.Program) -> ProgramPlan:
     """The JSON-serialisable plan for a program that checked without errors.
 
     :raises CompileError: for a form the checker would have rejected.
@@ -34,19 +40,18 @@ def compile_program(program: A.Program) -> dict[str, Any]:
     }
 
 
-def compile_rule(rule: A.Rule, filename: str = "<input>") -> dict[str, Any]:
+def compile_rule(rule: A.Rule, filename: str = "<input>") -> RulePlan:
+    """One rule's plan (see :class:`dsl.plan.RulePlan`)."""
     entry = rule.entry
     goal = rule.goal
     quiet = rule.quiet_hours
     canonical = format_program(A.Program(filename, (rule,)))
     return {
+        "version": PLAN_VERSION,
         "name": rule.display_name(filename),
         "line": rule.span.line,
         "fingerprint": hashlib.sha256(canonical.encode()).hexdigest()[:16],
-        "entry": {
-            "kind": entry.kind if entry is not None else "default",
-            "every": entry.every.seconds if entry is not None and entry.every else None,
-        },
+        "entry": _entry(entry),
         "goal": None if goal is None else {
             "event": goal.event.name,
             "where": tree(goal.where) if goal.where is not None else None,
@@ -59,7 +64,20 @@ def compile_rule(rule: A.Rule, filename: str = "<input>") -> dict[str, Any]:
     }
 
 
-def trigger(node) -> dict[str, Any]:
+_ENTRY_KINDS = ("default", "once", "once_every", "always")
+
+
+def _entry(entry: A.EntryPolicy | None) -> Entry:
+    if entry is None:
+        return {"kind": "default", "every": None}
+    if entry.kind not in _ENTRY_KINDS:
+        raise CompileError(f"unknown entry policy {entry.kind!r}")
+    kind = cast(Literal["default", "once", "once_every", "always"], entry.kind)  # checked just above
+    return {"kind": kind, "every": entry.every.seconds if entry.every else None}
+
+
+def trigger(node: A.Trigger) -> Trigger:
+    """The plan's form of a rule's trigger."""
     if isinstance(node, A.EventTrigger):
         return {"kind": "event", "event": node.event.name}
     if isinstance(node, A.ScheduleTrigger):
@@ -87,7 +105,7 @@ def step_id(*parts: str) -> str:
     return "s" + digest[:10]
 
 
-def _head(step) -> str:
+def _head(step: A.Step) -> str:
     if isinstance(step, A.WaitFor) and step.then_steps is not None:
         return step_text(step) + " then"
     if isinstance(step, A.Split):
@@ -95,144 +113,138 @@ def _head(step) -> str:
     return step_text(step)
 
 
+def _line(node: A.Node) -> int:
+    return node.span.line
+
+
 class _Emitter:
     """Lays steps out as instructions, patching jump targets as blocks close."""
 
-    def __init__(self):
-        self.code: list[dict[str, Any]] = []
+    def __init__(self) -> None:
+        self.code: list[Instruction] = []
 
-    def program(self, steps, end_line: int) -> list[dict[str, Any]]:
+    def program(self, steps: tuple[A.Step, ...], end_line: int) -> list[Instruction]:
         self.block(steps, "")
-        self.emit(step_id("exit"), None, {"op": "exit"})
-        self.code[-1]["line"] = end_line
+        self.code.append({"id": step_id("exit"), "line": end_line, "op": "exit"})
         return self.code
-
-    def emit(self, ident: str, node, fields: dict[str, Any]) -> int:
-        instruction = {"id": ident, "line": node.span.line if node is not None else None}
-        instruction.update(fields)
-        self.code.append(instruction)
-        return len(self.code) - 1
 
     @property
     def here(self) -> int:
         return len(self.code)
 
-    def block(self, steps, parent: str) -> None:
-        seen: Counter = Counter()
+    def block(self, steps: tuple[A.Step, ...], parent: str) -> None:
+        seen: Counter[str] = Counter()
         for step in steps:
             head = _head(step)
             ident = step_id(parent, head, str(seen[head]))
             seen[head] += 1
             self.step(step, ident)
 
-    def jump(self, ident: str, node) -> int:
-        return self.emit(ident, node, {"op": "jump", "to": None})
+    def jump(self, ident: str, node: A.Node) -> JumpOp:
+        jump: JumpOp = {"id": ident, "line": _line(node), "op": "jump", "to": _PATCHED_LATER}
+        self.code.append(jump)
+        return jump
 
-    def step(self, step, ident: str) -> None:
-        handler = getattr(self, "_" + type(step).__name__, None)
-        if handler is None:
-            raise TypeError(f"not a step: {step!r}")
-        handler(step, ident)
+    def step(self, step: A.Step, ident: str) -> None:
+        if isinstance(step, A.If):
+            self._if(step, ident)
+        elif isinstance(step, A.WaitFor):
+            self._wait_for(step, ident)
+        elif isinstance(step, A.Split):
+            self._split(step, ident)
+        else:
+            self.code.append(_simple(step, ident))
 
     # ---- control flow ----------------------------------------------------------
 
-    def _If(self, step: A.If, ident: str) -> None:  # noqa: N802 - named after the node class
+    def _if(self, step: A.If, ident: str) -> None:
         jumps = []
         last = len(step.branches) - 1
         for index, branch in enumerate(step.branches):
             text = format_expr(branch.condition)
             branch_id = ident if index == 0 else step_id(ident, f"elif{index}", text)
-            test = self.emit(branch_id, branch, {
-                "op": "branch", "cond": tree(branch.condition), "source": text, "else": None,
-            })
+            test: BranchOp = {"id": branch_id, "line": _line(branch), "op": "branch", "cond": tree(branch.condition),
+                              "source": text, "else": _PATCHED_LATER}
+            self.code.append(test)
             self.block(branch.steps, f"{ident}/then{index}")
             if index < last or step.else_steps is not None:
                 jumps.append(self.jump(step_id(ident, f"jump{index}"), branch))
-            self.code[test]["else"] = self.here
+            test["else"] = self.here
         if step.else_steps is not None:
             self.block(step.else_steps, f"{ident}/else")
         for jump in jumps:
-            self.code[jump]["to"] = self.here
+            jump["to"] = self.here
 
-    def _WaitFor(self, step: A.WaitFor, ident: str) -> None:  # noqa: N802
-        wait = self.emit(ident, step, {
-            "op": "wait_for", "event": step.event.name,
+    def _wait_for(self, step: A.WaitFor, ident: str) -> None:
+        wait: WaitForOp = {
+            "id": ident, "line": _line(step), "op": "wait_for", "event": step.event.name,
             "where": tree(step.where) if step.where is not None else None,
-            "seconds": step.timeout.seconds, "on_timeout": None,
-        })
+            "seconds": step.timeout.seconds, "on_timeout": _PATCHED_LATER,
+        }
+        self.code.append(wait)
         if step.then_steps is not None:
             self.block(step.then_steps, f"{ident}/then")
             if step.else_steps is not None:
                 jump = self.jump(step_id(ident, "jump"), step)
-                self.code[wait]["on_timeout"] = self.here
+                wait["on_timeout"] = self.here
                 self.block(step.else_steps, f"{ident}/else")
-                self.code[jump]["to"] = self.here
+                jump["to"] = self.here
                 return
-        self.code[wait]["on_timeout"] = self.here
+        wait["on_timeout"] = self.here
 
-    def _Split(self, step: A.Split, ident: str) -> None:  # noqa: N802
-        split = self.emit(ident, step, {"op": "split", "arms": []})
+    def _split(self, step: A.Split, ident: str) -> None:
+        arms: list[Arm] = []
+        split: SplitOp = {"id": ident, "line": _line(step), "op": "split", "arms": arms}
+        self.code.append(split)
         jumps = []
         for index, arm in enumerate(step.arms):
             name = chr(ord("A") + index)
-            self.code[split]["arms"].append({"name": name, "share": arm.share, "to": self.here})
+            arms.append({"name": name, "share": arm.share, "to": self.here})
             self.block(arm.steps, f"{ident}/{name}")
             if index < len(step.arms) - 1:
                 jumps.append(self.jump(step_id(ident, f"jump{name}"), arm))
         for jump in jumps:
-            self.code[jump]["to"] = self.here
-
-    # ---- simple steps ----------------------------------------------------------
-
-    def _Send(self, step: A.Send, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "send", "channel": step.channel.text,
-                                "name": step.template.text})
-
-    def _Wait(self, step: A.Wait, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "wait", "seconds": step.duration.seconds})
-
-    def _WaitUntil(self, step: A.WaitUntil, ident):  # noqa: N802
-        at = {"at": str(step.at)} if step.at is not None else {}  # absent: 09:00, as plans before `at` had
-        self.emit(ident, step, {"op": "wait_until", "expr": tree(step.expr),
-                                "source": format_expr(step.expr), **at})
-
-    def _WaitUntilTime(self, step: A.WaitUntilTime, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "wait_until_time", "at": str(step.at)})
-
-    def _TagStep(self, step, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "tag", "tag": step.tag.value})
-
-    def _UntagStep(self, step, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "untag", "tag": step.tag.value})
-
-    def _SetField(self, step: A.SetField, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "set", "field": step.target.rest, "value": tree(step.value)})
-
-    def _ScoreStep(self, step: A.ScoreStep, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "score", "delta": step.delta})
-
-    def _NoteStep(self, step, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "note", "text": step.text.value})
-
-    def _TaskStep(self, step: A.TaskStep, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "task", "text": step.text.value, "team": step.team.value,
-                                "due": step.due.seconds if step.due is not None else None})
-
-    def _NotifyStep(self, step: A.NotifyStep, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "notify", "team": step.team.value, "text": step.text.value})
-
-    def _StartStep(self, step: A.StartStep, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "start", "rule": step.rule.value})
-
-    def _StopStep(self, step, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "stop"})
-
-    def _PluginStep(self, step: A.PluginStep, ident):  # noqa: N802
-        self.emit(ident, step, {"op": "plugin", "step": step.keyword.text,
-                                "args": [_plugin_arg(arg) for arg in step.args]})
+            jump["to"] = self.here
 
 
-def _plugin_arg(arg) -> Any:
+def _simple(step: A.Step, ident: str) -> Instruction:
+    """The one instruction of a step without a block."""
+    line = _line(step)
+    if isinstance(step, A.Send):
+        return {"id": ident, "line": line, "op": "send", "channel": step.channel.text, "name": step.template.text}
+    if isinstance(step, A.Wait):
+        return {"id": ident, "line": line, "op": "wait", "seconds": step.duration.seconds}
+    if isinstance(step, A.WaitUntil):
+        return {"id": ident, "line": line, "op": "wait_until", "expr": tree(step.expr),
+                "source": format_expr(step.expr), "at": str(step.at) if step.at is not None else None}
+    if isinstance(step, A.WaitUntilTime):
+        return {"id": ident, "line": line, "op": "wait_until_time", "at": str(step.at)}
+    if isinstance(step, A.TagStep):
+        return {"id": ident, "line": line, "op": "tag", "tag": step.tag.value}
+    if isinstance(step, A.UntagStep):
+        return {"id": ident, "line": line, "op": "untag", "tag": step.tag.value}
+    if isinstance(step, A.SetField):
+        return {"id": ident, "line": line, "op": "set", "field": step.target.rest, "value": tree(step.value)}
+    if isinstance(step, A.ScoreStep):
+        return {"id": ident, "line": line, "op": "score", "delta": step.delta}
+    if isinstance(step, A.NoteStep):
+        return {"id": ident, "line": line, "op": "note", "text": step.text.value}
+    if isinstance(step, A.TaskStep):
+        return {"id": ident, "line": line, "op": "task", "text": step.text.value, "team": step.team.value,
+                "due": step.due.seconds if step.due is not None else None}
+    if isinstance(step, A.NotifyStep):
+        return {"id": ident, "line": line, "op": "notify", "team": step.team.value, "text": step.text.value}
+    if isinstance(step, A.StartStep):
+        return {"id": ident, "line": line, "op": "start", "rule": step.rule.value}
+    if isinstance(step, A.StopStep):
+        return {"id": ident, "line": line, "op": "stop"}
+    if isinstance(step, A.PluginStep):
+        return {"id": ident, "line": line, "op": "plugin", "step": step.keyword.text,
+                "args": [_plugin_arg(arg) for arg in step.args]}
+    raise TypeError(f"not a step: {step!r}")
+
+
+def _plugin_arg(arg: A.PluginArg) -> Tree:
     if isinstance(arg, A.Word):
         return arg.text
     if isinstance(arg, A.Path):

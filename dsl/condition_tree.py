@@ -11,11 +11,9 @@ A tree node is one of (see docs/plan.md):
 
 from __future__ import annotations
 
-from typing import Any
 
 from . import ast as A
-
-Tree = Any
+from .plan import Scalar, Tree
 
 
 class CompileError(ValueError):
@@ -26,60 +24,59 @@ COMPARE_KEYS = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">
                 "ends with": "ends_with"}
 
 
-def tree(expr) -> Tree:
+def tree(expr: A.Expr) -> Tree:
     """The JSON tree for an expression node."""
-    kind = type(expr)
-    if kind is A.String:
+    if isinstance(expr, A.String):
         return expr.value
-    if kind is A.Number:
+    if isinstance(expr, A.Number):
         return expr.value
-    if kind is A.Bool:
+    if isinstance(expr, A.Bool):
         return expr.value
-    if kind is A.Null:
+    if isinstance(expr, A.Null):
         return None
-    if kind is A.Duration:
+    if isinstance(expr, A.Duration):
         return {"duration": expr.seconds}
-    if kind is A.Time:
+    if isinstance(expr, A.Time):
         return {"time": str(expr)}
-    if kind is A.Date:
+    if isinstance(expr, A.Date):
         return {"date": expr.text}
-    if kind is A.ListLit:
+    if isinstance(expr, A.ListLit):
         return [tree(item) for item in expr.items]
-    if kind is A.Path:
+    if isinstance(expr, A.Path):
         return path(expr)
-    if kind is A.Now:
+    if isinstance(expr, A.Now):
         return {"now": True}
-    if kind is A.Today:
+    if isinstance(expr, A.Today):
         return {"today": True}
-    if kind is A.Compare:
+    if isinstance(expr, A.Compare):
         return _compare(expr)
-    if kind is A.Matches:
+    if isinstance(expr, A.Matches):
         return {"matches": [tree(expr.subject), expr.pattern.value]}
-    if kind is A.IsSet:
-        test = {"is_set": tree(expr.subject)}
+    if isinstance(expr, A.IsSet):
+        test: Tree = {"is_set": tree(expr.subject)}
         return {"not": test} if expr.negated else test
-    if kind is A.HasTag:
+    if isinstance(expr, A.HasTag):
         return {"has_tag": expr.tag.value}
-    if kind is A.InSegment:
+    if isinstance(expr, A.InSegment):
         return {"segment": expr.segment.value}
-    if kind is A.Did:
+    if isinstance(expr, A.Did):
         return {
             "did": expr.event.name,
             "where": tree(expr.where) if expr.where is not None else None,
             "at_least": expr.at_least.value if expr.at_least is not None else 1,
             "within": expr.within.seconds,
         }
-    if kind is A.Arith:
+    if isinstance(expr, A.Arith):
         return {expr.op: [tree(expr.left), tree(expr.right)]}
-    if kind is A.Call:
+    if isinstance(expr, A.Call):
         return {"call": expr.name, "args": [tree(arg) for arg in expr.args]}
-    if kind is A.And:
+    if isinstance(expr, A.And):
         return {"and": [tree(item) for item in expr.items]}
-    if kind is A.Or:
+    if isinstance(expr, A.Or):
         return {"or": [tree(item) for item in expr.items]}
-    if kind is A.Not:
+    if isinstance(expr, A.Not):
         return {"not": tree(expr.item)}
-    if kind is A.TagRef:
+    if isinstance(expr, A.TagRef):
         raise CompileError("`tag` can only be compared with a string or a list of strings")
     raise TypeError(f"not a condition: {expr!r}")
 
@@ -104,21 +101,22 @@ def _compare(expr: A.Compare) -> Tree:
 
 def _tag_test(expr: A.Compare) -> Tree:
     right = expr.right
-    strings = isinstance(right, A.String) or (
-        isinstance(right, A.ListLit) and all(isinstance(i, A.String) for i in right.items))
-    if not strings or expr.op not in ("==", "!=", "in", "not in"):
-        raise CompileError("`tag` can only be compared with a string or a list of strings")
-    if expr.op in ("==", "!="):
-        test = {"has_tag": expr.right.value}
+    refused = CompileError("`tag` can only be compared with a string or a list of strings")
+    if expr.op in ("==", "!=") and isinstance(right, A.String):
+        test: Tree = {"has_tag": right.value}
         return test if expr.op == "==" else {"not": test}
-    any_of = {"or": [{"has_tag": item.value} for item in expr.right.items]}
-    return any_of if expr.op == "in" else {"not": any_of}
+    if expr.op in ("in", "not in") and isinstance(right, A.ListLit):
+        tags = [item.value for item in right.items if isinstance(item, A.String)]
+        if len(tags) == len(right.items):
+            any_of: Tree = {"or": [{"has_tag": tag} for tag in tags]}
+            return any_of if expr.op == "in" else {"not": any_of}
+    raise refused
 
 
 _SCALARS = (A.String, A.Number, A.Bool)
 
 
-def match_keys(condition) -> list[list]:
+def match_keys(condition: A.Expr | None) -> list[list[Scalar]]:
     """Equality tests in the top-level ``and`` chain, for indexing rules by event.
 
     ``event.kind == "trial" and tag == "vip"`` gives
@@ -128,7 +126,7 @@ def match_keys(condition) -> list[list]:
     if condition is None:
         return []
     items = condition.items if isinstance(condition, A.And) else (condition,)
-    keys = []
+    keys: list[list[Scalar]] = []
     for item in items:
         if isinstance(item, A.HasTag):
             keys.append(["tag", item.tag.value])

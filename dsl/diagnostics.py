@@ -120,7 +120,7 @@ def suggest(word: str, candidates: Iterable[str], quote: str = '"') -> tuple[str
     return (f" — did you mean {quote}{best}{quote}?" if best else ""), best
 
 
-def sort_key(diagnostic: Diagnostic) -> tuple:
+def sort_key(diagnostic: Diagnostic) -> tuple[str, int, int, str, str]:
     return (diagnostic.file, diagnostic.line, diagnostic.col, diagnostic.severity, diagnostic.message)
 
 

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from . import safe_regex
 
 UTC = dt.timezone.utc
+#: an operator's implementation: its argument(s) in the tree and the context give its value
+Handler = Callable[[Any, "EvalContext"], Any]
 
 
 class EvalContext(Protocol):
@@ -105,21 +107,21 @@ def _now(context: EvalContext) -> dt.datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
-def _duration(seconds, context):
+def _duration(seconds: Any, context: EvalContext) -> dt.timedelta | None:
     try:
         return dt.timedelta(seconds=seconds)
     except OverflowError:
         return None
 
 
-def _date(text, context):
+def _date(text: Any, context: EvalContext) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except (TypeError, ValueError):
         return None
 
 
-def _time(text, context):
+def _time(text: Any, context: EvalContext) -> dt.time | None:
     try:
         return dt.time.fromisoformat(text)
     except (TypeError, ValueError):
@@ -175,8 +177,8 @@ def _align(a: Any, b: Any) -> tuple[Any, Any] | None:
 # ---- operators ------------------------------------------------------------------
 
 
-def _binary(compare):
-    def handler(args, context):
+def _binary(compare: Callable[[Any, Any], bool]) -> Handler:
+    def handler(args: Any, context: EvalContext) -> bool | None:
         a, b = (evaluate(arg, context) for arg in args)
         if a is None or b is None:
             return None
@@ -190,7 +192,7 @@ def _binary(compare):
     return handler
 
 
-def _in(args, context):
+def _in(args: Any, context: EvalContext) -> bool | None:
     value, items = (evaluate(arg, context) for arg in args)
     if value is None or not isinstance(items, list):
         return None
@@ -201,7 +203,7 @@ def _in(args, context):
     return False
 
 
-def _contains(args, context):
+def _contains(args: Any, context: EvalContext) -> bool | None:
     whole, part = (evaluate(arg, context) for arg in args)
     if whole is None or part is None:
         return None
@@ -212,8 +214,8 @@ def _contains(args, context):
     return None
 
 
-def _strings(test):
-    def handler(args, context):
+def _strings(test: Callable[[str, str], bool]) -> Handler:
+    def handler(args: Any, context: EvalContext) -> bool | None:
         a, b = (evaluate(arg, context) for arg in args)
         if not (isinstance(a, str) and isinstance(b, str)):
             return None
@@ -221,19 +223,19 @@ def _strings(test):
     return handler
 
 
-def _matches(args, context):
+def _matches(args: Any, context: EvalContext) -> bool | None:
     subject = evaluate(args[0], context)
     if not isinstance(subject, str):
         return None
     return safe_regex.search(args[1], subject)
 
 
-def _is_set(arg, context):
+def _is_set(arg: Any, context: EvalContext) -> bool:
     return evaluate(arg, context) is not None
 
 
-def _arith(op):
-    def handler(args, context):
+def _arith(op: str) -> Handler:
+    def handler(args: Any, context: EvalContext) -> Any:
         a, b = (evaluate(arg, context) for arg in args)
         if a is None or b is None:
             return None
@@ -271,9 +273,9 @@ def arith_values(op: str, a: Any, b: Any) -> Any:
     return None
 
 
-def _junction(decisive: bool):
+def _junction(decisive: bool) -> Handler:
     """``and`` (decided by a False) or ``or`` (decided by a True), three-valued."""
-    def handler(args, context):
+    def handler(args: Any, context: EvalContext) -> bool | None:
         unknown = False
         for arg in args:
             value = truth(arg, context)
@@ -284,17 +286,19 @@ def _junction(decisive: bool):
     return handler
 
 
-def _not(arg, context):
+def _not(arg: Any, context: EvalContext) -> bool | None:
     value = truth(arg, context)
     return None if value is None else not value
 
 
-def _did(node, context):
+def _did(node: Any, context: EvalContext) -> bool:
     within = _duration(node.get("within", 0), context)
-    try:
-        since = _now(context) - within
-    except (OverflowError, TypeError):
-        since = dt.datetime.min.replace(tzinfo=UTC)
+    since = dt.datetime.min.replace(tzinfo=UTC)  # a window too long to measure counts every event
+    if within is not None:
+        try:
+            since = _now(context) - within
+        except OverflowError:
+            pass
     count = context.count_events(node["did"], node.get("where"), since)
     return count >= int(node.get("at_least") or 1)
 
@@ -374,7 +378,7 @@ def _call(node: Any, context: EvalContext) -> Any:
 
 _arith_values = arith_values  # the name server/sqlwhere.py first used
 
-_HANDLERS = {
+_HANDLERS: dict[str, Handler] = {
     "duration": _duration,
     "date": _date,
     "time": _time,

@@ -10,8 +10,10 @@ preceded, a trailing comment after the first line printed for its source line.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Iterable, Sequence
 
 from . import ast as A
+from .diagnostics import Diagnostic
 from .parser import parse
 
 INDENT = "  "
@@ -23,7 +25,7 @@ OR, AND, NOT, TEST, SUM, ATOM = range(1, 7)
 class FormatError(ValueError):
     """The text does not parse; ``diagnostics`` says why."""
 
-    def __init__(self, diagnostics):
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
         super().__init__("\n".join(d.format() for d in diagnostics))
         self.diagnostics = diagnostics
 
@@ -55,13 +57,13 @@ def format_program(program: A.Program) -> str:
 # ---- expressions --------------------------------------------------------------
 
 
-def format_expr(expr, slot: int = OR) -> str:
+def format_expr(expr: A.Expr, slot: int = OR) -> str:
     """One expression as text, parenthesised if it binds looser than ``slot``."""
     strength, text = _expr(expr)
     return f"({text})" if strength < slot else text
 
 
-def _expr(expr) -> tuple[int, str]:
+def _expr(expr: A.Expr) -> tuple[int, str]:
     if isinstance(expr, A.Or):
         return OR, " or ".join(format_expr(item, AND) for item in expr.items)
     if isinstance(expr, A.And):
@@ -96,7 +98,7 @@ def did(expr: A.Did) -> str:
     return " ".join(parts)
 
 
-def atom(expr) -> str:
+def atom(expr: A.Expr | A.PluginArg) -> str:
     if isinstance(expr, A.String):
         return string(expr.value)
     if isinstance(expr, A.Number):
@@ -155,13 +157,13 @@ def duration(value: A.Duration) -> str:
 class _Line:
     __slots__ = ("indent", "text", "anchor", "closer", "blank", "absorb_until")
 
-    def __init__(self, indent: int, text: str, anchor: int | None, closer=False, blank=False):
+    def __init__(self, indent: int, text: str, anchor: int | None, closer: bool = False, blank: bool = False) -> None:
         self.indent, self.text, self.anchor = indent, text, anchor
         self.closer, self.blank = closer, blank
         self.absorb_until = 0
 
 
-def trigger_text(trigger) -> str:
+def trigger_text(trigger: A.Trigger) -> str:
     if isinstance(trigger, A.EventTrigger):
         return trigger.event.name
     if isinstance(trigger, A.ScheduleTrigger):
@@ -181,7 +183,7 @@ def _at(time: A.Time | None) -> str:
     return f" at {time}" if time is not None else ""
 
 
-def header_text(item) -> str:
+def header_text(item: A.HeaderItem) -> str:
     if isinstance(item, A.EntryPolicy):
         if item.kind == "always":
             return "always"
@@ -208,12 +210,12 @@ def _rule(rule: A.Rule, out: list[_Line]) -> None:
     out.append(_Line(0, "end", rule.span.end_line, closer=True))
 
 
-def _block(steps, indent: int, out: list[_Line]) -> None:
+def _block(steps: Iterable[A.Step], indent: int, out: list[_Line]) -> None:
     for step in steps:
         _step(step, indent, out)
 
 
-def step_text(step) -> str:
+def step_text(step: A.Step) -> str:
     """The one-line form of a simple step (not ``if``, ``split`` or branching ``wait for``)."""
     if isinstance(step, A.Send):
         return f"send {step.channel.text} {step.template.text}"
@@ -256,7 +258,7 @@ def step_text(step) -> str:
     raise TypeError(f"not a step: {step!r}")
 
 
-def _step(step, indent: int, out: list[_Line]) -> None:
+def _step(step: A.Step, indent: int, out: list[_Line]) -> None:
     line = step.span.line
     if isinstance(step, A.If):
         for number_, branch in enumerate(step.branches):
@@ -293,12 +295,12 @@ def _line_of(span: A.Span | None) -> int | None:
 
 
 def _belongs_before(comment: A.Comment, line: _Line) -> bool:
-    if comment.span.line < line.anchor:
+    if line.anchor is not None and comment.span.line < line.anchor:
         return True
     return comment.own_line and comment.span.column > 1 and comment.span.line < line.absorb_until
 
 
-def _with_comments(lines: list[_Line], comments) -> str:
+def _with_comments(lines: list[_Line], comments: Iterable[A.Comment]) -> str:
     # A trailing comment follows the last line printed for its source line.
     last_for_line = {line.anchor: index for index, line in enumerate(lines)
                      if line.anchor is not None and not line.closer}

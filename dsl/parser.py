@@ -14,10 +14,13 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, cast
 from importlib import resources
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+from lark.lexer import ContextualLexer, LexerThread
+from lark.parsers.lalr_parser_state import ParserState
 
 from . import ast as A
 from .builder import AstBuilder
@@ -121,7 +124,7 @@ def parse(text: str, filename: str = "<input>") -> ParseResult:
     return ParseResult(program, [])
 
 
-def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Node | None, list[Diagnostic]]:
+def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Expr | None, list[Diagnostic]]:
     """Parse a bare condition, such as a segment's ``tag == "vip" and did order.paid within 30d``.
 
     Lines and columns in diagnostics are those of ``text`` itself. Never raises for bad input.
@@ -135,23 +138,25 @@ def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Node |
     state = interactive.parser_state
     previous: Token | None = None
 
-    def error(message: str, hint: str, line: int, column: int, end_column=None, replacement=None):
+    def error(message: str, hint: str, line: int | None, column: int | None, end_column: int | None = None,
+              replacement: str | None = None) -> tuple[A.Expr | None, list[Diagnostic]]:
         message = message.replace("the end of the file", "the end of the condition")
-        return None, [Diagnostic(ERROR, filename, line, column, message, hint, end_column, replacement=replacement)]
+        return None, [Diagnostic(ERROR, filename, line or 1, column or 1, message, hint, end_column,
+                                 replacement=replacement)]
 
     try:
-        for token in interactive.lexer_thread.lex(state):
+        for token in _lex(interactive.lexer_thread, state):
             state.feed_token(token)
             previous = token
             if len(state.state_stack) > MAX_STACK:
                 return error("this condition nests too deeply", "flatten it", token.line, token.column)
         end = (Token("$END", "", 0, previous.end_line, previous.end_column, previous.end_line,
                      previous.end_column) if previous else Token("$END", "", 0, 1, 1))
-        expr = state.feed_token(end, True)
+        expr: A.Expr = state.feed_token(end, True)
     except UnexpectedCharacters as failure:
         return error(*character_message(failure, text), failure.line, failure.column)
     except UnexpectedToken as failure:
-        if is_bare_name(failure, previous):
+        if previous is not None and is_bare_name(failure, previous):
             message, hint, close = bare_name_message(previous)
             return error(message, hint, previous.line, previous.column, previous.end_column, close)
         token = failure.token
@@ -177,7 +182,7 @@ def parse_bytes(data: bytes, filename: str = "<input>") -> ParseResult:
 
 
 def _bad_utf8(data: bytes, filename: str) -> ParseResult:
-    diagnostics = []
+    diagnostics: list[Diagnostic] = []
     position = 0
     while position < len(data) and len(diagnostics) < MAX_ERRORS:
         try:
@@ -252,7 +257,7 @@ class _Driver:
     # ---- the loop ---------------------------------------------------------
 
     def run(self) -> tuple[list[A.Rule], list[Diagnostic]]:
-        tokens = self.lexer.lex(self.state)
+        tokens = _lex(self.lexer, self.state)
         last: Token | None = None
         while not self.aborted:
             try:
@@ -263,18 +268,18 @@ class _Driver:
                 self._report(*character_message(error, self.text), error.line, error.column)
                 self._skip_char(error)
                 self._recover(None)
-                tokens = self.lexer.lex(self.state)
+                tokens = _lex(self.lexer, self.state)
                 continue
             except UnexpectedToken as error:
                 self._token_error(error)
-                tokens = self.lexer.lex(self.state)
+                tokens = _lex(self.lexer, self.state)
                 continue
             last = token
             try:
                 self.state.feed_token(token)
             except UnexpectedToken as error:
                 self._token_error(error)
-                tokens = self.lexer.lex(self.state)
+                tokens = _lex(self.lexer, self.state)
                 continue
             except (ValueError, OverflowError, RecursionError) as error:  # never a traceback
                 self._report(f"cannot read this ({error})", "simplify this part of the rule",
@@ -287,7 +292,7 @@ class _Driver:
         end = (Token("$END", "", 0, last.end_line, last.end_column, last.end_line, last.end_column)
                if last else Token("$END", "", 0, 1, 1))
         try:
-            rules = self.state.feed_token(end, True)
+            rules: list[A.Rule] = self.state.feed_token(end, True)
         except UnexpectedToken as error:
             self._end_error(error)
             return [], self.diagnostics
@@ -307,7 +312,7 @@ class _Driver:
 
     # ---- recovery -------------------------------------------------------------
 
-    def _save(self):
+    def _save(self) -> tuple[list[int], list[Any]]:
         return list(self.state.state_stack), list(self.state.value_stack)
 
     def _restore(self) -> None:
@@ -317,7 +322,7 @@ class _Driver:
     def _token_error(self, error: UnexpectedToken) -> None:
         token = error.token
         previous = self.statement[-1] if self.statement else None
-        if is_bare_name(error, previous):
+        if previous is not None and is_bare_name(error, previous):
             message, hint, close = bare_name_message(previous)
             self._report(message, hint, previous.line, previous.column, previous.end_column, replacement=close)
         else:
@@ -367,8 +372,10 @@ class _Driver:
 
     def _skip_statement(self, stop_at_then: bool) -> Token | None:
         """Read raw tokens up to the next separator (or ``then``); return it, None at the end."""
-        root = self.lexer.lexer.root_lexer
-        lexer_state = self.lexer.state
+        lexer, lexer_state = self.lexer.lexer, self.lexer.state
+        if not isinstance(lexer, ContextualLexer) or lexer_state is None:  # what Lark(parser="lalr") makes
+            raise TypeError(f"the parser needs lark's contextual lexer, not {type(lexer).__name__}")
+        root = lexer.root_lexer
         while True:
             try:
                 token = root.next_token(lexer_state, self.state)
@@ -378,9 +385,12 @@ class _Driver:
                 self._skip_char(error)
                 continue
             if token.type in _SEPARATORS or (stop_at_then and token.type == "THEN"):
-                return token
+                found: Token = token
+                return found
 
     def _skip_char(self, error: UnexpectedCharacters) -> None:
+        if self.lexer.state is None or error.pos_in_stream is None:
+            return
         line_counter = self.lexer.state.line_ctr
         if line_counter.char_pos <= error.pos_in_stream:
             line_counter.feed(self.text[line_counter.char_pos:error.pos_in_stream + 1])
@@ -399,8 +409,9 @@ class _Driver:
             token = error.token
             self._report(message, hint, token.line, token.column)
 
-    def _report(self, message: str, hint: str, line: int, column: int, end_column=None,
+    def _report(self, message: str, hint: str, line: int | None, column: int | None, end_column: int | None = None,
                 replacement: str | None = None) -> None:
+        line, column = line or 1, column or 1  # tokens from the lexer always have a position
         if self.diagnostics and (self.diagnostics[-1].line, self.diagnostics[-1].col) == (line, column):
             return
         if len(self.diagnostics) >= MAX_ERRORS:
@@ -415,7 +426,13 @@ class _Driver:
                                            end_column, replacement if end_column is not None else None))
 
 
-def _open_block(values: list) -> Token | None:
+def _lex(thread: LexerThread, state: ParserState[Any]) -> Iterator[Token]:
+    """The tokens *thread* reads for the parser in *state* (lark leaves ``LexerThread.lex`` unannotated)."""
+    lex = cast(Callable[[ParserState[Any]], Iterator[Token]], thread.lex)
+    return lex(state)
+
+
+def _open_block(values: list[Any]) -> Token | None:
     """The innermost keyword token of a block still waiting for its ``end``."""
     for value in reversed(values):
         if isinstance(value, Token) and value.type in {"IF", "SPLIT", "WAIT"}:

@@ -13,14 +13,22 @@ then a repeat inside a repeat, or a repeated alternation, is refused and subject
 from __future__ import annotations
 
 import functools
+import importlib
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
-try:  # the parser behind `re`; private, but stable since Python 3.11
-    from re import _constants as sre_constants  # type: ignore[attr-defined]
-    from re import _parser as sre_parser  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - older or other Pythons
-    sre_parser = sre_constants = None
+
+def _private(name: str) -> Any:
+    """A private module of ``re`` (untyped on purpose: its parse trees are internal), or None."""
+    try:
+        return importlib.import_module(f"re.{name}")
+    except ImportError:  # pragma: no cover - older or other Pythons
+        return None
+
+
+# the parser behind `re`; private, but stable since Python 3.11
+sre_parser = _private("_parser")
+sre_constants = _private("_constants")
 
 MAX_PATTERN = 500
 MAX_SUBJECT = 10_000
@@ -72,7 +80,7 @@ class Backtracking:
 
 
 @functools.lru_cache(maxsize=512)
-def _compile_checked(pattern: str) -> re.Pattern | None:
+def _compile_checked(pattern: str) -> re.Pattern[str] | None:
     if Backtracking().problem(pattern) is not None:
         return None
     return re.compile(pattern)
@@ -105,17 +113,17 @@ def search(pattern: str, subject: str) -> bool | None:
 _REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
 
 
-def _is_repeat(op) -> bool:
+def _is_repeat(op: object) -> bool:
     return str(op) in _REPEATS
 
 
-def _unbounded_or_large(max_count) -> bool:
+def _unbounded_or_large(max_count: Any) -> bool:
     return max_count is sre_constants.MAXREPEAT or max_count > 10
 
 
-def _nested_repeat(parsed) -> bool:
+def _nested_repeat(parsed: Any) -> bool:
     """True if a repeated sub-pattern itself repeats or alternates (iterative walk)."""
-    stack = [(parsed, False)]
+    stack: list[tuple[Any, bool]] = [(parsed, False)]
     while stack:
         items, inside_repeat = stack.pop()
         for op, value in items:
@@ -142,8 +150,8 @@ def _nested_repeat(parsed) -> bool:
     return False
 
 
-def _has_branch(items) -> bool:
-    stack = [items]
+def _has_branch(items: Any) -> bool:
+    stack: list[Any] = [items]
     while stack:
         for op, value in stack.pop():
             name = str(op)

@@ -150,18 +150,21 @@ CONDITION_EXAMPLES: list[tuple[tuple[str, str], list[str]]] = [
 _VALUE_KEYWORDS = ("true", "false", "null", "tag", "now", "today", "not", "has", "in", "did")
 
 _index_lock = threading.Lock()
-_index_cache: dict[int, tuple[dict, dict]] = {}
+#: per parser: ``{(state, token type): label}`` and ``{state: label}``
+_Label = tuple[str, str]  # (message, hint)
+_ExampleIndex = tuple[dict[tuple[int, str], _Label], dict[int, _Label]]
+_index_cache: dict[int, _ExampleIndex] = {}
 
 
-def _example_index(lark: Lark) -> tuple[dict, dict]:
+def _example_index(lark: Lark) -> _ExampleIndex:
     """``{(state, token type): label}`` and ``{state: label}`` from :data:`EXAMPLES` (or, for the
     condition parser, :data:`CONDITION_EXAMPLES`)."""
     key = id(lark)
     examples = CONDITION_EXAMPLES if list(lark.options.start) == ["condition"] else EXAMPLES
     with _index_lock:
         if key not in _index_cache:
-            exact: dict = {}
-            by_state: dict = {}
+            exact: dict[tuple[int, str], _Label] = {}
+            by_state: dict[int, _Label] = {}
             for label, snippets in examples:
                 for snippet in snippets:
                     try:
@@ -290,13 +293,13 @@ def token_message(lark: Lark, error: UnexpectedToken) -> tuple[str, str]:
     token = error.token
     expected = set(error.expected or ())
     exact, by_state = _example_index(lark)
-    state = error.state.position if error.state is not None else None
-    label = exact.get((state, token.type))
+    state: int | None = error.state.position if error.state is not None else None
+    label = exact.get((state, token.type)) if state is not None else None
     close = close_keyword(lark, token, expected)
     if close:
         return (f"unexpected {describe_token(token)} — did you mean `{close}`?",
                 "check the spelling of the keyword")
-    if label is None:
+    if label is None and state is not None:
         label = by_state.get(state)
     if label is not None:
         message, hint = label
@@ -339,7 +342,8 @@ def _generic_hint(expected: set[str]) -> str:
 
 def character_message(error: UnexpectedCharacters, text: str) -> tuple[str, str]:
     """``(message, hint)`` for a character no token can start with."""
-    char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
+    pos = error.pos_in_stream
+    char = text[pos] if pos is not None and pos < len(text) else ""
     if char == '"':
         return ("this string is not closed", 'end the string with `"` on the same line')
     if char.isdigit():

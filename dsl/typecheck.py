@@ -8,6 +8,7 @@ Types are plain strings: the contact-field types of :mod:`dsl.vocabulary`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from . import ast as A
 from . import safe_regex
@@ -61,7 +62,8 @@ def compatible(a: str, b: str) -> bool:
 class TypeChecker:
     """Infers expression types against a vocabulary, reporting what does not fit."""
 
-    def __init__(self, vocabulary: Vocabulary, report: Reporter, check_event, sql_dialect: str | None = None):
+    def __init__(self, vocabulary: Vocabulary, report: Reporter, check_event: Callable[[A.EventName], None],
+                 sql_dialect: str | None = None) -> None:
         self.vocabulary = vocabulary
         self.report = report
         self.check_event = check_event  # callable(EventName) shared with the rule checker
@@ -75,44 +77,44 @@ class TypeChecker:
                               "compare it, e.g. `contact.email is set` or `contact.score > 10`")
 
     def infer(self, expr: A.Node, scope: Scope) -> str:
-        method = getattr(self, "_" + type(expr).__name__.lower(), None)
+        method: Callable[[A.Node, Scope], str] | None = getattr(self, "_" + type(expr).__name__.lower(), None)
         if method is None:
             return "any"
         return method(expr, scope)
 
     # ---- leaves ---------------------------------------------------------------
 
-    def _string(self, expr, scope):
+    def _string(self, expr: A.String, scope: Scope) -> str:
         return "string"
 
-    def _number(self, expr, scope):
+    def _number(self, expr: A.Number, scope: Scope) -> str:
         return "number"
 
-    def _bool(self, expr, scope):
+    def _bool(self, expr: A.Bool, scope: Scope) -> str:
         return "bool"
 
-    def _null(self, expr, scope):
+    def _null(self, expr: A.Null, scope: Scope) -> str:
         return "null"
 
-    def _duration(self, expr, scope):
+    def _duration(self, expr: A.Duration, scope: Scope) -> str:
         return "duration"
 
-    def _time(self, expr, scope):
+    def _time(self, expr: A.Time, scope: Scope) -> str:
         return "time"
 
-    def _date(self, expr, scope):
+    def _date(self, expr: A.Date, scope: Scope) -> str:
         return "date"
 
-    def _now(self, expr, scope):
+    def _now(self, expr: A.Now, scope: Scope) -> str:
         return "datetime"
 
-    def _today(self, expr, scope):
+    def _today(self, expr: A.Today, scope: Scope) -> str:
         return "date"
 
-    def _tagref(self, expr, scope):
+    def _tagref(self, expr: A.TagRef, scope: Scope) -> str:
         return "tag"
 
-    def _listlit(self, expr, scope):
+    def _listlit(self, expr: A.ListLit, scope: Scope) -> str:
         kinds = {self.infer(item, scope) for item in expr.items}
         if "tag" in kinds:
             self.report.error(expr, "`tag` cannot go in a list", 'write `tag in ["a", "b"]`')
@@ -301,7 +303,7 @@ class TypeChecker:
             return "any"
         return result
 
-    def _logic(self, expr, scope: Scope) -> str:
+    def _logic(self, expr: A.And | A.Or, scope: Scope) -> str:
         word = "and" if isinstance(expr, A.And) else "or"
         for item in expr.items:
             kind = self.infer(item, scope)
@@ -319,7 +321,7 @@ class TypeChecker:
         return "bool"
 
 
-def arith_type(op: str, left: str, right: str, right_node=None) -> str | None:
+def arith_type(op: str, left: str, right: str, right_node: A.Node | None = None) -> str | None:
     """The type of ``left op right``, or None when the operation makes no sense."""
     if "any" in (left, right):
         return "any"

@@ -145,7 +145,7 @@ class Vocabulary:
         """Event namespaces only Nudge and its channels may use."""
         return RESERVED_EVENT_NAMESPACES | self.namespaces
 
-    def with_templates(self, channel: str, names) -> "Vocabulary":
+    def with_templates(self, channel: str, names: Iterable[str]) -> "Vocabulary":
         """A copy where ``channel`` knows exactly ``names``."""
         channels = dict(self.channels)
         channels[channel] = frozenset(names)
@@ -163,11 +163,11 @@ class Vocabulary:
         merged.update((function.name, function) for function in functions)
         return replace(self, functions=merged)
 
-    def with_raised(self, events) -> "Vocabulary":
+    def with_raised(self, events: Iterable[str]) -> "Vocabulary":
         """A copy that also takes ``events`` as raised (no "nothing raises it" warning for them)."""
         return replace(self, raised=(self.raised or frozenset()) | frozenset(events))
 
-    def with_events(self, events) -> "Vocabulary":
+    def with_events(self, events: Iterable[str]) -> "Vocabulary":
         """A copy that also knows ``events`` (custom events seen so far)."""
         if self.events is None:
             return self

@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol
 
 __all__ = [
     "ADMIN_ROLES", "Action", "CONSENT_GRANTED", "CONSENT_UNLESS_REVOKED", "Channel", "ChannelError", "Check",
@@ -613,7 +613,46 @@ class Action:
         raise NotImplementedError(f"action {self.name!r} does not implement run()")
 
 
-def _host() -> Any:
+class _Host(Protocol):
+    """What Nudge's side of the plugin API provides (``server.plugin_writes``): the functions below call it."""
+
+    def record_consent(self, name: str, address: str, granted: bool, *, source: str, event: str | None = None,
+                       props: Mapping[str, Any] | None = None, receipt: str | None = None,
+                       wording: str | None = None) -> Recorded: ...
+
+    def raise_event(self, name: str, address: str, event: str, props: Mapping[str, Any] | None = None, *,
+                    receipt: str | None = None) -> Recorded: ...
+
+    def suppress(self, name: str, address: str, reason: str, detail: str | None = None, *,
+                 receipt: str | None = None) -> Recorded: ...
+
+    def ingest_event(self, contact: Mapping[str, Any], name: str, props: Mapping[str, Any] | None, *, source: str,
+                     occurred_at: datetime | None = None, receipt: str | None = None) -> Ingested: ...
+
+    def record_status(self, report: DeliveryStatus, *, outcome: bool = True, fails_message: bool = False,
+                      order: Mapping[str, int] | None = None) -> Recorded: ...
+
+    def find_contacts(self, name: str, address: str) -> list[dict[str, Any]]: ...
+
+    def find_message(self, name: str, provider_id: str) -> SentMessage | None: ...
+
+    def channel(self, name: str) -> Channel: ...
+
+    def endpoint(self, name: str) -> Endpoint | None: ...
+
+    def disable_endpoint(self, name: str, reason: str) -> None: ...
+
+    def inbound_source(self, name: str) -> InboundSource | None: ...
+
+    def enqueue(self, function: Any, *args: Any) -> None: ...
+
+    def problem(self, status: int, title: str, detail: str, *, field: str | None = None) -> Any: ...
+
+    def unsubscribe(self, token: str, *, source: str, ip: str | None = None,
+                    user_agent: str | None = None) -> str | None: ...
+
+
+def _host() -> _Host:
     """Nudge's side of the plugin API, inside the running app (a request, a job, an app context).
 
     The SDK itself imports nothing of Nudge's: ``create_app()`` puts the writer in ``app.extensions``.
@@ -623,7 +662,8 @@ def _host() -> Any:
     if not has_app_context():
         raise RuntimeError("server.sdk reads and writes need Nudge's app context: call them from a request "
                            "(a plugin's endpoint), a job or a channel's send()")
-    return current_app.extensions["nudge.sdk"]
+    host: _Host = current_app.extensions["nudge.sdk"]
+    return host
 
 
 def unsubscribe(token: str, *, source: str, ip: str | None = None, user_agent: str | None = None) -> str | None:

@@ -146,16 +146,16 @@ def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = Fals
                 row.parts = parts
     known = {e.name: e for e in session.scalars(select(WebhookEndpoint))}
     for (channel, name), spec in sorted(endpoints.items()):
-        row = known.get(name)
-        action = "create" if row is None else (
-            "unchanged" if (row.url, list(row.secrets or [])) == (spec["url"], spec["secrets"]) else "update")
+        endpoint = known.get(name)
+        action = "create" if endpoint is None else (
+            "unchanged" if (endpoint.url, list(endpoint.secrets or [])) == (spec["url"], spec["secrets"]) else "update")
         result.endpoints.append((action, channel, name))
         if not dry_run and action != "unchanged":
-            if row is None:
-                known[name] = row = WebhookEndpoint(name=name, url=spec["url"], secrets=spec["secrets"])
-                session.add(row)
+            if endpoint is None:
+                known[name] = endpoint = WebhookEndpoint(name=name, url=spec["url"], secrets=spec["secrets"])
+                session.add(endpoint)
             else:
-                row.url, row.secrets = spec["url"], spec["secrets"]
+                endpoint.url, endpoint.secrets = spec["url"], spec["secrets"]
     if dry_run:
         result.rules = plan_changes(session, plans, prune=True)
         session.rollback()

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import String, cast, insert, literal, select, update
 
 from ..models import ContactTag, Enrolment, EnrolmentState, Event, JourneyLog, Message
+from dsl.plan import ExitOp, RulePlan, ScoreOp, SendOp, TagOp, WaitOp
+
 from ..models.base import JsonType
 from .context import EngineContext
 from .effects import duration_text, send_data
@@ -58,7 +60,7 @@ class Group:
             table.c.state == EnrolmentState.ACTIVE.value).values(**values))
 
 
-def send(group: Group, op: dict[str, Any]) -> None:
+def send(group: Group, op: SendOp) -> None:
     """``send``: one outbox row per member, keyed as the interpreter keys it."""
     table = Message.__table__
     rows = select(message_key(ENROLMENT, Enrolment.id, op["id"]), Enrolment.contact_id,
@@ -72,7 +74,7 @@ def send(group: Group, op: dict[str, Any]) -> None:
     group.message_ids += list(group.ctx.session.connection().execute(stmt).scalars())
 
 
-def tag(group: Group, op: dict[str, Any]) -> None:
+def tag(group: Group, op: TagOp) -> None:
     """``tag``: the tag and its ``tag.added`` for the members without it, a trace line for all."""
     conn, now = group.ctx.session.connection(), group.now
     untagged = ~select(ContactTag.contact_id).where(ContactTag.contact_id == Enrolment.contact_id,
@@ -90,19 +92,19 @@ def tag(group: Group, op: dict[str, Any]) -> None:
     group.trace("tag", {"tag": op["tag"]})
 
 
-def score(group: Group, op: dict[str, Any]) -> None:
+def score(group: Group, op: ScoreOp) -> None:
     """``score +N``: the trace line and ``score.changed`` (old, new) per contact, then the update."""
     _score(group.ctx, group.members, op["delta"], group.now)
 
 
-def wait(group: Group, op: dict[str, Any]) -> None:
+def wait(group: Group, op: WaitOp) -> None:
     """``wait``: the members park until the wait is over, past it."""
     due = group.ctx.now + int(op["seconds"])
     group.trace("wait", {"until": due, "why": f"wait {duration_text(int(op['seconds']))}"})
     group.move_on(pc=group.at + 1, due=due, wait_event=None, attempts=None, error=None)
 
 
-def exit(group: Group, op: dict[str, Any]) -> None:  # noqa: A001 - the step's name
+def exit(group: Group, op: ExitOp) -> None:  # noqa: A001 - the step's name
     """The end (an ``exit`` step, or past the last step): the members' journeys are completed."""
     group.trace("exit", {"reason": "completed"})
     group.move_on(pc=group.at, state=EnrolmentState.DONE.value, due=None, finished=group.ctx.now,
@@ -144,15 +146,14 @@ def _score(ctx: EngineContext, members: Any, delta: int | float, now: Any) -> No
                  .values(score=table.c.score + delta, updated_at=now))  # the engine's clock, not the column default
 
 
-def can_enrol_set_based(plan: dict[str, Any]) -> bool:
+def can_enrol_set_based(plan: RulePlan) -> bool:
     """A rule whose journey starts with a wait and whose entry needs no per-contact condition."""
     steps = plan["steps"]
-    kind = (plan.get("entry") or {}).get("kind", "default")
-    return (bool(steps) and steps[0]["op"] == "wait" and plan.get("condition") is None
-            and kind in ("default", "once", "always"))
+    return (bool(steps) and steps[0]["op"] == "wait" and plan["condition"] is None
+            and plan["entry"]["kind"] in ("default", "once", "always"))
 
 
-def enrol_set_based(ctx: EngineContext, rule_id: int, version_id: int, plan: dict[str, Any], contacts: Any,
+def enrol_set_based(ctx: EngineContext, rule_id: int, version_id: int, plan: RulePlan, contacts: Any,
                     reason: str) -> int:
     """Enrol every contact selected by *contacts* (a SELECT of contact ids) in one INSERT … SELECT.
 
@@ -164,8 +165,11 @@ def enrol_set_based(ctx: EngineContext, rule_id: int, version_id: int, plan: dic
     logging.getLogger(__name__).info("rule %s: %s", rule_id, reason)
     from ..models import Contact
 
-    kind = (plan.get("entry") or {}).get("kind", "default")
-    due = ctx.now + int(plan["steps"][0]["seconds"])
+    kind = plan["entry"]["kind"]
+    first = plan["steps"][0]
+    if first["op"] != "wait":
+        raise ValueError(f"rule {rule_id} does not start with a wait: it cannot enrol set-based")
+    due = ctx.now + first["seconds"]
     rows = select(Contact.id, literal(rule_id), literal(version_id), literal(1), literal(EnrolmentState.ACTIVE.value),
                   literal(due), literal(ctx.now)).where(Contact.id.in_(contacts))
     if kind != "always":

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from sqlalchemy.orm import Session
+
+from dsl.plan import RulePlan, require_version
 
 from ..models import JourneyLog, RuleVersion
 
@@ -24,7 +26,7 @@ class EngineContext:
     new_messages: list[int] = field(default_factory=list)
     #: simulation: called with each new outbox row id at once, so effects appear in step order
     deliver_now: Callable[[list[int]], None] | None = None
-    _plans: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _plans: dict[int, RulePlan] = field(default_factory=dict)
     _buffer: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
 
     _index: Any = None
@@ -35,7 +37,7 @@ class EngineContext:
         if self._index is None:
             from .matcher import rule_index
 
-            self._index = rule_index(self.session, str(self.session.get_bind().url))
+            self._index = rule_index(self.session, str(self.session.get_bind().engine.url))
         return self._index
 
     def listens_to(self, event_name: str) -> bool:
@@ -48,10 +50,19 @@ class EngineContext:
     def default_tz(self) -> str:
         return self.config.get("DEFAULT_TIMEZONE", "UTC")
 
-    def plan(self, version_id: int) -> dict[str, Any]:
+    def plan(self, version_id: int) -> RulePlan:
+        """The plan of rule version *version_id*, looked up once per batch.
+
+        :raises PlanVersionError: the stored plan is of a format this Nudge does not run (a newer Nudge
+            compiled it, or the database was not upgraded).
+        """
         plan = self._plans.get(version_id)
         if plan is None:
-            plan = self._plans[version_id] = self.session.get(RuleVersion, version_id).plan
+            version = self.session.get(RuleVersion, version_id)
+            if version is None:
+                raise LookupError(f"rule version {version_id} does not exist")
+            require_version(version.plan, f"rule version {version_id} (rule {version.rule_id})")
+            plan = self._plans[version_id] = cast(RulePlan, version.plan)
         return plan
 
     def log(self, contact_id: int, rule_id: int | None, action: str, enrolment_id: int | None = None,

@@ -86,7 +86,7 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
         if cond is not None and not runtime.evaluate(cond, runtime.condition_scope(ctx, contact, entry.rule_id,
                                                                                    event_props=event.props)):
             continue
-        rule = ctx.session.get(Rule, entry.rule_id)
+        rule = ctx.session.get_one(Rule, entry.rule_id)
         runtime.enrol(ctx, rule, contact, event.id, f"{event.name} at {iso(ctx.now)}")
 
 
@@ -97,7 +97,7 @@ def drain(ctx: EngineContext) -> None:
         guard += 1
         if guard > 10_000:
             raise RuntimeError("rules keep raising events for each other without end (a loop between rules?)")
-        event = ctx.session.get(Event, ctx.pending_events.popleft())
+        event = ctx.session.get_one(Event, ctx.pending_events.popleft())
         handle_event(ctx, event)
 
 
@@ -157,9 +157,10 @@ def fire_schedule_timers(ctx: EngineContext, limit: int = 100) -> int:
             ctx.session.delete(timer)
             return
         rule = ctx.session.get(Rule, timer.rule_id)
-        plan = ctx.plan(rule.active_version_id) if rule is not None and rule.active_version_id else None
-        if plan is not None and bulk.can_enrol_set_based(plan):
-            bulk.enrol_set_based(ctx, rule.id, rule.active_version_id, plan, timers.schedule_contact_ids(ctx, timer.timezone),
+        version_id = rule.active_version_id if rule is not None else None
+        plan = ctx.plan(version_id) if version_id else None
+        if version_id and plan is not None and bulk.can_enrol_set_based(plan):
+            bulk.enrol_set_based(ctx, timer.rule_id, version_id, plan, timers.schedule_contact_ids(ctx, timer.timezone),
                                  f"schedule at {iso(ctx.now)}")
         else:
             for contact in timers.schedule_contacts(ctx, timer.timezone):

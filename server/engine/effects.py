@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 from sqlalchemy import delete
 
+from dsl.plan import RulePlan, SendOp
+
 from ..models import Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Task, TaskStatus
 from ..sdk import redact
 from . import timers
@@ -18,6 +20,7 @@ from .context import EngineContext
 from .keys import ENROLMENT, message_key
 from .scope import Scope
 from .staff import notify_team
+from ..db import affected_rows
 from .timeutil import to_dt
 
 log = logging.getLogger(__name__)
@@ -77,9 +80,10 @@ def park(ctx: EngineContext, enr: Enrolment, due: int, why: str) -> None:
     ctx.log(enr.contact_id, enr.rule_id, "wait", enr.id, until=due, why=why)
 
 
-def source_text(op: dict[str, Any]) -> str | None:
+def source_text(op: Mapping[str, object]) -> str | None:
     """A condition or date as written in the rule (plans compiled before the rename call it ``text``)."""
-    return op.get("source", op.get("text"))
+    text = op.get("source", op.get("text"))
+    return text if isinstance(text, str) else None
 
 
 def duration_text(seconds: int) -> str:
@@ -95,12 +99,12 @@ def send_data(rule_id: int, rule_name: Any, step: Any) -> dict[str, Any]:
     return {"rule": rule_id, "rule_name": rule_name, "marketing": True, "step": step}
 
 
-def write_outbox(ctx: EngineContext, enr: Enrolment, op: dict[str, Any], plan: dict[str, Any]) -> None:
+def write_outbox(ctx: EngineContext, enr: Enrolment, op: SendOp, plan: RulePlan) -> None:
     # unique key: a step's outbox row is written in the same transaction that moves the program counter
     # past it, so re-running a step is impossible short of a crash rollback, and the constraint backs that up
-    step = op.get("id", enr.pc)
-    data = {"enrolment": enr.id, **send_data(enr.rule_id, plan.get("name"), op.get("id"))}
-    if plan.get("quiet_hours"):
+    step = op["id"]
+    data = {"enrolment": enr.id, **send_data(enr.rule_id, plan["name"], step)}
+    if plan["quiet_hours"]:
         data["quiet_hours"] = plan["quiet_hours"]  # the outbox keeps to the rule's window too (a retry)
     msg = Message(key=message_key(ENROLMENT, enr.id, step), contact_id=enr.contact_id, channel=op["channel"],
                   template=op["name"], status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now),
@@ -130,10 +134,12 @@ def raise_event(ctx: EngineContext, contact_id: int, name: str, props: dict[str,
 
 def _tag_insert(dialect: str) -> Any:
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(ContactTag.__table__).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(ContactTag.__table__).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(ContactTag.__table__).on_conflict_do_nothing()
 
 
 _TAG_INSERTS: dict[str, Any] = {}
@@ -145,7 +151,7 @@ def _insert_ignoring_duplicates(ctx: EngineContext, values: dict[str, Any]) -> b
     stmt = _TAG_INSERTS.get(dialect)
     if stmt is None:
         stmt = _TAG_INSERTS[dialect] = _tag_insert(dialect)
-    return bool(ctx.session.connection().execute(stmt, values).rowcount)
+    return bool(affected_rows(ctx.session.connection().execute(stmt, values)))
 
 
 def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
@@ -156,8 +162,8 @@ def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
 
 
 def remove_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
-    removed = ctx.session.execute(
-        delete(ContactTag).where(ContactTag.contact_id == contact.id, ContactTag.tag == tag)).rowcount
+    removed = affected_rows(ctx.session.execute(
+        delete(ContactTag).where(ContactTag.contact_id == contact.id, ContactTag.tag == tag)))
     if not removed:
         return False
     raise_event(ctx, contact.id, "tag.removed", {"tag": tag})
@@ -174,7 +180,7 @@ def change_score(ctx: EngineContext, contact: Contact, new: int | float) -> None
     old = contact.score or 0
     if new == old:
         return
-    contact.score = new
+    contact.score = new  # type: ignore[assignment]  # a fractional `score` step is stored as written (SQLite keeps it)
     touch(ctx, contact)
     raise_event(ctx, contact.id, "score.changed", {"old": old, "new": new})
 

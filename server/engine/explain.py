@@ -52,7 +52,7 @@ def describe(action: str, data: dict[str, Any]) -> str:
         return text + (f"; waits until {iso(data['until'])}" if data.get("until") else "")
     if action == "exit":
         return {"completed": "finished the journey", "goal": "left: reached the goal",
-                "stopped": "left: a stop step"}.get(data.get("reason"), f"left ({data.get('reason')})")
+                "stopped": "left: a stop step"}.get(str(data.get("reason")), f"left ({data.get('reason')})")
     if action == "wait":
         return f"waited until {iso(data['until'])} ({data.get('why', 'wait')})"
     if action == "branch":
@@ -98,7 +98,7 @@ def journey_trace(session: Session, contact: Contact, rule_id: int | None = None
     """
     from .missed import not_enrolled
 
-    rules = dict(session.execute(select(Rule.id, Rule.name)).all())
+    rules: dict[int | None, str] = dict(session.execute(select(Rule.id, Rule.name)).all())
     query = select(JourneyLog).where(JourneyLog.contact_id == contact.id)
     if rule_id is not None:
         query = query.where(JourneyLog.rule_id == rule_id)
@@ -115,7 +115,7 @@ def journey_trace(session: Session, contact: Contact, rule_id: int | None = None
                     for enr, text in journeys_now(session, contact.id, rules, rule_id)]
 
 
-def journeys_now(session: Session, contact_id: int, rules: dict[int, str],
+def journeys_now(session: Session, contact_id: int, rules: dict[int | None, str],
                  rule_id: int | None = None) -> list[tuple[Enrolment, str]]:
     """Each unfinished journey of the contact (waiting, held by a pause, retrying, parked) and where it stands."""
     query = select(Enrolment).where(
@@ -132,16 +132,20 @@ def journeys_now(session: Session, contact_id: int, rules: dict[int, str],
             continue
         how = f"held in {name} (paused)" if enr.state == EnrolmentState.HELD else f"waiting in {name}"
         if enr.error:
-            out.append((enr, f"now retrying in {name} at {iso(enr.due)} after {enr.attempts} failed try(s): "
+            out.append((enr, f"now retrying in {name} at {_when(enr.due)} after {enr.attempts} failed try(s): "
                              f"{enr.error}"))
         elif enr.wait_event:
-            out.append((enr, f"now {how} for {enr.wait_event} until {iso(enr.due)}"))
+            out.append((enr, f"now {how} for {enr.wait_event} until {_when(enr.due)}"))
         elif enr.due:
             out.append((enr, f"now {how} until {iso(enr.due)}"))
     return out
 
 
-def send_attempts(session: Session, contact_id: int, rules: dict[int, str],
+def _when(due: int | None) -> str:
+    return iso(due) if due is not None else "no set time"
+
+
+def send_attempts(session: Session, contact_id: int, rules: dict[int | None, str],
                   rule_id: int | None = None) -> list[tuple[int, int, str, str]]:
     """Each try of each message to the contact that did not simply succeed, and what operators and
     providers said later: ``(unix time, order, rule name, text)``, from the messages' status history."""

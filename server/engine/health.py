@@ -42,10 +42,14 @@ def note_sent(session: Session, channel: str, at: datetime) -> None:
 
 def _upsert(session: Session, channel: str, new: dict[str, Any], update: dict[str, Any]) -> None:
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(ChannelHealth).values(channel=channel, **new)
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg_stmt = pg_insert(ChannelHealth).values(channel=channel, **new)
+        session.execute(pg_stmt.on_conflict_do_update(index_elements=["channel"], set_=update))
+        return
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    stmt = sqlite_insert(ChannelHealth).values(channel=channel, **new)
     session.execute(stmt.on_conflict_do_update(index_elements=["channel"], set_=update))
 
 

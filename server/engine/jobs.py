@@ -176,7 +176,7 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
     from ..models import Rule
 
     groups: dict[tuple[int, int], list] = defaultdict(list)
-    rest = []
+    rest: list[Any] = []
     for row in rows:
         (rest if row.wait_event is not None else groups[(row.version_id, row.pc)]).append(row)
     ran = 0
@@ -186,7 +186,7 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
         if ops is None:
             rest.extend(members)
             continue
-        rule = ctx.session.get(Rule, members[0].rule_id)
+        rule = ctx.session.get_one(Rule, members[0].rule_id)
         ctx.new_messages.extend(runtime.advance_group(ctx, version_id, pc, [m.id for m in members], ops,
                                                      rule.id, rule.name))
         ran += len(members)
@@ -232,7 +232,7 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     """
     session = get_session()
     config = current_app.config
-    clock = {} if now is None else {"now": now}  # an explicit clock travels with the jobs
+    clock: dict[str, Any] = {} if now is None else {"now": now}  # an explicit clock travels with the jobs
     now = to_ts(utcnow()) if now is None else now
     instant = utcnow() if not clock else to_dt(now)
     queue = get_queue()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -61,8 +61,9 @@ def not_enrolled(session: Session, contact: Contact, rule_id: int | None = None,
         versions.setdefault(version.rule_id, []).append(version)
     by_event: dict[str, list[int]] = {}
     for rid, vs in versions.items():
-        for name in {(v.plan.get("trigger") or {}).get("event") for v in vs} - {None}:
-            by_event.setdefault(name, []).append(rid)
+        for name in {(v.plan.get("trigger") or {}).get("event") for v in vs}:
+            if name is not None:
+                by_event.setdefault(name, []).append(rid)
     if not by_event:
         return []
     events = list(session.scalars(select(Event).where(Event.contact_id == contact.id, Event.name.in_(by_event))
@@ -76,10 +77,10 @@ def not_enrolled(session: Session, contact: Contact, rule_id: int | None = None,
             if (rid, event.id) in entered_by:
                 continue
             seen = to_ts(event.processed_at or event.received_at)
-            version = _version_at(versions[rid], event, seen)
-            if version is None or (version.plan.get("trigger") or {}).get("event") != event.name:
+            active = _version_at(versions[rid], event, seen)
+            if active is None or (active.plan.get("trigger") or {}).get("event") != event.name:
                 continue  # the rule did not exist yet, or did not listen for this event then
-            reason, why = _why(session, contact, rules[rid], version.plan, event, seen,
+            reason, why = _why(session, contact, rules[rid], active.plan, event, seen,
                                [e for e in enrolments if e.rule_id == rid and e.event_id != event.id])
             if reason:
                 out.append(Missed(seen, rid, rules[rid].name, event.id, event.name, reason, why))
@@ -173,7 +174,7 @@ def condition_text(node: Any, nested: bool = False) -> str:
         if isinstance(value, dict) and "has_tag" in value:
             return f"tag != {json.dumps(value['has_tag'], ensure_ascii=False)}"
         return f"not ({condition_text(value)})"
-    simple = {"field": lambda v: f"contact.{v}", "prop": lambda v: f"event.{v}", "now": lambda v: "now",
+    simple: dict[str, Callable[[Any], str]] = {"field": lambda v: f"contact.{v}", "prop": lambda v: f"event.{v}", "now": lambda v: "now",
               "today": lambda v: "today", "duration": lambda v: duration_text(int(v)), "time": str, "date": str,
               "has_tag": lambda v: f"tag == {json.dumps(v, ensure_ascii=False)}",
               "segment": lambda v: f"in segment {json.dumps(v, ensure_ascii=False)}",

@@ -25,6 +25,7 @@ from . import health, policy
 from .keys import enrolment_of
 from .render import contact_data, render
 from .staff import internal_address, internal_outbound, recipient
+from ..db import affected_rows
 from .timeutil import iso, to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,12 @@ class Delivery:
             Message.next_attempt_at.is_(None) | (Message.next_attempt_at <= instant))
 
     def _claim(self, message_id: int) -> bool:
-        claimed = self.session.execute(
+        claimed = affected_rows(self.session.execute(
             update(Message)
             .where(Message.id == message_id, self._claimable())
             .values(status=MessageStatus.SENDING.value, claimed_at=to_dt(self.now), sending_at=None,
                     attempts=Message.attempts + 1)
-        ).rowcount
+        ))
         self.session.commit()
         return bool(claimed)
 
@@ -101,10 +102,10 @@ class Delivery:
         The claim's attempt number fences it: a row the scheduler gave back (this worker looked dead) and
         another worker claimed again is not stamped, nor sent, here.
         """
-        stamped = self.session.execute(
+        stamped = affected_rows(self.session.execute(
             update(Message).where(Message.id == msg.id, Message.status == MessageStatus.SENDING.value,
                                   Message.attempts == msg.attempts, Message.sending_at.is_(None))
-            .values(sending_at=to_dt(self.now))).rowcount
+            .values(sending_at=to_dt(self.now))))
         self.session.commit()
         return bool(stamped)
 
@@ -157,7 +158,7 @@ class Delivery:
         for message_id in message_ids:
             if message_id not in todo or not self._claim(message_id):
                 continue  # another worker has it, or it is already done, or not due yet
-            msg = self.session.get(Message, message_id)
+            msg = self.session.get_one(Message, message_id)
             self.session.refresh(msg)
             contact = self.session.get(Contact, msg.contact_id) if msg.contact_id else None
             try:

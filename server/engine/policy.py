@@ -84,17 +84,17 @@ def blocker(session: Session, config: Mapping[str, Any], channels: Mapping[str, 
             Message.contact_id == contact_id, Message.status == MessageStatus.SENT.value,
             Message.channel.in_(capped), Message.sent_at >= to_dt(now - span),
             ~Message.key.startswith(key_prefix(TEAM))))  # mail to the staff about the contact is not theirs
-        if recent >= limit:
+        if (recent or 0) >= limit:
             return "frequency_cap"
     return None
 
 
-def quiet_window(rule_quiet: Mapping[str, str] | None, channel_cls: Any) -> Window | None:
+def quiet_window(rule_quiet: Mapping[str, Any] | None, channel_cls: Any) -> Window | None:
     """The quiet window of a send: the rule's own, else the channel's declared default, else None."""
     return window(rule_quiet, channel_cls)
 
 
-def resumes_at(now: int, rule_quiet: Mapping[str, str] | None, channel_cls: Any, contact: Contact | None,
+def resumes_at(now: int, rule_quiet: Mapping[str, Any] | None, channel_cls: Any, contact: Contact | None,
                settings: Mapping[str, Any], address: str | None = None) -> int | None:
     """When a send to *contact* may happen if not now (None: now is fine), in every zone they may be in.
 

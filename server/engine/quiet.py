@@ -20,7 +20,7 @@ from .timeutil import local_at, next_local_time, parse_hhmm, to_dt, zone
 Window = tuple[time, time]
 
 
-def window(rule_quiet: Mapping[str, str] | None, channel_cls: Any) -> Window | None:
+def window(rule_quiet: Mapping[str, Any] | None, channel_cls: Any) -> Window | None:
     """The quiet window for a send: the rule's ``{"start", "end"}``, else the channel's declaration."""
     if rule_quiet:
         return parse_hhmm(rule_quiet["start"]), parse_hhmm(rule_quiet["end"])
@@ -75,7 +75,7 @@ def _window_ends(now: int, end: time, tz: ZoneInfo) -> tuple[int, int]:
     return first, local_at(to_dt(first).astimezone(tz).date() + timedelta(days=1), end, tz)
 
 
-def send_resumes_at(now: int, rule_quiet: Mapping[str, str] | None, channel_cls: Any, contact: Contact | None,
+def send_resumes_at(now: int, rule_quiet: Mapping[str, Any] | None, channel_cls: Any, contact: Contact | None,
                     settings: Mapping[str, Any], address: str | None = None) -> int | None:
     """When a send to *contact* on the channel may happen if not now (None: now is fine).
 

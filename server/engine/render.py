@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, cast
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError
@@ -256,7 +256,7 @@ def get_renderer(app: Any = None) -> Renderer:
     from flask import current_app, has_app_context
 
     if app is None and has_app_context():
-        app = current_app._get_current_object()
+        app = cast(Any, current_app)._get_current_object()  # flask types the proxy as the app it stands for
     if app is None:
         global _default_renderer
         if _default_renderer is None:

@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Contact, Enrolment, EnrolmentState, Rule, RuleStatus, RuleVersion, utcnow
+from ..db import affected_rows
 
 
 class RuleError(Exception):
@@ -86,13 +87,13 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
         if result.program is not None and not any(d.is_error for d in diagnostics):
             compiled = dsl.compile_program(result.program)["rules"]
             for rule, plan in zip(result.program.rules, compiled):
-                plan.update(source=rule_text(text, rule.span.line, rule.span.end_line), file=result.program.filename)
-            checked.plans.extend(compiled)
+                checked.plans.append({**plan, "source": rule_text(text, rule.span.line, rule.span.end_line),
+                                      "file": result.program.filename})
     seen: set[str] = set()
-    for plan in checked.plans:
-        if plan["name"] in seen:
-            checked.problems.append((True, f"rule {plan['name']!r} is defined twice; rule names must be unique"))
-        seen.add(plan["name"])
+    for annotated in checked.plans:
+        if annotated["name"] in seen:
+            checked.problems.append((True, f"rule {annotated['name']!r} is defined twice; rule names must be unique"))
+        seen.add(annotated["name"])
     if checked.errors:
         checked.plans = []
     return checked
@@ -134,7 +135,7 @@ def position_map(session: Session, rule_id: int, new_plan: dict[str, Any]) -> li
         .group_by(Enrolment.version_id, Enrolment.pc).order_by(Enrolment.version_id, Enrolment.pc)).all()
     out = []
     for version_id, pc, count in rows:
-        steps = session.get(RuleVersion, version_id).plan["steps"]
+        steps = session.get_one(RuleVersion, version_id).plan["steps"]
         step_id = steps[pc]["id"] if pc < len(steps) else None
         out.append((version_id, pc, new_ids.get(step_id), count))
     return out
@@ -147,9 +148,9 @@ def migrate_positions(session: Session, rule_id: int, new_version_id: int,
     for version_id, pc, new_pc, _count in mapping:
         if new_pc is None or version_id == new_version_id:
             continue
-        moved += session.execute(update(Enrolment).where(
+        moved += affected_rows(session.execute(update(Enrolment).where(
             Enrolment.rule_id == rule_id, Enrolment.version_id == version_id, Enrolment.pc == pc,
-            Enrolment.state == EnrolmentState.ACTIVE).values(version_id=new_version_id, pc=new_pc)).rowcount
+            Enrolment.state == EnrolmentState.ACTIVE).values(version_id=new_version_id, pc=new_pc)))
     return moved
 
 

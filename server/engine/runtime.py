@@ -11,9 +11,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from sqlalchemy import func, select
+
+from dsl.plan import (Arm, BranchOp, ExitOp, Instruction, JumpOp, RulePlan, SendOp, SplitOp, WaitForOp, WaitOp,
+                      WaitUntilOp, WaitUntilTimeOp)
 
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
 from . import bulk, effects, policy
@@ -52,7 +55,7 @@ class Run:
     ctx: EngineContext
     enr: Enrolment
     contact: Contact
-    plan: dict[str, Any]
+    plan: RulePlan
     scope: Scope
 
 
@@ -60,12 +63,16 @@ class Run:
 INTERPRETER_ONLY = None
 
 
-def _always(ctx: EngineContext, plan: dict[str, Any], op: dict[str, Any]) -> bool:
+#: the kind of instruction a :class:`Step` runs
+Op = TypeVar("Op")
+
+
+def _always(ctx: EngineContext, plan: RulePlan, op: Any) -> bool:
     return True
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[Op]):
     """How one kind of plan step runs.
 
     :param run: the interpreter's: runs the step for one enrolment, moves its program counter and returns True
@@ -76,15 +83,15 @@ class Step:
     :param ends_group: the step ends a set-based run (a wait, the end).
     """
 
-    run: Callable[[Run, dict[str, Any]], bool]
-    group: Callable[[bulk.Group, dict[str, Any]], None] | None
-    groupable: Callable[[EngineContext, dict[str, Any], dict[str, Any]], bool] = _always
+    run: Callable[[Run, Op], bool]
+    group: Callable[[bulk.Group, Op], None] | None
+    groupable: Callable[[EngineContext, RulePlan, Op], bool] = _always
     ends_group: bool = False
 
 
-def _acting(action: Callable[..., None]) -> Callable[[Run, dict[str, Any]], bool]:
+def _acting(action: Callable[..., None]) -> Callable[[Run, Any], bool]:
     """A step that acts on the contact and goes on with the next one."""
-    def step(r: Run, op: dict[str, Any]) -> bool:
+    def step(r: Run, op: Any) -> bool:
         action(r.ctx, r.enr, r.contact, op, r.scope)
         r.enr.pc += 1
         return True
@@ -92,7 +99,7 @@ def _acting(action: Callable[..., None]) -> Callable[[Run, dict[str, Any]], bool
     return step
 
 
-def _send(r: Run, op: dict[str, Any]) -> bool:
+def _send(r: Run, op: SendOp) -> bool:
     resume = policy.resumes_at(r.ctx.now, r.plan.get("quiet_hours"), channel_class(r.ctx, op["channel"]), r.contact,
                                r.ctx.config)
     if resume is not None:
@@ -103,23 +110,23 @@ def _send(r: Run, op: dict[str, Any]) -> bool:
     return True
 
 
-def _exit(r: Run, op: dict[str, Any]) -> bool:
+def _exit(r: Run, op: Instruction) -> bool:
     finish(r.ctx, r.enr, "completed")
     return False
 
 
-def _stop(r: Run, op: dict[str, Any]) -> bool:
+def _stop(r: Run, op: Instruction) -> bool:
     finish(r.ctx, r.enr, "stopped")
     return False
 
 
-def _wait(r: Run, op: dict[str, Any]) -> bool:
+def _wait(r: Run, op: WaitOp) -> bool:
     r.enr.pc += 1
     park(r.ctx, r.enr, r.ctx.now + int(op["seconds"]), f"wait {effects.duration_text(int(op['seconds']))}")
     return False
 
 
-def _wait_until_time(r: Run, op: dict[str, Any]) -> bool:
+def _wait_until_time(r: Run, op: WaitUntilTimeOp) -> bool:
     due = next_local_time(r.ctx.now, parse_hhmm(op["at"]), zone(r.contact.timezone, r.ctx.default_tz))
     r.enr.pc += 1
     if due > r.ctx.now:
@@ -128,7 +135,7 @@ def _wait_until_time(r: Run, op: dict[str, Any]) -> bool:
     return True
 
 
-def _wait_until(r: Run, op: dict[str, Any]) -> bool:
+def _wait_until(r: Run, op: WaitUntilOp) -> bool:
     due = _as_ts(evaluate_value(op["expr"], r.scope), r.contact.timezone, r.ctx, op.get("at"))
     r.enr.pc += 1
     if due is not None and due > r.ctx.now:
@@ -137,49 +144,49 @@ def _wait_until(r: Run, op: dict[str, Any]) -> bool:
     return True
 
 
-def _wait_for(r: Run, op: dict[str, Any]) -> bool:
+def _wait_for(r: Run, op: WaitForOp) -> bool:
     r.enr.wait_event = op["event"]
     park(r.ctx, r.enr, r.ctx.now + int(op["seconds"]), f"waiting for {op['event']}")
     return False  # pc stays on the wait_for: resume_on_event/resume_due decide where to go
 
 
-def _branch(r: Run, op: dict[str, Any]) -> bool:
+def _branch(r: Run, op: BranchOp) -> bool:
     taken = evaluate(op["cond"], r.scope)
     r.ctx.log(r.contact.id, r.enr.rule_id, "branch", r.enr.id, step=op.get("id"), cond=source_text(op), taken=taken)
     r.enr.pc = r.enr.pc + 1 if taken else int(op["else"])
     return True
 
 
-def _jump(r: Run, op: dict[str, Any]) -> bool:
+def _jump(r: Run, op: JumpOp) -> bool:
     r.enr.pc = int(op["to"])
     return True
 
 
-def _split(r: Run, op: dict[str, Any]) -> bool:
+def _split(r: Run, op: SplitOp) -> bool:
     arm = _split_arm(r.contact.id, r.enr.rule_id, op["arms"])
     r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"])
     r.enr.pc = int(arm["to"])
     return True
 
 
-def _start(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope) -> None:
+def _start(ctx: EngineContext, enr: Enrolment, contact: Contact, op: Any, scope: Scope) -> None:
     other = ctx.session.scalar(select(Rule).where(Rule.name == op["rule"]))
     if other is not None:
         enrol(ctx, other, contact, enr.event_id, f"started by rule {enr.rule_id}")
 
 
-def _no_quiet_hours(ctx: EngineContext, plan: dict[str, Any], op: dict[str, Any]) -> bool:
+def _no_quiet_hours(ctx: EngineContext, plan: RulePlan, op: SendOp) -> bool:
     # quiet hours depend on each contact's time zone
     return policy.quiet_window(plan.get("quiet_hours"), channel_class(ctx, op["channel"])) is None
 
 
-def _unheard(event: str) -> Callable[[EngineContext, dict[str, Any], dict[str, Any]], bool]:
+def _unheard(event: str) -> Callable[[EngineContext, RulePlan, Any], bool]:
     """A step whose event no rule reacts to: else the interpreter raises and handles it."""
     return lambda ctx, plan, op: not ctx.listens_to(event)
 
 
 #: every kind of plan step (``op``) the compiler emits, and how it runs (a test keeps this complete)
-STEPS: dict[str, Step] = {
+STEPS: dict[str, Step[Any]] = {
     "send": Step(_send, bulk.send, groupable=_no_quiet_hours),
     "wait": Step(_wait, bulk.wait, ends_group=True),
     "exit": Step(_exit, bulk.exit, ends_group=True),
@@ -203,7 +210,7 @@ STEPS: dict[str, Step] = {
 
 
 # -- entering ------------------------------------------------------------------------------
-def may_enter(ctx: EngineContext, rule_id: int, plan: dict[str, Any], contact_id: int) -> bool:
+def may_enter(ctx: EngineContext, rule_id: int, plan: RulePlan, contact_id: int) -> bool:
     policy = plan.get("entry") or {"kind": "default"}
     kind = policy.get("kind", "default")
     if kind == "always":
@@ -246,7 +253,7 @@ def enter(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None
 
 
 # -- running -----------------------------------------------------------------------------
-def _split_arm(contact_id: int, rule_id: int, arms: list[dict[str, Any]]) -> dict[str, Any]:
+def _split_arm(contact_id: int, rule_id: int, arms: list[Arm]) -> Arm:
     """A stable arm per (contact, rule): the same contact always lands in the same arm."""
     bucket = int(hashlib.sha256(f"{rule_id}:{contact_id}".encode()).hexdigest()[:8], 16) % 100
     total = 0
@@ -300,10 +307,14 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
 
 
 # -- the set-based path ----------------------------------------------------------------------
-def segment(plan: dict[str, Any], pc: int, ctx: EngineContext) -> list[dict[str, Any]] | None:
+#: past the last step: the end, run as an ``exit``
+_END: ExitOp = {"id": "end", "line": None, "op": "exit"}
+
+
+def segment(plan: RulePlan, pc: int, ctx: EngineContext) -> list[Instruction] | None:
     """The steps from *pc* to the next wait or the end, if a group may take them all set-based; else None."""
     steps = plan["steps"]
-    ops: list[dict[str, Any]] = []
+    ops: list[Instruction] = []
     while pc < len(steps):
         op = steps[pc]
         step = STEPS.get(op["op"])
@@ -313,10 +324,10 @@ def segment(plan: dict[str, Any], pc: int, ctx: EngineContext) -> list[dict[str,
         if step.ends_group:
             return ops
         pc += 1
-    return ops + [{"op": "exit"}]
+    return ops + [_END]
 
 
-def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], ops: list[dict[str, Any]],
+def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], ops: list[Instruction],
                   rule_id: int, rule_name: str) -> list[int]:
     """Run *ops* (from :func:`segment`) for the enrolments *ids*, all at *pc* of *version_id*; return new outbox
     row ids. Each step does for the group exactly what :func:`run` does for each member."""
@@ -338,7 +349,7 @@ def resume_due(ctx: EngineContext, enr: Enrolment, contact: Contact | None = Non
     if enr.wait_event is not None:
         op = ctx.plan(enr.version_id)["steps"][enr.pc]
         ctx.log(enr.contact_id, enr.rule_id, "timeout", enr.id, event=enr.wait_event)
-        enr.pc = int(op.get("on_timeout", enr.pc + 1))
+        enr.pc = op["on_timeout"] if op["op"] == "wait_for" else enr.pc + 1
         enr.wait_event = None
     run(ctx, enr, contact)
 
@@ -346,7 +357,7 @@ def resume_due(ctx: EngineContext, enr: Enrolment, contact: Contact | None = Non
 def resume_on_event(ctx: EngineContext, enr: Enrolment, contact: Contact, event: Event) -> bool:
     """If *enr* waits for *event* (and its ``where`` holds), take the ``then`` path; True if it did."""
     op = ctx.plan(enr.version_id)["steps"][enr.pc]
-    where = op.get("where")
+    where = op["where"] if op["op"] == "wait_for" else None
     if where is not None and not evaluate(where, condition_scope(ctx, contact, enr.rule_id, enr.id, event.props)):
         return False
     ctx.log(contact.id, enr.rule_id, "received", enr.id, event=event.name)

@@ -293,7 +293,7 @@ class Environment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     code_generator_class = _Generator
-    concat = staticmethod(_bounded_concat)  # type: ignore[assignment]
+    concat = staticmethod(_bounded_concat)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(obj, (str, bytes)) and attr in BLOCKED_METHODS:

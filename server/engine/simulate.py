@@ -112,7 +112,7 @@ class Simulation:
 
     def _contact(self, key: str, create: bool = False) -> Contact:
         if key in self.contacts:
-            return self.session.get(Contact, self.contacts[key])
+            return self.session.get_one(Contact, self.contacts[key])
         contact = Contact(external_id=key, fields={}, created_at=to_dt(self.ctx.now), updated_at=to_dt(self.ctx.now))
         self.session.add(contact)
         self.session.flush()
@@ -196,7 +196,7 @@ class Simulation:
     # -- output ---------------------------------------------------------------------------------
     def effects(self) -> Iterator[dict[str, Any]]:
         self.ctx.commit()
-        rules = dict(self.session.execute(select(Rule.id, Rule.name)).all())
+        rules: dict[int | None, str] = dict(self.session.execute(select(Rule.id, Rule.name)).all())
         keys = {cid: key for key, cid in self.contacts.items()}
         for row in self.session.scalars(select(JourneyLog).order_by(JourneyLog.at, JourneyLog.id)):
             if not self.trace and row.action not in EFFECTS:

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..models import Enrolment, EnrolmentState, Event, Message, MessageStatus, MessageStatusChange, utcnow
+from ..db import affected_rows
 from .timeutil import to_ts
 
 #: what an operator may send again: the outcome is unknown, or the send gave up
@@ -106,10 +107,10 @@ def unpark(session: Session, events: Iterable[int] = (), journeys: Iterable[int]
     pick_events = [Event.id.in_(events)] if events or journeys else []
     pick_journeys = [Enrolment.id.in_(journeys)] if events or journeys else []
     now = utcnow().replace(microsecond=0)  # engine clocks tick in whole seconds
-    unparked_events = session.execute(update(Event).where(
+    unparked_events = affected_rows(session.execute(update(Event).where(
         Event.processed_at.is_(None), Event.parked_at.is_not(None), *pick_events).values(
-        parked_at=None, retry_at=now, attempts=0)).rowcount
-    unparked_journeys = session.execute(update(Enrolment).where(
+        parked_at=None, retry_at=now, attempts=0)))
+    unparked_journeys = affected_rows(session.execute(update(Enrolment).where(
         Enrolment.state == EnrolmentState.PARKED.value, *pick_journeys).values(
-        state=EnrolmentState.ACTIVE.value, due=to_ts(now), attempts=0)).rowcount
+        state=EnrolmentState.ACTIVE.value, due=to_ts(now), attempts=0)))
     return unparked_events, unparked_journeys

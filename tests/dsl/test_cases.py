@@ -72,6 +72,21 @@ def test_case(source: Path):
         assert actual.strip(), "a problem case must report something"
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
+def test_case_compiles_to_a_plan_of_the_declared_types(source: Path):
+    result = dsl.parse(source.read_text(encoding="utf-8"), source.name)
+    if result.program is None:
+        assert not source.stem.startswith("ok_")
+        return
+    try:
+        plan = dsl.compile_program(result.program)
+    except dsl.compiler.CompileError:  # a form the checker rejects: only in problem cases
+        assert any(d.is_error for d in _diagnostics(source)), "only a rejected program may fail to compile"
+        return
+    assert dsl.plan_problems(plan) == []
+    assert all(rule["version"] == dsl.PLAN_VERSION for rule in plan["rules"])
+
+
 def _diagnostics(path: Path):
     source = path.read_text(encoding="utf-8")
     result = dsl.parse(source, path.name)

@@ -31,7 +31,8 @@ def ops(rule: dict) -> list[tuple]:
 
 def test_plan_is_versioned_json():
     plan = plan_of('when a.b then tag "x"')
-    assert plan["plan_version"] == dsl.PLAN_VERSION == 1
+    assert plan["plan_version"] == dsl.PLAN_VERSION == 2
+    assert [rule["version"] for rule in plan["rules"]] == [2]  # each rule's plan is stored on its own
     assert json.loads(json.dumps(plan)) == plan
 
 
@@ -105,7 +106,7 @@ def test_simple_steps_compile_to_instructions():
         {"op": "send", "channel": "email", "name": "welcome"},
         {"op": "wait", "seconds": 259200},
         {"op": "wait_until_time", "at": "09:00"},
-        {"op": "wait_until", "expr": {"-": [{"field": "renewal_date"}, {"duration": 604800}]}},
+        {"op": "wait_until", "expr": {"-": [{"field": "renewal_date"}, {"duration": 604800}]}, "at": None},
         {"op": "wait_until", "expr": {"field": "renewal_date"}, "at": "10:00"},
         {"op": "tag", "tag": "t"},
         {"op": "untag", "tag": "t"},

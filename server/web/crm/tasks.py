@@ -70,7 +70,7 @@ def index():
     if filters["team"]:
         stmt = stmt.where(Task.team == filters["team"])
     if filters["assigned"] == "me":
-        stmt = stmt.where(Task.assigned_to == current_user().id)  # type: ignore[union-attr]
+        stmt = stmt.where(Task.assigned_to == current_user().id)
     elif filters["assigned"] == "nobody":
         stmt = stmt.where(Task.assigned_to.is_(None))
     scope = "|".join(filters.values())
