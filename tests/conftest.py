@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from server.app import create_app
+from server.clock import ShiftedClock
 from server.embedded_redis import EmbeddedRedis
 
 from .servers import PostgresServer, SmtpServer
@@ -63,8 +64,19 @@ def smtp_server():
 
 
 @pytest.fixture
-def config(tmp_path, database_url, redis_server, smtp_server):
+def clock(tmp_path) -> ShiftedClock:
+    """The engine's clock for this test: the real time until the test moves it on with ``clock.advance(...)``.
+
+    The app, the in-process CLI and every ``nudge`` process the test starts share it (``NUDGE_TEST_CLOCK_FILE``).
+    """
+    return ShiftedClock(tmp_path / "clock")
+
+
+@pytest.fixture
+def config(tmp_path, database_url, redis_server, smtp_server, clock):
     return {
+        "TESTING": True,
+        "TEST_CLOCK_FILE": str(clock.path),
         "HOME": str(tmp_path / "home"),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
@@ -77,8 +89,8 @@ def config(tmp_path, database_url, redis_server, smtp_server):
 
 
 @pytest.fixture
-def app(config):
-    app = create_app(config)
+def app(config, clock):
+    app = create_app(config, clock=clock)
     app.config["TESTING"] = True
     yield app
     app.extensions["nudge.queue"].close()
