@@ -27,6 +27,43 @@ def pytest_addoption(parser):
                      help="database backends to run the app tests on (comma-separated)")
 
 
+def pytest_collection_modifyitems(config, items):
+    """PostgreSQL-only tests are deselected, not skipped, when ``--backends`` leaves PostgreSQL out."""
+    if "postgresql" in config.getoption("--backends").split(","):
+        return
+    dropped = [item for item in items if item.get_closest_marker("postgresql")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """No test passes by being skipped: a skip (a missing input, tool or package) is reported as a failure."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} was skipped ({_skip_reason(report)}); a test may not pass by being " \
+                          "skipped: install what it needs (`make test` installs everything) or deselect it"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at import (``pytest.importorskip``, ``pytest.skip(allow_module_level)``)."""
+    report = yield
+    if report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"{collector.nodeid} was skipped ({_skip_reason(report)}); install what it needs " \
+                          "(`make test` installs everything)"
+    return report
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         backends = metafunc.config.getoption("--backends").split(",")

@@ -14,14 +14,12 @@ from ..helpers import api_key, post_event
 from .journey import install_series, message_of, recipients, wait_until
 from .test_handover import ONE_STEP, SETTINGS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]  # deselected unless --backends names postgresql
 
 
 @pytest.fixture
-def database_url(request, postgres_server):
+def database_url(postgres_server):
     """PostgreSQL: a test can hold a table lock that stops the worker between its claim and the hand-over."""
-    if "postgresql" not in request.config.getoption("--backends").split(","):
-        pytest.skip("PostgreSQL is not among --backends")
     return postgres_server.new_database(f"handover_{uuid.uuid4().hex[:8]}")
 
 

@@ -21,7 +21,7 @@ from server.queue import get_queue
 from ..helpers import api_key
 from .journey import install_series, received, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]  # deselected unless --backends names postgresql
 
 CONTACTS = 1000
 BATCH = 100
@@ -35,10 +35,8 @@ end
 
 
 @pytest.fixture
-def database_url(request, postgres_server):
+def database_url(postgres_server):
     """PostgreSQL only: SQLite has a single writer, so there is no race to lose."""
-    if "postgresql" not in request.config.getoption("--backends").split(","):
-        pytest.skip("PostgreSQL is not among --backends")
     return postgres_server.new_database(f"race_{uuid.uuid4().hex[:8]}")
 
 
