@@ -148,7 +148,8 @@ TEMPLATES = {
     "email/getting_started.subject": "Getting started",
     "email/getting_started.txt": "Book your first class.",
     "sms/reminder.txt": "See you tomorrow!",
-    "webhook/billing_sync.toml": 'url = "https://billing.example.com/hooks/nudge"\nsecret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="\n',
+    "webhook/billing_sync.toml": 'url = "https://billing.example.com/hooks/nudge"\n'
+                                 'secret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="\n',
 }
 
 

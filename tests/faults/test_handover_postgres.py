@@ -53,6 +53,6 @@ def test_a_worker_killed_before_the_hand_over_leaves_a_row_that_is_sent_once(app
     wait_until(lambda: message_of(app, "z@example.com")[0] == "sent", 60,
                lambda: f"{message_of(app, 'z@example.com')}\n{procs.tail()}")
     assert recipients(smtp_server)["z@example.com"] == 1, "sent once: it had never left"
-    status, history = message_of(app, "z@example.com")
+    _status, history = message_of(app, "z@example.com")
     assert [s for s, _detail in history] == ["pending", "sent"]
     assert history[0][1] == "the worker stopped before handing it to the channel; it goes out again"
