@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from flask import Flask
 from flask_htmx import HTMX
 
+from .clock import Clock, clock_for
 from .config import load_config
 from .db import Database, check_connection
 from .plugins import build_plugin_manager
@@ -16,7 +17,9 @@ from .queue import TaskQueue
 htmx = HTMX()
 
 
-def create_app(config: Mapping[str, Any] | None = None, create: bool = True, web: bool = True) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | None = None, create: bool = True, web: bool = True, clock: Clock | None = None
+) -> Flask:
     """Build a Nudge app: config, database (migrated), queue, plugins, blueprints.
 
     :param config: settings that win over the config file and ``NUDGE_*`` variables
@@ -25,12 +28,15 @@ def create_app(config: Mapping[str, Any] | None = None, create: bool = True, web
         ``nudge db upgrade`` do; every other command and server process finds an existing one).
     :param web: whether to serve pages and the API; a throwaway simulation (the editor's "Try it") needs none,
         and building the routes is most of the time an app takes to start.
+    :param clock: what "now" is for this app (``server.clock``); default the real clock (or, with
+        ``TESTING``, the test clock file's). Tests pass one to move the engine's time.
     :raises server.config.ConfigError: when a setting is invalid, or *create* is false and there is no instance.
     :raises server.db.DatabaseUnavailable: when the database cannot be reached.
     """
     settings = load_config(config, create=create)
     app = Flask(__name__)
     app.config.update(settings)
+    app.extensions["nudge.clock"] = clock if clock is not None else clock_for(settings)
     from .web import security
 
     security.init_app(app)  # body and form limits on every route, cookie flags, framing headers

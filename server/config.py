@@ -80,6 +80,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "TEAMS": {"type": "string",
               "help": "who rules' notify/task steps reach: sales=ana@x.example,bob@x.example;ops=webhook:ops-hook, "
                       "or JSON, or a [teams] table in nudge.toml (see docs/engine.md)"},
+    "TESTING": {"type": "bool", "default": False,
+                "help": "for Nudge's own tests only: allows NUDGE_TEST_CLOCK_FILE. Never set it in production"},
+    "TEST_CLOCK_FILE": {"type": "string",
+                        "help": "for Nudge's own tests only (refused unless NUDGE_TESTING is on): a file holding the "
+                                "seconds the engine's clock runs ahead of the real time (see docs/engine.md)"},
 }
 
 #: every core setting with its default (None: unset, or computed at start-up), derived from :data:`SETTINGS`
@@ -346,6 +351,9 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
         raise ConfigError("AMBIGUOUS_SENDS", f"must be hold or resend, got {settings['AMBIGUOUS_SENDS']!r}",
                           "hold: never send twice, an operator decides; resend: never lose one, a rare duplicate")
     settings["TEAMS"] = _validate_teams(settings["TEAMS"])
+    if settings["TEST_CLOCK_FILE"] and not settings["TESTING"]:
+        raise ConfigError("TEST_CLOCK_FILE", "is for Nudge's own tests only and needs NUDGE_TESTING=true",
+                          "unset it: a running Nudge always uses the real clock")
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")

@@ -116,7 +116,7 @@ def _cursor(after: Sequence[Any] | None, *types: type) -> tuple[Any, ...] | None
     if after is None:
         return None
     if not isinstance(after, (list, tuple)) or len(after) != len(types) or \
-            not all(isinstance(v, t) and not isinstance(v, bool) for v, t in zip(after, types)):
+            not all(isinstance(v, t) and not isinstance(v, bool) for v, t in zip(after, types, strict=True)):
         raise InvalidInput("after", "this page link belongs to another search; start the search again")
     return tuple(after)
 

@@ -10,6 +10,7 @@ transaction, so a replayed callback finds it and changes nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 from typing import Any, Callable, Mapping
@@ -51,7 +52,7 @@ def _contacts(session: Session, name: str, address: str) -> list[Contact]:
     if field is None:
         return []
     column = getattr(Contact, field)
-    forms = sorted({form for form in instance.address_forms(address)} | {address, address.lower()})
+    forms = sorted(set(instance.address_forms(address)) | {address, address.lower()})
     return [contact for contact in session.scalars(select(Contact).where(column.in_(forms)).order_by(Contact.id))
             if instance.same_address(getattr(contact, field) or "", address)]
 
@@ -192,10 +193,8 @@ def _sent(session: Session, message: Message) -> SentMessage:
     contact = session.get(Contact, message.contact_id) if message.contact_id else None
     if cls is not None and cls.address_field and contact is not None:
         address = getattr(contact, cls.address_field, None)
-        try:
+        with contextlib.suppress(ValueError):  # else as it is stored: the provider knows it by what was sent
             address = channel(message.channel).validate_address(address) if address else None
-        except ValueError:
-            pass  # as it is stored: the provider knows it by what was sent, which this is
     return SentMessage(key=message.key, template=message.template, status=message.status, address=address,
                        reported=reported)
 

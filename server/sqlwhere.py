@@ -237,7 +237,7 @@ class Compiler:
         if len(args) != len(params) or function.result not in _SQL_TYPES or not set(params) <= set(_SQL_TYPES):
             raise Unsupported(f"`{name}()` is not called as its SQL form expects")
         return Term(function.result, SqlForm(form, [self._argument(self.value(arg, event), kind)
-                                                    for arg, kind in zip(args, params)], function.result))
+                                                    for arg, kind in zip(args, params, strict=True)], function.result))
 
     def _argument(self, value: Any, kind: str) -> Any:
         """The SQL expression for one argument of declared type *kind*."""

@@ -1,6 +1,7 @@
 """``nudge up``: run web, worker and scheduler as child processes and stop them all together."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -88,10 +89,8 @@ class Supervisor:
         """SIGTERM every child, wait up to ``grace`` seconds, then SIGKILL what is left."""
         for proc in self.procs.values():
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + self.grace
         for name, proc in self.procs.items():
             try:

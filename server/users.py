@@ -150,7 +150,7 @@ def active_sessions(session: Session, since: datetime) -> dict[int, int]:
     """Per user id: how many browsers are signed in (sessions last used after *since*)."""
     rows = session.execute(select(AdminSession.user_id, func.count()).where(AdminSession.last_seen_at > since)
                            .group_by(AdminSession.user_id))
-    return {user_id: count for user_id, count in rows}
+    return dict(rows.all())
 
 
 __all__ = ["UserError", "active_sessions", "change_role", "create_user", "disable", "enable", "one_time_password",

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from server.app import create_app
+from server.clock import ShiftedClock
 from server.embedded_redis import EmbeddedRedis
 
 from .servers import PostgresServer, SmtpServer
@@ -24,6 +25,43 @@ for _name in list(os.environ):
 def pytest_addoption(parser):
     parser.addoption("--backends", default="sqlite,postgresql",
                      help="database backends to run the app tests on (comma-separated)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """PostgreSQL-only tests are deselected, not skipped, when ``--backends`` leaves PostgreSQL out."""
+    if "postgresql" in config.getoption("--backends").split(","):
+        return
+    dropped = [item for item in items if item.get_closest_marker("postgresql")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """No test passes by being skipped: a skip (a missing input, tool or package) is reported as a failure."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} was skipped ({_skip_reason(report)}); a test may not pass by being " \
+                          "skipped: install what it needs (`make test` installs everything) or deselect it"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at import (``pytest.importorskip``, ``pytest.skip(allow_module_level)``)."""
+    report = yield
+    if report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"{collector.nodeid} was skipped ({_skip_reason(report)}); install what it needs " \
+                          "(`make test` installs everything)"
+    return report
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
 
 
 def pytest_generate_tests(metafunc):
@@ -63,8 +101,19 @@ def smtp_server():
 
 
 @pytest.fixture
-def config(tmp_path, database_url, redis_server, smtp_server):
+def clock(tmp_path) -> ShiftedClock:
+    """The engine's clock for this test: the real time until the test moves it on with ``clock.advance(...)``.
+
+    The app, the in-process CLI and every ``nudge`` process the test starts share it (``NUDGE_TEST_CLOCK_FILE``).
+    """
+    return ShiftedClock(tmp_path / "clock")
+
+
+@pytest.fixture
+def config(tmp_path, database_url, redis_server, smtp_server, clock):
     return {
+        "TESTING": True,
+        "TEST_CLOCK_FILE": str(clock.path),
         "HOME": str(tmp_path / "home"),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
@@ -77,8 +126,8 @@ def config(tmp_path, database_url, redis_server, smtp_server):
 
 
 @pytest.fixture
-def app(config):
-    app = create_app(config)
+def app(config, clock):
+    app = create_app(config, clock=clock)
     app.config["TESTING"] = True
     yield app
     app.extensions["nudge.queue"].close()

@@ -1,6 +1,9 @@
 """Small helpers shared by tests: the queue, the API, admin users and signed-in clients."""
 from __future__ import annotations
 
+from traceback import format_exception
+
+import pytest
 from sqlalchemy import select
 
 from server.auth import create_api_key, hash_password
@@ -52,10 +55,35 @@ def api_key(app, scope: str = "ingest") -> str:
         return create_api_key(get_session(), scope)
 
 
-def run_worker(app) -> None:
-    """Run a real RQ worker over the app's queue until it is empty."""
+def run_worker(app, *, failures: list[str] | None = None) -> None:
+    """Run a real RQ worker over the app's queues until they are empty; fail the calling test if a job failed.
+
+    A job that raised (caught by the worker's exception handler) or landed in RQ's failed job registry fails the
+    test with the job's description and traceback. A test that makes a job crash on purpose passes *failures*, a
+    list that receives those texts instead, and asserts on them itself.
+    """
     tq = get_queue(app)
-    AppWorker(tq.queues, connection=tq.redis, app=app).work(burst=True, logging_level="WARNING")
+    already = {q.name: set(q.failed_job_registry.get_job_ids()) for q in tq.queues}
+    raised: list[str] = []
+
+    def record(job, exc_type, exc_value, traceback) -> bool:
+        raised.append(f"job {job.id} ({job.description}) raised:\n"
+                      + "".join(format_exception(exc_type, exc_value, traceback)))
+        return True  # RQ's own handling goes on: the job lands in the failed job registry
+
+    worker = AppWorker(tq.queues, connection=tq.redis, app=app, exception_handlers=[record])
+    worker.work(burst=True, logging_level="WARNING")
+    for queue in tq.queues:
+        for job_id in set(queue.failed_job_registry.get_job_ids()) - already[queue.name]:
+            if not any(text.startswith(f"job {job_id} ") for text in raised):
+                job = queue.fetch_job(job_id)
+                result = job.latest_result() if job is not None else None
+                raised.append(f"job {job_id} ({job.description if job else '?'}) failed:\n"
+                              + (result.exc_string if result is not None and result.exc_string else "(no traceback)"))
+    if failures is not None:
+        failures.extend(raised)
+    elif raised:
+        pytest.fail("a job run by run_worker failed:\n\n" + "\n\n".join(raised), pytrace=False)
 
 
 def post_event(client, key: str, email: str = "a@example.com", event: str = "form.submitted", **props):

@@ -68,7 +68,7 @@ def findings(path: Path) -> list[str]:
             args = node.args.args + node.args.kwonlyargs
             defaults = [None] * (len(node.args.args) - len(node.args.defaults)) + node.args.defaults \
                 + node.args.kw_defaults
-            for arg, default in zip(args, defaults):
+            for arg, default in zip(args, defaults, strict=True):
                 if CHANNELISH.search(arg.arg) and isinstance(default, ast.Constant) and default.value in NAMES:
                     flag(default, f"a default channel {default.value!r} for {arg.arg}")
     return sorted(found, key=lambda line: int(line.split(":")[1]))

@@ -55,7 +55,7 @@ def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
 
         proc.send_signal(sig)
         assert proc.wait(60) == 0, up.text
-        gone, alive = psutil.wait_procs(children, timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
         assert alive == [], f"left behind: {[c.cmdline() for c in alive]}"
     finally:
         up.close()

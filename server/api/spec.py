@@ -200,7 +200,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
              "schema": ID if name.endswith("_id") else {"type": "string", "minLength": 1, "maxLength": 255}}
             for name in op.path_params
         ]
-        params += [{k: v for k, v in p.items()} for p in op.query]
+        params += [dict(p.items()) for p in op.query]
         if op.idempotency:
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},

@@ -57,7 +57,7 @@ def check_command(files: tuple[str, ...], templates: Path | None) -> None:
             results.append(check_sources([(str(path), _read(path)) for path in loose], for_file))
     errors = warnings = rules = count = 0
     for checked in results:
-        for is_error, text in checked.problems:
+        for _is_error, text in checked.problems:
             click.echo(text)
             click.echo()
         errors += len(checked.errors)

@@ -27,7 +27,7 @@ MAX_LIST = 100
 
 def definitions(session: Session) -> dict[str, str]:
     """Every custom field, name → type."""
-    return {name: kind for name, kind in session.execute(select(FieldDefinition.name, FieldDefinition.type))}
+    return dict(session.execute(select(FieldDefinition.name, FieldDefinition.type)).all())
 
 
 def define_field(session: Session, name: Any, type_: Any, label: Any = "") -> FieldDefinition:

@@ -248,7 +248,7 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
             if external_id:
                 ids[("external_id", external_id)] = cid
         tag_rows = []
-        for row, tags in zip(new, new_tags):
+        for row, tags in zip(new, new_tags, strict=True):
             cid = ids[("email", row["email"])] if row["email"] else ids[("external_id", row["external_id"])]
             tag_rows += [{"contact_id": cid, "tag": tag, "created_at": now} for tag in tags]
             announced.append(_event_row(cid, "contact.created", {}, now))

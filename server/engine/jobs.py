@@ -227,7 +227,8 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     While Redis cannot be reached nothing is leased (a lease would only make its work wait); a batch
     whose enqueue fails gives its lease back at once. The first tick after an outage re-enqueues
     every unprocessed event and unsent message without waiting ``REQUEUE_AFTER``: their jobs were lost.
-    :param now: run the tick, and the jobs it enqueues, on this engine clock (UNIX seconds); default the wall clock.
+    :param now: run the tick, and the jobs it enqueues, on this engine clock (UNIX seconds); default the app's
+        clock (``server.clock``).
     :return: counts of what was enqueued or resolved.
     """
     session = get_session()

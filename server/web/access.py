@@ -85,7 +85,7 @@ def public(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def declared(view: Callable[..., Any] | None) -> Access | None:
-    """The declaration of *view* (by :func:`requires`, :func:`public` or a plugin's ``server.sdk.admin_page``), or None."""
+    """How *view* is declared (by :func:`requires`, :func:`public` or a plugin's ``server.sdk.admin_page``), or None."""
     access = getattr(view, _ATTR, None)
     marked = getattr(view, ADMIN_ROLE_ATTR, None)
     if access is None and marked is not None:

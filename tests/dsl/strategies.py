@@ -109,10 +109,10 @@ simple_step = st.one_of(
 def _blocks(steps):
     block = st.lists(steps, max_size=2).map(tuple)
     return st.one_of(
-        st.builds(lambda conds, blocks, other: A.If(tuple(A.Branch(c, b) for c, b in zip(conds, blocks)), other),
+        st.builds(lambda conds, blocks, other: A.If(tuple(A.Branch(c, b) for c, b in zip(conds, blocks, strict=False)), other),
                   st.lists(expr, min_size=1, max_size=3), st.lists(block, min_size=3, max_size=3),
                   st.none() | block),
-        st.builds(lambda shares, blocks: A.Split(tuple(A.SplitArm(s, b) for s, b in zip(shares, blocks))),
+        st.builds(lambda shares, blocks: A.Split(tuple(A.SplitArm(s, b) for s, b in zip(shares, blocks, strict=False))),
                   st.lists(st.integers(min_value=0, max_value=100), min_size=1, max_size=3),
                   st.lists(block, min_size=3, max_size=3)),
         st.builds(A.WaitFor, event_name, st.none() | expr, duration, block, st.none() | block),

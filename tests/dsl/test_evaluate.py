@@ -45,9 +45,9 @@ class Context:
     def count_events(self, name, where, since):
         count = 0
         for event, at, props in self.history:
-            if event == name and at >= since:
-                if where is None or E.holds(where, Context(self.fields, self.tags, props, now=self.now)):
-                    count += 1
+            if event == name and at >= since and \
+                    (where is None or E.holds(where, Context(self.fields, self.tags, props, now=self.now))):
+                count += 1
         return count
 
     def in_segment(self, name):
@@ -222,9 +222,9 @@ def test_time_literals_compare_with_times():
 
 
 def test_malformed_trees_are_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown operator 'bogus' in condition tree"):
         E.evaluate({"bogus": 1}, Context())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a condition tree node"):
         E.evaluate({}, Context())
 
 

@@ -1,7 +1,5 @@
 """Rules send through every built-in channel with the data each needs: rendered text, or signed JSON."""
-import base64
 import json
-import secrets
 
 import pytest
 
@@ -10,7 +8,6 @@ from server.engine.render import save_template
 from server.models import WebhookEndpoint
 
 from ..helpers import api_key, load_rules, post_event, run_worker
-from ..plugins.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture
@@ -22,15 +19,6 @@ def webhook_app(config):
     yield app
     app.extensions["nudge.queue"].close()
     app.extensions["nudge.db"].dispose()
-
-
-@pytest.fixture
-def receiver():
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    server = WebhookReceiver(secret)
-    server.start()
-    yield server, secret
-    server.stop()
 
 
 def test_webhook_step_posts_contact_and_event_signed(webhook_app, receiver):

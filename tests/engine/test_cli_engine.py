@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from server.cli import main
 from server.db import get_session
 from server.engine.jobs import requeue_due
 from server.engine.timeutil import to_ts
-from server.models import Enrolment, EnrolmentState, Rule, RuleVersion, Template, WebhookEndpoint, utcnow
+from server.models import Enrolment, Rule, RuleVersion, Template, WebhookEndpoint, utcnow
 
 from ..helpers import api_key, post_event, run_worker
 
@@ -147,7 +148,8 @@ TEMPLATES = {
     "email/getting_started.subject": "Getting started",
     "email/getting_started.txt": "Book your first class.",
     "sms/reminder.txt": "See you tomorrow!",
-    "webhook/billing_sync.toml": 'url = "https://billing.example.com/hooks/nudge"\nsecret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="\n',
+    "webhook/billing_sync.toml": 'url = "https://billing.example.com/hooks/nudge"\n'
+                                 'secret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="\n',
 }
 
 
@@ -163,15 +165,14 @@ def rule_table(runner) -> list[list[str]]:
     return [line.split("\t") for line in result.output.splitlines()]
 
 
-def make_due(app) -> None:
-    """Let every waiting journey's time come now, and run the scheduler tick and a worker."""
-    with app.app_context():
-        session = get_session()
-        session.execute(update(Enrolment).where(Enrolment.state == EnrolmentState.ACTIVE)
-                        .values(due=to_ts(utcnow()) - 1))
-        session.commit()
-        requeue_due()
-    run_worker(app)
+#: the welcome rules' wait, and a minute more
+WAIT = timedelta(days=3, minutes=1)
+
+
+def make_due(app, clock, delta: timedelta = WAIT) -> None:
+    """Move the engine's clock on by *delta* (default past the welcome wait); run a scheduler tick and a worker."""
+    clock.advance(delta)
+    _tick(app)
 
 
 def test_apply_plan_shows_the_changes_then_apply_makes_them(runner, app, tmp_path):
@@ -217,7 +218,7 @@ def test_apply_with_a_missing_template_applies_nothing(runner, app, tmp_path):
 
 
 def test_changed_rule_gets_a_new_version_and_contacts_mid_journey_stay_on_theirs(runner, app, client, smtp_server,
-                                                                                  tmp_path):
+                                                                                  tmp_path, clock):
     repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME})
     assert runner.invoke(["apply", str(repo)]).exit_code == 0
     key = api_key(app)
@@ -236,7 +237,7 @@ def test_changed_rule_gets_a_new_version_and_contacts_mid_journey_stay_on_theirs
 
     assert post_event(client, key, email="late@example.com").status_code == 202
     run_worker(app)
-    make_due(app)
+    make_due(app, clock)
     subjects = {(m["To"], m["Subject"]) for m in smtp_server.wait_for(4)}
     assert ("early@example.com", "Getting started") in subjects, "the early contact finishes on version 1"
     assert ("late@example.com", "First steps") in subjects, "a new contact enters version 2"
@@ -283,7 +284,7 @@ def test_rules_pause_and_resume(runner, app, client, smtp_server, tmp_path):
     assert unknown.exit_code == 1 and "no rule named 'Welcom' (known rules: Welcome)" in unknown.stderr
 
 
-def test_explain_tells_a_contacts_journey_after_a_live_run(runner, app, client, smtp_server, tmp_path):
+def test_explain_tells_a_contacts_journey_after_a_live_run(clock, runner, app, client, smtp_server, tmp_path):
     assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME}))]).exit_code == 0
     post_event(client, api_key(app), email="ana@example.com")
     run_worker(app)
@@ -297,7 +298,7 @@ def test_explain_tells_a_contacts_journey_after_a_live_run(runner, app, client, 
     assert [line for line in lines if line.endswith("(wait 3d)")]
     assert lines[-1].startswith("now waiting in Welcome until ")
 
-    make_due(app)
+    make_due(app, clock)
     smtp_server.wait_for(2)
     done = runner.invoke(["explain", "ana@example.com", "Welcome"]).output.splitlines()
     assert done[3].split("  ", 1)[1] == "Welcome: took `else` because `did class.attended within 3d` was false"
@@ -308,28 +309,21 @@ def test_explain_tells_a_contacts_journey_after_a_live_run(runner, app, client, 
     assert runner.invoke(["explain", "ana@example.com", "Nope"]).exit_code == 1
 
 
-def _due_now(app, model) -> None:
-    with app.app_context():
-        session = get_session()
-        session.execute(update(model).values(due=to_ts(utcnow()) - 1))
-        session.commit()
-
-
 def _tick(app) -> None:
     with app.app_context():
         requeue_due()
     run_worker(app)
 
 
-def test_pausing_a_rule_holds_its_contacts_mid_journey_until_resumed(runner, app, client, smtp_server, tmp_path):
+def test_pausing_a_rule_holds_its_contacts_mid_journey_until_resumed(runner, app, client, smtp_server, tmp_path,
+                                                                     clock):
     assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME}))]).exit_code == 0
     post_event(client, api_key(app), email="ana@example.com")
     run_worker(app)
     smtp_server.wait_for(1)
     assert runner.invoke(["rules", "pause", "Welcome"]).exit_code == 0
     assert rule_table(runner) == [["Welcome", "paused", "v1", "1 in flight"]]
-    _due_now(app, Enrolment)  # the 3 days pass while the rule is paused
-    _tick(app)
+    make_due(app, clock)  # the 3 days pass while the rule is paused
     assert len(smtp_server.messages) == 1, "a paused rule sends nothing, also to contacts mid-journey"
     assert "now held in Welcome (paused) until " in runner.invoke(["explain", "ana@example.com"]).output
 
@@ -339,7 +333,8 @@ def test_pausing_a_rule_holds_its_contacts_mid_journey_until_resumed(runner, app
     assert rule_table(runner) == [["Welcome", "active", "v1", "0 in flight"]]
 
 
-def test_a_goal_reached_while_the_rule_is_paused_still_ends_the_journey(runner, app, client, smtp_server, tmp_path):
+def test_a_goal_reached_while_the_rule_is_paused_still_ends_the_journey(runner, app, client, smtp_server, tmp_path,
+                                                                        clock):
     rules = LIVE_WELCOME.replace('rule "Welcome"\n', 'rule "Welcome"\n  until purchase.completed\n')
     assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": rules}))]).exit_code == 0
     key = api_key(app)
@@ -349,13 +344,12 @@ def test_a_goal_reached_while_the_rule_is_paused_still_ends_the_journey(runner, 
     post_event(client, key, email="ana@example.com", event="purchase.completed", total=30)
     run_worker(app)
     assert runner.invoke(["rules", "resume", "Welcome"]).exit_code == 0
-    _due_now(app, Enrolment)
-    _tick(app)
+    make_due(app, clock)
     assert [m["Subject"] for m in smtp_server.wait_for(1)] == ["Welcome, friend!"]
     assert runner.invoke(["explain", "ana@example.com"]).output.splitlines()[-1].endswith("left: reached the goal")
 
 
-def test_resuming_a_rule_plans_its_schedule_again(runner, app, client, tmp_path):
+def test_resuming_a_rule_plans_its_schedule_again(clock, runner, app, client, tmp_path):
     from server.models import ScheduleTimer
 
     post_event(client, api_key(app), email="ana@example.com", event="page.visited")
@@ -365,8 +359,7 @@ def test_resuming_a_rule_plans_its_schedule_again(runner, app, client, tmp_path)
     with app.app_context():
         assert get_session().scalar(select(func.count(ScheduleTimer.id))) == 1
     assert runner.invoke(["rules", "pause", "Daily"]).exit_code == 0
-    _due_now(app, ScheduleTimer)
-    _tick(app)  # its 09:00 passes while it is paused
+    make_due(app, clock, timedelta(days=1, minutes=1))  # its 09:00 passes while it is paused
     assert runner.invoke(["rules", "resume", "Daily"]).exit_code == 0
     with app.app_context():
         [timer] = get_session().scalars(select(ScheduleTimer)).all()

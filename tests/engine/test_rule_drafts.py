@@ -3,6 +3,7 @@
 file a rule came from and keeps each rule's own text."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from server.db import get_session
@@ -80,7 +81,7 @@ def test_a_draft_version_of_a_running_rule_does_not_replace_it(app, client):
 
 
 def test_saving_the_same_text_again_makes_no_new_version(app):
-    rule_id, number = _draft(app, DRAFT_ONLY)
+    rule_id, _number = _draft(app, DRAFT_ONLY)
     with app.app_context():
         session = get_session()
         rule = session.get(Rule, rule_id)
@@ -115,12 +116,8 @@ def test_a_draft_cannot_be_paused_or_resumed_and_says_why(app, client, runner):
     assert answer.status_code == 409 and "cannot be resumed" in answer.get_json()["detail"]
     with app.app_context():
         assert get_session().get(Rule, rule_id).status == RuleStatus.DRAFT.value
-        try:
+        with pytest.raises(RuleStateError, match="activate a version of it first"):
             pause(get_session(), "Later")
-        except RuleStateError as exc:
-            assert "activate a version of it first" in str(exc)
-        else:
-            raise AssertionError("a draft was paused")
 
 
 def test_apply_keeps_each_rules_own_text_its_file_and_who_applied_it(app, runner, tmp_path):

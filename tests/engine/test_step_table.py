@@ -18,7 +18,7 @@ def compiler_ops() -> set[str]:
     """Every ``"op"`` the compiler writes into a plan (read from its source, so a new one is found at once)."""
     tree = ast.parse(Path(dsl.compiler.__file__).read_text(encoding="utf-8"))
     return {value.value for node in ast.walk(tree) if isinstance(node, ast.Dict)
-            for key, value in zip(node.keys, node.values)
+            for key, value in zip(node.keys, node.values, strict=True)
             if isinstance(key, ast.Constant) and key.value == "op" and isinstance(value, ast.Constant)}
 
 

@@ -15,7 +15,6 @@ from server.models import Event, Message, Task, WebhookEndpoint
 from server.queue import get_queue
 
 from ..helpers import api_key, load_rules, post_event, run_worker
-from .test_channels_through_engine import receiver  # noqa: F401  (the signed webhook receiver fixture)
 
 DEMO_RULE = """rule "Demo requests"
 when form.submitted then
@@ -69,7 +68,7 @@ def test_notify_and_task_mail_each_member_of_the_team_once(team_app, smtp_server
 
     mails = smtp_server.wait_for(4)
     assert len(smtp_server.messages) == 4
-    assert sorted((rcpt[0], msg["Subject"]) for (_, rcpt), msg in zip(smtp_server.handler.envelopes, mails)) == [
+    assert sorted((rcpt[0], msg["Subject"]) for (_, rcpt), msg in zip(smtp_server.handler.envelopes, mails, strict=True)) == [
         ("ana@x.example", "[Nudge] For sales: Demo request: lead@example.com"),
         ("ana@x.example", "[Nudge] New task for sales: Book a demo with lead@example.com"),
         ("bob@x.example", "[Nudge] For sales: Demo request: lead@example.com"),

@@ -13,6 +13,8 @@ import pytest
 
 from server.embedded_redis import EmbeddedRedis
 
+from .smtp import holding_smtp  # noqa: F401  (a fixture, for every test of this folder)
+
 
 @pytest.fixture
 def redis_server(tmp_path_factory):
@@ -37,7 +39,7 @@ class Processes:
         self.kills = 0
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{len(self.started):03d}-{'-'.join(args)}.log", "wb")
+        log = open(self.logs / f"{len(self.started):03d}-{'-'.join(args)}.log", "wb")  # noqa: SIM115 (closed by stop)
         proc = subprocess.Popen([sys.executable, "-m", "server.cli", *args], env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append((proc, log, time.monotonic()))

@@ -38,7 +38,7 @@ def install_series(app, rule: str = SERIES) -> None:
 def received(smtp_server) -> Counter[tuple[str, str]]:
     """How often each (recipient, step) arrived at the SMTP server."""
     with smtp_server.handler.cond:
-        pairs = list(zip(smtp_server.handler.envelopes, smtp_server.handler.messages))
+        pairs = list(zip(smtp_server.handler.envelopes, smtp_server.handler.messages, strict=True))
     return Counter((rcpt, str(msg["Subject"])) for (_sender, rcpts), msg in pairs for rcpt in rcpts)
 
 

@@ -8,7 +8,6 @@ import pytest
 
 from ..helpers import api_key, post_event
 from .journey import install_series, message_of, recipients, wait_until
-from .smtp import holding_smtp  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -14,14 +14,12 @@ from ..helpers import api_key, post_event
 from .journey import install_series, message_of, recipients, wait_until
 from .test_handover import ONE_STEP, SETTINGS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]  # deselected unless --backends names postgresql
 
 
 @pytest.fixture
-def database_url(request, postgres_server):
+def database_url(postgres_server):
     """PostgreSQL: a test can hold a table lock that stops the worker between its claim and the hand-over."""
-    if "postgresql" not in request.config.getoption("--backends").split(","):
-        pytest.skip("PostgreSQL is not among --backends")
     return postgres_server.new_database(f"handover_{uuid.uuid4().hex[:8]}")
 
 
@@ -55,6 +53,6 @@ def test_a_worker_killed_before_the_hand_over_leaves_a_row_that_is_sent_once(app
     wait_until(lambda: message_of(app, "z@example.com")[0] == "sent", 60,
                lambda: f"{message_of(app, 'z@example.com')}\n{procs.tail()}")
     assert recipients(smtp_server)["z@example.com"] == 1, "sent once: it had never left"
-    status, history = message_of(app, "z@example.com")
+    _status, history = message_of(app, "z@example.com")
     assert [s for s, _detail in history] == ["pending", "sent"]
     assert history[0][1] == "the worker stopped before handing it to the channel; it goes out again"

@@ -12,7 +12,6 @@ from server.queue import get_queue
 
 from ..helpers import api_key, latest, load_rules, post_event, run_worker
 from .journey import assert_exactly_once, counts, install_series, recipients, wait_until
-from .smtp import holding_smtp  # noqa: F401  (fixture)
 
 LATER = 'rule "Later"\nwhen form.submitted then\n  wait 1h\n  send email welcome\nend\n'
 

@@ -13,7 +13,6 @@ import uuid
 from collections import Counter, defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +20,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from server.app import create_app
+from server.clock import ShiftedClock
 from server.consent import record_consent
 from server.db import get_session
 from server.engine.jobs import requeue_due
@@ -104,8 +104,9 @@ class EngineMachine(RuleBasedStateMachine):
         #: per contact, its consent actions in the order the test took them: ("grant" | "revoke", None) recorded
         #: at once, ("unsubscribe", event id) known to the system once a worker has processed the event
         self.consents: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
+        self.clock = ShiftedClock(self.database.with_suffix(".clock"))
         self.app = create_app({**bench.config, "DATABASE_URL": f"sqlite:///{self.database}", "MIGRATE_ON_START": False,
-                               "QUEUE_NAME": f"machine-{n}-{uuid.uuid4().hex[:6]}"})
+                               "QUEUE_NAME": f"machine-{n}-{uuid.uuid4().hex[:6]}"}, clock=self.clock)
         self.client = self.app.test_client()
         self.key = api_key(self.app)
 
@@ -164,13 +165,8 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule()
     def a_day_passes(self):
-        """Waits, leases and retry back-offs all end a day earlier: what the clock does to the rows."""
-        with self.app.app_context():
-            session = get_session()
-            session.execute(update(Enrolment).where(Enrolment.due.is_not(None)).values(due=Enrolment.due - DAY))
-            for msg in session.scalars(select(Message).where(Message.status == "pending")):
-                msg.next_attempt_at -= timedelta(days=1)
-            session.commit()
+        """The engine's clock moves on a day: waits, leases and retry back-offs end."""
+        self.clock.advance(DAY)
 
     @rule()
     def jobs_are_duplicated(self):

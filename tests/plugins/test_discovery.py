@@ -116,7 +116,7 @@ def test_two_plugins_claiming_one_channel_is_a_start_up_error_naming_both(site):
 
 
 def test_a_missing_builtin_plugin_is_a_start_up_error():
-    with pytest.raises(PluginError, match="plugins.nonexistent.*NUDGE_PLUGINS"):
+    with pytest.raises(PluginError, match=r"plugins.nonexistent.*NUDGE_PLUGINS"):
         build_plugin_manager({"PLUGINS": "plugins.email_smtp, plugins.nonexistent", "LOAD_ENTRY_POINTS": False})
 
 

@@ -192,7 +192,7 @@ def test_a_wrong_password_is_a_retryable_error_naming_the_setting(tmp_path):
     with SmtpPeer(cert=(cert, key), login=("mailer", "right")) as server:
         channel = channel_for(server, SMTP_URL=server.url(userinfo="mailer:wrong", query="tls=starttls"),
                               SMTP_CA_FILE=str(cert))
-        with pytest.raises(ChannelError, match="NUDGE_SMTP_URL") as caught:
+        with pytest.raises(ChannelError, match=r"NUDGE_SMTP_URL") as caught:
             channel.send(outbound())
         assert not caught.value.permanent and server.handler.raw == []
 
@@ -233,7 +233,7 @@ def test_mailto_unsubscribe_address_can_be_configured(peer):
 
 
 def test_marketing_email_without_unsubscribe_url_is_refused_permanently(peer):
-    with pytest.raises(ChannelError, match="unsubscribe") as caught:
+    with pytest.raises(ChannelError, match=r"unsubscribe") as caught:
         channel_for(peer).send(outbound(unsubscribe_url=None))
     assert caught.value.permanent and peer.handler.raw == []
 
@@ -302,7 +302,7 @@ def test_content_rejected_at_data_is_permanent_but_keeps_the_address(peer):
 def test_unreachable_server_is_a_retryable_error():
     url = f"smtp://127.0.0.1:{free_port()}"
     channel = EmailChannel({"SMTP_URL": url, "MAIL_FROM": MAIL_FROM, "POSTAL_ADDRESS": "1 Main St"})
-    with pytest.raises(ChannelError, match="cannot connect") as caught:
+    with pytest.raises(ChannelError, match=r"cannot connect") as caught:
         channel.send(outbound())
     assert not caught.value.permanent
 
@@ -341,7 +341,7 @@ def test_create_app_refuses_a_bad_channel_setting(tmp_path, redis_server):
     # SQLite: create_app stops before handing back the app, so nothing could close a server connection
     config = {"HOME": str(tmp_path), "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret-key-0123456789",
               "LOAD_ENTRY_POINTS": False, "DKIM_PRIVATE_KEY_FILE": __file__}
-    with pytest.raises(ConfigError, match="^NUDGE_DKIM_SELECTOR: "):
+    with pytest.raises(ConfigError, match=r"^NUDGE_DKIM_SELECTOR: "):
         create_app(config)
 
 

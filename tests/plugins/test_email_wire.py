@@ -190,14 +190,14 @@ def test_without_a_processed_mailto_none_is_advertised(app, smtp_server):
 
 
 def test_a_mailto_without_the_endpoint_secret_is_a_start_up_error(start_up):
-    with pytest.raises(ConfigError, match="^NUDGE_UNSUBSCRIBE_MAILTO: .*NUDGE_EMAIL_WEBHOOK_SECRET"):
+    with pytest.raises(ConfigError, match=r"^NUDGE_UNSUBSCRIBE_MAILTO: .*NUDGE_EMAIL_WEBHOOK_SECRET"):
         start_up(UNSUBSCRIBE_MAILTO=MAILTO)
 
 
 def test_list_id_setting_and_its_validation(start_up, make_app, smtp_server):
-    with pytest.raises(ConfigError, match="^NUDGE_LIST_ID: "):
+    with pytest.raises(ConfigError, match=r"^NUDGE_LIST_ID: "):
         start_up(LIST_ID="Acme <not a list id>")
-    with pytest.raises(ConfigError, match="^NUDGE_FEEDBACK_ID: "):
+    with pytest.raises(ConfigError, match=r"^NUDGE_FEEDBACK_ID: "):
         start_up(FEEDBACK_ID="acme news!")
     raw = send_offer(make_app(LIST_ID="Acme, Inc. offers <offers.acme.example>"), smtp_server)
     assert raw_field(raw, "List-Id") == '"Acme, Inc. offers" <offers.acme.example>'

@@ -271,7 +271,7 @@ def test_register_condition_functions_a_rule_calls_them_and_the_engine_acts(samp
     for address in ("ana@Example.COM", "bob@other.org", "cy@gmail.com"):
         assert post_event(client, key, email=address).status_code == 202
     run_worker(sample_app)
-    [message] = smtp_server.wait_for(1)
+    assert len(smtp_server.wait_for(1)) == 1
     assert smtp_server.handler.envelopes == [(smtp_server.handler.envelopes[0][0], ["ana@example.com"])]
     assert b"thanks for signing up" in smtp_server.raw[0]
     tagged = {c["email"]: c["tags"] for c in client.get("/api/v1/contacts", headers=admin).json["data"]}

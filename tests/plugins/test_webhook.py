@@ -1,4 +1,4 @@
-"""Webhooks: signed outbound calls to a real receiver that verifies with ``standardwebhooks``; signed inbound payloads."""
+"""Webhooks: signed outbound calls to a real receiver verifying with ``standardwebhooks``; signed inbound payloads."""
 from __future__ import annotations
 
 import base64
@@ -228,7 +228,7 @@ def test_the_checked_address_is_called_with_the_name_as_host(app, receiver, conn
     [got] = receiver.received
     assert got.headers["host"] == f"localhost:{receiver.port}"
     # connected to an address resolved (and checked) once, never to the name again
-    called = [a for a in _foreign(connections, app)]
+    called = list(_foreign(connections, app))
     assert called and all(a[0] in ("127.0.0.1", "::1") for a in called)
 
 

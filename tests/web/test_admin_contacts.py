@@ -141,7 +141,7 @@ def test_an_unknown_contact_is_a_404_that_says_so(app):
 def _form(client, cid) -> dict[str, str]:
     """The profile form's fields with their current values, as a browser would send them back."""
     html = client.get(f"/admin/contacts/{cid}").get_data(as_text=True)
-    form = html.split('action="/admin/contacts/%d"' % cid)[1].split("</form>")[0]
+    form = html.split(f'action="/admin/contacts/{cid}"')[1].split("</form>")[0]
     values = {m.group(1): m.group(2) for m in re.finditer(r'<input id="f-[^"]+" name="([^"]+)" type="\w+" value="([^"]*)"',
                                                            form)}
     from html import unescape

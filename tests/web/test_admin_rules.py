@@ -114,8 +114,13 @@ def test_the_list_shows_status_versions_contacts_recent_journeys_and_the_last_ch
         session.commit()
     assert _form(editor, f"/admin/rules/{_rule(app, 'Billing').id}/pause").status_code == 302
     page = editor.get("/admin/rules/").get_data(as_text=True)
-    row = lambda name: re.search(rf'<tr id="rule-\d+">\s*<th scope="row"><a [^>]+>{name}</a>.*?</tr>', page, re.S).group(0)  # noqa: E731
-    cells = lambda name: [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row(name), re.S)]  # noqa: E731
+
+    def row(name):
+        return re.search(rf'<tr id="rule-\d+">\s*<th scope="row"><a [^>]+>{name}</a>.*?</tr>', page, re.S).group(0)
+
+    def cells(name):
+        return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row(name), re.S)]
+
     assert cells("Welcome")[:5] == ["active", "v1", "1", "2", "1"]  # in it now, entered and completed in 7 days
     assert cells("Billing")[:2] == ["paused", "v1"]
     assert cells("Later")[:2] == ["draft", "— (draft v1)"] and cells("Later")[-1] == "ed@example.com"
@@ -377,7 +382,7 @@ def test_versions_are_listed_and_any_two_compared(app):
     assert _form(editor, f"/admin/rules/{rule.id}", source=WELCOME.replace("end\n", "  wait 1d\nend\n")).status_code == 302
     page = editor.get(f"/admin/rules/{rule.id}").get_data(as_text=True)
     assert re.search(r'<tr id="version-2">.*?draft.*?ed@example.com', page, re.S)
-    assert 'href="/admin/rules/%d?version=1"' % rule.id in page
+    assert f'href="/admin/rules/{rule.id}?version=1"' in page
     shown = editor.get(f"/admin/rules/{rule.id}?version=1").get_data(as_text=True)
     assert "Text of v1" in shown and "wait 1d" not in shown
     diff = editor.get(f"/admin/rules/{rule.id}/diff?old=1&new=2").get_data(as_text=True)

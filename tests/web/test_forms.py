@@ -14,8 +14,8 @@ WORDING = 'I want the <b>monthly</b> newsletter & agree to the "privacy" terms.'
 
 
 def make_form(app, **overrides):
-    values = dict(slug="newsletter", name="Newsletter", channel="email", wording=WORDING, double_opt_in=True,
-                  fields=["first_name"], tags=["newsletter"])
+    values = {"slug": "newsletter", "name": "Newsletter", "channel": "email", "wording": WORDING,
+              "double_opt_in": True, "fields": ["first_name"], "tags": ["newsletter"]}
     values.update(overrides)
     with app.app_context():
         session = get_session()

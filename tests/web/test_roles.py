@@ -112,7 +112,7 @@ def test_an_admin_route_without_a_declaration_is_refused_to_everyone(app):
             assert response.status_code == 500, url
             assert "open to all" not in response.get_data(as_text=True)
     assert _ask(admin, "POST", "/admin/stray/", False).status_code == 500
-    with pytest.raises(AssertionError, match="stray.index"):
+    with pytest.raises(AssertionError, match=r"stray.index"):
         test_every_admin_endpoint_declares_a_role(app)
 
 
@@ -146,7 +146,7 @@ def test_navigation_shows_each_role_only_the_areas_it_may_open(app):
 
 def test_a_navigation_item_without_its_page_is_an_error_not_a_dead_link(app):
     nav.add(app, "Ghost", "ghost.index")
-    with app.test_request_context("/admin/"), pytest.raises(LookupError, match="ghost.index"):
+    with app.test_request_context("/admin/"), pytest.raises(LookupError, match=r"ghost.index"):
         nav.links_for(Role.ADMIN)
 
 
@@ -165,5 +165,5 @@ def test_a_plugin_declares_its_page_through_the_sdk_and_gets_the_same_check(app)
     assert _ask(viewer, "POST", "/hooks/sdkdemo/", False).status_code == 403
     assert _ask(editor, "POST", "/hooks/sdkdemo/", False).status_code == 200
     assert editor.get("/hooks/sdkdemo/users").status_code == 403
-    with pytest.raises(ValueError, match="admin role 'owner' is not one of viewer, editor, admin"):
+    with pytest.raises(ValueError, match=r"admin role 'owner' is not one of viewer, editor, admin"):
         admin_page("owner")

@@ -1,4 +1,4 @@
-"""Users, managed by admins: list, create (a one-time password shown once), change role, disable, enable, reset a password.
+"""Users, managed by admins: list, create (a one-time password shown once), change role, disable, enable, reset.
 
 Each change is made by :mod:`server.users` (audited, the last admin kept) and reported in the flash area.
 A change asked for by htmx answers with the user's updated table row; a plain form post goes back to the list.

@@ -105,8 +105,8 @@ def _list(filters: dict[str, str], status: int = 200) -> Any:
             rows = rows[:paging.PAGE_SIZE]
             after = paging.next_link(scope, (rows[-1].id,))
     history = histories(db, [m.id for m in rows])
-    contacts = {cid: email for cid, email in db.execute(select(Contact.id, Contact.email).where(
-        Contact.id.in_({m.contact_id for m in rows if m.contact_id})))} if rows else {}
+    contacts = dict(db.execute(select(Contact.id, Contact.email).where(
+        Contact.id.in_({m.contact_id for m in rows if m.contact_id}))).all()) if rows else {}
     rules = dict(db.execute(select(Rule.id, Rule.name).order_by(Rule.name)).all())
     work = stuck_work(db, paging.PAGE_SIZE) if filters["status"] in ("", "parked") else []
     channels = [(name, name) for name in sorted(current_app.extensions["nudge.plugins"].channels)]

@@ -1,4 +1,4 @@
-"""The rules list and each rule's page: edit and save drafts, versions and their diff, activate (plan first), pause, resume."""
+"""The rules list and each rule's page: edit, save drafts, versions and their diff, activate (plan first), pause."""
 from __future__ import annotations
 
 import difflib
