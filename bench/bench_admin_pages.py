@@ -10,6 +10,7 @@ and retrying sends, parked events, and tasks for teams. Times each page through 
 (median of 9 runs), next to a trivial page timed in the same run (the sign-in page: the layout, no data), with
 their ratio. Target: every page under 300 ms.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,16 +20,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select
 
-from bench.common import bench_app  # noqa: E402
-from bench.crm_data import admin_client, fill_contacts, get_ok, median_ms, time_pages  # noqa: E402
-from bench.rules_data import fill_rules  # noqa: E402
-from bench.table import Row, render  # noqa: E402
-from tests.helpers import load_rules  # noqa: E402
+from bench.common import bench_app
+from bench.crm_data import admin_client, fill_contacts, get_ok, median_ms, time_pages
+from bench.rules_data import fill_rules
+from bench.table import Row, render
+from tests.helpers import load_rules
 
 TARGET_MS = 300
-RULES = '''rule "Welcome"
+RULES = """rule "Welcome"
 when form.submitted then
   send email welcome
   wait 3d
@@ -45,7 +46,7 @@ rule "Once"
 when form.submitted then
   task "Call {{ contact.email }}" for "sales" due 1d
 end
-'''
+"""
 
 
 def busy(app, count: int) -> None:
@@ -54,52 +55,147 @@ def busy(app, count: int) -> None:
 
     from server.consent import record_consent
     from server.db import get_session
-    from server.models import (Enrolment, Event, JourneyLog, Message, MessageStatusChange, Note, Task, utcnow)
+    from server.models import Enrolment, Event, JourneyLog, Message, MessageStatusChange, Note, Task, utcnow
 
     now = utcnow()
     load_rules(app, RULES, "bench.nudge")
     with app.app_context():
         session = get_session()
         for i in range(60):
-            session.add(Event(contact_id=1, name="form.submitted" if i % 3 == 0 else "page.viewed",
-                              props={"url": f"/pricing/{i}"}, occurred_at=now - timedelta(hours=i),
-                              processed_at=now - timedelta(hours=i)))
-        session.add(Enrolment(contact_id=1, rule_id=1, version_id=1, pc=2, state=0, due=int(now.timestamp()) + 3600,
-                              entered=int(now.timestamp()) - 7200))
-        session.execute(insert(JourneyLog.__table__), [
-            {"enrolment_id": 1, "contact_id": 1, "rule_id": 1, "at": int(now.timestamp()) - 7200 + i,
-             "action": "wait" if i % 2 else "send", "data": {"channel": "email", "template": "welcome",
-                                                             "until": int(now.timestamp())}} for i in range(40)])
+            session.add(
+                Event(
+                    contact_id=1,
+                    name="form.submitted" if i % 3 == 0 else "page.viewed",
+                    props={"url": f"/pricing/{i}"},
+                    occurred_at=now - timedelta(hours=i),
+                    processed_at=now - timedelta(hours=i),
+                )
+            )
+        session.add(
+            Enrolment(
+                contact_id=1,
+                rule_id=1,
+                version_id=1,
+                pc=2,
+                state=0,
+                due=int(now.timestamp()) + 3600,
+                entered=int(now.timestamp()) - 7200,
+            )
+        )
+        session.execute(
+            insert(JourneyLog.__table__),
+            [
+                {
+                    "enrolment_id": 1,
+                    "contact_id": 1,
+                    "rule_id": 1,
+                    "at": int(now.timestamp()) - 7200 + i,
+                    "action": "wait" if i % 2 else "send",
+                    "data": {"channel": "email", "template": "welcome", "until": int(now.timestamp())},
+                }
+                for i in range(40)
+            ],
+        )
         for i in range(30):
-            msg = Message(key=f"busy:{i}", contact_id=1, channel="email", template="welcome",
-                          status="failed" if i % 5 == 0 else "sent", attempts=1 + i % 3, data={"rule": 1},
-                          error="SMTP 554 at DATA: refused" if i % 5 == 0 else None, created_at=now - timedelta(hours=i))
+            msg = Message(
+                key=f"busy:{i}",
+                contact_id=1,
+                channel="email",
+                template="welcome",
+                status="failed" if i % 5 == 0 else "sent",
+                attempts=1 + i % 3,
+                data={"rule": 1},
+                error="SMTP 554 at DATA: refused" if i % 5 == 0 else None,
+                created_at=now - timedelta(hours=i),
+            )
             session.add(msg)
             session.flush()
-            session.add_all(MessageStatusChange(message_id=msg.id, status=s, detail="worker said so", source="worker",
-                                                at=now - timedelta(hours=i)) for s in ("pending", "sent"))
+            session.add_all(
+                MessageStatusChange(
+                    message_id=msg.id, status=s, detail="worker said so", source="worker", at=now - timedelta(hours=i)
+                )
+                for s in ("pending", "sent")
+            )
         for channel in ("email", "sms"):
             record_consent(session, 1, channel, True, "form:newsletter", wording="Yes, send me news")
         session.add_all(Note(contact_id=1, body=f"Called, note {i}", author="user:1") for i in range(10))
         session.add_all(Task(contact_id=1, text=f"Follow up {i}", team="sales") for i in range(5))
         statuses = ["failed"] * 5 + ["unknown"] * 2 + ["pending"] * 3
-        session.execute(insert(Message.__table__), [
-            {"key": f"work:{i}", "contact_id": 2 + i * 37 % (count - 2), "channel": "email" if i % 4 else "sms",
-             "template": "welcome", "status": statuses[i % 10], "attempts": 1 + i % 4, "data": {"rule": 1 + i % 3},
-             "error": "SMTP 451 at RCPT TO: try again later", "next_attempt_at": now, "created_at": now - timedelta(
-                 minutes=i)} for i in range(5000)])
-        session.execute(insert(Event.__table__), [
-            {"contact_id": 2 + i, "name": "order.paid", "props": {}, "source": "api", "occurred_at": now,
-             "received_at": now, "attempts": 5, "error": "boom", "parked_at": now} for i in range(200)])
-        session.execute(insert(Task.__table__), [
-            {"contact_id": 2 + i, "text": f"Call back {i}", "team": ("sales", "ops", "support")[i % 3],
-             "status": "open" if i % 4 else "done", "source": "rule:Once", "created_at": now,
-             "due_at": now + timedelta(hours=i % 50) if i % 5 else None} for i in range(3000)])
-        session.execute(insert(Message.__table__), [
-            {"key": f"team:{i}:s1:0", "contact_id": 2 + i, "channel": "email", "template": "internal.notify",
-             "status": "sent", "attempts": 1, "data": {"rule": 3, "rule_name": "Once", "internal": {
-                 "kind": "notify", "team": "sales", "to": "ana@team.example", "text": f"Hot lead {i}"}},
-             "created_at": now} for i in range(2000)])
+        session.execute(
+            insert(Message.__table__),
+            [
+                {
+                    "key": f"work:{i}",
+                    "contact_id": 2 + i * 37 % (count - 2),
+                    "channel": "email" if i % 4 else "sms",
+                    "template": "welcome",
+                    "status": statuses[i % 10],
+                    "attempts": 1 + i % 4,
+                    "data": {"rule": 1 + i % 3},
+                    "error": "SMTP 451 at RCPT TO: try again later",
+                    "next_attempt_at": now,
+                    "created_at": now - timedelta(minutes=i),
+                }
+                for i in range(5000)
+            ],
+        )
+        session.execute(
+            insert(Event.__table__),
+            [
+                {
+                    "contact_id": 2 + i,
+                    "name": "order.paid",
+                    "props": {},
+                    "source": "api",
+                    "occurred_at": now,
+                    "received_at": now,
+                    "attempts": 5,
+                    "error": "boom",
+                    "parked_at": now,
+                }
+                for i in range(200)
+            ],
+        )
+        session.execute(
+            insert(Task.__table__),
+            [
+                {
+                    "contact_id": 2 + i,
+                    "text": f"Call back {i}",
+                    "team": ("sales", "ops", "support")[i % 3],
+                    "status": "open" if i % 4 else "done",
+                    "source": "rule:Once",
+                    "created_at": now,
+                    "due_at": now + timedelta(hours=i % 50) if i % 5 else None,
+                }
+                for i in range(3000)
+            ],
+        )
+        session.execute(
+            insert(Message.__table__),
+            [
+                {
+                    "key": f"team:{i}:s1:0",
+                    "contact_id": 2 + i,
+                    "channel": "email",
+                    "template": "internal.notify",
+                    "status": "sent",
+                    "attempts": 1,
+                    "data": {
+                        "rule": 3,
+                        "rule_name": "Once",
+                        "internal": {
+                            "kind": "notify",
+                            "team": "sales",
+                            "to": "ana@team.example",
+                            "text": f"Hot lead {i}",
+                        },
+                    },
+                    "created_at": now,
+                }
+                for i in range(2000)
+            ],
+        )
         session.commit()
 
 
@@ -117,10 +213,16 @@ def rules_pages(app, client, ids: list[int]) -> list[tuple[str, Any]]:
         source = get_session().scalar(select(RuleVersion.source).where(RuleVersion.id == rule.active_version_id))
     page = get_ok(client, f"/admin/rules/{rule_id}")().get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    form = {"csrf_token": token, "source": source, "fields": "email=ana@example.com\nfirst_name=Ana\nscore=40",
-            "tags": "vip", "timezone": "Europe/Berlin", "consent_email": "granted",
-            "timeline": '{"at": "2030-01-01T09:00:00Z", "event": "form.submitted", "props": {"form": "form-0"}}\n'
-                        '{"at": "2030-01-03T09:00:00Z", "event": "order.paid"}\n'}
+    form = {
+        "csrf_token": token,
+        "source": source,
+        "fields": "email=ana@example.com\nfirst_name=Ana\nscore=40",
+        "tags": "vip",
+        "timezone": "Europe/Berlin",
+        "consent_email": "granted",
+        "timeline": '{"at": "2030-01-01T09:00:00Z", "event": "form.submitted", "props": {"form": "form-0"}}\n'
+        '{"at": "2030-01-03T09:00:00Z", "event": "order.paid"}\n',
+    }
 
     def try_it() -> Any:
         response = client.post(f"/admin/rules/{rule_id}/try", data=form, headers={"HX-Request": "true"})

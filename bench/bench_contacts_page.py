@@ -9,6 +9,7 @@ is the median of 9 runs, printed next to the baseline measured in the same run â
 of 50 contacts (``SELECT * FROM contacts WHERE id > ? ORDER BY id LIMIT 50``) â€” and their ratio. Target: every
 page under 200 ms.
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,11 +18,11 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import select, text  # noqa: E402
+from sqlalchemy import select, text
 
-from bench.common import bench_app  # noqa: E402
-from bench.crm_data import admin_client, fill_contacts, median_ms, page_link, time_pages  # noqa: E402
-from bench.table import Row, render  # noqa: E402
+from bench.common import bench_app
+from bench.crm_data import admin_client, fill_contacts, median_ms, page_link, time_pages
+from bench.table import Row, render
 
 TARGET_MS = 200
 
@@ -37,17 +38,28 @@ def measure(count: int) -> list[Row]:
         client = admin_client(app)
         with app.app_context():
             session = get_session()
-            session.add_all([Segment(name="High scorers", condition="contact.score >= 90"),
-                             Segment(name="VIP subscribers", condition='tag == "vip" and tag == "newsletter"')])
+            session.add_all(
+                [
+                    Segment(name="High scorers", condition="contact.score >= 90"),
+                    Segment(name="VIP subscribers", condition='tag == "vip" and tag == "newsletter"'),
+                ]
+            )
             session.commit()
-            mid_name = session.execute(select(Contact.name_key, Contact.id).where(Contact.name_key >= "mia")
-                                       .order_by(Contact.name_key, Contact.id).offset(count // 80).limit(1)).one()
+            mid_name = session.execute(
+                select(Contact.name_key, Contact.id)
+                .where(Contact.name_key >= "mia")
+                .order_by(Contact.name_key, Contact.id)
+                .offset(count // 80)
+                .limit(1)
+            ).one()
             conn = get_session().connection()
 
             def baseline() -> None:
-                rows = conn.execute(text("SELECT * FROM contacts WHERE id > :after ORDER BY id LIMIT 50"),
-                                    {"after": count // 2}).all()
+                rows = conn.execute(
+                    text("SELECT * FROM contacts WHERE id > :after ORDER BY id LIMIT 50"), {"after": count // 2}
+                ).all()
                 assert len(rows) == 50
+
             base = median_ms(baseline, runs=25)
 
         def url(after: tuple | None = None, scope: str = ":", **query: str) -> str:
@@ -71,8 +83,9 @@ def measure(count: int) -> list[Row]:
             ("segment VIP subscribers (two tags)", url(by="segment", q="VIP subscribers")),
         ]
         print(f"baseline: primary-key range scan of 50 contacts: {base:.2f} ms (median of 25)")
-        return time_pages(pages, client, base, "primary-key range scan of 50", TARGET_MS,
-                          f"contacts page, {count:,} contacts")
+        return time_pages(
+            pages, client, base, "primary-key range scan of 50", TARGET_MS, f"contacts page, {count:,} contacts"
+        )
 
 
 def rows(full: bool) -> list[Row]:

@@ -20,16 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lark import Lark  # noqa: E402
+from lark import Lark
 
-import dsl  # noqa: E402
-from bench.table import Row, render, under  # noqa: E402
-from dsl.parser import grammar_text  # noqa: E402
+import dsl
+from bench.table import Row, render, under
+from dsl.parser import grammar_text
 
 TARGET_SECONDS = 1.0
 
 SHAPES = [
-    '''rule "Welcome {n}"
+    """rule "Welcome {n}"
   once per contact
   until purchase.completed
   quiet hours 21:00-08:00
@@ -44,22 +44,22 @@ when member.joined and tag != "vip" then
   wait 7d
   send email trainer_intro
 end
-''',
-    '''when form.submitted and event.form == "trial-{n}" then send email welcome; wait 3d; send sms reminder
-''',
-    '''rule "Trial follow-up {n}"
+""",
+    """when form.submitted and event.form == "trial-{n}" then send email welcome; wait 3d; send sms reminder
+""",
+    """rule "Trial follow-up {n}"
 when visit.completed and event.kind == "trial" then
   wait 24h
   send sms how_was_it
 end
-''',
-    '''rule "Birthday {n}"
+""",
+    """rule "Birthday {n}"
 when anniversary of contact.birthday at 09:00 then
   send email birthday
   tag "birthday-{n}"
 end
-''',
-    '''rule "Win-back {n}"
+""",
+    """rule "Win-back {n}"
   once per contact every 90d
 when no class.attended for 14d and contact.stage != "lead" then
   send email we_miss_you
@@ -70,15 +70,15 @@ when no class.attended for 14d and contact.stage != "lead" then
     task "Call {{{{ contact.first_name }}}}" for "front-desk" due 2d
   end
 end
-''',
-    '''rule "Renewal {n}"
+""",
+    """rule "Renewal {n}"
 when 7d before contact.renewal_date at 10:00 and contact.plan in ["pro", "team"] then
   send email renewal_soon
   wait until contact.renewal_date - 1d
   send email renewal_tomorrow
 end
-''',
-    '''rule "Scoring {n}"
+""",
+    """rule "Scoring {n}"
 when page.visited and event.url contains "/pricing" then
   score +10
   if contact.score >= 50 and not has tag "sales" then
@@ -86,8 +86,8 @@ when page.visited and event.url contains "/pricing" then
     notify "sales" "Hot lead: {{{{ contact.email }}}}"
   end
 end
-''',
-    '''rule "Test {n}"
+""",
+    """rule "Test {n}"
   always
 when every monday at 08:30 and contact.last_seen < now - 14d then
   split
@@ -98,7 +98,7 @@ when every monday at 08:30 and contact.last_seen < now - 14d then
       send email variant_b_reminder
   end
 end
-''',
+""",
 ]
 
 
@@ -111,10 +111,9 @@ def vocabulary() -> dsl.Vocabulary:
     words = dsl.Vocabulary.default()
     # the built-in channels' names, as the instance's plugins would declare them (any template accepted)
     words = replace(words, channels={"email": None, "sms": None, **words.channels})
-    return words.with_fields(
-        {"renewal_date": "date", "plan": "string"}).with_events(
-        {"member.joined", "form.submitted", "visit.completed", "class.attended", "page.visited",
-         "purchase.completed"})
+    return words.with_fields({"renewal_date": "date", "plan": "string"}).with_events(
+        {"member.joined", "form.submitted", "visit.completed", "class.attended", "page.visited", "purchase.completed"}
+    )
 
 
 def best_of(repeat: int, work) -> float:
@@ -148,11 +147,21 @@ def measure(count: int, repeat: int) -> list[Row]:
 
     plain = Lark(grammar_text(), parser="lalr", start="program", keep_all_tokens=True)
     lark_s = best_of(repeat, lambda: plain.parse(text))
-    print(f"input: {count:,} rules, {len(text.splitlines()):,} lines, {len(text) / 1024:,.0f} KiB; "
-          f"parse {parse_s * 1000:.1f} ms, check {check_s * 1000:.1f} ms, compile {compile_s * 1000:.1f} ms")
+    print(
+        f"input: {count:,} rules, {len(text.splitlines()):,} lines, {len(text) / 1024:,.0f} KiB; "
+        f"parse {parse_s * 1000:.1f} ms, check {check_s * 1000:.1f} ms, compile {compile_s * 1000:.1f} ms"
+    )
     per_thousand_ms = total_s * 1000 * 1000 / count
-    return [under(f"DSL: parse + check + compile, per 1,000 rules (of {count:,})", per_thousand_ms, "ms",
-                  lark_s * 1000 * 1000 / count, "lark's plain tree of the same text", TARGET_SECONDS * 1000)]
+    return [
+        under(
+            f"DSL: parse + check + compile, per 1,000 rules (of {count:,})",
+            per_thousand_ms,
+            "ms",
+            lark_s * 1000 * 1000 / count,
+            "lark's plain tree of the same text",
+            TARGET_SECONDS * 1000,
+        )
+    ]
 
 
 def rows(full: bool) -> list[Row]:

@@ -5,6 +5,7 @@ measured in the same run). Each rule is `when order.placed and event.sku == "sku
 each event matches exactly one rule, so the work per event is the same and only matching cost differs.
 Run: .venv/bin/python bench/bench_matching.py [--rules 10000] [--events 2000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,19 +16,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, insert, select  # noqa: E402
+from sqlalchemy import func, insert, select
 
-from bench.common import bench_app  # noqa: E402
-from bench.table import Row, ratio_at_least, render  # noqa: E402
-from server.db import get_session  # noqa: E402
-from server.engine.jobs import process_events  # noqa: E402
-from server.models import Contact, ContactTag, Event  # noqa: E402
-from tests.helpers import load_rules  # noqa: E402
+from bench.common import bench_app
+from bench.table import Row, ratio_at_least, render
+from server.db import get_session
+from server.engine.jobs import process_events
+from server.models import Contact, ContactTag, Event
+from tests.helpers import load_rules
 
 
 def rules_text(n: int) -> str:
-    return "".join(f'rule "Bought {i}"\n  always\nwhen order.placed and event.sku == "sku-{i}" then\n'
-                   f'  tag "bought-{i}"\nend\n' for i in range(n))
+    return "".join(
+        f'rule "Bought {i}"\n  always\nwhen order.placed and event.sku == "sku-{i}" then\n  tag "bought-{i}"\nend\n'
+        for i in range(n)
+    )
 
 
 def events_per_second(n_rules: int, n_events: int) -> float:
@@ -38,15 +41,23 @@ def events_per_second(n_rules: int, n_events: int) -> float:
             session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(500)])
             ids = list(session.scalars(select(Contact.id)))
             rng = random.Random(7)
-            session.execute(insert(Event), [
-                {"contact_id": rng.choice(ids), "name": "order.placed", "props": {"sku": f"sku-{rng.randrange(10)}"}}
-                for _ in range(n_events)])
+            session.execute(
+                insert(Event),
+                [
+                    {
+                        "contact_id": rng.choice(ids),
+                        "name": "order.placed",
+                        "props": {"sku": f"sku-{rng.randrange(10)}"},
+                    }
+                    for _ in range(n_events)
+                ],
+            )
             session.commit()
             event_ids = list(session.scalars(select(Event.id).order_by(Event.id)))
             process_events(event_ids[:50])  # warm the rule index and caches
             start = time.perf_counter()
             for i in range(50, len(event_ids), 100):
-                process_events(event_ids[i:i + 100])
+                process_events(event_ids[i : i + 100])
             elapsed = time.perf_counter() - start
             tagged = session.scalar(select(func.count()).select_from(ContactTag))
         assert tagged > 0, "no event matched: the benchmark is invalid"
@@ -57,8 +68,16 @@ def measure(n_rules: int, n_events: int) -> list[Row]:
     """Events per second with *n_rules* rules next to the same with 10 rules."""
     small = events_per_second(10, n_events)
     large = events_per_second(n_rules, n_events)
-    return [ratio_at_least(f"matching: events per second with {n_rules:,} rules ({n_events:,} events)", large,
-                           "events/s", small, "the same with 10 rules", 0.5)]
+    return [
+        ratio_at_least(
+            f"matching: events per second with {n_rules:,} rules ({n_events:,} events)",
+            large,
+            "events/s",
+            small,
+            "the same with 10 rules",
+            0.5,
+        )
+    ]
 
 
 def rows(full: bool) -> list[Row]:

@@ -6,6 +6,7 @@ the dummy-hash check an unknown address answered in 3–14 ms against 180–780 
 The throttle's clock moves two hours between attempts, so that it never answers instead.
 Run: .venv/bin/python bench/bench_signin.py [--attempts 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_app  # noqa: E402
-from bench.table import Row, render  # noqa: E402
-from server.auth import ensure_first_admin  # noqa: E402
-from server.db import get_session  # noqa: E402
+from bench.common import bench_app
+from bench.table import Row, render
+from server.auth import ensure_first_admin
+from server.db import get_session
 
 
 def cpu_per_attempt(app, email: str, attempts: int) -> float:
@@ -44,8 +45,17 @@ def measure(attempts: int) -> list[Row]:
         known = cpu_per_attempt(app, "admin@localhost", attempts)
         unknown = cpu_per_attempt(app, "nobody@example.com", attempts)
     ratio = unknown / known
-    return [Row(f"sign-in: CPU per failed attempt, unknown address ({attempts} attempts)", unknown * 1000, "ms",
-                known * 1000, "a known address, wrong password", "0.8x-1.25x baseline", 0.8 <= ratio <= 1.25)]
+    return [
+        Row(
+            f"sign-in: CPU per failed attempt, unknown address ({attempts} attempts)",
+            unknown * 1000,
+            "ms",
+            known * 1000,
+            "a known address, wrong password",
+            "0.8x-1.25x baseline",
+            0.8 <= ratio <= 1.25,
+        )
+    ]
 
 
 def rows(full: bool) -> list[Row]:

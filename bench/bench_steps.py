@@ -3,6 +3,7 @@
 Issue #4 target: steps per second per worker >= 20x bare RQ SimpleWorker no-op jobs per second.
 Run: .venv/bin/python bench/bench_steps.py [--contacts 20000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,13 +13,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, insert, select  # noqa: E402
+from sqlalchemy import func, insert, select
 
-from bench.common import bench_app, rq_noop_rate  # noqa: E402
-from bench.table import Row, ratio_at_least, render  # noqa: E402
-from server.db import get_session  # noqa: E402
-from server.models import Contact, Enrolment, Rule  # noqa: E402
-from tests.helpers import load_rules  # noqa: E402
+from bench.common import bench_app, rq_noop_rate
+from bench.table import Row, ratio_at_least, render
+from server.db import get_session
+from server.models import Contact, Enrolment, Rule
+from tests.helpers import load_rules
 
 RULE = """rule "Drip"
 when bench.started then
@@ -42,9 +43,21 @@ def measure(contacts: int) -> list[Row]:
             now = int(time.time())
             session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(contacts)])
             ids = list(session.scalars(select(Contact.id)))
-            session.execute(insert(Enrolment), [
-                {"contact_id": cid, "rule_id": rule.id, "version_id": rule.active_version_id, "pc": 1, "state": 0,
-                 "due": now - 10, "entered": now - 86400} for cid in ids])
+            session.execute(
+                insert(Enrolment),
+                [
+                    {
+                        "contact_id": cid,
+                        "rule_id": rule.id,
+                        "version_id": rule.active_version_id,
+                        "pc": 1,
+                        "state": 0,
+                        "due": now - 10,
+                        "entered": now - 86400,
+                    }
+                    for cid in ids
+                ],
+            )
             session.commit()
             from server.engine.jobs import requeue_due
 
@@ -61,8 +74,16 @@ def measure(contacts: int) -> list[Row]:
             raise SystemExit(f"only {waiting} of {contacts} enrolments advanced: the benchmark is invalid")
         steps = contacts * STEPS_PER_RESUME / elapsed
         baseline = rq_noop_rate(app)
-    return [ratio_at_least(f"journey steps per second, one worker ({contacts:,} enrolments)", steps, "steps/s",
-                           baseline, "bare RQ SimpleWorker no-op jobs/s", 20)]
+    return [
+        ratio_at_least(
+            f"journey steps per second, one worker ({contacts:,} enrolments)",
+            steps,
+            "steps/s",
+            baseline,
+            "bare RQ SimpleWorker no-op jobs/s",
+            20,
+        )
+    ]
 
 
 def rows(full: bool) -> list[Row]:

@@ -6,6 +6,7 @@ same number of rows into a table of the same columns (creation), and bare RQ no-
 number of batches (firing), so the ratios show the engine's own overhead.
 Run: .venv/bin/python bench/bench_waits.py [--contacts 1000000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, insert, select, update  # noqa: E402
+from sqlalchemy import func, insert, select, update
 
-from bench.common import bench_app, rq_noop_rate  # noqa: E402
-from bench.table import Row, render, under  # noqa: E402
-from server.db import get_db, get_session  # noqa: E402
-from server.models import Contact, Enrolment, Message, Rule, ScheduleTimer  # noqa: E402
-from tests.helpers import load_rules  # noqa: E402
+from bench.common import bench_app, rq_noop_rate
+from bench.table import Row, render, under
+from server.db import get_db, get_session
+from server.models import Contact, Enrolment, Message, Rule, ScheduleTimer
+from tests.helpers import load_rules
 
 RULE = """rule "Check-in"
 when every day at 09:00 then
@@ -51,8 +52,10 @@ def measure(n: int) -> list[Row]:
             session = get_session()
             print(f"creating {n:,} contacts (set-up, not timed) …", flush=True)
             for start in range(0, n, 100_000):
-                session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}}
-                                                  for i in range(start, min(n, start + 100_000))])
+                session.execute(
+                    insert(Contact),
+                    [{"email": f"c{i}@example.com", "fields": {}} for i in range(start, min(n, start + 100_000))],
+                )
             session.commit()
             rule = session.scalar(select(Rule))
             now = int(time.time())
@@ -72,11 +75,15 @@ def measure(n: int) -> list[Row]:
         per_wait = (db_bytes(app) - before) / n
         raw = get_db(app).engine.raw_connection()
         try:
-            sizes = raw.cursor().execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+            sizes = (
+                raw.cursor().execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+            )
         finally:
             raw.close()
-        print("on disk, by table and index:", ", ".join(f"{name} {size / n:.0f} B/wait" for name, size in sizes
-                                                         if "enrol" in name or "journey" in name))
+        print(
+            "on disk, by table and index:",
+            ", ".join(f"{name} {size / n:.0f} B/wait" for name, size in sizes if "enrol" in name or "journey" in name),
+        )
 
         # baseline: the same number of rows through a bare INSERT … SELECT
         with get_db(app).engine.begin() as conn:
@@ -116,10 +123,22 @@ def measure(n: int) -> list[Row]:
     size = f"{n:,} waits"
     return [
         Row(f"waits: bytes per wait on disk ({size})", per_wait, "bytes", 0.0, "", "<= 150 bytes", per_wait <= 150),
-        under(f"waits: created by one schedule ({size})", create_s, "s", bare_s, "bare INSERT ... SELECT of as many rows",
-              10 * scale),
-        under(f"waits: all fired into the next step ({size})", fire_s, "s", batches / rq_rate,
-              f"{batches} bare RQ no-op jobs", 60 * scale),
+        under(
+            f"waits: created by one schedule ({size})",
+            create_s,
+            "s",
+            bare_s,
+            "bare INSERT ... SELECT of as many rows",
+            10 * scale,
+        ),
+        under(
+            f"waits: all fired into the next step ({size})",
+            fire_s,
+            "s",
+            batches / rq_rate,
+            f"{batches} bare RQ no-op jobs",
+            60 * scale,
+        ),
     ]
 
 

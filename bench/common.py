@@ -1,11 +1,12 @@
 """Shared set-up for the benchmarks: a real app on a temp SQLite file, a real embedded Redis."""
+
 from __future__ import annotations
 
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from server.app import create_app
 from server.embedded_redis import EmbeddedRedis
@@ -16,8 +17,14 @@ def bench_app(**config) -> Iterator:
     home = tempfile.mkdtemp(prefix="nudge-bench-")
     redis = EmbeddedRedis(os.path.join(home, "redis"))
     redis.start()
-    settings = {"HOME": home, "REDIS_URL": redis.url, "SECRET_KEY": "bench-secret-key-0123456789",
-                "LOAD_ENTRY_POINTS": False, "LOG_LEVEL": "WARNING", "SMTP_URL": "smtp://127.0.0.1:9"}
+    settings = {
+        "HOME": home,
+        "REDIS_URL": redis.url,
+        "SECRET_KEY": "bench-secret-key-0123456789",
+        "LOAD_ENTRY_POINTS": False,
+        "LOG_LEVEL": "WARNING",
+        "SMTP_URL": "smtp://127.0.0.1:9",
+    }
     settings.update(config)
     app = create_app(settings)
     try:

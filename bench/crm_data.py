@@ -1,22 +1,65 @@
-"""Data for the admin UI benchmarks: many contacts written fast (set-wise, in SQL), and a signed-in client to time pages.
+"""Data for the admin UI benchmarks: many contacts written fast (set-wise, in SQL), and a signed-in client to time
+pages.
 
 Contacts get names from small lists (so a name prefix matches many), an address and a Berlin phone number each,
 scores 0-99, and tags: ``newsletter`` on every second contact, ``vip`` on every tenth.
 """
+
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select, text
 
 from bench.table import Row, under
 
-FIRST = ["Ana", "Ben", "Carla", "Dan", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jon", "Kim", "Lena", "Mia", "Noah",
-         "Olga", "Paul", "Rosa", "Sam", "Tina", "Umar"]
-LAST = ["Smith", "Jones", "Lopez", "Müller", "Schmidt", "Rossi", "Dubois", "Novak", "Kowalski", "Silva", "Nagy",
-        "Berg", "Costa", "Horvat", "Meyer", "Weber", "Fischer", "Wagner", "Becker", "Hoffmann"]
+FIRST = [
+    "Ana",
+    "Ben",
+    "Carla",
+    "Dan",
+    "Eva",
+    "Farid",
+    "Greta",
+    "Hugo",
+    "Ines",
+    "Jon",
+    "Kim",
+    "Lena",
+    "Mia",
+    "Noah",
+    "Olga",
+    "Paul",
+    "Rosa",
+    "Sam",
+    "Tina",
+    "Umar",
+]
+LAST = [
+    "Smith",
+    "Jones",
+    "Lopez",
+    "Müller",
+    "Schmidt",
+    "Rossi",
+    "Dubois",
+    "Novak",
+    "Kowalski",
+    "Silva",
+    "Nagy",
+    "Berg",
+    "Costa",
+    "Horvat",
+    "Meyer",
+    "Weber",
+    "Fischer",
+    "Wagner",
+    "Becker",
+    "Hoffmann",
+]
 
 
 def fill_contacts(app, count: int, seed: int = 7) -> float:
@@ -34,7 +77,8 @@ def fill_contacts(app, count: int, seed: int = 7) -> float:
     with app.app_context():
         session = get_session()
         assert session.scalar(select(Contact.id).limit(1)) is None, "the benchmark needs an empty database"
-        session.execute(text(f"""
+        session.execute(
+            text(f"""
             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < :count)
             INSERT INTO contacts (id, public_id, email, first_name, last_name, phone, score, fields, created_at,
                                   updated_at)
@@ -43,11 +87,17 @@ def fill_contacts(app, count: int, seed: int = 7) -> float:
                    CASE (i * 13 / {len(FIRST)} + i) % {len(LAST)} {names(LAST)} END,
                    '+4930' || (1000000 + i), (i * 37 + {seed}) % 100, '{{}}',
                    datetime(:base, '-' || (:count - i) || ' seconds'), :base
-            FROM n"""), {"count": count, "base": base})
+            FROM n"""),
+            {"count": count, "base": base},
+        )
         for tag, every in (("newsletter", 2), ("vip", 10)):
-            session.execute(text("INSERT INTO contact_tags (contact_id, tag, created_at) "
-                                 "SELECT id, :tag, :base FROM contacts WHERE (id - 1) % :every = 0"),
-                            {"tag": tag, "every": every, "base": base})
+            session.execute(
+                text(
+                    "INSERT INTO contact_tags (contact_id, tag, created_at) "
+                    "SELECT id, :tag, :base FROM contacts WHERE (id - 1) % :every = 0"
+                ),
+                {"tag": tag, "every": every, "base": base},
+            )
         session.commit()
     return time.perf_counter() - start
 
@@ -66,8 +116,9 @@ def admin_client(app) -> Any:
         session.commit()
     client = app.test_client()
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/login").get_data(as_text=True)).group(1)
-    response = client.post("/admin/login", data={"email": "bench@example.com", "password": "bench passphrase 123",
-                                                 "csrf_token": token})
+    response = client.post(
+        "/admin/login", data={"email": "bench@example.com", "password": "bench passphrase 123", "csrf_token": token}
+    )
     assert response.status_code == 302, response.status_code
     return client
 
@@ -85,10 +136,12 @@ def median_ms(action: Callable[[], Any], runs: int = 9) -> float:
 
 def get_ok(client, url: str) -> Callable[[], Any]:
     """A GET of *url* that must answer 200."""
+
     def run() -> Any:
         response = client.get(url)
         assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True)[:300])
         return response
+
     return run
 
 
@@ -100,8 +153,9 @@ def page_link(app, scope: str, after: tuple[Any, ...]) -> str:
         return next_link(scope, after) or ""
 
 
-def time_pages(pages: list[tuple[str, Any]], client: Any, baseline: float, baseline_name: str, target: float,
-               prefix: str) -> list[Row]:
+def time_pages(
+    pages: list[tuple[str, Any]], client: Any, baseline: float, baseline_name: str, target: float, prefix: str
+) -> list[Row]:
     """Time each ``(name, url or action)`` page (median of 9 runs; a URL is a GET that must answer 200) as a row
     next to *baseline* (milliseconds, measured in the same run), with its target: under *target* ms."""
     rows = []

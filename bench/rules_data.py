@@ -6,6 +6,7 @@ hundreds of thousands of rows): each contact is in three rules; a third of the j
 early, the rest mid-journey (held for a paused rule); they entered over the last fourteen days, so about half
 count as "entered in the last 7 days".
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,7 +21,7 @@ DAY = 86400
 
 def rule_text(i: int, version: int) -> str:
     """Rule *i* at *version*: a few steps, waits and a branch, each version a little different."""
-    return f'''rule "Journey {i:02d}"
+    return f"""rule "Journey {i:02d}"
 when form.submitted and event.form == "form-{i}" then
   send email welcome_{i}
   wait {version}d
@@ -36,7 +37,7 @@ when form.submitted and event.form == "form-{i}" then
     send email reminder_{i}
   end
 end
-'''
+"""
 
 
 def fill_rules(app, contacts: int, now: int) -> list[int]:
@@ -49,9 +50,15 @@ def fill_rules(app, contacts: int, now: int) -> list[int]:
 
     with app.app_context():  # the rules' templates, as an instance has them (the editor checks names against them)
         session = get_session()
-        session.add_all(Template(channel="email", name=f"{kind}_{i}", parts={
-            "subject": f"{kind} {i}", "txt": "Hello {{ contact.first_name }}", "html": "<p>Hello</p>"})
-            for i in range(RULES) for kind in ("welcome", "offer", "reminder"))
+        session.add_all(
+            Template(
+                channel="email",
+                name=f"{kind}_{i}",
+                parts={"subject": f"{kind} {i}", "txt": "Hello {{ contact.first_name }}", "html": "<p>Hello</p>"},
+            )
+            for i in range(RULES)
+            for kind in ("welcome", "offer", "reminder")
+        )
         session.commit()
     for version in (1, 2):
         load_rules(app, "".join(rule_text(i, version) for i in range(RULES)), "journeys.nudge")
@@ -68,13 +75,34 @@ def fill_rules(app, contacts: int, now: int) -> list[int]:
                 save_draft(session, rule, source, checked.plan, "bench@example.com")
             if number % 10 == 9:
                 store.pause(session, rule.name)
-            session.add_all(RuleTest(rule_id=rule_id, name=f"case {k}", contact={"key": "ana@example.com",
-                                     "fields": {"email": "ana@example.com"}, "tags": [], "timezone": "UTC",
-                                     "consent": {}}, timeline='{"at": "2030-01-01T09:00:00Z", '
-                                     f'"event": "form.submitted", "props": {{"form": "form-{number}"}}}}\n',
-                                     expected=[], passed=True, report=[], run_at=utcnow()) for k in range(3))
-        session.add_all(User(email=f"user{k}@team.example", password_hash=hash_password(f"passphrase {k} long"),
-                             role=("admin", "editor", "viewer")[k % 3]) for k in range(20))
+            session.add_all(
+                RuleTest(
+                    rule_id=rule_id,
+                    name=f"case {k}",
+                    contact={
+                        "key": "ana@example.com",
+                        "fields": {"email": "ana@example.com"},
+                        "tags": [],
+                        "timezone": "UTC",
+                        "consent": {},
+                    },
+                    timeline='{"at": "2030-01-01T09:00:00Z", '
+                    f'"event": "form.submitted", "props": {{"form": "form-{number}"}}}}\n',
+                    expected=[],
+                    passed=True,
+                    report=[],
+                    run_at=utcnow(),
+                )
+                for k in range(3)
+            )
+        session.add_all(
+            User(
+                email=f"user{k}@team.example",
+                password_hash=hash_password(f"passphrase {k} long"),
+                role=("admin", "editor", "viewer")[k % 3],
+            )
+            for k in range(20)
+        )
         for k in range(20):
             create_api_key(session, ("ingest", "admin")[k % 2], name=f"key {k}")
         session.commit()
@@ -88,7 +116,8 @@ def _journeys(session: Any, ids: list[int], contacts: int, now: int) -> None:
     paused = [rule_id for number, rule_id in enumerate(ids) if number % 10 == 9]
     for k in range(3):
         # contact c is in rule ids[(c * (k + 1) + k) % 50]: three different rules per contact
-        session.execute(text(f"""
+        session.execute(
+            text(f"""
             INSERT INTO enrolments (contact_id, rule_id, version_id, pc, state, due, entered, finished)
             SELECT c.id, r.id, r.active_version_id,
                    CASE WHEN c.id % 3 = 0 THEN 9 ELSE 2 END,
@@ -100,17 +129,23 @@ def _journeys(session: Any, ids: list[int], contacts: int, now: int) -> None:
                         ELSE NULL END
             FROM contacts c JOIN rules r ON r.id = (
                 SELECT id FROM rules WHERE name = printf('Journey %02d', (c.id * {k + 1} + {k}) % {len(ids)}))
-            WHERE c.id <= :contacts"""), {"now": now, "contacts": contacts})
+            WHERE c.id <= :contacts"""),
+            {"now": now, "contacts": contacts},
+        )
     # seven days of trace: entering, the first send and its wait, and the end for finished journeys
     for action, offset, data, where in (
-            ("enter", 0, """'{"because": "form.submitted"}'""", "1 = 1"),
-            ("send", 0, """'{"channel": "email", "template": "welcome", "step": "s1"}'""", "1 = 1"),
-            ("wait", 1, f"""'{{"until": ' || (e.entered + {DAY}) || ', "why": "wait 1d", "step": "s2"}}'""", "1 = 1"),
-            ("exit", DAY, """'{"reason": "completed"}'""", "e.state = 1")):
-        session.execute(text(f"""
+        ("enter", 0, """'{"because": "form.submitted"}'""", "1 = 1"),
+        ("send", 0, """'{"channel": "email", "template": "welcome", "step": "s1"}'""", "1 = 1"),
+        ("wait", 1, f"""'{{"until": ' || (e.entered + {DAY}) || ', "why": "wait 1d", "step": "s2"}}'""", "1 = 1"),
+        ("exit", DAY, """'{"reason": "completed"}'""", "e.state = 1"),
+    ):
+        session.execute(
+            text(f"""
             INSERT INTO journey_log (enrolment_id, contact_id, rule_id, at, action, data)
             SELECT e.id, e.contact_id, e.rule_id, e.entered + {offset}, '{action}', {data}
-            FROM enrolments e WHERE e.entered + {offset} >= :since AND {where}"""), {"since": now - 7 * DAY})
+            FROM enrolments e WHERE e.entered + {offset} >= :since AND {where}"""),
+            {"since": now - 7 * DAY},
+        )
 
 
 __all__ = ["RULES", "fill_rules", "rule_text"]

@@ -7,6 +7,7 @@ quick sizes by default, the issues' sizes with ``--full`` (or ``BENCH_FULL=1``).
 one failing or using much memory does not disturb the others; a failed bench shows as an ERROR row. The table is
 built from the rows' data, and written as JSON to ``bench/results/`` (git-ignored): ``last.json`` and one file per run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,16 +75,22 @@ def run_one(name: str, full: bool) -> list[Row]:
 def machine() -> dict[str, object]:
     """What the figures were measured on."""
     load1, load5, _ = os.getloadavg()
-    return {"cores": os.cpu_count(), "load": [round(load1, 2), round(load5, 2)], "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "platform": platform.platform()}
+    return {
+        "cores": os.cpu_count(),
+        "load": [round(load1, 2), round(load5, 2)],
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+    }
 
 
 def save(rows: list[Row], full: bool, about: dict[str, object]) -> Path:
     """Write the run as JSON to ``bench/results/`` (``last.json`` and a file named by the time); return the latter."""
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    body = json.dumps({"when": stamp, "full": full, "machine": about, "rows": [row.as_dict() for row in rows]},
-                      indent=1)
+    body = json.dumps(
+        {"when": stamp, "full": full, "machine": about, "rows": [row.as_dict() for row in rows]}, indent=1
+    )
     path = RESULTS / f"{stamp}.json"
     path.write_text(body)
     (RESULTS / "last.json").write_text(body)
@@ -93,8 +100,12 @@ def save(rows: list[Row], full: bool, about: dict[str, object]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all), e.g. bench_dsl")
-    parser.add_argument("--full", action="store_true", default=os.environ.get("BENCH_FULL", "") not in ("", "0"),
-                        help="the issues' sizes (slow); also BENCH_FULL=1")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        default=os.environ.get("BENCH_FULL", "") not in ("", "0"),
+        help="the issues' sizes (slow); also BENCH_FULL=1",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -115,9 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     about = machine()
     path = save(rows, args.full, about)
     print()
-    print(render(rows, f"Machine: {about['cores']} cores, load {about['load'][0]} {about['load'][1]} "  # type: ignore[index]
-                       f"(1 and 5 min), Python {about['python']}, SQLite {about['sqlite']}; "
-                       f"{'full' if args.full else 'quick'} sizes; JSON in {path}"))
+    print(
+        render(
+            rows,
+            f"Machine: {about['cores']} cores, load {about['load'][0]} {about['load'][1]} "  # type: ignore[index]
+            f"(1 and 5 min), Python {about['python']}, SQLite {about['sqlite']}; "
+            f"{'full' if args.full else 'quick'} sizes; JSON in {path}",
+        )
+    )
     return 0 if all(row.verdict != "ERROR" for row in rows) else 1
 
 

@@ -1,5 +1,6 @@
 """The common shape of a benchmark's results: rows of figure, baseline measured in the same run, ratio, target and
 verdict; and the one table ``make bench`` prints from them."""
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,7 @@ class Row:
         return {**asdict(self), "ratio": None if math.isnan(self.ratio) else self.ratio, "verdict": self.verdict}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Row":
+    def from_dict(cls, data: dict[str, Any]) -> Row:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
@@ -87,14 +88,16 @@ def render(rows: list[Row], title: str = "") -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
 
     def line(values: tuple[str, ...]) -> str:
-        return "| " + " | ".join(value.ljust(width) for value, width in zip(values, widths)) + " |"
+        return "| " + " | ".join(value.ljust(width) for value, width in zip(values, widths, strict=True)) + " |"
 
     out = [title] if title else []
     out += [line(COLUMNS), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
     out += [line(values) for values in table[1:]]
     met = sum(1 for row in rows if row.verdict == "met")
-    out.append(f"{met} of {len(rows)} figures meet their target"
-               + (f"; {len(rows) - met} do not (MISSED or ERROR)" if met < len(rows) else "."))
+    out.append(
+        f"{met} of {len(rows)} figures meet their target"
+        + (f"; {len(rows) - met} do not (MISSED or ERROR)" if met < len(rows) else ".")
+    )
     return "\n".join(out)
 
 

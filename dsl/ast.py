@@ -7,8 +7,9 @@ thing, wherever it was written: ``parse(fmt(x)).program == parse(x).program``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Iterator, NamedTuple, TypeVar, Union
+from typing import NamedTuple, TypeVar, Union
 
 
 class Span(NamedTuple):
@@ -36,7 +37,7 @@ class Node:
 
     span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
 
-    def children(self) -> Iterator["Node"]:
+    def children(self) -> Iterator[Node]:
         """The nodes directly below this one, in source order."""
         for name in _child_fields(type(self)):
             value = getattr(self, name)
@@ -137,7 +138,7 @@ class Date(Node):
 
 @dataclass(frozen=True)
 class ListLit(Node):
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
 
 
 @dataclass(frozen=True)
@@ -182,19 +183,19 @@ class Compare(Node):
     """``left OP right`` for every operator in :data:`TEST_OPS`."""
 
     op: str
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @dataclass(frozen=True)
 class Matches(Node):
-    subject: "Expr"
+    subject: Expr
     pattern: String
 
 
 @dataclass(frozen=True)
 class IsSet(Node):
-    subject: "Expr"
+    subject: Expr
     negated: bool = False
 
 
@@ -212,25 +213,25 @@ class InSegment(Node):
 class Did(Node):
     """``did EVENT [where C] [at least N times] within D``."""
 
-    event: "EventName"
-    where: "Expr | None"
-    at_least: "Number | None"
+    event: EventName
+    where: Expr | None
+    at_least: Number | None
     within: Duration
 
 
 @dataclass(frozen=True)
 class Arith(Node):
     op: str  # "+" or "-"
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @dataclass(frozen=True)
 class Call(Node):
     """``domain(contact.email)``: a call of a condition function a plugin declares."""
 
-    function: "Word"
-    args: tuple["Expr", ...]
+    function: Word
+    args: tuple[Expr, ...]
 
     @property
     def name(self) -> str:
@@ -239,22 +240,43 @@ class Call(Node):
 
 @dataclass(frozen=True)
 class And(Node):
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
 
 
 @dataclass(frozen=True)
 class Or(Node):
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
 
 
 @dataclass(frozen=True)
 class Not(Node):
-    item: "Expr"
+    item: Expr
 
 
 Expr = Union[
-    String, Number, Bool, Null, Duration, Time, Date, ListLit, Path, TagRef, Now, Today,
-    Compare, Matches, IsSet, HasTag, InSegment, Did, Arith, Call, And, Or, Not,
+    String,
+    Number,
+    Bool,
+    Null,
+    Duration,
+    Time,
+    Date,
+    ListLit,
+    Path,
+    TagRef,
+    Now,
+    Today,
+    Compare,
+    Matches,
+    IsSet,
+    HasTag,
+    InSegment,
+    Did,
+    Arith,
+    Call,
+    And,
+    Or,
+    Not,
 ]
 
 
@@ -318,8 +340,9 @@ class InactivityTrigger(Node):
     quiet: Duration
 
 
-Trigger = Union[EventTrigger, ScheduleTrigger, IntervalTrigger, AnniversaryTrigger,
-                RelativeDateTrigger, InactivityTrigger]
+Trigger = Union[
+    EventTrigger, ScheduleTrigger, IntervalTrigger, AnniversaryTrigger, RelativeDateTrigger, InactivityTrigger
+]
 
 
 # ---- steps ----------------------------------------------------------------------
@@ -365,8 +388,8 @@ class WaitFor(Node):
     event: EventName
     where: Expr | None
     timeout: Duration
-    then_steps: "tuple[Step, ...] | None" = None
-    else_steps: "tuple[Step, ...] | None" = None
+    then_steps: tuple[Step, ...] | None = None
+    else_steps: tuple[Step, ...] | None = None
     else_span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
@@ -375,20 +398,20 @@ class Branch(Node):
     """One ``if``/``elif`` condition with its steps."""
 
     condition: Expr
-    steps: "tuple[Step, ...]"
+    steps: tuple[Step, ...]
 
 
 @dataclass(frozen=True)
 class If(Node):
     branches: tuple[Branch, ...]
-    else_steps: "tuple[Step, ...] | None" = None
+    else_steps: tuple[Step, ...] | None = None
     else_span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
 class SplitArm(Node):
     share: int
-    steps: "tuple[Step, ...]"
+    steps: tuple[Step, ...]
 
 
 @dataclass(frozen=True)
@@ -456,8 +479,25 @@ class PluginStep(Node):
     args: tuple[PluginArg, ...]
 
 
-Step = Union[Send, Wait, WaitUntil, WaitUntilTime, WaitFor, If, Split, TagStep, UntagStep,
-             SetField, ScoreStep, NoteStep, TaskStep, NotifyStep, StartStep, StopStep, PluginStep]
+Step = Union[
+    Send,
+    Wait,
+    WaitUntil,
+    WaitUntilTime,
+    WaitFor,
+    If,
+    Split,
+    TagStep,
+    UntagStep,
+    SetField,
+    ScoreStep,
+    NoteStep,
+    TaskStep,
+    NotifyStep,
+    StartStep,
+    StopStep,
+    PluginStep,
+]
 
 
 # ---- rules ----------------------------------------------------------------------

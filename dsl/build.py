@@ -55,8 +55,9 @@ class ConditionResult:
         return self.condition is not None
 
 
-def parse_condition(text: str, filename: str = "<condition>", vocabulary: Vocabulary | None = None,
-                    *, sql_dialect: str | None = None) -> ConditionResult:
+def parse_condition(
+    text: str, filename: str = "<condition>", vocabulary: Vocabulary | None = None, *, sql_dialect: str | None = None
+) -> ConditionResult:
     """Parse, check and compile a bare condition: a segment's text, as written after ``when … and``.
 
     Diagnostics point into ``text`` itself (its own lines and columns); ``event.…`` has no event

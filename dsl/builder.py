@@ -8,8 +8,8 @@ are otherwise skipped. One method per grammar alias.
 from __future__ import annotations
 
 import re
-
-from typing import Any, Callable, Collection, TypeVar
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
 from lark import Token, Transformer
 
@@ -25,14 +25,14 @@ _Junction = TypeVar("_Junction", A.And, A.Or)
 class Seq:
     """A list under construction (steps, list items) with the extent of its parts."""
 
-    __slots__ = ("items", "first", "last")
+    __slots__ = ("first", "items", "last")
 
     def __init__(self, item: Any = None) -> None:
         self.items: list[Any] = [] if item is None else [item]
         self.first = item
         self.last = item
 
-    def add(self, item: Any) -> "Seq":
+    def add(self, item: Any) -> Seq:
         self.items.append(item)
         if self.first is None:
             self.first = item
@@ -43,7 +43,7 @@ class Seq:
 class Extra:
     """A clause (``where …``, ``at least … times``, a rule body) waiting for its parent."""
 
-    __slots__ = ("kind", "value", "span")
+    __slots__ = ("kind", "span", "value")
 
     def __init__(self, kind: str, value: Any, children: Children) -> None:
         self.kind, self.value, self.span = kind, value, span_of(children)
@@ -239,14 +239,14 @@ class AstBuilder(Transformer[Token, Any]):
 
     def relative_trigger(self, children: Children) -> A.RelativeDateTrigger:
         offset = literal(children[0])
-        return A.RelativeDateTrigger(offset, str(children[1]), _one(children, "DOTTED"),
-                                     _maybe(children, "TIME"), span=span_of(children))
+        return A.RelativeDateTrigger(
+            offset, str(children[1]), _one(children, "DOTTED"), _maybe(children, "TIME"), span=span_of(children)
+        )
 
     relative_trigger_at = relative_trigger
 
     def inactivity_trigger(self, children: Children) -> A.InactivityTrigger:
-        return A.InactivityTrigger(_event(children[1]), _one(children, "DURATION"),
-                                   span=span_of(children))
+        return A.InactivityTrigger(_event(children[1]), _one(children, "DURATION"), span=span_of(children))
 
     # ---- blocks -------------------------------------------------------------------
 
@@ -373,8 +373,10 @@ class AstBuilder(Transformer[Token, Any]):
     @staticmethod
     def _test(op: str) -> Callable[[AstBuilder, Children], A.Compare]:
         """A method building the comparison *op* (a factory used while the class body runs)."""
+
         def method(self: AstBuilder, children: Children) -> A.Compare:
             return A.Compare(op, children[0], children[-1], span=span_of(children))
+
         return method
 
     in_ = _test("in")

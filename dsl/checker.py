@@ -7,7 +7,7 @@ warnings, sorted by position. It never raises for a program the parser built.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import ast as A
 from .diagnostics import Diagnostic, did_you_mean, sort_key, suggest
@@ -15,15 +15,27 @@ from .formatter import string as quoted
 from .typecheck import OPENS_WARNING, Reporter, Scope, TypeChecker, article, compatible
 from .vocabulary import READ_ONLY_FIELDS, Vocabulary
 
-BUILTIN_STEPS = ("send", "wait", "if", "split", "tag", "untag", "set", "score", "note",
-                 "task", "notify", "start", "stop")
+BUILTIN_STEPS = (
+    "send",
+    "wait",
+    "if",
+    "split",
+    "tag",
+    "untag",
+    "set",
+    "score",
+    "note",
+    "task",
+    "notify",
+    "start",
+    "stop",
+)
 
 MAX_DURATION = 100 * 365 * 86400
 MIN_INTERVAL = 60
 MAX_ARMS = 26
 
-QUIET_HOURS_HINT = ("default {channel} quiet hours {start}–{end} apply; add `quiet hours …` "
-                    "to make it explicit")
+QUIET_HOURS_HINT = "default {channel} quiet hours {start}–{end} apply; add `quiet hours …` to make it explicit"
 
 
 def check(program: A.Program, vocabulary: Vocabulary | None = None) -> list[Diagnostic]:
@@ -38,8 +50,13 @@ def check(program: A.Program, vocabulary: Vocabulary | None = None) -> list[Diag
     return sorted(checker.report.diagnostics, key=sort_key)
 
 
-def check_condition(condition: A.Node, vocabulary: Vocabulary | None = None, filename: str = "<condition>",
-                    *, sql_dialect: str | None = None) -> list[Diagnostic]:
+def check_condition(
+    condition: A.Node,
+    vocabulary: Vocabulary | None = None,
+    filename: str = "<condition>",
+    *,
+    sql_dialect: str | None = None,
+) -> list[Diagnostic]:
     """Every problem in a bare condition (a segment's text), in source order; ``event.…`` has no event here.
 
     :param condition: an expression from :func:`dsl.parser.parse_expression`.
@@ -72,7 +89,7 @@ def placeholder_problem(text: str) -> str | None:
         end = text.find("}}", opening + 2)
         if end == -1:
             return "`{{` is never closed with `}}`"
-        inner = text[opening + 2:end]
+        inner = text[opening + 2 : end]
         if "{{" in inner:
             return "placeholders cannot nest: `{{` inside `{{ … }}`"
         if not inner.strip():
@@ -93,8 +110,11 @@ class _Checker:
         for rule in self.program.rules:
             name = rule.display_name(self.program.filename)
             if name in seen and rule.name is not None:
-                self.report.error(rule.name, f'another rule is already named "{name}" '
-                                  f"(line {seen[name].span.line})", "give every rule its own name")
+                self.report.error(
+                    rule.name,
+                    f'another rule is already named "{name}" (line {seen[name].span.line})',
+                    "give every rule its own name",
+                )
             seen.setdefault(name, rule)
             self.check_rule(rule)
 
@@ -112,21 +132,32 @@ class _Checker:
         if namespace in self.vocabulary.reserved:
             own = sorted(e for e in known if e.startswith(namespace + "."))
             text, best = suggest(name, own)
-            self.report.error(event, f'unknown event "{name}"{text}',
-                              f"`{namespace}.…` events are Nudge's own: " + ", ".join(own), best)
+            self.report.error(
+                event,
+                f'unknown event "{name}"{text}',
+                f"`{namespace}.…` events are Nudge's own: " + ", ".join(own),
+                best,
+            )
             return
         if self.vocabulary.raised is not None:
             if name not in self.vocabulary.raised:
                 text, best = suggest(name, known | self.vocabulary.raised)
-                self.report.warning(event, f'nothing raises event "{name}"{text}',
-                                    "no built-in event, plugin, other rule or event received so far has this "
-                                    "name; if your app will send it (POST /api/v1/events), all is well", best)
+                self.report.warning(
+                    event,
+                    f'nothing raises event "{name}"{text}',
+                    "no built-in event, plugin, other rule or event received so far has this "
+                    "name; if your app will send it (POST /api/v1/events), all is well",
+                    best,
+                )
             return
         close = did_you_mean(name, known, cutoff=0.8)
         if close:
-            self.report.warning(event, f'unknown event "{name}" — did you mean "{close}"?',
-                                "custom events are fine; check the spelling if you meant the "
-                                "known one", close)
+            self.report.warning(
+                event,
+                f'unknown event "{name}" — did you mean "{close}"?',
+                "custom events are fine; check the spelling if you meant the known one",
+                close,
+            )
 
     def check_date_field(self, path: A.Path, what: str) -> None:
         if path.root != "contact":
@@ -149,18 +180,26 @@ class _Checker:
         self.check_block(rule.steps, scope)
         if rule.quiet_hours is None:
             windows = self.vocabulary.quiet_hours
-            first = next((node for node in A.walk(rule) if isinstance(node, A.Send)
-                          and node.channel.text in windows), None)
+            first = next(
+                (node for node in A.walk(rule) if isinstance(node, A.Send) and node.channel.text in windows), None
+            )
             if first is not None:
                 channel = first.channel.text
                 start, end = windows[channel]
-                self.report.warning(first, f"`send {channel}` in a rule without `quiet hours`",
-                                    QUIET_HOURS_HINT.format(channel=channel.upper() if len(channel) <= 3
-                                                            else channel, start=start, end=end))
+                self.report.warning(
+                    first,
+                    f"`send {channel}` in a rule without `quiet hours`",
+                    QUIET_HOURS_HINT.format(
+                        channel=channel.upper() if len(channel) <= 3 else channel, start=start, end=end
+                    ),
+                )
 
     def check_header(self, rule: A.Rule) -> None:
-        for kind, word in ((A.EntryPolicy, "entry policy"), (A.Goal, "goal (`until`)"),
-                           (A.QuietHours, "`quiet hours`")):
+        for kind, word in (
+            (A.EntryPolicy, "entry policy"),
+            (A.Goal, "goal (`until`)"),
+            (A.QuietHours, "`quiet hours`"),
+        ):
             for extra in rule.header_items(kind)[1:]:
                 self.report.error(extra, f"a rule has at most one {word}", "keep one of them")
         entry = rule.entry
@@ -175,8 +214,9 @@ class _Checker:
                 self.types.condition(goal.where, Scope(goal.event.name, True))
         quiet = rule.quiet_hours
         if quiet is not None and quiet.start == quiet.end:
-            self.report.error(quiet, "quiet hours must start and end at different times",
-                              "e.g. `quiet hours 21:00-08:00`")
+            self.report.error(
+                quiet, "quiet hours must start and end at different times", "e.g. `quiet hours 21:00-08:00`"
+            )
 
     def check_trigger(self, trigger: A.Trigger) -> Scope:
         """Check the trigger; return what `event.…` means in the rule's condition."""
@@ -184,8 +224,7 @@ class _Checker:
             self.check_event(trigger.event)
             return Scope(trigger.event.name, True)
         if isinstance(trigger, A.IntervalTrigger) and trigger.every.seconds < MIN_INTERVAL:
-            self.report.error(trigger.every, "schedules run at most once a minute",
-                              "use `every 1m` or longer")
+            self.report.error(trigger.every, "schedules run at most once a minute", "use `every 1m` or longer")
         elif isinstance(trigger, A.AnniversaryTrigger):
             self.check_date_field(trigger.field, "`anniversary of`")
         elif isinstance(trigger, A.RelativeDateTrigger):
@@ -200,8 +239,9 @@ class _Checker:
         """Times, dates and durations that cannot exist, anywhere under ``root`` (a rule or a condition)."""
         for node in A.walk(root):
             if isinstance(node, A.Time) and not (node.hour < 24 and node.minute < 60):
-                self.report.error(node, f"`{node.hour}:{node.minute:02d}` is not a time of day",
-                                  "times run from 00:00 to 23:59")
+                self.report.error(
+                    node, f"`{node.hour}:{node.minute:02d}` is not a time of day", "times run from 00:00 to 23:59"
+                )
             elif isinstance(node, A.Date):
                 try:
                     dt.date.fromisoformat(node.text)
@@ -217,8 +257,11 @@ class _Checker:
         stopped = reported = False
         for step in steps:
             if stopped and not reported:
-                self.report.error(step, "this step can never run: the journey stops before it",
-                                  "remove it, or move the `stop` after it")
+                self.report.error(
+                    step,
+                    "this step can never run: the journey stops before it",
+                    "remove it, or move the `stop` after it",
+                )
                 reported = True
             stopped = self.check_step(step, scope) or stopped
         return stopped
@@ -229,41 +272,52 @@ class _Checker:
             return False
         return bool(method(step, scope))
 
-    def step_StopStep(self, step: A.StopStep, scope: Scope) -> bool:  # noqa: N802 - named after the node class
+    def step_StopStep(self, step: A.StopStep, scope: Scope) -> bool:
         return True
 
-    def step_Send(self, step: A.Send, scope: Scope) -> bool:  # noqa: N802
+    def step_Send(self, step: A.Send, scope: Scope) -> bool:
         channels = self.vocabulary.channels
         channel, name = step.channel.text, step.template.text
         if channel not in channels:
             text, best = suggest(channel, channels)
-            self.report.error(step.channel, f'unknown channel "{channel}"{text}',
-                              "channels: " + ", ".join(sorted(channels)), best)
+            self.report.error(
+                step.channel, f'unknown channel "{channel}"{text}', "channels: " + ", ".join(sorted(channels)), best
+            )
             return False
         names = channels[channel]
         if names is not None and name not in names:
             known = ", ".join(sorted(names)[:8]) or "none yet"
             text, best = suggest(name, names)
-            self.report.error(step.template, f'unknown {channel} template "{name}"{text}',
-                              f"add templates/{channel}/{name}.… or use one of: {known}", best)
+            self.report.error(
+                step.template,
+                f'unknown {channel} template "{name}"{text}',
+                f"add templates/{channel}/{name}.… or use one of: {known}",
+                best,
+            )
         return False
 
-    def step_Wait(self, step: A.Wait, scope: Scope) -> bool:  # noqa: N802
+    def step_Wait(self, step: A.Wait, scope: Scope) -> bool:
         if step.duration.seconds <= 0:
             self.report.error(step.duration, "`wait` needs a duration longer than zero")
         return False
 
-    def step_WaitUntil(self, step: A.WaitUntil, scope: Scope) -> bool:  # noqa: N802
+    def step_WaitUntil(self, step: A.WaitUntil, scope: Scope) -> bool:
         kind = self.types.infer(step.expr, scope)
         if step.at is not None and kind == "time":
-            self.report.error(step.at, "`at` follows a date: `wait until 09:00` already names the time of day",
-                              "e.g. `wait until contact.renewal_date - 30d at 10:00`")
+            self.report.error(
+                step.at,
+                "`at` follows a date: `wait until 09:00` already names the time of day",
+                "e.g. `wait until contact.renewal_date - 30d at 10:00`",
+            )
         elif kind not in ("date", "datetime", "any"):
-            self.report.error(step.expr, f"`wait until` needs a date or a time, not {article(kind)}",
-                              "e.g. `wait until contact.renewal_date - 7d` or `wait until 09:00`")
+            self.report.error(
+                step.expr,
+                f"`wait until` needs a date or a time, not {article(kind)}",
+                "e.g. `wait until contact.renewal_date - 7d` or `wait until 09:00`",
+            )
         return False
 
-    def step_WaitFor(self, step: A.WaitFor, scope: Scope) -> bool:  # noqa: N802
+    def step_WaitFor(self, step: A.WaitFor, scope: Scope) -> bool:
         self.check_event(step.event)
         if self.vocabulary.is_open(step.event.name):
             self.report.warning(step, *OPENS_WARNING)
@@ -277,7 +331,7 @@ class _Checker:
         timed_out = self.check_block(step.else_steps or (), scope)
         return arrived and timed_out and step.else_steps is not None
 
-    def step_If(self, step: A.If, scope: Scope) -> bool:  # noqa: N802
+    def step_If(self, step: A.If, scope: Scope) -> bool:
         results = []
         for branch in step.branches:
             self.types.condition(branch.condition, scope)
@@ -287,34 +341,36 @@ class _Checker:
         results.append(self.check_block(step.else_steps, scope))
         return all(results)
 
-    def step_Split(self, step: A.Split, scope: Scope) -> bool:  # noqa: N802
+    def step_Split(self, step: A.Split, scope: Scope) -> bool:
         total = sum(arm.share for arm in step.arms)
         if len(step.arms) < 2:
             self.report.error(step, "a split needs at least two arms", "e.g. `50%: …` and `50%: …`")
         elif len(step.arms) > MAX_ARMS:
             self.report.error(step, f"a split has at most {MAX_ARMS} arms (A to Z)")
         elif total != 100:
-            self.report.error(step, f"split shares add up to {total}%, not 100%",
-                              "make the percentages add up to exactly 100")
+            self.report.error(
+                step, f"split shares add up to {total}%, not 100%", "make the percentages add up to exactly 100"
+            )
         for arm in step.arms:
             if arm.share <= 0:
                 self.report.error(arm, "a split arm needs a share above 0%")
         results = [self.check_block(arm.steps, scope) for arm in step.arms]
         return bool(results) and all(results)
 
-    def step_TagStep(self, step: A.TagStep | A.UntagStep, scope: Scope) -> bool:  # noqa: N802
+    def step_TagStep(self, step: A.TagStep | A.UntagStep, scope: Scope) -> bool:
         if not step.tag.value.strip():
             self.report.error(step.tag, "a tag cannot be empty")
         return False
 
     step_UntagStep = step_TagStep
 
-    def step_SetField(self, step: A.SetField, scope: Scope) -> bool:  # noqa: N802
+    def step_SetField(self, step: A.SetField, scope: Scope) -> bool:
         target = step.target
         value_kind = self.types.infer(step.value, scope)
         if target.root != "contact":
-            self.report.error(target, f"`set` changes contact fields, not `{target}`",
-                              "write `set contact.FIELD = VALUE`")
+            self.report.error(
+                target, f"`set` changes contact fields, not `{target}`", "write `set contact.FIELD = VALUE`"
+            )
             return False
         kind = self.types.contact_field(target)
         if target.rest in READ_ONLY_FIELDS:
@@ -323,7 +379,7 @@ class _Checker:
             self.report.error(step.value, f"`{target}` holds {article(kind)}, not {article(value_kind)}")
         return False
 
-    def step_ScoreStep(self, step: A.ScoreStep, scope: Scope) -> bool:  # noqa: N802
+    def step_ScoreStep(self, step: A.ScoreStep, scope: Scope) -> bool:
         if step.delta == 0:
             self.report.warning(step, "`score +0` changes nothing")
         return False
@@ -337,39 +393,44 @@ class _Checker:
         if not team.value.strip():
             self.report.error(team, "the team cannot be empty", 'e.g. `"front-desk"`')
 
-    def step_NoteStep(self, step: A.NoteStep, scope: Scope) -> bool:  # noqa: N802
+    def step_NoteStep(self, step: A.NoteStep, scope: Scope) -> bool:
         self._text(step.text)
         return False
 
-    def step_TaskStep(self, step: A.TaskStep, scope: Scope) -> bool:  # noqa: N802
+    def step_TaskStep(self, step: A.TaskStep, scope: Scope) -> bool:
         self._text(step.text)
         self._team(step.team)
         if step.due is not None and step.due.seconds <= 0:
             self.report.error(step.due, "`due` needs a duration longer than zero")
         return False
 
-    def step_NotifyStep(self, step: A.NotifyStep, scope: Scope) -> bool:  # noqa: N802
+    def step_NotifyStep(self, step: A.NotifyStep, scope: Scope) -> bool:
         self._text(step.text)
         self._team(step.team)
         return False
 
-    def step_StartStep(self, step: A.StartStep, scope: Scope) -> bool:  # noqa: N802
+    def step_StartStep(self, step: A.StartStep, scope: Scope) -> bool:
         known = self.vocabulary.rules
         name = step.rule.value
         if known is None or name in self.file_rules or name in known:
             return False
         candidates = set(known) | self.file_rules
         text, best = suggest(name, candidates)
-        self.report.error(step.rule, f'unknown rule "{name}"{text}',
-                          "`start` names a rule in this file or an active rule", quoted(best) if best else None)
+        self.report.error(
+            step.rule,
+            f'unknown rule "{name}"{text}',
+            "`start` names a rule in this file or an active rule",
+            quoted(best) if best else None,
+        )
         return False
 
-    def step_PluginStep(self, step: A.PluginStep, scope: Scope) -> bool:  # noqa: N802
+    def step_PluginStep(self, step: A.PluginStep, scope: Scope) -> bool:
         word = step.keyword.text
         if word in self.vocabulary.steps:
             return False
         candidates = set(BUILTIN_STEPS) | set(self.vocabulary.steps)
         text, best = suggest(word, candidates)
-        self.report.error(step.keyword, f'unknown step "{word}"{text}',
-                          "steps are " + ", ".join(sorted(candidates)), best)
+        self.report.error(
+            step.keyword, f'unknown step "{word}"{text}', "steps are " + ", ".join(sorted(candidates)), best
+        )
         return False

@@ -15,13 +15,34 @@ from collections import Counter
 from typing import Literal, cast
 
 from . import ast as A
-from .condition_tree import CompileError, match_keys, tree  # noqa: F401 - re-exported
+from .condition_tree import CompileError, match_keys, tree
 from .formatter import format_expr, format_program, step_text
-from .plan import (PLAN_VERSION, Arm, BranchOp, Entry, Instruction, JumpOp, ProgramPlan, RulePlan, SplitOp, Tree,
-                   Trigger, WaitForOp)
+from .plan import (
+    PLAN_VERSION,
+    Arm,
+    BranchOp,
+    Entry,
+    Instruction,
+    JumpOp,
+    ProgramPlan,
+    RulePlan,
+    SplitOp,
+    Tree,
+    Trigger,
+    WaitForOp,
+)
 
-__all__ = ["CompileError", "DEFAULT_AT", "PLAN_VERSION", "compile_program", "compile_rule", "match_keys",
-           "step_id", "tree", "trigger"]
+__all__ = [
+    "DEFAULT_AT",
+    "PLAN_VERSION",
+    "CompileError",
+    "compile_program",
+    "compile_rule",
+    "match_keys",
+    "step_id",
+    "tree",
+    "trigger",
+]
 
 DEFAULT_AT = "09:00"
 #: a jump target not known yet: patched when the block it jumps past closes
@@ -52,7 +73,9 @@ def compile_rule(rule: A.Rule, filename: str = "<input>") -> RulePlan:
         "line": rule.span.line,
         "fingerprint": hashlib.sha256(canonical.encode()).hexdigest()[:16],
         "entry": _entry(entry),
-        "goal": None if goal is None else {
+        "goal": None
+        if goal is None
+        else {
             "event": goal.event.name,
             "where": tree(goal.where) if goal.where is not None else None,
         },
@@ -88,8 +111,12 @@ def trigger(node: A.Trigger) -> Trigger:
         return {"kind": "anniversary", "field": node.field.rest, "at": _at(node.at)}
     if isinstance(node, A.RelativeDateTrigger):
         sign = -1 if node.direction == "before" else 1
-        return {"kind": "relative_date", "field": node.field.rest,
-                "offset": sign * node.offset.seconds, "at": _at(node.at)}
+        return {
+            "kind": "relative_date",
+            "field": node.field.rest,
+            "offset": sign * node.offset.seconds,
+            "at": _at(node.at),
+        }
     if isinstance(node, A.InactivityTrigger):
         return {"kind": "inactivity", "event": node.event.name, "seconds": node.quiet.seconds}
     raise TypeError(f"not a trigger: {node!r}")
@@ -163,8 +190,14 @@ class _Emitter:
         for index, branch in enumerate(step.branches):
             text = format_expr(branch.condition)
             branch_id = ident if index == 0 else step_id(ident, f"elif{index}", text)
-            test: BranchOp = {"id": branch_id, "line": _line(branch), "op": "branch", "cond": tree(branch.condition),
-                              "source": text, "else": _PATCHED_LATER}
+            test: BranchOp = {
+                "id": branch_id,
+                "line": _line(branch),
+                "op": "branch",
+                "cond": tree(branch.condition),
+                "source": text,
+                "else": _PATCHED_LATER,
+            }
             self.code.append(test)
             self.block(branch.steps, f"{ident}/then{index}")
             if index < last or step.else_steps is not None:
@@ -177,9 +210,13 @@ class _Emitter:
 
     def _wait_for(self, step: A.WaitFor, ident: str) -> None:
         wait: WaitForOp = {
-            "id": ident, "line": _line(step), "op": "wait_for", "event": step.event.name,
+            "id": ident,
+            "line": _line(step),
+            "op": "wait_for",
+            "event": step.event.name,
             "where": tree(step.where) if step.where is not None else None,
-            "seconds": step.timeout.seconds, "on_timeout": _PATCHED_LATER,
+            "seconds": step.timeout.seconds,
+            "on_timeout": _PATCHED_LATER,
         }
         self.code.append(wait)
         if step.then_steps is not None:
@@ -215,8 +252,14 @@ def _simple(step: A.Step, ident: str) -> Instruction:
     if isinstance(step, A.Wait):
         return {"id": ident, "line": line, "op": "wait", "seconds": step.duration.seconds}
     if isinstance(step, A.WaitUntil):
-        return {"id": ident, "line": line, "op": "wait_until", "expr": tree(step.expr),
-                "source": format_expr(step.expr), "at": str(step.at) if step.at is not None else None}
+        return {
+            "id": ident,
+            "line": line,
+            "op": "wait_until",
+            "expr": tree(step.expr),
+            "source": format_expr(step.expr),
+            "at": str(step.at) if step.at is not None else None,
+        }
     if isinstance(step, A.WaitUntilTime):
         return {"id": ident, "line": line, "op": "wait_until_time", "at": str(step.at)}
     if isinstance(step, A.TagStep):
@@ -230,8 +273,14 @@ def _simple(step: A.Step, ident: str) -> Instruction:
     if isinstance(step, A.NoteStep):
         return {"id": ident, "line": line, "op": "note", "text": step.text.value}
     if isinstance(step, A.TaskStep):
-        return {"id": ident, "line": line, "op": "task", "text": step.text.value, "team": step.team.value,
-                "due": step.due.seconds if step.due is not None else None}
+        return {
+            "id": ident,
+            "line": line,
+            "op": "task",
+            "text": step.text.value,
+            "team": step.team.value,
+            "due": step.due.seconds if step.due is not None else None,
+        }
     if isinstance(step, A.NotifyStep):
         return {"id": ident, "line": line, "op": "notify", "team": step.team.value, "text": step.text.value}
     if isinstance(step, A.StartStep):
@@ -239,8 +288,13 @@ def _simple(step: A.Step, ident: str) -> Instruction:
     if isinstance(step, A.StopStep):
         return {"id": ident, "line": line, "op": "stop"}
     if isinstance(step, A.PluginStep):
-        return {"id": ident, "line": line, "op": "plugin", "step": step.keyword.text,
-                "args": [_plugin_arg(arg) for arg in step.args]}
+        return {
+            "id": ident,
+            "line": line,
+            "op": "plugin",
+            "step": step.keyword.text,
+            "args": [_plugin_arg(arg) for arg in step.args],
+        }
     raise TypeError(f"not a step: {step!r}")
 
 

@@ -11,7 +11,6 @@ A tree node is one of (see docs/plan.md):
 
 from __future__ import annotations
 
-
 from . import ast as A
 from .plan import Scalar, Tree
 
@@ -19,9 +18,19 @@ from .plan import Scalar, Tree
 class CompileError(ValueError):
     """The program uses a form the checker rejects (run :func:`dsl.check` first)."""
 
-COMPARE_KEYS = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
-                "in": "in", "contains": "contains", "starts with": "starts_with",
-                "ends with": "ends_with"}
+
+COMPARE_KEYS = {
+    "==": "==",
+    "!=": "!=",
+    "<": "<",
+    "<=": "<=",
+    ">": ">",
+    ">=": ">=",
+    "in": "in",
+    "contains": "contains",
+    "starts with": "starts_with",
+    "ends with": "ends_with",
+}
 
 
 def tree(expr: A.Expr) -> Tree:
@@ -93,7 +102,7 @@ def _compare(expr: A.Compare) -> Tree:
     if isinstance(expr.left, A.TagRef):
         return _tag_test(expr)
     if isinstance(expr.right, A.TagRef):
-        raise CompileError("`tag` goes on the left: `tag == \"vip\"`")
+        raise CompileError('`tag` goes on the left: `tag == "vip"`')
     if expr.op == "not in":
         return {"not": {"in": [tree(expr.left), tree(expr.right)]}}
     return {COMPARE_KEYS[expr.op]: [tree(expr.left), tree(expr.right)]}
@@ -136,7 +145,6 @@ def match_keys(condition: A.Expr | None) -> list[list[Scalar]]:
                 left, right = right, left
             if isinstance(left, A.TagRef) and isinstance(right, A.String):
                 keys.append(["tag", right.value])
-            elif (isinstance(left, A.Path) and left.root in ("contact", "event")
-                  and isinstance(right, _SCALARS)):
+            elif isinstance(left, A.Path) and left.root in ("contact", "event") and isinstance(right, _SCALARS):
                 keys.append([str(left), right.value])
     return keys

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .ast import Span
 
@@ -75,9 +75,7 @@ def _source_line(source: str | None, line: int) -> str | None:
 
 def _printable(text: str) -> str:
     """Replace control characters (but not tabs) with U+FFFD so the caret lines up."""
-    return "".join(
-        ch if ch == "\t" or unicodedata.category(ch)[0] != "C" else "\ufffd" for ch in text
-    )
+    return "".join(ch if ch == "\t" or unicodedata.category(ch)[0] != "C" else "\ufffd" for ch in text)
 
 
 def _caret(line_text: str, col: int, end_col: int | None) -> str:
@@ -91,16 +89,18 @@ def _caret(line_text: str, col: int, end_col: int | None) -> str:
     return pad + "^" + "~" * max(0, width - 1)
 
 
-def at(severity: str, file: str, span: Span, message: str, hint: str | None = None,
-       replacement: str | None = None) -> Diagnostic:
+def at(
+    severity: str, file: str, span: Span, message: str, hint: str | None = None, replacement: str | None = None
+) -> Diagnostic:
     """A diagnostic pointing at ``span`` (underlined when it stays on one line).
 
     :param replacement: text that fixes the problem in place of the span; kept only when the span
         stays on one line (a fix replaces exactly what is underlined).
     """
     end_col = span.end_column if span.end_line == span.line else None
-    return Diagnostic(severity, file, span.line, span.column, message, hint, end_col,
-                      replacement if end_col is not None else None)
+    return Diagnostic(
+        severity, file, span.line, span.column, message, hint, end_col, replacement if end_col is not None else None
+    )
 
 
 def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:

@@ -26,13 +26,15 @@ The engine supplies an :class:`EvalContext`. Semantics follow SQL so that a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from . import safe_regex
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: an operator's implementation: its argument(s) in the tree and the context give its value
 Handler = Callable[[Any, "EvalContext"], Any]
 
@@ -92,7 +94,7 @@ def evaluate(node: Any, context: EvalContext) -> Any:
         return _did(node, context)
     if "call" in node:
         return _call(node, context)
-    (key, arg), = node.items()
+    ((key, arg),) = node.items()
     handler = _HANDLERS.get(key)
     if handler is None:
         raise ValueError(f"unknown operator {key!r} in condition tree")
@@ -189,6 +191,7 @@ def _binary(compare: Callable[[Any, Any], bool]) -> Handler:
             return compare(*pair)
         except TypeError:
             return None
+
     return handler
 
 
@@ -220,6 +223,7 @@ def _strings(test: Callable[[str, str], bool]) -> Handler:
         if not (isinstance(a, str) and isinstance(b, str)):
             return None
         return test(a, b)
+
     return handler
 
 
@@ -243,6 +247,7 @@ def _arith(op: str) -> Handler:
             return arith_values(op, a, b)
         except (OverflowError, TypeError, ValueError):
             return None
+
     return handler
 
 
@@ -275,6 +280,7 @@ def arith_values(op: str, a: Any, b: Any) -> Any:
 
 def _junction(decisive: bool) -> Handler:
     """``and`` (decided by a False) or ``or`` (decided by a True), three-valued."""
+
     def handler(args: Any, context: EvalContext) -> bool | None:
         unknown = False
         for arg in args:
@@ -283,6 +289,7 @@ def _junction(decisive: bool) -> Handler:
                 return decisive
             unknown = unknown or value is None
         return None if unknown else not decisive
+
     return handler
 
 
@@ -295,10 +302,8 @@ def _did(node: Any, context: EvalContext) -> bool:
     within = _duration(node.get("within", 0), context)
     since = dt.datetime.min.replace(tzinfo=UTC)  # a window too long to measure counts every event
     if within is not None:
-        try:
+        with contextlib.suppress(OverflowError):
             since = _now(context) - within
-        except OverflowError:
-            pass
     count = context.count_events(node["did"], node.get("where"), since)
     return count >= int(node.get("at_least") or 1)
 
@@ -333,8 +338,14 @@ def as_kind(value: Any, kind: str) -> Any:
 def _kind_of(value: Any) -> str:
     if isinstance(value, bool):
         return "true/false"
-    for kinds, word in (((int, float), "a number"), (str, "a string"), (dt.datetime, "a date-time"),
-                        (dt.date, "a date"), (list, "a list"), (dt.timedelta, "a duration")):
+    for kinds, word in (
+        ((int, float), "a number"),
+        (str, "a string"),
+        (dt.datetime, "a date-time"),
+        (dt.date, "a date"),
+        (list, "a list"),
+        (dt.timedelta, "a duration"),
+    ):
         if isinstance(value, kinds):
             return word
     return f"a {type(value).__name__}"
@@ -356,15 +367,18 @@ def _call(node: Any, context: EvalContext) -> Any:
         return None
     params = tuple(function.params)
     if len(args) != len(params):
-        _failed(context, name, f"it takes {len(params)} argument(s) now, the rule passes {len(args)}; "
-                               "apply the rules again to check them")
+        _failed(
+            context,
+            name,
+            f"it takes {len(params)} argument(s) now, the rule passes {len(args)}; apply the rules again to check them",
+        )
         return None
-    values = [as_kind(value, kind) if value is not None else None for value, kind in zip(args, params)]
+    values = [as_kind(value, kind) if value is not None else None for value, kind in zip(args, params, strict=True)]
     if any(value is None or value is MISMATCH for value in values):
         return None
     try:
         result = function.implementation(*values)
-    except Exception as error:  # noqa: BLE001 - a plugin's failure must not stop the engine
+    except Exception as error:
         _failed(context, name, f"{type(error).__name__}: {error}")
         return None
     if result is None:

@@ -9,8 +9,8 @@ preceded, a trailing comment after the first line printed for its source line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Iterable, Sequence
 
 from . import ast as A
 from .diagnostics import Diagnostic
@@ -129,8 +129,7 @@ def atom(expr: A.Expr | A.PluginArg) -> str:
 
 
 def string(value: str) -> str:
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"')
-               .replace("\n", "\\n").replace("\t", "\\t"))
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
     return f'"{escaped}"'
 
 
@@ -155,7 +154,7 @@ def duration(value: A.Duration) -> str:
 
 
 class _Line:
-    __slots__ = ("indent", "text", "anchor", "closer", "blank", "absorb_until")
+    __slots__ = ("absorb_until", "anchor", "blank", "closer", "indent", "text")
 
     def __init__(self, indent: int, text: str, anchor: int | None, closer: bool = False, blank: bool = False) -> None:
         self.indent, self.text, self.anchor = indent, text, anchor
@@ -204,8 +203,7 @@ def _rule(rule: A.Rule, out: list[_Line]) -> None:
         for item in rule.header:
             out.append(_Line(1, header_text(item), item.span.line))
     condition = f" and {format_expr(rule.condition)}" if rule.condition is not None else ""
-    out.append(_Line(0, f"when {trigger_text(rule.trigger)}{condition} then",
-                     rule.trigger.span.line))
+    out.append(_Line(0, f"when {trigger_text(rule.trigger)}{condition} then", rule.trigger.span.line))
     _block(rule.steps, 1, out)
     out.append(_Line(0, "end", rule.span.end_line, closer=True))
 
@@ -263,8 +261,9 @@ def _step(step: A.Step, indent: int, out: list[_Line]) -> None:
     if isinstance(step, A.If):
         for number_, branch in enumerate(step.branches):
             word = "if" if number_ == 0 else "elif"
-            out.append(_Line(indent, f"{word} {format_expr(branch.condition)} then",
-                             branch.span.line, closer=number_ > 0))
+            out.append(
+                _Line(indent, f"{word} {format_expr(branch.condition)} then", branch.span.line, closer=number_ > 0)
+            )
             _block(branch.steps, indent + 1, out)
         if step.else_steps is not None:
             out.append(_Line(indent, "else", _line_of(step.else_span), closer=True))
@@ -302,8 +301,9 @@ def _belongs_before(comment: A.Comment, line: _Line) -> bool:
 
 def _with_comments(lines: list[_Line], comments: Iterable[A.Comment]) -> str:
     # A trailing comment follows the last line printed for its source line.
-    last_for_line = {line.anchor: index for index, line in enumerate(lines)
-                     if line.anchor is not None and not line.closer}
+    last_for_line = {
+        line.anchor: index for index, line in enumerate(lines) if line.anchor is not None and not line.closer
+    }
     attached: dict[int, str] = {}
     pending = []
     for comment in sorted(comments, key=lambda c: (c.span.line, c.span.column)):

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, cast
 from importlib import resources
+from typing import Any, cast
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
@@ -138,11 +139,18 @@ def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Expr |
     state = interactive.parser_state
     previous: Token | None = None
 
-    def error(message: str, hint: str, line: int | None, column: int | None, end_column: int | None = None,
-              replacement: str | None = None) -> tuple[A.Expr | None, list[Diagnostic]]:
+    def error(
+        message: str,
+        hint: str,
+        line: int | None,
+        column: int | None,
+        end_column: int | None = None,
+        replacement: str | None = None,
+    ) -> tuple[A.Expr | None, list[Diagnostic]]:
         message = message.replace("the end of the file", "the end of the condition")
-        return None, [Diagnostic(ERROR, filename, line or 1, column or 1, message, hint, end_column,
-                                 replacement=replacement)]
+        return None, [
+            Diagnostic(ERROR, filename, line or 1, column or 1, message, hint, end_column, replacement=replacement)
+        ]
 
     try:
         for token in _lex(interactive.lexer_thread, state):
@@ -150,8 +158,11 @@ def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Expr |
             previous = token
             if len(state.state_stack) > MAX_STACK:
                 return error("this condition nests too deeply", "flatten it", token.line, token.column)
-        end = (Token("$END", "", 0, previous.end_line, previous.end_column, previous.end_line,
-                     previous.end_column) if previous else Token("$END", "", 0, 1, 1))
+        end = (
+            Token("$END", "", 0, previous.end_line, previous.end_column, previous.end_line, previous.end_column)
+            if previous
+            else Token("$END", "", 0, 1, 1)
+        )
         expr: A.Expr = state.feed_token(end, True)
     except UnexpectedCharacters as failure:
         return error(*character_message(failure, text), failure.line, failure.column)
@@ -160,15 +171,23 @@ def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Expr |
             message, hint, close = bare_name_message(previous)
             return error(message, hint, previous.line, previous.column, previous.end_column, close)
         token = failure.token
-        return error(*token_message(lark, failure), token.line, token.column,
-                     token.end_column if token.type != "$END" else None,
-                     close_keyword(lark, token, set(failure.expected or ())))
+        return error(
+            *token_message(lark, failure),
+            token.line,
+            token.column,
+            token.end_column if token.type != "$END" else None,
+            close_keyword(lark, token, set(failure.expected or ())),
+        )
     except (ValueError, OverflowError, RecursionError) as failure:  # never a traceback
         line, column = (previous.line, previous.column) if previous else (1, 1)
         return error(f"cannot read this ({failure})", "simplify the condition", line, column)
     if A.depth(expr) > MAX_DEPTH:
-        return error("this condition nests too deeply", "flatten it, or split it into segments used with "
-                     '`in segment "…"`', expr.span.line, expr.span.column)
+        return error(
+            "this condition nests too deeply",
+            'flatten it, or split it into segments used with `in segment "…"`',
+            expr.span.line,
+            expr.span.column,
+        )
     return expr, []
 
 
@@ -193,32 +212,49 @@ def _bad_utf8(data: bytes, filename: str) -> ParseResult:
             line_start = data.rfind(b"\n", 0, bad) + 1
             line = data.count(b"\n", 0, bad) + 1
             column = len(data[line_start:bad].decode("utf-8", errors="replace")) + 1
-            diagnostics.append(Diagnostic(
-                ERROR, filename, line, column,
-                f"invalid UTF-8 (byte 0x{data[bad]:02x})",
-                "save the file as UTF-8",
-            ))
+            diagnostics.append(
+                Diagnostic(
+                    ERROR,
+                    filename,
+                    line,
+                    column,
+                    f"invalid UTF-8 (byte 0x{data[bad]:02x})",
+                    "save the file as UTF-8",
+                )
+            )
             position = position + error.end
     result = parse(data.decode("utf-8", errors="replace"), filename)
     seen = {(d.line, d.col) for d in diagnostics}
-    extra = [d for d in result.diagnostics if (d.line, d.col) not in seen
-             and "invalid or unknown text" not in d.message]
+    extra = [
+        d for d in result.diagnostics if (d.line, d.col) not in seen and "invalid or unknown text" not in d.message
+    ]
     combined = sorted(diagnostics + extra, key=lambda d: (d.line, d.col))
     if len(combined) > MAX_ERRORS:
         last = combined[MAX_ERRORS - 1]
-        combined = combined[:MAX_ERRORS] + [Diagnostic(
-            ERROR, filename, last.line, last.col,
-            f"too many errors; stopped after {MAX_ERRORS}", "fix the errors above and check again")]
+        combined = combined[:MAX_ERRORS] + [
+            Diagnostic(
+                ERROR,
+                filename,
+                last.line,
+                last.col,
+                f"too many errors; stopped after {MAX_ERRORS}",
+                "fix the errors above and check again",
+            )
+        ]
     return ParseResult(None, combined)
 
 
 def _depth_error(program: A.Program, filename: str) -> Diagnostic | None:
     for rule in program.rules:
         if A.depth(rule) > MAX_DEPTH:
-            return Diagnostic(ERROR, filename, rule.span.line, rule.span.column,
-                              "this rule nests too deeply",
-                              "flatten the conditions or move part of it into another rule "
-                              "started with `start \"Other rule\"`")
+            return Diagnostic(
+                ERROR,
+                filename,
+                rule.span.line,
+                rule.span.column,
+                "this rule nests too deeply",
+                'flatten the conditions or move part of it into another rule started with `start "Other rule"`',
+            )
     return None
 
 
@@ -228,8 +264,15 @@ _STAND_INS = {
     "IF": [("IF", "if"), ("TRUE", "true"), ("THEN", "then")],
     "ELIF": [("ELIF", "elif"), ("TRUE", "true"), ("THEN", "then")],
     "WHEN": [("WHEN", "when"), ("DOTTED", "x.x"), ("THEN", "then")],
-    "WAIT": [("WAIT", "wait"), ("FOR", "for"), ("DOTTED", "x.x"), ("UP", "up"), ("TO", "to"),
-             ("DURATION", "1s"), ("THEN", "then")],
+    "WAIT": [
+        ("WAIT", "wait"),
+        ("FOR", "for"),
+        ("DOTTED", "x.x"),
+        ("UP", "up"),
+        ("TO", "to"),
+        ("DURATION", "1s"),
+        ("THEN", "then"),
+    ],
     "SPLIT": [("SPLIT", "split")],
     "ELSE": [("ELSE", "else")],
     "RULE": [("RULE", "rule"), ("STRING", '""')],
@@ -282,15 +325,17 @@ class _Driver:
                 tokens = _lex(self.lexer, self.state)
                 continue
             except (ValueError, OverflowError, RecursionError) as error:  # never a traceback
-                self._report(f"cannot read this ({error})", "simplify this part of the rule",
-                             token.line, token.column)
+                self._report(f"cannot read this ({error})", "simplify this part of the rule", token.line, token.column)
                 self.aborted = True
                 break
             self._after(token)
         if self.aborted:
             return [], self.diagnostics
-        end = (Token("$END", "", 0, last.end_line, last.end_column, last.end_line, last.end_column)
-               if last else Token("$END", "", 0, 1, 1))
+        end = (
+            Token("$END", "", 0, last.end_line, last.end_column, last.end_line, last.end_column)
+            if last
+            else Token("$END", "", 0, 1, 1)
+        )
         try:
             rules: list[A.Rule] = self.state.feed_token(end, True)
         except UnexpectedToken as error:
@@ -300,9 +345,12 @@ class _Driver:
 
     def _after(self, token: Token) -> None:
         if len(self.state.state_stack) > MAX_STACK:
-            self._report("this rule nests too deeply",
-                         "flatten the conditions or move part of it into another rule",
-                         token.line, token.column)
+            self._report(
+                "this rule nests too deeply",
+                "flatten the conditions or move part of it into another rule",
+                token.line,
+                token.column,
+            )
             self.aborted = True
         elif token.type in _SEPARATORS:
             self.saved = self._save()
@@ -393,7 +441,7 @@ class _Driver:
             return
         line_counter = self.lexer.state.line_ctr
         if line_counter.char_pos <= error.pos_in_stream:
-            line_counter.feed(self.text[line_counter.char_pos:error.pos_in_stream + 1])
+            line_counter.feed(self.text[line_counter.char_pos : error.pos_in_stream + 1])
 
     # ---- reporting ------------------------------------------------------------
 
@@ -401,29 +449,55 @@ class _Driver:
         opener = _open_block(self.state.value_stack)
         if opener is not None and "END" in (error.expected or ()):
             word = "wait for" if opener.type == "WAIT" else str(opener)
-            self._report(f"this `{word}` has no `end`",
-                         "close every `if`, `split` and `wait for … then` with `end`",
-                         opener.line, opener.column, opener.end_column)
+            self._report(
+                f"this `{word}` has no `end`",
+                "close every `if`, `split` and `wait for … then` with `end`",
+                opener.line,
+                opener.column,
+                opener.end_column,
+            )
         else:
             message, hint = token_message(self.lark, error)
             token = error.token
             self._report(message, hint, token.line, token.column)
 
-    def _report(self, message: str, hint: str, line: int | None, column: int | None, end_column: int | None = None,
-                replacement: str | None = None) -> None:
+    def _report(
+        self,
+        message: str,
+        hint: str,
+        line: int | None,
+        column: int | None,
+        end_column: int | None = None,
+        replacement: str | None = None,
+    ) -> None:
         line, column = line or 1, column or 1  # tokens from the lexer always have a position
         if self.diagnostics and (self.diagnostics[-1].line, self.diagnostics[-1].col) == (line, column):
             return
         if len(self.diagnostics) >= MAX_ERRORS:
-            self.diagnostics.append(Diagnostic(
-                ERROR, self.filename, line, column,
-                f"too many syntax errors; stopped after {MAX_ERRORS}",
-                "fix the errors above and check again",
-            ))
+            self.diagnostics.append(
+                Diagnostic(
+                    ERROR,
+                    self.filename,
+                    line,
+                    column,
+                    f"too many syntax errors; stopped after {MAX_ERRORS}",
+                    "fix the errors above and check again",
+                )
+            )
             self.aborted = True
             return
-        self.diagnostics.append(Diagnostic(ERROR, self.filename, line, column, message, hint,
-                                           end_column, replacement if end_column is not None else None))
+        self.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                self.filename,
+                line,
+                column,
+                message,
+                hint,
+                end_column,
+                replacement if end_column is not None else None,
+            )
+        )
 
 
 def _lex(thread: LexerThread, state: ParserState[Any]) -> Iterator[Token]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any, ForwardRef, Literal, Mapping, TypedDict, Union
+from collections.abc import Mapping
+from typing import Any, ForwardRef, Literal, TypedDict, Union
 
 #: the plan format this Nudge writes and runs. 2: every rule plan carries ``version``, and ``wait_until``
 #: always has ``at`` (null when the step gives none). Stored plans of version 1 are upgraded by migration 0017.
@@ -123,8 +124,9 @@ class WaitForOp(TypedDict):
 
 
 # ``else`` is a keyword, so this one is declared the functional way
-BranchOp = TypedDict("BranchOp", {"id": str, "line": int | None, "op": Literal["branch"], "cond": Tree,
-                                  "source": str, "else": int})
+BranchOp = TypedDict(
+    "BranchOp", {"id": str, "line": int | None, "op": Literal["branch"], "cond": Tree, "source": str, "else": int}
+)
 
 
 class JumpOp(TypedDict):
@@ -221,8 +223,26 @@ class ExitOp(TypedDict):
 
 
 #: one instruction of a rule's ``steps``, told apart by ``op``
-Instruction = Union[SendOp, WaitOp, WaitUntilTimeOp, WaitUntilOp, WaitForOp, BranchOp, JumpOp, SplitOp, TagOp,
-                    SetOp, ScoreOp, NoteOp, TaskOp, NotifyOp, StartOp, StopOp, PluginOp, ExitOp]
+Instruction = Union[
+    SendOp,
+    WaitOp,
+    WaitUntilTimeOp,
+    WaitUntilOp,
+    WaitForOp,
+    BranchOp,
+    JumpOp,
+    SplitOp,
+    TagOp,
+    SetOp,
+    ScoreOp,
+    NoteOp,
+    TaskOp,
+    NotifyOp,
+    StartOp,
+    StopOp,
+    PluginOp,
+    ExitOp,
+]
 
 
 class RulePlan(TypedDict):
@@ -266,10 +286,13 @@ def require_version(plan: Mapping[str, Any], where: str) -> None:
     if isinstance(version, int) and not isinstance(version, bool) and version > PLAN_VERSION:
         raise PlanVersionError(
             f"{where} holds a plan of format version {version}, newer than this Nudge runs ({PLAN_VERSION}): "
-            "it was compiled by a newer Nudge; upgrade Nudge, or apply the rules again with this one")
+            "it was compiled by a newer Nudge; upgrade Nudge, or apply the rules again with this one"
+        )
     found = "no format version" if version is None else f"format version {version!r}"
-    raise PlanVersionError(f"{where} holds a plan with {found}, older than this Nudge runs ({PLAN_VERSION}): "
-                           "run `nudge db upgrade` to bring stored plans up to date")
+    raise PlanVersionError(
+        f"{where} holds a plan with {found}, older than this Nudge runs ({PLAN_VERSION}): "
+        "run `nudge db upgrade` to bring stored plans up to date"
+    )
 
 
 def plan_problems(value: object, kind: object = ProgramPlan) -> list[str]:
@@ -330,10 +353,13 @@ def _check_union(value: object, members: tuple[object, ...], where: str, problem
             return
         attempts.append(found)
     # ``X | None`` holding something, or a tagged object: report against the member meant, not every member
-    meant = [found for member, found in zip(members, attempts) if member is not type(None)]
+    meant = [found for member, found in zip(members, attempts, strict=True) if member is not type(None)]
     if len(meant) > 1:
-        meant = [found for member, found in zip(members, attempts)
-                 if isinstance(value, dict) and typing.is_typeddict(member) and _tag_matches(value, member)]
+        meant = [
+            found
+            for member, found in zip(members, attempts, strict=True)
+            if isinstance(value, dict) and typing.is_typeddict(member) and _tag_matches(value, member)
+        ]
     problems.extend(meant[0] if len(meant) == 1 else [f"{where}: {value!r} fits none of its possible types"])
 
 

@@ -65,11 +65,13 @@ class Backtracking:
             return None
         try:
             parsed = sre_parser.parse(pattern)
-        except Exception:  # noqa: BLE001 - any failure here means "do not trust it"
+        except Exception:
             return "the pattern is not a valid regular expression"
         if _nested_repeat(parsed):
-            return ("the pattern repeats a repetition or a choice (like `(a+)+` or `(a|aa)*`), "
-                    "which can take exponential time")
+            return (
+                "the pattern repeats a repetition or a choice (like `(a+)+` or `(a|aa)*`), "
+                "which can take exponential time"
+            )
         return None
 
     def search(self, pattern: str, subject: str) -> bool | None:
@@ -129,7 +131,7 @@ def _nested_repeat(parsed: Any) -> bool:
         for op, value in items:
             name = str(op)
             if _is_repeat(op):
-                low, high, sub = value
+                _low, high, sub = value
                 repeating = _unbounded_or_large(high)
                 if inside_repeat and repeating:
                     return True

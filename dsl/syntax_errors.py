@@ -18,131 +18,195 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from .diagnostics import did_you_mean
 
-THEN_AFTER_CONDITION = ("expected `then` after the condition",
-                        "write `then` at the end of the condition, before the steps")
+THEN_AFTER_CONDITION = (
+    "expected `then` after the condition",
+    "write `then` at the end of the condition, before the steps",
+)
 
 EXAMPLES: list[tuple[tuple[str, str], list[str]]] = [
-    (THEN_AFTER_CONDITION, [
-        "when a.b and contact.x == 1\n",
-        "when a.b and contact.x\n",
-        "when a.b and contact.x == 1 send email x",
-        "when a.b then\nif contact.x == 1\n",
-        "when a.b then\nif contact.x == 1 send email x",
-        "when a.b then\nif 1 then\nelif contact.x == 1\n",
-    ]),
-    (("expected `then` after the trigger",
-      "a trigger is followed by `then` (or by `and` and a condition): "
-      "`when form.submitted then`"), [
-        "when a.b\n",
-        "when a.b send email x",
-        "when every day at 09:00\n",
-        "when every day\n",
-        "when every 1h\n",
-        "when no a.b for 3d\n",
-        "when 1d before contact.x\n",
-        "when 1d before contact.x at 09:00\n",
-        "when anniversary of contact.x\n",
-        "when anniversary of contact.x at 09:00\n",
-    ]),
-    (("expected `when` after the rule's header",
-      "a rule reads `rule \"Name\"`, optional header lines, then `when TRIGGER then`"), [
-        'rule "x"\nsend email a',
-        'rule "x"\nfoo',
-        'rule "x"\nonce per contact\nsend email a',
-        'rule "x"',
-    ]),
-    (("expected a trigger after `when`",
-      "e.g. `when form.submitted`, `when every day at 09:00`, `when 7d before contact.renewal_date`"), [
-        "when",
-        "when\n",
-    ]),
-    (("a rule starts with `rule \"Name\"` or `when`",
-      "write `when EVENT then` before the steps, e.g. `when form.submitted then`"), [
-        "send email x",
-        "foo",
-        "end",
-        "when a.b then end\nsend email x",
-        "when a.b then end\nfoo",
-    ]),
-    (("header lines go under `rule \"Name\"`",
-      'write `rule "Name"` on the line before `once per contact`, `always`, `until` or `quiet hours`'), [
-        "once per contact\n",
-        "always\n",
-        "until a.b\n",
-        "quiet hours 21:00-08:00\n",
-        "when a.b then end\nalways\n",
-    ]),
-    (("an event name has a dot, like `form.submitted`",
-      "name events `thing.happened`: `form.submitted`, `class.attended`"), [
-        "when signup then",
-        "when a.b then\nwait for signup up to 3d",
-        "when a.b and did signup within 3d then",
-        "when no signup for 3d then",
-        'rule "x"\nuntil signup\n',
-    ]),
-    (("expected a quoted string",
-      'put names and texts in double quotes: `tag "vip"`'), [
-        "when a.b then tag vip",
-        "when a.b then untag vip",
-        "when a.b then note hi",
-        "when a.b then start other",
-        "when a.b then notify sales hi",
-        "when a.b then task hi",
-        "when a.b and has tag vip then",
-        "when a.b and in segment trial then",
-        "rule x",
-    ]),
-    (("`send` needs a channel and a template name",
-      "write it like `send email welcome` or `send sms reminder`"), [
-        "when a.b then send email\n",
-        "when a.b then send\n",
-        'when a.b then send email "welcome"',
-    ]),
-    (("expected a duration such as `3d`",
-      "durations are a number and a unit: `30s`, `15m`, `24h`, `3d`, `2w`"), [
-        "when a.b then wait 3\n",
-        "when a.b then wait 3 days",
-        "when a.b then wait for a.b up to 3\n",
-        "when a.b and did a.b within 3\n",
-        "when 3 days before contact.x then",
-        "when every 3 then",
-    ]),
-    (("`score` takes a signed number", "write `score +10` or `score -5`"), [
-        "when a.b then score 10",
-        "when a.b then score\n",
-    ]),
-    (("`set` needs `=` and a value", 'write `set contact.stage = "sql"`'), [
-        "when a.b then set contact.x 1",
-        "when a.b then set contact.x\n",
-    ]),
-    (("`task` needs a text and a team", 'write `task "Call {{ contact.first_name }}" for "sales" [due 1d]`'), [
-        'when a.b then task "x"\n',
-        'when a.b then task "x" "y"',
-        'when a.b then task "x" for\n',
-    ]),
-    (("`=` sets a field; to compare, write `==`",
-      'compare with `==`, e.g. `contact.stage == "lead"`'), [
-        "when a.b and contact.x = 1 then",
-        "when a.b then\nif contact.x = 1 then",
-    ]),
+    (
+        THEN_AFTER_CONDITION,
+        [
+            "when a.b and contact.x == 1\n",
+            "when a.b and contact.x\n",
+            "when a.b and contact.x == 1 send email x",
+            "when a.b then\nif contact.x == 1\n",
+            "when a.b then\nif contact.x == 1 send email x",
+            "when a.b then\nif 1 then\nelif contact.x == 1\n",
+        ],
+    ),
+    (
+        (
+            "expected `then` after the trigger",
+            "a trigger is followed by `then` (or by `and` and a condition): `when form.submitted then`",
+        ),
+        [
+            "when a.b\n",
+            "when a.b send email x",
+            "when every day at 09:00\n",
+            "when every day\n",
+            "when every 1h\n",
+            "when no a.b for 3d\n",
+            "when 1d before contact.x\n",
+            "when 1d before contact.x at 09:00\n",
+            "when anniversary of contact.x\n",
+            "when anniversary of contact.x at 09:00\n",
+        ],
+    ),
+    (
+        (
+            "expected `when` after the rule's header",
+            'a rule reads `rule "Name"`, optional header lines, then `when TRIGGER then`',
+        ),
+        [
+            'rule "x"\nsend email a',
+            'rule "x"\nfoo',
+            'rule "x"\nonce per contact\nsend email a',
+            'rule "x"',
+        ],
+    ),
+    (
+        (
+            "expected a trigger after `when`",
+            "e.g. `when form.submitted`, `when every day at 09:00`, `when 7d before contact.renewal_date`",
+        ),
+        [
+            "when",
+            "when\n",
+        ],
+    ),
+    (
+        (
+            'a rule starts with `rule "Name"` or `when`',
+            "write `when EVENT then` before the steps, e.g. `when form.submitted then`",
+        ),
+        [
+            "send email x",
+            "foo",
+            "end",
+            "when a.b then end\nsend email x",
+            "when a.b then end\nfoo",
+        ],
+    ),
+    (
+        (
+            'header lines go under `rule "Name"`',
+            'write `rule "Name"` on the line before `once per contact`, `always`, `until` or `quiet hours`',
+        ),
+        [
+            "once per contact\n",
+            "always\n",
+            "until a.b\n",
+            "quiet hours 21:00-08:00\n",
+            "when a.b then end\nalways\n",
+        ],
+    ),
+    (
+        (
+            "an event name has a dot, like `form.submitted`",
+            "name events `thing.happened`: `form.submitted`, `class.attended`",
+        ),
+        [
+            "when signup then",
+            "when a.b then\nwait for signup up to 3d",
+            "when a.b and did signup within 3d then",
+            "when no signup for 3d then",
+            'rule "x"\nuntil signup\n',
+        ],
+    ),
+    (
+        ("expected a quoted string", 'put names and texts in double quotes: `tag "vip"`'),
+        [
+            "when a.b then tag vip",
+            "when a.b then untag vip",
+            "when a.b then note hi",
+            "when a.b then start other",
+            "when a.b then notify sales hi",
+            "when a.b then task hi",
+            "when a.b and has tag vip then",
+            "when a.b and in segment trial then",
+            "rule x",
+        ],
+    ),
+    (
+        ("`send` needs a channel and a template name", "write it like `send email welcome` or `send sms reminder`"),
+        [
+            "when a.b then send email\n",
+            "when a.b then send\n",
+            'when a.b then send email "welcome"',
+        ],
+    ),
+    (
+        ("expected a duration such as `3d`", "durations are a number and a unit: `30s`, `15m`, `24h`, `3d`, `2w`"),
+        [
+            "when a.b then wait 3\n",
+            "when a.b then wait 3 days",
+            "when a.b then wait for a.b up to 3\n",
+            "when a.b and did a.b within 3\n",
+            "when 3 days before contact.x then",
+            "when every 3 then",
+        ],
+    ),
+    (
+        ("`score` takes a signed number", "write `score +10` or `score -5`"),
+        [
+            "when a.b then score 10",
+            "when a.b then score\n",
+        ],
+    ),
+    (
+        ("`set` needs `=` and a value", 'write `set contact.stage = "sql"`'),
+        [
+            "when a.b then set contact.x 1",
+            "when a.b then set contact.x\n",
+        ],
+    ),
+    (
+        ("`task` needs a text and a team", 'write `task "Call {{ contact.first_name }}" for "sales" [due 1d]`'),
+        [
+            'when a.b then task "x"\n',
+            'when a.b then task "x" "y"',
+            'when a.b then task "x" for\n',
+        ],
+    ),
+    (
+        ("`=` sets a field; to compare, write `==`", 'compare with `==`, e.g. `contact.stage == "lead"`'),
+        [
+            "when a.b and contact.x = 1 then",
+            "when a.b then\nif contact.x = 1 then",
+        ],
+    ),
 ]
 
 CONDITION_EXAMPLES: list[tuple[tuple[str, str], list[str]]] = [
-    (("an event name has a dot, like `form.submitted`",
-      "name events `thing.happened`: `form.submitted`, `class.attended`"), [
-        "did signup within 3d",
-    ]),
-    (("expected a quoted string", 'put names and texts in double quotes: `has tag "vip"`'), [
-        "has tag vip",
-        "in segment trial",
-    ]),
-    (("expected a duration such as `3d`",
-      "durations are a number and a unit: `30s`, `15m`, `24h`, `3d`, `2w`"), [
-        "did a.b within 3",
-    ]),
-    (("`=` sets a field; to compare, write `==`", 'compare with `==`, e.g. `contact.stage == "lead"`'), [
-        "contact.x = 1",
-    ]),
+    (
+        (
+            "an event name has a dot, like `form.submitted`",
+            "name events `thing.happened`: `form.submitted`, `class.attended`",
+        ),
+        [
+            "did signup within 3d",
+        ],
+    ),
+    (
+        ("expected a quoted string", 'put names and texts in double quotes: `has tag "vip"`'),
+        [
+            "has tag vip",
+            "in segment trial",
+        ],
+    ),
+    (
+        ("expected a duration such as `3d`", "durations are a number and a unit: `30s`, `15m`, `24h`, `3d`, `2w`"),
+        [
+            "did a.b within 3",
+        ],
+    ),
+    (
+        ("`=` sets a field; to compare, write `==`", 'compare with `==`, e.g. `contact.stage == "lead"`'),
+        [
+            "contact.x = 1",
+        ],
+    ),
 ]
 """Known mistakes in a bare condition (a segment's text), for the condition parser."""
 
@@ -194,12 +258,29 @@ _TERMINAL_WORDS = {
     "_SEMI": "`;`",
     "$END": "the end of the file",
 }
-_STEP_WORDS = {"SEND", "WAIT", "IF", "SPLIT", "TAG", "UNTAG", "SET", "SCORE", "NOTE", "TASK",
-               "NOTIFY", "START", "STOP"}
-_VALUE_WORDS = {"STRING", "NUMBER", "DURATION", "TIME", "DATE", "DOTTED", "TRUE", "FALSE",
-                "NULL", "NOW", "TODAY", "LPAR", "LSQB", "MINUS", "NOT", "HAS", "DID", "IN", "TAG"}
-_OPERATOR_WORDS = {"COMPARE", "CONTAINS", "STARTS", "ENDS", "MATCHES", "IS", "PLUS", "MINUS",
-                   "AND", "OR", "NOT", "IN"}
+_STEP_WORDS = {"SEND", "WAIT", "IF", "SPLIT", "TAG", "UNTAG", "SET", "SCORE", "NOTE", "TASK", "NOTIFY", "START", "STOP"}
+_VALUE_WORDS = {
+    "STRING",
+    "NUMBER",
+    "DURATION",
+    "TIME",
+    "DATE",
+    "DOTTED",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "NOW",
+    "TODAY",
+    "LPAR",
+    "LSQB",
+    "MINUS",
+    "NOT",
+    "HAS",
+    "DID",
+    "IN",
+    "TAG",
+}
+_OPERATOR_WORDS = {"COMPARE", "CONTAINS", "STARTS", "ENDS", "MATCHES", "IS", "PLUS", "MINUS", "AND", "OR", "NOT", "IN"}
 _SEPARATORS = {"_NL", "_SEMI"}
 
 
@@ -212,8 +293,22 @@ def keyword_text(lark: Lark, terminal: str) -> str | None:
     return pattern.value if pattern.type == "str" else None
 
 
-_CLOSERS = {"ELIF", "ELSE", "END", "PERCENT", "RULE", "WHEN", "$END", "RPAR", "RSQB", "COMMA",
-            "THEN", "UP", "WITHIN", "AT"}
+_CLOSERS = {
+    "ELIF",
+    "ELSE",
+    "END",
+    "PERCENT",
+    "RULE",
+    "WHEN",
+    "$END",
+    "RPAR",
+    "RSQB",
+    "COMMA",
+    "THEN",
+    "UP",
+    "WITHIN",
+    "AT",
+}
 
 
 def describe_expected(lark: Lark, expected: set[str]) -> str:
@@ -277,15 +372,22 @@ def bare_name_message(name: Token) -> tuple[str, str, str | None]:
     close = did_you_mean(word, _VALUE_KEYWORDS, cutoff=0.6)
     if close:
         return f"unexpected `{word}` — did you mean `{close}`?", "check the spelling of the keyword", close
-    return (f"`{word}` alone is not a value",
-            f"a contact field is `contact.{word}`, an event property `event.{word}`; "
-            f"a function call has parentheses: `{word}(…)`", None)
+    return (
+        f"`{word}` alone is not a value",
+        f"a contact field is `contact.{word}`, an event property `event.{word}`; "
+        f"a function call has parentheses: `{word}(…)`",
+        None,
+    )
 
 
 def is_bare_name(error: UnexpectedToken, previous: Token | None) -> bool:
     """Whether the parser stopped right after a word that could only start a call (``foo == 1``)."""
-    return (previous is not None and previous.type == "NAME" and set(error.expected or ()) == {"LPAR"}
-            and error.token.type != "LPAR")
+    return (
+        previous is not None
+        and previous.type == "NAME"
+        and set(error.expected or ()) == {"LPAR"}
+        and error.token.type != "LPAR"
+    )
 
 
 def token_message(lark: Lark, error: UnexpectedToken) -> tuple[str, str]:
@@ -297,8 +399,7 @@ def token_message(lark: Lark, error: UnexpectedToken) -> tuple[str, str]:
     label = exact.get((state, token.type)) if state is not None else None
     close = close_keyword(lark, token, expected)
     if close:
-        return (f"unexpected {describe_token(token)} — did you mean `{close}`?",
-                "check the spelling of the keyword")
+        return (f"unexpected {describe_token(token)} — did you mean `{close}`?", "check the spelling of the keyword")
     if label is None and state is not None:
         label = by_state.get(state)
     if label is not None:
@@ -307,13 +408,10 @@ def token_message(lark: Lark, error: UnexpectedToken) -> tuple[str, str]:
             message = f"{message}, found {describe_token(token)}"
         return message, hint
     if token.type == "EQUAL" and "COMPARE" in expected:
-        return ("`=` sets a field; to compare, write `==`",
-                'compare with `==`, e.g. `contact.stage == "lead"`')
+        return ("`=` sets a field; to compare, write `==`", 'compare with `==`, e.g. `contact.stage == "lead"`')
     if "THEN" in expected and not expected & _SEPARATORS:
-        return (f"{THEN_AFTER_CONDITION[0]}, found {describe_token(token)}",
-                THEN_AFTER_CONDITION[1])
-    return (f"expected {describe_expected(lark, expected)}, found {describe_token(token)}",
-            _generic_hint(expected))
+        return (f"{THEN_AFTER_CONDITION[0]}, found {describe_token(token)}", THEN_AFTER_CONDITION[1])
+    return (f"expected {describe_expected(lark, expected)}, found {describe_token(token)}", _generic_hint(expected))
 
 
 _HINTS = [
@@ -332,8 +430,10 @@ _HINTS = [
 
 def _generic_hint(expected: set[str]) -> str:
     if len(expected & _VALUE_WORDS) >= 4:
-        return ('a value is a text `"…"`, a number, a duration `3d`, a date, a field '
-                "`contact.FIELD`, an event property `event.PROP`, `now` or `today`")
+        return (
+            'a value is a text `"…"`, a number, a duration `3d`, a date, a field '
+            "`contact.FIELD`, an event property `event.PROP`, `now` or `today`"
+        )
     for wanted, hint in _HINTS:
         if expected & wanted:
             return hint
@@ -351,10 +451,7 @@ def character_message(error: UnexpectedCharacters, text: str) -> tuple[str, str]
     if char in "\u201c\u201d\u2018\u2019'":
         return (f"unexpected quote `{char}`", 'strings use straight double quotes: `"vip"`')
     if char == "\ufffd":
-        return ("unexpected character (invalid or unknown text)",
-                "remove it; rules files are plain UTF-8 text")
+        return ("unexpected character (invalid or unknown text)", "remove it; rules files are plain UTF-8 text")
     if not char.isprintable():
-        return (f"unexpected control character U+{ord(char):04X}",
-                "remove it; rules files are plain text")
-    return (f"unexpected character `{char}`",
-            "names use letters, digits and `_`; texts go in double quotes")
+        return (f"unexpected control character U+{ord(char):04X}", "remove it; rules files are plain text")
+    return (f"unexpected character `{char}`", "names use letters, digits and `_`; texts go in double quotes")

@@ -7,8 +7,8 @@ Types are plain strings: the contact-field types of :mod:`dsl.vocabulary`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import ast as A
 from . import safe_regex
@@ -19,9 +19,10 @@ from .vocabulary import BUILTIN_EVENT_PROPS, Vocabulary
 ORDERED = frozenset({"number", "string", "date", "datetime", "duration", "time"})
 DATES = frozenset({"date", "datetime"})
 
-OPENS_WARNING = ("branching on `email.opened` is unreliable",
-                 "image proxies (Apple Mail Privacy Protection, corporate scanners) open mail "
-                 "on their own; prefer `email.clicked`")
+OPENS_WARNING = (
+    "branching on `email.opened` is unreliable",
+    "image proxies (Apple Mail Privacy Protection, corporate scanners) open mail on their own; prefer `email.clicked`",
+)
 
 
 class Reporter:
@@ -49,10 +50,19 @@ class Scope:
 
 
 def article(kind: str) -> str:
-    return {"any": "a value", "null": "`null`", "tag": "`tag`", "list": "a list",
-            "datetime": "a date-time", "date": "a date", "duration": "a duration",
-            "time": "a time of day", "number": "a number", "string": "a string",
-            "bool": "true/false"}.get(kind, kind)
+    return {
+        "any": "a value",
+        "null": "`null`",
+        "tag": "`tag`",
+        "list": "a list",
+        "datetime": "a date-time",
+        "date": "a date",
+        "duration": "a duration",
+        "time": "a time of day",
+        "number": "a number",
+        "string": "a string",
+        "bool": "true/false",
+    }.get(kind, kind)
 
 
 def compatible(a: str, b: str) -> bool:
@@ -62,8 +72,13 @@ def compatible(a: str, b: str) -> bool:
 class TypeChecker:
     """Infers expression types against a vocabulary, reporting what does not fit."""
 
-    def __init__(self, vocabulary: Vocabulary, report: Reporter, check_event: Callable[[A.EventName], None],
-                 sql_dialect: str | None = None) -> None:
+    def __init__(
+        self,
+        vocabulary: Vocabulary,
+        report: Reporter,
+        check_event: Callable[[A.EventName], None],
+        sql_dialect: str | None = None,
+    ) -> None:
         self.vocabulary = vocabulary
         self.report = report
         self.check_event = check_event  # callable(EventName) shared with the rule checker
@@ -73,8 +88,11 @@ class TypeChecker:
         """Check ``expr`` as something true or false."""
         kind = self.infer(expr, scope)
         if kind not in ("bool", "any"):
-            self.report.error(expr, f"this condition is {article(kind)}, not true or false",
-                              "compare it, e.g. `contact.email is set` or `contact.score > 10`")
+            self.report.error(
+                expr,
+                f"this condition is {article(kind)}, not true or false",
+                "compare it, e.g. `contact.email is set` or `contact.score > 10`",
+            )
 
     def infer(self, expr: A.Node, scope: Scope) -> str:
         method: Callable[[A.Node, Scope], str] | None = getattr(self, "_" + type(expr).__name__.lower(), None)
@@ -128,14 +146,18 @@ class TypeChecker:
             return self.contact_field(path)
         if path.root == "event":
             if not scope.event_available:
-                self.report.error(path, f"`{path}` has no event to refer to",
-                                  "`event.…` is only available in rules triggered by an event, "
-                                  "and inside `where` of `did` and `wait for`")
+                self.report.error(
+                    path,
+                    f"`{path}` has no event to refer to",
+                    "`event.…` is only available in rules triggered by an event, "
+                    "and inside `where` of `did` and `wait for`",
+                )
                 return "any"
             props = BUILTIN_EVENT_PROPS.get(scope.event or "", {})
             return props.get(path.rest, "any")
-        self.report.error(path, f"unknown name `{path}`",
-                          "paths start with `contact.` (fields) or `event.` (event properties)")
+        self.report.error(
+            path, f"unknown name `{path}`", "paths start with `contact.` (fields) or `event.` (event properties)"
+        )
         return "any"
 
     def contact_field(self, path: A.Path) -> str:
@@ -144,8 +166,12 @@ class TypeChecker:
         if name in fields:
             return fields[name]
         text, best = suggest(name, fields)
-        self.report.error(path, f'unknown contact field "{name}"{text}', "custom fields must exist before rules use them",
-                          f"{path.root}.{best}" if best else None)
+        self.report.error(
+            path,
+            f'unknown contact field "{name}"{text}',
+            "custom fields must exist before rules use them",
+            f"{path.root}.{best}" if best else None,
+        )
         return "any"
 
     # ---- tests ----------------------------------------------------------------
@@ -163,14 +189,18 @@ class TypeChecker:
             self._ordering(expr, left, right)
         elif op in ("in", "not in"):
             if right not in ("list", "any"):
-                self.report.error(expr.right, f"`{op}` needs a list on its right, not {article(right)}",
-                                  'write `contact.stage in ["lead", "sql"]`')
+                self.report.error(
+                    expr.right,
+                    f"`{op}` needs a list on its right, not {article(right)}",
+                    'write `contact.stage in ["lead", "sql"]`',
+                )
             elif isinstance(expr.right, A.ListLit):
                 for item in expr.right.items:
                     kind = self.infer(item, scope)
                     if not compatible(left, kind):
-                        self.report.error(item, f"this list item is {article(kind)}, but the value "
-                                                f"looked for is {article(left)}")
+                        self.report.error(
+                            item, f"this list item is {article(kind)}, but the value looked for is {article(left)}"
+                        )
         elif op == "contains":
             if left not in ("string", "list", "any"):
                 self.report.error(expr.left, f"`contains` needs a string or a list, not {article(left)}")
@@ -183,23 +213,29 @@ class TypeChecker:
         return "bool"
 
     def _tag_test(self, expr: A.Compare, left: str) -> None:
-        right_ok = (
-            (expr.op in ("==", "!=") and isinstance(expr.right, A.String))
-            or (expr.op in ("in", "not in") and isinstance(expr.right, A.ListLit)
-                and all(isinstance(item, A.String) for item in expr.right.items))
+        right_ok = (expr.op in ("==", "!=") and isinstance(expr.right, A.String)) or (
+            expr.op in ("in", "not in")
+            and isinstance(expr.right, A.ListLit)
+            and all(isinstance(item, A.String) for item in expr.right.items)
         )
         if left != "tag" or not right_ok:
-            self.report.error(expr, "`tag` can only be tested like `tag == \"vip\"`, "
-                              "`tag != \"vip\"` or `tag in [\"a\", \"b\"]`",
-                              'or write `has tag "vip"`')
+            self.report.error(
+                expr,
+                '`tag` can only be tested like `tag == "vip"`, `tag != "vip"` or `tag in ["a", "b"]`',
+                'or write `has tag "vip"`',
+            )
 
     def _equality(self, expr: A.Compare, left: str, right: str) -> None:
         if "null" in (left, right):
-            self.report.warning(expr, f"`{expr.op} null` is never true: a missing value compares false",
-                                "test for a missing value with `is set` or `is not set`")
+            self.report.warning(
+                expr,
+                f"`{expr.op} null` is never true: a missing value compares false",
+                "test for a missing value with `is set` or `is not set`",
+            )
         elif not compatible(left, right):
-            self.report.error(expr, f"cannot compare {article(left)} with {article(right)}",
-                              _conversion_hint(left, right))
+            self.report.error(
+                expr, f"cannot compare {article(left)} with {article(right)}", _conversion_hint(left, right)
+            )
 
     def _ordering(self, expr: A.Compare, left: str, right: str) -> None:
         for side, kind in ((expr.left, left), (expr.right, right)):
@@ -207,8 +243,9 @@ class TypeChecker:
                 self.report.error(side, f"`{expr.op}` cannot order {article(kind)}")
                 return
         if not compatible(left, right) or "null" in (left, right):
-            self.report.error(expr, f"cannot compare {article(left)} with {article(right)}",
-                              _conversion_hint(left, right))
+            self.report.error(
+                expr, f"cannot compare {article(left)} with {article(right)}", _conversion_hint(left, right)
+            )
 
     def _matches(self, expr: A.Matches, scope: Scope) -> str:
         kind = self.infer(expr.subject, scope)
@@ -216,15 +253,19 @@ class TypeChecker:
             self.report.error(expr.subject, f"`matches` works on strings, not {article(kind)}")
         problem = safe_regex.problem(expr.pattern.value)
         if problem:
-            self.report.error(expr.pattern, problem,
-                              f"patterns are {safe_regex.engine().name} syntax (docs/language.md, Patterns); "
-                              "or use `contains`, `starts with`, `ends with`")
+            self.report.error(
+                expr.pattern,
+                problem,
+                f"patterns are {safe_regex.engine().name} syntax (docs/language.md, Patterns); "
+                "or use `contains`, `starts with`, `ends with`",
+            )
         return "bool"
 
     def _isset(self, expr: A.IsSet, scope: Scope) -> str:
         if not isinstance(expr.subject, A.Path):
-            self.report.error(expr.subject, "only a field or an event property can be set or not",
-                              "write `contact.phone is set`")
+            self.report.error(
+                expr.subject, "only a field or an event property can be set or not", "write `contact.phone is set`"
+            )
         self.infer(expr.subject, scope)
         return "bool"
 
@@ -238,8 +279,12 @@ class TypeChecker:
         name = expr.segment.value
         if segments is not None and name not in segments:
             text, best = suggest(name, segments)
-            self.report.error(expr.segment, f'unknown segment "{name}"{text}', "create the segment first, or check its name",
-                              quoted(best) if best else None)
+            self.report.error(
+                expr.segment,
+                f'unknown segment "{name}"{text}',
+                "create the segment first, or check its name",
+                quoted(best) if best else None,
+            )
         return "bool"
 
     def _did(self, expr: A.Did, scope: Scope) -> str:
@@ -264,27 +309,41 @@ class TypeChecker:
         if function is None:
             known = ", ".join(sorted(functions))
             text, best = suggest(name, functions)
-            self.report.error(expr.function, f'unknown function "{name}"{text}',
-                              f"functions come from plugins; installed: {known}" if known else
-                              "functions come from plugins, and no installed plugin declares one (docs/plugins.md)",
-                              best)
+            self.report.error(
+                expr.function,
+                f'unknown function "{name}"{text}',
+                f"functions come from plugins; installed: {known}"
+                if known
+                else "functions come from plugins, and no installed plugin declares one (docs/plugins.md)",
+                best,
+            )
             return "any"
         params = tuple(function.params)
         usage = f"`{name}({', '.join(params)})`"
         if len(kinds) != len(params):
-            wanted = "no arguments" if not params else (
-                f"{len(params)} argument{'s' if len(params) > 1 else ''} "
-                f"({', '.join(article(p) for p in params)})")
+            wanted = (
+                "no arguments"
+                if not params
+                else (
+                    f"{len(params)} argument{'s' if len(params) > 1 else ''} ({', '.join(article(p) for p in params)})"
+                )
+            )
             self.report.error(expr, f"`{name}()` takes {wanted}, not {len(kinds)}", f"call it as {usage}")
         else:
-            for number, (arg, param, kind) in enumerate(zip(expr.args, params, kinds), start=1):
+            for number, (arg, param, kind) in enumerate(zip(expr.args, params, kinds, strict=True), start=1):
                 if kind == "tag" or not compatible(param, kind):
-                    self.report.error(arg, f"argument {number} of `{name}()` must be {article(param)}, "
-                                           f"not {article(kind)}", f"call it as {usage}")
+                    self.report.error(
+                        arg,
+                        f"argument {number} of `{name}()` must be {article(param)}, not {article(kind)}",
+                        f"call it as {usage}",
+                    )
         if self.sql_dialect is not None and self.sql_dialect not in function.sql:
-            self.report.error(expr.function, f"`{name}()` has no SQL form, so a segment cannot use it",
-                              "segments are counted by the database; use it in a rule's condition instead, "
-                              "or give the function an SQL form in its plugin (docs/plugins.md)")
+            self.report.error(
+                expr.function,
+                f"`{name}()` has no SQL form, so a segment cannot use it",
+                "segments are counted by the database; use it in a rule's condition instead, "
+                "or give the function an SQL form in its plugin (docs/plugins.md)",
+            )
         return function.result
 
     # ---- arithmetic and logic -------------------------------------------------
@@ -297,9 +356,11 @@ class TypeChecker:
             verb = "add" if expr.op == "+" else "subtract"
             joiner = "and" if expr.op == "+" else "from"
             first, second = (left, right) if expr.op == "+" else (right, left)
-            self.report.error(expr, f"cannot {verb} {article(first)} {joiner} {article(second)}",
-                              "dates and date-times take durations (`now - 14d`); "
-                              "numbers take numbers")
+            self.report.error(
+                expr,
+                f"cannot {verb} {article(first)} {joiner} {article(second)}",
+                "dates and date-times take durations (`now - 14d`); numbers take numbers",
+            )
             return "any"
         return result
 
@@ -308,8 +369,11 @@ class TypeChecker:
         for item in expr.items:
             kind = self.infer(item, scope)
             if kind not in ("bool", "any"):
-                self.report.error(item, f"`{word}` joins conditions; this is {article(kind)}",
-                                  "compare it, e.g. `contact.email is set`")
+                self.report.error(
+                    item,
+                    f"`{word}` joins conditions; this is {article(kind)}",
+                    "compare it, e.g. `contact.email is set`",
+                )
         return "bool"
 
     _and = _or = _logic
@@ -342,11 +406,11 @@ def arith_type(op: str, left: str, right: str, right_node: A.Node | None = None)
 def _conversion_hint(left: str, right: str) -> str:
     kinds = {left, right}
     if "duration" in kinds and "string" in kinds:
-        return "durations are written without quotes: `3d`, not `\"3d\"`"
+        return 'durations are written without quotes: `3d`, not `"3d"`'
     if kinds & DATES and "string" in kinds:
         return "dates are written without quotes: `2026-12-31`"
     if "number" in kinds and "string" in kinds:
-        return "numbers are written without quotes: `10`, not `\"10\"`"
+        return 'numbers are written without quotes: `10`, not `"10"`'
     if "duration" in kinds and kinds & DATES:
         return "to compare a date with a time span, move it: `contact.last_seen < now - 14d`"
     return "both sides must be the same kind of value"

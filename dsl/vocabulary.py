@@ -6,9 +6,10 @@ hands it to the checker; ``dsl`` itself knows only Nudge's built-ins.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 FIELD_TYPES = frozenset({"string", "number", "bool", "date", "datetime", "list", "any"})
 
@@ -18,44 +19,51 @@ VALUE_TYPES = FIELD_TYPES | {"duration", "time"}
 SQL_TYPES = frozenset({"string", "number", "bool"})
 """The types of parameters and results a function with an SQL form may have."""
 
-RESERVED_FUNCTION_NAMES = frozenset({"true", "false", "null", "tag", "now", "today", "not", "has", "in",
-                                     "did"})
+RESERVED_FUNCTION_NAMES = frozenset({"true", "false", "null", "tag", "now", "today", "not", "has", "in", "did"})
 """Words that are keywords wherever a value may start, so they cannot name a function."""
 
-BUILTIN_CONTACT_FIELDS: Mapping[str, str] = MappingProxyType({
-    "external_id": "string",
-    "email": "string",
-    "phone": "string",
-    "first_name": "string",
-    "last_name": "string",
-    "timezone": "string",
-    "locale": "string",
-    "stage": "string",
-    "score": "number",
-    "created_at": "datetime",
-    "updated_at": "datetime",
-    "last_seen": "datetime",
-    "birthday": "date",
-})
+BUILTIN_CONTACT_FIELDS: Mapping[str, str] = MappingProxyType(
+    {
+        "external_id": "string",
+        "email": "string",
+        "phone": "string",
+        "first_name": "string",
+        "last_name": "string",
+        "timezone": "string",
+        "locale": "string",
+        "stage": "string",
+        "score": "number",
+        "created_at": "datetime",
+        "updated_at": "datetime",
+        "last_seen": "datetime",
+        "birthday": "date",
+    }
+)
 
 READ_ONLY_FIELDS = frozenset({"external_id", "created_at", "updated_at"})
 
 #: the language's own events; a channel's (``<channel>.delivered`` …) come with the vocabulary the engine builds
-BUILTIN_EVENTS = frozenset({
-    "contact.created", "contact.updated",
-    "tag.added", "tag.removed",
-    "score.changed",
-})
+BUILTIN_EVENTS = frozenset(
+    {
+        "contact.created",
+        "contact.updated",
+        "tag.added",
+        "tag.removed",
+        "score.changed",
+    }
+)
 
 RESERVED_EVENT_NAMESPACES = frozenset(name.split(".")[0] for name in BUILTIN_EVENTS)
 """First segments only Nudge may use: ``tag.addde`` is a typo, not a custom event (a vocabulary adds its
 channels' :attr:`Vocabulary.namespaces`)."""
 
-BUILTIN_EVENT_PROPS: Mapping[str, Mapping[str, str]] = MappingProxyType({
-    "score.changed": {"old": "number", "new": "number"},
-    "tag.added": {"tag": "string"},
-    "tag.removed": {"tag": "string"},
-})
+BUILTIN_EVENT_PROPS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "score.changed": {"old": "number", "new": "number"},
+        "tag.added": {"tag": "string"},
+        "tag.removed": {"tag": "string"},
+    }
+)
 
 
 class Function(Protocol):
@@ -126,7 +134,7 @@ class Vocabulary:
     quiet_hours: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def default(cls) -> "Vocabulary":
+    def default(cls) -> Vocabulary:
         """The language's own names: built-in events and fields, and no channel (channels come from plugins)."""
         return cls(
             channels={},
@@ -145,31 +153,30 @@ class Vocabulary:
         """Event namespaces only Nudge and its channels may use."""
         return RESERVED_EVENT_NAMESPACES | self.namespaces
 
-    def with_templates(self, channel: str, names: Iterable[str]) -> "Vocabulary":
+    def with_templates(self, channel: str, names: Iterable[str]) -> Vocabulary:
         """A copy where ``channel`` knows exactly ``names``."""
         channels = dict(self.channels)
         channels[channel] = frozenset(names)
         return replace(self, channels=channels)
 
-    def with_fields(self, fields: Mapping[str, str]) -> "Vocabulary":
+    def with_fields(self, fields: Mapping[str, str]) -> Vocabulary:
         """A copy with more contact fields (custom fields from the database)."""
         merged = dict(self.contact_fields)
         merged.update(fields)
         return replace(self, contact_fields=merged)
 
-    def with_functions(self, functions: Iterable[Function]) -> "Vocabulary":
+    def with_functions(self, functions: Iterable[Function]) -> Vocabulary:
         """A copy that also knows ``functions`` (condition functions from plugins)."""
         merged = dict(self.functions)
         merged.update((function.name, function) for function in functions)
         return replace(self, functions=merged)
 
-    def with_raised(self, events: Iterable[str]) -> "Vocabulary":
+    def with_raised(self, events: Iterable[str]) -> Vocabulary:
         """A copy that also takes ``events`` as raised (no "nothing raises it" warning for them)."""
         return replace(self, raised=(self.raised or frozenset()) | frozenset(events))
 
-    def with_events(self, events: Iterable[str]) -> "Vocabulary":
+    def with_events(self, events: Iterable[str]) -> Vocabulary:
         """A copy that also knows ``events`` (custom events seen so far)."""
         if self.events is None:
             return self
         return replace(self, events=self.events | frozenset(events))
-

@@ -1,4 +1,5 @@
 """Alembic environment: run by ``nudge db upgrade`` and on start (server.migrate)."""
+
 from alembic import context
 
 from server.models import Base
@@ -32,8 +33,7 @@ def _run(connection) -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True)
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -4,10 +4,11 @@ A listing shows a key's public prefix, name, scope and dates, never the key or i
 Revoking writes ``revoked_at``; every request reads the key's row, so it is refused at once.
 Creating and revoking are audited.
 """
+
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -35,17 +36,18 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     else:
         try:
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
-                when = datetime.combine(date.fromisoformat(text.strip()), time(), timezone.utc)
+                when = datetime.combine(date.fromisoformat(text.strip()), time(), UTC)
             else:
                 when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"expiry {text!r} is neither a span like 90d, 12h or 4w nor a date like 2027-01-31") \
-                from None
+            raise ValueError(
+                f"expiry {text!r} is neither a span like 90d, 12h or 4w nor a date like 2027-01-31"
+            ) from None
         if when.tzinfo is None:
             raise ValueError(f"expiry {text!r} needs a time zone, e.g. a trailing Z for UTC")
     if when <= now:
         raise ValueError(f"expiry {text!r} is not in the future")
-    return when.astimezone(timezone.utc)
+    return when.astimezone(UTC)
 
 
 def state(row: ApiKey, now: datetime | None = None) -> str:
@@ -59,9 +61,16 @@ def state(row: ApiKey, now: datetime | None = None) -> str:
 
 def key_dict(row: ApiKey) -> dict[str, Any]:
     """What may be shown of a key: never the key, never its hash."""
-    return {"prefix": row.prefix, "name": row.name, "scope": row.scope, "created_at": iso(row.created_at),
-            "last_used_at": iso(row.last_used_at), "expires_at": iso(row.expires_at),
-            "revoked_at": iso(row.revoked_at), "state": state(row)}
+    return {
+        "prefix": row.prefix,
+        "name": row.name,
+        "scope": row.scope,
+        "created_at": iso(row.created_at),
+        "last_used_at": iso(row.last_used_at),
+        "expires_at": iso(row.expires_at),
+        "revoked_at": iso(row.revoked_at),
+        "state": state(row),
+    }
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -75,13 +84,14 @@ def find_key(session: Session, prefix: str) -> ApiKey | None:
     return session.scalar(select(ApiKey).where(ApiKey.prefix == ident))
 
 
-def new_key(session: Session, scope: Scope | str, name: str, expires_at: datetime | None, actor: str) -> tuple[str, ApiKey]:
+def new_key(
+    session: Session, scope: Scope | str, name: str, expires_at: datetime | None, actor: str
+) -> tuple[str, ApiKey]:
     """Create a key and audit it; return the key (shown once) and its row."""
     key = create_api_key(session, scope, name, expires_at)
     row = find_key(session, key)
     assert row is not None
-    audit(session, actor, "apikey.created", "apikey", row.prefix, scope=row.scope,
-          expires_at=iso(row.expires_at))
+    audit(session, actor, "apikey.created", "apikey", row.prefix, scope=row.scope, expires_at=iso(row.expires_at))
     session.commit()
     return key, row
 

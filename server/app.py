@@ -1,9 +1,11 @@
 """The application factory: the one place where Nudge is wired together."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask
 from flask_htmx import HTMX
@@ -92,7 +94,9 @@ def _serve(app: Flask, pm: Any) -> None:
     app.register_blueprint(tracking.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(unsubscribe.prefs)
-    from .web.crm import contacts as crm_contacts, messages as crm_messages, tasks as crm_tasks
+    from .web.crm import contacts as crm_contacts
+    from .web.crm import messages as crm_messages
+    from .web.crm import tasks as crm_tasks
 
     for area in (crm_contacts, crm_messages, crm_tasks):  # the admin UI's Contacts, Messages and Tasks
         app.register_blueprint(area.bp)

@@ -1,12 +1,14 @@
 """API keys and admin passwords."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -62,11 +64,16 @@ def authenticate_api_key(session: Session, key: str, now: datetime | None = None
     if row is None or not hmac.compare_digest(row.key_hash, _digest(key)):
         raise KeyRefused("Invalid API key", "the key is unknown; create one with: nudge apikey create --scope ingest")
     if row.revoked_at is not None:
-        raise KeyRefused("API key revoked", f"the key {row.prefix} was revoked at {iso(row.revoked_at)}; "
-                                            "create a new one with: nudge apikey create")
+        raise KeyRefused(
+            "API key revoked",
+            f"the key {row.prefix} was revoked at {iso(row.revoked_at)}; create a new one with: nudge apikey create",
+        )
     if row.expires_at is not None and row.expires_at <= (now or utcnow()):
-        raise KeyRefused("API key expired", f"the key {row.prefix} expired at {iso(row.expires_at)}; "
-                                            "create a new one with: nudge apikey create --expires 90d")
+        raise KeyRefused(
+            "API key expired",
+            f"the key {row.prefix} expired at {iso(row.expires_at)}; "
+            "create a new one with: nudge apikey create --expires 90d",
+        )
     return row
 
 
@@ -92,22 +99,29 @@ def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[.
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .problems import problem
             from .db import get_session
+            from .problems import problem
 
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                return problem(401, "Missing API key", "send the header 'Authorization: Bearer <key>'; "
-                               "create a key with: nudge apikey create --scope ingest")
+                return problem(
+                    401,
+                    "Missing API key",
+                    "send the header 'Authorization: Bearer <key>'; "
+                    "create a key with: nudge apikey create --scope ingest",
+                )
             session = get_session()
             try:
                 key = authenticate_api_key(session, token.strip())
             except KeyRefused as refused:
                 return problem(401, refused.title, refused.detail)
             if key.scope not in allowed:
-                return problem(403, "Insufficient scope",
-                               f"this endpoint needs a key with scope {' or '.join(sorted(allowed))}, not {key.scope}")
+                return problem(
+                    403,
+                    "Insufficient scope",
+                    f"this endpoint needs a key with scope {' or '.join(sorted(allowed))}, not {key.scope}",
+                )
             g.api_key = key
             _note_use(session, key)
             return view(*args, **kwargs)

@@ -6,6 +6,7 @@ Without one, the app runs on :class:`SystemClock`. The test clock, :class:`Shift
 file so that every process of a test shares it: ``NUDGE_TEST_CLOCK_FILE`` names that file and is refused unless
 ``NUDGE_TESTING`` is on, so production always runs on the real clock.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,9 @@ class ShiftedClock:
             try:
                 self._shift = float(text)
             except ValueError:
-                raise ValueError(f"test clock file {str(self.path)!r}: expected a number of seconds, got {text!r}") \
-                    from None
+                raise ValueError(
+                    f"test clock file {str(self.path)!r}: expected a number of seconds, got {text!r}"
+                ) from None
             self._seen = (stat.st_mtime_ns, stat.st_size)
         return self._shift
 

@@ -3,15 +3,17 @@
 Every value is validated once, at start-up; a bad one raises :class:`ConfigError`
 naming the variable, what is wrong with it and what to do.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import secrets
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "NUDGE_"
@@ -20,71 +22,131 @@ ENV_PREFIX = "NUDGE_"
 #: and what it does. Keys are the names used in ``app.config``; the environment variable is ``NUDGE_<KEY>``.
 #: docs/configuration.md is generated from these and the built-in plugins' schemas (``make docs``).
 SETTINGS: dict[str, dict[str, Any]] = {
-    "HOME": {"type": "string", "default": "./nudge-data",
-             "help": "where the embedded database, Redis and the secret key live; unset: the nearest nudge-data "
-                     "folder in the current directory or above, else ./nudge-data (only nudge up and nudge db "
-                     "upgrade create one)"},
-    "CONFIG": {"type": "file", "help": "a TOML file of settings (keys without NUDGE_, any case); default "
-                                       "$NUDGE_HOME/nudge.toml when it exists"},
-    "DATABASE_URL": {"type": "string", "secret": True,
-                     "help": "default sqlite:///$NUDGE_HOME/nudge.db; postgresql://user:pass@host/db for production"},
-    "REDIS_URL": {"type": "string",
-                  "help": "redis://host:6379/0 to share one Redis between machines; default an embedded Redis "
-                          "in NUDGE_HOME"},
-    "SECRET_KEY": {"type": "string", "secret": True,
-                   "help": "signs sessions and links (at least 16 characters); default generated into "
-                           "$NUDGE_HOME/secret_key. Set the same on every machine"},
-    "BASE_URL": {"type": "string", "default": "http://127.0.0.1:8000",
-                 "help": "the public address used in links and unsubscribe URLs; https:// in production"},
-    "DEFAULT_TIMEZONE": {"type": "string", "default": "UTC",
-                         "help": "IANA time zone for contacts without one (quiet hours, at 09:00, schedules)"},
-    "PHONE_REGION": {"type": "string",
-                     "help": "country (e.g. DE) assumed for phone numbers given without +<country code> "
-                             "in the API, forms and imports"},
+    "HOME": {
+        "type": "string",
+        "default": "./nudge-data",
+        "help": "where the embedded database, Redis and the secret key live; unset: the nearest nudge-data "
+        "folder in the current directory or above, else ./nudge-data (only nudge up and nudge db "
+        "upgrade create one)",
+    },
+    "CONFIG": {
+        "type": "file",
+        "help": "a TOML file of settings (keys without NUDGE_, any case); default "
+        "$NUDGE_HOME/nudge.toml when it exists",
+    },
+    "DATABASE_URL": {
+        "type": "string",
+        "secret": True,
+        "help": "default sqlite:///$NUDGE_HOME/nudge.db; postgresql://user:pass@host/db for production",
+    },
+    "REDIS_URL": {
+        "type": "string",
+        "help": "redis://host:6379/0 to share one Redis between machines; default an embedded Redis in NUDGE_HOME",
+    },
+    "SECRET_KEY": {
+        "type": "string",
+        "secret": True,
+        "help": "signs sessions and links (at least 16 characters); default generated into "
+        "$NUDGE_HOME/secret_key. Set the same on every machine",
+    },
+    "BASE_URL": {
+        "type": "string",
+        "default": "http://127.0.0.1:8000",
+        "help": "the public address used in links and unsubscribe URLs; https:// in production",
+    },
+    "DEFAULT_TIMEZONE": {
+        "type": "string",
+        "default": "UTC",
+        "help": "IANA time zone for contacts without one (quiet hours, at 09:00, schedules)",
+    },
+    "PHONE_REGION": {
+        "type": "string",
+        "help": "country (e.g. DE) assumed for phone numbers given without +<country code> "
+        "in the API, forms and imports",
+    },
     "QUEUE_NAME": {"type": "string", "default": "nudge", "help": "the name of the RQ queue in Redis"},
     "SCHEDULER_INTERVAL": {"type": "float", "default": 1.0, "help": "seconds between scheduler ticks"},
-    "REQUEUE_AFTER": {"type": "float", "default": 30.0,
-                      "help": "seconds before unprocessed events and unclaimed sends are re-enqueued, and a "
-                              "sending row becomes unknown"},
-    "ENGINE_LEASE": {"type": "float", "default": 120.0,
-                     "help": "seconds a leased batch of due enrolments belongs to one job before it is handed on"},
-    "RETRY_BASE": {"type": "float", "default": 30.0,
-                   "help": "seconds before the first retry of a failed send (doubles, with jitter)"},
-    "FREQUENCY_CAP": {"type": "string",
-                      "help": "e.g. 3/7d: at most 3 marketing messages per contact in any 7 days; unset: no cap"},
-    "MAX_ATTEMPTS": {"type": "int", "default": 8,
-                     "help": "tries (1-100) before a failing send fails, and before a failing event or journey step "
-                             "is parked for an operator (nudge messages)"},
-    "AMBIGUOUS_SENDS": {"type": "string", "default": "hold",
-                        "help": "a send that may have reached the provider (its worker died mid-send, the connection "
-                                "dropped): hold it as unknown for an operator (never twice), or resend it (never lost, "
-                                "rarely twice); see docs/engine.md"},
+    "REQUEUE_AFTER": {
+        "type": "float",
+        "default": 30.0,
+        "help": "seconds before unprocessed events and unclaimed sends are re-enqueued, and a "
+        "sending row becomes unknown",
+    },
+    "ENGINE_LEASE": {
+        "type": "float",
+        "default": 120.0,
+        "help": "seconds a leased batch of due enrolments belongs to one job before it is handed on",
+    },
+    "RETRY_BASE": {
+        "type": "float",
+        "default": 30.0,
+        "help": "seconds before the first retry of a failed send (doubles, with jitter)",
+    },
+    "FREQUENCY_CAP": {
+        "type": "string",
+        "help": "e.g. 3/7d: at most 3 marketing messages per contact in any 7 days; unset: no cap",
+    },
+    "MAX_ATTEMPTS": {
+        "type": "int",
+        "default": 8,
+        "help": "tries (1-100) before a failing send fails, and before a failing event or journey step "
+        "is parked for an operator (nudge messages)",
+    },
+    "AMBIGUOUS_SENDS": {
+        "type": "string",
+        "default": "hold",
+        "help": "a send that may have reached the provider (its worker died mid-send, the connection "
+        "dropped): hold it as unknown for an operator (never twice), or resend it (never lost, "
+        "rarely twice); see docs/engine.md",
+    },
     "TEMPLATE_TIME_LIMIT": {"type": "float", "default": 0.5, "help": "seconds a template part may take to render"},
-    "TEMPLATE_MAX_OUTPUT": {"type": "int", "default": 1_000_000,
-                            "help": "characters a rendered template part (and each string or list in it) may have"},
+    "TEMPLATE_MAX_OUTPUT": {
+        "type": "int",
+        "default": 1_000_000,
+        "help": "characters a rendered template part (and each string or list in it) may have",
+    },
     "FORM_RATE_LIMIT": {"type": "int", "default": 20, "help": "submissions per IP address per hour to a hosted form"},
     "VISIT_RATE_LIMIT": {"type": "int", "default": 600, "help": "site-tracking visits per IP address per hour"},
-    "TRACK_DOMAINS": {"type": "string",
-                      "help": "comma-separated sites running the tracking snippet; clicks to them carry a visitor id"},
-    "MACHINE_SECONDS": {"type": "float", "default": 10.0,
-                        "help": "an open or click this many seconds after sending counts as a machine's "
-                                "(machine: true)"},
+    "TRACK_DOMAINS": {
+        "type": "string",
+        "help": "comma-separated sites running the tracking snippet; clicks to them carry a visitor id",
+    },
+    "MACHINE_SECONDS": {
+        "type": "float",
+        "default": 10.0,
+        "help": "an open or click this many seconds after sending counts as a machine's (machine: true)",
+    },
     "LOG_LEVEL": {"type": "string", "default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR or CRITICAL"},
-    "MIGRATE_ON_START": {"type": "bool", "default": True,
-                         "help": "every process applies pending migrations when it starts"},
-    "PLUGINS": {"type": "string",
-                "help": "comma-separated modules of the built-in plugins to load; default plugins.email_smtp, "
-                        "plugins.sms_twilio, plugins.webhook"},
-    "LOAD_ENTRY_POINTS": {"type": "bool", "default": True,
-                          "help": "load third-party plugins from the nudge.plugins entry points"},
-    "TEAMS": {"type": "string",
-              "help": "who rules' notify/task steps reach: sales=ana@x.example,bob@x.example;ops=webhook:ops-hook, "
-                      "or JSON, or a [teams] table in nudge.toml (see docs/engine.md)"},
-    "TESTING": {"type": "bool", "default": False,
-                "help": "for Nudge's own tests only: allows NUDGE_TEST_CLOCK_FILE. Never set it in production"},
-    "TEST_CLOCK_FILE": {"type": "string",
-                        "help": "for Nudge's own tests only (refused unless NUDGE_TESTING is on): a file holding the "
-                                "seconds the engine's clock runs ahead of the real time (see docs/engine.md)"},
+    "MIGRATE_ON_START": {
+        "type": "bool",
+        "default": True,
+        "help": "every process applies pending migrations when it starts",
+    },
+    "PLUGINS": {
+        "type": "string",
+        "help": "comma-separated modules of the built-in plugins to load; default plugins.email_smtp, "
+        "plugins.sms_twilio, plugins.webhook",
+    },
+    "LOAD_ENTRY_POINTS": {
+        "type": "bool",
+        "default": True,
+        "help": "load third-party plugins from the nudge.plugins entry points",
+    },
+    "TEAMS": {
+        "type": "string",
+        "help": "who rules' notify/task steps reach: sales=ana@x.example,bob@x.example;ops=webhook:ops-hook, "
+        "or JSON, or a [teams] table in nudge.toml (see docs/engine.md)",
+    },
+    "TESTING": {
+        "type": "bool",
+        "default": False,
+        "help": "for Nudge's own tests only: allows NUDGE_TEST_CLOCK_FILE. Never set it in production",
+    },
+    "TEST_CLOCK_FILE": {
+        "type": "string",
+        "help": "for Nudge's own tests only (refused unless NUDGE_TESTING is on): a file holding the "
+        "seconds the engine's clock runs ahead of the real time (see docs/engine.md)",
+    },
 }
 
 #: every core setting with its default (None: unset, or computed at start-up), derived from :data:`SETTINGS`
@@ -132,8 +194,9 @@ def _coerce(key: str, value: Any) -> Any:
         try:
             number = float(value) if key in _FLOATS else int(value)
         except (TypeError, ValueError):
-            raise ConfigError(key, f"must be {'a number' if key in _FLOATS else 'a whole number'}, "
-                                   f"got {value!r}") from None
+            raise ConfigError(
+                key, f"must be {'a number' if key in _FLOATS else 'a whole number'}, got {value!r}"
+            ) from None
         if number <= 0:
             raise ConfigError(key, f"must be greater than 0, got {value!r}")
         return number
@@ -156,12 +219,16 @@ def _validate_database_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError("DATABASE_URL", f"{mask_url(url)!r} is not a database URL",
-                          "use sqlite:////path/to/nudge.db or postgresql://user:pass@host:5432/nudge") from None
+        raise ConfigError(
+            "DATABASE_URL",
+            f"{mask_url(url)!r} is not a database URL",
+            "use sqlite:////path/to/nudge.db or postgresql://user:pass@host:5432/nudge",
+        ) from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise ConfigError("DATABASE_URL", f"unsupported database {backend!r}",
-                          "Nudge runs on sqlite:// or postgresql://")
+        raise ConfigError(
+            "DATABASE_URL", f"unsupported database {backend!r}", "Nudge runs on sqlite:// or postgresql://"
+        )
     if backend == "postgresql" and parsed.drivername in ("postgresql", "postgres"):
         # psycopg 3 is the driver we ship in the [postgres] extra.
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -171,16 +238,20 @@ def _validate_database_url(url: str) -> str:
 def _validate_redis_url(url: str) -> str:
     scheme = urlsplit(url).scheme
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("REDIS_URL", f"scheme must be redis://, rediss:// or unix://, got {scheme or 'none'!r}",
-                          "example: redis://localhost:6379/0, or leave it unset for the embedded Redis")
+        raise ConfigError(
+            "REDIS_URL",
+            f"scheme must be redis://, rediss:// or unix://, got {scheme or 'none'!r}",
+            "example: redis://localhost:6379/0, or leave it unset for the embedded Redis",
+        )
     return url
 
 
 def _validate_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError("BASE_URL", f"must be an absolute http(s) URL, got {url!r}",
-                          "example: https://nudge.example.com")
+        raise ConfigError(
+            "BASE_URL", f"must be an absolute http(s) URL, got {url!r}", "example: https://nudge.example.com"
+        )
     return url.rstrip("/")
 
 
@@ -190,9 +261,12 @@ _CAP = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*([smhdw])\s*$")
 def _validate_frequency_cap(text: str) -> str:
     match = _CAP.match(text)
     if match is None or int(match[1]) < 1 or int(match[2]) < 1:
-        raise ConfigError("FREQUENCY_CAP", f"must be a count and a window such as 3/7d, got {text!r}",
-                          "3/7d = at most 3 marketing messages per contact in any 7 days; units s, m, h, d, w; "
-                          "leave it unset for no cap")
+        raise ConfigError(
+            "FREQUENCY_CAP",
+            f"must be a count and a window such as 3/7d, got {text!r}",
+            "3/7d = at most 3 marketing messages per contact in any 7 days; units s, m, h, d, w; "
+            "leave it unset for no cap",
+        )
     return f"{int(match[1])}/{int(match[2])}{match[3]}"
 
 
@@ -202,7 +276,9 @@ def _validate_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError("DEFAULT_TIMEZONE", f"unknown time zone {name!r}", "use an IANA name like Europe/Berlin") from None
+        raise ConfigError(
+            "DEFAULT_TIMEZONE", f"unknown time zone {name!r}", "use an IANA name like Europe/Berlin"
+        ) from None
     return name
 
 
@@ -270,14 +346,23 @@ def _require_instance(home: Home, url: str, explicit_url: bool) -> None:
     if explicit_url:
         raise NoInstance("DATABASE_URL", f"no database at {database}", todo)
     if home.explicit:
-        raise NoInstance("HOME", f"{home.path} holds no Nudge instance (no {database.name})",
-                          f"set NUDGE_HOME to the folder `nudge up` created, or {todo}")
+        raise NoInstance(
+            "HOME",
+            f"{home.path} holds no Nudge instance (no {database.name})",
+            f"set NUDGE_HOME to the folder `nudge up` created, or {todo}",
+        )
     if home.path.is_dir():
-        raise NoInstance("HOME", f"{home.path} holds no Nudge instance (no {database.name})",
-                          f"run this from the project folder, set NUDGE_HOME, or {todo}")
+        raise NoInstance(
+            "HOME",
+            f"{home.path} holds no Nudge instance (no {database.name})",
+            f"run this from the project folder, set NUDGE_HOME, or {todo}",
+        )
     looked = ", ".join(str(path) for path in home.looked_at)
-    raise NoInstance("HOME", f"no Nudge instance found (looked for {looked})",
-                      "run this from the project folder, set NUDGE_HOME, or start one with `nudge up`")
+    raise NoInstance(
+        "HOME",
+        f"no Nudge instance found (looked for {looked})",
+        "run this from the project folder, set NUDGE_HOME, or start one with `nudge up`",
+    )
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -292,8 +377,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     return out
 
 
-def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
-                create: bool = True) -> dict[str, Any]:
+def load_config(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, create: bool = True
+) -> dict[str, Any]:
     """Build the validated settings dict.
 
     :param overrides: values passed to ``create_app(config=...)``; they win over everything.
@@ -305,7 +391,7 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     """
     environ = os.environ if environ is None else environ
     overrides = dict(overrides or {})
-    env = {k[len(ENV_PREFIX):]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+    env = {k[len(ENV_PREFIX) :]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
 
     found = find_home(overrides.get("HOME") or env.get("HOME"))
     home = found.path
@@ -348,12 +434,18 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
     settings["AMBIGUOUS_SENDS"] = str(settings["AMBIGUOUS_SENDS"]).strip().lower()
     if settings["AMBIGUOUS_SENDS"] not in _AMBIGUOUS_SENDS:
-        raise ConfigError("AMBIGUOUS_SENDS", f"must be hold or resend, got {settings['AMBIGUOUS_SENDS']!r}",
-                          "hold: never send twice, an operator decides; resend: never lose one, a rare duplicate")
+        raise ConfigError(
+            "AMBIGUOUS_SENDS",
+            f"must be hold or resend, got {settings['AMBIGUOUS_SENDS']!r}",
+            "hold: never send twice, an operator decides; resend: never lose one, a rare duplicate",
+        )
     settings["TEAMS"] = _validate_teams(settings["TEAMS"])
     if settings["TEST_CLOCK_FILE"] and not settings["TESTING"]:
-        raise ConfigError("TEST_CLOCK_FILE", "is for Nudge's own tests only and needs NUDGE_TESTING=true",
-                          "unset it: a running Nudge always uses the real clock")
+        raise ConfigError(
+            "TEST_CLOCK_FILE",
+            "is for Nudge's own tests only and needs NUDGE_TESTING=true",
+            "unset it: a running Nudge always uses the real clock",
+        )
     level = str(settings["LOG_LEVEL"]).upper()
     if level not in _LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")
@@ -361,6 +453,9 @@ def load_config(overrides: Mapping[str, Any] | None = None, environ: Mapping[str
     if not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = _secret_key(home)
     elif len(str(settings["SECRET_KEY"])) < 16:
-        raise ConfigError("SECRET_KEY", "is too short (at least 16 characters)",
-                          "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+        raise ConfigError(
+            "SECRET_KEY",
+            "is too short (at least 16 characters)",
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+        )
     return settings

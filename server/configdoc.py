@@ -1,9 +1,11 @@
 """docs/configuration.md, generated from the declarations: core :data:`~server.config.SETTINGS` and each built-in
 plugin channel's ``config_schema`` (``nudge config docs``, ``make docs``; a test fails when the file drifts)."""
+
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .config import SETTINGS
 from .plugins import DEFAULT_PLUGINS, PluginManager

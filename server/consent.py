@@ -3,6 +3,7 @@
 Whether a message may go out is the send-time policy's call (:mod:`server.engine.policy`), asked right
 before each send, so an opt-out recorded while a message waits in the outbox still stops it.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,27 +45,52 @@ def current_consent(session: Session, contact_id: int, channel: str) -> str | No
 def current_consents(session: Session, contact_id: int) -> dict[str, str]:
     """channel → latest status, for every channel the ledger has a row for."""
     out: dict[str, str] = {}
-    rows = session.execute(select(Consent.channel, Consent.status).where(Consent.contact_id == contact_id)
-                           .order_by(Consent.recorded_at, Consent.id))
+    rows = session.execute(
+        select(Consent.channel, Consent.status)
+        .where(Consent.contact_id == contact_id)
+        .order_by(Consent.recorded_at, Consent.id)
+    )
     for channel, status in rows:
         out[channel] = status
     return out
 
 
-def record_consent(session: Session, contact_id: int, channel: str, granted: bool, source: str, *,
-                   at: datetime | None = None, ip: str | None = None, user_agent: str | None = None,
-                   wording: str | None = None) -> Consent:
-    row = Consent(contact_id=contact_id, channel=channel,
-                  status=(ConsentStatus.GRANTED if granted else ConsentStatus.REVOKED).value,
-                  source=source, recorded_at=at or utcnow(), ip=ip, user_agent=(user_agent or None) and user_agent[:512],
-                  wording=wording)
+def record_consent(
+    session: Session,
+    contact_id: int,
+    channel: str,
+    granted: bool,
+    source: str,
+    *,
+    at: datetime | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    wording: str | None = None,
+) -> Consent:
+    row = Consent(
+        contact_id=contact_id,
+        channel=channel,
+        status=(ConsentStatus.GRANTED if granted else ConsentStatus.REVOKED).value,
+        source=source,
+        recorded_at=at or utcnow(),
+        ip=ip,
+        user_agent=(user_agent or None) and user_agent[:512],
+        wording=wording,
+    )
     session.add(row)
     session.flush()
     return row
 
 
-def revoke(session: Session, contact_id: int, channel: str, source: str, *, ip: str | None = None,
-           user_agent: str | None = None) -> bool:
+def revoke(
+    session: Session,
+    contact_id: int,
+    channel: str,
+    source: str,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> bool:
     """Record an opt-out unless the latest ledger row already is one.
 
     :return: True when a revocation was recorded (raise ``<channel>.unsubscribed`` then), False when it
@@ -77,8 +103,11 @@ def revoke(session: Session, contact_id: int, channel: str, source: str, *, ip: 
 
 
 def suppression_reason(session: Session, secret: str, channel: str, address: str) -> str | None:
-    return session.scalar(select(Suppression.reason).where(
-        Suppression.channel == channel, Suppression.address_hash == address_hash(secret, channel, address)))
+    return session.scalar(
+        select(Suppression.reason).where(
+            Suppression.channel == channel, Suppression.address_hash == address_hash(secret, channel, address)
+        )
+    )
 
 
 def suppress(session: Session, secret: str, channel: str, address: str, reason: str, detail: str | None = None) -> None:
@@ -90,8 +119,9 @@ def suppress(session: Session, secret: str, channel: str, address: str, reason: 
     digest = address_hash(secret, channel, address)
     if detail:
         detail = redact(re.sub(re.escape(address.strip()), "[address]", detail, flags=re.IGNORECASE))
-    exists = session.scalar(select(Suppression.id).where(Suppression.channel == channel,
-                                                         Suppression.address_hash == digest))
+    exists = session.scalar(
+        select(Suppression.id).where(Suppression.channel == channel, Suppression.address_hash == digest)
+    )
     if exists is None:
         try:
             with session.begin_nested():
@@ -100,9 +130,17 @@ def suppress(session: Session, secret: str, channel: str, address: str, reason: 
             pass
 
 
-def lift_suppression(session: Session, channel: str, digest: str, reasons: tuple[str, ...] = LIFTED_BY_CONFIRMATION
-                     ) -> bool:
+def lift_suppression(
+    session: Session, channel: str, digest: str, reasons: tuple[str, ...] = LIFTED_BY_CONFIRMATION
+) -> bool:
     """Take the address with hash *digest* off the suppression list of *channel* when its reason is one of
     *reasons*; return whether it was. Only a confirmed double opt-in calls this."""
-    return bool(affected_rows(session.execute(delete(Suppression).where(
-        Suppression.channel == channel, Suppression.address_hash == digest, Suppression.reason.in_(reasons)))))
+    return bool(
+        affected_rows(
+            session.execute(
+                delete(Suppression).where(
+                    Suppression.channel == channel, Suppression.address_hash == digest, Suppression.reason.in_(reasons)
+                )
+            )
+        )
+    )

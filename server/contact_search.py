@@ -14,18 +14,20 @@ contacts costs what the first does:
   condition has an SQL form, else contact by contact with the engine's evaluator, at most
   :data:`SCAN_LIMIT` contacts per page (the page then says how far it looked and goes on from there).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, not_, select, tuple_, union_all
 from sqlalchemy.orm import Session, selectinload
 
-from .models import Contact, ContactTag, Segment, utcnow
 from .contacts.errors import InvalidInput
 from .contacts.normalize import normalize_phone
+from .models import Contact, ContactTag, Segment, utcnow
 
 #: the search kinds, as the admin UI offers them ("" lists everyone)
 KINDS = ("email", "name", "phone", "tag", "segment")
@@ -54,8 +56,16 @@ class Page:
     notes: list[str] = field(default_factory=list)
 
 
-def search(session: Session, kind: str, query: str, after: Sequence[Any] | None = None, *,
-           limit: int = PAGE_SIZE, region: str | None = None, scope: Any = None) -> Page:
+def search(
+    session: Session,
+    kind: str,
+    query: str,
+    after: Sequence[Any] | None = None,
+    *,
+    limit: int = PAGE_SIZE,
+    region: str | None = None,
+    scope: Any = None,
+) -> Page:
     """A page of the contacts *query* finds by *kind* (``""``: every contact), after the cursor *after*.
 
     :param after: the ``after`` of the previous page (None for the first).
@@ -98,8 +108,11 @@ def phone_prefix(text: str, region: str | None = None) -> str:
     if digits.startswith("00"):
         digits = "+" + digits[2:]
     if not re.fullmatch(r"\+?\d{1,15}", digits):
-        raise InvalidInput("q", f"{text!r} is not a phone number: type it with its country code, e.g. +49 30 "
-                                "123456, or its first digits, e.g. +4930")
+        raise InvalidInput(
+            "q",
+            f"{text!r} is not a phone number: type it with its country code, e.g. +49 30 "
+            "123456, or its first digits, e.g. +4930",
+        )
     return "+" + digits.lstrip("+")
 
 
@@ -115,14 +128,18 @@ def _cursor(after: Sequence[Any] | None, *types: type) -> tuple[Any, ...] | None
     """*after* checked against the shape this kind of search gives its cursors."""
     if after is None:
         return None
-    if not isinstance(after, (list, tuple)) or len(after) != len(types) or \
-            not all(isinstance(v, t) and not isinstance(v, bool) for v, t in zip(after, types, strict=True)):
+    if (
+        not isinstance(after, (list, tuple))
+        or len(after) != len(types)
+        or not all(isinstance(v, t) and not isinstance(v, bool) for v, t in zip(after, types, strict=True))
+    ):
         raise InvalidInput("after", "this page link belongs to another search; start the search again")
     return tuple(after)
 
 
-def _newest_first(session: Session, stmt: Any, after: tuple[Any, ...] | None, limit: int,
-                  ident: Any = Contact.id) -> Page:
+def _newest_first(
+    session: Session, stmt: Any, after: tuple[Any, ...] | None, limit: int, ident: Any = Contact.id
+) -> Page:
     if after is not None:
         stmt = stmt.where(ident < after[0])
     rows = list(session.scalars(stmt.options(_TAGS).order_by(ident.desc()).limit(limit + 1)))
@@ -163,8 +180,9 @@ def _name_page(session: Session, text: str, after: tuple[Any, ...] | None, limit
     found = session.execute(select(both.c.id, both.c.key).order_by(both.c.key, both.c.id).limit(limit + 1)).all()
     more = len(found) > limit
     found = found[:limit]
-    by_id = {c.id: c for c in session.scalars(select(Contact).options(_TAGS)
-                                               .where(Contact.id.in_([r.id for r in found])))}
+    by_id = {
+        c.id: c for c in session.scalars(select(Contact).options(_TAGS).where(Contact.id.in_([r.id for r in found])))
+    }
     return Page([by_id[r.id] for r in found if r.id in by_id], (found[-1].key, found[-1].id) if more else None)
 
 
@@ -207,4 +225,4 @@ def _segment_page(session: Session, name: str, after: tuple[Any, ...] | None, li
     return Page(found, (last_id,) if more else None, looked_to=last_id if more else None, notes=compiled.warnings)
 
 
-__all__ = ["KINDS", "PAGE_SIZE", "Page", "SCAN_LIMIT", "phone_prefix", "search", "starts_with"]
+__all__ = ["KINDS", "PAGE_SIZE", "SCAN_LIMIT", "Page", "phone_prefix", "search", "starts_with"]

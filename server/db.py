@@ -4,6 +4,7 @@ SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``:
 writers queue on the database lock instead of failing half-way with
 ``database is locked`` — the safe single-writer path for the embedded setup.
 """
+
 from __future__ import annotations
 
 from typing import Any, cast

@@ -4,10 +4,12 @@ The core checks what is its own (the public address, Redis); every channel check
 :meth:`server.sdk.Channel.diagnose`, told whether it is in use (an active rule sends on it, or
 messages wait to go out on it), so a third-party channel's checks appear exactly like a built-in one's.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
@@ -21,10 +23,12 @@ log = logging.getLogger(__name__)
 
 def channels_in_use(session: Any) -> set[str]:
     """Channels an active rule sends on, or pending messages wait for."""
-    used = set(session.scalars(select(Message.channel).where(Message.status == MessageStatus.PENDING.value)
-                               .distinct()))
-    plans = session.scalars(select(RuleVersion.plan).join(Rule, Rule.active_version_id == RuleVersion.id)
-                            .where(Rule.status == RuleStatus.ACTIVE.value))
+    used = set(session.scalars(select(Message.channel).where(Message.status == MessageStatus.PENDING.value).distinct()))
+    plans = session.scalars(
+        select(RuleVersion.plan)
+        .join(Rule, Rule.active_version_id == RuleVersion.id)
+        .where(Rule.status == RuleStatus.ACTIVE.value)
+    )
     for plan in plans:
         used.update(step["channel"] for step in (plan or {}).get("steps", ()) if step.get("op") == "send")
     return used
@@ -34,8 +38,12 @@ def _base_url(config: Any) -> Check:
     url = config["BASE_URL"]
     if url.startswith("https://"):
         return Check("public address", "ok", url)
-    return Check("public address", "warn", f"NUDGE_BASE_URL is {url}: links in messages and the one-click "
-                 "unsubscribe go over plain HTTP (Gmail and Yahoo want https); set NUDGE_BASE_URL=https://…")
+    return Check(
+        "public address",
+        "warn",
+        f"NUDGE_BASE_URL is {url}: links in messages and the one-click "
+        "unsubscribe go over plain HTTP (Gmail and Yahoo want https); set NUDGE_BASE_URL=https://…",
+    )
 
 
 def _redis(app: Flask) -> Check:
@@ -44,8 +52,11 @@ def _redis(app: Flask) -> Check:
     try:
         app.extensions["nudge.queue"].redis.ping()
     except Exception as exc:  # whatever the client raises, the answer is "unreachable"
-        return Check("redis", "error", f"cannot reach NUDGE_REDIS_URL ({type(exc).__name__}: {exc}); nothing is "
-                     "queued or sent until it answers")
+        return Check(
+            "redis",
+            "error",
+            f"cannot reach NUDGE_REDIS_URL ({type(exc).__name__}: {exc}); nothing is queued or sent until it answers",
+        )
     return Check("redis", "ok", "answers")
 
 
@@ -59,8 +70,9 @@ def run_checks(app: Flask) -> list[Check]:
             found: Iterable[Check] = pm.channel(name, app.config).diagnose(in_use=name in in_use)
             checks.extend(found)
         except Exception as exc:  # a channel's broken check must not hide the others
-            checks.append(Check(f"{name}: checks", "error", f"the {name} channel's checks failed: "
-                                f"{type(exc).__name__}: {exc}"))
+            checks.append(
+                Check(f"{name}: checks", "error", f"the {name} channel's checks failed: {type(exc).__name__}: {exc}")
+            )
     return checks
 
 
@@ -77,8 +89,13 @@ def log_checks(app: Flask) -> list[Check]:
         return []
     for check in checks:
         if check.status != "ok":
-            log.log(logging.ERROR if check.status == "error" else logging.WARNING, "%s %s — %s (nudge doctor)",
-                    check.status, check.name, check.detail)
+            log.log(
+                logging.ERROR if check.status == "error" else logging.WARNING,
+                "%s %s — %s (nudge doctor)",
+                check.status,
+                check.name,
+                check.detail,
+            )
     return checks
 
 

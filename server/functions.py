@@ -6,10 +6,12 @@ declaration here when it loads the plugin; the rules checker gets the declaratio
 the evaluator calls the implementations (:mod:`server.engine.scope`), and :mod:`server.sqlwhere`
 splices the SQL forms into segment queries.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import dsl
 
@@ -28,8 +30,10 @@ def problem(function: Any) -> str | None:
 
     if not isinstance(function, ConditionFunction):
         shown = f"a plain function for {function[0]!r}" if isinstance(function, tuple) else repr(function)[:80]
-        return (f"returned {shown}, not a server.sdk.ConditionFunction; declare the parameter and result types "
-                "so rules can be checked: ConditionFunction(name, params, result, implementation)")
+        return (
+            f"returned {shown}, not a server.sdk.ConditionFunction; declare the parameter and result types "
+            "so rules can be checked: ConditionFunction(name, params, result, implementation)"
+        )
     name = function.name
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         return f"condition function name {name!r} is not a name (letters, digits and _)"
@@ -60,8 +64,10 @@ def _sql_problem(function: Any) -> str | None:
             return f"{name}(): the {dialect} SQL form must be an SQL expression, not {form!r}"
         used = {int(index) for index in _PLACEHOLDER.findall(form)}
         if any(index >= len(function.params) for index in used):
-            return (f"{name}(): the {dialect} SQL form uses {{{max(used)}}}, but the function takes "
-                    f"{len(function.params)} argument(s) ({{0}} is the first)")
+            return (
+                f"{name}(): the {dialect} SQL form uses {{{max(used)}}}, but the function takes "
+                f"{len(function.params)} argument(s) ({{0}} is the first)"
+            )
     return None
 
 

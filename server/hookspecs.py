@@ -4,6 +4,7 @@ Hooks are always called with keyword arguments; new arguments are only ever
 added, so a plugin implementing an older signature keeps working (pluggy passes
 each implementation only the arguments it names).
 """
+
 from __future__ import annotations
 
 import pluggy

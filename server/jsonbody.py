@@ -5,6 +5,7 @@ What is not JSON is a 400; JSON nested deeper than 40 levels or holding a lone U
 (``"\\ud800"``) in any string or key is a 422 naming the field. The size is bounded before
 reading by the request's ``max_content_length`` (413).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -10,10 +10,11 @@ made for an erased person finds nobody, whoever the database creates next. Token
 ids existed carry the row id (``"c"``); :func:`contact_of` honours one only for a contact created
 before the token was signed — a contact created later holds a reused id and is someone else.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
@@ -28,9 +29,9 @@ DAY = 86400
 MAX_AGE = {
     "open": 400 * DAY,
     "click": 400 * DAY,
-    "unsubscribe": 5 * 365 * DAY,   # an old newsletter's link must still work
+    "unsubscribe": 5 * 365 * DAY,  # an old newsletter's link must still work
     "preferences": 5 * 365 * DAY,
-    "confirm": 7 * DAY,             # double opt-in: confirm within a week or submit again
+    "confirm": 7 * DAY,  # double opt-in: confirm within a week or submit again
     "visitor": 400 * DAY,
 }
 
@@ -74,7 +75,7 @@ def verify(purpose: str, token: str, *, app: Flask | None = None) -> Link:
         raise BadLink("the link is not valid") from None
     if not isinstance(data, dict):
         raise BadLink("the link is not valid")
-    return Link(data=data, signed_at=signed_at.astimezone(timezone.utc))
+    return Link(data=data, signed_at=signed_at.astimezone(UTC))
 
 
 def _url(path: str, app: Flask | None) -> str:
@@ -111,8 +112,7 @@ def click_url(public_id: str, message_key: str, url: str, *, app: Flask | None =
     return _url(f"/c/{sign('click', {'p': public_id, 'm': message_key, 'u': url}, app=app)}", app)
 
 
-def unsubscribe_url(public_id: str, channel: str, message_key: str | None = None, *,
-                    app: Flask | None = None) -> str:
+def unsubscribe_url(public_id: str, channel: str, message_key: str | None = None, *, app: Flask | None = None) -> str:
     """The RFC 8058 ``List-Unsubscribe`` URL: ``GET`` asks to confirm, ``POST`` unsubscribes at once."""
     data: dict[str, Any] = {"p": public_id, "ch": channel}
     if message_key:
@@ -139,5 +139,16 @@ def visitor_token(public_id: str, *, app: Flask | None = None) -> str:
     return sign("visitor", {"p": public_id}, app=app)
 
 
-__all__ = ["BadLink", "Link", "click_url", "confirm_url", "contact_of", "open_url", "preferences_url", "sign",
-           "unsubscribe_url", "verify", "visitor_token"]
+__all__ = [
+    "BadLink",
+    "Link",
+    "click_url",
+    "confirm_url",
+    "contact_of",
+    "open_url",
+    "preferences_url",
+    "sign",
+    "unsubscribe_url",
+    "verify",
+    "visitor_token",
+]

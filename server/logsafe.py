@@ -5,6 +5,7 @@ are masked with :func:`server.sdk.redact` where they are logged. :class:`Redact`
 the ``nudge`` commands install, masks whatever slips through anyway — a traceback of a plugin's bug,
 a library's message — before it is written.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Apply Alembic migrations from the top-level ``migrations/`` folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,8 +62,10 @@ def upgrade(engine: Engine, revision: str = "heads") -> bool:
                 command.upgrade(cfg, revision)
                 left = _dangling_references(conn) - dangling if sqlite else set()
                 if left:
-                    raise RuntimeError(f"a migration left rows pointing at rows that do not exist ({sorted(left)[:5]}, "
-                                       "from PRAGMA foreign_key_check); nothing was changed")
+                    raise RuntimeError(
+                        f"a migration left rows pointing at rows that do not exist ({sorted(left)[:5]}, "
+                        "from PRAGMA foreign_key_check); nothing was changed"
+                    )
         finally:
             if sqlite:
                 _sqlite_foreign_keys(conn, True)

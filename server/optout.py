@@ -1,15 +1,16 @@
 """Unsubscribing with a signed link token: one code path for the one-click ``POST /u/<token>`` and for
 plugins that receive unsubscribe requests another way (``server.sdk.unsubscribe``, e.g. ``mailto:``).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from flask import current_app
 
-from .engine.jobs import enqueue_events
 from .contacts import opt_out
 from .db import get_session
+from .engine.jobs import enqueue_events
 from .links import BadLink, contact_of, verify
 from .models import Contact
 
@@ -31,8 +32,9 @@ def token_channel(data: dict[str, Any]) -> str:
     return current_app.extensions["nudge.plugins"].channel_for_field("email") or ""
 
 
-def unsubscribe_with_token(token: str, source: str, *, ip: str | None = None,
-                           user_agent: str | None = None) -> str | None:
+def unsubscribe_with_token(
+    token: str, source: str, *, ip: str | None = None, user_agent: str | None = None
+) -> str | None:
     """Revoke consent on the token's channel and raise ``<channel>.unsubscribed`` (nothing when already revoked).
 
     Commits, then hands the event to the engine.
@@ -46,8 +48,16 @@ def unsubscribe_with_token(token: str, source: str, *, ip: str | None = None,
     channel = token_channel(data)
     session = get_session()
     props = {"message": data["m"]} if isinstance(data.get("m"), str) else {}
-    event = opt_out(session, contact, channel, source, event=current_app.extensions["nudge.plugins"].opt_out_event(channel),
-                    ip=ip, user_agent=user_agent, props=props)
+    event = opt_out(
+        session,
+        contact,
+        channel,
+        source,
+        event=current_app.extensions["nudge.plugins"].opt_out_event(channel),
+        ip=ip,
+        user_agent=user_agent,
+        props=props,
+    )
     session.commit()
     enqueue_events([event.id] if event is not None else [])
     return channel

@@ -1,4 +1,5 @@
 """What an admin password must be, when a person chooses it (random ones are always strong)."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -8,11 +9,25 @@ MIN_LENGTH = 12
 #: fewest different characters: ``aaaaaaaaaaaa`` and ``abababababab`` are not passwords
 MIN_DISTINCT = 5
 #: passwords people pick first; refused whatever their length
-COMMON = frozenset({
-    "password", "password123", "password1234", "passw0rdpassw0rd", "123456789012", "1234567890123",
-    "qwertyuiopas", "qwerty123456", "iloveyou1234", "letmein12345", "administrator", "admin1234567",
-    "changeme1234", "welcome12345", "nudgenudgenudge",
-})
+COMMON = frozenset(
+    {
+        "password",
+        "password123",
+        "password1234",
+        "passw0rdpassw0rd",
+        "123456789012",
+        "1234567890123",
+        "qwertyuiopas",
+        "qwerty123456",
+        "iloveyou1234",
+        "letmein12345",
+        "administrator",
+        "admin1234567",
+        "changeme1234",
+        "welcome12345",
+        "nudgenudgenudge",
+    }
+)
 
 
 def password_problem(password: str, email: str = "") -> str | None:

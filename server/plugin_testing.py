@@ -29,23 +29,33 @@ temporarily or for good). A channel that sends to endpoints (``endpoints = True`
 Each check runs the channel inside a throwaway Nudge (an in-memory database, this channel's plugin
 only), as the worker does, so what the channel reads through :mod:`server.sdk` is there.
 """
+
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime, timezone
-from typing import Any, ClassVar, Iterator, Mapping, Protocol
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
 
 import pytest
 
 from .hookspecs import hookimpl
-from .sdk import (CONSENT_GRANTED, Channel, ChannelError, OutboundMessage, SendResult, declaration_problems,
-                  validate_schema, validate_settings)
+from .sdk import (
+    CONSENT_GRANTED,
+    Channel,
+    ChannelError,
+    OutboundMessage,
+    SendResult,
+    declaration_problems,
+    validate_schema,
+    validate_settings,
+)
 
 __all__ = ["ChannelConformance", "Peer"]
 
 #: a moment the kit's sends happen at, on the engine's clock (a Wednesday noon, UTC)
-NOON = int(datetime(2030, 5, 1, 12, 0, tzinfo=timezone.utc).timestamp())
+NOON = int(datetime(2030, 5, 1, 12, 0, tzinfo=UTC).timestamp())
 
 
 class Peer(Protocol):
@@ -105,9 +115,17 @@ class ChannelConformance:
 
         home = tempfile.TemporaryDirectory(prefix="nudge-conformance-")
         try:
-            app = create_app({"HOME": home.name, "DATABASE_URL": "sqlite://", "SECRET_KEY": "conformance-secret-00",
-                              "LOAD_ENTRY_POINTS": False, "PLUGINS": (Plugin(),), "DEFAULT_TIMEZONE": "UTC",
-                              **settings})
+            app = create_app(
+                {
+                    "HOME": home.name,
+                    "DATABASE_URL": "sqlite://",
+                    "SECRET_KEY": "conformance-secret-00",
+                    "LOAD_ENTRY_POINTS": False,
+                    "PLUGINS": (Plugin(),),
+                    "DEFAULT_TIMEZONE": "UTC",
+                    **settings,
+                }
+            )
         except BaseException:
             home.cleanup()
             raise
@@ -130,10 +148,17 @@ class ChannelConformance:
 
     def message(self, peer: Peer, key: str) -> OutboundMessage:
         parts = {part: f"Conformance {part}" for part in self.channel_class.template_parts}
-        return OutboundMessage(key=key, channel=self.channel_class.name, template="conformance", to=peer.address,
-                               subject="Conformance", text="Hello from the conformance suite",
-                               html="<p>Hello from the conformance suite</p>", parts=parts,
-                               unsubscribe_url="https://nudge.example/u/conformance")
+        return OutboundMessage(
+            key=key,
+            channel=self.channel_class.name,
+            template="conformance",
+            to=peer.address,
+            subject="Conformance",
+            text="Hello from the conformance suite",
+            html="<p>Hello from the conformance suite</p>",
+            parts=parts,
+            unsubscribe_url="https://nudge.example/u/conformance",
+        )
 
     def _send(self, channel: Channel, peer: Peer, key: str) -> SendResult:
         result = channel.send(self.message(peer, key))
@@ -161,7 +186,7 @@ class ChannelConformance:
         for name, parts in cls.builtin_templates.items():  # their data may hold more names (a form's confirm_url)
             problems = [p for p in renderer.validate(cls.name, dict(parts)) if "unknown name" not in p.message]
             assert problems == [], f"built-in template {name!r}: {problems}"
-        every_part = {part: "Hello {{ contact.first_name or 'there' }}" for part in cls.template_parts}
+        every_part = dict.fromkeys(cls.template_parts, "Hello {{ contact.first_name or 'there' }}")
         assert renderer.validate(cls.name, every_part) == []
         assert [p.part for p in renderer.validate(cls.name, {"nonsense": "x", **every_part})] == ["nonsense"]
 
@@ -234,10 +259,22 @@ class ChannelConformance:
         session.add(contact)
         session.flush()
         if not cls.endpoints:
-            session.add(Template(channel=cls.name, name="conformance",
-                                 parts={part: "Hello {{ contact.first_name or 'there' }}" for part in cls.template_parts}))
-        message = Message(key="conformance:outbox", contact_id=contact.id, channel=cls.name, template="conformance",
-                          status="pending", next_attempt_at=to_dt(NOON), data={"marketing": True})
+            session.add(
+                Template(
+                    channel=cls.name,
+                    name="conformance",
+                    parts=dict.fromkeys(cls.template_parts, "Hello {{ contact.first_name or 'there' }}"),
+                )
+            )
+        message = Message(
+            key="conformance:outbox",
+            contact_id=contact.id,
+            channel=cls.name,
+            template="conformance",
+            status="pending",
+            next_attempt_at=to_dt(NOON),
+            data={"marketing": True},
+        )
         session.add(message)
         session.commit()
         before = len(peer.seen_ids())
@@ -255,8 +292,9 @@ class ChannelConformance:
             assert deliver(session, app, [message.id], now=inside) == 0
             session.refresh(message)
             waits_until = message.next_attempt_at
-            assert message.status == "pending" and waits_until is not None and waits_until > to_dt(inside), \
+            assert message.status == "pending" and waits_until is not None and waits_until > to_dt(inside), (
                 "a send inside the channel's quiet hours must wait for them to end"
+            )
             assert len(peer.seen_ids()) == before
             message.next_attempt_at = to_dt(NOON)
             session.commit()

@@ -8,12 +8,14 @@ transaction, so a replayed callback finds it and changes nothing.
 
 ``create_app()`` installs this module as ``app.extensions["nudge.sdk"]``; the SDK calls it there.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -25,15 +27,40 @@ from .contacts.errors import InvalidInput
 from .contacts.events import record_event
 from .db import get_session
 from .engine.jobs import enqueue_events
-from .models import (ConsentStatus, Contact, InboundSource as SourceRow, Message, MessageStatus, MessageStatusChange,
-                     ProviderReceipt, Suppression, SuppressionReason, WebhookEndpoint, utcnow)
+from .models import (
+    ConsentStatus,
+    Contact,
+    Message,
+    MessageStatus,
+    MessageStatusChange,
+    ProviderReceipt,
+    Suppression,
+    SuppressionReason,
+    WebhookEndpoint,
+    utcnow,
+)
+from .models import InboundSource as SourceRow
 from .problems import problem as _problem
-from .sdk import (Channel, ContactDataError, DeliveryStatus, Endpoint, InboundSource, Ingested, Recorded, SentMessage)
+from .sdk import Channel, ContactDataError, DeliveryStatus, Endpoint, InboundSource, Ingested, Recorded, SentMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["channel", "disable_endpoint", "endpoint", "enqueue", "find_contacts", "find_message", "inbound_source",
-           "ingest_event", "problem", "raise_event", "record_consent", "record_status", "suppress", "unsubscribe"]
+__all__ = [
+    "channel",
+    "disable_endpoint",
+    "endpoint",
+    "enqueue",
+    "find_contacts",
+    "find_message",
+    "inbound_source",
+    "ingest_event",
+    "problem",
+    "raise_event",
+    "record_consent",
+    "record_status",
+    "suppress",
+    "unsubscribe",
+]
 
 
 def _plugins() -> Any:
@@ -53,8 +80,11 @@ def _contacts(session: Session, name: str, address: str) -> list[Contact]:
         return []
     column = getattr(Contact, field)
     forms = sorted(set(instance.address_forms(address)) | {address, address.lower()})
-    return [contact for contact in session.scalars(select(Contact).where(column.in_(forms)).order_by(Contact.id))
-            if instance.same_address(getattr(contact, field) or "", address)]
+    return [
+        contact
+        for contact in session.scalars(select(Contact).where(column.in_(forms)).order_by(Contact.id))
+        if instance.same_address(getattr(contact, field) or "", address)
+    ]
 
 
 def find_contacts(name: str, address: str) -> list[dict[str, Any]]:
@@ -69,8 +99,12 @@ def _first_time(session: Session, scope: str, receipt: str | None) -> bool:
     if receipt is None:
         return True
     scope, receipt = scope[:64], receipt[:255]
-    if session.scalar(select(ProviderReceipt.id).where(ProviderReceipt.channel == scope,
-                                                       ProviderReceipt.receipt == receipt)) is not None:
+    if (
+        session.scalar(
+            select(ProviderReceipt.id).where(ProviderReceipt.channel == scope, ProviderReceipt.receipt == receipt)
+        )
+        is not None
+    ):
         return False
     try:
         with session.begin_nested():
@@ -96,9 +130,17 @@ def _write(scope: str, receipt: str | None, body: Callable[[Session], tuple[int,
     return Recorded(contacts=contacts)
 
 
-def record_consent(name: str, address: str, granted: bool, *, source: str, event: str | None = None,
-                   props: Mapping[str, Any] | None = None, receipt: str | None = None,
-                   wording: str | None = None) -> Recorded:
+def record_consent(
+    name: str,
+    address: str,
+    granted: bool,
+    *,
+    source: str,
+    event: str | None = None,
+    props: Mapping[str, Any] | None = None,
+    receipt: str | None = None,
+    wording: str | None = None,
+) -> Recorded:
     """See :func:`server.sdk.record_consent`."""
     wanted = (ConsentStatus.GRANTED if granted else ConsentStatus.REVOKED).value
     secret = current_app.config["SECRET_KEY"]
@@ -124,15 +166,22 @@ def record_consent(name: str, address: str, granted: bool, *, source: str, event
 def _lift_opt_out(session: Session, secret: str, name: str, address: str) -> None:
     """The owner of the address asked to be messaged again: an opt-out suppression goes, a bounce stays."""
     digest = consent.address_hash(secret, name, address)
-    row = session.scalar(select(Suppression).where(Suppression.channel == name, Suppression.address_hash == digest,
-                                                   Suppression.reason == SuppressionReason.UNSUBSCRIBED.value))
+    row = session.scalar(
+        select(Suppression).where(
+            Suppression.channel == name,
+            Suppression.address_hash == digest,
+            Suppression.reason == SuppressionReason.UNSUBSCRIBED.value,
+        )
+    )
     if row is not None:
         session.delete(row)
 
 
-def raise_event(name: str, address: str, event: str, props: Mapping[str, Any] | None = None, *,
-                receipt: str | None = None) -> Recorded:
+def raise_event(
+    name: str, address: str, event: str, props: Mapping[str, Any] | None = None, *, receipt: str | None = None
+) -> Recorded:
     """See :func:`server.sdk.raise_event`."""
+
     def body(session: Session) -> tuple[int, list[int]]:
         contacts = _contacts(session, name, address)
         return len(contacts), [record_event(session, c, event, props, source=name).id for c in contacts]
@@ -140,12 +189,14 @@ def raise_event(name: str, address: str, event: str, props: Mapping[str, Any] | 
     return _write(name, receipt, body)
 
 
-def suppress(name: str, address: str, reason: str, detail: str | None = None, *,
-             receipt: str | None = None) -> Recorded:
+def suppress(
+    name: str, address: str, reason: str, detail: str | None = None, *, receipt: str | None = None
+) -> Recorded:
     """See :func:`server.sdk.suppress`."""
     if reason not in {r.value for r in SuppressionReason}:
-        raise ValueError(f"unknown suppression reason {reason!r}; use one of "
-                         f"{', '.join(r.value for r in SuppressionReason)}")
+        raise ValueError(
+            f"unknown suppression reason {reason!r}; use one of {', '.join(r.value for r in SuppressionReason)}"
+        )
 
     def body(session: Session) -> tuple[int, list[int]]:
         consent.suppress(session, current_app.config["SECRET_KEY"], name, address, reason, detail)
@@ -154,8 +205,15 @@ def suppress(name: str, address: str, reason: str, detail: str | None = None, *,
     return _write(name, receipt, body)
 
 
-def ingest_event(contact: Mapping[str, Any], name: str, props: Mapping[str, Any] | None, *, source: str,
-                 occurred_at: datetime | None = None, receipt: str | None = None) -> Ingested:
+def ingest_event(
+    contact: Mapping[str, Any],
+    name: str,
+    props: Mapping[str, Any] | None,
+    *,
+    source: str,
+    occurred_at: datetime | None = None,
+    receipt: str | None = None,
+) -> Ingested:
     """See :func:`server.sdk.ingest_event`."""
     from .engine.ingest import upsert_contact
 
@@ -185,9 +243,13 @@ def find_message(name: str, provider_id: str) -> SentMessage | None:
 
 
 def _sent(session: Session, message: Message) -> SentMessage:
-    reported = tuple(session.scalars(select(MessageStatusChange.status).where(
-        MessageStatusChange.message_id == message.id, MessageStatusChange.source == message.channel)
-        .order_by(MessageStatusChange.id)))
+    reported = tuple(
+        session.scalars(
+            select(MessageStatusChange.status)
+            .where(MessageStatusChange.message_id == message.id, MessageStatusChange.source == message.channel)
+            .order_by(MessageStatusChange.id)
+        )
+    )
     address = None
     cls = _plugins().channels.get(message.channel)
     contact = session.get(Contact, message.contact_id) if message.contact_id else None
@@ -195,12 +257,14 @@ def _sent(session: Session, message: Message) -> SentMessage:
         address = getattr(contact, cls.address_field, None)
         with contextlib.suppress(ValueError):  # else as it is stored: the provider knows it by what was sent
             address = channel(message.channel).validate_address(address) if address else None
-    return SentMessage(key=message.key, template=message.template, status=message.status, address=address,
-                       reported=reported)
+    return SentMessage(
+        key=message.key, template=message.template, status=message.status, address=address, reported=reported
+    )
 
 
-def record_status(report: DeliveryStatus, *, outcome: bool = True, fails_message: bool = False,
-                  order: Mapping[str, int] | None = None) -> Recorded:
+def record_status(
+    report: DeliveryStatus, *, outcome: bool = True, fails_message: bool = False, order: Mapping[str, int] | None = None
+) -> Recorded:
     """See :func:`server.sdk.record_status`."""
     cls = _plugins().channels.get(report.channel)
     if cls is None or (outcome and report.event not in cls.events):
@@ -208,9 +272,12 @@ def record_status(report: DeliveryStatus, *, outcome: bool = True, fails_message
     session = get_session()
     message = _message_of(session, report, lock=order is not None)
     if order is not None and message is not None:
-        last = session.scalar(select(MessageStatusChange.status).where(
-            MessageStatusChange.message_id == message.id, MessageStatusChange.source == report.channel)
-            .order_by(MessageStatusChange.id.desc()).limit(1))
+        last = session.scalar(
+            select(MessageStatusChange.status)
+            .where(MessageStatusChange.message_id == message.id, MessageStatusChange.source == report.channel)
+            .order_by(MessageStatusChange.id.desc())
+            .limit(1)
+        )
         if last is not None and order.get(report.status, -1) <= order.get(last, -1):
             session.rollback()  # late or repeated: callbacks arrive out of order
             return Recorded(duplicate=True)
@@ -220,13 +287,17 @@ def record_status(report: DeliveryStatus, *, outcome: bool = True, fails_message
         contact = session.scalar(select(Contact).where(func.lower(column) == report.address.strip().lower()))
     detail = (report.detail or "")[:1024] or None
     if report.suppress and report.address:
-        consent.suppress(session, current_app.config["SECRET_KEY"], report.channel, report.address, report.suppress,
-                         detail)
+        consent.suppress(
+            session, current_app.config["SECRET_KEY"], report.channel, report.address, report.suppress, detail
+        )
     if message is not None:
         if fails_message:
             message.status, message.error = MessageStatus.FAILED.value, detail
-        session.add(MessageStatusChange(message_id=message.id, status=report.status, detail=detail,
-                                        source=report.channel, at=utcnow()))
+        session.add(
+            MessageStatusChange(
+                message_id=message.id, status=report.status, detail=detail, source=report.channel, at=utcnow()
+            )
+        )
     event = None
     if outcome and contact is not None:
         props = dict(report.props)
@@ -235,8 +306,9 @@ def record_status(report: DeliveryStatus, *, outcome: bool = True, fails_message
             props.setdefault("template", message.template)
         if detail:
             props.setdefault("detail", detail)
-        event = record_event(session, contact, report.event, props, occurred_at=report.occurred_at,
-                             source=report.channel)
+        event = record_event(
+            session, contact, report.event, props, occurred_at=report.occurred_at, source=report.channel
+        )
     session.commit()
     enqueue_events([event.id] if event is not None else [])
     return Recorded(contacts=1 if event is not None else 0)
@@ -244,9 +316,10 @@ def record_status(report: DeliveryStatus, *, outcome: bool = True, fails_message
 
 def _message_of(session: Session, report: DeliveryStatus, lock: bool) -> Message | None:
     """The message a report is about: by the provider's id, else by the outbox key (locked when asked)."""
-    for where in ((Message.channel == report.channel, Message.provider_id == report.provider_id)
-                  if report.provider_id else None,
-                  (Message.key == report.message_key,) if report.message_key else None):
+    for where in (
+        (Message.channel == report.channel, Message.provider_id == report.provider_id) if report.provider_id else None,
+        (Message.key == report.message_key,) if report.message_key else None,
+    ):
         if where is not None:
             query = select(Message).where(*where)
             message = session.scalar(query.with_for_update() if lock else query)
@@ -260,8 +333,13 @@ def endpoint(name: str) -> Endpoint | None:
     row = get_session().scalar(select(WebhookEndpoint).where(WebhookEndpoint.name == name))
     if row is None:
         return None
-    return Endpoint(name=row.name, url=row.url, secrets=tuple(row.secrets or ()), disabled_at=row.disabled_at,
-                    disabled_reason=row.disabled_reason)
+    return Endpoint(
+        name=row.name,
+        url=row.url,
+        secrets=tuple(row.secrets or ()),
+        disabled_at=row.disabled_at,
+        disabled_reason=row.disabled_reason,
+    )
 
 
 def disable_endpoint(name: str, reason: str) -> None:

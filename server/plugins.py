@@ -5,22 +5,31 @@ or to answer a ``register_*`` hook is logged once (name, version, error), listed
 ``nudge plugins`` and skipped; the others load. Two plugins claiming one name (a
 channel, an action …) is a start-up error naming both.
 """
+
 from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import pluggy
 
 from . import hookspecs
 from .config import ConfigError
 from .functions import problem as function_problem
-from .sdk import (Channel, ConditionFunction, DeliveryStatus, SettingError, declaration_problems, validate_schema,
-                  validate_settings)
+from .sdk import (
+    Channel,
+    ConditionFunction,
+    DeliveryStatus,
+    SettingError,
+    declaration_problems,
+    validate_schema,
+    validate_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +95,12 @@ class PluginManager(pluggy.PluginManager):
         self._cache: dict[str, tuple[tuple[str, ...], Any]] = {}
 
     # -- loading ---------------------------------------------------------------
-    def load(self, config: Mapping[str, Any], default_plugins: tuple[Any, ...] = DEFAULT_PLUGINS,
-             use_entry_points: bool = True) -> None:
+    def load(
+        self,
+        config: Mapping[str, Any],
+        default_plugins: tuple[Any, ...] = DEFAULT_PLUGINS,
+        use_entry_points: bool = True,
+    ) -> None:
         """Register the built-in plugins, then every ``nudge.plugins`` entry point, then collect what they provide.
 
         :param default_plugins: module names (or plugin objects) registered as built-ins: they must load.
@@ -99,8 +112,9 @@ class PluginManager(pluggy.PluginManager):
                 try:
                     module = importlib.import_module(entry)
                 except ImportError as exc:
-                    raise PluginError(f"built-in plugin {entry} cannot be imported: {exc} (check NUDGE_PLUGINS)") \
-                        from exc
+                    raise PluginError(
+                        f"built-in plugin {entry} cannot be imported: {exc} (check NUDGE_PLUGINS)"
+                    ) from exc
                 name = entry
             else:  # a plugin object (an embedding application's own, or a test's)
                 module, name = entry, str(getattr(entry, "name", None) or type(entry).__name__)
@@ -169,23 +183,37 @@ class PluginManager(pluggy.PluginManager):
                 self._registry(kind).pop(name, None)
 
     def _registry(self, kind: str) -> dict[str, Any]:
-        return {"channel": self.channels, "trigger": self.triggers, "action": self.actions,
-                "condition function": self.condition_functions, "template filter": self.template_filters}[kind]
+        return {
+            "channel": self.channels,
+            "trigger": self.triggers,
+            "action": self.actions,
+            "condition function": self.condition_functions,
+            "template filter": self.template_filters,
+        }[kind]
 
     def _claim(self, kind: str, name: str, info: PluginInfo) -> None:
         if not name:
             raise PluginError(f"plugin {info.name} registers a {kind} without a name")
         owner = self._owners.get((kind, name))
         if owner is not None:
-            raise PluginError(f"{kind} {name!r} is registered by two plugins: {owner} and {info.name}; "
-                              "uninstall or disable one of them")
+            raise PluginError(
+                f"{kind} {name!r} is registered by two plugins: {owner} and {info.name}; "
+                "uninstall or disable one of them"
+            )
         self._owners[(kind, name)] = info.name
 
     def _collect(self, info: PluginInfo, config: Mapping[str, Any]) -> None:
         """Ask one plugin what it provides; raises :class:`_Skip` when a third-party plugin fails."""
-        found = {hook: [item for batch in self._call(info, hook, config=config) for item in _items(batch)]
-                 for hook in ("register_channels", "register_triggers", "register_actions",
-                              "register_condition_functions", "register_template_filters")}
+        found = {
+            hook: [item for batch in self._call(info, hook, config=config) for item in _items(batch)]
+            for hook in (
+                "register_channels",
+                "register_triggers",
+                "register_actions",
+                "register_condition_functions",
+                "register_template_filters",
+            )
+        }
         for cls in found["register_channels"]:
             if not (isinstance(cls, type) and issubclass(cls, Channel)):
                 self._bad(info, f"register_channels returned {cls!r}, not a server.sdk.Channel subclass")
@@ -275,16 +303,24 @@ class PluginManager(pluggy.PluginManager):
             "functions": tuple(sorted(self.condition_functions)),
             "events": tuple(sorted(events)),
             "namespaces": tuple(sorted(self.event_namespaces())),
-            "quiet_hours": {name: tuple(cls.quiet_hours) for name, cls in sorted(self.channels.items())
-                            if cls.quiet_hours},
+            "quiet_hours": {
+                name: tuple(cls.quiet_hours) for name, cls in sorted(self.channels.items()) if cls.quiet_hours
+            },
         }
 
     def opt_out_events(self) -> Mapping[str, str]:
         """The event of each channel that means an opt-out (``sms.opted_out``) → the channel: arriving from
         anywhere, it revokes the contact's consent there. Only channels addressing contacts have one."""
-        return self._derived("opt_out_events", lambda: MappingProxyType({
-            cls.opt_out_event_name(): name for name, cls in sorted(self.channels.items())
-            if cls.address_field is not None and cls.consent is not None}))
+        return self._derived(
+            "opt_out_events",
+            lambda: MappingProxyType(
+                {
+                    cls.opt_out_event_name(): name
+                    for name, cls in sorted(self.channels.items())
+                    if cls.address_field is not None and cls.consent is not None
+                }
+            ),
+        )
 
     def opt_out_event(self, channel: str) -> str:
         """The event an opt-out on *channel* raises: its declared one, else ``<channel>.unsubscribed``."""
@@ -293,13 +329,19 @@ class PluginManager(pluggy.PluginManager):
 
     def activity_events(self) -> frozenset[str]:
         """The channels' events that are the recipient acting (an open, a reply): they move ``last_seen``."""
-        return self._derived("activity_events", lambda: frozenset(
-            event for cls in self.channels.values() for event in cls.activity_events))
+        return self._derived(
+            "activity_events",
+            lambda: frozenset(event for cls in self.channels.values() for event in cls.activity_events),
+        )
 
     def event_namespaces(self) -> frozenset[str]:
         """The channels whose events are theirs alone (``email.…``): those declaring events or an opt-out."""
-        return self._derived("event_namespaces", lambda: frozenset(
-            name for name, cls in self.channels.items() if cls.events or cls.address_field is not None))
+        return self._derived(
+            "event_namespaces",
+            lambda: frozenset(
+                name for name, cls in self.channels.items() if cls.events or cls.address_field is not None
+            ),
+        )
 
     def _derived(self, key: str, compute: Callable[[], Any]) -> Any:
         """*compute()* once per set of channels (they are fixed once the plugins are loaded)."""
@@ -321,15 +363,31 @@ class PluginManager(pluggy.PluginManager):
         rows = []
         for info in self.infos.values():
             prefix = getattr(info.module, "__name__", info.name)
-            blueprints = sorted(name for name, bp in (app.blueprints.items() if app is not None else ())
-                                if bp.import_name == prefix or bp.import_name.startswith(prefix + "."))
-            rows.append({"name": info.name, "version": info.version, "source": info.source, "dist": info.dist,
-                         "channels": info.channels, "triggers": info.triggers, "actions": info.actions,
-                         "conditions": info.conditions, "filters": info.filters, "events": info.events,
-                         "blueprints": blueprints, "error": None})
+            blueprints = sorted(
+                name
+                for name, bp in (app.blueprints.items() if app is not None else ())
+                if bp.import_name == prefix or bp.import_name.startswith(prefix + ".")
+            )
+            rows.append(
+                {
+                    "name": info.name,
+                    "version": info.version,
+                    "source": info.source,
+                    "dist": info.dist,
+                    "channels": info.channels,
+                    "triggers": info.triggers,
+                    "actions": info.actions,
+                    "conditions": info.conditions,
+                    "filters": info.filters,
+                    "events": info.events,
+                    "blueprints": blueprints,
+                    "error": None,
+                }
+            )
         for failure in self.failures:
-            rows.append({"name": failure.name, "version": failure.version, "source": "entry point",
-                         "error": failure.error})
+            rows.append(
+                {"name": failure.name, "version": failure.version, "source": "entry point", "error": failure.error}
+            )
         return rows
 
     def record_status(self, status: DeliveryStatus) -> Any:

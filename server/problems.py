@@ -1,4 +1,5 @@
 """RFC 9457 problem details: every API (and plugin endpoint) error says what is wrong and which field."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,12 +3,14 @@
 Nothing in Redis is the only copy of anything: every job can be re-derived from
 the database by the scheduler, so losing Redis loses no work.
 """
+
 from __future__ import annotations
 
 import logging
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from flask import Flask, current_app
@@ -102,8 +104,14 @@ class TaskQueue:
             return True
         return False
 
-    def enqueue(self, func: Callable[..., Any], *args: Any, job_id: str | None = None,
-                _queue: Queue | None = None, **kwargs: Any) -> bool:
+    def enqueue(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        job_id: str | None = None,
+        _queue: Queue | None = None,
+        **kwargs: Any,
+    ) -> bool:
         """Enqueue a job; a Redis outage is logged, not raised — the scheduler re-enqueues from the DB.
 
         :return: whether the job is on the queue.

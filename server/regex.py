@@ -9,6 +9,7 @@ SQL never runs a pattern: SQLite has no ``REGEXP`` and PostgreSQL's ``~`` backtr
 segment condition with ``matches`` is evaluated here, in Python, contact by contact
 (:mod:`server.sqlwhere` raises ``Unsupported`` for it).
 """
+
 from __future__ import annotations
 
 import functools

@@ -18,6 +18,7 @@ tables: they find the contacts by address, keep the consent ledger and the suppr
 list, hand the events to the engine, and de-duplicate a provider's retried callback by
 its ``receipt``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,18 +26,58 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol
+from typing import Any, ClassVar, Protocol
 
 __all__ = [
-    "ADMIN_ROLES", "Action", "CONSENT_GRANTED", "CONSENT_UNLESS_REVOKED", "Channel", "ChannelError", "Check",
-    "ConditionFunction", "ContactDataError", "DeliveryStatus", "Endpoint", "InboundSource", "Ingested",
-    "JsonInputError", "OutboundMessage", "Recorded", "SETTING_TYPES", "SendResult", "SentMessage", "SettingError",
-    "Trigger", "UNSUBSCRIBE_LINK", "UNSUBSCRIBE_PROVIDER", "address_hash", "admin_page", "channel", "check_header",
-    "declaration_problems", "disable_endpoint", "endpoint", "enqueue", "find_contacts", "find_message",
-    "inbound_source", "ingest_event", "lone_surrogate", "parse_json", "problem", "raise_event", "record_consent",
-    "record_status", "redact", "suppress", "unsubscribe", "validate_schema", "validate_settings",
+    "ADMIN_ROLES",
+    "CONSENT_GRANTED",
+    "CONSENT_UNLESS_REVOKED",
+    "SETTING_TYPES",
+    "UNSUBSCRIBE_LINK",
+    "UNSUBSCRIBE_PROVIDER",
+    "Action",
+    "Channel",
+    "ChannelError",
+    "Check",
+    "ConditionFunction",
+    "ContactDataError",
+    "DeliveryStatus",
+    "Endpoint",
+    "InboundSource",
+    "Ingested",
+    "JsonInputError",
+    "OutboundMessage",
+    "Recorded",
+    "SendResult",
+    "SentMessage",
+    "SettingError",
+    "Trigger",
+    "address_hash",
+    "admin_page",
+    "channel",
+    "check_header",
+    "declaration_problems",
+    "disable_endpoint",
+    "endpoint",
+    "enqueue",
+    "find_contacts",
+    "find_message",
+    "inbound_source",
+    "ingest_event",
+    "lone_surrogate",
+    "parse_json",
+    "problem",
+    "raise_event",
+    "record_consent",
+    "record_status",
+    "redact",
+    "suppress",
+    "unsubscribe",
+    "validate_schema",
+    "validate_settings",
 ]
 
 
@@ -54,8 +95,15 @@ class ChannelError(Exception):
     :param retry_after: seconds the provider asked us to wait, when it said so.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False, ambiguous: bool = False,
-                 suppress: str | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        ambiguous: bool = False,
+        suppress: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
@@ -129,8 +177,9 @@ class Check:
 
     def __post_init__(self) -> None:
         if self.status not in CHECK_STATUSES:
-            raise ValueError(f"check {self.name!r}: status must be one of {', '.join(CHECK_STATUSES)}, "
-                             f"not {self.status!r}")
+            raise ValueError(
+                f"check {self.name!r}: status must be one of {', '.join(CHECK_STATUSES)}, not {self.status!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -276,7 +325,8 @@ class JsonInputError(ValueError):
 
 
 def lone_surrogate(text: str) -> bool:
-    """Whether *text* holds a UTF-16 surrogate on its own (``"\\ud800"`` in JSON): not text, and no database stores it."""
+    """Whether *text* holds a UTF-16 surrogate on its own (``"\\ud800"`` in JSON): not text, and no database
+    stores it."""
     return _SURROGATE.search(text) is not None
 
 
@@ -301,8 +351,10 @@ def parse_json(raw: bytes | str, field: str = "") -> Any:
         item, path, depth = stack.pop()
         name = path or "the body"
         if isinstance(item, str) and lone_surrogate(item):
-            raise JsonInputError(path, f"{name} holds a lone UTF-16 surrogate, which is not text; send valid UTF-8 "
-                                       "(or \\u escapes in pairs)")
+            raise JsonInputError(
+                path,
+                f"{name} holds a lone UTF-16 surrogate, which is not text; send valid UTF-8 (or \\u escapes in pairs)",
+            )
         if isinstance(item, (dict, list)) and depth >= MAX_JSON_DEPTH:
             raise JsonInputError(path, f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(item, dict):
@@ -328,8 +380,7 @@ def check_header(name: str, value: str) -> str:
     if any(ch in name for ch in "\r\n\0: ") or not name:
         raise ChannelError(f"invalid header name {name!r}", permanent=True)
     if any(ch in str(value) for ch in "\r\n\0"):
-        raise ChannelError(f"header {name} contains a line break; refusing to send (header injection)",
-                           permanent=True)
+        raise ChannelError(f"header {name} contains a line break; refusing to send (header injection)", permanent=True)
     return value
 
 
@@ -474,12 +525,14 @@ class Channel:
         """
         result = DeliveryStatus(channel=self.name, status=status, **details)
         if result.event not in self.events:
-            raise ValueError(f"channel {self.name!r} does not declare the event {result.event!r}; "
-                             f"declared: {', '.join(self.events) or 'none'}")
+            raise ValueError(
+                f"channel {self.name!r} does not declare the event {result.event!r}; "
+                f"declared: {', '.join(self.events) or 'none'}"
+            )
         return result
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator["Channel"]:
+    def batch(self) -> Iterator[Channel]:
         """Context in which several sends may share one connection; yields the channel.
 
         Connections opened inside are closed on exit; a channel can enter a new batch afterwards.
@@ -511,20 +564,33 @@ def declaration_problems(cls: Any) -> list[str]:
     if not _NAME.fullmatch(name or ""):
         problems.append(f"channel name {name!r} must be a lowercase word (letters, digits, _), e.g. push")
     quiet = cls.quiet_hours
-    if not (quiet is None or (isinstance(quiet, tuple) and len(quiet) == 2
-                              and all(isinstance(t, str) and _HHMM.fullmatch(t) for t in quiet))):
-        problems.append(f"channel {name!r} declares quiet_hours = {quiet!r}; use None or two local times, "
-                        "e.g. (\"21:00\", \"08:00\")")
+    if not (
+        quiet is None
+        or (
+            isinstance(quiet, tuple)
+            and len(quiet) == 2
+            and all(isinstance(t, str) and _HHMM.fullmatch(t) for t in quiet)
+        )
+    ):
+        problems.append(
+            f'channel {name!r} declares quiet_hours = {quiet!r}; use None or two local times, e.g. ("21:00", "08:00")'
+        )
     if cls.consent not in (CONSENT_UNLESS_REVOKED, CONSENT_GRANTED, None):
-        problems.append(f"channel {name!r} declares consent = {cls.consent!r}; use {CONSENT_UNLESS_REVOKED!r}, "
-                        f"{CONSENT_GRANTED!r} or None")
+        problems.append(
+            f"channel {name!r} declares consent = {cls.consent!r}; use {CONSENT_UNLESS_REVOKED!r}, "
+            f"{CONSENT_GRANTED!r} or None"
+        )
     if cls.unsubscribe not in (UNSUBSCRIBE_LINK, UNSUBSCRIBE_PROVIDER, None):
-        problems.append(f"channel {name!r} declares unsubscribe = {cls.unsubscribe!r}; use {UNSUBSCRIBE_LINK!r}, "
-                        f"{UNSUBSCRIBE_PROVIDER!r} or None")
+        problems.append(
+            f"channel {name!r} declares unsubscribe = {cls.unsubscribe!r}; use {UNSUBSCRIBE_LINK!r}, "
+            f"{UNSUBSCRIBE_PROVIDER!r} or None"
+        )
     parts = tuple(cls.template_parts or ())
     if not parts or not all(isinstance(p, str) and _NAME.fullmatch(p) for p in parts):
-        problems.append(f"channel {name!r} declares template_parts = {cls.template_parts!r}; use lowercase part "
-                        "names, e.g. (\"title\", \"txt\")")
+        problems.append(
+            f"channel {name!r} declares template_parts = {cls.template_parts!r}; use lowercase part "
+            'names, e.g. ("title", "txt")'
+        )
     for required in cls.required_parts:
         for part in (required,) if isinstance(required, str) else required:
             if part not in parts:
@@ -532,10 +598,12 @@ def declaration_problems(cls: Any) -> list[str]:
     for template, template_parts in cls.builtin_templates.items():
         extra = sorted(set(template_parts) - set(parts))
         if extra:
-            problems.append(f"channel {name!r}: built-in template {template!r} has the part {extra[0]!r}, which is "
-                            "not in its template_parts")
+            problems.append(
+                f"channel {name!r}: built-in template {template!r} has the part {extra[0]!r}, which is "
+                "not in its template_parts"
+            )
     for event in cls.events:
-        if not event.startswith(f"{name}.") or not _NAME.fullmatch(event[len(name) + 1:]):
+        if not event.startswith(f"{name}.") or not _NAME.fullmatch(event[len(name) + 1 :]):
             problems.append(f"channel {name!r} declares the event {event!r}; its events are named {name}.<word>")
     for attribute in ("activity_events", "opt_out_event"):
         value = getattr(cls, attribute)
@@ -616,21 +684,46 @@ class Action:
 class _Host(Protocol):
     """What Nudge's side of the plugin API provides (``server.plugin_writes``): the functions below call it."""
 
-    def record_consent(self, name: str, address: str, granted: bool, *, source: str, event: str | None = None,
-                       props: Mapping[str, Any] | None = None, receipt: str | None = None,
-                       wording: str | None = None) -> Recorded: ...
+    def record_consent(
+        self,
+        name: str,
+        address: str,
+        granted: bool,
+        *,
+        source: str,
+        event: str | None = None,
+        props: Mapping[str, Any] | None = None,
+        receipt: str | None = None,
+        wording: str | None = None,
+    ) -> Recorded: ...
 
-    def raise_event(self, name: str, address: str, event: str, props: Mapping[str, Any] | None = None, *,
-                    receipt: str | None = None) -> Recorded: ...
+    def raise_event(
+        self, name: str, address: str, event: str, props: Mapping[str, Any] | None = None, *, receipt: str | None = None
+    ) -> Recorded: ...
 
-    def suppress(self, name: str, address: str, reason: str, detail: str | None = None, *,
-                 receipt: str | None = None) -> Recorded: ...
+    def suppress(
+        self, name: str, address: str, reason: str, detail: str | None = None, *, receipt: str | None = None
+    ) -> Recorded: ...
 
-    def ingest_event(self, contact: Mapping[str, Any], name: str, props: Mapping[str, Any] | None, *, source: str,
-                     occurred_at: datetime | None = None, receipt: str | None = None) -> Ingested: ...
+    def ingest_event(
+        self,
+        contact: Mapping[str, Any],
+        name: str,
+        props: Mapping[str, Any] | None,
+        *,
+        source: str,
+        occurred_at: datetime | None = None,
+        receipt: str | None = None,
+    ) -> Ingested: ...
 
-    def record_status(self, report: DeliveryStatus, *, outcome: bool = True, fails_message: bool = False,
-                      order: Mapping[str, int] | None = None) -> Recorded: ...
+    def record_status(
+        self,
+        report: DeliveryStatus,
+        *,
+        outcome: bool = True,
+        fails_message: bool = False,
+        order: Mapping[str, int] | None = None,
+    ) -> Recorded: ...
 
     def find_contacts(self, name: str, address: str) -> list[dict[str, Any]]: ...
 
@@ -648,8 +741,9 @@ class _Host(Protocol):
 
     def problem(self, status: int, title: str, detail: str, *, field: str | None = None) -> Any: ...
 
-    def unsubscribe(self, token: str, *, source: str, ip: str | None = None,
-                    user_agent: str | None = None) -> str | None: ...
+    def unsubscribe(
+        self, token: str, *, source: str, ip: str | None = None, user_agent: str | None = None
+    ) -> str | None: ...
 
 
 def _host() -> _Host:
@@ -660,8 +754,10 @@ def _host() -> _Host:
     from flask import current_app, has_app_context
 
     if not has_app_context():
-        raise RuntimeError("server.sdk reads and writes need Nudge's app context: call them from a request "
-                           "(a plugin's endpoint), a job or a channel's send()")
+        raise RuntimeError(
+            "server.sdk reads and writes need Nudge's app context: call them from a request "
+            "(a plugin's endpoint), a job or a channel's send()"
+        )
     host: _Host = current_app.extensions["nudge.sdk"]
     return host
 
@@ -786,9 +882,17 @@ class ContactDataError(ValueError):
         self.message = message
 
 
-def record_consent(channel: str, address: str, granted: bool, *, source: str, event: str | None = None,
-                   props: Mapping[str, Any] | None = None, receipt: str | None = None,
-                   wording: str | None = None) -> Recorded:
+def record_consent(
+    channel: str,
+    address: str,
+    granted: bool,
+    *,
+    source: str,
+    event: str | None = None,
+    props: Mapping[str, Any] | None = None,
+    receipt: str | None = None,
+    wording: str | None = None,
+) -> Recorded:
     """Record that the owner of *address* gave or withdrew consent on *channel*, as the provider reports it.
 
     Every contact with the address gets a consent ledger row (unless it already is in that state) and
@@ -803,12 +907,14 @@ def record_consent(channel: str, address: str, granted: bool, *, source: str, ev
         receipt changes nothing.
     :param wording: what the person agreed to, in the words they saw (kept in the ledger).
     """
-    return _host().record_consent(channel, address, granted, source=source, event=event, props=props,
-                                  receipt=receipt, wording=wording)
+    return _host().record_consent(
+        channel, address, granted, source=source, event=event, props=props, receipt=receipt, wording=wording
+    )
 
 
-def raise_event(channel: str, address: str, event: str, props: Mapping[str, Any] | None = None, *,
-                receipt: str | None = None) -> Recorded:
+def raise_event(
+    channel: str, address: str, event: str, props: Mapping[str, Any] | None = None, *, receipt: str | None = None
+) -> Recorded:
     """Raise *event* for every contact whose *channel* address is *address* (e.g. ``sms.replied``).
 
     :param receipt: the provider's id of the message: a second call with it changes nothing.
@@ -816,8 +922,9 @@ def raise_event(channel: str, address: str, event: str, props: Mapping[str, Any]
     return _host().raise_event(channel, address, event, props=props, receipt=receipt)
 
 
-def suppress(channel: str, address: str, reason: str, detail: str | None = None, *,
-             receipt: str | None = None) -> Recorded:
+def suppress(
+    channel: str, address: str, reason: str, detail: str | None = None, *, receipt: str | None = None
+) -> Recorded:
     """Put *address* on the suppression list of *channel* (``bounced``, ``complained``, ``unsubscribed`` …).
 
     :param detail: a short explanation without personal data (it outlives an erasure).
@@ -825,8 +932,15 @@ def suppress(channel: str, address: str, reason: str, detail: str | None = None,
     return _host().suppress(channel, address, reason, detail=detail, receipt=receipt)
 
 
-def ingest_event(contact: Mapping[str, Any], name: str, props: Mapping[str, Any] | None = None, *, source: str,
-                 occurred_at: datetime | None = None, receipt: str | None = None) -> Ingested:
+def ingest_event(
+    contact: Mapping[str, Any],
+    name: str,
+    props: Mapping[str, Any] | None = None,
+    *,
+    source: str,
+    occurred_at: datetime | None = None,
+    receipt: str | None = None,
+) -> Ingested:
     """Raise event *name* for the contact *contact* identifies, creating the contact when nobody has it.
 
     What Nudge's events API does for a posted event (an inbound webhook, a form provider …): the contact
@@ -842,8 +956,9 @@ def ingest_event(contact: Mapping[str, Any], name: str, props: Mapping[str, Any]
     return _host().ingest_event(contact, name, props, source=source, occurred_at=occurred_at, receipt=receipt)
 
 
-def record_status(report: DeliveryStatus, *, outcome: bool = True, fails_message: bool = False,
-                  order: Mapping[str, int] | None = None) -> Recorded:
+def record_status(
+    report: DeliveryStatus, *, outcome: bool = True, fails_message: bool = False, order: Mapping[str, int] | None = None
+) -> Recorded:
     """Record what a provider reported about a message (or an address): the message's status history, a
     suppression when ``report.suppress`` is set, and for an outcome the event ``<channel>.<status>``.
 

@@ -10,12 +10,14 @@ when it has an SQL form for the database: a segment is counted there.
 For the engine: :func:`is_member` has the signature ``Scope(segments=…)`` expects, and
 :func:`members_clause` gives a ``WHERE`` clause for schedule triggers and broadcasts.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -55,9 +57,10 @@ def compile_condition(session: Session, text: str, *, field: str = "condition", 
     :raises InvalidInput: naming *field*, with line and column (in *text* itself) of the first error and what to do.
     """
     if "\x00" in text or not text.strip():
-        raise InvalidInput(field, f"{field} must be a condition such as tag == \"vip\"")
-    result = dsl.parse_condition(text.replace("\r\n", "\n"), field, vocabulary(session),
-                                 sql_dialect=_dialect(session) if sql else None)
+        raise InvalidInput(field, f'{field} must be a condition such as tag == "vip"')
+    result = dsl.parse_condition(
+        text.replace("\r\n", "\n"), field, vocabulary(session), sql_dialect=_dialect(session) if sql else None
+    )
     if not result.ok:
         first = next(d for d in result.diagnostics if d.is_error)
         hint = f" ({first.hint})" if first.hint else ""
@@ -82,8 +85,14 @@ def members_clause(session: Session, tree: Any, now: dt.datetime | None = None) 
 
     :raises Unsupported: when the tree has no SQL form (use :func:`iter_members` then).
     """
-    return where(tree, dialect=_dialect(session), now=now or utcnow(), fields=definitions(session),
-                 segment=lambda name: segment_tree(session, name), functions=installed())
+    return where(
+        tree,
+        dialect=_dialect(session),
+        now=now or utcnow(),
+        fields=definitions(session),
+        segment=lambda name: segment_tree(session, name),
+        functions=installed(),
+    )
 
 
 #: builds the evaluation context of one contact at a moment, ``(session, contact, now_ts) -> scope``: the engine's
@@ -96,7 +105,7 @@ def is_member(session: Session, contact: Contact, name: str, now_ts: int | float
     tree = segment_tree(session, name)
     if tree is None:
         return False
-    now = dt.datetime.fromtimestamp(now_ts, dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(now_ts, dt.UTC)
     try:
         clause = members_clause(session, tree, now)
     except Unsupported:
@@ -109,8 +118,9 @@ def holds(session: Session, contact: Contact, tree: Any, now: dt.datetime, *, sc
     return dsl.holds(tree, scope(session, contact, int(now.timestamp())))
 
 
-def iter_members(session: Session, tree: Any, now: dt.datetime | None = None, *,
-                 scope: ScopeFactory) -> Iterator[Contact]:
+def iter_members(
+    session: Session, tree: Any, now: dt.datetime | None = None, *, scope: ScopeFactory
+) -> Iterator[Contact]:
     """Every member, in id order: by SQL when possible, else by evaluating each contact in its *scope*."""
     now = now or utcnow()
     try:
@@ -132,4 +142,13 @@ def count(session: Session, tree: Any, now: dt.datetime | None = None, *, scope:
     return session.scalar(select(func.count(Contact.id)).where(clause)) or 0
 
 
-__all__ = ["Compiled", "compile_condition", "count", "holds", "is_member", "iter_members", "members_clause", "segment_tree"]
+__all__ = [
+    "Compiled",
+    "compile_condition",
+    "count",
+    "holds",
+    "is_member",
+    "iter_members",
+    "members_clause",
+    "segment_tree",
+]

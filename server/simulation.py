@@ -2,6 +2,7 @@
 
 The engine never builds an app (:mod:`server.engine.simulate` is handed one); this is where one is built.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -17,8 +18,14 @@ def simulation_app(config: dict[str, Any] | None = None) -> Any:
     return create_app({**SIMULATION_SETTINGS, **(config or {})})
 
 
-def simulate(sources: list[tuple[str, str]], timeline: list[str], until: str | None = None, trace: bool = False,
-             config: dict[str, Any] | None = None, timeline_name: str = "timeline") -> list[dict[str, Any]]:
+def simulate(
+    sources: list[tuple[str, str]],
+    timeline: list[str],
+    until: str | None = None,
+    trace: bool = False,
+    config: dict[str, Any] | None = None,
+    timeline_name: str = "timeline",
+) -> list[dict[str, Any]]:
     """Run *sources* against *timeline* (named *timeline_name* in errors); return the effects in time order."""
     with throwaway_instance(partial(create_app, web=False), config) as app:
         return run(app, sources, timeline, until=until, trace=trace, timeline_name=timeline_name)

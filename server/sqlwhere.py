@@ -22,16 +22,33 @@ PostgreSQL's ``~`` backtracks, while the evaluator runs patterns on RE2 in linea
 (:mod:`server.regex`). Values in a string field that look like ISO dates are compared as
 strings here, while the engine reads them as dates.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from sqlalchemy import Boolean, Float, String, and_, case, cast, exists, false, func, literal, not_, null, or_
-from sqlalchemy import select, true
+from sqlalchemy import (
+    Boolean,
+    Float,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement, False_
 from sqlalchemy.types import TypeEngine
@@ -40,14 +57,31 @@ from dsl import evaluate as dsl_eval
 
 from .models import Contact, ContactTag, Event
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: kinds of the contact's own columns
-COLUMN_KINDS = {"external_id": "string", "email": "string", "phone": "string", "first_name": "string",
-                "last_name": "string", "timezone": "string", "locale": "string", "stage": "string",
-                "score": "number", "created_at": "dcol", "updated_at": "dcol", "last_seen": "dcol"}
+COLUMN_KINDS = {
+    "external_id": "string",
+    "email": "string",
+    "phone": "string",
+    "first_name": "string",
+    "last_name": "string",
+    "timezone": "string",
+    "locale": "string",
+    "stage": "string",
+    "score": "number",
+    "created_at": "dcol",
+    "updated_at": "dcol",
+    "last_seen": "dcol",
+}
 #: custom field type → kind (``dtext``: a date-time stored as text to the second)
-FIELD_KINDS = {"string": "string", "number": "number", "bool": "bool", "date": "date", "datetime": "dtext",
-               "list": "list"}
+FIELD_KINDS = {
+    "string": "string",
+    "number": "number",
+    "bool": "bool",
+    "date": "date",
+    "datetime": "dtext",
+    "list": "list",
+}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _OPS = ("==", "!=", "<", "<=", ">", ">=")
@@ -74,7 +108,7 @@ class Term:
     expr: Any
     sign: int = 1
     offset: Any = None
-    json: tuple[Any, tuple[str, ...]] | None = None   # (JSON column, path) for event properties
+    json: tuple[Any, tuple[str, ...]] | None = None  # (JSON column, path) for event properties
 
 
 class SqlForm(ColumnElement[Any]):
@@ -143,8 +177,14 @@ class Compiler:
     :param functions: condition functions by name (``server.sdk.ConditionFunction``), with their SQL forms.
     """
 
-    def __init__(self, dialect: str, now: dt.datetime, fields: Mapping[str, str],
-                 segment: Callable[[str], Any] | None = None, functions: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        dialect: str,
+        now: dt.datetime,
+        fields: Mapping[str, str],
+        segment: Callable[[str], Any] | None = None,
+        functions: Mapping[str, Any] | None = None,
+    ):
         if dialect not in ("sqlite", "postgresql"):
             raise Unsupported(f"no SQL for dialect {dialect!r}")
         self.dialect = dialect
@@ -172,7 +212,7 @@ class Compiler:
             return self._typed(term, "bool") == true() if term.kind == "bool" else unknown()
         if not isinstance(node, dict) or len(node) != 1:
             raise Unsupported(f"not a condition: {node!r}")
-        (key, arg), = node.items()
+        ((key, arg),) = node.items()
         if key == "and":
             return and_(*[self.condition(a, event) for a in arg]) if arg else true()
         if key == "or":
@@ -211,7 +251,7 @@ class Compiler:
         if isinstance(node, dict) and "call" in node:
             return self._call(node, event)
         if isinstance(node, dict) and len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "field":
                 return self._field(arg)
             if key == "prop":
@@ -236,8 +276,14 @@ class Compiler:
         params = tuple(function.params)
         if len(args) != len(params) or function.result not in _SQL_TYPES or not set(params) <= set(_SQL_TYPES):
             raise Unsupported(f"`{name}()` is not called as its SQL form expects")
-        return Term(function.result, SqlForm(form, [self._argument(self.value(arg, event), kind)
-                                                    for arg, kind in zip(args, params, strict=True)], function.result))
+        return Term(
+            function.result,
+            SqlForm(
+                form,
+                [self._argument(self.value(arg, event), kind) for arg, kind in zip(args, params, strict=True)],
+                function.result,
+            ),
+        )
 
     def _argument(self, value: Any, kind: str) -> Any:
         """The SQL expression for one argument of declared type *kind*."""
@@ -513,8 +559,12 @@ class Compiler:
             since = self.now - dt.timedelta(seconds=node.get("within", 0))
         except OverflowError:
             since = dt.datetime(1, 1, 1, tzinfo=UTC)
-        tests = [Event.contact_id == Contact.id, Event.name == node["did"], Event.occurred_at >= since,
-                 Event.occurred_at <= self.now]
+        tests = [
+            Event.contact_id == Contact.id,
+            Event.name == node["did"],
+            Event.occurred_at >= since,
+            Event.occurred_at <= self.now,
+        ]
         if node.get("where") is not None:
             tests.append(self.condition(node["where"], event=Event.props))
         at_least = int(node.get("at_least") or 1)
@@ -538,8 +588,14 @@ class Compiler:
 
 
 def _op(expr: Any, op: str, value: Any) -> ColumnElement[Any]:
-    return {"==": expr == value, "!=": expr != value, "<": expr < value, "<=": expr <= value,
-            ">": expr > value, ">=": expr >= value}[op]
+    return {
+        "==": expr == value,
+        "!=": expr != value,
+        "<": expr < value,
+        "<=": expr <= value,
+        ">": expr > value,
+        ">=": expr >= value,
+    }[op]
 
 
 def _granular(expr: Any, op: str, floor: str, ceil: str, exact: bool) -> ColumnElement[Any]:
@@ -578,9 +634,15 @@ def _is_false(clause: Any) -> bool:
     return isinstance(clause, False_)
 
 
-def where(tree: Any, *, dialect: str, now: dt.datetime, fields: Mapping[str, str],
-          segment: Callable[[str], Any] | None = None, functions: Mapping[str, Any] | None = None
-          ) -> ColumnElement[Any]:
+def where(
+    tree: Any,
+    *,
+    dialect: str,
+    now: dt.datetime,
+    fields: Mapping[str, str],
+    segment: Callable[[str], Any] | None = None,
+    functions: Mapping[str, Any] | None = None,
+) -> ColumnElement[Any]:
     """The ``WHERE`` clause over :class:`~server.models.Contact` for *tree*; see :class:`Compiler`.
 
     :raises Unsupported: when part of the tree has no SQL form here.

@@ -1,4 +1,5 @@
 """``nudge up``: run web, worker and scheduler as child processes and stop them all together."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 _PR_SET_PDEATHSIG = 1
 
@@ -58,7 +59,7 @@ class Supervisor:
             if self.crashed():
                 return False
             try:
-                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own local URL
+                with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
                         return True
             except OSError:
@@ -78,7 +79,9 @@ class Supervisor:
         while not self._stopping:
             dead = self.crashed()
             if dead:
-                self.echo(f"nudge: the {dead} process exited with code {self.procs[dead].returncode}; stopping the rest")
+                self.echo(
+                    f"nudge: the {dead} process exited with code {self.procs[dead].returncode}; stopping the rest"
+                )
                 code = 1
                 break
             time.sleep(poll)

@@ -12,12 +12,14 @@ A member is an email address (mailed through the channel that addresses contacts
     sales = ["ana@x.example", "bob@x.example"]
     ops = "webhook:ops-hook"
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_-]*$")
 _EMAIL = re.compile(r"^[^@\s<>,;:\"]+@[^@\s<>,;:\"]+\.[^@\s<>,;:\"]+$")
@@ -89,8 +91,10 @@ def _member(team: str, text: str) -> Member:
             raise ValueError(f"team {team!r}: member {member!r} must be CHANNEL:TARGET such as webhook:ops-hook")
         return Member(target.strip(), channel)
     if not _EMAIL.match(member):
-        raise ValueError(f"team {team!r}: member {member!r} is neither an email address nor CHANNEL:TARGET "
-                         "(such as webhook:ops-hook)")
+        raise ValueError(
+            f"team {team!r}: member {member!r} is neither an email address nor CHANNEL:TARGET "
+            "(such as webhook:ops-hook)"
+        )
     return Member(member)
 
 
@@ -101,12 +105,15 @@ def check_channels(teams: Teams, channels: Mapping[str, Any]) -> str | None:
             if member.channel is None and email_channel(channels) is None:
                 return f"team {team!r}: {member} is an email address, but no installed channel mails contacts"
             if member.channel is not None and member.channel not in channels:
-                return (f"team {team!r}: {member} names the channel {member.channel!r}, which is not installed "
-                        f"(installed: {', '.join(sorted(channels))})")
+                return (
+                    f"team {team!r}: {member} names the channel {member.channel!r}, which is not installed "
+                    f"(installed: {', '.join(sorted(channels))})"
+                )
     return None
 
 
 def email_channel(channels: Mapping[str, Any]) -> str | None:
     """The channel that addresses contacts by ``email`` (it mails a member given as an address)."""
-    return next((name for name, cls in sorted(channels.items()) if getattr(cls, "address_field", None) == "email"),
-                None)
+    return next(
+        (name for name, cls in sorted(channels.items()) if getattr(cls, "address_field", None) == "email"), None
+    )

@@ -6,6 +6,7 @@ account or resetting its password ends all its sessions at once (their rows are 
 next request of any of its browsers goes to the sign-in page). There is always an enabled admin:
 the last one can be neither demoted nor disabled.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -66,21 +67,31 @@ def create_user(session: Session, email: str, role: str, actor: str, password: s
     user = User(email=address, password_hash=hash_password(secret), role=level.value, created_at=utcnow())
     session.add(user)
     session.flush()
-    audit(session, actor, "user.created", "user", user.id, role=level.value,
-          password="chosen" if password else "one-time")
+    audit(
+        session, actor, "user.created", "user", user.id, role=level.value, password="chosen" if password else "one-time"
+    )
     session.commit()
     return user, secret
 
 
 def _other_admins(session: Session, user: User) -> int:
-    return session.scalar(select(func.count(User.id)).where(
-        User.role == Role.ADMIN.value, User.disabled_at.is_(None), User.id != user.id)) or 0
+    return (
+        session.scalar(
+            select(func.count(User.id)).where(
+                User.role == Role.ADMIN.value, User.disabled_at.is_(None), User.id != user.id
+            )
+        )
+        or 0
+    )
 
 
 def _keep_an_admin(session: Session, user: User, doing: str) -> None:
     if user.role == Role.ADMIN.value and user.disabled_at is None and not _other_admins(session, user):
-        raise UserError(f"{user.email} is the last admin: {doing} would leave nobody to manage users; "
-                        "make another user an admin first", "role")
+        raise UserError(
+            f"{user.email} is the last admin: {doing} would leave nobody to manage users; "
+            "make another user an admin first",
+            "role",
+        )
 
 
 def change_role(session: Session, user: User, role: str, actor: str) -> bool:
@@ -128,8 +139,9 @@ def enable(session: Session, user: User, actor: str) -> None:
     session.commit()
 
 
-def reset_password(session: Session, user: User, actor: str, password: str | None = None,
-                   actor_id: int | None = None) -> tuple[str, int]:
+def reset_password(
+    session: Session, user: User, actor: str, password: str | None = None, actor_id: int | None = None
+) -> tuple[str, int]:
     """Give *user* a new password (one-time unless chosen) and end all their sessions; return it and how many ended.
 
     :raises UserError: for a weak chosen password, or for the acting person's own account (they change
@@ -140,18 +152,37 @@ def reset_password(session: Session, user: User, actor: str, password: str | Non
     secret = _checked_password(password, user.email)
     user.password_hash = hash_password(secret)
     ended = end_sessions(session, user.id)
-    audit(session, actor, "user.password_reset", "user", user.id, password="chosen" if password else "one-time",
-          sessions_ended=ended)
+    audit(
+        session,
+        actor,
+        "user.password_reset",
+        "user",
+        user.id,
+        password="chosen" if password else "one-time",
+        sessions_ended=ended,
+    )
     session.commit()
     return secret, ended
 
 
 def active_sessions(session: Session, since: datetime) -> dict[int, int]:
     """Per user id: how many browsers are signed in (sessions last used after *since*)."""
-    rows = session.execute(select(AdminSession.user_id, func.count()).where(AdminSession.last_seen_at > since)
-                           .group_by(AdminSession.user_id))
+    rows = session.execute(
+        select(AdminSession.user_id, func.count())
+        .where(AdminSession.last_seen_at > since)
+        .group_by(AdminSession.user_id)
+    )
     return dict(rows.all())
 
 
-__all__ = ["UserError", "active_sessions", "change_role", "create_user", "disable", "enable", "one_time_password",
-           "parse_role", "reset_password"]
+__all__ = [
+    "UserError",
+    "active_sessions",
+    "change_role",
+    "create_user",
+    "disable",
+    "enable",
+    "one_time_password",
+    "parse_role",
+    "reset_password",
+]

@@ -1,4 +1,5 @@
 """Fixtures: the app built by create_app() on SQLite and PostgreSQL, a real Redis, a real SMTP server."""
+
 from __future__ import annotations
 
 import itertools
@@ -23,8 +24,9 @@ for _name in list(os.environ):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backends", default="sqlite,postgresql",
-                     help="database backends to run the app tests on (comma-separated)")
+    parser.addoption(
+        "--backends", default="sqlite,postgresql", help="database backends to run the app tests on (comma-separated)"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,8 +45,10 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
-        report.longrepr = f"{item.nodeid} was skipped ({_skip_reason(report)}); a test may not pass by being " \
-                          "skipped: install what it needs (`make test` installs everything) or deselect it"
+        report.longrepr = (
+            f"{item.nodeid} was skipped ({_skip_reason(report)}); a test may not pass by being "
+            "skipped: install what it needs (`make test` installs everything) or deselect it"
+        )
     return report
 
 
@@ -54,8 +58,10 @@ def pytest_make_collect_report(collector):
     report = yield
     if report.skipped:
         report.outcome = "failed"
-        report.longrepr = f"{collector.nodeid} was skipped ({_skip_reason(report)}); install what it needs " \
-                          "(`make test` installs everything)"
+        report.longrepr = (
+            f"{collector.nodeid} was skipped ({_skip_reason(report)}); install what it needs "
+            "(`make test` installs everything)"
+        )
     return report
 
 

@@ -1,4 +1,5 @@
 """Small helpers shared by tests: the queue, the API, admin users and signed-in clients."""
+
 from __future__ import annotations
 
 from traceback import format_exception
@@ -9,7 +10,6 @@ from sqlalchemy import select
 from server.auth import create_api_key, hash_password
 from server.db import get_session
 from server.queue import AppWorker, get_queue
-
 
 #: the password of users made by :func:`make_user`
 PASSWORD = "correct horse battery staple"
@@ -67,8 +67,9 @@ def run_worker(app, *, failures: list[str] | None = None) -> None:
     raised: list[str] = []
 
     def record(job, exc_type, exc_value, traceback) -> bool:
-        raised.append(f"job {job.id} ({job.description}) raised:\n"
-                      + "".join(format_exception(exc_type, exc_value, traceback)))
+        raised.append(
+            f"job {job.id} ({job.description}) raised:\n" + "".join(format_exception(exc_type, exc_value, traceback))
+        )
         return True  # RQ's own handling goes on: the job lands in the failed job registry
 
     worker = AppWorker(tq.queues, connection=tq.redis, app=app, exception_handlers=[record])
@@ -78,8 +79,10 @@ def run_worker(app, *, failures: list[str] | None = None) -> None:
             if not any(text.startswith(f"job {job_id} ") for text in raised):
                 job = queue.fetch_job(job_id)
                 result = job.latest_result() if job is not None else None
-                raised.append(f"job {job_id} ({job.description if job else '?'}) failed:\n"
-                              + (result.exc_string if result is not None and result.exc_string else "(no traceback)"))
+                raised.append(
+                    f"job {job_id} ({job.description if job else '?'}) failed:\n"
+                    + (result.exc_string if result is not None and result.exc_string else "(no traceback)")
+                )
     if failures is not None:
         failures.extend(raised)
     elif raised:
@@ -87,8 +90,11 @@ def run_worker(app, *, failures: list[str] | None = None) -> None:
 
 
 def post_event(client, key: str, email: str = "a@example.com", event: str = "form.submitted", **props):
-    return client.post("/api/v1/events", json={"contact": {"email": email}, "event": event, "props": props},
-                       headers={"Authorization": f"Bearer {key}"})
+    return client.post(
+        "/api/v1/events",
+        json={"contact": {"email": email}, "event": event, "props": props},
+        headers={"Authorization": f"Bearer {key}"},
+    )
 
 
 WELCOME_RULE = 'rule "Welcome"\n  always\nwhen form.submitted then\n  send email welcome\nend\n'
@@ -104,7 +110,7 @@ def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge") -> 
 
     with app.app_context():
         words = plugin_vocabulary(app.extensions["nudge.plugins"])
-        words = replace(words, channels={name: None for name in words.channels})
+        words = replace(words, channels=dict.fromkeys(words.channels))
         plans, errors, _ = compile_rules([(filename, text)], words)
         if errors:
             raise RuleError(errors)

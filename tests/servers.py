@@ -1,4 +1,5 @@
 """Real servers for the tests: PostgreSQL, Redis, SMTP. Nothing here is a mock."""
+
 from __future__ import annotations
 
 import glob
@@ -52,11 +53,14 @@ class PostgresServer:
     def _run(self, *args: str) -> None:
         subprocess.run([*self._as_user, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def start(self) -> "PostgresServer":
-        self._run(f"{self.bindir}/initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
-                  "--no-sync")
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off " \
-               "-c full_page_writes=off -c max_connections=200"
+    def start(self) -> PostgresServer:
+        self._run(
+            f"{self.bindir}/initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=200"
+        )
         self._run(f"{self.bindir}/pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
         return self
 
@@ -133,7 +137,7 @@ class SmtpServer:
                 self.handler.cond.wait(left)
             return list(self.handler.messages)
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         """Listen on ``port``; after :meth:`stop`, a new server on the same port (an outage that ends)."""
         if self.controller is None:
             self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)

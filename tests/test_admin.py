@@ -46,6 +46,7 @@ def test_next_parameter_is_never_an_open_redirect(app, client):
     with app.app_context():
         email, password = ensure_first_admin(get_session())
     token = _csrf(client)
-    response = client.post("/admin/login?next=//evil.example.com/", data={
-        "email": email, "password": password, "csrf_token": token})
+    response = client.post(
+        "/admin/login?next=//evil.example.com/", data={"email": email, "password": password, "csrf_token": token}
+    )
     assert response.headers["Location"] == "/admin/"

@@ -21,21 +21,28 @@ def test_admin_key_may_ingest(app, client):
 
 
 def test_malformed_json_is_400(app, client):
-    response = client.post("/api/v1/events", data="{nope", content_type="application/json",
-                           headers={"Authorization": f"Bearer {api_key(app)}"})
+    response = client.post(
+        "/api/v1/events",
+        data="{nope",
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {api_key(app)}"},
+    )
     assert response.status_code == 400
     assert response.json["title"] == "Malformed JSON"
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"event": "form.submitted"}, "contact"),
-    ({"contact": {}, "event": "form.submitted"}, "contact"),
-    ({"contact": {"email": "not-an-email"}, "event": "form.submitted"}, "contact.email"),
-    ({"contact": {"email": "a@example.com"}, "event": "Form Submitted"}, "event"),
-    ({"contact": {"email": "a@example.com"}, "event": "form.submitted", "props": [1]}, "props"),
-    ({"contact": {"email": "a@example.com"}, "event": "form.submitted", "color": "red"}, "color"),
-    ({"contact": {"email": "a@example.com"}, "event": "form.submitted", "occurred_at": "yesterday"}, "occurred_at"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"event": "form.submitted"}, "contact"),
+        ({"contact": {}, "event": "form.submitted"}, "contact"),
+        ({"contact": {"email": "not-an-email"}, "event": "form.submitted"}, "contact.email"),
+        ({"contact": {"email": "a@example.com"}, "event": "Form Submitted"}, "event"),
+        ({"contact": {"email": "a@example.com"}, "event": "form.submitted", "props": [1]}, "props"),
+        ({"contact": {"email": "a@example.com"}, "event": "form.submitted", "color": "red"}, "color"),
+        ({"contact": {"email": "a@example.com"}, "event": "form.submitted", "occurred_at": "yesterday"}, "occurred_at"),
+    ],
+)
 def test_invalid_events_are_422_and_store_nothing(app, client, body, field):
     from sqlalchemy import func, select
 

@@ -1,4 +1,5 @@
 """`make bench`'s runner: every module in bench/ registers with it, and the one table renders from rows (no timing)."""
+
 import inspect
 import json
 import math
@@ -12,8 +13,16 @@ from bench.table import Row, failed, ratio_at_least, render, under
 
 def test_every_bench_module_registers_with_the_runner():
     names = run.discover()
-    assert {"bench_admin_pages", "bench_contacts_page", "bench_dsl", "bench_import", "bench_matching",
-            "bench_signin", "bench_steps", "bench_waits"} <= set(names)
+    assert {
+        "bench_admin_pages",
+        "bench_contacts_page",
+        "bench_dsl",
+        "bench_import",
+        "bench_matching",
+        "bench_signin",
+        "bench_steps",
+        "bench_waits",
+    } <= set(names)
     for name in names:
         module = run.load(name)
         assert list(inspect.signature(module.rows).parameters) == ["full"], name
@@ -22,7 +31,7 @@ def test_every_bench_module_registers_with_the_runner():
 def test_a_module_without_rows_is_refused_by_name(tmp_path, monkeypatch):
     (tmp_path / "bench_broken.py").write_text('"""Measures nothing."""\n')
     monkeypatch.setattr(run, "HERE", tmp_path)
-    with pytest.raises(run.NotABench, match="there is no bench/bench_missing.py") as missing:
+    with pytest.raises(run.NotABench, match=r"there is no bench/bench_missing\.py") as missing:
         run.load("bench_missing")
     assert "bench_broken" in str(missing.value)  # the error lists what there is
     monkeypatch.setitem(sys.modules, "bench.bench_broken", type(sys)("bench.bench_broken"))
@@ -31,15 +40,23 @@ def test_a_module_without_rows_is_refused_by_name(tmp_path, monkeypatch):
 
 
 def test_the_table_renders_from_rows():
-    rows = [under("admin page: Dashboard", 42.5, "ms", 0.5, "GET /admin/login", 300),
-            under("admin page: Rules", 420.0, "ms", 0.5, "GET /admin/login", 300),
-            ratio_at_least("matching: 10,000 rules", 600, "events/s", 650, "the same with 10 rules", 0.5),
-            failed("bench_waits", "the bench exited with status 1")]
+    rows = [
+        under("admin page: Dashboard", 42.5, "ms", 0.5, "GET /admin/login", 300),
+        under("admin page: Rules", 420.0, "ms", 0.5, "GET /admin/login", 300),
+        ratio_at_least("matching: 10,000 rules", 600, "events/s", 650, "the same with 10 rules", 0.5),
+        failed("bench_waits", "the bench exited with status 1"),
+    ]
     text = render(rows, "Machine: 2 cores")
     lines = text.splitlines()
     assert lines[0] == "Machine: 2 cores"
-    assert [c.strip() for c in lines[1].strip("|").split("|")] == \
-        ["path", "figure", "baseline (same run)", "ratio", "target", "verdict"]
+    assert [c.strip() for c in lines[1].strip("|").split("|")] == [
+        "path",
+        "figure",
+        "baseline (same run)",
+        "ratio",
+        "target",
+        "verdict",
+    ]
     dashboard = [c.strip() for c in lines[3].strip("|").split("|")]
     assert dashboard == ["admin page: Dashboard", "42.5 ms", "0.50 ms (GET /admin/login)", "85x", "< 300 ms", "met"]
     assert lines[4].rstrip(" |").endswith("MISSED")
@@ -59,8 +76,15 @@ def test_rows_survive_the_json_between_processes():
 
 def test_a_failing_bench_becomes_an_error_row_and_the_run_is_saved(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run, "RESULTS", tmp_path)
-    monkeypatch.setattr(run, "run_one", lambda name, full: [failed(name, "the bench exited with status 1")]
-                        if name == "bench_waits" else [under(f"{name}: figure", 1.0, "ms", 2.0, "base", 5)])
+    monkeypatch.setattr(
+        run,
+        "run_one",
+        lambda name, full: (
+            [failed(name, "the bench exited with status 1")]
+            if name == "bench_waits"
+            else [under(f"{name}: figure", 1.0, "ms", 2.0, "base", 5)]
+        ),
+    )
     assert run.main(["bench_dsl", "bench_waits"]) == 1
     out = capsys.readouterr().out
     assert "| bench_waits" in out and "ERROR" in out and "1 of 2 figures meet their target" in out

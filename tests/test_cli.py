@@ -12,8 +12,9 @@ from .helpers import post_event
 def nudge(*args, env=None, timeout=60):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
 
 
 def test_version():
@@ -21,11 +22,14 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"nudge {__version__}"
 
 
-@pytest.mark.parametrize("url,needle", [
-    ("postgresql://nudge:secret@127.0.0.1:1/nudge", "cannot connect to the database"),
-    ("mysql://root@localhost/nudge", "unsupported database 'mysql'"),
-    ("nonsense", "is not a database URL"),
-])
+@pytest.mark.parametrize(
+    "url,needle",
+    [
+        ("postgresql://nudge:secret@127.0.0.1:1/nudge", "cannot connect to the database"),
+        ("mysql://root@localhost/nudge", "unsupported database 'mysql'"),
+        ("nonsense", "is not a database URL"),
+    ],
+)
 def test_bad_database_url_is_one_readable_line(tmp_path, url, needle):
     result = nudge("worker", env={"NUDGE_HOME": str(tmp_path), "NUDGE_DATABASE_URL": url})
     assert result.returncode == 1
@@ -56,8 +60,9 @@ def test_admin_password_resets_and_signs_in(runner, app, client):
     password = result.output.strip().splitlines()[-1]
     page = client.get("/admin/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    response = client.post("/admin/login", data={"email": "owner@example.com", "password": password,
-                                                  "csrf_token": token})
+    response = client.post(
+        "/admin/login", data={"email": "owner@example.com", "password": password, "csrf_token": token}
+    )
     assert response.status_code == 302
 
 

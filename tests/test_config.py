@@ -27,20 +27,23 @@ def test_explicit_config_file_must_exist(tmp_path):
         load_config(environ={"NUDGE_HOME": str(tmp_path), "NUDGE_CONFIG": str(tmp_path / "missing.toml")})
 
 
-@pytest.mark.parametrize("key,value,needle", [
-    ("DATABASE_URL", "mysql://root@localhost/nudge", "unsupported database 'mysql'"),
-    ("DATABASE_URL", "not a url", "is not a database URL"),
-    ("REDIS_URL", "http://localhost:6379", "scheme must be redis://"),
-    ("BASE_URL", "nudge.example.com", "must be an absolute http(s) URL"),
-    ("DEFAULT_TIMEZONE", "Mars/Olympus", "unknown time zone"),
-    ("SECRET_KEY", "short", "too short"),
-    ("SCHEDULER_INTERVAL", "soon", "must be a number"),
-    ("MIGRATE_ON_START", "perhaps", "must be true or false"),
-    ("AMBIGUOUS_SENDS", "maybe", "must be hold or resend, got 'maybe'"),
-    ("MAX_ATTEMPTS", "0", "must be greater than 0"),
-    ("MAX_ATTEMPTS", "101", "must be at most 100"),
-    ("MAX_ATTEMPTS", "lots", "must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("DATABASE_URL", "mysql://root@localhost/nudge", "unsupported database 'mysql'"),
+        ("DATABASE_URL", "not a url", "is not a database URL"),
+        ("REDIS_URL", "http://localhost:6379", "scheme must be redis://"),
+        ("BASE_URL", "nudge.example.com", "must be an absolute http(s) URL"),
+        ("DEFAULT_TIMEZONE", "Mars/Olympus", "unknown time zone"),
+        ("SECRET_KEY", "short", "too short"),
+        ("SCHEDULER_INTERVAL", "soon", "must be a number"),
+        ("MIGRATE_ON_START", "perhaps", "must be true or false"),
+        ("AMBIGUOUS_SENDS", "maybe", "must be hold or resend, got 'maybe'"),
+        ("MAX_ATTEMPTS", "0", "must be greater than 0"),
+        ("MAX_ATTEMPTS", "101", "must be at most 100"),
+        ("MAX_ATTEMPTS", "lots", "must be a whole number"),
+    ],
+)
 def test_bad_setting_names_the_variable(tmp_path, key, value, needle):
     with pytest.raises(ConfigError) as info:
         load_config(environ={"NUDGE_HOME": str(tmp_path), f"NUDGE_{key}": value})

@@ -1,4 +1,5 @@
 """``nudge doctor`` and the start-up log: unsafe defaults say so, and what blocks sending exits non-zero."""
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,9 @@ def test_what_blocks_sending_is_an_error_and_exits_non_zero(runner, app, monkeyp
     monkeypatch.setenv("NUDGE_SMTP_URL", f"smtp://127.0.0.1:{free_port()}?timeout=5")
     code, checks = doctor(runner)
     assert code == 1
-    assert checks["email: postal address"][0] == "error" and "NUDGE_POSTAL_ADDRESS" in checks["email: postal address"][1]
+    assert (
+        checks["email: postal address"][0] == "error" and "NUDGE_POSTAL_ADDRESS" in checks["email: postal address"][1]
+    )
     assert checks["email: SMTP server"][0] == "error" and "cannot connect" in checks["email: SMTP server"][1]
 
 
@@ -92,8 +95,13 @@ def test_worker_logs_the_checks_when_it_starts(runner, app, monkeypatch, caplog)
 def _nudge(args: list[str], config: dict, **env: str) -> subprocess.Popen:
     full = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
     full.update({f"NUDGE_{k}": str(v) for k, v in config.items()}, **env)
-    return subprocess.Popen([sys.executable, "-m", "server.cli", *args], env=full, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", *args],
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _read_until(proc: subprocess.Popen, needle: str, timeout: float = 60) -> list[str]:

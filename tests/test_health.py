@@ -10,8 +10,10 @@ from .helpers import api_key, load_rules, post_event, run_worker
 def test_healthz_reports_database_and_redis(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "checks": {"database": {"ok": True}, "redis": {"ok": True},
-                                                        "delivery": {"ok": True}}}
+    assert response.json == {
+        "status": "ok",
+        "checks": {"database": {"ok": True}, "redis": {"ok": True}, "delivery": {"ok": True}},
+    }
 
 
 def test_healthz_is_503_when_redis_is_down(app, client):
@@ -34,8 +36,9 @@ def test_healthz_is_503_when_the_database_is_down(app, client):
 
 
 # -- delivery: an SMTP server that refuses everything is visible -------------------------------------------------
-@pytest.mark.parametrize("refusal", ["451 4.3.2 System not accepting network messages",
-                                     "550 5.7.1 <c1@example.com>: Relay access denied"])
+@pytest.mark.parametrize(
+    "refusal", ["451 4.3.2 System not accepting network messages", "550 5.7.1 <c1@example.com>: Relay access denied"]
+)
 def test_healthz_is_degraded_while_the_smtp_server_refuses_everything(app, client, smtp_server, refusal):
     load_rules(app)
     key = api_key(app)
@@ -50,8 +53,10 @@ def test_healthz_is_degraded_while_the_smtp_server_refuses_everything(app, clien
     run_worker(app)
     public = client.get("/healthz")
     assert public.status_code == 200, "a load balancer keeps the node: it still serves"
-    assert public.json == {"status": "degraded", "checks": {"database": {"ok": True}, "redis": {"ok": True},
-                                                            "delivery": {"ok": False}}}
+    assert public.json == {
+        "status": "degraded",
+        "checks": {"database": {"ok": True}, "redis": {"ok": True}, "delivery": {"ok": False}},
+    }
     assert client.get("/healthz?strict=1").status_code == 503, "monitors ask strictly to be paged"
 
     for headers, status in [({}, 401), ({"Authorization": f"Bearer {key}"}, 403)]:

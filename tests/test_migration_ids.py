@@ -1,4 +1,5 @@
 """Migration 0008 on an install with data: ids never reused, public ids for every contact, old links still safe."""
+
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -42,8 +43,11 @@ def _contact(conn, email, created_at):
 def _counts(conn):
     """Rows per table, for the tables that exist at this revision (later migrations add some)."""
     present = set(sa.inspect(conn).get_table_names())
-    return {name: conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar()
-            for name in Base.metadata.tables if name in present}
+    return {
+        name: conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar()
+        for name in Base.metadata.tables
+        if name in present
+    }
 
 
 def _before_0008(url):
@@ -65,17 +69,53 @@ def test_upgrade_keeps_every_row_hands_out_no_freed_id_and_keeps_old_links_safe(
         kept = _contact(conn, "kept@example.com", now - timedelta(hours=1))
         gone = _contact(conn, "gone@example.com", now)
         for cid in (kept, gone):
-            event = _insert(conn, "events", contact_id=cid, name="form.submitted", props={}, source="api",
-                            occurred_at=now, received_at=now)
-            enrolment = _insert(conn, "enrolments", contact_id=cid, rule_id=rule, version_id=version, pc=1, state=1,
-                                entered=0, event_id=event)
-            _insert(conn, "journey_log", enrolment_id=enrolment, contact_id=cid, rule_id=rule, at=0, action="send",
-                    data={})
-            _insert(conn, "messages", key=f"enr:{enrolment}:s0", contact_id=cid, channel="email", template="welcome",
-                    status="sent", attempts=1, data={"enrolment": enrolment}, created_at=now)
+            event = _insert(
+                conn,
+                "events",
+                contact_id=cid,
+                name="form.submitted",
+                props={},
+                source="api",
+                occurred_at=now,
+                received_at=now,
+            )
+            enrolment = _insert(
+                conn,
+                "enrolments",
+                contact_id=cid,
+                rule_id=rule,
+                version_id=version,
+                pc=1,
+                state=1,
+                entered=0,
+                event_id=event,
+            )
+            _insert(
+                conn, "journey_log", enrolment_id=enrolment, contact_id=cid, rule_id=rule, at=0, action="send", data={}
+            )
+            _insert(
+                conn,
+                "messages",
+                key=f"enr:{enrolment}:s0",
+                contact_id=cid,
+                channel="email",
+                template="welcome",
+                status="sent",
+                attempts=1,
+                data={"enrolment": enrolment},
+                created_at=now,
+            )
             _insert(conn, "contact_tags", contact_id=cid, tag="vip", created_at=now)
-        _insert(conn, "audit_log", at=now, actor="cli", action="contact.exported", target_type="contact",
-                target_id=str(gone), detail={})
+        _insert(
+            conn,
+            "audit_log",
+            at=now,
+            actor="cli",
+            action="contact.exported",
+            target_type="contact",
+            target_id=str(gone),
+            detail={},
+        )
     # links signed for the contact that is about to be erased, valid for years
     old_unsubscribe = sign("unsubscribe", {"c": gone, "ch": "email"}, app=secret)
     old_preferences = sign("preferences", {"c": gone}, app=secret)

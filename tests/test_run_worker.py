@@ -1,4 +1,5 @@
 """The test harness's worker: a job that crashed fails the test that ran it, with the job's own traceback."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The vertical slice: event in over the API -> stored -> RQ job -> rule -> email at a real SMTP server."""
+
 from datetime import timedelta
 
 from sqlalchemy import func, select

@@ -2,6 +2,7 @@
 
 The rest of server/ and plugins/ is checked with the same configuration by `mypy` itself (no arguments).
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,13 @@ CLEAN = re.compile(r"^(dsl/|server/sdk\.py|server/engine/)")
 
 
 def _mypy(tmp_path: Path, *args: str) -> list[str]:
-    result = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), *args],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert "error: " in result.stdout or result.returncode == 0, result.stdout + result.stderr
     return [line for line in result.stdout.splitlines() if ": error: " in line]
 

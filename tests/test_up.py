@@ -1,4 +1,5 @@
 """`nudge up` as a newcomer runs it: real processes, embedded Redis, a real SMTP server."""
+
 import json
 import os
 import signal
@@ -23,8 +24,14 @@ def _descendants(pid):
 def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
-    env.update({"NUDGE_HOME": str(tmp_path / "home"), "NUDGE_SMTP_URL": smtp_server.url,
-                "NUDGE_SCHEDULER_INTERVAL": "0.2", "NUDGE_POSTAL_ADDRESS": "Acme Ltd, 1 Main Street, Springfield"})
+    env.update(
+        {
+            "NUDGE_HOME": str(tmp_path / "home"),
+            "NUDGE_SMTP_URL": smtp_server.url,
+            "NUDGE_SCHEDULER_INTERVAL": "0.2",
+            "NUDGE_POSTAL_ADDRESS": "Acme Ltd, 1 Main Street, Springfield",
+        }
+    )
     up = Up("--port", str(port), env=env)
     proc = up.proc
     try:
@@ -37,17 +44,30 @@ def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
         assert "web" in names and "worker" in names and "scheduler" in names and "redis-server" in names
 
         examples = os.path.join(os.path.dirname(__file__), "..", "examples", "welcome")
-        applied = subprocess.run([sys.executable, "-m", "server.cli", "apply", examples], env=env,
-                                 capture_output=True, text=True)
+        applied = subprocess.run(
+            [sys.executable, "-m", "server.cli", "apply", examples], env=env, capture_output=True, text=True
+        )
         assert applied.returncode == 0, applied.stderr
         assert "+ rule 'Welcome' (new, v1)" in applied.stdout
-        key = subprocess.run([sys.executable, "-m", "server.cli", "apikey", "create", "--scope", "ingest"],
-                             env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        key = (
+            subprocess.run(
+                [sys.executable, "-m", "server.cli", "apikey", "create", "--scope", "ingest"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/events", method="POST",
-            data=json.dumps({"contact": {"email": "new@example.com"}, "event": "form.submitted",
-                             "props": {"form": "trial"}}).encode(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            f"http://127.0.0.1:{port}/api/v1/events",
+            method="POST",
+            data=json.dumps(
+                {"contact": {"email": "new@example.com"}, "event": "form.submitted", "props": {"form": "trial"}}
+            ).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert resp.status == 202
         [msg] = smtp_server.wait_for(1, timeout=60)

@@ -14,14 +14,15 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-24
 """
+
 import re
 import secrets
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008'
-down_revision = '0007'
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -33,8 +34,13 @@ COLUMNS = {
     "enrolments": [("journey_log", "enrolment_id")],
     "events": [("enrolments", "event_id")],
     "messages": [("message_status_changes", "message_id")],
-    "rules": [("rule_versions", "rule_id"), ("enrolments", "rule_id"), ("journey_log", "rule_id"),
-              ("trigger_timers", "rule_id"), ("schedule_timers", "rule_id")],
+    "rules": [
+        ("rule_versions", "rule_id"),
+        ("enrolments", "rule_id"),
+        ("journey_log", "rule_id"),
+        ("trigger_timers", "rule_id"),
+        ("schedule_timers", "rule_id"),
+    ],
     "rule_versions": [("rules", "active_version_id"), ("enrolments", "version_id")],
     "api_keys": [("idempotency_keys", "api_key_id")],
 }
@@ -56,28 +62,30 @@ KEYS = [
 
 def upgrade() -> None:
     bind = op.get_bind()
-    op.add_column('contacts', sa.Column('public_id', sa.String(length=32), nullable=True))
+    op.add_column("contacts", sa.Column("public_id", sa.String(length=32), nullable=True))
     _backfill_public_ids(bind)
     if bind.dialect.name != "sqlite":
-        op.alter_column('contacts', 'public_id', existing_type=sa.String(length=32), nullable=False)
-        op.create_unique_constraint(op.f('uq_contacts_public_id'), 'contacts', ['public_id'])
+        op.alter_column("contacts", "public_id", existing_type=sa.String(length=32), nullable=False)
+        op.create_unique_constraint(op.f("uq_contacts_public_id"), "contacts", ["public_id"])
         return
     if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        raise RuntimeError("migration 0008 rebuilds tables, and with SQLite's foreign keys on that would delete "
-                           "rows; run it with `nudge db upgrade`, which turns them off for the migration")
+        raise RuntimeError(
+            "migration 0008 rebuilds tables, and with SQLite's foreign keys on that would delete "
+            "rows; run it with `nudge db upgrade`, which turns them off for the migration"
+        )
     for table in _tables_with_integer_ids(bind):
         with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": True}) as batch:
             if table == "contacts":
-                batch.alter_column('public_id', existing_type=sa.String(length=32), nullable=False)
-                batch.create_unique_constraint(batch.f('uq_contacts_public_id'), ['public_id'])
+                batch.alter_column("public_id", existing_type=sa.String(length=32), nullable=False)
+                batch.create_unique_constraint(batch.f("uq_contacts_public_id"), ["public_id"])
         _seed_sequence(bind, table, _highest_id(bind, table))
 
 
 def downgrade() -> None:
     # AUTOINCREMENT stays: handing out ids again is what 0008 fixed, and nothing depends on it
-    with op.batch_alter_table('contacts', table_kwargs={"sqlite_autoincrement": True}) as batch:
-        batch.drop_constraint(batch.f('uq_contacts_public_id'), type_='unique')
-        batch.drop_column('public_id')
+    with op.batch_alter_table("contacts", table_kwargs={"sqlite_autoincrement": True}) as batch:
+        batch.drop_constraint(batch.f("uq_contacts_public_id"), type_="unique")
+        batch.drop_column("public_id")
 
 
 def _backfill_public_ids(bind: sa.Connection) -> None:
@@ -85,7 +93,7 @@ def _backfill_public_ids(bind: sa.Connection) -> None:
     ids = list(bind.execute(sa.select(contacts.c.id).where(contacts.c.public_id.is_(None))).scalars())
     change = contacts.update().where(contacts.c.id == sa.bindparam("cid")).values(public_id=sa.bindparam("pid"))
     for start in range(0, len(ids), BATCH):
-        bind.execute(change, [{"cid": cid, "pid": secrets.token_urlsafe(16)} for cid in ids[start:start + BATCH]])
+        bind.execute(change, [{"cid": cid, "pid": secrets.token_urlsafe(16)} for cid in ids[start : start + BATCH]])
 
 
 def _tables_with_integer_ids(bind: sa.Connection) -> list[str]:
@@ -107,16 +115,28 @@ def _highest_id(bind: sa.Connection, table: str) -> int:
     queries = [f"SELECT max(id) FROM {table}"]
     refs = list(COLUMNS.get(table, []))
     if table == "contacts":  # every contact_id column, with a foreign key or without (engine tables)
-        refs += [(t, "contact_id") for t in sorted(tables)
-                 if t != "contacts" and "contact_id" in {c["name"] for c in inspector.get_columns(t)}]
+        refs += [
+            (t, "contact_id")
+            for t in sorted(tables)
+            if t != "contacts" and "contact_id" in {c["name"] for c in inspector.get_columns(t)}
+        ]
     queries += [f"SELECT max({column}) FROM {other}" for other, column in refs if other in tables]
-    queries += [f"SELECT max(CAST(json_extract({column}, '{path}') AS INTEGER)) FROM {other}"
-                for other, column, path in JSON_PATHS.get(table, []) if other in tables]
-    queries += [f"SELECT max(CAST(target_id AS INTEGER)) FROM audit_log WHERE target_type = '{kind}' "
-                "AND target_id GLOB '[0-9]*'" for kind, target in AUDIT_TARGETS.items() if target == table]
+    queries += [
+        f"SELECT max(CAST(json_extract({column}, '{path}') AS INTEGER)) FROM {other}"
+        for other, column, path in JSON_PATHS.get(table, [])
+        if other in tables
+    ]
+    queries += [
+        f"SELECT max(CAST(target_id AS INTEGER)) FROM audit_log WHERE target_type = '{kind}' "
+        "AND target_id GLOB '[0-9]*'"
+        for kind, target in AUDIT_TARGETS.items()
+        if target == table
+    ]
     if table == "users":  # actors and task sources: "user:3"
-        queries += ["SELECT max(CAST(substr(actor, 6) AS INTEGER)) FROM audit_log WHERE actor GLOB 'user:[0-9]*'",
-                    "SELECT max(CAST(substr(source, 6) AS INTEGER)) FROM tasks WHERE source GLOB 'user:[0-9]*'"]
+        queries += [
+            "SELECT max(CAST(substr(actor, 6) AS INTEGER)) FROM audit_log WHERE actor GLOB 'user:[0-9]*'",
+            "SELECT max(CAST(substr(source, 6) AS INTEGER)) FROM tasks WHERE source GLOB 'user:[0-9]*'",
+        ]
     highest = max((bind.exec_driver_sql(q).scalar() or 0 for q in queries), default=0)
     for prefix, pattern, groups in KEYS:
         if table in groups:

@@ -1,4 +1,5 @@
 """Email over SMTP: Nudge's built-in email channel and its bounce, complaint and mailto-unsubscribe endpoints."""
+
 from __future__ import annotations
 
 from server.hookspecs import hookimpl

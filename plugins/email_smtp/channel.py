@@ -7,6 +7,7 @@ ASCII (see :mod:`.headers`), a visible unsubscribe link and the sender's postal 
 without a postal address it is refused. With DKIM configured, the signature covers the
 List headers. ``FEEDBACK_ID`` adds Gmail's ``Feedback-ID`` to every message.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,20 +17,42 @@ import html as html_lib
 import re
 import smtplib
 import ssl
+from collections.abc import Iterator, Mapping
 from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-from server.sdk import (CONSENT_UNLESS_REVOKED, UNSUBSCRIBE_LINK, Channel, ChannelError, Check, OutboundMessage,
-                        SendResult, SettingError, check_header)
+from server.sdk import (
+    CONSENT_UNLESS_REVOKED,
+    UNSUBSCRIBE_LINK,
+    Channel,
+    ChannelError,
+    Check,
+    OutboundMessage,
+    SendResult,
+    SettingError,
+    check_header,
+)
 
 from . import headers as raw
 from .settings import DEFAULT_SMTP_URL, parse_smtp_url
 
 #: headers the DKIM signature covers when present; the List headers are signed twice so none can be added
-DKIM_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type",
-                b"reply-to", b"list-unsubscribe", b"list-unsubscribe-post", b"list-id", b"feedback-id")
+DKIM_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"mime-version",
+    b"content-type",
+    b"reply-to",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"feedback-id",
+)
 _OVERSIGNED = (b"from", b"list-unsubscribe", b"list-unsubscribe-post", b"list-id")
 #: headers set with ``set_raw`` are written as they are (never refolded into encoded-words)
 _POLICY = policy.SMTP.clone(refold_source="none")
@@ -50,10 +73,10 @@ BUILTIN_TEMPLATES = {
     "confirm_subscription": {
         "subject": "Please confirm your subscription",
         "txt": "Hello {{ contact.first_name or 'there' }},\n\nplease confirm that you want to hear from us:\n"
-               "{{ confirm_url }}\n\nIf you did not sign up, ignore this message: you will get nothing more.\n",
+        "{{ confirm_url }}\n\nIf you did not sign up, ignore this message: you will get nothing more.\n",
         "html": "<p>Hello {{ contact.first_name or 'there' }},</p><p>please confirm that you want to hear from "
-                "us:</p><p><a href=\"{{ confirm_url }}\">Confirm my subscription</a></p><p>If you did not sign "
-                "up, ignore this message: you will get nothing more.</p>",
+        'us:</p><p><a href="{{ confirm_url }}">Confirm my subscription</a></p><p>If you did not sign '
+        "up, ignore this message: you will get nothing more.</p>",
     },
 }
 
@@ -61,8 +84,14 @@ BUILTIN_TEMPLATES = {
 class EmailChannel(Channel):
     name = "email"
     address_field = "email"
-    events = ("email.delivered", "email.opened", "email.clicked", "email.bounced", "email.complained",
-              "email.unsubscribed")
+    events = (
+        "email.delivered",
+        "email.opened",
+        "email.clicked",
+        "email.bounced",
+        "email.complained",
+        "email.unsubscribed",
+    )
     #: an open or a click is the recipient acting (it moves last_seen); a delivery or a bounce is not
     activity_events = ("email.opened", "email.clicked")
     template_parts = ("subject", "html", "txt")
@@ -72,33 +101,55 @@ class EmailChannel(Channel):
     consent = CONSENT_UNLESS_REVOKED
     unsubscribe = UNSUBSCRIBE_LINK
     config_schema = {
-        "SMTP_URL": {"type": "string", "required": True, "secret": True, "default": DEFAULT_SMTP_URL,
-                     "help": "smtp://user:pass@host:587?tls=starttls (tls=none|starttls|ssl, timeout=seconds); "
-                             "smtps://… for TLS from the start"},
-        "MAIL_FROM": {"type": "string", "required": True, "default": "Nudge <nudge@localhost>",
-                      "help": "the From of every email, e.g. Acme <news@acme.example>"},
-        "SMTP_CA_FILE": {"type": "file",
-                         "help": "PEM file of the CA(s) that signed the SMTP server's certificate, when it is not "
-                                 "publicly trusted; certificates are always verified"},
-        "UNSUBSCRIBE_MAILTO": {"type": "string",
-                               "help": "an address whose mail is piped to POST /hooks/email/unsubscribe (needs "
-                                       "EMAIL_WEBHOOK_SECRET); only then does List-Unsubscribe offer a mailto: "
-                                       "besides the one-click URL"},
-        "POSTAL_ADDRESS": {"type": "string",
-                           "help": "the sender's postal address, shown in every marketing email; marketing email "
-                                   "is refused without it (CAN-SPAM and similar laws)"},
-        "LIST_ID": {"type": "string",
-                    "help": "the List-Id of marketing email (RFC 2919), e.g. Acme News <news.acme.example>; default "
-                            "from MAIL_FROM: its name and <local-part.domain>"},
-        "FEEDBACK_ID": {"type": "string",
-                        "help": "a sender id for Gmail's Feedback Loop; when set, every email carries Feedback-ID: "
-                                "<rule, broadcast or form-slug>:<template>:<marketing|transactional>:<this id>"},
+        "SMTP_URL": {
+            "type": "string",
+            "required": True,
+            "secret": True,
+            "default": DEFAULT_SMTP_URL,
+            "help": "smtp://user:pass@host:587?tls=starttls (tls=none|starttls|ssl, timeout=seconds); "
+            "smtps://… for TLS from the start",
+        },
+        "MAIL_FROM": {
+            "type": "string",
+            "required": True,
+            "default": "Nudge <nudge@localhost>",
+            "help": "the From of every email, e.g. Acme <news@acme.example>",
+        },
+        "SMTP_CA_FILE": {
+            "type": "file",
+            "help": "PEM file of the CA(s) that signed the SMTP server's certificate, when it is not "
+            "publicly trusted; certificates are always verified",
+        },
+        "UNSUBSCRIBE_MAILTO": {
+            "type": "string",
+            "help": "an address whose mail is piped to POST /hooks/email/unsubscribe (needs "
+            "EMAIL_WEBHOOK_SECRET); only then does List-Unsubscribe offer a mailto: "
+            "besides the one-click URL",
+        },
+        "POSTAL_ADDRESS": {
+            "type": "string",
+            "help": "the sender's postal address, shown in every marketing email; marketing email "
+            "is refused without it (CAN-SPAM and similar laws)",
+        },
+        "LIST_ID": {
+            "type": "string",
+            "help": "the List-Id of marketing email (RFC 2919), e.g. Acme News <news.acme.example>; default "
+            "from MAIL_FROM: its name and <local-part.domain>",
+        },
+        "FEEDBACK_ID": {
+            "type": "string",
+            "help": "a sender id for Gmail's Feedback Loop; when set, every email carries Feedback-ID: "
+            "<rule, broadcast or form-slug>:<template>:<marketing|transactional>:<this id>",
+        },
         "DKIM_SELECTOR": {"type": "string", "help": "DKIM selector, e.g. nudge (TXT record nudge._domainkey.<domain>)"},
         "DKIM_DOMAIN": {"type": "string", "help": "the d= domain; default the domain of MAIL_FROM"},
         "DKIM_PRIVATE_KEY_FILE": {"type": "file", "secret": True, "help": "PEM private key for DKIM signing"},
-        "EMAIL_WEBHOOK_SECRET": {"type": "string", "secret": True,
-                                 "help": "shared secret of POST /hooks/email/bounce (bounces and complaints) and "
-                                         "POST /hooks/email/unsubscribe (mailto unsubscribes)"},
+        "EMAIL_WEBHOOK_SECRET": {
+            "type": "string",
+            "secret": True,
+            "help": "shared secret of POST /hooks/email/bounce (bounces and complaints) and "
+            "POST /hooks/email/unsubscribe (mailto unsubscribes)",
+        },
     }
 
     def __init__(self, config: Mapping[str, Any] | None = None):
@@ -113,15 +164,20 @@ class EmailChannel(Channel):
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
         parse_smtp_url(str(settings.get("SMTP_URL") or DEFAULT_SMTP_URL))
         if not mail_domain(settings.get("MAIL_FROM") or ""):
-            raise SettingError("MAIL_FROM", f"{settings.get('MAIL_FROM')!r} has no address with a domain "
-                                            "(example: Acme <news@acme.example>)")
+            raise SettingError(
+                "MAIL_FROM",
+                f"{settings.get('MAIL_FROM')!r} has no address with a domain (example: Acme <news@acme.example>)",
+            )
         mailto = settings.get("UNSUBSCRIBE_MAILTO")
         if mailto and "@" not in mailto:
             raise SettingError("UNSUBSCRIBE_MAILTO", f"{mailto!r} is not an email address")
         if mailto and not settings.get("EMAIL_WEBHOOK_SECRET"):
-            raise SettingError("UNSUBSCRIBE_MAILTO", "mail to this address must reach POST /hooks/email/unsubscribe, "
-                                                     "which needs NUDGE_EMAIL_WEBHOOK_SECRET; set it (see docs/email.md)"
-                                                     " or unset NUDGE_UNSUBSCRIBE_MAILTO")
+            raise SettingError(
+                "UNSUBSCRIBE_MAILTO",
+                "mail to this address must reach POST /hooks/email/unsubscribe, "
+                "which needs NUDGE_EMAIL_WEBHOOK_SECRET; set it (see docs/email.md)"
+                " or unset NUDGE_UNSUBSCRIBE_MAILTO",
+            )
         if settings.get("LIST_ID"):
             raw.parse_list_id(settings["LIST_ID"])
         if settings.get("FEEDBACK_ID"):
@@ -137,35 +193,60 @@ class EmailChannel(Channel):
                 with open(key_file, "rb") as fh:
                     dkim.crypto.parse_pem_private_key(fh.read())
             except Exception as exc:  # whatever is wrong with the file, say so at start-up, not at the first send
-                raise SettingError("DKIM_PRIVATE_KEY_FILE", f"{key_file} is not a PEM RSA private key ({exc})") from None
+                raise SettingError(
+                    "DKIM_PRIVATE_KEY_FILE", f"{key_file} is not a PEM RSA private key ({exc})"
+                ) from None
 
     def diagnose(self, *, in_use: bool) -> list[Check]:
         """The sender's domain, the postal address, DKIM, the mailto unsubscribe and whether the SMTP server answers."""
         blocking = "error" if in_use else "warn"
         checks = []
         if self.domain == "localhost" or "." not in self.domain or self.domain.endswith(_LOCAL_DOMAINS):
-            checks.append(Check("email: sender", "warn", f"mail comes from an address at {self.domain!r}, which "
-                                "receiving servers reject or file as spam; set NUDGE_MAIL_FROM to an address at your "
-                                "own domain, e.g. Acme <news@acme.example>"))
+            checks.append(
+                Check(
+                    "email: sender",
+                    "warn",
+                    f"mail comes from an address at {self.domain!r}, which "
+                    "receiving servers reject or file as spam; set NUDGE_MAIL_FROM to an address at your "
+                    "own domain, e.g. Acme <news@acme.example>",
+                )
+            )
         else:
             checks.append(Check("email: sender", "ok", f"mail comes from {self.sender}"))
         if (self.config.get("POSTAL_ADDRESS") or "").strip():
             checks.append(Check("email: postal address", "ok", "shown in every marketing email"))
         else:
-            checks.append(Check("email: postal address", blocking, "not set, so marketing email is refused; set "
-                                "NUDGE_POSTAL_ADDRESS to the sender's postal address"))
+            checks.append(
+                Check(
+                    "email: postal address",
+                    blocking,
+                    "not set, so marketing email is refused; set NUDGE_POSTAL_ADDRESS to the sender's postal address",
+                )
+            )
         selector = self.config.get("DKIM_SELECTOR")
         if selector and self.config.get("DKIM_PRIVATE_KEY_FILE"):
             domain = self.config.get("DKIM_DOMAIN") or self.domain
             checks.append(Check("email: DKIM", "ok", f"signed as d={domain}, s={selector}"))
         else:
-            checks.append(Check("email: DKIM", "warn", "mail is not signed, and Gmail and Yahoo refuse or junk bulk "
-                                "mail without DKIM; set NUDGE_DKIM_SELECTOR and NUDGE_DKIM_PRIVATE_KEY_FILE and "
-                                "publish the public key (see docs/email.md)"))
+            checks.append(
+                Check(
+                    "email: DKIM",
+                    "warn",
+                    "mail is not signed, and Gmail and Yahoo refuse or junk bulk "
+                    "mail without DKIM; set NUDGE_DKIM_SELECTOR and NUDGE_DKIM_PRIVATE_KEY_FILE and "
+                    "publish the public key (see docs/email.md)",
+                )
+            )
         mailto = self.config.get("UNSUBSCRIBE_MAILTO")
-        checks.append(Check("email: unsubscribe", "ok",
-                            f"one-click URL, and mailto:{mailto} (processed at POST /hooks/email/unsubscribe)"
-                            if mailto else "one-click URL only (set NUDGE_UNSUBSCRIBE_MAILTO to offer a mailto too)"))
+        checks.append(
+            Check(
+                "email: unsubscribe",
+                "ok",
+                f"one-click URL, and mailto:{mailto} (processed at POST /hooks/email/unsubscribe)"
+                if mailto
+                else "one-click URL only (set NUDGE_UNSUBSCRIBE_MAILTO to offer a mailto too)",
+            )
+        )
         try:
             _quit(self._connect(timeout=CHECK_TIMEOUT))
         except ChannelError as exc:
@@ -206,12 +287,16 @@ class EmailChannel(Channel):
                 conn.login(s.username, s.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             _quit(conn)
-            raise ChannelError(f"SMTP login refused by {s.host}:{s.port} ({exc.smtp_code}); check the user and "
-                               "password in NUDGE_SMTP_URL") from None
+            raise ChannelError(
+                f"SMTP login refused by {s.host}:{s.port} ({exc.smtp_code}); check the user and "
+                "password in NUDGE_SMTP_URL"
+            ) from None
         except ssl.SSLCertVerificationError as exc:
             _quit(conn)
-            raise ChannelError(f"the certificate of SMTP server {s.host}:{s.port} is not trusted ({exc.verify_message});"
-                               " set NUDGE_SMTP_CA_FILE to the CA that signed it") from None
+            raise ChannelError(
+                f"the certificate of SMTP server {s.host}:{s.port} is not trusted ({exc.verify_message});"
+                " set NUDGE_SMTP_CA_FILE to the CA that signed it"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _quit(conn)
             raise ChannelError(f"cannot connect to SMTP server {s.host}:{s.port}: {exc}") from None
@@ -222,7 +307,7 @@ class EmailChannel(Channel):
         _quit(conn)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator["EmailChannel"]:
+    def batch(self) -> Iterator[EmailChannel]:
         """One SMTP session for every send inside; closed (QUIT) on exit."""
         self._batches += 1
         try:
@@ -255,21 +340,30 @@ class EmailChannel(Channel):
         if message.marketing:
             url = message.unsubscribe_url
             if not url:
-                raise ChannelError(f"marketing email {message.key} has no unsubscribe URL; refusing to send it "
-                                   "(RFC 8058 and the law require one)", permanent=True)
+                raise ChannelError(
+                    f"marketing email {message.key} has no unsubscribe URL; refusing to send it "
+                    "(RFC 8058 and the law require one)",
+                    permanent=True,
+                )
             postal = (self.config.get("POSTAL_ADDRESS") or "").strip()
             if not postal:
-                raise ChannelError(f"marketing email {message.key} not sent: no postal address to show; set "
-                                   "NUDGE_POSTAL_ADDRESS to the sender's postal address (CAN-SPAM and similar laws "
-                                   "require it in marketing email), then resend it", permanent=True)
+                raise ChannelError(
+                    f"marketing email {message.key} not sent: no postal address to show; set "
+                    "NUDGE_POSTAL_ADDRESS to the sender's postal address (CAN-SPAM and similar laws "
+                    "require it in marketing email), then resend it",
+                    permanent=True,
+                )
             raw.set_raw(msg, "List-Unsubscribe", raw.list_unsubscribe(url, self.config.get("UNSUBSCRIBE_MAILTO")))
             raw.set_raw(msg, "List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"])
             list_id = self.config.get("LIST_ID") or raw.default_list_id(self.config.get("MAIL_FROM") or self.sender)
             raw.set_raw(msg, "List-Id", raw.list_id_parts(list_id), separator=" ")
             text, html = text_footer(text, url, postal), html and html_footer(html, url, postal)
         if self.config.get("FEEDBACK_ID"):
-            raw.set_raw(msg, "Feedback-ID", [raw.feedback_id(message.data, message.template, message.marketing,
-                                                             self.config["FEEDBACK_ID"])])
+            raw.set_raw(
+                msg,
+                "Feedback-ID",
+                [raw.feedback_id(message.data, message.template, message.marketing, self.config["FEEDBACK_ID"])],
+            )
         msg.set_content(text, cte="quoted-printable")
         if html:
             msg.add_alternative(html, subtype="html", cte="quoted-printable")
@@ -283,13 +377,22 @@ class EmailChannel(Channel):
 
         with open(key_file, "rb") as fh:
             key = fh.read()
-        present = {line.split(b":", 1)[0].strip().lower() for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-                   if line[:1] not in (b" ", b"\t")}
+        present = {
+            line.split(b":", 1)[0].strip().lower()
+            for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            if line[:1] not in (b" ", b"\t")
+        }
         include = [h for h in DKIM_HEADERS if h in present] + [h for h in _OVERSIGNED if h in present]
         domain = self.config.get("DKIM_DOMAIN") or self.domain
         try:
-            signature = dkim.sign(data, selector.encode(), domain.encode(), key, include_headers=include,
-                                  canonicalize=(b"relaxed", b"relaxed"))
+            signature = dkim.sign(
+                data,
+                selector.encode(),
+                domain.encode(),
+                key,
+                include_headers=include,
+                canonicalize=(b"relaxed", b"relaxed"),
+            )
         except dkim.DKIMException as exc:
             raise ChannelError(f"DKIM signing failed: {exc}") from None
         return signature + data
@@ -310,15 +413,17 @@ class EmailChannel(Channel):
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._close()
             if not reused:
-                raise ChannelError(f"the SMTP server closed the connection before the message was sent ({exc})") \
-                    from None
+                raise ChannelError(
+                    f"the SMTP server closed the connection before the message was sent ({exc})"
+                ) from None
             self._conn = self._connect()  # the pooled connection had gone stale: one fresh try
             try:
                 self._envelope(self._conn, message.to, options)
             except (smtplib.SMTPServerDisconnected, OSError) as again:
                 self._close()
-                raise ChannelError(f"the SMTP server closed the connection before the message was sent ({again})") \
-                    from None
+                raise ChannelError(
+                    f"the SMTP server closed the connection before the message was sent ({again})"
+                ) from None
         try:
             code, reply = self._conn.data(data)
         except smtplib.SMTPDataError as exc:
@@ -326,8 +431,10 @@ class EmailChannel(Channel):
             raise _classify("DATA", exc.smtp_code, exc.smtp_error) from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._close()
-            raise ChannelError(f"the SMTP connection dropped while sending the data ({exc}); the server may "
-                               "have the message", ambiguous=True) from None
+            raise ChannelError(
+                f"the SMTP connection dropped while sending the data ({exc}); the server may have the message",
+                ambiguous=True,
+            ) from None
         if code != 250:
             self._reset()
             raise _classify("DATA", code, reply)
@@ -335,8 +442,11 @@ class EmailChannel(Channel):
 
     def _envelope(self, conn: smtplib.SMTP, to: str, options: list[str]) -> None:
         if options and not conn.has_extn("smtputf8"):
-            raise ChannelError(f"the SMTP server cannot take the non-ASCII address {to!r} (no SMTPUTF8)",
-                               permanent=True, suppress="invalid_address")
+            raise ChannelError(
+                f"the SMTP server cannot take the non-ASCII address {to!r} (no SMTPUTF8)",
+                permanent=True,
+                suppress="invalid_address",
+            )
         code, reply = conn.mail(self.sender, options)
         if code != 250:
             self._reset()
@@ -390,9 +500,12 @@ def text_footer(text: str, url: str, postal: str) -> str:
 
 def html_footer(html: str, url: str, postal: str) -> str:
     address = "<br>".join(html_lib.escape(line.strip()) for line in postal.splitlines() if line.strip())
-    footer = (f'<div style="margin-top:2em;font-size:12px;color:#666">'
-              f'<p><a href="{html_lib.escape(url, quote=True)}">Unsubscribe</a></p>'
-              + (f"<p>{address}</p>" if address else "") + "</div>")
+    footer = (
+        f'<div style="margin-top:2em;font-size:12px;color:#666">'
+        f'<p><a href="{html_lib.escape(url, quote=True)}">Unsubscribe</a></p>'
+        + (f"<p>{address}</p>" if address else "")
+        + "</div>"
+    )
     at = html.lower().rfind("</body>")
     return html[:at] + footer + html[at:] if at >= 0 else html + footer
 

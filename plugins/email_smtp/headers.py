@@ -6,12 +6,14 @@ one-click unsubscribe URI would vanish. So these are emitted verbatim, folded on
 their parts (at the comma of List-Unsubscribe, at a space of List-Id), never inside a URI or
 an id; a part too long for one line stays whole (RFC 5322 allows lines of up to 998 characters).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from server.sdk import ChannelError, SettingError, check_header
@@ -51,8 +53,10 @@ def set_raw(msg: EmailMessage, name: str, parts: Sequence[str], separator: str =
     for part in parts:
         check_header(name, part)
         if not part.isascii():
-            raise ChannelError(f"header {name} must be ASCII, got {part[:80]!r} (percent-encode URLs; "
-                               "use an ASCII list id)", permanent=True)
+            raise ChannelError(
+                f"header {name} must be ASCII, got {part[:80]!r} (percent-encode URLs; use an ASCII list id)",
+                permanent=True,
+            )
     msg.set_raw(name, fold(name, parts, separator))
 
 
@@ -84,8 +88,11 @@ def parse_list_id(value: str) -> tuple[str, str]:
     match = _LIST_ID_VALUE.match(value)
     phrase, ident = (match["phrase"] or "", match["id"].strip()) if match else ("", value.strip())
     if not _LIST_ID.match(ident):
-        raise SettingError("LIST_ID", f"{value!r} is not a list id; use e.g. 'Acme News <news.acme.example>' "
-                                      "(RFC 2919: a dotted name under a domain you own, ASCII)")
+        raise SettingError(
+            "LIST_ID",
+            f"{value!r} is not a list id; use e.g. 'Acme News <news.acme.example>' "
+            "(RFC 2919: a dotted name under a domain you own, ASCII)",
+        )
     return phrase.strip(), ident
 
 
@@ -104,8 +111,9 @@ def feedback_id(data: Mapping[str, Any], template: str, marketing: bool, sender:
     Every part is stable (the rule's name, ``broadcast`` or ``form-<slug>``; never a contact or a message),
     so complaint rates add up per campaign and template.
     """
-    campaign = data.get("rule_name") or ("broadcast" if data.get("broadcast") else
-                                         f"form-{data['form']}" if data.get("form") else "message")
+    campaign = data.get("rule_name") or (
+        "broadcast" if data.get("broadcast") else f"form-{data['form']}" if data.get("form") else "message"
+    )
     parts = (str(campaign), template, "marketing" if marketing else "transactional", sender)
     return ":".join(_FEEDBACK_PART.sub("-", part).strip("-")[:64] or "none" for part in parts)
 
@@ -113,5 +121,6 @@ def feedback_id(data: Mapping[str, Any], template: str, marketing: bool, sender:
 def check_feedback_sender(value: str) -> None:
     """:raises SettingError: naming FEEDBACK_ID unless it is a short ASCII identifier."""
     if _FEEDBACK_PART.search(value) or len(value) > 64:
-        raise SettingError("FEEDBACK_ID", f"{value!r} must be letters, digits, '.', '_' or '-' (at most 64), "
-                                          "e.g. acme-news")
+        raise SettingError(
+            "FEEDBACK_ID", f"{value!r} must be letters, digits, '.', '_' or '-' (at most 64), e.g. acme-news"
+        )

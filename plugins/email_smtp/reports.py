@@ -3,6 +3,7 @@
 JSON: an object or a list of objects ``{"type": "bounce"|"complaint"|"delivered", "email": "…",
 "message_id": "<…>", "permanent": true, "detail": "…"}``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,8 +15,14 @@ from typing import Any
 
 from server.sdk import JsonInputError, parse_json
 
-KINDS = {"bounce": "bounced", "bounced": "bounced", "complaint": "complained", "complained": "complained",
-         "delivered": "delivered", "delivery": "delivered"}
+KINDS = {
+    "bounce": "bounced",
+    "bounced": "bounced",
+    "complaint": "complained",
+    "complained": "complained",
+    "delivered": "delivered",
+    "delivery": "delivered",
+}
 
 
 class ReportError(ValueError):
@@ -53,8 +60,9 @@ def parse(body: bytes, content_type: str) -> list[Report]:
         if inner is not None:
             msg = inner  # a report forwarded as an attachment-like wrapper
     if msg.get_content_type() != "multipart/report":
-        raise ReportError(f"expected JSON or a multipart/report message (RFC 3464 / RFC 5965), "
-                          f"got {msg.get_content_type()}")
+        raise ReportError(
+            f"expected JSON or a multipart/report message (RFC 3464 / RFC 5965), got {msg.get_content_type()}"
+        )
     param = msg.get_param("report-type")
     # typed str or (charset, language, value), the compat32 form of an RFC 2231 value: the text either way
     report_type = collapse_rfc2231_value(param).lower() if param else ""
@@ -77,9 +85,16 @@ def _from_json(body: bytes) -> list[Report]:
             raise ReportError('each report needs "type" and "email", e.g. {"type": "bounce", "email": "a@b.example"}')
         status = KINDS.get(str(item.get("type", "")).lower())
         if status is None:
-            raise ReportError(f'unknown type {item.get("type")!r}; use bounce, complaint or delivered')
-        out.append(Report(status, item["email"], _msgid(item.get("message_id")), bool(item.get("permanent", True)),
-                          _text(item.get("detail"))))
+            raise ReportError(f"unknown type {item.get('type')!r}; use bounce, complaint or delivered")
+        out.append(
+            Report(
+                status,
+                item["email"],
+                _msgid(item.get("message_id")),
+                bool(item.get("permanent", True)),
+                _text(item.get("detail")),
+            )
+        )
     return out
 
 
@@ -122,8 +137,16 @@ def _from_dsn(msg: EmailMessage) -> list[Report]:
             address = _typed_address(block.get("Final-Recipient") or block.get("Original-Recipient"))
             detail = " ".join(x for x in (status, _text(block.get("Diagnostic-Code"))) if x) or None
             if action == "failed":
-                out.append(Report("bounced", address, message_id, not status.startswith("4"), detail,
-                                  {"type": "soft" if status.startswith("4") else "hard", "status": status}))
+                out.append(
+                    Report(
+                        "bounced",
+                        address,
+                        message_id,
+                        not status.startswith("4"),
+                        detail,
+                        {"type": "soft" if status.startswith("4") else "hard", "status": status},
+                    )
+                )
             elif action == "delivered":
                 out.append(Report("delivered", address, message_id, detail=detail))
     if not out:
@@ -143,8 +166,11 @@ def _from_arf(msg: EmailMessage) -> list[Report]:
             address = address and address.rsplit("<", 1)[-1].rstrip(">").strip()
         feedback = str(fields.get("Feedback-Type", "abuse")).strip().lower()
         message_id = _msgid(original["Message-ID"]) if original is not None else None
-        return [Report("complained", address, message_id, detail=f"feedback-type {feedback}",
-                       props={"feedback_type": feedback})]
+        return [
+            Report(
+                "complained", address, message_id, detail=f"feedback-type {feedback}", props={"feedback_type": feedback}
+            )
+        ]
     raise ReportError("the feedback report has no message/feedback-report part")
 
 

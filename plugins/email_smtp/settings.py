@@ -1,4 +1,5 @@
 """``NUDGE_SMTP_URL``: where the email channel delivers, read into :class:`SmtpSettings`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,11 @@ def parse_smtp_url(url: str) -> SmtpSettings:
     """
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):
-        raise SettingError("SMTP_URL", f"scheme must be smtp:// or smtps://, got {parts.scheme or 'none'!r} "
-                                       "(example: smtp://user:pass@mail.example.com:587?tls=starttls)")
+        raise SettingError(
+            "SMTP_URL",
+            f"scheme must be smtp:// or smtps://, got {parts.scheme or 'none'!r} "
+            "(example: smtp://user:pass@mail.example.com:587?tls=starttls)",
+        )
     if not parts.hostname:
         raise SettingError("SMTP_URL", "no host given (example: smtp://mail.example.com:587?tls=starttls)")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}

@@ -11,6 +11,7 @@ address; every report becomes an event (``email.bounced``, ``email.complained``,
 ``subject`` field by an inbound-mail provider. The subject carries the message's signed unsubscribe
 token; the opt-out is recorded exactly as the one-click ``POST /u/<token>`` records it.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -67,8 +68,14 @@ def bounce():
     email = channel(CHANNEL)
     events = 0
     for report in found:
-        status = email.status(report.status, address=report.address, provider_id=report.message_id,
-                              suppress=report.suppress, detail=report.detail, props=report.props)
+        status = email.status(
+            report.status,
+            address=report.address,
+            provider_id=report.message_id,
+            suppress=report.suppress,
+            detail=report.detail,
+            props=report.props,
+        )
         events += record_status(status).contacts
     return jsonify({"reports": len(found), "events": events})
 
@@ -87,8 +94,9 @@ def _subject() -> str:
 
 def unsubscribe():
     if not _setting("UNSUBSCRIBE_MAILTO"):
-        return problem(404, "Not enabled", "set NUDGE_UNSUBSCRIBE_MAILTO (and pipe its mail here) to process "
-                                           "mailto: unsubscribes")
+        return problem(
+            404, "Not enabled", "set NUDGE_UNSUBSCRIBE_MAILTO (and pipe its mail here) to process mailto: unsubscribes"
+        )
     refused = _refused("mailto: unsubscribes")
     if refused is not None:
         return refused
@@ -99,6 +107,11 @@ def unsubscribe():
         except ValueError:
             continue
         return jsonify({"unsubscribed": channel is not None, "channel": channel})
-    return problem(422, "No unsubscribe token", "the Subject holds no valid unsubscribe token; mail to "
-                                                "NUDGE_UNSUBSCRIBE_MAILTO must keep the subject of the List-Unsubscribe "
-                                                "mailto: link", field="subject")
+    return problem(
+        422,
+        "No unsubscribe token",
+        "the Subject holds no valid unsubscribe token; mail to "
+        "NUDGE_UNSUBSCRIBE_MAILTO must keep the subject of the List-Unsubscribe "
+        "mailto: link",
+        field="subject",
+    )

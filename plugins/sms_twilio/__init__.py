@@ -1,4 +1,5 @@
 """SMS over Twilio: Nudge's built-in SMS channel, its delivery reports and the STOP/START/HELP keywords."""
+
 from __future__ import annotations
 
 from server.hookspecs import hookimpl

@@ -1,9 +1,11 @@
 """The SMS channel: Twilio's Messages API through the official ``twilio`` library."""
+
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import phonenumbers
@@ -14,12 +16,28 @@ from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
 from urllib3.util import Retry
 
-from server.sdk import (CONSENT_GRANTED, UNSUBSCRIBE_PROVIDER, Channel, ChannelError, Check, OutboundMessage, SendResult,
-                        SettingError)
+from server.sdk import (
+    CONSENT_GRANTED,
+    UNSUBSCRIBE_PROVIDER,
+    Channel,
+    ChannelError,
+    Check,
+    OutboundMessage,
+    SendResult,
+    SettingError,
+)
 
 from .phone import normalise, region_of, stored_forms
-from .twilio import (CHANNEL, INBOUND_PATH, INVALID_NUMBERS, STATUS_PATH, TOO_MANY_REQUESTS, TWILIO_API, UNSUBSCRIBED,
-                     record_provider_opt_out)
+from .twilio import (
+    CHANNEL,
+    INBOUND_PATH,
+    INVALID_NUMBERS,
+    STATUS_PATH,
+    TOO_MANY_REQUESTS,
+    TWILIO_API,
+    UNSUBSCRIBED,
+    record_provider_opt_out,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +63,34 @@ class SmsChannel(Channel):
     opt_out_event = "sms.opted_out"
     config_schema = {
         "TWILIO_ACCOUNT_SID": {"type": "string", "required": False, "help": "ACxxxxxxxx…; needed to send SMS"},
-        "TWILIO_AUTH_TOKEN": {"type": "string", "required": False, "secret": True,
-                              "help": "signs API calls and verifies Twilio's callbacks; needed to send SMS"},
-        "TWILIO_FROM": {"type": "string", "required": False, "help": "sender number in E.164 (or set TWILIO_MESSAGING_SERVICE_SID)"},
-        "TWILIO_MESSAGING_SERVICE_SID": {"type": "string", "required": False, "help": "MGxxxxxxxx…, instead of TWILIO_FROM"},
-        "TWILIO_API_BASE": {"type": "string", "required": False, "default": TWILIO_API,
-                            "help": "for Twilio-compatible gateways"},
+        "TWILIO_AUTH_TOKEN": {
+            "type": "string",
+            "required": False,
+            "secret": True,
+            "help": "signs API calls and verifies Twilio's callbacks; needed to send SMS",
+        },
+        "TWILIO_FROM": {
+            "type": "string",
+            "required": False,
+            "help": "sender number in E.164 (or set TWILIO_MESSAGING_SERVICE_SID)",
+        },
+        "TWILIO_MESSAGING_SERVICE_SID": {
+            "type": "string",
+            "required": False,
+            "help": "MGxxxxxxxx…, instead of TWILIO_FROM",
+        },
+        "TWILIO_API_BASE": {
+            "type": "string",
+            "required": False,
+            "default": TWILIO_API,
+            "help": "for Twilio-compatible gateways",
+        },
         "TWILIO_TIMEOUT": {"type": "float", "required": False, "default": 30, "help": "seconds per API call"},
-        "SMS_DEFAULT_REGION": {"type": "string", "required": False,
-                               "help": "country (e.g. US) assumed for numbers without +<country code>"},
+        "SMS_DEFAULT_REGION": {
+            "type": "string",
+            "required": False,
+            "help": "country (e.g. US) assumed for numbers without +<country code>",
+        },
         "SMS_HELP_TEXT": {"type": "string", "required": False, "help": "the reply to HELP"},
     }
 
@@ -67,20 +104,31 @@ class SmsChannel(Channel):
             return  # SMS not set up on this instance; sends say so
         for key in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
             if not settings.get(key):
-                raise SettingError(key, "is required once Twilio is configured (both the account SID and the auth token)")
+                raise SettingError(
+                    key, "is required once Twilio is configured (both the account SID and the auth token)"
+                )
         if not (settings.get("TWILIO_FROM") or settings.get("TWILIO_MESSAGING_SERVICE_SID")):
             raise SettingError("TWILIO_FROM", "set a sender number, or NUDGE_TWILIO_MESSAGING_SERVICE_SID")
         if settings.get("SMS_DEFAULT_REGION") and not phonenumbers.country_code_for_region(
-                str(settings["SMS_DEFAULT_REGION"]).upper()):
-            raise SettingError("SMS_DEFAULT_REGION", f"unknown country {settings['SMS_DEFAULT_REGION']!r}; use e.g. US or DE")
+            str(settings["SMS_DEFAULT_REGION"]).upper()
+        ):
+            raise SettingError(
+                "SMS_DEFAULT_REGION", f"unknown country {settings['SMS_DEFAULT_REGION']!r}; use e.g. US or DE"
+            )
 
     def diagnose(self, *, in_use: bool) -> list[Check]:
         """Whether Twilio is configured, which matters once a rule sends SMS."""
         if self.config.get("TWILIO_ACCOUNT_SID") and self.config.get("TWILIO_AUTH_TOKEN"):
             return [Check("sms: Twilio", "ok", "configured")]
         if in_use:
-            return [Check("sms: Twilio", "error", "active rules send SMS but Twilio is not configured; set "
-                          "NUDGE_TWILIO_ACCOUNT_SID, NUDGE_TWILIO_AUTH_TOKEN and NUDGE_TWILIO_FROM")]
+            return [
+                Check(
+                    "sms: Twilio",
+                    "error",
+                    "active rules send SMS but Twilio is not configured; set "
+                    "NUDGE_TWILIO_ACCOUNT_SID, NUDGE_TWILIO_AUTH_TOKEN and NUDGE_TWILIO_FROM",
+                )
+            ]
         return [Check("sms: Twilio", "ok", "not configured (no active rule sends SMS)")]
 
     def validate_address(self, address: str) -> str:
@@ -111,15 +159,21 @@ class SmsChannel(Channel):
     def _connect(self) -> Client:
         sid, token = self.config.get("TWILIO_ACCOUNT_SID"), self.config.get("TWILIO_AUTH_TOKEN")
         if not sid or not token:
-            raise ChannelError("SMS over Twilio is not configured: set NUDGE_TWILIO_ACCOUNT_SID and NUDGE_TWILIO_AUTH_TOKEN")
+            raise ChannelError(
+                "SMS over Twilio is not configured: set NUDGE_TWILIO_ACCOUNT_SID and NUDGE_TWILIO_AUTH_TOKEN"
+            )
         if not (self.config.get("TWILIO_FROM") or self.config.get("TWILIO_MESSAGING_SERVICE_SID")):
-            raise ChannelError("SMS over Twilio has no sender: set NUDGE_TWILIO_FROM or NUDGE_TWILIO_MESSAGING_SERVICE_SID")
-        http = GatewayHttpClient(str(self.config.get("TWILIO_API_BASE") or TWILIO_API),
-                                 timeout=float(self.config.get("TWILIO_TIMEOUT") or 30))
+            raise ChannelError(
+                "SMS over Twilio has no sender: set NUDGE_TWILIO_FROM or NUDGE_TWILIO_MESSAGING_SERVICE_SID"
+            )
+        http = GatewayHttpClient(
+            str(self.config.get("TWILIO_API_BASE") or TWILIO_API),
+            timeout=float(self.config.get("TWILIO_TIMEOUT") or 30),
+        )
         return Client(sid, token, http_client=http)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator["SmsChannel"]:
+    def batch(self) -> Iterator[SmsChannel]:
         self._client = self._connect()
         try:
             yield self
@@ -136,8 +190,11 @@ class SmsChannel(Channel):
             to = self.validate_address(message.to)
         except ValueError as exc:
             raise ChannelError(f"cannot send SMS: {exc}", permanent=True, suppress="invalid_address") from None
-        params: dict[str, Any] = {"to": to, "body": message.text,
-                                  "status_callback": str(self.config.get("BASE_URL", "")).rstrip("/") + STATUS_PATH}
+        params: dict[str, Any] = {
+            "to": to,
+            "body": message.text,
+            "status_callback": str(self.config.get("BASE_URL", "")).rstrip("/") + STATUS_PATH,
+        }
         if self.config.get("TWILIO_MESSAGING_SERVICE_SID"):
             params["messaging_service_sid"] = self.config["TWILIO_MESSAGING_SERVICE_SID"]
         if self.config.get("TWILIO_FROM"):
@@ -153,8 +210,10 @@ class SmsChannel(Channel):
         except requests.RequestException as exc:
             raise network_error(exc, http.api_base) from None
         except ValueError:  # a 2xx whose body is not Twilio's JSON: it may well have been accepted
-            raise ChannelError(f"{http.api_base} answered with something other than Twilio JSON; "
-                               "the message may have been sent", ambiguous=True) from None
+            raise ChannelError(
+                f"{http.api_base} answered with something other than Twilio JSON; the message may have been sent",
+                ambiguous=True,
+            ) from None
         return SendResult(provider_id=created.sid, status="sent")
 
 
@@ -192,8 +251,9 @@ def classify(status: int, code: int | None, text: str, retry_after: float | None
     """Turn a Twilio API error into a :class:`ChannelError` the engine can act on."""
     what = f"Twilio answered {status}" + (f" (error {code})" if code and code != status else "") + f": {text}"
     if code == UNSUBSCRIBED:
-        return ChannelError(what + "; the recipient has opted out by replying STOP",
-                            permanent=True, suppress="unsubscribed")
+        return ChannelError(
+            what + "; the recipient has opted out by replying STOP", permanent=True, suppress="unsubscribed"
+        )
     if code in INVALID_NUMBERS:
         return ChannelError(what, permanent=True, suppress="invalid_address")
     if status == 429 or code == TOO_MANY_REQUESTS:
@@ -212,8 +272,11 @@ def network_error(exc: requests.RequestException, api_base: str) -> ChannelError
     if isinstance(exc, requests.ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
         return ChannelError(f"cannot connect to {api_base}: {reason or exc}")
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
-        return ChannelError(f"the connection to {api_base} failed after the request was sent ({type(exc).__name__}); "
-                            "Twilio may have accepted the message", ambiguous=True)
+        return ChannelError(
+            f"the connection to {api_base} failed after the request was sent ({type(exc).__name__}); "
+            "Twilio may have accepted the message",
+            ambiguous=True,
+        )
     return ChannelError(f"request to {api_base} failed before it was sent: {exc}")
 
 

@@ -5,6 +5,7 @@ An opt-out is honoured however it is written: any case, with punctuation, or fol
 is the costly mistake. An opt-in or a help request must be the keyword alone (punctuation and case
 aside), so an ordinary reply that happens to start with "yes" never re-subscribes anyone.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,7 @@ def read_keyword(body: str) -> Keyword | None:
         return None
     for keyword in OPT_OUT:
         parts = keyword.split()
-        if words[:len(parts)] == parts:
+        if words[: len(parts)] == parts:
             return Keyword("opt_out", keyword)
     if len(words) == 1:
         if words[0] in OPT_IN:

@@ -1,4 +1,5 @@
 """Phone numbers in E.164 (``+14155552671``): the one form sends, callbacks and contact look-ups agree on."""
+
 from __future__ import annotations
 
 import phonenumbers

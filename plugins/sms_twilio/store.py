@@ -2,6 +2,7 @@
 
 Used by this plugin's status endpoint; it runs inside the app context.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,17 @@ log = logging.getLogger(__name__)
 
 #: Twilio's message statuses in the order they can happen; the last rank holds the alternative endings.
 #: ``failed`` is also what the status history says after an ``undelivered`` report.
-RANK = {"accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3,
-        "delivered": 4, "undelivered": 4, "failed": 4, "canceled": 4}
+RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+}
 #: endings that raise an event: Twilio status -> event suffix (``sms.delivered``, ``sms.failed``)
 FINAL = {"delivered": "delivered", "undelivered": "failed", "failed": "failed"}
 FAILED = {"undelivered", "failed"}

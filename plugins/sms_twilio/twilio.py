@@ -1,4 +1,5 @@
 """What this plugin knows of Twilio: its paths and error codes, and the opt-outs Twilio reports."""
+
 from __future__ import annotations
 
 from flask import has_app_context
@@ -13,7 +14,7 @@ INBOUND_PATH = "/sms/twilio/inbound"
 #: who told us, in the consent ledger
 SOURCE = "twilio"
 
-UNSUBSCRIBED = 21610       # the recipient replied STOP: Twilio refuses every send to them
+UNSUBSCRIBED = 21610  # the recipient replied STOP: Twilio refuses every send to them
 INVALID_NUMBERS = {21211, 21614}  # not a valid phone number / not a mobile number
 TOO_MANY_REQUESTS = 20429
 
@@ -24,5 +25,11 @@ def record_provider_opt_out(phone: str) -> None:
     Only inside the app (the worker, a callback); a channel used on its own has nowhere to write it.
     """
     if has_app_context():
-        record_consent(CHANNEL, phone, False, source=f"{SOURCE}:{UNSUBSCRIBED}", event="sms.opted_out",
-                       props={"phone": phone, "via": f"error {UNSUBSCRIBED}"})
+        record_consent(
+            CHANNEL,
+            phone,
+            False,
+            source=f"{SOURCE}:{UNSUBSCRIBED}",
+            event="sms.opted_out",
+            props={"phone": phone, "via": f"error {UNSUBSCRIBED}"},
+        )

@@ -1,4 +1,5 @@
 """Twilio's callbacks: delivery reports and incoming messages, both signed with the account's auth token."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, request
@@ -63,8 +64,15 @@ def inbound():
         return _twiml(reply)
     if keyword is not None:
         opt_in = keyword.kind == "opt_in"
-        recorded = record_consent(CHANNEL, phone, opt_in, source=f"sms:{keyword.word}", props=props,
-                                  event="sms.opted_in" if opt_in else "sms.opted_out", receipt=receipt)
+        recorded = record_consent(
+            CHANNEL,
+            phone,
+            opt_in,
+            source=f"sms:{keyword.word}",
+            props=props,
+            event="sms.opted_in" if opt_in else "sms.opted_out",
+            receipt=receipt,
+        )
     else:
         recorded = raise_event(CHANNEL, phone, "sms.replied", props, receipt=receipt)
     if recorded.duplicate:

@@ -1,4 +1,5 @@
 """Webhooks: signed outbound calls (the ``webhook`` channel) and signed inbound payloads (a trigger)."""
+
 from __future__ import annotations
 
 from server.hookspecs import hookimpl

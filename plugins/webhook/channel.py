@@ -1,16 +1,25 @@
 """The webhook channel: signed JSON POSTs to the endpoints operators configure (``send webhook NAME``)."""
+
 from __future__ import annotations
 
 import contextlib
 import json
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import (ConnectTimeoutError, HTTPError, InvalidHeader, NewConnectionError, ProtocolError,
-                                ReadTimeoutError, SSLError)
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    InvalidHeader,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 from urllib3.util import Retry
 
 from server.sdk import Channel, ChannelError, Endpoint, OutboundMessage, SendResult, SettingError, disable_endpoint
@@ -44,12 +53,22 @@ class WebhookChannel(Channel):
     idempotent = True  # receivers de-duplicate by webhook-id (= message.key)
     retry_schedule = RETRY_SCHEDULE
     config_schema = {
-        "WEBHOOK_TIMEOUT": {"type": "float", "required": False, "default": 10,
-                            "help": "seconds to connect, and again to wait for the answer"},
-        "WEBHOOK_ALLOW": {"type": "string", "required": False,
-                          "help": "comma-separated hosts and CIDRs that may be called although private, e.g. 10.0.0.0/8"},
-        "WEBHOOK_CA_FILE": {"type": "file", "required": False,
-                            "help": "PEM bundle to trust for https endpoints instead of the system's (an internal CA)"},
+        "WEBHOOK_TIMEOUT": {
+            "type": "float",
+            "required": False,
+            "default": 10,
+            "help": "seconds to connect, and again to wait for the answer",
+        },
+        "WEBHOOK_ALLOW": {
+            "type": "string",
+            "required": False,
+            "help": "comma-separated hosts and CIDRs that may be called although private, e.g. 10.0.0.0/8",
+        },
+        "WEBHOOK_CA_FILE": {
+            "type": "file",
+            "required": False,
+            "help": "PEM bundle to trust for https endpoints instead of the system's (an internal CA)",
+        },
     }
 
     def __init__(self, config=None):
@@ -73,7 +92,7 @@ class WebhookChannel(Channel):
         return address.strip()  # not addressed to a contact: the endpoint is the template
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator["WebhookChannel"]:
+    def batch(self) -> Iterator[WebhookChannel]:
         self._pools = {}
         try:
             yield self
@@ -92,7 +111,9 @@ class WebhookChannel(Channel):
         try:
             headers = signing.sign(message.key, int(time.time()), body, endpoint.secrets)
         except ValueError as exc:
-            raise ChannelError(f"webhook endpoint {endpoint.name!r} has an unusable secret: {exc}", permanent=True) from None
+            raise ChannelError(
+                f"webhook endpoint {endpoint.name!r} has an unusable secret: {exc}", permanent=True
+            ) from None
         status, response_headers, snippet = self._post(endpoint, body, headers)
         if 200 <= status < 300:
             return SendResult(provider_id=message.key, status="sent")
@@ -105,8 +126,11 @@ class WebhookChannel(Channel):
         if endpoint is None:
             raise ChannelError(f"no webhook endpoint named {name!r}; add it under Settings → Webhooks", permanent=True)
         if endpoint.disabled_at is not None:
-            raise ChannelError(f"webhook endpoint {name!r} is disabled since {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC "
-                               f"({endpoint.disabled_reason}); enable it again once it accepts calls", permanent=True)
+            raise ChannelError(
+                f"webhook endpoint {name!r} is disabled since {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC "
+                f"({endpoint.disabled_reason}); enable it again once it accepts calls",
+                permanent=True,
+            )
         if not endpoint.secrets:
             raise ChannelError(f"webhook endpoint {name!r} has no signing secret; add a whsec_ secret", permanent=True)
         return endpoint
@@ -119,8 +143,9 @@ class WebhookChannel(Channel):
         except ValueError:  # a port that is not a number or out of range
             port = 0
         if url.scheme not in ("http", "https") or not url.hostname or not port:
-            raise ChannelError(f"webhook endpoint {endpoint.name!r} has no valid http(s) URL: {endpoint.url!r}",
-                               permanent=True)
+            raise ChannelError(
+                f"webhook endpoint {endpoint.name!r} has no valid http(s) URL: {endpoint.url!r}", permanent=True
+            )
         try:
             addresses = resolve(url.hostname, port, self.allow)
         except Refused as exc:
@@ -129,26 +154,45 @@ class WebhookChannel(Channel):
             raise ChannelError(f"webhook endpoint {endpoint.name!r}: cannot resolve {url.hostname}: {exc}") from None
         host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        headers = {**headers, "Host": host if port == {"http": 80, "https": 443}[url.scheme] else f"{host}:{port}",
-                   "Content-Type": "application/json", "User-Agent": USER_AGENT}
+        headers = {
+            **headers,
+            "Host": host if port == {"http": 80, "https": 443}[url.scheme] else f"{host}:{port}",
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         for index, address in enumerate(addresses):
             pool = self._pool(url.scheme, url.hostname, port, address)
             try:
-                response = pool.urlopen("POST", target, body=body, headers=headers, redirect=False, retries=False,
-                                        timeout=self.timeout, preload_content=False, assert_same_host=False)
+                response = pool.urlopen(
+                    "POST",
+                    target,
+                    body=body,
+                    headers=headers,
+                    redirect=False,
+                    retries=False,
+                    timeout=self.timeout,
+                    preload_content=False,
+                    assert_same_host=False,
+                )
             except (NewConnectionError, ConnectTimeoutError) as exc:
                 if index + 1 < len(addresses):
                     continue  # never reached this address: the next one may answer
                 raise ChannelError(f"cannot connect to webhook endpoint {endpoint.name!r}: {_reason(exc)}") from None
             except SSLError as exc:  # the handshake comes before the request: nothing was sent
-                raise ChannelError(f"webhook endpoint {endpoint.name!r}: TLS check of {url.hostname} failed: "
-                                   f"{_reason(exc)}") from None
+                raise ChannelError(
+                    f"webhook endpoint {endpoint.name!r}: TLS check of {url.hostname} failed: {_reason(exc)}"
+                ) from None
             # below, the request may have arrived: ambiguous, yet safe to retry (receivers de-duplicate by webhook-id)
             except ReadTimeoutError:
-                raise ChannelError(f"webhook endpoint {endpoint.name!r} did not answer within "
-                                   f"{self.timeout.read_timeout:g} s (NUDGE_WEBHOOK_TIMEOUT)", ambiguous=True) from None
+                raise ChannelError(
+                    f"webhook endpoint {endpoint.name!r} did not answer within "
+                    f"{self.timeout.read_timeout:g} s (NUDGE_WEBHOOK_TIMEOUT)",
+                    ambiguous=True,
+                ) from None
             except (ProtocolError, HTTPError, OSError) as exc:
-                raise ChannelError(f"webhook call to {endpoint.name!r} failed: {_reason(exc)}", ambiguous=True) from None
+                raise ChannelError(
+                    f"webhook call to {endpoint.name!r} failed: {_reason(exc)}", ambiguous=True
+                ) from None
             return response.status, response.headers, _read_capped(response)
         raise AssertionError("resolve() returns at least one address")  # pragma: no cover
 
@@ -158,9 +202,15 @@ class WebhookChannel(Channel):
         key = (scheme, hostname, port, address)
         if key not in self._pools:
             if scheme == "https":  # connect to the address, but check the certificate against the name (and send SNI)
-                self._pools[key] = urllib3.HTTPSConnectionPool(address, port, maxsize=1, server_hostname=hostname,
-                                                               assert_hostname=hostname, cert_reqs="CERT_REQUIRED",
-                                                               ca_certs=self.ca_file)
+                self._pools[key] = urllib3.HTTPSConnectionPool(
+                    address,
+                    port,
+                    maxsize=1,
+                    server_hostname=hostname,
+                    assert_hostname=hostname,
+                    cert_reqs="CERT_REQUIRED",
+                    ca_certs=self.ca_file,
+                )
             else:
                 self._pools[key] = urllib3.HTTPConnectionPool(address, port, maxsize=1)
         return self._pools[key]
@@ -169,9 +219,11 @@ class WebhookChannel(Channel):
 def payload(message: OutboundMessage) -> dict[str, Any]:
     """The JSON body: Standard Webhooks' recommended ``{type, timestamp, data}`` envelope around ``message.data``."""
     data = dict(message.data)
-    return {"type": data.pop("type", None) or "nudge.webhook",
-            "timestamp": data.pop("timestamp", None) or _now().isoformat(timespec="seconds"),
-            "data": data}
+    return {
+        "type": data.pop("type", None) or "nudge.webhook",
+        "timestamp": data.pop("timestamp", None) or _now().isoformat(timespec="seconds"),
+        "data": data,
+    }
 
 
 def classify(name: str, status: int, headers: Any, snippet: bytes) -> ChannelError:
@@ -179,8 +231,10 @@ def classify(name: str, status: int, headers: Any, snippet: bytes) -> ChannelErr
     said = snippet[:200].decode("utf-8", "replace").strip()
     what = f"webhook endpoint {name!r} answered {status}" + (f": {said}" if said else "")
     if 300 <= status < 400:
-        return ChannelError(f"{what}; redirects are not followed (to {headers.get('Location', '?')}): "
-                            "update the endpoint URL", permanent=True)
+        return ChannelError(
+            f"{what}; redirects are not followed (to {headers.get('Location', '?')}): update the endpoint URL",
+            permanent=True,
+        )
     if status == 410:
         return ChannelError(f"{what}; the endpoint is gone and has been disabled", permanent=True)
     if status in (408, 429) or status >= 500:
@@ -211,7 +265,7 @@ def _read_capped(response: urllib3.BaseHTTPResponse) -> bytes:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _reason(exc: Exception) -> str:

@@ -1,4 +1,5 @@
 """Refusing webhook destinations inside the network (SSRF): every address a host resolves to is checked."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -20,7 +21,7 @@ class AllowList:
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
-    def parse(cls, text: str | None) -> "AllowList":
+    def parse(cls, text: str | None) -> AllowList:
         """:raises ValueError: naming the entry that is neither a host name nor an address/CIDR."""
         hosts, networks = set(), []
         for entry in (e.strip() for e in (text or "").split(",")):
@@ -38,8 +39,9 @@ class AllowList:
         return cls(frozenset(hosts), tuple(networks))
 
     def allows(self, host: str, address: Address) -> bool:
-        return host.lower().rstrip(".") in self.hosts or any(address in net for net in self.networks
-                                                             if net.version == address.version)
+        return host.lower().rstrip(".") in self.hosts or any(
+            address in net for net in self.networks if net.version == address.version
+        )
 
 
 def is_public(address: Address) -> bool:
@@ -48,8 +50,14 @@ def is_public(address: Address) -> bool:
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is not None:
             return is_public(embedded)
-    return address.is_global and not (address.is_private or address.is_loopback or address.is_link_local
-                                      or address.is_multicast or address.is_reserved or address.is_unspecified)
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
 
 
 def resolve(host: str, port: int, allow: AllowList) -> list[str]:
@@ -67,6 +75,8 @@ def resolve(host: str, port: int, allow: AllowList) -> list[str]:
     for address in addresses:
         if not is_public(address) and not allow.allows(host, address):
             shown = host if str(address) == host.strip("[]") else f"{host} ({address})"
-            raise Refused(f"refusing to call {shown}: a private, loopback, link-local or otherwise non-public "
-                          "address; add it to NUDGE_WEBHOOK_ALLOW if this destination is intended")
+            raise Refused(
+                f"refusing to call {shown}: a private, loopback, link-local or otherwise non-public "
+                "address; add it to NUDGE_WEBHOOK_ALLOW if this destination is intended"
+            )
     return [str(a) for a in addresses]

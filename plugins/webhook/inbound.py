@@ -3,6 +3,7 @@
 Each accepted payload is stored once: its ``webhook-id`` is the receipt of the event, so a replay (within the
 timestamp tolerance; older ones fail the signature check) is answered as a duplicate and stores nothing.
 """
+
 from __future__ import annotations
 
 import time
@@ -45,8 +46,14 @@ def receive(name: str):
         detail = str(exc) if isinstance(exc, (MappingError, JsonInputError)) else f"the body is not JSON: {exc}"
         return problem(422, "Payload does not fit the mapping", detail, field=field)
     try:
-        stored = ingest_event(mapped.contact, mapped.name, mapped.props, occurred_at=mapped.occurred_at,
-                              source=f"hook:{source.name}"[:32], receipt=f"{source.id}:{msg_id}")
+        stored = ingest_event(
+            mapped.contact,
+            mapped.name,
+            mapped.props,
+            occurred_at=mapped.occurred_at,
+            source=f"hook:{source.name}"[:32],
+            receipt=f"{source.id}:{msg_id}",
+        )
     except ContactDataError as exc:
         return problem(422, "Payload does not fit the mapping", str(exc), field=exc.field)
     if stored.duplicate:

@@ -7,12 +7,14 @@ of ``event``), ``event_prefix`` (put before the name read, e.g. ``github.``), ``
 ``phone`` (paths, like ``email``), ``occurred_at`` (a path to ISO-8601 text or Unix seconds).
 Paths are dotted; a number steps into a list (``items.0.sku``).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 CONTACT_PATHS = ("email", "external_id", "phone")
@@ -78,8 +80,11 @@ def _name(mapping: Mapping[str, Any], payload: dict[str, Any]) -> str:
             raise MappingError("event", f"the payload has no event name (text) at {mapping.get('event') or 'type'}")
         name = str(mapping.get("event_prefix") or "") + raw
     if not EVENT_NAME.match(name):
-        raise MappingError("event", f"{name!r} is not a dotted lowercase event name such as shop.order_paid; "
-                                    "set event_prefix in the source's mapping for one-word names")
+        raise MappingError(
+            "event",
+            f"{name!r} is not a dotted lowercase event name such as shop.order_paid; "
+            "set event_prefix in the source's mapping for one-word names",
+        )
     return name
 
 
@@ -102,10 +107,12 @@ def _time(mapping: Mapping[str, Any], payload: dict[str, Any]) -> datetime | Non
         return None
     try:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, timezone.utc)
+            return datetime.fromtimestamp(value, UTC)
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except (ValueError, OverflowError, OSError):
-        raise MappingError("occurred_at", f"{mapping['occurred_at']} is neither ISO-8601 nor Unix seconds: {value!r}") from None
+        raise MappingError(
+            "occurred_at", f"{mapping['occurred_at']} is neither ISO-8601 nor Unix seconds: {value!r}"
+        ) from None
     if parsed.tzinfo is None:
         raise MappingError("occurred_at", f"{mapping['occurred_at']} needs a timezone, e.g. a trailing Z: {value!r}")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)

@@ -1,11 +1,13 @@
 """Standard Webhooks signatures: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` with a ``whsec_`` secret."""
+
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
 import hmac
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 PREFIX = "whsec_"
 #: how far a webhook-timestamp may be from now, either way (the spec's recommendation)
@@ -29,7 +31,7 @@ def secret_key(secret: str) -> bytes:
     """
     if not secret.startswith(PREFIX):
         return secret.encode()
-    encoded = secret[len(PREFIX):]
+    encoded = secret[len(PREFIX) :]
     try:
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except binascii.Error:
@@ -47,8 +49,11 @@ def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 def sign(msg_id: str, timestamp: int, body: bytes, secrets: Iterable[str]) -> dict[str, str]:
     """The three Standard Webhooks headers; every secret signs, so receivers on either side of a rotation accept."""
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": " ".join(signature(s, msg_id, timestamp, body) for s in secrets)}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(signature(s, msg_id, timestamp, body) for s in secrets),
+    }
 
 
 def verify(secret: str, headers: Headers, body: bytes, now: float) -> str:

@@ -1,18 +1,26 @@
 """The JSON API, version 1: every endpoint is declared once in :mod:`server.api.spec` style
 (``@endpoint``), which both validates requests and writes ``/api/v1/openapi.json``."""
+
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
-from . import apikeys, audit, contacts, events, fields, forms, messages, rules, segments, tasks, templates  # noqa: E402,F401  (register routes)
 from ..problems import problem  # noqa: E402
+from . import apikeys, audit, contacts, events, fields, forms, messages, rules, segments, tasks, templates  # noqa: E402,F401  (register routes)
 from .spec import endpoint, openapi_document  # noqa: E402
 
 
-@endpoint(bp, "GET", "/openapi.json", summary="This document", tag="meta", scope=None,
-          responses={200: ("the OpenAPI 3 document", {"type": "object"})})
+@endpoint(
+    bp,
+    "GET",
+    "/openapi.json",
+    summary="This document",
+    tag="meta",
+    scope=None,
+    responses={200: ("the OpenAPI 3 document", {"type": "object"})},
+)
 def openapi():
     return jsonify(openapi_document(current_app.config["BASE_URL"]))
 
@@ -22,8 +30,10 @@ def _http_error(exc: HTTPException):
     """Under /api/ every error is problem+json, also for paths and methods no view matched."""
     if not request.path.startswith(PREFIX + "/") and request.path != PREFIX:
         return exc
-    detail = {404: "no such endpoint; see /api/v1/openapi.json",
-              405: f"{request.method} is not allowed here; see /api/v1/openapi.json"}.get(exc.code or 500, exc.description)
+    detail = {
+        404: "no such endpoint; see /api/v1/openapi.json",
+        405: f"{request.method} is not allowed here; see /api/v1/openapi.json",
+    }.get(exc.code or 500, exc.description)
     response = problem(exc.code or 500, exc.name, detail or exc.name)
     if exc.code == 405 and exc.get_response().headers.get("Allow"):
         response.headers["Allow"] = exc.get_response().headers["Allow"]

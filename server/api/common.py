@@ -1,4 +1,5 @@
 """Small helpers shared by the API views."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,9 @@ def channels() -> dict[str, tuple[str, ...]]:
     return address_channels(current_app.extensions.get("nudge.plugins"))
 
 
-def text(max_length: int, *, nullable: bool = False, min_length: int = 0, pattern_hint: str | None = None,
-         **extra: Any) -> dict[str, Any]:
+def text(
+    max_length: int, *, nullable: bool = False, min_length: int = 0, pattern_hint: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """A JSON Schema string; *pattern_hint* finishes "… must …" in the error for a value not matching ``pattern``."""
     body: dict[str, Any] = {"type": "string", "maxLength": max_length, **extra}
     if pattern_hint is not None:

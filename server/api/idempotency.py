@@ -1,5 +1,6 @@
 """``Idempotency-Key``: the first answer to a key is stored with the work it describes and replayed
 to retries; the same key with another body or endpoint is refused."""
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,9 @@ def replay(session: Session, key: str, digest: str) -> Response | None:
 
     :raises Refused: 422 when the key was used for a different request.
     """
-    row = session.scalar(select(IdempotencyRecord).where(IdempotencyRecord.api_key_id == g.api_key.id,
-                                                         IdempotencyRecord.key == key))
+    row = session.scalar(
+        select(IdempotencyRecord).where(IdempotencyRecord.api_key_id == g.api_key.id, IdempotencyRecord.key == key)
+    )
     if row is None:
         return None
     if row.created_at < utcnow() - KEEP:
@@ -51,8 +53,13 @@ def replay(session: Session, key: str, digest: str) -> Response | None:
         session.flush()
         return None
     if row.endpoint != _endpoint() or row.request_hash != digest:
-        raise Refused(422, "Idempotency-Key reused", f"this {HEADER} was already used for a different request "
-                      f"({row.endpoint}); send a new key for a new request", field=HEADER)
+        raise Refused(
+            422,
+            "Idempotency-Key reused",
+            f"this {HEADER} was already used for a different request "
+            f"({row.endpoint}); send a new key for a new request",
+            field=HEADER,
+        )
     response = jsonify(row.response)
     response.status_code = row.status_code
     response.headers["Idempotent-Replayed"] = "true"
@@ -61,5 +68,13 @@ def replay(session: Session, key: str, digest: str) -> Response | None:
 
 def remember(session: Session, key: str, digest: str, status: int, payload: Any) -> None:
     """Store the answer in the request's transaction: it exists exactly when the work does."""
-    session.add(IdempotencyRecord(api_key_id=g.api_key.id, key=key, endpoint=_endpoint(), request_hash=digest,
-                                  status_code=status, response=payload))
+    session.add(
+        IdempotencyRecord(
+            api_key_id=g.api_key.id,
+            key=key,
+            endpoint=_endpoint(),
+            request_hash=digest,
+            status_code=status,
+            response=payload,
+        )
+    )

@@ -1,8 +1,10 @@
 """Cursor pagination: keyset over (sort column, id), the cursor an opaque signed token."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -28,12 +30,17 @@ def sort_param(allowed: Sequence[str], default: str) -> dict[str, Any]:
     """The ``sort`` query parameter: one of *allowed*, ``-`` in front for descending (an allow-list:
     nothing the client sends reaches SQL as text)."""
     choices = [name for field in allowed for name in (field, f"-{field}")]
-    return {"name": "sort", "in": "query", "schema": {"type": "string", "enum": choices, "default": default},
-            "description": "sort order; prefix - for descending"}
+    return {
+        "name": "sort",
+        "in": "query",
+        "schema": {"type": "string", "enum": choices, "default": default},
+        "description": "sort order; prefix - for descending",
+    }
 
 
-def paginate(session: Session, query: Select[Any], model: Any, *, sort: str, limit: int,
-             cursor: str | None) -> tuple[list[Any], str | None]:
+def paginate(
+    session: Session, query: Select[Any], model: Any, *, sort: str, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
     """One page of *query* ordered by *sort* (an allow-listed column name, ``-`` for descending) then id.
 
     :return: the rows and the cursor of the next page (None on the last page).
@@ -66,8 +73,9 @@ def paginate(session: Session, query: Select[Any], model: Any, *, sort: str, lim
     return rows, token
 
 
-def filtered_page(model: Any, query: dict[str, Any], filters: Sequence[str], render: Any,
-                  stmt: Select[Any] | None = None) -> dict[str, Any]:
+def filtered_page(
+    model: Any, query: dict[str, Any], filters: Sequence[str], render: Any, stmt: Select[Any] | None = None
+) -> dict[str, Any]:
     """The ``{"data", "next_cursor"}`` answer of a list view: equality *filters* taken from the
     typed *query* (allow-listed names only), then :func:`paginate` by ``query["sort"]``."""
     from ..db import get_session
@@ -76,6 +84,7 @@ def filtered_page(model: Any, query: dict[str, Any], filters: Sequence[str], ren
     for name in filters:
         if query.get(name) is not None:
             stmt = stmt.where(getattr(model, name) == query[name])
-    rows, cursor = paginate(get_session(), stmt, model, sort=query.get("sort", "id"), limit=query["limit"],
-                            cursor=query.get("cursor"))
+    rows, cursor = paginate(
+        get_session(), stmt, model, sort=query.get("sort", "id"), limit=query["limit"], cursor=query.get("cursor")
+    )
     return {"data": [render(row) for row in rows], "next_cursor": cursor}

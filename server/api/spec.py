@@ -1,12 +1,14 @@
 """The API's one description: every endpoint is declared here with its scope, body and query
 schemas and responses; the same declaration validates requests and produces ``/api/v1/openapi.json``.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from flask import current_app, request
 from sqlalchemy.exc import IntegrityError
@@ -14,14 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from ..auth import require_api_key
 from ..contacts.errors import Conflict, InvalidInput
 from ..db import get_session
-from ..models import Scope
 from ..jsonbody import JsonInputError, read_json
+from ..models import Scope
 from ..problems import problem
 from .validation import SCHEMAS, parse_query, validate
 
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024
 MAX_ID = 2**31 - 1
+
 
 def schema(name: str, body: dict[str, Any]) -> dict[str, str]:
     """Register a named schema; return a ``$ref`` to it."""
@@ -39,20 +42,37 @@ def nullable(body: dict[str, Any]) -> dict[str, Any]:
 
 def page_of(item: str) -> dict[str, str]:
     """A ``{"data": [...], "next_cursor": …}`` page of *item*."""
-    return schema(f"{item}Page", {
-        "type": "object", "required": ["data", "next_cursor"],
-        "properties": {"data": {"type": "array", "items": ref(item)},
-                       "next_cursor": {"type": "string", "nullable": True,
-                                       "description": "pass as ?cursor= for the next page; null on the last"}},
-    })
+    return schema(
+        f"{item}Page",
+        {
+            "type": "object",
+            "required": ["data", "next_cursor"],
+            "properties": {
+                "data": {"type": "array", "items": ref(item)},
+                "next_cursor": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "pass as ?cursor= for the next page; null on the last",
+                },
+            },
+        },
+    )
 
 
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 TIMESTAMP = {"type": "string", "format": "date-time", "example": "2026-05-01T12:00:00Z"}
-LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-         "description": "page size"}
-CURSOR = {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 512},
-          "description": "the next_cursor of the previous page"}
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    "description": "page size",
+}
+CURSOR = {
+    "name": "cursor",
+    "in": "query",
+    "schema": {"type": "string", "maxLength": 512},
+    "description": "the next_cursor of the previous page",
+}
 
 
 def query_param(name: str, body: dict[str, Any], description: str = "") -> dict[str, Any]:
@@ -107,10 +127,21 @@ def flask_rule(path: str) -> str:
     return _PATH_PARAM.sub(lambda m: f"<{'int' if m.group(1).endswith('_id') else 'string'}:{m.group(1)}>", path)
 
 
-def endpoint(bp: Any, method: str, path: str, *, summary: str, tag: str, scope: Scope | None = Scope.ADMIN,
-             body: dict[str, Any] | None = None, query: list[dict[str, Any]] | tuple = (),
-             responses: dict[int, tuple[str, dict[str, Any] | None]] | None = None, description: str = "",
-             idempotency: bool = False, max_body: int = MAX_BODY) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def endpoint(
+    bp: Any,
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    tag: str,
+    scope: Scope | None = Scope.ADMIN,
+    body: dict[str, Any] | None = None,
+    query: list[dict[str, Any]] | tuple = (),
+    responses: dict[int, tuple[str, dict[str, Any] | None]] | None = None,
+    description: str = "",
+    idempotency: bool = False,
+    max_body: int = MAX_BODY,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare and register an API view.
 
     The view receives ``body=`` (validated JSON) when *body* is given and ``query=`` (typed
@@ -118,9 +149,20 @@ def endpoint(bp: Any, method: str, path: str, *, summary: str, tag: str, scope: 
     :class:`~server.contacts.InvalidInput` (422), :class:`~server.contacts.Conflict` (409),
     :class:`NotFound` (404) or :class:`Refused`; the session is rolled back on every error.
     """
-    op = Operation(method=method, path=path, summary=summary, tag=tag, scope=scope, body=body, query=list(query),
-                   responses=responses or {200: ("OK", None)}, description=description, idempotency=idempotency,
-                   max_body=max_body, path_params=_PATH_PARAM.findall(path))
+    op = Operation(
+        method=method,
+        path=path,
+        summary=summary,
+        tag=tag,
+        scope=scope,
+        body=body,
+        query=list(query),
+        responses=responses or {200: ("OK", None)},
+        description=description,
+        idempotency=idempotency,
+        max_body=max_body,
+        path_params=_PATH_PARAM.findall(path),
+    )
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
@@ -137,14 +179,16 @@ def endpoint(bp: Any, method: str, path: str, *, summary: str, tag: str, scope: 
                         return problem(400, "Invalid query parameter", str(exc), field=exc.field)
                 elif request.args:
                     name = sorted(request.args)[0]
-                    return problem(400, "Invalid query parameter", f"this endpoint takes no query parameter {name!r}",
-                                   field=name)
+                    return problem(
+                        400, "Invalid query parameter", f"this endpoint takes no query parameter {name!r}", field=name
+                    )
                 if op.body is not None:
                     if request.content_length is not None and request.content_length > op.max_body:
                         return problem(413, "Body too large", f"the body may be at most {op.max_body} bytes")
                     if not request.is_json:
-                        return problem(400, "Malformed JSON",
-                                       "the body must be JSON with Content-Type: application/json")
+                        return problem(
+                            400, "Malformed JSON", "the body must be JSON with Content-Type: application/json"
+                        )
                     try:
                         data = read_json(op.max_body)
                     except JsonInputError as exc:
@@ -184,11 +228,20 @@ def endpoint(bp: Any, method: str, path: str, *, summary: str, tag: str, scope: 
     return decorator
 
 
-PROBLEM = schema("Problem", {
-    "type": "object", "required": ["title", "status", "detail"],
-    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                   "detail": {"type": "string"}, "field": {"type": "string", "description": "the offending input"}},
-})
+PROBLEM = schema(
+    "Problem",
+    {
+        "type": "object",
+        "required": ["title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "field": {"type": "string", "description": "the offending input"},
+        },
+    },
+)
 
 
 def openapi_document(base_url: str) -> dict[str, Any]:
@@ -196,26 +249,42 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in REGISTRY:
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True,
-             "schema": ID if name.endswith("_id") else {"type": "string", "minLength": 1, "maxLength": 255}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": ID if name.endswith("_id") else {"type": "string", "minLength": 1, "maxLength": 255},
+            }
             for name in op.path_params
         ]
         params += [dict(p.items()) for p in op.query]
         if op.idempotency:
-            params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                           "description": "retry-safe: the first answer is stored and replayed for 24 hours; "
-                                          "the same key with a different body is refused with 422"})
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "description": "retry-safe: the first answer is stored and replayed for 24 hours; "
+                    "the same key with a different body is refused with 422",
+                }
+            )
         responses: dict[str, Any] = {}
         for status, (text, body) in op.responses.items():
             responses[str(status)] = {"description": text}
             if body is not None:
                 responses[str(status)]["content"] = {"application/json": {"schema": body}}
-        responses["default"] = {"description": "an error, as RFC 9457 problem details",
-                                "content": {"application/problem+json": {"schema": PROBLEM}}}
-        entry: dict[str, Any] = {"summary": op.summary, "tags": [op.tag], "operationId": f"{op.method.lower()}"
-                                 f"{re.sub(r'[^A-Za-z0-9]+', '_', op.path)}".rstrip("_"),
-                                 "parameters": params, "responses": responses}
+        responses["default"] = {
+            "description": "an error, as RFC 9457 problem details",
+            "content": {"application/problem+json": {"schema": PROBLEM}},
+        }
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": f"{op.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', op.path)}".rstrip("_"),
+            "parameters": params,
+            "responses": responses,
+        }
         if op.description:
             entry["description"] = op.description
         if op.body is not None:
@@ -226,14 +295,24 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         paths.setdefault(PREFIX + op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.0.3",
-        "info": {"title": "Nudge API", "version": "1",
-                 "description": "Contacts, events, messages, tasks, templates, forms and segments. Authenticate "
-                                "with `Authorization: Bearer <key>`; keys have scope `ingest` (events and contact "
-                                "upserts) or `admin` (everything). Errors are `application/problem+json` naming "
-                                "the field."},
+        "info": {
+            "title": "Nudge API",
+            "version": "1",
+            "description": "Contacts, events, messages, tasks, templates, forms and segments. Authenticate "
+            "with `Authorization: Bearer <key>`; keys have scope `ingest` (events and contact "
+            "upserts) or `admin` (everything). Errors are `application/problem+json` naming "
+            "the field.",
+        },
         "servers": [{"url": base_url}],
         "paths": paths,
-        "components": {"schemas": dict(SCHEMAS),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                      "description": "create one with: nudge apikey create --scope admin"}}},
+        "components": {
+            "schemas": dict(SCHEMAS),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "create one with: nudge apikey create --scope admin",
+                }
+            },
+        },
     }

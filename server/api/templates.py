@@ -1,7 +1,9 @@
 """/api/v1/templates: message templates per channel (subject, html, txt … parts of Jinja source)."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import jsonify
 from jinja2 import TemplateSyntaxError
@@ -17,24 +19,61 @@ from .common import remove, save, text
 from .pagination import filtered_page, sort_param
 from .spec import CURSOR, ID, LIMIT, TIMESTAMP, Refused, endpoint, get_or_404, page_of, query_param, schema
 
-NAME = text(255, min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-            pattern_hint="be letters, digits, _ . and - (e.g. welcome_1)")
-PARTS = {"type": "object", "minProperties": 1, "maxProperties": 10,
-         "additionalProperties": text(200_000), "description": "part name (subject, html, txt …) → Jinja source"}
-TEMPLATE_INPUT = schema("TemplateInput", {"type": "object", "additionalProperties": False,
-                                          "required": ["channel", "name", "parts"],
-                                          "properties": {"channel": text(64, min_length=1), "name": NAME,
-                                                         "parts": PARTS}})
-TEMPLATE_UPDATE = schema("TemplateUpdate", {"type": "object", "additionalProperties": False, "required": ["parts"],
-                                            "properties": {"name": NAME, "parts": PARTS}})
-TEMPLATE = schema("Template", {"type": "object", "properties": {
-    "id": ID, "channel": {"type": "string"}, "name": {"type": "string"}, "parts": {"type": "object"},
-    "updated_at": TIMESTAMP}})
+NAME = text(
+    255,
+    min_length=1,
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+    pattern_hint="be letters, digits, _ . and - (e.g. welcome_1)",
+)
+PARTS = {
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 10,
+    "additionalProperties": text(200_000),
+    "description": "part name (subject, html, txt …) → Jinja source",
+}
+TEMPLATE_INPUT = schema(
+    "TemplateInput",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["channel", "name", "parts"],
+        "properties": {"channel": text(64, min_length=1), "name": NAME, "parts": PARTS},
+    },
+)
+TEMPLATE_UPDATE = schema(
+    "TemplateUpdate",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["parts"],
+        "properties": {"name": NAME, "parts": PARTS},
+    },
+)
+TEMPLATE = schema(
+    "Template",
+    {
+        "type": "object",
+        "properties": {
+            "id": ID,
+            "channel": {"type": "string"},
+            "name": {"type": "string"},
+            "parts": {"type": "object"},
+            "updated_at": TIMESTAMP,
+        },
+    },
+)
 _fallback_env = ImmutableSandboxedEnvironment()
 
 
 def template_dict(row: Template) -> dict[str, Any]:
-    return {"id": row.id, "channel": row.channel, "name": row.name, "parts": row.parts, "updated_at": iso(row.updated_at)}
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "name": row.name,
+        "parts": row.parts,
+        "updated_at": iso(row.updated_at),
+    }
 
 
 def check_template(channel: str, parts: Mapping[str, str]) -> None:
@@ -55,38 +94,73 @@ def check_template(channel: str, parts: Mapping[str, str]) -> None:
     if problems:
         part, line, message = problems[0]
         where = f"parts.{part}" + (f" line {line}" if line else "")
-        raise Refused(422, "Invalid template", f"{where}: {message}", field=f"parts.{part}",
-                      problems=[{"part": p, "line": ln, "message": m} for p, ln, m in problems])
+        raise Refused(
+            422,
+            "Invalid template",
+            f"{where}: {message}",
+            field=f"parts.{part}",
+            problems=[{"part": p, "line": ln, "message": m} for p, ln, m in problems],
+        )
 
 
-@endpoint(bp, "GET", "/templates", summary="List templates", tag="templates",
-          query=[query_param("channel", text(64)), sort_param(["id", "updated_at"], "id"), LIMIT, CURSOR],
-          responses={200: ("a page", page_of("Template"))})
+@endpoint(
+    bp,
+    "GET",
+    "/templates",
+    summary="List templates",
+    tag="templates",
+    query=[query_param("channel", text(64)), sort_param(["id", "updated_at"], "id"), LIMIT, CURSOR],
+    responses={200: ("a page", page_of("Template"))},
+)
 def list_templates(query: dict[str, Any]):
     return jsonify(filtered_page(Template, query, ("channel",), template_dict))
 
 
-@endpoint(bp, "POST", "/templates", summary="Create a template", tag="templates", body=TEMPLATE_INPUT,
-          responses={201: ("created", TEMPLATE)})
+@endpoint(
+    bp,
+    "POST",
+    "/templates",
+    summary="Create a template",
+    tag="templates",
+    body=TEMPLATE_INPUT,
+    responses={201: ("created", TEMPLATE)},
+)
 def post_template(body: dict[str, Any]):
     session = get_session()
     check_template(body["channel"], body["parts"])
     if session.scalar(select(Template.id).where(Template.channel == body["channel"], Template.name == body["name"])):
-        raise Refused(409, "Conflict", f"a {body['channel']} template named {body['name']!r} exists; "
-                      "PUT /templates/{id} changes it", field="name")
+        raise Refused(
+            409,
+            "Conflict",
+            f"a {body['channel']} template named {body['name']!r} exists; PUT /templates/{{id}} changes it",
+            field="name",
+        )
     row = Template(channel=body["channel"], name=body["name"], parts=body["parts"])
     save(row, "template.created", "template", lambda: row.id)
     return jsonify(template_dict(row)), 201
 
 
-@endpoint(bp, "GET", "/templates/{template_id}", summary="Get a template", tag="templates",
-          responses={200: ("the template", TEMPLATE)})
+@endpoint(
+    bp,
+    "GET",
+    "/templates/{template_id}",
+    summary="Get a template",
+    tag="templates",
+    responses={200: ("the template", TEMPLATE)},
+)
 def get_template(template_id: int):
     return jsonify(template_dict(get_or_404(Template, template_id, "template")))
 
 
-@endpoint(bp, "PUT", "/templates/{template_id}", summary="Replace a template's parts (and name)", tag="templates",
-          body=TEMPLATE_UPDATE, responses={200: ("the template", TEMPLATE)})
+@endpoint(
+    bp,
+    "PUT",
+    "/templates/{template_id}",
+    summary="Replace a template's parts (and name)",
+    tag="templates",
+    body=TEMPLATE_UPDATE,
+    responses={200: ("the template", TEMPLATE)},
+)
 def put_template(template_id: int, body: dict[str, Any]):
     session = get_session()
     row = get_or_404(Template, template_id, "template")
@@ -100,7 +174,13 @@ def put_template(template_id: int, body: dict[str, Any]):
     return jsonify(template_dict(row))
 
 
-@endpoint(bp, "DELETE", "/templates/{template_id}", summary="Delete a template", tag="templates",
-          responses={204: ("deleted", None)})
+@endpoint(
+    bp,
+    "DELETE",
+    "/templates/{template_id}",
+    summary="Delete a template",
+    tag="templates",
+    responses={204: ("deleted", None)},
+)
 def delete_template(template_id: int):
     return remove(get_or_404(Template, template_id, "template"), "template.deleted", "template", template_id)

@@ -5,11 +5,13 @@ A small, strict subset of JSON Schema: ``type`` (with ``nullable``), ``propertie
 ``minimum``/``maximum``, ``minItems``/``maxItems``, ``min/maxProperties``, ``pattern`` and ``$ref``
 into the document's components. What the spec says is what is enforced.
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..contacts.errors import InvalidInput
 
@@ -24,16 +26,23 @@ _TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
 }
-_ARTICLE = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-            "object": "an object", "array": "a list"}
+_ARTICLE = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "an object",
+    "array": "a list",
+}
 
 
 def _name(path: str) -> str:
     return path or "the body"
 
 
-def validate(schema: Mapping[str, Any], value: Any, path: str = "", *,
-             components: Mapping[str, Any] | None = None) -> Any:
+def validate(
+    schema: Mapping[str, Any], value: Any, path: str = "", *, components: Mapping[str, Any] | None = None
+) -> Any:
     """Check *value* against *schema*; return it unchanged.
 
     :param path: the field name used in errors (``contact.email``, ``events[2].props``).
@@ -55,8 +64,12 @@ def validate(schema: Mapping[str, Any], value: Any, path: str = "", *,
         if "\x00" in value:
             raise InvalidInput(path, f"{_name(path)} contains a NUL character")
         if len(value) < schema.get("minLength", 0):
-            raise InvalidInput(path, f"{_name(path)} must not be empty" if schema["minLength"] == 1 else
-                               f"{_name(path)} must be at least {schema['minLength']} characters")
+            raise InvalidInput(
+                path,
+                f"{_name(path)} must not be empty"
+                if schema["minLength"] == 1
+                else f"{_name(path)} must be at least {schema['minLength']} characters",
+            )
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise InvalidInput(path, f"{_name(path)} is longer than {schema['maxLength']} characters")
         if "pattern" in schema and not re.search(schema["pattern"], value):
@@ -83,8 +96,9 @@ def validate(schema: Mapping[str, Any], value: Any, path: str = "", *,
             unknown = sorted(set(value) - set(props))
             if unknown:
                 where = f" in {path}" if path else ""
-                raise InvalidInput(_join(path, unknown[0]), f"unknown field {unknown[0]!r}{where}; allowed: "
-                                   f"{', '.join(props)}")
+                raise InvalidInput(
+                    _join(path, unknown[0]), f"unknown field {unknown[0]!r}{where}; allowed: {', '.join(props)}"
+                )
         if len(value) < schema.get("minProperties", 0):
             raise InvalidInput(path, f"{_name(path)} needs at least {schema['minProperties']} key(s)")
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:

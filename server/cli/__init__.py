@@ -1,4 +1,5 @@
 """The ``nudge`` command line."""
+
 from __future__ import annotations
 
 import errno
@@ -6,7 +7,8 @@ import logging
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -72,7 +74,8 @@ def port_problem(host: str, port: int) -> str | None:
 
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except (socket.gaierror, UnicodeError) as exc:
         return f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
     with socket.socket(family, kind, proto) as sock:
@@ -86,8 +89,10 @@ def port_problem(host: str, port: int) -> str | None:
 
 def _listen_error(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
-        return (f"port {port} on {host} is already in use: stop what uses it, or choose another port "
-                f"(nudge up --port {port + 1}, or make run PORT={port + 1})")
+        return (
+            f"port {port} on {host} is already in use: stop what uses it, or choose another port "
+            f"(nudge up --port {port + 1}, or make run PORT={port + 1})"
+        )
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
@@ -167,8 +172,14 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
     _startup_checks(app, skip=no_checks)
     _exit_on_sigterm()
     try:  # waitress refuses a larger body itself (413), before buffering it
-        waitress.serve(app, host=host, port=port, threads=threads, ident="nudge",
-                       max_request_body_size=largest_body(op.max_body for op in REGISTRY))
+        waitress.serve(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="nudge",
+            max_request_body_size=largest_body(op.max_body for op in REGISTRY),
+        )
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the port is taken (or the address is not ours): one line, not a traceback
@@ -238,8 +249,12 @@ def apikey() -> None:
 @apikey.command("create")
 @click.option("--scope", type=click.Choice(["ingest", "admin"]), required=True)
 @click.option("--name", default="", help="A label to recognise the key by.")
-@click.option("--expires", default=None, metavar="WHEN",
-              help="When the key stops working: 90d, 12h, 4w, or a date (2027-01-31, UTC).")
+@click.option(
+    "--expires",
+    default=None,
+    metavar="WHEN",
+    help="When the key stops working: 90d, 12h, 4w, or a date (2027-01-31, UTC).",
+)
 def apikey_create(scope: str, name: str, expires: str | None) -> None:
     """Create an API key; the key is printed once, as the last line."""
     from ..apikeys import new_key, parse_expiry
@@ -300,10 +315,15 @@ def admin() -> None:
 @admin.command("password")
 @click.argument("email", default="admin@localhost")
 @click.option("--prompt", "ask", is_flag=True, help="Type the new password (asked twice) instead of a random one.")
-@click.option("--password-stdin", "from_stdin", is_flag=True,
-              help="Read the new password from the first line of standard input.")
-@click.option("--role", type=click.Choice(["admin", "editor", "viewer"]), default=None,
-              help="Give the user this role (default: an existing user keeps theirs, a new one is an admin).")
+@click.option(
+    "--password-stdin", "from_stdin", is_flag=True, help="Read the new password from the first line of standard input."
+)
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "editor", "viewer"]),
+    default=None,
+    help="Give the user this role (default: an existing user keeps theirs, a new one is an admin).",
+)
 def admin_password(email: str, ask: bool, from_stdin: bool, role: str | None) -> None:
     """Set a new password for EMAIL (creating the user) and end every session they have.
 
@@ -327,13 +347,15 @@ def admin_password(email: str, ask: bool, from_stdin: bool, role: str | None) ->
         # sys.stdin, not click.get_text_stream: Click 8.5 deprecates that (a DeprecationWarning on every use)
         chosen = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     elif ask:
-        chosen = click.prompt("New password", default="", show_default=False, hide_input=True,
-                              confirmation_prompt="Repeat it")
+        chosen = click.prompt(
+            "New password", default="", show_default=False, hide_input=True, confirmation_prompt="Repeat it"
+        )
     if chosen is not None:
         problem = password_problem(chosen, email)
         if problem:
-            raise click.ClickException(f"password refused: {problem} "
-                                       "(leave out --prompt/--password-stdin for a random one)")
+            raise click.ClickException(
+                f"password refused: {problem} (leave out --prompt/--password-stdin for a random one)"
+            )
     app = build_app()
     with app.app_context():
         session = get_session()

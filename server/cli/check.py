@@ -5,13 +5,15 @@ segments and the events it has received), else from the installed plugins; eithe
 itself is :func:`server.engine.apply.check_folder` / :func:`server.engine.rules.check_sources`, the code
 ``nudge apply`` runs.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -27,9 +29,12 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--templates", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="For FILE arguments: a folder laid out as <channel>/<name>.<part> "
-                   "(default: templates/ next to each file). A DIR uses DIR/templates, as `nudge apply DIR` does.")
+@click.option(
+    "--templates",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="For FILE arguments: a folder laid out as <channel>/<name>.<part> "
+    "(default: templates/ next to each file). A DIR uses DIR/templates, as `nudge apply DIR` does.",
+)
 def check_command(files: tuple[str, ...], templates: Path | None) -> None:
     """Check rules and templates: print every problem; exit 1 if there is an error.
 
@@ -44,6 +49,7 @@ def check_command(files: tuple[str, ...], templates: Path | None) -> None:
     with instance_names() as (names, online, plugins):
         results = [check_folder(folder, names, plugins).checked for folder in folders]
         if loose:
+
             def for_file(filename: str) -> Any:
                 folder = templates if templates is not None else Path(filename).parent / "templates"
                 found = template_names(folder) if folder.is_dir() else {}
@@ -51,8 +57,12 @@ def check_command(files: tuple[str, ...], templates: Path | None) -> None:
                 if online:
                     return vocabulary
                 # a lone file without an instance: a channel with no templates folder takes any name
-                return replace(vocabulary, channels={channel: known if channel in found else None
-                                                     for channel, known in vocabulary.channels.items()})
+                return replace(
+                    vocabulary,
+                    channels={
+                        channel: known if channel in found else None for channel, known in vocabulary.channels.items()
+                    },
+                )
 
             results.append(check_sources([(str(path), _read(path)) for path in loose], for_file))
     errors = warnings = rules = count = 0
@@ -122,16 +132,17 @@ def instance_names() -> Iterator[tuple[Names, bool, Any]]:
 
 
 def _unusable(reason: object) -> None:
-    click.echo(f"note: the instance cannot be used ({reason}); checking against the installed plugins only",
-               err=True)
+    click.echo(f"note: the instance cannot be used ({reason}); checking against the installed plugins only", err=True)
 
 
 def _plugins() -> Any:
     """The plugins ``NUDGE_PLUGINS`` and ``NUDGE_LOAD_ENTRY_POINTS`` name, without an instance's settings."""
     from ..plugins import PluginError, build_plugin_manager
 
-    settings: dict[str, Any] = {"LOAD_ENTRY_POINTS": os.environ.get("NUDGE_LOAD_ENTRY_POINTS", "true").strip().lower()
-                                not in ("0", "false", "no", "off")}
+    settings: dict[str, Any] = {
+        "LOAD_ENTRY_POINTS": os.environ.get("NUDGE_LOAD_ENTRY_POINTS", "true").strip().lower()
+        not in ("0", "false", "no", "off")
+    }
     if os.environ.get("NUDGE_PLUGINS"):
         settings["PLUGINS"] = os.environ["NUDGE_PLUGINS"]
     try:

@@ -1,4 +1,5 @@
 """``nudge config docs``: the reference of every setting, generated from the declarations."""
+
 from __future__ import annotations
 
 import click

@@ -1,4 +1,5 @@
 """``nudge contacts``: import, export, erase and merge contacts."""
+
 from __future__ import annotations
 
 import csv
@@ -36,15 +37,30 @@ def register(main: click.Group) -> None:
 
     @contacts.command("import")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
-                  help="Map a CSV column to a field (repeatable); COLUMN=- skips it. Unmapped columns match by name.")
-    @click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Write rejected rows (line, column, reason) to this CSV file instead of stderr.")
+    @click.option(
+        "--map",
+        "maps",
+        multiple=True,
+        metavar="COLUMN=FIELD",
+        help="Map a CSV column to a field (repeatable); COLUMN=- skips it. Unmapped columns match by name.",
+    )
+    @click.option(
+        "--errors",
+        "errors_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write rejected rows (line, column, reason) to this CSV file instead of stderr.",
+    )
     @click.option("--region", help="Country for phone numbers without +, e.g. DE.")
     @click.option("--tag", "tags", multiple=True, help="Add this tag to every imported contact (repeatable).")
     @click.option("--encoding", default="utf-8-sig", show_default=True)
-    def import_(file: Path, maps: tuple[str, ...], errors_file: Path | None, region: str | None,
-                tags: tuple[str, ...], encoding: str) -> None:
+    def import_(
+        file: Path,
+        maps: tuple[str, ...],
+        errors_file: Path | None,
+        region: str | None,
+        tags: tuple[str, ...],
+        encoding: str,
+    ) -> None:
         """Import contacts from FILE.csv: validated, deduplicated, merged with existing contacts."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -65,15 +81,23 @@ def register(main: click.Group) -> None:
             with Progress(*columns, console=_stderr_console(), transient=True) as bar:
                 task = bar.add_task("rows", total=total)
                 try:
-                    report = import_csv(get_session(), fh, secret=app.config["SECRET_KEY"], mapping=mapping,
-                                        region=region or app.config.get("PHONE_REGION"), tags=tags,
-                                        progress=lambda n: bar.advance(task, n),
-                                        channels=address_channels(app.extensions["nudge.plugins"]))
+                    report = import_csv(
+                        get_session(),
+                        fh,
+                        secret=app.config["SECRET_KEY"],
+                        mapping=mapping,
+                        region=region or app.config.get("PHONE_REGION"),
+                        tags=tags,
+                        progress=lambda n: bar.advance(task, n),
+                        channels=address_channels(app.extensions["nudge.plugins"]),
+                    )
                 except InvalidInput as exc:
                     raise click.ClickException(f"{file}: {exc}") from None
                 except UnicodeDecodeError as exc:
-                    raise click.ClickException(f"{file} is not {encoding} text ({exc.reason} at byte {exc.start}); "
-                                               "pass --encoding, e.g. --encoding latin-1") from None
+                    raise click.ClickException(
+                        f"{file} is not {encoding} text ({exc.reason} at byte {exc.start}); "
+                        "pass --encoding, e.g. --encoding latin-1"
+                    ) from None
         if report.errors:
             if errors_file:
                 with errors_file.open("w", newline="") as out:
@@ -88,8 +112,12 @@ def register(main: click.Group) -> None:
 
     @contacts.command("export")
     @click.argument("ident", metavar="EMAIL|ID")
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Write the JSON here instead of standard output.")
+    @click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the JSON here instead of standard output.",
+    )
     def export(ident: str, output: Path | None) -> None:
         """Print everything held on a contact (GDPR/CCPA access request) as JSON."""
         from ..contacts import address_channels, audit, export_contact
@@ -100,8 +128,12 @@ def register(main: click.Group) -> None:
         with app.app_context():
             session = get_session()
             contact = _find(session, ident)
-            data = export_contact(session, contact, secret=app.config["SECRET_KEY"],
-                                  channels=address_channels(app.extensions.get("nudge.plugins")))
+            data = export_contact(
+                session,
+                contact,
+                secret=app.config["SECRET_KEY"],
+                channels=address_channels(app.extensions.get("nudge.plugins")),
+            )
             audit(session, "cli", "contact.exported", "contact", contact.id)
             session.commit()
         text = json.dumps(data, indent=2, ensure_ascii=False)
@@ -127,8 +159,13 @@ def register(main: click.Group) -> None:
             contact_id = contact.id
             if not yes:
                 click.confirm(f"Erase contact {contact_id} and everything about it? This cannot be undone", abort=True)
-            removed = erase_contact(session, contact, secret=app.config["SECRET_KEY"], actor="cli",
-                                    channels=address_channels(app.extensions.get("nudge.plugins")))
+            removed = erase_contact(
+                session,
+                contact,
+                secret=app.config["SECRET_KEY"],
+                actor="cli",
+                channels=address_channels(app.extensions.get("nudge.plugins")),
+            )
             session.commit()
         done = ", ".join(f"{n} {table}" for table, n in sorted(removed.items()) if n) or "no other rows"
         click.echo(f"erased contact {contact_id} ({done}); its addresses stay suppressed")

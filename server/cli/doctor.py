@@ -1,4 +1,5 @@
 """``nudge doctor``: unsafe defaults and what blocks sending, one line per check."""
+
 from __future__ import annotations
 
 import sys

@@ -1,5 +1,6 @@
 """The journey engine's commands: ``nudge simulate``, ``nudge explain``, ``nudge apply``, ``nudge rules``,
 ``nudge messages``."""
+
 from __future__ import annotations
 
 import json
@@ -35,12 +36,24 @@ def _message_lines(session, messages: list) -> list[str]:
     from ..engine.timeutil import iso, to_ts
     from ..models import Contact
 
-    emails = dict(session.execute(select(Contact.id, Contact.email).where(
-        Contact.id.in_({m.contact_id for m in messages if m.contact_id}))).all()) if messages else {}
-    return [f"{m.id}\t{m.status}\t{m.channel}/{m.template}\t{emails.get(m.contact_id) or m.contact_id}\t"
-            f"attempts={m.attempts}\t"
-            + (f"next try {iso(to_ts(m.next_attempt_at))}\t" if m.status == "pending" and m.next_attempt_at else "")
-            + (m.error or "") for m in messages]
+    emails = (
+        dict(
+            session.execute(
+                select(Contact.id, Contact.email).where(
+                    Contact.id.in_({m.contact_id for m in messages if m.contact_id})
+                )
+            ).all()
+        )
+        if messages
+        else {}
+    )
+    return [
+        f"{m.id}\t{m.status}\t{m.channel}/{m.template}\t{emails.get(m.contact_id) or m.contact_id}\t"
+        f"attempts={m.attempts}\t"
+        + (f"next try {iso(to_ts(m.next_attempt_at))}\t" if m.status == "pending" and m.next_attempt_at else "")
+        + (m.error or "")
+        for m in messages
+    ]
 
 
 def _message_rows(session, statuses: tuple[str, ...], limit: int) -> list[str]:
@@ -48,16 +61,24 @@ def _message_rows(session, statuses: tuple[str, ...], limit: int) -> list[str]:
 
     from ..models import Message
 
-    return _message_lines(session, list(session.scalars(
-        select(Message).where(Message.status.in_(statuses)).order_by(Message.id.desc()).limit(limit))))
+    return _message_lines(
+        session,
+        list(
+            session.scalars(
+                select(Message).where(Message.status.in_(statuses)).order_by(Message.id.desc()).limit(limit)
+            )
+        ),
+    )
 
 
 def _stuck_line(work) -> str:
     from ..engine.timeutil import iso
 
     state = "parked" if work.parked else f"retrying at {iso(work.retry_at)}" if work.retry_at else "retrying"
-    return f"{work.kind} {work.id}\t{state}\t{work.what}\tcontact {work.contact_id}\tattempts={work.attempts}\t" \
-           f"{work.error}"
+    return (
+        f"{work.kind} {work.id}\t{state}\t{work.what}\tcontact {work.contact_id}\tattempts={work.attempts}\t"
+        f"{work.error}"
+    )
 
 
 def register(group: click.Group) -> None:
@@ -105,8 +126,11 @@ def register(group: click.Group) -> None:
     @group.command()
     @click.argument("directory", type=click.Path(exists=True, file_okay=False))
     @click.option("--plan", "plan_only", is_flag=True, help="Only print what would change.")
-    @click.option("--migrate", is_flag=True,
-                  help="Move contacts mid-journey to the new version of changed rules (same step, by identity).")
+    @click.option(
+        "--migrate",
+        is_flag=True,
+        help="Move contacts mid-journey to the new version of changed rules (same step, by identity).",
+    )
     def apply(directory: str, plan_only: bool, migrate: bool) -> None:
         """Check and apply a folder of rules and templates in one transaction.
 
@@ -129,9 +153,13 @@ def register(group: click.Group) -> None:
             click.echo("(plan only: nothing was changed)")
 
     @group.group(invoke_without_command=True)
-    @click.option("--status", "statuses", multiple=True,
-                  type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "suppressed"]),
-                  help="Only outbox rows with this status (repeat for several).")
+    @click.option(
+        "--status",
+        "statuses",
+        multiple=True,
+        type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "suppressed"]),
+        help="Only outbox rows with this status (repeat for several).",
+    )
     @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
     @click.pass_context
     def messages(ctx: click.Context, statuses: tuple[str, ...], limit: int) -> None:
@@ -159,9 +187,14 @@ def register(group: click.Group) -> None:
             return
         if not (rows or retrying or work):
             click.echo("nothing needs a look: no failed, unknown or retrying sends, no failing events or journeys")
-        for title, lines in (("failed and unknown sends", rows), ("sends retrying", retrying),
-                             ("events and journeys failing (retried with back-off, parked after the last try)",
-                              [_stuck_line(w) for w in work])):
+        for title, lines in (
+            ("failed and unknown sends", rows),
+            ("sends retrying", retrying),
+            (
+                "events and journeys failing (retried with back-off, parked after the last try)",
+                [_stuck_line(w) for w in work],
+            ),
+        ):
             if lines:
                 click.echo(f"# {title}")
                 for line in lines:
@@ -169,8 +202,11 @@ def register(group: click.Group) -> None:
 
     @messages.command("resend")
     @click.argument("ids", nargs=-1, type=click.IntRange(1, 2**31 - 1))
-    @click.option("--status", type=click.Choice(["unknown", "failed"]),
-                  help="Resend every message with this status instead of naming ids.")
+    @click.option(
+        "--status",
+        type=click.Choice(["unknown", "failed"]),
+        help="Resend every message with this status instead of naming ids.",
+    )
     def messages_resend(ids: tuple[int, ...], status: str | None) -> None:
         """Send messages again: IDS, or every one with --status (only failed or unknown ones).
 
@@ -200,8 +236,13 @@ def register(group: click.Group) -> None:
 
     @messages.command("unpark")
     @click.option("--event", "events", multiple=True, type=click.IntRange(1, 2**31 - 1), help="Only this event.")
-    @click.option("--journey", "journeys", multiple=True, type=click.IntRange(1, 2**31 - 1),
-                  help="Only this journey (enrolment id).")
+    @click.option(
+        "--journey",
+        "journeys",
+        multiple=True,
+        type=click.IntRange(1, 2**31 - 1),
+        help="Only this journey (enrolment id).",
+    )
     def messages_unpark(events: tuple[int, ...], journeys: tuple[int, ...]) -> None:
         """Try parked events and journeys again now, with fresh attempts (all of them unless named).
 
@@ -235,14 +276,17 @@ def register(group: click.Group) -> None:
         with app.app_context():
             session = get_session()
             try:
-                result = create_broadcast(session, app.extensions["nudge.plugins"], channel, template, segment,
-                                          broadcast_id)
+                result = create_broadcast(
+                    session, app.extensions["nudge.plugins"], channel, template, segment, broadcast_id
+                )
             except BroadcastError as exc:
                 raise click.ClickException(str(exc)) from None
             session.commit()
             enqueue_broadcast(result)
-        click.echo(f"broadcast {result.id}: {result.members} member(s) of {segment!r}, "
-                   f"{len(result.message_ids)} message(s) queued")
+        click.echo(
+            f"broadcast {result.id}: {result.members} member(s) of {segment!r}, "
+            f"{len(result.message_ids)} message(s) queued"
+        )
 
     @group.group()
     def rules() -> None:
@@ -263,10 +307,13 @@ def register(group: click.Group) -> None:
         if not rows:
             click.echo("no rules yet: write some and run `nudge apply DIR`")
         for row in rows:  # a draft rule has no active version; a newer draft of a rule is named after it
-            click.echo(f"{row.name}\t{row.status}\t{f'v{row.active}' if row.active else '-'}\t{row.in_flight} in flight"
-                       + (f"\tdraft v{row.draft}" if row.draft else ""))
+            click.echo(
+                f"{row.name}\t{row.status}\t{f'v{row.active}' if row.active else '-'}\t{row.in_flight} in flight"
+                + (f"\tdraft v{row.draft}" if row.draft else "")
+            )
 
     for verb in ("pause", "resume"):
+
         def make(verb: str):
             @rules.command(verb)
             @click.argument("name")
@@ -290,4 +337,5 @@ def register(group: click.Group) -> None:
                 click.echo(f"{verb}d {name}")
 
             command.__doc__ = f"{verb.capitalize()} the rule NAME."
+
         make(verb)

@@ -51,8 +51,7 @@ def plural(count: int, word: str) -> str:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--check", "check_only", is_flag=True,
-              help="Print the files that would change; exit 1 if any would.")
+@click.option("--check", "check_only", is_flag=True, help="Print the files that would change; exit 1 if any would.")
 @click.option("--write", is_flag=True, help="Rewrite the files in place.")
 def fmt_command(files: tuple[str, ...], check_only: bool, write: bool) -> None:
     """Print rules files in canonical form (or check, or rewrite them)."""

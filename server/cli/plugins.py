@@ -1,4 +1,5 @@
 """``nudge plugins``: the installed plugins, their versions, what each registers, and what failed to load."""
+
 from __future__ import annotations
 
 import json

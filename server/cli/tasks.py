@@ -1,4 +1,5 @@
 """``nudge tasks``: the open tasks that rules (``task … for "sales"``) and the API made, and closing them."""
+
 from __future__ import annotations
 
 import click

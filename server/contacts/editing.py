@@ -2,9 +2,11 @@
 
 Each writes its audit entry (ids and names only) and leaves the commit to the caller.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -18,8 +20,9 @@ from .service import apply_changes, audit
 MAX_NOTE = 20000
 
 
-def update_contact(session: Session, contact: Contact, cleaned: Mapping[str, Any], *, actor: str,
-                   source: str = "api") -> list[Event]:
+def update_contact(
+    session: Session, contact: Contact, cleaned: Mapping[str, Any], *, actor: str, source: str = "api"
+) -> list[Event]:
     """Apply *cleaned* (from :func:`~server.contacts.clean_contact`) as ``PATCH /contacts/{id}`` does: only the
     given attributes change, custom fields merge, tags (when given) replace the old ones.
 
@@ -29,7 +32,8 @@ def update_contact(session: Session, contact: Contact, cleaned: Mapping[str, Any
         :class:`~server.contacts.Conflict` when the email or external id belongs to another contact.
     """
     if ("email" in cleaned or "external_id" in cleaned) and not (
-            cleaned.get("email", contact.email) or cleaned.get("external_id", contact.external_id)):
+        cleaned.get("email", contact.email) or cleaned.get("external_id", contact.external_id)
+    ):
         raise InvalidInput("email", "a contact keeps an email or an external_id; set one before clearing the other")
     before = {t.tag for t in contact.tags}
     apply_changes(session, contact, cleaned, replace_tags=True)
@@ -50,8 +54,9 @@ def add_note(session: Session, contact: Contact, body: Any, *, author: str, acto
     return note
 
 
-def export_for(session: Session, contact: Contact, *, secret: str, channels: Mapping[str, tuple[str, ...]],
-               actor: str) -> dict[str, Any]:
+def export_for(
+    session: Session, contact: Contact, *, secret: str, channels: Mapping[str, tuple[str, ...]], actor: str
+) -> dict[str, Any]:
     """Everything held on *contact* (:func:`~server.contacts.export_contact`), the export audited."""
     data = export_contact(session, contact, secret=secret, channels=channels)
     audit(session, actor, "contact.exported", "contact", contact.id)

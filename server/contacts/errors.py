@@ -1,4 +1,5 @@
 """Errors of the contact services; the API turns them into problem+json, the CLI into report lines."""
+
 from __future__ import annotations
 
 

@@ -4,11 +4,13 @@ Stored forms, chosen so JSON comparisons in SQL agree with Python: strings, numb
 and booleans as themselves, dates as ``2026-05-01``, date-times as ``2026-05-01T12:00:00Z``
 and lists as lists of strings.
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -72,7 +74,7 @@ def coerce_value(kind: str, value: Any, field: str, *, from_text: bool = False) 
             raise InvalidInput(field, f"{field} must be a number")
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidInput(field, f"{field} must be a finite number")
-        if isinstance(value, int) and not -2**53 <= value <= 2**53:
+        if isinstance(value, int) and not -(2**53) <= value <= 2**53:
             raise InvalidInput(field, f"{field} is too large (at most 2^53)")
         return value
     if kind == FieldType.BOOL.value:
@@ -99,8 +101,9 @@ def coerce_value(kind: str, value: Any, field: str, *, from_text: bool = False) 
     raise InvalidInput(field, f"{field} has an unknown type {kind!r}")
 
 
-def coerce_fields(values: Any, known: Mapping[str, str], prefix: str = "fields", *,
-                  from_text: bool = False) -> dict[str, Any]:
+def coerce_fields(
+    values: Any, known: Mapping[str, str], prefix: str = "fields", *, from_text: bool = False
+) -> dict[str, Any]:
     """Check custom field values against their definitions; an undefined name is an error."""
     if not isinstance(values, Mapping):
         raise InvalidInput(prefix, f"{prefix} must be an object of custom field values")

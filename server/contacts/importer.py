@@ -5,12 +5,14 @@ normalised and phone numbers become E.164). Rows naming the same person (same ex
 email) are merged, later values winning; existing contacts are updated, never duplicated. A bad
 row is reported with its line number, column and reason, and the rest are imported.
 """
+
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -24,14 +26,14 @@ from .service import apply_changes, audit, clean_contact, nest_fields
 
 CHUNK = 1000
 #: every column a new contact row names, so one executemany fits all rows
-_EMPTY: dict[str, Any] = {**{name: None for name in STANDARD_FIELDS}, "score": 0}
+_EMPTY: dict[str, Any] = {**dict.fromkeys(STANDARD_FIELDS), "score": 0}
 SKIP = ("-", "ignore")
 
 
 @dataclass(frozen=True)
 class RowError:
-    line: int       # line number in the file (the header is line 1)
-    column: str     # the CSV column ("" when the row as a whole is wrong)
+    line: int  # line number in the file (the header is line 1)
+    column: str  # the CSV column ("" when the row as a whole is wrong)
     reason: str
 
 
@@ -45,9 +47,11 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.rows} rows: {self.created} created, {self.updated} updated, {self.merged_in_file} merged "
-                f"with an earlier row, {len(self.errors)} rejected; {self.suppressed} on the suppression list "
-                "(stored, never mailed)")
+        return (
+            f"{self.rows} rows: {self.created} created, {self.updated} updated, {self.merged_in_file} merged "
+            f"with an earlier row, {len(self.errors)} rejected; {self.suppressed} on the suppression list "
+            "(stored, never mailed)"
+        )
 
 
 def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
@@ -78,8 +82,10 @@ def resolve_columns(header: list[str], mapping: Mapping[str, str], custom: Mappi
     known = set(STANDARD_FIELDS) | {"tags"} | set(custom)
     unknown_maps = sorted(set(mapping) - set(header))
     if unknown_maps:
-        raise InvalidInput("--map", f"--map names column {unknown_maps[0]!r}, which the file does not have; "
-                           f"its columns: {', '.join(header)}")
+        raise InvalidInput(
+            "--map",
+            f"--map names column {unknown_maps[0]!r}, which the file does not have; its columns: {', '.join(header)}",
+        )
     out: dict[str, str] = {}
     for column in header:
         target = mapping.get(column, _normal(column))
@@ -87,8 +93,11 @@ def resolve_columns(header: list[str], mapping: Mapping[str, str], custom: Mappi
             continue
         target = target.removeprefix("fields.")
         if target not in known:
-            raise InvalidInput(column, f"column {column!r} matches no contact field; map it with --map "
-                               f"'{column}=FIELD' (fields: {', '.join(sorted(known))}) or skip it with --map '{column}=-'")
+            raise InvalidInput(
+                column,
+                f"column {column!r} matches no contact field; map it with --map "
+                f"'{column}=FIELD' (fields: {', '.join(sorted(known))}) or skip it with --map '{column}=-'",
+            )
         if target in out.values():
             raise InvalidInput(column, f"two columns map to {target!r}")
         out[column] = target
@@ -112,10 +121,18 @@ def _rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     return [h.strip() for h in header], rows()
 
 
-def import_csv(session: Session, stream: TextIO, *, secret: str, mapping: Mapping[str, str] | None = None,
-               region: str | None = None, tags: Iterable[str] = (), actor: str = "cli",
-               progress: Callable[[int], None] | None = None,
-               channels: Mapping[str, tuple[str, ...]] | None = None) -> ImportReport:
+def import_csv(
+    session: Session,
+    stream: TextIO,
+    *,
+    secret: str,
+    mapping: Mapping[str, str] | None = None,
+    region: str | None = None,
+    tags: Iterable[str] = (),
+    actor: str = "cli",
+    progress: Callable[[int], None] | None = None,
+    channels: Mapping[str, tuple[str, ...]] | None = None,
+) -> ImportReport:
     """Import contacts from CSV text; commits per chunk of 1,000 rows.
 
     :param mapping: column → field overrides (see :func:`parse_mapping`).
@@ -156,16 +173,28 @@ def import_csv(session: Session, stream: TextIO, *, secret: str, mapping: Mappin
             report.errors.append(RowError(line, column, str(exc)))
             continue
         if not cleaned.get("email") and not cleaned.get("external_id"):
-            report.errors.append(RowError(line, by_field.get("email", by_field.get("external_id", "")),
-                                          "needs an email or an external_id"))
+            report.errors.append(
+                RowError(
+                    line, by_field.get("email", by_field.get("external_id", "")), "needs an email or an external_id"
+                )
+            )
             continue
         chunk.append((line, {k: v for k, v in cleaned.items() if v not in (None, [], {})}))
         if len(chunk) >= CHUNK:
             flush()
     if chunk:
         flush()
-    audit(session, actor, "contacts.imported", "contact", None, rows=report.rows, created=report.created,
-          updated=report.updated, rejected=len(report.errors))
+    audit(
+        session,
+        actor,
+        "contacts.imported",
+        "contact",
+        None,
+        rows=report.rows,
+        created=report.created,
+        updated=report.updated,
+        rejected=len(report.errors),
+    )
     session.commit()
     return report
 
@@ -192,19 +221,38 @@ def _merge_rows(chunk: list[tuple[int, dict[str, Any]]], report: ImportReport) -
     return out
 
 
-def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], report: ImportReport, secret: str,
-                 extra_tags: list[str], by_field: Mapping[str, str], channels: Mapping[str, tuple[str, ...]]) -> None:
+def _write_chunk(
+    session: Session,
+    chunk: list[tuple[int, dict[str, Any]]],
+    report: ImportReport,
+    secret: str,
+    extra_tags: list[str],
+    by_field: Mapping[str, str],
+    channels: Mapping[str, tuple[str, ...]],
+) -> None:
     rows = _merge_rows(chunk, report)
     emails = {r["email"] for _, r in rows if r.get("email")}
     external_ids = {r["external_id"] for _, r in rows if r.get("external_id")}
-    existing = list(session.scalars(select(Contact).options(selectinload(Contact.tags)).where(
-        or_(Contact.email.in_(emails), Contact.external_id.in_(external_ids)))))
+    existing = list(
+        session.scalars(
+            select(Contact)
+            .options(selectinload(Contact.tags))
+            .where(or_(Contact.email.in_(emails), Contact.external_id.in_(external_ids)))
+        )
+    )
     by_email = {c.email: c for c in existing if c.email}
     by_external = {c.external_id: c for c in existing if c.external_id}
     if emails and channels.get("email"):
         hashes = {address_hash(secret, "", e) for e in emails}  # one digest on every channel's list
-        report.suppressed += len(set(session.scalars(select(Suppression.address_hash).where(
-            Suppression.channel.in_(channels["email"]), Suppression.address_hash.in_(hashes)))))
+        report.suppressed += len(
+            set(
+                session.scalars(
+                    select(Suppression.address_hash).where(
+                        Suppression.channel.in_(channels["email"]), Suppression.address_hash.in_(hashes)
+                    )
+                )
+            )
+        )
     new: list[dict[str, Any]] = []
     new_tags: list[list[str]] = []
     announced: list[dict[str, Any]] = []
@@ -214,12 +262,24 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
         a = by_external.get(row.get("external_id") or "")  # "" is no contact's: unset keys are left out
         b = by_email.get(row.get("email") or "")
         if a is not None and b is not None and a.id != b.id:
-            report.errors.append(RowError(line, by_field.get("email", ""), f"email belongs to contact {b.id} but "
-                                          f"external_id to contact {a.id}; merge them first (nudge contacts merge)"))
+            report.errors.append(
+                RowError(
+                    line,
+                    by_field.get("email", ""),
+                    f"email belongs to contact {b.id} but "
+                    f"external_id to contact {a.id}; merge them first (nudge contacts merge)",
+                )
+            )
             continue
         if a is None and b is not None and row.get("external_id") and b.external_id:
-            report.errors.append(RowError(line, by_field.get("external_id", ""), f"email belongs to contact {b.id}, "
-                                          "which has another external_id; fix the file or merge the contacts"))
+            report.errors.append(
+                RowError(
+                    line,
+                    by_field.get("external_id", ""),
+                    f"email belongs to contact {b.id}, "
+                    "which has another external_id; fix the file or merge the contacts",
+                )
+            )
             continue
         contact = a or b
         if contact is None:
@@ -241,8 +301,11 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
         new_emails = [r["email"] for r in new if r["email"]]
         new_external = [r["external_id"] for r in new if r["external_id"]]
         ids: dict[tuple[str, str], int] = {}
-        for cid, email, external_id in session.execute(select(Contact.id, Contact.email, Contact.external_id).where(
-                or_(Contact.email.in_(new_emails), Contact.external_id.in_(new_external)))):
+        for cid, email, external_id in session.execute(
+            select(Contact.id, Contact.email, Contact.external_id).where(
+                or_(Contact.email.in_(new_emails), Contact.external_id.in_(new_external))
+            )
+        ):
             if email:
                 ids[("email", email)] = cid
             if external_id:
@@ -261,8 +324,15 @@ def _write_chunk(session: Session, chunk: list[tuple[int, dict[str, Any]]], repo
 
 
 def _event_row(contact_id: int, name: str, props: dict[str, Any], now: Any) -> dict[str, Any]:
-    return {"contact_id": contact_id, "name": name, "props": props, "source": "import", "occurred_at": now,
-            "received_at": now, "processed_at": None}
+    return {
+        "contact_id": contact_id,
+        "name": name,
+        "props": props,
+        "source": "import",
+        "occurred_at": now,
+        "received_at": now,
+        "processed_at": None,
+    }
 
 
 def import_text(session: Session, text: str, **kwargs: Any) -> ImportReport:

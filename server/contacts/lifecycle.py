@@ -5,27 +5,55 @@ engine's enrolments) follows a merge, an erasure and an export without changes h
 that needs more than "move the rows" on merge — a unique (rule, contact) pair, say — registers
 a handler with :func:`register_merge_handler`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
-from sqlalchemy import (Column, ColumnElement, PrimaryKeyConstraint, Table, Text, UniqueConstraint, cast, delete, exists,
-                        false, func, or_, select, update)
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    cast,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from ..consent import address_hash, suppress, suppression_reason
 from ..db import affected_rows
-from ..models import (AuditEntry, Base, Consent, Contact, ContactTag, Event, Message, MessageStatusChange, Note,
-                      Suppression, SuppressionReason, Task, utcnow)
+from ..models import (
+    AuditEntry,
+    Base,
+    Consent,
+    Contact,
+    ContactTag,
+    Event,
+    Message,
+    MessageStatusChange,
+    Note,
+    Suppression,
+    SuppressionReason,
+    Task,
+    utcnow,
+)
 from .normalize import iso
 from .service import audit, contact_dict
 
 #: table name -> handler(session, into_id, from_id); called instead of moving the rows
 MergeHandler = Callable[[Session, int, int], None]
 _MERGE_HANDLERS: dict[str, MergeHandler] = {}
-
 
 
 def register_merge_handler(table: str, handler: MergeHandler) -> None:
@@ -53,8 +81,9 @@ def _contact_references() -> Iterator[tuple[Table, Column[Any]]]:
         if table.name == "contacts":
             continue
         for column in table.columns:
-            if column.name == "contact_id" or any(fk.column.table.name == "contacts" and fk.column.name == "id"
-                                                  for fk in column.foreign_keys):
+            if column.name == "contact_id" or any(
+                fk.column.table.name == "contacts" and fk.column.name == "id" for fk in column.foreign_keys
+            ):
                 yield table, column
 
 
@@ -82,8 +111,7 @@ def _move_rows(session: Session, table: Table, column: Column[Any], into_id: int
     """Re-point *other_id*'s rows at *into_id*; where a unique key would clash, *into_id*'s row stays."""
     for others in _unique_groups(table, column):
         twin = table.alias("twin")
-        clash = exists().where(twin.c[column.name] == into_id,
-                               *[twin.c[c.name] == table.c[c.name] for c in others])
+        clash = exists().where(twin.c[column.name] == into_id, *[twin.c[c.name] == table.c[c.name] for c in others])
         session.execute(delete(table).where(column == other_id, clash))
     session.execute(update(table).where(column == other_id).values({column.name: into_id}))
 
@@ -99,8 +127,11 @@ def merge_contacts(session: Session, into: Contact, other: Contact, *, actor: st
     other_id = other.id
     taken = {"email": other.email, "external_id": other.external_id}
     fields = {**(other.fields or {}), **(into.fields or {})}
-    filled = {name: getattr(other, name) for name in ("phone", "first_name", "last_name", "timezone", "locale", "stage")
-              if getattr(into, name) is None and getattr(other, name) is not None}
+    filled = {
+        name: getattr(other, name)
+        for name in ("phone", "first_name", "last_name", "timezone", "locale", "stage")
+        if getattr(into, name) is None and getattr(other, name) is not None
+    }
     score = (into.score or 0) + (other.score or 0)
     created_at = min(into.created_at, other.created_at)
     last_seen = max((t for t in (into.last_seen, other.last_seen) if t is not None), default=None)
@@ -146,14 +177,20 @@ def _scrub_copies(session: Session, contact: Contact, digests: list[tuple[str, s
     """Blank what other rows hold of the contact: suppression details of its addresses (a bounce diagnostic
     quotes the address) and audit details that hold its data."""
     own = [(Suppression.channel == channel) & (Suppression.address_hash == digest) for channel, digest in digests]
-    session.execute(update(Suppression).where(
-        or_(*own, _mentions(Suppression.detail, contact)) if own else _mentions(Suppression.detail, contact),
-        Suppression.reason != SuppressionReason.ERASED.value).values(detail=None))
+    session.execute(
+        update(Suppression)
+        .where(
+            or_(*own, _mentions(Suppression.detail, contact)) if own else _mentions(Suppression.detail, contact),
+            Suppression.reason != SuppressionReason.ERASED.value,
+        )
+        .values(detail=None)
+    )
     session.execute(update(AuditEntry).where(_mentions(AuditEntry.detail, contact)).values(detail={}))
 
 
-def erase_contact(session: Session, contact: Contact, *, secret: str, actor: str,
-                  channels: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
+def erase_contact(
+    session: Session, contact: Contact, *, secret: str, actor: str, channels: Mapping[str, tuple[str, ...]]
+) -> dict[str, int]:
     """GDPR/CCPA erasure: delete the contact and every row about it; messages are kept for delivery
     statistics but lose their recipient, data and errors; status details and audit details about the
     contact are blanked, and so is every copy of its data elsewhere (suppression details, audit details).
@@ -169,26 +206,38 @@ def erase_contact(session: Session, contact: Contact, *, secret: str, actor: str
         address = getattr(contact, field, None)
         if address:
             for channel in names:
-                suppress(session, secret, channel, address, SuppressionReason.ERASED.value,
-                         detail="contact erased on request")
+                suppress(
+                    session,
+                    secret,
+                    channel,
+                    address,
+                    SuppressionReason.ERASED.value,
+                    detail="contact erased on request",
+                )
                 digests.append((channel, address_hash(secret, channel, address)))
     _scrub_copies(session, contact, digests)
     counts: dict[str, int] = {}
     message_ids = select(Message.id).where(Message.contact_id == contact_id)
-    session.execute(update(MessageStatusChange).where(MessageStatusChange.message_id.in_(message_ids))
-                    .values(detail=None))
-    counts["messages"] = affected_rows(session.execute(
-        update(Message).where(Message.contact_id == contact_id).values(contact_id=None, data={}, error=None)))
+    session.execute(
+        update(MessageStatusChange).where(MessageStatusChange.message_id.in_(message_ids)).values(detail=None)
+    )
+    counts["messages"] = affected_rows(
+        session.execute(
+            update(Message).where(Message.contact_id == contact_id).values(contact_id=None, data={}, error=None)
+        )
+    )
     for table, column in reversed(list(_contact_references())):
         if table.name == Message.__tablename__:
             continue
         counts[table.name] = affected_rows(session.execute(delete(table).where(column == contact_id)))
-    session.execute(update(AuditEntry).where(AuditEntry.target_type == "contact",
-                                             AuditEntry.target_id == str(contact_id)).values(detail={}))
+    session.execute(
+        update(AuditEntry)
+        .where(AuditEntry.target_type == "contact", AuditEntry.target_id == str(contact_id))
+        .values(detail={})
+    )
     session.expunge(contact)
     session.execute(delete(Contact).where(Contact.id == contact_id))
-    audit(session, actor, "contact.erased", "contact", contact_id,
-          **{k: v for k, v in sorted(counts.items()) if v})
+    audit(session, actor, "contact.erased", "contact", contact_id, **{k: v for k, v in sorted(counts.items()) if v})
     session.flush()
     return counts
 
@@ -209,8 +258,9 @@ def _rows(session: Session, model: Any, *where: Any, order: Any = None) -> list[
     return [{k: _plain(v) for k, v in row._mapping.items()} for row in session.execute(query)]
 
 
-def export_contact(session: Session, contact: Contact, *, secret: str,
-                   channels: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+def export_contact(
+    session: Session, contact: Contact, *, secret: str, channels: Mapping[str, tuple[str, ...]]
+) -> dict[str, Any]:
     """Everything Nudge holds on *contact*, as JSON-ready data: attributes, tags, custom fields,
     consent ledger, suppressions of its addresses, events, messages with their status history,
     notes, tasks, audit entries, and rows of any other table that references the contact.
@@ -220,8 +270,9 @@ def export_contact(session: Session, contact: Contact, *, secret: str,
     cid = contact.id
     messages = _rows(session, Message, Message.contact_id == cid, order=Message.id)
     for message in messages:
-        message["status_history"] = _rows(session, MessageStatusChange, MessageStatusChange.message_id == message["id"],
-                                          order=MessageStatusChange.id)
+        message["status_history"] = _rows(
+            session, MessageStatusChange, MessageStatusChange.message_id == message["id"], order=MessageStatusChange.id
+        )
     suppressions = {}
     for field, names in channels.items():
         address = getattr(contact, field, None)
@@ -229,8 +280,14 @@ def export_contact(session: Session, contact: Contact, *, secret: str,
             reason = suppression_reason(session, secret, channel, address) if address else None
             if reason:
                 suppressions[channel] = reason
-    known = {Consent.__tablename__, Event.__tablename__, Message.__tablename__, Note.__tablename__,
-             Task.__tablename__, ContactTag.__tablename__}
+    known = {
+        Consent.__tablename__,
+        Event.__tablename__,
+        Message.__tablename__,
+        Note.__tablename__,
+        Task.__tablename__,
+        ContactTag.__tablename__,
+    }
     other: dict[str, list[dict[str, Any]]] = {}
     for table, column in _contact_references():
         if table.name not in known:
@@ -245,7 +302,12 @@ def export_contact(session: Session, contact: Contact, *, secret: str,
         "messages": messages,
         "notes": _rows(session, Note, Note.contact_id == cid, order=Note.id),
         "tasks": _rows(session, Task, Task.contact_id == cid, order=Task.id),
-        "audit": _rows(session, AuditEntry, AuditEntry.target_type == "contact", AuditEntry.target_id == str(cid),
-                       order=AuditEntry.id),
+        "audit": _rows(
+            session,
+            AuditEntry,
+            AuditEntry.target_type == "contact",
+            AuditEntry.target_id == str(cid),
+            order=AuditEntry.id,
+        ),
         "other": other,
     }

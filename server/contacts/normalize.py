@@ -1,9 +1,10 @@
 """Normalising contact attributes: one address form in the database, whatever came in."""
+
 from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,8 +18,7 @@ LOCALE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 _LINE_BREAK = re.compile("[\r\n\x0b\x0c\x85\u2028\u2029]")
 
 
-def check_text(value: Any, field: str, max_length: int, *, allow_empty: bool = False,
-               one_line: bool = False) -> str:
+def check_text(value: Any, field: str, max_length: int, *, allow_empty: bool = False, one_line: bool = False) -> str:
     """A string that every database stores (no NUL, no lone surrogate) within *max_length* characters.
 
     :param one_line: refuse line breaks too (names end up in mail headers such as ``To:``).
@@ -54,7 +54,9 @@ def normalize_phone(value: Any, region: str | None = None, field: str = "phone")
         number = phonenumbers.parse(text, region.upper() if region else None)
     except phonenumbers.NumberParseException as exc:
         hint = "; write it with the country code, e.g. +49 30 123456" if exc.error_type == 0 else ""
-        raise InvalidInput(field, f"{field} {text!r} is not a phone number: {exc.args[0] if exc.args else exc}{hint}") from None
+        raise InvalidInput(
+            field, f"{field} {text!r} is not a phone number: {exc.args[0] if exc.args else exc}{hint}"
+        ) from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidInput(field, f"{field} {text!r} is not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -65,7 +67,9 @@ def check_timezone(value: Any, field: str = "timezone") -> str:
     try:
         ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(field, f"{field} {text!r} is not a known time zone; use an IANA name like Europe/Berlin") from None
+        raise InvalidInput(
+            field, f"{field} {text!r} is not a known time zone; use an IANA name like Europe/Berlin"
+        ) from None
     return text
 
 
@@ -88,7 +92,7 @@ def check_json(value: Any, field: str, depth: int = 0) -> Any:
     elif isinstance(value, bool) or value is None:
         pass
     elif isinstance(value, int):
-        if not -2**63 <= value < 2**63:
+        if not -(2**63) <= value < 2**63:
             raise InvalidInput(field, f"{field} is an integer outside the 64-bit range")
     elif isinstance(value, float):
         if not math.isfinite(value):
@@ -120,7 +124,7 @@ def parse_datetime(value: Any, field: str) -> datetime:
         raise InvalidInput(field, f"{field} needs a time zone, e.g. a trailing Z for UTC")
     if not 1900 <= parsed.year <= 9998:
         raise InvalidInput(field, f"{field} must be a year between 1900 and 9998")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def parse_date(value: Any, field: str) -> date:
@@ -137,4 +141,4 @@ def iso(value: datetime | None) -> str | None:
     """``2026-05-01T12:00:00Z``: the one text form of a UTC time (sorts as it compares)."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

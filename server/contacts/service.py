@@ -1,7 +1,9 @@
 """Creating, finding and updating contacts: one validation path for the API, forms, events and import."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,8 +33,15 @@ def clean_tag(value: Any, field: str = "tag") -> str:
     return check_text(value, field, 128).strip()
 
 
-def clean_contact(session: Session, data: Any, *, prefix: str = "", region: str | None = None,
-                  known_fields: Mapping[str, str] | None = None, from_text: bool = False) -> dict[str, Any]:
+def clean_contact(
+    session: Session,
+    data: Any,
+    *,
+    prefix: str = "",
+    region: str | None = None,
+    known_fields: Mapping[str, str] | None = None,
+    from_text: bool = False,
+) -> dict[str, Any]:
     """Validate and normalise contact attributes; only the keys given come back.
 
     ``None`` clears an attribute. Unknown keys and undefined custom fields are errors.
@@ -48,8 +57,11 @@ def clean_contact(session: Session, data: Any, *, prefix: str = "", region: str 
         raise InvalidInput(where, f"{where} must be an object")
     unknown = sorted(set(data) - set(CONTACT_KEYS))
     if unknown:
-        raise InvalidInput(f"{prefix}{unknown[0]}", f"unknown field {unknown[0]!r} in {where}; allowed: "
-                           f"{', '.join(CONTACT_KEYS)} (custom fields go inside \"fields\")")
+        raise InvalidInput(
+            f"{prefix}{unknown[0]}",
+            f"unknown field {unknown[0]!r} in {where}; allowed: "
+            f'{", ".join(CONTACT_KEYS)} (custom fields go inside "fields")',
+        )
     out: dict[str, Any] = {}
     for key, value in data.items():
         field = f"{prefix}{key}"
@@ -121,12 +133,16 @@ def _check_unique(session: Session, contact: Contact | None, cleaned: Mapping[st
             continue
         owner = session.scalar(select(Contact.id).where(getattr(Contact, key) == value))
         if owner is not None and (contact is None or owner != contact.id):
-            raise Conflict(f"{prefix}{key}", f"{prefix}{key} already belongs to contact {owner}; "
-                           f"merge the two contacts first (POST /api/v1/contacts/{owner}/merge)")
+            raise Conflict(
+                f"{prefix}{key}",
+                f"{prefix}{key} already belongs to contact {owner}; "
+                f"merge the two contacts first (POST /api/v1/contacts/{owner}/merge)",
+            )
 
 
-def apply_changes(session: Session, contact: Contact, cleaned: Mapping[str, Any], *, prefix: str = "",
-                  replace_tags: bool = False) -> Contact:
+def apply_changes(
+    session: Session, contact: Contact, cleaned: Mapping[str, Any], *, prefix: str = "", replace_tags: bool = False
+) -> Contact:
     """Write cleaned attributes onto *contact*: custom fields merge (``None`` removes one); tags
     are added, or replace the old ones when *replace_tags*."""
     _check_unique(session, contact, cleaned, prefix)
@@ -210,11 +226,17 @@ def contact_dict(contact: Contact) -> dict[str, Any]:
     }
 
 
-def audit(session: Session, actor: str, action: str, target_type: str, target_id: Any = None,
-          **detail: Any) -> AuditEntry:
+def audit(
+    session: Session, actor: str, action: str, target_type: str, target_id: Any = None, **detail: Any
+) -> AuditEntry:
     """Record an admin action. Keep personal data out of *detail*: ids and counts only."""
-    entry = AuditEntry(actor=actor, action=action, target_type=target_type,
-                       target_id=None if target_id is None else str(target_id), detail=detail)
+    entry = AuditEntry(
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        detail=detail,
+    )
     session.add(entry)
     session.flush()
     return entry

@@ -3,6 +3,7 @@
 One place for ``nudge tasks --done`` and the admin UI's tasks inbox; each change is audited with the
 task id and the changed names only. The caller commits.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -4,15 +4,16 @@ Layout: ``*.nudge`` files anywhere in DIR; ``templates/<channel>/<name>.<part>``
 declares (``Channel.template_parts``); for a channel that sends to endpoints (``Channel.endpoints``),
 ``templates/<channel>/<name>.toml`` with ``url`` and ``secret`` (or ``secrets``).
 """
+
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from flask import has_app_context
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,8 +35,9 @@ class ApplyResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_templates(root: Path, channels: Mapping[str, Any]) -> tuple[dict[tuple[str, str], dict[str, str]],
-                                                                    dict[tuple[str, str], dict[str, Any]], list[str]]:
+def read_templates(
+    root: Path, channels: Mapping[str, Any]
+) -> tuple[dict[tuple[str, str], dict[str, str]], dict[tuple[str, str], dict[str, Any]], list[str]]:
     """The templates and endpoints under ``root/templates``, and the problems reading them.
 
     :param channels: the installed channel classes: which of them take endpoint files.
@@ -59,7 +61,7 @@ def read_templates(root: Path, channels: Mapping[str, Any]) -> tuple[dict[tuple[
                 continue
             secrets = data.get("secrets") or ([data["secret"]] if data.get("secret") else [])
             if not isinstance(data.get("url"), str) or not data["url"].startswith(("http://", "https://")):
-                problems.append(f"{path}: needs url = \"https://…\"")
+                problems.append(f'{path}: needs url = "https://…"')
                 continue
             endpoints[(channel, path.stem)] = {"url": data["url"], "secrets": list(secrets)}
             continue
@@ -126,8 +128,9 @@ def check_folder(root: Path, vocabulary: Callable[[Iterable[tuple[str, str]]], A
     return CheckedFolder(checked, templates, endpoints)
 
 
-def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = False,
-                    migrate: bool = False) -> ApplyResult:
+def apply_directory(
+    session: Session, app: Any, root: Path, dry_run: bool = False, migrate: bool = False
+) -> ApplyResult:
     """Check DIR as one unit; unless *dry_run*, apply it in one transaction (all or nothing)."""
     folder = check_folder(root, lambda templates: _vocabulary(session, app, templates), app.extensions["nudge.plugins"])
     if folder.problems:
@@ -147,8 +150,15 @@ def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = Fals
     known = {e.name: e for e in session.scalars(select(WebhookEndpoint))}
     for (channel, name), spec in sorted(endpoints.items()):
         endpoint = known.get(name)
-        action = "create" if endpoint is None else (
-            "unchanged" if (endpoint.url, list(endpoint.secrets or [])) == (spec["url"], spec["secrets"]) else "update")
+        action = (
+            "create"
+            if endpoint is None
+            else (
+                "unchanged"
+                if (endpoint.url, list(endpoint.secrets or [])) == (spec["url"], spec["secrets"])
+                else "update"
+            )
+        )
         result.endpoints.append((action, channel, name))
         if not dry_run and action != "unchanged":
             if endpoint is None:
@@ -168,11 +178,11 @@ def apply_directory(session: Session, app: Any, root: Path, dry_run: bool = Fals
 
 def replan_timers(session: Session, app: Any, changes: list[RuleChange]) -> None:
     """Plan the date and schedule triggers of rules that were created, changed or resumed, for every contact."""
+    from ..models import utcnow
     from . import dispatch
     from .context import EngineContext
     from .rules import timed_rules_need_planning
     from .timeutil import to_ts
-    from ..models import utcnow
 
     contacts = timed_rules_need_planning(session, changes)
     if not contacts:

@@ -4,6 +4,7 @@ Each member gets one outbox row keyed ``broadcast:<id>:<contact>``, so a broadca
 same id (a retried API call, a re-run command) reaches nobody twice; consent, suppression and the
 frequency cap are checked for each row at the moment it is sent, like every other message.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -27,8 +28,9 @@ class Broadcast:
     message_ids: list[int]
 
 
-def create_broadcast(session: Session, plugins, channel: str, template: str, segment: str,
-                     broadcast_id: str | None = None) -> Broadcast:
+def create_broadcast(
+    session: Session, plugins, channel: str, template: str, segment: str, broadcast_id: str | None = None
+) -> Broadcast:
     """Write the outbox rows for every current member of *segment* (the caller commits, then enqueues)."""
     from ..contacts.errors import InvalidInput
     from ..models import Segment
@@ -52,14 +54,28 @@ def create_broadcast(session: Session, plugins, channel: str, template: str, seg
     now = utcnow()
     prefix = key_prefix(BROADCAST, ident)
     done = set(session.scalars(select(Message.contact_id).where(Message.key.like(prefix + "%"))))
-    rows = [{"key": message_key(BROADCAST, ident, contact.id), "contact_id": contact.id, "channel": channel, "template": template,
-             "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-             "data": {"broadcast": ident, "marketing": True}}
-            for contact in iter_members(session, tree, scope=Scope.of) if contact.id not in done]
+    rows = [
+        {
+            "key": message_key(BROADCAST, ident, contact.id),
+            "contact_id": contact.id,
+            "channel": channel,
+            "template": template,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "data": {"broadcast": ident, "marketing": True},
+        }
+        for contact in iter_members(session, tree, scope=Scope.of)
+        if contact.id not in done
+    ]
     if rows:
         session.execute(insert(Message.__table__), rows)
-    ids = list(session.scalars(select(Message.id).where(Message.key.like(prefix + "%"),
-                                                        Message.status == "pending").order_by(Message.id)))
+    ids = list(
+        session.scalars(
+            select(Message.id).where(Message.key.like(prefix + "%"), Message.status == "pending").order_by(Message.id)
+        )
+    )
     return Broadcast(ident, len(rows) + len(done), ids)
 
 
@@ -69,4 +85,4 @@ def enqueue_broadcast(broadcast: Broadcast, batch: int = 500) -> None:
     from .jobs import deliver_messages
 
     for start in range(0, len(broadcast.message_ids), batch):
-        get_queue().enqueue_send(deliver_messages, broadcast.message_ids[start:start + batch])
+        get_queue().enqueue_send(deliver_messages, broadcast.message_ids[start : start + batch])

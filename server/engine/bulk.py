@@ -5,6 +5,7 @@ names, for each kind, the function here that does for a whole group exactly what
 member, or marks the kind interpreter-only. The interpreter decides which runs of steps a group may take here
 (sends without quiet hours, tags and scores nobody listens to, waits, the end); anything else falls back to it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import String, cast, insert, literal, select, update
 
-from ..models import ContactTag, Enrolment, EnrolmentState, Event, JourneyLog, Message
 from dsl.plan import ExitOp, RulePlan, ScoreOp, SendOp, TagOp, WaitOp
 
+from ..models import ContactTag, Enrolment, EnrolmentState, Event, JourneyLog, Message
 from ..models.base import JsonType
 from .context import EngineContext
 from .effects import duration_text, send_data
@@ -42,53 +43,99 @@ class Group:
     @property
     def members(self) -> Any:
         """The SQL condition selecting the group's enrolments, still where the group started."""
-        return (Enrolment.id.in_(self.ids)) & (Enrolment.version_id == self.version_id) & (Enrolment.pc == self.pc) \
+        return (
+            (Enrolment.id.in_(self.ids))
+            & (Enrolment.version_id == self.version_id)
+            & (Enrolment.pc == self.pc)
             & (Enrolment.state == EnrolmentState.ACTIVE)
+        )
 
     def trace(self, action: str, data: Any) -> None:
         """One trace line per member: *data* is a dict, or a SQL expression per row."""
-        self.ctx.session.connection().execute(insert(JourneyLog.__table__).from_select(
-            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-            select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(self.ctx.now), literal(action, String),
-                   literal(data, JsonType) if isinstance(data, dict) else data).where(self.members)))
+        self.ctx.session.connection().execute(
+            insert(JourneyLog.__table__).from_select(
+                ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
+                select(
+                    Enrolment.id,
+                    Enrolment.contact_id,
+                    Enrolment.rule_id,
+                    literal(self.ctx.now),
+                    literal(action, String),
+                    literal(data, JsonType) if isinstance(data, dict) else data,
+                ).where(self.members),
+            )
+        )
 
     def move_on(self, **values: Any) -> None:
         """Move every member on (the last step of a run): the enrolments leave the group's step."""
         table = Enrolment.__table__
-        self.ctx.session.connection().execute(update(table).where(
-            table.c.id.in_(self.ids), table.c.version_id == self.version_id, table.c.pc == self.pc,
-            table.c.state == EnrolmentState.ACTIVE.value).values(**values))
+        self.ctx.session.connection().execute(
+            update(table)
+            .where(
+                table.c.id.in_(self.ids),
+                table.c.version_id == self.version_id,
+                table.c.pc == self.pc,
+                table.c.state == EnrolmentState.ACTIVE.value,
+            )
+            .values(**values)
+        )
 
 
 def send(group: Group, op: SendOp) -> None:
     """``send``: one outbox row per member, keyed as the interpreter keys it."""
     table = Message.__table__
-    rows = select(message_key(ENROLMENT, Enrolment.id, op["id"]), Enrolment.contact_id,
-                  literal(op["channel"], String), literal(op["name"], String), literal("pending", String),
-                  literal(group.now, table.c.next_attempt_at.type), literal(group.now, table.c.created_at.type),
-                  literal(send_data(group.rule_id, group.rule_name, op["id"]), JsonType), literal(0)
-                  ).where(group.members)
-    stmt = insert(table).from_select(
-        ["key", "contact_id", "channel", "template", "status", "next_attempt_at", "created_at", "data", "attempts"],
-        rows).returning(table.c.id)
+    rows = select(
+        message_key(ENROLMENT, Enrolment.id, op["id"]),
+        Enrolment.contact_id,
+        literal(op["channel"], String),
+        literal(op["name"], String),
+        literal("pending", String),
+        literal(group.now, table.c.next_attempt_at.type),
+        literal(group.now, table.c.created_at.type),
+        literal(send_data(group.rule_id, group.rule_name, op["id"]), JsonType),
+        literal(0),
+    ).where(group.members)
+    stmt = (
+        insert(table)
+        .from_select(
+            ["key", "contact_id", "channel", "template", "status", "next_attempt_at", "created_at", "data", "attempts"],
+            rows,
+        )
+        .returning(table.c.id)
+    )
     group.message_ids += list(group.ctx.session.connection().execute(stmt).scalars())
 
 
 def tag(group: Group, op: TagOp) -> None:
     """``tag``: the tag and its ``tag.added`` for the members without it, a trace line for all."""
     conn, now = group.ctx.session.connection(), group.now
-    untagged = ~select(ContactTag.contact_id).where(ContactTag.contact_id == Enrolment.contact_id,
-                                                    ContactTag.tag == op["tag"]).exists()
-    events = select(Enrolment.contact_id, literal("tag.added", String), literal({"tag": op["tag"]}, JsonType),
-                    literal("nudge", String), literal(now, Event.__table__.c.occurred_at.type),
-                    literal(now, Event.__table__.c.received_at.type),
-                    literal(now, Event.__table__.c.processed_at.type)).where(group.members, untagged)
-    conn.execute(insert(Event.__table__).from_select(
-        ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"], events))
-    conn.execute(insert(ContactTag.__table__).from_select(
-        ["contact_id", "tag", "created_at"],
-        select(Enrolment.contact_id, literal(op["tag"], String), literal(now, ContactTag.__table__.c.created_at.type))
-        .where(group.members, untagged)))
+    untagged = (
+        ~select(ContactTag.contact_id)
+        .where(ContactTag.contact_id == Enrolment.contact_id, ContactTag.tag == op["tag"])
+        .exists()
+    )
+    events = select(
+        Enrolment.contact_id,
+        literal("tag.added", String),
+        literal({"tag": op["tag"]}, JsonType),
+        literal("nudge", String),
+        literal(now, Event.__table__.c.occurred_at.type),
+        literal(now, Event.__table__.c.received_at.type),
+        literal(now, Event.__table__.c.processed_at.type),
+    ).where(group.members, untagged)
+    conn.execute(
+        insert(Event.__table__).from_select(
+            ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"], events
+        )
+    )
+    conn.execute(
+        insert(ContactTag.__table__).from_select(
+            ["contact_id", "tag", "created_at"],
+            select(
+                Enrolment.contact_id, literal(op["tag"], String), literal(now, ContactTag.__table__.c.created_at.type)
+            ).where(group.members, untagged),
+        )
+    )
     group.trace("tag", {"tag": op["tag"]})
 
 
@@ -104,11 +151,19 @@ def wait(group: Group, op: WaitOp) -> None:
     group.move_on(pc=group.at + 1, due=due, wait_event=None, attempts=None, error=None)
 
 
-def exit(group: Group, op: ExitOp) -> None:  # noqa: A001 - the step's name
+def exit(group: Group, op: ExitOp) -> None:
     """The end (an ``exit`` step, or past the last step): the members' journeys are completed."""
     group.trace("exit", {"reason": "completed"})
-    group.move_on(pc=group.at, state=EnrolmentState.DONE.value, due=None, finished=group.ctx.now,
-                  exit_reason="completed", wait_event=None, attempts=None, error=None)
+    group.move_on(
+        pc=group.at,
+        state=EnrolmentState.DONE.value,
+        due=None,
+        finished=group.ctx.now,
+        exit_reason="completed",
+        wait_event=None,
+        attempts=None,
+        error=None,
+    )
 
 
 def _json_object(ctx: EngineContext, *pairs: Any) -> Any:
@@ -127,34 +182,65 @@ def _score(ctx: EngineContext, members: Any, delta: int | float, now: Any) -> No
     from ..models import Contact
 
     conn = ctx.session.connection()
-    joined = select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, Contact.score).join(
-        Contact, Contact.id == Enrolment.contact_id).where(members).subquery()
-    conn.execute(insert(JourneyLog.__table__).from_select(
-        ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-        select(joined.c.id, joined.c.contact_id, joined.c.rule_id, literal(ctx.now), literal("score", String),
-               _json_object(ctx, (literal("delta", String), literal(delta)),
-                            (literal("score", String), joined.c.score + delta)))))
-    conn.execute(insert(Event.__table__).from_select(
-        ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"],
-        select(joined.c.contact_id, literal("score.changed", String),
-               _json_object(ctx, (literal("old", String), joined.c.score),
-                            (literal("new", String), joined.c.score + delta)),
-               literal("nudge", String), literal(now, Event.__table__.c.occurred_at.type),
-               literal(now, Event.__table__.c.received_at.type), literal(now, Event.__table__.c.processed_at.type))))
+    joined = (
+        select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, Contact.score)
+        .join(Contact, Contact.id == Enrolment.contact_id)
+        .where(members)
+        .subquery()
+    )
+    conn.execute(
+        insert(JourneyLog.__table__).from_select(
+            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
+            select(
+                joined.c.id,
+                joined.c.contact_id,
+                joined.c.rule_id,
+                literal(ctx.now),
+                literal("score", String),
+                _json_object(
+                    ctx, (literal("delta", String), literal(delta)), (literal("score", String), joined.c.score + delta)
+                ),
+            ),
+        )
+    )
+    conn.execute(
+        insert(Event.__table__).from_select(
+            ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"],
+            select(
+                joined.c.contact_id,
+                literal("score.changed", String),
+                _json_object(
+                    ctx, (literal("old", String), joined.c.score), (literal("new", String), joined.c.score + delta)
+                ),
+                literal("nudge", String),
+                literal(now, Event.__table__.c.occurred_at.type),
+                literal(now, Event.__table__.c.received_at.type),
+                literal(now, Event.__table__.c.processed_at.type),
+            ),
+        )
+    )
     table = Contact.__table__
-    conn.execute(update(table).where(table.c.id.in_(select(Enrolment.contact_id).where(members)))
-                 .values(score=table.c.score + delta, updated_at=now))  # the engine's clock, not the column default
+    conn.execute(
+        update(table)
+        .where(table.c.id.in_(select(Enrolment.contact_id).where(members)))
+        .values(score=table.c.score + delta, updated_at=now)
+    )  # the engine's clock, not the column default
 
 
 def can_enrol_set_based(plan: RulePlan) -> bool:
     """A rule whose journey starts with a wait and whose entry needs no per-contact condition."""
     steps = plan["steps"]
-    return (bool(steps) and steps[0]["op"] == "wait" and plan["condition"] is None
-            and plan["entry"]["kind"] in ("default", "once", "always"))
+    return (
+        bool(steps)
+        and steps[0]["op"] == "wait"
+        and plan["condition"] is None
+        and plan["entry"]["kind"] in ("default", "once", "always")
+    )
 
 
-def enrol_set_based(ctx: EngineContext, rule_id: int, version_id: int, plan: RulePlan, contacts: Any,
-                    reason: str) -> int:
+def enrol_set_based(
+    ctx: EngineContext, rule_id: int, version_id: int, plan: RulePlan, contacts: Any, reason: str
+) -> int:
     """Enrol every contact selected by *contacts* (a SELECT of contact ids) in one INSERT … SELECT.
 
     Applies the entry policy in SQL and runs the first step (a wait) for all of them.
@@ -170,22 +256,45 @@ def enrol_set_based(ctx: EngineContext, rule_id: int, version_id: int, plan: Rul
     if first["op"] != "wait":
         raise ValueError(f"rule {rule_id} does not start with a wait: it cannot enrol set-based")
     due = ctx.now + first["seconds"]
-    rows = select(Contact.id, literal(rule_id), literal(version_id), literal(1), literal(EnrolmentState.ACTIVE.value),
-                  literal(due), literal(ctx.now)).where(Contact.id.in_(contacts))
+    rows = select(
+        Contact.id,
+        literal(rule_id),
+        literal(version_id),
+        literal(1),
+        literal(EnrolmentState.ACTIVE.value),
+        literal(due),
+        literal(ctx.now),
+    ).where(Contact.id.in_(contacts))
     if kind != "always":
         others = select(Enrolment.id).where(Enrolment.contact_id == Contact.id, Enrolment.rule_id == rule_id)
         if kind == "default":
             others = others.where(Enrolment.state == EnrolmentState.ACTIVE)
         rows = rows.where(~others.exists())
     conn = ctx.session.connection()
-    count = conn.execute(insert(Enrolment.__table__).from_select(
-        ["contact_id", "rule_id", "version_id", "pc", "state", "due", "entered"], rows)).rowcount
-    conn.execute(insert(JourneyLog.__table__).from_select(
-        ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-        # no per-row reason: every row of this INSERT entered for the same one, said once in the log;
-        # the first wait rides on the same row (one trace row per waiting contact keeps a wait small)
-        select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, literal(ctx.now), literal("enter", String),
-               literal({"until": due}, JsonType)).where(Enrolment.rule_id == rule_id, Enrolment.contact_id.in_(contacts),
-                                                             Enrolment.entered == ctx.now, Enrolment.pc == 1,
-                                                             Enrolment.due == due)))
+    count = conn.execute(
+        insert(Enrolment.__table__).from_select(
+            ["contact_id", "rule_id", "version_id", "pc", "state", "due", "entered"], rows
+        )
+    ).rowcount
+    conn.execute(
+        insert(JourneyLog.__table__).from_select(
+            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
+            # no per-row reason: every row of this INSERT entered for the same one, said once in the log;
+            # the first wait rides on the same row (one trace row per waiting contact keeps a wait small)
+            select(
+                Enrolment.id,
+                Enrolment.contact_id,
+                Enrolment.rule_id,
+                literal(ctx.now),
+                literal("enter", String),
+                literal({"until": due}, JsonType),
+            ).where(
+                Enrolment.rule_id == rule_id,
+                Enrolment.contact_id.in_(contacts),
+                Enrolment.entered == ctx.now,
+                Enrolment.pc == 1,
+                Enrolment.due == due,
+            ),
+        )
+    )
     return count

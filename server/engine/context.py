@@ -1,9 +1,11 @@
 """The engine's working state for one batch: session, clock, settings, and what the batch produced."""
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, cast
+from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
@@ -44,7 +46,8 @@ class EngineContext:
         """Whether any active rule could react to *event_name* (trigger, goal, wait for, inactivity)."""
         # an opt-out event also revokes consent when it arrives: always handled
         return event_name in self.index.listened or (
-            self.plugins is not None and event_name in self.plugins.opt_out_events())
+            self.plugins is not None and event_name in self.plugins.opt_out_events()
+        )
 
     @property
     def default_tz(self) -> str:
@@ -65,12 +68,26 @@ class EngineContext:
             plan = self._plans[version_id] = cast(RulePlan, version.plan)
         return plan
 
-    def log(self, contact_id: int, rule_id: int | None, action: str, enrolment_id: int | None = None,
-            at: int | None = None, **data: Any) -> None:
+    def log(
+        self,
+        contact_id: int,
+        rule_id: int | None,
+        action: str,
+        enrolment_id: int | None = None,
+        at: int | None = None,
+        **data: Any,
+    ) -> None:
         """Add a trace line; buffered and written with one multi-row INSERT (see :meth:`write_buffered`)."""
         self._buffer.setdefault(JourneyLog, []).append(
-            {"enrolment_id": enrolment_id, "contact_id": contact_id, "rule_id": rule_id,
-             "at": self.now if at is None else at, "action": action, "data": data})
+            {
+                "enrolment_id": enrolment_id,
+                "contact_id": contact_id,
+                "rule_id": rule_id,
+                "at": self.now if at is None else at,
+                "action": action,
+                "data": data,
+            }
+        )
 
     def buffer(self, model: Any, row: dict[str, Any]) -> None:
         """Queue a row nobody reads back within this batch (trace lines, unwatched events)."""

@@ -1,8 +1,10 @@
 """What moves journeys: incoming events, due enrolments, and due trigger timers."""
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -17,8 +19,17 @@ from .timeutil import iso, to_dt
 
 log = logging.getLogger(__name__)
 
-__all__ = ["advance", "contact_changed", "drain", "due_enrolment_ids", "fire_schedule_timers", "fire_trigger_timers",
-           "handle_event", "mark_seen", "next_due"]
+__all__ = [
+    "advance",
+    "contact_changed",
+    "drain",
+    "due_enrolment_ids",
+    "fire_schedule_timers",
+    "fire_trigger_timers",
+    "handle_event",
+    "mark_seen",
+    "next_due",
+]
 
 
 def index(ctx: EngineContext):
@@ -54,20 +65,31 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
     mark_seen(ctx, contact, event)
     idx = index(ctx)
     channel = ctx.plugins.opt_out_events().get(event.name) if ctx.plugins is not None else None
-    if channel:
-        # dated when the contact opted out, to the microsecond like every other ledger row: stamped with the
-        # engine's whole-second clock it sorted before an opt-in earlier in the same second, and lost to it
-        # whoever raised the event may have recorded the opt-out already (one-click unsubscribe does)
-        if current_consent(ctx.session, contact.id, channel) != "revoked":
-            record_consent(ctx.session, contact.id, channel, False, source=f"event:{event.name}",
-                           at=event.occurred_at or to_dt(ctx.now))
+    # dated when the contact opted out, to the microsecond like every other ledger row: stamped with the
+    # engine's whole-second clock it sorted before an opt-in earlier in the same second, and lost to it;
+    # whoever raised the event may have recorded the opt-out already (one-click unsubscribe does)
+    if channel and current_consent(ctx.session, contact.id, channel) != "revoked":
+        record_consent(
+            ctx.session,
+            contact.id,
+            channel,
+            False,
+            source=f"event:{event.name}",
+            at=event.occurred_at or to_dt(ctx.now),
+        )
     for enr in runtime.active_enrolments(ctx, contact.id, held=True):
         # the goal of the version the contact entered with; it also ends a journey its paused rule holds
         goal = ctx.plan(enr.version_id).get("goal")
-        if goal and goal["event"] == event.name and (
+        if (
+            goal
+            and goal["event"] == event.name
+            and (
                 goal.get("where") is None
-                or runtime.evaluate(goal["where"], runtime.condition_scope(ctx, contact, enr.rule_id, enr.id,
-                                                                           event.props))):
+                or runtime.evaluate(
+                    goal["where"], runtime.condition_scope(ctx, contact, enr.rule_id, enr.id, event.props)
+                )
+            )
+        ):
             runtime.finish(ctx, enr, "goal")
         elif enr.state == EnrolmentState.ACTIVE and enr.wait_event == event.name:
             runtime.resume_on_event(ctx, enr, contact, event)
@@ -83,8 +105,9 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
     for entry in event_index.candidates(event.props or {}, contact):
         plan = ctx.plan(entry.version_id)
         cond = plan.get("condition")
-        if cond is not None and not runtime.evaluate(cond, runtime.condition_scope(ctx, contact, entry.rule_id,
-                                                                                   event_props=event.props)):
+        if cond is not None and not runtime.evaluate(
+            cond, runtime.condition_scope(ctx, contact, entry.rule_id, event_props=event.props)
+        ):
             continue
         rule = ctx.session.get_one(Rule, entry.rule_id)
         runtime.enrol(ctx, rule, contact, event.id, f"{event.name} at {iso(ctx.now)}")
@@ -103,9 +126,14 @@ def drain(ctx: EngineContext) -> None:
 
 # -- due work ----------------------------------------------------------------------------------
 def due_enrolment_ids(ctx: EngineContext, limit: int) -> list[int]:
-    return list(ctx.session.scalars(select(Enrolment.id).where(
-        Enrolment.state == EnrolmentState.ACTIVE, Enrolment.due <= ctx.now).order_by(Enrolment.due, Enrolment.id)
-        .limit(limit)))
+    return list(
+        ctx.session.scalars(
+            select(Enrolment.id)
+            .where(Enrolment.state == EnrolmentState.ACTIVE, Enrolment.due <= ctx.now)
+            .order_by(Enrolment.due, Enrolment.id)
+            .limit(limit)
+        )
+    )
 
 
 def advance(ctx: EngineContext, enrolment_ids: list[int]) -> int:
@@ -124,8 +152,14 @@ def advance(ctx: EngineContext, enrolment_ids: list[int]) -> int:
 def fire_trigger_timers(ctx: EngineContext, limit: int = 1000) -> int:
     idx = index(ctx)
     triggers = {rule_id: trigger for rule_id, _v, trigger in idx.timed}
-    rows = list(ctx.session.scalars(select(TriggerTimer).where(TriggerTimer.due <= ctx.now)
-                                    .order_by(TriggerTimer.due, TriggerTimer.id).limit(limit)))
+    rows = list(
+        ctx.session.scalars(
+            select(TriggerTimer)
+            .where(TriggerTimer.due <= ctx.now)
+            .order_by(TriggerTimer.due, TriggerTimer.id)
+            .limit(limit)
+        )
+    )
 
     def fire(timer: TriggerTimer) -> None:
         trigger = triggers.get(timer.rule_id)
@@ -148,8 +182,14 @@ def fire_trigger_timers(ctx: EngineContext, limit: int = 1000) -> int:
 def fire_schedule_timers(ctx: EngineContext, limit: int = 100) -> int:
     idx = index(ctx)
     triggers = {rule_id: trigger for rule_id, _v, trigger in idx.timed}
-    rows = list(ctx.session.scalars(select(ScheduleTimer).where(ScheduleTimer.due <= ctx.now)
-                                    .order_by(ScheduleTimer.due, ScheduleTimer.id).limit(limit)))
+    rows = list(
+        ctx.session.scalars(
+            select(ScheduleTimer)
+            .where(ScheduleTimer.due <= ctx.now)
+            .order_by(ScheduleTimer.due, ScheduleTimer.id)
+            .limit(limit)
+        )
+    )
 
     def fire(timer: ScheduleTimer) -> None:
         trigger = triggers.get(timer.rule_id)
@@ -160,8 +200,14 @@ def fire_schedule_timers(ctx: EngineContext, limit: int = 100) -> int:
         version_id = rule.active_version_id if rule is not None else None
         plan = ctx.plan(version_id) if version_id else None
         if version_id and plan is not None and bulk.can_enrol_set_based(plan):
-            bulk.enrol_set_based(ctx, timer.rule_id, version_id, plan, timers.schedule_contact_ids(ctx, timer.timezone),
-                                 f"schedule at {iso(ctx.now)}")
+            bulk.enrol_set_based(
+                ctx,
+                timer.rule_id,
+                version_id,
+                plan,
+                timers.schedule_contact_ids(ctx, timer.timezone),
+                f"schedule at {iso(ctx.now)}",
+            )
         else:
             for contact in timers.schedule_contacts(ctx, timer.timezone):
                 _enter_timed(ctx, timer.rule_id, contact, trigger)
@@ -194,8 +240,13 @@ def _fire_each(ctx: EngineContext, rows: list, fire: Callable[[Any], None]) -> N
             ctx.forget_since(mark)
             retry = ctx.now + max(1, round(failures.backoff(ctx.config, 1)))
             ctx.session.execute(update(model).where(model.id == timer_id).values(due=retry))
-            log.warning("%s %s failed: %s; it fires again at %s", model.__tablename__, timer_id,
-                        failures.describe(exc), iso(retry))
+            log.warning(
+                "%s %s failed: %s; it fires again at %s",
+                model.__tablename__,
+                timer_id,
+                failures.describe(exc),
+                iso(retry),
+            )
 
 
 def _enter_timed(ctx: EngineContext, rule_id: int, contact: Contact, trigger: dict) -> None:

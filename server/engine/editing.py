@@ -5,14 +5,16 @@ The checking is :func:`server.engine.rules.check_sources` against the instance's
 rule, named with ``rule "Name"``, whose name is free (a new rule) or stays the same (an existing one).
 Activating shows, then makes, the change ``nudge apply --plan`` prints (:func:`plan_activation`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import dsl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+import dsl
 
 from ..models import Rule, RuleStatus, RuleVersion, utcnow
 from .rules import RuleChange, check_sources, make_active, new_version, plan_changes
@@ -43,8 +45,15 @@ def _problem(line: int, message: str, hint: str) -> Any:
 def check_rule_text(session: Session, plugins: Any, text: str, rule: Rule | None) -> RuleCheck:
     """Check *text* as the one rule of the editor: a new rule when *rule* is None, else a new version of *rule*."""
     if len(text) > MAX_TEXT:
-        return RuleCheck([_problem(1, f"the rule is {len(text):,} characters long; the editor takes at most "
-                                      f"{MAX_TEXT:,}", "split it into several rules")])
+        return RuleCheck(
+            [
+                _problem(
+                    1,
+                    f"the rule is {len(text):,} characters long; the editor takes at most {MAX_TEXT:,}",
+                    "split it into several rules",
+                )
+            ]
+        )
     checked = check_sources([(EDITOR_FILE, text)], instance_vocabulary(session, plugins))
     result = RuleCheck(sorted(checked.diagnostics, key=dsl.diagnostics.sort_key))
     if result.errors:
@@ -52,20 +61,31 @@ def check_rule_text(session: Session, plugins: Any, text: str, rule: Rule | None
     plans = checked.plans
     problem = None
     if not plans:
-        problem = _problem(1, "there is no rule here yet", 'write one: `rule "Name"`, then `when EVENT then`, '
-                                                           "its steps and `end`")
+        problem = _problem(
+            1, "there is no rule here yet", 'write one: `rule "Name"`, then `when EVENT then`, its steps and `end`'
+        )
     elif len(plans) > 1:
-        problem = _problem(plans[1]["line"], "the editor holds one rule; this is a second one",
-                           "move it into a rule of its own (New rule on the rules list)")
+        problem = _problem(
+            plans[1]["line"],
+            "the editor holds one rule; this is a second one",
+            "move it into a rule of its own (New rule on the rules list)",
+        )
     elif plans[0]["name"] == f"{EDITOR_FILE}:{plans[0]['line']}":
-        problem = _problem(plans[0]["line"], "this rule has no name",
-                           'start it with `rule "Name"` on the line above `when`')
+        problem = _problem(
+            plans[0]["line"], "this rule has no name", 'start it with `rule "Name"` on the line above `when`'
+        )
     elif rule is None and session.scalar(select(Rule.id).where(Rule.name == plans[0]["name"])) is not None:
-        problem = _problem(plans[0]["line"], f"a rule named {plans[0]['name']!r} exists already",
-                           "open it from the rules list to change it, or give this one another name")
+        problem = _problem(
+            plans[0]["line"],
+            f"a rule named {plans[0]['name']!r} exists already",
+            "open it from the rules list to change it, or give this one another name",
+        )
     elif rule is not None and plans[0]["name"] != rule.name:
-        problem = _problem(plans[0]["line"], f"this rule is named {rule.name!r}; a saved rule keeps its name",
-                           f'keep `rule "{rule.name}"`, or make a new rule with the new name')
+        problem = _problem(
+            plans[0]["line"],
+            f"this rule is named {rule.name!r}; a saved rule keeps its name",
+            f'keep `rule "{rule.name}"`, or make a new rule with the new name',
+        )
     if problem is not None:
         result.diagnostics.append(problem)
     else:
@@ -74,12 +94,14 @@ def check_rule_text(session: Session, plugins: Any, text: str, rule: Rule | None
 
 
 def newest_version(session: Session, rule_id: int) -> RuleVersion | None:
-    return session.scalar(select(RuleVersion).where(RuleVersion.rule_id == rule_id)
-                          .order_by(RuleVersion.number.desc()).limit(1))
+    return session.scalar(
+        select(RuleVersion).where(RuleVersion.rule_id == rule_id).order_by(RuleVersion.number.desc()).limit(1)
+    )
 
 
-def save_draft(session: Session, rule: Rule | None, text: str, plan: dict[str, Any],
-               actor: str) -> tuple[Rule, RuleVersion | None]:
+def save_draft(
+    session: Session, rule: Rule | None, text: str, plan: dict[str, Any], actor: str
+) -> tuple[Rule, RuleVersion | None]:
     """Save *text* (checked into *plan*) as the rule's next version without activating it.
 
     A new rule (*rule* None) starts as a draft: the engine runs no rule without an active version.
@@ -121,5 +143,13 @@ def activate(session: Session, app: Any, rule: Rule, version: RuleVersion, migra
     return change
 
 
-__all__ = ["EDITOR_FILE", "MAX_TEXT", "RuleCheck", "activate", "check_rule_text", "newest_version",
-           "plan_activation", "save_draft"]
+__all__ = [
+    "EDITOR_FILE",
+    "MAX_TEXT",
+    "RuleCheck",
+    "activate",
+    "check_rule_text",
+    "newest_version",
+    "plan_activation",
+    "save_draft",
+]

@@ -3,16 +3,19 @@
 The interpreter (:mod:`.runtime`) calls these for each contact; the set-based path (:mod:`.bulk`) does
 the same for a group in SQL. Everything is written in the caller's transaction.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import delete
 
 from dsl.plan import RulePlan, SendOp
 
+from ..db import affected_rows
 from ..models import Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Task, TaskStatus
 from ..sdk import redact
 from . import timers
@@ -20,7 +23,6 @@ from .context import EngineContext
 from .keys import ENROLMENT, message_key
 from .scope import Scope
 from .staff import notify_team
-from ..db import affected_rows
 from .timeutil import to_dt
 
 log = logging.getLogger(__name__)
@@ -106,9 +108,16 @@ def write_outbox(ctx: EngineContext, enr: Enrolment, op: SendOp, plan: RulePlan)
     data = {"enrolment": enr.id, **send_data(enr.rule_id, plan["name"], step)}
     if plan["quiet_hours"]:
         data["quiet_hours"] = plan["quiet_hours"]  # the outbox keeps to the rule's window too (a retry)
-    msg = Message(key=message_key(ENROLMENT, enr.id, step), contact_id=enr.contact_id, channel=op["channel"],
-                  template=op["name"], status="pending", next_attempt_at=to_dt(ctx.now), created_at=to_dt(ctx.now),
-                  data=data)
+    msg = Message(
+        key=message_key(ENROLMENT, enr.id, step),
+        contact_id=enr.contact_id,
+        channel=op["channel"],
+        template=op["name"],
+        status="pending",
+        next_attempt_at=to_dt(ctx.now),
+        created_at=to_dt(ctx.now),
+        data=data,
+    )
     ctx.session.add(msg)
     ctx.session.flush()
     if ctx.deliver_now is not None:
@@ -121,8 +130,15 @@ def write_outbox(ctx: EngineContext, enr: Enrolment, op: SendOp, plan: RulePlan)
 def raise_event(ctx: EngineContext, contact_id: int, name: str, props: dict[str, Any]) -> None:
     """Record one of Nudge's own events; if any rule reacts to it, it is handled before the batch ends."""
     now = to_dt(ctx.now)
-    row = {"contact_id": contact_id, "name": name, "props": props, "source": "nudge", "occurred_at": now,
-           "received_at": now, "processed_at": now}
+    row = {
+        "contact_id": contact_id,
+        "name": name,
+        "props": props,
+        "source": "nudge",
+        "occurred_at": now,
+        "received_at": now,
+        "processed_at": now,
+    }
     if not ctx.listens_to(name):
         ctx.buffer(Event, row)  # history only: no rule reacts to it or counts it
         return
@@ -162,8 +178,9 @@ def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
 
 
 def remove_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
-    removed = affected_rows(ctx.session.execute(
-        delete(ContactTag).where(ContactTag.contact_id == contact.id, ContactTag.tag == tag)))
+    removed = affected_rows(
+        ctx.session.execute(delete(ContactTag).where(ContactTag.contact_id == contact.id, ContactTag.tag == tag))
+    )
     if not removed:
         return False
     raise_event(ctx, contact.id, "tag.removed", {"tag": tag})
@@ -227,8 +244,14 @@ def set_step(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str,
     field = op["field"].removeprefix("contact.")
     value = evaluate_value(op["value"], scope)
     set_field(ctx, contact, field, value)
-    ctx.log(contact.id, enr.rule_id, "set", enr.id, field=field,
-            value=value if not isinstance(value, (date, datetime)) else value.isoformat())
+    ctx.log(
+        contact.id,
+        enr.rule_id,
+        "set",
+        enr.id,
+        field=field,
+        value=value if not isinstance(value, (date, datetime)) else value.isoformat(),
+    )
 
 
 def score(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope) -> None:
@@ -239,8 +262,9 @@ def score(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, An
 
 def note(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope) -> None:
     text = render_text(op["text"], contact, scope.event)
-    ctx.buffer(Note, {"contact_id": contact.id, "body": text, "author": _author(ctx, enr),
-                      "created_at": to_dt(ctx.now)})
+    ctx.buffer(
+        Note, {"contact_id": contact.id, "body": text, "author": _author(ctx, enr), "created_at": to_dt(ctx.now)}
+    )
     ctx.log(contact.id, enr.rule_id, "note", enr.id, text=text)
 
 
@@ -249,8 +273,15 @@ def task(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any
     due = to_dt(ctx.now + int(op["due"])) if op.get("due") is not None else None
     if due is not None:
         data["due"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
-    row = Task(contact_id=contact.id, text=data["text"], team=op["team"], due_at=due, status=TaskStatus.OPEN.value,
-               source=_author(ctx, enr), created_at=to_dt(ctx.now))
+    row = Task(
+        contact_id=contact.id,
+        text=data["text"],
+        team=op["team"],
+        due_at=due,
+        status=TaskStatus.OPEN.value,
+        source=_author(ctx, enr),
+        created_at=to_dt(ctx.now),
+    )
     ctx.session.add(row)
     ctx.session.flush()  # its id goes into the team's notification
     notify_team(ctx, enr, op.get("id", enr.pc), "task", op["team"], data["text"], task=row.id, due=data.get("due"))
@@ -267,8 +298,9 @@ def plugin(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, A
     actions = getattr(ctx.plugins, "actions", {}) if ctx.plugins is not None else {}
     action = actions.get(op["step"])
     if action is None:
-        raise RuntimeError(f"unknown step {op['step']!r} in rule {enr.rule_id}; is the plugin that provides it "
-                           "installed?")
+        raise RuntimeError(
+            f"unknown step {op['step']!r} in rule {enr.rule_id}; is the plugin that provides it installed?"
+        )
     from .render import contact_data
 
     action.run(contact=contact_data(contact), args=op.get("args", []))

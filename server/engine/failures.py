@@ -4,10 +4,12 @@ and parked for an operator after ``MAX_ATTEMPTS`` tries (``nudge messages`` and 
 The failed try itself is rolled back (its savepoint); only the failure is written, in the batch's
 transaction, so the work is either done and recorded or not done and scheduled again.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import StatementError
@@ -44,14 +46,23 @@ def event_failed(session: Session, config: Mapping[str, Any], event_id: int, exc
     error = describe(exc)
     parked = attempts >= int(config.get("MAX_ATTEMPTS", 8))
     retry = None if parked else now + max(1, round(backoff(config, attempts)))
-    session.execute(update(Event).where(Event.id == event_id).values(
-        processed_at=None, attempts=attempts, error=error, retry_at=None if retry is None else to_dt(retry),
-        parked_at=to_dt(now) if parked else None))
+    session.execute(
+        update(Event)
+        .where(Event.id == event_id)
+        .values(
+            processed_at=None,
+            attempts=attempts,
+            error=error,
+            retry_at=None if retry is None else to_dt(retry),
+            parked_at=to_dt(now) if parked else None,
+        )
+    )
     _log("event", event_id, attempts, error, retry, config, exc)
 
 
-def enrolment_failed(session: Session, config: Mapping[str, Any], enrolment_id: int, exc: BaseException,
-                     now: int) -> None:
+def enrolment_failed(
+    session: Session, config: Mapping[str, Any], enrolment_id: int, exc: BaseException, now: int
+) -> None:
     """Give a failed journey step its back-off (its ``due``), or park the journey after the last try."""
     attempts = (session.scalar(select(Enrolment.attempts).where(Enrolment.id == enrolment_id)) or 0) + 1
     error = describe(exc)
@@ -63,14 +74,27 @@ def enrolment_failed(session: Session, config: Mapping[str, Any], enrolment_id: 
     _log("journey (enrolment)", enrolment_id, attempts, error, retry, config, exc)
 
 
-def _log(what: str, ident: int, attempts: int, error: str, retry: int | None, config: Mapping[str, Any],
-          exc: BaseException) -> None:
+def _log(
+    what: str, ident: int, attempts: int, error: str, retry: int | None, config: Mapping[str, Any], exc: BaseException
+) -> None:
     if retry is None:
-        log.error("%s %s failed %d times and is parked: %s; see `nudge messages`, retry with `nudge messages unpark`",
-                  what, ident, attempts, error)
+        log.error(
+            "%s %s failed %d times and is parked: %s; see `nudge messages`, retry with `nudge messages unpark`",
+            what,
+            ident,
+            attempts,
+            error,
+        )
     else:
-        log.warning("%s %s failed (try %d of %d): %s; retrying at %s", what, ident, attempts,
-                    int(config.get("MAX_ATTEMPTS", 8)), error, iso(retry))
+        log.warning(
+            "%s %s failed (try %d of %d): %s; retrying at %s",
+            what,
+            ident,
+            attempts,
+            int(config.get("MAX_ATTEMPTS", 8)),
+            error,
+            iso(retry),
+        )
     log.debug("%s %s failed", what, ident, exc_info=exc)
 
 

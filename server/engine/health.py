@@ -4,6 +4,7 @@ Workers note a channel's failed tries as they happen and its successes at most o
 once after a failure), in one small row per channel; the report reads indexed counts only, so a load
 balancer may ask every few seconds. No personal data: error texts have addresses and numbers blanked.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -32,10 +33,15 @@ def note_error(session: Session, channel: str, text: str, at: datetime) -> None:
 
 def note_sent(session: Session, channel: str, at: datetime) -> None:
     """Record that *channel* sent something, unless a recent success is already noted and nothing failed since."""
-    row = session.execute(select(ChannelHealth.last_sent_at, ChannelHealth.failures)
-                          .where(ChannelHealth.channel == channel)).first()
-    if row is not None and not row.failures and row.last_sent_at is not None \
-            and row.last_sent_at > at - timedelta(seconds=NOTE_EVERY):
+    row = session.execute(
+        select(ChannelHealth.last_sent_at, ChannelHealth.failures).where(ChannelHealth.channel == channel)
+    ).first()
+    if (
+        row is not None
+        and not row.failures
+        and row.last_sent_at is not None
+        and row.last_sent_at > at - timedelta(seconds=NOTE_EVERY)
+    ):
         return
     _upsert(session, channel, {"last_sent_at": at, "failures": 0}, {"last_sent_at": at, "failures": 0})
 
@@ -66,10 +72,18 @@ def channel_report(session: Session, now: datetime) -> dict[str, dict[str, Any]]
     since the last success, the last error and when, and the last success."""
     out = {}
     for row in session.scalars(select(ChannelHealth).order_by(ChannelHealth.channel)):
-        failing = row.failures >= FAILING_AFTER and row.last_error_at is not None \
+        failing = (
+            row.failures >= FAILING_AFTER
+            and row.last_error_at is not None
             and row.last_error_at > now - timedelta(seconds=RECENT)
-        out[row.channel] = {"ok": not failing, "failures": row.failures, "last_error": row.last_error,
-                            "last_error_at": _iso(row.last_error_at), "last_sent_at": _iso(row.last_sent_at)}
+        )
+        out[row.channel] = {
+            "ok": not failing,
+            "failures": row.failures,
+            "last_error": row.last_error,
+            "last_error_at": _iso(row.last_error_at),
+            "last_sent_at": _iso(row.last_sent_at),
+        }
     return out
 
 
@@ -77,29 +91,49 @@ def delivery_report(session: Session, now: datetime) -> dict[str, Any]:
     """Sends: how long the oldest unsent one has waited, how overdue the most overdue one is, counts by state."""
     pending = Message.status.in_((MessageStatus.PENDING.value, MessageStatus.SENDING.value))
     oldest, count = session.execute(select(func.min(Message.created_at), func.count()).where(pending)).one()
-    overdue = session.scalar(select(func.min(Message.next_attempt_at)).where(
-        Message.status == MessageStatus.PENDING.value, Message.next_attempt_at <= now))
-    retrying = session.scalar(select(func.count()).where(Message.status == MessageStatus.PENDING.value,
-                                                         Message.attempts > 0))
+    overdue = session.scalar(
+        select(func.min(Message.next_attempt_at)).where(
+            Message.status == MessageStatus.PENDING.value, Message.next_attempt_at <= now
+        )
+    )
+    retrying = session.scalar(
+        select(func.count()).where(Message.status == MessageStatus.PENDING.value, Message.attempts > 0)
+    )
     unknown = session.scalar(select(func.count()).where(Message.status == MessageStatus.UNKNOWN.value))
-    return {"pending": count, "oldest_pending_seconds": _age(now, oldest),
-            "most_overdue_seconds": _age(now, overdue) or 0, "retrying": retrying, "unknown": unknown}
+    return {
+        "pending": count,
+        "oldest_pending_seconds": _age(now, oldest),
+        "most_overdue_seconds": _age(now, overdue) or 0,
+        "retrying": retrying,
+        "unknown": unknown,
+    }
 
 
 def engine_report(session: Session, now: datetime) -> dict[str, Any]:
     """Events not processed yet (how many, the oldest's age), those retrying, and parked events and journeys."""
     unprocessed = Event.processed_at.is_(None)
-    backlog, oldest = session.execute(select(func.count(), func.min(Event.received_at)).where(
-        unprocessed, Event.parked_at.is_(None), Event.retry_at.is_(None))).one()
-    retrying = session.scalar(select(func.count()).where(unprocessed, Event.parked_at.is_(None),
-                                                         Event.retry_at.is_not(None)))
+    backlog, oldest = session.execute(
+        select(func.count(), func.min(Event.received_at)).where(
+            unprocessed, Event.parked_at.is_(None), Event.retry_at.is_(None)
+        )
+    ).one()
+    retrying = session.scalar(
+        select(func.count()).where(unprocessed, Event.parked_at.is_(None), Event.retry_at.is_not(None))
+    )
     parked_events = session.scalar(select(func.count()).where(unprocessed, Event.parked_at.is_not(None)))
-    failing = dict(session.execute(select(Enrolment.state, func.count()).where(Enrolment.error.is_not(None))
-                                   .group_by(Enrolment.state)).all())
-    return {"unprocessed_events": backlog, "oldest_unprocessed_seconds": _age(now, oldest) or 0,
-            "retrying_events": retrying, "parked_events": parked_events,
-            "retrying_journeys": failing.get(EnrolmentState.ACTIVE.value, 0),
-            "parked_journeys": failing.get(EnrolmentState.PARKED.value, 0)}
+    failing = dict(
+        session.execute(
+            select(Enrolment.state, func.count()).where(Enrolment.error.is_not(None)).group_by(Enrolment.state)
+        ).all()
+    )
+    return {
+        "unprocessed_events": backlog,
+        "oldest_unprocessed_seconds": _age(now, oldest) or 0,
+        "retrying_events": retrying,
+        "parked_events": parked_events,
+        "retrying_journeys": failing.get(EnrolmentState.ACTIVE.value, 0),
+        "parked_journeys": failing.get(EnrolmentState.PARKED.value, 0),
+    }
 
 
 def problems(channels: dict[str, dict[str, Any]], delivery: dict[str, Any], engine: dict[str, Any]) -> list[str]:

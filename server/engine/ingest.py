@@ -1,7 +1,9 @@
 """Recording events: upsert the contact, store the event; the caller enqueues its processing."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -18,8 +20,14 @@ __all__ = ["IDENTITY_FIELDS", "IngestError", "record_event", "upsert_contact"]
 IngestError = InvalidInput
 
 
-def upsert_contact(session: Session, spec: Mapping[str, Any], *, region: str | None = None,
-                   strict: bool = False, prefix: str = "contact.") -> Contact:
+def upsert_contact(
+    session: Session,
+    spec: Mapping[str, Any],
+    *,
+    region: str | None = None,
+    strict: bool = False,
+    prefix: str = "contact.",
+) -> Contact:
     """Find the contact by external id or email, creating it when new.
 
     The engine moves its ``last_seen`` when it processes the event (:func:`server.engine.dispatch.mark_seen`).

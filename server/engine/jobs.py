@@ -1,5 +1,6 @@
 """RQ jobs and the scheduler tick. Each job claims its rows in the database, so a job delivered twice
 (or a Redis that lost its jobs) never does the work twice or not at all."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,17 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from ..db import get_session
-from ..models import Contact, Enrolment, EnrolmentState, Event, Message, MessageStatus, ScheduleTimer, TriggerTimer
-from ..models import utcnow
+from ..models import (
+    Contact,
+    Enrolment,
+    EnrolmentState,
+    Event,
+    Message,
+    MessageStatus,
+    ScheduleTimer,
+    TriggerTimer,
+    utcnow,
+)
 from ..queue import get_queue
 from . import dispatch, failures, runtime
 from .context import EngineContext
@@ -31,8 +41,9 @@ RECOVERY_BATCH = 100
 
 def _ctx(session, now: int | None = None) -> EngineContext:
     app = current_app
-    return EngineContext(session, app.config, now if now is not None else to_ts(utcnow()),
-                         plugins=app.extensions["nudge.plugins"])
+    return EngineContext(
+        session, app.config, now if now is not None else to_ts(utcnow()), plugins=app.extensions["nudge.plugins"]
+    )
 
 
 def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
@@ -83,10 +94,21 @@ def _process_events(session, event_ids: list[int], isolate: bool, now: int | Non
         session.execute(select(Contact.id).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update())
     # the claim: a duplicate job (or a second worker) finds nothing left to claim; a failed event waits out its
     # back-off, and a parked one waits for an operator
-    claimed = set(session.connection().execute(
-        update(table).where(table.c.id.in_(event_ids), table.c.processed_at.is_(None), table.c.parked_at.is_(None),
-                            or_(table.c.retry_at.is_(None), table.c.retry_at <= to_dt(ctx.now)))
-        .values(processed_at=to_dt(ctx.now)).returning(table.c.id)).scalars())
+    claimed = set(
+        session.connection()
+        .execute(
+            update(table)
+            .where(
+                table.c.id.in_(event_ids),
+                table.c.processed_at.is_(None),
+                table.c.parked_at.is_(None),
+                or_(table.c.retry_at.is_(None), table.c.retry_at <= to_dt(ctx.now)),
+            )
+            .values(processed_at=to_dt(ctx.now))
+            .returning(table.c.id)
+        )
+        .scalars()
+    )
     if not claimed:
         session.rollback()
         return 0, []
@@ -135,17 +157,24 @@ def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool, now: 
     ctx = _ctx(session, now)
     table = Enrolment.__table__
     query = select(table.c.id, table.c.version_id, table.c.pc, table.c.wait_event, table.c.rule_id).where(
-        table.c.id.in_(enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value)
+        table.c.id.in_(enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value
+    )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = session.connection().execute(query).all()
     ran = 0
     if not isolate:
         rows, ran = _advance_set_based(ctx, rows)
-    enrolments = session.scalars(select(Enrolment).where(Enrolment.id.in_([r.id for r in rows]))
-                                 .order_by(Enrolment.id)).all() if rows else []
-    contacts = {c.id: c for c in session.scalars(
-        select(Contact).where(Contact.id.in_({e.contact_id for e in enrolments})))} if enrolments else {}
+    enrolments = (
+        session.scalars(select(Enrolment).where(Enrolment.id.in_([r.id for r in rows])).order_by(Enrolment.id)).all()
+        if rows
+        else []
+    )
+    contacts = (
+        {c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_({e.contact_id for e in enrolments})))}
+        if enrolments
+        else {}
+    )
     for enr in enrolments:
         if not isolate:
             # no autoflush: the batch's updates and inserts go to the database together at commit
@@ -187,8 +216,9 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
             rest.extend(members)
             continue
         rule = ctx.session.get_one(Rule, members[0].rule_id)
-        ctx.new_messages.extend(runtime.advance_group(ctx, version_id, pc, [m.id for m in members], ops,
-                                                     rule.id, rule.name))
+        ctx.new_messages.extend(
+            runtime.advance_group(ctx, version_id, pc, [m.id for m in members], ops, rule.id, rule.name)
+        )
         ran += len(members)
     return rest, ran
 
@@ -211,8 +241,12 @@ def deliver_messages(message_ids: list[int], now: int | None = None) -> int:
 # -- the scheduler tick ----------------------------------------------------------------------------
 def lease_due(session, now: int, limit: int, lease: int = LEASE) -> list[int]:
     """Claim up to *limit* due enrolments for one batch by moving their due time *lease* seconds ahead."""
-    query = (select(Enrolment.id).where(Enrolment.state == EnrolmentState.ACTIVE, Enrolment.due <= now)
-             .order_by(Enrolment.due).limit(limit))
+    query = (
+        select(Enrolment.id)
+        .where(Enrolment.state == EnrolmentState.ACTIVE, Enrolment.due <= now)
+        .order_by(Enrolment.due)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     ids = list(session.scalars(query))
@@ -241,8 +275,11 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     lease = max(1, math.ceil(config["ENGINE_LEASE"]))  # due times are whole seconds
     counts: dict[str, Any] = {"events": 0, "enrolments": 0, "timers": 0, "messages": 0}
     # a send whose worker vanished: back to pending if it never reached the channel, else held or resent
-    idempotent = tuple(name for name, cls in current_app.extensions["nudge.plugins"].channels.items()
-                       if getattr(cls, "idempotent", False))
+    idempotent = tuple(
+        name
+        for name, cls in current_app.extensions["nudge.plugins"].channels.items()
+        if getattr(cls, "idempotent", False)
+    )
     counts.update(resolve_stale_sends(session, config, stale, instant, idempotent))
     if not queue.reachable():
         session.commit()
@@ -255,29 +292,55 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     waiting = queue.waiting()
     room = max(0, max_batches - waiting)
 
-    events = [] if waiting and stale < instant else list(session.scalars(  # a waiting job may hold them
-        select(Event.id).where(Event.processed_at.is_(None), Event.parked_at.is_(None), or_(
-            Event.retry_at.is_(None) & (Event.received_at <= stale), Event.retry_at <= instant)).limit(1000)))
+    events = (
+        []
+        if waiting and stale < instant
+        else list(
+            session.scalars(  # a waiting job may hold them
+                select(Event.id)
+                .where(
+                    Event.processed_at.is_(None),
+                    Event.parked_at.is_(None),
+                    or_(Event.retry_at.is_(None) & (Event.received_at <= stale), Event.retry_at <= instant),
+                )
+                .limit(1000)
+            )
+        )
+    )
     batches: list[tuple[list[int], int]] = []
     for _ in range(room):
         ids = lease_due(session, now, BATCH, lease)
         if not ids:
             break
         batches.append((ids, now + lease))
-    timers_due = room and (session.scalar(select(TriggerTimer.id).where(TriggerTimer.due <= now).limit(1)) or
-                           session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.due <= now).limit(1)))
-    due_messages = [] if queue.waiting(send=True) >= max_batches else list(session.scalars(
-        select(Message.id).where(Message.status == MessageStatus.PENDING.value, Message.next_attempt_at <= instant,
-                                 (Message.claimed_at.is_(None)) | (Message.claimed_at <= stale)).limit(1000)))
+    timers_due = room and (
+        session.scalar(select(TriggerTimer.id).where(TriggerTimer.due <= now).limit(1))
+        or session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.due <= now).limit(1))
+    )
+    due_messages = (
+        []
+        if queue.waiting(send=True) >= max_batches
+        else list(
+            session.scalars(
+                select(Message.id)
+                .where(
+                    Message.status == MessageStatus.PENDING.value,
+                    Message.next_attempt_at <= instant,
+                    (Message.claimed_at.is_(None)) | (Message.claimed_at <= stale),
+                )
+                .limit(1000)
+            )
+        )
+    )
     if due_messages:
         session.execute(update(Message).where(Message.id.in_(due_messages)).values(claimed_at=instant))
     session.commit()  # leases are committed before their jobs exist: a lost job only delays, never doubles
 
     # in small jobs: spread over the workers, and each one short enough to finish between crashes
     for start in range(0, len(events), RECOVERY_BATCH):
-        if not queue.enqueue(process_events, events[start:start + RECOVERY_BATCH], **clock):
+        if not queue.enqueue(process_events, events[start : start + RECOVERY_BATCH], **clock):
             break
-        counts["events"] += len(events[start:start + RECOVERY_BATCH])
+        counts["events"] += len(events[start : start + RECOVERY_BATCH])
     while batches and queue.enqueue(advance_enrolments, *batches[0], **clock):
         counts["enrolments"] += len(batches.pop(0)[0])
     if timers_due and queue.enqueue(fire_timers, job_id=f"nudge-timers-{now}", **clock):
@@ -294,14 +357,25 @@ def _release(session, now: int, batches: list[tuple[list[int], int]], messages: 
     if not batches and not messages:
         return
     for ids, lease in batches:  # due again now, not when the lease would have run out
-        session.execute(update(Enrolment).where(Enrolment.id.in_(ids), Enrolment.due == lease,
-                                                Enrolment.state == EnrolmentState.ACTIVE).values(due=now))
+        session.execute(
+            update(Enrolment)
+            .where(Enrolment.id.in_(ids), Enrolment.due == lease, Enrolment.state == EnrolmentState.ACTIVE)
+            .values(due=now)
+        )
     if messages:
-        session.execute(update(Message).where(Message.id.in_(messages), Message.claimed_at == marked,
-                                              Message.status == MessageStatus.PENDING.value).values(claimed_at=None))
+        session.execute(
+            update(Message)
+            .where(
+                Message.id.in_(messages), Message.claimed_at == marked, Message.status == MessageStatus.PENDING.value
+            )
+            .values(claimed_at=None)
+        )
     session.commit()
-    log.warning("released %d leased enrolment(s) and %d message(s): their jobs could not be enqueued",
-                sum(len(ids) for ids, _lease in batches), len(messages))
+    log.warning(
+        "released %d leased enrolment(s) and %d message(s): their jobs could not be enqueued",
+        sum(len(ids) for ids, _lease in batches),
+        len(messages),
+    )
 
 
 __all__ = ["advance_enrolments", "deliver_messages", "enqueue_events", "fire_timers", "process_events", "requeue_due"]

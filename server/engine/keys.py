@@ -6,6 +6,7 @@ A key is ``<kind>:<part>:<part>…``: ``enr:<enrolment>:<step>`` for a journey's
 second write of the same message fail, so a step re-run after a crash sends nothing twice.
 Channels pass the key to providers as an idempotency id.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@
 The cost per event stays flat as rules grow: a rule whose condition says
 ``event.kind == "trial"`` is only looked at for events whose ``kind`` is ``trial``.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,7 +100,8 @@ def build_index(session: Session) -> RuleIndex:
         select(Rule.id, RuleVersion.id, RuleVersion.plan)
         .join(RuleVersion, RuleVersion.id == Rule.active_version_id)
         .where(Rule.status == RuleStatus.ACTIVE.value)
-        .order_by(Rule.id))
+        .order_by(Rule.id)
+    )
     for rule_id, version_id, plan in rows:
         trigger = plan["trigger"]
         entry = Entry(rule_id, version_id)

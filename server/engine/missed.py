@@ -13,11 +13,13 @@ engine decides (:func:`server.engine.dispatch.handle_event`, :func:`server.engin
 
 Events before the rule's first version, and events that did enrol the contact, give no line.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,7 +42,7 @@ class Missed:
     rule: str
     event_id: int
     event: str
-    reason: str   # "unprocessed", "paused", "condition", "entry"
+    reason: str  # "unprocessed", "paused", "condition", "entry"
     why: str
 
     @property
@@ -48,16 +50,20 @@ class Missed:
         return f"not enrolled by {self.event} (event {self.event_id}): {self.why}"
 
 
-def not_enrolled(session: Session, contact: Contact, rule_id: int | None = None,
-                 limit: int = MAX_EVENTS) -> list[Missed]:
+def not_enrolled(
+    session: Session, contact: Contact, rule_id: int | None = None, limit: int = MAX_EVENTS
+) -> list[Missed]:
     """Each event-triggered rule that did not enrol *contact* on one of its latest *limit* triggering events.
 
     :param rule_id: only this rule.
     """
     rules = {r.id: r for r in session.scalars(select(Rule).where(*([Rule.id == rule_id] if rule_id else [])))}
     versions: dict[int, list[RuleVersion]] = {}
-    for version in session.scalars(select(RuleVersion).where(RuleVersion.rule_id.in_(rules))
-                                   .order_by(RuleVersion.rule_id, RuleVersion.created_at, RuleVersion.id)):
+    for version in session.scalars(
+        select(RuleVersion)
+        .where(RuleVersion.rule_id.in_(rules))
+        .order_by(RuleVersion.rule_id, RuleVersion.created_at, RuleVersion.id)
+    ):
         versions.setdefault(version.rule_id, []).append(version)
     by_event: dict[str, list[int]] = {}
     for rid, vs in versions.items():
@@ -66,10 +72,17 @@ def not_enrolled(session: Session, contact: Contact, rule_id: int | None = None,
                 by_event.setdefault(name, []).append(rid)
     if not by_event:
         return []
-    events = list(session.scalars(select(Event).where(Event.contact_id == contact.id, Event.name.in_(by_event))
-                                  .order_by(Event.id.desc()).limit(limit)))
-    enrolments = list(session.scalars(select(Enrolment).where(Enrolment.contact_id == contact.id,
-                                                              Enrolment.rule_id.in_(rules))))
+    events = list(
+        session.scalars(
+            select(Event)
+            .where(Event.contact_id == contact.id, Event.name.in_(by_event))
+            .order_by(Event.id.desc())
+            .limit(limit)
+        )
+    )
+    enrolments = list(
+        session.scalars(select(Enrolment).where(Enrolment.contact_id == contact.id, Enrolment.rule_id.in_(rules)))
+    )
     entered_by = {(e.rule_id, e.event_id) for e in enrolments}
     out = []
     for event in reversed(events):
@@ -80,8 +93,15 @@ def not_enrolled(session: Session, contact: Contact, rule_id: int | None = None,
             active = _version_at(versions[rid], event, seen)
             if active is None or (active.plan.get("trigger") or {}).get("event") != event.name:
                 continue  # the rule did not exist yet, or did not listen for this event then
-            reason, why = _why(session, contact, rules[rid], active.plan, event, seen,
-                               [e for e in enrolments if e.rule_id == rid and e.event_id != event.id])
+            reason, why = _why(
+                session,
+                contact,
+                rules[rid],
+                active.plan,
+                event,
+                seen,
+                [e for e in enrolments if e.rule_id == rid and e.event_id != event.id],
+            )
             if reason:
                 out.append(Missed(seen, rid, rules[rid].name, event.id, event.name, reason, why))
     return out
@@ -94,13 +114,23 @@ def _version_at(versions: list[RuleVersion], event: Event, seen: int) -> RuleVer
     return made[-1] if made else None
 
 
-def _why(session: Session, contact: Contact, rule: Rule, plan: dict[str, Any], event: Event, seen: int,
-         others: Iterable[Enrolment]) -> tuple[str, str]:
+def _why(
+    session: Session,
+    contact: Contact,
+    rule: Rule,
+    plan: dict[str, Any],
+    event: Event,
+    seen: int,
+    others: Iterable[Enrolment],
+) -> tuple[str, str]:
     """(reason, words) for the first thing that kept the contact out, or ("", "") when nothing explains it."""
     if event.processed_at is None:
         if event.parked_at is not None:
-            return "unprocessed", f"the event is parked after {event.attempts} failed tries ({event.error}); " \
-                                  "`nudge messages unpark` tries it again"
+            return (
+                "unprocessed",
+                f"the event is parked after {event.attempts} failed tries ({event.error}); "
+                "`nudge messages unpark` tries it again",
+            )
         return "unprocessed", "the event is not processed yet" + (f" (retrying: {event.error})" if event.error else "")
     if rule.status == RuleStatus.PAUSED.value and to_ts(rule.updated_at) <= seen:
         return "paused", f"the rule was paused (since {iso(to_ts(rule.updated_at))})"
@@ -119,21 +149,28 @@ def _why(session: Session, contact: Contact, rule: Rule, plan: dict[str, Any], e
     if kind in ("default", "once_every"):
         inside = [e for e in earlier if e.finished is None or e.finished > seen]
         if inside:
-            return "entry", f"the contact was still in this journey (entered at {iso(inside[0].entered)}); " \
-                            "it enters again after finishing"
+            return (
+                "entry",
+                f"the contact was still in this journey (entered at {iso(inside[0].entered)}); "
+                "it enters again after finishing",
+            )
     if kind == "once_every":
         window = int(policy.get("every") or 0)
         recent = [e.entered for e in earlier if e.entered > seen - window]
         if recent:
-            return "entry", f"its entry policy is `once every {duration_text(window)}` and the contact entered at " \
-                            f"{iso(max(recent))}"
+            return (
+                "entry",
+                f"its entry policy is `once every {duration_text(window)}` and the contact entered at "
+                f"{iso(max(recent))}",
+            )
     if rule.status == RuleStatus.PAUSED.value:
         return "paused", f"the rule may have been paused then: it is paused now (since {iso(to_ts(rule.updated_at))})"
     return "", ""
 
 
-def _failing_part(session: Session, contact: Contact, condition: Any, event: Event,
-                  seen: int) -> tuple[str, str] | None:
+def _failing_part(
+    session: Session, contact: Contact, condition: Any, event: Event, seen: int
+) -> tuple[str, str] | None:
     """The condition (or, for an ``and``, its first part) that is not true, and whether it is false or unknown."""
     from dsl import truth
 
@@ -148,8 +185,22 @@ def _failing_part(session: Session, contact: Contact, condition: Any, event: Eve
     return condition_text(condition), "false"
 
 
-_OPS = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "in": "in", "contains": "contains",
-        "starts_with": "starts with", "ends_with": "ends with", "+": "+", "-": "-", "*": "*", "/": "/"}
+_OPS = {
+    "==": "==",
+    "!=": "!=",
+    "<": "<",
+    "<=": "<=",
+    ">": ">",
+    ">=": ">=",
+    "in": "in",
+    "contains": "contains",
+    "starts_with": "starts with",
+    "ends_with": "ends with",
+    "+": "+",
+    "-": "-",
+    "*": "*",
+    "/": "/",
+}
 
 
 def condition_text(node: Any, nested: bool = False) -> str:
@@ -164,7 +215,7 @@ def condition_text(node: Any, nested: bool = False) -> str:
         return f"did {node['did']}{where}{times} within {duration_text(int(node.get('within') or 0))}"
     if len(node) != 1:
         return json.dumps(node, ensure_ascii=False)
-    (key, value), = node.items()
+    ((key, value),) = node.items()
     if key in ("and", "or"):
         text = f" {key} ".join(condition_text(item, True) for item in value)
         return f"({text})" if nested else text
@@ -174,11 +225,18 @@ def condition_text(node: Any, nested: bool = False) -> str:
         if isinstance(value, dict) and "has_tag" in value:
             return f"tag != {json.dumps(value['has_tag'], ensure_ascii=False)}"
         return f"not ({condition_text(value)})"
-    simple: dict[str, Callable[[Any], str]] = {"field": lambda v: f"contact.{v}", "prop": lambda v: f"event.{v}", "now": lambda v: "now",
-              "today": lambda v: "today", "duration": lambda v: duration_text(int(v)), "time": str, "date": str,
-              "has_tag": lambda v: f"tag == {json.dumps(v, ensure_ascii=False)}",
-              "segment": lambda v: f"in segment {json.dumps(v, ensure_ascii=False)}",
-              "is_set": lambda v: f"{condition_text(v)} is set"}
+    simple: dict[str, Callable[[Any], str]] = {
+        "field": lambda v: f"contact.{v}",
+        "prop": lambda v: f"event.{v}",
+        "now": lambda v: "now",
+        "today": lambda v: "today",
+        "duration": lambda v: duration_text(int(v)),
+        "time": str,
+        "date": str,
+        "has_tag": lambda v: f"tag == {json.dumps(v, ensure_ascii=False)}",
+        "segment": lambda v: f"in segment {json.dumps(v, ensure_ascii=False)}",
+        "is_set": lambda v: f"{condition_text(v)} is set",
+    }
     if key in simple:
         return simple[key](value)
     if key == "matches":

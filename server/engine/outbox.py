@@ -6,6 +6,7 @@ committed): a worker that dies before the stamp never handed the message over, a
 puts the row back to ``pending`` to be sent once; one that dies after it may have, and the row
 becomes ``unknown`` for an operator (``NUDGE_AMBIGUOUS_SENDS=hold``) or is sent again (``resend``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..consent import suppress
+from ..db import affected_rows
 from ..links import unsubscribe_url
 from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage, redact
@@ -25,7 +27,6 @@ from . import health, policy
 from .keys import enrolment_of
 from .render import contact_data, render
 from .staff import internal_address, internal_outbound, recipient
-from ..db import affected_rows
 from .timeutil import iso, to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 #: tries of a send when the channel has no retry schedule of its own (setting ``MAX_ATTEMPTS``)
 MAX_ATTEMPTS = 8
 STRANDED = "the worker stopped before handing it to the channel; it goes out again"
-AMBIGUOUS_HELD = ("the worker stopped while handing it to the channel: the provider may have it "
-                  "(NUDGE_AMBIGUOUS_SENDS=hold); check, and `nudge messages resend` it if it never arrived")
+AMBIGUOUS_HELD = (
+    "the worker stopped while handing it to the channel: the provider may have it "
+    "(NUDGE_AMBIGUOUS_SENDS=hold); check, and `nudge messages resend` it if it never arrived"
+)
 AMBIGUOUS_RESENT = "the provider may have it; sent again (NUDGE_AMBIGUOUS_SENDS=resend)"
 
 
@@ -60,7 +63,7 @@ class Delivery:
     def now(self) -> int:
         return self.fixed_now if self.fixed_now is not None else to_ts(utcnow())
 
-    def __enter__(self) -> "Delivery":
+    def __enter__(self) -> Delivery:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -84,15 +87,22 @@ class Delivery:
         """Pending and due: a retry waits out its back-off even when an older (duplicate) job names it."""
         instant = to_dt(self.fixed_now) if self.fixed_now is not None else utcnow()
         return (Message.status == MessageStatus.PENDING.value) & (
-            Message.next_attempt_at.is_(None) | (Message.next_attempt_at <= instant))
+            Message.next_attempt_at.is_(None) | (Message.next_attempt_at <= instant)
+        )
 
     def _claim(self, message_id: int) -> bool:
-        claimed = affected_rows(self.session.execute(
-            update(Message)
-            .where(Message.id == message_id, self._claimable())
-            .values(status=MessageStatus.SENDING.value, claimed_at=to_dt(self.now), sending_at=None,
-                    attempts=Message.attempts + 1)
-        ))
+        claimed = affected_rows(
+            self.session.execute(
+                update(Message)
+                .where(Message.id == message_id, self._claimable())
+                .values(
+                    status=MessageStatus.SENDING.value,
+                    claimed_at=to_dt(self.now),
+                    sending_at=None,
+                    attempts=Message.attempts + 1,
+                )
+            )
+        )
         self.session.commit()
         return bool(claimed)
 
@@ -102,10 +112,18 @@ class Delivery:
         The claim's attempt number fences it: a row the scheduler gave back (this worker looked dead) and
         another worker claimed again is not stamped, nor sent, here.
         """
-        stamped = affected_rows(self.session.execute(
-            update(Message).where(Message.id == msg.id, Message.status == MessageStatus.SENDING.value,
-                                  Message.attempts == msg.attempts, Message.sending_at.is_(None))
-            .values(sending_at=to_dt(self.now))))
+        stamped = affected_rows(
+            self.session.execute(
+                update(Message)
+                .where(
+                    Message.id == msg.id,
+                    Message.status == MessageStatus.SENDING.value,
+                    Message.attempts == msg.attempts,
+                    Message.sending_at.is_(None),
+                )
+                .values(sending_at=to_dt(self.now))
+            )
+        )
         self.session.commit()
         return bool(stamped)
 
@@ -121,31 +139,55 @@ class Delivery:
         enrolment = info.get("enrolment")
         if enrolment is None:
             enrolment = enrolment_of(msg.key)
-        self.session.add(JourneyLog(enrolment_id=enrolment, contact_id=msg.contact_id,
-                                    rule_id=info.get("rule"), at=self.now, action=action,
-                                    data={"channel": msg.channel, "template": msg.template, "message": msg.id, **data}))
+        self.session.add(
+            JourneyLog(
+                enrolment_id=enrolment,
+                contact_id=msg.contact_id,
+                rule_id=info.get("rule"),
+                at=self.now,
+                action=action,
+                data={"channel": msg.channel, "template": msg.template, "message": msg.id, **data},
+            )
+        )
 
     def _blocked(self, msg: Message, contact: Contact | None, channel: Any) -> str | None:
         """Why this message must not go out now, or None: the send-time policy, asked at the moment of sending."""
         info = msg.data or {}
-        return policy.blocker(self.session, self.config, self.pm.channels, msg.channel,
-                              contact_id=contact.id if contact is not None else None,
-                              address=recipient(msg, contact, channel.address_field), now=self.now,
-                              transactional=bool(info.get("transactional")),
-                              marketing=bool(info.get("marketing", True)))
+        return policy.blocker(
+            self.session,
+            self.config,
+            self.pm.channels,
+            msg.channel,
+            contact_id=contact.id if contact is not None else None,
+            address=recipient(msg, contact, channel.address_field),
+            now=self.now,
+            transactional=bool(info.get("transactional")),
+            marketing=bool(info.get("marketing", True)),
+        )
 
     def _defer_if_quiet(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
         """The last guard of quiet hours: a message due inside the recipient's window goes back to ``pending``
         until it ends, without counting an attempt or calling the provider. True when deferred."""
-        resume = policy.resumes_at(self.now, (msg.data or {}).get("quiet_hours"), channel, contact, self.config,
-                                   internal_address(msg))
+        resume = policy.resumes_at(
+            self.now, (msg.data or {}).get("quiet_hours"), channel, contact, self.config, internal_address(msg)
+        )
         if resume is None:
             return False
-        self.session.execute(update(Message).where(Message.id == msg.id).values(
-            status=MessageStatus.PENDING.value, attempts=Message.attempts - 1, claimed_at=None,
-            next_attempt_at=to_dt(resume)))
-        self.session.add(MessageStatusChange(message_id=msg.id, status="deferred",
-                                             detail=f"quiet hours until {iso(resume)}", at=to_dt(self.now)))
+        self.session.execute(
+            update(Message)
+            .where(Message.id == msg.id)
+            .values(
+                status=MessageStatus.PENDING.value,
+                attempts=Message.attempts - 1,
+                claimed_at=None,
+                next_attempt_at=to_dt(resume),
+            )
+        )
+        self.session.add(
+            MessageStatusChange(
+                message_id=msg.id, status="deferred", detail=f"quiet hours until {iso(resume)}", at=to_dt(self.now)
+            )
+        )
         self.session.commit()
         return True
 
@@ -201,8 +243,7 @@ class Delivery:
                 return False
             health.note_sent(self.session, msg.channel, to_dt(self.now))
         self._effect(msg, "send")
-        self._finish(msg, MessageStatus.SENT.value, None, sent_at=to_dt(self.now), provider_id=provider_id,
-                     error=None)
+        self._finish(msg, MessageStatus.SENT.value, None, sent_at=to_dt(self.now), provider_id=provider_id, error=None)
         return True
 
     def _event_props(self, msg: Message) -> dict[str, Any]:
@@ -224,17 +265,31 @@ class Delivery:
         marketing = bool((msg.data or {}).get("marketing", True))
         if channel.address_field is None:
             data = {**(msg.data or {}), "contact": contact_data(contact), "event": props}
-            return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address,
-                                   marketing=marketing, data=data)
+            return OutboundMessage(
+                key=msg.key, channel=msg.channel, template=msg.template, to=address, marketing=marketing, data=data
+            )
         link = unsubscribe_url(contact.public_id, msg.channel, msg.key) if contact is not None else None
-        parts = render(msg.template, channel=msg.channel, contact=contact, session=self.session,
-                       data={**(msg.data or {}), "event": props, "unsubscribe_url": link})
-        return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=address,
-                               subject=parts.get("subject", ""), text=parts.get("txt", ""),
-                               html=parts.get("html") or None, parts=parts, marketing=marketing,
-                               # a channel whose recipients opt out otherwise (a reply) shows no link of its own
-                               unsubscribe_url=link if channel.unsubscribe == UNSUBSCRIBE_LINK else None,
-                               data=msg.data or {})
+        parts = render(
+            msg.template,
+            channel=msg.channel,
+            contact=contact,
+            session=self.session,
+            data={**(msg.data or {}), "event": props, "unsubscribe_url": link},
+        )
+        return OutboundMessage(
+            key=msg.key,
+            channel=msg.channel,
+            template=msg.template,
+            to=address,
+            subject=parts.get("subject", ""),
+            text=parts.get("txt", ""),
+            html=parts.get("html") or None,
+            parts=parts,
+            marketing=marketing,
+            # a channel whose recipients opt out otherwise (a reply) shows no link of its own
+            unsubscribe_url=link if channel.unsubscribe == UNSUBSCRIBE_LINK else None,
+            data=msg.data or {},
+        )
 
     def _failure(self, msg: Message, contact: Contact | None, channel: Any, exc: ChannelError) -> None:
         log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, redact(exc.message))
@@ -251,11 +306,21 @@ class Delivery:
         elif exc.permanent or msg.attempts >= limit:
             self._finish(msg, MessageStatus.FAILED.value, exc.message, error=exc.message)
         else:
-            delay = exc.retry_after or (schedule[msg.attempts] if schedule and msg.attempts < len(schedule)
-                                        else backoff(msg.attempts, base=float(self.config.get("RETRY_BASE", 30.0))))
+            delay = exc.retry_after or (
+                schedule[msg.attempts]
+                if schedule and msg.attempts < len(schedule)
+                else backoff(msg.attempts, base=float(self.config.get("RETRY_BASE", 30.0)))
+            )
             detail = f"{exc.message}; {AMBIGUOUS_RESENT}" if exc.ambiguous and self.resend_ambiguous else exc.message
-            self._finish(msg, MessageStatus.PENDING.value, detail, error=detail, claimed_at=None, sending_at=None,
-                         next_attempt_at=to_dt(self.now) + timedelta(seconds=delay))
+            self._finish(
+                msg,
+                MessageStatus.PENDING.value,
+                detail,
+                error=detail,
+                claimed_at=None,
+                sending_at=None,
+                next_attempt_at=to_dt(self.now) + timedelta(seconds=delay),
+            )
 
     def _channel_error(self, channel: str, text: str) -> None:
         if self.capture is None:
@@ -267,8 +332,9 @@ def deliver(session: Session, app: Flask, message_ids: list[int], now: int | Non
         return delivery.deliver(message_ids)
 
 
-def resolve_stale_sends(session: Session, config: Any, stale: Any, instant: Any,
-                        idempotent: tuple[str, ...] = ()) -> dict[str, int]:
+def resolve_stale_sends(
+    session: Session, config: Any, stale: Any, instant: Any, idempotent: tuple[str, ...] = ()
+) -> dict[str, int]:
     """Settle ``sending`` rows whose worker vanished (claimed, or handed over, before *stale*).
 
     Never handed to the channel (no ``sending_at``): back to ``pending``, sent once. Handed over: the
@@ -279,22 +345,41 @@ def resolve_stale_sends(session: Session, config: Any, stale: Any, instant: Any,
     """
     table = Message.__table__
     sending = table.c.status == MessageStatus.SENDING.value
-    pending = {"status": MessageStatus.PENDING.value, "claimed_at": None, "sending_at": None,
-               "next_attempt_at": instant}
+    pending = {
+        "status": MessageStatus.PENDING.value,
+        "claimed_at": None,
+        "sending_at": None,
+        "next_attempt_at": instant,
+    }
     resend = config.get("AMBIGUOUS_SENDS") == "resend"
-    moves = [("stranded", (table.c.sending_at.is_(None), table.c.claimed_at <= stale), pending, STRANDED),
-             ("resent", (table.c.sending_at <= stale, table.c.channel.in_(idempotent)), pending,
-              "the provider may have it; sent again: it de-duplicates by key (an idempotent channel)"),
-             ("resent" if resend else "unknown", (table.c.sending_at <= stale,),
-              pending if resend else {"status": MessageStatus.UNKNOWN.value},
-              AMBIGUOUS_RESENT if resend else AMBIGUOUS_HELD)]
+    moves = [
+        ("stranded", (table.c.sending_at.is_(None), table.c.claimed_at <= stale), pending, STRANDED),
+        (
+            "resent",
+            (table.c.sending_at <= stale, table.c.channel.in_(idempotent)),
+            pending,
+            "the provider may have it; sent again: it de-duplicates by key (an idempotent channel)",
+        ),
+        (
+            "resent" if resend else "unknown",
+            (table.c.sending_at <= stale,),
+            pending if resend else {"status": MessageStatus.UNKNOWN.value},
+            AMBIGUOUS_RESENT if resend else AMBIGUOUS_HELD,
+        ),
+    ]
     counts = {"stranded": 0, "unknown": 0, "resent": 0}
     for name, where, values, detail in moves:
-        ids = list(session.connection().execute(
-            update(table).where(sending, *where).values(error=detail, **values).returning(table.c.id)).scalars())
+        ids = list(
+            session.connection()
+            .execute(update(table).where(sending, *where).values(error=detail, **values).returning(table.c.id))
+            .scalars()
+        )
         for message_id in ids:
-            session.add(MessageStatusChange(message_id=message_id, status=values["status"], detail=detail,
-                                            source="scheduler", at=instant))
+            session.add(
+                MessageStatusChange(
+                    message_id=message_id, status=values["status"], detail=detail, source="scheduler", at=instant
+                )
+            )
         counts[name] += len(ids)
         if ids:
             log.warning("%d send(s) whose worker stopped: %s", len(ids), detail)

@@ -16,9 +16,11 @@ A transactional message (one the person asked for: a double opt-in confirmation,
 exempt from consent, opt-outs, erasure and the cap, but never goes to an address that bounced, complained
 or is invalid.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -31,8 +33,9 @@ from .quiet import Window, send_resumes_at, window
 from .timeutil import to_dt
 
 #: suppression reasons that stop even a transactional message: the address cannot, or must not, get mail
-UNREACHABLE = frozenset({SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value,
-                         SuppressionReason.INVALID.value})
+UNREACHABLE = frozenset(
+    {SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value, SuppressionReason.INVALID.value}
+)
 
 __all__ = ["UNREACHABLE", "blocker", "parse_cap", "quiet_window", "resumes_at"]
 
@@ -46,9 +49,18 @@ def parse_cap(text: str | None) -> tuple[int, int] | None:
     return int(count), int(span[:-1]) * units[span[-1]]
 
 
-def blocker(session: Session, config: Mapping[str, Any], channels: Mapping[str, Any], channel: str, *,
-            contact_id: int | None, address: str | None, now: int, transactional: bool = False,
-            marketing: bool = True) -> str | None:
+def blocker(
+    session: Session,
+    config: Mapping[str, Any],
+    channels: Mapping[str, Any],
+    channel: str,
+    *,
+    contact_id: int | None,
+    address: str | None,
+    now: int,
+    transactional: bool = False,
+    marketing: bool = True,
+) -> str | None:
     """Why a message on *channel* to *address* must not go out now, or None when it may.
 
     :param channels: the installed channel classes by name (their declarations; the cap counts across them).
@@ -74,16 +86,20 @@ def blocker(session: Session, config: Mapping[str, Any], channels: Mapping[str, 
         if cls.consent == CONSENT_GRANTED and consent != ConsentStatus.GRANTED.value:
             return "no_consent"
     if reason is not None:
-        return reason if reason in (SuppressionReason.UNSUBSCRIBED.value, SuppressionReason.ERASED.value) \
-            else "bounced"
+        return reason if reason in (SuppressionReason.UNSUBSCRIBED.value, SuppressionReason.ERASED.value) else "bounced"
     cap = parse_cap(config.get("FREQUENCY_CAP"))
     if cap and marketing and cls.counts_toward_cap and contact_id is not None:
         limit, span = cap
         capped = sorted(name for name, other in channels.items() if other.address_field and other.counts_toward_cap)
-        recent = session.scalar(select(func.count(Message.id)).where(
-            Message.contact_id == contact_id, Message.status == MessageStatus.SENT.value,
-            Message.channel.in_(capped), Message.sent_at >= to_dt(now - span),
-            ~Message.key.startswith(key_prefix(TEAM))))  # mail to the staff about the contact is not theirs
+        recent = session.scalar(
+            select(func.count(Message.id)).where(
+                Message.contact_id == contact_id,
+                Message.status == MessageStatus.SENT.value,
+                Message.channel.in_(capped),
+                Message.sent_at >= to_dt(now - span),
+                ~Message.key.startswith(key_prefix(TEAM)),
+            )
+        )  # mail to the staff about the contact is not theirs
         if (recent or 0) >= limit:
             return "frequency_cap"
     return None
@@ -94,8 +110,14 @@ def quiet_window(rule_quiet: Mapping[str, Any] | None, channel_cls: Any) -> Wind
     return window(rule_quiet, channel_cls)
 
 
-def resumes_at(now: int, rule_quiet: Mapping[str, Any] | None, channel_cls: Any, contact: Contact | None,
-               settings: Mapping[str, Any], address: str | None = None) -> int | None:
+def resumes_at(
+    now: int,
+    rule_quiet: Mapping[str, Any] | None,
+    channel_cls: Any,
+    contact: Contact | None,
+    settings: Mapping[str, Any],
+    address: str | None = None,
+) -> int | None:
     """When a send to *contact* may happen if not now (None: now is fine), in every zone they may be in.
 
     :param address: the recipient's address when it is not the contact's own (an internal notification).

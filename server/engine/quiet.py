@@ -8,10 +8,12 @@ every one of those zones. Journeys wait for that moment before writing a send, a
 again right before each send (broadcasts, retries, anything else), so no path can skip the window; both
 ask through the send-time policy (:mod:`.policy`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import time, timedelta
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..models import Contact
@@ -28,8 +30,9 @@ def window(rule_quiet: Mapping[str, Any] | None, channel_cls: Any) -> Window | N
     return (parse_hhmm(declared[0]), parse_hhmm(declared[1])) if declared else None
 
 
-def recipient_zones(timezone_name: str | None, address: str | None, channel_cls: Any,
-                    settings: Mapping[str, Any]) -> tuple[ZoneInfo, ...]:
+def recipient_zones(
+    timezone_name: str | None, address: str | None, channel_cls: Any, settings: Mapping[str, Any]
+) -> tuple[ZoneInfo, ...]:
     """Where the recipient may be: their own time zone, else the address's zones, else the instance default."""
     own = _known_zone(timezone_name)
     if own is not None:
@@ -75,8 +78,14 @@ def _window_ends(now: int, end: time, tz: ZoneInfo) -> tuple[int, int]:
     return first, local_at(to_dt(first).astimezone(tz).date() + timedelta(days=1), end, tz)
 
 
-def send_resumes_at(now: int, rule_quiet: Mapping[str, Any] | None, channel_cls: Any, contact: Contact | None,
-                    settings: Mapping[str, Any], address: str | None = None) -> int | None:
+def send_resumes_at(
+    now: int,
+    rule_quiet: Mapping[str, Any] | None,
+    channel_cls: Any,
+    contact: Contact | None,
+    settings: Mapping[str, Any],
+    address: str | None = None,
+) -> int | None:
     """When a send to *contact* on the channel may happen if not now (None: now is fine).
 
     :param address: the recipient's address when it is not the contact's own (an internal notification).

@@ -14,14 +14,16 @@ a render builds at most ten times that in all), macro recursion is limited, a
 render is aborted past its time budget (a trace function checks the clock on
 every template line) and output is streamed and cut off past its size limit.
 """
+
 from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Callable, Iterator, Mapping, cast
+from typing import Any, cast
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError
@@ -33,8 +35,16 @@ from . import sandbox
 from .sandbox import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Environment, Limit
 
 __all__ = [
-    "Renderer", "TemplateError", "TemplateProblem", "contact_data", "get_renderer", "load_parts", "missing_parts",
-    "render", "save_template", "validate_template",
+    "Renderer",
+    "TemplateError",
+    "TemplateProblem",
+    "contact_data",
+    "get_renderer",
+    "load_parts",
+    "missing_parts",
+    "render",
+    "save_template",
+    "validate_template",
 ]
 
 #: the parts rendered with HTML autoescaping
@@ -43,6 +53,7 @@ HTML_PARTS = frozenset({"html"})
 ONE_LINE_PARTS = frozenset({"subject"})
 #: the names a template may read; everything else is a typo caught when the template is saved
 CONTEXT_NAMES = ("contact", "event", "links", "unsubscribe_url")
+
 
 @dataclass(frozen=True)
 class TemplateProblem:
@@ -60,8 +71,9 @@ class TemplateProblem:
 class TemplateError(Exception):
     """A template cannot be saved or rendered; ``problems`` says where and why (the engine records it)."""
 
-    def __init__(self, problems: list[TemplateProblem] | TemplateProblem, template: str | None = None,
-                 unsafe: bool = False):
+    def __init__(
+        self, problems: list[TemplateProblem] | TemplateProblem, template: str | None = None, unsafe: bool = False
+    ):
         self.problems = [problems] if isinstance(problems, TemplateProblem) else list(problems)
         self.template = template
         #: True when the template broke a sandbox rule or a limit (not merely missing data)
@@ -103,9 +115,14 @@ class Renderer:
     :param max_output: characters one part (or any value built while rendering) may have.
     """
 
-    def __init__(self, filters: Mapping[str, Callable[..., Any]] | None = None, *,
-                 channels: Mapping[str, Any] | None = None,
-                 time_limit: float = DEFAULT_TIME_LIMIT, max_output: int = DEFAULT_MAX_OUTPUT):
+    def __init__(
+        self,
+        filters: Mapping[str, Callable[..., Any]] | None = None,
+        *,
+        channels: Mapping[str, Any] | None = None,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ):
         self.channels = dict(channels or {})
         self.time_limit = time_limit
         self.max_output = max_output
@@ -122,7 +139,8 @@ class Renderer:
         if template is None:
             env = self._envs[part in HTML_PARTS]
             template = env.template_class.from_code(
-                env, env.compile(source, name=part, filename=f"<nudge:{part}>"), env.make_globals(None), None)
+                env, env.compile(source, name=part, filename=f"<nudge:{part}>"), env.make_globals(None), None
+            )
             if len(self._cache) > 512:
                 self._cache.clear()
             self._cache[key] = template
@@ -165,8 +183,9 @@ class Renderer:
             stream.close()  # type: ignore[attr-defined]
         return "".join(out)
 
-    def render(self, channel: str, parts: Mapping[str, str], context: Mapping[str, Any],
-               template: str | None = None) -> dict[str, str]:
+    def render(
+        self, channel: str, parts: Mapping[str, str], context: Mapping[str, Any], template: str | None = None
+    ) -> dict[str, str]:
         """Render every part of a template with *context* (made plain first).
 
         :return: ``{part: text}``.
@@ -175,8 +194,7 @@ class Renderer:
         plain = _plain(context)
         try:
             declared = getattr(self.channels.get(channel), "template_parts", None) or tuple(parts)
-            return {part: self.render_part(part, source, plain) for part, source in parts.items()
-                    if part in declared}
+            return {part: self.render_part(part, source, plain) for part, source in parts.items() if part in declared}
         except TemplateError as exc:
             raise TemplateError(exc.problems, template, unsafe=exc.unsafe) from None
 
@@ -188,20 +206,26 @@ class Renderer:
         cls = self.channels.get(channel)
         problems: list[TemplateProblem] = []
         if cls is None:
-            return [TemplateProblem("channel", None, f"unknown channel {channel!r}; installed: "
-                                                     f"{', '.join(sorted(self.channels)) or 'none'}")]
+            return [
+                TemplateProblem(
+                    "channel",
+                    None,
+                    f"unknown channel {channel!r}; installed: {', '.join(sorted(self.channels)) or 'none'}",
+                )
+            ]
         allowed = tuple(cls.template_parts)
         for part in parts:
             if part not in allowed:
-                problems.append(TemplateProblem(part, None, f"{channel} templates have no part {part!r}; "
-                                                            f"use {', '.join(allowed)}"))
+                problems.append(
+                    TemplateProblem(part, None, f"{channel} templates have no part {part!r}; use {', '.join(allowed)}")
+                )
         problems += missing_parts(cls, parts)
         sample = {"contact": {}, "event": {}, "links": {}, "unsubscribe_url": "https://example.invalid/u"}
         for part, source in parts.items():
             if part not in allowed or not isinstance(source, str):
                 continue
             if part in ONE_LINE_PARTS and ("\r" in source or "\n" in source):
-                line = source[:min(i for i in (source.find("\r"), source.find("\n")) if i >= 0)].count("\n") + 1
+                line = source[: min(i for i in (source.find("\r"), source.find("\n")) if i >= 0)].count("\n") + 1
                 problems.append(TemplateProblem(part, line, f"the {part} is one line: remove the line break"))
                 continue
             env = self._envs[part in HTML_PARTS]
@@ -233,6 +257,7 @@ class Renderer:
 
 def missing_parts(cls: Any, parts: Mapping[str, str]) -> list[TemplateProblem]:
     """The parts a template of channel *cls* must have (``required_parts``) and *parts* lacks."""
+
     def a(word: str) -> str:  # spoken letters: an html part
         return f"{'an' if word[:1] in 'aeiou' or word in ('html', 'xml') else 'a'} {word}"
 
@@ -266,7 +291,8 @@ def get_renderer(app: Any = None) -> Renderer:
     if renderer is None:
         pm = app.extensions.get("nudge.plugins")
         renderer = Renderer(
-            getattr(pm, "template_filters", None), channels=getattr(pm, "channels", None),
+            getattr(pm, "template_filters", None),
+            channels=getattr(pm, "channels", None),
             time_limit=float(app.config.get("TEMPLATE_TIME_LIMIT", DEFAULT_TIME_LIMIT)),
             max_output=int(app.config.get("TEMPLATE_MAX_OUTPUT", DEFAULT_MAX_OUTPUT)),
         )
@@ -286,8 +312,9 @@ def contact_data(contact: Contact | Mapping[str, Any] | None) -> dict[str, Any]:
     return data
 
 
-def load_parts(session: Session | None, channel: str, name: str, channels: Mapping[str, Any] | None = None
-               ) -> dict[str, str]:
+def load_parts(
+    session: Session | None, channel: str, name: str, channels: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """The parts of template *name* of *channel*: from the ``templates`` table, else the channel's built-in one.
 
     :param channels: the installed channel classes (default: the renderer's).
@@ -304,8 +331,15 @@ def load_parts(session: Session | None, channel: str, name: str, channels: Mappi
     return dict(builtin)
 
 
-def render(name: str, *, channel: str, contact: Contact | Mapping[str, Any] | None, data: Mapping[str, Any],
-           session: Session | None = None, renderer: Renderer | None = None) -> dict[str, str]:
+def render(
+    name: str,
+    *,
+    channel: str,
+    contact: Contact | Mapping[str, Any] | None,
+    data: Mapping[str, Any],
+    session: Session | None = None,
+    renderer: Renderer | None = None,
+) -> dict[str, str]:
     """Render template *name* of *channel* for *contact*.
 
     :param data: the rest of the context: ``event`` (its props), ``links``, ``unsubscribe_url``.

@@ -1,15 +1,17 @@
 """Rules as stored data: compile text, keep versions, activate, pause and resume."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Contact, Enrolment, EnrolmentState, Rule, RuleStatus, RuleVersion, utcnow
 from ..db import affected_rows
+from ..models import Contact, Enrolment, EnrolmentState, Rule, RuleStatus, RuleVersion, utcnow
 
 
 class RuleError(Exception):
@@ -27,9 +29,9 @@ class RuleStateError(ValueError):
 @dataclass
 class RuleChange:
     name: str
-    action: str            # "create", "update", "unchanged", "pause", "resume"
+    action: str  # "create", "update", "unchanged", "pause", "resume"
     version: int | None = None
-    in_flight: int = 0     # contacts mid-journey on the old version
+    in_flight: int = 0  # contacts mid-journey on the old version
     details: list[str] = field(default_factory=list)
 
 
@@ -70,8 +72,9 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
             parsed.append((text.decode("utf-8", errors="replace"), dsl.parse_bytes(text, filename)))
         else:
             parsed.append((text, dsl.parse(text, filename=filename)))
-    written = Counter(name for _text, result in parsed if result.program is not None
-                      for name in dsl.listened_events(result.program))
+    written = Counter(
+        name for _text, result in parsed if result.program is not None for name in dsl.listened_events(result.program)
+    )
     twice = {name for name, count in written.items() if count > 1}
     checked = Checked(files=len(parsed))
     for text, result in parsed:
@@ -86,9 +89,14 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
         checked.diagnostics += diagnostics
         if result.program is not None and not any(d.is_error for d in diagnostics):
             compiled = dsl.compile_program(result.program)["rules"]
-            for rule, plan in zip(result.program.rules, compiled):
-                checked.plans.append({**plan, "source": rule_text(text, rule.span.line, rule.span.end_line),
-                                      "file": result.program.filename})
+            for rule, plan in zip(result.program.rules, compiled, strict=True):
+                checked.plans.append(
+                    {
+                        **plan,
+                        "source": rule_text(text, rule.span.line, rule.span.end_line),
+                        "file": result.program.filename,
+                    }
+                )
     seen: set[str] = set()
     for annotated in checked.plans:
         if annotated["name"] in seen:
@@ -104,10 +112,12 @@ def rule_text(text: str, first: int, last: int) -> str:
     lines = text.split("\n")
     while first > 1 and lines[first - 2].lstrip().startswith("#"):
         first -= 1
-    return "\n".join(line.rstrip("\r") for line in lines[first - 1:last]) + "\n"
+    return "\n".join(line.rstrip("\r") for line in lines[first - 1 : last]) + "\n"
 
 
-def compile_rules(sources: Iterable[tuple[str, str]], vocabulary: Any) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+def compile_rules(
+    sources: Iterable[tuple[str, str]], vocabulary: Any
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Parse, check and compile ``(filename, text)`` pairs (see :func:`check_sources`).
 
     :return: (rule plans, error lines, warning lines) — plans only when there are no errors.
@@ -118,8 +128,14 @@ def compile_rules(sources: Iterable[tuple[str, str]], vocabulary: Any) -> tuple[
 
 def in_flight(session: Session, rule_id: int) -> int:
     """Contacts mid-journey in the rule, held ones (rule paused) included."""
-    return session.scalar(select(func.count(Enrolment.id)).where(
-        Enrolment.rule_id == rule_id, Enrolment.state.in_((EnrolmentState.ACTIVE, EnrolmentState.HELD)))) or 0
+    return (
+        session.scalar(
+            select(func.count(Enrolment.id)).where(
+                Enrolment.rule_id == rule_id, Enrolment.state.in_((EnrolmentState.ACTIVE, EnrolmentState.HELD))
+            )
+        )
+        or 0
+    )
 
 
 def position_map(session: Session, rule_id: int, new_plan: dict[str, Any]) -> list[tuple[int, int, int | None, int]]:
@@ -132,7 +148,9 @@ def position_map(session: Session, rule_id: int, new_plan: dict[str, Any]) -> li
     rows = session.execute(
         select(Enrolment.version_id, Enrolment.pc, func.count(Enrolment.id))
         .where(Enrolment.rule_id == rule_id, Enrolment.state == EnrolmentState.ACTIVE)
-        .group_by(Enrolment.version_id, Enrolment.pc).order_by(Enrolment.version_id, Enrolment.pc)).all()
+        .group_by(Enrolment.version_id, Enrolment.pc)
+        .order_by(Enrolment.version_id, Enrolment.pc)
+    ).all()
     out = []
     for version_id, pc, count in rows:
         steps = session.get_one(RuleVersion, version_id).plan["steps"]
@@ -141,16 +159,26 @@ def position_map(session: Session, rule_id: int, new_plan: dict[str, Any]) -> li
     return out
 
 
-def migrate_positions(session: Session, rule_id: int, new_version_id: int,
-                      mapping: list[tuple[int, int, int | None, int]]) -> int:
+def migrate_positions(
+    session: Session, rule_id: int, new_version_id: int, mapping: list[tuple[int, int, int | None, int]]
+) -> int:
     """Move mid-journey contacts onto the new version where their step still exists; return how many moved."""
     moved = 0
     for version_id, pc, new_pc, _count in mapping:
         if new_pc is None or version_id == new_version_id:
             continue
-        moved += affected_rows(session.execute(update(Enrolment).where(
-            Enrolment.rule_id == rule_id, Enrolment.version_id == version_id, Enrolment.pc == pc,
-            Enrolment.state == EnrolmentState.ACTIVE).values(version_id=new_version_id, pc=new_pc)))
+        moved += affected_rows(
+            session.execute(
+                update(Enrolment)
+                .where(
+                    Enrolment.rule_id == rule_id,
+                    Enrolment.version_id == version_id,
+                    Enrolment.pc == pc,
+                    Enrolment.state == EnrolmentState.ACTIVE,
+                )
+                .values(version_id=new_version_id, pc=new_pc)
+            )
+        )
     return moved
 
 
@@ -175,8 +203,10 @@ def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = Fa
             change = RuleChange(plan["name"], "update", next_number(session, rule.id), in_flight(session, rule.id))
             for _version, pc, new_pc, count in position_map(session, rule.id, plan):
                 if new_pc is None:
-                    change.details.append(f"{count} contact(s) at step {pc + 1} cannot move: that step is gone "
-                                          "in the new version (they finish on their current version)")
+                    change.details.append(
+                        f"{count} contact(s) at step {pc + 1} cannot move: that step is gone "
+                        "in the new version (they finish on their current version)"
+                    )
             changes.append(change)
     if prune:
         for rule in session.scalars(select(Rule).where(Rule.status == RuleStatus.ACTIVE.value)):
@@ -199,12 +229,22 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return strip(a) == strip(b)
 
 
-def new_version(session: Session, rule: Rule, plan: dict[str, Any], source: str | None = None,
-                actor: str | None = None, number: int | None = None) -> RuleVersion:
+def new_version(
+    session: Session,
+    rule: Rule,
+    plan: dict[str, Any],
+    source: str | None = None,
+    actor: str | None = None,
+    number: int | None = None,
+) -> RuleVersion:
     """Store *plan* as the rule's next version, not active yet (a draft until :func:`make_active`)."""
-    version = RuleVersion(rule_id=rule.id, number=number or next_number(session, rule.id), actor=actor,
-                          plan={k: v for k, v in plan.items() if k not in _ANNOTATIONS},
-                          source=source if source is not None else plan.get("source", ""))
+    version = RuleVersion(
+        rule_id=rule.id,
+        number=number or next_number(session, rule.id),
+        actor=actor,
+        plan={k: v for k, v in plan.items() if k not in _ANNOTATIONS},
+        source=source if source is not None else plan.get("source", ""),
+    )
     session.add(version)
     session.flush()
     return version
@@ -221,9 +261,16 @@ def make_active(session: Session, rule: Rule, version: RuleVersion, change: Rule
         version.activated_at = utcnow()
 
 
-def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str, str] | None = None,
-                prune: bool = False, origin: str | None = None, migrate: bool = False,
-                actor: str | None = None, from_files: bool = False) -> list[RuleChange]:
+def apply_plans(
+    session: Session,
+    plans: list[dict[str, Any]],
+    sources: dict[str, str] | None = None,
+    prune: bool = False,
+    origin: str | None = None,
+    migrate: bool = False,
+    actor: str | None = None,
+    from_files: bool = False,
+) -> list[RuleChange]:
     """Store new versions of changed rules and activate them (in the caller's transaction).
 
     Contacts mid-journey stay on the version they entered with, unless *migrate*: then each moves to
@@ -250,8 +297,14 @@ def apply_plans(session: Session, plans: list[dict[str, Any]], sources: dict[str
         if file:
             rule.origin = file
         if change.action in ("create", "update"):
-            version = new_version(session, rule, plan, (sources or {}).get(change.name),
-                                  f"apply:{file}" if file else actor, change.version)
+            version = new_version(
+                session,
+                rule,
+                plan,
+                (sources or {}).get(change.name),
+                f"apply:{file}" if file else actor,
+                change.version,
+            )
             make_active(session, rule, version, change, migrate)
         else:
             _set_status(session, rule, RuleStatus.ACTIVE)
@@ -281,16 +334,19 @@ def resume(session: Session, name: str) -> Rule:
 
 def _not_draft(rule: Rule, verb: str) -> Rule:
     if rule.active_version_id is None:
-        raise RuleStateError(f"rule {rule.name!r} is a draft, never activated, so it cannot be {verb}; "
-                             "activate a version of it first (the rule's page in the admin UI)")
+        raise RuleStateError(
+            f"rule {rule.name!r} is a draft, never activated, so it cannot be {verb}; "
+            "activate a version of it first (the rule's page in the admin UI)"
+        )
     return rule
 
 
 def _set_status(session: Session, rule: Rule, status: RuleStatus) -> None:
     held, active = EnrolmentState.HELD, EnrolmentState.ACTIVE
     before, after = (active, held) if status == RuleStatus.PAUSED else (held, active)
-    session.execute(update(Enrolment).where(Enrolment.rule_id == rule.id, Enrolment.state == before)
-                    .values(state=after))
+    session.execute(
+        update(Enrolment).where(Enrolment.rule_id == rule.id, Enrolment.state == before).values(state=after)
+    )
     rule.status = status.value
     rule.updated_at = utcnow()
 

@@ -1,5 +1,6 @@
 """The rules list's figures: each rule's status, versions, contacts in it now, entries and completions lately,
 and its last change with who made it. A few grouped queries, whatever the number of rules."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,13 +26,13 @@ class RuleRow:
     name: str
     status: str
     origin: str | None
-    active: int | None          # the active version's number
-    draft: int | None           # the newest version's number, when it is a draft newer than the active one
-    in_flight: int              # contacts in it now (held ones of a paused rule included)
-    entered: int                # contacts that entered in the last 7 days
-    completed: int              # journeys that finished every step in the last 7 days
-    changed_at: datetime        # when its newest version was saved
-    changed_by: str | None      # who saved it (an email, ``apply:<file>``, ``api:<key prefix>``)
+    active: int | None  # the active version's number
+    draft: int | None  # the newest version's number, when it is a draft newer than the active one
+    in_flight: int  # contacts in it now (held ones of a paused rule included)
+    entered: int  # contacts that entered in the last 7 days
+    completed: int  # journeys that finished every step in the last 7 days
+    changed_at: datetime  # when its newest version was saved
+    changed_by: str | None  # who saved it (an email, ``apply:<file>``, ``api:<key prefix>``)
 
 
 def _like(text: str) -> str:
@@ -48,8 +49,12 @@ def rule_rows(session: Session, now: int, status: str | None = None, text: str |
     query = select(Rule).order_by(Rule.name)
     if text:
         pattern = _like(text)
-        query = query.where(or_(Rule.name.ilike(pattern, escape="\\"), exists().where(
-            RuleVersion.rule_id == Rule.id, RuleVersion.source.ilike(pattern, escape="\\"))))
+        query = query.where(
+            or_(
+                Rule.name.ilike(pattern, escape="\\"),
+                exists().where(RuleVersion.rule_id == Rule.id, RuleVersion.source.ilike(pattern, escape="\\")),
+            )
+        )
     if status in (RuleStatus.ACTIVE.value, RuleStatus.PAUSED.value):
         query = query.where(Rule.status == status)
     rules = list(session.scalars(query))
@@ -57,9 +62,18 @@ def rule_rows(session: Session, now: int, status: str | None = None, text: str |
     if not ids:
         return []
     versions: dict[int, list[Any]] = {}
-    for row in session.execute(select(RuleVersion.rule_id, RuleVersion.id, RuleVersion.number,
-                                      RuleVersion.created_at, RuleVersion.actor, RuleVersion.activated_at)
-                               .where(RuleVersion.rule_id.in_(ids)).order_by(RuleVersion.number)):
+    for row in session.execute(
+        select(
+            RuleVersion.rule_id,
+            RuleVersion.id,
+            RuleVersion.number,
+            RuleVersion.created_at,
+            RuleVersion.actor,
+            RuleVersion.activated_at,
+        )
+        .where(RuleVersion.rule_id.in_(ids))
+        .order_by(RuleVersion.number)
+    ):
         versions.setdefault(row.rule_id, []).append(row)
     since = now - RECENT
     in_flight, entered, completed = _counts(session, ids, since)
@@ -68,14 +82,28 @@ def rule_rows(session: Session, now: int, status: str | None = None, text: str |
         mine = versions.get(rule.id, [])
         active = next((v.number for v in mine if v.id == rule.active_version_id), None)
         newest = mine[-1] if mine else None
-        draft = newest.number if newest is not None and newest.activated_at is None and \
-            newest.number > (active or 0) else None
+        draft = (
+            newest.number
+            if newest is not None and newest.activated_at is None and newest.number > (active or 0)
+            else None
+        )
         if status == RuleStatus.DRAFT.value and rule.status != status and draft is None:
             continue
-        out.append(RuleRow(rule.id, rule.name, rule.status, rule.origin, active, draft, in_flight.get(rule.id, 0),
-                           entered.get(rule.id, 0), completed.get(rule.id, 0),
-                           newest.created_at if newest is not None else rule.updated_at,
-                           newest.actor if newest is not None else None))
+        out.append(
+            RuleRow(
+                rule.id,
+                rule.name,
+                rule.status,
+                rule.origin,
+                active,
+                draft,
+                in_flight.get(rule.id, 0),
+                entered.get(rule.id, 0),
+                completed.get(rule.id, 0),
+                newest.created_at if newest is not None else rule.updated_at,
+                newest.actor if newest is not None else None,
+            )
+        )
     return out
 
 
@@ -87,10 +115,17 @@ def _counts(session: Session, ids: list[int], since: int) -> tuple[dict[int, int
     in_flight: dict[int, int] = {}
     entered: dict[int, int] = {}
     completed: dict[int, int] = {}
-    rows = session.execute(select(Enrolment.rule_id, Enrolment.state, func.count(),
-                                  func.sum(case((Enrolment.entered >= since, 1), else_=0)),
-                                  func.sum(case((Enrolment.finished >= since, 1), else_=0)))
-                           .where(Enrolment.rule_id.in_(ids)).group_by(Enrolment.rule_id, Enrolment.state))
+    rows = session.execute(
+        select(
+            Enrolment.rule_id,
+            Enrolment.state,
+            func.count(),
+            func.sum(case((Enrolment.entered >= since, 1), else_=0)),
+            func.sum(case((Enrolment.finished >= since, 1), else_=0)),
+        )
+        .where(Enrolment.rule_id.in_(ids))
+        .group_by(Enrolment.rule_id, Enrolment.state)
+    )
     for rule_id, state, count, recent, finished in rows:
         if state in (EnrolmentState.ACTIVE, EnrolmentState.HELD):
             in_flight[rule_id] = in_flight.get(rule_id, 0) + count

@@ -5,24 +5,49 @@ interpreter runs it for one contact and how the set-based path (:mod:`.bulk`) ru
 that only the interpreter runs it. Everything is written to the database in the caller's transaction:
 advancing a journey and writing its outbox rows commit together or not at all.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select
 
-from dsl.plan import (Arm, BranchOp, ExitOp, Instruction, JumpOp, RulePlan, SendOp, SplitOp, WaitForOp, WaitOp,
-                      WaitUntilOp, WaitUntilTimeOp)
+from dsl.plan import (
+    Arm,
+    BranchOp,
+    ExitOp,
+    Instruction,
+    JumpOp,
+    RulePlan,
+    SendOp,
+    SplitOp,
+    WaitForOp,
+    WaitOp,
+    WaitUntilOp,
+    WaitUntilTimeOp,
+)
 
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
 from . import bulk, effects, policy
 from .context import EngineContext
-from .effects import (add_tag, change_score, channel_class, evaluate, evaluate_value, finish, park, raise_event,
-                      remove_tag, source_text, touch)
+from .effects import (
+    add_tag,
+    change_score,
+    channel_class,
+    evaluate,
+    evaluate_value,
+    finish,
+    park,
+    raise_event,
+    remove_tag,
+    source_text,
+    touch,
+)
 from .scope import Scope
 from .timeutil import DEFAULT_AT, local_at, next_local_time, parse_hhmm, to_dt, to_ts, zone
 
@@ -31,21 +56,48 @@ log = logging.getLogger(__name__)
 #: how many steps one enrolment may take in one go; a guard against a plan that never waits
 MAX_STEPS_PER_RUN = 10_000
 
-__all__ = ["INTERPRETER_ONLY", "STEPS", "Step", "active_enrolments", "add_tag", "advance_group", "change_score",
-           "channel_class", "count_active", "enrol", "enter", "evaluate", "finish", "raise_event", "remove_tag", "resume_due",
-           "resume_on_event", "run", "segment", "touch"]
+__all__ = [
+    "INTERPRETER_ONLY",
+    "STEPS",
+    "Step",
+    "active_enrolments",
+    "add_tag",
+    "advance_group",
+    "change_score",
+    "channel_class",
+    "count_active",
+    "enrol",
+    "enter",
+    "evaluate",
+    "finish",
+    "raise_event",
+    "remove_tag",
+    "resume_due",
+    "resume_on_event",
+    "run",
+    "segment",
+    "touch",
+]
 
 
-def condition_scope(ctx: EngineContext, contact: Contact, rule_id: int | None, enrolment_id: int | None = None,
-                    event_props: Mapping[str, Any] | None = None, event_loader: Any = None) -> Scope:
+def condition_scope(
+    ctx: EngineContext,
+    contact: Contact,
+    rule_id: int | None,
+    enrolment_id: int | None = None,
+    event_props: Mapping[str, Any] | None = None,
+    event_loader: Any = None,
+) -> Scope:
     """What a rule's conditions see for *contact*: the plugins' condition functions, and a journey-log line
     (``function_failed``: which function, and why) whenever one cannot run and its call counts as unknown."""
+
     def failed(name: str, problem: str) -> None:
         ctx.log(contact.id, rule_id, "function_failed", enrolment_id, function=name, error=problem)
 
     functions = ctx.plugins.condition_functions if ctx.plugins is not None else None
-    return Scope(ctx.session, contact, ctx.now, event_props, event_loader=event_loader, functions=functions,
-                 on_failure=failed)
+    return Scope(
+        ctx.session, contact, ctx.now, event_props, event_loader=event_loader, functions=functions, on_failure=failed
+    )
 
 
 @dataclass
@@ -91,6 +143,7 @@ class Step(Generic[Op]):
 
 def _acting(action: Callable[..., None]) -> Callable[[Run, Any], bool]:
     """A step that acts on the contact and goes on with the next one."""
+
     def step(r: Run, op: Any) -> bool:
         action(r.ctx, r.enr, r.contact, op, r.scope)
         r.enr.pc += 1
@@ -100,8 +153,9 @@ def _acting(action: Callable[..., None]) -> Callable[[Run, Any], bool]:
 
 
 def _send(r: Run, op: SendOp) -> bool:
-    resume = policy.resumes_at(r.ctx.now, r.plan.get("quiet_hours"), channel_class(r.ctx, op["channel"]), r.contact,
-                               r.ctx.config)
+    resume = policy.resumes_at(
+        r.ctx.now, r.plan.get("quiet_hours"), channel_class(r.ctx, op["channel"]), r.contact, r.ctx.config
+    )
     if resume is not None:
         park(r.ctx, r.enr, resume, "quiet hours")
         return False
@@ -217,8 +271,10 @@ def may_enter(ctx: EngineContext, rule_id: int, plan: RulePlan, contact_id: int)
         return True
     ctx.session.flush()
     rows = ctx.session.execute(
-        select(Enrolment.state, Enrolment.entered).where(Enrolment.contact_id == contact_id,
-                                                         Enrolment.rule_id == rule_id)).all()
+        select(Enrolment.state, Enrolment.entered).where(
+            Enrolment.contact_id == contact_id, Enrolment.rule_id == rule_id
+        )
+    ).all()
     if kind == "once":
         return not rows
     if any(state == EnrolmentState.ACTIVE for state, _ in rows):
@@ -244,8 +300,16 @@ def enter(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None
     plan = ctx.plan(rule.active_version_id)
     if not may_enter(ctx, rule.id, plan, contact.id):
         return None
-    enr = Enrolment(contact_id=contact.id, rule_id=rule.id, version_id=rule.active_version_id, pc=0,
-                    state=EnrolmentState.ACTIVE, due=None, entered=ctx.now, event_id=event_id)
+    enr = Enrolment(
+        contact_id=contact.id,
+        rule_id=rule.id,
+        version_id=rule.active_version_id,
+        pc=0,
+        state=EnrolmentState.ACTIVE,
+        due=None,
+        entered=ctx.now,
+        event_id=event_id,
+    )
     ctx.session.add(enr)
     ctx.session.flush()
     ctx.log(contact.id, rule.id, "enter", enr.id, because=reason)
@@ -285,8 +349,9 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
     if contact is None:
         finish(ctx, enr, "stopped")
         return
-    scope = condition_scope(ctx, contact, enr.rule_id, enr.id,
-                            event_loader=lambda: effects.event_props(ctx, enr.event_id))
+    scope = condition_scope(
+        ctx, contact, enr.rule_id, enr.id, event_loader=lambda: effects.event_props(ctx, enr.event_id)
+    )
     state = Run(ctx, enr, contact, plan, scope)
     enr.due = None
     enr.wait_event = None
@@ -299,8 +364,9 @@ def run(ctx: EngineContext, enr: Enrolment, contact: Contact | None = None) -> N
         op = steps[enr.pc]
         step = STEPS.get(op["op"])
         if step is None:
-            raise RuntimeError(f"unknown instruction {op['op']!r} in rule {enr.rule_id}: was the plan compiled by a "
-                               "newer Nudge?")
+            raise RuntimeError(
+                f"unknown instruction {op['op']!r} in rule {enr.rule_id}: was the plan compiled by a newer Nudge?"
+            )
         if not step.run(state, op):
             return
     raise RuntimeError(f"enrolment {enr.id} ran {MAX_STEPS_PER_RUN} steps without waiting")
@@ -327,8 +393,9 @@ def segment(plan: RulePlan, pc: int, ctx: EngineContext) -> list[Instruction] | 
     return ops + [_END]
 
 
-def advance_group(ctx: EngineContext, version_id: int, pc: int, ids: list[int], ops: list[Instruction],
-                  rule_id: int, rule_name: str) -> list[int]:
+def advance_group(
+    ctx: EngineContext, version_id: int, pc: int, ids: list[int], ops: list[Instruction], rule_id: int, rule_name: str
+) -> list[int]:
     """Run *ops* (from :func:`segment`) for the enrolments *ids*, all at *pc* of *version_id*; return new outbox
     row ids. Each step does for the group exactly what :func:`run` does for each member."""
     group = bulk.Group(ctx, version_id, pc, ids, rule_id, rule_name, to_dt(ctx.now))
@@ -371,11 +438,21 @@ def active_enrolments(ctx: EngineContext, contact_id: int, held: bool = False) -
     """The contact's journeys in progress; with *held*, also those its paused rules hold."""
     states = (EnrolmentState.ACTIVE, EnrolmentState.HELD) if held else (EnrolmentState.ACTIVE,)
     ctx.session.flush()
-    return list(ctx.session.scalars(select(Enrolment).where(
-        Enrolment.contact_id == contact_id, Enrolment.state.in_(states)).order_by(Enrolment.id)))
+    return list(
+        ctx.session.scalars(
+            select(Enrolment)
+            .where(Enrolment.contact_id == contact_id, Enrolment.state.in_(states))
+            .order_by(Enrolment.id)
+        )
+    )
 
 
 def count_active(ctx: EngineContext, rule_id: int) -> int:
-    return ctx.session.scalar(select(func.count(Enrolment.id)).where(
-        Enrolment.rule_id == rule_id, Enrolment.state == EnrolmentState.ACTIVE)) or 0
-
+    return (
+        ctx.session.scalar(
+            select(func.count(Enrolment.id)).where(
+                Enrolment.rule_id == rule_id, Enrolment.state == EnrolmentState.ACTIVE
+            )
+        )
+        or 0
+    )

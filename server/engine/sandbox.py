@@ -11,6 +11,7 @@ refuse it before building it. Across one render, everything built may add up to
 so are the string methods that cannot be bounded cheaply (``expandtabs``, ``translate``).
 A render past a limit raises :class:`Limit`.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,18 +19,19 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from jinja2 import ChainableUndefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
-DEFAULT_TIME_LIMIT = 0.5          # seconds per part
-DEFAULT_MAX_OUTPUT = 1_000_000    # characters per part, and the weight of any value built while rendering
-WORK_FACTOR = 10                  # a render may build this many times the output limit in all
-MAX_CALL_DEPTH = 25               # nested calls (macros calling macros)
-MAX_FILTER_WIDTH = 10_000         # width arguments of center, indent, wordwrap, truncate
+DEFAULT_TIME_LIMIT = 0.5  # seconds per part
+DEFAULT_MAX_OUTPUT = 1_000_000  # characters per part, and the weight of any value built while rendering
+WORK_FACTOR = 10  # a render may build this many times the output limit in all
+MAX_CALL_DEPTH = 25  # nested calls (macros calling macros)
+MAX_FILTER_WIDTH = 10_000  # width arguments of center, indent, wordwrap, truncate
 MAX_EXPONENT = 64
 #: string methods whose result size cannot be bounded from their arguments cheaply
 BLOCKED_METHODS = frozenset({"expandtabs", "translate", "maketrans"})
@@ -197,11 +199,13 @@ def _bound(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
         return None
 
 
-def _before_filter(name: str, function: Callable[..., Any], args: tuple[Any, ...],
-                   kwargs: dict[str, Any]) -> tuple[Any, ...]:
+def _before_filter(
+    name: str, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...]:
     """Pre-checks for the filters whose output can outgrow their input."""
-    if name in ("center", "indent", "wordwrap", "truncate") and \
-            any(isinstance(a, int) and a > MAX_FILTER_WIDTH for a in (*args[1:], *kwargs.values())):
+    if name in ("center", "indent", "wordwrap", "truncate") and any(
+        isinstance(a, int) and a > MAX_FILTER_WIDTH for a in (*args[1:], *kwargs.values())
+    ):
         raise Limit(f"the {name} filter takes widths up to {MAX_FILTER_WIDTH}")
     if name == "format" and args:
         _check_format(args[-1] if getattr(function, "jinja_pass_arg", None) else args[0])
@@ -303,8 +307,12 @@ class Environment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
             raise Limit(f"exponents above {MAX_EXPONENT} are not allowed")
-        if operator in ("*", "**") and isinstance(left, int) and isinstance(right, int) and \
-                left.bit_length() * (abs(right) if operator == "**" else 1) + right.bit_length() > 100_000:
+        if (
+            operator in ("*", "**")
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and left.bit_length() * (abs(right) if operator == "**" else 1) + right.bit_length() > 100_000
+        ):
             raise Limit("numbers that large are not allowed")
         if operator == "*":
             for seq, count in ((left, right), (right, left)):
@@ -317,7 +325,7 @@ class Environment(ImmutableSandboxedEnvironment):
             refuse_heavy(right, "the formatted values")
         return check_size(super().call_binop(context, operator, left, right))
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's spelling)
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         guard.depth += 1
         try:
             if guard.depth > MAX_CALL_DEPTH:
@@ -355,5 +363,15 @@ def environment(autoescape: bool, filters: dict[str, Callable[..., Any]]) -> Env
     return env
 
 
-__all__ = ["DEFAULT_MAX_OUTPUT", "DEFAULT_TIME_LIMIT", "Environment", "Limit", "check_size", "environment",
-           "start", "stop", "traced", "weight"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_TIME_LIMIT",
+    "Environment",
+    "Limit",
+    "check_size",
+    "environment",
+    "start",
+    "stop",
+    "traced",
+    "weight",
+]

@@ -3,12 +3,14 @@
 Implements the evaluation context the language's evaluator asks for (``dsl.evaluate``)
 over the database, so simulation and live runs evaluate conditions the same way.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,15 +22,24 @@ from .timeutil import UTC, parse_date_value, to_dt
 
 log = logging.getLogger(__name__)
 
-BUILTIN_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "timezone", "locale", "stage",
-                  "score", "created_at", "updated_at", "last_seen")
+BUILTIN_FIELDS = (
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "timezone",
+    "locale",
+    "stage",
+    "score",
+    "created_at",
+    "updated_at",
+    "last_seen",
+)
 
 
 def contact_value(contact: Contact, name: str) -> Any:
-    if name in BUILTIN_FIELDS:
-        value = getattr(contact, name)
-    else:
-        value = (contact.fields or {}).get(name)
+    value = getattr(contact, name) if name in BUILTIN_FIELDS else (contact.fields or {}).get(name)
     parsed = parse_date_value(value) if isinstance(value, str) else None
     return parsed if parsed is not None else value
 
@@ -53,9 +64,17 @@ def lookup(data: Any, path: str) -> Any:
 class Scope:
     """Evaluation context for one contact at one instant (optionally with a triggering event)."""
 
-    def __init__(self, session: Session, contact: Contact, now_ts: int, event_props: Mapping[str, Any] | None = None,
-                 segments: Any = None, event_loader: Callable[[], Mapping[str, Any]] | None = None,
-                 functions: Mapping[str, Any] | None = None, on_failure: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        session: Session,
+        contact: Contact,
+        now_ts: int,
+        event_props: Mapping[str, Any] | None = None,
+        segments: Any = None,
+        event_loader: Callable[[], Mapping[str, Any]] | None = None,
+        functions: Mapping[str, Any] | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
+    ):
         """:param event_loader: reads the triggering event's props on first use (most steps never look).
         :param functions: the condition functions by name (default: the current app's plugins').
         :param on_failure: told ``(function, problem)`` when a condition function cannot run (the engine
@@ -93,8 +112,12 @@ class Scope:
     def count_events(self, name: str, where: Any, since: datetime) -> int:
         self.session.flush()  # events raised earlier in this batch count too
         rows = self.session.execute(
-            select(Event.props).where(Event.contact_id == self.contact.id, Event.name == name,
-                                      Event.occurred_at >= since.astimezone(UTC), Event.occurred_at <= self.now)
+            select(Event.props).where(
+                Event.contact_id == self.contact.id,
+                Event.name == name,
+                Event.occurred_at >= since.astimezone(UTC),
+                Event.occurred_at <= self.now,
+            )
         ).scalars()
         if where is None:
             return sum(1 for _ in rows)
@@ -119,19 +142,27 @@ class Scope:
         log.warning("condition function %s() failed for contact %s: %s", name, self.contact.id, problem)
         if self._on_failure is not None:
             self._on_failure(name, problem)
-    def _inner(self, session: Session, contact: Contact, now_ts: int) -> "Scope":
+
+    def _inner(self, session: Session, contact: Contact, now_ts: int) -> Scope:
         """The scope a segment's condition is evaluated in from here: the same functions, failures in the same log."""
         return Scope(session, contact, now_ts, functions=self._functions, on_failure=self._on_failure)
 
     @classmethod
-    def of(cls, session: Session, contact: Contact, now_ts: int) -> "Scope":
+    def of(cls, session: Session, contact: Contact, now_ts: int) -> Scope:
         """A contact's scope at *now_ts*, without an event (what segments evaluate their conditions in)."""
         return cls(session, contact, now_ts)
 
-    def for_event(self, props: Mapping[str, Any]) -> "Scope":
+    def for_event(self, props: Mapping[str, Any]) -> Scope:
         """The same contact and clock, with ``event`` bound to another event (inside ``did … where``)."""
-        scope = Scope(self.session, self.contact, self._now_ts, props, self._segments,
-                      functions=self._functions, on_failure=self._on_failure)
+        scope = Scope(
+            self.session,
+            self.contact,
+            self._now_ts,
+            props,
+            self._segments,
+            functions=self._functions,
+            on_failure=self._on_failure,
+        )
         scope._tags = self._tags
         return scope
 

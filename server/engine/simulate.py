@@ -1,12 +1,14 @@
 """``nudge simulate``: the real engine against a virtual clock, an in-memory database and captured channels."""
+
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import select
 
@@ -63,7 +65,7 @@ def read_timeline(lines: Iterable[str], name: str = "timeline") -> list[Line]:
         if not isinstance(data, dict) or "contact" not in data or ("set" not in data and "event" not in data):
             raise TimelineError(f"{where}: each line needs 'at', 'contact' and either 'set' or 'event'")
         out.append(Line(number, parse_time(data.get("at"), where), str(data["contact"]), data, where))
-    out.sort(key=lambda l: (l.at, l.number))
+    out.sort(key=lambda line: (line.at, line.number))
     return out
 
 
@@ -82,8 +84,14 @@ class Simulation:
         self.session = get_session()
         self.trace = trace
         self.contacts: dict[str, int] = {}
-        self.ctx = EngineContext(self.session, app.config, 0, plugins=app.extensions["nudge.plugins"],
-                                 inline_delivery=True, deliver_now=self._deliver)
+        self.ctx = EngineContext(
+            self.session,
+            app.config,
+            0,
+            plugins=app.extensions["nudge.plugins"],
+            inline_delivery=True,
+            deliver_now=self._deliver,
+        )
 
     def load_rules(self, sources: list[tuple[str, str]], fields: set[str]) -> None:
         vocabulary = simulation_vocabulary(self.app, fields)
@@ -103,8 +111,15 @@ class Simulation:
             if not isinstance(props, dict):
                 raise TimelineError(f"{line.where}: props must be an object")
             now = to_dt(self.ctx.now)
-            event = Event(contact_id=contact.id, name=str(line.data["event"]), props=props, source="timeline",
-                          occurred_at=now, received_at=now, processed_at=now)
+            event = Event(
+                contact_id=contact.id,
+                name=str(line.data["event"]),
+                props=props,
+                source="timeline",
+                occurred_at=now,
+                received_at=now,
+                processed_at=now,
+            )
             self.session.add(event)
             self.session.flush()
             dispatch.handle_event(self.ctx, event)
@@ -138,8 +153,14 @@ class Simulation:
                     runtime.remove_tag(self.ctx, contact, tag)
             elif key == "consent":
                 for channel, status in (value or {}).items():
-                    record_consent(self.session, contact.id, channel, status == "granted", source="timeline",
-                                   at=to_dt(self.ctx.now))
+                    record_consent(
+                        self.session,
+                        contact.id,
+                        channel,
+                        status == "granted",
+                        source="timeline",
+                        at=to_dt(self.ctx.now),
+                    )
             elif key == "score":
                 if new:
                     contact.score = value
@@ -201,8 +222,12 @@ class Simulation:
         for row in self.session.scalars(select(JourneyLog).order_by(JourneyLog.at, JourneyLog.id)):
             if not self.trace and row.action not in EFFECTS:
                 continue
-            out: dict[str, Any] = {"at": iso(row.at), "contact": keys.get(row.contact_id, row.contact_id),
-                                   "rule": rules.get(row.rule_id), "action": row.action}
+            out: dict[str, Any] = {
+                "at": iso(row.at),
+                "contact": keys.get(row.contact_id, row.contact_id),
+                "rule": rules.get(row.rule_id),
+                "action": row.action,
+            }
             out.update({k: v for k, v in (row.data or {}).items() if k != "message"})
             if isinstance(out.get("until"), int):  # a wait's end, kept as UNIX seconds
                 out["until"] = iso(out["until"])
@@ -220,16 +245,29 @@ def simulation_vocabulary(app: Any, fields: set[str]) -> Any:
     contact_fields = dict(base.contact_fields)
     for name in fields:
         contact_fields.setdefault(name, "any")
-    return replace(base, channels={name: None for name in base.channels}, events=None, contact_fields=contact_fields,
-                   segments=None, rules=None, raised=None)
+    return replace(
+        base,
+        channels=dict.fromkeys(base.channels),
+        events=None,
+        contact_fields=contact_fields,
+        segments=None,
+        rules=None,
+        raised=None,
+    )
 
 
 #: the settings of the throwaway instance a simulation runs in (an in-memory database, every installed plugin)
-SIMULATION_SETTINGS = {"DATABASE_URL": "sqlite://", "SECRET_KEY": "simulation-secret-key-000", "LOAD_ENTRY_POINTS": True}
+SIMULATION_SETTINGS = {
+    "DATABASE_URL": "sqlite://",
+    "SECRET_KEY": "simulation-secret-key-000",
+    "LOAD_ENTRY_POINTS": True,
+}
 
 
 @contextmanager
-def throwaway_instance(make_app: Callable[[dict[str, Any]], Any], config: dict[str, Any] | None = None) -> Iterator[Any]:
+def throwaway_instance(
+    make_app: Callable[[dict[str, Any]], Any], config: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """A throwaway app for one simulation, built by *make_app* (``create_app``, which the engine never imports)
     with :data:`SIMULATION_SETTINGS`, a temporary ``HOME`` and *config*; released afterwards.
 
@@ -246,8 +284,15 @@ def throwaway_instance(make_app: Callable[[dict[str, Any]], Any], config: dict[s
             app.extensions["nudge.db"].dispose()
 
 
-def simulate(app: Any, sources: list[tuple[str, str]], timeline: list[str], until: str | None = None,
-             trace: bool = False, timeline_name: str = "timeline", fields: Iterable[str] = ()) -> list[dict[str, Any]]:
+def simulate(
+    app: Any,
+    sources: list[tuple[str, str]],
+    timeline: list[str],
+    until: str | None = None,
+    trace: bool = False,
+    timeline_name: str = "timeline",
+    fields: Iterable[str] = (),
+) -> list[dict[str, Any]]:
     """Run *sources* against *timeline* (named *timeline_name* in errors) in *app*, a throwaway instance
     (:func:`throwaway_instance`); return the effects in time order.
 

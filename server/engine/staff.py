@@ -6,6 +6,7 @@ rows are transactional internal mail: addressed to the member (``data.internal.t
 contact, and not subject to the contact's consent, suppression or frequency cap. A member whose
 channel addresses nobody (an endpoint) gets the notification as data, like a ``send`` to the endpoint.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,7 @@ log = logging.getLogger(__name__)
 INTERNAL = "internal"
 
 
-def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: str, text: str,
-                **details: Any) -> int:
+def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: str, text: str, **details: Any) -> int:
     """Write one outbox row per member of *team*; return how many (0 when the team is not configured).
 
     :param kind: ``notify`` or ``task``; *details* (the task's id and due time) travel with the text.
@@ -34,8 +34,12 @@ def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: 
     if not members:
         if ctx.deliver_now is not None:
             return 0  # a simulation: its trace shows the step; teams are an instance's business
-        log.warning("rule %s: team %r is not configured in NUDGE_TEAMS; nobody was notified (enrolment %s)",
-                    enr.rule_id, team, enr.id)
+        log.warning(
+            "rule %s: team %r is not configured in NUDGE_TEAMS; nobody was notified (enrolment %s)",
+            enr.rule_id,
+            team,
+            enr.id,
+        )
         return 0
     channels = ctx.plugins.channels if ctx.plugins is not None else {}
     plan = ctx.plan(enr.version_id)
@@ -47,13 +51,28 @@ def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: 
             log.warning("team %r: no installed channel delivers to member %d; skipped", team, number)
             continue
         internal = {"kind": kind, "team": team, "to": member.address, "text": text, **details}
-        data = {"type": f"nudge.{kind}", "enrolment": enr.id, "rule": enr.rule_id, "rule_name": plan.get("name"),
-                "step": step, "marketing": False, "transactional": True, INTERNAL: internal}
+        data = {
+            "type": f"nudge.{kind}",
+            "enrolment": enr.id,
+            "rule": enr.rule_id,
+            "rule_name": plan.get("name"),
+            "step": step,
+            "marketing": False,
+            "transactional": True,
+            INTERNAL: internal,
+        }
         # a channel that addresses nobody takes its target as the template (the endpoint's name)
         template = f"internal.{kind}" if getattr(cls, "address_field", None) else member.address
-        msg = Message(key=message_key(TEAM, enr.id, step, number), contact_id=enr.contact_id, channel=channel,
-                      template=template, status="pending", next_attempt_at=to_dt(ctx.now),
-                      created_at=to_dt(ctx.now), data=data)
+        msg = Message(
+            key=message_key(TEAM, enr.id, step, number),
+            contact_id=enr.contact_id,
+            channel=channel,
+            template=template,
+            status="pending",
+            next_attempt_at=to_dt(ctx.now),
+            created_at=to_dt(ctx.now),
+            data=data,
+        )
         ctx.session.add(msg)
         written.append(msg)
     ctx.session.flush()
@@ -87,6 +106,13 @@ def internal_outbound(msg: Message, contact: Contact | None) -> OutboundMessage:
     if info.get("task") is not None:
         due = f", due {info['due']}" if info.get("due") else ""
         lines.append(f"Task #{info['task']}{due}; close it with: nudge tasks --done {info['task']}")
-    return OutboundMessage(key=msg.key, channel=msg.channel, template=msg.template, to=str(info["to"]),
-                           subject=f"[Nudge] {what}: {headline}", text="\n".join(lines) + "\n", marketing=False,
-                           data=msg.data or {})
+    return OutboundMessage(
+        key=msg.key,
+        channel=msg.channel,
+        template=msg.template,
+        to=str(info["to"]),
+        subject=f"[Nudge] {what}: {headline}",
+        text="\n".join(lines) + "\n",
+        marketing=False,
+        data=msg.data or {},
+    )

@@ -5,16 +5,17 @@ unknown, or that are retrying; events and journeys that are retrying or parked. 
 ``nudge messages resend`` / ``POST /api/v1/messages/resend`` (a send goes out again) and
 ``nudge messages unpark`` (parked events and journeys are tried again).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..models import Enrolment, EnrolmentState, Event, Message, MessageStatus, MessageStatusChange, utcnow
 from ..db import affected_rows
+from ..models import Enrolment, EnrolmentState, Event, Message, MessageStatus, MessageStatusChange, utcnow
 from .timeutil import to_ts
 
 #: what an operator may send again: the outcome is unknown, or the send gave up
@@ -45,25 +46,53 @@ class Stuck:
 
 def retrying_messages(session: Session, limit: int) -> list[Message]:
     """Sends waiting for another try after a failure (``pending`` with attempts behind them)."""
-    return list(session.scalars(select(Message).where(
-        Message.status == MessageStatus.PENDING.value, Message.attempts > 0).order_by(Message.id.desc()).limit(limit)))
+    return list(
+        session.scalars(
+            select(Message)
+            .where(Message.status == MessageStatus.PENDING.value, Message.attempts > 0)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def stuck_work(session: Session, limit: int) -> list[Stuck]:
     """Events and journeys that failed: retrying (with their back-off) or parked; parked ones first."""
     out = []
-    for event in session.scalars(select(Event).where(Event.processed_at.is_(None), Event.attempts > 0)
-                                 .order_by(Event.id.desc()).limit(limit)):
-        out.append(Stuck("event", event.id, event.contact_id, event.name, event.attempts, event.error or "",
-                         event.parked_at is not None, to_ts(event.retry_at) if event.retry_at else None))
+    for event in session.scalars(
+        select(Event).where(Event.processed_at.is_(None), Event.attempts > 0).order_by(Event.id.desc()).limit(limit)
+    ):
+        out.append(
+            Stuck(
+                "event",
+                event.id,
+                event.contact_id,
+                event.name,
+                event.attempts,
+                event.error or "",
+                event.parked_at is not None,
+                to_ts(event.retry_at) if event.retry_at else None,
+            )
+        )
     from ..models import Rule
 
     names = dict(session.execute(select(Rule.id, Rule.name)).all())
-    for enr in session.scalars(select(Enrolment).where(Enrolment.error.is_not(None))
-                               .order_by(Enrolment.id.desc()).limit(limit)):
+    for enr in session.scalars(
+        select(Enrolment).where(Enrolment.error.is_not(None)).order_by(Enrolment.id.desc()).limit(limit)
+    ):
         parked = enr.state == EnrolmentState.PARKED
-        out.append(Stuck("journey", enr.id, enr.contact_id, f"{names.get(enr.rule_id, enr.rule_id)} step {enr.pc}",
-                         enr.attempts or 0, enr.error or "", parked, None if parked else enr.due))
+        out.append(
+            Stuck(
+                "journey",
+                enr.id,
+                enr.contact_id,
+                f"{names.get(enr.rule_id, enr.rule_id)} step {enr.pc}",
+                enr.attempts or 0,
+                enr.error or "",
+                parked,
+                None if parked else enr.due,
+            )
+        )
     return sorted(out, key=lambda s: (not s.parked, s.kind, -s.id))[:limit]
 
 
@@ -85,16 +114,31 @@ def resend(session: Session, actor: str, ids: Iterable[int] = (), status: str | 
         if msg is None:
             raise ResendError(f"there is no message with id {message_id}", 404, "ids")
         if msg.status not in RESENDABLE:
-            raise ResendError(f"message {message_id} is {msg.status}: only failed or unknown messages can be resent"
-                              + ("; it is still on its way" if msg.status in ("pending", "sending") else ""),
-                              409, "ids")
+            raise ResendError(
+                f"message {message_id} is {msg.status}: only failed or unknown messages can be resent"
+                + ("; it is still on its way" if msg.status in ("pending", "sending") else ""),
+                409,
+                "ids",
+            )
     now = utcnow().replace(microsecond=0)  # engine clocks tick in whole seconds
     for message_id in ids:
         # attempts start again: a send that had used up its tries gets all of them
-        session.execute(update(Message).where(Message.id == message_id, Message.status.in_(RESENDABLE)).values(
-            status=MessageStatus.PENDING.value, attempts=0, claimed_at=None, sending_at=None, next_attempt_at=now))
-        session.add(MessageStatusChange(message_id=message_id, status=MessageStatus.PENDING.value,
-                                        detail=f"resend requested by {actor}", source="operator", at=now))
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status.in_(RESENDABLE))
+            .values(
+                status=MessageStatus.PENDING.value, attempts=0, claimed_at=None, sending_at=None, next_attempt_at=now
+            )
+        )
+        session.add(
+            MessageStatusChange(
+                message_id=message_id,
+                status=MessageStatus.PENDING.value,
+                detail=f"resend requested by {actor}",
+                source="operator",
+                at=now,
+            )
+        )
     return ids
 
 
@@ -107,10 +151,18 @@ def unpark(session: Session, events: Iterable[int] = (), journeys: Iterable[int]
     pick_events = [Event.id.in_(events)] if events or journeys else []
     pick_journeys = [Enrolment.id.in_(journeys)] if events or journeys else []
     now = utcnow().replace(microsecond=0)  # engine clocks tick in whole seconds
-    unparked_events = affected_rows(session.execute(update(Event).where(
-        Event.processed_at.is_(None), Event.parked_at.is_not(None), *pick_events).values(
-        parked_at=None, retry_at=now, attempts=0)))
-    unparked_journeys = affected_rows(session.execute(update(Enrolment).where(
-        Enrolment.state == EnrolmentState.PARKED.value, *pick_journeys).values(
-        state=EnrolmentState.ACTIVE.value, due=to_ts(now), attempts=0)))
+    unparked_events = affected_rows(
+        session.execute(
+            update(Event)
+            .where(Event.processed_at.is_(None), Event.parked_at.is_not(None), *pick_events)
+            .values(parked_at=None, retry_at=now, attempts=0)
+        )
+    )
+    unparked_journeys = affected_rows(
+        session.execute(
+            update(Enrolment)
+            .where(Enrolment.state == EnrolmentState.PARKED.value, *pick_journeys)
+            .values(state=EnrolmentState.ACTIVE.value, due=to_ts(now), attempts=0)
+        )
+    )
     return unparked_events, unparked_journeys

@@ -1,8 +1,10 @@
 """Date, inactivity and schedule triggers: each a row with a due time, fired by the scheduler."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import delete, select
 
@@ -42,8 +44,12 @@ def next_fire(ctx: EngineContext, trigger: dict[str, Any], contact: Contact, aft
             ts = local_at(day + timedelta(days=offset // 86400), parse_hhmm(trigger.get("at") or DEFAULT_AT), tz)
         return ts if ts >= after else None
     if kind == "inactivity":
-        last = ctx.session.scalar(select(Event.occurred_at).where(
-            Event.contact_id == contact.id, Event.name == trigger["event"]).order_by(Event.occurred_at.desc()).limit(1))
+        last = ctx.session.scalar(
+            select(Event.occurred_at)
+            .where(Event.contact_id == contact.id, Event.name == trigger["event"])
+            .order_by(Event.occurred_at.desc())
+            .limit(1)
+        )
         start = max(to_ts(last) if last else 0, to_ts(contact.created_at))
         ts = start + int(trigger["seconds"])
         return ts if ts >= after else None
@@ -51,8 +57,9 @@ def next_fire(ctx: EngineContext, trigger: dict[str, Any], contact: Contact, aft
 
 
 def _set_timer(ctx: EngineContext, rule_id: int, contact_id: int, due: int | None) -> None:
-    row = ctx.session.scalar(select(TriggerTimer).where(TriggerTimer.rule_id == rule_id,
-                                                        TriggerTimer.contact_id == contact_id))
+    row = ctx.session.scalar(
+        select(TriggerTimer).where(TriggerTimer.rule_id == rule_id, TriggerTimer.contact_id == contact_id)
+    )
     if due is None:
         if row is not None:
             ctx.session.delete(row)
@@ -62,8 +69,12 @@ def _set_timer(ctx: EngineContext, rule_id: int, contact_id: int, due: int | Non
         row.due = due
 
 
-def plan_contact(ctx: EngineContext, contact: Contact, timed: Iterable[tuple[int, int, dict[str, Any]]],
-                 fields: set[str] | None = None) -> None:
+def plan_contact(
+    ctx: EngineContext,
+    contact: Contact,
+    timed: Iterable[tuple[int, int, dict[str, Any]]],
+    fields: set[str] | None = None,
+) -> None:
     """(Re)plan every date trigger of *contact*; with *fields*, only triggers on those fields."""
     for rule_id, _version_id, trigger in timed:
         kind = trigger["kind"]
@@ -77,8 +88,9 @@ def plan_contact(ctx: EngineContext, contact: Contact, timed: Iterable[tuple[int
             ensure_schedule_timer(ctx, rule_id, trigger, contact.timezone or ctx.default_tz)
 
 
-def on_event(ctx: EngineContext, contact: Contact, event: Event,
-             timed: Iterable[tuple[int, int, dict[str, Any]]]) -> None:
+def on_event(
+    ctx: EngineContext, contact: Contact, event: Event, timed: Iterable[tuple[int, int, dict[str, Any]]]
+) -> None:
     """An event re-arms the inactivity triggers that watch it."""
     for rule_id, _version_id, trigger in timed:
         if trigger["kind"] == "inactivity" and trigger["event"] == event.name:
@@ -105,11 +117,13 @@ def next_schedule(ctx: EngineContext, trigger: dict[str, Any], tz_name: str, aft
 
 
 def ensure_schedule_timer(ctx: EngineContext, rule_id: int, trigger: dict[str, Any], tz_name: str) -> None:
-    exists = ctx.session.scalar(select(ScheduleTimer.id).where(ScheduleTimer.rule_id == rule_id,
-                                                                ScheduleTimer.timezone == tz_name))
+    exists = ctx.session.scalar(
+        select(ScheduleTimer.id).where(ScheduleTimer.rule_id == rule_id, ScheduleTimer.timezone == tz_name)
+    )
     if exists is None:
-        ctx.session.add(ScheduleTimer(rule_id=rule_id, timezone=tz_name,
-                                      due=next_schedule(ctx, trigger, tz_name, ctx.now)))
+        ctx.session.add(
+            ScheduleTimer(rule_id=rule_id, timezone=tz_name, due=next_schedule(ctx, trigger, tz_name, ctx.now))
+        )
         ctx.session.flush()
 
 
@@ -129,4 +143,3 @@ def schedule_contacts(ctx: EngineContext, tz_name: str) -> list[Contact]:
 def clear_rule_timers(ctx: EngineContext, rule_id: int) -> None:
     ctx.session.execute(delete(TriggerTimer).where(TriggerTimer.rule_id == rule_id))
     ctx.session.execute(delete(ScheduleTimer).where(ScheduleTimer.rule_id == rule_id))
-

@@ -1,11 +1,12 @@
 """Local-time arithmetic for the engine: quiet hours, ``at 09:00``, anniversaries. Times are UNIX seconds."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-UTC = timezone.utc
+UTC = UTC
 #: the local time a date means when a rule names none: date triggers and ``wait until <date>``
 DEFAULT_AT = "09:00"
 
@@ -48,7 +49,7 @@ def local_at(day: date, at: time, tz: ZoneInfo) -> int:
 def next_local_time(now: int, at: time, tz: ZoneInfo) -> int:
     """The first instant >= *now* that is *at* local time."""
     today = to_dt(now).astimezone(tz).date()
-    for offset in range(0, 3):
+    for offset in range(3):
         candidate = local_at(today + timedelta(days=offset), at, tz)
         if candidate >= now:
             return candidate
@@ -59,10 +60,8 @@ def quiet_until(now: int, start: time, end: time, tz: ZoneInfo) -> int | None:
     """If *now* falls inside the quiet window [start, end) local time, the instant it ends; else None."""
     local = to_dt(now).astimezone(tz)
     t = local.time().replace(tzinfo=None)
-    if start <= end:
-        inside = start <= t < end
-    else:  # wraps midnight, e.g. 21:00-08:00
-        inside = t >= start or t < end
+    # a window ending before it starts wraps midnight, e.g. 21:00-08:00
+    inside = start <= t < end if start <= end else (t >= start or t < end)
     if not inside:
         return None
     return next_local_time(now, end, tz)

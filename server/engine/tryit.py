@@ -9,12 +9,13 @@ and custom fields; nothing of the instance changes.
 A try can be kept with the rule as a test case (:class:`~server.models.RuleTest`): it expects the sends it
 made when it was kept, and runs again on every save of the rule (:func:`rerun_cases`).
 """
+
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -50,7 +51,7 @@ class MadeUp:
     consent: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_form(cls, fields: str, tags: str, tz: str, consent: dict[str, str]) -> "MadeUp":
+    def from_form(cls, fields: str, tags: str, tz: str, consent: dict[str, str]) -> MadeUp:
         """Read the panel's inputs: ``name = value`` lines (JSON values such as ``42`` or ``true`` keep their type,
         anything else is text), comma-separated tags, an IANA time zone, ``granted``/``revoked`` per channel.
 
@@ -63,8 +64,10 @@ class MadeUp:
             name, eq, raw = line.partition("=")
             name = name.strip()
             if not eq or not _FIELD.match(name):
-                raise TryError(f"fields, line {number}: write `name = value`, the name in lowercase letters, digits "
-                               "and _ (e.g. `first_name = Ana`)")
+                raise TryError(
+                    f"fields, line {number}: write `name = value`, the name in lowercase letters, digits "
+                    "and _ (e.g. `first_name = Ana`)"
+                )
             values[name] = _value(raw.strip())
         tz = tz.strip()
         if tz:
@@ -75,21 +78,30 @@ class MadeUp:
         for channel, status in consent.items():
             if status and status not in CONSENT:
                 raise TryError(f"consent for {channel}: choose granted, revoked or not recorded")
-        return cls(values, [t.strip() for t in tags.split(",") if t.strip()], tz,
-                   {channel: status for channel, status in consent.items() if status})
+        return cls(
+            values,
+            [t.strip() for t in tags.split(",") if t.strip()],
+            tz,
+            {channel: status for channel, status in consent.items() if status},
+        )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MadeUp":
-        return cls(dict(data.get("fields") or {}), list(data.get("tags") or []), data.get("timezone") or "",
-                   dict(data.get("consent") or {}))
+    def from_dict(cls, data: dict[str, Any]) -> MadeUp:
+        return cls(
+            dict(data.get("fields") or {}),
+            list(data.get("tags") or []),
+            data.get("timezone") or "",
+            dict(data.get("consent") or {}),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {"fields": self.fields, "tags": self.tags, "timezone": self.timezone, "consent": self.consent}
 
     def field_lines(self) -> str:
         """The fields as the panel shows them (``name = value`` lines)."""
-        return "\n".join(f"{name} = {value if isinstance(value, str) else json.dumps(value)}"
-                         for name, value in self.fields.items())
+        return "\n".join(
+            f"{name} = {value if isinstance(value, str) else json.dumps(value)}" for name, value in self.fields.items()
+        )
 
 
 def _value(raw: str) -> Any:
@@ -109,8 +121,11 @@ class TryResult:
     @property
     def sends(self) -> list[dict[str, Any]]:
         """The sends, as a test case keeps them."""
-        return [{"at": e["at"], "contact": e["contact"], "channel": e.get("channel"), "template": e.get("template")}
-                for e in self.effects if e["action"] == "send"]
+        return [
+            {"at": e["at"], "contact": e["contact"], "channel": e.get("channel"), "template": e.get("template")}
+            for e in self.effects
+            if e["action"] == "send"
+        ]
 
 
 def timeline_lines(contact: MadeUp, timeline: str) -> list[str]:
@@ -118,7 +133,7 @@ def timeline_lines(contact: MadeUp, timeline: str) -> list[str]:
 
     :raises TryError: for a malformed line (named ``timeline:N`` as typed), or no event at all.
     """
-    typed = [line for line in timeline.splitlines()]
+    typed = list(timeline.splitlines())
     if sum(1 for line in typed if line.strip()) > MAX_TIMELINE_LINES:
         raise TryError(f"the timeline has more than {MAX_TIMELINE_LINES} lines; keep a try short")
     lines = []
@@ -135,8 +150,9 @@ def timeline_lines(contact: MadeUp, timeline: str) -> list[str]:
     except TimelineError as exc:
         raise TryError(str(exc)) from None
     if not parsed:
-        raise TryError("the timeline is empty: add an event, e.g. "
-                       '{"at": "2026-03-02T09:00:00Z", "event": "form.submitted"}')
+        raise TryError(
+            'the timeline is empty: add an event, e.g. {"at": "2026-03-02T09:00:00Z", "event": "form.submitted"}'
+        )
     values: dict[str, Any] = {**contact.fields}
     if contact.tags:
         values["tags"] = contact.tags
@@ -144,7 +160,7 @@ def timeline_lines(contact: MadeUp, timeline: str) -> list[str]:
         values["timezone"] = contact.timezone
     if contact.consent:
         values["consent"] = contact.consent
-    start = datetime.fromtimestamp(parsed[0].at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = datetime.fromtimestamp(parsed[0].at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return [json.dumps({"at": start, "contact": CONTACT_KEY, "set": values}), *lines]
 
 
@@ -160,9 +176,14 @@ def sample_timeline(plan: dict[str, Any] | None, start: datetime) -> str:
             events.append(plan["goal"]["event"])
     if not events:
         events = ["contact.updated"]
-    at = start.astimezone(timezone.utc).replace(second=0, microsecond=0)
-    return "\n".join(json.dumps({"at": (at + timedelta(days=i)).strftime("%Y-%m-%dT%H:%M:%SZ"), "event": name})
-                     for i, name in enumerate(dict.fromkeys(events))) + "\n"
+    at = start.astimezone(UTC).replace(second=0, microsecond=0)
+    return (
+        "\n".join(
+            json.dumps({"at": (at + timedelta(days=i)).strftime("%Y-%m-%dT%H:%M:%SZ"), "event": name})
+            for i, name in enumerate(dict.fromkeys(events))
+        )
+        + "\n"
+    )
 
 
 def try_rule(session: Session, app: Any, text: str, contact: MadeUp, timeline: str) -> TryResult:
@@ -187,10 +208,16 @@ def compare(expected: list[dict[str, Any]], sends: list[dict[str, Any]]) -> list
     """What differs between the sends a case expects and those it made, one line each; empty when equal."""
     key = lambda s: (s["at"], s["contact"], s["channel"], s["template"])  # noqa: E731
     wanted, made = sorted(map(key, expected)), sorted(map(key, sends))
-    report = [f"expected {channel} {template} to {who} at {at}, not sent" for at, who, channel, template in wanted
-              if (at, who, channel, template) not in made]
-    report += [f"sent {channel} {template} to {who} at {at}, not expected" for at, who, channel, template in made
-               if (at, who, channel, template) not in wanted]
+    report = [
+        f"expected {channel} {template} to {who} at {at}, not sent"
+        for at, who, channel, template in wanted
+        if (at, who, channel, template) not in made
+    ]
+    report += [
+        f"sent {channel} {template} to {who} at {at}, not expected"
+        for at, who, channel, template in made
+        if (at, who, channel, template) not in wanted
+    ]
     return report
 
 
@@ -218,5 +245,18 @@ def rerun_cases(session: Session, app: Any, rule_id: int, text: str) -> list[Rul
     return cases
 
 
-__all__ = ["CONSENT", "CONTACT_KEY", "MAX_CASES", "MadeUp", "TryError", "TryResult", "cases_of", "compare",
-           "rerun_cases", "run_case", "sample_timeline", "timeline_lines", "try_rule"]
+__all__ = [
+    "CONSENT",
+    "CONTACT_KEY",
+    "MAX_CASES",
+    "MadeUp",
+    "TryError",
+    "TryResult",
+    "cases_of",
+    "compare",
+    "rerun_cases",
+    "run_case",
+    "sample_timeline",
+    "timeline_lines",
+    "try_rule",
+]

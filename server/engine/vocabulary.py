@@ -1,8 +1,10 @@
 """What rules may name on this instance, for the language checker: one place, used by every way rules are saved."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,11 +28,16 @@ def plugin_vocabulary(plugins: Any) -> Any:
     parts = plugins.vocabulary_parts()
     base = dsl.Vocabulary.default()
     channels = {name: frozenset(plugins.channels[name].builtin_templates) for name in parts["channels"]}
-    return replace(base, channels=channels,
-                   events=frozenset(base.events or ()) | CORE_EVENTS | frozenset(parts["events"]),
-                   steps=frozenset(base.steps) | frozenset(parts["actions"]), raised=frozenset(),
-                   namespaces=frozenset(parts["namespaces"]), quiet_hours=dict(parts["quiet_hours"]),
-                   functions=dict(plugins.condition_functions))
+    return replace(
+        base,
+        channels=channels,
+        events=frozenset(base.events or ()) | CORE_EVENTS | frozenset(parts["events"]),
+        steps=frozenset(base.steps) | frozenset(parts["actions"]),
+        raised=frozenset(),
+        namespaces=frozenset(parts["namespaces"]),
+        quiet_hours=dict(parts["quiet_hours"]),
+        functions=dict(plugins.condition_functions),
+    )
 
 
 def with_templates(vocabulary: Any, templates: Iterable[tuple[str, str]] = ()) -> Any:
@@ -49,21 +56,30 @@ def endpoint_names(session: Session, plugins: Any) -> list[tuple[str, str]]:
 
 
 def instance_vocabulary(session: Session, plugins: Any, extra_templates: Iterable[tuple[str, str]] = ()) -> Any:
-    """Channels, steps, events and condition functions from the plugins; templates, endpoints, custom fields, segments, rule
-    names and the event names received so far from the database; plus templates (and endpoints) about to be
-    saved with the rules.
+    """Channels, steps, events and condition functions from the plugins; templates, endpoints, custom fields,
+    segments, rule names and the event names received so far from the database; plus templates (and endpoints)
+    about to be saved with the rules.
     """
     from ..segments import vocabulary as stored
 
     base = stored(session)  # built-in events and fields, custom field definitions, segment names
     offline = plugin_vocabulary(plugins)
-    templates = [*session.execute(select(Template.channel, Template.name)), *endpoint_names(session, plugins),
-                 *extra_templates]
+    templates = [
+        *session.execute(select(Template.channel, Template.name)),
+        *endpoint_names(session, plugins),
+        *extra_templates,
+    ]
     recent = select(Event.name).order_by(Event.id.desc()).limit(RECENT_EVENTS).subquery()
     received = frozenset(session.scalars(select(recent.c.name).distinct()))
-    vocabulary = replace(offline, events=offline.events | frozenset(base.events or ()),
-                         steps=offline.steps | frozenset(base.steps), contact_fields=base.contact_fields,
-                         segments=base.segments, rules=None, raised=received)
+    vocabulary = replace(
+        offline,
+        events=offline.events | frozenset(base.events or ()),
+        steps=offline.steps | frozenset(base.steps),
+        contact_fields=base.contact_fields,
+        segments=base.segments,
+        rules=None,
+        raised=received,
+    )
     return with_templates(vocabulary, templates)
 
 
@@ -85,11 +101,21 @@ def editor_words(session: Session, plugins: Any) -> dict[str, Any]:
         "templates": {channel: sorted(names or ()) for channel, names in sorted(words.channels.items())},
         "segments": sorted(words.segments or ()),
         "channels": sorted(words.channels),
-        "steps": [{"name": name, "detail": getattr(action, "description", "") or f"plugin step {name}"}
-                  for name, action in sorted(plugins.actions.items())],
-        "functions": [{"name": name, "detail": signature(function)}
-                      for name, function in sorted(words.functions.items())],
+        "steps": [
+            {"name": name, "detail": getattr(action, "description", "") or f"plugin step {name}"}
+            for name, action in sorted(plugins.actions.items())
+        ],
+        "functions": [
+            {"name": name, "detail": signature(function)} for name, function in sorted(words.functions.items())
+        ],
     }
 
 
-__all__ = ["CORE_EVENTS", "editor_words", "endpoint_names", "instance_vocabulary", "plugin_vocabulary", "with_templates"]
+__all__ = [
+    "CORE_EVENTS",
+    "editor_words",
+    "endpoint_names",
+    "instance_vocabulary",
+    "plugin_vocabulary",
+    "with_templates",
+]

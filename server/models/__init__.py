@@ -1,22 +1,66 @@
 """SQLAlchemy models: the database is Nudge's source of truth."""
+
 from .accounts import AdminSession, ApiKey, Role, Scope, User
 from .base import Base, JsonType, UTCDateTime, utcnow
 from .consent import Consent, ConsentStatus, Suppression, SuppressionReason
 from .contacts import Contact, ContactTag
-from .crm import (AuditEntry, FieldDefinition, FieldType, Form, IdempotencyRecord, Note, Segment, Task,
-                  TaskStatus)
 from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoint
+from .crm import AuditEntry, FieldDefinition, FieldType, Form, IdempotencyRecord, Note, Segment, Task, TaskStatus
 from .events import Event, ProviderReceipt
-from .journeys import (Enrolment, EnrolmentState, JourneyLog, Rule, RuleStatus, RuleTest, RuleVersion, ScheduleTimer,
-                       TriggerTimer)
+from .journeys import (
+    Enrolment,
+    EnrolmentState,
+    JourneyLog,
+    Rule,
+    RuleStatus,
+    RuleTest,
+    RuleVersion,
+    ScheduleTimer,
+    TriggerTimer,
+)
 from .messages import ChannelHealth, Message, MessageStatus
 
 __all__ = [
-    "Enrolment", "EnrolmentState", "JourneyLog", "Rule", "RuleStatus", "RuleVersion", "ScheduleTimer", "TriggerTimer",
-    "AuditEntry", "FieldDefinition", "FieldType", "Form", "IdempotencyRecord", "Note", "Segment", "Task", "TaskStatus",
-    "AdminSession", "ApiKey", "Base", "Consent", "ConsentStatus", "InboundSource", "MessageStatusChange",
-    "Suppression", "SuppressionReason", "Template", "WebhookEndpoint", "ChannelHealth", "Contact", "ContactTag", "Event",
-    "JsonType", "RuleTest",
-    "ProviderReceipt", "Message", "MessageStatus",
-    "Role", "Scope", "UTCDateTime", "User", "utcnow",
+    "AdminSession",
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "ChannelHealth",
+    "Consent",
+    "ConsentStatus",
+    "Contact",
+    "ContactTag",
+    "Enrolment",
+    "EnrolmentState",
+    "Event",
+    "FieldDefinition",
+    "FieldType",
+    "Form",
+    "IdempotencyRecord",
+    "InboundSource",
+    "JourneyLog",
+    "JsonType",
+    "Message",
+    "MessageStatus",
+    "MessageStatusChange",
+    "Note",
+    "ProviderReceipt",
+    "Role",
+    "Rule",
+    "RuleStatus",
+    "RuleTest",
+    "RuleVersion",
+    "ScheduleTimer",
+    "Scope",
+    "Segment",
+    "Suppression",
+    "SuppressionReason",
+    "Task",
+    "TaskStatus",
+    "Template",
+    "TriggerTimer",
+    "UTCDateTime",
+    "User",
+    "WebhookEndpoint",
+    "utcnow",
 ]

@@ -1,4 +1,5 @@
 """Who may use Nudge: admin users (web) and API keys (machines)."""
+
 from __future__ import annotations
 
 import enum
@@ -11,22 +12,22 @@ from .base import NEVER_REUSE_IDS, Base, UTCDateTime, utcnow
 
 
 class Scope(str, enum.Enum):
-    INGEST = "ingest"   # send events and upsert contacts
-    ADMIN = "admin"     # everything
+    INGEST = "ingest"  # send events and upsert contacts
+    ADMIN = "admin"  # everything
 
 
 class Role(str, enum.Enum):
     """What a signed-in person may do in the admin UI; each role can do everything the ones below it can."""
 
-    VIEWER = "viewer"   # reads every page, changes nothing (their own password aside)
-    EDITOR = "editor"   # also changes rules, templates, segments, contacts, messages and tasks
-    ADMIN = "admin"     # also manages users and API keys
+    VIEWER = "viewer"  # reads every page, changes nothing (their own password aside)
+    EDITOR = "editor"  # also changes rules, templates, segments, contacts, messages and tasks
+    ADMIN = "admin"  # also manages users and API keys
 
     @property
     def rank(self) -> int:
         return _RANKS[self]
 
-    def allows(self, needed: "Role") -> bool:
+    def allows(self, needed: Role) -> bool:
         """Whether this role may do what *needed* is required for."""
         return self.rank >= needed.rank
 

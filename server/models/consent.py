@@ -1,4 +1,5 @@
 """Consent and suppression: who may be messaged, on which channel, and why not."""
+
 from __future__ import annotations
 
 import enum
@@ -19,8 +20,7 @@ class Consent(Base):
     """The consent ledger: append-only; a contact's current consent per channel is its latest row."""
 
     __tablename__ = "consents"
-    __table_args__ = (Index("ix_consents_contact_channel_at", "contact_id", "channel", "recorded_at"),
-                      NEVER_REUSE_IDS)
+    __table_args__ = (Index("ix_consents_contact_channel_at", "contact_id", "channel", "recorded_at"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))

@@ -1,4 +1,5 @@
 """Contacts and their tags."""
+
 from __future__ import annotations
 
 import secrets
@@ -9,7 +10,6 @@ from sqlalchemy import Computed, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
-
 
 #: what the admin UI's name search reads: the full name, then the last name alone, in the database's lower case,
 #: computed by the database (so every write path keeps them right) and indexed for prefix search with keyset pages.
@@ -48,7 +48,7 @@ class Contact(Base):
     name_key: Mapped[str | None] = mapped_column(String(511), Computed(NAME_KEY, persisted=True), index=True)
     last_name_key: Mapped[str | None] = mapped_column(String(255), Computed(LAST_NAME_KEY, persisted=True), index=True)
 
-    tags: Mapped[list["ContactTag"]] = relationship(back_populates="contact", cascade="all, delete-orphan")
+    tags: Mapped[list[ContactTag]] = relationship(back_populates="contact", cascade="all, delete-orphan")
 
     def __repr__(self) -> str:
         return f"<Contact {self.id}>"

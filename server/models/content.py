@@ -1,4 +1,5 @@
 """Message templates and webhook endpoints: what rules send, stored per instance."""
+
 from __future__ import annotations
 
 from datetime import datetime

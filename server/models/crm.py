@@ -1,5 +1,6 @@
 """The CRM layer around contacts: custom field definitions, notes, tasks, forms, segments,
 the audit log of admin actions and stored API responses for ``Idempotency-Key``."""
+
 from __future__ import annotations
 
 import enum

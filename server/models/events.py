@@ -1,4 +1,5 @@
 """Events: what contacts did, as received by the API or raised by Nudge itself."""
+
 from __future__ import annotations
 
 from datetime import datetime

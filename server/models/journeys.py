@@ -3,14 +3,25 @@
 Engine times are integer UNIX seconds (UTC): compact on disk — a waiting enrolment is
 a few integers — and compared without time-zone surprises on SQLite and PostgreSQL alike.
 """
+
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint,
-                        text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
@@ -79,11 +90,11 @@ class RuleTest(Base):
 
 
 class EnrolmentState(enum.IntEnum):
-    ACTIVE = 0     # running or waiting (``due`` says until when, ``wait_event`` for what)
-    DONE = 1       # finished all steps
-    EXITED = 2     # left early: goal reached, stopped, rule removed
-    HELD = 3       # its rule is paused: kept where it is, ``due`` and all, until the rule is resumed
-    PARKED = 4     # its next step failed ``MAX_ATTEMPTS`` times: kept where it is until an operator retries it
+    ACTIVE = 0  # running or waiting (``due`` says until when, ``wait_event`` for what)
+    DONE = 1  # finished all steps
+    EXITED = 2  # left early: goal reached, stopped, rule removed
+    HELD = 3  # its rule is paused: kept where it is, ``due`` and all, until the rule is resumed
+    PARKED = 4  # its next step failed ``MAX_ATTEMPTS`` times: kept where it is until an operator retries it
 
 
 class Enrolment(Base):
@@ -96,8 +107,12 @@ class Enrolment(Base):
         # the rules list's counts per rule: in it now, entered and completed lately (migration 0016)
         Index("ix_enrolments_rule_state", "rule_id", "state", "entered", "finished"),
         # the few journeys that failed (retrying or parked), found without reading the waiting millions
-        Index("ix_enrolments_failing", "id", postgresql_where=text("error IS NOT NULL"),
-              sqlite_where=text("error IS NOT NULL")),
+        Index(
+            "ix_enrolments_failing",
+            "id",
+            postgresql_where=text("error IS NOT NULL"),
+            sqlite_where=text("error IS NOT NULL"),
+        ),
         NEVER_REUSE_IDS,
     )
 
@@ -158,8 +173,7 @@ class ScheduleTimer(Base):
     """When a schedule rule (``every day at 09:00``) next fires; per time zone, since it is local time."""
 
     __tablename__ = "schedule_timers"
-    __table_args__ = (UniqueConstraint("rule_id", "timezone"), Index("ix_schedule_timers_due", "due"),
-                      NEVER_REUSE_IDS)
+    __table_args__ = (UniqueConstraint("rule_id", "timezone"), Index("ix_schedule_timers_due", "due"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     rule_id: Mapped[int] = mapped_column(Integer)

@@ -1,4 +1,5 @@
 """The outbox: every outbound message, keyed so it is sent at most once."""
+
 from __future__ import annotations
 
 import enum
@@ -12,11 +13,11 @@ from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
 
 class MessageStatus(str, enum.Enum):
-    PENDING = "pending"      # waiting to be claimed
-    SENDING = "sending"      # claimed by a worker; outcome not yet recorded (``sending_at``: handed to the channel)
+    PENDING = "pending"  # waiting to be claimed
+    SENDING = "sending"  # claimed by a worker; outcome not yet recorded (``sending_at``: handed to the channel)
     SENT = "sent"
-    FAILED = "failed"        # permanent failure, or retries exhausted
-    UNKNOWN = "unknown"      # the provider may or may not have it: surfaced, never blindly resent
+    FAILED = "failed"  # permanent failure, or retries exhausted
+    UNKNOWN = "unknown"  # the provider may or may not have it: surfaced, never blindly resent
     SUPPRESSED = "suppressed"
 
 

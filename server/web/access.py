@@ -14,12 +14,14 @@ which import only ``server.sdk``, declare their pages with ``server.sdk.admin_pa
 A person who is not signed in is sent to the sign-in page (an htmx request gets ``401`` and an
 ``HX-Redirect`` there); a role too low gets ``403``.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -134,8 +136,11 @@ def enforce(access: Access) -> BaseResponse | None:
         return _sign_in_first()
     if not Role(user.role).allows(needed):
         verb = "change" if request.method not in SAFE_METHODS else "open"
-        abort(403, description=f"Your role ({user.role}) cannot {verb} this; it needs {needed.value}. "
-                               "Ask an admin if you need it.")
+        abort(
+            403,
+            description=f"Your role ({user.role}) cannot {verb} this; it needs {needed.value}. "
+            "Ask an admin if you need it.",
+        )
     return None
 
 
@@ -168,8 +173,9 @@ def guard_request() -> BaseResponse | None:
     view = current_app.view_functions.get(request.endpoint or "")
     access = declared(view)
     if access is None:
-        log.error("admin endpoint %s declares no role: refused (add @requires(Role....) below its route)",
-                  request.endpoint)
+        log.error(
+            "admin endpoint %s declares no role: refused (add @requires(Role....) below its route)", request.endpoint
+        )
         abort(500, description=f"The page {request.endpoint} declares no role, so nobody may use it.")
     return enforce(access)
 
@@ -206,5 +212,19 @@ def init_app(app: Flask) -> None:
         return {"admin_user": current_user, "Role": Role}
 
 
-__all__ = ["ADMIN_PREFIX", "Access", "Role", "actor", "admin_blueprint", "current_role", "current_user", "declared",
-           "enforce", "guard_request", "init_app", "protect", "public", "requires"]
+__all__ = [
+    "ADMIN_PREFIX",
+    "Access",
+    "Role",
+    "actor",
+    "admin_blueprint",
+    "current_role",
+    "current_user",
+    "declared",
+    "enforce",
+    "guard_request",
+    "init_app",
+    "protect",
+    "public",
+    "requires",
+]

@@ -1,4 +1,5 @@
 """CSRF protection for the server-rendered pages (the JSON API uses bearer keys instead)."""
+
 from __future__ import annotations
 
 import hmac

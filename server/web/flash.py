@@ -5,6 +5,7 @@ messages in the layout. An htmx request gets them in an ``HX-Trigger`` header as
 event, which ``/static/admin.js`` writes into the same area; an htmx request that fails (4xx, 5xx)
 carries its error there the same way, so nothing fails silently.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def _add_trigger(response: Response, messages: list[tuple[str, str]]) -> None:
     """Add the ``nudge:flash`` event to *response*'s ``HX-Trigger``, keeping the events already there."""
     raw = response.headers.get("HX-Trigger", "")
     try:
-        events: dict[str, Any] = json.loads(raw) if raw.startswith("{") else {name.strip(): None
-                                                                               for name in raw.split(",") if name}
+        events: dict[str, Any] = (
+            json.loads(raw) if raw.startswith("{") else {name.strip(): None for name in raw.split(",") if name}
+        )
     except ValueError:
         events = {}
     earlier = events.get(EVENT)
@@ -70,8 +72,11 @@ def init_app(app: Flask) -> None:
     def _flash_for_htmx(response: Response) -> Response:
         if not g.get("admin_page") or not is_htmx():
             return response
-        if response.headers.get("HX-Redirect") or response.headers.get("HX-Refresh") or \
-                300 <= response.status_code < 400:
+        if (
+            response.headers.get("HX-Redirect")
+            or response.headers.get("HX-Refresh")
+            or 300 <= response.status_code < 400
+        ):
             return response  # the next full page shows them
         # with_categories=True always gives (category, text) pairs; Flask's return type covers both forms
         messages = cast("list[tuple[str, str]]", get_flashed_messages(with_categories=True))

@@ -7,6 +7,7 @@ to: the person asked again and proved the address is theirs (imports and API cal
 The form's wording is stored with the consent. Bots meet a honeypot field and a per-IP rate
 limit kept in Redis (transport only: losing it just resets the counters).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,11 +34,12 @@ from ..queue import get_queue
 log = logging.getLogger(__name__)
 bp = Blueprint("forms", __name__)
 
-FORM_RATE_LIMIT = 20          # submissions per IP per hour
+FORM_RATE_LIMIT = 20  # submissions per IP per hour
 
 
 def exempt_from_csrf(blueprint: Blueprint) -> None:
     """Public endpoints posted to from other sites or mail clients authenticate by signed token, not session."""
+
     def _exempt(state: Any) -> None:
         config = state.app.config
         config["CSRF_EXEMPT_BLUEPRINTS"] = tuple(config.get("CSRF_EXEMPT_BLUEPRINTS", ())) + (blueprint.name,)
@@ -95,18 +97,28 @@ def show(slug: str):
 @bp.post("/f/<slug>")
 def submit(slug: str):
     form = _form(slug)
-    if rate_limited(f"form:{form.slug}", limit=int(current_app.config.get("FORM_RATE_LIMIT", FORM_RATE_LIMIT)),
-                    window=3600):
-        return page("message.html", 429, title="Too many attempts",
-                     text="Too many sign-ups from your network in the last hour. Please try again later.")
+    if rate_limited(
+        f"form:{form.slug}", limit=int(current_app.config.get("FORM_RATE_LIMIT", FORM_RATE_LIMIT)), window=3600
+    ):
+        return page(
+            "message.html",
+            429,
+            title="Too many attempts",
+            text="Too many sign-ups from your network in the last hour. Please try again later.",
+        )
     if request.form.get(HONEYPOT):
         log.info("form %s: honeypot filled, submission dropped", form.slug)
         return page("form_done.html", form=form, double_opt_in=form.double_opt_in)  # looks the same to a bot
     session = get_session()
     try:
         data, extra = _read_submission(form)
-        cleaned = clean_contact(session, data, region=current_app.config.get("PHONE_REGION"),
-                                known_fields=definitions(session), from_text=True)
+        cleaned = clean_contact(
+            session,
+            data,
+            region=current_app.config.get("PHONE_REGION"),
+            known_fields=definitions(session),
+            from_text=True,
+        )
         contact, _created = upsert_contact(session, cleaned)
     except InvalidInput as exc:
         session.rollback()
@@ -118,9 +130,13 @@ def submit(slug: str):
     event_ids: list[int] = []
     if form.double_opt_in:
         link = confirm_url(contact.public_id, form.id, _address_digest(form, contact))
-        message = Message(key=message_key(FORM_CONFIRM, form.id, contact.id, secrets.token_hex(8)),
-                          contact_id=contact.id, channel=form.channel, template=form.confirm_template,
-                          data={"confirm_url": link, "form": form.slug, "transactional": True, "marketing": False})
+        message = Message(
+            key=message_key(FORM_CONFIRM, form.id, contact.id, secrets.token_hex(8)),
+            contact_id=contact.id,
+            channel=form.channel,
+            template=form.confirm_template,
+            data={"confirm_url": link, "form": form.slug, "transactional": True, "marketing": False},
+        )
         session.add(message)
         session.commit()
         from ..engine.jobs import deliver_messages
@@ -149,18 +165,32 @@ def _read_submission(form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
     if form.wording and request.form.get("consent") not in ("yes", "on", "true", "1"):
         raise InvalidInput("consent", "Please tick the box to agree, so we may write to you.")
     values = {name: request.form.get(name, "").strip() for name in form.fields}
-    data = nest_fields({"email": request.form["email"], **{k: v for k, v in values.items() if v}},
-                       set(form.fields) - set(STANDARD_FORM_FIELDS))
+    data = nest_fields(
+        {"email": request.form["email"], **{k: v for k, v in values.items() if v}},
+        set(form.fields) - set(STANDARD_FORM_FIELDS),
+    )
     extra = {k: v[:255] for k, v in request.form.items() if k.startswith("utm_") and len(k) <= 64}
     return data, extra
 
 
 def _grant(session: Any, form: Form, contact: Contact, extra: dict[str, Any], *, confirmed: bool = False):
-    record_consent(session, contact.id, form.channel, True, f"form:{form.slug}" + (":confirmed" if confirmed else ""),
-                   ip=client_ip(), user_agent=request.user_agent.string, wording=form.wording)
-    return record_event(session, contact, "form.submitted",
-                        {"form": form.slug, "double_opt_in": form.double_opt_in, "confirmed": confirmed, **extra},
-                        source="form")
+    record_consent(
+        session,
+        contact.id,
+        form.channel,
+        True,
+        f"form:{form.slug}" + (":confirmed" if confirmed else ""),
+        ip=client_ip(),
+        user_agent=request.user_agent.string,
+        wording=form.wording,
+    )
+    return record_event(
+        session,
+        contact,
+        "form.submitted",
+        {"form": form.slug, "double_opt_in": form.double_opt_in, "confirmed": confirmed, **extra},
+        source="form",
+    )
 
 
 def _address_digest(form: Form, contact: Contact) -> str | None:
@@ -212,5 +242,9 @@ def confirm(token: str):
 def _gone(exc: Any):
     if not request.path.startswith("/f/confirm/"):
         return exc
-    return page("message.html", 410, title="This link has expired",
-                 text="Confirmation links work for 7 days. Please sign up again to get a new one.")
+    return page(
+        "message.html",
+        410,
+        title="This link has expired",
+        text="Confirmation links work for 7 days. Please sign up again to get a new one.",
+    )

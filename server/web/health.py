@@ -5,6 +5,7 @@ is parked; a load balancer keeps it) or ``unavailable`` (503). ``?strict=1`` ans
 ``degraded`` too, for monitors that should page. ``?details=1`` with an admin API key adds the
 figures and reasons; without one it is refused. No personal data either way.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -52,14 +53,17 @@ def _flag(name: str) -> bool:
 
 def _admin_only() -> Any:
     """Details need an admin API key: the answer says how the instance is doing inside."""
-    from ..problems import problem
     from ..auth import verify_api_key
     from ..models import Scope
+    from ..problems import problem
 
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return problem(401, "Missing API key", "?details=1 needs 'Authorization: Bearer <admin key>'; "
-                       "create one with: nudge apikey create --scope admin")
+        return problem(
+            401,
+            "Missing API key",
+            "?details=1 needs 'Authorization: Bearer <admin key>'; create one with: nudge apikey create --scope admin",
+        )
     session = get_session()
     try:
         key = verify_api_key(session, token.strip())

@@ -11,6 +11,7 @@ endpoint no blueprint registered is an error when the navigation is drawn, never
 
 Orders in use: Dashboard 0, Rules 20, Contacts 30, Messages 40, Tasks 50, Users 80, API keys 90.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,8 +72,10 @@ def least_role(app: Flask, item: NavItem) -> Role:
     """
     view = app.view_functions.get(item.endpoint)
     if view is None:
-        raise LookupError(f"navigation item {item.label!r} points at {item.endpoint!r}, which no registered "
-                          "blueprint serves; register the blueprint or remove the item")
+        raise LookupError(
+            f"navigation item {item.label!r} points at {item.endpoint!r}, which no registered "
+            "blueprint serves; register the blueprint or remove the item"
+        )
     access = declared(view)
     if access is None or access.read is None:
         raise LookupError(f"navigation item {item.label!r} points at {item.endpoint!r}, which declares no role")

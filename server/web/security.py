@@ -17,20 +17,30 @@ Admin pages (everything under ``/admin``, and plugins' pages declared with ``req
 editor injects its own; Nudge's templates have none, which tests/web/test_admin_shell.py checks), no plugins,
 no ``<base>``, forms only to Nudge, no framing.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from flask import Flask, Response, g, request
 
-MAX_BODY = 1024 * 1024          # bytes any route reads, unless its endpoint says otherwise
-MAX_FORM_MEMORY = 64 * 1024     # bytes of form fields (URL-encoded or multipart, files aside)
-MAX_FORM_PARTS = 100            # fields in one form post
-ADMIN_CSP = "; ".join([
-    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data:", "font-src 'self'", "connect-src 'self'", "object-src 'none'", "base-uri 'none'",
-    "form-action 'self'", "frame-ancestors 'none'",
-])
+MAX_BODY = 1024 * 1024  # bytes any route reads, unless its endpoint says otherwise
+MAX_FORM_MEMORY = 64 * 1024  # bytes of form fields (URL-encoded or multipart, files aside)
+MAX_FORM_PARTS = 100  # fields in one form post
+ADMIN_CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 

@@ -4,9 +4,10 @@ Templates of admin pages extend ``admin/layout.html`` and get ``admin_user()`` (
 :class:`~server.models.User`), ``nav_links()``, ``Role``, and the filters ``when`` (an instant as
 ``2026-11-25 14:03 UTC``) and ``duration`` (seconds as ``3 min``).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask
 
@@ -17,7 +18,7 @@ def when(value: datetime | None, empty: str = "never") -> str:
     """An aware instant as ``YYYY-MM-DD HH:MM UTC``; *empty* for None."""
     if value is None:
         return empty
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def duration(seconds: float | int | None, empty: str = "—") -> str:

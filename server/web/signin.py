@@ -12,6 +12,7 @@ its hash must exist on every admin request. Signing out deletes the row; a new p
 (``nudge admin password``) deletes all rows of that user; a session unused for
 :data:`IDLE_TIMEOUT` ends. A cookie copied before any of these opens nothing afterwards.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,9 @@ import logging
 import secrets
 import threading
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Callable, cast
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import redis
 from flask import Flask, current_app, session
@@ -31,12 +33,12 @@ from ..models import AdminSession, User
 
 log = logging.getLogger(__name__)
 
-ACCOUNT_FREE = 5            # attempts per account before waiting starts
-ADDRESS_FREE = 20           # attempts per client address before waiting starts
-FORGET_AFTER = 3600         # seconds without an attempt after which the count starts again
-MAX_WAIT = 900              # the longest wait between two attempts (seconds)
+ACCOUNT_FREE = 5  # attempts per account before waiting starts
+ADDRESS_FREE = 20  # attempts per client address before waiting starts
+FORGET_AFTER = 3600  # seconds without an attempt after which the count starts again
+MAX_WAIT = 900  # the longest wait between two attempts (seconds)
 IDLE_TIMEOUT = timedelta(hours=12)
-_TOUCH_EVERY = timedelta(minutes=5)   # how often a session's last_seen_at is written
+_TOUCH_EVERY = timedelta(minutes=5)  # how often a session's last_seen_at is written
 
 # One atomic check-and-count over both keys: refuse (returning the wait) while either must wait,
 # else count the attempt on both.
@@ -89,13 +91,15 @@ class SignInGuard:
         app.extensions["nudge.signin"] = self
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock(), timezone.utc)
+        return datetime.fromtimestamp(self.clock(), UTC)
 
     @staticmethod
     def _keys(email: str, address: str) -> list[tuple[str, int]]:
         prefix = f"nudge:{current_app.config['QUEUE_NAME']}:signin"  # hashed: no addresses in Redis
-        return [(f"{prefix}:account:{_digest(email)[:32]}", ACCOUNT_FREE),
-                (f"{prefix}:address:{_digest(address)[:32]}", ADDRESS_FREE)]
+        return [
+            (f"{prefix}:account:{_digest(email)[:32]}", ACCOUNT_FREE),
+            (f"{prefix}:address:{_digest(address)[:32]}", ADDRESS_FREE),
+        ]
 
     def attempt(self, email: str, address: str) -> float:
         """Count one sign-in attempt for *email* from *address*; return 0, or the seconds to wait first."""
@@ -106,8 +110,18 @@ class SignInGuard:
 
             conn = get_queue().redis
             # redis-py types each command for its async client too; this synchronous client returns the reply
-            reply = cast("bytes | str", conn.eval(_ATTEMPT, len(keys), *(k for k, _ in keys), repr(now), FORGET_AFTER,
-                                                  *(free for _, free in keys), MAX_WAIT))
+            reply = cast(
+                "bytes | str",
+                conn.eval(
+                    _ATTEMPT,
+                    len(keys),
+                    *(k for k, _ in keys),
+                    repr(now),
+                    FORGET_AFTER,
+                    *(free for _, free in keys),
+                    MAX_WAIT,
+                ),
+            )
             return float(reply)
         except redis.RedisError as exc:
             log.warning("sign-in limits counted in this process only: Redis unreachable (%s)", type(exc).__name__)
@@ -204,8 +218,11 @@ def end_other_sessions(user_id: int) -> int:
     """Sign *user_id* out of every browser but this one (after they changed their own password); return how many."""
     token = session.get("sid")
     keep = _digest(token) if isinstance(token, str) else ""
-    return affected_rows(get_session().execute(delete(AdminSession).where(AdminSession.user_id == user_id,
-                                                                          AdminSession.token_hash != keep)))
+    return affected_rows(
+        get_session().execute(
+            delete(AdminSession).where(AdminSession.user_id == user_id, AdminSession.token_hash != keep)
+        )
+    )
 
 
-__all__ = ["SignInGuard", "end_other_sessions", "end_session", "live_since", "guard", "signed_in_user", "start_session"]
+__all__ = ["SignInGuard", "end_other_sessions", "end_session", "guard", "live_since", "signed_in_user", "start_session"]

@@ -5,6 +5,7 @@ click only ever redirects to the URL inside its signed token. Opens and clicks t
 a person (mail-privacy proxies, link scanners, HEAD requests, hits seconds after sending) are still
 recorded, flagged ``machine: true`` with a ``machine_reason`` so rules can ignore them.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -17,10 +18,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, request
 from sqlalchemy import select
 
-from ..jsonbody import read_json
 from ..contacts import record_event
 from ..contacts.normalize import check_json
 from ..db import get_session
+from ..jsonbody import read_json
 from ..links import BadLink, contact_of, verify, visitor_token
 from ..models import Contact, Message, utcnow
 from .forms import client_ip, enqueue_events, exempt_from_csrf, rate_limited
@@ -28,8 +29,10 @@ from .forms import client_ip, enqueue_events, exempt_from_csrf, rate_limited
 bp = Blueprint("tracking", __name__)
 exempt_from_csrf(bp)
 
-PIXEL = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
-         b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+PIXEL = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
 VISITOR_COOKIE = "nudge_vid"
 VISITOR_PARAM = "_nv"
 SNIPPET = Path(__file__).resolve().parent.parent / "static" / "nudge.js"
@@ -90,8 +93,9 @@ def _message_event(purpose: str, token: str, what: str, extra: dict[str, Any]) -
     if reason:
         props["machine_reason"] = reason
     # a message no longer stored: the channel addressing the email field, whose messages carry these links
-    channel = message.channel if message is not None else current_app.extensions["nudge.plugins"].channel_for_field(
-        "email")
+    channel = (
+        message.channel if message is not None else current_app.extensions["nudge.plugins"].channel_for_field("email")
+    )
     event = record_event(session, contact, f"{channel}.{what}", props, source="tracking")
     session.commit()
     return contact, event.id
@@ -123,8 +127,14 @@ def click(token: str):
     response = redirect(_with_visitor(target, visitor), 302)
     response.headers["Cache-Control"] = "no-store, private"
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.set_cookie(VISITOR_COOKIE, visitor, max_age=400 * 86400, httponly=True, samesite="Lax",
-                        secure=current_app.config["BASE_URL"].startswith("https://"))
+    response.set_cookie(
+        VISITOR_COOKIE,
+        visitor,
+        max_age=400 * 86400,
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["BASE_URL"].startswith("https://"),
+    )
     return response
 
 

@@ -6,16 +6,17 @@ scanners prefetch links. The opt-out is a revoked consent in the ledger plus the
 the engine asks the send-time policy (:mod:`server.engine.policy`) before every send, so queued messages
 stop too.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint, abort, current_app, request, url_for
 
-from ..engine.jobs import enqueue_events
 from ..consent import current_consents, record_consent
 from ..contacts import opt_out
 from ..db import get_session
+from ..engine.jobs import enqueue_events
 from ..links import preferences_url
 from ..models import Contact
 from ..optout import BadLink, link_contact, token_channel, unsubscribe_with_token
@@ -53,9 +54,13 @@ def _address(contact: Contact | None, channel: str) -> str | None:
 def ask(token: str):
     data, contact = _load("unsubscribe", token)
     channel = token_channel(data)
-    return page("unsubscribe.html", channel=channel, address=mask(_address(contact, channel)),
-                action=url_for("unsubscribe.one_click", token=token),
-                preferences=preferences_url(contact.public_id) if contact else None)
+    return page(
+        "unsubscribe.html",
+        channel=channel,
+        address=mask(_address(contact, channel)),
+        action=url_for("unsubscribe.one_click", token=token),
+        preferences=preferences_url(contact.public_id) if contact else None,
+    )
 
 
 @bp.post("/u/<token>")
@@ -63,15 +68,21 @@ def one_click(token: str):
     data, _contact = _load("unsubscribe", token)
     source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "unsubscribe-page"
     unsubscribe_with_token(token, source, ip=client_ip(), user_agent=request.user_agent.string)
-    return page("message.html", title="You are unsubscribed",
-                text=f"You will get no more {token_channel(data)} messages from us.")
+    return page(
+        "message.html",
+        title="You are unsubscribed",
+        text=f"You will get no more {token_channel(data)} messages from us.",
+    )
 
 
 def _channels(contact: Contact) -> list[str]:
     """The channels this contact can be reached on (it has the address they use)."""
     pm = current_app.extensions["nudge.plugins"]
-    return [name for name, cls in sorted(pm.channels.items())
-            if cls.address_field and cls.consent is not None and getattr(contact, cls.address_field, None)]
+    return [
+        name
+        for name, cls in sorted(pm.channels.items())
+        if cls.address_field and cls.consent is not None and getattr(contact, cls.address_field, None)
+    ]
 
 
 @prefs.get("/p/<token>")
@@ -96,13 +107,28 @@ def save(token: str):
     for name in _channels(contact):
         subscribed = current.get(name) != "revoked"
         if subscribed and name not in wanted:
-            event = opt_out(session, contact, name, "preferences", ip=client_ip(), user_agent=request.user_agent.string,
-                            event=current_app.extensions["nudge.plugins"].opt_out_event(name))
+            event = opt_out(
+                session,
+                contact,
+                name,
+                "preferences",
+                ip=client_ip(),
+                user_agent=request.user_agent.string,
+                event=current_app.extensions["nudge.plugins"].opt_out_event(name),
+            )
             if event is not None:
                 event_ids.append(event.id)
         elif not subscribed and name in wanted:
-            record_consent(session, contact.id, name, True, "preferences", ip=client_ip(),
-                           user_agent=request.user_agent.string, wording="preference page")
+            record_consent(
+                session,
+                contact.id,
+                name,
+                True,
+                "preferences",
+                ip=client_ip(),
+                user_agent=request.user_agent.string,
+                wording="preference page",
+            )
     session.commit()
     enqueue_events(event_ids)
     current = current_consents(session, contact.id)

@@ -1,4 +1,5 @@
 """API keys: listed without secrets, revoked at once, optionally expiring, every change audited."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,13 +12,18 @@ from server.models import ApiKey, AuditEntry, utcnow
 
 
 def _events(client, key):
-    return client.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"},
-                       json={"contact": {"email": "a@example.com"}, "event": "x.y"})
+    return client.post(
+        "/api/v1/events",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"contact": {"email": "a@example.com"}, "event": "x.y"},
+    )
 
 
 def _audit(app):
     with app.app_context():
-        return [(e.actor, e.action, e.target_id) for e in get_session().scalars(select(AuditEntry).order_by(AuditEntry.id))]
+        return [
+            (e.actor, e.action, e.target_id) for e in get_session().scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
 
 
 def test_cli_create_list_and_revoke(app, client, runner):

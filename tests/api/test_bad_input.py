@@ -1,4 +1,5 @@
 """Bad input gets a clear 4xx naming the field, and nothing is half-written."""
+
 import pytest
 from sqlalchemy import func, select
 
@@ -14,46 +15,74 @@ def _counts(app):
         return {m.__name__: session.scalar(select(func.count()).select_from(m)) for m in MODELS}
 
 
-@pytest.mark.parametrize("method,path,body,status,field", [
-    # unknown fields and wrong types
-    ("POST", "/contacts", {"email": "a@example.com", "is_admin": True}, 422, "is_admin"),
-    ("POST", "/contacts", {"email": 42}, 422, "email"),
-    ("POST", "/contacts", {"email": "a@example.com", "score": "high"}, 422, "score"),
-    ("POST", "/contacts", {"email": "a@example.com", "score": 2**40}, 422, "score"),
-    ("POST", "/contacts", {"email": "a@example.com", "tags": "vip"}, 422, "tags"),
-    ("POST", "/contacts", {"email": "a@example.com", "tags": [""]}, 422, "tags[0]"),
-    ("POST", "/contacts", {"email": "a@example.com", "fields": []}, 422, "fields"),
-    ("POST", "/contacts", [{"email": "a@example.com"}], 422, ""),
-    # bad emails, phones and other values
-    ("POST", "/contacts", {"email": "not-an-address"}, 422, "email"),
-    ("POST", "/contacts", {"email": "a@example.com\u0000"}, 422, "email"),
-    ("POST", "/contacts", {"email": "a@example.com", "phone": "12"}, 422, "phone"),
-    ("POST", "/contacts", {"email": "a@example.com", "phone": "030 123456"}, 422, "phone"),
-    ("POST", "/contacts", {"email": "a@example.com", "timezone": "Mars/Olympus"}, 422, "timezone"),
-    ("POST", "/contacts", {"email": "a@example.com", "locale": "english please"}, 422, "locale"),
-    ("POST", "/contacts", {"first_name": "No identity"}, 422, "email"),
-    # events
-    ("POST", "/events", {"contact": {"email": "a@example.com"}, "event": "x.y", "props": {"a": "\u0000"}}, 422,
-     "props.a"),
-    ("POST", "/events", {"contact": {"email": "a@example.com", "phone": "nope"}, "event": "x.y"}, 422,
-     "contact.phone"),
-    ("POST", "/events", {"contact": {"email": "a@example.com", "shoe_size": 44}, "event": "x.y"}, 422,
-     "contact.shoe_size"),
-    ("POST", "/events/batch", {"events": []}, 422, "events"),
-    ("POST", "/events/batch", {"events": [{"contact": {"email": "a@example.com"}, "event": "x.y"}],
-                               "extra": 1}, 422, "extra"),
-    # tasks, notes, templates
-    ("POST", "/tasks", {"text": ""}, 422, "text"),
-    ("POST", "/tasks", {"text": "call", "due_at": "tomorrow"}, 422, "due_at"),
-    ("POST", "/tasks", {"text": "call", "due_at": "2026-05-01T10:00:00"}, 422, "due_at"),
-    ("POST", "/tasks", {"text": "call", "contact_id": 999999}, 404, None),
-    ("POST", "/tasks", {"text": "call", "status": "maybe"}, 422, "status"),
-    ("POST", "/templates", {"channel": "email", "name": "w", "parts": {"subject": "Hi {{ contact.first_name ",
-                                                                       "txt": "x"}}, 422, "parts.subject"),
-    ("POST", "/templates", {"channel": "email", "name": "../etc/passwd", "parts": {"subject": "x"}}, 422, "name"),
-    ("POST", "/fields", {"name": "Bad Name", "type": "string"}, 422, "name"),
-    ("POST", "/fields", {"name": "ok", "type": "json"}, 422, "type"),
-])
+@pytest.mark.parametrize(
+    "method,path,body,status,field",
+    [
+        # unknown fields and wrong types
+        ("POST", "/contacts", {"email": "a@example.com", "is_admin": True}, 422, "is_admin"),
+        ("POST", "/contacts", {"email": 42}, 422, "email"),
+        ("POST", "/contacts", {"email": "a@example.com", "score": "high"}, 422, "score"),
+        ("POST", "/contacts", {"email": "a@example.com", "score": 2**40}, 422, "score"),
+        ("POST", "/contacts", {"email": "a@example.com", "tags": "vip"}, 422, "tags"),
+        ("POST", "/contacts", {"email": "a@example.com", "tags": [""]}, 422, "tags[0]"),
+        ("POST", "/contacts", {"email": "a@example.com", "fields": []}, 422, "fields"),
+        ("POST", "/contacts", [{"email": "a@example.com"}], 422, ""),
+        # bad emails, phones and other values
+        ("POST", "/contacts", {"email": "not-an-address"}, 422, "email"),
+        ("POST", "/contacts", {"email": "a@example.com\u0000"}, 422, "email"),
+        ("POST", "/contacts", {"email": "a@example.com", "phone": "12"}, 422, "phone"),
+        ("POST", "/contacts", {"email": "a@example.com", "phone": "030 123456"}, 422, "phone"),
+        ("POST", "/contacts", {"email": "a@example.com", "timezone": "Mars/Olympus"}, 422, "timezone"),
+        ("POST", "/contacts", {"email": "a@example.com", "locale": "english please"}, 422, "locale"),
+        ("POST", "/contacts", {"first_name": "No identity"}, 422, "email"),
+        # events
+        (
+            "POST",
+            "/events",
+            {"contact": {"email": "a@example.com"}, "event": "x.y", "props": {"a": "\u0000"}},
+            422,
+            "props.a",
+        ),
+        (
+            "POST",
+            "/events",
+            {"contact": {"email": "a@example.com", "phone": "nope"}, "event": "x.y"},
+            422,
+            "contact.phone",
+        ),
+        (
+            "POST",
+            "/events",
+            {"contact": {"email": "a@example.com", "shoe_size": 44}, "event": "x.y"},
+            422,
+            "contact.shoe_size",
+        ),
+        ("POST", "/events/batch", {"events": []}, 422, "events"),
+        (
+            "POST",
+            "/events/batch",
+            {"events": [{"contact": {"email": "a@example.com"}, "event": "x.y"}], "extra": 1},
+            422,
+            "extra",
+        ),
+        # tasks, notes, templates
+        ("POST", "/tasks", {"text": ""}, 422, "text"),
+        ("POST", "/tasks", {"text": "call", "due_at": "tomorrow"}, 422, "due_at"),
+        ("POST", "/tasks", {"text": "call", "due_at": "2026-05-01T10:00:00"}, 422, "due_at"),
+        ("POST", "/tasks", {"text": "call", "contact_id": 999999}, 404, None),
+        ("POST", "/tasks", {"text": "call", "status": "maybe"}, 422, "status"),
+        (
+            "POST",
+            "/templates",
+            {"channel": "email", "name": "w", "parts": {"subject": "Hi {{ contact.first_name ", "txt": "x"}},
+            422,
+            "parts.subject",
+        ),
+        ("POST", "/templates", {"channel": "email", "name": "../etc/passwd", "parts": {"subject": "x"}}, 422, "name"),
+        ("POST", "/fields", {"name": "Bad Name", "type": "string"}, 422, "name"),
+        ("POST", "/fields", {"name": "ok", "type": "json"}, 422, "type"),
+    ],
+)
 def test_bad_bodies_are_refused_and_store_nothing(app, api, method, path, body, status, field):
     before = _counts(app)
     response = api.call(method, path, json=body)
@@ -65,28 +94,34 @@ def test_bad_bodies_are_refused_and_store_nothing(app, api, method, path, body, 
     assert _counts(app) == before
 
 
-@pytest.mark.parametrize("path,data,content_type", [
-    ("/contacts", "{broken", "application/json"),
-    ("/contacts", '{"email": "a@example.com"}', "text/plain"),
-    ("/events/batch", "", "application/json"),
-    ("/segments/preview", "[1,", "application/json"),
-])
+@pytest.mark.parametrize(
+    "path,data,content_type",
+    [
+        ("/contacts", "{broken", "application/json"),
+        ("/contacts", '{"email": "a@example.com"}', "text/plain"),
+        ("/events/batch", "", "application/json"),
+        ("/segments/preview", "[1,", "application/json"),
+    ],
+)
 def test_malformed_json_is_400(app, api, path, data, content_type):
     response = api.call("POST", path, data=data, content_type=content_type)
     assert response.status_code == 400 and response.json["title"] == "Malformed JSON"
     assert _counts(app)["Contact"] == 0
 
 
-@pytest.mark.parametrize("query,field", [
-    ("sort=email;DROP TABLE contacts", "sort"),
-    ("sort=-created_at,id", "sort"),
-    ("sort=(select 1)", "sort"),
-    ("limit=0", "limit"),
-    ("limit=100000", "limit"),
-    ("limit=ten", "limit"),
-    ("tag=x&order=id", "order"),
-    ("cursor=' OR 1=1 --", "cursor"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("sort=email;DROP TABLE contacts", "sort"),
+        ("sort=-created_at,id", "sort"),
+        ("sort=(select 1)", "sort"),
+        ("limit=0", "limit"),
+        ("limit=100000", "limit"),
+        ("limit=ten", "limit"),
+        ("tag=x&order=id", "order"),
+        ("cursor=' OR 1=1 --", "cursor"),
+    ],
+)
 def test_filters_and_sort_are_allow_listed(app, api, query, field):
     api.post("/contacts", json={"email": "a@example.com"})
     response = api.get(f"/contacts?{query}")

@@ -5,8 +5,16 @@ from server.models import AuditEntry, Contact
 
 
 def test_create_get_patch_and_list(api):
-    created = api.post("/contacts", json={"email": "Ana@Example.com", "first_name": "Ana", "phone": "+49 30 123456",
-                                          "tags": ["vip", "beta"], "score": 5})
+    created = api.post(
+        "/contacts",
+        json={
+            "email": "Ana@Example.com",
+            "first_name": "Ana",
+            "phone": "+49 30 123456",
+            "tags": ["vip", "beta"],
+            "score": 5,
+        },
+    )
     assert created.status_code == 201, created.json
     contact = created.json
     assert contact["email"] == "ana@example.com" and contact["phone"] == "+4930123456"
@@ -14,7 +22,9 @@ def test_create_get_patch_and_list(api):
     assert api.get(f"/contacts/{contact['id']}").json == contact
     patched = api.patch(f"/contacts/{contact['id']}", json={"stage": "customer", "tags": ["vip"], "first_name": None})
     assert patched.status_code == 200, patched.json
-    assert patched.json["stage"] == "customer" and patched.json["tags"] == ["vip"] and patched.json["first_name"] is None
+    assert (
+        patched.json["stage"] == "customer" and patched.json["tags"] == ["vip"] and patched.json["first_name"] is None
+    )
     listed = api.get("/contacts?tag=vip").json
     assert [c["id"] for c in listed["data"]] == [contact["id"]] and listed["next_cursor"] is None
     assert api.get("/contacts?tag=beta").json["data"] == []
@@ -56,8 +66,9 @@ def test_custom_fields_are_typed(api):
     assert api.post("/fields", json={"name": "plan", "type": "string"}).status_code == 201
     assert api.post("/fields", json={"name": "renewal", "type": "date"}).status_code == 201
     assert api.post("/fields", json={"name": "seats", "type": "number"}).status_code == 201
-    ok = api.post("/contacts", json={"email": "c@example.com", "fields": {"plan": "pro", "renewal": "2026-12-01",
-                                                                          "seats": 3}})
+    ok = api.post(
+        "/contacts", json={"email": "c@example.com", "fields": {"plan": "pro", "renewal": "2026-12-01", "seats": 3}}
+    )
     assert ok.status_code == 201 and ok.json["fields"] == {"plan": "pro", "renewal": "2026-12-01", "seats": 3}
     bad = api.post("/contacts", json={"email": "d@example.com", "fields": {"seats": "three"}})
     assert bad.status_code == 422 and bad.json["field"] == "fields.seats"
@@ -91,8 +102,12 @@ def test_notes_consents_and_audit(app, api):
     cid = api.post("/contacts", json={"email": "n@example.com"}).json["id"]
     note = api.post(f"/contacts/{cid}/notes", json={"body": "<script>alert(1)</script> called"})
     assert note.status_code == 201 and note.json["body"].startswith("<script>")  # data stays data
-    assert api.post(f"/contacts/{cid}/consents", json={"channel": "email", "granted": True,
-                                                        "wording": "v2 newsletter"}).status_code == 201
+    assert (
+        api.post(
+            f"/contacts/{cid}/consents", json={"channel": "email", "granted": True, "wording": "v2 newsletter"}
+        ).status_code
+        == 201
+    )
     revoked = api.post(f"/contacts/{cid}/consents", json={"channel": "email", "granted": False})
     assert revoked.json["status"] == "revoked"
     ledger = api.get(f"/contacts/{cid}/consents").json

@@ -96,8 +96,10 @@ def test_events_are_listed_newest_first(api):
 
 
 def test_event_with_contact_attributes_updates_the_contact(app, ingest):
-    body = {"contact": {"email": "z@example.com", "first_name": "Zoe", "phone": "+1 202 555 0143"},
-            "event": "signup.completed"}
+    body = {
+        "contact": {"email": "z@example.com", "first_name": "Zoe", "phone": "+1 202 555 0143"},
+        "event": "signup.completed",
+    }
     assert ingest.post("/events", json=body).status_code == 202
     with app.app_context():
         contact = get_session().scalar(select(Contact))

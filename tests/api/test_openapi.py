@@ -6,8 +6,12 @@ from server.api.spec import flask_rule
 def test_every_api_route_is_in_the_spec(app, client):
     spec = client.get("/api/v1/openapi.json").json
     documented = {(method.upper(), flask_rule(path)) for path, ops in spec["paths"].items() for method in ops}
-    routes = {(method, rule.rule) for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1")
-              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    routes = {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     assert routes - documented == set(), "routes missing from /api/v1/openapi.json"
     assert documented - routes == set(), "spec documents routes that do not exist"
 
@@ -26,4 +30,6 @@ def test_unknown_api_path_and_method_are_problem_json(client):
     missing = client.get("/api/v1/nope")
     assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
     wrong = client.put("/api/v1/events")
-    assert wrong.status_code == 405 and wrong.mimetype == "application/problem+json" and "POST" in wrong.headers["Allow"]
+    assert (
+        wrong.status_code == 405 and wrong.mimetype == "application/problem+json" and "POST" in wrong.headers["Allow"]
+    )

@@ -1,4 +1,5 @@
 """Rules over the API: validate, save as versions, pause/resume, and the journey trace of a contact."""
+
 from sqlalchemy import select
 
 from server.models import Template
@@ -43,8 +44,9 @@ def test_put_rules_saves_versions_and_nothing_when_invalid(app, client):
     headers = _auth(app)
     first = client.put("/api/v1/rules", json={"text": RULE}, headers=headers)
     assert first.status_code == 200
-    assert first.json["changes"] == [{"name": "Welcome", "action": "create", "version": 1, "in_flight": 0,
-                                      "details": []}]
+    assert first.json["changes"] == [
+        {"name": "Welcome", "action": "create", "version": 1, "in_flight": 0, "details": []}
+    ]
     again = client.put("/api/v1/rules", json={"text": RULE}, headers=headers).json
     assert again["changes"][0]["action"] == "unchanged"
     changed = client.put("/api/v1/rules", json={"text": RULE.replace("1d", "2d")}, headers=headers).json

@@ -6,6 +6,7 @@ pointed at seeded records most of the time, so the views' real work runs rather 
 (The pytest plugin's lazy ``from_fixture`` does not run under pytest 9, so the strategy is driven
 by hand.)
 """
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -36,10 +37,12 @@ def _seed(app) -> dict[str, object]:
                 session.flush()
             ids[name] = contact.id
         task = session.scalar(select(Task).limit(1)) or Task(text="call back")
-        template = session.scalar(select(Template).limit(1)) or Template(channel="email", name="seed",
-                                                                         parts={"subject": "Hi", "txt": "Hello"})
-        message = session.scalar(select(Message).limit(1)) or Message(key="seed", contact_id=ids["contact_id"],
-                                                                      channel="email", template="seed", data={})
+        template = session.scalar(select(Template).limit(1)) or Template(
+            channel="email", name="seed", parts={"subject": "Hi", "txt": "Hello"}
+        )
+        message = session.scalar(select(Message).limit(1)) or Message(
+            key="seed", contact_id=ids["contact_id"], channel="email", template="seed", data={}
+        )
         if session.scalar(select(FieldDefinition).where(FieldDefinition.name == "plan")) is None:
             session.add(FieldDefinition(name="plan", type="string"))
         session.add_all([task, template, message])
@@ -54,8 +57,9 @@ def test_generated_requests_get_no_server_error(app, mode, examples):
     headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
 
     @given(case=schema.as_strategy(mode), aim=st.booleans())
-    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+    )
     def run(case, aim):
         if aim and case.path_parameters:
             seeded = _seed(app)

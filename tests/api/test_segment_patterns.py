@@ -1,14 +1,18 @@
 """Segment conditions with `matches`: refused with the reason when RE2 cannot run the pattern."""
+
 import pytest
 
 
-@pytest.mark.parametrize("pattern,used", [
-    (r"(a)\\1", "a backreference"),
-    ("a*+", "a possessive quantifier"),
-    ("(?>a)", "an atomic group"),
-    (r"a\\Z", "`\\Z`"),
-    ("a{1001}", "a repetition count above 1000"),
-])
+@pytest.mark.parametrize(
+    "pattern,used",
+    [
+        (r"(a)\\1", "a backreference"),
+        ("a*+", "a possessive quantifier"),
+        ("(?>a)", "an atomic group"),
+        (r"a\\Z", "`\\Z`"),
+        ("a{1001}", "a repetition count above 1000"),
+    ],
+)
 def test_segment_conditions_name_the_unsupported_construct(api, pattern, used):
     response = api.post("/segments/preview", json={"condition": f'contact.email matches "{pattern}"'})
     assert response.status_code == 422

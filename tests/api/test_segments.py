@@ -50,20 +50,23 @@ def test_condition_errors_name_line_and_column(api):
     bad = api.post("/segments", json={"name": "x", "condition": "contact.score >"})
     assert bad.status_code == 422 and bad.json["field"] == "condition"
     assert bad.json["detail"].startswith("condition:1:")
-    unknown = api.post("/segments/preview", json={"condition": "contact.colour == \"red\""})
+    unknown = api.post("/segments/preview", json={"condition": 'contact.colour == "red"'})
     assert unknown.status_code == 422 and 'unknown contact field "colour"' in unknown.json["detail"]
     event = api.post("/segments/preview", json={"condition": 'event.url contains "/pricing"'})
     assert event.status_code == 422
     assert api.get("/segments").json == []
 
 
-@pytest.mark.parametrize("condition, detail", [
-    ('tag == "vip" and\n   contact.colour == "red"', 'condition:2:4: unknown contact field "colour"'),
-    ('contact.score >= 1 and (tag == "vip"', "condition:1:37: expected `)`, found the end of the condition"),
-    ('tag == "vip")', "condition:1:13: expected the end of the condition, found `)`"),
-    ('tag == "vip") or (true', "condition:1:13: expected the end of the condition, found `)`"),  # no escaping
-    ('tag == "vip" and\n\n  contact.score > "3"', "condition:3:3: cannot compare a number with a string"),
-])
+@pytest.mark.parametrize(
+    "condition, detail",
+    [
+        ('tag == "vip" and\n   contact.colour == "red"', 'condition:2:4: unknown contact field "colour"'),
+        ('contact.score >= 1 and (tag == "vip"', "condition:1:37: expected `)`, found the end of the condition"),
+        ('tag == "vip")', "condition:1:13: expected the end of the condition, found `)`"),
+        ('tag == "vip") or (true', "condition:1:13: expected the end of the condition, found `)`"),  # no escaping
+        ('tag == "vip" and\n\n  contact.score > "3"', "condition:3:3: cannot compare a number with a string"),
+    ],
+)
 def test_condition_errors_point_into_the_segments_own_text(api, condition, detail):
     response = api.post("/segments/preview", json={"condition": condition})
     assert response.status_code == 422 and response.json["field"] == "condition"

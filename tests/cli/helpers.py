@@ -1,4 +1,5 @@
 """The real ``nudge`` command in child processes, run from a chosen folder with chosen settings."""
+
 from __future__ import annotations
 
 import os
@@ -13,14 +14,22 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "welcome"
 
 
-def nudge(*args: str, cwd: Path, env: dict[str, str] | None = None, input: str | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def nudge(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """``python -m server.cli ARGS`` in *cwd*, with no ``NUDGE_*`` setting but those in *env*."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
     full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=cwd, env=full, input=input,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=cwd,
+        env=full,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class Up:
@@ -30,8 +39,14 @@ class Up:
         full = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
         full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         full.update(env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "up", *args], cwd=cwd, env=full,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "up", *args],
+            cwd=cwd,
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         self._up = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)

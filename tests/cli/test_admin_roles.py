@@ -1,4 +1,5 @@
 """``nudge admin password`` and roles: a new user is an admin, an existing one keeps their role, --role sets one."""
+
 from __future__ import annotations
 
 from server.db import get_session

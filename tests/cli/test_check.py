@@ -1,4 +1,5 @@
 """``nudge check`` checks as ``nudge apply`` does, and warns on events nothing raises (issue #9, 27)."""
+
 from __future__ import annotations
 
 import shutil
@@ -32,15 +33,18 @@ def project(tmp_path: Path) -> Path:
 
 def test_check_and_apply_agree_on_a_broken_template(tmp_path):
     folder = project(tmp_path)
-    rules = write(folder / "rules" / "promo" / "promo.nudge", 'rule "Promo"\nwhen form.submitted then\n'
-                  "  send email promo\nend\n")
+    rules = write(
+        folder / "rules" / "promo" / "promo.nudge", 'rule "Promo"\nwhen form.submitted then\n  send email promo\nend\n'
+    )
     write(folder / "rules" / "templates" / "email" / "promo.subject", "Hi {{ contcat.first_name }}")
     write(folder / "rules" / "templates" / "email" / "promo.txt", "Our offer")
 
     checked = nudge("check", "rules", cwd=folder)
     applied = nudge("apply", "rules", cwd=folder)
-    problem = f"{Path('rules') / 'templates' / 'email' / 'promo'}: subject:1: unknown name \"contcat\" — " \
-              'did you mean "contact"?'
+    problem = (
+        f'{Path("rules") / "templates" / "email" / "promo"}: subject:1: unknown name "contcat" — '
+        'did you mean "contact"?'
+    )
     assert checked.returncode == 1 and applied.returncode == 1
     assert checked.stdout.splitlines()[0] == problem
     assert applied.stderr.splitlines()[0] == problem
@@ -99,16 +103,22 @@ def test_check_warns_on_events_nothing_raises_with_a_suggestion(tmp_path):
 
 def test_events_the_instance_received_are_known_to_check(app, client, config, tmp_path):
     key = api_key(app)
-    response = client.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"},
-                           json={"contact": {"email": "ana@example.com"}, "event": "trial.started"})
+    response = client.post(
+        "/api/v1/events",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"contact": {"email": "ana@example.com"}, "event": "trial.started"},
+    )
     assert response.status_code == 202
-    write(tmp_path / "rules" / "a.nudge", 'when trial.started then\n  tag "t"\nend\n'
-                                          'when trial.startd then\n  tag "u"\nend\n')
+    write(
+        tmp_path / "rules" / "a.nudge",
+        'when trial.started then\n  tag "t"\nend\nwhen trial.startd then\n  tag "u"\nend\n',
+    )
     result = nudge("check", "rules", cwd=tmp_path, env={f"NUDGE_{k}": str(v) for k, v in config.items()})
     assert result.returncode == 0, result.stdout + result.stderr
     headlines = [line for line in result.stdout.splitlines() if ": warning: " in line]
-    assert headlines == [f'{Path("rules") / "a.nudge"}:4:6: warning: nothing raises event "trial.startd" — '
-                         'did you mean "trial.started"?']
+    assert headlines == [
+        f'{Path("rules") / "a.nudge"}:4:6: warning: nothing raises event "trial.startd" — did you mean "trial.started"?'
+    ]
 
 
 def test_the_example_welcomes_each_contact_once(app, client, smtp_server, tmp_path):
@@ -119,9 +129,11 @@ def test_the_example_welcomes_each_contact_once(app, client, smtp_server, tmp_pa
         assert result.warnings == []
     key = api_key(app)
     for form in ("newsletter", "trial"):
-        response = client.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"},
-                               json={"contact": {"email": "ana@example.com"}, "event": "form.submitted",
-                                     "props": {"form": form}})
+        response = client.post(
+            "/api/v1/events",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"contact": {"email": "ana@example.com"}, "event": "form.submitted", "props": {"form": form}},
+        )
         assert response.status_code == 202
         run_worker(app)
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["ana@example.com"]
@@ -139,6 +151,7 @@ def test_an_instance_not_migrated_yet_is_named_and_check_goes_on_without_it(tmp_
     assert result.stdout == "1 file, 1 rule: no problems\n"
     assert result.stderr.strip().splitlines() == [
         "note: the instance cannot be used (no such table: segments; run `nudge db upgrade`); "
-        "checking against the installed plugins only"]
+        "checking against the installed plugins only"
+    ]
     with sqlite3.connect(tmp_path / "nudge-data" / "nudge.db") as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == [], "check migrates nothing"

@@ -1,4 +1,5 @@
 """Every command finds the instance as the server does, and only ``up``/``db upgrade`` create one (issue #9, 20)."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -57,14 +58,19 @@ def test_nudge_home_pointing_at_an_empty_folder_is_refused(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"Error: NUDGE_HOME: {empty} holds no Nudge instance (no nudge.db) (set NUDGE_HOME to the folder "
-        "`nudge up` created, or create it with `nudge up` or `nudge db upgrade`)")
+        "`nudge up` created, or create it with `nudge up` or `nudge db upgrade`)"
+    )
     assert list(empty.iterdir()) == []
 
 
 def test_a_sqlite_url_to_a_missing_file_is_refused(tmp_path):
     missing = tmp_path / "nowhere.db"
-    result = nudge("worker", "--burst", cwd=tmp_path,
-                   env={"NUDGE_DATABASE_URL": f"sqlite:///{missing}", "NUDGE_SECRET_KEY": "x" * 32})
+    result = nudge(
+        "worker",
+        "--burst",
+        cwd=tmp_path,
+        env={"NUDGE_DATABASE_URL": f"sqlite:///{missing}", "NUDGE_SECRET_KEY": "x" * 32},
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"Error: NUDGE_DATABASE_URL: no database at {missing}")
     assert not missing.exists()
@@ -72,8 +78,16 @@ def test_a_sqlite_url_to_a_missing_file_is_refused(tmp_path):
 
 def test_a_worker_on_postgresql_needs_no_local_instance(tmp_path, postgres_server, redis_server):
     url = postgres_server.new_database(f"home_{tmp_path.name[-12:].lower().replace('-', '_')}")
-    result = nudge("worker", "--burst", cwd=tmp_path, env={
-        "NUDGE_DATABASE_URL": url, "NUDGE_REDIS_URL": redis_server.url, "NUDGE_SECRET_KEY": "x" * 32,
-        "NUDGE_QUEUE_NAME": f"home-{tmp_path.name}"})
+    result = nudge(
+        "worker",
+        "--burst",
+        cwd=tmp_path,
+        env={
+            "NUDGE_DATABASE_URL": url,
+            "NUDGE_REDIS_URL": redis_server.url,
+            "NUDGE_SECRET_KEY": "x" * 32,
+            "NUDGE_QUEUE_NAME": f"home-{tmp_path.name}",
+        },
+    )
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == [], "no embedded instance folder next to a PostgreSQL worker"

@@ -1,4 +1,5 @@
 """``nudge up`` on a busy port, ``make run PORT=…``, and ``nudge admin password`` choosing a password (issue #9, 21)."""
+
 from __future__ import annotations
 
 import http.cookiejar
@@ -9,6 +10,7 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+
 import pytest
 
 from ..servers import free_port
@@ -46,7 +48,8 @@ def test_a_busy_port_stops_up_in_one_line_before_any_password_and_keeps_the_firs
     assert failed.stdout == "" and "Traceback" not in failed.stderr
     assert failed.stderr.strip().splitlines() == [
         f"Error: port {busy_port} on 127.0.0.1 is already in use: stop what uses it, or choose another port "
-        f"(nudge up --port {busy_port + 1}, or make run PORT={busy_port + 1})"]
+        f"(nudge up --port {busy_port + 1}, or make run PORT={busy_port + 1})"
+    ]
 
     # the next start on a free port shows the first admin's one-time password, and it signs in
     port = free_port()
@@ -70,12 +73,17 @@ def test_web_on_a_busy_port_says_so_in_one_line(app, config, busy_port, tmp_path
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: port {busy_port} on 127.0.0.1 is already in use: stop what uses it, or choose another port "
-        f"(nudge up --port {busy_port + 1}, or make run PORT={busy_port + 1})")
+        f"(nudge up --port {busy_port + 1}, or make run PORT={busy_port + 1})"
+    )
 
 
 def test_make_run_passes_port_to_nudge_up(tmp_path):
-    result = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "run", "PORT=8123", f"VENV={tmp_path / 'venv'}"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), "run", "PORT=8123", f"VENV={tmp_path / 'venv'}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"{tmp_path / 'venv'}/bin/nudge up --port 8123"
 
@@ -88,38 +96,55 @@ def _settings(config) -> dict[str, str]:
 def test_password_from_stdin_signs_in_through_the_admin_login(app, client, config, tmp_path):
     chosen = "correct horse battery staple"
     # deprecation warnings as errors: reading stdin must not go through an API Click deprecates
-    result = nudge("admin", "password", "Owner@Example.com", "--password-stdin", cwd=tmp_path,
-                   env={**_settings(config), "PYTHONWARNINGS": "error::DeprecationWarning"}, input=chosen + "\n")
+    result = nudge(
+        "admin",
+        "password",
+        "Owner@Example.com",
+        "--password-stdin",
+        cwd=tmp_path,
+        env={**_settings(config), "PYTHONWARNINGS": "error::DeprecationWarning"},
+        input=chosen + "\n",
+    )
     assert result.returncode == 0, result.stderr
     assert chosen not in result.stdout + result.stderr  # never echoed
     assert result.stderr.strip() == "Password set for owner@example.com."
     page = client.get("/admin/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    wrong = client.post("/admin/login", data={"email": "owner@example.com", "password": chosen[:-1],
-                                              "csrf_token": token})
+    wrong = client.post(
+        "/admin/login", data={"email": "owner@example.com", "password": chosen[:-1], "csrf_token": token}
+    )
     assert wrong.status_code == 401
-    response = client.post("/admin/login", data={"email": "owner@example.com", "password": chosen,
-                                                  "csrf_token": token})
+    response = client.post("/admin/login", data={"email": "owner@example.com", "password": chosen, "csrf_token": token})
     assert response.status_code == 302 and response.headers["Location"].endswith("/admin/")
     assert client.get("/admin/").status_code == 200
 
 
-@pytest.mark.parametrize("password, reason", [
-    ("", "it is empty"),
-    ("short", "it has 5 characters; use at least 12"),
-    ("aaaaaaaaaaaaaaaaaaaa", "it uses fewer than 5 different characters"),
-    ("password1234", "it is too easy to guess"),
-    ("owner-owner-owner", "it is too easy to guess"),
-    ("tab\tinside-a-long-one", "it holds control characters"),
-])
+@pytest.mark.parametrize(
+    "password, reason",
+    [
+        ("", "it is empty"),
+        ("short", "it has 5 characters; use at least 12"),
+        ("aaaaaaaaaaaaaaaaaaaa", "it uses fewer than 5 different characters"),
+        ("password1234", "it is too easy to guess"),
+        ("owner-owner-owner", "it is too easy to guess"),
+        ("tab\tinside-a-long-one", "it holds control characters"),
+    ],
+)
 def test_weak_or_empty_passwords_are_refused_and_change_nothing(app, config, tmp_path, password, reason):
     from sqlalchemy import func, select
 
     from server.db import get_session
     from server.models import User
 
-    result = nudge("admin", "password", "owner@example.com", "--password-stdin", cwd=tmp_path,
-                   env=_settings(config), input=password + "\n")
+    result = nudge(
+        "admin",
+        "password",
+        "owner@example.com",
+        "--password-stdin",
+        cwd=tmp_path,
+        env=_settings(config),
+        input=password + "\n",
+    )
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"Error: password refused: {reason}")
@@ -130,16 +155,14 @@ def test_weak_or_empty_passwords_are_refused_and_change_nothing(app, config, tmp
 
 def test_prompt_asks_twice_and_the_random_default_stays(runner, app, client):
     chosen = "a long and private phrase"
-    mismatch = runner.invoke(["admin", "password", "owner@example.com", "--prompt"],
-                             input=f"{chosen}\n{chosen}!\n")
+    mismatch = runner.invoke(["admin", "password", "owner@example.com", "--prompt"], input=f"{chosen}\n{chosen}!\n")
     assert mismatch.exit_code != 0 and "do not match" in mismatch.output
     asked = runner.invoke(["admin", "password", "owner@example.com", "--prompt"], input=f"{chosen}\n{chosen}\n")
     assert asked.exit_code == 0, asked.output
     assert chosen not in asked.output
     page = client.get("/admin/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    signed = client.post("/admin/login", data={"email": "owner@example.com", "password": chosen,
-                                                "csrf_token": token})
+    signed = client.post("/admin/login", data={"email": "owner@example.com", "password": chosen, "csrf_token": token})
     assert signed.status_code == 302
 
     random = runner.invoke(["admin", "password", "owner@example.com"])

@@ -1,4 +1,5 @@
 """Erasure leaves nothing readable anywhere, and only a confirmed double opt-in makes an erased address mailable."""
+
 import io
 import json
 import logging
@@ -61,12 +62,24 @@ def test_erasure_leaves_nothing_readable_in_any_table_or_log(app, client, runner
     created = client.post("/api/v1/contacts", json=PERSON, headers=admin)
     assert created.status_code == 201
     cid = created.json["id"]
-    assert client.patch(f"/api/v1/contacts/{cid}", json={"phone": PHONE, "last_name": "Quistorp"},
-                        headers=admin).status_code == 200
-    assert client.post(f"/api/v1/contacts/{cid}/notes", json={"body": "Zelda Quistorp called from +49 30 123456"},
-                       headers=admin).status_code == 201
-    assert client.post(f"/api/v1/contacts/{cid}/consents", json={"channel": "email", "granted": True},
-                       headers=admin).status_code == 201
+    assert (
+        client.patch(
+            f"/api/v1/contacts/{cid}", json={"phone": PHONE, "last_name": "Quistorp"}, headers=admin
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            f"/api/v1/contacts/{cid}/notes", json={"body": "Zelda Quistorp called from +49 30 123456"}, headers=admin
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            f"/api/v1/contacts/{cid}/consents", json={"channel": "email", "granted": True}, headers=admin
+        ).status_code
+        == 201
+    )
     csv = tmp_path / "crm.csv"
     csv.write_text(f"email,first_name,last_name,plan\n{email},Zelda,Quistorp,pro\n")
     assert runner.invoke(["contacts", "import", str(csv), "--map", "plan=-"]).exit_code == 0
@@ -77,14 +90,24 @@ def test_erasure_leaves_nothing_readable_in_any_table_or_log(app, client, runner
     smtp_server.handler.reject_with = None
     # a bounce report quoting it again, for the same message
     report = [{"type": "bounce", "email": email, "detail": f"550 5.1.1 <{email}>: mailbox unavailable"}]
-    assert client.post("/hooks/email/bounce", json=report,
-                       headers={"Authorization": f"Bearer {HOOK_SECRET}"}).json["events"] == 1
+    assert (
+        client.post("/hooks/email/bounce", json=report, headers={"Authorization": f"Bearer {HOOK_SECRET}"}).json[
+            "events"
+        ]
+        == 1
+    )
     with app.app_context():
         session = get_session()
         secret = app.config["SECRET_KEY"]
         # written by an earlier release, which kept provider diagnostics as they came
-        session.add(Suppression(channel="sms", address_hash=address_hash(secret, "sms", PHONE), reason="bounced",
-                                detail=f"Twilio 30005: {PHONE} unknown destination"))
+        session.add(
+            Suppression(
+                channel="sms",
+                address_hash=address_hash(secret, "sms", PHONE),
+                reason="bounced",
+                detail=f"Twilio 30005: {PHONE} unknown destination",
+            )
+        )
         audit(session, "cli", "contacts.checked", "import", None, sample=email, person="Zelda Quistorp")
         session.commit()
     assert {t for _table, _column, t in _readable(app)} == set(TRACES)  # the scan sees what is there
@@ -130,8 +153,9 @@ def _path(url):
     return re.sub(r"^https?://[^/]+", "", url)
 
 
-def test_an_erased_person_is_mailed_again_only_after_confirming_a_double_opt_in(app, client, runner, smtp_server,
-                                                                                tmp_path):
+def test_an_erased_person_is_mailed_again_only_after_confirming_a_double_opt_in(
+    app, client, runner, smtp_server, tmp_path
+):
     load_rules(app)  # a marketing welcome on form.submitted
     make_form(app)  # double opt-in
     admin, ingest = {"Authorization": f"Bearer {api_key(app, 'admin')}"}, api_key(app)
@@ -143,8 +167,12 @@ def test_an_erased_person_is_mailed_again_only_after_confirming_a_double_opt_in(
     again = client.post("/api/v1/contacts/upsert", json={"email": email, "first_name": "Bea"}, headers=admin)
     assert again.status_code == 201
     cid = again.json["contact"]["id"]
-    assert client.post(f"/api/v1/contacts/{cid}/consents", json={"channel": "email", "granted": True},
-                       headers=admin).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/contacts/{cid}/consents", json={"channel": "email", "granted": True}, headers=admin
+        ).status_code
+        == 201
+    )
     csv = tmp_path / "list.csv"
     csv.write_text(f"email,first_name\n{email},Bea\n")
     assert runner.invoke(["contacts", "import", str(csv)]).exit_code == 0
@@ -191,7 +219,10 @@ def test_a_database_error_never_quotes_the_values_it_was_given(app):
     with app.app_context():
         session = get_session()
         with pytest.raises(sa.exc.IntegrityError) as refused:
-            session.execute(sa.insert(Suppression), [{"channel": "email", "address_hash": "h", "reason": "bounced",
-                                                      "detail": "zelda.quist@example.com"}] * 2)
+            session.execute(
+                sa.insert(Suppression),
+                [{"channel": "email", "address_hash": "h", "reason": "bounced", "detail": "zelda.quist@example.com"}]
+                * 2,
+            )
         session.rollback()
         assert "zelda" not in str(refused.value) and "parameters hidden" in str(refused.value)

@@ -12,8 +12,13 @@ from server.models import AuditEntry, Contact
 
 def _import(app, text, **kwargs):
     with app.app_context():
-        return import_text(get_session(), text, secret=app.config["SECRET_KEY"],
-                           channels=address_channels(app.extensions["nudge.plugins"]), **kwargs)
+        return import_text(
+            get_session(),
+            text,
+            secret=app.config["SECRET_KEY"],
+            channels=address_channels(app.extensions["nudge.plugins"]),
+            **kwargs,
+        )
 
 
 def _contacts(app):
@@ -26,12 +31,14 @@ def test_import_validates_normalises_and_dedupes(app):
         define_field(get_session(), "plan", "string")
         define_field(get_session(), "seats", "number")
         get_session().commit()
-    text = ("E-Mail,First Name,Phone,Plan,Seats,Tags,Notes\n"
-            "Ana@Example.com,Ana,+49 30 123456,pro,3,vip;beta,x\n"
-            "bad-address,Bo,,,,,\n"
-            "cy@example.com,Cy,,free,lots,,\n"
-            "ana@example.com,,,team,5,new,\n"
-            "dee@example.com,Dee,12,,,,\n")
+    text = (
+        "E-Mail,First Name,Phone,Plan,Seats,Tags,Notes\n"
+        "Ana@Example.com,Ana,+49 30 123456,pro,3,vip;beta,x\n"
+        "bad-address,Bo,,,,,\n"
+        "cy@example.com,Cy,,free,lots,,\n"
+        "ana@example.com,,,team,5,new,\n"
+        "dee@example.com,Dee,12,,,,\n"
+    )
     report = _import(app, text, mapping=parse_mapping(["E-Mail=email", "Notes=-"]), tags=["imported"])
     assert (report.rows, report.created, report.merged_in_file) == (5, 1, 1)
     errors = {(e.line, e.column): e.reason for e in report.errors}
@@ -61,12 +68,15 @@ def test_rows_naming_two_contacts_are_rejected(app):
     assert report.updated == 0 and "merge" in report.errors[0].reason
 
 
-@pytest.mark.parametrize("header,mapping,message", [
-    ("email,company\n", [], "column 'company' matches no contact field"),
-    ("name\n", ["name=first_name"], "no column maps to email or external_id"),
-    ("email\n", ["Mail=email"], "does not have"),
-    ("", [], "the file is empty"),
-])
+@pytest.mark.parametrize(
+    "header,mapping,message",
+    [
+        ("email,company\n", [], "column 'company' matches no contact field"),
+        ("name\n", ["name=first_name"], "no column maps to email or external_id"),
+        ("email\n", ["Mail=email"], "does not have"),
+        ("", [], "the file is empty"),
+    ],
+)
 def test_unmappable_headers_import_nothing(app, header, mapping, message):
     with pytest.raises(InvalidInput, match=message):
         _import(app, header + "x@example.com\n" if header else "", mapping=parse_mapping(mapping))
@@ -92,8 +102,9 @@ def test_cli_import_reports_rows_and_errors(app, runner, tmp_path):
     path = tmp_path / "people.csv"
     path.write_text("Mail,Vorname\nx@example.com,Xa\nbroken,Yo\n")
     errors = tmp_path / "errors.csv"
-    result = runner.invoke(["contacts", "import", str(path), "--map", "Mail=email", "--map", "Vorname=first_name",
-                            "--errors", str(errors)])
+    result = runner.invoke(
+        ["contacts", "import", str(path), "--map", "Mail=email", "--map", "Vorname=first_name", "--errors", str(errors)]
+    )
     assert result.exit_code == 0, result.output
     assert "2 rows: 1 created" in result.output and "1 rejected" in result.output
     rows = list(csv.reader(errors.read_text().splitlines()))

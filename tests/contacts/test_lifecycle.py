@@ -1,16 +1,27 @@
 """Merge, GDPR export and erasure, through the services, the API and the CLI."""
+
 import json
 import time
 
 from sqlalchemy import func, select
 
 from server.consent import record_consent, suppression_reason
-from server.contacts import erase_contact, merge_contacts, record_event, register_merge_handler
+from server.contacts import merge_contacts, record_event, register_merge_handler
 from server.db import get_session
 from server.engine.outbox import deliver
 from server.engine.policy import blocker
-from server.models import (AuditEntry, Consent, Contact, ContactTag, Event, Message, MessageStatusChange, Note,
-                           Suppression, Task)
+from server.models import (
+    AuditEntry,
+    Consent,
+    Contact,
+    ContactTag,
+    Event,
+    Message,
+    MessageStatusChange,
+    Note,
+    Suppression,
+    Task,
+)
 
 from ..helpers import api_key
 
@@ -30,8 +41,15 @@ def _person(app):
         contact.tags.append(ContactTag(tag="vip"))
         record_event(session, contact, "page.visited", {"url": "https://example.com/?email=erin@example.com"})
         record_consent(session, contact.id, "email", True, "form:newsletter", ip="203.0.113.9", wording="v1")
-        msg = Message(key="m1", contact_id=contact.id, channel="email", template="welcome", status="failed",
-                      error="550 erin@example.com unknown", data={"event": {"email": "erin@example.com"}})
+        msg = Message(
+            key="m1",
+            contact_id=contact.id,
+            channel="email",
+            template="welcome",
+            status="failed",
+            error="550 erin@example.com unknown",
+            data={"event": {"email": "erin@example.com"}},
+        )
         session.add(msg)
         session.flush()
         session.add(MessageStatusChange(message_id=msg.id, status="bounced", detail="550 erin@example.com"))
@@ -53,7 +71,10 @@ def test_export_holds_everything_including_consent(app, runner, tmp_path):
     assert data["messages"][0]["status_history"][0]["status"] == "bounced"
     assert data["notes"][0]["body"] == "Erin called" and data["tasks"][0]["text"] == "Call Erin"
     with app.app_context():
-        assert get_session().scalar(select(AuditEntry.action).where(AuditEntry.target_id == str(cid))) == "contact.exported"
+        assert (
+            get_session().scalar(select(AuditEntry.action).where(AuditEntry.target_id == str(cid)))
+            == "contact.exported"
+        )
     headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
     via_api = app.test_client().get(f"/api/v1/contacts/{cid}/export", headers=headers).json
     assert via_api["consents"] == data["consents"] and via_api["events"] == data["events"]
@@ -71,8 +92,11 @@ def test_erase_leaves_only_a_salted_hash(app, runner):
         msg = session.scalar(select(Message))
         assert msg.contact_id is None and msg.data == {} and msg.error is None  # kept for statistics only
         assert session.scalar(select(MessageStatusChange.detail)) is None
-        everything = " ".join(str(row) for model in (Message, MessageStatusChange, Suppression, AuditEntry)
-                              for row in session.execute(select(model.__table__)))
+        everything = " ".join(
+            str(row)
+            for model in (Message, MessageStatusChange, Suppression, AuditEntry)
+            for row in session.execute(select(model.__table__))
+        )
         assert "erin" not in everything.lower() and "4930123456" not in everything
         secret = app.config["SECRET_KEY"]
         assert suppression_reason(session, secret, "email", "ERIN@example.com") == "erased"
@@ -91,10 +115,26 @@ def test_reimport_after_erasure_is_created_but_suppressed(app, client, smtp_serv
     assert again.status_code == 201
     with app.app_context():
         session = get_session()
-        assert blocker(session, app.config, app.extensions["nudge.plugins"].channels, "email",
-                       contact_id=again.json["id"], address="erin@example.com", now=int(time.time())) == "erased"
-        message = Message(key="after-erasure", contact_id=again.json["id"], channel="email", template="welcome",
-                          status="pending", data={"marketing": True})
+        assert (
+            blocker(
+                session,
+                app.config,
+                app.extensions["nudge.plugins"].channels,
+                "email",
+                contact_id=again.json["id"],
+                address="erin@example.com",
+                now=int(time.time()),
+            )
+            == "erased"
+        )
+        message = Message(
+            key="after-erasure",
+            contact_id=again.json["id"],
+            channel="email",
+            template="welcome",
+            status="pending",
+            data={"marketing": True},
+        )
         session.add(message)
         session.commit()
         assert deliver(session, app, [message.id]) == 0

@@ -1,5 +1,6 @@
 """Migration 0015 on an install holding contacts: the name keys are computed for the rows already there, tags get
 their (tag, contact) index, and tasks start assigned to nobody."""
+
 from __future__ import annotations
 
 from sqlalchemy import inspect, text
@@ -12,16 +13,26 @@ def test_existing_contacts_get_their_name_keys_and_tasks_their_assignee(database
     engine = make_engine(database_url)
     upgrade(engine, "0011")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO contacts (id, public_id, email, first_name, last_name, score, fields, created_at, "
-                          "updated_at) VALUES (1, 'p1', 'old@example.com', 'Ana', 'SMITH', 0, '{}', '2026-01-01', "
-                          "'2026-01-01'), (2, 'p2', 'bo@example.com', NULL, NULL, 0, '{}', '2026-01-01', '2026-01-01')"))
+        conn.execute(
+            text(
+                "INSERT INTO contacts (id, public_id, email, first_name, last_name, score, fields, created_at, "
+                "updated_at) VALUES (1, 'p1', 'old@example.com', 'Ana', 'SMITH', 0, '{}', '2026-01-01', "
+                "'2026-01-01'), (2, 'p2', 'bo@example.com', NULL, NULL, 0, '{}', '2026-01-01', '2026-01-01')"
+            )
+        )
         conn.execute(text("INSERT INTO contact_tags (contact_id, tag, created_at) VALUES (1, 'vip', '2026-01-01')"))
-        conn.execute(text("INSERT INTO tasks (contact_id, text, status, source, created_at) "
-                          "VALUES (1, 'Call', 'open', 'api', '2026-01-01')"))
+        conn.execute(
+            text(
+                "INSERT INTO tasks (contact_id, text, status, source, created_at) "
+                "VALUES (1, 'Call', 'open', 'api', '2026-01-01')"
+            )
+        )
     upgrade(engine)
     with engine.begin() as conn:
         assert conn.execute(text("SELECT name_key, last_name_key FROM contacts ORDER BY id")).all() == [
-            ("ana smith", "smith"), ("", None)]
+            ("ana smith", "smith"),
+            ("", None),
+        ]
         assert conn.execute(text("SELECT assigned_to FROM tasks")).scalar() is None
         conn.execute(text("UPDATE contacts SET last_name = 'Jones' WHERE id = 1"))  # kept by the database from now on
         assert conn.execute(text("SELECT name_key FROM contacts WHERE id = 1")).scalar() == "ana jones"

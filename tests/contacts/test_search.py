@@ -1,14 +1,15 @@
 """Finding contacts a page at a time (the admin UI's Contacts list): each search kind, keyset pages that cover
 every match exactly once in order, the database-computed name keys, segments evaluated as the API does."""
+
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import select, update
 
-from server.engine.scope import Scope
-from server.contacts import InvalidInput
 from server.contact_search import SCAN_LIMIT, phone_prefix, search
+from server.contacts import InvalidInput
 from server.db import get_session
+from server.engine.scope import Scope
 from server.models import Contact, ContactTag, Segment
 
 PEOPLE = [  # (email, first, last, phone, tags)
@@ -26,8 +27,14 @@ def _add(app, people=PEOPLE):
         session = get_session()
         ids = []
         for email, first, last, phone, tags in people:
-            contact = Contact(email=email, first_name=first, last_name=last, phone=phone, fields={},
-                              tags=[ContactTag(tag=t) for t in tags])
+            contact = Contact(
+                email=email,
+                first_name=first,
+                last_name=last,
+                phone=phone,
+                fields={},
+                tags=[ContactTag(tag=t) for t in tags],
+            )
             session.add(contact)
             session.flush()
             ids.append(contact.id)
@@ -54,16 +61,27 @@ def test_each_kind_finds_its_contacts_in_its_order(app):
         assert [c.email for c in search(s, "email", "ANA").contacts] == ["ana.smith@example.com", "anabel@example.com"]
         # full names from their start, then last names alone; any case; each contact once
         assert [c.email for c in search(s, "name", "ana").contacts] == [
-            "ana.smith@example.com", "eve@example.org", "anabel@example.com"]  # "ana smith" < "anabel jones"
+            "ana.smith@example.com",
+            "eve@example.org",
+            "anabel@example.com",
+        ]  # "ana smith" < "anabel jones"
         assert [c.email for c in search(s, "name", "  ANA   SMI ").contacts] == [
-            "ana.smith@example.com", "eve@example.org"]
+            "ana.smith@example.com",
+            "eve@example.org",
+        ]
         assert [c.email for c in search(s, "name", "anders").contacts] == ["bob@example.com", "carla@example.com"]
         assert [c.email for c in search(s, "name", "dan").contacts] == ["dan@example.org"]
         assert [c.email for c in search(s, "phone", "+49 30").contacts] == [
-            "ana.smith@example.com", "anabel@example.com", "carla@example.com"]
+            "ana.smith@example.com",
+            "anabel@example.com",
+            "carla@example.com",
+        ]
         assert [c.email for c in search(s, "phone", "0049 (40) 111-333").contacts] == ["bob@example.com"]
         assert [c.email for c in search(s, "tag", "vip").contacts] == [
-            "carla@example.com", "bob@example.com", "ana.smith@example.com"]  # newest first
+            "carla@example.com",
+            "bob@example.com",
+            "ana.smith@example.com",
+        ]  # newest first
         assert search(s, "", "").contacts[0].email == "eve@example.org"
         assert search(s, "tag", "VIP").contacts == []  # tags are exact
 
@@ -82,12 +100,23 @@ def test_the_name_keys_follow_every_change_of_a_name(app):
         assert [c.id for c in search(s, "name", "quinn").contacts] == [ana]
 
 
-@pytest.mark.parametrize("kind, query", [("", ""), ("email", "user"), ("name", "ann"), ("name", "lee"),
-                                         ("phone", "+4930"), ("tag", "many"), ("segment", "Many")])
+@pytest.mark.parametrize(
+    "kind, query",
+    [
+        ("", ""),
+        ("email", "user"),
+        ("name", "ann"),
+        ("name", "lee"),
+        ("phone", "+4930"),
+        ("tag", "many"),
+        ("segment", "Many"),
+    ],
+)
 def test_keyset_pages_cover_every_match_once_in_order(app, kind, query):
     # 23 matches (names tied, so the cursor's id breaks ties), 7 per page
-    people = [(f"user{i:02}@example.com", "Ann" if i % 2 else "Anna", "Lee", f"+49301000{i:02}", ["many"])
-              for i in range(23)]
+    people = [
+        (f"user{i:02}@example.com", "Ann" if i % 2 else "Anna", "Lee", f"+49301000{i:02}", ["many"]) for i in range(23)
+    ]
     _add(app, people)
     with app.app_context():
         s = get_session()
@@ -125,13 +154,16 @@ def test_the_segment_is_read_as_the_api_reads_it(app):
         assert [c.id for c in search(s, "segment", "VIP Berliners").contacts] == [ids[3], ids[0]]
 
 
-@pytest.mark.parametrize("kind, query, field, words", [
-    ("phone", "call me", "q", "is not a phone number"),
-    ("segment", "Nope", "q", "there is no segment named 'Nope'"),
-    ("tag", "   ", "q", "type what to search for by tag"),
-    ("country", "de", "by", "cannot search by 'country'"),
-    ("email", "x" * 321, "q", "longer than 320"),
-])
+@pytest.mark.parametrize(
+    "kind, query, field, words",
+    [
+        ("phone", "call me", "q", "is not a phone number"),
+        ("segment", "Nope", "q", "there is no segment named 'Nope'"),
+        ("tag", "   ", "q", "type what to search for by tag"),
+        ("country", "de", "by", "cannot search by 'country'"),
+        ("email", "x" * 321, "q", "longer than 320"),
+    ],
+)
 def test_bad_searches_say_what_is_wrong(app, kind, query, field, words):
     with app.app_context():
         with pytest.raises(InvalidInput, match=words) as caught:
@@ -141,9 +173,8 @@ def test_bad_searches_say_what_is_wrong(app, kind, query, field, words):
 
 def test_a_cursor_of_another_kind_of_search_is_refused(app):
     _add(app)
-    with app.app_context():
-        with pytest.raises(InvalidInput, match="belongs to another search"):
-            search(get_session(), "name", "ana", (5,))
+    with app.app_context(), pytest.raises(InvalidInput, match="belongs to another search"):
+        search(get_session(), "name", "ana", (5,))
 
 
 def test_phone_prefixes():

@@ -14,14 +14,47 @@ import dsl
 from dsl import ast as A
 
 # Words that are keywords somewhere: good stress for names and event segments.
-KEYWORDISH = ["tag", "score", "contact", "wait", "send", "end", "if", "then", "when", "rule",
-              "every", "no", "did", "at", "in", "not", "and", "or", "set", "start", "stop",
-              "split", "day", "before", "after", "until", "for", "up", "to", "event", "else", "elif"]
+KEYWORDISH = [
+    "tag",
+    "score",
+    "contact",
+    "wait",
+    "send",
+    "end",
+    "if",
+    "then",
+    "when",
+    "rule",
+    "every",
+    "no",
+    "did",
+    "at",
+    "in",
+    "not",
+    "and",
+    "or",
+    "set",
+    "start",
+    "stop",
+    "split",
+    "day",
+    "before",
+    "after",
+    "until",
+    "for",
+    "up",
+    "to",
+    "event",
+    "else",
+    "elif",
+]
 
 segment = st.one_of(st.sampled_from(KEYWORDISH), st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True))
 event_name = st.builds(lambda a, b: A.EventName(f"{a}.{b}"), segment, segment)
-field_name = st.one_of(st.sampled_from(["email", "score", "first_name", "birthday", "stage"]),
-                       st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True))
+field_name = st.one_of(
+    st.sampled_from(["email", "score", "first_name", "birthday", "stage"]),
+    st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True),
+)
 contact_path = st.builds(lambda f: A.Path(("contact", f)), field_name)
 event_path = st.builds(lambda parts: A.Path(("event",) + tuple(parts)), st.lists(segment, min_size=1, max_size=2))
 path = st.one_of(contact_path, event_path)
@@ -31,7 +64,7 @@ string = st.builds(A.String, text)
 plain_word = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda w: w not in KEYWORDISH)
 # Floats as the language writes them: at most 15 digits on each side of the point.
 number_value = st.one_of(
-    st.integers(min_value=-10**6, max_value=10**6),
+    st.integers(min_value=-(10**6), max_value=10**6),
     st.from_regex(r"-?[0-9]{1,6}\.[0-9]{1,8}", fullmatch=True).map(float),
 )
 number = st.builds(A.Number, number_value)
@@ -39,10 +72,15 @@ duration = st.builds(A.Duration, st.integers(min_value=0, max_value=999), st.sam
 time = st.builds(A.Time, st.integers(min_value=0, max_value=23), st.integers(min_value=0, max_value=59))
 date = st.builds(lambda d: A.Date(d.isoformat()), st.dates(min_value=dt.date(1000, 1, 1)))
 
-scalar = st.one_of(string, number, st.builds(A.Bool, st.booleans()), st.just(A.Null()),
-                   duration, time, date)
-atom = st.one_of(scalar, path, st.just(A.TagRef()), st.just(A.Now()), st.just(A.Today()),
-                 st.builds(lambda items: A.ListLit(tuple(items)), st.lists(scalar, max_size=3)))
+scalar = st.one_of(string, number, st.builds(A.Bool, st.booleans()), st.just(A.Null()), duration, time, date)
+atom = st.one_of(
+    scalar,
+    path,
+    st.just(A.TagRef()),
+    st.just(A.Now()),
+    st.just(A.Today()),
+    st.builds(lambda items: A.ListLit(tuple(items)), st.lists(scalar, max_size=3)),
+)
 
 
 def _n_ary(cls, items):
@@ -54,9 +92,10 @@ def _n_ary(cls, items):
 
 # Function names: plain words, keyword-ish ones included (`score(…)`, `wait(…)`) except the
 # words that are keywords where a value starts.
-function_name = st.one_of(st.sampled_from([w for w in KEYWORDISH if w not in dsl.RESERVED_FUNCTION_NAMES]),
-                          st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
-                          .filter(lambda w: w not in dsl.RESERVED_FUNCTION_NAMES))
+function_name = st.one_of(
+    st.sampled_from([w for w in KEYWORDISH if w not in dsl.RESERVED_FUNCTION_NAMES]),
+    st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True).filter(lambda w: w not in dsl.RESERVED_FUNCTION_NAMES),
+)
 
 
 def _extend(children):
@@ -70,21 +109,38 @@ def _extend(children):
         st.builds(A.Not, children),
         st.builds(lambda items: _n_ary(A.And, items), st.lists(children, min_size=2, max_size=3)),
         st.builds(lambda items: _n_ary(A.Or, items), st.lists(children, min_size=2, max_size=3)),
-        st.builds(A.Did, event_name, st.none() | children,
-                  st.none() | st.builds(A.Number, st.integers(min_value=0, max_value=99)), duration),
+        st.builds(
+            A.Did,
+            event_name,
+            st.none() | children,
+            st.none() | st.builds(A.Number, st.integers(min_value=0, max_value=99)),
+            duration,
+        ),
     )
 
 
 expr = st.recursive(
-    st.one_of(atom, st.builds(A.HasTag, string), st.builds(A.InSegment, string),
-              st.builds(lambda name: A.Call(A.Word(name), ()), function_name)),
-    _extend, max_leaves=5,
+    st.one_of(
+        atom,
+        st.builds(A.HasTag, string),
+        st.builds(A.InSegment, string),
+        st.builds(lambda name: A.Call(A.Word(name), ()), function_name),
+    ),
+    _extend,
+    max_leaves=5,
 )
 
 channel = st.builds(A.Word, plain_word)
 template = st.builds(A.Word, st.from_regex(r"[A-Za-z0-9_]{1,6}(-[a-z0-9]{1,3})?", fullmatch=True))
-plugin_arg = st.one_of(string, st.builds(A.Number, st.integers(min_value=0, max_value=999)),
-                       duration, time, date, path, st.builds(A.Word, plain_word))
+plugin_arg = st.one_of(
+    string,
+    st.builds(A.Number, st.integers(min_value=0, max_value=999)),
+    duration,
+    time,
+    date,
+    path,
+    st.builds(A.Word, plain_word),
+)
 
 simple_step = st.one_of(
     st.builds(A.Send, channel, template),
@@ -101,20 +157,30 @@ simple_step = st.one_of(
     st.builds(A.NotifyStep, string, string),
     st.builds(A.StartStep, string),
     st.just(A.StopStep()),
-    st.builds(A.PluginStep, st.builds(A.Word, st.sampled_from(["crm_push", "slack", "sync_deal"])),
-              st.lists(plugin_arg, max_size=3).map(tuple)),
+    st.builds(
+        A.PluginStep,
+        st.builds(A.Word, st.sampled_from(["crm_push", "slack", "sync_deal"])),
+        st.lists(plugin_arg, max_size=3).map(tuple),
+    ),
 )
 
 
 def _blocks(steps):
     block = st.lists(steps, max_size=2).map(tuple)
     return st.one_of(
-        st.builds(lambda conds, blocks, other: A.If(tuple(A.Branch(c, b) for c, b in zip(conds, blocks, strict=False)), other),
-                  st.lists(expr, min_size=1, max_size=3), st.lists(block, min_size=3, max_size=3),
-                  st.none() | block),
-        st.builds(lambda shares, blocks: A.Split(tuple(A.SplitArm(s, b) for s, b in zip(shares, blocks, strict=False))),
-                  st.lists(st.integers(min_value=0, max_value=100), min_size=1, max_size=3),
-                  st.lists(block, min_size=3, max_size=3)),
+        st.builds(
+            lambda conds, blocks, other: A.If(
+                tuple(A.Branch(c, b) for c, b in zip(conds, blocks, strict=False)), other
+            ),
+            st.lists(expr, min_size=1, max_size=3),
+            st.lists(block, min_size=3, max_size=3),
+            st.none() | block,
+        ),
+        st.builds(
+            lambda shares, blocks: A.Split(tuple(A.SplitArm(s, b) for s, b in zip(shares, blocks, strict=False))),
+            st.lists(st.integers(min_value=0, max_value=100), min_size=1, max_size=3),
+            st.lists(block, min_size=3, max_size=3),
+        ),
         st.builds(A.WaitFor, event_name, st.none() | expr, duration, block, st.none() | block),
     )
 
@@ -127,8 +193,7 @@ trigger = st.one_of(
     st.builds(A.ScheduleTrigger, st.sampled_from(("day",) + A.WEEKDAYS), st.none() | time),
     st.builds(A.IntervalTrigger, duration),
     st.builds(A.AnniversaryTrigger, contact_path, st.none() | time),
-    st.builds(A.RelativeDateTrigger, duration, st.sampled_from(["before", "after"]), contact_path,
-              st.none() | time),
+    st.builds(A.RelativeDateTrigger, duration, st.sampled_from(["before", "after"]), contact_path, st.none() | time),
     st.builds(A.InactivityTrigger, event_name, duration),
 )
 

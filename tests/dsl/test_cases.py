@@ -21,25 +21,32 @@ from .helpers import with_channels
 CASES = Path(__file__).parent / "cases"
 SOURCES = sorted(CASES.glob("*.nudge"))
 
-VOCABULARY = with_channels(dsl.Vocabulary(
-    channels={
-        "email": frozenset({"welcome", "keep_going", "getting_started", "trainer_intro"}),
-        "sms": None,
-        "webhook": None,
-    },
-    events=BUILTIN_EVENTS | {"member.joined", "form.submitted", "class.attended",
-                             "purchase.completed", "page.visited"},
-    contact_fields={**dsl.BUILTIN_CONTACT_FIELDS, "renewal_date": "date", "plan": "string",
-                    "vip": "bool", "visits": "number"},
-    steps=frozenset({"crm_push"}),
-    segments=frozenset({"vip", "trial members"}),
-    rules=frozenset({"Scheduled"}),
-    functions={
-        "domain": dsl.Signature("domain", ("string",), "string"),
-        "days_until": dsl.Signature("days_until", ("date",), "number"),
-        "lower": dsl.Signature("lower", ("string",), "string"),
-    },
-))
+VOCABULARY = with_channels(
+    dsl.Vocabulary(
+        channels={
+            "email": frozenset({"welcome", "keep_going", "getting_started", "trainer_intro"}),
+            "sms": None,
+            "webhook": None,
+        },
+        events=BUILTIN_EVENTS
+        | {"member.joined", "form.submitted", "class.attended", "purchase.completed", "page.visited"},
+        contact_fields={
+            **dsl.BUILTIN_CONTACT_FIELDS,
+            "renewal_date": "date",
+            "plan": "string",
+            "vip": "bool",
+            "visits": "number",
+        },
+        steps=frozenset({"crm_push"}),
+        segments=frozenset({"vip", "trial members"}),
+        rules=frozenset({"Scheduled"}),
+        functions={
+            "domain": dsl.Signature("domain", ("string",), "string"),
+            "days_until": dsl.Signature("days_until", ("date",), "number"),
+            "lower": dsl.Signature("lower", ("string",), "string"),
+        },
+    )
+)
 
 
 def render(path: Path) -> str:

@@ -25,8 +25,20 @@ def test_default_vocabulary():
     assert words.contact_fields["birthday"] == "date"
     assert words.contact_fields["last_seen"] == "datetime"
     assert set(words.contact_fields) == {
-        "external_id", "email", "phone", "first_name", "last_name", "timezone", "locale", "stage",
-        "score", "created_at", "updated_at", "last_seen", "birthday"}
+        "external_id",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "timezone",
+        "locale",
+        "stage",
+        "score",
+        "created_at",
+        "updated_at",
+        "last_seen",
+        "birthday",
+    }
 
 
 def test_clean_program_has_no_problems():
@@ -37,12 +49,14 @@ def test_custom_events_are_legal_and_typos_of_known_ones_are_warnings():
     words = vocab().with_events({"class.attended"})
     assert problems("when member.joined then stop", words) == []
     assert problems("when class.atended then stop", words) == [
-        '1:6: warning: unknown event "class.atended" — did you mean "class.attended"?']
+        '1:6: warning: unknown event "class.atended" — did you mean "class.attended"?'
+    ]
 
 
 def test_misspelt_builtin_events_are_errors():
     assert problems("when sms.opted_ot then stop") == [
-        '1:6: unknown event "sms.opted_ot" — did you mean "sms.opted_out"?']
+        '1:6: unknown event "sms.opted_ot" — did you mean "sms.opted_out"?'
+    ]
     assert problems("when contact.deleted then stop")[0].startswith('1:6: unknown event "contact.deleted"')
 
 
@@ -55,17 +69,20 @@ def test_templates_none_accepts_any_name_and_a_set_restricts():
     assert problems("when a.b then send email anything") == []
     words = vocab().with_templates("email", {"welcome"})
     assert problems("when a.b then send email welcom", words) == [
-        '1:26: unknown email template "welcom" — did you mean "welcome"?']
+        '1:26: unknown email template "welcom" — did you mean "welcome"?'
+    ]
 
 
 def test_plugin_steps_are_accepted_when_registered():
     assert problems('when a.b then crm_push "deals"') == ['1:15: unknown step "crm_push"']
     words = vocab()
-    words = dsl.Vocabulary(channels=words.channels, events=None, contact_fields=words.contact_fields,
-                           steps=frozenset({"crm_push"}))
+    words = dsl.Vocabulary(
+        channels=words.channels, events=None, contact_fields=words.contact_fields, steps=frozenset({"crm_push"})
+    )
     assert problems('when a.b then crm_push "deals"', words) == []
     assert problems('when a.b then crm_psuh "deals"', words) == [
-        '1:15: unknown step "crm_psuh" — did you mean "crm_push"?']
+        '1:15: unknown step "crm_psuh" — did you mean "crm_push"?'
+    ]
 
 
 def test_start_knows_the_rules_of_the_file_and_of_the_vocabulary():
@@ -79,7 +96,8 @@ def test_segments():
     words = dsl.Vocabulary(channels={}, events=None, contact_fields={}, segments=frozenset({"trial"}))
     assert problems('when a.b and in segment "trial" then stop', words) == []
     assert problems('when a.b and in segment "trail" then stop', words) == [
-        '1:25: unknown segment "trail" — did you mean "trial"?']
+        '1:25: unknown segment "trail" — did you mean "trial"?'
+    ]
 
 
 def test_unknown_paths_and_bare_event_outside_event_rules():
@@ -89,44 +107,51 @@ def test_unknown_paths_and_bare_event_outside_event_rules():
 
 
 def test_builtin_event_properties_are_typed():
-    assert problems('when score.changed and event.old < 30 and event.new >= 30 then stop') == []
+    assert problems("when score.changed and event.old < 30 and event.new >= 30 then stop") == []
     assert problems('when score.changed and event.new == "high" then stop') == [
-        "1:24: cannot compare a number with a string"]
+        "1:24: cannot compare a number with a string"
+    ]
 
 
-@pytest.mark.parametrize("condition, message", [
-    ('contact.created_at > "3d"', "cannot compare a date-time with a string"),
-    ("now - contact.created_at > 3", "cannot compare a duration with a number"),
-    ("contact.score + 1d > 3", "cannot add a number and a duration"),
-    ("1d - now > 3d", "cannot subtract a date-time from a duration"),
-    ('contact.email > true', "`>` cannot order true/false"),
-    ('contact.score contains "a"', "`contains` needs a string or a list, not a number"),
-    ('contact.email starts with 1', "`starts with` works on strings, not a number"),
-    ('contact.score matches "a"', "`matches` works on strings, not a number"),
-    ('contact.email', "this condition is a string, not true or false"),
-    ('not contact.score', "`not` needs a condition; this is a number"),
-    ('"a" is set', "only a field or an event property can be set or not"),
-    ('contact.email in ["a", 1]', "this list item is a number, but the value looked for is a string"),
-    ('did a.b at least 0 times within 1d', "`at least` needs a whole number of times, 1 or more"),
-    ('contact.email matches "(x"', "the pattern is not a valid regular expression"),
-])
+@pytest.mark.parametrize(
+    "condition, message",
+    [
+        ('contact.created_at > "3d"', "cannot compare a date-time with a string"),
+        ("now - contact.created_at > 3", "cannot compare a duration with a number"),
+        ("contact.score + 1d > 3", "cannot add a number and a duration"),
+        ("1d - now > 3d", "cannot subtract a date-time from a duration"),
+        ("contact.email > true", "`>` cannot order true/false"),
+        ('contact.score contains "a"', "`contains` needs a string or a list, not a number"),
+        ("contact.email starts with 1", "`starts with` works on strings, not a number"),
+        ('contact.score matches "a"', "`matches` works on strings, not a number"),
+        ("contact.email", "this condition is a string, not true or false"),
+        ("not contact.score", "`not` needs a condition; this is a number"),
+        ('"a" is set', "only a field or an event property can be set or not"),
+        ('contact.email in ["a", 1]', "this list item is a number, but the value looked for is a string"),
+        ("did a.b at least 0 times within 1d", "`at least` needs a whole number of times, 1 or more"),
+        ('contact.email matches "(x"', "the pattern is not a valid regular expression"),
+    ],
+)
 def test_type_errors(condition, message):
     found = problems(f"when a.b and {condition} then stop")
     assert any(message in line for line in found), found
 
 
-@pytest.mark.parametrize("condition", [
-    "contact.last_seen < now - 14d",
-    "contact.birthday == today",
-    "contact.birthday < contact.last_seen",
-    "now - contact.last_seen > 3d",
-    "contact.renewal_date - 7d <= today",
-    'contact.tags_list contains "x"',
-    "contact.meta > 3 and contact.meta == \"x\"",
-    'event.anything == 1 and event.anything == "x"',
-    "contact.vip",
-    'tag in ["a", "b"] and tag not in ["c"]',
-])
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "contact.last_seen < now - 14d",
+        "contact.birthday == today",
+        "contact.birthday < contact.last_seen",
+        "now - contact.last_seen > 3d",
+        "contact.renewal_date - 7d <= today",
+        'contact.tags_list contains "x"',
+        'contact.meta > 3 and contact.meta == "x"',
+        'event.anything == 1 and event.anything == "x"',
+        "contact.vip",
+        'tag in ["a", "b"] and tag not in ["c"]',
+    ],
+)
 def test_well_typed_conditions(condition):
     assert problems(f"when a.b and {condition} then stop") == []
 
@@ -135,33 +160,40 @@ def test_wait_until_needs_a_date_or_time():
     assert problems("when a.b then wait until contact.renewal_date - 7d") == []
     assert problems("when a.b then wait until now + 1h") == []
     assert problems('when a.b then wait until "tomorrow"') == [
-        "1:26: `wait until` needs a date or a time, not a string"]
+        "1:26: `wait until` needs a date or a time, not a string"
+    ]
 
 
 def test_date_triggers_need_date_fields():
     assert problems("when anniversary of contact.birthday then stop") == []
     assert problems("when 7d before contact.renewal_date then stop") == []
     assert problems("when 7d before contact.stage then stop") == [
-        "1:16: `before` needs a date field; `contact.stage` is a string"]
+        "1:16: `before` needs a date field; `contact.stage` is a string"
+    ]
 
 
 def test_set_checks_the_field_and_the_value():
     assert problems('when a.b then set contact.stage = "sql"') == []
     assert problems("when a.b then set contact.stage = null") == []
     assert problems("when a.b then set contact.stgae = 1") == [
-        '1:19: unknown contact field "stgae" — did you mean "stage"?']
+        '1:19: unknown contact field "stgae" — did you mean "stage"?'
+    ]
     assert problems("when a.b then set contact.birthday = 3d") == [
-        "1:38: `contact.birthday` holds a date, not a duration"]
+        "1:38: `contact.birthday` holds a date, not a duration"
+    ]
 
 
 def test_unreachable_steps_after_stop_in_every_shape():
     assert problems('when a.b then\n  stop\n  tag "x"\n  tag "y"\nend') == [
-        "3:3: this step can never run: the journey stops before it"]
+        "3:3: this step can never run: the journey stops before it"
+    ]
     assert problems('when a.b then\n  if contact.vip then\n    stop\n  end\n  tag "x"\nend') == []
-    assert problems('when a.b then\n  wait for c.d up to 1d then\n    stop\n  else\n    stop\n'
-                    '  end\n  tag "x"\nend') == ["7:3: this step can never run: the journey stops before it"]
+    assert problems(
+        'when a.b then\n  wait for c.d up to 1d then\n    stop\n  else\n    stop\n  end\n  tag "x"\nend'
+    ) == ["7:3: this step can never run: the journey stops before it"]
     assert problems('when a.b then\n  if contact.vip then\n    stop\n    tag "x"\n  end\nend') == [
-        "4:5: this step can never run: the journey stops before it"]
+        "4:5: this step can never run: the journey stops before it"
+    ]
 
 
 def test_sms_without_quiet_hours_warns_once_per_rule():
@@ -181,8 +213,12 @@ def test_a_channels_default_quiet_hours_and_events_come_from_the_vocabulary():
 
     plain = replace(dsl.Vocabulary.default(), channels={"push": None, "sms": None}, raised=None)
     assert problems("when a.b then send push hi\nwhen push.opend then stop", plain) == []
-    words = replace(plain, quiet_hours={"push": ("22:00", "07:00")}, namespaces=frozenset({"push"}),
-                    events=plain.events | {"push.opened"})
+    words = replace(
+        plain,
+        quiet_hours={"push": ("22:00", "07:00")},
+        namespaces=frozenset({"push"}),
+        events=plain.events | {"push.opened"},
+    )
     (warning, error) = dsl.check(parsed("when a.b then send push hi\nwhen push.opend then stop"), words)
     assert warning.message == "`send push` in a rule without `quiet hours`" and "22:00–07:00" in warning.hint
     assert error.message == 'unknown event "push.opend" — did you mean "push.opened"?'
@@ -196,15 +232,18 @@ def test_warnings_do_not_block_the_build():
     assert broken.plan is None and broken.program is not None
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("Hi {{ contact.first_name }}!", None),
-    ("{{ a }} and {{ b }}", None),
-    ("no placeholders", None),
-    ("{{ a", "`{{` is never closed with `}}`"),
-    ("a }}", "`}}` without a matching `{{`"),
-    ("{{ {{ a }} }}", "placeholders cannot nest: `{{` inside `{{ … }}`"),
-    ("{{}}", "empty placeholder `{{ }}`"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("Hi {{ contact.first_name }}!", None),
+        ("{{ a }} and {{ b }}", None),
+        ("no placeholders", None),
+        ("{{ a", "`{{` is never closed with `}}`"),
+        ("a }}", "`}}` without a matching `{{`"),
+        ("{{ {{ a }} }}", "placeholders cannot nest: `{{` inside `{{ … }}`"),
+        ("{{}}", "empty placeholder `{{ }}`"),
+    ],
+)
 def test_placeholders_must_balance(text, problem):
     assert placeholder_problem(text) == problem
 

@@ -98,12 +98,15 @@ def test_check_uses_templates_next_to_the_file(cli, tmp_path):
     write(tmp_path, "templates/email/welcome.subject", "Hi")
     write(tmp_path, "templates/email/welcome.html", "<p>Hi</p>")
     write(tmp_path, "templates/webhook/billing_sync.toml", 'url = "https://example.com"')
-    path = write(tmp_path, "rules.nudge", "when member.joined then\n  send email welcome\n"
-                 "  send email welcom\n  send webhook billing_sync\n  send sms anything\n")
+    path = write(
+        tmp_path,
+        "rules.nudge",
+        "when member.joined then\n  send email welcome\n"
+        "  send email welcom\n  send webhook billing_sync\n  send sms anything\n",
+    )
     result = run(cli, "check", str(path))
     assert result.exit_code == 1
-    headlines = [line for line in result.output.splitlines()
-                 if line.startswith(str(path)) and "warning:" not in line]
+    headlines = [line for line in result.output.splitlines() if line.startswith(str(path)) and "warning:" not in line]
     assert headlines == [f'{path}:3:14: unknown email template "welcom" — did you mean "welcome"?']
 
 
@@ -117,7 +120,7 @@ def test_check_templates_option_points_elsewhere(cli, tmp_path):
 
 def test_check_reports_invalid_utf8(cli, tmp_path):
     path = tmp_path / "bin.nudge"
-    path.write_bytes(b"when a.b then note \"\xff\"\n")
+    path.write_bytes(b'when a.b then note "\xff"\n')
     result = run(cli, "check", str(path))
     assert result.exit_code == 1
     assert f"{path}:1:21: invalid UTF-8 (byte 0xff)" in result.output
@@ -126,8 +129,9 @@ def test_check_reports_invalid_utf8(cli, tmp_path):
 def test_fmt_prints_canonical_text(cli, tmp_path):
     result = run(cli, "fmt", str(write(tmp_path, "a.nudge", UGLY)))
     assert result.exit_code == 0
-    assert result.output == ('when form.submitted and tag != "vip" then\n  send email welcome\n'
-                             "  wait 3d\n  send sms reminder\nend\n")
+    assert result.output == (
+        'when form.submitted and tag != "vip" then\n  send email welcome\n  wait 3d\n  send sms reminder\nend\n'
+    )
 
 
 def test_fmt_check_lists_files_that_would_change(cli, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from hypothesis import given, settings
 
 import dsl
@@ -37,9 +36,11 @@ def test_plan_is_versioned_json():
 
 
 def test_rule_fields_for_the_issue_example():
-    rule = rule_plan('rule "Welcome series"\n  once per contact\n  until purchase.completed\n'
-                     '  quiet hours 21:00-08:00\nwhen member.joined and tag != "vip" then\n'
-                     '  send email welcome\nend')
+    rule = rule_plan(
+        'rule "Welcome series"\n  once per contact\n  until purchase.completed\n'
+        '  quiet hours 21:00-08:00\nwhen member.joined and tag != "vip" then\n'
+        "  send email welcome\nend"
+    )
     assert rule["name"] == "Welcome series"
     assert rule["line"] == 1
     assert rule["entry"] == {"kind": "once", "every": None}
@@ -57,7 +58,9 @@ def test_headerless_rule_is_named_after_file_and_line():
 def test_entry_policies():
     assert rule_plan("when a.b then stop")["entry"] == {"kind": "default", "every": None}
     assert rule_plan('rule "R"\n  once per contact every 30d\nwhen a.b then stop')["entry"] == {
-        "kind": "once_every", "every": 30 * 86400}
+        "kind": "once_every",
+        "every": 30 * 86400,
+    }
     assert rule_plan('rule "R"\n  always\nwhen a.b then stop')["entry"] == {"kind": "always", "every": None}
 
 
@@ -68,40 +71,68 @@ def test_goal_with_condition():
 
 def test_triggers_with_default_time():
     assert rule_plan("when every day then stop")["trigger"] == {
-        "kind": "schedule", "day": "day", "at": "09:00", "interval": None}
+        "kind": "schedule",
+        "day": "day",
+        "at": "09:00",
+        "interval": None,
+    }
     assert rule_plan("when every monday at 08:30 then stop")["trigger"] == {
-        "kind": "schedule", "day": "monday", "at": "08:30", "interval": None}
+        "kind": "schedule",
+        "day": "monday",
+        "at": "08:30",
+        "interval": None,
+    }
     assert rule_plan("when every 1h then stop")["trigger"] == {
-        "kind": "schedule", "day": None, "at": None, "interval": 3600}
+        "kind": "schedule",
+        "day": None,
+        "at": None,
+        "interval": 3600,
+    }
     assert rule_plan("when anniversary of contact.birthday then stop")["trigger"] == {
-        "kind": "anniversary", "field": "birthday", "at": "09:00"}
+        "kind": "anniversary",
+        "field": "birthday",
+        "at": "09:00",
+    }
     assert rule_plan("when 7d before contact.renewal_date at 10:00 then stop")["trigger"] == {
-        "kind": "relative_date", "field": "renewal_date", "offset": -7 * 86400, "at": "10:00"}
+        "kind": "relative_date",
+        "field": "renewal_date",
+        "offset": -7 * 86400,
+        "at": "10:00",
+    }
     assert rule_plan("when 1d after contact.trial_ends then stop")["trigger"] == {
-        "kind": "relative_date", "field": "trial_ends", "offset": 86400, "at": "09:00"}
+        "kind": "relative_date",
+        "field": "trial_ends",
+        "offset": 86400,
+        "at": "09:00",
+    }
     assert rule_plan("when no class.attended for 14d then stop")["trigger"] == {
-        "kind": "inactivity", "event": "class.attended", "seconds": 14 * 86400}
+        "kind": "inactivity",
+        "event": "class.attended",
+        "seconds": 14 * 86400,
+    }
 
 
 def test_match_lists_equality_tests_of_the_top_level_and_chain():
-    rule = rule_plan('when visit.completed and event.kind == "trial" and tag == "vip" '
-                     'and "pro" == contact.plan and has tag "member" and contact.score > 3 '
-                     'and (event.x == 1 or event.y == 2) then stop')
-    assert rule["match"] == [["event.kind", "trial"], ["tag", "vip"], ["contact.plan", "pro"],
-                             ["tag", "member"]]
-    assert rule_plan('when visit.completed and event.kind == "trial" then stop')["match"] == [
-        ["event.kind", "trial"]]
+    rule = rule_plan(
+        'when visit.completed and event.kind == "trial" and tag == "vip" '
+        'and "pro" == contact.plan and has tag "member" and contact.score > 3 '
+        "and (event.x == 1 or event.y == 2) then stop"
+    )
+    assert rule["match"] == [["event.kind", "trial"], ["tag", "vip"], ["contact.plan", "pro"], ["tag", "member"]]
+    assert rule_plan('when visit.completed and event.kind == "trial" then stop')["match"] == [["event.kind", "trial"]]
     assert rule_plan('when a.b and event.kind != "trial" then stop')["match"] == []
     assert rule_plan('when every day and contact.plan == "pro" then stop')["match"] == []
 
 
 def test_simple_steps_compile_to_instructions():
-    rule = rule_plan('when a.b then\n  send email welcome\n  wait 3d\n  wait until 09:00\n'
-                     '  wait until contact.renewal_date - 7d\n  wait until contact.renewal_date at 10:00\n'
-                     '  tag "t"\n  untag "t"\n'
-                     '  set contact.stage = "sql"\n  score +10\n  score -5\n  note "n"\n'
-                     '  task "Call {{ contact.first_name }}" for "desk" due 1d\n  task "x" for "y"\n'
-                     '  notify "sales" "hi"\n  start "Other"\n  crm_push "deals" 2d\n  stop\nend')
+    rule = rule_plan(
+        "when a.b then\n  send email welcome\n  wait 3d\n  wait until 09:00\n"
+        "  wait until contact.renewal_date - 7d\n  wait until contact.renewal_date at 10:00\n"
+        '  tag "t"\n  untag "t"\n'
+        '  set contact.stage = "sql"\n  score +10\n  score -5\n  note "n"\n'
+        '  task "Call {{ contact.first_name }}" for "desk" due 1d\n  task "x" for "y"\n'
+        '  notify "sales" "hi"\n  start "Other"\n  crm_push "deals" 2d\n  stop\nend'
+    )
     assert ops(rule) == [
         {"op": "send", "channel": "email", "name": "welcome"},
         {"op": "wait", "seconds": 259200},
@@ -125,8 +156,10 @@ def test_simple_steps_compile_to_instructions():
 
 
 def test_if_elif_else_compiles_to_branches_and_jumps():
-    rule = rule_plan('when a.b then\n  if contact.x == 1 then\n    tag "1"\n'
-                     '  elif contact.x == 2 then\n    tag "2"\n  else\n    tag "3"\n  end\n  tag "after"\nend')
+    rule = rule_plan(
+        'when a.b then\n  if contact.x == 1 then\n    tag "1"\n'
+        '  elif contact.x == 2 then\n    tag "2"\n  else\n    tag "3"\n  end\n  tag "after"\nend'
+    )
     assert ops(rule) == [
         {"op": "branch", "cond": {"==": [{"field": "x"}, 1]}, "else": 3},
         {"op": "tag", "tag": "1"},
@@ -144,8 +177,7 @@ def test_if_elif_else_compiles_to_branches_and_jumps():
 def test_if_without_else_needs_no_jump():
     rule = rule_plan('when a.b then\n  if did class.attended within 3d then\n    tag "1"\n  end\nend')
     assert ops(rule) == [
-        {"op": "branch", "cond": {"did": "class.attended", "where": None, "at_least": 1, "within": 259200},
-         "else": 2},
+        {"op": "branch", "cond": {"did": "class.attended", "where": None, "at_least": 1, "within": 259200}, "else": 2},
         {"op": "tag", "tag": "1"},
         {"op": "exit"},
     ]
@@ -153,13 +185,25 @@ def test_if_without_else_needs_no_jump():
 
 def test_wait_for_branches():
     plain = rule_plan("when a.b then\n  wait for email.clicked up to 2d\n  stop\nend")
-    assert ops(plain)[0] == {"op": "wait_for", "event": "email.clicked", "where": None,
-                             "seconds": 172800, "on_timeout": 1}
-    both = rule_plan('when a.b then\n  wait for email.clicked where event.url contains "x" up to 2d then\n'
-                     '    tag "in"\n  else\n    tag "out"\n  end\nend')
+    assert ops(plain)[0] == {
+        "op": "wait_for",
+        "event": "email.clicked",
+        "where": None,
+        "seconds": 172800,
+        "on_timeout": 1,
+    }
+    both = rule_plan(
+        'when a.b then\n  wait for email.clicked where event.url contains "x" up to 2d then\n'
+        '    tag "in"\n  else\n    tag "out"\n  end\nend'
+    )
     assert ops(both) == [
-        {"op": "wait_for", "event": "email.clicked", "where": {"contains": [{"prop": "url"}, "x"]},
-         "seconds": 172800, "on_timeout": 3},
+        {
+            "op": "wait_for",
+            "event": "email.clicked",
+            "where": {"contains": [{"prop": "url"}, "x"]},
+            "seconds": 172800,
+            "on_timeout": 3,
+        },
         {"op": "tag", "tag": "in"},
         {"op": "jump", "to": 4},
         {"op": "tag", "tag": "out"},
@@ -172,9 +216,14 @@ def test_wait_for_branches():
 def test_split_arms_are_named_in_order():
     rule = rule_plan('when a.b then\n  split\n    50%: tag "A"\n    30%:\n    20%: tag "C"\n  end\nend')
     assert ops(rule) == [
-        {"op": "split", "arms": [{"name": "A", "share": 50, "to": 1},
-                                 {"name": "B", "share": 30, "to": 3},
-                                 {"name": "C", "share": 20, "to": 4}]},
+        {
+            "op": "split",
+            "arms": [
+                {"name": "A", "share": 50, "to": 1},
+                {"name": "B", "share": 30, "to": 3},
+                {"name": "C", "share": 20, "to": 4},
+            ],
+        },
         {"op": "tag", "tag": "A"},
         {"op": "jump", "to": 5},
         {"op": "jump", "to": 5},
@@ -187,43 +236,55 @@ def test_condition_tree_forms():
     rule = rule_plan(
         'when a.b and (contact.x in ["a", "b"] or contact.x not in [1]) and tag in ["v", "w"] '
         'and contact.y is not set and contact.email matches "^a" and not in segment "s" '
-        'and contact.d > 2026-12-31 and contact.t == 09:00 and contact.n == null and now > today '
-        'and contact.z starts with "p" and contact.z ends with "q" and event.n == -1.5 then stop')
-    assert rule["condition"] == {"and": [
-        {"or": [{"in": [{"field": "x"}, ["a", "b"]]}, {"not": {"in": [{"field": "x"}, [1]]}}]},
-        {"or": [{"has_tag": "v"}, {"has_tag": "w"}]},
-        {"not": {"is_set": {"field": "y"}}},
-        {"matches": [{"field": "email"}, "^a"]},
-        {"not": {"segment": "s"}},
-        {">": [{"field": "d"}, {"date": "2026-12-31"}]},
-        {"==": [{"field": "t"}, {"time": "09:00"}]},
-        {"==": [{"field": "n"}, None]},
-        {">": [{"now": True}, {"today": True}]},
-        {"starts_with": [{"field": "z"}, "p"]},
-        {"ends_with": [{"field": "z"}, "q"]},
-        {"==": [{"prop": "n"}, -1.5]},
-    ]}
+        "and contact.d > 2026-12-31 and contact.t == 09:00 and contact.n == null and now > today "
+        'and contact.z starts with "p" and contact.z ends with "q" and event.n == -1.5 then stop'
+    )
+    assert rule["condition"] == {
+        "and": [
+            {"or": [{"in": [{"field": "x"}, ["a", "b"]]}, {"not": {"in": [{"field": "x"}, [1]]}}]},
+            {"or": [{"has_tag": "v"}, {"has_tag": "w"}]},
+            {"not": {"is_set": {"field": "y"}}},
+            {"matches": [{"field": "email"}, "^a"]},
+            {"not": {"segment": "s"}},
+            {">": [{"field": "d"}, {"date": "2026-12-31"}]},
+            {"==": [{"field": "t"}, {"time": "09:00"}]},
+            {"==": [{"field": "n"}, None]},
+            {">": [{"now": True}, {"today": True}]},
+            {"starts_with": [{"field": "z"}, "p"]},
+            {"ends_with": [{"field": "z"}, "q"]},
+            {"==": [{"prop": "n"}, -1.5]},
+        ]
+    }
 
 
 def test_step_ids_are_unique_within_a_rule():
-    rule = rule_plan('when a.b then\n  wait 2d\n  send email a\n  wait 2d\n  send email a\n'
-                     '  if contact.x is set then\n    wait 2d\n  else\n    wait 2d\n  end\nend')
+    rule = rule_plan(
+        "when a.b then\n  wait 2d\n  send email a\n  wait 2d\n  send email a\n"
+        "  if contact.x is set then\n    wait 2d\n  else\n    wait 2d\n  end\nend"
+    )
     ids = [s["id"] for s in rule["steps"]]
     assert len(ids) == len(set(ids))
 
 
 def test_step_ids_survive_edits_elsewhere_in_the_rule():
-    before = rule_plan('rule "R"\nwhen a.b then\n  send email welcome\n  wait 3d\n'
-                       '  if did class.attended within 3d then\n    send email keep_going\n'
-                       '  else\n    send email getting_started\n  end\n  wait 7d\n  send email trainer_intro\nend')
-    after = rule_plan('rule "R"\n# a comment moves every line\nwhen a.b then\n  send email hello\n'
-                      '  send email welcome\n  wait 3d\n  if did class.attended within 3d then\n'
-                      '    tag "active"\n    send email keep_going\n  else\n    send email getting_started\n'
-                      '  end\n  wait 7d\n  send email trainer_intro\nend')
+    before = rule_plan(
+        'rule "R"\nwhen a.b then\n  send email welcome\n  wait 3d\n'
+        "  if did class.attended within 3d then\n    send email keep_going\n"
+        "  else\n    send email getting_started\n  end\n  wait 7d\n  send email trainer_intro\nend"
+    )
+    after = rule_plan(
+        'rule "R"\n# a comment moves every line\nwhen a.b then\n  send email hello\n'
+        "  send email welcome\n  wait 3d\n  if did class.attended within 3d then\n"
+        '    tag "active"\n    send email keep_going\n  else\n    send email getting_started\n'
+        "  end\n  wait 7d\n  send email trainer_intro\nend"
+    )
 
     def by_content(rule):
-        return {(s["op"], s.get("name"), s.get("seconds"), s.get("source")): s["id"]
-                for s in rule["steps"] if s["op"] not in ("jump", "exit")}
+        return {
+            (s["op"], s.get("name"), s.get("seconds"), s.get("source")): s["id"]
+            for s in rule["steps"]
+            if s["op"] not in ("jump", "exit")
+        }
 
     old, new = by_content(before), by_content(after)
     for key, ident in old.items():
@@ -232,7 +293,9 @@ def test_step_ids_survive_edits_elsewhere_in_the_rule():
 
 
 def test_step_ids_tell_apart_the_same_step_in_different_blocks():
-    rule = rule_plan('when a.b then\n  if contact.x is set then\n    tag "t"\n  else\n    tag "t"\n  end\n  tag "t"\nend')
+    rule = rule_plan(
+        'when a.b then\n  if contact.x is set then\n    tag "t"\n  else\n    tag "t"\n  end\n  tag "t"\nend'
+    )
     tags = [s["id"] for s in rule["steps"] if s["op"] == "tag"]
     assert len(set(tags)) == 3
 

@@ -13,7 +13,7 @@ from dsl import evaluate as E
 
 from .helpers import parsed
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
@@ -45,8 +45,11 @@ class Context:
     def count_events(self, name, where, since):
         count = 0
         for event, at, props in self.history:
-            if event == name and at >= since and \
-                    (where is None or E.holds(where, Context(self.fields, self.tags, props, now=self.now))):
+            if (
+                event == name
+                and at >= since
+                and (where is None or E.holds(where, Context(self.fields, self.tags, props, now=self.now)))
+            ):
                 count += 1
         return count
 
@@ -75,34 +78,46 @@ def test_the_context_class_satisfies_the_protocol():
     assert context.now == NOW
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('contact.plan == "pro"', True),
-    ('contact.plan != "pro"', False),
-    ('contact.plan in ["team", "pro"]', True),
-    ('contact.plan not in ["team", "pro"]', False),
-    ('contact.email contains "@example"', True),
-    ('contact.email starts with "ann"', True),
-    ('contact.email ends with ".com"', True),
-    ('contact.email matches "^[a-z]+@example\\\\.com$"', True),
-    ("contact.score > 10", True),
-    ("contact.score >= 12", True),
-    ("contact.score < 12.5", True),
-    ("contact.score <= 11", False),
-    ('contact.langs contains "de"', True),
-    ('contact.langs contains "fr"', False),
-    ("contact.vip == true", True),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('contact.plan == "pro"', True),
+        ('contact.plan != "pro"', False),
+        ('contact.plan in ["team", "pro"]', True),
+        ('contact.plan not in ["team", "pro"]', False),
+        ('contact.email contains "@example"', True),
+        ('contact.email starts with "ann"', True),
+        ('contact.email ends with ".com"', True),
+        ('contact.email matches "^[a-z]+@example\\\\.com$"', True),
+        ("contact.score > 10", True),
+        ("contact.score >= 12", True),
+        ("contact.score < 12.5", True),
+        ("contact.score <= 11", False),
+        ('contact.langs contains "de"', True),
+        ('contact.langs contains "fr"', False),
+        ("contact.vip == true", True),
+    ],
+)
 def test_comparisons(text, expected):
-    context = Context(fields={"plan": "pro", "email": "ann@example.com", "score": 12,
-                              "langs": ["en", "de"], "vip": True})
+    context = Context(
+        fields={"plan": "pro", "email": "ann@example.com", "score": 12, "langs": ["en", "de"], "vip": True}
+    )
     assert holds(text, context) is expected
 
 
-@pytest.mark.parametrize("text", [
-    'contact.nickname == "a"', 'contact.nickname != "a"', "contact.nickname > 3",
-    'contact.nickname in ["a"]', 'contact.nickname contains "a"', 'contact.nickname matches "a"',
-    'not (contact.nickname == "a")', 'contact.nickname == "a" or contact.nickname != "a"',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'contact.nickname == "a"',
+        'contact.nickname != "a"',
+        "contact.nickname > 3",
+        'contact.nickname in ["a"]',
+        'contact.nickname contains "a"',
+        'contact.nickname matches "a"',
+        'not (contact.nickname == "a")',
+        'contact.nickname == "a" or contact.nickname != "a"',
+    ],
+)
 def test_missing_values_never_hold_like_sql_null(text):
     assert holds(text, Context()) is False
     assert E.truth(cond(text), Context()) is None
@@ -153,8 +168,9 @@ def test_now_and_today_come_from_the_context_in_utc():
 
 
 def test_date_arithmetic():
-    context = Context(fields={"renewal_date": dt.date(2026, 4, 1),
-                              "last_seen": dt.datetime(2026, 2, 1, 8, 0, tzinfo=UTC)})
+    context = Context(
+        fields={"renewal_date": dt.date(2026, 4, 1), "last_seen": dt.datetime(2026, 2, 1, 8, 0, tzinfo=UTC)}
+    )
     assert value("contact.renewal_date - 7d", context) == dt.date(2026, 3, 25)
     assert value("contact.renewal_date + 12h", context) == dt.datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
     assert value("now - 14d", context) == NOW - dt.timedelta(days=14)
@@ -162,7 +178,7 @@ def test_date_arithmetic():
     assert value("now - contact.last_seen", context) == NOW - context.fields["last_seen"]
     assert value("1d + 12h", context) == dt.timedelta(hours=36)
     assert value("contact.score + 1", Context(fields={"score": 4})) == 5
-    assert value('contact.plan + 1d', Context(fields={"plan": "pro"})) is None
+    assert value("contact.plan + 1d", Context(fields={"plan": "pro"})) is None
 
 
 def test_inactivity_style_conditions():

@@ -1,5 +1,6 @@
 """Every "did you mean" carries its fix: the text that, put in place of the underlined span, makes that
 problem go away (an editor offers it as a one-click fix). Printing is unchanged."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,16 +14,16 @@ from .test_cases import SOURCES, VOCABULARY
 TYPOS = [
     # (source, the fix's text) — one per place the parser or checker says "did you mean"
     ("wehn form.submitted then\n  send email welcome\nend\n", "when"),
-    ("when form.submitted then\n  if contact.plan == \"x\" thne\n    stop\n  end\nend\n", "then"),
+    ('when form.submitted then\n  if contact.plan == "x" thne\n    stop\n  end\nend\n', "then"),
     ("when form.submited then\n  send email welcome\nend\n", "form.submitted"),
     ("when email.opend then\n  send email welcome\nend\n", "email.opened"),
     ("when form.submitted then\n  sned email welcome\nend\n", "send"),
     ("when form.submitted then\n  send emial welcome\nend\n", "email"),
     ("when form.submitted then\n  send email welcom\nend\n", "welcome"),
-    ("when form.submitted and contact.frist_name == \"a\" then\n  stop\nend\n", "contact.first_name"),
-    ("when form.submitted and in segment \"vp\" then\n  stop\nend\n", '"vip"'),
-    ("when form.submitted then\n  start \"Schedulde\"\nend\n", '"Scheduled"'),
-    ("when form.submitted and domian(contact.email) == \"a\" then\n  stop\nend\n", "domain"),
+    ('when form.submitted and contact.frist_name == "a" then\n  stop\nend\n', "contact.first_name"),
+    ('when form.submitted and in segment "vp" then\n  stop\nend\n', '"vip"'),
+    ('when form.submitted then\n  start "Schedulde"\nend\n', '"Scheduled"'),
+    ('when form.submitted and domian(contact.email) == "a" then\n  stop\nend\n', "domain"),
     ("when form.submitted and ture then\n  stop\nend\n", "true"),
 ]
 
@@ -38,7 +39,7 @@ def _diagnostics(source: str) -> list[dsl.Diagnostic]:
 def _apply(source: str, diagnostic: dsl.Diagnostic) -> str:
     lines = source.split("\n")
     line = lines[diagnostic.line - 1]
-    lines[diagnostic.line - 1] = line[:diagnostic.col - 1] + diagnostic.replacement + line[diagnostic.end_col - 1:]
+    lines[diagnostic.line - 1] = line[: diagnostic.col - 1] + diagnostic.replacement + line[diagnostic.end_col - 1 :]
     return "\n".join(lines)
 
 
@@ -73,7 +74,7 @@ def test_a_fix_does_not_change_what_is_printed():
 def test_a_bare_condition_carries_its_fix_too(text, fix):
     """A segment's text: the condition parser and checker give the same fixes as in a rule."""
     result = dsl.parse_condition(text, "segment", VOCABULARY)
-    diagnostic, = result.diagnostics
+    (diagnostic,) = result.diagnostics
     assert "did you mean" in diagnostic.message and diagnostic.replacement == fix
-    fixed = text[:diagnostic.col - 1] + fix + text[diagnostic.end_col - 1:]
+    fixed = text[: diagnostic.col - 1] + fix + text[diagnostic.end_col - 1 :]
     assert dsl.parse_condition(fixed, "segment", VOCABULARY).ok

@@ -20,16 +20,12 @@ PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 def test_one_liner_becomes_one_step_per_line_with_explicit_end():
     assert dsl.fmt('when form.submitted and tag != "vip" then send email welcome; wait 3d; send sms reminder') == (
-        'when form.submitted and tag != "vip" then\n'
-        "  send email welcome\n"
-        "  wait 3d\n"
-        "  send sms reminder\n"
-        "end\n"
+        'when form.submitted and tag != "vip" then\n  send email welcome\n  wait 3d\n  send sms reminder\nend\n'
     )
 
 
 def test_canonical_layout_of_every_block():
-    messy = textwrap.dedent('''\
+    messy = textwrap.dedent("""\
         rule   "R"
         once per contact every 30d
               quiet hours 9:00-8:00
@@ -41,8 +37,8 @@ def test_canonical_layout_of_every_block():
         wait until (contact.renewal_date-7d)
         score +1.50
         rule "S" when a.b and ((contact.a is set)) then task "t" for "u" due 2h
-        ''')
-    assert dsl.fmt(messy) == textwrap.dedent('''\
+        """)
+    assert dsl.fmt(messy) == textwrap.dedent("""\
         rule "R"
           once per contact every 30d
           quiet hours 09:00-08:00
@@ -69,32 +65,41 @@ def test_canonical_layout_of_every_block():
         when a.b and contact.a is set then
           task "t" for "u" due 2h
         end
-        ''')
+        """)
 
 
-@pytest.mark.parametrize("source, canonical", [
-    ("(contact.a is set or contact.b is set) and contact.c is set",
-     "(contact.a is set or contact.b is set) and contact.c is set"),
-    ("not (contact.a is set and contact.b is set)", "not (contact.a is set and contact.b is set)"),
-    ("contact.x == 1 - (2 - 3)", "contact.x == 1 - (2 - 3)"),
-    ("contact.x == (1 - 2) - 3", "contact.x == 1 - 2 - 3"),
-    ("(contact.x == 1) == true", "(contact.x == 1) == true"),
-    ('contact.x in ["a","b",]', 'contact.x in ["a", "b"]'),
-    ('contact.x == "say \\"hi\\"\\n"', 'contact.x == "say \\"hi\\"\\n"'),
-    ("contact.x == -5", "contact.x == -5"),
-    ('domain( contact.email ) == "example.com"', 'domain(contact.email) == "example.com"'),
-    ("f(g(1,2,), (contact.a is set or contact.b is set), -3) and ok()",
-     "f(g(1, 2), contact.a is set or contact.b is set, -3) and ok()"),
-    ("(days_until(contact.renewal_date) - 1) > 2 or score(1) > 0",
-     "days_until(contact.renewal_date) - 1 > 2 or score(1) > 0"),
-])
+@pytest.mark.parametrize(
+    "source, canonical",
+    [
+        (
+            "(contact.a is set or contact.b is set) and contact.c is set",
+            "(contact.a is set or contact.b is set) and contact.c is set",
+        ),
+        ("not (contact.a is set and contact.b is set)", "not (contact.a is set and contact.b is set)"),
+        ("contact.x == 1 - (2 - 3)", "contact.x == 1 - (2 - 3)"),
+        ("contact.x == (1 - 2) - 3", "contact.x == 1 - 2 - 3"),
+        ("(contact.x == 1) == true", "(contact.x == 1) == true"),
+        ('contact.x in ["a","b",]', 'contact.x in ["a", "b"]'),
+        ('contact.x == "say \\"hi\\"\\n"', 'contact.x == "say \\"hi\\"\\n"'),
+        ("contact.x == -5", "contact.x == -5"),
+        ('domain( contact.email ) == "example.com"', 'domain(contact.email) == "example.com"'),
+        (
+            "f(g(1,2,), (contact.a is set or contact.b is set), -3) and ok()",
+            "f(g(1, 2), contact.a is set or contact.b is set, -3) and ok()",
+        ),
+        (
+            "(days_until(contact.renewal_date) - 1) > 2 or score(1) > 0",
+            "days_until(contact.renewal_date) - 1 > 2 or score(1) > 0",
+        ),
+    ],
+)
 def test_expressions_get_only_the_parentheses_they_need(source, canonical):
     rule = parsed(f"when a.b and {source} then stop").rules[0]
     assert format_expr(rule.condition) == canonical
 
 
 def test_comments_are_kept_in_place():
-    source = textwrap.dedent('''\
+    source = textwrap.dedent("""\
         # Header comment
         rule "R"   # about the rule
           # about the policy
@@ -112,8 +117,8 @@ def test_comments_are_kept_in_place():
         # between rules
         when c.d then stop # trailing on stop
         # at the very end
-        ''')
-    assert dsl.fmt(source) == textwrap.dedent('''\
+        """)
+    assert dsl.fmt(source) == textwrap.dedent("""\
         # Header comment
         rule "R"  # about the rule
           # about the policy
@@ -135,7 +140,7 @@ def test_comments_are_kept_in_place():
           stop  # trailing on stop
         end
         # at the very end
-        ''')
+        """)
 
 
 def test_fmt_refuses_text_with_syntax_errors():

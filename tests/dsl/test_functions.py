@@ -12,11 +12,11 @@ from dsl import Signature
 from .helpers import diagnostics_text, vocab
 from .test_evaluate import Context, cond
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _domain(address: str) -> str:
-    return address[address.find("@") + 1:].lower()
+    return address[address.find("@") + 1 :].lower()
 
 
 def _broken(value: str) -> str:
@@ -44,7 +44,8 @@ def errors(text: str) -> list[str]:
 # -- the checker -------------------------------------------------------------------------------
 def test_an_unknown_function_is_named_with_a_suggestion_at_its_line_and_column():
     assert errors('domian(contact.email) == "example.com"') == [
-        '1:25: unknown function "domian" — did you mean "domain"?']
+        '1:25: unknown function "domian" — did you mean "domain"?'
+    ]
 
 
 def test_without_any_function_the_hint_says_they_come_from_plugins():
@@ -53,29 +54,34 @@ def test_without_any_function_the_hint_says_they_come_from_plugins():
     assert problem.message == 'unknown function "domain"' and "no installed plugin declares one" in problem.hint
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('domain(contact.email, contact.phone) == "x"', "1:25: `domain()` takes 1 argument (a string), not 2"),
-    ("between(contact.score) ", "1:25: `between()` takes 3 arguments (a number, a number, a number), not 1"),
-    ("flagged(1)", "1:25: `flagged()` takes no arguments, not 1"),
-    ('domain(contact.score) == "x"', "1:32: argument 1 of `domain()` must be a string, not a number"),
-    ('domain(tag) == "x"', "1:32: argument 1 of `domain()` must be a string, not `tag`"),
-    ("domain(contact.email) == 3", "1:25: cannot compare a string with a number"),
-    ("domain(contact.email)", "1:25: this condition is a string, not true or false"),
-    ("weekday(contact.renewal_date) > now", "1:25: cannot compare a number with a date-time"),
-    ('between(domain(contact.email), 1, 2)', "1:33: argument 1 of `between()` must be a number, not a string"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('domain(contact.email, contact.phone) == "x"', "1:25: `domain()` takes 1 argument (a string), not 2"),
+        ("between(contact.score) ", "1:25: `between()` takes 3 arguments (a number, a number, a number), not 1"),
+        ("flagged(1)", "1:25: `flagged()` takes no arguments, not 1"),
+        ('domain(contact.score) == "x"', "1:32: argument 1 of `domain()` must be a string, not a number"),
+        ('domain(tag) == "x"', "1:32: argument 1 of `domain()` must be a string, not `tag`"),
+        ("domain(contact.email) == 3", "1:25: cannot compare a string with a number"),
+        ("domain(contact.email)", "1:25: this condition is a string, not true or false"),
+        ("weekday(contact.renewal_date) > now", "1:25: cannot compare a number with a date-time"),
+        ("between(domain(contact.email), 1, 2)", "1:33: argument 1 of `between()` must be a number, not a string"),
+    ],
+)
 def test_calls_are_typed(text, expected):
     assert errors(text) == [expected]
 
 
 def test_well_typed_calls_check_cleanly_wherever_a_value_goes():
-    text = ('rule "Typed"\n  until order.paid where between(event.total, 1, 10)\n'
-            'when form.submitted and domain(contact.email) == "example.com" and flagged() then\n'
-            '  if weekday(contact.renewal_date) >= 6 then\n    set contact.plan = domain(contact.email)\n  end\n'
-            '  wait until starts(contact.renewal_date - 1d) at 10:00\n'
-            '  wait for order.paid where between(event.total, 1, 10) up to 1d\n'
-            '  if did order.paid where between(event.total, 1, weekday(today)) within 3d then\n    stop\n  end\n'
-            'end\n')
+    text = (
+        'rule "Typed"\n  until order.paid where between(event.total, 1, 10)\n'
+        'when form.submitted and domain(contact.email) == "example.com" and flagged() then\n'
+        "  if weekday(contact.renewal_date) >= 6 then\n    set contact.plan = domain(contact.email)\n  end\n"
+        "  wait until starts(contact.renewal_date - 1d) at 10:00\n"
+        "  wait for order.paid where between(event.total, 1, 10) up to 1d\n"
+        "  if did order.paid where between(event.total, 1, weekday(today)) within 3d then\n    stop\n  end\n"
+        "end\n"
+    )
     assert diagnostics_text(text, WORDS) == []
 
 
@@ -83,7 +89,8 @@ def test_a_segment_may_only_call_functions_with_an_sql_form_for_its_database():
     text = 'domain(contact.email) == "example.com" and\n  between(contact.score, 1, 5)'
     result = dsl.parse_condition(text, "condition", WORDS, sql_dialect="sqlite")
     assert [(d.line, d.col, d.message) for d in result.diagnostics] == [
-        (2, 3, "`between()` has no SQL form, so a segment cannot use it")]
+        (2, 3, "`between()` has no SQL form, so a segment cannot use it")
+    ]
     assert "use it in a rule's condition instead" in result.diagnostics[0].hint
     assert dsl.parse_condition(text, "condition", WORDS).ok  # anywhere else it is fine
     assert not dsl.parse_condition('domain(contact.email) == "x"', "c", WORDS, sql_dialect="mysql").ok
@@ -97,15 +104,24 @@ def test_a_bare_condition_compiles_to_the_tree_a_rule_would_have():
     assert result.tree["and"][0] == {"==": [{"call": "domain", "args": [{"field": "email"}]}, "example.com"]}
 
 
-@pytest.mark.parametrize("text, where", [
-    ('tag == "vip" and\n   contact.colour == "red"', (2, 4, 'unknown contact field "colour"')),
-    ('contact.score >\n', (1, 16, "expected a value or condition, found the end of the condition")),
-    ('tag == "vip" and event.url == "/x"', (1, 18, "`event.url` has no event to refer to")),
-    ("contact.birthday == 2026-13-01", (1, 21, "`2026-13-01` is not a date")),
-    ('  colour == "red"', (1, 3, "`colour` alone is not a value")),
-    ("tag == \"vip\"; stop", (1, 13, "expected an operator such as `and`, `==` or `contains`, `at`, `,`, `)`, "
-                                    "`]` or `within`, found `;`")),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ('tag == "vip" and\n   contact.colour == "red"', (2, 4, 'unknown contact field "colour"')),
+        ("contact.score >\n", (1, 16, "expected a value or condition, found the end of the condition")),
+        ('tag == "vip" and event.url == "/x"', (1, 18, "`event.url` has no event to refer to")),
+        ("contact.birthday == 2026-13-01", (1, 21, "`2026-13-01` is not a date")),
+        ('  colour == "red"', (1, 3, "`colour` alone is not a value")),
+        (
+            'tag == "vip"; stop',
+            (
+                1,
+                13,
+                "expected an operator such as `and`, `==` or `contains`, `at`, `,`, `)`, `]` or `within`, found `;`",
+            ),
+        ),
+    ],
+)
 def test_bare_condition_errors_point_into_its_own_text(text, where):
     result = dsl.parse_condition(text, "segment", WORDS)
     assert not result.ok and result.tree is None
@@ -141,8 +157,9 @@ def test_arguments_and_results_are_brought_to_their_declared_types():
     context = FunctionContext(fields={"renewal_date": dt.date(2026, 3, 14)})
     assert dsl.holds(cond("weekday(contact.renewal_date) == 6"), context)
     assert dsl.holds(cond("weekday(now) == 2"), context)  # a date-time given for a date: its UTC day
-    assert dsl.evaluate.evaluate(cond("starts(2026-03-14) == now")["=="][0], context) == \
-        dt.datetime(2026, 3, 14, tzinfo=UTC)  # a date given for a date-time: its midnight UTC
+    assert dsl.evaluate.evaluate(cond("starts(2026-03-14) == now")["=="][0], context) == dt.datetime(
+        2026, 3, 14, tzinfo=UTC
+    )  # a date given for a date-time: its midnight UTC
 
 
 def test_a_missing_or_mistyped_argument_makes_the_call_unknown_without_running_it():
@@ -156,11 +173,14 @@ def test_a_missing_or_mistyped_argument_makes_the_call_unknown_without_running_i
     assert calls == [] and context.failures == []
 
 
-@pytest.mark.parametrize("text, problem", [
-    ('broken(contact.email) == "x"', "RuntimeError: the lookup service is down"),
-    ("sloppy(contact.email) > 1", "it returned a string, but declares number"),
-    ('unplugged(contact.email) == "x"', "no installed plugin provides it"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('broken(contact.email) == "x"', "RuntimeError: the lookup service is down"),
+        ("sloppy(contact.email) > 1", "it returned a string, but declares number"),
+        ('unplugged(contact.email) == "x"', "no installed plugin provides it"),
+    ],
+)
 def test_a_call_that_fails_is_unknown_and_the_context_hears_why(text, problem):
     context = FunctionContext(fields={"email": "ana@example.com"})
     assert dsl.truth(cond(text), context) is None
@@ -179,8 +199,9 @@ def test_a_plan_older_than_the_function_is_a_failure_not_a_crash():
     context = FunctionContext(fields={"email": "ana@example.com"})
     tree = {"call": "domain", "args": [{"field": "email"}, 1]}
     assert dsl.truth({"==": [tree, "example.com"]}, context) is None
-    assert context.failures == [("domain", "it takes 1 argument(s) now, the rule passes 2; "
-                                           "apply the rules again to check them")]
+    assert context.failures == [
+        ("domain", "it takes 1 argument(s) now, the rule passes 2; apply the rules again to check them")
+    ]
 
 
 def test_a_context_without_functions_evaluates_calls_as_unknown():

@@ -14,32 +14,49 @@ from .helpers import parsed
 
 def test_grammar_builds_as_strict_lalr_without_conflicts():
     # strict=True raises on any shift/reduce conflict and on colliding terminals.
-    parser = Lark(grammar_text(), parser="lalr", start="program", strict=True,
-                  propagate_positions=True, keep_all_tokens=True)
+    parser = Lark(
+        grammar_text(), parser="lalr", start="program", strict=True, propagate_positions=True, keep_all_tokens=True
+    )
     assert parser.parse('when a.b then tag "x"') is not None
 
 
 def test_the_condition_parser_is_strict_lalr_too():
-    parser = Lark(grammar_text() + "\n%ignore _NL\n", parser="lalr", start="condition", strict=True,
-                  propagate_positions=True, keep_all_tokens=True)
+    parser = Lark(
+        grammar_text() + "\n%ignore _NL\n",
+        parser="lalr",
+        start="condition",
+        strict=True,
+        propagate_positions=True,
+        keep_all_tokens=True,
+    )
     assert parser.parse('domain(contact.email) == "x"\n  and tag == "vip"') is not None
 
 
 def test_calls_parse_anywhere_a_value_goes_with_spans():
-    text = ('rule "Calls"\n'
-            '  until order.paid where lower(event.kind) == "a"\n'
-            'when form.submitted and domain(contact.email) == "example.com" then\n'
-            '  if within(contact.score, 1, 10) or not flagged() then\n'
-            '    set contact.stage = pick(contact.stage, "lead")\n'
-            '  elif did order.paid where big(event.total) within 3d then\n'
-            '    wait until next_workday(today, contact.timezone)\n'
-            '    wait for order.paid where big(event.total) up to 1d\n'
-            '  end\n'
-            'end\n')
+    text = (
+        'rule "Calls"\n'
+        '  until order.paid where lower(event.kind) == "a"\n'
+        'when form.submitted and domain(contact.email) == "example.com" then\n'
+        "  if within(contact.score, 1, 10) or not flagged() then\n"
+        '    set contact.stage = pick(contact.stage, "lead")\n'
+        "  elif did order.paid where big(event.total) within 3d then\n"
+        "    wait until next_workday(today, contact.timezone)\n"
+        "    wait for order.paid where big(event.total) up to 1d\n"
+        "  end\n"
+        "end\n"
+    )
     rule = parsed(text).rules[0]
     calls = [node for node in A.walk(rule) if isinstance(node, A.Call)]
-    assert [call.name for call in calls] == ["lower", "domain", "within", "flagged", "pick", "big",
-                                             "next_workday", "big"]
+    assert [call.name for call in calls] == [
+        "lower",
+        "domain",
+        "within",
+        "flagged",
+        "pick",
+        "big",
+        "next_workday",
+        "big",
+    ]
     domain = calls[1]
     assert domain.args == (A.Path(("contact", "email")),)
     assert (domain.span.line, domain.span.column, domain.span.end_column) == (3, 25, 46)
@@ -76,8 +93,7 @@ def test_grammar_follows_house_style_for_names():
 
 
 def test_customer_one_liner_parses_without_header_or_end():
-    program = parsed('when form.submitted and tag != "vip" then send email welcome; '
-                     'wait 3d; send sms reminder')
+    program = parsed('when form.submitted and tag != "vip" then send email welcome; wait 3d; send sms reminder')
     (rule,) = program.rules
     assert rule.name is None
     assert rule.trigger == A.EventTrigger(A.EventName("form.submitted"))
@@ -90,15 +106,34 @@ def test_customer_one_liner_parses_without_header_or_end():
     assert rule.display_name("rules.nudge") == "rules.nudge:1"
 
 
-@pytest.mark.parametrize("event", [
-    "form.submitted", "class.attended", "email.opened", "sms.opted_out", "score.changed",
-    "tag.added", "tag.removed", "contact.created", "contact.updated", "wait.over",
-    "send.done", "end.reached", "if.then", "rule.changed", "when.x", "no.show", "every.day",
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        "form.submitted",
+        "class.attended",
+        "email.opened",
+        "sms.opted_out",
+        "score.changed",
+        "tag.added",
+        "tag.removed",
+        "contact.created",
+        "contact.updated",
+        "wait.over",
+        "send.done",
+        "end.reached",
+        "if.then",
+        "rule.changed",
+        "when.x",
+        "no.show",
+        "every.day",
+    ],
+)
 def test_keywords_do_not_break_event_names(event):
-    program = parsed(f"when {event} then\n  wait for {event} up to 1d\n"
-                     f"  if did {event} within 3d then\n    stop\n  end\nend\n"
-                     f"when no {event} for 2d then tag \"x\"")
+    program = parsed(
+        f"when {event} then\n  wait for {event} up to 1d\n"
+        f"  if did {event} within 3d then\n    stop\n  end\nend\n"
+        f'when no {event} for 2d then tag "x"'
+    )
     first, second = program.rules
     assert first.trigger.event.name == event
     assert first.steps[0].event.name == event
@@ -107,8 +142,10 @@ def test_keywords_do_not_break_event_names(event):
 
 
 def test_keywords_stay_keywords_where_the_grammar_wants_them():
-    program = parsed('when tag.added and tag == "vip" and event.tag == "x" then\n'
-                     '  tag "a"\n  score +5\n  wait 1d\n  send email tag\nend')
+    program = parsed(
+        'when tag.added and tag == "vip" and event.tag == "x" then\n'
+        '  tag "a"\n  score +5\n  wait 1d\n  send email tag\nend'
+    )
     rule = program.rules[0]
     assert rule.condition.items[0] == A.Compare("==", A.TagRef(), A.String("vip"))
     assert rule.condition.items[1].left == A.Path(("event", "tag"))
@@ -124,14 +161,13 @@ def test_paths_may_start_with_keyword_segments():
 
 
 def test_steps_are_separated_by_newlines_or_semicolons():
-    by_lines = parsed("when a.b then\n  tag \"x\"\n  wait 1d\n  untag \"x\"\nend")
+    by_lines = parsed('when a.b then\n  tag "x"\n  wait 1d\n  untag "x"\nend')
     by_semicolons = parsed('when a.b then tag "x"; wait 1d; untag "x" end')
     assert by_lines == by_semicolons
 
 
 def test_rule_end_is_optional_before_the_next_rule_and_at_the_end_of_file():
-    program = parsed('when a.b then\n  tag "1"\nrule "Two"\nwhen c.d then\n  tag "2"\n'
-                     'when e.f then tag "3"')
+    program = parsed('when a.b then\n  tag "1"\nrule "Two"\nwhen c.d then\n  tag "2"\nwhen e.f then tag "3"')
     assert [len(rule.steps) for rule in program.rules] == [1, 1, 1]
     assert program.rules[1].name == A.String("Two")
 
@@ -155,9 +191,11 @@ def test_windows_line_endings_and_byte_order_mark_are_accepted():
 
 
 def test_every_node_has_a_span():
-    program = parsed('rule "R"\n  always\nwhen a.b and contact.score > 1 then\n'
-                     '  if did c.d where event.x == 1 at least 2 times within 3d then\n'
-                     '    send email hi\n  end\nend')
+    program = parsed(
+        'rule "R"\n  always\nwhen a.b and contact.score > 1 then\n'
+        "  if did c.d where event.x == 1 at least 2 times within 3d then\n"
+        "    send email hi\n  end\nend"
+    )
     for node in A.walk(program):
         if node is program:
             continue
@@ -166,8 +204,7 @@ def test_every_node_has_a_span():
 
 
 def test_spans_point_at_the_source():
-    program = parsed('rule "R"\nwhen a.b then\n  if contact.score > 1 then\n'
-                     '    send email hi\n  end\nend')
+    program = parsed('rule "R"\nwhen a.b then\n  if contact.score > 1 then\n    send email hi\n  end\nend')
     rule = program.rules[0]
     assert rule.span == A.Span(1, 1, 6, 4)
     if_step = rule.steps[0]

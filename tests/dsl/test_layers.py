@@ -30,8 +30,19 @@ def test_dsl_imports_only_lark_and_the_standard_library():
 def test_public_api_is_exported():
     for name in dsl.__all__:
         assert hasattr(dsl, name), name
-    for name in ("parse", "parse_bytes", "check", "fmt", "format_program", "compile_program",
-                 "build", "Vocabulary", "Diagnostic", "holds", "EvalContext"):
+    for name in (
+        "parse",
+        "parse_bytes",
+        "check",
+        "fmt",
+        "format_program",
+        "compile_program",
+        "build",
+        "Vocabulary",
+        "Diagnostic",
+        "holds",
+        "EvalContext",
+    ):
         assert name in dsl.__all__
 
 

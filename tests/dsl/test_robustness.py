@@ -14,14 +14,96 @@ from dsl.parser import MAX_ERRORS, lark_parser
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-TOKENS = ['rule', '"Name"', 'when', 'then', 'end', 'if', 'elif', 'else', 'and', 'or', 'not',
-          'wait', 'for', 'up', 'to', 'until', 'send', 'email', 'welcome', 'tag', '"vip"', 'split',
-          '50%', ':', 'did', 'within', '3d', '09:00', '2026-12-31', 'contact.email', 'event.x',
-          'form.submitted', '==', '!=', '<', '=', '(', ')', '[', ']', ',', ';', '\n', '\n', '#c\n',
-          'every', 'day', 'at', 'no', 'anniversary', 'of', 'before', 'after', 'score', '+', '-',
-          '10', 'is', 'set', 'in', 'segment', 'has', 'matches', 'contains', 'starts', 'with',
-          'note', 'task', 'notify', 'start', 'stop', 'once', 'per', 'contact', 'always', 'quiet',
-          'hours', 'where', 'at', 'least', 'times', 'now', 'today', 'null', 'true', '"', '\x00', '@']
+TOKENS = [
+    "rule",
+    '"Name"',
+    "when",
+    "then",
+    "end",
+    "if",
+    "elif",
+    "else",
+    "and",
+    "or",
+    "not",
+    "wait",
+    "for",
+    "up",
+    "to",
+    "until",
+    "send",
+    "email",
+    "welcome",
+    "tag",
+    '"vip"',
+    "split",
+    "50%",
+    ":",
+    "did",
+    "within",
+    "3d",
+    "09:00",
+    "2026-12-31",
+    "contact.email",
+    "event.x",
+    "form.submitted",
+    "==",
+    "!=",
+    "<",
+    "=",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ";",
+    "\n",
+    "\n",
+    "#c\n",
+    "every",
+    "day",
+    "at",
+    "no",
+    "anniversary",
+    "of",
+    "before",
+    "after",
+    "score",
+    "+",
+    "-",
+    "10",
+    "is",
+    "set",
+    "in",
+    "segment",
+    "has",
+    "matches",
+    "contains",
+    "starts",
+    "with",
+    "note",
+    "task",
+    "notify",
+    "start",
+    "stop",
+    "once",
+    "per",
+    "contact",
+    "always",
+    "quiet",
+    "hours",
+    "where",
+    "at",
+    "least",
+    "times",
+    "now",
+    "today",
+    "null",
+    "true",
+    '"',
+    "\x00",
+    "@",
+]
 
 
 def _lark_names() -> set[str]:
@@ -81,17 +163,21 @@ DEEP = 10_000
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("text, expected", [
-    ("when a.b then\n" + "if true then\n" * DEEP + "end\n" * DEEP, "nests too deeply"),
-    ("when a.b and " + "(" * DEEP + "true" + ")" * DEEP + " then stop", "nests too deeply"),
-    ("when a.b and " + "not " * DEEP + "true then stop", "nests too deeply"),
-    ("when a.b and contact.x == " + " + ".join(["1"] * DEEP) + " then stop", "nests too deeply"),
-    ("when a.b and contact.x in " + "[" * DEEP + "]" * DEEP + " then stop", "nests too deeply"),
-    ("when a.b then\n" + "split 100%:\n" * DEEP + "end\n" * DEEP, "nests too deeply"),
-    ("when a.b then\n" + "wait for c.d up to 1d then\n" * DEEP + "end\n" * DEEP, "nests too deeply"),
-    ("when a.b then\n" + "if true then\n" * DEEP, "nests too deeply"),
-    ("(" * DEEP, "a rule starts with"),
-], ids=["if", "parentheses", "not", "sum", "lists", "split", "wait-for", "unclosed-if", "bare-parens"])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("when a.b then\n" + "if true then\n" * DEEP + "end\n" * DEEP, "nests too deeply"),
+        ("when a.b and " + "(" * DEEP + "true" + ")" * DEEP + " then stop", "nests too deeply"),
+        ("when a.b and " + "not " * DEEP + "true then stop", "nests too deeply"),
+        ("when a.b and contact.x == " + " + ".join(["1"] * DEEP) + " then stop", "nests too deeply"),
+        ("when a.b and contact.x in " + "[" * DEEP + "]" * DEEP + " then stop", "nests too deeply"),
+        ("when a.b then\n" + "split 100%:\n" * DEEP + "end\n" * DEEP, "nests too deeply"),
+        ("when a.b then\n" + "wait for c.d up to 1d then\n" * DEEP + "end\n" * DEEP, "nests too deeply"),
+        ("when a.b then\n" + "if true then\n" * DEEP, "nests too deeply"),
+        ("(" * DEEP, "a rule starts with"),
+    ],
+    ids=["if", "parentheses", "not", "sum", "lists", "split", "wait-for", "unclosed-if", "bare-parens"],
+)
 def test_ten_thousand_deep_nesting_is_a_clean_error(text, expected):
     result = dsl.parse(text)
     assert_clean(result, text)
@@ -119,13 +205,16 @@ def test_moderate_nesting_is_allowed():
     assert dsl.parse(text).program is not None
 
 
-@pytest.mark.parametrize("text, accepted", [
-    ("\x00", False),
-    ('when a.b then\x00 tag "x"', False),
-    ("\x00\x00\x00when\x00a.b", False),
-    ('when a.b then tag "x\x00y"', True),
-    ("when a.b then # \x00 in a comment\n tag \"x\"", True),
-])
+@pytest.mark.parametrize(
+    "text, accepted",
+    [
+        ("\x00", False),
+        ('when a.b then\x00 tag "x"', False),
+        ("\x00\x00\x00when\x00a.b", False),
+        ('when a.b then tag "x\x00y"', True),
+        ('when a.b then # \x00 in a comment\n tag "x"', True),
+    ],
+)
 def test_nul_bytes(text, accepted):
     result = everything(text)
     assert (result.program is not None) is accepted
@@ -149,7 +238,7 @@ def test_invalid_utf8_is_reported_with_line_and_column():
 
 
 def test_truncated_utf8_at_the_end_of_the_file():
-    result = dsl.parse_bytes("when a.b then tag \"\u00e9\"\n".encode()[:-3] + b"\xc3", "t.nudge")
+    result = dsl.parse_bytes('when a.b then tag "\u00e9"\n'.encode()[:-3] + b"\xc3", "t.nudge")
     assert result.program is None
     assert any("UTF-8" in d.message for d in result.diagnostics)
 
@@ -170,9 +259,11 @@ MEGABYTE = 1 << 20
 
 
 def _valid_megabyte() -> str:
-    block = ('rule "R{n}"\n  once per contact\nwhen form.submitted and event.kind == "trial" then\n'
-             '  send email welcome\n  wait 3d\n  if did class.attended within 3d then\n'
-             '    send email keep_going\n  else\n    send email getting_started\n  end\nend\n\n')
+    block = (
+        'rule "R{n}"\n  once per contact\nwhen form.submitted and event.kind == "trial" then\n'
+        "  send email welcome\n  wait 3d\n  if did class.attended within 3d then\n"
+        "    send email keep_going\n  else\n    send email getting_started\n  end\nend\n\n"
+    )
     parts, size, n = [], 0, 0
     while size < MEGABYTE:
         part = block.replace("{n}", str(n))
@@ -185,8 +276,7 @@ def _valid_megabyte() -> str:
 @pytest.mark.timeout(120)
 def test_a_megabyte_of_rules_parses_checks_and_compiles():
     text = _valid_megabyte()
-    built = dsl.build(text, "big.nudge", dsl.Vocabulary(channels={"email": None}, events=None,
-                                                        contact_fields={}))
+    built = dsl.build(text, "big.nudge", dsl.Vocabulary(channels={"email": None}, events=None, contact_fields={}))
     assert built.plan is not None, built.diagnostics[:3]
     assert len(built.plan["rules"]) > 3000
 
@@ -196,8 +286,7 @@ def test_a_megabyte_of_rules_parses_checks_and_compiles():
 def test_a_megabyte_of_bad_input(kind):
     rng = random.Random(kind)
     if kind == "garbage-lines":
-        text = "\n".join("".join(rng.choice("abc ()[]\"=#@;:%09.") for _ in range(60))
-                         for _ in range(MEGABYTE // 61))
+        text = "\n".join("".join(rng.choice('abc ()[]"=#@;:%09.') for _ in range(60)) for _ in range(MEGABYTE // 61))
     elif kind == "one-line":
         text = "when a.b then " + 'tag "x" ' * (MEGABYTE // 8)
     elif kind == "garbage-bytes":
@@ -213,13 +302,16 @@ def test_a_megabyte_of_bad_input(kind):
     assert result.program is None
 
 
-@pytest.mark.parametrize("text", [
-    "when a.b then score +" + "9" * 5000,
-    "when a.b then wait " + "9" * 5000 + "d",
-    "when a.b and contact.x == " + "9" * 400 + ".5 then stop",
-    "when a.b and did c.d at least " + "9" * 5000 + " times within 1d then stop",
-    "when a.b then split " + "9" * 5000 + "%: stop end",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "when a.b then score +" + "9" * 5000,
+        "when a.b then wait " + "9" * 5000 + "d",
+        "when a.b and contact.x == " + "9" * 400 + ".5 then stop",
+        "when a.b and did c.d at least " + "9" * 5000 + " times within 1d then stop",
+        "when a.b then split " + "9" * 5000 + "%: stop end",
+    ],
+)
 def test_huge_numbers_are_clean_errors(text):
     result = everything(text)
     assert result.program is None

@@ -50,7 +50,8 @@ def test_the_scenarios_are_there():
 def test_scenario_rules_parse_check_and_compile(path: Path):
     source = path.read_text(encoding="utf-8")
     vocabulary = words().with_fields(
-        {k: v for k, v in timeline_fields(path.parent).items() if k not in dsl.BUILTIN_CONTACT_FIELDS})
+        {k: v for k, v in timeline_fields(path.parent).items() if k not in dsl.BUILTIN_CONTACT_FIELDS}
+    )
     built = dsl.build(source, str(path), vocabulary)
     errors = [d.format(source) for d in built.diagnostics if d.is_error]
     assert not errors, "\n\n".join(errors)
@@ -65,7 +66,11 @@ def test_one_liner_scenario_compiles_to_the_expected_plan():
     assert rule["trigger"] == {"kind": "event", "event": "form.submitted"}
     assert rule["condition"] == {"not": {"has_tag": "vip"}}
     assert [(s["op"], s.get("name") or s.get("seconds")) for s in rule["steps"]] == [
-        ("send", "welcome"), ("wait", 259200), ("send", "reminder"), ("exit", None)]
+        ("send", "welcome"),
+        ("wait", 259200),
+        ("send", "reminder"),
+        ("exit", None),
+    ]
 
 
 def test_trial_followup_scenario_is_indexed_by_event_kind():

@@ -14,41 +14,48 @@ def errors(text: str) -> list[str]:
     return [f"{d.line}:{d.col}: {d.message}" for d in result.diagnostics]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('when form.submitted and tag != "vip"\n  send email welcome\n',
-     "1:37: expected `then` after the condition, found the end of the line"),
-    ("when a.b\n  stop\n", "1:9: expected `then` after the trigger, found the end of the line"),
-    ("when signup then stop", "1:6: an event name has a dot, like `form.submitted`"),
-    ("when", "1:5: expected a trigger after `when`, found the end of the file"),
-    ('rule "x"\nsend email a', "2:1: expected `when` after the rule's header, found `send`"),
-    ("send email x", '1:1: a rule starts with `rule "Name"` or `when`'),
-    ("once per contact\nwhen a.b then stop", '1:1: header lines go under `rule "Name"`'),
-    ("when a.b then tag vip", "1:19: expected a quoted string, found `vip`"),
-    ("when a.b then send email\n", "1:25: `send` needs a channel and a template name"),
-    ("when a.b then wait 3 days", "1:20: expected a duration such as `3d`, found `3`"),
-    ("when a.b and contact.x = 1 then stop", "1:24: `=` sets a field; to compare, write `==`"),
-    ("when a.b then score 10", "1:21: `score` takes a signed number"),
-    ("when a.b then set contact.x 1", "1:29: `set` needs `=` and a value"),
-    ('when a.b then task "x"\n', "1:23: `task` needs a text and a team"),
-    ("when every friday at 9 then stop", "1:22: expected a time such as `09:00`, found `9`"),
-    ('when a.b then tag "x" tag "y"', "1:23: expected the end of the line, found `tag`"),
-    ("wehn a.b then stop", "1:1: unexpected `wehn` — did you mean `when`?"),
-    ('when a.b and contact.x contians "a" then stop', "1:24: unexpected `contians` — did you mean `contains`?"),
-    ("when a.b and score > 3 then stop", "1:14: `score` alone is not a value"),
-    ("when a.b then\n  if contact.x is set then\n    stop\n", "2:3: this `if` has no `end`"),
-    ("when a.b then\n  split\n    50%: stop\n", "2:3: this `split` has no `end`"),
-    ('when a.b then note "open', "1:20: this string is not closed"),
-    ("when a.b then tag \u201cvip\u201d", "1:19: unexpected quote `\u201c`"),
-    ("when a.b then stop @", "1:20: unexpected character `@`"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            'when form.submitted and tag != "vip"\n  send email welcome\n',
+            "1:37: expected `then` after the condition, found the end of the line",
+        ),
+        ("when a.b\n  stop\n", "1:9: expected `then` after the trigger, found the end of the line"),
+        ("when signup then stop", "1:6: an event name has a dot, like `form.submitted`"),
+        ("when", "1:5: expected a trigger after `when`, found the end of the file"),
+        ('rule "x"\nsend email a', "2:1: expected `when` after the rule's header, found `send`"),
+        ("send email x", '1:1: a rule starts with `rule "Name"` or `when`'),
+        ("once per contact\nwhen a.b then stop", '1:1: header lines go under `rule "Name"`'),
+        ("when a.b then tag vip", "1:19: expected a quoted string, found `vip`"),
+        ("when a.b then send email\n", "1:25: `send` needs a channel and a template name"),
+        ("when a.b then wait 3 days", "1:20: expected a duration such as `3d`, found `3`"),
+        ("when a.b and contact.x = 1 then stop", "1:24: `=` sets a field; to compare, write `==`"),
+        ("when a.b then score 10", "1:21: `score` takes a signed number"),
+        ("when a.b then set contact.x 1", "1:29: `set` needs `=` and a value"),
+        ('when a.b then task "x"\n', "1:23: `task` needs a text and a team"),
+        ("when every friday at 9 then stop", "1:22: expected a time such as `09:00`, found `9`"),
+        ('when a.b then tag "x" tag "y"', "1:23: expected the end of the line, found `tag`"),
+        ("wehn a.b then stop", "1:1: unexpected `wehn` — did you mean `when`?"),
+        ('when a.b and contact.x contians "a" then stop', "1:24: unexpected `contians` — did you mean `contains`?"),
+        ("when a.b and score > 3 then stop", "1:14: `score` alone is not a value"),
+        ("when a.b then\n  if contact.x is set then\n    stop\n", "2:3: this `if` has no `end`"),
+        ("when a.b then\n  split\n    50%: stop\n", "2:3: this `split` has no `end`"),
+        ('when a.b then note "open', "1:20: this string is not closed"),
+        ("when a.b then tag \u201cvip\u201d", "1:19: unexpected quote `\u201c`"),
+        ("when a.b then stop @", "1:20: unexpected character `@`"),
+    ],
+)
 def test_messages(text, expected):
     assert errors(text)[0] == expected
 
 
 def test_every_error_in_a_file_is_reported_once():
-    text = ('rule "A"\nwhen a.b then\n  tag vip\n  wait 3\n  send email\nend\n\n'
-            'rule "B"\nwhen c.d and contact.x = 1 then\n  stop\nend\n\n'
-            "when e.f then\n  if contact.y == then\n    stop\n  else\n    stop\n  end\n  stop 1\nend\n")
+    text = (
+        'rule "A"\nwhen a.b then\n  tag vip\n  wait 3\n  send email\nend\n\n'
+        'rule "B"\nwhen c.d and contact.x = 1 then\n  stop\nend\n\n'
+        "when e.f then\n  if contact.y == then\n    stop\n  else\n    stop\n  end\n  stop 1\nend\n"
+    )
     assert [e.split(":")[0] for e in errors(text)] == ["3", "4", "5", "9", "14", "19"]
 
 
@@ -59,7 +66,8 @@ def test_a_broken_block_header_does_not_unbalance_its_end():
 
 def test_a_misspelt_when_does_not_cascade_into_its_steps():
     assert errors("wehn a.b then\n  send email welcome\n  wait 3d\nend\n") == [
-        "1:1: unexpected `wehn` — did you mean `when`?"]
+        "1:1: unexpected `wehn` — did you mean `when`?"
+    ]
 
 
 def test_errors_in_one_liners_resume_at_the_next_semicolon():
@@ -71,23 +79,50 @@ def test_errors_in_one_liners_resume_at_the_next_semicolon():
 
 
 def test_messages_never_name_lark_terminals():
-    text = "when a.b then\n  ( ) ] [ , = + - : % ;\n  50% 09:00 2026-01-01 x.y \"s\" 3d\n"
+    text = 'when a.b then\n  ( ) ] [ , = + - : % ;\n  50% 09:00 2026-01-01 x.y "s" 3d\n'
     for diagnostic in dsl.parse(text).diagnostics:
-        for name in ("LPAR", "RPAR", "LSQB", "RSQB", "COMMA", "EQUAL", "PLUS", "MINUS", "COLON",
-                     "PERCENT", "TIME", "DATE", "DOTTED", "STRING", "DURATION", "NAME", "_NL",
-                     "_SEMI", "$END", "__ANON"):
+        for name in (
+            "LPAR",
+            "RPAR",
+            "LSQB",
+            "RSQB",
+            "COMMA",
+            "EQUAL",
+            "PLUS",
+            "MINUS",
+            "COLON",
+            "PERCENT",
+            "TIME",
+            "DATE",
+            "DOTTED",
+            "STRING",
+            "DURATION",
+            "NAME",
+            "_NL",
+            "_SEMI",
+            "$END",
+            "__ANON",
+        ):
             assert name not in diagnostic.message and name not in (diagnostic.hint or "")
 
 
 def test_diagnostic_format_shows_line_caret_and_hint():
-    diagnostic = Diagnostic("error", "rules/welcome.nudge", 3, 3, 'unknown step "sned" — did you mean "send"?',
-                            "steps are send, wait, …", end_col=7)
+    diagnostic = Diagnostic(
+        "error",
+        "rules/welcome.nudge",
+        3,
+        3,
+        'unknown step "sned" — did you mean "send"?',
+        "steps are send, wait, …",
+        end_col=7,
+    )
     source = 'rule "Welcome"\nwhen a.b then\n  sned email welcome\nend\n'
     assert diagnostic.format(source) == (
         'rules/welcome.nudge:3:3: unknown step "sned" — did you mean "send"?\n'
         "  sned email welcome\n"
         "  ^~~~\n"
-        "hint: steps are send, wait, …")
+        "hint: steps are send, wait, …"
+    )
 
 
 def test_diagnostic_format_keeps_tabs_aligned_and_masks_control_characters():

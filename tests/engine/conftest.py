@@ -1,4 +1,5 @@
 """Fixtures of the engine's tests: a real webhook receiver that verifies signatures."""
+
 import base64
 import secrets
 

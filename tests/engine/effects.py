@@ -1,10 +1,12 @@
 """Comparing ``nudge simulate`` effects with expected ones, as tests/scenarios/README.md describes."""
+
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 #: the keys the simulate contract gives each effect, beyond ``at``, ``contact``, ``rule`` and ``action``
 CONTRACT_KEYS: dict[str, tuple[str, ...]] = {
@@ -57,7 +59,9 @@ def exact_problems(expected: list[dict], actual: list[dict], actions: Iterable[s
         if want.get("action") in actions:
             missing = [k for k in ("at", "contact", "rule") + CONTRACT_KEYS[want["action"]] if k not in want]
             if missing:
-                problems.append(f"expected line lacks {', '.join(missing)} (needed for an exact match): {json.dumps(want)}")
+                problems.append(
+                    f"expected line lacks {', '.join(missing)} (needed for an exact match): {json.dumps(want)}"
+                )
     want = Counter(_project(e) for e in expected if e.get("action") in actions)
     got = Counter(_project(e) for e in actual if e.get("action") in actions)
     problems += [f"exact {json.loads(line)['action']} missing: {line}" for line in sorted((want - got).elements())]

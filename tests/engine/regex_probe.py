@@ -2,6 +2,7 @@
 
 Prints one JSON line with what came out; the parent kills it if it does not finish in time.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,21 +18,26 @@ VALUE = "a" * 200
 def main(config: dict) -> dict:
     from server.app import create_app
     from server.db import get_session
-    from server.models import Event, Message
     from server.engine.scope import Scope
+    from server.models import Event, Message
     from server.segments import compile_condition, count, iter_members
 
     from ..helpers import api_key, load_rules, run_worker
 
     app = create_app(config)
-    rule = f'rule "Hostile"\n  always\nwhen form.submitted and contact.first_name matches "{HOSTILE}" then\n' \
-           "  send email welcome\nend\n"
+    rule = (
+        f'rule "Hostile"\n  always\nwhen form.submitted and contact.first_name matches "{HOSTILE}" then\n'
+        "  send email welcome\nend\n"
+    )
     load_rules(app, rule)
     key = api_key(app)
     client = app.test_client()
     for email, name in (("plain@example.com", VALUE), ("ends-in-b@example.com", VALUE + "b")):
-        response = client.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"},
-                               json={"contact": {"email": email, "first_name": name}, "event": "form.submitted"})
+        response = client.post(
+            "/api/v1/events",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"contact": {"email": email, "first_name": name}, "event": "form.submitted"},
+        )
         assert response.status_code == 202, response.get_json()
     run_worker(app)  # the evaluator, in a real worker
     with app.app_context():

@@ -1,4 +1,5 @@
 """Segments are usable by broadcasts and by schedule triggers."""
+
 import time
 
 from sqlalchemy import select
@@ -44,7 +45,9 @@ def test_broadcast_errors_name_what_to_fix(app, client, runner):
 
 def test_schedule_trigger_with_a_segment(app, client, smtp_server):
     _setup(app, client)
-    load_rules(app, 'rule "VIP digest"\nwhen every day at 09:00 and in segment "vips" then\n  send email welcome\nend\n')
+    load_rules(
+        app, 'rule "VIP digest"\nwhen every day at 09:00 and in segment "vips" then\n  send email welcome\nend\n'
+    )
     with app.app_context():
         session = get_session()
         rule_id = session.scalar(select(Rule.id).where(Rule.name == "VIP digest"))

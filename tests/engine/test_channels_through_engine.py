@@ -1,4 +1,5 @@
 """Rules send through every built-in channel with the data each needs: rendered text, or signed JSON."""
+
 import json
 
 import pytest
@@ -42,8 +43,12 @@ def test_webhook_step_posts_contact_and_event_signed(webhook_app, receiver):
 def test_email_renders_the_stored_template_with_event_props(app, client, smtp_server):
     with app.app_context():
         session = get_session()
-        save_template(session, "email", "receipt", {"subject": "Order {{ event.sku }}",
-                                                     "txt": "Thanks {{ contact.email }} for {{ event.sku }}"})
+        save_template(
+            session,
+            "email",
+            "receipt",
+            {"subject": "Order {{ event.sku }}", "txt": "Thanks {{ contact.email }} for {{ event.sku }}"},
+        )
         session.commit()
     load_rules(app, 'rule "Receipt"\nwhen order.placed then\n  send email receipt\nend\n')
     post_event(client, api_key(app), email="r@example.com", event="order.placed", sku="B-2")

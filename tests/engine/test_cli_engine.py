@@ -1,4 +1,5 @@
 """The engine's commands: ``nudge simulate`` errors and options, ``nudge apply``, ``nudge rules``, ``nudge explain``."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,16 @@ when member.joined then
 end
 """
 TIMELINE = [
-    {"at": "2026-03-02T10:00:00Z", "contact": "ana", "set": {"email": "ana@example.com", "phone": "+4915112345678",
-                                                             "timezone": "Europe/Berlin", "consent": {"sms": "granted"}}},
+    {
+        "at": "2026-03-02T10:00:00Z",
+        "contact": "ana",
+        "set": {
+            "email": "ana@example.com",
+            "phone": "+4915112345678",
+            "timezone": "Europe/Berlin",
+            "consent": {"sms": "granted"},
+        },
+    },
     {"at": "2026-03-02T21:00:00Z", "contact": "ana", "event": "member.joined"},
 ]
 
@@ -69,7 +78,7 @@ def test_simulate_prints_each_effect_as_one_json_line(tmp_path):
 
 
 def test_simulate_bad_rules_exit_1_with_every_diagnostic(tmp_path):
-    result = simulate(tmp_path, 'when member.joined then\n  sned email welcome\n  send fax hello\n', TIMELINE)
+    result = simulate(tmp_path, "when member.joined then\n  sned email welcome\n  send fax hello\n", TIMELINE)
     assert result.exit_code == 1
     assert result.stdout == ""
     path = tmp_path / "rules.nudge"
@@ -78,15 +87,18 @@ def test_simulate_bad_rules_exit_1_with_every_diagnostic(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"at": "2026-03-02T10:00:00Z", "contact": "ana", "event": "member.joined"', "not valid JSON"),
-    ('{"at": "yesterday", "contact": "ana", "event": "member.joined"}', "is not an ISO-8601 time"),
-    ('{"at": "2026-03-02T10:00:00", "contact": "ana", "event": "member.joined"}', "has no time zone"),
-    ('{"at": "2026-03-02T10:00:00Z", "contact": "ana"}', "either 'set' or 'event'"),
-    ('["at", "contact"]', "needs 'at', 'contact'"),
-    ('{"at": "2026-03-02T10:00:00Z", "contact": "ana", "set": ["email"]}', "'set' must be an object"),
-    ('{"at": "2026-03-02T10:00:00Z", "contact": "ana", "event": "x.y", "props": [1]}', "props must be an object"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"at": "2026-03-02T10:00:00Z", "contact": "ana", "event": "member.joined"', "not valid JSON"),
+        ('{"at": "yesterday", "contact": "ana", "event": "member.joined"}', "is not an ISO-8601 time"),
+        ('{"at": "2026-03-02T10:00:00", "contact": "ana", "event": "member.joined"}', "has no time zone"),
+        ('{"at": "2026-03-02T10:00:00Z", "contact": "ana"}', "either 'set' or 'event'"),
+        ('["at", "contact"]', "needs 'at', 'contact'"),
+        ('{"at": "2026-03-02T10:00:00Z", "contact": "ana", "set": ["email"]}', "'set' must be an object"),
+        ('{"at": "2026-03-02T10:00:00Z", "contact": "ana", "event": "x.y", "props": [1]}', "props must be an object"),
+    ],
+)
 def test_simulate_malformed_timeline_line_is_one_readable_error_naming_it(tmp_path, line, message):
     good = json.dumps(TIMELINE[0])
     result = simulate(tmp_path, WELCOME, f"{good}\n\n{line}\n")
@@ -113,10 +125,14 @@ def test_simulate_trace_adds_the_engines_reasoning(tmp_path):
     plain = effects(simulate(tmp_path, WELCOME, TIMELINE))
     traced = effects(simulate(tmp_path, WELCOME, TIMELINE, "--trace"))
     assert [e for e in traced if e["action"] in {e["action"] for e in plain}] == plain
-    reasoning = [(e["at"], e["action"], {k: v for k, v in e.items() if k not in ("at", "contact", "rule", "action")})
-                 for e in traced if e not in plain]
+    reasoning = [
+        (e["at"], e["action"], {k: v for k, v in e.items() if k not in ("at", "contact", "rule", "action")})
+        for e in traced
+        if e not in plain
+    ]
     assert ("2026-03-02T21:00:00Z", "wait", {"until": "2026-03-05T21:00:00Z"}) in [
-        (at, action, {k: v for k, v in data.items() if k == "until"}) for at, action, data in reasoning]
+        (at, action, {k: v for k, v in data.items() if k == "until"}) for at, action, data in reasoning
+    ]
     [branch] = [data for _at, action, data in reasoning if action == "branch"]
     assert branch["taken"] is False and branch["cond"] == "did class.attended within 3d"
     [quiet] = [data for at, action, data in reasoning if action == "wait" and at == "2026-03-05T21:00:00Z"]
@@ -125,19 +141,29 @@ def test_simulate_trace_adds_the_engines_reasoning(tmp_path):
 
 def test_simulate_honours_the_frequency_cap_setting(tmp_path):
     rules = 'rule "Promo"\n  always\nwhen promo.sent then\n  send email promo\nend\n'
-    timeline = [TIMELINE[0]] + [{"at": f"2026-03-0{day}T10:00:00Z", "contact": "ana", "event": "promo.sent"}
-                                for day in (3, 4, 5)]
+    timeline = [TIMELINE[0]] + [
+        {"at": f"2026-03-0{day}T10:00:00Z", "contact": "ana", "event": "promo.sent"} for day in (3, 4, 5)
+    ]
     result = CliRunner(env={"NUDGE_FREQUENCY_CAP": "2/7d"}).invoke(
-        main, ["simulate", str(write(tmp_path / "r.nudge", rules)), "--timeline",
-               str(write(tmp_path / "t.jsonl", "".join(json.dumps(line) + "\n" for line in timeline)))])
+        main,
+        [
+            "simulate",
+            str(write(tmp_path / "r.nudge", rules)),
+            "--timeline",
+            str(write(tmp_path / "t.jsonl", "".join(json.dumps(line) + "\n" for line in timeline))),
+        ],
+    )
     sends = [(e["action"], e.get("reason")) for e in effects(result) if e["action"] not in ("enter", "exit")]
     assert sends == [("send", None), ("send", None), ("suppressed", "frequency_cap")]
 
 
 # -- nudge apply, nudge rules, nudge explain (live: real database, Redis, worker, SMTP) -------------------
 # the same journey, started by a form and without the SMS (live tests send through a real SMTP server only)
-LIVE_WELCOME = (WELCOME.replace('"Welcome series"', '"Welcome"').replace("member.joined", "form.submitted")
-                .replace("  send sms reminder\n", ""))
+LIVE_WELCOME = (
+    WELCOME.replace('"Welcome series"', '"Welcome"')
+    .replace("member.joined", "form.submitted")
+    .replace("  send sms reminder\n", "")
+)
 BILLING = 'rule "Billing sync"\nwhen purchase.completed then\n  send webhook billing_sync\nend\n'
 TEMPLATES = {
     "email/welcome.subject": "Welcome, {{ contact.first_name or 'friend' }}!",
@@ -149,7 +175,7 @@ TEMPLATES = {
     "email/getting_started.txt": "Book your first class.",
     "sms/reminder.txt": "See you tomorrow!",
     "webhook/billing_sync.toml": 'url = "https://billing.example.com/hooks/nudge"\n'
-                                 'secret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="\n',
+    'secret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="\n',
 }
 
 
@@ -189,12 +215,18 @@ def test_apply_plan_shows_the_changes_then_apply_makes_them(runner, app, tmp_pat
     applied = runner.invoke(["apply", str(repo)])
     assert applied.exit_code == 0, applied.output
     assert "Rules: 2 to add" in applied.output and "plan only" not in applied.output
-    assert rule_table(runner) == [["Billing sync", "active", "v1", "0 in flight"], ["Welcome", "active", "v1", "0 in flight"]]
+    assert rule_table(runner) == [
+        ["Billing sync", "active", "v1", "0 in flight"],
+        ["Welcome", "active", "v1", "0 in flight"],
+    ]
     with app.app_context():
         session = get_session()
         welcome = session.scalar(select(Template).where(Template.channel == "email", Template.name == "welcome"))
-        assert welcome.parts == {"subject": TEMPLATES["email/welcome.subject"], "txt": "Thanks for joining.",
-                                 "html": "<p>Thanks for joining.</p>"}
+        assert welcome.parts == {
+            "subject": TEMPLATES["email/welcome.subject"],
+            "txt": "Thanks for joining.",
+            "html": "<p>Thanks for joining.</p>",
+        }
         endpoint = session.scalar(select(WebhookEndpoint))
         assert endpoint.name == "billing_sync" and endpoint.url == "https://billing.example.com/hooks/nudge"
 
@@ -217,8 +249,9 @@ def test_apply_with_a_missing_template_applies_nothing(runner, app, tmp_path):
         assert session.scalar(select(func.count(WebhookEndpoint.id))) == 0
 
 
-def test_changed_rule_gets_a_new_version_and_contacts_mid_journey_stay_on_theirs(runner, app, client, smtp_server,
-                                                                                  tmp_path, clock):
+def test_changed_rule_gets_a_new_version_and_contacts_mid_journey_stay_on_theirs(
+    runner, app, client, smtp_server, tmp_path, clock
+):
     repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME})
     assert runner.invoke(["apply", str(repo)]).exit_code == 0
     key = api_key(app)
@@ -243,8 +276,13 @@ def test_changed_rule_gets_a_new_version_and_contacts_mid_journey_stay_on_theirs
     assert ("late@example.com", "First steps") in subjects, "a new contact enters version 2"
     with app.app_context():
         session = get_session()
-        numbers = dict(session.execute(select(Enrolment.contact_id, RuleVersion.number)
-                                       .join(RuleVersion, RuleVersion.id == Enrolment.version_id)).all())
+        numbers = dict(
+            session.execute(
+                select(Enrolment.contact_id, RuleVersion.number).join(
+                    RuleVersion, RuleVersion.id == Enrolment.version_id
+                )
+            ).all()
+        )
         assert sorted(numbers.values()) == [1, 2]
 
 
@@ -256,7 +294,10 @@ def test_a_rule_removed_from_the_folder_is_paused(runner, app, client, tmp_path)
     assert result.exit_code == 0, result.output
     assert "- rule 'Billing sync' paused (no longer in the folder; 0 contacts mid-journey wait)" in result.output
     assert "Rules: 0 to add, 0 to change, 1 to pause." in result.output
-    assert rule_table(runner) == [["Billing sync", "paused", "v1", "0 in flight"], ["Welcome", "active", "v1", "0 in flight"]]
+    assert rule_table(runner) == [
+        ["Billing sync", "paused", "v1", "0 in flight"],
+        ["Welcome", "active", "v1", "0 in flight"],
+    ]
     post_event(client, api_key(app), event="purchase.completed", total=10)
     run_worker(app)
     with app.app_context():
@@ -294,7 +335,9 @@ def test_explain_tells_a_contacts_journey_after_a_live_run(clock, runner, app, c
     assert "Welcome: entered because form.submitted at " in lines[0]
     # live, the send is recorded when the outbox delivers it, just after the journey parked in its wait
     assert sorted(line.split("  ", 1)[1].split(" until ")[0] for line in lines[1:3]) == [
-        "Welcome: sent email welcome", "Welcome: waited"]
+        "Welcome: sent email welcome",
+        "Welcome: waited",
+    ]
     assert [line for line in lines if line.endswith("(wait 3d)")]
     assert lines[-1].startswith("now waiting in Welcome until ")
 
@@ -303,7 +346,9 @@ def test_explain_tells_a_contacts_journey_after_a_live_run(clock, runner, app, c
     done = runner.invoke(["explain", "ana@example.com", "Welcome"]).output.splitlines()
     assert done[3].split("  ", 1)[1] == "Welcome: took `else` because `did class.attended within 3d` was false"
     assert sorted(line.split("  ", 1)[1] for line in done[4:]) == [
-        "Welcome: finished the journey", "Welcome: sent email getting_started"]
+        "Welcome: finished the journey",
+        "Welcome: sent email getting_started",
+    ]
     missing = runner.invoke(["explain", "nobody@example.com"])
     assert missing.exit_code == 1 and "no contact with email, external id or id 'nobody@example.com'" in missing.stderr
     assert runner.invoke(["explain", "ana@example.com", "Nope"]).exit_code == 1
@@ -315,8 +360,7 @@ def _tick(app) -> None:
     run_worker(app)
 
 
-def test_pausing_a_rule_holds_its_contacts_mid_journey_until_resumed(runner, app, client, smtp_server, tmp_path,
-                                                                     clock):
+def test_pausing_a_rule_holds_its_contacts_mid_journey_until_resumed(runner, app, client, smtp_server, tmp_path, clock):
     assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME}))]).exit_code == 0
     post_event(client, api_key(app), email="ana@example.com")
     run_worker(app)
@@ -333,8 +377,9 @@ def test_pausing_a_rule_holds_its_contacts_mid_journey_until_resumed(runner, app
     assert rule_table(runner) == [["Welcome", "active", "v1", "0 in flight"]]
 
 
-def test_a_goal_reached_while_the_rule_is_paused_still_ends_the_journey(runner, app, client, smtp_server, tmp_path,
-                                                                        clock):
+def test_a_goal_reached_while_the_rule_is_paused_still_ends_the_journey(
+    runner, app, client, smtp_server, tmp_path, clock
+):
     rules = LIVE_WELCOME.replace('rule "Welcome"\n', 'rule "Welcome"\n  until purchase.completed\n')
     assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"welcome.nudge": rules}))]).exit_code == 0
     key = api_key(app)
@@ -387,8 +432,10 @@ def test_contacts_mid_journey_keep_the_goal_of_their_version(runner, app, client
 def test_note_and_task_steps_leave_a_note_and_an_open_task_for_staff(runner, app, client, tmp_path):
     from server.models import Note, Task
 
-    rules = ('rule "Hand-off"\nwhen form.submitted then\n  note "Asked for a {{ event.form }} call"\n'
-             '  task "Call {{ contact.email }}" for "front-desk" due 1d\nend\n')
+    rules = (
+        'rule "Hand-off"\nwhen form.submitted then\n  note "Asked for a {{ event.form }} call"\n'
+        '  task "Call {{ contact.email }}" for "front-desk" due 1d\nend\n'
+    )
     assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"handoff.nudge": rules}))]).exit_code == 0
     post_event(client, api_key(app), email="ana@example.com", form="demo")
     run_worker(app)
@@ -397,8 +444,12 @@ def test_note_and_task_steps_leave_a_note_and_an_open_task_for_staff(runner, app
         [note] = session.scalars(select(Note)).all()
         assert note.body == "Asked for a demo call" and note.author == "rule:Hand-off"
         [task] = session.scalars(select(Task)).all()
-        assert (task.text, task.team, task.status, task.source) == ("Call ana@example.com", "front-desk", "open",
-                                                                    "rule:Hand-off")
+        assert (task.text, task.team, task.status, task.source) == (
+            "Call ana@example.com",
+            "front-desk",
+            "open",
+            "rule:Hand-off",
+        )
         assert task.contact_id == note.contact_id
         assert 86000 < (task.due_at - task.created_at).total_seconds() <= 86400
 
@@ -406,15 +457,18 @@ def test_note_and_task_steps_leave_a_note_and_an_open_task_for_staff(runner, app
 @pytest.mark.parametrize("cap", ["3 per week", "3/7", "0/7d", "x/1d"])
 def test_a_malformed_frequency_cap_is_one_line_naming_the_variable(tmp_path, cap):
     rules, timeline = write(tmp_path / "r.nudge", WELCOME), write(tmp_path / "t.jsonl", json.dumps(TIMELINE[0]))
-    result = CliRunner(env={"NUDGE_FREQUENCY_CAP": cap}).invoke(main, ["simulate", str(rules), "--timeline",
-                                                                      str(timeline)])
+    result = CliRunner(env={"NUDGE_FREQUENCY_CAP": cap}).invoke(
+        main, ["simulate", str(rules), "--timeline", str(timeline)]
+    )
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("Error: NUDGE_FREQUENCY_CAP: must be a count and a window such as 3/7d")
 
 
 def test_unnamed_rules_keep_their_names_when_the_folder_is_applied_from_elsewhere(runner, app, tmp_path):
-    repo = rules_repo(tmp_path / "checkout-1", {"rules/one_liner.nudge": "when form.submitted then send email welcome\n"})
+    repo = rules_repo(
+        tmp_path / "checkout-1", {"rules/one_liner.nudge": "when form.submitted then send email welcome\n"}
+    )
     assert runner.invoke(["apply", str(repo)]).exit_code == 0
     assert rule_table(runner) == [["rules/one_liner.nudge:1", "active", "v1", "0 in flight"]]
     clone = tmp_path / "checkout-2"
@@ -447,8 +501,11 @@ def test_in_segment_uses_the_stored_segment(runner, app, client, smtp_server, tm
     assert runner.invoke(["apply", str(rules_repo(tmp_path / "repo", {"vip.nudge": rules}))]).exit_code == 0
     key = api_key(app)
     for email, tags in (("vip@example.com", ["vip"]), ("plain@example.com", [])):
-        response = client.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"}, json={
-            "contact": {"email": email, "tags": tags}, "event": "form.submitted", "props": {}})
+        response = client.post(
+            "/api/v1/events",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"contact": {"email": email, "tags": tags}, "event": "form.submitted", "props": {}},
+        )
         assert response.status_code == 202, response.json
     run_worker(app)
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["vip@example.com"]
@@ -458,8 +515,10 @@ def test_apply_knows_the_custom_fields_and_segments_of_the_database(runner, app,
     from server.contacts.fields import define_field
     from server.models import Segment
 
-    rules = ('rule "Renewal"\nwhen 7d before contact.renewal_date at 10:00 and in segment "VPI" then\n'
-             '  send email welcome\nend\n')
+    rules = (
+        'rule "Renewal"\nwhen 7d before contact.renewal_date at 10:00 and in segment "VPI" then\n'
+        "  send email welcome\nend\n"
+    )
     repo = rules_repo(tmp_path / "repo", {"renewal.nudge": rules})
     with app.app_context():
         session = get_session()
@@ -475,9 +534,20 @@ def test_apply_knows_the_custom_fields_and_segments_of_the_database(runner, app,
 
 
 def test_a_contact_without_a_time_zone_lives_in_the_instance_default(tmp_path):
-    rules = write(tmp_path / "r.nudge", 'rule "Birthday"\nwhen anniversary of contact.birthday then\n  send email hb\nend\n')
-    timeline = write(tmp_path / "t.jsonl", json.dumps(
-        {"at": "2026-01-05T00:00:00Z", "contact": "amy", "set": {"email": "a@example.com", "birthday": "1990-03-04"}}))
+    rules = write(
+        tmp_path / "r.nudge", 'rule "Birthday"\nwhen anniversary of contact.birthday then\n  send email hb\nend\n'
+    )
+    timeline = write(
+        tmp_path / "t.jsonl",
+        json.dumps(
+            {
+                "at": "2026-01-05T00:00:00Z",
+                "contact": "amy",
+                "set": {"email": "a@example.com", "birthday": "1990-03-04"},
+            }
+        ),
+    )
     result = CliRunner(env={"NUDGE_DEFAULT_TIMEZONE": "America/New_York"}).invoke(
-        main, ["simulate", str(rules), "--timeline", str(timeline)])
+        main, ["simulate", str(rules), "--timeline", str(timeline)]
+    )
     assert [e["at"] for e in effects(result) if e["action"] == "send"] == ["2026-03-04T14:00:00Z"]  # 09:00 EST

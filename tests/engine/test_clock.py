@@ -1,8 +1,9 @@
 """The engine's clock drives every time the engine writes: ``nudge simulate`` sees ``last_seen`` and
 ``updated_at`` move in simulated time, and ``wait until`` a date resumes at a local time of day."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -26,8 +27,10 @@ def test_a_contact_quiet_for_31_days_is_found_at_risk_in_simulated_time(tmp_path
         {"at": "2031-03-01T10:00:00Z", "contact": "bo", "set": {"email": "bo@example.com"}},
         {"at": "2031-03-02T10:00:00Z", "contact": "ana", "event": "class.attended"},
         # bo keeps coming back every 20 days: never 30 days quiet
-        *({"at": f"2031-{month:02d}-{day:02d}T10:00:00Z", "contact": "bo", "event": "class.attended"}
-          for month, day in ((3, 2), (3, 22), (4, 11), (5, 1), (5, 21))),
+        *(
+            {"at": f"2031-{month:02d}-{day:02d}T10:00:00Z", "contact": "bo", "event": "class.attended"}
+            for month, day in ((3, 2), (3, 22), (4, 11), (5, 1), (5, 21))
+        ),
     ]
     out = effects(simulate(tmp_path, AT_RISK, timeline, "--until", "2031-05-31T00:00:00Z"))
     tagged = [(e["contact"], e["at"]) for e in out if e["action"] == "tag"]
@@ -37,8 +40,10 @@ def test_a_contact_quiet_for_31_days_is_found_at_risk_in_simulated_time(tmp_path
 
 def test_a_contact_never_seen_is_not_at_risk(tmp_path):
     """``last_seen`` stays unset until the contact does something: contact changes are not activity."""
-    timeline = [{"at": "2031-03-01T10:00:00Z", "contact": "cy", "set": {"email": "cy@example.com"}},
-                {"at": "2031-03-05T10:00:00Z", "contact": "cy", "set": {"first_name": "Cy"}}]
+    timeline = [
+        {"at": "2031-03-01T10:00:00Z", "contact": "cy", "set": {"email": "cy@example.com"}},
+        {"at": "2031-03-05T10:00:00Z", "contact": "cy", "set": {"first_name": "Cy"}},
+    ]
     out = effects(simulate(tmp_path, AT_RISK, timeline, "--until", "2031-05-01T00:00:00Z"))
     assert [e for e in out if e["action"] == "tag"] == []
 
@@ -57,11 +62,15 @@ when member.joined then
   end
 end
 """
-    timeline = [{"at": "2031-01-01T10:00:00Z", "contact": "ana", "set": {"email": "ana@example.com"}},
-                {"at": "2031-01-11T10:00:00Z", "contact": "ana", "event": "member.joined"}]
+    timeline = [
+        {"at": "2031-01-01T10:00:00Z", "contact": "ana", "set": {"email": "ana@example.com"}},
+        {"at": "2031-01-11T10:00:00Z", "contact": "ana", "event": "member.joined"},
+    ]
     out = effects(simulate(tmp_path, rules, timeline))
     assert [(e["at"], e["tag"]) for e in out if e["action"] == "tag"] == [
-        ("2031-01-11T10:00:00Z", "changed-just-now"), ("2031-01-13T10:00:00Z", "unchanged-since")]
+        ("2031-01-11T10:00:00Z", "changed-just-now"),
+        ("2031-01-13T10:00:00Z", "unchanged-since"),
+    ]
 
 
 def test_wait_until_a_date_resumes_at_the_local_time_it_names(tmp_path):
@@ -75,10 +84,16 @@ when contract.signed then
 end
 """
     timeline = [
-        {"at": "2026-06-01T12:00:00Z", "contact": "ny", "set": {
-            "email": "ny@example.com", "timezone": "America/New_York", "renewal_date": "2026-11-15"}},
-        {"at": "2026-06-01T12:00:00Z", "contact": "be", "set": {
-            "email": "be@example.com", "timezone": "Europe/Berlin", "renewal_date": "2026-11-15"}},
+        {
+            "at": "2026-06-01T12:00:00Z",
+            "contact": "ny",
+            "set": {"email": "ny@example.com", "timezone": "America/New_York", "renewal_date": "2026-11-15"},
+        },
+        {
+            "at": "2026-06-01T12:00:00Z",
+            "contact": "be",
+            "set": {"email": "be@example.com", "timezone": "Europe/Berlin", "renewal_date": "2026-11-15"},
+        },
         {"at": "2026-06-01T12:00:00Z", "contact": "ny", "event": "contract.signed"},
         {"at": "2026-06-01T12:00:00Z", "contact": "be", "event": "contract.signed"},
     ]
@@ -98,8 +113,11 @@ end
 
 # -- the live engine: the same rules, through the API and a real worker --------------------------------------
 def _post(client, key, event, email="ana@example.com", **extra):
-    response = client.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"},
-                           json={"contact": {"email": email}, "event": event, **extra})
+    response = client.post(
+        "/api/v1/events",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"contact": {"email": email}, "event": event, **extra},
+    )
     assert response.status_code == 202, response.get_json()
 
 
@@ -114,16 +132,20 @@ def test_last_seen_is_the_moment_of_the_contacts_own_latest_event(app, client):
     _post(client, key, "class.attended", occurred_at="2026-03-02T10:00:00Z")
     assert _last_seen(app) is None, "stamped by the engine when it processes the event"
     run_worker(app)
-    assert _last_seen(app) == datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
+    assert _last_seen(app) == datetime(2026, 3, 2, 10, tzinfo=UTC)
 
     _post(client, key, "class.attended", occurred_at="2026-02-01T10:00:00Z")  # a late report of an older visit
     run_worker(app)
-    assert _last_seen(app) == datetime(2026, 3, 2, 10, tzinfo=timezone.utc), "last_seen never moves back"
+    assert _last_seen(app) == datetime(2026, 3, 2, 10, tzinfo=UTC), "last_seen never moves back"
 
-    response = client.post("/api/v1/contacts/upsert", headers={"Authorization": f"Bearer {key}"},
-                           json={"email": "ana@example.com", "first_name": "Ana"})
+    response = client.post(
+        "/api/v1/contacts/upsert",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"email": "ana@example.com", "first_name": "Ana"},
+    )
     assert response.status_code in (200, 201), response.get_json()
     _post(client, key, "email.opened", props={"machine": True})
     run_worker(app)
-    assert _last_seen(app) == datetime(2026, 3, 2, 10, tzinfo=timezone.utc), \
+    assert _last_seen(app) == datetime(2026, 3, 2, 10, tzinfo=UTC), (
         "a change through the API and a machine's open are not the contact acting"
+    )

@@ -1,4 +1,5 @@
 """Contacts created or changed through the API reach the rules: events, tags, and re-planned date triggers."""
+
 from sqlalchemy import select
 
 from server.db import get_session
@@ -13,10 +14,13 @@ def _admin(app):
 
 def test_api_contact_changes_trigger_rules_and_plan_date_triggers(app, client, smtp_server):
     headers = _admin(app)
-    assert client.post("/api/v1/fields", json={"name": "renewal_date", "type": "date"},
-                       headers=headers).status_code == 201
-    rules = ('rule "VIP welcome"\nwhen tag.added and event.tag == "vip" then\n  send email welcome\nend\n'
-             'rule "Renewal"\nwhen 7d before contact.renewal_date at 10:00 then\n  send email welcome\nend\n')
+    assert (
+        client.post("/api/v1/fields", json={"name": "renewal_date", "type": "date"}, headers=headers).status_code == 201
+    )
+    rules = (
+        'rule "VIP welcome"\nwhen tag.added and event.tag == "vip" then\n  send email welcome\nend\n'
+        'rule "Renewal"\nwhen 7d before contact.renewal_date at 10:00 then\n  send email welcome\nend\n'
+    )
     saved = client.put("/api/v1/rules", json={"text": rules}, headers=headers)
     assert saved.status_code == 200, saved.json
     created = client.post("/api/v1/contacts", json={"email": "v@example.com", "tags": ["vip"]}, headers=headers)
@@ -26,8 +30,9 @@ def test_api_contact_changes_trigger_rules_and_plan_date_triggers(app, client, s
     assert msg["To"] == "v@example.com"
 
     contact_id = created.json["id"]
-    patched = client.patch(f"/api/v1/contacts/{contact_id}", json={"fields": {"renewal_date": "2099-06-15"}},
-                           headers=headers)
+    patched = client.patch(
+        f"/api/v1/contacts/{contact_id}", json={"fields": {"renewal_date": "2099-06-15"}}, headers=headers
+    )
     assert patched.status_code == 200, patched.json
     run_worker(app)
     with app.app_context():
@@ -37,8 +42,9 @@ def test_api_contact_changes_trigger_rules_and_plan_date_triggers(app, client, s
 
 
 def test_upsert_announces_only_new_tags(app, client, smtp_server):
-    load_rules(app, 'rule "VIP welcome"\n  always\nwhen tag.added and event.tag == "vip" then\n'
-                    '  send email welcome\nend\n')
+    load_rules(
+        app, 'rule "VIP welcome"\n  always\nwhen tag.added and event.tag == "vip" then\n  send email welcome\nend\n'
+    )
     key = {"Authorization": f"Bearer {api_key(app)}"}
     client.post("/api/v1/contacts/upsert", json={"email": "u@example.com", "tags": ["vip"]}, headers=key)
     client.post("/api/v1/contacts/upsert", json={"email": "u@example.com", "tags": ["vip"]}, headers=key)
@@ -54,13 +60,18 @@ def test_imported_contacts_reach_the_engine(app, client, smtp_server):
 
     headers = _admin(app)
     client.post("/api/v1/fields", json={"name": "renewal_date", "type": "date"}, headers=headers)
-    rules = ('rule "Hello"\nwhen contact.created then\n  send email welcome\nend\n'
-             'rule "Renewal"\nwhen 7d before contact.renewal_date at 10:00 then\n  send email welcome\nend\n')
+    rules = (
+        'rule "Hello"\nwhen contact.created then\n  send email welcome\nend\n'
+        'rule "Renewal"\nwhen 7d before contact.renewal_date at 10:00 then\n  send email welcome\nend\n'
+    )
     assert client.put("/api/v1/rules", json={"text": rules}, headers=headers).status_code == 200
     with app.app_context():
         session = get_session()
-        report = import_text(session, "email,renewal_date\ni1@example.com,2099-06-15\ni2@example.com,2000-01-01\n",
-                             secret=app.config["SECRET_KEY"])
+        report = import_text(
+            session,
+            "email,renewal_date\ni1@example.com,2099-06-15\ni2@example.com,2000-01-01\n",
+            secret=app.config["SECRET_KEY"],
+        )
         assert report.created == 2
     app.config["REQUEUE_AFTER"] = 0.001  # the scheduler hands stored, unprocessed events to the engine
     with app.app_context():

@@ -2,6 +2,7 @@
 paused, its condition was false (which part), its entry policy refused, or the event is not processed yet.
 
 Live: events posted over the API, a real worker, the real database; the CLI prints what the admin UI shows."""
+
 from __future__ import annotations
 
 from sqlalchemy import select, update
@@ -15,7 +16,7 @@ from server.models import Contact, Event
 
 from ..helpers import api_key, load_rules, post_event, run_worker
 
-RULES = '''rule "Once only"
+RULES = """rule "Once only"
   once per contact
 when form.submitted then
   tag "welcomed"
@@ -47,7 +48,7 @@ rule "Other event"
 when order.paid then
   tag "buyer"
 end
-'''
+"""
 
 
 def _contact(app, email):
@@ -78,11 +79,13 @@ def test_explain_says_why_each_rule_did_not_enrol_the_contact(app, client, runne
     missed = [line.split("  ", 1)[1] for line in lines if "not enrolled" in line]
     first, second = (f"not enrolled by form.submitted (event {n})" for n in _event_ids(app, "form.submitted"))
     # per event in time order, per rule in rule order
-    assert missed[0] == (f'Customers: {first}: its condition `contact.stage == "customer"` was unknown (a value it '
-                         "reads is not set) (checked with the contact as it is now)")
+    assert missed[0] == (
+        f'Customers: {first}: its condition `contact.stage == "customer"` was unknown (a value it '
+        "reads is not set) (checked with the contact as it is now)"
+    )
     assert missed[1].startswith(f"Paused one: {first}: the rule was paused (since ")
     assert missed[2].startswith(f"Once only: {second}: its entry policy is `once` and the contact entered at ")
-    assert missed[3].startswith(f"Customers: {second}: its condition `contact.stage == \"customer\"` was unknown")
+    assert missed[3].startswith(f'Customers: {second}: its condition `contact.stage == "customer"` was unknown')
     assert missed[4].startswith(f"Nurture: {second}: the contact was still in this journey (entered at ")
     assert missed[5].startswith(f"Monthly: {second}: its entry policy is `once every 30d` and the contact entered at ")
     assert missed[6].startswith(f"Paused one: {second}: the rule was paused")
@@ -119,7 +122,8 @@ def test_an_unprocessed_or_parked_event_has_enrolled_nobody_yet(app, client, run
         session.execute(update(Event).values(attempts=5, error="database went away", parked_at=Event.received_at))
         session.commit()
     assert _explain(runner, "cy@example.com")[0].endswith(
-        "the event is parked after 5 failed tries (database went away); `nudge messages unpark` tries it again")
+        "the event is parked after 5 failed tries (database went away); `nudge messages unpark` tries it again"
+    )
 
 
 def test_the_trace_as_data_marks_each_line_with_its_kind(app, client):
@@ -134,16 +138,30 @@ def test_the_trace_as_data_marks_each_line_with_its_kind(app, client):
         session = get_session()
         trace = journey_trace(session, session.get(Contact, contact.id))
         assert [(line.kind, line.rule) for line in trace] == [
-            ("journey", "Once only"), ("journey", "Once only"), ("journey", "Once only"), ("missed", "Once only")]
+            ("journey", "Once only"),
+            ("journey", "Once only"),
+            ("journey", "Once only"),
+            ("missed", "Once only"),
+        ]
         assert [m.reason for m in not_enrolled(session, session.get(Contact, contact.id))] == ["entry"]
 
 
 def test_conditions_are_written_back_in_the_rules_language():
-    assert condition_text({"and": [{"not": {"has_tag": "vip"}}, {"or": [{">=": [{"field": "score"}, 10]},
-                                                                       {"is_set": {"prop": "coupon"}}]}]}) == \
-        'tag != "vip" and (contact.score >= 10 or event.coupon is set)'
-    assert condition_text({"did": "order.paid", "where": {">": [{"prop": "total"}, 50]}, "at_least": 2,
-                           "within": 2592000}) == "did order.paid where event.total > 50 at least 2 times within 30d"
+    assert (
+        condition_text(
+            {
+                "and": [
+                    {"not": {"has_tag": "vip"}},
+                    {"or": [{">=": [{"field": "score"}, 10]}, {"is_set": {"prop": "coupon"}}]},
+                ]
+            }
+        )
+        == 'tag != "vip" and (contact.score >= 10 or event.coupon is set)'
+    )
+    assert (
+        condition_text({"did": "order.paid", "where": {">": [{"prop": "total"}, 50]}, "at_least": 2, "within": 2592000})
+        == "did order.paid where event.total > 50 at least 2 times within 30d"
+    )
     assert condition_text({"not": {"is_set": {"field": "phone"}}}) == "contact.phone is not set"
     assert condition_text({"segment": "VIP"}) == 'in segment "VIP"'
 

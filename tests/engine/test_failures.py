@@ -1,6 +1,7 @@
 """An error never counts as done: a journey step that fails for real (a plugin's CRM is down, an outbox row that
 cannot be written) leaves its event or enrolment unprocessed, retried after a back-off on the engine clock, and
 parked with its error after ``MAX_ATTEMPTS`` tries, where ``nudge messages``, ``nudge explain`` and /healthz show it."""
+
 from __future__ import annotations
 
 import pytest
@@ -72,8 +73,9 @@ def install(app, client, rule: str) -> None:
     with app.app_context():
         save_template(get_session(), "email", "thanks", {"subject": "Thanks", "txt": "Thanks, {{ contact.email }}"})
         get_session().commit()
-    response = client.put("/api/v1/rules", json={"text": rule},
-                          headers={"Authorization": f"Bearer {api_key(app, 'admin')}"})
+    response = client.put(
+        "/api/v1/rules", json={"text": rule}, headers={"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    )
     assert response.status_code == 200, response.json
 
 
@@ -122,7 +124,8 @@ def test_a_failing_step_leaves_its_event_unprocessed_and_retries_it_after_a_back
 
 
 def test_an_event_that_keeps_failing_is_parked_with_its_error_until_an_operator_unparks_it(
-        app, client, crm, smtp_server, runner):
+    app, client, crm, smtp_server, runner
+):
     install(app, client, SEND_THEN_PUSH)
     post_event(client, api_key(app), email="bob@example.com", event="order.paid")
     run_worker(app)
@@ -134,8 +137,10 @@ def test_an_event_that_keeps_failing_is_parked_with_its_error_until_an_operator_
     assert tick(app, to_ts(utcnow()) + 30 * 86400)["events"] == 0, "a parked event is never tried on its own"
 
     listing = runner.invoke(["messages"]).output
-    assert f"event {parked.id}\tparked\torder.paid\tcontact {parked.contact_id}\tattempts={TRIES}\t" \
-           "ChannelError: the CRM answered 503 Service Unavailable" in listing
+    assert (
+        f"event {parked.id}\tparked\torder.paid\tcontact {parked.contact_id}\tattempts={TRIES}\t"
+        "ChannelError: the CRM answered 503 Service Unavailable" in listing
+    )
     health = client.get("/healthz?details=1", headers={"Authorization": f"Bearer {api_key(app, 'admin')}"})
     assert health.status_code == 200 and health.json["status"] == "degraded", health.json
     assert health.json["checks"]["delivery"]["engine"]["parked_events"] == 1
@@ -150,12 +155,14 @@ def test_an_event_that_keeps_failing_is_parked_with_its_error_until_an_operator_
     assert client.get("/healthz").json["status"] == "ok"
 
 
-WAIT_THEN_PUSH = ('rule "Order follow-up"\nwhen order.paid then\n  wait 1d\n  send email thanks\n'
-                  '  crm_push "deals"\nend\n')
+WAIT_THEN_PUSH = (
+    'rule "Order follow-up"\nwhen order.paid then\n  wait 1d\n  send email thanks\n  crm_push "deals"\nend\n'
+)
 
 
 def test_a_journey_step_that_fails_is_retried_with_back_off_then_parked_and_resumed_when_fixed(
-        app, client, crm, smtp_server, runner):
+    app, client, crm, smtp_server, runner
+):
     install(app, client, WAIT_THEN_PUSH)
     post_event(client, api_key(app), email="cy@example.com", event="order.paid")
     run_worker(app)
@@ -177,9 +184,11 @@ def test_a_journey_step_that_fails_is_retried_with_back_off_then_parked_and_resu
     assert smtp_server.messages == [], "each failed try took its send back with it"
     assert f"journey {parked.id}\tparked\tOrder follow-up step 1" in runner.invoke(["messages"]).output
     explained = runner.invoke(["explain", "cy@example.com"]).output.splitlines()
-    assert explained[-1] == (f"now parked in Order follow-up after {TRIES} failed tries: "
-                             "ChannelError: the CRM answered 503 Service Unavailable "
-                             "(`nudge messages unpark` tries again)")
+    assert explained[-1] == (
+        f"now parked in Order follow-up after {TRIES} failed tries: "
+        "ChannelError: the CRM answered 503 Service Unavailable "
+        "(`nudge messages unpark` tries again)"
+    )
 
     crm.down = False
     assert runner.invoke(["messages", "unpark", "--journey", str(parked.id)]).exit_code == 0
@@ -197,8 +206,9 @@ def test_an_outbox_row_that_cannot_be_written_is_retried_not_dropped(app, client
         session = get_session()
         step = session.scalar(select(RuleVersion.plan)).get("steps")[0]["id"]
         # rows kept from erased contacts hold the keys the next journeys would get
-        session.add_all(Message(key=f"enr:{n}:{step}", channel="email", template="thanks", status="sent")
-                        for n in range(1, 21))
+        session.add_all(
+            Message(key=f"enr:{n}:{step}", channel="email", template="thanks", status="sent") for n in range(1, 21)
+        )
         session.commit()
     post_event(client, api_key(app), email="dee@example.com", event="order.paid")
     run_worker(app)

@@ -1,4 +1,5 @@
 """Ids are never reused: an erased contact's id, outbox keys and signed links never reach the next person."""
+
 import re
 
 from sqlalchemy import select
@@ -21,7 +22,8 @@ def _contact(app, email):
 
 
 def test_after_erasing_the_newest_contact_the_next_ones_get_new_ids_their_mails_and_not_its_links(
-        app, client, smtp_server):
+    app, client, smtp_server
+):
     load_rules(app)
     ingest, admin = api_key(app), {"Authorization": f"Bearer {api_key(app, 'admin')}"}
     post_event(client, ingest, email="first@example.com")
@@ -45,8 +47,11 @@ def test_after_erasing_the_newest_contact_the_next_ones_get_new_ids_their_mails_
     with app.app_context():
         session = get_session()
         rows = session.execute(select(Message.key, Message.status, Message.contact_id).order_by(Message.id)).all()
-        assert [(status, cid) for _key, status, cid in rows] == [("sent", None), ("sent", second.id),
-                                                                 ("sent", third.id)]
+        assert [(status, cid) for _key, status, cid in rows] == [
+            ("sent", None),
+            ("sent", second.id),
+            ("sent", third.id),
+        ]
         assert not first_keys & {key for key, _status, cid in rows if cid is not None}
 
     # the erased person's links, valid for years, reach nobody

@@ -7,6 +7,7 @@ Each folder under ``journeys/`` is a case in the scenario format (``rules.nudge`
 - ``until``: passed as ``--until``;
 - ``[env]``: ``NUDGE_*`` settings for the run (read by ``load_config`` like any other setting).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,11 @@ def run_folder(folder: Path, monkeypatch) -> tuple[list[dict], list[dict], set[s
     for name, value in settings.get("env", {}).items():
         monkeypatch.setenv(name, str(value))
     rules = folder / "rules.nudge"
-    effects = simulate([(str(rules), rules.read_text(encoding="utf-8"))],
-                       (folder / "timeline.jsonl").read_text(encoding="utf-8").splitlines(),
-                       until=settings.get("until"))
+    effects = simulate(
+        [(str(rules), rules.read_text(encoding="utf-8"))],
+        (folder / "timeline.jsonl").read_text(encoding="utf-8").splitlines(),
+        until=settings.get("until"),
+    )
     return read_jsonl(folder / "expected.jsonl"), effects, set(settings.get("exact", CONTRACT_KEYS))
 
 

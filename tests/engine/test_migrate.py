@@ -1,4 +1,5 @@
 """Activating a new version with --migrate: positions map by step identity, never by index."""
+
 from sqlalchemy import select
 
 from server.db import get_session

@@ -1,4 +1,5 @@
 """A rule's or segment's regular expression cannot stall a worker (RE2: linear time)."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ def test_a_catastrophic_pattern_finishes_in_the_worker_and_in_segments(config):
     start-up, migrations and the worker included (a hang detector, not a speed test)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
-        done = subprocess.run([sys.executable, "-m", "tests.engine.regex_probe", json.dumps(config)], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.engine.regex_probe", json.dumps(config)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"matching {HOSTILE!r} against 200 characters did not finish: the engine backtracks")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -34,7 +41,8 @@ def test_a_catastrophic_pattern_finishes_in_the_worker_and_in_segments(config):
 
 def test_the_checker_refuses_what_the_engine_cannot_run_with_line_and_column(runner, tmp_path):
     (tmp_path / "r.nudge").write_text(
-        'rule "R"\n  always\nwhen form.submitted and contact.email matches "^(?!test)" then\n  tag "x"\nend\n')
+        'rule "R"\n  always\nwhen form.submitted and contact.email matches "^(?!test)" then\n  tag "x"\nend\n'
+    )
     result = runner.invoke(["check", str(tmp_path / "r.nudge")])
     assert result.exit_code != 0
     assert "r.nudge:3:47: the pattern uses lookahead or lookbehind" in result.output

@@ -2,9 +2,11 @@
 ``nudge explain`` shows each try, ``nudge messages resend`` and ``POST /api/v1/messages/resend`` send again, and
 ``NUDGE_AMBIGUOUS_SENDS=resend`` sends an ambiguous one again on its own. Against a real SMTP server that drops the
 connection during DATA (the outcome is unknown), refuses the content, or defers every recipient."""
+
 from __future__ import annotations
 
 import pytest
+
 from server.engine.jobs import requeue_due
 from server.engine.timeutil import to_ts
 from server.models import Message
@@ -53,11 +55,15 @@ def test_an_unknown_send_is_listed_explained_and_resent_from_the_cli(app, client
     assert unknown.status == "unknown" and len(smtp.handler.dropped) == 1
 
     listing = runner.invoke(["messages"]).output
-    assert f"{unknown.id}\tunknown\temail/thanks\tann@example.com\tattempts=1\tthe SMTP connection dropped " \
-           "while sending the data" in listing
+    assert (
+        f"{unknown.id}\tunknown\temail/thanks\tann@example.com\tattempts=1\tthe SMTP connection dropped "
+        "while sending the data" in listing
+    )
     explained = runner.invoke(["explain", "ann@example.com"]).output
-    assert "Thanks: try 1 of email thanks: outcome unknown, the provider may have it: the SMTP connection " \
-           "dropped while sending the data" in explained
+    assert (
+        "Thanks: try 1 of email thanks: outcome unknown, the provider may have it: the SMTP connection "
+        "dropped while sending the data" in explained
+    )
 
     smtp.handler.drop = False
     result = runner.invoke(["messages", "resend", "--status", "unknown"])
@@ -70,8 +76,9 @@ def test_an_unknown_send_is_listed_explained_and_resent_from_the_cli(app, client
 
     again = runner.invoke(["messages", "resend", str(unknown.id)])
     assert again.exit_code == 1
-    assert f"nothing resent: message {unknown.id} is sent: only failed or unknown messages can be resent" \
-        in again.output
+    assert (
+        f"nothing resent: message {unknown.id} is sent: only failed or unknown messages can be resent" in again.output
+    )
     assert runner.invoke(["messages", "resend"]).exit_code == 2  # neither ids nor --status
     assert runner.invoke(["messages", "resend", "--status", "sent"]).exit_code == 2
 
@@ -106,8 +113,10 @@ def test_the_api_resends_failed_messages_with_an_admin_key_all_or_nothing(app, c
         assert response.status_code == status, (body, response.json)
         assert response.mimetype == "application/problem+json"
     assert resend({"ids": [999_999]}).json["detail"] == "there is no message with id 999999"
-    assert resend({"ids": [sent.id]}).json["detail"] == \
-        f"message {sent.id} is sent: only failed or unknown messages can be resent"
+    assert (
+        resend({"ids": [sent.id]}).json["detail"]
+        == f"message {sent.id} is sent: only failed or unknown messages can be resent"
+    )
     assert latest(app, Message).status == "failed", "a refused request changes nothing"
 
     smtp.handler.refuse = None
@@ -131,8 +140,10 @@ def test_plain_messages_lists_sends_that_are_retrying_with_their_last_error(app,
     at = listing.index("# sends retrying")
     assert listing[at + 1].startswith(f"{retrying.id}\tpending\temail/thanks\tcid@example.com\tattempts=1\tnext try ")
     assert listing[at + 1].endswith("\tSMTP 451 at RCPT TO: 4.3.2 try again later")
-    assert "Thanks: try 1 of email thanks failed, to be tried again: SMTP 451 at RCPT TO: 4.3.2 try again later" \
-           in runner.invoke(["explain", "cid@example.com"]).output
+    assert (
+        "Thanks: try 1 of email thanks failed, to be tried again: SMTP 451 at RCPT TO: 4.3.2 try again later"
+        in runner.invoke(["explain", "cid@example.com"]).output
+    )
 
 
 def test_with_ambiguous_sends_resend_an_ambiguous_send_goes_out_again_by_itself(app, client, smtp):

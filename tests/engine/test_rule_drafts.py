@@ -1,6 +1,7 @@
 """Drafts: a rule, or a new version of one, saved without activating it. The engine never runs a draft;
 ``nudge rules list`` and the API show them; each version records who saved it, and ``nudge apply`` records the
 file a rule came from and keeps each rule's own text."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,7 +36,9 @@ def _activate(app, rule_id: int, number: int, migrate: bool = False):
     with app.app_context():
         session = get_session()
         rule = session.get(Rule, rule_id)
-        version = session.scalar(select(RuleVersion).where(RuleVersion.rule_id == rule_id, RuleVersion.number == number))
+        version = session.scalar(
+            select(RuleVersion).where(RuleVersion.rule_id == rule_id, RuleVersion.number == number)
+        )
         change = editing.activate(session, app, rule, version, migrate)
         session.commit()
         return change
@@ -44,8 +47,10 @@ def _activate(app, rule_id: int, number: int, migrate: bool = False):
 def _enrolments(app) -> list[tuple[str, int]]:
     with app.app_context():
         session = get_session()
-        return [(session.get(Rule, e.rule_id).name, session.get(RuleVersion, e.version_id).number)
-                for e in session.scalars(select(Enrolment).order_by(Enrolment.id))]
+        return [
+            (session.get(Rule, e.rule_id).name, session.get(RuleVersion, e.version_id).number)
+            for e in session.scalars(select(Enrolment).order_by(Enrolment.id))
+        ]
 
 
 def test_a_draft_rule_never_runs_until_a_version_is_activated(app, client, smtp_server):
@@ -70,7 +75,7 @@ def test_a_draft_version_of_a_running_rule_does_not_replace_it(app, client):
     load_rules(app, WELCOME)
     with app.app_context():
         rule_id = get_session().scalar(select(Rule.id))
-    _, number = _draft(app, WELCOME.replace("end\n", "  tag \"welcomed\"\nend\n"))
+    _, number = _draft(app, WELCOME.replace("end\n", '  tag "welcomed"\nend\n'))
     assert number == 2
     assert post_event(client, api_key(app), email="ana@example.com").status_code == 202
     run_worker(app)
@@ -94,16 +99,23 @@ def test_rules_list_and_the_api_show_drafts(app, client, runner):
     load_rules(app, WELCOME)
     _draft(app, WELCOME.replace("send email welcome", "send email welcome\n  wait 1d"))
     _draft(app, DRAFT_ONLY)
-    assert rule_table(runner) == [["Later", "draft", "-", "0 in flight", "draft v1"],
-                                  ["Welcome", "active", "v1", "0 in flight", "draft v2"]]
+    assert rule_table(runner) == [
+        ["Later", "draft", "-", "0 in flight", "draft v1"],
+        ["Welcome", "active", "v1", "0 in flight", "draft v2"],
+    ]
     headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
     items = {r["name"]: r for r in client.get("/api/v1/rules", headers=headers).get_json()["items"]}
     assert (items["Later"]["status"], items["Later"]["version"], items["Later"]["draft_version"]) == ("draft", 0, 1)
-    assert (items["Welcome"]["status"], items["Welcome"]["version"], items["Welcome"]["draft_version"]) == \
-        ("active", 1, 2)
+    assert (items["Welcome"]["status"], items["Welcome"]["version"], items["Welcome"]["draft_version"]) == (
+        "active",
+        1,
+        2,
+    )
     versions = client.get(f"/api/v1/rules/{items['Welcome']['id']}/versions", headers=headers).get_json()["items"]
-    assert [(v["number"], v["active"], v["draft"], v["actor"]) for v in versions] == \
-        [(2, False, True, "ed@example.com"), (1, True, False, None)]
+    assert [(v["number"], v["active"], v["draft"], v["actor"]) for v in versions] == [
+        (2, False, True, "ed@example.com"),
+        (1, True, False, None),
+    ]
     assert versions[1]["activated_at"] is not None and versions[0]["activated_at"] is None
 
 
@@ -122,9 +134,14 @@ def test_a_draft_cannot_be_paused_or_resumed_and_says_why(app, client, runner):
 
 def test_apply_keeps_each_rules_own_text_its_file_and_who_applied_it(app, runner, tmp_path):
     commented = "# Greets every new sign-up.\n" + LIVE_WELCOME
-    repo = rules_repo(tmp_path / "repo", {"welcome.nudge": commented,
-                                          "billing/sync.nudge": 'rule "Billing sync"\nwhen purchase.completed then\n'
-                                                                '  send webhook billing_sync\nend\n'})
+    repo = rules_repo(
+        tmp_path / "repo",
+        {
+            "welcome.nudge": commented,
+            "billing/sync.nudge": 'rule "Billing sync"\nwhen purchase.completed then\n'
+            "  send webhook billing_sync\nend\n",
+        },
+    )
     assert runner.invoke(["apply", str(repo)]).exit_code == 0
     with app.app_context():
         session = get_session()

@@ -1,4 +1,5 @@
 """The set-based path does for a group exactly what the interpreter does for one contact."""
+
 import time
 from datetime import timedelta
 
@@ -28,15 +29,22 @@ def _effects(app, email):
     with app.app_context():
         session = get_session()
         contact = session.scalar(select(Contact).where(Contact.email == email))
-        logs = [(r.action, {k: v for k, v in r.data.items() if k not in ("message", "step")})
-                for r in session.scalars(select(JourneyLog).where(JourneyLog.contact_id == contact.id)
-                                         .order_by(JourneyLog.id)) if r.action in ("tag", "score", "send", "wait")]
+        logs = [
+            (r.action, {k: v for k, v in r.data.items() if k not in ("message", "step")})
+            for r in session.scalars(
+                select(JourneyLog).where(JourneyLog.contact_id == contact.id).order_by(JourneyLog.id)
+            )
+            if r.action in ("tag", "score", "send", "wait")
+        ]
         logs = [(a, {k: v for k, v in d.items() if k != "until"}) for a, d in logs]  # instants differ by a tick
-        events = sorted((e.name, e.props) for e in session.scalars(select(Event).where(
-            Event.contact_id == contact.id, Event.source == "nudge")))
+        events = sorted(
+            (e.name, e.props)
+            for e in session.scalars(select(Event).where(Event.contact_id == contact.id, Event.source == "nudge"))
+        )
         tags = sorted(session.scalars(select(ContactTag.tag).where(ContactTag.contact_id == contact.id)))
-        outbox = sorted(m.key.split(":")[2] for m in session.scalars(select(Message).where(
-            Message.contact_id == contact.id)))
+        outbox = sorted(
+            m.key.split(":")[2] for m in session.scalars(select(Message).where(Message.contact_id == contact.id))
+        )
         enr = session.scalar(select(Enrolment).where(Enrolment.contact_id == contact.id))
         return contact.score, logs, events, tags, outbox, (enr.pc, enr.state, enr.due is not None)
 
@@ -71,10 +79,14 @@ def test_group_and_single_contact_advance_alike(app, client, smtp_server, clock)
     group, single = _effects(app, "g1@example.com"), _effects(app, "g3@example.com")
     assert group[0] == single[0] == 15
     assert group[1:] == single[1:]
-    assert group[1] == [("wait", {"why": "wait 1d"}), ("tag", {"tag": "engaged"}),
-                        ("score", {"delta": 5, "score": 15}), ("wait", {"why": "wait 1d"}),
-                        ("send", {"channel": "email", "template": "welcome"}),
-                        ("send", {"channel": "email", "template": "welcome"})]
+    assert group[1] == [
+        ("wait", {"why": "wait 1d"}),
+        ("tag", {"tag": "engaged"}),
+        ("score", {"delta": 5, "score": 15}),
+        ("wait", {"why": "wait 1d"}),
+        ("send", {"channel": "email", "template": "welcome"}),
+        ("send", {"channel": "email", "template": "welcome"}),
+    ]
     assert ("score.changed", {"old": 10, "new": 15}) in group[2]
     assert group[3] == ["engaged"]
 
@@ -98,7 +110,7 @@ def test_the_group_step_is_one_the_set_based_path_takes(app):
     assert segment() is None  # someone reacts to score.changed: per contact
 
 
-def test_a_group_send_is_written_set_wise_without_falling_back(app, client, smtp_server, caplog):
+def test_a_group_send_is_written_set_wise_without_falling_back(app, client, smtp_server, caplog, clock):
     """A group at a ``send`` step writes its outbox rows with one ``INSERT … SELECT`` (keys built in SQL from each
     enrolment's id); before, the key took the ORM attribute for text and every such batch failed and was redone
     one journey at a time."""
@@ -109,7 +121,7 @@ def test_a_group_send_is_written_set_wise_without_falling_back(app, client, smtp
         post_event(client, key, email=email, event="drip.started")
     run_worker(app)
     with caplog.at_level("WARNING", logger="server.engine.jobs"):
-        _pass_a_day(app, *emails)
+        _pass(app, clock, DAY + MINUTE)
     assert [r.getMessage() for r in caplog.records if r.name == "server.engine.jobs"] == []
     with app.app_context():
         keys = sorted(get_session().scalars(select(Message.key)))

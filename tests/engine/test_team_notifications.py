@@ -1,5 +1,6 @@
 """`notify` and `task` reach the team's members — by email at the real SMTP server, by a signed webhook call —
 exactly once, even when the jobs are delivered twice; `nudge tasks` lists and closes the tasks."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,9 @@ def test_notify_and_task_mail_each_member_of_the_team_once(team_app, smtp_server
     # the lead unsubscribed from marketing email: internal mail about them still goes
     headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
     lead = client.post("/api/v1/contacts", json={"email": "lead@example.com"}, headers=headers).json["id"]
-    revoked = client.post(f"/api/v1/contacts/{lead}/consents", json={"channel": "email", "granted": False},
-                          headers=headers)
+    revoked = client.post(
+        f"/api/v1/contacts/{lead}/consents", json={"channel": "email", "granted": False}, headers=headers
+    )
     assert revoked.status_code == 201, revoked.json
     assert post_event(client, api_key(app), email="lead@example.com").status_code == 202
     run_worker(app)
@@ -68,7 +70,9 @@ def test_notify_and_task_mail_each_member_of_the_team_once(team_app, smtp_server
 
     mails = smtp_server.wait_for(4)
     assert len(smtp_server.messages) == 4
-    assert sorted((rcpt[0], msg["Subject"]) for (_, rcpt), msg in zip(smtp_server.handler.envelopes, mails, strict=True)) == [
+    assert sorted(
+        (rcpt[0], msg["Subject"]) for (_, rcpt), msg in zip(smtp_server.handler.envelopes, mails, strict=True)
+    ) == [
         ("ana@x.example", "[Nudge] For sales: Demo request: lead@example.com"),
         ("ana@x.example", "[Nudge] New task for sales: Book a demo with lead@example.com"),
         ("bob@x.example", "[Nudge] For sales: Demo request: lead@example.com"),
@@ -87,8 +91,12 @@ def test_notify_and_task_mail_each_member_of_the_team_once(team_app, smtp_server
     assert hit.path == "/ops" and hit.verified_by == [secret]
     payload = json.loads(hit.body)
     assert payload["type"] == "nudge.notify"
-    assert payload["data"]["internal"] == {"kind": "notify", "team": "ops", "to": "ops-hook",
-                                           "text": "Someone wants a demo"}
+    assert payload["data"]["internal"] == {
+        "kind": "notify",
+        "team": "ops",
+        "to": "ops-hook",
+        "text": "Someone wants a demo",
+    }
     assert payload["data"]["contact"]["email"] == "lead@example.com"
     assert hit.headers["webhook-id"].startswith("team:")
 
@@ -126,14 +134,17 @@ def test_nudge_tasks_lists_open_tasks_and_closes_one(team_app, runner, smtp_serv
     assert rows == {first: ("done", True), second: ("open", False)}
 
 
-@pytest.mark.parametrize("value, problem", [
-    ("sales", "NUDGE_TEAMS: 'sales' has no '='"),
-    ("sales=", "NUDGE_TEAMS: team 'sales' has no members"),
-    ("sales=ana", "NUDGE_TEAMS: team 'sales': member 'ana' is neither an email address nor CHANNEL:TARGET"),
-    ("ops=Web Hook:x", "NUDGE_TEAMS: team 'ops': member 'Web Hook:x' must be CHANNEL:TARGET"),
-    ('{"sales": ', "NUDGE_TEAMS: is not valid JSON"),
-    ('{"sales": []}', "NUDGE_TEAMS: team 'sales' has no members"),
-])
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("sales", "NUDGE_TEAMS: 'sales' has no '='"),
+        ("sales=", "NUDGE_TEAMS: team 'sales' has no members"),
+        ("sales=ana", "NUDGE_TEAMS: team 'sales': member 'ana' is neither an email address nor CHANNEL:TARGET"),
+        ("ops=Web Hook:x", "NUDGE_TEAMS: team 'ops': member 'Web Hook:x' must be CHANNEL:TARGET"),
+        ('{"sales": ', "NUDGE_TEAMS: is not valid JSON"),
+        ('{"sales": []}', "NUDGE_TEAMS: team 'sales' has no members"),
+    ],
+)
 def test_a_malformed_teams_setting_is_one_line_naming_the_variable(tmp_path, value, problem):
     with pytest.raises(ConfigError) as info:
         load_config({"HOME": str(tmp_path)}, environ={"NUDGE_TEAMS": value})
@@ -141,26 +152,31 @@ def test_a_malformed_teams_setting_is_one_line_naming_the_variable(tmp_path, val
 
 
 def test_teams_from_json_and_from_a_config_file_table(tmp_path):
-    teams = load_config({"HOME": str(tmp_path)}, environ={"NUDGE_TEAMS": '{"sales": ["a@x.example"], "ops": '
-                                                                            '"webhook:ops-hook"}'})["TEAMS"]
+    teams = load_config(
+        {"HOME": str(tmp_path)}, environ={"NUDGE_TEAMS": '{"sales": ["a@x.example"], "ops": "webhook:ops-hook"}'}
+    )["TEAMS"]
     assert {team: [str(m) for m in members] for team, members in teams.items()} == {
-        "sales": ["a@x.example"], "ops": ["webhook:ops-hook"]}
+        "sales": ["a@x.example"],
+        "ops": ["webhook:ops-hook"],
+    }
     (tmp_path / "nudge.toml").write_text('[teams]\nsales = ["a@x.example", "b@x.example"]\nops = "webhook:ops-hook"\n')
     teams = load_config({"HOME": str(tmp_path)}, environ={})["TEAMS"]
     assert [str(m) for m in teams["sales"]] == ["a@x.example", "b@x.example"]
 
 
 def test_a_member_on_a_channel_that_is_not_installed_stops_start_up(config):
-    with pytest.raises(ConfigError, match="NUDGE_TEAMS: team 'ops': pager:night names the channel 'pager', "
-                                          "which is not installed"):
+    with pytest.raises(
+        ConfigError, match="NUDGE_TEAMS: team 'ops': pager:night names the channel 'pager', which is not installed"
+    ):
         create_app({**config, "TEAMS": "ops=pager:night"})
 
 
 def test_team_mail_about_a_contact_does_not_use_up_the_contacts_frequency_cap(config, smtp_server):
     app = create_app({**config, "TEAMS": "sales=ana@x.example", "FREQUENCY_CAP": "1/7d"})
     try:
-        load_rules(app, 'rule "Hot lead"\nwhen form.submitted then\n  notify "sales" "Hot lead"\n'
-                        '  send email welcome\nend\n')
+        load_rules(
+            app, 'rule "Hot lead"\nwhen form.submitted then\n  notify "sales" "Hot lead"\n  send email welcome\nend\n'
+        )
         assert post_event(app.test_client(), api_key(app), email="hot@example.com").status_code == 202
         run_worker(app)
         smtp_server.wait_for(2)

@@ -1,5 +1,6 @@
 """Template validation is bounded in memory, not only in time: hostile templates are refused
 before they allocate, and legitimate ones still render."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ HOSTILE = {
     "padding method": ("{{ ('x' * 999999).ljust(300000000) }}", "ljust() would grow past"),
     "mapped filter materialised": ("{{ range(99999)|map('center', 9999)|list|length }}", "built more than"),
     "indent of many lines": ("{{ ('x\\n' * 400000)|indent(9999) }}", "the indented text would grow past"),
-    "captured block": (BIG + "{% macro m() %}{% for i in range(99999) %}{{ b }}{% endfor %}{% endmacro %}"
-                             "{{ m()|length }}", "txt:1"),
+    "captured block": (
+        BIG + "{% macro m() %}{% for i in range(99999) %}{{ b }}{% endfor %}{% endmacro %}{{ m()|length }}",
+        "txt:1",
+    ),
     "list literal of a big string": (BIG + "{{ [" + "b," * 300 + "] }}", "grow past"),
     "concatenation chain": (BIG + "{{ " + " ~ ".join(["b"] * 30) + " }}", "the joined text would grow past"),
     "shared references joined": ("{{ 'x'.join(['y' * 999999] * 999) }}", "a repeated value would grow past"),
@@ -46,8 +49,14 @@ HOSTILE = {
 @pytest.mark.slow
 @pytest.mark.parametrize("source,message", HOSTILE.values(), ids=HOSTILE.keys())
 def test_a_hostile_template_is_refused_before_it_takes_memory(source, message):
-    done = subprocess.run([sys.executable, "-c", PROBE, source], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, source],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["grew_kib"] < 100 * 1024, f"validating grew the process by {result['grew_kib'] // 1024} MiB"
@@ -59,8 +68,15 @@ def test_the_issue_template_is_refused_when_saved_through_the_api(app, client):
     from ..helpers import api_key
 
     key = api_key(app, "admin")
-    response = client.post("/api/v1/templates", headers={"Authorization": f"Bearer {key}"}, json={
-        "channel": "email", "name": "evil", "parts": {"subject": "x", "txt": "{{ range(99999)|join('x'*5000) }}"}})
+    response = client.post(
+        "/api/v1/templates",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "channel": "email",
+            "name": "evil",
+            "parts": {"subject": "x", "txt": "{{ range(99999)|join('x'*5000) }}"},
+        },
+    )
     assert response.status_code == 422
     assert response.json["field"] == "parts.txt"
     assert response.json["detail"] == "parts.txt line 1: the joined text would grow past 1000000 characters"
@@ -70,9 +86,12 @@ def test_legitimate_templates_still_render():
     from server.plugins import build_plugin_manager
 
     renderer = Renderer(channels=build_plugin_manager({"LOAD_ENTRY_POINTS": False}).channels)
-    context = {"contact": {"first_name": "Ana", "tags": ["vip", "gym"]},
-               "event": {"items": [{"name": "Shoes", "price": 40}, {"name": "Socks", "price": 5}]},
-               "links": {}, "unsubscribe_url": "https://n.example/u/t"}
+    context = {
+        "contact": {"first_name": "Ana", "tags": ["vip", "gym"]},
+        "event": {"items": [{"name": "Shoes", "price": 40}, {"name": "Socks", "price": 5}]},
+        "links": {},
+        "unsubscribe_url": "https://n.example/u/t",
+    }
     source = (
         "{% macro line(item) %}- {{ item.name|upper }}: {{ '%5.2f'|format(item.price) }}{% endmacro %}"
         "{% set greeting %}Hello {{ contact.first_name ~ '!' }}{% endset %}{{ greeting }}\n"

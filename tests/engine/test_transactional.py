@@ -1,4 +1,5 @@
 """A message the contact asked for (double opt-in confirmation) is delivered, even after an earlier opt-out."""
+
 import re
 
 from server.consent import record_consent

@@ -1,4 +1,5 @@
 """Fixtures for the fault tests: a Redis of the test's own (these tests flush it) and real Nudge processes."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any
 
 import pytest
 
@@ -40,8 +42,14 @@ class Processes:
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{len(self.started):03d}-{'-'.join(args)}.log", "wb")  # noqa: SIM115 (closed by stop)
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", *args], env=self.env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.started.append((proc, log, time.monotonic()))
         return proc
 

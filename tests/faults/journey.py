@@ -1,9 +1,10 @@
 """The three-step journey the fault tests run, and how they read its outcome from the outbox and the SMTP server."""
+
 from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import func, select
 
@@ -45,9 +46,13 @@ def received(smtp_server) -> Counter[tuple[str, str]]:
 def outbox(app) -> dict[tuple[str, str], str]:
     """(recipient, step) → status of its outbox row; asserts there is one row per pair."""
     with app.app_context():
-        rows = get_session().execute(
-            select(Contact.email, Message.template, Message.status).join(Contact, Contact.id == Message.contact_id)
-        ).all()
+        rows = (
+            get_session()
+            .execute(
+                select(Contact.email, Message.template, Message.status).join(Contact, Contact.id == Message.contact_id)
+            )
+            .all()
+        )
         get_session().rollback()
     table = {(email, template): status for email, template, status in rows}
     assert len(table) == len(rows), "two outbox rows for one contact and step"
@@ -84,8 +89,9 @@ def assert_exactly_once(app, smtp_server, emails: list[str]) -> dict[str, int]:
     assert not doubled, f"sent more than once: {sorted(doubled.items())[:10]}"
     table = outbox(app)
     expected = {(email, step) for email in emails for step in STEPS}
-    assert set(table) == expected, f"missing rows: {sorted(expected - set(table))[:10]}; " \
-                                   f"unexpected: {sorted(set(table) - expected)[:10]}"
+    assert set(table) == expected, (
+        f"missing rows: {sorted(expected - set(table))[:10]}; unexpected: {sorted(set(table) - expected)[:10]}"
+    )
     assert set(got) <= expected
     statuses = Counter(table.values())
     assert set(statuses) <= {"sent", "unknown"}, statuses
@@ -98,11 +104,24 @@ def message_of(app, email: str) -> tuple[str, list[tuple[str, str]]] | None:
     """Status of the contact's message and its status history (status, detail); None before it exists."""
     with app.app_context():
         session = get_session()
-        msg = session.scalar(select(Message).join(Contact, Contact.id == Message.contact_id)
-                             .where(Contact.email == email))
-        out = None if msg is None else (msg.status, [(c.status, c.detail or "") for c in session.scalars(
-            select(MessageStatusChange).where(MessageStatusChange.message_id == msg.id)
-            .order_by(MessageStatusChange.id))])
+        msg = session.scalar(
+            select(Message).join(Contact, Contact.id == Message.contact_id).where(Contact.email == email)
+        )
+        out = (
+            None
+            if msg is None
+            else (
+                msg.status,
+                [
+                    (c.status, c.detail or "")
+                    for c in session.scalars(
+                        select(MessageStatusChange)
+                        .where(MessageStatusChange.message_id == msg.id)
+                        .order_by(MessageStatusChange.id)
+                    )
+                ],
+            )
+        )
         session.rollback()
     return out
 

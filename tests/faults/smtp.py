@@ -1,5 +1,6 @@
 """An SMTP server that can hold a message at DATA: the worker sending it is then stuck in the middle of the hand-over,
 where a fault test can kill it, or take Redis away from under it."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,7 @@
 """A 2,000-contact, three-step journey run by real processes while workers (and once the scheduler) are killed
 with -9, Redis is flushed and the SMTP server goes down: every contact gets each message exactly once, or the
 message is surfaced as ``unknown`` (a worker died while handing it over); none is lost or doubled."""
+
 from __future__ import annotations
 
 import itertools
@@ -91,9 +92,12 @@ def test_journey_survives_kill_9_flushall_and_smtp_outage(app, client, smtp_serv
     redis = get_queue(app).redis
     workers = Workers(procs, redis)
     emails = [f"c{i:04d}@example.com" for i in range(CONTACTS)]
-    for chunk in (emails[:CONTACTS // 2], emails[CONTACTS // 2:]):
-        response = client.post("/api/v1/events/batch", headers={"Authorization": f"Bearer {key}"},
-                               json={"events": [{"contact": {"email": e}, "event": "signup.completed"} for e in chunk]})
+    for chunk in (emails[: CONTACTS // 2], emails[CONTACTS // 2 :]):
+        response = client.post(
+            "/api/v1/events/batch",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"events": [{"contact": {"email": e}, "event": "signup.completed"} for e in chunk]},
+        )
         assert response.status_code == 202, response.json
 
     flushed = back = False
@@ -131,6 +135,8 @@ def test_journey_survives_kill_9_flushall_and_smtp_outage(app, client, smtp_serv
     # each kill strands at most the one message its worker was handing to SMTP; the outage at most one per worker
     assert statuses.get("unknown", 0) <= procs.kills + len(workers.live), statuses
     unknown = [pair for pair, status in outbox(app).items() if status == "unknown"]
-    print(f"{len(unknown)} unknown after {procs.kills} kills, {sum(received(smtp_server)[p] > 0 for p in unknown)} "
-          "of them at the SMTP server (the others were killed between the stamp and DATA)")
+    print(
+        f"{len(unknown)} unknown after {procs.kills} kills, {sum(received(smtp_server)[p] > 0 for p in unknown)} "
+        "of them at the SMTP server (the others were killed between the stamp and DATA)"
+    )
     assert _retried_then_sent(app) > 0, "no send failed during the SMTP outage and succeeded after it"

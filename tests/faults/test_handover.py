@@ -2,6 +2,7 @@
 ambiguous row, held as ``unknown`` (``NUDGE_AMBIGUOUS_SENDS=hold``) or sent again (``resend``). Counted on what the
 SMTP server received, with real worker and scheduler processes. (A worker killed before the hand-over:
 ``test_handover_postgres.py``.)"""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,9 @@ SETTINGS = {"SCHEDULER_INTERVAL": 0.2, "REQUEUE_AFTER": 1, "LOG_LEVEL": "WARNING
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("policy", ["hold", "resend"])
-def test_a_worker_killed_while_the_server_has_the_message_leaves_it_ambiguous(app, client, holding_smtp, processes,
-                                                                              policy):
+def test_a_worker_killed_while_the_server_has_the_message_leaves_it_ambiguous(
+    app, client, holding_smtp, processes, policy
+):
     install_series(app, ONE_STEP)
     key = api_key(app)
     procs = processes(**SETTINGS, AMBIGUOUS_SENDS=policy)
@@ -32,8 +34,11 @@ def test_a_worker_killed_while_the_server_has_the_message_leaves_it_ambiguous(ap
     procs.start("worker")
 
     settled = "unknown" if policy == "hold" else "sent"
-    wait_until(lambda: (message_of(app, "x@example.com") or ("",))[0] == settled, 60,
-               lambda: f"{message_of(app, 'x@example.com')}\n{procs.tail()}")
+    wait_until(
+        lambda: (message_of(app, "x@example.com") or ("",))[0] == settled,
+        60,
+        lambda: f"{message_of(app, 'x@example.com')}\n{procs.tail()}",
+    )
     # later work goes through, and the scheduler has ticked many times meanwhile
     post_event(client, key, email="y@example.com", event="signup.completed")
     wait_until(lambda: recipients(holding_smtp)["y@example.com"] == 1, 60, lambda: procs.tail())

@@ -1,6 +1,7 @@
 """``unknown`` only when it truly is: a worker killed with -9 after claiming a message but before handing it to the
 channel (stopped there by a table lock only PostgreSQL offers) leaves a row that goes back to pending and is sent
 once, counted on what the SMTP server received."""
+
 from __future__ import annotations
 
 import uuid
@@ -25,13 +26,17 @@ def database_url(postgres_server):
 
 def _waiting_for_a_lock(url: str) -> bool:
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-        return bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                 "AND wait_event_type = 'Lock'").fetchone()[0])
+        return bool(
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+        )
 
 
 @pytest.mark.timeout(180)
-def test_a_worker_killed_before_the_hand_over_leaves_a_row_that_is_sent_once(app, client, smtp_server, processes,
-                                                                             database_url):
+def test_a_worker_killed_before_the_hand_over_leaves_a_row_that_is_sent_once(
+    app, client, smtp_server, processes, database_url
+):
     install_series(app, ONE_STEP)
     procs = processes(**SETTINGS)
     procs.start("scheduler")
@@ -43,15 +48,21 @@ def test_a_worker_killed_before_the_hand_over_leaves_a_row_that_is_sent_once(app
     lock = psycopg.connect(database_url.replace("+psycopg", ""))
     lock.execute("LOCK TABLE enrolments IN ACCESS EXCLUSIVE MODE")
     worker = procs.start("worker")
-    wait_until(lambda: (message_of(app, "z@example.com") or ("",))[0] == "sending"
-               and _waiting_for_a_lock(database_url), 60, lambda: f"{message_of(app, 'z@example.com')}\n{procs.tail()}")
+    wait_until(
+        lambda: (message_of(app, "z@example.com") or ("",))[0] == "sending" and _waiting_for_a_lock(database_url),
+        60,
+        lambda: f"{message_of(app, 'z@example.com')}\n{procs.tail()}",
+    )
     procs.kill(worker)  # claimed, never handed to the channel
     lock.rollback()
     lock.close()
     procs.start("worker")
 
-    wait_until(lambda: message_of(app, "z@example.com")[0] == "sent", 60,
-               lambda: f"{message_of(app, 'z@example.com')}\n{procs.tail()}")
+    wait_until(
+        lambda: message_of(app, "z@example.com")[0] == "sent",
+        60,
+        lambda: f"{message_of(app, 'z@example.com')}\n{procs.tail()}",
+    )
     assert recipients(smtp_server)["z@example.com"] == 1, "sent once: it had never left"
     _status, history = message_of(app, "z@example.com")
     assert [s for s, _detail in history] == ["pending", "sent"]

@@ -1,5 +1,6 @@
 """The live engine's clock is injectable: a test moves time with ``clock.advance``, never by editing ``due``
 columns; real ``nudge`` processes share it through ``NUDGE_TEST_CLOCK_FILE``, which production refuses."""
+
 from __future__ import annotations
 
 import subprocess
@@ -71,7 +72,12 @@ def test_the_test_clock_is_refused_unless_testing(tmp_path):
 
     # a command started with it (and without NUDGE_TESTING) stops at once, with one line
     env = {"PATH": "/usr/bin:/bin", "NUDGE_HOME": str(tmp_path), "NUDGE_TEST_CLOCK_FILE": str(tmp_path / "clock")}
-    done = subprocess.run([sys.executable, "-m", "server.cli", "db", "upgrade"], env={**env, "PYTHONPATH": sys.path[0]},
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "db", "upgrade"],
+        env={**env, "PYTHONPATH": sys.path[0]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "NUDGE_TEST_CLOCK_FILE: is for Nudge's own tests only" in done.stderr, done.stderr
     assert not (tmp_path / "clock").exists() and not (tmp_path / "nudge.db").exists()

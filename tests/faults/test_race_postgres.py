@@ -3,6 +3,7 @@
 The leases (``due`` moved to a token) and ``SELECT … FOR UPDATE SKIP LOCKED`` must let exactly one
 of two identical jobs advance each enrolment, however the two overlap.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -14,8 +15,8 @@ from sqlalchemy import func, select, text
 
 from server.db import get_session
 from server.engine.jobs import advance_enrolments, lease_due, process_events
-from server.models import Enrolment, EnrolmentState, Event, JourneyLog, Message, utcnow
 from server.engine.timeutil import to_ts
+from server.models import Enrolment, EnrolmentState, Event, JourneyLog, Message, utcnow
 from server.queue import get_queue
 
 from ..helpers import api_key
@@ -43,22 +44,34 @@ def database_url(postgres_server):
 def _lock_waiters(session) -> int:
     """Other sessions of this database waiting for a lock."""
     session.execute(text("SELECT pg_stat_clear_snapshot()"))  # else a transaction sees its first snapshot only
-    return session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"))
+    return session.scalar(
+        text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+    )
 
 
 def _activity(session):
-    return session.execute(text("SELECT state, wait_event_type, wait_event, left(query, 100) FROM pg_stat_activity "
-                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all()
+    return session.execute(
+        text(
+            "SELECT state, wait_event_type, wait_event, left(query, 100) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    ).all()
 
 
-def test_duplicate_batches_raced_by_three_workers_advance_each_enrolment_once(app, client, smtp_server, processes,
-                                                                              clock):
+def test_duplicate_batches_raced_by_three_workers_advance_each_enrolment_once(
+    app, client, smtp_server, processes, clock
+):
     install_series(app, TWO_STEPS)
     key = api_key(app)
     emails = [f"r{i:04d}@example.com" for i in range(CONTACTS)]
-    response = client.post("/api/v1/events/batch", headers={"Authorization": f"Bearer {key}"},
-                           json={"events": [{"contact": {"email": e}, "event": "signup.completed"} for e in emails]})
+    response = client.post(
+        "/api/v1/events/batch",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"events": [{"contact": {"email": e}, "event": "signup.completed"} for e in emails]},
+    )
     assert response.status_code == 202, response.json
     tq = get_queue(app)
     tq.redis.flushall()  # the test plays the first worker: it enrols everyone itself
@@ -72,8 +85,10 @@ def test_duplicate_batches_raced_by_three_workers_advance_each_enrolment_once(ap
             batches.append((ids, now + 600))
         session.commit()
     assert sum(len(ids) for ids, _ in batches) == CONTACTS
-    twins = [(tq.queue.enqueue(advance_enrolments, ids, lease), tq.queue.enqueue(advance_enrolments, ids, lease))
-             for ids, lease in batches]
+    twins = [
+        (tq.queue.enqueue(advance_enrolments, ids, lease), tq.queue.enqueue(advance_enrolments, ids, lease))
+        for ids, lease in batches
+    ]
 
     procs = processes(LOG_LEVEL="WARNING")
     with app.app_context():
@@ -82,8 +97,11 @@ def test_duplicate_batches_raced_by_three_workers_advance_each_enrolment_once(ap
         # twin job meets rows locked by a live transaction, not ones already done
         session.execute(text("LOCK TABLE messages IN SHARE MODE"))
         workers = [procs.start("worker", "--burst") for _ in range(3)]
-        wait_until(lambda: _lock_waiters(session) >= 3 or all(w.poll() is not None for w in workers), 60,
-                   lambda: f"workers did not reach the lock: {_activity(session)}\n{procs.tail()}")
+        wait_until(
+            lambda: _lock_waiters(session) >= 3 or all(w.poll() is not None for w in workers),
+            60,
+            lambda: f"workers did not reach the lock: {_activity(session)}\n{procs.tail()}",
+        )
         session.commit()
     wait_until(lambda: all(w.poll() is not None for w in workers), 120, lambda: f"workers still busy\n{procs.tail()}")
     assert [w.returncode for w in workers] == [0, 0, 0], procs.tail()

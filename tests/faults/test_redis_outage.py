@@ -1,11 +1,13 @@
 """Fast recovery from a Redis outage: a tick that cannot enqueue gives its leases back at once, the first tick after
 Redis returns enqueues what was stored meanwhile, and workers and the scheduler (real processes) outlive a real
 Redis stopped and started again. The recovery time after Redis returns is printed, never asserted."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
+
 from server.engine.jobs import process_events, requeue_due
 from server.models import Enrolment, Message
 from server.queue import get_queue
@@ -83,15 +85,19 @@ SETTINGS = {"SCHEDULER_INTERVAL": 0.2, "LOG_LEVEL": "WARNING"}  # the default le
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_workers_and_the_scheduler_outlive_redis_going_away_and_nothing_is_lost_or_doubled(
-        app, client, holding_smtp, processes, redis_server):
+    app, client, holding_smtp, processes, redis_server
+):
     install_series(app)
     key = api_key(app)
     procs = processes(**SETTINGS)
     scheduler = procs.start("scheduler")
     workers = [procs.start("worker") for _ in range(2)]
     first = [f"a{i:03d}@example.com" for i in range(CONTACTS)]
-    response = client.post("/api/v1/events/batch", headers={"Authorization": f"Bearer {key}"},
-                           json={"events": [{"contact": {"email": e}, "event": "signup.completed"} for e in first]})
+    response = client.post(
+        "/api/v1/events/batch",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"events": [{"contact": {"email": e}, "event": "signup.completed"} for e in first]},
+    )
     assert response.status_code == 202, response.json
     wait_until(lambda: len(holding_smtp.messages) >= CONTACTS // 2, 120, procs.tail)
 
@@ -111,12 +117,20 @@ def test_workers_and_the_scheduler_outlive_redis_going_away_and_nothing_is_lost_
     redis_server.start()
     back = time.monotonic()
     emails = first + second
-    wait_until(lambda: sum(recipients(holding_smtp)[e] for e in emails) >= 3 * len(emails), 300,
-               lambda: f"{counts(app)}\n{procs.tail()}")
-    print(f"\nrecovered {time.monotonic() - back:.1f}s after Redis returned (target < 10 s): "
-          f"{3 * len(emails)} messages delivered")
-    wait_until(lambda: not counts(app).get("pending") and not counts(app).get("sending"), 60,
-               lambda: f"{counts(app)}\n{procs.tail()}")
+    wait_until(
+        lambda: sum(recipients(holding_smtp)[e] for e in emails) >= 3 * len(emails),
+        300,
+        lambda: f"{counts(app)}\n{procs.tail()}",
+    )
+    print(
+        f"\nrecovered {time.monotonic() - back:.1f}s after Redis returned (target < 10 s): "
+        f"{3 * len(emails)} messages delivered"
+    )
+    wait_until(
+        lambda: not counts(app).get("pending") and not counts(app).get("sending"),
+        60,
+        lambda: f"{counts(app)}\n{procs.tail()}",
+    )
     statuses = assert_exactly_once(app, holding_smtp, emails)
     assert statuses == {"sent": 3 * len(emails)}, statuses
     assert all(p.poll() is None for p in [scheduler, *workers]), f"a process exited\n{procs.tail()}"

@@ -5,16 +5,17 @@ Whatever the order: no email reaches a contact whose last opt-in or opt-out the 
 no outbox key is sent twice, and once everything has drained each outbox row is ``sent``, ``failed``, ``unknown``
 or ``suppressed``.
 """
+
 from __future__ import annotations
 
 import itertools
 import sqlite3
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -105,23 +106,37 @@ class EngineMachine(RuleBasedStateMachine):
         #: at once, ("unsubscribe", event id) known to the system once a worker has processed the event
         self.consents: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
         self.clock = ShiftedClock(self.database.with_suffix(".clock"))
-        self.app = create_app({**bench.config, "DATABASE_URL": f"sqlite:///{self.database}", "MIGRATE_ON_START": False,
-                               "QUEUE_NAME": f"machine-{n}-{uuid.uuid4().hex[:6]}"}, clock=self.clock)
+        self.app = create_app(
+            {
+                **bench.config,
+                "DATABASE_URL": f"sqlite:///{self.database}",
+                "MIGRATE_ON_START": False,
+                "QUEUE_NAME": f"machine-{n}-{uuid.uuid4().hex[:6]}",
+            },
+            clock=self.clock,
+        )
         self.client = self.app.test_client()
         self.key = api_key(self.app)
 
     def opted_out(self, email: str) -> bool:
         """The model's answer: the last consent action the system can know of is an opt-out."""
         with closing(sqlite3.connect(self.database)) as conn:
-            processed = {row[0] for row in conn.execute(
-                "SELECT id FROM events WHERE name = 'email.unsubscribed' AND processed_at IS NOT NULL")}
+            processed = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM events WHERE name = 'email.unsubscribed' AND processed_at IS NOT NULL"
+                )
+            }
         known = [kind for kind, event_id in self.consents[email] if event_id is None or event_id in processed]
         return bool(known) and known[-1] != "grant"
 
     # -- the world ------------------------------------------------------------------------------
     def _event(self, who: str, name: str) -> int:
-        response = self.client.post("/api/v1/events", headers={"Authorization": f"Bearer {self.key}"},
-                                    json={"contact": {"email": who}, "event": name})
+        response = self.client.post(
+            "/api/v1/events",
+            headers={"Authorization": f"Bearer {self.key}"},
+            json={"contact": {"email": who}, "event": name},
+        )
         assert response.status_code == 202, response.json
         return response.json["id"]
 
@@ -218,9 +233,17 @@ def bench(tmp_path, redis_server):
     smtp = SmtpServer()
     smtp.handler = ConsentWatch()
     smtp.start()
-    config = {"HOME": str(tmp_path / "home"), "REDIS_URL": redis_server.url, "SMTP_URL": smtp.url,
-              "SECRET_KEY": "test-secret-key-0123456789", "LOAD_ENTRY_POINTS": False,
-              "REQUEUE_AFTER": 0.001, "ENGINE_LEASE": 60, "LOG_LEVEL": "ERROR", "POSTAL_ADDRESS": "1 Main Street"}
+    config = {
+        "HOME": str(tmp_path / "home"),
+        "REDIS_URL": redis_server.url,
+        "SMTP_URL": smtp.url,
+        "SECRET_KEY": "test-secret-key-0123456789",
+        "LOAD_ENTRY_POINTS": False,
+        "REQUEUE_AFTER": 0.001,
+        "ENGINE_LEASE": 60,
+        "LOG_LEVEL": "ERROR",
+        "POSTAL_ADDRESS": "1 Main Street",
+    }
     template = tmp_path / "template.db"
     app = create_app({**config, "DATABASE_URL": f"sqlite:///{template}"})
     install_series(app, RULES)
@@ -235,9 +258,15 @@ def bench(tmp_path, redis_server):
 
 def test_engine_keeps_its_promises_in_any_order(bench):
     EngineMachine.bench = bench
-    run_state_machine_as_test(EngineMachine, settings=settings(
-        max_examples=30, stateful_step_count=20, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    run_state_machine_as_test(
+        EngineMachine,
+        settings=settings(
+            max_examples=30,
+            stateful_step_count=20,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
 
 
 def test_an_unsubscribe_just_after_an_opt_in_stops_the_emails(bench):

@@ -1,4 +1,5 @@
 """Fixtures for the channel plugins' peers: a live app server, Twilio, webhook receivers, a connection watch."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -69,9 +70,18 @@ def start_up(tmp_path):
     SQLite, whatever the backend: create_app stops before handing back the app, so nothing
     could close a database server connection it opened.
     """
+
     def build(**settings):
-        return create_app({"HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'nudge.db'}",
-                           "SECRET_KEY": "test-secret-key-0123456789", "LOAD_ENTRY_POINTS": False, **settings})
+        return create_app(
+            {
+                "HOME": str(tmp_path),
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'nudge.db'}",
+                "SECRET_KEY": "test-secret-key-0123456789",
+                "LOAD_ENTRY_POINTS": False,
+                **settings,
+            }
+        )
+
     return build
 
 
@@ -86,8 +96,11 @@ def dkim_key(tmp_path):
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "dkim.pem"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
     public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     looked_up: list[bytes] = []
 

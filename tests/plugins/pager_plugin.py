@@ -1,4 +1,5 @@
 """A third party's channel for the tests of ``nudge doctor``: it checks its own set-up through ``diagnose``."""
+
 from server.hookspecs import hookimpl
 from server.sdk import Channel, Check, SendResult
 

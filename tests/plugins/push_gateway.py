@@ -1,5 +1,6 @@
 """A local push gateway speaking the example push plugin's API: ``POST /v1/push``, de-duplicated by
 ``Idempotency-Key``. It keeps every request it accepted, as it arrived."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from . import LocalServer, QuietHandler
 
 
 class _GatewayHandler(QuietHandler):
-    def do_POST(self):  # noqa: N802 - the stdlib's naming
+    def do_POST(self):
         gateway = self.server_owner
         body = self.read_body()
         key = self.headers.get("Idempotency-Key", "")
@@ -18,8 +19,9 @@ class _GatewayHandler(QuietHandler):
             status = gateway.fail_with
             if status is None:
                 gateway.seen.append(key)
-                gateway.requests.append({"key": key, "authorization": self.headers.get("Authorization"),
-                                         **json.loads(body or b"{}")})
+                gateway.requests.append(
+                    {"key": key, "authorization": self.headers.get("Authorization"), **json.loads(body or b"{}")}
+                )
                 gateway.ids.setdefault(key, f"push_{len(gateway.ids) + 1}")
         if status is not None:
             return self.answer(status, b'{"error": "refused"}')

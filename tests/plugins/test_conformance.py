@@ -1,5 +1,6 @@
 """The plugin conformance suite, run against all four channels: the built-in email, SMS and webhook channels and
 the example push plugin, each against a real local peer."""
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,11 @@ class SmtpPeer:
     def __init__(self, server: SmtpServer):
         self.server = server
         unreachable = f"smtp://127.0.0.1:{free_port()}?timeout=5"
-        self.settings = {"SMTP_URL": server.url,
-                         "MAIL_FROM": "Conformance <suite@acme.example>", "POSTAL_ADDRESS": "1 Main Street"}
+        self.settings = {
+            "SMTP_URL": server.url,
+            "MAIL_FROM": "Conformance <suite@acme.example>",
+            "POSTAL_ADDRESS": "1 Main Street",
+        }
         self.unreachable_settings = {**self.settings, "SMTP_URL": unreachable}
 
     def seen_ids(self) -> list[str]:
@@ -62,8 +66,13 @@ class TwilioPeer:
 
     def __init__(self, server: TwilioServer):
         self.server = server
-        self.settings = {"TWILIO_API_BASE": server.url, "TWILIO_ACCOUNT_SID": server.account_sid,
-                         "TWILIO_AUTH_TOKEN": server.auth_token, "TWILIO_FROM": "+15017122661", "TWILIO_TIMEOUT": 5}
+        self.settings = {
+            "TWILIO_API_BASE": server.url,
+            "TWILIO_ACCOUNT_SID": server.account_sid,
+            "TWILIO_AUTH_TOKEN": server.auth_token,
+            "TWILIO_FROM": "+15017122661",
+            "TWILIO_TIMEOUT": 5,
+        }
         self.unreachable_settings = {**self.settings, "TWILIO_API_BASE": f"http://127.0.0.1:{free_port()}"}
 
     def seen_ids(self) -> list[str]:
@@ -72,8 +81,9 @@ class TwilioPeer:
     @contextmanager
     def failing(self, permanent: bool):
         for _ in range(20):
-            self.server.reply_next(400, 21211, "Invalid 'To' Phone Number") if permanent else \
-                self.server.reply_next(503, None, "Service Unavailable")
+            self.server.reply_next(400, 21211, "Invalid 'To' Phone Number") if permanent else self.server.reply_next(
+                503, None, "Service Unavailable"
+            )
         try:
             yield
         finally:
@@ -102,8 +112,11 @@ class ReceiverPeer:
         self.refused: set[int] = set()
 
     def seen_ids(self) -> list[str]:
-        return [r.headers["webhook-id"] for i, r in enumerate(self.receiver.received)
-                if i not in self.refused and r.verified_by]
+        return [
+            r.headers["webhook-id"]
+            for i, r in enumerate(self.receiver.received)
+            if i not in self.refused and r.verified_by
+        ]
 
     @contextmanager
     def failing(self, permanent: bool):
@@ -164,9 +177,14 @@ class _Sloppy(PushChannel):
             conn.close()
 
 
-@pytest.mark.parametrize("check", ["test_same_key_reaches_the_provider_with_the_same_id",
-                                   "test_unreachable_provider_is_a_retryable_channel_error",
-                                   "test_temporary_failure_is_a_retryable_channel_error"])
+@pytest.mark.parametrize(
+    "check",
+    [
+        "test_same_key_reaches_the_provider_with_the_same_id",
+        "test_unreachable_provider_is_a_retryable_channel_error",
+        "test_temporary_failure_is_a_retryable_channel_error",
+    ],
+)
 def test_the_suite_catches_a_sloppy_channel(check):
     class Suite(ChannelConformance):
         channel_class = _Sloppy

@@ -1,4 +1,5 @@
 """Discovery: built-ins from DEFAULT_PLUGINS, third parties from real ``nudge.plugins`` entry points."""
+
 from __future__ import annotations
 
 import logging
@@ -61,10 +62,15 @@ def load(**kwargs) -> PluginManager:
 
 
 def test_a_broken_plugin_logs_one_error_and_the_others_load(site, caplog):
-    site("nudge-broken", "1.2.3", {"broken": "nudge_broken"},
-         {"nudge_broken": "raise ImportError('needs libfrobnicate, which is not installed')\n"})
-    site("nudge-good", "0.4.0", {"good": "nudge_good"},
-         {"nudge_good": CHANNEL_PLUGIN.format(cls="Good", channel="good")})
+    site(
+        "nudge-broken",
+        "1.2.3",
+        {"broken": "nudge_broken"},
+        {"nudge_broken": "raise ImportError('needs libfrobnicate, which is not installed')\n"},
+    )
+    site(
+        "nudge-good", "0.4.0", {"good": "nudge_good"}, {"nudge_good": CHANNEL_PLUGIN.format(cls="Good", channel="good")}
+    )
     with caplog.at_level(logging.ERROR, logger="server.plugins"):
         pm = load()
     [record] = caplog.records
@@ -76,7 +82,12 @@ def test_a_broken_plugin_logs_one_error_and_the_others_load(site, caplog):
 
 
 def test_a_plugin_whose_hook_raises_is_skipped_alone(site, caplog):
-    site("nudge-angry", "2.0", {"angry": "nudge_angry"}, {"nudge_angry": """
+    site(
+        "nudge-angry",
+        "2.0",
+        {"angry": "nudge_angry"},
+        {
+            "nudge_angry": """
         from server.hookspecs import hookimpl
 
         @hookimpl
@@ -86,7 +97,9 @@ def test_a_plugin_whose_hook_raises_is_skipped_alone(site, caplog):
         @hookimpl
         def register_template_filters(config):
             return {"angry": str.upper}
-    """})
+    """
+        },
+    )
     with caplog.at_level(logging.ERROR, logger="server.plugins"):
         pm = load()
     assert "angry" not in pm.infos and "angry" not in pm.template_filters and pm.get_plugin("angry") is None
@@ -95,24 +108,37 @@ def test_a_plugin_whose_hook_raises_is_skipped_alone(site, caplog):
 
 
 def test_a_plugin_with_a_wrong_hook_signature_is_skipped(site):
-    site("nudge-typo", "0.1", {"typo": "nudge_typo"}, {"nudge_typo": """
+    site(
+        "nudge-typo",
+        "0.1",
+        {"typo": "nudge_typo"},
+        {
+            "nudge_typo": """
         from server.hookspecs import hookimpl
 
         @hookimpl
         def register_channels(config, colour):
             return []
-    """})
+    """
+        },
+    )
     pm = load()
     [failure] = pm.failures
     assert failure.name == "typo" and "colour" in failure.error
 
 
 def test_two_plugins_claiming_one_channel_is_a_start_up_error_naming_both(site):
-    site("nudge-copycat", "1.0", {"copycat": "nudge_copycat"},
-         {"nudge_copycat": CHANNEL_PLUGIN.format(cls="Copy", channel="email")})
+    site(
+        "nudge-copycat",
+        "1.0",
+        {"copycat": "nudge_copycat"},
+        {"nudge_copycat": CHANNEL_PLUGIN.format(cls="Copy", channel="email")},
+    )
     with pytest.raises(PluginError) as caught:
         load()
-    assert "'email'" in str(caught.value) and "plugins.email_smtp" in str(caught.value) and "copycat" in str(caught.value)
+    assert (
+        "'email'" in str(caught.value) and "plugins.email_smtp" in str(caught.value) and "copycat" in str(caught.value)
+    )
 
 
 def test_a_missing_builtin_plugin_is_a_start_up_error():
@@ -128,8 +154,14 @@ def test_entry_points_can_be_switched_off():
 def test_the_vocabulary_comes_from_the_registered_plugins():
     parts = build_plugin_manager({"LOAD_ENTRY_POINTS": True}).vocabulary_parts()
     assert {"email", "push"} <= set(parts["channels"])
-    assert {"email.delivered", "email.opened", "email.clicked", "email.bounced", "email.unsubscribed",
-            "push.opened"} <= set(parts["events"])
+    assert {
+        "email.delivered",
+        "email.opened",
+        "email.clicked",
+        "email.bounced",
+        "email.unsubscribed",
+        "push.opened",
+    } <= set(parts["events"])
 
 
 # -- the example package, installed with pip, end to end -----------------------------------------
@@ -167,8 +199,12 @@ def test_nudge_plugins_names_both_plugins_of_a_conflict(tmp_path, redis_server, 
     instance = create_app({**settings, "LOAD_ENTRY_POINTS": False})  # the instance exists before the conflict
     instance.extensions["nudge.queue"].close()
     instance.extensions["nudge.db"].dispose()
-    site("nudge-copycat", "1.0", {"copycat": "nudge_copycat"},
-         {"nudge_copycat": CHANNEL_PLUGIN.format(cls="Copy", channel="push")})
+    site(
+        "nudge-copycat",
+        "1.0",
+        {"copycat": "nudge_copycat"},
+        {"nudge_copycat": CHANNEL_PLUGIN.format(cls="Copy", channel="push")},
+    )
     # SQLite: start-up stops before the app exists, so nothing could close a server connection
     for key, value in {**settings, "LOAD_ENTRY_POINTS": "true"}.items():
         monkeypatch.setenv(f"NUDGE_{key}", str(value))

@@ -1,15 +1,15 @@
 """The email channel against a real SMTP server (aiosmtpd): sessions, TLS, headers, DKIM, errors, bounces."""
+
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import ssl
 import threading
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-
-import hashlib
-import json
-import re
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -17,8 +17,8 @@ from aiosmtpd.smtp import AuthResult
 from sqlalchemy import select
 
 from plugins.email_smtp.channel import EmailChannel, message_id
-from server.app import create_app
 from plugins.email_smtp.settings import parse_smtp_url
+from server.app import create_app
 from server.config import ConfigError
 from server.db import get_session
 from server.engine.ingest import upsert_contact
@@ -31,7 +31,7 @@ from ..servers import free_port
 
 class Handler:
     def __init__(self) -> None:
-        self.sessions: list[tuple[str, int]] = []   # one entry per TCP connection that said EHLO
+        self.sessions: list[tuple[str, int]] = []  # one entry per TCP connection that said EHLO
         self.raw: list[bytes] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.authenticated: list[bool] = []
@@ -71,16 +71,18 @@ class Handler:
 class SmtpPeer:
     """aiosmtpd on a free port; with *cert* it offers (and requires) STARTTLS, with *login* it requires AUTH."""
 
-    def __init__(self, cert: tuple[Path, Path] | None = None, login: tuple[str, str] | None = None,
-                 implicit_tls: bool = False) -> None:
+    def __init__(
+        self, cert: tuple[Path, Path] | None = None, login: tuple[str, str] | None = None, implicit_tls: bool = False
+    ) -> None:
         self.port = free_port()
         self.handler = Handler()
         kwargs: dict = {}
         if cert is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(cert[0]), str(cert[1]))
-            kwargs.update(ssl_context=context) if implicit_tls else kwargs.update(tls_context=context,
-                                                                                   require_starttls=True)
+            kwargs.update(ssl_context=context) if implicit_tls else kwargs.update(
+                tls_context=context, require_starttls=True
+            )
         if login is not None:
             user, password = login[0].encode(), login[1].encode()
 
@@ -94,7 +96,7 @@ class SmtpPeer:
         query = "&".join(q for q in (query, "timeout=10") if q)
         return f"{scheme}://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}?{query}"
 
-    def __enter__(self) -> "SmtpPeer":
+    def __enter__(self) -> SmtpPeer:
         self.controller.start()
         return self
 
@@ -116,13 +118,19 @@ UNSUB = "https://nudge.example/u/tok?c=1&x=2"
 
 def channel_for(peer: SmtpPeer, **settings) -> EmailChannel:
     url = settings.pop("SMTP_URL", peer.url())
-    return EmailChannel({"SMTP_URL": url, "MAIL_FROM": MAIL_FROM,
-                         "POSTAL_ADDRESS": "Acme Ltd, 1 Main Street", **settings})
+    return EmailChannel(
+        {"SMTP_URL": url, "MAIL_FROM": MAIL_FROM, "POSTAL_ADDRESS": "Acme Ltd, 1 Main Street", **settings}
+    )
 
 
 def outbound(key: str = "k1", to: str = "ana@example.com", **kw) -> OutboundMessage:
-    values = {"subject": "Spring offers", "text": "Hello Ana", "html": "<html><body><p>Hello Ana</p></body></html>",
-              "unsubscribe_url": UNSUB, **kw}
+    values = {
+        "subject": "Spring offers",
+        "text": "Hello Ana",
+        "html": "<html><body><p>Hello Ana</p></body></html>",
+        "unsubscribe_url": UNSUB,
+        **kw,
+    }
     return OutboundMessage(key=key, channel="email", template="offer", to=to, **values)
 
 
@@ -190,8 +198,9 @@ def test_certificates_are_verified_by_default(tmp_path):
 def test_a_wrong_password_is_a_retryable_error_naming_the_setting(tmp_path):
     cert, key = self_signed_cert(tmp_path)
     with SmtpPeer(cert=(cert, key), login=("mailer", "right")) as server:
-        channel = channel_for(server, SMTP_URL=server.url(userinfo="mailer:wrong", query="tls=starttls"),
-                              SMTP_CA_FILE=str(cert))
+        channel = channel_for(
+            server, SMTP_URL=server.url(userinfo="mailer:wrong", query="tls=starttls"), SMTP_CA_FILE=str(cert)
+        )
         with pytest.raises(ChannelError, match=r"NUDGE_SMTP_URL") as caught:
             channel.send(outbound())
         assert not caught.value.permanent and server.handler.raw == []
@@ -228,8 +237,9 @@ def test_marketing_email_carries_one_click_unsubscribe_postal_address_and_visibl
 def test_mailto_unsubscribe_address_can_be_configured(peer):
     channel_for(peer, UNSUBSCRIBE_MAILTO="leave@lists.acme.example").send(outbound())
     # the subject is the signed token of the one-click URL (its last path segment)
-    assert "<mailto:leave@lists.acme.example?subject=tok%3Fc%3D1%26x%3D2>" in \
-        peer.handler.messages[0]["List-Unsubscribe"]
+    assert (
+        "<mailto:leave@lists.acme.example?subject=tok%3Fc%3D1%26x%3D2>" in peer.handler.messages[0]["List-Unsubscribe"]
+    )
 
 
 def test_marketing_email_without_unsubscribe_url_is_refused_permanently(peer):
@@ -244,12 +254,15 @@ def test_transactional_email_has_no_list_headers(peer):
     assert msg["List-Unsubscribe"] is None and "Unsubscribe" not in msg.get_body(("plain",)).get_content()
 
 
-@pytest.mark.parametrize("field, header", [
-    ({"subject": "Hi\r\nBcc: victim@example.com"}, "Subject"),
-    ({"to": "ana@example.com\nBcc: victim@example.com"}, "To"),
-    ({"headers": {"X-Campaign": "spring\r\nBcc: x@example.com"}}, "X-Campaign"),
-    ({"unsubscribe_url": "https://nudge.example/u\r\nBcc: x@example.com"}, "List-Unsubscribe"),
-])
+@pytest.mark.parametrize(
+    "field, header",
+    [
+        ({"subject": "Hi\r\nBcc: victim@example.com"}, "Subject"),
+        ({"to": "ana@example.com\nBcc: victim@example.com"}, "To"),
+        ({"headers": {"X-Campaign": "spring\r\nBcc: x@example.com"}}, "X-Campaign"),
+        ({"unsubscribe_url": "https://nudge.example/u\r\nBcc: x@example.com"}, "List-Unsubscribe"),
+    ],
+)
 def test_line_breaks_in_header_values_are_refused(peer, field, header):
     with pytest.raises(ChannelError, match=f"header {header} ") as caught:
         channel_for(peer).send(outbound(**field))
@@ -260,8 +273,9 @@ def test_dkim_signature_covers_both_list_headers_and_verifies(peer, dkim_key):
     import dkim
 
     key_file, dnsfunc, looked_up = dkim_key
-    EmailChannel.check_settings({"MAIL_FROM": MAIL_FROM, "DKIM_SELECTOR": "nudge",
-                                 "DKIM_PRIVATE_KEY_FILE": str(key_file)})
+    EmailChannel.check_settings(
+        {"MAIL_FROM": MAIL_FROM, "DKIM_SELECTOR": "nudge", "DKIM_PRIVATE_KEY_FILE": str(key_file)}
+    )
     channel_for(peer, DKIM_SELECTOR="nudge", DKIM_PRIVATE_KEY_FILE=str(key_file)).send(outbound())
     raw = peer.handler.raw[0]
     assert dkim.verify(raw, dnsfunc=dnsfunc)
@@ -269,7 +283,9 @@ def test_dkim_signature_covers_both_list_headers_and_verifies(peer, dkim_key):
     signature = peer.handler.messages[0]["DKIM-Signature"]
     signed = [h.strip().lower() for h in re.search(r"h=([^;]+)", signature.replace("\r\n", "")).group(1).split(":")]
     assert "list-unsubscribe" in signed and "list-unsubscribe-post" in signed
-    tampered = raw.replace(b"List-Unsubscribe: <https://nudge.example/u/", b"List-Unsubscribe: <https://evil.example/u/")
+    tampered = raw.replace(
+        b"List-Unsubscribe: <https://nudge.example/u/", b"List-Unsubscribe: <https://evil.example/u/"
+    )
     assert tampered != raw and not dkim.verify(tampered, dnsfunc=dnsfunc)
 
 
@@ -339,8 +355,13 @@ def test_valid_settings_are_kept_for_the_channel(tmp_path):
 
 def test_create_app_refuses_a_bad_channel_setting(tmp_path, redis_server):
     # SQLite: create_app stops before handing back the app, so nothing could close a server connection
-    config = {"HOME": str(tmp_path), "REDIS_URL": redis_server.url, "SECRET_KEY": "test-secret-key-0123456789",
-              "LOAD_ENTRY_POINTS": False, "DKIM_PRIVATE_KEY_FILE": __file__}
+    config = {
+        "HOME": str(tmp_path),
+        "REDIS_URL": redis_server.url,
+        "SECRET_KEY": "test-secret-key-0123456789",
+        "LOAD_ENTRY_POINTS": False,
+        "DKIM_PRIVATE_KEY_FILE": __file__,
+    }
     with pytest.raises(ConfigError, match=r"^NUDGE_DKIM_SELECTOR: "):
         create_app(config)
 
@@ -368,8 +389,9 @@ def _contact(app, email):
 def _state(app, email):
     with app.app_context():
         session = get_session()
-        suppression = session.scalar(select(Suppression).where(
-            Suppression.address_hash == address_hash(email, app.config["SECRET_KEY"])))
+        suppression = session.scalar(
+            select(Suppression).where(Suppression.address_hash == address_hash(email, app.config["SECRET_KEY"]))
+        )
         events = [(e.name, e.props) for e in session.scalars(select(Event).order_by(Event.id))]
         return suppression, events
 
@@ -393,8 +415,10 @@ def test_json_hard_bounce_suppresses_the_address_and_raises_email_bounced(email_
     assert response.status_code == 200, response.json
     suppression, events = _state(email_app, "gone@example.com")
     assert suppression.channel == "email" and suppression.reason == "bounced"
-    assert suppression.address_hash == hashlib.sha256(
-        (email_app.config["SECRET_KEY"] + "\0gone@example.com").encode()).hexdigest()
+    assert (
+        suppression.address_hash
+        == hashlib.sha256((email_app.config["SECRET_KEY"] + "\0gone@example.com").encode()).hexdigest()
+    )
     assert [name for name, _ in events] == ["email.bounced"]
 
 
@@ -428,8 +452,16 @@ def _sent_message(app, email, key="journey:1:welcome"):
     with app.app_context():
         session = get_session()
         provider_id = message_id(key, "acme.example")
-        session.add(Message(key=key, contact_id=contact_id, channel="email", template="welcome", status="sent",
-                            provider_id=provider_id))
+        session.add(
+            Message(
+                key=key,
+                contact_id=contact_id,
+                channel="email",
+                template="welcome",
+                status="sent",
+                provider_id=provider_id,
+            )
+        )
         session.commit()
         return provider_id
 
@@ -437,20 +469,28 @@ def _sent_message(app, email, key="journey:1:welcome"):
 def _report(report_type: str, parts: list[tuple[str, str]]) -> bytes:
     """A multipart/report as a mail server or a feedback loop sends it: a human part, then *parts*."""
     body = "".join(f"--B\r\nContent-Type: {kind}\r\n\r\n{content}\r\n" for kind, content in parts)
-    return ("From: reports@mx.example\r\nTo: news@acme.example\r\nSubject: report\r\nMIME-Version: 1.0\r\n"
-            f'Content-Type: multipart/report; report-type={report_type}; boundary="B"\r\n\r\n'
-            "--B\r\nContent-Type: text/plain\r\n\r\nA report about a message you sent.\r\n"
-            f"{body}--B--\r\n").encode()
+    return (
+        "From: reports@mx.example\r\nTo: news@acme.example\r\nSubject: report\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type={report_type}; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nA report about a message you sent.\r\n"
+        f"{body}--B--\r\n"
+    ).encode()
 
 
 def test_rfc3464_dsn_is_matched_to_the_sent_message(email_app):
     provider_id = _sent_message(email_app, "nobody@example.com")
-    raw = _report("delivery-status", [
-        ("message/delivery-status", "Reporting-MTA: dns; mx.example\r\n\r\n"
-                                    "Final-Recipient: rfc822; nobody@example.com\r\nAction: failed\r\n"
-                                    "Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"),
-        ("text/rfc822-headers", f"Message-ID: {provider_id}\r\nTo: nobody@example.com\r\nSubject: Welcome\r\n"),
-    ])
+    raw = _report(
+        "delivery-status",
+        [
+            (
+                "message/delivery-status",
+                "Reporting-MTA: dns; mx.example\r\n\r\n"
+                "Final-Recipient: rfc822; nobody@example.com\r\nAction: failed\r\n"
+                "Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n",
+            ),
+            ("text/rfc822-headers", f"Message-ID: {provider_id}\r\nTo: nobody@example.com\r\nSubject: Welcome\r\n"),
+        ],
+    )
     response = _post(email_app, raw, content_type="message/rfc822")
     assert response.status_code == 200, response.json
     suppression, events = _state(email_app, "nobody@example.com")
@@ -464,11 +504,17 @@ def test_rfc3464_dsn_is_matched_to_the_sent_message(email_app):
 
 def test_arf_complaint_suppresses_and_raises_email_complained(email_app):
     provider_id = _sent_message(email_app, "angry@example.com", key="journey:2:offer")
-    raw = _report("feedback-report", [
-        ("message/feedback-report", "Feedback-Type: abuse\r\nUser-Agent: isp-fbl/1.0\r\nVersion: 1\r\n"),
-        ("message/rfc822", f"From: news@acme.example\r\nTo: Angry <angry@example.com>\r\nMessage-ID: {provider_id}"
-                           "\r\nSubject: Spring offers\r\n\r\nbody\r\n"),
-    ])
+    raw = _report(
+        "feedback-report",
+        [
+            ("message/feedback-report", "Feedback-Type: abuse\r\nUser-Agent: isp-fbl/1.0\r\nVersion: 1\r\n"),
+            (
+                "message/rfc822",
+                f"From: news@acme.example\r\nTo: Angry <angry@example.com>\r\nMessage-ID: {provider_id}"
+                "\r\nSubject: Spring offers\r\n\r\nbody\r\n",
+            ),
+        ],
+    )
     response = _post(email_app, raw, content_type="message/rfc822")
     assert response.status_code == 200, response.json
     suppression, events = _state(email_app, "angry@example.com")
@@ -495,8 +541,14 @@ def test_smtp_url_parts():
     assert parse_smtp_url("smtp://mail.example.com").tls == "none"
 
 
-@pytest.mark.parametrize("value, needle", [("smtp://host?tls=maybe", "tls must be none, starttls or ssl"),
-                                           ("smtp://", "no host given"), ("http://mail.example.com", "scheme must be")])
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        ("smtp://host?tls=maybe", "tls must be none, starttls or ssl"),
+        ("smtp://", "no host given"),
+        ("http://mail.example.com", "scheme must be"),
+    ],
+)
 def test_a_bad_smtp_url_stops_nudge_naming_the_variable(tmp_path, value, needle):
     from server.app import create_app
 

@@ -1,5 +1,6 @@
 """Marketing email as the receiving SMTP server sees it: raw ASCII List headers, List-Id, Feedback-ID, DKIM over
 the exact bytes, the mailto unsubscribe processed end to end, and no marketing mail without a postal address."""
+
 from __future__ import annotations
 
 import re
@@ -53,9 +54,19 @@ def make_app(config, dkim_key):
     apps = []
 
     def make(**settings):
-        app = create_app({**config, "BASE_URL": BASE_URL, "MAIL_FROM": MAIL_FROM, "DKIM_SELECTOR": "nudge",
-                          "DKIM_PRIVATE_KEY_FILE": str(dkim_key[0]), "UNSUBSCRIBE_MAILTO": MAILTO,
-                          "EMAIL_WEBHOOK_SECRET": SECRET, "FEEDBACK_ID": "acme-news", **settings})
+        app = create_app(
+            {
+                **config,
+                "BASE_URL": BASE_URL,
+                "MAIL_FROM": MAIL_FROM,
+                "DKIM_SELECTOR": "nudge",
+                "DKIM_PRIVATE_KEY_FILE": str(dkim_key[0]),
+                "UNSUBSCRIBE_MAILTO": MAILTO,
+                "EMAIL_WEBHOOK_SECRET": SECRET,
+                "FEEDBACK_ID": "acme-news",
+                **settings,
+            }
+        )
         apps.append(app)
         return app
 
@@ -74,8 +85,12 @@ def deliver_offer(app, email="ana@example.com") -> None:
     """The rule sends one marketing email (a worker runs the queue dry)."""
     with app.app_context():
         session = get_session()
-        save_template(session, "email", "offer", {"subject": SUBJECT, "txt": "Hallo {{ contact.email }}",
-                                                   "html": "<html><body><p>Hallo</p></body></html>"})
+        save_template(
+            session,
+            "email",
+            "offer",
+            {"subject": SUBJECT, "txt": "Hallo {{ contact.email }}", "html": "<html><body><p>Hallo</p></body></html>"},
+        )
         session.commit()
     load_rules(app, RULE)
     post_event(app.test_client(), api_key(app), email=email)
@@ -98,7 +113,7 @@ def test_list_unsubscribe_is_raw_ascii_folded_only_at_the_comma_and_dkim_verifie
     assert "=?" not in value
     https, mailto = value.split(",\r\n ")  # the one fold, at the comma; nothing folded inside a URI
     assert re.fullmatch(re.escape(f"<{BASE_URL}/u/") + r"[A-Za-z0-9._-]+>", https)
-    token = https[len(BASE_URL) + 4:-1]
+    token = https[len(BASE_URL) + 4 : -1]
     assert mailto == f"<mailto:{MAILTO}?subject={token}>"
     assert raw_field(raw, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
     # the other headers: non-ASCII is RFC 2047 where it belongs (Subject, the From name), and nowhere else
@@ -107,22 +122,26 @@ def test_list_unsubscribe_is_raw_ascii_folded_only_at_the_comma_and_dkim_verifie
     assert raw_field(raw, "From").endswith(f"<news@{DOMAIN}>") and str(msg["From"]) == MAIL_FROM
     assert re.fullmatch(r"<[0-9a-f]{40}@" + re.escape(DOMAIN) + ">", raw_field(raw, "Message-ID"))
     list_id = raw_field(raw, "List-Id")
-    assert list_id.endswith(f" <news.{DOMAIN}>") and str(msg["List-Id"]) == f"Äcme Industries Newsletter <news.{DOMAIN}>"
+    assert (
+        list_id.endswith(f" <news.{DOMAIN}>") and str(msg["List-Id"]) == f"Äcme Industries Newsletter <news.{DOMAIN}>"
+    )
     assert raw_field(raw, "Feedback-ID") == "Spring-offer:offer:marketing:acme-news"
     # DKIM over exactly these bytes, covering every List header
     assert dkim.verify(raw, dnsfunc=dnsfunc)
     assert looked_up == [f"nudge._domainkey.{DOMAIN}.".encode()]
     signed = re.search(r"h=([^;]+)", raw_field(raw, "DKIM-Signature").replace("\r\n", "")).group(1)
-    assert {"list-unsubscribe", "list-unsubscribe-post", "list-id", "feedback-id"} <= \
-        {h.strip().lower() for h in signed.split(":")}
+    assert {"list-unsubscribe", "list-unsubscribe-post", "list-id", "feedback-id"} <= {
+        h.strip().lower() for h in signed.split(":")
+    }
     assert not dkim.verify(raw.replace(token.encode(), token[:-2].encode() + b"xx", 1), dnsfunc=dnsfunc)
 
 
 def test_the_https_uri_on_the_wire_is_the_one_click_unsubscribe(wire_app, smtp_server):
     raw = send_offer(wire_app, smtp_server)
     url = raw_field(raw, "List-Unsubscribe").split(",")[0].strip("<>")
-    response = wire_app.test_client().post(urlsplit(url).path, data={"List-Unsubscribe": "One-Click"},
-                                           base_url=BASE_URL)
+    response = wire_app.test_client().post(
+        urlsplit(url).path, data={"List-Unsubscribe": "One-Click"}, base_url=BASE_URL
+    )
     assert response.status_code == 200
     with wire_app.app_context():
         session = get_session()
@@ -131,8 +150,13 @@ def test_the_https_uri_on_the_wire_is_the_one_click_unsubscribe(wire_app, smtp_s
 
 
 def _post_mail(app, body: bytes, secret: str = SECRET, content_type: str = "message/rfc822", **kw):
-    return app.test_client().post("/hooks/email/unsubscribe", data=body, content_type=content_type,
-                                  headers={"Authorization": f"Bearer {secret}"}, **kw)
+    return app.test_client().post(
+        "/hooks/email/unsubscribe",
+        data=body,
+        content_type=content_type,
+        headers={"Authorization": f"Bearer {secret}"},
+        **kw,
+    )
 
 
 def test_mailto_unsubscribe_is_processed_end_to_end_like_the_one_click(wire_app, smtp_server):
@@ -141,8 +165,10 @@ def test_mailto_unsubscribe_is_processed_end_to_end_like_the_one_click(wire_app,
     address, _, query = mailto.removeprefix("mailto:").partition("?")
     subject = unquote(query.removeprefix("subject="))
     # what a mailbox provider sends to that address, piped whole to the endpoint by the MTA
-    mail = (f"From: ana@example.com\r\nTo: {address}\r\nSubject: {subject}\r\nMessage-ID: <x@mail.example>\r\n"
-            "\r\nThis message was automatically generated by Gmail.\r\n").encode()
+    mail = (
+        f"From: ana@example.com\r\nTo: {address}\r\nSubject: {subject}\r\nMessage-ID: <x@mail.example>\r\n"
+        "\r\nThis message was automatically generated by Gmail.\r\n"
+    ).encode()
     response = _post_mail(wire_app, mail)
     assert response.status_code == 200 and response.json == {"unsubscribed": True, "channel": "email"}
     assert _post_mail(wire_app, mail).status_code == 200  # a repeated request changes nothing
@@ -165,7 +191,9 @@ def test_inbound_mail_providers_may_post_the_subject_as_a_form_or_json(wire_app,
     client = wire_app.test_client()
     answer = client.post(f"/hooks/email/unsubscribe?token={SECRET}", data={"subject": f"Re: {token}"})
     assert answer.status_code == 200 and answer.json["unsubscribed"] is True
-    answer = client.post("/hooks/email/unsubscribe", json={"Subject": token}, headers={"Authorization": f"Bearer {SECRET}"})
+    answer = client.post(
+        "/hooks/email/unsubscribe", json={"Subject": token}, headers={"Authorization": f"Bearer {SECRET}"}
+    )
     assert answer.status_code == 200
 
 
@@ -184,8 +212,9 @@ def test_the_mailto_endpoint_refuses_strangers_and_mail_without_a_token(wire_app
 def test_without_a_processed_mailto_none_is_advertised(app, smtp_server):
     raw = send_offer(app, smtp_server)
     assert "mailto:" not in raw_field(raw, "List-Unsubscribe")
-    answer = app.test_client().post("/hooks/email/unsubscribe", data=b"Subject: x\r\n\r\n",
-                                    content_type="message/rfc822")
+    answer = app.test_client().post(
+        "/hooks/email/unsubscribe", data=b"Subject: x\r\n\r\n", content_type="message/rfc822"
+    )
     assert answer.status_code == 404 and "NUDGE_UNSUBSCRIBE_MAILTO" in answer.json["detail"]
 
 

@@ -1,4 +1,5 @@
 """Every hook is documented, and each has a test here that drives it through a real plugin on the manager."""
+
 from __future__ import annotations
 
 import inspect
@@ -24,6 +25,7 @@ def covers(hook: str):
     def mark(test):
         COVERED[hook] = test.__name__
         return test
+
     return mark
 
 
@@ -45,14 +47,22 @@ def spec_problems(module: types.ModuleType) -> list[str]:
 
 
 def spec_names() -> set[str]:
-    return {name for name, f in inspect.getmembers(hookspecs, inspect.isfunction)
-            if hasattr(f, f"{hookspecs.PROJECT}_spec")}
+    return {
+        name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, f"{hookspecs.PROJECT}_spec")
+    }
 
 
 def test_every_hookspec_documents_its_arguments_return_value_and_timing():
     assert spec_problems(hookspecs) == []
-    assert {"register_channels", "register_triggers", "register_actions", "register_condition_functions",
-            "register_blueprints", "register_template_filters", "startup"} <= spec_names()
+    assert {
+        "register_channels",
+        "register_triggers",
+        "register_actions",
+        "register_condition_functions",
+        "register_blueprints",
+        "register_template_filters",
+        "startup",
+    } <= spec_names()
 
 
 def test_the_docstring_check_catches_an_undocumented_hook():
@@ -102,7 +112,7 @@ class CrmPush(Action):
 
 def email_domain(address: str) -> str:
     """What follows the first ``@``, lowercased (the whole text when there is none), as the SQL forms do."""
-    return address[address.find("@") + 1:].lower()
+    return address[address.find("@") + 1 :].lower()
 
 
 def check_credit(address: str) -> bool:
@@ -110,10 +120,17 @@ def check_credit(address: str) -> bool:
 
 
 FUNCTIONS = [
-    ConditionFunction("domain", ("string",), "string", email_domain,
-                      sql={"sqlite": "lower(substr({0}, instr({0}, '@') + 1))",
-                           "postgresql": "lower(substr({0}, strpos({0}, '@') + 1))"},
-                      description="the domain of an email address"),
+    ConditionFunction(
+        "domain",
+        ("string",),
+        "string",
+        email_domain,
+        sql={
+            "sqlite": "lower(substr({0}, instr({0}, '@') + 1))",
+            "postgresql": "lower(substr({0}, strpos({0}, '@') + 1))",
+        },
+        description="the domain of an email address",
+    ),
     ConditionFunction("free_mail", ("string",), "bool", lambda address: email_domain(address) in {"gmail.com"}),
     ConditionFunction("credit_ok", ("string",), "bool", check_credit),
 ]
@@ -218,20 +235,30 @@ def test_register_actions_adds_a_step_the_engine_can_run(plugin):
     assert plugin.crm.pushed == [("a@example.com", {"list": "vip"})]
 
 
-@pytest.mark.parametrize("declarations, problem", [
-    ({"domain": email_domain}, "returned a plain function for 'domain', not a server.sdk.ConditionFunction; "
-                               "declare the parameter and result types"),
-    ([ConditionFunction("now", (), "bool", bool)], "condition function name 'now' is a keyword of the rules"),
-    ([ConditionFunction("two words", (), "bool", bool)], "condition function name 'two words' is not a name"),
-    ([ConditionFunction("f", ("text",), "bool", bool)], "f(): params must be a tuple of types (any, bool, date,"),
-    ([ConditionFunction("f", ("string",), "colour", bool)], "f(): result must be one of any, bool, date,"),
-    ([ConditionFunction("f", ("string",), "bool", "bool")], "f(): implementation 'bool' is not callable"),
-    ([ConditionFunction("f", ("date",), "bool", bool, sql={"sqlite": "{0} > 1"})],
-     "f(): an SQL form takes and gives only strings, numbers and true/false"),
-    ([ConditionFunction("f", ("string",), "bool", bool, sql={"mysql": "{0}"})], "f(): no database called 'mysql'"),
-    ([ConditionFunction("f", ("string",), "bool", bool, sql={"sqlite": "{1} = {0}"})],
-     "f(): the sqlite SQL form uses {1}, but the function takes 1 argument(s) ({0} is the first)"),
-])
+@pytest.mark.parametrize(
+    "declarations, problem",
+    [
+        (
+            {"domain": email_domain},
+            "returned a plain function for 'domain', not a server.sdk.ConditionFunction; "
+            "declare the parameter and result types",
+        ),
+        ([ConditionFunction("now", (), "bool", bool)], "condition function name 'now' is a keyword of the rules"),
+        ([ConditionFunction("two words", (), "bool", bool)], "condition function name 'two words' is not a name"),
+        ([ConditionFunction("f", ("text",), "bool", bool)], "f(): params must be a tuple of types (any, bool, date,"),
+        ([ConditionFunction("f", ("string",), "colour", bool)], "f(): result must be one of any, bool, date,"),
+        ([ConditionFunction("f", ("string",), "bool", "bool")], "f(): implementation 'bool' is not callable"),
+        (
+            [ConditionFunction("f", ("date",), "bool", bool, sql={"sqlite": "{0} > 1"})],
+            "f(): an SQL form takes and gives only strings, numbers and true/false",
+        ),
+        ([ConditionFunction("f", ("string",), "bool", bool, sql={"mysql": "{0}"})], "f(): no database called 'mysql'"),
+        (
+            [ConditionFunction("f", ("string",), "bool", bool, sql={"sqlite": "{1} = {0}"})],
+            "f(): the sqlite SQL form uses {1}, but the function takes 1 argument(s) ({0} is the first)",
+        ),
+    ],
+)
 def test_a_bad_declaration_is_refused_with_what_to_fix(declarations, problem):
     class Declaring:
         @hookimpl
@@ -252,14 +279,17 @@ def test_two_plugins_declaring_one_function_name_is_an_error_naming_both(plugin)
             return [ConditionFunction("domain", ("string",), "string", email_domain)]
 
     pm = PluginManager()
-    with pytest.raises(PluginError, match="condition function 'domain' is registered by two plugins: sample and "
-                                          "copycat"):
+    with pytest.raises(
+        PluginError, match="condition function 'domain' is registered by two plugins: sample and copycat"
+    ):
         pm.load({}, default_plugins=(plugin, Copycat()), use_entry_points=False)
 
 
-COMPANY_RULE = ('rule "Company sign-ups"\n'
-                'when form.submitted and domain(contact.email) == "example.com" and not free_mail(contact.email) then\n'
-                '  tag "company"\n  send email welcome\nend\n')
+COMPANY_RULE = (
+    'rule "Company sign-ups"\n'
+    'when form.submitted and domain(contact.email) == "example.com" and not free_mail(contact.email) then\n'
+    '  tag "company"\n  send email welcome\nend\n'
+)
 
 
 @covers("register_condition_functions")
@@ -283,15 +313,16 @@ def test_calls_are_checked_against_the_declared_functions_when_rules_are_saved(s
     bad = client.put("/api/v1/rules", headers=admin, json={"text": COMPANY_RULE.replace("domain(", "domian(")})
     assert bad.status_code == 422
     assert bad.json["detail"] == 'rules.nudge:2:25: unknown function "domian" — did you mean "domain"?'
-    typed = client.put("/api/v1/rules", headers=admin, json={"text": COMPANY_RULE.replace("== \"example.com\"",
-                                                                                      "== 3")})
+    typed = client.put("/api/v1/rules", headers=admin, json={"text": COMPANY_RULE.replace('== "example.com"', "== 3")})
     assert typed.json["detail"] == "rules.nudge:2:25: cannot compare a string with a number"
 
 
 def test_a_function_that_fails_leaves_its_condition_untrue_and_the_journey_log_says_why(sample_app, smtp_server):
     client, admin = sample_app.test_client(), {"Authorization": f"Bearer {api_key(sample_app, 'admin')}"}
-    rules = ('rule "Credit"\nwhen form.submitted then\n  if credit_ok(contact.email) then\n    tag "approved"\n'
-             '  else\n    tag "manual review"\n  end\nend\n')
+    rules = (
+        'rule "Credit"\nwhen form.submitted then\n  if credit_ok(contact.email) then\n    tag "approved"\n'
+        '  else\n    tag "manual review"\n  end\nend\n'
+    )
     assert client.put("/api/v1/rules", json={"text": rules}, headers=admin).status_code == 200
     post_event(client, api_key(sample_app), email="ana@example.com")
     run_worker(sample_app)
@@ -300,17 +331,22 @@ def test_a_function_that_fails_leaves_its_condition_untrue_and_the_journey_log_s
     trace = client.get(f"/api/v1/contacts/{contact['id']}/journeys", headers=admin).json["items"]
     [failed] = [line for line in trace if line["action"] == "function_failed"]
     assert failed["rule"] == "Credit"
-    assert failed["text"] == ("condition function credit_ok() could not run (RuntimeError: credit bureau "
-                              "unreachable while checking [email]); the call had no value, so what depended "
-                              "on it was not true")
+    assert failed["text"] == (
+        "condition function credit_ok() could not run (RuntimeError: credit bureau "
+        "unreachable while checking [email]); the call had no value, so what depended "
+        "on it was not true"
+    )
 
 
 def test_segments_count_with_a_functions_sql_form_and_refuse_one_without(sample_app):
     client, admin = sample_app.test_client(), {"Authorization": f"Bearer {api_key(sample_app, 'admin')}"}
     for address in ("ana@Example.COM", "bo@example.com", "cy@other.org", "dee@gmail.com"):
         client.post("/api/v1/contacts", json={"email": address}, headers=admin)
-    made = client.post("/api/v1/segments", headers=admin,
-                       json={"name": "example", "condition": 'domain(contact.email) == "example.com"'})
+    made = client.post(
+        "/api/v1/segments",
+        headers=admin,
+        json={"name": "example", "condition": 'domain(contact.email) == "example.com"'},
+    )
     assert made.status_code == 201 and made.json["count"] == 2
     members = client.get("/api/v1/segments/example/members", headers=admin).json["data"]
     assert sorted(m["email"] for m in members) == ["ana@example.com", "bo@example.com"]
@@ -320,19 +356,23 @@ def test_segments_count_with_a_functions_sql_form_and_refuse_one_without(sample_
 
         session = get_session()
         members_clause(session, compile_condition(session, 'domain(contact.email) in ["gmail.com"]').tree)
-    refused = client.post("/api/v1/segments/preview", headers=admin,
-                          json={"condition": 'tag == "vip" or\n  free_mail(contact.email)'})
+    refused = client.post(
+        "/api/v1/segments/preview", headers=admin, json={"condition": 'tag == "vip" or\n  free_mail(contact.email)'}
+    )
     assert refused.status_code == 422 and refused.json["field"] == "condition"
-    assert refused.json["detail"].startswith("condition:2:3: `free_mail()` has no SQL form, so a segment "
-                                             "cannot use it (segments are counted by the database;")
+    assert refused.json["detail"].startswith(
+        "condition:2:3: `free_mail()` has no SQL form, so a segment "
+        "cannot use it (segments are counted by the database;"
+    )
 
 
 @covers("register_template_filters")
 def test_register_template_filters_reach_the_sandbox_and_stay_bounded(sample_app):
     with sample_app.app_context():
         renderer = get_renderer()
-        assert renderer.render_part("txt", "{{ contact.first_name|shout }}", {"contact": {"first_name": "ana"}}) \
-            == "ANA!"
+        assert (
+            renderer.render_part("txt", "{{ contact.first_name|shout }}", {"contact": {"first_name": "ana"}}) == "ANA!"
+        )
         with pytest.raises(TemplateError, match="grew past"):
             renderer.render_part("txt", "{{ 1|balloon }}", {})
     assert sample_app.extensions["nudge.plugins"].infos["sample"].filters == ["shout", "balloon"]
@@ -351,8 +391,7 @@ def test_startup_runs_once_with_the_finished_app(sample_app, plugin):
     assert plugin.started == [(sample_app, True, True)]
 
 
-def test_a_stored_segment_calling_a_function_without_sql_is_refused_for_broadcasts_but_rules_still_see_it(
-        sample_app):
+def test_a_stored_segment_calling_a_function_without_sql_is_refused_for_broadcasts_but_rules_still_see_it(sample_app):
     from server.db import get_session
     from server.engine.broadcast import BroadcastError, create_broadcast
     from server.models import Segment
@@ -364,8 +403,10 @@ def test_a_stored_segment_calling_a_function_without_sql_is_refused_for_broadcas
         session.commit()
         with pytest.raises(BroadcastError) as raised:
             create_broadcast(session, sample_app.extensions["nudge.plugins"], "email", "welcome", "free mail")
-    assert str(raised.value).startswith("segment 'free mail' cannot be used for a broadcast: condition:2:3: "
-                                        "`free_mail()` has no SQL form, so a segment cannot use it (")
+    assert str(raised.value).startswith(
+        "segment 'free mail' cannot be used for a broadcast: condition:2:3: "
+        "`free_mail()` has no SQL form, so a segment cannot use it ("
+    )
     rules = 'rule "Free mail"\nwhen form.submitted and in segment "free mail" then\n  tag "free"\nend\n'
     assert client.put("/api/v1/rules", json={"text": rules}, headers=admin).status_code == 200
     for address in ("cy@gmail.com", "ana@example.com"):
@@ -384,8 +425,10 @@ def test_a_function_failing_inside_a_segment_a_rule_tests_is_traced_in_that_jour
     with sample_app.app_context():  # no SQL form: membership is evaluated in Python, through the rule's scope
         get_session().add(Segment(name="approved", condition="credit_ok(contact.email)"))
         get_session().commit()
-    rules = ('rule "Credit"\nwhen form.submitted then\n  if in segment "approved" then\n    tag "approved"\n'
-             '  else\n    tag "manual review"\n  end\nend\n')
+    rules = (
+        'rule "Credit"\nwhen form.submitted then\n  if in segment "approved" then\n    tag "approved"\n'
+        '  else\n    tag "manual review"\n  end\nend\n'
+    )
     assert client.put("/api/v1/rules", json={"text": rules}, headers=admin).status_code == 200
     post_event(client, api_key(sample_app), email="ana@example.com")
     run_worker(sample_app)

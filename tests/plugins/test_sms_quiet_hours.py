@@ -3,9 +3,10 @@
 Everything runs on the engine's clock (``EngineContext.now`` and ``Delivery(now=…)``), with the
 messages going to the local Twilio server, which receives each one only at the allowed time.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 from sqlalchemy import select
@@ -25,10 +26,10 @@ from server.sdk import Channel, SendResult
 from ..helpers import load_rules
 
 SENDER = "+15017122661"
-NEW_YORK = "+12125550101"     # Manhattan
-NEW_JERSEY = "+12015550123"   # area code 201: America/New_York, by the number alone
+NEW_YORK = "+12125550101"  # Manhattan
+NEW_JERSEY = "+12015550123"  # area code 201: America/New_York, by the number alone
 NEWFOUNDLAND = "+17095550123"  # area code 709 spans America/Halifax and America/St_Johns
-AUSTRALIA = "+61412345678"    # a mobile number: anywhere from Cocos (UTC+6:30) to Lord Howe (UTC+11)
+AUSTRALIA = "+61412345678"  # a mobile number: anywhere from Cocos (UTC+6:30) to Lord Howe (UTC+11)
 
 
 def ts(text: str) -> int:
@@ -37,8 +38,14 @@ def ts(text: str) -> int:
 
 @pytest.fixture
 def config(config, twilio):
-    return {**config, "TWILIO_API_BASE": twilio.url, "TWILIO_ACCOUNT_SID": twilio.account_sid,
-            "TWILIO_AUTH_TOKEN": twilio.auth_token, "TWILIO_FROM": SENDER, "DEFAULT_TIMEZONE": "UTC"}
+    return {
+        **config,
+        "TWILIO_API_BASE": twilio.url,
+        "TWILIO_ACCOUNT_SID": twilio.account_sid,
+        "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_FROM": SENDER,
+        "DEFAULT_TIMEZONE": "UTC",
+    }
 
 
 def make_contact(app, phone: str, timezone_name: str | None = None, tag: str | None = None) -> int:
@@ -60,8 +67,14 @@ def queue_sms(app, contact_id: int) -> int:
     """An SMS in the outbox, due long before the test's instants (which lie years ahead of the wall clock)."""
     with app.app_context():
         session = get_session()
-        msg = Message(key=f"test:{contact_id}", contact_id=contact_id, channel="sms", template="welcome", data={},
-                      next_attempt_at=to_dt(ts("2030-01-01T00:00:00Z")))
+        msg = Message(
+            key=f"test:{contact_id}",
+            contact_id=contact_id,
+            channel="sms",
+            template="welcome",
+            data={},
+            next_attempt_at=to_dt(ts("2030-01-01T00:00:00Z")),
+        )
         session.add(msg)
         session.commit()
         return msg.id
@@ -94,8 +107,11 @@ def test_a_broadcast_at_0225_in_new_york_goes_out_at_0800_local(app, twilio):
     deliver_at(app, [message_id], "2031-01-15T07:25:00Z")  # 02:25 EST
     assert received(twilio) == [] and twilio.requests == []
     held = row(app, message_id)
-    assert (held.status, held.attempts, iso(int(held.next_attempt_at.timestamp()))) == \
-        ("pending", 0, "2031-01-15T13:00:00Z")  # 08:00 EST, no attempt counted
+    assert (held.status, held.attempts, iso(int(held.next_attempt_at.timestamp()))) == (
+        "pending",
+        0,
+        "2031-01-15T13:00:00Z",
+    )  # 08:00 EST, no attempt counted
     deliver_at(app, [message_id], "2031-01-15T12:59:59Z")
     assert received(twilio) == []
     deliver_at(app, [message_id], "2031-01-15T13:00:00Z")
@@ -103,8 +119,15 @@ def test_a_broadcast_at_0225_in_new_york_goes_out_at_0800_local(app, twilio):
     sent = row(app, message_id)
     assert (sent.status, sent.attempts) == ("sent", 1)
     with app.app_context():
-        history = get_session().scalars(select(MessageStatusChange.status).where(
-            MessageStatusChange.message_id == message_id).order_by(MessageStatusChange.id)).all()
+        history = (
+            get_session()
+            .scalars(
+                select(MessageStatusChange.status)
+                .where(MessageStatusChange.message_id == message_id)
+                .order_by(MessageStatusChange.id)
+            )
+            .all()
+        )
     assert history == ["deferred", "sent"]
 
 
@@ -114,13 +137,19 @@ def test_a_429_retry_that_would_land_at_2101_local_goes_at_0800_next_morning(app
     twilio.reply_next(429, 20429, "Too Many Requests", headers={"Retry-After": "120"})
     deliver_at(app, [message_id], "2031-01-16T01:59:00Z")  # 20:59 EST: allowed, but Twilio says wait 2 minutes
     retry = row(app, message_id)
-    assert (retry.status, retry.attempts, iso(int(retry.next_attempt_at.timestamp()))) == \
-        ("pending", 1, "2031-01-16T02:01:00Z")  # 21:01 EST
+    assert (retry.status, retry.attempts, iso(int(retry.next_attempt_at.timestamp()))) == (
+        "pending",
+        1,
+        "2031-01-16T02:01:00Z",
+    )  # 21:01 EST
     deliver_at(app, [message_id], "2031-01-16T02:01:00Z")
     assert len(twilio.requests) == 1 and received(twilio) == []  # the provider is not called in the window
     held = row(app, message_id)
-    assert (held.status, held.attempts, iso(int(held.next_attempt_at.timestamp()))) == \
-        ("pending", 1, "2031-01-16T13:00:00Z")  # 08:00 EST the next morning
+    assert (held.status, held.attempts, iso(int(held.next_attempt_at.timestamp()))) == (
+        "pending",
+        1,
+        "2031-01-16T13:00:00Z",
+    )  # 08:00 EST the next morning
     deliver_at(app, [message_id], "2031-01-16T13:00:00Z")
     assert received(twilio) == [NEW_YORK] and row(app, message_id).attempts == 2
 
@@ -131,8 +160,15 @@ def run_event(app, contact_id: int, name: str, at: str) -> list[int]:
     with app.app_context():
         session = get_session()
         ctx = EngineContext(session, app.config, ts(at), plugins=app.extensions["nudge.plugins"])
-        event = Event(contact_id=contact_id, name=name, props={}, source="api", occurred_at=to_dt(ts(at)),
-                      received_at=to_dt(ts(at)), processed_at=to_dt(ts(at)))
+        event = Event(
+            contact_id=contact_id,
+            name=name,
+            props={},
+            source="api",
+            occurred_at=to_dt(ts(at)),
+            received_at=to_dt(ts(at)),
+            processed_at=to_dt(ts(at)),
+        )
         session.add(event)
         session.flush()
         dispatch.handle_event(ctx, event)
@@ -158,15 +194,20 @@ def advance_to(app, at: str) -> list[int]:
 SMS_RULE = 'rule "Text them"\nwhen signup.done then\n  send sms welcome\nend\n'
 
 
-@pytest.mark.parametrize("phone, at, allowed", [
-    (NEW_JERSEY, "2031-01-15T08:00:00Z", "2031-01-15T13:00:00Z"),    # 03:00 EST -> 08:00 EST
-    # 20:45 in Halifax is 21:15 in St John's: quiet there, so 08:00 Halifax (08:30 St John's)
-    (NEWFOUNDLAND, "2031-01-16T00:45:00Z", "2031-01-16T12:00:00Z"),
-    # 21:30 in Sydney, 17:00 in Cocos: the next moment allowed everywhere is 08:00 in Cocos (12:30 Sydney)
-    (AUSTRALIA, "2031-01-15T10:30:00Z", "2031-01-16T01:30:00Z"),
-], ids=["new-jersey", "several-zones", "mobile-unknown-area"])
+@pytest.mark.parametrize(
+    "phone, at, allowed",
+    [
+        (NEW_JERSEY, "2031-01-15T08:00:00Z", "2031-01-15T13:00:00Z"),  # 03:00 EST -> 08:00 EST
+        # 20:45 in Halifax is 21:15 in St John's: quiet there, so 08:00 Halifax (08:30 St John's)
+        (NEWFOUNDLAND, "2031-01-16T00:45:00Z", "2031-01-16T12:00:00Z"),
+        # 21:30 in Sydney, 17:00 in Cocos: the next moment allowed everywhere is 08:00 in Cocos (12:30 Sydney)
+        (AUSTRALIA, "2031-01-15T10:30:00Z", "2031-01-16T01:30:00Z"),
+    ],
+    ids=["new-jersey", "several-zones", "mobile-unknown-area"],
+)
 def test_a_journey_texts_a_contact_without_time_zone_only_when_every_zone_of_the_number_allows(
-        app, twilio, phone, at, allowed):
+    app, twilio, phone, at, allowed
+):
     load_rules(app, SMS_RULE)
     contact_id = make_contact(app, phone)
     assert run_event(app, contact_id, "signup.done", at) == []
@@ -182,12 +223,17 @@ def test_a_journey_texts_a_contact_without_time_zone_only_when_every_zone_of_the
     assert received(twilio) == [phone]
 
 
-@pytest.mark.parametrize("phone, at, allowed", [
-    (NEW_JERSEY, "2031-01-15T08:00:00Z", "2031-01-15T13:00:00Z"),
-    (NEWFOUNDLAND, "2031-01-16T00:45:00Z", "2031-01-16T12:00:00Z"),
-], ids=["new-jersey", "several-zones"])
+@pytest.mark.parametrize(
+    "phone, at, allowed",
+    [
+        (NEW_JERSEY, "2031-01-15T08:00:00Z", "2031-01-15T13:00:00Z"),
+        (NEWFOUNDLAND, "2031-01-16T00:45:00Z", "2031-01-16T12:00:00Z"),
+    ],
+    ids=["new-jersey", "several-zones"],
+)
 def test_the_outbox_holds_any_sms_to_a_contact_without_time_zone_until_the_number_allows(
-        app, twilio, phone, at, allowed):
+    app, twilio, phone, at, allowed
+):
     message_id = queue_sms(app, make_contact(app, phone))
     deliver_at(app, [message_id], at)
     assert received(twilio) == []
@@ -201,10 +247,13 @@ def test_the_contacts_own_time_zone_wins_over_the_numbers():
 
     assert [z.key for z in recipient_zones("Europe/Berlin", NEW_JERSEY, SmsChannel, {})] == ["Europe/Berlin"]
     assert [z.key for z in recipient_zones(None, NEW_JERSEY, SmsChannel, {})] == ["America/New_York"]
-    assert [z.key for z in recipient_zones("Not/AZone", NEWFOUNDLAND, SmsChannel, {})] == \
-        ["America/Halifax", "America/St_Johns"]
-    assert [z.key for z in recipient_zones(None, "not a number", SmsChannel, {"DEFAULT_TIMEZONE": "Asia/Tokyo"})] == \
-        ["Asia/Tokyo"]
+    assert [z.key for z in recipient_zones("Not/AZone", NEWFOUNDLAND, SmsChannel, {})] == [
+        "America/Halifax",
+        "America/St_Johns",
+    ]
+    assert [z.key for z in recipient_zones(None, "not a number", SmsChannel, {"DEFAULT_TIMEZONE": "Asia/Tokyo"})] == [
+        "Asia/Tokyo"
+    ]
 
 
 def test_zones_without_a_common_allowed_time_settle_on_one_moment():
@@ -253,8 +302,14 @@ def test_a_third_party_channel_gets_the_quiet_hours_it_declares(config):
         contact_id = make_contact(app, "+4915112345678", "Europe/Berlin")
         with app.app_context():
             session = get_session()
-            msg = Message(key="page:1", contact_id=contact_id, channel="pager", template="wake", data={},
-                          next_attempt_at=to_dt(ts("2030-01-01T00:00:00Z")))
+            msg = Message(
+                key="page:1",
+                contact_id=contact_id,
+                channel="pager",
+                template="wake",
+                data={},
+                next_attempt_at=to_dt(ts("2030-01-01T00:00:00Z")),
+            )
             session.add(msg)
             session.commit()
             message_id = msg.id

@@ -1,4 +1,5 @@
 """SMS over Twilio, against a local server speaking Twilio's Messages API and calling the app back, signed."""
+
 from __future__ import annotations
 
 import contextlib
@@ -30,9 +31,16 @@ _keys = itertools.count()
 
 @pytest.fixture
 def config(config, twilio, live_port):
-    return {**config, "BASE_URL": f"http://127.0.0.1:{live_port}", "TWILIO_API_BASE": twilio.url,
-            "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
-            "TWILIO_FROM": SENDER, "SMS_DEFAULT_REGION": "US", "SMS_HELP_TEXT": HELP_TEXT}
+    return {
+        **config,
+        "BASE_URL": f"http://127.0.0.1:{live_port}",
+        "TWILIO_API_BASE": twilio.url,
+        "TWILIO_ACCOUNT_SID": twilio.account_sid,
+        "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_FROM": SENDER,
+        "SMS_DEFAULT_REGION": "US",
+        "SMS_HELP_TEXT": HELP_TEXT,
+    }
 
 
 @contextlib.contextmanager
@@ -76,9 +84,13 @@ def send_via_outbox(app, contact_id: int) -> Message:
 
 def history(app, message_id: int) -> list[str]:
     with db(app) as session:
-        return list(session.scalars(select(MessageStatusChange.status)
-                                    .where(MessageStatusChange.message_id == message_id, MessageStatusChange.source == "sms")
-                                    .order_by(MessageStatusChange.id)))
+        return list(
+            session.scalars(
+                select(MessageStatusChange.status)
+                .where(MessageStatusChange.message_id == message_id, MessageStatusChange.source == "sms")
+                .order_by(MessageStatusChange.id)
+            )
+        )
 
 
 def events(app, name: str) -> list[Event]:
@@ -88,8 +100,11 @@ def events(app, name: str) -> list[Event]:
 
 def consents(app, contact_id: int) -> list[Consent]:
     with db(app) as session:
-        return list(session.scalars(select(Consent).where(Consent.contact_id == contact_id, Consent.channel == "sms")
-                                    .order_by(Consent.id)))
+        return list(
+            session.scalars(
+                select(Consent).where(Consent.contact_id == contact_id, Consent.channel == "sms").order_by(Consent.id)
+            )
+        )
 
 
 # -- sending -------------------------------------------------------------------------------------
@@ -104,25 +119,31 @@ def test_send_normalises_the_number_and_asks_for_status_callbacks(app, twilio):
     assert msg.status == "sent" and msg.provider_id == sid
 
 
-@pytest.mark.parametrize("written, e164", [
-    ("+1 415-555-2671", PHONE),
-    ("(415) 555-2671", PHONE),          # national form, NUDGE_SMS_DEFAULT_REGION=US
-    ("  415.555.2671 ", PHONE),
-    ("011 49 1511 2345678", "+4915112345678"),  # the US international prefix
-    ("+44 20 7946 0958", "+442079460958"),
-])
+@pytest.mark.parametrize(
+    "written, e164",
+    [
+        ("+1 415-555-2671", PHONE),
+        ("(415) 555-2671", PHONE),  # national form, NUDGE_SMS_DEFAULT_REGION=US
+        ("  415.555.2671 ", PHONE),
+        ("011 49 1511 2345678", "+4915112345678"),  # the US international prefix
+        ("+44 20 7946 0958", "+442079460958"),
+    ],
+)
 def test_numbers_are_normalised_to_e164(app, written, e164):
     assert channel(app).validate_address(written) == e164
 
 
-@pytest.mark.parametrize("written, region, reason", [
-    ("", "US", "empty"),
-    ("12345", "US", "too short"),
-    ("call me maybe", "US", "not a phone number"),
-    ("+1 555 555 5555", "US", r"not a valid phone number for country code \+1"),
-    ("+999 1234567", "US", "country code"),
-    ("(415) 555-2671", None, "NUDGE_SMS_DEFAULT_REGION"),
-])
+@pytest.mark.parametrize(
+    "written, region, reason",
+    [
+        ("", "US", "empty"),
+        ("12345", "US", "too short"),
+        ("call me maybe", "US", "not a phone number"),
+        ("+1 555 555 5555", "US", r"not a valid phone number for country code \+1"),
+        ("+999 1234567", "US", "country code"),
+        ("(415) 555-2671", None, "NUDGE_SMS_DEFAULT_REGION"),
+    ],
+)
 def test_invalid_numbers_are_refused_with_a_reason(app, written, region, reason):
     with pytest.raises(ValueError, match=reason):
         channel(app, SMS_DEFAULT_REGION=region).validate_address(written)
@@ -148,12 +169,15 @@ def test_missing_credentials_name_the_settings(app):
         channel(app, TWILIO_AUTH_TOKEN=None).send(outbound())
 
 
-@pytest.mark.parametrize("settings, variable", [
-    ({"TWILIO_AUTH_TOKEN": None}, "NUDGE_TWILIO_AUTH_TOKEN"),
-    ({"TWILIO_FROM": None}, "NUDGE_TWILIO_FROM"),
-    ({"SMS_DEFAULT_REGION": "Atlantis"}, "NUDGE_SMS_DEFAULT_REGION"),
-    ({"TWILIO_TIMEOUT": "soon"}, "NUDGE_TWILIO_TIMEOUT"),
-])
+@pytest.mark.parametrize(
+    "settings, variable",
+    [
+        ({"TWILIO_AUTH_TOKEN": None}, "NUDGE_TWILIO_AUTH_TOKEN"),
+        ({"TWILIO_FROM": None}, "NUDGE_TWILIO_FROM"),
+        ({"SMS_DEFAULT_REGION": "Atlantis"}, "NUDGE_SMS_DEFAULT_REGION"),
+        ({"TWILIO_TIMEOUT": "soon"}, "NUDGE_TWILIO_TIMEOUT"),
+    ],
+)
 def test_half_configured_twilio_stops_start_up_naming_the_setting(start_up, settings, variable):
     twilio = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token", "TWILIO_FROM": SENDER}
     with pytest.raises(ConfigError, match=variable):
@@ -161,21 +185,30 @@ def test_half_configured_twilio_stops_start_up_naming_the_setting(start_up, sett
 
 
 # -- errors --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("status, code, headers, permanent, suppress, retry_after", [
-    (400, 21211, {}, True, "invalid_address", None),
-    (400, 21614, {}, True, "invalid_address", None),
-    (429, 20429, {"Retry-After": "7"}, False, None, 7.0),
-    (429, None, {}, False, None, None),
-    (500, 20500, {}, False, None, None),
-    (503, None, {"Retry-After": "30"}, False, None, 30.0),
-    (400, 21602, {}, True, None, None),
-], ids=["21211", "21614", "20429", "429", "500", "503", "other-4xx"])
+@pytest.mark.parametrize(
+    "status, code, headers, permanent, suppress, retry_after",
+    [
+        (400, 21211, {}, True, "invalid_address", None),
+        (400, 21614, {}, True, "invalid_address", None),
+        (429, 20429, {"Retry-After": "7"}, False, None, 7.0),
+        (429, None, {}, False, None, None),
+        (500, 20500, {}, False, None, None),
+        (503, None, {"Retry-After": "30"}, False, None, 30.0),
+        (400, 21602, {}, True, None, None),
+    ],
+    ids=["21211", "21614", "20429", "429", "500", "503", "other-4xx"],
+)
 def test_twilio_errors_are_classified(app, twilio, status, code, headers, permanent, suppress, retry_after):
     twilio.reply_next(status, code, "scripted failure", headers=headers)
     with pytest.raises(ChannelError) as info:
         channel(app).send(outbound())
     error = info.value
-    assert (error.permanent, error.suppress, error.retry_after, error.ambiguous) == (permanent, suppress, retry_after, False)
+    assert (error.permanent, error.suppress, error.retry_after, error.ambiguous) == (
+        permanent,
+        suppress,
+        retry_after,
+        False,
+    )
     assert str(status) in error.message and "scripted failure" in error.message
 
 
@@ -242,11 +275,14 @@ def test_a_report_without_a_valid_signature_is_forbidden(app, twilio, sent, sign
     assert history(app, msg.id) == [] and events(app, "sms.delivered") == []
 
 
-@pytest.mark.parametrize("order", [
-    ["delivered", "sent", "queued", "sending"],
-    ["sending", "sent", "queued", "delivered", "sent"],
-    ["queued", "delivered", "undelivered", "sent"],
-])
+@pytest.mark.parametrize(
+    "order",
+    [
+        ["delivered", "sent", "queued", "sending"],
+        ["sending", "sent", "queued", "delivered", "sent"],
+        ["queued", "delivered", "undelivered", "sent"],
+    ],
+)
 def test_out_of_order_reports_never_move_a_status_backwards(app, twilio, sent, order):
     msg, sid = sent
     for status in order:
@@ -288,8 +324,10 @@ def test_a_number_twilio_reports_unreachable_for_good_gets_no_more_texts(app, tw
 @pytest.fixture
 def inbound(app, twilio, live_app):
     """Text the app from *phone*: returns (HTTP status, TwiML reply)."""
+
     def text(body: str, phone: str = PHONE):
         return twilio.send_inbound(live_app + "/sms/twilio/inbound", phone, body)
+
     return text
 
 
@@ -299,13 +337,31 @@ def twiml_messages(reply: str) -> list[str]:
     return [m.text for m in root.iter("Message")]
 
 
-@pytest.mark.parametrize("body, keyword", [
-    ("STOP", "STOP"), ("stop", "STOP"), ("  Stop  ", "STOP"), ("STOPALL", "STOPALL"), ("unsubscribe", "UNSUBSCRIBE"),
-    ("Cancel", "CANCEL"), ("end", "END"), ("QUIT\n", "QUIT"), ("\tquit ", "QUIT"), (" UnSubScribe", "UNSUBSCRIBE"),
-    ("revoke", "REVOKE"), ("OptOut", "OPTOUT"), ("opt out", "OPT OUT"), ("OPT-OUT", "OPT OUT"),
-    ("Stop.", "STOP"), ("stop please", "STOP"), ("STOP!!! no more texts", "STOP"), ("Quit, thanks", "QUIT"),
-    ("'End'", "END"), ("Opt out of this please", "OPT OUT"),
-])
+@pytest.mark.parametrize(
+    "body, keyword",
+    [
+        ("STOP", "STOP"),
+        ("stop", "STOP"),
+        ("  Stop  ", "STOP"),
+        ("STOPALL", "STOPALL"),
+        ("unsubscribe", "UNSUBSCRIBE"),
+        ("Cancel", "CANCEL"),
+        ("end", "END"),
+        ("QUIT\n", "QUIT"),
+        ("\tquit ", "QUIT"),
+        (" UnSubScribe", "UNSUBSCRIBE"),
+        ("revoke", "REVOKE"),
+        ("OptOut", "OPTOUT"),
+        ("opt out", "OPT OUT"),
+        ("OPT-OUT", "OPT OUT"),
+        ("Stop.", "STOP"),
+        ("stop please", "STOP"),
+        ("STOP!!! no more texts", "STOP"),
+        ("Quit, thanks", "QUIT"),
+        ("'End'", "END"),
+        ("Opt out of this please", "OPT OUT"),
+    ],
+)
 def test_stop_keywords_record_an_sms_opt_out(app, inbound, body, keyword):
     contact_id = make_contact(app, "+1 415-555-2671")  # written differently from Twilio's E.164
     before = utcnow()
@@ -327,7 +383,9 @@ def test_start_keywords_record_an_sms_opt_in(app, inbound, body):
     assert inbound(body)[0] == 200
     word = "".join(ch for ch in body if ch.isalpha()).upper()
     assert [(c.status, c.source) for c in consents(app, contact_id)[1:]] == [
-        ("revoked", "sms:STOP"), ("granted", f"sms:{word}")]
+        ("revoked", "sms:STOP"),
+        ("granted", f"sms:{word}"),
+    ]
     [event] = events(app, "sms.opted_in")
     assert event.contact_id == contact_id
 
@@ -340,8 +398,18 @@ def test_help_gets_the_configured_reply(app, inbound, body):
     assert len(consents(app, contact_id)) == 1 and events(app, "sms.replied") == []
 
 
-@pytest.mark.parametrize("body", ["What time do you open?", "Don't stop", "Yes, what time?", "help me with my order",
-                                  "Start time is 9?", "weekend plans", "123"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "What time do you open?",
+        "Don't stop",
+        "Yes, what time?",
+        "help me with my order",
+        "Start time is 9?",
+        "weekend plans",
+        "123",
+    ],
+)
 def test_other_messages_raise_sms_replied(app, inbound, body):
     contact_id = make_contact(app, PHONE)
     status, reply = inbound(body)
@@ -361,12 +429,14 @@ def test_a_stop_from_a_number_that_is_no_contact_yet_keeps_later_contacts_from_t
         assert stranger not in (row.detail or "") and row.address_hash != stranger  # no phone number kept
     # later, the number arrives through the API, with SMS consent recorded there
     headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
-    created = client.post("/api/v1/contacts", json={"email": "late@example.com", "phone": "+1 415-555-0199"},
-                          headers=headers)
+    created = client.post(
+        "/api/v1/contacts", json={"email": "late@example.com", "phone": "+1 415-555-0199"}, headers=headers
+    )
     assert created.status_code == 201, created.json
     contact_id = created.json["id"]
-    granted = client.post(f"/api/v1/contacts/{contact_id}/consents", json={"channel": "sms", "granted": True},
-                          headers=headers)
+    granted = client.post(
+        f"/api/v1/contacts/{contact_id}/consents", json={"channel": "sms", "granted": True}, headers=headers
+    )
     assert granted.status_code == 201, granted.json
     msg = send_via_outbox(app, contact_id)
     assert (msg.status, msg.error) == ("suppressed", "unsubscribed") and twilio.requests == []
@@ -376,8 +446,15 @@ def test_a_stop_from_a_number_that_is_no_contact_yet_keeps_later_contacts_from_t
     assert [form["To"] for form in twilio.messages.values()] == [stranger]
 
 
-@pytest.mark.parametrize("body, event", [("STOP", "sms.opted_out"), ("stop please", "sms.opted_out"),
-                                         ("START", "sms.opted_in"), ("See you then", "sms.replied")])
+@pytest.mark.parametrize(
+    "body, event",
+    [
+        ("STOP", "sms.opted_out"),
+        ("stop please", "sms.opted_out"),
+        ("START", "sms.opted_in"),
+        ("See you then", "sms.replied"),
+    ],
+)
 def test_a_replayed_signed_message_changes_nothing(app, twilio, live_app, inbound, body, event):
     contact_id = make_contact(app, PHONE)
     if event == "sms.opted_in":

@@ -1,4 +1,5 @@
 """Message templates: Jinja2's immutable sandbox, bounded in time and size, checked when saved."""
+
 from __future__ import annotations
 
 import sys
@@ -10,12 +11,21 @@ from server.db import get_session
 from server.engine.ingest import upsert_contact
 from server.engine.outbox import deliver
 from server.engine.render import (
-    Renderer, TemplateError, TemplateProblem, load_parts, render, save_template,
+    Renderer,
+    TemplateError,
+    TemplateProblem,
+    load_parts,
+    render,
+    save_template,
 )
 from server.models import Contact, Message, Template
 
-CONTEXT = {"contact": {"first_name": "Ana <script>", "email": "ana@example.com"}, "event": {"plan": "pro"},
-           "links": {"pricing": "https://acme.example/p?a=1&b=2"}, "unsubscribe_url": "https://n.example/u/t"}
+CONTEXT = {
+    "contact": {"first_name": "Ana <script>", "email": "ana@example.com"},
+    "event": {"plan": "pro"},
+    "links": {"pricing": "https://acme.example/p?a=1&b=2"},
+    "unsubscribe_url": "https://n.example/u/t",
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +37,20 @@ def renderer():
 
 
 def test_html_is_autoescaped_and_text_parts_are_not(renderer):
-    parts = {"subject": "Hi {{ contact.first_name }}", "txt": "Hi {{ contact.first_name }}",
-             "html": '<p>Hi {{ contact.first_name }}</p><a href="{{ links.pricing }}">x</a>'}
+    parts = {
+        "subject": "Hi {{ contact.first_name }}",
+        "txt": "Hi {{ contact.first_name }}",
+        "html": '<p>Hi {{ contact.first_name }}</p><a href="{{ links.pricing }}">x</a>',
+    }
     out = renderer.render("email", parts, CONTEXT)
     assert out["subject"] == out["txt"] == "Hi Ana <script>"
     assert out["html"] == '<p>Hi Ana &lt;script&gt;</p><a href="https://acme.example/p?a=1&amp;b=2">x</a>'
 
 
 def test_missing_data_renders_empty(renderer):
-    assert renderer.render_part("txt", "[{{ contact.nickname }}][{{ event.nothing.deeper }}]", CONTEXT) == "[][]" \
-        or pytest.fail("missing data must not fail a send")
+    assert renderer.render_part(
+        "txt", "[{{ contact.nickname }}][{{ event.nothing.deeper }}]", CONTEXT
+    ) == "[][]" or pytest.fail("missing data must not fail a send")
 
 
 HOSTILE = {
@@ -77,8 +91,7 @@ def test_hostile_templates_are_refused_when_saved(renderer, source):
 def test_render_time_is_bounded_by_the_limit():
     quick = Renderer(time_limit=0.05)
     with pytest.raises(TemplateError, match="time budget"):
-        quick.render_part("txt", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-                          {})
+        quick.render_part("txt", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", {})
 
 
 def test_output_size_is_bounded_by_the_limit():
@@ -96,8 +109,11 @@ def test_only_plain_data_reaches_a_template(renderer):
         def __str__(self):
             return "a secret"
 
-    out = renderer.render("email", {"subject": "{{ event.obj }}", "txt": "{{ event.obj.reveal is defined }}"},
-                          {"event": {"obj": Secret()}})
+    out = renderer.render(
+        "email",
+        {"subject": "{{ event.obj }}", "txt": "{{ event.obj.reveal is defined }}"},
+        {"event": {"obj": Secret()}},
+    )
     assert out == {"subject": "a secret", "txt": "False"}
 
 
@@ -110,11 +126,14 @@ def test_runtime_errors_name_the_part_and_line(renderer):
 
 
 def test_validation_reports_every_problem_with_its_line(renderer):
-    problems = renderer.validate("email", {
-        "subject": "Hello {{ contcat.first_name }}",
-        "html": "<p>\nHello\n{{ contact.first_name }\n</p>",
-        "footer": "x",
-    })
+    problems = renderer.validate(
+        "email",
+        {
+            "subject": "Hello {{ contcat.first_name }}",
+            "html": "<p>\nHello\n{{ contact.first_name }\n</p>",
+            "footer": "x",
+        },
+    )
     by_part = {p.part: p for p in problems}
     assert by_part["subject"] == TemplateProblem("subject", 1, 'unknown name "contcat" — did you mean "contact"?')
     assert by_part["html"].line == 3 and "unexpected '}'" in by_part["html"].message
@@ -125,11 +144,15 @@ def test_validation_knows_each_channels_parts(renderer):
     assert renderer.validate("sms", {"txt": "Hi {{ contact.first_name }}"}) == []
     assert renderer.validate("webhook", {}) == []
     assert [str(p) for p in renderer.validate("sms", {"html": "<p>"})] == [
-        "html: sms templates have no part 'html'; use txt", "txt: a sms template needs a txt"]
+        "html: sms templates have no part 'html'; use txt",
+        "txt: a sms template needs a txt",
+    ]
     assert [str(p) for p in renderer.validate("email", {"subject": "Hi"})] == [
-        "txt: an email template needs a txt or an html part"]
+        "txt: an email template needs a txt or an html part"
+    ]
     assert [str(p) for p in renderer.validate("fax", {"txt": "Hi"})] == [
-        "channel: unknown channel 'fax'; installed: email, sms, webhook"]
+        "channel: unknown channel 'fax'; installed: email, sms, webhook"
+    ]
 
 
 def test_a_saved_template_replaces_the_builtin_and_a_bad_one_is_not_saved(app):
@@ -139,8 +162,9 @@ def test_a_saved_template_replaces_the_builtin_and_a_bad_one_is_not_saved(app):
             save_template(session, "email", "welcome", {"subject": "Hi", "txt": "{% for x in %}"})
         assert caught.value.problems[0].line == 1
         assert session.scalar(select(Template)) is None
-        save_template(session, "email", "welcome", {"subject": "Hey {{ contact.first_name }}", "txt": "Body",
-                                                    "html": ""})
+        save_template(
+            session, "email", "welcome", {"subject": "Hey {{ contact.first_name }}", "txt": "Body", "html": ""}
+        )
         session.commit()
         assert load_parts(session, "email", "welcome") == {"subject": "Hey {{ contact.first_name }}", "txt": "Body"}
         contact = Contact(email="a@example.com", first_name="Bo")
@@ -161,8 +185,10 @@ def test_a_hostile_stored_template_fails_its_message_and_the_worker_sends_the_ne
         session = get_session()
         session.add(Template(channel="email", name="evil", parts={"subject": "x", "txt": HOSTILE["nested loops"]}))
         contact = upsert_contact(session, {"email": "ana@example.com"})
-        rows = [Message(key=f"t:{name}", contact_id=contact.id, channel="email", template=name,
-                        data={"marketing": False}) for name in ("evil", "welcome")]
+        rows = [
+            Message(key=f"t:{name}", contact_id=contact.id, channel="email", template=name, data={"marketing": False})
+            for name in ("evil", "welcome")
+        ]
         session.add_all(rows)
         session.commit()
         sent = deliver(session, app, [row.id for row in rows])

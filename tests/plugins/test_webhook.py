@@ -1,4 +1,5 @@
 """Webhooks: signed outbound calls to a real receiver verifying with ``standardwebhooks``; signed inbound payloads."""
+
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,7 @@ import json
 import os
 import ssl
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -62,9 +63,13 @@ def channel(app, **overrides):
 
 
 def message(name: str = "crm", key: str | None = None, **data) -> OutboundMessage:
-    return OutboundMessage(key=key or f"msg-{next(_keys)}", channel="webhook", template=name, to="",
-                           data=data or {"type": "contact.tagged", "contact": {"email": "ana@example.com"},
-                                         "event": {"tag": "vip"}})
+    return OutboundMessage(
+        key=key or f"msg-{next(_keys)}",
+        channel="webhook",
+        template=name,
+        to="",
+        data=data or {"type": "contact.tagged", "contact": {"email": "ana@example.com"}, "event": {"tag": "vip"}},
+    )
 
 
 def send(app, msg: OutboundMessage, **overrides):
@@ -136,10 +141,22 @@ def test_redirects_are_not_followed(app, receiver, status):
     assert receiver.hits["/target"] == 0
 
 
-@pytest.mark.parametrize("status, permanent", [
-    (400, True), (401, True), (403, True), (404, True), (422, True),
-    (408, False), (429, False), (500, False), (502, False), (503, False), (504, False),
-])
+@pytest.mark.parametrize(
+    "status, permanent",
+    [
+        (400, True),
+        (401, True),
+        (403, True),
+        (404, True),
+        (422, True),
+        (408, False),
+        (429, False),
+        (500, False),
+        (502, False),
+        (503, False),
+        (504, False),
+    ],
+)
 def test_answers_are_classified(app, receiver, status, permanent):
     name = endpoint(app, receiver.url + "/hook")
     receiver.answer_next(status, b"nope")
@@ -202,11 +219,24 @@ def _foreign(connections, app) -> list:
     return [a for a in connections if not (isinstance(a, tuple) and a[1] == db_port)]
 
 
-@pytest.mark.parametrize("url", [
-    "{receiver}/hook", "http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data/", "http://[::1]:{port}/hook",
-    "http://localhost:{port}/hook", "http://[::ffff:127.0.0.1]:{port}/", "http://0.0.0.0:{port}/", "http://224.0.0.1/",
-    "http://100.64.0.1/", "http://192.168.1.1/", "http://172.16.0.1/", "http://[fe80::1]/", "http://[fd00::1]/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "{receiver}/hook",
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:{port}/hook",
+        "http://localhost:{port}/hook",
+        "http://[::ffff:127.0.0.1]:{port}/",
+        "http://0.0.0.0:{port}/",
+        "http://224.0.0.1/",
+        "http://100.64.0.1/",
+        "http://192.168.1.1/",
+        "http://172.16.0.1/",
+        "http://[fe80::1]/",
+        "http://[fd00::1]/",
+    ],
+)
 def test_non_public_destinations_are_refused_without_connecting(app, receiver, connections, url):
     name = endpoint(app, url.format(receiver=receiver.url, port=receiver.port))
     error = failure(app, message(name), WEBHOOK_ALLOW="")
@@ -268,10 +298,19 @@ def test_a_malformed_allow_list_stops_start_up(start_up, allow):
 
 
 # -- inbound -------------------------------------------------------------------------------------
-MAPPING = {"event": "type", "event_prefix": "shop.", "email": "data.customer.email",
-           "external_id": "data.customer.id", "props": "data.order", "occurred_at": "created_at"}
-PAYLOAD = {"type": "order_paid", "created_at": "2026-11-20T09:30:00Z",
-           "data": {"customer": {"email": "bo@example.com", "id": "cus_42"}, "order": {"total": 120, "currency": "EUR"}}}
+MAPPING = {
+    "event": "type",
+    "event_prefix": "shop.",
+    "email": "data.customer.email",
+    "external_id": "data.customer.id",
+    "props": "data.order",
+    "occurred_at": "created_at",
+}
+PAYLOAD = {
+    "type": "order_paid",
+    "created_at": "2026-11-20T09:30:00Z",
+    "data": {"customer": {"email": "bo@example.com", "id": "cus_42"}, "order": {"total": 120, "currency": "EUR"}},
+}
 
 
 @pytest.fixture
@@ -282,20 +321,33 @@ def source(app):
     return "shop"
 
 
-def post(client, payload, *, secret: str = SECRET, msg_id: str = "msg_2Kx", at: datetime | None = None,
-         source: str = "shop", headers: dict | None = None):
+def post(
+    client,
+    payload,
+    *,
+    secret: str = SECRET,
+    msg_id: str = "msg_2Kx",
+    at: datetime | None = None,
+    source: str = "shop",
+    headers: dict | None = None,
+):
     body = payload if isinstance(payload, str) else json.dumps(payload)
     if headers is None:
-        at = at or datetime.now(timezone.utc)
-        headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())),
-                   "webhook-signature": Webhook(secret).sign(msg_id, at, body)}
+        at = at or datetime.now(UTC)
+        headers = {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": Webhook(secret).sign(msg_id, at, body),
+        }
     return client.post(f"/hooks/in/{source}", data=body, headers={**headers, "Content-Type": "application/json"})
 
 
 def counts(app) -> tuple[int, int]:
     with db(app) as session:
-        return (session.scalar(select(func.count()).select_from(Contact)),
-                session.scalar(select(func.count()).select_from(Event)))
+        return (
+            session.scalar(select(func.count()).select_from(Contact)),
+            session.scalar(select(func.count()).select_from(Event)),
+        )
 
 
 def test_a_signed_payload_becomes_an_event(app, client, source):
@@ -304,8 +356,12 @@ def test_a_signed_payload_becomes_an_event(app, client, source):
     with db(app) as session:
         event = session.get(Event, response.json["id"])
         contact = session.get(Contact, event.contact_id)
-        assert (event.name, event.props, event.source) == ("shop.order_paid", {"total": 120, "currency": "EUR"}, "hook:shop")
-        assert event.occurred_at == datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+        assert (event.name, event.props, event.source) == (
+            "shop.order_paid",
+            {"total": 120, "currency": "EUR"},
+            "hook:shop",
+        )
+        assert event.occurred_at == datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
         assert (contact.email, contact.external_id) == ("bo@example.com", "cus_42")
 
 
@@ -316,29 +372,38 @@ def test_a_badly_signed_payload_is_refused(app, client, source, case):
     elif case == "no headers":
         response = post(client, PAYLOAD, headers={})
     elif case == "too old":
-        response = post(client, PAYLOAD, at=datetime.now(timezone.utc) - timedelta(minutes=10))
+        response = post(client, PAYLOAD, at=datetime.now(UTC) - timedelta(minutes=10))
     elif case == "from the future":
-        response = post(client, PAYLOAD, at=datetime.now(timezone.utc) + timedelta(minutes=10))
+        response = post(client, PAYLOAD, at=datetime.now(UTC) + timedelta(minutes=10))
     else:
-        at = datetime.now(timezone.utc)
-        signed = {"webhook-id": "msg_t", "webhook-timestamp": str(int(at.timestamp())),
-                  "webhook-signature": Webhook(SECRET).sign("msg_t", at, json.dumps(PAYLOAD))}
+        at = datetime.now(UTC)
+        signed = {
+            "webhook-id": "msg_t",
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": Webhook(SECRET).sign("msg_t", at, json.dumps(PAYLOAD)),
+        }
         response = post(client, {**PAYLOAD, "type": "order_refunded"}, headers=signed)
     assert response.status_code == 401 and response.mimetype == "application/problem+json"
     assert counts(app) == (0, 0)
 
 
-@pytest.mark.parametrize("payload, field", [
-    ("{not json", "payload"),
-    ("[" * 2500, "payload"),
-    ('{"type": "order_paid", "data": {"customer": {"email": "a\\udc00@example.com"}}}', "payload.data.customer.email"),
-    ([1, 2, 3], "payload"),
-    ({**PAYLOAD, "data": {"order": {}}}, "contact"),
-    ({**PAYLOAD, "type": "Order Paid!"}, "event"),
-    ({k: v for k, v in PAYLOAD.items() if k != "type"}, "event"),
-    ({**PAYLOAD, "data": {**PAYLOAD["data"], "order": [1]}}, "props"),
-    ({**PAYLOAD, "created_at": "last tuesday"}, "occurred_at"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ("{not json", "payload"),
+        ("[" * 2500, "payload"),
+        (
+            '{"type": "order_paid", "data": {"customer": {"email": "a\\udc00@example.com"}}}',
+            "payload.data.customer.email",
+        ),
+        ([1, 2, 3], "payload"),
+        ({**PAYLOAD, "data": {"order": {}}}, "contact"),
+        ({**PAYLOAD, "type": "Order Paid!"}, "event"),
+        ({k: v for k, v in PAYLOAD.items() if k != "type"}, "event"),
+        ({**PAYLOAD, "data": {**PAYLOAD["data"], "order": [1]}}, "props"),
+        ({**PAYLOAD, "created_at": "last tuesday"}, "occurred_at"),
+    ],
+)
 def test_a_payload_that_does_not_fit_is_refused_whole(app, client, source, payload, field):
     response = post(client, payload)
     assert response.status_code == 422 and response.mimetype == "application/problem+json"

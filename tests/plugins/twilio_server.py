@@ -1,4 +1,5 @@
 """A local HTTP server speaking Twilio's Messages API, and sending signed callbacks like Twilio does."""
+
 from __future__ import annotations
 
 import base64
@@ -31,7 +32,7 @@ class Reply:
 
 
 class _TwilioHandler(QuietHandler):
-    server_owner: "TwilioServer"
+    server_owner: TwilioServer
 
     def do_POST(self):
         owner = self.server_owner
@@ -68,12 +69,24 @@ class _TwilioHandler(QuietHandler):
         sid = "SM" + secrets.token_hex(16)
         now = formatdate(usegmt=True)
         resource = {
-            "account_sid": owner.account_sid, "api_version": "2010-04-01", "body": params["Body"],
-            "date_created": now, "date_sent": None, "date_updated": now, "direction": "outbound-api",
-            "error_code": None, "error_message": None, "from": params.get("From"),
-            "messaging_service_sid": params.get("MessagingServiceSid"), "num_media": "0",
-            "num_segments": str(1 + len(params["Body"]) // 160), "price": None, "price_unit": "USD",
-            "sid": sid, "status": "queued", "to": to,
+            "account_sid": owner.account_sid,
+            "api_version": "2010-04-01",
+            "body": params["Body"],
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": params.get("From"),
+            "messaging_service_sid": params.get("MessagingServiceSid"),
+            "num_media": "0",
+            "num_segments": str(1 + len(params["Body"]) // 160),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued",
+            "to": to,
             "subresource_uris": {"media": f"/2010-04-01/Accounts/{owner.account_sid}/Messages/{sid}/Media.json"},
             "uri": f"/2010-04-01/Accounts/{owner.account_sid}/Messages/{sid}.json",
         }
@@ -82,8 +95,12 @@ class _TwilioHandler(QuietHandler):
         self.answer(201, json.dumps(resource).encode())
 
     def _error(self, status: int, code: int | None, message: str, headers: dict[str, str] | None = None) -> None:
-        body = {"code": code, "message": message, "status": status,
-                "more_info": f"https://www.twilio.com/docs/errors/{code}" if code else None}
+        body = {
+            "code": code,
+            "message": message,
+            "status": status,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}" if code else None,
+        }
         self.answer(status, json.dumps(body).encode(), headers=headers)
 
 
@@ -112,8 +129,9 @@ class TwilioServer(LocalServer):
         self.replies.append(Reply(status, code, message, **kwargs))
 
     # -- calling the app back ---------------------------------------------------
-    def post_signed(self, url: str, params: dict[str, str], token: str | None = None,
-                    signature: str | None = None) -> tuple[int, str]:
+    def post_signed(
+        self, url: str, params: dict[str, str], token: str | None = None, signature: str | None = None
+    ) -> tuple[int, str]:
         """POST *params* form-encoded to *url*, signed as Twilio signs (or with the given *signature*)."""
         if signature is None:
             signature = RequestValidator(token or self.auth_token).compute_signature(url, params)
@@ -132,8 +150,16 @@ class TwilioServer(LocalServer):
     def status_params(self, sid: str, status: str, error_code: str | None = None) -> dict[str, str]:
         """The form Twilio posts to a message's StatusCallback."""
         sent = self.messages[sid]
-        params = {"SmsSid": sid, "SmsStatus": status, "MessageStatus": status, "To": sent["To"], "MessageSid": sid,
-                  "AccountSid": self.account_sid, "From": sent.get("From", ""), "ApiVersion": "2010-04-01"}
+        params = {
+            "SmsSid": sid,
+            "SmsStatus": status,
+            "MessageStatus": status,
+            "To": sent["To"],
+            "MessageSid": sid,
+            "AccountSid": self.account_sid,
+            "From": sent.get("From", ""),
+            "ApiVersion": "2010-04-01",
+        }
         if error_code:
             params["ErrorCode"] = error_code
         return params
@@ -145,10 +171,27 @@ class TwilioServer(LocalServer):
     def inbound_params(self, from_: str, body: str, to: str = "+15017122661") -> dict[str, str]:
         """The form Twilio posts to a number's messaging webhook when someone texts it."""
         sid = "SM" + secrets.token_hex(16)
-        return {"ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0", "ToCity": "",
-                "FromZip": "", "SmsSid": sid, "FromState": "", "SmsStatus": "received", "FromCity": "",
-                "Body": body, "FromCountry": "", "To": to, "ToZip": "", "NumSegments": "1",
-                "MessageSid": sid, "AccountSid": self.account_sid, "From": from_, "ApiVersion": "2010-04-01"}
+        return {
+            "ToCountry": "US",
+            "ToState": "CA",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "ToCity": "",
+            "FromZip": "",
+            "SmsSid": sid,
+            "FromState": "",
+            "SmsStatus": "received",
+            "FromCity": "",
+            "Body": body,
+            "FromCountry": "",
+            "To": to,
+            "ToZip": "",
+            "NumSegments": "1",
+            "MessageSid": sid,
+            "AccountSid": self.account_sid,
+            "From": from_,
+            "ApiVersion": "2010-04-01",
+        }
 
     def send_inbound(self, url: str, from_: str, body: str) -> tuple[int, str]:
         """Deliver an incoming SMS to the app's inbound webhook *url*."""

@@ -1,4 +1,5 @@
 """A webhook receiver on 127.0.0.1 that verifies every request with the ``standardwebhooks`` library."""
+
 from __future__ import annotations
 
 import threading
@@ -29,7 +30,7 @@ class Answer:
 
 
 class _Handler(QuietHandler):
-    server_owner: "WebhookReceiver"
+    server_owner: WebhookReceiver
 
     def do_POST(self):
         owner = self.server_owner

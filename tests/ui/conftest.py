@@ -4,14 +4,15 @@
 download is never used). Each test gets a fresh browser context; :func:`shot` saves a screenshot of a page
 under ``tests/ui/screenshots/`` (git-ignored) so a run leaves pictures of every main page.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -20,8 +21,16 @@ from ..servers import free_port
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 #: flags for a root, offline, headless Chromium (no sandbox as root; no calls home, which this network refuses)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def chromium_path() -> str:
@@ -74,8 +83,10 @@ def _watched_page(browser, live_server, what: str):
     pg.nudge_errors = errors  # a test that provokes an error on purpose takes it out of this list
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     # what the admin pages' Content-Security-Policy blocked (an inline script or style, an eval) is an error too
-    pg.on("console", lambda msg: errors.append(msg.text)
-          if msg.type == "error" and "Content Security Policy" in msg.text else None)
+    pg.on(
+        "console",
+        lambda msg: errors.append(msg.text) if msg.type == "error" and "Content Security Policy" in msg.text else None,
+    )
     yield pg
     context.close()
     assert not errors, f"JavaScript errors or CSP violations on {what}: {errors}"

@@ -4,6 +4,7 @@ component tests and the tests of the pages that carry it.
 Each helper names the editor by the id of the ``<textarea data-nudge-editor>`` it is mounted on (the bundle's
 fixture page uses ``source``; the rule page ``rule-source``).
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,11 @@ def doc(page, textarea_id="source") -> str:
 
 
 def set_doc(page, text: str, textarea_id="source") -> None:
-    page.evaluate("([id, text]) => { const v = NudgeEditor.editorFor(id); "
-                  "v.dispatch({changes: {from: 0, to: v.state.doc.length, insert: text}}) }", [textarea_id, text])
+    page.evaluate(
+        "([id, text]) => { const v = NudgeEditor.editorFor(id); "
+        "v.dispatch({changes: {from: 0, to: v.state.doc.length, insert: text}}) }",
+        [textarea_id, text],
+    )
 
 
 def content(page, textarea_id="source"):
@@ -26,8 +30,10 @@ def content(page, textarea_id="source"):
 
 
 def place_cursor(page, offset: int, textarea_id="source") -> None:
-    page.evaluate("([id, at]) => { const v = NudgeEditor.editorFor(id); v.focus(); "
-                  "v.dispatch({selection: {anchor: at}}) }", [textarea_id, offset])
+    page.evaluate(
+        "([id, at]) => { const v = NudgeEditor.editorFor(id); v.focus(); v.dispatch({selection: {anchor: at}}) }",
+        [textarea_id, offset],
+    )
 
 
 def line_col(text: str, needle: str) -> tuple[int, int]:
@@ -73,6 +79,7 @@ def choose(page, label: str) -> None:
     expect(selected).to_have_text(label)
     page.keyboard.press("Enter")
 
+
 def marks(page, severity: str = "error", textarea_id="source"):
     """The problems the editor marks in the text (CodeMirror's lint ranges) of one severity."""
     return page.locator(f"#{textarea_id} + .nudge-editor .cm-lintRange-{severity}")
@@ -95,9 +102,14 @@ def type_text(page, text: str, textarea_id="source") -> None:
 
 def where(mark, textarea_id="source") -> tuple[int, int]:
     """The 1-based line and column (in characters) where a marked range (see :func:`marks`) starts in the text."""
-    return tuple(mark.evaluate("""(el, id) => {
+    return tuple(
+        mark.evaluate(
+            """(el, id) => {
         const view = NudgeEditor.editorFor(id), at = view.posAtDOM(el, 0), line = view.state.doc.lineAt(at);
-        return [line.number, [...line.text.slice(0, at - line.from)].length + 1]; }""", textarea_id))
+        return [line.number, [...line.text.slice(0, at - line.from)].length + 1]; }""",
+            textarea_id,
+        )
+    )
 
 
 def problem_tooltip(page, mark, message: str, hint: str):

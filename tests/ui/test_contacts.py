@@ -1,5 +1,6 @@
 """Contacts in a real browser: find a contact by each search kind, open it, see its message and journey trace in the
 timeline, add a note, edit a field, export it, erase it after the confirmation; a viewer cannot edit."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from server.models import Contact, ContactTag, Segment
 from ..helpers import api_key, load_rules, post_event, run_worker
 from .conftest import make_user, shot, sign_in
 
-WELCOME = '''rule "Welcome"
+WELCOME = """rule "Welcome"
 when form.submitted then
   send email welcome
   wait 3d
@@ -25,15 +26,22 @@ rule "Customers only"
 when form.submitted and contact.stage == "customer" then
   tag "customer"
 end
-'''
+"""
 
 
 def _people(app) -> int:
     with app.app_context():
         session = get_session()
         session.add(Segment(name="High scorers", condition="contact.score >= 50"))
-        ana = Contact(email="ana.lopez@example.com", first_name="Ana", last_name="López", phone="+4930123456",
-                      score=80, fields={}, tags=[ContactTag(tag="vip")])
+        ana = Contact(
+            email="ana.lopez@example.com",
+            first_name="Ana",
+            last_name="López",
+            phone="+4930123456",
+            score=80,
+            fields={},
+            tags=[ContactTag(tag="vip")],
+        )
         session.add_all([ana, Contact(email="bob@example.com", first_name="Bob", last_name="Stone", fields={})])
         session.commit()
         return ana.id
@@ -62,8 +70,14 @@ def test_a_contact_is_found_by_each_search_kind_and_opened(app, page):
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Contacts").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Contacts"
     shot(page, "contacts")
-    for by, text in (("email", "ana.lo"), ("name", "lóp"), ("name", "ana l"), ("phone", "+49 30 123"), ("tag", "vip"),
-                     ("segment", "High scorers")):
+    for by, text in (
+        ("email", "ana.lo"),
+        ("name", "lóp"),
+        ("name", "ana l"),
+        ("phone", "+49 30 123"),
+        ("tag", "vip"),
+        ("segment", "High scorers"),
+    ):
         _search(page, by, text)
         page.wait_for_url(re.compile(rf"by={by}&"))  # the search's own page, not the one before it
         results = page.get_by_role("region", name="Contacts")
@@ -101,10 +115,13 @@ def test_the_timeline_shows_the_message_and_the_journey_trace(app, client, page,
     assert page.get_by_role("button", name="Save profile").count() == 0
     assert page.get_by_role("button", name="Add note").count() == 0
     assert page.get_by_role("link", name="Erase…").count() == 0
-    status = page.evaluate("""async (id) => {
+    status = page.evaluate(
+        """async (id) => {
         const token = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
         const body = new URLSearchParams({csrf_token: token, first_name: 'Hacked'});
-        return (await fetch('/admin/contacts/' + id, {method: 'POST', body})).status; }""", cid)
+        return (await fetch('/admin/contacts/' + id, {method: 'POST', body})).status; }""",
+        cid,
+    )
     assert status == 403
 
 

@@ -5,6 +5,7 @@ committed bundle from the app's static route, and ``page.route`` answers the voc
 format URLs with fixed JSON in the documented contract (docs/admin-editor.md). The server endpoints
 themselves are tested with the pages that use them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,16 +23,16 @@ import dsl
 
 from ..dsl import strategies
 from .conftest import shot
-from .editor_helpers import (choose, completions, content, doc, line_col, place_cursor, problem_tooltip, set_doc,
-                             until)
+from .editor_helpers import choose, completions, content, doc, line_col, place_cursor, problem_tooltip, set_doc, until
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "server" / "assets"
 BUNDLE = ROOT / "server" / "static" / "dist" / "editor.js"
 FIXTURE = Path(__file__).parent / "fixtures" / "editor_page.html"
 PAGE = "/__editor__/page"
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
-       "img-src 'self' data:")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:"
+)
 VOCABULARY = {
     "events": ["member.joined", "form.submitted", "class.attended", "purchase.completed"],
     "fields": ["email", "first_name", "renewal_date"],
@@ -69,15 +70,24 @@ class Endpoints:
         self.failures_expected = False  # the browser logs refused requests in the console
 
     def install(self, page):
-        page.route("**/__editor__/page", lambda route: route.fulfill(
-            status=200, body=FIXTURE.read_text(encoding="utf-8"),
-            headers={"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": CSP}))
+        page.route(
+            "**/__editor__/page",
+            lambda route: route.fulfill(
+                status=200,
+                body=FIXTURE.read_text(encoding="utf-8"),
+                headers={"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": CSP},
+            ),
+        )
         page.route("**/__editor__/vocabulary", self._vocabulary)
         page.route("**/__editor__/validate", self._validate)
         page.route("**/__editor__/format", self._format)
         page.route("**/__editor__/submit", self._submit)
-        page.route("**/__editor__/fragment", lambda route: route.fulfill(
-            status=200, body=FRAGMENT, headers={"Content-Type": "text/html; charset=utf-8"}))
+        page.route(
+            "**/__editor__/fragment",
+            lambda route: route.fulfill(
+                status=200, body=FRAGMENT, headers={"Content-Type": "text/html; charset=utf-8"}
+            ),
+        )
 
     @staticmethod
     def _json(route, data, status=200):
@@ -124,17 +134,23 @@ def editor(page, endpoints):
     expect(page.locator("#source + .nudge-editor .cm-content")).to_be_visible()
     expect(page.locator("#diff .cm-mergeView")).to_be_visible()
     yield page
-    unexpected = [text for text in logged if "inline script" not in text
-                  and not (endpoints.failures_expected and text.startswith("Failed to load resource"))]
+    unexpected = [
+        text
+        for text in logged
+        if "inline script" not in text
+        and not (endpoints.failures_expected and text.startswith("Failed to load resource"))
+    ]
     assert not unexpected, f"errors in the console: {unexpected}"
 
 
 # ---- the committed bundle ------------------------------------------------------------------
 
+
 def sources_stamp() -> str:
     """The sha256 build.mjs writes into the bundle: each source's path, byte length and bytes, sorted by path."""
     paths = ["build.mjs", "package-lock.json"] + [
-        p.relative_to(ASSETS).as_posix() for p in (ASSETS / "src").rglob("*") if p.is_file()]
+        p.relative_to(ASSETS).as_posix() for p in (ASSETS / "src").rglob("*") if p.is_file()
+    ]
     digest = hashlib.sha256()
     for path in sorted(p for p in paths if not p.endswith(".generated.js")):
         data = (ASSETS / path).read_bytes()
@@ -149,7 +165,8 @@ def test_the_committed_bundle_is_built_from_the_current_sources():
     assert stamp, f"{BUNDLE} has no sources stamp: run `make assets`"
     assert stamp.group(1) == sources_stamp(), (
         "server/static/dist/editor.js is older than server/assets (src, build.mjs, package-lock.json): "
-        "run `make assets` and commit the bundle")
+        "run `make assets` and commit the bundle"
+    )
 
 
 def test_the_bundle_ships_with_the_licenses_of_what_it_bundles():
@@ -161,6 +178,7 @@ def test_the_bundle_ships_with_the_licenses_of_what_it_bundles():
 
 
 # ---- the grammar ---------------------------------------------------------------------------
+
 
 def nudge_sources() -> dict[str, str]:
     """Every program in the repository: language cases, the reference's examples and the examples folder."""
@@ -174,26 +192,36 @@ def nudge_sources() -> dict[str, str]:
 
 # Corners of the lark grammar: keywords spelled where names go, optional separators and `end`s.
 CORNERS = [
-    "when a.b then send today tomorrow", "when a.b then send email end", "when a.b then send email 3d",
-    "when a.b then send email welcome-2", "when a.b then crm_push if send 3d 09:00 2026-01-01 5 1.5 \"x\" a.b",
-    "when a.b then today \"plugin step named like a keyword\"", "when tag.added and score.changed.x == 1 then stop",
-    "when a.b and x.y==1then stop", "when a.b then end", "when a.b then split end",
+    "when a.b then send today tomorrow",
+    "when a.b then send email end",
+    "when a.b then send email 3d",
+    "when a.b then send email welcome-2",
+    'when a.b then crm_push if send 3d 09:00 2026-01-01 5 1.5 "x" a.b',
+    'when a.b then today "plugin step named like a keyword"',
+    "when tag.added and score.changed.x == 1 then stop",
+    "when a.b and x.y==1then stop",
+    "when a.b then end",
+    "when a.b then split end",
     "when a.b then split 50%: 50%: end",
-    "rule \"x\" once per contact\nwhen a.b then stop", "rule \"x\"\n\n  always\n\n# c\nwhen a.b then\r\n stop ; ; stop\r\n",
+    'rule "x" once per contact\nwhen a.b then stop',
+    'rule "x"\n\n  always\n\n# c\nwhen a.b then\r\n stop ; ; stop\r\n',
     "when a.b then\n  if a.b then else end\n  wait for a.b up to 1d then end\nend\n\n\n",
-    "when a.b and [1,] == [] and [\"a\", [1]] != [] then set contact.x = - 5",
-    "when a.b then crm_push\nwhen c.d then stop\nrule \"y\"\nwhen e.f then score + 5.5",
-    "\ufeffwhen a.b then note \"# not a comment \\\" still text\" # a comment",
+    'when a.b and [1,] == [] and ["a", [1]] != [] then set contact.x = - 5',
+    'when a.b then crm_push\nwhen c.d then stop\nrule "y"\nwhen e.f then score + 5.5',
+    '\ufeffwhen a.b then note "# not a comment \\" still text" # a comment',
 ]
 
 
 def lezer_errors(page, sources: dict[str, str]) -> dict[str, list[int]]:
     """The offsets of error nodes in each source's Lezer tree (parsed in the page by the bundle's parser)."""
-    return page.evaluate("""sources => Object.fromEntries(Object.entries(sources).map(([name, text]) => {
+    return page.evaluate(
+        """sources => Object.fromEntries(Object.entries(sources).map(([name, text]) => {
         const errors = [];
         NudgeEditor.parser.parse(text).iterate({enter(node) { if (node.type.isError) errors.push(node.from); }});
         return [name, errors];
-    }))""", sources)
+    }))""",
+        sources,
+    )
 
 
 def test_every_program_lark_accepts_parses_without_error_nodes(editor):
@@ -209,8 +237,7 @@ def test_every_program_lark_accepts_parses_without_error_nodes(editor):
 def test_random_programs_from_the_formatter_parse_without_error_nodes(editor):
     programs: list[str] = []
 
-    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     @given(strategies.program)
     def collect(program):
         text = dsl.format_program(program)
@@ -226,9 +253,13 @@ def test_random_programs_from_the_formatter_parse_without_error_nodes(editor):
 
 # ---- the editor ----------------------------------------------------------------------------
 
+
 def test_the_rule_is_highlighted_by_kind_of_token(editor):
-    set_doc(editor, 'rule "Hi"\nwhen member.joined and contact.email is set then\n'
-                    '  wait 3d  # a pause\n  send email welcome\n  if now > 2026-01-01 then\n    stop\n  end\nend\n')
+    set_doc(
+        editor,
+        'rule "Hi"\nwhen member.joined and contact.email is set then\n'
+        "  wait 3d  # a pause\n  send email welcome\n  if now > 2026-01-01 then\n    stop\n  end\nend\n",
+    )
     spans = editor.locator("#source + .nudge-editor .cm-content span")
     expect(spans.filter(has_text=re.compile(r"^when$"))).to_have_class(re.compile(r"\bnk-keyword\b"))
     expect(spans.filter(has_text=re.compile(r"^send$"))).to_have_class(re.compile(r"\bnk-keyword\b"))
@@ -270,18 +301,21 @@ def test_block_keywords_match_their_end_and_blocks_fold(editor):
     expect(content(editor)).not_to_contain_text("keep_going")
 
 
-@pytest.mark.parametrize(("before", "indent"), [
-    ('rule "R"', 2),
-    ('rule "R"\n  once per contact', 2),
-    ("when a.b then", 2),
-    ("when a.b then\n  stop\nend", 0),
-    ("when a.b then\n  if x.y then", 4),
-    ("when a.b then\n  if x.y then\n    stop\n  end", 2),
-    ("when a.b then\n  split", 4),
-    ("when a.b then\n  split\n    50%:", 6),
-    ("when a.b then\n  split\n    50%: stop", 4),
-    ("when a.b then\n  wait for x.y up to 3d then", 4),
-])
+@pytest.mark.parametrize(
+    ("before", "indent"),
+    [
+        ('rule "R"', 2),
+        ('rule "R"\n  once per contact', 2),
+        ("when a.b then", 2),
+        ("when a.b then\n  stop\nend", 0),
+        ("when a.b then\n  if x.y then", 4),
+        ("when a.b then\n  if x.y then\n    stop\n  end", 2),
+        ("when a.b then\n  split", 4),
+        ("when a.b then\n  split\n    50%:", 6),
+        ("when a.b then\n  split\n    50%: stop", 4),
+        ("when a.b then\n  wait for x.y up to 3d then", 4),
+    ],
+)
 def test_a_new_line_is_indented_by_the_block_it_is_in(editor, before, indent):
     set_doc(editor, before)
     place_cursor(editor, len(before))
@@ -292,11 +326,13 @@ def test_a_new_line_is_indented_by_the_block_it_is_in(editor, before, indent):
 def test_block_closers_line_up_with_their_opener_as_they_are_typed(editor):
     set_doc(editor, "when member.joined then\n  if contact.email is set then")
     place_cursor(editor, len(doc(editor)))
-    for line in ("stop", "elif contact.phone is set then", "tag \"phone\"", "else", "stop", "end"):
+    for line in ("stop", "elif contact.phone is set then", 'tag "phone"', "else", "stop", "end"):
         editor.keyboard.press("Enter")
         editor.keyboard.type(line)
-    assert doc(editor) == ("when member.joined then\n  if contact.email is set then\n    stop\n"
-                           "  elif contact.phone is set then\n    tag \"phone\"\n  else\n    stop\n  end")
+    assert doc(editor) == (
+        "when member.joined then\n  if contact.email is set then\n    stop\n"
+        '  elif contact.phone is set then\n    tag "phone"\n  else\n    stop\n  end'
+    )
 
 
 def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_click_fix(editor, endpoints):
@@ -305,12 +341,29 @@ def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_clic
         if "sned" not in source:
             return {"diagnostics": []}
         line, col = line_col(source, "sned")
-        return {"diagnostics": [{
-            "severity": "error", "line": line, "col": col, "end_line": line, "end_col": col + 4,
-            "message": 'unknown step "sned" — did you mean "send"?', "hint": "steps are if, send, tag, wait",
-            "fixes": [{"label": 'Change to "send"', "line": line, "col": col, "end_line": line,
-                       "end_col": col + 4, "insert": "send"}],
-        }]}
+        return {
+            "diagnostics": [
+                {
+                    "severity": "error",
+                    "line": line,
+                    "col": col,
+                    "end_line": line,
+                    "end_col": col + 4,
+                    "message": 'unknown step "sned" — did you mean "send"?',
+                    "hint": "steps are if, send, tag, wait",
+                    "fixes": [
+                        {
+                            "label": 'Change to "send"',
+                            "line": line,
+                            "col": col,
+                            "end_line": line,
+                            "end_col": col + 4,
+                            "insert": "send",
+                        }
+                    ],
+                }
+            ]
+        }
 
     endpoints.validate = checker
     text = doc(editor)
@@ -326,7 +379,9 @@ def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_clic
     line, col = line_col(doc(editor), "sned")
     assert (line, col) == (5, 3)
 
-    tooltip = problem_tooltip(editor, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, send, tag, wait")
+    tooltip = problem_tooltip(
+        editor, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, send, tag, wait"
+    )
     shot(editor, "editor-diagnostic")
     tooltip.get_by_role("button", name='Change to "send"').click()
     assert "  send sms reminder\n" in doc(editor) and "sned" not in doc(editor)
@@ -338,9 +393,20 @@ def test_columns_count_characters_and_a_point_widens_to_its_word(editor, endpoin
     source = 'when member.joined then\n  note "café 🎉 ok"; tagg "x"\nend\n'
     line, col = line_col(source, "tagg")
     assert col == 21  # in characters: the emoji is one (two UTF-16 units in the browser)
-    endpoints.validate = lambda body: {"diagnostics": [
-        {"severity": "warning", "line": line, "col": col, "end_line": None, "end_col": None,
-         "message": "a warning at one point", "hint": None, "fixes": []}]}
+    endpoints.validate = lambda body: {
+        "diagnostics": [
+            {
+                "severity": "warning",
+                "line": line,
+                "col": col,
+                "end_line": None,
+                "end_col": None,
+                "message": "a warning at one point",
+                "hint": None,
+                "fixes": [],
+            }
+        ]
+    }
     set_doc(editor, source)
     expect(editor.locator("#source + .nudge-editor .cm-lintRange-warning")).to_have_text("tagg")
 
@@ -353,15 +419,49 @@ def test_only_the_latest_check_counts_and_a_late_answer_is_dropped(editor, endpo
     until(editor, lambda: len(endpoints.held) == 2, "the second check")
     (old_route, _), (new_route, new_request) = endpoints.held
     line, col = line_col(new_request.post_data_json["source"], "second")
-    new_route.fulfill(status=200, headers={"Content-Type": "application/json"}, body=json.dumps({"diagnostics": [
-        {"severity": "error", "line": line, "col": col, "end_line": line, "end_col": col + 6,
-         "message": "from the latest check", "hint": None, "fixes": []}]}))
+    new_route.fulfill(
+        status=200,
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(
+            {
+                "diagnostics": [
+                    {
+                        "severity": "error",
+                        "line": line,
+                        "col": col,
+                        "end_line": line,
+                        "end_col": col + 6,
+                        "message": "from the latest check",
+                        "hint": None,
+                        "fixes": [],
+                    }
+                ]
+            }
+        ),
+    )
     mark = editor.locator("#source + .nudge-editor .cm-lintRange-error")
     expect(mark).to_have_text("second")
     with editor.expect_event("requestfinished"):
-        old_route.fulfill(status=200, headers={"Content-Type": "application/json"}, body=json.dumps({"diagnostics": [
-            {"severity": "error", "line": 1, "col": 1, "end_line": 1, "end_col": 5,
-             "message": "from an older check", "hint": None, "fixes": []}]}))
+        old_route.fulfill(
+            status=200,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(
+                {
+                    "diagnostics": [
+                        {
+                            "severity": "error",
+                            "line": 1,
+                            "col": 1,
+                            "end_line": 1,
+                            "end_col": 5,
+                            "message": "from an older check",
+                            "hint": None,
+                            "fixes": [],
+                        }
+                    ]
+                }
+            ),
+        )
     editor.evaluate("() => new Promise(done => setTimeout(done, 200))")  # time for the late answer to be read
     expect(mark).to_have_count(1)
     expect(mark).to_have_text("second")
@@ -399,7 +499,8 @@ def test_completion_offers_the_instances_names_where_the_language_expects_them(e
     steps = completions(editor, "cr")
     assert steps[0] == "crm_push"
     expect(editor.locator(".cm-tooltip-autocomplete li", has_text="crm_push")).to_contain_text(
-        "push the contact to the CRM")
+        "push the contact to the CRM"
+    )
     choose(editor, "crm_push")
     editor.keyboard.type("\nsend ")
     assert completions(editor, explicit=True) == ["email", "sms", "webhook"]
@@ -412,8 +513,10 @@ def test_completion_offers_the_instances_names_where_the_language_expects_them(e
     assert completions(editor, explicit=True) == ['"trial members"']
     shot(editor, "editor-completion")
     choose(editor, '"trial members"')
-    assert doc(editor) == ('when member.joined and contact.email is set and domain(contact.email) == "example.com" '
-                           'then\n  crm_push\n  send sms reminder\n  tag "vip"\n  if in segment "trial members"')
+    assert doc(editor) == (
+        'when member.joined and contact.email is set and domain(contact.email) == "example.com" '
+        'then\n  crm_push\n  send sms reminder\n  tag "vip"\n  if in segment "trial members"'
+    )
     editor.keyboard.type(" then\n")
     inside_if = completions(editor, explicit=True)
     assert {"send", "wait", "stop", "crm_push", "end", "else", "elif"} <= set(inside_if)
@@ -441,9 +544,20 @@ def test_format_replaces_the_text_as_one_undoable_change(editor, endpoints):
 
 
 def test_format_marks_the_problems_when_the_rule_cannot_be_formatted(editor, endpoints):
-    endpoints.format = lambda body: {"diagnostics": [
-        {"severity": "error", "line": 1, "col": 6, "end_line": 1, "end_col": 12,
-         "message": "an event name has a dot", "hint": "name events `thing.happened`", "fixes": []}]}
+    endpoints.format = lambda body: {
+        "diagnostics": [
+            {
+                "severity": "error",
+                "line": 1,
+                "col": 6,
+                "end_line": 1,
+                "end_col": 12,
+                "message": "an event name has a dot",
+                "hint": "name events `thing.happened`",
+                "fixes": [],
+            }
+        ]
+    }
     set_doc(editor, "when signup then stop")
     editor.get_by_role("button", name="Format").click()
     expect(editor.locator("#source + .nudge-editor .cm-lintRange-error")).to_have_text("signup")
@@ -479,8 +593,9 @@ def test_editors_arriving_through_htmx_are_mounted_and_send_the_hx_headers_token
     second = editor.get_by_role("textbox", name="Second rule")
     expect(second).to_be_visible()
     expect(second.locator(".nk-event")).to_have_text("form.submitted")
-    with editor.expect_request(lambda r: r.url.endswith("/__editor__/validate")
-                               and r.post_data_json["source"].startswith("# mine")) as checked:
+    with editor.expect_request(
+        lambda r: r.url.endswith("/__editor__/validate") and r.post_data_json["source"].startswith("# mine")
+    ) as checked:
         second.click()
         editor.keyboard.press("Control+Home")
         editor.keyboard.type("# mine\n")

@@ -1,4 +1,5 @@
 """The browser harness itself: a real Chromium reaches the app through waitress and signs in."""
+
 from __future__ import annotations
 
 from .conftest import make_user, shot, sign_in

@@ -6,6 +6,7 @@ HTTP; the worker sends the welcome; the editor finds the contact and its message
 welcome is refused by the mail server, and the editor resends it from Messages until its bytes arrive; the viewer
 reads the rule and can change nothing. Each main page is saved as a screenshot under tests/ui/screenshots/.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,20 +36,29 @@ def _nav(page, name: str) -> None:
 def _post_event(base_url: str, key: str, email: str) -> tuple[int, dict]:
     """What the website does: POST /api/v1/events over HTTP with its API key."""
     body = json.dumps({"contact": {"email": email}, "event": "form.submitted", "props": {"form": "signup"}})
-    request = urllib.request.Request(f"{base_url}/api/v1/events", data=body.encode(), method="POST", headers={
-        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - the live test server
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/events",
+        data=body.encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:
         return response.status, json.loads(response.read())
 
 
-def test_write_try_activate_receive_find_resend_and_a_viewer_cannot_edit(app, live_server, page, other_page,
-                                                                          smtp_server):
+def test_write_try_activate_receive_find_resend_and_a_viewer_cannot_edit(
+    app, live_server, page, other_page, smtp_server
+):
     smtp_server.stop()
     smtp_server.handler = FlakySmtp()  # a mail server that can refuse a message
     smtp_server.start()
     with app.app_context():
-        save_template(get_session(), "email", "welcome", {"subject": "Welcome aboard",
-                                                          "txt": "Hello {{ contact.email }}, welcome."})
+        save_template(
+            get_session(),
+            "email",
+            "welcome",
+            {"subject": "Welcome aboard", "txt": "Hello {{ contact.email }}, welcome."},
+        )
         get_session().commit()
     make_user(app, "boss@example.com", role="admin")
     make_user(app, "ed@example.com", role="editor")
@@ -175,10 +185,13 @@ def test_write_try_activate_receive_find_resend_and_a_viewer_cannot_edit(app, li
     assert viewer.get_by_role("link", name=re.compile("Activate")).count() == 0
     shot(viewer, "journey-viewer-rule")
     rule_id = viewer.url.rstrip("/").rsplit("/", 1)[1]
-    refused = viewer.evaluate("""async (id) => {
+    refused = viewer.evaluate(
+        """async (id) => {
         const token = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
         const body = new URLSearchParams({csrf_token: token});
-        return (await fetch('/admin/rules/' + id + '/pause', {method: 'POST', body})).status; }""", rule_id)
+        return (await fetch('/admin/rules/' + id + '/pause', {method: 'POST', body})).status; }""",
+        rule_id,
+    )
     assert refused == 403
     viewer.reload()
     expect(viewer.locator(".page-head .badge")).to_have_text("active")  # nothing changed

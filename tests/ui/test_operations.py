@@ -1,5 +1,6 @@
 """Messages and Tasks in a real browser: resend a failed message and see it arrive at the real SMTP server; mark a
 task done; a viewer sees both areas and can change nothing."""
+
 from __future__ import annotations
 
 from sqlalchemy import select

@@ -4,6 +4,7 @@ a viewer reads but cannot edit.
 
 These drive the page with the CodeMirror editor (/static/dist/editor.js) mounted over the rule's textarea, as people
 use it; one test drives the plain textarea the page falls back to when the bundle does not load."""
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,10 @@ from .editor_helpers import doc, marks, problem_tooltip, set_doc, try_it, type_t
 
 TYPO = 'rule "Welcome"\nwhen form.submitted then\n  sned email welcome\nend\n'
 UNFORMATTED = 'rule "Welcome"\nwhen form.submitted then\n      send email welcome\nend\n'
-V2 = ('rule "Welcome"\nwhen form.submitted then\n  send email welcome\n  wait 2d\n'
-      '  if contact.first_name is set then\n    send email follow_up\n  end\nend\n')
+V2 = (
+    'rule "Welcome"\nwhen form.submitted then\n  send email welcome\n  wait 2d\n'
+    "  if contact.first_name is set then\n    send email follow_up\n  end\nend\n"
+)
 
 
 def _template(app, name: str) -> None:
@@ -24,7 +27,9 @@ def _template(app, name: str) -> None:
     from server.models import Template
 
     with app.app_context():
-        get_session().add(Template(channel="email", name=name, parts={"subject": "Hi", "txt": "Hello {{ contact.first_name }}"}))
+        get_session().add(
+            Template(channel="email", name=name, parts={"subject": "Hi", "txt": "Hello {{ contact.first_name }}"})
+        )
         get_session().commit()
 
 
@@ -170,15 +175,20 @@ def test_without_the_editor_bundle_the_plain_textarea_checks_fixes_and_formats(a
 def test_the_list_filters_by_status_and_text_and_the_address_says_so(app, page):
     from tests.helpers import load_rules
 
-    load_rules(app, 'rule "Welcome"\nwhen form.submitted then\n  send email welcome\nend\n'
-                    'rule "Billing"\nwhen invoice.paid then\n  send email receipt\nend\n')
+    load_rules(
+        app,
+        'rule "Welcome"\nwhen form.submitted then\n  send email welcome\nend\n'
+        'rule "Billing"\nwhen invoice.paid then\n  send email receipt\nend\n',
+    )
     make_user(app, "vic@example.com", role="viewer")
     sign_in(page, "vic@example.com")
     page.goto("/admin/rules/")
     page.get_by_label("Search").fill("bill")
     page.wait_for_url(re.compile(r"q=bill"))
     page.locator("#rules-table caption").get_by_text("1 rule(s)").wait_for()
-    assert page.get_by_role("link", name="Billing").is_visible() and page.get_by_role("link", name="Welcome").count() == 0
+    assert (
+        page.get_by_role("link", name="Billing").is_visible() and page.get_by_role("link", name="Welcome").count() == 0
+    )
     page.get_by_label("Search").fill("")
     page.get_by_label("Status").select_option("draft")
     page.wait_for_url(re.compile(r"status=draft"))
@@ -212,13 +222,17 @@ def test_a_viewer_reads_a_rule_but_cannot_edit_it(app, page):
     shot(page, "rule-viewer")
     # the server refuses a viewer's write all the same, with a valid CSRF token
     rule_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-    statuses = page.evaluate("""async (id) => {
+    statuses = page.evaluate(
+        """async (id) => {
         const token = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
         const post = async (path, fields) => (await fetch(path, {method: 'POST',
             body: new URLSearchParams({csrf_token: token, ...fields})})).status;
-        return [await post('/admin/rules/' + id, {source: 'rule "Welcome"\\nwhen form.submitted then\\n  stop\\nend\\n'}),
+        const source = 'rule "Welcome"\\nwhen form.submitted then\\n  stop\\nend\\n';
+        return [await post('/admin/rules/' + id, {source}),
                 await post('/admin/rules/' + id + '/pause', {}),
-                await post('/admin/rules/' + id + '/activate', {version: '1'})]; }""", rule_id)
+                await post('/admin/rules/' + id + '/activate', {version: '1'})]; }""",
+        rule_id,
+    )
     assert statuses == [403, 403, 403]
     page.goto("/admin/rules/new")
     assert "Your role (viewer) cannot open this; it needs editor." in page.get_by_role("main").inner_text()

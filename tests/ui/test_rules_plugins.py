@@ -2,6 +2,7 @@
 (examples/nudge-example-push, installed with the test extras) declares the condition function ``email_domain``
 and the event ``app.installed``; the editor offers them with the function's signature, and the checker accepts
 the rule written with them."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,10 +32,13 @@ def test_completion_offers_a_plugins_condition_function_with_its_signature(app, 
     offered = completions(page, " and email_d", explicit=True)
     assert offered[0] == "email_domain"
     expect(page.locator(".cm-tooltip-autocomplete li", has_text="email_domain")).to_contain_text(
-        "email_domain(string) → string")
+        "email_domain(string) → string"
+    )
     choose(page, "email_domain")
     page.keyboard.type('contact.email) == "example.com" then\ntag "company app"\nend')
-    assert doc(page, RULE) == ('rule "Company app users"\nwhen app.installed and email_domain(contact.email) == '
-                               '"example.com" then\n  tag "company app"\nend')
+    assert doc(page, RULE) == (
+        'rule "Company app users"\nwhen app.installed and email_domain(contact.email) == '
+        '"example.com" then\n  tag "company app"\nend'
+    )
     page.get_by_role("button", name="Save draft").click()  # saving checks the text: a refused one says why
     page.get_by_role("status").get_by_text("Saved v1 of 'Company app users' as a draft").wait_for()

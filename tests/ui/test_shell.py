@@ -1,4 +1,5 @@
 """The admin shell in a real browser: keyboard navigation, htmx requests with the CSRF token, the flash area."""
+
 from __future__ import annotations
 
 import re
@@ -46,12 +47,21 @@ def test_the_dashboard_shows_what_needs_attention(app, page):
 
     with app.app_context():
         session = get_session()
-        session.add_all([
-            Message(key="k1", channel="email", template="welcome", status="pending", data={},
-                    created_at=utcnow() - timedelta(minutes=42), next_attempt_at=utcnow() - timedelta(minutes=41)),
-            Message(key="k2", channel="sms", template="reminder", status="failed", data={}, error="invalid number"),
-            Message(key="k3", channel="email", template="welcome", status="sent", data={}),
-        ])
+        session.add_all(
+            [
+                Message(
+                    key="k1",
+                    channel="email",
+                    template="welcome",
+                    status="pending",
+                    data={},
+                    created_at=utcnow() - timedelta(minutes=42),
+                    next_attempt_at=utcnow() - timedelta(minutes=41),
+                ),
+                Message(key="k2", channel="sms", template="reminder", status="failed", data={}, error="invalid number"),
+                Message(key="k3", channel="email", template="welcome", status="sent", data={}),
+            ]
+        )
         session.commit()
     make_user(app, "kim@example.com", role="viewer")
     sign_in(page, "kim@example.com")

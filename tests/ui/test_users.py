@@ -1,5 +1,6 @@
 """Users and API keys in a real browser: an admin creates, changes, disables and resets users and manages keys;
 a password change or a revocation ends that person's sessions (their other browser's next request goes to sign-in)."""
+
 from __future__ import annotations
 
 import re
@@ -130,6 +131,9 @@ def test_an_admin_creates_and_revokes_an_api_key(app, page):
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name=f"Revoke key {prefix}").click()
     page.get_by_role("status").get_by_text(f"API key {prefix} revoked: it is refused from now on.").wait_for()
-    response = page.request.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"},
-                                 data={"contact": {"email": "a@example.com"}, "event": "x.y"})
+    response = page.request.post(
+        "/api/v1/events",
+        headers={"Authorization": f"Bearer {key}"},
+        data={"contact": {"email": "a@example.com"}, "event": "x.y"},
+    )
     assert response.status == 401

@@ -29,8 +29,15 @@ def sent_message(app, contact_id):
 
     with app.app_context():
         session = get_session()
-        msg = Message(key="journey:1:step:2", contact_id=contact_id, channel="email", template="news", status="sent",
-                      sent_at=utcnow() - timedelta(hours=1), data={})
+        msg = Message(
+            key="journey:1:step:2",
+            contact_id=contact_id,
+            channel="email",
+            template="news",
+            status="sent",
+            sent_at=utcnow() - timedelta(hours=1),
+            data={},
+        )
         session.add(msg)
         session.commit()
         return msg.key
@@ -44,5 +51,7 @@ def events(app, name=None):
         return list(get_session().scalars(query))
 
 
-HUMAN = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                       "Chrome/126.0 Safari/537.36"}
+HUMAN = {
+    "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0 Safari/537.36"
+}

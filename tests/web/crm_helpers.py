@@ -1,4 +1,5 @@
 """For the tests of the Contacts, Messages and Tasks areas: posting forms, reading flash messages, hostile text."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """The Contacts area through the test client: search by each kind with keyset page links, a contact's page (profile,
 custom fields, tags, score, consent ledger, one timeline, journeys and why not), editing validated as the API
 validates, notes, export and erase — roles, CSRF, bad input and hostile text on every one."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,18 @@ from sqlalchemy import func, select
 from server.consent import record_consent
 from server.contacts import define_field
 from server.db import get_session
-from server.models import (Contact, ContactTag, Event, Message, MessageStatusChange, Note, Segment, Suppression,
-                           Task, utcnow)
+from server.models import (
+    Contact,
+    ContactTag,
+    Event,
+    Message,
+    MessageStatusChange,
+    Note,
+    Segment,
+    Suppression,
+    Task,
+    utcnow,
+)
 
 from ..helpers import api_key, load_rules, post_event, run_worker, signed_in
 from .crm_helpers import BREAKOUT, SCRIPT, audited, escaped, page_flash, post
@@ -28,20 +39,43 @@ def _seed(app) -> int:
         session = get_session()
         define_field(session, "plan", "string", label="Plan")
         define_field(session, "seats", "number")
-        contact = Contact(email="ana@example.com", first_name=SCRIPT, last_name=BREAKOUT, phone="+4930123456",
-                          stage=BREAKOUT, score=42, fields={"plan": SCRIPT, "seats": 3},
-                          tags=[ContactTag(tag=BREAKOUT), ContactTag(tag="vip")])
+        contact = Contact(
+            email="ana@example.com",
+            first_name=SCRIPT,
+            last_name=BREAKOUT,
+            phone="+4930123456",
+            stage=BREAKOUT,
+            score=42,
+            fields={"plan": SCRIPT, "seats": 3},
+            tags=[ContactTag(tag=BREAKOUT), ContactTag(tag="vip")],
+        )
         session.add(contact)
         session.flush()
-        session.add(Event(contact_id=contact.id, name="page.viewed", props={"url": SCRIPT, "ref": BREAKOUT},
-                          occurred_at=utcnow() - timedelta(hours=2), processed_at=utcnow()))
-        message = Message(key="m1", contact_id=contact.id, channel="email", template=BREAKOUT, status="failed",
-                          attempts=3, error=f"550 mailbox {SCRIPT} unknown", data={},
-                          created_at=utcnow() - timedelta(hours=1))
+        session.add(
+            Event(
+                contact_id=contact.id,
+                name="page.viewed",
+                props={"url": SCRIPT, "ref": BREAKOUT},
+                occurred_at=utcnow() - timedelta(hours=2),
+                processed_at=utcnow(),
+            )
+        )
+        message = Message(
+            key="m1",
+            contact_id=contact.id,
+            channel="email",
+            template=BREAKOUT,
+            status="failed",
+            attempts=3,
+            error=f"550 mailbox {SCRIPT} unknown",
+            data={},
+            created_at=utcnow() - timedelta(hours=1),
+        )
         session.add(message)
         session.flush()
-        session.add(MessageStatusChange(message_id=message.id, status="failed", detail="550 no such user",
-                                        source="worker"))
+        session.add(
+            MessageStatusChange(message_id=message.id, status="failed", detail="550 no such user", source="worker")
+        )
         record_consent(session, contact.id, "email", True, "form:newsletter", wording=f"Yes, mail me {SCRIPT}")
         session.add(Note(contact_id=contact.id, body=f"called: {BREAKOUT}", author="user:1"))
         session.add(Task(contact_id=contact.id, text=f"Call {SCRIPT}", team="sales"))
@@ -60,8 +94,14 @@ def test_each_search_kind_finds_the_contact_and_pages_follow_their_links(app):
         session.commit()
     viewer = signed_in(app, "viewer")
     link = f'href="/admin/contacts/{cid}"'
-    for by, q in (("email", "ANA@ex"), ("name", "<SCRIPT>al"), ("name", '"><img'), ("phone", "+49 30 12"),
-                  ("tag", "vip"), ("segment", "Big")):
+    for by, q in (
+        ("email", "ANA@ex"),
+        ("name", "<SCRIPT>al"),
+        ("name", '"><img'),
+        ("phone", "+49 30 12"),
+        ("tag", "vip"),
+        ("segment", "Big"),
+    ):
         response = viewer.get("/admin/contacts/", query_string={"by": by, "q": q})
         html = response.get_data(as_text=True)
         assert response.status_code == 200 and link in html, (by, q)
@@ -76,12 +116,15 @@ def test_each_search_kind_finds_the_contact_and_pages_follow_their_links(app):
     assert "Every contact, newest first" in everyone and 'rel="next"' in everyone
 
 
-@pytest.mark.parametrize("query, words", [
-    ({"by": "phone", "q": SCRIPT}, "is not a phone number"),
-    ({"by": "segment", "q": "No such"}, "there is no segment named"),
-    ({"by": "country", "q": "x"}, "cannot search by"),
-    ({"by": "name", "q": "ana", "after": "forged"}, "This page link is damaged or belongs to another search"),
-])
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ({"by": "phone", "q": SCRIPT}, "is not a phone number"),
+        ({"by": "segment", "q": "No such"}, "there is no segment named"),
+        ({"by": "country", "q": "x"}, "cannot search by"),
+        ({"by": "name", "q": "ana", "after": "forged"}, "This page link is damaged or belongs to another search"),
+    ],
+)
 def test_a_bad_search_is_a_400_that_says_why(app, query, words):
     response = signed_in(app, "viewer").get("/admin/contacts/", query_string=query)
     html = response.get_data(as_text=True)
@@ -106,8 +149,16 @@ def test_the_contact_page_shows_everything_escaped(app):
     response = signed_in(app, "viewer").get(f"/admin/contacts/{cid}")
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    escaped(html, SCRIPT, BREAKOUT, f"550 mailbox {SCRIPT} unknown", f"Yes, mail me {SCRIPT}", f"Call {SCRIPT}",
-            f"called: {BREAKOUT}", json.dumps(SCRIPT)[1:-1])
+    escaped(
+        html,
+        SCRIPT,
+        BREAKOUT,
+        f"550 mailbox {SCRIPT} unknown",
+        f"Yes, mail me {SCRIPT}",
+        f"Call {SCRIPT}",
+        f"called: {BREAKOUT}",
+        json.dumps(SCRIPT)[1:-1],
+    )
     assert ">42<" in html and "form:newsletter" in html and "page.viewed" in html and "550 no such user" in html
     for section in ("Profile", "Consent", "Ledger", "Journeys", "Timeline"):
         assert f">{section}</h" in html
@@ -134,7 +185,9 @@ def test_an_unknown_contact_is_a_404_that_says_so(app):
     for cid in (999, 99999999999999999999):
         response = viewer.get(f"/admin/contacts/{cid}")
         assert response.status_code == 404
-        assert f"There is no contact with id {cid}; it may have been erased or merged." in response.get_data(as_text=True)
+        assert f"There is no contact with id {cid}; it may have been erased or merged." in response.get_data(
+            as_text=True
+        )
 
 
 # -- editing -----------------------------------------------------------------------------------------------------
@@ -142,8 +195,10 @@ def _form(client, cid) -> dict[str, str]:
     """The profile form's fields with their current values, as a browser would send them back."""
     html = client.get(f"/admin/contacts/{cid}").get_data(as_text=True)
     form = html.split(f'action="/admin/contacts/{cid}"')[1].split("</form>")[0]
-    values = {m.group(1): m.group(2) for m in re.finditer(r'<input id="f-[^"]+" name="([^"]+)" type="\w+" value="([^"]*)"',
-                                                           form)}
+    values = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r'<input id="f-[^"]+" name="([^"]+)" type="\w+" value="([^"]*)"', form)
+    }
     from html import unescape
 
     return {k: unescape(v) for k, v in values.items()}
@@ -157,8 +212,10 @@ def test_an_editor_edits_fields_and_the_change_is_validated_audited_and_announce
     form.update({"first_name": "Ana", "field.seats": "12", "tags": "vip; gold", "score": "7"})
     response = post(editor, f"/admin/contacts/{cid}", **form)
     assert response.status_code == 302
-    assert page_flash(editor.get(response.headers["Location"]).get_data(as_text=True)) == \
-        "Saved: First name, Score, Tags, seats."
+    assert (
+        page_flash(editor.get(response.headers["Location"]).get_data(as_text=True))
+        == "Saved: First name, Score, Tags, seats."
+    )
     with app.app_context():
         session = get_session()
         contact = session.get(Contact, cid)
@@ -171,16 +228,19 @@ def test_an_editor_edits_fields_and_the_change_is_validated_audited_and_announce
     assert audited(app, "contact.updated")[0].actor.startswith("user:")
 
 
-@pytest.mark.parametrize("change, status, field, words", [
-    ({"email": "not an address"}, 422, "email", "is not a valid address"),
-    ({"email": "", "external_id": ""}, 422, "email", "a contact keeps an email or an external_id"),
-    ({"email": "taken@example.com"}, 409, "email", "already belongs to contact"),
-    ({"phone": "12"}, 422, "phone", "is not"),
-    ({"timezone": "Mars/Base"}, 422, "timezone", "timezone"),
-    ({"score": "lots"}, 422, "score", "is not an integer"),
-    ({"field.seats": "many"}, 422, "field.seats", "is not a number"),
-    ({"first_name": "two\nlines"}, 422, "first_name", "must be one line"),
-])
+@pytest.mark.parametrize(
+    "change, status, field, words",
+    [
+        ({"email": "not an address"}, 422, "email", "is not a valid address"),
+        ({"email": "", "external_id": ""}, 422, "email", "a contact keeps an email or an external_id"),
+        ({"email": "taken@example.com"}, 409, "email", "already belongs to contact"),
+        ({"phone": "12"}, 422, "phone", "is not"),
+        ({"timezone": "Mars/Base"}, 422, "timezone", "timezone"),
+        ({"score": "lots"}, 422, "score", "is not an integer"),
+        ({"field.seats": "many"}, 422, "field.seats", "is not a number"),
+        ({"first_name": "two\nlines"}, 422, "first_name", "must be one line"),
+    ],
+)
 def test_a_bad_change_is_refused_at_its_field_and_nothing_is_saved(app, change, status, field, words):
     cid = _seed(app)
     with app.app_context():
@@ -202,8 +262,9 @@ def test_saving_an_unchanged_form_changes_nothing(app):
     cid = _seed(app)
     editor = signed_in(app, "editor")
     response = post(editor, f"/admin/contacts/{cid}", **_form(editor, cid))
-    assert response.status_code == 302 and "Nothing changed." in page_flash(editor.get(f"/admin/contacts/{cid}")
-                                                                            .get_data(as_text=True))
+    assert response.status_code == 302 and "Nothing changed." in page_flash(
+        editor.get(f"/admin/contacts/{cid}").get_data(as_text=True)
+    )
     assert audited(app, "contact.updated") == []
 
 
@@ -244,7 +305,9 @@ def test_an_admin_exports_what_the_api_exports(app, client):
     assert response.headers["Content-Disposition"] == f'attachment; filename="contact-{cid}.json"'
     assert response.headers["Cache-Control"] == "no-store"
     mine = json.loads(response.get_data(as_text=True))
-    theirs = client.get(f"/api/v1/contacts/{cid}/export", headers={"Authorization": f"Bearer {api_key(app, 'admin')}"}).json
+    theirs = client.get(
+        f"/api/v1/contacts/{cid}/export", headers={"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    ).json
     drop = ("exported_at", "audit")  # the moment, and the export audit entries themselves
     assert {k: v for k, v in mine.items() if k not in drop} == {k: v for k, v in theirs.items() if k not in drop}
     assert mine["contact"]["first_name"] == SCRIPT and mine["consents"][0]["wording"] == f"Yes, mail me {SCRIPT}"
@@ -257,9 +320,18 @@ def test_erasing_asks_names_the_consequences_and_needs_the_tick(app):
     assert editor.get(f"/admin/contacts/{cid}/erase").status_code == 403
     assert post(editor, f"/admin/contacts/{cid}/erase", confirm="yes").status_code == 403
     page = admin.get(f"/admin/contacts/{cid}/erase").get_data(as_text=True)
-    for words in ("This cannot be undone", "1 event(s)", "1 consent record(s)", "1 note(s)", "1 task(s)",
-                  "2 tag(s)", "1 message(s), for delivery statistics, without recipient",
-                  "a salted hash of the email", "a salted hash of the phone", "Export the contact first"):
+    for words in (
+        "This cannot be undone",
+        "1 event(s)",
+        "1 consent record(s)",
+        "1 note(s)",
+        "1 task(s)",
+        "2 tag(s)",
+        "1 message(s), for delivery statistics, without recipient",
+        "a salted hash of the email",
+        "a salted hash of the phone",
+        "Export the contact first",
+    ):
         assert words in page, words
     escaped(page, SCRIPT)
     refused = post(admin, f"/admin/contacts/{cid}/erase")

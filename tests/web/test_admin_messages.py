@@ -1,6 +1,7 @@
 """The Messages area through the test client: failed, unknown and retrying sends with errors, tries and history,
 filtered by channel, rule and time; resend (one or the chosen ones: the engine's ``resend``, as the CLI and API)
 delivered to a real SMTP server; failing events and journeys with unpark — roles, CSRF, bad input, escaping."""
+
 from __future__ import annotations
 
 import re
@@ -55,9 +56,17 @@ def _rows(app, *specs) -> list[int]:
         session.flush()
         ids = []
         for i, (status, attempts, channel, template, age, rule) in enumerate(specs):
-            msg = Message(key=f"k{i}", contact_id=contact.id, channel=channel, template=template, status=status,
-                          attempts=attempts, error=f"error {i} {SCRIPT}" if status != "sent" else None,
-                          data={"rule": rule} if rule else {}, created_at=utcnow() - age)
+            msg = Message(
+                key=f"k{i}",
+                contact_id=contact.id,
+                channel=channel,
+                template=template,
+                status=status,
+                attempts=attempts,
+                error=f"error {i} {SCRIPT}" if status != "sent" else None,
+                data={"rule": rule} if rule else {},
+                created_at=utcnow() - age,
+            )
             session.add(msg)
             session.flush()
             ids.append(msg.id)
@@ -72,15 +81,20 @@ def _listed(html) -> list[int]:
 def test_the_list_shows_what_needs_a_look_and_filters_by_status_channel_rule_and_time(app):
     day = timedelta(days=1)
     failed, unknown, retrying, sent, waiting, sms_failed, old = _rows(
-        app, ("failed", 3, "email", BREAKOUT, timedelta(0), 7), ("unknown", 1, "email", "b", timedelta(0), 7),
-        ("pending", 2, "email", "c", timedelta(0), 8), ("sent", 1, "email", "d", timedelta(0), 7),
-        ("pending", 0, "email", "e", timedelta(0), 7), ("failed", 1, "sms", "f", day, None),
-        ("failed", 1, "email", "g", 10 * day, 7))
+        app,
+        ("failed", 3, "email", BREAKOUT, timedelta(0), 7),
+        ("unknown", 1, "email", "b", timedelta(0), 7),
+        ("pending", 2, "email", "c", timedelta(0), 8),
+        ("sent", 1, "email", "d", timedelta(0), 7),
+        ("pending", 0, "email", "e", timedelta(0), 7),
+        ("failed", 1, "sms", "f", day, None),
+        ("failed", 1, "email", "g", 10 * day, 7),
+    )
     viewer = signed_in(app, "viewer")
     html = viewer.get("/admin/messages/").get_data(as_text=True)
     assert _listed(html) == [old, sms_failed, retrying, unknown, failed]
     escaped(html, BREAKOUT, f"error 0 {SCRIPT}")
-    assert "aria-label=\"Resend message" not in html and "Resend the chosen" not in html  # a viewer reads
+    assert 'aria-label="Resend message' not in html and "Resend the chosen" not in html  # a viewer reads
     query = lambda **q: _listed(viewer.get("/admin/messages/", query_string=q).get_data(as_text=True))  # noqa: E731
     assert query(status="failed") == [old, sms_failed, failed]
     assert query(status="unknown") == [unknown] and query(status="retrying") == [retrying]
@@ -93,10 +107,15 @@ def test_the_list_shows_what_needs_a_look_and_filters_by_status_channel_rule_and
     assert query(status="parked") == []  # only failing events and journeys
 
 
-@pytest.mark.parametrize("query, words", [({"status": "bounced"}, "status &#39;bounced&#39; is not one of"),
-                                          ({"rule": "Thanks"}, "is not a rule id"),
-                                          ({"since": "yesterday"}, "is not a date; use YYYY-MM-DD"),
-                                          ({"after": "forged"}, "This page link is damaged")])
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ({"status": "bounced"}, "status &#39;bounced&#39; is not one of"),
+        ({"rule": "Thanks"}, "is not a rule id"),
+        ({"since": "yesterday"}, "is not a date; use YYYY-MM-DD"),
+        ({"after": "forged"}, "This page link is damaged"),
+    ],
+)
 def test_a_bad_filter_is_a_400_that_says_why(app, query, words):
     response = signed_in(app, "viewer").get("/admin/messages/", query_string=query)
     assert response.status_code == 400 and words in response.get_data(as_text=True)
@@ -120,16 +139,22 @@ def test_resending_a_failed_message_delivers_it_to_the_smtp_server(app, client, 
     response = post(editor, "/admin/messages/resend", one=str(message_id), status="", channel="email")
     assert response.status_code == 302 and response.headers["Location"].endswith("/admin/messages/?channel=email")
     assert f"1 message(s) queued to be sent again: #{message_id}." in page_flash(
-        editor.get(response.headers["Location"]).get_data(as_text=True))
+        editor.get(response.headers["Location"]).get_data(as_text=True)
+    )
     run_worker(app)
     delivered = smtp_server.wait_for(1)
     assert [m["To"] for m in delivered] == ["bea@example.com"] and delivered[0]["Subject"] == "Thanks"
     with app.app_context():
         session = get_session()
         assert session.get(Message, message_id).status == "sent"
-        history = [(h.status, h.source, h.detail) for h in session.scalars(
-            select(MessageStatusChange).where(MessageStatusChange.message_id == message_id)
-            .order_by(MessageStatusChange.id))]
+        history = [
+            (h.status, h.source, h.detail)
+            for h in session.scalars(
+                select(MessageStatusChange)
+                .where(MessageStatusChange.message_id == message_id)
+                .order_by(MessageStatusChange.id)
+            )
+        ]
     assert history[-2][:2] == ("pending", "operator") and history[-2][2].startswith("resend requested by user:")
     assert history[-1][0] == "sent"
     entry = audited(app, "messages.resent")[0]
@@ -137,16 +162,20 @@ def test_resending_a_failed_message_delivers_it_to_the_smtp_server(app, client, 
 
 
 def test_resending_the_chosen_messages_is_all_or_nothing(app):
-    failed, unknown, sent = _rows(app, ("failed", 3, "email", "a", timedelta(0), None),
-                                  ("unknown", 1, "email", "b", timedelta(0), None),
-                                  ("sent", 1, "email", "c", timedelta(0), None))
+    failed, unknown, sent = _rows(
+        app,
+        ("failed", 3, "email", "a", timedelta(0), None),
+        ("unknown", 1, "email", "b", timedelta(0), None),
+        ("sent", 1, "email", "c", timedelta(0), None),
+    )
     editor, viewer = signed_in(app, "editor"), signed_in(app, "viewer")
     assert post(viewer, "/admin/messages/resend", selected=[str(failed)]).status_code == 403
     assert post(editor, "/admin/messages/resend", csrf=False, selected=[str(failed)]).status_code == 400
     refused = post(editor, "/admin/messages/resend", selected=[str(failed), str(sent)])
     assert refused.status_code == 409
-    assert f"Nothing was resent: message {sent} is sent: only failed or unknown messages can be resent" in \
-        page_flash(refused.get_data(as_text=True))
+    assert f"Nothing was resent: message {sent} is sent: only failed or unknown messages can be resent" in page_flash(
+        refused.get_data(as_text=True)
+    )
     assert post(editor, "/admin/messages/resend", selected=["999999"]).status_code == 404
     assert post(editor, "/admin/messages/resend", selected=["one"]).status_code == 400
     assert post(editor, "/admin/messages/resend").status_code == 422
@@ -157,7 +186,10 @@ def test_resending_the_chosen_messages_is_all_or_nothing(app):
     with app.app_context():
         session = get_session()
         assert [(m.status, m.attempts) for m in session.scalars(select(Message).order_by(Message.id))] == [
-            ("pending", 0), ("pending", 0), ("sent", 1)]
+            ("pending", 0),
+            ("pending", 0),
+            ("sent", 1),
+        ]
 
 
 def test_failing_events_and_journeys_are_listed_and_unparked(app):
@@ -166,10 +198,24 @@ def test_failing_events_and_journeys_are_listed_and_unparked(app):
         contact = Contact(email="dee@example.com", fields={})
         session.add(contact)
         session.flush()
-        event = Event(contact_id=contact.id, name=f"odd.{SCRIPT}", props={}, attempts=5, error=f"boom {SCRIPT}",
-                      parked_at=utcnow())
-        journey = Enrolment(contact_id=contact.id, rule_id=1, version_id=1, pc=2, state=EnrolmentState.PARKED,
-                            entered=0, attempts=5, error="render failed")
+        event = Event(
+            contact_id=contact.id,
+            name=f"odd.{SCRIPT}",
+            props={},
+            attempts=5,
+            error=f"boom {SCRIPT}",
+            parked_at=utcnow(),
+        )
+        journey = Enrolment(
+            contact_id=contact.id,
+            rule_id=1,
+            version_id=1,
+            pc=2,
+            state=EnrolmentState.PARKED,
+            entered=0,
+            attempts=5,
+            error="render failed",
+        )
         session.add_all([event, journey])
         session.commit()
         event_id, journey_id = event.id, journey.id
@@ -188,5 +234,7 @@ def test_failing_events_and_journeys_are_listed_and_unparked(app):
     post(editor, "/admin/messages/unpark", all="yes")
     with app.app_context():
         assert get_session().get(Enrolment, journey_id).state == EnrolmentState.ACTIVE
-    assert [e.detail for e in audited(app, "work.unparked")] == [{"events": 1, "journeys": 0},
-                                                                 {"events": 0, "journeys": 1}]
+    assert [e.detail for e in audited(app, "work.unparked")] == [
+        {"events": 1, "journeys": 0},
+        {"events": 0, "journeys": 1},
+    ]

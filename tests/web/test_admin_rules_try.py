@@ -1,6 +1,7 @@
-""""Try it" through the test client: a made-up contact and a timeline run through the real simulation show sends,
+""" "Try it" through the test client: a made-up contact and a timeline run through the real simulation show sends,
 waits, branches and suppressions with their reasons; bad input says what is wrong; a try kept as a test case runs
 again on every save, and a failing case is flagged."""
+
 from __future__ import annotations
 
 import html
@@ -32,15 +33,24 @@ START = '{"at": "2026-03-02T09:00:00Z", "event": "form.submitted", "props": {"pl
 
 
 def _try(client, url="/admin/rules/try", source=ONBOARDING, **form):
-    fields = {"fields": "email = ana@example.com\nphone = +4915112345678\nfirst_name = Ana", "tags": "",
-              "timezone": "Europe/Berlin", "consent_email": "granted", "consent_sms": "", "timeline": START, **form}
+    fields = {
+        "fields": "email = ana@example.com\nphone = +4915112345678\nfirst_name = Ana",
+        "tags": "",
+        "timezone": "Europe/Berlin",
+        "consent_email": "granted",
+        "consent_sms": "",
+        "timeline": START,
+        **form,
+    }
     return _form(client, url, hx=True, source=source, **fields)
 
 
 def _lines(response) -> list[str]:
     text = response.get_data(as_text=True)
-    return [" ".join(html.unescape(re.sub(r"<[^>]+>", " ", item)).split())
-            for item in re.findall(r'<li class="try-line[^"]*">(.*?)</li>', text, re.S)]
+    return [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", " ", item)).split())
+        for item in re.findall(r'<li class="try-line[^"]*">(.*?)</li>', text, re.S)
+    ]
 
 
 def test_a_try_shows_sends_waits_branches_and_suppressions_with_their_reasons(app):
@@ -59,8 +69,9 @@ def test_a_try_shows_sends_waits_branches_and_suppressions_with_their_reasons(ap
     plain = _lines(_try(editor))
     assert '2026-03-03 09:00:00 UTC branch took `else` because `has tag "vip"` was false' in plain
     suppressed = [line for line in plain if " suppressed " in line]
-    assert len(suppressed) == 1 and suppressed[0].startswith("2026-03-03 09:00:00 UTC suppressed did not send sms "
-                                                            "reminder: ")
+    assert len(suppressed) == 1 and suppressed[0].startswith(
+        "2026-03-03 09:00:00 UTC suppressed did not send sms reminder: "
+    )
     # revoked email consent: even the welcome is suppressed
     revoked = _lines(_try(editor, consent_email="revoked"))
     assert not any(" send sent email welcome" in line for line in revoked)
@@ -85,8 +96,10 @@ def test_bad_tries_say_what_is_wrong_and_where(app):
         ({"timezone": "Mars/Olympus"}, "time zone: 'Mars/Olympus' is not a time zone"),
         ({"consent_email": "maybe"}, "consent for email: choose granted, revoked or not recorded"),
         ({"timeline": START + "\n{oops"}, "timeline:2: not valid JSON"),
-        ({"timeline": '{"at": "2026-03-02 09:00", "event": "form.submitted"}'}, "timeline:1: '2026-03-02 09:00' has no "
-                                                                               "time zone"),
+        (
+            {"timeline": '{"at": "2026-03-02 09:00", "event": "form.submitted"}'},
+            "timeline:1: '2026-03-02 09:00' has no time zone",
+        ),
         ({"timeline": ""}, "the timeline is empty"),
         ({"source": ONBOARDING.replace("wait 1d", "wait 1")}, "The rule does not check, so it cannot run: "),
     ]
@@ -99,8 +112,10 @@ def test_bad_tries_say_what_is_wrong_and_where(app):
 
 def test_the_sample_timeline_starts_with_the_trigger_and_each_awaited_event(app):
     editor = signed_in(app, "editor")
-    rule = ('rule "Trial"\nwhen trial.started then\n  wait for order.paid up to 3d then\n    stop\n  end\n'
-            '  send email welcome\nend\n')
+    rule = (
+        'rule "Trial"\nwhen trial.started then\n  wait for order.paid up to 3d then\n    stop\n  end\n'
+        "  send email welcome\nend\n"
+    )
     answer = _form(editor, "/admin/rules/sample", hx=True, source=rule)
     text = html.unescape(re.search(r"<textarea[^>]*>(.*?)</textarea>", answer.get_data(as_text=True), re.S).group(1))
     events = [json.loads(line) for line in text.splitlines()]
@@ -112,13 +127,18 @@ def test_a_kept_test_case_runs_on_every_save_and_a_failing_one_is_flagged(app):
     from server.models import Template
 
     with app.app_context():  # saving checks the instance's templates (a try assumes every one exists)
-        get_session().add_all([Template(channel="email", name="vip_offer", parts={"subject": "x", "txt": "y"}),
-                               Template(channel="sms", name="reminder", parts={"txt": "y"})])
+        get_session().add_all(
+            [
+                Template(channel="email", name="vip_offer", parts={"subject": "x", "txt": "y"}),
+                Template(channel="sms", name="reminder", parts={"txt": "y"}),
+            ]
+        )
         get_session().commit()
     editor = signed_in(app, "editor")
     assert _form(editor, "/admin/rules/new", source=ONBOARDING).status_code == 302
-    assert _page_flash(editor, "/admin/rules/") == ["Saved v1 of 'Onboarding' as a draft (1 warning(s)); it runs "
-                                                    "once you activate it."]  # `send sms` without quiet hours
+    assert _page_flash(editor, "/admin/rules/") == [
+        "Saved v1 of 'Onboarding' as a draft (1 warning(s)); it runs once you activate it."
+    ]  # `send sms` without quiet hours
     with app.app_context():
         rule_id = get_session().scalar(select(Rule.id))
     kept = _try(editor, f"/admin/rules/{rule_id}/tests", tags="vip", case_name="VIP gets the offer")
@@ -127,8 +147,10 @@ def test_a_kept_test_case_runs_on_every_save_and_a_failing_one_is_flagged(app):
     assert "VIP gets the offer" in kept.get_data(as_text=True) and "passes" in kept.get_data(as_text=True)
     with app.app_context():
         case = get_session().scalar(select(RuleTest))
-        assert [(s["channel"], s["template"], s["at"]) for s in case.expected] == \
-            [("email", "welcome", "2026-03-02T09:00:00Z"), ("email", "vip_offer", "2026-03-03T09:00:00Z")]
+        assert [(s["channel"], s["template"], s["at"]) for s in case.expected] == [
+            ("email", "welcome", "2026-03-02T09:00:00Z"),
+            ("email", "vip_offer", "2026-03-03T09:00:00Z"),
+        ]
         assert case.contact["tags"] == ["vip"] and case.timeline == START
     twice = _try(editor, f"/admin/rules/{rule_id}/tests", case_name="VIP gets the offer")
     assert twice.status_code == 422 and "exists already" in _flash(twice)[0]
@@ -137,9 +159,11 @@ def test_a_kept_test_case_runs_on_every_save_and_a_failing_one_is_flagged(app):
     assert _form(editor, f"/admin/rules/{rule_id}", source=ONBOARDING.replace("wait 1d", "wait 2d")).status_code == 302
     flashes = _page_flash(editor, f"/admin/rules/{rule_id}")
     assert flashes[0].startswith("Saved v2 of 'Onboarding' as a draft")
-    assert flashes[1] == ("Test case 'VIP gets the offer' fails: expected email vip_offer to contact at "
-                          "2026-03-03T09:00:00Z, not sent; sent email vip_offer to contact at 2026-03-04T09:00:00Z, "
-                          "not expected")
+    assert flashes[1] == (
+        "Test case 'VIP gets the offer' fails: expected email vip_offer to contact at "
+        "2026-03-03T09:00:00Z, not sent; sent email vip_offer to contact at 2026-03-04T09:00:00Z, "
+        "not expected"
+    )
     page = editor.get(f"/admin/rules/{rule_id}").get_data(as_text=True)
     assert "fails" in page and "not expected" in page
     with app.app_context():

@@ -1,5 +1,6 @@
 """The admin shell: one layout with navigation, the signed-in person and a flash area; htmx with CSRF;
 a strict Content-Security-Policy; escaped output; the dashboard's figures."""
+
 from __future__ import annotations
 
 import json
@@ -97,16 +98,22 @@ def test_an_htmx_post_without_the_csrf_token_is_refused_and_with_it_passes(app):
         assert check_password(get_session().query(User).filter_by(email="vic@example.com").one(), NEW_PASSWORD)
     # the result reaches the next htmx answer as the nudge:flash event
     assert _flash_event(client.get("/admin/account", headers=HX)) == [
-        {"category": "success", "text": "Your password was changed."}]
+        {"category": "success", "text": "Your password was changed."}
+    ]
 
 
 def test_an_htmx_error_carries_its_message_for_the_alert_area(app):
     client = signed_in(app, "viewer")
-    wrong = client.post("/admin/account", data={"current_password": "nope", "new_password": NEW_PASSWORD,
-                                                "repeat": NEW_PASSWORD}, headers={**HX, "X-CSRF-Token": client.csrf})
+    wrong = client.post(
+        "/admin/account",
+        data={"current_password": "nope", "new_password": NEW_PASSWORD, "repeat": NEW_PASSWORD},
+        headers={**HX, "X-CSRF-Token": client.csrf},
+    )
     assert wrong.status_code == 422
-    assert _flash_event(wrong)[0] == {"category": "error",
-                                      "text": "Your password was not changed: This is not your current password."}
+    assert _flash_event(wrong)[0] == {
+        "category": "error",
+        "text": "Your password was not changed: This is not your current password.",
+    }
 
 
 def test_a_signed_out_htmx_request_is_sent_to_sign_in_from_the_page_it_came_from(app):
@@ -117,13 +124,22 @@ def test_a_signed_out_htmx_request_is_sent_to_sign_in_from_the_page_it_came_from
 
 def test_full_pages_show_results_as_status_and_errors_as_alerts(app):
     client = signed_in(app, "viewer")
-    client.post("/admin/account", data={"csrf_token": client.csrf, "current_password": PASSWORD,
-                                        "new_password": NEW_PASSWORD, "repeat": NEW_PASSWORD})
+    client.post(
+        "/admin/account",
+        data={
+            "csrf_token": client.csrf,
+            "current_password": PASSWORD,
+            "new_password": NEW_PASSWORD,
+            "repeat": NEW_PASSWORD,
+        },
+    )
     html = client.get("/admin/account").get_data(as_text=True)
     status = re.search(r'<div id="flash-status" role="status">(.*?)</div>', html, re.S).group(1)
     assert "Your password was changed." in status
-    wrong = client.post("/admin/account", data={"csrf_token": client.csrf, "current_password": "nope",
-                                                "new_password": "x", "repeat": "x"})
+    wrong = client.post(
+        "/admin/account",
+        data={"csrf_token": client.csrf, "current_password": "nope", "new_password": "x", "repeat": "x"},
+    )
     alert = re.search(r'<div id="flash-alert" role="alert">(.*?)</div>', wrong.get_data(as_text=True), re.S).group(1)
     assert "This is not your current password." in alert
 
@@ -156,14 +172,28 @@ def _messages(app, *rows):
     with app.app_context():
         session = get_session()
         for i, (status, age) in enumerate(rows):
-            session.add(Message(key=f"m{i}", channel="email", template="t", status=status, data={},
-                                created_at=utcnow() - age, attempts=0))
+            session.add(
+                Message(
+                    key=f"m{i}",
+                    channel="email",
+                    template="t",
+                    status=status,
+                    data={},
+                    created_at=utcnow() - age,
+                    attempts=0,
+                )
+            )
         session.commit()
 
 
 def test_the_dashboard_shows_the_oldest_pending_sends_age_and_failed_work(app):
-    _messages(app, ("pending", timedelta(hours=2, minutes=5)), ("pending", timedelta(minutes=1)),
-              ("failed", timedelta(days=1)), ("unknown", timedelta(days=1)))
+    _messages(
+        app,
+        ("pending", timedelta(hours=2, minutes=5)),
+        ("pending", timedelta(minutes=1)),
+        ("failed", timedelta(days=1)),
+        ("unknown", timedelta(days=1)),
+    )
     html = signed_in(app, "viewer").get("/admin/").get_data(as_text=True)
     figure = re.search(r"Oldest pending send</dt>\s*<dd>([^<]+)</dd>", html).group(1)
     assert figure == "2 h 5 min"
@@ -211,8 +241,11 @@ def test_every_control_on_every_admin_page_has_a_label(app):
     make_user(app, "other@example.com", role="viewer")
     with app.app_context():
         other = get_session().query(User).filter_by(email="other@example.com").one().id
-    pages = [*_admin_pages(app, client), (f"/admin/users/{other}", client.get(f"/admin/users/{other}")),
-             ("/admin/login", app.test_client().get("/admin/login"))]
+    pages = [
+        *_admin_pages(app, client),
+        (f"/admin/users/{other}", client.get(f"/admin/users/{other}")),
+        ("/admin/login", app.test_client().get("/admin/login")),
+    ]
     seen = 0
     for url, response in pages:
         parser = _Controls()

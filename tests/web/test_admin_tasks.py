@@ -1,10 +1,11 @@
 """The Tasks inbox through the test client: tasks from rules' ``task`` steps by team, assigned to users, due dates,
 marked done exactly as ``nudge tasks --done`` does; the team's ``notify`` notifications — roles, CSRF, bad input,
 escaping, htmx rows."""
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from ..helpers import api_key, load_rules, make_user, post_event, run_worker, si
 from .crm_helpers import BREAKOUT, SCRIPT, audited, escaped, flash_of, page_flash, post
 
 QUOTED = BREAKOUT.replace('"', '\\"')  # as a string in the rules language
-RULES = f'''rule "Hand-off"
+RULES = f"""rule "Hand-off"
 when form.submitted then
   task "Call {{{{ contact.email }}}} {SCRIPT}" for "sales" due 1d
   notify "sales" "Hot lead {QUOTED}"
@@ -26,7 +27,7 @@ rule "Ops"
 when order.paid then
   task "Check the order" for "ops"
 end
-'''
+"""
 
 
 @pytest.fixture
@@ -82,8 +83,10 @@ def test_marking_a_task_done_is_what_nudge_tasks_done_does(app, client, runner, 
     # the CLI's own close writes the same audit entry
     assert runner.invoke(["tasks", "--done", str(tasks["ops"])]).output == f"task {tasks['ops']} done\n"
     entries = audited(app, "task.updated")
-    assert [(e.actor[:5], e.detail) for e in entries] == [("user:", {"changed": ["status"]}),
-                                                           ("cli", {"changed": ["status"]})]
+    assert [(e.actor[:5], e.detail) for e in entries] == [
+        ("user:", {"changed": ["status"]}),
+        ("cli", {"changed": ["status"]}),
+    ]
     done = editor.get("/admin/tasks/?show=done").get_data(as_text=True)
     assert sorted(_rows(done)) == sorted(tasks.values())
 
@@ -112,16 +115,21 @@ def test_assigning_and_due_dates(app, client, smtp_server):
 
     moved = post(editor, f"/admin/tasks/{tasks['ops']}/due", due_at="2031-02-03T04:05")
     assert moved.status_code == 302 and moved.headers["Location"].endswith("/admin/tasks/")
-    assert f"Task {tasks['ops']} is due 2031-02-03 04:05 UTC." in page_flash(editor.get("/admin/tasks/")
-                                                                            .get_data(as_text=True))
+    assert f"Task {tasks['ops']} is due 2031-02-03 04:05 UTC." in page_flash(
+        editor.get("/admin/tasks/").get_data(as_text=True)
+    )
     with app.app_context():
-        assert get_session().get(Task, tasks["ops"]).due_at == datetime(2031, 2, 3, 4, 5, tzinfo=timezone.utc)
+        assert get_session().get(Task, tasks["ops"]).due_at == datetime(2031, 2, 3, 4, 5, tzinfo=UTC)
     for bad in ("next week", "1999-01-01T00:00"):
         assert post(editor, f"/admin/tasks/{tasks['ops']}/due", hx=True, due_at=bad).status_code == 422
     cleared = post(editor, f"/admin/tasks/{tasks['ops']}/due", hx=True, due_at="")
     assert flash_of(cleared) == [f"Task {tasks['ops']} has no due date now."]
     assert [e.detail["changed"] for e in audited(app, "task.updated")] == [
-        ["assigned_to"], ["assigned_to"], ["due_at"], ["due_at"]]
+        ["assigned_to"],
+        ["assigned_to"],
+        ["due_at"],
+        ["due_at"],
+    ]
 
 
 def test_viewers_cannot_change_tasks_and_writes_need_the_csrf_token(app, client, smtp_server):

@@ -1,5 +1,6 @@
 """Users and API keys pages, through the test client: every change works, is audited and reported, and every
 refusal (role, last admin, own account, weak password, bad input) changes nothing and says why."""
+
 from __future__ import annotations
 
 import json
@@ -60,10 +61,16 @@ def test_the_list_shows_each_user_with_role_dates_and_sessions_escaped(app):
     make_user(app, hostile, role="editor")
     signed_in(app, "viewer", email="vera@example.com")
     signed_in_twice = app.test_client()
-    signed_in_twice.post("/admin/login", data={"email": "vera@example.com", "password": PASSWORD,
-                                               "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"',
-                                                                       signed_in_twice.get("/admin/login")
-                                                                       .get_data(as_text=True)).group(1)})
+    signed_in_twice.post(
+        "/admin/login",
+        data={
+            "email": "vera@example.com",
+            "password": PASSWORD,
+            "csrf_token": re.search(
+                r'name="csrf_token" value="([^"]+)"', signed_in_twice.get("/admin/login").get_data(as_text=True)
+            ).group(1),
+        },
+    )
     html = admin.get("/admin/users/").get_data(as_text=True)
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;@example.com" in html
     vera = re.search(r'<tr id="user-\d+">\s*<th scope="row"><a [^>]+>vera@example.com</a>.*?</tr>', html, re.S).group(0)
@@ -75,8 +82,9 @@ def test_the_list_shows_each_user_with_role_dates_and_sessions_escaped(app):
 # -- creating ------------------------------------------------------------------------------------------------
 def test_an_admin_creates_a_user_whose_one_time_password_is_shown_once(app):
     admin = signed_in(app, "admin")
-    response = _post(admin, "/admin/users/new", email="New.Person@Example.com", role="editor",
-                     password_choice="one-time")
+    response = _post(
+        admin, "/admin/users/new", email="New.Person@Example.com", role="editor", password_choice="one-time"
+    )
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     secret = _secret(response)
     assert "User new.person@example.com created as editor." in response.get_data(as_text=True)
@@ -91,10 +99,14 @@ def test_an_admin_creates_a_user_whose_one_time_password_is_shown_once(app):
 def test_a_chosen_password_is_checked_and_a_bad_user_is_not_created(app):
     admin = signed_in(app, "admin", email="boss@example.com")
     for form, said in [
-        ({"email": "x@example.com", "role": "editor", "password_choice": "chosen", "password": "short"},
-         "password refused: it has 5 characters; use at least 12"),
-        ({"email": "x@example.com", "role": "editor", "password_choice": "chosen", "password": ""},
-         "Type the password you chose"),
+        (
+            {"email": "x@example.com", "role": "editor", "password_choice": "chosen", "password": "short"},
+            "password refused: it has 5 characters; use at least 12",
+        ),
+        (
+            {"email": "x@example.com", "role": "editor", "password_choice": "chosen", "password": ""},
+            "Type the password you chose",
+        ),
         ({"email": "not an address", "role": "editor"}, "is not a valid address"),
         ({"email": "boss@example.com", "role": "editor"}, "there is already a user boss@example.com"),
         ({"email": "x@example.com", "role": "owner"}, "role &#39;owner&#39; is not one of viewer, editor, admin"),
@@ -103,8 +115,9 @@ def test_a_chosen_password_is_checked_and_a_bad_user_is_not_created(app):
         assert response.status_code == 422, form
         assert said in response.get_data(as_text=True), form
     assert _user(app, "x@example.com") is None and _audit(app, "user.created") == []
-    created = _post(admin, "/admin/users/new", email="x@example.com", role="viewer", password_choice="chosen",
-                    password=CHOSEN)
+    created = _post(
+        admin, "/admin/users/new", email="x@example.com", role="viewer", password_choice="chosen", password=CHOSEN
+    )
     assert created.status_code == 302 and check_password(_user(app, "x@example.com"), CHOSEN)
 
 
@@ -204,9 +217,13 @@ def test_only_admins_manage_users_and_keys(app, role):
     client = signed_in(app, role)
     make_user(app, "target@example.com", role="viewer")
     uid = _user(app, "target@example.com").id
-    for url, form in [("/admin/users/new", {"email": "n@example.com", "role": "admin"}),
-                      (f"/admin/users/{uid}/role", {"role": "admin"}), (f"/admin/users/{uid}/disable", {}),
-                      (f"/admin/users/{uid}/password", {}), ("/admin/apikeys/", {"scope": "admin"})]:
+    for url, form in [
+        ("/admin/users/new", {"email": "n@example.com", "role": "admin"}),
+        (f"/admin/users/{uid}/role", {"role": "admin"}),
+        (f"/admin/users/{uid}/disable", {}),
+        (f"/admin/users/{uid}/password", {}),
+        ("/admin/apikeys/", {"scope": "admin"}),
+    ]:
         assert _post(client, url, **form).status_code == 403, url
     assert _user(app, "target@example.com").role == "viewer" and _user(app, "n@example.com") is None
     assert _user(app, client.email).role == role  # nobody promotes themselves
@@ -224,7 +241,10 @@ def test_changing_your_own_password_needs_the_current_one_and_ends_your_other_se
     for form, said in [
         ({"current_password": "wrong", "new_password": CHOSEN, "repeat": CHOSEN}, "This is not your current password."),
         ({"current_password": PASSWORD, "new_password": "short", "repeat": "short"}, "Password refused: it has 5"),
-        ({"current_password": PASSWORD, "new_password": CHOSEN, "repeat": CHOSEN + "!"}, "The two new passwords differ."),
+        (
+            {"current_password": PASSWORD, "new_password": CHOSEN, "repeat": CHOSEN + "!"},
+            "The two new passwords differ.",
+        ),
         ({"current_password": PASSWORD, "new_password": PASSWORD, "repeat": PASSWORD}, "the same as the current one"),
     ]:
         response = _post(here, "/admin/account", **form)
@@ -265,10 +285,12 @@ def test_api_keys_are_created_shown_once_listed_without_secrets_and_revoked_at_o
 
 def test_a_key_with_a_bad_scope_or_expiry_is_not_created(app):
     admin = signed_in(app, "admin")
-    for form, said in [({"scope": "root"}, "Choose a scope: ingest, admin."),
-                       ({"scope": "ingest", "expires": "soon"}, "is neither a span like 90d"),
-                       ({"scope": "ingest", "expires": "2001-01-01"}, "is not in the future"),
-                       ({"scope": "ingest", "name": "n" * 256}, "longer than 255 characters")]:
+    for form, said in [
+        ({"scope": "root"}, "Choose a scope: ingest, admin."),
+        ({"scope": "ingest", "expires": "soon"}, "is neither a span like 90d"),
+        ({"scope": "ingest", "expires": "2001-01-01"}, "is not in the future"),
+        ({"scope": "ingest", "name": "n" * 256}, "longer than 255 characters"),
+    ]:
         response = _post(admin, "/admin/apikeys/", **form)
         assert response.status_code == 422 and said in response.get_data(as_text=True), form
     assert _post(admin, "/admin/apikeys/nope/revoke").status_code == 404

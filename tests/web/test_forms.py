@@ -14,8 +14,15 @@ WORDING = 'I want the <b>monthly</b> newsletter & agree to the "privacy" terms.'
 
 
 def make_form(app, **overrides):
-    values = {"slug": "newsletter", "name": "Newsletter", "channel": "email", "wording": WORDING,
-              "double_opt_in": True, "fields": ["first_name"], "tags": ["newsletter"]}
+    values = {
+        "slug": "newsletter",
+        "name": "Newsletter",
+        "channel": "email",
+        "wording": WORDING,
+        "double_opt_in": True,
+        "fields": ["first_name"],
+        "tags": ["newsletter"],
+    }
     values.update(overrides)
     with app.app_context():
         session = get_session()
@@ -68,8 +75,9 @@ def test_single_opt_in_grants_at_once(app, client):
 
 def test_honeypot_submission_stores_nothing_but_looks_fine(app, client):
     make_form(app)
-    response = client.post("/f/newsletter", data={"email": "bot@example.com", "consent": "yes",
-                                                  "website": "http://spam.example"})
+    response = client.post(
+        "/f/newsletter", data={"email": "bot@example.com", "consent": "yes", "website": "http://spam.example"}
+    )
     assert response.status_code == 200
     assert _count(app, Contact) == 0 and _count(app, Message) == 0
 
@@ -77,21 +85,27 @@ def test_honeypot_submission_stores_nothing_but_looks_fine(app, client):
 def test_submissions_are_rate_limited_per_ip(app, client):
     make_form(app, double_opt_in=False)
     app.config["FORM_RATE_LIMIT"] = 3
-    codes = [client.post("/f/newsletter", data={"email": f"r{i}@example.com", "consent": "yes"}).status_code
-             for i in range(4)]
+    codes = [
+        client.post("/f/newsletter", data={"email": f"r{i}@example.com", "consent": "yes"}).status_code
+        for i in range(4)
+    ]
     assert codes == [200, 200, 200, 429]
-    other_ip = client.post("/f/newsletter", data={"email": "r9@example.com", "consent": "yes"},
-                           environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    other_ip = client.post(
+        "/f/newsletter", data={"email": "r9@example.com", "consent": "yes"}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
+    )
     assert other_ip.status_code == 200
     assert _count(app, Contact) == 4
 
 
-@pytest.mark.parametrize("data,field", [
-    ({"email": "not-an-email", "consent": "yes"}, "email"),
-    ({"email": "", "consent": "yes"}, "email"),
-    ({"email": "a@example.com"}, "consent"),
-    ({"email": "a@example.com", "consent": "yes", "is_admin": "1"}, "is_admin"),
-])
+@pytest.mark.parametrize(
+    "data,field",
+    [
+        ({"email": "not-an-email", "consent": "yes"}, "email"),
+        ({"email": "", "consent": "yes"}, "email"),
+        ({"email": "a@example.com"}, "consent"),
+        ({"email": "a@example.com", "consent": "yes", "is_admin": "1"}, "is_admin"),
+    ],
+)
 def test_bad_submissions_are_422_and_store_nothing(app, client, data, field):
     make_form(app)
     response = client.post("/f/newsletter", data=data)
@@ -144,10 +158,14 @@ def test_unknown_form_is_404(client):
 
 def test_forms_api_round_trip(app, client):
     headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
-    made = client.post("/api/v1/forms", json={"slug": "beta", "wording": "Yes please", "fields": ["first_name"]},
-                       headers=headers)
+    made = client.post(
+        "/api/v1/forms", json={"slug": "beta", "wording": "Yes please", "fields": ["first_name"]}, headers=headers
+    )
     assert made.status_code == 201 and made.json["url"].endswith("/f/beta")
     bad = client.post("/api/v1/forms", json={"slug": "gamma", "fields": ["password"]}, headers=headers)
     assert bad.status_code == 422 and bad.json["field"] == "fields[0]"
     assert client.post("/api/v1/forms", json={"slug": "confirm"}, headers=headers).status_code == 422
-    assert client.patch("/api/v1/forms/beta", json={"double_opt_in": False}, headers=headers).json["double_opt_in"] is False
+    assert (
+        client.patch("/api/v1/forms/beta", json={"double_opt_in": False}, headers=headers).json["double_opt_in"]
+        is False
+    )

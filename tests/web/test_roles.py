@@ -3,6 +3,7 @@
 The walk covers every URL rule under /admin and every view declared with ``requires`` elsewhere (plugins'
 pages), GET and POST, with and without ``HX-Request``: an endpoint added later without a declaration fails here.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -69,8 +70,9 @@ def test_each_role_gets_exactly_what_each_endpoint_declares(app):
             if method not in rule.methods:
                 continue
             needed = access.needed(method)
-            assert method == "GET" or needed.allows(Role.EDITOR) or rule.endpoint == "admin.account", \
+            assert method == "GET" or needed.allows(Role.EDITOR) or rule.endpoint == "admin.account", (
                 f"{rule.endpoint}: a viewer may {method} it; only one's own account is writable by viewers"
+            )
             for hx in (False, True):
                 for role, client in clients.items():
                     response = _ask(client, method, url, hx)

@@ -1,5 +1,6 @@
 """Admin sign-in: no open redirect, throttled per account and address, same work for unknown accounts,
 sessions that end on the server, cookie flags and framing headers on every HTML page."""
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,7 @@ def _csrf(client, path="/admin/login"):
 
 
 def _sign_in(client, email, password, query=""):
-    return client.post(f"/admin/login{query}", data={"email": email, "password": password,
-                                                      "csrf_token": _csrf(client)})
+    return client.post(f"/admin/login{query}", data={"email": email, "password": password, "csrf_token": _csrf(client)})
 
 
 @pytest.fixture
@@ -41,11 +41,24 @@ def clock(app):
 
 
 # -- 13: the next parameter -------------------------------------------------------------
-@pytest.mark.parametrize("target", [
-    "/%09/evil.example/", "/%0a/evil.example/", "/%0d%0a/evil.example/", "%09//evil.example/",
-    "/%5Cevil.example/", "/%5C%5Cevil.example/", "//evil.example/", "/%2F/evil.example/", "/%252F%252Fevil.example/",
-    "https://evil.example/", "javascript:alert(1)", "/admin/%0d%0aSet-Cookie:%20x=1", "%2F%2Fevil.example",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/%09/evil.example/",
+        "/%0a/evil.example/",
+        "/%0d%0a/evil.example/",
+        "%09//evil.example/",
+        "/%5Cevil.example/",
+        "/%5C%5Cevil.example/",
+        "//evil.example/",
+        "/%2F/evil.example/",
+        "/%252F%252Fevil.example/",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/admin/%0d%0aSet-Cookie:%20x=1",
+        "%2F%2Fevil.example",
+    ],
+)
 def test_next_never_leads_off_site(app, client, target):
     email, password = _admin(app)
     response = _sign_in(client, email, password, f"?next={target}")
@@ -103,8 +116,9 @@ def test_a_new_password_from_the_cli_ends_every_session_of_that_user(app, client
 
 def test_the_session_cookie_is_lax_httponly_and_secure_only_on_https(app, client, config):
     email, password = _admin(app)
-    header = next(h for h in _sign_in(client, email, password).headers.getlist("Set-Cookie")
-                  if h.startswith("session="))
+    header = next(
+        h for h in _sign_in(client, email, password).headers.getlist("Set-Cookie") if h.startswith("session=")
+    )
     assert "SameSite=Lax" in header and "HttpOnly" in header and "Secure" not in header
     https = create_app({**config, "BASE_URL": "https://nudge.example.com"})
     try:

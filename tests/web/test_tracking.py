@@ -25,13 +25,16 @@ def test_open_pixel_records_a_human_open(app, client, contact_id, public_id, sen
     assert opened.props["template"] == "news"
 
 
-@pytest.mark.parametrize("method,headers,environ,reason", [
-    ("HEAD", HUMAN, {}, "head-request"),
-    ("GET", {"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, {}, "user-agent:barracuda"),
-    ("GET", {"User-Agent": "python-requests/2.31"}, {}, "user-agent:python-"),
-    ("GET", {"User-Agent": ""}, {}, "no-user-agent"),
-    ("GET", HUMAN, {"REMOTE_ADDR": "17.58.100.1"}, "apple-privacy-proxy"),
-])
+@pytest.mark.parametrize(
+    "method,headers,environ,reason",
+    [
+        ("HEAD", HUMAN, {}, "head-request"),
+        ("GET", {"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, {}, "user-agent:barracuda"),
+        ("GET", {"User-Agent": "python-requests/2.31"}, {}, "user-agent:python-"),
+        ("GET", {"User-Agent": ""}, {}, "no-user-agent"),
+        ("GET", HUMAN, {"REMOTE_ADDR": "17.58.100.1"}, "apple-privacy-proxy"),
+    ],
+)
 def test_machine_opens_are_flagged(app, client, public_id, sent_message, method, headers, environ, reason):
     with app.app_context():
         url = open_url(public_id, sent_message)
@@ -47,8 +50,17 @@ def test_open_seconds_after_send_is_a_machine(app, client, contact_id, public_id
 
     with app.app_context():
         session = get_session()
-        session.add(Message(key="fresh", contact_id=contact_id, channel="email", template="t", status="sent",
-                            sent_at=utcnow() - timedelta(seconds=2), data={}))
+        session.add(
+            Message(
+                key="fresh",
+                contact_id=contact_id,
+                channel="email",
+                template="t",
+                status="sent",
+                sent_at=utcnow() - timedelta(seconds=2),
+                data={},
+            )
+        )
         session.commit()
         url = open_url(public_id, "fresh")
     client.get(_path(url), headers=HUMAN)

@@ -15,8 +15,15 @@ from .conftest import HUMAN, events
 
 def send_blocker(app, contact_id, channel, address):
     """What the send-time policy says of a send now (the outbox asks it before every send)."""
-    return blocker(get_session(), app.config, app.extensions["nudge.plugins"].channels, channel,
-                   contact_id=contact_id, address=address, now=int(time.time()))
+    return blocker(
+        get_session(),
+        app.config,
+        app.extensions["nudge.plugins"].channels,
+        channel,
+        contact_id=contact_id,
+        address=address,
+        now=int(time.time()),
+    )
 
 
 def _path(url):

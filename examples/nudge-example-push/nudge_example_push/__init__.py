@@ -1,4 +1,5 @@
 """A push-notification channel for Nudge, shipped as its own package (see docs/plugins.md)."""
+
 import hmac
 import http.client
 import json
@@ -8,8 +9,18 @@ from urllib.parse import urlsplit
 from flask import Blueprint, request
 
 from server.hookspecs import hookimpl
-from server.sdk import (CONSENT_GRANTED, UNSUBSCRIBE_PROVIDER, Channel, ChannelError, SendResult, channel,
-                        parse_json, problem, record_consent, record_status)
+from server.sdk import (
+    CONSENT_GRANTED,
+    UNSUBSCRIBE_PROVIDER,
+    Channel,
+    ChannelError,
+    SendResult,
+    channel,
+    parse_json,
+    problem,
+    record_consent,
+    record_status,
+)
 
 from .signals import register_condition_functions, register_triggers  # noqa: F401 - hooks of this plugin too
 
@@ -49,8 +60,11 @@ class PushChannel(Channel):
             with self.batch():
                 return self.send(message)
         body = json.dumps({"to": message.to, "title": message.parts.get("title", ""), "body": message.text})
-        headers = {"Content-Type": "application/json", "Idempotency-Key": message.key,
-                   "Authorization": f"Bearer {self.config.get('PUSH_API_KEY') or ''}"}
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.key,
+            "Authorization": f"Bearer {self.config.get('PUSH_API_KEY') or ''}",
+        }
         for attempt in (1, 2):  # a kept-alive connection may have gone stale: one fresh try
             try:
                 self._conn.request("POST", "/v1/push", body, headers)
@@ -64,8 +78,11 @@ class PushChannel(Channel):
         if response.status == 429 or response.status >= 500:
             raise ChannelError(f"push gateway busy: HTTP {response.status}")
         if response.status >= 400:
-            raise ChannelError(f"push refused: HTTP {response.status} {reply[:200]!r}", permanent=True,
-                               suppress="invalid_address" if response.status == 410 else None)
+            raise ChannelError(
+                f"push refused: HTTP {response.status} {reply[:200]!r}",
+                permanent=True,
+                suppress="invalid_address" if response.status == 410 else None,
+            )
         return SendResult(provider_id=json.loads(reply)["id"])
 
 
@@ -81,8 +98,9 @@ def report():
         return problem(401, "Unauthorised", "send the NUDGE_PUSH_API_KEY as 'Authorization: Bearer <key>'")
     data = parse_json(request.get_data())
     if data.get("type") == "opted_out":  # by user, not by message: every contact with that external id
-        record_consent("push", data["user"], False, source="push:settings", event="push.opted_out",
-                       receipt=data.get("id"))
+        record_consent(
+            "push", data["user"], False, source="push:settings", event="push.opted_out", receipt=data.get("id")
+        )
     else:
         record_status(channel("push").status(data["type"], provider_id=data["message"]))
     return "", 204

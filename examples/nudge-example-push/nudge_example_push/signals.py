@@ -1,4 +1,5 @@
 """What the app tells Nudge: the events its backend raises, and functions rules may call on their data."""
+
 import re
 
 from server.hookspecs import hookimpl
@@ -15,6 +16,7 @@ class AppEvents(Trigger):
 
 def version_at_least(version, minimum):
     """Whether version text ``2.10.1`` is at least ``2.9``, number by number (``2.10`` > ``2.9``)."""
+
     def numbers(text):
         found = re.match(r"\d+(\.\d+)*", text.strip())
         if found is None:
@@ -26,7 +28,7 @@ def version_at_least(version, minimum):
 
 def email_domain(address):
     """What follows the first ``@``, lowercased: what both SQL forms below give."""
-    return address[address.find("@") + 1:].lower()
+    return address[address.find("@") + 1 :].lower()
 
 
 @hookimpl
@@ -37,10 +39,22 @@ def register_triggers(config):
 @hookimpl
 def register_condition_functions(config):
     return [
-        ConditionFunction("version_at_least", ("string", "string"), "bool", version_at_least,
-                          description="whether an app version is at least the one given"),
-        ConditionFunction("email_domain", ("string",), "string", email_domain,
-                          sql={"sqlite": "lower(substr({0}, instr({0}, '@') + 1))",
-                               "postgresql": "lower(substr({0}, strpos({0}, '@') + 1))"},
-                          description="the domain of an email address, lowercased"),
+        ConditionFunction(
+            "version_at_least",
+            ("string", "string"),
+            "bool",
+            version_at_least,
+            description="whether an app version is at least the one given",
+        ),
+        ConditionFunction(
+            "email_domain",
+            ("string",),
+            "string",
+            email_domain,
+            sql={
+                "sqlite": "lower(substr({0}, instr({0}, '@') + 1))",
+                "postgresql": "lower(substr({0}, strpos({0}, '@') + 1))",
+            },
+            description="the domain of an email address, lowercased",
+        ),
     ]

@@ -4,9 +4,11 @@ Other areas (rules, contacts, messages, tasks) are blueprints of their own made 
 :func:`server.web.access.admin_blueprint` and listed with :func:`server.web.nav.add`; they use the same
 layout (``admin/layout.html``), role declarations and flash area.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint
 

@@ -1,4 +1,5 @@
 """Your account: every signed-in person sees their own details and changes their own password."""
+
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for

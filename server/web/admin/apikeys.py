@@ -3,6 +3,7 @@
 The same functions as ``nudge apikey`` and ``/api/v1/apikeys`` (:mod:`server.apikeys`), audited with the
 signed-in admin as actor.
 """
+
 from __future__ import annotations
 
 from flask import abort, make_response, redirect, render_template, request, url_for
@@ -20,8 +21,9 @@ SCOPES = [(Scope.INGEST.value, "ingest: send events, upsert contacts"), (Scope.A
 
 
 def _page(form: dict[str, str], errors: dict[str, str], status: int = 200):
-    return render_template("admin/apikeys.html", keys=list_keys(get_session()), state=state, form=form,
-                           errors=errors, scopes=SCOPES), status
+    return render_template(
+        "admin/apikeys.html", keys=list_keys(get_session()), state=state, form=form, errors=errors, scopes=SCOPES
+    ), status
 
 
 @bp.get("/apikeys/")
@@ -50,9 +52,16 @@ def apikey_create():
         return _page(form, errors, 422)
     key, row = new_key(get_session(), form["scope"], form["name"], expires_at, actor())
     notify(f"API key {row.prefix} created with scope {row.scope}.")
-    response = make_response(render_template("admin/secret.html", title="API key created",
-                                             subject=row.name or row.prefix, what="API key", secret=key,
-                                             back=url_for("admin.apikeys")))
+    response = make_response(
+        render_template(
+            "admin/secret.html",
+            title="API key created",
+            subject=row.name or row.prefix,
+            what="API key",
+            secret=key,
+            back=url_for("admin.apikeys"),
+        )
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -65,8 +74,12 @@ def apikey_revoke(prefix: str):
     if row is None:
         abort(404, description=f"There is no API key {prefix}.")
     changed = revoke(db, row, actor())
-    notify(f"API key {row.prefix} revoked: it is refused from now on." if changed
-           else f"API key {row.prefix} was revoked already.", "success" if changed else "info")
+    notify(
+        f"API key {row.prefix} revoked: it is refused from now on."
+        if changed
+        else f"API key {row.prefix} was revoked already.",
+        "success" if changed else "info",
+    )
     if is_htmx():
         return render_template("admin/_apikey_row.html", k=row, state=state)
     return redirect(url_for("admin.apikeys"))

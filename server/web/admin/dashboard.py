@@ -1,4 +1,5 @@
 """The dashboard: how much there is, and what needs someone (the oldest waiting send, failing and parked work)."""
+
 from __future__ import annotations
 
 from flask import render_template
@@ -30,7 +31,15 @@ def dashboard():
     links = {status: area_url("messages.index", status=status) for status in ("failed", "unknown", "retrying")}
     links["parked"] = area_url("messages.index", status="parked")
     recent = db.scalars(select(Message).order_by(Message.id.desc()).limit(20)).all()
-    return render_template("admin/dashboard.html", counts=counts, failed=failed, delivery=delivery, engine=engine,
-                           failing=[name for name, info in channels.items() if not info["ok"]], links=links,
-                           problems=problems(channels, delivery, engine), recent=recent,
-                           messages_url=area_url("messages.index"))
+    return render_template(
+        "admin/dashboard.html",
+        counts=counts,
+        failed=failed,
+        delivery=delivery,
+        engine=engine,
+        failing=[name for name, info in channels.items() if not info["ok"]],
+        links=links,
+        problems=problems(channels, delivery, engine),
+        recent=recent,
+        messages_url=area_url("messages.index"),
+    )

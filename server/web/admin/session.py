@@ -1,4 +1,5 @@
 """Signing in and out of the admin area."""
+
 from __future__ import annotations
 
 import math

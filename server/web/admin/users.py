@@ -3,9 +3,11 @@
 Each change is made by :mod:`server.users` (audited, the last admin kept) and reported in the flash area.
 A change asked for by htmx answers with the user's updated table row; a plain form post goes back to the list.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import abort, make_response, redirect, render_template, request, url_for
 
@@ -59,9 +61,16 @@ def _same_site(url: str | None) -> bool:
 
 def _secret_page(title: str, user: User, secret: str) -> Any:
     """The one page that shows a password: never cached, never stored, never sent again."""
-    response = make_response(render_template("admin/secret.html", title=title, subject=user.email,
-                                             what="one-time password", secret=secret,
-                                             back=url_for("admin.user", user_id=user.id)))
+    response = make_response(
+        render_template(
+            "admin/secret.html",
+            title=title,
+            subject=user.email,
+            what="one-time password",
+            secret=secret,
+            back=url_for("admin.user", user_id=user.id),
+        )
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -95,15 +104,13 @@ def user_new():
                     return _secret_page("User created", user, secret)
                 return redirect(url_for("admin.user", user_id=user.id))
         notify("The user was not created: " + " ".join(errors.values()), "error")
-    return render_template("admin/user_new.html", form=form, errors=errors, roles=ROLE_CHOICES), \
-        422 if errors else 200
+    return render_template("admin/user_new.html", form=form, errors=errors, roles=ROLE_CHOICES), 422 if errors else 200
 
 
 @bp.get("/users/<int:user_id>")
 @requires(Role.ADMIN)
 def user(user_id: int):
-    return render_template("admin/user.html", u=_user(user_id), sessions=_sessions(), roles=ROLE_CHOICES,
-                           me=_me())
+    return render_template("admin/user.html", u=_user(user_id), sessions=_sessions(), roles=ROLE_CHOICES, me=_me())
 
 
 def _change(user_id: int, change: Callable[[User], tuple[str, str]]) -> Any:

@@ -6,6 +6,7 @@ The page shows the profile and custom fields (editors edit them, validated as th
 API's (:func:`server.contacts.export_contact`, :func:`server.contacts.erase_contact`) and, as there, need
 the most trusted role: the API wants an ``admin`` key for them, the UI an ``admin``.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,15 @@ from flask import abort, current_app, make_response, redirect, render_template, 
 from sqlalchemy import select
 
 from ...consent import current_consents
+from ...contact_search import KINDS, search
 from ...contacts import Conflict, InvalidInput, address_channels, clean_contact, definitions, erase_contact
 from ...contacts.editing import MAX_NOTE, add_note, export_for, update_contact
 from ...contacts.lifecycle import held_rows
-from ...contact_search import KINDS, search
 from ...db import get_session
 from ...engine.jobs import enqueue_events
 from ...engine.scope import Scope
 from ...engine.timeutil import to_dt
-from ...models import Consent, Contact, Enrolment, EnrolmentState, FieldDefinition, Rule, Role, Segment, User
+from ...models import Consent, Contact, Enrolment, EnrolmentState, FieldDefinition, Role, Rule, Segment, User
 from ..access import actor, admin_blueprint, current_role, requires
 from ..flash import notify
 from ..nav import add
@@ -32,18 +33,33 @@ from . import paging, timeline
 bp = admin_blueprint("contacts", __name__, url_prefix="/admin/contacts")
 add(bp, "Contacts", "contacts.index", order=30)
 
-SEARCH_KINDS = [("email", "Email (starts with)"), ("name", "Name (first or last, starts with)"),
-                ("phone", "Phone (number or first digits)"), ("tag", "Tag (exactly)"), ("segment", "Segment")]
+SEARCH_KINDS = [
+    ("email", "Email (starts with)"),
+    ("name", "Name (first or last, starts with)"),
+    ("phone", "Phone (number or first digits)"),
+    ("tag", "Tag (exactly)"),
+    ("segment", "Segment"),
+]
 #: the profile form: (name, label, input type, hint)
-STANDARD = [("email", "Email", "email", None), ("first_name", "First name", "text", None),
-            ("last_name", "Last name", "text", None),
-            ("phone", "Phone", "text", "With the country code, e.g. +49 30 123456"),
-            ("external_id", "External id", "text", "Your system's id for the contact"),
-            ("timezone", "Time zone", "text", "IANA name, e.g. Europe/Berlin"),
-            ("locale", "Locale", "text", "e.g. en or de-AT"), ("stage", "Stage", "text", "e.g. lead, customer"),
-            ("score", "Score", "text", "A whole number"), ("tags", "Tags", "text", "Separated by ;")]
-STATE_NAMES = {EnrolmentState.ACTIVE: "active", EnrolmentState.DONE: "done", EnrolmentState.EXITED: "exited",
-               EnrolmentState.HELD: "held", EnrolmentState.PARKED: "parked"}
+STANDARD = [
+    ("email", "Email", "email", None),
+    ("first_name", "First name", "text", None),
+    ("last_name", "Last name", "text", None),
+    ("phone", "Phone", "text", "With the country code, e.g. +49 30 123456"),
+    ("external_id", "External id", "text", "Your system's id for the contact"),
+    ("timezone", "Time zone", "text", "IANA name, e.g. Europe/Berlin"),
+    ("locale", "Locale", "text", "e.g. en or de-AT"),
+    ("stage", "Stage", "text", "e.g. lead, customer"),
+    ("score", "Score", "text", "A whole number"),
+    ("tags", "Tags", "text", "Separated by ;"),
+]
+STATE_NAMES = {
+    EnrolmentState.ACTIVE: "active",
+    EnrolmentState.DONE: "done",
+    EnrolmentState.EXITED: "exited",
+    EnrolmentState.HELD: "held",
+    EnrolmentState.PARKED: "parked",
+}
 MAX_ID = 2**31 - 1
 
 
@@ -62,16 +78,31 @@ def index():
     scope = f"{kind}:{text.strip()}"
     page, error = None, None
     try:
-        page = search(db, kind, text, paging.cursor(scope, request.args.get("after")), limit=paging.PAGE_SIZE,
-                      region=current_app.config.get("PHONE_REGION"), scope=Scope.of)
+        page = search(
+            db,
+            kind,
+            text,
+            paging.cursor(scope, request.args.get("after")),
+            limit=paging.PAGE_SIZE,
+            region=current_app.config.get("PHONE_REGION"),
+            scope=Scope.of,
+        )
     except InvalidInput as exc:
         error = str(exc)
         notify(f"Cannot search: {error}", "error")
     segments = list(db.scalars(select(Segment.name).order_by(Segment.name)))
-    return render_template("admin/contacts.html", page=page, by=by, q=text, kinds=SEARCH_KINDS, error=error,
-                           segments=segments, searching=bool(kind),
-                           after=paging.next_link(scope, page.after) if page else None,
-                           first=bool(request.args.get("after"))), 400 if error else 200
+    return render_template(
+        "admin/contacts.html",
+        page=page,
+        by=by,
+        q=text,
+        kinds=SEARCH_KINDS,
+        error=error,
+        segments=segments,
+        searching=bool(kind),
+        after=paging.next_link(scope, page.after) if page else None,
+        first=bool(request.args.get("after")),
+    ), 400 if error else 200
 
 
 # -- one contact ------------------------------------------------------------------------------------------
@@ -110,29 +141,55 @@ def _authors(db: Any) -> dict[str, str]:
     return {f"user:{uid}": email for uid, email in db.execute(select(User.id, User.email))}
 
 
-def _page(contact: Contact, status: int = 200, *, form: dict[str, str] | None = None,
-          errors: dict[str, str] | None = None, note: str = "") -> Any:
+def _page(
+    contact: Contact,
+    status: int = 200,
+    *,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    note: str = "",
+) -> Any:
     db = get_session()
     defs = _defs()
-    ledger = list(db.scalars(select(Consent).where(Consent.contact_id == contact.id)
-                             .order_by(Consent.recorded_at.desc(), Consent.id.desc())))
+    ledger = list(
+        db.scalars(
+            select(Consent)
+            .where(Consent.contact_id == contact.id)
+            .order_by(Consent.recorded_at.desc(), Consent.id.desc())
+        )
+    )
     current = current_consents(db, contact.id)
     # the channels that reach the contact at an address of theirs (a webhook reaches nobody: no consent to ask)
-    addressed = {name for name, cls in current_app.extensions["nudge.plugins"].channels.items()
-                 if getattr(cls, "address_field", None)}
+    addressed = {
+        name
+        for name, cls in current_app.extensions["nudge.plugins"].channels.items()
+        if getattr(cls, "address_field", None)
+    }
     consent = [(name, current.get(name)) for name in sorted(addressed | set(current))]
     rules = dict(db.execute(select(Rule.id, Rule.name)).all())
-    journeys = [(e, rules.get(e.rule_id, f"rule {e.rule_id}"), STATE_NAMES.get(EnrolmentState(e.state), "?"),
-                 to_dt(e.entered))
-                for e in db.scalars(select(Enrolment).where(Enrolment.contact_id == contact.id)
-                                    .order_by(Enrolment.id.desc()).limit(100))]
+    journeys = [
+        (e, rules.get(e.rule_id, f"rule {e.rule_id}"), STATE_NAMES.get(EnrolmentState(e.state), "?"), to_dt(e.entered))
+        for e in db.scalars(
+            select(Enrolment).where(Enrolment.contact_id == contact.id).order_by(Enrolment.id.desc()).limit(100)
+        )
+    ]
     authors = _authors(db)
     role = current_role()
     return render_template(
-        "admin/contact.html", contact=contact, defs=defs, form=form or _form_values(contact, defs),
-        errors=errors or {}, standard=STANDARD, consent=consent, ledger=ledger, journeys=journeys,
-        timeline=timeline.build(db, contact, authors), note=note, max_note=MAX_NOTE,
-        can_edit=role is not None and role.allows(Role.EDITOR), can_admin=role is not None and role.allows(Role.ADMIN),
+        "admin/contact.html",
+        contact=contact,
+        defs=defs,
+        form=form or _form_values(contact, defs),
+        errors=errors or {},
+        standard=STANDARD,
+        consent=consent,
+        ledger=ledger,
+        journeys=journeys,
+        timeline=timeline.build(db, contact, authors),
+        note=note,
+        max_note=MAX_NOTE,
+        can_edit=role is not None and role.allows(Role.EDITOR),
+        can_admin=role is not None and role.allows(Role.ADMIN),
     ), status
 
 
@@ -160,15 +217,20 @@ def update(contact_id: int):
     if fields:
         data["fields"] = fields
     try:
-        cleaned = clean_contact(db, data, region=current_app.config.get("PHONE_REGION"),
-                                known_fields=definitions(db), from_text=True)
+        cleaned = clean_contact(
+            db, data, region=current_app.config.get("PHONE_REGION"), known_fields=definitions(db), from_text=True
+        )
         events = update_contact(db, contact, cleaned, actor=actor(), source="admin")
     except (InvalidInput, Conflict) as exc:
         db.rollback()
         name = exc.field.replace("fields.", "field.", 1) if exc.field else "email"
         notify(f"Not saved: {exc}", "error")
-        return _page(_contact(contact_id), 409 if isinstance(exc, Conflict) else 422, form=form,
-                     errors={name if name in form else "email": str(exc)})
+        return _page(
+            _contact(contact_id),
+            409 if isinstance(exc, Conflict) else 422,
+            form=form,
+            errors={name if name in form else "email": str(exc)},
+        )
     db.commit()
     enqueue_events([event.id for event in events])
     labels = {name: label for name, label, *_ in STANDARD} | {f"field.{d.name}": d.label or d.name for d in defs}
@@ -198,8 +260,9 @@ def note(contact_id: int):
 def export(contact_id: int):
     """Everything held on the contact as a JSON download: ``GET /api/v1/contacts/{id}/export``'s answer."""
     db = get_session()
-    data = export_for(db, _contact(contact_id), secret=current_app.config["SECRET_KEY"], channels=_channels(),
-                      actor=actor())
+    data = export_for(
+        db, _contact(contact_id), secret=current_app.config["SECRET_KEY"], channels=_channels(), actor=actor()
+    )
     db.commit()
     response = make_response(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
     response.mimetype = "application/json"
@@ -212,8 +275,7 @@ def export(contact_id: int):
 def _erase_page(contact: Contact, status: int = 200, error: str | None = None) -> Any:
     held = held_rows(get_session(), contact.id)
     hashed = [(field, names) for field, names in _channels().items() if getattr(contact, field, None)]
-    return render_template("admin/contact_erase.html", contact=contact, held=held, hashed=hashed,
-                           error=error), status
+    return render_template("admin/contact_erase.html", contact=contact, held=held, hashed=hashed, error=error), status
 
 
 @bp.get("/<int:contact_id>/erase")
@@ -233,9 +295,11 @@ def erase(contact_id: int):
     removed = erase_contact(db, contact, secret=current_app.config["SECRET_KEY"], actor=actor(), channels=_channels())
     db.commit()
     rows = sum(count for table, count in removed.items() if table != "messages")
-    notify(f"Contact {contact_id} was erased: {rows} row(s) about them deleted, {removed.get('messages', 0)} "
-           "message(s) kept without recipient or content; their addresses remain only as salted hashes on the "
-           "suppression list.")
+    notify(
+        f"Contact {contact_id} was erased: {rows} row(s) about them deleted, {removed.get('messages', 0)} "
+        "message(s) kept without recipient or content; their addresses remain only as salted hashes on the "
+        "suppression list."
+    )
     return redirect(url_for("contacts.index"))
 
 

@@ -5,9 +5,10 @@ journeys that are failing, with unpark.
 Resending and unparking are :func:`server.engine.stuck.resend` and :func:`~server.engine.stuck.unpark`: the
 same code as ``nudge messages resend|unpark`` and ``POST /api/v1/messages/resend``, audited the same way.
 """
+
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
@@ -32,8 +33,10 @@ add(bp, "Messages", "messages.index", order=40)
 PENDING, FAILED, UNKNOWN = MessageStatus.PENDING.value, MessageStatus.FAILED.value, MessageStatus.UNKNOWN.value
 #: the ``status`` filter: value → (label, condition); "parked" shows only failing events and journeys
 STATUSES: dict[str, tuple[str, Any]] = {
-    "": ("Needs a look: failed, unknown, retrying",
-         or_(Message.status.in_((FAILED, UNKNOWN)), and_(Message.status == PENDING, Message.attempts > 0))),
+    "": (
+        "Needs a look: failed, unknown, retrying",
+        or_(Message.status.in_((FAILED, UNKNOWN)), and_(Message.status == PENDING, Message.attempts > 0)),
+    ),
     "failed": ("Failed", Message.status == FAILED),
     "unknown": ("Outcome unknown", Message.status == UNKNOWN),
     "retrying": ("Retrying", and_(Message.status == PENDING, Message.attempts > 0)),
@@ -56,7 +59,7 @@ def _day(value: str, name: str) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.combine(date.fromisoformat(value), time(), timezone.utc)
+        return datetime.combine(date.fromisoformat(value), time(), UTC)
     except ValueError:
         raise BadFilter(f"{name} {value[:40]!r} is not a date; use YYYY-MM-DD") from None
 
@@ -102,21 +105,40 @@ def _list(filters: dict[str, str], status: int = 200) -> Any:
             stmt = stmt.where(Message.id < start[0])
         rows = list(db.scalars(stmt.order_by(Message.id.desc()).limit(paging.PAGE_SIZE + 1)))
         if len(rows) > paging.PAGE_SIZE:
-            rows = rows[:paging.PAGE_SIZE]
+            rows = rows[: paging.PAGE_SIZE]
             after = paging.next_link(scope, (rows[-1].id,))
     history = histories(db, [m.id for m in rows])
-    contacts = dict(db.execute(select(Contact.id, Contact.email).where(
-        Contact.id.in_({m.contact_id for m in rows if m.contact_id}))).all()) if rows else {}
+    contacts = (
+        dict(
+            db.execute(
+                select(Contact.id, Contact.email).where(Contact.id.in_({m.contact_id for m in rows if m.contact_id}))
+            ).all()
+        )
+        if rows
+        else {}
+    )
     rules = dict(db.execute(select(Rule.id, Rule.name).order_by(Rule.name)).all())
     work = stuck_work(db, paging.PAGE_SIZE) if filters["status"] in ("", "parked") else []
     channels = [(name, name) for name in sorted(current_app.extensions["nudge.plugins"].channels)]
     role = current_role()
     return render_template(
-        "admin/messages.html", rows=rows, history=history, contacts=contacts, rules=rules, work=work,
-        filters=filters, rule_choices=[(str(rid), name) for rid, name in sorted(rules.items(), key=lambda r: r[1])],
-        active={k: v for k, v in filters.items() if v}, statuses=[(k, v[0]) for k, v in STATUSES.items()], channels=channels, after=after,
-        first=bool(request.args.get("after")), resendable=RESENDABLE, to_dt=to_dt,
-        can_edit=role is not None and role.allows(Role.EDITOR)), status
+        "admin/messages.html",
+        rows=rows,
+        history=history,
+        contacts=contacts,
+        rules=rules,
+        work=work,
+        filters=filters,
+        rule_choices=[(str(rid), name) for rid, name in sorted(rules.items(), key=lambda r: r[1])],
+        active={k: v for k, v in filters.items() if v},
+        statuses=[(k, v[0]) for k, v in STATUSES.items()],
+        channels=channels,
+        after=after,
+        first=bool(request.args.get("after")),
+        resendable=RESENDABLE,
+        to_dt=to_dt,
+        can_edit=role is not None and role.allows(Role.EDITOR),
+    ), status
 
 
 @bp.get("/")
@@ -159,8 +181,12 @@ def resend_messages():
     audit(db, actor(), "messages.resent", "message", None, count=len(resent), ids=resent[:100])
     db.commit()
     queued = get_queue().enqueue_send(deliver_messages, resent)
-    notify(f"{len(resent)} message(s) queued to be sent again: " + ", ".join(f"#{i}" for i in resent[:20])
-           + (" …" if len(resent) > 20 else "") + ".")
+    notify(
+        f"{len(resent)} message(s) queued to be sent again: "
+        + ", ".join(f"#{i}" for i in resent[:20])
+        + (" …" if len(resent) > 20 else "")
+        + "."
+    )
     if not queued:
         notify("Redis cannot be reached: the scheduler sends them once it is back.", "warning")
     return _back(filters)
@@ -179,8 +205,12 @@ def unpark_work():
     done = unpark(db, events, journeys)
     audit(db, actor(), "work.unparked", "engine", None, events=done[0], journeys=done[1])
     db.commit()
-    notify(f"{done[0]} event(s) and {done[1]} journey(s) will be tried again now." if any(done) else
-           "Nothing was parked any more: it may have been unparked already.", "success" if any(done) else "info")
+    notify(
+        f"{done[0]} event(s) and {done[1]} journey(s) will be tried again now."
+        if any(done)
+        else "Nothing was parked any more: it may have been unparked already.",
+        "success" if any(done) else "info",
+    )
     return _back(filters)
 
 

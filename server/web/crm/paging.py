@@ -3,10 +3,12 @@
 A cursor is bound to the list and filters it was made for (``scope``), so a link copied from one search
 never pages through another; a damaged or foreign one is answered 400 with what to do.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from flask import abort, current_app
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -46,8 +48,9 @@ def cursor(scope: str, value: str | None) -> tuple[Any, ...] | None:
     except BadSignature:
         state = None
     if not isinstance(state, dict) or state.get("s") != scope or not isinstance(state.get("a"), list):
-        abort(400, description="This page link is damaged or belongs to another search; start again from the "
-                               "first page.")
+        abort(
+            400, description="This page link is damaged or belongs to another search; start again from the first page."
+        )
     return tuple(_typed(v) for v in state["a"])
 
 

@@ -4,16 +4,17 @@ done (as ``nudge tasks --done`` does: :func:`server.contacts.tasks.close_task`);
 
 A change asked for by htmx answers with the task's updated row; a plain form post goes back to the list.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from sqlalchemy import and_, or_, select
 
-from ...contacts import InvalidInput
 from ...contact_search import starts_with
+from ...contacts import InvalidInput
 from ...contacts.tasks import assign_task, close_task, set_due
 from ...db import get_session
 from ...engine.keys import TEAM, key_prefix
@@ -33,8 +34,11 @@ MAX_ID = 2**31 - 1
 
 
 def _filters(args: Any) -> dict[str, str]:
-    return {"team": args.get("team", "").strip(), "show": args.get("show", "open").strip() or "open",
-            "assigned": args.get("assigned", "").strip()}
+    return {
+        "team": args.get("team", "").strip(),
+        "show": args.get("show", "open").strip() or "open",
+        "assigned": args.get("assigned", "").strip(),
+    }
 
 
 def _teams(db: Any) -> list[str]:
@@ -66,7 +70,9 @@ def index():
         abort(400, description=f"Show one of {', '.join(SHOW)}; assigned one of me, nobody (or leave it empty).")
     stmt = select(Task)
     if filters["show"] != "all":
-        stmt = stmt.where(Task.status == (TaskStatus.OPEN.value if filters["show"] == "open" else TaskStatus.DONE.value))
+        stmt = stmt.where(
+            Task.status == (TaskStatus.OPEN.value if filters["show"] == "open" else TaskStatus.DONE.value)
+        )
     if filters["team"]:
         stmt = stmt.where(Task.team == filters["team"])
     if filters["assigned"] == "me":
@@ -77,21 +83,33 @@ def index():
     rows = list(db.scalars(_ordered(stmt, paging.cursor(scope, request.args.get("after"))).limit(paging.PAGE_SIZE + 1)))
     after = None
     if len(rows) > paging.PAGE_SIZE:
-        rows = rows[:paging.PAGE_SIZE]
+        rows = rows[: paging.PAGE_SIZE]
         after = paging.next_link(scope, (rows[-1].due_at, rows[-1].id))
-    return render_template("admin/tasks.html", tasks=rows, filters=filters,
-                           active={k: v for k, v in filters.items() if v},
-                           teams=[(team, team) for team in _teams(db)], show=list(SHOW.items()),
-                           assigned=list(ASSIGNED.items()), after=after, first=bool(request.args.get("after")),
-                           notifications=_notifications(db, filters["team"]), **_row_context(db, rows))
+    return render_template(
+        "admin/tasks.html",
+        tasks=rows,
+        filters=filters,
+        active={k: v for k, v in filters.items() if v},
+        teams=[(team, team) for team in _teams(db)],
+        show=list(SHOW.items()),
+        assigned=list(ASSIGNED.items()),
+        after=after,
+        first=bool(request.args.get("after")),
+        notifications=_notifications(db, filters["team"]),
+        **_row_context(db, rows),
+    )
 
 
 def _row_context(db: Any, tasks: list[Task]) -> dict[str, Any]:
     ids = {t.contact_id for t in tasks if t.contact_id}
     contacts = dict(db.execute(select(Contact.id, Contact.email).where(Contact.id.in_(ids))).all()) if ids else {}
     role = current_role()
-    return {"contacts": contacts, "users": _users(db), "now": utcnow(),
-            "can_edit": role is not None and role.allows(Role.EDITOR)}
+    return {
+        "contacts": contacts,
+        "users": _users(db),
+        "now": utcnow(),
+        "can_edit": role is not None and role.allows(Role.EDITOR),
+    }
 
 
 def _notifications(db: Any, team: str) -> list[tuple[Message, dict[str, Any]]]:
@@ -136,8 +154,10 @@ def done(task_id: int):
     task = _task(task_id)
     closed = close_task(db, task, actor())
     db.commit()
-    notify(f"Task {task.id} is done." if closed else f"Task {task.id} was {task.status} already.",
-           "success" if closed else "info")
+    notify(
+        f"Task {task.id} is done." if closed else f"Task {task.id} was {task.status} already.",
+        "success" if closed else "info",
+    )
     return _answer(task)
 
 
@@ -155,8 +175,12 @@ def assign(task_id: int):
         return _refused(task, f"Not assigned: {exc}.")
     db.commit()
     who = _users(db).get(task.assigned_to) if task.assigned_to else None
-    notify((f"Task {task.id} is assigned to {who}." if who else f"Task {task.id} is assigned to nobody.")
-           if changed else f"Task {task.id} was assigned so already.", "success" if changed else "info")
+    notify(
+        (f"Task {task.id} is assigned to {who}." if who else f"Task {task.id} is assigned to nobody.")
+        if changed
+        else f"Task {task.id} was assigned so already.",
+        "success" if changed else "info",
+    )
     return _answer(task)
 
 
@@ -167,16 +191,21 @@ def due(task_id: int):
     task = _task(task_id)
     value = request.form.get("due_at", "").strip()
     try:
-        when = datetime.fromisoformat(value).replace(tzinfo=timezone.utc) if value else None
+        when = datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
     except ValueError:
-        return _refused(task, f"The due date was not changed: {value[:40]!r} is not a date and time "
-                              "(YYYY-MM-DDTHH:MM, UTC).")
+        return _refused(
+            task, f"The due date was not changed: {value[:40]!r} is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
+        )
     if when is not None and not 2000 <= when.year <= 2999:
         return _refused(task, "The due date was not changed: choose a date between the years 2000 and 2999.")
     changed = set_due(db, task, when, actor())
     db.commit()
-    notify((f"Task {task.id} is due {when:%Y-%m-%d %H:%M} UTC." if when else f"Task {task.id} has no due date now.")
-           if changed else f"Task {task.id} was due then already.", "success" if changed else "info")
+    notify(
+        (f"Task {task.id} is due {when:%Y-%m-%d %H:%M} UTC." if when else f"Task {task.id} has no due date now.")
+        if changed
+        else f"Task {task.id} was due then already.",
+        "success" if changed else "info",
+    )
     return _answer(task)
 
 

@@ -3,6 +3,7 @@ journey trace (``nudge explain``, including rules that did not enrol them and wh
 
 Each kind is read with its own indexed query, the latest :data:`PER_KIND` of each, then merged by time.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,28 +72,59 @@ def build(session: Session, contact: Contact, authors: dict[str, str]) -> Timeli
 
     cid = contact.id
     rules = dict(session.execute(select(Rule.id, Rule.name)).all())
-    items = [Item(e.occurred_at, "event", e.name, _event_state(e), _event_lines(e), _json(e.props))
-             for e in latest(select(Event).where(Event.contact_id == cid).order_by(Event.id.desc()), "events")]
+    items = [
+        Item(e.occurred_at, "event", e.name, _event_state(e), _event_lines(e), _json(e.props))
+        for e in latest(select(Event).where(Event.contact_id == cid).order_by(Event.id.desc()), "events")
+    ]
     messages = latest(select(Message).where(Message.contact_id == cid).order_by(Message.id.desc()), "messages")
     history = histories(session, [m.id for m in messages])
     for m in messages:
         rule_id = (m.data or {}).get("rule")
         rule = rules.get(rule_id) if isinstance(rule_id, int) else None
-        lines = [f"attempts: {m.attempts}"] + ([f"rule: {rule}"] if rule else []) + \
-                ([f"error: {m.error}"] if m.error else []) + ([f"sent at {m.sent_at:%Y-%m-%d %H:%M:%S} UTC"]
-                                                              if m.sent_at else [])
-        items.append(Item(m.created_at, "message", f"{m.channel} {m.template}", m.status, lines,
-                          history=history.get(m.id, []), link=f"#message-{m.id}"))
+        lines = (
+            [f"attempts: {m.attempts}"]
+            + ([f"rule: {rule}"] if rule else [])
+            + ([f"error: {m.error}"] if m.error else [])
+            + ([f"sent at {m.sent_at:%Y-%m-%d %H:%M:%S} UTC"] if m.sent_at else [])
+        )
+        items.append(
+            Item(
+                m.created_at,
+                "message",
+                f"{m.channel} {m.template}",
+                m.status,
+                lines,
+                history=history.get(m.id, []),
+                link=f"#message-{m.id}",
+            )
+        )
     trace = journey_trace(session, contact, limit=PER_KIND)
-    items += [Item(to_dt(line.at), line.kind, line.rule, None, [line.text])
-              for line in trace if line.at is not None and line.kind in ("journey", "missed")]
+    items += [
+        Item(to_dt(line.at), line.kind, line.rule, None, [line.text])
+        for line in trace
+        if line.at is not None and line.kind in ("journey", "missed")
+    ]
     for note in latest(select(Note).where(Note.contact_id == cid).order_by(Note.id.desc()), "notes"):
-        items.append(Item(note.created_at, "note", f"Note by {authors.get(note.author, note.author)}", None,
-                          note.body.splitlines() or [""]))
+        items.append(
+            Item(
+                note.created_at,
+                "note",
+                f"Note by {authors.get(note.author, note.author)}",
+                None,
+                note.body.splitlines() or [""],
+            )
+        )
     for task in latest(select(Task).where(Task.contact_id == cid).order_by(Task.id.desc()), "tasks"):
         due = f"due {task.due_at:%Y-%m-%d %H:%M} UTC" if task.due_at else "no due date"
-        items.append(Item(task.created_at, "task", f"Task #{task.id}" + (f" for {task.team}" if task.team else ""),
-                          task.status, [task.text, due, f"from {task.source}"]))
+        items.append(
+            Item(
+                task.created_at,
+                "task",
+                f"Task #{task.id}" + (f" for {task.team}" if task.team else ""),
+                task.status,
+                [task.text, due, f"from {task.source}"],
+            )
+        )
     items.sort(key=lambda item: item.at, reverse=True)
     return Timeline(items, [line for line in trace if line.at is None], [str(line) for line in trace], cut)
 
@@ -101,8 +133,11 @@ def histories(session: Session, message_ids: list[int]) -> dict[int, list[Change
     """The status history of each of the messages, oldest change first (one query)."""
     out: dict[int, list[Change]] = {}
     if message_ids:
-        for change in session.scalars(select(MessageStatusChange).where(MessageStatusChange.message_id.in_(message_ids))
-                                      .order_by(MessageStatusChange.at, MessageStatusChange.id)):
+        for change in session.scalars(
+            select(MessageStatusChange)
+            .where(MessageStatusChange.message_id.in_(message_ids))
+            .order_by(MessageStatusChange.at, MessageStatusChange.id)
+        ):
             out.setdefault(change.message_id, []).append(Change(change.at, change.status, change.detail, change.source))
     return out
 
@@ -120,4 +155,4 @@ def _event_lines(event: Event) -> list[str]:
     return lines
 
 
-__all__ = ["Change", "Item", "PER_KIND", "Timeline", "build", "histories"]
+__all__ = ["PER_KIND", "Change", "Item", "Timeline", "build", "histories"]

@@ -3,6 +3,7 @@ resume), the editor bundle's endpoints (vocabulary, validate, format) and "Try i
 
 Viewers read everything (the editor is read-only for them); editors and admins change rules.
 """
+
 from __future__ import annotations
 
 from ..access import admin_blueprint

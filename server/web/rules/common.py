@@ -1,7 +1,9 @@
 """Helpers the rules pages share: finding a rule, reading the editor's text, diagnostics as the editor wants them."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from flask import Response, abort, current_app, json, request
 
@@ -20,8 +22,11 @@ def refuse(status: int, description: str) -> NoReturn:
     """Stop with *status*: for the editor bundle's JSON, ``application/problem+json`` with the *description* as
     ``detail``; for a page or htmx, the admin error page or the flash area."""
     if wants_json():
-        body = {"title": {400: "Bad request", 404: "Not found", 413: "Too large"}.get(status, "Invalid input"),
-                "status": status, "detail": description}
+        body = {
+            "title": {400: "Bad request", 404: "Not found", 413: "Too large"}.get(status, "Invalid input"),
+            "status": status,
+            "detail": description,
+        }
         abort(Response(json.dumps(body), status, mimetype="application/problem+json"))
     abort(status, description=description)
 
@@ -29,6 +34,7 @@ def refuse(status: int, description: str) -> NoReturn:
 def new_and_saved(new: str, saved: str, endpoint: str) -> Callable[[Callable[[Rule | None], Any]], Any]:
     """Serve ``view(rule)`` for editors by POST at *new* (endpoint *endpoint*, ``rule`` None: the text is a new
     rule) and at *saved* (``/<int:rule_id>…``, endpoint ``<endpoint>_rule``: the text is a new version of it)."""
+
     def decorator(view: Callable[[Rule | None], Any]) -> Callable[[Rule | None], Any]:
         def for_new() -> Any:
             return view(None)
@@ -119,11 +125,26 @@ def diagnostic_json(diagnostic: Any) -> dict[str, Any]:
     """One diagnostic as the editor contract has it (1-based line and column; end column exclusive)."""
     fixes = []
     if diagnostic.replacement is not None and diagnostic.end_col is not None:
-        fixes.append({"label": fix_label(diagnostic.replacement), "line": diagnostic.line, "col": diagnostic.col,
-                      "end_line": diagnostic.line, "end_col": diagnostic.end_col, "insert": diagnostic.replacement})
-    return {"severity": diagnostic.severity, "line": diagnostic.line, "col": diagnostic.col,
-            "end_line": diagnostic.line if diagnostic.end_col is not None else None, "end_col": diagnostic.end_col,
-            "message": diagnostic.message, "hint": diagnostic.hint, "fixes": fixes}
+        fixes.append(
+            {
+                "label": fix_label(diagnostic.replacement),
+                "line": diagnostic.line,
+                "col": diagnostic.col,
+                "end_line": diagnostic.line,
+                "end_col": diagnostic.end_col,
+                "insert": diagnostic.replacement,
+            }
+        )
+    return {
+        "severity": diagnostic.severity,
+        "line": diagnostic.line,
+        "col": diagnostic.col,
+        "end_line": diagnostic.line if diagnostic.end_col is not None else None,
+        "end_col": diagnostic.end_col,
+        "message": diagnostic.message,
+        "hint": diagnostic.hint,
+        "fixes": fixes,
+    }
 
 
 def apply_fix(text: str, line: int, col: int, end_line: int, end_col: int, insert: str) -> str | None:
@@ -133,9 +154,22 @@ def apply_fix(text: str, line: int, col: int, end_line: int, end_col: int, inser
         return None
     if col - 1 > len(lines[line - 1]) or end_col - 1 > len(lines[end_line - 1]) or (line == end_line and end_col < col):
         return None
-    head, tail = lines[line - 1][:col - 1], lines[end_line - 1][end_col - 1:]
-    return "\n".join([*lines[:line - 1], head + insert + tail, *lines[end_line:]])
+    head, tail = lines[line - 1][: col - 1], lines[end_line - 1][end_col - 1 :]
+    return "\n".join([*lines[: line - 1], head + insert + tail, *lines[end_line:]])
 
 
-__all__ = ["new_and_saved", "refuse", "applied_from", "apply_fix", "check", "diagnostic_json", "email", "find_rule", "fix_label", "form_source",
-           "json_source", "plugins", "wants_json"]
+__all__ = [
+    "applied_from",
+    "apply_fix",
+    "check",
+    "diagnostic_json",
+    "email",
+    "find_rule",
+    "fix_label",
+    "form_source",
+    "json_source",
+    "new_and_saved",
+    "plugins",
+    "refuse",
+    "wants_json",
+]

@@ -4,12 +4,14 @@ Each answers the editor bundle's JSON (``{"source": …}`` in, diagnostics with 
 ``<textarea>`` the page works with before the bundle loads, a form post answered with the editor's HTML: the
 problems listed with one-click fixes (``/fix``), or the formatted text.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
-import dsl
 from flask import abort, jsonify, render_template, request, url_for
+
+import dsl
 
 from ...db import get_session
 from ...engine.editing import EDITOR_FILE
@@ -17,8 +19,17 @@ from ...engine.vocabulary import editor_words
 from ...models import Role, Rule
 from ..access import current_role, requires
 from . import bp
-from .common import (apply_fix, check, diagnostic_json, find_rule, form_source, json_source, new_and_saved, plugins,
-                     wants_json)
+from .common import (
+    apply_fix,
+    check,
+    diagnostic_json,
+    find_rule,
+    form_source,
+    json_source,
+    new_and_saved,
+    plugins,
+    wants_json,
+)
 
 
 def area(rule: Rule | None, text: str, diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -26,19 +37,29 @@ def area(rule: Rule | None, text: str, diagnostics: list[dict[str, Any]] | None 
     if diagnostics is None:
         diagnostics = [diagnostic_json(d) for d in check(text, rule).diagnostics]
     role = current_role()
-    return {"text": text, "diagnostics": diagnostics, "readonly": role is None or not role.allows(Role.EDITOR),
-            "urls": urls(rule)}
+    return {
+        "text": text,
+        "diagnostics": diagnostics,
+        "readonly": role is None or not role.allows(Role.EDITOR),
+        "urls": urls(rule),
+    }
 
 
 def urls(rule: Rule | None) -> dict[str, str]:
     """Where the editor of *rule* (None: a new rule) sends its text: each endpoint has a form for a new rule
     and one for a saved rule (whose name the text must keep)."""
+
     def of(endpoint: str) -> str:
         return url_for(f"rules.{endpoint}_rule", rule_id=rule.id) if rule is not None else url_for(f"rules.{endpoint}")
 
-    return {"vocabulary": url_for("rules.vocabulary"), "format": url_for("rules.format_rule"),
-            "validate": of("validate"), "fix": of("fix"), "try": of("try_it"),
-            "save": url_for("rules.save_rule", rule_id=rule.id) if rule is not None else url_for("rules.save")}
+    return {
+        "vocabulary": url_for("rules.vocabulary"),
+        "format": url_for("rules.format_rule"),
+        "validate": of("validate"),
+        "fix": of("fix"),
+        "try": of("try_it"),
+        "save": url_for("rules.save_rule", rule_id=rule.id) if rule is not None else url_for("rules.save"),
+    }
 
 
 def _area(rule: Rule | None, text: str, diagnostics: list[dict[str, Any]] | None = None, status: int = 200):
@@ -82,11 +103,14 @@ def fix(rule: Rule | None):
     """Apply one fix of a diagnostic (its span and text, as listed) to the posted text; the editor, checked again."""
     text = form_source()
     try:
-        line, col, end_line, end_col = (int(request.form.get(name, "")) for name in ("line", "col", "end_line", "end_col"))
+        line, col, end_line, end_col = (
+            int(request.form.get(name, "")) for name in ("line", "col", "end_line", "end_col")
+        )
     except ValueError:
         abort(422, description="A fix needs its line, col, end_line and end_col as numbers; check the rule again.")
     fixed = apply_fix(text, line, col, end_line, end_col, request.form.get("insert", ""))
     if fixed is None:
-        abort(422, description="That fix no longer fits the text (it changed since it was checked); "
-                               "check the rule again.")
+        abort(
+            422, description="That fix no longer fits the text (it changed since it was checked); check the rule again."
+        )
     return _area(rule, fixed)

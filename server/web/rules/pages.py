@@ -1,4 +1,5 @@
 """The rules list and each rule's page: edit, save drafts, versions and their diff, activate (plan first), pause."""
+
 from __future__ import annotations
 
 import difflib
@@ -12,7 +13,8 @@ from ...contacts import audit
 from ...db import get_session
 from ...engine import rules as store
 from ...engine.apply import ApplyResult, format_changes, replan_timers
-from ...engine.editing import activate as activate_version, plan_activation, save_draft
+from ...engine.editing import activate as activate_version
+from ...engine.editing import plan_activation, save_draft
 from ...engine.rulestats import STATUSES, rule_rows
 from ...engine.timeutil import to_ts
 from ...engine.tryit import MadeUp, cases_of, rerun_cases, sample_timeline
@@ -45,8 +47,11 @@ def index():
 def _versions(rule: Rule | None) -> list[RuleVersion]:
     if rule is None:
         return []
-    return list(get_session().scalars(select(RuleVersion).where(RuleVersion.rule_id == rule.id)
-                                      .order_by(RuleVersion.number.desc())))
+    return list(
+        get_session().scalars(
+            select(RuleVersion).where(RuleVersion.rule_id == rule.id).order_by(RuleVersion.number.desc())
+        )
+    )
 
 
 def _version(rule: Rule, number: Any) -> RuleVersion:
@@ -54,8 +59,9 @@ def _version(rule: Rule, number: Any) -> RuleVersion:
         wanted = int(number)
     except (TypeError, ValueError):
         abort(400, description="version must be a version number such as 2.")
-    version = get_session().scalar(select(RuleVersion).where(RuleVersion.rule_id == rule.id,
-                                                              RuleVersion.number == wanted))
+    version = get_session().scalar(
+        select(RuleVersion).where(RuleVersion.rule_id == rule.id, RuleVersion.number == wanted)
+    )
     if version is None:
         abort(404, description=f"Rule {rule.name!r} has no version {wanted}; its versions are listed on its page.")
     return version
@@ -66,22 +72,38 @@ def editor_bundle() -> bool:
     return os.path.exists(os.path.join(current_app.static_folder or "", "dist", "editor.js"))
 
 
-def _page(rule: Rule | None, text: str, diagnostics: list[dict[str, Any]] | None = None, status: int = 200,
-          shown: RuleVersion | None = None, made_up: MadeUp | None = None, timeline: str | None = None):
+def _page(
+    rule: Rule | None,
+    text: str,
+    diagnostics: list[dict[str, Any]] | None = None,
+    status: int = 200,
+    shown: RuleVersion | None = None,
+    made_up: MadeUp | None = None,
+    timeline: str | None = None,
+):
     versions = _versions(rule)
     active = next((v for v in versions if rule is not None and v.id == rule.active_version_id), None)
     shown = shown or (versions[0] if versions else None)
     session = get_session()
     plan = shown.plan if shown is not None else None
     role = current_role()
-    made_up = made_up or MadeUp({"email": "ana@example.com", "first_name": "Ana"}, [],
-                                current_app.config.get("DEFAULT_TIMEZONE") or "UTC", {})
+    made_up = made_up or MadeUp(
+        {"email": "ana@example.com", "first_name": "Ana"}, [], current_app.config.get("DEFAULT_TIMEZONE") or "UTC", {}
+    )
     return render_template(
-        "admin/rules/editor.html", rule=rule, versions=versions, active=active, shown=shown,
-        area=area(rule, text, diagnostics), git=applied_from(rule), editor_bundle=editor_bundle(),
+        "admin/rules/editor.html",
+        rule=rule,
+        versions=versions,
+        active=active,
+        shown=shown,
+        area=area(rule, text, diagnostics),
+        git=applied_from(rule),
+        editor_bundle=editor_bundle(),
         can_edit=role is not None and role.allows(Role.EDITOR),
-        cases=cases_of(session, rule.id) if rule is not None else [], made_up=made_up,
-        channels=sorted(plugins().channels), timeline=timeline or sample_timeline(plan, utcnow()),
+        cases=cases_of(session, rule.id) if rule is not None else [],
+        made_up=made_up,
+        channels=sorted(plugins().channels),
+        timeline=timeline or sample_timeline(plan, utcnow()),
     ), status
 
 
@@ -97,7 +119,9 @@ def show(rule_id: int):
     rule = find_rule(rule_id)
     assert rule is not None
     versions = _versions(rule)
-    shown = _version(rule, request.args["version"]) if "version" in request.args else (versions[0] if versions else None)
+    shown = (
+        _version(rule, request.args["version"]) if "version" in request.args else (versions[0] if versions else None)
+    )
     return _page(rule, shown.source if shown is not None else "", shown=shown)
 
 
@@ -109,8 +133,11 @@ def save(rule: Rule | None):
     diagnostics = [diagnostic_json(d) for d in result.diagnostics]
     if result.plan is None:
         first = result.errors[0]
-        notify(f"Not saved: {len(result.errors)} error(s); the first, line {first.line}, column {first.col}: "
-               f"{first.message}. Fix them and save again.", "error")
+        notify(
+            f"Not saved: {len(result.errors)} error(s); the first, line {first.line}, column {first.col}: "
+            f"{first.message}. Fix them and save again.",
+            "error",
+        )
         return _page(rule, text, diagnostics, 422)
     session = get_session()
     rule, version = save_draft(session, rule, text, result.plan, email())
@@ -121,8 +148,11 @@ def save(rule: Rule | None):
     cases = rerun_cases(session, current_app, rule.id, text)
     session.commit()
     warned = sum(1 for d in result.diagnostics if not d.is_error)
-    notify(f"Saved v{version.number} of {rule.name!r} as a draft" + (f" ({warned} warning(s))" if warned else "")
-           + "; it runs once you activate it.")
+    notify(
+        f"Saved v{version.number} of {rule.name!r} as a draft"
+        + (f" ({warned} warning(s))" if warned else "")
+        + "; it runs once you activate it."
+    )
     _report_cases(cases)
     return redirect(url_for("rules.show", rule_id=rule.id, version=version.number))
 
@@ -150,8 +180,15 @@ def _with_versions(rule_id: int, lacking: str) -> tuple[Rule, list[RuleVersion]]
 
 def _unified(old: RuleVersion | None, new: RuleVersion) -> list[str]:
     """The lines of a unified diff from *old* (None: nothing) to *new*."""
-    return list(difflib.unified_diff(old.source.splitlines() if old else [], new.source.splitlines(),
-                                     f"v{old.number}" if old else "nothing", f"v{new.number}", lineterm=""))
+    return list(
+        difflib.unified_diff(
+            old.source.splitlines() if old else [],
+            new.source.splitlines(),
+            f"v{old.number}" if old else "nothing",
+            f"v{new.number}",
+            lineterm="",
+        )
+    )
 
 
 @bp.get("/<int:rule_id>/diff")
@@ -161,8 +198,15 @@ def diff(rule_id: int):
     rule, versions = _with_versions(rule_id, "versions to compare")
     old = _version(rule, request.args.get("old", versions[min(1, len(versions) - 1)].number))
     new = _version(rule, request.args.get("new", versions[0].number))
-    return render_template("admin/rules/diff.html", rule=rule, versions=versions, old=old, new=new,
-                           lines=_unified(old, new), editor_bundle=editor_bundle())
+    return render_template(
+        "admin/rules/diff.html",
+        rule=rule,
+        versions=versions,
+        old=old,
+        new=new,
+        lines=_unified(old, new),
+        editor_bundle=editor_bundle(),
+    )
 
 
 # -- activate, pause, resume -------------------------------------------------------------------------------------
@@ -175,10 +219,17 @@ def activate_plan(rule_id: int):
     session = get_session()
     change = plan_activation(session, rule, version)
     active = next((v for v in versions if v.id == rule.active_version_id), None)
-    return render_template("admin/rules/activate.html", rule=rule, version=version, active=active, change=change,
-                           plan=format_changes(ApplyResult(rules=[change])), lines=_unified(active, version),
-                           git=applied_from(rule),
-                           cases=cases_of(session, rule.id))
+    return render_template(
+        "admin/rules/activate.html",
+        rule=rule,
+        version=version,
+        active=active,
+        change=change,
+        plan=format_changes(ApplyResult(rules=[change])),
+        lines=_unified(active, version),
+        git=applied_from(rule),
+        cases=cases_of(session, rule.id),
+    )
 
 
 @bp.post("/<int:rule_id>/activate")
@@ -214,8 +265,11 @@ def _set_state(rule_id: int, verb: str):
     audit(session, actor(), f"rule.{verb}d", "rule", rule.id)
     session.commit()
     held = store.in_flight(session, rule.id)
-    notify(f"Paused {rule.name!r}: nobody enters; {held} contact(s) mid-journey wait where they are."
-           if verb == "pause" else f"Resumed {rule.name!r}: it runs again, and {held} contact(s) mid-journey go on.")
+    notify(
+        f"Paused {rule.name!r}: nobody enters; {held} contact(s) mid-journey wait where they are."
+        if verb == "pause"
+        else f"Resumed {rule.name!r}: it runs again, and {held} contact(s) mid-journey go on."
+    )
     return redirect(url_for("rules.show", rule_id=rule.id))
 
 

@@ -1,5 +1,6 @@
-""""Try it" beside the editor: a made-up contact and a timeline through the real simulation, a sample timeline,
+""" "Try it" beside the editor: a made-up contact and a timeline through the real simulation, a sample timeline,
 and tries kept as the rule's test cases (run again on every save)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,9 @@ def made_up() -> MadeUp:
     :raises TryError: naming the input at fault.
     """
     consent = {channel: request.form.get(f"consent_{channel}", "") for channel in plugins().channels}
-    return MadeUp.from_form(request.form.get("fields", ""), request.form.get("tags", ""),
-                            request.form.get("timezone", ""), consent)
+    return MadeUp.from_form(
+        request.form.get("fields", ""), request.form.get("tags", ""), request.form.get("timezone", ""), consent
+    )
 
 
 def effect_rows(result: TryResult) -> list[dict[str, Any]]:
@@ -40,8 +42,15 @@ def effect_rows(result: TryResult) -> list[dict[str, Any]]:
         data = {k: v for k, v in effect.items() if k not in ("at", "contact", "rule", "action")}
         if isinstance(data.get("until"), str):  # the simulation gives ISO times; the trace's words take seconds
             data["until"] = parse_time(data["until"], "until")
-        rows.append({"at": effect["at"], "contact": effect["contact"], "action": effect["action"],
-                     "text": describe(effect["action"], data), "effect": effect["action"] in EFFECTS})
+        rows.append(
+            {
+                "at": effect["at"],
+                "contact": effect["contact"],
+                "action": effect["action"],
+                "text": describe(effect["action"], data),
+                "effect": effect["action"] in EFFECTS,
+            }
+        )
     return rows
 
 
@@ -53,8 +62,13 @@ def _run(rule: Rule | None) -> tuple[MadeUp | None, str, TryResult | None, str |
     except TryError as exc:
         return None, timeline, None, str(exc)
     except RuleError as exc:
-        return None, timeline, None, "The rule does not check, so it cannot run: " + \
-            "; ".join(line.splitlines()[0] for line in exc.diagnostics[:3])
+        return (
+            None,
+            timeline,
+            None,
+            "The rule does not check, so it cannot run: "
+            + "; ".join(line.splitlines()[0] for line in exc.diagnostics[:3]),
+        )
 
 
 @new_and_saved("/try", "/<int:rule_id>/try", "try_it")
@@ -64,8 +78,14 @@ def try_it(rule: Rule | None):
     if result is None:
         return render_template("admin/rules/_try_result.html", error=error, rows=[], rule=rule), 422
     rows = effect_rows(result)
-    return render_template("admin/rules/_try_result.html", error=None, rows=rows, rule=rule,
-                           sends=len(result.sends), suppressed=sum(1 for r in rows if r["action"] == "suppressed"))
+    return render_template(
+        "admin/rules/_try_result.html",
+        error=None,
+        rows=rows,
+        rule=rule,
+        sends=len(result.sends),
+        suppressed=sum(1 for r in rows if r["action"] == "suppressed"),
+    )
 
 
 @bp.post("/sample")
@@ -97,8 +117,17 @@ def keep_case(rule_id: int):
         notify(f"Test case not kept: {problem}", "error")
         return _cases(rule, 422)
     assert contact is not None and result is not None
-    case = RuleTest(rule_id=rule.id, name=name, contact=contact.as_dict(), timeline=timeline,
-                    expected=result.sends, passed=True, report=[], run_at=utcnow(), actor=email())
+    case = RuleTest(
+        rule_id=rule.id,
+        name=name,
+        contact=contact.as_dict(),
+        timeline=timeline,
+        expected=result.sends,
+        passed=True,
+        report=[],
+        run_at=utcnow(),
+        actor=email(),
+    )
     session.add(case)
     session.flush()
     audit(session, actor(), "rule.test_kept", "rule", rule.id, test=case.id)
@@ -127,8 +156,9 @@ def _cases(rule: Rule, status: int = 200):
     """The rule's test cases for htmx (the flash in its header); a plain form post goes back to the rule's page."""
     if not is_htmx():
         return redirect(url_for("rules.show", rule_id=rule.id))
-    return render_template("admin/rules/_cases.html", rule=rule, cases=cases_of(get_session(), rule.id),
-                           can_edit=True), status
+    return render_template(
+        "admin/rules/_cases.html", rule=rule, cases=cases_of(get_session(), rule.id), can_edit=True
+    ), status
 
 
 __all__ = ["effect_rows", "made_up"]
