@@ -14,19 +14,21 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..consent import address_hash
 from ..models import Contact, ContactTag, Event, Suppression, utcnow
+from ..models.contacts import new_public_id
 from .errors import InvalidInput
 from .events import changed_names
 from .fields import STANDARD_FIELDS, definitions
+from .rowset import insert_rows
 from .service import apply_changes, audit, clean_contact, nest_fields
 
 CHUNK = 1000
-#: every column a new contact row names, so one executemany fits all rows
-_EMPTY: dict[str, Any] = {**dict.fromkeys(STANDARD_FIELDS), "score": 0}
+#: the columns of a new contact's row, as insert_rows gets them
+_NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
 SKIP = ("-", "ignore")
 
 
@@ -255,7 +257,7 @@ def _write_chunk(
         )
     new: list[dict[str, Any]] = []
     new_tags: list[list[str]] = []
-    announced: list[dict[str, Any]] = []
+    announced: list[list[Any]] = []
     now = utcnow()
     for line, row in rows:
         row_tags = list(dict.fromkeys(row.pop("tags", []) + extra_tags))
@@ -283,7 +285,7 @@ def _write_chunk(
             continue
         contact = a or b
         if contact is None:
-            new.append({**_EMPTY, **row, "fields": row.get("fields", {}), "created_at": now, "updated_at": now})
+            new.append(row)
             new_tags.append(row_tags)
             continue
         try:
@@ -293,18 +295,21 @@ def _write_chunk(
         except InvalidInput as exc:
             report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
             continue
-        announced.append(_event_row(contact.id, "contact.updated", {"fields": sorted(changed_names(row))}, now))
+        announced.append([contact.id, "contact.updated", {"fields": sorted(changed_names(row))}])
         report.updated += 1
     if new:
-        # plain executemany: much faster than the ORM's bulk insert with RETURNING
-        session.execute(insert(Contact.__table__), new)
-        new_emails = [r["email"] for r in new if r["email"]]
-        new_external = [r["external_id"] for r in new if r["external_id"]]
         ids: dict[tuple[str, str], int] = {}
-        for cid, email, external_id in session.execute(
-            select(Contact.id, Contact.email, Contact.external_id).where(
-                or_(Contact.email.in_(new_emails), Contact.external_id.in_(new_external))
-            )
+        for cid, email, external_id in insert_rows(
+            session,
+            Contact.__table__,
+            _NEW_COLUMNS,
+            [
+                [row.get(name, 0 if name == "score" else None) for name in STANDARD_FIELDS]
+                + [row.get("fields", {}), new_public_id()]
+                for row in new
+            ],
+            {"created_at": now, "updated_at": now},
+            returning=("id", "email", "external_id"),
         ):
             if email:
                 ids[("email", email)] = cid
@@ -312,27 +317,19 @@ def _write_chunk(
                 ids[("external_id", external_id)] = cid
         tag_rows = []
         for row, tags in zip(new, new_tags, strict=True):
-            cid = ids[("email", row["email"])] if row["email"] else ids[("external_id", row["external_id"])]
-            tag_rows += [{"contact_id": cid, "tag": tag, "created_at": now} for tag in tags]
-            announced.append(_event_row(cid, "contact.created", {}, now))
-        if tag_rows:
-            session.execute(insert(ContactTag.__table__), tag_rows)
+            cid = ids[("email", row["email"])] if row.get("email") else ids[("external_id", row["external_id"])]
+            tag_rows += [[cid, tag] for tag in tags]
+            announced.append([cid, "contact.created", {}])
+        insert_rows(session, ContactTag.__table__, ("contact_id", "tag"), tag_rows, {"created_at": now})
         report.created += len(new)
-    if announced:
-        # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
-        session.execute(insert(Event.__table__), announced)
-
-
-def _event_row(contact_id: int, name: str, props: dict[str, Any], now: Any) -> dict[str, Any]:
-    return {
-        "contact_id": contact_id,
-        "name": name,
-        "props": props,
-        "source": "import",
-        "occurred_at": now,
-        "received_at": now,
-        "processed_at": None,
-    }
+    # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
+    insert_rows(
+        session,
+        Event.__table__,
+        ("contact_id", "name", "props"),
+        announced,
+        {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
+    )
 
 
 def import_text(session: Session, text: str, **kwargs: Any) -> ImportReport:

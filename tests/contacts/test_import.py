@@ -124,3 +124,40 @@ def test_cli_import_of_many_rows(app, runner, tmp_path):
     with app.app_context():
         assert get_session().scalar(select(func.count(Contact.id))) == 2000
         assert get_session().scalar(select(Contact.score).where(Contact.email == "user5@example.com")) == 2005
+
+
+def test_imported_values_read_back_exactly_and_count_in_segments(app):
+    """New contacts are written set-wise: text, numbers, lists and custom fields come back as they went in."""
+    from server.engine.scope import Scope
+    from server.segments import compile_condition, count
+
+    with app.app_context():
+        session = get_session()
+        for name, kind in (("city", "string"), ("seats", "number"), ("langs", "list"), ("vip", "bool")):
+            define_field(session, name, kind)
+        session.commit()
+    text = (
+        "email,external_id,first_name,last_name,score,city,seats,langs,vip,tags\n"
+        'zoë@example.com,crm-ü,Zoë,"O\'Brien ""Z""",-7,Köln 🎉,2.5,de;en,yes,a;b\n'
+        ",crm-2,,,12345,,12345678901,,no,\n"
+    )
+    report = _import(app, text)
+    assert (report.created, report.errors) == (2, [])
+    contacts = _contacts(app)
+    zoe, two = contacts["zoë@example.com"], contacts["crm-2"]
+    assert (zoe.external_id, zoe.first_name, zoe.last_name, zoe.score) == ("crm-ü", "Zoë", 'O\'Brien "Z"', -7)
+    assert zoe.fields == {"city": "Köln 🎉", "seats": 2.5, "langs": ["de", "en"], "vip": True}
+    assert (two.email, two.score) == (None, 12345)
+    assert two.fields == {"city": "", "seats": 12345678901, "langs": [], "vip": False}
+    assert zoe.public_id and two.public_id and zoe.public_id != two.public_id
+    with app.app_context():
+        session = get_session()
+        assert sorted(t.tag for t in session.get(Contact, zoe.id).tags) == ["a", "b"]
+        for condition, members in (
+            ('contact.city == "Köln 🎉"', 1),
+            ("contact.seats > 2", 2),
+            ('"en" in contact.langs', 1),
+            ("contact.vip == true", 1),
+            ('contact.last_name starts with "O\'B"', 1),
+        ):
+            assert count(session, compile_condition(session, condition).tree, scope=Scope.of) == members, condition
