@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from ..consent import address_hash
 from ..models import Contact, ContactTag, Event, Suppression, utcnow
@@ -23,12 +23,14 @@ from ..models.contacts import new_public_id
 from .errors import InvalidInput
 from .events import changed_names
 from .fields import STANDARD_FIELDS, definitions
-from .rowset import insert_rows
-from .service import apply_changes, audit, clean_contact, nest_fields
+from .rowset import insert_rows, update_rows
+from .service import audit, clean_contact, nest_fields, taken
 
 CHUNK = 1000
 #: the columns of a new contact's row, as insert_rows gets them
 _NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
+#: the attributes that identify a contact
+_KEYS = ("email", "external_id")
 SKIP = ("-", "ignore")
 
 
@@ -223,6 +225,79 @@ def _merge_rows(chunk: list[tuple[int, dict[str, Any]]], report: ImportReport) -
     return out
 
 
+#: a stored contact's columns that an import may change, as read and written set-wise
+_STORED = ("id", *STANDARD_FIELDS, "fields")
+
+
+class _Stored:
+    """The contacts a chunk names, read once; updated in memory as rows apply, then written in one statement.
+
+    Every email and external id a chunk's rows carry is looked up here: the contacts holding them were read
+    with the chunk, and each change is recorded in :attr:`owners`, so an address moved by one row is seen
+    as moved by the next (as a flush per row would show it).
+    """
+
+    def __init__(self, session: Session, emails: set[str], external_ids: set[str]) -> None:
+        table = Contact.__table__
+        self.contacts = {
+            row.id: dict(row._mapping)
+            for row in session.execute(
+                select(*(table.c[name] for name in _STORED)).where(
+                    or_(table.c.email.in_(emails), table.c.external_id.in_(external_ids))
+                )
+            )
+        }
+        self.tags: dict[int, set[str]] = {cid: set() for cid in self.contacts}
+        for cid, tag in session.execute(
+            select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(self.contacts))
+        ):
+            self.tags[cid].add(tag)
+        self.owners = {
+            (key, contact[key]): cid for cid, contact in self.contacts.items() for key in _KEYS if contact[key]
+        }
+        self.changed: set[int] = set()
+        self.new_tags: list[list[Any]] = []
+
+    def apply(self, contact: dict[str, Any], row: Mapping[str, Any], tags: list[str]) -> None:
+        """What :func:`apply_changes` does to a stored contact, in memory.
+
+        :raises Conflict: when the row gives it an email or external id another contact holds.
+        """
+        cid = contact["id"]
+        for key in ("email", "external_id"):
+            value = row.get(key)
+            if value and contact[key] != value:
+                owner = self.owners.get((key, value))
+                if owner is not None and owner != cid:
+                    raise taken(key, owner)
+        values = {key: row[key] if key != "score" else row[key] or 0 for key in STANDARD_FIELDS if key in row}
+        if "fields" in row:
+            merged = dict(contact["fields"] or {})
+            for name, value in row["fields"].items():
+                if value is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = value
+            values["fields"] = merged
+        if any(contact[key] != value for key, value in values.items()):
+            self.changed.add(cid)  # as the ORM: updated (and updated_at set) only when a value differs
+        for key in _KEYS:
+            if key in values and values[key] != contact[key]:
+                self.owners.pop((key, contact[key]), None)
+                self.owners[(key, values[key])] = cid
+        contact.update(values)
+        for tag in tags:
+            if tag not in self.tags[cid]:
+                self.tags[cid].add(tag)
+                self.new_tags.append([cid, tag])
+
+    def write(self, session: Session, now: Any) -> None:
+        """The changed contacts and their added tags, in two statements."""
+        rows = [[self.contacts[cid][name] for name in _STORED] for cid in sorted(self.changed)]
+        update_rows(session, Contact.__table__, _STORED, rows, {"updated_at": now})
+        insert_rows(session, ContactTag.__table__, ("contact_id", "tag"), self.new_tags, {"created_at": now})
+
+
 def _write_chunk(
     session: Session,
     chunk: list[tuple[int, dict[str, Any]]],
@@ -235,15 +310,10 @@ def _write_chunk(
     rows = _merge_rows(chunk, report)
     emails = {r["email"] for _, r in rows if r.get("email")}
     external_ids = {r["external_id"] for _, r in rows if r.get("external_id")}
-    existing = list(
-        session.scalars(
-            select(Contact)
-            .options(selectinload(Contact.tags))
-            .where(or_(Contact.email.in_(emails), Contact.external_id.in_(external_ids)))
-        )
-    )
-    by_email = {c.email: c for c in existing if c.email}
-    by_external = {c.external_id: c for c in existing if c.external_id}
+    stored = _Stored(session, emails, external_ids)
+    # rows are matched by the addresses the contacts had when the chunk began
+    by_email = {c["email"]: c for c in stored.contacts.values() if c["email"]}
+    by_external = {c["external_id"]: c for c in stored.contacts.values() if c["external_id"]}
     if emails and channels.get("email"):
         hashes = {address_hash(secret, "", e) for e in emails}  # one digest on every channel's list
         report.suppressed += len(
@@ -263,22 +333,22 @@ def _write_chunk(
         row_tags = list(dict.fromkeys(row.pop("tags", []) + extra_tags))
         a = by_external.get(row.get("external_id") or "")  # "" is no contact's: unset keys are left out
         b = by_email.get(row.get("email") or "")
-        if a is not None and b is not None and a.id != b.id:
+        if a is not None and b is not None and a["id"] != b["id"]:
             report.errors.append(
                 RowError(
                     line,
                     by_field.get("email", ""),
-                    f"email belongs to contact {b.id} but "
-                    f"external_id to contact {a.id}; merge them first (nudge contacts merge)",
+                    f"email belongs to contact {b['id']} but "
+                    f"external_id to contact {a['id']}; merge them first (nudge contacts merge)",
                 )
             )
             continue
-        if a is None and b is not None and row.get("external_id") and b.external_id:
+        if a is None and b is not None and row.get("external_id") and b["external_id"]:
             report.errors.append(
                 RowError(
                     line,
                     by_field.get("external_id", ""),
-                    f"email belongs to contact {b.id}, "
+                    f"email belongs to contact {b['id']}, "
                     "which has another external_id; fix the file or merge the contacts",
                 )
             )
@@ -289,14 +359,13 @@ def _write_chunk(
             new_tags.append(row_tags)
             continue
         try:
-            with session.begin_nested():
-                apply_changes(session, contact, {**row, "tags": row_tags})
-                session.flush()
+            stored.apply(contact, row, row_tags)
         except InvalidInput as exc:
             report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
             continue
-        announced.append([contact.id, "contact.updated", {"fields": sorted(changed_names(row))}])
+        announced.append([contact["id"], "contact.updated", {"fields": sorted(changed_names(row))}])
         report.updated += 1
+    stored.write(session, now)
     if new:
         ids: dict[tuple[str, str], int] = {}
         for cid, email, external_id in insert_rows(

@@ -161,3 +161,41 @@ def test_imported_values_read_back_exactly_and_count_in_segments(app):
             ('contact.last_name starts with "O\'B"', 1),
         ):
             assert count(session, compile_condition(session, condition).tree, scope=Scope.of) == members, condition
+
+
+def test_merge_within_one_file_sees_earlier_rows(app):
+    """Rows apply in order, each seeing what the rows before it changed; unchanged contacts are not rewritten."""
+    _import(app, "email,external_id,first_name,tags\na@example.com,crm-a,A,old\nb@example.com,crm-b,B,\n")
+    before = _contacts(app)
+    text = (
+        "email,external_id,first_name,tags\n"
+        "a2@example.com,crm-a,A2,new\n"  # crm-a moves from a@ to a2@
+        "b@example.com,crm-b,B,\n"  # nothing changes for B
+        "a@example.com,crm-c,C,\n"  # a@ was crm-a's when the import began
+        "c@example.com,crm-b,,\n"  # B's external id, another email: merged with B's row, B moves to c@
+        "d@example.com,,D,x;y\n"
+        "d@example.com,,,y;z\n"  # merged with the row above
+    )
+    report = _import(app, text)
+    a_id = before["a@example.com"].id
+    assert (report.rows, report.created, report.updated, report.merged_in_file) == (6, 1, 2, 2)
+    assert [(e.line, e.column, e.reason) for e in report.errors] == [
+        (
+            4,
+            "external_id",
+            f"email belongs to contact {a_id}, which has another external_id; fix the file or merge the contacts",
+        ),
+    ]
+    after = _contacts(app)
+    assert {(c.email, c.external_id, c.first_name) for c in after.values()} == {
+        ("a2@example.com", "crm-a", "A2"),
+        ("c@example.com", "crm-b", "B"),
+        ("d@example.com", None, "D"),
+    }
+    with app.app_context():
+        session = get_session()
+        tags = {c.email: sorted(t.tag for t in session.get(Contact, c.id).tags) for c in after.values()}
+    assert tags == {"a2@example.com": ["new", "old"], "c@example.com": [], "d@example.com": ["x", "y", "z"]}
+    assert after["a2@example.com"].updated_at > before["a@example.com"].updated_at
+    again = _import(app, "email,external_id,first_name\na2@example.com,crm-a,A2\n")
+    assert again.updated == 1 and _contacts(app)["a2@example.com"].updated_at == after["a2@example.com"].updated_at
