@@ -33,12 +33,13 @@ def check_text(value: Any, field: str, max_length: int, *, allow_empty: bool = F
     """
     if not isinstance(value, str):
         raise InvalidInput(field, f"{field} must be a string")
-    if "\x00" in value:
-        raise InvalidInput(field, f"{field} contains a NUL character")
-    if lone_surrogate(value):
-        raise InvalidInput(field, f"{field} holds a lone UTF-16 surrogate, which is not text")
-    if one_line and _LINE_BREAK.search(value):
-        raise InvalidInput(field, f"{field} must be one line: remove the line break")
+    if not (value.isascii() and value.isprintable()):  # printable ASCII (most text) holds none of these
+        if "\x00" in value:
+            raise InvalidInput(field, f"{field} contains a NUL character")
+        if lone_surrogate(value):
+            raise InvalidInput(field, f"{field} holds a lone UTF-16 surrogate, which is not text")
+        if one_line and _LINE_BREAK.search(value):
+            raise InvalidInput(field, f"{field} must be one line: remove the line break")
     if len(value) > max_length:
         raise InvalidInput(field, f"{field} is longer than {max_length} characters")
     if not allow_empty and not value.strip():
