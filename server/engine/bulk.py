@@ -8,6 +8,7 @@ member, or marks the kind interpreter-only. The interpreter decides which runs o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,19 @@ from ..models.base import JsonType
 from .context import EngineContext
 from .effects import duration_text, send_data
 from .keys import ENROLMENT, message_key
+
+
+def among(ctx: EngineContext, column: Any, ids: list[int]) -> Any:
+    """``column IN ids`` with the ids as one bound value (a PostgreSQL array, a JSON list in SQLite): a statement
+    over a thousand ids is neither compiled nor parsed with a thousand parameters, and its compiled form is cached."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import Integer, any_
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(literal(list(ids), ARRAY(Integer)))
+    from sqlalchemy import func, literal_column
+
+    return column.in_(select(literal_column("value")).select_from(func.json_each(literal(json.dumps(list(ids))))))
 
 
 @dataclass
@@ -44,7 +58,7 @@ class Group:
     def members(self) -> Any:
         """The SQL condition selecting the group's enrolments, still where the group started."""
         return (
-            (Enrolment.id.in_(self.ids))
+            among(self.ctx, Enrolment.id, self.ids)
             & (Enrolment.version_id == self.version_id)
             & (Enrolment.pc == self.pc)
             & (Enrolment.state == EnrolmentState.ACTIVE)
@@ -72,7 +86,7 @@ class Group:
         self.ctx.session.connection().execute(
             update(table)
             .where(
-                table.c.id.in_(self.ids),
+                among(self.ctx, table.c.id, self.ids),
                 table.c.version_id == self.version_id,
                 table.c.pc == self.pc,
                 table.c.state == EnrolmentState.ACTIVE.value,

@@ -116,7 +116,7 @@ def _process_events(session, event_ids: list[int], isolate: bool, now: int | Non
     if not isolate and ctx.config.get("ENGINE_SET_WISE_EVENTS", True):
         # the simple events set-wise, in a few statements; the interpreter takes the others
         rows = session.execute(
-            select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source, table.c.occurred_at)
+            select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source)
             .where(table.c.id.in_(claimed))
             .order_by(table.c.id)
         ).all()

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import String, bindparam, insert, literal, select, update
+from sqlalchemy import String, case, insert, literal, select, update
 
 from dsl.plan import Instruction, RulePlan
 
 from ..models import Contact, Enrolment, EnrolmentState, Event, JourneyLog, Rule, RuleStatus
 from ..models.base import JsonType
-from . import dispatch, runtime
+from . import bulk, dispatch, runtime
 from .context import EngineContext
 from .matcher import Entry
 from .timeutil import iso, to_dt
@@ -41,8 +41,35 @@ class _Entering:
     reason: str
 
 
+@dataclass
+class _Batch:
+    """What one batch works out once: which event names the interpreter takes, and what each plan allows."""
+
+    ctx: EngineContext
+    interpreted: frozenset[str]
+    #: version id -> (its journey starts with steps the set-based path takes, its condition reads the contact)
+    plans: dict[int, tuple[bool, bool]] = field(default_factory=dict)
+    #: event name -> the rules every event of that name enrols into (None: the interpreter's), where that is fixed
+    fixed: dict[str, list[Entry] | None] = field(default_factory=dict)
+
+    @property
+    def at(self) -> str:
+        """The batch's instant, as the ``enter`` trace line gives it."""
+        return iso(self.ctx.now)
+
+    def plan(self, version_id: int) -> tuple[bool, bool]:
+        known = self.plans.get(version_id)
+        if known is None:
+            plan = self.ctx.plan(version_id)
+            known = self.plans[version_id] = (
+                runtime.segment(plan, 0, self.ctx) is not None,
+                _reads_contact(plan.get("condition")),
+            )
+        return known
+
+
 def process(ctx: EngineContext, events: Sequence[Any]) -> list[int]:
-    """Apply *events* (rows with id, contact_id, name, props, source, occurred_at; in id order) set-wise.
+    """Apply *events* (rows with id, contact_id, name, props and source; in id order) set-wise.
 
     :return: the ids of the events left to the interpreter, in order (each contact's, after its set-wise ones).
     """
@@ -50,26 +77,31 @@ def process(ctx: EngineContext, events: Sequence[Any]) -> list[int]:
     for event in events:
         queues[event.contact_id].append(event)
     left: dict[int, list[Any]] = {}
-    interpreted = _interpreted(ctx)
+    batch = _Batch(ctx, _interpreted(ctx))
     depth = 0
     while queues:
         round_ = {cid: queue[depth] for cid, queue in queues.items()}
-        for contact_id in _round(ctx, round_, interpreted):
+        for contact_id in _round(batch, round_):
             left[contact_id] = queues[contact_id][depth:]
         depth += 1
         queues = {cid: queue for cid, queue in queues.items() if cid not in left and len(queue) > depth}
     return sorted(event.id for rest in left.values() for event in rest)
 
 
-def _round(ctx: EngineContext, events: dict[int, Any], interpreted: frozenset[str]) -> set[int]:
+def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
     """Handle one event per contact; return the contacts whose event (and later ones) the interpreter must take."""
+    ctx = batch.ctx
     session = ctx.session
     existing = _mark_seen(ctx, events)
     contacts: dict[int, Contact] = {}
 
     def contact_of(contact_id: int) -> Contact | None:
         if not contacts:  # read after the round's last-seen moves, and after what earlier rounds changed in SQL
-            query = select(Contact).where(Contact.id.in_(events)).execution_options(populate_existing=True)
+            query = (
+                select(Contact)
+                .where(bulk.among(ctx, Contact.id, list(events)))
+                .execution_options(populate_existing=True)
+            )
             contacts.update((c.id, c) for c in session.scalars(query))
         return contacts.get(contact_id)
 
@@ -79,13 +111,13 @@ def _round(ctx: EngineContext, events: dict[int, Any], interpreted: frozenset[st
     for contact_id, event in events.items():
         if contact_id not in existing:  # deleted since: nothing to do, as in the interpreter
             continue
-        chosen = _entries(ctx, event, interpreted, partial(contact_of, contact_id))
+        chosen = _entries(batch, event, partial(contact_of, contact_id))
         if chosen is None:
             handback.add(contact_id)
             continue
         for entry in chosen:
             rule = rules.get(entry.rule_id) or rules.setdefault(entry.rule_id, session.get_one(Rule, entry.rule_id))
-            entering.append(_Entering(contact_id, rule, event.id, f"{event.name} at {iso(ctx.now)}"))
+            entering.append(_Entering(contact_id, rule, event.id, f"{event.name} at {batch.at}"))
     _enrol(ctx, entering)
     return handback
 
@@ -95,46 +127,58 @@ def _mark_seen(ctx: EngineContext, events: dict[int, Any]) -> set[int]:
 
     First, as in the interpreter (conditions may read it); it never moves twice, so an event handed back to the
     interpreter has it again to no effect."""
-    seen = {cid: dispatch.seen_at(ctx, event) for cid, event in events.items()}
-    table = Contact.__table__
-    existing = ctx.session.execute(select(table.c.id, table.c.last_seen).where(table.c.id.in_(events))).all()
-    moves = [
-        {"cid": cid, "at": at}
-        for cid, last in existing
-        if (at := seen[cid]) is not None and (last is None or at > last)
-    ]
-    if moves:
-        ctx.session.connection().execute(
-            update(table)
-            .where(table.c.id == bindparam("cid"))
-            .values(last_seen=bindparam("at"), updated_at=to_dt(ctx.now)),
-            moves,
+    contacts, table = Contact.__table__, Event.__table__
+    existing = set(ctx.session.scalars(select(contacts.c.id).where(bulk.among(ctx, contacts.c.id, list(events)))))
+    seen = [event.id for event in events.values() if dispatch.seen_by(ctx, event)]
+    if seen:
+        now = literal(to_dt(ctx.now), table.c.occurred_at.type)
+        moments = (
+            select(
+                table.c.contact_id,
+                case(
+                    (table.c.occurred_at.is_(None) | (table.c.occurred_at > now), now), else_=table.c.occurred_at
+                ).label("at"),
+            )
+            .where(bulk.among(ctx, table.c.id, seen))
+            .subquery()
         )
-    return {cid for cid, _last in existing}
+        ctx.session.connection().execute(
+            update(contacts)
+            .where(
+                contacts.c.id == moments.c.contact_id,
+                contacts.c.last_seen.is_(None) | (contacts.c.last_seen < moments.c.at),
+            )
+            .values(last_seen=moments.c.at, updated_at=to_dt(ctx.now))
+        )
+    return existing
 
 
-def _entries(
-    ctx: EngineContext, event: Any, interpreted: frozenset[str], contact_of: Callable[[], Contact | None]
-) -> list[Entry] | None:
+def _entries(batch: _Batch, event: Any, contact_of: Callable[[], Contact | None]) -> list[Entry] | None:
     """The rules *event* enrols *contact* into, or None when the event needs the interpreter."""
+    ctx = batch.ctx
     name = event.name
-    if name in interpreted or (event.source != "nudge" and name in ("contact.created", "contact.updated")):
+    if name in batch.interpreted or (event.source != "nudge" and name in ("contact.created", "contact.updated")):
         return None
+    if name in batch.fixed:  # the same rules for every event of this name, whatever its props or contact
+        return batch.fixed[name]
     event_index = ctx.index.by_event.get(name)
     if event_index is None:
         return []
+    if not event_index.keyed and all(ctx.plan(e.version_id).get("condition") is None for e in event_index.unkeyed):
+        fixed = sorted(event_index.unkeyed, key=lambda e: e.rule_id)
+        ok = all(batch.plan(e.version_id)[0] for e in fixed)
+        batch.fixed[name] = fixed if ok else None
+        return batch.fixed[name]
     props = event.props or {}
     candidates = event_index.candidates(props, contact_of() if event_index.reads_contact else None)
-    plans = [ctx.plan(entry.version_id) for entry in candidates]
-    for position, plan in enumerate(plans):
-        if runtime.segment(plan, 0, ctx) is None:
-            return None
+    for position, entry in enumerate(candidates):
+        set_based, reads_contact = batch.plan(entry.version_id)
         # the interpreter runs each journey before the next rule's condition: one reading the contact could see it
-        if position and _reads_contact(plan.get("condition")):
+        if not set_based or (position and reads_contact):
             return None
     chosen = []
-    for entry, plan in zip(candidates, plans, strict=True):
-        cond = plan.get("condition")
+    for entry in candidates:
+        cond = ctx.plan(entry.version_id).get("condition")
         contact = contact_of() if cond is not None else None
         if cond is None or (
             contact is not None
@@ -177,7 +221,8 @@ def _enrol(ctx: EngineContext, entering: list[_Entering]) -> None:
     if policies:
         for contact_id, rule_id, state, entered in session.execute(
             select(Enrolment.contact_id, Enrolment.rule_id, Enrolment.state, Enrolment.entered).where(
-                Enrolment.contact_id.in_({e.contact_id for e in entering}), Enrolment.rule_id.in_(policies)
+                bulk.among(ctx, Enrolment.contact_id, list({e.contact_id for e in entering})),
+                Enrolment.rule_id.in_(policies),
             )
         ):
             earlier[(contact_id, rule_id)].append((state, entered))
@@ -214,7 +259,7 @@ def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]
         literal(EnrolmentState.ACTIVE.value),
         literal(ctx.now),
         events.c.id,
-    ).where(events.c.id.in_(event_ids))
+    ).where(bulk.among(ctx, events.c.id, event_ids))
     ids = list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars())
     conn.execute(
         insert(JourneyLog.__table__).from_select(
@@ -226,7 +271,7 @@ def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]
                 literal(ctx.now),
                 literal("enter", String),
                 literal({"because": reason}, JsonType),
-            ).where(table.c.id.in_(ids)),
+            ).where(bulk.among(ctx, table.c.id, ids)),
         )
     )
     return ids

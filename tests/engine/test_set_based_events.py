@@ -214,7 +214,7 @@ def test_only_what_needs_the_interpreter_goes_to_it(app):
         ctx = EngineContext(session, app.config, int(now.timestamp()), plugins=app.extensions["nudge.plugins"])
         table = Event.__table__
         rows = session.execute(
-            select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source, table.c.occurred_at)
+            select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source)
             .where(table.c.id.in_(ids["set"]))
             .order_by(table.c.id)
         ).all()
