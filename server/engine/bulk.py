@@ -66,19 +66,7 @@ class Group:
 
     def trace(self, action: str, data: Any) -> None:
         """One trace line per member: *data* is a dict, or a SQL expression per row."""
-        self.ctx.session.connection().execute(
-            insert(JourneyLog.__table__).from_select(
-                ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-                select(
-                    Enrolment.id,
-                    Enrolment.contact_id,
-                    Enrolment.rule_id,
-                    literal(self.ctx.now),
-                    literal(action, String),
-                    literal(data, JsonType) if isinstance(data, dict) else data,
-                ).where(self.members),
-            )
-        )
+        trace(self.ctx, self.members, action, data)
 
     def move_on(self, **values: Any) -> None:
         """Move every member on (the last step of a run): the enrolments leave the group's step."""
@@ -93,6 +81,24 @@ class Group:
             )
             .values(**values)
         )
+
+
+def trace(ctx: EngineContext, enrolments: Any, action: str, data: Any) -> None:
+    """One trace line for each enrolment *enrolments* (a SQL condition) selects: *data* is a dict, or a SQL
+    expression per row."""
+    ctx.session.connection().execute(
+        insert(JourneyLog.__table__).from_select(
+            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
+            select(
+                Enrolment.id,
+                Enrolment.contact_id,
+                Enrolment.rule_id,
+                literal(ctx.now),
+                literal(action, String),
+                literal(data, JsonType) if isinstance(data, dict) else data,
+            ).where(enrolments),
+        )
+    )
 
 
 def send(group: Group, op: SendOp) -> None:
@@ -290,25 +296,16 @@ def enrol_set_based(
             ["contact_id", "rule_id", "version_id", "pc", "state", "due", "entered"], rows
         )
     ).rowcount
-    conn.execute(
-        insert(JourneyLog.__table__).from_select(
-            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-            # no per-row reason: every row of this INSERT entered for the same one, said once in the log;
-            # the first wait rides on the same row (one trace row per waiting contact keeps a wait small)
-            select(
-                Enrolment.id,
-                Enrolment.contact_id,
-                Enrolment.rule_id,
-                literal(ctx.now),
-                literal("enter", String),
-                literal({"until": due}, JsonType),
-            ).where(
-                Enrolment.rule_id == rule_id,
-                Enrolment.contact_id.in_(contacts),
-                Enrolment.entered == ctx.now,
-                Enrolment.pc == 1,
-                Enrolment.due == due,
-            ),
-        )
+    # no per-row reason: every row of this INSERT entered for the same one, said once in the log;
+    # the first wait rides on the same row (one trace row per waiting contact keeps a wait small)
+    trace(
+        ctx,
+        (Enrolment.rule_id == rule_id)
+        & Enrolment.contact_id.in_(contacts)
+        & (Enrolment.entered == ctx.now)
+        & (Enrolment.pc == 1)
+        & (Enrolment.due == due),
+        "enter",
+        {"until": due},
     )
     return count

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import String, case, insert, literal, select, update
+from sqlalchemy import case, insert, literal, select, update
 
 from dsl.plan import Instruction, RulePlan
 
-from ..models import Contact, Enrolment, EnrolmentState, Event, JourneyLog, Rule, RuleStatus
-from ..models.base import JsonType
+from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
 from . import bulk, dispatch, runtime
 from .context import EngineContext
 from .matcher import Entry
@@ -261,19 +260,7 @@ def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]
         events.c.id,
     ).where(bulk.among(ctx, events.c.id, event_ids))
     ids = list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars())
-    conn.execute(
-        insert(JourneyLog.__table__).from_select(
-            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-            select(
-                table.c.id,
-                table.c.contact_id,
-                table.c.rule_id,
-                literal(ctx.now),
-                literal("enter", String),
-                literal({"because": reason}, JsonType),
-            ).where(bulk.among(ctx, table.c.id, ids)),
-        )
-    )
+    bulk.trace(ctx, bulk.among(ctx, Enrolment.id, ids), "enter", {"because": reason})
     return ids
 
 
