@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -42,9 +43,15 @@ def normalize_email(value: Any, field: str = "email") -> str:
     """The lower-cased, normalised address, or :class:`InvalidInput` saying why not."""
     text = check_text(value, field, 320).strip()
     try:
-        return validate_email(text, check_deliverability=False).normalized.lower()
+        return _normalized_address(text)
     except EmailNotValidError as exc:
         raise InvalidInput(field, f"{field} {text[:80]!r} is not a valid address: {exc}") from None
+
+
+@lru_cache(maxsize=65536)
+def _normalized_address(text: str) -> str:
+    """email_validator's answer is a pure function of the text (no DNS): the addresses seen again skip its ~0.1 ms."""
+    return validate_email(text, check_deliverability=False).normalized.lower()
 
 
 def normalize_phone(value: Any, region: str | None = None, field: str = "phone") -> str:
