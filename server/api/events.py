@@ -10,7 +10,7 @@ from flask import current_app, jsonify
 from sqlalchemy.exc import IntegrityError
 
 from ..db import get_session
-from ..engine.handover import hand_over
+from ..engine.groups import hand_over, store_together
 from ..engine.ingest import prepare_events, store_events, write_turn
 from ..models import Event, Scope
 from . import bp
@@ -75,16 +75,19 @@ def _accept(
     answer: Callable[[list[tuple[int, int]]], dict[str, Any]],
     event_ids: Callable[[dict[str, Any]], list[int]],
 ):
-    """Store *items* and answer 202 with ``answer(stored)``, once per Idempotency-Key (replayed to retries).
+    """Store *items* and answer 202 with ``answer(stored)``; with an Idempotency-Key, once (replayed to retries).
 
-    The items are checked before the write transaction, which holds the write turn (:func:`write_turn`) only for
-    the queries and the commit; the events are handed to the queue after the commit, grouped with other requests'.
+    The items are checked before any write. Without a key, the request's events are written, committed and
+    enqueued together with concurrent requests' (:func:`store_together`); with one, alone in its write turn
+    (:func:`write_turn`) with the stored answer, then handed to the queue.
     """
     session = get_session()
     key = request_key()
     digest = body_digest(body) if key else ""
     session.commit()  # the key's look-up must not hold SQLite's write lock while the body is checked
     prepared = prepare_events(session, items, region=current_app.config.get("PHONE_REGION"), prefix=prefix)
+    if not key:
+        return jsonify(answer(store_together(prepared))), 202
     with write_turn(session):
         if key:
             stored = replay(session, key, digest)

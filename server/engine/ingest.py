@@ -28,6 +28,7 @@ __all__ = [
     "prepare_events",
     "record_event",
     "store_events",
+    "store_plain",
     "upsert_contact",
     "write_turn",
 ]
@@ -102,11 +103,19 @@ def store_events(session: Session, prepared: Prepared) -> list[tuple[int, int]]:
     :return: (event id, contact id) per item, in order.
     :raises InvalidInput: naming the first offending field.
     """
-    checked = prepared.checked
-    contact_ids = _plain_contacts(session, checked) if checked is not None else None
-    if checked is None or contact_ids is None:
+    stored = store_plain(session, prepared.checked) if prepared.checked is not None else None
+    if stored is None:
         region, prefix = prepared.region, prepared.prefix
         return [_store_one(session, item, prefix(i), region) for i, item in enumerate(prepared.items)]
+    return stored
+
+
+def store_plain(session: Session, checked: list[_Item]) -> list[tuple[int, int]] | None:
+    """Store checked events set-wise when their contacts are plain (see :func:`store_events`); None (and nothing
+    written) when one is not."""
+    contact_ids = _plain_contacts(session, checked)
+    if contact_ids is None:
+        return None
     now = utcnow()
     rows = [
         {
