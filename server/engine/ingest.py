@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ..contacts.errors import InvalidInput
@@ -217,7 +217,21 @@ def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
 
 
 def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert *rows* in one statement (Core: the columns' Python defaults apply); their new ids, in order."""
+    """Insert *rows* (Core: the columns' Python defaults apply); their new ids, in order.
+
+    On SQLite, one prepared statement run per row (``executemany``) and the ids counted back from
+    ``last_insert_rowid()``: the tables never reuse ids (``AUTOINCREMENT``) and the transaction holds the write lock,
+    so each row takes the next id. SQLAlchemy's ordered ``RETURNING`` would run one statement per row there.
+    """
     table = model.__table__
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return list(session.connection().execute(statement, rows).scalars())
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return list(connection.execute(statement, rows).scalars())
+    connection.execute(insert(table), rows)
+    last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    first = last - len(rows) + 1
+    stored = connection.execute(select(func.count()).where(table.c.id.between(first, last))).scalar_one()
+    if stored != len(rows):  # cannot happen while ids are never reused; refuse rather than answer wrong ids
+        raise RuntimeError(f"{table.name}: {len(rows)} rows inserted but ids {first}..{last} hold {stored}")
+    return list(range(first, last + 1))
