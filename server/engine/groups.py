@@ -123,10 +123,10 @@ def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseExce
     session = get_session()
     outcomes: list[list[tuple[int, int]] | BaseException] = []
     with write_turn(session):
-        try:
-            with session.begin_nested():
-                together = _store_plain_group(session, group)
+        try:  # the transaction holds nothing else yet (the turn began it): a failure here is simply rolled back
+            together = _store_plain_group(session, group)
         except Exception:  # a clash with another process's insert, say: each request alone says what it meets
+            session.rollback()
             together = None
         if together is not None:
             outcomes.extend(together)
