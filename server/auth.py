@@ -116,9 +116,9 @@ def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[.
             try:
                 key = authenticate_api_key(session, token.strip())
             except KeyRefused as refused:
+                session.rollback()
                 return problem(401, refused.title, refused.detail)
-            finally:
-                session.commit()
+            session.commit()
             if key.scope not in allowed:
                 return problem(
                     403,

@@ -5,7 +5,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from server.db import get_session
 from server.engine.groups import Grouped
@@ -156,3 +156,18 @@ def test_a_failing_group_fails_each_of_its_requests_and_the_next_group_runs():
     with pytest.raises(RuntimeError, match="went away"):
         grouped.submit(1)
     assert grouped.submit(2) == 2
+
+
+def test_the_key_look_up_waits_for_no_writer(app, client):
+    """While another connection holds a write transaction (on SQLite: the database's one write lock), a request is
+    authenticated and answered; before, the look-up queued for the lock (for up to the 30 s busy timeout)."""
+    key = api_key(app, "ingest")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.get("/api/v1/contacts", headers=headers).status_code == 403  # notes the key's use now
+    with app.extensions["nudge.db"].engine.connect() as writer:
+        writer.execute(update(Contact).where(Contact.id == 0).values(score=1))  # the write lock, held
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(lambda: app.test_client().get("/api/v1/contacts", headers=headers))
+            response = answer.result(timeout=10)
+        writer.rollback()
+    assert response.status_code == 403 and "scope" in response.json["detail"]
