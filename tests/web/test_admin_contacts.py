@@ -180,6 +180,17 @@ def test_the_timeline_shows_the_journey_trace_and_why_a_rule_did_not_enrol(app, 
     assert f"nudge explain {cid}" in html
 
 
+def test_a_finished_journey_has_no_next_step(app, client):
+    load_rules(app, 'rule "Welcome"\nwhen form.submitted then\n  tag "y"\n  tag "z"\nend\n')
+    post_event(client, api_key(app), email="cy@example.com")
+    run_worker(app)
+    with app.app_context():
+        cid = get_session().scalar(select(Contact.id).where(Contact.email == "cy@example.com"))
+    html = signed_in(app, "viewer").get(f"/admin/contacts/{cid}").get_data(as_text=True)
+    row = html.split("<td>Welcome</td>")[1].split("</tr>")[0]
+    assert "done" in row and row.rstrip().endswith("<td>—</td>")
+
+
 def test_an_unknown_contact_is_a_404_that_says_so(app):
     viewer = signed_in(app, "viewer")
     for cid in (999, 99999999999999999999):
