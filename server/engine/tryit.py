@@ -53,7 +53,8 @@ class MadeUp:
     @classmethod
     def from_form(cls, fields: str, tags: str, tz: str, consent: dict[str, str]) -> MadeUp:
         """Read the panel's inputs: ``name = value`` lines (JSON values such as ``42`` or ``true`` keep their type,
-        anything else is text), comma-separated tags, an IANA time zone, ``granted``/``revoked`` per channel.
+        anything else is text), tags separated by ``;`` as on the contact page (or commas), an IANA time
+        zone, ``granted``/``revoked`` per channel.
 
         :raises TryError: naming the input and line.
         """
@@ -80,7 +81,7 @@ class MadeUp:
                 raise TryError(f"consent for {channel}: choose granted, revoked or not recorded")
         return cls(
             values,
-            [t.strip() for t in tags.split(",") if t.strip()],
+            [t.strip() for t in re.split(r"[;,]", tags) if t.strip()],
             tz,
             {channel: status for channel, status in consent.items() if status},
         )

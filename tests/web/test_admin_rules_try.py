@@ -64,6 +64,8 @@ def test_a_try_shows_sends_waits_branches_and_suppressions_with_their_reasons(ap
     assert '2026-03-03 09:00:00 UTC branch took `then` because `has tag "vip"` was true' in lines
     assert "2026-03-03 09:00:00 UTC send sent email vip_offer" in lines
     assert "2 send(s)" in answer.get_data(as_text=True) and "nothing was sent" in answer.get_data(as_text=True)
+    # tags written as on a contact's page (";") are read the same way
+    assert _lines(_try(editor, tags="trial; vip")) == lines
 
     # no tag: the other branch, an SMS without consent, suppressed and saying why
     plain = _lines(_try(editor))
