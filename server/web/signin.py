@@ -19,7 +19,6 @@ import hashlib
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -28,6 +27,7 @@ import redis
 from flask import Flask, current_app, session
 from sqlalchemy import delete, select
 
+from ..clock import now as clock_now
 from ..db import affected_rows, get_session
 from ..models import AdminSession, User
 
@@ -74,14 +74,20 @@ def _wait(count: int, last: float, now: float, free: int) -> float:
     return max(0.0, last + min(2.0 ** (count - free), MAX_WAIT) - now)
 
 
+def _app_seconds() -> float:
+    """Seconds since the epoch by the current app's clock (the real time outside an app context)."""
+    return clock_now().timestamp()
+
+
 class SignInGuard:
     """Flask extension (``app.extensions["nudge.signin"]``): throttling and the clock sessions use.
 
-    :param clock: seconds since the epoch; tests pass a virtual clock.
+    :param clock: seconds since the epoch; by default the app's own clock (:mod:`server.clock`), so a test that
+        moves the engine's clock on moves sessions and throttling with it.
     """
 
-    def __init__(self, app: Flask | None = None, clock: Callable[[], float] = time.time):
-        self.clock = clock
+    def __init__(self, app: Flask | None = None, clock: Callable[[], float] | None = None):
+        self.clock = clock or _app_seconds
         self._memory: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         if app is not None:

@@ -90,14 +90,15 @@ def test_a_cookie_copied_before_logout_opens_nothing_after_it(app, client):
     assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login")
 
 
-def test_a_session_unused_for_twelve_hours_ends(app, client, guard_clock):
+def test_a_session_unused_for_twelve_hours_ends(app, client, clock):
+    """Sessions age by the app's clock, the one the engine and every process of a test share."""
     email, password = _admin(app)
     _sign_in(client, email, password)
-    guard_clock[0] += 11 * 3600
+    clock.advance(11 * 3600)
     assert client.get("/admin/").status_code == 200  # in use: the idle time starts again
-    guard_clock[0] += 11 * 3600
+    clock.advance(11 * 3600)
     assert client.get("/admin/").status_code == 200
-    guard_clock[0] += 12 * 3600 + 1
+    clock.advance(12 * 3600 + 1)
     assert client.get("/admin/").status_code == 302
 
 
