@@ -22,10 +22,10 @@ the file, the file over the defaults. A bad value stops Nudge at start with one 
 Secrets (marked *secret*) are never printed.
 
 `nudge doctor` checks the set-up and says what to do, one line per check (`ok`, `warn`, `error`): the
-public address is not https, mail comes from `localhost`, no postal address (marketing email is refused
-without one), DKIM is off, the SMTP server does not answer, Twilio is not configured while rules send
-SMS, and whatever a third-party channel checks. It exits with 1 when something blocks sending. `nudge up`,
-`nudge web` and `nudge worker` log the same warnings when they start.
+public address is not https, test mode (`NUDGE_TESTING`) is on, mail comes from `localhost`, no postal
+address (marketing email is refused without one), DKIM is off, the SMTP server does not answer, Twilio is
+not configured while rules send SMS, and whatever a third-party channel checks. It exits with 1 when
+something blocks sending. `nudge up`, `nudge web` and `nudge worker` log the same warnings when they start.
 """
 
 

@@ -1,6 +1,6 @@
 """Checks of an instance's set-up: unsafe defaults and what blocks sending (``nudge doctor``, the start-up log).
 
-The core checks what is its own (the public address, Redis); every channel checks itself through
+The core checks what is its own (the public address, test mode, Redis); every channel checks itself through
 :meth:`server.sdk.Channel.diagnose`, told whether it is in use (an active rule sends on it, or
 messages wait to go out on it), so a third-party channel's checks appear exactly like a built-in one's.
 """
@@ -46,6 +46,17 @@ def _base_url(config: Any) -> Check:
     )
 
 
+def _test_mode(config: Any) -> Check:
+    if not config.get("TESTING"):
+        return Check("test mode", "ok", "off")
+    return Check(
+        "test mode",
+        "warn",
+        "NUDGE_TESTING is on: errors reach the caller instead of a 500 page and a test clock may move time; "
+        "it is for Nudge's own tests: unset NUDGE_TESTING (and NUDGE_TEST_CLOCK_FILE)",
+    )
+
+
 def _redis(app: Flask) -> Check:
     if not app.config.get("REDIS_URL"):
         return Check("redis", "ok", "embedded (nudge up starts it inside NUDGE_HOME)")
@@ -62,7 +73,7 @@ def _redis(app: Flask) -> Check:
 
 def run_checks(app: Flask) -> list[Check]:
     """Every check, core first, then each channel's in name order. Call inside an app context."""
-    checks = [_base_url(app.config), _redis(app)]
+    checks = [_base_url(app.config), _test_mode(app.config), _redis(app)]
     pm = app.extensions["nudge.plugins"]
     in_use = channels_in_use(get_session())
     for name in sorted(pm.channels):

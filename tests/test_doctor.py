@@ -44,6 +44,15 @@ def test_unsafe_defaults_are_warnings_that_say_what_to_do(runner, app):
     assert checks["redis"][0] == "ok"
 
 
+def test_test_mode_is_a_warning_and_off_is_ok(runner, app, monkeypatch):
+    code, checks = doctor(runner)
+    assert code == 0 and checks["test mode"][0] == "warn" and "unset NUDGE_TESTING" in checks["test mode"][1]
+    monkeypatch.setenv("NUDGE_TESTING", "false")
+    monkeypatch.setenv("NUDGE_TEST_CLOCK_FILE", "")
+    code, checks = doctor(runner)
+    assert code == 0 and checks["test mode"] == ("ok", "off")
+
+
 def test_what_blocks_sending_is_an_error_and_exits_non_zero(runner, app, monkeypatch):
     load_rules(app, EMAIL_RULE)
     monkeypatch.setenv("NUDGE_POSTAL_ADDRESS", "")
