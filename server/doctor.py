@@ -14,6 +14,8 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
+from dsl.plan import PLAN_VERSION, PlanVersionError, require_version
+
 from .db import get_session
 from .models import Message, MessageStatus, Rule, RuleStatus, RuleVersion
 from .sdk import Check
@@ -21,17 +23,32 @@ from .sdk import Check
 log = logging.getLogger(__name__)
 
 
-def channels_in_use(session: Any) -> set[str]:
-    """Channels an active rule sends on, or pending messages wait for."""
-    used = set(session.scalars(select(Message.channel).where(Message.status == MessageStatus.PENDING.value).distinct()))
-    plans = session.scalars(
-        select(RuleVersion.plan)
+def _active_plans(session: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(rule name, stored plan) of every active rule's active version."""
+    rows = session.execute(
+        select(Rule.name, RuleVersion.plan)
         .join(Rule, Rule.active_version_id == RuleVersion.id)
         .where(Rule.status == RuleStatus.ACTIVE.value)
     )
-    for plan in plans:
-        used.update(step["channel"] for step in (plan or {}).get("steps", ()) if step.get("op") == "send")
+    return [(name, plan or {}) for name, plan in rows]
+
+
+def channels_in_use(session: Any) -> set[str]:
+    """Channels an active rule sends on, or pending messages wait for."""
+    used = set(session.scalars(select(Message.channel).where(Message.status == MessageStatus.PENDING.value).distinct()))
+    for _name, plan in _active_plans(session):
+        used.update(step["channel"] for step in plan.get("steps", ()) if step.get("op") == "send")
     return used
+
+
+def _plan_formats(session: Any) -> Check:
+    """Active rules whose stored plan this Nudge cannot run (compiled by another version of Nudge)."""
+    for name, plan in _active_plans(session):
+        try:
+            require_version(plan, f"the active version of rule {name!r}")
+        except PlanVersionError as exc:
+            return Check("rule plans", "error", str(exc))
+    return Check("rule plans", "ok", f"every active rule's plan is format {PLAN_VERSION}")
 
 
 def _base_url(config: Any) -> Check:
@@ -73,7 +90,7 @@ def _redis(app: Flask) -> Check:
 
 def run_checks(app: Flask) -> list[Check]:
     """Every check, core first, then each channel's in name order. Call inside an app context."""
-    checks = [_base_url(app.config), _test_mode(app.config), _redis(app)]
+    checks = [_base_url(app.config), _test_mode(app.config), _redis(app), _plan_formats(get_session())]
     pm = app.extensions["nudge.plugins"]
     in_use = channels_in_use(get_session())
     for name in sorted(pm.channels):

@@ -8,10 +8,11 @@ import sys
 import time
 
 import pytest
+from sqlalchemy import select
 
 from server.db import get_session
 from server.engine.rules import pause
-from server.models import Message
+from server.models import Message, RuleVersion
 
 from .helpers import load_rules
 from .servers import free_port
@@ -51,6 +52,19 @@ def test_test_mode_is_a_warning_and_off_is_ok(runner, app, monkeypatch):
     monkeypatch.setenv("NUDGE_TEST_CLOCK_FILE", "")
     code, checks = doctor(runner)
     assert code == 0 and checks["test mode"] == ("ok", "off")
+
+
+def test_an_active_rule_whose_plan_this_nudge_cannot_run_is_an_error(runner, app):
+    load_rules(app, EMAIL_RULE)
+    code, checks = doctor(runner)
+    assert code == 0 and checks["rule plans"][0] == "ok"
+    with app.app_context():
+        version = get_session().scalar(select(RuleVersion))
+        version.plan = {**version.plan, "version": 1}
+        get_session().commit()
+    code, checks = doctor(runner)
+    assert code == 1 and checks["rule plans"][0] == "error"
+    assert "rule 'Welcome'" in checks["rule plans"][1] and "nudge db upgrade" in checks["rule plans"][1]
 
 
 def test_what_blocks_sending_is_an_error_and_exits_non_zero(runner, app, monkeypatch):
