@@ -39,6 +39,8 @@ def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
         text = up.text
         assert f"http://127.0.0.1:{port}/admin/" in text
         assert "First admin login: admin@localhost / " in text
+        # the start-up checks speak of the address links will carry, the one up listens on
+        assert f"NUDGE_BASE_URL is http://127.0.0.1:{port}:" in text
         children = _descendants(proc.pid)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "web" in names and "worker" in names and "scheduler" in names and "redis-server" in names

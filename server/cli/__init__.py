@@ -114,10 +114,11 @@ def up(host: str, port: int) -> None:
     if busy:
         raise click.ClickException(busy)
     app = build_app(create=True)
-    _startup_checks(app, skip=False)
     extra = {"NUDGE_HOME": app.config["HOME"], "NUDGE_MIGRATE_ON_START": "false"}
     if app.config["BASE_URL"] == DEFAULTS["BASE_URL"]:  # links in messages point at this server
         extra["NUDGE_BASE_URL"] = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+        app.config["BASE_URL"] = extra["NUDGE_BASE_URL"]  # and the start-up checks speak of that address
+    _startup_checks(app, skip=False)
     embedded = None
     if not app.config.get("REDIS_URL"):
         embedded = EmbeddedRedis(app.config["HOME"])
