@@ -131,7 +131,7 @@ def _multiply_by_cdf(
             cdf = 1.0
         elif x <= low:
             cdf = 0.0
-        elif cdf is None or cdf == 0.0 and previous <= low:
+        elif cdf is None or (cdf == 0.0 and previous <= low):
             cdf = betainc(alpha, beta, x)
         else:
             gap = x - previous

@@ -104,10 +104,8 @@ def _tail_by_quadrature(a: float, b: float, x: float) -> float:
     """I_x(a, b) for large a and b: the density integrated over the tail beyond *x* (NR's ``betaiapprox``)."""
     mean = a / (a + b)
     sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
-    if x > mean:
-        end = min(1.0, max(mean + 12.0 * sd, x + 6.0 * sd))
-    else:
-        end = max(0.0, min(mean - 12.0 * sd, x - 6.0 * sd))
+    above = x > mean
+    end = min(1.0, max(mean + 12.0 * sd, x + 6.0 * sd)) if above else max(0.0, min(mean - 12.0 * sd, x - 6.0 * sd))
     nodes, weights = gauss_legendre(24)
     log_b = log_beta(a, b)
     panels = 3
@@ -117,7 +115,7 @@ def _tail_by_quadrature(a: float, b: float, x: float) -> float:
         start = x + panel * width
         total += sum(w * beta_pdf(start + width * t, a, b, log_b) for t, w in zip(nodes, weights, strict=True))
     tail = abs(total * width)  # the mass between x and end
-    return 1.0 - tail if x > mean else tail
+    return 1.0 - tail if above else tail
 
 
 def betainc(a: float, b: float, x: float) -> float:

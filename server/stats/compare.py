@@ -151,11 +151,9 @@ def compare_arms(
     posteriors = [(float(prior[0] + arm.converted), float(prior[1] + arm.exposed - arm.converted)) for arm in counts]
     first = counts[0]
     beats: list[float | None] = [None] + [probability_beats(posterior, posteriors[0]) for posterior in posteriors[1:]]
-    if len(counts) == 2:  # with two arms "best" is "beats the other", and the exact sum says it
-        best, loss = best_and_loss(posteriors)
+    best, loss = best_and_loss(posteriors)
+    if len(counts) == 2:  # with two arms "best" is "beats the other", which the exact sum gives
         best = [1.0 - beats[1], beats[1]]  # type: ignore[operator,list-item]
-    else:
-        best, loss = best_and_loss(posteriors)
     tail = (1.0 - credible) / 2.0
     results = []
     for index, (arm, (alpha, beta)) in enumerate(zip(counts, posteriors, strict=True)):
