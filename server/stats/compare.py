@@ -150,10 +150,10 @@ def compare_arms(
     counts = _checked(arms, outcome_name, min_sample, min_conversions, prior, credible, threshold)
     posteriors = [(float(prior[0] + arm.converted), float(prior[1] + arm.exposed - arm.converted)) for arm in counts]
     first = counts[0]
-    beats: list[float | None] = [None] + [probability_beats(posterior, posteriors[0]) for posterior in posteriors[1:]]
+    beats = [probability_beats(posterior, posteriors[0]) for posterior in posteriors[1:]]
     best, loss = best_and_loss(posteriors)
     if len(counts) == 2:  # with two arms "best" is "beats the other", which the exact sum gives
-        best = [1.0 - beats[1], beats[1]]  # type: ignore[operator,list-item]
+        best = [1.0 - beats[0], beats[0]]
     tail = (1.0 - credible) / 2.0
     results = []
     for index, (arm, (alpha, beta)) in enumerate(zip(counts, posteriors, strict=True)):
@@ -167,7 +167,7 @@ def compare_arms(
                 interval_high=beta_quantile(1.0 - tail, alpha, beta),
                 alpha=alpha,
                 beta=beta,
-                probability_beats_first=beats[index],
+                probability_beats_first=beats[index - 1] if index else None,
                 probability_best=best[index],
                 expected_loss=loss[index],
                 status=ENOUGH_DATA if _enough(arm, first, index, min_sample, min_conversions) else NOT_ENOUGH_DATA,
@@ -247,9 +247,9 @@ def _checked(
             raise ValueError(f"{label} must be a whole number >= 0, not {value!r}")
     if not (isinstance(prior, tuple | list) and len(prior) == 2 and all(_whole(v) and v >= 1 for v in prior)):
         raise ValueError(f"prior must be two whole numbers >= 1 (alpha, beta), e.g. (1, 1), not {prior!r}")
-    for label, value in (("credible", credible), ("threshold", threshold)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
-            raise ValueError(f"{label} must be a probability strictly between 0 and 1, e.g. 0.95, not {value!r}")
+    for label, probability in (("credible", credible), ("threshold", threshold)):
+        if isinstance(probability, bool) or not isinstance(probability, int | float) or not 0.0 < probability < 1.0:
+            raise ValueError(f"{label} must be a probability strictly between 0 and 1, e.g. 0.95, not {probability!r}")
     counts: list[ArmCounts] = []
     for position, arm in enumerate(arms, start=1):
         if not isinstance(arm, tuple) or len(arm) != 3:

@@ -14,6 +14,7 @@ Posteriors are (alpha, beta) = (1 + converted, 1 + exposed - converted): the Bet
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -33,9 +34,9 @@ from server.stats import (
     NOT_ENOUGH_DATA,
     ONE_ARM,
     ArmCounts,
+    best_and_loss,
     beta_quantile,
     betainc,
-    best_and_loss,
     compare_arms,
     probability_beats,
 )
@@ -274,7 +275,7 @@ def test_more_conversions_never_lower_the_probability_to_beat(a, more):
     first = (1 + converted, 1 + exposed - converted)
     bigger = exposed + more
     probabilities = [probability_beats((1 + c, 1 + bigger - c), first) for c in range(converted, converted + more + 1)]
-    assert all(later >= earlier - 1e-12 for earlier, later in zip(probabilities, probabilities[1:], strict=False))
+    assert all(later >= earlier - 1e-12 for earlier, later in itertools.pairwise(probabilities))
 
 
 def test_the_comparison_is_json_ready_with_the_documented_field_names():
