@@ -21,6 +21,7 @@ from dsl.plan import Instruction, RulePlan
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
 from . import bulk, dispatch, runtime
 from .context import EngineContext
+from .machine_events import is_machine
 from .matcher import Entry
 from .timeutil import iso, to_dt
 
@@ -158,6 +159,8 @@ def _entries(batch: _Batch, event: Any, contact_of: Callable[[], Contact | None]
     name = event.name
     if name in batch.interpreted or (event.source != "nudge" and name in ("contact.created", "contact.updated")):
         return None
+    if is_machine(event.props):
+        return None  # the interpreter leaves it to the rules that ask about machines
     if name in batch.fixed:  # the same rules for every event of this name, whatever its props or contact
         return batch.fixed[name]
     event_index = ctx.index.by_event.get(name)
