@@ -126,7 +126,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "type": "int",
         "default": 3,
         "help": "a click on the last of this many different links of one message within "
-        "NUDGE_MACHINE_CLICK_BURST_SECONDS is a link scanner's, and so are the others (0: off)",
+        "NUDGE_MACHINE_CLICK_BURST_SECONDS is a link scanner's, and so are the others (at least 2)",
     },
     "MACHINE_CLICK_BURST_SECONDS": {
         "type": "float",
@@ -473,11 +473,8 @@ def load_config(
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
     if settings["MAX_ATTEMPTS"] > 100:
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
-    burst = settings["MACHINE_CLICK_BURST"]
-    if burst == 1 or burst < 0:
-        raise ConfigError("MACHINE_CLICK_BURST", f"must be 0 (off) or at least 2 links, got {burst}")
-    if settings["MACHINE_CLICK_BURST_SECONDS"] <= 0:
-        raise ConfigError("MACHINE_CLICK_BURST_SECONDS", "must be more than 0 seconds")
+    if settings["MACHINE_CLICK_BURST"] < 2:
+        raise ConfigError("MACHINE_CLICK_BURST", f"must be at least 2 links, got {settings['MACHINE_CLICK_BURST']}")
     settings["AMBIGUOUS_SENDS"] = str(settings["AMBIGUOUS_SENDS"]).strip().lower()
     if settings["AMBIGUOUS_SENDS"] not in _AMBIGUOUS_SENDS:
         raise ConfigError(

@@ -62,9 +62,7 @@ def click_burst(session: Session, contact: Contact, name: str, key: str, url: st
     A burst is ``MACHINE_CLICK_BURST`` different links of one message clicked within
     ``MACHINE_CLICK_BURST_SECONDS``: a scanner following every link, not a person.
     """
-    size = int(current_app.config.get("MACHINE_CLICK_BURST", 3))
-    if size < 2:
-        return []
+    size = max(2, int(current_app.config.get("MACHINE_CLICK_BURST", 3)))
     window = timedelta(seconds=float(current_app.config.get("MACHINE_CLICK_BURST_SECONDS", 3.0)))
     recent = session.scalars(
         select(Event).where(Event.contact_id == contact.id, Event.name == name, Event.occurred_at >= now - window)

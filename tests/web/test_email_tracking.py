@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
+from server.app import create_app
+from server.config import ConfigError
 from server.consent import current_consent
 from server.db import get_session
 from server.engine.render import save_template
@@ -23,7 +25,7 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.
 SCANNER = "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"
 HTML = (
     "<html><head><style>a { color: #c00 }</style></head><body>\n"
-    "<!-- <a href=\"https://commented.example/\">old</a> -->\n"
+    '<!-- <a href="https://commented.example/">old</a> -->\n'
     '<p>Hello {{ contact.first_name }}, <a href="https://shop.example/spring?a=1&amp;b=2" class="btn">'
     "see the offer</a></p>\n"
     '<p><a href="https://shop.example/sizes">sizes</a> <a href="https://shop.example/stores">stores</a></p>\n'
@@ -37,6 +39,12 @@ RULES = (
     'rule "Offer"\nwhen form.submitted then\n  send email offer\nend\n'
     'rule "Clicked"\nwhen email.clicked then\n  send email thanks\nend\n'
 )
+
+
+@pytest.fixture
+def base(request) -> str:
+    """The base URL of the app served by waitress on a real port (every link in the mail points there)."""
+    return request.getfixturevalue("live_server")
 
 
 @pytest.fixture
@@ -106,22 +114,20 @@ def clicked_rule_enrolments(app) -> int:
         )
 
 
-def test_links_are_rewritten_and_a_person_s_click_fires_the_rule_a_scanner_s_does_not(
-    app, live_server, smtp_server, clock
-):
+def test_links_are_rewritten_and_a_person_s_click_fires_the_rule_a_scanner_s_does_not(app, base, smtp_server, clock):
     raw = send_offer(app, smtp_server)
     html, text = parts(raw)
     links = hrefs(html)
-    tracked = [h for h in links if h.startswith(f"{live_server}/c/")]
+    tracked = [h for h in links if h.startswith(f"{base}/c/")]
     assert len(tracked) == 3  # the three shop links; nothing else
     assert 'href="https://shop.example/private"' in html and "data-nudge-track" not in html  # opted out
     assert "mailto:help@shop.example" in links and "#top" in links
-    unsubscribe = [h for h in links if h.startswith(f"{live_server}/u/")]
+    unsubscribe = [h for h in links if h.startswith(f"{base}/u/")]
     assert len(unsubscribe) == 2  # the template's own and the footer's, never wrapped
     assert '<!-- <a href="https://commented.example/">old</a> -->' in html  # comments are left alone
     assert "<style>a { color: #c00 }</style>" in html and 'class="btn">see the offer</a>' in html
     [pixel] = re.findall(r'<img src="([^"]+)" width="1" height="1"', html)
-    assert pixel.startswith(f"{live_server}/o/") and pixel.endswith(".gif")
+    assert pixel.startswith(f"{base}/o/") and pixel.endswith(".gif")
     assert html.index(pixel) < html.lower().index("</body>")
     assert "https://shop.example/spring?a=1&b=2." in text and "/c/" not in text  # text links: off by default
     list_unsubscribe = message_from_bytes(raw, policy=policy.default)["List-Unsubscribe"]
@@ -152,9 +158,9 @@ def test_links_are_rewritten_and_a_person_s_click_fires_the_rule_a_scanner_s_doe
 
 
 @pytest.mark.parametrize("settings", [{"MACHINE_CLICK_BURST_SECONDS": 120.0}])
-def test_a_scanner_clicking_every_link_at_once_is_a_machine(app, live_server, smtp_server, clock, settings):
+def test_a_scanner_clicking_every_link_at_once_is_a_machine(app, base, smtp_server, clock, settings):
     html, _ = parts(send_offer(app, smtp_server))
-    tracked = [h for h in hrefs(html) if h.startswith(f"{live_server}/c/")]
+    tracked = [h for h in hrefs(html) if h.startswith(f"{base}/c/")]
     clock.advance(120)  # well after sending: only the burst gives the scanner away (it sends a browser's agent)
     for link in tracked:
         assert fetch(link, FIREFOX).status == 302
@@ -169,27 +175,27 @@ def test_a_scanner_clicking_every_link_at_once_is_a_machine(app, live_server, sm
     "settings",
     [{"UNTRACKED_CHANNELS": "email"}, {"TRACK_OPENS": False, "TRACK_CLICKS": False}],
 )
-def test_tracking_turned_off_leaves_the_mail_as_rendered(app, live_server, smtp_server, settings):
+def test_tracking_turned_off_leaves_the_mail_as_rendered(app, base, smtp_server, settings):
     html, _ = parts(send_offer(app, smtp_server))
     assert not [h for h in hrefs(html) if "/c/" in h] and "/o/" not in html
     assert 'href="https://shop.example/spring?a=1&amp;b=2"' in html
 
 
 @pytest.mark.parametrize("settings", [{"TRACK_TEXT_LINKS": True, "TRACK_OPENS": False}])
-def test_text_links_are_wrapped_when_the_setting_says_so(app, live_server, smtp_server, settings):
+def test_text_links_are_wrapped_when_the_setting_says_so(app, base, smtp_server, settings):
     html, text = parts(send_offer(app, smtp_server))
     [link, unsubscribe] = re.findall(r"http://[^\s.]+(?:\.[^\s.]+)*", text)
-    assert link.startswith(f"{live_server}/c/") and unsubscribe.startswith(f"{live_server}/u/")  # the footer's
+    assert link.startswith(f"{base}/c/") and unsubscribe.startswith(f"{base}/u/")  # the footer's
     assert f"see {link}.\n" in text  # the sentence's full stop stays outside the link
     response = fetch(link, FIREFOX)
     assert response.status == 302 and response.getheader("Location") == "https://shop.example/spring?a=1&b=2"
     assert "/o/" not in html and len([h for h in hrefs(html) if "/c/" in h]) == 3
 
 
-def test_a_scanner_following_the_unsubscribe_link_unsubscribes_nobody(app, live_server, smtp_server):
+def test_a_scanner_following_the_unsubscribe_link_unsubscribes_nobody(app, base, smtp_server):
     raw = send_offer(app, smtp_server)
     html, _ = parts(raw)
-    [link, *_] = [h for h in hrefs(html) if h.startswith(f"{live_server}/u/")]
+    [link, *_] = [h for h in hrefs(html) if h.startswith(f"{base}/u/")]
     for method in ("GET", "HEAD"):
         assert fetch(link, SCANNER, method).status == 200
     with app.app_context():
@@ -202,7 +208,7 @@ def test_a_scanner_following_the_unsubscribe_link_unsubscribes_nobody(app, live_
         assert current_consent(get_session(), contact_id, "email") == "revoked"
 
 
-def test_transactional_mail_is_not_tracked_by_default(app, live_server, smtp_server):
+def test_transactional_mail_is_not_tracked_by_default(app, base, smtp_server):
     from .test_forms import make_form
 
     make_form(app)
@@ -213,18 +219,35 @@ def test_transactional_mail_is_not_tracked_by_default(app, live_server, smtp_ser
     smtp_server.wait_for(1)
     html, _ = parts(smtp_server.raw[0])
     [confirm] = hrefs(html)
-    assert confirm.startswith(f"{live_server}/f/confirm/") and "/o/" not in html
+    assert confirm.startswith(f"{base}/f/confirm/") and "/o/" not in html
 
 
 @pytest.mark.parametrize("settings", [{"TRACK_TRANSACTIONAL": True}])
-def test_transactional_mail_is_tracked_when_the_setting_says_so(app, live_server, smtp_server, settings):
+def test_transactional_mail_is_tracked_when_the_setting_says_so(app, base, smtp_server, settings):
     from .test_forms import make_form
 
     make_form(app)
-    assert app.test_client().post("/f/newsletter", data={"email": "nia@example.com", "consent": "yes"}).status_code == 200
+    response = app.test_client().post("/f/newsletter", data={"email": "nia@example.com", "consent": "yes"})
+    assert response.status_code == 200
     run_worker(app)
     smtp_server.wait_for(1)
     html, _ = parts(smtp_server.raw[0])
     [confirm] = hrefs(html)
-    assert confirm.startswith(f"{live_server}/f/confirm/")  # Nudge's own link: never wrapped
+    assert confirm.startswith(f"{base}/f/confirm/")  # Nudge's own link: never wrapped
     assert re.search(r'<img src="http://127\.0\.0\.1:\d+/o/[^"]+\.gif"', html)
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (
+            {"UNTRACKED_CHANNELS": "email,emial"},
+            "NUDGE_UNTRACKED_CHANNELS: names no installed channel: emial; installed: email, sms, webhook",
+        ),
+        ({"MACHINE_CLICK_BURST": "1"}, "NUDGE_MACHINE_CLICK_BURST: must be at least 2 links, got 1"),
+    ],
+)
+def test_bad_tracking_settings_are_refused_naming_the_setting(config, bad, message):
+    with pytest.raises(ConfigError) as caught:
+        create_app({**config, **bad})
+    assert str(caught.value) == message
