@@ -153,8 +153,8 @@ def rewrite_html(text: str, wrap: Callable[[str], str]) -> str:
     if not finder.links:
         return text
     starts = [0]
-    for line in text.split("\n"):
-        starts.append(starts[-1] + len(line) + 1)
+    for source_line in text.split("\n"):
+        starts.append(starts[-1] + len(source_line) + 1)
     pieces: list[str] = []
     done = 0
     for (line, col), raw, attrs, closed in finder.links:
