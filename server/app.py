@@ -65,6 +65,7 @@ def _build(app: Flask, db: Database, settings: dict[str, Any], web: bool) -> Non
     pm = build_plugin_manager(app.config)
     pm.validate_config(app.config)
     _check_teams(app.config["TEAMS"], pm.channels)
+    _check_tracking(app.config, pm.channels)
     app.extensions["nudge.plugins"] = pm
     from . import plugin_writes
 
@@ -119,3 +120,13 @@ def _check_teams(teams: Any, channels: Mapping[str, Any]) -> None:
     problem = check_channels(teams, channels)
     if problem:
         raise ConfigError("TEAMS", problem)
+
+
+def _check_tracking(config: Mapping[str, Any], channels: Mapping[str, Any]) -> None:
+    """``UNTRACKED_CHANNELS`` names installed channels (checked once the plugins are loaded)."""
+    from .config import ConfigError
+    from .engine.tracking import tracking_problem
+
+    problem = tracking_problem(config, channels)
+    if problem:
+        raise ConfigError("UNTRACKED_CHANNELS", problem)

@@ -122,6 +122,41 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": 10.0,
         "help": "an open or click this many seconds after sending counts as a machine's (machine: true)",
     },
+    "MACHINE_CLICK_BURST": {
+        "type": "int",
+        "default": 3,
+        "help": "a click on the last of this many different links of one message within "
+        "NUDGE_MACHINE_CLICK_BURST_SECONDS is a link scanner's, and so are the others (at least 2)",
+    },
+    "MACHINE_CLICK_BURST_SECONDS": {
+        "type": "float",
+        "default": 3.0,
+        "help": "the window of NUDGE_MACHINE_CLICK_BURST, in seconds",
+    },
+    "TRACK_OPENS": {
+        "type": "bool",
+        "default": True,
+        "help": "an open pixel in the HTML part of every tracked message (see docs/tracking.md)",
+    },
+    "TRACK_CLICKS": {
+        "type": "bool",
+        "default": True,
+        "help": "links in the HTML part of every tracked message go through a signed click redirect",
+    },
+    "TRACK_TEXT_LINKS": {
+        "type": "bool",
+        "default": False,
+        "help": "the URLs in plain-text parts go through the click redirect too",
+    },
+    "TRACK_TRANSACTIONAL": {
+        "type": "bool",
+        "default": False,
+        "help": "track transactional messages (double opt-in confirmations) as well as marketing ones",
+    },
+    "UNTRACKED_CHANNELS": {
+        "type": "string",
+        "help": "comma-separated channels whose messages are never tracked, e.g. email",
+    },
     "LOG_LEVEL": {"type": "string", "default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR or CRITICAL"},
     "MIGRATE_ON_START": {
         "type": "bool",
@@ -438,6 +473,8 @@ def load_config(
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
     if settings["MAX_ATTEMPTS"] > 100:
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
+    if settings["MACHINE_CLICK_BURST"] < 2:
+        raise ConfigError("MACHINE_CLICK_BURST", f"must be at least 2 links, got {settings['MACHINE_CLICK_BURST']}")
     settings["AMBIGUOUS_SENDS"] = str(settings["AMBIGUOUS_SENDS"]).strip().lower()
     if settings["AMBIGUOUS_SENDS"] not in _AMBIGUOUS_SENDS:
         raise ConfigError(

@@ -456,6 +456,11 @@ class Channel:
     retry_schedule: ClassVar[tuple[float, ...] | None] = None
     #: True when the provider de-duplicates by ``message.key`` (so an ambiguous outcome may be retried)
     idempotent: ClassVar[bool] = False
+    #: True when the engine may add open and click tracking to its messages: the links of its ``html`` part
+    #: become signed click redirects, an open pixel goes before ``</body>``, and with ``TRACK_TEXT_LINKS`` its
+    #: text parts' URLs are wrapped too (docs/tracking.md); its opens and clicks raise ``<name>.opened`` and
+    #: ``<name>.clicked``, which it lists in :attr:`events`
+    tracking: ClassVar[bool] = False
     #: local times ``("21:00", "08:00")`` between which this channel sends nothing, in the recipient's time
     #: zone(s), unless a rule sets its own ``quiet hours``; None = no default window
     quiet_hours: ClassVar[tuple[str, str] | None] = None

@@ -100,6 +100,8 @@ class EmailChannel(Channel):
     # consent: sends unless the contact opted out; unsubscribe: the one-click link in List-Unsubscribe and the footer
     consent = CONSENT_UNLESS_REVOKED
     unsubscribe = UNSUBSCRIBE_LINK
+    # opens and clicks: the engine adds the pixel and the click links to the html part (docs/tracking.md)
+    tracking = True
     config_schema = {
         "SMTP_URL": {
             "type": "string",

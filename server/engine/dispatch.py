@@ -16,6 +16,7 @@ from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, ScheduleTi
 from . import bulk, failures, runtime, timers
 from .context import EngineContext
 from .effects import contact_changed
+from .machine_events import reacts
 from .timeutil import iso, to_dt
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
         if (
             goal
             and goal["event"] == event.name
+            and reacts(goal.get("where"), event.props)
             and (
                 goal.get("where") is None
                 or runtime.evaluate(
@@ -119,6 +121,8 @@ def handle_event(ctx: EngineContext, event: Event) -> None:
     for entry in event_index.candidates(event.props or {}, contact):
         plan = ctx.plan(entry.version_id)
         cond = plan.get("condition")
+        if not reacts(cond, event.props):
+            continue  # a machine's open or click, and the rule does not ask about machines
         if cond is not None and not runtime.evaluate(
             cond, runtime.condition_scope(ctx, contact, entry.rule_id, event_props=event.props)
         ):

@@ -23,7 +23,7 @@ from ..db import affected_rows
 from ..links import unsubscribe_url
 from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage, redact
-from . import health, policy
+from . import health, policy, tracking
 from .keys import enrolment_of
 from .render import contact_data, render
 from .staff import internal_address, internal_outbound, recipient
@@ -276,6 +276,10 @@ class Delivery:
             session=self.session,
             data={**(msg.data or {}), "event": props, "unsubscribe_url": link},
         )
+        if contact is not None and tracking.wants_tracking(channel, self.config, msg.data or {}):
+            parts = tracking.add_tracking(
+                parts, public_id=contact.public_id, message_key=msg.key, config=self.config, app=self.app
+            )
         return OutboundMessage(
             key=msg.key,
             channel=msg.channel,

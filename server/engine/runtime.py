@@ -48,6 +48,7 @@ from .effects import (
     source_text,
     touch,
 )
+from .machine_events import reacts
 from .scope import Scope
 from .timeutil import DEFAULT_AT, local_at, next_local_time, parse_hhmm, to_dt, to_ts, zone
 
@@ -432,6 +433,8 @@ def resume_on_event(ctx: EngineContext, enr: Enrolment, contact: Contact, event:
     """If *enr* waits for *event* (and its ``where`` holds), take the ``then`` path; True if it did."""
     op = ctx.plan(enr.version_id)["steps"][enr.pc]
     where = op["where"] if op["op"] == "wait_for" else None
+    if not reacts(where, event.props):
+        return False  # a machine's open or click: it does not end the wait unless the where asks about machines
     if where is not None and not evaluate(where, condition_scope(ctx, contact, enr.rule_id, enr.id, event.props)):
         return False
     ctx.log(contact.id, enr.rule_id, "received", enr.id, event=event.name)

@@ -21,6 +21,7 @@ from dsl.plan import Instruction, RulePlan
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
 from . import bulk, dispatch, runtime
 from .context import EngineContext
+from .machine_events import asks_machine, is_machine
 from .matcher import Entry
 from .timeutil import iso, to_dt
 
@@ -158,6 +159,8 @@ def _entries(batch: _Batch, event: Any, contact_of: Callable[[], Contact | None]
     name = event.name
     if name in batch.interpreted or (event.source != "nudge" and name in ("contact.created", "contact.updated")):
         return None
+    if is_machine(event.props):  # a machine's open or click: only rules asking about machines react to it
+        return None if _asked_about_machines(ctx, name) else []
     if name in batch.fixed:  # the same rules for every event of this name, whatever its props or contact
         return batch.fixed[name]
     event_index = ctx.index.by_event.get(name)
@@ -185,6 +188,15 @@ def _entries(batch: _Batch, event: Any, contact_of: Callable[[], Contact | None]
         ):
             chosen.append(entry)
     return chosen
+
+
+def _asked_about_machines(ctx: EngineContext, name: str) -> bool:
+    """Whether a rule triggered by events called *name* reads ``event.machine`` in its condition."""
+    listening = ctx.index.by_event.get(name)
+    if listening is None:
+        return False
+    entries = listening.unkeyed + [e for by_value in listening.keyed.values() for es in by_value.values() for e in es]
+    return any(asks_machine(ctx.plan(e.version_id).get("condition")) for e in entries)
 
 
 def _interpreted(ctx: EngineContext) -> frozenset[str]:

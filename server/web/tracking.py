@@ -2,14 +2,13 @@
 
 Every URL carries a signed token (:mod:`server.links`); a forged or tampered one is a 404 and a
 click only ever redirects to the URL inside its signed token. Opens and clicks that are likely not
-a person (mail-privacy proxies, link scanners, HEAD requests, hits seconds after sending) are still
-recorded, flagged ``machine: true`` with a ``machine_reason`` so rules can ignore them.
+a person (mail-privacy proxies, link scanners, HEAD requests, hits seconds after sending, a burst of
+clicks on every link of a message; see :mod:`.machine`) are still recorded, flagged ``machine: true``
+with a ``machine_reason``; rules do not react to them unless they ask (docs/tracking.md).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..contacts import record_event
 from ..contacts.normalize import check_json
 from ..db import get_session
 from ..jsonbody import read_json
 from ..links import BadLink, contact_of, verify, visitor_token
-from ..models import Contact, Message, utcnow
+from ..models import Contact, Event, Message, utcnow
 from .forms import client_ip, enqueue_events, exempt_from_csrf, rate_limited
+from .machine import Verdict, classify
 
 bp = Blueprint("tracking", __name__)
 exempt_from_csrf(bp)
@@ -36,41 +37,39 @@ PIXEL = (
 VISITOR_COOKIE = "nudge_vid"
 VISITOR_PARAM = "_nv"
 SNIPPET = Path(__file__).resolve().parent.parent / "static" / "nudge.js"
-#: user agents of security scanners, link checkers and preview fetchers (lower case, substring match)
-MACHINE_AGENTS = re.compile(
-    r"bot\b|crawler|spider|preview|scanner|headless|python-|curl/|wget/|go-http-client|java/|okhttp|"
-    r"proofpoint|mimecast|barracuda|symantec|messagelabs|trendmicro|trend micro|forcepoint|sophos|fortiguard|"
-    r"ironport|cisco|safelinks|microsoft office|ms-office|outlook-ios|yahoomailproxy|appengine-google|"
-    r"facebookexternalhit|slackbot|whatsapp|skypeuripreview|linkedinbot|twitterbot",
-    re.IGNORECASE,
-)
-#: Apple's own network: Mail Privacy Protection fetches every image on delivery from here
-APPLE_NETWORK = ipaddress.ip_network("17.0.0.0/8")
 #: a hit this soon after sending is an automated scan, not a person
 MACHINE_SECONDS = 10
 #: bytes a page-visit report may have
 VISIT_MAX_BODY = 8192
 
 
-def machine_reason(sent_at: datetime | None, *, now: datetime | None = None) -> str | None:
-    """Why the current request looks automated, or None when it looks like a person."""
-    if request.method == "HEAD":
-        return "head-request"
-    agent = request.user_agent.string or ""
-    if not agent.strip():
-        return "no-user-agent"
-    match = MACHINE_AGENTS.search(agent)
-    if match:
-        return f"user-agent:{match.group(0).strip().lower()}"
-    try:
-        if ipaddress.ip_address(client_ip()) in APPLE_NETWORK:
-            return "apple-privacy-proxy"
-    except ValueError:
-        pass
-    limit = current_app.config.get("MACHINE_SECONDS", MACHINE_SECONDS)
-    if sent_at is not None and (now or utcnow()) - sent_at < timedelta(seconds=float(limit)):
-        return "seconds-after-send"
-    return None
+def machine_reason(sent_at: datetime | None, *, purpose: str = "open", now: datetime | None = None) -> Verdict:
+    """Whether the current request looks automated (see :mod:`.machine`), and the proxy it came through."""
+    return classify(
+        purpose=purpose,
+        method=request.method,
+        agent=request.user_agent.string or "",
+        address=client_ip(),
+        sent_at=sent_at,
+        now=now or utcnow(),
+        seconds=float(current_app.config.get("MACHINE_SECONDS", MACHINE_SECONDS)),
+    )
+
+
+def click_burst(session: Session, contact: Contact, name: str, key: str, url: str, now: datetime) -> list[Event]:
+    """The other clicks of a burst this click of message *key* completes, or [] when it completes none.
+
+    A burst is ``MACHINE_CLICK_BURST`` different links of one message clicked within
+    ``MACHINE_CLICK_BURST_SECONDS``: a scanner following every link, not a person.
+    """
+    size = max(2, int(current_app.config.get("MACHINE_CLICK_BURST", 3)))
+    window = timedelta(seconds=float(current_app.config.get("MACHINE_CLICK_BURST_SECONDS", 3.0)))
+    recent = session.scalars(
+        select(Event).where(Event.contact_id == contact.id, Event.name == name, Event.occurred_at >= now - window)
+    )
+    same = [e for e in recent if (e.props or {}).get("message") == key]
+    urls = {(e.props or {}).get("url") for e in same} | {url}
+    return same if len(urls) >= size else []
 
 
 def _message_event(purpose: str, token: str, what: str, extra: dict[str, Any]) -> tuple[Contact | None, int | None]:
@@ -86,17 +85,30 @@ def _message_event(purpose: str, token: str, what: str, extra: dict[str, Any]) -
         return None, None
     key = link.data.get("m")
     message = session.scalar(select(Message).where(Message.key == key)) if isinstance(key, str) else None
-    reason = machine_reason(message.sent_at if message is not None and message.sent_at else link.signed_at)
+    now = utcnow()
+    sent_at = message.sent_at if message is not None and message.sent_at else link.signed_at
+    verdict = machine_reason(sent_at, purpose=purpose, now=now)
+    reason = verdict.reason
+    # a message no longer stored: the channel addressing the email field, whose messages carry these links
+    channel = (
+        message.channel if message is not None else current_app.extensions["nudge.plugins"].channel_for_field("email")
+    )
+    name = f"{channel}.{what}"
+    if purpose == "click" and isinstance(key, str):
+        burst = click_burst(session, contact, name, key, str(extra.get("url")), now)
+        for earlier in burst:  # the burst's first clicks looked like a person's until this one came
+            if not (earlier.props or {}).get("machine"):
+                earlier.props = {**(earlier.props or {}), "machine": True, "machine_reason": "click-burst"}
+        if burst and reason is None:
+            reason = "click-burst"
     props: dict[str, Any] = {"message": key, "machine": reason is not None, **extra}
     if message is not None:
         props.update(channel=message.channel, template=message.template)
     if reason:
         props["machine_reason"] = reason
-    # a message no longer stored: the channel addressing the email field, whose messages carry these links
-    channel = (
-        message.channel if message is not None else current_app.extensions["nudge.plugins"].channel_for_field("email")
-    )
-    event = record_event(session, contact, f"{channel}.{what}", props, source="tracking")
+    if verdict.proxy:
+        props["proxy"] = verdict.proxy
+    event = record_event(session, contact, name, props, occurred_at=now, source="tracking")
     session.commit()
     return contact, event.id
 
