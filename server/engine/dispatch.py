@@ -67,8 +67,9 @@ def seen_by(ctx: EngineContext, event: Any) -> bool:
 def _persons(ctx: EngineContext, name: str) -> bool:
     """Whether an event called *name* can be something the person did (not one of Nudge's or a plugin's own)."""
     plugins = ctx.plugins
-    own = RESERVED_EVENT_NAMESPACES | (plugins.event_namespaces() if plugins is not None else frozenset())
-    return name.split(".")[0] not in own or (plugins is not None and name in plugins.activity_events())
+    namespace = name.split(".")[0]
+    own = namespace in RESERVED_EVENT_NAMESPACES or (plugins is not None and namespace in plugins.event_namespaces())
+    return not own or (plugins is not None and name in plugins.activity_events())
 
 
 def handle_event(ctx: EngineContext, event: Event) -> None:
