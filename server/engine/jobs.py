@@ -105,9 +105,10 @@ def _claim(ctx: EngineContext, event_ids: list[int], batch: int) -> list[int]:
     postgres = ctx.session.get_bind().dialect.name == "postgresql"
 
     def take(query: Any) -> list[int]:
-        if postgres:
-            query = query.with_for_update(skip_locked=True)
-        claim = update(table).where(table.c.id.in_(query.scalar_subquery()), *pending).values(processed_at=at)
+        chosen = query.cte("chosen")
+        if postgres:  # selected once (an IN subquery may be run again, and pick other rows past the LIMIT)
+            chosen = query.with_for_update(skip_locked=True).cte("chosen").prefix_with("MATERIALIZED")
+        claim = update(table).where(table.c.id == chosen.c.id, *pending).values(processed_at=at)
         return list(ctx.session.connection().execute(claim.returning(table.c.id)).scalars())
 
     claimed = take(select(table.c.id).where(bulk.among(ctx, table.c.id, event_ids), *pending)) if event_ids else []
