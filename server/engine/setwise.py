@@ -53,6 +53,8 @@ class _Batch:
 
     #: event name -> why its contacts enter (the ``enter`` trace line's ``because``)
     reasons: dict[str, str] = field(default_factory=dict)
+    #: event name -> whether it can be the person's doing (see :func:`dispatch.seen_by`)
+    persons: dict[str, bool] = field(default_factory=dict)
 
     def reason(self, name: str) -> str:
         known = self.reasons.get(name)
@@ -95,7 +97,7 @@ def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
     """Handle one event per contact; return the contacts whose event (and later ones) the interpreter must take."""
     ctx = batch.ctx
     session = ctx.session
-    existing = _mark_seen(ctx, events)
+    existing = _mark_seen(batch, events)
     contacts: dict[int, Contact] = {}
 
     def contact_of(contact_id: int) -> Contact | None:
@@ -125,14 +127,14 @@ def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
     return handback
 
 
-def _mark_seen(ctx: EngineContext, events: dict[int, Any]) -> set[int]:
+def _mark_seen(batch: _Batch, events: dict[int, Any]) -> set[int]:
     """:func:`dispatch.mark_seen` for one event per contact, in two statements; return the contacts that exist.
 
     First, as in the interpreter (conditions may read it); it never moves twice, so an event handed back to the
     interpreter has it again to no effect."""
-    contacts, table = Contact.__table__, Event.__table__
+    ctx, contacts, table = batch.ctx, Contact.__table__, Event.__table__
     existing = set(ctx.session.scalars(select(contacts.c.id).where(bulk.among(ctx, contacts.c.id, list(events)))))
-    seen = [event.id for event in events.values() if dispatch.seen_by(ctx, event)]
+    seen = [event.id for event in events.values() if dispatch.seen_by(ctx, event, batch.persons)]
     if seen:
         now = literal(to_dt(ctx.now), table.c.occurred_at.type)
         moments = (
