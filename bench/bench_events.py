@@ -3,8 +3,10 @@ against one on PostgreSQL.
 
 Issue #12 point 2 targets: >= 20,000 events/s per worker for simple rules (match, enrol, tag/score/send/wait);
 two workers on PostgreSQL >= 1.7x one. The events are stored first and handed to the workers in jobs of
-``JOB`` event ids (as a busy ingest or the scheduler's recovery hands them on); the time is that of the jobs,
-from the first one's start to the last one's end (RQ's own timestamps), so worker start-up does not count.
+``JOB`` event ids (as a busy ingest or the scheduler's recovery hands them on; each job also claims other pending
+events up to ``ENGINE_EVENT_BATCH``); the time is that of the jobs, from the first one's start to the last one's
+end (RQ's own timestamps), so worker start-up does not count. The one-worker figure is also given by CPU time,
+which the load of a shared machine does not inflate.
 Run: .venv/bin/python bench/bench_events.py [--events 50000]
 """
 
@@ -107,13 +109,17 @@ def _work(app) -> None:
     AppWorker([tq.queue], connection=tq.redis, app=app).work(burst=True, logging_level="WARNING")
 
 
-def one_worker(events: int, set_wise: bool = True) -> float:
-    """Events per second through one in-process RQ worker on SQLite."""
+def one_worker(events: int, set_wise: bool = True) -> tuple[float, float]:
+    """Events per second through one in-process RQ worker on SQLite: by the jobs' span, and by the CPU time the
+    worker's process spent (SQLite runs in it): the second is what the worker costs on a machine shared with
+    other work."""
     with bench_app(ENGINE_SET_WISE_EVENTS=set_wise) as app:
         _enqueue(app, _fill(app, events))
+        cpu = time.process_time()
         _work(app)
+        cpu = time.process_time() - cpu
         _check(app, events)
-        return events / _job_span(app)
+        return events / _job_span(app), events / cpu
 
 
 def workers_on_postgres(events: int, workers: int) -> float:
@@ -142,11 +148,12 @@ def measure(events: int) -> list[Row]:
     """Set-wise against the interpreter on one worker; two workers against one on PostgreSQL."""
     rows = []
     try:
-        fast = one_worker(events)
-        slow = one_worker(min(events, 2_000), set_wise=False)
+        (fast, fast_cpu), (slow, slow_cpu) = one_worker(events), one_worker(min(events, 2_000), set_wise=False)
         path = f"events processed, one worker, SQLite ({events:,} events, tag/score/send/wait)"
+        target = f">= {TARGET:,} events/s"
+        rows.append(Row(path, fast, "events/s", slow, "the interpreter, same run", target, fast >= TARGET))
         rows.append(
-            Row(path, fast, "events/s", slow, "the interpreter, same run", f">= {TARGET:,} events/s", fast >= TARGET)
+            Row(f"{path}, CPU time", fast_cpu, "events/s", slow_cpu, "the interpreter", target, fast_cpu >= TARGET)
         )
     except Exception as exc:  # one failing part still lets the other report
         rows.append(failed("events processed, one worker, SQLite", f"{type(exc).__name__}: {exc}"))

@@ -34,7 +34,7 @@ def rules_text(n: int) -> str:
 
 
 def events_per_second(n_rules: int, n_events: int) -> float:
-    with bench_app() as app:
+    with bench_app(ENGINE_EVENT_BATCH=1) as app:  # each call its own 100 events: batches of the same size
         load_rules(app, rules_text(n_rules))
         with app.app_context():
             session = get_session()

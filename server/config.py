@@ -83,6 +83,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "help": "process a batch of events set-wise where their rules allow (same effects as one by one, "
         "many times faster); off: every event through the interpreter",
     },
+    "ENGINE_EVENT_BATCH": {
+        "type": "int",
+        "default": 2000,
+        "help": "events one process-events job handles: its own, then other pending ones (oldest first) up to "
+        "this many, so that a worker takes events in large batches however they were enqueued (1: its own only)",
+    },
     "RETRY_BASE": {
         "type": "float",
         "default": 30.0,

@@ -60,16 +60,26 @@ def seen_at(ctx: EngineContext, event: Any) -> datetime | None:
     return min(event.occurred_at or now, now)
 
 
-def seen_by(ctx: EngineContext, event: Any) -> bool:
-    """Whether *event* is something its contact did (it moves ``last_seen``, see :func:`mark_seen`)."""
-    return event.source != "nudge" and not (event.props or {}).get("machine") and _persons(ctx, event.name)
+def seen_by(ctx: EngineContext, event: Any, persons: dict[str, bool] | None = None) -> bool:
+    """Whether *event* is something its contact did (it moves ``last_seen``, see :func:`mark_seen`).
+
+    :param persons: a batch's memo of which event names can be the person's doing."""
+    if event.source == "nudge" or (event.props or {}).get("machine"):
+        return False
+    if persons is None:
+        return _persons(ctx, event.name)
+    known = persons.get(event.name)
+    if known is None:
+        known = persons[event.name] = _persons(ctx, event.name)
+    return known
 
 
 def _persons(ctx: EngineContext, name: str) -> bool:
     """Whether an event called *name* can be something the person did (not one of Nudge's or a plugin's own)."""
     plugins = ctx.plugins
-    own = RESERVED_EVENT_NAMESPACES | (plugins.event_namespaces() if plugins is not None else frozenset())
-    return name.split(".")[0] not in own or (plugins is not None and name in plugins.activity_events())
+    namespace = name.split(".")[0]
+    own = namespace in RESERVED_EVENT_NAMESPACES or (plugins is not None and namespace in plugins.event_namespaces())
+    return not own or (plugins is not None and name in plugins.activity_events())
 
 
 def handle_event(ctx: EngineContext, event: Event) -> None:

@@ -24,7 +24,7 @@ from ..models import (
     utcnow,
 )
 from ..queue import get_queue
-from . import dispatch, failures, runtime, setwise
+from . import bulk, dispatch, failures, runtime, setwise
 from .context import EngineContext
 from .outbox import deliver, resolve_stale_sends
 from .timeutil import to_dt, to_ts
@@ -68,62 +68,82 @@ def process_events(event_ids: list[int], now: int | None = None) -> int:
     """Match stored events against the rules and run the journeys they start or resume.
 
     One transaction for the batch: the events are claimed (``processed_at``), their journeys run
-    and the outbox rows are written together. If a journey fails, the batch is redone one event
-    per savepoint so the others still go through; a failed event is put back unprocessed, to be
+    and the outbox rows are written together. Besides its own events the job claims other pending ones, oldest
+    first, up to ``ENGINE_EVENT_BATCH`` in all, so that a worker handles events in large batches whatever the
+    jobs carry (their own jobs then find nothing left). If a journey fails, the claimed batch is
+    redone one event per savepoint so the others still go through; a failed event is put back unprocessed, to be
     retried after a back-off (parked after ``MAX_ATTEMPTS`` tries, see :mod:`.failures`).
     :param now: the engine clock (UNIX seconds) when the scheduler runs on one; default the wall clock.
     :return: how many events this call processed (others were already done, or are waiting out a back-off).
     """
     session = get_session()
+    claimed: list[int] = []
     try:
-        done, messages = _process_events(session, event_ids, isolate=False, now=now)
+        done, messages = _process_events(session, event_ids, claimed, isolate=False, now=now)
     except Exception:
         session.rollback()
-        log.warning("an event in a batch of %d failed; redoing the batch one by one", len(event_ids))
-        done, messages = _process_events(session, event_ids, isolate=True, now=now)
+        log.warning("an event in a batch of %d failed; redoing the batch one by one", len(claimed))
+        done, messages = _process_events(session, claimed or event_ids, [], isolate=True, now=now)
     _send_later(messages, now)
     return done
 
 
-def _process_events(session, event_ids: list[int], isolate: bool, now: int | None) -> tuple[int, list[int]]:
+def _claim(ctx: EngineContext, event_ids: list[int], batch: int) -> list[int]:
+    """Mark *event_ids*, then other pending events (oldest first) up to *batch* in all, processed; return the ids
+    claimed, in order.
+
+    A duplicate job (or a second worker) finds nothing left to claim; a failed event waits out its back-off, and
+    a parked one waits for an operator. On PostgreSQL the rows another worker is claiming are skipped, not waited
+    for: they are its own."""
+    table = Event.__table__
+    at = to_dt(ctx.now)
+    pending = (
+        table.c.processed_at.is_(None),
+        table.c.parked_at.is_(None),
+        or_(table.c.retry_at.is_(None), table.c.retry_at <= at),
+    )
+    postgres = ctx.session.get_bind().dialect.name == "postgresql"
+
+    def take(query: Any) -> list[int]:
+        chosen = query.cte("chosen")
+        if postgres:  # selected once (an IN subquery may be run again, and pick other rows past the LIMIT)
+            chosen = query.with_for_update(skip_locked=True).cte("chosen").prefix_with("MATERIALIZED")
+        claim = update(table).where(table.c.id == chosen.c.id, *pending).values(processed_at=at)
+        return list(ctx.session.connection().execute(claim.returning(table.c.id)).scalars())
+
+    claimed = take(select(table.c.id).where(bulk.among(ctx, table.c.id, event_ids), *pending)) if event_ids else []
+    if len(claimed) < batch:
+        oldest = select(table.c.id).where(*pending).order_by(table.c.processed_at, table.c.received_at)
+        claimed += take(oldest.limit(batch - len(claimed)))
+    return sorted(claimed)
+
+
+def _process_events(
+    session, event_ids: list[int], claimed: list[int], isolate: bool, now: int | None
+) -> tuple[int, list[int]]:
     ctx = _ctx(session, now)
     table = Event.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        # serialise work on these contacts across workers; a fixed order cannot deadlock
-        contact_ids = sorted(set(session.scalars(select(Event.contact_id).where(Event.id.in_(event_ids)))))
-        session.execute(select(Contact.id).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update())
-    # the claim: a duplicate job (or a second worker) finds nothing left to claim; a failed event waits out its
-    # back-off, and a parked one waits for an operator
-    claimed = set(
-        session.connection()
-        .execute(
-            update(table)
-            .where(
-                table.c.id.in_(event_ids),
-                table.c.processed_at.is_(None),
-                table.c.parked_at.is_(None),
-                or_(table.c.retry_at.is_(None), table.c.retry_at <= to_dt(ctx.now)),
-            )
-            .values(processed_at=to_dt(ctx.now))
-            .returning(table.c.id)
-        )
-        .scalars()
-    )
+    claimed[:] = _claim(ctx, event_ids, 0 if isolate else ctx.config.get("ENGINE_EVENT_BATCH", 1))
     if not claimed:
         session.rollback()
         return 0, []
-    done = 0
+    if session.get_bind().dialect.name == "postgresql":
+        # serialise work on these contacts across workers (after the claim, which never waits); a fixed order
+        # cannot deadlock
+        contacts = select(table.c.contact_id).where(bulk.among(ctx, table.c.id, claimed))
+        session.execute(select(Contact.id).where(Contact.id.in_(contacts)).order_by(Contact.id).with_for_update())
+    done, rest = 0, claimed
     if not isolate and ctx.config.get("ENGINE_SET_WISE_EVENTS", True):
         # the simple events set-wise, in a few statements; the interpreter takes the others
         rows = session.execute(
             select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source)
-            .where(table.c.id.in_(claimed))
+            .where(bulk.among(ctx, table.c.id, claimed))
             .order_by(table.c.id)
         ).all()
         rest = setwise.process(ctx, rows)
-        done, claimed = len(rows) - len(rest), set(rest)
+        done = len(rows) - len(rest)
         session.flush()
-    events = session.scalars(select(Event).where(Event.id.in_(claimed)).order_by(Event.id)).all() if claimed else []
+    events = session.scalars(select(Event).where(Event.id.in_(rest)).order_by(Event.id)).all() if rest else []
     # preloaded; an earlier set-based step may have changed them in SQL
     session.scalars(
         select(Contact).where(Contact.id.in_({e.contact_id for e in events})).execution_options(populate_existing=True)

@@ -52,10 +52,16 @@ class _Batch:
     #: event name -> the rules every event of that name enrols into (None: the interpreter's), where that is fixed
     fixed: dict[str, list[Entry] | None] = field(default_factory=dict)
 
-    @property
-    def at(self) -> str:
-        """The batch's instant, as the ``enter`` trace line gives it."""
-        return iso(self.ctx.now)
+    #: event name -> why its contacts enter (the ``enter`` trace line's ``because``)
+    reasons: dict[str, str] = field(default_factory=dict)
+    #: event name -> whether it can be the person's doing (see :func:`dispatch.seen_by`)
+    persons: dict[str, bool] = field(default_factory=dict)
+
+    def reason(self, name: str) -> str:
+        known = self.reasons.get(name)
+        if known is None:
+            known = self.reasons[name] = f"{name} at {iso(self.ctx.now)}"
+        return known
 
     def plan(self, version_id: int) -> tuple[bool, bool]:
         known = self.plans.get(version_id)
@@ -92,7 +98,7 @@ def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
     """Handle one event per contact; return the contacts whose event (and later ones) the interpreter must take."""
     ctx = batch.ctx
     session = ctx.session
-    existing = _mark_seen(ctx, events)
+    existing = _mark_seen(batch, events)
     contacts: dict[int, Contact] = {}
 
     def contact_of(contact_id: int) -> Contact | None:
@@ -117,19 +123,19 @@ def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
             continue
         for entry in chosen:
             rule = rules.get(entry.rule_id) or rules.setdefault(entry.rule_id, session.get_one(Rule, entry.rule_id))
-            entering.append(_Entering(contact_id, rule, event.id, f"{event.name} at {batch.at}"))
+            entering.append(_Entering(contact_id, rule, event.id, batch.reason(event.name)))
     _enrol(ctx, entering)
     return handback
 
 
-def _mark_seen(ctx: EngineContext, events: dict[int, Any]) -> set[int]:
+def _mark_seen(batch: _Batch, events: dict[int, Any]) -> set[int]:
     """:func:`dispatch.mark_seen` for one event per contact, in two statements; return the contacts that exist.
 
     First, as in the interpreter (conditions may read it); it never moves twice, so an event handed back to the
     interpreter has it again to no effect."""
-    contacts, table = Contact.__table__, Event.__table__
+    ctx, contacts, table = batch.ctx, Contact.__table__, Event.__table__
     existing = set(ctx.session.scalars(select(contacts.c.id).where(bulk.among(ctx, contacts.c.id, list(events)))))
-    seen = [event.id for event in events.values() if dispatch.seen_by(ctx, event)]
+    seen = [event.id for event in events.values() if dispatch.seen_by(ctx, event, batch.persons)]
     if seen:
         now = literal(to_dt(ctx.now), table.c.occurred_at.type)
         moments = (
@@ -223,36 +229,36 @@ def _reads_contact(node: Any) -> bool:
 
 def _enrol(ctx: EngineContext, entering: list[_Entering]) -> None:
     """Enter the contacts their entry policies let in, then run each rule's first steps for its group at once."""
-    entering = [e for e in entering if e.rule.status == RuleStatus.ACTIVE.value and e.rule.active_version_id]
-    if not entering:
-        return
-    session = ctx.session
-    earlier: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
-    policies = {e.rule.id for e in entering if ctx.plan(_version(e.rule))["entry"]["kind"] != "always"}
+    groups: dict[tuple[int, str], list[_Entering]] = defaultdict(list)
+    for e in entering:  # one group per rule and reason: each group's contacts enter with one trace line text
+        groups[(e.rule.id, e.reason)].append(e)
+    rules = {
+        rule.id: (rule, version, ctx.plan(version))
+        for rule in {members[0].rule for members in groups.values()}
+        if rule.status == RuleStatus.ACTIVE.value and (version := rule.active_version_id)
+    }
+    groups = {key: members for key, members in groups.items() if key[0] in rules}
+    policies = [rule_id for rule_id, (_r, _v, plan) in rules.items() if plan["entry"]["kind"] != "always"]
     if policies:
-        for contact_id, rule_id, state, entered in session.execute(
+        earlier: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+        contact_ids = list({e.contact_id for key, members in groups.items() if key[0] in policies for e in members})
+        for contact_id, rule_id, state, entered in ctx.session.execute(
             select(Enrolment.contact_id, Enrolment.rule_id, Enrolment.state, Enrolment.entered).where(
-                bulk.among(ctx, Enrolment.contact_id, list({e.contact_id for e in entering})),
-                Enrolment.rule_id.in_(policies),
+                bulk.among(ctx, Enrolment.contact_id, contact_ids), Enrolment.rule_id.in_(policies)
             )
         ):
             earlier[(contact_id, rule_id)].append((state, entered))
-    entering = [
-        e
-        for e in entering
-        if runtime.entry_allows(ctx.plan(_version(e.rule)), earlier[(e.contact_id, e.rule.id)], ctx.now)
-    ]
-    if not entering:
+        for key, members in groups.items():
+            plan = rules[key[0]][2]
+            groups[key] = [e for e in members if runtime.entry_allows(plan, earlier[(e.contact_id, key[0])], ctx.now)]
+    groups = {key: members for key, members in groups.items() if members}
+    if not groups:
         return
     ctx.write_buffered()  # what conditions logged comes before the journeys' first lines, as in the interpreter
-    groups: dict[int, list[_Entering]] = defaultdict(list)
-    for e in entering:
-        groups[e.rule.id].append(e)
-    for members in groups.values():
-        rule = members[0].rule
-        version_id = _version(rule)
-        ids = _enter(ctx, rule, version_id, [e.event_id for e in members], members[0].reason)
-        ops = _first_steps(ctx.plan(version_id), ctx)
+    for (rule_id, reason), members in groups.items():
+        rule, version_id, plan = rules[rule_id]
+        ids = _enter(ctx, rule, version_id, [e.event_id for e in members], reason)
+        ops = _first_steps(plan, ctx)
         ctx.new_messages.extend(runtime.advance_group(ctx, version_id, 0, ids, ops, rule.id, rule.name))
 
 
@@ -274,12 +280,6 @@ def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]
     ids = list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars())
     bulk.trace(ctx, bulk.among(ctx, Enrolment.id, ids), "enter", {"because": reason})
     return ids
-
-
-def _version(rule: Rule) -> int:
-    if rule.active_version_id is None:
-        raise LookupError(f"rule {rule.id} has no active version")
-    return rule.active_version_id
 
 
 def _first_steps(plan: RulePlan, ctx: EngineContext) -> list[Instruction]:
