@@ -16,7 +16,7 @@ from flask import abort, render_template, request
 from sqlalchemy import func, select
 
 from ..db import get_session
-from ..models import AuditEntry, Role, User
+from ..models import AuditEntry, Contact, Role, User
 from .access import admin_blueprint, requires
 from .crm import paging
 from .nav import add, area_url
@@ -80,7 +80,7 @@ def index():
         next_after = paging.next_link(scope, (rows[-1].id,))
     return render_template(
         "admin/audit.html",
-        entries=[_entry(e) for e in rows],
+        entries=[_entry(e, _existing_contacts(db, rows)) for e in rows],
         people=_people(db, rows),
         filters=filters,
         active={k: v for k, v in filters.items() if v},
@@ -98,18 +98,24 @@ def _people(db: Any, rows: list[AuditEntry]) -> dict[str, str]:
     return {f"user:{i}": email for i, email in db.execute(select(User.id, User.email).where(User.id.in_(ids)))}
 
 
-def _entry(entry: AuditEntry) -> dict[str, Any]:
+def _existing_contacts(db: Any, rows: list[AuditEntry]) -> set[int]:
+    """The contacts this page's entries are about that still exist (an erased one has no page to link to)."""
+    ids = {int(e.target_id or "") for e in rows if e.target_type == "contact" and (e.target_id or "").isdigit()}
+    return set(db.scalars(select(Contact.id).where(Contact.id.in_(ids)))) if ids else set()
+
+
+def _entry(entry: AuditEntry, contacts: set[int]) -> dict[str, Any]:
     return {
         "entry": entry,
         "detail": json.dumps(entry.detail, ensure_ascii=False, sort_keys=True, default=str) if entry.detail else "",
-        "link": _link(entry),
+        "link": _link(entry, contacts),
     }
 
 
-def _link(entry: AuditEntry) -> str | None:
-    """The page of the record an entry is about, when it has one here (an erased contact has none)."""
+def _link(entry: AuditEntry, contacts: set[int]) -> str | None:
+    """The page of the record an entry is about, when it has one here."""
     target = entry.target_id or ""
-    if entry.target_type == "contact" and target.isdigit() and entry.action != "contact.erased":
+    if entry.target_type == "contact" and target.isdigit() and int(target) in contacts:
         return area_url("contacts.contact", contact_id=int(target))
     if entry.target_type == "rule" and target.isdigit():
         return area_url("rules.show", rule_id=int(target))

@@ -138,7 +138,11 @@ def save(segment_id: int):
         errors["description"] = f"A description is at most {MAX_DESCRIPTION} characters."
     if errors:
         return _refuse(row, preview, row.name, description, errors)
-    changed = [k for k, old, new in (("condition", row.condition, preview.text), ("description", row.description, description)) if old != new]
+    changed = [
+        k
+        for k, old, new in (("condition", row.condition, preview.text), ("description", row.description, description))
+        if old != new
+    ]
     if not changed:
         notify(f"Segment {row.name!r} was not changed.", "info")
         return redirect(url_for("segments.show", segment_id=row.id))

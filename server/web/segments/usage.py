@@ -33,9 +33,11 @@ def using_rules(session: Session, name: str) -> list[str]:
         .group_by(RuleVersion.rule_id)
         .subquery()
     )
-    drafts = select(RuleVersion.rule_id, RuleVersion.plan).join(
-        newest, (newest.c.rule_id == RuleVersion.rule_id) & (newest.c.number == RuleVersion.number)
-    ).where(RuleVersion.activated_at.is_(None))
+    drafts = (
+        select(RuleVersion.rule_id, RuleVersion.plan)
+        .join(newest, (newest.c.rule_id == RuleVersion.rule_id) & (newest.c.number == RuleVersion.number))
+        .where(RuleVersion.activated_at.is_(None))
+    )
     active = select(RuleVersion.rule_id, RuleVersion.plan).join(Rule, Rule.active_version_id == RuleVersion.id)
     rule_ids = {rule_id for rule_id, plan in session.execute(active.union_all(drafts)) if name in set(_named(plan))}
     if not rule_ids:
