@@ -228,3 +228,17 @@ def test_delete_of_an_unused_segment(app, people):
     assert not _exists(app, "VIPs")
     (entry,) = audited(app, "segment.deleted")
     assert entry.target_id == "VIPs"
+
+
+def test_a_segment_that_would_be_in_itself_is_refused(app, people):
+    vips = _segment(app, "VIPs", VIP)
+    _segment(app, "Rich VIPs", 'in segment "VIPs" and contact.score > 10')
+    editor = signed_in(app, "editor")
+    looped = post(editor, f"/admin/segments/{vips}", condition='in segment "Rich VIPs"')
+    assert looped.status_code == 422
+    assert "the segment would be in itself ('VIPs' → 'Rich VIPs' → 'VIPs')" in html.unescape(
+        looped.get_data(as_text=True)
+    )
+    assert post(editor, f"/admin/segments/{vips}", condition='in segment "VIPs"').status_code == 422
+    with app.app_context():
+        assert get_session().get(Segment, vips).condition == VIP

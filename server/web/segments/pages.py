@@ -16,7 +16,7 @@ from ..flash import notify
 from ..rules.pages import editor_bundle
 from . import bp
 from .live import Preview, check, count_and_sample, count_only, errors_of
-from .usage import using_rules, using_segments
+from .usage import loop_through, using_rules, using_segments
 
 MAX_ID = 2**31 - 1
 MAX_DESCRIPTION = 2000
@@ -90,12 +90,23 @@ def _refuse(row: Segment | None, preview: Preview, name: str, description: str, 
     return _page(row, preview, name=name, description=description, errors=errors), 422
 
 
-def _condition_error(preview: Preview) -> dict[str, str]:
+def _checked(session: Any, name: str, text: str, description: str) -> tuple[Preview, dict[str, str]]:
+    """The posted condition of segment *name* checked, counted and sampled, and what is wrong with the form."""
+    preview = check(session, text)
+    errors = {}
     first = next(iter(errors_of(preview)), None)
-    if first is None:
-        return {}
-    hint = f" ({first['hint']})" if first.get("hint") else ""
-    return {"condition": f"line {first['line']}, column {first['col']}: {first['message']}{hint}"}
+    loop = loop_through(session, preview.tree, name) if preview.ok else None
+    if first is not None:
+        hint = f" ({first['hint']})" if first.get("hint") else ""
+        errors["condition"] = f"line {first['line']}, column {first['col']}: {first['message']}{hint}"
+    elif loop:
+        chain = " → ".join(repr(n) for n in [name, *loop])
+        errors["condition"] = f"the segment would be in itself ({chain}); test other segments or fields"
+    else:
+        count_and_sample(session, preview)
+    if len(description) > MAX_DESCRIPTION:
+        errors["description"] = f"A description is at most {MAX_DESCRIPTION} characters."
+    return preview, errors
 
 
 @bp.post("/new")
@@ -103,14 +114,11 @@ def _condition_error(preview: Preview) -> dict[str, str]:
 def create():
     session = get_session()
     name, text, description = _form()
-    preview = count_and_sample(session, check(session, text))
-    errors = _condition_error(preview)
+    preview, errors = _checked(session, name, text, description)
     if not NAME.match(name):
         errors["name"] = "A name is 1 to 128 letters, digits, spaces, _ . or - and starts with a letter or digit."
     elif session.scalar(select(Segment.id).where(Segment.name == name)) is not None:
         errors["name"] = f"A segment named {name!r} exists already; choose another name."
-    if len(description) > MAX_DESCRIPTION:
-        errors["description"] = f"A description is at most {MAX_DESCRIPTION} characters."
     if errors:
         return _refuse(None, preview, name, description, errors)
     row = Segment(name=name, condition=preview.text, description=description)
@@ -132,10 +140,7 @@ def save(segment_id: int):
     session = get_session()
     row = _segment(segment_id)
     _, text, description = _form()
-    preview = count_and_sample(session, check(session, text))
-    errors = _condition_error(preview)
-    if len(description) > MAX_DESCRIPTION:
-        errors["description"] = f"A description is at most {MAX_DESCRIPTION} characters."
+    preview, errors = _checked(session, row.name, text, description)
     if errors:
         return _refuse(row, preview, row.name, description, errors)
     changed = [

@@ -58,4 +58,31 @@ def using_segments(session: Session, name: str) -> list[str]:
     return sorted(out)
 
 
-__all__ = ["using_rules", "using_segments"]
+def loop_through(session: Session, tree: Any, name: str) -> list[str] | None:
+    """The chain of segments by which *tree* (the new condition of segment *name*) tests *name* itself, or None.
+
+    A segment in itself has no members to find (its count would never end): such a condition is refused.
+    """
+    stored: dict[str, str] = dict(session.execute(select(Segment.name, Segment.condition)).all())
+    seen: set[str] = set()
+
+    def walk(node: Any, path: list[str]) -> list[str] | None:
+        for used in _named(node):
+            if used == name:
+                return [*path, used]
+            if used in seen or used not in stored:
+                continue
+            seen.add(used)
+            try:
+                inner = compile_condition(session, stored[used], sql=False).tree
+            except InvalidInput:
+                continue
+            found = walk(inner, [*path, used])
+            if found:
+                return found
+        return None
+
+    return walk(tree, [])
+
+
+__all__ = ["loop_through", "using_rules", "using_segments"]
