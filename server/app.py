@@ -101,6 +101,11 @@ def _serve(app: Flask, pm: Any) -> None:
 
     for area in (crm_contacts, crm_messages, crm_tasks):  # the admin UI's Contacts, Messages and Tasks
         app.register_blueprint(area.bp)
+    from .web import audit as audit_area
+    from .web import segments as segments_area
+
+    app.register_blueprint(segments_area.bp)
+    app.register_blueprint(audit_area.bp)
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)

@@ -1,0 +1,88 @@
+"""Who uses a segment: the rules whose active version or newest draft tests ``in segment "…"``, and other segments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ...contacts import InvalidInput
+from ...models import Rule, RuleVersion, Segment
+from ...segments import compile_condition
+
+
+def _named(node: Any) -> Iterator[str]:
+    """Every segment name a compiled plan (or any part of it) tests: its ``{"segment": name}`` nodes."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "segment" and isinstance(value, str):
+                yield value
+            else:
+                yield from _named(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _named(item)
+
+
+def using_rules(session: Session, name: str) -> list[str]:
+    """The names of the rules whose active version, or whose newest version when it is a draft, uses *name*."""
+    newest = (
+        select(RuleVersion.rule_id, func.max(RuleVersion.number).label("number"))
+        .group_by(RuleVersion.rule_id)
+        .subquery()
+    )
+    drafts = (
+        select(RuleVersion.rule_id, RuleVersion.plan)
+        .join(newest, (newest.c.rule_id == RuleVersion.rule_id) & (newest.c.number == RuleVersion.number))
+        .where(RuleVersion.activated_at.is_(None))
+    )
+    active = select(RuleVersion.rule_id, RuleVersion.plan).join(Rule, Rule.active_version_id == RuleVersion.id)
+    rule_ids = {rule_id for rule_id, plan in session.execute(active.union_all(drafts)) if name in set(_named(plan))}
+    if not rule_ids:
+        return []
+    return list(session.scalars(select(Rule.name).where(Rule.id.in_(rule_ids)).order_by(Rule.name)))
+
+
+def using_segments(session: Session, name: str) -> list[str]:
+    """The names of the other segments whose condition tests ``in segment "<name>"``."""
+    out = []
+    for other, text in session.execute(select(Segment.name, Segment.condition).where(Segment.name != name)):
+        try:
+            tree = compile_condition(session, text, sql=False).tree
+        except InvalidInput:  # a stored condition that no longer checks uses nothing it can run
+            continue
+        if name in set(_named(tree)):
+            out.append(other)
+    return sorted(out)
+
+
+def loop_through(session: Session, tree: Any, name: str) -> list[str] | None:
+    """The chain of segments by which *tree* (the new condition of segment *name*) tests *name* itself, or None.
+
+    A segment in itself has no members to find (its count would never end): such a condition is refused.
+    """
+    stored: dict[str, str] = dict(session.execute(select(Segment.name, Segment.condition)).all())
+    seen: set[str] = set()
+
+    def walk(node: Any, path: list[str]) -> list[str] | None:
+        for used in _named(node):
+            if used == name:
+                return [*path, used]
+            if used in seen or used not in stored:
+                continue
+            seen.add(used)
+            try:
+                inner = compile_condition(session, stored[used], sql=False).tree
+            except InvalidInput:
+                continue
+            found = walk(inner, [*path, used])
+            if found:
+                return found
+        return None
+
+    return walk(tree, [])
+
+
+__all__ = ["loop_through", "using_rules", "using_segments"]
