@@ -7,10 +7,11 @@ from typing import Any
 from flask import jsonify
 from sqlalchemy import select
 
-from ..contacts import contact_dict, iso
+from ..contacts import InvalidInput, contact_dict, iso
 from ..db import get_session
 from ..engine.scope import Scope
 from ..models import Contact, Segment
+from ..segment_usage import loop_problem, users_of
 from ..segments import NAME, compile_condition, count, iter_members, members_clause
 from ..sqlwhere import Unsupported
 from . import bp
@@ -85,6 +86,13 @@ def _get(name: str) -> Segment:
     return row
 
 
+def _check_condition(session: Any, name: str, condition: str) -> None:
+    """Refuse a condition that does not compile, or that would put segment *name* in itself (422)."""
+    loop = loop_problem(session, compile_condition(session, condition).tree, name)
+    if loop:
+        raise InvalidInput("condition", loop)
+
+
 def _dict(row: Segment, *, with_count: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row.id,
@@ -127,7 +135,7 @@ def post_segment(body: dict[str, Any]):
     session = get_session()
     if session.scalar(select(Segment.id).where(Segment.name == body["name"])) is not None:
         raise Refused(409, "Conflict", f"a segment named {body['name']!r} exists", field="name")
-    compile_condition(session, body["condition"])
+    _check_condition(session, body["name"], body["condition"])
     row = Segment(name=body["name"], condition=body["condition"], description=body.get("description", ""))
     save(row, "segment.created", "segment", row.name)
     return jsonify(_dict(row)), 201
@@ -172,7 +180,7 @@ def patch_segment(name: str, body: dict[str, Any]):
     session = get_session()
     row = _get(name)
     if "condition" in body:
-        compile_condition(session, body["condition"])
+        _check_condition(session, name, body["condition"])
         row.condition = body["condition"]
     if "description" in body:
         row.description = body["description"]
@@ -184,7 +192,16 @@ def patch_segment(name: str, body: dict[str, Any]):
     bp, "DELETE", "/segments/{name}", summary="Delete a segment", tag="segments", responses={204: ("deleted", None)}
 )
 def delete_segment(name: str):
-    return remove(_get(name), "segment.deleted", "segment", name)
+    row = _get(name)
+    users = users_of(get_session(), name)
+    if users:
+        raise Refused(
+            409,
+            "Segment in use",
+            f"segment {name!r} is used by {', '.join(users)}; take it out of those first "
+            "(a rule's active version and its draft both count)",
+        )
+    return remove(row, "segment.deleted", "segment", name)
 
 
 @endpoint(

@@ -2,6 +2,7 @@ import pytest
 
 from server.db import get_session
 from server.models import Contact, ContactTag, Event, utcnow
+from tests.helpers import load_rules
 
 
 def _people(app):
@@ -85,3 +86,19 @@ def test_segment_update_and_delete(app, api):
     assert api.patch("/segments/hi", json={"condition": "contact.score > 0"}).json["count"] == 4
     assert api.delete("/segments/hi").status_code == 204
     assert api.get("/segments/hi").status_code == 404
+
+
+def test_a_segment_in_use_is_not_deleted_and_none_may_contain_itself(app, api):
+    api.post("/segments", json={"name": "buyers", "condition": "did order.paid within 30d"})
+    api.post("/segments", json={"name": "vip buyers", "condition": 'in segment "buyers" and tag == "vip"'})
+    load_rules(app, 'rule "Thanks"\nwhen form.submitted and in segment "vip buyers" then\n  tag "t"\nend\n')
+    refused = api.delete("/segments/vip buyers")
+    assert refused.status_code == 409 and "rule 'Thanks'" in refused.json["detail"]
+    refused = api.delete("/segments/buyers")
+    assert refused.status_code == 409 and "segment 'vip buyers'" in refused.json["detail"]
+    assert api.get("/segments/buyers").status_code == 200  # nothing deleted
+    loop = api.patch("/segments/buyers", json={"condition": 'in segment "vip buyers"'})
+    assert loop.status_code == 422 and "would be in itself ('buyers' → 'vip buyers' → 'buyers')" in str(loop.json)
+    assert api.get("/segments/buyers").json["condition"] == "did order.paid within 30d"
+    itself = api.post("/segments", json={"name": "me", "condition": 'in segment "me"'})
+    assert itself.status_code in (404, 422) and api.get("/segments/me").status_code == 404

@@ -10,13 +10,13 @@ from sqlalchemy import select
 from ...contacts import audit
 from ...db import get_session
 from ...models import Role, Segment, utcnow
+from ...segment_usage import loop_problem, users_of
 from ...segments import NAME
 from ..access import actor, current_role, requires
 from ..flash import notify
 from ..rules.pages import editor_bundle
 from . import bp
 from .live import Preview, check, count_and_sample, count_only, errors_of
-from .usage import loop_through, using_rules, using_segments
 
 MAX_ID = 2**31 - 1
 MAX_DESCRIPTION = 2000
@@ -95,13 +95,12 @@ def _checked(session: Any, name: str, text: str, description: str) -> tuple[Prev
     preview = check(session, text)
     errors = {}
     first = next(iter(errors_of(preview)), None)
-    loop = loop_through(session, preview.tree, name) if preview.ok else None
+    loop = loop_problem(session, preview.tree, name) if preview.ok else None
     if first is not None:
         hint = f" ({first['hint']})" if first.get("hint") else ""
         errors["condition"] = f"line {first['line']}, column {first['col']}: {first['message']}{hint}"
     elif loop:
-        chain = " → ".join(repr(n) for n in [name, *loop])
-        errors["condition"] = f"the segment would be in itself ({chain}); test other segments or fields"
+        errors["condition"] = loop
     else:
         count_and_sample(session, preview)
     if len(description) > MAX_DESCRIPTION:
@@ -163,9 +162,8 @@ def save(segment_id: int):
 def delete(segment_id: int):
     session = get_session()
     row = _segment(segment_id)
-    rules, segments = using_rules(session, row.name), using_segments(session, row.name)
-    if rules or segments:
-        users = [f"rule {r!r}" for r in rules] + [f"segment {s!r}" for s in segments]
+    users = users_of(session, row.name)
+    if users:
         notify(
             f"Segment {row.name!r} was not deleted: {', '.join(users)} use(s) it. "
             "Take it out of those first (a rule's active version and its draft both count).",

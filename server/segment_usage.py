@@ -1,4 +1,8 @@
-"""Who uses a segment: the rules whose active version or newest draft tests ``in segment "…"``, and other segments."""
+"""Who uses a segment: the rules whose active version or newest draft tests ``in segment "…"``, and other segments.
+
+The admin UI and the API refuse the same things with these: deleting a segment in use, and a condition that
+would put a segment in itself.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ...contacts import InvalidInput
-from ...models import Rule, RuleVersion, Segment
-from ...segments import compile_condition
+from .contacts import InvalidInput
+from .models import Rule, RuleVersion, Segment
+from .segments import compile_condition
 
 
 def _named(node: Any) -> Iterator[str]:
@@ -85,4 +89,20 @@ def loop_through(session: Session, tree: Any, name: str) -> list[str] | None:
     return walk(tree, [])
 
 
-__all__ = ["loop_through", "using_rules", "using_segments"]
+def users_of(session: Session, name: str) -> list[str]:
+    """What uses segment *name*, as people read it: ``rule 'Welcome'``, ``segment 'VIPs'``; [] when nothing."""
+    return [f"rule {r!r}" for r in using_rules(session, name)] + [
+        f"segment {s!r}" for s in using_segments(session, name)
+    ]
+
+
+def loop_problem(session: Session, tree: Any, name: str) -> str | None:
+    """Why the condition *tree* may not be segment *name*'s (it would contain itself), or None."""
+    loop = loop_through(session, tree, name)
+    if not loop:
+        return None
+    chain = " → ".join(repr(n) for n in [name, *loop])
+    return f"the segment would be in itself ({chain}); test other segments or fields"
+
+
+__all__ = ["loop_problem", "loop_through", "users_of", "using_rules", "using_segments"]
