@@ -53,7 +53,7 @@ async function sourcesStamp() {
 }
 
 /** The license of every package the bundle includes, with its full text, as one file next to it. */
-async function licenses(metafile) {
+async function licenses(metafile, bundle) {
   const packages = new Map();
   const used = Object.values(metafile.outputs).flatMap((output) =>
     Object.entries(output.inputs).filter(([, info]) => info.bytesInOutput > 0).map(([input]) => input));
@@ -61,7 +61,7 @@ async function licenses(metafile) {
     const match = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
     if (match) packages.set(match[1], join(here, "node_modules", match[1]));
   }
-  const parts = ["Third-party software in editor.js (the Nudge rule editor), with its licenses.\n"];
+  const parts = [`Third-party software in ${bundle}, with its licenses.\n`];
   for (const name of [...packages.keys()].sort()) {
     const dir = packages.get(name);
     const meta = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
@@ -82,6 +82,21 @@ if (existsSync(editor)) {
     outfile: join(dist, "editor.js"), legalComments: "none", logLevel: "warning", metafile: true,
     banner: { js: `/* Nudge rule editor. sources-sha256:${stamp} Third-party licenses: editor.js.LICENSES.txt */` },
   });
-  await writeFile(join(dist, "editor.js.LICENSES.txt"), await licenses(result.metafile));
+  await writeFile(join(dist, "editor.js.LICENSES.txt"), await licenses(result.metafile, "editor.js (the Nudge rule editor)"));
+}
+
+// the template editor (CodeMirror 6 with @codemirror/lang-jinja), one minified ES module, stamped the same way
+const templateEditor = join(here, "src", "template-editor.js");
+if (existsSync(templateEditor)) {
+  const stamp = await sourcesStamp();
+  const result = await build({
+    entryPoints: [templateEditor], bundle: true, minify: true, format: "esm", target: "es2020",
+    outfile: join(dist, "template-editor.js"), legalComments: "none", logLevel: "warning", metafile: true,
+    banner: { js: `/* Nudge template editor. sources-sha256:${stamp} Third-party licenses: template-editor.js.LICENSES.txt */` },
+  });
+  await writeFile(
+    join(dist, "template-editor.js.LICENSES.txt"),
+    await licenses(result.metafile, "template-editor.js (the Nudge template editor)"),
+  );
 }
 console.log(`assets built into ${dist}`);

@@ -92,6 +92,9 @@ def editor_page(
         parts=parts,
         problems=problems or [],
         by_part=by_part,
+        lines={
+            part: [{"line": p.line, "message": p.message} for p in found if p.line] for part, found in by_part.items()
+        },
         uses=uses_of(session, channel, row.name) if row is not None else [],
         change=last_changes(session, [row.id]).get(row.id) if row is not None else None,
         preview=rendered(cls, parts, context_for(dict(SAMPLE_CONTACT))),
@@ -141,7 +144,8 @@ def create():
         problem = TemplateProblem("name", None, "a name is letters, digits, _ . and - (e.g. welcome_1), at most 255")
         return _refused(channel, parts, None, name, [problem])
     if session.scalar(select(Template.id).where(Template.channel == channel, Template.name == name)):
-        problem = TemplateProblem("name", None, f"a {channel} template named {name!r} exists; choose another name")
+        taken = f"the {channel} channel has a template named {name!r}; choose another name"
+        problem = TemplateProblem("name", None, taken)
         return _refused(channel, parts, None, name, [problem])
     return _save(channel, name, parts, None, "template.created", "Created")
 

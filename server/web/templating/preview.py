@@ -86,7 +86,7 @@ def test_send(template_id: int):
     try:
         address = channel.validate_address(to)
     except ValueError as exc:
-        return answer(f"Not sent: {to!r} is not a {row.channel} address: {exc}.", "error", 422)
+        return answer(f"Not sent: {to!r} is no address of the {row.channel} channel: {exc}.", "error", 422)
     user = current_user()
     if rate_limited(f"template-test:{user.id if user else 0}", limit=TEST_SENDS_PER_HOUR, window=3600):
         return answer(f"Not sent: at most {TEST_SENDS_PER_HOUR} test sends an hour; try again later.", "error", 429)
