@@ -73,30 +73,24 @@ async function licenses(metafile, bundle) {
   return parts.join("\n");
 }
 
-// the rule editor (CodeMirror 6), one minified ES module
-const editor = join(here, "src", "editor.js");
-if (existsSync(editor)) {
+/**
+ * Bundle `src/<source>` into one minified ES module `dist/<out>`, stamped with the sources' hash, with the
+ * licenses of the packages it includes next to it (`<out>.LICENSES.txt`).
+ */
+async function bundle(source, out, title) {
+  const entry = join(here, "src", source);
+  if (!existsSync(entry)) return;
   const stamp = await sourcesStamp();
   const result = await build({
-    entryPoints: [editor], bundle: true, minify: true, format: "esm", target: "es2020",
-    outfile: join(dist, "editor.js"), legalComments: "none", logLevel: "warning", metafile: true,
-    banner: { js: `/* Nudge rule editor. sources-sha256:${stamp} Third-party licenses: editor.js.LICENSES.txt */` },
+    entryPoints: [entry], bundle: true, minify: true, format: "esm", target: "es2020",
+    outfile: join(dist, out), legalComments: "none", logLevel: "warning", metafile: true,
+    banner: { js: `/* Nudge ${title}. sources-sha256:${stamp} Third-party licenses: ${out}.LICENSES.txt */` },
   });
-  await writeFile(join(dist, "editor.js.LICENSES.txt"), await licenses(result.metafile, "editor.js (the Nudge rule editor)"));
+  await writeFile(join(dist, `${out}.LICENSES.txt`), await licenses(result.metafile, `${out} (the Nudge ${title})`));
 }
 
-// the template editor (CodeMirror 6 with @codemirror/lang-jinja), one minified ES module, stamped the same way
-const templateEditor = join(here, "src", "template-editor.js");
-if (existsSync(templateEditor)) {
-  const stamp = await sourcesStamp();
-  const result = await build({
-    entryPoints: [templateEditor], bundle: true, minify: true, format: "esm", target: "es2020",
-    outfile: join(dist, "template-editor.js"), legalComments: "none", logLevel: "warning", metafile: true,
-    banner: { js: `/* Nudge template editor. sources-sha256:${stamp} Third-party licenses: template-editor.js.LICENSES.txt */` },
-  });
-  await writeFile(
-    join(dist, "template-editor.js.LICENSES.txt"),
-    await licenses(result.metafile, "template-editor.js (the Nudge template editor)"),
-  );
-}
+// the rule editor (CodeMirror 6 with the Nudge language)
+await bundle("editor.js", "editor.js", "rule editor");
+// the template editor (CodeMirror 6 with @codemirror/lang-jinja, over HTML for an html part)
+await bundle("template-editor.js", "template-editor.js", "template editor");
 console.log(`assets built into ${dist}`);
