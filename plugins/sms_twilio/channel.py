@@ -107,7 +107,7 @@ class SmsChannel(Channel):
         return [
             ("Encoding", counted.encoding),
             ("Length", f"{counted.units} {unit}"),
-            ("Segments", str(counted.count)),
+            ("Segments", str(counted.number)),
         ]
 
     @classmethod

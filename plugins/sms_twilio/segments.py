@@ -20,11 +20,11 @@ GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 
 
 class Segments(NamedTuple):
-    """A text's encoding (``GSM-7`` or ``UCS-2``), its length in that encoding's units and its segment count."""
+    """A text's encoding (``GSM-7`` or ``UCS-2``), its length in that encoding's units and its number of segments."""
 
     encoding: str
     units: int
-    count: int
+    number: int
 
 
 def segments(text: str) -> Segments:

@@ -75,6 +75,9 @@ def test_the_editor_shows_the_parts_each_channel_declares(app):
     assert re.findall(r'<textarea id="part-(\w+)"', sms) == ["txt"]
     assert editor.get("/admin/templates/new?channel=webhook").status_code == 404  # named endpoints, no templates
     assert editor.get("/admin/templates/new?channel=fax").status_code == 404
+    choose = editor.get("/admin/templates/new").get_data(as_text=True)
+    assert '<a href="/admin/templates/new?channel=push">' not in choose
+    assert '<a href="/admin/templates/new?channel=sms">sms</a> — parts: txt' in choose and "webhook" not in choose
 
 
 class TestAThirdPartyChannel:
@@ -87,6 +90,8 @@ class TestAThirdPartyChannel:
         editor = signed_in(app, "editor")
         listing = editor.get("/admin/templates/").get_data(as_text=True)
         assert 'href="/admin/templates/new?channel=push"' in listing
+        choose = editor.get("/admin/templates/new").get_data(as_text=True)
+        assert '<a href="/admin/templates/new?channel=push">push</a> — parts: title, txt' in choose
         page = editor.get("/admin/templates/new?channel=push").get_data(as_text=True)
         assert re.findall(r'<textarea id="part-(\w+)"', page) == ["title", "txt"]
         missing = _create(editor, "push", "nudge", **{"part-title": "Come back"})
@@ -180,7 +185,7 @@ def test_the_preview_renders_for_a_chosen_contact_with_hostile_fields_escaped(ap
     assert "No contact has that email; the preview shows the sample contact." in nobody.get_data(as_text=True)
     broken = post(editor, "/admin/templates/preview", hx=True, channel="email", **{"part-txt": "a\n{% if %}"})
     assert "txt, line 2:" in broken.get_data(as_text=True)
-    options = editor.get("/admin/templates/contacts?contact_email=mall").get_data(as_text=True)
+    options = post(editor, "/admin/templates/contacts", hx=True, contact_email="mall").get_data(as_text=True)
     assert '<option value="mallory@example.com">' in options and "<script>alert" not in options
 
 
@@ -246,6 +251,7 @@ def test_viewers_read_templates_and_change_nothing(app):
         (f"/admin/templates/{row.id}/delete", {}),
         (f"/admin/templates/{row.id}/test", {"to": "v@example.com"}),
         ("/admin/templates/preview", {"channel": "email", **WELCOME}),
+        ("/admin/templates/contacts", {"contact_email": "ma"}),
     ):
         assert post(viewer, url, **form).status_code == 403, url
         assert post(viewer, url, hx=True, **form).status_code == 403, url

@@ -111,6 +111,8 @@ def editor_page(
 @requires(Role.EDITOR)
 def new():
     channel = request.args.get("channel", "").strip()
+    if not channel:  # first, which channel: its parts make the editor
+        return render_template("admin/templates/choose.html", channels=channels())
     cls = channel_class(channel)
     copy = request.args.get("copy", "")
     parts = dict(getattr(cls, "builtin_templates", {}).get(copy) or {})

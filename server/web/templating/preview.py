@@ -46,11 +46,11 @@ def preview():
     return render_template("admin/templates/_preview.html", preview=shown, contact=contact)
 
 
-@bp.get("/contacts")
-@requires(Role.VIEWER)
+@bp.post("/contacts")
+@requires(Role.EDITOR)
 def contacts():
-    """Contacts whose email starts with ``q``, as the ``<option>`` list of the preview's contact field."""
-    query = request.args.get("contact_email", "").strip()
+    """Contacts whose email starts with what the preview's contact field holds, as its ``<option>`` list (htmx)."""
+    query = request.form.get("contact_email", "").strip()
     found = []
     if len(query) >= 2:
         try:
