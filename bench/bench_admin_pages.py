@@ -57,12 +57,14 @@ def busy(app, count: int) -> None:
 
     from server.consent import record_consent
     from server.db import get_session
-    from server.models import Enrolment, Event, JourneyLog, Message, MessageStatusChange, Note, Task, utcnow
+    from server.models import Enrolment, Event, JourneyLog, Message, MessageStatusChange, Note, Task, Template, utcnow
 
     now = utcnow()
     load_rules(app, RULES, "bench.nudge")
     with app.app_context():
         session = get_session()
+        parts = {"subject": "Hi {{ contact.first_name }}", "html": "<p>Hi {{ contact.first_name }}</p>", "txt": "Hi"}
+        session.add(Template(channel="email", name="welcome", parts=parts))  # the templates pages' (id 1)
         for i in range(60):
             session.add(
                 Event(
@@ -271,6 +273,8 @@ def measure(count: int) -> list[Row]:
             ("Messages: every message", "/admin/messages/?status=all"),
             ("Messages: failed sms of one rule", "/admin/messages/?status=failed&channel=sms&rule=2"),
             ("Messages: parked events and journeys", "/admin/messages/?status=parked"),
+            ("Templates: the list", "/admin/templates/"),
+            ("Templates: the editor, with its preview", "/admin/templates/1"),
             ("Tasks: open", "/admin/tasks/"),
             ("Tasks: sales team", "/admin/tasks/?team=sales"),
             ("Tasks: done", "/admin/tasks/?show=done"),

@@ -91,6 +91,9 @@ def _serve(app: Flask, pm: Any) -> None:
     from .web import rules as rules_area
 
     app.register_blueprint(rules_area.bp)
+    from .web import templating as templates_area
+
+    app.register_blueprint(templates_area.bp)
     app.register_blueprint(forms.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(unsubscribe.bp)

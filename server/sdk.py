@@ -493,6 +493,17 @@ class Channel:
         """
         return []
 
+    @classmethod
+    def preview_facts(cls, rendered: Mapping[str, str]) -> list[tuple[str, str]]:
+        """What someone writing a template should know about a rendered message (an SMS's segments and encoding).
+
+        The template editor shows these under its preview; the core knows nothing of any channel's limits.
+
+        :param rendered: the rendered parts by the names :attr:`template_parts` declares.
+        :return: ``(label, value)`` pairs, e.g. ``[("Encoding", "GSM-7"), ("Segments", "2")]``; default none.
+        """
+        return []
+
     def validate_address(self, address: str) -> str:
         """Return the address in canonical form, or raise ``ValueError`` saying why it is invalid."""
         if not address or not address.strip():

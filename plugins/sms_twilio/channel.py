@@ -28,6 +28,7 @@ from server.sdk import (
 )
 
 from .phone import normalise, region_of, stored_forms
+from .segments import segments
 from .twilio import (
     CHANNEL,
     INBOUND_PATH,
@@ -97,6 +98,17 @@ class SmsChannel(Channel):
     def __init__(self, config=None):
         super().__init__(config)
         self._client: Client | None = None
+
+    @classmethod
+    def preview_facts(cls, rendered: Mapping[str, str]) -> list[tuple[str, str]]:
+        """The text's encoding (GSM-7 or UCS-2), its length in that encoding and the segments it takes."""
+        counted = segments(rendered.get("txt", ""))
+        unit = "septets" if counted.encoding == "GSM-7" else "UTF-16 units"
+        return [
+            ("Encoding", counted.encoding),
+            ("Length", f"{counted.units} {unit}"),
+            ("Segments", str(counted.number)),
+        ]
 
     @classmethod
     def check_settings(cls, settings):

@@ -53,7 +53,7 @@ async function sourcesStamp() {
 }
 
 /** The license of every package the bundle includes, with its full text, as one file next to it. */
-async function licenses(metafile) {
+async function licenses(metafile, bundle) {
   const packages = new Map();
   const used = Object.values(metafile.outputs).flatMap((output) =>
     Object.entries(output.inputs).filter(([, info]) => info.bytesInOutput > 0).map(([input]) => input));
@@ -61,7 +61,7 @@ async function licenses(metafile) {
     const match = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
     if (match) packages.set(match[1], join(here, "node_modules", match[1]));
   }
-  const parts = ["Third-party software in editor.js (the Nudge rule editor), with its licenses.\n"];
+  const parts = [`Third-party software in ${bundle}, with its licenses.\n`];
   for (const name of [...packages.keys()].sort()) {
     const dir = packages.get(name);
     const meta = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
@@ -73,15 +73,24 @@ async function licenses(metafile) {
   return parts.join("\n");
 }
 
-// the rule editor (CodeMirror 6), one minified ES module
-const editor = join(here, "src", "editor.js");
-if (existsSync(editor)) {
+/**
+ * Bundle `src/<source>` into one minified ES module `dist/<out>`, stamped with the sources' hash, with the
+ * licenses of the packages it includes next to it (`<out>.LICENSES.txt`).
+ */
+async function bundle(source, out, title) {
+  const entry = join(here, "src", source);
+  if (!existsSync(entry)) return;
   const stamp = await sourcesStamp();
   const result = await build({
-    entryPoints: [editor], bundle: true, minify: true, format: "esm", target: "es2020",
-    outfile: join(dist, "editor.js"), legalComments: "none", logLevel: "warning", metafile: true,
-    banner: { js: `/* Nudge rule editor. sources-sha256:${stamp} Third-party licenses: editor.js.LICENSES.txt */` },
+    entryPoints: [entry], bundle: true, minify: true, format: "esm", target: "es2020",
+    outfile: join(dist, out), legalComments: "none", logLevel: "warning", metafile: true,
+    banner: { js: `/* Nudge ${title}. sources-sha256:${stamp} Third-party licenses: ${out}.LICENSES.txt */` },
   });
-  await writeFile(join(dist, "editor.js.LICENSES.txt"), await licenses(result.metafile));
+  await writeFile(join(dist, `${out}.LICENSES.txt`), await licenses(result.metafile, `${out} (the Nudge ${title})`));
 }
+
+// the rule editor (CodeMirror 6 with the Nudge language)
+await bundle("editor.js", "editor.js", "rule editor");
+// the template editor (CodeMirror 6 with @codemirror/lang-jinja, over HTML for an html part)
+await bundle("template-editor.js", "template-editor.js", "template editor");
 console.log(`assets built into ${dist}`);
