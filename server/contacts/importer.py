@@ -298,14 +298,14 @@ class _Stored:
 
     def __init__(self, session: Session, emails: set[str], external_ids: set[str]) -> None:
         table = Contact.__table__
-        self.contacts = {
-            row.id: dict(row._mapping)
-            for row in session.execute(
-                select(*(table.c[name] for name in _STORED)).where(
-                    or_(table.c.email.in_(emails), table.c.external_id.in_(external_ids))
-                )
-            )
-        }
+        keys = [
+            table.c[key].in_(values) for key, values in (("email", emails), ("external_id", external_ids)) if values
+        ]
+        # tuples zipped with the names: a Row's mapping costs more than the rest of the read
+        found: Iterable[Any] = (
+            session.connection().execute(select(*(table.c[name] for name in _STORED)).where(or_(*keys))) if keys else ()
+        )
+        self.contacts = {row[0]: dict(zip(_STORED, row, strict=True)) for row in found}
         self.tags: dict[int, set[str]] = {cid: set() for cid in self.contacts}
         for cid, tag in session.execute(
             select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(self.contacts))
