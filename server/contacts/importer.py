@@ -26,7 +26,9 @@ from .fields import STANDARD_FIELDS, coerce_value, definitions
 from .rowset import insert_rows, update_rows
 from .service import audit, clean_value, taken
 
-CHUNK = 1000
+#: rows per transaction: each commit writes every index page its rows touched (random public ids and emails
+#: touch many), so fewer, larger chunks write fewer pages
+CHUNK = 5000
 #: the columns of a new contact's row, as insert_rows gets them
 _NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
 #: the attributes that identify a contact
@@ -142,7 +144,7 @@ def import_csv(
     progress: Callable[[int], None] | None = None,
     channels: Mapping[str, tuple[str, ...]] | None = None,
 ) -> ImportReport:
-    """Import contacts from CSV text; commits per chunk of 1,000 rows.
+    """Import contacts from CSV text; commits per chunk of 5,000 rows.
 
     :param mapping: column → field overrides (see :func:`parse_mapping`).
     :param channels: contact attribute → the channels addressed by it (``address_channels``): an imported email
