@@ -4,7 +4,8 @@
 
 Fills SQLite with twice *MEMBERS* contacts (``newsletter`` on every second one), saves the segment
 ``tag == "newsletter"`` and times ``create_broadcast`` plus its commit (the rows the send queue gets), then the
-same broadcast run again (it must write nothing). The condition parser is built before the clock starts (a
+same broadcast run again (it must write nothing); the first run also in CPU time of this process (SQLite runs in
+it), which other load on the machine does not change. The condition parser is built before the clock starts (a
 one-off second per process). The baseline copies the same members' ids, with constant
 columns, into an unindexed scratch table in the same database: the machine's own ``INSERT … SELECT`` rate.
 Issue #12 target: a 1,000,000-contact segment at >= 50,000 rows/s.
@@ -60,10 +61,10 @@ def measure(members: int) -> list[Row]:
             session.commit()
             baseline = _baseline(session)
             compile_condition(session, 'tag == "x"')  # builds the parser once, as any earlier use in the process would
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             first = create_broadcast(session, plugins, "email", "welcome", "news", "bench")
             session.commit()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
             start = time.perf_counter()
             again = create_broadcast(session, plugins, "email", "welcome", "news", "bench")
             session.commit()
@@ -81,6 +82,15 @@ def measure(members: int) -> list[Row]:
             "bare INSERT … SELECT of the members",
             f">= {TARGET:,} rows/s",
             rate >= TARGET,
+        ),
+        Row(
+            f"broadcast: segment to outbox rows ({members:,} members, CPU time)",
+            members / cpu,
+            "rows/s",
+            baseline,
+            "bare INSERT … SELECT of the members",
+            f">= {TARGET:,} rows/s",
+            members / cpu >= TARGET,
         ),
         Row(
             f"broadcast run again, nothing to write ({members:,} members)",

@@ -64,45 +64,65 @@ def clean_contact(
         )
     out: dict[str, Any] = {}
     for key, value in data.items():
-        field = f"{prefix}{key}"
-        if value is None or (from_text and value == ""):
-            if key == "score":
-                raise InvalidInput(field, f"{field} must be an integer")
-            out[key] = None if key != "tags" else []
-            continue
-        if key == "email":
-            out[key] = normalize_email(value, field)
-        elif key == "phone":
-            out[key] = normalize_phone(value, region, field)
-        elif key == "external_id":
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
-            out[key] = check_text(value, field, 255).strip()
-        elif key in ("first_name", "last_name"):
-            out[key] = check_text(value, field, 255, allow_empty=True, one_line=True).strip()
-        elif key == "stage":
-            out[key] = check_text(value, field, 64).strip()
-        elif key == "timezone":
-            out[key] = check_timezone(value, field)
-        elif key == "locale":
-            out[key] = check_locale(value, field)
-        elif key == "score":
-            if from_text and isinstance(value, str):
-                try:
-                    value = int(value)
-                except ValueError:
-                    raise InvalidInput(field, f"{field} {value!r} is not an integer") from None
-            if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_SCORE:
-                raise InvalidInput(field, f"{field} must be an integer between -{MAX_SCORE} and {MAX_SCORE}")
-            out[key] = value
-        elif key == "tags":
-            if from_text and isinstance(value, str):
-                value = [t for t in (part.strip() for part in value.split(";")) if t]
-            out[key] = _clean_tags(value, field)
-        elif key == "fields":
-            known = definitions(session) if known_fields is None else known_fields
-            out[key] = coerce_fields(value, known, field, from_text=from_text)
+        if key == "fields" and known_fields is None and value is not None and not (from_text and value == ""):
+            known_fields = definitions(session)
+        out[key] = clean_value(
+            key, value, f"{prefix}{key}", region=region, known_fields=known_fields, from_text=from_text
+        )
     return out
+
+
+def clean_value(
+    key: str,
+    value: Any,
+    field: str,
+    *,
+    region: str | None = None,
+    known_fields: Mapping[str, str] | None = None,
+    from_text: bool = False,
+) -> Any:
+    """One contact attribute (*key*, one of ``CONTACT_KEYS``) validated and normalised, as :func:`clean_contact`
+    does it for each key: the value depends on nothing else, so a caller may cache it.
+
+    :param field: the name errors give it.
+    :raises InvalidInput: naming *field*.
+    """
+    if value is None or (from_text and value == ""):
+        if key == "score":
+            raise InvalidInput(field, f"{field} must be an integer")
+        return None if key != "tags" else []
+    if key == "email":
+        return normalize_email(value, field)
+    if key == "phone":
+        return normalize_phone(value, region, field)
+    if key == "external_id":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return check_text(value, field, 255).strip()
+    if key in ("first_name", "last_name"):
+        return check_text(value, field, 255, allow_empty=True, one_line=True).strip()
+    if key == "stage":
+        return check_text(value, field, 64).strip()
+    if key == "timezone":
+        return check_timezone(value, field)
+    if key == "locale":
+        return check_locale(value, field)
+    if key == "score":
+        if from_text and isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise InvalidInput(field, f"{field} {value!r} is not an integer") from None
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_SCORE:
+            raise InvalidInput(field, f"{field} must be an integer between -{MAX_SCORE} and {MAX_SCORE}")
+        return value
+    if key == "tags":
+        if from_text and isinstance(value, str):
+            value = [t for t in (part.strip() for part in value.split(";")) if t]
+        return _clean_tags(value, field)
+    if key == "fields":
+        return coerce_fields(value, known_fields or {}, field, from_text=from_text)
+    raise InvalidInput(field, f"unknown field {key!r}")
 
 
 def nest_fields(flat: Mapping[str, Any], custom: Any) -> dict[str, Any]:

@@ -108,7 +108,11 @@ def _write_selected(session: Session, clause: Any, ident: str, constants: dict[s
         .order_by(Contact.id)
     )
     stmt = insert(table).from_select(["key", "contact_id", *constants], rows).returning(table.c.id)
-    return list(session.connection().execute(stmt).scalars())
+    result = session.connection().execute(stmt)
+    # the ids straight from the driver's cursor: a Row object per member costs a sixth of a million-row broadcast
+    ids = [row[0] for row in result.cursor.fetchall()]
+    result.close()
+    return ids
 
 
 def _write_evaluated(
