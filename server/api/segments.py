@@ -11,9 +11,9 @@ from ..contacts import InvalidInput, contact_dict, iso
 from ..db import get_session
 from ..engine.scope import Scope
 from ..models import Contact, Segment
-from ..segment_usage import loop_problem, users_of
 from ..segments import NAME, compile_condition, count, iter_members, members_clause
 from ..sqlwhere import Unsupported
+from ..usage import loop_problem, users_of
 from . import bp
 from .common import remove, save, text
 from .pagination import paginate

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from ...contacts import audit
 from ...db import get_session
 from ...models import Role, Segment, utcnow
-from ...segment_usage import loop_problem, users_of
 from ...segments import NAME
+from ...usage import loop_problem, users_of
 from ..access import actor, current_role, requires
 from ..flash import notify
 from ..rules.pages import editor_bundle

@@ -13,6 +13,7 @@ from ...contacts import audit
 from ...db import get_session
 from ...engine.render import TemplateError, TemplateProblem, save_template
 from ...models import Role, Template
+from ...usage import template_uses, uses_of
 from ..access import actor, current_role, requires
 from ..flash import notify
 from . import bp
@@ -28,7 +29,6 @@ from .common import (
     part_fields,
 )
 from .rendering import rendered
-from .usage import template_uses, uses_of
 
 
 @bp.get("/")

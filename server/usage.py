@@ -1,15 +1,18 @@
-"""Who uses a segment: the rules whose active version or newest draft tests ``in segment "…"``, and other segments.
+"""What uses a segment or a template: the rules' current plans (the active version, and the newest version when
+it is a draft: activating it would use them too), and other segments.
 
-The admin UI and the API refuse the same things with these: deleting a segment in use, and a condition that
-would put a segment in itself.
+The admin UI and the API refuse the same things with these: deleting a segment or template in use, and a
+condition that would put a segment in itself.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from .contacts import InvalidInput
@@ -30,23 +33,59 @@ def _named(node: Any) -> Iterator[str]:
             yield from _named(item)
 
 
-def using_rules(session: Session, name: str) -> list[str]:
-    """The names of the rules whose active version, or whose newest version when it is a draft, uses *name*."""
+def current_plans(session: Session) -> list[tuple[int, str, dict[str, Any], bool]]:
+    """(rule id, rule name, plan, whether it is the active version) of every rule's active version and of its
+    newest version when that is a draft."""
     newest = (
         select(RuleVersion.rule_id, func.max(RuleVersion.number).label("number"))
         .group_by(RuleVersion.rule_id)
         .subquery()
     )
     drafts = (
-        select(RuleVersion.rule_id, RuleVersion.plan)
+        select(RuleVersion.rule_id, RuleVersion.plan, literal(False).label("active"))
         .join(newest, (newest.c.rule_id == RuleVersion.rule_id) & (newest.c.number == RuleVersion.number))
         .where(RuleVersion.activated_at.is_(None))
     )
-    active = select(RuleVersion.rule_id, RuleVersion.plan).join(Rule, Rule.active_version_id == RuleVersion.id)
-    rule_ids = {rule_id for rule_id, plan in session.execute(active.union_all(drafts)) if name in set(_named(plan))}
-    if not rule_ids:
-        return []
-    return list(session.scalars(select(Rule.name).where(Rule.id.in_(rule_ids)).order_by(Rule.name)))
+    active = select(RuleVersion.rule_id, RuleVersion.plan, literal(True).label("active")).join(
+        Rule, Rule.active_version_id == RuleVersion.id
+    )
+    rows = session.execute(active.union_all(drafts)).all()
+    names = dict(session.execute(select(Rule.id, Rule.name).where(Rule.id.in_({r[0] for r in rows}))).all())
+    return [(rule_id, names[rule_id], plan or {}, bool(is_active)) for rule_id, plan, is_active in rows]
+
+
+def using_rules(session: Session, name: str) -> list[str]:
+    """The names of the rules whose active version, or whose newest version when it is a draft, uses *name*."""
+    return sorted({rule for _id, rule, plan, _active in current_plans(session) if name in set(_named(plan))})
+
+
+@dataclass(frozen=True)
+class Use:
+    """A rule that sends a template: its id and name, and whether the version that does is the active one."""
+
+    rule_id: int
+    rule: str
+    active: bool
+
+    def __str__(self) -> str:
+        return self.rule if self.active else f"{self.rule} (draft)"
+
+
+def template_uses(session: Session) -> dict[tuple[str, str], list[Use]]:
+    """``{(channel, template): [Use, …]}`` over every rule's current plans (a draft's use counts too)."""
+    found: dict[tuple[str, str], dict[int, Use]] = defaultdict(dict)
+    for rule_id, rule, plan, active in current_plans(session):
+        for step in plan.get("steps", []):
+            if step.get("op") == "send":
+                known = found[step["channel"], step["name"]].get(rule_id)
+                if known is None or (active and not known.active):
+                    found[step["channel"], step["name"]][rule_id] = Use(rule_id, rule, active)
+    return {key: sorted(uses.values(), key=lambda u: u.rule.lower()) for key, uses in found.items()}
+
+
+def uses_of(session: Session, channel: str, name: str) -> list[Use]:
+    """The rules that send template *name* of *channel*."""
+    return template_uses(session).get((channel, name), [])
 
 
 def using_segments(session: Session, name: str) -> list[str]:
@@ -105,4 +144,14 @@ def loop_problem(session: Session, tree: Any, name: str) -> str | None:
     return f"the segment would be in itself ({chain}); test other segments or fields"
 
 
-__all__ = ["loop_problem", "loop_through", "users_of", "using_rules", "using_segments"]
+__all__ = [
+    "Use",
+    "current_plans",
+    "loop_problem",
+    "loop_through",
+    "template_uses",
+    "users_of",
+    "uses_of",
+    "using_rules",
+    "using_segments",
+]
