@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,7 @@ from bench.table import Row, render, under  # noqa: E402
 
 RATE = 200  # events per second
 WAIT = 10  # the rule's wait, seconds
-CONNECTIONS = 16  # the load's keep-alive connections (more open when all are busy)
+CONNECTIONS = 64  # the load's keep-alive connections (waitress serves 100 at most; idle ones count)
 RULE = "when form.submitted then send email welcome; wait 10s; send email followup\n"
 TEMPLATES = {
     "welcome": {"subject": "Welcome", "txt": "Hello {{ contact.email }}, thanks for signing up.\n"},
@@ -106,14 +111,10 @@ async def _sink(port: int, path: str) -> None:
 # --- the load (its own process) ---
 
 
-async def _post(pool: asyncio.Queue, port: int, request: bytes, opened: list[int]) -> tuple[int, float]:
-    """Send *request* on a free keep-alive connection (a new one when none is free); its status and latency."""
-    try:
-        reader, writer = pool.get_nowait()
-    except asyncio.QueueEmpty:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        opened[0] += 1
-    start = time.perf_counter()
+async def _post(pool: asyncio.Queue, request: bytes) -> tuple[float, int, float]:
+    """Send *request* on the next free keep-alive connection; when it left, its status and latency."""
+    reader, writer = await pool.get()
+    sent, start = time.time(), time.perf_counter()
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
@@ -122,18 +123,16 @@ async def _post(pool: asyncio.Queue, port: int, request: bytes, opened: list[int
             length = int(line[15:])
     await reader.readexactly(length)
     pool.put_nowait((reader, writer))
-    return int(head[9:12]), time.perf_counter() - start
+    return sent, int(head[9:12]), time.perf_counter() - start
 
 
 async def _load(port: int, key: str, rate: float, seconds: float) -> dict[str, Any]:
-    """Post one ``form.submitted`` per contact, the i-th at start + i/rate; when each left, its status, latency."""
+    """Post one ``form.submitted`` per contact, the i-th due at start + i/rate (open loop: whatever the answers
+    before it, on the next free one of CONNECTIONS connections); when each left, how late, its status, latency."""
     pool: asyncio.Queue = asyncio.Queue()
-    opened = [CONNECTIONS]
     for _ in range(CONNECTIONS):
         pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
     total = int(rate * seconds)
-    sent: list[float] = [0.0] * total
-    results: list[Any] = []
     tasks = []
     start = time.perf_counter()
     for i in range(total):
@@ -147,18 +146,16 @@ async def _load(port: int, key: str, rate: float, seconds: float) -> dict[str, A
             f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        sent[i] = time.time()
-        tasks.append(asyncio.ensure_future(_post(pool, port, request, opened)))
-    elapsed = time.perf_counter() - start
+        tasks.append(asyncio.ensure_future(_post(pool, request)))
     results = await asyncio.gather(*tasks)
+    wall = time.time() - (time.perf_counter() - start)  # the wall-clock time of *start*
     while not pool.empty():
         pool.get_nowait()[1].close()
     return {
-        "sent": sent,
-        "statuses": [status for status, _ in results],
-        "latencies": [latency for _, latency in results],
-        "posting": elapsed,
-        "connections": opened[0],
+        "sent": [sent for sent, _, _ in results],
+        "late": [max(0.0, sent - (wall + i / rate)) for i, (sent, _, _) in enumerate(results)],
+        "statuses": [status for _, status, _ in results],
+        "latencies": [latency for _, _, latency in results],
     }
 
 
@@ -206,6 +203,24 @@ def _received(path: str) -> list[tuple[float, str, str]]:
         at, rcpt, subject = line.split(" ", 2)
         out.append((float(at), rcpt, subject))
     return out
+
+
+def _stamps(database: str) -> dict[str, dict[str, float]]:
+    """Per contact, when the database says its welcome went through each stage (epoch seconds): the event
+    received, processed; the outbox row written, claimed, sent. Read once the run is over, to say where the
+    time went."""
+
+    def epoch(text: str | None) -> float:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() if text else math.nan
+
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT c.email, e.received_at, e.processed_at, m.created_at, m.claimed_at, m.sent_at "
+            "FROM messages m JOIN contacts c ON c.id = m.contact_id JOIN events e ON e.contact_id = c.id "
+            "WHERE m.template = 'welcome'"
+        ).fetchall()
+    names = ("received", "processed", "written", "claimed", "sent")
+    return {row[0]: {name: epoch(value) for name, value in zip(names, row[1:], strict=True)} for row in rows}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -282,6 +297,7 @@ def run(rate: float, seconds: float) -> dict[str, Any]:
                     ).stdout
                 )
                 received = _await_mails(mails, 2 * len(load["sent"]))
+                stamps = _stamps(os.path.join(env["NUDGE_HOME"], "nudge.db"))
             finally:
                 up.send_signal(signal.SIGINT)
                 try:
@@ -296,7 +312,23 @@ def run(rate: float, seconds: float) -> dict[str, Any]:
         sink.terminate()
         sink.wait(10)
     shutil.rmtree(home, ignore_errors=True)
-    return _figures(load, received, rate)
+    return {**_figures(load, received, rate), "stages": _stages(load, received, stamps)}
+
+
+def _stages(
+    load: dict[str, Any], received: list[tuple[float, str, str]], stamps: dict[str, dict[str, float]]
+) -> dict[str, list[float]]:
+    """Where a welcome's time went, stage by stage: [p50, p99] in ms of each step from the POST to the sink."""
+    accepted = {rcpt: at for at, rcpt, subject in sorted(received, reverse=True) if subject == "Welcome"}
+    steps: dict[str, list[float]] = {}
+    for i, sent in enumerate(load["sent"]):
+        stamp = stamps.get(email(i))
+        if stamp is None or email(i) not in accepted:
+            continue
+        points = [("post", sent), *stamp.items(), ("sink", accepted[email(i)])]
+        for (a, t0), (b, t1) in itertools.pairwise(points):
+            steps.setdefault(f"{a}->{b}", []).append((t1 - t0) * 1000)
+    return {step: [round(_percentile(v, 0.5), 1), round(_percentile(v, 0.99), 1)] for step, v in steps.items()}
 
 
 def _figures(load: dict[str, Any], received: list[tuple[float, str, str]], rate: float) -> dict[str, Any]:
@@ -323,10 +355,10 @@ def _figures(load: dict[str, Any], received: list[tuple[float, str, str]], rate:
     stray = sum(n for k, n in counts.items() if k not in wanted)
     return {
         "events": total,
-        "posting_rate": total / load["posting"],
+        "posting_rate": (total - 1) / max(1e-9, max(load["sent"]) - min(load["sent"])),
         "post_p50": _percentile(load["latencies"], 0.50) * 1000,
         "post_p99": _percentile(load["latencies"], 0.99) * 1000,
-        "connections": load["connections"],
+        "late_p99": _percentile(load["late"], 0.99) * 1000,
         "p50": _percentile(latencies, 0.50) * 1000,
         "p99": _percentile(latencies, 0.99) * 1000,
         "max": max(latencies, default=float("nan")) * 1000,
@@ -348,11 +380,15 @@ def measure(seconds: float) -> list[Row]:
     """The rows of one run posting for *seconds*."""
     f = run(RATE, seconds)
     print(json.dumps(f), flush=True)
+    stages = f["stages"]
+    slowest = max(stages, key=lambda step: stages[step][0]) if stages else "-"
+    where = f"slowest step {slowest.replace('->', ' -> ')} p50 {stages[slowest][0] / 1000:.1f} s" if stages else ""
     size = f"{f['events']:,} events posted at {f['posting_rate']:.0f}/s, nudge up (SQLite, embedded Redis)"
     exact = f["exactly_once"] == f["expected"] and not f["lost"] and not f["doubled"] and not f["stray"]
     return [
         under(
-            f"end to end: welcome p99 event -> SMTP accept (p50 {f['p50']:.0f} ms, max {f['max']:.0f} ms), {size}",
+            f"end to end: welcome p99 event -> SMTP accept (p50 {f['p50']:.0f} ms, max {f['max']:.0f} ms; "
+            f"{where}), {size}",
             f["p99"],
             "ms",
             f["post_p99"],
