@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from bench.table import Row, failed, render
 
@@ -72,16 +73,54 @@ def run_one(name: str, full: bool) -> list[Row]:
         return [Row.from_dict(data) for data in json.loads(Path(out).read_text())]
 
 
+#: how long :func:`fsync_rate` writes and syncs
+FSYNC_SECONDS = 1.0
+
+
+def fsync_rate(directory: str, seconds: float | None = None) -> float:
+    """fsyncs per second on *directory*'s filesystem: a 4 KiB write then ``os.fsync`` in a loop, for *seconds*.
+
+    Every commit of a database on that disk costs at least one, so this bounds what the benches can write.
+    """
+    seconds = FSYNC_SECONDS if seconds is None else seconds
+    block = os.urandom(4096)
+    fd, path = tempfile.mkstemp(prefix="nudge-bench-fsync-", dir=directory)
+    try:
+        count, start = 0, time.perf_counter()
+        while True:
+            os.write(fd, block)
+            os.fsync(fd)
+            count += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                return count / elapsed
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def machine() -> dict[str, object]:
-    """What the figures were measured on."""
+    """What the figures were measured on; the fsync rate on the filesystem the benches keep their data on (the
+    temp directory: each bench makes its instance folder there)."""
     load1, load5, _ = os.getloadavg()
     return {
         "cores": os.cpu_count(),
         "load": [round(load1, 2), round(load5, 2)],
+        "fsync": round(fsync_rate(tempfile.gettempdir())),
+        "fsync_dir": tempfile.gettempdir(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(),
     }
+
+
+def header(about: dict[str, Any], full: bool, path: Path) -> str:
+    """The line above the table: the machine (cores, load, fsync rate), the sizes, where the JSON is."""
+    return (
+        f"Machine: {about['cores']} cores, load {about['load'][0]} {about['load'][1]} (1 and 5 min), "
+        f"{about['fsync']:,} fsyncs/s ({about['fsync_dir']}), Python {about['python']}, SQLite {about['sqlite']}; "
+        f"{'full' if full else 'quick'} sizes; JSON in {path}"
+    )
 
 
 def save(rows: list[Row], full: bool, about: dict[str, object]) -> Path:
@@ -126,14 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     about = machine()
     path = save(rows, args.full, about)
     print()
-    print(
-        render(
-            rows,
-            f"Machine: {about['cores']} cores, load {about['load'][0]} {about['load'][1]} "  # type: ignore[index]
-            f"(1 and 5 min), Python {about['python']}, SQLite {about['sqlite']}; "
-            f"{'full' if args.full else 'quick'} sizes; JSON in {path}",
-        )
-    )
+    print(render(rows, header(about, args.full, path)))
     return 0 if all(row.verdict != "ERROR" for row in rows) else 1
 
 

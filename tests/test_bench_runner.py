@@ -3,7 +3,9 @@
 import inspect
 import json
 import math
+import re
 import sys
+import tempfile
 
 import pytest
 
@@ -17,6 +19,7 @@ def test_every_bench_module_registers_with_the_runner():
         "bench_admin_pages",
         "bench_contacts_page",
         "bench_dsl",
+        "bench_e2e",
         "bench_import",
         "bench_matching",
         "bench_signin",
@@ -90,3 +93,24 @@ def test_a_failing_bench_becomes_an_error_row_and_the_run_is_saved(tmp_path, mon
     assert "| bench_waits" in out and "ERROR" in out and "1 of 2 figures meet their target" in out
     saved = json.loads((tmp_path / "last.json").read_text())
     assert [r["verdict"] for r in saved["rows"]] == ["met", "ERROR"] and saved["machine"]["cores"] >= 1
+
+
+def test_the_table_header_shows_cores_load_and_an_fsync_rate(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setattr(run, "FSYNC_SECONDS", 0.05)  # a short measurement: the figure is not under test, its place is
+    monkeypatch.setattr(run, "run_one", lambda name, full: [under(f"{name}: figure", 1.0, "ms", 2.0, "base", 5)])
+    assert run.main(["bench_dsl"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Machine:"))
+    match = re.match(
+        r"Machine: (\d+) cores, load (\d+(?:\.\d+)?) (\d+(?:\.\d+)?) \(1 and 5 min\), ([\d,]+) fsyncs/s \((.+?)\), ",
+        header,
+    )
+    assert match, header
+    assert int(match[1]) >= 1 and int(match[4].replace(",", "")) > 0 and match[5] == tempfile.gettempdir()
+    saved = json.loads((tmp_path / "last.json").read_text())["machine"]
+    assert saved["cores"] == int(match[1]) and saved["fsync"] == int(match[4].replace(",", "")) and saved["load"]
+
+
+def test_the_fsync_rate_is_measured_on_the_given_directory_and_leaves_nothing(tmp_path):
+    assert run.fsync_rate(str(tmp_path), seconds=0.02) > 0
+    assert list(tmp_path.iterdir()) == []
