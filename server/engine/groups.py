@@ -89,10 +89,13 @@ def _per_app(name: str, make: Callable[[], Grouped[Any, Any]]) -> Grouped[Any, A
 
 
 def _enqueue(event_ids: list[int]) -> None:
-    from .jobs import enqueue_events
+    """Enqueue the processing of *event_ids* as jobs of at most :data:`MAX_JOB` events, in one Redis round trip."""
+    from ..queue import get_queue
+    from .jobs import process_events
 
-    for start in range(0, len(event_ids), MAX_JOB):
-        enqueue_events(event_ids[start : start + MAX_JOB])
+    if event_ids:
+        jobs = [(event_ids[start : start + MAX_JOB],) for start in range(0, len(event_ids), MAX_JOB)]
+        get_queue().enqueue_many(process_events, jobs)
 
 
 def hand_over(event_ids: list[int]) -> None:
