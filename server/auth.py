@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import weakref
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import wraps
@@ -105,7 +106,7 @@ class _Lookup(NamedTuple):
     dates: tuple[Callable[[Any], Any] | None, ...]
 
 
-_lookups: dict[Any, _Lookup] = {}
+_lookups: weakref.WeakKeyDictionary[Any, _Lookup] = weakref.WeakKeyDictionary()  # per dialect (one per engine)
 
 
 def _lookup_for(engine: Engine) -> _Lookup:

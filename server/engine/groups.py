@@ -27,22 +27,31 @@ MAX_JOB = 1000
 
 
 class _Slot(Generic[T, R]):
-    __slots__ = ("item", "outcome")
+    __slots__ = ("done", "item", "outcome", "taken")
 
     def __init__(self, item: T):
         self.item = item
         self.outcome: R | BaseException | None = None
+        self.taken = False  # in a group that a leader runs
+        self.done = False  # its outcome is set
 
 
 class Grouped(Generic[T, R]):
-    """Leader/follower grouping of ``run(items) -> outcomes`` (one outcome, a result or an exception, per item)."""
+    """Leader/follower grouping of ``run(items) -> outcomes`` (one outcome, a result or an exception, per item).
 
-    def __init__(self, run: Callable[[list[T]], list[R | BaseException]]):
+    One group runs at a time. With *then* (``then(items, outcomes)``, e.g. handing stored work to the queue), the
+    next group may start its ``run`` while this one does its ``then``; each item's answer waits for both.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[T]], list[R | BaseException]],
+        then: Callable[[list[T], list[R | BaseException]], None] | None = None,
+    ):
         self._run = run
+        self._then = then
         self._cond = threading.Condition()
         self._pending: list[_Slot[T, R]] = []
-        self._collecting = 1  # the group the next item joins
-        self._done = 0  # the last group done
         self._busy = False
 
     def submit(self, item: T) -> R:
@@ -50,30 +59,44 @@ class Grouped(Generic[T, R]):
         slot: _Slot[T, R] = _Slot(item)
         with self._cond:
             self._pending.append(slot)
-            mine = self._collecting
-            while self._busy and self._done < mine:
+            while self._busy and not slot.taken:
                 self._cond.wait()
-            if self._done < mine:  # the group is free and this item's group still waits: lead it
+            group: list[_Slot[T, R]] = []
+            if not slot.taken:  # nobody runs a group and this item still waits: lead one of all that waits
                 self._busy = True
                 group, self._pending = self._pending, []
-                self._collecting += 1
-            else:
-                group = []
+                for s in group:
+                    s.taken = True
         if group:
-            try:
-                outcomes = self._run([s.item for s in group])
-            except BaseException as exc:
-                outcomes = [exc] * len(group)
-            finally:
-                with self._cond:
-                    for s, outcome in zip(group, outcomes, strict=True):
-                        s.outcome = outcome
-                    self._done = mine
-                    self._busy = False
-                    self._cond.notify_all()
+            self._lead(group)
+        with self._cond:
+            while not slot.done:
+                self._cond.wait()
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         return slot.outcome  # type: ignore[return-value]
+
+    def _lead(self, group: list[_Slot[T, R]]) -> None:
+        items = [s.item for s in group]
+        try:
+            try:
+                outcomes = self._run(items)
+            except BaseException as exc:
+                outcomes = [exc] * len(group)
+            finally:
+                with self._cond:  # the next group may run now
+                    self._busy = False
+                    self._cond.notify_all()
+            if self._then is not None:
+                try:
+                    self._then(items, outcomes)
+                except BaseException as exc:
+                    outcomes = [exc] * len(group)
+        finally:
+            with self._cond:
+                for s, outcome in zip(group, outcomes, strict=True):
+                    s.outcome, s.done = outcome, True
+                self._cond.notify_all()
 
 
 _create = threading.Lock()
@@ -102,10 +125,12 @@ def hand_over(event_ids: list[int]) -> None:
     """Enqueue the processing of *event_ids* (stored and committed), grouped with concurrent requests' events."""
 
     def run(groups: list[list[int]]) -> list[BaseException | None]:
-        _enqueue([event_id for ids in groups for event_id in ids])
         return [None] * len(groups)
 
-    _per_app("nudge.handover", lambda: Grouped(run)).submit(event_ids)
+    def then(groups: list[list[int]], _outcomes: list[Any]) -> None:
+        _enqueue([event_id for ids in groups for event_id in ids])
+
+    _per_app("nudge.handover", lambda: Grouped(run, then)).submit(event_ids)
 
 
 def store_together(prepared: Prepared) -> list[tuple[int, int]]:
@@ -114,11 +139,11 @@ def store_together(prepared: Prepared) -> list[tuple[int, int]]:
     :return: (event id, contact id) per item, in order.
     :raises InvalidInput: (or any error storing it would raise alone) naming the first offending field.
     """
-    return _per_app("nudge.ingest", lambda: Grouped(_write_group)).submit(prepared)
+    return _per_app("nudge.ingest", lambda: Grouped(_write_group, _hand_over_group)).submit(prepared)
 
 
 def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseException]:
-    """Store each request's events, all or none per request, in one transaction; then enqueue them all.
+    """Store each request's events, all or none per request, in one transaction (then :func:`_hand_over_group`).
 
     Set-wise over the whole group when it is plain (:func:`store_plain`): the same rows as storing the requests one
     after the other. Otherwise each request goes in its own savepoint, so one failing request fails alone.
@@ -141,8 +166,12 @@ def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseExce
                 except Exception as exc:  # this request's answer (422, 409...); the others go on
                     outcomes.append(exc)
         session.commit()
-    _enqueue([event_id for outcome in outcomes if isinstance(outcome, list) for event_id, _contact_id in outcome])
     return outcomes
+
+
+def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:
+    """Enqueue what a group stored (committed): while it waits on Redis the next group already writes."""
+    _enqueue([event_id for outcome in outcomes if isinstance(outcome, list) for event_id, _contact_id in outcome])
 
 
 def _store_plain_group(session: Any, group: list[Prepared]) -> list[list[tuple[int, int]]] | None:
