@@ -125,12 +125,10 @@ def hand_over(event_ids: list[int]) -> None:
     """Enqueue the processing of *event_ids* (stored and committed), grouped with concurrent requests' events."""
 
     def run(groups: list[list[int]]) -> list[BaseException | None]:
+        _enqueue([event_id for ids in groups for event_id in ids])
         return [None] * len(groups)
 
-    def then(groups: list[list[int]], _outcomes: list[Any]) -> None:
-        _enqueue([event_id for ids in groups for event_id in ids])
-
-    _per_app("nudge.handover", lambda: Grouped(run, then)).submit(event_ids)
+    _per_app("nudge.handover", lambda: Grouped(run)).submit(event_ids)
 
 
 def store_together(prepared: Prepared) -> list[tuple[int, int]]:
@@ -170,8 +168,9 @@ def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseExce
 
 
 def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:
-    """Enqueue what a group stored (committed): while it waits on Redis the next group already writes."""
-    _enqueue([event_id for outcome in outcomes if isinstance(outcome, list) for event_id, _contact_id in outcome])
+    """Hand what a group stored (committed) to the queue: while it waits on Redis the next group already writes,
+    and the events of the groups written meanwhile go to the queue together (:func:`hand_over`)."""
+    hand_over([event_id for outcome in outcomes if isinstance(outcome, list) for event_id, _contact_id in outcome])
 
 
 def _store_plain_group(session: Any, group: list[Prepared]) -> list[list[tuple[int, int]]] | None:
