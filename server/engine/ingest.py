@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -236,13 +236,31 @@ class _RawInsert(NamedTuple):
     #: per column of the statement, in order: (key in the row or None for a default, bind processor, default)
     columns: tuple[tuple[str | None, Callable[[Any], Any] | None, Any], ...]
 
-    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            (convert(row[key]) if convert else row[key])
-            if key is not None
-            else (convert(default) if convert else default)
-            for key, convert, default in self.columns
-        )
+    def values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """The statement's parameters for *rows*, column by column; a value repeated across rows (the request's
+        time) is converted once."""
+        columns: list[Sequence[Any]] = []
+        for key, convert, default in self.columns:
+            if key is None:
+                columns.append([convert(default) if convert else default] * len(rows))
+                continue
+            given = [row[key] for row in rows]
+            columns.append(_converted(convert, given) if convert else given)
+        return list(zip(*columns, strict=True))
+
+
+def _converted(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    seen: dict[tuple[type, Any], Any] = {}  # by type too: 1 == True, but they convert differently
+    out = []
+    for value in values:
+        if isinstance(value, Hashable):
+            key = (type(value), value)
+            if key not in seen:
+                seen[key] = convert(value)
+            out.append(seen[key])
+        else:  # a dict (JSON): each its own
+            out.append(convert(value))
+    return out
 
 
 #: per dialect (one per engine; weak: an engine disposed of takes its plans along): (table, keys) → plan
@@ -301,7 +319,7 @@ def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[in
     plan = _raw_insert(connection.dialect, table, keys)
     cursor = connection.connection.cursor()
     if plan is not None and all(len(row) == len(keys) and row.keys() == rows[0].keys() for row in rows):
-        cursor.executemany(plan.sql, [plan.values(row) for row in rows])
+        cursor.executemany(plan.sql, plan.values(rows))
     else:
         connection.execute(insert(table), rows)
     last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
