@@ -27,20 +27,23 @@ MAX_JOB = 1000
 
 
 class _Slot(Generic[T, R]):
-    __slots__ = ("done", "item", "outcome", "taken")
+    __slots__ = ("done", "item", "lead", "outcome", "woken")
 
     def __init__(self, item: T):
         self.item = item
         self.outcome: R | BaseException | None = None
-        self.taken = False  # in a group that a leader runs
         self.done = False  # its outcome is set
+        self.lead: list[_Slot[T, R]] | None = None  # a group handed to this item's thread to run
+        self.woken = threading.Event()  # set when ``done`` or ``lead`` changes: only this thread wakes
 
 
 class Grouped(Generic[T, R]):
     """Leader/follower grouping of ``run(items) -> outcomes`` (one outcome, a result or an exception, per item).
 
-    One group runs at a time. With *then* (``then(items, outcomes)``, e.g. handing stored work to the queue), the
-    next group may start its ``run`` while this one does its ``then``; each item's answer waits for both.
+    One group runs at a time; what arrives meanwhile waits, and the leader hands it, as the next group, to the
+    thread of its first item (each thread is woken only for its own news: no herd of waiters per group). With
+    *then* (``then(items, outcomes)``, e.g. handing stored work to the queue), the next group may start its ``run``
+    while this one does its ``then``; each item's answer waits for both.
     """
 
     def __init__(
@@ -50,53 +53,58 @@ class Grouped(Generic[T, R]):
     ):
         self._run = run
         self._then = then
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._pending: list[_Slot[T, R]] = []
         self._busy = False
 
     def submit(self, item: T) -> R:
         """Return the result of *item*'s work (raise its error) once done, in a group with whatever else waited."""
         slot: _Slot[T, R] = _Slot(item)
-        with self._cond:
+        with self._lock:
             self._pending.append(slot)
-            while self._busy and not slot.taken:
-                self._cond.wait()
-            group: list[_Slot[T, R]] = []
-            if not slot.taken:  # nobody runs a group and this item still waits: lead one of all that waits
+            if not self._busy:  # nobody runs a group: lead one of all that waits
                 self._busy = True
-                group, self._pending = self._pending, []
-                for s in group:
-                    s.taken = True
-        if group:
-            self._lead(group)
-        with self._cond:
-            while not slot.done:
-                self._cond.wait()
+                slot.lead, self._pending = self._pending, []
+        while not slot.done:
+            if slot.lead is not None:
+                group, slot.lead = slot.lead, None
+                self._lead(group)
+                continue
+            slot.woken.wait()
+            slot.woken.clear()  # the flags are read after this: a wake-up set meanwhile is not lost
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         return slot.outcome  # type: ignore[return-value]
 
     def _lead(self, group: list[_Slot[T, R]]) -> None:
         items = [s.item for s in group]
+        outcomes: list[R | BaseException] = []
         try:
             try:
                 outcomes = self._run(items)
             except BaseException as exc:
                 outcomes = [exc] * len(group)
             finally:
-                with self._cond:  # the next group may run now
-                    self._busy = False
-                    self._cond.notify_all()
+                self._pass_on()
             if self._then is not None:
                 try:
                     self._then(items, outcomes)
                 except BaseException as exc:
                     outcomes = [exc] * len(group)
         finally:
-            with self._cond:
-                for s, outcome in zip(group, outcomes, strict=True):
-                    s.outcome, s.done = outcome, True
-                self._cond.notify_all()
+            for s, outcome in zip(group, outcomes, strict=True):
+                s.outcome, s.done = outcome, True
+                s.woken.set()
+
+    def _pass_on(self) -> None:
+        """Hand what waits to the thread of its first item as the next group, or mark the grouping free."""
+        with self._lock:
+            waiting, self._pending = self._pending, []
+            self._busy = bool(waiting)
+            if waiting:
+                waiting[0].lead = waiting
+        if waiting:
+            waiting[0].woken.set()
 
 
 _create = threading.Lock()
