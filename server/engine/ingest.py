@@ -142,7 +142,8 @@ def write_turn(session: Session) -> Iterator[None]:
     committed first: it would hold the database's lock while waiting for the turn), and a failed block is rolled
     back before the turn passes on.
     """
-    session.commit()
+    if session.in_transaction():
+        session.commit()
     if session.get_bind().dialect.name != "sqlite":
         yield
         return
