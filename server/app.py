@@ -86,6 +86,7 @@ def _serve(app: Flask, pm: Any) -> None:
     shell.init_app(app)  # admin roles, flash area, navigation
     signin.SignInGuard(app)
     app.register_blueprint(api.bp)
+    app.session_interface = api.KeySessions()  # no cookie session is read or signed for API calls
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
     from .web import rules as rules_area

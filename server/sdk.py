@@ -346,6 +346,8 @@ def parse_json(raw: bytes | str, field: str = "") -> Any:
         raise JsonInputError(field, f"{name} nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise JsonInputError(field, f"{name} is not valid JSON: {exc}", malformed=True) from None
+    if isinstance(raw, bytes) and _plainly_fine(raw, value):
+        return value
     stack: list[tuple[Any, str, int]] = [(value, field, 0)]
     while stack:  # no recursion: the depth is what is being checked
         item, path, depth = stack.pop()
@@ -365,6 +367,34 @@ def parse_json(raw: bytes | str, field: str = "") -> Any:
         elif isinstance(item, list):
             stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
     return value
+
+
+#: UTF-8 bytes of a surrogate (ED A0..BF ..), which ``json.loads`` decodes with ``surrogatepass``
+_UTF8_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def _plainly_fine(raw: bytes, value: Any) -> bool:
+    """Whether *value*, parsed from *raw*, holds no lone surrogate and nests at most :data:`MAX_JSON_DEPTH`
+    levels, found quickly; False when unsure, and the full walk decides and names the field.
+
+    No ``\\ud…`` escape and no UTF-8 surrogate bytes in *raw*: no surrogate at all (a C-speed scan of the bytes
+    instead of a regex per string). The depth: level by level through the containers only.
+    """
+    if json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
+        return False
+    if b"\\ud" in raw or b"\\uD" in raw or _UTF8_SURROGATE.search(raw):
+        return False
+    level = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(MAX_JSON_DEPTH):
+        if not level:
+            return True
+        deeper = []
+        for item in level:
+            for sub in item.values() if isinstance(item, dict) else item:
+                if isinstance(sub, (dict, list)):
+                    deeper.append(sub)
+        level = deeper
+    return not level
 
 
 def _no_constant(name: str) -> Any:

@@ -1,7 +1,10 @@
 """The JSON API, version 1: every endpoint is declared once in :mod:`server.api.spec` style
 (``@endpoint``), which both validates requests and writes ``/api/v1/openapi.json``."""
 
-from flask import Blueprint, current_app, jsonify, request
+from typing import Any
+
+from flask import Blueprint, Flask, Request, current_app, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 PREFIX = "/api/v1"
@@ -25,6 +28,16 @@ def openapi():
     return jsonify(openapi_document(current_app.config["BASE_URL"]))
 
 
+class KeySessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except under /api/: API calls authenticate with keys and never use a session,
+    so each call skips reading and verifying a cookie (a null session refuses writes)."""
+
+    def open_session(self, app: Flask, request: Request) -> Any:
+        if request.path.startswith(PREFIX + "/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 @bp.app_errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     """Under /api/ every error is problem+json, also for paths and methods no view matched."""
@@ -40,4 +53,4 @@ def _http_error(exc: HTTPException):
     return response
 
 
-__all__ = ["bp"]
+__all__ = ["KeySessions", "bp"]

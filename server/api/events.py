@@ -84,7 +84,8 @@ def _accept(
     session = get_session()
     key = request_key()
     digest = body_digest(body) if key else ""
-    session.commit()  # the key's look-up must not hold SQLite's write lock while the body is checked
+    if session.in_transaction():  # a look-up (the key's, the idempotency key's) must not hold a lock meanwhile
+        session.commit()
     prepared = prepare_events(session, items, region=current_app.config.get("PHONE_REGION"), prefix=prefix)
     if not key:
         return jsonify(answer(store_together(prepared))), 202

@@ -19,7 +19,7 @@ from ..db import get_session
 from ..jsonbody import JsonInputError, read_json
 from ..models import Scope
 from ..problems import problem
-from .validation import SCHEMAS, parse_query, validate
+from .validation import SCHEMAS, parse_query, validator
 
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024
@@ -164,6 +164,8 @@ def endpoint(
         path_params=_PATH_PARAM.findall(path),
     )
 
+    check_body = validator(body) if body is not None else None
+
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -182,7 +184,7 @@ def endpoint(
                     return problem(
                         400, "Invalid query parameter", f"this endpoint takes no query parameter {name!r}", field=name
                     )
-                if op.body is not None:
+                if check_body is not None:
                     if request.content_length is not None and request.content_length > op.max_body:
                         return problem(413, "Body too large", f"the body may be at most {op.max_body} bytes")
                     if not request.is_json:
@@ -195,7 +197,7 @@ def endpoint(
                         if exc.malformed:
                             return problem(400, "Malformed JSON", str(exc))
                         raise InvalidInput(exc.field, exc.message) from None
-                    kwargs["body"] = validate(op.body, data)
+                    kwargs["body"] = check_body(data)
                 return view(*args, **kwargs)
             except BadQuery as exc:
                 session.rollback()

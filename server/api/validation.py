@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..contacts.errors import InvalidInput
@@ -112,6 +112,161 @@ def validate(
             elif isinstance(schema.get("additionalProperties"), dict):
                 validate(schema["additionalProperties"], item, _join(path, name), components=components)
     return value
+
+
+Check = Callable[[Any], bool]
+
+
+def validator(schema: Mapping[str, Any], *, components: Mapping[str, Any] | None = None) -> Callable[[Any], Any]:
+    """:func:`validate` for *schema*, compiled once: a valid value passes a predicate generated from the schema
+    (straight-line Python, no paths or messages built on the way); an invalid one goes through :func:`validate`,
+    which names the error. The predicate is generated on first use, when every ``$ref`` target is registered.
+    """
+    compiled: list[Check] = []
+
+    def run(value: Any) -> Any:
+        if not compiled:
+            compiled.append(_Generator(components).function(schema))
+        return value if compiled[0](value) else validate(schema, value, components=components)
+
+    return run
+
+
+_TYPE_TESTS = {
+    "string": "isinstance({v}, str)",
+    "integer": "(isinstance({v}, int) and not isinstance({v}, bool))",
+    "number": "(isinstance({v}, (int, float)) and not isinstance({v}, bool))",
+    "boolean": "isinstance({v}, bool)",
+    "object": "isinstance({v}, dict)",
+    "array": "isinstance({v}, list)",
+}
+
+
+class _Generator:
+    """Generates ``def check(v0) -> bool``: true exactly when :func:`validate` accepts the value (the same rules in
+    the same cases); each named schema (``$ref``) becomes a function of its own, so references may recurse."""
+
+    def __init__(self, components: Mapping[str, Any] | None):
+        self.components = components if components is not None else SCHEMAS
+        self.names: dict[str, Any] = {"isinstance": isinstance, "len": len, "math": math, "_MISSING": object()}
+        self.functions: list[str] = []
+        self.refs: dict[str, str] = {}
+        self.counter = 0
+
+    def function(self, schema: Mapping[str, Any]) -> Check:
+        entry = self._define(schema)
+        exec("\n\n".join(self.functions), self.names)
+        return self.names[entry]
+
+    def _fresh(self, stem: str) -> str:
+        self.counter += 1
+        return f"{stem}{self.counter}"
+
+    def _constant(self, value: Any) -> str:
+        name = self._fresh("c")
+        self.names[name] = value
+        return name
+
+    def _define(self, schema: Mapping[str, Any]) -> str:
+        name = self._fresh("check")
+        body = self._node(schema, "v0", 1)
+        self.functions.append("\n".join([f"def {name}(v0):", *body, "    return True"]))
+        return name
+
+    def _node(self, schema: Mapping[str, Any], v: str, depth: int) -> list[str]:
+        pad = "    " * depth
+        if "$ref" in schema:
+            ref = schema["$ref"].rsplit("/", 1)[-1]
+            if ref not in self.refs:
+                self.refs[ref] = self._fresh("ref")  # reserved before the body: a recursive schema calls itself
+                target = self.components[ref]
+                body = self._node(target, "v0", 1)
+                self.functions.append("\n".join([f"def {self.refs[ref]}(v0):", *body, "    return True"]))
+            return [f"{pad}if not {self.refs[ref]}({v}):", f"{pad}    return False"]
+        kind = schema.get("type")
+        if kind is None:  # any type (rare): validate itself decides
+            check = self._constant(_predicate(schema, self.components))
+            return [f"{pad}if not {check}({v}):", f"{pad}    return False"]
+        if schema.get("nullable"):
+            inner = self._typed(schema, kind, v, depth + 1)
+            return [f"{pad}if {v} is not None:", *inner] if inner else []
+        return self._typed(schema, kind, v, depth)
+
+    def _typed(self, schema: Mapping[str, Any], kind: str, v: str, depth: int) -> list[str]:
+        pad = "    " * depth
+        fail = f"{pad}    return False"
+        lines = [f"{pad}if not {_TYPE_TESTS[kind].format(v=v)}:", fail]
+        if "enum" in schema:
+            lines += [f"{pad}if {v} not in {self._constant(list(schema['enum']))}:", fail]
+        if kind == "string":
+            tests = [f"'\\x00' in {v}"]
+            if schema.get("minLength", 0):
+                tests.append(f"len({v}) < {int(schema['minLength'])}")
+            if "maxLength" in schema:
+                tests.append(f"len({v}) > {int(schema['maxLength'])}")
+            if "pattern" in schema:
+                tests.append(f"{self._constant(re.compile(schema['pattern']))}.search({v}) is None")
+            lines += [f"{pad}if {' or '.join(tests)}:", fail]
+        elif kind in ("integer", "number"):
+            tests = [f"(isinstance({v}, float) and not math.isfinite({v}))"]
+            if "minimum" in schema:
+                tests.append(f"{v} < {self._constant(schema['minimum'])}")
+            if "maximum" in schema:
+                tests.append(f"{v} > {self._constant(schema['maximum'])}")
+            lines += [f"{pad}if {' or '.join(tests)}:", fail]
+        elif kind == "array":
+            if schema.get("minItems", 0):
+                lines += [f"{pad}if len({v}) < {int(schema['minItems'])}:", fail]
+            if "maxItems" in schema:
+                lines += [f"{pad}if len({v}) > {int(schema['maxItems'])}:", fail]
+            if "items" in schema:
+                item = self._fresh("v")
+                lines += [f"{pad}for {item} in {v}:", *self._node(schema["items"], item, depth + 1)]
+        elif kind == "object":
+            lines += self._object(schema, v, depth)
+        return lines
+
+    def _object(self, schema: Mapping[str, Any], v: str, depth: int) -> list[str]:
+        pad = "    " * depth
+        fail = f"{pad}    return False"
+        props = schema.get("properties", {})
+        additional = schema.get("additionalProperties")
+        lines: list[str] = []
+        if additional is False:
+            lines += [f"{pad}if not {self._constant(frozenset(props))}.issuperset({v}):", fail]
+        if schema.get("minProperties", 0):
+            lines += [f"{pad}if len({v}) < {int(schema['minProperties'])}:", fail]
+        if "maxProperties" in schema:
+            lines += [f"{pad}if len({v}) > {int(schema['maxProperties'])}:", fail]
+        for name in schema.get("required", ()):
+            lines += [f"{pad}if {name!r} not in {v}:", fail]
+        for name, sub in props.items():
+            item = self._fresh("v")
+            body = self._node(sub, item, depth + 1)
+            if body:
+                lines += [f"{pad}{item} = {v}.get({name!r}, _MISSING)", f"{pad}if {item} is not _MISSING:", *body]
+        if isinstance(additional, dict):
+            key, item = self._fresh("k"), self._fresh("v")
+            known = self._constant(frozenset(props))
+            lines += [
+                f"{pad}for {key}, {item} in {v}.items():",
+                f"{pad}    if {key} not in {known}:",
+                *self._node(additional, item, depth + 2),
+            ]
+        return lines
+
+
+def _predicate(schema: Mapping[str, Any], components: Mapping[str, Any]) -> Check:
+    """The predicate of a schema without ``type`` (rare): :func:`validate` itself, as a yes/no."""
+
+    def check(value: Any) -> bool:
+        try:
+            validate(schema, value, components=components)
+        except InvalidInput:
+            return False
+        return True
+
+    return check
 
 
 def _join(path: str, name: str) -> str:

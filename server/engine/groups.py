@@ -27,53 +27,84 @@ MAX_JOB = 1000
 
 
 class _Slot(Generic[T, R]):
-    __slots__ = ("item", "outcome")
+    __slots__ = ("done", "item", "lead", "outcome", "woken")
 
     def __init__(self, item: T):
         self.item = item
         self.outcome: R | BaseException | None = None
+        self.done = False  # its outcome is set
+        self.lead: list[_Slot[T, R]] | None = None  # a group handed to this item's thread to run
+        self.woken = threading.Event()  # set when ``done`` or ``lead`` changes: only this thread wakes
 
 
 class Grouped(Generic[T, R]):
-    """Leader/follower grouping of ``run(items) -> outcomes`` (one outcome, a result or an exception, per item)."""
+    """Leader/follower grouping of ``run(items) -> outcomes`` (one outcome, a result or an exception, per item).
 
-    def __init__(self, run: Callable[[list[T]], list[R | BaseException]]):
+    One group runs at a time; what arrives meanwhile waits, and the leader hands it, as the next group, to the
+    thread of its first item (each thread is woken only for its own news: no herd of waiters per group). With
+    *then* (``then(items, outcomes)``, e.g. handing stored work to the queue), the next group may start its ``run``
+    while this one does its ``then``; each item's answer waits for both.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[T]], list[R | BaseException]],
+        then: Callable[[list[T], list[R | BaseException]], None] | None = None,
+    ):
         self._run = run
-        self._cond = threading.Condition()
+        self._then = then
+        self._lock = threading.Lock()
         self._pending: list[_Slot[T, R]] = []
-        self._collecting = 1  # the group the next item joins
-        self._done = 0  # the last group done
         self._busy = False
 
     def submit(self, item: T) -> R:
         """Return the result of *item*'s work (raise its error) once done, in a group with whatever else waited."""
         slot: _Slot[T, R] = _Slot(item)
-        with self._cond:
+        with self._lock:
             self._pending.append(slot)
-            mine = self._collecting
-            while self._busy and self._done < mine:
-                self._cond.wait()
-            if self._done < mine:  # the group is free and this item's group still waits: lead it
+            if not self._busy:  # nobody runs a group: lead one of all that waits
                 self._busy = True
-                group, self._pending = self._pending, []
-                self._collecting += 1
-            else:
-                group = []
-        if group:
-            try:
-                outcomes = self._run([s.item for s in group])
-            except BaseException as exc:
-                outcomes = [exc] * len(group)
-            finally:
-                with self._cond:
-                    for s, outcome in zip(group, outcomes, strict=True):
-                        s.outcome = outcome
-                    self._done = mine
-                    self._busy = False
-                    self._cond.notify_all()
+                slot.lead, self._pending = self._pending, []
+        while not slot.done:
+            if slot.lead is not None:
+                group, slot.lead = slot.lead, None
+                self._lead(group)
+                continue
+            slot.woken.wait()
+            slot.woken.clear()  # the flags are read after this: a wake-up set meanwhile is not lost
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         return slot.outcome  # type: ignore[return-value]
+
+    def _lead(self, group: list[_Slot[T, R]]) -> None:
+        items = [s.item for s in group]
+        outcomes: list[R | BaseException] = []
+        try:
+            try:
+                outcomes = self._run(items)
+            except BaseException as exc:
+                outcomes = [exc] * len(group)
+            finally:
+                self._pass_on()
+            if self._then is not None:
+                try:
+                    self._then(items, outcomes)
+                except BaseException as exc:
+                    outcomes = [exc] * len(group)
+        finally:
+            for s, outcome in zip(group, outcomes, strict=True):
+                s.outcome, s.done = outcome, True
+                s.woken.set()
+
+    def _pass_on(self) -> None:
+        """Hand what waits to the thread of its first item as the next group, or mark the grouping free."""
+        with self._lock:
+            waiting, self._pending = self._pending, []
+            self._busy = bool(waiting)
+            if waiting:
+                waiting[0].lead = waiting
+        if waiting:
+            waiting[0].woken.set()
 
 
 _create = threading.Lock()
@@ -89,10 +120,13 @@ def _per_app(name: str, make: Callable[[], Grouped[Any, Any]]) -> Grouped[Any, A
 
 
 def _enqueue(event_ids: list[int]) -> None:
-    from .jobs import enqueue_events
+    """Enqueue the processing of *event_ids* as jobs of at most :data:`MAX_JOB` events, in one Redis round trip."""
+    from ..queue import get_queue
+    from .jobs import process_events
 
-    for start in range(0, len(event_ids), MAX_JOB):
-        enqueue_events(event_ids[start : start + MAX_JOB])
+    if event_ids:
+        jobs = [(event_ids[start : start + MAX_JOB],) for start in range(0, len(event_ids), MAX_JOB)]
+        get_queue().enqueue_many(process_events, jobs)
 
 
 def hand_over(event_ids: list[int]) -> None:
@@ -111,11 +145,11 @@ def store_together(prepared: Prepared) -> list[tuple[int, int]]:
     :return: (event id, contact id) per item, in order.
     :raises InvalidInput: (or any error storing it would raise alone) naming the first offending field.
     """
-    return _per_app("nudge.ingest", lambda: Grouped(_write_group)).submit(prepared)
+    return _per_app("nudge.ingest", lambda: Grouped(_write_group, _hand_over_group)).submit(prepared)
 
 
 def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseException]:
-    """Store each request's events, all or none per request, in one transaction; then enqueue them all.
+    """Store each request's events, all or none per request, in one transaction (then :func:`_hand_over_group`).
 
     Set-wise over the whole group when it is plain (:func:`store_plain`): the same rows as storing the requests one
     after the other. Otherwise each request goes in its own savepoint, so one failing request fails alone.
@@ -138,8 +172,13 @@ def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseExce
                 except Exception as exc:  # this request's answer (422, 409...); the others go on
                     outcomes.append(exc)
         session.commit()
-    _enqueue([event_id for outcome in outcomes if isinstance(outcome, list) for event_id, _contact_id in outcome])
     return outcomes
+
+
+def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:
+    """Hand what a group stored (committed) to the queue: while it waits on Redis the next group already writes,
+    and the events of the groups written meanwhile go to the queue together (:func:`hand_over`)."""
+    hand_over([event_id for outcome in outcomes if isinstance(outcome, list) for event_id, _contact_id in outcome])
 
 
 def _store_plain_group(session: Any, group: list[Prepared]) -> list[list[tuple[int, int]]] | None:

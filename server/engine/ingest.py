@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..contacts.errors import InvalidInput
@@ -142,7 +142,8 @@ def write_turn(session: Session) -> Iterator[None]:
     committed first: it would hold the database's lock while waiting for the turn), and a failed block is rolled
     back before the turn passes on.
     """
-    session.commit()
+    if session.in_transaction():
+        session.commit()
     if session.get_bind().dialect.name != "sqlite":
         yield
         return
@@ -185,10 +186,7 @@ def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
         wanted = {item.cleaned[key] for item in items if item.cleaned.get(key)}
         if not wanted:
             continue
-        column = getattr(Contact, key)
-        for ident, email, value in session.connection().execute(
-            select(Contact.id, Contact.email, column).where(column.in_(wanted))
-        ):
+        for ident, email, value in _find_contacts(session, key, wanted):
             by_key[key][value] = ident
             emails[ident] = email
     planned: list[dict[str, Any]] = []  # new contacts, found again by later items through a negative stand-in id
@@ -216,10 +214,100 @@ def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
     return chosen
 
 
-def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert *rows* (Core: the columns' Python defaults apply); their new ids, in order.
+def _find_contacts(session: Session, key: str, wanted: set[str]) -> Iterable[Sequence[Any]]:
+    """(id, email, *key* value) of the contacts whose *key* (email or external id) is one of *wanted*.
 
-    On SQLite, one prepared statement run per row (``executemany``) and the ids counted back from
+    On SQLite straight through the driver's cursor, in the session's transaction (the values are plain strings
+    and so are the results: nothing for SQLAlchemy to convert); elsewhere as a Core statement.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        column = getattr(Contact, key)
+        return connection.execute(select(Contact.id, Contact.email, column).where(column.in_(wanted))).all()
+    marks = ", ".join("?" * len(wanted))
+    table = Contact.__tablename__
+    return connection.connection.cursor().execute(
+        f"SELECT id, email, {key} FROM {table} WHERE {key} IN ({marks})",
+        tuple(wanted),
+    )
+
+
+class _RawInsert(NamedTuple):
+    sql: str
+    #: per column of the statement, in order: (key in the row or None for a default, bind processor, default)
+    columns: tuple[tuple[str | None, Callable[[Any], Any] | None, Any], ...]
+
+    def values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """The statement's parameters for *rows*, column by column; a value repeated across rows (the request's
+        time) is converted once."""
+        columns: list[Sequence[Any]] = []
+        for key, convert, default in self.columns:
+            if key is None:
+                columns.append([convert(default) if convert else default] * len(rows))
+                continue
+            given = [row[key] for row in rows]
+            columns.append(_converted(convert, given) if convert else given)
+        return list(zip(*columns, strict=True))
+
+
+def _converted(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    seen: dict[tuple[type, Any], Any] = {}  # by type too: 1 == True, but they convert differently
+    out = []
+    for value in values:
+        if isinstance(value, Hashable):
+            key = (type(value), value)
+            if key not in seen:
+                seen[key] = convert(value)
+            out.append(seen[key])
+        else:  # a dict (JSON): each its own
+            out.append(convert(value))
+    return out
+
+
+#: per dialect (one per engine; weak: an engine disposed of takes its plans along): (table, keys) → plan
+_raw_inserts: weakref.WeakKeyDictionary[Any, dict[tuple[str, tuple[str, ...]], _RawInsert | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _raw_insert(dialect: Any, table: Any, keys: tuple[str, ...]) -> _RawInsert | None:
+    """The INSERT of *keys* into *table* compiled once for the driver, with each value converted as SQLAlchemy
+    would (its bind processors) and the other columns' constant Python defaults added; None when a column the rows
+    leave out has a computed default (then Core inserts them)."""
+    plans = _raw_inserts.setdefault(dialect, {})
+    if (table.name, keys) in plans:
+        return plans[table.name, keys]
+    defaults: dict[str, Any] = {}
+    plan: _RawInsert | None = None
+    for column in table.columns:
+        if column.name in keys or column.primary_key or column.default is None:
+            continue
+        if not column.default.is_scalar:
+            break
+        defaults[column.name] = column.default.arg
+    else:
+        compiled = insert(table).compile(dialect=dialect, column_keys=[*keys, *defaults])
+        names = compiled.positiontup or []
+        plan = _RawInsert(
+            str(compiled),
+            tuple(
+                (
+                    name if name in keys else None,
+                    table.c[name].type.dialect_impl(dialect).bind_processor(dialect),
+                    defaults.get(name),
+                )
+                for name in names
+            ),
+        )
+    plans[table.name, keys] = plan
+    return plan
+
+
+def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert *rows* (the columns' Python defaults apply); their new ids, in order.
+
+    On SQLite, one prepared statement run per row (``executemany``) through the driver's cursor (the statement and
+    its value conversions prepared once: :func:`_raw_insert`), and the ids counted back from
     ``last_insert_rowid()``: the tables never reuse ids (``AUTOINCREMENT``) and the transaction holds the write lock,
     so each row takes the next id. SQLAlchemy's ordered ``RETURNING`` would run one statement per row there.
     """
@@ -228,10 +316,19 @@ def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[in
     if connection.dialect.name != "sqlite":
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(connection.execute(statement, rows).scalars())
-    connection.execute(insert(table), rows)
-    last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    keys = tuple(rows[0])
+    plan = _raw_insert(connection.dialect, table, keys)
+    cursor = connection.connection.cursor()
+    if plan is not None and all(len(row) == len(keys) and row.keys() == rows[0].keys() for row in rows):
+        cursor.executemany(plan.sql, plan.values(rows))
+    else:
+        connection.execute(insert(table), rows)
+    last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
     first = last - len(rows) + 1
-    stored = connection.execute(select(func.count()).where(table.c.id.between(first, last))).scalar_one()
+    stored = cursor.execute(
+        f"SELECT count(*) FROM {table.name} WHERE id BETWEEN ? AND ?",
+        (first, last),
+    ).fetchone()[0]
     if stored != len(rows):  # cannot happen while ids are never reused; refuse rather than answer wrong ids
         raise RuntimeError(f"{table.name}: {len(rows)} rows inserted but ids {first}..{last} hold {stored}")
     return list(range(first, last + 1))
