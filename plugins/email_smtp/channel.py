@@ -58,6 +58,10 @@ _OVERSIGNED = (b"from", b"list-unsubscribe", b"list-unsubscribe-post", b"list-id
 _POLICY = policy.SMTP.clone(refold_source="none")
 #: seconds ``nudge doctor`` waits for the SMTP server
 CHECK_TIMEOUT = 10.0
+#: SMTP connections per worker, and how many of them may carry mail to one recipient domain at once
+DEFAULT_CONNECTIONS = 4
+DEFAULT_DOMAIN_CONNECTIONS = 4
+MAX_CONNECTIONS = 64
 _LOCAL_DOMAINS = (".localhost", ".local", ".localdomain", ".invalid", ".test", ".example")
 _ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -115,6 +119,18 @@ class EmailChannel(Channel):
             "default": "Nudge <nudge@localhost>",
             "help": "the From of every email, e.g. Acme <news@acme.example>",
         },
+        "SMTP_CONNECTIONS": {
+            "type": "int",
+            "default": DEFAULT_CONNECTIONS,
+            "help": "SMTP connections each worker sends over at once (1 to 64); a worker dying while sending "
+            "leaves at most one message per connection whose fate only the server knows",
+        },
+        "SMTP_DOMAIN_CONNECTIONS": {
+            "type": "int",
+            "default": DEFAULT_DOMAIN_CONNECTIONS,
+            "help": "of those, how many may carry mail to one recipient domain at once (0 for no limit of its "
+            "own; a value of SMTP_CONNECTIONS or more is none either)",
+        },
         "SMTP_CA_FILE": {
             "type": "file",
             "help": "PEM file of the CA(s) that signed the SMTP server's certificate, when it is not "
@@ -159,10 +175,22 @@ class EmailChannel(Channel):
         self.sender = parseaddr(self.config.get("MAIL_FROM") or "")[1]
         self.domain = mail_domain(self.config.get("MAIL_FROM") or "")
         self.smtp = parse_smtp_url(str(self.config.get("SMTP_URL") or DEFAULT_SMTP_URL))
+        self.concurrency = int(self.config.get("SMTP_CONNECTIONS", DEFAULT_CONNECTIONS))
+        per_domain = int(self.config.get("SMTP_DOMAIN_CONNECTIONS", DEFAULT_DOMAIN_CONNECTIONS))
+        self.destination_limit = 0 if per_domain >= self.concurrency else per_domain
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
         parse_smtp_url(str(settings.get("SMTP_URL") or DEFAULT_SMTP_URL))
+        connections = settings.get("SMTP_CONNECTIONS", DEFAULT_CONNECTIONS)
+        if not 1 <= connections <= MAX_CONNECTIONS:
+            raise SettingError("SMTP_CONNECTIONS", f"must be between 1 and {MAX_CONNECTIONS}, got {connections}")
+        per_domain = settings.get("SMTP_DOMAIN_CONNECTIONS", DEFAULT_DOMAIN_CONNECTIONS)
+        if not 0 <= per_domain <= MAX_CONNECTIONS:
+            raise SettingError(
+                "SMTP_DOMAIN_CONNECTIONS",
+                f"must be between 0 (no limit of its own) and {MAX_CONNECTIONS}, got {per_domain}",
+            )
         if not mail_domain(settings.get("MAIL_FROM") or ""):
             raise SettingError(
                 "MAIL_FROM",
@@ -256,6 +284,10 @@ class EmailChannel(Channel):
             s = self.smtp
             checks.append(Check("email: SMTP server", "ok", f"{s.host}:{s.port} answers (tls={s.tls})"))
         return checks
+
+    def destination(self, message: OutboundMessage) -> str:
+        """The recipient's domain: ``SMTP_DOMAIN_CONNECTIONS`` counts connections by it."""
+        return message.to.rpartition("@")[2].lower()
 
     def validate_address(self, address: str) -> str:
         from email_validator import EmailNotValidError, validate_email
