@@ -64,6 +64,7 @@ class Delivery:
         self._props: dict[int, dict[str, Any]] = {}
         self._parts: dict[tuple[str, str], dict[str, str]] = {}
         self._sent_now = 0
+        self._last_ok = False
         self.resend_ambiguous = self.config.get("AMBIGUOUS_SENDS") == "resend"
 
     @property
@@ -115,15 +116,15 @@ class Delivery:
         The claim's attempt number fences it: a row the scheduler gave back (this worker looked dead) and
         another worker claimed again is not stamped, nor sent, here.
         """
+        table = Message.__table__
         stamped = affected_rows(
-            self.session.execute(
-                update(Message)
-                .execution_options(synchronize_session=False)
+            self.session.connection().execute(
+                update(table)
                 .where(
-                    Message.id == msg.id,
-                    Message.status == MessageStatus.SENDING.value,
-                    Message.attempts == msg.attempts,
-                    Message.sending_at.is_(None),
+                    table.c.id == msg.id,
+                    table.c.status == MessageStatus.SENDING.value,
+                    table.c.attempts == msg.attempts,
+                    table.c.sending_at.is_(None),
                 )
                 .values(sending_at=to_dt(self.now))
             )
@@ -131,12 +132,9 @@ class Delivery:
         return bool(stamped)
 
     def _finish(self, msg: Message, status: str, detail: str | None = None, **values: Any) -> None:
-        self.session.execute(
-            update(Message)
-            .execution_options(synchronize_session=False)
-            .where(Message.id == msg.id)
-            .values(status=status, **values)
-        )
+        # on the connection: no flush of what the batch added to the session, no ORM synchronisation
+        table = Message.__table__
+        self.session.connection().execute(update(table).where(table.c.id == msg.id).values(status=status, **values))
         self.session.add(MessageStatusChange(message_id=msg.id, status=status, detail=detail, at=to_dt(self.now)))
 
     def _effect(self, msg: Message, action: str, **data: Any) -> None:
@@ -185,13 +183,13 @@ class Delivery:
 
     def _put_back(self, msg: Message, resume: int, detail: str) -> None:
         """Pending again from *resume* on, without counting this claim as an attempt; the caller commits."""
-        self.session.execute(  # no ORM synchronisation: a batch's rows are in the session
-            update(Message)
-            .execution_options(synchronize_session=False)
-            .where(Message.id == msg.id)
+        table = Message.__table__
+        self.session.connection().execute(
+            update(table)
+            .where(table.c.id == msg.id)
             .values(
                 status=MessageStatus.PENDING.value,
-                attempts=Message.attempts - 1,
+                attempts=table.c.attempts - 1,
                 claimed_at=None,
                 next_attempt_at=to_dt(resume),
             )
@@ -289,10 +287,12 @@ class Delivery:
             return sent
         for name, items in ready.items():
             lanes = self._lanes(name)
-            self._sent_now = 0
+            self._sent_now, self._last_ok = 0, False
             unsent, wait = send_all(lanes, items, self._stamp_many, self._record, limit=lanes[0].destination_limit)
             for item in unsent:  # the provider asked to wait (Retry-After): pending again, no attempt counted
                 self._put_back(item.msg, self.now + math.ceil(wait), f"the provider asked to wait {wait:g}s")
+            if self._last_ok:  # as after each send: the channel's health shows its last outcome
+                health.note_sent(self.session, name, to_dt(self.now))
             self.session.commit()
             sent += self._sent_now
         return sent
@@ -305,7 +305,6 @@ class Delivery:
 
     def _record(self, items: list[Item]) -> None:
         """Write the outcome of finished sends; committed with the next stamps, or at the end of the batch."""
-        succeeded = False
         for item in items:
             msg, exc = item.msg, item.error
             if isinstance(exc, ChannelError):
@@ -319,9 +318,7 @@ class Delivery:
                 assert item.result is not None
                 self._sent(msg, item.result.provider_id)
                 self._sent_now += 1
-                succeeded = True
-        if succeeded:
-            health.note_sent(self.session, items[0].msg.channel, to_dt(self.now))
+            self._last_ok = exc is None
 
     def _sent(self, msg: Message, provider_id: str | None) -> None:
         self._effect(msg, "send")

@@ -1,0 +1,62 @@
+"""The outbox claims its rows in one statement per batch and writes each send's outcome in the commit that stamps the
+next one: a handful of commits for a batch instead of three per message; every message still arrives once (counted at
+a real SMTP server), with its status history and its trace."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, insert, select
+
+from server.db import get_db, get_session
+from server.engine.outbox import deliver
+from server.models import Contact, JourneyLog, Message, MessageStatusChange
+
+N = 30
+
+
+@pytest.fixture
+def statements(app):
+    seen: list[str] = []
+    engine = get_db(app).engine
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement.strip().split()[0].upper() + " " + statement)
+
+    def commit(conn):
+        seen.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "commit", commit)
+    yield seen
+    event.remove(engine, "before_cursor_execute", before)
+    event.remove(engine, "commit", commit)
+
+
+def test_a_batch_is_claimed_in_one_statement_and_recorded_a_round_at_a_time(app, smtp_server, statements):
+    app.config["SMTP_CONNECTIONS"] = 1
+    with app.app_context():
+        session = get_session()
+        session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(N)])
+        ids = list(session.scalars(select(Contact.id).order_by(Contact.id)))
+        session.execute(
+            insert(Message),
+            [
+                {"key": f"broadcast:1:{cid}", "contact_id": cid, "channel": "email", "template": "welcome"}
+                for cid in ids
+            ],
+        )
+        session.commit()
+        messages = list(session.scalars(select(Message.id).order_by(Message.id)))
+        statements.clear()
+        assert deliver(session, app, messages) == N
+
+    claims = [s for s in statements if s.startswith("UPDATE UPDATE messages SET status=") and "claimed_at=" in s]
+    assert len(claims) == 1  # pending → sending for the whole batch at once
+    # one commit for the claim, one per send (its stamp, with the previous outcome), one for the last outcome
+    assert statements.count("COMMIT") <= N + 3
+    assert sorted(m["To"] for m in smtp_server.wait_for(N)) == sorted(f"c{i}@example.com" for i in range(N))
+    with app.app_context():
+        session = get_session()
+        assert set(session.scalars(select(Message.status))) == {"sent"}
+        assert session.scalars(select(MessageStatusChange.status)).all() == ["sent"] * N
+        assert session.scalars(select(JourneyLog.action)).all() == ["send"] * N
