@@ -14,6 +14,7 @@ import queue
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,16 @@ class Item:
 class _Lane:
     """One channel instance; with a thread of its own when there are several lanes."""
 
-    def __init__(self, channel: Channel, done: queue.SimpleQueue[tuple[_Lane, Item]], threaded: bool):
+    def __init__(
+        self,
+        channel: Channel,
+        done: queue.SimpleQueue[tuple[_Lane, Item]],
+        threaded: bool,
+        context: Callable[[], AbstractContextManager[Any]],
+    ):
         self.channel = channel
         self.done = done
+        self.context = context
         self.inbox: queue.SimpleQueue[Item | None] | None = queue.SimpleQueue() if threaded else None
         if self.inbox is not None:
             threading.Thread(target=self._loop, name=f"nudge-send-{channel.name}", daemon=True).start()
@@ -53,8 +61,9 @@ class _Lane:
 
     def _loop(self) -> None:
         assert self.inbox is not None
-        while (item := self.inbox.get()) is not None:
-            self._send(item)
+        with self.context():  # what a channel's send() may use (server.sdk reads) works in this thread too
+            while (item := self.inbox.get()) is not None:
+                self._send(item)
 
     def start(self, item: Item) -> None:
         if self.inbox is None:
@@ -73,6 +82,7 @@ def send_all(
     stamp: Callable[[list[Item]], list[Item]],
     record: Callable[[list[Item]], None],
     limit: int = 0,
+    context: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> tuple[list[Item], float]:
     """Send *items* over one lane per channel instance of *channels*; return those left unsent, and for how long.
 
@@ -81,15 +91,17 @@ def send_all(
     :param record: writes the outcome (``result`` or ``error``) of finished items; the next *stamp*, or the caller
         after this returns, commits it.
     :param limit: how many sends to one ``destination`` may be in flight at once; 0 for no limit.
+    :param context: entered by each lane's thread around its sends (the app's context).
     :return: the items never handed over because the provider asked to wait (a ``ChannelError`` with
         ``retry_after``: sending the rest now would only be refused too), and the longest wait it asked for.
     """
     done: queue.SimpleQueue[tuple[_Lane, Item]] = queue.SimpleQueue()
-    lanes = [_Lane(channel, done, threaded=len(channels) > 1) for channel in channels]
+    lanes = [_Lane(channel, done, len(channels) > 1, context) for channel in channels]
     free = list(reversed(lanes))
     waiting = deque(items)
     busy: Counter[str] = Counter()
     in_flight = 0
+    recorded = False  # outcomes written since the last commit
     halted = 0.0
     try:
         while in_flight or (waiting and not halted):
@@ -103,7 +115,11 @@ def send_all(
                 busy[item.destination] += 1
                 starting.append((free.pop(), item))
             waiting.extendleft(reversed(held))
+            if not starting and recorded:
+                stamp([])  # nothing more to hand over now: commit the outcomes at once
+                recorded = False
             if starting:
+                recorded = False
                 allowed = set(map(id, stamp([item for _lane, item in starting])))
                 for lane, item in starting:
                     if id(item) in allowed:
@@ -124,6 +140,7 @@ def send_all(
                 if isinstance(item.error, ChannelError) and item.error.retry_after:
                     halted = max(halted, item.error.retry_after)
             record([item for _lane, item in finished])
+            recorded = True
     finally:
         for lane in lanes:
             lane.stop()

@@ -33,8 +33,9 @@ from .timeutil import iso, to_dt, to_ts
 
 log = logging.getLogger(__name__)
 
-#: outbox rows claimed (and asked about, and rendered) together: one statement and one commit for them all
-CLAIM_BATCH = 200
+#: outbox rows claimed (and asked about, and rendered) together: one statement and one commit for them all. Small,
+#: so that a claimed row is stamped well within ``REQUEUE_AFTER`` (else the scheduler gives it back meanwhile)
+CLAIM_BATCH = 20
 #: tries of a send when the channel has no retry schedule of its own (setting ``MAX_ATTEMPTS``)
 MAX_ATTEMPTS = 8
 STRANDED = "the worker stopped before handing it to the channel; it goes out again"
@@ -288,7 +289,9 @@ class Delivery:
         for name, items in ready.items():
             lanes = self._lanes(name)
             self._sent_now, self._last_ok = 0, False
-            unsent, wait = send_all(lanes, items, self._stamp_many, self._record, limit=lanes[0].destination_limit)
+            unsent, wait = send_all(
+                lanes, items, self._stamp_many, self._record, lanes[0].destination_limit, self.app.app_context
+            )
             for item in unsent:  # the provider asked to wait (Retry-After): pending again, no attempt counted
                 self._put_back(item.msg, self.now + math.ceil(wait), f"the provider asked to wait {wait:g}s")
             if self._last_ok:  # as after each send: the channel's health shows its last outcome
