@@ -20,13 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from bench.common import bench_app
 from bench.table import Row, ratio_at_least, render
 from server.db import get_session
 from server.engine.jobs import deliver_messages
-from server.models import Contact, Message, MessageStatus
+from server.models import Message, MessageStatus
+from tests.helpers import pending_emails
 
 #: outbox rows per send job, as the scheduler hands them out
 JOB = 1000
@@ -89,18 +90,7 @@ def nudge_rate(port: int, n: int, connections: int) -> float:
     }
     with bench_app(**settings) as app, app.app_context():
         session = get_session()
-        session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(n)])
-        ids = list(session.scalars(select(Contact.id).order_by(Contact.id)))
-        session.execute(
-            insert(Message),
-            [
-                {"key": f"broadcast:1:{cid}", "contact_id": cid, "channel": "email", "template": "welcome"}
-                | {"data": {"marketing": True}}
-                for cid in ids
-            ],
-        )
-        session.commit()
-        todo = list(session.scalars(select(Message.id).order_by(Message.id)))
+        todo = pending_emails(session, [f"c{i}@example.com" for i in range(n)])
         start = time.perf_counter()
         for first in range(0, n, JOB):
             deliver_messages(todo[first : first + JOB])

@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, select
 
 from server.db import get_db, get_session
 from server.engine.outbox import CLAIM_BATCH, deliver
-from server.models import Contact, JourneyLog, Message, MessageStatusChange
+from server.models import JourneyLog, Message, MessageStatusChange
+
+from ..helpers import pending_emails
 
 N = 30
 
@@ -38,17 +40,7 @@ def test_a_batch_is_claimed_in_one_statement_and_recorded_a_round_at_a_time(app,
     app.config["SMTP_CONNECTIONS"] = 1
     with app.app_context():
         session = get_session()
-        session.execute(insert(Contact), [{"email": f"c{i}@example.com", "fields": {}} for i in range(N)])
-        ids = list(session.scalars(select(Contact.id).order_by(Contact.id)))
-        session.execute(
-            insert(Message),
-            [
-                {"key": f"broadcast:1:{cid}", "contact_id": cid, "channel": "email", "template": "welcome"}
-                for cid in ids
-            ],
-        )
-        session.commit()
-        messages = list(session.scalars(select(Message.id).order_by(Message.id)))
+        messages = pending_emails(session, [f"c{i}@example.com" for i in range(N)])
         statements.clear()
         assert deliver(session, app, messages) == N
 

@@ -11,14 +11,15 @@ from collections import Counter
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from server.app import create_app
 from server.config import ConfigError
 from server.db import get_session
 from server.engine.outbox import deliver
-from server.models import Contact, Message, MessageStatusChange
+from server.models import Message, MessageStatusChange
 
+from ..helpers import pending_emails
 from ..servers import free_port
 
 #: how long the server keeps a transaction open waiting for others to overlap it (it never waits on a clock)
@@ -81,17 +82,7 @@ def _deliver(config, url: str, addresses: list[str], **settings) -> list[int]:
     try:
         with app.app_context():
             session = get_session()
-            session.execute(insert(Contact), [{"email": address, "fields": {}} for address in addresses])
-            contacts = list(session.scalars(select(Contact.id).order_by(Contact.id)))
-            session.execute(
-                insert(Message),
-                [
-                    {"key": f"broadcast:1:{cid}", "contact_id": cid, "channel": "email", "template": "welcome"}
-                    for cid in contacts
-                ],
-            )
-            session.commit()
-            ids = list(session.scalars(select(Message.id).order_by(Message.id)))
+            ids = pending_emails(session, addresses)
             assert deliver(session, app, ids) == len(addresses)
             assert set(session.scalars(select(Message.status))) == {"sent"}
             assert session.scalars(select(MessageStatusChange.status)).all() == ["sent"] * len(addresses)
