@@ -99,7 +99,7 @@ def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[.
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .db import get_session
+            from .db import get_session, read_only
             from .problems import problem
 
             header = request.headers.get("Authorization", "")
@@ -112,10 +112,13 @@ def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[.
                     "create a key with: nudge apikey create --scope ingest",
                 )
             session = get_session()
+            read_only(session)  # the look-up waits for no writer; it ends before the view writes
             try:
                 key = authenticate_api_key(session, token.strip())
             except KeyRefused as refused:
+                session.rollback()
                 return problem(401, refused.title, refused.detail)
+            session.commit()
             if key.scope not in allowed:
                 return problem(
                     403,

@@ -77,6 +77,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": 120.0,
         "help": "seconds a leased batch of due enrolments belongs to one job before it is handed on",
     },
+    "ENGINE_SET_WISE_EVENTS": {
+        "type": "bool",
+        "default": True,
+        "help": "process a batch of events set-wise where their rules allow (same effects as one by one, "
+        "many times faster); off: every event through the interpreter",
+    },
     "RETRY_BASE": {
         "type": "float",
         "default": 30.0,

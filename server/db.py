@@ -31,8 +31,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: execution option of a read-only transaction: on SQLite it begins DEFERRED, so it waits for no writer (WAL);
+#: it must end before anything is written (a write in it could fail at once with "database is locked")
+READ_ONLY = "nudge_read_only"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.exec_driver_sql("BEGIN DEFERRED" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+def read_only(session: Session) -> None:
+    """Make the session's next transaction a read (SQLite: ``BEGIN DEFERRED``); the caller ends it before writing."""
+    if not session.in_transaction():
+        session.connection(execution_options={READ_ONLY: True})
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

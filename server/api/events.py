@@ -8,12 +8,10 @@ from typing import Any
 
 from flask import current_app, jsonify
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from ..contacts.normalize import check_json, parse_datetime
 from ..db import get_session
-from ..engine.ingest import record_event, upsert_contact
-from ..engine.jobs import enqueue_events
+from ..engine.groups import hand_over, store_together
+from ..engine.ingest import prepare_events, store_events, write_turn
 from ..models import Event, Scope
 from . import bp
 from .common import text
@@ -70,37 +68,44 @@ BATCH_ACCEPTED = schema(
 )
 
 
-def _store(session: Session, item: dict[str, Any], prefix: str) -> Event:
-    props = check_json(item.get("props", {}), f"{prefix}props")
-    occurred_at = parse_datetime(item["occurred_at"], f"{prefix}occurred_at") if item.get("occurred_at") else None
-    contact = upsert_contact(
-        session, item["contact"], region=current_app.config.get("PHONE_REGION"), strict=True, prefix=f"{prefix}contact."
-    )
-    return record_event(session, contact, item["event"], props, occurred_at=occurred_at)
+def _accept(
+    body: Any,
+    items: list[dict[str, Any]],
+    prefix: Callable[[int], str],
+    answer: Callable[[list[tuple[int, int]]], dict[str, Any]],
+    event_ids: Callable[[dict[str, Any]], list[int]],
+):
+    """Store *items* and answer 202 with ``answer(stored)``; with an Idempotency-Key, once (replayed to retries).
 
-
-def _idempotent(body: Any, work: Callable[[Session], tuple[dict[str, Any], list[int]]]):
-    """Run *work* once per Idempotency-Key: store its answer with it, replay it to retries."""
+    The items are checked before any write. Without a key, the request's events are written, committed and
+    enqueued together with concurrent requests' (:func:`store_together`); with one, alone in its write turn
+    (:func:`write_turn`) with the stored answer, then handed to the queue.
+    """
     session = get_session()
     key = request_key()
     digest = body_digest(body) if key else ""
-    if key:
-        stored = replay(session, key, digest)
-        if stored is not None:
-            return stored
-    payload, event_ids = work(session)
-    if key:
-        remember(session, key, digest, 202, payload)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        if key:  # a concurrent request with the same key won: answer as it did
+    session.commit()  # the key's look-up must not hold SQLite's write lock while the body is checked
+    prepared = prepare_events(session, items, region=current_app.config.get("PHONE_REGION"), prefix=prefix)
+    if not key:
+        return jsonify(answer(store_together(prepared))), 202
+    with write_turn(session):
+        if key:
             stored = replay(session, key, digest)
             if stored is not None:
                 return stored
-        raise
-    enqueue_events(event_ids)
+        payload = answer(store_events(session, prepared))
+        if key:
+            remember(session, key, digest, 202, payload)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            if key:  # a concurrent request with the same key won: answer as it did
+                stored = replay(session, key, digest)
+                if stored is not None:
+                    return stored
+            raise
+    hand_over(event_ids(payload))
     return jsonify(payload), 202
 
 
@@ -118,11 +123,11 @@ def _idempotent(body: Any, work: Callable[[Session], tuple[dict[str, Any], list[
     description="Creates or updates the contact (found by external_id, then email) and stores the event.",
 )
 def post_event(body: dict[str, Any]):
-    def work(session: Session) -> tuple[dict[str, Any], list[int]]:
-        event = _store(session, body, "")
-        return {"id": event.id, "contact_id": event.contact_id, "status": "accepted"}, [event.id]
+    def answer(stored: list[tuple[int, int]]) -> dict[str, Any]:
+        [(event_id, contact_id)] = stored
+        return {"id": event_id, "contact_id": contact_id, "status": "accepted"}
 
-    return _idempotent(body, work)
+    return _accept(body, [body], lambda _i: "", answer, lambda payload: [payload["id"]])
 
 
 @endpoint(
@@ -139,12 +144,12 @@ def post_event(body: dict[str, Any]):
     description="All or nothing: one invalid event (named as events[i].field) stores none of them.",
 )
 def post_batch(body: dict[str, Any]):
-    def work(session: Session) -> tuple[dict[str, Any], list[int]]:
-        events = [_store(session, item, f"events[{i}].") for i, item in enumerate(body["events"])]
-        ids = [e.id for e in events]
-        return {"ids": ids, "contact_ids": [e.contact_id for e in events], "count": len(ids), "status": "accepted"}, ids
+    def answer(stored: list[tuple[int, int]]) -> dict[str, Any]:
+        ids = [event_id for event_id, _contact_id in stored]
+        contact_ids = [contact_id for _event_id, contact_id in stored]
+        return {"ids": ids, "contact_ids": contact_ids, "count": len(ids), "status": "accepted"}
 
-    return _idempotent(body, work)
+    return _accept(body, body["events"], lambda i: f"events[{i}].", answer, lambda payload: payload["ids"])
 
 
 @endpoint(

@@ -14,19 +14,23 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from sqlalchemy import insert, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from ..consent import address_hash
 from ..models import Contact, ContactTag, Event, Suppression, utcnow
+from ..models.contacts import new_public_id
 from .errors import InvalidInput
 from .events import changed_names
 from .fields import STANDARD_FIELDS, definitions
-from .service import apply_changes, audit, clean_contact, nest_fields
+from .rowset import insert_rows, update_rows
+from .service import audit, clean_contact, nest_fields, taken
 
 CHUNK = 1000
-#: every column a new contact row names, so one executemany fits all rows
-_EMPTY: dict[str, Any] = {**dict.fromkeys(STANDARD_FIELDS), "score": 0}
+#: the columns of a new contact's row, as insert_rows gets them
+_NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
+#: the attributes that identify a contact
+_KEYS = ("email", "external_id")
 SKIP = ("-", "ignore")
 
 
@@ -221,6 +225,79 @@ def _merge_rows(chunk: list[tuple[int, dict[str, Any]]], report: ImportReport) -
     return out
 
 
+#: a stored contact's columns that an import may change, as read and written set-wise
+_STORED = ("id", *STANDARD_FIELDS, "fields")
+
+
+class _Stored:
+    """The contacts a chunk names, read once; updated in memory as rows apply, then written in one statement.
+
+    Every email and external id a chunk's rows carry is looked up here: the contacts holding them were read
+    with the chunk, and each change is recorded in :attr:`owners`, so an address moved by one row is seen
+    as moved by the next (as a flush per row would show it).
+    """
+
+    def __init__(self, session: Session, emails: set[str], external_ids: set[str]) -> None:
+        table = Contact.__table__
+        self.contacts = {
+            row.id: dict(row._mapping)
+            for row in session.execute(
+                select(*(table.c[name] for name in _STORED)).where(
+                    or_(table.c.email.in_(emails), table.c.external_id.in_(external_ids))
+                )
+            )
+        }
+        self.tags: dict[int, set[str]] = {cid: set() for cid in self.contacts}
+        for cid, tag in session.execute(
+            select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(self.contacts))
+        ):
+            self.tags[cid].add(tag)
+        self.owners = {
+            (key, contact[key]): cid for cid, contact in self.contacts.items() for key in _KEYS if contact[key]
+        }
+        self.changed: set[int] = set()
+        self.new_tags: list[list[Any]] = []
+
+    def apply(self, contact: dict[str, Any], row: Mapping[str, Any], tags: list[str]) -> None:
+        """What :func:`apply_changes` does to a stored contact, in memory.
+
+        :raises Conflict: when the row gives it an email or external id another contact holds.
+        """
+        cid = contact["id"]
+        for key in ("email", "external_id"):
+            value = row.get(key)
+            if value and contact[key] != value:
+                owner = self.owners.get((key, value))
+                if owner is not None and owner != cid:
+                    raise taken(key, owner)
+        values = {key: row[key] if key != "score" else row[key] or 0 for key in STANDARD_FIELDS if key in row}
+        if "fields" in row:
+            merged = dict(contact["fields"] or {})
+            for name, value in row["fields"].items():
+                if value is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = value
+            values["fields"] = merged
+        if any(contact[key] != value for key, value in values.items()):
+            self.changed.add(cid)  # as the ORM: updated (and updated_at set) only when a value differs
+        for key in _KEYS:
+            if key in values and values[key] != contact[key]:
+                self.owners.pop((key, contact[key]), None)
+                self.owners[(key, values[key])] = cid
+        contact.update(values)
+        for tag in tags:
+            if tag not in self.tags[cid]:
+                self.tags[cid].add(tag)
+                self.new_tags.append([cid, tag])
+
+    def write(self, session: Session, now: Any) -> None:
+        """The changed contacts and their added tags, in two statements."""
+        rows = [[self.contacts[cid][name] for name in _STORED] for cid in sorted(self.changed)]
+        update_rows(session, Contact.__table__, _STORED, rows, {"updated_at": now})
+        insert_rows(session, ContactTag.__table__, ("contact_id", "tag"), self.new_tags, {"created_at": now})
+
+
 def _write_chunk(
     session: Session,
     chunk: list[tuple[int, dict[str, Any]]],
@@ -233,15 +310,10 @@ def _write_chunk(
     rows = _merge_rows(chunk, report)
     emails = {r["email"] for _, r in rows if r.get("email")}
     external_ids = {r["external_id"] for _, r in rows if r.get("external_id")}
-    existing = list(
-        session.scalars(
-            select(Contact)
-            .options(selectinload(Contact.tags))
-            .where(or_(Contact.email.in_(emails), Contact.external_id.in_(external_ids)))
-        )
-    )
-    by_email = {c.email: c for c in existing if c.email}
-    by_external = {c.external_id: c for c in existing if c.external_id}
+    stored = _Stored(session, emails, external_ids)
+    # rows are matched by the addresses the contacts had when the chunk began
+    by_email = {c["email"]: c for c in stored.contacts.values() if c["email"]}
+    by_external = {c["external_id"]: c for c in stored.contacts.values() if c["external_id"]}
     if emails and channels.get("email"):
         hashes = {address_hash(secret, "", e) for e in emails}  # one digest on every channel's list
         report.suppressed += len(
@@ -255,56 +327,58 @@ def _write_chunk(
         )
     new: list[dict[str, Any]] = []
     new_tags: list[list[str]] = []
-    announced: list[dict[str, Any]] = []
+    announced: list[list[Any]] = []
     now = utcnow()
     for line, row in rows:
         row_tags = list(dict.fromkeys(row.pop("tags", []) + extra_tags))
         a = by_external.get(row.get("external_id") or "")  # "" is no contact's: unset keys are left out
         b = by_email.get(row.get("email") or "")
-        if a is not None and b is not None and a.id != b.id:
+        if a is not None and b is not None and a["id"] != b["id"]:
             report.errors.append(
                 RowError(
                     line,
                     by_field.get("email", ""),
-                    f"email belongs to contact {b.id} but "
-                    f"external_id to contact {a.id}; merge them first (nudge contacts merge)",
+                    f"email belongs to contact {b['id']} but "
+                    f"external_id to contact {a['id']}; merge them first (nudge contacts merge)",
                 )
             )
             continue
-        if a is None and b is not None and row.get("external_id") and b.external_id:
+        if a is None and b is not None and row.get("external_id") and b["external_id"]:
             report.errors.append(
                 RowError(
                     line,
                     by_field.get("external_id", ""),
-                    f"email belongs to contact {b.id}, "
+                    f"email belongs to contact {b['id']}, "
                     "which has another external_id; fix the file or merge the contacts",
                 )
             )
             continue
         contact = a or b
         if contact is None:
-            new.append({**_EMPTY, **row, "fields": row.get("fields", {}), "created_at": now, "updated_at": now})
+            new.append(row)
             new_tags.append(row_tags)
             continue
         try:
-            with session.begin_nested():
-                apply_changes(session, contact, {**row, "tags": row_tags})
-                session.flush()
+            stored.apply(contact, row, row_tags)
         except InvalidInput as exc:
             report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
             continue
-        announced.append(_event_row(contact.id, "contact.updated", {"fields": sorted(changed_names(row))}, now))
+        announced.append([contact["id"], "contact.updated", {"fields": sorted(changed_names(row))}])
         report.updated += 1
+    stored.write(session, now)
     if new:
-        # plain executemany: much faster than the ORM's bulk insert with RETURNING
-        session.execute(insert(Contact.__table__), new)
-        new_emails = [r["email"] for r in new if r["email"]]
-        new_external = [r["external_id"] for r in new if r["external_id"]]
         ids: dict[tuple[str, str], int] = {}
-        for cid, email, external_id in session.execute(
-            select(Contact.id, Contact.email, Contact.external_id).where(
-                or_(Contact.email.in_(new_emails), Contact.external_id.in_(new_external))
-            )
+        for cid, email, external_id in insert_rows(
+            session,
+            Contact.__table__,
+            _NEW_COLUMNS,
+            [
+                [row.get(name, 0 if name == "score" else None) for name in STANDARD_FIELDS]
+                + [row.get("fields", {}), new_public_id()]
+                for row in new
+            ],
+            {"created_at": now, "updated_at": now},
+            returning=("id", "email", "external_id"),
         ):
             if email:
                 ids[("email", email)] = cid
@@ -312,27 +386,19 @@ def _write_chunk(
                 ids[("external_id", external_id)] = cid
         tag_rows = []
         for row, tags in zip(new, new_tags, strict=True):
-            cid = ids[("email", row["email"])] if row["email"] else ids[("external_id", row["external_id"])]
-            tag_rows += [{"contact_id": cid, "tag": tag, "created_at": now} for tag in tags]
-            announced.append(_event_row(cid, "contact.created", {}, now))
-        if tag_rows:
-            session.execute(insert(ContactTag.__table__), tag_rows)
+            cid = ids[("email", row["email"])] if row.get("email") else ids[("external_id", row["external_id"])]
+            tag_rows += [[cid, tag] for tag in tags]
+            announced.append([cid, "contact.created", {}])
+        insert_rows(session, ContactTag.__table__, ("contact_id", "tag"), tag_rows, {"created_at": now})
         report.created += len(new)
-    if announced:
-        # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
-        session.execute(insert(Event.__table__), announced)
-
-
-def _event_row(contact_id: int, name: str, props: dict[str, Any], now: Any) -> dict[str, Any]:
-    return {
-        "contact_id": contact_id,
-        "name": name,
-        "props": props,
-        "source": "import",
-        "occurred_at": now,
-        "received_at": now,
-        "processed_at": None,
-    }
+    # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
+    insert_rows(
+        session,
+        Event.__table__,
+        ("contact_id", "name", "props"),
+        announced,
+        {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
+    )
 
 
 def import_text(session: Session, text: str, **kwargs: Any) -> ImportReport:

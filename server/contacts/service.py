@@ -133,11 +133,16 @@ def _check_unique(session: Session, contact: Contact | None, cleaned: Mapping[st
             continue
         owner = session.scalar(select(Contact.id).where(getattr(Contact, key) == value))
         if owner is not None and (contact is None or owner != contact.id):
-            raise Conflict(
-                f"{prefix}{key}",
-                f"{prefix}{key} already belongs to contact {owner}; "
-                f"merge the two contacts first (POST /api/v1/contacts/{owner}/merge)",
-            )
+            raise taken(f"{prefix}{key}", owner)
+
+
+def taken(field: str, owner: int) -> Conflict:
+    """The error for an email or external id (*field*) that already belongs to contact *owner*."""
+    return Conflict(
+        field,
+        f"{field} already belongs to contact {owner}; "
+        f"merge the two contacts first (POST /api/v1/contacts/{owner}/merge)",
+    )
 
 
 def apply_changes(

@@ -3,18 +3,27 @@
 Each member gets one outbox row keyed ``broadcast:<id>:<contact>``, so a broadcast sent twice with the
 same id (a retried API call, a re-run command) reaches nobody twice; consent, suppression and the
 frequency cap are checked for each row at the moment it is sent, like every other message.
+
+A segment whose condition has an SQL form (nearly every one) becomes its outbox rows in one
+``INSERT … SELECT`` that skips the members who already have their row; a condition only the evaluator can
+decide is walked contact by contact and written in batches.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from ..models import Message, utcnow
+from ..models import Contact, Message, utcnow
 from .keys import BROADCAST, key_prefix, message_key
+
+#: rows per INSERT when the members are found by the evaluator
+BATCH = 1000
 
 
 class BroadcastError(ValueError):
@@ -31,15 +40,20 @@ class Broadcast:
 def create_broadcast(
     session: Session, plugins, channel: str, template: str, segment: str, broadcast_id: str | None = None
 ) -> Broadcast:
-    """Write the outbox rows for every current member of *segment* (the caller commits, then enqueues)."""
+    """Write the outbox rows for every current member of *segment* (the caller commits, then enqueues).
+
+    :return: the broadcast: its id, its members (those written now and those written by an earlier run with the
+        same id) and the ids of its rows still pending, to hand to the send queue.
+    """
     from ..contacts.errors import InvalidInput
     from ..models import Segment
-    from ..segments import compile_condition, iter_members
-    from .scope import Scope
-    from .vocabulary import instance_vocabulary
+    from ..segments import compile_condition, members_clause
+    from ..sqlwhere import Unsupported
 
     if channel not in plugins.channels:
         raise BroadcastError(f"no channel {channel!r}; installed: {', '.join(sorted(plugins.channels))}")
+    from .vocabulary import instance_vocabulary
+
     known = instance_vocabulary(session, plugins).channels.get(channel)
     if known is not None and template not in known:
         raise BroadcastError(f"no {channel} template {template!r}; create it first (nudge apply or the API)")
@@ -52,31 +66,74 @@ def create_broadcast(
         raise BroadcastError(f"segment {segment!r} cannot be used for a broadcast: {exc.message}") from None
     ident = broadcast_id or secrets.token_hex(6)
     now = utcnow()
+    earlier = _of(session, ident)
+    written = session.scalar(select(func.count(Message.id)).where(earlier)) or 0
+    pending = list(session.scalars(select(Message.id).where(earlier, Message.status == "pending")))
+    constants = {
+        "channel": channel,
+        "template": template,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "data": {"broadcast": ident, "marketing": True},
+    }
+    try:
+        clause = members_clause(session, tree, now)
+    except Unsupported:
+        done = set(session.scalars(select(Message.contact_id).where(earlier)))
+        new = _write_evaluated(session, tree, now, ident, constants, done)
+    else:
+        new = _write_selected(session, clause, ident, constants)
+    return Broadcast(ident, len(new) + written, sorted(pending + new))
+
+
+def _of(session: Session, ident: str) -> Any:
+    """The rows of broadcast *ident*, exactly: SQLite's ``LIKE`` ignores case and ``_`` matches any character."""
     prefix = key_prefix(BROADCAST, ident)
-    done = set(session.scalars(select(Message.contact_id).where(Message.key.like(prefix + "%"))))
-    rows = [
-        {
-            "key": message_key(BROADCAST, ident, contact.id),
-            "contact_id": contact.id,
-            "channel": channel,
-            "template": template,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "data": {"broadcast": ident, "marketing": True},
-        }
-        for contact in iter_members(session, tree, scope=Scope.of)
-        if contact.id not in done
-    ]
-    if rows:
-        session.execute(insert(Message.__table__), rows)
-    ids = list(
-        session.scalars(
-            select(Message.id).where(Message.key.like(prefix + "%"), Message.status == "pending").order_by(Message.id)
-        )
+    exact = func.substr(Message.key, 1, len(prefix)) == prefix
+    if session.get_bind().dialect.name == "sqlite":  # binary collation: the key's index finds the range
+        return exact & (Message.key >= prefix) & (Message.key < prefix[:-1] + chr(ord(":") + 1))
+    return exact
+
+
+def _write_selected(session: Session, clause: Any, ident: str, constants: dict[str, Any]) -> list[int]:
+    """One ``INSERT … SELECT`` of the members matching *clause* who have no row yet; the new rows' ids."""
+    table = Message.__table__
+    done = table.alias("done")
+    key = message_key(BROADCAST, ident, Contact.id)
+    rows = (
+        select(key, Contact.id, *(literal(value, table.c[name].type) for name, value in constants.items()))
+        .where(clause, ~select(done.c.id).where(done.c.key == key).exists())
+        .order_by(Contact.id)
     )
-    return Broadcast(ident, len(rows) + len(done), ids)
+    stmt = insert(table).from_select(["key", "contact_id", *constants], rows).returning(table.c.id)
+    return list(session.connection().execute(stmt).scalars())
+
+
+def _write_evaluated(
+    session: Session, tree: Any, now: datetime, ident: str, constants: dict[str, Any], done: set[int | None]
+) -> list[int]:
+    """The rows of the members the evaluator finds, in batches; the new rows' ids."""
+    from ..segments import iter_members
+    from .scope import Scope
+
+    table = Message.__table__
+    ids: list[int] = []
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        ids.extend(session.connection().execute(insert(table).returning(table.c.id), batch).scalars())
+        batch.clear()
+
+    for contact in iter_members(session, tree, now, scope=Scope.of):
+        if contact.id not in done:
+            batch.append({"key": message_key(BROADCAST, ident, contact.id), "contact_id": contact.id, **constants})
+            if len(batch) >= BATCH:
+                flush()
+    if batch:
+        flush()
+    return ids
 
 
 def enqueue_broadcast(broadcast: Broadcast, batch: int = 500) -> None:

@@ -8,6 +8,7 @@ member, or marks the kind interpreter-only. The interpreter decides which runs o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,19 @@ from ..models.base import JsonType
 from .context import EngineContext
 from .effects import duration_text, send_data
 from .keys import ENROLMENT, message_key
+
+
+def among(ctx: EngineContext, column: Any, ids: list[int]) -> Any:
+    """``column IN ids`` with the ids as one bound value (a PostgreSQL array, a JSON list in SQLite): a statement
+    over a thousand ids is neither compiled nor parsed with a thousand parameters, and its compiled form is cached."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import Integer, any_
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(literal(list(ids), ARRAY(Integer)))
+    from sqlalchemy import func, literal_column
+
+    return column.in_(select(literal_column("value")).select_from(func.json_each(literal(json.dumps(list(ids))))))
 
 
 @dataclass
@@ -44,7 +58,7 @@ class Group:
     def members(self) -> Any:
         """The SQL condition selecting the group's enrolments, still where the group started."""
         return (
-            (Enrolment.id.in_(self.ids))
+            among(self.ctx, Enrolment.id, self.ids)
             & (Enrolment.version_id == self.version_id)
             & (Enrolment.pc == self.pc)
             & (Enrolment.state == EnrolmentState.ACTIVE)
@@ -52,19 +66,7 @@ class Group:
 
     def trace(self, action: str, data: Any) -> None:
         """One trace line per member: *data* is a dict, or a SQL expression per row."""
-        self.ctx.session.connection().execute(
-            insert(JourneyLog.__table__).from_select(
-                ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-                select(
-                    Enrolment.id,
-                    Enrolment.contact_id,
-                    Enrolment.rule_id,
-                    literal(self.ctx.now),
-                    literal(action, String),
-                    literal(data, JsonType) if isinstance(data, dict) else data,
-                ).where(self.members),
-            )
-        )
+        trace(self.ctx, self.members, action, data)
 
     def move_on(self, **values: Any) -> None:
         """Move every member on (the last step of a run): the enrolments leave the group's step."""
@@ -72,13 +74,31 @@ class Group:
         self.ctx.session.connection().execute(
             update(table)
             .where(
-                table.c.id.in_(self.ids),
+                among(self.ctx, table.c.id, self.ids),
                 table.c.version_id == self.version_id,
                 table.c.pc == self.pc,
                 table.c.state == EnrolmentState.ACTIVE.value,
             )
             .values(**values)
         )
+
+
+def trace(ctx: EngineContext, enrolments: Any, action: str, data: Any) -> None:
+    """One trace line for each enrolment *enrolments* (a SQL condition) selects: *data* is a dict, or a SQL
+    expression per row."""
+    ctx.session.connection().execute(
+        insert(JourneyLog.__table__).from_select(
+            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
+            select(
+                Enrolment.id,
+                Enrolment.contact_id,
+                Enrolment.rule_id,
+                literal(ctx.now),
+                literal(action, String),
+                literal(data, JsonType) if isinstance(data, dict) else data,
+            ).where(enrolments),
+        )
+    )
 
 
 def send(group: Group, op: SendOp) -> None:
@@ -276,25 +296,16 @@ def enrol_set_based(
             ["contact_id", "rule_id", "version_id", "pc", "state", "due", "entered"], rows
         )
     ).rowcount
-    conn.execute(
-        insert(JourneyLog.__table__).from_select(
-            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-            # no per-row reason: every row of this INSERT entered for the same one, said once in the log;
-            # the first wait rides on the same row (one trace row per waiting contact keeps a wait small)
-            select(
-                Enrolment.id,
-                Enrolment.contact_id,
-                Enrolment.rule_id,
-                literal(ctx.now),
-                literal("enter", String),
-                literal({"until": due}, JsonType),
-            ).where(
-                Enrolment.rule_id == rule_id,
-                Enrolment.contact_id.in_(contacts),
-                Enrolment.entered == ctx.now,
-                Enrolment.pc == 1,
-                Enrolment.due == due,
-            ),
-        )
+    # no per-row reason: every row of this INSERT entered for the same one, said once in the log;
+    # the first wait rides on the same row (one trace row per waiting contact keeps a wait small)
+    trace(
+        ctx,
+        (Enrolment.rule_id == rule_id)
+        & Enrolment.contact_id.in_(contacts)
+        & (Enrolment.entered == ctx.now)
+        & (Enrolment.pc == 1)
+        & (Enrolment.due == due),
+        "enter",
+        {"until": due},
     )
     return count

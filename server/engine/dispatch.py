@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -44,17 +45,30 @@ def mark_seen(ctx: EngineContext, contact: Contact, event: Event) -> None:
     reply. Nudge's own events (contact changes, tags, scores, deliveries, bounces, opt-outs) do not.
     The moment is the event's, never later than the engine's now; ``last_seen`` never moves back.
     """
-    if event.source == "nudge" or (event.props or {}).get("machine"):
-        return
-    plugins = ctx.plugins
-    own = RESERVED_EVENT_NAMESPACES | (plugins.event_namespaces() if plugins is not None else frozenset())
-    if event.name.split(".")[0] in own and (plugins is None or event.name not in plugins.activity_events()):
-        return
-    now = to_dt(ctx.now)
-    at = min(event.occurred_at or now, now)
-    if contact.last_seen is None or at > contact.last_seen:
+    at = seen_at(ctx, event)
+    if at is not None and (contact.last_seen is None or at > contact.last_seen):
         contact.last_seen = at
         runtime.touch(ctx, contact)
+
+
+def seen_at(ctx: EngineContext, event: Any) -> datetime | None:
+    """When *event* says its contact was last seen (see :func:`mark_seen`); None when it is not the person's doing."""
+    if not seen_by(ctx, event):
+        return None
+    now = to_dt(ctx.now)
+    return min(event.occurred_at or now, now)
+
+
+def seen_by(ctx: EngineContext, event: Any) -> bool:
+    """Whether *event* is something its contact did (it moves ``last_seen``, see :func:`mark_seen`)."""
+    return event.source != "nudge" and not (event.props or {}).get("machine") and _persons(ctx, event.name)
+
+
+def _persons(ctx: EngineContext, name: str) -> bool:
+    """Whether an event called *name* can be something the person did (not one of Nudge's or a plugin's own)."""
+    plugins = ctx.plugins
+    own = RESERVED_EVENT_NAMESPACES | (plugins.event_namespaces() if plugins is not None else frozenset())
+    return name.split(".")[0] not in own or (plugins is not None and name in plugins.activity_events())
 
 
 def handle_event(ctx: EngineContext, event: Event) -> None:

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import delete
+from sqlalchemy.orm.attributes import flag_modified
 
 from dsl.plan import RulePlan, SendOp
 
@@ -152,22 +153,25 @@ def _tag_insert(dialect: str) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(ContactTag.__table__).on_conflict_do_nothing()
+        return pg_insert(ContactTag.__table__).on_conflict_do_nothing().returning(ContactTag.__table__.c.tag)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(ContactTag.__table__).on_conflict_do_nothing()
+    return sqlite_insert(ContactTag.__table__).on_conflict_do_nothing().returning(ContactTag.__table__.c.tag)
 
 
 _TAG_INSERTS: dict[str, Any] = {}
 
 
 def _insert_ignoring_duplicates(ctx: EngineContext, values: dict[str, Any]) -> bool:
-    """INSERT a contact tag unless it exists; True when it was new (one statement, no read first)."""
+    """INSERT a contact tag unless it exists; True when it was new (one statement, no read first).
+
+    Whether it was is what the statement returns: psycopg counts a row skipped by ``ON CONFLICT DO NOTHING`` as
+    affected, and every ``tag`` of a tag the contact had raised ``tag.added`` again on PostgreSQL."""
     dialect = ctx.session.get_bind().dialect.name
     stmt = _TAG_INSERTS.get(dialect)
     if stmt is None:
         stmt = _TAG_INSERTS[dialect] = _tag_insert(dialect)
-    return bool(affected_rows(ctx.session.connection().execute(stmt, values)))
+    return ctx.session.connection().execute(stmt, values).first() is not None
 
 
 def add_tag(ctx: EngineContext, contact: Contact, tag: str) -> bool:
@@ -191,6 +195,8 @@ def touch(ctx: EngineContext, contact: Contact) -> None:
     """Date a change to *contact* by the engine's clock (the column's own default is the wall clock,
     which in ``nudge simulate`` is not the simulated time)."""
     contact.updated_at = to_dt(ctx.now)
+    # already that instant (touched earlier this second): still written, or the column's wall-clock default wins
+    flag_modified(contact, "updated_at")
 
 
 def change_score(ctx: EngineContext, contact: Contact, new: int | float) -> None:

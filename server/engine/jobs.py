@@ -24,7 +24,7 @@ from ..models import (
     utcnow,
 )
 from ..queue import get_queue
-from . import dispatch, failures, runtime
+from . import dispatch, failures, runtime, setwise
 from .context import EngineContext
 from .outbox import deliver, resolve_stale_sends
 from .timeutil import to_dt, to_ts
@@ -112,9 +112,22 @@ def _process_events(session, event_ids: list[int], isolate: bool, now: int | Non
     if not claimed:
         session.rollback()
         return 0, []
-    events = session.scalars(select(Event).where(Event.id.in_(claimed)).order_by(Event.id)).all()
-    session.scalars(select(Contact).where(Contact.id.in_({e.contact_id for e in events}))).all()  # preload
     done = 0
+    if not isolate and ctx.config.get("ENGINE_SET_WISE_EVENTS", True):
+        # the simple events set-wise, in a few statements; the interpreter takes the others
+        rows = session.execute(
+            select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source)
+            .where(table.c.id.in_(claimed))
+            .order_by(table.c.id)
+        ).all()
+        rest = setwise.process(ctx, rows)
+        done, claimed = len(rows) - len(rest), set(rest)
+        session.flush()
+    events = session.scalars(select(Event).where(Event.id.in_(claimed)).order_by(Event.id)).all() if claimed else []
+    # preloaded; an earlier set-based step may have changed them in SQL
+    session.scalars(
+        select(Contact).where(Contact.id.in_({e.contact_id for e in events})).execution_options(populate_existing=True)
+    ).all()
     for event in events:
         if not isolate:
             dispatch.handle_event(ctx, event)

@@ -42,11 +42,22 @@ class EventIndex:
         path, value = indexable[0][0], indexable[0][1]
         self.keyed.setdefault(path, {}).setdefault(_key(value), []).append(entry)
 
-    def candidates(self, props: dict[str, Any], contact: Contact) -> list[Entry]:
+    @property
+    def reads_contact(self) -> bool:
+        """Whether :meth:`candidates` needs the contact (some rule is filed under a contact field)."""
+        return any(path.startswith("contact.") for path in self.keyed)
+
+    def candidates(self, props: dict[str, Any], contact: Contact | None) -> list[Entry]:
+        """The rules that may match an event with *props* (the contact is needed when :attr:`reads_contact`)."""
         found = list(self.unkeyed)
         for path, by_value in self.keyed.items():
             root, _, rest = path.partition(".")
-            value = lookup(props, rest) if root == "event" else contact_value(contact, rest)
+            if root == "event":
+                value = lookup(props, rest)
+            elif contact is None:
+                raise ValueError(f"matching on {path} needs the contact")
+            else:
+                value = contact_value(contact, rest)
             if hasattr(value, "isoformat"):
                 value = value.isoformat()
             found.extend(by_value.get(_key(value), ()))
@@ -64,6 +75,8 @@ class RuleIndex:
     goals: dict[str, set[int]]
     #: every event name some active rule reacts to; others need no matching at all
     listened: frozenset[str] = frozenset()
+    #: event names a journey in progress may react to: a goal or a ``wait for`` of any version of any rule
+    resumes: frozenset[str] = frozenset()
 
 
 def counted_events(node: Any) -> set[str]:
@@ -115,11 +128,15 @@ def build_index(session: Session) -> RuleIndex:
         if trigger.get("event"):
             listened.add(trigger["event"])
     listened.update(goals)
-    # contacts may still wait on older versions of a rule: every version's ``wait for`` and ``did`` counts
+    # contacts may still wait on older versions of a rule: every version's goal, ``wait for`` and ``did`` counts
+    resumes: set[str] = set()
     for (plan,) in session.execute(select(RuleVersion.plan)):
-        listened.update(step["event"] for step in plan["steps"] if step["op"] == "wait_for")
+        resumes.update(step["event"] for step in plan["steps"] if step["op"] == "wait_for")
+        if plan.get("goal"):
+            resumes.add(plan["goal"]["event"])
         listened.update(counted_events(plan))
-    return RuleIndex(stamp, by_event, timed, goals, frozenset(listened))
+    listened.update(resumes)
+    return RuleIndex(stamp, by_event, timed, goals, frozenset(listened), frozenset(resumes))
 
 
 def rule_index(session: Session, cache_key: str) -> RuleIndex:

@@ -265,9 +265,7 @@ STEPS: dict[str, Step[Any]] = {
 
 # -- entering ------------------------------------------------------------------------------
 def may_enter(ctx: EngineContext, rule_id: int, plan: RulePlan, contact_id: int) -> bool:
-    policy = plan.get("entry") or {"kind": "default"}
-    kind = policy.get("kind", "default")
-    if kind == "always":
+    if (plan.get("entry") or {}).get("kind", "default") == "always":
         return True
     ctx.session.flush()
     rows = ctx.session.execute(
@@ -275,13 +273,22 @@ def may_enter(ctx: EngineContext, rule_id: int, plan: RulePlan, contact_id: int)
             Enrolment.contact_id == contact_id, Enrolment.rule_id == rule_id
         )
     ).all()
+    return entry_allows(plan, [(state, entered) for state, entered in rows], ctx.now)
+
+
+def entry_allows(plan: RulePlan, earlier: list[tuple[int, int]], now: int) -> bool:
+    """Whether a contact whose enrolments in the rule are *earlier* (state, entered) may enter it at *now*."""
+    policy = plan.get("entry") or {"kind": "default"}
+    kind = policy.get("kind", "default")
+    if kind == "always":
+        return True
     if kind == "once":
-        return not rows
-    if any(state == EnrolmentState.ACTIVE for state, _ in rows):
+        return not earlier
+    if any(state == EnrolmentState.ACTIVE for state, _ in earlier):
         return False
     if kind == "once_every":
         window = int(policy.get("every") or 0)
-        return all(entered <= ctx.now - window for _, entered in rows)
+        return all(entered <= now - window for _, entered in earlier)
     return True
 
 

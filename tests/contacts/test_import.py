@@ -124,3 +124,78 @@ def test_cli_import_of_many_rows(app, runner, tmp_path):
     with app.app_context():
         assert get_session().scalar(select(func.count(Contact.id))) == 2000
         assert get_session().scalar(select(Contact.score).where(Contact.email == "user5@example.com")) == 2005
+
+
+def test_imported_values_read_back_exactly_and_count_in_segments(app):
+    """New contacts are written set-wise: text, numbers, lists and custom fields come back as they went in."""
+    from server.engine.scope import Scope
+    from server.segments import compile_condition, count
+
+    with app.app_context():
+        session = get_session()
+        for name, kind in (("city", "string"), ("seats", "number"), ("langs", "list"), ("vip", "bool")):
+            define_field(session, name, kind)
+        session.commit()
+    text = (
+        "email,external_id,first_name,last_name,score,city,seats,langs,vip,tags\n"
+        'zoë@example.com,crm-ü,Zoë,"O\'Brien ""Z""",-7,Köln 🎉,2.5,de;en,yes,a;b\n'
+        ",crm-2,,,12345,,12345678901,,no,\n"
+    )
+    report = _import(app, text)
+    assert (report.created, report.errors) == (2, [])
+    contacts = _contacts(app)
+    zoe, two = contacts["zoë@example.com"], contacts["crm-2"]
+    assert (zoe.external_id, zoe.first_name, zoe.last_name, zoe.score) == ("crm-ü", "Zoë", 'O\'Brien "Z"', -7)
+    assert zoe.fields == {"city": "Köln 🎉", "seats": 2.5, "langs": ["de", "en"], "vip": True}
+    assert (two.email, two.score) == (None, 12345)
+    assert two.fields == {"city": "", "seats": 12345678901, "langs": [], "vip": False}
+    assert zoe.public_id and two.public_id and zoe.public_id != two.public_id
+    with app.app_context():
+        session = get_session()
+        assert sorted(t.tag for t in session.get(Contact, zoe.id).tags) == ["a", "b"]
+        for condition, members in (
+            ('contact.city == "Köln 🎉"', 1),
+            ("contact.seats > 2", 2),
+            ('"en" in contact.langs', 1),
+            ("contact.vip == true", 1),
+            ('contact.last_name starts with "O\'B"', 1),
+        ):
+            assert count(session, compile_condition(session, condition).tree, scope=Scope.of) == members, condition
+
+
+def test_merge_within_one_file_sees_earlier_rows(app):
+    """Rows apply in order, each seeing what the rows before it changed; unchanged contacts are not rewritten."""
+    _import(app, "email,external_id,first_name,tags\na@example.com,crm-a,A,old\nb@example.com,crm-b,B,\n")
+    before = _contacts(app)
+    text = (
+        "email,external_id,first_name,tags\n"
+        "a2@example.com,crm-a,A2,new\n"  # crm-a moves from a@ to a2@
+        "b@example.com,crm-b,B,\n"  # nothing changes for B
+        "a@example.com,crm-c,C,\n"  # a@ was crm-a's when the import began
+        "c@example.com,crm-b,,\n"  # B's external id, another email: merged with B's row, B moves to c@
+        "d@example.com,,D,x;y\n"
+        "d@example.com,,,y;z\n"  # merged with the row above
+    )
+    report = _import(app, text)
+    a_id = before["a@example.com"].id
+    assert (report.rows, report.created, report.updated, report.merged_in_file) == (6, 1, 2, 2)
+    assert [(e.line, e.column, e.reason) for e in report.errors] == [
+        (
+            4,
+            "external_id",
+            f"email belongs to contact {a_id}, which has another external_id; fix the file or merge the contacts",
+        ),
+    ]
+    after = _contacts(app)
+    assert {(c.email, c.external_id, c.first_name) for c in after.values()} == {
+        ("a2@example.com", "crm-a", "A2"),
+        ("c@example.com", "crm-b", "B"),
+        ("d@example.com", None, "D"),
+    }
+    with app.app_context():
+        session = get_session()
+        tags = {c.email: sorted(t.tag for t in session.get(Contact, c.id).tags) for c in after.values()}
+    assert tags == {"a2@example.com": ["new", "old"], "c@example.com": [], "d@example.com": ["x", "y", "z"]}
+    assert after["a2@example.com"].updated_at > before["a@example.com"].updated_at
+    again = _import(app, "email,external_id,first_name\na2@example.com,crm-a,A2\n")
+    assert again.updated == 1 and _contacts(app)["a2@example.com"].updated_at == after["a2@example.com"].updated_at

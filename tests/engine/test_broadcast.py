@@ -2,11 +2,14 @@
 
 import time
 
+import pytest
 from sqlalchemy import select
 
 from server.consent import record_consent
 from server.db import get_session
-from server.models import Contact, Rule, ScheduleTimer
+from server.models import Contact, Message, Rule, ScheduleTimer, Segment
+from server.segments import compile_condition, members_clause
+from server.sqlwhere import Unsupported
 
 from ..helpers import api_key, load_rules, run_worker
 
@@ -58,3 +61,43 @@ def test_schedule_trigger_with_a_segment(app, client, smtp_server):
         fire_timers()
     run_worker(app)
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["v1@example.com"]  # n is no vip; v2 opted out
+
+
+def _broadcast(app, runner, segment, ident):
+    result = runner.invoke(["broadcast", "email", "welcome", "--segment", segment, "--id", ident])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_broadcast_ids_differing_in_case_or_by_a_wildcard_are_two_broadcasts(app, client, runner, smtp_server):
+    _setup(app, client)
+    assert "2 member(s) of 'vips', 2 message(s) queued" in _broadcast(app, runner, "vips", "Spring")
+    for ident in ("spring", "Sprin_"):  # SQLite's LIKE would take Spring's rows for theirs
+        assert "2 member(s) of 'vips', 2 message(s) queued" in _broadcast(app, runner, "vips", ident)
+    run_worker(app)
+    assert sorted(m["To"] for m in smtp_server.wait_for(3)) == ["v1@example.com"] * 3  # v2 opted out
+    with app.app_context():
+        keys = sorted(get_session().scalars(select(Message.key).where(Message.key.like("broadcast:%"))))
+    assert len(keys) == 6 and len(set(keys)) == 6
+
+
+def test_broadcast_to_a_segment_only_the_evaluator_can_decide(app, client, runner, smtp_server):
+    """A condition without an SQL form (arithmetic between two fields) is walked contact by contact."""
+    headers = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    for email, score in (("hi@example.com", 5), ("lo@example.com", -1), ("hi2@example.com", 2)):
+        created = client.post("/api/v1/contacts", json={"email": email, "score": score}, headers=headers)
+        assert created.status_code == 201
+    with app.app_context():
+        session = get_session()
+        condition = "contact.score + contact.score > 2"
+        with pytest.raises(Unsupported):
+            members_clause(session, compile_condition(session, condition).tree)
+        session.add(Segment(name="high", condition=condition))
+        session.commit()
+    assert "2 member(s) of 'high', 2 message(s) queued" in _broadcast(app, runner, "high", "eval")
+    assert "2 member(s) of 'high', 2 message(s) queued" in _broadcast(app, runner, "high", "eval")  # still pending
+    run_worker(app)
+    assert sorted(m["To"] for m in smtp_server.wait_for(2)) == ["hi2@example.com", "hi@example.com"]
+    assert "2 member(s) of 'high', 0 message(s) queued" in _broadcast(app, runner, "high", "eval")
+    run_worker(app)
+    assert len(smtp_server.messages) == 2

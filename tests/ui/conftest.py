@@ -57,11 +57,20 @@ def live_server(app, ui_port) -> Iterator[str]:
     import waitress.server
 
     server = waitress.server.create_server(app, host="127.0.0.1", port=ui_port, threads=4, ident="nudge-test")
-    thread = threading.Thread(target=server.run, daemon=True)
+    stop = threading.Event()
+
+    def serve() -> None:
+        # waitress's own run() loops until its sockets are closed under it, which races with close() from
+        # this thread (a select on a closed descriptor); polling in short rounds lets the loop end first
+        while not stop.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{ui_port}"
-    server.close()
+    stop.set()
     thread.join(timeout=10)
+    server.close()
 
 
 @pytest.fixture(scope="session")

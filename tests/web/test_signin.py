@@ -32,7 +32,7 @@ def _sign_in(client, email, password, query=""):
 
 
 @pytest.fixture
-def clock(app):
+def guard_clock(app):
     """The sign-in guard's clock, moved by hand (no sleeping)."""
     guard = app.extensions["nudge.signin"]
     now = [1_900_000_000.0]
@@ -90,14 +90,14 @@ def test_a_cookie_copied_before_logout_opens_nothing_after_it(app, client):
     assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login")
 
 
-def test_a_session_unused_for_twelve_hours_ends(app, client, clock):
+def test_a_session_unused_for_twelve_hours_ends(app, client, guard_clock):
     email, password = _admin(app)
     _sign_in(client, email, password)
-    clock[0] += 11 * 3600
+    guard_clock[0] += 11 * 3600
     assert client.get("/admin/").status_code == 200  # in use: the idle time starts again
-    clock[0] += 11 * 3600
+    guard_clock[0] += 11 * 3600
     assert client.get("/admin/").status_code == 200
-    clock[0] += 12 * 3600 + 1
+    guard_clock[0] += 12 * 3600 + 1
     assert client.get("/admin/").status_code == 302
 
 
@@ -149,26 +149,26 @@ def test_an_unknown_account_costs_one_password_verification_like_a_known_one(app
 
 
 # -- 16: throttling ----------------------------------------------------------------------
-def test_an_account_waits_after_five_failures_and_the_wait_doubles(app, client, clock):
+def test_an_account_waits_after_five_failures_and_the_wait_doubles(app, client, guard_clock):
     email, password = _admin(app)
     for _ in range(5):
         assert _sign_in(client, email, "wrong").status_code == 401
     refused = _sign_in(client, email, password)  # even the right password must wait
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert "Too many sign-in attempts" in refused.get_data(as_text=True)
-    clock[0] += 1
+    guard_clock[0] += 1
     assert _sign_in(client, email, "wrong").status_code == 401
     assert _sign_in(client, email, password).headers["Retry-After"] == "2"
-    clock[0] += 2
+    guard_clock[0] += 2
     assert _sign_in(client, email, "wrong").status_code == 401
     assert _sign_in(client, email, password).headers["Retry-After"] == "4"
-    clock[0] += 4
+    guard_clock[0] += 4
     assert _sign_in(client, email, password).status_code == 302  # and success clears the account's count
     for _ in range(4):
         assert _sign_in(app.test_client(), email, "wrong").status_code == 401
 
 
-def test_unknown_accounts_are_throttled_the_same_way(app, client, clock):
+def test_unknown_accounts_are_throttled_the_same_way(app, client, guard_clock):
     for _ in range(5):
         assert _sign_in(client, "ghost@example.com", "guess").status_code == 401
     assert _sign_in(client, "ghost@example.com", "guess").status_code == 429
@@ -180,7 +180,7 @@ def _from(app, address):
     return client
 
 
-def test_one_address_trying_many_accounts_is_throttled_and_others_are_not(app, clock):
+def test_one_address_trying_many_accounts_is_throttled_and_others_are_not(app, guard_clock):
     email, password = _admin(app)
     attacker = _from(app, "203.0.113.7")
     for i in range(20):
@@ -189,7 +189,7 @@ def test_one_address_trying_many_accounts_is_throttled_and_others_are_not(app, c
     assert _sign_in(attacker, email, password).status_code == 429
     colleague = _from(app, "198.51.100.1")
     assert _sign_in(colleague, email, password).status_code == 302
-    clock[0] += 1
+    guard_clock[0] += 1
     assert _sign_in(attacker, email, password).status_code == 302
 
 

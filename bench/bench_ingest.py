@@ -1,0 +1,262 @@
+"""Ingest over real HTTP: ``POST /api/v1/events`` and ``/events/batch`` against a bare Flask JSON echo (issue #12, 1).
+
+Both apps are served by waitress with the same thread settings, each in its own process, one after the other in
+the same run; a load process keeps *connections* keep-alive connections busy posting the same body and counts the
+answers (202 from Nudge, 200 from the echo) and their latencies. Nudge stores every event in SQLite and hands it to
+a real (embedded) Redis before it answers. Targets: single events >= 0.5x the echo's requests per second with p99
+under 50 ms at 32 connections; batches of 100 at >= 50,000 events/s.
+Run: .venv/bin/python -m bench.bench_ingest [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.table import Row, ratio_at_least, render, under  # noqa: E402
+
+CONNECTIONS = 32
+THREADS = 8  # `nudge web`'s default
+BATCH = 100
+EVENT = {"contact": {"email": "bench@example.com"}, "event": "form.submitted", "props": {"form": "newsletter"}}
+
+
+def batch_body(size: int = BATCH) -> dict[str, Any]:
+    return {"events": [{**EVENT, "contact": {"email": f"bench{i}@example.com"}} for i in range(size)]}
+
+
+# --- the servers (each runs in its own process) ---
+
+
+def echo_app() -> Any:
+    """The baseline: Flask parses the JSON body and answers it back."""
+    from flask import Flask, jsonify, request
+
+    app = Flask("echo")
+
+    @app.post("/api/v1/events")
+    @app.post("/api/v1/events/batch")
+    def echo() -> Any:
+        return jsonify(request.get_json())
+
+    return app
+
+
+def nudge_app(home: str, redis_url: str) -> Any:
+    from server.app import create_app
+
+    return create_app(settings(home, redis_url))
+
+
+def settings(home: str, redis_url: str) -> dict[str, Any]:
+    return {
+        "HOME": home,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "bench-secret-key-0123456789",
+        "LOAD_ENTRY_POINTS": False,
+        "LOG_LEVEL": "WARNING",
+        "SMTP_URL": "smtp://127.0.0.1:9",
+    }
+
+
+def serve(kind: str, port: int, threads: int, home: str, redis_url: str) -> None:
+    import logging
+
+    import waitress
+
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is 24" is the load, not news
+    app = echo_app() if kind == "echo" else nudge_app(home, redis_url)
+    waitress.serve(app, host="127.0.0.1", port=port, threads=threads, ident=kind)
+
+
+# --- the load (its own process) ---
+
+
+async def _connection(
+    port: int, request: bytes, until: float, latencies: list[float], statuses: dict[int, int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < until:
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def _load(port: int, request: bytes, connections: int, seconds: float, warmup: float) -> dict[str, Any]:
+    scratch: list[float] = []
+    await asyncio.gather(
+        *(_connection(port, request, time.perf_counter() + warmup, scratch, {}) for _ in range(connections))
+    )
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    start = time.perf_counter()
+    await asyncio.gather(
+        *(_connection(port, request, start + seconds, latencies, statuses) for _ in range(connections))
+    )
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "rate": len(latencies) / elapsed,
+        "p50": latencies[len(latencies) // 2] * 1000,
+        "p99": latencies[int(len(latencies) * 0.99)] * 1000,
+        "statuses": statuses,
+    }
+
+
+def http_request(path: str, body: bytes, key: str) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def load(port: int, path: str, body: bytes, key: str, connections: int, seconds: float) -> dict[str, Any]:
+    """Run the load in its own process (the client must not share the server's interpreter) and return its figures."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".http", delete=False) as f:
+        f.write(http_request(path, body, key))
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.bench_ingest", "--load", f.name, str(port), str(connections), str(seconds)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    finally:
+        os.unlink(f.name)
+    return json.loads(out.stdout)
+
+
+# --- the run ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server stopped with code {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server did not listen on port {port} within {timeout:g} s")
+
+
+def measure_server(kind: str, home: str, redis_url: str, key: str, seconds: float) -> dict[str, dict[str, Any]]:
+    """Serve *kind* in its own process and put both loads on it: single events, then batches."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_ingest", "--serve", kind, str(port), str(THREADS), home, redis_url],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        _wait_listening(port, proc)
+        single = json.dumps(EVENT).encode()
+        batch = json.dumps(batch_body()).encode()
+        return {
+            "single": load(port, "/api/v1/events", single, key, CONNECTIONS, seconds),
+            "batch": load(port, "/api/v1/events/batch", batch, key, CONNECTIONS, seconds),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _checked(result: dict[str, Any], ok: int, what: str) -> dict[str, Any]:
+    wrong = {status: n for status, n in result["statuses"].items() if int(status) != ok}
+    if wrong:
+        raise RuntimeError(f"{what} answered {wrong} besides {ok}")
+    return result
+
+
+def measure(seconds: float) -> list[Row]:
+    from bench.common import bench_app
+    from server.auth import create_api_key
+    from server.db import get_session
+
+    with bench_app() as app:
+        with app.app_context():
+            key = create_api_key(get_session(), "ingest")
+        home, redis_url = app.config["HOME"], app.config["REDIS_URL"]
+        echo = measure_server("echo", home, redis_url, key, seconds)
+        nudge = measure_server("nudge", home, redis_url, key, seconds)
+    e1, n1 = _checked(echo["single"], 200, "the echo"), _checked(nudge["single"], 202, "POST /api/v1/events")
+    eb, nb = _checked(echo["batch"], 200, "the echo"), _checked(nudge["batch"], 202, "POST /api/v1/events/batch")
+    conns = f"{CONNECTIONS} connections, waitress {THREADS} threads"
+    return [
+        ratio_at_least(f"POST /api/v1/events, {conns}", n1["rate"], "req/s", e1["rate"], "Flask JSON echo", 0.5),
+        under(
+            f"POST /api/v1/events p99 (p50 {n1['p50']:.1f} ms), {conns}",
+            n1["p99"],
+            "ms",
+            e1["p99"],
+            "Flask JSON echo p99",
+            50,
+        ),
+        Row(
+            f"POST /api/v1/events/batch of {BATCH} (p99 {nb['p99']:.0f} ms), {conns}",
+            nb["rate"] * BATCH,
+            "events/s",
+            eb["rate"] * BATCH,
+            "Flask JSON echo of the same body",
+            ">= 50,000 events/s",
+            nb["rate"] * BATCH >= 50_000,
+        ),
+    ]
+
+
+def rows(full: bool) -> list[Row]:
+    return measure(10.0 if full else 3.0)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        kind, port, threads, home, redis_url = sys.argv[2:7]
+        serve(kind, int(port), int(threads), home, redis_url)
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--load":
+        path, port, connections, seconds = sys.argv[2:6]
+        request = Path(path).read_bytes()
+        result = asyncio.run(_load(int(port), request, int(connections), float(seconds), warmup=0.5))
+        print(json.dumps(result))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="10 s per load instead of 3 s")
+    print(render(rows(parser.parse_args().full)))
+
+
+if __name__ == "__main__":
+    main()

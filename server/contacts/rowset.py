@@ -1,0 +1,92 @@
+"""Many rows in one ``INSERT``: the rows travel as one JSON array that the database unpacks itself
+(``json_each`` on SQLite, ``jsonb_array_elements`` on PostgreSQL).
+
+An ``executemany`` through SQLAlchemy processes every parameter of every row in Python; here the rows are one
+``json.dumps`` and the values common to all rows (a timestamp) are bound once, which makes a bulk import several
+times faster on both databases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Table, Text, bindparam, cast, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    constants: Mapping[str, Any] | None = None,
+    returning: Sequence[str] = (),
+) -> list[Any]:
+    """Insert *rows* (values in the order of *columns*, JSON-serialisable) with *constants* in every row.
+
+    :param returning: columns to return for each inserted row (in no promised order).
+    :raises ValueError: when a column with a per-row Python default (``default=callable``) is given no value: an
+        ``INSERT … SELECT`` would call it once for all rows.
+    """
+    constants = dict(constants or {})
+    missing = [
+        column.name
+        for column in table.c
+        if column.default is not None
+        and getattr(column.default, "is_callable", False)
+        and column.name not in columns
+        and column.name not in constants
+    ]
+    if missing:
+        raise ValueError(f"insert_rows into {table.name} needs a value for {', '.join(missing)} (a per-row default)")
+    if not rows:
+        return []
+    cells = _cells(session, table, columns, rows)
+    fixed = [literal(v, table.c[name].type) for name, v in constants.items()]
+    stmt = insert(table).from_select([*columns, *constants], select(*cells, *fixed))
+    if not returning:
+        session.connection().execute(stmt)
+        return []
+    return list(session.connection().execute(stmt.returning(*(table.c[name] for name in returning))))
+
+
+def update_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    constants: Mapping[str, Any] | None = None,
+) -> None:
+    """Update, in one ``UPDATE … FROM``, the row whose first column (its key, such as ``id``) has each row's first
+    value: the other *columns* from the row's other values, and *constants*."""
+    if not rows:
+        return
+    values = select(
+        *(cell.label(name) for cell, name in zip(_cells(session, table, columns, rows), columns, strict=True))
+    )
+    source = values.subquery("source")
+    changes: dict[str, Any] = {name: source.c[name] for name in columns[1:]}
+    changes.update({name: literal(v, table.c[name].type) for name, v in (constants or {}).items()})
+    session.connection().execute(update(table).where(table.c[columns[0]] == source.c[columns[0]]).values(changes))
+
+
+def _cells(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """One SQL expression per column, reading that column's value of each row from the JSON document of *rows*."""
+    document = bindparam("rows", json.dumps(rows, separators=(",", ":")), type_=Text)
+    if session.get_bind().dialect.name == "postgresql":
+        value = func.jsonb_array_elements(cast(document, JSONB)).table_valued("value").c.value
+        return [
+            value.op("->")(i) if isinstance(table.c[name].type, JSON) else cast(value.op("->>")(i), table.c[name].type)
+            for i, name in enumerate(columns)
+        ]
+    value = func.json_each(document).table_valued("value").c.value
+    # json_quote keeps a JSON column's object as JSON text (and would quote a bare string, as the column holds it)
+    return [
+        func.json_quote(func.json_extract(value, f"$[{i}]"))
+        if isinstance(table.c[name].type, JSON)
+        else func.json_extract(value, f"$[{i}]")
+        for i, name in enumerate(columns)
+    ]

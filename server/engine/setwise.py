@@ -1,0 +1,277 @@
+"""Events processed set-wise: a claimed batch enrols its contacts and runs their first steps in a few statements.
+
+The interpreter (:func:`server.engine.dispatch.handle_event`) defines what an event does; this module does the
+same for the events whose effects are simple (last seen, then new enrolments whose first steps the set-based path
+takes: tag, score, send, wait, the end) and hands every other event back to it. A contact's events stay in their
+order: its *n*-th event is handled in round *n*; once one of them needs the interpreter, so do all its later ones.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from sqlalchemy import case, insert, literal, select, update
+
+from dsl.plan import Instruction, RulePlan
+
+from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
+from . import bulk, dispatch, runtime
+from .context import EngineContext
+from .matcher import Entry
+from .timeutil import iso, to_dt
+
+__all__ = ["process"]
+
+#: condition tree operators that read the contact (or its history) rather than the event
+_READS_CONTACT = frozenset({"field", "has_tag", "segment", "did", "call"})
+
+
+@dataclass
+class _Entering:
+    """One contact entering one rule because of one event."""
+
+    contact_id: int
+    rule: Rule
+    event_id: int
+    reason: str
+
+
+@dataclass
+class _Batch:
+    """What one batch works out once: which event names the interpreter takes, and what each plan allows."""
+
+    ctx: EngineContext
+    interpreted: frozenset[str]
+    #: version id -> (its journey starts with steps the set-based path takes, its condition reads the contact)
+    plans: dict[int, tuple[bool, bool]] = field(default_factory=dict)
+    #: event name -> the rules every event of that name enrols into (None: the interpreter's), where that is fixed
+    fixed: dict[str, list[Entry] | None] = field(default_factory=dict)
+
+    @property
+    def at(self) -> str:
+        """The batch's instant, as the ``enter`` trace line gives it."""
+        return iso(self.ctx.now)
+
+    def plan(self, version_id: int) -> tuple[bool, bool]:
+        known = self.plans.get(version_id)
+        if known is None:
+            plan = self.ctx.plan(version_id)
+            known = self.plans[version_id] = (
+                runtime.segment(plan, 0, self.ctx) is not None,
+                _reads_contact(plan.get("condition")),
+            )
+        return known
+
+
+def process(ctx: EngineContext, events: Sequence[Any]) -> list[int]:
+    """Apply *events* (rows with id, contact_id, name, props and source; in id order) set-wise.
+
+    :return: the ids of the events left to the interpreter, in order (each contact's, after its set-wise ones).
+    """
+    queues: dict[int, list[Any]] = defaultdict(list)
+    for event in events:
+        queues[event.contact_id].append(event)
+    left: dict[int, list[Any]] = {}
+    batch = _Batch(ctx, _interpreted(ctx))
+    depth = 0
+    while queues:
+        round_ = {cid: queue[depth] for cid, queue in queues.items()}
+        for contact_id in _round(batch, round_):
+            left[contact_id] = queues[contact_id][depth:]
+        depth += 1
+        queues = {cid: queue for cid, queue in queues.items() if cid not in left and len(queue) > depth}
+    return sorted(event.id for rest in left.values() for event in rest)
+
+
+def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
+    """Handle one event per contact; return the contacts whose event (and later ones) the interpreter must take."""
+    ctx = batch.ctx
+    session = ctx.session
+    existing = _mark_seen(ctx, events)
+    contacts: dict[int, Contact] = {}
+
+    def contact_of(contact_id: int) -> Contact | None:
+        if not contacts:  # read after the round's last-seen moves, and after what earlier rounds changed in SQL
+            query = (
+                select(Contact)
+                .where(bulk.among(ctx, Contact.id, list(events)))
+                .execution_options(populate_existing=True)
+            )
+            contacts.update((c.id, c) for c in session.scalars(query))
+        return contacts.get(contact_id)
+
+    entering: list[_Entering] = []
+    handback: set[int] = set()
+    rules: dict[int, Rule] = {}
+    for contact_id, event in events.items():
+        if contact_id not in existing:  # deleted since: nothing to do, as in the interpreter
+            continue
+        chosen = _entries(batch, event, partial(contact_of, contact_id))
+        if chosen is None:
+            handback.add(contact_id)
+            continue
+        for entry in chosen:
+            rule = rules.get(entry.rule_id) or rules.setdefault(entry.rule_id, session.get_one(Rule, entry.rule_id))
+            entering.append(_Entering(contact_id, rule, event.id, f"{event.name} at {batch.at}"))
+    _enrol(ctx, entering)
+    return handback
+
+
+def _mark_seen(ctx: EngineContext, events: dict[int, Any]) -> set[int]:
+    """:func:`dispatch.mark_seen` for one event per contact, in two statements; return the contacts that exist.
+
+    First, as in the interpreter (conditions may read it); it never moves twice, so an event handed back to the
+    interpreter has it again to no effect."""
+    contacts, table = Contact.__table__, Event.__table__
+    existing = set(ctx.session.scalars(select(contacts.c.id).where(bulk.among(ctx, contacts.c.id, list(events)))))
+    seen = [event.id for event in events.values() if dispatch.seen_by(ctx, event)]
+    if seen:
+        now = literal(to_dt(ctx.now), table.c.occurred_at.type)
+        moments = (
+            select(
+                table.c.contact_id,
+                case(
+                    (table.c.occurred_at.is_(None) | (table.c.occurred_at > now), now), else_=table.c.occurred_at
+                ).label("at"),
+            )
+            .where(bulk.among(ctx, table.c.id, seen))
+            .subquery()
+        )
+        ctx.session.connection().execute(
+            update(contacts)
+            .where(
+                contacts.c.id == moments.c.contact_id,
+                contacts.c.last_seen.is_(None) | (contacts.c.last_seen < moments.c.at),
+            )
+            .values(last_seen=moments.c.at, updated_at=to_dt(ctx.now))
+        )
+    return existing
+
+
+def _entries(batch: _Batch, event: Any, contact_of: Callable[[], Contact | None]) -> list[Entry] | None:
+    """The rules *event* enrols *contact* into, or None when the event needs the interpreter."""
+    ctx = batch.ctx
+    name = event.name
+    if name in batch.interpreted or (event.source != "nudge" and name in ("contact.created", "contact.updated")):
+        return None
+    if name in batch.fixed:  # the same rules for every event of this name, whatever its props or contact
+        return batch.fixed[name]
+    event_index = ctx.index.by_event.get(name)
+    if event_index is None:
+        return []
+    if not event_index.keyed and all(ctx.plan(e.version_id).get("condition") is None for e in event_index.unkeyed):
+        fixed = sorted(event_index.unkeyed, key=lambda e: e.rule_id)
+        ok = all(batch.plan(e.version_id)[0] for e in fixed)
+        batch.fixed[name] = fixed if ok else None
+        return batch.fixed[name]
+    props = event.props or {}
+    candidates = event_index.candidates(props, contact_of() if event_index.reads_contact else None)
+    for position, entry in enumerate(candidates):
+        set_based, reads_contact = batch.plan(entry.version_id)
+        # the interpreter runs each journey before the next rule's condition: one reading the contact could see it
+        if not set_based or (position and reads_contact):
+            return None
+    chosen = []
+    for entry in candidates:
+        cond = ctx.plan(entry.version_id).get("condition")
+        contact = contact_of() if cond is not None else None
+        if cond is None or (
+            contact is not None
+            and runtime.evaluate(cond, runtime.condition_scope(ctx, contact, entry.rule_id, event_props=props))
+        ):
+            chosen.append(entry)
+    return chosen
+
+
+def _interpreted(ctx: EngineContext) -> frozenset[str]:
+    """Event names only the interpreter handles: journeys in progress react to them (a goal, a ``wait for``), they
+    revoke consent (an opt-out), or they re-arm an inactivity trigger."""
+    idx = ctx.index
+    opt_outs = ctx.plugins.opt_out_events() if ctx.plugins is not None else {}
+    inactivity = {trigger["event"] for _r, _v, trigger in idx.timed if trigger["kind"] == "inactivity"}
+    return idx.resumes | frozenset(opt_outs) | frozenset(inactivity)
+
+
+def _reads_contact(node: Any) -> bool:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if _READS_CONTACT.intersection(item):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _enrol(ctx: EngineContext, entering: list[_Entering]) -> None:
+    """Enter the contacts their entry policies let in, then run each rule's first steps for its group at once."""
+    entering = [e for e in entering if e.rule.status == RuleStatus.ACTIVE.value and e.rule.active_version_id]
+    if not entering:
+        return
+    session = ctx.session
+    earlier: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    policies = {e.rule.id for e in entering if ctx.plan(_version(e.rule))["entry"]["kind"] != "always"}
+    if policies:
+        for contact_id, rule_id, state, entered in session.execute(
+            select(Enrolment.contact_id, Enrolment.rule_id, Enrolment.state, Enrolment.entered).where(
+                bulk.among(ctx, Enrolment.contact_id, list({e.contact_id for e in entering})),
+                Enrolment.rule_id.in_(policies),
+            )
+        ):
+            earlier[(contact_id, rule_id)].append((state, entered))
+    entering = [
+        e
+        for e in entering
+        if runtime.entry_allows(ctx.plan(_version(e.rule)), earlier[(e.contact_id, e.rule.id)], ctx.now)
+    ]
+    if not entering:
+        return
+    ctx.write_buffered()  # what conditions logged comes before the journeys' first lines, as in the interpreter
+    groups: dict[int, list[_Entering]] = defaultdict(list)
+    for e in entering:
+        groups[e.rule.id].append(e)
+    for members in groups.values():
+        rule = members[0].rule
+        version_id = _version(rule)
+        ids = _enter(ctx, rule, version_id, [e.event_id for e in members], members[0].reason)
+        ops = _first_steps(ctx.plan(version_id), ctx)
+        ctx.new_messages.extend(runtime.advance_group(ctx, version_id, 0, ids, ops, rule.id, rule.name))
+
+
+def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int], reason: str) -> list[int]:
+    """Enrol the contact of each of *event_ids* (events of one name, one per contact) into *rule* with its
+    ``enter`` trace line, as :func:`runtime.enter` does for one; return the new enrolments' ids."""
+    conn = ctx.session.connection()
+    table, events = Enrolment.__table__, Event.__table__
+    columns = ["contact_id", "rule_id", "version_id", "pc", "state", "entered", "event_id"]
+    rows = select(
+        events.c.contact_id,
+        literal(rule.id),
+        literal(version_id),
+        literal(0),
+        literal(EnrolmentState.ACTIVE.value),
+        literal(ctx.now),
+        events.c.id,
+    ).where(bulk.among(ctx, events.c.id, event_ids))
+    ids = list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars())
+    bulk.trace(ctx, bulk.among(ctx, Enrolment.id, ids), "enter", {"because": reason})
+    return ids
+
+
+def _version(rule: Rule) -> int:
+    if rule.active_version_id is None:
+        raise LookupError(f"rule {rule.id} has no active version")
+    return rule.active_version_id
+
+
+def _first_steps(plan: RulePlan, ctx: EngineContext) -> list[Instruction]:
+    ops = runtime.segment(plan, 0, ctx)
+    if ops is None:  # checked when the event was matched; the index cannot change within a batch
+        raise RuntimeError(f"rule {plan['name']!r} no longer starts with steps the set-based path takes")
+    return ops

@@ -1,0 +1,173 @@
+"""The fast ingest paths (issue #12, point 1): events stored set-wise, concurrent requests written and enqueued
+together, each request still validated, committed before its 202, all or nothing, its events queued exactly once."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select, update
+
+from server.db import get_session
+from server.engine.groups import Grouped
+from server.models import Contact, Event
+
+from ..helpers import api_key
+
+
+def _count(app, model):
+    with app.app_context():
+        return get_session().scalar(select(func.count(model.id)))
+
+
+def _contacts(app):
+    with app.app_context():
+        return {c.id: (c.email, c.external_id) for c in get_session().scalars(select(Contact))}
+
+
+def _queued_event_ids(app):
+    """Every event id in the jobs waiting on the engine queue (the real Redis), with repeats."""
+    queue = app.extensions["nudge.queue"].queue
+    return [event_id for job in queue.get_jobs() for event_id in job.args[0]]
+
+
+def test_batch_resolves_new_and_known_contacts_in_order(app, ingest):
+    known = ingest.post("/events", json={"contact": {"external_id": "crm-1"}, "event": "page.visited"}).json
+    body = {
+        "events": [
+            {"contact": {"email": "new@example.com"}, "event": "a.b"},
+            {"contact": {"external_id": "crm-1"}, "event": "a.b"},
+            {"contact": {"email": "NEW@example.com"}, "event": "a.b"},  # the contact made two lines up
+            {"contact": {"external_id": "crm-2", "email": "two@example.com"}, "event": "a.b"},
+            {"contact": {"external_id": "crm-2"}, "event": "a.b"},
+            {"contact": {"email": "two@example.com", "external_id": "crm-2"}, "event": "a.b", "props": {"n": 1}},
+        ]
+    }
+    response = ingest.post("/events/batch", json=body)
+    assert response.status_code == 202, response.json
+    ids, contact_ids = response.json["ids"], response.json["contact_ids"]
+    assert ids == sorted(ids) and len(set(ids)) == 6
+    new, crm2 = contact_ids[0], contact_ids[3]
+    assert contact_ids == [new, known["contact_id"], new, crm2, crm2, crm2]
+    assert _contacts(app) == {
+        known["contact_id"]: (None, "crm-1"),
+        new: ("new@example.com", None),
+        crm2: ("two@example.com", "crm-2"),
+    }
+    with app.app_context():
+        stored = get_session().scalars(select(Event).where(Event.id.in_(ids)).order_by(Event.id)).all()
+        assert [e.contact_id for e in stored] == contact_ids
+        assert stored[-1].props == {"n": 1} and stored[0].props == {} and stored[0].source == "api"
+
+
+def test_batch_that_writes_to_a_contact_goes_event_by_event(app, ingest):
+    first = ingest.post("/events", json={"contact": {"email": "ann@example.com"}, "event": "a.b"}).json
+    body = {
+        "events": [
+            {"contact": {"email": "ann@example.com", "external_id": "crm-9"}, "event": "a.b"},  # attaches crm-9
+            {"contact": {"external_id": "crm-9", "first_name": "Ann"}, "event": "a.b"},
+        ]
+    }
+    response = ingest.post("/events/batch", json=body)
+    assert response.status_code == 202, response.json
+    assert response.json["contact_ids"] == [first["contact_id"]] * 2
+    with app.app_context():
+        ann = get_session().get(Contact, first["contact_id"])
+        assert (ann.external_id, ann.first_name) == ("crm-9", "Ann")
+
+
+def test_batch_error_names_the_first_failing_event_and_stores_nothing(app, ingest):
+    ingest.post("/events", json={"contact": {"email": "taken@example.com"}, "event": "a.b"})
+    ingest.post("/events", json={"contact": {"external_id": "crm-5"}, "event": "a.b"})
+    body = {
+        "events": [
+            {"contact": {"email": "fresh@example.com"}, "event": "a.b"},
+            {"contact": {"external_id": "crm-5", "email": "taken@example.com"}, "event": "a.b"},  # a clash
+            {"contact": {"email": "not an address"}, "event": "a.b"},
+        ]
+    }
+    response = ingest.post("/events/batch", json=body)
+    assert response.status_code == 409 and response.json["field"] == "events[1].contact.email"
+    assert _count(app, Event) == 2 and _count(app, Contact) == 2
+
+
+def test_concurrent_requests_each_get_their_own_answer_and_are_queued_once(app):
+    """16 threads post at once through one app (as waitress's threads do): 15 valid events, one invalid."""
+    key = api_key(app, "ingest")
+    start = threading.Barrier(16)
+
+    def post(i):
+        body = {"contact": {"email": f"c{i % 5}@example.com"}, "event": "form.submitted", "props": {"i": i}}
+        if i == 7:
+            body["contact"]["email"] = "nope"
+        start.wait()
+        response = app.test_client().post("/api/v1/events", json=body, headers={"Authorization": f"Bearer {key}"})
+        return i, response.status_code, response.json
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert [status for i, status, _ in answers if i != 7] == [202] * 15
+    assert answers[7][1] == 422 and answers[7][2]["field"] == "contact.email"
+    ids = [body["id"] for i, _status, body in answers if i != 7]
+    assert len(set(ids)) == 15
+    with app.app_context():
+        stored = dict(get_session().execute(select(Event.id, Event.props)).all())
+    assert sorted(stored) == sorted(ids)
+    assert {stored[body["id"]]["i"] for i, _s, body in answers if i != 7} == set(range(16)) - {7}
+    assert _count(app, Contact) == 5
+    assert sorted(_queued_event_ids(app)) == sorted(ids)  # each stored event on the queue exactly once
+
+
+def test_grouped_work_gathers_while_the_leader_works_and_errors_stay_with_their_request():
+    entered, release = threading.Event(), threading.Event()
+    groups = []
+
+    def run(items):
+        groups.append(list(items))
+        if len(groups) == 1:
+            entered.set()
+            release.wait(10)
+        return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
+
+    grouped = Grouped(run)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(grouped.submit, 1)
+        assert entered.wait(10)
+        later = [pool.submit(grouped.submit, i) for i in (2, -3, 4)]
+        while len(grouped._pending) < 3:  # the three wait behind the leader
+            threading.Event().wait(0.001)
+        release.set()
+        assert first.result(10) == 10
+        assert later[0].result(10) == 20 and later[2].result(10) == 40
+        with pytest.raises(ValueError, match="bad -3"):
+            later[1].result(10)
+    assert groups[0] == [1] and sorted(groups[1]) == [-3, 2, 4]
+
+
+def test_a_failing_group_fails_each_of_its_requests_and_the_next_group_runs():
+    calls = []
+
+    def run(items):
+        calls.append(items)
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        return items
+
+    grouped = Grouped(run)
+    with pytest.raises(RuntimeError, match="went away"):
+        grouped.submit(1)
+    assert grouped.submit(2) == 2
+
+
+def test_the_key_look_up_waits_for_no_writer(app, client):
+    """While another connection holds a write transaction (on SQLite: the database's one write lock), a request is
+    authenticated and answered; before, the look-up queued for the lock (for up to the 30 s busy timeout)."""
+    key = api_key(app, "ingest")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.get("/api/v1/contacts", headers=headers).status_code == 403  # notes the key's use now
+    with app.extensions["nudge.db"].engine.connect() as writer:
+        writer.execute(update(Contact).where(Contact.id == 0).values(score=1))  # the write lock, held
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(lambda: app.test_client().get("/api/v1/contacts", headers=headers))
+            response = answer.result(timeout=10)
+        writer.rollback()
+    assert response.status_code == 403 and "scope" in response.json["detail"]
