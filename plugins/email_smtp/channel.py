@@ -59,7 +59,7 @@ _POLICY = mime.POLICY
 #: seconds ``nudge doctor`` waits for the SMTP server
 CHECK_TIMEOUT = 10.0
 #: SMTP connections per worker, and how many of them may carry mail to one recipient domain at once
-DEFAULT_CONNECTIONS = 1  # one: a worker killed mid-send leaves at most one message unknown, as before
+DEFAULT_CONNECTIONS = 4  # a worker killed mid-send leaves at most this many messages unknown (one per connection)
 DEFAULT_DOMAIN_CONNECTIONS = 4
 MAX_CONNECTIONS = 64
 _LOCAL_DOMAINS = (".localhost", ".local", ".localdomain", ".invalid", ".test", ".example")

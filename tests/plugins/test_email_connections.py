@@ -110,6 +110,15 @@ def test_at_most_the_per_domain_limit_carries_mail_to_one_domain(config, server)
     assert handler.recipients == Counter(addresses)
 
 
+def test_by_default_a_worker_sends_over_four_connections(config, server):
+    handler, url = server(wanted=4)
+    addresses = [f"r{i}@example.com" for i in range(12)]
+    config = {k: v for k, v in config.items() if k not in ("SMTP_CONNECTIONS", "SMTP_DOMAIN_CONNECTIONS")}
+    _deliver(config, url, addresses)
+    assert (handler.most, len(handler.peers)) == (4, 4)  # all four to one domain: the per-domain default is 4
+    assert handler.recipients == Counter(addresses)
+
+
 def test_one_connection_sends_one_message_at_a_time(config, server):
     handler, url = server(wanted=1)
     addresses = [f"r{i}@example.com" for i in range(3)]
