@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..consent import address_hash, suppress
@@ -55,6 +55,25 @@ AMBIGUOUS_HELD = (
     "(NUDGE_AMBIGUOUS_SENDS=hold); check, and `nudge messages resend` it if it never arrived"
 )
 AMBIGUOUS_RESENT = "the provider may have it; sent again (NUDGE_AMBIGUOUS_SENDS=resend)"
+
+
+_TABLE = Message.__table__
+#: built once, not per message: a send's stamp (fenced by its claim, see ``Delivery._stamp``) and its success
+_STAMP = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id == bindparam("row_id"),
+        _TABLE.c.status == MessageStatus.SENDING.value,
+        _TABLE.c.attempts == bindparam("claim"),
+        _TABLE.c.sending_at.is_(None),
+    )
+    .values(sending_at=bindparam("stamp"))
+)
+_SENT = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("row_id"))
+    .values(status=MessageStatus.SENT.value, sent_at=bindparam("at"), provider_id=bindparam("provider"), error=None)
+)
 
 
 def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
@@ -170,20 +189,8 @@ class Delivery:
         The claim's attempt number fences it: a row the scheduler gave back (this worker looked dead) and
         another worker claimed again is not stamped, nor sent, here.
         """
-        table = Message.__table__
-        stamped = affected_rows(
-            self.session.connection().execute(
-                update(table)
-                .where(
-                    table.c.id == msg.id,
-                    table.c.status == MessageStatus.SENDING.value,
-                    table.c.attempts == msg.attempts,
-                    table.c.sending_at.is_(None),
-                )
-                .values(sending_at=to_dt(self.now))
-            )
-        )
-        return bool(stamped)
+        params = {"row_id": msg.id, "claim": msg.attempts, "stamp": to_dt(self.now)}
+        return bool(affected_rows(self.session.connection().execute(_STAMP, params)))
 
     def _finish(self, msg: Message, status: str, detail: str | None = None, **values: Any) -> None:
         # on the connection: no flush of what the batch added to the session, no ORM synchronisation
@@ -192,22 +199,26 @@ class Delivery:
         self.session.add(MessageStatusChange(message_id=msg.id, status=status, detail=detail, at=to_dt(self.now)))
 
     def _effect(self, msg: Message, action: str, **data: Any) -> None:
+        row = self._trace_row(msg, action, **data)
+        if row is not None:
+            self.session.add(JourneyLog(**row))
+
+    def _trace_row(self, msg: Message, action: str, **data: Any) -> dict[str, Any] | None:
+        """The journey trace line of *msg*'s *action*, or None for a message that is nobody's."""
         if msg.contact_id is None:
-            return
+            return None
         info = msg.data or {}
         enrolment = info.get("enrolment")
         if enrolment is None:
             enrolment = enrolment_of(msg.key)
-        self.session.add(
-            JourneyLog(
-                enrolment_id=enrolment,
-                contact_id=msg.contact_id,
-                rule_id=info.get("rule"),
-                at=self.now,
-                action=action,
-                data={"channel": msg.channel, "template": msg.template, "message": msg.id, **data},
-            )
-        )
+        return {
+            "enrolment_id": enrolment,
+            "contact_id": msg.contact_id,
+            "rule_id": info.get("rule"),
+            "at": self.now,
+            "action": action,
+            "data": {"channel": msg.channel, "template": msg.template, "message": msg.id, **data},
+        }
 
     def _blocked(self, msg: Message, contact: Contact | None, channel: Any) -> str | None:
         """Why this message must not go out now, or None: the send-time policy, asked at the moment of sending."""
@@ -377,6 +388,8 @@ class Delivery:
 
     def _record(self, items: list[Item]) -> None:
         """Write the outcome of finished sends; committed with the next stamps, or at the end of the batch."""
+        changes: list[dict[str, Any]] = []
+        traces: list[dict[str, Any]] = []
         for item in items:
             msg, exc = item.msg, item.error
             if isinstance(exc, ChannelError):
@@ -388,13 +401,32 @@ class Delivery:
                 self._finish(msg, MessageStatus.FAILED.value, str(exc), error=text)
             else:
                 assert item.result is not None
-                self._sent(msg, item.result.provider_id)
+                self._sent(msg, item.result.provider_id, changes, traces)
                 self._sent_now += 1
             self._last_ok = exc is None
+        # the round's status history and trace lines in one statement each, not a unit-of-work flush
+        if changes:
+            self.session.connection().execute(insert(MessageStatusChange), changes)
+        if traces:
+            self.session.connection().execute(insert(JourneyLog), traces)
 
-    def _sent(self, msg: Message, provider_id: str | None) -> None:
-        self._effect(msg, "send")
-        self._finish(msg, MessageStatus.SENT.value, None, sent_at=to_dt(self.now), provider_id=provider_id, error=None)
+    def _sent(
+        self, msg: Message, provider_id: str | None, changes: list | None = None, traces: list | None = None
+    ) -> None:
+        """Record that *msg* went out; its history and trace rows go to *changes* and *traces* when given."""
+        at = to_dt(self.now)
+        self.session.connection().execute(_SENT, {"row_id": msg.id, "at": at, "provider": provider_id})
+        change = {"message_id": msg.id, "status": MessageStatus.SENT.value, "detail": None, "source": "worker"}
+        change["at"] = at
+        trace = self._trace_row(msg, "send")
+        if changes is None or traces is None:
+            self.session.add(MessageStatusChange(**change))
+            if trace is not None:
+                self.session.add(JourneyLog(**trace))
+            return
+        changes.append(change)
+        if trace is not None:
+            traces.append(trace)
 
     def _events_props(self, msgs: list[Message]) -> dict[int, dict[str, Any]]:
         """Props of the events that started the journeys of *msgs*, by enrolment (one query for the batch)."""
