@@ -118,7 +118,8 @@ class ChannelConformance:
             app = create_app(
                 {
                     "HOME": home.name,
-                    "DATABASE_URL": "sqlite://",
+                    # a file, not memory: the outbox's lanes are threads, each with its own connection
+                    "DATABASE_URL": f"sqlite:///{home.name}/nudge.db",
                     "SECRET_KEY": "conformance-secret-00",
                     "LOAD_ENTRY_POINTS": False,
                     "PLUGINS": (Plugin(),),
@@ -241,6 +242,34 @@ class ChannelConformance:
                 self._send(batch, peer, f"conformance:batch2:{i}")
         self._send(channel, peer, "conformance:no-batch")
         assert len(peer.seen_ids()) == 7
+
+    def test_sends_over_several_instances_at_once(self, peer: Peer) -> None:
+        """The outbox sends over ``concurrency`` instances (lanes), each in its own batch and thread."""
+        import threading
+
+        channel = self._channel(peer)
+        assert isinstance(channel.concurrency, int) and channel.concurrency >= 1, "concurrency must be an int >= 1"
+        assert isinstance(channel.destination_limit, int) and channel.destination_limit >= 0
+        assert isinstance(channel.destination(self.message(peer, "conformance:lanes:probe")), str)
+        lanes = [channel, self._channel(peer)]
+        app = self._instances[-1][0]
+        errors: list[BaseException] = []
+
+        def lane(index: int, instance: Channel) -> None:
+            try:  # as the outbox runs a lane: in a thread of its own, in the app's context
+                with app.app_context(), instance.batch() as batch:
+                    for i in range(3):
+                        self._send(batch, peer, f"conformance:lanes:{index}:{i}")
+            except BaseException as exc:  # shown by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=lane, args=(i, instance)) for i, instance in enumerate(lanes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert len(peer.seen_ids()) == 6
 
     def test_delivered_through_the_outbox_once_as_its_declarations_say(self, peer: Peer) -> None:
         """Nudge's outbox, not a direct call: consent (as the channel declares it), quiet hours (its default

@@ -494,9 +494,21 @@ class Channel:
     #: local times ``("21:00", "08:00")`` between which this channel sends nothing, in the recipient's time
     #: zone(s), unless a rule sets its own ``quiet hours``; None = no default window
     quiet_hours: ClassVar[tuple[str, str] | None] = None
+    #: how many sends of this channel one worker may have in flight at once, each on its own instance of the
+    #: channel (its own connection); a channel may set it from its settings in ``__init__``
+    concurrency: int = 1
+    #: how many of those may go to one :meth:`destination` at once; 0 for no limit beyond :attr:`concurrency`
+    destination_limit: int = 0
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         self.config = dict(config or {})
+
+    def destination(self, message: OutboundMessage) -> str:
+        """Where *message* goes, as :attr:`destination_limit` counts it (e.g. the domain of an email address).
+
+        Default: one destination for every message.
+        """
+        return ""
 
     @classmethod
     def opt_out_event_name(cls) -> str:

@@ -127,3 +127,20 @@ def latest(app, model, *where):
         session.expunge_all()
         session.rollback()
     return row
+
+
+def pending_emails(session, addresses: list[str], template: str = "welcome") -> list[int]:
+    """New contacts at *addresses*, each with a pending outbox row (a broadcast's email *template*), committed.
+
+    :return: the outbox rows' ids, in the order of *addresses*.
+    """
+    from sqlalchemy import insert
+
+    from server.models import Contact, Message
+
+    session.execute(insert(Contact), [{"email": address, "fields": {}} for address in addresses])
+    contacts = list(session.scalars(select(Contact.id).order_by(Contact.id)))[-len(addresses) :]
+    rows = [{"key": f"broadcast:1:{c}", "contact_id": c, "channel": "email", "template": template} for c in contacts]
+    session.execute(insert(Message), rows)
+    session.commit()
+    return list(session.scalars(select(Message.id).where(Message.contact_id.in_(contacts)).order_by(Message.id)))

@@ -46,7 +46,12 @@ def fold(name: str, parts: Sequence[str], separator: str) -> str:
 
 
 def set_raw(msg: EmailMessage, name: str, parts: Sequence[str], separator: str = ",") -> None:
-    """Add header *name* as raw ASCII, folded between *parts* only.
+    """Add header *name* as raw ASCII, folded between *parts* only (see :func:`raw_value`)."""
+    msg.set_raw(name, raw_value(name, parts, separator))
+
+
+def raw_value(name: str, parts: Sequence[str], separator: str = ",") -> str:
+    """The value of header *name* as raw ASCII, folded between *parts* only.
 
     :raises ChannelError: permanent, when a part holds a line break or a non-ASCII character.
     """
@@ -57,7 +62,7 @@ def set_raw(msg: EmailMessage, name: str, parts: Sequence[str], separator: str =
                 f"header {name} must be ASCII, got {part[:80]!r} (percent-encode URLs; use an ASCII list id)",
                 permanent=True,
             )
-    msg.set_raw(name, fold(name, parts, separator))
+    return fold(name, parts, separator)
 
 
 def list_unsubscribe(url: str, mailto: str | None) -> list[str]:

@@ -10,27 +10,43 @@ becomes ``unknown`` for an operator (``NUDGE_AMBIGUOUS_SENDS=hold``) or is sent 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..consent import suppress
+from ..consent import address_hash, suppress
 from ..db import affected_rows
 from ..links import unsubscribe_url
-from ..models import Contact, Enrolment, Event, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
+from ..models import (
+    Consent,
+    Contact,
+    Enrolment,
+    Event,
+    JourneyLog,
+    Message,
+    MessageStatus,
+    MessageStatusChange,
+    Suppression,
+    utcnow,
+)
 from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage, redact
 from . import health, policy, tracking
 from .keys import enrolment_of
-from .render import contact_data, render
+from .lanes import Item, send_all
+from .render import contact_data, load_parts, render
 from .staff import internal_address, internal_outbound, recipient
 from .timeutil import iso, to_dt, to_ts
 
 log = logging.getLogger(__name__)
 
+#: outbox rows claimed (and asked about, and rendered) together: one statement and one commit for them all. Small,
+#: so that a claimed row is stamped well within ``REQUEUE_AFTER`` (else the scheduler gives it back meanwhile)
+CLAIM_BATCH = 20
 #: tries of a send when the channel has no retry schedule of its own (setting ``MAX_ATTEMPTS``)
 MAX_ATTEMPTS = 8
 STRANDED = "the worker stopped before handing it to the channel; it goes out again"
@@ -41,9 +57,69 @@ AMBIGUOUS_HELD = (
 AMBIGUOUS_RESENT = "the provider may have it; sent again (NUDGE_AMBIGUOUS_SENDS=resend)"
 
 
+_TABLE = Message.__table__
+#: built once, not per message: a send's stamp (fenced by its claim, see ``Delivery._stamp``) and its success
+_STAMP = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id == bindparam("row_id"),
+        _TABLE.c.status == MessageStatus.SENDING.value,
+        _TABLE.c.attempts == bindparam("claim"),
+        _TABLE.c.sending_at.is_(None),
+    )
+    .values(sending_at=bindparam("stamp"))
+)
+_SENT = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("row_id"))
+    .values(status=MessageStatus.SENT.value, sent_at=bindparam("at"), provider_id=bindparam("provider"), error=None)
+)
+
+
 def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
     """Seconds to wait before retry *attempt* (1-based): exponential from *base* (``RETRY_BASE``), with jitter."""
     return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))
+
+
+class BatchVerdicts:
+    """The suppression list's and the consent ledger's answers for a claimed batch, read in two queries.
+
+    What :func:`policy.blocker` would ask of the database message by message (the same answers: a consent is the
+    latest ledger row of its contact and channel, by time then id).
+    """
+
+    def __init__(self, session: Session, secret: str, targets: list[tuple[str, str, int | None]]):
+        """:param targets: (channel, address, contact id or None) of each message."""
+        self.secret = secret
+        self._hashes: dict[tuple[str, str], str] = {
+            (channel, address): address_hash(secret, channel, address) for channel, address, _ in targets
+        }
+        self.reasons: dict[tuple[str, str], str] = {}
+        if self._hashes:
+            rows = session.execute(
+                select(Suppression.channel, Suppression.address_hash, Suppression.reason).where(
+                    Suppression.channel.in_({channel for channel, _ in self._hashes}),  # the index's first column
+                    Suppression.address_hash.in_(set(self._hashes.values())),
+                )
+            )
+            self.reasons = {(channel, digest): reason for channel, digest, reason in rows}
+        self.consents: dict[tuple[int, str], str] = {}
+        contact_ids = {contact_id for _, _, contact_id in targets if contact_id is not None}
+        if contact_ids:
+            ledger = session.execute(
+                select(Consent.contact_id, Consent.channel, Consent.status)
+                .where(Consent.contact_id.in_(contact_ids))
+                .order_by(Consent.recorded_at, Consent.id)
+            )
+            for contact_id, channel, status in ledger:
+                self.consents[(contact_id, channel)] = status  # the latest wins
+
+    def suppression(self, channel: str, address: str) -> str | None:
+        digest = self._hashes.get((channel, address)) or address_hash(self.secret, channel, address)
+        return self.reasons.get((channel, digest))
+
+    def consent(self, contact_id: int, channel: str) -> str | None:
+        return self.consents.get((contact_id, channel))
 
 
 class Delivery:
@@ -56,7 +132,12 @@ class Delivery:
         self.pm = app.extensions["nudge.plugins"]
         self.fixed_now = now
         self.capture = capture  # simulation: record instead of sending
-        self.channels: dict[str, Any] = {}
+        self.channels: dict[str, list[tuple[Any, Any]]] = {}
+        self._props: dict[int, dict[str, Any]] = {}
+        self._parts: dict[tuple[str, str], dict[str, str]] = {}
+        self._verdicts: BatchVerdicts | None = None
+        self._sent_now = 0
+        self._last_ok = False
         self.resend_ambiguous = self.config.get("AMBIGUOUS_SENDS") == "resend"
 
     @property
@@ -67,20 +148,32 @@ class Delivery:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for _channel, ctx in self.channels.values():
-            ctx.__exit__(None, None, None)
+        for lanes in self.channels.values():
+            for _channel, ctx in lanes:
+                ctx.__exit__(None, None, None)
         self.channels.clear()
 
     def _channel(self, name: str) -> Any:
         if self.capture is not None:
             # simulation: the channel class says how it addresses contacts; nothing is configured or sent
             return self.pm.channels[name]
+        return self._lanes(name)[0]
+
+    def _lanes(self, name: str) -> list[Any]:
+        """The channel's instances, one per lane (``Channel.concurrency``), each in its own batch (connection)."""
         if name not in self.channels:
-            channel = self.pm.channel(name, self.config)
-            ctx = channel.batch()
-            ctx.__enter__()
-            self.channels[name] = (channel, ctx)
-        return self.channels[name][0]
+            lanes = []
+            try:
+                first = self.pm.channel(name, self.config)
+                others = [self.pm.channel(name, self.config) for _ in range(max(1, int(first.concurrency)) - 1)]
+                for channel in (first, *others):
+                    ctx = channel.batch()
+                    ctx.__enter__()
+                    lanes.append((channel, ctx))
+            finally:
+                if lanes:
+                    self.channels[name] = lanes
+        return [channel for channel, _ctx in self.channels[name]]
 
     # -- steps ---------------------------------------------------------------------------------
     def _claimable(self) -> Any:
@@ -90,65 +183,42 @@ class Delivery:
             Message.next_attempt_at.is_(None) | (Message.next_attempt_at <= instant)
         )
 
-    def _claim(self, message_id: int) -> bool:
-        claimed = affected_rows(
-            self.session.execute(
-                update(Message)
-                .where(Message.id == message_id, self._claimable())
-                .values(
-                    status=MessageStatus.SENDING.value,
-                    claimed_at=to_dt(self.now),
-                    sending_at=None,
-                    attempts=Message.attempts + 1,
-                )
-            )
-        )
-        self.session.commit()
-        return bool(claimed)
-
     def _stamp(self, msg: Message) -> bool:
         """Commit that *msg* is being handed to its channel now; False if this claim was taken back meanwhile.
 
         The claim's attempt number fences it: a row the scheduler gave back (this worker looked dead) and
         another worker claimed again is not stamped, nor sent, here.
         """
-        stamped = affected_rows(
-            self.session.execute(
-                update(Message)
-                .where(
-                    Message.id == msg.id,
-                    Message.status == MessageStatus.SENDING.value,
-                    Message.attempts == msg.attempts,
-                    Message.sending_at.is_(None),
-                )
-                .values(sending_at=to_dt(self.now))
-            )
-        )
-        self.session.commit()
-        return bool(stamped)
+        params = {"row_id": msg.id, "claim": msg.attempts, "stamp": to_dt(self.now)}
+        return bool(affected_rows(self.session.connection().execute(_STAMP, params)))
 
     def _finish(self, msg: Message, status: str, detail: str | None = None, **values: Any) -> None:
-        self.session.execute(update(Message).where(Message.id == msg.id).values(status=status, **values))
+        # on the connection: no flush of what the batch added to the session, no ORM synchronisation
+        table = Message.__table__
+        self.session.connection().execute(update(table).where(table.c.id == msg.id).values(status=status, **values))
         self.session.add(MessageStatusChange(message_id=msg.id, status=status, detail=detail, at=to_dt(self.now)))
-        self.session.commit()
 
     def _effect(self, msg: Message, action: str, **data: Any) -> None:
+        row = self._trace_row(msg, action, **data)
+        if row is not None:
+            self.session.add(JourneyLog(**row))
+
+    def _trace_row(self, msg: Message, action: str, **data: Any) -> dict[str, Any] | None:
+        """The journey trace line of *msg*'s *action*, or None for a message that is nobody's."""
         if msg.contact_id is None:
-            return
+            return None
         info = msg.data or {}
         enrolment = info.get("enrolment")
         if enrolment is None:
             enrolment = enrolment_of(msg.key)
-        self.session.add(
-            JourneyLog(
-                enrolment_id=enrolment,
-                contact_id=msg.contact_id,
-                rule_id=info.get("rule"),
-                at=self.now,
-                action=action,
-                data={"channel": msg.channel, "template": msg.template, "message": msg.id, **data},
-            )
-        )
+        return {
+            "enrolment_id": enrolment,
+            "contact_id": msg.contact_id,
+            "rule_id": info.get("rule"),
+            "at": self.now,
+            "action": action,
+            "data": {"channel": msg.channel, "template": msg.template, "message": msg.id, **data},
+        }
 
     def _blocked(self, msg: Message, contact: Contact | None, channel: Any) -> str | None:
         """Why this message must not go out now, or None: the send-time policy, asked at the moment of sending."""
@@ -163,6 +233,7 @@ class Delivery:
             now=self.now,
             transactional=bool(info.get("transactional")),
             marketing=bool(info.get("marketing", True)),
+            lookups=None if self._verdicts is None else (self._verdicts.suppression, self._verdicts.consent),
         )
 
     def _defer_if_quiet(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
@@ -173,23 +244,23 @@ class Delivery:
         )
         if resume is None:
             return False
-        self.session.execute(
-            update(Message)
-            .where(Message.id == msg.id)
+        self._put_back(msg, resume, f"quiet hours until {iso(resume)}")
+        return True
+
+    def _put_back(self, msg: Message, resume: int, detail: str) -> None:
+        """Pending again from *resume* on, without counting this claim as an attempt; the caller commits."""
+        table = Message.__table__
+        self.session.connection().execute(
+            update(table)
+            .where(table.c.id == msg.id)
             .values(
                 status=MessageStatus.PENDING.value,
-                attempts=Message.attempts - 1,
+                attempts=table.c.attempts - 1,
                 claimed_at=None,
                 next_attempt_at=to_dt(resume),
             )
         )
-        self.session.add(
-            MessageStatusChange(
-                message_id=msg.id, status="deferred", detail=f"quiet hours until {iso(resume)}", at=to_dt(self.now)
-            )
-        )
-        self.session.commit()
-        return True
+        self.session.add(MessageStatusChange(message_id=msg.id, status="deferred", detail=detail, at=to_dt(self.now)))
 
     def deliver(self, message_ids: list[int]) -> int:
         """Send each pending message of *message_ids* at most once; return how many were sent."""
@@ -197,12 +268,55 @@ class Delivery:
         # one query skips what is done already: duplicate jobs (the scheduler re-enqueues slow ones) cost little
         todo = set(self.session.scalars(select(Message.id).where(Message.id.in_(message_ids), self._claimable())))
         self.session.commit()  # as each claim does: never hold the (SQLite) write lock across a send
-        for message_id in message_ids:
-            if message_id not in todo or not self._claim(message_id):
-                continue  # another worker has it, or it is already done, or not due yet
-            msg = self.session.get_one(Message, message_id)
-            self.session.refresh(msg)
-            contact = self.session.get(Contact, msg.contact_id) if msg.contact_id else None
+        ordered = [message_id for message_id in dict.fromkeys(message_ids) if message_id in todo]
+        for start in range(0, len(ordered), CLAIM_BATCH):
+            sent += self._deliver_claimed(self._claim_many(ordered[start : start + CLAIM_BATCH]))
+        return sent
+
+    def _claim_many(self, message_ids: list[int]) -> list[Message]:
+        """Claim the claimable rows of *message_ids* in one statement, committed; return them in that order."""
+        table = Message.__table__
+        claimed = set(
+            self.session.connection()
+            .execute(
+                update(table)
+                .where(table.c.id.in_(message_ids), self._claimable())
+                .values(
+                    status=MessageStatus.SENDING.value,
+                    claimed_at=to_dt(self.now),
+                    sending_at=None,
+                    attempts=table.c.attempts + 1,
+                )
+                .returning(table.c.id)
+            )
+            .scalars()
+        )
+        self.session.commit()
+        if not claimed:
+            return []  # another worker has them, or they are done already, or not due yet
+        rows = self.session.scalars(
+            select(Message).where(Message.id.in_(claimed)).execution_options(populate_existing=True)
+        ).all()
+        by_id = {msg.id: msg for msg in rows}
+        return [by_id[message_id] for message_id in message_ids if message_id in by_id]
+
+    def _deliver_claimed(self, msgs: list[Message]) -> int:
+        """Ask the policy about each claimed row, render the rest and send them, channel by channel."""
+        if not msgs:
+            return 0
+        contact_ids = {msg.contact_id for msg in msgs if msg.contact_id}
+        contacts = (
+            {c.id: c for c in self.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
+            if contact_ids
+            else {}
+        )
+        self._props = self._events_props(msgs)
+        self._parts = {}  # templates loaded once per batch
+        self._verdicts = self._read_verdicts(msgs, contacts)
+        ready: dict[str, list[Item]] = {}
+        captured = 0
+        for msg in msgs:
+            contact = contacts.get(msg.contact_id) if msg.contact_id else None
             try:
                 channel = self._channel(msg.channel)
             except Exception as exc:  # no such channel installed
@@ -216,46 +330,127 @@ class Delivery:
                 continue
             if self._defer_if_quiet(msg, contact, channel):
                 continue  # inside the recipient's quiet hours: pending again until they end, no attempt counted
-            if self._send(msg, contact, channel):
-                sent += 1
-        return sent
-
-    def _send(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
-        address = recipient(msg, contact, channel.address_field) or ""
-        if self.capture is not None:
-            self.capture.append(msg.id)
-            provider_id = f"sim-{msg.id}"
-        else:
-            outbound = None
+            if self.capture is not None:
+                self.capture.append(msg.id)
+                self._sent(msg, f"sim-{msg.id}")
+                captured += 1
+                continue
+            address = recipient(msg, contact, channel.address_field) or ""
             try:
-                outbound = self._outbound(msg, contact, channel, address or "")
-                if not self._stamp(msg):
-                    return False  # taken back and claimed again elsewhere: that claim sends it
-                provider_id = channel.send(outbound).provider_id
+                outbound = self._outbound(msg, contact, channel, address)
             except ChannelError as exc:
                 self._failure(msg, contact, channel, exc)
-                return False
-            except Exception as exc:  # a template or plugin bug: fail this message, keep the worker alive
-                log.exception("sending %s failed", msg.key)
-                if outbound is not None:  # the channel's own bug, not the template's
-                    self._channel_error(msg.channel, f"{type(exc).__name__}: {exc}")
+                continue
+            except Exception as exc:  # a template's bug: fail this message, keep the worker alive
+                log.exception("rendering %s failed", msg.key)
                 self._finish(msg, MessageStatus.FAILED.value, str(exc), error=f"{type(exc).__name__}: {exc}")
-                return False
-            health.note_sent(self.session, msg.channel, to_dt(self.now))
-        self._effect(msg, "send")
-        self._finish(msg, MessageStatus.SENT.value, None, sent_at=to_dt(self.now), provider_id=provider_id, error=None)
-        return True
+                continue
+            ready.setdefault(msg.channel, []).append(
+                Item(msg, contact, outbound, destination=channel.destination(outbound))
+            )
+        self.session.commit()
+        sent = captured
+        if self.capture is not None:
+            return sent
+        for name, items in ready.items():
+            lanes = self._lanes(name)[: len(items)]  # a lone message is sent on this thread
+            self._sent_now, self._last_ok = 0, False
+            unsent, wait = send_all(
+                lanes, items, self._stamp_many, self._record, lanes[0].destination_limit, self.app.app_context
+            )
+            for item in unsent:  # the provider asked to wait (Retry-After): pending again, no attempt counted
+                self._put_back(item.msg, self.now + math.ceil(wait), f"the provider asked to wait {wait:g}s")
+            if self._last_ok:  # as after each send: the channel's health shows its last outcome
+                health.note_sent(self.session, name, to_dt(self.now))
+            self.session.commit()
+            sent += self._sent_now
+        return sent
+
+    def _read_verdicts(self, msgs: list[Message], contacts: dict[int, Contact]) -> BatchVerdicts:
+        """What the send-time policy reads for *msgs*, read for them all at once."""
+        targets = []
+        for msg in msgs:
+            try:
+                channel = self._channel(msg.channel)
+            except Exception:  # no such channel installed: the message fails below
+                continue
+            contact = contacts.get(msg.contact_id) if msg.contact_id else None
+            address = recipient(msg, contact, channel.address_field)
+            if address:
+                targets.append((msg.channel, address, contact.id if contact is not None else None))
+        return BatchVerdicts(self.session, self.config["SECRET_KEY"], targets)
+
+    def _stamp_many(self, items: list[Item]) -> list[Item]:
+        """Commit that *items* are being handed to their channel now (and what was recorded since)."""
+        go = [item for item in items if self._stamp(item.msg)]
+        self.session.commit()
+        return go  # one not stamped was taken back and claimed again elsewhere: that claim sends it
+
+    def _record(self, items: list[Item]) -> None:
+        """Write the outcome of finished sends; committed with the next stamps, or at the end of the batch."""
+        changes: list[dict[str, Any]] = []
+        traces: list[dict[str, Any]] = []
+        for item in items:
+            msg, exc = item.msg, item.error
+            if isinstance(exc, ChannelError):
+                self._failure(msg, item.contact, self._lanes(msg.channel)[0], exc)
+            elif exc is not None:  # the channel's own bug: fail this message, keep the worker alive
+                log.error("sending %s failed", msg.key, exc_info=exc)
+                text = f"{type(exc).__name__}: {exc}"
+                self._channel_error(msg.channel, text)
+                self._finish(msg, MessageStatus.FAILED.value, str(exc), error=text)
+            else:
+                assert item.result is not None
+                self._sent(msg, item.result.provider_id, changes, traces)
+                self._sent_now += 1
+            self._last_ok = exc is None
+        # the round's status history and trace lines in one statement each, not a unit-of-work flush
+        if changes:
+            self.session.connection().execute(insert(MessageStatusChange), changes)
+        if traces:
+            self.session.connection().execute(insert(JourneyLog), traces)
+
+    def _sent(
+        self, msg: Message, provider_id: str | None, changes: list | None = None, traces: list | None = None
+    ) -> None:
+        """Record that *msg* went out; its history and trace rows go to *changes* and *traces* when given."""
+        at = to_dt(self.now)
+        self.session.connection().execute(_SENT, {"row_id": msg.id, "at": at, "provider": provider_id})
+        change = {"message_id": msg.id, "status": MessageStatus.SENT.value, "detail": None, "source": "worker"}
+        change["at"] = at
+        trace = self._trace_row(msg, "send")
+        if changes is None or traces is None:
+            self.session.add(MessageStatusChange(**change))
+            if trace is not None:
+                self.session.add(JourneyLog(**trace))
+            return
+        changes.append(change)
+        if trace is not None:
+            traces.append(trace)
+
+    def _events_props(self, msgs: list[Message]) -> dict[int, dict[str, Any]]:
+        """Props of the events that started the journeys of *msgs*, by enrolment (one query for the batch)."""
+        enrolments = {e for e in map(self._enrolment, msgs) if e is not None}
+        if not enrolments:
+            return {}
+        rows = self.session.execute(
+            select(Enrolment.id, Event.props)
+            .join(Event, Event.id == Enrolment.event_id)
+            .where(Enrolment.id.in_(enrolments))
+        )
+        return {enrolment: dict(props or {}) for enrolment, props in rows}
+
+    @staticmethod
+    def _enrolment(msg: Message) -> int | None:
+        enrolment = (msg.data or {}).get("enrolment")
+        return enrolment_of(msg.key) if enrolment is None else enrolment
 
     def _event_props(self, msg: Message) -> dict[str, Any]:
         """Props of the event that started the message's journey (``event.*`` in templates)."""
-        enrolment = (msg.data or {}).get("enrolment")
-        if enrolment is None:
-            enrolment = enrolment_of(msg.key)
+        enrolment = self._enrolment(msg)
         if enrolment is None:
             return dict((msg.data or {}).get("event") or {})
-        event_id = self.session.scalar(select(Enrolment.event_id).where(Enrolment.id == enrolment))
-        event = self.session.get(Event, event_id) if event_id is not None else None
-        return dict(event.props or {}) if event is not None else {}
+        return dict(self._props.get(enrolment, {}))
 
     def _outbound(self, msg: Message, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
         """The rendered message. Channels without a contact address (endpoints) get data, not text."""
@@ -269,11 +464,14 @@ class Delivery:
                 key=msg.key, channel=msg.channel, template=msg.template, to=address, marketing=marketing, data=data
             )
         link = unsubscribe_url(contact.public_id, msg.channel, msg.key) if contact is not None else None
+        source = self._parts.get((msg.channel, msg.template))
+        if source is None:
+            source = self._parts[(msg.channel, msg.template)] = load_parts(self.session, msg.channel, msg.template)
         parts = render(
             msg.template,
             channel=msg.channel,
             contact=contact,
-            session=self.session,
+            parts=source,
             data={**(msg.data or {}), "event": props, "unsubscribe_url": link},
         )
         if contact is not None and tracking.wants_tracking(channel, self.config, msg.data or {}):
@@ -301,6 +499,7 @@ class Delivery:
             address = getattr(contact, channel.address_field, None)
             if address:
                 suppress(self.session, self.config["SECRET_KEY"], msg.channel, address, exc.suppress, exc.message)
+                self._verdicts = None  # read ahead before this: later messages of the batch ask the database
         # a bounce too: one is a recipient's, but a server that refuses every recipient bounces them all
         self._channel_error(msg.channel, exc.message)
         schedule = getattr(channel, "retry_schedule", None)

@@ -19,7 +19,7 @@ or is invalid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import func, select
@@ -37,7 +37,10 @@ UNREACHABLE = frozenset(
     {SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value, SuppressionReason.INVALID.value}
 )
 
-__all__ = ["UNREACHABLE", "blocker", "parse_cap", "quiet_window", "resumes_at"]
+__all__ = ["UNREACHABLE", "Lookups", "blocker", "parse_cap", "quiet_window", "resumes_at"]
+
+#: a batch's answers read ahead: the suppression reason of (channel, address), the consent of (contact, channel)
+Lookups = tuple[Callable[[str, str], str | None], Callable[[int, str], str | None]]
 
 
 def parse_cap(text: str | None) -> tuple[int, int] | None:
@@ -60,6 +63,7 @@ def blocker(
     now: int,
     transactional: bool = False,
     marketing: bool = True,
+    lookups: Lookups | None = None,
 ) -> str | None:
     """Why a message on *channel* to *address* must not go out now, or None when it may.
 
@@ -67,6 +71,8 @@ def blocker(
     :param contact_id: the contact it is for (None: erased since, or nobody's).
     :param address: where it goes: the contact's address on the channel, or a staff member's.
     :param transactional: asked for by the person (see the module's notes), or an internal notification.
+    :param lookups: the suppression list's and the consent ledger's answers, read for a whole batch at once;
+        default: asked of the database now.
     :return: ``no_address``, ``unsubscribed`` (an opt-out: the ledger or the suppression list), ``no_consent``
         (the channel needs an opt-in), ``erased`` (the address belonged to an erased contact), ``bounced`` (it
         bounced, complained or is invalid) or ``frequency_cap``.
@@ -76,11 +82,14 @@ def blocker(
         return None
     if not address:
         return "no_address"
-    reason = suppression_reason(session, config["SECRET_KEY"], channel, address)
+    if lookups is None:
+        reason = suppression_reason(session, config["SECRET_KEY"], channel, address)
+    else:
+        reason = lookups[0](channel, address)
     if transactional:
         return "bounced" if reason in UNREACHABLE else None
     if cls.consent is not None and contact_id is not None:
-        consent = current_consent(session, contact_id, channel)
+        consent = current_consent(session, contact_id, channel) if lookups is None else lookups[1](contact_id, channel)
         if consent == ConsentStatus.REVOKED.value:
             return "unsubscribed"
         if cls.consent == CONSENT_GRANTED and consent != ConsentStatus.GRANTED.value:

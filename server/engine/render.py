@@ -339,16 +339,18 @@ def render(
     data: Mapping[str, Any],
     session: Session | None = None,
     renderer: Renderer | None = None,
+    parts: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Render template *name* of *channel* for *contact*.
 
     :param data: the rest of the context: ``event`` (its props), ``links``, ``unsubscribe_url``.
+    :param parts: the template's parts when the caller loaded them already (:func:`load_parts`; the outbox does
+        once per batch); compiled templates are cached by their source, so each version compiles once.
     :return: ``{part: text}``, e.g. ``{"subject": …, "html": …, "txt": …}``.
     :raises TemplateError: when the template is missing or fails; the worker goes on.
     """
-    if session is None:
-        session = _app_session()
-    parts = load_parts(session, channel, name)
+    if parts is None:
+        parts = load_parts(_app_session() if session is None else session, channel, name)
     context = {"contact": contact_data(contact), **{k: v for k, v in data.items() if k != "contact"}}
     return (renderer or get_renderer()).render(channel, parts, context, template=name)
 

@@ -164,6 +164,30 @@ def test_a_batch_reuses_one_connection(app, twilio):
     assert twilio.connections == 1
 
 
+def test_twilios_429_holds_the_rest_of_the_batch_until_retry_after(app, twilio):
+    phones = [f"+1415555{2671 + i}" for i in range(4)]
+    contacts = [make_contact(app, phone, email=f"c{i}@example.com") for i, phone in enumerate(phones)]
+    noon = next_local_time(int(time.time()), dt_time(12, 0), ZoneInfo("America/Los_Angeles"))
+    with db(app) as session:
+        rows = [Message(key=f"test:{next(_keys)}", contact_id=c, channel="sms", template="welcome") for c in contacts]
+        session.add_all(rows)
+        session.commit()
+        ids = [row.id for row in rows]
+    twilio.reply_next(429, 20429, "Too Many Requests", headers={"Retry-After": "20"})
+    with db(app) as session, Delivery(session, app, now=noon) as delivery:
+        assert delivery.deliver(ids) == 0
+    assert len(twilio.requests) == 1 and not twilio.messages  # refused, and nothing more asked of Twilio
+    with db(app) as session:
+        rows = session.scalars(select(Message).where(Message.id.in_(ids)).order_by(Message.id)).all()
+        assert [(m.status, m.attempts) for m in rows] == [("pending", 1)] + [("pending", 0)] * 3
+        assert {m.next_attempt_at for m in rows[1:]} == {rows[0].next_attempt_at} != {None}
+    with db(app) as session, Delivery(session, app, now=noon + 19) as delivery:
+        assert delivery.deliver(ids) == 0  # not before Twilio's time
+    with db(app) as session, Delivery(session, app, now=noon + 20) as delivery:
+        assert delivery.deliver(ids) == 4
+    assert sorted(m["To"] for m in twilio.messages.values()) == sorted(phones)  # each text once
+
+
 def test_missing_credentials_name_the_settings(app):
     with pytest.raises(ChannelError, match="NUDGE_TWILIO_ACCOUNT_SID and NUDGE_TWILIO_AUTH_TOKEN"):
         channel(app, TWILIO_AUTH_TOKEN=None).send(outbound())

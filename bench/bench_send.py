@@ -1,0 +1,148 @@
+"""Email delivered by the outbox to a local SMTP sink, next to plain ``smtplib`` sending prebuilt messages.
+
+Issue #12 point 3: the email channel delivers >= 0.8x plain ``smtplib`` over the same number of connections, in the
+same run, to the same sink; and one worker with several connections reaches >= 800 msg/s to one relay. The sink
+(:mod:`bench.smtp_sink`) runs in its own process. The figure is the outbox's whole path (claim, send-time policy,
+render, stamp, SMTP, record), the way a worker runs a send job; the baseline only writes prebuilt bytes.
+Run: .venv/bin/python bench/bench_send.py [--messages 20000] [--connections 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, select
+
+from bench.common import bench_app
+from bench.table import Row, ratio_at_least, render
+from server.db import get_session
+from server.engine.jobs import deliver_messages
+from server.models import Message, MessageStatus
+from tests.helpers import pending_emails
+
+#: outbox rows per send job, as the scheduler hands them out
+JOB = 1000
+
+
+class Sink:
+    """:mod:`bench.smtp_sink` in a child process, on a free port."""
+
+    def __init__(self) -> None:
+        from tests.servers import free_port
+
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.smtp_sink", str(self.port)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def stop(self) -> int:
+        """Stop the sink; return how many messages it received."""
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        return int(out.split()[-1])
+
+
+def smtplib_rate(port: int, n: int, connections: int) -> float:
+    """Plain smtplib: *n* prebuilt messages over *connections* connections (one thread each); messages/s."""
+    data = []
+    for i in range(n):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "news@acme.example", f"c{i}@example.com", "Welcome!"
+        msg.set_content("Hello there,\n\nthanks for signing up.\n" * 3)
+        data.append((f"c{i}@example.com", msg.as_bytes()))
+
+    def worker(part: list[tuple[str, bytes]]) -> None:
+        conn = smtplib.SMTP("127.0.0.1", port)
+        conn.ehlo()
+        for to, body in part:
+            conn.sendmail("news@acme.example", [to], body)
+        conn.quit()
+
+    threads = [threading.Thread(target=worker, args=(data[k::connections],)) for k in range(connections)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return n / (time.perf_counter() - start)
+
+
+def nudge_rate(port: int, n: int, connections: int) -> float:
+    """The outbox: *n* pending marketing emails delivered by send jobs of :data:`JOB` rows; messages/s."""
+    settings = {
+        "SMTP_URL": f"smtp://127.0.0.1:{port}",
+        "MAIL_FROM": "Acme <news@acme.example>",
+        "POSTAL_ADDRESS": "1 Main St, Springfield",
+        "SMTP_CONNECTIONS": connections,
+    }
+    with bench_app(**settings) as app, app.app_context():
+        session = get_session()
+        todo = pending_emails(session, [f"c{i}@example.com" for i in range(n)])
+        start = time.perf_counter()
+        for first in range(0, n, JOB):
+            deliver_messages(todo[first : first + JOB])
+        elapsed = time.perf_counter() - start
+        sent = session.scalar(select(func.count(Message.id)).where(Message.status == MessageStatus.SENT.value))
+        assert sent == n, f"{sent} of {n} sent"
+    return n / elapsed
+
+
+def measure(n: int, connections: int) -> list[Row]:
+    sink = Sink()
+    try:
+        base = smtplib_rate(sink.port, n, connections)
+        figure = nudge_rate(sink.port, n, connections)
+    finally:
+        received = sink.stop()
+    assert received == 2 * n, f"the sink received {received} messages, expected {2 * n}"
+    path = f"email to a local SMTP sink, {n:,} recipients, {connections} connection(s)"
+    rows = [ratio_at_least(path, figure, "msg/s", base, "plain smtplib, prebuilt", 0.8)]
+    rows.append(
+        Row(
+            f"email, one worker and one relay, {connections} connection(s)",
+            figure,
+            "msg/s",
+            base,
+            "plain smtplib, prebuilt",
+            ">= 800 msg/s",
+            figure >= 800,
+        )
+    )
+    return rows
+
+
+def rows(full: bool) -> list[Row]:
+    return measure(20_000 if full else 2_000, 4)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    if args.profile:
+        import cProfile
+        import pstats
+
+        sink = Sink()
+        try:
+            cProfile.run("nudge_rate(sink.port, args.messages, args.connections)", "/tmp/ps/send.prof")
+        finally:
+            sink.stop()
+        pstats.Stats("/tmp/ps/send.prof").sort_stats("cumulative").print_stats(45)
+    else:
+        print(render(measure(args.messages, args.connections)))

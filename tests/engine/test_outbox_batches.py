@@ -1,0 +1,105 @@
+"""The outbox claims its rows in one statement per batch and writes each send's outcome in the commit that stamps the
+next one: a handful of commits for a batch instead of three per message; every message still arrives once (counted at
+a real SMTP server), with its status history and its trace."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlalchemy import event, select
+
+from server.db import get_db, get_session
+from server.engine.outbox import CLAIM_BATCH, deliver
+from server.models import JourneyLog, Message, MessageStatusChange
+
+from ..helpers import pending_emails
+
+N = 30
+
+
+@pytest.fixture
+def statements(app):
+    seen: list[str] = []
+    engine = get_db(app).engine
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement.strip().split()[0].upper() + " " + statement)
+
+    def commit(conn):
+        seen.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "commit", commit)
+    yield seen
+    event.remove(engine, "before_cursor_execute", before)
+    event.remove(engine, "commit", commit)
+
+
+def test_a_batch_is_claimed_in_one_statement_and_recorded_a_round_at_a_time(app, smtp_server, statements):
+    app.config["SMTP_CONNECTIONS"] = 1
+    with app.app_context():
+        session = get_session()
+        messages = pending_emails(session, [f"c{i}@example.com" for i in range(N)])
+        statements.clear()
+        assert deliver(session, app, messages) == N
+
+    claims = [s for s in statements if s.startswith("UPDATE UPDATE messages SET status=") and "claimed_at=" in s]
+    chunks = math.ceil(N / CLAIM_BATCH)
+    assert len(claims) == chunks  # pending → sending for CLAIM_BATCH rows at once
+    # per chunk: its claim, the policy's verdicts, one per send (its stamp, with the previous outcome), the last
+    # outcome; and one for the look-up of what is left to do (the old outbox made three per message)
+    assert statements.count("COMMIT") <= N + 3 * chunks + 1
+    assert sorted(m["To"] for m in smtp_server.wait_for(N)) == sorted(f"c{i}@example.com" for i in range(N))
+    with app.app_context():
+        session = get_session()
+        assert set(session.scalars(select(Message.status))) == {"sent"}
+        assert session.scalars(select(MessageStatusChange.status)).all() == ["sent"] * N
+        assert session.scalars(select(JourneyLog.action)).all() == ["send"] * N
+
+
+def test_the_policy_reads_consent_and_suppressions_once_per_batch_and_still_stops_who_it_must(
+    app, smtp_server, statements
+):
+    from datetime import timedelta
+
+    from server.consent import record_consent, suppress
+    from server.models import utcnow
+
+    app.config["SMTP_CONNECTIONS"] = 1
+    addresses = [f"c{i}@example.com" for i in range(N)]
+    with app.app_context():
+        session = get_session()
+        messages = pending_emails(session, addresses)
+        contacts = session.scalars(select(Message.contact_id).where(Message.id.in_(messages)).order_by(Message.id))
+        contact = dict(enumerate(contacts))
+        earlier = utcnow() - timedelta(days=1)
+        record_consent(session, contact[3], "email", True, "form", at=earlier)
+        record_consent(session, contact[3], "email", False, "link")  # the latest: opted out
+        record_consent(session, contact[5], "email", False, "link", at=earlier)
+        record_consent(session, contact[5], "email", True, "form")  # opted back in
+        record_consent(session, contact[6], "sms", False, "link")  # another channel's opt-out
+        suppress(session, app.config["SECRET_KEY"], "email", addresses[7], "bounced")
+        suppress(session, app.config["SECRET_KEY"], "email", " C9@Example.com", "unsubscribed")  # as normalised
+        suppress(session, app.config["SECRET_KEY"], "sms", addresses[11], "bounced")  # another channel's list
+        session.commit()
+        statements.clear()
+        assert deliver(session, app, messages) == N - 3
+
+    chunks = math.ceil(N / CLAIM_BATCH)
+    assert len([s for s in statements if s.startswith("SELECT ") and "FROM suppressions" in s]) == chunks
+    assert len([s for s in statements if s.startswith("SELECT ") and "FROM consents" in s]) == chunks
+    stopped = {addresses[3], addresses[7], addresses[9]}
+    assert sorted(m["To"] for m in smtp_server.wait_for(N - 3)) == sorted(set(addresses) - stopped)
+    with app.app_context():
+        session = get_session()
+        status = dict(session.execute(select(Message.contact_id, Message.status)).all())
+        detail = dict(
+            session.execute(
+                select(Message.contact_id, MessageStatusChange.detail).join(
+                    MessageStatusChange, MessageStatusChange.message_id == Message.id
+                )
+            ).all()
+        )
+    assert {i for i in contact if status[contact[i]] == "suppressed"} == {3, 7, 9}
+    assert (detail[contact[3]], detail[contact[7]], detail[contact[9]]) == ("unsubscribed", "bounced", "unsubscribed")

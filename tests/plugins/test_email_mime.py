@@ -1,0 +1,101 @@
+"""The email channel writes a message's bytes itself when it can (:mod:`plugins.email_smtp.mime`): byte for byte what
+the ``email`` package writes, for every kind of content; anything it cannot write the same way goes the slow way."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from plugins.email_smtp import mime
+from plugins.email_smtp.channel import EmailChannel
+from server.sdk import OutboundMessage
+
+BOUNDARY = re.compile(rb'boundary="([^"]+)"')
+TEXTS = [
+    "Hello there,\n\nthanks for signing up.\n",
+    "",
+    "no newline at the end",
+    "h\u00e9llo w\u00f6rld \u2603 \U0001f600\n",
+    "trailing spaces   \nand tabs\t\n. a dot line\n.\nFrom the start\n",
+    "a" * 200 + "\n" + "b " * 100,
+    "=3D equals = signs =\r\nwindows\r\nline ends\rmac\n",
+    "\n\n\n",
+]
+HTMLS = [None, "<p>Hello {{ }}</p>", "<html><body><p>h\u00e9llo</p></body></html>", "x" * 300]
+
+
+def _channel(**settings) -> EmailChannel:
+    return EmailChannel(
+        {"MAIL_FROM": "Acme <news@acme.example>", "POSTAL_ADDRESS": "1 Main St\nSpringfield", **settings}
+    )
+
+
+def _both(channel: EmailChannel, message: OutboundMessage) -> tuple[bytes | None, bytes]:
+    headers, raw, text, html = channel._compose(message)
+    slow = channel._assemble(headers, raw, text, html).as_bytes()
+    if not all(mime.writes_unchanged(name, value, {}) for name, value in headers):
+        return None, slow
+    fast = mime.message_bytes(headers, raw, text, html)
+    if fast is not None and html:
+        fast = fast.replace(BOUNDARY.search(fast)[1], BOUNDARY.search(slow)[1])
+    return fast, slow
+
+
+@pytest.mark.parametrize("marketing", [True, False])
+@pytest.mark.parametrize("html", HTMLS)
+@pytest.mark.parametrize("text", TEXTS)
+def test_the_fast_writer_writes_the_bytes_the_email_package_writes(text, html, marketing):
+    message = OutboundMessage(
+        key="enr:12:3",
+        channel="email",
+        template="welcome",
+        to="someone@example.com",
+        subject="Welcome, friend!",
+        text=text,
+        html=html,
+        unsubscribe_url="https://nudge.example/u/abc.def",
+        marketing=marketing,
+        data={"rule": "Welcome"},
+    )
+    fast, slow = _both(_channel(FEEDBACK_ID="acme", UNSUBSCRIBE_MAILTO="u@acme.example"), message)
+    assert fast is not None, "a plain ASCII message must take the fast path"
+    assert fast == slow
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("subject", "Gr\u00fc\u00dfe aus K\u00f6ln"),  # encoded-words
+        ("subject", "=?utf-8?q?looks_encoded?="),
+        ("subject", "a long subject " * 8),  # folded
+        ("subject", "two  spaces"),
+        ("to", "J\u00f6rg@example.com"),
+        ("to", "Someone <someone@example.com>"),
+    ],
+)
+def test_what_the_fast_writer_cannot_write_the_same_goes_the_slow_way(field, value):
+    message = OutboundMessage(
+        key="enr:1:1",
+        channel="email",
+        template="t",
+        to=value if field == "to" else "someone@example.com",
+        subject=value if field == "subject" else "Hi",
+        text="hello\n",
+        marketing=False,
+    )
+    fast, slow = _both(_channel(), message)
+    assert fast is None
+    assert slow  # the email package writes it, as before
+
+
+@pytest.mark.parametrize("sender", ["Acme <news@acme.example>", "Acme Inc. <news@acme.example>", "news@acme.example"])
+def test_a_sender_is_written_fast_only_when_the_email_package_would_write_it_unchanged(sender):
+    channel = _channel(MAIL_FROM=sender)
+    message = OutboundMessage(
+        key="enr:1:1", channel="email", template="t", to="a@example.com", subject="Hi", text="x", marketing=False
+    )
+    fast, slow = _both(channel, message)
+    assert (fast is not None) == (f"From: {sender}\r\n".encode() in slow)
+    if fast is not None:
+        assert fast == slow
