@@ -122,10 +122,13 @@ def _submissions(session: Session, row: Form) -> tuple[list[tuple[FormSubmission
     )
     if after is not None:
         query = query.where(FormSubmission.id < after[0])
-    rows = [tuple(r) for r in session.execute(query.order_by(FormSubmission.id.desc()).limit(PAGE_SIZE + 1))]
+    rows: list[tuple[FormSubmission, Contact]] = [
+        (sub, contact)
+        for sub, contact in session.execute(query.order_by(FormSubmission.id.desc()).limit(PAGE_SIZE + 1))
+    ]
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    return rows, next_link(scope, [rows[-1][0].id]) if more else None  # type: ignore[return-value]
+    return rows, next_link(scope, [rows[-1][0].id]) if more else None
 
 
 @bp.get("/new")
