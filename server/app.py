@@ -110,6 +110,10 @@ def _serve(app: Flask, pm: Any) -> None:
 
     app.register_blueprint(segments_area.bp)
     app.register_blueprint(audit_area.bp)
+    from .web import broadcasting, form_admin
+
+    app.register_blueprint(form_admin.bp)
+    app.register_blueprint(broadcasting.bp)
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)

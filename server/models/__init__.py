@@ -19,11 +19,13 @@ from .journeys import (
     TriggerTimer,
 )
 from .messages import ChannelHealth, Message, MessageStatus
+from .outreach import BroadcastRecord, FormSubmission
 
 __all__ = [
     "AdminSession",
     "ApiKey",
     "AuditEntry",
+    "BroadcastRecord",
     "Base",
     "ChannelHealth",
     "Consent",
@@ -36,6 +38,7 @@ __all__ = [
     "FieldDefinition",
     "FieldType",
     "Form",
+    "FormSubmission",
     "IdempotencyRecord",
     "InboundSource",
     "JourneyLog",
