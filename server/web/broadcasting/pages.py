@@ -15,7 +15,7 @@ from ...db import get_session
 from ...engine.broadcast import BroadcastError, create_broadcast, enqueue_broadcast, rows_of
 from ...engine.vocabulary import instance_vocabulary
 from ...models import BroadcastRecord, Message, Role, Segment, utcnow
-from ..access import actor, current_role, requires
+from ..access import actor, may, requires
 from ..flash import notify
 from . import bp
 from .audience import audience
@@ -30,8 +30,7 @@ LISTED = 50
 
 
 def _can_edit() -> bool:
-    role = current_role()
-    return role is not None and role.allows(Role.EDITOR)
+    return may(Role.EDITOR)
 
 
 def _templates(session: Session) -> list[str]:

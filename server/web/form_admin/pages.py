@@ -14,7 +14,7 @@ from ...contacts.fields import definitions
 from ...db import get_session
 from ...forms import STANDARD_FORM_FIELDS, snippet_html
 from ...models import Contact, Form, FormSubmission, Role
-from ..access import actor, current_role, requires
+from ..access import actor, may, requires
 from ..crm.paging import PAGE_SIZE, cursor, next_link
 from ..flash import notify
 from . import bp
@@ -27,8 +27,7 @@ MAX_TAGS = 20
 
 
 def _can_edit() -> bool:
-    role = current_role()
-    return role is not None and role.allows(Role.EDITOR)
+    return may(Role.EDITOR)
 
 
 def _channels() -> list[str]:
