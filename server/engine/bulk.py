@@ -66,7 +66,7 @@ class Group:
 
     def trace(self, action: str, data: Any) -> None:
         """One trace line per member: *data* is a dict, or a SQL expression per row."""
-        trace(self.ctx, self.members, action, data)
+        trace(self.ctx, self.members, action, {**data, "pc": self.at} if isinstance(data, dict) else data)
 
     def move_on(self, **values: Any) -> None:
         """Move every member on (the last step of a run): the enrolments leave the group's step."""
@@ -306,6 +306,6 @@ def enrol_set_based(
         & (Enrolment.pc == 1)
         & (Enrolment.due == due),
         "enter",
-        {"until": due},
+        {"until": due, "pc": 0},
     )
     return count

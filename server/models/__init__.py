@@ -19,6 +19,7 @@ from .journeys import (
     TriggerTimer,
 )
 from .messages import ChannelHealth, Message, MessageStatus
+from .stats import StatCounter, StatWatermark
 
 __all__ = [
     "AdminSession",
@@ -53,6 +54,8 @@ __all__ = [
     "ScheduleTimer",
     "Scope",
     "Segment",
+    "StatCounter",
+    "StatWatermark",
     "Suppression",
     "SuppressionReason",
     "Task",
