@@ -54,7 +54,7 @@ def funnel_table(funnel: dict[str, Any]) -> list[str]:
             beats = arm["probability_beats_first"]
             lines.append(
                 f"  {arm['name']:<12} {arm['converted']:>6}/{arm['exposed']:<6} rate {rate:>6} "
-                f"95% [{arm['interval_low']:.1%}, {arm['interval_high']:.1%}] "
+                f"95% [{arm['interval']['low']:.1%}, {arm['interval']['high']:.1%}] "
                 f"P(beats first) {'-' if beats is None else f'{beats:.3f}'}  {arm['status']}"
             )
     return lines

@@ -66,7 +66,7 @@ class Group:
 
     def trace(self, action: str, data: Any) -> None:
         """One trace line per member: *data* is a dict, or a SQL expression per row."""
-        trace(self.ctx, self.members, action, {**data, "pc": self.at} if isinstance(data, dict) else data)
+        trace(self.ctx, self.members, action, data)
 
     def move_on(self, **values: Any) -> None:
         """Move every member on (the last step of a run): the enrolments leave the group's step."""
@@ -167,13 +167,13 @@ def score(group: Group, op: ScoreOp) -> None:
 def wait(group: Group, op: WaitOp) -> None:
     """``wait``: the members park until the wait is over, past it."""
     due = group.ctx.now + int(op["seconds"])
-    group.trace("wait", {"until": due, "why": f"wait {duration_text(int(op['seconds']))}"})
+    group.trace("wait", {"until": due, "why": f"wait {duration_text(int(op['seconds']))}", "pc": group.at})
     group.move_on(pc=group.at + 1, due=due, wait_event=None, attempts=None, error=None)
 
 
 def exit(group: Group, op: ExitOp) -> None:
     """The end (an ``exit`` step, or past the last step): the members' journeys are completed."""
-    group.trace("exit", {"reason": "completed"})
+    group.trace("exit", {"reason": "completed", "pc": group.at})
     group.move_on(
         pc=group.at,
         state=EnrolmentState.DONE.value,

@@ -7,7 +7,6 @@ docs/stats.md, "The funnel".
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import func, select
@@ -176,10 +175,17 @@ def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) 
             converted = {name: sum(m.get(name, {}).get("clickers", 0) for m in counts.values()) for name in names}
         arms = [(name, exposed[name], min(converted[name], exposed[name])) for name in names]
         try:
-            comparison: Any = asdict(compare_arms(arms, outcome_name=outcome))
+            comparison: Any = compare_arms(arms, outcome_name=outcome).to_dict()
         except ValueError as exc:
             comparison = {"error": str(exc)}
-        out.append({"step": op["id"], "outcome": outcome, "arms": arms, "comparison": comparison})
+        out.append(
+            {
+                "step": op["id"],
+                "outcome": outcome,
+                "arms": [{"name": n, "exposed": e, "converted": c} for n, e, c in arms],
+                "comparison": comparison,
+            }
+        )
     return out
 
 

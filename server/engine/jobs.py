@@ -386,7 +386,7 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     return counts
 
 
-def roll_up_stats(session, limit: int = 20) -> int:
+def roll_up_stats(session, limit: int = 4) -> int:
     """Fold the new journey trace, send outcomes and message events into the stats counters (see
     :mod:`.rollup`); a failure is logged and retried next tick, never the tick's end. :return: counters changed."""
     from .rollup import rollup
