@@ -35,15 +35,18 @@ def funnel_table(funnel: dict[str, Any]) -> list[str]:
         f"entered {funnel['entered']}, waiting {funnel['waiting']}, completed {funnel['completed']}, "
         f"goal {funnel['goal']}, stopped {funnel['stopped']}"
         + (f", conversion {conversion:.1%} to {funnel['goal_event']}" if conversion is not None else ""),
-        f"{'STEP':<14} {'OP':<10} " + " ".join(f"{head:>7}" for head, _ in COLUMNS) + "  SUPPRESSED",
+        f"{'STEP':<14} {'OP':<24} " + " ".join(f"{head:>7}" for head, _ in COLUMNS) + "  SUPPRESSED",
     ]
 
     def line(label: str, op: str, figures: dict[str, Any]) -> str:
         suppressed = ", ".join(f"{why} {n}" for why, n in sorted(figures["suppressed"].items())) or "-"
-        return f"{label:<14} {op:<10} " + " ".join(f"{figures[key]:>7}" for _, key in COLUMNS) + f"  {suppressed}"
+        return f"{label:<14} {op[:24]:<24} " + " ".join(f"{figures[key]:>7}" for _, key in COLUMNS) + f"  {suppressed}"
 
     for step in funnel["steps"]:
-        lines.append(line(step["step"], step["op"], step))
+        what = f"{step['op']} {step.get('template') or ''}".strip() + (
+            f" (line {step['line']})" if step["line"] else ""
+        )
+        lines.append(line(step["step"], what, step))
         for arm, figures in sorted(step.get("arms", {}).items()):
             lines.append(line(f"  arm {arm}", "", figures))
     for split in funnel["splits"]:

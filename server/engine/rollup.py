@@ -157,6 +157,8 @@ def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
         add(left, "passed")
     if row.action == "enter":
         add(RULE, "entered")
+    if row.action == "branch" and isinstance(data.get("step"), str):
+        add(data["step"], "reached")  # the branch's trace line names its step
     if row.action == "split":
         journeys.arm[enr] = str(data.get("arm", ""))
         add(journeys.step(enr, data.get("pc")), "reached")
