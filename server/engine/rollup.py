@@ -152,7 +152,7 @@ def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
     # a goal (or a removal) ends a journey where it waits; completing or a `stop` step is a step of its own
     at_wait = row.action == "exit" and left is not None and reason not in RUN_EXITS
     if row.action == "exit":
-        add(left if at_wait else journeys.step(enr, data.get("pc")), f"exit:{reason}")
+        add(left if at_wait and left is not None else journeys.step(enr, data.get("pc")), f"exit:{reason}")
     if left is not None and not at_wait:
         add(left, "passed")
     if row.action == "enter":
