@@ -16,9 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import func, literal_column, select, text
+from sqlalchemy import func, literal_column, select
 
 from bench.common import bench_app
+from bench.crm_data import fill_contacts
 from bench.table import Row, failed, render, under
 from server.db import get_session
 from server.engine.context import EngineContext
@@ -55,17 +56,9 @@ def measure(contacts: int) -> list[Row]:
     """The funnel's read time for a rule with *contacts* journeys, next to a COUNT(*) scan of them."""
     with bench_app() as app:
         load_rules(app, RULE)
+        fill_contacts(app, contacts)
         with app.app_context():
             session = get_session()
-            session.execute(
-                text(
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count) "
-                    "INSERT INTO contacts (public_id, email, fields, score, created_at, updated_at) "
-                    "SELECT 'p' || i, 'c' || i || '@example.com', '{}', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM n"
-                ),
-                {"count": contacts},
-            )
-            session.commit()
             rule = session.scalar(select(Rule))
             from server.engine import bulk
 
