@@ -197,3 +197,21 @@ def test_bad_stats_requests_are_refused_clearly(app, runner):
     assert result.exit_code == 1 and "is not a date" in result.output
     result = runner.invoke(["stats", "--version", "1"])
     assert result.exit_code == 1 and "--version needs a RULE" in result.output
+
+
+def test_a_suppressed_send_is_counted_by_reason(app):
+    load_rules(app, 'rule "Note"\nwhen form.submitted then\n  send email offer_a\nend\n')
+    response = app.test_client().post(
+        "/api/v1/events",
+        json={"contact": {"external_id": "no-mail-1"}, "event": "form.submitted"},
+        headers={"Authorization": f"Bearer {api_key(app)}"},
+    )
+    assert response.status_code == 202
+    run_worker(app)
+    with app.app_context():
+        requeue_due()
+    response = app.test_client().get(
+        "/api/v1/rules/Note/stats", headers={"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    )
+    [send] = [s for s in response.get_json()["steps"] if s["op"] == "send"]
+    assert send["suppressed"] == {"no_address": 1} and send["sent"] == 0
