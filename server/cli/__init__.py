@@ -394,7 +394,7 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks")
+COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks", "stats")
 
 
 def _register_optional() -> None:

@@ -20,6 +20,7 @@ from .journeys import (
 )
 from .messages import ChannelHealth, Message, MessageStatus
 from .outreach import BroadcastRecord, FormSubmission
+from .stats import StatCounter, StatWatermark
 
 __all__ = [
     "AdminSession",
@@ -56,6 +57,8 @@ __all__ = [
     "ScheduleTimer",
     "Scope",
     "Segment",
+    "StatCounter",
+    "StatWatermark",
     "Suppression",
     "SuppressionReason",
     "Task",
