@@ -20,9 +20,8 @@ def _descendants(pid):
     return psutil.Process(pid).children(recursive=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
-    port = free_port()
+def _env(tmp_path, smtp_server):
+    """``nudge up``'s environment: no ``NUDGE_*`` of the caller's, an instance in *tmp_path*, mail to *smtp_server*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
     env.update(
         {
@@ -32,6 +31,13 @@ def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
             "NUDGE_POSTAL_ADDRESS": "Acme Ltd, 1 Main Street, Springfield",
         }
     )
+    return env
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_up_serves_the_smoke_flow_and_stops_cleanly(tmp_path, smtp_server, sig):
+    port = free_port()
+    env = _env(tmp_path, smtp_server)
     up = Up("--port", str(port), env=env)
     proc = up.proc
     try:
@@ -104,15 +110,7 @@ def test_up_sends_from_a_worker_of_its_own_while_event_work_waits(tmp_path, smtp
     """Sends have their own worker: with the engine's worker held (as if busy with a stream of events) and events
     still arriving, a broadcast goes out; the events' welcomes follow once the engine's worker runs again, once."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
-    env.update(
-        {
-            "NUDGE_HOME": str(tmp_path / "home"),
-            "NUDGE_SMTP_URL": smtp_server.url,
-            "NUDGE_SCHEDULER_INTERVAL": "0.2",
-            "NUDGE_POSTAL_ADDRESS": "Acme Ltd, 1 Main Street, Springfield",
-        }
-    )
+    env = _env(tmp_path, smtp_server)
     up = Up("--port", str(port), env=env)
     engine = None
     try:
