@@ -230,7 +230,7 @@ def _env(home: str, sink_port: int) -> dict[str, str]:
 
 def _await_mails(path: str, expected: int, quiet: float = 120, cap: float = 1800) -> list[tuple[float, str, str]]:
     """The mails received once *expected* are in (then 3 s more, for doubles), or once none came for *quiet* s
-    (sends may wait behind a backlog of events: none may come for a while after the last POST)."""
+    (sends may fall behind a stream of events: few may come for a while after the last POST)."""
     last, count, start = time.monotonic(), 0, time.monotonic()
     while count < expected and time.monotonic() - last < quiet and time.monotonic() - start < cap:
         time.sleep(0.5)
@@ -285,6 +285,7 @@ def run(rate: float, seconds: float) -> dict[str, Any]:
                 )
                 received = _await_mails(mails, 2 * len(load["sent"]))
                 stamps = _stamps(os.path.join(env["NUDGE_HOME"], "nudge.db"))
+                cpu = _cpu(up.pid)
             finally:
                 up.send_signal(signal.SIGINT)
                 try:
@@ -299,7 +300,24 @@ def run(rate: float, seconds: float) -> dict[str, Any]:
         sink.terminate()
         sink.wait(10)
     shutil.rmtree(home, ignore_errors=True)
-    return {**_figures(load, received, rate), "stages": _stages(load, received, stamps)}
+    return {**_figures(load, received, rate), "stages": _stages(load, received, stamps), "cpu_s": cpu}
+
+
+def _cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) each of ``nudge up``'s processes used so far, by its role: where the work went."""
+    import psutil
+
+    roles = {"web": "web", "engine": "worker (engine)", "send": "sender", "scheduler": "scheduler", "redis": "redis"}
+    out: dict[str, float] = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            words, times = child.cmdline(), child.cpu_times()
+        except psutil.Error:
+            continue
+        text = " ".join(os.path.basename(word) for word in words)  # no folder names: they may contain "web"
+        role = next((name for key, name in roles.items() if key in text), text[-40:])
+        out[role] = round(out.get(role, 0.0) + times.user + times.system, 1)
+    return out
 
 
 def _stages(
@@ -370,6 +388,8 @@ def measure(seconds: float) -> list[Row]:
     stages = f["stages"]
     slowest = max(stages, key=lambda step: stages[step][0]) if stages else "-"
     where = f"; slowest step {slowest.replace('->', ' -> ')} p50 {stages[slowest][0] / 1000:.1f} s" if stages else ""
+    cpu = ", ".join(f"{role} {seconds:.0f}" for role, seconds in sorted(f["cpu_s"].items(), key=lambda kv: -kv[1]))
+    where += f"; CPU s: {cpu}" if cpu else ""
     size = f"{f['events']:,} events posted at {f['posting_rate']:.0f}/s, nudge up (SQLite, embedded Redis)"
     exact = f["exactly_once"] == f["expected"] and not f["lost"] and not f["doubled"] and not f["stray"]
     return [

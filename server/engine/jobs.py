@@ -26,7 +26,7 @@ from ..models import (
 from ..queue import get_queue
 from . import bulk, dispatch, failures, runtime, setwise
 from .context import EngineContext
-from .outbox import deliver, resolve_stale_sends
+from .outbox import JOB_MORE, deliver, resolve_stale_sends
 from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -267,8 +267,8 @@ def fire_timers(now: int | None = None) -> int:
 
 
 def deliver_messages(message_ids: list[int], now: int | None = None) -> int:
-    """Send a batch of outbox rows; see :mod:`server.engine.outbox`."""
-    return deliver(get_session(), current_app, message_ids, now=now)
+    """Send a batch of outbox rows, and other due ones up to ``JOB_MORE``; see :mod:`server.engine.outbox`."""
+    return deliver(get_session(), current_app, message_ids, now=now, more=JOB_MORE)
 
 
 # -- the scheduler tick ----------------------------------------------------------------------------
