@@ -1,7 +1,7 @@
 """End to end through ``nudge up``: events posted at a steady rate become emails at an SMTP server (issue #12, 5).
 
 ``nudge up`` runs as a user runs it (embedded defaults: SQLite and an embedded Redis in a temp instance folder),
-with its email channel pointed at a local SMTP sink (its own process, below) that notes when it accepted each
+with its email channel pointed at a local SMTP sink (bench.smtp_sink, its own process) that notes when it accepted each
 mail's DATA, for whom, with which subject. The rule and its two templates are loaded through the API
 (``PUT /api/v1/rules``, ``POST /api/v1/templates``, with an admin key made by ``nudge apikey create``), then a
 load process posts ``form.submitted`` for distinct contacts at a steady rate (open loop: each POST leaves at its
@@ -51,61 +51,6 @@ TEMPLATES = {
 
 def email(i: int) -> str:
     return f"e2e{i}@example.com"
-
-
-# --- the SMTP sink (its own process) ---
-
-
-async def _sink_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, out: Any) -> None:
-    """One SMTP session; for each DATA accepted, a line ``time recipient subject`` in *out* (time: when the DATA
-    ended, just before the 250)."""
-    writer.write(b"220 sink ESMTP\r\n")
-    rcpts: list[str] = []
-    try:
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                writer.write(b"250-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n")
-            elif verb == b"RCPT":
-                rcpts.append(line.decode().split(":", 1)[1].strip().strip("<>").split(">")[0])
-                writer.write(b"250 ok\r\n")
-            elif verb == b"DATA":
-                writer.write(b"354 go on\r\n")
-                await writer.drain()
-                subject = ""
-                while (data := await reader.readline()) not in (b".\r\n", b""):
-                    if not subject and data[:8].lower() == b"subject:":
-                        subject = data[8:].decode().strip()
-                at = time.time()
-                for rcpt in rcpts:
-                    out.write(f"{at:.6f} {rcpt} {subject}\n")
-                out.flush()
-                rcpts = []
-                writer.write(b"250 accepted\r\n")
-            elif verb == b"QUIT":
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
-                return
-            else:  # HELO, MAIL, RSET, NOOP
-                if verb in (b"RSET", b"MAIL"):
-                    rcpts = []
-                writer.write(b"250 ok\r\n")
-            await writer.drain()
-    finally:
-        writer.close()
-
-
-async def _sink(port: int, path: str) -> None:
-    with open(path, "a") as out:
-        server = await asyncio.start_server(lambda r, w: _sink_session(r, w, out), "127.0.0.1", port, backlog=256)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        print("ready", flush=True)
-        async with server:
-            await stop.wait()
 
 
 # --- the load (its own process) ---
@@ -249,7 +194,7 @@ def run(rate: float, seconds: float) -> dict[str, Any]:
     env = _env(home, sink_port)
     base = f"http://127.0.0.1:{web_port}"
     sink = subprocess.Popen(
-        [sys.executable, "-m", "bench.bench_e2e", "--sink", str(sink_port), mails],
+        [sys.executable, "-m", "bench.smtp_sink", str(sink_port), mails],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -416,9 +361,6 @@ def measure(seconds: float) -> list[Row]:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--sink":
-        asyncio.run(_sink(int(sys.argv[2]), sys.argv[3]))
-        return
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
         port, key, rate, seconds = sys.argv[2:6]
         print(json.dumps(asyncio.run(_load(int(port), key, float(rate), float(seconds)))))
