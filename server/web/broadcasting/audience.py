@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ...consent import address_hash
+from ...consent import address_hash, latest_consent
 from ...contacts import InvalidInput
-from ...models import Consent, ConsentStatus, Contact, Segment, Suppression
+from ...models import ConsentStatus, Contact, Segment, Suppression
 from ...sdk import CONSENT_GRANTED
 from ...segments import compile_condition, members_clause
 from ...sqlwhere import Unsupported
@@ -33,16 +32,6 @@ class Audience:
     members: int | None
     reachable: int | None
     problem: str | None = None
-
-
-def _latest_consent(channel: str) -> Any:
-    return (
-        select(Consent.status)
-        .where(Consent.contact_id == Contact.id, Consent.channel == channel)
-        .order_by(Consent.recorded_at.desc(), Consent.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
 
 
 def audience(session: Session, channel: str, segment: str, now: dt.datetime) -> Audience:
@@ -62,7 +51,7 @@ def audience(session: Session, channel: str, segment: str, now: dt.datetime) -> 
     address = getattr(Contact, field)
     allowed = [clause, address.is_not(None), address != ""]
     if cls.consent is not None:
-        latest = _latest_consent(channel)
+        latest = latest_consent(Contact.id, channel).scalar_subquery()
         if cls.consent == CONSENT_GRANTED:
             allowed.append(latest == ConsentStatus.GRANTED.value)
         else:
