@@ -85,6 +85,11 @@ def test_send_now_progress_equals_the_outbox_and_the_mails_arrive(app, vips, smt
     assert outbox == {"sent": 3, "suppressed": 2}
     viewer = signed_in(app, "viewer")
     assert _progress(viewer, broadcast_id) == {"queued": 0, "sent": 3, "suppressed": 2, "failed": 0, "total": 5}
+    # the poll also swaps the listed messages in, so their statuses follow the counts
+    fragment = viewer.get(f"/admin/broadcasts/{broadcast_id}/progress", headers={"HX-Request": "true"})
+    table = fragment.get_data(as_text=True).split('id="broadcast-messages"')[1]
+    assert table.startswith(' class="table-wrap"') and 'hx-swap-oob="true"' in table.split(">")[0]
+    assert table.count("status-sent") == 3 and table.count("status-suppressed") == 2
     done = viewer.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True)
     assert "every 2s" not in done and '<strong id="broadcast-percent">100%</strong>' in done
     assert len(re.findall(r'<a href="/admin/contacts/\d+">contact #\d+</a>', done)) == 5

@@ -198,23 +198,31 @@ def _broadcast(broadcast_id: int) -> BroadcastRecord:
 def show(broadcast_id: int):
     session = get_session()
     row = _broadcast(broadcast_id)
-    messages = list(
-        session.scalars(select(Message).where(rows_of(session, row.ident)).order_by(Message.id).limit(LISTED))
-    )
     return render_template(
-        "admin/broadcasts/show.html", broadcast=row, progress=progress(session, row), messages=messages, now=utcnow()
+        "admin/broadcasts/show.html",
+        broadcast=row,
+        progress=progress(session, row),
+        messages=_listed(session, row),
+        now=utcnow(),
     )
+
+
+def _listed(session: Session, row: BroadcastRecord) -> list[Message]:
+    """The first messages of broadcast *row*, as the page lists them."""
+    return list(session.scalars(select(Message).where(rows_of(session, row.ident)).order_by(Message.id).limit(LISTED)))
 
 
 @bp.get("/<int:broadcast_id>/progress")
 @requires(Role.VIEWER)
 def progress_fragment(broadcast_id: int):
-    """The progress bar and counts (htmx polls it while messages are queued)."""
+    """The progress bar and counts (htmx polls it while messages are queued), and the listed messages' statuses
+    swapped in out of band so the table never says "pending" beside counts that say sent."""
     session = get_session()
     row = _broadcast(broadcast_id)
-    return render_template(
+    bar = render_template(
         "admin/broadcasts/_progress.html", broadcast=row, progress=progress(session, row), now=utcnow()
     )
+    return bar + render_template("admin/broadcasts/_messages.html", messages=_listed(session, row), oob=True)
 
 
 __all__ = ["progress"]
