@@ -9,7 +9,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
-PYTEST_ARGS ?=
+# the suite runs on every core up to four (pytest-xdist); PYTEST_ARGS=-n0 runs it in one process
+PYTEST_ARGS ?= --numprocesses=auto --maxprocesses=4
 PORT   ?= 8000
 
 .PHONY: run test docs assets bench system-run system-test clean

@@ -7,6 +7,7 @@ writers queue on the database lock instead of failing half-way with
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, cast
 
 from flask import Flask
@@ -90,12 +91,17 @@ class Database:
     def __init__(self, app: Flask | None = None):
         self._engine: Engine | None = None
         self._session: scoped_session[Session] | None = None
+        # an app dropped without dispose() (a script's, a test's) closes its pooled connections when it goes,
+        # instead of leaving the driver to find them open at garbage collection
+        self._engines: list[Engine] = []
+        weakref.finalize(self, _dispose_all, self._engines)
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
         self._engine = make_engine(app.config["DATABASE_URL"])
         self._session = scoped_session(sessionmaker(self._engine, expire_on_commit=False))
+        self._engines.append(self._engine)
         app.extensions["nudge.db"] = self
 
         @app.teardown_appcontext
@@ -113,6 +119,7 @@ class Database:
     @engine.setter
     def engine(self, engine: Engine) -> None:
         self._engine = engine
+        self._engines.append(engine)
 
     @property
     def session(self) -> scoped_session[Session]:
@@ -126,6 +133,11 @@ class Database:
             self._session.remove()
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _dispose_all(engines: list[Engine]) -> None:
+    for engine in engines:
+        engine.dispose()
 
 
 def get_db(app: Flask | None = None) -> Database:
