@@ -19,6 +19,7 @@ from .journeys import (
     TriggerTimer,
 )
 from .messages import ChannelHealth, Message, MessageStatus
+from .settings import SettingsVersion, StoredSetting
 
 __all__ = [
     "AdminSession",
@@ -51,8 +52,10 @@ __all__ = [
     "RuleTest",
     "RuleVersion",
     "ScheduleTimer",
+    "SettingsVersion",
     "Scope",
     "Segment",
+    "StoredSetting",
     "Suppression",
     "SuppressionReason",
     "Task",
