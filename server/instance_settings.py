@@ -133,18 +133,19 @@ def overridden(app: Flask) -> dict[str, str]:
 def check(app: Flask, changes: Mapping[str, Any]) -> dict[str, str]:
     """What is wrong with applying *changes* (``{key: value}``, None to unset), per setting; empty when all is well.
 
-    Each change is checked on its own first (so every field gets its own error), then all of them together.
+    All of them are checked together (a setting may need another); each error names its setting, which is then left
+    out and the rest checked again, so that every wrong field gets its own error.
     """
     base = dict(app.extensions[_KEY].stored)
     errors: dict[str, str] = {}
-    for key, value in changes.items():
-        problem = _problem(app, _apply(base, {key: value}))
-        if problem:
-            errors[problem[0] if problem[0] in changes else key] = problem[1]
-    if not errors:
-        problem = _problem(app, _apply(base, changes))
-        if problem:
-            errors[problem[0] if problem[0] in changes else next(iter(changes))] = problem[1]
+    left = dict(changes)
+    while left:
+        problem = _problem(app, _apply(base, left))
+        if problem is None:
+            break
+        key = problem[0] if problem[0] in left else next(iter(left))
+        errors[key] = problem[1]
+        del left[key]
     return errors
 
 
