@@ -20,7 +20,7 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from .config import SETTINGS, ConfigError, load_config, sources
-from .db import get_session
+from .db import READ_ONLY, get_session
 from .models import SettingsVersion, StoredSetting, utcnow
 from .queue import BEFORE_JOB
 
@@ -28,9 +28,24 @@ _KEY = "nudge.settings"
 SCOPE = "settings"
 #: settings that cannot come from the database: they say where the database is, or how processes start
 NEVER_STORED = frozenset(
-    {"HOME", "CONFIG", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "QUEUE_NAME", "PLUGINS", "LOAD_ENTRY_POINTS",
-     "MIGRATE_ON_START", "TESTING", "TEST_CLOCK_FILE", "LOG_LEVEL"}
+    {
+        "HOME",
+        "CONFIG",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "QUEUE_NAME",
+        "PLUGINS",
+        "LOAD_ENTRY_POINTS",
+        "MIGRATE_ON_START",
+        "TESTING",
+        "TEST_CLOCK_FILE",
+        "LOG_LEVEL",
+    }
 )
+
+
+_VERSION = select(SettingsVersion.__table__.c.version).where(SettingsVersion.__table__.c.scope == SCOPE)
 
 
 @dataclass
@@ -44,10 +59,9 @@ class _State:
 
 
 def init_app(app: Flask, overrides: Mapping[str, Any] | None, create: bool) -> None:
-    """Remember how *app* was configured, read the stored settings, and re-read them before every request."""
+    """Remember how *app* was configured, read the stored settings, and re-read them before every request and job."""
     app.extensions[_KEY] = _State(dict(overrides or {}), create)
-    with app.app_context():
-        refresh(app)
+    refresh(app)
 
     @app.before_request
     def _refresh() -> None:
@@ -64,17 +78,22 @@ def stored_values(session: Any) -> dict[str, Any]:
 def refresh(app: Flask) -> bool:
     """Bring ``app.config`` up to date with the stored settings if they changed since this process last read them.
 
-    Costs one primary-key SELECT when nothing changed. Call inside an app context (a request, a job).
+    Reads on a connection of its own, in a read-only transaction ended at once: the request's or job's session
+    is left alone (on SQLite its transactions take the write lock). Costs one primary-key SELECT when nothing
+    changed.
+
     :return: True when the configuration was rebuilt.
     """
     state: _State | None = app.extensions.get(_KEY)
     if state is None:
         return False
-    session = get_session()
-    version = session.scalar(select(SettingsVersion.version).where(SettingsVersion.scope == SCOPE)) or 0
-    if version == state.version:
-        return False
-    stored = stored_values(session)
+    with app.extensions["nudge.db"].engine.connect() as conn:
+        conn = conn.execution_options(**{READ_ONLY: True})
+        version = conn.execute(_VERSION).scalar() or 0
+        if version == state.version:
+            return False
+        table = StoredSetting.__table__
+        stored = {key: value for key, value in conn.execute(select(table.c.key, table.c.value))}
     config, channels = effective(app, stored)
     for key in set(state.stored) - set(config):  # a plugin's setting no longer stored and unset elsewhere
         app.config.pop(key, None)
@@ -199,7 +218,7 @@ def save(app: Flask, changes: Mapping[str, Any], actor: str) -> dict[str, str]:
 
 
 def bump(session: Any) -> None:
-    """Move the settings' version on, in the caller's transaction (every process re-reads at its next request or job)."""
+    """Move the settings' version on in the caller's transaction: every process re-reads at its next request or job."""
     moved = session.execute(
         update(SettingsVersion).where(SettingsVersion.scope == SCOPE).values(version=SettingsVersion.version + 1)
     )

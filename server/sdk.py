@@ -544,7 +544,9 @@ class Channel:
         :return: ``ok`` when the provider answered as expected, ``error`` with what it said (or why it could not
             be reached) and the setting to fix; default: ``warn``, "not supported" (the channel has no test).
         """
-        return Check(f"{self.name}: connection", "warn", f"not supported: the {self.name} channel has no connection test")
+        return Check(
+            f"{self.name}: connection", "warn", f"not supported: the {self.name} channel has no connection test"
+        )
 
     @classmethod
     def preview_facts(cls, rendered: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -144,7 +144,7 @@ class SmsChannel(Channel):
         return [Check("sms: Twilio", "ok", "not configured (no active rule sends SMS)")]
 
     def test_connection(self) -> Check:
-        """Fetch the configured account from Twilio's API: its answer (the account's status, or the error) is the report."""
+        """Fetch the configured account from Twilio's API: its answer (the account's status, an error) is the report."""
         try:
             client = self._connect()
         except ChannelError as exc:

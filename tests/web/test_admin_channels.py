@@ -58,13 +58,22 @@ def test_secrets_are_write_only_and_the_change_is_audited(app, twilio):
     admin = signed_in(app, "admin")
     sms = _section(admin.get("/admin/channels/").get_data(as_text=True), "sms")
     assert "not set" in sms.split('for="f-s-TWILIO_AUTH_TOKEN"')[1].split("</label>")[0]
-    response = post(admin, "/admin/channels/sms", **{
-        "s-TWILIO_ACCOUNT_SID": twilio.account_sid, "s-TWILIO_AUTH_TOKEN": TOKEN, "s-TWILIO_FROM": "+15005550006",
-        "s-TWILIO_API_BASE": twilio.url,
-    })
+    response = post(
+        admin,
+        "/admin/channels/sms",
+        **{
+            "s-TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "s-TWILIO_AUTH_TOKEN": TOKEN,
+            "s-TWILIO_FROM": "+15005550006",
+            "s-TWILIO_API_BASE": twilio.url,
+        },
+    )
     assert response.status_code == 302
     page = admin.get("/admin/channels/").get_data(as_text=True)
-    assert "Saved NUDGE_TWILIO_ACCOUNT_SID, NUDGE_TWILIO_API_BASE, NUDGE_TWILIO_AUTH_TOKEN, NUDGE_TWILIO_FROM" in page_flash(page)
+    assert (
+        "Saved NUDGE_TWILIO_ACCOUNT_SID, NUDGE_TWILIO_API_BASE, NUDGE_TWILIO_AUTH_TOKEN, NUDGE_TWILIO_FROM"
+        in page_flash(page)
+    )
     assert TOKEN not in page
     label = _section(page, "sms").split('for="f-s-TWILIO_AUTH_TOKEN"')[1].split("</label>")[0]
     assert ">set<" in label
@@ -73,8 +82,15 @@ def test_secrets_are_write_only_and_the_change_is_audited(app, twilio):
     assert app.config["TWILIO_AUTH_TOKEN"] == TOKEN
     assert app.extensions["nudge.plugins"].settings["sms"]["TWILIO_AUTH_TOKEN"] == TOKEN
     # an empty secret field keeps the secret; "clear" removes it
-    post(admin, "/admin/channels/sms", **{"s-TWILIO_FROM": "+15005550006", "s-TWILIO_ACCOUNT_SID": twilio.account_sid,
-                                          "s-TWILIO_API_BASE": twilio.url})
+    post(
+        admin,
+        "/admin/channels/sms",
+        **{
+            "s-TWILIO_FROM": "+15005550006",
+            "s-TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "s-TWILIO_API_BASE": twilio.url,
+        },
+    )
     assert app.config["TWILIO_AUTH_TOKEN"] == TOKEN
     form = {"clear-TWILIO_AUTH_TOKEN": "on", "s-TWILIO_FROM": "+15005550006", "s-TWILIO_API_BASE": twilio.url}
     response = post(admin, "/admin/channels/sms", **form, **{"s-TWILIO_ACCOUNT_SID": twilio.account_sid})
@@ -92,7 +108,9 @@ def test_a_bad_channel_setting_gets_the_schema_error_and_hostile_values_are_esca
     response = post(admin, "/admin/channels/email", **{"s-SMTP_CONNECTIONS": "many", "s-SMTP_DOMAIN_CONNECTIONS": "2"})
     assert response.status_code == 422
     page = response.get_data(as_text=True)
-    assert "must be an integer, got &#39;many&#39;" in page.split('id="f-s-SMTP_CONNECTIONS-error">')[1].split("</p>")[0]
+    assert (
+        "must be an integer, got &#39;many&#39;" in page.split('id="f-s-SMTP_CONNECTIONS-error">')[1].split("</p>")[0]
+    )
     assert audited(app, "settings.changed") == []
     assert 'id="f-s-SMTP_DOMAIN_CONNECTIONS-error"' not in page
     hostile = f"{SCRIPT} {BREAKOUT}"
@@ -121,8 +139,12 @@ def test_email_test_connection_reports_the_smtp_servers_answer(app, smtp_server)
 
 def test_sms_test_connection_fetches_the_account_from_twilio(app, twilio):
     admin = signed_in(app, "admin")
-    form = {"s-TWILIO_ACCOUNT_SID": twilio.account_sid, "s-TWILIO_AUTH_TOKEN": "wrong-token",
-            "s-TWILIO_FROM": "+15005550006", "s-TWILIO_API_BASE": twilio.url}
+    form = {
+        "s-TWILIO_ACCOUNT_SID": twilio.account_sid,
+        "s-TWILIO_AUTH_TOKEN": "wrong-token",
+        "s-TWILIO_FROM": "+15005550006",
+        "s-TWILIO_API_BASE": twilio.url,
+    }
     assert post(admin, "/admin/channels/sms", **form).status_code == 302
     text = post(admin, "/admin/channels/sms/test", hx=True).get_data(as_text=True)
     assert "status-error" in text and "Twilio answered 401" in text and "Authenticate" in text

@@ -53,7 +53,7 @@ def save(name: str):
     if not wanted:
         notify(f"Nothing changed in the {name} channel's settings.", "info")
         return redirect(url_for("channels.index") + f"#channel-{name}")
-    errors = instance_settings.save(current_app._get_current_object(), wanted, actor())
+    errors = instance_settings.save(current_app, wanted, actor())
     if errors:
         notify(f"The {name} channel's settings were not saved: " + " ".join(errors.values()), "error")
         return _page(forms, errors, 422)

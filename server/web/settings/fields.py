@@ -70,7 +70,9 @@ def fields(keys: Iterable[str]) -> list[Field]:
                 secret=secret,
                 value="" if secret or spec["type"] == "bool" else text(value),
                 on=bool(value),
-                locked_by=locked.get(key) or (key in instance_settings.NEVER_STORED and "the start-up settings") or None,
+                locked_by=locked.get(key)
+                or (key in instance_settings.NEVER_STORED and "the start-up settings")
+                or None,
                 saved=f"saved by {row.updated_by} at {row.updated_at:%Y-%m-%d %H:%M} UTC" if row else None,
             )
         )

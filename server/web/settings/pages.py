@@ -46,9 +46,7 @@ def _quiet_hours() -> list[tuple[str, str]]:
 
 def _page(topics: list[tuple[str, list[Field]]], errors: dict[str, str], status: int = 200) -> Any:
     return (
-        render_template(
-            "admin/settings/index.html", topics=topics, errors=errors, quiet_hours=_quiet_hours()
-        ),
+        render_template("admin/settings/index.html", topics=topics, errors=errors, quiet_hours=_quiet_hours()),
         status,
     )
 
@@ -67,7 +65,7 @@ def save():
     if not wanted:
         notify("Nothing changed.", "info")
         return redirect(url_for("settings.index"))
-    errors = instance_settings.save(current_app._get_current_object(), wanted, actor())
+    errors = instance_settings.save(current_app, wanted, actor())
     if errors:
         notify("The settings were not saved: " + " ".join(f"NUDGE_{k}: {v}" for k, v in errors.items()), "error")
         return _page(topics, errors, 422)
@@ -82,7 +80,7 @@ def checks():
     """The ``nudge doctor`` checks (loaded after the page: the channels' checks may ask their providers)."""
     shown = {f.key for _title, group in _topics() for f in group}
     rows = []
-    for check in run_checks(current_app._get_current_object()):
+    for check in run_checks(current_app):
         here = [key for key in _VARIABLE.findall(check.detail) if key in shown]
         rows.append((check, here[0] if here else None))
     page = "admin/settings/_checks.html" if is_htmx() else "admin/settings/checks.html"
