@@ -60,6 +60,12 @@ class _State:
 
 def init_app(app: Flask, overrides: Mapping[str, Any] | None, create: bool) -> None:
     """Remember how *app* was configured, read the stored settings, and re-read them before every request and job."""
+    from sqlalchemy import inspect
+
+    if not inspect(app.extensions["nudge.db"].engine).has_table(SettingsVersion.__tablename__):
+        # a database not migrated yet (NUDGE_MIGRATE_ON_START off, a throwaway simulation's before its schema is
+        # made): the start-up settings are all there is until the process starts again on a migrated database
+        return
     app.extensions[_KEY] = _State(dict(overrides or {}), create)
     refresh(app)
 

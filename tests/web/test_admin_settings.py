@@ -25,6 +25,15 @@ def config(config):
     return {k: v for k, v in config.items() if k != "POSTAL_ADDRESS"}
 
 
+#: the boxes ticked by default, posted as the browser posts the unchanged form
+TICKED = {"s-TRACK_OPENS": "on", "s-TRACK_CLICKS": "on"}
+
+
+def _save(client, ticked=TICKED, **values):
+    """Post the Settings form with *values* (by key) typed in."""
+    return post(client, "/admin/settings/", **ticked, **{f"s-{key}": value for key, value in values.items()})
+
+
 def _stored(app) -> dict:
     with app.app_context():
         return instance_settings.stored_values(get_session())
@@ -57,16 +66,7 @@ def test_only_admins_open_and_change_settings(app):
 
 def test_a_saved_setting_applies_at_once_and_is_audited(app):
     admin = signed_in(app, "admin")
-    response = post(
-        admin,
-        "/admin/settings/",
-        **{
-            "s-FREQUENCY_CAP": " 2 / 1d ",
-            "s-DEFAULT_TIMEZONE": "Europe/Berlin",
-            "s-TRACK_OPENS": "on",
-            "s-TRACK_CLICKS": "on",
-        },
-    )
+    response = _save(admin, FREQUENCY_CAP=" 2 / 1d ", DEFAULT_TIMEZONE="Europe/Berlin")
     assert response.status_code == 302
     assert "Saved NUDGE_DEFAULT_TIMEZONE, NUDGE_FREQUENCY_CAP" in page_flash(
         admin.get("/admin/settings/").get_data(as_text=True)
@@ -79,28 +79,20 @@ def test_a_saved_setting_applies_at_once_and_is_audited(app):
     page = admin.get("/admin/settings/").get_data(as_text=True)
     assert 'value="2/1d"' in page and "saved by user:" in page
     # an emptied field goes back to the default; an unticked box is stored as off
-    assert (
-        post(admin, "/admin/settings/", **{"s-DEFAULT_TIMEZONE": "Europe/Berlin", "s-TRACK_CLICKS": "on"}).status_code
-        == 302
-    )
+    assert _save(admin, ticked={"s-TRACK_CLICKS": "on"}, DEFAULT_TIMEZONE="Europe/Berlin").status_code == 302
     assert _stored(app) == {"DEFAULT_TIMEZONE": "Europe/Berlin", "TRACK_OPENS": False}
     assert app.config["FREQUENCY_CAP"] is None and app.config["TRACK_OPENS"] is False
 
 
 def test_invalid_values_get_the_start_up_errors_one_per_field_and_nothing_is_saved(app):
     admin = signed_in(app, "admin")
-    response = post(
+    response = _save(
         admin,
-        "/admin/settings/",
-        **{
-            "s-BASE_URL": "ftp://nudge.example",
-            "s-DEFAULT_TIMEZONE": "Mars/Olympus",
-            "s-FREQUENCY_CAP": "lots",
-            "s-TEAMS": "sales",
-            "s-MAIL_FROM": "Acme <news@acme.example>",
-            "s-TRACK_OPENS": "on",
-            "s-TRACK_CLICKS": "on",
-        },
+        BASE_URL="ftp://nudge.example",
+        DEFAULT_TIMEZONE="Mars/Olympus",
+        FREQUENCY_CAP="lots",
+        TEAMS="sales",
+        MAIL_FROM="Acme <news@acme.example>",
     )
     assert response.status_code == 422
     page = response.get_data(as_text=True)
@@ -119,14 +111,7 @@ def test_invalid_values_get_the_start_up_errors_one_per_field_and_nothing_is_sav
 
 def test_the_environment_and_the_file_win_and_are_shown_read_only(app, monkeypatch, tmp_path):
     admin = signed_in(app, "admin")
-    assert (
-        post(
-            admin,
-            "/admin/settings/",
-            **{"s-DEFAULT_TIMEZONE": "Europe/Berlin", "s-TRACK_OPENS": "on", "s-TRACK_CLICKS": "on"},
-        ).status_code
-        == 302
-    )
+    assert _save(admin, DEFAULT_TIMEZONE="Europe/Berlin").status_code == 302
     (tmp_path / "home" / "nudge.toml").write_text('frequency_cap = "4/1w"\n')
     monkeypatch.setenv("NUDGE_DEFAULT_TIMEZONE", "Asia/Tokyo")
     with app.app_context():  # another change moves the version on: every process rebuilds its configuration
@@ -140,11 +125,7 @@ def test_the_environment_and_the_file_win_and_are_shown_read_only(app, monkeypat
     cap = page.split('id="setting-FREQUENCY_CAP"')[1].split("</div>")[0]
     assert "readonly" in cap and "Set by the config file" in cap
     # a posted value for it changes nothing; the saved one stays below the environment's
-    post(
-        admin,
-        "/admin/settings/",
-        **{"s-DEFAULT_TIMEZONE": "UTC", "s-FREQUENCY_CAP": "1/1d", "s-TRACK_OPENS": "on", "s-TRACK_CLICKS": "on"},
-    )
+    _save(admin, DEFAULT_TIMEZONE="UTC", FREQUENCY_CAP="1/1d")
     assert _stored(app) == {"DEFAULT_TIMEZONE": "Europe/Berlin"}
     with app.app_context():
         errors = instance_settings.save(app, {"DEFAULT_TIMEZONE": "UTC"}, "test")
@@ -157,12 +138,7 @@ def test_hostile_values_are_escaped_and_the_checks_link_to_their_fix(app):
     postal = checks.split("email: postal address")[1].split("</tr>")[0]
     assert "not set" in postal and 'href="/admin/settings/#setting-POSTAL_ADDRESS"' in postal
     hostile = f"{SCRIPT} 1 Main St {BREAKOUT}"
-    assert (
-        post(
-            admin, "/admin/settings/", **{"s-POSTAL_ADDRESS": hostile, "s-TRACK_OPENS": "on", "s-TRACK_CLICKS": "on"}
-        ).status_code
-        == 302
-    )
+    assert _save(admin, POSTAL_ADDRESS=hostile).status_code == 302
     escaped(admin.get("/admin/settings/").get_data(as_text=True), hostile)
     checks = admin.get("/admin/settings/checks", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "shown in every marketing email" in checks.split("email: postal address")[1].split("</tr>")[0]
@@ -172,14 +148,7 @@ def test_another_web_process_sees_a_change_at_its_next_request(app, config, cloc
     other = create_app(config, clock=clock)
     try:
         admin = signed_in(app, "admin")
-        assert (
-            post(
-                admin,
-                "/admin/settings/",
-                **{"s-BASE_URL": "https://nudge.example", "s-TRACK_OPENS": "on", "s-TRACK_CLICKS": "on"},
-            ).status_code
-            == 302
-        )
+        assert _save(admin, BASE_URL="https://nudge.example").status_code == 302
         assert other.config["BASE_URL"] == "http://127.0.0.1:8000"  # nothing read yet
         other.test_client().get("/health")
         assert other.config["BASE_URL"] == "https://nudge.example"
@@ -208,18 +177,7 @@ def test_a_running_worker_puts_a_newly_saved_postal_address_in_the_next_email(ap
                 break
         assert "not set" in seen[-1], "".join(seen)
         admin = signed_in(app, "admin")
-        assert (
-            post(
-                admin,
-                "/admin/settings/",
-                **{
-                    "s-POSTAL_ADDRESS": "Acme Ltd, 9 Elm Road, Shelbyville",
-                    "s-TRACK_OPENS": "on",
-                    "s-TRACK_CLICKS": "on",
-                },
-            ).status_code
-            == 302
-        )
+        assert _save(admin, POSTAL_ADDRESS="Acme Ltd, 9 Elm Road, Shelbyville").status_code == 302
         assert post_event(client, api_key(app), email="ana@example.com", form="newsletter").status_code == 202
         [msg] = smtp_server.wait_for(1)
     finally:
