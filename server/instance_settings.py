@@ -99,7 +99,7 @@ def refresh(app: Flask) -> bool:
         if version == state.version:
             return False
         table = StoredSetting.__table__
-        stored = {key: value for key, value in conn.execute(select(table.c.key, table.c.value))}
+        stored: dict[str, Any] = dict(conn.execute(select(table.c.key, table.c.value)).tuples())
     config, channels = effective(app, stored)
     for key in set(state.stored) - set(config):  # a plugin's setting no longer stored and unset elsewhere
         app.config.pop(key, None)

@@ -186,3 +186,15 @@ def test_a_running_worker_puts_a_newly_saved_postal_address_in_the_next_email(ap
     assert "Acme Ltd, 9 Elm Road, Shelbyville" in msg.get_body(("plain",)).get_content()
     with app.app_context():
         assert get_session().get(StoredSetting, "POSTAL_ADDRESS").value == "Acme Ltd, 9 Elm Road, Shelbyville"
+
+
+def test_teams_and_their_destinations_are_checked_against_the_installed_channels(app):
+    admin = signed_in(app, "admin")
+    response = _save(admin, TEAMS="sales=ana@x.example;ops=pager:night-shift")
+    assert response.status_code == 422
+    error = response.get_data(as_text=True).split('id="f-s-TEAMS-error">')[1].split("</p>")[0]
+    assert "pager" in error and _stored(app) == {}
+    assert _save(admin, TEAMS="sales=ana@x.example,bob@x.example;ops=webhook:ops-hook").status_code == 302
+    assert [str(m) for m in app.config["TEAMS"]["ops"]] == ["webhook:ops-hook"]
+    page = admin.get("/admin/settings/").get_data(as_text=True)
+    assert 'value="sales=ana@x.example,bob@x.example;ops=webhook:ops-hook"' in page
