@@ -99,7 +99,7 @@ def refresh(app: Flask) -> bool:
         if version == state.version:
             return False
         table = StoredSetting.__table__
-        stored: dict[str, Any] = dict(conn.execute(select(table.c.key, table.c.value)).tuples())
+        stored = {row.key: row.value for row in conn.execute(select(table.c.key, table.c.value))}
     config, channels = effective(app, stored)
     for key in set(state.stored) - set(config):  # a plugin's setting no longer stored and unset elsewhere
         app.config.pop(key, None)
