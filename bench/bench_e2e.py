@@ -1,7 +1,7 @@
 """End to end through ``nudge up``: events posted at a steady rate become emails at an SMTP server (issue #12, 5).
 
 ``nudge up`` runs as a user runs it (embedded defaults: SQLite and an embedded Redis in a temp instance folder),
-with its email channel pointed at a local SMTP sink (its own process, below) that notes when it accepted each
+with its email channel pointed at a local SMTP sink (bench.smtp_sink, its own process) that notes when it accepted each
 mail's DATA, for whom, with which subject. The rule and its two templates are loaded through the API
 (``PUT /api/v1/rules``, ``POST /api/v1/templates``, with an admin key made by ``nudge apikey create``), then a
 load process posts ``form.submitted`` for distinct contacts at a steady rate (open loop: each POST leaves at its
@@ -51,61 +51,6 @@ TEMPLATES = {
 
 def email(i: int) -> str:
     return f"e2e{i}@example.com"
-
-
-# --- the SMTP sink (its own process) ---
-
-
-async def _sink_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, out: Any) -> None:
-    """One SMTP session; for each DATA accepted, a line ``time recipient subject`` in *out* (time: when the DATA
-    ended, just before the 250)."""
-    writer.write(b"220 sink ESMTP\r\n")
-    rcpts: list[str] = []
-    try:
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                writer.write(b"250-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n")
-            elif verb == b"RCPT":
-                rcpts.append(line.decode().split(":", 1)[1].strip().strip("<>").split(">")[0])
-                writer.write(b"250 ok\r\n")
-            elif verb == b"DATA":
-                writer.write(b"354 go on\r\n")
-                await writer.drain()
-                subject = ""
-                while (data := await reader.readline()) not in (b".\r\n", b""):
-                    if not subject and data[:8].lower() == b"subject:":
-                        subject = data[8:].decode().strip()
-                at = time.time()
-                for rcpt in rcpts:
-                    out.write(f"{at:.6f} {rcpt} {subject}\n")
-                out.flush()
-                rcpts = []
-                writer.write(b"250 accepted\r\n")
-            elif verb == b"QUIT":
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
-                return
-            else:  # HELO, MAIL, RSET, NOOP
-                if verb in (b"RSET", b"MAIL"):
-                    rcpts = []
-                writer.write(b"250 ok\r\n")
-            await writer.drain()
-    finally:
-        writer.close()
-
-
-async def _sink(port: int, path: str) -> None:
-    with open(path, "a") as out:
-        server = await asyncio.start_server(lambda r, w: _sink_session(r, w, out), "127.0.0.1", port, backlog=256)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        print("ready", flush=True)
-        async with server:
-            await stop.wait()
 
 
 # --- the load (its own process) ---
@@ -230,7 +175,7 @@ def _env(home: str, sink_port: int) -> dict[str, str]:
 
 def _await_mails(path: str, expected: int, quiet: float = 120, cap: float = 1800) -> list[tuple[float, str, str]]:
     """The mails received once *expected* are in (then 3 s more, for doubles), or once none came for *quiet* s
-    (sends may wait behind a backlog of events: none may come for a while after the last POST)."""
+    (sends may fall behind a stream of events: few may come for a while after the last POST)."""
     last, count, start = time.monotonic(), 0, time.monotonic()
     while count < expected and time.monotonic() - last < quiet and time.monotonic() - start < cap:
         time.sleep(0.5)
@@ -249,7 +194,7 @@ def run(rate: float, seconds: float) -> dict[str, Any]:
     env = _env(home, sink_port)
     base = f"http://127.0.0.1:{web_port}"
     sink = subprocess.Popen(
-        [sys.executable, "-m", "bench.bench_e2e", "--sink", str(sink_port), mails],
+        [sys.executable, "-m", "bench.smtp_sink", str(sink_port), mails],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -285,6 +230,7 @@ def run(rate: float, seconds: float) -> dict[str, Any]:
                 )
                 received = _await_mails(mails, 2 * len(load["sent"]))
                 stamps = _stamps(os.path.join(env["NUDGE_HOME"], "nudge.db"))
+                cpu = _cpu(up.pid)
             finally:
                 up.send_signal(signal.SIGINT)
                 try:
@@ -299,7 +245,24 @@ def run(rate: float, seconds: float) -> dict[str, Any]:
         sink.terminate()
         sink.wait(10)
     shutil.rmtree(home, ignore_errors=True)
-    return {**_figures(load, received, rate), "stages": _stages(load, received, stamps)}
+    return {**_figures(load, received, rate), "stages": _stages(load, received, stamps), "cpu_s": cpu}
+
+
+def _cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) each of ``nudge up``'s processes used so far, by its role: where the work went."""
+    import psutil
+
+    roles = {"web": "web", "engine": "worker (engine)", "send": "sender", "scheduler": "scheduler", "redis": "redis"}
+    out: dict[str, float] = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            words, times = child.cmdline(), child.cpu_times()
+        except psutil.Error:
+            continue
+        text = " ".join(os.path.basename(word) for word in words)  # no folder names: they may contain "web"
+        role = next((name for key, name in roles.items() if key in text), text[-40:])
+        out[role] = round(out.get(role, 0.0) + times.user + times.system, 1)
+    return out
 
 
 def _stages(
@@ -370,6 +333,8 @@ def measure(seconds: float) -> list[Row]:
     stages = f["stages"]
     slowest = max(stages, key=lambda step: stages[step][0]) if stages else "-"
     where = f"; slowest step {slowest.replace('->', ' -> ')} p50 {stages[slowest][0] / 1000:.1f} s" if stages else ""
+    cpu = ", ".join(f"{role} {seconds:.0f}" for role, seconds in sorted(f["cpu_s"].items(), key=lambda kv: -kv[1]))
+    where += f"; CPU s: {cpu}" if cpu else ""
     size = f"{f['events']:,} events posted at {f['posting_rate']:.0f}/s, nudge up (SQLite, embedded Redis)"
     exact = f["exactly_once"] == f["expected"] and not f["lost"] and not f["doubled"] and not f["stray"]
     return [
@@ -396,9 +361,6 @@ def measure(seconds: float) -> list[Row]:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--sink":
-        asyncio.run(_sink(int(sys.argv[2]), sys.argv[3]))
-        return
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
         port, key, rate, seconds = sys.argv[2:6]
         print(json.dumps(asyncio.run(_load(int(port), key, float(rate), float(seconds)))))

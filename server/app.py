@@ -114,6 +114,10 @@ def _serve(app: Flask, pm: Any) -> None:
 
     app.register_blueprint(segments_area.bp)
     app.register_blueprint(audit_area.bp)
+    from .web import broadcasting, form_admin
+
+    app.register_blueprint(form_admin.bp)
+    app.register_blueprint(broadcasting.bp)
     from .web import settings as settings_area
 
     app.register_blueprint(settings_area.bp)  # the admin UI's Settings and Channels

@@ -89,6 +89,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "help": "events one process-events job handles: its own, then other pending ones (oldest first) up to "
         "this many, so that a worker takes events in large batches however they were enqueued (1: its own only)",
     },
+    "SETTINGS_RECHECK": {
+        "type": "float",
+        "default": 1.0,
+        "help": "seconds a web process goes without checking for settings saved in the admin UI by another "
+        "process; workers check before every job",
+    },
     "RETRY_BASE": {
         "type": "float",
         "default": 30.0,

@@ -26,10 +26,11 @@ load, the log level and test mode come only from the file or the environment. A 
 start with one line naming the variable; in the admin UI it is refused with the same message, next to the
 field. Secrets (marked *secret*) are never printed, nor shown back in the admin UI.
 
-A value saved in the admin UI applies without a restart: every web request and every worker job first reads
-the settings' version (one primary-key look-up, about 0.1-0.3 ms on the embedded SQLite); when it moved on,
-the process reads the stored settings again and rebuilds its configuration with the same validation as at
-start-up (about 2 ms, once per change).
+A value saved in the admin UI applies without a restart: every worker job, and each web process at most once
+every `NUDGE_SETTINGS_RECHECK` seconds (1 by default, so the event ingest path does not pay a query a request),
+first reads the settings' version (one primary-key look-up, about 0.1-0.3 ms on the embedded SQLite); when it
+moved on, the process reads the stored settings again and rebuilds its configuration with the same validation
+as at start-up (about 2 ms, once per change). The web process that saved a change applies it at once.
 
 `nudge doctor` checks the set-up and says what to do, one line per check (`ok`, `warn`, `error`): the
 public address is not https, test mode (`NUDGE_TESTING`) is on, mail comes from `localhost`, no postal

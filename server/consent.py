@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,14 +33,20 @@ def address_hash(secret: str, channel: str, address: str) -> str:
     return _sdk_address_hash(address, secret)
 
 
-def current_consent(session: Session, contact_id: int, channel: str) -> str | None:
-    """The latest ledger status for the contact on *channel* (``granted``/``revoked``), or None."""
-    return session.scalar(
+def latest_consent(contact_id: Any, channel: str) -> Select[str]:
+    """The statement reading the latest ledger status on *channel* of *contact_id* — an id, or a column such as
+    ``Contact.id`` to correlate it as a subquery over many contacts."""
+    return (
         select(Consent.status)
         .where(Consent.contact_id == contact_id, Consent.channel == channel)
         .order_by(Consent.recorded_at.desc(), Consent.id.desc())
         .limit(1)
     )
+
+
+def current_consent(session: Session, contact_id: int, channel: str) -> str | None:
+    """The latest ledger status for the contact on *channel* (``granted``/``revoked``), or None."""
+    return session.scalar(latest_consent(contact_id, channel))
 
 
 def current_consents(session: Session, contact_id: int) -> dict[str, str]:

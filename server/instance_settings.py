@@ -5,9 +5,11 @@ The effective configuration is, lowest first: the defaults < the database (``set
 the app was built with. Operators keep control: a value set in the file or the environment wins, and the admin
 UI shows it read-only, naming where it comes from.
 
-A change is seen without a restart: each request and each job first reads the settings' version (one primary-key
-SELECT); when another process moved it on, the stored settings are read again, validated by the same
-:func:`server.config.load_config` as at start-up, and put into ``app.config`` (and the channels' settings).
+A change is seen without a restart: each job, and a web process at most once every ``SETTINGS_RECHECK`` seconds
+(one second by default, so that the hot ingest path does not pay a query per request), first reads the settings'
+version (one primary-key SELECT); when another process moved it on, the stored settings are read again,
+validated by the same :func:`server.config.load_config` as at start-up, and put into ``app.config`` (and the
+channels' settings).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ NEVER_STORED = frozenset(
         "TESTING",
         "TEST_CLOCK_FILE",
         "LOG_LEVEL",
+        "SETTINGS_RECHECK",
     }
 )
 
@@ -56,6 +59,7 @@ class _State:
     create: bool
     version: int | None = None
     stored: dict[str, Any] = field(default_factory=dict)
+    checked: float = float("-inf")  # when (UNIX seconds, the app's clock) this process last read the version
 
 
 def init_app(app: Flask, overrides: Mapping[str, Any] | None, create: bool) -> None:
@@ -71,7 +75,7 @@ def init_app(app: Flask, overrides: Mapping[str, Any] | None, create: bool) -> N
 
     @app.before_request
     def _refresh() -> None:
-        refresh(app)
+        refresh(app, at_most_every=app.config["SETTINGS_RECHECK"])
 
     app.extensions.setdefault(BEFORE_JOB, []).append(refresh)
 
@@ -81,18 +85,22 @@ def stored_values(session: Any) -> dict[str, Any]:
     return {row.key: row.value for row in session.scalars(select(StoredSetting))}
 
 
-def refresh(app: Flask) -> bool:
+def refresh(app: Flask, *, at_most_every: float = 0.0) -> bool:
     """Bring ``app.config`` up to date with the stored settings if they changed since this process last read them.
 
     Reads on a connection of its own, in a read-only transaction ended at once: the request's or job's session
     is left alone (on SQLite its transactions take the write lock). Costs one primary-key SELECT when nothing
-    changed.
+    changed, and nothing when this process read the version less than *at_most_every* seconds ago.
 
     :return: True when the configuration was rebuilt.
     """
     state: _State | None = app.extensions.get(_KEY)
     if state is None:
         return False
+    now = app.extensions["nudge.clock"]().timestamp()
+    if 0 <= now - state.checked < at_most_every:
+        return False
+    state.checked = now
     with app.extensions["nudge.db"].engine.connect() as conn:
         conn = conn.execution_options(**{READ_ONLY: True})
         version = conn.execute(_VERSION).scalar() or 0

@@ -75,6 +75,16 @@ class TaskQueue:
         """What a worker listens to, in priority order."""
         return [self.queue, self.send_queue]
 
+    def listen_to(self, which: str = "all") -> list[Queue]:
+        """The queues of a worker that takes *which* jobs: ``all`` (engine first, then sends), ``engine`` or ``send``.
+
+        :raises ValueError: for any other name.
+        """
+        chosen = {"all": self.queues, "engine": [self.queue], "send": [self.send_queue]}.get(which)
+        if chosen is None:
+            raise ValueError(f"unknown worker queues {which!r}: use all, engine or send")
+        return chosen
+
     def enqueue_send(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
         return self.enqueue(func, *args, _queue=self.send_queue, **kwargs)
 
@@ -178,11 +188,13 @@ class AppWorker(SimpleWorker):
 RECONNECT_FIRST, RECONNECT_CAP = 0.5, 4.0
 
 
-def serve(app: Flask, burst: bool = False) -> None:
+def serve(app: Flask, burst: bool = False, queues: str = "all") -> None:
     """Run a worker until asked to stop, through Redis outages: RQ's loop gives up when Redis goes away
     in the middle of a job (or is away at start); a new one starts once Redis answers, with back-off.
 
     Jobs are safe to lose or repeat (the database says what is done), so nothing is lost meanwhile.
+    :param queues: which jobs it takes (:meth:`TaskQueue.listen_to`): ``nudge up`` runs an ``engine`` worker
+        and a ``send`` worker side by side, so that sends never wait behind a stream of events.
     """
     tq = get_queue(app)
     stop = {"asked": False}
@@ -201,7 +213,7 @@ def serve(app: Flask, burst: bool = False) -> None:
             delay = min(delay * 2, RECONNECT_CAP)
             continue
         delay = RECONNECT_FIRST
-        worker = AppWorker(tq.queues, connection=tq.redis, app=app)
+        worker = AppWorker(tq.listen_to(queues), connection=tq.redis, app=app)
         try:
             worker.work(burst=burst, logging_level=app.config["LOG_LEVEL"])
         except redis.RedisError as exc:  # raised by RQ's own clean-up when Redis is gone

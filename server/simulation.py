@@ -25,10 +25,12 @@ def simulate(
     trace: bool = False,
     config: dict[str, Any] | None = None,
     timeline_name: str = "timeline",
+    funnels: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run *sources* against *timeline* (named *timeline_name* in errors); return the effects in time order."""
+    """Run *sources* against *timeline* (named *timeline_name* in errors); return the effects in time order
+    (and every rule's funnel into *funnels*, when given)."""
     with throwaway_instance(partial(create_app, web=False), config) as app:
-        return run(app, sources, timeline, until=until, trace=trace, timeline_name=timeline_name)
+        return run(app, sources, timeline, until=until, trace=trace, timeline_name=timeline_name, funnels=funnels)
 
 
 __all__ = ["simulate", "simulation_app"]

@@ -100,7 +100,7 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def up(host: str, port: int) -> None:
-    """Migrate, then run web server, worker and scheduler together (Ctrl-C stops all).
+    """Migrate, then run web server, workers (journeys; sends) and scheduler together (Ctrl-C stops all).
 
     Creates the instance (``./nudge-data``, or NUDGE_HOME) when there is none yet.
     """
@@ -134,7 +134,9 @@ def up(host: str, port: int) -> None:
     sup = Supervisor(env=child_env(**extra), echo=lambda m: click.echo(m, err=True))
     sup.install_signal_handlers()
     sup.start("web", child_command("web", "--host", host, "--port", str(port), "--no-migrate", "--no-checks"))
-    sup.start("worker", child_command("worker", "--no-checks"))
+    # sends have a worker of their own: behind a steady stream of events a shared one would never reach them
+    sup.start("worker", child_command("worker", "--queues", "engine", "--no-checks"))
+    sup.start("sender", child_command("worker", "--queues", "send", "--no-checks"))
     sup.start("scheduler", child_command("scheduler"))
     base = f"http://{host}:{port}"
     if sup.wait_http(f"{base}/healthz", timeout=3600):
@@ -189,15 +191,22 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option(
+    "--queues",
+    type=click.Choice(["all", "engine", "send"]),
+    default="all",
+    show_default=True,
+    help="Which jobs to take: all (journey work first, then sends), engine (events and journeys) or send.",
+)
 @_NO_CHECKS
-def worker(burst: bool, no_checks: bool) -> None:
+def worker(burst: bool, queues: str, no_checks: bool) -> None:
     """Run a worker that processes queued jobs (it waits out Redis outages)."""
     from ..queue import serve
 
     _setup_logging()
     app = build_app()
     _startup_checks(app, skip=no_checks)
-    serve(app, burst=burst)
+    serve(app, burst=burst, queues=queues)
 
 
 @main.command()
@@ -394,7 +403,7 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks")
+COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks", "stats")
 
 
 def _register_optional() -> None:

@@ -87,7 +87,8 @@ def register(group: click.Group) -> None:
     @click.option("--timeline", required=True, type=click.File("r"), help="JSON Lines of contact changes and events.")
     @click.option("--until", help="Stop at this ISO-8601 time (default: 90 days after the last line).")
     @click.option("--trace", is_flag=True, help="Also print the engine's reasoning (branches, waits, timeouts).")
-    def simulate(rules: tuple[str, ...], timeline, until: str | None, trace: bool) -> None:
+    @click.option("--stats", is_flag=True, help="Print each rule's funnel (as `nudge stats` does) instead.")
+    def simulate(rules: tuple[str, ...], timeline, until: str | None, trace: bool, stats: bool) -> None:
         """Run RULES against a timeline on a virtual clock; print one JSON effect per line."""
         from ..config import ConfigError
         from ..engine.rules import RuleError
@@ -95,13 +96,20 @@ def register(group: click.Group) -> None:
         from ..simulation import simulate as run
 
         sources = _read_sources(rules)
+        funnels: list[dict] | None = [] if stats else None
+        lines = timeline.read().splitlines()
         try:
-            effects = run(sources, timeline.read().splitlines(), until=until, trace=trace, timeline_name=timeline.name)
+            effects = run(sources, lines, until=until, trace=trace, timeline_name=timeline.name, funnels=funnels)
         except RuleError as exc:
             click.echo("\n".join(exc.diagnostics), err=True)
             sys.exit(1)
         except (TimelineError, ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
+        if funnels is not None:
+            from .stats import funnel_table
+
+            click.echo("\n\n".join("\n".join(funnel_table(funnel)) for funnel in funnels))
+            return
         for effect in effects:
             click.echo(json.dumps(effect))
 

@@ -38,9 +38,18 @@ class Broadcast:
 
 
 def create_broadcast(
-    session: Session, plugins, channel: str, template: str, segment: str, broadcast_id: str | None = None
+    session: Session,
+    plugins,
+    channel: str,
+    template: str,
+    segment: str,
+    broadcast_id: str | None = None,
+    send_at: datetime | None = None,
 ) -> Broadcast:
     """Write the outbox rows for every current member of *segment* (the caller commits, then enqueues).
+
+    :param send_at: when the rows become due (a scheduled broadcast: the scheduler hands them to the send queue
+        then, and the caller enqueues nothing); default now.
 
     :return: the broadcast: its id, its members (those written now and those written by an earlier run with the
         same id) and the ids of its rows still pending, to hand to the send queue.
@@ -66,7 +75,7 @@ def create_broadcast(
         raise BroadcastError(f"segment {segment!r} cannot be used for a broadcast: {exc.message}") from None
     ident = broadcast_id or secrets.token_hex(6)
     now = utcnow()
-    earlier = _of(session, ident)
+    earlier = rows_of(session, ident)
     written = session.scalar(select(func.count(Message.id)).where(earlier)) or 0
     pending = list(session.scalars(select(Message.id).where(earlier, Message.status == "pending")))
     constants = {
@@ -74,7 +83,7 @@ def create_broadcast(
         "template": template,
         "status": "pending",
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": send_at or now,
         "created_at": now,
         "data": {"broadcast": ident, "marketing": True},
     }
@@ -88,7 +97,7 @@ def create_broadcast(
     return Broadcast(ident, len(new) + written, sorted(pending + new))
 
 
-def _of(session: Session, ident: str) -> Any:
+def rows_of(session: Session, ident: str) -> Any:
     """The rows of broadcast *ident*, exactly: SQLite's ``LIKE`` ignores case and ``_`` matches any character."""
     prefix = key_prefix(BROADCAST, ident)
     exact = func.substr(Message.key, 1, len(prefix)) == prefix

@@ -167,13 +167,13 @@ def score(group: Group, op: ScoreOp) -> None:
 def wait(group: Group, op: WaitOp) -> None:
     """``wait``: the members park until the wait is over, past it."""
     due = group.ctx.now + int(op["seconds"])
-    group.trace("wait", {"until": due, "why": f"wait {duration_text(int(op['seconds']))}"})
+    group.trace("wait", {"until": due, "why": f"wait {duration_text(int(op['seconds']))}", "pc": group.at})
     group.move_on(pc=group.at + 1, due=due, wait_event=None, attempts=None, error=None)
 
 
 def exit(group: Group, op: ExitOp) -> None:
     """The end (an ``exit`` step, or past the last step): the members' journeys are completed."""
-    group.trace("exit", {"reason": "completed"})
+    group.trace("exit", {"reason": "completed", "pc": group.at})
     group.move_on(
         pc=group.at,
         state=EnrolmentState.DONE.value,
@@ -306,6 +306,6 @@ def enrol_set_based(
         & (Enrolment.pc == 1)
         & (Enrolment.due == due),
         "enter",
-        {"until": due},
+        {"until": due, "pc": 0},
     )
     return count

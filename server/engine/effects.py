@@ -74,13 +74,13 @@ def finish(ctx: EngineContext, enr: Enrolment, reason: str) -> None:
     enr.due = None
     enr.wait_event = None
     enr.exit_reason = reason
-    ctx.log(enr.contact_id, enr.rule_id, "exit", enr.id, reason=reason)
+    ctx.log(enr.contact_id, enr.rule_id, "exit", enr.id, reason=reason, pc=enr.pc)
 
 
 def park(ctx: EngineContext, enr: Enrolment, due: int, why: str) -> None:
     """Let *enr* wait until *due*; its trace says until when and why."""
     enr.due = due
-    ctx.log(enr.contact_id, enr.rule_id, "wait", enr.id, until=due, why=why)
+    ctx.log(enr.contact_id, enr.rule_id, "wait", enr.id, until=due, why=why, pc=enr.pc)
 
 
 def source_text(op: Mapping[str, object]) -> str | None:

@@ -26,7 +26,7 @@ from ..models import (
 from ..queue import get_queue
 from . import bulk, dispatch, failures, runtime, setwise
 from .context import EngineContext
-from .outbox import deliver, resolve_stale_sends
+from .outbox import JOB_MORE, deliver, resolve_stale_sends
 from .timeutil import to_dt, to_ts
 
 log = logging.getLogger(__name__)
@@ -267,8 +267,8 @@ def fire_timers(now: int | None = None) -> int:
 
 
 def deliver_messages(message_ids: list[int], now: int | None = None) -> int:
-    """Send a batch of outbox rows; see :mod:`server.engine.outbox`."""
-    return deliver(get_session(), current_app, message_ids, now=now)
+    """Send a batch of outbox rows, and other due ones up to ``JOB_MORE``; see :mod:`server.engine.outbox`."""
+    return deliver(get_session(), current_app, message_ids, now=now, more=JOB_MORE)
 
 
 # -- the scheduler tick ----------------------------------------------------------------------------
@@ -307,6 +307,7 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     stale = instant - timedelta(seconds=config["REQUEUE_AFTER"])
     lease = max(1, math.ceil(config["ENGINE_LEASE"]))  # due times are whole seconds
     counts: dict[str, Any] = {"events": 0, "enrolments": 0, "timers": 0, "messages": 0}
+    counts["stats"] = roll_up_stats(session)  # first, on a clean session: it commits as it goes
     # a send whose worker vanished: back to pending if it never reached the channel, else held or resent
     idempotent = tuple(
         name
@@ -385,6 +386,19 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     return counts
 
 
+def roll_up_stats(session, limit: int = 4) -> int:
+    """Fold the new journey trace, send outcomes and message events into the stats counters (see
+    :mod:`.rollup`); a failure is logged and retried next tick, never the tick's end. :return: counters changed."""
+    from .rollup import rollup
+
+    try:
+        return rollup(session, limit=limit)
+    except Exception:
+        session.rollback()
+        log.exception("the stats rollup failed; it resumes from its watermark next tick")
+        return 0
+
+
 def _release(session, now: int, batches: list[tuple[list[int], int]], messages: list[int], marked: Any) -> None:
     """Give back at once what was leased for jobs that could not be enqueued (Redis went away meanwhile)."""
     if not batches and not messages:
@@ -411,4 +425,12 @@ def _release(session, now: int, batches: list[tuple[list[int], int]], messages: 
     )
 
 
-__all__ = ["advance_enrolments", "deliver_messages", "enqueue_events", "fire_timers", "process_events", "requeue_due"]
+__all__ = [
+    "advance_enrolments",
+    "deliver_messages",
+    "enqueue_events",
+    "fire_timers",
+    "process_events",
+    "requeue_due",
+    "roll_up_stats",
+]

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..sdk import Channel, ChannelError, OutboundMessage, SendResult
 
-__all__ = ["Item", "send_all"]
+__all__ = ["Item", "Lanes", "send_all"]
 
 
 @dataclass(eq=False)
@@ -76,34 +76,35 @@ class _Lane:
             self.inbox.put(None)
 
 
-def send_all(
-    channels: Sequence[Channel],
-    items: Sequence[Item],
-    stamp: Callable[[list[Item]], list[Item]],
-    record: Callable[[list[Item]], None],
-    limit: int = 0,
-    context: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> tuple[list[Item], float]:
-    """Send *items* over one lane per channel instance of *channels*; return those left unsent, and for how long.
+class Lanes:
+    """One lane per channel instance of *channels*, kept for as many :meth:`send` calls as the caller makes (its
+    threads and connections too: a job sends batch after batch over the same ones); :meth:`close` ends them."""
 
-    :param stamp: writes and commits that these items are handed over now (with whatever *record* wrote since);
-        returns those that may go (a claim taken back meanwhile does not).
-    :param record: writes the outcome (``result`` or ``error``) of finished items; the next *stamp*, or the caller
-        after this returns, commits it.
-    :param limit: how many sends to one ``destination`` may be in flight at once; 0 for no limit.
-    :param context: entered by each lane's thread around its sends (the app's context).
-    :return: the items never handed over because the provider asked to wait (a ``ChannelError`` with
-        ``retry_after``: sending the rest now would only be refused too), and the longest wait it asked for.
-    """
-    done: queue.SimpleQueue[tuple[_Lane, Item]] = queue.SimpleQueue()
-    lanes = [_Lane(channel, done, len(channels) > 1, context) for channel in channels]
-    free = list(reversed(lanes))
-    waiting = deque(items)
-    busy: Counter[str] = Counter()
-    in_flight = 0
-    recorded = False  # outcomes written since the last commit
-    halted = 0.0
-    try:
+    def __init__(
+        self, channels: Sequence[Channel], context: Callable[[], AbstractContextManager[Any]] = nullcontext
+    ) -> None:
+        self.done: queue.SimpleQueue[tuple[_Lane, Item]] = queue.SimpleQueue()
+        self.lanes = [_Lane(channel, self.done, len(channels) > 1, context) for channel in channels]
+
+    def close(self) -> None:
+        for lane in self.lanes:
+            lane.stop()
+
+    def send(
+        self,
+        items: Sequence[Item],
+        stamp: Callable[[list[Item]], list[Item]],
+        record: Callable[[list[Item]], None],
+        limit: int = 0,
+    ) -> tuple[list[Item], float]:
+        """Send *items* over the lanes; return those left unsent, and for how long (see :func:`send_all`)."""
+        done = self.done
+        free = list(reversed(self.lanes))
+        waiting = deque(items)
+        busy: Counter[str] = Counter()
+        in_flight = 0
+        recorded = False  # outcomes written since the last commit
+        halted = 0.0
         while in_flight or (waiting and not halted):
             starting: list[tuple[_Lane, Item]] = []
             held: list[Item] = []
@@ -141,7 +142,30 @@ def send_all(
                     halted = max(halted, item.error.retry_after)
             record([item for _lane, item in finished])
             recorded = True
+        return list(waiting), halted
+
+
+def send_all(
+    channels: Sequence[Channel],
+    items: Sequence[Item],
+    stamp: Callable[[list[Item]], list[Item]],
+    record: Callable[[list[Item]], None],
+    limit: int = 0,
+    context: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> tuple[list[Item], float]:
+    """Send *items* over one lane per channel instance of *channels*; return those left unsent, and for how long.
+
+    :param stamp: writes and commits that these items are handed over now (with whatever *record* wrote since);
+        returns those that may go (a claim taken back meanwhile does not).
+    :param record: writes the outcome (``result`` or ``error``) of finished items; the next *stamp*, or the caller
+        after this returns, commits it.
+    :param limit: how many sends to one ``destination`` may be in flight at once; 0 for no limit.
+    :param context: entered by each lane's thread around its sends (the app's context).
+    :return: the items never handed over because the provider asked to wait (a ``ChannelError`` with
+        ``retry_after``: sending the rest now would only be refused too), and the longest wait it asked for.
+    """
+    lanes = Lanes(channels, context)
+    try:
+        return lanes.send(items, stamp, record, limit)
     finally:
-        for lane in lanes:
-            lane.stop()
-    return list(waiting), halted
+        lanes.close()

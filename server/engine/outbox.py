@@ -37,7 +37,7 @@ from ..models import (
 from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage, redact
 from . import health, policy, tracking
 from .keys import enrolment_of
-from .lanes import Item, send_all
+from .lanes import Item, Lanes, send_all
 from .render import contact_data, load_parts, render
 from .staff import internal_address, internal_outbound, recipient
 from .timeutil import iso, to_dt, to_ts
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 #: outbox rows claimed (and asked about, and rendered) together: one statement and one commit for them all. Small,
 #: so that a claimed row is stamped well within ``REQUEUE_AFTER`` (else the scheduler gives it back meanwhile)
 CLAIM_BATCH = 20
+#: due rows a send job may take besides its own (see ``Delivery.deliver``): about two seconds of sending
+JOB_MORE = 1000
 #: tries of a send when the channel has no retry schedule of its own (setting ``MAX_ATTEMPTS``)
 MAX_ATTEMPTS = 8
 STRANDED = "the worker stopped before handing it to the channel; it goes out again"
@@ -133,6 +135,7 @@ class Delivery:
         self.fixed_now = now
         self.capture = capture  # simulation: record instead of sending
         self.channels: dict[str, list[tuple[Any, Any]]] = {}
+        self.pools: dict[str, Lanes] = {}  # the lanes of each channel, kept across the batches of one job
         self._props: dict[int, dict[str, Any]] = {}
         self._parts: dict[tuple[str, str], dict[str, str]] = {}
         self._verdicts: BatchVerdicts | None = None
@@ -148,6 +151,9 @@ class Delivery:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
         for lanes in self.channels.values():
             for _channel, ctx in lanes:
                 ctx.__exit__(None, None, None)
@@ -262,8 +268,13 @@ class Delivery:
         )
         self.session.add(MessageStatusChange(message_id=msg.id, status="deferred", detail=detail, at=to_dt(self.now)))
 
-    def deliver(self, message_ids: list[int]) -> int:
-        """Send each pending message of *message_ids* at most once; return how many were sent."""
+    def deliver(self, message_ids: list[int], more: int = 0) -> int:
+        """Send each pending message of *message_ids* at most once, then up to *more* other due ones (oldest
+        first); return how many were sent.
+
+        *more* lets a send job take whatever is due besides its own rows, as an event job does with events: under
+        a steady stream the first job sends in full batches and the jobs behind it find their rows gone.
+        """
         sent = 0
         # one query skips what is done already: duplicate jobs (the scheduler re-enqueues slow ones) cost little
         todo = set(self.session.scalars(select(Message.id).where(Message.id.in_(message_ids), self._claimable())))
@@ -271,16 +282,36 @@ class Delivery:
         ordered = [message_id for message_id in dict.fromkeys(message_ids) if message_id in todo]
         for start in range(0, len(ordered), CLAIM_BATCH):
             sent += self._deliver_claimed(self._claim_many(ordered[start : start + CLAIM_BATCH]))
+        while more > 0:
+            msgs = self._claim_many(None, min(CLAIM_BATCH, more))
+            if not msgs:
+                break
+            more -= len(msgs)
+            sent += self._deliver_claimed(msgs)
         return sent
 
-    def _claim_many(self, message_ids: list[int]) -> list[Message]:
-        """Claim the claimable rows of *message_ids* in one statement, committed; return them in that order."""
+    def _claim_many(self, message_ids: list[int] | None, oldest: int = 0) -> list[Message]:
+        """Claim the claimable rows of *message_ids* (None: the *oldest* claimable rows) in one statement,
+        committed; return them in that order.
+
+        On PostgreSQL the oldest rows another worker is claiming are skipped, not waited for: they are its own.
+        """
         table = Message.__table__
+        if message_ids is None:
+            query = select(table.c.id).where(self._claimable()).order_by(table.c.next_attempt_at, table.c.id)
+            query = query.limit(oldest)
+            if self.session.get_bind().dialect.name == "postgresql":  # selected once, past the rows others lock
+                cte = query.with_for_update(skip_locked=True).cte("chosen").prefix_with("MATERIALIZED")
+            else:
+                cte = query.cte("chosen")
+            chosen = table.c.id == cte.c.id
+        else:
+            chosen = table.c.id.in_(message_ids)
         claimed = set(
             self.session.connection()
             .execute(
                 update(table)
-                .where(table.c.id.in_(message_ids), self._claimable())
+                .where(chosen, self._claimable())
                 .values(
                     status=MessageStatus.SENDING.value,
                     claimed_at=to_dt(self.now),
@@ -297,6 +328,8 @@ class Delivery:
         rows = self.session.scalars(
             select(Message).where(Message.id.in_(claimed)).execution_options(populate_existing=True)
         ).all()
+        if message_ids is None:
+            return sorted(rows, key=lambda msg: msg.id)
         by_id = {msg.id: msg for msg in rows}
         return [by_id[message_id] for message_id in message_ids if message_id in by_id]
 
@@ -353,11 +386,13 @@ class Delivery:
         if self.capture is not None:
             return sent
         for name, items in ready.items():
-            lanes = self._lanes(name)[: len(items)]  # a lone message is sent on this thread
             self._sent_now, self._last_ok = 0, False
-            unsent, wait = send_all(
-                lanes, items, self._stamp_many, self._record, lanes[0].destination_limit, self.app.app_context
-            )
+            channels = self._lanes(name)
+            if len(items) == 1 and name not in self.pools:  # a lone message is sent on this thread
+                unsent, wait = send_all(channels[:1], items, self._stamp_many, self._record)
+            else:  # the lanes' threads (and connections) serve every later batch of this job too
+                pool = self.pools.get(name) or self.pools.setdefault(name, Lanes(channels, self.app.app_context))
+                unsent, wait = pool.send(items, self._stamp_many, self._record, channels[0].destination_limit)
             for item in unsent:  # the provider asked to wait (Retry-After): pending again, no attempt counted
                 self._put_back(item.msg, self.now + math.ceil(wait), f"the provider asked to wait {wait:g}s")
             if self._last_ok:  # as after each send: the channel's health shows its last outcome
@@ -530,9 +565,10 @@ class Delivery:
             health.note_error(self.session, channel, text, to_dt(self.now))
 
 
-def deliver(session: Session, app: Flask, message_ids: list[int], now: int | None = None) -> int:
+def deliver(session: Session, app: Flask, message_ids: list[int], now: int | None = None, more: int = 0) -> int:
+    """Send the pending rows of *message_ids*, then up to *more* other due rows; see :meth:`Delivery.deliver`."""
     with Delivery(session, app, now=now) as delivery:
-        return delivery.deliver(message_ids)
+        return delivery.deliver(message_ids, more=more)
 
 
 def resolve_stale_sends(

@@ -176,26 +176,28 @@ def _stop(r: Run, op: Instruction) -> bool:
 
 
 def _wait(r: Run, op: WaitOp) -> bool:
-    r.enr.pc += 1
     park(r.ctx, r.enr, r.ctx.now + int(op["seconds"]), f"wait {effects.duration_text(int(op['seconds']))}")
+    r.enr.pc += 1  # after park: its trace names the wait's own step
     return False
 
 
 def _wait_until_time(r: Run, op: WaitUntilTimeOp) -> bool:
     due = next_local_time(r.ctx.now, parse_hhmm(op["at"]), zone(r.contact.timezone, r.ctx.default_tz))
-    r.enr.pc += 1
     if due > r.ctx.now:
         park(r.ctx, r.enr, due, f"wait until {op['at']}")
+        r.enr.pc += 1
         return False
+    r.enr.pc += 1
     return True
 
 
 def _wait_until(r: Run, op: WaitUntilOp) -> bool:
     due = _as_ts(evaluate_value(op["expr"], r.scope), r.contact.timezone, r.ctx, op.get("at"))
-    r.enr.pc += 1
     if due is not None and due > r.ctx.now:
         park(r.ctx, r.enr, due, f"wait until {source_text(op)}" + (f" at {op['at']}" if op.get("at") else ""))
+        r.enr.pc += 1
         return False
+    r.enr.pc += 1
     return True
 
 
@@ -219,7 +221,7 @@ def _jump(r: Run, op: JumpOp) -> bool:
 
 def _split(r: Run, op: SplitOp) -> bool:
     arm = _split_arm(r.contact.id, r.enr.rule_id, op["arms"])
-    r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"])
+    r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"], pc=r.enr.pc)
     r.enr.pc = int(arm["to"])
     return True
 

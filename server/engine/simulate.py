@@ -210,6 +210,17 @@ class Simulation:
             self.ctx.commit()
         raise RuntimeError("simulation did not settle")
 
+    def funnels(self) -> list[dict[str, Any]]:
+        """Every rule's funnel after the run (docs/stats.md), as ``nudge stats --json`` gives it."""
+        from .funnel import rule_funnel
+        from .rollup import rollup
+
+        self.ctx.commit()
+        while rollup(self.session):
+            pass
+        names = self.session.scalars(select(Rule.name).order_by(Rule.name))
+        return [rule_funnel(self.session, name) for name in list(names)]
+
     def _deliver(self, ids: list[int]) -> None:
         with Delivery(self.session, self.app, now=self.ctx.now, capture=[]) as delivery:
             delivery.deliver(ids)
@@ -292,11 +303,13 @@ def simulate(
     trace: bool = False,
     timeline_name: str = "timeline",
     fields: Iterable[str] = (),
+    funnels: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run *sources* against *timeline* (named *timeline_name* in errors) in *app*, a throwaway instance
     (:func:`throwaway_instance`); return the effects in time order.
 
     :param fields: contact fields the rules may name besides those the timeline sets (an instance's custom fields).
+    :param funnels: when given, receives every rule's funnel after the run (``nudge simulate --stats``).
     """
     lines = read_timeline(timeline, timeline_name)
     with app.app_context():
@@ -305,7 +318,10 @@ def simulate(
         sim.ctx.now = start
         sim.load_rules(sources, timeline_fields(lines) | set(fields))
         sim.run(lines, parse_time(until, "--until") if until else None)
-        return list(sim.effects())
+        effects = list(sim.effects())
+        if funnels is not None:
+            funnels.extend(sim.funnels())
+        return effects
 
 
 __all__ = ["SIMULATION_SETTINGS", "Simulation", "TimelineError", "simulate", "throwaway_instance"]

@@ -19,13 +19,16 @@ from .journeys import (
     TriggerTimer,
 )
 from .messages import ChannelHealth, Message, MessageStatus
+from .outreach import BroadcastRecord, FormSubmission
 from .settings import SettingsVersion, StoredSetting
+from .stats import StatCounter, StatWatermark
 
 __all__ = [
     "AdminSession",
     "ApiKey",
     "AuditEntry",
     "Base",
+    "BroadcastRecord",
     "ChannelHealth",
     "Consent",
     "ConsentStatus",
@@ -37,6 +40,7 @@ __all__ = [
     "FieldDefinition",
     "FieldType",
     "Form",
+    "FormSubmission",
     "IdempotencyRecord",
     "InboundSource",
     "JourneyLog",
@@ -55,6 +59,8 @@ __all__ = [
     "Scope",
     "Segment",
     "SettingsVersion",
+    "StatCounter",
+    "StatWatermark",
     "StoredSetting",
     "Suppression",
     "SuppressionReason",

@@ -54,3 +54,26 @@
     if (question && !window.confirm(question)) { event.preventDefault(); }
   });
 })();
+
+/* <button data-copy="ID"> copies the text of the element with that id (the embed code of a form): through the
+ * Clipboard API where the page may use it, else the text is selected for Ctrl+C / Cmd+C. */
+(function () {
+  "use strict";
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-copy]");
+    if (!button) { return; }
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) { return; }
+    var text = source.value !== undefined ? source.value : source.textContent;
+    function selectAll() {
+      source.focus();
+      if (source.select) { source.select(); }
+      button.textContent = "Selected: press Ctrl+C (⌘C) to copy";
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { button.textContent = "Copied"; }, selectAll);
+    } else {
+      selectAll();
+    }
+  });
+})();

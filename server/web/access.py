@@ -116,6 +116,12 @@ def current_role() -> Role | None:
     return None if user is None else Role(user.role)
 
 
+def may(role: Role) -> bool:
+    """Whether the signed-in person's role allows what *role* may do (False when no one is signed in)."""
+    found = current_role()
+    return found is not None and found.allows(role)
+
+
 def actor() -> str:
     """Who is acting, for the audit log: ``user:<id>`` of the signed-in person (no address in the log)."""
     user = current_user()
@@ -224,6 +230,7 @@ __all__ = [
     "enforce",
     "guard_request",
     "init_app",
+    "may",
     "protect",
     "public",
     "requires",

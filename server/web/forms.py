@@ -4,7 +4,9 @@ A submission creates or updates the contact. With double opt-in, consent is reco
 ``form.submitted`` raised only when the signed confirmation link is used; without it, at once.
 Confirming also lifts an ``erased`` or ``unsubscribed`` suppression of the address the link was mailed
 to: the person asked again and proved the address is theirs (imports and API calls never lift one).
-The form's wording is stored with the consent. Bots meet a honeypot field and a per-IP rate
+The form's wording is stored with the consent: the wording the person saw when they submitted, kept on their
+:class:`~server.models.FormSubmission` (pending until confirmed), so a later change of the form's wording
+never rewrites what they agreed to. Bots meet a honeypot field and a per-IP rate
 limit kept in Redis (transport only: losing it just resets the counters).
 """
 
@@ -28,7 +30,7 @@ from ..engine.jobs import enqueue_events
 from ..engine.keys import FORM_CONFIRM, message_key
 from ..forms import HONEYPOT, STANDARD_FORM_FIELDS, snippet_html
 from ..links import BadLink, Link, confirm_url, contact_of, verify
-from ..models import Contact, Form, Message
+from ..models import Contact, Form, FormSubmission, Message, utcnow
 from ..queue import get_queue
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,8 @@ def submit(slug: str):
 
         set_tags(session, contact, list(form.tags))
     event_ids: list[int] = []
+    submission = FormSubmission(form_id=form.id, contact_id=contact.id, wording=form.wording)
+    session.add(submission)
     if form.double_opt_in:
         link = confirm_url(contact.public_id, form.id, _address_digest(form, contact))
         message = Message(
@@ -143,7 +147,8 @@ def submit(slug: str):
 
         get_queue().enqueue_send(deliver_messages, [message.id])
     else:
-        event_ids.append(_grant(session, form, contact, extra).id)
+        submission.confirmed_at = utcnow()
+        event_ids.append(_grant(session, form, contact, extra, wording=form.wording).id)
         session.commit()
     enqueue_events(event_ids)
     if form.redirect_url:
@@ -173,7 +178,7 @@ def _read_submission(form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
     return data, extra
 
 
-def _grant(session: Any, form: Form, contact: Contact, extra: dict[str, Any], *, confirmed: bool = False):
+def _grant(session: Any, form: Form, contact: Contact, extra: dict[str, Any], *, wording: str, confirmed: bool = False):
     record_consent(
         session,
         contact.id,
@@ -182,7 +187,7 @@ def _grant(session: Any, form: Form, contact: Contact, extra: dict[str, Any], *,
         f"form:{form.slug}" + (":confirmed" if confirmed else ""),
         ip=client_ip(),
         user_agent=request.user_agent.string,
-        wording=form.wording,
+        wording=wording,
     )
     return record_event(
         session,
@@ -229,8 +234,23 @@ def confirm(token: str):
     digest = _address_digest(form, contact)
     # still the address the link was mailed to: its erasure (or opt-out) suppression ends with this consent
     lifted = digest is not None and link.data.get("a") == digest and lift_suppression(session, form.channel, digest)
+    pending = list(
+        session.scalars(
+            select(FormSubmission)
+            .where(
+                FormSubmission.form_id == form.id,
+                FormSubmission.contact_id == contact.id,
+                FormSubmission.confirmed_at.is_(None),
+            )
+            .order_by(FormSubmission.id.desc())
+        )
+    )
+    for submission in pending:  # signed up twice: one confirmation answers both
+        submission.confirmed_at = utcnow()
+    # the wording the person saw when they last signed up (a link mailed before submissions were kept: today's)
+    wording = pending[0].wording if pending else form.wording
     if lifted or current_consent(session, contact.id, form.channel) != "granted":
-        event_ids.append(_grant(session, form, contact, {}, confirmed=True).id)
+        event_ids.append(_grant(session, form, contact, {}, wording=wording, confirmed=True).id)
     session.commit()
     enqueue_events(event_ids)
     if form.redirect_url:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from server.db import get_db, get_session
 from server.engine.outbox import CLAIM_BATCH, deliver
@@ -103,3 +103,30 @@ def test_the_policy_reads_consent_and_suppressions_once_per_batch_and_still_stop
         )
     assert {i for i in contact if status[contact[i]] == "suppressed"} == {3, 7, 9}
     assert (detail[contact[3]], detail[contact[7]], detail[contact[9]]) == ("unsubscribed", "bounced", "unsubscribed")
+
+
+def test_a_send_job_takes_the_other_due_rows_too_and_leaves_what_is_not_due(app, smtp_server, backend):
+    """Under a stream of sends the first job sends in full batches; the jobs behind it find their rows gone."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from server.engine.jobs import deliver_messages
+    from server.models import utcnow
+
+    with app.app_context():
+        session = get_session()
+        ids = pending_emails(session, [f"d{i}@example.com" for i in range(N)])
+        later = ids[-1]  # waiting out a retry's back-off: not due
+        hour = utcnow() + timedelta(hours=1)
+        session.execute(update(Message).where(Message.id == later).values(next_attempt_at=hour))
+        session.commit()
+        assert deliver_messages([ids[0]]) == N - 1
+        assert deliver_messages(ids[1:]) == 0  # their own jobs: already sent
+    assert len(smtp_server.wait_for(N - 1)) == N - 1
+    with app.app_context():
+        session = get_session()
+        statuses = {row.id: row.status for row in session.execute(select(Message.id, Message.status))}
+        assert statuses.pop(later) == "pending"
+        assert set(statuses.values()) == {"sent"}
+        assert session.scalar(select(func.count()).select_from(MessageStatusChange)) == N - 1

@@ -73,17 +73,17 @@ def test_group_and_single_contact_advance_alike(app, client, smtp_server, clock)
     post_event(client, key, email="g3@example.com", event="drip.started")
     run_worker(app)
     _pass(app, clock, DAY / 2 + MINUTE)  # g1 and g2 finish; g3 still waits
-    assert _effects(app, "g3@example.com")[1] == [("wait", {"why": "wait 1d"})]
+    assert _effects(app, "g3@example.com")[1] == [("wait", {"why": "wait 1d", "pc": 0})]  # pc: the wait's step
     _pass(app, clock, DAY / 2 + MINUTE)  # g3 alone -> the interpreter
     _pass(app, clock, DAY + MINUTE)  # g3 finishes
     group, single = _effects(app, "g1@example.com"), _effects(app, "g3@example.com")
     assert group[0] == single[0] == 15
     assert group[1:] == single[1:]
     assert group[1] == [
-        ("wait", {"why": "wait 1d"}),
+        ("wait", {"why": "wait 1d", "pc": 0}),
         ("tag", {"tag": "engaged"}),
         ("score", {"delta": 5, "score": 15}),
-        ("wait", {"why": "wait 1d"}),
+        ("wait", {"why": "wait 1d", "pc": 4}),
         ("send", {"channel": "email", "template": "welcome"}),
         ("send", {"channel": "email", "template": "welcome"}),
     ]

@@ -109,7 +109,7 @@ def test_invalid_values_get_the_start_up_errors_one_per_field_and_nothing_is_sav
     assert app.config["BASE_URL"].startswith("http://127.0.0.1")
 
 
-def test_the_environment_and_the_file_win_and_are_shown_read_only(app, monkeypatch, tmp_path):
+def test_the_environment_and_the_file_win_and_are_shown_read_only(app, clock, monkeypatch, tmp_path):
     admin = signed_in(app, "admin")
     assert _save(admin, DEFAULT_TIMEZONE="Europe/Berlin").status_code == 302
     (tmp_path / "home" / "nudge.toml").write_text('frequency_cap = "4/1w"\n')
@@ -118,6 +118,7 @@ def test_the_environment_and_the_file_win_and_are_shown_read_only(app, monkeypat
         session = get_session()
         instance_settings.bump(session)
         session.commit()
+    clock.advance(2)  # past SETTINGS_RECHECK: this web process looks at the version again
     page = admin.get("/admin/settings/").get_data(as_text=True)
     assert app.config["DEFAULT_TIMEZONE"] == "Asia/Tokyo" and app.config["FREQUENCY_CAP"] == "4/1w"
     tz = page.split('id="setting-DEFAULT_TIMEZONE"')[1].split("</div>")[0]
@@ -144,12 +145,16 @@ def test_hostile_values_are_escaped_and_the_checks_link_to_their_fix(app):
     assert "shown in every marketing email" in checks.split("email: postal address")[1].split("</tr>")[0]
 
 
-def test_another_web_process_sees_a_change_at_its_next_request(app, config, clock):
-    other = create_app(config, clock=clock)
+def test_another_web_process_sees_a_change_once_its_recheck_interval_has_passed(app, config, clock):
+    """A web process checks the settings' version at most every SETTINGS_RECHECK seconds (not a query a request)."""
+    other = create_app({**config, "SETTINGS_RECHECK": 5}, clock=clock)
     try:
         admin = signed_in(app, "admin")
         assert _save(admin, BASE_URL="https://nudge.example").status_code == 302
         assert other.config["BASE_URL"] == "http://127.0.0.1:8000"  # nothing read yet
+        other.test_client().get("/health")
+        assert other.config["BASE_URL"] == "http://127.0.0.1:8000"  # it read the version at start, 0 s ago
+        clock.advance(6)
         other.test_client().get("/health")
         assert other.config["BASE_URL"] == "https://nudge.example"
     finally:

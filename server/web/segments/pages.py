@@ -12,7 +12,7 @@ from ...db import get_session
 from ...models import Role, Segment, utcnow
 from ...segments import NAME
 from ...usage import loop_problem, users_of
-from ..access import actor, current_role, requires
+from ..access import actor, may, requires
 from ..flash import notify
 from ..rules.pages import editor_bundle
 from . import bp
@@ -36,8 +36,7 @@ def index():
 
 
 def _can_edit() -> bool:
-    role = current_role()
-    return role is not None and role.allows(Role.EDITOR)
+    return may(Role.EDITOR)
 
 
 def _segment(segment_id: int) -> Segment:

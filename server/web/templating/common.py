@@ -119,11 +119,12 @@ def last_changes(session: Session, ids: list[int]) -> dict[int, Change]:
     """The newest audit row of each template in *ids*, its actor made readable."""
     if not ids:
         return {}
-    rows = session.scalars(
-        select(AuditEntry)
+    newest_ids = (
+        select(func.max(AuditEntry.id))
         .where(AuditEntry.target_type == "template", AuditEntry.target_id.in_([str(i) for i in ids]))
-        .order_by(AuditEntry.id)
-    )
+        .group_by(AuditEntry.target_id)
+    )  # one row a template, read from the (target_type, target_id) index: not every change ever made
+    rows = session.scalars(select(AuditEntry).where(AuditEntry.id.in_(newest_ids)).order_by(AuditEntry.id))
     newest = {int(row.target_id): row for row in rows if row.target_id and row.target_id.isdigit()}
     user_ids = {int(r.actor[5:]) for r in newest.values() if r.actor.startswith("user:") and r.actor[5:].isdigit()}
     emails = dict(session.execute(select(User.id, User.email).where(User.id.in_(user_ids))).all()) if user_ids else {}

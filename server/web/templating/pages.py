@@ -14,7 +14,7 @@ from ...db import get_session
 from ...engine.render import TemplateError, TemplateProblem, save_template
 from ...models import Role, Template
 from ...usage import template_uses, uses_of
-from ..access import actor, current_role, requires
+from ..access import actor, may, requires
 from ..flash import notify
 from . import bp
 from .common import (
@@ -63,8 +63,7 @@ def index():
 
 
 def _can_edit() -> bool:
-    role = current_role()
-    return role is not None and role.allows(Role.EDITOR)
+    return may(Role.EDITOR)
 
 
 def editor_page(

@@ -1,0 +1,129 @@
+"""Stats: a rule's funnel per step and split arm, and the instance's sends over time (docs/stats.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+
+from ..db import get_session
+from ..engine.funnel import StatsError, overview, parse_when, rule_funnel
+from ..engine.timeutil import to_ts
+from ..models import utcnow
+from . import bp
+from .common import text
+from .spec import BadQuery, NotFound, endpoint, query_param, schema
+
+WINDOW = [
+    query_param("since", text(40), "start of the window: 2026-11-01 (a UTC day), an ISO date-time, or 7d/24h/2w ago"),
+    query_param("until", text(40), "end of the window (same forms); default: now"),
+]
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+FIGURES = schema(
+    "StepFigures",
+    {
+        "type": "object",
+        "description": "one step's counts in the window (waiting: now)",
+        "properties": {
+            name: {"type": "integer"}
+            for name in (
+                "reached",
+                "waiting",
+                "passed",
+                "goal",
+                "completed",
+                "stopped",
+                "sent",
+                "delivered",
+                "bounced",
+                "failed",
+                "opened_human",
+                "opened_machine",
+                "clicked_human",
+                "clicked_machine",
+                "clickers",
+                "unsubscribed",
+                "complained",
+            )
+        }
+        | {"exits": COUNTS, "suppressed": COUNTS},
+    },
+)
+FUNNEL = schema(
+    "RuleFunnel",
+    {
+        "type": "object",
+        "required": ["rule", "versions", "entered", "steps", "splits"],
+        "properties": {
+            "rule": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "integer"}},
+            "window": {"type": "object"},
+            "entered": {"type": "integer"},
+            "waiting": {"type": "integer"},
+            "completed": {"type": "integer"},
+            "goal": {"type": "integer"},
+            "stopped": {"type": "integer"},
+            "exits": COUNTS,
+            "conversion": {"type": "number", "nullable": True, "description": "goal exits / entered"},
+            "goal_event": {"type": "string", "nullable": True},
+            "steps": {"type": "array", "items": {"allOf": [FIGURES], "type": "object"}},
+            "splits": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+)
+OVERVIEW = schema(
+    "StatsOverview",
+    {
+        "type": "object",
+        "required": ["totals", "days"],
+        "properties": {
+            "window": {"type": "object"},
+            "totals": {"type": "object"},
+            "days": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+)
+
+
+def _window(query: dict[str, Any]) -> tuple[int | None, int | None]:
+    now = to_ts(utcnow())
+    try:
+        return parse_when(query.get("since"), now), parse_when(query.get("until"), now, name="until")
+    except StatsError as exc:
+        raise BadQuery("since", str(exc)) from None
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/rules/{name}/stats",
+    summary="A rule's funnel: per step and split arm, entered, waiting, passed, exits, sends and their outcomes",
+    tag="stats",
+    query=[*WINDOW, query_param("version", {"type": "integer", "minimum": 1}, "one version's journeys only")],
+    responses={200: ("the funnel", FUNNEL)},
+    description="Read from counters the engine keeps up to date (a few seconds behind); see docs/stats.md.",
+)
+def rule_stats(name: str, query: dict[str, Any]):
+    since, until = _window(query)
+    try:
+        return jsonify(rule_funnel(get_session(), name, since=since, until=until, version=query.get("version")))
+    except StatsError as exc:
+        raise NotFound(str(exc)) from None
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/stats/overview",
+    summary="The instance's journey sends per day: sent, delivered, failed, bounced, unsubscribed, complained",
+    tag="stats",
+    query=WINDOW,
+    responses={200: ("totals and days", OVERVIEW)},
+    description="Revenue is null until revenue attribution lands.",
+)
+def stats_overview(query: dict[str, Any]):
+    since, until = _window(query)
+    try:
+        return jsonify(overview(get_session(), since=since, until=until))
+    except StatsError as exc:
+        raise BadQuery("since", str(exc)) from None

@@ -1,0 +1,113 @@
+"""``nudge stats``: a rule's funnel per step and split arm, or the instance's sends per day (docs/stats.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+#: the funnel table's columns: heading, the step figure shown
+COLUMNS = (
+    ("REACHED", "reached"),
+    ("WAITING", "waiting"),
+    ("PASSED", "passed"),
+    ("GOAL", "goal"),
+    ("DONE", "completed"),
+    ("STOPPED", "stopped"),
+    ("SENT", "sent"),
+    ("DELIV", "delivered"),
+    ("BOUNCED", "bounced"),
+    ("FAILED", "failed"),
+    ("OPENED", "opened_human"),
+    ("M.OPEN", "opened_machine"),
+    ("CLICKED", "clicked_human"),
+    ("UNSUB", "unsubscribed"),
+    ("COMPL", "complained"),
+)
+
+
+def funnel_table(funnel: dict[str, Any]) -> list[str]:
+    """The funnel as text lines: the rule's totals, one line per step (and per arm under it), the split verdicts."""
+    conversion = funnel["conversion"]
+    lines = [
+        f"rule {funnel['rule']!r}, version(s) {', '.join(map(str, funnel['versions'])) or '-'}: "
+        f"entered {funnel['entered']}, waiting {funnel['waiting']}, completed {funnel['completed']}, "
+        f"goal {funnel['goal']}, stopped {funnel['stopped']}"
+        + (f", conversion {conversion:.1%} to {funnel['goal_event']}" if conversion is not None else ""),
+        f"{'STEP':<14} {'OP':<24} " + " ".join(f"{head:>7}" for head, _ in COLUMNS) + "  SUPPRESSED",
+    ]
+
+    def line(label: str, op: str, figures: dict[str, Any]) -> str:
+        suppressed = ", ".join(f"{why} {n}" for why, n in sorted(figures["suppressed"].items())) or "-"
+        return f"{label:<14} {op[:24]:<24} " + " ".join(f"{figures[key]:>7}" for _, key in COLUMNS) + f"  {suppressed}"
+
+    for step in funnel["steps"]:
+        what = f"{step['op']} {step.get('template') or ''}".strip() + (
+            f" (line {step['line']})" if step["line"] else ""
+        )
+        lines.append(line(step["step"], what, step))
+        for arm, figures in sorted(step.get("arms", {}).items()):
+            lines.append(line(f"  arm {arm}", "", figures))
+    for split in funnel["splits"]:
+        comparison = split["comparison"]
+        lines.append(f"split {split['step']} on {split['outcome']}: {_verdict(comparison)}")
+        for arm in comparison.get("arms", []):
+            rate = "-" if arm["rate"] is None else f"{arm['rate']:.1%}"
+            beats = arm["probability_beats_first"]
+            lines.append(
+                f"  {arm['name']:<12} {arm['converted']:>6}/{arm['exposed']:<6} rate {rate:>6} "
+                f"95% [{arm['interval']['low']:.1%}, {arm['interval']['high']:.1%}] "
+                f"P(beats first) {'-' if beats is None else f'{beats:.3f}'}  {arm['status']}"
+            )
+    return lines
+
+
+def _verdict(comparison: dict[str, Any]) -> str:
+    if "error" in comparison:
+        return comparison["error"]
+    verdict = comparison["verdict"]
+    return f"{verdict['status']}: {verdict['message']}"
+
+
+def register(main: click.Group) -> None:
+    @main.command()
+    @click.argument("rule", required=False)
+    @click.option("--since", help="Start of the window: 2026-11-01, 2026-11-01T12:00:00Z, or 7d / 24h / 2w ago.")
+    @click.option("--until", help="End of the window (same forms); default: now.")
+    @click.option("--version", "version", type=click.IntRange(min=1), help="Only journeys of this rule version.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's answer) instead of a table.")
+    def stats(rule: str | None, since: str | None, until: str | None, version: int | None, as_json: bool) -> None:
+        """A rule's funnel per step and split arm; without RULE, the journey sends per day."""
+        from ..db import get_session
+        from ..engine.funnel import StatsError, overview, parse_when, rule_funnel
+        from ..engine.timeutil import to_ts
+        from ..models import utcnow
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            session = get_session()
+            now = to_ts(utcnow())
+            try:
+                start, end = parse_when(since, now), parse_when(until, now, name="until")
+                if rule is None:
+                    if version is not None:
+                        raise StatsError("--version needs a RULE")
+                    data = overview(session, since=start, until=end)
+                else:
+                    data = rule_funnel(session, rule, since=start, until=end, version=version)
+            except StatsError as exc:
+                raise click.ClickException(str(exc)) from None
+        if as_json:
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+        elif rule is None:
+            heads = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained")
+            click.echo(f"{'DAY':<11} " + " ".join(f"{h.upper():>12}" for h in heads))
+            for day in data["days"]:
+                click.echo(f"{day['day']:<11} " + " ".join(f"{day[h]:>12}" for h in heads))
+            click.echo(f"{'total':<11} " + " ".join(f"{data['totals'][h]:>12}" for h in heads))
+            click.echo("revenue: not measured yet")
+        else:
+            for text in funnel_table(data):
+                click.echo(text)

@@ -1,0 +1,252 @@
+"""A rule's funnel read from the rollup's counters: per step, per split arm, per send, over a window of days.
+
+One grouped query over the rule's counters (a few rows per step and day), whatever the number of journeys; see
+docs/stats.md, "The funnel".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..models import Rule, RuleVersion, StatCounter
+from ..stats import compare_arms
+from .rollup import END, RULE
+
+#: the send step's metrics, in the order the table shows them
+SEND_METRICS = (
+    "sent",
+    "delivered",
+    "bounced",
+    "failed",
+    "opened:human",
+    "opened:machine",
+    "clicked:human",
+    "clicked:machine",
+    "clickers",
+    "unsubscribed",
+    "complained",
+)
+
+
+class StatsError(ValueError):
+    """A stats request that cannot be answered (unknown rule or version, a bad window)."""
+
+
+def rule_funnel(
+    session: Session, name: str, *, since: int | None = None, until: int | None = None, version: int | None = None
+) -> dict[str, Any]:
+    """The funnel of rule *name*: activity between UNIX seconds *since* and *until* (whole UTC days, both
+    included; None: unbounded), in version number *version* (None: every version); "waiting" is now.
+
+    :raises StatsError: no such rule or version, or *since* after *until*.
+    """
+    rule = session.scalar(select(Rule).where(Rule.name == name))
+    if rule is None:
+        raise StatsError(f"no rule named {name!r}: `nudge rules` lists them")
+    versions = list(
+        session.execute(
+            select(RuleVersion.id, RuleVersion.number, RuleVersion.plan)
+            .where(RuleVersion.rule_id == rule.id)
+            .order_by(RuleVersion.number)
+        )
+    )
+    if version is not None:
+        versions = [v for v in versions if v.number == version]
+        if not versions:
+            raise StatsError(f"rule {name!r} has no version {version}")
+    if since is not None and until is not None and since > until:
+        raise StatsError("the window starts after it ends: --since must be before --until")
+    ids = [v.id for v in versions]
+    query = (
+        select(StatCounter.step, StatCounter.arm, StatCounter.metric, func.sum(StatCounter.count))
+        .where(StatCounter.rule_id == rule.id)
+        .group_by(StatCounter.step, StatCounter.arm, StatCounter.metric)
+    )
+    if version is not None:
+        query = query.where(StatCounter.version_id.in_(ids))
+    gauge = query.where(StatCounter.metric.in_(("waited", "left")))
+    if since is not None:
+        query = query.where(StatCounter.day >= since // 86400)
+    if until is not None:
+        query = query.where(StatCounter.day <= until // 86400)
+    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for step, arm, metric, total in session.execute(query):
+        counts[step][arm][metric] = int(total or 0)
+    waiting: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for step, arm, metric, total in session.execute(gauge):
+        waiting[step][arm] += int(total or 0) * (1 if metric == "waited" else -1)
+    plan = versions[-1].plan if versions else {"steps": []}
+    return _shape(rule, versions, plan, counts, waiting, since, until)
+
+
+def _sum(by_arm: dict[str, dict[str, int]], metric: str) -> int:
+    return sum(metrics.get(metric, 0) for metrics in by_arm.values())
+
+
+def _figures(metrics: dict[str, int], waiting: int) -> dict[str, Any]:
+    exits = {m.split(":", 1)[1]: n for m, n in metrics.items() if m.startswith("exit:")}
+    suppressed = {m.split(":", 1)[1]: n for m, n in metrics.items() if m.startswith("suppressed:")}
+    out: dict[str, Any] = {
+        "reached": metrics.get("reached", 0),
+        "waiting": waiting,
+        "passed": metrics.get("passed", 0),
+        "goal": exits.get("goal", 0),
+        "completed": exits.get("completed", 0),
+        "stopped": exits.get("stopped", 0),
+        "exits": exits,
+        "suppressed": suppressed,
+    }
+    for metric in SEND_METRICS:
+        out[metric.replace(":", "_")] = metrics.get(metric, 0)
+    return out
+
+
+def _shape(
+    rule: Rule,
+    versions: list[Any],
+    plan: dict[str, Any],
+    counts: dict[str, dict[str, dict[str, int]]],
+    waiting: dict[str, dict[str, int]],
+    since: int | None,
+    until: int | None,
+) -> dict[str, Any]:
+    steps = []
+    known = [str(op.get("id", i)) for i, op in enumerate(plan.get("steps", []))]
+    ops = {str(op.get("id", i)): op for i, op in enumerate(plan.get("steps", []))}
+    extra = [s for s in counts if s not in known and s not in (RULE, END)]
+    for step in [*known, *sorted(extra), END]:
+        by_arm = counts.get(step, {})
+        if step == END and not by_arm:
+            continue
+        op = ops.get(step, {})
+        merged: dict[str, int] = defaultdict(int)
+        for metrics in by_arm.values():
+            for metric, n in metrics.items():
+                merged[metric] += n
+        row = {"step": step, "op": op.get("op", "end" if step == END else "?"), "line": op.get("line")}
+        if op.get("op") == "send":
+            row["template"] = op.get("name")
+        row.update(_figures(merged, sum(waiting.get(step, {}).values())))
+        arms = {arm: _figures(m, waiting.get(step, {}).get(arm, 0)) for arm, m in by_arm.items() if arm}
+        if arms:
+            row["arms"] = arms
+        steps.append(row)
+    everything: dict[str, int] = defaultdict(int)
+    for by_arm in counts.values():
+        for metrics in by_arm.values():
+            for metric, n in metrics.items():
+                everything[metric] += n
+    entered = everything.get("entered", 0)
+    goal = everything.get("exit:goal", 0)
+    return {
+        "rule": rule.name,
+        "versions": [v.number for v in versions],
+        "window": {"since": since, "until": until},
+        "entered": entered,
+        "waiting": sum(sum(arms.values()) for arms in waiting.values()),
+        "completed": everything.get("exit:completed", 0),
+        "goal": goal,
+        "stopped": everything.get("exit:stopped", 0),
+        "exits": {m.split(":", 1)[1]: n for m, n in everything.items() if m.startswith("exit:")},
+        "conversion": (goal / entered) if entered and plan.get("goal") else None,
+        "goal_event": (plan.get("goal") or {}).get("event"),
+        "steps": steps,
+        "splits": _splits(plan, counts),
+    }
+
+
+def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) -> list[dict[str, Any]]:
+    """Each split's arms compared (server.stats): on the goal when the rule has one, else on clicking a send."""
+    out = []
+    for op in plan.get("steps", []):
+        if op.get("op") != "split":
+            continue
+        names = [arm["name"] for arm in op["arms"]]
+        exposed = {name: counts.get(op["id"], {}).get(name, {}).get("reached", 0) for name in names}
+        if plan.get("goal"):
+            outcome = f"goal: {plan['goal']['event']}"
+            converted = {name: sum(m.get(name, {}).get("exit:goal", 0) for m in counts.values()) for name in names}
+        else:
+            outcome = "clicked a message (people, not machines)"
+            converted = {name: sum(m.get(name, {}).get("clickers", 0) for m in counts.values()) for name in names}
+        arms = [(name, exposed[name], min(converted[name], exposed[name])) for name in names]
+        try:
+            comparison: Any = compare_arms(arms, outcome_name=outcome).to_dict()
+        except ValueError as exc:
+            comparison = {"error": str(exc)}
+        out.append(
+            {
+                "step": op["id"],
+                "outcome": outcome,
+                "arms": [{"name": n, "exposed": e, "converted": c} for n, e, c in arms],
+                "comparison": comparison,
+            }
+        )
+    return out
+
+
+def parse_when(text: str | None, now: int, *, name: str = "since") -> int | None:
+    """UNIX seconds from ``2026-11-01`` (a UTC day), ``2026-11-01T12:00:00Z``, or ``7d``/``24h`` before *now*.
+
+    :raises StatsError: naming *name* and the forms accepted.
+    """
+    if text is None or text == "":
+        return None
+    from datetime import UTC, datetime
+
+    value = text.strip()
+    units = {"d": 86400, "h": 3600, "w": 604800}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return now - int(value[:-1]) * units[value[-1]]
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise StatsError(
+            f"{name} {text[:40]!r} is not a date: write 2026-11-01, 2026-11-01T12:00:00Z, 7d, 24h or 2w"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def overview(session: Session, *, since: int | None = None, until: int | None = None) -> dict[str, Any]:
+    """The instance's journey sends per UTC day: sent, delivered, failed, bounced, unsubscribed, complained.
+
+    Revenue is not measured yet (attribution is #13 point 5): it is reported as null.
+    """
+    if since is not None and until is not None and since > until:
+        raise StatsError("the window starts after it ends: since must be before until")
+    metrics = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained")
+    query = (
+        select(StatCounter.day, StatCounter.metric, func.sum(StatCounter.count))
+        .where(StatCounter.metric.in_(metrics))
+        .group_by(StatCounter.day, StatCounter.metric)
+        .order_by(StatCounter.day)
+    )
+    if since is not None:
+        query = query.where(StatCounter.day >= since // 86400)
+    if until is not None:
+        query = query.where(StatCounter.day <= until // 86400)
+    days: dict[int, dict[str, Any]] = {}
+    for day, metric, total in session.execute(query):
+        row = days.setdefault(day, {"day": _iso_day(day), **dict.fromkeys(metrics, 0), "revenue": None})
+        row[metric] = int(total or 0)
+    totals = {metric: sum(row[metric] for row in days.values()) for metric in metrics}
+    return {
+        "window": {"since": since, "until": until},
+        "totals": {**totals, "revenue": None},
+        "days": list(days.values()),
+    }
+
+
+def _iso_day(day: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(day * 86400, UTC).date().isoformat()
+
+
+__all__ = ["SEND_METRICS", "StatsError", "overview", "parse_when", "rule_funnel"]

@@ -1,0 +1,350 @@
+"""The stats rollup: folds what the engine appended since the last run into per-step counters (docs/stats.md).
+
+Three append-only sources are read past a stored watermark (their rows' ids): the journey log (entries, waits,
+splits, exits), the outbox's status history (sent, delivered, bounced, failed, suppressed, complained) and the
+events that name a journey's message (opens, clicks, unsubscribes). The counts and the moved watermark are
+committed in one transaction, and the watermark moves only if nobody moved it meanwhile: a crash, or two rollups
+at once, never count a row twice. The scheduler runs it every tick and workers after each batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..models import Enrolment, Event, JourneyLog, Message, MessageStatusChange, RuleVersion, StatCounter, StatWatermark
+from .keys import ENROLMENT, enrolment_of
+
+#: rows read per source per transaction: a backlog is worked off in bounded steps
+BATCH = 5000
+#: the step key of rule-wide counters (entered)
+RULE = ""
+#: past the last step: where a journey that ran off the end completes
+END = "end"
+#: outbox statuses counted per send step; others (pending, deferred, resent …) are the outbox's business
+STATUSES = ("sent", "delivered", "bounced", "failed", "suppressed", "complained", "unknown")
+#: event suffixes (``email.clicked``) counted per send step, apart for people and machines
+EVENT_METRICS = {"opened": "opened", "clicked": "clicked", "unsubscribed": "unsubscribed"}
+
+#: trace lines the outbox writes when it sends or suppresses a message, after the journey moved on
+OUTBOX_ACTIONS = ("send", "suppressed")
+
+#: above every id (a 32-bit SQL integer): arms taken up to now
+_MAX_ID = 2**31 - 1
+#: exit reasons of a journey running its steps (the end, a ``stop`` step), not of one waiting
+RUN_EXITS = ("completed", "stopped")
+
+Key = tuple[int, int, str, str, int, str]
+
+
+class _Journeys:
+    """What the rollup needs to know of the journeys a batch touches: their rule version, split arm, last step."""
+
+    def __init__(self, session: Session, enrolment_ids: set[int], below: int, trail: bool = True) -> None:
+        self.session = session
+        self.version: dict[int, int] = {}
+        self.rule: dict[int, int] = {}
+        self.arm: dict[int, str] = {}
+        #: the step where each journey's last counted wait started, while nothing has followed it
+        self.waiting: dict[int, str] = {}
+        self._plans: dict[int, list[str]] = {}
+        ids = sorted(enrolment_ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            for enr_id, version_id, rule_id in session.execute(
+                select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id).where(Enrolment.id.in_(chunk))
+            ):
+                self.version[enr_id], self.rule[enr_id] = version_id, rule_id
+            if trail:
+                self._trail(chunk, below)
+            for enr_id, data in session.execute(
+                select(JourneyLog.enrolment_id, JourneyLog.data)
+                .where(JourneyLog.enrolment_id.in_(chunk), JourneyLog.action == "split", JourneyLog.id <= below)
+                .order_by(JourneyLog.id)
+            ):
+                self.arm[enr_id] = str((data or {}).get("arm", ""))
+
+    def _trail(self, chunk: list[int], below: int) -> None:
+        """Where each journey stood before this batch: waiting at a step, if its last trace line started a wait."""
+        last = (
+            select(JourneyLog.enrolment_id, func.max(JourneyLog.id).label("id"))
+            .where(
+                JourneyLog.enrolment_id.in_(chunk),
+                JourneyLog.id <= below,
+                JourneyLog.action.not_in(OUTBOX_ACTIONS),
+            )
+            .group_by(JourneyLog.enrolment_id)
+            .subquery()
+        )
+        for row in self.session.execute(
+            select(JourneyLog.enrolment_id, JourneyLog.action, JourneyLog.data).join(last, JourneyLog.id == last.c.id)
+        ):
+            if _waits(row.action, row.data):
+                self.waiting[row.enrolment_id] = self.step(row.enrolment_id, (row.data or {}).get("pc"))
+
+    def step(self, enr_id: int, pc: Any) -> str:
+        """The plan's id of step *pc* of the journey's version (``end`` past the last; "" when unknown)."""
+        if not isinstance(pc, int):
+            return RULE
+        version_id = self.version.get(enr_id, 0)
+        ids = self._plans.get(version_id)
+        if ids is None:
+            plan = self.session.scalar(select(RuleVersion.plan).where(RuleVersion.id == version_id)) or {}
+            ids = self._plans[version_id] = [str(op.get("id", i)) for i, op in enumerate(plan.get("steps", []))]
+        return ids[pc] if 0 <= pc < len(ids) else END
+
+
+def _waits(action: str, data: Any) -> bool:
+    """Whether a trace line starts a wait: ``wait``, or a set-based entry straight into the first wait."""
+    return action == "wait" or (action == "enter" and isinstance(data, dict) and "until" in data and "pc" in data)
+
+
+def _day(at: Any) -> int:
+    if isinstance(at, datetime):
+        return int(at.timestamp()) // 86400
+    return int(at) // 86400
+
+
+def _journey_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
+    rows = list(
+        session.execute(
+            select(
+                JourneyLog.id,
+                JourneyLog.enrolment_id,
+                JourneyLog.rule_id,
+                JourneyLog.at,
+                JourneyLog.action,
+                JourneyLog.data,
+            )
+            .where(JourneyLog.id > after)
+            .order_by(JourneyLog.id)
+            .limit(BATCH)
+        )
+    )
+    counts: Counter[Key] = Counter()
+    if not rows:
+        return after, counts
+    journeys = _Journeys(session, {r.enrolment_id for r in rows if r.enrolment_id is not None}, after)
+    for row in rows:
+        if row.enrolment_id is not None and row.rule_id is not None:
+            _journey_row(journeys, row, counts)
+    return rows[-1].id, counts
+
+
+def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
+    """Count one trace line: an entry, a wait started (and the one it ends), a split, an exit."""
+    enr, data = row.enrolment_id, row.data if isinstance(row.data, dict) else {}
+    day = _day(row.at)
+
+    def add(step: str, metric: str) -> None:
+        counts[(row.rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day, metric)] += 1
+
+    if row.action in OUTBOX_ACTIONS:
+        return  # the outbox's note on a send it made later: the journey did not move (its outcome is counted apart)
+    left = journeys.waiting.pop(enr, None)  # a wait this line ends: the journey left its step
+    if left is not None:
+        add(left, "left")
+    reason = data.get("reason", "unknown")
+    # a goal (or a removal) ends a journey where it waits; completing or a `stop` step is a step of its own
+    at_wait = row.action == "exit" and left is not None and reason not in RUN_EXITS
+    if row.action == "exit":
+        add(left if at_wait and left is not None else journeys.step(enr, data.get("pc")), f"exit:{reason}")
+    if left is not None and not at_wait:
+        add(left, "passed")
+    if row.action == "enter":
+        add(RULE, "entered")
+    if row.action == "branch" and isinstance(data.get("step"), str):
+        add(data["step"], "reached")  # the branch's trace line names its step
+    if row.action == "split":
+        journeys.arm[enr] = str(data.get("arm", ""))
+        add(journeys.step(enr, data.get("pc")), "reached")
+    elif _waits(row.action, data):
+        step = journeys.step(enr, data.get("pc"))
+        add(step, "reached")
+        add(step, "waited")
+        journeys.waiting[enr] = step
+
+
+def _send_step(key: str) -> tuple[int, str] | None:
+    """(enrolment, step) of a journey's send, from its outbox key ``enr:<enrolment>:<step>``."""
+    enr = enrolment_of(key)
+    if enr is None:
+        return None
+    return enr, key.split(":", 2)[2]
+
+
+def _message_counts(session: Session, rows: list[Any], message_of: Any, day_of: Any, metric_of: Any) -> Counter[Key]:
+    """Counters of send steps for *rows* (status changes or events), each naming its message."""
+    counts: Counter[Key] = Counter()
+    sends = {row.id: _send_step(message_of(row)) for row in rows}
+    enrolments = {send[0] for send in sends.values() if send is not None}
+    if not enrolments:
+        return counts
+    journeys = _Journeys(session, enrolments, _MAX_ID, trail=False)
+    for row in rows:
+        send, metric = sends[row.id], metric_of(row)
+        if send is None or metric is None:
+            continue
+        enr, step = send
+        rule_id = journeys.rule.get(enr)
+        if rule_id is None:  # its journey was erased
+            continue
+        counts[(rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day_of(row), metric)] += 1
+    return counts
+
+
+def _status_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
+    rows = list(
+        session.execute(
+            select(
+                MessageStatusChange.id,
+                MessageStatusChange.status,
+                MessageStatusChange.detail,
+                MessageStatusChange.at,
+                Message.key,
+            )
+            .join(Message, Message.id == MessageStatusChange.message_id)
+            .where(MessageStatusChange.id > after)
+            .order_by(MessageStatusChange.id)
+            .limit(BATCH)
+        )
+    )
+    if not rows:
+        return after, Counter()
+
+    def metric(row: Any) -> str | None:
+        if row.status not in STATUSES:
+            return None
+        if row.status == "suppressed":
+            return f"suppressed:{(row.detail or 'unknown').split(':')[0].split(' ')[0][:40]}"
+        return row.status
+
+    return rows[-1].id, _message_counts(session, rows, lambda r: r.key, lambda r: _day(r.at), metric)
+
+
+def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
+    rows = list(
+        session.execute(
+            select(Event.id, Event.contact_id, Event.name, Event.props, Event.occurred_at)
+            .where(Event.id > after)
+            .order_by(Event.id)
+            .limit(BATCH)
+        )
+    )
+    if not rows:
+        return after, Counter()
+    keyed = [
+        row
+        for row in rows
+        if isinstance(row.props, dict)
+        and isinstance(row.props.get("message"), str)
+        and row.props["message"].startswith(ENROLMENT + ":")
+        and row.name.rpartition(".")[2] in EVENT_METRICS
+    ]
+
+    def metric(row: Any) -> str:
+        what = EVENT_METRICS[row.name.rpartition(".")[2]]
+        if what == "unsubscribed":
+            return what
+        return f"{what}:{'machine' if row.props.get('machine') else 'human'}"
+
+    counts = _message_counts(session, keyed, lambda r: r.props["message"], lambda r: _day(r.occurred_at), metric)
+    first = [row for row in keyed if metric(row) == "clicked:human" and _first_click(session, row)]
+    counts += _message_counts(session, first, lambda r: r.props["message"], lambda r: _day(r.occurred_at), _clicker)
+    return rows[-1].id, counts
+
+
+def _clicker(row: Any) -> str:
+    return "clickers"
+
+
+def _first_click(session: Session, row: Any) -> bool:
+    """Whether *row* is a person's first click on its message (the split comparison's outcome counts people)."""
+    earlier = session.scalars(
+        select(Event.props).where(Event.contact_id == row.contact_id, Event.name == row.name, Event.id < row.id)
+    )
+    key = row.props["message"]
+    return not any(isinstance(p, dict) and p.get("message") == key and not p.get("machine") for p in earlier)
+
+
+#: each source: its watermark's name and the function reading its rows past a watermark
+SOURCES = (("journey_log", _journey_rows), ("message_status", _status_rows), ("events", _event_rows))
+
+
+def rollup(session: Session, *, limit: int = 100) -> int:
+    """Fold every source's new rows into the counters, one committed batch per source at a time.
+
+    :param limit: at most this many batches per source (a huge backlog is finished by the next runs).
+    :return: how many counters were changed (0 when nothing was new).
+    """
+    changed = 0
+    for source, read in SOURCES:
+        for _ in range(limit):
+            moved = _fold(session, source, read)
+            if moved is None:
+                break
+            changed += moved
+    return changed
+
+
+def _fold(session: Session, source: str, read: Any) -> int | None:
+    """One batch of *source*: the counts and the watermark in one transaction; None when there was nothing new."""
+    try:
+        mark = session.get(StatWatermark, source)
+        after = mark.last_id if mark is not None else 0
+        last, counts = read(session, after)
+        if last == after or not _move(session, source, after, last):
+            return None  # nothing new, or another rollup took this batch and counts it: nothing was written
+        _add(session, counts)
+        session.commit()
+        return len(counts)
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def _move(session: Session, source: str, after: int, last: int) -> bool:
+    """Move *source*'s watermark from *after* to *last*, only if it still is at *after*."""
+    table = StatWatermark.__table__
+    if after == 0 and session.get(StatWatermark, source) is None:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with session.begin_nested():
+                session.execute(table.insert().values(source=source, last_id=last))
+            return True
+        except IntegrityError:
+            return False
+    result = session.execute(
+        update(table).where(table.c.source == source, table.c.last_id == after).values(last_id=last)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _add(session: Session, counts: Counter[Key]) -> None:
+    """Add *counts* to the counters (an upsert on SQLite and PostgreSQL)."""
+    if not counts:
+        return
+    table = StatCounter.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    rows = [
+        {"rule_id": k[0], "version_id": k[1], "step": k[2], "arm": k[3], "day": k[4], "metric": k[5], "count": n}
+        for k, n in counts.items()
+    ]
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["rule_id", "version_id", "step", "arm", "day", "metric"],
+        set_={"count": table.c.count + stmt.excluded.count},
+    )
+    for start in range(0, len(rows), 500):
+        session.execute(stmt, rows[start : start + 500])
+
+
+__all__ = ["BATCH", "END", "RULE", "SOURCES", "rollup"]

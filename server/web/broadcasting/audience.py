@@ -1,0 +1,68 @@
+"""Who a broadcast would reach: the segment's members the send-time policy lets through, counted by the database.
+
+The policy (:func:`server.engine.policy.blocker`) is asked per message when it is sent; here its rules are the
+same, set-wise: the channel's address field is filled in, the consent ledger's latest row for the channel does
+not forbid it (``unless_revoked``: not revoked; ``granted``: granted), and the address is not on the suppression
+list. The list holds salted hashes the database cannot compute, so when the channel has suppressed addresses the
+addresses left are hashed as they stream from one query (no contact objects). The frequency cap and quiet hours
+depend on the moment of each send: they hold or defer messages then, as for rules, and are not counted here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ...consent import address_hash, latest_consent
+from ...contacts import InvalidInput
+from ...models import ConsentStatus, Contact, Segment, Suppression
+from ...sdk import CONSENT_GRANTED
+from ...segments import compile_condition, members_clause
+from ...sqlwhere import Unsupported
+
+
+@dataclass(frozen=True)
+class Audience:
+    """A segment's members on a channel: all of them, and those the policy lets through (None: not countable)."""
+
+    members: int | None
+    reachable: int | None
+    problem: str | None = None
+
+
+def audience(session: Session, channel: str, segment: str, now: dt.datetime) -> Audience:
+    """Count *segment*'s members, and those a message on *channel* may reach now (before cap and quiet hours)."""
+    text = session.scalar(select(Segment.condition).where(Segment.name == segment))
+    cls = current_app.extensions["nudge.plugins"].channels.get(channel)
+    if text is None or cls is None:
+        return Audience(None, None, f"there is no segment {segment!r}" if text is None else f"no channel {channel!r}")
+    try:
+        clause = members_clause(session, compile_condition(session, text).tree, now)
+    except (InvalidInput, Unsupported):
+        return Audience(None, None, "the database cannot count this segment; its members are found when it is sent")
+    members = session.scalar(select(func.count(Contact.id)).where(clause)) or 0
+    field = getattr(cls, "address_field", None)
+    if field is None:
+        return Audience(members, members)
+    address = getattr(Contact, field)
+    allowed = [clause, address.is_not(None), address != ""]
+    if cls.consent is not None:
+        latest = latest_consent(Contact.id, channel).scalar_subquery()
+        if cls.consent == CONSENT_GRANTED:
+            allowed.append(latest == ConsentStatus.GRANTED.value)
+        else:
+            allowed.append(func.coalesce(latest, "") != ConsentStatus.REVOKED.value)
+    suppressed = set(session.scalars(select(Suppression.address_hash).where(Suppression.channel == channel)))
+    if not suppressed:
+        return Audience(members, session.scalar(select(func.count(Contact.id)).where(*allowed)) or 0)
+    secret = current_app.config["SECRET_KEY"]
+    rows = session.execute(select(address).where(*allowed).execution_options(yield_per=5000)).scalars()
+    reachable = sum(1 for value in rows if address_hash(secret, channel, value) not in suppressed)
+    return Audience(members, reachable)
+
+
+__all__ = ["Audience", "audience"]

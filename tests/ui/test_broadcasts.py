@@ -1,0 +1,40 @@
+"""Broadcasts in a real browser: an editor picks a template and a segment, sees the audience, sends, and watches the
+progress reach 100% while a worker sends (run between polls); the real SMTP server receives the mails."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from server.db import get_session
+from server.models import Contact, ContactTag, Segment
+
+from ..helpers import run_worker
+from .conftest import make_user, shot, sign_in
+
+
+def test_an_editor_sends_a_broadcast_and_watches_it_reach_100_percent(app, page, smtp_server):
+    with app.app_context():
+        session = get_session()
+        for n in range(3):
+            session.add(Contact(email=f"v{n}@example.com", tags=[ContactTag(tag="vip")], fields={}))
+        session.add(Segment(name="VIPs", condition='tag == "vip"'))
+        session.commit()
+    make_user(app, "ed@example.com", role="editor")
+    sign_in(page, "ed@example.com")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Broadcasts").click()
+    page.get_by_role("link", name="New broadcast").click()
+    page.get_by_label("Template").select_option("email:welcome")
+    page.get_by_label("Segment").select_option("VIPs")
+    expect(page.locator("#audience-count")).to_have_text("3")
+    page.get_by_role("button", name="Send broadcast").click()
+    expect(page.locator(".flash-message")).to_contain_text("on its way to 3 member(s)")
+    expect(page.locator("#count-queued")).to_have_text("3")
+    run_worker(app)  # between polls
+    expect(page.locator("#broadcast-percent")).to_have_text("100%", timeout=10000)
+    expect(page.locator("#count-sent")).to_have_text("3")
+    # the listed messages follow the counts without a reload, and the bar spans the width of its text
+    expect(page.locator("#broadcast-messages .status-sent")).to_have_count(3)
+    expect(page.locator("#broadcast-messages .status-pending")).to_have_count(0)
+    assert page.locator("#broadcast-bar").bounding_box()["width"] > 400
+    assert sorted(m["To"] for m in smtp_server.wait_for(3)) == ["v0@example.com", "v1@example.com", "v2@example.com"]
+    shot(page, "broadcasts")

@@ -1,0 +1,217 @@
+"""The funnel through real parts: events posted over the API, the worker runs the journeys, the SMTP server receives
+the mail, a person's click and open are followed over HTTP, a goal is reached; the scheduler's rollup counts it all,
+and `nudge stats` and the API show exactly those counts per step and split arm, for a window with the activity and
+one without. A rollup run again, or after a crash before its commit, counts nothing twice."""
+
+from __future__ import annotations
+
+import json
+import re
+from email import message_from_bytes, policy
+
+import pytest
+from sqlalchemy import func, select
+
+from server.db import get_session
+from server.engine import rollup as rollup_module
+from server.engine.jobs import requeue_due
+from server.engine.render import save_template
+from server.models import StatCounter
+
+from ..helpers import api_key, load_rules, post_event, run_worker
+from ..ui.conftest import live_server, ui_port  # noqa: F401  (fixtures: the app under waitress on a real port)
+from .test_email_tracking import FIREFOX, fetch, hrefs, parts
+
+RULES = """rule "Spring"
+  until order.placed
+when form.submitted then
+  split
+    50%: send email offer_a
+    50%: send email offer_b
+  end
+  wait 1d
+  send email reminder
+end
+"""
+PEOPLE = ["ana@example.com", "ben@example.com", "cy@example.com", "dee@example.com", "eve@example.com"]
+
+
+@pytest.fixture
+def base(request) -> str:
+    return request.getfixturevalue("live_server")
+
+
+@pytest.fixture
+def config(config, ui_port):  # noqa: F811
+    return {**config, "BASE_URL": f"http://127.0.0.1:{ui_port}"}
+
+
+def stats(client, key: str, query: str = "") -> dict:
+    response = client.get(f"/api/v1/rules/Spring/stats{query}", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def by_template(funnel: dict, template: str) -> dict:
+    [step] = [s for s in funnel["steps"] if s.get("template") == template]
+    return step
+
+
+def counters(app) -> list[tuple]:
+    with app.app_context():
+        session = get_session()
+        return sorted(tuple(row) for row in session.execute(select(StatCounter.__table__)))
+
+
+def test_the_funnel_counts_each_step_and_arm_once(app, base, smtp_server, clock, runner, monkeypatch):
+    with app.app_context():
+        session = get_session()
+        for name in ("offer_a", "offer_b"):
+            html = f'<p>{name}: <a href="https://shop.example/spring">see it</a></p>'
+            save_template(session, "email", name, {"subject": name, "html": html, "txt": "see it"})
+        save_template(session, "email", "reminder", {"subject": "reminder", "txt": "still there?"})
+        session.commit()
+    load_rules(app, RULES)
+    client, ingest = app.test_client(), api_key(app)
+    for address in PEOPLE:
+        assert post_event(client, ingest, email=address).status_code == 202
+    run_worker(app)
+    smtp_server.wait_for(len(PEOPLE))
+    # each person's arm, as the mail they received says
+    arm_of = {}
+    mail_of = {}
+    for raw in smtp_server.raw:
+        msg = message_from_bytes(raw, policy=policy.default)
+        arm_of[msg["To"]] = msg["Subject"]
+        mail_of[msg["To"]] = raw
+    assert sorted(arm_of) == sorted(PEOPLE)
+    in_a = [p for p in PEOPLE if arm_of[p] == "offer_a"]
+    in_b = [p for p in PEOPLE if arm_of[p] == "offer_b"]
+
+    # ana opens her mail and clicks (a person, well after delivery); ben buys: the goal ends his journey
+    clock.advance(600)
+    html, _ = parts(mail_of["ana@example.com"])
+    [pixel] = re.findall(r'<img src="([^"]+)" width="1" height="1"', html)
+    [link] = [h for h in hrefs(html) if h.startswith(f"{base}/c/")]
+    assert fetch(pixel, FIREFOX).status == 200
+    assert fetch(link, FIREFOX).status == 302
+    assert post_event(client, ingest, email="ben@example.com", event="order.placed").status_code == 202
+    run_worker(app)
+
+    # a day later the wait is over: the four left get the reminder, and their journeys complete
+    clock.advance(86400 + 60)
+    with app.app_context():
+        requeue_due()
+    run_worker(app)
+    smtp_server.wait_for(len(PEOPLE) + 4)
+
+    admin = api_key(app, "admin")
+    # a crash between reading and committing: nothing is counted, and the next run counts everything once
+    real_add = rollup_module._add
+
+    def crash(session, counts):
+        real_add(session, counts)
+        raise RuntimeError("the process died before its commit")
+
+    monkeypatch.setattr(rollup_module, "_add", crash)
+    with app.app_context(), pytest.raises(RuntimeError):
+        rollup_module.rollup(get_session())
+    monkeypatch.setattr(rollup_module, "_add", real_add)
+    with app.app_context():
+        assert requeue_due()["stats"] > 0  # the scheduler's tick folds in what is new
+    once = counters(app)
+    with app.app_context():
+        assert requeue_due()["stats"] == 0  # run again: nothing new, nothing counted twice
+        rollup_module.rollup(get_session())
+    assert counters(app) == once
+
+    funnel = stats(client, admin)
+    assert funnel["entered"] == 5 and funnel["goal"] == 1 and funnel["completed"] == 4 and funnel["waiting"] == 0
+    assert funnel["conversion"] == pytest.approx(1 / 5) and funnel["goal_event"] == "order.placed"
+    [split] = [s for s in funnel["steps"] if s["op"] == "split"]
+    assert split["reached"] == 5
+    # the arms in the split's order, A sending offer_a
+    assert {arm: f["reached"] for arm, f in split["arms"].items()} == {"A": len(in_a), "B": len(in_b)}
+    for template, members in (("offer_a", in_a), ("offer_b", in_b)):
+        step = by_template(funnel, template)
+        assert step["sent"] == len(members), template
+        has_ana = "ana@example.com" in members
+        assert (step["opened_human"], step["clicked_human"], step["clickers"]) == (has_ana, has_ana, has_ana)
+        assert step["opened_machine"] == 0 and step["clicked_machine"] == 0
+    [wait] = [s for s in funnel["steps"] if s["op"] == "wait"]
+    assert (wait["reached"], wait["waiting"], wait["passed"], wait["goal"]) == (5, 0, 4, 1)
+    reminder = by_template(funnel, "reminder")
+    assert reminder["sent"] == 4
+    [end] = [s for s in funnel["steps"] if s["op"] == "exit"]
+    assert end["completed"] == 4
+    # the goal per arm: ben's arm converted once; the comparison has too little data to call anything
+    ben_arm = [arm for arm, f in wait["arms"].items() if f["goal"] == 1]
+    assert len(ben_arm) == 1 and sum(f["goal"] for f in wait["arms"].values()) == 1
+    [compared] = funnel["splits"]
+    assert compared["outcome"] == "goal: order.placed"
+    assert compared["comparison"]["verdict"]["status"] == "not enough data"
+    assert [(arm["exposed"], arm["converted"]) for arm in compared["arms"]] == [
+        (len(in_a), int("ben@example.com" in in_a)),
+        (len(in_b), int("ben@example.com" in in_b)),
+    ]
+    assert [arm["name"] for arm in compared["comparison"]["arms"]] == ["A", "B"]
+
+    # a window that excludes the activity: nothing happened in it (waiting is now, whatever the window)
+    empty = stats(client, admin, "?until=2000-01-01")
+    assert empty["entered"] == 0 and all(s["reached"] == 0 and s["sent"] == 0 for s in empty["steps"])
+    # one that includes all of it
+    recent = stats(client, admin, "?since=2d&version=1")
+    assert recent["window"]["since"] is not None and {**recent, "window": funnel["window"]} == funnel
+
+    # the CLI prints the same numbers
+    result = runner.invoke(["stats", "Spring", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == funnel
+    table = runner.invoke(["stats", "Spring"]).output
+    assert "entered 5, waiting 0, completed 4, goal 1, stopped 0, conversion 20.0% to order.placed" in table
+    assert "split " in table and "on goal: order.placed: not enough data" in table
+    rows = {line.split()[0]: line for line in table.splitlines()}
+    for template, sent in (("offer_a", len(in_a)), ("offer_b", len(in_b)), ("reminder", 4)):
+        row = rows[by_template(funnel, template)["step"]]
+        assert f"send {template} (line " in row and int(row[40 + 6 * 8 : 40 + 7 * 8]) == sent  # the SENT column
+
+    # the overview: the instance's journey sends per day
+    response = client.get("/api/v1/stats/overview", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 200
+    assert response.get_json()["totals"]["sent"] == 9 and response.get_json()["totals"]["revenue"] is None
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(StatCounter)) == len(once)
+
+
+def test_bad_stats_requests_are_refused_clearly(app, runner):
+    load_rules(app, RULES)
+    admin = api_key(app, "admin")
+    client = app.test_client()
+    response = client.get("/api/v1/rules/Nope/stats", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 404 and "no rule named 'Nope'" in response.get_json()["detail"]
+    response = client.get("/api/v1/rules/Spring/stats?since=soon", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 400 and "is not a date" in response.get_json()["detail"]
+    response = client.get("/api/v1/rules/Spring/stats?version=7", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 404 and "has no version 7" in response.get_json()["detail"]
+    result = runner.invoke(["stats", "Spring", "--since", "tomorrow"])
+    assert result.exit_code == 1 and "is not a date" in result.output
+    result = runner.invoke(["stats", "--version", "1"])
+    assert result.exit_code == 1 and "--version needs a RULE" in result.output
+
+
+def test_a_suppressed_send_is_counted_by_reason(app):
+    load_rules(app, 'rule "Note"\nwhen form.submitted then\n  send email offer_a\nend\n')
+    response = app.test_client().post(
+        "/api/v1/events",
+        json={"contact": {"external_id": "no-mail-1"}, "event": "form.submitted"},
+        headers={"Authorization": f"Bearer {api_key(app)}"},
+    )
+    assert response.status_code == 202
+    run_worker(app)
+    with app.app_context():
+        requeue_due()
+    response = app.test_client().get(
+        "/api/v1/rules/Note/stats", headers={"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    )
+    [send] = [s for s in response.get_json()["steps"] if s["op"] == "send"]
+    assert send["suppressed"] == {"no_address": 1} and send["sent"] == 0
