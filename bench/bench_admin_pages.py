@@ -283,6 +283,8 @@ def measure(count: int) -> list[Row]:
             ("Users: new user form", "/admin/users/new"),
             ("API keys", "/admin/apikeys/"),
             ("Account", "/admin/account"),
+            ("Settings", "/admin/settings/"),
+            ("Channels and plugins", "/admin/channels/"),
             *segments_and_audit_pages(app, client),
         ]
         print(f"trivial page (GET /admin/login): {trivial:.2f} ms (median of 25)")

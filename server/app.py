@@ -46,14 +46,16 @@ def create_app(
 
     db = Database(app)
     try:
-        _build(app, db, settings, web)
+        _build(app, db, settings, web, config, create)
     except BaseException:
         db.dispose()  # a failed start must not leave a connection behind
         raise
     return app
 
 
-def _build(app: Flask, db: Database, settings: dict[str, Any], web: bool) -> None:
+def _build(
+    app: Flask, db: Database, settings: dict[str, Any], web: bool, overrides: Mapping[str, Any] | None, create: bool
+) -> None:
     check_connection(db.engine)
     if settings["MIGRATE_ON_START"]:
         from .migrate import upgrade
@@ -64,9 +66,11 @@ def _build(app: Flask, db: Database, settings: dict[str, Any], web: bool) -> Non
 
     pm = build_plugin_manager(app.config)
     pm.validate_config(app.config)
-    _check_teams(app.config["TEAMS"], pm.channels)
-    _check_tracking(app.config, pm.channels)
+    from . import instance_settings
+
+    instance_settings.check_plugin_settings(app.config, pm.channels)
     app.extensions["nudge.plugins"] = pm
+    instance_settings.init_app(app, overrides, create)  # the settings saved in the admin UI, re-read when changed
     from . import plugin_writes
 
     app.extensions["nudge.sdk"] = plugin_writes  # what server.sdk's reads and writes call
@@ -114,6 +118,10 @@ def _serve(app: Flask, pm: Any) -> None:
 
     app.register_blueprint(form_admin.bp)
     app.register_blueprint(broadcasting.bp)
+    from .web import settings as settings_area
+
+    app.register_blueprint(settings_area.bp)  # the admin UI's Settings and Channels
+    app.register_blueprint(settings_area.channels_bp)
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)
@@ -123,23 +131,3 @@ def _serve(app: Flask, pm: Any) -> None:
         from flask import redirect, url_for
 
         return redirect(url_for("admin.dashboard"))
-
-
-def _check_teams(teams: Any, channels: Mapping[str, Any]) -> None:
-    """Every team member names an installed channel (checked once the plugins are loaded)."""
-    from .config import ConfigError
-    from .teams import check_channels
-
-    problem = check_channels(teams, channels)
-    if problem:
-        raise ConfigError("TEAMS", problem)
-
-
-def _check_tracking(config: Mapping[str, Any], channels: Mapping[str, Any]) -> None:
-    """``UNTRACKED_CHANNELS`` names installed channels (checked once the plugins are loaded)."""
-    from .config import ConfigError
-    from .engine.tracking import tracking_problem
-
-    problem = tracking_problem(config, channels)
-    if problem:
-        raise ConfigError("UNTRACKED_CHANNELS", problem)

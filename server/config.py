@@ -1,4 +1,4 @@
-"""Configuration: defaults < instance config file < ``NUDGE_*`` environment variables.
+"""Configuration: defaults < settings saved in the admin UI < instance config file < ``NUDGE_*`` variables.
 
 Every value is validated once, at start-up; a bad one raises :class:`ConfigError`
 naming the variable, what is wrong with it and what to do.
@@ -88,6 +88,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": 2000,
         "help": "events one process-events job handles: its own, then other pending ones (oldest first) up to "
         "this many, so that a worker takes events in large batches however they were enqueued (1: its own only)",
+    },
+    "SETTINGS_RECHECK": {
+        "type": "float",
+        "default": 1.0,
+        "help": "seconds a web process goes without checking for settings saved in the admin UI by another "
+        "process; workers check before every job",
     },
     "RETRY_BASE": {
         "type": "float",
@@ -424,36 +430,50 @@ def _read_file(path: Path) -> dict[str, Any]:
     return out
 
 
+def _layers(
+    overrides: Mapping[str, Any] | None, environ: Mapping[str, str] | None
+) -> tuple[Home, dict[str, dict[str, Any]]]:
+    """The instance folder, and the layers above the database's, lowest first, each named for a person."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    env = {k[len(ENV_PREFIX) :]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+    found = find_home(overrides.get("HOME") or env.get("HOME"))
+    config_file = overrides.get("CONFIG") or env.get("CONFIG")
+    path = Path(config_file) if config_file else found.path / "nudge.toml"
+    if config_file and not path.is_file():
+        raise ConfigError("CONFIG", f"no such file {str(path)!r}")
+    file_values = _read_file(path) if path.is_file() else {}
+    return found, {f"the config file {path}": file_values, "the environment": env, "the start-up options": overrides}
+
+
+def sources(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting set above the database comes from: ``{key: "the environment"}`` (the top layer wins)."""
+    out = {}
+    for where, layer in _layers(overrides, environ)[1].items():
+        out.update(dict.fromkeys((key for key in layer if key != "CONFIG"), where))
+    return out
+
+
 def load_config(
-    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, create: bool = True
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    create: bool = True,
+    stored: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the validated settings dict.
+    """Build the validated settings dict: defaults < *stored* < the config file < the environment < *overrides*.
 
     :param overrides: values passed to ``create_app(config=...)``; they win over everything.
     :param environ: the environment to read ``NUDGE_*`` from (default ``os.environ``).
     :param create: whether a new embedded SQLite instance may be created; when False, a missing one
         raises :class:`ConfigError` naming the places looked at (PostgreSQL is never created here).
+    :param stored: the settings saved in the admin UI (``server.instance_settings``), below the file and environment.
     :return: settings keyed by name without the ``NUDGE_`` prefix, plus Flask's ``SECRET_KEY``.
     :raises ConfigError: for the first invalid setting.
     """
-    environ = os.environ if environ is None else environ
-    overrides = dict(overrides or {})
-    env = {k[len(ENV_PREFIX) :]: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
-
-    found = find_home(overrides.get("HOME") or env.get("HOME"))
+    found, layers = _layers(overrides, environ)
     home = found.path
-    config_file = overrides.get("CONFIG") or env.get("CONFIG")
-    file_values: dict[str, Any] = {}
-    if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError("CONFIG", f"no such file {str(path)!r}")
-        file_values = _read_file(path)
-    elif (home / "nudge.toml").is_file():
-        file_values = _read_file(home / "nudge.toml")
-
     settings: dict[str, Any] = dict(DEFAULTS)
-    for layer in (file_values, env, overrides):
+    for layer in (stored or {}, *layers.values()):
         for key, value in layer.items():
             if key == "CONFIG":
                 continue

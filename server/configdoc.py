@@ -17,9 +17,20 @@ INTRO = """\
      config_schema. Do not edit by hand: change the declaration, then regenerate. -->
 
 Every setting Nudge reads, with its default. Set each as an environment variable `NUDGE_<NAME>`, or as
-`<name> = …` in `$NUDGE_HOME/nudge.toml` (or the file in `NUDGE_CONFIG`). Environment variables win over
-the file, the file over the defaults. A bad value stops Nudge at start with one line naming the variable.
-Secrets (marked *secret*) are never printed.
+`<name> = …` in `$NUDGE_HOME/nudge.toml` (or the file in `NUDGE_CONFIG`), or, for most of them, in the admin
+UI (Settings and Channels, admins only), which stores them in the database. The layers, lowest first:
+**defaults < the database < the config file < the environment** (< the options an embedding program passes to
+`create_app`): operators stay in control, and a value the file or the environment sets is shown read-only in
+the admin UI, naming where it comes from. Where the database, Redis and the secret key are, the plugins to
+load, the log level and test mode come only from the file or the environment. A bad value stops Nudge at
+start with one line naming the variable; in the admin UI it is refused with the same message, next to the
+field. Secrets (marked *secret*) are never printed, nor shown back in the admin UI.
+
+A value saved in the admin UI applies without a restart: every worker job, and each web process at most once
+every `NUDGE_SETTINGS_RECHECK` seconds (1 by default, so the event ingest path does not pay a query a request),
+first reads the settings' version (one primary-key look-up, about 0.1-0.3 ms on the embedded SQLite); when it
+moved on, the process reads the stored settings again and rebuilds its configuration with the same validation
+as at start-up (about 2 ms, once per change). The web process that saved a change applies it at once.
 
 `nudge doctor` checks the set-up and says what to do, one line per check (`ok`, `warn`, `error`): the
 public address is not https, test mode (`NUDGE_TESTING`) is on, mail comes from `localhost`, no postal

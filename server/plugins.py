@@ -261,8 +261,15 @@ class PluginManager(pluggy.PluginManager):
         :raises PluginError: when a plugin declares an invalid schema.
         :raises server.config.ConfigError: naming ``NUDGE_<KEY>`` for a missing or malformed setting.
         """
-        for name in self.channels:
-            self.settings[name] = self._channel_settings(name, config)
+        self.settings.update(self.channel_settings(config))
+
+    def channel_settings(self, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Every channel's declared settings validated against *config*, keeping none (a change checked first).
+
+        :raises PluginError: when a plugin declares an invalid schema.
+        :raises server.config.ConfigError: naming ``NUDGE_<KEY>`` for a missing or malformed setting.
+        """
+        return {name: self._channel_settings(name, config) for name in self.channels}
 
     def _channel_settings(self, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
         cls = self.channels[name]

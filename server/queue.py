@@ -163,6 +163,10 @@ def get_queue(app: Flask | None = None) -> TaskQueue:
     return (app or current_app).extensions["nudge.queue"]
 
 
+#: ``app.extensions`` key of the callables (taking the app) a worker calls before each job, in its app context
+BEFORE_JOB = "nudge.before_job"
+
+
 class AppWorker(SimpleWorker):
     """An RQ worker that runs every job inside a fresh app context of the app that built it."""
 
@@ -175,6 +179,8 @@ class AppWorker(SimpleWorker):
 
     def execute_job(self, job: Any, queue: Queue) -> None:
         with self.flask_app.app_context():
+            for prepare in self.flask_app.extensions.get(BEFORE_JOB, ()):
+                prepare(self.flask_app)  # e.g. settings changed in the admin UI apply from the next job on
             super().execute_job(job, queue)
 
 

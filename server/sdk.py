@@ -535,6 +535,19 @@ class Channel:
         """
         return []
 
+    def test_connection(self) -> Check:
+        """Ask the provider, with this channel's settings, whether it answers (the admin UI's "Test connection").
+
+        Called on a channel built with the instance's settings, outside any batch; sends nothing to anyone.
+        Report the provider's own answer (``250 OK``, an HTTP status and its message) in :attr:`Check.detail`.
+
+        :return: ``ok`` when the provider answered as expected, ``error`` with what it said (or why it could not
+            be reached) and the setting to fix; default: ``warn``, "not supported" (the channel has no test).
+        """
+        return Check(
+            f"{self.name}: connection", "warn", f"not supported: the {self.name} channel has no connection test"
+        )
+
     @classmethod
     def preview_facts(cls, rendered: Mapping[str, str]) -> list[tuple[str, str]]:
         """What someone writing a template should know about a rendered message (an SMS's segments and encoding).

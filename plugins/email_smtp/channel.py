@@ -290,6 +290,23 @@ class EmailChannel(Channel):
             checks.append(Check("email: SMTP server", "ok", f"{s.host}:{s.port} answers (tls={s.tls})"))
         return checks
 
+    def test_connection(self) -> Check:
+        """Connect to the SMTP server (EHLO, STARTTLS and login as configured), then NOOP: its answer is the report."""
+        s = self.smtp
+        try:
+            conn = self._connect(timeout=CHECK_TIMEOUT)
+        except ChannelError as exc:
+            return Check("email: connection", "error", exc.message)
+        try:
+            code, text = conn.noop()
+        except (OSError, smtplib.SMTPException) as exc:
+            return Check("email: connection", "error", f"{s.host}:{s.port} dropped the connection at NOOP ({exc})")
+        finally:
+            _quit(conn)
+        answer = f"{code} {text.decode('utf-8', 'replace')}".strip()
+        status = "ok" if code == 250 else "error"
+        return Check("email: connection", status, f"{s.host}:{s.port} (tls={s.tls}) answered NOOP with {answer}")
+
     def destination(self, message: OutboundMessage) -> str:
         """The recipient's domain: ``SMTP_DOMAIN_CONNECTIONS`` counts connections by it."""
         return message.to.rpartition("@")[2].lower()

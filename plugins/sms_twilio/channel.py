@@ -143,6 +143,25 @@ class SmsChannel(Channel):
             ]
         return [Check("sms: Twilio", "ok", "not configured (no active rule sends SMS)")]
 
+    def test_connection(self) -> Check:
+        """Fetch the configured account from Twilio's API: its answer (the account's status, an error) is the report."""
+        try:
+            client = self._connect()
+        except ChannelError as exc:
+            return Check("sms: connection", "error", exc.message)
+        http = client.http_client
+        try:
+            account = client.api.v2010.accounts(self.config["TWILIO_ACCOUNT_SID"]).fetch()
+        except (TwilioRestException, TwilioServiceException) as exc:
+            return Check("sms: connection", "error", classify(exc.status, exc.code, _twilio_text(exc)).message)
+        except requests.RequestException as exc:
+            return Check("sms: connection", "error", network_error(exc, http.api_base).message)
+        finally:
+            http.close()
+        status = "ok" if account.status == "active" else "error"
+        name = f" ({account.friendly_name})" if account.friendly_name else ""
+        return Check("sms: connection", status, f"{http.api_base} answered: account{name} is {account.status}")
+
     def validate_address(self, address: str) -> str:
         return normalise(address, self.config.get("SMS_DEFAULT_REGION"))
 

@@ -20,6 +20,7 @@ from .journeys import (
 )
 from .messages import ChannelHealth, Message, MessageStatus
 from .outreach import BroadcastRecord, FormSubmission
+from .settings import SettingsVersion, StoredSetting
 from .stats import StatCounter, StatWatermark
 
 __all__ = [
@@ -57,8 +58,10 @@ __all__ = [
     "ScheduleTimer",
     "Scope",
     "Segment",
+    "SettingsVersion",
     "StatCounter",
     "StatWatermark",
+    "StoredSetting",
     "Suppression",
     "SuppressionReason",
     "Task",

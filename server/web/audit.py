@@ -25,7 +25,20 @@ bp = admin_blueprint("audit", __name__, url_prefix="/admin/audit")
 add(bp, "Audit log", "audit.index", order=95)
 
 #: the kinds of record changes are made to (``target_type``); other kinds found in a filter are accepted too
-KINDS = ("apikey", "contact", "engine", "field", "form", "message", "rule", "segment", "task", "template", "user")
+KINDS = (
+    "apikey",
+    "contact",
+    "engine",
+    "field",
+    "form",
+    "message",
+    "rule",
+    "segment",
+    "settings",
+    "task",
+    "template",
+    "user",
+)
 MAX_FILTER = 128
 
 

@@ -17,6 +17,7 @@ from twilio.request_validator import RequestValidator
 from . import LocalServer, QuietHandler
 
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
+ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})\.json$")
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
@@ -33,6 +34,17 @@ class Reply:
 
 class _TwilioHandler(QuietHandler):
     server_owner: TwilioServer
+
+    def do_GET(self):
+        """Fetch an account (what the channel's connection test asks): the own one with the right credentials."""
+        owner = self.server_owner
+        match = ACCOUNT_PATH.match(self.path)
+        if not match:
+            return self._error(404, 20404, f"The requested resource {self.path} was not found")
+        if self.headers.get("Authorization") != owner.basic_auth or match["sid"] != owner.account_sid:
+            return self._error(401, 20003, "Authenticate")
+        resource = {"sid": owner.account_sid, "friendly_name": "Nudge test account", "status": "active", "type": "Full"}
+        self.answer(200, json.dumps(resource).encode())
 
     def do_POST(self):
         owner = self.server_owner
