@@ -12,6 +12,8 @@ APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 # the suite runs on every core up to four (pytest-xdist); PYTEST_ARGS=-n0 runs it in one process
 PYTEST_ARGS ?= --numprocesses=auto --maxprocesses=4
 PORT   ?= 8000
+#: the npm packages the browser tests use (axe-core), installed from the committed lockfile
+NODE_MODULES := server/assets/node_modules/.package-lock.json
 
 .PHONY: run test docs assets bench system-run system-test clean
 
@@ -20,7 +22,7 @@ run: system-run $(VENV)/.run-installed
 
 # The guard rails run first, each failing the target with its own output: lint, format, types, layers; then pytest
 # (whose exit 5, "no tests collected", is a failure like any other).
-test: system-test $(VENV)/.test-installed
+test: system-test $(VENV)/.test-installed $(NODE_MODULES)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -48,6 +50,11 @@ system-test: system-run
 	  { $(APT) update -q && $(APT) install -y -q postgresql; }
 	@command -v chromium >/dev/null 2>&1 || \
 	  { $(APT) update -q && $(APT) install -y -q chromium; }
+	@command -v npm >/dev/null 2>&1 || \
+	  { $(APT) update -q && $(APT) install -y -q npm; }
+
+$(NODE_MODULES): server/assets/package-lock.json
+	cd server/assets && npm ci --no-audit --no-fund
 
 # -- the virtualenv ----------------------------------------------------------------------
 $(VENV)/bin/python:

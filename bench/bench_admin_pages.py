@@ -14,6 +14,7 @@ their ratio. Target: every page under 300 ms.
 from __future__ import annotations
 
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select
 
+from bench import outreach_data as outreach
 from bench.common import bench_app
 from bench.crm_data import admin_client, fill_contacts, get_ok, median_ms, time_pages
 from bench.rules_data import fill_rules
+from bench.segments_audit_data import AUDIT_ROWS
 from bench.segments_audit_data import fill as fill_segments_and_audit
 from bench.segments_audit_data import pages as segments_and_audit_pages
 from bench.table import Row, render
@@ -147,7 +150,7 @@ def busy(app, count: int) -> None:
             insert(Event.__table__),
             [
                 {
-                    "contact_id": 2 + i,
+                    "contact_id": 2 + i % (count - 2),
                     "name": "order.paid",
                     "props": {},
                     "source": "api",
@@ -164,7 +167,7 @@ def busy(app, count: int) -> None:
             insert(Task.__table__),
             [
                 {
-                    "contact_id": 2 + i,
+                    "contact_id": 2 + i % (count - 2),
                     "text": f"Call back {i}",
                     "team": ("sales", "ops", "support")[i % 3],
                     "status": "open" if i % 4 else "done",
@@ -180,7 +183,7 @@ def busy(app, count: int) -> None:
             [
                 {
                     "key": f"team:{i}:s1:0",
-                    "contact_id": 2 + i,
+                    "contact_id": 2 + i % (count - 2),
                     "channel": "email",
                     "template": "internal.notify",
                     "status": "sent",
@@ -246,47 +249,62 @@ def rules_pages(app, client, ids: list[int]) -> list[tuple[str, Any]]:
     ]
 
 
-def measure(count: int) -> list[Row]:
-    """Build the data for *count* contacts and time every admin page next to the sign-in page."""
+def fill(app, count: int, audit_rows: int = AUDIT_ROWS) -> list[int]:
+    """Every admin page's data for *count* contacts (at least 3); returns the ids of the rules written."""
     from server.models import utcnow
 
+    fill_contacts(app, count)
+    busy(app, count)
+    ids = fill_rules(app, count, int(utcnow().timestamp()))
+    fill_segments_and_audit(app, audit_rows)
+    outreach.fill(app, count)
+    return ids
+
+
+def admin_pages(app, client, ids: list[int], count: int) -> list[tuple[str, Any]]:
+    """Every admin page, by name: its address (GET), or a callable making the request a page's htmx part makes."""
+    return [
+        ("Dashboard", "/admin/"),
+        *rules_pages(app, client, ids),
+        ("Contacts: everyone", "/admin/contacts/"),
+        ("Contacts: by email", "/admin/contacts/?by=email&q=user00001"),
+        ("Contacts: by name", "/admin/contacts/?by=name&q=ana"),
+        ("Contacts: by phone", "/admin/contacts/?by=phone&q=%2B4930100"),
+        ("Contacts: by tag", "/admin/contacts/?by=tag&q=vip"),
+        ("Contact page (busy contact)", "/admin/contacts/1"),
+        ("Contact page (quiet contact)", f"/admin/contacts/{count // 2}"),
+        ("Erase confirmation", "/admin/contacts/1/erase"),
+        ("Messages: needs a look", "/admin/messages/"),
+        ("Messages: every message", "/admin/messages/?status=all"),
+        ("Messages: failed sms of one rule", "/admin/messages/?status=failed&channel=sms&rule=2"),
+        ("Messages: parked events and journeys", "/admin/messages/?status=parked"),
+        ("Templates: the list", "/admin/templates/"),
+        ("Templates: the editor, with its preview", "/admin/templates/1"),
+        ("Tasks: open", "/admin/tasks/"),
+        ("Tasks: sales team", "/admin/tasks/?team=sales"),
+        ("Tasks: done", "/admin/tasks/?show=done"),
+        ("Users", "/admin/users/"),
+        ("Users: one user", "/admin/users/2"),
+        ("Users: new user form", "/admin/users/new"),
+        ("API keys", "/admin/apikeys/"),
+        ("Account", "/admin/account"),
+        ("Settings", "/admin/settings/"),
+        ("Channels and plugins", "/admin/channels/"),
+        *segments_and_audit_pages(app, client),
+        *outreach.pages(app),
+    ]
+
+
+def measure(count: int) -> list[Row]:
+    """Build the data for *count* contacts and time every admin page next to the sign-in page."""
     with bench_app(TEAMS="sales=ana@team.example;ops=olga@team.example;support=sue@team.example") as app:
-        seconds = fill_contacts(app, count)
-        busy(app, count)
-        ids = fill_rules(app, count, int(utcnow().timestamp()))
-        fill_segments_and_audit(app)
+        started = time.perf_counter()
+        ids = fill(app, count)
+        seconds = time.perf_counter() - started
         print(f"{count:,} contacts and their history written in {seconds:.1f} s (embedded SQLite, embedded Redis)")
         client = admin_client(app)
         trivial = median_ms(get_ok(app.test_client(), "/admin/login"), runs=25)
-        pages = [
-            ("Dashboard", "/admin/"),
-            *rules_pages(app, client, ids),
-            ("Contacts: everyone", "/admin/contacts/"),
-            ("Contacts: by email", "/admin/contacts/?by=email&q=user00001"),
-            ("Contacts: by name", "/admin/contacts/?by=name&q=ana"),
-            ("Contacts: by phone", "/admin/contacts/?by=phone&q=%2B4930100"),
-            ("Contacts: by tag", "/admin/contacts/?by=tag&q=vip"),
-            ("Contact page (busy contact)", "/admin/contacts/1"),
-            ("Contact page (quiet contact)", f"/admin/contacts/{count // 2}"),
-            ("Erase confirmation", "/admin/contacts/1/erase"),
-            ("Messages: needs a look", "/admin/messages/"),
-            ("Messages: every message", "/admin/messages/?status=all"),
-            ("Messages: failed sms of one rule", "/admin/messages/?status=failed&channel=sms&rule=2"),
-            ("Messages: parked events and journeys", "/admin/messages/?status=parked"),
-            ("Templates: the list", "/admin/templates/"),
-            ("Templates: the editor, with its preview", "/admin/templates/1"),
-            ("Tasks: open", "/admin/tasks/"),
-            ("Tasks: sales team", "/admin/tasks/?team=sales"),
-            ("Tasks: done", "/admin/tasks/?show=done"),
-            ("Users", "/admin/users/"),
-            ("Users: one user", "/admin/users/2"),
-            ("Users: new user form", "/admin/users/new"),
-            ("API keys", "/admin/apikeys/"),
-            ("Account", "/admin/account"),
-            ("Settings", "/admin/settings/"),
-            ("Channels and plugins", "/admin/channels/"),
-            *segments_and_audit_pages(app, client),
-        ]
+        pages = admin_pages(app, client, ids, count)
         print(f"trivial page (GET /admin/login): {trivial:.2f} ms (median of 25)")
         return time_pages(pages, client, trivial, "GET /admin/login", TARGET_MS, f"admin page, {count:,} contacts")
 

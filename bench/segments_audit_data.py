@@ -17,8 +17,9 @@ SEGMENTS = {
 }
 
 
-def fill(app) -> None:
-    """The segments and the audit log (``INSERT … SELECT`` from a recursive counter, as the contacts)."""
+def fill(app, audit_rows: int = AUDIT_ROWS) -> None:
+    """The segments and an audit log of *audit_rows* entries (``INSERT … SELECT`` from a recursive counter, as the
+    contacts)."""
     from server.db import get_session
     from server.models import Segment, utcnow
 
@@ -35,7 +36,7 @@ def fill(app) -> None:
                    CASE WHEN i % 10000 = 0 THEN 'user:999' WHEN i % 3 = 0 THEN 'cli' ELSE 'user:' || (1 + i % 5) END,
                    'x.updated', CASE i % {len(KINDS)} {kinds} END, CAST(i % 5000 AS TEXT), '{{"changed": ["name"]}}'
             FROM n"""),
-            {"count": AUDIT_ROWS, "base": base},
+            {"count": audit_rows, "base": base},
         )
         session.commit()
 

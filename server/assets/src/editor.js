@@ -222,7 +222,8 @@ function readOnlySide(doc, name) {
     doc,
     extensions: [
       lineNumbers(), highlightSpecialChars(), nudge(), theme, EditorState.readOnly.of(true),
-      EditorView.contentAttributes.of(name),
+      // reachable from the keyboard, so a reader can scroll a long side with the arrow keys
+      EditorView.contentAttributes.of({ ...name, tabindex: "0" }),
     ],
   };
 }
