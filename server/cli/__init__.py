@@ -254,7 +254,9 @@ def db_upgrade() -> None:
         def echo(line: str) -> None:
             click.echo(line, err=True)
 
-        echo(f"backed up to {backup_before_upgrade(app.config, engine, echo)}")
+        made = backup_before_upgrade(app.config, engine, echo)
+        if made is not None:
+            echo(f"backed up to {made}")
 
     try:
         applied = upgrade(engine, before=backup_first)
