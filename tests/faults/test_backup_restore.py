@@ -8,8 +8,6 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 import tarfile
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +19,7 @@ from server.db import make_engine
 from server.models import Message
 
 from ..helpers import api_key, post_event
+from ..test_backup import cli
 from .conftest import Processes
 from .journey import install_series, received, wait_until
 
@@ -36,12 +35,6 @@ end
 SETTINGS = {"SCHEDULER_INTERVAL": 0.2, "LOG_LEVEL": "WARNING"}
 FIRST = [f"first{i}@example.com" for i in range(3)]  # got "a" before the backup; wait a day for "b"
 SECOND = [f"second{i}@example.com" for i in range(3)]  # "a" is in the outbox, unsent, when the backup is taken
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def outbox_rows(url: str) -> list[tuple[str, str]]:
@@ -131,6 +124,8 @@ def _rewritten(archive: Path, out: Path, name: str, change) -> Path:
 def test_a_damaged_backup_or_one_from_a_newer_schema_is_refused_and_nothing_is_written(tmp_path):
     base = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
     source = {**base, "NUDGE_HOME": str(tmp_path / "source")}
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / "nudge.toml").write_text('default_timezone = "Europe/Paris"\n')
     assert cli(source, "db", "upgrade").returncode == 0
     archive = tmp_path / "good.tar.gz"
     assert cli(source, "backup", str(archive)).returncode == 0
@@ -157,3 +152,4 @@ def test_a_damaged_backup_or_one_from_a_newer_schema_is_refused_and_nothing_is_w
     out = cli(target, "restore", str(archive))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "target" / "secret_key").read_text() == (tmp_path / "source" / "secret_key").read_text()
+    assert (tmp_path / "target" / "nudge.toml").read_text() == 'default_timezone = "Europe/Paris"\n'
