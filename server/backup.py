@@ -1,9 +1,9 @@
 """Online backups of an instance, and restores into an empty one (``nudge backup``, ``nudge restore``).
 
 A backup is one ``tar.gz`` (mode 0600): ``manifest.json`` first (Nudge version, schema revision, database kind,
-time, a SHA-256 per file), then the database — a copy made with SQLite's backup API in steps, so writers wait
-only for one step at a time, or a ``pg_dump`` custom-format archive, a consistent snapshot — the secret key in
-use and the instance's ``nudge.toml`` when it has one.
+time, a SHA-256 per file), then the database — a copy made with SQLite's backup API in steps, all inside one
+read transaction (one snapshot; in WAL mode writers go on meanwhile), or a ``pg_dump`` custom-format archive, also
+one snapshot — the secret key in use and the instance's ``nudge.toml`` when it has one.
 """
 
 from __future__ import annotations
@@ -139,11 +139,11 @@ def _run_pg(args: list[str], url: str, what: str) -> None:
 
 # -- taking a backup ----------------------------------------------------------------------------------------------
 def _copy_sqlite(url: str, dest: Path, progress: Progress) -> None:
-    """Copy the live database with SQLite's backup API, a step of pages at a time."""
+    """Copy the live database with SQLite's backup API, a step of pages at a time, from one snapshot."""
     source_path = sqlite_path(url)
     if not source_path.is_file():
         raise BackupError(f"no database at {source_path}")
-    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, timeout=30)
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, timeout=30, isolation_level=None)
     target = sqlite3.connect(dest)
     shown = {"percent": -1}
 
@@ -154,7 +154,12 @@ def _copy_sqlite(url: str, dest: Path, progress: Progress) -> None:
             progress(f"  database: {percent}% of {total} pages")
 
     try:
+        # one read transaction over every step: the copy is of one snapshot (WAL lets writers go on meanwhile);
+        # without it, each write by Nudge between two steps would restart the copy from the first page
+        source.execute("BEGIN")
+        source.execute("SELECT count(*) FROM sqlite_master").fetchall()
         source.backup(target, pages=PAGES_PER_STEP, progress=step)
+        source.execute("COMMIT")
         target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
         problems = target.execute("PRAGMA integrity_check").fetchall()
     except sqlite3.Error as exc:
