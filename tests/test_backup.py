@@ -151,3 +151,49 @@ def test_a_missing_or_older_pg_dump_is_refused_and_nothing_is_migrated(pg_url, t
         assert current_revisions(engine) == head_revisions(pg_url)
     finally:
         engine.dispose()
+
+
+def test_a_sqlite_backup_is_one_snapshot_while_writers_go_on(tmp_path, monkeypatch):
+    import sqlite3
+    import threading
+
+    from server import backup
+
+    monkeypatch.setattr(backup, "PAGES_PER_STEP", 8)  # many steps, for writes to land between them
+    live = tmp_path / "live.db"
+    conn = sqlite3.connect(live, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, blob BLOB)")
+    conn.executemany("INSERT INTO t (blob) VALUES (randomblob(4000))", [()] * 500)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        own = sqlite3.connect(live, isolation_level=None, timeout=0)  # a writer that would fail if made to wait
+        while not stop.is_set():
+            own.execute("INSERT INTO t (blob) VALUES (randomblob(100))")
+            written.append(1)
+        own.close()
+
+    steps: list[str] = []
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while len(written) < 5:  # the writer is under way
+            stop.wait(0.01)
+        backup._copy_sqlite(f"sqlite:///{live}", tmp_path / "copy.db", steps.append)
+        during = len(written)
+        stop.wait(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    assert len(written) > during, "the writer went on while the copy was made"
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    count, top = copy.execute("SELECT count(*), max(id) FROM t").fetchone()
+    copy.close()
+    assert count == top and 500 < count < 500 + len(written), "the copy is one snapshot: the rows up to a moment"
+    percents = [int(line.split(": ")[1].split("%")[0]) for line in steps]
+    assert percents == sorted(percents), f"the copy restarted from the first page: {percents} ({pages} pages)"
