@@ -58,9 +58,10 @@ def _build(
 ) -> None:
     check_connection(db.engine)
     if settings["MIGRATE_ON_START"]:
+        from .backup import backup_before_upgrade
         from .migrate import upgrade
 
-        upgrade(db.engine)
+        upgrade(db.engine, before=partial(backup_before_upgrade, settings, db.engine, logging.getLogger(__name__).info))
     TaskQueue(app)
     htmx.init_app(app)
 

@@ -175,6 +175,17 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": True,
         "help": "every process applies pending migrations when it starts",
     },
+    "BACKUP_BEFORE_UPGRADE": {
+        "type": "bool",
+        "default": True,
+        "help": "take a backup into $NUDGE_HOME/backups/ before applying migrations to a database holding data "
+        "(the upgrade stops if the backup fails; see docs/backup.md)",
+    },
+    "BACKUP_KEEP": {
+        "type": "int",
+        "default": 5,
+        "help": "how many of the automatic pre-upgrade backups to keep (the oldest are deleted)",
+    },
     "PLUGINS": {
         "type": "string",
         "help": "comma-separated modules of the built-in plugins to load; default plugins.email_smtp, "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -38,8 +42,39 @@ def current_revision(engine: Engine) -> str:
     return "+".join(sorted(current_revisions(engine))) or "none"
 
 
-def upgrade(engine: Engine, revision: str = "heads") -> bool:
-    """Bring the schema to *revision* (all heads by default); return True when anything was applied.
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold the instance's migration lock: a second process migrating at the same time waits here, then finds
+    nothing left to do. PostgreSQL: ``pg_advisory_lock`` on a connection of its own; SQLite: an exclusive
+    ``flock`` on ``<database>.migrate-lock`` beside the database file (an in-memory database needs none)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _PG_LOCK_ID})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _PG_LOCK_ID})
+                conn.commit()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def upgrade(engine: Engine, revision: str = "heads", before: Callable[[], Any] | None = None) -> bool:
+    """Bring the schema to *revision* (all heads by default) under the migration lock; return True when anything
+    was applied. Running it again, or in two processes at once, applies nothing more.
+
+    :param before: called under the lock when migrations are pending and the database already holds a schema
+        (the automatic backup, :func:`server.backup.backup_before_upgrade`); when it raises, nothing is migrated.
 
     On SQLite, foreign keys are off while migrations run, as SQLite's own recipe for rebuilding a table
     says: with them on, dropping the old copy of ``contacts`` would delete every row that refers to it.
@@ -48,6 +83,17 @@ def upgrade(engine: Engine, revision: str = "heads") -> bool:
     url = engine.url.render_as_string(hide_password=False)
     if revision == "heads" and current_revisions(engine) == head_revisions(url):
         return False
+    with migration_lock(engine):
+        current = current_revisions(engine)
+        if revision == "heads" and current == head_revisions(url):
+            return False  # another process migrated while this one waited for the lock
+        if before is not None and current:
+            before()
+        _apply(engine, url, revision)
+    return True
+
+
+def _apply(engine: Engine, url: str, revision: str) -> None:
     cfg = alembic_config(url)
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
@@ -55,8 +101,6 @@ def upgrade(engine: Engine, revision: str = "heads") -> bool:
             _sqlite_foreign_keys(conn, False)  # a no-op inside a transaction: set before BEGIN
         try:
             with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
                 dangling = _dangling_references(conn) if sqlite else set()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
@@ -69,7 +113,6 @@ def upgrade(engine: Engine, revision: str = "heads") -> bool:
         finally:
             if sqlite:
                 _sqlite_foreign_keys(conn, True)
-    return True
 
 
 def _sqlite_foreign_keys(conn: Connection, on: bool) -> None:

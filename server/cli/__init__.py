@@ -30,9 +30,10 @@ def build_app(create: bool = False, **overrides: Any):
     except (ConfigError, DatabaseUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # e.g. a plugin conflict: still one line, not a traceback
+        from ..backup import BackupError
         from ..plugins import PluginError
 
-        if isinstance(exc, PluginError):
+        if isinstance(exc, PluginError | BackupError):
             raise click.ClickException(str(exc)) from None
         raise
     ctx = click.get_current_context(silent=True)
@@ -242,12 +243,25 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations."""
+    from ..backup import BackupError, backup_before_upgrade
     from ..db import get_db
     from ..migrate import current_revision, upgrade
 
     app = build_app(create=True, MIGRATE_ON_START=False)
     engine = get_db(app).engine
-    applied = upgrade(engine)
+
+    def backup_first() -> None:
+        def echo(line: str) -> None:
+            click.echo(line, err=True)
+
+        made = backup_before_upgrade(app.config, engine, echo)
+        if made is not None:
+            echo(f"backed up to {made}")
+
+    try:
+        applied = upgrade(engine, before=backup_first)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"database at revision {current_revision(engine)}" + ("" if applied else " (already up to date)"))
 
 
@@ -403,7 +417,7 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks", "stats")
+COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks", "stats", "backup")
 
 
 def _register_optional() -> None:
