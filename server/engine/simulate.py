@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import select
 
 from ..consent import record_consent
-from ..models import Base, Contact, ContactTag, Event, JourneyLog, Rule
+from ..models import Contact, ContactTag, Event, JourneyLog, Rule
 from . import dispatch, runtime
+from .blank_schema import create_schema
 from .context import EngineContext
 from .outbox import Delivery
 from .rules import RuleError, apply_plans, compile_rules
@@ -282,14 +283,15 @@ def throwaway_instance(
     """A throwaway app for one simulation, built by *make_app* (``create_app``, which the engine never imports)
     with :data:`SIMULATION_SETTINGS`, a temporary ``HOME`` and *config*; released afterwards.
 
-    Its fresh database gets the models' schema in one ``create_all`` rather than by replaying every migration,
-    which took a second or more per run (the editor's "Try it" runs one per click); the two schemas are the same
-    (``tests/test_migrations.py``), and a throwaway database is never upgraded later.
+    Its fresh database gets the models' schema copied from one built once per process
+    (:mod:`.blank_schema`) rather than by replaying every migration, which took a second or more per run (the
+    editor's "Try it" runs one per click); the two schemas are the same (``tests/test_migrations.py``), and a
+    throwaway database is never upgraded later.
     """
     with tempfile.TemporaryDirectory(prefix="nudge-sim-") as home:
         app = make_app({**SIMULATION_SETTINGS, "HOME": home, **(config or {}), "MIGRATE_ON_START": False})
         try:
-            Base.metadata.create_all(app.extensions["nudge.db"].engine)
+            create_schema(app.extensions["nudge.db"].engine)
             yield app
         finally:
             app.extensions["nudge.db"].dispose()
