@@ -157,6 +157,20 @@ class _ConstContext:
         raise Unsupported("not a constant")
 
 
+def reads_prop(tree: Any, name: str) -> bool:
+    """Whether a condition *tree* (docs/plan.md) reads the event property *name* (``event.machine``)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            if node.get("prop") == name:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return False
+
+
 def is_constant(node: Any) -> bool:
     if isinstance(node, list):
         return all(is_constant(n) for n in node)
@@ -567,6 +581,9 @@ class Compiler:
         ]
         if node.get("where") is not None:
             tests.append(self.condition(node["where"], event=Event.props))
+        if not reads_prop(node.get("where"), "machine"):  # a proxy's open or a scanner's click is not the person's
+            machine = self.value({"prop": "machine"}, Event.props)
+            tests.append(or_(not_(self._is_set(machine)), not_(self._typed(machine, "bool") == true())))
         at_least = int(node.get("at_least") or 1)
         if at_least <= 1:
             return exists().where(*tests)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from ..consent import record_consent
 from ..models import Base, Contact, ContactTag, Event, JourneyLog, Rule
-from . import dispatch, runtime
+from . import attribution, dispatch, runtime
 from .context import EngineContext
 from .outbox import Delivery
 from .rules import RuleError, apply_plans, compile_rules
@@ -122,6 +122,7 @@ class Simulation:
             )
             self.session.add(event)
             self.session.flush()
+            attribution.attribute(self.session, self.ctx.config, [event.id])
             dispatch.handle_event(self.ctx, event)
         dispatch.drain(self.ctx)
 
@@ -216,8 +217,7 @@ class Simulation:
         from .rollup import rollup
 
         self.ctx.commit()
-        while rollup(self.session):
-            pass
+        rollup(self.session, limit=None)
         names = self.session.scalars(select(Rule.name).order_by(Rule.name))
         return [rule_funnel(self.session, name) for name in list(names)]
 
