@@ -154,8 +154,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "ATTRIBUTION_DELIVERY_WINDOW": {
         "type": "string",
         "default": "1d",
-        "help": "else to the message delivered last within this time before it (e.g. 1d, 12h; 0: never by "
-        "delivery)",
+        "help": "else to the message delivered last within this time before it (e.g. 1d, 12h; 0: never by delivery)",
     },
     "TRACK_OPENS": {
         "type": "bool",

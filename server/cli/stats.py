@@ -129,10 +129,10 @@ def register(main: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(data, indent=2, sort_keys=True))
         elif templates:
-            heads = ("sent", "delivered", "clicked_human", "conversions", "revenue")
-            click.echo(f"{'TEMPLATE':<24} " + " ".join(f"{h.upper():>14}" for h in heads))
+            columns = ("sent", "delivered", "clicked_human", "conversions", "revenue")
+            click.echo(f"{'TEMPLATE':<24} " + " ".join(f"{h.upper():>14}" for h in columns))
             for row in data["templates"]:
-                click.echo(f"{row['template'][:24]:<24} " + " ".join(f"{row[h]:>14}" for h in heads))
+                click.echo(f"{row['template'][:24]:<24} " + " ".join(f"{row[h]:>14}" for h in columns))
         elif rule is None:
             heads = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained", "conversions", "revenue")
             click.echo(f"{'DAY':<11} " + " ".join(f"{h.upper():>12}" for h in heads))

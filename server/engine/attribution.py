@@ -91,9 +91,7 @@ def attribute(session: Session, config: Any, event_ids: Sequence[int]) -> int:
         ]
     if not rows:
         return 0
-    done = set(
-        session.scalars(select(Attribution.event_id).where(Attribution.event_id.in_([row.id for row in rows])))
-    )
+    done = set(session.scalars(select(Attribution.event_id).where(Attribution.event_id.in_([row.id for row in rows]))))
     return sum(_attribute_one(session, windows, row) for row in rows if row.id not in done)
 
 

@@ -7,9 +7,8 @@ docs/stats.md, "The funnel".
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
-
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session

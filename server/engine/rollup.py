@@ -4,9 +4,9 @@ Three append-only sources are read past a stored watermark (their rows' ids): th
 splits, exits), the outbox's status history (sent, delivered, bounced, failed, suppressed, complained) and the
 events that name a journey's message (opens, clicks, unsubscribes). The counts and the moved watermark are
 committed in one transaction, and the watermark moves only if nobody moved it meanwhile: a crash, or two rollups
-at once, never count a row twice. The scheduler runs it every tick and workers after each job (one bounded batch per source). A fourth source,
-the revenue attributions (:mod:`.attribution`), feeds ``conversions`` and ``revenue`` (ten-thousandths of the
-currency unit) per send step.
+at once, never count a row twice. The scheduler runs it every tick, and workers after each job (one bounded
+batch per source). A fourth source, the revenue attributions (:mod:`.attribution`), feeds ``conversions`` and
+``revenue`` (ten-thousandths of the currency unit) per send step.
 """
 
 from __future__ import annotations
@@ -18,7 +18,17 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Attribution, Enrolment, Event, JourneyLog, Message, MessageStatusChange, RuleVersion, StatCounter, StatWatermark
+from ..models import (
+    Attribution,
+    Enrolment,
+    Event,
+    JourneyLog,
+    Message,
+    MessageStatusChange,
+    RuleVersion,
+    StatCounter,
+    StatWatermark,
+)
 from .keys import ENROLMENT, enrolment_of
 
 #: rows read per source per transaction: a backlog is worked off in bounded steps

@@ -284,4 +284,3 @@ def test_the_worker_rolls_up_after_its_jobs(app, smtp_server):
     smtp_server.wait_for(1)
     funnel = get(client, api_key(app, "admin"), "/rules/Spring/stats")
     assert funnel["entered"] == 1 and step_of(funnel, "offer")["sent"] == 1
-
