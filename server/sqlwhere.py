@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -604,15 +605,19 @@ class Compiler:
             self._segments_open.pop()
 
 
+#: the comparison operators, applied only when asked (SQLAlchemy refuses ``<`` against True, say)
+_OPERATORS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
 def _op(expr: Any, op: str, value: Any) -> ColumnElement[Any]:
-    return {
-        "==": expr == value,
-        "!=": expr != value,
-        "<": expr < value,
-        "<=": expr <= value,
-        ">": expr > value,
-        ">=": expr >= value,
-    }[op]
+    return _OPERATORS[op](expr, value)
 
 
 def _granular(expr: Any, op: str, floor: str, ceil: str, exact: bool) -> ColumnElement[Any]:

@@ -38,7 +38,11 @@ def funnel_table(funnel: dict[str, Any]) -> list[str]:
         f"entered {funnel['entered']}, waiting {funnel['waiting']}, completed {funnel['completed']}, "
         f"goal {funnel['goal']}, stopped {funnel['stopped']}"
         + (f", conversion {conversion:.1%} to {funnel['goal_event']}" if conversion is not None else "")
-        + f"; attributed: {funnel['conversions']} conversion(s), revenue {funnel['revenue']:g}",
+        + (
+            f"; attributed: {funnel['conversions']} conversion(s), revenue {funnel['revenue']:g}"
+            if funnel["conversions"]
+            else ""
+        ),
         f"{'STEP':<14} {'OP':<24} " + " ".join(f"{head:>7}" for head, _ in COLUMNS) + "  SUPPRESSED",
     ]
 
