@@ -169,9 +169,14 @@ def rule_stats(name: str, query: dict[str, Any]):
     description="Revenue is attributed to the message that touched the contact last (docs/stats.md, Revenue).",
 )
 def stats_overview(query: dict[str, Any]):
+    return _instance_wide(overview, query)
+
+
+def _instance_wide(read: Any, query: dict[str, Any]):
+    """The JSON answer of *read* (overview, templates) for the query's window; a bad window is a 400."""
     since, until = _window(query)
     try:
-        return jsonify(overview(get_session(), since=since, until=until))
+        return jsonify(read(get_session(), since=since, until=until))
     except StatsError as exc:
         raise BadQuery("since", str(exc)) from None
 
@@ -187,8 +192,4 @@ def stats_overview(query: dict[str, Any]):
     description="Read from the stats counters; see docs/stats.md, Revenue.",
 )
 def stats_templates(query: dict[str, Any]):
-    since, until = _window(query)
-    try:
-        return jsonify(template_stats(get_session(), since=since, until=until))
-    except StatsError as exc:
-        raise BadQuery("since", str(exc)) from None
+    return _instance_wide(template_stats, query)

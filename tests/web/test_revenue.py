@@ -21,6 +21,7 @@ from server.models import Attribution, Message, MessageStatusChange
 from ..helpers import api_key, load_rules, post_event, run_worker
 from ..ui.conftest import live_server, ui_port  # noqa: F401  (fixtures: the app under waitress on a real port)
 from .test_email_tracking import FIREFOX, SCANNER, fetch, hrefs, parts
+from .test_stats_funnel import base, config  # noqa: F401  (fixtures: the live server's URL, BASE_URL set to it)
 
 OFFER = '<p>Spring: <a href="https://shop.example/spring">see it</a></p>'
 RULES = """rule "Spring"
@@ -30,16 +31,6 @@ when form.submitted then
   send email reminder
 end
 """
-
-
-@pytest.fixture
-def base(request) -> str:
-    return request.getfixturevalue("live_server")
-
-
-@pytest.fixture
-def config(config, ui_port):  # noqa: F811
-    return {**config, "BASE_URL": f"http://127.0.0.1:{ui_port}"}
 
 
 def templates(app) -> None:
@@ -62,14 +53,19 @@ def step_of(funnel: dict, template: str) -> dict:
     return step
 
 
-def tracked_link(raw: bytes, base: str) -> str:
+def tracked_link(raw: bytes, site: str) -> str:
     html, _ = parts(raw)
-    [link] = [h for h in hrefs(html) if h.startswith(f"{base}/c/")]
+    [link] = [h for h in hrefs(html) if h.startswith(f"{site}/c/")]
     return link
 
 
 def test_revenue_is_attributed_to_the_clicked_send_and_kept_until_recomputed(
-    app, base, smtp_server, clock, runner, monkeypatch
+    app,
+    base,  # noqa: F811
+    smtp_server,
+    clock,
+    runner,
+    monkeypatch,
 ):
     templates(app)
     load_rules(app, RULES)
@@ -160,7 +156,13 @@ def _click_at(app, email: str) -> datetime:
         )
 
 
-def test_attribution_windows_fallback_machines_and_the_last_touch(app, base, smtp_server, clock, caplog):
+def test_attribution_windows_fallback_machines_and_the_last_touch(
+    app,
+    base,  # noqa: F811
+    smtp_server,
+    clock,
+    caplog,
+):
     """Click window 1h, delivery window 30m: each edge to the second; a scanner's click never attributes."""
     app.config.update(ATTRIBUTION_CLICK_WINDOW="1h", ATTRIBUTION_DELIVERY_WINDOW="30m")
     templates(app)
