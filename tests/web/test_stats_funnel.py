@@ -95,6 +95,8 @@ def test_the_funnel_counts_each_step_and_arm_once(app, base, smtp_server, clock,
     [link] = [h for h in hrefs(html) if h.startswith(f"{base}/c/")]
     assert fetch(pixel, FIREFOX).status == 200
     assert fetch(link, FIREFOX).status == 302
+    run_worker(app)
+    assert post_event(client, ingest, email="ana@example.com", event="order.completed", revenue=12.5).status_code == 202
     assert post_event(client, ingest, email="ben@example.com", event="order.placed").status_code == 202
     run_worker(app)
 
@@ -144,6 +146,11 @@ def test_the_funnel_counts_each_step_and_arm_once(app, base, smtp_server, clock,
         has_ana = "ana@example.com" in members
         assert (step["opened_human"], step["clicked_human"], step["clickers"]) == (has_ana, has_ana, has_ana)
         assert step["opened_machine"] == 0 and step["clicked_machine"] == 0
+        # ana's order is credited to the mail she clicked, in her arm: per step, per arm and in the rule's totals
+        assert (step["conversions"], step["revenue"]) == ((1, 12.5) if has_ana else (0, 0))
+        [arm] = step["arms"].values()
+        assert (arm["conversions"], arm["revenue"]) == (step["conversions"], step["revenue"])
+    assert (funnel["conversions"], funnel["revenue"]) == (1, 12.5)
     [wait] = [s for s in funnel["steps"] if s["op"] == "wait"]
     assert (wait["reached"], wait["waiting"], wait["passed"], wait["goal"]) == (5, 0, 4, 1)
     reminder = by_template(funnel, "reminder")
@@ -174,7 +181,10 @@ def test_the_funnel_counts_each_step_and_arm_once(app, base, smtp_server, clock,
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == funnel
     table = runner.invoke(["stats", "Spring"]).output
-    assert "entered 5, waiting 0, completed 4, goal 1, stopped 0, conversion 20.0% to order.placed" in table
+    assert (
+        "entered 5, waiting 0, completed 4, goal 1, stopped 0, conversion 20.0% to order.placed; "
+        "attributed: 1 conversion(s), revenue 12.5" in table
+    )
     assert "split " in table and "on goal: order.placed: not enough data" in table
     rows = {line.split()[0]: line for line in table.splitlines()}
     for template, sent in (("offer_a", len(in_a)), ("offer_b", len(in_b)), ("reminder", 4)):
@@ -184,7 +194,7 @@ def test_the_funnel_counts_each_step_and_arm_once(app, base, smtp_server, clock,
     # the overview: the instance's journey sends per day
     response = client.get("/api/v1/stats/overview", headers={"Authorization": f"Bearer {admin}"})
     assert response.status_code == 200
-    assert response.get_json()["totals"]["sent"] == 9 and response.get_json()["totals"]["revenue"] == 0
+    assert response.get_json()["totals"]["sent"] == 9 and response.get_json()["totals"]["revenue"] == 12.5
     with app.app_context():
         assert get_session().scalar(select(func.count()).select_from(StatCounter)) == len(once)
 
