@@ -98,6 +98,8 @@ def test_revenue_is_attributed_to_the_clicked_send_and_kept_until_recomputed(
         assert (row.touch, row.amount, row.template) == ("click", 499000, "offer")
     table = runner.invoke(["stats", "--templates"]).output
     assert table.splitlines()[1].split() == ["offer", "1", "0", "1", "1", "49.9"]
+    days = runner.invoke(["stats"]).output.splitlines()
+    assert days[0].split()[-2:] == ["CONVERSIONS", "REVENUE"] and days[-1].split()[-2:] == ["1", "49.9"]
 
     # the windows change: history stays as it was attributed
     app.config.update(ATTRIBUTION_CLICK_WINDOW="5m", ATTRIBUTION_DELIVERY_WINDOW="5m")
