@@ -181,6 +181,7 @@ def recompute(session: Session, config: Any, progress: Callable[[int], None] | N
 
     try:
         revenue_lock(session)  # a rollup running meanwhile waits, then finds its batch taken
+        ceiling = int(session.scalar(select(func.max(Attribution.id))) or 0)
         session.execute(delete(Attribution))
         attributed = seen = 0
         after = 0
@@ -193,7 +194,7 @@ def recompute(session: Session, config: Any, progress: Callable[[int], None] | N
             after = ids[-1]
             if progress is not None:
                 progress(len(ids))
-        rebuild_revenue(session)
+        rebuild_revenue(session, floor=ceiling)
         session.commit()
     except BaseException:
         session.rollback()

@@ -349,8 +349,12 @@ def revenue_lock(session: Session) -> None:
     session.execute(update(table).where(table.c.source == "attributions").values(last_id=table.c.last_id))
 
 
-def rebuild_revenue(session: Session) -> None:
-    """Replace the revenue counters by those of the attributions stored now (in the caller's transaction)."""
+def rebuild_revenue(session: Session, floor: int = 0) -> None:
+    """Replace the revenue counters by those of the attributions stored now (in the caller's transaction).
+
+    :param floor: the highest attribution id there was before (the watermark ends past it: a rollup that read
+        rows since deleted finds the watermark moved, and counts nothing).
+    """
     session.execute(delete(StatCounter).where(StatCounter.metric.in_(REVENUE_METRICS)))
     after, counts = 0, Counter[Key]()
     while True:
@@ -361,7 +365,7 @@ def rebuild_revenue(session: Session) -> None:
         after = last
     _add(session, counts)
     table = StatWatermark.__table__
-    session.execute(update(table).where(table.c.source == "attributions").values(last_id=after))
+    session.execute(update(table).where(table.c.source == "attributions").values(last_id=max(after, floor)))
 
 
 def _fold(session: Session, source: str, read: Any) -> int | None:
