@@ -21,7 +21,7 @@ from server.models import Attribution, Message, MessageStatusChange
 from ..helpers import api_key, load_rules, post_event, run_worker
 from ..ui.conftest import live_server, ui_port  # noqa: F401  (fixtures: the app under waitress on a real port)
 from .test_email_tracking import FIREFOX, SCANNER, fetch, hrefs, parts
-from .test_stats_funnel import base, config  # noqa: F401  (fixtures: the live server's URL, BASE_URL set to it)
+from .test_stats_funnel import base, by_template, config  # noqa: F401  (fixtures: the live server's URL, BASE_URL set to it)
 
 OFFER = '<p>Spring: <a href="https://shop.example/spring">see it</a></p>'
 RULES = """rule "Spring"
@@ -46,11 +46,6 @@ def get(client, key: str, path: str) -> dict:
     response = client.get(f"/api/v1{path}", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
-
-
-def step_of(funnel: dict, template: str) -> dict:
-    [step] = [s for s in funnel["steps"] if s.get("template") == template]
-    return step
 
 
 def tracked_link(raw: bytes, site: str) -> str:
@@ -82,10 +77,10 @@ def test_revenue_is_attributed_to_the_clicked_send_and_kept_until_recomputed(
     run_worker(app)  # no scheduler tick: the worker's own rollup makes the stats fresh
 
     funnel = get(client, admin, "/rules/Spring/stats")
-    offer = step_of(funnel, "offer")
+    offer = by_template(funnel, "offer")
     assert (offer["conversions"], offer["revenue"]) == (1, 49.9)
     assert (funnel["conversions"], funnel["revenue"]) == (1, 49.9)
-    assert (step_of(funnel, "reminder")["conversions"], step_of(funnel, "reminder")["revenue"]) == (0, 0)
+    assert (by_template(funnel, "reminder")["conversions"], by_template(funnel, "reminder")["revenue"]) == (0, 0)
     overview = get(client, admin, "/stats/overview")
     assert (overview["totals"]["conversions"], overview["totals"]["revenue"]) == (1, 49.9)
     assert [day["revenue"] for day in overview["days"]] == [49.9]
@@ -107,7 +102,7 @@ def test_revenue_is_attributed_to_the_clicked_send_and_kept_until_recomputed(
     run_worker(app)
     with app.app_context():
         requeue_due()
-    assert step_of(get(client, admin, "/rules/Spring/stats"), "offer")["revenue"] == 49.9
+    assert by_template(get(client, admin, "/rules/Spring/stats"), "offer")["revenue"] == 49.9
 
     # until recomputed on purpose, with the windows set now: the click was over a minute before, the delivery
     # over 11 minutes
@@ -116,16 +111,16 @@ def test_revenue_is_attributed_to_the_clicked_send_and_kept_until_recomputed(
     result = runner.invoke(["stats", "--recompute-revenue"])
     assert result.exit_code == 0, result.output
     assert "0 of 4 events attributed with the windows set now (click 1m, delivery 5m)" in result.output
-    offer = step_of(get(client, admin, "/rules/Spring/stats"), "offer")
+    offer = by_template(get(client, admin, "/rules/Spring/stats"), "offer")
     assert (offer["conversions"], offer["revenue"]) == (0, 0)
     assert get(client, admin, "/stats/overview")["totals"]["revenue"] == 0
     monkeypatch.setenv("NUDGE_ATTRIBUTION_CLICK_WINDOW", "10m")
     assert "1 of 4 events attributed" in runner.invoke(["stats", "--recompute-revenue"]).output
-    offer = step_of(get(client, admin, "/rules/Spring/stats"), "offer")
+    offer = by_template(get(client, admin, "/rules/Spring/stats"), "offer")
     assert (offer["conversions"], offer["revenue"]) == (1, 49.9)
     with app.app_context():
         requeue_due()  # the rollup after a recompute counts nothing twice
-    assert step_of(get(client, admin, "/rules/Spring/stats"), "offer")["revenue"] == 49.9
+    assert by_template(get(client, admin, "/rules/Spring/stats"), "offer")["revenue"] == 49.9
 
 
 def _at(moment: datetime) -> str:
@@ -227,7 +222,7 @@ def test_attribution_windows_fallback_machines_and_the_last_touch(
     run_worker(app)
 
     funnel = get(client, admin, "/rules/Spring/stats")
-    offer, reminder = step_of(funnel, "offer"), step_of(funnel, "reminder")
+    offer, reminder = by_template(funnel, "offer"), by_template(funnel, "reminder")
     assert (offer["conversions"], offer["revenue"]) == (4, 11)  # 1 (delivery), 3 (click), 0, 7 (click)
     assert (reminder["conversions"], reminder["revenue"]) == (1, 8.25)
     with app.app_context():
@@ -287,4 +282,4 @@ def test_the_worker_rolls_up_after_its_jobs(app, smtp_server):
     run_worker(app)
     smtp_server.wait_for(1)
     funnel = get(client, api_key(app, "admin"), "/rules/Spring/stats")
-    assert funnel["entered"] == 1 and step_of(funnel, "offer")["sent"] == 1
+    assert funnel["entered"] == 1 and by_template(funnel, "offer")["sent"] == 1
