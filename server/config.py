@@ -145,6 +145,23 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": 3.0,
         "help": "the window of NUDGE_MACHINE_CLICK_BURST, in seconds",
     },
+    "REVENUE_PROPERTY": {
+        "type": "string",
+        "default": "revenue",
+        "help": "the event property holding a conversion's value (e.g. 49.90): such an event is attributed to "
+        "the message that touched the contact last (see docs/stats.md, Revenue)",
+    },
+    "ATTRIBUTION_CLICK_WINDOW": {
+        "type": "string",
+        "default": "7d",
+        "help": "a conversion is attributed to the message a person clicked last within this time before it "
+        "(e.g. 7d, 36h, 90m; 0: never by click)",
+    },
+    "ATTRIBUTION_DELIVERY_WINDOW": {
+        "type": "string",
+        "default": "1d",
+        "help": "else to the message delivered last within this time before it (e.g. 1d, 12h; 0: never by delivery)",
+    },
     "TRACK_OPENS": {
         "type": "bool",
         "default": True,
@@ -465,6 +482,29 @@ def sources(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, st
     return out
 
 
+_WINDOW = re.compile(r"^(\d{1,6})([smhdw]?)$")
+_WINDOW_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def window_seconds(text: str) -> int:
+    """Seconds in a window written ``7d``, ``36h``, ``90m``, ``30s``, ``2w`` or plain seconds.
+
+    :raises ValueError: anything else.
+    """
+    match = _WINDOW.match(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a window")
+    return int(match.group(1)) * _WINDOW_UNITS[match.group(2)]
+
+
+def _validate_window(key: str, text: str) -> str:
+    try:
+        window_seconds(text)
+    except ValueError:
+        raise ConfigError(key, f"must be a window like 7d, 36h, 90m or 0, got {text[:40]!r}") from None
+    return text.strip().lower()
+
+
 def load_config(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -508,6 +548,10 @@ def load_config(
     settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
+    for key in ("ATTRIBUTION_CLICK_WINDOW", "ATTRIBUTION_DELIVERY_WINDOW"):
+        settings[key] = _validate_window(key, str(settings[key]))
+    if not str(settings["REVENUE_PROPERTY"]).strip():
+        raise ConfigError("REVENUE_PROPERTY", "must name an event property, e.g. revenue")
     if settings["MAX_ATTEMPTS"] > 100:
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
     if settings["MACHINE_CLICK_BURST"] < 2:

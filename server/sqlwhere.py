@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -155,6 +156,20 @@ class _ConstContext:
 
     def function_failed(self, name: str, problem: str) -> None:  # pragma: no cover
         raise Unsupported("not a constant")
+
+
+def reads_prop(tree: Any, name: str) -> bool:
+    """Whether a condition *tree* (docs/plan.md) reads the event property *name* (``event.machine``)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            if node.get("prop") == name:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return False
 
 
 def is_constant(node: Any) -> bool:
@@ -567,6 +582,9 @@ class Compiler:
         ]
         if node.get("where") is not None:
             tests.append(self.condition(node["where"], event=Event.props))
+        if not reads_prop(node.get("where"), "machine"):  # a proxy's open or a scanner's click is not the person's
+            machine = self.value({"prop": "machine"}, Event.props)
+            tests.append(or_(not_(self._is_set(machine)), not_(self._typed(machine, "bool") == true())))
         at_least = int(node.get("at_least") or 1)
         if at_least <= 1:
             return exists().where(*tests)
@@ -587,15 +605,19 @@ class Compiler:
             self._segments_open.pop()
 
 
+#: the comparison operators, applied only when asked (SQLAlchemy refuses ``<`` against True, say)
+_OPERATORS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
 def _op(expr: Any, op: str, value: Any) -> ColumnElement[Any]:
-    return {
-        "==": expr == value,
-        "!=": expr != value,
-        "<": expr < value,
-        "<=": expr <= value,
-        ">": expr > value,
-        ">=": expr >= value,
-    }[op]
+    return _OPERATORS[op](expr, value)
 
 
 def _granular(expr: Any, op: str, floor: str, ceil: str, exact: bool) -> ColumnElement[Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import jsonify
 
 from ..db import get_session
-from ..engine.funnel import StatsError, overview, parse_when, rule_funnel
+from ..engine.funnel import StatsError, overview, parse_when, rule_funnel, template_stats
 from ..engine.timeutil import to_ts
 from ..models import utcnow
 from . import bp
@@ -44,9 +44,14 @@ FIGURES = schema(
                 "clickers",
                 "unsubscribed",
                 "complained",
+                "conversions",
             )
         }
-        | {"exits": COUNTS, "suppressed": COUNTS},
+        | {
+            "exits": COUNTS,
+            "suppressed": COUNTS,
+            "revenue": {"type": "number", "description": "attributed revenue in the currency unit (e.g. 49.9)"},
+        },
     },
 )
 FUNNEL = schema(
@@ -66,8 +71,25 @@ FUNNEL = schema(
             "exits": COUNTS,
             "conversion": {"type": "number", "nullable": True, "description": "goal exits / entered"},
             "goal_event": {"type": "string", "nullable": True},
+            "conversions": {"type": "integer", "description": "conversions attributed to the rule's messages"},
+            "revenue": {"type": "number", "description": "revenue attributed to the rule's messages (currency unit)"},
             "steps": {"type": "array", "items": {"allOf": [FIGURES], "type": "object"}},
             "splits": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+)
+DAY = schema(
+    "StatsDay",
+    {
+        "type": "object",
+        "description": "one UTC day's journey sends, and the conversions and revenue attributed to them",
+        "properties": {
+            "day": {"type": "string", "format": "date"},
+            **{
+                name: {"type": "integer"}
+                for name in ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained", "conversions")
+            },
+            "revenue": {"type": "number", "description": "attributed revenue in the currency unit (0 when none)"},
         },
     },
 )
@@ -78,8 +100,32 @@ OVERVIEW = schema(
         "required": ["totals", "days"],
         "properties": {
             "window": {"type": "object"},
-            "totals": {"type": "object"},
-            "days": {"type": "array", "items": {"type": "object"}},
+            "totals": {"allOf": [DAY], "type": "object"},
+            "days": {"type": "array", "items": {"allOf": [DAY], "type": "object"}},
+        },
+    },
+)
+TEMPLATES = schema(
+    "TemplateStats",
+    {
+        "type": "object",
+        "required": ["templates"],
+        "properties": {
+            "window": {"type": "object"},
+            "templates": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "template": {"type": "string"},
+                        "sent": {"type": "integer"},
+                        "delivered": {"type": "integer"},
+                        "clicked_human": {"type": "integer"},
+                        "conversions": {"type": "integer"},
+                        "revenue": {"type": "number", "description": "attributed revenue in the currency unit"},
+                    },
+                },
+            },
         },
     },
 )
@@ -115,15 +161,35 @@ def rule_stats(name: str, query: dict[str, Any]):
     bp,
     "GET",
     "/stats/overview",
-    summary="The instance's journey sends per day: sent, delivered, failed, bounced, unsubscribed, complained",
+    summary="The instance's journey sends per day: sent, delivered, failed, bounced, unsubscribed, complained, "
+    "conversions, revenue",
     tag="stats",
     query=WINDOW,
     responses={200: ("totals and days", OVERVIEW)},
-    description="Revenue is null until revenue attribution lands.",
+    description="Revenue is attributed to the message that touched the contact last (docs/stats.md, Revenue).",
 )
 def stats_overview(query: dict[str, Any]):
+    return _instance_wide(overview, query)
+
+
+def _instance_wide(read: Any, query: dict[str, Any]):
+    """The JSON answer of *read* (overview, templates) for the query's window; a bad window is a 400."""
     since, until = _window(query)
     try:
-        return jsonify(overview(get_session(), since=since, until=until))
+        return jsonify(read(get_session(), since=since, until=until))
     except StatsError as exc:
         raise BadQuery("since", str(exc)) from None
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/stats/templates",
+    summary="Per template of journeys' sends: sent, delivered, human clicks, conversions and attributed revenue",
+    tag="stats",
+    query=WINDOW,
+    responses={200: ("one row per template", TEMPLATES)},
+    description="Read from the stats counters; see docs/stats.md, Revenue.",
+)
+def stats_templates(query: dict[str, Any]):
+    return _instance_wide(template_stats, query)

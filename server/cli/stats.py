@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -24,6 +25,8 @@ COLUMNS = (
     ("CLICKED", "clicked_human"),
     ("UNSUB", "unsubscribed"),
     ("COMPL", "complained"),
+    ("CONV", "conversions"),
+    ("REVENUE", "revenue"),
 )
 
 
@@ -34,7 +37,12 @@ def funnel_table(funnel: dict[str, Any]) -> list[str]:
         f"rule {funnel['rule']!r}, version(s) {', '.join(map(str, funnel['versions'])) or '-'}: "
         f"entered {funnel['entered']}, waiting {funnel['waiting']}, completed {funnel['completed']}, "
         f"goal {funnel['goal']}, stopped {funnel['stopped']}"
-        + (f", conversion {conversion:.1%} to {funnel['goal_event']}" if conversion is not None else ""),
+        + (f", conversion {conversion:.1%} to {funnel['goal_event']}" if conversion is not None else "")
+        + (
+            f"; attributed: {funnel['conversions']} conversion(s), revenue {funnel['revenue']:g}"
+            if funnel["conversions"]
+            else ""
+        ),
         f"{'STEP':<14} {'OP':<24} " + " ".join(f"{head:>7}" for head, _ in COLUMNS) + "  SUPPRESSED",
     ]
 
@@ -77,21 +85,44 @@ def register(main: click.Group) -> None:
     @click.option("--until", help="End of the window (same forms); default: now.")
     @click.option("--version", "version", type=click.IntRange(min=1), help="Only journeys of this rule version.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's answer) instead of a table.")
-    def stats(rule: str | None, since: str | None, until: str | None, version: int | None, as_json: bool) -> None:
+    @click.option("--templates", is_flag=True, help="Per template: sends, clicks, conversions and revenue.")
+    @click.option(
+        "--recompute-revenue",
+        is_flag=True,
+        help="Attribute every stored event again with today's attribution settings (all or nothing).",
+    )
+    def stats(
+        rule: str | None,
+        since: str | None,
+        until: str | None,
+        version: int | None,
+        as_json: bool,
+        templates: bool,
+        recompute_revenue: bool,
+    ) -> None:
         """A rule's funnel per step and split arm; without RULE, the journey sends per day."""
         from ..db import get_session
-        from ..engine.funnel import StatsError, overview, parse_when, rule_funnel
+        from ..engine.funnel import StatsError, overview, parse_when, rule_funnel, template_stats
         from ..engine.timeutil import to_ts
         from ..models import utcnow
         from . import build_app
 
+        if recompute_revenue:
+            if rule or since or until or version or templates or as_json:
+                raise click.UsageError("--recompute-revenue takes no other argument or option")
+            _recompute()
+            return
         app = build_app()
         with app.app_context():
             session = get_session()
             now = to_ts(utcnow())
             try:
                 start, end = parse_when(since, now), parse_when(until, now, name="until")
-                if rule is None:
+                if templates:
+                    if rule is not None or version is not None:
+                        raise StatsError("--templates covers every rule: give no RULE or --version")
+                    data = template_stats(session, since=start, until=end)
+                elif rule is None:
                     if version is not None:
                         raise StatsError("--version needs a RULE")
                     data = overview(session, since=start, until=end)
@@ -101,13 +132,36 @@ def register(main: click.Group) -> None:
                 raise click.ClickException(str(exc)) from None
         if as_json:
             click.echo(json.dumps(data, indent=2, sort_keys=True))
+        elif templates:
+            columns = ("sent", "delivered", "clicked_human", "conversions", "revenue")
+            click.echo(f"{'TEMPLATE':<24} " + " ".join(f"{h.upper():>14}" for h in columns))
+            for row in data["templates"]:
+                click.echo(f"{row['template'][:24]:<24} " + " ".join(f"{row[h]:>14}" for h in columns))
         elif rule is None:
-            heads = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained")
+            heads = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained", "conversions", "revenue")
             click.echo(f"{'DAY':<11} " + " ".join(f"{h.upper():>12}" for h in heads))
             for day in data["days"]:
                 click.echo(f"{day['day']:<11} " + " ".join(f"{day[h]:>12}" for h in heads))
             click.echo(f"{'total':<11} " + " ".join(f"{data['totals'][h]:>12}" for h in heads))
-            click.echo("revenue: not measured yet")
         else:
             for text in funnel_table(data):
                 click.echo(text)
+
+
+def _recompute() -> None:
+    """``nudge stats --recompute-revenue``: every event attributed again, with a progress bar; all or nothing."""
+    from ..db import get_session
+    from ..engine.attribution import event_count, recompute
+    from . import build_app
+
+    app = build_app()
+    with app.app_context():
+        session = get_session()
+        total = event_count(session)
+        session.rollback()  # the recompute's transaction starts clean
+        with click.progressbar(length=total, label="attributing events", file=sys.stderr) as bar:
+            done = recompute(session, app.config, progress=bar.update)
+    click.echo(
+        f"{done['attributed']} of {done['events']} events attributed with the windows set now "
+        f"(click {app.config['ATTRIBUTION_CLICK_WINDOW']}, delivery {app.config['ATTRIBUTION_DELIVERY_WINDOW']})"
+    )

@@ -7,6 +7,7 @@ docs/stats.md, "The funnel".
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Rule, RuleVersion, StatCounter
 from ..stats import compare_arms
+from .attribution import SCALE
 from .rollup import END, RULE
 
 #: the send step's metrics, in the order the table shows them
@@ -102,7 +104,14 @@ def _figures(metrics: dict[str, int], waiting: int) -> dict[str, Any]:
     }
     for metric in SEND_METRICS:
         out[metric.replace(":", "_")] = metrics.get(metric, 0)
+    out["conversions"] = metrics.get("conversions", 0)
+    out["revenue"] = major(metrics.get("revenue", 0))
     return out
+
+
+def major(amount: int) -> float:
+    """An amount in ten-thousandths of the currency unit (the counters' ``revenue``) in the unit: 499000 → 49.9."""
+    return float(Decimal(int(amount)) / SCALE)
 
 
 def _shape(
@@ -153,6 +162,8 @@ def _shape(
         "stopped": everything.get("exit:stopped", 0),
         "exits": {m.split(":", 1)[1]: n for m, n in everything.items() if m.startswith("exit:")},
         "conversion": (goal / entered) if entered and plan.get("goal") else None,
+        "conversions": everything.get("conversions", 0),
+        "revenue": major(everything.get("revenue", 0)),
         "goal_event": (plan.get("goal") or {}).get("event"),
         "steps": steps,
         "splits": _splits(plan, counts),
@@ -214,16 +225,15 @@ def parse_when(text: str | None, now: int, *, name: str = "since") -> int | None
 
 
 def overview(session: Session, *, since: int | None = None, until: int | None = None) -> dict[str, Any]:
-    """The instance's journey sends per UTC day: sent, delivered, failed, bounced, unsubscribed, complained.
-
-    Revenue is not measured yet (attribution is #13 point 5): it is reported as null.
+    """The instance's journey sends per UTC day: sent, delivered, failed, bounced, unsubscribed, complained, and
+    the conversions and revenue attributed to them (docs/stats.md, "Revenue").
     """
     if since is not None and until is not None and since > until:
         raise StatsError("the window starts after it ends: since must be before until")
-    metrics = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained")
+    metrics = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained", "conversions")
     query = (
         select(StatCounter.day, StatCounter.metric, func.sum(StatCounter.count))
-        .where(StatCounter.metric.in_(metrics))
+        .where(StatCounter.metric.in_((*metrics, "revenue")))
         .group_by(StatCounter.day, StatCounter.metric)
         .order_by(StatCounter.day)
     )
@@ -233,13 +243,62 @@ def overview(session: Session, *, since: int | None = None, until: int | None = 
         query = query.where(StatCounter.day <= until // 86400)
     days: dict[int, dict[str, Any]] = {}
     for day, metric, total in session.execute(query):
-        row = days.setdefault(day, {"day": _iso_day(day), **dict.fromkeys(metrics, 0), "revenue": None})
+        row = days.setdefault(day, {"day": _iso_day(day), **dict.fromkeys(metrics, 0), "revenue": 0})
         row[metric] = int(total or 0)
-    totals = {metric: sum(row[metric] for row in days.values()) for metric in metrics}
+    totals = {metric: sum(row[metric] for row in days.values()) for metric in (*metrics, "revenue")}
+    for row in days.values():
+        row["revenue"] = major(row["revenue"])
     return {
         "window": {"since": since, "until": until},
-        "totals": {**totals, "revenue": None},
+        "totals": {**totals, "revenue": major(totals["revenue"])},
         "days": list(days.values()),
+    }
+
+
+#: the per-template figures, from the send steps' counters
+TEMPLATE_METRICS = ("sent", "delivered", "clicked:human", "conversions", "revenue")
+
+
+def template_stats(session: Session, *, since: int | None = None, until: int | None = None) -> dict[str, Any]:
+    """Per template (of journeys' send steps): sent, delivered, human clicks, conversions and revenue.
+
+    Read from the counters (a few rows per step and day) and each version's plan, which names the step's template.
+    """
+    if since is not None and until is not None and since > until:
+        raise StatsError("the window starts after it ends: since must be before until")
+    query = (
+        select(StatCounter.version_id, StatCounter.step, StatCounter.metric, func.sum(StatCounter.count))
+        .where(StatCounter.metric.in_(TEMPLATE_METRICS))
+        .group_by(StatCounter.version_id, StatCounter.step, StatCounter.metric)
+    )
+    if since is not None:
+        query = query.where(StatCounter.day >= since // 86400)
+    if until is not None:
+        query = query.where(StatCounter.day <= until // 86400)
+    rows = list(session.execute(query))
+    names: dict[tuple[int, str], str] = {}
+    for version_id, plan in session.execute(
+        select(RuleVersion.id, RuleVersion.plan).where(RuleVersion.id.in_({r[0] for r in rows}))
+    ):
+        for i, op in enumerate((plan or {}).get("steps", [])):
+            if op.get("op") == "send":
+                names[(version_id, str(op.get("id", i)))] = str(op.get("name"))
+    templates: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TEMPLATE_METRICS, 0))
+    for version_id, step, metric, total in rows:
+        templates[names.get((version_id, step), "?")][metric] += int(total or 0)
+    return {
+        "window": {"since": since, "until": until},
+        "templates": [
+            {
+                "template": name,
+                "sent": counts["sent"],
+                "delivered": counts["delivered"],
+                "clicked_human": counts["clicked:human"],
+                "conversions": counts["conversions"],
+                "revenue": major(counts["revenue"]),
+            }
+            for name, counts in sorted(templates.items())
+        ],
     }
 
 
@@ -249,4 +308,4 @@ def _iso_day(day: int) -> str:
     return datetime.fromtimestamp(day * 86400, UTC).date().isoformat()
 
 
-__all__ = ["SEND_METRICS", "StatsError", "overview", "parse_when", "rule_funnel"]
+__all__ = ["SEND_METRICS", "StatsError", "major", "overview", "parse_when", "rule_funnel", "template_stats"]

@@ -24,7 +24,7 @@ from ..models import (
     utcnow,
 )
 from ..queue import get_queue
-from . import bulk, dispatch, failures, runtime, setwise
+from . import attribution, bulk, dispatch, failures, runtime, setwise
 from .context import EngineContext
 from .outbox import JOB_MORE, deliver, resolve_stale_sends
 from .timeutil import to_dt, to_ts
@@ -85,6 +85,7 @@ def process_events(event_ids: list[int], now: int | None = None) -> int:
         log.warning("an event in a batch of %d failed; redoing the batch one by one", len(claimed))
         done, messages = _process_events(session, claimed or event_ids, [], isolate=True, now=now)
     _send_later(messages, now)
+    roll_up_stats(session, limit=1)
     return done
 
 
@@ -132,6 +133,7 @@ def _process_events(
         # cannot deadlock
         contacts = select(table.c.contact_id).where(bulk.among(ctx, table.c.id, claimed))
         session.execute(select(Contact.id).where(Contact.id.in_(contacts)).order_by(Contact.id).with_for_update())
+    attribution.attribute(session, ctx.config, claimed)  # the values they carry, credited as they arrive
     done, rest = 0, claimed
     if not isolate and ctx.config.get("ENGINE_SET_WISE_EVENTS", True):
         # the simple events set-wise, in a few statements; the interpreter takes the others
@@ -183,6 +185,7 @@ def advance_enrolments(enrolment_ids: list[int], lease: int, now: int | None = N
         log.warning("a journey in a batch of %d failed; redoing the batch one by one", len(enrolment_ids))
         ran, messages = _advance(session, enrolment_ids, lease, isolate=True, now=now)
     _send_later(messages, now)
+    roll_up_stats(session, limit=1)
     return ran
 
 
@@ -263,12 +266,16 @@ def fire_timers(now: int | None = None) -> int:
     fired = dispatch.fire_trigger_timers(ctx) + dispatch.fire_schedule_timers(ctx)
     ctx.commit()
     _send_later(ctx.new_messages, now)
+    roll_up_stats(session, limit=1)
     return fired
 
 
 def deliver_messages(message_ids: list[int], now: int | None = None) -> int:
     """Send a batch of outbox rows, and other due ones up to ``JOB_MORE``; see :mod:`server.engine.outbox`."""
-    return deliver(get_session(), current_app, message_ids, now=now, more=JOB_MORE)
+    session = get_session()
+    sent = deliver(session, current_app, message_ids, now=now, more=JOB_MORE)
+    roll_up_stats(session, limit=1)
+    return sent
 
 
 # -- the scheduler tick ----------------------------------------------------------------------------
@@ -387,8 +394,10 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
 
 
 def roll_up_stats(session, limit: int = 4) -> int:
-    """Fold the new journey trace, send outcomes and message events into the stats counters (see
-    :mod:`.rollup`); a failure is logged and retried next tick, never the tick's end. :return: counters changed."""
+    """Fold the new journey trace, send outcomes, message events and attributions into the stats counters (see
+    :mod:`.rollup`): every scheduler tick, and after each worker job (*limit* 1: one bounded batch per source, so
+    stats are fresh without slowing the job down). A failure is logged and retried next time, never the job's or
+    the tick's end. :return: counters changed."""
     from .rollup import rollup
 
     try:

@@ -3,13 +3,16 @@
 A proxy's prefetch or a scanner's click is recorded like a person's, flagged by the tracking endpoints, so
 it can be counted apart. By default it starts no journey, reaches no goal and ends no ``wait for``: only a
 trigger condition, goal or ``wait for`` whose ``where`` reads ``event.machine`` sees it (``when email.clicked
-and event.machine == true``, or ``… and (event.machine == true or event.machine == false)`` for both).
+and event.machine == true``, or ``… and (event.machine == true or event.machine == false)`` for both). The same
+holds for ``did email.clicked within …`` in a condition: it counts people's events unless its ``where`` asks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from ..sqlwhere import reads_prop
 
 __all__ = ["asks_machine", "is_machine", "reacts"]
 
@@ -21,16 +24,7 @@ def is_machine(props: Mapping[str, Any] | None) -> bool:
 
 def asks_machine(tree: Any) -> bool:
     """Whether a compiled condition *tree* (docs/plan.md) reads ``event.machine``."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Mapping):
-            if node.get("prop") == "machine":
-                return True
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
-    return False
+    return reads_prop(tree, "machine")
 
 
 def reacts(tree: Any, props: Mapping[str, Any] | None) -> bool:

@@ -4,7 +4,9 @@ Three append-only sources are read past a stored watermark (their rows' ids): th
 splits, exits), the outbox's status history (sent, delivered, bounced, failed, suppressed, complained) and the
 events that name a journey's message (opens, clicks, unsubscribes). The counts and the moved watermark are
 committed in one transaction, and the watermark moves only if nobody moved it meanwhile: a crash, or two rollups
-at once, never count a row twice. The scheduler runs it every tick and workers after each batch.
+at once, never count a row twice. The scheduler runs it every tick, and workers after each job (one bounded
+batch per source). A fourth source, the revenue attributions (:mod:`.attribution`), feeds ``conversions`` and
+``revenue`` (ten-thousandths of the currency unit) per send step.
 """
 
 from __future__ import annotations
@@ -13,10 +15,20 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Enrolment, Event, JourneyLog, Message, MessageStatusChange, RuleVersion, StatCounter, StatWatermark
+from ..models import (
+    Attribution,
+    Enrolment,
+    Event,
+    JourneyLog,
+    Message,
+    MessageStatusChange,
+    RuleVersion,
+    StatCounter,
+    StatWatermark,
+)
 from .keys import ENROLMENT, enrolment_of
 
 #: rows read per source per transaction: a backlog is worked off in bounded steps
@@ -177,8 +189,11 @@ def _send_step(key: str) -> tuple[int, str] | None:
     return enr, key.split(":", 2)[2]
 
 
-def _message_counts(session: Session, rows: list[Any], message_of: Any, day_of: Any, metric_of: Any) -> Counter[Key]:
-    """Counters of send steps for *rows* (status changes or events), each naming its message."""
+def _message_counts(
+    session: Session, rows: list[Any], message_of: Any, day_of: Any, metric_of: Any, weight_of: Any = None
+) -> Counter[Key]:
+    """Counters of send steps for *rows* (status changes, events, attributions), each naming its message; each
+    row adds 1, or what *weight_of* gives for it."""
     counts: Counter[Key] = Counter()
     sends = {row.id: _send_step(message_of(row)) for row in rows}
     enrolments = {send[0] for send in sends.values() if send is not None}
@@ -193,7 +208,8 @@ def _message_counts(session: Session, rows: list[Any], message_of: Any, day_of: 
         rule_id = journeys.rule.get(enr)
         if rule_id is None:  # its journey was erased
             continue
-        counts[(rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day_of(row), metric)] += 1
+        key = (rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day_of(row), metric)
+        counts[key] += 1 if weight_of is None else weight_of(row)
     return counts
 
 
@@ -271,24 +287,85 @@ def _first_click(session: Session, row: Any) -> bool:
     return not any(isinstance(p, dict) and p.get("message") == key and not p.get("machine") for p in earlier)
 
 
+#: the revenue counters, fed by the attributions
+REVENUE_METRICS = ("conversions", "revenue")
+
+
+def _attribution_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
+    rows = list(
+        session.execute(
+            select(Attribution.id, Attribution.message_key, Attribution.amount, Attribution.occurred_at)
+            .where(Attribution.id > after)
+            .order_by(Attribution.id)
+            .limit(BATCH)
+        )
+    )
+    if not rows:
+        return after, Counter()
+
+    def counts(metric: str, weight: Any) -> Counter[Key]:
+        return _message_counts(
+            session, rows, lambda r: r.message_key, lambda r: _day(r.occurred_at), lambda r: metric, weight
+        )
+
+    return rows[-1].id, counts("conversions", None) + counts("revenue", lambda r: int(r.amount))
+
+
 #: each source: its watermark's name and the function reading its rows past a watermark
-SOURCES = (("journey_log", _journey_rows), ("message_status", _status_rows), ("events", _event_rows))
+SOURCES = (
+    ("journey_log", _journey_rows),
+    ("message_status", _status_rows),
+    ("events", _event_rows),
+    ("attributions", _attribution_rows),
+)
 
 
-def rollup(session: Session, *, limit: int = 100) -> int:
+def rollup(session: Session, *, limit: int | None = 100) -> int:
     """Fold every source's new rows into the counters, one committed batch per source at a time.
 
-    :param limit: at most this many batches per source (a huge backlog is finished by the next runs).
+    :param limit: at most this many batches per source (a huge backlog is finished by the next runs); None:
+        until every source is caught up (``nudge simulate``, tests, benchmarks).
     :return: how many counters were changed (0 when nothing was new).
     """
     changed = 0
     for source, read in SOURCES:
-        for _ in range(limit):
+        done = 0
+        while limit is None or done < limit:
             moved = _fold(session, source, read)
             if moved is None:
                 break
             changed += moved
+            done += 1
     return changed
+
+
+def revenue_lock(session: Session) -> None:
+    """Take the attributions' watermark row for this transaction (made if missing): a rollup of them waits."""
+    table = StatWatermark.__table__
+    if session.get(StatWatermark, "attributions") is None:
+        session.execute(table.insert().values(source="attributions", last_id=0))
+    session.execute(select(table.c.last_id).where(table.c.source == "attributions").with_for_update())
+    # SQLite: any write takes the database's one write lock for the transaction
+    session.execute(update(table).where(table.c.source == "attributions").values(last_id=table.c.last_id))
+
+
+def rebuild_revenue(session: Session, floor: int = 0) -> None:
+    """Replace the revenue counters by those of the attributions stored now (in the caller's transaction).
+
+    :param floor: the highest attribution id there was before (the watermark ends past it: a rollup that read
+        rows since deleted finds the watermark moved, and counts nothing).
+    """
+    session.execute(delete(StatCounter).where(StatCounter.metric.in_(REVENUE_METRICS)))
+    after, counts = 0, Counter[Key]()
+    while True:
+        last, batch = _attribution_rows(session, after)
+        if last == after:
+            break
+        counts += batch
+        after = last
+    _add(session, counts)
+    table = StatWatermark.__table__
+    session.execute(update(table).where(table.c.source == "attributions").values(last_id=max(after, floor)))
 
 
 def _fold(session: Session, source: str, read: Any) -> int | None:
@@ -347,4 +424,4 @@ def _add(session: Session, counts: Counter[Key]) -> None:
         session.execute(stmt, rows[start : start + 500])
 
 
-__all__ = ["BATCH", "END", "RULE", "SOURCES", "rollup"]
+__all__ = ["BATCH", "END", "REVENUE_METRICS", "RULE", "SOURCES", "rebuild_revenue", "revenue_lock", "rollup"]

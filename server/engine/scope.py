@@ -119,11 +119,15 @@ class Scope:
                 Event.occurred_at <= self.now,
             )
         ).scalars()
-        if where is None:
-            return sum(1 for _ in rows)
         from dsl.evaluate import holds
 
-        return sum(1 for props in rows if holds(where, self.for_event(props)))
+        from .machine_events import reacts
+
+        # a machine's open or click is not something the person did, unless the `where` asks about machines
+        people = [props for props in rows if reacts(where, props)]
+        if where is None:
+            return len(people)
+        return sum(1 for props in people if holds(where, self.for_event(props)))
 
     def in_segment(self, name: str) -> bool:
         if self._segments is None:  # the segments stored in the database, evaluated with a Scope like this one

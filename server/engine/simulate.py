@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 
 from ..consent import record_consent
-from ..models import Contact, ContactTag, Event, JourneyLog, Rule
-from . import dispatch, runtime
+from ..models import Contact, ContactTag, Event, JourneyLog, Message, MessageStatus, Rule
+from . import attribution, dispatch, runtime
 from .blank_schema import create_schema
 from .context import EngineContext
 from .outbox import Delivery
@@ -25,6 +25,10 @@ from .timeutil import iso, to_dt, to_ts
 EFFECTS = {"send", "suppressed", "tag", "untag", "set", "score", "note", "task", "notify", "enter", "exit"}
 CONTACT_ATTRS = {"email", "phone", "first_name", "last_name", "timezone", "locale", "stage", "external_id"}
 HORIZON = 90 * 86400
+#: what a timeline line does: set fields, raise an event, or open or click the last message sent from a template
+LINE_KINDS = ("set", "event", "opened", "clicked")
+#: the engagement lines: the event suffix each raises on the message's channel
+ENGAGEMENT = {"opened": "opened", "clicked": "clicked"}
 
 
 class TimelineError(ValueError):
@@ -63,8 +67,11 @@ def read_timeline(lines: Iterable[str], name: str = "timeline") -> list[Line]:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise TimelineError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(data, dict) or "contact" not in data or ("set" not in data and "event" not in data):
-            raise TimelineError(f"{where}: each line needs 'at', 'contact' and either 'set' or 'event'")
+        if not isinstance(data, dict) or "contact" not in data or not any(k in data for k in LINE_KINDS):
+            raise TimelineError(
+                f"{where}: each line needs 'at', 'contact' and either 'set' or 'event' "
+                "(or 'opened' / 'clicked' naming the template of a message the contact was sent)"
+            )
         out.append(Line(number, parse_time(data.get("at"), where), str(data["contact"]), data, where))
     out.sort(key=lambda line: (line.at, line.number))
     return out
@@ -85,6 +92,8 @@ class Simulation:
         self.session = get_session()
         self.trace = trace
         self.contacts: dict[str, int] = {}
+        #: the timeline's opens and clicks, shown among the effects at their time
+        self.engaged: list[dict[str, Any]] = []
         self.ctx = EngineContext(
             self.session,
             app.config,
@@ -111,20 +120,66 @@ class Simulation:
             props = line.data.get("props") or {}
             if not isinstance(props, dict):
                 raise TimelineError(f"{line.where}: props must be an object")
-            now = to_dt(self.ctx.now)
-            event = Event(
-                contact_id=contact.id,
-                name=str(line.data["event"]),
-                props=props,
-                source="timeline",
-                occurred_at=now,
-                received_at=now,
-                processed_at=now,
-            )
-            self.session.add(event)
-            self.session.flush()
-            dispatch.handle_event(self.ctx, event)
+            self._event(contact, str(line.data["event"]), props, "timeline")
+        for what in ENGAGEMENT:
+            if what in line.data:
+                self._engage(line, what)
         dispatch.drain(self.ctx)
+
+    def _event(self, contact: Contact, name: str, props: dict[str, Any], source: str) -> None:
+        """Store an event at the simulated now and let the engine handle it, as a worker would."""
+        now = to_dt(self.ctx.now)
+        event = Event(
+            contact_id=contact.id,
+            name=name,
+            props=props,
+            source=source,
+            occurred_at=now,
+            received_at=now,
+            processed_at=now,
+        )
+        self.session.add(event)
+        self.session.flush()
+        attribution.attribute(self.session, self.ctx.config, [event.id])
+        dispatch.handle_event(self.ctx, event)
+
+    def _engage(self, line: Line, what: str) -> None:
+        """``{"opened": "welcome"}`` / ``{"clicked": "welcome", "url": …}``: the contact opens or clicks the last
+        message sent to them from that template, as the tracking endpoints record it (``machine``: a proxy's or a
+        scanner's, false unless the line says so)."""
+        template = line.data[what]
+        if line.contact not in self.contacts or not isinstance(template, str):
+            raise TimelineError(f"{line.where}: {what!r} names the template of a message {line.contact!r} was sent")
+        self.ctx.commit()  # the sends so far are in the outbox
+        message = self.session.execute(
+            select(Message.key, Message.channel)
+            .where(
+                Message.contact_id == self.contacts[line.contact],
+                Message.template == template,
+                Message.status == MessageStatus.SENT.value,
+            )
+            .order_by(Message.id.desc())
+            .limit(1)
+        ).first()
+        if message is None:
+            raise TimelineError(
+                f"{line.where}: {line.contact!r} was sent no {template!r} message by {iso(self.ctx.now)} to {what[:-2]}"
+            )
+        props: dict[str, Any] = {"message": message.key, "machine": bool(line.data.get("machine", False))}
+        if what == "clicked":
+            props["url"] = str(line.data.get("url", ""))
+        contact = self.session.get_one(Contact, self.contacts[line.contact])
+        self._event(contact, f"{message.channel}.{ENGAGEMENT[what]}", props, "tracking")
+        self.engaged.append(
+            {
+                "at": iso(self.ctx.now),
+                "contact": line.contact,
+                "action": what,
+                "channel": message.channel,
+                "template": template,
+                "machine": props["machine"],
+            }
+        )
 
     def _contact(self, key: str, create: bool = False) -> Contact:
         if key in self.contacts:
@@ -217,8 +272,7 @@ class Simulation:
         from .rollup import rollup
 
         self.ctx.commit()
-        while rollup(self.session):
-            pass
+        rollup(self.session, limit=None)
         names = self.session.scalars(select(Rule.name).order_by(Rule.name))
         return [rule_funnel(self.session, name) for name in list(names)]
 
@@ -228,6 +282,15 @@ class Simulation:
 
     # -- output ---------------------------------------------------------------------------------
     def effects(self) -> Iterator[dict[str, Any]]:
+        """The effects in time order, the timeline's opens and clicks among them (before what they caused)."""
+        engaged = list(self.engaged)
+        for effect in self._journey_effects():
+            while engaged and engaged[0]["at"] <= effect["at"]:
+                yield engaged.pop(0)
+            yield effect
+        yield from engaged
+
+    def _journey_effects(self) -> Iterator[dict[str, Any]]:
         self.ctx.commit()
         rules: dict[int | None, str] = dict(self.session.execute(select(Rule.id, Rule.name)).all())
         keys = {cid: key for key, cid in self.contacts.items()}

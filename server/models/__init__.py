@@ -21,11 +21,12 @@ from .journeys import (
 from .messages import ChannelHealth, Message, MessageStatus
 from .outreach import BroadcastRecord, FormSubmission
 from .settings import SettingsVersion, StoredSetting
-from .stats import StatCounter, StatWatermark
+from .stats import Attribution, StatCounter, StatWatermark
 
 __all__ = [
     "AdminSession",
     "ApiKey",
+    "Attribution",
     "AuditEntry",
     "Base",
     "BroadcastRecord",

@@ -6,10 +6,12 @@ outbox or the events (see docs/stats.md, "The funnel").
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base
+from .base import NEVER_REUSE_IDS, Base, UTCDateTime, utcnow
 
 
 class StatCounter(Base):
@@ -37,3 +39,34 @@ class StatWatermark(Base):
 
     source: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Attribution(Base):
+    """A conversion (an event carrying a value) and the message it was attributed to when it arrived.
+
+    Written once, with the settings of that moment: a later change of the windows never rewrites it
+    (``nudge stats recompute-revenue`` does, on demand). No foreign keys: erasing or expiring the event or the
+    message keeps what was earned.
+    """
+
+    __tablename__ = "attributions"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: the conversion event (one attribution per event)
+    event_id: Mapped[int] = mapped_column(Integer, unique=True)
+    #: the outbox message that touched the contact last, and its key ``enr:<enrolment>:<step>``
+    message_id: Mapped[int] = mapped_column(Integer)
+    message_key: Mapped[str] = mapped_column(String(255))
+    rule_id: Mapped[int] = mapped_column(Integer)
+    version_id: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(64))
+    template: Mapped[str] = mapped_column(String(255))
+    #: ``click`` (a person's click within the click window) or ``delivery`` (within the delivery window)
+    touch: Mapped[str] = mapped_column(String(16))
+    touched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: the value in ten-thousandths of the currency unit (49.90 is 499000): exact, summed as an integer
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: when the conversion happened (the day it counts on)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attributed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -62,6 +62,7 @@ events = st.lists(
                 "total": st.integers(0, 100) | st.just(12.5),
                 "kind": st.sampled_from(["a", "b"]),
                 "flag": st.booleans(),
+                "machine": st.booleans(),  # a proxy's or scanner's: `did` counts people's events only
             },
         ),
     ),
@@ -440,3 +441,40 @@ def test_boundaries_agree(app, fields):
             )
             by_python = {c.id for c in everyone if dsl.holds(tree, scope(session, c))}
             assert by_sql == by_python, f"{tree}: SQL {sorted(by_sql)} != evaluator {sorted(by_python)}"
+
+
+PERSON = {
+    "first_name": "Ann",
+    "stage": None,
+    "score": 0,
+    "created_at": NOW - dt.timedelta(days=3),
+    "last_seen": None,
+    "email_domain": None,
+    "fields": {},
+    "tags": [],
+}
+
+
+def test_did_counts_people_s_events_not_machines_unless_asked(app, fields):
+    """A scanner's click (``machine: true``) is not something the person did, in SQL as in the evaluator."""
+    clicks = [("email.clicked", -3600, {"machine": True}), ("email.clicked", -7200, {"machine": False})]
+    people = [{**base, "events": events} for base, events in ((PERSON, clicks[:1]), (PERSON, clicks))]
+    asked = {"==": [{"prop": "machine"}, True]}
+    cases = [
+        ({"did": "email.clicked", "within": DAY}, [False, True]),
+        ({"did": "email.clicked", "within": DAY, "at_least": 2}, [False, False]),
+        ({"did": "email.clicked", "where": asked, "within": DAY}, [True, True]),
+    ]
+    with app.app_context():
+        session = get_session()
+        _store(session, people)
+        everyone = list(session.scalars(select(Contact).order_by(Contact.id)))
+        dialect = session.get_bind().dialect.name
+        for tree, expected in cases:
+            by_sql = set(
+                session.scalars(select(Contact.id).where(where(tree, dialect=dialect, now=NOW, fields=FIELDS)))
+            )
+            by_python = [dsl.holds(tree, scope(session, c)) for c in everyone]
+            assert by_python == expected, tree
+            assert by_sql == {c.id for c, held in zip(everyone, expected, strict=True) if held}, tree
+        session.rollback()
