@@ -114,6 +114,9 @@ def _serve(app: Flask, pm: Any) -> None:
 
     app.register_blueprint(form_admin.bp)
     app.register_blueprint(broadcasting.bp)
+    from .web import imports as imports_area
+
+    app.register_blueprint(imports_area.bp)
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)

@@ -1,0 +1,279 @@
+"""The imports list with the upload form, an import's mapping form (with a preview), its live progress, and its
+error report; start, retry and discard."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Flask, Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from sqlalchemy import select
+
+from ...contacts import InvalidInput, audit, definitions
+from ...contacts.import_runs import (
+    SETTLED,
+    check_upload,
+    discard,
+    empty_report,
+    file_of,
+    guess_mapping,
+    imports_dir,
+    preview,
+    report_of,
+    stalled,
+    start,
+    targets,
+)
+from ...contacts.importer import MERGES, resolve_columns
+from ...db import get_session
+from ...models import ImportRecord, Role
+from ..access import actor, may, requires
+from ..flash import notify
+from ..security import larger_body
+from . import bp
+
+MAX_ID = 2**31 - 1
+#: what an upload's body may hold beyond the file itself (the multipart framing, the CSRF token)
+FRAMING = 64 * 1024
+#: how each merge mode reads on the page
+MERGE_LABELS = {
+    "update": "Update: the file's values replace the contact's",
+    "fill_empty": "Fill empty only: the file's values fill the contact's empty fields",
+    "skip": "Skip: existing contacts are left as they are",
+}
+assert set(MERGE_LABELS) == set(MERGES)
+
+
+def _upload_limit(app: Flask) -> int:
+    return int(app.config["IMPORT_MAX_BYTES"]) + FRAMING
+
+
+def _list(errors: dict[str, str] | None = None, status: int = 200) -> Any:
+    rows = list(get_session().scalars(select(ImportRecord).order_by(ImportRecord.id.desc()).limit(200)))
+    return (
+        render_template(
+            "admin/imports/list.html",
+            imports=rows,
+            stalled={row.id for row in rows if stalled(row)},
+            can_edit=may(Role.EDITOR),
+            errors=errors or {},
+            max_mib=current_app.config["IMPORT_MAX_BYTES"] // (1024 * 1024),
+        ),
+        status,
+    )
+
+
+@bp.get("/")
+@requires(Role.VIEWER)
+def index():
+    return _list()
+
+
+@bp.post("/")
+@larger_body(
+    _upload_limit, "The upload is larger than the {limit} MiB an import may have (IMPORT_MAX_BYTES): split the file."
+)
+@requires(Role.EDITOR)
+def upload():
+    """Store the uploaded file under the data folder and make a draft import; a bad file leaves nothing behind."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _refused("Choose a CSV file to upload.")
+    name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1][:255]
+    if not name.lower().endswith((".csv", ".txt")):
+        return _refused(f"{name} is not a CSV file (its name should end in .csv): export the contacts as CSV.")
+    stored = f"{secrets.token_hex(12)}.csv"
+    part = imports_dir() / f".{stored}.upload"
+    try:
+        upload.save(part)
+        header = check_upload(part, current_app.config["IMPORT_MAX_BYTES"])
+    except InvalidInput as exc:
+        part.unlink(missing_ok=True)
+        return _refused(f"{name}: {exc.message}")
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    session = get_session()
+    row = ImportRecord(
+        file_name=name,
+        stored_name=stored,
+        size_bytes=part.stat().st_size,
+        header=header,
+        mapping=guess_mapping(header, definitions(session)),
+        created_by=actor(),
+    )
+    session.add(row)
+    session.flush()
+    audit(session, actor(), "import.uploaded", "import", row.id, bytes=row.size_bytes, columns=len(header))
+    part.replace(imports_dir() / stored)
+    session.commit()
+    notify(f"{name} is uploaded: map its columns, then start the import.")
+    return redirect(url_for("imports.show", import_id=row.id))
+
+
+def _refused(text: str) -> Any:
+    notify("The file was not uploaded: " + text, "error")
+    return _list({"file": text}, 422)
+
+
+def _import(import_id: int) -> ImportRecord:
+    row = get_session().get(ImportRecord, import_id) if 0 < import_id <= MAX_ID else None
+    if row is None:
+        abort(404, description=f"There is no import {import_id}.")
+    return row
+
+
+def _page(
+    row: ImportRecord,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    chosen: tuple[dict[str, str], str] | None = None,
+) -> Any:
+    """An import's page; *chosen* (mapping, merge mode) shows a refused start's choices again."""
+    session = get_session()
+    draft = row.status == "draft"
+    return (
+        render_template(
+            "admin/imports/show.html",
+            row=row,
+            view=_view(row),
+            can_edit=may(Role.EDITOR),
+            targets=targets(definitions(session)) if draft else [],
+            preview=preview(file_of(row)) if draft else [],
+            merges=MERGE_LABELS,
+            errors=errors or {},
+            mapping=chosen[0] if chosen else row.mapping,
+            merge=chosen[1] if chosen else row.merge,
+        ),
+        status,
+    )
+
+
+def _view(row: ImportRecord) -> dict[str, Any]:
+    """What the page shows of *row*'s state: its status (a stopped worker's import shows as failed) and progress."""
+    status, error = row.status, row.error
+    if stalled(row):
+        status = "failed"
+        error = (
+            "The worker stopped reporting (it crashed or was restarted) before the import ended. "
+            "Retry it: contacts already imported are updated, not duplicated."
+        )
+    total = row.rows_total
+    done = total if status == "done" else min(row.rows_done, total)
+    percent = 100 if status == "done" else (done * 100 // total if total else 0)
+    return {
+        "status": status,
+        "error": error,
+        "done": done,
+        "percent": percent,
+        "polling": status in ("queued", "running"),
+    }
+
+
+@bp.get("/<int:import_id>")
+@requires(Role.VIEWER)
+def show(import_id: int):
+    return _page(_import(import_id))
+
+
+@bp.get("/<int:import_id>/progress")
+@requires(Role.VIEWER)
+def progress(import_id: int):
+    """The progress bar and counts (htmx polls it while the import waits or runs)."""
+    row = _import(import_id)
+    view = _view(row)
+    response = Response(render_template("admin/imports/_progress.html", row=row, view=view))
+    if not view["polling"]:
+        response.headers["HX-Refresh"] = "true"  # it ended: the whole page shows the report, retry or discard
+    return response
+
+
+@bp.post("/<int:import_id>/start")
+@requires(Role.EDITOR)
+def begin(import_id: int):
+    """Check the mapping and merge mode, store them and queue the import for a worker."""
+    session = get_session()
+    row = _import(import_id)
+    if row.status != "draft":
+        abort(409, description=f"Import {row.id} has started already ({row.status}).")
+    custom = definitions(session)
+    known = targets(custom)
+    mapping = {column: request.form.get(f"map-{i}", "-") for i, column in enumerate(row.header)}
+    merge = request.form.get("merge", "")
+    errors: dict[str, str] = {}
+    for i, (column, target) in enumerate(mapping.items()):
+        if target != "-" and target not in known:
+            errors[f"map-{i}"] = f"Choose a field for {column} from the list, or skip it."
+    taken: dict[str, str] = {}
+    for i, (column, target) in enumerate(mapping.items()):
+        if target != "-" and target in taken:
+            errors[f"map-{i}"] = f"{taken[target]} and {column} both map to {target}: skip one or choose another field."
+        taken.setdefault(target, column)
+    if not {"email", "external_id"} & set(mapping.values()):
+        errors["mapping"] = "Map a column to email or external_id: rows are matched to contacts by them."
+    if merge not in MERGES:
+        errors["merge"] = "Choose how rows naming existing contacts merge."
+    if not errors:
+        try:
+            resolve_columns(list(row.header), mapping, custom)  # what the worker will check again
+        except InvalidInput as exc:
+            errors["mapping"] = exc.message
+    if errors:
+        notify("The import was not started: " + " ".join(errors.values()), "error")
+        return _page(row, errors, 422, chosen=(mapping, merge))
+    row.mapping, row.merge = mapping, merge
+    audit(
+        session,
+        actor(),
+        "import.started",
+        "import",
+        row.id,
+        merge=merge,
+        mapped=sum(t != "-" for t in mapping.values()),
+    )
+    start(session, row)
+    notify(f"The import of {row.file_name} is queued; a worker imports it while you watch here.")
+    return redirect(url_for("imports.show", import_id=row.id))
+
+
+@bp.post("/<int:import_id>/retry")
+@requires(Role.EDITOR)
+def retry(import_id: int):
+    session = get_session()
+    row = _import(import_id)
+    if _view(row)["status"] != "failed":
+        abort(409, description=f"Only a failed import can be retried; import {row.id} is {row.status}.")
+    audit(session, actor(), "import.retried", "import", row.id, attempt=row.attempt + 1)
+    start(session, row)
+    notify(f"The import of {row.file_name} is queued again.")
+    return redirect(url_for("imports.show", import_id=row.id))
+
+
+@bp.post("/<int:import_id>/discard")
+@requires(Role.EDITOR)
+def throw_away(import_id: int):
+    session = get_session()
+    row = _import(import_id)
+    if row.status not in SETTLED and not stalled(row):
+        abort(409, description=f"Import {row.id} is {row.status}: wait until it ends (or fails) to discard it.")
+    discard(row)
+    audit(session, actor(), "import.discarded", "import", row.id)
+    session.commit()
+    notify(f"The import of {row.file_name} is discarded: its file is deleted.")
+    return redirect(url_for("imports.index"))
+
+
+@bp.get("/<int:import_id>/errors.csv")
+@requires(Role.VIEWER)
+def error_report(import_id: int):
+    """The rejected rows (row, column, error, what to do) as a CSV attachment."""
+    row = _import(import_id)
+    name = f"import-{row.id}-errors.csv"
+    path = report_of(row)
+    if row.status != "done" or not path.exists():
+        if row.status == "done" and not row.errors:
+            return Response(
+                empty_report(), mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"}
+            )
+        abort(404, description=f"Import {row.id} has no error report ({row.status}).")
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=name, max_age=0)
