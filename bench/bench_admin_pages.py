@@ -275,6 +275,7 @@ def measure(count: int) -> list[Row]:
             ("Messages: parked events and journeys", "/admin/messages/?status=parked"),
             ("Templates: the list", "/admin/templates/"),
             ("Templates: the editor, with its preview", "/admin/templates/1"),
+            ("Imports: the list", "/admin/imports/"),
             ("Tasks: open", "/admin/tasks/"),
             ("Tasks: sales team", "/admin/tasks/?team=sales"),
             ("Tasks: done", "/admin/tasks/?show=done"),

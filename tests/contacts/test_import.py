@@ -111,6 +111,10 @@ def test_cli_import_reports_rows_and_errors(app, runner, tmp_path):
     assert rows[0] == ["line", "column", "reason"] and rows[1][:2] == ["3", "Mail"]
     bad = runner.invoke(["contacts", "import", str(path)])
     assert bad.exit_code != 0 and "column 'Mail' matches no contact field" in bad.output
+    again = runner.invoke(
+        ["contacts", "import", str(path), "--map", "Mail=email", "--map", "Vorname=-", "--merge", "skip"]
+    )
+    assert again.exit_code == 0 and "0 updated, 1 skipped (existing)" in again.output
 
 
 def test_cli_import_of_many_rows(app, runner, tmp_path):

@@ -203,6 +203,9 @@ def test_a_worker_imports_the_file_and_the_error_report_downloads(app, plan):
     assert "is queued" in page_flash(editor.get(f"/admin/imports/{import_id}").get_data(as_text=True))
     waiting = _progress(editor, import_id)
     assert 'hx-trigger="every 2s"' in waiting.get_data(as_text=True) and "HX-Refresh" not in waiting.headers
+    with app.app_context():  # the web process only queued it: the worker imports
+        assert get_session().scalars(select(Contact)).first() is None
+    assert _row(app, import_id).status == "queued"
     run_worker(app)
     row = _row(app, import_id)
     assert (row.status, row.rows_total, row.rows_done, row.created, row.errors) == ("done", 5, 5, 2, 3)

@@ -222,31 +222,28 @@ def begin(import_id: int):
         notify("The import was not started: " + " ".join(errors.values()), "error")
         return _page(row, errors, 422, chosen=(mapping, merge))
     row.mapping, row.merge = mapping, merge
-    audit(
-        session,
-        actor(),
-        "import.started",
-        "import",
-        row.id,
-        merge=merge,
-        mapped=sum(t != "-" for t in mapping.values()),
+    mapped = sum(t != "-" for t in mapping.values())
+    return _queue(
+        row, "import.started", "is queued; a worker imports it while you watch here", merge=merge, mapped=mapped
     )
+
+
+def _queue(row: ImportRecord, action: str, done: str, **detail: Any) -> Any:
+    """Audit *action*, queue *row* for a worker, say so and show it."""
+    session = get_session()
+    audit(session, actor(), action, "import", row.id, **detail)
     start(session, row)
-    notify(f"The import of {row.file_name} is queued; a worker imports it while you watch here.")
+    notify(f"The import of {row.file_name} {done}.")
     return redirect(url_for("imports.show", import_id=row.id))
 
 
 @bp.post("/<int:import_id>/retry")
 @requires(Role.EDITOR)
 def retry(import_id: int):
-    session = get_session()
     row = _import(import_id)
     if _view(row)["status"] != "failed":
         abort(409, description=f"Only a failed import can be retried; import {row.id} is {row.status}.")
-    audit(session, actor(), "import.retried", "import", row.id, attempt=row.attempt + 1)
-    start(session, row)
-    notify(f"The import of {row.file_name} is queued again.")
-    return redirect(url_for("imports.show", import_id=row.id))
+    return _queue(row, "import.retried", "is queued again", attempt=row.attempt + 1)
 
 
 @bp.post("/<int:import_id>/discard")
