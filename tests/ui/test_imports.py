@@ -4,6 +4,7 @@ and downloads the error report; the contacts are in the database."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from playwright.sync_api import expect
@@ -35,7 +36,9 @@ def test_an_editor_imports_a_csv_watches_it_finish_and_downloads_the_error_repor
     page.get_by_label("CSV file").set_input_files(
         {"name": "people.csv", "mimeType": "text/csv", "buffer": CSV.encode()}
     )
-    page.get_by_role("button", name="Upload").click()
+    with page.expect_response(re.compile(r"/admin/imports/pieces\?")) as piece:  # sent in pieces by admin.js
+        page.get_by_role("button", name="Upload").click()
+    assert piece.value.status == 200
     expect(page.locator(".flash-message")).to_contain_text("people.csv is uploaded")
     # the preview shows the hostile cell as text
     expect(page.locator("#import-preview tbody tr")).to_have_count(4)

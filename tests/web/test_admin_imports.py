@@ -132,7 +132,7 @@ def test_every_change_needs_the_csrf_token(app, plan):
         (b"email,email\na@example.com,b@example.com\n", "people.csv", "The header names column 'email' twice"),
         (b'email,name\n"a@example.com,Ana\n', "people.csv", "This is not a valid CSV file"),
         (b"email\n" + b"a@example.com\n" * 400, "people.csv", "more than the 4096 an import may have"),
-        (b"email\na@example.com\n", "people.xlsx", "people.xlsx is not a CSV file"),
+        (b"email\na@example.com\n", "people.xlsx", "people.xlsx: This is not a CSV file (its name should end in .csv)"),
     ],
 )
 def test_a_bad_file_gets_a_clear_error_and_leaves_nothing_behind(app, body, name, says):
@@ -147,10 +147,55 @@ def test_a_bad_file_gets_a_clear_error_and_leaves_nothing_behind(app, body, name
 
 def test_a_body_past_the_limit_is_refused_before_it_is_read(app):
     editor = signed_in(app, "editor")
-    response = _upload(editor, b"email\n" + b"a@example.com\n" * 10_000)
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
+    body = part + b"email\n" + b"a@example.com\n" * 700_000 + b"\r\n--b--\r\n"  # 9 MiB in one request
+    response = editor.post("/admin/imports/", data=body, content_type="multipart/form-data; boundary=b")
     assert response.status_code == 413
-    assert "larger than the 0 MiB an import may have (IMPORT_MAX_BYTES)" in response.get_data(as_text=True)
+    assert "The upload is larger than 8 MiB: upload it from the Imports page" in response.get_data(as_text=True)
     assert _imports(app) == 0 and _files(app) == []
+
+
+def _piece(client, data: bytes, offset: int, upload: str = "", csrf: bool = True):
+    headers = {"Content-Type": "application/octet-stream", **({"X-CSRF-Token": client.csrf} if csrf else {})}
+    return client.post(f"/admin/imports/pieces?upload={upload}&offset={offset}", data=data, headers=headers)
+
+
+def test_the_page_uploads_a_file_in_pieces_then_checks_it_whole(app, plan):
+    editor = signed_in(app, "editor")
+    body = GOOD_AND_BAD.encode()
+    first = _piece(editor, body[:50], 0)
+    assert first.status_code == 200, first.get_data(as_text=True)
+    token = first.json["upload"]
+    assert first.json == {"upload": token, "size": 50} and re.fullmatch(r"[0-9a-f]{24}", token)
+    again = _piece(editor, body[:50], 0, token)  # a piece sent twice is refused: the upload says where it stands
+    assert again.status_code == 409 and "has 50 bytes; the next piece starts there" in again.get_data(as_text=True)
+    assert _piece(editor, body[50:100], 50, token).json["size"] == 100
+    assert _piece(editor, body[100:], 100, token).json["size"] == len(body)
+    assert _piece(editor, b"x", 0, "0" * 24).status_code == 404
+    response = post(editor, "/admin/imports/", upload=token, file_name="C:\\exports\\people.csv")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    row = _row(app, int(response.headers["Location"].rsplit("/", 1)[1]))
+    assert (row.file_name, row.size_bytes) == ("people.csv", len(body))
+    assert _files(app) == [row.stored_name] and row.stored_name == f"{token}.csv"
+    assert (Path(app.config["HOME"]) / "imports" / row.stored_name).read_bytes() == body
+    refused = post(editor, "/admin/imports/", upload=token, file_name="people.csv")  # used up
+    assert refused.status_code == 422 and "unknown or expired" in refused.get_data(as_text=True)
+
+
+def test_pieces_past_the_limit_are_refused_and_deleted(app):
+    editor = signed_in(app, "editor")
+    token = _piece(editor, b"email\n" + b"a@example.com\n" * 200, 0).json["upload"]
+    refused = _piece(editor, b"a@example.com\n" * 200, 2806, token)
+    assert refused.status_code == 413
+    assert "larger than the 4096 bytes an import may have (IMPORT_MAX_BYTES)" in refused.get_data(as_text=True)
+    assert _files(app) == [] and _imports(app) == 0
+
+
+def test_pieces_need_an_editor_and_the_csrf_token(app):
+    viewer, editor = signed_in(app, "viewer"), signed_in(app, "editor")
+    assert _piece(viewer, b"email\n", 0).status_code == 403
+    assert _piece(editor, b"email\n", 0, csrf=False).status_code == 400
+    assert _files(app) == []
 
 
 def test_the_mapping_is_guessed_from_the_header_and_the_preview_is_escaped(app, plan):

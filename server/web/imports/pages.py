@@ -3,10 +3,13 @@ error report; start, retry and discard."""
 
 from __future__ import annotations
 
+import re
 import secrets
+import time
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask import Flask, Response, abort, current_app, jsonify, redirect, render_template, request, send_file, url_for
 from sqlalchemy import select
 
 from ...contacts import InvalidInput, audit, definitions
@@ -44,8 +47,22 @@ MERGE_LABELS = {
 assert set(MERGE_LABELS) == set(MERGES)
 
 
-def _upload_limit(app: Flask) -> int:
-    return int(app.config["IMPORT_MAX_BYTES"]) + FRAMING
+#: the most one request of an upload carries: the page sends a larger file in pieces of :data:`PIECE` bytes, so
+#: that the WSGI server's body limit stays that of the API (8 MiB) and a file may be as large as IMPORT_MAX_BYTES
+PIECE = 4 * 1024 * 1024
+ONE_REQUEST = 8 * 1024 * 1024
+#: an upload in pieces is named by this token (its file is ``.<token>.upload`` until it is checked)
+TOKEN = re.compile(r"[0-9a-f]{24}")
+#: pieces of an upload never finished are deleted after this long
+ABANDONED = 24 * 3600
+
+
+def _one_request(_app: Flask) -> int:
+    return ONE_REQUEST + FRAMING
+
+
+def _part(token: str) -> Path:
+    return imports_dir() / f".{token}.upload"
 
 
 def _list(errors: dict[str, str] | None = None, status: int = 200) -> Any:
@@ -58,6 +75,7 @@ def _list(errors: dict[str, str] | None = None, status: int = 200) -> Any:
             can_edit=may(Role.EDITOR),
             errors=errors or {},
             max_mib=current_app.config["IMPORT_MAX_BYTES"] // (1024 * 1024),
+            piece_bytes=PIECE,
         ),
         status,
     )
@@ -69,23 +87,76 @@ def index():
     return _list()
 
 
+@bp.post("/pieces")
+@larger_body(_one_request, "A piece of an upload is at most {limit} MiB.")
+@requires(Role.EDITOR)
+def piece():
+    """Append one piece (the body) of a file the page uploads in pieces, at ``?offset=``; the first piece starts a
+    new upload, the others name it (``?upload=``). Answers the upload's token and its size so far (JSON)."""
+    token, offset = request.args.get("upload", ""), request.args.get("offset", "")
+    if not offset.isdigit():
+        return _piece_refused(400, "Give the piece's offset in the file (?offset=).")
+    if not token:
+        _sweep()
+        token = secrets.token_hex(12)
+        _part(token).touch()
+    elif not TOKEN.fullmatch(token) or not _part(token).exists():
+        return _piece_refused(404, "That upload is unknown or expired: choose the file again.")
+    path = _part(token)
+    size = path.stat().st_size
+    if int(offset) != size:
+        return _piece_refused(409, f"The upload has {size} bytes; the next piece starts there, not at {offset}.")
+    data = request.get_data(cache=False)
+    limit = current_app.config["IMPORT_MAX_BYTES"]
+    if size + len(data) > limit:
+        path.unlink(missing_ok=True)
+        return _piece_refused(
+            413, f"The file is larger than the {limit} bytes an import may have (IMPORT_MAX_BYTES): split it."
+        )
+    with path.open("ab") as fh:
+        fh.write(data)
+    return jsonify(upload=token, size=size + len(data))
+
+
+def _piece_refused(status: int, text: str) -> Response:
+    return Response(text, status, mimetype="text/plain")
+
+
+def _sweep() -> None:
+    """Delete the pieces of uploads left unfinished for a day."""
+    old = time.time() - ABANDONED
+    for path in imports_dir().glob(".*.upload"):
+        if path.stat().st_mtime < old:
+            path.unlink(missing_ok=True)
+
+
 @bp.post("/")
 @larger_body(
-    _upload_limit, "The upload is larger than the {limit} MiB an import may have (IMPORT_MAX_BYTES): split the file."
+    _one_request, "The upload is larger than {limit} MiB: upload it from the Imports page, which sends it in pieces."
 )
 @requires(Role.EDITOR)
 def upload():
-    """Store the uploaded file under the data folder and make a draft import; a bad file leaves nothing behind."""
-    upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        return _refused("Choose a CSV file to upload.")
-    name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1][:255]
-    if not name.lower().endswith((".csv", ".txt")):
-        return _refused(f"{name} is not a CSV file (its name should end in .csv): export the contacts as CSV.")
-    stored = f"{secrets.token_hex(12)}.csv"
-    part = imports_dir() / f".{stored}.upload"
+    """Check an uploaded file (sent whole, or in pieces by the page) and make a draft import of it under the data
+    folder; a bad file leaves nothing behind."""
+    token = request.form.get("upload", "")
+    if token:
+        if not TOKEN.fullmatch(token) or not _part(token).exists():
+            return _refused("That upload is unknown or expired: choose the file again.")
+        name = request.form.get("file_name", "")
+    else:
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            return _refused("Choose a CSV file to upload.")
+        name, token = upload.filename, secrets.token_hex(12)
+        upload.save(_part(token))
+    name = name.replace("\\", "/").rsplit("/", 1)[-1][:255] or "upload.csv"
+    part = _part(token)
+    stored = f"{token}.csv"
     try:
-        upload.save(part)
+        if not name.lower().endswith((".csv", ".txt")):
+            raise InvalidInput(
+                "file", "This is not a CSV file (its name should end in .csv): export the contacts as CSV."
+            )
         header = check_upload(part, current_app.config["IMPORT_MAX_BYTES"])
     except InvalidInput as exc:
         part.unlink(missing_ok=True)
