@@ -280,6 +280,7 @@ def admin_pages(app, client, ids: list[int], count: int) -> list[tuple[str, Any]
         ("Messages: parked events and journeys", "/admin/messages/?status=parked"),
         ("Templates: the list", "/admin/templates/"),
         ("Templates: the editor, with its preview", "/admin/templates/1"),
+        ("Imports: the list", "/admin/imports/"),
         ("Tasks: open", "/admin/tasks/"),
         ("Tasks: sales team", "/admin/tasks/?team=sales"),
         ("Tasks: done", "/admin/tasks/?show=done"),

@@ -123,6 +123,9 @@ def _serve(app: Flask, pm: Any) -> None:
 
     app.register_blueprint(settings_area.bp)  # the admin UI's Settings and Channels
     app.register_blueprint(settings_area.channels_bp)
+    from .web import imports as imports_area
+
+    app.register_blueprint(imports_area.bp)
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)

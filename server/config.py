@@ -123,6 +123,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": 1_000_000,
         "help": "characters a rendered template part (and each string or list in it) may have",
     },
+    "IMPORT_MAX_BYTES": {
+        "type": "int",
+        "default": 512 * 1024 * 1024,
+        "help": "bytes a CSV file uploaded in the admin UI's Imports may have (at least 1024; the default holds "
+        "1,000,000 rows of a few hundred characters); kept in $NUDGE_HOME/imports until discarded",
+    },
     "FORM_RATE_LIMIT": {"type": "int", "default": 20, "help": "submissions per IP address per hour to a hosted form"},
     "VISIT_RATE_LIMIT": {"type": "int", "default": 600, "help": "site-tracking visits per IP address per hour"},
     "TRACK_DOMAINS": {
@@ -554,6 +560,8 @@ def load_config(
         raise ConfigError("REVENUE_PROPERTY", "must name an event property, e.g. revenue")
     if settings["MAX_ATTEMPTS"] > 100:
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
+    if settings["IMPORT_MAX_BYTES"] < 1024:
+        raise ConfigError("IMPORT_MAX_BYTES", f"must be at least 1024 bytes, got {settings['IMPORT_MAX_BYTES']}")
     if settings["MACHINE_CLICK_BURST"] < 2:
         raise ConfigError("MACHINE_CLICK_BURST", f"must be at least 2 links, got {settings['MACHINE_CLICK_BURST']}")
     settings["AMBIGUOUS_SENDS"] = str(settings["AMBIGUOUS_SENDS"]).strip().lower()

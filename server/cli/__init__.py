@@ -169,7 +169,7 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
     import waitress
 
     from ..api.spec import REGISTRY
-    from ..web.security import largest_body
+    from ..web.security import declared_bodies, largest_body
 
     _setup_logging()
     app = build_app(**({"MIGRATE_ON_START": False} if no_migrate else {}))
@@ -182,7 +182,7 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
             port=port,
             threads=threads,
             ident="nudge",
-            max_request_body_size=largest_body(op.max_body for op in REGISTRY),
+            max_request_body_size=largest_body([*(op.max_body for op in REGISTRY), *declared_bodies(app)]),
         )
     except KeyboardInterrupt:
         pass

@@ -53,6 +53,13 @@ def register(main: click.Group) -> None:
     @click.option("--region", help="Country for phone numbers without +, e.g. DE.")
     @click.option("--tag", "tags", multiple=True, help="Add this tag to every imported contact (repeatable).")
     @click.option("--encoding", default="utf-8-sig", show_default=True)
+    @click.option(
+        "--merge",
+        type=click.Choice(["update", "fill_empty", "skip"]),
+        default="update",
+        show_default=True,
+        help="How a row naming an existing contact merges: its values win, fill only empty ones, or skip the row.",
+    )
     def import_(
         file: Path,
         maps: tuple[str, ...],
@@ -60,6 +67,7 @@ def register(main: click.Group) -> None:
         region: str | None,
         tags: tuple[str, ...],
         encoding: str,
+        merge: str,
     ) -> None:
         """Import contacts from FILE.csv: validated, deduplicated, merged with existing contacts."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -90,6 +98,7 @@ def register(main: click.Group) -> None:
                         tags=tags,
                         progress=lambda n: bar.advance(task, n),
                         channels=address_channels(app.extensions["nudge.plugins"]),
+                        merge=merge,
                     )
                 except InvalidInput as exc:
                     raise click.ClickException(f"{file}: {exc}") from None

@@ -34,6 +34,10 @@ _NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
 #: the attributes that identify a contact
 _KEYS = ("email", "external_id")
 SKIP = ("-", "ignore")
+#: how a row naming an existing contact merges into it: the file's values win (``update``), they only fill the
+#: contact's empty attributes (``fill_empty``), or the contact is left as it is (``skip``); tags are always added
+#: except by ``skip``
+MERGES = ("update", "fill_empty", "skip")
 #: attributes that differ from row to row: checked every time; the others (tags, a plan, a stage) repeat, so each
 #: distinct cell is checked once per import and its answer (value or error) reused
 _PER_ROW = frozenset({"email", "phone", "external_id", "first_name", "last_name"})
@@ -54,12 +58,14 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     merged_in_file: int = 0
+    skipped: int = 0
     suppressed: int = 0
     errors: list[RowError] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
-            f"{self.rows} rows: {self.created} created, {self.updated} updated, {self.merged_in_file} merged "
+            f"{self.rows} rows: {self.created} created, {self.updated} updated, {self.skipped} skipped (existing), "
+            f"{self.merged_in_file} merged "
             f"with an earlier row, {len(self.errors)} rejected; {self.suppressed} on the suppression list "
             "(stored, never mailed)"
         )
@@ -143,6 +149,8 @@ def import_csv(
     actor: str = "cli",
     progress: Callable[[int], None] | None = None,
     channels: Mapping[str, tuple[str, ...]] | None = None,
+    merge: str = "update",
+    report: ImportReport | None = None,
 ) -> ImportReport:
     """Import contacts from CSV text; commits per chunk of 5,000 rows.
 
@@ -151,20 +159,24 @@ def import_csv(
         on the suppression list of one of its channels is counted as suppressed.
     :param tags: tags added to every imported contact.
     :param progress: called with the number of rows done since the last call.
-    :raises InvalidInput: when the header cannot be mapped (nothing is imported then).
+    :param merge: how rows naming existing contacts merge into them (one of :data:`MERGES`).
+    :param report: the report to fill (a caller reading it from *progress* passes its own).
+    :raises InvalidInput: when the header cannot be mapped or *merge* is unknown (nothing is imported then).
     """
+    if merge not in MERGES:
+        raise InvalidInput("merge", f"unknown merge mode {merge!r}; use one of {', '.join(MERGES)}")
     channels = channels or {}
     custom = definitions(session)
     header, rows = _rows(stream)
     columns = resolve_columns(header, mapping or {}, custom)
     by_field = {target: column for column, target in columns.items()}
     cleaner = _RowCleaner({header.index(column): target for column, target in columns.items()}, custom, region)
-    report = ImportReport()
+    report = report if report is not None else ImportReport()
     extra_tags = list(tags)
     chunk: list[tuple[int, dict[str, Any]]] = []
 
     def flush() -> None:
-        _write_chunk(session, chunk, report, secret, extra_tags, by_field, channels)
+        _write_chunk(session, chunk, report, secret, extra_tags, by_field, channels, merge)
         session.commit()
         if progress:
             progress(len(chunk))
@@ -203,6 +215,7 @@ def import_csv(
         rows=report.rows,
         created=report.created,
         updated=report.updated,
+        skipped=report.skipped,
         rejected=len(report.errors),
     )
     session.commit()
@@ -367,6 +380,7 @@ def _write_chunk(
     extra_tags: list[str],
     by_field: Mapping[str, str],
     channels: Mapping[str, tuple[str, ...]],
+    merge: str = "update",
 ) -> None:
     rows = _merge_rows(chunk, report)
     emails = {r["email"] for _, r in rows if r.get("email")}
@@ -419,6 +433,11 @@ def _write_chunk(
             new.append(row)
             new_tags.append(row_tags)
             continue
+        if merge == "skip":
+            report.skipped += 1
+            continue
+        if merge == "fill_empty":
+            row = _only_empty(contact, row)
         try:
             stored.apply(contact, row, row_tags)
         except InvalidInput as exc:
@@ -460,6 +479,16 @@ def _write_chunk(
         announced,
         {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
     )
+
+
+def _only_empty(contact: Mapping[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """The values of *row* that fill an attribute (or custom field) *contact* has no value for."""
+    out = {key: value for key, value in row.items() if key != "fields" and contact.get(key) in (None, "", 0)}
+    held = contact.get("fields") or {}
+    fields = {name: value for name, value in row.get("fields", {}).items() if held.get(name) in (None, "")}
+    if fields:
+        out["fields"] = fields
+    return out
 
 
 def import_text(session: Session, text: str, **kwargs: Any) -> ImportReport:

@@ -7,6 +7,7 @@ from .contacts import Contact, ContactTag
 from .content import InboundSource, MessageStatusChange, Template, WebhookEndpoint
 from .crm import AuditEntry, FieldDefinition, FieldType, Form, IdempotencyRecord, Note, Segment, Task, TaskStatus
 from .events import Event, ProviderReceipt
+from .imports import ImportRecord
 from .journeys import (
     Enrolment,
     EnrolmentState,
@@ -43,6 +44,7 @@ __all__ = [
     "Form",
     "FormSubmission",
     "IdempotencyRecord",
+    "ImportRecord",
     "InboundSource",
     "JourneyLog",
     "JsonType",

@@ -47,6 +47,50 @@
   document.addEventListener("htmx:sendError", unreachable);
   document.addEventListener("htmx:timeout", unreachable);
 
+  /* <form data-pieces="URL" data-piece-bytes="N"> with a file input (the Imports page): the file is sent to URL in
+   * pieces of N bytes (each POST stays under the server's body limit, however large the file), then the form is
+   * submitted with the upload's token in its "upload" field instead of the file. */
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.getAttribute || !form.getAttribute("data-pieces") || form.getAttribute("data-sent")) { return; }
+    var input = form.querySelector("input[type=file]");
+    if (!input || !input.files || !input.files.length || !input.files[0].size || !window.fetch) { return; }
+    event.preventDefault();
+    var file = input.files[0];
+    var url = form.getAttribute("data-pieces");
+    var bytes = parseInt(form.getAttribute("data-piece-bytes"), 10) || 4194304;
+    var csrf = form.querySelector("input[name=csrf_token]").value;
+    var status = document.getElementById("upload-progress");
+    var upload = "";
+    var offset = 0;
+    function next() {
+      if (offset >= file.size) {
+        form.querySelector("input[name=upload]").value = upload;
+        form.querySelector("input[name=file_name]").value = file.name;
+        input.disabled = true;  // sent already, in pieces
+        form.setAttribute("data-sent", "1");
+        form.submit();
+        return;
+      }
+      fetch(url + "?upload=" + encodeURIComponent(upload) + "&offset=" + offset, {
+        method: "POST", body: file.slice(offset, offset + bytes), credentials: "same-origin",
+        headers: {"X-CSRF-Token": csrf, "Content-Type": "application/octet-stream"}
+      }).then(function (response) {
+        if (!response.ok) { return response.text().then(function (text) { throw new Error(text); }); }
+        return response.json();
+      }).then(function (answer) {
+        upload = answer.upload;
+        offset = answer.size;
+        if (status) { status.textContent = "Uploading: " + Math.floor(offset * 100 / file.size) + "%"; }
+        next();
+      }).catch(function (error) {
+        if (status) { status.textContent = ""; }
+        show([{category: "error", text: "The file was not uploaded: " + error.message}]);
+      });
+    }
+    next();
+  });
+
   document.addEventListener("submit", function (event) {
     if (event.defaultPrevented) { return; }  // htmx took the form over (and asked with hx-confirm)
     var form = event.target;

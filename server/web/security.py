@@ -20,9 +20,10 @@ no ``<base>``, forms only to Nudge, no framing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, g, request
 
 MAX_BODY = 1024 * 1024  # bytes any route reads, unless its endpoint says otherwise
 MAX_FORM_MEMORY = 64 * 1024  # bytes of form fields (URL-encoded or multipart, files aside)
@@ -50,12 +51,42 @@ def largest_body(others: Iterable[int] = ()) -> int:
     return max([MAX_BODY, *others])
 
 
+def larger_body(limit: Callable[[Flask], int], too_large: str) -> Callable[[Any], Any]:
+    """Declare that a view reads bodies up to ``limit(app)`` bytes (a file upload), more than :data:`MAX_BODY`.
+
+    Put it right under the route decorator: the limit is set before anything reads the body (the CSRF check
+    reads the form), and a larger body is refused with 413 and *too_large* (``{limit}`` becomes the limit in MiB).
+    """
+
+    def mark(view: Any) -> Any:
+        view.larger_body = (limit, too_large)
+        return view
+
+    return mark
+
+
+def declared_bodies(app: Flask) -> list[int]:
+    """The limits of the views declared with :func:`larger_body`, for the WSGI server's own limit."""
+    return [view.larger_body[0](app) for view in app.view_functions.values() if hasattr(view, "larger_body")]
+
+
 def init_app(app: Flask) -> None:
     """Set Flask's body limits and the session cookie's flags; add the framing headers to HTML answers."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_MEMORY
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.config["SESSION_COOKIE_HTTPONLY"] = True
+
+    @app.before_request
+    def _larger_body() -> None:
+        declared = getattr(app.view_functions.get(request.endpoint or ""), "larger_body", None)
+        if declared is None:
+            return
+        limit, too_large = declared
+        request.max_content_length = limit(app)
+        if (request.content_length or 0) > limit(app):
+            abort(413, description=too_large.format(limit=limit(app) // (1024 * 1024)))
+
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"  # assigned: Flask defines the key already (as None)
     app.config["SESSION_COOKIE_SECURE"] = str(app.config["BASE_URL"]).startswith("https://")
 

@@ -111,6 +111,10 @@ def test_cli_import_reports_rows_and_errors(app, runner, tmp_path):
     assert rows[0] == ["line", "column", "reason"] and rows[1][:2] == ["3", "Mail"]
     bad = runner.invoke(["contacts", "import", str(path)])
     assert bad.exit_code != 0 and "column 'Mail' matches no contact field" in bad.output
+    again = runner.invoke(
+        ["contacts", "import", str(path), "--map", "Mail=email", "--map", "Vorname=-", "--merge", "skip"]
+    )
+    assert again.exit_code == 0 and "0 updated, 1 skipped (existing)" in again.output
 
 
 def test_cli_import_of_many_rows(app, runner, tmp_path):
@@ -199,3 +203,23 @@ def test_merge_within_one_file_sees_earlier_rows(app):
     assert after["a2@example.com"].updated_at > before["a@example.com"].updated_at
     again = _import(app, "email,external_id,first_name\na2@example.com,crm-a,A2\n")
     assert again.updated == 1 and _contacts(app)["a2@example.com"].updated_at == after["a2@example.com"].updated_at
+
+
+def test_merge_modes_update_fill_only_empty_values_or_skip_existing_contacts(app):
+    _import(app, "email,first_name,last_name,tags\na@example.com,Old,,old\nb@example.com,Bo,,\n")
+    text = (
+        "email,first_name,last_name,tags\na@example.com,New,Last,new\nb@example.com,Ben,Bell,new\nc@example.com,Cy,,\n"
+    )
+    report = _import(app, text, merge="skip")
+    assert (report.created, report.updated, report.skipped) == (1, 0, 2)
+    assert _contacts(app)["a@example.com"].first_name == "Old" and "2 skipped" in report.summary()
+    report = _import(app, text, merge="fill_empty")
+    assert (report.created, report.updated, report.skipped) == (0, 3, 0)
+    a = _contacts(app)["a@example.com"]
+    assert (a.first_name, a.last_name) == ("Old", "Last")  # only the empty last name was filled
+    with app.app_context():
+        assert sorted(t.tag for t in get_session().get(Contact, a.id).tags) == ["new", "old"]
+    _import(app, text, merge="update")
+    assert _contacts(app)["b@example.com"].first_name == "Ben"
+    with pytest.raises(InvalidInput, match="unknown merge mode 'newest'; use one of update, fill_empty, skip"):
+        _import(app, text, merge="newest")
