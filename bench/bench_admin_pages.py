@@ -24,6 +24,8 @@ from sqlalchemy import select
 
 from bench.common import bench_app
 from bench.crm_data import admin_client, fill_contacts, get_ok, median_ms, time_pages
+from bench.results_data import fill as fill_results
+from bench.results_data import pages as results_pages
 from bench.rules_data import fill_rules
 from bench.segments_audit_data import fill as fill_segments_and_audit
 from bench.segments_audit_data import pages as segments_and_audit_pages
@@ -255,6 +257,7 @@ def measure(count: int) -> list[Row]:
         busy(app, count)
         ids = fill_rules(app, count, int(utcnow().timestamp()))
         fill_segments_and_audit(app)
+        fill_results(app, ids, int(utcnow().timestamp()))
         print(f"{count:,} contacts and their history written in {seconds:.1f} s (embedded SQLite, embedded Redis)")
         client = admin_client(app)
         trivial = median_ms(get_ok(app.test_client(), "/admin/login"), runs=25)
@@ -284,6 +287,7 @@ def measure(count: int) -> list[Row]:
             ("API keys", "/admin/apikeys/"),
             ("Account", "/admin/account"),
             *segments_and_audit_pages(app, client),
+            *results_pages(ids[0]),
         ]
         print(f"trivial page (GET /admin/login): {trivial:.2f} ms (median of 25)")
         return time_pages(pages, client, trivial, "GET /admin/login", TARGET_MS, f"admin page, {count:,} contacts")

@@ -8,7 +8,7 @@ chart (docs/admin.md, "Results"). Every text is escaped here; callers pass plain
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
 
@@ -81,24 +81,32 @@ def _describe(bars: Sequence[Bar]) -> str:
     return "; ".join(f"{b.label}: {b.text if b.text is not None else _num(b.value)}" for b in bars)
 
 
+def _path(*points: tuple[float, float], close: bool = True) -> str:
+    d = "".join(f"{'M' if i == 0 else 'L'}{_num(x)} {_num(y)}" for i, (x, y) in enumerate(points))
+    return d + ("Z" if close else "")
+
+
 def _marker(shape: str, x: float, y: float) -> str:
     if shape == "circle":
         return f'<circle cx="{_num(x)}" cy="{_num(y)}" r="3.5"/>'
     if shape == "square":
         return f'<rect x="{_num(x - 3.5)}" y="{_num(y - 3.5)}" width="7" height="7"/>'
     if shape == "triangle":
-        return f'<path d="M{_num(x)} {_num(y - 4.5)}L{_num(x + 4.5)} {_num(y + 3.5)}L{_num(x - 4.5)} {_num(y + 3.5)}Z"/>'
+        return f'<path d="{_path((x, y - 4.5), (x + 4.5, y + 3.5), (x - 4.5, y + 3.5))}"/>'
     if shape == "diamond":
-        return f'<path d="M{_num(x)} {_num(y - 5)}L{_num(x + 5)} {_num(y)}L{_num(x)} {_num(y + 5)}L{_num(x - 5)} {_num(y)}Z"/>'
-    return f'<path class="chart-cross" d="M{_num(x - 4)} {_num(y - 4)}L{_num(x + 4)} {_num(y + 4)}M{_num(x + 4)} {_num(y - 4)}L{_num(x - 4)} {_num(y + 4)}"/>'
+        return f'<path d="{_path((x, y - 5), (x + 5, y), (x, y + 5), (x - 5, y))}"/>'
+    cross = _path((x - 4, y - 4), (x + 4, y + 4), close=False) + _path((x + 4, y - 4), (x - 4, y + 4), close=False)
+    return f'<path class="chart-cross" d="{cross}"/>'
 
 
-def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float]], *, title: str, desc: str = "") -> Markup:
+def line_chart(
+    x_labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str, desc: str = ""
+) -> Markup:
     """Lines over *x_labels* (days), one per series, each with its own dash and marker, named in a legend."""
     left, right, top_pad, plot_h, legend_h = 44, 20, 12, 160, 26
     plot_w = 460
     width, height = left + plot_w + right, top_pad + plot_h + 40 + legend_h
-    values = [v for points in series.values() for v in points if v is not None]
+    values: list[float] = [v for points in series.values() for v in points if v is not None]
     top = max(values + [0]) or 1
     n = len(x_labels)
     chart_id = f"chart-{next(_ids)}"
@@ -116,10 +124,13 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float]], *, t
     for frac in (0, 0.5, 1):
         y = base_y - frac * plot_h
         out.append(f'<path class="chart-grid" d="M{left} {_num(y)}H{left + plot_w}"/>')
-        out.append(f'<text class="chart-tick" x="{left - 6}" y="{_num(y + 4)}" text-anchor="end">{_num(top * frac)}</text>')
+        out.append(
+            f'<text class="chart-tick" x="{left - 6}" y="{_num(y + 4)}" text-anchor="end">{_num(top * frac)}</text>'
+        )
     step = max(1, -(-n // 5))
     for i in range(0, n, step):
-        out.append(f'<text class="chart-tick" x="{_num(x_at(i))}" y="{base_y + 18}" text-anchor="middle">{escape(x_labels[i])}</text>')
+        x, label = _num(x_at(i)), escape(x_labels[i])
+        out.append(f'<text class="chart-tick" x="{x}" y="{base_y + 18}" text-anchor="middle">{label}</text>')
     out.append("</g>")
     for k, (name, points) in enumerate(series.items()):
         dash, shape = SERIES_STYLES[k % len(SERIES_STYLES)]
@@ -127,8 +138,7 @@ def line_chart(x_labels: Sequence[str], series: dict[str, Sequence[float]], *, t
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         out.append(f'<g class="chart-series series-{k}"><title>{escape(name)}</title>')
         if len(coords) > 1:
-            path = " ".join(f"{'M' if j == 0 else 'L'}{_num(x)} {_num(y)}" for j, (x, y) in enumerate(coords))
-            out.append(f'<path class="chart-line" d="{path}"{dash_attr}/>')
+            out.append(f'<path class="chart-line" d="{_path(*coords, close=False)}"{dash_attr}/>')
         out.extend(_marker(shape, x, y) for x, y in coords)
         lx = left + k * 170
         ly = height - 10

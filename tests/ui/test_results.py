@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from playwright.sync_api import expect
 
 from server.db import get_session
@@ -32,7 +33,15 @@ end
 EARLY = [f"early{n}@example.com" for n in range(8)]
 LATE = [f"late{n}@example.com" for n in range(4)]
 STEP_METRICS = ("reached", "waiting", "passed", "goal")
-SEND_METRICS = ("sent", "delivered", "opened_human", "opened_machine", "clicked_human", "clicked_machine", "unsubscribed")
+SEND_METRICS = (
+    "sent",
+    "delivered",
+    "opened_human",
+    "opened_machine",
+    "clicked_human",
+    "clicked_machine",
+    "unsubscribed",
+)
 
 
 def _population(app, smtp_server, clock) -> None:
@@ -99,11 +108,16 @@ def _assert_page_equals(page, funnel: dict) -> None:
                 assert _number(cell) == arm[metric], (arm["name"], metric)
 
 
-def test_a_rule_s_results_page_shows_the_counts_the_stats_api_returns(app, page, smtp_server, clock):
+@pytest.fixture
+def key(app, page, smtp_server, clock) -> str:
+    """After the population went through the rule, a viewer signed in on *page*; an admin API key to compare with."""
     _population(app, smtp_server, clock)
-    key = api_key(app, "admin")
     make_user(app, "vi@example.com", role="viewer")
     sign_in(page, "vi@example.com")
+    return api_key(app, "admin")
+
+
+def test_a_rule_s_results_page_shows_the_counts_the_stats_api_returns(page, key, clock):
 
     page.goto("/admin/rules/")
     page.get_by_role("link", name=f"Results of {RULE}").click()
@@ -147,11 +161,7 @@ def test_a_rule_s_results_page_shows_the_counts_the_stats_api_returns(app, page,
     expect(page.locator("#results-errors")).to_contain_text("A custom window needs its first day")
 
 
-def test_the_dashboard_draws_the_instance_s_activity(app, page, smtp_server, clock):
-    _population(app, smtp_server, clock)
-    key = api_key(app, "admin")
-    make_user(app, "vi@example.com", role="viewer")
-    sign_in(page, "vi@example.com")
+def test_the_dashboard_draws_the_instance_s_activity(page, key):
     page.goto("/admin/?window=7d")
     response = page.request.get("/api/v1/stats/overview?since=7d", headers={"Authorization": f"Bearer {key}"})
     totals = response.json()["totals"]

@@ -52,7 +52,8 @@ def seeded(app) -> dict:
         rows = []
 
         def add(step, arm, day, metric, count):
-            rows.append(dict(rule_id=rule.id, version_id=version.id, step=step, arm=arm, day=day, metric=metric, count=count))
+            key = {"rule_id": rule.id, "version_id": version.id, "step": step, "arm": arm, "day": day}
+            rows.append({**key, "metric": metric, "count": count})
 
         add("", "", today, "entered", 250)
         add("", "", old, "entered", 50)
@@ -104,7 +105,7 @@ def test_the_funnel_shows_steps_sends_and_rates_people_and_machines_apart(app, s
     client = signed_in(app, "viewer")
     text = client.get(f"/admin/results/rules/{seeded['id']}?window=7d").get_data(as_text=True)
     wait = seeded["wait"]
-    assert (_cell(text, wait, "reached"), _cell(text, wait, "waiting"), _cell(text, wait, "passed")) == ("130", "30", "100")
+    assert [_cell(text, wait, metric) for metric in ("reached", "waiting", "passed")] == ["130", "30", "100"]
     send = re.search(rf'<table id="funnel-sends">.*?<tr data-step="{seeded["send_a"]}">(.*?)</tr>', text, re.S).group(1)
     assert 'data-metric="opened_human"><span class="count">60</span> <span class="rate">(46.2 %)</span>' in send
     assert 'data-metric="opened_machine"><span class="count">9</span> <span class="rate">(6.9 %)</span>' in send
@@ -198,5 +199,5 @@ def test_the_dashboard_draws_the_instance_s_days_and_the_rules_that_sent_most(ap
     assert re.findall(r">(\d+|—)<", row) == ["4", "250", "128", "3", "0", "2", "0", "—"]
     assert text.count('<svg class="chart chart-lines"') == 4  # events, sends, failures, unsubscribes (no revenue)
     top = text.split('id="top-senders-table"')[1].split("</table>")[0]
-    assert f'/admin/results/rules/{seeded["id"]}?window=7d' in top and ">250<" in top and "Quiet" not in top
+    assert f"/admin/results/rules/{seeded['id']}?window=7d" in top and ">250<" in top and "Quiet" not in top
     assert "Oldest pending send" in text

@@ -43,8 +43,9 @@ def rule(rule_id: int):
     session = get_session()
     row = session.get(Rule, rule_id) if 0 < rule_id <= MAX_ID else None
     if row is None:
-        abort(404, description=f"There is no rule {rule_id}; it may have been deleted. The Results list shows every rule.")
-    versions = list(session.scalars(select(RuleVersion.number).where(RuleVersion.rule_id == row.id).order_by(RuleVersion.number)))
+        abort(404, description=f"There is no rule {rule_id}; it may have been deleted. Results lists every rule.")
+    numbers = select(RuleVersion.number).where(RuleVersion.rule_id == row.id).order_by(RuleVersion.number)
+    versions = list(session.scalars(numbers))
     window = read_window(request.args, to_ts(utcnow()), versions)
     funnel = None
     if not window.errors:

@@ -112,4 +112,13 @@ def activity_charts(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     return out
 
 
-__all__ = ["SEND_RATES", "activity_charts", "activity_days", "funnel_chart", "percent", "share", "split_chart", "step_label"]
+__all__ = [
+    "SEND_RATES",
+    "activity_charts",
+    "activity_days",
+    "funnel_chart",
+    "percent",
+    "share",
+    "split_chart",
+    "step_label",
+]

@@ -13,7 +13,13 @@ from datetime import UTC, date, datetime
 
 DAY = 86400
 #: the windows offered, as (value, text), the number of days each covers (None: every day)
-WINDOWS = (("7d", "Last 7 days"), ("30d", "Last 30 days"), ("90d", "Last 90 days"), ("all", "All time"), ("custom", "Custom"))
+WINDOWS = (
+    ("7d", "Last 7 days"),
+    ("30d", "Last 30 days"),
+    ("90d", "Last 90 days"),
+    ("all", "All time"),
+    ("custom", "Custom"),
+)
 DAYS = {"7d": 7, "30d": 30, "90d": 90, "all": None}
 DEFAULT = "30d"
 
@@ -71,8 +77,8 @@ def read_window(args: Mapping[str, str], now: int, versions: list[int] | None = 
                     out.errors[name] = f"{exc}."
         if out.since is not None and out.until is not None and out.since > out.until:
             out.errors["until"] = "The window ends before it starts: choose an until day on or after since."
-    elif DAYS[key] is not None:
-        out.since = (now // DAY - DAYS[key] + 1) * DAY  # whole UTC days, today included
+    elif (days := DAYS[key]) is not None:
+        out.since = (now // DAY - days + 1) * DAY  # whole UTC days, today included
     if versions is not None:
         out.version_text = (args.get("version") or "").strip()
         if out.version_text:
