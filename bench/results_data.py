@@ -9,12 +9,16 @@ from typing import Any
 from sqlalchemy import insert, select
 
 DAYS = 90
-STEP_METRICS = ("reached", "passed", "waited", "left", "exit:completed", "exit:goal")
-SEND_METRICS = ("sent", "delivered", "opened:human", "opened:machine", "clicked:human", "clickers", "unsubscribed")
+#: what the rollup counts each day a step is busy: per kind of step (others: reached and passed)
+METRICS = {
+    "send": ("sent", "delivered", "opened:human", "opened:machine", "clicked:human", "clickers", "unsubscribed"),
+    "wait": ("reached", "passed", "waited", "left", "exit:goal"),
+}
 
 
 def fill(app, rule_ids: list[int], now: int) -> None:
-    """Counters for every step of each rule's newest version, every day of the last :data:`DAYS`, two arms."""
+    """Counters for every step of each rule's newest version, every day of the last :data:`DAYS`: the metrics
+    the rollup writes for such a step (:data:`METRICS`), in two split arms for the first rule, none for the rest."""
     from server.db import get_session
     from server.models import RuleVersion, StatCounter
 
@@ -32,9 +36,10 @@ def fill(app, rule_ids: list[int], now: int) -> None:
             for day in range(today - DAYS + 1, today + 1):
                 base = {"rule_id": rule_id, "version_id": version.id, "day": day}
                 rows.append({**base, "step": "", "arm": "", "metric": "entered", "count": 40 + day % 7})
+                rows.append({**base, "step": "end", "arm": "", "metric": "exit:completed", "count": 30 + day % 5})
                 for op in steps:
-                    metrics = SEND_METRICS if op.get("op") == "send" else STEP_METRICS
-                    for arm in ("A", "B"):
+                    metrics = METRICS.get(op.get("op"), ("reached", "passed"))
+                    for arm in ("A", "B") if rule_id == rule_ids[0] else ("",):
                         rows.extend(
                             {**base, "step": op["id"], "arm": arm, "metric": m, "count": 5 + (day + len(m)) % 11}
                             for m in metrics

@@ -201,3 +201,22 @@ def test_the_dashboard_draws_the_instance_s_days_and_the_rules_that_sent_most(ap
     top = text.split('id="top-senders-table"')[1].split("</table>")[0]
     assert f"/admin/results/rules/{seeded['id']}?window=7d" in top and ">250<" in top and "Quiet" not in top
     assert "Oldest pending send" in text
+
+
+def test_attributed_conversions_and_revenue_are_drawn_where_the_stats_carry_them(app):
+    """Revenue attribution (#13) adds ``conversions`` and ``revenue`` to steps, arms, totals and days: one macro
+    draws them, "—" while they are absent or null; the dashboard's revenue line appears once days carry numbers."""
+    from flask import render_template_string
+
+    from server.web.results.view import activity_charts
+
+    shown = '{% from "admin/results/_macros.html" import conversions, revenue %}{{ conversions(r) }}|{{ revenue(r) }}'
+    with app.test_request_context():
+        assert render_template_string(shown, r={"conversions": 3, "revenue": 1234.5}) == "3|1,234.50"
+        assert render_template_string(shown, r={"conversions": 0, "revenue": 0}) == "0|0.00"
+        assert render_template_string(shown, r={"revenue": None}) == "—|—"
+        assert render_template_string(shown, r={}) == "—|—"
+    days = [{"day": f"2026-11-0{d}", "events": d, "revenue": None} for d in (1, 2)]
+    assert [title for title, _ in activity_charts(days)] == ["Events received"]
+    days[1]["revenue"] = 99.5
+    assert [title for title, _ in activity_charts(days)] == ["Events received", "Revenue"]
