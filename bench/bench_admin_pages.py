@@ -26,6 +26,8 @@ from sqlalchemy import select
 from bench import outreach_data as outreach
 from bench.common import bench_app
 from bench.crm_data import admin_client, fill_contacts, get_ok, median_ms, time_pages
+from bench.results_data import fill as fill_results
+from bench.results_data import pages as results_pages
 from bench.rules_data import fill_rules
 from bench.segments_audit_data import AUDIT_ROWS
 from bench.segments_audit_data import fill as fill_segments_and_audit
@@ -258,6 +260,7 @@ def fill(app, count: int, audit_rows: int = AUDIT_ROWS) -> list[int]:
     ids = fill_rules(app, count, int(utcnow().timestamp()))
     fill_segments_and_audit(app, audit_rows)
     outreach.fill(app, count)
+    fill_results(app, ids, int(utcnow().timestamp()))
     return ids
 
 
@@ -293,6 +296,7 @@ def admin_pages(app, client, ids: list[int], count: int) -> list[tuple[str, Any]
         ("Channels and plugins", "/admin/channels/"),
         *segments_and_audit_pages(app, client),
         *outreach.pages(app),
+        *results_pages(ids[0]),
     ]
 
 

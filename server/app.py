@@ -115,6 +115,9 @@ def _serve(app: Flask, pm: Any) -> None:
 
     app.register_blueprint(segments_area.bp)
     app.register_blueprint(audit_area.bp)
+    from .web import results as results_area
+
+    app.register_blueprint(results_area.bp)
     from .web import broadcasting, form_admin
 
     app.register_blueprint(form_admin.bp)

@@ -9,8 +9,8 @@ A link is shown to a role when the role meets both the item's ``role`` and the d
 it points at (:func:`server.web.access.requires`), so a link can never lead to a 403. An item whose
 endpoint no blueprint registered is an error when the navigation is drawn, never a dead link.
 
-Orders in use: Dashboard 0, Rules 20, Templates 25, Contacts 30, Imports 32, Segments 35, Messages 40,
-Forms 45, Broadcasts 47, Tasks 50, Users 80, Settings 85, Channels 87, API keys 90, Audit log 95.
+Orders in use: Dashboard 0, Rules 20, Results 22, Templates 25, Contacts 30, Imports 32, Segments 35,
+Messages 40, Forms 45, Broadcasts 47, Tasks 50, Users 80, Settings 85, Channels 87, API keys 90, Audit log 95.
 """
 
 from __future__ import annotations

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import render_template
+from flask import render_template, request
 from sqlalchemy import func, select
 
 from ...db import get_session
 from ...engine.health import channel_report, delivery_report, engine_report, problems
 from ...models import Contact, Event, Message, MessageStatus, Role, utcnow
 from ..access import requires
+from ..flash import is_htmx
 from ..nav import add, area_url
+from ..results.activity import dashboard_activity
 from . import bp
 
 add(bp, "Dashboard", "admin.dashboard", order=0)
@@ -30,6 +32,11 @@ def dashboard():
     # where each figure can be worked on: the Messages area, when it is installed and this person may open it
     links = {status: area_url("messages.index", status=status) for status in ("failed", "unknown", "retrying")}
     links["parked"] = area_url("messages.index", status="parked")
+    # the activity section (server.web.results): its window control swaps only that section
+    activity = dashboard_activity(db, request.args, int(now.timestamp()))
+    status = 422 if activity["window"].errors else 200
+    if is_htmx() and request.headers.get("HX-Target") == "results-body":
+        return render_template("admin/results/_activity.html", **activity), status
     recent = db.scalars(select(Message).order_by(Message.id.desc()).limit(20)).all()
     return render_template(
         "admin/dashboard.html",
@@ -42,4 +49,6 @@ def dashboard():
         problems=problems(channels, delivery, engine),
         recent=recent,
         messages_url=area_url("messages.index"),
-    )
+        results_url=area_url("results.index"),
+        **activity,
+    ), status
