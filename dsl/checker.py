@@ -211,10 +211,13 @@ class _Checker:
             for extra in found[1:]:
                 self.report.error(extra, f"a rule has at most one `{keyword}`", "keep one of them")
             if found and found[0].value.text not in choices:
-                word = found[0].value
-                text, best = suggest(word.text, choices)
+                value = found[0].value
+                text, best = suggest(value.text, choices)
                 self.report.error(
-                    word, f'unknown `{keyword}` "{word.text}"{text}', f"`{keyword}` is one of: " + ", ".join(choices), best
+                    value,
+                    f'unknown `{keyword}` "{value.text}"{text}',
+                    f"`{keyword}` is one of: " + ", ".join(choices),
+                    best,
                 )
         entry = rule.entry
         if entry is not None and entry.every is not None and entry.every.seconds <= 0:

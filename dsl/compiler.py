@@ -69,7 +69,7 @@ def compile_rule(rule: A.Rule, filename: str = "<input>") -> RulePlan:
     goal = rule.goal
     quiet = rule.quiet_hours
     canonical = format_program(A.Program(filename, (rule,)))
-    return {
+    plan: RulePlan = {
         "version": PLAN_VERSION,
         "name": rule.display_name(filename),
         "line": rule.span.line,
@@ -82,22 +82,20 @@ def compile_rule(rule: A.Rule, filename: str = "<input>") -> RulePlan:
             "where": tree(goal.where) if goal.where is not None else None,
         },
         "quiet_hours": None if quiet is None else {"start": str(quiet.start), "end": str(quiet.end)},
-        **_cap_policy(rule),
         "trigger": trigger(rule.trigger),
         "condition": tree(rule.condition) if rule.condition is not None else None,
         "match": match_keys(rule.condition) if isinstance(rule.trigger, A.EventTrigger) else [],
         "steps": _Emitter().program(rule.steps, rule.span.end_line),
     }
-
-
-def _cap_policy(rule: A.Rule) -> dict[str, str]:
-    """The rule's ``priority`` and ``on cap`` lines, present in the plan only when written (older plans lack them)."""
-    out = {}
+    # the rule's ``priority`` and ``on cap`` lines: in the plan only when written (older plans lack them)
     for item in rule.header_items(A.CapPolicy):
         if item.value.text not in CAP_POLICY[item.keyword]:
             raise CompileError(f"unknown {item.keyword} {item.value.text!r}")
-        out[item.keyword.replace(" ", "_")] = item.value.text
-    return out
+        if item.keyword == "priority":
+            plan["priority"] = cast(Literal["high", "normal", "low"], item.value.text)
+        else:
+            plan["on_cap"] = cast(Literal["skip", "wait"], item.value.text)
+    return plan
 
 
 _ENTRY_KINDS = ("default", "once", "once_every", "always")
@@ -261,7 +259,13 @@ def _simple(step: A.Step, ident: str) -> Instruction:
     """The one instruction of a step without a block."""
     line = _line(step)
     if isinstance(step, A.Send):
-        send: SendOp = {"id": ident, "line": line, "op": "send", "channel": step.channel.text, "name": step.template.text}
+        send: SendOp = {
+            "id": ident,
+            "line": line,
+            "op": "send",
+            "channel": step.channel.text,
+            "name": step.template.text,
+        }
         if step.best_within is not None:
             send["best_within"] = step.best_within.seconds
         return send

@@ -33,7 +33,7 @@ from dsl.plan import (
 )
 
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
-from . import bulk, effects, policy
+from . import besttime, bulk, effects, policy
 from .context import EngineContext
 from .effects import (
     add_tag,
@@ -154,6 +154,8 @@ def _acting(action: Callable[..., None]) -> Callable[[Run, Any], bool]:
 
 
 def _send(r: Run, op: SendOp) -> bool:
+    if "best_within" in op and besttime.wait_for_best_time(r.ctx, r.enr, r.contact, op, r.plan):
+        return False
     resume = policy.resumes_at(
         r.ctx.now, r.plan.get("quiet_hours"), channel_class(r.ctx, op["channel"]), r.contact, r.ctx.config
     )
@@ -233,8 +235,11 @@ def _start(ctx: EngineContext, enr: Enrolment, contact: Contact, op: Any, scope:
 
 
 def _no_quiet_hours(ctx: EngineContext, plan: RulePlan, op: SendOp) -> bool:
-    # quiet hours depend on each contact's time zone
-    return policy.quiet_window(plan.get("quiet_hours"), channel_class(ctx, op["channel"])) is None
+    # quiet hours and the best time depend on each contact
+    return (
+        "best_within" not in op
+        and policy.quiet_window(plan.get("quiet_hours"), channel_class(ctx, op["channel"])) is None
+    )
 
 
 def _unheard(event: str) -> Callable[[EngineContext, RulePlan, Any], bool]:

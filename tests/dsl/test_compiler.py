@@ -348,5 +348,5 @@ def test_best_time_send_priority_and_on_cap_reach_the_plan():
         {"op": "send", "channel": "email", "name": "digest"},
     ]
     assert rule["steps"][0]["id"] != rule["steps"][1]["id"]
-    plain = rule_plan('when a.b then send email digest')
+    plain = rule_plan("when a.b then send email digest")
     assert "priority" not in plain and "on_cap" not in plain  # plans written before the headers read the same
