@@ -103,11 +103,17 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "help": "per-channel caps, e.g. email=3/7d,sms=2/7d (each also within FREQUENCY_CAP); "
         "see docs/optimisation.md for priorities",
     },
+    "FREQUENCY_CAP_RESERVE": {
+        "type": "int",
+        "default": 0,
+        "help": "slots of each frequency cap only priority-high rules may use (normal rules use the rest, "
+        "low ones half of that; unset: none; docs/optimisation.md)",
+    },
     "BEST_TIME_PRIOR": {
         "type": "float",
         "default": 5.0,
         "help": "k of send-time optimisation: how many opens and clicks the instance's pattern weighs "
-        "against a contact's own (0-1000; docs/optimisation.md)",
+        "against a contact's own (above 0, at most 1000; docs/optimisation.md)",
     },
     "MAX_ATTEMPTS": {
         "type": "int",
@@ -506,8 +512,8 @@ def load_config(
         settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
     if settings["FREQUENCY_CAPS"]:
         settings["FREQUENCY_CAPS"] = _validate_channel_caps(str(settings["FREQUENCY_CAPS"]))
-    if not 0 <= settings["BEST_TIME_PRIOR"] <= 1000:
-        raise ConfigError("BEST_TIME_PRIOR", f"must be from 0 to 1000, got {settings['BEST_TIME_PRIOR']!r}")
+    if settings["BEST_TIME_PRIOR"] > 1000:
+        raise ConfigError("BEST_TIME_PRIOR", f"must be at most 1000, got {settings['BEST_TIME_PRIOR']!r}")
     if settings["MAX_ATTEMPTS"] > 100:
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
     if settings["MACHINE_CLICK_BURST"] < 2:
