@@ -103,9 +103,14 @@ def test_frequency_caps_with_priorities_on_each_database_and_the_wait_says_why(d
         (folder / "timeline.jsonl").read_text(encoding="utf-8").splitlines(),
         trace=True,
         config={"DATABASE_URL": database_url},
+        funnels=(funnels := []),
     )
     expected = read_jsonl(folder / "expected.jsonl")
     assert not compare(expected, effects) + exact_problems(expected, effects, {"send", "suppressed"})
+    # the stats count what the caps held, by reason, per send step (`nudge stats`, the stats API)
+    held = {f["rule"]: (f["steps"][0]["sent"], f["steps"][0]["suppressed"]) for f in funnels}
+    assert held["Promo"] == held["Alert"] == held["Text"] == (1, {"frequency_cap": 1})
+    assert held["Digest"] == (1, {})  # it waited instead
     waits = [e for e in effects if e["action"] == "wait" and e["rule"] == "Digest"]
     assert waits == [
         {
