@@ -13,19 +13,16 @@ from server.simulation import simulate
 from ..helpers import api_key, post_event, run_worker
 from .test_cli_engine import make_due, rules_repo
 
-RULES = """\
-rule "Newsletter"
-  always
-when news.due then
-  send email news
-end
-
+RULES = (
+    bench_best_time.NEWSLETTER
+    + """
 rule "Digest"
   quiet hours 22:00-07:00
 when digest.due then
   send email digest at best time within 24h
 end
 """
+)
 
 
 def _timeline() -> list[str]:
