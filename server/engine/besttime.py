@@ -7,7 +7,8 @@ within :data:`SEND_ECHO` seconds after a message was sent to the contact weighs 
 opens land in that first hour whatever the hour, so they say more about when we sent than when they read.
 
 The **population profile** is the same weighting over the instance's latest :data:`POPULATION_SAMPLE`
-engagement events (each in its own contact's zone), as shares summing to 1; read once per engine batch.
+engagement events (each in its own contact's zone), as shares summing to 1; read at most once an hour (engine
+clock) per database and process.
 
 The two are blended by shrinkage: ``posterior[h] = contact[h] + k × population_share[h]`` with ``k`` =
 ``BEST_TIME_PRIOR`` (default 5): a contact with no history gets the population's best hour, one with a few opens
@@ -24,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import or_, select
 
@@ -193,6 +195,23 @@ def resumed_for_best_time(session: Any, enrolment_id: int, pc: int) -> bool:
     return isinstance(data, Mapping) and data.get("pc") == pc and str(data.get("why", "")).startswith(WHY)
 
 
+#: each database's population profile, with the engine-clock hour and default zone it was read for
+_POPULATION: WeakKeyDictionary[Any, tuple[int, str, Profile]] = WeakKeyDictionary()
+
+
+def _population(ctx: EngineContext) -> Profile:
+    """The population profile, read at most once an hour (engine clock) per database and process: the query
+    reads up to :data:`POPULATION_SAMPLE` events (about 0.5 s on SQLite), and the pattern moves slowly."""
+    bind = ctx.session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    cached = _POPULATION.get(engine)
+    if cached is not None and cached[:2] == (ctx.now // 3600, ctx.default_tz):
+        return cached[2]
+    profile = population_profile(ctx.session, ctx.now, ctx.default_tz)
+    _POPULATION[engine] = (ctx.now // 3600, ctx.default_tz, profile)
+    return profile
+
+
 def wait_for_best_time(ctx: EngineContext, enr: Enrolment, contact: Contact, op: Mapping[str, Any], plan: Any) -> bool:
     """Park *enr* until the contact's best hour for the send *op*; True if it now waits, False to send now.
 
@@ -202,9 +221,7 @@ def wait_for_best_time(ctx: EngineContext, enr: Enrolment, contact: Contact, op:
     if resumed_for_best_time(ctx.session, enr.id, enr.pc):
         return False
     tz = contact.timezone or ctx.default_tz
-    population = ctx.memo.get("population_hours")
-    if population is None:
-        population = ctx.memo["population_hours"] = population_profile(ctx.session, ctx.now, ctx.default_tz)
+    population = _population(ctx)
     cls = channel_class(ctx, str(op["channel"]))
     quiet = plan.get("quiet_hours")
     chosen = choose(

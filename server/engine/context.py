@@ -28,8 +28,6 @@ class EngineContext:
     new_messages: list[int] = field(default_factory=list)
     #: simulation: called with each new outbox row id at once, so effects appear in step order
     deliver_now: Callable[[list[int]], None] | None = None
-    #: values derived once per batch (the population's engagement hours for best-time sends)
-    memo: dict[str, Any] = field(default_factory=dict)
     _plans: dict[int, RulePlan] = field(default_factory=dict)
     _buffer: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
 
