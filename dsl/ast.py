@@ -350,8 +350,11 @@ Trigger = Union[
 
 @dataclass(frozen=True)
 class Send(Node):
+    """``send CHANNEL NAME [at best time within D]``: ``best_within`` is D, or None to send at once."""
+
     channel: Word
     template: Word
+    best_within: Duration | None = None
 
 
 @dataclass(frozen=True)
@@ -525,7 +528,17 @@ class QuietHours(Node):
     end: Time
 
 
-HeaderItem = Union[EntryPolicy, Goal, QuietHours]
+@dataclass(frozen=True)
+class CapPolicy(Node):
+    """``priority high|normal|low`` or ``on cap skip|wait`` (``keyword``): how the rule meets a frequency cap."""
+
+    keyword: str
+    value: Word
+
+
+HeaderItem = Union[EntryPolicy, Goal, QuietHours, CapPolicy]
+#: the node classes of a rule's header lines
+HEADER_KINDS = (EntryPolicy, Goal, QuietHours, CapPolicy)
 _Header = TypeVar("_Header", bound=Node)
 
 
@@ -562,6 +575,10 @@ class Rule(Node):
     def quiet_hours(self) -> QuietHours | None:
         found = self.header_items(QuietHours)
         return found[0] if found else None
+
+    def cap_policy(self, keyword: str) -> list[CapPolicy]:
+        """The rule's ``priority`` or ``on cap`` lines (*keyword*)."""
+        return [item for item in self.header_items(CapPolicy) if item.keyword == keyword]
 
 
 @dataclass(frozen=True)

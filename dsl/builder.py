@@ -171,7 +171,7 @@ class AstBuilder(Transformer[Token, Any]):
     def named_rule(self, children: Children) -> A.Rule:
         body = children[-1]
         name = literal(children[1])
-        header = tuple(c for c in children[2:-1] if isinstance(c, (A.EntryPolicy, A.Goal, A.QuietHours)))
+        header = tuple(c for c in children[2:-1] if isinstance(c, A.HEADER_KINDS))
         return A.Rule(name, header, *body.value, span=span_of(children))
 
     def anonymous_rule(self, children: Children) -> A.Rule:
@@ -217,6 +217,12 @@ class AstBuilder(Transformer[Token, Any]):
     def quiet_hours(self, children: Children) -> A.QuietHours:
         start, end = (literal(t) for t in _tokens(children, {"TIME"}))
         return A.QuietHours(start, end, span=span_of(children))
+
+    def priority(self, children: Children) -> A.CapPolicy:
+        return A.CapPolicy("priority", _one(children, "NAME"), span=span_of(children))
+
+    def on_cap(self, children: Children) -> A.CapPolicy:
+        return A.CapPolicy("on cap", _one(children, "NAME"), span=span_of(children))
 
     # ---- triggers -----------------------------------------------------------------
 
@@ -267,6 +273,10 @@ class AstBuilder(Transformer[Token, Any]):
 
     def send(self, children: Children) -> A.Send:
         return A.Send(literal(children[1]), literal(children[2]), span=span_of(children))
+
+    def send_best_time(self, children: Children) -> A.Send:
+        within = _one(children, "DURATION")
+        return A.Send(literal(children[1]), literal(children[2]), within, span=span_of(children))
 
     def wait(self, children: Children) -> A.Wait:
         return A.Wait(literal(children[1]), span=span_of(children))

@@ -35,6 +35,10 @@ MAX_DURATION = 100 * 365 * 86400
 MIN_INTERVAL = 60
 MAX_ARMS = 26
 
+#: a rule's ``priority`` levels (highest first) and what a send held by a frequency cap may do (``on cap``)
+CAP_POLICY = {"priority": ("high", "normal", "low"), "on cap": ("skip", "wait")}
+#: the bounds of ``at best time within D``: a day's hours fit in 1d; a week is the longest useful wait
+MIN_BEST_WINDOW, MAX_BEST_WINDOW = 3600, 7 * 86400
 QUIET_HOURS_HINT = "default {channel} quiet hours {start}–{end} apply; add `quiet hours …` to make it explicit"
 
 
@@ -202,6 +206,19 @@ class _Checker:
         ):
             for extra in rule.header_items(kind)[1:]:
                 self.report.error(extra, f"a rule has at most one {word}", "keep one of them")
+        for keyword, choices in CAP_POLICY.items():
+            found = rule.cap_policy(keyword)
+            for extra in found[1:]:
+                self.report.error(extra, f"a rule has at most one `{keyword}`", "keep one of them")
+            if found and found[0].value.text not in choices:
+                value = found[0].value
+                text, best = suggest(value.text, choices)
+                self.report.error(
+                    value,
+                    f'unknown `{keyword}` "{value.text}"{text}',
+                    f"`{keyword}` is one of: " + ", ".join(choices),
+                    best,
+                )
         entry = rule.entry
         if entry is not None and entry.every is not None and entry.every.seconds <= 0:
             self.report.error(entry.every, "`every` needs a duration longer than zero")
@@ -284,6 +301,13 @@ class _Checker:
                 step.channel, f'unknown channel "{channel}"{text}', "channels: " + ", ".join(sorted(channels)), best
             )
             return False
+        within = step.best_within
+        if within is not None and not MIN_BEST_WINDOW <= within.seconds <= MAX_BEST_WINDOW:
+            self.report.error(
+                within,
+                "`at best time within` needs a window of 1h to 7d",
+                "e.g. `at best time within 24h`: the send waits at most that long for the contact's best hour",
+            )
         names = channels[channel]
         if names is not None and name not in names:
             known = ", ".join(sorted(names)[:8]) or "none yet"

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Literal, cast
 
 from . import ast as A
+from .checker import CAP_POLICY
 from .condition_tree import CompileError, match_keys, tree
 from .formatter import format_expr, format_program, step_text
 from .plan import (
@@ -26,6 +27,7 @@ from .plan import (
     JumpOp,
     ProgramPlan,
     RulePlan,
+    SendOp,
     SplitOp,
     Tree,
     Trigger,
@@ -67,7 +69,7 @@ def compile_rule(rule: A.Rule, filename: str = "<input>") -> RulePlan:
     goal = rule.goal
     quiet = rule.quiet_hours
     canonical = format_program(A.Program(filename, (rule,)))
-    return {
+    plan: RulePlan = {
         "version": PLAN_VERSION,
         "name": rule.display_name(filename),
         "line": rule.span.line,
@@ -85,6 +87,15 @@ def compile_rule(rule: A.Rule, filename: str = "<input>") -> RulePlan:
         "match": match_keys(rule.condition) if isinstance(rule.trigger, A.EventTrigger) else [],
         "steps": _Emitter().program(rule.steps, rule.span.end_line),
     }
+    # the rule's ``priority`` and ``on cap`` lines: in the plan only when written (older plans lack them)
+    for item in rule.header_items(A.CapPolicy):
+        if item.value.text not in CAP_POLICY[item.keyword]:
+            raise CompileError(f"unknown {item.keyword} {item.value.text!r}")
+        if item.keyword == "priority":
+            plan["priority"] = cast(Literal["high", "normal", "low"], item.value.text)
+        else:
+            plan["on_cap"] = cast(Literal["skip", "wait"], item.value.text)
+    return plan
 
 
 _ENTRY_KINDS = ("default", "once", "once_every", "always")
@@ -248,7 +259,16 @@ def _simple(step: A.Step, ident: str) -> Instruction:
     """The one instruction of a step without a block."""
     line = _line(step)
     if isinstance(step, A.Send):
-        return {"id": ident, "line": line, "op": "send", "channel": step.channel.text, "name": step.template.text}
+        send: SendOp = {
+            "id": ident,
+            "line": line,
+            "op": "send",
+            "channel": step.channel.text,
+            "name": step.template.text,
+        }
+        if step.best_within is not None:
+            send["best_within"] = step.best_within.seconds
+        return send
     if isinstance(step, A.Wait):
         return {"id": ident, "line": line, "op": "wait", "seconds": step.duration.seconds}
     if isinstance(step, A.WaitUntil):

@@ -193,6 +193,8 @@ def header_text(item: A.HeaderItem) -> str:
         return f"until {item.event.name}{where}"
     if isinstance(item, A.QuietHours):
         return f"quiet hours {item.start}-{item.end}"
+    if isinstance(item, A.CapPolicy):
+        return f"{item.keyword} {item.value.text}"
     raise TypeError(f"not a header line: {item!r}")
 
 
@@ -216,7 +218,8 @@ def _block(steps: Iterable[A.Step], indent: int, out: list[_Line]) -> None:
 def step_text(step: A.Step) -> str:
     """The one-line form of a simple step (not ``if``, ``split`` or branching ``wait for``)."""
     if isinstance(step, A.Send):
-        return f"send {step.channel.text} {step.template.text}"
+        best = f" at best time within {duration(step.best_within)}" if step.best_within is not None else ""
+        return f"send {step.channel.text} {step.template.text}{best}"
     if isinstance(step, A.Wait):
         return f"wait {duration(step.duration)}"
     if isinstance(step, A.WaitUntil):

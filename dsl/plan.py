@@ -80,7 +80,12 @@ class InactivityTrigger(TypedDict):
 Trigger = Union[EventTrigger, ScheduleTrigger, AnniversaryTrigger, RelativeDateTrigger, InactivityTrigger]
 
 
-class SendOp(TypedDict):
+class _SendOptions(TypedDict, total=False):
+    #: ``at best time within D``: D in seconds (absent: send at once)
+    best_within: int
+
+
+class SendOp(_SendOptions):
     id: str
     line: int | None
     op: Literal["send"]
@@ -245,7 +250,14 @@ Instruction = Union[
 ]
 
 
-class RulePlan(TypedDict):
+class _CapPolicy(TypedDict, total=False):
+    #: ``priority high|normal|low`` (absent: normal)
+    priority: Literal["high", "normal", "low"]
+    #: ``on cap skip|wait`` (absent: skip)
+    on_cap: Literal["skip", "wait"]
+
+
+class RulePlan(_CapPolicy):
     """One rule's plan: what the engine stores with a rule version and runs."""
 
     version: int

@@ -104,6 +104,23 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "type": "string",
         "help": "e.g. 3/7d: at most 3 marketing messages per contact in any 7 days; unset: no cap",
     },
+    "FREQUENCY_CAPS": {
+        "type": "string",
+        "help": "per-channel caps, e.g. email=3/7d,sms=2/7d (each also within FREQUENCY_CAP); "
+        "see docs/optimisation.md for priorities",
+    },
+    "FREQUENCY_CAP_RESERVE": {
+        "type": "int",
+        "default": 0,
+        "help": "slots of each frequency cap only priority-high rules may use (normal rules use the rest, "
+        "low ones half of that; unset: none; docs/optimisation.md)",
+    },
+    "BEST_TIME_PRIOR": {
+        "type": "float",
+        "default": 5.0,
+        "help": "k of send-time optimisation: how many opens and clicks the instance's pattern weighs "
+        "against a contact's own (above 0, at most 1000; docs/optimisation.md)",
+    },
     "MAX_ATTEMPTS": {
         "type": "int",
         "default": 8,
@@ -357,6 +374,22 @@ def _validate_frequency_cap(text: str) -> str:
     return f"{int(match[1])}/{int(match[2])}{match[3]}"
 
 
+def _validate_channel_caps(text: str) -> str:
+    """``email=3/7d, sms=2/7d`` → ``email=3/7d,sms=2/7d``; each cap as FREQUENCY_CAP writes it."""
+    caps = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        channel, equals, cap = part.partition("=")
+        if not equals or not re.fullmatch(r"[a-z][a-z0-9_]*", channel.strip()):
+            raise ConfigError(
+                "FREQUENCY_CAPS", f"expected CHANNEL=COUNT/WINDOW, got {part!r}", "e.g. email=3/7d,sms=2/7d"
+            )
+        try:
+            caps.append(f"{channel.strip()}={_validate_frequency_cap(cap.strip())}")
+        except ConfigError as exc:
+            raise ConfigError("FREQUENCY_CAPS", f"{channel.strip()}: {exc.problem}", exc.hint) from None
+    return ",".join(caps)
+
+
 def _validate_timezone(name: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -558,6 +591,10 @@ def load_config(
         settings[key] = _validate_window(key, str(settings[key]))
     if not str(settings["REVENUE_PROPERTY"]).strip():
         raise ConfigError("REVENUE_PROPERTY", "must name an event property, e.g. revenue")
+    if settings["FREQUENCY_CAPS"]:
+        settings["FREQUENCY_CAPS"] = _validate_channel_caps(str(settings["FREQUENCY_CAPS"]))
+    if settings["BEST_TIME_PRIOR"] > 1000:
+        raise ConfigError("BEST_TIME_PRIOR", f"must be at most 1000, got {settings['BEST_TIME_PRIOR']!r}")
     if settings["MAX_ATTEMPTS"] > 100:
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
     if settings["IMPORT_MAX_BYTES"] < 1024:

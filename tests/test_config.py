@@ -66,3 +66,28 @@ def test_secret_key_is_generated_once_and_private(tmp_path):
 def test_mask_url_hides_passwords():
     assert mask_url("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
     assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("email3/7d", "NUDGE_FREQUENCY_CAPS: expected CHANNEL=COUNT/WINDOW, got 'email3/7d'"),
+        ("email=3/7x", "NUDGE_FREQUENCY_CAPS: email: must be a count and a window such as 3/7d"),
+        ("Email=3/7d", "NUDGE_FREQUENCY_CAPS: expected CHANNEL=COUNT/WINDOW"),
+    ],
+)
+def test_bad_per_channel_caps_name_the_variable_and_the_channel(tmp_path, value, needle):
+    with pytest.raises(ConfigError) as error:
+        load_config({"HOME": str(tmp_path)}, environ={"NUDGE_FREQUENCY_CAPS": value})
+    assert needle in str(error.value)
+
+
+def test_per_channel_caps_are_normalised_and_the_optimisation_settings_checked(tmp_path):
+    env = {"NUDGE_FREQUENCY_CAPS": " email=3/7d , sms=02/1w ", "NUDGE_FREQUENCY_CAP_RESERVE": "1"}
+    settings = load_config({"HOME": str(tmp_path)}, environ=env)
+    assert settings["FREQUENCY_CAPS"] == "email=3/7d,sms=2/1w" and settings["FREQUENCY_CAP_RESERVE"] == 1
+    assert settings["BEST_TIME_PRIOR"] == 5.0
+    with pytest.raises(ConfigError, match=r"NUDGE_BEST_TIME_PRIOR: must be at most 1000, got 5000\.0"):
+        load_config({"HOME": str(tmp_path)}, environ={"NUDGE_BEST_TIME_PRIOR": "5000"})
+    with pytest.raises(ConfigError, match="NUDGE_FREQUENCY_CAP_RESERVE: must be greater than 0"):
+        load_config({"HOME": str(tmp_path)}, environ={"NUDGE_FREQUENCY_CAP_RESERVE": "-2"})

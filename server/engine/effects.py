@@ -109,6 +109,8 @@ def write_outbox(ctx: EngineContext, enr: Enrolment, op: SendOp, plan: RulePlan)
     data = {"enrolment": enr.id, **send_data(enr.rule_id, plan["name"], step)}
     if plan["quiet_hours"]:
         data["quiet_hours"] = plan["quiet_hours"]  # the outbox keeps to the rule's window too (a retry)
+    if plan.get("priority"):
+        data["priority"] = plan.get("priority")  # how much of each frequency cap it may use
     msg = Message(
         key=message_key(ENROLMENT, enr.id, step),
         contact_id=enr.contact_id,

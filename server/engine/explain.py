@@ -59,6 +59,8 @@ def describe(action: str, data: dict[str, Any]) -> str:
         }.get(str(data.get("reason")), f"left ({data.get('reason')})")
     if action == "wait":
         return f"waited until {iso(data['until'])} ({data.get('why', 'wait')})"
+    if action == "best_time":
+        return f"chose {data.get('why')}: sends at {iso(data['until'])}" if data.get("until") else str(data.get("why"))
     if action == "branch":
         taken = bool(data.get("taken"))
         because = f" because `{data['cond']}` was {str(taken).lower()}" if data.get("cond") else ""

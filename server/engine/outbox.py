@@ -239,6 +239,7 @@ class Delivery:
             now=self.now,
             transactional=bool(info.get("transactional")),
             marketing=bool(info.get("marketing", True)),
+            priority=str(info.get("priority") or "normal"),
             lookups=None if self._verdicts is None else (self._verdicts.suppression, self._verdicts.consent),
         )
 

@@ -9,7 +9,8 @@ Everything channel-specific comes from the channel class's declarations:
 - ``consent``: ``unless_revoked`` blocks after an opt-out, ``granted`` also without an opt-in;
 - the suppression list (bounces, complaints, invalid addresses, opt-outs, erased contacts) blocks the address,
   whoever the contact is now;
-- ``counts_toward_cap``: marketing messages count toward, and are held by, ``NUDGE_FREQUENCY_CAP``;
+- ``counts_toward_cap``: marketing messages count toward, and are held by, ``NUDGE_FREQUENCY_CAP`` and the
+  channel's own ``NUDGE_FREQUENCY_CAPS``, each as far as the rule's priority may use it (:mod:`.caps`);
 - ``quiet_hours``: the default window, unless the rule has its own.
 
 A transactional message (one the person asked for: a double opt-in confirmation, a team notification) is
@@ -22,15 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..consent import current_consent, suppression_reason
-from ..models import ConsentStatus, Contact, Message, MessageStatus, SuppressionReason
+from ..models import ConsentStatus, Contact, SuppressionReason
 from ..sdk import CONSENT_GRANTED
-from .keys import TEAM, key_prefix
+from .caps import held_by_cap, parse_cap
 from .quiet import Window, send_resumes_at, window
-from .timeutil import to_dt
 
 #: suppression reasons that stop even a transactional message: the address cannot, or must not, get mail
 UNREACHABLE = frozenset(
@@ -41,15 +40,6 @@ __all__ = ["UNREACHABLE", "Lookups", "blocker", "parse_cap", "quiet_window", "re
 
 #: a batch's answers read ahead: the suppression reason of (channel, address), the consent of (contact, channel)
 Lookups = tuple[Callable[[str, str], str | None], Callable[[int, str], str | None]]
-
-
-def parse_cap(text: str | None) -> tuple[int, int] | None:
-    """``"3/7d"`` → (3, 604800): at most 3 marketing messages per 7 days."""
-    if not text:
-        return None
-    count, _, span = str(text).partition("/")
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    return int(count), int(span[:-1]) * units[span[-1]]
 
 
 def blocker(
@@ -64,6 +54,7 @@ def blocker(
     transactional: bool = False,
     marketing: bool = True,
     lookups: Lookups | None = None,
+    priority: str = "normal",
 ) -> str | None:
     """Why a message on *channel* to *address* must not go out now, or None when it may.
 
@@ -71,6 +62,7 @@ def blocker(
     :param contact_id: the contact it is for (None: erased since, or nobody's).
     :param address: where it goes: the contact's address on the channel, or a staff member's.
     :param transactional: asked for by the person (see the module's notes), or an internal notification.
+    :param priority: the rule's ``priority`` (how much of each frequency cap the message may use).
     :param lookups: the suppression list's and the consent ledger's answers, read for a whole batch at once;
         default: asked of the database now.
     :return: ``no_address``, ``unsubscribed`` (an opt-out: the ledger or the suppression list), ``no_consent``
@@ -96,21 +88,12 @@ def blocker(
             return "no_consent"
     if reason is not None:
         return reason if reason in (SuppressionReason.UNSUBSCRIBED.value, SuppressionReason.ERASED.value) else "bounced"
-    cap = parse_cap(config.get("FREQUENCY_CAP"))
-    if cap and marketing and cls.counts_toward_cap and contact_id is not None:
-        limit, span = cap
-        capped = sorted(name for name, other in channels.items() if other.address_field and other.counts_toward_cap)
-        recent = session.scalar(
-            select(func.count(Message.id)).where(
-                Message.contact_id == contact_id,
-                Message.status == MessageStatus.SENT.value,
-                Message.channel.in_(capped),
-                Message.sent_at >= to_dt(now - span),
-                ~Message.key.startswith(key_prefix(TEAM)),
-            )
-        )  # mail to the staff about the contact is not theirs
-        if (recent or 0) >= limit:
-            return "frequency_cap"
+    if (
+        marketing
+        and contact_id is not None
+        and held_by_cap(session, config, channels, channel, contact_id, now, priority)
+    ):
+        return "frequency_cap"
     return None
 
 

@@ -33,7 +33,7 @@ from dsl.plan import (
 )
 
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
-from . import bulk, effects, policy
+from . import besttime, bulk, caps, effects, policy
 from .context import EngineContext
 from .effects import (
     add_tag,
@@ -154,12 +154,26 @@ def _acting(action: Callable[..., None]) -> Callable[[Run, Any], bool]:
 
 
 def _send(r: Run, op: SendOp) -> bool:
-    resume = policy.resumes_at(
-        r.ctx.now, r.plan.get("quiet_hours"), channel_class(r.ctx, op["channel"]), r.contact, r.ctx.config
-    )
+    if "best_within" in op and besttime.wait_for_best_time(r.ctx, r.enr, r.contact, op, r.plan):
+        return False
+    channel = channel_class(r.ctx, op["channel"])
+    resume = policy.resumes_at(r.ctx.now, r.plan.get("quiet_hours"), channel, r.contact, r.ctx.config)
     if resume is not None:
         park(r.ctx, r.enr, resume, "quiet hours")
         return False
+    if r.plan.get("on_cap") == "wait" and channel is not None:
+        held = caps.held_by_cap(
+            r.ctx.session,
+            r.ctx.config,
+            r.ctx.plugins.channels,
+            op["channel"],
+            r.contact.id,
+            r.ctx.now,
+            r.plan.get("priority", "normal"),
+        )
+        if held is not None:  # ``on cap wait``: until a slot frees up, then the send is tried again
+            park(r.ctx, r.enr, held.frees_at, held.why())
+            return False
     effects.write_outbox(r.ctx, r.enr, op, r.plan)
     r.enr.pc += 1
     return True
@@ -232,8 +246,11 @@ def _start(ctx: EngineContext, enr: Enrolment, contact: Contact, op: Any, scope:
         enrol(ctx, other, contact, enr.event_id, f"started by rule {enr.rule_id}")
 
 
-def _no_quiet_hours(ctx: EngineContext, plan: RulePlan, op: SendOp) -> bool:
-    # quiet hours depend on each contact's time zone
+def _per_contact_send(ctx: EngineContext, plan: RulePlan, op: SendOp) -> bool:
+    """Whether a group may take the send: not when it depends on each contact (quiet hours in their zone, their
+    best time, waiting for their frequency cap) or carries the rule's priority to the outbox."""
+    if "best_within" in op or plan.get("on_cap") == "wait" or plan.get("priority"):
+        return False
     return policy.quiet_window(plan.get("quiet_hours"), channel_class(ctx, op["channel"])) is None
 
 
@@ -244,7 +261,7 @@ def _unheard(event: str) -> Callable[[EngineContext, RulePlan, Any], bool]:
 
 #: every kind of plan step (``op``) the compiler emits, and how it runs (a test keeps this complete)
 STEPS: dict[str, Step[Any]] = {
-    "send": Step(_send, bulk.send, groupable=_no_quiet_hours),
+    "send": Step(_send, bulk.send, groupable=_per_contact_send),
     "wait": Step(_wait, bulk.wait, ends_group=True),
     "exit": Step(_exit, bulk.exit, ends_group=True),
     "tag": Step(_acting(effects.tag), bulk.tag, groupable=_unheard("tag.added")),

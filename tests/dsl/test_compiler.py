@@ -335,3 +335,18 @@ def test_forms_the_checker_rejects_do_not_compile():
 def test_compile_rule_is_usable_alone():
     program = parsed('rule "Solo"\nwhen a.b then tag "x"')
     assert compile_rule(program.rules[0], "f.nudge")["name"] == "Solo"
+
+
+def test_best_time_send_priority_and_on_cap_reach_the_plan():
+    rule = rule_plan(
+        'rule "digest"\n  priority low\n  on cap wait\nwhen a.b then\n'
+        "  send email digest at best time within 24h\n  send email digest\nend\n"
+    )
+    assert (rule["priority"], rule["on_cap"]) == ("low", "wait")
+    assert ops(rule)[:2] == [
+        {"op": "send", "channel": "email", "name": "digest", "best_within": 86400},
+        {"op": "send", "channel": "email", "name": "digest"},
+    ]
+    assert rule["steps"][0]["id"] != rule["steps"][1]["id"]
+    plain = rule_plan("when a.b then send email digest")
+    assert "priority" not in plain and "on_cap" not in plain  # plans written before the headers read the same

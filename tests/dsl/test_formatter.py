@@ -189,3 +189,13 @@ def test_comments_survive_formatting_in_order(program, data):
     assert dsl.fmt(once) == once
     assert [c.text for c in dsl.parse(once).program.comments] == list(reversed(inserted))
     assert dsl.parse(once).program == dsl.parse(text).program
+
+
+def test_best_time_sends_and_cap_headers_format_canonically_and_round_trip():
+    text = 'rule "D"\n    on cap   wait\n  priority low\nwhen a.b then send email digest  at best time within 24h'
+    formatted = dsl.fmt(text)
+    assert formatted == (
+        'rule "D"\n  on cap wait\n  priority low\nwhen a.b then\n  send email digest at best time within 24h\nend\n'
+    )
+    assert dsl.fmt(formatted) == formatted
+    assert parsed(formatted).rules[0].steps[0].best_within.seconds == 86400

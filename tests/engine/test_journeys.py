@@ -91,3 +91,35 @@ def test_split_keeps_each_contact_in_one_arm_and_respects_the_shares():
     for contact in contacts:
         assert sends[contact, "common"] == 2, "the steps after a split run for every arm"
         assert sends[contact, "variant_b"] == (2 if contact in in_b else 0)
+
+
+def test_frequency_caps_with_priorities_on_each_database_and_the_wait_says_why(database_url, monkeypatch):
+    folder = JOURNEYS / "frequency_cap_priorities"
+    for name, value in tomllib.loads((folder / "case.toml").read_text(encoding="utf-8"))["env"].items():
+        monkeypatch.setenv(name, value)
+    rules = folder / "rules.nudge"
+    effects = simulate(
+        [(str(rules), rules.read_text(encoding="utf-8"))],
+        (folder / "timeline.jsonl").read_text(encoding="utf-8").splitlines(),
+        trace=True,
+        config={"DATABASE_URL": database_url},
+        funnels=(funnels := []),
+    )
+    expected = read_jsonl(folder / "expected.jsonl")
+    assert not compare(expected, effects) + exact_problems(expected, effects, {"send", "suppressed"})
+    # the stats count what the caps held, by reason, per send step (`nudge stats`, the stats API)
+    held = {f["rule"]: (f["steps"][0]["sent"], f["steps"][0]["suppressed"]) for f in funnels}
+    assert held["Promo"] == held["Alert"] == held["Text"] == (1, {"frequency_cap": 1})
+    assert held["Digest"] == (1, {})  # it waited instead
+    waits = [e for e in effects if e["action"] == "wait" and e["rule"] == "Digest"]
+    assert waits == [
+        {
+            "at": "2026-09-02T09:00:00Z",
+            "contact": "a",
+            "rule": "Digest",
+            "action": "wait",
+            "until": "2026-09-08T14:00:01Z",
+            "why": "frequency cap email 3/7d: low priority may use 1",
+            "pc": 0,
+        }
+    ]

@@ -524,7 +524,7 @@ def test_completion_offers_the_instances_names_where_the_language_expects_them(e
     # the header of a named rule offers header lines
     set_doc(editor, 'rule "R"\n  ')
     place_cursor(editor, len(doc(editor)))
-    assert completions(editor, "on") == ["once per contact"]
+    assert completions(editor, "on") == ["on cap", "once per contact"]
     assert endpoints.vocabulary_requests == 1
 
 

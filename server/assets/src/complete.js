@@ -13,7 +13,8 @@ const STEPS = [
 
 const HEADERS = [
   ["once per contact", "at most once ever"], ["always", "every trigger enters"],
-  ["until", "EVENT: the goal"], ["quiet hours", "21:00-08:00"], ["when", "TRIGGER then …"],
+  ["until", "EVENT: the goal"], ["quiet hours", "21:00-08:00"], ["priority", "high · normal · low"],
+  ["on cap", "skip · wait"], ["when", "TRIGGER then …"],
 ].map(([label, detail]) => ({ label, detail, type: "keyword" }));
 
 const TOP = [["rule", '"Name"'], ["when", "TRIGGER then …"]]

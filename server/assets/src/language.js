@@ -19,7 +19,7 @@ export const nudgeTags = {
 const BLOCK = "rule when then end if elif else split";
 const STEPS = "send wait tag untag set score note task notify start stop";
 const WORDS = "once per contact every always until quiet hours where up to for due anniversary of no at " +
-  "least times within did has segment before after day monday tuesday wednesday thursday friday saturday sunday";
+  "least times within did has segment priority on cap best time before after day monday tuesday wednesday thursday friday saturday sunday";
 const OPERATORS = "and or not in contains starts ends with matches is";
 
 const highlighting = styleTags({
