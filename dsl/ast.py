@@ -416,7 +416,11 @@ class SplitArm(Node):
 
 @dataclass(frozen=True)
 class Split(Node):
+    """``split`` (fixed shares), or ``split auto on EVENT within DURATION`` when *outcome* is set (auto-winner)."""
+
     arms: tuple[SplitArm, ...]
+    outcome: EventName | None = field(default=None, kw_only=True)
+    window: Duration | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
