@@ -403,7 +403,7 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks", "stats")
+COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks", "stats", "splits")
 
 
 def _register_optional() -> None:

@@ -20,6 +20,7 @@ from .journeys import (
 )
 from .messages import ChannelHealth, Message, MessageStatus
 from .outreach import BroadcastRecord, FormSubmission
+from .splits import SplitAssignment, SplitTest
 from .stats import StatCounter, StatWatermark
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "ScheduleTimer",
     "Scope",
     "Segment",
+    "SplitAssignment",
+    "SplitTest",
     "StatCounter",
     "StatWatermark",
     "Suppression",
