@@ -136,8 +136,8 @@ def assign(
             .limit(1)
         )
         if test.winner is None and earlier in names:  # a contact back in the journey keeps its arm, counted once
-            why = {"reason": "assigned before", "phase": state.phase, "version": test.version}
-            return op["arms"][names.index(str(earlier))], why
+            again = {"reason": "assigned before", "phase": state.phase, "version": test.version}
+            return op["arms"][names.index(str(earlier))], again
         if test.winner is not None:
             index, reason, draws = names.index(test.winner), "winner (declared just now)", None
         else:

@@ -33,7 +33,7 @@ class AutoSettings:
     """The test's thresholds (SPLIT_AUTO_* settings, docs/optimisation.md)."""
 
     floor: float = 0.1
-    min_decided: int = 100
+    min_decided: int = 200
     probability: float = 0.95
     loss: float = 0.01
 
