@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from .bayes import best_and_loss
 
-__all__ = ["ArmCounts", "AutoSettings", "Choice", "Evidence", "choose", "evidence", "seed_for"]
+__all__ = ["ArmCounts", "AutoSettings", "Choice", "Evidence", "by_share", "choose", "evidence", "seed_for"]
 
 #: the phases of a test, as the trace and the stats name them
 STARTING = "starting shares"
@@ -90,6 +90,17 @@ def seed_for(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
+def by_share(shares: Sequence[float], point: float) -> int:
+    """The index of the share that *point* (in [0, 1)) falls in, the shares laid end to end and scaled to 1."""
+    target = point * sum(shares)
+    total = 0.0
+    for index, share in enumerate(shares):
+        total += share
+        if target < total:
+            return index
+    return len(shares) - 1
+
+
 def evidence(arms: Sequence[ArmCounts], settings: AutoSettings) -> Evidence:
     """The test's state from *arms*' counts: which phase, each arm's posterior, P(best), loss; the winner if due."""
     if len(arms) < 2:
@@ -134,13 +145,7 @@ def choose(arms: Sequence[ArmCounts], settings: AutoSettings, seed: int, state: 
         return Choice(names.index(state.winner), "winner")
     rng = random.Random(seed)
     if state.phase == STARTING:
-        point = rng.random() * sum(arm.share for arm in arms)
-        total = 0.0
-        for index, arm in enumerate(arms):
-            total += arm.share
-            if point < total:
-                return Choice(index, "starting share")
-        return Choice(len(arms) - 1, "starting share")
+        return Choice(by_share([arm.share for arm in arms], rng.random()), "starting share")
     point = rng.random()
     if point < settings.floor * len(arms):
         return Choice(int(point / settings.floor), "floor")

@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .autowinner import ArmCounts, AutoSettings, Evidence, choose, evidence, seed_for
+from .autowinner import ArmCounts, AutoSettings, Evidence, by_share, choose, evidence, seed_for
 
 __all__ = ["SimResult", "simulate"]
 
@@ -95,15 +95,6 @@ def simulate(
         result.assigned.append(names[index])
         result.conversions += converts
         heapq.heappush(pending, (now + (delay if converts else window), index, converts))
-        fixed = _fixed_arm(shares, world.random())
+        fixed = by_share(shares, world.random())
         result.baseline_conversions += luck < rates[fixed] and delay <= window
     return result
-
-
-def _fixed_arm(shares: Sequence[int], point: float) -> int:
-    total = 0.0
-    for index, share in enumerate(shares):
-        total += share / 100.0
-        if point < total:
-            return index
-    return len(shares) - 1
