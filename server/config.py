@@ -166,7 +166,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "SPLIT_AUTO_FLOOR": {
         "type": "float",
         "default": 0.1,
-        "help": "auto-winner splits: the share each arm keeps while the test explores (0 to below 1/arms)",
+        "help": "auto-winner splits: the share each arm keeps while the test explores (above 0, below 0.5)",
     },
     "SPLIT_AUTO_MIN_DECIDED": {
         "type": "int",
@@ -446,11 +446,10 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 def _validate_split_auto(settings: dict[str, Any]) -> None:
     """The auto-winner split thresholds (server.stats.autowinner.AutoSettings) within their ranges."""
-    checks = (
-        ("SPLIT_AUTO_FLOOR", 0.0 <= settings["SPLIT_AUTO_FLOOR"] < 0.5, "a share from 0 to below 0.5, e.g. 0.1"),
-        ("SPLIT_AUTO_MIN_DECIDED", settings["SPLIT_AUTO_MIN_DECIDED"] >= 0, "a count of 0 or more, e.g. 200"),
+    checks = (  # each is above 0 already, as every number setting
+        ("SPLIT_AUTO_FLOOR", settings["SPLIT_AUTO_FLOOR"] < 0.5, "a share below 0.5, e.g. 0.1"),
         ("SPLIT_AUTO_PROB", 0.5 <= settings["SPLIT_AUTO_PROB"] < 1.0, "a probability from 0.5 to below 1, e.g. 0.95"),
-        ("SPLIT_AUTO_LOSS", 0.0 < settings["SPLIT_AUTO_LOSS"] < 1.0, "a fraction above 0 and below 1, e.g. 0.01"),
+        ("SPLIT_AUTO_LOSS", settings["SPLIT_AUTO_LOSS"] < 1.0, "a fraction below 1, e.g. 0.01"),
     )
     for key, valid, wanted in checks:
         if not valid:

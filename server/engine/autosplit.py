@@ -154,6 +154,9 @@ def assign(
             decided=False,
         )
     )
+    if test.evidence and test.winner is None:  # the stored counts include this contact (a new dict: JSON)
+        arms = [dict(row, assigned=row["assigned"] + (row["name"] == arm["name"])) for row in test.evidence["arms"]]
+        test.evidence = {**test.evidence, "arms": arms}
     why: dict[str, Any] = {"reason": reason, "phase": "winner" if test.winner is not None else state.phase}
     why["version"] = test.version
     why["posteriors"] = {row["name"]: [row["alpha"], row["beta"]] for row in state.arms}

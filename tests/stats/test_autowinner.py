@@ -77,3 +77,28 @@ def test_settings_out_of_range_are_refused():
         AutoSettings(floor=1.0)
     with pytest.raises(ValueError, match="probability"):
         AutoSettings(probability=1.0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "wanted"),
+    [
+        ("SPLIT_AUTO_FLOOR", "0.6", "a share below 0.5"),
+        ("SPLIT_AUTO_FLOOR", "0", "greater than 0"),
+        ("SPLIT_AUTO_MIN_DECIDED", "-1", "greater than 0"),
+        ("SPLIT_AUTO_PROB", "1", "a probability from 0.5 to below 1"),
+        ("SPLIT_AUTO_LOSS", "1.5", "a fraction below 1"),
+    ],
+)
+def test_a_bad_split_auto_setting_is_refused_naming_the_variable(tmp_path, variable, value, wanted):
+    from server.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=f"NUDGE_{variable}: must be {wanted}"):
+        load_config({"HOME": str(tmp_path)}, environ={f"NUDGE_{variable}": value})
+
+
+def test_the_engine_reads_the_split_auto_settings(tmp_path):
+    from server.config import load_config
+    from server.engine.autosplit import settings_from
+
+    env = {"NUDGE_SPLIT_AUTO_FLOOR": "0.2", "NUDGE_SPLIT_AUTO_MIN_DECIDED": "50", "NUDGE_SPLIT_AUTO_PROB": "0.99"}
+    assert settings_from(load_config({"HOME": str(tmp_path)}, environ=env)) == AutoSettings(0.2, 50, 0.99, 0.01)
