@@ -32,12 +32,13 @@ end
 
 
 def _join(app, clock: int, first: int, count: int) -> list[int]:
-    """*count* new contacts join the campaign at *clock*; every fifth has score 5 (arm A converts those only)."""
+    """*count* new contacts join the campaign at *clock*; every fifth has score 5 (arm A converts those only), every
+    fifth another score 3."""
     with app.app_context():
         session = get_session()
         ids = []
         for n in range(first, first + count):
-            contact = Contact(email=f"c{n:04d}@example.com", fields={}, score=5 if n % 5 == 0 else 0)
+            contact = Contact(email=f"c{n:04d}@example.com", fields={}, score={0: 5, 1: 3}.get(n % 5, 0))
             session.add(contact)
             session.flush()
             event = Event(
@@ -170,10 +171,39 @@ def test_a_marketer_ends_the_test_by_hand_from_the_cli_and_the_api(app, runner, 
     assert {arm["name"] for arm in listed[0]["evidence"]["arms"]} == {"A", "B"}
     with app.app_context():
         audited = get_session().scalars(select(AuditEntry).where(AuditEntry.action == "split.ended")).all()
-    assert [(e.actor, e.detail["arm"]) for e in audited][0] == ("cli", "A")
+    assert (audited[0].actor, audited[0].detail["arm"]) == ("cli", "A")
     assert audited[1].actor.startswith("apikey:") and audited[1].detail == {"step": step, "arm": "B"}
 
 
 def get_session_step(app) -> str:
     with app.app_context():
         return get_session().scalar(select(SplitTest.step_id))
+
+
+def test_the_arm_is_the_same_for_the_same_contact_and_state_and_follows_the_posteriors(app):
+    b_converts_40_percent = "50%:\n      if contact.score >= 3 then\n        score +1\n      end"
+    load_rules(app, RULE.replace("50%: score +1", b_converts_40_percent))
+    app.config.update(SPLIT_AUTO_MIN_DECIDED=15, SPLIT_AUTO_PROB=0.9999999)  # A converts 20%, B 40%: no winner
+    start = int(utcnow().timestamp()) - 10 * DAY
+    for round_ in range(10):
+        _join(app, start + round_ * DAY // 4, round_ * 10, 10)
+    from server.engine.autosplit import assign
+    from server.models import RuleVersion
+
+    with app.app_context():
+        session = get_session()
+        version = session.scalar(select(RuleVersion))
+        op = version.plan["steps"][0]
+        contacts = [c.id for c in session.scalars(select(Contact).order_by(Contact.id))]
+        now = start + 3 * DAY
+        picks = []
+        for contact_id in (contacts[0], contacts[0]):
+            nested = session.begin_nested()
+            session.query(SplitAssignment).filter(SplitAssignment.contact_id == contact_id).delete()
+            arm, why = assign(session, app.config, version.rule_id, op, contact_id, now)
+            picks.append((arm["name"], why))
+            nested.rollback()
+    (arm, why), (again, why_again) = picks
+    assert why["phase"] == "exploring" and why["reason"] in ("floor", "thompson draw")
+    assert (arm, why) == (again, why_again), "same contact, same state: same arm, same draws"
+    assert why["p_best"]["B"] > 0.5 and why["posteriors"]["B"][0] > why["posteriors"]["A"][0]
