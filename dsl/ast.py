@@ -253,31 +253,8 @@ class Not(Node):
     item: Expr
 
 
-Expr = Union[
-    String,
-    Number,
-    Bool,
-    Null,
-    Duration,
-    Time,
-    Date,
-    ListLit,
-    Path,
-    TagRef,
-    Now,
-    Today,
-    Compare,
-    Matches,
-    IsSet,
-    HasTag,
-    InSegment,
-    Did,
-    Arith,
-    Call,
-    And,
-    Or,
-    Not,
-]
+_Value = Union[String, Number, Bool, Null, Duration, Time, Date, ListLit, Path, TagRef, Now, Today]
+Expr = Union[_Value, Compare, Matches, IsSet, HasTag, InSegment, Did, Arith, Call, And, Or, Not]
 
 
 @dataclass(frozen=True)
@@ -419,7 +396,11 @@ class SplitArm(Node):
 
 @dataclass(frozen=True)
 class Split(Node):
+    """``split`` (fixed shares), or ``split auto on EVENT within DURATION`` when *outcome* is set (auto-winner)."""
+
     arms: tuple[SplitArm, ...]
+    outcome: EventName | None = field(default=None, kw_only=True)
+    window: Duration | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

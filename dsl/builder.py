@@ -329,6 +329,10 @@ class AstBuilder(Transformer[Token, Any]):
         arms = tuple(c for c in children if isinstance(c, A.SplitArm))
         return A.Split(arms, span=span_of(children))
 
+    def split_auto(self, children: Children) -> A.Split:
+        arms = tuple(c for c in children if isinstance(c, A.SplitArm))
+        return A.Split(arms, outcome=_event(children[3]), window=_one(children, "DURATION"), span=span_of(children))
+
     def tag(self, children: Children) -> A.TagStep:
         return A.TagStep(literal(children[1]), span=span_of(children))
 

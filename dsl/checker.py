@@ -378,6 +378,14 @@ class _Checker:
         for arm in step.arms:
             if arm.share <= 0:
                 self.report.error(arm, "a split arm needs a share above 0%")
+        if step.outcome is not None:
+            self.check_event(step.outcome)
+        if step.window is not None and step.window.seconds <= 0:
+            self.report.error(
+                step.window,
+                "an auto-winner split needs a window above 0",
+                "write how long an outcome may take to count, e.g. `within 3d`",
+            )
         results = [self.check_block(arm.steps, scope) for arm in step.arms]
         return bool(results) and all(results)
 

@@ -147,7 +147,8 @@ def _head(step: A.Step) -> str:
     if isinstance(step, A.WaitFor) and step.then_steps is not None:
         return step_text(step) + " then"
     if isinstance(step, A.Split):
-        return "split " + " ".join(f"{arm.share}%" for arm in step.arms)
+        auto = f"auto on {step.outcome.name} within {step.window.seconds}s " if step.outcome and step.window else ""
+        return "split " + auto + " ".join(f"{arm.share}%" for arm in step.arms)
     return step_text(step)
 
 
@@ -243,6 +244,8 @@ class _Emitter:
     def _split(self, step: A.Split, ident: str) -> None:
         arms: list[Arm] = []
         split: SplitOp = {"id": ident, "line": _line(step), "op": "split", "arms": arms}
+        if step.outcome is not None and step.window is not None:
+            split["auto"] = {"event": step.outcome.name, "seconds": step.window.seconds}
         self.code.append(split)
         jumps = []
         for index, arm in enumerate(step.arms):

@@ -255,8 +255,15 @@ def step_text(step: A.Step) -> str:
     if isinstance(step, A.If):
         return f"if {format_expr(step.branches[0].condition)} then"
     if isinstance(step, A.Split):
-        return "split"
+        return _split_head(step)
     raise TypeError(f"not a step: {step!r}")
+
+
+def _split_head(step: A.Split) -> str:
+    """``split``, or ``split auto on EVENT within DURATION`` for an auto-winner split."""
+    if step.outcome is None or step.window is None:
+        return "split"
+    return f"split auto on {step.outcome.name} within {duration(step.window)}"
 
 
 def _step(step: A.Step, indent: int, out: list[_Line]) -> None:
@@ -273,7 +280,7 @@ def _step(step: A.Step, indent: int, out: list[_Line]) -> None:
             _block(step.else_steps, indent + 1, out)
         out.append(_Line(indent, "end", step.span.end_line, closer=True))
     elif isinstance(step, A.Split):
-        out.append(_Line(indent, "split", line))
+        out.append(_Line(indent, _split_head(step), line))
         for arm in step.arms:
             out.append(_Line(indent + 1, f"{arm.share}%:", arm.span.line))
             _block(arm.steps, indent + 2, out)

@@ -147,11 +147,24 @@ class Arm(TypedDict):
     to: int
 
 
-class SplitOp(TypedDict):
+class AutoSplit(TypedDict):
+    """An auto-winner split's outcome: *event* for the contact within *seconds* of being assigned an arm."""
+
+    event: str
+    seconds: int
+
+
+class _SplitOp(TypedDict):
     id: str
     line: int | None
     op: Literal["split"]
     arms: list[Arm]
+
+
+class SplitOp(_SplitOp, total=False):
+    """A split; with ``auto`` it is an auto-winner split (Thompson sampling, server/engine/autosplit.py)."""
+
+    auto: AutoSplit
 
 
 class TagOp(TypedDict):

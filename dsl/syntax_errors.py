@@ -418,6 +418,7 @@ _HINTS = [
     (_SEPARATORS, "one step per line, or separate steps with `;`"),
     ({"RPAR"}, "close every `(` with `)`; a call's arguments are separated by `,`"),
     ({"TO"}, "the form is `wait for EVENT up to 3d`"),
+    ({"ON"}, "an auto-winner split reads `split auto on EVENT within 3d`"),
     ({"COLON"}, "split arms read `50%: STEPS`"),
     ({"DURATION"}, "durations are a number and a unit: `30s`, `15m`, `24h`, `3d`, `2w`"),
     ({"TIME"}, "times of day are written `09:00`"),

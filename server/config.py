@@ -209,6 +209,26 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "type": "string",
         "help": "comma-separated channels whose messages are never tracked, e.g. email",
     },
+    "SPLIT_AUTO_FLOOR": {
+        "type": "float",
+        "default": 0.1,
+        "help": "auto-winner splits: the share each arm keeps while the test explores (above 0, below 0.5)",
+    },
+    "SPLIT_AUTO_MIN_DECIDED": {
+        "type": "int",
+        "default": 200,
+        "help": "auto-winner splits: decided outcomes every arm needs before traffic shifts or a winner is declared",
+    },
+    "SPLIT_AUTO_PROB": {
+        "type": "float",
+        "default": 0.95,
+        "help": "auto-winner splits: the probability of being best an arm needs to be declared the winner",
+    },
+    "SPLIT_AUTO_LOSS": {
+        "type": "float",
+        "default": 0.01,
+        "help": "auto-winner splits: the winner's expected loss must be below this fraction of its rate",
+    },
     "LOG_LEVEL": {"type": "string", "default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR or CRITICAL"},
     "MIGRATE_ON_START": {
         "type": "bool",
@@ -544,6 +564,18 @@ def _validate_window(key: str, text: str) -> str:
     return text.strip().lower()
 
 
+def _validate_split_auto(settings: dict[str, Any]) -> None:
+    """The auto-winner split thresholds (server.stats.autowinner.AutoSettings) within their ranges."""
+    checks = (  # each is above 0 already, as every number setting
+        ("SPLIT_AUTO_FLOOR", settings["SPLIT_AUTO_FLOOR"] < 0.5, "a share below 0.5, e.g. 0.1"),
+        ("SPLIT_AUTO_PROB", 0.5 <= settings["SPLIT_AUTO_PROB"] < 1.0, "a probability from 0.5 to below 1, e.g. 0.95"),
+        ("SPLIT_AUTO_LOSS", settings["SPLIT_AUTO_LOSS"] < 1.0, "a fraction below 1, e.g. 0.01"),
+    )
+    for key, valid, wanted in checks:
+        if not valid:
+            raise ConfigError(key, f"must be {wanted}, got {settings[key]!r}")
+
+
 def load_config(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -609,6 +641,7 @@ def load_config(
             "hold: never send twice, an operator decides; resend: never lose one, a rare duplicate",
         )
     settings["TEAMS"] = _validate_teams(settings["TEAMS"])
+    _validate_split_auto(settings)
     if settings["TEST_CLOCK_FILE"] and not settings["TESTING"]:
         raise ConfigError(
             "TEST_CLOCK_FILE",

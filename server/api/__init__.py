@@ -11,7 +11,21 @@ PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
 from ..problems import problem  # noqa: E402
-from . import apikeys, audit, contacts, events, fields, forms, messages, rules, segments, stats, tasks, templates  # noqa: E402,F401  (register routes)
+from . import (  # noqa: E402,F401  (register routes)
+    apikeys,
+    audit,
+    contacts,
+    events,
+    fields,
+    forms,
+    messages,
+    rules,
+    segments,
+    splits,
+    stats,
+    tasks,
+    templates,
+)
 from .spec import endpoint, openapi_document  # noqa: E402
 
 

@@ -417,7 +417,19 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks", "stats", "backup")
+COMMAND_MODULES = (
+    "lang",
+    "check",
+    "engine",
+    "plugins",
+    "contacts",
+    "doctor",
+    "config",
+    "tasks",
+    "stats",
+    "backup",
+    "splits",
+)
 
 
 def _register_optional() -> None:

@@ -68,6 +68,28 @@ def funnel_table(funnel: dict[str, Any]) -> list[str]:
                 f"95% [{arm['interval']['low']:.1%}, {arm['interval']['high']:.1%}] "
                 f"P(beats first) {'-' if beats is None else f'{beats:.3f}'}  {arm['status']}"
             )
+        if "auto" in split:
+            lines.extend(auto_lines(split["auto"]))
+    return lines
+
+
+def auto_lines(auto: dict[str, Any]) -> list[str]:
+    """An auto-winner split's test as text lines: the winner (when, by whom) or the phase, then each arm's evidence."""
+    from ..engine.timeutil import iso
+
+    evidence = auto.get("evidence") or {}
+    if auto.get("winner"):
+        head = f"  auto-winner: arm {auto['winner']} declared {iso(auto['declared_at'])} by {auto['declared_by']}"
+    else:
+        head = f"  auto-winner: no winner yet ({evidence.get('phase', 'no contact assigned yet')})"
+    lines = [head]
+    for arm in evidence.get("arms", []):
+        p_best, loss = arm.get("p_best"), arm.get("expected_loss")
+        lines.append(
+            f"    {arm['name']:<4} {arm['successes']:>6}/{arm['decided']:<6} decided of {arm['assigned']:<6} "
+            f"Beta({arm['alpha']:g}, {arm['beta']:g})  P(best) {'-' if p_best is None else f'{p_best:.3f}'}  "
+            f"expected loss {'-' if loss is None else f'{loss:.5f}'}"
+        )
     return lines
 
 

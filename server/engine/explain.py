@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ..models import Contact, Enrolment, EnrolmentState, JourneyLog, Message, MessageStatusChange, Rule
+from .autosplit import describe_choice
 from .timeutil import iso, to_ts
 
 #: a worker's outcome of one try; ``sent`` and ``suppressed`` are in the journey trace already
@@ -73,6 +74,10 @@ def describe(action: str, data: dict[str, Any]) -> str:
         return f"gave up waiting for {data.get('event')}"
     if action == "received":
         return f"received {data.get('event')}"
+    if action == "split" and data.get("auto"):
+        return f"split: arm {data.get('arm')}, " + describe_choice(data["auto"])
+    if action == "split":
+        return f"split: arm {data.get('arm')} (its share, the same arm for this contact every time)"
     if action == "function_failed":
         return (
             f"condition function {data.get('function')}() could not run ({data.get('error')}); "

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import Rule, RuleVersion, StatCounter
+from ..models import Rule, RuleVersion, SplitTest, StatCounter
 from ..stats import compare_arms
 from .attribution import SCALE
 from .rollup import END, RULE
@@ -82,7 +82,12 @@ def rule_funnel(
     for step, arm, metric, total in session.execute(gauge):
         waiting[step][arm] += int(total or 0) * (1 if metric == "waited" else -1)
     plan = versions[-1].plan if versions else {"steps": []}
-    return _shape(rule, versions, plan, counts, waiting, since, until)
+    funnel = _shape(rule, versions, plan, counts, waiting, since, until)
+    states = auto_states(session, rule.id)
+    for split in funnel["splits"]:
+        if "auto" in split:
+            split["auto"] = states.get(split["step"], split["auto"])
+    return funnel
 
 
 def _sum(by_arm: dict[str, dict[str, int]], metric: str) -> int:
@@ -171,7 +176,8 @@ def _shape(
 
 
 def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) -> list[dict[str, Any]]:
-    """Each split's arms compared (server.stats): on the goal when the rule has one, else on clicking a send."""
+    """Each split's arms compared (server.stats): on the goal when the rule has one, else on clicking a send; an
+    auto-winner split also has its test (``auto``: winner, when and by whom, the evidence; docs/optimisation.md)."""
     out = []
     for op in plan.get("steps", []):
         if op.get("op") != "split":
@@ -197,7 +203,22 @@ def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) 
                 "comparison": comparison,
             }
         )
+        if op.get("auto"):
+            out[-1]["auto"] = {"winner": None, "declared_at": None, "declared_by": None, "evidence": None}
     return out
+
+
+def auto_states(session: Session, rule_id: int) -> dict[str, dict[str, Any]]:
+    """The rule's auto-winner split tests by step id, as last brought up to date (when a contact was assigned)."""
+    return {
+        test.step_id: {
+            "winner": test.winner,
+            "declared_at": test.declared_at,
+            "declared_by": test.declared_by,
+            "evidence": test.evidence,
+        }
+        for test in session.scalars(select(SplitTest).where(SplitTest.rule_id == rule_id))
+    }
 
 
 def parse_when(text: str | None, now: int, *, name: str = "since") -> int | None:

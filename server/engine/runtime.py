@@ -33,7 +33,7 @@ from dsl.plan import (
 )
 
 from ..models import Contact, Enrolment, EnrolmentState, Event, Rule, RuleStatus
-from . import besttime, bulk, caps, effects, policy
+from . import autosplit, besttime, bulk, caps, effects, policy
 from .context import EngineContext
 from .effects import (
     add_tag,
@@ -234,8 +234,12 @@ def _jump(r: Run, op: JumpOp) -> bool:
 
 
 def _split(r: Run, op: SplitOp) -> bool:
-    arm = _split_arm(r.contact.id, r.enr.rule_id, op["arms"])
-    r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"], pc=r.enr.pc)
+    if op.get("auto"):
+        arm, why = autosplit.assign(r.ctx.session, r.ctx.config, r.enr.rule_id, op, r.contact.id, r.ctx.now)
+        r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"], pc=r.enr.pc, auto=why)
+    else:
+        arm = _split_arm(r.contact.id, r.enr.rule_id, op["arms"])
+        r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"], pc=r.enr.pc)
     r.enr.pc = int(arm["to"])
     return True
 

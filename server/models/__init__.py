@@ -22,6 +22,7 @@ from .journeys import (
 from .messages import ChannelHealth, Message, MessageStatus
 from .outreach import BroadcastRecord, FormSubmission
 from .settings import SettingsVersion, StoredSetting
+from .splits import SplitAssignment, SplitTest
 from .stats import Attribution, StatCounter, StatWatermark
 
 __all__ = [
@@ -62,6 +63,8 @@ __all__ = [
     "Scope",
     "Segment",
     "SettingsVersion",
+    "SplitAssignment",
+    "SplitTest",
     "StatCounter",
     "StatWatermark",
     "StoredSetting",
