@@ -21,9 +21,11 @@ from .journeys import (
 from .messages import ChannelHealth, Message, MessageStatus
 from .outreach import BroadcastRecord, FormSubmission
 from .stats import StatCounter, StatWatermark
+from .visitors import AnonymousId
 
 __all__ = [
     "AdminSession",
+    "AnonymousId",
     "ApiKey",
     "AuditEntry",
     "Base",
