@@ -50,7 +50,7 @@ def parse_event_map(value: Any) -> dict[str, str]:
     if isinstance(value, str) and value.lstrip().startswith("{"):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise ValueError(f"is not a valid JSON object ({exc.msg}); e.g. {EXAMPLE}") from None
     if isinstance(value, str):
         pairs: list[tuple[str, str]] = []

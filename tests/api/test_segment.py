@@ -137,7 +137,12 @@ def test_identify_maps_traits_to_contact_fields(app, client, key):
         assert (contact.email, contact.first_name, contact.last_name) == ("ana@example.com", "Ana", "Lima")
         assert contact.fields == {"plan": "pro"}  # a trait that is no custom field is not kept
     assert [e[0] for e in _events(app)] == ["contact.created"]
-    _post(client, "/v1/identify", {"userId": "u-7", "traits": {"name": "Ana Maria Souza", "phone": "+1 415 555 2671"}}, key)
+    _post(
+        client,
+        "/v1/identify",
+        {"userId": "u-7", "traits": {"name": "Ana Maria Souza", "phone": "+1 415 555 2671"}},
+        key,
+    )
     with app.app_context():
         contact = get_session().scalar(select(Contact).where(Contact.external_id == "u-7"))
         assert (contact.first_name, contact.last_name, contact.phone) == ("Ana", "Maria Souza", "+14155552671")
@@ -179,7 +184,10 @@ def test_identify_of_a_new_user_names_the_visitor_itself(app, client, key):
     with app.app_context():
         contact = get_session().scalar(select(Contact))
         assert (contact.external_id, contact.email) == ("u-2", "cy@example.com")
-    assert [(n, p) for n, p, _c in _events(app)] == [("screen.viewed", {"name": "Home"}), ("contact.updated", {"fields": ["email", "external_id"]})]
+    assert [(n, p) for n, p, _c in _events(app)] == [
+        ("screen.viewed", {"name": "Home"}),
+        ("contact.updated", {"fields": ["email", "external_id"]}),
+    ]
 
 
 def test_alias_joins_an_earlier_id_to_the_user(app, client, key):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -180,22 +180,26 @@ def _unseen(session: Session, api_key_id: int, messages: list[Message]) -> list[
         session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(expired)))
     out = []
     for message in messages:
-        key = _dedup_key(message.message_id) if message.message_id else None
-        if key in seen:
+        dedup = _dedup_key(message.message_id) if message.message_id else None
+        if dedup in seen:
             continue
-        if key is not None:
-            seen.add(key)
+        if dedup is not None:
+            seen.add(dedup)
         out.append(message)
     return out
 
 
-def _visitor(session: Session, anonymous_id: str, *, create: bool = True) -> Contact | None:
-    """The contact of *anonymous_id*: a new visitor (no email, no external id) the first time."""
+def _known_visitor(session: Session, anonymous_id: str) -> Contact | None:
+    """The contact of *anonymous_id*, if it was seen before."""
     contact_id = session.scalar(select(AnonymousId.contact_id).where(AnonymousId.anonymous_id == anonymous_id))
-    if contact_id is not None:
-        return session.get(Contact, contact_id)
-    if not create:
-        return None
+    return session.get(Contact, contact_id) if contact_id is not None else None
+
+
+def _visitor(session: Session, anonymous_id: str) -> Contact:
+    """The contact of *anonymous_id*: a new visitor (no email, no external id) the first time."""
+    known = _known_visitor(session, anonymous_id)
+    if known is not None:
+        return known
     contact = Contact(fields={}, score=0)
     session.add(contact)
     session.flush()
@@ -218,40 +222,47 @@ def _identify(
 ) -> list[int]:
     """Name the contact: traits onto it (found by userId, then email), the visitor of its anonymousId merged in.
 
+    The traits are ``traits`` over ``context.traits`` (where the RudderStack clients put them).
+
     :return: the ids of the ``contact.created`` / ``contact.updated`` events it records.
     """
     prefix = f"{message.prefix}traits."
-    spec = contact_of_traits(_object(message.body, "traits", message.prefix), custom)
+    context = _object(message.body, "context", message.prefix)
+    traits = {
+        **_object(context, "traits", f"{message.prefix}context."),
+        **_object(message.body, "traits", message.prefix),
+    }
+    spec = contact_of_traits(traits, custom)
     if message.user_id is not None:
         spec["external_id"] = message.user_id
     cleaned = clean_contact(session, spec, prefix=prefix, region=region, known_fields=custom)
-    visitor = _visitor(session, message.anonymous_id, create=False) if message.anonymous_id else None
+    visitor = _known_visitor(session, message.anonymous_id) if message.anonymous_id else None
     created = False
+    target: Contact
     if cleaned.get("email") or cleaned.get("external_id"):
-        target = find_contact(session, email=cleaned.get("email"), external_id=cleaned.get("external_id"))
-        if target is None and visitor is None:
+        found = find_contact(session, email=cleaned.get("email"), external_id=cleaned.get("external_id"))
+        if found is None and visitor is None:
             target, created = create_contact(session, cleaned, prefix=prefix), True
-        elif target is None:
-            target = apply_changes(session, visitor, cleaned, prefix=prefix)  # type: ignore[arg-type]
+        elif found is None:
+            target = apply_changes(session, cast(Contact, visitor), cleaned, prefix=prefix)
         else:
-            apply_changes(session, target, cleaned, prefix=prefix)
+            target = apply_changes(session, found, cleaned, prefix=prefix)
             if visitor is not None and visitor.id != target.id:
                 merge_contacts(session, target, visitor, actor=actor)
     else:  # traits of someone not identified yet: onto the visitor
-        target = visitor or _visitor(session, str(message.anonymous_id))
         created = visitor is None
-        apply_changes(session, target, cleaned, prefix=prefix)  # type: ignore[arg-type]
+        target = apply_changes(session, visitor or _visitor(session, str(message.anonymous_id)), cleaned, prefix=prefix)
     session.flush()
     if message.anonymous_id:
-        _link(session, message.anonymous_id, target.id)  # type: ignore[union-attr]
-    return [e.id for e in announce_changes(session, target, created=created, fields=cleaned)]  # type: ignore[arg-type]
+        _link(session, message.anonymous_id, target.id)
+    return [e.id for e in announce_changes(session, target, created=created, fields=cleaned)]
 
 
 def _alias(session: Session, message: Message, actor: str) -> None:
     """``previousId`` (an anonymous id or an earlier user id) and ``userId`` are one person from now on."""
     previous = str(message.body["previousId"])
     user_id = str(message.user_id)
-    before = _visitor(session, previous, create=False) or find_contact(session, external_id=previous)
+    before = _known_visitor(session, previous) or find_contact(session, external_id=previous)
     target = find_contact(session, external_id=user_id)
     if before is None:
         if target is None:
@@ -307,7 +318,7 @@ def store_messages(
             else:
                 contact = _visitor(session, str(message.anonymous_id))
                 props = check_json(props, f"{message.prefix}properties")
-                event = record_event(session, contact, name, props, occurred_at=message.occurred_at)  # type: ignore[arg-type]
+                event = record_event(session, contact, name, props, occurred_at=message.occurred_at)
                 event_ids.append(event.id)
     flush()
     remembered = [
