@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
@@ -346,3 +348,19 @@ def test_a_long_queue_is_answered_429_with_retry_after(app, client, key):
     assert busy.status_code == 429 and busy.headers["Retry-After"] == "10"
     assert busy.json["code"] == "too_busy"
     assert len(_events(app)) == 3
+
+
+def test_the_same_batch_sent_at_once_by_many_threads_is_stored_once(app, key):
+    """As waitress's threads would take a client's retry while the first attempt is still being written."""
+    body = json.dumps({"batch": [_track(i, userId=f"u-{i}") for i in range(20)]}).encode()
+    start = threading.Barrier(8)
+
+    def post(_i):
+        start.wait()
+        response = _post(app.test_client(), "/v1/batch", None, key, raw=body)
+        return response.status_code, response.json
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(8)))
+    assert answers == [(200, {"success": True})] * 8
+    assert len(_events(app)) == 20 and _count(app, Contact) == 20

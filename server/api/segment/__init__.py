@@ -167,19 +167,24 @@ def _ingest(kind: str | None) -> Response | tuple[Response, int]:
         config = current_app.config
         plugins = current_app.extensions.get("nudge.plugins")
         naming = Naming(config.get("SEGMENT_EVENT_MAP") or {}, _reserved(plugins))
-        with write_turn(session):
-            event_ids = store_messages(
-                session, messages, api_key_id=found.id, naming=naming, region=config.get("PHONE_REGION"), actor=actor()
-            )
-            session.commit()
+        region, who = config.get("PHONE_REGION"), actor()
+        for attempt in range(2):
+            try:
+                with write_turn(session):
+                    event_ids = store_messages(
+                        session, messages, api_key_id=found.id, naming=naming, region=region, actor=who
+                    )
+                    session.commit()
+                break
+            except IntegrityError:  # a concurrent request stored the same messages (or contacts): look again
+                session.rollback()
+                if attempt:
+                    answer = refuse(503, "Try again", "a concurrent request stored the same data; retry the request")
+                    answer.headers["Retry-After"] = "1"
+                    return answer
     except (InvalidInput, Conflict) as exc:
         session.rollback()
         return refuse(400, "Invalid input", str(exc), field=exc.field)
-    except IntegrityError:  # the same messages stored by a concurrent request meanwhile: a retry finds them
-        session.rollback()
-        answer = refuse(503, "Try again", "a concurrent request stored some of these messages; retry it")
-        answer.headers["Retry-After"] = "1"
-        return answer
     hand_over(event_ids)
     return jsonify({"success": True}), 200
 
