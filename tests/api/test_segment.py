@@ -225,11 +225,12 @@ def test_a_retried_batch_stores_nothing_twice_and_a_repeat_within_a_batch_once(a
 # --- auth ---
 
 
-def test_the_write_key_is_taken_from_basic_auth_or_the_body(app, client, key):
+def test_the_write_key_is_taken_from_basic_auth_a_bearer_header_or_the_body(app, client, key):
     assert _post(client, "/v1/track", _track(0), key).status_code == 200
     assert _post(client, "/v1/track", {**_track(1), "writeKey": key}).status_code == 200
     assert _post(client, "/v1/batch", {"batch": [_track(2)], "writeKey": key}).status_code == 200
-    assert len(_events(app)) == 3
+    assert _post(client, "/v1/track", _track(3), headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert len(_events(app)) == 4
 
 
 def test_a_missing_wrong_or_admin_only_key_is_refused(app, client, key):
@@ -319,6 +320,7 @@ def test_a_batch_over_2500_messages_is_refused(app, client, key):
         ({"type": "track", "userId": {"a": 1}, "event": "A B"}, "batch[0].userId", "must be a string"),
         ({"type": "track", "userId": "u", "event": "A B", "timestamp": "yesterday"}, "batch[0].timestamp", ""),
         ({"type": "track", "userId": "u", "event": "A B", "properties": []}, "batch[0].properties", "object"),
+        ({"type": "track", "userId": "u", "event": "A B", "properties": {"n": 2**70}}, "batch[0].properties.n", ""),
         ({"type": "identify", "userId": "u", "traits": {"email": "nope"}}, "batch[0].traits.email", ""),
         ({"type": "group", "userId": "u"}, "batch[0].groupId", "needs batch[0].groupId"),
     ],

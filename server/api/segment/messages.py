@@ -112,9 +112,10 @@ class Naming(NamedTuple):
 
 
 def _event(message: Message, naming: Naming) -> tuple[str, dict[str, Any]]:
-    """The Nudge event name and props of a track, page, screen or group."""
+    """The Nudge event name and props of a track, page, screen or group (checked as events' props are, but named
+    as the message's ``properties``)."""
     body, prefix = message.body, message.prefix
-    props = dict(_object(body, "properties", prefix))
+    props = dict(check_json(_object(body, "properties", prefix), f"{prefix}properties"))
     if message.kind == "track":
         name = event_name(str(body["event"]).strip(), naming.overrides, naming.reserved)
         if name is None:
@@ -317,7 +318,6 @@ def store_messages(
                 pending.append((message.prefix, {**item, "occurred_at": message.occurred_at}))
             else:
                 contact = _visitor(session, str(message.anonymous_id))
-                props = check_json(props, f"{message.prefix}properties")
                 event = record_event(session, contact, name, props, occurred_at=message.occurred_at)
                 event_ids.append(event.id)
     flush()
