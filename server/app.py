@@ -91,6 +91,9 @@ def _serve(app: Flask, pm: Any) -> None:
     shell.init_app(app)  # admin roles, flash area, navigation
     signin.SignInGuard(app)
     app.register_blueprint(api.bp)
+    from .api import segment
+
+    app.register_blueprint(segment.bp)  # /v1/batch …: the Segment clients' wire format
     app.session_interface = api.KeySessions()  # no cookie session is read or signed for API calls
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)

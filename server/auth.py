@@ -163,14 +163,48 @@ def _note_use(session: Session, key: ApiKey) -> None:
         session.commit()
 
 
+def check_key(token: str, *scopes: Scope) -> KeyInfo | ApiKey | Any:
+    """The valid key *token* of one of *scopes* (admin always passes), or the problem+json answer refusing it.
+
+    The quick look-up first (:func:`quick_key`); the full one when the key is not plainly valid or its last use is
+    to be written, which then says why it is refused (401) and notes the use. A wrong scope is a 403.
+    """
+    from flask import Response
+
+    from .db import get_session, read_only
+    from .problems import problem
+
+    allowed = {s.value for s in scopes} | {Scope.ADMIN.value}
+    session = get_session()
+    bind = session.get_bind()
+    key: KeyInfo | ApiKey | None = quick_key(bind, token) if isinstance(bind, Engine) else None
+    stored: ApiKey | None = None
+    if key is None:  # not plainly valid, or its last use is to be written: the full look-up says which
+        read_only(session)  # the look-up waits for no writer; it ends before the view writes
+        try:
+            key = stored = authenticate_api_key(session, token)
+        except KeyRefused as refused:
+            session.rollback()
+            return problem(401, refused.title, refused.detail)
+        session.commit()
+    if key.scope not in allowed:
+        answer: Response = problem(
+            403,
+            "Insufficient scope",
+            f"this endpoint needs a key with scope {' or '.join(sorted(allowed))}, not {key.scope}",
+        )
+        return answer
+    if stored is not None:
+        _note_use(session, stored)
+    return key
+
+
 def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator for API views: a valid ``Authorization: Bearer`` key of one of *scopes* (admin always passes)."""
-    allowed = {s.value for s in scopes} | {Scope.ADMIN.value}
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .db import get_session, read_only
             from .problems import problem
 
             header = request.headers.get("Authorization", "")
@@ -182,26 +216,9 @@ def require_api_key(*scopes: Scope) -> Callable[[Callable[..., Any]], Callable[.
                     "send the header 'Authorization: Bearer <key>'; "
                     "create a key with: nudge apikey create --scope ingest",
                 )
-            session = get_session()
-            bind = session.get_bind()
-            key: KeyInfo | ApiKey | None = quick_key(bind, token.strip()) if isinstance(bind, Engine) else None
-            stored: ApiKey | None = None
-            if key is None:  # not plainly valid, or its last use is to be written: the full look-up says which
-                read_only(session)  # the look-up waits for no writer; it ends before the view writes
-                try:
-                    key = stored = authenticate_api_key(session, token.strip())
-                except KeyRefused as refused:
-                    session.rollback()
-                    return problem(401, refused.title, refused.detail)
-                session.commit()
-            if key.scope not in allowed:
-                return problem(
-                    403,
-                    "Insufficient scope",
-                    f"this endpoint needs a key with scope {' or '.join(sorted(allowed))}, not {key.scope}",
-                )
-            if stored is not None:
-                _note_use(session, stored)
+            key = check_key(token.strip(), *scopes)
+            if not isinstance(key, (KeyInfo, ApiKey)):
+                return key
             g.api_key = key
             return view(*args, **kwargs)
 

@@ -148,6 +148,17 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "FORM_RATE_LIMIT": {"type": "int", "default": 20, "help": "submissions per IP address per hour to a hosted form"},
     "VISIT_RATE_LIMIT": {"type": "int", "default": 600, "help": "site-tracking visits per IP address per hour"},
+    "SEGMENT_EVENT_MAP": {
+        "type": "string",
+        "help": "Segment track names to Nudge event names, overriding the default mapping (docs/api.md): "
+        "Order Completed=order.paid;Signed Up=account.created, or JSON",
+    },
+    "INGEST_MAX_QUEUE": {
+        "type": "int",
+        "default": 20000,
+        "help": "jobs waiting in the queue above which the Segment-compatible /v1/ ingest answers 429 with "
+        "Retry-After (0: never)",
+    },
     "TRACK_DOMAINS": {
         "type": "string",
         "help": "comma-separated sites running the tracking snippet; clicks to them carry a visitor id",
@@ -431,6 +442,15 @@ def _validate_teams(value: Any) -> dict[str, Any]:
         raise ConfigError("TEAMS", str(exc), EXAMPLE if EXAMPLE not in str(exc) else "") from None
 
 
+def _validate_event_map(value: Any) -> dict[str, str]:
+    from .segment_names import parse_event_map
+
+    try:
+        return parse_event_map(value)
+    except ValueError as exc:
+        raise ConfigError("SEGMENT_EVENT_MAP", str(exc)) from None
+
+
 def _secret_key(home: Path) -> str:
     """Read the instance's secret key, creating it (mode 0600) on first use."""
     path = home / "secret_key"
@@ -642,6 +662,7 @@ def load_config(
         )
     settings["TEAMS"] = _validate_teams(settings["TEAMS"])
     _validate_split_auto(settings)
+    settings["SEGMENT_EVENT_MAP"] = _validate_event_map(settings["SEGMENT_EVENT_MAP"])
     if settings["TEST_CLOCK_FILE"] and not settings["TESTING"]:
         raise ConfigError(
             "TEST_CLOCK_FILE",

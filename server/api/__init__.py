@@ -43,11 +43,11 @@ def openapi():
 
 
 class KeySessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, except under /api/: API calls authenticate with keys and never use a session,
-    so each call skips reading and verifying a cookie (a null session refuses writes)."""
+    """Flask's signed-cookie sessions, except under /api/ and /v1/: API calls authenticate with keys and never use
+    a session, so each call skips reading and verifying a cookie (a null session refuses writes)."""
 
     def open_session(self, app: Flask, request: Request) -> Any:
-        if request.path.startswith(PREFIX + "/"):
+        if request.path.startswith((PREFIX + "/", "/v1/")):  # /v1/: the Segment-compatible ingest
             return self.make_null_session(app)
         return super().open_session(app, request)
 

@@ -24,9 +24,11 @@ from .outreach import BroadcastRecord, FormSubmission
 from .settings import SettingsVersion, StoredSetting
 from .splits import SplitAssignment, SplitTest
 from .stats import Attribution, StatCounter, StatWatermark
+from .visitors import AnonymousId
 
 __all__ = [
     "AdminSession",
+    "AnonymousId",
     "ApiKey",
     "Attribution",
     "AuditEntry",

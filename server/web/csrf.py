@@ -1,4 +1,4 @@
-"""CSRF protection for the server-rendered pages (the JSON API uses bearer keys instead)."""
+"""CSRF protection for the server-rendered pages (the JSON API and /v1/ ingest use keys instead)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import secrets
 from flask import Flask, abort, request, session
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
-EXEMPT_PREFIXES = ("/api/",)
+EXEMPT_PREFIXES = ("/api/", "/v1/")  # /v1/: the Segment-compatible ingest, authenticated by its write key
 
 
 def csrf_token() -> str:
