@@ -214,16 +214,19 @@ def worker(burst: bool, queues: str, no_checks: bool) -> None:
 def scheduler(once: bool) -> None:
     """Run the scheduler: moves due work from the database onto the queue."""
     from ..engine.jobs import requeue_due
+    from .cleanup import scheduled_cleanup
 
     _setup_logging()
     app = build_app()
     log = logging.getLogger("server.scheduler")
     stop = _stop_flag()
     interval = app.config["SCHEDULER_INTERVAL"]
+    cleanup = scheduled_cleanup(app)
     while True:
         try:
             with app.app_context():
                 counts = requeue_due()
+                cleanup(once)  # --once: a whole cleanup when one is due
             if any(counts.values()):
                 log.info("requeued %s", counts)
         except Exception:  # a DB or Redis hiccup must not end the loop
@@ -403,7 +406,18 @@ def _stop_flag() -> Callable[[], bool]:
 
 
 #: modules under server/cli/ that add their commands with ``register(main)``
-COMMAND_MODULES = ("lang", "check", "engine", "plugins", "contacts", "doctor", "config", "tasks", "stats")
+COMMAND_MODULES = (
+    "lang",
+    "check",
+    "engine",
+    "plugins",
+    "contacts",
+    "doctor",
+    "config",
+    "tasks",
+    "stats",
+    "cleanup",
+)
 
 
 def _register_optional() -> None:
