@@ -240,68 +240,57 @@ def test_journeys_in_flight_unfinished_sends_consent_and_suppressions_are_kept(r
         assert [(model.__name__, row_id) for model, row_id in kept if session.get(model, row_id) is None] == []
 
 
-def test_more_rows_than_a_batch_are_deleted_in_several_transactions(retained, clock):
-    app = retained
+def _processed_events(app, count: int, email: str) -> None:
+    """*count* processed events of a new contact, received now by the engine's clock."""
     with app.app_context():
         session = get_session()
-        contact = Contact(email="cy@example.com")
+        contact = Contact(email=email)
         session.add(contact)
         session.flush()
-        now = utcnow()
         session.add_all(
-            Event(contact_id=contact.id, name=f"page.viewed_{i}", props={}, received_at=now, processed_at=now)
-            for i in range(11)
-        )
-        session.commit()
-        clock.advance(timedelta(days=DAYS, seconds=1))
-        session.add(
             Event(contact_id=contact.id, name="page.viewed", props={}, received_at=utcnow(), processed_at=utcnow())
+            for _ in range(count)
         )
         session.commit()
-        batches = [count for table, count in Cleanup(session, app.config, batch=3).run() if table == "events"]
-        assert batches == [3, 3, 3, 2]
-        assert session.scalar(select(func.count()).select_from(Event)) == 1  # the young one
+
+
+def _events_left(app) -> int:
+    with app.app_context():
+        return get_session().scalar(select(func.count()).select_from(Event))
+
+
+def test_more_rows_than_a_batch_are_deleted_in_several_transactions(retained, clock):
+    _processed_events(retained, 11, "cy@example.com")
+    clock.advance(timedelta(days=DAYS, seconds=1))
+    _processed_events(retained, 1, "cy2@example.com")
+    with retained.app_context():
+        session = get_session()
+        batches = [count for table, count in Cleanup(session, retained.config, batch=3).run() if table == "events"]
+    assert batches == [3, 3, 3, 2]
+    assert _events_left(retained) == 1  # the young one
 
 
 def test_dry_run_counts_and_the_cli_deletes_with_counts_per_table(retained, clock, runner, monkeypatch):
     monkeypatch.setenv("NUDGE_RETAIN_EVENTS_DAYS", str(DAYS))
-    with retained.app_context():
-        session = get_session()
-        contact = Contact(email="di@example.com")
-        session.add(contact)
-        session.flush()
-        session.add_all(
-            Event(contact_id=contact.id, name="page.viewed", props={}, received_at=utcnow(), processed_at=utcnow())
-            for _ in range(4)
-        )
-        session.commit()
+    _processed_events(retained, 4, "di@example.com")
     clock.advance(timedelta(days=DAYS, seconds=1))
     dry = runner.invoke(["cleanup", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "events                   would delete          4  (older than 30 days)" in dry.output
+    assert _events_left(retained) == 4
     real = runner.invoke(["cleanup"])
     assert real.exit_code == 0, real.output
     assert "events                   deleted          4  (older than 30 days)" in real.output
-    with retained.app_context():
-        assert get_session().scalar(select(func.count()).select_from(Event)) == 0
+    assert _events_left(retained) == 0
 
 
 def test_the_scheduler_runs_the_cleanup(retained, clock, runner, monkeypatch):
     monkeypatch.setenv("NUDGE_RETAIN_EVENTS_DAYS", str(DAYS))
-    with retained.app_context():
-        session = get_session()
-        contact = Contact(email="ed@example.com")
-        session.add(contact)
-        session.flush()
-        session.add(
-            Event(contact_id=contact.id, name="page.viewed", props={}, received_at=utcnow(), processed_at=utcnow())
-        )
-        session.commit()
+    _processed_events(retained, 1, "ed@example.com")
     clock.advance(timedelta(days=DAYS, seconds=1))
     result = runner.invoke(["scheduler", "--once"])
     assert result.exit_code == 0, result.output
-    with retained.app_context():
-        assert get_session().scalar(select(func.count()).select_from(Event)) == 0
+    assert _events_left(retained) == 0
 
 
 RULE = (
