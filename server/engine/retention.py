@@ -4,10 +4,10 @@ The scheduler runs a cleanup every ``CLEANUP_INTERVAL`` seconds, a few batches a
 ``nudge cleanup`` runs one by hand. Every table is walked from its oldest row by primary key (ids grow with time),
 ``BATCH`` rows at a time, each batch deleted in its own short transaction (SQLite: no writer waits long; PostgreSQL:
 no long lock), and the walk stops at the first row younger than the cut-off. What is never deleted (docs/retention.md):
-rows the stats rollup has not counted yet (it runs first; the cleanup stops at its watermarks), the journeys in
-flight and what they read (their trace, the event that started them, their outbox rows), outbox rows not final,
-each contact's latest journey in every rule (entry policies ``once`` and ``once every`` read it), and the consent
-ledger and suppressions, which are never expired (compliance).
+rows the stats rollup has not counted yet (the cleanup stops at its watermarks; by hand it runs the rollup to the
+end first), the journeys in flight and what they read (their trace, the event that started them, their outbox rows),
+outbox rows not final, each contact's latest journey in every rule (entry policies ``once`` and ``once every`` read
+it), and the consent ledger and suppressions, which are never expired (compliance).
 """
 
 from __future__ import annotations
@@ -89,11 +89,21 @@ class Cleanup:
     """One cleanup run at *now*: :meth:`run` yields (table, rows deleted) batch by batch.
 
     :param dry_run: count what would go, delete nothing.
+    :param roll_up: run the stats rollup to the end first (by hand). The scheduler's tick rolls a few batches up
+        every second, and a cleanup there must not hold the tick for a long backlog: it stops at the watermarks.
     """
 
     def __init__(
-        self, session: Session, config: Any, now: datetime | None = None, *, dry_run: bool = False, batch: int = BATCH
+        self,
+        session: Session,
+        config: Any,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        batch: int = BATCH,
+        roll_up: bool = True,
     ) -> None:
+        self.roll_up = roll_up
         self.session = session
         self.config = config
         self.now = now or utcnow()
@@ -108,8 +118,8 @@ class Cleanup:
         """Roll the stats up first, then walk each table; yields (table, deleted) after each batch."""
         from .rollup import rollup
 
-        # counted before the raw rows go (a dry run too, to count what a real one would delete)
-        rollup(self.session, limit=1_000_000)  # it stops when nothing is new
+        if self.roll_up:  # counted before the raw rows go (a dry run too, to count what a real one would delete)
+            rollup(self.session, limit=1_000_000)  # it stops when nothing is new
         for name, _setting in TABLES:
             walk = getattr(self, "_" + name.replace(" ", "_"))()
             if walk is None:
@@ -268,12 +278,10 @@ class Cleanup:
         return _Walk(table, table.c.created_at, self.now + timedelta(days=1), table.c.last_seen_at < cutoff)
 
 
-def clean(
-    session: Session, config: Any, now: datetime | None = None, *, dry_run: bool = False, batch: int = BATCH
-) -> dict[str, int]:
-    """Run a whole cleanup. :return: rows deleted (or, dry, to delete) per table, every table named."""
+def clean(session: Session, config: Any, now: datetime | None = None, **options: Any) -> dict[str, int]:
+    """Run a whole cleanup; *options* as :class:`Cleanup`'s. :return: rows deleted (dry: to delete) per table."""
     counts = {name: 0 for name, _ in TABLES}
-    for name, count in Cleanup(session, config, now, dry_run=dry_run, batch=batch).run():
+    for name, count in Cleanup(session, config, now, **options).run():
         counts[name] += count
     return counts
 
@@ -297,7 +305,7 @@ class Scheduled:
             if self.next_at is not None and ts < self.next_at:
                 return None
             self.next_at = ts + float(config["CLEANUP_INTERVAL"])
-            self.running, self.counts = Cleanup(session, config, now).run(), {}
+            self.running, self.counts = Cleanup(session, config, now, roll_up=False).run(), {}
         for _ in range(10**9 if finish else self.per_tick):
             step = next(self.running, None)
             if step is None:

@@ -25,6 +25,7 @@ from server.models import (
     Message,
     MessageStatusChange,
     ProviderReceipt,
+    StatWatermark,
     Suppression,
     utcnow,
 )
@@ -268,6 +269,20 @@ def test_more_rows_than_a_batch_are_deleted_in_several_transactions(retained, cl
         batches = [count for table, count in Cleanup(session, retained.config, batch=3).run() if table == "events"]
     assert batches == [3, 3, 3, 2]
     assert _events_left(retained) == 1  # the young one
+
+
+def test_rows_the_rollup_has_not_counted_stay_until_it_has(retained, clock):
+    _processed_events(retained, 3, "fay@example.com")
+    clock.advance(timedelta(days=DAYS, seconds=1))
+    with retained.app_context():
+        session = get_session()
+        ids = sorted(session.scalars(select(Event.id)))
+        session.add(StatWatermark(source="events", last_id=ids[1]))  # the rollup has read the first two
+        session.commit()
+        clean(session, retained.config, roll_up=False)  # the scheduler's cleanup: it stops at the watermark
+        assert sorted(session.scalars(select(Event.id))) == ids[2:]
+        clean(session, retained.config)  # by hand: the rollup runs to the end first
+        assert session.scalar(select(func.count()).select_from(Event)) == 0
 
 
 def test_dry_run_counts_and_the_cli_deletes_with_counts_per_table(retained, clock, runner, monkeypatch):
