@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
-from ..db import affected_rows
+from ..db import affected_rows, read_only
 from ..models import (
     AdminSession,
     Enrolment,
@@ -136,12 +136,13 @@ class Cleanup:
                 query = query.where(table.c.id > after)
             if walk.upto is not None:
                 query = query.where(table.c.id <= walk.upto)
+            read_only(session)  # SQLite: a read takes no write lock (BEGIN DEFERRED)
             rows = list(session.execute(query))
-            session.rollback()  # end the read: the delete below is a transaction of its own
+            ids = walk.pick(session, rows) if walk.pick is not None and rows else [row[0] for row in rows]
+            session.rollback()  # end the read: the delete below is a short transaction of its own
             if not rows:
                 return
             after = rows[-1][0]
-            ids = walk.pick(session, rows) if walk.pick is not None else [row[0] for row in rows]
             if ids:
                 yield self._delete(walk, ids)
             if any(row[1] is not None and row[1] >= walk.young for row in rows):
@@ -152,7 +153,10 @@ class Cleanup:
         condition = and_(table.c.id.in_(ids), walk.doomed)
         try:
             if self.dry_run:
-                return int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
+                read_only(session)
+                count = int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
+                session.rollback()
+                return count
             if walk.before is not None:
                 chosen = list(session.scalars(select(table.c.id).where(condition)))
                 if not chosen:
@@ -168,8 +172,11 @@ class Cleanup:
             raise
 
     def _watermark(self, source: str) -> int:
+        read_only(self.session)
         mark = self.session.get(StatWatermark, source)
-        return mark.last_id if mark is not None else 0
+        last = mark.last_id if mark is not None else 0
+        self.session.rollback()
+        return last
 
     # -- the tables ------------------------------------------------------------------------------------------------
     def _events_walk(self, setting: str, only: Any = None) -> _Walk:
@@ -187,7 +194,6 @@ class Cleanup:
                     select(Enrolment.event_id).where(Enrolment.event_id.in_(ids), text(EVENT_IN_FLIGHT))
                 )
             )
-            session.rollback()
             return [i for i in ids if i not in started]
 
         return _Walk(table, table.c.received_at, cutoff, doomed, upto=upto, pick=pick)
@@ -238,7 +244,6 @@ class Cleanup:
                     )
                 )
             )
-            session.rollback()
             return [i for i, enr in journeys.items() if enr not in flying and i not in uncounted]
 
         def before(session: Session, ids: list[int]) -> None:
