@@ -54,6 +54,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": "http://127.0.0.1:8000",
         "help": "the public address used in links and unsubscribe URLs; https:// in production",
     },
+    "TRUSTED_PROXY": {
+        "type": "string",
+        "help": "the address of the reverse proxy in front of nudge web (127.0.0.1 when Caddy or nginx runs on the "
+        "same machine): clients' addresses and https are then read from its X-Forwarded-For and X-Forwarded-Proto; "
+        "unset, those headers are ignored",
+    },
     "DEFAULT_TIMEZONE": {
         "type": "string",
         "default": "UTC",

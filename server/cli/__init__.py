@@ -182,11 +182,24 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
             threads=threads,
             ident="nudge",
             max_request_body_size=largest_body(op.max_body for op in REGISTRY),
+            **_proxy_options(app.config.get("TRUSTED_PROXY")),
         )
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the port is taken (or the address is not ours): one line, not a traceback
         raise click.ClickException(_listen_error(host, port, exc)) from None
+
+
+def _proxy_options(proxy: str | None) -> dict[str, Any]:
+    """waitress's options to take the client's address and scheme from *proxy*'s X-Forwarded-* headers."""
+    if not proxy:
+        return {}
+    return {
+        "trusted_proxy": proxy,
+        "trusted_proxy_count": 1,
+        "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto",
+        "clear_untrusted_proxy_headers": True,
+    }
 
 
 @main.command()
