@@ -4,10 +4,6 @@ address from the proxy's X-Forwarded-For; without it, the header is ignored (any
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,35 +13,17 @@ from server.db import get_session
 from server.models import Contact
 
 from ..helpers import api_key
-from ..servers import free_port
+from ..servers import nudge_web
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _serve(config, tmp_path, **extra):
     """``nudge web`` in its own process on the test's database; return (process, port)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
-    env.update({f"NUDGE_{k}": str(v) for k, v in {**config, **extra}.items()})
-    env["PYTHONPATH"] = str(ROOT)
-    log = tmp_path / f"web-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "web", "--port", str(port), "--no-migrate", "--threads", "2"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"nudge web did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    try:
+        return nudge_web(config, tmp_path / f"web-{len(extra)}.log", "--threads", "2", **extra)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def _consent_ip(port: int, key: str, contact_id: int) -> str:
