@@ -54,6 +54,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": "http://127.0.0.1:8000",
         "help": "the public address used in links and unsubscribe URLs; https:// in production",
     },
+    "TRUSTED_PROXY": {
+        "type": "string",
+        "help": "the address of the reverse proxy in front of nudge web (127.0.0.1 when Caddy or nginx runs on the "
+        "same machine): clients' addresses and https are then read from its X-Forwarded-For and X-Forwarded-Proto; "
+        "unset, those headers are ignored",
+    },
     "DEFAULT_TIMEZONE": {
         "type": "string",
         "default": "UTC",
@@ -71,6 +77,43 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "default": 30.0,
         "help": "seconds before unprocessed events and unclaimed sends are re-enqueued, and a "
         "sending row becomes unknown",
+    },
+    "RETAIN_EVENTS_DAYS": {
+        "type": "int",
+        "default": 400,
+        "help": "days processed events are kept (tracking hits included); the stats keep their counts "
+        "(docs/retention.md)",
+    },
+    "RETAIN_TRACKING_DAYS": {
+        "type": "int",
+        "default": 400,
+        "help": "days opens and clicks (<channel>.opened, .clicked events) are kept; less than "
+        "RETAIN_EVENTS_DAYS to drop them earlier",
+    },
+    "RETAIN_JOURNEY_LOG_DAYS": {
+        "type": "int",
+        "default": 400,
+        "help": "days the journey trace (nudge explain) is kept; a journey in flight keeps all of its own",
+    },
+    "RETAIN_ENROLMENTS_DAYS": {
+        "type": "int",
+        "default": 400,
+        "help": "days finished journeys are kept; each contact's latest journey in a rule is always kept",
+    },
+    "RETAIN_MESSAGES_DAYS": {
+        "type": "int",
+        "default": 400,
+        "help": "days sent, failed and suppressed outbox rows and their status history are kept",
+    },
+    "RETAIN_RECEIPTS_DAYS": {
+        "type": "int",
+        "default": 90,
+        "help": "days provider reports already handled are remembered (a replay older than that is handled again)",
+    },
+    "CLEANUP_INTERVAL": {
+        "type": "float",
+        "default": 3600.0,
+        "help": "seconds between the scheduler's retention cleanups (nudge cleanup runs one by hand)",
     },
     "ENGINE_LEASE": {
         "type": "float",

@@ -148,3 +148,36 @@ class SmtpServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+
+
+# -- nudge web -------------------------------------------------------------------
+def nudge_web(config: dict, log: Path, *args: str, **extra: str) -> tuple[subprocess.Popen, int]:
+    """``nudge web`` (waitress) in its own process with *config* (and *extra*) as NUDGE_* variables, on the test's
+    database (migrated by the ``app`` fixture); return it and its port once ``/healthz`` answers.
+
+    :raises RuntimeError: it did not start within 60 s (the end of its *log* says why).
+    """
+    import sys
+    import urllib.request
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
+    env.update({f"NUDGE_{k}": str(v) for k, v in {**config, **extra}.items()})
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "web", "--port", str(port), "--no-migrate", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"nudge web did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.2)

@@ -183,11 +183,24 @@ def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -
             threads=threads,
             ident="nudge",
             max_request_body_size=largest_body([*(op.max_body for op in REGISTRY), *declared_bodies(app)]),
+            **_proxy_options(app.config.get("TRUSTED_PROXY")),
         )
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # the port is taken (or the address is not ours): one line, not a traceback
         raise click.ClickException(_listen_error(host, port, exc)) from None
+
+
+def _proxy_options(proxy: str | None) -> dict[str, Any]:
+    """waitress's options to take the client's address and scheme from *proxy*'s X-Forwarded-* headers."""
+    if not proxy:
+        return {}
+    return {
+        "trusted_proxy": proxy,
+        "trusted_proxy_count": 1,
+        "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto",
+        "clear_untrusted_proxy_headers": True,
+    }
 
 
 @main.command()
@@ -215,16 +228,19 @@ def worker(burst: bool, queues: str, no_checks: bool) -> None:
 def scheduler(once: bool) -> None:
     """Run the scheduler: moves due work from the database onto the queue."""
     from ..engine.jobs import requeue_due
+    from .cleanup import scheduled_cleanup
 
     _setup_logging()
     app = build_app()
     log = logging.getLogger("server.scheduler")
     stop = _stop_flag()
     interval = app.config["SCHEDULER_INTERVAL"]
+    cleanup = scheduled_cleanup(app)
     while True:
         try:
             with app.app_context():
                 counts = requeue_due()
+                cleanup(once)  # --once: a whole cleanup when one is due
             if any(counts.values()):
                 log.info("requeued %s", counts)
         except Exception:  # a DB or Redis hiccup must not end the loop
@@ -429,6 +445,7 @@ COMMAND_MODULES = (
     "stats",
     "backup",
     "splits",
+    "cleanup",
 )
 
 

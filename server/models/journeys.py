@@ -97,6 +97,10 @@ class EnrolmentState(enum.IntEnum):
     PARKED = 4  # its next step failed ``MAX_ATTEMPTS`` times: kept where it is until an operator retries it
 
 
+#: journeys in flight (active, held, parked) that an event started: the partial index the retention cleanup reads
+EVENT_IN_FLIGHT = "state IN (0, 3, 4) AND event_id IS NOT NULL"
+
+
 class Enrolment(Base):
     """One contact's journey through one rule version: a program counter and a due time."""
 
@@ -112,6 +116,13 @@ class Enrolment(Base):
             "id",
             postgresql_where=text("error IS NOT NULL"),
             sqlite_where=text("error IS NOT NULL"),
+        ),
+        # the events that started journeys in flight: the retention cleanup keeps them (migration 0029)
+        Index(
+            "ix_enrolments_event_in_flight",
+            "event_id",
+            postgresql_where=text(EVENT_IN_FLIGHT),
+            sqlite_where=text(EVENT_IN_FLIGHT),
         ),
         NEVER_REUSE_IDS,
     )

@@ -5,21 +5,18 @@ not grow by the body's size."""
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
 from ..helpers import api_key
-from ..servers import free_port
+from ..servers import nudge_web
 from .test_forms import make_form
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,28 +27,10 @@ BODY = 100 * MIB
 @pytest.fixture
 def web_server(app, config, tmp_path):
     """``nudge web`` (waitress) in its own process on the test's database (migrated by ``app``)."""
-    port = free_port()
-    log = tmp_path / "web.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGE_")}
-    env.update({f"NUDGE_{k}": str(v) for k, v in config.items()})
-    env["PYTHONPATH"] = str(ROOT)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "web", "--port", str(port), "--no-migrate", "--threads", "2"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"nudge web did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    try:
+        proc, port = nudge_web(config, tmp_path / "web.log", "--threads", "2")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield port, psutil.Process(proc.pid)
     proc.terminate()
     try:
