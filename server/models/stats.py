@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import NEVER_REUSE_IDS, Base, UTCDateTime, utcnow
@@ -18,6 +18,8 @@ class StatCounter(Base):
     """How many times *metric* happened at one step of one rule version, in one split arm, on one UTC day."""
 
     __tablename__ = "stat_counters"
+    #: the instance-wide reads (overview, results list, dashboard) by metric and days, covering rule and count
+    __table_args__ = (Index("ix_stat_counters_metric_day", "metric", "day", "rule_id", "count"),)
 
     rule_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: the rule version's id (0: unknown, its journey was erased)
