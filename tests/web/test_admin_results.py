@@ -66,6 +66,8 @@ def seeded(app) -> dict:
         add(send_a, "A", today, "clicked:human", 26)
         add(send_a, "A", today, "clickers", 26)
         add(send_a, "A", today, "unsubscribed", 2)
+        add(send_a, "A", today, "conversions", 4)  # attributed to this send (#13): 4 orders worth 199.60
+        add(send_a, "A", today, "revenue", 1_996_000)
         add(send_b, "B", today, "sent", 120)
         add(send_b, "B", today, "failed", 3)
         add(send_b, "B", today, "clickers", 12)
@@ -118,8 +120,10 @@ def test_the_funnel_shows_steps_sends_and_rates_people_and_machines_apart(app, s
     assert 'data-arm="A" data-metric="converted">26<' in arms and 'data-arm="B" data-metric="converted">12<' in arms
     assert "Probability to beat the first arm" in arms and re.search(r"\d+\.\d % – \d+\.\d %", arms)
     assert '<svg class="chart chart-bars"' in text.split('class="card split"')[1]
-    # attribution not measured here: the columns say so with a dash, never a made-up zero
-    assert re.search(r'id="total-revenue">—<', text) and re.search(r'id="total-conversions">—<', text)
+    # the conversions and revenue attributed to the rule, its send step and its arm
+    assert re.search(r'id="total-revenue">199.60<', text) and re.search(r'id="total-conversions">4<', text)
+    assert _cell(text, seeded["send_a"], "conversions") == "4" and _cell(text, seeded["send_a"], "revenue") == "199.60"
+    assert _cell(text, wait, "conversions") == "0" and _cell(text, wait, "revenue") == "0.00"
 
 
 def test_the_window_and_version_choose_what_is_counted(app, seeded):
@@ -193,11 +197,11 @@ def test_the_dashboard_draws_the_instance_s_days_and_the_rules_that_sent_most(ap
     assert response.status_code == 200
     assert re.search(r'id="activity-events">4<', text) and re.search(r'id="activity-sent">250<', text)
     assert re.search(r'id="activity-failed">3<', text) and re.search(r'id="activity-unsubscribed">2<', text)
-    assert re.search(r'id="activity-revenue">—<', text)
+    assert re.search(r'id="activity-revenue">199.60<', text)
     today = utcnow().date().isoformat()
     row = re.search(rf"<tr><th scope=\"row\">{today}</th>(.*?)</tr>", text, re.S).group(1)
-    assert re.findall(r">(\d+|—)<", row) == ["4", "250", "128", "3", "0", "2", "0", "—"]
-    assert text.count('<svg class="chart chart-lines"') == 4  # events, sends, failures, unsubscribes (no revenue)
+    assert re.findall(r">([\d.]+|—)<", row) == ["4", "250", "128", "3", "0", "2", "0", "199.60"]
+    assert text.count('<svg class="chart chart-lines"') == 5  # events, sends, failures, unsubscribes, revenue
     top = text.split('id="top-senders-table"')[1].split("</table>")[0]
     assert f"/admin/results/rules/{seeded['id']}?window=7d" in top and ">250<" in top and "Quiet" not in top
     assert "Oldest pending send" in text
