@@ -50,6 +50,7 @@ __all__ = [
     "Ingested",
     "JsonInputError",
     "OutboundMessage",
+    "RateLimit",
     "Recorded",
     "SendResult",
     "SentMessage",
@@ -146,6 +147,26 @@ class SendResult:
 
     provider_id: str | None = None
     status: str = "sent"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """How fast a provider takes a channel's messages for one *key* (a sender number): see :meth:`Channel.rate_limit`.
+
+    On average *per_second* messages, at most *burst* of them at the same instant. The outbox keeps to it across
+    every worker and process (a token bucket in Redis) and puts a message that must wait back to ``pending`` until
+    its slot, without counting an attempt.
+    """
+
+    key: str
+    per_second: float
+    burst: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.per_second > 0:
+            raise ValueError(f"a rate limit needs more than 0 messages per second, got {self.per_second!r}")
+        if self.burst < 1:
+            raise ValueError(f"a rate limit's burst is at least 1 message, got {self.burst!r}")
 
 
 #: :attr:`Channel.consent`: a send needs no opt-out on the consent ledger
@@ -509,6 +530,15 @@ class Channel:
         Default: one destination for every message.
         """
         return ""
+
+    def rate_limit(self, message: OutboundMessage) -> RateLimit | None:
+        """The provider's rate limit that *message* counts against (e.g. its sender number's), or None.
+
+        Messages with the same :attr:`RateLimit.key` share one limit across every worker and process; a message
+        over it goes back to ``pending`` until its slot comes (no attempt counted), while other keys and other
+        channels keep flowing. Default: no limit.
+        """
+        return None
 
     @classmethod
     def opt_out_event_name(cls) -> str:

@@ -23,6 +23,7 @@ from server.sdk import (
     ChannelError,
     Check,
     OutboundMessage,
+    RateLimit,
     SendResult,
     SettingError,
 )
@@ -41,6 +42,9 @@ from .twilio import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Twilio sends from a long code at about one message a second (toll-free and short codes allow more)
+DEFAULT_RATE = 1.0
 
 __all__ = ["CHANNEL", "INBOUND_PATH", "STATUS_PATH", "SmsChannel"]
 
@@ -86,6 +90,13 @@ class SmsChannel(Channel):
             "default": TWILIO_API,
             "help": "for Twilio-compatible gateways",
         },
+        "TWILIO_RATE": {
+            "type": "float",
+            "required": False,
+            "default": DEFAULT_RATE,
+            "help": "messages per second from the sender number (TWILIO_FROM), kept across every worker; "
+            "as many go at once as one second allows; 0 for no limit (a Messaging Service paces itself)",
+        },
         "TWILIO_TIMEOUT": {"type": "float", "required": False, "default": 30, "help": "seconds per API call"},
         "SMS_DEFAULT_REGION": {
             "type": "string",
@@ -121,6 +132,9 @@ class SmsChannel(Channel):
                 )
         if not (settings.get("TWILIO_FROM") or settings.get("TWILIO_MESSAGING_SERVICE_SID")):
             raise SettingError("TWILIO_FROM", "set a sender number, or NUDGE_TWILIO_MESSAGING_SERVICE_SID")
+        rate = settings.get("TWILIO_RATE")
+        if rate is not None and not (0 <= float(rate) <= 10000):
+            raise SettingError("TWILIO_RATE", f"must be between 0 (no limit) and 10000 messages per second, not {rate}")
         if settings.get("SMS_DEFAULT_REGION") and not phonenumbers.country_code_for_region(
             str(settings["SMS_DEFAULT_REGION"]).upper()
         ):
@@ -213,6 +227,15 @@ class SmsChannel(Channel):
             client.http_client.close()
 
     # -- sending ------------------------------------------------------------
+    def rate_limit(self, message: OutboundMessage) -> RateLimit | None:
+        """Twilio's rate per sender number (``TWILIO_RATE``); none for a Messaging Service without a number."""
+        sender = self.config.get("TWILIO_FROM")
+        rate = self.config.get("TWILIO_RATE", DEFAULT_RATE)
+        rate = DEFAULT_RATE if rate is None else float(rate)
+        if not sender or rate <= 0:
+            return None
+        return RateLimit(key=str(sender), per_second=rate, burst=max(1, int(rate)))
+
     def send(self, message: OutboundMessage) -> SendResult:
         if self._client is None:
             with self.batch():

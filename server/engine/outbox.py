@@ -34,8 +34,8 @@ from ..models import (
     Suppression,
     utcnow,
 )
-from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage, redact
-from . import health, policy, tracking
+from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage, RateLimit, redact
+from . import health, pacing, policy, tracking
 from .keys import enrolment_of
 from .lanes import Item, Lanes, send_all
 from .render import contact_data, load_parts, render
@@ -141,6 +141,7 @@ class Delivery:
         self._verdicts: BatchVerdicts | None = None
         self._sent_now = 0
         self._last_ok = False
+        self._slots: dict[tuple[str, str], float] = {}  # the next free slot of each rate limit, as far as we know
         self.resend_ambiguous = self.config.get("AMBIGUOUS_SENDS") == "resend"
 
     @property
@@ -254,7 +255,7 @@ class Delivery:
         self._put_back(msg, resume, f"quiet hours until {iso(resume)}")
         return True
 
-    def _put_back(self, msg: Message, resume: int, detail: str) -> None:
+    def _put_back(self, msg: Message, resume: float, detail: str) -> None:
         """Pending again from *resume* on, without counting this claim as an attempt; the caller commits."""
         table = Message.__table__
         self.session.connection().execute(
@@ -382,11 +383,14 @@ class Delivery:
             ready.setdefault(msg.channel, []).append(
                 Item(msg, contact, outbound, destination=channel.destination(outbound))
             )
+        self._pace(ready)
         self.session.commit()
         sent = captured
         if self.capture is not None:
             return sent
         for name, items in ready.items():
+            if not items:
+                continue  # every one waits for its rate limit's slot
             self._sent_now, self._last_ok = 0, False
             channels = self._lanes(name)
             if len(items) == 1 and name not in self.pools:  # a lone message is sent on this thread
@@ -401,6 +405,30 @@ class Delivery:
             self.session.commit()
             sent += self._sent_now
         return sent
+
+    def _pace(self, ready: dict[str, list[Item]]) -> None:
+        """Keep to the providers' rate limits (``Channel.rate_limit``): a message over its limit leaves *ready* and
+        goes back to ``pending`` until its slot, no attempt counted; other keys and channels are not held up."""
+        for name, items in ready.items():
+            channel = self._channel(name)
+            groups: dict[RateLimit, list[Item]] = {}
+            for item in items:
+                limit = channel.rate_limit(item.outbound)
+                if limit is not None:
+                    groups.setdefault(limit, []).append(item)
+            waiting: set[int] = set()
+            for limit, group in groups.items():
+                taken = pacing.pacer_for(self.app).take(name, limit, len(group), self.now)
+                # a hint, not a reservation: the bucket decides again when the row comes back
+                first = max(taken.next_slot, self._slots.get((name, limit.key), 0.0))
+                detail = f"the provider's rate limit ({limit.per_second:g}/s): waits its turn"
+                for k, item in enumerate(group[taken.allowed :]):
+                    slot = first + k / limit.per_second
+                    self._put_back(item.msg, slot, detail)
+                    waiting.add(id(item))
+                    self._slots[(name, limit.key)] = slot + 1 / limit.per_second
+            if waiting:
+                items[:] = [item for item in items if id(item) not in waiting]
 
     def _read_verdicts(self, msgs: list[Message], contacts: dict[int, Contact]) -> BatchVerdicts:
         """What the send-time policy reads for *msgs*, read for them all at once."""

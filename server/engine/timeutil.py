@@ -19,7 +19,7 @@ def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
         return ZoneInfo(default)
 
 
-def to_dt(ts: int) -> datetime:
+def to_dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from server.db import get_session
-from server.engine.outbox import deliver
+from server.engine.outbox import CLAIM_BATCH, deliver
 from server.engine.timeutil import to_dt, to_ts
 from server.models import Message, MessageStatusChange, WebhookEndpoint, utcnow
 
@@ -65,3 +65,23 @@ def test_a_429_holds_the_rest_of_the_batch_until_retry_after(app, receiver, outb
         assert deliver(get_session(), app, outbox, now=now + 30) == ROWS - 1
     assert [status for status, _attempts, _at in _rows(app)] == ["sent"] * ROWS
     assert len(receiver.received) == ROWS + 1  # each message delivered once, the refused one tried twice
+
+
+def test_a_send_job_calls_endpoints_of_one_host_over_one_connection(app, receiver):  # noqa: F811
+    """Two endpoints on one host, more rows than one claimed batch: the job keeps one connection to the host."""
+    with app.app_context():
+        session = get_session()
+        session.add(WebhookEndpoint(name="crm", url=receiver.url + "/crm", secrets=[SECRET]))
+        session.add(WebhookEndpoint(name="erp", url=receiver.url + "/erp", secrets=[SECRET]))
+        session.execute(
+            insert(Message),
+            [
+                {"key": f"broadcast:8:{i}", "channel": "webhook", "template": ("crm", "erp")[i % 2], "data": {}}
+                for i in range(CLAIM_BATCH + 5)
+            ],
+        )
+        session.commit()
+        ids = list(session.scalars(select(Message.id).order_by(Message.id)))
+    with app.app_context():
+        assert deliver(get_session(), app, ids, now=to_ts(utcnow()) + 1) == CLAIM_BATCH + 5
+    assert len(receiver.received) == CLAIM_BATCH + 5 and receiver.connections == 1

@@ -31,8 +31,12 @@ _keys = itertools.count()
 
 @pytest.fixture
 def config(config, twilio, live_port):
+    return {**config, **twilio_settings(twilio, live_port)}
+
+
+def twilio_settings(twilio, live_port: int) -> dict:
+    """The settings that point the SMS channel at the local Twilio server *twilio* (callbacks to *live_port*)."""
     return {
-        **config,
         "BASE_URL": f"http://127.0.0.1:{live_port}",
         "TWILIO_API_BASE": twilio.url,
         "TWILIO_ACCOUNT_SID": twilio.account_sid,
@@ -40,6 +44,7 @@ def config(config, twilio, live_port):
         "TWILIO_FROM": SENDER,
         "SMS_DEFAULT_REGION": "US",
         "SMS_HELP_TEXT": HELP_TEXT,
+        "TWILIO_RATE": 0,  # Twilio's answers alone here; our own pacing per number: tests/plugins/test_sms_pacing.py
     }
 
 
@@ -200,6 +205,8 @@ def test_missing_credentials_name_the_settings(app):
         ({"TWILIO_FROM": None}, "NUDGE_TWILIO_FROM"),
         ({"SMS_DEFAULT_REGION": "Atlantis"}, "NUDGE_SMS_DEFAULT_REGION"),
         ({"TWILIO_TIMEOUT": "soon"}, "NUDGE_TWILIO_TIMEOUT"),
+        ({"TWILIO_RATE": -1}, "NUDGE_TWILIO_RATE"),
+        ({"TWILIO_RATE": "fast"}, "NUDGE_TWILIO_RATE"),
     ],
 )
 def test_half_configured_twilio_stops_start_up_naming_the_setting(start_up, settings, variable):
