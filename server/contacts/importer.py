@@ -25,7 +25,7 @@ from ..models.contacts import new_public_id
 from .errors import InvalidInput
 from .events import changed_names
 from .fields import STANDARD_FIELDS, coerce_value, definitions
-from .rowset import insert_rows, update_rows
+from .rowset import insert_rows, one_of, update_rows
 from .service import audit, clean_value, taken
 
 #: rows per transaction: each commit writes every index page its rows touched (random public ids and emails
@@ -336,7 +336,9 @@ class _Stored:
     def __init__(self, session: Session, emails: set[str], external_ids: set[str]) -> None:
         table = Contact.__table__
         keys = [
-            table.c[key].in_(values) for key, values in (("email", emails), ("external_id", external_ids)) if values
+            one_of(session, table.c[key], values)
+            for key, values in (("email", emails), ("external_id", external_ids))
+            if values
         ]
         # tuples zipped with the names: a Row's mapping costs more than the rest of the read
         found: Iterable[Any] = (
@@ -345,7 +347,7 @@ class _Stored:
         self.contacts = {row[0]: dict(zip(_STORED, row, strict=True)) for row in found}
         self.tags: dict[int, set[str]] = {cid: set() for cid in self.contacts}
         for cid, tag in session.execute(
-            select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(self.contacts))
+            select(ContactTag.contact_id, ContactTag.tag).where(one_of(session, ContactTag.contact_id, self.contacts))
         ):
             self.tags[cid].add(tag)
         self.owners = {
