@@ -223,3 +223,30 @@ def test_merge_modes_update_fill_only_empty_values_or_skip_existing_contacts(app
     assert _contacts(app)["b@example.com"].first_name == "Ben"
     with pytest.raises(InvalidInput, match="unknown merge mode 'newest'; use one of update, fill_empty, skip"):
         _import(app, text, merge="newest")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_import_leaves_the_garbage_collector_as_it_found_it(app, enabled):
+    """The import turns the cyclic collector off while it runs (its full passes cost a third of the time) and
+    back on after, also when the import fails; a process that had it off keeps it off."""
+    import gc
+
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        report = _import(app, "email,tags\na@example.com,x\nb@example.com,y\n")
+        assert report.created == 2
+        assert gc.isenabled() is enabled
+        seen = []
+
+        def progress(rows):  # runs inside the import, after a chunk is written: the collector is off there
+            seen.append(gc.isenabled())
+            raise RuntimeError("stopped by the test")
+
+        with pytest.raises(RuntimeError, match="stopped by the test"):
+            _import(app, "email\nc@example.com\n", progress=progress)
+        assert seen == [False]
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
