@@ -199,7 +199,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "INGEST_MAX_QUEUE": {
         "type": "int",
         "default": 20000,
-        "help": "jobs waiting in the queue above which the Segment-compatible /v1/ ingest answers 429 with "
+        "help": "events waiting for the engine above which the Segment-compatible /v1/ ingest answers 429 with "
         "Retry-After (0: never)",
     },
     "TRACK_DOMAINS": {

@@ -1,11 +1,11 @@
-"""Doing concurrent requests' work together: one transaction and one queued job for the events of many requests.
+"""Doing concurrent requests' work together: one transaction and one wake-up of the engine for many requests.
 
 A request hands its work to a :class:`Grouped` and waits. While one thread (the leader) does a group, the work the
 others bring gathers; the next thread to find the group free does all of it at once, and each request gets its own
 result (or its own error). One request alone is done at once, as before; under load, 32 requests share one commit
-and one enqueue instead of 32 of each. Each request still answers only after its own work is done: its events are
-committed, and handed to the queue (or the enqueue failed, when the scheduler re-enqueues them from the database,
-as for any lost job).
+and one wake-up (:mod:`.wake`) instead of 32 of each. Each request still answers only after its own work is done:
+its events are committed, and a job that will claim them waits on the queue (or Redis failed, when the scheduler
+re-enqueues them from the database, as for any lost job).
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ from flask import current_app
 
 from ..db import get_session
 from .ingest import Prepared, store_events, store_plain, write_turn
+from .wake import wake_engine
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-#: events per job at most (a larger group is split): the size of a batch a worker claims in one transaction
-MAX_JOB = 1000
-
 
 class _Slot(Generic[T, R]):
     __slots__ = ("done", "item", "lead", "outcome", "woken")
@@ -119,21 +116,15 @@ def _per_app(name: str, make: Callable[[], Grouped[Any, Any]]) -> Grouped[Any, A
     return grouped
 
 
-def _enqueue(event_ids: list[int]) -> None:
-    """Enqueue the processing of *event_ids* as jobs of at most :data:`MAX_JOB` events, in one Redis round trip."""
-    from ..queue import get_queue
-    from .jobs import process_events
-
-    if event_ids:
-        jobs = [(event_ids[start : start + MAX_JOB],) for start in range(0, len(event_ids), MAX_JOB)]
-        get_queue().enqueue_many(process_events, jobs)
-
-
 def hand_over(event_ids: list[int]) -> None:
-    """Enqueue the processing of *event_ids* (stored and committed), grouped with concurrent requests' events."""
+    """Wake the engine for *event_ids* (stored and committed), once for concurrent requests' events together.
+
+    No job per group: a burst's events share the one job :func:`~.wake.wake_engine` keeps waiting on the queue.
+    """
 
     def run(groups: list[list[int]]) -> list[BaseException | None]:
-        _enqueue([event_id for ids in groups for event_id in ids])
+        if any(groups):
+            wake_engine()
         return [None] * len(groups)
 
     _per_app("nudge.handover", lambda: Grouped(run)).submit(event_ids)
@@ -196,4 +187,4 @@ def _store_plain_group(session: Any, group: list[Prepared]) -> list[list[tuple[i
     return out
 
 
-__all__ = ["MAX_JOB", "Grouped", "hand_over", "store_together"]
+__all__ = ["Grouped", "hand_over", "store_together"]

@@ -76,6 +76,11 @@ def process_events(event_ids: list[int], now: int | None = None) -> int:
     :param now: the engine clock (UNIX seconds) when the scheduler runs on one; default the wall clock.
     :return: how many events this call processed (others were already done, or are waiting out a back-off).
     """
+    return run_events(event_ids, now)[0]
+
+
+def run_events(event_ids: list[int], now: int | None = None) -> tuple[int, int]:
+    """:func:`process_events`; return how many events were processed and how many the batch claimed."""
     session = get_session()
     claimed: list[int] = []
     try:
@@ -86,7 +91,7 @@ def process_events(event_ids: list[int], now: int | None = None) -> int:
         done, messages = _process_events(session, claimed or event_ids, [], isolate=True, now=now)
     _send_later(messages, now)
     roll_up_stats(session, limit=1)
-    return done
+    return done, len(claimed)
 
 
 def _claim(ctx: EngineContext, event_ids: list[int], batch: int) -> list[int]:

@@ -1,5 +1,5 @@
 """The lean ingest path (issue #12, point 1, second round): the key look-up without the ORM still honours a
-revocation or an expiry from the next request; a request's events reach Redis in one round trip; the request body
+revocation or an expiry from the next request; requests share one waiting job (a flag check each); the request body
 check generated from the schema accepts exactly what the schema accepts; the JSON reader's quick checks refuse what
 the full walk refuses."""
 
@@ -15,10 +15,10 @@ from sqlalchemy import select, update
 from server.api.validation import SCHEMAS, validate, validator
 from server.contacts.errors import InvalidInput
 from server.db import get_session
-from server.models import ApiKey, utcnow
+from server.models import ApiKey, Event, utcnow
 from server.sdk import MAX_JSON_DEPTH, JsonInputError, parse_json
 
-from ..helpers import api_key
+from ..helpers import api_key, run_worker
 
 EVENT = {"contact": {"email": "a@example.com"}, "event": "form.submitted"}
 
@@ -72,17 +72,32 @@ def _execs(app):
     return stats.get("cmdstat_exec", {}).get("calls", 0)
 
 
-def test_a_request_hands_its_events_to_redis_in_one_round_trip(app, client):
-    """One MULTI/EXEC per group: the job and its queue entry go together (RQ alone makes two round trips a job)."""
+def _commands(app):
+    stats = app.extensions["nudge.queue"].redis.info("commandstats")
+    return sum(stat.get("calls", 0) for stat in stats.values())
+
+
+def test_requests_share_the_one_waiting_job_and_add_one_redis_command_each(app, client):
+    """The first request queues a job (one MULTI/EXEC); while it waits, others add a flag check and no job."""
     key = api_key(app, "ingest")
     queue = app.extensions["nudge.queue"].queue
-    _post(client, key)  # the first call also learns the server's version
-    before, jobs_before = _execs(app), queue.count
-    answer = _post(client, key, {"contact": {"email": "b@example.com"}, "event": "form.submitted"})
-    assert answer.status_code == 202
+    before = _execs(app)
+    ids = [_post(client, key).json["id"]]
     assert _execs(app) - before == 1
-    assert queue.count == jobs_before + 1
-    assert queue.get_jobs()[-1].args == ([answer.json["id"]],)
+    assert [job.func_name for job in queue.get_jobs()] == ["server.engine.wake.process_pending"]
+    for i in range(10):
+        commands = _commands(app)
+        answer = _post(client, key, {"contact": {"email": f"b{i}@example.com"}, "event": "form.submitted"})
+        assert answer.status_code == 202
+        assert _commands(app) - commands == 2  # the SET NX, and the INFO asking
+        ids.append(answer.json["id"])
+    assert _execs(app) - before == 1 and queue.count == 1
+    run_worker(app)
+    with app.app_context():
+        pending = get_session().scalars(select(Event.id).where(Event.processed_at.is_(None))).all()
+    assert pending == [] and queue.count == 0
+    assert _post(client, key).status_code == 202  # the job ran: the next events queue the next one
+    assert queue.count == 1
 
 
 # --- the body check generated from the schemas ---

@@ -8,9 +8,11 @@ from sqlalchemy import func, select
 
 from server.app import create_app
 from server.db import get_session
-from server.engine.jobs import process_events
+from server.engine.jobs import process_events, requeue_due
+from server.engine.timeutil import to_ts
+from server.engine.wake import process_pending
 from server.hookspecs import hookimpl
-from server.models import ContactTag, Enrolment, Event
+from server.models import ContactTag, Enrolment, Event, utcnow
 from server.plugins import DEFAULT_PLUGINS
 from server.sdk import Action, ChannelError
 
@@ -97,3 +99,46 @@ def test_a_failing_event_among_those_taken_is_retried_alone_and_the_others_are_d
     run_worker(app)  # the API's jobs: the refused event waits out its back-off, nothing is done twice
     assert _count(app, Enrolment) == 2
     assert _count(app, Event, Event.id == ids[1], Event.attempts == 1, Event.processed_at.is_(None)) == 1
+
+
+# --- one waiting job for a burst of API events (server/engine/wake.py) ---
+
+
+def _jobs(app) -> list[str]:
+    return [job.func_name for job in app.extensions["nudge.queue"].queue.get_jobs()]
+
+
+def test_a_burst_shares_one_job_and_a_full_batch_queues_the_next(app, client):
+    load_rules(app, RULES.replace('  crm_push "deals"\n', ""))
+    _stored(app, client, [f"c{i}@example.com" for i in range(7)])
+    assert _jobs(app) == ["server.engine.wake.process_pending"]
+    run_worker(app)  # batches of 3: the job takes 3 and queues the next, which takes 3, and the last takes 1
+    assert _count(app, Event, Event.name == "order.paid", Event.processed_at.is_(None)) == 0
+    assert _count(app, Enrolment) == 7, "each event enrolled its contact once"
+    assert _jobs(app) == []
+
+
+def test_events_stored_once_the_job_has_started_queue_a_job_of_their_own(app, client):
+    load_rules(app, RULES.replace('  crm_push "deals"\n', ""))
+    _stored(app, client, ["a@example.com"])
+    with app.app_context():
+        assert process_pending() == 1  # as the worker runs the waiting job: the flag is cleared, then the claim
+    _stored(app, client, ["b@example.com"])
+    assert _jobs(app) == ["server.engine.wake.process_pending"] * 2  # the first (now empty-handed) and a new one
+    run_worker(app)
+    assert _count(app, Event, Event.name == "order.paid", Event.processed_at.is_(None)) == 0
+    assert _count(app, Enrolment) == 2
+
+
+def test_a_job_lost_with_its_flag_set_loses_no_event(app, client):
+    load_rules(app, RULES.replace('  crm_push "deals"\n', ""))
+    _stored(app, client, ["a@example.com"])
+    app.extensions["nudge.queue"].queue.empty()  # the job is gone; its flag still says one waits
+    _stored(app, client, ["b@example.com"])
+    assert _jobs(app) == []
+    with app.app_context():
+        later = to_ts(utcnow()) + app.config["REQUEUE_AFTER"] + 1
+        assert requeue_due(now=later)["events"] == 2  # the scheduler finds them in the database
+    run_worker(app)
+    assert _count(app, Event, Event.name == "order.paid", Event.processed_at.is_(None)) == 0
+    assert _count(app, Enrolment) == 2

@@ -3,8 +3,8 @@
 
 Authenticated by a write key (an ingest-scope API key) as the HTTP Basic user or as ``writeKey`` in the body;
 JSON sent as ``application/json`` or ``text/plain`` (analytics.js), optionally gzipped; Segment's limits (32 KB a
-message, 500 KB and 2,500 messages a batch, the decompressed size counting); 429 with ``Retry-After`` while the
-engine's queue is longer than ``INGEST_MAX_QUEUE``. The messages are stored as the events API stores events and
+message, 500 KB and 2,500 messages a batch, the decompressed size counting); 429 with ``Retry-After`` while more
+events than ``INGEST_MAX_QUEUE`` wait for the engine. The messages are stored as the events API stores events and
 handed to the engine the same way (see :mod:`.messages`); the answer is Segment's ``{"success": true}``.
 """
 
@@ -26,9 +26,9 @@ from ...contacts import Conflict, InvalidInput
 from ...db import get_session
 from ...engine.groups import hand_over
 from ...engine.ingest import write_turn
+from ...engine.wake import events_waiting
 from ...models import Scope
 from ...problems import problem
-from ...queue import get_queue
 from ...sdk import JsonInputError, parse_json
 from ..common import actor
 from .messages import KINDS, Message, Naming, check_message, store_messages
@@ -110,7 +110,7 @@ _look = threading.Lock()
 
 
 def _overloaded() -> bool:
-    """Whether more jobs wait on the engine's queue than ``INGEST_MAX_QUEUE`` (looked at once a second)."""
+    """Whether more events wait for the engine than ``INGEST_MAX_QUEUE`` (looked at once a second)."""
     limit = int(current_app.config.get("INGEST_MAX_QUEUE") or 0)
     if limit <= 0:
         return False
@@ -118,7 +118,7 @@ def _overloaded() -> bool:
     now = time.monotonic()
     if seen is None or now - seen[0] >= QUEUE_LOOK_EVERY:
         with _look:
-            seen = (now, get_queue().waiting())
+            seen = (now, events_waiting(limit))
             current_app.extensions["nudge.segment.queue"] = seen
     return bool(seen[1] > limit)
 

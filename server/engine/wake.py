@@ -1,0 +1,86 @@
+"""Waking the engine for stored events: one queued job for a burst, however many requests stored its events.
+
+Events carry no job of their own: the database says which are pending, and a :func:`process_pending` job claims
+them, oldest first, up to ``ENGINE_EVENT_BATCH``. A flag in Redis says that such a job waits on the queue; while
+it is set, new events add nothing but one ``SET NX`` (no RQ job to build, send and run per request or group).
+The job clears the flag before it claims, so events committed before a request found the flag set are always
+seen by that job's claim; events committed after the clearing set the flag again and queue the next job. A lost
+flag or job (Redis flushed, a worker killed) loses nothing: the flag expires after :data:`FLAG_TTL` seconds, and
+the scheduler re-enqueues events left pending longer than ``REQUEUE_AFTER``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import redis
+from flask import current_app
+from sqlalchemy import func, select
+
+from ..db import get_session
+from ..models import Event
+from ..queue import get_queue
+
+log = logging.getLogger(__name__)
+
+#: seconds the "a job waits" flag lives at most: a job lost with its flag set delays events no longer than this
+FLAG_TTL = 5
+
+
+def _flag() -> str:
+    return f"{current_app.config['QUEUE_NAME']}:events-job-waiting"
+
+
+def wake_engine() -> bool:
+    """Make sure a :func:`process_pending` job waits on the engine queue (call after the events' commit).
+
+    :return: whether one waits (already, or queued now); on a Redis outage, logged, the scheduler takes over.
+    """
+    tq = get_queue()
+    flag = _flag()
+    try:
+        if not tq.redis.set(flag, 1, nx=True, ex=FLAG_TTL):
+            return True  # a job waits, not started yet: its claim will see these events
+    except redis.RedisError as exc:
+        tq.outage = True
+        log.warning("could not reach Redis (%s); the scheduler will pick the events up from the database", exc)
+        return False
+    if tq.enqueue_many(process_pending, [()]):
+        return True
+    with contextlib.suppress(redis.RedisError):  # no job was queued: the next events must try again
+        tq.redis.delete(flag)  # (or it went with Redis, or expires soon)
+    return False
+
+
+def process_pending(now: int | None = None) -> int:
+    """Process pending events, oldest first, up to ``ENGINE_EVENT_BATCH`` (the job :func:`wake_engine` queues).
+
+    A full batch means more may wait: another job is queued, behind whatever else waits on the queue.
+    :return: how many events this job processed.
+    """
+    from .jobs import run_events
+
+    tq = get_queue()
+    try:
+        tq.redis.delete(_flag())  # before the claim: events stored from now on queue the next job
+    except redis.RedisError as exc:  # the flag expires on its own; this job still does what it finds
+        log.warning("could not clear the events flag in Redis (%s)", exc)
+    done, claimed = run_events([], now)
+    if claimed >= max(int(current_app.config.get("ENGINE_EVENT_BATCH", 1)), 1):
+        wake_engine()
+    return done
+
+
+def events_waiting(limit: int) -> int:
+    """How many stored events wait for the engine (not parked), counted up to *limit* + 1 at most.
+
+    The queue's length no longer says it (a burst is one job); the count walks the unprocessed-events index and
+    stops past *limit*, so its cost stays bounded however far behind the engine is.
+    """
+    table = Event.__table__
+    pending = select(table.c.id).where(table.c.processed_at.is_(None), table.c.parked_at.is_(None))
+    return int(get_session().scalar(select(func.count()).select_from(pending.limit(limit + 1).subquery())) or 0)
+
+
+__all__ = ["FLAG_TTL", "events_waiting", "process_pending", "wake_engine"]
