@@ -23,6 +23,7 @@ from .wake import wake_engine
 T = TypeVar("T")
 R = TypeVar("R")
 
+
 class _Slot(Generic[T, R]):
     __slots__ = ("done", "item", "lead", "outcome", "woken")
 
