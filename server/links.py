@@ -13,6 +13,7 @@ before the token was signed — a contact created later holds a reused id and is
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +56,13 @@ class Link:
 def _serializer(purpose: str, app: Flask | None = None) -> URLSafeTimedSerializer:
     if purpose not in MAX_AGE:
         raise ValueError(f"unknown link purpose {purpose!r}")
-    return URLSafeTimedSerializer((app or current_app).config["SECRET_KEY"], salt=f"nudge.link.{purpose}")
+    return _made(purpose, (app or current_app).config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=64)
+def _made(purpose: str, secret: str | bytes) -> URLSafeTimedSerializer:
+    """One serializer per purpose and key, built once (not per link: a send signs two or three)."""
+    return URLSafeTimedSerializer(secret, salt=f"nudge.link.{purpose}")
 
 
 def sign(purpose: str, data: dict[str, Any], *, app: Flask | None = None) -> str:

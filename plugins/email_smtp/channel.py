@@ -66,6 +66,7 @@ _LOCAL_DOMAINS = (".localhost", ".local", ".localdomain", ".invalid", ".test", "
 #: (name, value) pairs, in order
 Headers = list[tuple[str, str]]
 _ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_LEADING_DOT = re.compile(rb"(?m)^\.")  # a line starting with a dot gets another (RFC 5321 4.5.2)
 
 
 #: built-in templates: used when the instance has none of that name
@@ -484,7 +485,7 @@ class EmailChannel(Channel):
         if self._conn is None:
             self._conn = self._connect()
         try:
-            self._envelope(self._conn, message.to, options)
+            pipelined = self._envelope(self._conn, message.to, options)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._close()
             if not reused:
@@ -493,14 +494,14 @@ class EmailChannel(Channel):
                 ) from None
             self._conn = self._connect()  # the pooled connection had gone stale: one fresh try
             try:
-                self._envelope(self._conn, message.to, options)
+                pipelined = self._envelope(self._conn, message.to, options)
             except (smtplib.SMTPServerDisconnected, OSError) as again:
                 self._close()
                 raise ChannelError(
                     f"the SMTP server closed the connection before the message was sent ({again})"
                 ) from None
         try:
-            code, reply = self._conn.data(data)
+            code, reply = self._content(self._conn, data) if pipelined else self._conn.data(data)
         except smtplib.SMTPDataError as exc:
             self._reset()
             raise _classify("DATA", exc.smtp_code, exc.smtp_error) from None
@@ -515,21 +516,52 @@ class EmailChannel(Channel):
             raise _classify("DATA", code, reply)
         return SendResult(provider_id=message_id(message.key, self.domain))
 
-    def _envelope(self, conn: smtplib.SMTP, to: str, options: list[str]) -> None:
+    def _envelope(self, conn: smtplib.SMTP, to: str, options: list[str]) -> bool:
+        """MAIL FROM and RCPT TO, and with PIPELINING (RFC 2920) DATA too, all in one write; True if DATA was
+        accepted already (its content goes next, see :meth:`_content`).
+
+        :raises ChannelError: for a refusal, as :func:`_classify` says (the session is reset first).
+        """
         if options and not conn.has_extn("smtputf8"):
             raise ChannelError(
                 f"the SMTP server cannot take the non-ASCII address {to!r} (no SMTPUTF8)",
                 permanent=True,
                 suppress="invalid_address",
             )
-        code, reply = conn.mail(self.sender, options)
-        if code != 250:
-            self._reset()
-            raise _classify("MAIL FROM", code, reply)
-        code, reply = conn.rcpt(to)
-        if code not in (250, 251):
-            self._reset()
-            raise _classify("RCPT TO", code, reply)
+        if not conn.has_extn("pipelining"):
+            code, reply = conn.mail(self.sender, options)
+            if code != 250:
+                self._reset()
+                raise _classify("MAIL FROM", code, reply)
+            code, reply = conn.rcpt(to)
+            if code not in (250, 251):
+                self._reset()
+                raise _classify("RCPT TO", code, reply)
+            return False
+        if options:
+            conn.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
+        extra = "".join(f" {option}" for option in options)
+        conn.send(f"mail FROM:{smtplib.quoteaddr(self.sender)}{extra}\r\nrcpt TO:{smtplib.quoteaddr(to)}\r\ndata\r\n")
+        replies = [conn.getreply(), conn.getreply(), conn.getreply()]
+        (mail, mail_reply), (rcpt, rcpt_reply), (data, data_reply) = replies
+        if mail == 250 and rcpt in (250, 251) and data == 354:
+            return True
+        if data == 354:  # a server that took DATA with nobody to deliver to: end it empty (RFC 2920)
+            conn.send(b".\r\n")
+            conn.getreply()
+        self._reset()
+        if mail != 250:
+            raise _classify("MAIL FROM", mail, mail_reply)
+        if rcpt not in (250, 251):
+            raise _classify("RCPT TO", rcpt, rcpt_reply)
+        raise _classify("DATA", data, data_reply)
+
+    @staticmethod
+    def _content(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+        """After a pipelined DATA's 354: the message, dot-stuffed and ended as ``smtplib`` ends it; the reply."""
+        body = _LEADING_DOT.sub(b"..", data)
+        conn.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+        return conn.getreply()
 
     def _reset(self) -> None:
         """Leave the pooled session ready for the next message, or drop it."""

@@ -96,8 +96,13 @@ class Lanes:
         stamp: Callable[[list[Item]], list[Item]],
         record: Callable[[list[Item]], None],
         limit: int = 0,
+        idle: Callable[[], bool] | None = None,
     ) -> tuple[list[Item], float]:
-        """Send *items* over the lanes; return those left unsent, and for how long (see :func:`send_all`)."""
+        """Send *items* over the lanes; return those left unsent, and for how long (see :func:`send_all`).
+
+        :param idle: a step of other work for this thread (preparing the next batch), called while every send
+            in flight is still on the wire, until one ends or it answers False (nothing left to do).
+        """
         done = self.done
         free = list(reversed(self.lanes))
         waiting = deque(items)
@@ -131,6 +136,9 @@ class Lanes:
                         free.append(lane)
             if not in_flight:
                 continue
+            while idle is not None and done.empty():
+                if not idle():
+                    idle = None
             finished = [done.get()]
             while not done.empty():
                 finished.append(done.get())

@@ -9,11 +9,13 @@ becomes ``unknown`` for an operator (``NUDGE_AMBIGUOUS_SENDS=hold``) or is sent 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
+from collections.abc import Callable, Generator, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask
 from sqlalchemy import bindparam, insert, select, update
@@ -76,6 +78,14 @@ _SENT = (
     .where(_TABLE.c.id == bindparam("row_id"))
     .values(status=MessageStatus.SENT.value, sent_at=bindparam("at"), provider_id=bindparam("provider"), error=None)
 )
+
+
+class Prepared(NamedTuple):
+    """A claimed batch after the send-time policy and rendering: the items to send by channel, and how many
+    were captured instead (simulation)."""
+
+    ready: dict[str, list[Item]]
+    captured: int
 
 
 def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
@@ -277,20 +287,45 @@ class Delivery:
         *more* lets a send job take whatever is due besides its own rows, as an event job does with events: under
         a steady stream the first job sends in full batches and the jobs behind it find their rows gone.
         """
-        sent = 0
         # one query skips what is done already: duplicate jobs (the scheduler re-enqueues slow ones) cost little
         todo = set(self.session.scalars(select(Message.id).where(Message.id.in_(message_ids), self._claimable())))
         self.session.commit()  # as each claim does: never hold the (SQLite) write lock across a send
         ordered = [message_id for message_id in dict.fromkeys(message_ids) if message_id in todo]
+        batches = self._claims(ordered, more)
+        sent = 0
+        current: list[Prepared | None] = []
+        for _ in self._ahead(batches, current):
+            pass
+        while current[0] is not None:
+            following: list[Prepared | None] = []
+            steps = self._ahead(batches, following)
+            sent += self._send_prepared(current[0], functools.partial(next, steps, False))
+            for _ in steps:  # what the wire left no time for
+                pass
+            current = following
+        return sent
+
+    def _claims(self, ordered: list[int], more: int) -> Iterator[list[Message]]:
+        """Claim *ordered* in batches of ``CLAIM_BATCH``, then up to *more* other due rows, a batch per step."""
         for start in range(0, len(ordered), CLAIM_BATCH):
-            sent += self._deliver_claimed(self._claim_many(ordered[start : start + CLAIM_BATCH]))
+            yield self._claim_many(ordered[start : start + CLAIM_BATCH])
         while more > 0:
             msgs = self._claim_many(None, min(CLAIM_BATCH, more))
             if not msgs:
-                break
+                return
             more -= len(msgs)
-            sent += self._deliver_claimed(msgs)
-        return sent
+            yield msgs
+
+    def _ahead(self, batches: Iterator[list[Message]], out: list[Prepared | None]) -> Generator[bool, None, None]:
+        """Claim the next batch and prepare it, a message per step; then put it (None when there is none) in *out*.
+
+        The steps run while the batch before is on the wire (see ``Lanes.send``'s *idle*), so the connections
+        have the next messages at hand instead of waiting for them to be claimed and rendered.
+        """
+        msgs = next(batches, None)
+        if msgs is not None:
+            yield True
+        out.append(None if msgs is None else (yield from self._prepare(msgs)))
 
     def _claim_many(self, message_ids: list[int] | None, oldest: int = 0) -> list[Message]:
         """Claim the claimable rows of *message_ids* (None: the *oldest* claimable rows) in one statement,
@@ -335,10 +370,12 @@ class Delivery:
         by_id = {msg.id: msg for msg in rows}
         return [by_id[message_id] for message_id in message_ids if message_id in by_id]
 
-    def _deliver_claimed(self, msgs: list[Message]) -> int:
-        """Ask the policy about each claimed row, render the rest and send them, channel by channel."""
+    def _prepare(self, msgs: list[Message]) -> Generator[bool, None, Prepared]:
+        """Ask the policy about each claimed row and render the rest, a step per message; commit, and return the
+        rendered items by channel and how many were captured (simulation)."""
+        ready: dict[str, list[Item]] = {}
         if not msgs:
-            return 0
+            return Prepared(ready, 0)
         contact_ids = {msg.contact_id for msg in msgs if msg.contact_id}
         contacts = (
             {c.id: c for c in self.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
@@ -348,9 +385,9 @@ class Delivery:
         self._props = self._events_props(msgs)
         self._parts = {}  # templates loaded once per batch
         self._verdicts = self._read_verdicts(msgs, contacts)
-        ready: dict[str, list[Item]] = {}
         captured = 0
         for msg in msgs:
+            yield True
             contact = contacts.get(msg.contact_id) if msg.contact_id else None
             try:
                 channel = self._channel(msg.channel)
@@ -385,10 +422,12 @@ class Delivery:
             )
         self._pace(ready)
         self.session.commit()
-        sent = captured
-        if self.capture is not None:
-            return sent
-        for name, items in ready.items():
+        return Prepared(ready, captured)
+
+    def _send_prepared(self, prepared: Prepared, idle: Callable[[], bool]) -> int:
+        """Send a prepared batch, channel by channel; *idle* (the next batch's preparation) runs while it waits."""
+        sent = prepared.captured
+        for name, items in prepared.ready.items():
             if not items:
                 continue  # every one waits for its rate limit's slot
             self._sent_now, self._last_ok = 0, False
@@ -397,7 +436,7 @@ class Delivery:
                 unsent, wait = send_all(channels[:1], items, self._stamp_many, self._record)
             else:  # the lanes' threads (and connections) serve every later batch of this job too
                 pool = self.pools.get(name) or self.pools.setdefault(name, Lanes(channels, self.app.app_context))
-                unsent, wait = pool.send(items, self._stamp_many, self._record, channels[0].destination_limit)
+                unsent, wait = pool.send(items, self._stamp_many, self._record, channels[0].destination_limit, idle)
             for item in unsent:  # the provider asked to wait (Retry-After): pending again, no attempt counted
                 self._put_back(item.msg, self.now + math.ceil(wait), f"the provider asked to wait {wait:g}s")
             if self._last_ok:  # as after each send: the channel's health shows its last outcome
@@ -446,7 +485,22 @@ class Delivery:
 
     def _stamp_many(self, items: list[Item]) -> list[Item]:
         """Commit that *items* are being handed to their channel now (and what was recorded since)."""
-        go = [item for item in items if self._stamp(item.msg)]
+        connection = self.session.connection()
+        if len(items) < 2 or not connection.dialect.supports_sane_multi_rowcount:
+            go = [item for item in items if self._stamp(item.msg)]
+        else:  # one statement for them all; only when one was not stamped, ask which
+            stamp = to_dt(self.now)
+            params = [{"row_id": item.msg.id, "claim": item.msg.attempts, "stamp": stamp} for item in items]
+            go = items
+            if affected_rows(connection.execute(_STAMP, params)) != len(items):
+                stamped = set(
+                    connection.execute(
+                        select(_TABLE.c.id, _TABLE.c.attempts).where(
+                            _TABLE.c.id.in_([item.msg.id for item in items]), _TABLE.c.sending_at == stamp
+                        )
+                    ).all()
+                )
+                go = [item for item in items if (item.msg.id, item.msg.attempts) in stamped]
         self.session.commit()
         return go  # one not stamped was taken back and claimed again elsewhere: that claim sends it
 
@@ -454,6 +508,7 @@ class Delivery:
         """Write the outcome of finished sends; committed with the next stamps, or at the end of the batch."""
         changes: list[dict[str, Any]] = []
         traces: list[dict[str, Any]] = []
+        sent: list[dict[str, Any]] = []
         for item in items:
             msg, exc = item.msg, item.error
             if isinstance(exc, ChannelError):
@@ -465,21 +520,33 @@ class Delivery:
                 self._finish(msg, MessageStatus.FAILED.value, str(exc), error=text)
             else:
                 assert item.result is not None
-                self._sent(msg, item.result.provider_id, changes, traces)
+                self._sent(msg, item.result.provider_id, changes, traces, sent)
                 self._sent_now += 1
             self._last_ok = exc is None
-        # the round's status history and trace lines in one statement each, not a unit-of-work flush
+        # the round's updates, status history and trace lines in one statement each, not a unit-of-work flush
+        if sent:
+            self.session.connection().execute(_SENT, sent)
         if changes:
             self.session.connection().execute(insert(MessageStatusChange), changes)
         if traces:
             self.session.connection().execute(insert(JourneyLog), traces)
 
     def _sent(
-        self, msg: Message, provider_id: str | None, changes: list | None = None, traces: list | None = None
+        self,
+        msg: Message,
+        provider_id: str | None,
+        changes: list | None = None,
+        traces: list | None = None,
+        rows: list | None = None,
     ) -> None:
-        """Record that *msg* went out; its history and trace rows go to *changes* and *traces* when given."""
+        """Record that *msg* went out; its update, history and trace rows go to *rows*, *changes* and *traces*
+        when given (for the caller to write together)."""
         at = to_dt(self.now)
-        self.session.connection().execute(_SENT, {"row_id": msg.id, "at": at, "provider": provider_id})
+        update_row = {"row_id": msg.id, "at": at, "provider": provider_id}
+        if rows is None:
+            self.session.connection().execute(_SENT, update_row)
+        else:
+            rows.append(update_row)
         change = {"message_id": msg.id, "status": MessageStatus.SENT.value, "detail": None, "source": "worker"}
         change["at"] = at
         trace = self._trace_row(msg, "send")
