@@ -73,6 +73,8 @@ def _skip_reason(report) -> str:
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         backends = metafunc.config.getoption("--backends").split(",")
+        if metafunc.definition.get_closest_marker("sqlite"):
+            backends = ["sqlite"]
         metafunc.parametrize("backend", backends, scope="session")
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.app import create_app
-from server.db import get_db, get_session
+from server.db import READ_ONLY, get_db, get_session
 from server.engine import outbox
 from server.engine.outbox import deliver
 from server.models import Message
@@ -206,23 +206,29 @@ def test_the_next_batch_is_claimed_and_rendered_while_one_is_on_the_wire(config,
         with app.app_context():
             ids = pending_emails(get_session(), [f"r{i}@example.com" for i in range(4)])
         sent: list[int] = []
+        failed: list[BaseException] = []
 
         def worker() -> None:
             with app.app_context():
-                sent.append(deliver(get_session(), app, ids))
+                try:
+                    sent.append(deliver(get_session(), app, ids))
+                except BaseException as exc:  # reported by the assertions below, not lost in the thread
+                    failed.append(exc)
 
         thread = threading.Thread(target=worker)
         thread.start()
         deadline = time.monotonic() + 60
         claimed: list[tuple[str, object]] = []
-        with Session(get_db(app).engine) as session:
-            while time.monotonic() < deadline:
+        # reads only (BEGIN DEFERRED on SQLite): the test must not take the write lock the sender needs
+        with Session(get_db(app).engine.execution_options(**{READ_ONLY: True})) as session:
+            while time.monotonic() < deadline and not failed:
                 session.rollback()  # a fresh read each time
                 rows = session.execute(select(Message.status, Message.sending_at).where(Message.id.in_(ids[2:])))
                 claimed = [tuple(row) for row in rows]
                 if pipelining.contents() == 2 and claimed == [("sending", None)] * 2:
                     break
                 time.sleep(0.05)
+        assert not failed, failed
         assert pipelining.contents() == 2 and pipelining.received == []  # the first batch is still on the wire
         assert claimed == [("sending", None)] * 2  # and the next is claimed already, not yet handed over
         pipelining.hold = False

@@ -64,6 +64,7 @@ def _violations(page, url: str, axe_source: str) -> list[dict] | None:
     return [v for v in page.evaluate(RUN_AXE) if v["impact"] in ("serious", "critical")]
 
 
+@pytest.mark.sqlite  # the pages' data is bench/'s, written with SQLite's SQL
 def test_no_page_has_a_serious_or_critical_violation(app, browser, live_server, axe_source):
     ids = fill(app, CONTACTS, audit_rows=500)
     make_user(app, "ada@example.com", role="admin")
