@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Contact, Message, utcnow
@@ -104,6 +104,22 @@ def rows_of(session: Session, ident: str) -> Any:
     if session.get_bind().dialect.name == "sqlite":  # binary collation: the key's index finds the range
         return exact & (Message.key >= prefix) & (Message.key < prefix[:-1] + chr(ord(":") + 1))
     return exact
+
+
+def cancel_broadcast(session: Session, ident: str) -> int:
+    """Withdraw the rows of broadcast *ident* that no sender has claimed yet: they become ``cancelled`` and are
+    never sent. Rows being sent or already done keep their status, so nothing sent is rewritten and nothing is
+    sent twice (a sender's claim and this update both change only ``pending`` rows). The caller commits.
+
+    :return: how many messages were withdrawn.
+    """
+    result = session.execute(
+        update(Message)
+        .where(rows_of(session, ident), Message.status == "pending")
+        .values(status="cancelled", error="the broadcast was cancelled before this message was sent")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _write_selected(session: Session, clause: Any, ident: str, constants: dict[str, Any]) -> list[int]:
