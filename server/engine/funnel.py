@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from ..models import Rule, RuleVersion, SplitTest, StatCounter
 from ..stats import compare_arms
 from .attribution import SCALE
+from .keys import BROADCAST_RULE, broadcast_step
 from .rollup import END, RULE
 
 #: the send step's metrics, in the order the table shows them
@@ -107,11 +108,34 @@ def _figures(metrics: dict[str, int], waiting: int) -> dict[str, Any]:
         "exits": exits,
         "suppressed": suppressed,
     }
-    for metric in SEND_METRICS:
-        out[metric.replace(":", "_")] = metrics.get(metric, 0)
+    return {**out, **_send_figures(metrics)}
+
+
+def _send_figures(metrics: dict[str, int]) -> dict[str, Any]:
+    """A send's figures from its counters: each of :data:`SEND_METRICS`, conversions and revenue."""
+    out: dict[str, Any] = {metric.replace(":", "_"): metrics.get(metric, 0) for metric in SEND_METRICS}
     out["conversions"] = metrics.get("conversions", 0)
     out["revenue"] = major(metrics.get("revenue", 0))
     return out
+
+
+def broadcast_results(session: Session, ident: str) -> dict[str, Any]:
+    """What broadcast *ident*'s messages did, from the stats' counters (as of the last rollup): the send step's
+    figures (``sent``, ``delivered``, ``opened_human``, ``clicked_human``, ``clickers``, ``unsubscribed``,
+    ``bounced``, ``complained`` …) and the ``conversions`` and ``revenue`` attributed to them."""
+    metrics = {
+        metric: int(total or 0)
+        for metric, total in session.execute(
+            select(StatCounter.metric, func.sum(StatCounter.count))
+            .where(
+                StatCounter.rule_id == BROADCAST_RULE,
+                StatCounter.version_id == BROADCAST_RULE,
+                StatCounter.step == broadcast_step(ident),
+            )
+            .group_by(StatCounter.metric)
+        )
+    }
+    return _send_figures(metrics)
 
 
 def major(amount: int) -> float:
@@ -254,7 +278,7 @@ def overview(session: Session, *, since: int | None = None, until: int | None = 
     metrics = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained", "conversions")
     query = (
         select(StatCounter.day, StatCounter.metric, func.sum(StatCounter.count))
-        .where(StatCounter.metric.in_((*metrics, "revenue")))
+        .where(StatCounter.metric.in_((*metrics, "revenue")), StatCounter.rule_id != BROADCAST_RULE)
         .group_by(StatCounter.day, StatCounter.metric)
         .order_by(StatCounter.day)
     )
@@ -289,7 +313,7 @@ def template_stats(session: Session, *, since: int | None = None, until: int | N
         raise StatsError("the window starts after it ends: since must be before until")
     query = (
         select(StatCounter.version_id, StatCounter.step, StatCounter.metric, func.sum(StatCounter.count))
-        .where(StatCounter.metric.in_(TEMPLATE_METRICS))
+        .where(StatCounter.metric.in_(TEMPLATE_METRICS), StatCounter.rule_id != BROADCAST_RULE)
         .group_by(StatCounter.version_id, StatCounter.step, StatCounter.metric)
     )
     if since is not None:
@@ -329,4 +353,4 @@ def _iso_day(day: int) -> str:
     return datetime.fromtimestamp(day * 86400, UTC).date().isoformat()
 
 
-__all__ = ["SEND_METRICS", "StatsError", "major", "overview", "parse_when", "rule_funnel", "template_stats"]
+__all__ = ["SEND_METRICS", "StatsError", "broadcast_results", "major", "overview", "parse_when", "rule_funnel", "template_stats"]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ...contacts import audit
 from ...db import get_session
 from ...engine.broadcast import BroadcastError, cancel_broadcast, create_broadcast, enqueue_broadcast, rows_of
+from ...engine.funnel import broadcast_results
 from ...engine.vocabulary import instance_vocabulary
 from ...models import BroadcastRecord, Message, Role, Segment, utcnow
 from ..access import actor, may, requires
@@ -207,6 +208,7 @@ def show(broadcast_id: int):
         messages=_listed(session, row),
         now=utcnow(),
         can_edit=_can_edit(),
+        results=broadcast_results(session, row.ident),
     )
 
 
