@@ -16,15 +16,20 @@ from ..helpers import run_worker
 from .conftest import make_user, shot, sign_in
 
 
-def test_an_editor_sends_a_broadcast_and_watches_it_reach_100_percent(app, page, smtp_server):
+def _editor_with_vips(app, page, members: int) -> None:
+    """*members* VIP contacts (v0@example.com …) in the segment "VIPs", and an editor signed in on *page*."""
     with app.app_context():
         session = get_session()
-        for n in range(3):
+        for n in range(members):
             session.add(Contact(email=f"v{n}@example.com", tags=[ContactTag(tag="vip")], fields={}))
         session.add(Segment(name="VIPs", condition='tag == "vip"'))
         session.commit()
     make_user(app, "ed@example.com", role="editor")
     sign_in(page, "ed@example.com")
+
+
+def test_an_editor_sends_a_broadcast_and_watches_it_reach_100_percent(app, page, smtp_server):
+    _editor_with_vips(app, page, 3)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Broadcasts").click()
     page.get_by_role("link", name="New broadcast").click()
     page.get_by_label("Template").select_option("email:welcome")
@@ -45,14 +50,7 @@ def test_an_editor_sends_a_broadcast_and_watches_it_reach_100_percent(app, page,
 
 
 def test_an_editor_schedules_a_broadcast_then_cancels_it_and_nothing_is_sent(app, page, smtp_server):
-    with app.app_context():
-        session = get_session()
-        for n in range(2):
-            session.add(Contact(email=f"s{n}@example.com", tags=[ContactTag(tag="vip")], fields={}))
-        session.add(Segment(name="VIPs", condition='tag == "vip"'))
-        session.commit()
-    make_user(app, "ed@example.com", role="editor")
-    sign_in(page, "ed@example.com")
+    _editor_with_vips(app, page, 2)
     page.goto(page.url.split("/admin")[0] + "/admin/broadcasts/new")
     page.get_by_label("Template").select_option("email:welcome")
     page.get_by_label("Segment").select_option("VIPs")
