@@ -122,7 +122,15 @@ def _send_figures(metrics: dict[str, int]) -> dict[str, Any]:
 def broadcast_results(session: Session, ident: str) -> dict[str, Any]:
     """What broadcast *ident*'s messages did, from the stats' counters (as of the last rollup): the send step's
     figures (``sent``, ``delivered``, ``opened_human``, ``clicked_human``, ``clickers``, ``unsubscribed``,
-    ``bounced``, ``complained`` …) and the ``conversions`` and ``revenue`` attributed to them."""
+    ``bounced``, ``complained`` …) and the ``conversions`` and ``revenue`` attributed to them.
+
+    :raises StatsError: no broadcast has that id (none of its messages is in the outbox).
+    """
+    from ..models import Message
+    from .broadcast import rows_of
+
+    if session.scalar(select(Message.id).where(rows_of(session, ident)).limit(1)) is None:
+        raise StatsError(f"no broadcast {ident!r}: its id is the part after broadcast: in its messages' keys")
     metrics = {
         metric: int(total or 0)
         for metric, total in session.execute(
@@ -353,4 +361,13 @@ def _iso_day(day: int) -> str:
     return datetime.fromtimestamp(day * 86400, UTC).date().isoformat()
 
 
-__all__ = ["SEND_METRICS", "StatsError", "broadcast_results", "major", "overview", "parse_when", "rule_funnel", "template_stats"]
+__all__ = [
+    "SEND_METRICS",
+    "StatsError",
+    "broadcast_results",
+    "major",
+    "overview",
+    "parse_when",
+    "rule_funnel",
+    "template_stats",
+]

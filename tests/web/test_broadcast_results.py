@@ -31,6 +31,7 @@ def test_a_broadcast_s_clicks_unsubscribes_and_revenue_show_on_its_page(
     base,  # noqa: F811
     smtp_server,
     clock,
+    runner,
 ):
     with app.app_context():
         session = get_session()
@@ -66,8 +67,27 @@ def test_a_broadcast_s_clicks_unsubscribes_and_revenue_show_on_its_page(
         session = get_session()
         ident = session.query(BroadcastRecord.ident).scalar()
         results = broadcast_results(session, ident)
-        assert broadcast_results(session, ident + "x")["sent"] == 0  # another broadcast's figures are its own
     assert (results["sent"], results["clicked_human"], results["clickers"], results["unsubscribed"]) == (3, 1, 1, 1)
+    # the same figures from the API and `nudge stats --broadcast`
+    auth = {"Authorization": f"Bearer {admin}"}
+    answer = client.get(f"/api/v1/stats/broadcasts/{ident}", headers=auth)
+    assert answer.status_code == 200 and answer.get_json() == {"broadcast": ident, **results}
+    missing = client.get(f"/api/v1/stats/broadcasts/{ident}x", headers=auth)
+    assert missing.status_code == 404 and f"no broadcast '{ident}x'" in missing.get_data(as_text=True)
+    table = runner.invoke(["stats", "--broadcast", ident])
+    assert table.exit_code == 0, table.output
+    heads, row = table.output.splitlines()
+    figures_cli = dict(zip(heads.split()[1:], row.split()[1:], strict=True))
+    assert (figures_cli["SENT"], figures_cli["CLICKED"], figures_cli["UNSUB"], figures_cli["CONV"]) == (
+        "3",
+        "1",
+        "1",
+        "1",
+    )
+    assert figures_cli["REVENUE"] == "49.9"
+    unknown = runner.invoke(["stats", "--broadcast", "nope"])
+    assert unknown.exit_code != 0 and "no broadcast 'nope'" in unknown.output
+    assert "give no RULE" in runner.invoke(["stats", "Spring", "--broadcast", ident]).output
     # the journeys' own figures do not take the broadcast's in
     overview = client.get("/api/v1/stats/overview", headers={"Authorization": f"Bearer {admin}"}).get_json()
     assert overview["totals"]["sent"] == 0 and overview["totals"]["conversions"] == 0
