@@ -134,15 +134,17 @@ class TaskQueue:
             return False
         return True
 
-    def enqueue_many(self, func: Callable[..., Any], arg_lists: list[tuple[Any, ...]]) -> bool:
+    def enqueue_many(self, func: Callable[..., Any], arg_lists: list[tuple[Any, ...]], *, send: bool = False) -> bool:
         """Enqueue one job per argument tuple in one Redis round trip (a pipeline); an outage as :meth:`enqueue`.
 
+        :param send: on the send queue (else the engine's).
         :return: whether the jobs are on the queue.
         """
+        queue = self.send_queue if send else self.queue
         try:
             with self.redis.pipeline() as pipe:
                 for args in arg_lists:
-                    self.queue.enqueue_call(func, args=args, pipeline=pipe)
+                    queue.enqueue_call(func, args=args, pipeline=pipe)
                 pipe.execute()
         except redis.RedisError as exc:
             self.outage = True

@@ -166,9 +166,10 @@ def _write_evaluated(
 
 
 def enqueue_broadcast(broadcast: Broadcast, batch: int = 500) -> None:
-    """Hand the rows to the send queue in batches (after the commit that stored them)."""
+    """Hand the rows to the send queue in batches of *batch* ids, all in one Redis round trip (after the commit
+    that stored them; if Redis is away, the scheduler finds the due rows in the database)."""
     from ..queue import get_queue
     from .jobs import deliver_messages
 
-    for start in range(0, len(broadcast.message_ids), batch):
-        get_queue().enqueue_send(deliver_messages, broadcast.message_ids[start : start + batch])
+    ids = broadcast.message_ids
+    get_queue().enqueue_many(deliver_messages, [(ids[i : i + batch],) for i in range(0, len(ids), batch)], send=True)
