@@ -63,10 +63,12 @@ def funnel_table(funnel: dict[str, Any]) -> list[str]:
         for arm in comparison.get("arms", []):
             rate = "-" if arm["rate"] is None else f"{arm['rate']:.1%}"
             beats = arm["probability_beats_first"]
+            attributed = arm.get("conversions")
             lines.append(
                 f"  {arm['name']:<12} {arm['converted']:>6}/{arm['exposed']:<6} rate {rate:>6} "
                 f"95% [{arm['interval']['low']:.1%}, {arm['interval']['high']:.1%}] "
                 f"P(beats first) {'-' if beats is None else f'{beats:.3f}'}  {arm['status']}"
+                + ("" if attributed is None else f"; attributed: {attributed}, revenue {arm['revenue']}")
             )
         if "auto" in split:
             lines.extend(auto_lines(split["auto"]))

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import Rule, RuleVersion, SplitTest, StatCounter
-from ..stats import compare_arms
+from ..stats import ArmCounts, compare_arms
 from .attribution import SCALE
 from .keys import BROADCAST_RULE, broadcast_step
 from .rollup import END, RULE
@@ -176,6 +176,7 @@ def _shape(
         row = {"step": step, "op": op.get("op", "end" if step == END else "?"), "line": op.get("line")}
         if op.get("op") == "send":
             row["template"] = op.get("name")
+            row["channel"] = op.get("channel")
         row.update(_figures(merged, sum(waiting.get(step, {}).values())))
         arms = {arm: _figures(m, waiting.get(step, {}).get(arm, 0)) for arm, m in by_arm.items() if arm}
         if arms:
@@ -222,7 +223,16 @@ def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) 
         else:
             outcome = "clicked a message (people, not machines)"
             converted = {name: sum(m.get(name, {}).get("clickers", 0) for m in counts.values()) for name in names}
-        arms = [(name, exposed[name], min(converted[name], exposed[name])) for name in names]
+        arms = [
+            ArmCounts(
+                name,
+                exposed[name],
+                min(converted[name], exposed[name]),
+                sum(m.get(name, {}).get("conversions", 0) for m in counts.values()),
+                major(sum(m.get(name, {}).get("revenue", 0) for m in counts.values())),
+            )
+            for name in names
+        ]
         try:
             comparison: Any = compare_arms(arms, outcome_name=outcome).to_dict()
         except ValueError as exc:
@@ -231,7 +241,9 @@ def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) 
             {
                 "step": op["id"],
                 "outcome": outcome,
-                "arms": [{"name": n, "exposed": e, "converted": c} for n, e, c in arms],
+                "arms": [
+                    {"name": n, "exposed": e, "converted": c, "conversions": k, "revenue": r} for n, e, c, k, r in arms
+                ],
                 "comparison": comparison,
             }
         )

@@ -64,6 +64,11 @@ class Channel:
     #: the event an opt-out on this channel raises (``sms.opted_out``); None: Nudge's ``<name>.unsubscribed``.
     #: Arriving from anywhere (a provider, the API), it revokes the contact's consent on the channel
     opt_out_event: ClassVar[str | None] = None
+    #: whether the provider confirms deliveries (``<name>.delivered``) as a rule. False where it does not (an SMTP
+    #: server accepts a message; a delivery report comes only where an operator set one up): the results then say
+    #: "not reported by this channel" instead of a delivery count of 0. None: True when :attr:`events` has
+    #: ``<name>.delivered`` (see :meth:`reports_deliveries`)
+    delivery_receipts: ClassVar[bool | None] = None
     #: seconds to wait before each retry; None = the engine's exponential back-off with jitter
     retry_schedule: ClassVar[tuple[float, ...] | None] = None
     #: True when the provider de-duplicates by ``message.key`` (so an ambiguous outcome may be retried)
@@ -105,6 +110,14 @@ class Channel:
     def opt_out_event_name(cls) -> str:
         """The event an opt-out on this channel raises: :attr:`opt_out_event`, else ``<name>.unsubscribed``."""
         return cls.opt_out_event or f"{cls.name}.unsubscribed"
+
+    @classmethod
+    def reports_deliveries(cls) -> bool:
+        """Whether the provider confirms deliveries as a rule: :attr:`delivery_receipts`, else whether
+        :attr:`events` has ``<name>.delivered``."""
+        if cls.delivery_receipts is None:
+            return f"{cls.name}.delivered" in cls.events
+        return cls.delivery_receipts
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
@@ -272,6 +285,13 @@ def declaration_problems(cls: Any) -> list[str]:
         for event in (value,) if isinstance(value, str) else (value or ()):
             if event not in cls.events:
                 problems.append(f"channel {name!r} declares {attribute} {event!r}, which is not in its events")
+    receipts = cls.delivery_receipts
+    if not (receipts is None or isinstance(receipts, bool)):
+        problems.append(f"channel {name!r} declares delivery_receipts = {receipts!r}; use True, False or None")
+    elif receipts and f"{name}.delivered" not in cls.events:
+        problems.append(
+            f"channel {name!r} declares delivery_receipts = True, but {name}.delivered is not in its events"
+        )
     if cls.endpoints and cls.address_field is not None:
         problems.append(f"channel {name!r} sends to endpoints, so it addresses no contact: set address_field = None")
     return problems

@@ -168,6 +168,10 @@ def test_the_funnel_counts_each_step_and_arm_once(app, base, smtp_server, clock,
         (len(in_b), int("ben@example.com" in in_b)),
     ]
     assert [arm["name"] for arm in compared["comparison"]["arms"]] == ["A", "B"]
+    # what was attributed per arm, as the arms' steps count it: ana's order, in her arm, in the arms compared too
+    attributed = [((1, 12.5) if "ana@example.com" in members else (0, 0)) for members in (in_a, in_b)]
+    assert [(arm["conversions"], arm["revenue"]) for arm in compared["arms"]] == attributed
+    assert [(arm["conversions"], arm["revenue"]) for arm in compared["comparison"]["arms"]] == attributed
 
     # a window that excludes the activity: nothing happened in it (waiting is now, whatever the window)
     empty = stats(client, admin, "?until=2000-01-01")
