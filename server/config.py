@@ -27,8 +27,8 @@ from .config_checks import (
     validate_teams,
     validate_timezone,
     validate_window,
-    window_seconds,
 )
+from .durations import window_seconds
 from .instance_home import HOME_FOLDER, Home, find_home, require_instance, secret_key
 
 __all__ = [

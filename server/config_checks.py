@@ -6,6 +6,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from .durations import window_seconds
+
 ENV_PREFIX = "NUDGE_"
 
 
@@ -138,21 +140,6 @@ def validate_event_map(value: Any) -> dict[str, str]:
         return parse_event_map(value)
     except ValueError as exc:
         raise ConfigError("SEGMENT_EVENT_MAP", str(exc)) from None
-
-
-_WINDOW = re.compile(r"^(\d{1,6})([smhdw]?)$")
-_WINDOW_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def window_seconds(text: str) -> int:
-    """Seconds in a window written ``7d``, ``36h``, ``90m``, ``30s``, ``2w`` or plain seconds.
-
-    :raises ValueError: anything else.
-    """
-    match = _WINDOW.match(text.strip().lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not a window")
-    return int(match.group(1)) * _WINDOW_UNITS[match.group(2)]
 
 
 def validate_window(key: str, text: str) -> str:

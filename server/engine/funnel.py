@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..durations import span_seconds
 from ..models import Rule, RuleVersion, SplitTest, StatCounter
 from ..stats import ArmCounts, compare_arms
 from .attribution import SCALE
@@ -266,7 +267,8 @@ def auto_states(session: Session, rule_id: int) -> dict[str, dict[str, Any]]:
 
 
 def parse_when(text: str | None, now: int, *, name: str = "since") -> int | None:
-    """UNIX seconds from ``2026-11-01`` (a UTC day), ``2026-11-01T12:00:00Z``, or ``7d``/``24h`` before *now*.
+    """UNIX seconds from ``2026-11-01`` (a UTC day), ``2026-11-01T12:00:00Z``, or a span before *now* (``7d``, ``24h``,
+    ``90m``, ``2w``: :func:`server.durations.span_seconds`, as the window settings read them).
 
     :raises StatsError: naming *name* and the forms accepted.
     """
@@ -275,14 +277,15 @@ def parse_when(text: str | None, now: int, *, name: str = "since") -> int | None
     from datetime import UTC, datetime
 
     value = text.strip()
-    units = {"d": 86400, "h": 3600, "w": 604800}
-    if value[:-1].isdigit() and value[-1:] in units:
-        return now - int(value[:-1]) * units[value[-1]]
+    span = span_seconds(value)  # digits alone are no span here: 20261101 is a day
+    if span is not None:
+        return now - span
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise StatsError(
-            f"{name} {text[:40]!r} is not a date: write 2026-11-01, 2026-11-01T12:00:00Z, 7d, 24h or 2w"
+            f"{name} {text[:40]!r} is not a date: write 2026-11-01, 2026-11-01T12:00:00Z, or a span such as 7d, 24h, "
+            "90m or 2w"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
