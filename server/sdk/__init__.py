@@ -112,10 +112,3 @@ __all__ = [
     "validate_schema",
     "validate_settings",
 ]
-
-# The classes and functions say they are ``server.sdk``'s (reprs, pickles of queued jobs, docs): where they live
-# inside the package is not part of the API.
-for _name in __all__:
-    if isinstance(globals()[_name], type) or callable(globals()[_name]):
-        globals()[_name].__module__ = __name__
-del _name
