@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import gc
 import io
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from sqlalchemy import or_, select
+from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.orm import Session
 
 from ..consent import address_hash
@@ -340,13 +341,22 @@ class _Stored:
             for key, values in (("email", emails), ("external_id", external_ids))
             if values
         ]
-        # tuples zipped with the names: a Row's mapping costs more than the rest of the read
-        found: Iterable[Any] = (
-            session.connection().execute(select(*(table.c[name] for name in _STORED)).where(or_(*keys))) if keys else ()
-        )
-        self.contacts = {row[0]: dict(zip(_STORED, row, strict=True)) for row in found}
+        connection = session.connection()
+        # tuples zipped with the names: a Row's mapping costs more than the rest of the read; custom fields as
+        # their JSON text, each distinct text parsed once (the dicts are shared: apply() copies before it changes)
+        columns = [cast(table.c[name], Text) if name == "fields" else table.c[name] for name in _STORED]
+        found: Iterable[Any] = connection.execute(select(*columns).where(or_(*keys))) if keys else ()
+        parsed: dict[str | None, Any] = {None: None}
+        self.contacts = {}
+        for row in found:
+            contact = dict(zip(_STORED, row, strict=True))
+            text = contact["fields"]
+            if text not in parsed:
+                parsed[text] = json.loads(text)
+            contact["fields"] = parsed[text]
+            self.contacts[row[0]] = contact
         self.tags: dict[int, set[str]] = {cid: set() for cid in self.contacts}
-        for cid, tag in session.execute(
+        for cid, tag in connection.execute(
             select(ContactTag.contact_id, ContactTag.tag).where(one_of(session, ContactTag.contact_id, self.contacts))
         ):
             self.tags[cid].add(tag)
