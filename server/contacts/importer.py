@@ -12,6 +12,7 @@ import csv
 import gc
 import io
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..consent import address_hash
 from ..models import Contact, ContactTag, Event, Suppression, utcnow
-from ..models.contacts import new_public_id
+from ..models.contacts import new_public_ids
 from .errors import InvalidInput
 from .events import changed_names
 from .fields import STANDARD_FIELDS, coerce_value, definitions
@@ -34,6 +35,10 @@ from .service import audit, clean_value, taken
 CHUNK = 5000
 #: the columns of a new contact's row, as insert_rows gets them
 _NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
+#: a new contact's standard attributes, from its row with the unset ones filled in from _UNSET
+_standard = operator.itemgetter(*STANDARD_FIELDS)
+_UNSET = {name: 0 if name == "score" else None for name in STANDARD_FIELDS}
+_STANDARD = frozenset(STANDARD_FIELDS)
 #: the attributes that identify a contact
 _KEYS = ("email", "external_id")
 SKIP = ("-", "ignore")
@@ -254,11 +259,15 @@ class _RowCleaner:
     """
 
     def __init__(self, targets: Mapping[int, str], custom: Mapping[str, str], region: str | None) -> None:
-        # clean_contact sees the standard attributes first, then "fields": errors come in that order
-        self.plain = [(i, target) for i, target in targets.items() if target not in custom]
-        self.custom = [(i, target, custom[target]) for i, target in targets.items() if target in custom]
         self.region = region
-        self.seen: dict[tuple[str, str], tuple[Any, InvalidInput | None]] = {}
+        # clean_contact sees the standard attributes first, then "fields": errors come in that order
+        self.plain = [(i, target, self._checker(target)) for i, target in targets.items() if target not in custom]
+        self.custom = [
+            (i, target, self._remembering(target, f"fields.{target}", kind))
+            for i, target in targets.items()
+            if target in custom
+            for kind in (custom[target],)
+        ]
 
     def clean(self, values: list[str]) -> dict[str, Any]:
         """The cleaned attributes of a row, without the empty ones.
@@ -266,38 +275,59 @@ class _RowCleaner:
         :raises InvalidInput: naming the first offending attribute, as clean_contact words it.
         """
         out: dict[str, Any] = {}
-        for i, key in self.plain:
-            cell = values[i].strip()
-            if key in _PER_ROW:
-                value = clean_value(key, cell, key, region=self.region, from_text=True)
-            else:
-                value = self._remembered(key, cell, key, "")
+        for i, key, check in self.plain:
+            value = check(values[i].strip())
             if value is not None and value != []:
                 out[key] = value
         if self.custom:
-            out["fields"] = {
-                name: self._remembered(name, values[i].strip(), f"fields.{name}", kind) for i, name, kind in self.custom
-            }
+            out["fields"] = {name: check(values[i].strip()) for i, name, check in self.custom}
         return out
 
-    def _remembered(self, key: str, cell: str, field: str, kind: str) -> Any:
-        answer = self.seen.get((field, cell))
-        if answer is None:
-            try:
-                if kind:
-                    value = coerce_value(kind, cell, field, from_text=True)
+    def _checker(self, key: str) -> Callable[[str], Any]:
+        """What :func:`clean_value` makes of a stripped cell of attribute *key* (same value, same error)."""
+        if key not in _PER_ROW:
+            return self._remembering(key, key, "")
+        region = self.region
+
+        def check(cell: str) -> Any:
+            return clean_value(key, cell, key, region=region, from_text=True)
+
+        if key in ("first_name", "last_name"):
+
+            def name(cell: str) -> Any:
+                # printable ASCII within the length: what check_text lets through unchanged (most names)
+                if len(cell) <= 255 and cell.isascii() and cell.isprintable():
+                    return cell or None
+                return check(cell)
+
+            return name
+        return check
+
+    def _remembering(self, key: str, field: str, kind: str) -> Callable[[str], Any]:
+        """A checker of *key*'s cells that checks each distinct cell once (answer or error)."""
+        seen: dict[str, tuple[Any, InvalidInput | None]] = {}
+        region = self.region
+
+        def check(cell: str) -> Any:
+            answer = seen.get(cell)
+            if answer is None:
+                try:
+                    if kind:
+                        value = coerce_value(kind, cell, field, from_text=True)
+                    else:
+                        value = clean_value(key, cell, field, region=region, from_text=True)
+                except InvalidInput as exc:
+                    answer = (None, exc)
                 else:
-                    value = clean_value(key, cell, field, region=self.region, from_text=True)
-            except InvalidInput as exc:
-                answer = (None, exc)
-            else:
-                answer = (value, None)
-            if len(self.seen) >= _REMEMBERED:
-                self.seen.clear()
-            self.seen[(field, cell)] = answer
-        if answer[1] is not None:
-            raise InvalidInput(answer[1].field, answer[1].message)
-        return answer[0]
+                    answer = (value, None)
+                if len(seen) >= _REMEMBERED:
+                    seen.clear()
+                seen[cell] = answer
+            if answer[1] is not None:
+                raise InvalidInput(answer[1].field, answer[1].message)
+            return answer[0]
+
+        return check
 
 
 def _merge_rows(chunk: list[tuple[int, dict[str, Any]]], report: ImportReport) -> list[tuple[int, dict[str, Any]]]:
@@ -345,7 +375,7 @@ class _Stored:
         # tuples zipped with the names: a Row's mapping costs more than the rest of the read; custom fields as
         # their JSON text, each distinct text parsed once (the dicts are shared: apply() copies before it changes)
         columns = [cast(table.c[name], Text) if name == "fields" else table.c[name] for name in _STORED]
-        found: Iterable[Any] = connection.execute(select(*columns).where(or_(*keys))) if keys else ()
+        found: Iterable[Any] = connection.execute(select(*columns).where(or_(*keys))).all() if keys else ()
         parsed: dict[str | None, Any] = {None: None}
         self.contacts = {}
         for row in found:
@@ -358,7 +388,7 @@ class _Stored:
         self.tags: dict[int, set[str]] = {cid: set() for cid in self.contacts}
         for cid, tag in connection.execute(
             select(ContactTag.contact_id, ContactTag.tag).where(one_of(session, ContactTag.contact_id, self.contacts))
-        ):
+        ).all():
             self.tags[cid].add(tag)
         self.owners = {
             (key, contact[key]): cid for cid, contact in self.contacts.items() for key in _KEYS if contact[key]
@@ -378,7 +408,9 @@ class _Stored:
                 owner = self.owners.get((key, value))
                 if owner is not None and owner != cid:
                     raise taken(key, owner)
-        values = {key: row[key] if key != "score" else row[key] or 0 for key in STANDARD_FIELDS if key in row}
+        values = {key: value for key, value in row.items() if key in _STANDARD}
+        if "score" in values:
+            values["score"] = values["score"] or 0
         if "fields" in row:
             merged = dict(contact["fields"] or {})
             for name, value in row["fields"].items():
@@ -425,15 +457,11 @@ def _write_chunk(
     by_external = {c["external_id"]: c for c in stored.contacts.values() if c["external_id"]}
     if emails and channels.get("email"):
         hashes = {address_hash(secret, "", e) for e in emails}  # one digest on every channel's list
-        report.suppressed += len(
-            set(
-                session.scalars(
-                    select(Suppression.address_hash).where(
-                        Suppression.channel.in_(channels["email"]), Suppression.address_hash.in_(hashes)
-                    )
-                )
-            )
+        listed = select(Suppression.address_hash).where(
+            Suppression.channel.in_(channels["email"]), one_of(session, Suppression.address_hash, hashes)
         )
+        report.suppressed += len(set(session.connection().execute(listed).scalars().all()))
+    names: dict[tuple[str, ...], list[str]] = {}
     new: list[dict[str, Any]] = []
     new_tags: list[list[str]] = []
     announced: list[list[Any]] = []
@@ -477,7 +505,7 @@ def _write_chunk(
         except InvalidInput as exc:
             report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
             continue
-        announced.append([contact["id"], "contact.updated", {"fields": sorted(changed_names(row))}])
+        announced.append([contact["id"], "contact.updated", {"fields": _names(row, names)}])
         report.updated += 1
     stored.write(session, now)
     if new:
@@ -487,9 +515,8 @@ def _write_chunk(
             Contact.__table__,
             _NEW_COLUMNS,
             [
-                [row.get(name, 0 if name == "score" else None) for name in STANDARD_FIELDS]
-                + [row.get("fields", {}), new_public_id()]
-                for row in new
+                [*_standard({**_UNSET, **row}), row.get("fields", {}), public_id]
+                for row, public_id in zip(new, new_public_ids(len(new)), strict=True)
             ],
             {"created_at": now, "updated_at": now},
             returning=("id", "email", "external_id"),
@@ -513,6 +540,15 @@ def _write_chunk(
         announced,
         {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
     )
+
+
+def _names(row: Mapping[str, Any], known: dict[tuple[str, ...], list[str]]) -> list[str]:
+    """The sorted :func:`changed_names` of *row*, worked out once per set of names in *known* (rows repeat them)."""
+    key = (*row, "", *(row.get("fields") or ()))
+    found = known.get(key)
+    if found is None:
+        found = known[key] = sorted(changed_names(row))
+    return found
 
 
 def _only_empty(contact: Mapping[str, Any], row: dict[str, Any]) -> dict[str, Any]:

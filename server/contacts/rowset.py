@@ -50,7 +50,8 @@ def insert_rows(
     if not returning:
         session.connection().execute(stmt)
         return []
-    return list(session.connection().execute(stmt.returning(*(table.c[name] for name in returning))))
+    # all(): one fetchall from the driver, where iterating fetches row by row
+    return list(session.connection().execute(stmt.returning(*(table.c[name] for name in returning))).all())
 
 
 def update_rows(
