@@ -77,11 +77,29 @@ def update_rows(
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     """``column IN (…)`` over *values* sent as one JSON array: a few thousand keys cost one parameter, not one
     each (which SQLAlchemy expands and binds one by one)."""
+    return column.in_(_values(session, column, values))
+
+
+def insert_each(
+    session: Session, table: Table, column: str, values: Iterable[Any], constants: Mapping[str, Any]
+) -> None:
+    """Insert a row for each of *values* (as *column*, sent as one flat JSON array) with *constants* in every row:
+    less JSON for the database to read than :func:`insert_rows` of one-value rows."""
+    fixed = [literal(v, table.c[name].type) for name, v in constants.items()]
+    values = list(values)
+    if values:
+        each = _values(session, table.c[column], values).subquery()
+        stmt = insert(table).from_select([column, *constants], select(*each.c, *fixed))
+        session.connection().execute(stmt)
+
+
+def _values(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """A ``SELECT`` of *values*, one row each as *column*'s type, from one JSON array."""
     document = bindparam(None, json.dumps(list(values), separators=(",", ":")), type_=Text)
     if session.get_bind().dialect.name == "postgresql":
         elements = func.jsonb_array_elements_text(cast(document, JSONB)).table_valued("value")
-        return column.in_(select(cast(elements.c.value, column.type)))
-    return column.in_(select(func.json_each(document).table_valued("value").c.value))
+        return select(cast(elements.c.value, column.type))
+    return select(func.json_each(document).table_valued("value").c.value)
 
 
 def _cells(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Any]:
