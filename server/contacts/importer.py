@@ -27,7 +27,7 @@ from ..models.contacts import new_public_ids
 from .errors import InvalidInput
 from .events import changed_names
 from .fields import STANDARD_FIELDS, coerce_value, definitions
-from .rowset import insert_each, insert_rows, one_of, update_rows
+from .rowset import insert_grouped, insert_rows, one_of, update_rows
 from .service import audit, clean_value, taken
 
 #: rows per transaction: each commit writes every index page its rows touched (random public ids and emails
@@ -447,23 +447,11 @@ class _Stored:
         _insert_tags(session, self.new_tags, now)
 
 
-#: a tag given to at least this many of a chunk's contacts is inserted for them in a statement of its own
-_SHARED_TAG = 50
-
-
 def _insert_tags(session: Session, pairs: list[list[Any]], now: Any) -> None:
     """Insert (contact id, tag) *pairs*: a tag many contacts get in one statement carrying only their ids (the
     database reads a third of the JSON it would for pairs), the other pairs together."""
-    by_tag: dict[str, list[int]] = {}
-    for cid, tag in pairs:
-        by_tag.setdefault(tag, []).append(cid)
-    rest: list[list[Any]] = []
-    for tag, ids in by_tag.items():
-        if len(ids) >= _SHARED_TAG:
-            insert_each(session, ContactTag.__table__, "contact_id", ids, {"tag": tag, "created_at": now})
-        else:
-            rest += [[cid, tag] for cid in ids]
-    insert_rows(session, ContactTag.__table__, ("contact_id", "tag"), rest, {"created_at": now})
+    rows = ((cid, tag, (tag,)) for cid, tag in pairs)
+    insert_grouped(session, ContactTag.__table__, "contact_id", ("tag",), rows, {"created_at": now})
 
 
 def _write_chunk(
@@ -561,11 +549,12 @@ def _write_chunk(
         _insert_tags(session, tag_rows, now)
         report.created += len(new)
     # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
-    insert_rows(
+    insert_grouped(
         session,
         Event.__table__,
-        ("contact_id", "name", "props"),
-        announced,
+        "contact_id",
+        ("name", "props"),
+        ((cid, (name, *props.get("fields", ())), (name, props)) for cid, name, props in announced),
         {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
     )
 

@@ -9,7 +9,7 @@ times faster on both databases.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Table, Text, bindparam, cast, func, insert, literal, select, update
@@ -91,6 +91,33 @@ def insert_each(
         each = _values(session, table.c[column], values).subquery()
         stmt = insert(table).from_select([column, *constants], select(*each.c, *fixed))
         session.connection().execute(stmt)
+
+
+def insert_grouped(
+    session: Session,
+    table: Table,
+    column: str,
+    names: Sequence[str],
+    rows: Iterable[tuple[Any, Hashable, Sequence[Any]]],
+    constants: Mapping[str, Any],
+    least: int = 50,
+) -> None:
+    """Insert rows given as (value of *column*, key, values of *names*), where rows of the same key have the same
+    values: a key with at least *least* rows in one :func:`insert_each` of their *column* values, the rest in one
+    :func:`insert_rows` (a tag most contacts get, an event most contacts announce)."""
+    groups: dict[Hashable, tuple[Sequence[Any], list[Any]]] = {}
+    for value, key, cells in rows:
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = (cells, [])
+        group[1].append(value)
+    rest: list[list[Any]] = []
+    for cells, values in groups.values():
+        if len(values) >= least:
+            insert_each(session, table, column, values, {**dict(zip(names, cells, strict=True)), **constants})
+        else:
+            rest += [[value, *cells] for value in values]
+    insert_rows(session, table, (column, *names), rest, constants)
 
 
 def _values(session: Session, column: Any, values: Iterable[Any]) -> Any:

@@ -7,7 +7,7 @@ from server.consent import suppress
 from server.contacts import InvalidInput, address_channels, define_field
 from server.contacts.importer import import_text, parse_mapping
 from server.db import get_session
-from server.models import AuditEntry, Contact
+from server.models import AuditEntry, Contact, Event
 
 
 def _import(app, text, **kwargs):
@@ -275,3 +275,10 @@ def test_tags_many_contacts_share_and_rare_ones_are_all_written(app):
         assert tags[f"u{i}@example.com"] == expected
     assert tags["new@example.com"] == {"all"}
     assert sum(len(t) for t in tags.values()) == 140 * 4 + 1
+    with app.app_context():  # each contact's events, announced set-wise the same way
+        events = get_session().execute(select(Event.contact_id, Event.name, Event.props, Event.source)).all()
+    ids = {c.email: c.id for c in _contacts(app).values()}
+    assert sorted((cid, name, props, source) for cid, name, props, source in events) == sorted(
+        [(cid, "contact.created", {}, "import") for cid in ids.values()]
+        + [(ids[f"u{i}@example.com"], "contact.updated", {"fields": ["email"]}, "import") for i in range(140)]
+    )
