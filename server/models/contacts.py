@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from datetime import datetime
 from typing import Any
@@ -23,12 +22,6 @@ LAST_NAME_KEY = "lower(last_name)"
 def new_public_id() -> str:
     """A random identifier for the contact's public links: 128 bits, URL-safe, never derived from the row id."""
     return secrets.token_urlsafe(16)
-
-
-def new_public_ids(count: int) -> list[str]:
-    """*count* values of :func:`new_public_id`, from one read of the system's random source (an import's many)."""
-    raw = secrets.token_bytes(16 * count)
-    return [base64.urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode("ascii") for i in range(0, 16 * count, 16)]
 
 
 class Contact(Base):
