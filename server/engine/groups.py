@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from flask import current_app
 
 from ..db import get_session
-from .ingest import Prepared, store_events, store_plain, write_turn
+from .ingest import Prepared, store_events, store_plain, store_plain_apart, write_turn
 from .wake import wake_engine
 
 T = TypeVar("T")
@@ -149,8 +149,11 @@ def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseExce
     session = get_session()
     outcomes: list[list[tuple[int, int]] | BaseException] = []
     with write_turn(session):
+        together = _store_plain_group(group, lambda checked: store_plain_apart(session.get_bind(), checked))
+        if together is not None:  # committed on the ingest's own connection (SQLite)
+            return list(together)
         try:  # the transaction holds nothing else yet (the turn began it): a failure here is simply rolled back
-            together = _store_plain_group(session, group)
+            together = _store_plain_group(group, lambda checked: store_plain(session, checked))
         except Exception:  # a clash with another process's insert, say: each request alone says what it meets
             session.rollback()
             together = None
@@ -173,11 +176,13 @@ def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:
     hand_over([event_id for outcome in outcomes if isinstance(outcome, list) for event_id, _contact_id in outcome])
 
 
-def _store_plain_group(session: Any, group: list[Prepared]) -> list[list[tuple[int, int]]] | None:
-    checked = [item for prepared in group if prepared.checked is not None for item in prepared.checked]
+def _store_plain_group(
+    group: list[Prepared], store: Callable[[list[Any]], list[tuple[int, int]] | None]
+) -> list[list[tuple[int, int]]] | None:
+    """Store the whole group set-wise with *store* (None when it is not plain); each request's pairs."""
     if any(prepared.checked is None for prepared in group):
         return None
-    stored = store_plain(session, checked)
+    stored = store([item for prepared in group for item in prepared.checked or ()])
     if stored is None:
         return None
     out, start = [], 0

@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, Engine, event, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from ..contacts.errors import InvalidInput
 from ..contacts.events import record_event
@@ -29,6 +30,7 @@ __all__ = [
     "record_event",
     "store_events",
     "store_plain",
+    "store_plain_apart",
     "upsert_contact",
     "write_turn",
 ]
@@ -113,7 +115,19 @@ def store_events(session: Session, prepared: Prepared) -> list[tuple[int, int]]:
 def store_plain(session: Session, checked: list[_Item]) -> list[tuple[int, int]] | None:
     """Store checked events set-wise when their contacts are plain (see :func:`store_events`); None (and nothing
     written) when one is not."""
-    contact_ids = _plain_contacts(session, checked)
+    return _store_plain(
+        checked,
+        lambda key, wanted: _find_contacts(session, key, wanted),
+        lambda model, rows: _insert(session, model, rows),
+    )
+
+
+def _store_plain(
+    checked: list[_Item],
+    find: Callable[[str, set[str]], Iterable[Sequence[Any]]],
+    insert_rows: Callable[[Any, list[dict[str, Any]]], list[int]],
+) -> list[tuple[int, int]] | None:
+    contact_ids = _plain_contacts(checked, find, insert_rows)
     if contact_ids is None:
         return None
     now = utcnow()
@@ -128,8 +142,61 @@ def store_plain(session: Session, checked: list[_Item]) -> list[tuple[int, int]]
         }
         for item, contact_id in zip(checked, contact_ids, strict=True)
     ]
-    event_ids = _insert(session, Event, rows)
+    event_ids = insert_rows(Event, rows)
     return list(zip(event_ids, contact_ids, strict=True))
+
+
+def store_plain_apart(engine: Engine | Connection, checked: list[_Item]) -> list[tuple[int, int]] | None:
+    """:func:`store_plain` on SQLite in a transaction of its own on the ingest's own connection, committed; the
+    caller holds the write turn (:func:`write_turn`). None (and nothing written) when a contact is not plain, on
+    another database or on an error (the caller then stores through its session, which says what is wrong).
+
+    The connection is this process's one ingest writer: its page cache stays valid from one group to the next (a
+    connection from the pool finds it reset by the other connections' commits, and reads its pages again), and no
+    session, pool or ORM transaction is set up per group.
+    """
+    writer = _writer(engine) if isinstance(engine, Engine) else None
+    if writer is None:
+        return None
+    cursor = writer.cursor()
+    cursor.execute("BEGIN IMMEDIATE")
+    try:
+        stored = _store_plain(
+            checked,
+            lambda key, wanted: _sqlite_find(cursor, key, wanted),
+            lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows),
+        )
+        if stored is None:
+            cursor.execute("ROLLBACK")
+            return None
+        cursor.execute("COMMIT")
+    except Exception:  # a clash with another process's insert, say: the session's path says what each request meets
+        writer.rollback()
+        return None
+    return stored
+
+
+#: per engine: its ingest writer (a DBAPI connection apart from the pool), closed when the engine is disposed of
+_writers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _writer(engine: Engine) -> Any:
+    """The ingest's own DBAPI connection to *engine*'s SQLite file; None for another database or an in-memory one."""
+    if engine.dialect.name != "sqlite" or isinstance(engine.pool, StaticPool):
+        return None
+    writer = _writers.get(engine)
+    if writer is None:
+        fairy = engine.raw_connection()  # the engine's pragmas (WAL, foreign keys, busy timeout) applied
+        writer = _writers[engine] = fairy.driver_connection
+        fairy.detach()  # not returned to the pool: kept by this process's ingest
+        event.listen(engine, "engine_disposed", lambda _engine: _close_writer(engine))
+    return writer
+
+
+def _close_writer(engine: Engine) -> None:
+    writer = _writers.pop(engine, None)
+    if writer is not None:
+        writer.close()
 
 
 @contextmanager
@@ -175,7 +242,11 @@ def _store_one(session: Session, item: Mapping[str, Any], prefix: str, region: s
     return event.id, event.contact_id
 
 
-def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
+def _plain_contacts(
+    items: list[_Item],
+    find: Callable[[str, set[str]], Iterable[Sequence[Any]]],
+    insert_rows: Callable[[Any, list[dict[str, Any]]], list[int]],
+) -> list[int] | None:
     """The contact id of each item when every one is plain (see :func:`store_events`), creating the new ones;
     None (and nothing written) otherwise."""
     if any(not item.cleaned or set(item.cleaned) - set(IDENTITY_FIELDS) for item in items):
@@ -186,7 +257,7 @@ def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
         wanted = {item.cleaned[key] for item in items if item.cleaned.get(key)}
         if not wanted:
             continue
-        for ident, email, value in _find_contacts(session, key, wanted):
+        for ident, email, value in find(key, wanted):
             by_key[key][value] = ident
             emails[ident] = email
     planned: list[dict[str, Any]] = []  # new contacts, found again by later items through a negative stand-in id
@@ -209,7 +280,7 @@ def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
                     by_key[key][value] = ident
         chosen.append(ident)
     if planned:
-        new_ids = _insert(session, Contact, planned)
+        new_ids = insert_rows(Contact, planned)
         chosen = [new_ids[-ident - 1] if ident < 0 else ident for ident in chosen]
     return chosen
 
@@ -224,24 +295,31 @@ def _find_contacts(session: Session, key: str, wanted: set[str]) -> Iterable[Seq
     if connection.dialect.name != "sqlite":
         column = getattr(Contact, key)
         return connection.execute(select(Contact.id, Contact.email, column).where(column.in_(wanted))).all()
+    return _sqlite_find(connection.connection.cursor(), key, wanted)
+
+
+def _sqlite_find(cursor: Any, key: str, wanted: set[str]) -> Iterable[Sequence[Any]]:
     marks = ", ".join("?" * len(wanted))
-    table = Contact.__tablename__
-    return connection.connection.cursor().execute(
-        f"SELECT id, email, {key} FROM {table} WHERE {key} IN ({marks})",
-        tuple(wanted),
+    return cursor.execute(
+        f"SELECT id, email, {key} FROM {Contact.__tablename__} WHERE {key} IN ({marks})", tuple(wanted)
     )
 
 
 class _RawInsert(NamedTuple):
     sql: str
-    #: per column of the statement, in order: (key in the row or None for a default, bind processor, default)
-    columns: tuple[tuple[str | None, Callable[[Any], Any] | None, Any], ...]
+    #: per column of the statement, in order: (key in the row or None for a default, bind processor, default,
+    #: or the default's function called for each row)
+    columns: tuple[tuple[str | None, Callable[[Any], Any] | None, Any, Callable[[], Any] | None], ...]
 
     def values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """The statement's parameters for *rows*, column by column; a value repeated across rows (the request's
         time) is converted once."""
         columns: list[Sequence[Any]] = []
-        for key, convert, default in self.columns:
+        for key, convert, default, make in self.columns:
+            if make is not None:  # a new public id, the time: one each, as SQLAlchemy calls it per row
+                made = [make() for _row in rows]
+                columns.append([convert(value) for value in made] if convert else made)
+                continue
             if key is None:
                 columns.append([convert(default) if convert else default] * len(rows))
                 continue
@@ -272,21 +350,28 @@ _raw_inserts: weakref.WeakKeyDictionary[Any, dict[tuple[str, tuple[str, ...]], _
 
 def _raw_insert(dialect: Any, table: Any, keys: tuple[str, ...]) -> _RawInsert | None:
     """The INSERT of *keys* into *table* compiled once for the driver, with each value converted as SQLAlchemy
-    would (its bind processors) and the other columns' constant Python defaults added; None when a column the rows
-    leave out has a computed default (then Core inserts them)."""
+    would (its bind processors) and the other columns' Python defaults added (a function taking no context called
+    per row, as SQLAlchemy does); None when a column the rows leave out has another default (then Core inserts
+    them)."""
     plans = _raw_inserts.setdefault(dialect, {})
     if (table.name, keys) in plans:
         return plans[table.name, keys]
     defaults: dict[str, Any] = {}
+    makers: dict[str, Callable[[], Any]] = {}
     plan: _RawInsert | None = None
     for column in table.columns:
         if column.name in keys or column.primary_key or column.default is None:
             continue
-        if not column.default.is_scalar:
+        if column.default.is_scalar:
+            defaults[column.name] = column.default.arg
+            continue
+        # SQLAlchemy wraps a function that takes no context; one that does (or a SQL default) goes through Core
+        made = getattr(column.default.arg, "__wrapped__", None) if column.default.is_callable else None
+        if made is None:
             break
-        defaults[column.name] = column.default.arg
+        makers[column.name] = made
     else:
-        compiled = insert(table).compile(dialect=dialect, column_keys=[*keys, *defaults])
+        compiled = insert(table).compile(dialect=dialect, column_keys=[*keys, *defaults, *makers])
         names = compiled.positiontup or []
         plan = _RawInsert(
             str(compiled),
@@ -295,6 +380,7 @@ def _raw_insert(dialect: Any, table: Any, keys: tuple[str, ...]) -> _RawInsert |
                     name if name in keys else None,
                     table.c[name].type.dialect_impl(dialect).bind_processor(dialect),
                     defaults.get(name),
+                    makers.get(name),
                 )
                 for name in names
             ),
@@ -316,13 +402,38 @@ def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[in
     if connection.dialect.name != "sqlite":
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(connection.execute(statement, rows).scalars())
-    keys = tuple(rows[0])
-    plan = _raw_insert(connection.dialect, table, keys)
-    cursor = connection.connection.cursor()
-    if plan is not None and all(len(row) == len(keys) and row.keys() == rows[0].keys() for row in rows):
-        cursor.executemany(plan.sql, plan.values(rows))
-    else:
+    plan = _uniform_plan(connection.dialect, table, rows)
+    if plan is None:
         connection.execute(insert(table), rows)
+        return _ids_back(connection.connection.cursor(), table, rows)
+    return _sqlite_insert(connection.connection.cursor(), connection.dialect, table, rows, plan)
+
+
+def _uniform_plan(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> _RawInsert | None:
+    """The prepared insert of *rows* when they all have the same keys and it has one."""
+    keys = tuple(rows[0])
+    plan = _raw_insert(dialect, table, keys)
+    if plan is not None and all(len(row) == len(keys) and row.keys() == rows[0].keys() for row in rows):
+        return plan
+    return None
+
+
+def _sqlite_insert(
+    cursor: Any, dialect: Any, table: Any, rows: list[dict[str, Any]], plan: _RawInsert | None = None
+) -> list[int]:
+    """Insert *rows* with their prepared statement through the DBAPI *cursor*; their ids, in order.
+
+    :raises ValueError: when the rows have no prepared statement (see :func:`_uniform_plan`).
+    """
+    plan = plan or _uniform_plan(dialect, table, rows)
+    if plan is None:
+        raise ValueError(f"{table.name}: no prepared insert for these rows")
+    cursor.executemany(plan.sql, plan.values(rows))
+    return _ids_back(cursor, table, rows)
+
+
+def _ids_back(cursor: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """The ids of the *rows* just inserted, counted back from ``last_insert_rowid()`` (see :func:`_insert`)."""
     last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
     first = last - len(rows) + 1
     stored = cursor.execute(
