@@ -6,10 +6,13 @@ This middleware answers the plain case itself, with the very same steps and answ
 
 - the method, path and body limit of the endpoint, no query string, a JSON ``Content-Type`` and a
   ``Content-Length`` (a chunked body goes to Flask);
-- the key: ``Authorization: Bearer`` checked by :func:`~server.auth.quick_key` on every request (a revocation or
-  an expiry counts from the next request), of the endpoint's scope;
 - the body read by the same JSON reader and checked by the endpoint's compiled schema check; the events checked and
   stored by :func:`~server.engine.groups.store_together`, committed and handed to the engine before the 202;
+- the key (``Authorization: Bearer``, of the endpoint's scope) looked up on every request as
+  :func:`~server.auth.quick_key` does (a revocation or an expiry counts from the next request), in the transaction
+  that writes the events, on the connection that writes them (one look-up on a warm page cache, where a pooled
+  connection read its pages again after every other connection's commit); a batch's key is also checked before
+  its body (up to 8 MiB) is read;
 - the settings saved in the admin UI re-read as before every request.
 
 Everything else goes to Flask untouched (the body handed on as read): any error (a wrong key, scope, body, size,
@@ -28,11 +31,11 @@ from typing import Any, cast
 from flask import Flask, Response
 from sqlalchemy.engine import Engine
 
-from ..auth import quick_key
+from ..auth import key_on, quick_key
 from ..contacts.errors import InvalidInput
 from ..db import get_session
 from ..engine.groups import store_together
-from ..engine.ingest import prepare_events
+from ..engine.ingest import NotAdmitted, prepare_events
 from ..instance_settings import refresh
 from ..jsonbody import JsonInputError
 from ..models import Scope
@@ -103,12 +106,19 @@ class LeanIngest:
         if token is None or check is None:
             return None
         engine: Engine = self.app.extensions["nudge.db"].engine
-        try:
-            key = quick_key(engine, token)
-        except Exception:  # the database away, say: Flask's path meets it too and answers as it does
-            return None
-        if key is None or key.scope not in (Scope.ADMIN.value, getattr(op.scope, "value", None)):
-            return None
+        scopes = (Scope.ADMIN.value, getattr(op.scope, "value", None))
+        if route is BATCH:  # a body of up to 8 MiB is read for a key known to be valid
+            try:
+                key = quick_key(engine, token)
+            except Exception:  # the database away, say: Flask's path meets it too and answers as it does
+                return None
+            if key is None or key.scope not in scopes:
+                return None
+
+        def admit(cursor: Any, engine: Engine) -> bool:
+            key = key_on(cursor, engine, token)
+            return key is not None and key.scope in scopes
+
         length = int(environ["CONTENT_LENGTH"])
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again if it answers
@@ -133,7 +143,9 @@ class LeanIngest:
             if prepared.checked is None:  # an invalid event: Flask's path names it
                 return None
             try:
-                stored = store_together(prepared)
+                stored = store_together(prepared._replace(admit=admit))
+            except NotAdmitted:  # the key, looked up where the events are written: Flask's path says why not
+                return None
             except Exception as exc:  # this request's events were not stored (all or none)
                 response = error_answer(exc, op.method, op.path)
                 if response is None:

@@ -25,6 +25,7 @@ IDENTITY_FIELDS = ("email", "external_id")
 __all__ = [
     "IDENTITY_FIELDS",
     "IngestError",
+    "NotAdmitted",
     "Prepared",
     "prepare_events",
     "record_event",
@@ -78,6 +79,13 @@ class Prepared(NamedTuple):
     checked: list[_Item] | None
     region: str | None
     prefix: Callable[[int], str]
+    #: ``admit(cursor, engine)``: whether the request may store, asked in the write's own transaction through its
+    #: DBAPI cursor (the request's key, looked up where the write happens); refused: :class:`NotAdmitted`
+    admit: Callable[[Any, Engine], bool] | None = None
+
+
+class NotAdmitted(Exception):
+    """The request's :attr:`Prepared.admit` refused it in the write's transaction: nothing of it was stored."""
 
 
 def prepare_events(
@@ -127,6 +135,8 @@ def _store_plain(
     find: Callable[[str, set[str]], Iterable[Sequence[Any]]],
     insert_rows: Callable[[Any, list[dict[str, Any]]], list[int]],
 ) -> list[tuple[int, int]] | None:
+    if not checked:
+        return []
     contact_ids = _plain_contacts(checked, find, insert_rows)
     if contact_ids is None:
         return None
@@ -146,23 +156,30 @@ def _store_plain(
     return list(zip(event_ids, contact_ids, strict=True))
 
 
-def store_plain_apart(engine: Engine | Connection, checked: list[_Item]) -> list[tuple[int, int]] | None:
-    """:func:`store_plain` on SQLite in a transaction of its own on the ingest's own connection, committed; the
-    caller holds the write turn (:func:`write_turn`). None (and nothing written) when a contact is not plain, on
-    another database or on an error (the caller then stores through its session, which says what is wrong).
+def store_plain_apart(
+    engine: Engine | Connection, group: Sequence[Prepared]
+) -> list[list[tuple[int, int]] | BaseException] | None:
+    """Store a group of requests' events set-wise on SQLite, in one transaction of its own on the ingest's own
+    connection, committed; the caller holds the write turn (:func:`write_turn`). Each request is first admitted
+    (:attr:`Prepared.admit`) in that transaction; a refused one gets :class:`NotAdmitted` and stores nothing.
+
+    None (and nothing written) when an event or a contact is not plain, on another database or on an error: the
+    caller then stores through its session, which says what is wrong.
 
     The connection is this process's one ingest writer: its page cache stays valid from one group to the next (a
     connection from the pool finds it reset by the other connections' commits, and reads its pages again), and no
     session, pool or ORM transaction is set up per group.
     """
     writer = _writer(engine) if isinstance(engine, Engine) else None
-    if writer is None:
+    if writer is None or any(prepared.checked is None for prepared in group):
         return None
+    assert isinstance(engine, Engine)
     cursor = writer.cursor()
     cursor.execute("BEGIN IMMEDIATE")
     try:
+        admitted = [prepared.admit is None or prepared.admit(cursor, engine) for prepared in group]
         stored = _store_plain(
-            checked,
+            [item for prepared, ok in zip(group, admitted, strict=True) if ok for item in prepared.checked or ()],
             lambda key, wanted: _sqlite_find(cursor, key, wanted),
             lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows),
         )
@@ -173,7 +190,13 @@ def store_plain_apart(engine: Engine | Connection, checked: list[_Item]) -> list
     except Exception:  # a clash with another process's insert, say: the session's path says what each request meets
         writer.rollback()
         return None
-    return stored
+    outcomes: list[list[tuple[int, int]] | BaseException] = []
+    start = 0
+    for prepared, ok in zip(group, admitted, strict=True):
+        count = len(prepared.items) if ok else 0
+        outcomes.append(stored[start : start + count] if ok else NotAdmitted())
+        start += count
+    return outcomes
 
 
 #: per engine: its ingest writer (a DBAPI connection apart from the pool), closed when the engine is disposed of

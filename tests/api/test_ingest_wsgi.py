@@ -12,6 +12,8 @@ from sqlalchemy import func, select, update
 from werkzeug.test import Client
 
 from server.db import get_session
+from server.engine.groups import _write_group
+from server.engine.ingest import NotAdmitted, prepare_events
 from server.models import ApiKey, Event, utcnow
 
 from ..helpers import api_key
@@ -70,6 +72,7 @@ def test_plain_event_posts_are_answered_without_flask_and_stored(app, client):
 BAD = [
     ("single good", "/api/v1/events", EVENT, {}),
     ("batch good", "/api/v1/events/batch", BATCH, {}),
+    ("a named contact", "/api/v1/events", {**EVENT, "contact": {"email": "b@example.com", "first_name": "B"}}, {}),
     ("admin key", "/api/v1/events", EVENT, {"key": "admin"}),
     ("not JSON", "/api/v1/events", b"{nope", {}),
     ("NaN", "/api/v1/events", b'{"contact": {"email": "a@example.com"}, "event": "a.b", "props": {"x": NaN}}', {}),
@@ -109,16 +112,35 @@ def test_the_lean_path_and_flask_answer_alike(app, client, what, path, body, opt
     assert stored == (2 * (len(body["events"]) if "events" in body else 1) if answers[0].status_code == 202 else 0)
 
 
-def test_a_revoked_key_is_refused_by_the_next_post(app, client):
+@pytest.mark.parametrize("contact", [{"email": "a@example.com"}, {"email": "b@example.com", "first_name": "B"}])
+def test_a_revoked_key_is_refused_by_the_next_post(app, client, contact):
     key = _used_key(app, client)
     with app.app_context():
         session = get_session()
         session.execute(update(ApiKey).where(ApiKey.prefix == key.split("_")[2]).values(revoked_at=utcnow()))
         session.commit()
     before = _events(app)
-    refused = Client(app.wsgi_app).post("/api/v1/events", json=EVENT, headers={"Authorization": f"Bearer {key}"})
+    body = {**EVENT, "contact": contact}
+    refused = Client(app.wsgi_app).post("/api/v1/events", json=body, headers={"Authorization": f"Bearer {key}"})
     assert refused.status_code == 401 and refused.json["title"] == "API key revoked"
     assert _events(app) == before
+
+
+@pytest.mark.parametrize("contact", [{"email": "a@example.com"}, {"email": "b@example.com", "first_name": "B"}])
+def test_a_group_stores_only_the_requests_it_admits(app, contact):
+    """Requests written together are each admitted in the write's transaction (their key): a refused one stores
+    nothing and the others are stored (plain contacts on the ingest's own connection, others through the session)."""
+    with app.app_context():
+        session = get_session()
+        prepared = prepare_events(session, [{**EVENT, "contact": contact}], prefix=lambda _i: "")
+        session.commit()
+        before = _events(app)
+        outcomes = _write_group(
+            [prepared._replace(admit=lambda _cursor, _engine, ok=ok: ok) for ok in (True, False, True)]
+        )
+    assert isinstance(outcomes[1], NotAdmitted)
+    assert [len(outcome) for outcome in (outcomes[0], outcomes[2])] == [1, 1]
+    assert _events(app) == before + 2
 
 
 def test_an_idempotent_post_is_replayed_as_flask_stores_it(app, client):
