@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -355,13 +355,17 @@ def _converted(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:
     seen: dict[tuple[type, Any], Any] = {}  # by type too: 1 == True, but they convert differently
     out = []
     for value in values:
-        if isinstance(value, Hashable):
-            key = (type(value), value)
-            if key not in seen:
-                seen[key] = convert(value)
-            out.append(seen[key])
-        else:  # a dict (JSON): each its own
+        kind = type(value)
+        if kind is dict or kind is list:  # JSON: each its own
             out.append(convert(value))
+            continue
+        try:
+            converted = seen[kind, value]
+        except KeyError:
+            converted = seen[kind, value] = convert(value)
+        except TypeError:  # not hashable
+            converted = convert(value)
+        out.append(converted)
     return out
 
 
@@ -436,7 +440,8 @@ def _uniform_plan(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> _RawI
     """The prepared insert of *rows* when they all have the same keys and it has one."""
     keys = tuple(rows[0])
     plan = _raw_insert(dialect, table, keys)
-    if plan is not None and all(len(row) == len(keys) and row.keys() == rows[0].keys() for row in rows):
+    first = rows[0].keys()
+    if plan is not None and all(row.keys() == first for row in rows):
         return plan
     return None
 
