@@ -34,7 +34,7 @@ MAX_VALUE = Decimal(10) ** 12
 #: a touch by delivery: the provider's receipt, or (channels without receipts, such as SMTP) its acceptance
 DELIVERED = ("delivered", "sent")
 
-__all__ = ["DELIVERED", "MAX_VALUE", "SCALE", "amount_of", "attribute", "recompute"]
+__all__ = ["DELIVERED", "MAX_VALUE", "SCALE", "amount_of", "attribute", "attribute_rows", "recompute"]
 
 
 def amount_of(value: Any) -> tuple[int | None, str]:
@@ -77,18 +77,23 @@ def attribute(session: Session, config: Any, event_ids: Sequence[int]) -> int:
     """
     if not event_ids:
         return 0
-    windows = _Windows(config)
-    rows = []
+    rows: list[Any] = []
     ids = sorted(set(event_ids))
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        rows += [
-            row
-            for row in session.execute(
-                select(Event.id, Event.contact_id, Event.props, Event.occurred_at).where(Event.id.in_(chunk))
-            )
-            if isinstance(row.props, dict) and windows.prop in row.props
-        ]
+        rows += session.execute(
+            select(Event.id, Event.contact_id, Event.props, Event.occurred_at).where(Event.id.in_(chunk))
+        ).all()
+    return attribute_rows(session, config, rows)
+
+
+def attribute_rows(session: Session, config: Any, events: Sequence[Any]) -> int:
+    """:func:`attribute` for events already read (rows with ``id``, ``contact_id``, ``props``, ``occurred_at``).
+
+    :return: how many were attributed.
+    """
+    windows = _Windows(config)
+    rows = [row for row in events if isinstance(row.props, dict) and windows.prop in row.props]
     if not rows:
         return 0
     done = set(session.scalars(select(Attribution.event_id).where(Attribution.event_id.in_([row.id for row in rows]))))

@@ -27,7 +27,12 @@ from .keys import ENROLMENT, message_key
 def among(ctx: EngineContext, column: Any, ids: list[int]) -> Any:
     """``column IN ids`` with the ids as one bound value (a PostgreSQL array, a JSON list in SQLite): a statement
     over a thousand ids is neither compiled nor parsed with a thousand parameters, and its compiled form is cached."""
-    if ctx.session.get_bind().dialect.name == "postgresql":
+    return ids_in(ctx.session, column, ids)
+
+
+def ids_in(session: Any, column: Any, ids: list[int]) -> Any:
+    """:func:`among` for a session outside the engine's context (the stats rollup)."""
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy import Integer, any_
         from sqlalchemy.dialects.postgresql import ARRAY
 
