@@ -149,7 +149,7 @@ def _process_events(
     if not isolate and ctx.config.get("ENGINE_SET_WISE_EVENTS", True):
         # the simple events set-wise, in a few statements; the interpreter takes the others
         rows = session.execute(
-            select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source, table.c.occurred_at)
+            select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source)
             .where(bulk.among(ctx, table.c.id, claimed))
             .order_by(table.c.id)
         ).all()
