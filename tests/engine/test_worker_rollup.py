@@ -10,14 +10,14 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from server.db import get_session
 from server.engine.jobs import process_events
 from server.engine.rollup import rollup
 from server.models import Event, StatCounter, StatWatermark
 
-from ..helpers import api_key, load_rules, post_event
+from ..helpers import api_key, load_rules, lock_waiters, post_event
 
 pytestmark = pytest.mark.postgresql  # deselected unless --backends names postgresql
 
@@ -38,17 +38,6 @@ def _entered(app) -> int:
     with app.app_context():
         entered = select(func.coalesce(func.sum(StatCounter.count), 0)).where(StatCounter.metric == "entered")
         return get_session().scalar(entered)
-
-
-def _lock_waiters(session) -> int:
-    """Other sessions of this database waiting for a lock."""
-    session.execute(text("SELECT pg_stat_clear_snapshot()"))
-    return session.scalar(
-        text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-        )
-    )
 
 
 def test_a_job_leaves_a_source_another_rollup_holds_and_nothing_is_counted_twice(app, client):
@@ -82,7 +71,7 @@ def test_a_job_leaves_a_source_another_rollup_holds_and_nothing_is_counted_twice
         watcher = get_session()
         while worker.is_alive():
             worker.join(0.05)
-            if worker.is_alive() and _lock_waiters(watcher):
+            if worker.is_alive() and lock_waiters(watcher):
                 other.rollback()
                 worker.join()
                 pytest.fail("the job's rollup waited for the other rollup's lock")
