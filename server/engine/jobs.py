@@ -28,7 +28,6 @@ from . import attribution, bulk, dispatch, failures, runtime, setwise
 from .context import EngineContext
 from .outbox import JOB_MORE, deliver, resolve_stale_sends
 from .timeutil import to_dt, to_ts
-from .wake import wake_engine
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +50,6 @@ def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
     """Serialise work on one contact across workers (PostgreSQL row lock; SQLite has one writer anyway)."""
     if ctx.session.get_bind().dialect.name == "postgresql":
         ctx.session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
-
-
-def enqueue_events(event_ids: list[int]) -> None:
-    """Hand stored events to the engine: after the commit that stored them (the DB is the source of truth).
-
-    No job per call: forms, tracking, unsubscribes, admin actions and plugins wake the one
-    :func:`~.wake.process_pending` job that waits on the queue while a Redis flag says so (:mod:`.wake`), as API
-    events do; that job claims whatever is pending, these events among them. A lost flag or job loses nothing: the
-    scheduler re-enqueues events left pending longer than ``REQUEUE_AFTER``.
-    """
-    if event_ids:
-        wake_engine()
 
 
 def _send_later(message_ids: list[int], now: int | None = None) -> None:
@@ -451,7 +438,6 @@ def _release(session, now: int, batches: list[tuple[list[int], int]], messages: 
 __all__ = [
     "advance_enrolments",
     "deliver_messages",
-    "enqueue_events",
     "fire_timers",
     "process_events",
     "requeue_due",
