@@ -10,7 +10,7 @@ from flask import current_app
 
 from .contacts import opt_out
 from .db import get_session
-from .engine.jobs import enqueue_events
+from .engine.wake import enqueue_events
 from .links import BadLink, contact_of, verify
 from .models import Contact
 

@@ -26,7 +26,7 @@ from . import consent
 from .contacts.errors import InvalidInput
 from .contacts.events import record_event
 from .db import get_session
-from .engine.jobs import enqueue_events
+from .engine.wake import enqueue_events
 from .models import (
     ConsentStatus,
     Contact,

@@ -6,6 +6,7 @@ the database by the scheduler, so losing Redis loses no work.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -232,6 +233,7 @@ def serve(app: Flask, burst: bool = False, queues: str = "all") -> None:
     """
     tq = get_queue(app)
     stop = {"asked": False}
+    settle_heap()
 
     def ask_stop(_signum: int, _frame: object) -> None:
         stop["asked"] = True
@@ -262,6 +264,16 @@ def serve(app: Flask, burst: bool = False, queues: str = "all") -> None:
         if not stop["asked"]:
             log.warning("the worker stopped (Redis went away?); starting again once Redis answers")
             time.sleep(RECONNECT_FIRST)
+
+
+def settle_heap() -> None:
+    """Put the objects built so far (modules, the app, its plugins and caches) out of the garbage collector's walk.
+
+    A worker's jobs make many short-lived rows; each full collection would otherwise walk the whole start-up heap
+    again (about a fifth of an event batch's CPU time, measured). What is made later is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _stop_listening(worker: AppWorker) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from traceback import format_exception
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from server.auth import create_api_key, hash_password
 from server.db import get_session
@@ -144,3 +144,14 @@ def pending_emails(session, addresses: list[str], template: str = "welcome") -> 
     session.execute(insert(Message), rows)
     session.commit()
     return list(session.scalars(select(Message.id).where(Message.contact_id.in_(contacts)).order_by(Message.id)))
+
+
+def lock_waiters(session) -> int:
+    """PostgreSQL: other sessions of this database waiting for a lock now."""
+    session.execute(text("SELECT pg_stat_clear_snapshot()"))  # else a transaction sees its first snapshot only
+    return session.scalar(
+        text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+    )

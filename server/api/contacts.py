@@ -23,7 +23,7 @@ from ..contacts import (
 )
 from ..contacts.service import MAX_SCORE, clean_tag
 from ..db import get_session
-from ..engine.jobs import enqueue_events
+from ..engine.wake import enqueue_events
 from ..models import Consent, Contact, ContactTag, Event, Note, Scope
 from . import bp
 from .common import actor, channels, secret, text

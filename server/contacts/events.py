@@ -79,7 +79,7 @@ def announce_changes(
 
     ``contact.created``, or ``contact.updated`` with the changed field names (the engine re-plans date
     triggers from them), plus ``tag.added`` / ``tag.removed`` per tag. The caller commits, then hands the
-    events' ids to the engine (``server.engine.jobs.enqueue_events``).
+    events' ids to the engine (``server.engine.wake.enqueue_events``).
     """
     events = [
         record_event(session, contact, "contact.created", {}, source=source)

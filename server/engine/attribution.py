@@ -35,7 +35,7 @@ MAX_VALUE = Decimal(10) ** 12
 #: a touch by delivery: the provider's receipt, or (channels without receipts, such as SMTP) its acceptance
 DELIVERED = ("delivered", "sent")
 
-__all__ = ["DELIVERED", "MAX_VALUE", "SCALE", "amount_of", "attribute", "recompute"]
+__all__ = ["DELIVERED", "MAX_VALUE", "SCALE", "amount_of", "attribute", "attribute_rows", "recompute"]
 
 
 def amount_of(value: Any) -> tuple[int | None, str]:
@@ -80,24 +80,31 @@ def attribute(session: Session, config: Any, event_ids: Sequence[int]) -> int:
 
     :return: how many were attributed.
     """
-    if not event_ids:
-        return 0
-    windows = _Windows(config)
-    rows = []
     ids = sorted(set(event_ids))
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        rows += [
-            row
-            for row in session.execute(
-                select(Event.id, Event.contact_id, Event.props, Event.occurred_at).where(Event.id.in_(chunk))
-            )
-            if isinstance(row.props, dict) and windows.prop in row.props
-        ]
-    if not rows:
+    return attribute_rows(session, config, _read(session, ids, Event.id, Event.props))
+
+
+def attribute_rows(session: Session, config: Any, events: Sequence[Any]) -> int:
+    """:func:`attribute` for events already read (rows with ``id`` and ``props``): only the few that carry a value
+    are read again, whole.
+
+    :return: how many were attributed.
+    """
+    windows = _Windows(config)
+    ids = [row.id for row in events if isinstance(row.props, dict) and windows.prop in row.props]
+    if not ids:
         return 0
-    done = set(session.scalars(select(Attribution.event_id).where(Attribution.event_id.in_([row.id for row in rows]))))
+    rows = _read(session, ids, Event.id, Event.contact_id, Event.props, Event.occurred_at)
+    done = set(session.scalars(select(Attribution.event_id).where(Attribution.event_id.in_(ids))))
     return sum(_attribute_one(session, windows, row) for row in rows if row.id not in done)
+
+
+def _read(session: Session, ids: list[int], *columns: Any) -> list[Any]:
+    """*columns* of the events *ids*, 900 ids a statement (SQLite's limit on bound values)."""
+    rows: list[Any] = []
+    for start in range(0, len(ids), 900):
+        rows += session.execute(select(*columns).where(Event.id.in_(ids[start : start + 900]))).all()
+    return rows
 
 
 def _attribute_one(session: Session, windows: _Windows, row: Any) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy import String, cast, insert, literal, select, update
 
 from dsl.plan import ExitOp, RulePlan, ScoreOp, SendOp, TagOp, WaitOp
 
-from ..models import ContactTag, Enrolment, EnrolmentState, Event, JourneyLog, Message
+from ..models import Contact, ContactTag, Enrolment, EnrolmentState, Event, JourneyLog, Message
 from ..models.base import JsonType
 from .context import EngineContext
 from .effects import duration_text, send_data
@@ -27,7 +27,12 @@ from .keys import ENROLMENT, message_key
 def among(ctx: EngineContext, column: Any, ids: list[int]) -> Any:
     """``column IN ids`` with the ids as one bound value (a PostgreSQL array, a JSON list in SQLite): a statement
     over a thousand ids is neither compiled nor parsed with a thousand parameters, and its compiled form is cached."""
-    if ctx.session.get_bind().dialect.name == "postgresql":
+    return ids_in(ctx.session, column, ids)
+
+
+def ids_in(session: Any, column: Any, ids: list[int]) -> Any:
+    """:func:`among` for a session outside the engine's context (the stats rollup)."""
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy import Integer, any_
         from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -127,36 +132,46 @@ def send(group: Group, op: SendOp) -> None:
 
 
 def tag(group: Group, op: TagOp) -> None:
-    """``tag``: the tag and its ``tag.added`` for the members without it, a trace line for all."""
+    """``tag``: the tag for the members without it, then its ``tag.added`` for each contact it was new to (as the
+    interpreter does, in that order), a trace line for all.
+
+    The tag goes in with ``ON CONFLICT DO NOTHING``, which says which contacts it was new to: no anti-join against
+    the tags (whose plan, on a PostgreSQL table not analysed since a burst, was a nested loop over every tagged
+    contact for each member)."""
     conn, now = group.ctx.session.connection(), group.now
-    untagged = (
-        ~select(ContactTag.contact_id)
-        .where(ContactTag.contact_id == Enrolment.contact_id, ContactTag.tag == op["tag"])
-        .exists()
+    table = ContactTag.__table__
+    rows = select(Enrolment.contact_id, literal(op["tag"], String), literal(now, table.c.created_at.type)).where(
+        group.members
     )
-    events = select(
-        Enrolment.contact_id,
-        literal("tag.added", String),
-        literal({"tag": op["tag"]}, JsonType),
-        literal("nudge", String),
-        literal(now, Event.__table__.c.occurred_at.type),
-        literal(now, Event.__table__.c.received_at.type),
-        literal(now, Event.__table__.c.processed_at.type),
-    ).where(group.members, untagged)
-    conn.execute(
-        insert(Event.__table__).from_select(
-            ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"], events
+    add = _insert_skipping_duplicates(group.ctx, table).from_select(["contact_id", "tag", "created_at"], rows)
+    tagged = list(conn.execute(add.returning(table.c.contact_id)).scalars())
+    if tagged:
+        events = select(
+            Contact.id,
+            literal("tag.added", String),
+            literal({"tag": op["tag"]}, JsonType),
+            literal("nudge", String),
+            literal(now, Event.__table__.c.occurred_at.type),
+            literal(now, Event.__table__.c.received_at.type),
+            literal(now, Event.__table__.c.processed_at.type),
+        ).where(among(group.ctx, Contact.id, tagged))
+        conn.execute(
+            insert(Event.__table__).from_select(
+                ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"], events
+            )
         )
-    )
-    conn.execute(
-        insert(ContactTag.__table__).from_select(
-            ["contact_id", "tag", "created_at"],
-            select(
-                Enrolment.contact_id, literal(op["tag"], String), literal(now, ContactTag.__table__.c.created_at.type)
-            ).where(group.members, untagged),
-        )
-    )
     group.trace("tag", {"tag": op["tag"]})
+
+
+def _insert_skipping_duplicates(ctx: EngineContext, table: Any) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` into *table*, on SQLite and PostgreSQL."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def score(group: Group, op: ScoreOp) -> None:
@@ -199,8 +214,6 @@ def _json_object(ctx: EngineContext, *pairs: Any) -> Any:
 
 def _score(ctx: EngineContext, members: Any, delta: int | float, now: Any) -> None:
     """``score +N`` for a group: the trace line and ``score.changed`` (old, new) per contact, then the update."""
-    from ..models import Contact
-
     conn = ctx.session.connection()
     joined = (
         select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, Contact.score)

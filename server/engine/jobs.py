@@ -52,12 +52,6 @@ def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
         ctx.session.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
 
 
-def enqueue_events(event_ids: list[int]) -> None:
-    """Hand stored events to the engine: after the commit that stored them (the DB is the source of truth)."""
-    if event_ids:
-        get_queue().enqueue(process_events, event_ids)
-
-
 def _send_later(message_ids: list[int], now: int | None = None) -> None:
     """Hand new outbox rows to the send queue (on the engine clock the job ran on, when it was given one)."""
     if message_ids:
@@ -90,7 +84,7 @@ def run_events(event_ids: list[int], now: int | None = None) -> tuple[int, int]:
         log.warning("an event in a batch of %d failed; redoing the batch one by one", len(claimed))
         done, messages = _process_events(session, claimed or event_ids, [], isolate=True, now=now)
     _send_later(messages, now)
-    roll_up_stats(session, limit=1)
+    roll_up_stats(session, limit=1, skip_busy=True)
     return done, len(claimed)
 
 
@@ -138,7 +132,6 @@ def _process_events(
         # cannot deadlock
         contacts = select(table.c.contact_id).where(bulk.among(ctx, table.c.id, claimed))
         session.execute(select(Contact.id).where(Contact.id.in_(contacts)).order_by(Contact.id).with_for_update())
-    attribution.attribute(session, ctx.config, claimed)  # the values they carry, credited as they arrive
     done, rest = 0, claimed
     if not isolate and ctx.config.get("ENGINE_SET_WISE_EVENTS", True):
         # the simple events set-wise, in a few statements; the interpreter takes the others
@@ -147,9 +140,12 @@ def _process_events(
             .where(bulk.among(ctx, table.c.id, claimed))
             .order_by(table.c.id)
         ).all()
+        attribution.attribute_rows(session, ctx.config, rows)  # the values they carry, credited as they arrive
         rest = setwise.process(ctx, rows)
         done = len(rows) - len(rest)
         session.flush()
+    else:
+        attribution.attribute(session, ctx.config, claimed)
     events = session.scalars(select(Event).where(Event.id.in_(rest)).order_by(Event.id)).all() if rest else []
     # preloaded; an earlier set-based step may have changed them in SQL
     session.scalars(
@@ -190,7 +186,7 @@ def advance_enrolments(enrolment_ids: list[int], lease: int, now: int | None = N
         log.warning("a journey in a batch of %d failed; redoing the batch one by one", len(enrolment_ids))
         ran, messages = _advance(session, enrolment_ids, lease, isolate=True, now=now)
     _send_later(messages, now)
-    roll_up_stats(session, limit=1)
+    roll_up_stats(session, limit=1, skip_busy=True)
     return ran
 
 
@@ -271,7 +267,7 @@ def fire_timers(now: int | None = None) -> int:
     fired = dispatch.fire_trigger_timers(ctx) + dispatch.fire_schedule_timers(ctx)
     ctx.commit()
     _send_later(ctx.new_messages, now)
-    roll_up_stats(session, limit=1)
+    roll_up_stats(session, limit=1, skip_busy=True)
     return fired
 
 
@@ -279,7 +275,7 @@ def deliver_messages(message_ids: list[int], now: int | None = None) -> int:
     """Send a batch of outbox rows, and other due ones up to ``JOB_MORE``; see :mod:`server.engine.outbox`."""
     session = get_session()
     sent = deliver(session, current_app, message_ids, now=now, more=JOB_MORE)
-    roll_up_stats(session, limit=1)
+    roll_up_stats(session, limit=1, skip_busy=True)
     return sent
 
 
@@ -398,15 +394,15 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     return counts
 
 
-def roll_up_stats(session, limit: int = 4) -> int:
+def roll_up_stats(session, limit: int = 4, skip_busy: bool = False) -> int:
     """Fold the new journey trace, send outcomes, message events and attributions into the stats counters (see
     :mod:`.rollup`): every scheduler tick, and after each worker job (*limit* 1: one bounded batch per source, so
-    stats are fresh without slowing the job down). A failure is logged and retried next time, never the job's or
-    the tick's end. :return: counters changed."""
+    stats are fresh without slowing the job down; *skip_busy*: a source another worker is folding is left to it).
+    A failure is logged and retried next time, never the job's or the tick's end. :return: counters changed."""
     from .rollup import rollup
 
     try:
-        return rollup(session, limit=limit)
+        return rollup(session, limit=limit, skip_busy=skip_busy)
     except Exception:
         session.rollback()
         log.exception("the stats rollup failed; it resumes from its watermark next tick")
@@ -442,7 +438,6 @@ def _release(session, now: int, batches: list[tuple[list[int], int]], messages: 
 __all__ = [
     "advance_enrolments",
     "deliver_messages",
-    "enqueue_events",
     "fire_timers",
     "process_events",
     "requeue_due",

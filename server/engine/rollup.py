@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import (
@@ -30,6 +30,7 @@ from ..models import (
     StatCounter,
     StatWatermark,
 )
+from .bulk import ids_in
 from .keys import BROADCAST, BROADCAST_RULE, ENROLMENT, broadcast_of, broadcast_step, enrolment_of
 
 #: rows read per source per transaction: a backlog is worked off in bounded steps
@@ -48,6 +49,8 @@ OUTBOX_ACTIONS = ("send", "suppressed")
 
 #: above every id (a 32-bit SQL integer): arms taken up to now
 _MAX_ID = 2**31 - 1
+#: the trace lines whose data the rollup reads (entries and waits, exits, branches and splits)
+DATA_ACTIONS = ("enter", "wait", "exit", "branch", "split")
 #: exit reasons of a journey running its steps (the end, a ``stop`` step), not of one waiting
 RUN_EXITS = ("completed", "stopped")
 
@@ -66,27 +69,26 @@ class _Journeys:
         self.waiting: dict[int, str] = {}
         self._plans: dict[int, list[str]] = {}
         ids = sorted(enrolment_ids)
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            for enr_id, version_id, rule_id in session.execute(
-                select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id).where(Enrolment.id.in_(chunk))
-            ):
-                self.version[enr_id], self.rule[enr_id] = version_id, rule_id
-            if trail:
-                self._trail(chunk, below)
-            for enr_id, data in session.execute(
-                select(JourneyLog.enrolment_id, JourneyLog.data)
-                .where(JourneyLog.enrolment_id.in_(chunk), JourneyLog.action == "split", JourneyLog.id <= below)
-                .order_by(JourneyLog.id)
-            ):
-                self.arm[enr_id] = str((data or {}).get("arm", ""))
+        # each id list is one bound value (bulk.ids_in): one statement of each kind, however many journeys
+        for enr_id, version_id, rule_id in session.execute(
+            select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id).where(ids_in(session, Enrolment.id, ids))
+        ):
+            self.version[enr_id], self.rule[enr_id] = version_id, rule_id
+        if trail:
+            self._trail(ids, below)
+        for enr_id, data in session.execute(
+            select(JourneyLog.enrolment_id, JourneyLog.data)
+            .where(ids_in(session, JourneyLog.enrolment_id, ids), JourneyLog.action == "split", JourneyLog.id <= below)
+            .order_by(JourneyLog.id)
+        ):
+            self.arm[enr_id] = str((data or {}).get("arm", ""))
 
     def _trail(self, chunk: list[int], below: int) -> None:
         """Where each journey stood before this batch: waiting at a step, if its last trace line started a wait."""
         last = (
             select(JourneyLog.enrolment_id, func.max(JourneyLog.id).label("id"))
             .where(
-                JourneyLog.enrolment_id.in_(chunk),
+                ids_in(self.session, JourneyLog.enrolment_id, chunk),
                 JourneyLog.id <= below,
                 JourneyLog.action.not_in(OUTBOX_ACTIONS),
             )
@@ -94,7 +96,7 @@ class _Journeys:
             .subquery()
         )
         for row in self.session.execute(
-            select(JourneyLog.enrolment_id, JourneyLog.action, JourneyLog.data).join(last, JourneyLog.id == last.c.id)
+            select(JourneyLog.enrolment_id, JourneyLog.action, _data_if_read()).join(last, JourneyLog.id == last.c.id)
         ):
             if _waits(row.action, row.data):
                 self.waiting[row.enrolment_id] = self.step(row.enrolment_id, (row.data or {}).get("pc"))
@@ -122,6 +124,12 @@ def _day(at: Any) -> int:
     return int(at) // 86400
 
 
+def _data_if_read() -> Any:
+    """A trace line's data where the rollup reads it, else NULL: most lines (tags, scores, sends) are counted by
+    their action alone, and their JSON is not decoded for nothing."""
+    return case((JourneyLog.action.in_(DATA_ACTIONS), JourneyLog.data), else_=null()).label("data")
+
+
 def _journey_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
     rows = list(
         session.execute(
@@ -131,7 +139,7 @@ def _journey_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
                 JourneyLog.rule_id,
                 JourneyLog.at,
                 JourneyLog.action,
-                JourneyLog.data,
+                _data_if_read(),
             )
             .where(JourneyLog.id > after)
             .order_by(JourneyLog.id)
@@ -150,15 +158,18 @@ def _journey_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
 
 def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
     """Count one trace line: an entry, a wait started (and the one it ends), a split, an exit."""
-    enr, data = row.enrolment_id, row.data if isinstance(row.data, dict) else {}
+    if row.action in OUTBOX_ACTIONS:
+        return  # the outbox's note on a send it made later: the journey did not move (its outcome is counted apart)
+    enr = row.enrolment_id
+    left = journeys.waiting.pop(enr, None)  # a wait this line ends: the journey left its step
+    if left is None and row.action not in DATA_ACTIONS:
+        return  # a step under way (a tag, a score, a send): nothing to count
+    data = row.data if isinstance(row.data, dict) else {}
     day = _day(row.at)
 
     def add(step: str, metric: str) -> None:
         counts[(row.rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day, metric)] += 1
 
-    if row.action in OUTBOX_ACTIONS:
-        return  # the outbox's note on a send it made later: the journey did not move (its outcome is counted apart)
-    left = journeys.waiting.pop(enr, None)  # a wait this line ends: the journey left its step
     if left is not None:
         add(left, "left")
     reason = data.get("reason", "unknown")
@@ -250,16 +261,23 @@ def _status_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
 
 
 def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
+    batch = select(Event.id).where(Event.id > after).order_by(Event.id).limit(BATCH).subquery()
+    last = session.scalar(select(func.max(batch.c.id)))
+    if last is None:
+        return after, Counter()
+    # only the events that may name a message are read (and their props decoded): a form submission or an order
+    # is passed over by its name; SQL's LIKE only narrows (SQLite's ignores case), the exact test follows
     rows = list(
         session.execute(
             select(Event.id, Event.contact_id, Event.name, Event.props, Event.occurred_at)
-            .where(Event.id > after)
+            .where(
+                Event.id > after,
+                Event.id <= last,
+                or_(*(Event.name.like(f"%.{suffix}") for suffix in EVENT_METRICS)),
+            )
             .order_by(Event.id)
-            .limit(BATCH)
         )
     )
-    if not rows:
-        return after, Counter()
     keyed = [
         row
         for row in rows
@@ -278,7 +296,7 @@ def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
     counts = _message_counts(session, keyed, lambda r: r.props["message"], lambda r: _day(r.occurred_at), metric)
     first = [row for row in keyed if metric(row) == "clicked:human" and _first_click(session, row)]
     counts += _message_counts(session, first, lambda r: r.props["message"], lambda r: _day(r.occurred_at), _clicker)
-    return rows[-1].id, counts
+    return last, counts
 
 
 def _clicker(row: Any) -> str:
@@ -327,18 +345,21 @@ SOURCES = (
 )
 
 
-def rollup(session: Session, *, limit: int | None = 100) -> int:
+def rollup(session: Session, *, limit: int | None = 100, skip_busy: bool = False) -> int:
     """Fold every source's new rows into the counters, one committed batch per source at a time.
 
     :param limit: at most this many batches per source (a huge backlog is finished by the next runs); None:
         until every source is caught up (``nudge simulate``, tests, benchmarks).
+    :param skip_busy: on PostgreSQL, pass over a source whose batch another rollup is folding now, instead of
+        reading the same rows and then waiting for its commit to find them counted (workers after each job: the
+        next job or tick folds what is left).
     :return: how many counters were changed (0 when nothing was new).
     """
     changed = 0
     for source, read in SOURCES:
         done = 0
         while limit is None or done < limit:
-            moved = _fold(session, source, read)
+            moved = _fold(session, source, read, skip_busy)
             if moved is None:
                 break
             changed += moved
@@ -375,11 +396,23 @@ def rebuild_revenue(session: Session, floor: int = 0) -> None:
     session.execute(update(table).where(table.c.source == "attributions").values(last_id=max(after, floor)))
 
 
-def _fold(session: Session, source: str, read: Any) -> int | None:
-    """One batch of *source*: the counts and the watermark in one transaction; None when there was nothing new."""
+def _fold(session: Session, source: str, read: Any, skip_busy: bool = False) -> int | None:
+    """One batch of *source*: the counts and the watermark in one transaction; None when there was nothing new
+    (or, with *skip_busy*, when another rollup holds the source's watermark)."""
     try:
-        mark = session.get(StatWatermark, source)
-        after = mark.last_id if mark is not None else 0
+        after: int | None = None
+        if skip_busy and session.get_bind().dialect.name == "postgresql":
+            table = StatWatermark.__table__
+            held = select(table.c.last_id).where(table.c.source == source)
+            locked = session.execute(held.with_for_update(skip_locked=True)).first()
+            if locked is not None:
+                after = locked.last_id
+            elif session.scalar(held) is not None:
+                session.rollback()
+                return None  # there, and locked: another rollup is folding this source's next batch
+        if after is None:
+            mark = session.get(StatWatermark, source)
+            after = mark.last_id if mark is not None else 0
         last, counts = read(session, after)
         if last == after or not _move(session, source, after, last):
             return None  # nothing new, or another rollup took this batch and counts it: nothing was written

@@ -53,6 +53,16 @@ def wake_engine() -> bool:
     return False
 
 
+def enqueue_events(event_ids: list[int]) -> None:
+    """Hand stored events to the engine: after the commit that stored them (the DB is the source of truth).
+
+    No job per call: forms, tracking, unsubscribes, admin actions and plugins wake the one :func:`process_pending`
+    job, as API events do; that job claims whatever is pending, these events among them.
+    """
+    if event_ids:
+        wake_engine()
+
+
 def process_pending(now: int | None = None) -> int:
     """Process pending events, oldest first, up to ``ENGINE_EVENT_BATCH`` (the job :func:`wake_engine` queues).
 
@@ -83,4 +93,4 @@ def events_waiting(limit: int) -> int:
     return int(get_session().scalar(select(func.count()).select_from(pending.limit(limit + 1).subquery())) or 0)
 
 
-__all__ = ["FLAG_TTL", "events_waiting", "process_pending", "wake_engine"]
+__all__ = ["FLAG_TTL", "enqueue_events", "events_waiting", "process_pending", "wake_engine"]

@@ -26,8 +26,8 @@ from ..contacts import InvalidInput, clean_contact, record_event, upsert_contact
 from ..contacts.fields import definitions
 from ..contacts.service import nest_fields
 from ..db import get_session
-from ..engine.jobs import enqueue_events
 from ..engine.keys import FORM_CONFIRM, message_key
+from ..engine.wake import enqueue_events
 from ..forms import HONEYPOT, STANDARD_FORM_FIELDS, snippet_html
 from ..links import BadLink, Link, confirm_url, contact_of, verify
 from ..models import Contact, Form, FormSubmission, Message, utcnow

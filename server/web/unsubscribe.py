@@ -16,7 +16,7 @@ from flask import Blueprint, abort, current_app, request, url_for
 from ..consent import current_consents, record_consent
 from ..contacts import opt_out
 from ..db import get_session
-from ..engine.jobs import enqueue_events
+from ..engine.wake import enqueue_events
 from ..links import preferences_url
 from ..models import Contact
 from ..optout import BadLink, link_contact, token_channel, unsubscribe_with_token

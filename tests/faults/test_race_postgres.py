@@ -19,7 +19,7 @@ from server.engine.timeutil import to_ts
 from server.models import Enrolment, EnrolmentState, Event, JourneyLog, Message, utcnow
 from server.queue import get_queue
 
-from ..helpers import api_key
+from ..helpers import api_key, lock_waiters
 from .journey import install_series, received, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql]  # deselected unless --backends names postgresql
@@ -39,17 +39,6 @@ end
 def database_url(postgres_server):
     """PostgreSQL only: SQLite has a single writer, so there is no race to lose."""
     return postgres_server.new_database(f"race_{uuid.uuid4().hex[:8]}")
-
-
-def _lock_waiters(session) -> int:
-    """Other sessions of this database waiting for a lock."""
-    session.execute(text("SELECT pg_stat_clear_snapshot()"))  # else a transaction sees its first snapshot only
-    return session.scalar(
-        text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-        )
-    )
 
 
 def _activity(session):
@@ -98,7 +87,7 @@ def test_duplicate_batches_raced_by_three_workers_advance_each_enrolment_once(
         session.execute(text("LOCK TABLE messages IN SHARE MODE"))
         workers = [procs.start("worker", "--burst") for _ in range(3)]
         wait_until(
-            lambda: _lock_waiters(session) >= 3 or all(w.poll() is not None for w in workers),
+            lambda: lock_waiters(session) >= 3 or all(w.poll() is not None for w in workers),
             60,
             lambda: f"workers did not reach the lock: {_activity(session)}\n{procs.tail()}",
         )

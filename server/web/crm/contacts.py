@@ -21,9 +21,9 @@ from ...contacts import Conflict, InvalidInput, address_channels, clean_contact,
 from ...contacts.editing import MAX_NOTE, add_note, export_for, update_contact
 from ...contacts.lifecycle import held_rows
 from ...db import get_session
-from ...engine.jobs import enqueue_events
 from ...engine.scope import Scope
 from ...engine.timeutil import to_dt
+from ...engine.wake import enqueue_events
 from ...models import Consent, Contact, Enrolment, EnrolmentState, FieldDefinition, Role, Rule, Segment, User
 from ..access import actor, admin_blueprint, current_role, requires
 from ..flash import notify
