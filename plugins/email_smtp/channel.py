@@ -177,6 +177,7 @@ class EmailChannel(Channel):
         super().__init__(config)
         self._conn: smtplib.SMTP | None = None
         self._batches = 0
+        self._list: Headers | None = None  # see _list_headers
         self._known: dict[str, bool] = {}  # header values the email package writes unchanged (see .mime)
         self.sender = parseaddr(self.config.get("MAIL_FROM") or "")[1]
         self.domain = mail_domain(self.config.get("MAIL_FROM") or "")
@@ -419,18 +420,23 @@ class EmailChannel(Channel):
                     "require it in marketing email), then resend it",
                     permanent=True,
                 )
-            list_id = self.config.get("LIST_ID") or raw.default_list_id(self.config.get("MAIL_FROM") or self.sender)
             unsubscribe = raw.list_unsubscribe(url, self.config.get("UNSUBSCRIBE_MAILTO"))
-            raw_headers += [
-                ("List-Unsubscribe", raw.raw_value("List-Unsubscribe", unsubscribe)),
-                ("List-Unsubscribe-Post", raw.raw_value("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"])),
-                ("List-Id", raw.raw_value("List-Id", raw.list_id_parts(list_id), separator=" ")),
-            ]
+            raw_headers += [("List-Unsubscribe", raw.raw_value("List-Unsubscribe", unsubscribe)), *self._list_headers()]
             text, html = text_footer(text, url, postal), html and html_footer(html, url, postal)
         if self.config.get("FEEDBACK_ID"):
             feedback = raw.feedback_id(message.data, message.template, message.marketing, self.config["FEEDBACK_ID"])
             raw_headers.append(("Feedback-ID", raw.raw_value("Feedback-ID", [feedback])))
         return headers, raw_headers, text, html
+
+    def _list_headers(self) -> Headers:
+        """``List-Unsubscribe-Post`` and ``List-Id``, the same on every marketing message: made once."""
+        if self._list is None:
+            list_id = self.config.get("LIST_ID") or raw.default_list_id(self.config.get("MAIL_FROM") or self.sender)
+            self._list = [
+                ("List-Unsubscribe-Post", raw.raw_value("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"])),
+                ("List-Id", raw.raw_value("List-Id", raw.list_id_parts(list_id), separator=" ")),
+            ]
+        return self._list
 
     @staticmethod
     def _assemble(
