@@ -178,6 +178,7 @@ class EmailChannel(Channel):
         self._conn: smtplib.SMTP | None = None
         self._batches = 0
         self._list: Headers | None = None  # see _list_headers
+        self._from: str | None = None  # the sender as MAIL FROM gives it
         self._known: dict[str, bool] = {}  # header values the email package writes unchanged (see .mime)
         self.sender = parseaddr(self.config.get("MAIL_FROM") or "")[1]
         self.domain = mail_domain(self.config.get("MAIL_FROM") or "")
@@ -547,7 +548,10 @@ class EmailChannel(Channel):
         if options:
             conn.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
         extra = "".join(f" {option}" for option in options)
-        conn.send(f"mail FROM:{smtplib.quoteaddr(self.sender)}{extra}\r\nrcpt TO:{smtplib.quoteaddr(to)}\r\ndata\r\n")
+        if self._from is None:
+            self._from = smtplib.quoteaddr(self.sender)
+        rcpt = f"<{to}>" if mime.plain_address(to) else smtplib.quoteaddr(to)  # what quoteaddr makes of it
+        conn.send(f"mail FROM:{self._from}{extra}\r\nrcpt TO:{rcpt}\r\ndata\r\n")
         replies = [conn.getreply(), conn.getreply(), conn.getreply()]
         (mail, mail_reply), (rcpt, rcpt_reply), (data, data_reply) = replies
         if mail == 250 and rcpt in (250, 251) and data == 354:

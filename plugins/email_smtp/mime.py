@@ -42,7 +42,7 @@ def writes_unchanged(name: str, value: str, known: dict[str, bool]) -> bool:
         return False
     lower = name.lower()
     if lower == "to":
-        return bool(_ADDRESS.fullmatch(value))
+        return plain_address(value)
     if lower == "subject":
         return True
     if lower == "message-id":
@@ -57,6 +57,11 @@ def writes_unchanged(name: str, value: str, known: dict[str, bool]) -> bool:
             known.clear()
         known[key] = probe.as_bytes() == f"{name}: {value}\r\n\r\n".encode()
     return known[key]
+
+
+def plain_address(value: str) -> bool:
+    """Whether *value* is a bare ASCII address (``local@domain``, dot-atoms only), written as it is everywhere."""
+    return bool(_ADDRESS.fullmatch(value))
 
 
 def _part(subtype: str, text: str) -> tuple[list[str], str]:
