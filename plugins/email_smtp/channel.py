@@ -179,6 +179,8 @@ class EmailChannel(Channel):
         self._batches = 0
         self._list: Headers | None = None  # see _list_headers
         self._from: str | None = None  # the sender as MAIL FROM gives it
+        self._from_header: str | None = None  # see _checked_from
+        self._date: tuple[datetime | None, str] = (None, "")  # the Date header of this second
         self._known: dict[str, bool] = {}  # header values the email package writes unchanged (see .mime)
         self.sender = parseaddr(self.config.get("MAIL_FROM") or "")[1]
         self.domain = mail_domain(self.config.get("MAIL_FROM") or "")
@@ -394,16 +396,20 @@ class EmailChannel(Channel):
     def _compose(self, message: OutboundMessage) -> tuple[Headers, Headers, str, str | None]:
         """Headers (parsed, then raw), text and HTML of *message*; see :meth:`build`."""
         text, html = message.text or "", message.html
+        extra = list(message.headers.items())
+        for name, value in (("To", message.to), ("Subject", message.subject), *extra):
+            check_header(name, value)
+        now = datetime.now(UTC).replace(microsecond=0)
+        if self._date[0] != now:
+            self._date = (now, format_datetime(now))
         headers: list[tuple[str, str]] = [
-            ("From", self.config.get("MAIL_FROM") or self.sender),
+            ("From", self._checked_from()),
             ("To", message.to),
             ("Subject", message.subject),
-            ("Date", format_datetime(datetime.now(UTC).replace(microsecond=0))),
+            ("Date", self._date[1]),
             ("Message-ID", message_id(message.key, self.domain)),
+            *extra,
         ]
-        headers += list(message.headers.items())
-        for name, value in headers:
-            check_header(name, value)
         raw_headers: list[tuple[str, str]] = []
         if message.marketing:
             url = message.unsubscribe_url
@@ -428,6 +434,15 @@ class EmailChannel(Channel):
             feedback = raw.feedback_id(message.data, message.template, message.marketing, self.config["FEEDBACK_ID"])
             raw_headers.append(("Feedback-ID", raw.raw_value("Feedback-ID", [feedback])))
         return headers, raw_headers, text, html
+
+    def _checked_from(self) -> str:
+        """The From header, and the domain of every Message-ID, checked once (the same on every message)."""
+        if self._from_header is None:
+            sender = self.config.get("MAIL_FROM") or self.sender
+            check_header("From", sender)
+            check_header("Message-ID", message_id("", self.domain))
+            self._from_header = sender
+        return self._from_header
 
     def _list_headers(self) -> Headers:
         """``List-Unsubscribe-Post`` and ``List-Id``, the same on every marketing message: made once."""
