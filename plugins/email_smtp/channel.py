@@ -565,8 +565,8 @@ class EmailChannel(Channel):
         extra = "".join(f" {option}" for option in options)
         if self._from is None:
             self._from = smtplib.quoteaddr(self.sender)
-        rcpt = f"<{to}>" if mime.plain_address(to) else smtplib.quoteaddr(to)  # what quoteaddr makes of it
-        conn.send(f"mail FROM:{self._from}{extra}\r\nrcpt TO:{rcpt}\r\ndata\r\n")
+        recipient = f"<{to}>" if mime.plain_address(to) else smtplib.quoteaddr(to)  # what quoteaddr makes of it
+        conn.send(f"mail FROM:{self._from}{extra}\r\nrcpt TO:{recipient}\r\ndata\r\n")
         replies = [conn.getreply(), conn.getreply(), conn.getreply()]
         (mail, mail_reply), (rcpt, rcpt_reply), (data, data_reply) = replies
         if mail == 250 and rcpt in (250, 251) and data == 354:
