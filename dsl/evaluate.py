@@ -390,8 +390,6 @@ def _call(node: Any, context: EvalContext) -> Any:
     return checked
 
 
-_arith_values = arith_values  # the name server/sqlwhere.py first used
-
 _HANDLERS: dict[str, Handler] = {
     "duration": _duration,
     "date": _date,

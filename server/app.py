@@ -135,6 +135,9 @@ def _serve(app: Flask, pm: Any) -> None:
     for blueprints in pm.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)
+    from .api.ingest_wsgi import LeanIngest
+
+    app.wsgi_app = LeanIngest(app, app.wsgi_app)  # type: ignore[method-assign]  # event posts without Flask's overhead
 
     @app.get("/")
     def index():

@@ -131,18 +131,31 @@ def quick_key(engine: Engine, key: str, now: datetime | None = None) -> KeyInfo 
 
     Read from the database on every call, as :func:`authenticate_api_key`: a revocation counts from the next request.
     """
-    parts = key.split("_")
-    if not key.startswith(KEY_PREFIX) or len(parts) < 4:
+    if not _key_parts(key):
         return None
-    lookup = _lookup_for(engine)
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        cursor.execute(lookup.sql, (parts[2],) if lookup.positional else {"prefix": parts[2]})
-        row = cursor.fetchone()
+        found = key_on(cursor, engine, key, now)
         cursor.close()
+        return found
     finally:
         raw.close()  # back to the pool (a transaction the driver began is rolled back there)
+
+
+def _key_parts(key: str) -> list[str] | None:
+    parts = key.split("_")
+    return parts if key.startswith(KEY_PREFIX) and len(parts) >= 4 else None
+
+
+def key_on(cursor: Any, engine: Engine, key: str, now: datetime | None = None) -> KeyInfo | None:
+    """:func:`quick_key` through the DBAPI *cursor* of a connection to *engine* (in the caller's transaction)."""
+    parts = _key_parts(key)
+    if parts is None:
+        return None
+    lookup = _lookup_for(engine)
+    cursor.execute(lookup.sql, (parts[2],) if lookup.positional else {"prefix": parts[2]})
+    row = cursor.fetchone()
     if row is None or not hmac.compare_digest(row[1], _digest(key)):
         return None
     revoked_at, expires_at, last_used_at = (

@@ -7,16 +7,44 @@ naming the variable, what is wrong with it and what to do.
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-ENV_PREFIX = "NUDGE_"
+from .config_checks import (
+    ENV_PREFIX,
+    ConfigError,
+    NoInstance,
+    mask_url,
+    validate_base_url,
+    validate_channel_caps,
+    validate_database_url,
+    validate_event_map,
+    validate_frequency_cap,
+    validate_redis_url,
+    validate_split_auto,
+    validate_teams,
+    validate_timezone,
+    validate_window,
+)
+from .durations import window_seconds
+from .instance_home import HOME_FOLDER, Home, find_home, require_instance, secret_key
+
+__all__ = [
+    "DEFAULTS",
+    "ENV_PREFIX",
+    "HOME_FOLDER",
+    "SETTINGS",
+    "ConfigError",
+    "Home",
+    "NoInstance",
+    "find_home",
+    "load_config",
+    "mask_url",
+    "sources",
+    "window_seconds",
+]
 
 #: Every core setting: its type (as in a plugin's ``config_schema``: string, int, float, bool, file), default
 #: and what it does. Keys are the names used in ``app.config``; the environment variable is ``NUDGE_<KEY>``.
@@ -334,37 +362,8 @@ _FLOATS = {key for key, spec in SETTINGS.items() if spec["type"] == "float"}
 _INTS = {key for key, spec in SETTINGS.items() if spec["type"] == "int"}
 _BOOLS = {key for key, spec in SETTINGS.items() if spec["type"] == "bool"}
 
-#: the instance folder ``nudge up`` creates, and every command looks for, when ``NUDGE_HOME`` is not set
-HOME_FOLDER = "nudge-data"
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 _AMBIGUOUS_SENDS = ("hold", "resend")
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; the message names the variable and the fix."""
-
-    def __init__(self, key: str, problem: str, hint: str = ""):
-        self.key = key
-        self.variable = ENV_PREFIX + key
-        self.problem = problem
-        self.hint = hint
-        text = f"{self.variable}: {problem}"
-        if hint:
-            text += f" ({hint})"
-        super().__init__(text)
-
-
-class NoInstance(ConfigError):
-    """No instance where one was looked for, and this command may not create one."""
-
-
-def mask_url(url: str) -> str:
-    """Return *url* with any password replaced by ``***`` so it can be logged."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -388,184 +387,6 @@ def _coerce(key: str, value: Any) -> Any:
             return False
         raise ConfigError(key, f"must be true or false, got {value!r}")
     return value
-
-
-def _validate_database_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(
-            "DATABASE_URL",
-            f"{mask_url(url)!r} is not a database URL",
-            "use sqlite:////path/to/nudge.db or postgresql://user:pass@host:5432/nudge",
-        ) from None
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            "DATABASE_URL", f"unsupported database {backend!r}", "Nudge runs on sqlite:// or postgresql://"
-        )
-    if backend == "postgresql" and parsed.drivername in ("postgresql", "postgres"):
-        # psycopg 3 is the driver we ship in the [postgres] extra.
-        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return url
-
-
-def _validate_redis_url(url: str) -> str:
-    scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(
-            "REDIS_URL",
-            f"scheme must be redis://, rediss:// or unix://, got {scheme or 'none'!r}",
-            "example: redis://localhost:6379/0, or leave it unset for the embedded Redis",
-        )
-    return url
-
-
-def _validate_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            "BASE_URL", f"must be an absolute http(s) URL, got {url!r}", "example: https://nudge.example.com"
-        )
-    return url.rstrip("/")
-
-
-_CAP = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*([smhdw])\s*$")
-
-
-def _validate_frequency_cap(text: str) -> str:
-    match = _CAP.match(text)
-    if match is None or int(match[1]) < 1 or int(match[2]) < 1:
-        raise ConfigError(
-            "FREQUENCY_CAP",
-            f"must be a count and a window such as 3/7d, got {text!r}",
-            "3/7d = at most 3 marketing messages per contact in any 7 days; units s, m, h, d, w; "
-            "leave it unset for no cap",
-        )
-    return f"{int(match[1])}/{int(match[2])}{match[3]}"
-
-
-def _validate_channel_caps(text: str) -> str:
-    """``email=3/7d, sms=2/7d`` → ``email=3/7d,sms=2/7d``; each cap as FREQUENCY_CAP writes it."""
-    caps = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        channel, equals, cap = part.partition("=")
-        if not equals or not re.fullmatch(r"[a-z][a-z0-9_]*", channel.strip()):
-            raise ConfigError(
-                "FREQUENCY_CAPS", f"expected CHANNEL=COUNT/WINDOW, got {part!r}", "e.g. email=3/7d,sms=2/7d"
-            )
-        try:
-            caps.append(f"{channel.strip()}={_validate_frequency_cap(cap.strip())}")
-        except ConfigError as exc:
-            raise ConfigError("FREQUENCY_CAPS", f"{channel.strip()}: {exc.problem}", exc.hint) from None
-    return ",".join(caps)
-
-
-def _validate_timezone(name: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            "DEFAULT_TIMEZONE", f"unknown time zone {name!r}", "use an IANA name like Europe/Berlin"
-        ) from None
-    return name
-
-
-def _validate_teams(value: Any) -> dict[str, Any]:
-    from .teams import EXAMPLE, parse_teams
-
-    try:
-        return parse_teams(value)
-    except ValueError as exc:
-        raise ConfigError("TEAMS", str(exc), EXAMPLE if EXAMPLE not in str(exc) else "") from None
-
-
-def _validate_event_map(value: Any) -> dict[str, str]:
-    from .segment_names import parse_event_map
-
-    try:
-        return parse_event_map(value)
-    except ValueError as exc:
-        raise ConfigError("SEGMENT_EVENT_MAP", str(exc)) from None
-
-
-def _secret_key(home: Path) -> str:
-    """Read the instance's secret key, creating it (mode 0600) on first use."""
-    path = home / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    return key
-
-
-@dataclass(frozen=True)
-class Home:
-    """Where an instance lives, and how it was found."""
-
-    path: Path
-    #: the folders searched for ``nudge-data`` (empty when ``NUDGE_HOME`` named the place)
-    looked_at: tuple[Path, ...] = ()
-
-    @property
-    def explicit(self) -> bool:
-        return not self.looked_at
-
-
-def find_home(explicit: str | None = None, cwd: Path | None = None) -> Home:
-    """The instance folder: one answer for every command and every process of ``nudge up``.
-
-    ``NUDGE_HOME`` when it is set; else the nearest ``nudge-data`` folder in the current directory or
-    one of its parents (so commands run from a sub-folder of the project find it); else
-    ``./nudge-data`` in the current directory, where ``nudge up`` creates a new instance.
-    """
-    if explicit:
-        return Home(Path(explicit).expanduser().resolve())
-    here = (cwd or Path.cwd()).resolve()
-    looked = tuple(folder / HOME_FOLDER for folder in (here, *here.parents))
-    found = next((path for path in looked if path.is_dir()), None)
-    return Home(found or looked[0], looked)
-
-
-def _require_instance(home: Home, url: str, explicit_url: bool) -> None:
-    """Refuse to start on an embedded SQLite database that does not exist yet: only ``nudge up`` and
-    ``nudge db upgrade`` create one (a command run from the wrong folder must not make an empty instance)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return  # PostgreSQL, or an in-memory database: nothing is created on disk
-    database = Path(parsed.database)
-    if database.exists():
-        return
-    todo = "create it with `nudge up` or `nudge db upgrade`"
-    if explicit_url:
-        raise NoInstance("DATABASE_URL", f"no database at {database}", todo)
-    if home.explicit:
-        raise NoInstance(
-            "HOME",
-            f"{home.path} holds no Nudge instance (no {database.name})",
-            f"set NUDGE_HOME to the folder `nudge up` created, or {todo}",
-        )
-    if home.path.is_dir():
-        raise NoInstance(
-            "HOME",
-            f"{home.path} holds no Nudge instance (no {database.name})",
-            f"run this from the project folder, set NUDGE_HOME, or {todo}",
-        )
-    looked = ", ".join(str(path) for path in home.looked_at)
-    raise NoInstance(
-        "HOME",
-        f"no Nudge instance found (looked for {looked})",
-        "run this from the project folder, set NUDGE_HOME, or start one with `nudge up`",
-    )
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -604,41 +425,6 @@ def sources(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, st
     return out
 
 
-_WINDOW = re.compile(r"^(\d{1,6})([smhdw]?)$")
-_WINDOW_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def window_seconds(text: str) -> int:
-    """Seconds in a window written ``7d``, ``36h``, ``90m``, ``30s``, ``2w`` or plain seconds.
-
-    :raises ValueError: anything else.
-    """
-    match = _WINDOW.match(text.strip().lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not a window")
-    return int(match.group(1)) * _WINDOW_UNITS[match.group(2)]
-
-
-def _validate_window(key: str, text: str) -> str:
-    try:
-        window_seconds(text)
-    except ValueError:
-        raise ConfigError(key, f"must be a window like 7d, 36h, 90m or 0, got {text[:40]!r}") from None
-    return text.strip().lower()
-
-
-def _validate_split_auto(settings: dict[str, Any]) -> None:
-    """The auto-winner split thresholds (server.stats.autowinner.AutoSettings) within their ranges."""
-    checks = (  # each is above 0 already, as every number setting
-        ("SPLIT_AUTO_FLOOR", settings["SPLIT_AUTO_FLOOR"] < 0.5, "a share below 0.5, e.g. 0.1"),
-        ("SPLIT_AUTO_PROB", 0.5 <= settings["SPLIT_AUTO_PROB"] < 1.0, "a probability from 0.5 to below 1, e.g. 0.95"),
-        ("SPLIT_AUTO_LOSS", settings["SPLIT_AUTO_LOSS"] < 1.0, "a fraction below 1, e.g. 0.01"),
-    )
-    for key, valid, wanted in checks:
-        if not valid:
-            raise ConfigError(key, f"must be {wanted}, got {settings[key]!r}")
-
-
 def load_config(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -668,26 +454,26 @@ def load_config(
     explicit_url = bool(settings["DATABASE_URL"])
     if not explicit_url:
         settings["DATABASE_URL"] = f"sqlite:///{home / 'nudge.db'}"
-    settings["DATABASE_URL"] = _validate_database_url(str(settings["DATABASE_URL"]))
+    settings["DATABASE_URL"] = validate_database_url(str(settings["DATABASE_URL"]))
     if not create:
-        _require_instance(found, settings["DATABASE_URL"], explicit_url)
+        require_instance(found, settings["DATABASE_URL"], explicit_url)
     if create or not settings["SECRET_KEY"]:  # a new instance, or a secret key to keep in it
         try:
             home.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError("HOME", f"cannot create {str(home)!r}: {exc.strerror}") from None
     if settings["REDIS_URL"]:
-        settings["REDIS_URL"] = _validate_redis_url(str(settings["REDIS_URL"]))
-    settings["BASE_URL"] = _validate_base_url(str(settings["BASE_URL"]))
-    settings["DEFAULT_TIMEZONE"] = _validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
+        settings["REDIS_URL"] = validate_redis_url(str(settings["REDIS_URL"]))
+    settings["BASE_URL"] = validate_base_url(str(settings["BASE_URL"]))
+    settings["DEFAULT_TIMEZONE"] = validate_timezone(str(settings["DEFAULT_TIMEZONE"]))
     if settings["FREQUENCY_CAP"]:
-        settings["FREQUENCY_CAP"] = _validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
+        settings["FREQUENCY_CAP"] = validate_frequency_cap(str(settings["FREQUENCY_CAP"]))
     for key in ("ATTRIBUTION_CLICK_WINDOW", "ATTRIBUTION_DELIVERY_WINDOW"):
-        settings[key] = _validate_window(key, str(settings[key]))
+        settings[key] = validate_window(key, str(settings[key]))
     if not str(settings["REVENUE_PROPERTY"]).strip():
         raise ConfigError("REVENUE_PROPERTY", "must name an event property, e.g. revenue")
     if settings["FREQUENCY_CAPS"]:
-        settings["FREQUENCY_CAPS"] = _validate_channel_caps(str(settings["FREQUENCY_CAPS"]))
+        settings["FREQUENCY_CAPS"] = validate_channel_caps(str(settings["FREQUENCY_CAPS"]))
     if settings["BEST_TIME_PRIOR"] > 1000:
         raise ConfigError("BEST_TIME_PRIOR", f"must be at most 1000, got {settings['BEST_TIME_PRIOR']!r}")
     if settings["MAX_ATTEMPTS"] > 100:
@@ -703,9 +489,9 @@ def load_config(
             f"must be hold or resend, got {settings['AMBIGUOUS_SENDS']!r}",
             "hold: never send twice, an operator decides; resend: never lose one, a rare duplicate",
         )
-    settings["TEAMS"] = _validate_teams(settings["TEAMS"])
-    _validate_split_auto(settings)
-    settings["SEGMENT_EVENT_MAP"] = _validate_event_map(settings["SEGMENT_EVENT_MAP"])
+    settings["TEAMS"] = validate_teams(settings["TEAMS"])
+    validate_split_auto(settings)
+    settings["SEGMENT_EVENT_MAP"] = validate_event_map(settings["SEGMENT_EVENT_MAP"])
     if settings["TEST_CLOCK_FILE"] and not settings["TESTING"]:
         raise ConfigError(
             "TEST_CLOCK_FILE",
@@ -717,7 +503,7 @@ def load_config(
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {level!r}")
     settings["LOG_LEVEL"] = level
     if not settings["SECRET_KEY"]:
-        settings["SECRET_KEY"] = _secret_key(home)
+        settings["SECRET_KEY"] = secret_key(home)
     elif len(str(settings["SECRET_KEY"])) < 16:
         raise ConfigError(
             "SECRET_KEY",

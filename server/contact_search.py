@@ -117,11 +117,21 @@ def phone_prefix(text: str, region: str | None = None) -> str:
 
 
 def starts_with(session: Session, column: Any, prefix: str) -> ColumnElement[bool]:
-    """*column* starts with *prefix*, as an index range where the ordering is by code point (SQLite)."""
-    if session.get_bind().dialect.name == "sqlite":
+    """*column* starts with *prefix*, as an index range where the ordering is by code point (SQLite, and
+    PostgreSQL's columns in the "C" collation: contacts' email and phone)."""
+    if code_point_ordered(session, column):
         return and_(column >= prefix, column < prefix + _TOP)
-    # PostgreSQL: a database's collation may not order by code point, so a range could miss rows
+    # PostgreSQL in the database's collation: it may not order by code point, so a range could miss rows
     return func.starts_with(column, prefix)
+
+
+def code_point_ordered(session: Session, column: Any) -> bool:
+    """Whether the database orders *column*'s values by code point (so a prefix is one range of its index)."""
+    dialect = session.get_bind().dialect
+    if dialect.name == "sqlite":
+        return True
+    kind = getattr(column, "type", None)  # its type on this database (a variant's, server.models.contacts.byte_ordered)
+    return kind is not None and getattr(kind.dialect_impl(dialect), "collation", None) == "C"
 
 
 def _cursor(after: Sequence[Any] | None, *types: type) -> tuple[Any, ...] | None:
@@ -155,7 +165,7 @@ def _from(session: Session, key: Any, prefix: str, after: tuple[Any, ...] | None
     seeks to its lower bound, so a page deep in a long range costs what the first does).
     """
     conditions = [] if after is None else [tuple_(key, Contact.id) > tuple_(*after)]
-    if session.get_bind().dialect.name == "sqlite":
+    if code_point_ordered(session, key):
         return [key >= (prefix if after is None else after[0]), key < prefix + _TOP, *conditions]
     return [starts_with(session, key, prefix), *([] if after is None else [key >= after[0]]), *conditions]
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 from flask import Flask, current_app
 from rq import Queue, SimpleWorker
+from rq.job import Job
 
 from .embedded_redis import EmbeddedRedis
 
@@ -134,21 +135,54 @@ class TaskQueue:
             return False
         return True
 
-    def enqueue_many(self, func: Callable[..., Any], arg_lists: list[tuple[Any, ...]]) -> bool:
+    def enqueue_many(self, func: Callable[..., Any], arg_lists: list[tuple[Any, ...]], *, send: bool = False) -> bool:
         """Enqueue one job per argument tuple in one Redis round trip (a pipeline); an outage as :meth:`enqueue`.
 
+        :param send: on the send queue (else the engine's).
         :return: whether the jobs are on the queue.
         """
+        queue = self.send_queue if send else self.queue
         try:
             with self.redis.pipeline() as pipe:
                 for args in arg_lists:
-                    self.queue.enqueue_call(func, args=args, pipeline=pipe)
+                    queue.enqueue_call(func, args=args, pipeline=pipe)
                 pipe.execute()
         except redis.RedisError as exc:
             self.outage = True
             log.warning("could not enqueue %s (%s); the scheduler will pick the work up from the database", func, exc)
             return False
         return True
+
+    def forget_failed(self, needles: Sequence[str]) -> int:
+        """Delete the failed-job records (arguments, traceback, results) that mention any of *needles*: an erased
+        contact's addresses must not stay readable in Redis (RQ keeps failed jobs for a year). A Redis outage is
+        logged, not raised.
+
+        :return: how many were deleted.
+        """
+        needles = [n for n in needles if n]
+        if not needles:
+            return 0
+        removed = 0
+        try:
+            for queue in self.queues:
+                registry = queue.failed_job_registry
+                for job in Job.fetch_many(registry.get_job_ids(), connection=self.redis):
+                    if job is None:
+                        continue
+                    result = job.latest_result()
+                    try:
+                        called = f"{job.args!r} {job.kwargs!r}"
+                    except Exception:  # arguments that no longer unpickle: judged by their traceback alone
+                        called = ""
+                    text = f"{called} {result.exc_string if result is not None else ''}"
+                    if any(needle in text for needle in needles):
+                        registry.remove(job, delete_job=True)
+                        removed += 1
+        except redis.RedisError as exc:
+            self.outage = True
+            log.warning("could not clear failed jobs of an erased contact (%s); they expire after a year", exc)
+        return removed
 
     def close(self) -> None:
         if self._redis is not None:

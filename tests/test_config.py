@@ -91,3 +91,22 @@ def test_per_channel_caps_are_normalised_and_the_optimisation_settings_checked(t
         load_config({"HOME": str(tmp_path)}, environ={"NUDGE_BEST_TIME_PRIOR": "5000"})
     with pytest.raises(ConfigError, match="NUDGE_FREQUENCY_CAP_RESERVE: must be greater than 0"):
         load_config({"HOME": str(tmp_path)}, environ={"NUDGE_FREQUENCY_CAP_RESERVE": "-2"})
+
+
+@pytest.mark.parametrize(
+    ("value", "stored", "seconds"),
+    [("90m", "90m", 5400), (" 36H ", "36h", 129600), ("2w", "2w", 1209600), ("3600", "3600", 3600), ("0", "0", 0)],
+)
+def test_an_attribution_window_is_a_span_or_plain_seconds(tmp_path, value, stored, seconds):
+    """The strict form of the span parser the stats windows share (server.durations): a unit or plain seconds."""
+    from server.durations import window_seconds
+
+    settings = load_config({"HOME": str(tmp_path), "ATTRIBUTION_CLICK_WINDOW": value}, environ={})
+    assert settings["ATTRIBUTION_CLICK_WINDOW"] == stored and window_seconds(stored) == seconds
+
+
+@pytest.mark.parametrize("value", ["7 days", "7days", "1234567d", "-1d", "1.5h", "7x", "d", " ", "\u0663d"])
+def test_a_window_that_is_no_span_names_the_variable(tmp_path, value):
+    problem = r"NUDGE_ATTRIBUTION_DELIVERY_WINDOW: must be a window like 7d, 36h, 90m or 0"
+    with pytest.raises(ConfigError, match=problem):
+        load_config({"HOME": str(tmp_path), "ATTRIBUTION_DELIVERY_WINDOW": value}, environ={})

@@ -101,6 +101,8 @@ class EmailChannel(Channel):
     )
     #: an open or a click is the recipient acting (it moves last_seen); a delivery or a bounce is not
     activity_events = ("email.opened", "email.clicked")
+    #: an SMTP server accepts a message and confirms no delivery (only reports an operator set up do)
+    delivery_receipts = False
     template_parts = ("subject", "html", "txt")
     required_parts = ("subject", ("txt", "html"))
     builtin_templates = BUILTIN_TEMPLATES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app, jsonify
 from sqlalchemy.exc import IntegrityError
@@ -68,14 +68,35 @@ BATCH_ACCEPTED = schema(
 )
 
 
-def _accept(
-    body: Any,
-    items: list[dict[str, Any]],
-    prefix: Callable[[int], str],
-    answer: Callable[[list[tuple[int, int]]], dict[str, Any]],
-    event_ids: Callable[[dict[str, Any]], list[int]],
-):
-    """Store *items* and answer 202 with ``answer(stored)``; with an Idempotency-Key, once (replayed to retries).
+class Route(NamedTuple):
+    """What differs between the single-event and the batch endpoint (shared with :mod:`.ingest_wsgi`)."""
+
+    items: Callable[[dict[str, Any]], list[dict[str, Any]]]
+    #: how errors name item *i* (``events[3].``)
+    prefix: Callable[[int], str]
+    #: the 202's body for the stored (event id, contact id) pairs
+    answer: Callable[[list[tuple[int, int]]], dict[str, Any]]
+    event_ids: Callable[[dict[str, Any]], list[int]]
+
+
+def _one(stored: list[tuple[int, int]]) -> dict[str, Any]:
+    [(event_id, contact_id)] = stored
+    return {"id": event_id, "contact_id": contact_id, "status": "accepted"}
+
+
+def _many(stored: list[tuple[int, int]]) -> dict[str, Any]:
+    ids = [event_id for event_id, _contact_id in stored]
+    contact_ids = [contact_id for _event_id, contact_id in stored]
+    return {"ids": ids, "contact_ids": contact_ids, "count": len(ids), "status": "accepted"}
+
+
+SINGLE = Route(lambda body: [body], lambda _i: "", _one, lambda payload: [payload["id"]])
+BATCH = Route(lambda body: body["events"], lambda i: f"events[{i}].", _many, lambda payload: payload["ids"])
+
+
+def _accept(body: Any, route: Route):
+    """Store the body's items and answer 202 with ``route.answer(stored)``; with an Idempotency-Key, once
+    (replayed to retries).
 
     The items are checked before any write. Without a key, the request's events are written, committed and
     enqueued together with concurrent requests' (:func:`store_together`); with one, alone in its write turn
@@ -86,27 +107,26 @@ def _accept(
     digest = body_digest(body) if key else ""
     if session.in_transaction():  # a look-up (the key's, the idempotency key's) must not hold a lock meanwhile
         session.commit()
-    prepared = prepare_events(session, items, region=current_app.config.get("PHONE_REGION"), prefix=prefix)
+    prepared = prepare_events(
+        session, route.items(body), region=current_app.config.get("PHONE_REGION"), prefix=route.prefix
+    )
     if not key:
-        return jsonify(answer(store_together(prepared))), 202
+        return jsonify(route.answer(store_together(prepared))), 202
     with write_turn(session):
-        if key:
-            stored = replay(session, key, digest)
-            if stored is not None:
-                return stored
-        payload = answer(store_events(session, prepared))
-        if key:
-            remember(session, key, digest, 202, payload)
+        stored = replay(session, key, digest)
+        if stored is not None:
+            return stored
+        payload = route.answer(store_events(session, prepared))
+        remember(session, key, digest, 202, payload)
         try:
             session.commit()
         except IntegrityError:
             session.rollback()
-            if key:  # a concurrent request with the same key won: answer as it did
-                stored = replay(session, key, digest)
-                if stored is not None:
-                    return stored
+            stored = replay(session, key, digest)  # a concurrent request with the same key won: answer as it did
+            if stored is not None:
+                return stored
             raise
-    hand_over(event_ids(payload))
+    hand_over(route.event_ids(payload))
     return jsonify(payload), 202
 
 
@@ -124,11 +144,7 @@ def _accept(
     description="Creates or updates the contact (found by external_id, then email) and stores the event.",
 )
 def post_event(body: dict[str, Any]):
-    def answer(stored: list[tuple[int, int]]) -> dict[str, Any]:
-        [(event_id, contact_id)] = stored
-        return {"id": event_id, "contact_id": contact_id, "status": "accepted"}
-
-    return _accept(body, [body], lambda _i: "", answer, lambda payload: [payload["id"]])
+    return _accept(body, SINGLE)
 
 
 @endpoint(
@@ -145,12 +161,7 @@ def post_event(body: dict[str, Any]):
     description="All or nothing: one invalid event (named as events[i].field) stores none of them.",
 )
 def post_batch(body: dict[str, Any]):
-    def answer(stored: list[tuple[int, int]]) -> dict[str, Any]:
-        ids = [event_id for event_id, _contact_id in stored]
-        contact_ids = [contact_id for _event_id, contact_id in stored]
-        return {"ids": ids, "contact_ids": contact_ids, "count": len(ids), "status": "accepted"}
-
-    return _accept(body, body["events"], lambda i: f"events[{i}].", answer, lambda payload: payload["ids"])
+    return _accept(body, BATCH)
 
 
 @endpoint(
@@ -166,4 +177,4 @@ def list_events(query: dict[str, Any]):
     return jsonify(filtered_page(Event, query, ("contact_id", "name"), event_dict))
 
 
-__all__ = ["EVENT", "post_batch", "post_event"]
+__all__ = ["BATCH", "EVENT", "SINGLE", "Route", "post_batch", "post_event"]

@@ -116,9 +116,32 @@ class Operation:
     idempotency: bool = False
     max_body: int = MAX_BODY
     path_params: list[str] = field(default_factory=list)
+    #: the body's check (:func:`~.validation.validator`), compiled once
+    check_body: Callable[[Any], Any] | None = None
 
 
 REGISTRY: list[Operation] = []
+
+
+def error_answer(exc: Exception, method: str, path: str) -> Any:
+    """The problem+json answer to an error an API view raised (the caller rolled back); None for an unexpected one,
+    which the caller re-raises (a 500)."""
+    if isinstance(exc, BadQuery):
+        return problem(400, "Invalid query parameter", str(exc), field=exc.field)
+    if isinstance(exc, Conflict):
+        return problem(409, "Conflict", str(exc), field=exc.field)
+    if isinstance(exc, InvalidInput):
+        return problem(422, "Invalid input", str(exc), field=exc.field)
+    if isinstance(exc, NotFound):
+        return problem(404, "Not found", str(exc))
+    if isinstance(exc, Refused):
+        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+    if isinstance(exc, IntegrityError):
+        current_app.logger.info("integrity error on %s %s: %s", method, path, type(exc.orig).__name__)
+        return problem(409, "Conflict", "the change clashes with a record stored meanwhile; retry the request")
+    return None
+
+
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 
 
@@ -162,9 +185,9 @@ def endpoint(
         idempotency=idempotency,
         max_body=max_body,
         path_params=_PATH_PARAM.findall(path),
+        check_body=validator(body) if body is not None else None,
     )
-
-    check_body = validator(body) if body is not None else None
+    check_body = op.check_body
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
@@ -199,28 +222,12 @@ def endpoint(
                         raise InvalidInput(exc.field, exc.message) from None
                     kwargs["body"] = check_body(data)
                 return view(*args, **kwargs)
-            except BadQuery as exc:
+            except Exception as exc:
                 session.rollback()
-                return problem(400, "Invalid query parameter", str(exc), field=exc.field)
-            except Conflict as exc:
-                session.rollback()
-                return problem(409, "Conflict", str(exc), field=exc.field)
-            except InvalidInput as exc:
-                session.rollback()
-                return problem(422, "Invalid input", str(exc), field=exc.field)
-            except NotFound as exc:
-                session.rollback()
-                return problem(404, "Not found", str(exc))
-            except Refused as exc:
-                session.rollback()
-                return problem(exc.status, exc.title, exc.detail, **exc.extra)
-            except IntegrityError as exc:
-                session.rollback()
-                current_app.logger.info("integrity error on %s %s: %s", method, path, type(exc.orig).__name__)
-                return problem(409, "Conflict", "the change clashes with a record stored meanwhile; retry the request")
-            except Exception:
-                session.rollback()
-                raise
+                answer = error_answer(exc, method, path)
+                if answer is None:
+                    raise
+                return answer
 
         guarded = require_api_key(op.scope)(wrapper) if op.scope is not None else wrapper
         bp.add_url_rule(flask_rule(path), endpoint=view.__name__, view_func=guarded, methods=[method])

@@ -7,7 +7,7 @@ from typing import Any
 from flask import jsonify
 
 from ..db import get_session
-from ..engine.funnel import StatsError, overview, parse_when, rule_funnel, template_stats
+from ..engine.funnel import StatsError, broadcast_results, overview, parse_when, rule_funnel, template_stats
 from ..engine.timeutil import to_ts
 from ..models import utcnow
 from . import bp
@@ -193,3 +193,50 @@ def _instance_wide(read: Any, query: dict[str, Any]):
 )
 def stats_templates(query: dict[str, Any]):
     return _instance_wide(template_stats, query)
+
+
+BROADCAST = schema(
+    "BroadcastStats",
+    {
+        "type": "object",
+        "description": "what a broadcast's messages did, as of the last stats rollup (docs/stats.md)",
+        "required": ["broadcast"],
+        "properties": {"broadcast": {"type": "string"}}
+        | {
+            name: {"type": "integer"}
+            for name in (
+                "sent",
+                "delivered",
+                "bounced",
+                "failed",
+                "opened_human",
+                "opened_machine",
+                "clicked_human",
+                "clicked_machine",
+                "clickers",
+                "unsubscribed",
+                "complained",
+                "conversions",
+            )
+        }
+        | {"revenue": {"type": "number", "description": "attributed revenue in the currency unit (e.g. 49.9)"}},
+    },
+)
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/stats/broadcasts/{ident}",
+    summary="A broadcast's results: sent, delivered, opens, clicks, unsubscribes, bounces, complaints, conversions, "
+    "revenue",
+    tag="stats",
+    responses={200: ("its figures", BROADCAST)},
+    description="IDENT is the broadcast's id (its messages' keys are broadcast:IDENT:CONTACT). Read from the stats "
+    "counters; see docs/stats.md.",
+)
+def broadcast_stats(ident: str):
+    try:
+        return jsonify({"broadcast": ident, **broadcast_results(get_session(), ident)})
+    except StatsError as exc:
+        raise NotFound(str(exc)) from None

@@ -165,7 +165,7 @@ def register(group: click.Group) -> None:
         "--status",
         "statuses",
         multiple=True,
-        type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "suppressed"]),
+        type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "suppressed", "cancelled"]),
         help="Only outbox rows with this status (repeat for several).",
     )
     @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
@@ -295,6 +295,29 @@ def register(group: click.Group) -> None:
             f"broadcast {result.id}: {result.members} member(s) of {segment!r}, "
             f"{len(result.message_ids)} message(s) queued"
         )
+
+    @group.command("broadcast-cancel")
+    @click.argument("broadcast_id")
+    def broadcast_cancel(broadcast_id: str) -> None:
+        """Withdraw the messages of broadcast BROADCAST_ID that no sender has taken yet (they are never sent)."""
+        from sqlalchemy import select
+
+        from ..contacts import audit
+        from ..db import get_session
+        from ..engine.broadcast import cancel_broadcast, rows_of
+        from ..models import Message
+        from . import build_app
+
+        app = build_app()
+        with app.app_context():
+            session = get_session()
+            if session.scalar(select(Message.id).where(rows_of(session, broadcast_id)).limit(1)) is None:
+                raise click.ClickException(f"no broadcast {broadcast_id!r} (`nudge messages` lists message keys)")
+            withdrawn = cancel_broadcast(session, broadcast_id)
+            if withdrawn:
+                audit(session, "cli", "broadcast.cancelled", "broadcast", broadcast_id, messages=withdrawn)
+            session.commit()
+        click.echo(f"broadcast {broadcast_id}: {withdrawn} message(s) withdrawn")
 
     @group.group()
     def rules() -> None:

@@ -63,10 +63,12 @@ def funnel_table(funnel: dict[str, Any]) -> list[str]:
         for arm in comparison.get("arms", []):
             rate = "-" if arm["rate"] is None else f"{arm['rate']:.1%}"
             beats = arm["probability_beats_first"]
+            attributed = arm.get("conversions")
             lines.append(
                 f"  {arm['name']:<12} {arm['converted']:>6}/{arm['exposed']:<6} rate {rate:>6} "
                 f"95% [{arm['interval']['low']:.1%}, {arm['interval']['high']:.1%}] "
                 f"P(beats first) {'-' if beats is None else f'{beats:.3f}'}  {arm['status']}"
+                + ("" if attributed is None else f"; attributed: {attributed}, revenue {arm['revenue']}")
             )
         if "auto" in split:
             lines.extend(auto_lines(split["auto"]))
@@ -108,6 +110,7 @@ def register(main: click.Group) -> None:
     @click.option("--version", "version", type=click.IntRange(min=1), help="Only journeys of this rule version.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's answer) instead of a table.")
     @click.option("--templates", is_flag=True, help="Per template: sends, clicks, conversions and revenue.")
+    @click.option("--broadcast", "broadcast", metavar="ID", help="One broadcast's results (sends, opens, clicks, …).")
     @click.option(
         "--recompute-revenue",
         is_flag=True,
@@ -120,17 +123,19 @@ def register(main: click.Group) -> None:
         version: int | None,
         as_json: bool,
         templates: bool,
+        broadcast: str | None,
         recompute_revenue: bool,
     ) -> None:
-        """A rule's funnel per step and split arm; without RULE, the journey sends per day."""
+        """A rule's funnel per step and split arm; without RULE, the journey sends per day; with --broadcast ID, one
+        broadcast's results."""
         from ..db import get_session
-        from ..engine.funnel import StatsError, overview, parse_when, rule_funnel, template_stats
+        from ..engine.funnel import StatsError, broadcast_results, overview, parse_when, rule_funnel, template_stats
         from ..engine.timeutil import to_ts
         from ..models import utcnow
         from . import build_app
 
         if recompute_revenue:
-            if rule or since or until or version or templates or as_json:
+            if rule or since or until or version or templates or as_json or broadcast:
                 raise click.UsageError("--recompute-revenue takes no other argument or option")
             _recompute()
             return
@@ -140,7 +145,11 @@ def register(main: click.Group) -> None:
             now = to_ts(utcnow())
             try:
                 start, end = parse_when(since, now), parse_when(until, now, name="until")
-                if templates:
+                if broadcast is not None:
+                    if rule is not None or version is not None or templates or since or until:
+                        raise StatsError("--broadcast covers the broadcast's whole life: give no RULE or other option")
+                    data = {"broadcast": broadcast, **broadcast_results(session, broadcast)}
+                elif templates:
                     if rule is not None or version is not None:
                         raise StatsError("--templates covers every rule: give no RULE or --version")
                     data = template_stats(session, since=start, until=end)
@@ -154,6 +163,10 @@ def register(main: click.Group) -> None:
                 raise click.ClickException(str(exc)) from None
         if as_json:
             click.echo(json.dumps(data, indent=2, sort_keys=True))
+        elif broadcast is not None:
+            shown = [h for h, key in COLUMNS if key in data]
+            click.echo(f"{'BROADCAST':<24} " + " ".join(f"{h:>8}" for h in shown))
+            click.echo(f"{broadcast[:24]:<24} " + " ".join(f"{data[key]:>8}" for h, key in COLUMNS if key in data))
         elif templates:
             columns = ("sent", "delivered", "clicked_human", "conversions", "revenue")
             click.echo(f"{'TEMPLATE':<24} " + " ".join(f"{h.upper():>14}" for h in columns))

@@ -48,6 +48,7 @@ from ..models import (
     Task,
     utcnow,
 )
+from ..queue import get_queue
 from .normalize import iso
 from .service import audit, contact_dict
 
@@ -193,7 +194,8 @@ def erase_contact(
 ) -> dict[str, int]:
     """GDPR/CCPA erasure: delete the contact and every row about it; messages are kept for delivery
     statistics but lose their recipient, data and errors; status details and audit details about the
-    contact are blanked, and so is every copy of its data elsewhere (suppression details, audit details).
+    contact are blanked, and so is every copy of its data elsewhere (suppression details, audit details, failed
+    jobs' records in Redis that quote its addresses).
     Only a salted hash of each address stays, in the suppression list, so a re-import is created
     suppressed. Audited (with the contact id only).
 
@@ -201,6 +203,7 @@ def erase_contact(
     :return: counts of what was removed, for the audit entry and the caller.
     """
     contact_id = contact.id
+    readable = [contact.external_id or "", *(str(getattr(contact, field, None) or "") for field in channels)]
     digests = []
     for field, names in channels.items():
         address = getattr(contact, field, None)
@@ -239,6 +242,7 @@ def erase_contact(
     session.execute(delete(Contact).where(Contact.id == contact_id))
     audit(session, actor, "contact.erased", "contact", contact_id, **{k: v for k, v in sorted(counts.items()) if v})
     session.flush()
+    get_queue().forget_failed(readable)  # a crashed job's traceback may quote an address
     return counts
 
 

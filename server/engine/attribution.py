@@ -1,11 +1,12 @@
 """Revenue attribution: an event carrying a value is credited to the message that touched its contact last.
 
 When the event arrives (the engine claims it, set-wise or one by one) its value (the property
-``NUDGE_REVENUE_PROPERTY``, ``revenue`` by default) is attributed to the journey message the contact clicked last
-within ``NUDGE_ATTRIBUTION_CLICK_WINDOW`` (a person's click: machine clicks never count), else to the one
-delivered last within ``NUDGE_ATTRIBUTION_DELIVERY_WINDOW``. The result is stored in ``attributions`` with the
-event, so later setting changes never rewrite history; :func:`recompute` redoes it on demand. The rollup folds the
-rows into ``conversions`` and ``revenue`` counters per rule, step and arm (docs/stats.md, "Revenue").
+``NUDGE_REVENUE_PROPERTY``, ``revenue`` by default) is attributed to the journey's or broadcast's message the
+contact clicked last within ``NUDGE_ATTRIBUTION_CLICK_WINDOW`` (a person's click: machine clicks never count),
+else to the one delivered last within ``NUDGE_ATTRIBUTION_DELIVERY_WINDOW``. The result is stored in
+``attributions`` with the event, so later setting changes never rewrite history; :func:`recompute` redoes it on
+demand. The rollup folds the rows into ``conversions`` and ``revenue`` counters per rule, step and arm (a
+broadcast's under rule 0 and its own step; docs/stats.md, "Revenue").
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..config import window_seconds
 from ..models import Attribution, Enrolment, Event, Message, MessageStatusChange, utcnow
-from .keys import ENROLMENT, enrolment_of
+from .keys import BROADCAST, BROADCAST_RULE, ENROLMENT, broadcast_of, broadcast_step, enrolment_of
 from .machine_events import is_machine
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ def amount_of(value: Any) -> tuple[int | None, str]:
     if number > MAX_VALUE:
         return None, f"is above {MAX_VALUE:,} (a mistake, surely)"
     return int((number * SCALE).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)), ""
+
+
+#: the messages a conversion may be credited to: journeys' sends and broadcasts' messages (by key prefix)
+CREDITED = (ENROLMENT + ":", BROADCAST + ":")
 
 
 class _Windows:
@@ -104,18 +109,24 @@ def _attribute_one(session: Session, windows: _Windows, row: Any) -> bool:
     if touch is None:
         return False
     kind, at, message_id, key, template = touch
-    enrolment = enrolment_of(key)
-    journey = session.execute(select(Enrolment.rule_id, Enrolment.version_id).where(Enrolment.id == enrolment)).first()
-    if journey is None:
-        return False  # its journey was erased: nothing to credit
+    ident = broadcast_of(key)
+    if ident is not None:  # a broadcast's message: filed under rule 0 and its own step
+        rule_id, version_id, step = BROADCAST_RULE, BROADCAST_RULE, broadcast_step(ident)
+    else:
+        journey = session.execute(
+            select(Enrolment.rule_id, Enrolment.version_id).where(Enrolment.id == enrolment_of(key))
+        ).first()
+        if journey is None:
+            return False  # its journey was erased: nothing to credit
+        rule_id, version_id, step = journey.rule_id, journey.version_id, key.split(":", 2)[2][:64]
     session.add(
         Attribution(
             event_id=row.id,
             message_id=message_id,
             message_key=key,
-            rule_id=journey.rule_id,
-            version_id=journey.version_id,
-            step=key.split(":", 2)[2][:64],
+            rule_id=rule_id,
+            version_id=version_id,
+            step=step,
             template=template[:255],
             touch=kind,
             touched_at=at,
@@ -131,8 +142,8 @@ def _attribute_one(session: Session, windows: _Windows, row: Any) -> bool:
 def _last_touch(
     session: Session, windows: _Windows, contact_id: int, at: datetime, event_id: int
 ) -> tuple[str, datetime, int, str, str] | None:
-    """The journey message a person clicked last within the click window, else the one delivered last within
-    the delivery window: (touch, when, message id, key, template)."""
+    """The journey's or broadcast's message a person clicked last within the click window, else the one delivered
+    last within the delivery window: (touch, when, message id, key, template)."""
     if windows.click:
         clicks = session.execute(
             select(Event.props, Event.occurred_at)
@@ -147,8 +158,8 @@ def _last_touch(
         )
         for props, when in clicks:
             key = (props or {}).get("message") if isinstance(props, dict) else None
-            if is_machine(props) or not isinstance(key, str) or not key.startswith(ENROLMENT + ":"):
-                continue  # a scanner's click, or a message of no journey
+            if is_machine(props) or not isinstance(key, str) or not key.startswith(CREDITED):
+                continue  # a scanner's click, or a message of no journey or broadcast
             message = session.execute(select(Message.id, Message.template).where(Message.key == key)).first()
             if message is not None:
                 return "click", when, message.id, key, message.template
@@ -158,7 +169,7 @@ def _last_touch(
             .join(MessageStatusChange, MessageStatusChange.message_id == Message.id)
             .where(
                 Message.contact_id == contact_id,
-                Message.key.like(ENROLMENT + ":%"),
+                or_(*(Message.key.like(kind + "%") for kind in CREDITED)),
                 MessageStatusChange.status.in_(DELIVERED),
                 MessageStatusChange.at >= at - windows.delivery,
                 MessageStatusChange.at <= at,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Contact, Message, utcnow
@@ -106,6 +106,22 @@ def rows_of(session: Session, ident: str) -> Any:
     return exact
 
 
+def cancel_broadcast(session: Session, ident: str) -> int:
+    """Withdraw the rows of broadcast *ident* that no sender has claimed yet: they become ``cancelled`` and are
+    never sent. Rows being sent or already done keep their status, so nothing sent is rewritten and nothing is
+    sent twice (a sender's claim and this update both change only ``pending`` rows). The caller commits.
+
+    :return: how many messages were withdrawn.
+    """
+    result = session.execute(
+        update(Message)
+        .where(rows_of(session, ident), Message.status == "pending")
+        .values(status="cancelled", error="the broadcast was cancelled before this message was sent")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def _write_selected(session: Session, clause: Any, ident: str, constants: dict[str, Any]) -> list[int]:
     """One ``INSERT … SELECT`` of the members matching *clause* who have no row yet; the new rows' ids."""
     table = Message.__table__
@@ -150,9 +166,10 @@ def _write_evaluated(
 
 
 def enqueue_broadcast(broadcast: Broadcast, batch: int = 500) -> None:
-    """Hand the rows to the send queue in batches (after the commit that stored them)."""
+    """Hand the rows to the send queue in batches of *batch* ids, all in one Redis round trip (after the commit
+    that stored them; if Redis is away, the scheduler finds the due rows in the database)."""
     from ..queue import get_queue
     from .jobs import deliver_messages
 
-    for start in range(0, len(broadcast.message_ids), batch):
-        get_queue().enqueue_send(deliver_messages, broadcast.message_ids[start : start + batch])
+    ids = broadcast.message_ids
+    get_queue().enqueue_many(deliver_messages, [(ids[i : i + batch],) for i in range(0, len(ids), batch)], send=True)

@@ -13,9 +13,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..durations import span_seconds
 from ..models import Rule, RuleVersion, SplitTest, StatCounter
-from ..stats import compare_arms
+from ..stats import ArmCounts, compare_arms
 from .attribution import SCALE
+from .keys import BROADCAST_RULE, broadcast_step
 from .rollup import END, RULE
 
 #: the send step's metrics, in the order the table shows them
@@ -107,11 +109,42 @@ def _figures(metrics: dict[str, int], waiting: int) -> dict[str, Any]:
         "exits": exits,
         "suppressed": suppressed,
     }
-    for metric in SEND_METRICS:
-        out[metric.replace(":", "_")] = metrics.get(metric, 0)
+    return {**out, **_send_figures(metrics)}
+
+
+def _send_figures(metrics: dict[str, int]) -> dict[str, Any]:
+    """A send's figures from its counters: each of :data:`SEND_METRICS`, conversions and revenue."""
+    out: dict[str, Any] = {metric.replace(":", "_"): metrics.get(metric, 0) for metric in SEND_METRICS}
     out["conversions"] = metrics.get("conversions", 0)
     out["revenue"] = major(metrics.get("revenue", 0))
     return out
+
+
+def broadcast_results(session: Session, ident: str) -> dict[str, Any]:
+    """What broadcast *ident*'s messages did, from the stats' counters (as of the last rollup): the send step's
+    figures (``sent``, ``delivered``, ``opened_human``, ``clicked_human``, ``clickers``, ``unsubscribed``,
+    ``bounced``, ``complained`` …) and the ``conversions`` and ``revenue`` attributed to them.
+
+    :raises StatsError: no broadcast has that id (none of its messages is in the outbox).
+    """
+    from ..models import Message
+    from .broadcast import rows_of
+
+    if session.scalar(select(Message.id).where(rows_of(session, ident)).limit(1)) is None:
+        raise StatsError(f"no broadcast {ident!r}: its id is the part after broadcast: in its messages' keys")
+    metrics = {
+        metric: int(total or 0)
+        for metric, total in session.execute(
+            select(StatCounter.metric, func.sum(StatCounter.count))
+            .where(
+                StatCounter.rule_id == BROADCAST_RULE,
+                StatCounter.version_id == BROADCAST_RULE,
+                StatCounter.step == broadcast_step(ident),
+            )
+            .group_by(StatCounter.metric)
+        )
+    }
+    return _send_figures(metrics)
 
 
 def major(amount: int) -> float:
@@ -144,6 +177,7 @@ def _shape(
         row = {"step": step, "op": op.get("op", "end" if step == END else "?"), "line": op.get("line")}
         if op.get("op") == "send":
             row["template"] = op.get("name")
+            row["channel"] = op.get("channel")
         row.update(_figures(merged, sum(waiting.get(step, {}).values())))
         arms = {arm: _figures(m, waiting.get(step, {}).get(arm, 0)) for arm, m in by_arm.items() if arm}
         if arms:
@@ -190,7 +224,16 @@ def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) 
         else:
             outcome = "clicked a message (people, not machines)"
             converted = {name: sum(m.get(name, {}).get("clickers", 0) for m in counts.values()) for name in names}
-        arms = [(name, exposed[name], min(converted[name], exposed[name])) for name in names]
+        arms = [
+            ArmCounts(
+                name,
+                exposed[name],
+                min(converted[name], exposed[name]),
+                sum(m.get(name, {}).get("conversions", 0) for m in counts.values()),
+                major(sum(m.get(name, {}).get("revenue", 0) for m in counts.values())),
+            )
+            for name in names
+        ]
         try:
             comparison: Any = compare_arms(arms, outcome_name=outcome).to_dict()
         except ValueError as exc:
@@ -199,7 +242,9 @@ def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) 
             {
                 "step": op["id"],
                 "outcome": outcome,
-                "arms": [{"name": n, "exposed": e, "converted": c} for n, e, c in arms],
+                "arms": [
+                    {"name": n, "exposed": e, "converted": c, "conversions": k, "revenue": r} for n, e, c, k, r in arms
+                ],
                 "comparison": comparison,
             }
         )
@@ -222,7 +267,8 @@ def auto_states(session: Session, rule_id: int) -> dict[str, dict[str, Any]]:
 
 
 def parse_when(text: str | None, now: int, *, name: str = "since") -> int | None:
-    """UNIX seconds from ``2026-11-01`` (a UTC day), ``2026-11-01T12:00:00Z``, or ``7d``/``24h`` before *now*.
+    """UNIX seconds from ``2026-11-01`` (a UTC day), ``2026-11-01T12:00:00Z``, or a span before *now* (``7d``, ``24h``,
+    ``90m``, ``2w``: :func:`server.durations.span_seconds`, as the window settings read them).
 
     :raises StatsError: naming *name* and the forms accepted.
     """
@@ -231,14 +277,15 @@ def parse_when(text: str | None, now: int, *, name: str = "since") -> int | None
     from datetime import UTC, datetime
 
     value = text.strip()
-    units = {"d": 86400, "h": 3600, "w": 604800}
-    if value[:-1].isdigit() and value[-1:] in units:
-        return now - int(value[:-1]) * units[value[-1]]
+    span = span_seconds(value)  # digits alone are no span here: 20261101 is a day
+    if span is not None:
+        return now - span
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise StatsError(
-            f"{name} {text[:40]!r} is not a date: write 2026-11-01, 2026-11-01T12:00:00Z, 7d, 24h or 2w"
+            f"{name} {text[:40]!r} is not a date: write 2026-11-01, 2026-11-01T12:00:00Z, or a span such as 7d, 24h, "
+            "90m or 2w"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -254,7 +301,7 @@ def overview(session: Session, *, since: int | None = None, until: int | None = 
     metrics = ("sent", "delivered", "failed", "bounced", "unsubscribed", "complained", "conversions")
     query = (
         select(StatCounter.day, StatCounter.metric, func.sum(StatCounter.count))
-        .where(StatCounter.metric.in_((*metrics, "revenue")))
+        .where(StatCounter.metric.in_((*metrics, "revenue")), StatCounter.rule_id != BROADCAST_RULE)
         .group_by(StatCounter.day, StatCounter.metric)
         .order_by(StatCounter.day)
     )
@@ -289,7 +336,7 @@ def template_stats(session: Session, *, since: int | None = None, until: int | N
         raise StatsError("the window starts after it ends: since must be before until")
     query = (
         select(StatCounter.version_id, StatCounter.step, StatCounter.metric, func.sum(StatCounter.count))
-        .where(StatCounter.metric.in_(TEMPLATE_METRICS))
+        .where(StatCounter.metric.in_(TEMPLATE_METRICS), StatCounter.rule_id != BROADCAST_RULE)
         .group_by(StatCounter.version_id, StatCounter.step, StatCounter.metric)
     )
     if since is not None:
@@ -329,4 +376,13 @@ def _iso_day(day: int) -> str:
     return datetime.fromtimestamp(day * 86400, UTC).date().isoformat()
 
 
-__all__ = ["SEND_METRICS", "StatsError", "major", "overview", "parse_when", "rule_funnel", "template_stats"]
+__all__ = [
+    "SEND_METRICS",
+    "StatsError",
+    "broadcast_results",
+    "major",
+    "overview",
+    "parse_when",
+    "rule_funnel",
+    "template_stats",
+]

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from flask import current_app
 
 from ..db import get_session
-from .ingest import Prepared, store_events, store_plain, write_turn
+from .ingest import NotAdmitted, Prepared, store_events, store_plain, store_plain_apart, write_turn
 from .wake import wake_engine
 
 T = TypeVar("T")
@@ -143,28 +143,42 @@ def store_together(prepared: Prepared) -> list[tuple[int, int]]:
 def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseException]:
     """Store each request's events, all or none per request, in one transaction (then :func:`_hand_over_group`).
 
-    Set-wise over the whole group when it is plain (:func:`store_plain`): the same rows as storing the requests one
-    after the other. Otherwise each request goes in its own savepoint, so one failing request fails alone.
+    On SQLite, on the ingest's own connection when the group is plain (:func:`store_plain_apart`). Otherwise
+    through the session: each request admitted first (:attr:`Prepared.admit`), then set-wise over the admitted when
+    they are plain (:func:`store_plain`), the same rows as storing the requests one after the other; or else each
+    request in its own savepoint, so one failing request fails alone.
     """
     session = get_session()
-    outcomes: list[list[tuple[int, int]] | BaseException] = []
     with write_turn(session):
+        apart = store_plain_apart(session.get_bind(), group)
+        if apart is not None:
+            return apart
+        connection = session.connection()  # the turn's transaction begins
+        outcomes: list[list[tuple[int, int]] | BaseException | None] = [
+            None
+            if prepared.admit is None or prepared.admit(connection.connection.cursor(), connection.engine)
+            else NotAdmitted()
+            for prepared in group
+        ]
+        admitted = [prepared for prepared, outcome in zip(group, outcomes, strict=True) if outcome is None]
         try:  # the transaction holds nothing else yet (the turn began it): a failure here is simply rolled back
-            together = _store_plain_group(session, group)
+            together = _store_plain_group(session, admitted)
         except Exception:  # a clash with another process's insert, say: each request alone says what it meets
             session.rollback()
             together = None
+        results: list[list[tuple[int, int]] | BaseException] = []
         if together is not None:
-            outcomes.extend(together)
+            results.extend(together)
         else:
-            for prepared in group:
+            for prepared in admitted:
                 try:
                     with session.begin_nested():
-                        outcomes.append(store_events(session, prepared))
+                        results.append(store_events(session, prepared))
                 except Exception as exc:  # this request's answer (422, 409...); the others go on
-                    outcomes.append(exc)
+                    results.append(exc)
         session.commit()
-    return outcomes
+    answers = iter(results)
+    return [outcome if outcome is not None else next(answers) for outcome in outcomes]
 
 
 def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:

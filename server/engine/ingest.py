@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, Engine, event, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from ..contacts.errors import InvalidInput
 from ..contacts.events import record_event
@@ -24,11 +25,13 @@ IDENTITY_FIELDS = ("email", "external_id")
 __all__ = [
     "IDENTITY_FIELDS",
     "IngestError",
+    "NotAdmitted",
     "Prepared",
     "prepare_events",
     "record_event",
     "store_events",
     "store_plain",
+    "store_plain_apart",
     "upsert_contact",
     "write_turn",
 ]
@@ -76,6 +79,13 @@ class Prepared(NamedTuple):
     checked: list[_Item] | None
     region: str | None
     prefix: Callable[[int], str]
+    #: ``admit(cursor, engine)``: whether the request may store, asked in the write's own transaction through its
+    #: DBAPI cursor (the request's key, looked up where the write happens); refused: :class:`NotAdmitted`
+    admit: Callable[[Any, Engine], bool] | None = None
+
+
+class NotAdmitted(Exception):
+    """The request's :attr:`Prepared.admit` refused it in the write's transaction: nothing of it was stored."""
 
 
 def prepare_events(
@@ -113,7 +123,21 @@ def store_events(session: Session, prepared: Prepared) -> list[tuple[int, int]]:
 def store_plain(session: Session, checked: list[_Item]) -> list[tuple[int, int]] | None:
     """Store checked events set-wise when their contacts are plain (see :func:`store_events`); None (and nothing
     written) when one is not."""
-    contact_ids = _plain_contacts(session, checked)
+    return _store_plain(
+        checked,
+        lambda key, wanted: _find_contacts(session, key, wanted),
+        lambda model, rows: _insert(session, model, rows),
+    )
+
+
+def _store_plain(
+    checked: list[_Item],
+    find: Callable[[str, set[str]], Iterable[Sequence[Any]]],
+    insert_rows: Callable[[Any, list[dict[str, Any]]], list[int]],
+) -> list[tuple[int, int]] | None:
+    if not checked:
+        return []
+    contact_ids = _plain_contacts(checked, find, insert_rows)
     if contact_ids is None:
         return None
     now = utcnow()
@@ -128,8 +152,74 @@ def store_plain(session: Session, checked: list[_Item]) -> list[tuple[int, int]]
         }
         for item, contact_id in zip(checked, contact_ids, strict=True)
     ]
-    event_ids = _insert(session, Event, rows)
+    event_ids = insert_rows(Event, rows)
     return list(zip(event_ids, contact_ids, strict=True))
+
+
+def store_plain_apart(
+    engine: Engine | Connection, group: Sequence[Prepared]
+) -> list[list[tuple[int, int]] | BaseException] | None:
+    """Store a group of requests' events set-wise on SQLite, in one transaction of its own on the ingest's own
+    connection, committed; the caller holds the write turn (:func:`write_turn`). Each request is first admitted
+    (:attr:`Prepared.admit`) in that transaction; a refused one gets :class:`NotAdmitted` and stores nothing.
+
+    None (and nothing written) when an event or a contact is not plain, on another database or on an error: the
+    caller then stores through its session, which says what is wrong.
+
+    The connection is this process's one ingest writer: its page cache stays valid from one group to the next (a
+    connection from the pool finds it reset by the other connections' commits, and reads its pages again), and no
+    session, pool or ORM transaction is set up per group.
+    """
+    writer = _writer(engine) if isinstance(engine, Engine) else None
+    if writer is None or any(prepared.checked is None for prepared in group):
+        return None
+    assert isinstance(engine, Engine)
+    cursor = writer.cursor()
+    cursor.execute("BEGIN IMMEDIATE")
+    try:
+        admitted = [prepared.admit is None or prepared.admit(cursor, engine) for prepared in group]
+        stored = _store_plain(
+            [item for prepared, ok in zip(group, admitted, strict=True) if ok for item in prepared.checked or ()],
+            lambda key, wanted: _sqlite_find(cursor, key, wanted),
+            lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows),
+        )
+        if stored is None:
+            cursor.execute("ROLLBACK")
+            return None
+        cursor.execute("COMMIT")
+    except Exception:  # a clash with another process's insert, say: the session's path says what each request meets
+        writer.rollback()
+        return None
+    outcomes: list[list[tuple[int, int]] | BaseException] = []
+    start = 0
+    for prepared, ok in zip(group, admitted, strict=True):
+        count = len(prepared.items) if ok else 0
+        outcomes.append(stored[start : start + count] if ok else NotAdmitted())
+        start += count
+    return outcomes
+
+
+#: per engine: its ingest writer (a DBAPI connection apart from the pool), closed when the engine is disposed of
+_writers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _writer(engine: Engine) -> Any:
+    """The ingest's own DBAPI connection to *engine*'s SQLite file; None for another database or an in-memory one."""
+    if engine.dialect.name != "sqlite" or isinstance(engine.pool, StaticPool):
+        return None
+    writer = _writers.get(engine)
+    if writer is None:
+        fairy = engine.raw_connection()  # the engine's pragmas (WAL, foreign keys, busy timeout) applied
+        writer = _writers[engine] = fairy.driver_connection
+        fairy.detach()  # not returned to the pool: kept by this process's ingest
+        event.listen(engine, "engine_disposed", lambda _engine: _close_writer(engine))
+    return writer
+
+
+def _close_writer(engine: Engine) -> None:
+    writer = _writers.pop(engine, None)
+    if writer is not None:
+        writer.close()
 
 
 @contextmanager
@@ -175,7 +265,11 @@ def _store_one(session: Session, item: Mapping[str, Any], prefix: str, region: s
     return event.id, event.contact_id
 
 
-def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
+def _plain_contacts(
+    items: list[_Item],
+    find: Callable[[str, set[str]], Iterable[Sequence[Any]]],
+    insert_rows: Callable[[Any, list[dict[str, Any]]], list[int]],
+) -> list[int] | None:
     """The contact id of each item when every one is plain (see :func:`store_events`), creating the new ones;
     None (and nothing written) otherwise."""
     if any(not item.cleaned or set(item.cleaned) - set(IDENTITY_FIELDS) for item in items):
@@ -186,7 +280,7 @@ def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
         wanted = {item.cleaned[key] for item in items if item.cleaned.get(key)}
         if not wanted:
             continue
-        for ident, email, value in _find_contacts(session, key, wanted):
+        for ident, email, value in find(key, wanted):
             by_key[key][value] = ident
             emails[ident] = email
     planned: list[dict[str, Any]] = []  # new contacts, found again by later items through a negative stand-in id
@@ -209,7 +303,7 @@ def _plain_contacts(session: Session, items: list[_Item]) -> list[int] | None:
                     by_key[key][value] = ident
         chosen.append(ident)
     if planned:
-        new_ids = _insert(session, Contact, planned)
+        new_ids = insert_rows(Contact, planned)
         chosen = [new_ids[-ident - 1] if ident < 0 else ident for ident in chosen]
     return chosen
 
@@ -224,24 +318,31 @@ def _find_contacts(session: Session, key: str, wanted: set[str]) -> Iterable[Seq
     if connection.dialect.name != "sqlite":
         column = getattr(Contact, key)
         return connection.execute(select(Contact.id, Contact.email, column).where(column.in_(wanted))).all()
+    return _sqlite_find(connection.connection.cursor(), key, wanted)
+
+
+def _sqlite_find(cursor: Any, key: str, wanted: set[str]) -> Iterable[Sequence[Any]]:
     marks = ", ".join("?" * len(wanted))
-    table = Contact.__tablename__
-    return connection.connection.cursor().execute(
-        f"SELECT id, email, {key} FROM {table} WHERE {key} IN ({marks})",
-        tuple(wanted),
+    return cursor.execute(
+        f"SELECT id, email, {key} FROM {Contact.__tablename__} WHERE {key} IN ({marks})", tuple(wanted)
     )
 
 
 class _RawInsert(NamedTuple):
     sql: str
-    #: per column of the statement, in order: (key in the row or None for a default, bind processor, default)
-    columns: tuple[tuple[str | None, Callable[[Any], Any] | None, Any], ...]
+    #: per column of the statement, in order: (key in the row or None for a default, bind processor, default,
+    #: or the default's function called for each row)
+    columns: tuple[tuple[str | None, Callable[[Any], Any] | None, Any, Callable[[], Any] | None], ...]
 
     def values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """The statement's parameters for *rows*, column by column; a value repeated across rows (the request's
         time) is converted once."""
         columns: list[Sequence[Any]] = []
-        for key, convert, default in self.columns:
+        for key, convert, default, make in self.columns:
+            if make is not None:  # a new public id, the time: one each, as SQLAlchemy calls it per row
+                made = [make() for _row in rows]
+                columns.append([convert(value) for value in made] if convert else made)
+                continue
             if key is None:
                 columns.append([convert(default) if convert else default] * len(rows))
                 continue
@@ -254,13 +355,17 @@ def _converted(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:
     seen: dict[tuple[type, Any], Any] = {}  # by type too: 1 == True, but they convert differently
     out = []
     for value in values:
-        if isinstance(value, Hashable):
-            key = (type(value), value)
-            if key not in seen:
-                seen[key] = convert(value)
-            out.append(seen[key])
-        else:  # a dict (JSON): each its own
+        kind = type(value)
+        if kind is dict or kind is list:  # JSON: each its own
             out.append(convert(value))
+            continue
+        try:
+            converted = seen[kind, value]
+        except KeyError:
+            converted = seen[kind, value] = convert(value)
+        except TypeError:  # not hashable
+            converted = convert(value)
+        out.append(converted)
     return out
 
 
@@ -272,21 +377,28 @@ _raw_inserts: weakref.WeakKeyDictionary[Any, dict[tuple[str, tuple[str, ...]], _
 
 def _raw_insert(dialect: Any, table: Any, keys: tuple[str, ...]) -> _RawInsert | None:
     """The INSERT of *keys* into *table* compiled once for the driver, with each value converted as SQLAlchemy
-    would (its bind processors) and the other columns' constant Python defaults added; None when a column the rows
-    leave out has a computed default (then Core inserts them)."""
+    would (its bind processors) and the other columns' Python defaults added (a function taking no context called
+    per row, as SQLAlchemy does); None when a column the rows leave out has another default (then Core inserts
+    them)."""
     plans = _raw_inserts.setdefault(dialect, {})
     if (table.name, keys) in plans:
         return plans[table.name, keys]
     defaults: dict[str, Any] = {}
+    makers: dict[str, Callable[[], Any]] = {}
     plan: _RawInsert | None = None
     for column in table.columns:
         if column.name in keys or column.primary_key or column.default is None:
             continue
-        if not column.default.is_scalar:
+        if column.default.is_scalar:
+            defaults[column.name] = column.default.arg
+            continue
+        # SQLAlchemy wraps a function that takes no context; one that does (or a SQL default) goes through Core
+        made = getattr(column.default.arg, "__wrapped__", None) if column.default.is_callable else None
+        if made is None:
             break
-        defaults[column.name] = column.default.arg
+        makers[column.name] = made
     else:
-        compiled = insert(table).compile(dialect=dialect, column_keys=[*keys, *defaults])
+        compiled = insert(table).compile(dialect=dialect, column_keys=[*keys, *defaults, *makers])
         names = compiled.positiontup or []
         plan = _RawInsert(
             str(compiled),
@@ -295,6 +407,7 @@ def _raw_insert(dialect: Any, table: Any, keys: tuple[str, ...]) -> _RawInsert |
                     name if name in keys else None,
                     table.c[name].type.dialect_impl(dialect).bind_processor(dialect),
                     defaults.get(name),
+                    makers.get(name),
                 )
                 for name in names
             ),
@@ -316,13 +429,39 @@ def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[in
     if connection.dialect.name != "sqlite":
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(connection.execute(statement, rows).scalars())
-    keys = tuple(rows[0])
-    plan = _raw_insert(connection.dialect, table, keys)
-    cursor = connection.connection.cursor()
-    if plan is not None and all(len(row) == len(keys) and row.keys() == rows[0].keys() for row in rows):
-        cursor.executemany(plan.sql, plan.values(rows))
-    else:
+    plan = _uniform_plan(connection.dialect, table, rows)
+    if plan is None:
         connection.execute(insert(table), rows)
+        return _ids_back(connection.connection.cursor(), table, rows)
+    return _sqlite_insert(connection.connection.cursor(), connection.dialect, table, rows, plan)
+
+
+def _uniform_plan(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> _RawInsert | None:
+    """The prepared insert of *rows* when they all have the same keys and it has one."""
+    keys = tuple(rows[0])
+    plan = _raw_insert(dialect, table, keys)
+    first = rows[0].keys()
+    if plan is not None and all(row.keys() == first for row in rows):
+        return plan
+    return None
+
+
+def _sqlite_insert(
+    cursor: Any, dialect: Any, table: Any, rows: list[dict[str, Any]], plan: _RawInsert | None = None
+) -> list[int]:
+    """Insert *rows* with their prepared statement through the DBAPI *cursor*; their ids, in order.
+
+    :raises ValueError: when the rows have no prepared statement (see :func:`_uniform_plan`).
+    """
+    plan = plan or _uniform_plan(dialect, table, rows)
+    if plan is None:
+        raise ValueError(f"{table.name}: no prepared insert for these rows")
+    cursor.executemany(plan.sql, plan.values(rows))
+    return _ids_back(cursor, table, rows)
+
+
+def _ids_back(cursor: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """The ids of the *rows* just inserted, counted back from ``last_insert_rowid()`` (see :func:`_insert`)."""
     last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
     first = last - len(rows) + 1
     stored = cursor.execute(

@@ -9,6 +9,7 @@ Channels pass the key to providers as an idempotency id.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import String, cast, literal
@@ -58,3 +59,23 @@ def enrolment_of(key: str) -> int | None:
         return None
     head = rest.partition(":")[0]
     return int(head) if head.isdigit() else None
+
+
+def broadcast_of(key: str) -> str | None:
+    """The id of the broadcast a message belongs to (``broadcast:<id>:<contact>``), else None."""
+    kind, _, rest = key.partition(":")
+    if kind != BROADCAST:
+        return None
+    ident, sep, contact = rest.rpartition(":")
+    return ident if sep and contact.isdigit() else None
+
+
+#: the rule and version ids under which the stats file broadcasts' figures (no rule has id 0)
+BROADCAST_RULE = 0
+
+
+def broadcast_step(ident: str) -> str:
+    """The stats' step name of broadcast *ident* (under rule and version :data:`BROADCAST_RULE`):
+    ``broadcast:<id>``, or a digest of the id when that would pass the column's 64 characters."""
+    step = f"{BROADCAST}:{ident}"
+    return step if len(step) <= 64 else f"{BROADCAST}:#{hashlib.sha256(ident.encode()).hexdigest()[:40]}"

@@ -23,11 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
-from ..consent import current_consent, suppression_reason
+from ..consent import current_consent, latest_consent, suppression_reason
 from ..models import ConsentStatus, Contact, SuppressionReason
-from ..sdk import CONSENT_GRANTED
+from ..sdk import CONSENT_GRANTED, CONSENT_UNLESS_REVOKED
 from .caps import held_by_cap, parse_cap
 from .quiet import Window, send_resumes_at, window
 
@@ -36,7 +38,52 @@ UNREACHABLE = frozenset(
     {SuppressionReason.BOUNCED.value, SuppressionReason.COMPLAINED.value, SuppressionReason.INVALID.value}
 )
 
-__all__ = ["UNREACHABLE", "Lookups", "blocker", "parse_cap", "quiet_window", "resumes_at"]
+#: the consent rule, stated once: per ``Channel.consent`` declaration, the contact's latest ledger status on the
+#: channel (None: no row) that lets a send through. :func:`consent_refusal` reads it one contact at a time (the
+#: outbox), :func:`consent_clause` as SQL over many (a broadcast's audience)
+CONSENT_LETS_THROUGH: dict[str, frozenset[str | None]] = {
+    CONSENT_UNLESS_REVOKED: frozenset({None, ConsentStatus.GRANTED.value}),
+    CONSENT_GRANTED: frozenset({ConsentStatus.GRANTED.value}),
+}
+#: what stands for "no ledger row" in SQL (a status is never empty)
+_NO_ROW = ""
+
+__all__ = [
+    "CONSENT_LETS_THROUGH",
+    "UNREACHABLE",
+    "Lookups",
+    "blocker",
+    "consent_clause",
+    "consent_refusal",
+    "parse_cap",
+    "quiet_window",
+    "resumes_at",
+]
+
+
+def consent_refusal(channel_cls: Any, consent: str | None) -> str | None:
+    """Why *channel_cls*'s consent rule refuses a send to a contact whose latest ledger status is *consent*.
+
+    :return: ``unsubscribed`` (an opt-out), ``no_consent`` (the channel needs an opt-in) or None (it may go, or
+        consent does not apply to the channel).
+    """
+    if channel_cls.consent is None or consent in CONSENT_LETS_THROUGH[channel_cls.consent]:
+        return None
+    return "unsubscribed" if consent == ConsentStatus.REVOKED.value else "no_consent"
+
+
+def consent_clause(channel_cls: Any, channel: str, contact_id: Any = Contact.id) -> ColumnElement[bool] | None:
+    """:func:`consent_refusal` set-wise: a condition true for exactly the contacts it lets through on *channel*.
+
+    :param contact_id: the contacts' id column the ledger is correlated with.
+    :return: the clause, or None when consent does not apply to the channel (nothing to filter).
+    """
+    if channel_cls.consent is None:
+        return None
+    latest = func.coalesce(latest_consent(contact_id, channel).scalar_subquery(), _NO_ROW)
+    through = CONSENT_LETS_THROUGH[channel_cls.consent]
+    return latest.in_(sorted(_NO_ROW if status is None else status for status in through))
+
 
 #: a batch's answers read ahead: the suppression reason of (channel, address), the consent of (contact, channel)
 Lookups = tuple[Callable[[str, str], str | None], Callable[[int, str], str | None]]
@@ -82,10 +129,9 @@ def blocker(
         return "bounced" if reason in UNREACHABLE else None
     if cls.consent is not None and contact_id is not None:
         consent = current_consent(session, contact_id, channel) if lookups is None else lookups[1](contact_id, channel)
-        if consent == ConsentStatus.REVOKED.value:
-            return "unsubscribed"
-        if cls.consent == CONSENT_GRANTED and consent != ConsentStatus.GRANTED.value:
-            return "no_consent"
+        refusal = consent_refusal(cls, consent)
+        if refusal is not None:
+            return refusal
     if reason is not None:
         return reason if reason in (SuppressionReason.UNSUBSCRIBED.value, SuppressionReason.ERASED.value) else "bounced"
     if (

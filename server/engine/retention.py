@@ -43,7 +43,7 @@ BATCH = 5000
 #: journeys in flight: their rows are kept whatever their age
 IN_FLIGHT = (EnrolmentState.ACTIVE.value, EnrolmentState.HELD.value, EnrolmentState.PARKED.value)
 #: outbox statuses that are final (``unknown`` waits for an operator; pending and sending are not done)
-FINAL = ("sent", "failed", "suppressed")
+FINAL = ("sent", "failed", "suppressed", "cancelled")
 #: event name endings of tracking hits (``email.opened``, ``email.clicked``)
 TRACKING = ("opened", "clicked")
 #: admin sessions unused this long are gone (their idle time-out, 12 hours, ended them long before)

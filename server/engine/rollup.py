@@ -2,7 +2,8 @@
 
 Three append-only sources are read past a stored watermark (their rows' ids): the journey log (entries, waits,
 splits, exits), the outbox's status history (sent, delivered, bounced, failed, suppressed, complained) and the
-events that name a journey's message (opens, clicks, unsubscribes). The counts and the moved watermark are
+events that name a journey's or a broadcast's message (opens, clicks, unsubscribes; a broadcast's figures count
+under rule 0 and the step ``broadcast:<id>``). The counts and the moved watermark are
 committed in one transaction, and the watermark moves only if nobody moved it meanwhile: a crash, or two rollups
 at once, never count a row twice. The scheduler runs it every tick, and workers after each job (one bounded
 batch per source). A fourth source, the revenue attributions (:mod:`.attribution`), feeds ``conversions`` and
@@ -29,7 +30,7 @@ from ..models import (
     StatCounter,
     StatWatermark,
 )
-from .keys import ENROLMENT, enrolment_of
+from .keys import BROADCAST, BROADCAST_RULE, ENROLMENT, broadcast_of, broadcast_step, enrolment_of
 
 #: rows read per source per transaction: a backlog is worked off in bounded steps
 BATCH = 5000
@@ -193,9 +194,15 @@ def _message_counts(
     session: Session, rows: list[Any], message_of: Any, day_of: Any, metric_of: Any, weight_of: Any = None
 ) -> Counter[Key]:
     """Counters of send steps for *rows* (status changes, events, attributions), each naming its message; each
-    row adds 1, or what *weight_of* gives for it."""
+    row adds 1, or what *weight_of* gives for it. A broadcast's messages count under rule 0 and the step
+    :func:`~.keys.broadcast_step` names."""
     counts: Counter[Key] = Counter()
     sends = {row.id: _send_step(message_of(row)) for row in rows}
+    for row in rows:  # a broadcast's message: counted under rule 0, step ``broadcast:<id>``
+        ident = broadcast_of(message_of(row)) if sends[row.id] is None else None
+        if ident is not None and (metric := metric_of(row)) is not None:
+            key = (BROADCAST_RULE, BROADCAST_RULE, broadcast_step(ident), "", day_of(row), metric)
+            counts[key] += 1 if weight_of is None else weight_of(row)
     enrolments = {send[0] for send in sends.values() if send is not None}
     if not enrolments:
         return counts
@@ -258,7 +265,7 @@ def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
         for row in rows
         if isinstance(row.props, dict)
         and isinstance(row.props.get("message"), str)
-        and row.props["message"].startswith(ENROLMENT + ":")
+        and row.props["message"].startswith((ENROLMENT + ":", BROADCAST + ":"))
         and row.name.rpartition(".")[2] in EVENT_METRICS
     ]
 

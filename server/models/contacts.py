@@ -24,6 +24,12 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def byte_ordered(length: int) -> Any:
+    """``String(length)``, in PostgreSQL's "C" collation: ordered by code point whatever the database's locale, so
+    that "starts with" is a range an index answers (:func:`server.contact_search.starts_with`)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = NEVER_REUSE_IDS
@@ -33,8 +39,9 @@ class Contact(Base):
     #: link made for an erased person never opens another's page, whatever ids the database hands out
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    email: Mapped[str | None] = mapped_column(String(320), unique=True)
-    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    #: on PostgreSQL in the "C" collation (code point order, as SQLite's): a prefix search is one index range
+    email: Mapped[str | None] = mapped_column(byte_ordered(320), unique=True)
+    phone: Mapped[str | None] = mapped_column(byte_ordered(32), index=True)
     first_name: Mapped[str | None] = mapped_column(String(255))
     last_name: Mapped[str | None] = mapped_column(String(255))
     timezone: Mapped[str | None] = mapped_column(String(64))

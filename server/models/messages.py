@@ -19,6 +19,7 @@ class MessageStatus(str, enum.Enum):
     FAILED = "failed"  # permanent failure, or retries exhausted
     UNKNOWN = "unknown"  # the provider may or may not have it: surfaced, never blindly resent
     SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"  # withdrawn before a sender claimed it (a cancelled broadcast): never sent
 
 
 class Message(Base):

@@ -44,11 +44,17 @@ ONE_ARM = "one arm"
 
 
 class ArmCounts(NamedTuple):
-    """One arm's counts: how many contacts it exposed to its variant, and how many of them converted."""
+    """One arm's counts: how many contacts it exposed to its variant, and how many of them converted.
+
+    *conversions* and *revenue* are what was attributed to the arm's messages (docs/stats.md, "Revenue"), carried
+    along for the reader and compared on nothing; None when not measured.
+    """
 
     name: str
     exposed: int
     converted: int
+    conversions: int | None = None
+    revenue: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class ArmResult:
     probability_best: float
     expected_loss: float
     status: str
+    conversions: int | None = None
+    revenue: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The arm as JSON-ready data, with the field names docs/stats.md documents."""
@@ -81,6 +89,8 @@ class ArmResult:
             "probability_best": self.probability_best,
             "expected_loss": self.expected_loss,
             "status": self.status,
+            "conversions": self.conversions,
+            "revenue": self.revenue,
         }
 
 
@@ -139,7 +149,8 @@ def compare_arms(
     """Compare the arms of a split on *outcome_name* (e.g. ``"email.clicked within 3d"``); the first arm is the
     reference the others are measured against.
 
-    :param arms: each arm's (name, exposed, converted), in the split's order.
+    :param arms: each arm's (name, exposed, converted), in the split's order, or its :class:`ArmCounts` with the
+        conversions and revenue attributed to it, which the result carries unchanged.
     :param min_sample: exposures an arm needs before it is compared (and a leader can be named).
     :param min_conversions: conversions, and non-conversions, an arm and the first arm need between them.
     :param prior: the Beta prior's (alpha, beta), whole numbers >= 1; (1, 1) is uniform: every rate equally likely.
@@ -171,6 +182,8 @@ def compare_arms(
                 probability_best=best[index],
                 expected_loss=loss[index],
                 status=ENOUGH_DATA if _enough(arm, first, index, min_sample, min_conversions) else NOT_ENOUGH_DATA,
+                conversions=arm.conversions,
+                revenue=arm.revenue,
             )
         )
     return Comparison(
@@ -252,9 +265,11 @@ def _checked(
             raise ValueError(f"{label} must be a probability strictly between 0 and 1, e.g. 0.95, not {probability!r}")
     counts: list[ArmCounts] = []
     for position, arm in enumerate(arms, start=1):
-        if not isinstance(arm, tuple) or len(arm) != 3:
-            raise ValueError(f"arm {position} must be (name, exposed, converted), not {arm!r}")
-        name, exposed, converted = arm
+        if not isinstance(arm, tuple) or len(arm) not in (3, 5):
+            raise ValueError(
+                f"arm {position} must be (name, exposed, converted) or (…, conversions, revenue), not {arm!r}"
+            )
+        name, exposed, converted, conversions, revenue = (*arm, None, None)[:5]
         where = f"arm {position} ({name!r})"
         if not isinstance(name, str) or not name:
             raise ValueError(f"arm {position} needs a name (a non-empty string), not {name!r}")
@@ -267,9 +282,13 @@ def _checked(
                 f"{where}: converted ({converted}) is more than exposed ({exposed}); "
                 "only contacts exposed to an arm can convert on it"
             )
+        if conversions is not None and (not _whole(conversions) or conversions < 0):
+            raise ValueError(f"{where}: conversions must be a whole number >= 0 or None, not {conversions!r}")
+        if revenue is not None and (isinstance(revenue, bool) or not isinstance(revenue, int | float)):
+            raise ValueError(f"{where}: revenue must be a number or None, not {revenue!r}")
         if any(earlier.name == name for earlier in counts):
             raise ValueError(f"{where}: two arms are named {name!r}; each arm needs its own name")
-        counts.append(ArmCounts(name, exposed, converted))
+        counts.append(ArmCounts(name, exposed, converted, conversions, revenue))
     return counts
 
 

@@ -13,6 +13,7 @@ from server.contacts import audit
 from server.db import get_db, get_session
 from server.logsafe import Redact, configure_logging
 from server.models import Consent, Suppression
+from server.queue import get_queue
 
 from ..helpers import api_key, load_rules, post_event, run_worker
 from ..web.test_forms import make_form
@@ -226,3 +227,41 @@ def test_a_database_error_never_quotes_the_values_it_was_given(app):
             )
         session.rollback()
         assert "zelda" not in str(refused.value) and "parameters hidden" in str(refused.value)
+
+
+def crash(note: str) -> None:
+    """A job that dies quoting what it was given (as a driver's error may quote an address)."""
+    raise RuntimeError(f"could not handle {note}")
+
+
+def _failed_notes(app) -> list[str]:
+    tq = get_queue(app)
+    texts = []
+    for queue in tq.queues:
+        for job_id in queue.failed_job_registry.get_job_ids():
+            job = queue.fetch_job(job_id)
+            texts.append(job.args[0] if job is not None else "(record gone, id kept)")
+    return sorted(texts)
+
+
+def test_erasure_clears_failed_jobs_that_quote_the_person_from_redis(app, client):
+    key = api_key(app, "admin")
+    created = client.post(
+        "/api/v1/contacts", json={**PERSON, "phone": PHONE}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert created.status_code == 201, created.json
+    tq = get_queue(app)
+    tq.enqueue(crash, "Zelda.Quist@example.com".lower())
+    tq.enqueue_send(crash, f"a text to {PHONE}")
+    tq.enqueue(crash, "ana@example.com")  # someone else's: kept
+    failures: list[str] = []
+    run_worker(app, failures=failures)
+    assert len(failures) == 3
+    assert _failed_notes(app) == [f"a text to {PHONE}", "ana@example.com", "zelda.quist@example.com"]
+    failed_ids = [job_id for queue in tq.queues for job_id in queue.failed_job_registry.get_job_ids()]
+    erased = client.delete(f"/api/v1/contacts/{created.json['id']}", headers={"Authorization": f"Bearer {key}"})
+    assert erased.status_code in (200, 204), erased.get_data(as_text=True)
+    assert _failed_notes(app) == ["ana@example.com"]
+    # their job records and results (tracebacks) are gone from Redis, not only from the registry
+    left = [job_id for job_id in failed_ids if tq.redis.exists(f"rq:job:{job_id}", f"rq:results:{job_id}")]
+    assert len(left) == 1 and tq.redis.exists(f"rq:job:{left[0]}", f"rq:results:{left[0]}") == 2

@@ -7,7 +7,7 @@ from server.consent import suppress
 from server.contacts import InvalidInput, address_channels, define_field
 from server.contacts.importer import import_text, parse_mapping
 from server.db import get_session
-from server.models import AuditEntry, Contact
+from server.models import AuditEntry, Contact, Event
 
 
 def _import(app, text, **kwargs):
@@ -250,3 +250,35 @@ def test_import_leaves_the_garbage_collector_as_it_found_it(app, enabled):
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_tags_many_contacts_share_and_rare_ones_are_all_written(app):
+    """A tag most rows carry is inserted for all its contacts at once, rare ones pair by pair: every contact ends
+    with exactly its tags, new and updated ones alike, and a tag a contact already has is not added twice."""
+    from server.models import ContactTag
+
+    rows = "".join(f"u{i}@example.com,{'common' if i % 7 else 'rare' + str(i)};all\n" for i in range(140))
+    report = _import(app, "email,tags\n" + rows, tags=["batch1"])
+    assert report.created == 140 and not report.errors
+    again = "".join(f"u{i}@example.com,all;{'late' if i < 100 else 'late' + str(i)}\n" for i in range(140))
+    report = _import(app, "email,tags\n" + again + "new@example.com,all\n")
+    assert (report.created, report.updated) == (1, 140)
+    with app.app_context():
+        session = get_session()
+        tags = {}
+        for email, tag in session.execute(
+            select(Contact.email, ContactTag.tag).join(ContactTag, ContactTag.contact_id == Contact.id)
+        ):
+            tags.setdefault(email, set()).add(tag)
+    for i in range(140):
+        expected = {"all", "batch1", "common" if i % 7 else f"rare{i}", "late" if i < 100 else f"late{i}"}
+        assert tags[f"u{i}@example.com"] == expected
+    assert tags["new@example.com"] == {"all"}
+    assert sum(len(t) for t in tags.values()) == 140 * 4 + 1
+    with app.app_context():  # each contact's events, announced set-wise the same way
+        events = get_session().execute(select(Event.contact_id, Event.name, Event.props, Event.source)).all()
+    ids = {c.email: c.id for c in _contacts(app).values()}
+    assert sorted((cid, name, props, source) for cid, name, props, source in events) == sorted(
+        [(cid, "contact.created", {}, "import") for cid in ids.values()]
+        + [(ids[f"u{i}@example.com"], "contact.updated", {"fields": ["email"]}, "import") for i in range(140)]
+    )

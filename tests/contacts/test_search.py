@@ -3,8 +3,11 @@ every match exactly once in order, the database-computed name keys, segments eva
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from server.contact_search import SCAN_LIMIT, phone_prefix, search
 from server.contacts import InvalidInput
@@ -190,3 +193,42 @@ def test_names_are_kept_by_the_database_for_rows_that_existed_before(app):
     with app.app_context():
         keys = get_session().execute(select(Contact.name_key, Contact.last_name_key).order_by(Contact.id)).all()
     assert keys[0] == ("ana smith", "smith") and keys[3] == ("andersson", "andersson") and keys[4] == ("dan", None)
+
+
+@pytest.mark.parametrize("kind, query, column", [("email", "ana", "email"), ("phone", "+4930", "phone")])
+def test_an_address_prefix_is_one_index_range_on_every_database(app, kind, query, column):
+    """The email and phone searches read one range of their column's index, from the prefix (or the cursor) to the
+    prefix's end — never the index from the prefix to its end, nor the whole table. On PostgreSQL that needs the
+    columns in the "C" collation (code point order, migration 0040): in a locale's order no range is safe."""
+    _add(app)
+    with app.app_context():
+        session = get_session()
+        statements: list[tuple[str, object]] = []
+        engine = session.get_bind()
+
+        def seen(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith("SELECT") and "FROM contacts" in statement:
+                statements.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            found = search(session, kind, query).contacts
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert [c.email for c in found][:1] == ["ana.smith@example.com"]
+        statement, parameters = statements[0]
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(
+                str(row[-1])
+                for row in session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert f"({column}>? AND {column}<?)" in plan, plan
+        else:
+            session.connection().exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny table: force the choice
+            [[plan]] = session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).all()
+            text = json.dumps(plan)
+            conds = re.findall(r'"Index Cond": "([^"]*)"', text)
+            bounds = [re.search(rf"\(?{column}\)?(::text)? {op} ", c) for c in conds for op in (">=", "<")]
+            assert len(conds) == 1 and all(bounds), text
+            assert "starts_with" not in text
+        session.rollback()

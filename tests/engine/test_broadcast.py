@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from server.consent import record_consent
 from server.db import get_session
@@ -101,3 +101,25 @@ def test_broadcast_to_a_segment_only_the_evaluator_can_decide(app, client, runne
     assert "2 member(s) of 'high', 0 message(s) queued" in _broadcast(app, runner, "high", "eval")
     run_worker(app)
     assert len(smtp_server.messages) == 2
+
+
+def test_broadcast_cancel_withdraws_what_no_sender_took_and_nothing_else(app, client, runner, smtp_server):
+    _setup(app, client)
+    _broadcast(app, runner, "vips", "autumn")
+    with app.app_context():  # a sender has claimed v1's row: it is on its way and stays so
+        session = get_session()
+        v1 = session.scalar(select(Contact.id).where(Contact.email == "v1@example.com"))
+        session.execute(update(Message).where(Message.contact_id == v1).values(status="sending"))
+        session.commit()
+    result = runner.invoke(["broadcast-cancel", "autumn"])
+    assert result.exit_code == 0, result.output
+    assert "broadcast autumn: 1 message(s) withdrawn" in result.output
+    with app.app_context():
+        statuses = dict(get_session().execute(select(Message.contact_id, Message.status)).all())
+    assert statuses[v1] == "sending" and sorted(statuses.values()) == ["cancelled", "sending"]
+    # sending it again under the same id revives nothing, and the worker sends nothing cancelled
+    assert "0 message(s) queued" in _broadcast(app, runner, "vips", "autumn")
+    run_worker(app)
+    assert smtp_server.messages == []
+    missing = runner.invoke(["broadcast-cancel", "winter"])
+    assert missing.exit_code != 0 and "no broadcast 'winter'" in missing.output

@@ -232,6 +232,8 @@ def test_identical_arms_are_even_at_any_size_without_overflow(exposed):
         ([("A", 10, 1), ("A", 10, 2)], r"two arms are named 'A'"),
         ([("", 10, 1)], r"arm 1 needs a name"),
         ([("A", 10)], r"arm 1 must be \(name, exposed, converted\)"),
+        ([("A", 10, 1, -1, 0.0)], r"arm 1 \('A'\): conversions must be a whole number >= 0 or None, not -1"),
+        ([("A", 10, 1, 2, "9.90")], r"arm 1 \('A'\): revenue must be a number or None, not '9.90'"),
     ],
 )
 def test_bad_counts_are_refused_with_the_arm_named(arms, message):
@@ -278,6 +280,19 @@ def test_more_conversions_never_lower_the_probability_to_beat(a, more):
     assert all(later >= earlier - 1e-12 for earlier, later in itertools.pairwise(probabilities))
 
 
+def test_each_arm_carries_the_conversions_and_revenue_attributed_to_it():
+    """What the funnel reads from the attributions (docs/stats.md, "Revenue") goes through unchanged, per arm; the
+    comparison itself rests on exposed and converted only."""
+    plain = compare_arms([("A", 1000, 100), ("B", 1000, 150)], outcome_name="goal")
+    arms = [ArmCounts("A", 1000, 100, 7, 349.3), ArmCounts("B", 1000, 150, 0, 0.0)]
+    carried = compare_arms(arms, outcome_name="goal")
+    assert [(arm.conversions, arm.revenue) for arm in carried.arms] == [(7, 349.3), (0, 0.0)]
+    assert [(arm["conversions"], arm["revenue"]) for arm in carried.to_dict()["arms"]] == [(7, 349.3), (0, 0.0)]
+    assert [(arm["conversions"], arm["revenue"]) for arm in plain.to_dict()["arms"]] == [(None, None), (None, None)]
+    assert [arm.probability_best for arm in carried.arms] == [arm.probability_best for arm in plain.arms]
+    assert carried.verdict == plain.verdict
+
+
 def test_the_comparison_is_json_ready_with_the_documented_field_names():
     comparison = compare_arms([("A", 1000, 100), ("B", 1000, 150)], outcome_name="email.clicked within 3d")
     data = json.loads(json.dumps(comparison.to_dict()))
@@ -304,6 +319,8 @@ def test_the_comparison_is_json_ready_with_the_documented_field_names():
         "probability_best",
         "expected_loss",
         "status",
+        "conversions",
+        "revenue",
     }
     assert data["verdict"] == {"status": "leader", "leader": "B", "message": comparison.verdict.message}
     documented = set(re.findall(r"^\| `([a-z_.]+)`", (ROOT / "docs" / "stats.md").read_text(), re.MULTILINE))

@@ -1,26 +1,35 @@
 """Broadcasts in a real browser: an editor picks a template and a segment, sees the audience, sends, and watches the
-progress reach 100% while a worker sends (run between polls); the real SMTP server receives the mails."""
+progress reach 100% while a worker sends (run between polls); the real SMTP server receives the mails. A scheduled
+broadcast cancelled before its time sends nothing when its time comes."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from playwright.sync_api import expect
 
 from server.db import get_session
-from server.models import Contact, ContactTag, Segment
+from server.engine.jobs import requeue_due
+from server.models import Contact, ContactTag, Segment, utcnow
 
 from ..helpers import run_worker
 from .conftest import make_user, shot, sign_in
 
 
-def test_an_editor_sends_a_broadcast_and_watches_it_reach_100_percent(app, page, smtp_server):
+def _editor_with_vips(app, page, members: int) -> None:
+    """*members* VIP contacts (v0@example.com …) in the segment "VIPs", and an editor signed in on *page*."""
     with app.app_context():
         session = get_session()
-        for n in range(3):
+        for n in range(members):
             session.add(Contact(email=f"v{n}@example.com", tags=[ContactTag(tag="vip")], fields={}))
         session.add(Segment(name="VIPs", condition='tag == "vip"'))
         session.commit()
     make_user(app, "ed@example.com", role="editor")
     sign_in(page, "ed@example.com")
+
+
+def test_an_editor_sends_a_broadcast_and_watches_it_reach_100_percent(app, page, smtp_server):
+    _editor_with_vips(app, page, 3)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Broadcasts").click()
     page.get_by_role("link", name="New broadcast").click()
     page.get_by_label("Template").select_option("email:welcome")
@@ -38,3 +47,30 @@ def test_an_editor_sends_a_broadcast_and_watches_it_reach_100_percent(app, page,
     assert page.locator("#broadcast-bar").bounding_box()["width"] > 400
     assert sorted(m["To"] for m in smtp_server.wait_for(3)) == ["v0@example.com", "v1@example.com", "v2@example.com"]
     shot(page, "broadcasts")
+
+
+def test_an_editor_schedules_a_broadcast_then_cancels_it_and_nothing_is_sent(app, page, smtp_server):
+    _editor_with_vips(app, page, 2)
+    page.goto(page.url.split("/admin")[0] + "/admin/broadcasts/new")
+    page.get_by_label("Template").select_option("email:welcome")
+    page.get_by_label("Segment").select_option("VIPs")
+    at = (utcnow() + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    page.get_by_label("At", exact=True).check()
+    page.get_by_label("Time (UTC)").fill(at)
+    page.get_by_role("button", name="Send broadcast").click()
+    expect(page.locator(".flash-message")).to_contain_text("is scheduled for")
+    questions: list[str] = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Cancel broadcast").click()
+    expect(page.locator("#count-queued")).to_have_text("2")  # dismissed: nothing happened
+    assert "2 message(s) not yet sent will never be sent" in questions[0]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel broadcast").click()
+    expect(page.locator(".flash-message")).to_contain_text("2 message(s) not yet sent will not be sent")
+    expect(page.locator("#count-cancelled")).to_have_text("2")
+    expect(page.get_by_role("button", name="Cancel broadcast")).to_have_count(0)
+    with app.app_context():
+        requeue_due(now=int((utcnow() + dt.timedelta(days=3)).timestamp()))
+    run_worker(app)
+    assert smtp_server.messages == []
+    shot(page, "broadcast-cancelled")

@@ -78,13 +78,27 @@ def test_send_now_progress_equals_the_outbox_and_the_mails_arrive(app, vips, smt
     page = editor.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True)
     assert "is on its way to 5 member(s)" in page_flash(page)
     assert 'hx-trigger="every 2s"' in page  # polls while queued
-    assert _progress(editor, broadcast_id) == {"queued": 5, "sent": 0, "suppressed": 0, "failed": 0, "total": 5}
+    assert _progress(editor, broadcast_id) == {
+        "queued": 5,
+        "sent": 0,
+        "suppressed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 5,
+    }
     run_worker(app)
     assert sorted(m["To"] for m in smtp_server.wait_for(3)) == ["v0@example.com", "v3@example.com", "v4@example.com"]
     outbox = _outbox(app)
     assert outbox == {"sent": 3, "suppressed": 2}
     viewer = signed_in(app, "viewer")
-    assert _progress(viewer, broadcast_id) == {"queued": 0, "sent": 3, "suppressed": 2, "failed": 0, "total": 5}
+    assert _progress(viewer, broadcast_id) == {
+        "queued": 0,
+        "sent": 3,
+        "suppressed": 2,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 5,
+    }
     # the poll also swaps the listed messages in, so their statuses follow the counts
     fragment = viewer.get(f"/admin/broadcasts/{broadcast_id}/progress", headers={"HX-Request": "true"})
     table = fragment.get_data(as_text=True).split('id="broadcast-messages"')[1]
@@ -116,6 +130,44 @@ def test_a_scheduled_broadcast_waits_for_its_time_on_the_engine_clock(app, vips,
     assert len(smtp_server.wait_for(3)) == 3 and _outbox(app) == {"sent": 3, "suppressed": 2}
     [entry] = audited(app, "broadcast.scheduled")
     assert entry.detail["members"] == 5
+
+
+def test_a_scheduled_broadcast_cancelled_before_its_time_sends_nothing(app, vips, smtp_server):
+    editor = signed_in(app, "editor")
+    at = (utcnow() + dt.timedelta(hours=3)).replace(second=0, microsecond=0)
+    response = _send(editor, when="later", send_at=at.strftime("%Y-%m-%dT%H:%M"))
+    broadcast_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    page = editor.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True)
+    assert "Cancel broadcast" in page and "The 5 message(s) not yet sent will never be sent" in page
+    viewer = signed_in(app, "viewer")
+    assert "Cancel broadcast" not in viewer.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True)
+    assert post(viewer, f"/admin/broadcasts/{broadcast_id}/cancel").status_code == 403
+    assert post(editor, f"/admin/broadcasts/{broadcast_id}/cancel", csrf=False).status_code == 400
+    assert _outbox(app) == {"pending": 5}
+    cancelled = post(editor, f"/admin/broadcasts/{broadcast_id}/cancel")
+    assert cancelled.status_code == 302 and cancelled.headers["Location"].endswith(f"/admin/broadcasts/{broadcast_id}")
+    page = editor.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True)
+    assert "5 message(s) not yet sent will not be sent" in page_flash(page)
+    assert "Cancel broadcast" not in page  # nothing is left to cancel
+    assert _progress(editor, broadcast_id) == {
+        "queued": 0,
+        "sent": 0,
+        "suppressed": 0,
+        "failed": 0,
+        "cancelled": 5,
+        "total": 5,
+    }
+    assert "(cancelled)" in editor.get("/admin/broadcasts/").get_data(as_text=True)
+    with app.app_context():
+        requeue_due(now=int(at.timestamp()) + 1)  # its time comes on the engine's clock
+    run_worker(app)
+    assert smtp_server.messages == [] and _outbox(app) == {"cancelled": 5}
+    [entry] = audited(app, "broadcast.cancelled")
+    assert entry.detail["messages"] == 5
+    again = post(editor, f"/admin/broadcasts/{broadcast_id}/cancel")
+    assert again.status_code == 302
+    assert "Nothing to cancel" in page_flash(editor.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True))
+    assert len(audited(app, "broadcast.cancelled")) == 1
 
 
 def test_a_viewer_sees_broadcasts_but_cannot_send(app, vips):

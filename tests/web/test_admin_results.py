@@ -46,8 +46,9 @@ def seeded(app) -> dict:
         session = get_session()
         rule = session.scalar(select(Rule).where(Rule.name == SCRIPT))
         version = session.scalar(select(RuleVersion).where(RuleVersion.rule_id == rule.id))
-        steps = [op["id"] for op in version.plan["steps"]]
-        split, send_a, send_b, wait = steps[0], steps[1], steps[2], steps[3]
+        steps = {(op["op"], op.get("name")): op["id"] for op in version.plan["steps"]}  # a jump ends arm A
+        split, wait = steps[("split", None)], steps[("wait", None)]
+        send_a, send_b = steps[("send", "offer_a")], steps[("send", "offer_b")]
         today, old = _today(), _today() - 40
         rows = []
 
@@ -78,7 +79,7 @@ def seeded(app) -> dict:
         add(BREAKOUT, "", today, "reached", 7)  # a step no plan knows, named with markup
         session.execute(insert(StatCounter.__table__), rows)
         session.commit()
-        return {"id": rule.id, "split": split, "send_a": send_a, "wait": wait}
+        return {"id": rule.id, "split": split, "send_a": send_a, "send_b": send_b, "wait": wait}
 
 
 def _cell(page: str, step: str, metric: str) -> str:
@@ -124,6 +125,26 @@ def test_the_funnel_shows_steps_sends_and_rates_people_and_machines_apart(app, s
     assert re.search(r'id="total-revenue">199.60<', text) and re.search(r'id="total-conversions">4<', text)
     assert _cell(text, seeded["send_a"], "conversions") == "4" and _cell(text, seeded["send_a"], "revenue") == "199.60"
     assert _cell(text, wait, "conversions") == "0" and _cell(text, wait, "revenue") == "0.00"
+    # ... and per arm, as in the steps: A's send earned the 4 orders, B's none (not "—": they are measured)
+    attributed = arms.split("Conversions attributed")[1]
+    assert re.findall(r'<td class="num">([^<]*)</td>', attributed)[:4] == ["4", "0", "199.60", "0.00"]
+
+
+def test_deliveries_a_channel_does_not_report_are_not_shown_as_none_delivered(app, seeded):
+    """SMTP confirms no delivery (the email channel declares ``delivery_receipts = False``): offer_b's 120 mails
+    with no delivery report read "not reported by this channel", not "0 (0.0 %)"; offer_a's 128 reported ones
+    (reports set up) are counted. The core reads the declaration; an SMS provider's receipts are counted."""
+    from server.web.results.view import unreported_deliveries
+
+    client = signed_in(app, "viewer")
+    text = client.get(f"/admin/results/rules/{seeded['id']}?window=7d").get_data(as_text=True)
+    sends = text.split('<table id="funnel-sends">')[1].split("</table>")[0]
+    not_reported = '<span class="not-reported">not reported by this channel</span>'
+    assert _cell(sends, seeded["send_b"], "delivered") == not_reported
+    assert _cell(sends, seeded["send_a"], "delivered").startswith('<span class="count">128</span>')
+    assert _cell(sends, seeded["send_b"], "failed") == "3"
+    channels = app.extensions["nudge.plugins"].channels
+    assert "email" in unreported_deliveries(channels) and "sms" not in unreported_deliveries(channels)
 
 
 def test_the_window_and_version_choose_what_is_counted(app, seeded):

@@ -168,6 +168,10 @@ def test_the_funnel_counts_each_step_and_arm_once(app, base, smtp_server, clock,
         (len(in_b), int("ben@example.com" in in_b)),
     ]
     assert [arm["name"] for arm in compared["comparison"]["arms"]] == ["A", "B"]
+    # what was attributed per arm, as the arms' steps count it: ana's order, in her arm, in the arms compared too
+    attributed = [((1, 12.5) if "ana@example.com" in members else (0, 0)) for members in (in_a, in_b)]
+    assert [(arm["conversions"], arm["revenue"]) for arm in compared["arms"]] == attributed
+    assert [(arm["conversions"], arm["revenue"]) for arm in compared["comparison"]["arms"]] == attributed
 
     # a window that excludes the activity: nothing happened in it (waiting is now, whatever the window)
     empty = stats(client, admin, "?until=2000-01-01")
@@ -213,6 +217,25 @@ def test_bad_stats_requests_are_refused_clearly(app, runner):
     assert result.exit_code == 1 and "is not a date" in result.output
     result = runner.invoke(["stats", "--version", "1"])
     assert result.exit_code == 1 and "--version needs a RULE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "apart"),
+    [("90m", "30m", 3600), ("2w", "36H", 1209600 - 129600), ("45s", "15s", 30), (" 1d ", "0h", 86400)],
+)
+def test_a_window_before_now_takes_the_spans_the_window_settings_take(app, since, until, apart):
+    """One span parser (server.durations) reads NUDGE_ATTRIBUTION_*_WINDOW and ``since=``/``until=``."""
+    load_rules(app, RULES)
+    funnel = stats(app.test_client(), api_key(app, "admin"), f"?since={since}&until={until}")
+    assert funnel["window"]["until"] - funnel["window"]["since"] == apart
+
+
+def test_digits_alone_are_a_day_not_a_span(app):
+    load_rules(app, RULES)
+    client, admin = app.test_client(), api_key(app, "admin")
+    assert stats(client, admin, "?since=20261101")["window"]["since"] == 1793491200  # 2026-11-01T00:00:00Z
+    response = client.get("/api/v1/rules/Spring/stats?since=90x", headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 400 and "a span such as 7d, 24h, 90m or 2w" in response.get_json()["detail"]
 
 
 def test_a_suppressed_send_is_counted_by_reason(app):

@@ -1,11 +1,12 @@
 """Who a broadcast would reach: the segment's members the send-time policy lets through, counted by the database.
 
 The policy (:func:`server.engine.policy.blocker`) is asked per message when it is sent; here its rules are the
-same, set-wise: the channel's address field is filled in, the consent ledger's latest row for the channel does
-not forbid it (``unless_revoked``: not revoked; ``granted``: granted), and the address is not on the suppression
-list. The list holds salted hashes the database cannot compute, so when the channel has suppressed addresses the
-addresses left are hashed as they stream from one query (no contact objects). The frequency cap and quiet hours
-depend on the moment of each send: they hold or defer messages then, as for rules, and are not counted here.
+same, set-wise: the channel's address field is filled in, the consent ledger's latest row for the channel lets it
+through (:func:`server.engine.policy.consent_clause`: the policy's own rule, as SQL), and the address is not on
+the suppression list. The list holds salted hashes the database cannot compute, so when the channel has
+suppressed addresses the addresses left are hashed as they stream from one query (no contact objects). The
+frequency cap and quiet hours depend on the moment of each send: they hold or defer messages then, as for rules,
+and are not counted here.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ...consent import address_hash, latest_consent
+from ...consent import address_hash
 from ...contacts import InvalidInput
-from ...models import ConsentStatus, Contact, Segment, Suppression
-from ...sdk import CONSENT_GRANTED
+from ...engine.policy import consent_clause
+from ...models import Contact, Segment, Suppression
 from ...segments import compile_condition, members_clause
 from ...sqlwhere import Unsupported
 
@@ -50,12 +51,9 @@ def audience(session: Session, channel: str, segment: str, now: dt.datetime) -> 
         return Audience(members, members)
     address = getattr(Contact, field)
     allowed = [clause, address.is_not(None), address != ""]
-    if cls.consent is not None:
-        latest = latest_consent(Contact.id, channel).scalar_subquery()
-        if cls.consent == CONSENT_GRANTED:
-            allowed.append(latest == ConsentStatus.GRANTED.value)
-        else:
-            allowed.append(func.coalesce(latest, "") != ConsentStatus.REVOKED.value)
+    consented = consent_clause(cls, channel)
+    if consented is not None:
+        allowed.append(consented)
     suppressed = set(session.scalars(select(Suppression.address_hash).where(Suppression.channel == channel)))
     if not suppressed:
         return Audience(members, session.scalar(select(func.count(Contact.id)).where(*allowed)) or 0)

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from ...contacts import audit
 from ...db import get_session
-from ...engine.broadcast import BroadcastError, create_broadcast, enqueue_broadcast, rows_of
+from ...engine.broadcast import BroadcastError, cancel_broadcast, create_broadcast, enqueue_broadcast, rows_of
+from ...engine.funnel import broadcast_results
 from ...engine.vocabulary import instance_vocabulary
 from ...models import BroadcastRecord, Message, Role, Segment, utcnow
 from ..access import actor, may, requires
@@ -24,7 +25,7 @@ MAX_ID = 2**31 - 1
 #: how far ahead a broadcast may be scheduled
 MAX_AHEAD = dt.timedelta(days=366)
 #: the statuses a broadcast's progress shows, in order; "sending" counts as queued until its outcome is known
-SHOWN = ("queued", "sent", "suppressed", "failed")
+SHOWN = ("queued", "sent", "suppressed", "failed", "cancelled")
 #: messages listed on a broadcast's page
 LISTED = 50
 
@@ -40,7 +41,8 @@ def _templates(session: Session) -> list[str]:
 
 
 def progress(session: Session, row: BroadcastRecord) -> dict[str, Any]:
-    """The broadcast's messages by status (``queued``, ``sent``, ``suppressed``, ``failed``) of its total."""
+    """The broadcast's messages by status (``queued``, ``sent``, ``suppressed``, ``failed``, ``cancelled``) of its
+    total."""
     by_status = dict(
         session.execute(
             select(Message.status, func.count(Message.id)).where(rows_of(session, row.ident)).group_by(Message.status)
@@ -51,6 +53,7 @@ def progress(session: Session, row: BroadcastRecord) -> dict[str, Any]:
         "sent": by_status.pop("sent", 0),
         "suppressed": by_status.pop("suppressed", 0),
         "failed": by_status.pop("failed", 0) + by_status.pop("unknown", 0),
+        "cancelled": by_status.pop("cancelled", 0),
     }
     total = sum(counts.values()) + sum(by_status.values())
     done = total - counts["queued"]
@@ -204,7 +207,29 @@ def show(broadcast_id: int):
         progress=progress(session, row),
         messages=_listed(session, row),
         now=utcnow(),
+        can_edit=_can_edit(),
+        results=broadcast_results(session, row.ident),
     )
+
+
+@bp.post("/<int:broadcast_id>/cancel")
+@requires(Role.EDITOR)
+def cancel(broadcast_id: int):
+    """Withdraw the messages of a broadcast that no sender has taken yet (a scheduled one before its time: all)."""
+    session = get_session()
+    row = _broadcast(broadcast_id)
+    withdrawn = cancel_broadcast(session, row.ident)
+    if withdrawn:
+        audit(session, actor(), "broadcast.cancelled", "broadcast", row.ident, messages=withdrawn)
+    session.commit()
+    if withdrawn:
+        notify(
+            f"Broadcast {row.ident} cancelled: {withdrawn} message(s) not yet sent will not be sent; "
+            "those already sent or being sent stay as they are."
+        )
+    else:
+        notify(f"Nothing to cancel: every message of broadcast {row.ident} was already handed to its channel.")
+    return redirect(url_for("broadcasting.show", broadcast_id=row.id))
 
 
 def _listed(session: Session, row: BroadcastRecord) -> list[Message]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, render_template, request
+from flask import abort, current_app, render_template, request
 from sqlalchemy import select
 
 from ...db import get_session
@@ -16,7 +16,7 @@ from ...models import Role, Rule, RuleVersion, utcnow
 from ..access import requires
 from ..flash import is_htmx
 from . import bp
-from .view import SEND_RATES, funnel_chart, percent, share, split_chart, step_label
+from .view import SEND_RATES, funnel_chart, percent, share, split_chart, step_label, unreported_deliveries
 from .window import WINDOWS, Window, read_window
 
 MAX_ID = 2**31 - 1
@@ -64,6 +64,7 @@ def rule(rule_id: int):
         split_chart=split_chart,
         step_label=step_label,
         send_rates=SEND_RATES,
+        unreported=unreported_deliveries(current_app.extensions["nudge.plugins"].channels),
         send_metrics=SEND_METRICS,
         percent=percent,
         share=share,

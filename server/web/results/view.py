@@ -6,6 +6,7 @@ machines apart; docs/admin.md, "Results", says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..charts import Bar, bar_chart, line_chart
@@ -37,6 +38,12 @@ def percent(value: float | None) -> str:
 def share(part: int, whole: int) -> str:
     """*part* of *whole* as a percentage; ``—`` when *whole* is 0."""
     return percent(part / whole) if whole else "—"
+
+
+def unreported_deliveries(channels: Mapping[str, Any]) -> set[str]:
+    """The channels whose providers do not confirm deliveries as a rule (their ``delivery_receipts`` declaration):
+    a delivery count of 0 on them means "not reported", not "none delivered"."""
+    return {name for name, cls in channels.items() if not cls.reports_deliveries()}
 
 
 def step_label(step: dict[str, Any]) -> str:
@@ -121,4 +128,5 @@ __all__ = [
     "share",
     "split_chart",
     "step_label",
+    "unreported_deliveries",
 ]

@@ -1,41 +1,14 @@
-"""Condition trees (``dsl``'s JSON form) → a SQLAlchemy ``WHERE`` clause over ``contacts``.
-
-The clause selects exactly the contacts for which ``dsl.holds(tree, context)`` is true, on SQLite
-and PostgreSQL, following the evaluator's rules (``dsl/evaluate.py``):
-
-- three-valued logic: a comparison with a missing value is unknown (SQL ``NULL``), ``and``/``or``/
-  ``not`` are Kleene's, and a row is selected only when the condition is true;
-- values of different kinds compare as unknown; a date meets a date-time as midnight UTC;
-- ``now``/``today`` are fixed when the clause is built; arithmetic on a field
-  (``contact.renewal - 7d < today``) is moved to the constant side, so indexes still apply;
-- custom fields are read from the ``fields`` JSON with a type guard, tags and ``did … within``
-  are ``EXISTS``/count subqueries.
-
-A call of a condition function becomes the function's SQL form for the dialect, with the
-arguments spliced in (``{0}``, ``{1}`` …) as bound expressions; a function without one is
-:class:`Unsupported` (the checker keeps such calls out of segments, see :func:`dsl.parse_condition`).
-
-What it cannot express raises :class:`Unsupported` (``matches``, arithmetic between two fields,
-event properties compared with dates …); callers then evaluate in Python instead
-(:mod:`server.segments`). ``matches`` stays out of SQL on purpose: SQLite has no ``REGEXP`` and
-PostgreSQL's ``~`` backtracks, while the evaluator runs patterns on RE2 in linear time
-(:mod:`server.regex`). Values in a string field that look like ISO dates are compared as
-strings here, while the engine reads them as dates.
-"""
+"""The condition compiler: a condition tree → a ``WHERE`` clause over ``contacts`` (see :mod:`server.sqlwhere`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import operator
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    Float,
     String,
     and_,
     case,
@@ -50,136 +23,34 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ColumnElement, False_
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from dsl import evaluate as dsl_eval
 
-from .models import Contact, ContactTag, Event
-
-UTC = dt.UTC
-#: kinds of the contact's own columns
-COLUMN_KINDS = {
-    "external_id": "string",
-    "email": "string",
-    "phone": "string",
-    "first_name": "string",
-    "last_name": "string",
-    "timezone": "string",
-    "locale": "string",
-    "stage": "string",
-    "score": "number",
-    "created_at": "dcol",
-    "updated_at": "dcol",
-    "last_seen": "dcol",
-}
-#: custom field type → kind (``dtext``: a date-time stored as text to the second)
-FIELD_KINDS = {
-    "string": "string",
-    "number": "number",
-    "bool": "bool",
-    "date": "date",
-    "datetime": "dtext",
-    "list": "list",
-}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_OPS = ("==", "!=", "<", "<=", ">", ">=")
-_VALUE_NODES = ("field", "prop", "has_tag", "segment", "did", "call")
-#: the SQL type of a condition function's argument or result
-_SQL_TYPES: dict[str, TypeEngine[Any]] = {"string": String(), "number": Float(), "bool": Boolean()}
-_PLACEHOLDER = re.compile(r"\{(\d+)\}")
-
-
-class Unsupported(ValueError):
-    """The condition uses something this compiler does not turn into SQL."""
-
-
-def unknown() -> ColumnElement[Any]:
-    """SQL's unknown as a boolean (``CAST(NULL AS BOOLEAN)``)."""
-    return cast(null(), Boolean)
-
-
-@dataclass(frozen=True)
-class Term:
-    """``sign * expr + offset``: a field (or event property) with constant arithmetic pending."""
-
-    kind: str
-    expr: Any
-    sign: int = 1
-    offset: Any = None
-    json: tuple[Any, tuple[str, ...]] | None = None  # (JSON column, path) for event properties
-
-
-class SqlForm(ColumnElement[Any]):
-    """A plugin's SQL form of a condition function, its ``{0}``, ``{1}`` … bound to argument expressions."""
-
-    inherit_cache = False  # the form's text is not part of SQLAlchemy's cache key: never cache it
-
-    def __init__(self, form: str, args: list[Any], kind: str):
-        self.form = form
-        self.args = args
-        self.type = _SQL_TYPES[kind]
-
-
-@compiles(SqlForm)
-def _compile_form(element: SqlForm, compiler: Any, **kw: Any) -> str:
-    parts = [compiler.process(arg, **kw) for arg in element.args]
-    return "(" + _PLACEHOLDER.sub(lambda m: f"({parts[int(m.group(1))]})", element.form) + ")"
-
-
-class _ConstContext:
-    """Evaluates constant subtrees with the evaluator itself, so folding agrees with it."""
-
-    def __init__(self, now: dt.datetime):
-        self.now = now
-
-    # constant subtrees read no fields, tags, events, segments or functions: none of these is ever called
-    def contact_field(self, name: str) -> Any:  # pragma: no cover
-        raise Unsupported("not a constant")
-
-    def has_tag(self, tag: str) -> bool:  # pragma: no cover
-        raise Unsupported("not a constant")
-
-    def event_prop(self, path: str) -> Any:  # pragma: no cover
-        raise Unsupported("not a constant")
-
-    def count_events(self, name: str, where: Any, since: dt.datetime) -> int:  # pragma: no cover
-        raise Unsupported("not a constant")
-
-    def in_segment(self, name: str) -> bool:  # pragma: no cover
-        raise Unsupported("not a constant")
-
-    def function(self, name: str) -> Any:  # pragma: no cover
-        raise Unsupported("not a constant")
-
-    def function_failed(self, name: str, problem: str) -> None:  # pragma: no cover
-        raise Unsupported("not a constant")
-
-
-def reads_prop(tree: Any, name: str) -> bool:
-    """Whether a condition *tree* (docs/plan.md) reads the event property *name* (``event.machine``)."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Mapping):
-            if node.get("prop") == name:
-                return True
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
-    return False
-
-
-def is_constant(node: Any) -> bool:
-    if isinstance(node, list):
-        return all(is_constant(n) for n in node)
-    if isinstance(node, dict):
-        if any(k in node for k in _VALUE_NODES):
-            return False
-        return all(is_constant(v) for v in node.values())
-    return True
+from ..models import Contact, ContactTag, Event
+from .terms import (
+    COLUMN_KINDS,
+    FIELD_KINDS,
+    FLIP,
+    NAME,
+    OPS,
+    SQL_TYPES,
+    UTC,
+    ConstContext,
+    SqlForm,
+    Term,
+    Unsupported,
+    apply_op,
+    granular,
+    is_constant,
+    is_false,
+    is_number,
+    is_unknown,
+    iso_utc,
+    midnight,
+    reads_prop,
+    unknown,
+)
 
 
 class Compiler:
@@ -209,7 +80,7 @@ class Compiler:
         self.fields = dict(fields)
         self.segment = segment
         self._segments_open: list[str] = []
-        self._consts = _ConstContext(self.now)
+        self._consts = ConstContext(self.now)
 
     # -- entry ---------------------------------------------------------------------------
     def where(self, tree: Any) -> ColumnElement[Any]:
@@ -238,7 +109,7 @@ class Compiler:
             return exists().where(ContactTag.contact_id == Contact.id, ContactTag.tag == arg)
         if key == "segment":
             return self._in_segment(arg)
-        if key in _OPS:
+        if key in OPS:
             return self._compare(key, self.value(arg[0], event), self.value(arg[1], event))
         if key == "in":
             return self._in(self.value(arg[0], event), self.value(arg[1], event))
@@ -273,7 +144,7 @@ class Compiler:
                 if event is None:
                     raise Unsupported("event properties outside `did … where`")
                 parts = tuple(str(arg).split("."))
-                if not all(_NAME.match(p) for p in parts):
+                if not all(NAME.match(p) for p in parts):
                     raise Unsupported(f"event property path {arg!r}")
                 return Term("json", None, json=(event, parts))
             if key in ("+", "-"):
@@ -289,7 +160,7 @@ class Compiler:
         if function is None or form is None:
             raise Unsupported(f"`{name}()` has no SQL form for {self.dialect}")
         params = tuple(function.params)
-        if len(args) != len(params) or function.result not in _SQL_TYPES or not set(params) <= set(_SQL_TYPES):
+        if len(args) != len(params) or function.result not in SQL_TYPES or not set(params) <= set(SQL_TYPES):
             raise Unsupported(f"`{name}()` is not called as its SQL form expects")
         return Term(
             function.result,
@@ -305,14 +176,14 @@ class Compiler:
         if isinstance(value, tuple):
             const = dsl_eval.as_kind(value[1], kind) if value[1] is not None else None
             if const is None or const is dsl_eval.MISMATCH:
-                return cast(null(), _SQL_TYPES[kind])
-            return literal(const, _SQL_TYPES[kind] if kind != "number" or isinstance(const, float) else None)
-        if value.kind != kind and not (value.kind == "json" and kind in _SQL_TYPES):
-            return cast(null(), _SQL_TYPES[kind])  # e.g. a date-looking text: the evaluator sees a date there
+                return cast(null(), SQL_TYPES[kind])
+            return literal(const, SQL_TYPES[kind] if kind != "number" or isinstance(const, float) else None)
+        if value.kind != kind and not (value.kind == "json" and kind in SQL_TYPES):
+            return cast(null(), SQL_TYPES[kind])  # e.g. a date-looking text: the evaluator sees a date there
         expr = self._typed(value, kind)
         if value.offset is None and value.sign == 1:
             return expr
-        if kind != "number" or not _is_number(value.offset or 0):
+        if kind != "number" or not is_number(value.offset or 0):
             raise Unsupported("arithmetic inside a function's argument")
         return expr * value.sign + (value.offset or 0)
 
@@ -320,7 +191,7 @@ class Compiler:
         if name in COLUMN_KINDS:
             return Term(COLUMN_KINDS[name], getattr(Contact, name))
         kind = FIELD_KINDS.get(self.fields.get(name, ""))
-        if kind is None or not _NAME.match(name):
+        if kind is None or not NAME.match(name):
             raise Unsupported(f"unknown contact field {name!r}")
         return Term(kind, None, json=(Contact.fields, (name,)))
 
@@ -348,14 +219,14 @@ class Compiler:
         if a is None:
             return b
         try:
-            return dsl_eval._arith_values("+", a, b)
+            return dsl_eval.arith_values("+", a, b)
         except (OverflowError, TypeError, ValueError):
             raise Unsupported("arithmetic overflow") from None
 
     @staticmethod
     def _sub(a: Any, b: Any) -> Any:
         try:
-            return dsl_eval._arith_values("-", a, b)
+            return dsl_eval.arith_values("-", a, b)
         except (OverflowError, TypeError, ValueError):
             raise Unsupported("arithmetic overflow") from None
 
@@ -363,7 +234,7 @@ class Compiler:
     def _normalise(self, op: str, a: Any, b: Any) -> tuple[str, Term, Any]:
         """``term OP constant`` with the term's arithmetic moved over to the constant."""
         if isinstance(a, tuple) and isinstance(b, Term):
-            op, a, b = _FLIP[op], b, a
+            op, a, b = FLIP[op], b, a
         if isinstance(b, Term):
             raise Unsupported("comparison between two fields")
         const = b[1]
@@ -375,7 +246,7 @@ class Compiler:
         else:  # -x + offset OP const  <=>  x FLIP(OP) offset - const
             if a.offset is None:
                 raise Unsupported("negated field")
-            op, const = _FLIP[op], self._sub(a.offset, const)
+            op, const = FLIP[op], self._sub(a.offset, const)
         if const is None:
             return op, a, None
         if a.offset is not None and a.kind in ("string", "bool", "list"):
@@ -405,18 +276,18 @@ class Compiler:
             expr = self._typed(term, "string")
             if self.pg and op not in ("==", "!="):
                 expr, const = expr.collate("C"), literal(const, String).collate("C")
-            return _op(expr, op, const)
+            return apply_op(expr, op, const)
         if kind == "number":
-            if not _is_number(const):
+            if not is_number(const):
                 return unknown()
             if isinstance(const, float) and not math.isfinite(const):
                 raise Unsupported("non-finite number")
-            return _op(self._typed(term, "number"), op, const)
+            return apply_op(self._typed(term, "number"), op, const)
         if kind == "bool":
             if not isinstance(const, bool):
                 return unknown()
             # bound, not inlined: SQLAlchemy orders a Boolean-typed expression (a function's SQL form) only so
-            return _op(self._typed(term, "bool"), op, literal(const, Boolean()))
+            return apply_op(self._typed(term, "bool"), op, literal(const, Boolean()))
         if kind == "list":
             return unknown()
         if kind in ("date", "dtext", "dcol"):
@@ -430,24 +301,24 @@ class Compiler:
     def _temporal(self, term: Term, kind: str, op: str, const: dt.date | dt.datetime) -> ColumnElement[Any]:
         if kind == "dcol":
             if not isinstance(const, dt.datetime):
-                const = _midnight(const)
-            return _op(term.expr, op, const)
+                const = midnight(const)
+            return apply_op(term.expr, op, const)
         expr = self._typed(term, "string")
         if kind == "date":
             if not isinstance(const, dt.datetime):
-                return _op(expr, op, const.isoformat())
+                return apply_op(expr, op, const.isoformat())
             exact = const.timetz().replace(tzinfo=None) == dt.time(0)
             floor = const.date()
             ceil = floor if exact else floor + dt.timedelta(days=1)
-            return _granular(expr, op, floor.isoformat(), ceil.isoformat(), exact)
+            return granular(expr, op, floor.isoformat(), ceil.isoformat(), exact)
         # dtext: stored to the second as 2026-05-01T12:00:00Z
         if not isinstance(const, dt.datetime):
-            const = _midnight(const)
+            const = midnight(const)
         const = const.astimezone(UTC)
         floor = const.replace(microsecond=0)
         exact = floor == const
         ceil = floor if exact else floor + dt.timedelta(seconds=1)
-        return _granular(expr, op, _iso(floor), _iso(ceil), exact)
+        return granular(expr, op, iso_utc(floor), iso_utc(ceil), exact)
 
     def _in(self, a: Any, b: Any) -> ColumnElement[Any]:
         if not isinstance(a, Term) or not isinstance(b, tuple):
@@ -460,7 +331,7 @@ class Compiler:
             if item is None:
                 continue
             test = self._compare("==", a, ("const", item))
-            if not _is_unknown(test) and not _is_false(test):
+            if not is_unknown(test) and not is_false(test):
                 tests.append(test)
         # the evaluator: unknown when the value is missing, else whether any item matched
         matched = func.coalesce(or_(*tests), false()) if tests else false()
@@ -551,11 +422,11 @@ class Compiler:
         if term.offset is not None:
             raise Unsupported("arithmetic on an event property")
         if isinstance(const, bool):
-            return _op(self._typed(term, "bool"), op, const)
-        if _is_number(const):
-            return _op(self._typed(term, "number"), op, const)
+            return apply_op(self._typed(term, "bool"), op, const)
+        if is_number(const):
+            return apply_op(self._typed(term, "number"), op, const)
         if isinstance(const, str) and dsl_eval.as_temporal(const) is None and op in ("==", "!="):
-            return _op(self._typed(term, "string"), op, const)
+            return apply_op(self._typed(term, "string"), op, const)
         raise Unsupported("event property compared with this value")
 
     def _list_contains(self, term: Term, part: str) -> ColumnElement[Any]:
@@ -605,57 +476,6 @@ class Compiler:
             self._segments_open.pop()
 
 
-#: the comparison operators, applied only when asked (SQLAlchemy refuses ``<`` against True, say)
-_OPERATORS = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
-
-
-def _op(expr: Any, op: str, value: Any) -> ColumnElement[Any]:
-    return _OPERATORS[op](expr, value)
-
-
-def _granular(expr: Any, op: str, floor: str, ceil: str, exact: bool) -> ColumnElement[Any]:
-    """``value OP x`` for a value stored at a coarser grain than x (a date vs a date-time, seconds vs
-    microseconds): *floor*/*ceil* are x rounded down/up to the grain, *exact* whether x is on it."""
-    if op == "<":
-        return expr < ceil
-    if op == "<=":
-        return expr <= floor
-    if op == ">":
-        return expr > floor
-    if op == ">=":
-        return expr >= ceil
-    if op == "==":
-        return expr == floor if exact else expr != expr
-    return expr != floor if exact else expr == expr
-
-
-def _midnight(value: dt.date) -> dt.datetime:
-    return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_unknown(clause: Any) -> bool:
-    return str(clause) == str(unknown())
-
-
-def _is_false(clause: Any) -> bool:
-    return isinstance(clause, False_)
-
-
 def where(
     tree: Any,
     *,
@@ -670,6 +490,3 @@ def where(
     :raises Unsupported: when part of the tree has no SQL form here.
     """
     return Compiler(dialect, now, fields, segment, functions).where(tree)
-
-
-__all__ = ["Compiler", "Unsupported", "unknown", "where"]

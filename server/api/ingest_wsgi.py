@@ -1,0 +1,192 @@
+"""The lean path of ``POST /api/v1/events`` and ``/events/batch``: a WSGI middleware in front of Flask.
+
+Flask's request machinery (the request object, URL matching, the hooks, the response object) cost ~140 µs of CPU
+of the ~840 a post took one at a time, more than the key look-up, the body check and the JSON reader together.
+This middleware answers the plain case itself, with the very same steps and answer:
+
+- the method, path and body limit of the endpoint, no query string, a JSON ``Content-Type`` and a
+  ``Content-Length`` (a chunked body goes to Flask);
+- the body read by the same JSON reader and checked by the endpoint's compiled schema check; the events checked and
+  stored by :func:`~server.engine.groups.store_together`, committed and handed to the engine before the 202;
+- the key (``Authorization: Bearer``, of the endpoint's scope) looked up on every request as
+  :func:`~server.auth.quick_key` does (a revocation or an expiry counts from the next request), in the transaction
+  that writes the events, on the connection that writes them (one look-up on a warm page cache, where a pooled
+  connection read its pages again after every other connection's commit); a batch's key is also checked before
+  its body (up to 8 MiB) is read;
+- the settings saved in the admin UI re-read as before every request.
+
+Everything else goes to Flask untouched (the body handed on as read): any error (a wrong key, scope, body, size,
+query, content type), a key whose last use is to be noted, a request with an ``Idempotency-Key``. So each error is
+answered by the one code that answers it, and the 202 is byte for byte Flask's (tests/api/test_ingest_wsgi.py).
+When the app carries request hooks this path does not know (a plugin's), every request goes to Flask.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from flask import Flask, Response
+from sqlalchemy.engine import Engine
+
+from ..auth import key_on, quick_key
+from ..contacts.errors import InvalidInput
+from ..db import get_session
+from ..engine.groups import store_together
+from ..engine.ingest import NotAdmitted, prepare_events
+from ..instance_settings import refresh
+from ..jsonbody import JsonInputError
+from ..models import Scope
+from ..sdk import parse_json
+from . import PREFIX
+from .events import BATCH, SINGLE, Route
+from .spec import REGISTRY, Operation, error_answer
+
+log = logging.getLogger(__name__)
+
+#: the request hooks whose effect on these two endpoints this path reproduces (none, or the nosniff header)
+KNOWN_HOOKS = frozenset(
+    {
+        "server.web.security.init_app.<locals>._larger_body",  # no larger body declared for the API
+        "server.instance_settings.init_app.<locals>._refresh",  # done here too
+        "server.web.csrf.init_app.<locals>._check_csrf",  # /api/ is exempt
+        "server.web.access.init_app.<locals>._admin_paths_declare_a_role",  # not an admin path
+        "server.web.security.init_app.<locals>._headers",  # X-Content-Type-Options, added here too
+        "server.web.flash.init_app.<locals>._flash_for_htmx",  # admin pages only
+    }
+)
+_HEADERS = [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")]
+StartResponse = Callable[..., Any]
+
+
+class LeanIngest:
+    """WSGI middleware: answers plain event posts itself, hands everything else to *next_app* (Flask's)."""
+
+    def __init__(self, app: Flask, next_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]):
+        self.app = app
+        self.next = next_app
+        ops = {(op.method, op.path): op for op in REGISTRY}
+        self.routes: dict[str, tuple[Operation, Route]] = {
+            PREFIX + path: (ops["POST", path], route) for path, route in (("/events", SINGLE), ("/events/batch", BATCH))
+        }
+        self._active: bool | None = None  # decided at the first request, when every hook is registered
+
+    @property
+    def active(self) -> bool:
+        """Whether this path answers: not when the app has request hooks it does not know (a plugin's)."""
+        if self._active is None:
+            app = self.app
+            unknown = sorted(
+                name
+                for funcs in (app.before_request_funcs, app.after_request_funcs)
+                for scoped in (funcs.get(None, []), funcs.get("api", []))
+                for name in (f"{f.__module__}.{f.__qualname__}" for f in scoped)
+                if name not in KNOWN_HOOKS
+            )
+            self._active = not unknown and not app.url_value_preprocessors and not app.teardown_request_funcs
+            if unknown:
+                log.info("event posts go through Flask: request hooks %s apply to them", ", ".join(unknown))
+        return self._active
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        found = self.routes.get(environ.get("PATH_INFO", "")) if environ.get("REQUEST_METHOD") == "POST" else None
+        if found is None or not self.active:
+            return self.next(environ, start_response)
+        answer = self._answer(environ, *found)
+        if answer is None:
+            return self.next(environ, start_response)
+        return answer(environ, start_response)
+
+    def _answer(self, environ: dict[str, Any], op: Operation, route: Route) -> Any:
+        """The answer to a plain post (a WSGI app), or None for Flask to answer (with the body put back)."""
+        token = _plain_request(environ, op.max_body)
+        check = op.check_body
+        if token is None or check is None:
+            return None
+        engine: Engine = self.app.extensions["nudge.db"].engine
+        scopes = (Scope.ADMIN.value, getattr(op.scope, "value", None))
+        if route is BATCH:  # a body of up to 8 MiB is read for a key known to be valid
+            try:
+                key = quick_key(engine, token)
+            except Exception:  # the database away, say: Flask's path meets it too and answers as it does
+                return None
+            if key is None or key.scope not in scopes:
+                return None
+
+        def admit(cursor: Any, engine: Engine) -> bool:
+            key = key_on(cursor, engine, token)
+            return key is not None and key.scope in scopes
+
+        length = int(environ["CONTENT_LENGTH"])
+        raw = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again if it answers
+        try:
+            body = check(parse_json(raw)) if len(raw) == length else None
+        except (JsonInputError, InvalidInput):
+            return None
+        if body is None:
+            return None
+        with self.app.app_context():
+            try:
+                refresh(self.app, at_most_every=self.app.config["SETTINGS_RECHECK"])
+                session = get_session()
+                items = route.items(body)
+                prepared = prepare_events(
+                    session, items, region=self.app.config.get("PHONE_REGION"), prefix=route.prefix
+                )
+                if session.in_transaction():
+                    session.commit()
+            except Exception:  # nothing written yet
+                return None
+            if prepared.checked is None:  # an invalid event: Flask's path names it
+                return None
+            try:
+                stored = store_together(prepared._replace(admit=admit))
+            except NotAdmitted:  # the key, looked up where the events are written: Flask's path says why not
+                return None
+            except Exception as exc:  # this request's events were not stored (all or none)
+                response = error_answer(exc, op.method, op.path)
+                if response is None:
+                    return self._failed(environ, exc)
+                response.headers.setdefault("X-Content-Type-Options", "nosniff")
+                return response
+            accepted = cast("Response", self.app.json.response(route.answer(stored)))  # Flask's jsonify
+            return _Accepted(accepted.get_data())
+
+    def _failed(self, environ: dict[str, Any], exc: Exception) -> Any:
+        """An unexpected error, answered (and logged) by Flask's own handler as if the view had raised it."""
+        with self.app.request_context(environ):
+            return self.app.handle_exception(exc)
+
+
+class _Accepted:
+    """The 202 as a WSGI app: the same status, headers and body as Flask's ``jsonify(payload), 202``."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __call__(self, _environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("202 ACCEPTED", [_HEADERS[0], ("Content-Length", str(len(self.data))), _HEADERS[1]])
+        return [self.data]
+
+
+def _plain_request(environ: dict[str, Any], max_body: int) -> str | None:
+    """The bearer token of a request this path may answer (see the module's docstring); None otherwise."""
+    if environ.get("QUERY_STRING") or "HTTP_IDEMPOTENCY_KEY" in environ:
+        return None
+    mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if not (mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
+        return None
+    length = environ.get("CONTENT_LENGTH", "")
+    if not length.isdigit() or not 0 < int(length) <= max_body or "HTTP_TRANSFER_ENCODING" in environ:
+        return None
+    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+__all__ = ["KNOWN_HOOKS", "LeanIngest"]
