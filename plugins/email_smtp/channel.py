@@ -179,6 +179,10 @@ class EmailChannel(Channel):
         super().__init__(config)
         self._conn: smtplib.SMTP | None = None
         self._batches = 0
+        self._list: Headers | None = None  # see _list_headers
+        self._from: str | None = None  # the sender as MAIL FROM gives it
+        self._from_header: str | None = None  # see _checked_from
+        self._date: tuple[datetime | None, str] = (None, "")  # the Date header of this second
         self._known: dict[str, bool] = {}  # header values the email package writes unchanged (see .mime)
         self.sender = parseaddr(self.config.get("MAIL_FROM") or "")[1]
         self.domain = mail_domain(self.config.get("MAIL_FROM") or "")
@@ -394,16 +398,20 @@ class EmailChannel(Channel):
     def _compose(self, message: OutboundMessage) -> tuple[Headers, Headers, str, str | None]:
         """Headers (parsed, then raw), text and HTML of *message*; see :meth:`build`."""
         text, html = message.text or "", message.html
+        extra = list(message.headers.items())
+        for name, value in (("To", message.to), ("Subject", message.subject), *extra):
+            check_header(name, value)
+        now = datetime.now(UTC).replace(microsecond=0)
+        if self._date[0] != now:
+            self._date = (now, format_datetime(now))
         headers: list[tuple[str, str]] = [
-            ("From", self.config.get("MAIL_FROM") or self.sender),
+            ("From", self._checked_from()),
             ("To", message.to),
             ("Subject", message.subject),
-            ("Date", format_datetime(datetime.now(UTC).replace(microsecond=0))),
+            ("Date", self._date[1]),
             ("Message-ID", message_id(message.key, self.domain)),
+            *extra,
         ]
-        headers += list(message.headers.items())
-        for name, value in headers:
-            check_header(name, value)
         raw_headers: list[tuple[str, str]] = []
         if message.marketing:
             url = message.unsubscribe_url
@@ -421,18 +429,32 @@ class EmailChannel(Channel):
                     "require it in marketing email), then resend it",
                     permanent=True,
                 )
-            list_id = self.config.get("LIST_ID") or raw.default_list_id(self.config.get("MAIL_FROM") or self.sender)
             unsubscribe = raw.list_unsubscribe(url, self.config.get("UNSUBSCRIBE_MAILTO"))
-            raw_headers += [
-                ("List-Unsubscribe", raw.raw_value("List-Unsubscribe", unsubscribe)),
-                ("List-Unsubscribe-Post", raw.raw_value("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"])),
-                ("List-Id", raw.raw_value("List-Id", raw.list_id_parts(list_id), separator=" ")),
-            ]
+            raw_headers += [("List-Unsubscribe", raw.raw_value("List-Unsubscribe", unsubscribe)), *self._list_headers()]
             text, html = text_footer(text, url, postal), html and html_footer(html, url, postal)
         if self.config.get("FEEDBACK_ID"):
             feedback = raw.feedback_id(message.data, message.template, message.marketing, self.config["FEEDBACK_ID"])
             raw_headers.append(("Feedback-ID", raw.raw_value("Feedback-ID", [feedback])))
         return headers, raw_headers, text, html
+
+    def _checked_from(self) -> str:
+        """The From header, and the domain of every Message-ID, checked once (the same on every message)."""
+        if self._from_header is None:
+            sender = self.config.get("MAIL_FROM") or self.sender
+            check_header("From", sender)
+            check_header("Message-ID", message_id("", self.domain))
+            self._from_header = sender
+        return self._from_header
+
+    def _list_headers(self) -> Headers:
+        """``List-Unsubscribe-Post`` and ``List-Id``, the same on every marketing message: made once."""
+        if self._list is None:
+            list_id = self.config.get("LIST_ID") or raw.default_list_id(self.config.get("MAIL_FROM") or self.sender)
+            self._list = [
+                ("List-Unsubscribe-Post", raw.raw_value("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"])),
+                ("List-Id", raw.raw_value("List-Id", raw.list_id_parts(list_id), separator=" ")),
+            ]
+        return self._list
 
     @staticmethod
     def _assemble(
@@ -543,7 +565,10 @@ class EmailChannel(Channel):
         if options:
             conn.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
         extra = "".join(f" {option}" for option in options)
-        conn.send(f"mail FROM:{smtplib.quoteaddr(self.sender)}{extra}\r\nrcpt TO:{smtplib.quoteaddr(to)}\r\ndata\r\n")
+        if self._from is None:
+            self._from = smtplib.quoteaddr(self.sender)
+        recipient = f"<{to}>" if mime.plain_address(to) else smtplib.quoteaddr(to)  # what quoteaddr makes of it
+        conn.send(f"mail FROM:{self._from}{extra}\r\nrcpt TO:{recipient}\r\ndata\r\n")
         replies = [conn.getreply(), conn.getreply(), conn.getreply()]
         (mail, mail_reply), (rcpt, rcpt_reply), (data, data_reply) = replies
         if mail == 250 and rcpt in (250, 251) and data == 354:

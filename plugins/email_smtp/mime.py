@@ -26,6 +26,8 @@ _PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _MESSAGE_ID = re.compile(r"<[0-9a-f]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
 _DATE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (?:[A-Z][a-z]{2}) \d{4} \d\d:\d\d:\d\d \+0000")
+#: what quoted-printable writes as it is: printable ASCII but "=", space, tab (and the line ends)
+_QP_SAFE = re.compile(r"[\t\n -<>-~]*")
 #: how the ``email`` package makes a boundary (``email.generator._make_boundary``)
 _BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))
 LINE = 78
@@ -42,7 +44,7 @@ def writes_unchanged(name: str, value: str, known: dict[str, bool]) -> bool:
         return False
     lower = name.lower()
     if lower == "to":
-        return bool(_ADDRESS.fullmatch(value))
+        return plain_address(value)
     if lower == "subject":
         return True
     if lower == "message-id":
@@ -59,9 +61,24 @@ def writes_unchanged(name: str, value: str, known: dict[str, bool]) -> bool:
     return known[key]
 
 
+def plain_address(value: str) -> bool:
+    """Whether *value* is a bare ASCII address (``local@domain``, dot-atoms only), written as it is everywhere."""
+    return bool(_ADDRESS.fullmatch(value))
+
+
+def quoted_printable(body: str) -> str:
+    """``quoprimime.body_encode(body, MAX_LINE)``: *body* itself when no character needs quoting, no line is too long
+    and none ends in a space or tab (most text), which is cheaper to check than to encode."""
+    if _QP_SAFE.fullmatch(body) and all(
+        len(line) <= MAX_LINE and line[-1:] not in (" ", "\t") for line in body.split("\n")
+    ):
+        return body
+    return quoprimime.body_encode(body, MAX_LINE)
+
+
 def _part(subtype: str, text: str) -> tuple[list[str], str]:
     lines = text.encode("utf-8").splitlines()
-    body = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), MAX_LINE)
+    body = quoted_printable((b"\n".join(lines) + b"\n").decode("latin-1"))
     headers = [f'Content-Type: text/{subtype}; charset="utf-8"', "Content-Transfer-Encoding: quoted-printable"]
     return headers, body.replace("\n", "\r\n")
 

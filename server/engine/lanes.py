@@ -22,6 +22,9 @@ from ..sdk import Channel, ChannelError, OutboundMessage, SendResult
 
 __all__ = ["Item", "Lanes", "send_all"]
 
+#: seconds a round waits for each further send in flight to end before it records those that did
+GATHER = 0.001
+
 
 @dataclass(eq=False)
 class Item:
@@ -140,8 +143,11 @@ class Lanes:
                 if not idle():
                     idle = None
             finished = [done.get()]
-            while not done.empty():
-                finished.append(done.get())
+            try:  # the other sends in flight, if they end soon: one round (and one commit) records them all
+                while len(finished) < in_flight:
+                    finished.append(done.get(timeout=GATHER))
+            except queue.Empty:
+                pass
             for lane, item in finished:
                 in_flight -= 1
                 busy[item.destination] -= 1

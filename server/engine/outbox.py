@@ -22,7 +22,6 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..consent import address_hash, suppress
-from ..db import affected_rows
 from ..links import unsubscribe_url
 from ..models import (
     Consent,
@@ -40,6 +39,7 @@ from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage, RateLimit, re
 from . import health, pacing, policy, tracking
 from .keys import enrolment_of
 from .lanes import Item, Lanes, send_all
+from .outbox_sql import RoundStatement
 from .render import contact_data, load_parts, render
 from .staff import internal_address, internal_outbound, recipient
 from .timeutil import iso, to_dt, to_ts
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 #: outbox rows claimed (and asked about, and rendered) together: one statement and one commit for them all. Small,
 #: so that a claimed row is stamped well within ``REQUEUE_AFTER`` (else the scheduler gives it back meanwhile)
-CLAIM_BATCH = 20
+CLAIM_BATCH = 50
 #: due rows a send job may take besides its own (see ``Delivery.deliver``): about two seconds of sending
 JOB_MORE = 1000
 #: tries of a send when the channel has no retry schedule of its own (setting ``MAX_ATTEMPTS``)
@@ -63,7 +63,7 @@ AMBIGUOUS_RESENT = "the provider may have it; sent again (NUDGE_AMBIGUOUS_SENDS=
 
 _TABLE = Message.__table__
 #: built once, not per message: a send's stamp (fenced by its claim, see ``Delivery._stamp``) and its success
-_STAMP = (
+_STAMP = RoundStatement(
     update(_TABLE)
     .where(
         _TABLE.c.id == bindparam("row_id"),
@@ -73,10 +73,16 @@ _STAMP = (
     )
     .values(sending_at=bindparam("stamp"))
 )
-_SENT = (
+_SENT = RoundStatement(
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("row_id"))
     .values(status=MessageStatus.SENT.value, sent_at=bindparam("at"), provider_id=bindparam("provider"), error=None)
+)
+
+#: a round's history and trace rows (every column given, see ``Delivery._sent``)
+_CHANGES = RoundStatement(insert(MessageStatusChange.__table__), ("message_id", "status", "detail", "source", "at"))
+_TRACES = RoundStatement(
+    insert(JourneyLog.__table__), ("enrolment_id", "contact_id", "rule_id", "at", "action", "data")
 )
 
 
@@ -207,7 +213,7 @@ class Delivery:
         another worker claimed again is not stamped, nor sent, here.
         """
         params = {"row_id": msg.id, "claim": msg.attempts, "stamp": to_dt(self.now)}
-        return bool(affected_rows(self.session.connection().execute(_STAMP, params)))
+        return _STAMP.run(self.session.connection(), [params]) > 0
 
     def _finish(self, msg: Message, status: str, detail: str | None = None, **values: Any) -> None:
         # on the connection: no flush of what the batch added to the session, no ORM synchronisation
@@ -492,7 +498,7 @@ class Delivery:
             stamp = to_dt(self.now)
             params = [{"row_id": item.msg.id, "claim": item.msg.attempts, "stamp": stamp} for item in items]
             go = items
-            if affected_rows(connection.execute(_STAMP, params)) != len(items):
+            if _STAMP.run(connection, params) != len(items):
                 stamped = set(
                     connection.execute(
                         select(_TABLE.c.id, _TABLE.c.attempts).where(
@@ -525,11 +531,11 @@ class Delivery:
             self._last_ok = exc is None
         # the round's updates, status history and trace lines in one statement each, not a unit-of-work flush
         if sent:
-            self.session.connection().execute(_SENT, sent)
+            _SENT.run(self.session.connection(), sent)
         if changes:
-            self.session.connection().execute(insert(MessageStatusChange), changes)
+            _CHANGES.run(self.session.connection(), changes)
         if traces:
-            self.session.connection().execute(insert(JourneyLog), traces)
+            _TRACES.run(self.session.connection(), traces)
 
     def _sent(
         self,
@@ -544,7 +550,7 @@ class Delivery:
         at = to_dt(self.now)
         update_row = {"row_id": msg.id, "at": at, "provider": provider_id}
         if rows is None:
-            self.session.connection().execute(_SENT, update_row)
+            _SENT.run(self.session.connection(), [update_row])
         else:
             rows.append(update_row)
         change = {"message_id": msg.id, "status": MessageStatus.SENT.value, "detail": None, "source": "worker"}

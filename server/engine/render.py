@@ -138,8 +138,10 @@ class Renderer:
         template = self._cache.get(key)
         if template is None:
             env = self._envs[part in HTML_PARTS]
+            # the globals as a plain dict, not Jinja's ChainMap over the environment's: every render copies them
+            # into its context, and copying a ChainMap costs more than the rest of a short part's render
             template = env.template_class.from_code(
-                env, env.compile(source, name=part, filename=f"<nudge:{part}>"), env.make_globals(None), None
+                env, env.compile(source, name=part, filename=f"<nudge:{part}>"), dict(env.make_globals(None)), None
             )
             if len(self._cache) > 512:
                 self._cache.clear()

@@ -147,6 +147,8 @@ def rewrite_html(text: str, wrap: Callable[[str], str]) -> str:
     Only the start tags of links that change are written anew (attributes in their order, values quoted and
     escaped); all other bytes are kept.
     """
+    if "href" not in text.lower():  # no link to find (the parser lower-cases attribute names): skip parsing
+        return text
     finder = _LinkFinder()
     finder.feed(text)
     finder.close()

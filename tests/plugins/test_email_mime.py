@@ -99,3 +99,19 @@ def test_a_sender_is_written_fast_only_when_the_email_package_would_write_it_unc
     assert (fast is not None) == (f"From: {sender}\r\n".encode() in slow)
     if fast is not None:
         assert fast == slow
+
+
+def test_quoted_printable_is_what_the_email_package_encodes():
+    import random
+    from email import quoprimime
+
+    rng = random.Random(12)
+    alphabet = " \t=abc.~<>\x7f\xe9\n\r\x0b\x85xyz"
+    samples = [*TEXTS, "x" * mime.MAX_LINE + "\n", "x" * (mime.MAX_LINE + 1) + "\n", "ends in a space \n"]
+    for _ in range(20_000):
+        sample = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 200)))
+        if rng.random() < 0.5:  # mostly characters written as they are
+            sample = re.sub("[=\x7f\xe9\r\x0b\x85]", "", sample)
+        samples.append(sample)
+    for sample in samples:
+        assert mime.quoted_printable(sample) == quoprimime.body_encode(sample, mime.MAX_LINE), repr(sample)
