@@ -19,39 +19,37 @@ WINDOW = [
     query_param("until", text(40), "end of the window (same forms); default: now"),
 ]
 COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+#: a send's figures (a rule's send step, a broadcast): counts, and the revenue attributed to it
+SEND_FIGURES: dict[str, Any] = {
+    **{
+        name: {"type": "integer"}
+        for name in (
+            "sent",
+            "delivered",
+            "bounced",
+            "failed",
+            "opened_human",
+            "opened_machine",
+            "clicked_human",
+            "clicked_machine",
+            "clickers",
+            "unsubscribed",
+            "complained",
+            "conversions",
+        )
+    },
+    "revenue": {"type": "number", "description": "attributed revenue in the currency unit (e.g. 49.9)"},
+}
 FIGURES = schema(
     "StepFigures",
     {
         "type": "object",
         "description": "one step's counts in the window (waiting: now)",
         "properties": {
-            name: {"type": "integer"}
-            for name in (
-                "reached",
-                "waiting",
-                "passed",
-                "goal",
-                "completed",
-                "stopped",
-                "sent",
-                "delivered",
-                "bounced",
-                "failed",
-                "opened_human",
-                "opened_machine",
-                "clicked_human",
-                "clicked_machine",
-                "clickers",
-                "unsubscribed",
-                "complained",
-                "conversions",
-            )
+            name: {"type": "integer"} for name in ("reached", "waiting", "passed", "goal", "completed", "stopped")
         }
-        | {
-            "exits": COUNTS,
-            "suppressed": COUNTS,
-            "revenue": {"type": "number", "description": "attributed revenue in the currency unit (e.g. 49.9)"},
-        },
+        | SEND_FIGURES
+        | {"exits": COUNTS, "suppressed": COUNTS},
     },
 )
 FUNNEL = schema(
@@ -201,25 +199,7 @@ BROADCAST = schema(
         "type": "object",
         "description": "what a broadcast's messages did, as of the last stats rollup (docs/stats.md)",
         "required": ["broadcast"],
-        "properties": {"broadcast": {"type": "string"}}
-        | {
-            name: {"type": "integer"}
-            for name in (
-                "sent",
-                "delivered",
-                "bounced",
-                "failed",
-                "opened_human",
-                "opened_machine",
-                "clicked_human",
-                "clicked_machine",
-                "clickers",
-                "unsubscribed",
-                "complained",
-                "conversions",
-            )
-        }
-        | {"revenue": {"type": "number", "description": "attributed revenue in the currency unit (e.g. 49.9)"}},
+        "properties": {"broadcast": {"type": "string"}} | SEND_FIGURES,
     },
 )
 
