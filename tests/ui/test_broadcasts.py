@@ -44,6 +44,9 @@ def test_an_editor_sends_a_broadcast_and_watches_it_reach_100_percent(app, page,
     # the listed messages follow the counts without a reload, and the bar spans the width of its text
     expect(page.locator("#broadcast-messages .status-sent")).to_have_count(3)
     expect(page.locator("#broadcast-messages .status-pending")).to_have_count(0)
+    # the results follow too (the send job's rollup counted them), and nothing is left to cancel
+    expect(page.locator("#result-sent")).to_have_text("3")
+    expect(page.get_by_role("button", name="Cancel broadcast")).to_have_count(0)
     assert page.locator("#broadcast-bar").bounding_box()["width"] > 400
     assert sorted(m["To"] for m in smtp_server.wait_for(3)) == ["v0@example.com", "v1@example.com", "v2@example.com"]
     shot(page, "broadcasts")

@@ -241,13 +241,21 @@ def _listed(session: Session, row: BroadcastRecord) -> list[Message]:
 @requires(Role.VIEWER)
 def progress_fragment(broadcast_id: int):
     """The progress bar and counts (htmx polls it while messages are queued), and the listed messages' statuses
-    swapped in out of band so the table never says "pending" beside counts that say sent."""
+    and the results swapped in out of band, so the tables never lag behind the counts."""
     session = get_session()
     row = _broadcast(broadcast_id)
     bar = render_template(
-        "admin/broadcasts/_progress.html", broadcast=row, progress=progress(session, row), now=utcnow()
+        "admin/broadcasts/_progress.html",
+        broadcast=row,
+        progress=progress(session, row),
+        now=utcnow(),
+        can_edit=_can_edit(),
     )
-    return bar + render_template("admin/broadcasts/_messages.html", messages=_listed(session, row), oob=True)
+    return (
+        bar
+        + render_template("admin/broadcasts/_messages.html", messages=_listed(session, row), oob=True)
+        + render_template("admin/broadcasts/_results.html", results=broadcast_results(session, row.ident), oob=True)
+    )
 
 
 __all__ = ["progress"]
