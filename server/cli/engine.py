@@ -300,22 +300,16 @@ def register(group: click.Group) -> None:
     @click.argument("broadcast_id")
     def broadcast_cancel(broadcast_id: str) -> None:
         """Withdraw the messages of broadcast BROADCAST_ID that no sender has taken yet (they are never sent)."""
-        from sqlalchemy import select
-
-        from ..contacts import audit
         from ..db import get_session
-        from ..engine.broadcast import cancel_broadcast, rows_of
-        from ..models import Message
+        from ..engine.broadcast import broadcast_exists, cancel_broadcast
         from . import build_app
 
         app = build_app()
         with app.app_context():
             session = get_session()
-            if session.scalar(select(Message.id).where(rows_of(session, broadcast_id)).limit(1)) is None:
+            if not broadcast_exists(session, broadcast_id):
                 raise click.ClickException(f"no broadcast {broadcast_id!r} (`nudge messages` lists message keys)")
-            withdrawn = cancel_broadcast(session, broadcast_id)
-            if withdrawn:
-                audit(session, "cli", "broadcast.cancelled", "broadcast", broadcast_id, messages=withdrawn)
+            withdrawn = cancel_broadcast(session, broadcast_id, "cli")
             session.commit()
         click.echo(f"broadcast {broadcast_id}: {withdrawn} message(s) withdrawn")
 

@@ -106,20 +106,31 @@ def rows_of(session: Session, ident: str) -> Any:
     return exact
 
 
-def cancel_broadcast(session: Session, ident: str) -> int:
+def cancel_broadcast(session: Session, ident: str, actor: str) -> int:
     """Withdraw the rows of broadcast *ident* that no sender has claimed yet: they become ``cancelled`` and are
     never sent. Rows being sent or already done keep their status, so nothing sent is rewritten and nothing is
-    sent twice (a sender's claim and this update both change only ``pending`` rows). The caller commits.
+    sent twice (a sender's claim and this update both change only ``pending`` rows). Audited as
+    ``broadcast.cancelled`` by *actor* when anything was withdrawn. The caller commits.
 
     :return: how many messages were withdrawn.
     """
+    from ..contacts import audit
+
     result = session.execute(
         update(Message)
         .where(rows_of(session, ident), Message.status == "pending")
         .values(status="cancelled", error="the broadcast was cancelled before this message was sent")
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    withdrawn = int(getattr(result, "rowcount", 0) or 0)
+    if withdrawn:
+        audit(session, actor, "broadcast.cancelled", "broadcast", ident, messages=withdrawn)
+    return withdrawn
+
+
+def broadcast_exists(session: Session, ident: str) -> bool:
+    """Whether broadcast *ident* has any message in the outbox (a broadcast is its messages)."""
+    return session.scalar(select(Message.id).where(rows_of(session, ident)).limit(1)) is not None
 
 
 def _write_selected(session: Session, clause: Any, ident: str, constants: dict[str, Any]) -> list[int]:

@@ -127,10 +127,9 @@ def broadcast_results(session: Session, ident: str) -> dict[str, Any]:
 
     :raises StatsError: no broadcast has that id (none of its messages is in the outbox).
     """
-    from ..models import Message
-    from .broadcast import rows_of
+    from .broadcast import broadcast_exists
 
-    if session.scalar(select(Message.id).where(rows_of(session, ident)).limit(1)) is None:
+    if not broadcast_exists(session, ident):
         raise StatsError(f"no broadcast {ident!r}: its id is the part after broadcast: in its messages' keys")
     metrics = {
         metric: int(total or 0)

@@ -218,9 +218,7 @@ def cancel(broadcast_id: int):
     """Withdraw the messages of a broadcast that no sender has taken yet (a scheduled one before its time: all)."""
     session = get_session()
     row = _broadcast(broadcast_id)
-    withdrawn = cancel_broadcast(session, row.ident)
-    if withdrawn:
-        audit(session, actor(), "broadcast.cancelled", "broadcast", row.ident, messages=withdrawn)
+    withdrawn = cancel_broadcast(session, row.ident, actor())
     session.commit()
     if withdrawn:
         notify(
