@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..config import window_seconds
 from ..models import Attribution, Enrolment, Event, Message, MessageStatusChange, utcnow
-from .keys import BROADCAST, BROADCAST_RULE, ENROLMENT, broadcast_of, broadcast_step, enrolment_of
+from .keys import BROADCAST_RULE, MEASURED, broadcast_of, broadcast_step, enrolment_of
 from .machine_events import is_machine
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,6 @@ def amount_of(value: Any) -> tuple[int | None, str]:
     if number > MAX_VALUE:
         return None, f"is above {MAX_VALUE:,} (a mistake, surely)"
     return int((number * SCALE).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)), ""
-
-
-#: the messages a conversion may be credited to: journeys' sends and broadcasts' messages (by key prefix)
-CREDITED = (ENROLMENT + ":", BROADCAST + ":")
 
 
 class _Windows:
@@ -165,7 +161,7 @@ def _last_touch(
         )
         for props, when in clicks:
             key = (props or {}).get("message") if isinstance(props, dict) else None
-            if is_machine(props) or not isinstance(key, str) or not key.startswith(CREDITED):
+            if is_machine(props) or not isinstance(key, str) or not key.startswith(MEASURED):
                 continue  # a scanner's click, or a message of no journey or broadcast
             message = session.execute(select(Message.id, Message.template).where(Message.key == key)).first()
             if message is not None:
@@ -176,7 +172,7 @@ def _last_touch(
             .join(MessageStatusChange, MessageStatusChange.message_id == Message.id)
             .where(
                 Message.contact_id == contact_id,
-                or_(*(Message.key.like(kind + "%") for kind in CREDITED)),
+                or_(*(Message.key.like(prefix + "%") for prefix in MEASURED)),
                 MessageStatusChange.status.in_(DELIVERED),
                 MessageStatusChange.at >= at - windows.delivery,
                 MessageStatusChange.at <= at,

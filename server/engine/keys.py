@@ -70,6 +70,9 @@ def broadcast_of(key: str) -> str | None:
     return ident if sep and contact.isdigit() else None
 
 
+#: the key prefixes of the messages that are measured and credited: journeys' sends and broadcasts' messages (the
+#: stats rollup counts their outcomes, attribution credits conversions to them)
+MEASURED = (key_prefix(ENROLMENT), key_prefix(BROADCAST))
 #: the rule and version ids under which the stats file broadcasts' figures (no rule has id 0)
 BROADCAST_RULE = 0
 

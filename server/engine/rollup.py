@@ -31,7 +31,7 @@ from ..models import (
     StatWatermark,
 )
 from .bulk import ids_in
-from .keys import BROADCAST, BROADCAST_RULE, ENROLMENT, broadcast_of, broadcast_step, enrolment_of
+from .keys import BROADCAST_RULE, MEASURED, broadcast_of, broadcast_step, enrolment_of
 
 #: rows read per source per transaction: a backlog is worked off in bounded steps
 BATCH = 5000
@@ -283,7 +283,7 @@ def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
         for row in rows
         if isinstance(row.props, dict)
         and isinstance(row.props.get("message"), str)
-        and row.props["message"].startswith((ENROLMENT + ":", BROADCAST + ":"))
+        and row.props["message"].startswith(MEASURED)
         and row.name.rpartition(".")[2] in EVENT_METRICS
     ]
 
