@@ -1,26 +1,17 @@
-"""The SMTP channel: one connection reused across a batch of sends.
+"""The SMTP channel: its declarations (events, template parts, consent, settings), its checks, and its sends.
 
-Every marketing message carries ``List-Unsubscribe`` (the HTTPS one-click URL, plus a
-mailto when ``UNSUBSCRIBE_MAILTO`` is set and processed), ``List-Unsubscribe-Post:
-List-Unsubscribe=One-Click`` (RFC 2369, RFC 8058) and ``List-Id`` (RFC 2919), as raw
-ASCII (see :mod:`.headers`), a visible unsubscribe link and the sender's postal address;
-without a postal address it is refused. With DKIM configured, the signature covers the
-List headers. ``FEEDBACK_ID`` adds Gmail's ``Feedback-ID`` to every message.
+Each instance keeps one SMTP session across a batch of sends (:mod:`.transport`); the message is built by
+:mod:`.compose` (the List headers, the footer, DKIM). The names tests and plugins import from here
+(:class:`EmailChannel`, :func:`message_id` and the other helpers) stay here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import html as html_lib
-import re
 import smtplib
-import ssl
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import parseaddr
 from typing import Any
 
 from server.sdk import (
@@ -32,30 +23,16 @@ from server.sdk import (
     OutboundMessage,
     SendResult,
     SettingError,
-    check_header,
 )
 
 from . import headers as raw
-from . import mime
+from .compose import Composer, mail_domain, message_id, message_token
 from .settings import DEFAULT_SMTP_URL, parse_smtp_url
+from .transport import SmtpTransport, quit_quietly
 
-#: headers the DKIM signature covers when present; the List headers are signed twice so none can be added
-DKIM_HEADERS = (
-    b"from",
-    b"to",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"mime-version",
-    b"content-type",
-    b"reply-to",
-    b"list-unsubscribe",
-    b"list-unsubscribe-post",
-    b"list-id",
-    b"feedback-id",
-)
-_OVERSIGNED = (b"from", b"list-unsubscribe", b"list-unsubscribe-post", b"list-id")
-_POLICY = mime.POLICY
+#: the helpers of .compose that code outside this package imports from here (tests: message_id)
+__all__ = ["BUILTIN_TEMPLATES", "EmailChannel", "mail_domain", "message_id", "message_token"]
+
 #: seconds ``nudge doctor`` waits for the SMTP server
 CHECK_TIMEOUT = 10.0
 #: SMTP connections per worker, and how many of them may carry mail to one recipient domain at once
@@ -63,10 +40,6 @@ DEFAULT_CONNECTIONS = 4  # a worker killed mid-send leaves at most this many mes
 DEFAULT_DOMAIN_CONNECTIONS = 4
 MAX_CONNECTIONS = 64
 _LOCAL_DOMAINS = (".localhost", ".local", ".localdomain", ".invalid", ".test", ".example")
-#: (name, value) pairs, in order
-Headers = list[tuple[str, str]]
-_ENHANCED = re.compile(rb"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_LEADING_DOT = re.compile(rb"(?m)^\.")  # a line starting with a dot gets another (RFC 5321 4.5.2)
 
 
 #: built-in templates: used when the instance has none of that name
@@ -177,19 +150,15 @@ class EmailChannel(Channel):
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__(config)
-        self._conn: smtplib.SMTP | None = None
         self._batches = 0
-        self._list: Headers | None = None  # see _list_headers
-        self._from: str | None = None  # the sender as MAIL FROM gives it
-        self._from_header: str | None = None  # see _checked_from
-        self._date: tuple[datetime | None, str] = (None, "")  # the Date header of this second
-        self._known: dict[str, bool] = {}  # header values the email package writes unchanged (see .mime)
         self.sender = parseaddr(self.config.get("MAIL_FROM") or "")[1]
         self.domain = mail_domain(self.config.get("MAIL_FROM") or "")
         self.smtp = parse_smtp_url(str(self.config.get("SMTP_URL") or DEFAULT_SMTP_URL))
         self.concurrency = int(self.config.get("SMTP_CONNECTIONS", DEFAULT_CONNECTIONS))
         per_domain = int(self.config.get("SMTP_DOMAIN_CONNECTIONS", DEFAULT_DOMAIN_CONNECTIONS))
         self.destination_limit = 0 if per_domain >= self.concurrency else per_domain
+        self.composer = Composer(self.config, self.sender, self.domain)
+        self.transport = SmtpTransport(self.smtp, self.config, self.sender)
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
@@ -288,7 +257,7 @@ class EmailChannel(Channel):
             )
         )
         try:
-            _quit(self._connect(timeout=CHECK_TIMEOUT))
+            quit_quietly(self._connect(timeout=CHECK_TIMEOUT))
         except ChannelError as exc:
             hint = "" if "NUDGE_" in exc.message else "; check NUDGE_SMTP_URL"
             checks.append(Check("email: SMTP server", blocking, exc.message + hint))
@@ -309,7 +278,7 @@ class EmailChannel(Channel):
         except (OSError, smtplib.SMTPException) as exc:
             return Check("email: connection", "error", f"{s.host}:{s.port} dropped the connection at NOOP ({exc})")
         finally:
-            _quit(conn)
+            quit_quietly(conn)
         answer = f"{code} {text.decode('utf-8', 'replace')}".strip()
         status = "ok" if code == 250 else "error"
         return Check("email: connection", status, f"{s.host}:{s.port} (tls={s.tls}) answered NOOP with {answer}")
@@ -327,45 +296,8 @@ class EmailChannel(Channel):
             raise ValueError(str(exc)) from None
 
     # -- connection ---------------------------------------------------------
-    def _tls_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.config.get("SMTP_CA_FILE") or None)
-
     def _connect(self, timeout: float | None = None) -> smtplib.SMTP:
-        s = self.smtp
-        if timeout is not None:
-            s = dataclasses.replace(s, timeout=min(s.timeout, timeout))
-        conn: smtplib.SMTP | None = None
-        try:
-            if s.tls == "ssl":
-                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._tls_context())
-            else:
-                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            conn.ehlo()
-            if s.tls == "starttls":
-                conn.starttls(context=self._tls_context())
-                conn.ehlo()
-            if s.username:
-                conn.login(s.username, s.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            _quit(conn)
-            raise ChannelError(
-                f"SMTP login refused by {s.host}:{s.port} ({exc.smtp_code}); check the user and "
-                "password in NUDGE_SMTP_URL"
-            ) from None
-        except ssl.SSLCertVerificationError as exc:
-            _quit(conn)
-            raise ChannelError(
-                f"the certificate of SMTP server {s.host}:{s.port} is not trusted ({exc.verify_message});"
-                " set NUDGE_SMTP_CA_FILE to the CA that signed it"
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            _quit(conn)
-            raise ChannelError(f"cannot connect to SMTP server {s.host}:{s.port}: {exc}") from None
-        return conn
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        _quit(conn)
+        return self.transport.connect(timeout)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[EmailChannel]:
@@ -376,284 +308,20 @@ class EmailChannel(Channel):
         finally:
             self._batches -= 1
             if self._batches == 0:
-                self._close()
+                self.transport.close()
 
-    # -- building -------------------------------------------------------------
+    # -- building and sending -------------------------------------------------
     def build(self, message: OutboundMessage) -> EmailMessage:
-        """The MIME message: multipart text + HTML, stable Message-ID, the List headers on marketing mail.
-
-        :raises ChannelError: permanent, for header injection, or a marketing message without an unsubscribe
-            URL or without a postal address to show.
-        """
-        return self._assemble(*self._compose(message))
+        """The MIME message (see :meth:`.compose.Composer.build`)."""
+        return self.composer.build(message)
 
     def message_bytes(self, message: OutboundMessage) -> bytes:
-        """The bytes of :meth:`build`'s message, written directly when :mod:`.mime` can (the same bytes, faster)."""
-        headers, raw_headers, text, html = self._compose(message)
-        data = None
-        if all(mime.writes_unchanged(name, value, self._known) for name, value in headers):
-            data = mime.message_bytes(headers, raw_headers, text, html)
-        return data if data is not None else self._assemble(headers, raw_headers, text, html).as_bytes()
+        """The bytes of :meth:`build`'s message (see :meth:`.compose.Composer.message_bytes`)."""
+        return self.composer.message_bytes(message)
 
-    def _compose(self, message: OutboundMessage) -> tuple[Headers, Headers, str, str | None]:
-        """Headers (parsed, then raw), text and HTML of *message*; see :meth:`build`."""
-        text, html = message.text or "", message.html
-        extra = list(message.headers.items())
-        for name, value in (("To", message.to), ("Subject", message.subject), *extra):
-            check_header(name, value)
-        now = datetime.now(UTC).replace(microsecond=0)
-        if self._date[0] != now:
-            self._date = (now, format_datetime(now))
-        headers: list[tuple[str, str]] = [
-            ("From", self._checked_from()),
-            ("To", message.to),
-            ("Subject", message.subject),
-            ("Date", self._date[1]),
-            ("Message-ID", message_id(message.key, self.domain)),
-            *extra,
-        ]
-        raw_headers: list[tuple[str, str]] = []
-        if message.marketing:
-            url = message.unsubscribe_url
-            if not url:
-                raise ChannelError(
-                    f"marketing email {message.key} has no unsubscribe URL; refusing to send it "
-                    "(RFC 8058 and the law require one)",
-                    permanent=True,
-                )
-            postal = (self.config.get("POSTAL_ADDRESS") or "").strip()
-            if not postal:
-                raise ChannelError(
-                    f"marketing email {message.key} not sent: no postal address to show; set "
-                    "NUDGE_POSTAL_ADDRESS to the sender's postal address (CAN-SPAM and similar laws "
-                    "require it in marketing email), then resend it",
-                    permanent=True,
-                )
-            unsubscribe = raw.list_unsubscribe(url, self.config.get("UNSUBSCRIBE_MAILTO"))
-            raw_headers += [("List-Unsubscribe", raw.raw_value("List-Unsubscribe", unsubscribe)), *self._list_headers()]
-            text, html = text_footer(text, url, postal), html and html_footer(html, url, postal)
-        if self.config.get("FEEDBACK_ID"):
-            feedback = raw.feedback_id(message.data, message.template, message.marketing, self.config["FEEDBACK_ID"])
-            raw_headers.append(("Feedback-ID", raw.raw_value("Feedback-ID", [feedback])))
-        return headers, raw_headers, text, html
-
-    def _checked_from(self) -> str:
-        """The From header, and the domain of every Message-ID, checked once (the same on every message)."""
-        if self._from_header is None:
-            sender = self.config.get("MAIL_FROM") or self.sender
-            check_header("From", sender)
-            check_header("Message-ID", message_id("", self.domain))
-            self._from_header = sender
-        return self._from_header
-
-    def _list_headers(self) -> Headers:
-        """``List-Unsubscribe-Post`` and ``List-Id``, the same on every marketing message: made once."""
-        if self._list is None:
-            list_id = self.config.get("LIST_ID") or raw.default_list_id(self.config.get("MAIL_FROM") or self.sender)
-            self._list = [
-                ("List-Unsubscribe-Post", raw.raw_value("List-Unsubscribe-Post", ["List-Unsubscribe=One-Click"])),
-                ("List-Id", raw.raw_value("List-Id", raw.list_id_parts(list_id), separator=" ")),
-            ]
-        return self._list
-
-    @staticmethod
-    def _assemble(
-        headers: list[tuple[str, str]], raw_headers: list[tuple[str, str]], text: str, html: str | None
-    ) -> EmailMessage:
-        msg = EmailMessage(policy=_POLICY)
-        for name, value in headers:
-            msg[name] = value
-        for name, value in raw_headers:
-            msg.set_raw(name, value)
-        msg.set_content(text, cte="quoted-printable")
-        if html:
-            msg.add_alternative(html, subtype="html", cte="quoted-printable")
-        return msg
-
-    def _sign(self, data: bytes) -> bytes:
-        selector, key_file = self.config.get("DKIM_SELECTOR"), self.config.get("DKIM_PRIVATE_KEY_FILE")
-        if not (selector and key_file):
-            return data
-        import dkim
-
-        with open(key_file, "rb") as fh:
-            key = fh.read()
-        present = {
-            line.split(b":", 1)[0].strip().lower()
-            for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-            if line[:1] not in (b" ", b"\t")
-        }
-        include = [h for h in DKIM_HEADERS if h in present] + [h for h in _OVERSIGNED if h in present]
-        domain = self.config.get("DKIM_DOMAIN") or self.domain
-        try:
-            signature = dkim.sign(
-                data,
-                selector.encode(),
-                domain.encode(),
-                key,
-                include_headers=include,
-                canonicalize=(b"relaxed", b"relaxed"),
-            )
-        except dkim.DKIMException as exc:
-            raise ChannelError(f"DKIM signing failed: {exc}") from None
-        return signature + data
-
-    # -- sending ------------------------------------------------------------
     def send(self, message: OutboundMessage) -> SendResult:
         if self._batches == 0:
             with self.batch():
                 return self.send(message)
-        data = self._sign(self.message_bytes(message))
-        options = ["SMTPUTF8"] if not (message.to.isascii() and self.sender.isascii()) else []
-        reused = self._conn is not None
-        if self._conn is None:
-            self._conn = self._connect()
-        try:
-            pipelined = self._envelope(self._conn, message.to, options)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self._close()
-            if not reused:
-                raise ChannelError(
-                    f"the SMTP server closed the connection before the message was sent ({exc})"
-                ) from None
-            self._conn = self._connect()  # the pooled connection had gone stale: one fresh try
-            try:
-                pipelined = self._envelope(self._conn, message.to, options)
-            except (smtplib.SMTPServerDisconnected, OSError) as again:
-                self._close()
-                raise ChannelError(
-                    f"the SMTP server closed the connection before the message was sent ({again})"
-                ) from None
-        try:
-            code, reply = self._content(self._conn, data) if pipelined else self._conn.data(data)
-        except smtplib.SMTPDataError as exc:
-            self._reset()
-            raise _classify("DATA", exc.smtp_code, exc.smtp_error) from None
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self._close()
-            raise ChannelError(
-                f"the SMTP connection dropped while sending the data ({exc}); the server may have the message",
-                ambiguous=True,
-            ) from None
-        if code != 250:
-            self._reset()
-            raise _classify("DATA", code, reply)
+        self.transport.deliver(message.to, self.composer.sign(self.composer.message_bytes(message)))
         return SendResult(provider_id=message_id(message.key, self.domain))
-
-    def _envelope(self, conn: smtplib.SMTP, to: str, options: list[str]) -> bool:
-        """MAIL FROM and RCPT TO, and with PIPELINING (RFC 2920) DATA too, all in one write; True if DATA was
-        accepted already (its content goes next, see :meth:`_content`).
-
-        :raises ChannelError: for a refusal, as :func:`_classify` says (the session is reset first).
-        """
-        if options and not conn.has_extn("smtputf8"):
-            raise ChannelError(
-                f"the SMTP server cannot take the non-ASCII address {to!r} (no SMTPUTF8)",
-                permanent=True,
-                suppress="invalid_address",
-            )
-        if not conn.has_extn("pipelining"):
-            code, reply = conn.mail(self.sender, options)
-            if code != 250:
-                self._reset()
-                raise _classify("MAIL FROM", code, reply)
-            code, reply = conn.rcpt(to)
-            if code not in (250, 251):
-                self._reset()
-                raise _classify("RCPT TO", code, reply)
-            return False
-        if options:
-            conn.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
-        extra = "".join(f" {option}" for option in options)
-        if self._from is None:
-            self._from = smtplib.quoteaddr(self.sender)
-        recipient = f"<{to}>" if mime.plain_address(to) else smtplib.quoteaddr(to)  # what quoteaddr makes of it
-        conn.send(f"mail FROM:{self._from}{extra}\r\nrcpt TO:{recipient}\r\ndata\r\n")
-        replies = [conn.getreply(), conn.getreply(), conn.getreply()]
-        (mail, mail_reply), (rcpt, rcpt_reply), (data, data_reply) = replies
-        if mail == 250 and rcpt in (250, 251) and data == 354:
-            return True
-        if data == 354:  # a server that took DATA with nobody to deliver to: end it empty (RFC 2920)
-            conn.send(b".\r\n")
-            conn.getreply()
-        self._reset()
-        if mail != 250:
-            raise _classify("MAIL FROM", mail, mail_reply)
-        if rcpt not in (250, 251):
-            raise _classify("RCPT TO", rcpt, rcpt_reply)
-        raise _classify("DATA", data, data_reply)
-
-    @staticmethod
-    def _content(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-        """After a pipelined DATA's 354: the message, dot-stuffed and ended as ``smtplib`` ends it; the reply."""
-        body = _LEADING_DOT.sub(b"..", data)
-        conn.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
-        return conn.getreply()
-
-    def _reset(self) -> None:
-        """Leave the pooled session ready for the next message, or drop it."""
-        if self._conn is None:
-            return
-        try:
-            self._conn.rset()
-        except (OSError, smtplib.SMTPException):
-            self._close()
-
-
-def _quit(conn: smtplib.SMTP | None) -> None:
-    if conn is None:
-        return
-    try:
-        conn.quit()
-    except (OSError, smtplib.SMTPException):
-        conn.close()
-
-
-def mail_domain(mail_from: str) -> str:
-    """The domain of the address in a From value (``Acme <news@acme.example>`` → ``acme.example``)."""
-    address = parseaddr(mail_from)[1]
-    return address.rpartition("@")[2].lower() if "@" in address else ""
-
-
-def message_token(key: str) -> str:
-    """An opaque, stable token for an outbox key: the same on every retry, and reveals nothing of it."""
-    return hashlib.sha256(key.encode()).hexdigest()[:40]
-
-
-def message_id(key: str, domain: str) -> str:
-    """A Message-ID that is the same on every retry of one outbox row, and reveals nothing of it."""
-    return f"<{message_token(key)}@{domain or 'nudge.invalid'}>"
-
-
-def text_footer(text: str, url: str, postal: str) -> str:
-    lines = [text.rstrip("\n"), "", "-- ", f"Unsubscribe: {url}"]
-    if postal:
-        lines.append(postal)
-    return "\n".join(lines) + "\n"
-
-
-def html_footer(html: str, url: str, postal: str) -> str:
-    address = "<br>".join(html_lib.escape(line.strip()) for line in postal.splitlines() if line.strip())
-    footer = (
-        f'<div style="margin-top:2em;font-size:12px;color:#666">'
-        f'<p><a href="{html_lib.escape(url, quote=True)}">Unsubscribe</a></p>'
-        + (f"<p>{address}</p>" if address else "")
-        + "</div>"
-    )
-    at = html.lower().rfind("</body>")
-    return html[:at] + footer + html[at:] if at >= 0 else html + footer
-
-
-def _classify(stage: str, code: int, reply: bytes | str) -> ChannelError:
-    """5xx to a recipient is a hard bounce (permanent, suppress); 4xx, and our own sender refused, is retried."""
-    raw = reply if isinstance(reply, bytes) else str(reply).encode()
-    text = f"SMTP {code} at {stage}: {raw.decode('utf-8', 'replace')}"
-    if code == 421 or not 500 <= code < 600:
-        return ChannelError(text)
-    if stage == "MAIL FROM":  # our sender address is refused: fix the configuration, then the messages go out
-        return ChannelError(text + " (check NUDGE_MAIL_FROM)")
-    enhanced = _ENHANCED.search(raw)
-    addressing = enhanced is not None and (enhanced.group(2) == b"1" or enhanced.group(0) == b"5.2.1")
-    if stage == "RCPT TO" or addressing:
-        return ChannelError(text, permanent=True, suppress="bounced")
-    return ChannelError(text, permanent=True)

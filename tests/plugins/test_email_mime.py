@@ -32,8 +32,8 @@ def _channel(**settings) -> EmailChannel:
 
 
 def _both(channel: EmailChannel, message: OutboundMessage) -> tuple[bytes | None, bytes]:
-    headers, raw, text, html = channel._compose(message)
-    slow = channel._assemble(headers, raw, text, html).as_bytes()
+    headers, raw, text, html = channel.composer.compose(message)
+    slow = channel.composer.assemble(headers, raw, text, html).as_bytes()
     if not all(mime.writes_unchanged(name, value, {}) for name, value in headers):
         return None, slow
     fast = mime.message_bytes(headers, raw, text, html)
