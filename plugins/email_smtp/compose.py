@@ -65,6 +65,7 @@ class Composer:
         self._from_header: str | None = None  # see _checked_from
         self._date: tuple[datetime | None, str] = (None, "")  # the Date header of this second
         self._known: dict[str, bool] = {}  # header values the email package writes unchanged (see .mime)
+        self._constant: tuple[str, bool] = ("", False)  # a Date; whether it, From, Message-ID write unchanged
 
     def build(self, message: OutboundMessage) -> EmailMessage:
         """The MIME message: multipart text + HTML, stable Message-ID, the List headers on marketing mail.
@@ -78,9 +79,23 @@ class Composer:
         """The bytes of :meth:`build`'s message, written directly when :mod:`.mime` can (the same bytes, faster)."""
         headers, raw_headers, text, html = self.compose(message)
         data = None
-        if all(mime.writes_unchanged(name, value, self._known) for name, value in headers):
+        if self._unchanged(headers):
             data = mime.message_bytes(headers, raw_headers, text, html)
         return data if data is not None else self.assemble(headers, raw_headers, text, html).as_bytes()
+
+    def _unchanged(self, headers: Headers) -> bool:
+        """Whether the ``email`` package writes every one of *headers* as given (:func:`.mime.writes_unchanged`).
+
+        From and the Message-ID's form are the same on every message and the Date on every message of a second:
+        their answers are kept (a Message-ID is ``<40 hex digits@domain>``, so one answer holds for all)."""
+        known = self._known
+        date = headers[3][1]
+        if self._constant[0] != date:
+            constant = (headers[0], ("Message-ID", message_id("", self.domain)), headers[3])
+            self._constant = (date, all(mime.writes_unchanged(name, value, known) for name, value in constant))
+        return self._constant[1] and all(
+            mime.writes_unchanged(name, value, known) for name, value in (headers[1], headers[2], *headers[5:])
+        )
 
     def compose(self, message: OutboundMessage) -> tuple[Headers, Headers, str, str | None]:
         """Headers (parsed, then raw), text and HTML of *message*; see :meth:`build`."""

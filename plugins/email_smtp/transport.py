@@ -163,7 +163,7 @@ class SmtpTransport:
     @staticmethod
     def _content(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
         """After a pipelined DATA's 354: the message, dot-stuffed and ended as ``smtplib`` ends it; the reply."""
-        body = _LEADING_DOT.sub(b"..", data)
+        body = _LEADING_DOT.sub(b"..", data) if data[:1] == b"." or b"\n." in data else data
         conn.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
         return conn.getreply()
 

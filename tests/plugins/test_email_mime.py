@@ -108,6 +108,8 @@ def test_quoted_printable_is_what_the_email_package_encodes():
     rng = random.Random(12)
     alphabet = " \t=abc.~<>\x7f\xe9\n\r\x0b\x85xyz"
     samples = [*TEXTS, "x" * mime.MAX_LINE + "\n", "x" * (mime.MAX_LINE + 1) + "\n", "ends in a space \n"]
+    # an "=" (quoted: "=3D") or a trailing blank at every place around the soft break, in ASCII-only text
+    samples += [f"{'a' * k}{tail}\n" for k in range(70, 160) for tail in ("=", "==", "=b=", " ", "\t", "= ", "a=\t")]
     for _ in range(20_000):
         sample = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 200)))
         if rng.random() < 0.5:  # mostly characters written as they are
