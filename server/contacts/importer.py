@@ -28,7 +28,7 @@ from ..models import Contact, ContactTag, Event, Suppression, utcnow
 from .errors import InvalidInput
 from .events import changed_names
 from .fields import STANDARD_FIELDS, coerce_value, definitions
-from .rowset import insert_grouped, insert_rows, one_of, update_rows
+from .rowset import insert_grouped, insert_rows, one_of, reserve_ids, update_rows
 from .service import audit, clean_value, taken
 
 #: rows per transaction: each commit writes every index page its rows touched (random public ids and emails
@@ -526,25 +526,9 @@ def _write_chunk(
         report.updated += 1
     stored.write(session, now)
     if new:
-        ids: dict[tuple[str, str], int] = {}
-        for cid, email, external_id in insert_rows(
-            session,
-            Contact.__table__,
-            _NEW_COLUMNS,
-            [
-                [*_standard({**_UNSET, **row}), row.get("fields", {}), public_id]
-                for row, public_id in zip(new, _public_ids(len(new)), strict=True)
-            ],
-            {"created_at": now, "updated_at": now},
-            returning=("id", "email", "external_id"),
-        ):
-            if email:
-                ids[("email", email)] = cid
-            if external_id:
-                ids[("external_id", external_id)] = cid
+        new_ids = _insert_contacts(session, new, now)
         tag_rows = []
-        for row, tags in zip(new, new_tags, strict=True):
-            cid = ids[("email", row["email"])] if row.get("email") else ids[("external_id", row["external_id"])]
+        for cid, tags in zip(new_ids, new_tags, strict=True):
             tag_rows += [[cid, tag] for tag in tags]
             announced.append([cid, "contact.created", {}])
         _insert_tags(session, tag_rows, now)
@@ -560,6 +544,38 @@ def _write_chunk(
     )
 
 
+def _insert_contacts(session: Session, new: list[dict[str, Any]], now: Any) -> Iterable[int]:
+    """Insert the contacts of *new* (cleaned rows); return their ids, in the order of *new*.
+
+    On SQLite the rows carry the ids they get (:func:`reserve_ids`); elsewhere the database names them and says
+    which address each went to.
+    """
+    table = Contact.__table__
+    constants = {"created_at": now, "updated_at": now}
+    cells = [
+        [*_standard({**_UNSET, **row}), row.get("fields", {}), public_id]
+        for row, public_id in zip(new, _public_ids(len(new)), strict=True)
+    ]
+    ids = reserve_ids(session, table, len(new))
+    if ids is not None:
+        for cid, row in zip(ids, cells, strict=True):
+            row.append(cid)
+        insert_rows(session, table, (*_NEW_COLUMNS, "id"), cells, constants)
+        return ids
+    by_key: dict[tuple[str, str], int] = {}
+    for cid, email, external_id in insert_rows(
+        session, table, _NEW_COLUMNS, cells, constants, returning=("id", "email", "external_id")
+    ):
+        if email:
+            by_key[("email", email)] = cid
+        if external_id:
+            by_key[("external_id", external_id)] = cid
+    return [
+        by_key[("email", row["email"])] if row.get("email") else by_key[("external_id", row["external_id"])]
+        for row in new
+    ]
+
+
 def _names(row: Mapping[str, Any], known: dict[tuple[str, ...], list[str]]) -> list[str]:
     """The sorted :func:`changed_names` of *row*, worked out once per set of names in *known* (rows repeat them)."""
     key = (*row, "", *(row.get("fields") or ()))
@@ -571,9 +587,15 @@ def _names(row: Mapping[str, Any], known: dict[tuple[str, ...], list[str]]) -> l
 
 def _public_ids(count: int) -> list[str]:
     """*count* public ids as :func:`server.models.contacts.new_public_id` makes them (128 random bits, URL-safe
-    base64), from one read of the system's random source."""
+    base64), from one read of the system's random source, in ascending order.
+
+    Given to a chunk's rows in that order, their inserts walk the unique index from one end to the other instead
+    of landing on random pages (~0.8 µs less a row); the ids are as random as before.
+    """
     raw = secrets.token_bytes(16 * count)
-    return [base64.urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode("ascii") for i in range(0, 16 * count, 16)]
+    ids = [base64.urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode("ascii") for i in range(0, 16 * count, 16)]
+    ids.sort()
+    return ids
 
 
 def _only_empty(contact: Mapping[str, Any], row: dict[str, Any]) -> dict[str, Any]:

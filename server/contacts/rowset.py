@@ -12,7 +12,7 @@ import json
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, Text, bindparam, cast, func, insert, literal, select, update
+from sqlalchemy import JSON, Table, Text, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -72,6 +72,23 @@ def update_rows(
     changes: dict[str, Any] = {name: source.c[name] for name in columns[1:]}
     changes.update({name: literal(v, table.c[name].type) for name, v in (constants or {}).items()})
     session.connection().execute(update(table).where(table.c[columns[0]] == source.c[columns[0]]).values(changes))
+
+
+def reserve_ids(session: Session, table: Table, count: int) -> range | None:
+    """On SQLite, the ids the next *count* rows of *table* get (``AUTOINCREMENT``: above the largest id it ever
+    gave), for an insert that names them itself in the same transaction; None on other databases.
+
+    The transaction holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``), so no other writer
+    takes them in between; an insert naming its ids needs no ``RETURNING`` (~1.4 µs a row) to learn them.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    largest = text(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = :name), 0), "
+        f"coalesce((SELECT max(id) FROM {table.name}), 0))"
+    )
+    base = int(session.connection().execute(largest, {"name": table.name}).scalar_one())
+    return range(base + 1, base + 1 + count)
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
