@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Table, Text, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 
@@ -89,6 +90,16 @@ def reserve_ids(session: Session, table: Table, count: int) -> range | None:
     )
     base = int(session.connection().execute(largest, {"name": table.name}).scalar_one())
     return range(base + 1, base + 1 + count)
+
+
+def driver_rows(connection: Connection, statement: Any) -> list[Any]:
+    """The rows *statement* selects, as the driver's tuples: a SQLAlchemy ``Row`` for each costs more than the
+    database takes to read it (~1.5 µs a row). For statements whose columns need no conversion (no dates)."""
+    result = connection.execute(statement)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
