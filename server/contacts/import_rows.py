@@ -54,7 +54,8 @@ def read_rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, list[str]]
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         for values in reader:
-            if "".join(values).strip():  # not a blank line (or one of empty cells)
+            # not a blank line (or one of empty cells); the first cell mostly says so alone
+            if (values and values[0].strip()) or "".join(values).strip():
                 yield reader.line_num, values
 
     return [h.strip() for h in header], rows()

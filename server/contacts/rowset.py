@@ -17,6 +17,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from ..db import READ_ONLY
+
 
 def insert_rows(
     session: Session,
@@ -80,15 +82,17 @@ def reserve_ids(session: Session, table: Table, count: int) -> range | None:
     gave), for an insert that names them itself in the same transaction; None on other databases.
 
     The transaction holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``), so no other writer
-    takes them in between; an insert naming its ids needs no ``RETURNING`` (~1.4 µs a row) to learn them.
+    takes them in between; an insert naming its ids needs no ``RETURNING`` (~1.4 µs a row) to learn them. Should
+    another writer take one all the same, the insert fails on the key: nothing is written twice.
     """
-    if session.get_bind().dialect.name != "sqlite":
-        return None
+    connection = session.connection()
+    if connection.dialect.name != "sqlite" or connection.get_execution_options().get(READ_ONLY):
+        return None  # a read-only (deferred) transaction would not hold the lock
     largest = text(
         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = :name), 0), "
         f"coalesce((SELECT max(id) FROM {table.name}), 0))"
     )
-    base = int(session.connection().execute(largest, {"name": table.name}).scalar_one())
+    base = int(connection.execute(largest, {"name": table.name}).scalar_one())
     return range(base + 1, base + 1 + count)
 
 
