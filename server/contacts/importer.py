@@ -9,13 +9,12 @@ row is reported with its line number, column and reason, and the rest are import
 from __future__ import annotations
 
 import base64
-import csv
 import gc
 import io
 import json
 import operator
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -27,13 +26,16 @@ from ..consent import address_hash
 from ..models import Contact, ContactTag, Event, Suppression, utcnow
 from .errors import InvalidInput
 from .events import changed_names
-from .fields import STANDARD_FIELDS, coerce_value, definitions
-from .rowset import insert_grouped, insert_rows, one_of, update_rows
-from .service import audit, clean_value, taken
+from .fields import STANDARD_FIELDS, definitions
+from .import_rows import RowCleaner, RowError, cleaned_chunks, read_rows
+from .rowset import driver_rows, insert_grouped, insert_rows, one_of, reserve_ids, update_rows
+from .service import audit, taken
 
 #: rows per transaction: each commit writes every index page its rows touched (random public ids and emails
 #: touch many), so fewer, larger chunks write fewer pages
 CHUNK = 5000
+#: the key and (name, props) of a new contact's event
+_CREATED: tuple[tuple[str, ...], tuple[str, Any]] = (("contact.created",), ("contact.created", {}))
 #: the columns of a new contact's row, as insert_rows gets them
 _NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
 #: a new contact's standard attributes, from its row with the unset ones filled in from _UNSET
@@ -47,18 +49,6 @@ SKIP = ("-", "ignore")
 #: contact's empty attributes (``fill_empty``), or the contact is left as it is (``skip``); tags are always added
 #: except by ``skip``
 MERGES = ("update", "fill_empty", "skip")
-#: attributes that differ from row to row: checked every time; the others (tags, a plan, a stage) repeat, so each
-#: distinct cell is checked once per import and its answer (value or error) reused
-_PER_ROW = frozenset({"email", "phone", "external_id", "first_name", "last_name"})
-#: how many distinct repeating cells an import remembers
-_REMEMBERED = 100_000
-
-
-@dataclass(frozen=True)
-class RowError:
-    line: int  # line number in the file (the header is line 1)
-    column: str  # the CSV column ("" when the row as a whole is wrong)
-    reason: str
 
 
 @dataclass
@@ -132,21 +122,6 @@ def resolve_columns(header: list[str], mapping: Mapping[str, str], custom: Mappi
     return out
 
 
-def _rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    reader = csv.reader(stream)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidInput("file", "the file is empty; the first line must name the columns") from None
-
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        for values in reader:
-            if "".join(values).strip():  # not a blank line (or one of empty cells)
-                yield reader.line_num, values
-
-    return [h.strip() for h in header], rows()
-
-
 def import_csv(
     session: Session,
     stream: TextIO,
@@ -176,48 +151,21 @@ def import_csv(
         raise InvalidInput("merge", f"unknown merge mode {merge!r}; use one of {', '.join(MERGES)}")
     channels = channels or {}
     custom = definitions(session)
-    header, rows = _rows(stream)
+    header, rows = read_rows(stream)
     columns = resolve_columns(header, mapping or {}, custom)
     by_field = {target: column for column, target in columns.items()}
-    cleaner = _RowCleaner({header.index(column): target for column, target in columns.items()}, custom, region)
+    cleaner = RowCleaner({header.index(column): target for column, target in columns.items()}, custom, region)
     report = report if report is not None else ImportReport()
     extra_tags = list(tags)
-    chunk: list[tuple[int, dict[str, Any]]] = []
-
-    def flush() -> None:
-        _write_chunk(session, chunk, report, secret, extra_tags, by_field, channels, merge)
-        session.commit()
-        if progress:
-            progress(len(chunk))
-        chunk.clear()
-
     with _no_gc_pauses():
-        for line, values in rows:
-            report.rows += 1
-            if len(values) != len(header):
-                report.errors.append(RowError(line, "", f"has {len(values)} values for {len(header)} columns"))
-                continue
-            try:
-                cleaned = cleaner.clean(values)
-            except InvalidInput as exc:
-                name = exc.field.split("[")[0]
-                column = by_field.get(name.removeprefix("fields."), name)
-                report.errors.append(RowError(line, column, str(exc)))
-                continue
-            if not cleaned.get("email") and not cleaned.get("external_id"):
-                report.errors.append(
-                    RowError(
-                        line,
-                        by_field.get("email", by_field.get("external_id", "")),
-                        "needs an email or an external_id",
-                    )
-                )
-                continue
-            chunk.append((line, cleaned))
-            if len(chunk) >= CHUNK:
-                flush()
-        if chunk:
-            flush()
+        for chunk in cleaned_chunks(rows, len(header), cleaner, by_field, CHUNK):
+            report.rows += chunk.read
+            report.errors += chunk.errors
+            if chunk.rows:
+                _write_chunk(session, chunk.rows, report, secret, extra_tags, by_field, channels, merge)
+                session.commit()
+                if progress:
+                    progress(len(chunk.rows))
     audit(
         session,
         actor,
@@ -251,102 +199,17 @@ def _no_gc_pauses() -> Iterator[None]:
             gc.enable()
 
 
-class _RowCleaner:
-    """A CSV row as :func:`clean_contact` cleans it (same values, same first error), with each distinct cell of a
-    repeating column checked once.
-
-    :param targets: column index → target, in the file's column order (a standard attribute, ``tags`` or a custom
-        field name).
-    """
-
-    def __init__(self, targets: Mapping[int, str], custom: Mapping[str, str], region: str | None) -> None:
-        self.region = region
-        # clean_contact sees the standard attributes first, then "fields": errors come in that order
-        self.plain = [(i, target, self._checker(target)) for i, target in targets.items() if target not in custom]
-        self.custom = [
-            (i, target, self._remembering(target, f"fields.{target}", kind))
-            for i, target in targets.items()
-            if target in custom
-            for kind in (custom[target],)
-        ]
-
-    def clean(self, values: list[str]) -> dict[str, Any]:
-        """The cleaned attributes of a row, without the empty ones.
-
-        :raises InvalidInput: naming the first offending attribute, as clean_contact words it.
-        """
-        out: dict[str, Any] = {}
-        for i, key, check in self.plain:
-            value = check(values[i].strip())
-            if value is not None and value != []:
-                out[key] = value
-        if self.custom:
-            out["fields"] = {name: check(values[i].strip()) for i, name, check in self.custom}
-        return out
-
-    def _checker(self, key: str) -> Callable[[str], Any]:
-        """What :func:`clean_value` makes of a stripped cell of attribute *key* (same value, same error)."""
-        if key not in _PER_ROW:
-            return self._remembering(key, key, "")
-        region = self.region
-
-        def check(cell: str) -> Any:
-            return clean_value(key, cell, key, region=region, from_text=True)
-
-        if key in ("first_name", "last_name"):
-
-            def name(cell: str) -> Any:
-                # printable ASCII within the length: what check_text lets through unchanged (most names)
-                if len(cell) <= 255 and cell.isascii() and cell.isprintable():
-                    return cell or None
-                return check(cell)
-
-            return name
-        return check
-
-    def _remembering(self, key: str, field: str, kind: str) -> Callable[[str], Any]:
-        """A checker of *key*'s cells that checks each distinct cell once (answer or error)."""
-        seen: dict[str, tuple[Any, InvalidInput | None]] = {}
-        region = self.region
-
-        def check(cell: str) -> Any:
-            answer = seen.get(cell)
-            if answer is None:
-                try:
-                    if kind:
-                        value = coerce_value(kind, cell, field, from_text=True)
-                    else:
-                        value = clean_value(key, cell, field, region=region, from_text=True)
-                except InvalidInput as exc:
-                    answer = (None, exc)
-                else:
-                    answer = (value, None)
-                if len(seen) >= _REMEMBERED:
-                    seen.clear()
-                seen[cell] = answer
-            if answer[1] is not None:
-                raise InvalidInput(answer[1].field, answer[1].message)
-            return answer[0]
-
-        return check
-
-
 def _merge_rows(chunk: list[tuple[int, dict[str, Any]]], report: ImportReport) -> list[tuple[int, dict[str, Any]]]:
     """Fold rows of the same person (same external id or email) into one, later values winning."""
     out: list[tuple[int, dict[str, Any]]] = []
-    seen: dict[tuple[str, str], int] = {}
+    # the slot in *out* of each external id and email seen so far (a row's external id is asked first)
+    by_external: dict[str, int] = {}
+    by_email: dict[str, int] = {}
     for line, row in chunk:
         external_id, email = row.get("external_id"), row.get("email")
-        keys = (
-            (("external_id", external_id), ("email", email))
-            if external_id and email
-            else (("external_id", external_id),)
-            if external_id
-            else (("email", email),)
-            if email
-            else ()
-        )
-        slot = next((seen[k] for k in keys if k in seen), None)
+        slot = by_external.get(external_id) if external_id else None
+        if slot is None and email:
+            slot = by_email.get(email)
         if slot is None:
             slot = len(out)
             out.append((line, row))
@@ -357,8 +220,10 @@ def _merge_rows(chunk: list[tuple[int, dict[str, Any]]], report: ImportReport) -
             merged["fields"] = {**earlier.get("fields", {}), **row.get("fields", {})}
             merged["tags"] = list(dict.fromkeys(earlier.get("tags", []) + row.get("tags", [])))
             out[slot] = (first_line, {k: v for k, v in merged.items() if v not in ([], {})})
-        for k in keys:
-            seen[k] = slot
+        if external_id:
+            by_external[external_id] = slot
+        if email:
+            by_email[email] = slot
     return out
 
 
@@ -382,10 +247,11 @@ class _Stored:
             if values
         ]
         connection = session.connection()
-        # tuples zipped with the names: a Row's mapping costs more than the rest of the read; custom fields as
-        # their JSON text, each distinct text parsed once (the dicts are shared: apply() copies before it changes)
+        # the driver's tuples zipped with the names: a Row object (let alone its mapping) costs more than the rest
+        # of the read; custom fields as their JSON text, each distinct text parsed once (the dicts are shared:
+        # apply() copies before it changes)
         columns = [cast(table.c[name], Text) if name == "fields" else table.c[name] for name in _STORED]
-        found: Iterable[Any] = connection.execute(select(*columns).where(or_(*keys))).all() if keys else ()
+        found = driver_rows(connection, select(*columns).where(or_(*keys))) if keys else []
         parsed: dict[str | None, Any] = {None: None}
         self.contacts = {}
         for row in found:
@@ -396,9 +262,10 @@ class _Stored:
             contact["fields"] = parsed[text]
             self.contacts[row[0]] = contact
         self.tags: dict[int, set[str]] = {cid: set() for cid in self.contacts}
-        for cid, tag in connection.execute(
-            select(ContactTag.contact_id, ContactTag.tag).where(one_of(session, ContactTag.contact_id, self.contacts))
-        ).all():
+        for cid, tag in driver_rows(
+            connection,
+            select(ContactTag.contact_id, ContactTag.tag).where(one_of(session, ContactTag.contact_id, self.contacts)),
+        ):
             self.tags[cid].add(tag)
         self.owners = {
             (key, contact[key]): cid for cid, contact in self.contacts.items() for key in _KEYS if contact[key]
@@ -448,7 +315,7 @@ class _Stored:
         _insert_tags(session, self.new_tags, now)
 
 
-def _insert_tags(session: Session, pairs: list[list[Any]], now: Any) -> None:
+def _insert_tags(session: Session, pairs: Iterable[Sequence[Any]], now: Any) -> None:
     """Insert (contact id, tag) *pairs*: a tag many contacts get in one statement carrying only their ids (the
     database reads a third of the JSON it would for pairs), the other pairs together."""
     rows = ((cid, tag, (tag,)) for cid, tag in pairs)
@@ -478,13 +345,16 @@ def _write_chunk(
             Suppression.channel.in_(channels["email"]), one_of(session, Suppression.address_hash, hashes)
         )
         report.suppressed += len(set(session.connection().execute(listed).scalars().all()))
-    names: dict[tuple[str, ...], list[str]] = {}
+    names: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, Any]]] = {}
     new: list[dict[str, Any]] = []
     new_tags: list[list[str]] = []
-    announced: list[list[Any]] = []
+    #: (contact id, key, (name, props)) of each event to insert: events of one key have the same name and props
+    announced: list[tuple[int, tuple[str, ...], tuple[str, Any]]] = []
     now = utcnow()
     for line, row in rows:
-        row_tags = list(dict.fromkeys(row.pop("tags", []) + extra_tags))
+        row_tags = row.pop("tags", [])  # read only: rows with the same cell share it
+        if extra_tags:
+            row_tags = list(dict.fromkeys(row_tags + extra_tags))
         a = by_external.get(row.get("external_id") or "")  # "" is no contact's: unset keys are left out
         b = by_email.get(row.get("email") or "")
         if a is not None and b is not None and a["id"] != b["id"]:
@@ -522,32 +392,14 @@ def _write_chunk(
         except InvalidInput as exc:
             report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
             continue
-        announced.append([contact["id"], "contact.updated", {"fields": _names(row, names)}])
+        announced.append((contact["id"], *_updated(row, names)))
         report.updated += 1
     stored.write(session, now)
     if new:
-        ids: dict[tuple[str, str], int] = {}
-        for cid, email, external_id in insert_rows(
-            session,
-            Contact.__table__,
-            _NEW_COLUMNS,
-            [
-                [*_standard({**_UNSET, **row}), row.get("fields", {}), public_id]
-                for row, public_id in zip(new, _public_ids(len(new)), strict=True)
-            ],
-            {"created_at": now, "updated_at": now},
-            returning=("id", "email", "external_id"),
-        ):
-            if email:
-                ids[("email", email)] = cid
-            if external_id:
-                ids[("external_id", external_id)] = cid
-        tag_rows = []
-        for row, tags in zip(new, new_tags, strict=True):
-            cid = ids[("email", row["email"])] if row.get("email") else ids[("external_id", row["external_id"])]
-            tag_rows += [[cid, tag] for tag in tags]
-            announced.append([cid, "contact.created", {}])
-        _insert_tags(session, tag_rows, now)
+        new_ids = _insert_contacts(session, new, now)
+        pairs = ((cid, tag) for cid, tags in zip(new_ids, new_tags, strict=True) for tag in tags)
+        _insert_tags(session, pairs, now)
+        announced += ((cid, *_CREATED) for cid in new_ids)
         report.created += len(new)
     # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
     insert_grouped(
@@ -555,25 +407,67 @@ def _write_chunk(
         Event.__table__,
         "contact_id",
         ("name", "props"),
-        ((cid, (name, *props.get("fields", ())), (name, props)) for cid, name, props in announced),
+        announced,
         {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
     )
 
 
-def _names(row: Mapping[str, Any], known: dict[tuple[str, ...], list[str]]) -> list[str]:
-    """The sorted :func:`changed_names` of *row*, worked out once per set of names in *known* (rows repeat them)."""
+def _insert_contacts(session: Session, new: list[dict[str, Any]], now: Any) -> Iterable[int]:
+    """Insert the contacts of *new* (cleaned rows); return their ids, in the order of *new*.
+
+    On SQLite the rows carry the ids they get (:func:`reserve_ids`); elsewhere the database names them and says
+    which address each went to.
+    """
+    table = Contact.__table__
+    constants = {"created_at": now, "updated_at": now}
+    cells = [
+        [*_standard({**_UNSET, **row}), row.get("fields", {}), public_id]
+        for row, public_id in zip(new, _public_ids(len(new)), strict=True)
+    ]
+    ids = reserve_ids(session, table, len(new))
+    if ids is not None:
+        for cid, row in zip(ids, cells, strict=True):
+            row.append(cid)
+        insert_rows(session, table, (*_NEW_COLUMNS, "id"), cells, constants)
+        return ids
+    by_key: dict[tuple[str, str], int] = {}
+    for cid, email, external_id in insert_rows(
+        session, table, _NEW_COLUMNS, cells, constants, returning=("id", "email", "external_id")
+    ):
+        if email:
+            by_key[("email", email)] = cid
+        if external_id:
+            by_key[("external_id", external_id)] = cid
+    return [
+        by_key[("email", row["email"])] if row.get("email") else by_key[("external_id", row["external_id"])]
+        for row in new
+    ]
+
+
+def _updated(
+    row: Mapping[str, Any], known: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, Any]]]
+) -> tuple[tuple[str, ...], tuple[str, Any]]:
+    """The key and (name, props) of the ``contact.updated`` event of *row*, whose props name its sorted
+    :func:`changed_names`: worked out once per set of names in *known* (rows repeat them)."""
     key = (*row, "", *(row.get("fields") or ()))
     found = known.get(key)
     if found is None:
-        found = known[key] = sorted(changed_names(row))
+        names = sorted(changed_names(row))
+        found = known[key] = (("contact.updated", *names), ("contact.updated", {"fields": names}))
     return found
 
 
 def _public_ids(count: int) -> list[str]:
     """*count* public ids as :func:`server.models.contacts.new_public_id` makes them (128 random bits, URL-safe
-    base64), from one read of the system's random source."""
+    base64), from one read of the system's random source, in ascending order.
+
+    Given to a chunk's rows in that order, their inserts walk the unique index from one end to the other instead
+    of landing on random pages (~0.8 µs less a row); the ids are as random as before.
+    """
     raw = secrets.token_bytes(16 * count)
-    return [base64.urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode("ascii") for i in range(0, 16 * count, 16)]
+    ids = [base64.urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode("ascii") for i in range(0, 16 * count, 16)]
+    ids.sort()
+    return ids
 
 
 def _only_empty(contact: Mapping[str, Any], row: dict[str, Any]) -> dict[str, Any]:

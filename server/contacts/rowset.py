@@ -12,9 +12,12 @@ import json
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, Text, bindparam, cast, func, insert, literal, select, update
+from sqlalchemy import JSON, Table, Text, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+
+from ..db import READ_ONLY
 
 
 def insert_rows(
@@ -72,6 +75,35 @@ def update_rows(
     changes: dict[str, Any] = {name: source.c[name] for name in columns[1:]}
     changes.update({name: literal(v, table.c[name].type) for name, v in (constants or {}).items()})
     session.connection().execute(update(table).where(table.c[columns[0]] == source.c[columns[0]]).values(changes))
+
+
+def reserve_ids(session: Session, table: Table, count: int) -> range | None:
+    """On SQLite, the ids the next *count* rows of *table* get (``AUTOINCREMENT``: above the largest id it ever
+    gave), for an insert that names them itself in the same transaction; None on other databases.
+
+    The transaction holds SQLite's write lock from its first statement (``BEGIN IMMEDIATE``), so no other writer
+    takes them in between; an insert naming its ids needs no ``RETURNING`` (~1.4 µs a row) to learn them. Should
+    another writer take one all the same, the insert fails on the key: nothing is written twice.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite" or connection.get_execution_options().get(READ_ONLY):
+        return None  # a read-only (deferred) transaction would not hold the lock
+    largest = text(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = :name), 0), "
+        f"coalesce((SELECT max(id) FROM {table.name}), 0))"
+    )
+    base = int(connection.execute(largest, {"name": table.name}).scalar_one())
+    return range(base + 1, base + 1 + count)
+
+
+def driver_rows(connection: Connection, statement: Any) -> list[Any]:
+    """The rows *statement* selects, as the driver's tuples: a SQLAlchemy ``Row`` for each costs more than the
+    database takes to read it (~1.5 µs a row). For statements whose columns need no conversion (no dates)."""
+    result = connection.execute(statement)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:

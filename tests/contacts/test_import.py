@@ -282,3 +282,30 @@ def test_tags_many_contacts_share_and_rare_ones_are_all_written(app):
         [(cid, "contact.created", {}, "import") for cid in ids.values()]
         + [(ids[f"u{i}@example.com"], "contact.updated", {"fields": ["email"]}, "import") for i in range(140)]
     )
+
+
+def test_imported_contacts_take_ids_in_file_order_and_never_a_deleted_contacts(app):
+    """New contacts get ids in the order of the file, above every id ever given (a deleted contact's is not
+    reused), each with its own public id, tags and event."""
+    from server.models import ContactTag
+
+    _import(app, "email,tags\na@example.com,t-a\nb@example.com,t-b\nc@example.com,t-c\n")
+    with app.app_context():
+        session = get_session()
+        last = session.scalars(select(Contact).where(Contact.email == "c@example.com")).one()
+        deleted = last.id
+        session.delete(last)
+        session.commit()
+    report = _import(app, "email,tags\ne@example.com,t-e\nd@example.com,t-d\nb@example.com,t-b2\n")
+    assert (report.created, report.updated) == (2, 1)
+    contacts = _contacts(app)
+    assert contacts["a@example.com"].id < contacts["b@example.com"].id < deleted
+    assert deleted < contacts["e@example.com"].id < contacts["d@example.com"].id
+    assert len({c.public_id for c in contacts.values()}) == 4
+    with app.app_context():
+        session = get_session()
+        tags = {tuple(row) for row in session.execute(select(ContactTag.contact_id, ContactTag.tag))}
+        events = {tuple(row) for row in session.execute(select(Event.contact_id, Event.name))}
+    ids = {email: c.id for email, c in contacts.items()}
+    assert tags == {(ids[f"{x}@example.com"], f"t-{x}") for x in "abde"} | {(ids["b@example.com"], "t-b2")}
+    assert {(ids[f"{x}@example.com"], "contact.created") for x in "abde"} <= events

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.contacts.errors import InvalidInput
-from server.contacts.importer import _RowCleaner
+from server.contacts.import_rows import RowCleaner
 from server.contacts.service import clean_contact, nest_fields
 
 CUSTOM = {"plan": "string", "seats": "number", "vip": "bool", "since": "date", "langs": "list"}
@@ -58,7 +58,7 @@ def reference(row: list[str]) -> tuple[str, object]:
     return "ok", {k: v for k, v in cleaned.items() if v not in (None, [], {})}
 
 
-def ours(cleaner: _RowCleaner, row: list[str]) -> tuple[str, object]:
+def ours(cleaner: RowCleaner, row: list[str]) -> tuple[str, object]:
     try:
         return "ok", cleaner.clean(row)
     except InvalidInput as exc:
@@ -83,13 +83,13 @@ ROWS = st.lists(ROW, min_size=1, max_size=40)
 @settings(max_examples=200, deadline=None)
 @given(ROWS)
 def test_row_cleaner_agrees_with_clean_contact(rows):
-    cleaner = _RowCleaner(dict(enumerate(HEADER)), CUSTOM, "DE")
+    cleaner = RowCleaner(dict(enumerate(HEADER)), CUSTOM, "DE")
     for row in rows + rows:  # the second time every repeating cell comes from memory
         assert ours(cleaner, row) == reference(row)
 
 
 def test_a_remembered_bad_cell_is_reported_again_on_every_row():
-    cleaner = _RowCleaner({0: "email", 1: "seats"}, {"seats": "number"}, None)
+    cleaner = RowCleaner({0: "email", 1: "seats"}, {"seats": "number"}, None)
     for _ in range(3):
         assert ours(cleaner, ["a@example.com", "many"]) == (
             "error",

@@ -1,0 +1,185 @@
+"""Reading a CSV import: each row checked as contact input (:class:`RowCleaner`), in chunks of cleaned rows and
+rejected ones (:func:`cleaned_chunks`), which the importer writes one at a time."""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .errors import InvalidInput
+from .fields import coerce_value
+from .normalize import normalize_email, normalize_phone
+from .service import clean_value
+
+__all__ = ["Chunk", "RowCleaner", "RowError", "cleaned_chunks", "read_rows"]
+
+#: attributes that differ from row to row: checked every time; the others (tags, a plan, a stage) repeat, so each
+#: distinct cell is checked once per import and its answer (value or error) reused
+_PER_ROW = frozenset({"email", "phone", "external_id", "first_name", "last_name"})
+#: how many distinct repeating cells an import remembers
+_REMEMBERED = 100_000
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A rejected row: where it is in the file and why."""
+
+    line: int  # line number in the file (the header is line 1)
+    column: str  # the CSV column ("" when the row as a whole is wrong)
+    reason: str
+
+
+@dataclass
+class Chunk:
+    """Rows read from the file: how many, the rejected ones and the cleaned ones (line, attributes)."""
+
+    read: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+
+def read_rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The file's header (stripped names), and its rows that hold a value, each with its line number.
+
+    :raises InvalidInput: when the file is empty.
+    """
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidInput("file", "the file is empty; the first line must name the columns") from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        for values in reader:
+            # not a blank line (or one of empty cells); the first cell mostly says so alone
+            if (values and values[0].strip()) or "".join(values).strip():
+                yield reader.line_num, values
+
+    return [h.strip() for h in header], rows()
+
+
+def cleaned_chunks(
+    rows: Iterator[tuple[int, list[str]]], width: int, cleaner: RowCleaner, by_field: Mapping[str, str], size: int
+) -> Iterator[Chunk]:
+    """*rows* (line, cells) checked, in chunks of *size* cleaned rows; the last chunk may hold fewer (or none).
+
+    :param width: how many cells a row must have (the header's).
+    :param by_field: target → CSV column, to name the column of a rejected value.
+    """
+    chunk = Chunk()
+    for line, values in rows:
+        chunk.read += 1
+        if len(values) != width:
+            chunk.errors.append(RowError(line, "", f"has {len(values)} values for {width} columns"))
+            continue
+        try:
+            cleaned = cleaner.clean(values)
+        except InvalidInput as exc:
+            name = exc.field.split("[")[0]
+            column = by_field.get(name.removeprefix("fields."), name)
+            chunk.errors.append(RowError(line, column, str(exc)))
+            continue
+        if not cleaned.get("email") and not cleaned.get("external_id"):
+            column = by_field.get("email", by_field.get("external_id", ""))
+            chunk.errors.append(RowError(line, column, "needs an email or an external_id"))
+            continue
+        chunk.rows.append((line, cleaned))
+        if len(chunk.rows) >= size:
+            yield chunk
+            chunk = Chunk()
+    yield chunk
+
+
+class RowCleaner:
+    """A CSV row as :func:`clean_contact` cleans it (same values, same first error), with each distinct cell of a
+    repeating column checked once.
+
+    :param targets: column index → target, in the file's column order (a standard attribute, ``tags`` or a custom
+        field name).
+    """
+
+    def __init__(self, targets: Mapping[int, str], custom: Mapping[str, str], region: str | None) -> None:
+        self.region = region
+        # clean_contact sees the standard attributes first, then "fields": errors come in that order
+        # an empty cell is no value (None, or no tags) except a score's, which is an error: only that one is checked
+        self.plain = [
+            (i, target, self._checker(target), target == "score")
+            for i, target in targets.items()
+            if target not in custom
+        ]
+        self.custom = [
+            (i, target, self._remembering(target, f"fields.{target}", kind))
+            for i, target in targets.items()
+            if target in custom
+            for kind in (custom[target],)
+        ]
+
+    def clean(self, values: list[str]) -> dict[str, Any]:
+        """The cleaned attributes of a row, without the empty ones.
+
+        :raises InvalidInput: naming the first offending attribute, as clean_contact words it.
+        """
+        out: dict[str, Any] = {}
+        for i, key, check, empty_too in self.plain:
+            cell = values[i].strip()
+            if cell or empty_too:
+                value = check(cell)
+                if value is not None and value != []:
+                    out[key] = value
+        if self.custom:
+            out["fields"] = {name: check(values[i].strip()) for i, name, check in self.custom}
+        return out
+
+    def _checker(self, key: str) -> Callable[[str], Any]:
+        """What :func:`clean_value` makes of a stripped cell of attribute *key* (same value, same error)."""
+        if key not in _PER_ROW:
+            return self._remembering(key, key, "")
+        region = self.region
+
+        def check(cell: str) -> Any:
+            return clean_value(key, cell, key, region=region, from_text=True)
+
+        # what clean_value calls for a cell that is not empty, called without its dispatch
+        if key == "email":
+            return normalize_email
+        if key == "phone":
+            return functools.partial(normalize_phone, region=region)
+        if key in ("first_name", "last_name"):
+
+            def name(cell: str) -> Any:
+                # printable ASCII within the length: what check_text lets through unchanged (most names)
+                if len(cell) <= 255 and cell.isascii() and cell.isprintable():
+                    return cell or None
+                return check(cell)
+
+            return name
+        return check
+
+    def _remembering(self, key: str, field: str, kind: str) -> Callable[[str], Any]:
+        """A checker of *key*'s cells that checks each distinct cell once (answer or error)."""
+        seen: dict[str, tuple[Any, InvalidInput | None]] = {}
+        region = self.region
+
+        def check(cell: str) -> Any:
+            answer = seen.get(cell)
+            if answer is None:
+                try:
+                    if kind:
+                        value = coerce_value(kind, cell, field, from_text=True)
+                    else:
+                        value = clean_value(key, cell, field, region=region, from_text=True)
+                except InvalidInput as exc:
+                    answer = (None, exc)
+                else:
+                    answer = (value, None)
+                if len(seen) >= _REMEMBERED:
+                    seen.clear()
+                seen[cell] = answer
+            if answer[1] is not None:
+                raise InvalidInput(answer[1].field, answer[1].message)
+            return answer[0]
+
+        return check
