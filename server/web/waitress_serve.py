@@ -8,10 +8,10 @@ channel asked again, until the worker had the GIL back and finished its request.
 events that was ~4 rounds a request and ~250 µs of the loop's CPU a request (~70 µs without the spinning), all of
 it taken from the worker threads under the one GIL; the more the workers do, the longer each spin.
 
-Here a channel whose request is still being served counts as writable only when its worker waits for the loop (its
-output above waitress's high watermark: the one case where a worker blocks until the loop flushes), or when it is to
-be closed. Nothing is left behind: when the request ends the worker pulls the loop's trigger (as waitress does) and
-the loop sends whatever the worker could not.
+Here a channel whose request is still being served counts as writable only when its worker may wait for the loop
+(its output at or above waitress's high watermark: the one case where a worker blocks until the loop flushes), or
+when it is to be closed. Nothing is left behind: when the request ends the worker pulls the loop's trigger (as
+waitress does) and the loop sends whatever the worker could not.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class QuietChannel(HTTPChannel):
         if self.will_close or self.close_when_flushed:
             return True
         pending = self.total_outbufs_len
-        return bool(pending) and (not self.requests or pending > self.adj.outbuf_high_watermark)
+        # at the watermark a worker may be waiting for the loop to send some (it is woken below the watermark)
+        return bool(pending) and (not self.requests or pending >= self.adj.outbuf_high_watermark)
 
 
 def create(app: Any, **options: Any) -> Any:

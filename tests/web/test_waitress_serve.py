@@ -17,11 +17,12 @@ from server.web.waitress_serve import QuietChannel, create
 BIG = bytes(range(256)) * (8 * 1024 * 1024 // 256)  # more than the sockets hold, less than waitress's high watermark
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[int, dict[str, Any], threading.Event]]:
+@pytest.fixture(params=[{}, {"outbuf_high_watermark": 256 * 1024}], ids=["below the watermark", "above it"])
+def served(request) -> Iterator[tuple[int, dict[str, Any], threading.Event]]:
     """A WSGI app under :func:`create` in a thread: ``/big`` writes BIG, notes its channel's state and waits for
-    the test's go before it ends; ``/small`` answers ``ok``."""
-    seen: dict[str, Any] = {"noted": threading.Event()}
+    the test's go before it ends; ``/small`` answers ``ok``. Above the watermark the worker's write waits for the
+    loop to send (the channel counts as writable then), until what is left is under it."""
+    seen: dict[str, Any] = {"noted": threading.Event(), "options": request.param}
     go = threading.Event()
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -36,7 +37,7 @@ def served() -> Iterator[tuple[int, dict[str, Any], threading.Event]]:
         go.wait(30)
         return [b"!"]
 
-    server = create(app, host="127.0.0.1", port=0, threads=2, ident="test")
+    server = create(app, host="127.0.0.1", port=0, threads=2, ident="test", **request.param)
     stop = threading.Event()
 
     def loop() -> None:
@@ -60,11 +61,22 @@ def _read_answer(stream: Any) -> tuple[bytes, bytes]:
 
 def test_a_channel_being_served_is_not_polled_and_its_output_all_arrives(served):
     port, seen, go = served
+    if seen["options"]:  # the worker's write returns once the loop has sent all but the watermark's worth
+        go.set()
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the client reads nothing yet: output waits
         sock.connect(("127.0.0.1", port))
         sock.settimeout(30)
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+        if seen["options"]:
+            stream = sock.makefile("rb")
+            head, body = _read_answer(stream)  # the loop sends while the worker waits: nothing stalls
+            assert body == BIG + b"!"
+            assert seen["noted"].is_set()
+            head, body = _read_answer(stream)
+            assert head.startswith(b"HTTP/1.1 200 OK") and body == b"ok"
+            stream.close()
+            return
         assert seen["noted"].wait(30), "the app was not called"
         assert seen["kind"] is QuietChannel
         assert seen["pending"] > 0, "the worker sent everything: the test needs output left in the channel"
