@@ -67,7 +67,7 @@ class _FlagSetter:
     """
 
     def __init__(self, client: redis.Redis, flag: str):
-        self.client = client
+        self.pool = client.connection_pool  # not the client: a dropped client takes its setter (and connection) along
         self.lock = threading.Lock()
         self.command: Any = None
         self.connection: Any = None
@@ -82,7 +82,7 @@ class _FlagSetter:
         with self.lock:
             for attempt in (1, 2):
                 if self.connection is None or self.pid != os.getpid():
-                    self.connection = self.client.connection_pool.get_connection()
+                    self.connection = self.pool.get_connection()
                     self.command = self.connection.pack_command("SET", self.flag, "1", "NX", "EX", str(FLAG_TTL))
                     self.pid = os.getpid()
                 try:

@@ -1,6 +1,6 @@
 """The "a job waits" flag (server/engine/wake.py) is set on a connection the process keeps for it: set with its TTL,
 one job queued while it stands; a connection Redis dropped is replaced at once (no wake lost, no outage noted);
-a forked child sets it on a connection of its own (never the parent's socket)."""
+a forked child sets it on a connection of its own (never the parent's socket); a dropped client is not kept alive."""
 
 from __future__ import annotations
 
@@ -57,3 +57,20 @@ def test_a_forked_child_sets_the_flag_on_its_own_connection(app):
         tq.redis.delete(_flag())
         assert wake_engine(), "the parent's connection still in step after the child's command"
         assert tq.redis.exists(_flag()) == 1
+
+
+def test_a_dropped_client_takes_its_setter_and_connection_along(app):
+    import gc
+    import weakref
+
+    from server.engine import wake
+
+    with app.app_context():
+        tq = get_queue()
+        assert wake_engine()
+        client = weakref.ref(tq.redis)
+        tq._redis = tq._queue = tq._send_queue = None  # the queue makes a new client; nobody holds the old one
+        gc.collect()
+        assert client() is None, "the setter keeps the client (and its connections) alive"
+        assert all(c is not None for c in wake._setters)
+        assert wake_engine(), "a new client gets its own setter"
