@@ -1,8 +1,9 @@
 """Ingest over real HTTP: ``POST /api/v1/events`` and ``/events/batch`` against a bare Flask JSON echo (issue #12, 1).
 
-Both apps are served by waitress with the same thread settings, each in its own process, one after the other in
-the same run; a load process keeps *connections* keep-alive connections busy posting the same body and counts the
-answers (202 from Nudge, 200 from the echo) and their latencies. Nudge stores every event in SQLite and hands it to
+Both apps are served by waitress as `nudge web` serves them (server/web/waitress_serve.py), with the same thread
+settings, each in its own process, one after the other in the same run; a load process keeps *connections*
+keep-alive connections busy posting the same body and counts the answers (202 from Nudge, 200 from the echo) and
+their latencies. Nudge stores every event in SQLite and hands it to
 a real (embedded) Redis before it answers. Targets: single events >= 0.5x the echo's requests per second with p99
 under 50 ms at 32 connections; batches of 100 at >= 50,000 events/s.
 Run: .venv/bin/python -m bench.bench_ingest [--full]
@@ -74,11 +75,11 @@ def settings(home: str, redis_url: str) -> dict[str, Any]:
 def serve(kind: str, port: int, threads: int, home: str, redis_url: str) -> None:
     import logging
 
-    import waitress
+    from server.web.waitress_serve import serve as serve_app
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is 24" is the load, not news
     app = echo_app() if kind == "echo" else nudge_app(home, redis_url)
-    waitress.serve(app, host="127.0.0.1", port=port, threads=threads, ident=kind)
+    serve_app(app, host="127.0.0.1", port=port, threads=threads, ident=kind)  # as `nudge web` serves
 
 
 # --- the load (its own process) ---

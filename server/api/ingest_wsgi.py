@@ -35,7 +35,7 @@ from ..auth import key_on, quick_key
 from ..contacts.errors import InvalidInput
 from ..db import get_session
 from ..engine.groups import store_together
-from ..engine.ingest import NotAdmitted, prepare_events
+from ..engine.ingest import NotAdmitted, names_fields, prepare_events
 from ..instance_settings import refresh
 from ..jsonbody import JsonInputError
 from ..models import Scope
@@ -131,12 +131,12 @@ class LeanIngest:
         with self.app.app_context():
             try:
                 refresh(self.app, at_most_every=self.app.config["SETTINGS_RECHECK"])
-                session = get_session()
                 items = route.items(body)
+                session = get_session() if names_fields(items) else None  # else none set up for the request
                 prepared = prepare_events(
                     session, items, region=self.app.config.get("PHONE_REGION"), prefix=route.prefix
                 )
-                if session.in_transaction():
+                if session is not None and session.in_transaction():
                     session.commit()
             except Exception:  # nothing written yet
                 return None

@@ -166,17 +166,16 @@ def up(host: str, port: int) -> None:
 @_NO_CHECKS
 def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -> None:
     """Run the web server (admin UI, API, tracking endpoints)."""
-    import waitress
-
     from ..api.spec import REGISTRY
     from ..web.security import declared_bodies, largest_body
+    from ..web.waitress_serve import serve
 
     _setup_logging()
     app = build_app(**({"MIGRATE_ON_START": False} if no_migrate else {}))
     _startup_checks(app, skip=no_checks)
     _exit_on_sigterm()
     try:  # waitress refuses a larger body itself (413), before buffering it
-        waitress.serve(
+        serve(
             app,
             host=host,
             port=port,

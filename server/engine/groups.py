@@ -16,8 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from flask import current_app
 
-from ..db import get_session
-from .ingest import NotAdmitted, Prepared, store_events, store_plain, store_plain_apart, write_turn
+from ..db import get_db, get_session
+from .ingest import NotAdmitted, Prepared, engine_turn, store_events, store_plain, store_plain_apart, write_turn
 from .wake import wake_engine
 
 T = TypeVar("T")
@@ -143,16 +143,21 @@ def store_together(prepared: Prepared) -> list[tuple[int, int]]:
 def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseException]:
     """Store each request's events, all or none per request, in one transaction (then :func:`_hand_over_group`).
 
-    On SQLite, on the ingest's own connection when the group is plain (:func:`store_plain_apart`). Otherwise
-    through the session: each request admitted first (:attr:`Prepared.admit`), then set-wise over the admitted when
-    they are plain (:func:`store_plain`), the same rows as storing the requests one after the other; or else each
-    request in its own savepoint, so one failing request fails alone.
+    On SQLite, on the ingest's own connection when the group is plain (:func:`store_plain_apart`; no session set
+    up). Otherwise through the session: each request admitted first (:attr:`Prepared.admit`), then set-wise over
+    the admitted when they are plain (:func:`store_plain`), the same rows as storing the requests one after the
+    other; or else each request in its own savepoint, so one failing request fails alone.
     """
-    session = get_session()
-    with write_turn(session):
-        apart = store_plain_apart(session.get_bind(), group)
+    db = get_db()
+    if all(prepared.checked is not None for prepared in group):  # no session to set up for the plain case
+        if db.session.registry.has() and db.session().in_transaction():
+            db.session().commit()  # as write_turn does: no transaction of this thread's left open while it writes
+        with engine_turn(db.engine):
+            apart = store_plain_apart(db.engine, group)
         if apart is not None:
             return apart
+    session = get_session()
+    with write_turn(session):
         connection = session.connection()  # the turn's transaction begins
         outcomes: list[list[tuple[int, int]] | BaseException | None] = [
             None

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Engine, event, insert, select
 from sqlalchemy.orm import Session
@@ -27,6 +27,8 @@ __all__ = [
     "IngestError",
     "NotAdmitted",
     "Prepared",
+    "engine_turn",
+    "names_fields",
     "prepare_events",
     "record_event",
     "store_events",
@@ -89,10 +91,16 @@ class NotAdmitted(Exception):
 
 
 def prepare_events(
-    session: Session, items: Sequence[Mapping[str, Any]], *, region: str | None = None, prefix: Callable[[int], str]
+    session: Session | None,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    region: str | None = None,
+    prefix: Callable[[int], str],
 ) -> Prepared:
     """Check and normalise API events (``{"contact", "event", "props", "occurred_at"}``) before storing them.
 
+    :param session: reads the custom field definitions; may be None when no item's contact gives ``fields``
+        (:func:`names_fields`).
     :param prefix: how errors name item *i* (``events[3].``).
     """
     try:
@@ -234,11 +242,7 @@ def write_turn(session: Session) -> Iterator[None]:
     """
     if session.in_transaction():
         session.commit()
-    if session.get_bind().dialect.name != "sqlite":
-        yield
-        return
-    lock = _write_locks.setdefault(session.get_bind(), threading.Lock())
-    with lock:
+    with engine_turn(session.get_bind()):
         try:
             yield
         except BaseException:
@@ -246,14 +250,31 @@ def write_turn(session: Session) -> Iterator[None]:
             raise
 
 
+@contextmanager
+def engine_turn(engine: Any) -> Iterator[None]:
+    """The turn :func:`write_turn` takes, for a write that needs no session (on the ingest's own connection)."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _write_locks.setdefault(engine, threading.Lock()):
+        yield
+
+
 _write_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 
 
-def _prepare(session: Session, item: Mapping[str, Any], prefix: str, region: str | None) -> _Item:
+def names_fields(items: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether an item's contact gives custom ``fields`` (their definitions are then read: a session is needed)."""
+    return any(isinstance(c := item.get("contact"), Mapping) and c.get("fields") is not None for item in items)
+
+
+def _prepare(session: Session | None, item: Mapping[str, Any], prefix: str, region: str | None) -> _Item:
     props = check_json(item.get("props", {}), f"{prefix}props")
     occurred_at = parse_datetime(item["occurred_at"], f"{prefix}occurred_at") if item.get("occurred_at") else None
     given = {k: v for k, v in item["contact"].items() if v is not None}
-    cleaned = clean_contact(session, given, prefix=f"{prefix}contact.", region=region)
+    if session is None and given.get("fields") is not None:
+        raise ValueError("prepare_events: custom fields given without a session to read their definitions")
+    cleaned = clean_contact(cast(Session, session), given, prefix=f"{prefix}contact.", region=region)
     return _Item(cleaned, item["event"], dict(props or {}), occurred_at)
 
 

@@ -162,3 +162,25 @@ def test_a_request_hook_this_path_does_not_know_sends_every_post_through_flask(a
     answer = client.post("/api/v1/events", json=EVENT, headers={"Authorization": f"Bearer {key}"})
     assert answer.status_code == 202 and answer.headers["X-Stamp"] == "yes"
     assert app.wsgi_app.active is False
+
+
+def test_custom_fields_are_checked_against_their_definitions_on_the_lean_path(app, client):
+    """A post naming custom fields reads their definitions (the one case the lean path sets up a session for)."""
+    from server.models import Contact, FieldDefinition
+
+    with app.app_context():
+        get_session().add(FieldDefinition(name="plan", type="string"))
+        get_session().commit()
+    key = _used_key(app, client)
+    flask_saw = _flask_requests(app)
+    headers = {"Authorization": f"Bearer {key}"}
+    named = {**EVENT, "contact": {"email": "f@example.com", "fields": {"plan": "pro"}}}
+    assert client.post("/api/v1/events", json=named, headers=headers).status_code == 202
+    assert flask_saw == []
+    with app.app_context():
+        contact = get_session().scalars(select(Contact).where(Contact.email == "f@example.com")).one()
+        assert contact.fields == {"plan": "pro"}
+    undefined = {**EVENT, "contact": {"email": "g@example.com", "fields": {"tier": "gold"}}}
+    response = client.post("/api/v1/events", json=undefined, headers=headers)
+    assert response.status_code == 422 and "contact.fields.tier" in response.get_data(as_text=True)
+    assert flask_saw == ["/api/v1/events"]  # the error is Flask's path's to say

@@ -54,9 +54,9 @@ def config(config, ui_port):
 @pytest.fixture
 def live_server(app, ui_port) -> Iterator[str]:
     """The app under waitress (as ``nudge web`` runs it) in a thread; yields its base URL."""
-    import waitress.server
+    from server.web.waitress_serve import create
 
-    server = waitress.server.create_server(app, host="127.0.0.1", port=ui_port, threads=4, ident="nudge-test")
+    server = create(app, host="127.0.0.1", port=ui_port, threads=4, ident="nudge-test")
     stop = threading.Event()
 
     def serve() -> None:
