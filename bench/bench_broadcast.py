@@ -14,6 +14,7 @@ Issue #12 target: a 1,000,000-contact segment at >= 50,000 rows/s.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def measure(members: int) -> list[Row]:
     from server.models import Message, Segment
     from server.segments import compile_condition
 
-    with bench_app(DATABASE_URL="sqlite:///" + str(Path(__import__("tempfile").mkdtemp()) / "bench.db")) as app:
+    with tempfile.TemporaryDirectory() as tmp, bench_app(DATABASE_URL=f"sqlite:///{Path(tmp) / 'bench.db'}") as app:
         fill_contacts(app, members * 2)
         plugins = app.extensions["nudge.plugins"]
         with app.app_context():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ def bench_app(**config) -> Iterator:
         app.extensions["nudge.queue"].close()
         app.extensions["nudge.db"].dispose()
         redis.stop()
+        shutil.rmtree(home, ignore_errors=True)  # a bench leaves nothing in /tmp
 
 
 def noop() -> None:
