@@ -326,6 +326,7 @@ def test_a_batch_over_2500_messages_is_refused(app, client, key):
         ({"type": "track", "userId": "u", "event": "A B", "properties": {"n": 2**70}}, "batch[0].properties.n", ""),
         ({"type": "identify", "userId": "u", "traits": {"email": "nope"}}, "batch[0].traits.email", ""),
         ({"type": "group", "userId": "u"}, "batch[0].groupId", "needs batch[0].groupId"),
+        ({"type": "identify", "traits": {}}, "batch[0].userId", "an identify needs batch[0].userId or"),
     ],
 )
 def test_a_bad_message_is_a_400_naming_its_field_and_stores_nothing(app, client, key, message, field, words):
