@@ -127,10 +127,11 @@ def _event(message: Message, naming: Naming) -> tuple[str, dict[str, Any]]:
             )
         return name, props
     if message.kind == "group":
-        return EVENT_OF["group"], {"group_id": str(body["groupId"]), "traits": _object(body, "traits", prefix)}
+        traits = check_json(_object(body, "traits", prefix), f"{prefix}traits")  # stored in the props: checked alike
+        return EVENT_OF["group"], {"group_id": str(body["groupId"]), "traits": traits}
     for key in ("name", "category"):
         if isinstance(body.get(key), str):
-            props.setdefault(key, body[key])
+            props.setdefault(key, check_json(body[key], f"{prefix}{key}"))
     return EVENT_OF[message.kind], props
 
 

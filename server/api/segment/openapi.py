@@ -55,7 +55,7 @@ _OF_KIND: dict[str, dict[str, Any]] = {
 }
 _WHO = [{"required": ["userId"]}, {"required": ["anonymousId"]}]
 _PROBLEM = schema(
-    "SegmentProblem",
+    "SegmentCompatProblem",
     {
         "allOf": [PROBLEM],
         "description": "problem details, with the `code` and `message` the Segment clients log "
@@ -64,7 +64,7 @@ _PROBLEM = schema(
     },
 )
 _SUCCESS = schema(
-    "SegmentSuccess",
+    "SegmentCompatSuccess",
     {"type": "object", "required": ["success"], "properties": {"success": {"type": "boolean", "enum": [True]}}},
 )
 _ANSWERS = {
@@ -91,7 +91,7 @@ def _message(kind: str) -> dict[str, str]:
         body["required"] = _NEEDS[kind]
     if kind != "alias":
         body["anyOf"] = _WHO
-    return schema(f"Segment{kind.capitalize()}", body)
+    return schema(f"SegmentCompat{kind.capitalize()}", body)
 
 
 def _body(kind: str | None) -> dict[str, str]:
@@ -110,7 +110,7 @@ def _body(kind: str | None) -> dict[str, str]:
         },
         "additionalProperties": True,
     }
-    return schema("SegmentBatch", batch)
+    return schema("SegmentCompatBatch", batch)
 
 
 def _entry(kind: str | None, summary: str) -> dict[str, Any]:
