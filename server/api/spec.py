@@ -121,6 +121,19 @@ class Operation:
 
 
 REGISTRY: list[Operation] = []
+#: path → method → OpenAPI operation, for routes that are not ``@endpoint`` views (:func:`document`)
+DOCUMENTED: dict[str, dict[str, dict[str, Any]]] = {}
+#: the HTTP Basic write key of the Segment-compatible endpoints (server.api.segment)
+WRITE_KEY = {
+    "type": "http",
+    "scheme": "basic",
+    "description": "an ingest API key as the user, with an empty password (what the Segment clients send)",
+}
+
+
+def document(path: str, method: str, operation: dict[str, Any]) -> None:
+    """Describe a route that is not an ``@endpoint`` view (its full *path*, e.g. ``/v1/track``) in the document."""
+    DOCUMENTED.setdefault(path, {})[method] = operation
 
 
 def error_answer(exc: Exception, method: str, path: str) -> Any:
@@ -302,12 +315,15 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             entry["security"] = [{"bearer": []}]
             entry["x-scope"] = op.scope.value
         paths.setdefault(PREFIX + op.path, {})[op.method.lower()] = entry
+    for path, operations in DOCUMENTED.items():
+        paths.setdefault(path, {}).update(operations)
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "Nudge API",
             "version": "1",
-            "description": "Contacts, events, messages, tasks, templates, forms and segments. Authenticate "
+            "description": "Contacts, events, messages, tasks, templates, forms and segments, and the "
+            "Segment-compatible ingest under /v1/. Authenticate "
             "with `Authorization: Bearer <key>`; keys have scope `ingest` (events and contact "
             "upserts) or `admin` (everything). Errors are `application/problem+json` naming "
             "the field.",
@@ -321,7 +337,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "create one with: nudge apikey create --scope admin",
-                }
+                },
+                "writeKey": WRITE_KEY,
             },
         },
     }

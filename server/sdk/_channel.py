@@ -66,7 +66,7 @@ class Channel:
     opt_out_event: ClassVar[str | None] = None
     #: whether the provider confirms deliveries (``<name>.delivered``) as a rule. False where it does not (an SMTP
     #: server accepts a message; a delivery report comes only where an operator set one up): the results then say
-    #: "not reported by this channel" instead of a delivery count of 0. None: True when :attr:`events` has
+    #: "not reported" instead of a delivery count of 0. None: True when :attr:`events` has
     #: ``<name>.delivered`` (see :meth:`reports_deliveries`)
     delivery_receipts: ClassVar[bool | None] = None
     #: seconds to wait before each retry; None = the engine's exponential back-off with jitter

@@ -9,7 +9,8 @@ and PostgreSQL, following the evaluator's rules (``dsl/evaluate.py``):
 - ``now``/``today`` are fixed when the clause is built; arithmetic on a field
   (``contact.renewal - 7d < today``) is moved to the constant side, so indexes still apply;
 - custom fields are read from the ``fields`` JSON with a type guard, tags and ``did … within``
-  are ``EXISTS``/count subqueries.
+  are ``EXISTS``/count subqueries; the built-in fields are the vocabulary's (``dsl.BUILTIN_CONTACT_FIELDS``), read
+  from their columns, except those kept in the JSON (``birthday``), which are left to the evaluator.
 
 A call of a condition function becomes the function's SQL form for the dialect, with the
 arguments spliced in (``{0}``, ``{1}`` …) as bound expressions; a function without one is

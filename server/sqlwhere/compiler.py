@@ -32,6 +32,7 @@ from .terms import (
     COLUMN_KINDS,
     FIELD_KINDS,
     FLIP,
+    IN_PYTHON,
     NAME,
     OPS,
     SQL_TYPES,
@@ -190,6 +191,8 @@ class Compiler:
     def _field(self, name: str) -> Term:
         if name in COLUMN_KINDS:
             return Term(COLUMN_KINDS[name], getattr(Contact, name))
+        if name in IN_PYTHON and name not in self.fields:
+            raise Unsupported(f"contact.{name} is kept in the fields JSON without a type guard: evaluated in Python")
         kind = FIELD_KINDS.get(self.fields.get(name, ""))
         if kind is None or not NAME.match(name):
             raise Unsupported(f"unknown contact field {name!r}")

@@ -20,22 +20,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement, False_
 from sqlalchemy.types import TypeEngine
 
+from dsl import BUILTIN_CONTACT_FIELDS
+
+from ..models import Contact
+
 UTC = dt.UTC
-#: kinds of the contact's own columns
-COLUMN_KINDS = {
-    "external_id": "string",
-    "email": "string",
-    "phone": "string",
-    "first_name": "string",
-    "last_name": "string",
-    "timezone": "string",
-    "locale": "string",
-    "stage": "string",
-    "score": "number",
-    "created_at": "dcol",
-    "updated_at": "dcol",
-    "last_seen": "dcol",
-}
 #: custom field type → kind (``dtext``: a date-time stored as text to the second)
 FIELD_KINDS = {
     "string": "string",
@@ -45,6 +34,15 @@ FIELD_KINDS = {
     "datetime": "dtext",
     "list": "list",
 }
+_COLUMNS = frozenset(Contact.__table__.c.keys())
+#: kinds of the built-in contact fields kept in the contact's own columns (a date-time column is ``dcol``)
+COLUMN_KINDS = {
+    name: "dcol" if type_ == "datetime" else type_ for name, type_ in BUILTIN_CONTACT_FIELDS.items() if name in _COLUMNS
+}
+#: the built-in contact fields kept in the ``fields`` JSON (``birthday``): they have no SQL (unless a custom field of
+#: that name redefines them) and are evaluated in Python, since a rule may store a value of another shape in one
+#: (``set contact.birthday = now`` stores a date-time), which the evaluator reads by its shape and SQL by the type
+IN_PYTHON = frozenset(BUILTIN_CONTACT_FIELDS) - _COLUMNS
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 OPS = ("==", "!=", "<", "<=", ">", ">=")

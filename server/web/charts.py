@@ -57,8 +57,10 @@ def bar_chart(bars: Sequence[Bar], *, title: str, desc: str = "", maximum: float
         y = 4 + i * row_h
         w = max(0.0, min(1.0, bar.value / top)) * bar_w
         label = bar.label if len(bar.label) <= 36 else bar.label[:35] + "…"
+        text = _text(bar)
         out.append(
-            f'<g class="bar"><text class="chart-label" x="{label_w - 8}" y="{y + 18}" text-anchor="end">'
+            f'<g class="bar"><title>{escape(_line(bar))}</title>'  # the row's hover text
+            f'<text class="chart-label" x="{label_w - 8}" y="{y + 18}" text-anchor="end">'
             f"<title>{escape(bar.label)}</title>{escape(label)}</text>"
             f'<rect class="chart-track" x="{label_w}" y="{y + 4}" width="{bar_w}" height="{row_h - 10}"/>'
             f'<rect class="chart-bar" x="{label_w}" y="{y + 4}" width="{_num(w)}" height="{row_h - 10}"/>'
@@ -71,14 +73,21 @@ def bar_chart(bars: Sequence[Bar], *, title: str, desc: str = "", maximum: float
                 f'<path class="chart-interval" d="M{_num(x1)} {_num(mid)}H{_num(x2)}'
                 f'M{_num(x1)} {_num(mid - 6)}V{_num(mid + 6)}M{_num(x2)} {_num(mid - 6)}V{_num(mid + 6)}"/>'
             )
-        text = bar.text if bar.text is not None else _num(bar.value)
         out.append(f'<text class="chart-value" x="{label_w + bar_w + 8}" y="{y + 18}">{escape(text)}</text></g>')
     out.append("</svg>")
     return Markup("".join(out))
 
 
+def _text(bar: Bar) -> str:
+    return bar.text if bar.text is not None else _num(bar.value)
+
+
+def _line(bar: Bar) -> str:
+    return f"{bar.label}: {_text(bar)}"
+
+
 def _describe(bars: Sequence[Bar]) -> str:
-    return "; ".join(f"{b.label}: {b.text if b.text is not None else _num(b.value)}" for b in bars)
+    return "; ".join(_line(b) for b in bars)
 
 
 def _path(*points: tuple[float, float], close: bool = True) -> str:

@@ -7,13 +7,19 @@ pointed at seeded records most of the time, so the views' real work runs rather 
 by hand.)
 """
 
+import base64
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from sqlalchemy import select
 
 from server.db import get_session
@@ -68,5 +74,27 @@ def test_generated_requests_get_no_server_error(app, mode, examples):
                     case.path_parameters[name] = seeded[name]
         response = case.call(headers=headers)
         case.validate_response(response, checks=CHECKS)
+
+    run()
+
+
+@pytest.mark.parametrize("mode,examples", [(GenerationMode.POSITIVE, 250), (GenerationMode.NEGATIVE, 150)])
+def test_the_segment_endpoints_answer_only_what_they_document(app, mode, examples):
+    """/v1/batch, /v1/track … (docs/api.md, "Segment-compatible ingest") with the write key as the clients send it
+    (the HTTP Basic user): no 5xx, and every status and body is one their description lists (they have no
+    catch-all ``default`` answer)."""
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app).include(path_regex="^/v1/")
+    operations = {result.ok().path for result in schema.get_all_operations()}
+    assert operations == {f"/v1/{kind}" for kind in ("batch", "track", "identify", "page", "screen", "group", "alias")}
+    basic = base64.b64encode(f"{api_key(app, 'ingest')}:".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}"}
+
+    @given(case=schema.as_strategy(mode))
+    @settings(
+        max_examples=examples, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+    )
+    def run(case):
+        response = case.call(headers=headers)
+        case.validate_response(response, checks=[*CHECKS, status_code_conformance])
 
     run()

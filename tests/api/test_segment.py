@@ -326,6 +326,11 @@ def test_a_batch_over_2500_messages_is_refused(app, client, key):
         ({"type": "track", "userId": "u", "event": "A B", "properties": {"n": 2**70}}, "batch[0].properties.n", ""),
         ({"type": "identify", "userId": "u", "traits": {"email": "nope"}}, "batch[0].traits.email", ""),
         ({"type": "group", "userId": "u"}, "batch[0].groupId", "needs batch[0].groupId"),
+        ({"type": "identify", "traits": {}}, "batch[0].userId", "an identify needs batch[0].userId or"),
+        # a group's traits are stored in its event's props: PostgreSQL's JSONB refuses a NUL (it was a 500)
+        ({"type": "group", "userId": "u", "groupId": "g", "traits": {"a\x00": 1}}, "batch[0].traits", "NUL"),
+        ({"type": "group", "anonymousId": "v", "groupId": "g", "traits": {"n": "\x00"}}, "batch[0].traits.n", "NUL"),
+        ({"type": "page", "userId": "u", "name": "Home\x00"}, "batch[0].name", "NUL"),
     ],
 )
 def test_a_bad_message_is_a_400_naming_its_field_and_stores_nothing(app, client, key, message, field, words):

@@ -20,6 +20,7 @@ from server.engine.scope import Scope
 from server.models import Contact, ContactTag, Event, FieldDefinition
 from server.sdk import ConditionFunction
 from server.sqlwhere import Unsupported, where
+from server.sqlwhere.terms import COLUMN_KINDS, IN_PYTHON
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 6, 15, 12, 0, 0, tzinfo=UTC)
@@ -305,6 +306,37 @@ def test_sql_and_evaluator_agree(app, fields, people, trees):
             by_sql = set(session.scalars(select(Contact.id).where(clause)))
             by_python = {c.id for c in everyone if dsl.holds(tree, scope(session, c))}
             assert by_sql == by_python, f"{tree}: SQL {sorted(by_sql)} != evaluator {sorted(by_python)}"
+        session.rollback()
+
+
+def test_every_built_in_contact_field_has_sql_of_its_vocabulary_type_or_says_it_has_none():
+    """Each field the language knows is either a column SQL reads as the type the checker gives it, or one kept in
+    the ``fields`` JSON that SQL leaves to the evaluator, saying so (``in segment`` and counts then run in Python);
+    never an "unknown contact field"."""
+    python_types = {"string": str, "number": int, "dcol": dt.datetime}
+    for name, type_ in dsl.BUILTIN_CONTACT_FIELDS.items():
+        if name in COLUMN_KINDS:
+            assert where({"is_set": F(name)}, dialect="sqlite", now=NOW, fields={}) is not None
+            column_type = Contact.__table__.c[name].type
+            column_type = getattr(column_type, "impl", column_type)  # UTCDateTime decorates a DateTime
+            assert column_type.python_type is python_types[COLUMN_KINDS[name]], name
+            assert COLUMN_KINDS[name] == ("dcol" if type_ == "datetime" else type_), name
+        else:
+            assert name not in Contact.__table__.c and name in IN_PYTHON, name
+            with pytest.raises(Unsupported, match=rf"contact\.{name} is kept in the fields JSON .*evaluated in Python"):
+                where({"is_set": F(name)}, dialect="sqlite", now=NOW, fields={})
+    assert set(COLUMN_KINDS) | IN_PYTHON == set(dsl.BUILTIN_CONTACT_FIELDS)
+
+
+def test_a_custom_field_redefining_a_built_in_one_is_read_as_defined(app):
+    """``birthday`` defined as a string field compares as text in SQL, as the checker (``with_fields``) types it."""
+    with app.app_context():
+        session = get_session()
+        session.add_all([Contact(fields={"birthday": "in May"}), Contact(fields={"birthday": "2000-01-01"})])
+        session.flush()
+        tree = {"starts_with": [F("birthday"), "in"]}
+        clause = where(tree, dialect=session.get_bind().dialect.name, now=NOW, fields={"birthday": "string"})
+        assert list(session.scalars(select(Contact.fields).where(clause))) == [{"birthday": "in May"}]
         session.rollback()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,8 +48,15 @@ def _san(x509, name: str):
         return x509.DNSName(name)
 
 
+#: what a write to a client that hung up raises (a timeout test's client gave up): not an error of the server
+HUNG_UP = (ConnectionResetError, BrokenPipeError)
+
+
 class LocalServer:
-    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) that counts the connections it accepts.
+    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) that counts the connections it accepts and closes.
+
+    A client hanging up before its answer is written passes quietly; any other error in a handler is printed with
+    its traceback, as :mod:`socketserver` does.
 
     :param tls: a server-side SSL context to speak HTTPS instead of HTTP.
     """
@@ -66,11 +74,23 @@ class LocalServer:
                     owner.connections += 1
                 super().process_request(request, client_address)
 
+            def handle_error(self, request, client_address):
+                if not isinstance(sys.exc_info()[1], HUNG_UP):
+                    super().handle_error(request, client_address)
+
+            def shutdown_request(self, request):
+                super().shutdown_request(request)
+                with owner.closing:
+                    owner.closed += 1
+                    owner.closing.notify_all()
+
         class _Handler(self.handler):
             server_owner = owner
 
         self.lock = threading.Lock()
         self.connections = 0
+        self.closing = threading.Condition()
+        self.closed = 0  # connections done with, errors handled
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
@@ -85,6 +105,12 @@ class LocalServer:
     def start(self):
         self._thread.start()
         return self
+
+    def wait_closed(self, count: int, timeout: float = 10) -> None:
+        """Wait until *count* connections in all are done with (their handler's error, if any, handled)."""
+        with self.closing:
+            if not self.closing.wait_for(lambda: self.closed >= count, timeout):
+                raise AssertionError(f"{self.closed} of {count} connections closed in {timeout} s")
 
     def stop(self) -> None:
         self.httpd.shutdown()

@@ -132,15 +132,21 @@ def test_the_funnel_shows_steps_sends_and_rates_people_and_machines_apart(app, s
 
 def test_deliveries_a_channel_does_not_report_are_not_shown_as_none_delivered(app, seeded):
     """SMTP confirms no delivery (the email channel declares ``delivery_receipts = False``): offer_b's 120 mails
-    with no delivery report read "not reported by this channel", not "0 (0.0 %)"; offer_a's 128 reported ones
-    (reports set up) are counted. The core reads the declaration; an SMS provider's receipts are counted."""
+    with no delivery report read "not reported" (a note under the table says why), not "0 (0.0 %)", in the table
+    and beside the step's bar in the funnel chart; offer_a's 128 reported ones (reports set up) are counted. The core
+    reads the declaration; an SMS provider's receipts are counted."""
     from server.web.results.view import unreported_deliveries
 
     client = signed_in(app, "viewer")
     text = client.get(f"/admin/results/rules/{seeded['id']}?window=7d").get_data(as_text=True)
     sends = text.split('<table id="funnel-sends">')[1].split("</table>")[0]
-    not_reported = '<span class="not-reported">not reported by this channel</span>'
+    not_reported = '<span class="not-reported">not reported</span>'
     assert _cell(sends, seeded["send_b"], "delivered") == not_reported
+    note = text.split('<p class="hint" id="unreported-note">')[1].split("</p>")[0]
+    assert " ".join(note.split()).startswith("Not reported: the email channel confirms no deliveries as a rule")
+    chart = text.split('id="funnel-head"')[1].split("</svg>")[0]
+    assert "120 sent, delivery not reported," in chart and "130 sent, 128 delivered," in chart
+    assert " 0 delivered" not in chart
     assert _cell(sends, seeded["send_a"], "delivered").startswith('<span class="count">128</span>')
     assert _cell(sends, seeded["send_b"], "failed") == "3"
     channels = app.extensions["nudge.plugins"].channels

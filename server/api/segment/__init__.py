@@ -32,6 +32,7 @@ from ...problems import problem
 from ...sdk import JsonInputError, parse_json
 from ..common import actor
 from .messages import KINDS, Message, Naming, check_message, store_messages
+from .openapi import declare
 
 PREFIX = "/v1"
 MAX_MESSAGE = 32 * 1024
@@ -212,6 +213,7 @@ def _single(kind: str) -> Any:
 
 for _kind in KINDS:
     _single(_kind)
+declare(PREFIX)
 
 
 @bp.errorhandler(413)

@@ -94,7 +94,8 @@ def check_message(body: Any, prefix: str, kind: str | None = None) -> Message:
         if user_id is None or _ident(body.get("previousId"), f"{prefix}previousId") is None:
             raise InvalidInput(f"{prefix}previousId", f"an alias needs {prefix}previousId and {prefix}userId")
     elif user_id is None and anonymous_id is None:
-        raise InvalidInput(f"{prefix}userId", f"a {kind} needs {prefix}userId or {prefix}anonymousId")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise InvalidInput(f"{prefix}userId", f"{article} {kind} needs {prefix}userId or {prefix}anonymousId")
     if kind == "track":
         check_text(body.get("event"), f"{prefix}event", 255, one_line=True)
         if not str(body["event"]).strip():
@@ -126,10 +127,11 @@ def _event(message: Message, naming: Naming) -> tuple[str, dict[str, Any]]:
             )
         return name, props
     if message.kind == "group":
-        return EVENT_OF["group"], {"group_id": str(body["groupId"]), "traits": _object(body, "traits", prefix)}
+        traits = check_json(_object(body, "traits", prefix), f"{prefix}traits")  # stored in the props: checked alike
+        return EVENT_OF["group"], {"group_id": str(body["groupId"]), "traits": traits}
     for key in ("name", "category"):
         if isinstance(body.get(key), str):
-            props.setdefault(key, body[key])
+            props.setdefault(key, check_json(body[key], f"{prefix}{key}"))
     return EVENT_OF[message.kind], props
 
 

@@ -16,7 +16,17 @@ from ...models import Role, Rule, RuleVersion, utcnow
 from ..access import requires
 from ..flash import is_htmx
 from . import bp
-from .view import SEND_RATES, funnel_chart, percent, share, split_chart, step_label, unreported_deliveries
+from .view import (
+    SEND_RATES,
+    delivery_unreported,
+    funnel_chart,
+    percent,
+    share,
+    split_chart,
+    step_label,
+    unreported_channels,
+    unreported_deliveries,
+)
 from .window import WINDOWS, Window, read_window
 
 MAX_ID = 2**31 - 1
@@ -48,6 +58,7 @@ def rule(rule_id: int):
     versions = list(session.scalars(numbers))
     window = read_window(request.args, to_ts(utcnow()), versions)
     funnel = None
+    unreported = unreported_deliveries(current_app.extensions["nudge.plugins"].channels)
     if not window.errors:
         try:
             funnel = rule_funnel(session, row.name, since=window.since, until=window.until, version=window.version)
@@ -60,11 +71,13 @@ def rule(rule_id: int):
         rule=row,
         versions=versions,
         funnel=funnel,
-        chart=funnel_chart(funnel) if funnel else None,
+        chart=funnel_chart(funnel, unreported) if funnel else None,
         split_chart=split_chart,
         step_label=step_label,
         send_rates=SEND_RATES,
-        unreported=unreported_deliveries(current_app.extensions["nudge.plugins"].channels),
+        unreported=unreported,
+        delivery_unreported=delivery_unreported,
+        unreported_channels=unreported_channels,
         send_metrics=SEND_METRICS,
         percent=percent,
         share=share,

@@ -46,6 +46,17 @@ def unreported_deliveries(channels: Mapping[str, Any]) -> set[str]:
     return {name for name, cls in channels.items() if not cls.reports_deliveries()}
 
 
+def delivery_unreported(step: Mapping[str, Any], unreported: set[str]) -> bool:
+    """Whether a send *step*'s deliveries read "not reported": its channel is one of *unreported*
+    (:func:`unreported_deliveries`) and no delivery report came in, so its 0 is unknown, not none delivered."""
+    return step.get("op") == "send" and step.get("channel") in unreported and not step.get("delivered")
+
+
+def unreported_channels(steps: list[dict[str, Any]], unreported: set[str]) -> list[str]:
+    """The channels of *steps* whose deliveries read "not reported" (:func:`delivery_unreported`), sorted."""
+    return sorted({step["channel"] for step in steps if delivery_unreported(step, unreported)})
+
+
 def step_label(step: dict[str, Any]) -> str:
     """A step as people read it: ``send offer_a (line 4)``, ``wait (line 5)``, ``end of the rule``."""
     if step.get("op") in ("exit", "end") and step.get("step") == "end":
@@ -58,20 +69,27 @@ def step_label(step: dict[str, Any]) -> str:
     return text + (f" (line {step['line']})" if step.get("line") else "")
 
 
-def _step_text(step: dict[str, Any]) -> str:
+def _step_text(step: dict[str, Any], unreported: set[str]) -> str:
     if step.get("op") == "send":
-        return f"{step['sent']} sent, {step['delivered']} delivered, {step['clicked_human']} clicked"
+        delivered = (
+            "delivery not reported" if delivery_unreported(step, unreported) else f"{step['delivered']} delivered"
+        )
+        return f"{step['sent']} sent, {delivered}, {step['clicked_human']} clicked"
     exits = ", ".join(f"{n} {reason}" for reason, n in sorted(step.get("exits", {}).items()))
     text = f"{step['reached']} reached, {step['waiting']} waiting, {step['passed']} passed"
     return text + (f", {exits}" if exits else "")
 
 
-def funnel_chart(funnel: dict[str, Any]) -> Any:
-    """The funnel as bars: the contacts that entered, then per step those reached (a send: its messages sent)."""
+def funnel_chart(funnel: dict[str, Any], unreported: set[str]) -> Any:
+    """The funnel as bars: the contacts that entered, then per step those reached (a send: its messages sent).
+
+    :param unreported: the channels confirming no deliveries (:func:`unreported_deliveries`): their sends' bars
+        say "delivery not reported", as the table does, not "0 delivered".
+    """
     bars = [Bar("entered the rule", funnel["entered"], f"{funnel['entered']} entered")]
     for step in funnel["steps"]:
         value = step["sent"] if step.get("op") == "send" else max(step["reached"], step["completed"] + step["goal"])
-        bars.append(Bar(step_label(step), value, _step_text(step)))
+        bars.append(Bar(step_label(step), value, _step_text(step, unreported)))
     return bar_chart(bars, title=f"Funnel of rule {funnel['rule']}")
 
 
@@ -123,10 +141,12 @@ __all__ = [
     "SEND_RATES",
     "activity_charts",
     "activity_days",
+    "delivery_unreported",
     "funnel_chart",
     "percent",
     "share",
     "split_chart",
     "step_label",
+    "unreported_channels",
     "unreported_deliveries",
 ]
