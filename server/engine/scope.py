@@ -16,30 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Contact, ContactTag, Event
+from ..models.contacts import BUILTIN_COLUMNS
 from ..sdk import redact
 from ..segments import is_member
 from .timeutil import UTC, parse_date_value, to_dt
 
 log = logging.getLogger(__name__)
 
-BUILTIN_FIELDS = (
-    "external_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "timezone",
-    "locale",
-    "stage",
-    "score",
-    "created_at",
-    "updated_at",
-    "last_seen",
-)
-
 
 def contact_value(contact: Contact, name: str) -> Any:
-    value = getattr(contact, name) if name in BUILTIN_FIELDS else (contact.fields or {}).get(name)
+    value = getattr(contact, name) if name in BUILTIN_COLUMNS else (contact.fields or {}).get(name)
     parsed = parse_date_value(value) if isinstance(value, str) else None
     return parsed if parsed is not None else value
 

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Computed, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from dsl import BUILTIN_CONTACT_FIELDS
+
 from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
 #: what the admin UI's name search reads: the full name, then the last name alone, in the database's lower case,
@@ -59,6 +61,11 @@ class Contact(Base):
 
     def __repr__(self) -> str:
         return f"<Contact {self.id}>"
+
+
+#: the built-in contact fields of the rules' vocabulary kept in the contact's own columns (the others, ``birthday``,
+#: live in its ``fields`` JSON)
+BUILTIN_COLUMNS = frozenset(BUILTIN_CONTACT_FIELDS) & frozenset(Contact.__table__.c.keys())
 
 
 class ContactTag(Base):

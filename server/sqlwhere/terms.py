@@ -22,7 +22,7 @@ from sqlalchemy.types import TypeEngine
 
 from dsl import BUILTIN_CONTACT_FIELDS
 
-from ..models import Contact
+from ..models.contacts import BUILTIN_COLUMNS
 
 UTC = dt.UTC
 #: custom field type → kind (``dtext``: a date-time stored as text to the second)
@@ -34,15 +34,16 @@ FIELD_KINDS = {
     "datetime": "dtext",
     "list": "list",
 }
-_COLUMNS = frozenset(Contact.__table__.c.keys())
 #: kinds of the built-in contact fields kept in the contact's own columns (a date-time column is ``dcol``)
 COLUMN_KINDS = {
-    name: "dcol" if type_ == "datetime" else type_ for name, type_ in BUILTIN_CONTACT_FIELDS.items() if name in _COLUMNS
+    name: "dcol" if type_ == "datetime" else type_
+    for name, type_ in BUILTIN_CONTACT_FIELDS.items()
+    if name in BUILTIN_COLUMNS
 }
 #: the built-in contact fields kept in the ``fields`` JSON (``birthday``): they have no SQL (unless a custom field of
 #: that name redefines them) and are evaluated in Python, since a rule may store a value of another shape in one
 #: (``set contact.birthday = now`` stores a date-time), which the evaluator reads by its shape and SQL by the type
-IN_PYTHON = frozenset(BUILTIN_CONTACT_FIELDS) - _COLUMNS
+IN_PYTHON = frozenset(BUILTIN_CONTACT_FIELDS) - BUILTIN_COLUMNS
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 OPS = ("==", "!=", "<", "<=", ">", ">=")
