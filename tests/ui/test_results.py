@@ -193,6 +193,10 @@ def test_deliveries_smtp_does_not_confirm_read_not_reported_in_the_table_and_the
     beside = chart.locator("text.chart-value").all_text_contents()
     assert beside.count("6 sent, delivery not reported, 0 clicked") == 3
     expect(chart).not_to_contain_text("delivered")
+    # every column of the sends table is in view at 1280 pixels: nothing scrolled off to the side
+    wrap = page.locator("#funnel-sends").locator("xpath=..")
+    widths = wrap.evaluate("el => [el.scrollWidth, el.clientWidth]")
+    assert widths[0] <= widths[1], f"the sends table scrolls sideways: {widths[0]} pixels wide in {widths[1]}"
     page.locator("#funnel-sends").scroll_into_view_if_needed()
     shot(page, "results-not-reported")
 
