@@ -257,9 +257,10 @@ def upsert(body: dict[str, Any]):
     session = get_session()
     cleaned = clean_contact(session, body, region=_region())
     before = _tags_of(session, cleaned)
-    contact, created = upsert_contact(session, cleaned)
+    changed: set[str] = set()
+    contact, created = upsert_contact(session, cleaned, changed=changed)
     audit(session, actor(), "contact.created" if created else "contact.updated", "contact", contact.id, via="upsert")
-    events = announce_changes(session, contact, created=created, fields=cleaned, tags_before=before)
+    events = announce_changes(session, contact, created=created, changed=changed, tags_before=before)
     session.commit()
     enqueue_events([event.id for event in events])
     return jsonify({"contact": contact_dict(contact), "created": created}), 201 if created else 200

@@ -36,9 +36,10 @@ def update_contact(
     ):
         raise InvalidInput("email", "a contact keeps an email or an external_id; set one before clearing the other")
     before = {t.tag for t in contact.tags}
-    apply_changes(session, contact, cleaned, replace_tags=True)
+    changed: set[str] = set()
+    apply_changes(session, contact, cleaned, replace_tags=True, changed=changed)
     audit(session, actor, "contact.updated", "contact", contact.id, changed=sorted(cleaned))
-    return announce_changes(session, contact, created=False, fields=cleaned, tags_before=before, source=source)
+    return announce_changes(session, contact, created=False, changed=changed, tags_before=before, source=source)
 
 
 def add_note(session: Session, contact: Contact, body: Any, *, author: str, actor: str) -> Note:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -59,35 +59,27 @@ def opt_out(
     )
 
 
-def changed_names(cleaned: Mapping[str, Any]) -> set[str]:
-    """Field names a cleaned change touches: built-in attributes and each custom field by its own name."""
-    names = {key for key in cleaned if key not in ("fields", "tags")}
-    names.update((cleaned.get("fields") or {}).keys())
-    return names
-
-
 def announce_changes(
     session: Session,
     contact: Contact,
     *,
     created: bool,
-    fields: Mapping[str, Any] | None = None,
+    changed: Collection[str] = (),
     tags_before: set[str] | None = None,
     source: str = "api",
 ) -> list[Event]:
     """Record the events a change to *contact* made outside the engine means for the rules.
 
-    ``contact.created``, or ``contact.updated`` with the changed field names (the engine re-plans date
-    triggers from them), plus ``tag.added`` / ``tag.removed`` per tag. The caller commits, then hands the
+    ``contact.created``, or ``contact.updated`` with the *changed* field names (the engine re-plans date
+    triggers from them; none when nothing changed: writing the values a contact has is no update), plus
+    ``tag.added`` / ``tag.removed`` per tag. The caller commits, then hands the
     events' ids to the engine (``server.engine.wake.enqueue_events``).
     """
-    events = [
-        record_event(session, contact, "contact.created", {}, source=source)
-        if created
-        else record_event(
-            session, contact, "contact.updated", {"fields": sorted(changed_names(fields or {}))}, source=source
-        )
-    ]
+    events = []
+    if created:
+        events.append(record_event(session, contact, "contact.created", {}, source=source))
+    elif changed:
+        events.append(record_event(session, contact, "contact.updated", {"fields": sorted(changed)}, source=source))
     if tags_before is not None:
         now = {t.tag for t in contact.tags}
         events += [

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from ..consent import address_hash
 from ..models import Contact, ContactTag, Event, Suppression, utcnow
 from .errors import InvalidInput
-from .events import changed_names
 from .fields import STANDARD_FIELDS, definitions
 from .import_rows import RowCleaner, RowError, cleaned_chunks, read_rows
 from .rowset import driver_rows, insert_grouped, insert_rows, one_of, reserve_ids, update_rows
@@ -273,8 +272,8 @@ class _Stored:
         self.changed: set[int] = set()
         self.new_tags: list[list[Any]] = []
 
-    def apply(self, contact: dict[str, Any], row: Mapping[str, Any], tags: list[str]) -> None:
-        """What :func:`apply_changes` does to a stored contact, in memory.
+    def apply(self, contact: dict[str, Any], row: Mapping[str, Any], tags: list[str]) -> frozenset[str]:
+        """What :func:`apply_changes` does to a stored contact, in memory; the names of the values that differed.
 
         :raises Conflict: when the row gives it an email or external id another contact holds.
         """
@@ -288,15 +287,18 @@ class _Stored:
         values = {key: value for key, value in row.items() if key in _STANDARD}
         if "score" in values:
             values["score"] = values["score"] or 0
+        names = {key for key, value in values.items() if contact[key] != value}
         if "fields" in row:
-            merged = dict(contact["fields"] or {})
+            stored = contact["fields"] or {}
+            names.update(name for name, value in row["fields"].items() if stored.get(name) != value)
+            merged = dict(stored)
             for name, value in row["fields"].items():
                 if value is None:
                     merged.pop(name, None)
                 else:
                     merged[name] = value
             values["fields"] = merged
-        if any(contact[key] != value for key, value in values.items()):
+        if names:
             self.changed.add(cid)  # as the ORM: updated (and updated_at set) only when a value differs
         for key in _KEYS:
             if key in values and values[key] != contact[key]:
@@ -307,6 +309,7 @@ class _Stored:
             if tag not in self.tags[cid]:
                 self.tags[cid].add(tag)
                 self.new_tags.append([cid, tag])
+        return frozenset(names)
 
     def write(self, session: Session, now: Any) -> None:
         """The changed contacts and their added tags, in two statements."""
@@ -345,7 +348,7 @@ def _write_chunk(
             Suppression.channel.in_(channels["email"]), one_of(session, Suppression.address_hash, hashes)
         )
         report.suppressed += len(set(session.connection().execute(listed).scalars().all()))
-    names: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, Any]]] = {}
+    names: dict[frozenset[str], tuple[tuple[str, ...], tuple[str, Any]]] = {}
     new: list[dict[str, Any]] = []
     new_tags: list[list[str]] = []
     #: (contact id, key, (name, props)) of each event to insert: events of one key have the same name and props
@@ -388,11 +391,12 @@ def _write_chunk(
         if merge == "fill_empty":
             row = _only_empty(contact, row)
         try:
-            stored.apply(contact, row, row_tags)
+            differed = stored.apply(contact, row, row_tags)
         except InvalidInput as exc:
             report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
             continue
-        announced.append((contact["id"], *_updated(row, names)))
+        if differed:  # re-importing the values a contact has is no update: no contact.updated for the rules
+            announced.append((contact["id"], *_updated(differed, names)))
         report.updated += 1
     stored.write(session, now)
     if new:
@@ -445,15 +449,14 @@ def _insert_contacts(session: Session, new: list[dict[str, Any]], now: Any) -> I
 
 
 def _updated(
-    row: Mapping[str, Any], known: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, Any]]]
+    differed: frozenset[str], known: dict[frozenset[str], tuple[tuple[str, ...], tuple[str, Any]]]
 ) -> tuple[tuple[str, ...], tuple[str, Any]]:
-    """The key and (name, props) of the ``contact.updated`` event of *row*, whose props name its sorted
-    :func:`changed_names`: worked out once per set of names in *known* (rows repeat them)."""
-    key = (*row, "", *(row.get("fields") or ()))
-    found = known.get(key)
+    """The key and (name, props) of the ``contact.updated`` event naming the sorted names that *differed*:
+    worked out once per set of names in *known* (rows repeat them)."""
+    found = known.get(differed)
     if found is None:
-        names = sorted(changed_names(row))
-        found = known[key] = (("contact.updated", *names), ("contact.updated", {"fields": names}))
+        names = sorted(differed)
+        found = known[differed] = (("contact.updated", *names), ("contact.updated", {"fields": names}))
     return found
 
 

@@ -165,12 +165,34 @@ def taken(field: str, owner: int) -> Conflict:
     )
 
 
+def changed_values(contact: Contact, cleaned: Mapping[str, Any]) -> set[str]:
+    """The names of the attributes and custom fields *cleaned* gives *contact* a value other than its own (what
+    a ``contact.updated`` event names: a write of the values a contact already has changes nothing)."""
+    names = {
+        key
+        for key in STANDARD_FIELDS
+        if key in cleaned and getattr(contact, key) != (cleaned[key] if key != "score" else cleaned[key] or 0)
+    }
+    stored = contact.fields or {}
+    names.update(name for name, value in (cleaned.get("fields") or {}).items() if stored.get(name) != value)
+    return names
+
+
 def apply_changes(
-    session: Session, contact: Contact, cleaned: Mapping[str, Any], *, prefix: str = "", replace_tags: bool = False
+    session: Session,
+    contact: Contact,
+    cleaned: Mapping[str, Any],
+    *,
+    prefix: str = "",
+    replace_tags: bool = False,
+    changed: set[str] | None = None,
 ) -> Contact:
     """Write cleaned attributes onto *contact*: custom fields merge (``None`` removes one); tags
-    are added, or replace the old ones when *replace_tags*."""
+    are added, or replace the old ones when *replace_tags*. The names of the values that differed are added to
+    *changed* when given (:func:`changed_values`)."""
     _check_unique(session, contact, cleaned, prefix)
+    if changed is not None:
+        changed |= changed_values(contact, cleaned)
     for key in STANDARD_FIELDS:
         if key in cleaned:
             setattr(contact, key, cleaned[key] if key != "score" else cleaned[key] or 0)
@@ -213,8 +235,11 @@ def create_contact(session: Session, cleaned: Mapping[str, Any], *, prefix: str 
     return contact
 
 
-def upsert_contact(session: Session, cleaned: Mapping[str, Any], *, prefix: str = "") -> tuple[Contact, bool]:
-    """Find the contact by external id or email and update it, or create it.
+def upsert_contact(
+    session: Session, cleaned: Mapping[str, Any], *, prefix: str = "", changed: set[str] | None = None
+) -> tuple[Contact, bool]:
+    """Find the contact by external id or email and update it (the names of the values that differed added to
+    *changed* when given), or create it.
 
     :return: the contact and whether it was created.
     :raises InvalidInput: without an email or external id; :class:`Conflict` when they name two contacts.
@@ -225,7 +250,7 @@ def upsert_contact(session: Session, cleaned: Mapping[str, Any], *, prefix: str 
     contact = find_contact(session, email=email, external_id=external_id)
     if contact is None:
         return create_contact(session, cleaned, prefix=prefix), True
-    apply_changes(session, contact, cleaned, prefix=prefix)
+    apply_changes(session, contact, cleaned, prefix=prefix, changed=changed)
     session.flush()
     return contact, False
 

@@ -50,6 +50,24 @@ def test_upsert_by_external_id_then_email(app, ingest):
         assert get_session().scalar(select(func.count(Contact.id))) == 1
 
 
+def test_upsert_announces_contact_updated_only_for_values_that_changed(app, ingest):
+    """Upserting the values a contact has is no update for the rules; a change names only what changed (a new
+    tag is its own ``tag.added``)."""
+    from server.models import Event
+
+    body = {"email": "c@example.com", "first_name": "Cy", "stage": "lead", "fields": {}}
+    ingest.post("/contacts/upsert", json=body)
+    assert ingest.post("/contacts/upsert", json=body).status_code == 200
+    assert ingest.post("/contacts/upsert", json={**body, "stage": "customer", "tags": ["t"]}).status_code == 200
+    with app.app_context():
+        events = get_session().execute(select(Event.name, Event.props).order_by(Event.id)).all()
+    assert [(name, props) for name, props in events] == [
+        ("contact.created", {}),
+        ("contact.updated", {"fields": ["stage"]}),
+        ("tag.added", {"tag": "t"}),
+    ]
+
+
 def test_upsert_clash_of_email_and_external_id_is_409(ingest):
     ingest.post("/contacts/upsert", json={"external_id": "u-1", "email": "one@example.com"})
     ingest.post("/contacts/upsert", json={"external_id": "u-2", "email": "two@example.com"})

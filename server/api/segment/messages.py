@@ -241,24 +241,27 @@ def _identify(
     cleaned = clean_contact(session, spec, prefix=prefix, region=region, known_fields=custom)
     visitor = _known_visitor(session, message.anonymous_id) if message.anonymous_id else None
     created = False
+    changed: set[str] = set()
     target: Contact
     if cleaned.get("email") or cleaned.get("external_id"):
         found = find_contact(session, email=cleaned.get("email"), external_id=cleaned.get("external_id"))
         if found is None and visitor is None:
             target, created = create_contact(session, cleaned, prefix=prefix), True
         elif found is None:
-            target = apply_changes(session, cast(Contact, visitor), cleaned, prefix=prefix)
+            target = apply_changes(session, cast(Contact, visitor), cleaned, prefix=prefix, changed=changed)
         else:
-            target = apply_changes(session, found, cleaned, prefix=prefix)
+            target = apply_changes(session, found, cleaned, prefix=prefix, changed=changed)
             if visitor is not None and visitor.id != target.id:
                 merge_contacts(session, target, visitor, actor=actor)
     else:  # traits of someone not identified yet: onto the visitor
         created = visitor is None
-        target = apply_changes(session, visitor or _visitor(session, str(message.anonymous_id)), cleaned, prefix=prefix)
+        target = apply_changes(
+            session, visitor or _visitor(session, str(message.anonymous_id)), cleaned, prefix=prefix, changed=changed
+        )
     session.flush()
     if message.anonymous_id:
         _link(session, message.anonymous_id, target.id)
-    return [e.id for e in announce_changes(session, target, created=created, fields=cleaned)]
+    return [e.id for e in announce_changes(session, target, created=created, changed=changed)]
 
 
 def _alias(session: Session, message: Message, actor: str) -> None:
