@@ -62,6 +62,8 @@ class BatchVerdicts:
 class Checks(Rounds):
     """The policy's questions for a claimed batch (see :class:`Rounds` for the state they use)."""
 
+    _verdicts: BatchVerdicts | None
+
     def _read_verdicts(self, msgs: list[Message], contacts: dict[int, Contact]) -> BatchVerdicts:
         """What the send-time policy reads for *msgs*, read for them all at once."""
         targets = []

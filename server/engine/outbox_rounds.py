@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from flask import Flask
 from sqlalchemy import bindparam, insert, select, update
@@ -28,9 +28,6 @@ from .driver_sql import DriverStatement
 from .keys import enrolment_of
 from .lanes import Item, Lanes
 from .timeutil import to_dt, to_ts
-
-if TYPE_CHECKING:
-    from .outbox_checks import BatchVerdicts
 
 log = logging.getLogger("server.engine.outbox")
 
@@ -88,7 +85,7 @@ class Rounds:
         self.pools: dict[str, Lanes] = {}  # the lanes of each channel, kept across the batches of one job
         self._props: dict[int, dict[str, Any]] = {}
         self._parts: dict[tuple[str, str], dict[str, str]] = {}
-        self._verdicts: BatchVerdicts | None = None
+        self._verdicts: Any = None  # the batch's suppressions and consents, read ahead (.outbox_checks)
         self._sent_now = 0
         self._last_ok = False
         self._slots: dict[tuple[str, str], float] = {}  # the next free slot of each rate limit, as far as we know
