@@ -16,7 +16,6 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db import read_only
 from ..models import Message
 from . import health
 from .lanes import Lanes, send_all
@@ -68,11 +67,9 @@ class Delivery(Handoff):
         *more* lets a send job take whatever is due besides its own rows, as an event job does with events: under
         a steady stream the first job sends in full batches and the jobs behind it find their rows gone.
         """
-        # one query skips what is done already: duplicate jobs (the scheduler re-enqueues slow ones) cost little.
-        # A read: it waits for no writer (SQLite), and it ends before the claims write
-        read_only(self.session)
+        # one query skips what is done already: duplicate jobs (the scheduler re-enqueues slow ones) cost little
         todo = set(self.session.scalars(select(Message.id).where(Message.id.in_(message_ids), self._claimable())))
-        self.session.commit()
+        self.session.commit()  # as each claim does: never hold the (SQLite) write lock across a send
         ordered = [message_id for message_id in dict.fromkeys(message_ids) if message_id in todo]
         batches = self._claims(ordered, more)
         sent = 0

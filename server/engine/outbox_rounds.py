@@ -175,16 +175,12 @@ class Rounds:
             )
             .scalars()
         )
-        rows = (  # read in the claim's transaction: no second wait for the (SQLite) write lock
-            self.session.scalars(
-                select(Message).where(Message.id.in_(claimed)).execution_options(populate_existing=True)
-            ).all()
-            if claimed
-            else []
-        )
         self.session.commit()
         if not claimed:
             return []  # another worker has them, or they are done already, or not due yet
+        rows = self.session.scalars(
+            select(Message).where(Message.id.in_(claimed)).execution_options(populate_existing=True)
+        ).all()
         if message_ids is None:
             return sorted(rows, key=lambda msg: msg.id)
         by_id = {msg.id: msg for msg in rows}

@@ -132,33 +132,6 @@ def test_a_send_job_takes_the_other_due_rows_too_and_leaves_what_is_not_due(app,
         assert session.scalar(select(func.count()).select_from(MessageStatusChange)) == N - 1
 
 
-@pytest.mark.sqlite  # SQLite's write lock: PostgreSQL has none to hold
-def test_a_batch_reads_what_it_renders_without_the_write_lock(app, smtp_server, statements):
-    """The rows are read in the claim's own transaction, and what the policy and the templates read (contacts,
-    suppressions, consents, stored templates) in a read transaction (SQLite: ``BEGIN DEFERRED``), so that a sender
-    waits for no writer, and holds up none, while it reads and renders; the claims and rounds still write under
-    ``BEGIN IMMEDIATE``."""
-    with app.app_context():
-        session = get_session()
-        messages = pending_emails(session, [f"r{i}@example.com" for i in range(5)])
-        statements.clear()
-        assert deliver(session, app, messages) == 5
-
-    def began_before(needle: str) -> str:
-        at = next(i for i, s in enumerate(statements) if needle in s)
-        return next(s for s in reversed(statements[:at]) if s.startswith("BEGIN"))
-
-    assert began_before("FROM contacts") == "BEGIN BEGIN DEFERRED"
-    assert began_before("FROM suppressions") == "BEGIN BEGIN DEFERRED"
-    assert began_before("FROM templates") == "BEGIN BEGIN DEFERRED"
-    claim = next(i for i, s in enumerate(statements) if s.startswith("UPDATE UPDATE messages SET status="))
-    assert next(s for s in statements[claim:] if s.startswith(("SELECT", "COMMIT"))).startswith(
-        "SELECT SELECT messages."
-    ), "the claimed rows are read before the claim commits"
-    assert all(s == "BEGIN BEGIN IMMEDIATE" for s in statements if s.startswith("BEGIN") and "DEFERRED" not in s)
-    assert sorted(m["To"] for m in smtp_server.wait_for(5)) == sorted(f"r{i}@example.com" for i in range(5))
-
-
 def test_on_the_live_clock_a_send_is_stamped_to_the_microsecond_at_each_step(app, client, smtp_server):
     """Event received → claimed by the engine → outbox row written → claimed by the sender → handed to the
     connection → sent: each stamp to the microsecond, in that order (whole seconds hid where a send's time goes,
