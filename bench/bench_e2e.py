@@ -138,19 +138,21 @@ def _received(path: str) -> list[tuple[float, str, str]]:
 
 def _stamps(database: str) -> dict[str, dict[str, float]]:
     """Per contact, when the database says its welcome went through each stage (epoch seconds): the event
-    received, processed; the outbox row written, claimed, sent. Read once the run is over, to say where the
-    time went."""
+    received, claimed by the engine; the outbox row written (the engine batch's time), claimed by the sender,
+    handed to the connection, recorded sent. The stamps are to the microsecond on the live clock. Read once the run
+    is over, to say where the time went."""
 
     def epoch(text: str | None) -> float:
         return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() if text else math.nan
 
     with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
         rows = db.execute(
-            "SELECT c.email, e.received_at, e.processed_at, m.created_at, m.claimed_at, m.sent_at "
+            "SELECT c.email, e.received_at, e.processed_at, m.created_at, m.claimed_at, m.sending_at, "
+            "m.sent_at "
             "FROM messages m JOIN contacts c ON c.id = m.contact_id JOIN events e ON e.contact_id = c.id "
             "WHERE m.template = 'welcome'"
         ).fetchall()
-    names = ("received", "processed", "written", "claimed", "sent")
+    names = ("received", "processed", "written", "claimed", "handed", "sent")
     return {row[0]: {name: epoch(value) for name, value in zip(names, row[1:], strict=True)} for row in rows}
 
 

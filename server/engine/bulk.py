@@ -116,7 +116,7 @@ def send(group: Group, op: SendOp) -> None:
         literal(op["name"], String),
         literal("pending", String),
         literal(group.now, table.c.next_attempt_at.type),
-        literal(group.now, table.c.created_at.type),
+        literal(group.ctx.moment, table.c.created_at.type),  # to the microsecond on the live clock
         literal(send_data(group.rule_id, group.rule_name, op["id"]), JsonType),
         literal(0),
     ).where(group.members)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy.orm import Session
@@ -28,6 +29,8 @@ class EngineContext:
     new_messages: list[int] = field(default_factory=list)
     #: simulation: called with each new outbox row id at once, so effects appear in step order
     deliver_now: Callable[[list[int]], None] | None = None
+    #: *now* to the microsecond on the app's clock (None on a fixed engine clock): see :attr:`moment`
+    instant: datetime | None = None
     _plans: dict[int, RulePlan] = field(default_factory=dict)
     _buffer: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -48,6 +51,12 @@ class EngineContext:
         return event_name in self.index.listened or (
             self.plugins is not None and event_name in self.plugins.opt_out_events()
         )
+
+    @property
+    def moment(self) -> datetime:
+        """Now as a row's stamp (an event claimed, an outbox row written): to the microsecond on the app's clock, so
+        that the stages of a send can be told apart; the second of a fixed engine clock."""
+        return self.instant if self.instant is not None else datetime.fromtimestamp(self.now, UTC)
 
     @property
     def default_tz(self) -> str:

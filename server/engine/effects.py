@@ -118,7 +118,7 @@ def write_outbox(ctx: EngineContext, enr: Enrolment, op: SendOp, plan: RulePlan)
         template=op["name"],
         status="pending",
         next_attempt_at=to_dt(ctx.now),
-        created_at=to_dt(ctx.now),
+        created_at=ctx.moment,  # to the microsecond on the live clock
         data=data,
     )
     ctx.session.add(msg)

@@ -20,6 +20,7 @@ from ..contacts.normalize import check_json, parse_datetime
 from ..contacts.service import CONTACT_KEYS, clean_contact
 from ..contacts.service import upsert_contact as _upsert
 from ..models import Contact, Event, utcnow
+from .driver_sql import DriverStatement, insert_statement
 
 IDENTITY_FIELDS = ("email", "external_id")
 __all__ = [
@@ -349,99 +350,11 @@ def _sqlite_find(cursor: Any, key: str, wanted: set[str]) -> Iterable[Sequence[A
     )
 
 
-class _RawInsert(NamedTuple):
-    sql: str
-    #: per column of the statement, in order: (key in the row or None for a default, bind processor, default,
-    #: or the default's function called for each row)
-    columns: tuple[tuple[str | None, Callable[[Any], Any] | None, Any, Callable[[], Any] | None], ...]
-
-    def values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """The statement's parameters for *rows*, column by column; a value repeated across rows (the request's
-        time) is converted once."""
-        columns: list[Sequence[Any]] = []
-        for key, convert, default, make in self.columns:
-            if make is not None:  # a new public id, the time: one each, as SQLAlchemy calls it per row
-                made = [make() for _row in rows]
-                columns.append([convert(value) for value in made] if convert else made)
-                continue
-            if key is None:
-                columns.append([convert(default) if convert else default] * len(rows))
-                continue
-            given = [row[key] for row in rows]
-            columns.append(_converted(convert, given) if convert else given)
-        return list(zip(*columns, strict=True))
-
-
-def _converted(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:
-    seen: dict[tuple[type, Any], Any] = {}  # by type too: 1 == True, but they convert differently
-    out = []
-    for value in values:
-        kind = type(value)
-        if kind is dict or kind is list:  # JSON: each its own
-            out.append(convert(value))
-            continue
-        try:
-            converted = seen[kind, value]
-        except KeyError:
-            converted = seen[kind, value] = convert(value)
-        except TypeError:  # not hashable
-            converted = convert(value)
-        out.append(converted)
-    return out
-
-
-#: per dialect (one per engine; weak: an engine disposed of takes its plans along): (table, keys) → plan
-_raw_inserts: weakref.WeakKeyDictionary[Any, dict[tuple[str, tuple[str, ...]], _RawInsert | None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _raw_insert(dialect: Any, table: Any, keys: tuple[str, ...]) -> _RawInsert | None:
-    """The INSERT of *keys* into *table* compiled once for the driver, with each value converted as SQLAlchemy
-    would (its bind processors) and the other columns' Python defaults added (a function taking no context called
-    per row, as SQLAlchemy does); None when a column the rows leave out has another default (then Core inserts
-    them)."""
-    plans = _raw_inserts.setdefault(dialect, {})
-    if (table.name, keys) in plans:
-        return plans[table.name, keys]
-    defaults: dict[str, Any] = {}
-    makers: dict[str, Callable[[], Any]] = {}
-    plan: _RawInsert | None = None
-    for column in table.columns:
-        if column.name in keys or column.primary_key or column.default is None:
-            continue
-        if column.default.is_scalar:
-            defaults[column.name] = column.default.arg
-            continue
-        # SQLAlchemy wraps a function that takes no context; one that does (or a SQL default) goes through Core
-        made = getattr(column.default.arg, "__wrapped__", None) if column.default.is_callable else None
-        if made is None:
-            break
-        makers[column.name] = made
-    else:
-        compiled = insert(table).compile(dialect=dialect, column_keys=[*keys, *defaults, *makers])
-        names = compiled.positiontup or []
-        plan = _RawInsert(
-            str(compiled),
-            tuple(
-                (
-                    name if name in keys else None,
-                    table.c[name].type.dialect_impl(dialect).bind_processor(dialect),
-                    defaults.get(name),
-                    makers.get(name),
-                )
-                for name in names
-            ),
-        )
-    plans[table.name, keys] = plan
-    return plan
-
-
 def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert *rows* (the columns' Python defaults apply); their new ids, in order.
 
     On SQLite, one prepared statement run per row (``executemany``) through the driver's cursor (the statement and
-    its value conversions prepared once: :func:`_raw_insert`), and the ids counted back from
+    its value conversions prepared once: :func:`.driver_sql.insert_statement`), and the ids counted back from
     ``last_insert_rowid()``: the tables never reuse ids (``AUTOINCREMENT``) and the transaction holds the write lock,
     so each row takes the next id. SQLAlchemy's ordered ``RETURNING`` would run one statement per row there.
     """
@@ -450,17 +363,16 @@ def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[in
     if connection.dialect.name != "sqlite":
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(connection.execute(statement, rows).scalars())
-    plan = _uniform_plan(connection.dialect, table, rows)
+    plan = _uniform_plan(table, rows)
     if plan is None:
         connection.execute(insert(table), rows)
         return _ids_back(connection.connection.cursor(), table, rows)
     return _sqlite_insert(connection.connection.cursor(), connection.dialect, table, rows, plan)
 
 
-def _uniform_plan(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> _RawInsert | None:
+def _uniform_plan(table: Any, rows: list[dict[str, Any]]) -> DriverStatement | None:
     """The prepared insert of *rows* when they all have the same keys and it has one."""
-    keys = tuple(rows[0])
-    plan = _raw_insert(dialect, table, keys)
+    plan = insert_statement(table, tuple(rows[0]))
     first = rows[0].keys()
     if plan is not None and all(row.keys() == first for row in rows):
         return plan
@@ -468,16 +380,16 @@ def _uniform_plan(dialect: Any, table: Any, rows: list[dict[str, Any]]) -> _RawI
 
 
 def _sqlite_insert(
-    cursor: Any, dialect: Any, table: Any, rows: list[dict[str, Any]], plan: _RawInsert | None = None
+    cursor: Any, dialect: Any, table: Any, rows: list[dict[str, Any]], plan: DriverStatement | None = None
 ) -> list[int]:
     """Insert *rows* with their prepared statement through the DBAPI *cursor*; their ids, in order.
 
     :raises ValueError: when the rows have no prepared statement (see :func:`_uniform_plan`).
     """
-    plan = plan or _uniform_plan(dialect, table, rows)
+    plan = plan or _uniform_plan(table, rows)
     if plan is None:
         raise ValueError(f"{table.name}: no prepared insert for these rows")
-    cursor.executemany(plan.sql, plan.values(rows))
+    plan.executemany(cursor, dialect, rows)
     return _ids_back(cursor, table, rows)
 
 

@@ -41,9 +41,11 @@ RECOVERY_BATCH = 100
 
 def _ctx(session, now: int | None = None) -> EngineContext:
     app = current_app
-    return EngineContext(
-        session, app.config, now if now is not None else to_ts(utcnow()), plugins=app.extensions["nudge.plugins"]
-    )
+    plugins = app.extensions["nudge.plugins"]
+    if now is not None:
+        return EngineContext(session, app.config, now, plugins=plugins)
+    instant = utcnow()
+    return EngineContext(session, app.config, to_ts(instant), plugins=plugins, instant=instant)
 
 
 def _lock_contact(ctx: EngineContext, contact_id: int) -> None:
@@ -96,7 +98,7 @@ def _claim(ctx: EngineContext, event_ids: list[int], batch: int) -> list[int]:
     a parked one waits for an operator. On PostgreSQL the rows another worker is claiming are skipped, not waited
     for: they are its own."""
     table = Event.__table__
-    at = to_dt(ctx.now)
+    at = ctx.moment
     pending = (
         table.c.processed_at.is_(None),
         table.c.parked_at.is_(None),

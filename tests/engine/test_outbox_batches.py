@@ -11,9 +11,9 @@ from sqlalchemy import event, func, select
 
 from server.db import get_db, get_session
 from server.engine.outbox import CLAIM_BATCH, deliver
-from server.models import JourneyLog, Message, MessageStatusChange
+from server.models import Event, JourneyLog, Message, MessageStatusChange
 
-from ..helpers import pending_emails
+from ..helpers import api_key, load_rules, pending_emails, post_event, run_worker
 
 N = 30
 
@@ -130,3 +130,30 @@ def test_a_send_job_takes_the_other_due_rows_too_and_leaves_what_is_not_due(app,
         assert statuses.pop(later) == "pending"
         assert set(statuses.values()) == {"sent"}
         assert session.scalar(select(func.count()).select_from(MessageStatusChange)) == N - 1
+
+
+def test_on_the_live_clock_a_send_is_stamped_to_the_microsecond_at_each_step(app, client, smtp_server):
+    """Event received → claimed by the engine → outbox row written → claimed by the sender → handed to the
+    connection → sent: each stamp to the microsecond, in that order (whole seconds hid where a send's time goes,
+    ``bench_e2e`` reads them); the status history keeps whole seconds, as every engine clock does."""
+    load_rules(app)
+    assert post_event(client, api_key(app), email="stamps@example.com").status_code == 202
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["stamps@example.com"]
+    with app.app_context():
+        session = get_session()
+        event_row = session.scalars(select(Event)).one()
+        msg = session.scalars(select(Message)).one()
+        stamps = [
+            event_row.received_at,
+            event_row.processed_at,
+            msg.created_at,
+            msg.claimed_at,
+            msg.sending_at,
+            msg.sent_at,
+        ]
+        assert all(stamp is not None for stamp in stamps) and msg.status == "sent"
+        assert stamps == sorted(stamps), stamps
+        assert any(stamp.microsecond for stamp in stamps[1:]), stamps
+        history = session.scalars(select(MessageStatusChange.at)).all()
+        assert len(history) == 1 and history[0].microsecond == 0

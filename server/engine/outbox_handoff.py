@@ -1,0 +1,154 @@
+"""Rendering hand-off of an outbox batch: what the templates read (contacts, the journeys' events, the stored
+parts) read once for the batch, each message asked about (:mod:`.outbox_checks`) and rendered into the item a
+lane sends."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+
+from ..links import unsubscribe_url
+from ..models import Contact, Enrolment, Event, Message, MessageStatus
+from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage
+from . import tracking
+from .keys import enrolment_of
+from .lanes import Item
+from .outbox_checks import Checks
+from .render import contact_data, load_parts, render
+from .staff import internal_address, internal_outbound, recipient
+
+log = logging.getLogger("server.engine.outbox")
+
+
+class Prepared(NamedTuple):
+    """A claimed batch after the send-time policy and rendering: the items to send by channel, and how many
+    were captured instead (simulation)."""
+
+    ready: dict[str, list[Item]]
+    captured: int
+
+
+class Handoff(Checks):
+    """Prepares claimed rows for the lanes: policy first, then the rendered message."""
+
+    def _prepare(self, msgs: list[Message]) -> Generator[bool, None, Prepared]:
+        """Ask the policy about each claimed row and render the rest, a step per message; commit, and return the
+        rendered items by channel and how many were captured (simulation)."""
+        ready: dict[str, list[Item]] = {}
+        if not msgs:
+            return Prepared(ready, 0)
+        contact_ids = {msg.contact_id for msg in msgs if msg.contact_id}
+        contacts = (
+            {c.id: c for c in self.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
+            if contact_ids
+            else {}
+        )
+        self._props = self._events_props(msgs)
+        self._parts = {}  # templates loaded once per batch
+        self._verdicts = self._read_verdicts(msgs, contacts)
+        captured = 0
+        for msg in msgs:
+            yield True
+            contact = contacts.get(msg.contact_id) if msg.contact_id else None
+            try:
+                channel = self._channel(msg.channel)
+            except Exception as exc:  # no such channel installed
+                self._channel_error(msg.channel, str(exc))
+                self._finish(msg, MessageStatus.FAILED.value, str(exc), error=str(exc))
+                continue
+            reason = self._blocked(msg, contact, channel)
+            if reason is not None:
+                self._effect(msg, "suppressed", reason=reason)
+                self._finish(msg, MessageStatus.SUPPRESSED.value, reason, error=reason)
+                continue
+            if self._defer_if_quiet(msg, contact, channel):
+                continue  # inside the recipient's quiet hours: pending again until they end, no attempt counted
+            if self.capture is not None:
+                self.capture.append(msg.id)
+                self._sent(msg, f"sim-{msg.id}")
+                captured += 1
+                continue
+            address = recipient(msg, contact, channel.address_field) or ""
+            try:
+                outbound = self._outbound(msg, contact, channel, address)
+            except ChannelError as exc:
+                self._failure(msg, contact, channel, exc)
+                continue
+            except Exception as exc:  # a template's bug: fail this message, keep the worker alive
+                log.exception("rendering %s failed", msg.key)
+                self._finish(msg, MessageStatus.FAILED.value, str(exc), error=f"{type(exc).__name__}: {exc}")
+                continue
+            ready.setdefault(msg.channel, []).append(
+                Item(msg, contact, outbound, destination=channel.destination(outbound))
+            )
+        self._pace(ready)
+        self.session.commit()
+        return Prepared(ready, captured)
+
+    def _events_props(self, msgs: list[Message]) -> dict[int, dict[str, Any]]:
+        """Props of the events that started the journeys of *msgs*, by enrolment (one query for the batch)."""
+        enrolments = {e for e in map(self._enrolment, msgs) if e is not None}
+        if not enrolments:
+            return {}
+        rows = self.session.execute(
+            select(Enrolment.id, Event.props)
+            .join(Event, Event.id == Enrolment.event_id)
+            .where(Enrolment.id.in_(enrolments))
+        )
+        return {enrolment: dict(props or {}) for enrolment, props in rows}
+
+    @staticmethod
+    def _enrolment(msg: Message) -> int | None:
+        enrolment = (msg.data or {}).get("enrolment")
+        return enrolment_of(msg.key) if enrolment is None else enrolment
+
+    def _event_props(self, msg: Message) -> dict[str, Any]:
+        """Props of the event that started the message's journey (``event.*`` in templates)."""
+        enrolment = self._enrolment(msg)
+        if enrolment is None:
+            return dict((msg.data or {}).get("event") or {})
+        return dict(self._props.get(enrolment, {}))
+
+    def _outbound(self, msg: Message, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
+        """The rendered message. Channels without a contact address (endpoints) get data, not text."""
+        if internal_address(msg) and channel.address_field:
+            return internal_outbound(msg, contact)
+        props = self._event_props(msg)
+        marketing = bool((msg.data or {}).get("marketing", True))
+        if channel.address_field is None:
+            data = {**(msg.data or {}), "contact": contact_data(contact), "event": props}
+            return OutboundMessage(
+                key=msg.key, channel=msg.channel, template=msg.template, to=address, marketing=marketing, data=data
+            )
+        link = unsubscribe_url(contact.public_id, msg.channel, msg.key) if contact is not None else None
+        source = self._parts.get((msg.channel, msg.template))
+        if source is None:
+            source = self._parts[(msg.channel, msg.template)] = load_parts(self.session, msg.channel, msg.template)
+        parts = render(
+            msg.template,
+            channel=msg.channel,
+            contact=contact,
+            parts=source,
+            data={**(msg.data or {}), "event": props, "unsubscribe_url": link},
+        )
+        if contact is not None and tracking.wants_tracking(channel, self.config, msg.data or {}):
+            parts = tracking.add_tracking(
+                parts, public_id=contact.public_id, message_key=msg.key, config=self.config, app=self.app
+            )
+        return OutboundMessage(
+            key=msg.key,
+            channel=msg.channel,
+            template=msg.template,
+            to=address,
+            subject=parts.get("subject", ""),
+            text=parts.get("txt", ""),
+            html=parts.get("html") or None,
+            parts=parts,
+            marketing=marketing,
+            # a channel whose recipients opt out otherwise (a reply) shows no link of its own
+            unsubscribe_url=link if channel.unsubscribe == UNSUBSCRIBE_LINK else None,
+            data=msg.data or {},
+        )
