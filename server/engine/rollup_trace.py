@@ -155,7 +155,7 @@ def journey_rows(session: Session, after: int, *, line_by_line: bool = False) ->
     counted = and_(batch, JourneyLog.enrolment_id.is_not(None), JourneyLog.rule_id.is_not(None))
     plans = _Plans(session)
     counts: Counter[Key] = Counter()
-    if line_by_line:
+    if line_by_line or not _sql_json(session):
         stateful = {enr for enr in session.scalars(select(JourneyLog.enrolment_id).where(counted)) if enr is not None}
     else:
         stateful = _stateful(session, after, batch, counted)
@@ -163,6 +163,16 @@ def journey_rows(session: Session, after: int, *, line_by_line: bool = False) ->
     if stateful:
         _line_by_line(session, after, counted, stateful, plans, counts)
     return last, counts
+
+
+def _sql_json(session: Session) -> bool:
+    """Whether the database reads a member of JSON as JSON text (``->``): PostgreSQL, SQLite from 3.38 (older ones
+    fold every journey line by line)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return True
+    import sqlite3
+
+    return sqlite3.sqlite_version_info >= (3, 38)
 
 
 def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int]:

@@ -214,3 +214,25 @@ def test_odd_trace_lines_count_the_same_both_ways(app, monkeypatch, size):
     reference, grouped, mixed = _folds(app, monkeypatch, size)
     assert grouped == reference  # batch by batch, in _folds
     assert reference and mixed  # something was counted, and some of it line by line
+
+
+def test_an_sqlite_without_json_arrows_folds_every_journey_line_by_line(app, monkeypatch, backend):
+    """SQLite before 3.38 has no ``->``: the rollup folds there as it always did, with the same counters."""
+    import sqlite3
+
+    load_rules(app, RULES)
+    with app.app_context():
+        session = get_session()
+        session.execute(insert(Contact), [{"email": f"r{i}@example.com", "fields": {}} for i in range(4)])
+        session.commit()
+        people = list(session.scalars(select(Contact.id).order_by(Contact.id)))
+    _store(app, [(c, "form.submitted") for c in people])
+    expected, _, _ = _folds(app, monkeypatch, 3)
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 37, 2))
+    if backend == "sqlite":
+
+        def no_group_by(*args):
+            raise AssertionError("grouped in SQL on an SQLite without ->")
+
+        monkeypatch.setattr(rollup_trace, "_grouped", no_group_by)
+    assert _folds(app, monkeypatch, 3)[1] == expected
