@@ -100,13 +100,18 @@ def _conditions(after: int, last: int):
     return batch, and_(batch, JourneyLog.enrolment_id.is_not(None), JourneyLog.rule_id.is_not(None))
 
 
-def test_sql_counts_equal_the_line_by_line_fold_on_a_mixed_trace(app, clock, monkeypatch):
+def _people(app, count: int) -> list[int]:
+    """The rules loaded and *count* contacts; their ids."""
     load_rules(app, RULES)
     with app.app_context():
         session = get_session()
-        session.execute(insert(Contact), [{"email": f"p{i}@example.com", "fields": {}} for i in range(12)])
+        session.execute(insert(Contact), [{"email": f"p{i}@example.com", "fields": {}} for i in range(count)])
         session.commit()
-        people = list(session.scalars(select(Contact.id).order_by(Contact.id)))
+        return list(session.scalars(select(Contact.id).order_by(Contact.id)))
+
+
+def test_sql_counts_equal_the_line_by_line_fold_on_a_mixed_trace(app, clock, monkeypatch):
+    people = _people(app, 12)
     _store(app, [(c, "form.submitted") for c in people] + [(c, "signup.done") for c in people[:8]])
     _store(app, [(c, "page.viewed") for c in people[::2]] + [(people[1], "order.placed")])  # a goal, mid-wait
     _store(app, [(c, "page.viewed") for c in people[:6]])  # a second view: stopped for some (score > 4)
@@ -220,12 +225,7 @@ def test_an_sqlite_without_json_arrows_folds_every_journey_line_by_line(app, mon
     """SQLite before 3.38 has no ``->``: the rollup folds there as it always did, with the same counters."""
     import sqlite3
 
-    load_rules(app, RULES)
-    with app.app_context():
-        session = get_session()
-        session.execute(insert(Contact), [{"email": f"r{i}@example.com", "fields": {}} for i in range(4)])
-        session.commit()
-        people = list(session.scalars(select(Contact.id).order_by(Contact.id)))
+    people = _people(app, 4)
     _store(app, [(c, "form.submitted") for c in people])
     expected, _, _ = _folds(app, monkeypatch, 3)
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 37, 2))
