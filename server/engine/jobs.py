@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from ..db import get_session
 from ..models import (
@@ -105,15 +105,18 @@ def _claim(ctx: EngineContext, event_ids: list[int], batch: int) -> list[int]:
         or_(table.c.retry_at.is_(None), table.c.retry_at <= at),
     )
     postgres = ctx.session.get_bind().dialect.name == "postgresql"
+    # the given events are found by id: SQLite's planner, told nothing, would rather read every pending event through
+    # the unprocessed-events index (~8 ms a claim of 1,000 with 50,000 pending, ~0.8 by id); likely() steers it
+    given = pending if postgres else (func.likely(pending[0]), *pending[1:])
 
-    def take(query: Any) -> list[int]:
+    def take(query: Any, where: tuple[Any, ...] = pending) -> list[int]:
         chosen = query.cte("chosen")
         if postgres:  # selected once (an IN subquery may be run again, and pick other rows past the LIMIT)
             chosen = query.with_for_update(skip_locked=True).cte("chosen").prefix_with("MATERIALIZED")
-        claim = update(table).where(table.c.id == chosen.c.id, *pending).values(processed_at=at)
+        claim = update(table).where(table.c.id == chosen.c.id, *where).values(processed_at=at)
         return list(ctx.session.connection().execute(claim.returning(table.c.id)).scalars())
 
-    claimed = take(select(table.c.id).where(bulk.among(ctx, table.c.id, event_ids), *pending)) if event_ids else []
+    claimed = take(select(table.c.id).where(bulk.among(ctx, table.c.id, event_ids), *given), given) if event_ids else []
     if len(claimed) < batch:
         oldest = select(table.c.id).where(*pending).order_by(table.c.processed_at, table.c.received_at)
         claimed += take(oldest.limit(batch - len(claimed)))

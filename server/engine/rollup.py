@@ -13,184 +13,23 @@ batch per source). A fourth source, the revenue attributions (:mod:`.attribution
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, null, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..models import (
-    Attribution,
-    Enrolment,
-    Event,
-    JourneyLog,
-    Message,
-    MessageStatusChange,
-    RuleVersion,
-    StatCounter,
-    StatWatermark,
-)
-from .bulk import ids_in
+from ..models import Attribution, Event, Message, MessageStatusChange, StatCounter, StatWatermark
 from .keys import BROADCAST_RULE, MEASURED, broadcast_of, broadcast_step, enrolment_of
+from .rollup_trace import BATCH, END, RULE, Key, _Journeys, journey_rows
+from .rollup_trace import day_of as _day
 
-#: rows read per source per transaction: a backlog is worked off in bounded steps
-BATCH = 5000
-#: the step key of rule-wide counters (entered)
-RULE = ""
-#: past the last step: where a journey that ran off the end completes
-END = "end"
 #: outbox statuses counted per send step; others (pending, deferred, resent …) are the outbox's business
 STATUSES = ("sent", "delivered", "bounced", "failed", "suppressed", "complained", "unknown")
 #: event suffixes (``email.clicked``) counted per send step, apart for people and machines
 EVENT_METRICS = {"opened": "opened", "clicked": "clicked", "unsubscribed": "unsubscribed"}
 
-#: trace lines the outbox writes when it sends or suppresses a message, after the journey moved on
-OUTBOX_ACTIONS = ("send", "suppressed")
-
 #: above every id (a 32-bit SQL integer): arms taken up to now
 _MAX_ID = 2**31 - 1
-#: the trace lines whose data the rollup reads (entries and waits, exits, branches and splits)
-DATA_ACTIONS = ("enter", "wait", "exit", "branch", "split")
-#: exit reasons of a journey running its steps (the end, a ``stop`` step), not of one waiting
-RUN_EXITS = ("completed", "stopped")
-
-Key = tuple[int, int, str, str, int, str]
-
-
-class _Journeys:
-    """What the rollup needs to know of the journeys a batch touches: their rule version, split arm, last step."""
-
-    def __init__(self, session: Session, enrolment_ids: set[int], below: int, trail: bool = True) -> None:
-        self.session = session
-        self.version: dict[int, int] = {}
-        self.rule: dict[int, int] = {}
-        self.arm: dict[int, str] = {}
-        #: the step where each journey's last counted wait started, while nothing has followed it
-        self.waiting: dict[int, str] = {}
-        self._plans: dict[int, list[str]] = {}
-        ids = sorted(enrolment_ids)
-        # each id list is one bound value (bulk.ids_in): one statement of each kind, however many journeys
-        for enr_id, version_id, rule_id in session.execute(
-            select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id).where(ids_in(session, Enrolment.id, ids))
-        ):
-            self.version[enr_id], self.rule[enr_id] = version_id, rule_id
-        if trail:
-            self._trail(ids, below)
-        for enr_id, data in session.execute(
-            select(JourneyLog.enrolment_id, JourneyLog.data)
-            .where(ids_in(session, JourneyLog.enrolment_id, ids), JourneyLog.action == "split", JourneyLog.id <= below)
-            .order_by(JourneyLog.id)
-        ):
-            self.arm[enr_id] = str((data or {}).get("arm", ""))
-
-    def _trail(self, chunk: list[int], below: int) -> None:
-        """Where each journey stood before this batch: waiting at a step, if its last trace line started a wait."""
-        last = (
-            select(JourneyLog.enrolment_id, func.max(JourneyLog.id).label("id"))
-            .where(
-                ids_in(self.session, JourneyLog.enrolment_id, chunk),
-                JourneyLog.id <= below,
-                JourneyLog.action.not_in(OUTBOX_ACTIONS),
-            )
-            .group_by(JourneyLog.enrolment_id)
-            .subquery()
-        )
-        for row in self.session.execute(
-            select(JourneyLog.enrolment_id, JourneyLog.action, _data_if_read()).join(last, JourneyLog.id == last.c.id)
-        ):
-            if _waits(row.action, row.data):
-                self.waiting[row.enrolment_id] = self.step(row.enrolment_id, (row.data or {}).get("pc"))
-
-    def step(self, enr_id: int, pc: Any) -> str:
-        """The plan's id of step *pc* of the journey's version (``end`` past the last; "" when unknown)."""
-        if not isinstance(pc, int):
-            return RULE
-        version_id = self.version.get(enr_id, 0)
-        ids = self._plans.get(version_id)
-        if ids is None:
-            plan = self.session.scalar(select(RuleVersion.plan).where(RuleVersion.id == version_id)) or {}
-            ids = self._plans[version_id] = [str(op.get("id", i)) for i, op in enumerate(plan.get("steps", []))]
-        return ids[pc] if 0 <= pc < len(ids) else END
-
-
-def _waits(action: str, data: Any) -> bool:
-    """Whether a trace line starts a wait: ``wait``, or a set-based entry straight into the first wait."""
-    return action == "wait" or (action == "enter" and isinstance(data, dict) and "until" in data and "pc" in data)
-
-
-def _day(at: Any) -> int:
-    if isinstance(at, datetime):
-        return int(at.timestamp()) // 86400
-    return int(at) // 86400
-
-
-def _data_if_read() -> Any:
-    """A trace line's data where the rollup reads it, else NULL: most lines (tags, scores, sends) are counted by
-    their action alone, and their JSON is not decoded for nothing."""
-    return case((JourneyLog.action.in_(DATA_ACTIONS), JourneyLog.data), else_=null()).label("data")
-
-
-def _journey_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
-    rows = list(
-        session.execute(
-            select(
-                JourneyLog.id,
-                JourneyLog.enrolment_id,
-                JourneyLog.rule_id,
-                JourneyLog.at,
-                JourneyLog.action,
-                _data_if_read(),
-            )
-            .where(JourneyLog.id > after)
-            .order_by(JourneyLog.id)
-            .limit(BATCH)
-        )
-    )
-    counts: Counter[Key] = Counter()
-    if not rows:
-        return after, counts
-    journeys = _Journeys(session, {r.enrolment_id for r in rows if r.enrolment_id is not None}, after)
-    for row in rows:
-        if row.enrolment_id is not None and row.rule_id is not None:
-            _journey_row(journeys, row, counts)
-    return rows[-1].id, counts
-
-
-def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
-    """Count one trace line: an entry, a wait started (and the one it ends), a split, an exit."""
-    if row.action in OUTBOX_ACTIONS:
-        return  # the outbox's note on a send it made later: the journey did not move (its outcome is counted apart)
-    enr = row.enrolment_id
-    left = journeys.waiting.pop(enr, None)  # a wait this line ends: the journey left its step
-    if left is None and row.action not in DATA_ACTIONS:
-        return  # a step under way (a tag, a score, a send): nothing to count
-    data = row.data if isinstance(row.data, dict) else {}
-    day = _day(row.at)
-
-    def add(step: str, metric: str) -> None:
-        counts[(row.rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day, metric)] += 1
-
-    if left is not None:
-        add(left, "left")
-    reason = data.get("reason", "unknown")
-    # a goal (or a removal) ends a journey where it waits; completing or a `stop` step is a step of its own
-    at_wait = row.action == "exit" and left is not None and reason not in RUN_EXITS
-    if row.action == "exit":
-        add(left if at_wait and left is not None else journeys.step(enr, data.get("pc")), f"exit:{reason}")
-    if left is not None and not at_wait:
-        add(left, "passed")
-    if row.action == "enter":
-        add(RULE, "entered")
-    if row.action == "branch" and isinstance(data.get("step"), str):
-        add(data["step"], "reached")  # the branch's trace line names its step
-    if row.action == "split":
-        journeys.arm[enr] = str(data.get("arm", ""))
-        add(journeys.step(enr, data.get("pc")), "reached")
-    elif _waits(row.action, data):
-        step = journeys.step(enr, data.get("pc"))
-        add(step, "reached")
-        add(step, "waited")
-        journeys.waiting[enr] = step
 
 
 def _send_step(key: str) -> tuple[int, str] | None:
@@ -338,7 +177,7 @@ def _attribution_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
 
 #: each source: its watermark's name and the function reading its rows past a watermark
 SOURCES = (
-    ("journey_log", _journey_rows),
+    ("journey_log", journey_rows),
     ("message_status", _status_rows),
     ("events", _event_rows),
     ("attributions", _attribution_rows),

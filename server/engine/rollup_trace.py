@@ -1,0 +1,320 @@
+"""The stats rollup's journey trace: what a batch of trace lines adds to the per-step counters (docs/stats.md).
+
+Most journeys of a batch count by their lines alone: a journey that entered, tagged, scored, sent and started a
+wait counts ``entered`` and the wait's ``reached`` and ``waited``, whichever journey it is. Those lines are counted
+by the database (one ``GROUP BY`` over the batch's entries, waits, exits and branches; the trace's JSON is read
+there, not in Python). A journey whose lines depend on what came before them is folded line by line in Python,
+as it always was: one that was waiting when the batch began (its next line leaves the wait), one whose wait is
+followed by another line in the batch, and one that was ever split (its arm is part of every counter's key).
+Both give the same counters; tests/engine/test_rollup_fold.py checks them side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Text, and_, case, cast, func, literal_column, null, or_, select, union
+from sqlalchemy.orm import Session, aliased
+
+from ..models import Enrolment, JourneyLog, RuleVersion
+from .bulk import ids_in
+
+#: rows read per source per transaction: a backlog is worked off in bounded steps
+BATCH = 5000
+#: the step key of rule-wide counters (entered)
+RULE = ""
+#: past the last step: where a journey that ran off the end completes
+END = "end"
+#: trace lines the outbox writes when it sends or suppresses a message, after the journey moved on
+OUTBOX_ACTIONS = ("send", "suppressed")
+#: the trace lines whose data the rollup reads (entries and waits, exits, branches and splits)
+DATA_ACTIONS = ("enter", "wait", "exit", "branch", "split")
+#: exit reasons of a journey running its steps (the end, a ``stop`` step), not of one waiting
+RUN_EXITS = ("completed", "stopped")
+#: the members of a trace line's data that the counts read (each only on the lines whose counts read it)
+MEMBERS = {"pc": ("enter", "wait", "exit"), "until": ("enter",), "reason": ("exit",), "step": ("branch",)}
+
+Key = tuple[int, int, str, str, int, str]
+
+
+class _Plans:
+    """The step ids of rule versions' plans, read once per version."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._ids: dict[int, list[str]] = {}
+
+    def step(self, version_id: int, pc: Any) -> str:
+        """The plan's id of step *pc* of a version (``end`` past the last; "" when unknown)."""
+        if not isinstance(pc, int):
+            return RULE
+        ids = self._ids.get(version_id)
+        if ids is None:
+            plan = self.session.scalar(select(RuleVersion.plan).where(RuleVersion.id == version_id)) or {}
+            ids = self._ids[version_id] = [str(op.get("id", i)) for i, op in enumerate(plan.get("steps", []))]
+        return ids[pc] if 0 <= pc < len(ids) else END
+
+
+class _Journeys:
+    """What the rollup needs to know of the journeys a batch touches: their rule version, split arm, last step."""
+
+    def __init__(
+        self, session: Session, enrolment_ids: set[int], below: int, trail: bool = True, plans: _Plans | None = None
+    ) -> None:
+        self.session = session
+        self.plans = plans or _Plans(session)
+        self.version: dict[int, int] = {}
+        self.rule: dict[int, int] = {}
+        self.arm: dict[int, str] = {}
+        #: the step where each journey's last counted wait started, while nothing has followed it
+        self.waiting: dict[int, str] = {}
+        ids = sorted(enrolment_ids)
+        # each id list is one bound value (bulk.ids_in): one statement of each kind, however many journeys
+        for enr_id, version_id, rule_id in session.execute(
+            select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id).where(ids_in(session, Enrolment.id, ids))
+        ):
+            self.version[enr_id], self.rule[enr_id] = version_id, rule_id
+        if trail:
+            self._trail(ids, below)
+        for enr_id, data in session.execute(
+            select(JourneyLog.enrolment_id, JourneyLog.data)
+            .where(ids_in(session, JourneyLog.enrolment_id, ids), JourneyLog.action == "split", JourneyLog.id <= below)
+            .order_by(JourneyLog.id)
+        ):
+            self.arm[enr_id] = str((data or {}).get("arm", ""))
+
+    def _trail(self, chunk: list[int], below: int) -> None:
+        """Where each journey stood before this batch: waiting at a step, if its last trace line started a wait."""
+        last = (
+            select(JourneyLog.enrolment_id, func.max(JourneyLog.id).label("id"))
+            .where(
+                ids_in(self.session, JourneyLog.enrolment_id, chunk),
+                JourneyLog.id <= below,
+                JourneyLog.action.not_in(OUTBOX_ACTIONS),
+            )
+            .group_by(JourneyLog.enrolment_id)
+            .subquery()
+        )
+        for row in self.session.execute(
+            select(JourneyLog.enrolment_id, JourneyLog.action, _data_if_read()).join(last, JourneyLog.id == last.c.id)
+        ):
+            if _waits(row.action, row.data):
+                self.waiting[row.enrolment_id] = self.step(row.enrolment_id, (row.data or {}).get("pc"))
+
+    def step(self, enr_id: int, pc: Any) -> str:
+        """The plan's id of step *pc* of the journey's version (``end`` past the last; "" when unknown)."""
+        return self.plans.step(self.version.get(enr_id, 0), pc)
+
+
+def _waits(action: str, data: Any) -> bool:
+    """Whether a trace line starts a wait: ``wait``, or a set-based entry straight into the first wait."""
+    return action == "wait" or (action == "enter" and isinstance(data, dict) and "until" in data and "pc" in data)
+
+
+def day_of(at: Any) -> int:
+    """The day (since 1970, UTC) of a time: a datetime or UNIX seconds."""
+    if isinstance(at, datetime):
+        return int(at.timestamp()) // 86400
+    return int(at) // 86400
+
+
+def _data_if_read() -> Any:
+    """A trace line's data where the rollup reads it, else NULL: most lines (tags, scores, sends) are counted by
+    their action alone, and their JSON is not decoded for nothing."""
+    return case((JourneyLog.action.in_(DATA_ACTIONS), JourneyLog.data), else_=null()).label("data")
+
+
+def _member(session: Session, key: str, log: Any = JourneyLog) -> Any:
+    """Member *key* of a trace line's data as JSON text, NULL where the data has no such member (or is no object):
+    a member holding ``null`` is told apart from a missing one, as Python's ``data.get(key, default)`` does."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(log.data.op("->")(literal_column(f"'{key}'")), Text)
+    return log.data.op("->", return_type=Text)(literal_column(f"'$.{key}'"))
+
+
+def _starts_wait(session: Session, log: Any = JourneyLog) -> Any:
+    """SQL: the trace line starts a wait (:func:`_waits`)."""
+    has = [_member(session, key, log).is_not(None) for key in ("until", "pc")]
+    return or_(log.action == "wait", and_(log.action == "enter", *has))
+
+
+def journey_rows(session: Session, after: int, *, line_by_line: bool = False) -> tuple[int, Counter[Key]]:
+    """The counters of the next batch of trace lines past *after*, and the last line's id.
+
+    :param line_by_line: fold every journey line by line in Python (the reference the SQL counts are tested
+        against), not only those that need it.
+    """
+    window = select(JourneyLog.id).where(JourneyLog.id > after).order_by(JourneyLog.id).limit(BATCH).subquery()
+    last = session.scalar(select(func.max(window.c.id)))
+    if last is None:
+        return after, Counter()
+    batch = and_(JourneyLog.id > after, JourneyLog.id <= last)
+    counted = and_(batch, JourneyLog.enrolment_id.is_not(None), JourneyLog.rule_id.is_not(None))
+    plans = _Plans(session)
+    counts: Counter[Key] = Counter()
+    if line_by_line or not _sql_json(session):
+        stateful = {enr for enr in session.scalars(select(JourneyLog.enrolment_id).where(counted)) if enr is not None}
+    else:
+        stateful = _stateful(session, after, batch, counted)
+        counts = _grouped(session, counted, stateful, plans)
+    if stateful:
+        _line_by_line(session, after, counted, stateful, plans, counts)
+    return last, counts
+
+
+def _sql_json(session: Session) -> bool:
+    """Whether the database reads a member of JSON as JSON text (``->``): PostgreSQL, SQLite from 3.38 (older ones
+    fold every journey line by line)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return True
+    import sqlite3
+
+    return sqlite3.sqlite_version_info >= (3, 38)
+
+
+def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int]:
+    """The journeys of the batch whose lines count by what came before them (see the module's docstring)."""
+    moving = and_(counted, JourneyLog.action.not_in(OUTBOX_ACTIONS))
+    # in the batch: a split, or a line after the first that started a wait
+    in_batch = or_(
+        func.max(case((JourneyLog.action == "split", 1), else_=0)) == 1,
+        func.min(case((_starts_wait(session), JourneyLog.id), else_=null())) < func.max(JourneyLog.id),
+    )
+    if session.get_bind().dialect.name != "postgresql":  # one statement; SQLite looks up each journey by its index
+        journeys = select(JourneyLog.enrolment_id).where(batch, JourneyLog.enrolment_id.is_not(None)).distinct()
+        flagged = select(JourneyLog.enrolment_id).where(moving).group_by(JourneyLog.enrolment_id).having(in_batch)
+        return set(session.scalars(union(flagged, _before(session, after, journeys))))
+    # PostgreSQL: the batch's journeys read first and looked up as one bound list (the planner, given a subquery,
+    # reads every older line of the trace, table size, per batch)
+    stateful: set[int] = set()
+    others: list[int] = []
+    for enr_id, flag in session.execute(
+        select(JourneyLog.enrolment_id, in_batch).where(moving).group_by(JourneyLog.enrolment_id)
+    ):
+        if enr_id is None:
+            continue  # not counted (``counted`` leaves no such line): for the type checker
+        if flag:
+            stateful.add(enr_id)
+        else:
+            others.append(enr_id)
+    if others:
+        stateful.update(session.scalars(_before(session, after, sorted(others))))
+    return stateful
+
+
+def _before(session: Session, after: int, journeys: Any) -> Any:
+    """SQL: those of *journeys* (a query, or a list of ids) that were ever split, or waiting, before the batch (the
+    last line but the outbox's started a wait); one look-up of each journey's older lines (``older``), its last
+    line read again (``old``): aliases of the trace."""
+    old, older = aliased(JourneyLog), aliased(JourneyLog)
+    among = (
+        older.enrolment_id.in_(journeys)
+        if not isinstance(journeys, list)
+        else ids_in(session, older.enrolment_id, journeys)
+    )
+    split = func.max(case((older.action == "split", 1), else_=0)).label("split")
+    latest = (
+        select(func.max(older.id).label("id"), split)
+        .where(among, older.id <= after, older.action.not_in(OUTBOX_ACTIONS))
+        .group_by(older.enrolment_id)
+        .subquery()
+    )
+    return (
+        select(old.enrolment_id)
+        .join(latest, old.id == latest.c.id)
+        .where(or_(latest.c.split == 1, _starts_wait(session, old)))
+    )
+
+
+def _grouped(session: Session, counted: Any, stateful: set[int], plans: _Plans) -> Counter[Key]:
+    """The counters of the other journeys' lines, counted by the database: each of their entries, waits, exits and
+    branches counts on its own (the journey was not waiting, and was never split)."""
+    members = [
+        case((JourneyLog.action.in_(actions), _member(session, key)), else_=null()).label(key)
+        for key, actions in MEMBERS.items()
+    ]
+    version = func.coalesce(Enrolment.version_id, 0).label("version_id")
+    lines = (
+        select(JourneyLog.rule_id, version, JourneyLog.at, JourneyLog.action, *members)
+        .select_from(JourneyLog)
+        .outerjoin(Enrolment, Enrolment.id == JourneyLog.enrolment_id)
+        .where(counted, JourneyLog.action.in_(("enter", "wait", "exit", "branch")))
+    )
+    if stateful:
+        lines = lines.where(~ids_in(session, JourneyLog.enrolment_id, sorted(stateful)))
+    keys = list(lines.subquery().c)  # each member read once a line, then grouped
+    query = select(*keys, func.count().label("n")).group_by(*keys)
+    counts: Counter[Key] = Counter()
+    for row in session.execute(query):
+        data = {key: json.loads(row._mapping[key]) for key in MEMBERS if row._mapping[key] is not None}
+        for step, metric in _alone(row.action, data, plans, row.version_id):
+            counts[(row.rule_id, row.version_id, step, "", day_of(row.at), metric)] += row.n
+    return counts
+
+
+def _alone(action: str, data: dict[str, Any], plans: _Plans, version_id: int) -> list[tuple[str, str]]:
+    """(step, metric) of each counter one trace line of a version adds when its journey was not waiting and never
+    split."""
+    if action == "exit":
+        return [(plans.step(version_id, data.get("pc")), f"exit:{data.get('reason', 'unknown')}")]
+    moves = [(RULE, "entered")] if action == "enter" else []
+    if action == "branch" and isinstance(data.get("step"), str):
+        moves.append((data["step"], "reached"))  # the branch's trace line names its step
+    if _waits(action, data):
+        step = plans.step(version_id, data.get("pc"))
+        moves += [(step, "reached"), (step, "waited")]
+    return moves
+
+
+def _line_by_line(
+    session: Session, after: int, counted: Any, enrolments: set[int], plans: _Plans, counts: Counter[Key]
+) -> None:
+    """Fold the lines of *enrolments* in the batch one by one, in order."""
+    journeys = _Journeys(session, enrolments, after, plans=plans)
+    rows = session.execute(
+        select(JourneyLog.enrolment_id, JourneyLog.rule_id, JourneyLog.at, JourneyLog.action, _data_if_read())
+        .where(counted, ids_in(session, JourneyLog.enrolment_id, sorted(enrolments)))
+        .order_by(JourneyLog.id)
+    )
+    for row in rows:
+        _journey_row(journeys, row, counts)
+
+
+def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
+    """Count one trace line: an entry, a wait started (and the one it ends), a split, an exit."""
+    if row.action in OUTBOX_ACTIONS:
+        return  # the outbox's note on a send it made later: the journey did not move (its outcome is counted apart)
+    enr = row.enrolment_id
+    left = journeys.waiting.pop(enr, None)  # a wait this line ends: the journey left its step
+    if left is None and row.action not in DATA_ACTIONS:
+        return  # a step under way (a tag, a score, a send): nothing to count
+    data = row.data if isinstance(row.data, dict) else {}
+    day = day_of(row.at)
+
+    def add(step: str, metric: str) -> None:
+        counts[(row.rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day, metric)] += 1
+
+    if left is not None:
+        add(left, "left")
+    reason = data.get("reason", "unknown")
+    # a goal (or a removal) ends a journey where it waits; completing or a `stop` step is a step of its own
+    at_wait = row.action == "exit" and left is not None and reason not in RUN_EXITS
+    if row.action == "exit":
+        add(left if at_wait and left is not None else journeys.step(enr, data.get("pc")), f"exit:{reason}")
+    if left is not None and not at_wait:
+        add(left, "passed")
+    if row.action == "enter":
+        add(RULE, "entered")
+    if row.action == "branch" and isinstance(data.get("step"), str):
+        add(data["step"], "reached")  # the branch's trace line names its step
+    if row.action == "split":
+        journeys.arm[enr] = str(data.get("arm", ""))
+        add(journeys.step(enr, data.get("pc")), "reached")
+    elif _waits(row.action, data):
+        step = journeys.step(enr, data.get("pc"))
+        add(step, "reached")
+        add(step, "waited")
+        journeys.waiting[enr] = step

@@ -1,0 +1,238 @@
+"""The rollup's journey counters made by the database (one GROUP BY over a batch's trace) are those of the line by
+line Python fold, batch by batch, on a mixed trace the engine wrote (set-wise and interpreted entries, tags,
+scores, sends, waits left and fired, branches, split arms, goal exits, stops, completions, a broadcast's sends)
+cut into batches of every size, and on hand-written odd lines (missing or null members, lines of erased journeys,
+lines with no rule, data that is no object)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import insert, select
+
+from server.db import get_session
+from server.engine import rollup_trace
+from server.engine.jobs import process_events, requeue_due
+from server.engine.rollup import rollup
+from server.engine.rollup_trace import journey_rows
+from server.models import Contact, Enrolment, Event, JourneyLog, RuleVersion, StatCounter
+
+from ..helpers import load_rules, run_worker
+
+RULES = """rule "Welcome"
+  until order.placed
+when form.submitted then
+  tag "lead"
+  score +2
+  send email welcome
+  wait 1d
+  if contact.score > 3 then
+    tag "warm"
+  else
+    tag "cold"
+  end
+  send email followup
+end
+
+rule "Arms"
+when signup.done then
+  split
+    50%: tag "a"
+    50%: tag "b"
+  end
+  wait 2h
+  send email arms
+end
+
+rule "Short"
+  always
+when page.viewed then
+  score +1
+  if contact.score > 4 then
+    stop
+  end
+  wait for demo.booked up to 1h then
+    tag "booked"
+  else
+    tag "missed"
+  end
+end
+"""
+
+
+def _store(app, events: list[tuple[int, str]]) -> None:
+    with app.app_context():
+        session = get_session()
+        session.execute(insert(Event), [{"contact_id": c, "name": name, "props": {}} for c, name in events])
+        session.commit()
+        process_events([])
+
+
+def _folds(app, monkeypatch, size: int) -> tuple[Counter, Counter, int]:
+    """The journey trace folded in batches of *size* lines both ways, batch by batch; the totals and how many of
+    the batches had journeys folded line by line as well."""
+    monkeypatch.setattr(rollup_trace, "BATCH", size)
+    reference: Counter = Counter()
+    grouped: Counter = Counter()
+    mixed = 0
+    with app.app_context():
+        session = get_session()
+        after = 0
+        while True:
+            last, by_line = journey_rows(session, after, line_by_line=True)
+            again, by_sql = journey_rows(session, after)
+            assert (again, by_sql) == (last, by_line), f"batch after line {after} of {size}"
+            if last == after:
+                return reference, grouped, mixed
+            reference += by_line
+            grouped += by_sql
+            if rollup_trace._stateful(session, after, *_conditions(after, last)):
+                mixed += 1
+            after = last
+
+
+def _conditions(after: int, last: int):
+    from sqlalchemy import and_
+
+    batch = and_(JourneyLog.id > after, JourneyLog.id <= last)
+    return batch, and_(batch, JourneyLog.enrolment_id.is_not(None), JourneyLog.rule_id.is_not(None))
+
+
+def _people(app, count: int) -> list[int]:
+    """The rules loaded and *count* contacts; their ids."""
+    load_rules(app, RULES)
+    with app.app_context():
+        session = get_session()
+        session.execute(insert(Contact), [{"email": f"p{i}@example.com", "fields": {}} for i in range(count)])
+        session.commit()
+        return list(session.scalars(select(Contact.id).order_by(Contact.id)))
+
+
+def test_sql_counts_equal_the_line_by_line_fold_on_a_mixed_trace(app, clock, monkeypatch):
+    people = _people(app, 12)
+    _store(app, [(c, "form.submitted") for c in people] + [(c, "signup.done") for c in people[:8]])
+    _store(app, [(c, "page.viewed") for c in people[::2]] + [(people[1], "order.placed")])  # a goal, mid-wait
+    _store(app, [(c, "page.viewed") for c in people[:6]])  # a second view: stopped for some (score > 4)
+    _store(app, [(people[0], "demo.booked")])
+    clock.advance(timedelta(hours=3))  # the arms' waits and the unbooked demos time out
+    with app.app_context():
+        requeue_due()
+    run_worker(app)
+    _store(app, [(people[3], "order.placed")])
+    clock.advance(timedelta(days=1, hours=1))  # the welcome waits end: branches, follow-ups, completions
+    with app.app_context():
+        requeue_due()
+    run_worker(app)
+    with app.app_context():
+        session = get_session()
+        actions = Counter(session.scalars(select(JourneyLog.action)))
+        session.execute(
+            insert(JourneyLog),
+            [  # the outbox's notes on sends it made after the journey moved on: they never leave a wait
+                {"enrolment_id": e, "contact_id": c, "rule_id": r, "at": 0, "action": "send", "data": {}}
+                for e, c, r in session.execute(select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id))
+            ],
+        )
+        session.commit()
+    for action in ("enter", "tag", "score", "wait", "branch", "split", "exit", "timeout", "received"):
+        assert actions[action] > 0, f"the trace has no {action!r} line: {actions}"
+
+    whole, _, _ = _folds(app, monkeypatch, 100_000)
+    assert {key[5] for key in whole} >= {"entered", "reached", "waited", "left", "passed", "exit:completed"}
+    assert any(key[5].startswith("exit:") and key[5] not in ("exit:completed", "exit:stopped") for key in whole)
+    assert {key[3] for key in whole} >= {"", "A", "B"}
+    for size in (1, 2, 3, 5, 8, 13, 40):
+        reference, grouped, mixed = _folds(app, monkeypatch, size)
+        assert grouped == reference == whole, f"batches of {size}"
+        assert mixed > 0, f"batches of {size}: no journey was folded line by line"
+    # the rollup itself writes exactly those counters
+    with app.app_context():
+        session = get_session()
+        rollup(session, limit=None)
+        stored = Counter(
+            {
+                (r.rule_id, r.version_id, r.step, r.arm, r.day, r.metric): r.count
+                for r in session.scalars(select(StatCounter))
+                if not r.metric.startswith(("sent", "suppressed", "failed", "delivered"))
+            }
+        )
+    assert stored == +whole
+
+
+#: odd trace lines: (enrolment, rule, action, data); enrolment 1 exists, 999 was erased
+ODD = [
+    (1, 1, "enter", {"because": "x", "until": 5, "pc": None}),  # an entry into a wait at no known step
+    (1, 1, "tag", {"tag": "t"}),  # leaves that wait
+    (1, 1, "wait", {"pc": "2"}),  # a step that is no integer
+    (1, 1, "send", {}),  # the outbox's note: the wait goes on
+    (1, 1, "exit", {"pc": 1}),  # no reason: "unknown", ended where it waited
+    (1, 1, "exit", {"reason": None, "pc": 99}),  # a null reason, past the last step
+    (1, None, "wait", {"pc": 0}),  # no rule: not counted, not a wait
+    (1, 1, "branch", {"step": 7}),
+    (1, 1, "branch", {"step": "s9"}),
+    (1, 1, "enter", ["until", "pc"]),  # data that is no object
+    (1, 1, "enter", None),
+    (1, 1, "wait", None),
+    (1, 1, "split", {"arm": "B", "pc": 0}),
+    (1, 1, "exit", {"reason": "goal", "pc": 0}),
+    (999, 1, "enter", {"until": 1, "pc": 0}),
+    (999, 1, "exit", {"reason": "completed"}),
+    (2, 1, "wait", {"pc": 0, "until": 1}),
+    (2, 1, "exit", {"reason": 3, "pc": 0}),
+    (3, 1, "enter", {"until": None, "pc": 0}),
+    (3, 1, "wait", {"pc": -1}),
+    (None, 1, "enter", {}),
+    (4, 1, "exit", {"reason": {"nested": [1]}}),
+    (4, 1, "branch", {"step": None}),
+    (5, 2, "enter", {"pc": 0, "until": 9}),
+    (6, 1, "enter", {"because": "y"}),
+    (6, 1, "score", {"delta": 1}),
+    (6, 1, "exit", {"pc": 1}),  # no reason: "unknown"
+    (7, 1, "exit", {"reason": None}),  # a null reason, no step
+    (7, 1, "branch", {}),
+]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7, 100])
+def test_odd_trace_lines_count_the_same_both_ways(app, monkeypatch, size):
+    load_rules(app, RULES)
+    with app.app_context():
+        session = get_session()
+        session.execute(insert(Contact), [{"email": f"q{i}@example.com", "fields": {}} for i in range(7)])
+        contacts = list(session.scalars(select(Contact.id).order_by(Contact.id)))
+        versions = list(session.scalars(select(RuleVersion.id).order_by(RuleVersion.id)))
+        session.execute(
+            insert(Enrolment),
+            [  # the fifth journey is of another rule's version
+                {"rule_id": 1, "version_id": versions[i == 4], "contact_id": c, "pc": 0, "entered": 0}
+                for i, c in enumerate(contacts)
+            ],
+        )
+        enrolments = list(session.scalars(select(Enrolment.id).order_by(Enrolment.id)))
+        for enr, rule, action, data in ODD:
+            row = {"contact_id": contacts[0], "rule_id": rule, "at": 86400 * 3 + 5, "action": action, "data": data}
+            row["enrolment_id"] = enrolments[enr - 1] if enr is not None and enr <= len(enrolments) else enr
+            session.execute(insert(JourneyLog), [row])
+        session.commit()
+    reference, grouped, mixed = _folds(app, monkeypatch, size)
+    assert grouped == reference  # batch by batch, in _folds
+    assert reference and mixed  # something was counted, and some of it line by line
+
+
+def test_an_sqlite_without_json_arrows_folds_every_journey_line_by_line(app, monkeypatch, backend):
+    """SQLite before 3.38 has no ``->``: the rollup folds there as it always did, with the same counters."""
+    import sqlite3
+
+    people = _people(app, 4)
+    _store(app, [(c, "form.submitted") for c in people])
+    expected, _, _ = _folds(app, monkeypatch, 3)
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 37, 2))
+    if backend == "sqlite":
+
+        def no_group_by(*args):
+            raise AssertionError("grouped in SQL on an SQLite without ->")
+
+        monkeypatch.setattr(rollup_trace, "_grouped", no_group_by)
+    assert _folds(app, monkeypatch, 3)[1] == expected
