@@ -46,7 +46,12 @@ def runs():
     for process in started.values():
         if process.poll() is None:
             process.kill()
-            process.communicate()
+        process.wait()
+        # a scenario this worker did not run (xdist gives the others to other workers) was never read: close its
+        # pipes, or they are collected later as unclosed files (a ResourceWarning, an error in some other test)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
