@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -51,6 +52,20 @@ def define_field(session: Session, name: Any, type_: Any, label: Any = "") -> Fi
     session.add(row)
     session.flush()
     return row
+
+
+def stored_moment(kind: str | None, value: Any) -> Any:
+    """The stored text of a date or date-time *value* a rule computes, for a field of type *kind*: the form the
+    API's and the imports' values take, which segment SQL reads — a date field keeps the day (UTC, as ``today``),
+    a date-time field the instant to the second (``2026-05-01T12:00:00Z``). Any other value is returned as is."""
+    if isinstance(value, datetime):
+        value = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).date().isoformat() if kind == FieldType.DATE.value else iso(value)
+    if isinstance(value, date):
+        if kind == FieldType.DATETIME.value:
+            return iso(datetime(value.year, value.month, value.day, tzinfo=UTC))
+        return value.isoformat()
+    return value
 
 
 def coerce_value(kind: str, value: Any, field: str, *, from_text: bool = False) -> Any:

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
+from dsl import BUILTIN_CONTACT_FIELDS
 from dsl.plan import RulePlan, require_version
 
 from ..models import JourneyLog, RuleVersion
@@ -35,6 +36,7 @@ class EngineContext:
     _buffer: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
 
     _index: Any = None
+    _field_types: dict[str, str] | None = None
 
     @property
     def index(self) -> Any:
@@ -44,6 +46,15 @@ class EngineContext:
 
             self._index = rule_index(self.session, str(self.session.get_bind().engine.url))
         return self._index
+
+    def field_type(self, name: str) -> str | None:
+        """The type of contact field *name* kept in the contact's ``fields`` JSON: its custom definition (read once
+        per batch), else the built-in vocabulary's (``birthday``); None for a name with neither."""
+        if self._field_types is None:
+            from ..contacts.fields import definitions
+
+            self._field_types = definitions(self.session)
+        return self._field_types.get(name) or BUILTIN_CONTACT_FIELDS.get(name)
 
     def listens_to(self, event_name: str) -> bool:
         """Whether any active rule could react to *event_name* (trigger, goal, wait for, inactivity)."""

@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from dsl.plan import RulePlan, SendOp
 
+from ..contacts.fields import stored_moment
 from ..db import affected_rows
 from ..models import Contact, ContactTag, Enrolment, EnrolmentState, Event, Message, Note, Task, TaskStatus
 from ..sdk import redact
@@ -219,12 +220,10 @@ def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> N
     if field == "score":
         change_score(ctx, contact, value)
         return
-    if isinstance(value, (date, datetime)):
-        value = value.isoformat()
     if field in BUILTIN_SETTABLE:
-        setattr(contact, field, value)
-    else:
-        contact.fields = {**(contact.fields or {}), field: value}
+        setattr(contact, field, value.isoformat() if isinstance(value, (date, datetime)) else value)
+    else:  # a date or a time in the stored form of the field's type, as the API and imports store them
+        contact.fields = {**(contact.fields or {}), field: stored_moment(ctx.field_type(field), value)}
     touch(ctx, contact)
     raise_event(ctx, contact.id, "contact.updated", {"fields": [field]})
     contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change

@@ -80,3 +80,45 @@ def test_imported_contacts_reach_the_engine(app, client, smtp_server):
     assert sorted(m["To"] for m in smtp_server.wait_for(2)) == ["i1@example.com", "i2@example.com"]
     with app.app_context():
         assert len(list(get_session().scalars(select(TriggerTimer)))) == 1
+
+
+def test_a_rule_setting_date_fields_to_now_stores_them_as_the_api_does_and_segments_agree(app, client):
+    """``set contact.F = now`` stores the day in a date field (``birthday`` too) and the instant to the second in
+    a date-time field, the forms the API stores: a segment over them finds the contact by SQL and by the
+    evaluator alike (a date-time stored in a date field made the two disagree)."""
+    import datetime as dt
+    import re
+
+    from server.engine.scope import Scope
+    from server.models import Contact
+    from server.segments import compile_condition, holds, members_clause
+
+    headers = _admin(app)
+    for name, kind in (("renewal", "date"), ("seen_at", "datetime")):
+        assert client.post("/api/v1/fields", json={"name": name, "type": kind}, headers=headers).status_code == 201
+    rules = (
+        'rule "Stamp"\nwhen member.joined then\n'
+        "  set contact.renewal = now\n  set contact.seen_at = now\n  set contact.birthday = now\nend\n"
+    )
+    assert client.put("/api/v1/rules", json={"text": rules}, headers=headers).status_code == 200
+    key = {"Authorization": f"Bearer {api_key(app)}"}
+    posted = client.post(
+        "/api/v1/events", json={"contact": {"email": "d@example.com"}, "event": "member.joined"}, headers=key
+    )
+    assert posted.status_code == 202, posted.json
+    run_worker(app)
+    with app.app_context():
+        session = get_session()
+        contact = session.scalar(select(Contact).where(Contact.email == "d@example.com"))
+        fields = contact.fields
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d", fields["renewal"]), fields
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d", fields["birthday"]), fields
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", fields["seen_at"]), fields
+        now = dt.datetime.now(dt.UTC)
+        for condition in ("contact.renewal == today", "contact.seen_at >= now - 1h", "contact.seen_at <= now"):
+            tree = compile_condition(session, condition).tree
+            by_sql = session.scalar(
+                select(Contact.id).where(Contact.id == contact.id, members_clause(session, tree, now))
+            )
+            assert by_sql == contact.id, condition
+            assert holds(session, contact, tree, now, scope=Scope.of), condition
