@@ -21,7 +21,7 @@ from server.engine.render import save_template
 from ..engine.test_resend import FlakySmtp
 from ..helpers import run_worker
 from .conftest import make_user, shot, sign_in
-from .editor_helpers import doc, marks, problem_tooltip, try_it, type_text, where
+from .editor_helpers import doc, marks, problem_tooltip, take_fix, try_it, type_text, where
 
 RULE = "rule-source"
 TYPO = 'rule "Welcome"\nwhen form.submitted then\n  sned email welcome\nend\n'
@@ -92,9 +92,9 @@ def test_write_try_activate_receive_find_resend_and_a_viewer_cannot_edit(
     mark = marks(page, "error", RULE)
     expect(mark).to_have_text("sned")
     assert where(mark, RULE) == (3, 3)
-    tooltip = problem_tooltip(page, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, note, notify")
+    problem_tooltip(page, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, note, notify")
     shot(page, "journey-editor-typo")
-    tooltip.get_by_role("button", name='Replace with "send"').click()
+    take_fix(page, mark, 'Replace with "send"')
     expect(mark).to_have_count(0)
     assert doc(page, RULE) == FIXED
     shot(page, "journey-editor")

@@ -12,7 +12,7 @@ import re
 from playwright.sync_api import expect
 
 from .conftest import make_user, shot, sign_in
-from .editor_helpers import doc, marks, problem_tooltip, set_doc, try_it, type_text, where
+from .editor_helpers import doc, marks, problem_tooltip, set_doc, take_fix, try_it, type_text, where
 
 TYPO = 'rule "Welcome"\nwhen form.submitted then\n  sned email welcome\nend\n'
 UNFORMATTED = 'rule "Welcome"\nwhen form.submitted then\n      send email welcome\nend\n'
@@ -61,9 +61,9 @@ def test_an_editor_writes_fixes_formats_saves_tries_and_activates_a_rule(app, pa
     expect(page.get_by_role("alert")).to_contain_text("Not saved: 1 error(s); the first, line 3, column 3")
     expect(mark).to_have_text("sned")
     assert doc(page, RULE) == TYPO and where(mark, RULE) == (3, 3)
-    tooltip = problem_tooltip(page, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, note, notify")
+    problem_tooltip(page, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, note, notify")
     shot(page, "rule-typo")
-    tooltip.get_by_role("button", name='Replace with "send"').click()
+    take_fix(page, mark, 'Replace with "send"')
     assert doc(page, RULE) == TYPO.replace("sned", "send")
     expect(mark).to_have_count(0)
     expect(page.locator(f"#{RULE}")).to_have_value(TYPO.replace("sned", "send"))  # the form field follows

@@ -7,7 +7,18 @@ import json
 from playwright.sync_api import expect
 
 from ..conftest import shot
-from ..editor_helpers import choose, completions, content, doc, line_col, place_cursor, problem_tooltip, set_doc, until
+from ..editor_helpers import (
+    choose,
+    completions,
+    content,
+    doc,
+    line_col,
+    place_cursor,
+    problem_tooltip,
+    set_doc,
+    take_fix,
+    until,
+)
 from .conftest import VOCABULARY
 
 
@@ -55,11 +66,9 @@ def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_clic
     line, col = line_col(doc(editor), "sned")
     assert (line, col) == (5, 3)
 
-    tooltip = problem_tooltip(
-        editor, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, send, tag, wait"
-    )
+    problem_tooltip(editor, mark, 'unknown step "sned" — did you mean "send"?', "steps are if, send, tag, wait")
     shot(editor, "editor-diagnostic")
-    tooltip.get_by_role("button", name='Change to "send"').click()
+    take_fix(editor, mark, 'Change to "send"')
     assert "  send sms reminder\n" in doc(editor) and "sned" not in doc(editor)
     assert editor.locator("#source").input_value() == doc(editor)
     expect(mark).to_have_count(0)
