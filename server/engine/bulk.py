@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, insert, literal, select, update
+from sqlalchemy import String, cast, insert, literal, select, union_all, update
 
 from dsl.plan import ExitOp, RulePlan, ScoreOp, SendOp, TagOp, WaitOp
 
@@ -58,6 +58,12 @@ class Group:
     now: datetime
     at: int = 0
     message_ids: list[int] = field(default_factory=list)
+    #: the run's trace lines not written yet: (action, data)
+    lines: list[tuple[str, Any]] = field(default_factory=list)
+    #: the run's events not written yet: ("tag.added", (tag, contact ids)) or ("score.changed", _Score)
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    #: the run's score steps not applied yet (whole numbers)
+    deltas: list[int] = field(default_factory=list)
 
     @property
     def members(self) -> Any:
@@ -69,12 +75,91 @@ class Group:
             & (Enrolment.state == EnrolmentState.ACTIVE)
         )
 
-    def trace(self, action: str, data: Any) -> None:
-        """One trace line per member: *data* is a dict, or a SQL expression per row."""
-        trace(self.ctx, self.members, action, data)
+    def trace(self, action: str, data: dict[str, Any]) -> None:
+        """One trace line per member, written with the run's other lines (:meth:`flush`)."""
+        self.lines.append((action, data))
+
+    def flush(self) -> None:
+        """Write what the steps so far left to write together: their trace lines in one statement (each member's
+        in step order, as the interpreter writes them), their ``tag.added`` and ``score.changed`` events in another,
+        then the members' score moved by the run's score steps (the lines and events read the score before)."""
+        lines, events, deltas = self.lines, self.events, self.deltas
+        self.lines, self.events, self.deltas = [], [], []
+        if not (lines or events or deltas):
+            return
+        ctx, conn = self.ctx, self.ctx.session.connection()
+        scored = any(isinstance(data, _Score) for _a, data in lines) or any(e[0] == "score.changed" for e in events)
+        members = select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id)
+        if scored:  # NULL where the contact is gone (a score is never NULL): no score line nor event for it
+            members = members.add_columns(Contact.score).outerjoin(Contact, Contact.id == Enrolment.contact_id)
+        if lines:
+            m = _shared(members.where(self.members), "members", len(lines))
+            parts = []
+            for order, (action, data) in enumerate(lines):
+                part = select(m.c.id.label("enrolment_id"), m.c.contact_id, m.c.rule_id)
+                if isinstance(data, _Score):
+                    part = part.add_columns(data.json(ctx, m.c.score).label("data")).where(m.c.score.is_not(None))
+                else:
+                    part = part.add_columns(_typed(ctx, literal(data, JsonType)).label("data"))
+                named = _typed(ctx, literal(action, String)).label("action")
+                parts.append(part.add_columns(named, literal(order).label("ord")))
+            rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+            conn.execute(
+                insert(JourneyLog.__table__).from_select(
+                    ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
+                    select(
+                        rows.c.enrolment_id,
+                        rows.c.contact_id,
+                        rows.c.rule_id,
+                        literal(ctx.now),
+                        rows.c.action,
+                        rows.c.data,
+                    ).order_by(rows.c.enrolment_id, rows.c.ord),
+                )
+            )
+        if events:
+            self._raise(events, members)
+        if deltas:
+            table = Contact.__table__
+            moved: Any = table.c.score
+            for delta in deltas:  # one addition per step, in order, as the steps' own updates did
+                moved = moved + delta
+            conn.execute(
+                update(table)
+                .where(table.c.id.in_(select(Enrolment.contact_id).where(self.members)))
+                .values(score=moved, updated_at=self.now)  # the engine's clock, not the column default
+            )
+
+    def _raise(self, events: list[tuple[str, Any]], members: Any) -> None:
+        """The run's ``tag.added`` (for the contacts each tag was new to) and ``score.changed`` events, in one
+        statement, each contact's in step order."""
+        ctx, table = self.ctx, Event.__table__
+        m = _shared(members.where(self.members), "members", sum(name == "score.changed" for name, _s in events))
+        parts = []
+        for order, (name, spec) in enumerate(events):
+            if name == "tag.added":
+                tag, tagged = spec
+                part = select(
+                    Contact.id.label("contact_id"), _typed(ctx, literal({"tag": tag}, JsonType)).label("props")
+                ).where(among(ctx, Contact.id, tagged))
+            else:
+                part = select(m.c.contact_id, spec.changed(ctx, m.c.score).label("props")).where(m.c.score.is_not(None))
+            named = _typed(ctx, literal(name, String)).label("name")
+            parts.append(part.add_columns(named, literal(order).label("ord")))
+        rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        now = [literal(self.now, table.c[column].type) for column in ("occurred_at", "received_at", "processed_at")]
+        ctx.session.connection().execute(
+            insert(table).from_select(
+                ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"],
+                select(rows.c.contact_id, rows.c.name, rows.c.props, literal("nudge", String), *now).order_by(
+                    rows.c.contact_id, rows.c.ord
+                ),
+            )
+        )
 
     def move_on(self, **values: Any) -> None:
         """Move every member on (the last step of a run): the enrolments leave the group's step."""
+        self.flush()
         table = Enrolment.__table__
         self.ctx.session.connection().execute(
             update(table)
@@ -146,20 +231,7 @@ def tag(group: Group, op: TagOp) -> None:
     add = _insert_skipping_duplicates(group.ctx, table).from_select(["contact_id", "tag", "created_at"], rows)
     tagged = list(conn.execute(add.returning(table.c.contact_id)).scalars())
     if tagged:
-        events = select(
-            Contact.id,
-            literal("tag.added", String),
-            literal({"tag": op["tag"]}, JsonType),
-            literal("nudge", String),
-            literal(now, Event.__table__.c.occurred_at.type),
-            literal(now, Event.__table__.c.received_at.type),
-            literal(now, Event.__table__.c.processed_at.type),
-        ).where(among(group.ctx, Contact.id, tagged))
-        conn.execute(
-            insert(Event.__table__).from_select(
-                ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"], events
-            )
-        )
+        group.events.append(("tag.added", (op["tag"], tagged)))
     group.trace("tag", {"tag": op["tag"]})
 
 
@@ -174,9 +246,43 @@ def _insert_skipping_duplicates(ctx: EngineContext, table: Any) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
+@dataclass(frozen=True)
+class _Score:
+    """A score step's trace line (or event) in a run: the score before the run plus the run's deltas up to this
+    step (*before*, then *delta*), added one by one as the steps' own updates would have."""
+
+    before: tuple[int, ...]
+    delta: int
+
+    def old(self, score: Any) -> Any:
+        for delta in self.before:
+            score = score + delta
+        return score
+
+    def json(self, ctx: EngineContext, score: Any) -> Any:
+        """The trace line's data: ``{"delta": …, "score": …}``."""
+        new = self.old(score) + self.delta
+        return _json_object(ctx, (literal("delta", String), literal(self.delta)), (literal("score", String), new))
+
+    def changed(self, ctx: EngineContext, score: Any) -> Any:
+        """The ``score.changed`` event's props: ``{"old": …, "new": …}``."""
+        old = self.old(score)
+        return _json_object(ctx, (literal("old", String), old), (literal("new", String), old + self.delta))
+
+
 def score(group: Group, op: ScoreOp) -> None:
-    """``score +N``: the trace line and ``score.changed`` (old, new) per contact, then the update."""
-    _score(group.ctx, group.members, op["delta"], group.now)
+    """``score +N``: the trace line and ``score.changed`` (old, new) per contact, then the update: written with the
+    run's other lines and events, the update when the run is written (a whole number; any other is applied at
+    once, after what the run wrote so far, as a database may round it on the way in)."""
+    delta = op["delta"]
+    if isinstance(delta, bool) or not isinstance(delta, int):
+        group.flush()
+        _score(group.ctx, group.members, delta, group.now)
+        return
+    line = _Score(tuple(group.deltas), delta)
+    group.lines.append(("score", line))
+    group.events.append(("score.changed", line))
+    group.deltas.append(delta)
 
 
 def wait(group: Group, op: WaitOp) -> None:
@@ -199,6 +305,19 @@ def exit(group: Group, op: ExitOp) -> None:
         attempts=None,
         error=None,
     )
+
+
+def _shared(query: Any, name: str, uses: int) -> Any:
+    """*query* as a common table expression, computed once when the statement reads it more than once."""
+    cte = query.cte(name)
+    return cte.prefix_with("MATERIALIZED") if uses > 1 else cte
+
+
+def _typed(ctx: EngineContext, value: Any) -> Any:
+    """A bound value typed in the SQL on PostgreSQL, where a ``UNION``'s untyped parameters are taken as text."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        return cast(value, value.type)
+    return value
 
 
 def _json_object(ctx: EngineContext, *pairs: Any) -> Any:

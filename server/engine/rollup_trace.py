@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, case, cast, func, literal_column, null, or_, select, union
+from sqlalchemy import Text, and_, case, cast, func, literal_column, null, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..models import Enrolment, JourneyLog, RuleVersion
@@ -176,49 +176,44 @@ def _sql_json(session: Session) -> bool:
 
 
 def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int]:
-    """The journeys of the batch whose lines count by what came before them (see the module's docstring)."""
+    """The journeys of the batch whose lines count by what came before them (see the module's docstring).
+
+    Only the journeys that did not enter in the batch are looked up in the older trace: an ``enter`` line is a
+    journey's first, so one that entered in the batch has no older line (most of a burst of new journeys)."""
     moving = and_(counted, JourneyLog.action.not_in(OUTBOX_ACTIONS))
     # in the batch: a split, or a line after the first that started a wait
     in_batch = or_(
         func.max(case((JourneyLog.action == "split", 1), else_=0)) == 1,
         func.min(case((_starts_wait(session), JourneyLog.id), else_=null())) < func.max(JourneyLog.id),
     )
-    if session.get_bind().dialect.name != "postgresql":  # one statement; SQLite looks up each journey by its index
-        journeys = select(JourneyLog.enrolment_id).where(batch, JourneyLog.enrolment_id.is_not(None)).distinct()
-        flagged = select(JourneyLog.enrolment_id).where(moving).group_by(JourneyLog.enrolment_id).having(in_batch)
-        return set(session.scalars(union(flagged, _before(session, after, journeys))))
-    # PostgreSQL: the batch's journeys read first and looked up as one bound list (the planner, given a subquery,
-    # reads every older line of the trace, table size, per batch)
+    entered = func.max(case((JourneyLog.action == "enter", 1), else_=0))
+    # the journeys looked up as one bound list (given a subquery, PostgreSQL's planner reads every older line of
+    # the trace, table size, per batch)
     stateful: set[int] = set()
     others: list[int] = []
-    for enr_id, flag in session.execute(
-        select(JourneyLog.enrolment_id, in_batch).where(moving).group_by(JourneyLog.enrolment_id)
+    for enr_id, flag, new in session.execute(
+        select(JourneyLog.enrolment_id, in_batch, entered).where(moving).group_by(JourneyLog.enrolment_id)
     ):
         if enr_id is None:
             continue  # not counted (``counted`` leaves no such line): for the type checker
         if flag:
             stateful.add(enr_id)
-        else:
+        elif not new:
             others.append(enr_id)
     if others:
-        stateful.update(session.scalars(_before(session, after, sorted(others))))
+        stateful.update(session.scalars(_before(session, after, others)))
     return stateful
 
 
-def _before(session: Session, after: int, journeys: Any) -> Any:
-    """SQL: those of *journeys* (a query, or a list of ids) that were ever split, or waiting, before the batch (the
-    last line but the outbox's started a wait); one look-up of each journey's older lines (``older``), its last
-    line read again (``old``): aliases of the trace."""
+def _before(session: Session, after: int, journeys: list[int]) -> Any:
+    """SQL: those of *journeys* that were ever split, or waiting, before the batch (the last line but the outbox's
+    started a wait); one look-up of each journey's older lines (``older``), its last line read again (``old``):
+    aliases of the trace."""
     old, older = aliased(JourneyLog), aliased(JourneyLog)
-    among = (
-        older.enrolment_id.in_(journeys)
-        if not isinstance(journeys, list)
-        else ids_in(session, older.enrolment_id, journeys)
-    )
     split = func.max(case((older.action == "split", 1), else_=0)).label("split")
     latest = (
         select(func.max(older.id).label("id"), split)
-        .where(among, older.id <= after, older.action.not_in(OUTBOX_ACTIONS))
+        .where(ids_in(session, older.enrolment_id, journeys), older.id <= after, older.action.not_in(OUTBOX_ACTIONS))
         .group_by(older.enrolment_id)
         .subquery()
     )

@@ -425,17 +425,30 @@ def segment(plan: RulePlan, pc: int, ctx: EngineContext) -> list[Instruction] | 
 
 
 def advance_group(
-    ctx: EngineContext, version_id: int, pc: int, ids: list[int], ops: list[Instruction], rule_id: int, rule_name: str
+    ctx: EngineContext,
+    version_id: int,
+    pc: int,
+    ids: list[int],
+    ops: list[Instruction],
+    rule_id: int,
+    rule_name: str,
+    entered: dict[str, Any] | None = None,
 ) -> list[int]:
     """Run *ops* (from :func:`segment`) for the enrolments *ids*, all at *pc* of *version_id*; return new outbox
-    row ids. Each step does for the group exactly what :func:`run` does for each member."""
+    row ids. Each step does for the group exactly what :func:`run` does for each member.
+
+    :param entered: the data of the ``enter`` trace line of enrolments that have just entered, written with the
+        run's lines."""
     group = bulk.Group(ctx, version_id, pc, ids, rule_id, rule_name, to_dt(ctx.now))
+    if entered is not None:
+        group.trace("enter", entered)
     for offset, op in enumerate(ops):
         group.at = pc + offset
         step = STEPS[op["op"]]
         if step.group is None:
             raise RuntimeError(f"the step {op['op']!r} runs only in the interpreter")
         step.group(group, op)
+    group.flush()  # a run ends by moving on, which writes it; this is for one that would not
     return group.message_ids
 
 

@@ -257,14 +257,16 @@ def _enrol(ctx: EngineContext, entering: list[_Entering]) -> None:
     ctx.write_buffered()  # what conditions logged comes before the journeys' first lines, as in the interpreter
     for (rule_id, reason), members in groups.items():
         rule, version_id, plan = rules[rule_id]
-        ids = _enter(ctx, rule, version_id, [e.event_id for e in members], reason)
+        ids = _enter(ctx, rule, version_id, [e.event_id for e in members])
         ops = _first_steps(plan, ctx)
-        ctx.new_messages.extend(runtime.advance_group(ctx, version_id, 0, ids, ops, rule.id, rule.name))
+        because = {"because": reason}  # the ``enter`` lines, written with the first steps' lines
+        ctx.new_messages.extend(runtime.advance_group(ctx, version_id, 0, ids, ops, rule.id, rule.name, because))
 
 
-def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int], reason: str) -> list[int]:
-    """Enrol the contact of each of *event_ids* (events of one name, one per contact) into *rule* with its
-    ``enter`` trace line, as :func:`runtime.enter` does for one; return the new enrolments' ids."""
+def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]) -> list[int]:
+    """Enrol the contact of each of *event_ids* (events of one name, one per contact) into *rule*, as
+    :func:`runtime.enter` does for one (its ``enter`` trace line is written with the first steps'); return the new
+    enrolments' ids."""
     conn = ctx.session.connection()
     table, events = Enrolment.__table__, Event.__table__
     columns = ["contact_id", "rule_id", "version_id", "pc", "state", "entered", "event_id"]
@@ -277,9 +279,7 @@ def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]
         literal(ctx.now),
         events.c.id,
     ).where(bulk.among(ctx, events.c.id, event_ids))
-    ids = list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars())
-    bulk.trace(ctx, bulk.among(ctx, Enrolment.id, ids), "enter", {"because": reason})
-    return ids
+    return list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars())
 
 
 def _first_steps(plan: RulePlan, ctx: EngineContext) -> list[Instruction]:

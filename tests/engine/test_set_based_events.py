@@ -52,6 +52,16 @@ when order.placed and contact.score > 5 then
   tag "big"
 end
 
+rule "Points"
+when points.earned then
+  score +2
+  tag "points"
+  score -1
+  tag "lead"
+  score +0.5
+  wait 1h
+end
+
 rule "Trial"
 when trial.started then
   if contact.score > 3 then
@@ -87,8 +97,11 @@ STORIES = {
     ],
     # a rule's condition reads the contact after another rule's journey ran: the interpreter's, from there on
     "c": [("contact.note", {"machine": True}, 1), ("unknown.event", {}, 1), ("order.placed", {}, 1)],
+    # a run of several score steps (each line and event with the score of its own step; a fraction too) and a tag
+    # the contact has already ("lead"): one per step, written together
+    "d": [("form.submitted", {}, 3), ("points.earned", {}, 2)],
 }
-STAGES = {"a": "pro", "b": "pro", "c": "lead"}
+STAGES = {"a": "pro", "b": "pro", "c": "lead", "d": "lead"}
 
 
 def _setup(app, now):
@@ -203,6 +216,14 @@ def test_a_batch_processed_set_wise_has_the_interpreters_effects(app):
     assert sorted(m[1] for m in a["outbox"]) == ["pro", "welcome"]
     assert sorted(j[0] for j in b["journeys"]) == ["Pricing", "Pricing", "Pro", "Pro twice", "Pro twice"]
     assert _effects(app, "set-c@example.com")["tags"] == ["big", "buyer"]  # the condition saw the first journey
+    d = _effects(app, "set-d@example.com")
+    assert [(action, data) for _rule, action, data in d["journal"] if action in ("score", "tag")][-5:] == [
+        ("score", {"delta": 2, "score": 8}),
+        ("tag", {"tag": "points"}),
+        ("score", {"delta": -1, "score": 7}),
+        ("tag", {"tag": "lead"}),
+        ("score", {"delta": 0.5, "score": 7.5}),
+    ]
     assert all(mark[1] for story in STORIES for mark in _effects(app, f"set-{story}@example.com")["marks"])
 
 
