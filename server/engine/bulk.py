@@ -213,7 +213,7 @@ def send(group: Group, op: SendOp) -> None:
         )
         .returning(table.c.id)
     )
-    group.message_ids += list(group.ctx.session.connection().execute(stmt).scalars())
+    group.message_ids += group.ctx.session.connection().execute(stmt).scalars().all()  # one fetchall
 
 
 def tag(group: Group, op: TagOp) -> None:
@@ -229,7 +229,7 @@ def tag(group: Group, op: TagOp) -> None:
         group.members
     )
     add = _insert_skipping_duplicates(group.ctx, table).from_select(["contact_id", "tag", "created_at"], rows)
-    tagged = list(conn.execute(add.returning(table.c.contact_id)).scalars())
+    tagged = conn.execute(add.returning(table.c.contact_id)).scalars().all()
     if tagged:
         group.events.append(("tag.added", (op["tag"], tagged)))
     group.trace("tag", {"tag": op["tag"]})

@@ -114,7 +114,7 @@ def _claim(ctx: EngineContext, event_ids: list[int], batch: int) -> list[int]:
         if postgres:  # selected once (an IN subquery may be run again, and pick other rows past the LIMIT)
             chosen = query.with_for_update(skip_locked=True).cte("chosen").prefix_with("MATERIALIZED")
         claim = update(table).where(table.c.id == chosen.c.id, *where).values(processed_at=at)
-        return list(ctx.session.connection().execute(claim.returning(table.c.id)).scalars())
+        return list(ctx.session.connection().execute(claim.returning(table.c.id)).scalars().all())  # one fetchall
 
     claimed = take(select(table.c.id).where(bulk.among(ctx, table.c.id, event_ids), *given), given) if event_ids else []
     if len(claimed) < batch:

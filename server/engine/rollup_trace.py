@@ -193,7 +193,7 @@ def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int
     others: list[int] = []
     for enr_id, flag, new in session.execute(
         select(JourneyLog.enrolment_id, in_batch, entered).where(moving).group_by(JourneyLog.enrolment_id)
-    ):
+    ).all():  # one fetchall (iterating a result fetches a row a call)
         if enr_id is None:
             continue  # not counted (``counted`` leaves no such line): for the type checker
         if flag:

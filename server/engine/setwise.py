@@ -134,7 +134,8 @@ def _mark_seen(batch: _Batch, events: dict[int, Any]) -> set[int]:
     First, as in the interpreter (conditions may read it); it never moves twice, so an event handed back to the
     interpreter has it again to no effect."""
     ctx, contacts, table = batch.ctx, Contact.__table__, Event.__table__
-    existing = set(ctx.session.scalars(select(contacts.c.id).where(bulk.among(ctx, contacts.c.id, list(events)))))
+    # each result read with one fetchall (iterating a result fetches its rows one call a row)
+    existing = set(ctx.session.scalars(select(contacts.c.id).where(bulk.among(ctx, contacts.c.id, list(events)))).all())
     seen = [event.id for event in events.values() if dispatch.seen_by(ctx, event, batch.persons)]
     if seen:
         now = literal(to_dt(ctx.now), table.c.occurred_at.type)
@@ -246,7 +247,7 @@ def _enrol(ctx: EngineContext, entering: list[_Entering]) -> None:
             select(Enrolment.contact_id, Enrolment.rule_id, Enrolment.state, Enrolment.entered).where(
                 bulk.among(ctx, Enrolment.contact_id, contact_ids), Enrolment.rule_id.in_(policies)
             )
-        ):
+        ).all():
             earlier[(contact_id, rule_id)].append((state, entered))
         for key, members in groups.items():
             plan = rules[key[0]][2]
@@ -279,7 +280,7 @@ def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]
         literal(ctx.now),
         events.c.id,
     ).where(bulk.among(ctx, events.c.id, event_ids))
-    return list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars())
+    return list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars().all())
 
 
 def _first_steps(plan: RulePlan, ctx: EngineContext) -> list[Instruction]:
