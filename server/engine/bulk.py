@@ -62,8 +62,8 @@ class Group:
     lines: list[tuple[str, Any]] = field(default_factory=list)
     #: the run's events not written yet: ("tag.added", (tag, contact ids)) or ("score.changed", _Score)
     events: list[tuple[str, Any]] = field(default_factory=list)
-    #: the run's score steps not applied yet (whole numbers)
-    deltas: list[int] = field(default_factory=list)
+    #: the run's score steps not applied yet
+    deltas: list[int | float] = field(default_factory=list)
 
     @property
     def members(self) -> Any:
@@ -251,8 +251,8 @@ class _Score:
     """A score step's trace line (or event) in a run: the score before the run plus the run's deltas up to this
     step (*before*, then *delta*), added one by one as the steps' own updates would have."""
 
-    before: tuple[int, ...]
-    delta: int
+    before: tuple[int | float, ...]
+    delta: int | float
 
     def old(self, score: Any) -> Any:
         for delta in self.before:
@@ -275,14 +275,15 @@ def score(group: Group, op: ScoreOp) -> None:
     run's other lines and events, the update when the run is written (a whole number; any other is applied at
     once, after what the run wrote so far, as a database may round it on the way in)."""
     delta = op["delta"]
-    if isinstance(delta, bool) or not isinstance(delta, int):
+    whole = isinstance(delta, int) and not isinstance(delta, bool)
+    if not whole:
         group.flush()
-        _score(group.ctx, group.members, delta, group.now)
-        return
     line = _Score(tuple(group.deltas), delta)
     group.lines.append(("score", line))
     group.events.append(("score.changed", line))
     group.deltas.append(delta)
+    if not whole:
+        group.flush()
 
 
 def wait(group: Group, op: WaitOp) -> None:
@@ -329,54 +330,6 @@ def _json_object(ctx: EngineContext, *pairs: Any) -> Any:
     if ctx.session.get_bind().dialect.name == "postgresql":
         return cast(func.json_build_object(*args), JSONB)
     return func.json(func.json_object(*args))
-
-
-def _score(ctx: EngineContext, members: Any, delta: int | float, now: Any) -> None:
-    """``score +N`` for a group: the trace line and ``score.changed`` (old, new) per contact, then the update."""
-    conn = ctx.session.connection()
-    joined = (
-        select(Enrolment.id, Enrolment.contact_id, Enrolment.rule_id, Contact.score)
-        .join(Contact, Contact.id == Enrolment.contact_id)
-        .where(members)
-        .subquery()
-    )
-    conn.execute(
-        insert(JourneyLog.__table__).from_select(
-            ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
-            select(
-                joined.c.id,
-                joined.c.contact_id,
-                joined.c.rule_id,
-                literal(ctx.now),
-                literal("score", String),
-                _json_object(
-                    ctx, (literal("delta", String), literal(delta)), (literal("score", String), joined.c.score + delta)
-                ),
-            ),
-        )
-    )
-    conn.execute(
-        insert(Event.__table__).from_select(
-            ["contact_id", "name", "props", "source", "occurred_at", "received_at", "processed_at"],
-            select(
-                joined.c.contact_id,
-                literal("score.changed", String),
-                _json_object(
-                    ctx, (literal("old", String), joined.c.score), (literal("new", String), joined.c.score + delta)
-                ),
-                literal("nudge", String),
-                literal(now, Event.__table__.c.occurred_at.type),
-                literal(now, Event.__table__.c.received_at.type),
-                literal(now, Event.__table__.c.processed_at.type),
-            ),
-        )
-    )
-    table = Contact.__table__
-    conn.execute(
-        update(table)
-        .where(table.c.id.in_(select(Enrolment.contact_id).where(members)))
-        .values(score=table.c.score + delta, updated_at=now)
-    )  # the engine's clock, not the column default
 
 
 def can_enrol_set_based(plan: RulePlan) -> bool:
