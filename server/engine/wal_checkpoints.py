@@ -6,13 +6,13 @@ finds the WAL over ``wal_autocheckpoint`` pages (1,000 by default), inside that 
 waited 5-25 ms by the clock (the copy and two fsyncs) while the next group's requests queued behind it.
 
 The writer now commits with ``wal_autocheckpoint`` at :data:`WRITER_AUTOCHECKPOINT` pages, and tells this
-process's :class:`WalCheckpointer` how many events it stored; every :data:`CHECKPOINT_EVENTS` events the
-checkpointer's thread runs a ``PASSIVE`` checkpoint on a connection of its own while the writer goes on (SQLite
-lets one connection checkpoint while another writes; the driver releases the GIL meanwhile). A ``PASSIVE``
-checkpoint copies the frames committed before it began; the WAL starts again from its beginning only when one
-has copied every frame before the next write begins, which a steady stream of commits can prevent: then the WAL
-grows until the writer's own autocheckpoint, at :data:`WRITER_AUTOCHECKPOINT` pages, copies the little the
-thread has not (and the WAL restarts). That autocheckpoint also bounds the WAL should the thread fall behind or
+process's :class:`WalCheckpointer` how many events it stored; every :data:`CHECKPOINT_PAGES` pages or so (an
+estimate from the events) the checkpointer's thread runs a ``PASSIVE`` checkpoint on a connection of its own while
+the writer goes on (SQLite lets one connection checkpoint while another writes; the driver releases the GIL
+meanwhile). A ``PASSIVE`` checkpoint copies the frames committed before it began; the WAL starts again from its
+beginning only when one has copied every frame before the next write begins, which a steady stream of commits
+can prevent: then the WAL grows until the writer's own autocheckpoint copies the little the thread has not (and
+the WAL restarts). That autocheckpoint also bounds the WAL should the thread fall behind or
 fail. Other connections and processes (the engine's workers) keep SQLite's default.
 """
 
@@ -24,16 +24,21 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_EVENTS", "WRITER_AUTOCHECKPOINT", "WalCheckpointer"]
+__all__ = ["CHECKPOINT_PAGES", "WRITER_AUTOCHECKPOINT", "WalCheckpointer"]
 
-#: events stored by the writer between two checkpoints of the thread (~1-2 WAL pages an event)
-CHECKPOINT_EVENTS = 500
-#: the writer's own ``wal_autocheckpoint`` (pages): the WAL's bound, reached only when the thread falls behind
-WRITER_AUTOCHECKPOINT = 4000
+#: WAL pages (estimated) the writer commits between two checkpoints of the thread. Fewer checkpoints copy a page
+#: rewritten by many commits (a busy contact's page of the events' contact index) fewer times: the thread's CPU
+#: was ~3.5 µs an event checkpointing every ~600 pages of batches of the same 100 contacts, ~1.4 every ~2,400
+CHECKPOINT_PAGES = 3000
+#: a commit's pages besides one an event (the events' table and queue index, their parents): for the estimate
+COMMIT_PAGES = 3
+#: the writer's own ``wal_autocheckpoint`` (pages, 40 MB): the WAL's bound, reached only when the WAL could not
+#: start again (or the thread falls behind)
+WRITER_AUTOCHECKPOINT = 10000
 
 
 class WalCheckpointer:
-    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` in a daemon thread every :data:`CHECKPOINT_EVENTS` stored events.
+    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` in a daemon thread every :data:`CHECKPOINT_PAGES` pages written.
 
     :param connection: the thread's own DBAPI connection to the database (closed with the checkpointer).
     """
@@ -49,8 +54,8 @@ class WalCheckpointer:
 
     def stored(self, events: int) -> None:
         """Count *events* just committed by the writer (called in its write turn); wake the thread when due."""
-        self._written += events
-        if self._written < CHECKPOINT_EVENTS or self._stopping:
+        self._written += events + COMMIT_PAGES  # one page an event at most (its contact's) beyond the commit's own
+        if self._written < CHECKPOINT_PAGES or self._stopping:
             return
         self._written = 0
         if self._thread is None:

@@ -11,9 +11,9 @@ from sqlalchemy import func, select, update
 
 from server.contacts.service import clean_contact
 from server.db import get_session
+from server.engine import wal_checkpoints
 from server.engine.groups import Grouped
 from server.engine.ingest import _known_identity, _writers
-from server.engine.wal_checkpoints import CHECKPOINT_EVENTS, WRITER_AUTOCHECKPOINT
 from server.models import Contact, Event
 
 from ..helpers import api_key, run_worker
@@ -182,19 +182,20 @@ def test_the_key_look_up_waits_for_no_writer(app, client):
 
 
 @pytest.mark.sqlite
-def test_the_writer_leaves_checkpoints_to_a_thread_of_their_own(app, ingest, database_url):
+def test_the_writer_leaves_checkpoints_to_a_thread_of_their_own(app, ingest, database_url, monkeypatch):
     """The events of batches reach the database file through the checkpointer's thread: the ingest's writer no
     longer copies the WAL back inside its write turn while the next requests wait (SQLite's autocheckpoint did,
     every ~1,000 pages, 5-25 ms by the clock)."""
+    monkeypatch.setattr(wal_checkpoints, "CHECKPOINT_PAGES", 100)
     path = database_url.removeprefix("sqlite:///")
-    body = {"events": [{"contact": {"email": f"c{i}@example.com"}, "event": "a.b"} for i in range(CHECKPOINT_EVENTS)]}
+    body = {"events": [{"contact": {"email": f"c{i}@example.com"}, "event": "a.b"} for i in range(100)]}
     assert ingest.post("/events/batch", json=body).status_code == 202
     writer, checkpoints = _writers[app.extensions["nudge.db"].engine]
     assert checkpoints.ran.wait(timeout=30)
-    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WRITER_AUTOCHECKPOINT
+    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == wal_checkpoints.WRITER_AUTOCHECKPOINT
     file_only = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # the database file, not the WAL
     try:
-        assert file_only.execute("SELECT count(*) FROM events").fetchone()[0] == CHECKPOINT_EVENTS
+        assert file_only.execute("SELECT count(*) FROM events").fetchone()[0] == 100
     finally:
         file_only.close()
 
