@@ -3,6 +3,7 @@ processing."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -17,10 +18,11 @@ from sqlalchemy.pool import StaticPool
 from ..contacts.errors import InvalidInput
 from ..contacts.events import record_event
 from ..contacts.normalize import check_json, parse_datetime
-from ..contacts.service import CONTACT_KEYS, clean_contact
+from ..contacts.service import CONTACT_KEYS, clean_contact, clean_value
 from ..contacts.service import upsert_contact as _upsert
 from ..models import Contact, Event, utcnow
 from .driver_sql import DriverStatement, insert_statement
+from .wal_checkpoints import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 IDENTITY_FIELDS = ("email", "external_id")
 __all__ = [
@@ -179,10 +181,11 @@ def store_plain_apart(
     connection from the pool finds it reset by the other connections' commits, and reads its pages again), and no
     session, pool or ORM transaction is set up per group.
     """
-    writer = _writer(engine) if isinstance(engine, Engine) else None
-    if writer is None or any(prepared.checked is None for prepared in group):
+    found = _writer(engine) if isinstance(engine, Engine) else None
+    if found is None or any(prepared.checked is None for prepared in group):
         return None
     assert isinstance(engine, Engine)
+    writer, checkpoints = found
     cursor = writer.cursor()
     cursor.execute("BEGIN IMMEDIATE")
     try:
@@ -199,6 +202,7 @@ def store_plain_apart(
     except Exception:  # a clash with another process's insert, say: the session's path says what each request meets
         writer.rollback()
         return None
+    checkpoints.stored(len(stored))
     outcomes: list[list[tuple[int, int]] | BaseException] = []
     start = 0
     for prepared, ok in zip(group, admitted, strict=True):
@@ -208,26 +212,38 @@ def store_plain_apart(
     return outcomes
 
 
-#: per engine: its ingest writer (a DBAPI connection apart from the pool), closed when the engine is disposed of
-_writers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+#: per engine: its ingest writer (a DBAPI connection apart from the pool) and the thread checkpointing what it
+#: writes (:mod:`.wal_checkpoints`), closed when the engine is disposed of
+_writers: weakref.WeakKeyDictionary[Any, tuple[Any, WalCheckpointer]] = weakref.WeakKeyDictionary()
 
 
-def _writer(engine: Engine) -> Any:
-    """The ingest's own DBAPI connection to *engine*'s SQLite file; None for another database or an in-memory one."""
+def _writer(engine: Engine) -> tuple[Any, WalCheckpointer] | None:
+    """The ingest's own DBAPI connection to *engine*'s SQLite file and its checkpointer; None for another database
+    or an in-memory one."""
     if engine.dialect.name != "sqlite" or isinstance(engine.pool, StaticPool):
         return None
-    writer = _writers.get(engine)
-    if writer is None:
-        fairy = engine.raw_connection()  # the engine's pragmas (WAL, foreign keys, busy timeout) applied
-        writer = _writers[engine] = fairy.driver_connection
-        fairy.detach()  # not returned to the pool: kept by this process's ingest
+    found = _writers.get(engine)
+    if found is None:
+        writer = _detached(engine)
+        writer.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")  # the thread checkpoints before
+        found = _writers[engine] = (writer, WalCheckpointer(_detached(engine)))
         event.listen(engine, "engine_disposed", lambda _engine: _close_writer(engine))
-    return writer
+    return found
+
+
+def _detached(engine: Engine) -> Any:
+    """A DBAPI connection of *engine* (its pragmas applied: WAL, foreign keys, busy timeout), apart from its pool."""
+    fairy = engine.raw_connection()
+    connection = fairy.driver_connection
+    fairy.detach()  # not returned to the pool: kept by this process's ingest
+    return connection
 
 
 def _close_writer(engine: Engine) -> None:
-    writer = _writers.pop(engine, None)
-    if writer is not None:
+    found = _writers.pop(engine, None)
+    if found is not None:
+        writer, checkpoints = found
+        checkpoints.close()
         writer.close()
 
 
@@ -275,8 +291,34 @@ def _prepare(session: Session | None, item: Mapping[str, Any], prefix: str, regi
     given = {k: v for k, v in item["contact"].items() if v is not None}
     if session is None and given.get("fields") is not None:
         raise ValueError("prepare_events: custom fields given without a session to read their definitions")
-    cleaned = clean_contact(cast(Session, session), given, prefix=f"{prefix}contact.", region=region)
+    cleaned = _known_identity(given)
+    if cleaned is None:
+        cleaned = clean_contact(cast(Session, session), given, prefix=f"{prefix}contact.", region=region)
     return _Item(cleaned, item["event"], dict(props or {}), occurred_at)
+
+
+def _known_identity(given: dict[str, Any]) -> dict[str, Any] | None:
+    """*given* cleaned as :func:`clean_contact` cleans it, when it names its contact only by an email and/or an
+    external id given as text (the usual event); None otherwise, or when one is invalid (:func:`clean_contact`
+    then says why, naming the field)."""
+    if not given or len(given) > len(IDENTITY_FIELDS):
+        return None
+    cleaned = {}
+    for key, value in given.items():
+        if key not in IDENTITY_FIELDS or type(value) is not str:
+            return None
+        try:
+            cleaned[key] = _identity(key, value)
+        except InvalidInput:
+            return None
+    return cleaned
+
+
+@functools.lru_cache(maxsize=32768)
+def _identity(key: str, value: str) -> str:
+    """An email or external id as :func:`clean_value` cleans it, a pure function of the text: a contact seen
+    again, in the same batch or a later one, skips the checks (~4 µs an event)."""
+    return cast(str, clean_value(key, value, key))
 
 
 def _store_one(session: Session, item: Mapping[str, Any], prefix: str, region: str | None) -> tuple[int, int]:

@@ -2,14 +2,18 @@
 the engine together, each request still validated,
 committed before its 202, all or nothing, its events processed exactly once."""
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select, update
 
+from server.contacts.service import clean_contact
 from server.db import get_session
+from server.engine import wal_checkpoints
 from server.engine.groups import Grouped
+from server.engine.ingest import _known_identity, _writers
 from server.models import Contact, Event
 
 from ..helpers import api_key, run_worker
@@ -175,3 +179,48 @@ def test_the_key_look_up_waits_for_no_writer(app, client):
             response = answer.result(timeout=10)
         writer.rollback()
     assert response.status_code == 403 and "scope" in response.json["detail"]
+
+
+@pytest.mark.sqlite
+def test_the_writer_leaves_checkpoints_to_a_thread_of_their_own(app, ingest, database_url, monkeypatch):
+    """The events of batches reach the database file through the checkpointer's thread: the ingest's writer no
+    longer copies the WAL back inside its write turn while the next requests wait (SQLite's autocheckpoint did,
+    every ~1,000 pages, 5-25 ms by the clock)."""
+    monkeypatch.setattr(wal_checkpoints, "CHECKPOINT_PAGES", 100)
+    path = database_url.removeprefix("sqlite:///")
+    body = {"events": [{"contact": {"email": f"c{i}@example.com"}, "event": "a.b"} for i in range(100)]}
+    assert ingest.post("/events/batch", json=body).status_code == 202
+    writer, checkpoints = _writers[app.extensions["nudge.db"].engine]
+    assert checkpoints.ran.wait(timeout=30)
+    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == wal_checkpoints.WRITER_AUTOCHECKPOINT
+    file_only = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # the database file, not the WAL
+    try:
+        assert file_only.execute("SELECT count(*) FROM events").fetchone()[0] == 100
+    finally:
+        file_only.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "cached"),
+    [
+        ({"email": "Ann@Example.COM"}, True),
+        ({"email": "  ann@example.com "}, True),
+        ({"email": "ann@bücher.example"}, True),
+        ({"external_id": " crm-1 "}, True),
+        ({"external_id": "crm-1", "email": "a@b.example"}, True),
+        ({"email": "not an address"}, False),  # invalid: clean_contact words the error
+        ({"email": ""}, False),
+        ({"email": "a\x00@b.example"}, False),
+        ({"external_id": ""}, False),
+        ({"external_id": 12}, False),  # not text
+        ({"email": "a@b.example", "first_name": "Ann"}, False),  # more than an identity
+    ],
+)
+def test_an_identity_known_from_an_earlier_event_is_cleaned_as_before(given, cached):
+    """The ingest's cache of cleaned emails and external ids answers as :func:`clean_contact` does, or leaves the
+    contact (and its error) to it."""
+    for _ in range(2):  # the second time from the cache
+        known = _known_identity(given)
+        assert (known is not None) == cached
+        if cached:
+            assert known == clean_contact(None, given, prefix="contact.")  # type: ignore[arg-type]
