@@ -148,30 +148,15 @@ class Lanes:
                     finished.append(done.get(timeout=GATHER))
             except queue.Empty:
                 pass
-            while finished:
-                for lane, item in finished:
-                    in_flight -= 1
-                    busy[item.destination] -= 1
-                    free.append(lane)
-                    if isinstance(item.error, ChannelError) and item.error.retry_after:
-                        halted = max(halted, item.error.retry_after)
-                record([item for _lane, item in finished])
-                recorded = True
-                # recording waited for the write lock (SQLite: behind other processes' transactions): the sends
-                # that ended meanwhile join this round, their lanes handed new messages with the same commit
-                finished = _ended(done, in_flight)
+            for lane, item in finished:
+                in_flight -= 1
+                busy[item.destination] -= 1
+                free.append(lane)
+                if isinstance(item.error, ChannelError) and item.error.retry_after:
+                    halted = max(halted, item.error.retry_after)
+            record([item for _lane, item in finished])
+            recorded = True
         return list(waiting), halted
-
-
-def _ended(done: queue.SimpleQueue[tuple[_Lane, Item]], in_flight: int) -> list[tuple[_Lane, Item]]:
-    """The sends (of the *in_flight* ones) whose outcome is in *done* already, without waiting."""
-    out: list[tuple[_Lane, Item]] = []
-    try:
-        while len(out) < in_flight:
-            out.append(done.get_nowait())
-    except queue.Empty:
-        pass
-    return out
 
 
 def send_all(
