@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..consent import suppress
+from ..db import POLL_WRITE_LOCK
 from ..models import Contact, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import ChannelError, redact
 from . import health
@@ -127,9 +128,12 @@ class Rounds:
         return to_dt(self.fixed_now) if self.fixed_now is not None else utcnow()
 
     def __enter__(self) -> Self:
+        # a round's short write transactions keep the lanes waiting: take SQLite's write lock as soon as it is free
+        self._polling = POLL_WRITE_LOCK.set(True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        POLL_WRITE_LOCK.reset(self._polling)
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
