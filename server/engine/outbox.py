@@ -104,7 +104,7 @@ class Delivery(Handoff):
         The steps run while the batch before is on the wire (see ``Lanes.send``'s *idle*), so the connections
         have the next messages at hand instead of waiting for them to be claimed and rendered.
         """
-        msgs = next(batches, None)  # claimed, not committed: _prepare reads the batch's needs and commits
+        msgs = next(batches, None)  # claimed (on SQLite not committed yet: _prepare reads what it needs, commits)
         out.append(None if msgs is None else (yield from self._prepare(msgs)))
 
     def _send_prepared(self, prepared: Prepared, idle: Callable[[], bool]) -> int:

@@ -40,8 +40,8 @@ class Handoff(Checks):
         rendered items by channel and how many were captured (simulation).
 
         What the batch reads (contacts, the journeys' events, the suppressions and consents, the templates) is read
-        before the first step, in the claim's transaction, which is then committed: one write transaction (SQLite's
-        write lock taken once) for the claim and its reads, none held while the batch before is on the wire.
+        before the first step (on SQLite in the claim's transaction: its write lock taken once for both), then
+        committed: no transaction is left open while the batch before is on the wire.
         """
         ready: dict[str, list[Item]] = {}
         if not msgs:
@@ -56,7 +56,7 @@ class Handoff(Checks):
         self._props = self._events_props(msgs)
         self._parts = self._templates(msgs)  # templates loaded once per batch
         self._verdicts = self._read_verdicts(msgs, contacts)
-        self.session.commit()  # the claim with them
+        self.session.commit()  # on SQLite, the claim with them
         captured = 0
         for msg in msgs:
             yield True

@@ -173,8 +173,9 @@ class Rounds:
 
     def _claim_many(self, message_ids: list[int] | None, oldest: int = 0) -> list[Claimed]:
         """Claim the claimable rows of *message_ids* (None: the *oldest* claimable rows) in one statement that
-        returns what sending them reads; return them in that order. Not committed: the caller reads what the batch
-        needs in the same transaction (one write lock for both), then commits, before any of them is sent.
+        returns what sending them reads; return them in that order. On SQLite not committed: the caller reads what
+        the batch needs in the same transaction (SQLite's write lock taken once for both), then commits, before any
+        of them is sent; elsewhere committed at once.
 
         On PostgreSQL the oldest rows another worker is claiming are skipped, not waited for: they are its own.
         """
@@ -201,6 +202,8 @@ class Rounds:
             .returning(*_CLAIMED)
         )
         claimed = {row[0]: Claimed._make(row) for row in rows}  # plain rows, no ORM objects (nor their identity map)
+        if self.session.get_bind().dialect.name != "sqlite":
+            self.session.commit()  # no database-wide write lock to spare: the claim stands before anything is read
         if message_ids is None:
             return [claimed[message_id] for message_id in sorted(claimed)]
         return [claimed[message_id] for message_id in message_ids if message_id in claimed]
