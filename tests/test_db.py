@@ -36,3 +36,46 @@ def test_a_database_dropped_without_dispose_closes_its_pooled_connections(databa
     del app, db
     gc.collect()
     assert pool.checkedin() == 0
+
+
+def test_a_transaction_polling_for_the_write_lock_waits_for_it_and_keeps_the_busy_timeout(tmp_path):
+    """The sender's transactions (``POLL_WRITE_LOCK``) try SQLite's write lock every ``LOCK_POLL`` seconds instead of
+    sleeping in the busy handler: they still wait for a writer to finish (no "database is locked"), write after it,
+    and leave their connection's busy timeout as every connection has it."""
+    import threading
+
+    from server.db import BUSY_TIMEOUT_MS, POLL_WRITE_LOCK, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'lock.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        holder = engine.connect()
+        holder.begin()
+        holder.exec_driver_sql("INSERT INTO t VALUES (1)")  # the write lock, until it commits
+        seen: dict[str, object] = {}
+
+        def poller() -> None:
+            token = POLL_WRITE_LOCK.set(True)
+            try:
+                with engine.begin() as conn:
+                    seen["rows when it had the lock"] = conn.exec_driver_sql("SELECT count(*) FROM t").scalar()
+                    conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+                    seen["busy timeout"] = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            except Exception as exc:
+                seen["error"] = exc
+            finally:
+                POLL_WRITE_LOCK.reset(token)
+
+        thread = threading.Thread(target=poller)
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive(), seen  # waiting for the lock, not failed
+        holder.commit()
+        holder.close()
+        thread.join(30)
+        assert seen == {"rows when it had the lock": 1, "busy timeout": BUSY_TIMEOUT_MS}
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT x FROM t ORDER BY rowid").scalars().all() == [1, 2]
+    finally:
+        engine.dispose()

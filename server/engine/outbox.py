@@ -26,6 +26,7 @@ from .outbox_rounds import (
     AMBIGUOUS_RESENT,
     MAX_ATTEMPTS,
     STRANDED,
+    Claimed,
     Rounds,
     backoff,
     resolve_stale_sends,
@@ -85,26 +86,25 @@ class Delivery(Handoff):
             current = following
         return sent
 
-    def _claims(self, ordered: list[int], more: int) -> Iterator[list[Message]]:
+    def _claims(self, ordered: list[int], more: int) -> Iterator[list[Claimed]]:
         """Claim *ordered* in batches of ``CLAIM_BATCH``, then up to *more* other due rows, a batch per step."""
         for start in range(0, len(ordered), CLAIM_BATCH):
             yield self._claim_many(ordered[start : start + CLAIM_BATCH])
         while more > 0:
             msgs = self._claim_many(None, min(CLAIM_BATCH, more))
             if not msgs:
+                self.session.commit()  # the claim that found nothing (its write lock)
                 return
             more -= len(msgs)
             yield msgs
 
-    def _ahead(self, batches: Iterator[list[Message]], out: list[Prepared | None]) -> Generator[bool, None, None]:
+    def _ahead(self, batches: Iterator[list[Claimed]], out: list[Prepared | None]) -> Generator[bool, None, None]:
         """Claim the next batch and prepare it, a message per step; then put it (None when there is none) in *out*.
 
         The steps run while the batch before is on the wire (see ``Lanes.send``'s *idle*), so the connections
         have the next messages at hand instead of waiting for them to be claimed and rendered.
         """
-        msgs = next(batches, None)
-        if msgs is not None:
-            yield True
+        msgs = next(batches, None)  # claimed (on SQLite not committed yet: _prepare reads what it needs, commits)
         out.append(None if msgs is None else (yield from self._prepare(msgs)))
 
     def _send_prepared(self, prepared: Prepared, idle: Callable[[], bool]) -> int:

@@ -9,11 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..consent import address_hash
-from ..models import Consent, Contact, Message, Suppression
+from ..models import Consent, Contact, Suppression
 from ..sdk import RateLimit
 from . import pacing, policy
 from .lanes import Item
-from .outbox_rounds import Rounds
+from .outbox_rounds import Claimed, Rounds
 from .staff import internal_address, recipient
 from .timeutil import iso
 
@@ -64,7 +64,7 @@ class Checks(Rounds):
 
     _verdicts: BatchVerdicts | None
 
-    def _read_verdicts(self, msgs: list[Message], contacts: dict[int, Contact]) -> BatchVerdicts:
+    def _read_verdicts(self, msgs: list[Claimed], contacts: dict[int, Contact]) -> BatchVerdicts:
         """What the send-time policy reads for *msgs*, read for them all at once."""
         targets = []
         for msg in msgs:
@@ -78,7 +78,7 @@ class Checks(Rounds):
                 targets.append((msg.channel, address, contact.id if contact is not None else None))
         return BatchVerdicts(self.session, self.config["SECRET_KEY"], targets)
 
-    def _blocked(self, msg: Message, contact: Contact | None, channel: Any) -> str | None:
+    def _blocked(self, msg: Claimed, contact: Contact | None, channel: Any) -> str | None:
         """Why this message must not go out now, or None: the send-time policy, asked at the moment of sending."""
         info = msg.data or {}
         return policy.blocker(
@@ -95,7 +95,7 @@ class Checks(Rounds):
             lookups=None if self._verdicts is None else (self._verdicts.suppression, self._verdicts.consent),
         )
 
-    def _defer_if_quiet(self, msg: Message, contact: Contact | None, channel: Any) -> bool:
+    def _defer_if_quiet(self, msg: Claimed, contact: Contact | None, channel: Any) -> bool:
         """The last guard of quiet hours: a message due inside the recipient's window goes back to ``pending``
         until it ends, without counting an attempt or calling the provider. True when deferred."""
         resume = policy.resumes_at(

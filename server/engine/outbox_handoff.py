@@ -11,12 +11,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 
 from ..links import unsubscribe_url
-from ..models import Contact, Enrolment, Event, Message, MessageStatus
+from ..models import Contact, Enrolment, Event, MessageStatus
 from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage
 from . import tracking
 from .keys import enrolment_of
 from .lanes import Item
 from .outbox_checks import Checks
+from .outbox_rounds import Claimed
 from .render import contact_data, load_parts, render
 from .staff import internal_address, internal_outbound, recipient
 
@@ -34,11 +35,17 @@ class Prepared(NamedTuple):
 class Handoff(Checks):
     """Prepares claimed rows for the lanes: policy first, then the rendered message."""
 
-    def _prepare(self, msgs: list[Message]) -> Generator[bool, None, Prepared]:
+    def _prepare(self, msgs: list[Claimed]) -> Generator[bool, None, Prepared]:
         """Ask the policy about each claimed row and render the rest, a step per message; commit, and return the
-        rendered items by channel and how many were captured (simulation)."""
+        rendered items by channel and how many were captured (simulation).
+
+        What the batch reads (contacts, the journeys' events, the suppressions and consents, the templates) is read
+        before the first step (on SQLite in the claim's transaction: its write lock taken once for both), then
+        committed: no transaction is left open while the batch before is on the wire.
+        """
         ready: dict[str, list[Item]] = {}
         if not msgs:
+            self.session.commit()  # the claim that found nothing
             return Prepared(ready, 0)
         contact_ids = {msg.contact_id for msg in msgs if msg.contact_id}
         contacts = (
@@ -47,8 +54,9 @@ class Handoff(Checks):
             else {}
         )
         self._props = self._events_props(msgs)
-        self._parts = {}  # templates loaded once per batch
+        self._parts = self._templates(msgs)  # templates loaded once per batch
         self._verdicts = self._read_verdicts(msgs, contacts)
+        self.session.commit()  # on SQLite, the claim with them
         captured = 0
         for msg in msgs:
             yield True
@@ -88,7 +96,18 @@ class Handoff(Checks):
         self.session.commit()
         return Prepared(ready, captured)
 
-    def _events_props(self, msgs: list[Message]) -> dict[int, dict[str, Any]]:
+    def _templates(self, msgs: list[Claimed]) -> dict[tuple[str, str], dict[str, str]]:
+        """The parts of the templates *msgs* use, by (channel, name); one missing is left out (its messages fail
+        when rendered, saying so)."""
+        parts = {}
+        for key in {(msg.channel, msg.template) for msg in msgs if self.capture is None}:
+            try:
+                parts[key] = load_parts(self.session, *key)
+            except Exception:  # no such template, or no such channel: each of its messages fails on its own
+                continue
+        return parts
+
+    def _events_props(self, msgs: list[Claimed]) -> dict[int, dict[str, Any]]:
         """Props of the events that started the journeys of *msgs*, by enrolment (one query for the batch)."""
         enrolments = {e for e in map(self._enrolment, msgs) if e is not None}
         if not enrolments:
@@ -101,18 +120,18 @@ class Handoff(Checks):
         return {enrolment: dict(props or {}) for enrolment, props in rows}
 
     @staticmethod
-    def _enrolment(msg: Message) -> int | None:
+    def _enrolment(msg: Claimed) -> int | None:
         enrolment = (msg.data or {}).get("enrolment")
         return enrolment_of(msg.key) if enrolment is None else enrolment
 
-    def _event_props(self, msg: Message) -> dict[str, Any]:
+    def _event_props(self, msg: Claimed) -> dict[str, Any]:
         """Props of the event that started the message's journey (``event.*`` in templates)."""
         enrolment = self._enrolment(msg)
         if enrolment is None:
             return dict((msg.data or {}).get("event") or {})
         return dict(self._props.get(enrolment, {}))
 
-    def _outbound(self, msg: Message, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
+    def _outbound(self, msg: Claimed, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
         """The rendered message. Channels without a contact address (endpoints) get data, not text."""
         if internal_address(msg) and channel.address_field:
             return internal_outbound(msg, contact)

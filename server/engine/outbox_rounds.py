@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from flask import Flask
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..consent import suppress
+from ..db import POLL_WRITE_LOCK
 from ..models import Contact, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import ChannelError, redact
 from . import health
@@ -66,6 +67,30 @@ _TRACES = DriverStatement(
 )
 
 
+#: the columns of a claimed row that sending it reads (see :class:`Claimed`)
+_CLAIMED = (
+    _TABLE.c.id,
+    _TABLE.c.key,
+    _TABLE.c.contact_id,
+    _TABLE.c.channel,
+    _TABLE.c.template,
+    _TABLE.c.attempts,
+    _TABLE.c.data,
+)
+
+
+class Claimed(NamedTuple):
+    """An outbox row as its claim returned it: what the policy, the rendering and the stamps read of it."""
+
+    id: int
+    key: str
+    contact_id: int | None
+    channel: str
+    template: str
+    attempts: int  # this claim's number: it fences the stamp (see ``Rounds._stamp``)
+    data: dict[str, Any]
+
+
 def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
     """Seconds to wait before retry *attempt* (1-based): exponential from *base* (``RETRY_BASE``), with jitter."""
     return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))
@@ -103,9 +128,12 @@ class Rounds:
         return to_dt(self.fixed_now) if self.fixed_now is not None else utcnow()
 
     def __enter__(self) -> Self:
+        # a round's short write transactions keep the lanes waiting: take SQLite's write lock as soon as it is free
+        self._polling = POLL_WRITE_LOCK.set(True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        POLL_WRITE_LOCK.reset(self._polling)
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
@@ -143,13 +171,15 @@ class Rounds:
             Message.next_attempt_at.is_(None) | (Message.next_attempt_at <= instant)
         )
 
-    def _claim_many(self, message_ids: list[int] | None, oldest: int = 0) -> list[Message]:
-        """Claim the claimable rows of *message_ids* (None: the *oldest* claimable rows) in one statement,
-        committed; return them in that order.
+    def _claim_many(self, message_ids: list[int] | None, oldest: int = 0) -> list[Claimed]:
+        """Claim the claimable rows of *message_ids* (None: the *oldest* claimable rows) in one statement that
+        returns what sending them reads; return them in that order. On SQLite not committed: the caller reads what
+        the batch needs in the same transaction (SQLite's write lock taken once for both), then commits, before any
+        of them is sent; elsewhere committed at once.
 
         On PostgreSQL the oldest rows another worker is claiming are skipped, not waited for: they are its own.
         """
-        table = Message.__table__
+        table = _TABLE
         if message_ids is None:
             query = select(table.c.id).where(self._claimable()).order_by(table.c.next_attempt_at, table.c.id)
             query = query.limit(oldest)
@@ -160,33 +190,25 @@ class Rounds:
             chosen = table.c.id == cte.c.id
         else:
             chosen = table.c.id.in_(message_ids)
-        claimed = set(
-            self.session.connection()
-            .execute(
-                update(table)
-                .where(chosen, self._claimable())
-                .values(
-                    status=MessageStatus.SENDING.value,
-                    claimed_at=self.instant,
-                    sending_at=None,
-                    attempts=table.c.attempts + 1,
-                )
-                .returning(table.c.id)
+        rows = self.session.connection().execute(
+            update(table)
+            .where(chosen, self._claimable())
+            .values(
+                status=MessageStatus.SENDING.value,
+                claimed_at=self.instant,
+                sending_at=None,
+                attempts=table.c.attempts + 1,
             )
-            .scalars()
+            .returning(*_CLAIMED)
         )
-        self.session.commit()
-        if not claimed:
-            return []  # another worker has them, or they are done already, or not due yet
-        rows = self.session.scalars(
-            select(Message).where(Message.id.in_(claimed)).execution_options(populate_existing=True)
-        ).all()
+        claimed = {row[0]: Claimed._make(row) for row in rows}  # plain rows, no ORM objects (nor their identity map)
+        if self.session.get_bind().dialect.name != "sqlite":
+            self.session.commit()  # no database-wide write lock to spare: the claim stands before anything is read
         if message_ids is None:
-            return sorted(rows, key=lambda msg: msg.id)
-        by_id = {msg.id: msg for msg in rows}
-        return [by_id[message_id] for message_id in message_ids if message_id in by_id]
+            return [claimed[message_id] for message_id in sorted(claimed)]
+        return [claimed[message_id] for message_id in message_ids if message_id in claimed]
 
-    def _stamp(self, msg: Message) -> bool:
+    def _stamp(self, msg: Claimed) -> bool:
         """Commit that *msg* is being handed to its channel now; False if this claim was taken back meanwhile.
 
         The claim's attempt number fences it: a row the scheduler gave back (this worker looked dead) and
@@ -245,7 +267,7 @@ class Rounds:
 
     def _sent(
         self,
-        msg: Message,
+        msg: Claimed,
         provider_id: str | None,
         changes: list | None = None,
         traces: list | None = None,
@@ -270,18 +292,18 @@ class Rounds:
         if trace is not None:
             traces.append(trace)
 
-    def _finish(self, msg: Message, status: str, detail: str | None = None, **values: Any) -> None:
+    def _finish(self, msg: Claimed, status: str, detail: str | None = None, **values: Any) -> None:
         # on the connection: no flush of what the batch added to the session, no ORM synchronisation
         table = Message.__table__
         self.session.connection().execute(update(table).where(table.c.id == msg.id).values(status=status, **values))
         self.session.add(MessageStatusChange(message_id=msg.id, status=status, detail=detail, at=to_dt(self.now)))
 
-    def _effect(self, msg: Message, action: str, **data: Any) -> None:
+    def _effect(self, msg: Claimed, action: str, **data: Any) -> None:
         row = self._trace_row(msg, action, **data)
         if row is not None:
             self.session.add(JourneyLog(**row))
 
-    def _trace_row(self, msg: Message, action: str, **data: Any) -> dict[str, Any] | None:
+    def _trace_row(self, msg: Claimed, action: str, **data: Any) -> dict[str, Any] | None:
         """The journey trace line of *msg*'s *action*, or None for a message that is nobody's."""
         if msg.contact_id is None:
             return None
@@ -298,7 +320,7 @@ class Rounds:
             "data": {"channel": msg.channel, "template": msg.template, "message": msg.id, **data},
         }
 
-    def _put_back(self, msg: Message, resume: float, detail: str) -> None:
+    def _put_back(self, msg: Claimed, resume: float, detail: str) -> None:
         """Pending again from *resume* on, without counting this claim as an attempt; the caller commits."""
         table = Message.__table__
         self.session.connection().execute(
@@ -313,7 +335,7 @@ class Rounds:
         )
         self.session.add(MessageStatusChange(message_id=msg.id, status="deferred", detail=detail, at=to_dt(self.now)))
 
-    def _failure(self, msg: Message, contact: Contact | None, channel: Any, exc: ChannelError) -> None:
+    def _failure(self, msg: Claimed, contact: Contact | None, channel: Any, exc: ChannelError) -> None:
         log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, redact(exc.message))
         if exc.suppress and contact is not None and channel.address_field:
             address = getattr(contact, channel.address_field, None)

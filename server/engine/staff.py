@@ -10,7 +10,7 @@ channel addresses nobody (an endpoint) gets the notification as data, like a ``s
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..models import Contact, Enrolment, Message
 from ..sdk import OutboundMessage
@@ -18,6 +18,9 @@ from ..teams import email_channel
 from .context import EngineContext
 from .keys import TEAM, message_key
 from .timeutil import to_dt
+
+if TYPE_CHECKING:
+    from .outbox_rounds import Claimed
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +84,20 @@ def notify_team(ctx: EngineContext, enr: Enrolment, step: Any, kind: str, team: 
     return len(written)
 
 
-def internal_address(msg: Message) -> str | None:
+def internal_address(msg: Message | Claimed) -> str | None:
     """The staff member an internal notification goes to, or None for a message to the contact."""
     info = (msg.data or {}).get(INTERNAL)
     return info.get("to") if isinstance(info, dict) else None
 
 
-def recipient(msg: Message, contact: Contact | None, field: str | None) -> str | None:
+def recipient(msg: Message | Claimed, contact: Contact | None, field: str | None) -> str | None:
     """Where *msg* goes on a channel addressing people by *field*: a staff member, or the contact."""
     if field is None:
         return None
     return internal_address(msg) or (getattr(contact, field, None) if contact is not None else None)
 
 
-def internal_outbound(msg: Message, contact: Contact | None) -> OutboundMessage:
+def internal_outbound(msg: Message | Claimed, contact: Contact | None) -> OutboundMessage:
     """The plain-text notification a staff member reads: the rule's text, then what it is about."""
     info = msg.data[INTERNAL]
     text = str(info.get("text") or "")

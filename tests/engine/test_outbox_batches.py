@@ -16,6 +16,8 @@ from server.models import Event, JourneyLog, Message, MessageStatusChange
 from ..helpers import api_key, load_rules, pending_emails, post_event, run_worker
 
 N = 30
+#: the tables a claimed batch reads before it is rendered
+READS = ("contacts", "suppressions", "consents", "templates")
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def statements(app):
     event.remove(engine, "commit", commit)
 
 
-def test_a_batch_is_claimed_in_one_statement_and_recorded_a_round_at_a_time(app, smtp_server, statements):
+def test_a_batch_is_claimed_in_one_statement_and_recorded_a_round_at_a_time(app, smtp_server, statements, backend):
     app.config["SMTP_CONNECTIONS"] = 1
     with app.app_context():
         session = get_session()
@@ -50,6 +52,16 @@ def test_a_batch_is_claimed_in_one_statement_and_recorded_a_round_at_a_time(app,
     # per chunk: its claim, the policy's verdicts, one per send (its stamp, with the previous outcome), the last
     # outcome; and one for the look-up of what is left to do (the old outbox made three per message)
     assert statements.count("COMMIT") <= N + 3 * chunks + 1
+    # the claim returns its rows (no second read of them), and on SQLite what the batch reads (contacts, the
+    # policy's suppressions and consents, the templates) is read in the claim's transaction: one write lock for both
+    claim = statements.index(claims[0])
+    after = statements[claim + 1 :]
+    assert not [
+        s for s in after if s.startswith("SELECT ") and "FROM messages WHERE messages.id IN" in " ".join(s.split())
+    ]
+    reads = [next(i for i, s in enumerate(after) if s.startswith("SELECT ") and f"FROM {t}" in s) for t in READS]
+    first_commit = after.index("COMMIT")
+    assert (max(reads) < first_commit) if backend == "sqlite" else (first_commit < min(reads)), after[: max(reads) + 1]
     assert sorted(m["To"] for m in smtp_server.wait_for(N)) == sorted(f"c{i}@example.com" for i in range(N))
     with app.app_context():
         session = get_session()

@@ -41,7 +41,11 @@ def test_a_worker_killed_while_the_server_has_the_message_leaves_it_ambiguous(
     )
     # later work goes through, and the scheduler has ticked many times meanwhile
     post_event(client, key, email="y@example.com", event="signup.completed")
-    wait_until(lambda: recipients(holding_smtp)["y@example.com"] == 1, 60, lambda: procs.tail())
+    wait_until(  # the worker records the send once the server has answered: after the server has it
+        lambda: recipients(holding_smtp)["y@example.com"] == 1 and message_of(app, "y@example.com")[0] == "sent",
+        60,
+        lambda: f"{message_of(app, 'y@example.com')}\n{procs.tail()}",
+    )
 
     status, history = message_of(app, "x@example.com")
     got = recipients(holding_smtp)
