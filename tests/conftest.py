@@ -13,7 +13,7 @@ from server.app import create_app
 from server.clock import ShiftedClock
 from server.embedded_redis import EmbeddedRedis
 
-from .servers import PostgresServer, SmtpServer
+from .servers import MigratedTemplates, PostgresServer, SmtpServer
 
 _db_counter = itertools.count()
 
@@ -93,6 +93,12 @@ def postgres_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory):
+    """Databases migrated once a session, copied into each ``app``'s new database (see :class:`MigratedTemplates`)."""
+    return MigratedTemplates(tmp_path_factory.mktemp("templates"))
+
+
 @pytest.fixture
 def database_url(backend, tmp_path, request):
     """A fresh, empty database for one test."""
@@ -134,7 +140,9 @@ def config(tmp_path, database_url, redis_server, smtp_server, clock):
 
 
 @pytest.fixture
-def app(config, clock):
+def app(config, clock, migrated_templates, request):
+    if config.get("MIGRATE_ON_START", True):  # starting would migrate the new database: start from a migrated copy
+        migrated_templates.fill(config["DATABASE_URL"], lambda: request.getfixturevalue("postgres_server"))
     app = create_app(config, clock=clock)
     app.config["TESTING"] = True
     yield app

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -73,11 +74,74 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def replace_database(self, name: str, template: str) -> bool:
+        """Make database *name* a copy of *template* if it is empty and nobody is connected to it; return whether it
+        was replaced (a database holding anything, or in use, is left alone)."""
+        with psycopg.connect(self.url(name).replace("+psycopg", ""), autocommit=True) as conn:
+            used = conn.execute("SELECT EXISTS (SELECT FROM pg_class WHERE relnamespace = 'public'::regnamespace)")
+            if used.fetchone()[0]:
+                return False
+        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as conn:
+            try:
+                conn.execute(f'DROP DATABASE "{name}"')
+            except psycopg.errors.ObjectInUse:
+                return False
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return True
+
     def stop(self) -> None:
         try:
             self._run(f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MigratedTemplates:
+    """One database per backend migrated to the heads once a session; an app's new, empty database starts as a copy
+    of it (what starting the app would make of it, without running every migration again for every test)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._sqlite: Path | None = None
+        self._pg: str | None = None
+
+    def fill(self, url: str, postgres: Callable[[], PostgresServer]) -> None:
+        """Copy the migrated template into the database at *url* (of the *postgres* server, or a SQLite file) if that
+        database is new and empty; else nothing."""
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            path = Path(url.removeprefix("sqlite:///"))
+            if not path.exists():
+                shutil.copyfile(self._sqlite_template(), path)
+        elif url.startswith("postgresql"):
+            server = postgres()
+            if url.startswith(server.url("")):
+                server.replace_database(url.rsplit("/", 1)[1], self._pg_template(server))
+
+    def _sqlite_template(self) -> Path:
+        if self._sqlite is None:
+            path = self.folder / "template.db"
+            _migrate(f"sqlite:///{path}")
+            if Path(f"{path}-wal").exists():  # the last connection's close folds the log into the file
+                raise RuntimeError(f"{path}-wal left behind: the template would not be the whole database")
+            self._sqlite = path
+        return self._sqlite
+
+    def _pg_template(self, server: PostgresServer) -> str:
+        if self._pg is None:
+            _migrate(server.new_database("nudge_template"))
+            self._pg = "nudge_template"
+        return self._pg
+
+
+def _migrate(url: str) -> None:
+    from server.db import make_engine
+    from server.migrate import upgrade
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 # -- SMTP --------------------------------------------------------------------------
@@ -158,6 +222,7 @@ def nudge_web(config: dict, log: Path, *args: str, **extra: str) -> tuple[subpro
     :raises RuntimeError: it did not start within 60 s (the end of its *log* says why).
     """
     import sys
+    import urllib.error
     import urllib.request
 
     port = free_port()
@@ -174,10 +239,33 @@ def nudge_web(config: dict, log: Path, *args: str, **extra: str) -> tuple[subpro
     deadline = time.monotonic() + 60
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                answer.read()
             return proc, port
-        except OSError:
+        except OSError as exc:
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()  # an error answer holds its connection until closed
             if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
+                reap(proc, timeout=0)
                 raise RuntimeError(f"nudge web did not start: {log.read_text()[-2000:]}") from None
             time.sleep(0.2)
+
+
+def reap(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop *proc* if it still runs (SIGTERM, then SIGKILL after *timeout* seconds), wait for it and close its pipes.
+
+    Call it in a ``finally``: a child left running, or a pipe left open, is a ResourceWarning at some later garbage
+    collection, an error in whichever test runs then (``filterwarnings = error``).
+    """
+    try:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    finally:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

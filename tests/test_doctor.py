@@ -15,7 +15,7 @@ from server.engine.rules import pause
 from server.models import Message, RuleVersion
 
 from .helpers import load_rules
-from .servers import free_port
+from .servers import free_port, reap
 
 PAGER = "plugins.email_smtp,plugins.sms_twilio,plugins.webhook,tests.plugins.pager_plugin"
 SMS_RULE = 'rule "Reminder"\nwhen form.submitted then\n  send sms reminder\nend\n'
@@ -147,8 +147,7 @@ def test_web_and_up_log_the_checks_once_at_start_up(config, app, command):
     try:
         seen = _read_until(proc, "Nudge is up" if command[0] == "up" else "Serving on")
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        reap(proc)
     dkim = [line for line in seen if "warn email: DKIM" in line]
     assert len(dkim) == 1, "".join(seen)  # nudge up checks once, its children do not repeat it
     assert "NUDGE_DKIM_SELECTOR" in dkim[0]

@@ -21,6 +21,7 @@ from server.migrate import current_revisions, head_revisions, upgrade
 from server.models import Base, Contact, Enrolment, EnrolmentState, Message, Rule, RuleVersion
 
 from .helpers import run_worker
+from .servers import reap
 
 FIRST = "0001"  # the first released schema: contacts, events, the outbox
 JOURNEYS = "0006"  # the first schema with rules, their versions and enrolments
@@ -223,7 +224,11 @@ def test_two_processes_migrating_at_once_both_succeed_one_after_the_other(databa
         )
         for _ in range(2)
     ]
-    outs = [proc.communicate(timeout=300) for proc in procs]
+    try:
+        outs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            reap(proc)
     assert [proc.returncode for proc in procs] == [0, 0], outs
     lines = sorted(out.strip().splitlines()[-1] for out, _err in outs)
     head = "+".join(sorted(head_revisions(database_url)))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,14 +43,18 @@ class Processes:
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{len(self.started):03d}-{'-'.join(args)}.log", "wb")  # noqa: SIM115 (closed by stop)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", *args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", *args],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except BaseException:
+            log.close()
+            raise
         self.started.append((proc, log, time.monotonic()))
         return proc
 
@@ -75,7 +80,8 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            log.close()
+            finally:
+                log.close()
 
     def tail(self, lines: int = 30) -> str:
         """The end of every log, for a failure message."""
@@ -90,14 +96,13 @@ class Processes:
 
 @pytest.fixture
 def processes(config, tmp_path):
-    """Start real ``nudge`` processes with the test's configuration; all are stopped when the test ends."""
-    made: list[Processes] = []
+    """Start real ``nudge`` processes with the test's configuration; all are stopped when the test ends (every set,
+    even when stopping another failed)."""
+    with ExitStack() as stopping:
 
-    def make(**settings: Any) -> Processes:
-        procs = Processes(config, tmp_path / "logs", **settings)
-        made.append(procs)
-        return procs
+        def make(**settings: Any) -> Processes:
+            procs = Processes(config, tmp_path / "logs", **settings)
+            stopping.callback(procs.stop)
+            return procs
 
-    yield make
-    for procs in made:
-        procs.stop()
+        yield make

@@ -12,6 +12,7 @@ from werkzeug.serving import make_server
 from server.app import create_app
 
 from ..servers import free_port
+from . import POLL
 from .twilio_server import TwilioServer
 
 _watch = threading.local()
@@ -55,7 +56,7 @@ def live_port():
 def live_app(app, live_port):
     """The app served over real HTTP on 127.0.0.1 (its BASE_URL must name *live_port*)."""
     server = make_server("127.0.0.1", live_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL,), name="live-app", daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{live_port}"
     server.shutdown()

@@ -21,6 +21,7 @@ from server.models import Message
 
 from ..helpers import pending_emails
 from ..servers import free_port
+from . import POLL
 
 
 class PipeliningSmtp(socketserver.ThreadingTCPServer):
@@ -109,7 +110,7 @@ class _Session(socketserver.StreamRequestHandler):
 @pytest.fixture
 def pipelining():
     server = PipeliningSmtp()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL,), daemon=True).start()
     yield server
     server.release.set()
     server.shutdown()

@@ -31,7 +31,7 @@ from server.engine.timeutil import next_local_time, to_dt
 from server.models import Message, MessageStatusChange
 from server.sdk import RateLimit
 
-from ..servers import free_port
+from ..servers import free_port, reap
 from .test_sms_twilio import SENDER, _keys, db, make_contact, twilio_settings
 
 RATE = 2  # messages a second from one number: a burst of 2 at one instant, then one every half second
@@ -154,9 +154,12 @@ def test_two_worker_processes_together_keep_to_the_rate(app, config, twilio, noo
             )
             for _ in range(2)
         ]
-        for worker in workers:
-            _out, err = worker.communicate(timeout=120)
-            assert worker.returncode == 0, err.decode()
+        try:
+            errors = [worker.communicate(timeout=120)[1] for worker in workers]
+        finally:
+            for worker in workers:
+                reap(worker)
+        assert [worker.returncode for worker in workers] == [0, 0], b"".join(errors).decode()
         per_second.append(len(twilio.messages) - before)
         if len(twilio.messages) == 10:
             break

@@ -16,6 +16,7 @@ from server.db import get_session
 from server.models import StoredSetting
 
 from ..helpers import api_key, load_rules, post_event, signed_in
+from ..servers import reap
 from .crm_helpers import BREAKOUT, SCRIPT, audited, escaped, page_flash, post
 
 
@@ -186,8 +187,7 @@ def test_a_running_worker_puts_a_newly_saved_postal_address_in_the_next_email(ap
         assert post_event(client, api_key(app), email="ana@example.com", form="newsletter").status_code == 202
         [msg] = smtp_server.wait_for(1)
     finally:
-        worker.terminate()
-        worker.communicate(timeout=30)
+        reap(worker)
     assert "Acme Ltd, 9 Elm Road, Shelbyville" in msg.get_body(("plain",)).get_content()
     with app.app_context():
         assert get_session().get(StoredSetting, "POSTAL_ADDRESS").value == "Acme Ltd, 9 Elm Road, Shelbyville"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import select
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import psutil
 import pytest
 
 from ..helpers import api_key
-from ..servers import nudge_web
+from ..servers import nudge_web, reap
 from .test_forms import make_form
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +30,10 @@ def web_server(app, config, tmp_path):
         proc, port = nudge_web(config, tmp_path / "web.log", "--threads", "2")
     except RuntimeError as exc:
         pytest.fail(str(exc))
-    yield port, psutil.Process(proc.pid)
-    proc.terminate()
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield port, psutil.Process(proc.pid)
+    finally:
+        reap(proc, timeout=15)
 
 
 class PeakRss:

@@ -13,7 +13,7 @@ from server.db import get_session
 from server.models import Contact
 
 from ..helpers import api_key
-from ..servers import nudge_web
+from ..servers import nudge_web, reap
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,5 +56,4 @@ def test_the_client_address_comes_from_the_trusted_proxy_only(app, config, tmp_p
         try:
             assert _consent_ip(port, key, contact_id) == expected, extra
         finally:
-            proc.terminate()
-            proc.wait(15)
+            reap(proc, timeout=15)
