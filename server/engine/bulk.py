@@ -173,9 +173,8 @@ class Group:
         )
 
 
-def trace(ctx: EngineContext, enrolments: Any, action: str, data: Any) -> None:
-    """One trace line for each enrolment *enrolments* (a SQL condition) selects: *data* is a dict, or a SQL
-    expression per row."""
+def trace(ctx: EngineContext, enrolments: Any, action: str, data: dict[str, Any]) -> None:
+    """One trace line, with *data*, for each enrolment *enrolments* (a SQL condition) selects."""
     ctx.session.connection().execute(
         insert(JourneyLog.__table__).from_select(
             ["enrolment_id", "contact_id", "rule_id", "at", "action", "data"],
@@ -185,7 +184,7 @@ def trace(ctx: EngineContext, enrolments: Any, action: str, data: Any) -> None:
                 Enrolment.rule_id,
                 literal(ctx.now),
                 literal(action, String),
-                literal(data, JsonType) if isinstance(data, dict) else data,
+                literal(data, JsonType),
             ).where(enrolments),
         )
     )

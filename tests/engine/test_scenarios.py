@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ..servers import reap
 from .effects import compare
 
 ROOT = Path(__file__).parents[2]
@@ -44,14 +45,9 @@ def runs():
     }
     yield started
     for process in started.values():
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        # a scenario this worker did not run (xdist gives the others to other workers) was never read: close its
-        # pipes, or they are collected later as unclosed files (a ResourceWarning, an error in some other test)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        # a scenario this worker did not run (xdist gives the others to other workers) was never read: its pipes
+        # are closed too, or they are collected later as unclosed files (a ResourceWarning, an error in some other test)
+        reap(process, timeout=0)
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
