@@ -217,6 +217,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "help": "bytes a CSV file uploaded in the admin UI's Imports may have (at least 1024; the default holds "
         "1,000,000 rows of a few hundred characters); kept in $NUDGE_HOME/imports until discarded",
     },
+    "IMPORT_PROCESSES": {
+        "type": "int",
+        "default": 0,
+        "help": "processes a CSV import uses: 2 checks the next chunk of rows in a second process while the "
+        "first writes, 1 checks and writes in one; 0 (the default) is 2 where two cores are free, else 1",
+    },
     "FORM_RATE_LIMIT": {"type": "int", "default": 20, "help": "submissions per IP address per hour to a hosted form"},
     "VISIT_RATE_LIMIT": {"type": "int", "default": 600, "help": "site-tracking visits per IP address per hour"},
     "SEGMENT_EVENT_MAP": {
@@ -480,6 +486,8 @@ def load_config(
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
     if settings["IMPORT_MAX_BYTES"] < 1024:
         raise ConfigError("IMPORT_MAX_BYTES", f"must be at least 1024 bytes, got {settings['IMPORT_MAX_BYTES']}")
+    if settings["IMPORT_PROCESSES"] not in (0, 1, 2):
+        raise ConfigError("IMPORT_PROCESSES", f"must be 0 (automatic), 1 or 2, got {settings['IMPORT_PROCESSES']!r}")
     if settings["MACHINE_CLICK_BURST"] < 2:
         raise ConfigError("MACHINE_CLICK_BURST", f"must be at least 2 links, got {settings['MACHINE_CLICK_BURST']}")
     settings["AMBIGUOUS_SENDS"] = str(settings["AMBIGUOUS_SENDS"]).strip().lower()

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .errors import InvalidInput
-from .fields import coerce_value
+from .fields import STANDARD_FIELDS, coerce_value
 from .normalize import normalize_email, normalize_phone
 from .service import clean_value
 
-__all__ = ["Chunk", "RowCleaner", "RowError", "cleaned_chunks", "read_rows"]
+__all__ = ["Chunk", "Packed", "RowCleaner", "RowError", "cleaned_chunks", "merge_rows", "pack", "read_rows", "unpack"]
 
 #: attributes that differ from row to row: checked every time; the others (tags, a plan, a stage) repeat, so each
 #: distinct cell is checked once per import and its answer (value or error) reused
@@ -183,3 +183,61 @@ class RowCleaner:
             return answer[0]
 
         return check
+
+
+#: a checked row as it travels from the checking to the writing process (marshal reads and writes it several times
+#: faster than pickle does a dict): (line, each of STANDARD_FIELDS or None when the row does not set it, the custom
+#: fields or None, the tags)
+Packed = tuple[Any, ...]
+#: where a packed row holds the external id, the email, the score, the custom fields and the tags
+EXTERNAL_ID = 1 + STANDARD_FIELDS.index("external_id")
+EMAIL = 1 + STANDARD_FIELDS.index("email")
+SCORE = 1 + STANDARD_FIELDS.index("score")
+FIELDS = 1 + len(STANDARD_FIELDS)
+TAGS = FIELDS + 1
+
+
+def merge_rows(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+    """Rows of the same person (same external id or email) folded into one, later values winning; and how many
+    rows were folded into an earlier one."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    merged_rows = 0
+    # the slot in *out* of each external id and email seen so far (a row's external id is asked first)
+    by_external: dict[str, int] = {}
+    by_email: dict[str, int] = {}
+    for line, row in chunk:
+        external_id, email = row.get("external_id"), row.get("email")
+        slot = by_external.get(external_id) if external_id else None
+        if slot is None and email:
+            slot = by_email.get(email)
+        if slot is None:
+            slot = len(out)
+            out.append((line, row))
+        else:
+            merged_rows += 1
+            first_line, earlier = out[slot]
+            merged = {**earlier, **row}
+            merged["fields"] = {**earlier.get("fields", {}), **row.get("fields", {})}
+            merged["tags"] = list(dict.fromkeys(earlier.get("tags", []) + row.get("tags", [])))
+            out[slot] = (first_line, {k: v for k, v in merged.items() if v not in ([], {})})
+        if external_id:
+            by_external[external_id] = slot
+        if email:
+            by_email[email] = slot
+    return out, merged_rows
+
+
+def pack(line: int, row: dict[str, Any], extra_tags: list[str]) -> Packed:
+    """A cleaned *row* as a :data:`Packed` tuple, *extra_tags* added to its own."""
+    tags = row.get("tags", [])
+    if extra_tags:
+        tags = list(dict.fromkeys(tags + extra_tags))
+    return (line, *map(row.get, STANDARD_FIELDS), row.get("fields"), tags)
+
+
+def unpack(packed: Packed) -> dict[str, Any]:
+    """The cleaned row (without its tags) a :data:`Packed` tuple was made of."""
+    row = {key: value for key, value in zip(STANDARD_FIELDS, packed[1:FIELDS], strict=True) if value is not None}
+    if packed[FIELDS] is not None:
+        row["fields"] = packed[FIELDS]
+    return row

@@ -12,21 +12,21 @@ import base64
 import gc
 import io
 import json
-import operator
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from flask import current_app, has_app_context
 from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.orm import Session
 
-from ..consent import address_hash
 from ..models import Contact, ContactTag, Event, Suppression, utcnow
 from .errors import InvalidInput
 from .fields import STANDARD_FIELDS, definitions
-from .import_rows import RowCleaner, RowError, cleaned_chunks, read_rows
+from .import_pipeline import check_chunks, checked_chunks, processes_for
+from .import_rows import EMAIL, EXTERNAL_ID, FIELDS, SCORE, TAGS, Packed, RowCleaner, RowError, read_rows, unpack
 from .rowset import driver_rows, insert_grouped, insert_rows, one_of, reserve_ids, update_rows
 from .service import audit, taken
 
@@ -37,9 +37,6 @@ CHUNK = 5000
 _CREATED: tuple[tuple[str, ...], tuple[str, Any]] = (("contact.created",), ("contact.created", {}))
 #: the columns of a new contact's row, as insert_rows gets them
 _NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
-#: a new contact's standard attributes, from its row with the unset ones filled in from _UNSET
-_standard = operator.itemgetter(*STANDARD_FIELDS)
-_UNSET = {name: 0 if name == "score" else None for name in STANDARD_FIELDS}
 _STANDARD = frozenset(STANDARD_FIELDS)
 #: the attributes that identify a contact
 _KEYS = ("email", "external_id")
@@ -134,6 +131,7 @@ def import_csv(
     channels: Mapping[str, tuple[str, ...]] | None = None,
     merge: str = "update",
     report: ImportReport | None = None,
+    processes: int | None = None,
 ) -> ImportReport:
     """Import contacts from CSV text; commits per chunk of 5,000 rows.
 
@@ -144,6 +142,8 @@ def import_csv(
     :param progress: called with the number of rows done since the last call.
     :param merge: how rows naming existing contacts merge into them (one of :data:`MERGES`).
     :param report: the report to fill (a caller reading it from *progress* passes its own).
+    :param processes: 1 checks the rows in this process, 2 in a second one while this one writes (the same
+        chunks, rows and errors); 0 two where two cores are free; None the app's ``IMPORT_PROCESSES`` (or 0).
     :raises InvalidInput: when the header cannot be mapped or *merge* is unknown (nothing is imported then).
     """
     if merge not in MERGES:
@@ -155,16 +155,21 @@ def import_csv(
     by_field = {target: column for column, target in columns.items()}
     cleaner = RowCleaner({header.index(column): target for column, target in columns.items()}, custom, region)
     report = report if report is not None else ImportReport()
-    extra_tags = list(tags)
-    with _no_gc_pauses():
-        for chunk in cleaned_chunks(rows, len(header), cleaner, by_field, CHUNK):
-            report.rows += chunk.read
-            report.errors += chunk.errors
-            if chunk.rows:
-                _write_chunk(session, chunk.rows, report, secret, extra_tags, by_field, channels, merge)
+    checking = check_chunks(
+        rows, len(header), cleaner, by_field, CHUNK, list(tags), secret if channels.get("email") else None
+    )
+    if processes is None:
+        processes = current_app.config["IMPORT_PROCESSES"] if has_app_context() else 0
+    with _no_gc_pauses(), checked_chunks(checking, processes_for(processes)) as chunks:
+        for read, errors, merged, packed, hashes in chunks:
+            report.rows += read
+            report.errors += [RowError(*error) for error in errors]
+            report.merged_in_file += merged
+            if packed:
+                _write_chunk(session, packed, hashes, report, by_field, channels, merge)
                 session.commit()
                 if progress:
-                    progress(len(chunk.rows))
+                    progress(len(packed) + merged)
     audit(
         session,
         actor,
@@ -196,34 +201,6 @@ def _no_gc_pauses() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _merge_rows(chunk: list[tuple[int, dict[str, Any]]], report: ImportReport) -> list[tuple[int, dict[str, Any]]]:
-    """Fold rows of the same person (same external id or email) into one, later values winning."""
-    out: list[tuple[int, dict[str, Any]]] = []
-    # the slot in *out* of each external id and email seen so far (a row's external id is asked first)
-    by_external: dict[str, int] = {}
-    by_email: dict[str, int] = {}
-    for line, row in chunk:
-        external_id, email = row.get("external_id"), row.get("email")
-        slot = by_external.get(external_id) if external_id else None
-        if slot is None and email:
-            slot = by_email.get(email)
-        if slot is None:
-            slot = len(out)
-            out.append((line, row))
-        else:
-            report.merged_in_file += 1
-            first_line, earlier = out[slot]
-            merged = {**earlier, **row}
-            merged["fields"] = {**earlier.get("fields", {}), **row.get("fields", {})}
-            merged["tags"] = list(dict.fromkeys(earlier.get("tags", []) + row.get("tags", [])))
-            out[slot] = (first_line, {k: v for k, v in merged.items() if v not in ([], {})})
-        if external_id:
-            by_external[external_id] = slot
-        if email:
-            by_email[email] = slot
-    return out
 
 
 #: a stored contact's columns that an import may change, as read and written set-wise
@@ -327,39 +304,34 @@ def _insert_tags(session: Session, pairs: Iterable[Sequence[Any]], now: Any) -> 
 
 def _write_chunk(
     session: Session,
-    chunk: list[tuple[int, dict[str, Any]]],
+    rows: list[Packed],
+    hashes: list[str] | None,
     report: ImportReport,
-    secret: str,
-    extra_tags: list[str],
     by_field: Mapping[str, str],
     channels: Mapping[str, tuple[str, ...]],
     merge: str = "update",
 ) -> None:
-    rows = _merge_rows(chunk, report)
-    emails = {r["email"] for _, r in rows if r.get("email")}
-    external_ids = {r["external_id"] for _, r in rows if r.get("external_id")}
+    """Write a checked chunk's merged *rows*; *hashes* are their emails' digests, when suppressions are counted."""
+    emails = {r[EMAIL] for r in rows if r[EMAIL]}
+    external_ids = {r[EXTERNAL_ID] for r in rows if r[EXTERNAL_ID]}
     stored = _Stored(session, emails, external_ids)
     # rows are matched by the addresses the contacts had when the chunk began
     by_email = {c["email"]: c for c in stored.contacts.values() if c["email"]}
     by_external = {c["external_id"]: c for c in stored.contacts.values() if c["external_id"]}
-    if emails and channels.get("email"):
-        hashes = {address_hash(secret, "", e) for e in emails}  # one digest on every channel's list
+    if hashes:
         listed = select(Suppression.address_hash).where(
             Suppression.channel.in_(channels["email"]), one_of(session, Suppression.address_hash, hashes)
         )
         report.suppressed += len(set(session.connection().execute(listed).scalars().all()))
     names: dict[frozenset[str], tuple[tuple[str, ...], tuple[str, Any]]] = {}
-    new: list[dict[str, Any]] = []
-    new_tags: list[list[str]] = []
+    new: list[Packed] = []
     #: (contact id, key, (name, props)) of each event to insert: events of one key have the same name and props
     announced: list[tuple[int, tuple[str, ...], tuple[str, Any]]] = []
     now = utcnow()
-    for line, row in rows:
-        row_tags = row.pop("tags", [])  # read only: rows with the same cell share it
-        if extra_tags:
-            row_tags = list(dict.fromkeys(row_tags + extra_tags))
-        a = by_external.get(row.get("external_id") or "")  # "" is no contact's: unset keys are left out
-        b = by_email.get(row.get("email") or "")
+    for packed in rows:
+        line = packed[0]
+        a = by_external.get(packed[EXTERNAL_ID] or "")  # "" is no contact's: unset keys are left out
+        b = by_email.get(packed[EMAIL] or "")
         if a is not None and b is not None and a["id"] != b["id"]:
             report.errors.append(
                 RowError(
@@ -370,7 +342,7 @@ def _write_chunk(
                 )
             )
             continue
-        if a is None and b is not None and row.get("external_id") and b["external_id"]:
+        if a is None and b is not None and packed[EXTERNAL_ID] and b["external_id"]:
             report.errors.append(
                 RowError(
                     line,
@@ -382,16 +354,16 @@ def _write_chunk(
             continue
         contact = a or b
         if contact is None:
-            new.append(row)
-            new_tags.append(row_tags)
+            new.append(packed)
             continue
         if merge == "skip":
             report.skipped += 1
             continue
+        row = unpack(packed)
         if merge == "fill_empty":
             row = _only_empty(contact, row)
         try:
-            differed = stored.apply(contact, row, row_tags)
+            differed = stored.apply(contact, row, packed[TAGS])
         except InvalidInput as exc:
             report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
             continue
@@ -401,7 +373,7 @@ def _write_chunk(
     stored.write(session, now)
     if new:
         new_ids = _insert_contacts(session, new, now)
-        pairs = ((cid, tag) for cid, tags in zip(new_ids, new_tags, strict=True) for tag in tags)
+        pairs = ((cid, tag) for cid, packed in zip(new_ids, new, strict=True) for tag in packed[TAGS])
         _insert_tags(session, pairs, now)
         announced += ((cid, *_CREATED) for cid in new_ids)
         report.created += len(new)
@@ -416,16 +388,17 @@ def _write_chunk(
     )
 
 
-def _insert_contacts(session: Session, new: list[dict[str, Any]], now: Any) -> Iterable[int]:
-    """Insert the contacts of *new* (cleaned rows); return their ids, in the order of *new*.
+def _insert_contacts(session: Session, new: list[Packed], now: Any) -> Iterable[int]:
+    """Insert the contacts of *new* (packed rows); return their ids, in the order of *new*.
 
     On SQLite the rows carry the ids they get (:func:`reserve_ids`); elsewhere the database names them and says
     which address each went to.
     """
     table = Contact.__table__
     constants = {"created_at": now, "updated_at": now}
+    # an unset score is 0, unset custom fields {}
     cells = [
-        [*_standard({**_UNSET, **row}), row.get("fields", {}), public_id]
+        [*row[EXTERNAL_ID:SCORE], row[SCORE] or 0, *row[SCORE + 1 : FIELDS], row[FIELDS] or {}, public_id]
         for row, public_id in zip(new, _public_ids(len(new)), strict=True)
     ]
     ids = reserve_ids(session, table, len(new))
@@ -442,10 +415,7 @@ def _insert_contacts(session: Session, new: list[dict[str, Any]], now: Any) -> I
             by_key[("email", email)] = cid
         if external_id:
             by_key[("external_id", external_id)] = cid
-    return [
-        by_key[("email", row["email"])] if row.get("email") else by_key[("external_id", row["external_id"])]
-        for row in new
-    ]
+    return [by_key[("email", row[EMAIL])] if row[EMAIL] else by_key[("external_id", row[EXTERNAL_ID])] for row in new]
 
 
 def _updated(
