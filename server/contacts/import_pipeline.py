@@ -17,18 +17,19 @@ import pickle
 import signal
 import struct
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO
 
 from ..consent import address_hash
-from .import_rows import EMAIL, Packed, RowCleaner, cleaned_chunks, merge_rows, pack
+from .import_rows import EMAIL, Packed, RowCleaner, cleaned_chunks, merge_rows, new_public_ids, pack
 
 __all__ = ["Checked", "CheckerStopped", "check_chunks", "checked_chunks", "processes_for"]
 
 #: a chunk checked: rows read, rejected rows (line, column, reason), rows merged into an earlier one, the merged
-#: rows packed, and the digests of their emails for the suppression lists (None when no channel reads them)
-Checked = tuple[int, list[tuple[int, str, str]], int, list[Packed], list[str] | None]
+#: rows packed, the digests of their emails for the suppression lists (None when no channel reads them), and (from
+#: a checking process) a random public id for each merged row, for those that turn out new (else None)
+Checked = tuple[int, list[tuple[int, str, str]], int, list[Packed], list[str] | None, list[str] | None]
 #: a frame on the pipe: its kind (a chunk, the end, an exception) and the length of what follows
 _HEAD = struct.Struct("<BQ")
 _CHUNK, _END, _ERROR = 1, 2, 3
@@ -57,28 +58,32 @@ def check_chunks(
     size: int,
     extra_tags: list[str],
     secret: str | None,
+    ahead: bool = False,
 ) -> Iterator[Checked]:
     """*rows* (line, cells) checked and merged, in chunks of *size* checked rows (see :func:`cleaned_chunks`).
 
     :param extra_tags: tags added to every row's.
     :param secret: the instance's secret, to digest each chunk's emails with; None when no channel reads them.
+    :param ahead: the chunks are made in a process of their own, which has time to spare: it also does what the
+        writer would do for a new contact (its row's JSON, its public id).
     """
     for chunk in cleaned_chunks(rows, width, cleaner, by_field, size):
         merged, folded = merge_rows(chunk.rows)
-        packed = [pack(line, row, extra_tags) for line, row in merged]
+        packed = [pack(line, row, extra_tags, ahead) for line, row in merged]
         hashes = None if secret is None else list({address_hash(secret, "", p[EMAIL]) for p in packed if p[EMAIL]})
-        yield chunk.read, [(e.line, e.column, e.reason) for e in chunk.errors], folded, packed, hashes
+        public_ids = new_public_ids(len(packed)) if ahead else None
+        yield chunk.read, [(e.line, e.column, e.reason) for e in chunk.errors], folded, packed, hashes, public_ids
 
 
 @contextmanager
-def checked_chunks(checked: Iterator[Checked], processes: int) -> Iterator[Iterator[Checked]]:
-    """The chunks of *checked* (a :func:`check_chunks`), made in a forked process when *processes* is 2 or more
-    (the next chunk is checked while the caller writes this one); the process is stopped when the caller leaves,
-    whether or not it read every chunk."""
+def checked_chunks(checking: Callable[[bool], Iterator[Checked]], processes: int) -> Iterator[Iterator[Checked]]:
+    """The chunks ``checking(ahead)`` makes (a :func:`check_chunks`), made in a forked process when *processes* is
+    2 or more (the next chunk is checked while the caller writes this one); the process is stopped when the caller
+    leaves, whether or not it read every chunk."""
     if processes < 2:
-        yield checked
+        yield checking(False)
         return
-    checker = _Checker(checked)
+    checker = _Checker(checking(True))
     try:
         yield checker.chunks()
     finally:

@@ -3,8 +3,11 @@ rejected ones (:func:`cleaned_chunks`), which the importer writes one at a time.
 
 from __future__ import annotations
 
+import base64
 import csv
 import functools
+import json
+import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -14,7 +17,18 @@ from .fields import STANDARD_FIELDS, coerce_value
 from .normalize import normalize_email, normalize_phone
 from .service import clean_value
 
-__all__ = ["Chunk", "Packed", "RowCleaner", "RowError", "cleaned_chunks", "merge_rows", "pack", "read_rows", "unpack"]
+__all__ = [
+    "Chunk",
+    "Packed",
+    "RowCleaner",
+    "RowError",
+    "cleaned_chunks",
+    "merge_rows",
+    "new_public_ids",
+    "pack",
+    "read_rows",
+    "unpack",
+]
 
 #: attributes that differ from row to row: checked every time; the others (tags, a plan, a stage) repeat, so each
 #: distinct cell is checked once per import and its answer (value or error) reused
@@ -187,14 +201,16 @@ class RowCleaner:
 
 #: a checked row as it travels from the checking to the writing process (marshal reads and writes it several times
 #: faster than pickle does a dict): (line, each of STANDARD_FIELDS or None when the row does not set it, the custom
-#: fields or None, the tags)
+#: fields or None, the tags, and the JSON text that starts the contact's row when it is new (or None; see pack)
 Packed = tuple[Any, ...]
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 #: where a packed row holds the external id, the email, the score, the custom fields and the tags
 EXTERNAL_ID = 1 + STANDARD_FIELDS.index("external_id")
 EMAIL = 1 + STANDARD_FIELDS.index("email")
 SCORE = 1 + STANDARD_FIELDS.index("score")
 FIELDS = 1 + len(STANDARD_FIELDS)
 TAGS = FIELDS + 1
+JSON = TAGS + 1
 
 
 def merge_rows(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int, dict[str, Any]]], int]:
@@ -227,12 +243,24 @@ def merge_rows(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int,
     return out, merged_rows
 
 
-def pack(line: int, row: dict[str, Any], extra_tags: list[str]) -> Packed:
-    """A cleaned *row* as a :data:`Packed` tuple, *extra_tags* added to its own."""
+def pack(line: int, row: dict[str, Any], extra_tags: list[str], serialise: bool = False) -> Packed:
+    """A cleaned *row* as a :data:`Packed` tuple, *extra_tags* added to its own.
+
+    :param serialise: also write its standard attributes (an unset score 0) and custom fields ({} unset) as the
+        start of a JSON array, which the writer ends with the contact's public id and id (for a process with
+        time to spare: one ``json.dumps`` a row costs about twice a share of one for all rows).
+    """
     tags = row.get("tags", [])
     if extra_tags:
         tags = list(dict.fromkeys(tags + extra_tags))
-    return (line, *map(row.get, STANDARD_FIELDS), row.get("fields"), tags)
+    values = [row.get(key) for key in STANDARD_FIELDS]
+    fields = row.get("fields")
+    text = None
+    if serialise:
+        cells = [*values, fields or {}]
+        cells[SCORE - 1] = cells[SCORE - 1] or 0
+        text = _dumps(cells)[:-1]
+    return (line, *values, fields, tags, text)
 
 
 def unpack(packed: Packed) -> dict[str, Any]:
@@ -241,3 +269,10 @@ def unpack(packed: Packed) -> dict[str, Any]:
     if packed[FIELDS] is not None:
         row["fields"] = packed[FIELDS]
     return row
+
+
+def new_public_ids(count: int) -> list[str]:
+    """*count* public ids as :func:`server.models.contacts.new_public_id` makes them (128 random bits, URL-safe
+    base64), from one read of the system's random source."""
+    raw = secrets.token_bytes(16 * count)
+    return [base64.urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode("ascii") for i in range(0, 16 * count, 16)]

@@ -24,11 +24,12 @@ def insert_rows(
     session: Session,
     table: Table,
     columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
+    rows: Sequence[Sequence[Any]] | str,
     constants: Mapping[str, Any] | None = None,
     returning: Sequence[str] = (),
 ) -> list[Any]:
-    """Insert *rows* (values in the order of *columns*, JSON-serialisable) with *constants* in every row.
+    """Insert *rows* (values in the order of *columns*, JSON-serialisable; or their JSON array) with *constants* in
+    every row.
 
     :param returning: columns to return for each inserted row (in no promised order).
     :raises ValueError: when a column with a per-row Python default (``default=callable``) is given no value: an
@@ -161,9 +162,11 @@ def _values(session: Session, column: Any, values: Iterable[Any]) -> Any:
     return select(func.json_each(document).table_valued("value").c.value)
 
 
-def _cells(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Any]:
-    """One SQL expression per column, reading that column's value of each row from the JSON document of *rows*."""
-    document = bindparam("rows", json.dumps(rows, separators=(",", ":")), type_=Text)
+def _cells(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]] | str) -> list[Any]:
+    """One SQL expression per column, reading that column's value of each row from the JSON document of *rows*
+    (or *rows* itself, when it is that document already)."""
+    text = rows if isinstance(rows, str) else json.dumps(rows, separators=(",", ":"))
+    document = bindparam("rows", text, type_=Text)
     if session.get_bind().dialect.name == "postgresql":
         value = func.jsonb_array_elements(cast(document, JSONB)).table_valued("value").c.value
         return [
