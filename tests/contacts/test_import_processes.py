@@ -204,3 +204,21 @@ def test_a_bad_line_or_a_stop_ends_the_import_where_one_process_would(app, monke
     for pid in forks:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.sqlite
+def test_an_import_has_a_larger_page_cache_while_it_writes_and_leaves_the_connection_as_it_was(app):
+    """Keys in no particular order land all over the contacts' indexes: the import's connection keeps more of
+    them in memory, and gives the memory back at the end."""
+
+    def cache_size():
+        return get_session().connection().exec_driver_sql("PRAGMA cache_size").scalar_one()
+
+    with app.app_context():
+        before = cache_size()
+        get_session().commit()
+    seen = []
+    _import(app, "email\na@example.com\n", 2, progress=lambda _rows: seen.append(cache_size()))
+    assert seen == [-importer.PAGE_CACHE_KIB] and before != seen[0]
+    with app.app_context():
+        assert cache_size() == before
