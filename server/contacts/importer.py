@@ -38,7 +38,7 @@ from .import_rows import (
     read_rows,
     unpack,
 )
-from .rowset import driver_rows, insert_grouped, insert_rows, one_of, reserve_ids, update_rows
+from .rowset import Groups, driver_rows, grouped, insert_groups, insert_rows, one_of, reserve_ids, update_rows
 from .service import audit, taken
 
 #: rows per transaction: each commit writes every index page its rows touched (random public ids and emails
@@ -336,8 +336,12 @@ class _Stored:
 def _insert_tags(session: Session, pairs: Iterable[Sequence[Any]], now: Any) -> None:
     """Insert (contact id, tag) *pairs*: a tag many contacts get in one statement carrying only their ids (the
     database reads a third of the JSON it would for pairs), the other pairs together."""
-    rows = ((cid, tag, (tag,)) for cid, tag in pairs)
-    insert_grouped(session, ContactTag.__table__, "contact_id", ("tag",), rows, {"created_at": now})
+    _insert_tag_groups(session, grouped((cid, tag, (tag,)) for cid, tag in pairs), now)
+
+
+def _insert_tag_groups(session: Session, groups: Groups, now: Any) -> None:
+    """Insert the contact ids of each tag of *groups* (tag → ((tag,), contact ids))."""
+    insert_groups(session, ContactTag.__table__, "contact_id", ("tag",), groups, {"created_at": now})
 
 
 def _write_chunk(
@@ -411,19 +415,27 @@ def _write_chunk(
             announced.append((contact["id"], *_updated(differed, names)))
         report.updated += 1
     stored.write(session, now)
+    events = grouped(announced)
     if new:
         new_ids = _insert_contacts(session, new, public_ids, now)
-        pairs = ((cid, tag) for cid, packed in zip(new_ids, new, strict=True) for tag in packed[TAGS])
-        _insert_tags(session, pairs, now)
-        announced += ((cid, *_CREATED) for cid in new_ids)
+        tags: Groups = {}  # grouped() of (id, tag, (tag,)) for each tag of each new contact, without the tuples
+        for cid, packed in zip(new_ids, new, strict=True):
+            for tag in packed[TAGS]:
+                group = tags.get(tag)
+                if group is None:
+                    tags[tag] = ((tag,), [cid])
+                else:
+                    group[1].append(cid)
+        _insert_tag_groups(session, tags, now)
+        events[_CREATED[0]] = (_CREATED[1], list(new_ids))
         report.created += len(new)
     # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
-    insert_grouped(
+    insert_groups(
         session,
         Event.__table__,
         "contact_id",
         ("name", "props"),
-        announced,
+        events,
         {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
     )
 

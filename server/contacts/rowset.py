@@ -126,24 +126,32 @@ def insert_each(
         session.connection().execute(stmt)
 
 
-def insert_grouped(
-    session: Session,
-    table: Table,
-    column: str,
-    names: Sequence[str],
-    rows: Iterable[tuple[Any, Hashable, Sequence[Any]]],
-    constants: Mapping[str, Any],
-    least: int = 50,
-) -> None:
-    """Insert rows given as (value of *column*, key, values of *names*), where rows of the same key have the same
-    values: a key with at least *least* rows in one :func:`insert_each` of their *column* values, the rest in one
-    :func:`insert_rows` (a tag most contacts get, an event most contacts announce)."""
-    groups: dict[Hashable, tuple[Sequence[Any], list[Any]]] = {}
+#: rows by key: the values of the *names* the key's rows share, and each row's value of *column*
+Groups = dict[Hashable, tuple[Sequence[Any], list[Any]]]
+
+
+def grouped(rows: Iterable[tuple[Any, Hashable, Sequence[Any]]]) -> Groups:
+    """Rows given as (value, key, values shared by the key's rows) grouped by key, keys in the order first seen."""
+    groups: Groups = {}
     for value, key, cells in rows:
         group = groups.get(key)
         if group is None:
             group = groups[key] = (cells, [])
         group[1].append(value)
+    return groups
+
+
+def insert_groups(
+    session: Session,
+    table: Table,
+    column: str,
+    names: Sequence[str],
+    groups: Groups,
+    constants: Mapping[str, Any],
+    least: int = 50,
+) -> None:
+    """Insert the rows of *groups*: a key with at least *least* rows in one :func:`insert_each` of their *column*
+    values, the rest in one :func:`insert_rows` (a tag most contacts get, an event most contacts announce)."""
     rest: list[list[Any]] = []
     for cells, values in groups.values():
         if len(values) >= least:
