@@ -11,12 +11,14 @@ makes the import fail with :class:`CheckerStopped`: the chunks committed stay, n
 
 from __future__ import annotations
 
+import logging
 import marshal
 import os
 import pickle
 import signal
 import struct
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO
@@ -30,6 +32,7 @@ __all__ = ["Checked", "CheckerStopped", "check_chunks", "checked_chunks", "proce
 #: rows packed, the digests of their emails for the suppression lists (None when no channel reads them), and (from
 #: a checking process) a random public id for each merged row, for those that turn out new (else None)
 Checked = tuple[int, list[tuple[int, str, str]], int, list[Packed], list[str] | None, list[str] | None]
+log = logging.getLogger(__name__)
 #: a frame on the pipe: its kind (a chunk, the end, an exception) and the length of what follows
 _HEAD = struct.Struct("<BQ")
 _CHUNK, _END, _ERROR = 1, 2, 3
@@ -80,10 +83,15 @@ def checked_chunks(checking: Callable[[bool], Iterator[Checked]], processes: int
     """The chunks ``checking(ahead)`` makes (a :func:`check_chunks`), made in a forked process when *processes* is
     2 or more (the next chunk is checked while the caller writes this one); the process is stopped when the caller
     leaves, whether or not it read every chunk."""
-    if processes < 2:
+    checker = None
+    if processes >= 2:
+        try:
+            checker = _Checker(checking(True))
+        except OSError as exc:  # no process to be had (memory, a process limit): this one checks, as with 1
+            log.warning("an import checks its rows in its own process: no second one could be started (%s)", exc)
+    if checker is None:
         yield checking(False)
         return
-    checker = _Checker(checking(True))
     try:
         yield checker.chunks()
     finally:
@@ -95,7 +103,16 @@ class _Checker:
 
     def __init__(self, checked: Iterator[Checked]) -> None:
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12 warns of a fork while other threads run (a worker's, the WAL checkpoints'): the child
+                # takes no lock of theirs (no database, no logging handler of ours); it checks rows, ends with _exit
+                warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            os.close(read_end)
+            os.close(write_end)
+            raise
         if pid == 0:  # pragma: no cover - the child's coverage is not collected
             os.close(read_end)
             _serve(checked, write_end)

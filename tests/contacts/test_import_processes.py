@@ -222,3 +222,13 @@ def test_an_import_has_a_larger_page_cache_while_it_writes_and_leaves_the_connec
     assert seen == [-importer.PAGE_CACHE_KIB] and before != seen[0]
     with app.app_context():
         assert cache_size() == before
+
+
+def test_when_no_second_process_can_be_started_the_import_checks_its_rows_itself(app, monkeypatch, caplog):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(import_pipeline.os, "fork", no_fork)
+    report = _import(app, "email\na@example.com\nb@example.com\n", 2)
+    assert (report.rows, report.created) == (2, 2)
+    assert "no second one could be started (" in caplog.text
