@@ -151,7 +151,10 @@ class _Checker:
     def _reap(self) -> str:
         """Wait for the process to end; how it ended."""
         self.done = True
-        _, status = os.waitpid(self.pid, 0)
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:  # pragma: no cover - reaped by someone else (a SIGCHLD handler of the host)
+            return "its exit status unknown"
         if os.WIFSIGNALED(status):
             return f"killed by signal {os.WTERMSIG(status)}"
         return f"exit status {os.waitstatus_to_exitcode(status)}"
