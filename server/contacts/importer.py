@@ -363,10 +363,7 @@ def _write_chunk(
     by_email = {c["email"]: c for c in stored.contacts.values() if c["email"]}
     by_external = {c["external_id"]: c for c in stored.contacts.values() if c["external_id"]}
     if hashes:
-        listed = select(Suppression.address_hash).where(
-            Suppression.channel.in_(channels["email"]), one_of(session, Suppression.address_hash, hashes)
-        )
-        report.suppressed += len(set(session.connection().execute(listed).scalars().all()))
+        report.suppressed += _suppressed(session, channels["email"], hashes)
     names: dict[frozenset[str], tuple[tuple[str, ...], tuple[str, Any]]] = {}
     new: list[Packed] = []
     #: (contact id, key, (name, props)) of each event to insert: events of one key have the same name and props
@@ -438,6 +435,19 @@ def _write_chunk(
         events,
         {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
     )
+
+
+def _suppressed(session: Session, channels: Sequence[str], hashes: list[str]) -> int:
+    """How many of *hashes* (distinct) are on the suppression list of one of *channels*: a list shorter than
+    *hashes* is read whole (a look-up of each of a chunk's digests costs ~0.7 µs), a longer one looked up."""
+    on_list = Suppression.channel.in_(channels)
+    connection = session.connection()
+    listed = connection.execute(select(Suppression.address_hash).where(on_list).limit(len(hashes) + 1)).scalars()
+    whole = listed.all()
+    if len(whole) <= len(hashes):
+        return len(set(whole).intersection(hashes))
+    found = select(Suppression.address_hash).where(on_list, one_of(session, Suppression.address_hash, hashes))
+    return len(set(connection.execute(found).scalars().all()))
 
 
 def _insert_contacts(session: Session, new: list[Packed], public_ids: list[str] | None, now: Any) -> Iterable[int]:

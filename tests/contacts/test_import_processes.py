@@ -232,3 +232,18 @@ def test_when_no_second_process_can_be_started_the_import_checks_its_rows_itself
     report = _import(app, "email\na@example.com\nb@example.com\n", 2)
     assert (report.rows, report.created) == (2, 2)
     assert "no second one could be started (" in caplog.text
+
+
+@pytest.mark.parametrize("listed", [1, 5])
+def test_suppressed_rows_count_whether_the_list_is_shorter_or_longer_than_a_chunk(app, monkeypatch, listed):
+    """A suppression list shorter than a chunk's addresses is read whole, a longer one looked up: the same count,
+    only the email channel's entries counting."""
+    monkeypatch.setattr(importer, "CHUNK", 3)
+    with app.app_context():
+        for i in range(listed):
+            suppress(get_session(), app.config["SECRET_KEY"], "email", f"s{i}@example.com", "erased")
+        suppress(get_session(), app.config["SECRET_KEY"], "sms", "n1@example.com", "erased")  # not the email list
+        get_session().commit()
+    text = "email\ns0@example.com\nn1@example.com\nn2@example.com\ns4@example.com\nn3@example.com\n"
+    report = _import(app, text, 2)
+    assert (report.created, report.suppressed) == (5, 1 if listed == 1 else 2)
