@@ -156,9 +156,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "ENGINE_EVENT_BATCH": {
         "type": "int",
-        "default": 2000,
+        "default": 5000,
         "help": "events one process-events job handles: its own, then other pending ones (oldest first) up to "
-        "this many, so that a worker takes events in large batches however they were enqueued (1: its own only)",
+        "this many, so that a worker takes events in large batches however they were enqueued (1: its own only); "
+        "larger batches cost less CPU an event but hold the database's write lock (SQLite) longer",
     },
     "SETTINGS_RECHECK": {
         "type": "float",
