@@ -201,8 +201,8 @@ def measure(events: int, postgres_events: int | None = None) -> list[Row]:
 
 
 def rows(full: bool) -> list[Row]:
-    # PostgreSQL: at least ten batches of ENGINE_EVENT_BATCH (2,000), so that two workers can share them evenly
-    return measure(50_000, 50_000) if full else measure(10_000, 20_000)
+    # PostgreSQL: eight batches of ENGINE_EVENT_BATCH (5,000) or more, so that two workers can share them evenly
+    return measure(50_000, 50_000) if full else measure(10_000, 40_000)
 
 
 def main() -> None:
