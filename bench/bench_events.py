@@ -28,7 +28,7 @@ from bench.common import bench_app
 from bench.table import Row, failed, ratio_at_least, render
 from server.db import get_session
 from server.engine.jobs import roll_up_stats
-from server.engine.wake import wake_engine
+from server.engine.wake import process_pending, wake_engine
 from server.models import Contact, Enrolment, Event
 from tests.helpers import load_rules
 
@@ -69,11 +69,13 @@ def _fill(app, events: int) -> list[int]:
         return list(session.scalars(select(Event.id).where(Event.name == "form.submitted").order_by(Event.id)))
 
 
-def _wake(app) -> None:
-    """Wake the engine for the stored events, as the ingest does after its commit."""
+def _wake(app, workers: int = 1) -> None:
+    """Wake the engine for the stored events, as the ingest does after its commit, with a job for each further
+    worker: a burst worker quits on an empty queue, where a served one waits for the job the first one's full
+    batch queues."""
     with app.app_context():
-        if not wake_engine():
-            raise RuntimeError("could not queue the engine's job")
+        if not wake_engine() or not app.extensions["nudge.queue"].enqueue_many(process_pending, [()] * (workers - 1)):
+            raise RuntimeError("could not queue the engine's jobs")
 
 
 def _job_span(app) -> float:
@@ -140,7 +142,7 @@ def workers_on_postgres(events: int, workers: int) -> tuple[float, float]:
         url = server.new_database("bench")
         with bench_app(DATABASE_URL=url) as app:
             _fill(app, events)
-            _wake(app)
+            _wake(app, workers)
             settings = {key: app.config[key] for key in ("HOME", "REDIS_URL", "SECRET_KEY", "SMTP_URL")}
             settings.update(DATABASE_URL=url, LOAD_ENTRY_POINTS=False, LOG_LEVEL="WARNING")
             command = [sys.executable, __file__, "--worker", json.dumps(settings)]
