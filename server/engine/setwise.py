@@ -184,7 +184,7 @@ def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
             handback.add(contact_id)
             continue
         if chosen:
-            reason = batch.reasons.get(event.name) or batch.reason(event.name)
+            reason = batch.reason(event.name)
             for entry in chosen:
                 rule = rules.get(entry.rule_id) or rules.setdefault(entry.rule_id, session.get_one(Rule, entry.rule_id))
                 entering.append(_Entering(contact_id, rule, event.id, reason))
