@@ -190,6 +190,7 @@ ODD = [
     (6, 1, "enter", {"because": "y"}),
     (6, 1, "score", {"delta": 1}),
     (6, 1, "exit", {"pc": 1}),  # no reason: "unknown"
+    (7, 1, "enter", {"until": 4}),  # an entry into the first wait as written since migration 0041: no "pc"
     (7, 1, "exit", {"reason": None}),  # a null reason, no step
     (7, 1, "branch", {}),
 ]
