@@ -182,8 +182,9 @@ def journey_rows(session: Session, after: int, *, line_by_line: bool = False) ->
     if line_by_line or not _sql_json(session):
         stateful = {enr for enr in session.scalars(select(JourneyLog.enrolment_id).where(counted)) if enr is not None}
     else:
-        stateful = _stateful(session, after, batch, counted)
-        counts = _grouped(session, counted, stateful, plans)
+        resumed: Counter[Key] = Counter()
+        stateful = _stateful(session, after, batch, counted, resumed, plans)
+        counts = _grouped(session, counted, stateful, plans) + resumed
     if stateful:
         _line_by_line(session, after, counted, stateful, plans, counts)
     return last, counts
@@ -199,11 +200,20 @@ def _sql_json(session: Session) -> bool:
     return sqlite3.sqlite_version_info >= (3, 38)
 
 
-def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int]:
+def _stateful(
+    session: Session,
+    after: int,
+    batch: Any,
+    counted: Any,
+    resumed: Counter[Key] | None = None,
+    plans: _Plans | None = None,
+) -> set[int]:
     """The journeys of the batch whose lines count by what came before them (see the module's docstring).
 
     Only the journeys that did not enter in the batch are looked up in the older trace: an ``enter`` line is a
-    journey's first, so one that entered in the batch has no older line (most of a burst of new journeys)."""
+    journey's first, so one that entered in the batch has no older line (most of a burst of new journeys).
+    :param resumed: given, a journey that was waiting (never split; nothing follows a wait in the batch) is not
+        folded line by line: the wait its first line ends is counted here (:func:`_resumed`), its lines alone."""
     moving = and_(counted, JourneyLog.action.not_in(OUTBOX_ACTIONS))
     # in the batch: a split, or a line after the first that started a wait
     in_batch = or_(
@@ -216,9 +226,12 @@ def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int
     stateful: set[int] = set()
     others: list[int] = []
     contacts: set[int] = set()
+    firsts: dict[int, int] = {}
     contact = func.max(JourneyLog.contact_id)  # a journey's lines all name its contact
-    for enr_id, flag, new, contact_id in session.execute(
-        select(JourneyLog.enrolment_id, in_batch, entered, contact).where(moving).group_by(JourneyLog.enrolment_id)
+    for enr_id, flag, new, contact_id, first in session.execute(
+        select(JourneyLog.enrolment_id, in_batch, entered, contact, func.min(JourneyLog.id))
+        .where(moving)
+        .group_by(JourneyLog.enrolment_id)
     ).all():  # one fetchall (iterating a result fetches a row a call)
         if enr_id is None:
             continue  # not counted (``counted`` leaves no such line): for the type checker
@@ -227,15 +240,49 @@ def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int
         elif not new:
             others.append(enr_id)
             contacts.add(contact_id)
-    if others:
-        stateful.update(session.scalars(_before(session, after, others, contacts)))
+            firsts[enr_id] = first
+    waiting: dict[int, Any] = {}
+    for enr_id, split, action, pc in session.execute(_before(session, after, others, contacts)).all() if others else ():
+        if split == 1 or resumed is None:
+            stateful.add(enr_id)
+        else:  # where it waits: the step its last line names (the member as JSON text)
+            waiting[enr_id] = _pc(action, {} if pc is None else {"pc": json.loads(pc)})
+    if waiting and resumed is not None:
+        stateful.update(_resumed(session, waiting, firsts, plans or _Plans(session), resumed))
     return stateful
+
+
+def _resumed(
+    session: Session, waiting: dict[int, Any], firsts: dict[int, int], plans: _Plans, counts: Counter[Key]
+) -> set[int]:
+    """Count the wait each journey of *waiting* (its step's pc) was in when the batch began, and that its first
+    line of the batch (*firsts*) ends: ``left`` and ``passed`` at that step, on that line's day, as the line by
+    line fold does. :return: the journeys whose first line is an exit where they waited (a goal, a removal), whose
+    exit counts at the wait: folded line by line."""
+    reason = case((JourneyLog.action == "exit", _member(session, "reason")), else_=null())
+    version = func.coalesce(Enrolment.version_id, 0)
+    rows = session.execute(
+        select(JourneyLog.enrolment_id, JourneyLog.rule_id, JourneyLog.at, JourneyLog.action, reason, version)
+        .select_from(JourneyLog)
+        .outerjoin(Enrolment, Enrolment.id == JourneyLog.enrolment_id)
+        .where(ids_in(session, JourneyLog.id, sorted(firsts[enr] for enr in waiting)))
+    ).all()
+    at_wait: set[int] = set()
+    for enr_id, rule_id, at, action, why, version_id in rows:
+        if action == "exit" and ("unknown" if why is None else json.loads(why)) not in RUN_EXITS:
+            at_wait.add(enr_id)
+            continue
+        step = plans.step(version_id, waiting[enr_id])
+        counts[(rule_id, version_id, step, "", day_of(at), "left")] += 1
+        counts[(rule_id, version_id, step, "", day_of(at), "passed")] += 1
+    return at_wait
 
 
 def _before(session: Session, after: int, journeys: list[int], contacts: set[int]) -> Any:
     """SQL: those of *journeys* (of *contacts*) that were ever split, or waiting, before the batch (the last line
-    but the outbox's started a wait); one look-up of each journey's older lines (``older``, found through their
-    contacts), its last line read again (``old``): aliases of the trace."""
+    but the outbox's started a wait), with the split flag and that line's action and ``pc``; one look-up of each
+    journey's older lines (``older``, found through their contacts), its last line read again (``old``): aliases
+    of the trace."""
     old, older = aliased(JourneyLog), aliased(JourneyLog)
     split = func.max(case((older.action == "split", 1), else_=0)).label("split")
     latest = (
@@ -245,7 +292,7 @@ def _before(session: Session, after: int, journeys: list[int], contacts: set[int
         .subquery()
     )
     return (
-        select(old.enrolment_id)
+        select(old.enrolment_id, latest.c.split, old.action, _member(session, "pc", old))
         .join(latest, old.id == latest.c.id)
         .where(or_(latest.c.split == 1, _starts_wait(session, old)))
     )
