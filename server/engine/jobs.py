@@ -199,7 +199,7 @@ def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool, now: 
     ctx = _ctx(session, now)
     table = Enrolment.__table__
     query = select(table.c.id, table.c.version_id, table.c.pc, table.c.wait_event, table.c.rule_id).where(
-        table.c.id.in_(enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value
+        bulk.among(ctx, table.c.id, enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -295,9 +295,10 @@ def lease_due(session, now: int, limit: int, lease: int = LEASE) -> list[int]:
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    conn = session.connection()  # plain rows, and the ids as one bound value (bulk.ids_in), not a thousand
+    ids = list(conn.execute(query).scalars().all())
     if ids:
-        session.execute(update(Enrolment).where(Enrolment.id.in_(ids)).values(due=now + lease))
+        conn.execute(update(Enrolment).where(bulk.ids_in(session, Enrolment.id, ids)).values(due=now + lease))
     return ids
 
 

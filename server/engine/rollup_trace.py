@@ -228,11 +228,15 @@ def _stateful(
     contacts: set[int] = set()
     firsts: dict[int, int] = {}
     contact = func.max(JourneyLog.contact_id)  # a journey's lines all name its contact
-    for enr_id, flag, new, contact_id, first in session.execute(
-        select(JourneyLog.enrolment_id, in_batch, entered, contact, func.min(JourneyLog.id))
-        .where(moving)
-        .group_by(JourneyLog.enrolment_id)
-    ).all():  # one fetchall (iterating a result fetches a row a call)
+    for enr_id, flag, new, contact_id, first in (
+        session.connection()
+        .execute(
+            select(JourneyLog.enrolment_id, in_batch, entered, contact, func.min(JourneyLog.id))
+            .where(moving)
+            .group_by(JourneyLog.enrolment_id)
+        )
+        .all()
+    ):  # one fetchall (iterating a result fetches a row a call); Core rows, not the ORM's
         if enr_id is None:
             continue  # not counted (``counted`` leaves no such line): for the type checker
         if flag:
@@ -242,7 +246,8 @@ def _stateful(
             contacts.add(contact_id)
             firsts[enr_id] = first
     waiting: dict[int, Any] = {}
-    for enr_id, split, action, pc in session.execute(_before(session, after, others, contacts)).all() if others else ():
+    older = session.connection().execute(_before(session, after, others, contacts)).all() if others else []
+    for enr_id, split, action, pc in older:
         if split == 1 or resumed is None:
             stateful.add(enr_id)
         else:  # where it waits: the step its last line names (the member as JSON text)
@@ -261,12 +266,16 @@ def _resumed(
     exit counts at the wait: folded line by line."""
     reason = case((JourneyLog.action == "exit", _member(session, "reason")), else_=null())
     version = func.coalesce(Enrolment.version_id, 0)
-    rows = session.execute(
-        select(JourneyLog.enrolment_id, JourneyLog.rule_id, JourneyLog.at, JourneyLog.action, reason, version)
-        .select_from(JourneyLog)
-        .outerjoin(Enrolment, Enrolment.id == JourneyLog.enrolment_id)
-        .where(ids_in(session, JourneyLog.id, sorted(firsts[enr] for enr in waiting)))
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            select(JourneyLog.enrolment_id, JourneyLog.rule_id, JourneyLog.at, JourneyLog.action, reason, version)
+            .select_from(JourneyLog)
+            .outerjoin(Enrolment, Enrolment.id == JourneyLog.enrolment_id)
+            .where(ids_in(session, JourneyLog.id, sorted(firsts[enr] for enr in waiting)))
+        )
+        .all()
+    )
     at_wait: set[int] = set()
     for enr_id, rule_id, at, action, why, version_id in rows:
         if action == "exit" and ("unknown" if why is None else json.loads(why)) not in RUN_EXITS:
