@@ -248,8 +248,9 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
 
     groups: dict[tuple[int, int], list] = defaultdict(list)
     rest: list[Any] = []
-    for row in rows:
-        (rest if row.wait_event is not None else groups[(row.version_id, row.pc)]).append(row)
+    for row in rows:  # (id, version_id, pc, wait_event, rule_id), unpacked: a row's attributes cost more
+        _id, version_id, pc, wait_event, _rule = row
+        (rest if wait_event is not None else groups[(version_id, pc)]).append(row)
     ran = 0
     for (version_id, pc), members in groups.items():
         plan = ctx.plan(version_id)
@@ -259,7 +260,7 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
             continue
         rule = ctx.session.get_one(Rule, members[0].rule_id)
         ctx.new_messages.extend(
-            runtime.advance_group(ctx, version_id, pc, [m.id for m in members], ops, rule.id, rule.name)
+            runtime.advance_group(ctx, version_id, pc, [m[0] for m in members], ops, rule.id, rule.name)
         )
         ran += len(members)
     return rest, ran
