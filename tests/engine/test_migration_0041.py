@@ -17,6 +17,8 @@ from server.engine import rollup_trace
 from server.engine.explain import describe
 from server.migrate import alembic_config, upgrade
 
+from ..helpers import insert_rule
+
 NOW = 1_780_000_000
 DAY = 86400
 PLAN = '{"steps": [{"op": "wait", "id": "w1", "seconds": 86400}, {"op": "tag", "id": "t1", "tag": "x"}, '
@@ -60,20 +62,7 @@ def test_entries_into_a_wait_before_and_after_0041_count_alike_without_the_enrol
     upgrade(engine, "0040")
     with engine.begin() as conn:
         for rule_id, name in ((1, "Check-in"), (2, "Other")):
-            conn.execute(
-                text(
-                    "INSERT INTO rules (id, name, status, active_version_id, created_at, updated_at) "
-                    "VALUES (:id, :name, 'active', :id, '2026-01-01', '2026-01-01')"
-                ),
-                {"id": rule_id, "name": name},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO rule_versions (id, rule_id, number, source, plan, created_at) "
-                    "VALUES (:id, :id, 1, '', :plan, '2026-01-01')"
-                ),
-                {"id": rule_id, "plan": PLAN},
-            )
+            insert_rule(conn, rule_id, name, PLAN)
         # journeys 1 and 2 wait at the first step; contact 1 is in another rule's journey (3) too
         for enrolment, contact, rule in ((1, 1, 1), (2, 2, 1), (3, 1, 2)):
             conn.execute(
