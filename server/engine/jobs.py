@@ -213,7 +213,7 @@ def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool, now: 
     ctx = _ctx(session, now)
     table = Enrolment.__table__
     query = select(table.c.id, table.c.version_id, table.c.pc, table.c.wait_event, table.c.rule_id).where(
-        table.c.id.in_(enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value
+        bulk.among(ctx, table.c.id, enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -262,8 +262,9 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
 
     groups: dict[tuple[int, int], list] = defaultdict(list)
     rest: list[Any] = []
-    for row in rows:
-        (rest if row.wait_event is not None else groups[(row.version_id, row.pc)]).append(row)
+    for row in rows:  # (id, version_id, pc, wait_event, rule_id), unpacked: a row's attributes cost more
+        _id, version_id, pc, wait_event, _rule = row
+        (rest if wait_event is not None else groups[(version_id, pc)]).append(row)
     ran = 0
     for (version_id, pc), members in groups.items():
         plan = ctx.plan(version_id)
@@ -273,7 +274,7 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
             continue
         rule = ctx.session.get_one(Rule, members[0].rule_id)
         ctx.new_messages.extend(
-            runtime.advance_group(ctx, version_id, pc, [m.id for m in members], ops, rule.id, rule.name)
+            runtime.advance_group(ctx, version_id, pc, [m[0] for m in members], ops, rule.id, rule.name)
         )
         ran += len(members)
     return rest, ran
@@ -309,9 +310,10 @@ def lease_due(session, now: int, limit: int, lease: int = LEASE) -> list[int]:
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    conn = session.connection()  # plain rows, and the ids as one bound value (bulk.ids_in), not a thousand
+    ids = list(conn.execute(query).scalars().all())
     if ids:
-        session.execute(update(Enrolment).where(Enrolment.id.in_(ids)).values(due=now + lease))
+        conn.execute(update(Enrolment).where(bulk.ids_in(session, Enrolment.id, ids)).values(due=now + lease))
     return ids
 
 
