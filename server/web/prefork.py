@@ -44,6 +44,8 @@ RESTART_WINDOW = 60.0
 #: seconds the processes get to finish after SIGTERM before they are killed
 GRACE = 15.0
 _POLL = 0.1
+#: seconds to wait, when a process stopped on its own, for the signal that stopped it to reach the parent as well
+_SIGNALLED = 0.5
 _PR_SET_PDEATHSIG = 1
 
 
@@ -179,6 +181,8 @@ class Prefork:
             if not pid:
                 break
             index = self.pids.pop(pid, None)
+            if index is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                time.sleep(_SIGNALLED)  # stopped by a signal sent to all the processes (Ctrl-C): it reaches us too
             if index is None or self._stopping:
                 continue
             now = time.monotonic()
