@@ -7,6 +7,7 @@ writers queue on the database lock instead of failing half-way with
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import weakref
@@ -84,6 +85,26 @@ def read_only(session: Session) -> None:
         session.connection(execution_options={READ_ONLY: True})
 
 
+def _json_encoder() -> Any:
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: json.dumps itself
+        return None
+    # markers None: no circular check (a cycle ends in RecursionError instead); the rest json.dumps's defaults
+    default, escape = json.JSONEncoder().default, json.encoder.encode_basestring_ascii
+    return make(None, default, escape, None, ": ", ", ", False, False, True)
+
+
+_ENCODE = _json_encoder()
+
+
+def json_dumps(value: Any) -> str:
+    """``json.dumps(value)``, the same text, without building an encoder for each value (~0.8 µs a small object
+    instead of ~3: every event's props are written through it)."""
+    if _ENCODE is None:
+        return json.dumps(value)
+    return "".join(_ENCODE(value, 0))
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine with Nudge's per-backend settings.
 
@@ -91,6 +112,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     a contact's address into a log or a stored error.
     """
     kwargs.setdefault("hide_parameters", True)
+    kwargs.setdefault("json_serializer", json_dumps)
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):  # one shared in-memory database (simulation)
             kwargs.setdefault("poolclass", StaticPool)
