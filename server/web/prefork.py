@@ -1,17 +1,17 @@
-"""``nudge web`` in several processes sharing one listening socket (``NUDGE_WEB_PROCESSES``).
+"""``nudge web`` in several processes sharing its port (``NUDGE_WEB_PROCESSES``).
 
 One Python process serves with one GIL: the checks, the JSON and the WSGI path of every request ran on one core
-while the other idled. Here the parent binds the socket(s), builds nothing more, and forks the processes; each
-serves the inherited socket with its own waitress loop and threads (:mod:`.waitress_serve`), its own database
-connections, its own ingest writer and WAL checkpointer (:mod:`server.engine.ingest`). Whichever process is free
-accepts a new connection.
+while the other idled. Here the parent binds one copy of the listening socket(s) per process (``SO_REUSEPORT``: the
+kernel spreads new connections over the copies), builds nothing more, and forks the processes; each serves its copy
+with its own waitress loop and threads (:mod:`.waitress_serve`), its own database connections, its own ingest writer
+and WAL checkpointer (:mod:`server.engine.ingest`).
 
 What must be shared between them is in the database or Redis: sessions (the signed cookie and their
 ``admin_sessions`` rows), the CSRF token (in the cookie), sign-in throttling and the forms' rate limits (Redis; when
-Redis is away each process counts sign-in attempts itself, each counting one as *processes* attempts: the limits stay
-those of one process), idempotency keys (a unique row, written with the events), the engine's wake-up (a Redis
+Redis is away each process counts sign-in attempts itself, each attempt as *processes* attempts: the limits stay
+about those of one process), idempotency keys (a unique row, written with the events), the engine's wake-up (a Redis
 flag), the settings saved in the admin UI and the rule index (each re-read when their version in the database moves
-on). SQLite's writes of the processes are serialised by SQLite's lock, each process's own by its write turn.
+on). On SQLite the processes' writes take turns through a lock file (:func:`server.engine.ingest.engine_turn`).
 
 The parent watches: a process that exits is started again (logged); one that keeps exiting (:data:`MAX_RESTARTS`
 within :data:`RESTART_WINDOW` seconds) stops them all and ``nudge web`` exits with code 1, so nothing is left
@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from waitress.adjustments import Adjustments
 
+from ..supervisor import die_with_parent
 from . import waitress_serve
 
 log = logging.getLogger("server.web")
@@ -46,7 +47,6 @@ GRACE = 15.0
 _POLL = 0.1
 #: seconds to wait, when a process stopped on its own, for the signal that stopped it to reach the parent as well
 _SIGNALLED = 0.5
-_PR_SET_PDEATHSIG = 1
 
 
 def bind(host: str, port: int, copies: int = 1, backlog: int = 1024) -> list[list[socket.socket]]:
@@ -59,6 +59,8 @@ def bind(host: str, port: int, copies: int = 1, backlog: int = 1024) -> list[lis
     """
     copies_made: list[list[socket.socket]] = []
     try:
+        if copies > 1:  # a port held by anyone (another nudge web's copies too) is refused, as one process is
+            _close(bind(host, port, 1))
         for _copy in range(copies):
             sockets: list[socket.socket] = []
             copies_made.append(sockets)
@@ -227,10 +229,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def _die_with(parent: int) -> None:
     """Ask Linux to SIGTERM this process when its parent dies (even with ``-9``); exit now if it already has."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent()
     if os.getppid() != parent:
         raise SystemExit(0)
 

@@ -20,7 +20,7 @@ from server.models import Event
 from server.web import prefork
 
 from ..helpers import api_key
-from ..servers import nudge_web, reap
+from ..servers import free_port, nudge_web, reap
 
 
 def _children(pid: int) -> set[int]:
@@ -142,3 +142,21 @@ def test_processes_that_keep_dying_stop_the_server_with_code_1():
     assert not forked.pids
     assert messages[-1].startswith(f"nudge web: web processes exited {prefork.MAX_RESTARTS + 1} times within 60 s")
     assert messages[0].endswith("exited with code 3; starting another")
+
+
+def test_a_port_already_served_is_refused_even_by_copies_sharing_it():
+    """Two ``nudge web`` started on one port: the second fails (EADDRINUSE) instead of sharing the port."""
+    import errno
+
+    port = free_port()
+    first = prefork.bind("127.0.0.1", port, 2)
+    try:
+        assert [sockets[0].getsockname()[1] for sockets in first] == [port, port]  # the copies share the port
+        for copies in (2, 1):
+            with pytest.raises(OSError, match="in use") as refused:
+                prefork.bind("127.0.0.1", port, copies)
+            assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        for sockets in first:
+            for sock in sockets:
+                sock.close()
