@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.table import Row, ratio_at_least, render, under  # noqa: E402
+from server.config import DEFAULTS  # noqa: E402
 
 CONNECTIONS = 32
 THREADS = 8  # `nudge web`'s default
+PROCESSES = int(DEFAULTS["WEB_PROCESSES"])  # `nudge web`'s default too
 BATCH = 100
 EVENT = {"contact": {"email": "bench@example.com"}, "event": "form.submitted", "props": {"form": "newsletter"}}
 
@@ -72,14 +74,21 @@ def settings(home: str, redis_url: str) -> dict[str, Any]:
     }
 
 
-def serve(kind: str, port: int, threads: int, home: str, redis_url: str) -> None:
+def serve(kind: str, port: int, threads: int, processes: int, home: str, redis_url: str) -> None:
     import logging
 
-    from server.web.waitress_serve import serve as serve_app
+    from server.web.prefork import serve as serve_app
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is 24" is the load, not news
     app = echo_app() if kind == "echo" else nudge_app(home, redis_url)
-    serve_app(app, host="127.0.0.1", port=port, threads=threads, ident=kind)  # as `nudge web` serves
+
+    def release() -> None:
+        if kind == "nudge":
+            app.extensions["nudge.db"].dispose()
+            app.extensions["nudge.queue"].disconnect()
+
+    # as `nudge web` serves
+    serve_app(app, processes=processes, host="127.0.0.1", port=port, release=release, threads=threads, ident=kind)
 
 
 # --- the load (its own process) ---
@@ -177,9 +186,11 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> N
 
 
 def cpu_seconds(pid: int) -> float:
-    """The CPU time (user and system) process *pid* has used so far."""
+    """The CPU time (user and system) process *pid* and its children (the forked web processes) have used so far."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def load_cpu(pid: int, *args: Any) -> dict[str, Any]:
@@ -190,12 +201,15 @@ def load_cpu(pid: int, *args: Any) -> dict[str, Any]:
     return result
 
 
-def measure_server(kind: str, home: str, redis_url: str, key: str, seconds: float) -> dict[str, dict[str, Any]]:
+def measure_server(
+    kind: str, home: str, redis_url: str, key: str, seconds: float, processes: int
+) -> dict[str, dict[str, Any]]:
     """Serve *kind* in its own process and put both loads on it: single events, then batches; with the server's
     CPU time a request, the figure to compare when other work shares the machine."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.bench_ingest", "--serve", kind, str(port), str(THREADS), home, redis_url],
+        [sys.executable, "-m", "bench.bench_ingest", "--serve", kind, str(port), str(THREADS), str(processes)]
+        + [home, redis_url],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -219,7 +233,7 @@ def _checked(result: dict[str, Any], ok: int, what: str) -> dict[str, Any]:
     return result
 
 
-def measure(seconds: float) -> list[Row]:
+def measure(seconds: float, processes: int = PROCESSES) -> list[Row]:
     from bench.common import bench_app
     from server.auth import create_api_key
     from server.db import get_session
@@ -228,11 +242,11 @@ def measure(seconds: float) -> list[Row]:
         with app.app_context():
             key = create_api_key(get_session(), "ingest")
         home, redis_url = app.config["HOME"], app.config["REDIS_URL"]
-        echo = measure_server("echo", home, redis_url, key, seconds)
-        nudge = measure_server("nudge", home, redis_url, key, seconds)
+        echo = measure_server("echo", home, redis_url, key, seconds, processes)
+        nudge = measure_server("nudge", home, redis_url, key, seconds, processes)
     e1, n1 = _checked(echo["single"], 200, "the echo"), _checked(nudge["single"], 202, "POST /api/v1/events")
     eb, nb = _checked(echo["batch"], 200, "the echo"), _checked(nudge["batch"], 202, "POST /api/v1/events/batch")
-    conns = f"{CONNECTIONS} connections, waitress {THREADS} threads"
+    conns = f"{CONNECTIONS} connections, {processes} process(es) of {THREADS} threads"
     return [
         ratio_at_least(f"POST /api/v1/events, {conns}", n1["rate"], "req/s", e1["rate"], "Flask JSON echo", 0.5),
         ratio_at_least(
@@ -278,8 +292,8 @@ def rows(full: bool) -> list[Row]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        kind, port, threads, home, redis_url = sys.argv[2:7]
-        serve(kind, int(port), int(threads), home, redis_url)
+        kind, port, threads, processes, home, redis_url = sys.argv[2:8]
+        serve(kind, int(port), int(threads), int(processes), home, redis_url)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
         path, port, connections, seconds = sys.argv[2:6]
@@ -289,7 +303,9 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="10 s per load instead of 3 s")
-    print(render(rows(parser.parse_args().full)))
+    parser.add_argument("--processes", type=int, default=PROCESSES, help=f"web processes (default {PROCESSES})")
+    args = parser.parse_args()
+    print(render(measure(10.0 if args.full else 3.0, args.processes)))
 
 
 if __name__ == "__main__":

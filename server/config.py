@@ -156,9 +156,16 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "ENGINE_EVENT_BATCH": {
         "type": "int",
-        "default": 2000,
+        "default": 5000,
         "help": "events one process-events job handles: its own, then other pending ones (oldest first) up to "
-        "this many, so that a worker takes events in large batches however they were enqueued (1: its own only)",
+        "this many, so that a worker takes events in large batches however they were enqueued (1: its own only); "
+        "larger batches cost less CPU an event but hold the database's write lock (SQLite) longer",
+    },
+    "WEB_PROCESSES": {
+        "type": "int",
+        "default": 1,
+        "help": "processes nudge web serves with (1-64), sharing its port: each uses one core for the checks and "
+        "JSON of requests; more than 1 pays where cores are free beside the workers (docs/deploy.md)",
     },
     "SETTINGS_RECHECK": {
         "type": "float",
@@ -482,6 +489,8 @@ def load_config(
         settings["FREQUENCY_CAPS"] = validate_channel_caps(str(settings["FREQUENCY_CAPS"]))
     if settings["BEST_TIME_PRIOR"] > 1000:
         raise ConfigError("BEST_TIME_PRIOR", f"must be at most 1000, got {settings['BEST_TIME_PRIOR']!r}")
+    if settings["WEB_PROCESSES"] > 64:
+        raise ConfigError("WEB_PROCESSES", f"must be at most 64, got {settings['WEB_PROCESSES']!r}")
     if settings["MAX_ATTEMPTS"] > 100:
         raise ConfigError("MAX_ATTEMPTS", f"must be at most 100, got {settings['MAX_ATTEMPTS']!r}")
     if settings["IMPORT_MAX_BYTES"] < 1024:

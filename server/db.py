@@ -7,6 +7,7 @@ writers queue on the database lock instead of failing half-way with
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import weakref
@@ -84,6 +85,27 @@ def read_only(session: Session) -> None:
         session.connection(execution_options={READ_ONLY: True})
 
 
+def _json_encoder() -> Any:
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: json.dumps itself
+        return None
+    # markers None: no circular check (a cycle ends in RecursionError instead); the rest json.dumps's defaults
+    default, escape = json.JSONEncoder().default, json.encoder.encode_basestring_ascii
+    return make(None, default, escape, None, ":", ",", False, False, True)
+
+
+_ENCODE = _json_encoder()
+
+
+def json_dumps(value: Any) -> str:
+    """JSON text as SQLite's own ``json()`` writes it (no spaces between members: ~2 bytes a member on disk), made
+    without building an encoder for each value (~0.8 µs a small object instead of ~3: every event's props go through
+    it); the text ``json.dumps(value, separators=(",", ":"))`` gives."""
+    if _ENCODE is None:
+        return json.dumps(value, separators=(",", ":"))
+    return "".join(_ENCODE(value, 0))
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine with Nudge's per-backend settings.
 
@@ -91,6 +113,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     a contact's address into a log or a stored error.
     """
     kwargs.setdefault("hide_parameters", True)
+    # JSON columns without the spaces after ``,`` and ``:`` (SQLite stores the text: ~2 bytes a member)
+    kwargs.setdefault("json_serializer", json_dumps)
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):  # one shared in-memory database (simulation)
             kwargs.setdefault("poolclass", StaticPool)

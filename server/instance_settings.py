@@ -44,6 +44,7 @@ NEVER_STORED = frozenset(
         "TEST_CLOCK_FILE",
         "LOG_LEVEL",
         "SETTINGS_RECHECK",
+        "WEB_PROCESSES",
     }
 )
 

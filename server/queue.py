@@ -185,6 +185,11 @@ class TaskQueue:
             log.warning("could not clear failed jobs of an erased contact (%s); they expire after a year", exc)
         return removed
 
+    def disconnect(self) -> None:
+        """Close the connections to Redis (the next use opens new ones); an embedded Redis keeps running."""
+        if self._redis is not None:
+            self._redis.connection_pool.disconnect()
+
     def close(self) -> None:
         if self._redis is not None:
             self._redis.close()

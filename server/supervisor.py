@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM this child if the supervisor itself is killed (even with -9)."""
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGTERM this process when its parent (the supervisor, nudge web's parent) dies, even with -9."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -37,7 +37,7 @@ class Supervisor:
     _signal: int | None = None
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        preexec_fn = _die_with_parent if sys.platform.startswith("linux") else None
+        preexec_fn = die_with_parent if sys.platform.startswith("linux") else None
         # own session: a Ctrl-C in the terminal reaches only us, and we stop the children in order
         proc = subprocess.Popen(
             args, env=dict(self.env), stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec_fn

@@ -119,6 +119,26 @@ def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge") -> 
         session.commit()
 
 
+def insert_rule(conn, rule_id: int, name: str, plan: str | None = None) -> None:
+    """An active rule as raw rows, for a migration test filling an install's tables; with *plan* (JSON), its version 1
+    (id *rule_id*) with that plan is the active one."""
+    conn.execute(
+        text(
+            "INSERT INTO rules (id, name, status, active_version_id, created_at, updated_at) "
+            "VALUES (:id, :name, 'active', :version, '2026-01-01', '2026-01-01')"
+        ),
+        {"id": rule_id, "name": name, "version": None if plan is None else rule_id},
+    )
+    if plan is not None:
+        conn.execute(
+            text(
+                "INSERT INTO rule_versions (id, rule_id, number, source, plan, created_at) "
+                "VALUES (:id, :id, 1, '', :plan, '2026-01-01')"
+            ),
+            {"id": rule_id, "plan": plan},
+        )
+
+
 def latest(app, model, *where):
     """The newest row of *model* (matching *where*), read in its own app context: a snapshot that outlives it."""
     with app.app_context():

@@ -162,32 +162,43 @@ def up(host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    help="Processes serving the port (default NUDGE_WEB_PROCESSES).",
+)
 @click.option("--no-migrate", is_flag=True, help="Skip applying migrations on start.")
 @_NO_CHECKS
-def web(host: str, port: int, threads: int, no_migrate: bool, no_checks: bool) -> None:
+def web(host: str, port: int, threads: int, processes: int | None, no_migrate: bool, no_checks: bool) -> None:
     """Run the web server (admin UI, API, tracking endpoints)."""
     from ..api.spec import REGISTRY
+    from ..web.prefork import serve
     from ..web.security import declared_bodies, largest_body
-    from ..web.waitress_serve import serve
 
     _setup_logging()
     app = build_app(**({"MIGRATE_ON_START": False} if no_migrate else {}))
     _startup_checks(app, skip=no_checks)
     _exit_on_sigterm()
+    processes = processes or app.config["WEB_PROCESSES"]
+    app.extensions["nudge.signin"].processes = processes  # sign-in attempts counted apart when Redis is away
     try:  # waitress refuses a larger body itself (413), before buffering it
-        serve(
+        code = serve(
             app,
+            processes=processes,
             host=host,
             port=port,
+            release=lambda: (app.extensions["nudge.db"].dispose(), app.extensions["nudge.queue"].disconnect()),
             threads=threads,
             ident="nudge",
             max_request_body_size=largest_body([*(op.max_body for op in REGISTRY), *declared_bodies(app)]),
             **_proxy_options(app.config.get("TRUSTED_PROXY")),
         )
     except KeyboardInterrupt:
-        pass
+        code = 0
     except OSError as exc:  # the port is taken (or the address is not ours): one line, not a traceback
         raise click.ClickException(_listen_error(host, port, exc)) from None
+    if code:
+        sys.exit(code)
 
 
 def _proxy_options(proxy: str | None) -> dict[str, Any]:

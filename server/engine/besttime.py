@@ -184,15 +184,19 @@ def choose(
     return BestTime(best_at, hour, sum(own), population_hour, prior, max(best_score, 0.0))
 
 
-def resumed_for_best_time(session: Any, enrolment_id: int, pc: int) -> bool:
-    """Whether the enrolment's last wait was the best-time wait of the step at *pc*: its hour has come."""
+def resumed_for_best_time(session: Any, enrolment: Enrolment) -> bool:
+    """Whether the enrolment's last wait was the best-time wait of the step at its pc: its hour has come."""
     data = session.scalar(
         select(JourneyLog.data)
-        .where(JourneyLog.enrolment_id == enrolment_id, JourneyLog.action == "wait")
+        .where(  # found through its contact (the trace's index), the journey a filter
+            JourneyLog.contact_id == enrolment.contact_id,
+            JourneyLog.enrolment_id == enrolment.id,
+            JourneyLog.action == "wait",
+        )
         .order_by(JourneyLog.id.desc())
         .limit(1)
     )
-    return isinstance(data, Mapping) and data.get("pc") == pc and str(data.get("why", "")).startswith(WHY)
+    return isinstance(data, Mapping) and data.get("pc") == enrolment.pc and str(data.get("why", "")).startswith(WHY)
 
 
 #: each database's population profile, with the engine-clock hour and default zone it was read for
@@ -218,7 +222,7 @@ def wait_for_best_time(ctx: EngineContext, enr: Enrolment, contact: Contact, op:
     Every decision is traced (``best_time``: the hour, the history, the population's best hour, the blend); a
     journey woken by its own best-time wait sends at once, whatever the profile says by then.
     """
-    if resumed_for_best_time(ctx.session, enr.id, enr.pc):
+    if resumed_for_best_time(ctx.session, enr):
         return False
     tz = contact.timezone or ctx.default_tz
     population = _population(ctx)

@@ -3,7 +3,9 @@ processing."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -269,15 +271,46 @@ def write_turn(session: Session) -> Iterator[None]:
 
 @contextmanager
 def engine_turn(engine: Any) -> Iterator[None]:
-    """The turn :func:`write_turn` takes, for a write that needs no session (on the ingest's own connection)."""
+    """The turn :func:`write_turn` takes, for a write that needs no session (on the ingest's own connection).
+
+    Shared with the other web processes on the same SQLite file (``NUDGE_WEB_PROCESSES``) through an exclusive
+    ``flock`` of a file beside it (``<database>-write.lock``; the kernel releases it when a process dies): the next
+    writer of any process starts the moment the last commits, where SQLite's busy handler slept 1, 2, 5 … ms
+    between tries.
+    """
     if engine.dialect.name != "sqlite":
         yield
         return
     with _write_locks.setdefault(engine, threading.Lock()):
-        yield
+        fd = _lock_file(engine)
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 _write_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+#: per engine: (process id, descriptor) of its lock file, opened by each process for itself (a ``flock`` belongs to
+#: the open file, which a forked child would share with its parent)
+_lock_files: weakref.WeakKeyDictionary[Any, tuple[int, int]] = weakref.WeakKeyDictionary()
+
+
+def _lock_file(engine: Any) -> int | None:
+    """The descriptor of *engine*'s write lock file (held in its write turn); None for an in-memory database."""
+    found = _lock_files.get(engine)
+    if found is not None and found[0] == os.getpid():
+        return found[1]
+    database = engine.url.database
+    if not database or database == ":memory:" or isinstance(engine.pool, StaticPool):
+        return None
+    fd = os.open(f"{database}-write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    _lock_files[engine] = (os.getpid(), fd)
+    weakref.finalize(engine, os.close, fd)
+    return fd
 
 
 def names_fields(items: Sequence[Mapping[str, Any]]) -> bool:

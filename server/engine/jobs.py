@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 #: seconds a leased batch belongs to its job; after that the scheduler may hand it to another (``ENGINE_LEASE``)
 LEASE = 120
+#: events claimed per stats batch (of each source) the job folds after its work
+ROLLUP_EVENTS = 2000
 #: events per job when the scheduler re-enqueues events whose first job was lost (or is slow)
 RECOVERY_BATCH = 100
 
@@ -75,18 +78,25 @@ def process_events(event_ids: list[int], now: int | None = None) -> int:
     return run_events(event_ids, now)[0]
 
 
-def run_events(event_ids: list[int], now: int | None = None) -> tuple[int, int]:
-    """:func:`process_events`; return how many events were processed and how many the batch claimed."""
+def run_events(
+    event_ids: list[int], now: int | None = None, when_full: Callable[[], Any] | None = None
+) -> tuple[int, int]:
+    """:func:`process_events`; return how many events were processed and how many the batch claimed.
+
+    :param when_full: called once the batch is claimed (and its contacts locked), if it is a full
+        ``ENGINE_EVENT_BATCH``: more may wait, and another worker can claim them while this one works.
+    """
     session = get_session()
     claimed: list[int] = []
     try:
-        done, messages = _process_events(session, event_ids, claimed, isolate=False, now=now)
+        done, messages = _process_events(session, event_ids, claimed, isolate=False, now=now, when_full=when_full)
     except Exception:
         session.rollback()
         log.warning("an event in a batch of %d failed; redoing the batch one by one", len(claimed))
         done, messages = _process_events(session, claimed or event_ids, [], isolate=True, now=now)
     _send_later(messages, now)
-    roll_up_stats(session, limit=1, skip_busy=True)
+    # a bounded batch of each source per ROLLUP_EVENTS events claimed: the counters keep pace with the events
+    roll_up_stats(session, limit=max(1, -(-len(claimed) // ROLLUP_EVENTS)), skip_busy=True)
     return done, len(claimed)
 
 
@@ -124,11 +134,17 @@ def _claim(ctx: EngineContext, event_ids: list[int], batch: int) -> list[int]:
 
 
 def _process_events(
-    session, event_ids: list[int], claimed: list[int], isolate: bool, now: int | None
+    session,
+    event_ids: list[int],
+    claimed: list[int],
+    isolate: bool,
+    now: int | None,
+    when_full: Callable[[], Any] | None = None,
 ) -> tuple[int, list[int]]:
     ctx = _ctx(session, now)
     table = Event.__table__
-    claimed[:] = _claim(ctx, event_ids, 0 if isolate else ctx.config.get("ENGINE_EVENT_BATCH", 1))
+    batch = 0 if isolate else ctx.config.get("ENGINE_EVENT_BATCH", 1)
+    claimed[:] = _claim(ctx, event_ids, batch)
     if not claimed:
         session.rollback()
         return 0, []
@@ -137,14 +153,12 @@ def _process_events(
         # cannot deadlock
         contacts = select(table.c.contact_id).where(bulk.among(ctx, table.c.id, claimed))
         session.execute(select(Contact.id).where(Contact.id.in_(contacts)).order_by(Contact.id).with_for_update())
+    if when_full is not None and len(claimed) >= max(batch, 1):
+        when_full()
     done, rest = 0, claimed
     if not isolate and ctx.config.get("ENGINE_SET_WISE_EVENTS", True):
         # the simple events set-wise, in a few statements; the interpreter takes the others
-        rows = session.execute(
-            select(table.c.id, table.c.contact_id, table.c.name, table.c.props, table.c.source)
-            .where(bulk.among(ctx, table.c.id, claimed))
-            .order_by(table.c.id)
-        ).all()
+        rows = setwise.read_events(session, bulk.among(ctx, table.c.id, claimed))
         attribution.attribute_rows(session, ctx.config, rows)  # the values they carry, credited as they arrive
         rest = setwise.process(ctx, rows)
         done = len(rows) - len(rest)
@@ -199,7 +213,7 @@ def _advance(session, enrolment_ids: list[int], lease: int, isolate: bool, now: 
     ctx = _ctx(session, now)
     table = Enrolment.__table__
     query = select(table.c.id, table.c.version_id, table.c.pc, table.c.wait_event, table.c.rule_id).where(
-        table.c.id.in_(enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value
+        bulk.among(ctx, table.c.id, enrolment_ids), table.c.due == lease, table.c.state == EnrolmentState.ACTIVE.value
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -248,8 +262,9 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
 
     groups: dict[tuple[int, int], list] = defaultdict(list)
     rest: list[Any] = []
-    for row in rows:
-        (rest if row.wait_event is not None else groups[(row.version_id, row.pc)]).append(row)
+    for row in rows:  # (id, version_id, pc, wait_event, rule_id), unpacked: a row's attributes cost more
+        _id, version_id, pc, wait_event, _rule = row
+        (rest if wait_event is not None else groups[(version_id, pc)]).append(row)
     ran = 0
     for (version_id, pc), members in groups.items():
         plan = ctx.plan(version_id)
@@ -259,7 +274,7 @@ def _advance_set_based(ctx: EngineContext, rows: list) -> tuple[list, int]:
             continue
         rule = ctx.session.get_one(Rule, members[0].rule_id)
         ctx.new_messages.extend(
-            runtime.advance_group(ctx, version_id, pc, [m.id for m in members], ops, rule.id, rule.name)
+            runtime.advance_group(ctx, version_id, pc, [m[0] for m in members], ops, rule.id, rule.name)
         )
         ran += len(members)
     return rest, ran
@@ -295,9 +310,10 @@ def lease_due(session, now: int, limit: int, lease: int = LEASE) -> list[int]:
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
+    conn = session.connection()  # plain rows, and the ids as one bound value (bulk.ids_in), not a thousand
+    ids = list(conn.execute(query).scalars().all())
     if ids:
-        session.execute(update(Enrolment).where(Enrolment.id.in_(ids)).values(due=now + lease))
+        conn.execute(update(Enrolment).where(bulk.ids_in(session, Enrolment.id, ids)).values(due=now + lease))
     return ids
 
 
@@ -401,8 +417,9 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
 
 def roll_up_stats(session, limit: int = 4, skip_busy: bool = False) -> int:
     """Fold the new journey trace, send outcomes, message events and attributions into the stats counters (see
-    :mod:`.rollup`): every scheduler tick, and after each worker job (*limit* 1: one bounded batch per source, so
-    stats are fresh without slowing the job down; *skip_busy*: a source another worker is folding is left to it).
+    :mod:`.rollup`): every scheduler tick, and after each worker job (*limit*: one bounded batch per source, or one
+    per :data:`ROLLUP_EVENTS` events the job claimed, so stats are fresh without slowing the job down;
+    *skip_busy*: a source another worker is folding is left to it).
     A failure is logged and retried next time, never the job's or the tick's end. :return: counters changed."""
     from .rollup import rollup
 

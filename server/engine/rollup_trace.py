@@ -62,8 +62,16 @@ class _Journeys:
     """What the rollup needs to know of the journeys a batch touches: their rule version, split arm, last step."""
 
     def __init__(
-        self, session: Session, enrolment_ids: set[int], below: int, trail: bool = True, plans: _Plans | None = None
+        self,
+        session: Session,
+        enrolment_ids: set[int],
+        below: int,
+        trail: bool = True,
+        plans: _Plans | None = None,
+        contacts: set[int] | None = None,
     ) -> None:
+        """:param contacts: the journeys' contacts as their lines name them (those of their enrolments by default;
+        an erased journey has none)."""
         self.session = session
         self.plans = plans or _Plans(session)
         self.version: dict[int, int] = {}
@@ -72,26 +80,31 @@ class _Journeys:
         #: the step where each journey's last counted wait started, while nothing has followed it
         self.waiting: dict[int, str] = {}
         ids = sorted(enrolment_ids)
+        contacts = set(contacts or ())
         # each id list is one bound value (bulk.ids_in): one statement of each kind, however many journeys
-        for enr_id, version_id, rule_id in session.execute(
-            select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id).where(ids_in(session, Enrolment.id, ids))
+        for enr_id, version_id, rule_id, contact_id in session.execute(
+            select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id, Enrolment.contact_id).where(
+                ids_in(session, Enrolment.id, ids)
+            )
         ):
             self.version[enr_id], self.rule[enr_id] = version_id, rule_id
+            contacts.add(contact_id)
+        self.lines = _lines_of(session, JourneyLog, ids, contacts)
         if trail:
-            self._trail(ids, below)
+            self._trail(below)
         for enr_id, data in session.execute(
             select(JourneyLog.enrolment_id, JourneyLog.data)
-            .where(ids_in(session, JourneyLog.enrolment_id, ids), JourneyLog.action == "split", JourneyLog.id <= below)
+            .where(self.lines, JourneyLog.action == "split", JourneyLog.id <= below)
             .order_by(JourneyLog.id)
         ):
             self.arm[enr_id] = str((data or {}).get("arm", ""))
 
-    def _trail(self, chunk: list[int], below: int) -> None:
+    def _trail(self, below: int) -> None:
         """Where each journey stood before this batch: waiting at a step, if its last trace line started a wait."""
         last = (
             select(JourneyLog.enrolment_id, func.max(JourneyLog.id).label("id"))
             .where(
-                ids_in(self.session, JourneyLog.enrolment_id, chunk),
+                self.lines,
                 JourneyLog.id <= below,
                 JourneyLog.action.not_in(OUTBOX_ACTIONS),
             )
@@ -102,16 +115,28 @@ class _Journeys:
             select(JourneyLog.enrolment_id, JourneyLog.action, _data_if_read()).join(last, JourneyLog.id == last.c.id)
         ):
             if _waits(row.action, row.data):
-                self.waiting[row.enrolment_id] = self.step(row.enrolment_id, (row.data or {}).get("pc"))
+                self.waiting[row.enrolment_id] = self.step(row.enrolment_id, _pc(row.action, row.data or {}))
 
     def step(self, enr_id: int, pc: Any) -> str:
         """The plan's id of step *pc* of the journey's version (``end`` past the last; "" when unknown)."""
         return self.plans.step(self.version.get(enr_id, 0), pc)
 
 
+def _lines_of(session: Session, log: Any, journeys: list[int], contacts: Any) -> Any:
+    """SQL: the trace lines of *journeys*, found through their *contacts* (the trace's index is the contact's), the
+    journey a filter on those few lines."""
+    return and_(ids_in(session, log.contact_id, sorted(contacts)), ids_in(session, log.enrolment_id, journeys))
+
+
 def _waits(action: str, data: Any) -> bool:
-    """Whether a trace line starts a wait: ``wait``, or a set-based entry straight into the first wait."""
-    return action == "wait" or (action == "enter" and isinstance(data, dict) and "until" in data and "pc" in data)
+    """Whether a trace line starts a wait: ``wait``, or a set-based entry straight into the first wait (``until``;
+    lines written before migration 0041 say ``"pc": 0`` too)."""
+    return action == "wait" or (action == "enter" and isinstance(data, dict) and "until" in data)
+
+
+def _pc(action: str, data: dict[str, Any]) -> Any:
+    """The step a trace line names: its ``pc``; an entry into a wait without one waits at the first step."""
+    return data.get("pc", 0) if action == "enter" else data.get("pc")
 
 
 def day_of(at: Any) -> int:
@@ -137,8 +162,7 @@ def _member(session: Session, key: str, log: Any = JourneyLog) -> Any:
 
 def _starts_wait(session: Session, log: Any = JourneyLog) -> Any:
     """SQL: the trace line starts a wait (:func:`_waits`)."""
-    has = [_member(session, key, log).is_not(None) for key in ("until", "pc")]
-    return or_(log.action == "wait", and_(log.action == "enter", *has))
+    return or_(log.action == "wait", and_(log.action == "enter", _member(session, "until", log).is_not(None)))
 
 
 def journey_rows(session: Session, after: int, *, line_by_line: bool = False) -> tuple[int, Counter[Key]]:
@@ -158,8 +182,9 @@ def journey_rows(session: Session, after: int, *, line_by_line: bool = False) ->
     if line_by_line or not _sql_json(session):
         stateful = {enr for enr in session.scalars(select(JourneyLog.enrolment_id).where(counted)) if enr is not None}
     else:
-        stateful = _stateful(session, after, batch, counted)
-        counts = _grouped(session, counted, stateful, plans)
+        resumed: Counter[Key] = Counter()
+        stateful = _stateful(session, after, batch, counted, resumed, plans)
+        counts = _grouped(session, counted, stateful, plans) + resumed
     if stateful:
         _line_by_line(session, after, counted, stateful, plans, counts)
     return last, counts
@@ -175,11 +200,20 @@ def _sql_json(session: Session) -> bool:
     return sqlite3.sqlite_version_info >= (3, 38)
 
 
-def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int]:
+def _stateful(
+    session: Session,
+    after: int,
+    batch: Any,
+    counted: Any,
+    resumed: Counter[Key] | None = None,
+    plans: _Plans | None = None,
+) -> set[int]:
     """The journeys of the batch whose lines count by what came before them (see the module's docstring).
 
     Only the journeys that did not enter in the batch are looked up in the older trace: an ``enter`` line is a
-    journey's first, so one that entered in the batch has no older line (most of a burst of new journeys)."""
+    journey's first, so one that entered in the batch has no older line (most of a burst of new journeys).
+    :param resumed: given, a journey that was waiting (never split; nothing follows a wait in the batch) is not
+        folded line by line: the wait its first line ends is counted here (:func:`_resumed`), its lines alone."""
     moving = and_(counted, JourneyLog.action.not_in(OUTBOX_ACTIONS))
     # in the batch: a split, or a line after the first that started a wait
     in_batch = or_(
@@ -191,34 +225,83 @@ def _stateful(session: Session, after: int, batch: Any, counted: Any) -> set[int
     # the trace, table size, per batch)
     stateful: set[int] = set()
     others: list[int] = []
-    for enr_id, flag, new in session.execute(
-        select(JourneyLog.enrolment_id, in_batch, entered).where(moving).group_by(JourneyLog.enrolment_id)
-    ).all():  # one fetchall (iterating a result fetches a row a call)
+    contacts: set[int] = set()
+    firsts: dict[int, int] = {}
+    contact = func.max(JourneyLog.contact_id)  # a journey's lines all name its contact
+    for enr_id, flag, new, contact_id, first in (
+        session.connection()
+        .execute(
+            select(JourneyLog.enrolment_id, in_batch, entered, contact, func.min(JourneyLog.id))
+            .where(moving)
+            .group_by(JourneyLog.enrolment_id)
+        )
+        .all()
+    ):  # one fetchall (iterating a result fetches a row a call); Core rows, not the ORM's
         if enr_id is None:
             continue  # not counted (``counted`` leaves no such line): for the type checker
         if flag:
             stateful.add(enr_id)
         elif not new:
             others.append(enr_id)
-    if others:
-        stateful.update(session.scalars(_before(session, after, others)))
+            contacts.add(contact_id)
+            firsts[enr_id] = first
+    waiting: dict[int, Any] = {}
+    older = session.connection().execute(_before(session, after, others, contacts)).all() if others else []
+    for enr_id, split, action, pc in older:
+        if split == 1 or resumed is None:
+            stateful.add(enr_id)
+        else:  # where it waits: the step its last line names (the member as JSON text)
+            waiting[enr_id] = _pc(action, {} if pc is None else {"pc": json.loads(pc)})
+    if waiting and resumed is not None:
+        stateful.update(_resumed(session, waiting, firsts, plans or _Plans(session), resumed))
     return stateful
 
 
-def _before(session: Session, after: int, journeys: list[int]) -> Any:
-    """SQL: those of *journeys* that were ever split, or waiting, before the batch (the last line but the outbox's
-    started a wait); one look-up of each journey's older lines (``older``), its last line read again (``old``):
-    aliases of the trace."""
+def _resumed(
+    session: Session, waiting: dict[int, Any], firsts: dict[int, int], plans: _Plans, counts: Counter[Key]
+) -> set[int]:
+    """Count the wait each journey of *waiting* (its step's pc) was in when the batch began, and that its first
+    line of the batch (*firsts*) ends: ``left`` and ``passed`` at that step, on that line's day, as the line by
+    line fold does. :return: the journeys whose first line is an exit where they waited (a goal, a removal), whose
+    exit counts at the wait: folded line by line."""
+    reason = case((JourneyLog.action == "exit", _member(session, "reason")), else_=null())
+    version = func.coalesce(Enrolment.version_id, 0)
+    rows = (
+        session.connection()
+        .execute(
+            select(JourneyLog.enrolment_id, JourneyLog.rule_id, JourneyLog.at, JourneyLog.action, reason, version)
+            .select_from(JourneyLog)
+            .outerjoin(Enrolment, Enrolment.id == JourneyLog.enrolment_id)
+            .where(ids_in(session, JourneyLog.id, sorted(firsts[enr] for enr in waiting)))
+        )
+        .all()
+    )
+    at_wait: set[int] = set()
+    for enr_id, rule_id, at, action, why, version_id in rows:
+        if action == "exit" and ("unknown" if why is None else json.loads(why)) not in RUN_EXITS:
+            at_wait.add(enr_id)
+            continue
+        step = plans.step(version_id, waiting[enr_id])
+        counts[(rule_id, version_id, step, "", day_of(at), "left")] += 1
+        counts[(rule_id, version_id, step, "", day_of(at), "passed")] += 1
+    return at_wait
+
+
+def _before(session: Session, after: int, journeys: list[int], contacts: set[int]) -> Any:
+    """SQL: those of *journeys* (of *contacts*) that were ever split, or waiting, before the batch (the last line
+    but the outbox's started a wait), with the split flag and that line's action and ``pc``; one look-up of each
+    journey's older lines (``older``, found through their contacts), its last line read again (``old``): aliases
+    of the trace."""
     old, older = aliased(JourneyLog), aliased(JourneyLog)
     split = func.max(case((older.action == "split", 1), else_=0)).label("split")
     latest = (
         select(func.max(older.id).label("id"), split)
-        .where(ids_in(session, older.enrolment_id, journeys), older.id <= after, older.action.not_in(OUTBOX_ACTIONS))
+        .where(_lines_of(session, older, journeys, contacts), older.id <= after, older.action.not_in(OUTBOX_ACTIONS))
         .group_by(older.enrolment_id)
         .subquery()
     )
     return (
-        select(old.enrolment_id)
+        select(old.enrolment_id, latest.c.split, old.action, _member(session, "pc", old))
         .join(latest, old.id == latest.c.id)
         .where(or_(latest.c.split == 1, _starts_wait(session, old)))
     )
@@ -259,7 +342,7 @@ def _alone(action: str, data: dict[str, Any], plans: _Plans, version_id: int) ->
     if action == "branch" and isinstance(data.get("step"), str):
         moves.append((data["step"], "reached"))  # the branch's trace line names its step
     if _waits(action, data):
-        step = plans.step(version_id, data.get("pc"))
+        step = plans.step(version_id, _pc(action, data))
         moves += [(step, "reached"), (step, "waited")]
     return moves
 
@@ -268,12 +351,19 @@ def _line_by_line(
     session: Session, after: int, counted: Any, enrolments: set[int], plans: _Plans, counts: Counter[Key]
 ) -> None:
     """Fold the lines of *enrolments* in the batch one by one, in order."""
-    journeys = _Journeys(session, enrolments, after, plans=plans)
     rows = session.execute(
-        select(JourneyLog.enrolment_id, JourneyLog.rule_id, JourneyLog.at, JourneyLog.action, _data_if_read())
+        select(
+            JourneyLog.enrolment_id,
+            JourneyLog.contact_id,
+            JourneyLog.rule_id,
+            JourneyLog.at,
+            JourneyLog.action,
+            _data_if_read(),
+        )
         .where(counted, ids_in(session, JourneyLog.enrolment_id, sorted(enrolments)))
         .order_by(JourneyLog.id)
-    )
+    ).all()
+    journeys = _Journeys(session, enrolments, after, plans=plans, contacts={row.contact_id for row in rows})
     for row in rows:
         _journey_row(journeys, row, counts)
 
@@ -309,7 +399,7 @@ def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
         journeys.arm[enr] = str(data.get("arm", ""))
         add(journeys.step(enr, data.get("pc")), "reached")
     elif _waits(row.action, data):
-        step = journeys.step(enr, data.get("pc"))
+        step = journeys.step(enr, _pc(row.action, data))
         add(step, "reached")
         add(step, "waited")
         journeys.waiting[enr] = step

@@ -8,13 +8,13 @@ order: its *n*-th event is handled in round *n*; once one of them needs the inte
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import case, insert, literal, select, update
+from sqlalchemy import Text, case, func, insert, literal, select, type_coerce, update
 
 from dsl.plan import Instruction, RulePlan
 
@@ -25,10 +25,41 @@ from .machine_events import asks_machine, is_machine
 from .matcher import Entry
 from .timeutil import iso, to_dt
 
-__all__ = ["process"]
+__all__ = ["EventRow", "process", "read_events"]
 
 #: condition tree operators that read the contact (or its history) rather than the event
 _READS_CONTACT = frozenset({"field", "has_tag", "segment", "did", "call"})
+
+
+class EventRow(NamedTuple):
+    """What the set-wise path reads of a claimed event."""
+
+    id: int
+    contact_id: int
+    name: str
+    props: Any
+    source: str
+
+
+def read_events(session: Any, ids: Any) -> list[EventRow]:
+    """The events *ids* (a SQL condition on ``events.id``), in id order, their props decoded once per distinct
+    JSON text in the batch (SQLite hands JSON over as text; PostgreSQL's driver decodes it): events with the same
+    props share one dict, which the set-wise path and the attribution only read."""
+    table = Event.__table__
+    raw = session.execute(
+        select(table.c.id, table.c.contact_id, table.c.name, type_coerce(table.c.props, Text), table.c.source)
+        .where(ids)
+        .order_by(table.c.id)
+    ).all()
+    decoded: dict[str, Any] = {}
+    rows = []
+    for event_id, contact_id, name, props, source in raw:
+        if isinstance(props, str):
+            text, props = props, decoded.get(props)
+            if props is None:
+                props = decoded[text] = json.loads(text)
+        rows.append(EventRow(event_id, contact_id, name, props, source))
+    return rows
 
 
 @dataclass
@@ -56,12 +87,41 @@ class _Batch:
     reasons: dict[str, str] = field(default_factory=dict)
     #: event name -> whether it can be the person's doing (see :func:`dispatch.seen_by`)
     persons: dict[str, bool] = field(default_factory=dict)
+    #: per round so far, its events whose moment has not moved their contact's ``last_seen`` yet (:meth:`settle_seen`)
+    unseen: list[list[int]] = field(default_factory=list)
 
     def reason(self, name: str) -> str:
         known = self.reasons.get(name)
         if known is None:
             known = self.reasons[name] = f"{name} at {iso(self.ctx.now)}"
         return known
+
+    def settle_seen(self) -> None:
+        """:func:`dispatch.mark_seen` for every event in :attr:`unseen`, in one statement: each contact's
+        ``last_seen`` moves to the latest of its events' moments, where that is later (it never moves back, so the
+        latest is where moving it event by event ends). Run before anything reads a contact: nothing the set-based
+        path does in between reads ``last_seen``, so each contact row is rewritten for it once a batch, not once
+        an event."""
+        rounds, self.unseen = [ids for ids in self.unseen if ids], []
+        if not rounds:
+            return
+        ctx, contacts, table = self.ctx, Contact.__table__, Event.__table__
+        now = literal(to_dt(ctx.now), table.c.occurred_at.type)
+        at: Any = case((table.c.occurred_at.is_(None) | (table.c.occurred_at > now), now), else_=table.c.occurred_at)
+        query = select(table.c.contact_id).where(bulk.among(ctx, table.c.id, [i for ids in rounds for i in ids]))
+        if len(rounds) > 1:  # a contact's events in several rounds: the latest moment of each (one event a round)
+            query = query.add_columns(func.max(at).label("at")).group_by(table.c.contact_id)
+        else:
+            query = query.add_columns(at.label("at"))
+        moments = query.subquery()
+        ctx.session.connection().execute(
+            update(contacts)
+            .where(
+                contacts.c.id == moments.c.contact_id,
+                contacts.c.last_seen.is_(None) | (contacts.c.last_seen < moments.c.at),
+            )
+            .values(last_seen=moments.c.at, updated_at=to_dt(ctx.now))
+        )
 
     def plan(self, version_id: int) -> tuple[bool, bool]:
         known = self.plans.get(version_id)
@@ -91,6 +151,7 @@ def process(ctx: EngineContext, events: Sequence[Any]) -> list[int]:
             left[contact_id] = queues[contact_id][depth:]
         depth += 1
         queues = {cid: queue for cid, queue in queues.items() if cid not in left and len(queue) > depth}
+    batch.settle_seen()  # before the interpreter takes the events left
     return sorted(event.id for rest in left.values() for event in rest)
 
 
@@ -103,6 +164,7 @@ def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
 
     def contact_of(contact_id: int) -> Contact | None:
         if not contacts:  # read after the round's last-seen moves, and after what earlier rounds changed in SQL
+            batch.settle_seen()
             query = (
                 select(Contact)
                 .where(bulk.among(ctx, Contact.id, list(events)))
@@ -117,51 +179,36 @@ def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
     for contact_id, event in events.items():
         if contact_id not in existing:  # deleted since: nothing to do, as in the interpreter
             continue
-        chosen = _entries(batch, event, partial(contact_of, contact_id))
+        chosen = _entries(batch, event, contact_id, contact_of)
         if chosen is None:
             handback.add(contact_id)
             continue
-        for entry in chosen:
-            rule = rules.get(entry.rule_id) or rules.setdefault(entry.rule_id, session.get_one(Rule, entry.rule_id))
-            entering.append(_Entering(contact_id, rule, event.id, batch.reason(event.name)))
+        if chosen:
+            reason = batch.reason(event.name)
+            for entry in chosen:
+                rule = rules.get(entry.rule_id) or rules.setdefault(entry.rule_id, session.get_one(Rule, entry.rule_id))
+                entering.append(_Entering(contact_id, rule, event.id, reason))
     _enrol(ctx, entering)
     return handback
 
 
 def _mark_seen(batch: _Batch, events: dict[int, Any]) -> set[int]:
-    """:func:`dispatch.mark_seen` for one event per contact, in two statements; return the contacts that exist.
+    """:func:`dispatch.mark_seen` for one event per contact: the events that move ``last_seen`` join the batch's
+    :attr:`_Batch.unseen` (applied before a contact is read); return the contacts that exist.
 
     First, as in the interpreter (conditions may read it); it never moves twice, so an event handed back to the
     interpreter has it again to no effect."""
-    ctx, contacts, table = batch.ctx, Contact.__table__, Event.__table__
+    ctx, contacts = batch.ctx, Contact.__table__
     # each result read with one fetchall (iterating a result fetches its rows one call a row)
     existing = set(ctx.session.scalars(select(contacts.c.id).where(bulk.among(ctx, contacts.c.id, list(events)))).all())
-    seen = [event.id for event in events.values() if dispatch.seen_by(ctx, event, batch.persons)]
-    if seen:
-        now = literal(to_dt(ctx.now), table.c.occurred_at.type)
-        moments = (
-            select(
-                table.c.contact_id,
-                case(
-                    (table.c.occurred_at.is_(None) | (table.c.occurred_at > now), now), else_=table.c.occurred_at
-                ).label("at"),
-            )
-            .where(bulk.among(ctx, table.c.id, seen))
-            .subquery()
-        )
-        ctx.session.connection().execute(
-            update(contacts)
-            .where(
-                contacts.c.id == moments.c.contact_id,
-                contacts.c.last_seen.is_(None) | (contacts.c.last_seen < moments.c.at),
-            )
-            .values(last_seen=moments.c.at, updated_at=to_dt(ctx.now))
-        )
+    batch.unseen.append([event.id for event in events.values() if dispatch.seen_by(ctx, event, batch.persons)])
     return existing
 
 
-def _entries(batch: _Batch, event: Any, contact_of: Callable[[], Contact | None]) -> list[Entry] | None:
-    """The rules *event* enrols *contact* into, or None when the event needs the interpreter."""
+def _entries(
+    batch: _Batch, event: Any, contact_id: int, contact_of: Callable[[int], Contact | None]
+) -> list[Entry] | None:
+    """The rules *event* enrols its contact into, or None when the event needs the interpreter."""
     ctx = batch.ctx
     name = event.name
     if name in batch.interpreted or (event.source != "nudge" and name in ("contact.created", "contact.updated")):
@@ -179,7 +226,7 @@ def _entries(batch: _Batch, event: Any, contact_of: Callable[[], Contact | None]
         batch.fixed[name] = fixed if ok else None
         return batch.fixed[name]
     props = event.props or {}
-    candidates = event_index.candidates(props, contact_of() if event_index.reads_contact else None)
+    candidates = event_index.candidates(props, contact_of(contact_id) if event_index.reads_contact else None)
     for position, entry in enumerate(candidates):
         set_based, reads_contact = batch.plan(entry.version_id)
         # the interpreter runs each journey before the next rule's condition: one reading the contact could see it
@@ -188,7 +235,7 @@ def _entries(batch: _Batch, event: Any, contact_of: Callable[[], Contact | None]
     chosen = []
     for entry in candidates:
         cond = ctx.plan(entry.version_id).get("condition")
-        contact = contact_of() if cond is not None else None
+        contact = contact_of(contact_id) if cond is not None else None
         if cond is None or (
             contact is not None
             and runtime.evaluate(cond, runtime.condition_scope(ctx, contact, entry.rule_id, event_props=props))
@@ -241,17 +288,22 @@ def _enrol(ctx: EngineContext, entering: list[_Entering]) -> None:
     groups = {key: members for key, members in groups.items() if key[0] in rules}
     policies = [rule_id for rule_id, (_r, _v, plan) in rules.items() if plan["entry"]["kind"] != "always"]
     if policies:
-        earlier: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+        earlier: dict[tuple[int, int], list[tuple[int, int]]] = {}
         contact_ids = list({e.contact_id for key, members in groups.items() if key[0] in policies for e in members})
         for contact_id, rule_id, state, entered in ctx.session.execute(
             select(Enrolment.contact_id, Enrolment.rule_id, Enrolment.state, Enrolment.entered).where(
                 bulk.among(ctx, Enrolment.contact_id, contact_ids), Enrolment.rule_id.in_(policies)
             )
         ).all():
-            earlier[(contact_id, rule_id)].append((state, entered))
-        for key, members in groups.items():
-            plan = rules[key[0]][2]
-            groups[key] = [e for e in members if runtime.entry_allows(plan, earlier[(e.contact_id, key[0])], ctx.now)]
+            earlier.setdefault((contact_id, rule_id), []).append((state, entered))
+        for (rule_id, reason), members in groups.items():
+            plan = rules[rule_id][2]
+            # a contact never in the rule may enter it whatever its policy
+            groups[(rule_id, reason)] = [
+                e
+                for e in members
+                if (past := earlier.get((e.contact_id, rule_id))) is None or runtime.entry_allows(plan, past, ctx.now)
+            ]
     groups = {key: members for key, members in groups.items() if members}
     if not groups:
         return

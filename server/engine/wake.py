@@ -124,7 +124,8 @@ def enqueue_events(event_ids: list[int]) -> None:
 def process_pending(now: int | None = None) -> int:
     """Process pending events, oldest first, up to ``ENGINE_EVENT_BATCH`` (the job :func:`wake_engine` queues).
 
-    A full batch means more may wait: another job is queued, behind whatever else waits on the queue.
+    A full batch means more may wait: another job is queued as soon as the batch is claimed (behind whatever else
+    waits on the queue), so that a second worker claims the next batch while this one works on its own.
     :return: how many events this job processed.
     """
     from .jobs import run_events
@@ -134,9 +135,10 @@ def process_pending(now: int | None = None) -> int:
         tq.redis.delete(_flag())  # before the claim: events stored from now on queue the next job
     except redis.RedisError as exc:  # the flag expires on its own; this job still does what it finds
         log.warning("could not clear the events flag in Redis (%s)", exc)
-    done, claimed = run_events([], now)
-    if claimed >= max(int(current_app.config.get("ENGINE_EVENT_BATCH", 1)), 1):
-        wake_engine()
+    woken: list[bool] = []
+    done, claimed = run_events([], now, when_full=lambda: woken.append(wake_engine()))
+    if not woken and claimed >= max(int(current_app.config.get("ENGINE_EVENT_BATCH", 1)), 1):
+        wake_engine()  # the batch was redone event by event (a journey failed)
     return done
 
 

@@ -5,7 +5,8 @@ account and each client address gets some attempts free; after that every furthe
 wait twice as long as the one before (1 s, 2 s, 4 s … up to 15 minutes), until an hour passes
 without one. The check and the count are one atomic step, so parallel guesses wait too. A
 successful sign-in clears its account's count. When Redis cannot be reached, each web process
-counts on its own, in memory: the limits still hold per process, and signing in keeps working.
+counts on its own, in memory, each attempt as many as there are web processes (``NUDGE_WEB_PROCESSES``): the
+limits of all of them together stay about those of one, and signing in keeps working.
 
 A signed-in browser holds a random token in its session cookie; the ``admin_sessions`` row with
 its hash must exist on every admin request. Signing out deletes the row; a new password
@@ -88,6 +89,8 @@ class SignInGuard:
 
     def __init__(self, app: Flask | None = None, clock: Callable[[], float] | None = None):
         self.clock = clock or _app_seconds
+        #: web processes counting apart when Redis is away (set by ``nudge web``): each attempt counts this many
+        self.processes = 1
         self._memory: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         if app is not None:
@@ -137,7 +140,7 @@ class SignInGuard:
                 return wait
             for key, _free in keys:
                 count, last = self._memory.get(key, (0, 0.0))
-                self._memory[key] = (1 if now - last > FORGET_AFTER else count + 1, now)
+                self._memory[key] = (self.processes + (0 if now - last > FORGET_AFTER else count), now)
             return 0.0
 
     def succeeded(self, email: str, address: str) -> None:

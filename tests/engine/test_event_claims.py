@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from server.app import create_app
 from server.db import get_session
+from server.engine import setwise
 from server.engine.jobs import process_events, requeue_due
 from server.engine.timeutil import to_ts
 from server.engine.wake import process_pending
@@ -116,6 +117,26 @@ def test_a_burst_shares_one_job_and_a_full_batch_queues_the_next(app, client):
     assert _count(app, Event, Event.name == "order.paid", Event.processed_at.is_(None)) == 0
     assert _count(app, Enrolment) == 7, "each event enrolled its contact once"
     assert _jobs(app) == []
+
+
+def test_a_full_batch_queues_the_next_job_before_working_on_its_events(app, client, monkeypatch):
+    """So that another worker claims the next batch meanwhile (two workers share a burst), not after this one."""
+    load_rules(app, RULES.replace('  crm_push "deals"\n', ""))
+    _stored(app, client, [f"c{i}@example.com" for i in range(4)])
+    queued: list[list[str]] = []
+    process = setwise.process
+
+    def watched(ctx, events):
+        queued.append(_jobs(app))
+        return process(ctx, events)
+
+    monkeypatch.setattr(setwise, "process", watched)
+    with app.app_context():
+        assert process_pending() == 3  # as the worker runs the waiting job (still on this test's queue)
+    assert queued == [["server.engine.wake.process_pending"] * 2], "queued before the batch is worked on"
+    run_worker(app)
+    assert _count(app, Event, Event.name == "order.paid", Event.processed_at.is_(None)) == 0
+    assert _count(app, Enrolment) == 4
 
 
 def test_events_stored_once_the_job_has_started_queue_a_job_of_their_own(app, client):

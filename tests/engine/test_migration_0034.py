@@ -16,6 +16,8 @@ from server.engine.rulestats import rule_rows
 from server.migrate import alembic_config, upgrade
 from server.models import Enrolment, EnrolmentState, Rule
 
+from ..helpers import insert_rule
+
 NOW = int(time.time())
 DAY = 86400
 #: (rule, state, entered, finished) of the journeys the install holds
@@ -47,13 +49,7 @@ def test_waiting_journeys_leave_the_rules_list_index_and_its_figures_stay_exact(
     upgrade(engine, "0031")
     with engine.begin() as conn:
         for rule_id, name in ((1, "Welcome"), (2, "Billing")):
-            conn.execute(
-                text(
-                    "INSERT INTO rules (id, name, status, created_at, updated_at) "
-                    "VALUES (:id, :name, 'active', '2026-01-01', '2026-01-01')"
-                ),
-                {"id": rule_id, "name": name},
-            )
+            insert_rule(conn, rule_id, name)
         for contact_id, (rule_id, state, entered, finished) in enumerate(JOURNEYS, 1):
             conn.execute(
                 text(

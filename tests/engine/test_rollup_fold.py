@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from server.db import get_session
 from server.engine import rollup_trace
@@ -190,6 +190,7 @@ ODD = [
     (6, 1, "enter", {"because": "y"}),
     (6, 1, "score", {"delta": 1}),
     (6, 1, "exit", {"pc": 1}),  # no reason: "unknown"
+    (7, 1, "enter", {"until": 4}),  # an entry into the first wait as written since migration 0041: no "pc"
     (7, 1, "exit", {"reason": None}),  # a null reason, no step
     (7, 1, "branch", {}),
 ]
@@ -236,3 +237,31 @@ def test_an_sqlite_without_json_arrows_folds_every_journey_line_by_line(app, mon
 
         monkeypatch.setattr(rollup_trace, "_grouped", no_group_by)
     assert _folds(app, monkeypatch, 3)[1] == expected
+
+
+def test_journeys_leaving_a_wait_are_counted_by_the_database_not_line_by_line(app, clock, monkeypatch):
+    """Waits fired (each journey was waiting when its next line came, as when a million waits end) are counted by
+    the database: the wait each one leaves (``left``, ``passed``) from its last older line and its first line of the
+    batch; only a journey a goal ends where it waits (its exit counts at the wait) is folded line by line. The
+    counters are those of the line by line fold."""
+    people = _people(app, 6)
+    _store(app, [(c, "form.submitted") for c in people])  # all wait 1d
+    with app.app_context():
+        after = get_session().scalar(select(func.max(JourneyLog.id)))
+    _store(app, [(people[0], "order.placed")])  # its goal, where it waits
+    clock.advance(timedelta(days=1, hours=1))
+    with app.app_context():
+        requeue_due()
+    run_worker(app)
+    monkeypatch.setattr(rollup_trace, "BATCH", 100_000)
+    with app.app_context():
+        session = get_session()
+        last = session.scalar(select(func.max(JourneyLog.id)))
+        goal = session.scalar(select(Enrolment.id).where(Enrolment.contact_id == people[0]))
+        resumed: Counter = Counter()
+        plans = rollup_trace._Plans(session)
+        stateful = rollup_trace._stateful(session, after, *_conditions(after, last), resumed, plans)
+        assert stateful == {goal}
+        assert sorted((key[5], n) for key, n in resumed.items()) == [("left", 5), ("passed", 5)]
+        assert len({key[2] for key in resumed}) == 1  # the wait's step
+        assert journey_rows(session, after) == journey_rows(session, after, line_by_line=True)

@@ -70,6 +70,11 @@ when trial.started then
   wait 1d
 end
 
+rule "Back"
+when visit.back and contact.last_seen > now - 10m then
+  tag "back"
+end
+
 rule "Goal"
 when demo.booked then
   wait 3d
@@ -100,8 +105,10 @@ STORIES = {
     # a run of several score steps (each line and event with the score of its own step; a fraction too) and a tag
     # the contact has already ("lead"): one per step, written together
     "d": [("form.submitted", {}, 3), ("points.earned", {}, 2)],
+    # a condition reads last_seen in a later round: it sees the earlier rounds' events move it (and its own)
+    "e": [("page.viewed", {"path": "/blog"}, 3), ("visit.back", {}, 30)],
 }
-STAGES = {"a": "pro", "b": "pro", "c": "lead", "d": "lead"}
+STAGES = {"a": "pro", "b": "pro", "c": "lead", "d": "lead", "e": "lead"}
 
 
 def _setup(app, now):
@@ -224,6 +231,7 @@ def test_a_batch_processed_set_wise_has_the_interpreters_effects(app):
         ("tag", {"tag": "lead"}),
         ("score", {"delta": 0.5, "score": 7.5}),
     ]
+    assert _effects(app, "set-e@example.com")["tags"] == ["back"]  # last seen 3 minutes ago, not 30
     assert all(mark[1] for story in STORIES for mark in _effects(app, f"set-{story}@example.com")["marks"])
 
 

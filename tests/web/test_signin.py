@@ -205,6 +205,13 @@ def test_without_redis_each_process_still_throttles_and_sign_in_works(config, ca
             assert _sign_in(client, email, "wrong").status_code == 401
         assert _sign_in(client, email, password).status_code == 429
         assert "sign-in limits counted in this process only" in caplog.text
+        # in two web processes, each counts an attempt twice: the two together allow about what one does
+        app.extensions["nudge.signin"].processes = 2
+        app.extensions["nudge.signin"]._memory.clear()
+        assert _sign_in(client, email, password).status_code == 302
+        for _ in range(3):  # 3 in each process, 6 in both, where one process alone allows 5
+            assert _sign_in(client, email, "wrong").status_code == 401
+        assert _sign_in(client, email, password).status_code == 429
     finally:
         app.extensions["nudge.queue"].close()
         app.extensions["nudge.db"].dispose()
