@@ -163,9 +163,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "WEB_PROCESSES": {
         "type": "int",
-        "default": 1,
+        "default": 2,
         "help": "processes nudge web serves with (1-64), sharing its port: each uses one core for the checks and "
-        "JSON of requests; more than 1 pays where cores are free beside the workers (docs/deploy.md)",
+        "JSON of requests; 2 suits a 2-core machine (docs/deploy.md)",
     },
     "SETTINGS_RECHECK": {
         "type": "float",
