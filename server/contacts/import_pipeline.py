@@ -68,7 +68,7 @@ def check_chunks(
     :param extra_tags: tags added to every row's.
     :param secret: the instance's secret, to digest each chunk's emails with; None when no channel reads them.
     :param ahead: the chunks are made in a process of their own, which has time to spare: it also does what the
-        writer would do for a new contact (its row's JSON, its public id).
+        writer would do for a new contact (its row's values, its public id).
     """
     for chunk in cleaned_chunks(rows, width, cleaner, by_field, size):
         merged, folded = merge_rows(chunk.rows)

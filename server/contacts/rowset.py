@@ -9,6 +9,7 @@ times faster on both databases.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,58 @@ def insert_rows(
         return []
     # all(): one fetchall from the driver, where iterating fetches row by row
     return list(session.connection().execute(stmt.returning(*(table.c[name] for name in returning))).all())
+
+
+#: rows one statement of :func:`insert_values` carries at most (fewer where SQLite allows fewer variables)
+VALUES_ROWS = 1000
+#: the statements of insert_values, by table, columns, constants and rows: SQLite prepares each text once (the
+#: driver keeps the prepared statements of the texts it ran last)
+_VALUES_SQL: dict[tuple[str, tuple[str, ...], tuple[str, ...], int], str] = {}
+
+
+def insert_values(
+    session: Session, table: Table, columns: Sequence[str], cells: list[Any], constants: Mapping[str, Any]
+) -> None:
+    """On SQLite, insert rows given as one flat list *cells* (each row's values in the order of *columns*, as the
+    driver takes them: a JSON column's as its text), with *constants* in every row, in multi-row
+    ``INSERT … SELECT … FROM (VALUES …)`` statements.
+
+    The values are bound straight to SQLite's statement: no JSON document to write and for the database to take
+    apart again, column by column (:func:`insert_rows`, ~5 µs a contact more). Statements carry
+    :data:`VALUES_ROWS` rows, the rest in statements of 512, 256 … 1 rows, so a few texts serve any row count and
+    each is prepared once.
+
+    :raises ValueError: on another database, or when *cells* is no whole number of rows.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        raise ValueError("insert_values writes to SQLite only; use insert_rows")
+    width = len(columns)
+    if len(cells) % width:
+        raise ValueError(f"{len(cells)} values are no whole number of rows of {width} columns")
+    names = tuple(constants)
+    fixed = []
+    for name, value in constants.items():
+        process = table.c[name].type.bind_processor(connection.dialect)
+        fixed.append(process(value) if process is not None else value)
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
+    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(driver, "getlimit") else 999
+    most = max(1, min(VALUES_ROWS, (limit - len(fixed)) // width))
+    rows, done = len(cells) // width, 0
+    while done < rows:
+        left = rows - done
+        count = most if left >= most else 1 << (left.bit_length() - 1)
+        key = (table.name, tuple(columns), names, count)
+        sql = _VALUES_SQL.get(key)
+        if sql is None:
+            row = "(" + ",".join("?" * width) + ")"
+            sql = _VALUES_SQL[key] = (
+                f"INSERT INTO {table.name} ({', '.join((*columns, *names))}) "
+                f"SELECT v.*{''.join(', ?' for _ in names)} FROM (VALUES {','.join([row] * count)}) AS v"
+            )
+        connection.exec_driver_sql(sql, (*fixed, *cells[done * width : (done + count) * width]))
+        done += count
 
 
 def update_rows(
