@@ -62,15 +62,17 @@ def check_chunks(
     extra_tags: list[str],
     secret: str | None,
     ahead: bool = False,
+    first: int | None = None,
 ) -> Iterator[Checked]:
-    """*rows* (line, cells) checked and merged, in chunks of *size* checked rows (see :func:`cleaned_chunks`).
+    """*rows* (line, cells) checked and merged, in chunks of *size* checked rows, the first *first* rows and growing
+    (see :func:`cleaned_chunks`).
 
     :param extra_tags: tags added to every row's.
     :param secret: the instance's secret, to digest each chunk's emails with; None when no channel reads them.
     :param ahead: the chunks are made in a process of their own, which has time to spare: it also does what the
         writer would do for a new contact (its row's values, its public id).
     """
-    for chunk in cleaned_chunks(rows, width, cleaner, by_field, size):
+    for chunk in cleaned_chunks(rows, width, cleaner, by_field, size, first):
         merged, folded = merge_rows(chunk.rows)
         packed = [pack(line, row, extra_tags, ahead) for line, row in merged]
         hashes = None if secret is None else list({address_hash(secret, "", p[EMAIL]) for p in packed if p[EMAIL]})

@@ -77,14 +77,29 @@ def read_rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, list[str]]
     return [h.strip() for h in header], rows()
 
 
+#: how much larger each chunk of an import is than the one before, up to the full size: the writing process
+#: takes ~1.4 times as long a row as the checking one, so each chunk is checked before the writer is done with the
+#: one before
+GROWTH = 1.4
+
+
 def cleaned_chunks(
-    rows: Iterator[tuple[int, list[str]]], width: int, cleaner: RowCleaner, by_field: Mapping[str, str], size: int
+    rows: Iterator[tuple[int, list[str]]],
+    width: int,
+    cleaner: RowCleaner,
+    by_field: Mapping[str, str],
+    size: int,
+    first: int | None = None,
 ) -> Iterator[Chunk]:
     """*rows* (line, cells) checked, in chunks of *size* cleaned rows; the last chunk may hold fewer (or none).
 
     :param width: how many cells a row must have (the header's).
     :param by_field: target → CSV column, to name the column of a rejected value.
+    :param first: the first chunk's size, if smaller: each chunk is then :data:`GROWTH` times the one before, up
+        to *size* (a writing process waits for a small first chunk only).
     """
+    grown = float(min(first or size, size))
+    limit = int(grown)
     chunk = Chunk()
     for line, values in rows:
         chunk.read += 1
@@ -103,9 +118,11 @@ def cleaned_chunks(
             chunk.errors.append(RowError(line, column, "needs an email or an external_id"))
             continue
         chunk.rows.append((line, cleaned))
-        if len(chunk.rows) >= size:
+        if len(chunk.rows) >= limit:
             yield chunk
             chunk = Chunk()
+            grown = min(grown * GROWTH, size)
+            limit = int(grown)
     yield chunk
 
 

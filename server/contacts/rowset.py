@@ -59,8 +59,9 @@ def insert_rows(
     return list(session.connection().execute(stmt.returning(*(table.c[name] for name in returning))).all())
 
 
-#: rows one statement of :func:`insert_values` carries at most (fewer where SQLite allows fewer variables)
-VALUES_ROWS = 1000
+#: values one statement of :func:`insert_values` carries at most (fewer where SQLite allows fewer variables): 1,000
+#: contacts, 12,000 tags
+VALUES_CELLS = 12_000
 #: the statements of insert_values, by table, columns, constants and rows: SQLite prepares each text once (the
 #: driver keeps the prepared statements of the texts it ran last)
 _VALUES_SQL: dict[tuple[str, tuple[str, ...], tuple[str, ...], int], str] = {}
@@ -75,8 +76,8 @@ def insert_values(
 
     The values are bound straight to SQLite's statement: no JSON document to write and for the database to take
     apart again, column by column (:func:`insert_rows`, ~5 µs a contact more). Statements carry
-    :data:`VALUES_ROWS` rows, the rest in statements of 512, 256 … 1 rows, so a few texts serve any row count and
-    each is prepared once.
+    :data:`VALUES_CELLS` values, the rest in statements of 2ⁿ rows (512, 256 … 1 for contacts), so a few texts
+    serve any row count and each is prepared once.
 
     :raises ValueError: on another database, or when *cells* is no whole number of rows.
     """
@@ -94,7 +95,7 @@ def insert_values(
     driver = connection.connection.dbapi_connection
     assert driver is not None
     limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(driver, "getlimit") else 999
-    most = max(1, min(VALUES_ROWS, (limit - len(fixed)) // width))
+    most = max(1, min(VALUES_CELLS, limit - len(fixed)) // width)
     rows, done = len(cells) // width, 0
     while done < rows:
         left = rows - done
@@ -169,11 +170,14 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
 def insert_each(
     session: Session, table: Table, column: str, values: Iterable[Any], constants: Mapping[str, Any]
 ) -> None:
-    """Insert a row for each of *values* (as *column*, sent as one flat JSON array) with *constants* in every row:
-    less JSON for the database to read than :func:`insert_rows` of one-value rows."""
-    fixed = [literal(v, table.c[name].type) for name, v in constants.items()]
+    """Insert a row for each of *values* (as *column*) with *constants* in every row: on SQLite bound to
+    :func:`insert_values`'s statements, elsewhere sent as one flat JSON array (less JSON for the database to read
+    than :func:`insert_rows` of one-value rows)."""
     values = list(values)
-    if values:
+    if values and session.get_bind().dialect.name == "sqlite":
+        insert_values(session, table, (column,), values, constants)
+    elif values:
+        fixed = [literal(v, table.c[name].type) for name, v in constants.items()]
         each = _values(session, table.c[column], values).subquery()
         stmt = insert(table).from_select([column, *constants], select(*each.c, *fixed))
         session.connection().execute(stmt)
