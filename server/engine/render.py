@@ -55,6 +55,8 @@ ONE_LINE_PARTS = frozenset({"subject"})
 CONTEXT_NAMES = ("contact", "event", "links", "unsubscribe_url")
 #: outputs kept per template part, one per set of the values it reads (see :mod:`.render_memo`)
 MEMO_OUTPUTS = 256
+#: characters of kept outputs in all, whatever the size and number of templates: past it all are forgotten
+MEMO_CHARS = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class Renderer:
         self._plugin_filters = frozenset(filters or ())
         #: per part and source: what it reads (None: not only that, see :mod:`.render_memo`) and its outputs by it
         self._memo: dict[tuple[str, str], tuple[render_memo.Reads | None, dict[Any, str]]] = {}
+        self._memo_chars = 0  # characters of the outputs in _memo (about: threads may render at once)
 
     @staticmethod
     def _environment(autoescape: bool, filters: Mapping[str, Callable[..., Any]]) -> Environment:
@@ -217,7 +220,7 @@ class Renderer:
             except TemplateSyntaxError:
                 what = None  # render_part says what is wrong
             if len(self._memo) > 512:
-                self._memo.clear()
+                self._forget()
             memo = self._memo[(part, source)] = (what, {})
         what, outputs = memo
         key = None if what is None else render_memo.memo_key(what, plain)
@@ -226,10 +229,17 @@ class Renderer:
         text = outputs.get(key)
         if text is None:
             text = self.render_part(part, source, plain)
-            if len(outputs) >= MEMO_OUTPUTS:  # values unique to each message (an email address): kept few
-                outputs.clear()
+            if len(outputs) >= MEMO_OUTPUTS or self._memo_chars + len(text) > MEMO_CHARS:
+                self._forget()  # values unique to each message (an email address), or large outputs: kept few
+                outputs = self._memo.setdefault((part, source), (what, {}))[1]
             outputs[key] = text
+            self._memo_chars += len(text)
         return text
+
+    def _forget(self) -> None:
+        """Drop every kept output (and what each part reads)."""
+        self._memo.clear()
+        self._memo_chars = 0
 
     def validate(self, channel: str, parts: Mapping[str, str]) -> list[TemplateProblem]:
         """Check a template before it is saved: part names, syntax, unknown names, unsafe constructs.

@@ -91,3 +91,15 @@ def test_a_failed_render_is_not_kept() -> None:
     with pytest.raises(TemplateError, match="ZeroDivisionError"):
         renderer.render("email", parts, {"contact": {"n": 0}})
     assert renderer.render("email", parts, {"contact": {"n": 1}}) == {"txt": "1"}
+
+
+def test_kept_outputs_stay_within_their_bound_and_stay_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.engine import render
+
+    monkeypatch.setattr(render, "MEMO_CHARS", 100)
+    renderer = Renderer()
+    parts = {"txt": "{{ contact.first_name }}{{ contact.first_name }}"}
+    for n in range(200):
+        name = f"name-{n % 30}"
+        assert renderer.render("email", parts, {"contact": {"first_name": name}}) == {"txt": name * 2}
+        assert renderer._memo_chars <= 100
