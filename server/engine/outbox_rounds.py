@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Self
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -91,6 +92,16 @@ class Claimed(NamedTuple):
     data: dict[str, Any]
 
 
+def _current_clock() -> Callable[[], datetime]:
+    """What :func:`~server.models.utcnow` asks in this context, asked once for a delivery (not per stamp): the
+    app's clock, or the real time outside an app."""
+    if has_app_context():
+        clock = current_app.extensions.get("nudge.clock")
+        if clock is not None:
+            return clock
+    return utcnow
+
+
 def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0) -> float:
     """Seconds to wait before retry *attempt* (1-based): exponential from *base* (``RETRY_BASE``), with jitter."""
     return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))
@@ -115,17 +126,18 @@ class Rounds:
         self._last_ok = False
         self._slots: dict[tuple[str, str], float] = {}  # the next free slot of each rate limit, as far as we know
         self.resend_ambiguous = self.config.get("AMBIGUOUS_SENDS") == "resend"
+        self._clock = _current_clock()
 
     @property
     def now(self) -> int:
-        return self.fixed_now if self.fixed_now is not None else to_ts(utcnow())
+        return self.fixed_now if self.fixed_now is not None else to_ts(self._clock())
 
     @property
     def instant(self) -> datetime:
         """Now, for the row's own stamps (claimed, handed over, sent): the fixed clock's second, else the app's clock
         to the microsecond (a send's steps are milliseconds apart; whole seconds hid where its time goes). The status
         history and the journey trace keep whole seconds (:attr:`now`), as the rest of the engine."""
-        return to_dt(self.fixed_now) if self.fixed_now is not None else utcnow()
+        return to_dt(self.fixed_now) if self.fixed_now is not None else self._clock()
 
     def __enter__(self) -> Self:
         # a round's short write transactions keep the lanes waiting: take SQLite's write lock as soon as it is free
@@ -166,7 +178,7 @@ class Rounds:
 
     def _claimable(self) -> Any:
         """Pending and due: a retry waits out its back-off even when an older (duplicate) job names it."""
-        instant = to_dt(self.fixed_now) if self.fixed_now is not None else utcnow()
+        instant = self.instant
         return (Message.status == MessageStatus.PENDING.value) & (
             Message.next_attempt_at.is_(None) | (Message.next_attempt_at <= instant)
         )
@@ -243,6 +255,8 @@ class Rounds:
         changes: list[dict[str, Any]] = []
         traces: list[dict[str, Any]] = []
         sent: list[dict[str, Any]] = []
+        at = self.instant  # the round's outcomes are written together: one moment for them all
+        second = to_ts(at) if self.fixed_now is None else self.fixed_now
         for item in items:
             msg, exc = item.msg, item.error
             if isinstance(exc, ChannelError):
@@ -254,7 +268,7 @@ class Rounds:
                 self._finish(msg, MessageStatus.FAILED.value, str(exc), error=text)
             else:
                 assert item.result is not None
-                self._sent(msg, item.result.provider_id, changes, traces, sent)
+                self._sent(msg, item.result.provider_id, changes, traces, sent, at=(at, second))
                 self._sent_now += 1
             self._last_ok = exc is None
         # the round's updates, status history and trace lines in one statement each, not a unit-of-work flush
@@ -272,17 +286,19 @@ class Rounds:
         changes: list | None = None,
         traces: list | None = None,
         rows: list | None = None,
+        at: tuple[datetime, int] | None = None,
     ) -> None:
         """Record that *msg* went out; its update, history and trace rows go to *rows*, *changes* and *traces*
-        when given (for the caller to write together)."""
-        update_row = {"row_id": msg.id, "at": self.instant, "provider": provider_id}
+        when given (for the caller to write together), stamped *at* (the instant and its second; default now)."""
+        instant, second = (self.instant, self.now) if at is None else at
+        update_row = {"row_id": msg.id, "at": instant, "provider": provider_id}
         if rows is None:
             _SENT.run(self.session.connection(), [update_row])
         else:
             rows.append(update_row)
         change = {"message_id": msg.id, "status": MessageStatus.SENT.value, "detail": None, "source": "worker"}
-        change["at"] = to_dt(self.now)  # the history ticks in whole seconds, as every status change does
-        trace = self._trace_row(msg, "send")
+        change["at"] = to_dt(second)  # the history ticks in whole seconds, as every status change does
+        trace = self._trace_row(msg, "send", now=second)
         if changes is None or traces is None:
             self.session.add(MessageStatusChange(**change))
             if trace is not None:
@@ -303,8 +319,9 @@ class Rounds:
         if row is not None:
             self.session.add(JourneyLog(**row))
 
-    def _trace_row(self, msg: Claimed, action: str, **data: Any) -> dict[str, Any] | None:
-        """The journey trace line of *msg*'s *action*, or None for a message that is nobody's."""
+    def _trace_row(self, msg: Claimed, action: str, now: int | None = None, **data: Any) -> dict[str, Any] | None:
+        """The journey trace line of *msg*'s *action* (at second *now*, default now), or None for a message that is
+        nobody's."""
         if msg.contact_id is None:
             return None
         info = msg.data or {}
@@ -315,7 +332,7 @@ class Rounds:
             "enrolment_id": enrolment,
             "contact_id": msg.contact_id,
             "rule_id": info.get("rule"),
-            "at": self.now,
+            "at": self.now if now is None else now,
             "action": action,
             "data": {"channel": msg.channel, "template": msg.template, "message": msg.id, **data},
         }

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import Contact, Template
-from . import sandbox
+from . import render_memo, sandbox
 from .sandbox import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Environment, Limit
 
 __all__ = [
@@ -53,6 +53,10 @@ HTML_PARTS = frozenset({"html"})
 ONE_LINE_PARTS = frozenset({"subject"})
 #: the names a template may read; everything else is a typo caught when the template is saved
 CONTEXT_NAMES = ("contact", "event", "links", "unsubscribe_url")
+#: outputs kept per template part, one per set of the values it reads (see :mod:`.render_memo`)
+MEMO_OUTPUTS = 256
+#: characters of kept outputs in all, whatever the size and number of templates: past it all are forgotten
+MEMO_CHARS = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,10 @@ class Renderer:
         self.max_output = max_output
         self._envs = {escape: self._environment(escape, filters or {}) for escape in (False, True)}
         self._cache: dict[tuple[str, str], Any] = {}
+        self._plugin_filters = frozenset(filters or ())
+        #: per part and source: what it reads (None: not only that, see :mod:`.render_memo`) and its outputs by it
+        self._memo: dict[tuple[str, str], tuple[render_memo.Reads | None, dict[Any, str]]] = {}
+        self._memo_chars = 0  # characters of the outputs in _memo (about: threads may render at once)
 
     @staticmethod
     def _environment(autoescape: bool, filters: Mapping[str, Callable[..., Any]]) -> Environment:
@@ -196,9 +204,42 @@ class Renderer:
         plain = _plain(context)
         try:
             declared = getattr(self.channels.get(channel), "template_parts", None) or tuple(parts)
-            return {part: self.render_part(part, source, plain) for part, source in parts.items() if part in declared}
+            return {part: self._rendered(part, source, plain) for part, source in parts.items() if part in declared}
         except TemplateError as exc:
             raise TemplateError(exc.problems, template, unsafe=exc.unsafe) from None
+
+    def _rendered(self, part: str, source: str, plain: Mapping[str, Any]) -> str:
+        """:meth:`render_part`, or its output for the same values when this part rendered them before: a part that
+        reads only some values of the context (``contact.first_name``) and combines them purely
+        (:func:`.render_memo.reads`) gives the same output for the same values. Failures are never kept."""
+        memo = self._memo.get((part, source))
+        if memo is None:
+            try:
+                env = self._envs[part in HTML_PARTS]
+                what = render_memo.reads(env.parse(source), self._plugin_filters, env.globals)
+            except TemplateSyntaxError:
+                what = None  # render_part says what is wrong
+            if len(self._memo) > 512:
+                self._forget()
+            memo = self._memo[(part, source)] = (what, {})
+        what, outputs = memo
+        key = None if what is None else render_memo.memo_key(what, plain)
+        if key is None:
+            return self.render_part(part, source, plain)
+        text = outputs.get(key)
+        if text is None:
+            text = self.render_part(part, source, plain)
+            if len(outputs) >= MEMO_OUTPUTS or self._memo_chars + len(text) > MEMO_CHARS:
+                self._forget()  # values unique to each message (an email address), or large outputs: kept few
+                outputs = self._memo.setdefault((part, source), (what, {}))[1]
+            outputs[key] = text
+            self._memo_chars += len(text)
+        return text
+
+    def _forget(self) -> None:
+        """Drop every kept output (and what each part reads)."""
+        self._memo.clear()
+        self._memo_chars = 0
 
     def validate(self, channel: str, parts: Mapping[str, str]) -> list[TemplateProblem]:
         """Check a template before it is saved: part names, syntax, unknown names, unsafe constructs.
