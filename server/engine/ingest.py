@@ -23,7 +23,7 @@ from ..contacts.normalize import check_json, parse_datetime
 from ..contacts.service import CONTACT_KEYS, clean_contact, clean_value
 from ..contacts.service import upsert_contact as _upsert
 from ..models import Contact, Event, utcnow
-from .driver_sql import DriverStatement, insert_statement
+from .driver_sql import DriverStatement, insert_many, insert_statement
 from .wal_checkpoints import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 IDENTITY_FIELDS = ("email", "external_id")
@@ -204,7 +204,9 @@ def store_plain_apart(
 
     The connection is this process's one ingest writer: its page cache stays valid from one group to the next (a
     connection from the pool finds it reset by the other connections' commits, and reads its pages again), and no
-    session, pool or ORM transaction is set up per group.
+    session, pool or ORM transaction is set up per group. The events' values were converted before the turn where
+    the requests were packed (:func:`prepare_events` given the engine), and the rows go in as statements of many
+    rows each: the writer, holding the turn of every process, gives up the GIL once a statement, not once a row.
     """
     found = _writer(engine) if isinstance(engine, Engine) else None
     if found is None or any(prepared.checked is None for prepared in group):
@@ -219,7 +221,7 @@ def store_plain_apart(
         stored = _store_plain(
             [item for prepared in taken for item in prepared.checked or ()],
             lambda key, wanted: _sqlite_find(cursor, key, wanted),
-            lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows),
+            lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows, many=True),
             lambda contact_ids, now: _sqlite_insert_events(cursor, engine.dialect, taken, contact_ids, now),
         )
         if stored is None:
@@ -253,6 +255,7 @@ def _writer(engine: Engine) -> tuple[Any, WalCheckpointer] | None:
     if found is None:
         writer = _detached(engine)
         writer.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")  # the thread checkpoints before
+        writer.execute("PRAGMA temp_store=MEMORY")  # the statement journals of its inserts of many rows
         found = _writers[engine] = (writer, WalCheckpointer(_detached(engine)))
         event.listen(engine, "engine_disposed", lambda _engine: _close_writer(engine))
     return found
@@ -480,16 +483,27 @@ def _uniform_plan(table: Any, rows: list[dict[str, Any]]) -> DriverStatement | N
 
 
 def _sqlite_insert(
-    cursor: Any, dialect: Any, table: Any, rows: list[dict[str, Any]], plan: DriverStatement | None = None
+    cursor: Any,
+    dialect: Any,
+    table: Any,
+    rows: list[dict[str, Any]],
+    plan: DriverStatement | None = None,
+    *,
+    many: bool = False,
 ) -> list[int]:
     """Insert *rows* with their prepared statement through the DBAPI *cursor*; their ids, in order.
 
+    :param many: in statements of many rows (:func:`.driver_sql.insert_many`; the ingest's writer, whose temporary
+        files are in memory) instead of one ``executemany``.
     :raises ValueError: when the rows have no prepared statement (see :func:`_uniform_plan`).
     """
     plan = plan or _uniform_plan(table, rows)
     if plan is None:
         raise ValueError(f"{table.name}: no prepared insert for these rows")
-    plan.executemany(cursor, dialect, rows)
+    if many:
+        insert_many(cursor, plan.plan(dialect)[0], plan.values(dialect, rows))
+    else:
+        plan.executemany(cursor, dialect, rows)
     return _ids_back(cursor, table, rows)
 
 
@@ -555,8 +569,9 @@ def _sqlite_insert_events(
     cursor: Any, dialect: Any, group: list[Prepared], contact_ids: list[int], now: datetime
 ) -> list[int]:
     """Insert *group*'s events (its requests' checked items, in order) for *contact_ids* through the DBAPI
-    *cursor*: the rows :func:`_sqlite_insert` would insert, in one ``executemany``, their values converted before
-    the turn where the requests were packed (:attr:`Prepared.packed`); their ids, in order."""
+    *cursor*: the rows :func:`_sqlite_insert` would insert, in statements of many rows
+    (:func:`.driver_sql.insert_many`), their values converted before the turn where the requests were packed
+    (:attr:`Prepared.packed`); their ids, in order."""
     layout = _event_layout(dialect)
     values = [
         value
@@ -573,7 +588,7 @@ def _sqlite_insert_events(
         (contact_id, name, props, source, occurred_now if occurred is None else occurred, received, *constants)
         for contact_id, (name, props, occurred) in zip(contact_ids, values, strict=True)
     ]
-    cursor.executemany(layout.sql, rows)
+    insert_many(cursor, layout.sql, rows)
     return _ids_back(cursor, Event.__table__, rows)
 
 

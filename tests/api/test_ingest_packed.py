@@ -2,6 +2,7 @@
 stored are the very rows the unpacked path and the session's path store, and the turn converts nothing of a
 packed request."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -89,3 +90,25 @@ def test_events_are_packed_only_for_sqlite(app):
     with app.app_context():
         prepared = prepare_events(None, ITEMS, prefix=_prefix, engine=engine)
     assert (prepared.packed is not None) == (engine.dialect.name == "sqlite")
+
+
+def test_a_large_batch_of_new_contacts_keeps_each_event_with_its_contact(app, ingest):
+    """More rows than one statement holds (contacts and events go in as statements of many rows on SQLite)."""
+    emails = [f"c{i}@example.com" for i in range(300)]
+    body = {"events": [{"contact": {"email": emails[i % 300]}, "event": "a.b", "props": {"i": i}} for i in range(600)]}
+    response = ingest.post("/events/batch", json=body)
+    assert response.status_code == 202, response.json
+    ids, contact_ids = response.json["ids"], response.json["contact_ids"]
+    assert ids == sorted(ids) and len(set(ids)) == 600 and contact_ids[:300] == contact_ids[300:]
+    connection = app.extensions["nudge.db"].engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(
+            "SELECT e.id, e.contact_id, c.email, e.props FROM events e JOIN contacts c ON c.id = e.contact_id"
+        )
+        stored = {row[0]: (*row[1:3], json.loads(row[3]) if isinstance(row[3], str) else row[3]) for row in cursor}
+    finally:
+        connection.close()
+    assert [stored[event_id] for event_id in ids] == [
+        (contact_id, emails[i % 300], {"i": i}) for i, contact_id in enumerate(contact_ids)
+    ]
