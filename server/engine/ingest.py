@@ -182,7 +182,7 @@ def _store_plain(
             "contact_id": contact_id,
             "name": item.name,
             "props": item.props,
-            "source": "api",
+            "source": _SOURCE,
             "occurred_at": item.occurred_at or now,
             "received_at": now,
         }
