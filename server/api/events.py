@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from flask import current_app, jsonify
 from sqlalchemy.exc import IntegrityError
 
-from ..db import get_session
+from ..db import get_db, get_session
 from ..engine.groups import hand_over, store_together
 from ..engine.ingest import prepare_events, store_events, write_turn
 from ..models import Event, Scope
@@ -108,7 +108,11 @@ def _accept(body: Any, route: Route):
     if session.in_transaction():  # a look-up (the key's, the idempotency key's) must not hold a lock meanwhile
         session.commit()
     prepared = prepare_events(
-        session, route.items(body), region=current_app.config.get("PHONE_REGION"), prefix=route.prefix
+        session,
+        route.items(body),
+        region=current_app.config.get("PHONE_REGION"),
+        prefix=route.prefix,
+        engine=None if key else get_db().engine,  # without a key, stored in a group: its values packed here
     )
     if not key:
         return jsonify(route.answer(store_together(prepared))), 202

@@ -134,7 +134,7 @@ class LeanIngest:
                 items = route.items(body)
                 session = get_session() if names_fields(items) else None  # else none set up for the request
                 prepared = prepare_events(
-                    session, items, region=self.app.config.get("PHONE_REGION"), prefix=route.prefix
+                    session, items, region=self.app.config.get("PHONE_REGION"), prefix=route.prefix, engine=engine
                 )
                 if session is not None and session.in_transaction():
                     session.commit()

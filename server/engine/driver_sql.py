@@ -11,6 +11,8 @@ Python defaults added, as SQLAlchemy adds them.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
-__all__ = ["DriverStatement", "insert_statement"]
+__all__ = ["MANY_ROWS", "DriverStatement", "insert_many", "insert_statement"]
 
 #: per parameter of the SQL, in order: the row's key (None: not from the row), the bind processor, the constant
 #: (a literal of the statement, or a column's scalar default), the function called for each row (a default's)
@@ -100,6 +102,47 @@ class DriverStatement:
             return self.executemany(cursor, connection.dialect, rows)
         finally:
             cursor.close()
+
+
+#: the most rows :func:`insert_many` puts in one statement
+MANY_ROWS = 256
+
+
+def insert_many(cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run the INSERT *sql* of one row (``… VALUES (?, …)``) for each of *rows* on the SQLite driver's *cursor*
+    as statements of many rows each (``VALUES (…), (…), …``), in order: their ids follow one another as with
+    ``executemany``.
+
+    The driver releases the GIL and takes it back once a statement, where ``executemany`` does so for each row: a
+    writer in a process of busy threads waited for the GIL at each one. Each statement holds a power of two of
+    rows (at most :data:`MANY_ROWS`, within SQLite's limit of variables), so a handful of SQL texts serve any count
+    and stay in the driver's statement cache. Such a statement keeps a statement journal (it may fail after its
+    first row): the connection should keep its temporary files in memory (``PRAGMA temp_store=MEMORY``), or the
+    journal's writes cost more than the GIL saved.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    largest = MANY_ROWS
+    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    while largest > 1 and largest * width > limit:
+        largest //= 2
+    start, count = 0, len(rows)
+    while start < count:
+        size = largest
+        while size > count - start:
+            size //= 2
+        cursor.execute(_many_rows(sql, size), [value for row in rows[start : start + size] for value in row])
+        start += size
+
+
+@functools.lru_cache(maxsize=256)
+def _many_rows(sql: str, size: int) -> str:
+    """The INSERT *sql* of one row of values, for *size* rows."""
+    head, marker, row = sql.rpartition(" VALUES ")
+    if not marker or not row.startswith("(") or not row.endswith(")"):
+        raise ValueError(f"not an INSERT of one row of values: {sql}")
+    return f"{head} VALUES {', '.join([row] * size)}"
 
 
 def _converted(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:

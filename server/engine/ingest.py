@@ -23,7 +23,7 @@ from ..contacts.normalize import check_json, parse_datetime
 from ..contacts.service import CONTACT_KEYS, clean_contact, clean_value
 from ..contacts.service import upsert_contact as _upsert
 from ..models import Contact, Event, utcnow
-from .driver_sql import DriverStatement, insert_statement
+from .driver_sql import DriverStatement, insert_many, insert_statement
 from .wal_checkpoints import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 IDENTITY_FIELDS = ("email", "external_id")
@@ -89,6 +89,18 @@ class Prepared(NamedTuple):
     #: ``admit(cursor, engine)``: whether the request may store, asked in the write's own transaction through its
     #: DBAPI cursor (the request's key, looked up where the write happens); refused: :class:`NotAdmitted`
     admit: Callable[[Any, Engine], bool] | None = None
+    #: the checked items' event values as the SQLite driver takes them, made before the write turn
+    #: (:func:`prepare_events` given a SQLite *engine*); None: :func:`store_plain_apart` makes them in its turn
+    packed: _Packed | None = None
+
+
+class _Packed(NamedTuple):
+    """A request's events' values for the driver, per item in order (see :func:`_pack`)."""
+
+    #: the dialect they were converted for
+    dialect: Any
+    #: per item: its name, props and occurred_at as the driver takes them (occurred_at None: the time of the write)
+    values: list[tuple[Any, Any, Any]]
 
 
 class NotAdmitted(Exception):
@@ -101,18 +113,24 @@ def prepare_events(
     *,
     region: str | None = None,
     prefix: Callable[[int], str],
+    engine: Engine | None = None,
 ) -> Prepared:
     """Check and normalise API events (``{"contact", "event", "props", "occurred_at"}``) before storing them.
 
     :param session: reads the custom field definitions; may be None when no item's contact gives ``fields``
         (:func:`names_fields`).
     :param prefix: how errors name item *i* (``events[3].``).
+    :param engine: the engine that will store them: on SQLite their values are also converted for the driver here,
+        outside the write turn (:attr:`Prepared.packed`).
     """
     try:
         checked = [_prepare(session, item, prefix(i), region) for i, item in enumerate(items)]
     except InvalidInput:
         checked = None
-    return Prepared(items, checked, region, prefix)
+    packed = None
+    if checked is not None and engine is not None and engine.dialect.name == "sqlite":
+        packed = _pack(engine.dialect, checked)
+    return Prepared(items, checked, region, prefix, packed=packed)
 
 
 def store_events(session: Session, prepared: Prepared) -> list[tuple[int, int]]:
@@ -147,19 +165,24 @@ def _store_plain(
     checked: list[_Item],
     find: Callable[[str, set[str]], Iterable[Sequence[Any]]],
     insert_rows: Callable[[Any, list[dict[str, Any]]], list[int]],
+    insert_events: Callable[[list[int], datetime], list[int]] | None = None,
 ) -> list[tuple[int, int]] | None:
+    """:func:`store_plain` with its reads and writes given: *insert_events* ``(contact ids, now)`` inserts the
+    items' events (their ids back) where given, else *insert_rows* does, given the events' rows."""
     if not checked:
         return []
     contact_ids = _plain_contacts(checked, find, insert_rows)
     if contact_ids is None:
         return None
     now = utcnow()
+    if insert_events is not None:
+        return list(zip(insert_events(contact_ids, now), contact_ids, strict=True))
     rows = [
         {
             "contact_id": contact_id,
             "name": item.name,
             "props": item.props,
-            "source": "api",
+            "source": _SOURCE,
             "occurred_at": item.occurred_at or now,
             "received_at": now,
         }
@@ -181,7 +204,9 @@ def store_plain_apart(
 
     The connection is this process's one ingest writer: its page cache stays valid from one group to the next (a
     connection from the pool finds it reset by the other connections' commits, and reads its pages again), and no
-    session, pool or ORM transaction is set up per group.
+    session, pool or ORM transaction is set up per group. The events' values were converted before the turn where
+    the requests were packed (:func:`prepare_events` given the engine), and the rows go in as statements of many
+    rows each: the writer, holding the turn of every process, gives up the GIL once a statement, not once a row.
     """
     found = _writer(engine) if isinstance(engine, Engine) else None
     if found is None or any(prepared.checked is None for prepared in group):
@@ -192,10 +217,12 @@ def store_plain_apart(
     cursor.execute("BEGIN IMMEDIATE")
     try:
         admitted = [prepared.admit is None or prepared.admit(cursor, engine) for prepared in group]
+        taken = [prepared for prepared, ok in zip(group, admitted, strict=True) if ok]
         stored = _store_plain(
-            [item for prepared, ok in zip(group, admitted, strict=True) if ok for item in prepared.checked or ()],
+            [item for prepared in taken for item in prepared.checked or ()],
             lambda key, wanted: _sqlite_find(cursor, key, wanted),
-            lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows),
+            lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows, many=True),
+            lambda contact_ids, now: _sqlite_insert_events(cursor, engine.dialect, taken, contact_ids, now),
         )
         if stored is None:
             cursor.execute("ROLLBACK")
@@ -228,6 +255,7 @@ def _writer(engine: Engine) -> tuple[Any, WalCheckpointer] | None:
     if found is None:
         writer = _detached(engine)
         writer.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")  # the thread checkpoints before
+        writer.execute("PRAGMA temp_store=MEMORY")  # the statement journals of its inserts of many rows
         found = _writers[engine] = (writer, WalCheckpointer(_detached(engine)))
         event.listen(engine, "engine_disposed", lambda _engine: _close_writer(engine))
     return found
@@ -455,20 +483,116 @@ def _uniform_plan(table: Any, rows: list[dict[str, Any]]) -> DriverStatement | N
 
 
 def _sqlite_insert(
-    cursor: Any, dialect: Any, table: Any, rows: list[dict[str, Any]], plan: DriverStatement | None = None
+    cursor: Any,
+    dialect: Any,
+    table: Any,
+    rows: list[dict[str, Any]],
+    plan: DriverStatement | None = None,
+    *,
+    many: bool = False,
 ) -> list[int]:
     """Insert *rows* with their prepared statement through the DBAPI *cursor*; their ids, in order.
 
+    :param many: in statements of many rows (:func:`.driver_sql.insert_many`; the ingest's writer, whose temporary
+        files are in memory) instead of one ``executemany``.
     :raises ValueError: when the rows have no prepared statement (see :func:`_uniform_plan`).
     """
     plan = plan or _uniform_plan(table, rows)
     if plan is None:
         raise ValueError(f"{table.name}: no prepared insert for these rows")
-    plan.executemany(cursor, dialect, rows)
+    if many:
+        insert_many(cursor, plan.plan(dialect)[0], plan.values(dialect, rows))
+    else:
+        plan.executemany(cursor, dialect, rows)
     return _ids_back(cursor, table, rows)
 
 
-def _ids_back(cursor: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+#: the columns the API's events are inserted with (the others take their defaults)
+_EVENT_KEYS = ("contact_id", "name", "props", "source", "occurred_at", "received_at")
+#: the API's events' source
+_SOURCE = "api"
+
+
+def _pack(dialect: Any, checked: list[_Item]) -> _Packed:
+    """*checked*'s name, props and occurred_at converted for *dialect*'s driver as the events' insert converts them
+    (:func:`_sqlite_insert_events`): the JSON of the props and the time as text, made outside the write turn."""
+    layout = _event_layout(dialect)
+    name, props, occurred = layout.convert["name"], layout.convert["props"], layout.convert["occurred_at"]
+    return _Packed(
+        dialect,
+        [
+            (name(item.name), props(item.props), None if item.occurred_at is None else occurred(item.occurred_at))
+            for item in checked
+        ],
+    )
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+class _EventLayout(NamedTuple):
+    """The events' insert (:data:`_EVENT_KEYS`) for one dialect: the SQL of one row and how its values are made."""
+
+    sql: str
+    #: per key of :data:`_EVENT_KEYS`: its column's conversion for the driver
+    convert: dict[str, Callable[[Any], Any]]
+    #: the values of the columns left out (their scalar defaults), converted, after the keys' in the SQL
+    constants: tuple[Any, ...]
+
+
+_layouts: weakref.WeakKeyDictionary[Any, _EventLayout] = weakref.WeakKeyDictionary()
+
+
+def _event_layout(dialect: Any) -> _EventLayout:
+    found = _layouts.get(dialect)
+    if found is None:
+        plan = insert_statement(Event.__table__, _EVENT_KEYS)
+        if plan is None:
+            raise ValueError("events: no prepared insert")
+        sql, columns = plan.plan(dialect)
+        keys = [key for key, _convert, _constant, _make in columns]
+        tail = columns[len(_EVENT_KEYS) :]
+        if keys[: len(_EVENT_KEYS)] != list(_EVENT_KEYS) or any(
+            key is not None or make is not None for key, _convert, _constant, make in tail
+        ):  # the rows below put the keys first, then the constants
+            raise ValueError(f"events: an insert laid out otherwise than expected: {sql}")
+        found = _layouts[dialect] = _EventLayout(
+            sql,
+            {key: convert or _same for key, convert, _constant, _make in columns if key is not None},
+            tuple((convert or _same)(constant) for _key, convert, constant, _make in tail),
+        )
+    return found
+
+
+def _sqlite_insert_events(
+    cursor: Any, dialect: Any, group: list[Prepared], contact_ids: list[int], now: datetime
+) -> list[int]:
+    """Insert *group*'s events (its requests' checked items, in order) for *contact_ids* through the DBAPI
+    *cursor*: the rows :func:`_sqlite_insert` would insert, in statements of many rows
+    (:func:`.driver_sql.insert_many`), their values converted before the turn where the requests were packed
+    (:attr:`Prepared.packed`); their ids, in order."""
+    layout = _event_layout(dialect)
+    values = [
+        value
+        for prepared in group
+        for value in (
+            prepared.packed
+            if prepared.packed is not None and prepared.packed.dialect is dialect
+            else _pack(dialect, prepared.checked or [])
+        ).values
+    ]
+    source, received = layout.convert["source"](_SOURCE), layout.convert["received_at"](now)
+    occurred_now, constants = layout.convert["occurred_at"](now), layout.constants
+    rows = [
+        (contact_id, name, props, source, occurred_now if occurred is None else occurred, received, *constants)
+        for contact_id, (name, props, occurred) in zip(contact_ids, values, strict=True)
+    ]
+    insert_many(cursor, layout.sql, rows)
+    return _ids_back(cursor, Event.__table__, rows)
+
+
+def _ids_back(cursor: Any, table: Any, rows: Sequence[Any]) -> list[int]:
     """The ids of the *rows* just inserted, counted back from ``last_insert_rowid()`` (see :func:`_insert`)."""
     last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
     first = last - len(rows) + 1
