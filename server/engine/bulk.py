@@ -68,6 +68,9 @@ class Group:
     #: written yet: the score's update moves ``last_seen`` too, where it moves forward, in the same rewrite of the
     #: contact (see :meth:`server.engine.setwise._Batch.moments`); None: the score alone
     seen: Any = None
+    #: what the members were inserted with, where their run ends (:func:`server.engine.setwise._enter`): moving
+    #: them on to exactly these values has nothing to write (their step, ``pc``, is then where the run ends)
+    placed: dict[str, Any] | None = None
 
     @property
     def members(self) -> Any:
@@ -183,6 +186,8 @@ class Group:
     def move_on(self, **values: Any) -> None:
         """Move every member on (the last step of a run): the enrolments leave the group's step."""
         self.flush()
+        if values == self.placed:
+            return  # entered where the run ends: no second version of each new row (and its index entries)
         table = Enrolment.__table__
         self.ctx.session.connection().execute(
             update(table)

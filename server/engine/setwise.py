@@ -321,18 +321,37 @@ def _enrol(batch: _Batch, entering: list[_Entering]) -> None:
     seen = batch.moments()  # the round's last-seen moves, written with a first step's score where there is one
     for (rule_id, reason), members in groups.items():
         rule, version_id, plan = rules[rule_id]
-        ids = _enter(ctx, rule, version_id, [e.event_id for e in members])
         ops = _first_steps(plan, ctx)
-        ctx.new_messages.extend(_first_run(ctx, version_id, ids, ops, rule, reason, seen))
+        placed = _where_run_ends(ctx, ops)
+        ids = _enter(ctx, rule, version_id, [e.event_id for e in members], placed)
+        ctx.new_messages.extend(_first_run(ctx, version_id, ids, ops, rule, reason, seen, placed))
+
+
+def _where_run_ends(ctx: EngineContext, ops: list[Instruction]) -> dict[str, Any] | None:
+    """Where a first run that ends in a wait leaves its enrolments (the values :func:`bulk.wait` moves them on
+    with): they are inserted there, not inserted at the first step and then rewritten; None for another run."""
+    last = ops[-1] if ops else None
+    if last is None or last["op"] != "wait":
+        return None
+    return {"pc": len(ops), "due": ctx.now + int(last["seconds"]), "wait_event": None, "attempts": None, "error": None}
 
 
 def _first_run(
-    ctx: EngineContext, version_id: int, ids: list[int], ops: list[Instruction], rule: Rule, reason: str, seen: Any
+    ctx: EngineContext,
+    version_id: int,
+    ids: list[int],
+    ops: list[Instruction],
+    rule: Rule,
+    reason: str,
+    seen: Any,
+    placed: dict[str, Any] | None,
 ) -> list[int]:
     """:func:`runtime.advance_group` for enrolments that have just entered (their ``enter`` lines written with the
     first steps' lines), a score step moving the contacts' ``last_seen`` to *seen* (:meth:`_Batch.moments`) in the
-    same rewrite; return the new outbox rows' ids."""
-    group = bulk.Group(ctx, version_id, 0, ids, rule.id, rule.name, to_dt(ctx.now), seen=seen)
+    same rewrite, and the enrolments inserted where the run ends when *placed* says so; return the new outbox rows'
+    ids."""
+    pc = 0 if placed is None else placed["pc"]
+    group = bulk.Group(ctx, version_id, pc, ids, rule.id, rule.name, to_dt(ctx.now), seen=seen, placed=placed)
     group.trace("enter", {"because": reason})
     for offset, op in enumerate(ops):
         group.at = offset
@@ -344,21 +363,27 @@ def _first_run(
     return group.message_ids
 
 
-def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]) -> list[int]:
+def _enter(
+    ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int], placed: dict[str, Any] | None = None
+) -> list[int]:
     """Enrol the contact of each of *event_ids* (events of one name, one per contact) into *rule*, as
     :func:`runtime.enter` does for one (its ``enter`` trace line is written with the first steps'); return the new
-    enrolments' ids."""
+    enrolments' ids.
+
+    :param placed: the step (``pc``) and ``due`` the enrolments start at (see :func:`_where_run_ends`); default the
+        first step."""
     conn = ctx.session.connection()
     table, events = Enrolment.__table__, Event.__table__
-    columns = ["contact_id", "rule_id", "version_id", "pc", "state", "entered", "event_id"]
+    columns = ["contact_id", "rule_id", "version_id", "pc", "state", "entered", "event_id", "due"]
     rows = select(
         events.c.contact_id,
         literal(rule.id),
         literal(version_id),
-        literal(0),
+        literal(0 if placed is None else placed["pc"]),
         literal(EnrolmentState.ACTIVE.value),
         literal(ctx.now),
         events.c.id,
+        literal(None if placed is None else placed["due"], table.c.due.type),
     ).where(bulk.among(ctx, events.c.id, event_ids))
     return list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars().all())
 
