@@ -131,18 +131,19 @@ def _setup(app, now):
                     continue
                 name, props, ago = events[position]
                 for side in ids:
-                    event = Event(
-                        contact_id=contacts[side, story].id,
-                        name=name,
-                        props=props,
-                        occurred_at=now - timedelta(minutes=ago),
-                        received_at=now,
-                    )
-                    session.add(event)
-                    session.flush()
-                    ids[side].append(event.id)
+                    ids[side].append(_store(session, contacts[side, story].id, name, props, now, ago))
         session.commit()
     return ids
+
+
+def _store(session, contact_id, name, props, now, ago):
+    """Store one event that happened *ago* minutes before *now*, received *now*; return its id."""
+    event = Event(
+        contact_id=contact_id, name=name, props=props, occurred_at=now - timedelta(minutes=ago), received_at=now
+    )
+    session.add(event)
+    session.flush()
+    return event.id
 
 
 def _effects(app, email):
@@ -287,17 +288,7 @@ def test_a_score_step_moves_last_seen_only_forward(app):
                 contact = Contact(email=f"{side}-{story}@example.com", fields={}, score=1, last_seen=last_seen)
                 session.add(contact)
                 session.flush()
-                for ago in events:
-                    event = Event(
-                        contact_id=contact.id,
-                        name="form.submitted",
-                        props={},
-                        occurred_at=now - timedelta(minutes=ago),
-                        received_at=now,
-                    )
-                    session.add(event)
-                    session.flush()
-                    ids[side].append(event.id)
+                ids[side] += [_store(session, contact.id, "form.submitted", {}, now, ago) for ago in events]
         session.commit()
         app.config.update(ENGINE_SET_WISE_EVENTS=False, ENGINE_EVENT_BATCH=1)
         assert jobs.process_events(ids["one"], now=int(now.timestamp())) == len(ids["one"])
