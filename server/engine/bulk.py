@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, insert, literal, select, union_all, update
+from sqlalchemy import String, case, cast, insert, literal, select, union_all, update
 
 from dsl.plan import ExitOp, RulePlan, ScoreOp, SendOp, TagOp, WaitOp
 
@@ -64,6 +64,13 @@ class Group:
     events: list[tuple[str, Any]] = field(default_factory=list)
     #: the run's score steps not applied yet
     deltas: list[int | float] = field(default_factory=list)
+    #: (contact_id, at) rows (a subquery, one a contact) of moments the contacts were last seen that are not
+    #: written yet: the score's update moves ``last_seen`` too, where it moves forward, in the same rewrite of the
+    #: contact (see :meth:`server.engine.setwise._Batch.moments`); None: the score alone
+    seen: Any = None
+    #: what the members were inserted with, where their run ends (:func:`server.engine.setwise._enter`): moving
+    #: them on to exactly these values has nothing to write (their step, ``pc``, is then where the run ends)
+    placed: dict[str, Any] | None = None
 
     @property
     def members(self) -> Any:
@@ -120,15 +127,34 @@ class Group:
         if events:
             self._raise(events, members)
         if deltas:
-            table = Contact.__table__
-            moved: Any = table.c.score
-            for delta in deltas:  # one addition per step, in order, as the steps' own updates did
-                moved = moved + delta
-            conn.execute(
-                update(table)
-                .where(table.c.id.in_(select(Enrolment.contact_id).where(self.members)))
-                .values(score=moved, updated_at=self.now)  # the engine's clock, not the column default
+            self._score(deltas)
+
+    def _score(self, deltas: list[int | float]) -> None:
+        """Add the run's score steps to the members' contacts, moving their ``last_seen`` to :attr:`seen` in the same
+        rewrite where that is later (each update of a contact writes a new row and, on PostgreSQL, an entry in each
+        of its indexes: one rewrite, not two)."""
+        table = Contact.__table__
+        moved: Any = table.c.score
+        for delta in deltas:  # one addition per step, in order, as the steps' own updates did
+            moved = moved + delta
+        whose = select(Enrolment.contact_id).where(self.members)
+        stmt = update(table).values(score=moved, updated_at=self.now)  # the engine's clock, not the column default
+        if self.seen is None:
+            self.ctx.session.connection().execute(stmt.where(table.c.id.in_(whose)))
+            return
+        members = whose.distinct().subquery()
+        joined = (
+            select(members.c.contact_id, self.seen.c.at)
+            .select_from(members)
+            .outerjoin(self.seen, self.seen.c.contact_id == members.c.contact_id)
+            .subquery()
+        )
+        later = joined.c.at.is_not(None) & (table.c.last_seen.is_(None) | (table.c.last_seen < joined.c.at))
+        self.ctx.session.connection().execute(
+            stmt.where(table.c.id == joined.c.contact_id).values(
+                last_seen=case((later, joined.c.at), else_=table.c.last_seen)
             )
+        )
 
     def _raise(self, events: list[tuple[str, Any]], members: Any) -> None:
         """The run's ``tag.added`` (for the contacts each tag was new to) and ``score.changed`` events, in one
@@ -160,6 +186,8 @@ class Group:
     def move_on(self, **values: Any) -> None:
         """Move every member on (the last step of a run): the enrolments leave the group's step."""
         self.flush()
+        if values == self.placed:
+            return  # entered where the run ends: no second version of each new row (and its index entries)
         table = Enrolment.__table__
         self.ctx.session.connection().execute(
             update(table)

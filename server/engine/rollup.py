@@ -100,10 +100,14 @@ def _status_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
 
 
 def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
-    batch = select(Event.id).where(Event.id > after).order_by(Event.id).limit(BATCH).subquery()
-    last = session.scalar(select(func.max(batch.c.id)))
-    if last is None:
+    # the batch: BATCH ids from the first one past the watermark (at most BATCH events), found at the two ends of the
+    # id index; the next BATCH events in id order, one window, were read by PostgreSQL through a scan of the whole
+    # table and a sort when it had not analysed the table since a burst (most of a burst's rollups)
+    lowest = select(func.min(Event.id)).where(Event.id > after).scalar_subquery()
+    first_id, top = session.execute(select(lowest, select(func.max(Event.id)).scalar_subquery())).one()
+    if first_id is None:
         return after, Counter()
+    last = min(top, first_id + BATCH - 1)
     # only the events that may name a message are read (and their props decoded): a form submission or an order
     # is passed over by its name; SQL's LIKE only narrows (SQLite's ignores case), the exact test follows
     rows = list(

@@ -102,18 +102,11 @@ class _Batch:
         latest is where moving it event by event ends). Run before anything reads a contact: nothing the set-based
         path does in between reads ``last_seen``, so each contact row is rewritten for it once a batch, not once
         an event."""
-        rounds, self.unseen = [ids for ids in self.unseen if ids], []
-        if not rounds:
+        moments = self.moments()
+        self.unseen = []
+        if moments is None:
             return
-        ctx, contacts, table = self.ctx, Contact.__table__, Event.__table__
-        now = literal(to_dt(ctx.now), table.c.occurred_at.type)
-        at: Any = case((table.c.occurred_at.is_(None) | (table.c.occurred_at > now), now), else_=table.c.occurred_at)
-        query = select(table.c.contact_id).where(bulk.among(ctx, table.c.id, [i for ids in rounds for i in ids]))
-        if len(rounds) > 1:  # a contact's events in several rounds: the latest moment of each (one event a round)
-            query = query.add_columns(func.max(at).label("at")).group_by(table.c.contact_id)
-        else:
-            query = query.add_columns(at.label("at"))
-        moments = query.subquery()
+        ctx, contacts = self.ctx, Contact.__table__
         ctx.session.connection().execute(
             update(contacts)
             .where(
@@ -122,6 +115,22 @@ class _Batch:
             )
             .values(last_seen=moments.c.at, updated_at=to_dt(ctx.now))
         )
+
+    def moments(self) -> Any:
+        """The moments :attr:`unseen` moves ``last_seen`` to: a subquery of (contact_id, at), one row a contact (the
+        latest of its events' moments, each never later than now); None when there is none."""
+        rounds = [ids for ids in self.unseen if ids]
+        if not rounds:
+            return None
+        ctx, table = self.ctx, Event.__table__
+        now = literal(to_dt(ctx.now), table.c.occurred_at.type)
+        at: Any = case((table.c.occurred_at.is_(None) | (table.c.occurred_at > now), now), else_=table.c.occurred_at)
+        query = select(table.c.contact_id).where(bulk.among(ctx, table.c.id, [i for ids in rounds for i in ids]))
+        if len(rounds) > 1:  # a contact's events in several rounds: the latest moment of each (one event a round)
+            query = query.add_columns(func.max(at).label("at")).group_by(table.c.contact_id)
+        else:
+            query = query.add_columns(at.label("at"))
+        return query.subquery()
 
     def plan(self, version_id: int) -> tuple[bool, bool]:
         known = self.plans.get(version_id)
@@ -188,7 +197,7 @@ def _round(batch: _Batch, events: dict[int, Any]) -> set[int]:
             for entry in chosen:
                 rule = rules.get(entry.rule_id) or rules.setdefault(entry.rule_id, session.get_one(Rule, entry.rule_id))
                 entering.append(_Entering(contact_id, rule, event.id, reason))
-    _enrol(ctx, entering)
+    _enrol(batch, entering)
     return handback
 
 
@@ -275,8 +284,9 @@ def _reads_contact(node: Any) -> bool:
     return False
 
 
-def _enrol(ctx: EngineContext, entering: list[_Entering]) -> None:
+def _enrol(batch: _Batch, entering: list[_Entering]) -> None:
     """Enter the contacts their entry policies let in, then run each rule's first steps for its group at once."""
+    ctx = batch.ctx
     groups: dict[tuple[int, str], list[_Entering]] = defaultdict(list)
     for e in entering:  # one group per rule and reason: each group's contacts enter with one trace line text
         groups[(e.rule.id, e.reason)].append(e)
@@ -308,29 +318,72 @@ def _enrol(ctx: EngineContext, entering: list[_Entering]) -> None:
     if not groups:
         return
     ctx.write_buffered()  # what conditions logged comes before the journeys' first lines, as in the interpreter
+    seen = batch.moments()  # the round's last-seen moves, written with a first step's score where there is one
     for (rule_id, reason), members in groups.items():
         rule, version_id, plan = rules[rule_id]
-        ids = _enter(ctx, rule, version_id, [e.event_id for e in members])
         ops = _first_steps(plan, ctx)
-        because = {"because": reason}  # the ``enter`` lines, written with the first steps' lines
-        ctx.new_messages.extend(runtime.advance_group(ctx, version_id, 0, ids, ops, rule.id, rule.name, because))
+        placed = _where_run_ends(ctx, ops)
+        ids = _enter(ctx, rule, version_id, [e.event_id for e in members], placed)
+        ctx.new_messages.extend(_first_run(ctx, version_id, ids, ops, rule, reason, seen, placed))
 
 
-def _enter(ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int]) -> list[int]:
+def _where_run_ends(ctx: EngineContext, ops: list[Instruction]) -> dict[str, Any] | None:
+    """Where a first run that ends in a wait leaves its enrolments (the values :func:`bulk.wait` moves them on
+    with): they are inserted there, not inserted at the first step and then rewritten; None for another run."""
+    last = ops[-1] if ops else None
+    if last is None or last["op"] != "wait":
+        return None
+    return {"pc": len(ops), "due": ctx.now + int(last["seconds"]), "wait_event": None, "attempts": None, "error": None}
+
+
+def _first_run(
+    ctx: EngineContext,
+    version_id: int,
+    ids: list[int],
+    ops: list[Instruction],
+    rule: Rule,
+    reason: str,
+    seen: Any,
+    placed: dict[str, Any] | None,
+) -> list[int]:
+    """:func:`runtime.advance_group` for enrolments that have just entered (their ``enter`` lines written with the
+    first steps' lines), a score step moving the contacts' ``last_seen`` to *seen* (:meth:`_Batch.moments`) in the
+    same rewrite, and the enrolments inserted where the run ends when *placed* says so; return the new outbox rows'
+    ids."""
+    pc = 0 if placed is None else placed["pc"]
+    group = bulk.Group(ctx, version_id, pc, ids, rule.id, rule.name, to_dt(ctx.now), seen=seen, placed=placed)
+    group.trace("enter", {"because": reason})
+    for offset, op in enumerate(ops):
+        group.at = offset
+        step = runtime.STEPS[op["op"]]
+        if step.group is None:
+            raise RuntimeError(f"the step {op['op']!r} runs only in the interpreter")
+        step.group(group, op)
+    group.flush()  # a run ends by moving on, which writes it; this is for one that would not
+    return group.message_ids
+
+
+def _enter(
+    ctx: EngineContext, rule: Rule, version_id: int, event_ids: list[int], placed: dict[str, Any] | None = None
+) -> list[int]:
     """Enrol the contact of each of *event_ids* (events of one name, one per contact) into *rule*, as
     :func:`runtime.enter` does for one (its ``enter`` trace line is written with the first steps'); return the new
-    enrolments' ids."""
+    enrolments' ids.
+
+    :param placed: the step (``pc``) and ``due`` the enrolments start at (see :func:`_where_run_ends`); default the
+        first step."""
     conn = ctx.session.connection()
     table, events = Enrolment.__table__, Event.__table__
-    columns = ["contact_id", "rule_id", "version_id", "pc", "state", "entered", "event_id"]
+    columns = ["contact_id", "rule_id", "version_id", "pc", "state", "entered", "event_id", "due"]
     rows = select(
         events.c.contact_id,
         literal(rule.id),
         literal(version_id),
-        literal(0),
+        literal(0 if placed is None else placed["pc"]),
         literal(EnrolmentState.ACTIVE.value),
         literal(ctx.now),
         events.c.id,
+        literal(None if placed is None else placed["due"], table.c.due.type),
     ).where(bulk.among(ctx, events.c.id, event_ids))
     return list(conn.execute(insert(table).from_select(columns, rows).returning(table.c.id)).scalars().all())
 

@@ -131,18 +131,19 @@ def _setup(app, now):
                     continue
                 name, props, ago = events[position]
                 for side in ids:
-                    event = Event(
-                        contact_id=contacts[side, story].id,
-                        name=name,
-                        props=props,
-                        occurred_at=now - timedelta(minutes=ago),
-                        received_at=now,
-                    )
-                    session.add(event)
-                    session.flush()
-                    ids[side].append(event.id)
+                    ids[side].append(_store(session, contacts[side, story].id, name, props, now, ago))
         session.commit()
     return ids
+
+
+def _store(session, contact_id, name, props, now, ago):
+    """Store one event that happened *ago* minutes before *now*, received *now*; return its id."""
+    event = Event(
+        contact_id=contact_id, name=name, props=props, occurred_at=now - timedelta(minutes=ago), received_at=now
+    )
+    session.add(event)
+    session.flush()
+    return event.id
 
 
 def _effects(app, email):
@@ -253,3 +254,50 @@ def test_only_what_needs_the_interpreter_goes_to_it(app):
         session.rollback()
     # story a from its branch on, story c from its order on; nothing of b
     assert names == ["order.placed", "trial.started", "page.viewed"]
+
+
+SEEN_RULES = """rule "Scored"
+  always
+when form.submitted then
+  score +1
+  tag "seen"
+end
+"""
+
+#: last seen before the batch (minutes before now, None: never), then the batch's events (minutes before now)
+SEEN = {
+    "later": (1, [20]),  # seen since the event happened: last seen stays
+    "never": (None, [20]),
+    "earlier": (60, [20]),
+    "two": (None, [10, 20]),  # two rounds of one batch: the latest of the two, not the last
+    "ahead": (None, [-10]),  # an event dated after now: seen now, not in the future
+}
+
+
+def test_a_score_step_moves_last_seen_only_forward(app):
+    """The set-wise path writes a scored contact's last seen with its score, in one rewrite of the contact: last
+    seen still moves only forward, to the batch's latest moment (never past now), as the interpreter moves it."""
+    now = utcnow().replace(microsecond=0) + timedelta(minutes=5)
+    load_rules(app, SEEN_RULES)
+    ids: dict[str, list[int]] = {"set": [], "one": []}
+    with app.app_context():
+        session = get_session()
+        for side in ids:
+            for story, (seen, events) in SEEN.items():
+                last_seen = None if seen is None else now - timedelta(minutes=seen)
+                contact = Contact(email=f"{side}-{story}@example.com", fields={}, score=1, last_seen=last_seen)
+                session.add(contact)
+                session.flush()
+                ids[side] += [_store(session, contact.id, "form.submitted", {}, now, ago) for ago in events]
+        session.commit()
+        app.config.update(ENGINE_SET_WISE_EVENTS=False, ENGINE_EVENT_BATCH=1)
+        assert jobs.process_events(ids["one"], now=int(now.timestamp())) == len(ids["one"])
+        app.config.update(ENGINE_SET_WISE_EVENTS=True, ENGINE_EVENT_BATCH=1000)
+        assert jobs.process_events(ids["set"][:1], now=int(now.timestamp())) == len(ids["set"])
+    for story in SEEN:
+        batch, alone = _effects(app, f"set-{story}@example.com"), _effects(app, f"one-{story}@example.com")
+        assert batch == alone, story
+    expected = {"later": 1, "never": 20, "earlier": 20, "two": 10, "ahead": 0}
+    for story, ago in expected.items():
+        score, last_seen, _updated = _effects(app, f"set-{story}@example.com")["contact"]
+        assert (score, last_seen) == (1 + len(SEEN[story][1]), now - timedelta(minutes=ago)), story
