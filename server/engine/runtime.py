@@ -433,13 +433,21 @@ def advance_group(
     rule_id: int,
     rule_name: str,
     entered: dict[str, Any] | None = None,
+    *,
+    seen: Any = None,
+    placed: dict[str, Any] | None = None,
 ) -> list[int]:
     """Run *ops* (from :func:`segment`) for the enrolments *ids*, all at *pc* of *version_id*; return new outbox
     row ids. Each step does for the group exactly what :func:`run` does for each member.
 
     :param entered: the data of the ``enter`` trace line of enrolments that have just entered, written with the
-        run's lines."""
-    group = bulk.Group(ctx, version_id, pc, ids, rule_id, rule_name, to_dt(ctx.now))
+        run's lines.
+    :param seen: moments the contacts were last seen, not written yet (see :class:`bulk.Group`): a score step
+        moves ``last_seen`` in the same rewrite.
+    :param placed: where enrolments that have just entered were inserted (their ``pc`` and wait columns, see
+        :class:`bulk.Group`), when not at *pc*."""
+    at = pc if placed is None else placed["pc"]
+    group = bulk.Group(ctx, version_id, at, ids, rule_id, rule_name, to_dt(ctx.now), seen=seen, placed=placed)
     if entered is not None:
         group.trace("enter", entered)
     for offset, op in enumerate(ops):

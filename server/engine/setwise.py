@@ -324,7 +324,11 @@ def _enrol(batch: _Batch, entering: list[_Entering]) -> None:
         ops = _first_steps(plan, ctx)
         placed = _where_run_ends(ctx, ops)
         ids = _enter(ctx, rule, version_id, [e.event_id for e in members], placed)
-        ctx.new_messages.extend(_first_run(ctx, version_id, ids, ops, rule, reason, seen, placed))
+        ctx.new_messages.extend(
+            runtime.advance_group(
+                ctx, version_id, 0, ids, ops, rule.id, rule.name, {"because": reason}, seen=seen, placed=placed
+            )
+        )
 
 
 def _where_run_ends(ctx: EngineContext, ops: list[Instruction]) -> dict[str, Any] | None:
@@ -334,33 +338,6 @@ def _where_run_ends(ctx: EngineContext, ops: list[Instruction]) -> dict[str, Any
     if last is None or last["op"] != "wait":
         return None
     return {"pc": len(ops), "due": ctx.now + int(last["seconds"]), "wait_event": None, "attempts": None, "error": None}
-
-
-def _first_run(
-    ctx: EngineContext,
-    version_id: int,
-    ids: list[int],
-    ops: list[Instruction],
-    rule: Rule,
-    reason: str,
-    seen: Any,
-    placed: dict[str, Any] | None,
-) -> list[int]:
-    """:func:`runtime.advance_group` for enrolments that have just entered (their ``enter`` lines written with the
-    first steps' lines), a score step moving the contacts' ``last_seen`` to *seen* (:meth:`_Batch.moments`) in the
-    same rewrite, and the enrolments inserted where the run ends when *placed* says so; return the new outbox rows'
-    ids."""
-    pc = 0 if placed is None else placed["pc"]
-    group = bulk.Group(ctx, version_id, pc, ids, rule.id, rule.name, to_dt(ctx.now), seen=seen, placed=placed)
-    group.trace("enter", {"because": reason})
-    for offset, op in enumerate(ops):
-        group.at = offset
-        step = runtime.STEPS[op["op"]]
-        if step.group is None:
-            raise RuntimeError(f"the step {op['op']!r} runs only in the interpreter")
-        step.group(group, op)
-    group.flush()  # a run ends by moving on, which writes it; this is for one that would not
-    return group.message_ids
 
 
 def _enter(
