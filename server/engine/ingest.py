@@ -24,6 +24,7 @@ from ..contacts.service import CONTACT_KEYS, clean_contact, clean_value
 from ..contacts.service import upsert_contact as _upsert
 from ..models import Contact, Event, utcnow
 from .driver_sql import DriverStatement, insert_many, insert_statement
+from .ingest_rows import EVENT_SOURCE, Packed, ids_back, insert_events, pack
 from .wal_checkpoints import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 IDENTITY_FIELDS = ("email", "external_id")
@@ -91,16 +92,7 @@ class Prepared(NamedTuple):
     admit: Callable[[Any, Engine], bool] | None = None
     #: the checked items' event values as the SQLite driver takes them, made before the write turn
     #: (:func:`prepare_events` given a SQLite *engine*); None: :func:`store_plain_apart` makes them in its turn
-    packed: _Packed | None = None
-
-
-class _Packed(NamedTuple):
-    """A request's events' values for the driver, per item in order (see :func:`_pack`)."""
-
-    #: the dialect they were converted for
-    dialect: Any
-    #: per item: its name, props and occurred_at as the driver takes them (occurred_at None: the time of the write)
-    values: list[tuple[Any, Any, Any]]
+    packed: Packed | None = None
 
 
 class NotAdmitted(Exception):
@@ -129,7 +121,7 @@ def prepare_events(
         checked = None
     packed = None
     if checked is not None and engine is not None and engine.dialect.name == "sqlite":
-        packed = _pack(engine.dialect, checked)
+        packed = pack(engine.dialect, checked)
     return Prepared(items, checked, region, prefix, packed=packed)
 
 
@@ -182,7 +174,7 @@ def _store_plain(
             "contact_id": contact_id,
             "name": item.name,
             "props": item.props,
-            "source": _SOURCE,
+            "source": EVENT_SOURCE,
             "occurred_at": item.occurred_at or now,
             "received_at": now,
         }
@@ -222,7 +214,7 @@ def store_plain_apart(
             [item for prepared in taken for item in prepared.checked or ()],
             lambda key, wanted: _sqlite_find(cursor, key, wanted),
             lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows, many=True),
-            lambda contact_ids, now: _sqlite_insert_events(cursor, engine.dialect, taken, contact_ids, now),
+            lambda contact_ids, now: insert_events(cursor, engine.dialect, taken, contact_ids, now),
         )
         if stored is None:
             cursor.execute("ROLLBACK")
@@ -469,7 +461,7 @@ def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[in
     plan = _uniform_plan(table, rows)
     if plan is None:
         connection.execute(insert(table), rows)
-        return _ids_back(connection.connection.cursor(), table, rows)
+        return ids_back(connection.connection.cursor(), table, rows)
     return _sqlite_insert(connection.connection.cursor(), connection.dialect, table, rows, plan)
 
 
@@ -504,102 +496,4 @@ def _sqlite_insert(
         insert_many(cursor, plan.plan(dialect)[0], plan.values(dialect, rows))
     else:
         plan.executemany(cursor, dialect, rows)
-    return _ids_back(cursor, table, rows)
-
-
-#: the columns the API's events are inserted with (the others take their defaults)
-_EVENT_KEYS = ("contact_id", "name", "props", "source", "occurred_at", "received_at")
-#: the API's events' source
-_SOURCE = "api"
-
-
-def _pack(dialect: Any, checked: list[_Item]) -> _Packed:
-    """*checked*'s name, props and occurred_at converted for *dialect*'s driver as the events' insert converts them
-    (:func:`_sqlite_insert_events`): the JSON of the props and the time as text, made outside the write turn."""
-    layout = _event_layout(dialect)
-    name, props, occurred = layout.convert["name"], layout.convert["props"], layout.convert["occurred_at"]
-    return _Packed(
-        dialect,
-        [
-            (name(item.name), props(item.props), None if item.occurred_at is None else occurred(item.occurred_at))
-            for item in checked
-        ],
-    )
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-class _EventLayout(NamedTuple):
-    """The events' insert (:data:`_EVENT_KEYS`) for one dialect: the SQL of one row and how its values are made."""
-
-    sql: str
-    #: per key of :data:`_EVENT_KEYS`: its column's conversion for the driver
-    convert: dict[str, Callable[[Any], Any]]
-    #: the values of the columns left out (their scalar defaults), converted, after the keys' in the SQL
-    constants: tuple[Any, ...]
-
-
-_layouts: weakref.WeakKeyDictionary[Any, _EventLayout] = weakref.WeakKeyDictionary()
-
-
-def _event_layout(dialect: Any) -> _EventLayout:
-    found = _layouts.get(dialect)
-    if found is None:
-        plan = insert_statement(Event.__table__, _EVENT_KEYS)
-        if plan is None:
-            raise ValueError("events: no prepared insert")
-        sql, columns = plan.plan(dialect)
-        keys = [key for key, _convert, _constant, _make in columns]
-        tail = columns[len(_EVENT_KEYS) :]
-        if keys[: len(_EVENT_KEYS)] != list(_EVENT_KEYS) or any(
-            key is not None or make is not None for key, _convert, _constant, make in tail
-        ):  # the rows below put the keys first, then the constants
-            raise ValueError(f"events: an insert laid out otherwise than expected: {sql}")
-        found = _layouts[dialect] = _EventLayout(
-            sql,
-            {key: convert or _same for key, convert, _constant, _make in columns if key is not None},
-            tuple((convert or _same)(constant) for _key, convert, constant, _make in tail),
-        )
-    return found
-
-
-def _sqlite_insert_events(
-    cursor: Any, dialect: Any, group: list[Prepared], contact_ids: list[int], now: datetime
-) -> list[int]:
-    """Insert *group*'s events (its requests' checked items, in order) for *contact_ids* through the DBAPI
-    *cursor*: the rows :func:`_sqlite_insert` would insert, in statements of many rows
-    (:func:`.driver_sql.insert_many`), their values converted before the turn where the requests were packed
-    (:attr:`Prepared.packed`); their ids, in order."""
-    layout = _event_layout(dialect)
-    values = [
-        value
-        for prepared in group
-        for value in (
-            prepared.packed
-            if prepared.packed is not None and prepared.packed.dialect is dialect
-            else _pack(dialect, prepared.checked or [])
-        ).values
-    ]
-    source, received = layout.convert["source"](_SOURCE), layout.convert["received_at"](now)
-    occurred_now, constants = layout.convert["occurred_at"](now), layout.constants
-    rows = [
-        (contact_id, name, props, source, occurred_now if occurred is None else occurred, received, *constants)
-        for contact_id, (name, props, occurred) in zip(contact_ids, values, strict=True)
-    ]
-    insert_many(cursor, layout.sql, rows)
-    return _ids_back(cursor, Event.__table__, rows)
-
-
-def _ids_back(cursor: Any, table: Any, rows: Sequence[Any]) -> list[int]:
-    """The ids of the *rows* just inserted, counted back from ``last_insert_rowid()`` (see :func:`_insert`)."""
-    last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
-    first = last - len(rows) + 1
-    stored = cursor.execute(
-        f"SELECT count(*) FROM {table.name} WHERE id BETWEEN ? AND ?",
-        (first, last),
-    ).fetchone()[0]
-    if stored != len(rows):  # cannot happen while ids are never reused; refuse rather than answer wrong ids
-        raise RuntimeError(f"{table.name}: {len(rows)} rows inserted but ids {first}..{last} hold {stored}")
-    return list(range(first, last + 1))
+    return ids_back(cursor, table, rows)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from server.db import get_session
-from server.engine import ingest
+from server.engine import ingest_rows
 from server.engine.groups import store_together
 from server.engine.ingest import engine_turn, prepare_events, store_events, store_plain_apart
 
@@ -79,7 +79,7 @@ def test_a_packed_request_is_converted_before_the_write_turn(app, monkeypatch):
         def no_packing_in_the_turn(*_args):
             raise AssertionError("packed in the write turn")
 
-        monkeypatch.setattr(ingest, "_pack", no_packing_in_the_turn)
+        monkeypatch.setattr(ingest_rows, "pack", no_packing_in_the_turn)
         stored = store_together(prepared)
     assert len(stored) == 3 and stored[0][1] == stored[2][1]
     assert [row[0] for row in _raw_events(engine)] == ["form.submitted", "page.visited", "form.submitted"]
