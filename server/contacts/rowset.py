@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Table, Text, bindparam, cast, func, insert, literal, select, text, update
@@ -77,7 +77,7 @@ def insert_values(
     The values are bound straight to SQLite's statement: no JSON document to write and for the database to take
     apart again, column by column (:func:`insert_rows`, ~5 µs a contact more). Statements carry
     :data:`VALUES_CELLS` values, the rest in statements of 2ⁿ rows (512, 256 … 1 for contacts), so a few texts
-    serve any row count and each is prepared once.
+    serve any row count and each is prepared once (:func:`statement_rows`).
 
     :raises ValueError: on another database, or when *cells* is no whole number of rows.
     """
@@ -94,12 +94,8 @@ def insert_values(
         fixed.append(process(value) if process is not None else value)
     driver = connection.connection.dbapi_connection
     assert driver is not None
-    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(driver, "getlimit") else 999
-    most = max(1, min(VALUES_CELLS, limit - len(fixed)) // width)
-    rows, done = len(cells) // width, 0
-    while done < rows:
-        left = rows - done
-        count = most if left >= most else 1 << (left.bit_length() - 1)
+    done = 0
+    for count in statement_rows(driver, len(cells) // width, width, VALUES_CELLS // width, bound=len(fixed)):
         key = (table.name, tuple(columns), names, count)
         sql = _VALUES_SQL.get(key)
         if sql is None:
@@ -110,6 +106,26 @@ def insert_values(
             )
         connection.exec_driver_sql(sql, (*fixed, *cells[done * width : (done + count) * width]))
         done += count
+
+
+def statement_rows(driver: Any, rows: int, width: int, most: int, bound: int = 0) -> Iterator[int]:
+    """The row count of each statement in turn that carries *rows* rows of *width* values as one multi-row
+    statement on the SQLite *driver* connection: *most* rows (fewer where SQLite's limit of variables, less the
+    *bound* values of every statement, allows fewer) while that many are left, then falling powers of two (512,
+    256 … 1), so that a few SQL texts serve any count and SQLite prepares each once.
+
+    The ingest's writer (:func:`server.engine.driver_sql.insert_many`) and the importer (:func:`insert_values`)
+    split their rows so.
+    """
+    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(driver, "getlimit") else 999
+    most = max(1, min(most, (limit - bound) // width))
+    while rows >= most:
+        yield most
+        rows -= most
+    while rows:
+        count = 1 << (rows.bit_length() - 1)
+        yield count
+        rows -= count
 
 
 def update_rows(

@@ -12,13 +12,14 @@ Python defaults added, as SQLAlchemy adds them.
 from __future__ import annotations
 
 import functools
-import sqlite3
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
+
+from ..contacts.rowset import statement_rows
 
 __all__ = ["MANY_ROWS", "DriverStatement", "insert_many", "insert_statement"]
 
@@ -114,24 +115,16 @@ def insert_many(cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     ``executemany``.
 
     The driver releases the GIL and takes it back once a statement, where ``executemany`` does so for each row: a
-    writer in a process of busy threads waited for the GIL at each one. Each statement holds a power of two of
-    rows (at most :data:`MANY_ROWS`, within SQLite's limit of variables), so a handful of SQL texts serve any count
-    and stay in the driver's statement cache. Such a statement keeps a statement journal (it may fail after its
-    first row): the connection should keep its temporary files in memory (``PRAGMA temp_store=MEMORY``), or the
-    journal's writes cost more than the GIL saved.
+    writer in a process of busy threads waited for the GIL at each one. Statements hold :data:`MANY_ROWS` rows
+    (fewer within SQLite's limit of variables), then falling powers of two (:func:`.rowset.statement_rows`), so a
+    handful of SQL texts serve any count and stay in the driver's statement cache. Such a statement keeps a
+    statement journal (it may fail after its first row): the connection should keep its temporary files in memory
+    (``PRAGMA temp_store=MEMORY``), or the journal's writes cost more than the GIL saved.
     """
     if not rows:
         return
-    width = len(rows[0])
-    largest = MANY_ROWS
-    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    while largest > 1 and largest * width > limit:
-        largest //= 2
-    start, count = 0, len(rows)
-    while start < count:
-        size = largest
-        while size > count - start:
-            size //= 2
+    start = 0
+    for size in statement_rows(cursor.connection, len(rows), len(rows[0]), MANY_ROWS):
         cursor.execute(_many_rows(sql, size), [value for row in rows[start : start + size] for value in row])
         start += size
 

@@ -81,3 +81,29 @@ def test_an_import_of_more_rows_than_its_first_chunks_imports_every_row(app, mon
         names = dict(get_session().execute(select(Contact.email, Contact.first_name)).all())
     assert (report.rows, report.created, report.updated, report.merged_in_file) == (21, 20, 1, 0)
     assert names == {f"u{i}@example.com": f"N{i}" for i in range(1, 20)} | {"u0@example.com": "Again"}
+
+
+class _Driver:
+    """A driver connection allowing *limit* variables a statement."""
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def getlimit(self, _category):
+        return self.limit
+
+
+@pytest.mark.parametrize(
+    ("rows", "most", "limit", "bound", "expected"),
+    [
+        (0, 256, 32766, 0, []),
+        (600, 256, 32766, 0, [256, 256, 64, 16, 8]),
+        (7, 256, 32766, 0, [4, 2, 1]),
+        # the limit of variables, less the values every statement binds, caps a statement's rows: (999 - 3) // 4
+        (500, 1000, 999, 3, [249, 249, 2]),
+    ],
+)
+def test_rows_split_into_full_statements_then_falling_powers_of_two(rows, most, limit, bound, expected):
+    sizes = list(rowset.statement_rows(_Driver(limit), rows, 4, most, bound=bound))
+    assert sizes == expected
+    assert sum(sizes) == rows
