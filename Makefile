@@ -21,13 +21,14 @@ run: system-run $(VENV)/.run-installed
 	$(BIN)/nudge up --port $(PORT)
 
 # The guard rails run first, each failing the target with its own output: lint, format, types, layers; then pytest
-# (whose exit 5, "no tests collected", is a failure like any other).
+# (whose exit 5, "no tests collected", is a failure like any other), listing its 30 slowest tests: the suite should
+# stay under 30 minutes on a 2-core machine.
 test: system-test $(VENV)/.test-installed $(NODE_MODULES)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=30 $(PYTEST_ARGS)
 
 docs: $(VENV)/.run-installed
 	$(BIN)/nudge config docs > docs/configuration.md
