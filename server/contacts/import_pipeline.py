@@ -24,27 +24,14 @@ from contextlib import contextmanager
 from typing import IO
 
 from ..consent import address_hash
-from .import_rows import (
-    EMAIL,
-    Packed,
-    RowCleaner,
-    TaggedRows,
-    cleaned_chunks,
-    merge_rows,
-    new_public_ids,
-    pack,
-    tagged_rows,
-)
+from .import_rows import EMAIL, Packed, RowCleaner, cleaned_chunks, merge_rows, new_public_ids, pack
 
 __all__ = ["Checked", "CheckerStopped", "check_chunks", "checked_chunks", "processes_for"]
 
 #: a chunk checked: rows read, rejected rows (line, column, reason), rows merged into an earlier one, the merged
 #: rows packed, the digests of their emails for the suppression lists (None when no channel reads them), and (from
-#: a checking process) a random public id for each merged row, for those that turn out new, and each tag's rows
-#: (see :func:`tagged_rows`; else both None)
-Checked = tuple[
-    int, list[tuple[int, str, str]], int, list[Packed], list[str] | None, list[str] | None, TaggedRows | None
-]
+#: a checking process) a random public id for each merged row, for those that turn out new (else None)
+Checked = tuple[int, list[tuple[int, str, str]], int, list[Packed], list[str] | None, list[str] | None]
 log = logging.getLogger(__name__)
 #: a frame on the pipe: its kind (a chunk, the end, an exception) and the length of what follows
 _HEAD = struct.Struct("<BQ")
@@ -83,16 +70,14 @@ def check_chunks(
     :param extra_tags: tags added to every row's.
     :param secret: the instance's secret, to digest each chunk's emails with; None when no channel reads them.
     :param ahead: the chunks are made in a process of their own, which has time to spare: it also does what the
-        writer would do for a new contact (its row's values, its public id, its tags' groups).
+        writer would do for a new contact (its row's values, its public id).
     """
     for chunk in cleaned_chunks(rows, width, cleaner, by_field, size, first):
         merged, folded = merge_rows(chunk.rows)
         packed = [pack(line, row, extra_tags, ahead) for line, row in merged]
         hashes = None if secret is None else list({address_hash(secret, "", p[EMAIL]) for p in packed if p[EMAIL]})
         public_ids = new_public_ids(len(packed)) if ahead else None
-        tagged = tagged_rows(packed) if ahead else None
-        errors = [(e.line, e.column, e.reason) for e in chunk.errors]
-        yield chunk.read, errors, folded, packed, hashes, public_ids, tagged
+        yield chunk.read, [(e.line, e.column, e.reason) for e in chunk.errors], folded, packed, hashes, public_ids
 
 
 @contextmanager

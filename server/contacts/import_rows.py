@@ -23,14 +23,12 @@ __all__ = [
     "Packed",
     "RowCleaner",
     "RowError",
-    "TaggedRows",
     "cleaned_chunks",
     "merge_rows",
     "new_cells",
     "new_public_ids",
     "pack",
     "read_rows",
-    "tagged_rows",
     "unpack",
 ]
 
@@ -290,24 +288,6 @@ def new_cells(values: tuple[Any, ...], fields: dict[str, Any] | None) -> tuple[A
     score 0), then the custom *fields* as JSON text (``{}`` unset), as the database layer would write it."""
     score = SCORE - 1
     return (*values[:score], values[score] or 0, *values[score + 1 :], json_dumps(fields or {}))
-
-
-#: each tag of a chunk's packed rows (in the order first seen) with the positions of the rows that have it
-TaggedRows = dict[str, list[int]]
-
-
-def tagged_rows(rows: list[Packed]) -> TaggedRows:
-    """The positions in *rows* of the rows having each tag, tags in the order first seen: where every row of a chunk
-    turns out new, the writer groups its new contacts' tags with these (a process with time to spare makes them)."""
-    out: TaggedRows = {}
-    for position, row in enumerate(rows):
-        for tag in row[TAGS]:
-            found = out.get(tag)
-            if found is None:
-                out[tag] = [position]
-            else:
-                found.append(position)
-    return out
 
 
 def unpack(packed: Packed) -> dict[str, Any]:

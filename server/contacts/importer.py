@@ -34,7 +34,6 @@ from .import_rows import (
     Packed,
     RowCleaner,
     RowError,
-    TaggedRows,
     new_cells,
     new_public_ids,
     read_rows,
@@ -192,13 +191,13 @@ def import_csv(
     if processes is None:
         processes = current_app.config["IMPORT_PROCESSES"] if has_app_context() else 0
     with _no_gc_pauses(), _page_cache(session) as cache, checked_chunks(checking, processes_for(processes)) as chunks:
-        for read, errors, merged, packed, hashes, public_ids, tagged in chunks:
+        for read, errors, merged, packed, hashes, public_ids in chunks:
             report.rows += read
             report.errors += [RowError(*error) for error in errors]
             report.merged_in_file += merged
             if packed:
                 cache()
-                _write_chunk(session, packed, hashes, public_ids, tagged, report, by_field, channels, merge)
+                _write_chunk(session, packed, hashes, public_ids, report, by_field, channels, merge)
                 session.commit()
                 if progress:
                     progress(len(packed) + merged)
@@ -364,15 +363,13 @@ def _write_chunk(
     rows: list[Packed],
     hashes: list[str] | None,
     public_ids: list[str] | None,
-    tagged: TaggedRows | None,
     report: ImportReport,
     by_field: Mapping[str, str],
     channels: Mapping[str, tuple[str, ...]],
     merge: str = "update",
 ) -> None:
     """Write a checked chunk's merged *rows*; *hashes* are their emails' digests, when suppressions are counted;
-    *public_ids* random ones for the new contacts and *tagged* each tag's rows, when the checking process made
-    them."""
+    *public_ids* random ones for the new contacts, when the checking process made them."""
     emails = {r[EMAIL] for r in rows if r[EMAIL]}
     external_ids = {r[EXTERNAL_ID] for r in rows if r[EXTERNAL_ID]}
     stored = _Stored(session, emails, external_ids)
@@ -435,7 +432,15 @@ def _write_chunk(
     events = grouped(announced)
     if new:
         new_ids = _insert_contacts(session, new, public_ids, now)
-        _insert_tag_groups(session, _new_tags(new_ids, new, tagged if new is rows else None), now)
+        tags: Groups = {}  # grouped() of (id, tag, (tag,)) for each tag of each new contact, without the tuples
+        for cid, packed in zip(new_ids, new, strict=True):
+            for tag in packed[TAGS]:
+                group = tags.get(tag)
+                if group is None:
+                    tags[tag] = ((tag,), [cid])
+                else:
+                    group[1].append(cid)
+        _insert_tag_groups(session, tags, now)
         events[_CREATED[0]] = (_CREATED[1], list(new_ids))
         report.created += len(new)
     # the engine picks these up (date triggers, `when contact.created` rules) within NUDGE_REQUEUE_AFTER
@@ -447,22 +452,6 @@ def _write_chunk(
         events,
         {"source": "import", "occurred_at": now, "received_at": now, "processed_at": None},
     )
-
-
-def _new_tags(ids: Sequence[int], new: list[Packed], tagged: TaggedRows | None) -> Groups:
-    """The tags of the *new* contacts (with *ids*) as :func:`grouped` makes them of (id, tag, (tag,)) (without
-    those tuples): from *tagged*, each tag's positions in *new*, when the checking process made them."""
-    if tagged is not None:
-        return {tag: ((tag,), list(map(ids.__getitem__, positions))) for tag, positions in tagged.items()}
-    tags: Groups = {}
-    for cid, packed in zip(ids, new, strict=True):
-        for tag in packed[TAGS]:
-            group = tags.get(tag)
-            if group is None:
-                tags[tag] = ((tag,), [cid])
-            else:
-                group[1].append(cid)
-    return tags
 
 
 def _suppressed(session: Session, channels: Sequence[str], hashes: list[str]) -> int:
@@ -478,7 +467,7 @@ def _suppressed(session: Session, channels: Sequence[str], hashes: list[str]) ->
     return len(set(connection.execute(found).scalars().all()))
 
 
-def _insert_contacts(session: Session, new: list[Packed], public_ids: list[str] | None, now: Any) -> Sequence[int]:
+def _insert_contacts(session: Session, new: list[Packed], public_ids: list[str] | None, now: Any) -> Iterable[int]:
     """Insert the contacts of *new* (packed rows, with the values of their row when a checking process made them);
     return their ids, in the order of *new*.
 
