@@ -383,48 +383,51 @@ def _write_chunk(
     #: (contact id, key, (name, props)) of each event to insert: events of one key have the same name and props
     announced: list[tuple[int, tuple[str, ...], tuple[str, Any]]] = []
     now = utcnow()
-    for packed in rows:
-        line = packed[0]
-        a = by_external.get(packed[EXTERNAL_ID] or "")  # "" is no contact's: unset keys are left out
-        b = by_email.get(packed[EMAIL] or "")
-        if a is not None and b is not None and a["id"] != b["id"]:
-            report.errors.append(
-                RowError(
-                    line,
-                    by_field.get("email", ""),
-                    f"email belongs to contact {b['id']} but "
-                    f"external_id to contact {a['id']}; merge them first (nudge contacts merge)",
+    if not stored.contacts:  # no row names a stored contact (new people): all are new, none to match
+        new = rows
+    else:
+        for packed in rows:
+            line = packed[0]
+            a = by_external.get(packed[EXTERNAL_ID] or "")  # "" is no contact's: unset keys are left out
+            b = by_email.get(packed[EMAIL] or "")
+            if a is not None and b is not None and a["id"] != b["id"]:
+                report.errors.append(
+                    RowError(
+                        line,
+                        by_field.get("email", ""),
+                        f"email belongs to contact {b['id']} but "
+                        f"external_id to contact {a['id']}; merge them first (nudge contacts merge)",
+                    )
                 )
-            )
-            continue
-        if a is None and b is not None and packed[EXTERNAL_ID] and b["external_id"]:
-            report.errors.append(
-                RowError(
-                    line,
-                    by_field.get("external_id", ""),
-                    f"email belongs to contact {b['id']}, "
-                    "which has another external_id; fix the file or merge the contacts",
+                continue
+            if a is None and b is not None and packed[EXTERNAL_ID] and b["external_id"]:
+                report.errors.append(
+                    RowError(
+                        line,
+                        by_field.get("external_id", ""),
+                        f"email belongs to contact {b['id']}, "
+                        "which has another external_id; fix the file or merge the contacts",
+                    )
                 )
-            )
-            continue
-        contact = a or b
-        if contact is None:
-            new.append(packed)
-            continue
-        if merge == "skip":
-            report.skipped += 1
-            continue
-        row = unpack(packed)
-        if merge == "fill_empty":
-            row = _only_empty(contact, row)
-        try:
-            differed = stored.apply(contact, row, packed[TAGS])
-        except InvalidInput as exc:
-            report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
-            continue
-        if differed:  # re-importing the values a contact has is no update: no contact.updated for the rules
-            announced.append((contact["id"], *_updated(differed, names)))
-        report.updated += 1
+                continue
+            contact = a or b
+            if contact is None:
+                new.append(packed)
+                continue
+            if merge == "skip":
+                report.skipped += 1
+                continue
+            row = unpack(packed)
+            if merge == "fill_empty":
+                row = _only_empty(contact, row)
+            try:
+                differed = stored.apply(contact, row, packed[TAGS])
+            except InvalidInput as exc:
+                report.errors.append(RowError(line, by_field.get(exc.field, exc.field), str(exc)))
+                continue
+            if differed:  # re-importing the values a contact has is no update: no contact.updated for the rules
+                announced.append((contact["id"], *_updated(differed, names)))
+            report.updated += 1
     stored.write(session, now)
     events = grouped(announced)
     if new:
