@@ -143,9 +143,11 @@ class Rounds:
     def __enter__(self) -> Self:
         # a round's short write transactions keep the lanes waiting: take SQLite's write lock as soon as it is free
         self._polling = POLL_WRITE_LOCK.set(True)
-        bind = self.session.get_bind()
-        if bind.dialect.name == "sqlite" and self.capture is None:
-            self._kept = KeptWrites(bind.engine)
+        engine = self.session.get_bind().engine
+        # not for a database in memory: its one connection is the session's too (the pool's reset would undo it)
+        in_memory = engine.url.database in (None, "", ":memory:")
+        if engine.dialect.name == "sqlite" and self.capture is None and not in_memory:
+            self._kept = KeptWrites(engine)
         return self
 
     def __exit__(self, *exc: Any) -> None:
