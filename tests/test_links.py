@@ -43,6 +43,17 @@ def test_a_token_is_the_one_itsdangerous_makes_and_verifies(app, purpose, payloa
         assert token.startswith(".")  # compressed, as itsdangerous does
 
 
+def test_tokens_signed_in_successive_seconds_each_carry_their_own_second(app, monkeypatch):
+    clock = [int(time.time())]
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: clock[0])
+    serializer = URLSafeTimedSerializer(SECRET, salt="nudge.link.open")
+    for _ in range(3):
+        first, again = links.sign("open", PAYLOADS[0], app=app), links.sign("open", PAYLOADS[0], app=app)
+        assert first == again == serializer.dumps(PAYLOADS[0])
+        assert serializer.loads(first, return_timestamp=True)[1].timestamp() == clock[0]
+        clock[0] += 1
+
+
 def test_a_short_payload_is_not_compressed_and_still_verifies(app):
     payload = {"p": "a" * 60}  # itsdangerous would compress it (zlib wins on the repeats)
     token = links.sign("open", payload, app=app)

@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from ..contacts.rowset import statement_rows
+from ..db import POLL_WRITE_LOCK, _begin_polling
 
-__all__ = ["MANY_ROWS", "DriverStatement", "insert_many", "insert_statement"]
+__all__ = ["MANY_ROWS", "DriverStatement", "KeptWrites", "insert_many", "insert_statement"]
 
 #: per parameter of the SQL, in order: the row's key (None: not from the row), the bind processor, the constant
 #: (a literal of the statement, or a column's scalar default), the function called for each row (a default's)
@@ -187,3 +188,51 @@ def insert_statement(table: Any, keys: tuple[str, ...]) -> DriverStatement | Non
         statement = DriverStatement(insert(table), keys, defaults, makers)
     _inserts[table, keys] = statement
     return statement
+
+
+class KeptWrites:
+    """Short write transactions run on one SQLite connection kept out of the pool, begun and committed on the driver.
+
+    A transaction through the ORM session costs more CPU than its few statements take to run: the pool's checkout
+    and return (with its reset), the ``begin`` event, the session's transaction objects. A caller that writes often
+    (the sender's rounds) keeps one connection instead and runs ``BEGIN IMMEDIATE`` (polling for the write lock
+    when :data:`~server.db.POLL_WRITE_LOCK` is set, as the session's connections do), its statements and
+    ``COMMIT`` on it. SQLite has one writer: the caller must not begin here while its session holds a transaction,
+    nor use the session while one is open here.
+
+    :param engine: a SQLite engine; :meth:`close` gives the connection back to its pool.
+    """
+
+    def __init__(self, engine: Engine):
+        self.dialect = engine.dialect
+        self._fairy = engine.raw_connection()
+        self._driver: Any = self._fairy.driver_connection  # the sqlite3 connection
+        self.cursor: Any = self._fairy.cursor()
+        self.open = False
+
+    def begin(self) -> None:
+        """Begin a write transaction (``BEGIN IMMEDIATE``: the write lock now, not at the first write)."""
+        if not POLL_WRITE_LOCK.get() or not _begin_polling(self._driver):
+            self.cursor.execute("BEGIN IMMEDIATE")
+        self.open = True
+
+    def commit(self) -> None:
+        """Commit the open transaction, if any."""
+        if self.open:
+            self.open = False
+            self.cursor.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any (SQLite may have ended it already after an error)."""
+        if self.open:
+            self.open = False
+            if self._driver.in_transaction:
+                self._driver.rollback()
+
+    def close(self) -> None:
+        """Roll back what is still open and give the connection back to the pool."""
+        try:
+            self.rollback()
+            self.cursor.close()
+        finally:
+            self._fairy.close()

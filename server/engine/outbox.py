@@ -120,6 +120,7 @@ class Delivery(Handoff):
             else:  # the lanes' threads (and connections) serve every later batch of this job too
                 pool = self.pools.get(name) or self.pools.setdefault(name, Lanes(channels, self.app.app_context))
                 unsent, wait = pool.send(items, self._stamp_many, self._record, channels[0].destination_limit, idle)
+            self._end_round()  # the last round's outcomes, on the rounds' own connection: before the session writes
             for item in unsent:  # the provider asked to wait (Retry-After): pending again, no attempt counted
                 self._put_back(item.msg, self.now + math.ceil(wait), f"the provider asked to wait {wait:g}s")
             if self._last_ok:  # as after each send: the channel's health shows its last outcome

@@ -26,7 +26,7 @@ from ..db import POLL_WRITE_LOCK
 from ..models import Contact, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import ChannelError, redact
 from . import health
-from .driver_sql import DriverStatement
+from .driver_sql import DriverStatement, KeptWrites
 from .keys import enrolment_of
 from .lanes import Item, Lanes
 from .timeutil import to_dt, to_ts
@@ -127,6 +127,7 @@ class Rounds:
         self._slots: dict[tuple[str, str], float] = {}  # the next free slot of each rate limit, as far as we know
         self.resend_ambiguous = self.config.get("AMBIGUOUS_SENDS") == "resend"
         self._clock = _current_clock()
+        self._kept: KeptWrites | None = None  # SQLite: the rounds' own connection (see ``_round``)
 
     @property
     def now(self) -> int:
@@ -142,10 +143,18 @@ class Rounds:
     def __enter__(self) -> Self:
         # a round's short write transactions keep the lanes waiting: take SQLite's write lock as soon as it is free
         self._polling = POLL_WRITE_LOCK.set(True)
+        engine = self.session.get_bind().engine
+        # not for a database in memory: its one connection is the session's too (the pool's reset would undo it)
+        in_memory = engine.url.database in (None, "", ":memory:")
+        if engine.dialect.name == "sqlite" and self.capture is None and not in_memory:
+            self._kept = KeptWrites(engine)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         POLL_WRITE_LOCK.reset(self._polling)
+        if self._kept is not None:
+            self._kept.close()  # what a failed round left open is rolled back: its stamps never counted
+            self._kept = None
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
@@ -231,6 +240,15 @@ class Rounds:
 
     def _stamp_many(self, items: list[Item]) -> list[Item]:
         """Commit that *items* are being handed to their channel now (and what was recorded since)."""
+        kept = self._round()
+        if kept is not None:
+            try:
+                go = self._stamp_kept(kept, items)
+                kept.commit()
+            except BaseException:
+                kept.rollback()
+                raise
+            return go
         connection = self.session.connection()
         if len(items) < 2 or not connection.dialect.supports_sane_multi_rowcount:
             go = [item for item in items if self._stamp(item.msg)]
@@ -249,6 +267,44 @@ class Rounds:
                 go = [item for item in items if (item.msg.id, item.msg.attempts) in stamped]
         self.session.commit()
         return go  # one not stamped was taken back and claimed again elsewhere: that claim sends it
+
+    def _stamp_kept(self, kept: KeptWrites, items: list[Item]) -> list[Item]:
+        """Stamp *items* on the rounds' own connection, a statement each (its row count says whether it may go)."""
+        stamp = self.instant
+        params = [{"row_id": item.msg.id, "claim": item.msg.attempts, "stamp": stamp} for item in items]
+        sql = _STAMP.plan(kept.dialect)[0]
+        cursor = kept.cursor
+        go = []
+        for item, values in zip(items, _STAMP.values(kept.dialect, params), strict=True):
+            cursor.execute(sql, values)
+            if cursor.rowcount > 0:
+                go.append(item)
+        return go
+
+    def _round(self, begin: bool = True) -> KeptWrites | None:
+        """The rounds' own connection, in a transaction (begun now when *begin*), or None: the round goes through
+        the session (not SQLite; or the session has a transaction of its own, a write of the next batch's
+        preparation say: SQLite has one writer, so the round joins it, as it always did).
+
+        A round (its outcomes, then its stamps) is one transaction either way, committed before its sends start:
+        what a crash leaves does not change.
+        """
+        kept = self._kept
+        if kept is None or kept.open:
+            return kept
+        if not begin or self.session.in_transaction():
+            return None
+        kept.begin()
+        return kept
+
+    def _end_round(self) -> None:
+        """Commit the outcomes the last round recorded on the rounds' own connection (before the session writes)."""
+        if self._kept is not None and self._kept.open:
+            try:
+                self._kept.commit()
+            except BaseException:
+                self._kept.rollback()
+                raise
 
     def _record(self, items: list[Item]) -> None:
         """Write the outcome of finished sends; committed with the next stamps, or at the end of the batch."""
@@ -272,6 +328,16 @@ class Rounds:
                 self._sent_now += 1
             self._last_ok = exc is None
         # the round's updates, status history and trace lines in one statement each, not a unit-of-work flush
+        kept = self._round(begin=len(sent) == len(items))  # a failure writes through the session: the round too
+        if kept is not None:
+            try:
+                for statement, rows in ((_SENT, sent), (_CHANGES, changes), (_TRACES, traces)):
+                    if rows:
+                        statement.executemany(kept.cursor, kept.dialect, rows)
+            except BaseException:
+                kept.rollback()
+                raise
+            return
         if sent:
             _SENT.run(self.session.connection(), sent)
         if changes:
