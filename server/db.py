@@ -55,11 +55,11 @@ LOCK_POLL = 0.0005
 def _sqlite_begin(conn: Any) -> None:
     if conn.get_execution_options().get(READ_ONLY):
         conn.exec_driver_sql("BEGIN DEFERRED")
-    elif not POLL_WRITE_LOCK.get() or not _begin_polling(conn.connection.dbapi_connection):
+    elif not POLL_WRITE_LOCK.get() or not begin_polling(conn.connection.dbapi_connection):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _begin_polling(dbapi_connection: Any) -> bool:
+def begin_polling(dbapi_connection: Any) -> bool:
     """``BEGIN IMMEDIATE``, tried every ``LOCK_POLL`` seconds while another connection writes; False when the lock
     was not had within the busy timeout (the caller then waits as every connection does, and fails as they do)."""
     cursor = dbapi_connection.cursor()

@@ -111,10 +111,18 @@ def _json_text() -> Any:
     """``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`` without building an encoder for each call (which
     that call does, for any argument not the default: ~60% of a token's signing): the C encoder made once, with the
     same settings; no check for circular references (a token's payload is a small dict of our own)."""
+
+    def plain(obj: Any) -> str:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator
-        return lambda obj: json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    encode = make(None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+        return plain
+    try:
+        escape = json.encoder.encode_basestring  # ensure_ascii=False
+        encode = make(None, json.JSONEncoder().default, escape, None, ":", ",", False, False, True)
+    except TypeError:  # another Python's private signature
+        return plain
     return lambda obj: "".join(encode(obj, 0))
 
 

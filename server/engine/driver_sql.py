@@ -20,7 +20,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Connection, Engine
 
 from ..contacts.rowset import statement_rows
-from ..db import POLL_WRITE_LOCK, _begin_polling
+from ..db import POLL_WRITE_LOCK, begin_polling
 
 __all__ = ["MANY_ROWS", "DriverStatement", "KeptWrites", "insert_many", "insert_statement"]
 
@@ -212,7 +212,7 @@ class KeptWrites:
 
     def begin(self) -> None:
         """Begin a write transaction (``BEGIN IMMEDIATE``: the write lock now, not at the first write)."""
-        if not POLL_WRITE_LOCK.get() or not _begin_polling(self._driver):
+        if not POLL_WRITE_LOCK.get() or not begin_polling(self._driver):
             self.cursor.execute("BEGIN IMMEDIATE")
         self.open = True
 
