@@ -12,7 +12,7 @@ This middleware answers the plain case itself, with the very same steps and answ
   :func:`~server.auth.quick_key` does (a revocation or an expiry counts from the next request), in the transaction
   that writes the events, on the connection that writes them (one look-up on a warm page cache, where a pooled
   connection read its pages again after every other connection's commit); a batch's key is also checked before
-  its body (up to 8 MiB) is read;
+  its body (up to 8 MiB) is read, unless it let a request store within the last second (:data:`ADMITTED_FOR`);
 - the settings saved in the admin UI re-read as before every request.
 
 Everything else goes to Flask untouched (the body handed on as read): any error (a wrong key, scope, body, size,
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -57,6 +58,12 @@ KNOWN_HOOKS = frozenset(
         "server.web.flash.init_app.<locals>._flash_for_htmx",  # admin pages only
     }
 )
+#: how long a key that let a request store is taken as valid for reading its next batch's body (a key revoked
+#: meanwhile is still refused, in the write's transaction, after reading at most this long of its bodies); the
+#: look-up before the body cost ~350 µs of CPU a batch once other connections' commits reset its page cache
+ADMITTED_FOR = 1.0
+#: the tokens remembered at most (all forgotten at once past this)
+ADMITTED_KEYS = 256
 _HEADERS = [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")]
 StartResponse = Callable[..., Any]
 
@@ -72,6 +79,14 @@ class LeanIngest:
             PREFIX + path: (ops["POST", path], route) for path, route in (("/events", SINGLE), ("/events/batch", BATCH))
         }
         self._active: bool | None = None  # decided at the first request, when every hook is registered
+        #: token -> when (``time.monotonic()``) its key last let a request store in this process (see ADMITTED_FOR)
+        self._admitted: dict[str, float] = {}
+
+    def _admitted_lately(self, token: str) -> bool:
+        """Whether *token*'s key let a request store within :data:`ADMITTED_FOR`: its batch's body is then read
+        without looking the key up first (the look-up in the write's transaction still decides)."""
+        when = self._admitted.get(token)
+        return when is not None and time.monotonic() - when < ADMITTED_FOR
 
     @property
     def active(self) -> bool:
@@ -107,7 +122,7 @@ class LeanIngest:
             return None
         engine: Engine = self.app.extensions["nudge.db"].engine
         scopes = (Scope.ADMIN.value, getattr(op.scope, "value", None))
-        if route is BATCH:  # a body of up to 8 MiB is read for a key known to be valid
+        if route is BATCH and not self._admitted_lately(token):  # a body of up to 8 MiB is read for a valid key
             try:
                 key = quick_key(engine, token)
             except Exception:  # the database away, say: Flask's path meets it too and answers as it does
@@ -117,7 +132,12 @@ class LeanIngest:
 
         def admit(cursor: Any, engine: Engine) -> bool:
             key = key_on(cursor, engine, token)
-            return key is not None and key.scope in scopes
+            if key is None or key.scope not in scopes:
+                return False
+            if len(self._admitted) >= ADMITTED_KEYS:
+                self._admitted.clear()
+            self._admitted[token] = time.monotonic()
+            return True
 
         length = int(environ["CONTENT_LENGTH"])
         raw = environ["wsgi.input"].read(length)

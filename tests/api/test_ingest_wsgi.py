@@ -126,6 +126,24 @@ def test_a_revoked_key_is_refused_by_the_next_post(app, client, contact):
     assert _events(app) == before
 
 
+def test_a_batch_key_revoked_just_after_it_stored_is_refused_by_the_next_batch(app, client):
+    """Its body is read without a look-up first (the key let a request store within ADMITTED_FOR), and the look-up
+    in the write's transaction refuses it."""
+    key = _used_key(app, client)
+    lean = Client(app.wsgi_app)
+    assert lean.post("/api/v1/events/batch", json=BATCH, headers={"Authorization": f"Bearer {key}"}).status_code == 202
+    assert app.wsgi_app._admitted_lately(key)
+    with app.app_context():
+        session = get_session()
+        session.execute(update(ApiKey).where(ApiKey.prefix == key.split("_")[2]).values(revoked_at=utcnow()))
+        session.commit()
+    before = _events(app)
+    refused = lean.post("/api/v1/events/batch", json=BATCH, headers={"Authorization": f"Bearer {key}"})
+    assert refused.status_code == 401 and refused.json["title"] == "API key revoked"
+    assert _events(app) == before
+    assert not app.wsgi_app._admitted_lately(api_key(app, "ingest"))  # another key is looked up before its body
+
+
 @pytest.mark.parametrize("contact", [{"email": "a@example.com"}, {"email": "b@example.com", "first_name": "B"}])
 def test_a_group_stores_only_the_requests_it_admits(app, contact):
     """Requests written together are each admitted in the write's transaction (their key): a refused one stores
