@@ -374,17 +374,8 @@ def _usual_items(items: Sequence[Mapping[str, Any]]) -> list[_Item] | None:
         contact, props, occurred = item.get("contact"), item.get("props", _NO_PROPS), item.get("occurred_at")
         if type(contact) is not dict or type(props) is not dict:
             return None
-        cleaned = {}
-        for key, value in contact.items():
-            if value is None:
-                continue
-            if type(value) is not str or key not in IDENTITY_FIELDS:
-                return None
-            try:
-                cleaned[key] = _identity(key, value)
-            except InvalidInput:
-                return None
-        if not cleaned:
+        cleaned = _known_identity(contact)
+        if cleaned is None:
             return None
         for key, value in props.items():
             kind = type(value)
@@ -419,18 +410,18 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 def _known_identity(given: dict[str, Any]) -> dict[str, Any] | None:
     """*given* cleaned as :func:`clean_contact` cleans it, when it names its contact only by an email and/or an
     external id given as text (the usual event); None otherwise, or when one is invalid (:func:`clean_contact`
-    then says why, naming the field)."""
-    if not given or len(given) > len(IDENTITY_FIELDS):
-        return None
+    then says why, naming the field). A key given as null is left out, as if not given."""
     cleaned = {}
     for key, value in given.items():
+        if value is None:
+            continue
         if key not in IDENTITY_FIELDS or type(value) is not str:
             return None
         try:
             cleaned[key] = _identity(key, value)
         except InvalidInput:
             return None
-    return cleaned
+    return cleaned or None
 
 
 @functools.lru_cache(maxsize=32768)
