@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
-#: the rows of the pending-events index on PostgreSQL (migration 0043)
+#: the rows of the pending-events index on PostgreSQL (migration 0042)
 PENDING_ROWS = "processed_at IS NULL"
 
 

@@ -1,4 +1,4 @@
-"""Migration 0043 on an install holding events: on PostgreSQL the unprocessed-events index keeps the pending events
+"""Migration 0042 on an install holding events: on PostgreSQL the unprocessed-events index keeps the pending events
 only (SQLite keeps every event's entry), the events pending before the migration are claimed and run after it, an
 event processed before it is not, and it goes back down."""
 
@@ -33,7 +33,7 @@ def _unprocessed_index(engine) -> tuple[list[str], str | None]:
     return list(index["column_names"]), None if where is None else str(where)
 
 
-def test_events_pending_before_0043_are_claimed_after_it_through_an_index_of_pending_events_on_postgresql(
+def test_events_pending_before_0042_are_claimed_after_it_through_an_index_of_pending_events_on_postgresql(
     config, clock, backend
 ):
     database_url = config["DATABASE_URL"]
@@ -74,6 +74,6 @@ def test_events_pending_before_0043_are_claimed_after_it_through_an_index_of_pen
         app.extensions["nudge.queue"].close()
         app.extensions["nudge.db"].dispose()
 
-    command.downgrade(alembic_config(database_url), "0043-1")
+    command.downgrade(alembic_config(database_url), "0042-1")
     assert _unprocessed_index(engine) == full
     engine.dispose()

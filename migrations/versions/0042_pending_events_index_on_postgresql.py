@@ -7,7 +7,7 @@ event), nor does an event Nudge raises already processed (``tag.added``, ``score
 a small index instead of one that grows with every event kept. SQLite keeps the full index: there a partial
 one wrote as many pages on ingest and was dropped (README, "Performance").
 
-Revision ID: 0043
+Revision ID: 0042
 Revises: 0041
 Create Date: 2026-11-30
 """
@@ -15,7 +15,7 @@ Create Date: 2026-11-30
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0043"
+revision = "0042"
 down_revision = "0041"
 branch_labels = None
 depends_on = None
