@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select
 
 from bench import outreach_data as outreach
-from bench.common import bench_app
+from bench.common import bench_app, size_argument
 from bench.crm_data import admin_client, fill_contacts, get_ok, median_ms, time_pages
 from bench.results_data import fill as fill_results
 from bench.results_data import pages as results_pages
@@ -319,7 +319,7 @@ def rows(full: bool) -> list[Row]:
 
 
 def main() -> None:
-    print(render(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)))
+    print(render(measure(size_argument(__doc__, 100_000))))
 
 
 if __name__ == "__main__":

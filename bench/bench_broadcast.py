@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select, text
 
-from bench.common import bench_app
+from bench.common import bench_app, size_argument
 from bench.crm_data import fill_contacts
 from bench.table import Row, render
 
@@ -110,7 +110,7 @@ def rows(full: bool) -> list[Row]:
 
 
 def main() -> None:
-    print(render(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)))
+    print(render(measure(size_argument(__doc__, 1_000_000))))
 
 
 if __name__ == "__main__":

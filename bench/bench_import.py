@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import size_argument  # noqa: E402
 from bench.table import Row, render  # noqa: E402
 
 TARGET = 50_000
@@ -169,7 +170,7 @@ def rows(full: bool) -> list[Row]:
 
 
 def main() -> None:
-    print(render(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)))
+    print(render(measure(size_argument(__doc__, 100_000))))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import tempfile
@@ -14,6 +15,17 @@ from server.embedded_redis import EmbeddedRedis
 
 
 @contextmanager
+def size_argument(doc: str | None, default: int) -> int:
+    """The size a benchmark run by hand measures (``python -m bench.bench_X [SIZE]``; ``--help`` shows its
+    docstring *doc*), *default* without one."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("size", nargs="?", type=int, default=default, help=f"how many (default {default:,})")
+    size: int = parser.parse_args().size
+    if size < 1:
+        parser.error("the size must be at least 1")
+    return size
+
+
 def bench_app(**config) -> Iterator:
     home = tempfile.mkdtemp(prefix="nudge-bench-")
     redis = EmbeddedRedis(os.path.join(home, "redis"))
