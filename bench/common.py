@@ -14,7 +14,6 @@ from server.app import create_app
 from server.embedded_redis import EmbeddedRedis
 
 
-@contextmanager
 def size_argument(doc: str | None, default: int) -> int:
     """The size a benchmark run by hand measures (``python -m bench.bench_X [SIZE]``; ``--help`` shows its
     docstring *doc*), *default* without one."""
@@ -26,6 +25,7 @@ def size_argument(doc: str | None, default: int) -> int:
     return size
 
 
+@contextmanager
 def bench_app(**config) -> Iterator:
     home = tempfile.mkdtemp(prefix="nudge-bench-")
     redis = EmbeddedRedis(os.path.join(home, "redis"))
