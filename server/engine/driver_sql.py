@@ -217,10 +217,15 @@ class KeptWrites:
         self.open = True
 
     def commit(self) -> None:
-        """Commit the open transaction, if any."""
-        if self.open:
-            self.open = False
+        """Commit the open transaction, if any; rolled back if the commit fails (a busy database, say)."""
+        if not self.open:
+            return
+        try:
             self.cursor.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+        self.open = False
 
     def rollback(self) -> None:
         """Roll back the open transaction, if any (SQLite may have ended it already after an error)."""

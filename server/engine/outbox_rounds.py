@@ -244,10 +244,10 @@ class Rounds:
         if kept is not None:
             try:
                 go = self._stamp_kept(kept, items)
-                kept.commit()
             except BaseException:
                 kept.rollback()
                 raise
+            kept.commit()
             return go
         connection = self.session.connection()
         if len(items) < 2 or not connection.dialect.supports_sane_multi_rowcount:
@@ -299,12 +299,8 @@ class Rounds:
 
     def _end_round(self) -> None:
         """Commit the outcomes the last round recorded on the rounds' own connection (before the session writes)."""
-        if self._kept is not None and self._kept.open:
-            try:
-                self._kept.commit()
-            except BaseException:
-                self._kept.rollback()
-                raise
+        if self._kept is not None:
+            self._kept.commit()
 
     def _record(self, items: list[Item]) -> None:
         """Write the outcome of finished sends; committed with the next stamps, or at the end of the batch."""
