@@ -136,6 +136,33 @@ def check_locale(value: Any, field: str = "locale") -> str:
     return text
 
 
+#: the integers every backend stores in JSON: 64-bit
+_INT_MIN, _INT_END = -(2**63), 2**63
+
+
+def flat_json_texts(value: dict[Any, Any], texts: list[str]) -> bool:
+    """Whether the object *value* holds only text keys and text, 64-bit integers, finite numbers, booleans and
+    nulls that :func:`check_json` takes — all but the check of its texts for a NUL or a lone surrogate: its keys and
+    text values are added to *texts*, for the caller to check many objects' texts at once. False for anything else
+    (nested values, a value out of range): :func:`check_json` then says what is wrong."""
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str:
+            return False
+        texts.append(key)
+        if kind is str:
+            texts.append(item)
+        elif kind is int:
+            if not _INT_MIN <= item < _INT_END:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
+
+
 def check_json(value: Any, field: str, depth: int = 0) -> Any:
     """JSON every backend stores: no NUL in strings, finite numbers, 64-bit integers, bounded nesting."""
     if depth > 32:
@@ -148,7 +175,7 @@ def check_json(value: Any, field: str, depth: int = 0) -> Any:
     elif isinstance(value, bool) or value is None:
         pass
     elif isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
+        if not _INT_MIN <= value < _INT_END:
             raise InvalidInput(field, f"{field} is an integer outside the 64-bit range")
     elif isinstance(value, float):
         if not math.isfinite(value):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import math
 import os
 import threading
 import weakref
@@ -20,7 +19,7 @@ from sqlalchemy.pool import StaticPool
 
 from ..contacts.errors import InvalidInput
 from ..contacts.events import record_event
-from ..contacts.normalize import check_json, parse_datetime
+from ..contacts.normalize import check_json, flat_json_texts, parse_datetime
 from ..contacts.service import CONTACT_KEYS, clean_contact, clean_value
 from ..contacts.service import upsert_contact as _upsert
 from ..models import Contact, Event, utcnow
@@ -377,21 +376,8 @@ def _usual_items(items: Sequence[Mapping[str, Any]]) -> list[_Item] | None:
         cleaned = _known_identity(contact)
         if cleaned is None:
             return None
-        for key, value in props.items():
-            kind = type(value)
-            if type(key) is not str:
-                return None
-            texts.append(key)
-            if kind is str:
-                texts.append(value)
-            elif kind is int:
-                if not _INT64_MIN <= value <= _INT64_MAX:
-                    return None
-            elif kind is float:
-                if not math.isfinite(value):
-                    return None
-            elif value is not None and kind is not bool:
-                return None  # nested, or not JSON: check_json decides
+        if not flat_json_texts(props, texts):
+            return None  # nested, or not JSON: check_json decides
         try:
             when = parse_datetime(occurred, "occurred_at") if occurred else None
         except InvalidInput:
@@ -404,7 +390,6 @@ def _usual_items(items: Sequence[Mapping[str, Any]]) -> list[_Item] | None:
 
 
 _NO_PROPS: dict[str, Any] = {}
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _known_identity(given: dict[str, Any]) -> dict[str, Any] | None:
