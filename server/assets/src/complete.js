@@ -108,6 +108,26 @@ const paths = (vocab) => vocab.fields.map((field) => ({ label: `contact.${field}
  * @param vocabulary a function returning (a promise of) the instance's names, see server.js
  */
 export function nudgeCompletions(vocabulary) {
+  const source = completionsFor(vocabulary);
+  return async (context) => withoutTypedWord(await source(context), context);
+}
+
+/**
+ * A word typed out in full has nothing left to complete: Enter after `then`, `stop` or `end` starts a new line
+ * instead of picking the same word from the list. Options with their own `apply` (quoted names, `f(`) stay.
+ * `validFor` turns false on such a word, so a list kept from an earlier keystroke is asked for again.
+ */
+function withoutTypedWord(result, context) {
+  if (!result) return result;
+  const plain = new Set(result.options.filter((option) => !option.apply).map((option) => option.label));
+  const typed = context.state.sliceDoc(result.from, context.pos);
+  const options = plain.has(typed) ? result.options.filter((o) => o.apply || o.label !== typed) : result.options;
+  if (!options.length) return null;
+  const valid = result.validFor;
+  return { ...result, options, validFor: (text) => !plain.has(text) && valid.test(text) };
+}
+
+function completionsFor(vocabulary) {
   return async (context) => {
     const { state, pos, explicit } = context;
     const line = state.doc.lineAt(pos);

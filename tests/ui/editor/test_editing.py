@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ..conftest import shot
-from ..editor_helpers import content, doc, place_cursor, set_doc
+from ..editor_helpers import completions, content, doc, place_cursor, set_doc
 
 
 def test_the_rule_is_highlighted_by_kind_of_token(editor):
@@ -78,6 +78,21 @@ def test_a_new_line_is_indented_by_the_block_it_is_in(editor, before, indent):
     place_cursor(editor, len(before))
     editor.keyboard.press("Enter")
     assert doc(editor) == before + "\n" + " " * indent
+
+
+@pytest.mark.parametrize(
+    ("before", "start", "last"),
+    [("when member.joined then\n  ", "sto", "p"), ("when member.joined and contact.email is set ", "the", "n")],
+)
+def test_enter_after_a_word_typed_in_full_starts_a_new_line(editor, before, start, last):
+    # the list offered while the word was being typed must not take the Enter that ends the line
+    set_doc(editor, before)
+    place_cursor(editor, len(before))
+    assert start + last in completions(editor, start)
+    editor.wait_for_timeout(100)  # past CodeMirror's 75 ms guard against accidental picks
+    editor.keyboard.type(last)
+    editor.keyboard.press("Enter")
+    assert doc(editor).startswith(before + start + last + "\n")
 
 
 def test_block_closers_line_up_with_their_opener_as_they_are_typed(editor):
