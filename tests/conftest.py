@@ -101,10 +101,19 @@ def migrated_templates(tmp_path_factory):
 
 @pytest.fixture
 def database_url(backend, tmp_path, request):
-    """A fresh, empty database for one test."""
+    """A fresh database for one test: empty, or on PostgreSQL already a copy of the migrated template when the test's
+    app will start from it (``migrated_templates`` in its fixtures: one CREATE DATABASE instead of an empty one
+    dropped and created again). A PostgreSQL database is dropped after the test unless something still uses it."""
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'nudge.db'}"
-    return request.getfixturevalue("postgres_server").new_database(f"t{next(_db_counter)}_{uuid.uuid4().hex[:8]}")
+        yield f"sqlite:///{tmp_path / 'nudge.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"t{next(_db_counter)}_{uuid.uuid4().hex[:8]}"
+    if "migrated_templates" in request.fixturenames:
+        yield request.getfixturevalue("migrated_templates").new_pg_database(server, name)
+    else:
+        yield server.new_database(name)
+    server.drop_database(name)
 
 
 @pytest.fixture

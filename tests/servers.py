@@ -74,6 +74,15 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def drop_database(self, name: str) -> bool:
+        """Drop database *name* unless someone is still connected to it; return whether it was dropped."""
+        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as conn:
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            except psycopg.errors.ObjectInUse:
+                return False
+        return True
+
     def replace_database(self, name: str, template: str) -> bool:
         """Make database *name* a copy of *template* if it is empty and nobody is connected to it; return whether it
         was replaced (a database holding anything, or in use, is left alone)."""
@@ -116,6 +125,12 @@ class MigratedTemplates:
             server = postgres()
             if url.startswith(server.url("")):
                 server.replace_database(url.rsplit("/", 1)[1], self._pg_template(server))
+
+    def new_pg_database(self, server: PostgresServer, name: str) -> str:
+        """Create database *name* on *server* as a copy of the migrated template; return its URL."""
+        with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template(server)}"')
+        return server.url(name)
 
     def _sqlite_template(self) -> Path:
         if self._sqlite is None:
