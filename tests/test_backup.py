@@ -148,7 +148,7 @@ def test_a_missing_or_older_pg_dump_is_refused_and_nothing_is_migrated(pg_url, t
     assert fine.returncode == 0, fine.stderr
     engine = make_engine(pg_url)
     try:
-        assert current_revisions(engine) == head_revisions(pg_url)
+        assert current_revisions(engine) == head_revisions()
     finally:
         engine.dispose()
 

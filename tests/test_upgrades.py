@@ -147,7 +147,7 @@ def test_an_instance_of_the_first_schema_upgrades_and_its_journeys_and_outbox_go
     app = create_app(config, clock=clock)  # what `nudge up` and every process run: migrate on start
     try:
         engine = app.extensions["nudge.db"].engine
-        assert current_revisions(engine) == head_revisions(database_url)
+        assert current_revisions(engine) == head_revisions()
         backups = sorted((tmp_path / "home" / "backups").glob("pre-upgrade-*.tar.gz"))
         assert len(backups) == 1, "a backup is taken before migrating a database holding data"
         with tarfile.open(backups[0]) as tar:
@@ -231,11 +231,11 @@ def test_two_processes_migrating_at_once_both_succeed_one_after_the_other(databa
             reap(proc)
     assert [proc.returncode for proc in procs] == [0, 0], outs
     lines = sorted(out.strip().splitlines()[-1] for out, _err in outs)
-    head = "+".join(sorted(head_revisions(database_url)))
+    head = "+".join(sorted(head_revisions()))
     assert lines == [f"database at revision {head}", f"database at revision {head} (already up to date)"]
     engine = make_engine(database_url)
     try:
-        assert current_revisions(engine) == head_revisions(database_url)
+        assert current_revisions(engine) == head_revisions()
         assert set(Base.metadata.tables) <= set(_schema(engine))
     finally:
         engine.dispose()
