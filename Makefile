@@ -22,7 +22,10 @@ run: system-run $(VENV)/.run-installed
 
 # The guard rails run first, each failing the target with its own output: lint, format, types, layers; then pytest
 # (whose exit 5, "no tests collected", is a failure like any other), listing its 30 slowest tests: the suite should
-# stay under 30 minutes on a 2-core machine.
+# stay under 30 minutes on a 2-core machine. The suite's Python processes keep their compiled modules (__pycache__,
+# git-ignored) even where the environment says not to (PYTHONDONTWRITEBYTECODE): otherwise each of its hundreds of
+# `nudge` processes compiles Nudge's sources again, and each pytest worker rewrites every test module again.
+test: export PYTHONDONTWRITEBYTECODE :=
 test: system-test $(VENV)/.test-installed $(NODE_MODULES)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -15,7 +15,7 @@ from .config import load_config
 from .db import Database, check_connection
 from .plugins import build_plugin_manager
 from .queue import TaskQueue
-from .web.routing import NudgeFlask
+from .web.nudge_flask import NudgeFlask
 
 htmx = HTMX()
 
@@ -37,7 +37,7 @@ def create_app(
     :raises server.db.DatabaseUnavailable: when the database cannot be reached.
     """
     settings = load_config(config, create=create)
-    app = NudgeFlask(__name__)  # the URL builders compiled once a process (see server.web.routing)
+    app = NudgeFlask(__name__)  # the URL builders compiled once a process (see server.web.nudge_flask)
     app.config.update(settings)
     app.extensions["nudge.clock"] = clock if clock is not None else clock_for(settings)
     from .web import security
