@@ -30,13 +30,15 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """PostgreSQL-only tests are deselected, not skipped, when ``--backends`` leaves PostgreSQL out."""
-    if "postgresql" in config.getoption("--backends").split(","):
-        return
-    dropped = [item for item in items if item.get_closest_marker("postgresql")]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+    """PostgreSQL-only tests are deselected, not skipped, when ``--backends`` leaves PostgreSQL out. The slow tests
+    (``slow``: real processes, half a minute or more) run first: pytest-xdist hands them out round-robin at the start,
+    so no worker is left with a three-minute test while the others have finished."""
+    if "postgresql" not in config.getoption("--backends").split(","):
+        dropped = [item for item in items if item.get_closest_marker("postgresql")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: each group keeps its order
 
 
 @pytest.hookimpl(wrapper=True)

@@ -45,6 +45,7 @@ def auto_backups(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "home" / "backups").glob("pre-upgrade-*.tar.gz"))
 
 
+@pytest.mark.slow
 def test_db_upgrade_backs_up_first_and_keeps_the_newest_backups(database_url, tmp_path):
     env = instance_env(tmp_path, database_url, BACKUP_KEEP="2")
     made = []

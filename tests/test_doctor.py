@@ -140,6 +140,7 @@ def _read_until(proc: subprocess.Popen, needle: str, timeout: float = 60) -> lis
     raise AssertionError(f"{needle!r} not seen in: {''.join(seen)}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["web", "--port", "0"], ["up", "--port", "0"]], ids=["web", "up"])
 def test_web_and_up_log_the_checks_once_at_start_up(config, app, command):
     port = str(free_port())

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 #: the parts that must have no type errors at all
 CLEAN = re.compile(r"^(dsl/|server/sdk/|server/engine/)")
@@ -27,6 +29,7 @@ def _mypy(tmp_path: Path, *args: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if ": error: " in line]
 
 
+@pytest.mark.slow
 def test_dsl_the_sdk_and_the_engine_type_check(tmp_path):
     errors = [line for line in _mypy(tmp_path) if CLEAN.match(line)]
     assert errors == [], "\n".join(errors)

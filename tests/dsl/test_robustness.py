@@ -273,6 +273,7 @@ def _valid_megabyte() -> str:
     return "".join(parts)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_megabyte_of_rules_parses_checks_and_compiles():
     text = _valid_megabyte()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bench import bench_best_time
 from server.engine.besttime import choose
 from server.engine.timeutil import to_ts
@@ -144,6 +146,7 @@ def test_explain_says_which_hour_was_chosen_and_why_and_the_mail_goes_then(
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["ana@example.com"]
 
 
+@pytest.mark.slow
 def test_best_time_sends_get_more_engagement_than_a_fixed_0900_send_in_the_same_run():
     """Point 4 of issue #15 (not timed): synthetic contacts peaking at their own hours, through the real engine."""
     outcome = bench_best_time.run(contacts=60, seed=7)

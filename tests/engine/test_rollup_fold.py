@@ -110,6 +110,7 @@ def _people(app, count: int) -> list[int]:
         return list(session.scalars(select(Contact.id).order_by(Contact.id)))
 
 
+@pytest.mark.slow
 def test_sql_counts_equal_the_line_by_line_fold_on_a_mixed_trace(app, clock, monkeypatch):
     people = _people(app, 12)
     _store(app, [(c, "form.submitted") for c in people] + [(c, "signup.done") for c in people[:8]])

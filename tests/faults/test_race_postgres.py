@@ -50,6 +50,7 @@ def _activity(session):
     ).all()
 
 
+@pytest.mark.slow
 def test_duplicate_batches_raced_by_three_workers_advance_each_enrolment_once(
     app, client, smtp_server, processes, clock
 ):

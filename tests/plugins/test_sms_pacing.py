@@ -138,6 +138,7 @@ def test_a_messaging_service_without_a_number_is_not_paced(app, config, clock, t
     assert {m.get("MessagingServiceSid") for m in twilio.messages.values()} == {"MG" + "0" * 32}
 
 
+@pytest.mark.slow
 def test_two_worker_processes_together_keep_to_the_rate(app, config, twilio, noon):
     ids = queue_texts(app, 10)
     env = {**os.environ, "PACE_CONFIG": json.dumps(config), "PYTHONUNBUFFERED": "1"}

@@ -13,6 +13,7 @@ import json
 import re
 import urllib.request
 
+import pytest
 from playwright.sync_api import expect
 
 from server.db import get_session
@@ -46,6 +47,7 @@ def _post_event(base_url: str, key: str, email: str) -> tuple[int, dict]:
         return response.status, json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_write_try_activate_receive_find_resend_and_a_viewer_cannot_edit(
     app, live_server, page, other_page, smtp_server
 ):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from .conftest import make_user, shot, sign_in
@@ -36,6 +37,7 @@ def _template(app, name: str) -> None:
 RULE = "rule-source"  # the id of the rule page's textarea, which the editor bundle mounts on
 
 
+@pytest.mark.slow
 def test_an_editor_writes_fixes_formats_saves_tries_and_activates_a_rule(app, page):
     make_user(app, "ed@example.com", role="editor")
     _template(app, "follow_up")
