@@ -35,17 +35,25 @@ class SharedBuilderRule(Rule):
 
 
 def _configuration(env: Environment) -> tuple[Any, ...]:
-    """What a template's compiled code depends on besides its source: the environment's kind, syntax, extensions,
-    filters and tests (a template using a filter another app lacks must not get that app's code)."""
+    """What a template's compiled code depends on besides its source: the environment's kind, syntax, whitespace
+    handling, extensions, filters and tests (a template using a filter another app lacks must not get that app's
+    code)."""
     return (
         type(env),
         env.block_start_string,
+        env.block_end_string,
         env.variable_start_string,
+        env.variable_end_string,
         env.comment_start_string,
+        env.comment_end_string,
         env.line_statement_prefix,
+        env.line_comment_prefix,
         env.trim_blocks,
         env.lstrip_blocks,
+        env.newline_sequence,
+        env.keep_trailing_newline,
         env.optimized,
+        env.is_async,
         getattr(env.autoescape, "__qualname__", env.autoescape),
         getattr(env.finalize, "__qualname__", env.finalize),
         tuple(sorted(env.extensions)),
