@@ -68,11 +68,17 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self, name: str) -> str:
-        """Create an empty database; return its URL."""
+    def new_database(self, name: str, template: str = "template1") -> str:
+        """Create a database, empty or a copy of *template*; return its URL."""
         with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            self._create(conn, name, template)
         return self.url(name)
+
+    def _create(self, conn: psycopg.Connection, name: str, template: str) -> None:
+        # copying the template's files is faster than writing each of its pages to the log (PostgreSQL 15's default),
+        # and this cluster needs no log of them (fsync off, thrown away after the session)
+        strategy = " STRATEGY FILE_COPY" if conn.info.server_version >= 150000 else ""
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}')
 
     def drop_database(self, name: str) -> bool:
         """Drop database *name* unless someone is still connected to it; return whether it was dropped."""
@@ -95,7 +101,7 @@ class PostgresServer:
                 conn.execute(f'DROP DATABASE "{name}"')
             except psycopg.errors.ObjectInUse:
                 return False
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            self._create(conn, name, template)
         return True
 
     def stop(self) -> None:
@@ -128,9 +134,7 @@ class MigratedTemplates:
 
     def new_pg_database(self, server: PostgresServer, name: str) -> str:
         """Create database *name* on *server* as a copy of the migrated template; return its URL."""
-        with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template(server)}"')
-        return server.url(name)
+        return server.new_database(name, self._pg_template(server))
 
     def _sqlite_template(self) -> Path:
         if self._sqlite is None:
