@@ -37,7 +37,7 @@ def create_app(
     :raises server.db.DatabaseUnavailable: when the database cannot be reached.
     """
     settings = load_config(config, create=create)
-    app = NudgeFlask(__name__)  # the URL builders compiled once a process (see server.web.nudge_flask)
+    app = NudgeFlask(__name__)  # URL builders and templates compiled once a process (server.web.nudge_flask)
     app.config.update(settings)
     app.extensions["nudge.clock"] = clock if clock is not None else clock_for(settings)
     from .web import security

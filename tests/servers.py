@@ -96,12 +96,9 @@ class PostgresServer:
             used = conn.execute("SELECT EXISTS (SELECT FROM pg_class WHERE relnamespace = 'public'::regnamespace)")
             if used.fetchone()[0]:
                 return False
-        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as conn:
-            try:
-                conn.execute(f'DROP DATABASE "{name}"')
-            except psycopg.errors.ObjectInUse:
-                return False
-            self._create(conn, name, template)
+        if not self.drop_database(name):
+            return False
+        self.new_database(name, template)
         return True
 
     def stop(self) -> None:
