@@ -9,7 +9,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
-# the suite runs on every core up to four (pytest-xdist); PYTEST_ARGS=-n0 runs it in one process
+# the suite runs a worker more than the cores, up to four (pytest-xdist, tests/conftest.py); PYTEST_ARGS=-n0 runs it
+# in one process
 PYTEST_ARGS ?= --numprocesses=auto --maxprocesses=4
 PORT   ?= 8000
 #: the npm packages the browser tests use (axe-core), installed from the committed lockfile
