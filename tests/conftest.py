@@ -29,6 +29,7 @@ def pytest_addoption(parser):
     )
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without xdist (-p no:xdist) it is not known
 def pytest_xdist_auto_num_workers(config):
     """``--numprocesses=auto``: a worker more than the cores this process may use (``--maxprocesses`` still caps it).
     The suite's tests spend much of their time waiting on other processes (``nudge`` commands, the browser, the

@@ -55,10 +55,10 @@ __all__ = [
 ]
 
 #: outbox rows claimed (and asked about, and rendered) together: one statement and one commit for them all. A job's
-#: first claim takes this many; each later one about ``claim_seconds`` of sending at the rate the job's batch before
-#: went out, between this and :data:`CLAIM_MAX`: a fast relay pays a batch's reads and commits (and the lanes' idle
-#: tail at its end) once per few hundred messages, while on a slow one a claimed row is still stamped well within
-#: ``REQUEUE_AFTER`` (else the scheduler gives it back meanwhile, and the claim was for nothing)
+#: first claim takes this many; each later one about two seconds of sending at the rate the job's batch before went
+#: out (:func:`claim_size`), between this and :data:`CLAIM_MAX`: a fast relay pays a batch's reads and commits (and
+#: the lanes' idle tail at its end) once per few hundred messages, while on a slow one a claimed row is still stamped
+#: well within ``REQUEUE_AFTER`` (else the scheduler gives it back meanwhile, and the claim was for nothing)
 CLAIM_BATCH = 50
 CLAIM_MAX = 250
 #: where the app keeps the claim size its last send batch called for (the next job starts with it)
@@ -146,7 +146,7 @@ class Delivery(Handoff):
                 health.note_sent(self.session, name, to_dt(self.now))
             self.session.commit()
             sent += self._sent_now
-            handed += len(items)
+            handed += len(items) - len(unsent)  # those the provider asked to wait for did not go out
         if handed:
             size = claim_size(handed / max(time.monotonic() - started, 1e-6), self.config)
             self._claim_size = self.app.extensions[_CLAIM_SIZE] = size
