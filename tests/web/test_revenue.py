@@ -83,7 +83,8 @@ def test_revenue_is_attributed_to_the_clicked_send_and_kept_until_recomputed(
     assert (by_template(funnel, "reminder")["conversions"], by_template(funnel, "reminder")["revenue"]) == (0, 0)
     overview = get(client, admin, "/stats/overview")
     assert (overview["totals"]["conversions"], overview["totals"]["revenue"]) == (1, 49.9)
-    assert [day["revenue"] for day in overview["days"]] == [49.9]
+    # one day carries it: the order's (the send is 11 minutes earlier, on the day before when a run crosses midnight)
+    assert [day["revenue"] for day in overview["days"] if day["revenue"]] == [49.9]
     rows = get(client, admin, "/stats/templates")["templates"]
     assert {r["template"]: (r["sent"], r["clicked_human"], r["conversions"], r["revenue"]) for r in rows} == {
         "offer": (1, 1, 1, 49.9)
