@@ -107,23 +107,29 @@ def postgres_server():
 @pytest.fixture(scope="session")
 def migrated_templates(tmp_path_factory):
     """Databases migrated once a session, copied into each ``app``'s new database (see :class:`MigratedTemplates`)."""
-    return MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.close()
 
 
 @pytest.fixture
 def database_url(backend, tmp_path, request):
     """A fresh database for one test: empty, or on PostgreSQL already a copy of the migrated template when the test's
     app will start from it (``migrated_templates`` in its fixtures: one CREATE DATABASE instead of an empty one
-    dropped and created again). A PostgreSQL database is dropped after the test unless something still uses it."""
+    dropped and created again; made in the background while the previous test ran). A PostgreSQL database is dropped
+    after the test (in the background) unless something still uses it."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'nudge.db'}"
         return
     server = request.getfixturevalue("postgres_server")
     name = f"t{next(_db_counter)}_{uuid.uuid4().hex[:8]}"
     if "migrated_templates" in request.fixturenames:
-        yield request.getfixturevalue("migrated_templates").new_pg_database(server, name)
-    else:
-        yield server.new_database(name)
+        templates = request.getfixturevalue("migrated_templates")
+        url = templates.new_pg_database(server, name)
+        yield url
+        templates.drop_later(server, url.rsplit("/", 1)[1])
+        return
+    yield server.new_database(name)
     server.drop_database(name)
 
 

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -116,6 +117,12 @@ class MigratedTemplates:
         self.folder = folder
         self._sqlite: Path | None = None
         self._pg: str | None = None
+        # the next test's copy is made, and the last test's database dropped, while a test runs
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-spare")
+        self._spare: Future[str] | None = None
+
+    def close(self) -> None:
+        self._background.shutdown(wait=True, cancel_futures=True)
 
     def fill(self, url: str, postgres: Callable[[], PostgresServer]) -> None:
         """Copy the migrated template into the database at *url* (of the *postgres* server, or a SQLite file) if that
@@ -130,8 +137,24 @@ class MigratedTemplates:
                 server.replace_database(url.rsplit("/", 1)[1], self._pg_template(server))
 
     def new_pg_database(self, server: PostgresServer, name: str) -> str:
-        """Create database *name* on *server* as a copy of the migrated template; return its URL."""
-        return server.new_database(name, self._pg_template(server))
+        """A new database on *server*, a copy of the migrated template; return its URL. The copy made in the
+        background while the previous test ran is taken when there is one (its name is *name* of that test plus
+        ``_next``); else *name* is created now. The next copy is started either way."""
+        template = self._pg_template(server)
+        url = None
+        if self._spare is not None:
+            try:
+                url = self._spare.result()
+            except Exception:  # a spare that failed is made again below, where its error shows
+                url = None
+        if url is None or not url.startswith(server.url("")):
+            url = server.new_database(name, template)
+        self._spare = self._background.submit(server.new_database, f"{name}_next", template)
+        return url
+
+    def drop_later(self, server: PostgresServer, name: str) -> None:
+        """Drop database *name* in the background (left alone if something still uses it)."""
+        self._background.submit(server.drop_database, name)
 
     def _sqlite_template(self) -> Path:
         if self._sqlite is None:
