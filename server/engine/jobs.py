@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -40,6 +41,10 @@ LEASE = 120
 ROLLUP_EVENTS = 2000
 #: events per job when the scheduler re-enqueues events whose first job was lost (or is slow)
 RECOVERY_BATCH = 100
+#: leased enrolment ids the scheduler remembers until their leases run out, to enqueue their jobs again when Redis
+#: comes back from an outage (a job lost with it would leave its batch waiting out the lease); beyond this many the
+#: oldest batches are forgotten, and wait out their leases as before
+REMEMBERED_LEASES = 200_000
 
 
 def _ctx(session, now: int | None = None) -> EngineContext:
@@ -322,7 +327,8 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
 
     While Redis cannot be reached nothing is leased (a lease would only make its work wait); a batch
     whose enqueue fails gives its lease back at once. The first tick after an outage re-enqueues
-    every unprocessed event and unsent message without waiting ``REQUEUE_AFTER``: their jobs were lost.
+    every unprocessed event and unsent message without waiting ``REQUEUE_AFTER``, and the jobs of the
+    batches this scheduler leased whose leases have not run out: their jobs may have been lost.
     :param now: run the tick, and the jobs it enqueues, on this engine clock (UNIX seconds); default the app's
         clock (``server.clock``).
     :return: counts of what was enqueued or resolved.
@@ -347,9 +353,15 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     if not queue.reachable():
         session.commit()
         return counts
+    leases = _Leases.of(current_app, now)
     if queue.recovered():
         stale = instant  # whatever was queued before or during the outage may be gone
-        log.warning("Redis is back; re-enqueuing every unprocessed event and unsent message now")
+        log.warning("Redis is back; re-enqueuing every unprocessed event, unsent message and leased batch now")
+        # a batch leased before the outage may have lost its job with Redis: its job again (the lease lets one run)
+        for ids, lease in leases.take():
+            if queue.enqueue(advance_enrolments, ids, lease, **clock):
+                counts["enrolments"] += len(ids)
+                leases.add(ids, lease)
     # Backpressure: work is moved only while few jobs wait, so that a job starts well within its lease. A flooded
     # queue lets leases expire before their jobs start; the batches are leased again, and those jobs find nothing.
     waiting = queue.waiting()
@@ -405,7 +417,9 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
             break
         counts["events"] += len(events[start : start + RECOVERY_BATCH])
     while batches and queue.enqueue(advance_enrolments, *batches[0], **clock):
-        counts["enrolments"] += len(batches.pop(0)[0])
+        ids, lease = batches.pop(0)
+        counts["enrolments"] += len(ids)
+        leases.add(ids, lease)
     if timers_due and queue.enqueue(fire_timers, job_id=f"nudge-timers-{now}", **clock):
         counts["timers"] = 1
     if due_messages and queue.enqueue_send(deliver_messages, due_messages, **clock):
@@ -429,6 +443,35 @@ def roll_up_stats(session, limit: int = 4, skip_busy: bool = False) -> int:
         session.rollback()
         log.exception("the stats rollup failed; it resumes from its watermark next tick")
         return 0
+
+
+class _Leases:
+    """The batches this scheduler leased whose leases have not run out (at most :data:`REMEMBERED_LEASES` ids), kept
+    in the app: after an outage their jobs are enqueued again. Memory only: the database still holds each lease."""
+
+    def __init__(self) -> None:
+        self.batches: deque[tuple[list[int], int]] = deque()
+        self.size = 0
+
+    @classmethod
+    def of(cls, app: Any, now: int) -> _Leases:
+        """The app's, without the leases run out by *now* (their batches are due again, and leased anew)."""
+        leases: _Leases = app.extensions.setdefault("nudge.engine.leases", cls())
+        while leases.batches and leases.batches[0][1] <= now:
+            leases.size -= len(leases.batches.popleft()[0])
+        return leases
+
+    def add(self, ids: list[int], lease: int) -> None:
+        self.batches.append((ids, lease))
+        self.size += len(ids)
+        while self.size > REMEMBERED_LEASES:
+            self.size -= len(self.batches.popleft()[0])
+
+    def take(self) -> list[tuple[list[int], int]]:
+        taken = list(self.batches)
+        self.batches.clear()
+        self.size = 0
+        return taken
 
 
 def _release(session, now: int, batches: list[tuple[list[int], int]], messages: list[int], marked: Any) -> None:

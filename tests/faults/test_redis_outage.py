@@ -1,6 +1,7 @@
 """Fast recovery from a Redis outage: a tick that cannot enqueue gives its leases back at once, the first tick after
-Redis returns enqueues what was stored meanwhile, and workers and the scheduler (real processes) outlive a real
-Redis stopped and started again. The recovery time after Redis returns is printed, never asserted."""
+Redis returns enqueues what was stored meanwhile and the jobs of batches leased before, and workers and the
+scheduler (real processes) outlive a real Redis stopped and started again. The recovery time after Redis returns is
+printed, never asserted."""
 
 from __future__ import annotations
 
@@ -76,6 +77,47 @@ def test_the_first_tick_after_an_outage_enqueues_what_was_stored_meanwhile(app, 
         assert requeue_due()["events"] == 1
     run_worker(app)
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["cy@example.com"]
+
+
+def _leased_batch_through_an_outage(app, client, redis_server, lose_the_job: bool) -> int:
+    """A due enrolment leased and its job enqueued; Redis then goes away (losing the job first when
+    *lose_the_job*: a worker popped it, or Redis restarted without it) and comes back. Return the first tick's
+    re-enqueued enrolments after it."""
+    load_rules(app, LATER)
+    post_event(client, api_key(app), email="di@example.com")
+    run_worker(app)
+    due = latest(app, Enrolment).due
+    with app.app_context():
+        assert requeue_due(now=due)["enrolments"] == 1
+    leased = latest(app, Enrolment).due
+    assert leased > due + 60, "leased: its due moved a lease ahead"
+    if lose_the_job:
+        get_queue(app).redis.flushall()
+    redis_server.stop()
+    with app.app_context():
+        assert requeue_due(now=due + 1)["enrolments"] == 0  # Redis away: nothing leased or enqueued
+    redis_server.start()
+    with app.app_context():
+        again = requeue_due(now=due + 2)["enrolments"]
+    assert latest(app, Enrolment).due == leased, "the lease itself is kept: it lets only one of two jobs run"
+    return again
+
+
+def test_a_batch_leased_before_an_outage_is_not_left_to_wait_out_its_lease(app, client, smtp_server, redis_server):
+    assert _leased_batch_through_an_outage(app, client, redis_server, lose_the_job=True) == 1
+    run_worker(app)  # at once, not 120 s later when the lease would have run out
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["di@example.com"]
+
+
+def test_a_leased_batch_whose_job_outlived_the_outage_is_still_advanced_once(app, client, smtp_server, redis_server):
+    assert _leased_batch_through_an_outage(app, client, redis_server, lose_the_job=False) == 1
+    assert get_queue(app).waiting() == 2  # Redis kept the first job (saved on shutdown); the second is its twin
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["di@example.com"]
+    with app.app_context():
+        assert requeue_due(now=latest(app, Enrolment).due or 0)["enrolments"] == 0
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.messages] == ["di@example.com"], "sent once: the twin found it advanced"
 
 
 CONTACTS = 40
