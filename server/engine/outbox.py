@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
@@ -37,6 +39,7 @@ __all__ = [
     "AMBIGUOUS_HELD",
     "AMBIGUOUS_RESENT",
     "CLAIM_BATCH",
+    "CLAIM_MAX",
     "JOB_MORE",
     "MAX_ATTEMPTS",
     "STRANDED",
@@ -51,15 +54,23 @@ __all__ = [
     "resolve_stale_sends",
 ]
 
-#: outbox rows claimed (and asked about, and rendered) together: one statement and one commit for them all. Small,
-#: so that a claimed row is stamped well within ``REQUEUE_AFTER`` (else the scheduler gives it back meanwhile)
+#: outbox rows claimed (and asked about, and rendered) together: one statement and one commit for them all. A job's
+#: first claim takes this many; each later one about two seconds of sending at the rate the job's batch before went
+#: out (:func:`claim_size`), between this and :data:`CLAIM_MAX`: a fast relay pays a batch's reads and commits (and
+#: the lanes' idle tail at its end) once per few hundred messages, while on a slow one a claimed row is still stamped
+#: well within ``REQUEUE_AFTER`` (else the scheduler gives it back meanwhile, and the claim was for nothing)
 CLAIM_BATCH = 50
+CLAIM_MAX = 250
+#: where the app keeps the claim size its last send batch called for (the next job starts with it)
+_CLAIM_SIZE = "nudge.outbox.claim_size"
 #: due rows a send job may take besides its own (see ``Delivery.deliver``): about two seconds of sending
 JOB_MORE = 1000
 
 
 class Delivery(Handoff):
     """Delivers a batch of outbox rows, reusing one channel connection per channel."""
+
+    _claim_size = CLAIM_BATCH  # the next claim's (see CLAIM_BATCH)
 
     def deliver(self, message_ids: list[int], more: int = 0) -> int:
         """Send each pending message of *message_ids* at most once, then up to *more* other due ones (oldest
@@ -72,6 +83,8 @@ class Delivery(Handoff):
         todo = set(self.session.scalars(select(Message.id).where(Message.id.in_(message_ids), self._claimable())))
         self.session.commit()  # as each claim does: never hold the (SQLite) write lock across a send
         ordered = [message_id for message_id in dict.fromkeys(message_ids) if message_id in todo]
+        # as the jobs before this one on this worker went out (their first claim waits for no rate)
+        self._claim_size = self.app.extensions.get(_CLAIM_SIZE, CLAIM_BATCH)
         batches = self._claims(ordered, more)
         sent = 0
         current: list[Prepared | None] = []
@@ -87,11 +100,15 @@ class Delivery(Handoff):
         return sent
 
     def _claims(self, ordered: list[int], more: int) -> Iterator[list[Claimed]]:
-        """Claim *ordered* in batches of ``CLAIM_BATCH``, then up to *more* other due rows, a batch per step."""
-        for start in range(0, len(ordered), CLAIM_BATCH):
-            yield self._claim_many(ordered[start : start + CLAIM_BATCH])
+        """Claim *ordered* in batches (of ``_claim_size`` when each is claimed), then up to *more* other due rows, a
+        batch per step."""
+        start = 0
+        while start < len(ordered):
+            size = self._claim_size
+            yield self._claim_many(ordered[start : start + size])
+            start += size
         while more > 0:
-            msgs = self._claim_many(None, min(CLAIM_BATCH, more))
+            msgs = self._claim_many(None, min(self._claim_size, more))
             if not msgs:
                 self.session.commit()  # the claim that found nothing (its write lock)
                 return
@@ -108,8 +125,10 @@ class Delivery(Handoff):
         out.append(None if msgs is None else (yield from self._prepare(msgs)))
 
     def _send_prepared(self, prepared: Prepared, idle: Callable[[], bool]) -> int:
-        """Send a prepared batch, channel by channel; *idle* (the next batch's preparation) runs while it waits."""
+        """Send a prepared batch, channel by channel; *idle* (the next batch's preparation) runs while it waits.
+        The rate it went out at sizes the claims after it (:data:`CLAIM_BATCH`)."""
         sent = prepared.captured
+        started, handed = time.monotonic(), 0
         for name, items in prepared.ready.items():
             if not items:
                 continue  # every one waits for its rate limit's slot
@@ -127,7 +146,19 @@ class Delivery(Handoff):
                 health.note_sent(self.session, name, to_dt(self.now))
             self.session.commit()
             sent += self._sent_now
+            handed += len(items) - len(unsent)  # those the provider asked to wait for did not go out
+        if handed:
+            size = claim_size(handed / max(time.monotonic() - started, 1e-6), self.config)
+            self._claim_size = self.app.extensions[_CLAIM_SIZE] = size
         return sent
+
+
+def claim_size(rate: float, config: Any) -> int:
+    """How many rows to claim at once when they go out at *rate* a second: as many as go out in a tenth of
+    ``REQUEUE_AFTER`` (two seconds at most), between :data:`CLAIM_BATCH` and :data:`CLAIM_MAX`. The claim after
+    the next is made while the next is on the wire, so its rows wait about two batches' time to be stamped."""
+    seconds = min(2.0, float(config.get("REQUEUE_AFTER", 30.0)) / 10)
+    return max(CLAIM_BATCH, min(CLAIM_MAX, int(rate * seconds)))
 
 
 def deliver(session: Session, app: Flask, message_ids: list[int], now: int | None = None, more: int = 0) -> int:

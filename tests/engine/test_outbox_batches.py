@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import event, func, select
 
 from server.db import get_db, get_session
-from server.engine.outbox import CLAIM_BATCH, deliver
+from server.engine import outbox
+from server.engine.outbox import CLAIM_BATCH, CLAIM_MAX, claim_size, deliver
 from server.models import Event, JourneyLog, Message, MessageStatusChange
 
 from ..helpers import api_key, load_rules, pending_emails, post_event, run_worker
@@ -115,6 +116,80 @@ def test_the_policy_reads_consent_and_suppressions_once_per_batch_and_still_stop
         )
     assert {i for i in contact if status[contact[i]] == "suppressed"} == {3, 7, 9}
     assert (detail[contact[3]], detail[contact[7]], detail[contact[9]]) == ("unsubscribed", "bounced", "unsubscribed")
+
+
+class _Ticks:
+    """``time`` for the outbox: each reading of the clock a fixed *step* after the one before."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def _claim_sizes(statements: list[str]) -> list[int]:
+    """How many rows each claim among *statements* named (its ``IN (…)`` list)."""
+    claims = [s for s in statements if s.startswith("UPDATE UPDATE messages SET status=") and "claimed_at=" in s]
+    sizes = []
+    for claim in claims:
+        depth, names = 1, 1
+        for char in claim.split(" IN (", 1)[1]:  # to the list's closing parenthesis (PostgreSQL's names have some)
+            depth += (char == "(") - (char == ")")
+            if depth == 0:
+                break
+            names += char == "," and depth == 1
+        sizes.append(names)
+    return sizes
+
+
+def test_claims_grow_to_what_the_relay_takes_and_the_next_job_starts_there(app, smtp_server, statements, monkeypatch):
+    """A job's first claims take CLAIM_BATCH rows; once a batch has gone out, a claim takes what goes out in two
+    seconds at its rate (a fast relay here: CLAIM_MAX), and the app's next job starts with that."""
+    monkeypatch.setattr(outbox, "time", _Ticks(1e-4))  # every batch goes out in a few ticks: a very fast relay
+    app.config["SMTP_CONNECTIONS"] = 2
+    with app.app_context():
+        session = get_session()
+        first = pending_emails(session, [f"f{i}@example.com" for i in range(400)])
+        second = pending_emails(session, [f"s{i}@example.com" for i in range(300)])
+        statements.clear()
+        assert deliver(session, app, first) == 400
+        # the second claim is made while the first batch is on the wire, before its rate is known
+        assert _claim_sizes(statements) == [CLAIM_BATCH, CLAIM_BATCH, CLAIM_MAX, 400 - 2 * CLAIM_BATCH - CLAIM_MAX]
+        statements.clear()
+        assert deliver(session, app, second) == 300
+        assert _claim_sizes(statements) == [CLAIM_MAX, 300 - CLAIM_MAX]
+    assert len(smtp_server.wait_for(700)) == 700
+
+
+def test_a_slow_relay_keeps_the_claims_small(app, smtp_server, statements, monkeypatch):
+    """At a few messages a second a claimed row would wait long to be stamped in a big batch: claims stay at
+    CLAIM_BATCH."""
+    monkeypatch.setattr(outbox, "time", _Ticks(60.0))  # every batch takes minutes: a very slow relay
+    app.config["SMTP_CONNECTIONS"] = 2
+    with app.app_context():
+        session = get_session()
+        ids = pending_emails(session, [f"w{i}@example.com" for i in range(3 * CLAIM_BATCH)])
+        statements.clear()
+        assert deliver(session, app, ids) == 3 * CLAIM_BATCH
+    assert _claim_sizes(statements) == [CLAIM_BATCH] * 3
+    assert len(smtp_server.wait_for(3 * CLAIM_BATCH)) == 3 * CLAIM_BATCH
+
+
+@pytest.mark.parametrize(
+    "rate,requeue_after,size",
+    [
+        (10.0, 30.0, CLAIM_BATCH),  # 20 rows in two seconds: never fewer than CLAIM_BATCH
+        (60.0, 30.0, 120),  # two seconds of sending
+        (40.0, 10.0, CLAIM_BATCH),  # a tenth of REQUEUE_AFTER: one second, 40 rows
+        (60.0, 10.0, 60),
+        (400.0, 10.0, min(400, CLAIM_MAX)),
+        (100_000.0, 30.0, CLAIM_MAX),
+    ],
+)
+def test_a_claim_holds_two_seconds_of_sending_or_a_tenth_of_requeue_after(rate, requeue_after, size):
+    assert claim_size(rate, {"REQUEUE_AFTER": requeue_after}) == size
 
 
 def test_a_send_job_takes_the_other_due_rows_too_and_leaves_what_is_not_due(app, smtp_server, backend):
