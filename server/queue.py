@@ -10,6 +10,7 @@ import gc
 import logging
 import signal
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,9 @@ from rq.job import Job
 from .embedded_redis import EmbeddedRedis
 
 log = logging.getLogger(__name__)
+
+#: seconds a caller's mark in Redis outlives its last :meth:`TaskQueue.recovered` (refreshed at each)
+MARK_TTL = 3600
 
 
 class TaskQueue:
@@ -34,6 +38,8 @@ class TaskQueue:
         self._send_queue: Queue | None = None
         #: set when Redis could not be reached; :meth:`recovered` reports (once) that it answers again
         self.outage = False
+        #: this instance's key in Redis (see :meth:`recovered`); None until first set
+        self._mark: str | None = None
         if app is not None:
             self.init_app(app)
 
@@ -110,11 +116,39 @@ class TaskQueue:
         return True
 
     def recovered(self) -> bool:
-        """True once after an outage, when Redis answers again: jobs queued before or during it may be lost."""
-        if self.outage and self.reachable():
+        """True once after an outage, when Redis answers again, or when Redis has lost its data since the last call
+        (flushed, or restarted without it, between two calls: no outage seen): jobs queued before may be lost.
+
+        The loss is seen by a key of this instance's own, set at every call (with a TTL it outlives): missing
+        after the first call means Redis lost it.
+        """
+        if self.outage:
+            if not self.reachable():
+                return False
             self.outage = False
+            self._marked()
+            return True
+        mark = self._mark
+        created = self._marked()
+        if created and mark is not None:
+            log.warning("Redis lost its data (flushed, or restarted without it): jobs queued before may be gone")
             return True
         return False
+
+    def _marked(self) -> bool:
+        """Set (and keep alive) this instance's key; return whether it had to be created (False on an error)."""
+        assert self.app is not None
+        if self._mark is None:
+            self._mark = f"nudge:{self.app.config['QUEUE_NAME']}:mark:{uuid.uuid4().hex}"
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(self._mark, 1, nx=True, ex=MARK_TTL)
+            pipe.expire(self._mark, MARK_TTL)
+            created, _kept = pipe.execute()
+        except redis.RedisError:
+            self.outage = True
+            return False
+        return bool(created)
 
     def enqueue(
         self,

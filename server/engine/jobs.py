@@ -326,7 +326,8 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     """One scheduler tick: move due work from the database onto the queue.
 
     While Redis cannot be reached nothing is leased (a lease would only make its work wait); a batch
-    whose enqueue fails gives its lease back at once. The first tick after an outage re-enqueues
+    whose enqueue fails gives its lease back at once. The first tick after an outage (or after Redis
+    lost its data: flushed, or restarted without it, between two ticks) re-enqueues
     every unprocessed event and unsent message without waiting ``REQUEUE_AFTER``, and the jobs of the
     batches this scheduler leased whose leases have not run out: their jobs may have been lost.
     :param now: run the tick, and the jobs it enqueues, on this engine clock (UNIX seconds); default the app's
@@ -356,7 +357,7 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     leases = _Leases.of(current_app, now)
     if queue.recovered():
         stale = instant  # whatever was queued before or during the outage may be gone
-        log.warning("Redis is back; re-enqueuing every unprocessed event, unsent message and leased batch now")
+        log.warning("re-enqueuing every unprocessed event, unsent message and leased batch now (Redis lost them)")
         # a batch leased before the outage may have lost its job with Redis: its job again (the lease lets one run)
         for ids, lease in leases.take():
             if queue.enqueue(advance_enrolments, ids, lease, **clock):

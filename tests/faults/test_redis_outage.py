@@ -79,10 +79,10 @@ def test_the_first_tick_after_an_outage_enqueues_what_was_stored_meanwhile(app, 
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["cy@example.com"]
 
 
-def _leased_batch_through_an_outage(app, client, redis_server, lose_the_job: bool) -> int:
+def _leased_batch_through_an_outage(app, client, redis_server, lose_the_job: bool, outage: bool = True) -> int:
     """A due enrolment leased and its job enqueued; Redis then goes away (losing the job first when
-    *lose_the_job*: a worker popped it, or Redis restarted without it) and comes back. Return the first tick's
-    re-enqueued enrolments after it."""
+    *lose_the_job*: a worker popped it, or Redis restarted without it) and comes back; or, without an *outage*,
+    loses its data between two ticks (FLUSHALL). Return the next tick's re-enqueued enrolments."""
     load_rules(app, LATER)
     post_event(client, api_key(app), email="di@example.com")
     run_worker(app)
@@ -93,10 +93,11 @@ def _leased_batch_through_an_outage(app, client, redis_server, lose_the_job: boo
     assert leased > due + 60, "leased: its due moved a lease ahead"
     if lose_the_job:
         get_queue(app).redis.flushall()
-    redis_server.stop()
-    with app.app_context():
-        assert requeue_due(now=due + 1)["enrolments"] == 0  # Redis away: nothing leased or enqueued
-    redis_server.start()
+    if outage:
+        redis_server.stop()
+        with app.app_context():
+            assert requeue_due(now=due + 1)["enrolments"] == 0  # Redis away: nothing leased or enqueued
+        redis_server.start()
     with app.app_context():
         again = requeue_due(now=due + 2)["enrolments"]
     assert latest(app, Enrolment).due == leased, "the lease itself is kept: it lets only one of two jobs run"
@@ -107,6 +108,13 @@ def test_a_batch_leased_before_an_outage_is_not_left_to_wait_out_its_lease(app, 
     assert _leased_batch_through_an_outage(app, client, redis_server, lose_the_job=True) == 1
     run_worker(app)  # at once, not 120 s later when the lease would have run out
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["di@example.com"]
+
+
+def test_a_flush_between_two_ticks_is_seen_and_the_leased_batch_enqueued_again(app, client, smtp_server, redis_server):
+    assert _leased_batch_through_an_outage(app, client, redis_server, lose_the_job=True, outage=False) == 1
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["di@example.com"]
+    assert get_queue(app).recovered() is False, "one loss is reported once"
 
 
 def test_a_leased_batch_whose_job_outlived_the_outage_is_still_advanced_once(app, client, smtp_server, redis_server):
