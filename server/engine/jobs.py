@@ -358,11 +358,11 @@ def requeue_due(max_batches: int = 20, now: int | None = None) -> dict[str, Any]
     if queue.recovered():
         stale = instant  # whatever was queued before or during the outage may be gone
         log.warning("re-enqueuing every unprocessed event, unsent message and leased batch now (Redis lost them)")
-        # a batch leased before the outage may have lost its job with Redis: its job again (the lease lets one run)
-        for ids, lease in leases.take():
+        # a batch leased before the outage may have lost its job with Redis: its job again (the lease lets one run);
+        # kept in memory either way, so a job that cannot be enqueued now is enqueued after the next outage
+        for ids, lease in list(leases.batches):
             if queue.enqueue(advance_enrolments, ids, lease, **clock):
                 counts["enrolments"] += len(ids)
-                leases.add(ids, lease)
     # Backpressure: work is moved only while few jobs wait, so that a job starts well within its lease. A flooded
     # queue lets leases expire before their jobs start; the batches are leased again, and those jobs find nothing.
     waiting = queue.waiting()
@@ -467,12 +467,6 @@ class _Leases:
         self.size += len(ids)
         while self.size > REMEMBERED_LEASES:
             self.size -= len(self.batches.popleft()[0])
-
-    def take(self) -> list[tuple[list[int], int]]:
-        taken = list(self.batches)
-        self.batches.clear()
-        self.size = 0
-        return taken
 
 
 def _release(session, now: int, batches: list[tuple[list[int], int]], messages: list[int], marked: Any) -> None:

@@ -110,6 +110,28 @@ def test_a_batch_leased_before_an_outage_is_not_left_to_wait_out_its_lease(app, 
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["di@example.com"]
 
 
+def test_a_leased_batch_whose_job_cannot_be_enqueued_on_recovery_is_enqueued_at_the_next(
+    app, client, smtp_server, redis_server
+):
+    load_rules(app, LATER)
+    post_event(client, api_key(app), email="ed@example.com")
+    run_worker(app)
+    due = latest(app, Enrolment).due
+    with app.app_context():
+        assert requeue_due(now=due)["enrolments"] == 1
+    get_queue(app).redis.flushall()  # the job is gone
+    _refuse_writes(app, True)  # and Redis, answering again, takes no write: the recovery's enqueue fails
+    try:
+        with app.app_context():
+            assert [requeue_due(now=due + s)["enrolments"] for s in (1, 2)] == [0, 0]
+    finally:
+        _refuse_writes(app, False)
+    with app.app_context():
+        assert requeue_due(now=due + 3)["enrolments"] == 1  # still remembered: enqueued at the next recovery
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["ed@example.com"]
+
+
 def test_a_flush_between_two_ticks_is_seen_and_the_leased_batch_enqueued_again(app, client, smtp_server, redis_server):
     assert _leased_batch_through_an_outage(app, client, redis_server, lose_the_job=True, outage=False) == 1
     run_worker(app)
