@@ -79,16 +79,23 @@ def test_the_first_tick_after_an_outage_enqueues_what_was_stored_meanwhile(app, 
     assert [m["To"] for m in smtp_server.wait_for(1)] == ["cy@example.com"]
 
 
-def _leased_batch_through_an_outage(app, client, redis_server, lose_the_job: bool, outage: bool = True) -> int:
-    """A due enrolment leased and its job enqueued; Redis then goes away (losing the job first when
-    *lose_the_job*: a worker popped it, or Redis restarted without it) and comes back; or, without an *outage*,
-    loses its data between two ticks (FLUSHALL). Return the next tick's re-enqueued enrolments."""
+def _lease_one(app, client, email: str) -> int:
+    """*email* enrolled in a journey that waits; when it falls due, a tick leases it and enqueues its job. Return
+    the second it fell due."""
     load_rules(app, LATER)
-    post_event(client, api_key(app), email="di@example.com")
+    post_event(client, api_key(app), email=email)
     run_worker(app)
     due = latest(app, Enrolment).due
     with app.app_context():
         assert requeue_due(now=due)["enrolments"] == 1
+    return due
+
+
+def _leased_batch_through_an_outage(app, client, redis_server, lose_the_job: bool, outage: bool = True) -> int:
+    """A due enrolment leased and its job enqueued; Redis then goes away (losing the job first when
+    *lose_the_job*: a worker popped it, or Redis restarted without it) and comes back; or, without an *outage*,
+    loses its data between two ticks (FLUSHALL). Return the next tick's re-enqueued enrolments."""
+    due = _lease_one(app, client, "di@example.com")
     leased = latest(app, Enrolment).due
     assert leased > due + 60, "leased: its due moved a lease ahead"
     if lose_the_job:
@@ -113,12 +120,7 @@ def test_a_batch_leased_before_an_outage_is_not_left_to_wait_out_its_lease(app, 
 def test_a_leased_batch_whose_job_cannot_be_enqueued_on_recovery_is_enqueued_at_the_next(
     app, client, smtp_server, redis_server
 ):
-    load_rules(app, LATER)
-    post_event(client, api_key(app), email="ed@example.com")
-    run_worker(app)
-    due = latest(app, Enrolment).due
-    with app.app_context():
-        assert requeue_due(now=due)["enrolments"] == 1
+    due = _lease_one(app, client, "ed@example.com")
     get_queue(app).redis.flushall()  # the job is gone
     _refuse_writes(app, True)  # and Redis, answering again, takes no write: the recovery's enqueue fails
     try:
