@@ -11,8 +11,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -25,6 +26,41 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serving(app, port: int) -> Iterator[str]:
+    """*app* under waitress (as ``nudge web`` runs it) in a thread, on *port*; yields its base URL.
+
+    On the way out the requests still being served (a fetch a page made as its test ended) finish first, while the
+    loop still sends their output: a request left running would hold a connection of the app's pool past the app's
+    ``dispose()``, and that connection, collected with its old pool, would be closed by nobody (psycopg's
+    ``ResourceWarning`` in a later test).
+    """
+    from waitress import wasyncore
+
+    from server.web.waitress_serve import create
+
+    server = create(app, host="127.0.0.1", port=port, threads=4, ident="nudge-test")
+    stop = threading.Event()
+
+    def serve() -> None:
+        # waitress's own run() loops until its sockets are closed under it, which races with close() from
+        # this thread (a select on a closed descriptor); polling in short rounds lets the loop end first
+        while not stop.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=10)
+        stop.set()
+        thread.join(timeout=10)
+        wasyncore.close_all(server._map)  # the listening socket, its trigger and every client's channel
+    if server.task_dispatcher.threads:
+        raise RuntimeError("the live server's requests did not end within 10 s")
 
 
 # -- PostgreSQL ------------------------------------------------------------------

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ..helpers import PASSWORD, make_user  # noqa: F401  (make_user: for the tests of this folder)
-from ..servers import free_port
+from ..servers import free_port, serving
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 #: flags for a root, offline, headless Chromium (no sandbox as root; no calls home, which this network refuses)
@@ -54,23 +53,8 @@ def config(config, ui_port):
 @pytest.fixture
 def live_server(app, ui_port) -> Iterator[str]:
     """The app under waitress (as ``nudge web`` runs it) in a thread; yields its base URL."""
-    from server.web.waitress_serve import create
-
-    server = create(app, host="127.0.0.1", port=ui_port, threads=4, ident="nudge-test")
-    stop = threading.Event()
-
-    def serve() -> None:
-        # waitress's own run() loops until its sockets are closed under it, which races with close() from
-        # this thread (a select on a closed descriptor); polling in short rounds lets the loop end first
-        while not stop.is_set():
-            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{ui_port}"
-    stop.set()
-    thread.join(timeout=10)
-    server.close()
+    with serving(app, ui_port) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
