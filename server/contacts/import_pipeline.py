@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from typing import IO
 
 from ..consent import address_hash
-from .import_rows import EMAIL, Packed, RowCleaner, cleaned_chunks, merge_rows, new_public_ids, pack
+from ..models.contacts import new_public_ids
+from .import_rows import EMAIL, Packed, RowCleaner, cleaned_chunks, merge_rows, pack
 
 __all__ = ["Checked", "CheckerStopped", "check_chunks", "checked_chunks", "processes_for"]
 

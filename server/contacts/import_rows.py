@@ -3,11 +3,9 @@ rejected ones (:func:`cleaned_chunks`), which the importer writes one at a time.
 
 from __future__ import annotations
 
-import base64
 import csv
 import functools
 import operator
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
@@ -26,7 +24,6 @@ __all__ = [
     "cleaned_chunks",
     "merge_rows",
     "new_cells",
-    "new_public_ids",
     "pack",
     "read_rows",
     "unpack",
@@ -298,10 +295,3 @@ def unpack(packed: Packed) -> dict[str, Any]:
     if packed[FIELDS] is not None:
         row["fields"] = packed[FIELDS]
     return row
-
-
-def new_public_ids(count: int) -> list[str]:
-    """*count* public ids as :func:`server.models.contacts.new_public_id` makes them (128 random bits, URL-safe
-    base64), from one read of the system's random source."""
-    raw = secrets.token_bytes(16 * count)
-    return [base64.urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode("ascii") for i in range(0, 16 * count, 16)]
