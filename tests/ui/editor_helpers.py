@@ -89,16 +89,26 @@ def marks(page, severity: str = "error", textarea_id="source"):
 def type_text(page, text: str, textarea_id="source") -> None:
     """Replace the editor's text by typing *text* line by line, as a person does: the editor indents each new line
     and lines a block's closer up with its opener, so lines are typed without their leading spaces; an offered
-    completion is dismissed (Escape) before Enter, so Enter starts a new line."""
+    completion is dismissed (Escape) before Enter, so Enter starts a new line.
+
+    Completion opens ~100 ms after the last key (longer on a busy machine): Enter waits until it is no longer
+    pending, so that a list opening just after a look found none cannot take the Enter (and a word with it)."""
     content(page, textarea_id).click()
     page.keyboard.press("Control+a")
     page.keyboard.press("Delete")
     for number, line in enumerate(text.split("\n")):
         if number:
-            if page.locator(".cm-tooltip-autocomplete").count():
+            until(page, lambda: completing(page, textarea_id) != "pending", "completion to settle")
+            if completing(page, textarea_id) == "active":
                 page.keyboard.press("Escape")
+                until(page, lambda: completing(page, textarea_id) is None, "completion to close")
             page.keyboard.press("Enter")
         page.keyboard.type(line.lstrip(" "))
+
+
+def completing(page, textarea_id="source") -> str | None:
+    """CodeMirror's completion status: "pending" (about to run, or waiting for its answer), "active", or None."""
+    return page.evaluate("id => NudgeEditor.completing(id)", textarea_id)
 
 
 def where(mark, textarea_id="source") -> tuple[int, int]:

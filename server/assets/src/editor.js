@@ -10,7 +10,9 @@ import {
   defaultKeymap, history, historyKeymap, indentWithTab, isolateHistory,
 } from "@codemirror/commands";
 import { searchKeymap, highlightSelectionMatches } from "@codemirror/search";
-import { autocompletion, completionKeymap, closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
+import {
+  autocompletion, completionKeymap, completionStatus, closeBrackets, closeBracketsKeymap,
+} from "@codemirror/autocomplete";
 import { bracketMatching, foldGutter, foldKeymap, indentOnInput } from "@codemirror/language";
 import { lintGutter, lintKeymap, setDiagnostics } from "@codemirror/lint";
 import { MergeView } from "@codemirror/merge";
@@ -302,5 +304,8 @@ if (typeof document !== "undefined") {
     button.setAttribute("aria-busy", "true");
     format(view).finally(() => button.removeAttribute("aria-busy"));
   });
-  window.NudgeEditor = { mount, mountDiff, mountAll, editorFor, format, parser };
+  // completing: "pending" while completion waits to run after typing (or for its answer), "active" while it
+  // offers something, null otherwise (what a keyboard-driving test waits on before pressing Enter)
+  const completing = (target) => completionStatus(editorFor(target).state);
+  window.NudgeEditor = { mount, mountDiff, mountAll, editorFor, format, parser, completing };
 }
