@@ -103,3 +103,47 @@ def test_kept_outputs_stay_within_their_bound_and_stay_right(monkeypatch: pytest
         name = f"name-{n % 30}"
         assert renderer.render("email", parts, {"contact": {"first_name": name}}) == {"txt": name * 2}
         assert renderer._memo_chars <= 100
+
+
+def test_a_context_is_made_plain_data_whatever_its_types_and_depth() -> None:
+    """What a template sees of its context: JSON-like data (dates as ISO text, tuples and sets as lists, keys as
+    text, anything else as its text), up to 20 levels; deeper is refused, not cut."""
+    from datetime import date, datetime
+    from enum import IntEnum
+
+    class Level(IntEnum):
+        HIGH = 3
+
+    class Tag(str):
+        pass
+
+    show = {"txt": "{{ c|tojson }}"}
+    context = {
+        "c": {
+            "when": datetime(2026, 12, 1, 4, 30),
+            "day": date(2026, 12, 1),
+            "pair": (1, 2.5),
+            "one": {True},
+            7: None,
+            "level": Level.HIGH,
+            "tag": Tag("vip"),
+            "nested": [{"k": [None, "x"]}],
+            "other": complex(1, 2),
+        }
+    }
+    assert Renderer().render("email", show, context) == {
+        "txt": '{"7": null, "day": "2026-12-01", "level": 3, "nested": [{"k": [null, "x"]}], "one": [true], '
+        '"other": "(1+2j)", "pair": [1, 2.5], "tag": "vip", "when": "2026-12-01T04:30:00"}'
+    }
+    deep: object = "bottom"
+    for _ in range(19):  # the context is level 0, its value "d" 1, the string 20
+        deep = [deep]
+    assert Renderer().render("email", {"txt": "{{ d|length }}"}, {"d": deep}) == {"txt": "1"}
+    with pytest.raises(TemplateError, match="nests deeper than 20 levels"):
+        Renderer().render("email", {"txt": "{{ d|length }}"}, {"d": [deep]})
+    deep_dict: object = {"leaf": 1}
+    for _ in range(18):  # the value 1 at level 20
+        deep_dict = {"k": deep_dict}
+    assert Renderer().render("email", {"txt": "{{ d.k|length }}"}, {"d": deep_dict}) == {"txt": "1"}
+    with pytest.raises(TemplateError, match="nests deeper than 20 levels"):
+        Renderer().render("email", {"txt": "{{ d|length }}"}, {"d": {"k": deep_dict}})
