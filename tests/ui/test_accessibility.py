@@ -66,6 +66,7 @@ def _violations(page, url: str, axe_source: str) -> list[dict] | None:
 
 @pytest.mark.sqlite  # the pages' data is bench/'s, written with SQLite's SQL
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # every admin page through axe: 120-150 s in full runs, over 300 at a load of 14
 def test_no_page_has_a_serious_or_critical_violation(app, browser, live_server, axe_source):
     ids = fill(app, CONTACTS, audit_rows=500)
     make_user(app, "ada@example.com", role="admin")
