@@ -3,7 +3,9 @@
 Issue #12 point 3: the email channel delivers >= 0.8x plain ``smtplib`` over the same number of connections, in the
 same run, to the same sink; and one worker with several connections reaches >= 800 msg/s to one relay. The sink
 (:mod:`bench.smtp_sink`) runs in its own process. The figure is the outbox's whole path (claim, send-time policy,
-render, stamp, SMTP, record), the way a worker runs a send job; the baseline only writes prebuilt bytes.
+render, stamp, SMTP, record), the way a worker runs a send job; the baseline only writes prebuilt bytes. A second
+figure is the email channel alone (``EmailChannel.send`` of messages rendered before the clock starts: headers,
+footers, MIME bytes, SMTP), so that the table shows which side of the channel the difference is on.
 Run: .venv/bin/python bench/bench_send.py [--messages 20000] [--connections 4]
 """
 
@@ -84,13 +86,7 @@ def smtplib_rate(port: int, n: int, connections: int) -> tuple[float, float]:
 def nudge_rate(port: int, n: int, connections: int) -> tuple[float, float]:
     """The outbox: *n* pending marketing emails delivered by send jobs of :data:`JOB` rows; messages/s by the clock
     and by this process's CPU time (every thread: the job's and its connections')."""
-    settings = {
-        "SMTP_URL": f"smtp://127.0.0.1:{port}",
-        "MAIL_FROM": "Acme <news@acme.example>",
-        "POSTAL_ADDRESS": "1 Main St, Springfield",
-        "SMTP_CONNECTIONS": connections,
-    }
-    with bench_app(**settings) as app, app.app_context():
+    with bench_app(**_settings(port, connections)) as app, app.app_context():
         session = get_session()
         todo = pending_emails(session, [f"c{i}@example.com" for i in range(n)])
         start, cpu = time.perf_counter(), time.process_time()
@@ -102,18 +98,76 @@ def nudge_rate(port: int, n: int, connections: int) -> tuple[float, float]:
     return n / elapsed, n / cpu
 
 
+def channel_rate(port: int, n: int, connections: int) -> tuple[float, float]:
+    """The email channel alone: *n* messages rendered before the clock starts (as smtplib's are built before it),
+    sent by ``EmailChannel.send`` (headers, footers, MIME bytes, SMTP) through *connections* channels, a thread
+    each; messages/s by the clock and by this process's CPU time. What the outbox adds around it is the difference
+    from :func:`nudge_rate`."""
+    from server.engine.render import render
+    from server.sdk import OutboundMessage
+
+    with bench_app(**_settings(port, connections)) as app, app.app_context():
+        messages = []
+        for i in range(n):
+            to, url = f"c{i}@example.com", f"https://nudge.example/u/token-{i}"
+            contact = {"email": to, "first_name": f"First{i}"}
+            parts = render("welcome", channel="email", contact=contact, data={"event": {}, "unsubscribe_url": url})
+            messages.append(
+                OutboundMessage(
+                    key=f"broadcast:1:{i}",
+                    channel="email",
+                    template="welcome",
+                    to=to,
+                    subject=parts.get("subject", ""),
+                    text=parts.get("txt", ""),
+                    html=parts.get("html") or None,
+                    parts=parts,
+                    unsubscribe_url=url,
+                )
+            )
+        plugins = app.extensions["nudge.plugins"]
+
+        def worker(part: list[OutboundMessage]) -> None:
+            channel = plugins.channel("email", app.config)
+            with channel.batch():
+                for message in part:
+                    channel.send(message)
+
+        threads = [threading.Thread(target=worker, args=(messages[k::connections],)) for k in range(connections)]
+        start, cpu = time.perf_counter(), time.process_time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
+
+
+def _settings(port: int, connections: int) -> dict[str, object]:
+    return {
+        "SMTP_URL": f"smtp://127.0.0.1:{port}",
+        "MAIL_FROM": "Acme <news@acme.example>",
+        "POSTAL_ADDRESS": "1 Main St, Springfield",
+        "SMTP_CONNECTIONS": connections,
+    }
+
+
 def measure(n: int, connections: int) -> list[Row]:
     sink = Sink()
     try:
         base, base_cpu = smtplib_rate(sink.port, n, connections)
         figure, figure_cpu = nudge_rate(sink.port, n, connections)
+        alone, alone_cpu = channel_rate(sink.port, n, connections)
     finally:
         received = sink.stop()
-    assert received == 2 * n, f"the sink received {received} messages, expected {2 * n}"
+    assert received == 3 * n, f"the sink received {received} messages, expected {3 * n}"
     path = f"email to a local SMTP sink, {n:,} recipients, {connections} connection(s)"
     rows = [ratio_at_least(path, figure, "msg/s", base, "plain smtplib, prebuilt", 0.8)]
     # by CPU time (what a busy machine gives each side varies from run to run; the CPU a message costs does not)
     rows.append(ratio_at_least(f"{path}, CPU time", figure_cpu, "msg/s", base_cpu, "plain smtplib, prebuilt", 0.8))
+    # where the difference is: the channel's own sending (headers, footers, MIME, SMTP) without the outbox around it
+    what = f"email channel alone (EmailChannel.send, rendered messages), {n:,} recipients, {connections} connection(s)"
+    rows.append(ratio_at_least(what, alone, "msg/s", base, "plain smtplib, prebuilt", 0.8))
+    rows.append(ratio_at_least(f"{what}, CPU time", alone_cpu, "msg/s", base_cpu, "plain smtplib, prebuilt", 0.8))
     rows.append(
         Row(
             f"email, one worker and one relay, {connections} connection(s)",
