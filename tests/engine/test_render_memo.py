@@ -108,7 +108,7 @@ def test_kept_outputs_stay_within_their_bound_and_stay_right(monkeypatch: pytest
 def test_a_context_is_made_plain_data_whatever_its_types_and_depth() -> None:
     """What a template sees of its context: JSON-like data (dates as ISO text, tuples and sets as lists, keys as
     text, anything else as its text), up to 20 levels; deeper is refused, not cut."""
-    from datetime import date, datetime
+    from datetime import UTC, date, datetime
     from enum import IntEnum
 
     class Level(IntEnum):
@@ -120,7 +120,7 @@ def test_a_context_is_made_plain_data_whatever_its_types_and_depth() -> None:
     show = {"txt": "{{ c|tojson }}"}
     context = {
         "c": {
-            "when": datetime(2026, 12, 1, 4, 30),
+            "when": datetime(2026, 12, 1, 4, 30, tzinfo=UTC),
             "day": date(2026, 12, 1),
             "pair": (1, 2.5),
             "one": {True},
@@ -133,7 +133,7 @@ def test_a_context_is_made_plain_data_whatever_its_types_and_depth() -> None:
     }
     assert Renderer().render("email", show, context) == {
         "txt": '{"7": null, "day": "2026-12-01", "level": 3, "nested": [{"k": [null, "x"]}], "one": [true], '
-        '"other": "(1+2j)", "pair": [1, 2.5], "tag": "vip", "when": "2026-12-01T04:30:00"}'
+        '"other": "(1+2j)", "pair": [1, 2.5], "tag": "vip", "when": "2026-12-01T04:30:00+00:00"}'
     }
     deep: object = "bottom"
     for _ in range(19):  # the context is level 0, its value "d" 1, the string 20
