@@ -212,7 +212,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "dropped): hold it as unknown for an operator (never twice), or resend it (never lost, "
         "rarely twice); see docs/engine.md",
     },
-    "TEMPLATE_TIME_LIMIT": {"type": "float", "default": 0.5, "help": "seconds a template part may take to render"},
+    "TEMPLATE_TIME_LIMIT": {
+        "type": "float",
+        "default": 0.5,
+        "help": "seconds of CPU time a template part may take to render",
+    },
     "TEMPLATE_MAX_OUTPUT": {
         "type": "int",
         "default": 1_000_000,

@@ -45,6 +45,7 @@ class Limit(Exception):
 # -- the guard: per-thread budgets -------------------------------------------------------
 class _Guard(threading.local):
     deadline: float | None = None
+    cpu_deadline: float = 0.0
     depth: int = 0
     max_output: int = DEFAULT_MAX_OUTPUT
     spent: int = 0
@@ -54,8 +55,9 @@ guard = _Guard()
 
 
 def start(time_limit: float, max_output: int) -> None:
-    """Arm the guard for one render on this thread."""
+    """Arm the guard for one render on this thread: *time_limit* seconds of this thread's CPU time."""
     guard.deadline = time.monotonic() + time_limit
+    guard.cpu_deadline = time.thread_time() + time_limit
     guard.depth = 0
     guard.max_output = max_output
     guard.spent = 0
@@ -117,7 +119,14 @@ def _ensure(size: int, what: str) -> None:
 
 
 def check_clock() -> None:
+    """Stop a render that has used its time: the clock is read on every line (cheap), and once it says the
+    budget is spent the thread's CPU time decides. A thread that waited for a core (a busy machine, the other
+    threads' turns at the GIL) gets the rest of its budget: only a template that does too much fails."""
     if guard.deadline is not None and time.monotonic() > guard.deadline:
+        left = guard.cpu_deadline - time.thread_time()
+        if left > 0:
+            guard.deadline = time.monotonic() + left
+            return
         guard.deadline = None  # raise once; the unwinding frames must not trip it again
         raise Limit("rendering took longer than its time budget")
 

@@ -94,6 +94,32 @@ def test_render_time_is_bounded_by_the_limit():
         quick.render_part("txt", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", {})
 
 
+def test_a_render_that_waited_for_a_core_is_not_stopped_by_the_clock(monkeypatch):
+    """The budget is the thread's CPU time: on a busy machine the clock runs on while the thread waits for a core
+    (here a second passes at every look), and a small template still renders; a runaway one still stops."""
+    import time as real
+
+    from server.engine import sandbox
+
+    class Busy:
+        passed = 0.0
+
+        def monotonic(self) -> float:
+            self.passed += 1.0
+            return real.monotonic() + self.passed
+
+        thread_time = staticmethod(real.thread_time)
+
+    monkeypatch.setattr(sandbox, "time", Busy())
+    renderer = Renderer(time_limit=0.05)
+    source = "{% for i in range(200) %}{{ i }}{% endfor %}"
+    assert renderer.render_part("txt", source, {}) == "".join(map(str, range(200)))
+    with pytest.raises(TemplateError, match="time budget"):
+        renderer.render_part(
+            "txt", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", {}
+        )
+
+
 def test_output_size_is_bounded_by_the_limit():
     small = Renderer(max_output=1000)
     assert len(small.render_part("txt", "{{ 'x' * 1000 }}", {})) == 1000
