@@ -44,6 +44,8 @@ end
 #: events per contact (the second finds the contact still in its journey: the entry policy keeps it out)
 PER_CONTACT = 2
 TARGET = 20_000
+#: seconds a PostgreSQL worker waits for another job before it stops (see ``_work``)
+WORKER_IDLE = 2
 
 
 def _fill(app, events: int) -> list[int]:
@@ -71,8 +73,7 @@ def _fill(app, events: int) -> list[int]:
 
 def _wake(app, workers: int = 1) -> None:
     """Wake the engine for the stored events, as the ingest does after its commit, with a job for each further
-    worker: a burst worker quits on an empty queue, where a served one waits for the job the first one's full
-    batch queues."""
+    worker to start with (each waits for jobs as ``nudge worker`` does, see ``_work``)."""
     with app.app_context():
         if not wake_engine() or not app.extensions["nudge.queue"].enqueue_many(process_pending, [()] * (workers - 1)):
             raise RuntimeError("could not queue the engine's jobs")
@@ -104,16 +105,25 @@ def _check(app, events: int) -> None:
         raise RuntimeError(f"{left} events unprocessed, {enrolled} enrolments: the benchmark is invalid")
 
 
-def _work(app) -> float:
-    """One burst worker on the engine's queue (the outbox rows the events wrote wait on the send queue); return the
+def _work(app, idle: int | None = None) -> float:
+    """One worker on the engine's queue (the outbox rows the events wrote wait on the send queue); return the
     CPU seconds its jobs took (SQLite's work included, PostgreSQL's not: it runs in its own processes), with the
-    stats rollup of whatever trace the jobs' own rollups left (the scheduler's would fold it): their work too."""
+    stats rollup of whatever trace the jobs' own rollups left (the scheduler's would fold it): their work too.
+
+    A burst worker by default: it stops as soon as the queue is empty. With *idle* seconds it waits for jobs as
+    ``nudge worker`` does and stops once none came for that long: where several workers share the engine's one
+    queued job (each job queues the next as it claims a full batch), a burst worker that finds the queue empty for
+    the moment another took that job would stop while there is work left, and the others finish it alone."""
     from server.queue import AppWorker, settle_heap
 
     tq = app.extensions["nudge.queue"]
     settle_heap()  # as `nudge worker` does before its first job
     cpu = time.process_time()
-    AppWorker([tq.queue], connection=tq.redis, app=app).work(burst=True, logging_level="WARNING")
+    worker = AppWorker([tq.queue], connection=tq.redis, app=app)
+    if idle is None:
+        worker.work(burst=True, logging_level="WARNING")
+    else:
+        worker.work(max_idle_time=idle, logging_level="WARNING")
     with app.app_context():
         roll_up_stats(get_session(), limit=None)
     return time.process_time() - cpu
@@ -132,7 +142,7 @@ def one_worker(events: int, set_wise: bool = True) -> tuple[float, float]:
 
 
 def workers_on_postgres(events: int, workers: int) -> tuple[float, float]:
-    """Events per second through *workers* burst worker processes on PostgreSQL: by the jobs' span, and per CPU
+    """Events per second through *workers* worker processes on PostgreSQL: by the jobs' span, and per CPU
     second of the workers (the sum of their jobs' CPU time: what the events cost them, whatever the machine's load
     let them have)."""
     from tests.servers import PostgresServer
@@ -210,12 +220,12 @@ def rows(full: bool) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--worker", help="run one burst worker with these settings (JSON): the bench's own use")
+    parser.add_argument("--worker", help="run one worker with these settings (JSON) until idle: the bench's own use")
     args = parser.parse_args()
     if args.worker:
         from server.app import create_app
 
-        print(json.dumps({"cpu": _work(create_app(json.loads(args.worker)))}))
+        print(json.dumps({"cpu": _work(create_app(json.loads(args.worker)), idle=WORKER_IDLE)}))
         return
     start = time.perf_counter()
     print(render(measure(args.events)))
