@@ -60,13 +60,19 @@ def byte_ordered(length: int) -> Any:
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
+#: how full PostgreSQL fills the contacts' pages, in percent (migration 0044)
+FILLFACTOR = 70
+
+
 class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         # the contacts with a number only (migration 0043): most have none, and an entry for each of them cost
         # every insert of a contact an index write; "phone = ?", "IN" and "starts with" imply a number
         Index("ix_contacts_phone", "phone", sqlite_where=text(HAS_PHONE), postgresql_where=text(HAS_PHONE)),
-        NEVER_REUSE_IDS,
+        # PostgreSQL: room on each page for a row's next version, so that moving last_seen or the score (neither
+        # indexed) writes no index entry (a heap-only tuple; migration 0044)
+        {**NEVER_REUSE_IDS, "postgresql_with": {"fillfactor": FILLFACTOR}},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
