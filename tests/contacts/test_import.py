@@ -309,9 +309,10 @@ def test_a_reimport_announces_contact_updated_only_for_values_that_changed(app):
     ]
 
 
-def test_imported_contacts_take_ids_in_file_order_and_never_a_deleted_contacts(app):
-    """New contacts get ids in the order of the file, above every id ever given (a deleted contact's is not
-    reused), each with its own public id, tags and event."""
+def test_imported_contacts_take_ids_in_email_order_and_never_a_deleted_contacts(app):
+    """New contacts get ids above every id ever given (a deleted contact's is not reused), a chunk's in the order of
+    their emails (written page after page whatever order the file is in), each with its own public id, tags and
+    event: the file's e before d gives d the lower id, and each keeps its own row's tag."""
     from server.models import ContactTag
 
     _import(app, "email,tags\na@example.com,t-a\nb@example.com,t-b\nc@example.com,t-c\n")
@@ -325,7 +326,7 @@ def test_imported_contacts_take_ids_in_file_order_and_never_a_deleted_contacts(a
     assert (report.created, report.updated) == (2, 1)
     contacts = _contacts(app)
     assert contacts["a@example.com"].id < contacts["b@example.com"].id < deleted
-    assert deleted < contacts["e@example.com"].id < contacts["d@example.com"].id
+    assert deleted < contacts["d@example.com"].id < contacts["e@example.com"].id
     assert len({c.public_id for c in contacts.values()}) == 4
     with app.app_context():
         session = get_session()

@@ -13,11 +13,18 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 
+def mounted(page, textarea_id="source") -> None:
+    """Wait until the editor is on the page (after a navigation its bundle loads and mounts a moment later)."""
+    page.wait_for_function("id => window.NudgeEditor && NudgeEditor.editorFor(id) !== null", arg=textarea_id)
+
+
 def doc(page, textarea_id="source") -> str:
+    mounted(page, textarea_id)
     return page.evaluate("id => NudgeEditor.editorFor(id).state.doc.toString()", textarea_id)
 
 
 def set_doc(page, text: str, textarea_id="source") -> None:
+    mounted(page, textarea_id)
     page.evaluate(
         "([id, text]) => { const v = NudgeEditor.editorFor(id); "
         "v.dispatch({changes: {from: 0, to: v.state.doc.length, insert: text}}) }",
@@ -31,6 +38,7 @@ def content(page, textarea_id="source"):
 
 
 def place_cursor(page, offset: int, textarea_id="source") -> None:
+    mounted(page, textarea_id)
     page.evaluate(
         "([id, at]) => { const v = NudgeEditor.editorFor(id); v.focus(); v.dispatch({selection: {anchor: at}}) }",
         [textarea_id, offset],
