@@ -53,8 +53,10 @@ from .rowset import (
 from .service import audit, taken
 
 #: rows per transaction: each commit writes every index page its rows touched (random public ids and emails
-#: touch many), so fewer, larger chunks write fewer pages
-CHUNK = 5000
+#: touch many), so fewer, larger chunks write fewer pages. With a chunk's new rows in email order, 10,000 against
+#: 5,000 imported a file in random order 11-15% faster (in order within noise); each commit holds SQLite's write
+#: lock ~0.2 s at most, which events posted meanwhile wait out
+CHUNK = 10_000
 #: rows of the first chunk: the writing process waits while a checking process checks it (~14 µs a row); the next
 #: ones grow to CHUNK (see cleaned_chunks)
 FIRST_CHUNK = 500
@@ -161,7 +163,7 @@ def import_csv(
     report: ImportReport | None = None,
     processes: int | None = None,
 ) -> ImportReport:
-    """Import contacts from CSV text; commits per chunk of rows (500 first, growing to 5,000).
+    """Import contacts from CSV text; commits per chunk of rows (500 first, growing to 10,000).
 
     :param mapping: column → field overrides (see :func:`parse_mapping`).
     :param channels: contact attribute → the channels addressed by it (``address_channels``): an imported email
