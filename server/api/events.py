@@ -6,12 +6,11 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from flask import current_app, jsonify
-from sqlalchemy.exc import IntegrityError
+from flask import Response, current_app, jsonify
 
 from ..db import get_db, get_session
 from ..engine.groups import hand_over, store_together
-from ..engine.ingest import prepare_events, store_events, write_turn
+from ..engine.ingest import prepare_events, retry_clashes, store_events, write_turn
 from ..models import Event, Scope
 from . import bp
 from .common import text
@@ -116,20 +115,23 @@ def _accept(body: Any, route: Route):
     )
     if not key:
         return jsonify(route.answer(store_together(prepared))), 202
-    with write_turn(session):
-        stored = replay(session, key, digest)
-        if stored is not None:
-            return stored
-        payload = route.answer(store_events(session, prepared))
-        remember(session, key, digest, 202, payload)
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            stored = replay(session, key, digest)  # a concurrent request with the same key won: answer as it did
+
+    def write() -> tuple[Response | None, Any]:
+        """The stored answer to the key, or the new one (committed). A request with the same key, or naming the
+        same new contact, that commits first makes this fail; the next try replays its answer, or finds the
+        contact (:func:`retry_clashes`)."""
+        with write_turn(session):
+            stored = replay(session, key, digest)
             if stored is not None:
-                return stored
-            raise
+                return stored, None
+            payload = route.answer(store_events(session, prepared))
+            remember(session, key, digest, 202, payload)
+            session.commit()
+            return None, payload
+
+    stored, payload = retry_clashes(write)
+    if stored is not None:
+        return stored
     hand_over(route.event_ids(payload))
     return jsonify(payload), 202
 

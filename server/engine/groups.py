@@ -10,6 +10,7 @@ re-enqueues them from the database, as for any lost job).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -17,7 +18,16 @@ from typing import Any, Generic, TypeVar
 from flask import current_app
 
 from ..db import get_db, get_session
-from .ingest import NotAdmitted, Prepared, engine_turn, store_events, store_plain, store_plain_apart, write_turn
+from .ingest import (
+    NotAdmitted,
+    Prepared,
+    engine_turn,
+    retry_clashes,
+    store_events,
+    store_plain,
+    store_plain_apart,
+    write_turn,
+)
 from .wake import wake_engine
 
 T = TypeVar("T")
@@ -177,13 +187,17 @@ def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseExce
         else:
             for prepared in admitted:
                 try:
-                    with session.begin_nested():
-                        results.append(store_events(session, prepared))
+                    results.append(retry_clashes(functools.partial(_store_alone, session, prepared)))
                 except Exception as exc:  # this request's answer (422, 409...); the others go on
                     results.append(exc)
         session.commit()
     answers = iter(results)
     return [outcome if outcome is not None else next(answers) for outcome in outcomes]
+
+
+def _store_alone(session: Any, prepared: Prepared) -> list[tuple[int, int]]:
+    with session.begin_nested():
+        return store_events(session, prepared)
 
 
 def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:

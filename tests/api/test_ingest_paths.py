@@ -125,6 +125,37 @@ def test_concurrent_requests_each_get_their_own_answer_and_share_one_job(app):
     assert sorted(processed) == sorted(ids)  # each stored event processed, once (a claim marks it)
 
 
+def _post_at_once(app, bodies, headers):
+    """Post each of *bodies* (with ``headers(i)``) from a thread of its own, all at once."""
+    key = api_key(app, "ingest")
+    start = threading.Barrier(len(bodies))
+
+    def post(i):
+        start.wait()
+        auth = {"Authorization": f"Bearer {key}", **headers(i)}
+        response = app.test_client().post("/api/v1/events", json=bodies[i], headers=auth)
+        return response.status_code, response.json, response.headers.get("Idempotent-Replayed")
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(post, range(len(bodies))))
+
+
+def _new_contact(i):
+    return {"contact": {"email": f"new{i % 2}@example.com"}, "event": "form.submitted", "props": {"k": i % 4}}
+
+
+def test_keyed_requests_naming_one_new_contact_at_once_are_each_stored_once(app):
+    """With Idempotency-Keys each request writes alone, at once on PostgreSQL: two naming one new contact both
+    insert it, and the second waits for the first, then clashes. It is tried again, finding the contact (a 409
+    before); a request whose key was used meanwhile answers as that one did."""
+    answers = _post_at_once(app, [_new_contact(i) for i in range(8)], lambda i: {"Idempotency-Key": f"k-{i % 4}"})
+    assert [status for status, _body, _replayed in answers] == [202] * 8, answers
+    for k in range(4):  # each key's two requests: one stored, the other given its answer
+        first, second = answers[k], answers[k + 4]
+        assert first[1] == second[1] and sorted([first[2], second[2]], key=str) == [None, "true"]
+    assert _count(app, Event) == 4 and _count(app, Contact) == 2
+
+
 def test_grouped_work_gathers_while_the_leader_works_and_errors_stay_with_their_request():
     entered, release = threading.Event(), threading.Event()
     groups = []
