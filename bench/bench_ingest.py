@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +98,14 @@ def serve(kind: str, port: int, threads: int, processes: int, home: str, redis_u
 
 
 async def _connection(
-    port: int, request: bytes, until: float, latencies: list[float], statuses: dict[int, int]
+    port: int, request: Callable[[], bytes], until: float, latencies: list[float], statuses: dict[int, int]
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.perf_counter() < until:
+            data = request()
             start = time.perf_counter()
-            writer.write(request)
+            writer.write(data)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
             length = 0
@@ -115,7 +119,19 @@ async def _connection(
         writer.close()
 
 
-async def _load(port: int, request: bytes, connections: int, seconds: float, warmup: float) -> dict[str, Any]:
+def _requests(request: bytes, keyed: bool) -> Callable[[], bytes]:
+    """The request to send next: *request* each time, or with an ``Idempotency-Key`` header, a new key each time."""
+    if not keyed:
+        return lambda: request
+    head, _, body = request.partition(b"\r\n\r\n")
+    keys = itertools.count()
+    run = uuid.uuid4().hex
+    return lambda: b"%s\r\nIdempotency-Key: %s-%d\r\n\r\n%s" % (head, run.encode(), next(keys), body)
+
+
+async def _load(
+    port: int, request: Callable[[], bytes], connections: int, seconds: float, warmup: float
+) -> dict[str, Any]:
     scratch: list[float] = []
     await asyncio.gather(
         *(_connection(port, request, time.perf_counter() + warmup, scratch, {}) for _ in range(connections))
@@ -145,13 +161,17 @@ def http_request(path: str, body: bytes, key: str) -> bytes:
     return head.encode() + body
 
 
-def load(port: int, path: str, body: bytes, key: str, connections: int, seconds: float) -> dict[str, Any]:
-    """Run the load in its own process (the client must not share the server's interpreter) and return its figures."""
+def load(
+    port: int, path: str, body: bytes, key: str, connections: int, seconds: float, keyed: bool = False
+) -> dict[str, Any]:
+    """Run the load in its own process (the client must not share the server's interpreter) and return its figures;
+    *keyed*: each request with an Idempotency-Key of its own."""
     with tempfile.NamedTemporaryFile("wb", suffix=".http", delete=False) as f:
         f.write(http_request(path, body, key))
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "bench.bench_ingest", "--load", f.name, str(port), str(connections), str(seconds)],
+            [sys.executable, "-m", "bench.bench_ingest", "--load", f.name, str(port), str(connections), str(seconds)]
+            + (["keyed"] if keyed else []),
             cwd=ROOT,
             check=True,
             capture_output=True,
@@ -220,6 +240,8 @@ def measure_server(
         return {
             "single": load_cpu(proc.pid, port, "/api/v1/events", single, key, CONNECTIONS, seconds),
             "batch": load_cpu(proc.pid, port, "/api/v1/events/batch", batch, key, CONNECTIONS, seconds),
+            # the echo ignores the header: its figure is the same request's, with one more header
+            "keyed": load_cpu(proc.pid, port, "/api/v1/events", single, key, CONNECTIONS, seconds, True),
         }
     finally:
         proc.terminate()
@@ -246,6 +268,7 @@ def measure(seconds: float, processes: int = PROCESSES) -> list[Row]:
         nudge = measure_server("nudge", home, redis_url, key, seconds, processes)
     e1, n1 = _checked(echo["single"], 200, "the echo"), _checked(nudge["single"], 202, "POST /api/v1/events")
     eb, nb = _checked(echo["batch"], 200, "the echo"), _checked(nudge["batch"], 202, "POST /api/v1/events/batch")
+    ek, nk = _checked(echo["keyed"], 200, "the echo"), _checked(nudge["keyed"], 202, "POST /api/v1/events, keyed")
     conns = f"{CONNECTIONS} connections, {processes} process(es) of {THREADS} threads"
     return [
         ratio_at_least(f"POST /api/v1/events, {conns}", n1["rate"], "req/s", e1["rate"], "Flask JSON echo", 0.5),
@@ -255,6 +278,15 @@ def measure(seconds: float, processes: int = PROCESSES) -> list[Row]:
             "req/CPU-s",
             1 / e1["cpu_per_request"],
             f"Flask JSON echo ({e1['cpu_per_request'] * 1e6:.0f} µs)",
+            0.5,
+        ),
+        ratio_at_least(
+            f"POST /api/v1/events with an Idempotency-Key, a new one each (p50 {nk['p50']:.1f} ms, p99 "
+            f"{nk['p99']:.0f} ms, {nk['cpu_per_request'] * 1e6:.0f} µs of CPU a request), {conns}",
+            nk["rate"],
+            "req/s",
+            ek["rate"],
+            "Flask JSON echo",
             0.5,
         ),
         under(
@@ -297,7 +329,7 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
         path, port, connections, seconds = sys.argv[2:6]
-        request = Path(path).read_bytes()
+        request = _requests(Path(path).read_bytes(), keyed=sys.argv[6:7] == ["keyed"])
         result = asyncio.run(_load(int(port), request, int(connections), float(seconds), warmup=0.5))
         print(json.dumps(result))
         return

@@ -6,16 +6,17 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from flask import Response, current_app, jsonify
+from flask import current_app, jsonify
 
 from ..db import get_db, get_session
-from ..engine.groups import hand_over, store_together
-from ..engine.ingest import prepare_events, retry_clashes, store_events, write_turn
+from ..engine.groups import store_once, store_together
+from ..engine.ingest import prepare_events
+from ..engine.once import Reused
 from ..models import Event, Scope
 from . import bp
 from .common import text
 from .contacts import CONTACT_INPUT, EVENT, event_dict
-from .idempotency import body_digest, remember, replay, request_key
+from .idempotency import body_digest, once, refused, replayed, request_key
 from .pagination import filtered_page, sort_param
 from .spec import CURSOR, ID, LIMIT, TIMESTAMP, endpoint, page_of, query_param, schema
 
@@ -75,7 +76,6 @@ class Route(NamedTuple):
     prefix: Callable[[int], str]
     #: the 202's body for the stored (event id, contact id) pairs
     answer: Callable[[list[tuple[int, int]]], dict[str, Any]]
-    event_ids: Callable[[dict[str, Any]], list[int]]
 
 
 def _one(stored: list[tuple[int, int]]) -> dict[str, Any]:
@@ -89,17 +89,17 @@ def _many(stored: list[tuple[int, int]]) -> dict[str, Any]:
     return {"ids": ids, "contact_ids": contact_ids, "count": len(ids), "status": "accepted"}
 
 
-SINGLE = Route(lambda body: [body], lambda _i: "", _one, lambda payload: [payload["id"]])
-BATCH = Route(lambda body: body["events"], lambda i: f"events[{i}].", _many, lambda payload: payload["ids"])
+SINGLE = Route(lambda body: [body], lambda _i: "", _one)
+BATCH = Route(lambda body: body["events"], lambda i: f"events[{i}].", _many)
 
 
 def _accept(body: Any, route: Route):
     """Store the body's items and answer 202 with ``route.answer(stored)``; with an Idempotency-Key, once
     (replayed to retries).
 
-    The items are checked before any write. Without a key, the request's events are written, committed and
-    enqueued together with concurrent requests' (:func:`store_together`); with one, alone in its write turn
-    (:func:`write_turn`) with the stored answer, then handed to the queue.
+    The items are checked before any write, then written, committed and enqueued together with concurrent
+    requests' (:func:`store_together`); with a key, in the same transaction, each keyed request's earlier answer is
+    looked up or its answer stored with its events (:func:`store_once`).
     """
     session = get_session()
     key = request_key()
@@ -115,25 +115,13 @@ def _accept(body: Any, route: Route):
     )
     if not key:
         return jsonify(route.answer(store_together(prepared))), 202
-
-    def write() -> tuple[Response | None, Any]:
-        """The stored answer to the key, or the new one (committed). A request with the same key, or naming the
-        same new contact, that commits first makes this fail; the next try replays its answer, or finds the
-        contact (:func:`retry_clashes`)."""
-        with write_turn(session):
-            stored = replay(session, key, digest)
-            if stored is not None:
-                return stored, None
-            payload = route.answer(store_events(session, prepared))
-            remember(session, key, digest, 202, payload)
-            session.commit()
-            return None, payload
-
-    stored, payload = retry_clashes(write)
-    if stored is not None:
-        return stored
-    hand_over(route.event_ids(payload))
-    return jsonify(payload), 202
+    try:
+        answered = store_once(prepared._replace(once=once(key, digest, 202, route.answer)))
+    except Reused as exc:
+        raise refused(exc) from None
+    if answered.replayed:
+        return replayed(answered.answer)
+    return jsonify(answered.answer.payload), 202
 
 
 @endpoint(

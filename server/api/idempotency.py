@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, g, jsonify, request
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 from ..contacts.errors import InvalidInput
-from ..models import IdempotencyRecord, utcnow
+from ..engine.once import Answer, Once, Reused, Stored
 from .spec import Refused
 
 HEADER = "Idempotency-Key"
-KEEP = timedelta(hours=24)
 
 
 def request_key() -> str | None:
@@ -38,43 +35,25 @@ def _endpoint() -> str:
     return f"{request.method} {request.path}"
 
 
-def replay(session: Session, key: str, digest: str) -> Response | None:
-    """The stored answer for *key*, or None when the key is new (or expired).
+def once(key: str, digest: str, status: int, answer: Callable[[Stored], Any]) -> Once:
+    """This request (its API key's *key*, its endpoint, its body's *digest*) as one made once, answered with
+    *status* and ``answer(stored)`` (:func:`~server.engine.groups.store_once` stores or replays it)."""
+    return Once(g.api_key.id, key, _endpoint(), digest, status, answer)
 
-    :raises Refused: 422 when the key was used for a different request.
-    """
-    row = session.scalar(
-        select(IdempotencyRecord).where(IdempotencyRecord.api_key_id == g.api_key.id, IdempotencyRecord.key == key)
+
+def refused(exc: Reused) -> Refused:
+    """The 422 for a key used before for a different request."""
+    return Refused(
+        422,
+        "Idempotency-Key reused",
+        f"this {HEADER} was already used for a different request ({exc.endpoint}); send a new key for a new request",
+        field=HEADER,
     )
-    if row is None:
-        return None
-    if row.created_at < utcnow() - KEEP:
-        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == row.id))
-        session.flush()
-        return None
-    if row.endpoint != _endpoint() or row.request_hash != digest:
-        raise Refused(
-            422,
-            "Idempotency-Key reused",
-            f"this {HEADER} was already used for a different request "
-            f"({row.endpoint}); send a new key for a new request",
-            field=HEADER,
-        )
-    response = jsonify(row.response)
-    response.status_code = row.status_code
+
+
+def replayed(answer: Answer) -> Response:
+    """The response that gives *answer* again."""
+    response = jsonify(answer.payload)
+    response.status_code = answer.status
     response.headers["Idempotent-Replayed"] = "true"
     return response
-
-
-def remember(session: Session, key: str, digest: str, status: int, payload: Any) -> None:
-    """Store the answer in the request's transaction: it exists exactly when the work does."""
-    session.add(
-        IdempotencyRecord(
-            api_key_id=g.api_key.id,
-            key=key,
-            endpoint=_endpoint(),
-            request_hash=digest,
-            status_code=status,
-            response=payload,
-        )
-    )

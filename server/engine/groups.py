@@ -22,12 +22,14 @@ from .ingest import (
     NotAdmitted,
     Prepared,
     engine_turn,
+    insert_rows,
     retry_clashes,
     store_events,
     store_plain,
     store_plain_apart,
     write_turn,
 )
+from .once import Answered, Reused, Stored, answered, earlier
 from .wake import wake_engine
 
 T = TypeVar("T")
@@ -141,72 +143,160 @@ def hand_over(event_ids: list[int]) -> None:
     _per_app("nudge.handover", lambda: Grouped(run)).submit(event_ids)
 
 
-def store_together(prepared: Prepared) -> list[tuple[int, int]]:
+def store_together(prepared: Prepared) -> Stored:
     """Store *prepared* (all or none), commit and enqueue it, in one transaction with concurrent requests' events.
 
     :return: (event id, contact id) per item, in order.
     :raises InvalidInput: (or any error storing it would raise alone) naming the first offending field.
     """
-    return _per_app("nudge.ingest", lambda: Grouped(_write_group, _hand_over_group)).submit(prepared)
+    stored = _grouped().submit(prepared)
+    assert not isinstance(stored, Answered)  # (only a request made once is answered so)
+    return stored
 
 
-def _write_group(group: list[Prepared]) -> list[list[tuple[int, int]] | BaseException]:
+def store_once(prepared: Prepared) -> Answered:
+    """:func:`store_together` for a request made once (:attr:`Prepared.once`, an Idempotency-Key): in the same
+    transaction as concurrent requests' events, its earlier answer is looked up, or its events and its answer are
+    stored. A request with the same key stored meanwhile by another transaction (another process's, on PostgreSQL)
+    makes it try again and replay that answer (:func:`retry_clashes`).
+    :raises ~.once.Reused: the key was used for a different request.
+
+    :raises InvalidInput: (or what else storing it raises, the key's own refusal too) naming what is wrong.
+    """
+    assert prepared.once is not None
+    answered = _grouped().submit(prepared)
+    assert isinstance(answered, Answered)
+    return answered
+
+
+def _grouped() -> Grouped[Prepared, Stored | Answered]:
+    return _per_app("nudge.ingest", lambda: Grouped(_write_group, _hand_over_group))
+
+
+def _write_group(group: list[Prepared]) -> list[Stored | Answered | BaseException]:
     """Store each request's events, all or none per request, in one transaction (then :func:`_hand_over_group`).
 
     On SQLite, on the ingest's own connection when the group is plain (:func:`store_plain_apart`; no session set
     up). Otherwise through the session: each request admitted first (:attr:`Prepared.admit`), then set-wise over
     the admitted when they are plain (:func:`store_plain`), the same rows as storing the requests one after the
-    other; or else each request in its own savepoint, so one failing request fails alone.
+    other, with the answers of those made once (:attr:`Prepared.once`, :func:`_together`); or else each request in
+    its own savepoint, so one failing request fails alone.
     """
     db = get_db()
-    if all(prepared.checked is not None for prepared in group):  # no session to set up for the plain case
+    if all(prepared.checked is not None and prepared.once is None for prepared in group):  # no session to set up
         if db.session.registry.has() and db.session().in_transaction():
             db.session().commit()  # as write_turn does: no transaction of this thread's left open while it writes
         with engine_turn(db.engine):
             apart = store_plain_apart(db.engine, group)
         if apart is not None:
-            return apart
+            return list(apart)
     session = get_session()
     with write_turn(session):
         connection = session.connection()  # the turn's transaction begins
-        outcomes: list[list[tuple[int, int]] | BaseException | None] = [
+        outcomes: list[Stored | BaseException | None] = [
             None
             if prepared.admit is None or prepared.admit(connection.connection.cursor(), connection.engine)
             else NotAdmitted()
             for prepared in group
         ]
-        admitted = [prepared for prepared, outcome in zip(group, outcomes, strict=True) if outcome is None]
+        admitted = [i for i, outcome in enumerate(outcomes) if outcome is None]
         try:  # the transaction holds nothing else yet (the turn began it): a failure here is simply rolled back
-            together = _store_plain_group(session, admitted)
+            together = _together(session, group, admitted)
         except Exception:  # a clash with another process's insert, say: each request alone says what it meets
             session.rollback()
             together = None
-        results: list[list[tuple[int, int]] | BaseException] = []
-        if together is not None:
-            results.extend(together)
-        else:
-            for prepared in admitted:
-                try:
-                    results.append(retry_clashes(functools.partial(_store_alone, session, prepared)))
-                except Exception as exc:  # this request's answer (422, 409...); the others go on
-                    results.append(exc)
+        results = together if together is not None else {}
+        for i in admitted:
+            if i in results:
+                continue
+            try:
+                results[i] = retry_clashes(functools.partial(_store_alone, session, group[i]))
+            except Exception as exc:  # this request's answer (422, 409...); the others go on
+                results[i] = exc
         session.commit()
-    answers = iter(results)
-    return [outcome if outcome is not None else next(answers) for outcome in outcomes]
+    return [outcome if outcome is not None else results[i] for i, outcome in enumerate(outcomes)]
 
 
-def _store_alone(session: Any, prepared: Prepared) -> list[tuple[int, int]]:
+def _together(
+    session: Any, group: list[Prepared], admitted: list[int]
+) -> dict[int, Stored | Answered | BaseException] | None:
+    """The outcome of each admitted request of *group* (by index), stored set-wise (:func:`store_plain`); None when
+    one is not plain (nothing is stored then).
+
+    The keys of the requests made once are looked up first, in one query: a key answered before gives that answer
+    (or :class:`~.once.Reused`), and so does a key that an earlier request of the group stores now; the others are
+    stored with the rest, and their answers after, in one insert (:func:`~.once.answered`).
+    """
+    found = earlier(session, [once for i in admitted if (once := group[i].once) is not None])
+    results: dict[int, Stored | Answered | BaseException] = {}
+    storing: list[int] = []
+    first: dict[tuple[int, str], int] = {}  # a key this group stores: the request that does
+    repeats: dict[int, int] = {}  # a request whose key an earlier one of the group stores: that one
+    for i in admitted:
+        once = group[i].once
+        if once is None:
+            storing.append(i)
+            continue
+        key = (once.api_key_id, once.key)
+        got = found.get(key)
+        if got is None and key in first:
+            other = group[first[key]].once
+            assert other is not None
+            same = (other.endpoint, other.digest) == (once.endpoint, once.digest)
+            if same:
+                repeats[i] = first[key]
+            else:
+                results[i] = Reused(other.endpoint)
+        elif got is None:
+            first[key] = i
+            storing.append(i)
+        else:
+            results[i] = got if isinstance(got, Reused) else Answered(got, [], True)
+    stored = _store_plain_group(session, [group[i] for i in storing])
+    if stored is None:
+        return None
+    by_index = dict(zip(storing, stored, strict=True))
+    new = [i for i in storing if group[i].once is not None]
+    results.update((i, by_index[i]) for i in storing if group[i].once is None)
+    requests = [once for i in new if (once := group[i].once) is not None]
+    insert = functools.partial(insert_rows, session)
+    results.update(zip(new, answered(requests, [by_index[i] for i in new], insert), strict=True))
+    for i, j in repeats.items():
+        done = results[j]
+        assert isinstance(done, Answered)
+        results[i] = Answered(done.answer, [], True)
+    return results
+
+
+def _store_alone(session: Any, prepared: Prepared) -> Stored | Answered:
+    """*prepared* stored in a savepoint of its own (undone when it fails); with its answer when it is made once,
+    or only that answer when it was made before."""
     with session.begin_nested():
-        return store_events(session, prepared)
+        once = prepared.once
+        if once is None:
+            return store_events(session, prepared)
+        got = earlier(session, [once]).get((once.api_key_id, once.key))
+        if isinstance(got, Reused):
+            raise got
+        if got is not None:
+            return Answered(got, [], True)
+        stored = store_events(session, prepared)
+        return answered([once], [stored], functools.partial(insert_rows, session))[0]
 
 
 def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:
     """Hand what a group stored (committed) to the queue: while it waits on Redis the next group already writes,
     and the events of the groups written meanwhile go to the queue together (:func:`hand_over`)."""
-    hand_over([event_id for outcome in outcomes if isinstance(outcome, list) for event_id, _contact_id in outcome])
+    hand_over([event_id for outcome in outcomes for event_id, _contact_id in _stored(outcome)])
 
 
-def _store_plain_group(session: Any, group: list[Prepared]) -> list[list[tuple[int, int]]] | None:
+def _stored(outcome: Any) -> Stored:
+    if isinstance(outcome, Answered):
+        return outcome.stored
+    return outcome if isinstance(outcome, list) else []
+
+
+def _store_plain_group(session: Any, group: list[Prepared]) -> list[Stored] | None:
     checked = [item for prepared in group if prepared.checked is not None for item in prepared.checked]
     if any(prepared.checked is None for prepared in group):
         return None
@@ -221,4 +311,4 @@ def _store_plain_group(session: Any, group: list[Prepared]) -> list[list[tuple[i
     return out
 
 
-__all__ = ["Grouped", "hand_over", "store_together"]
+__all__ = ["Grouped", "hand_over", "store_once", "store_together"]

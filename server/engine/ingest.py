@@ -27,6 +27,7 @@ from ..models import Contact, Event, utcnow
 from ..sdk import lone_surrogate
 from .driver_sql import DriverStatement, insert_many, insert_statement
 from .ingest_rows import EVENT_SOURCE, Packed, ids_back, insert_events, pack
+from .once import Once
 from .wal_checkpoints import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 IDENTITY_FIELDS = ("email", "external_id")
@@ -37,6 +38,7 @@ __all__ = [
     "NotAdmitted",
     "Prepared",
     "engine_turn",
+    "insert_rows",
     "names_fields",
     "prepare_events",
     "record_event",
@@ -97,6 +99,8 @@ class Prepared(NamedTuple):
     #: the checked items' event values as the SQLite driver takes them, made before the write turn
     #: (:func:`prepare_events` given a SQLite *engine*); None: :func:`store_plain_apart` makes them in its turn
     packed: Packed | None = None
+    #: the request is made once (it carries an Idempotency-Key): stored with its answer, or given that answer again
+    once: Once | None = None
 
 
 class NotAdmitted(Exception):
@@ -155,7 +159,7 @@ def store_plain(session: Session, checked: list[_Item]) -> list[tuple[int, int]]
     return _store_plain(
         checked,
         lambda key, wanted: _find_contacts(session, key, wanted),
-        lambda model, rows: _insert(session, model, rows),
+        lambda model, rows: insert_rows(session, model, rows),
     )
 
 
@@ -512,7 +516,7 @@ def _sqlite_find(cursor: Any, key: str, wanted: set[str]) -> Iterable[Sequence[A
     )
 
 
-def _insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
+def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert *rows* (the columns' Python defaults apply); their new ids, in order.
 
     On SQLite, one prepared statement run per row (``executemany``) through the driver's cursor (the statement and

@@ -64,6 +64,17 @@ def test_idempotency_key_with_another_body_is_422(app, ingest):
     assert _count(app, Event) == 1
 
 
+def test_an_idempotency_key_is_new_again_after_24_hours(app, ingest, clock):
+    key = str(uuid.uuid4())
+    assert ingest.post("/events", json=_event(1), headers={"Idempotency-Key": key}).status_code == 202
+    clock.advance(24 * 3600 - 60)
+    assert ingest.post("/events", json=_event(2), headers={"Idempotency-Key": key}).status_code == 422  # still kept
+    clock.advance(120)
+    later = ingest.post("/events", json=_event(2), headers={"Idempotency-Key": key})
+    assert later.status_code == 202 and "Idempotent-Replayed" not in later.headers
+    assert _count(app, Event) == 2 and _count(app, IdempotencyRecord) == 1  # the expired answer gave way
+
+
 def test_failed_request_stores_no_key(app, ingest):
     key = "retry-me"
     bad = ingest.post("/events", json=_event(1, email="bad"), headers={"Idempotency-Key": key})

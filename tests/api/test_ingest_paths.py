@@ -9,12 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select, update
 
+from server.api.idempotency import body_digest
 from server.contacts.service import clean_contact
 from server.db import get_session
 from server.engine import wal_checkpoints
-from server.engine.groups import Grouped
-from server.engine.ingest import _known_identity, _writers
-from server.models import Contact, Event
+from server.engine.groups import Grouped, _write_group
+from server.engine.ingest import _known_identity, _writers, prepare_events
+from server.engine.once import Answered, Once, Reused
+from server.models import ApiKey, Contact, Event, IdempotencyRecord
 
 from ..helpers import api_key, run_worker
 
@@ -154,6 +156,41 @@ def test_keyed_requests_naming_one_new_contact_at_once_are_each_stored_once(app)
         first, second = answers[k], answers[k + 4]
         assert first[1] == second[1] and sorted([first[2], second[2]], key=str) == [None, "true"]
     assert _count(app, Event) == 4 and _count(app, Contact) == 2
+
+
+def test_one_group_stores_each_key_once_and_answers_its_repeats_from_it(app, ingest):
+    """Keyed requests written in one group (as concurrent posts are): a key is looked up once for the group; a
+    repeat of a key the group stores gets that answer, a reuse with another body is refused, and keys answered
+    before are answered so again; the new ones are stored with the plain requests' events."""
+    endpoint = "POST /api/v1/events"
+    body = _new_contact(0)
+    stored_before = ingest.post("/events", json=body, headers={"Idempotency-Key": "old"})
+    assert ingest.post("/events", json=body, headers={"Idempotency-Key": "old-2"}).status_code == 202
+    with app.app_context():
+        key_id = get_session().scalar(select(ApiKey.id))
+
+        def keyed(key, body):
+            once = Once(key_id, key, endpoint, body_digest(body), 202, lambda stored: {"id": stored[0][0]})
+            return prepare_events(None, [body], prefix=lambda i: "")._replace(once=once)
+
+        other = {**body, "props": {"k": "other"}}
+        group = [
+            keyed("new", body),  # stored
+            prepare_events(None, [body], prefix=lambda i: ""),  # plain: stored
+            keyed("new", body),  # the same request again: the first's answer
+            keyed("new", other),  # the key again, another body: refused
+            keyed("old", body),  # answered before
+            keyed("old-2", other),  # answered before, for another body: refused
+        ]
+        outcomes = _write_group(group)
+    first, plain, repeat, reused, old, old_reused = outcomes
+    assert isinstance(first, Answered) and not first.replayed and first.answer == (202, {"id": first.stored[0][0]})
+    assert isinstance(plain, list) and len(plain) == 1
+    assert repeat == Answered(first.answer, [], True)
+    assert isinstance(reused, Reused) and reused.endpoint == endpoint
+    assert old == Answered((202, stored_before.json), [], True)
+    assert isinstance(old_reused, Reused)
+    assert _count(app, Event) == 4 and _count(app, IdempotencyRecord) == 3
 
 
 def test_grouped_work_gathers_while_the_leader_works_and_errors_stay_with_their_request():

@@ -29,9 +29,9 @@ from ...contacts import (
 )
 from ...contacts.normalize import check_json, check_text, parse_datetime
 from ...engine.ingest import prepare_events, store_events
+from ...engine.once import KEEP
 from ...models import AnonymousId, Contact, IdempotencyRecord, utcnow
 from ...segment_names import event_name
-from ..idempotency import KEEP
 
 KINDS = ("track", "identify", "page", "screen", "group", "alias")
 #: the event each kind but track and alias records (identify records contact.created / contact.updated)
