@@ -111,7 +111,7 @@ def _accept(body: Any, route: Route):
         route.items(body),
         region=current_app.config.get("PHONE_REGION"),
         prefix=route.prefix,
-        engine=None if key else get_db().engine,  # without a key, stored in a group: its values packed here
+        engine=get_db().engine,  # stored in a group: its values packed here
     )
     if not key:
         return jsonify(route.answer(store_together(prepared))), 202

@@ -22,9 +22,13 @@ def request_key() -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not all(33 <= ord(c) < 127 for c in key):
+    if not valid_key(key):
         raise InvalidInput(HEADER, f"{HEADER} must be 1 to 255 visible ASCII characters, e.g. a UUID")
     return key
+
+
+def valid_key(key: str) -> bool:
+    return 1 <= len(key) <= 255 and all(33 <= ord(c) < 127 for c in key)
 
 
 def body_digest(body: Any) -> str:
@@ -32,13 +36,18 @@ def body_digest(body: Any) -> str:
 
 
 def _endpoint() -> str:
-    return f"{request.method} {request.path}"
+    return endpoint_of(request.method, request.path)
 
 
 def once(key: str, digest: str, status: int, answer: Callable[[Stored], Any]) -> Once:
     """This request (its API key's *key*, its endpoint, its body's *digest*) as one made once, answered with
     *status* and ``answer(stored)`` (:func:`~server.engine.groups.store_once` stores or replays it)."""
     return Once(g.api_key.id, key, _endpoint(), digest, status, answer)
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """How a key's record names the endpoint it was used for: ``POST /api/v1/events``."""
+    return f"{method} {path}"
 
 
 def refused(exc: Reused) -> Refused:

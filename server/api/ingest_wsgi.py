@@ -15,8 +15,12 @@ This middleware answers the plain case itself, with the very same steps and answ
   its body (up to 8 MiB) is read, unless it let a request store within the last second (:data:`ADMITTED_FOR`);
 - the settings saved in the admin UI re-read as before every request.
 
-Everything else goes to Flask untouched (the body handed on as read): any error (a wrong key, scope, body, size,
-query, content type), a key whose last use is to be noted, a request with an ``Idempotency-Key``. So each error is
+A request with a well-formed ``Idempotency-Key`` is answered here too: made once (:func:`~server.engine.groups.
+store_once`, the key's API key id learnt when the key is looked up in the write's transaction), its 202, its replay
+or its 422 for a key reused as Flask's path gives them.
+
+Everything else goes to Flask untouched (the body handed on as read): any other error (a wrong key, scope, body,
+size, query, content type, a malformed Idempotency-Key), a key whose last use is to be noted. So each error is
 answered by the one code that answers it, and the 202 is byte for byte Flask's (tests/api/test_ingest_wsgi.py).
 When the app carries request hooks this path does not know (a plugin's), every request goes to Flask.
 """
@@ -35,14 +39,16 @@ from sqlalchemy.engine import Engine
 from ..auth import key_on, quick_key
 from ..contacts.errors import InvalidInput
 from ..db import get_session
-from ..engine.groups import store_together
+from ..engine.groups import store_once, store_together
 from ..engine.ingest import NotAdmitted, names_fields, prepare_events
+from ..engine.once import Once, Reused
 from ..instance_settings import refresh
 from ..jsonbody import JsonInputError
 from ..models import Scope
 from ..sdk import parse_json
 from . import PREFIX
 from .events import BATCH, SINGLE, Route
+from .idempotency import body_digest, endpoint_of, refused, replayed, valid_key
 from .spec import REGISTRY, Operation, error_answer
 
 log = logging.getLogger(__name__)
@@ -130,14 +136,14 @@ class LeanIngest:
             if key is None or key.scope not in scopes:
                 return None
 
-        def admit(cursor: Any, engine: Engine) -> bool:
+        def admit(cursor: Any, engine: Engine) -> int | None:
             key = key_on(cursor, engine, token)
             if key is None or key.scope not in scopes:
-                return False
+                return None
             if len(self._admitted) >= ADMITTED_KEYS:
                 self._admitted.clear()
             self._admitted[token] = time.monotonic()
-            return True
+            return key.id
 
         length = int(environ["CONTENT_LENGTH"])
         raw = environ["wsgi.input"].read(length)
@@ -162,23 +168,35 @@ class LeanIngest:
                 return None
             if prepared.checked is None:  # an invalid event: Flask's path names it
                 return None
+            key = environ.get("HTTP_IDEMPOTENCY_KEY")
             try:
-                stored = store_together(prepared._replace(admit=admit))
+                if key is None:
+                    payload = route.answer(store_together(prepared._replace(admit=admit)))
+                else:  # the API key's id is learnt when admit looks it up
+                    once = Once(0, key, endpoint_of("POST", environ["PATH_INFO"]), body_digest(body), 202, route.answer)
+                    answered = store_once(prepared._replace(admit=admit, once=once))
+                    if answered.replayed:
+                        return _nosniff(replayed(answered.answer))
+                    payload = answered.answer.payload
             except NotAdmitted:  # the key, looked up where the events are written: Flask's path says why not
                 return None
             except Exception as exc:  # this request's events were not stored (all or none)
-                response = error_answer(exc, op.method, op.path)
+                response = error_answer(refused(exc) if isinstance(exc, Reused) else exc, op.method, op.path)
                 if response is None:
                     return self._failed(environ, exc)
-                response.headers.setdefault("X-Content-Type-Options", "nosniff")
-                return response
-            accepted = cast("Response", self.app.json.response(route.answer(stored)))  # Flask's jsonify
+                return _nosniff(response)
+            accepted = cast("Response", self.app.json.response(payload))  # Flask's jsonify
             return _Accepted(accepted.get_data())
 
     def _failed(self, environ: dict[str, Any], exc: Exception) -> Any:
         """An unexpected error, answered (and logged) by Flask's own handler as if the view had raised it."""
         with self.app.request_context(environ):
             return self.app.handle_exception(exc)
+
+
+def _nosniff(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 class _Accepted:
@@ -196,7 +214,8 @@ class _Accepted:
 
 def _plain_request(environ: dict[str, Any], max_body: int) -> str | None:
     """The bearer token of a request this path may answer (see the module's docstring); None otherwise."""
-    if environ.get("QUERY_STRING") or "HTTP_IDEMPOTENCY_KEY" in environ:
+    key = environ.get("HTTP_IDEMPOTENCY_KEY")
+    if environ.get("QUERY_STRING") or (key is not None and not valid_key(key)):
         return None
     mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
     if not (mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))):

@@ -23,6 +23,7 @@ from .ingest import (
     Prepared,
     engine_turn,
     insert_rows,
+    keyed_by,
     retry_clashes,
     store_events,
     store_plain,
@@ -183,7 +184,7 @@ def _write_group(group: list[Prepared]) -> list[Stored | Answered | BaseExceptio
     its own savepoint, so one failing request fails alone.
     """
     db = get_db()
-    if all(prepared.checked is not None and prepared.once is None for prepared in group):  # no session to set up
+    if all(prepared.checked is not None for prepared in group):  # no session to set up for the plain case
         if db.session.registry.has() and db.session().in_transaction():
             db.session().commit()  # as write_turn does: no transaction of this thread's left open while it writes
         with engine_turn(db.engine):
@@ -193,47 +194,53 @@ def _write_group(group: list[Prepared]) -> list[Stored | Answered | BaseExceptio
     session = get_session()
     with write_turn(session):
         connection = session.connection()  # the turn's transaction begins
-        outcomes: list[Stored | BaseException | None] = [
-            None
-            if prepared.admit is None or prepared.admit(connection.connection.cursor(), connection.engine)
-            else NotAdmitted()
-            for prepared in group
-        ]
-        admitted = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        cursor = connection.connection.cursor()
+        admitted = {
+            i: taken
+            for i, prepared in enumerate(group)
+            if (taken := _admitted(prepared, cursor, connection.engine)) is not None
+        }
         try:  # the transaction holds nothing else yet (the turn began it): a failure here is simply rolled back
-            together = _together(session, group, admitted)
+            together = _together(session, admitted)
         except Exception:  # a clash with another process's insert, say: each request alone says what it meets
             session.rollback()
             together = None
         results = together if together is not None else {}
-        for i in admitted:
+        for i, prepared in admitted.items():
             if i in results:
                 continue
             try:
-                results[i] = retry_clashes(functools.partial(_store_alone, session, group[i]))
+                results[i] = retry_clashes(functools.partial(_store_alone, session, prepared))
             except Exception as exc:  # this request's answer (422, 409...); the others go on
                 results[i] = exc
         session.commit()
-    return [outcome if outcome is not None else results[i] for i, outcome in enumerate(outcomes)]
+    return [results[i] if i in admitted else NotAdmitted() for i in range(len(group))]
 
 
-def _together(
-    session: Any, group: list[Prepared], admitted: list[int]
-) -> dict[int, Stored | Answered | BaseException] | None:
-    """The outcome of each admitted request of *group* (by index), stored set-wise (:func:`store_plain`); None when
-    one is not plain (nothing is stored then).
+def _admitted(prepared: Prepared, cursor: Any, engine: Any) -> Prepared | None:
+    """*prepared* when its request may store (:attr:`Prepared.admit`), made once under its API key's id when it
+    learns that id only now (the lean path's requests); None when it may not."""
+    if prepared.admit is None:
+        return prepared
+    key_id = prepared.admit(cursor, engine)
+    return keyed_by(prepared, key_id) if key_id else None
+
+
+def _together(session: Any, group: dict[int, Prepared]) -> dict[int, Stored | Answered | BaseException] | None:
+    """The outcome of each request of *group* (the admitted, by their index), stored set-wise
+    (:func:`store_plain`); None when one is not plain (nothing is stored then).
 
     The keys of the requests made once are looked up first, in one query: a key answered before gives that answer
     (or :class:`~.once.Reused`), and so does a key that an earlier request of the group stores now; the others are
     stored with the rest, and their answers after, in one insert (:func:`~.once.answered`).
     """
-    found = earlier(session, [once for i in admitted if (once := group[i].once) is not None])
+    found = earlier(session, [once for prepared in group.values() if (once := prepared.once) is not None])
     results: dict[int, Stored | Answered | BaseException] = {}
     storing: list[int] = []
     first: dict[tuple[int, str], int] = {}  # a key this group stores: the request that does
     repeats: dict[int, int] = {}  # a request whose key an earlier one of the group stores: that one
-    for i in admitted:
-        once = group[i].once
+    for i, prepared in group.items():
+        once = prepared.once
         if once is None:
             storing.append(i)
             continue

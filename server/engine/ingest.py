@@ -27,7 +27,7 @@ from ..models import Contact, Event, utcnow
 from ..sdk import lone_surrogate
 from .driver_sql import DriverStatement, insert_many, insert_statement
 from .ingest_rows import EVENT_SOURCE, Packed, ids_back, insert_events, pack
-from .once import Once
+from .once import Answered, Once, Stored, answered, any_stored
 from .wal_checkpoints import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 IDENTITY_FIELDS = ("email", "external_id")
@@ -39,6 +39,7 @@ __all__ = [
     "Prepared",
     "engine_turn",
     "insert_rows",
+    "keyed_by",
     "names_fields",
     "prepare_events",
     "record_event",
@@ -93,9 +94,10 @@ class Prepared(NamedTuple):
     checked: list[_Item] | None
     region: str | None
     prefix: Callable[[int], str]
-    #: ``admit(cursor, engine)``: whether the request may store, asked in the write's own transaction through its
-    #: DBAPI cursor (the request's key, looked up where the write happens); refused: :class:`NotAdmitted`
-    admit: Callable[[Any, Engine], bool] | None = None
+    #: ``admit(cursor, engine)``: the id of the request's API key when it may store, else None, asked in the
+    #: write's own transaction through its DBAPI cursor (the key, looked up where the write happens); refused:
+    #: :class:`NotAdmitted`. A request made once whose :attr:`Once.api_key_id` is 0 takes that id.
+    admit: Callable[[Any, Engine], int | None] | None = None
     #: the checked items' event values as the SQLite driver takes them, made before the write turn
     #: (:func:`prepare_events` given a SQLite *engine*); None: :func:`store_plain_apart` makes them in its turn
     packed: Packed | None = None
@@ -196,13 +198,15 @@ def _store_plain(
 
 def store_plain_apart(
     engine: Engine | Connection, group: Sequence[Prepared]
-) -> list[list[tuple[int, int]] | BaseException] | None:
+) -> list[Stored | Answered | BaseException] | None:
     """Store a group of requests' events set-wise on SQLite, in one transaction of its own on the ingest's own
     connection, committed; the caller holds the write turn (:func:`write_turn`). Each request is first admitted
-    (:attr:`Prepared.admit`) in that transaction; a refused one gets :class:`NotAdmitted` and stores nothing.
+    (:attr:`Prepared.admit`) in that transaction; a refused one gets :class:`NotAdmitted` and stores nothing. The
+    answers of the requests made once (:attr:`Prepared.once`) are stored with them (:func:`~.once.answered`).
 
-    None (and nothing written) when an event or a contact is not plain, on another database or on an error: the
-    caller then stores through its session, which says what is wrong.
+    None (and nothing written) when an event or a contact is not plain, on another database or on an error, or when
+    a key of a request made once was stored before or comes twice (to be answered from it): the caller then
+    stores through its session, which says what is wrong, or gives the answer again.
 
     The connection is this process's one ingest writer: its page cache stays valid from one group to the next (a
     connection from the pool finds it reset by the other connections' commits, and reads its pages again), and no
@@ -219,7 +223,12 @@ def store_plain_apart(
     cursor.execute("BEGIN IMMEDIATE")
     try:
         admitted = [prepared.admit is None or prepared.admit(cursor, engine) for prepared in group]
-        taken = [prepared for prepared, ok in zip(group, admitted, strict=True) if ok]
+        taken = [keyed_by(prepared, ok) for prepared, ok in zip(group, admitted, strict=True) if ok]
+        keyed = [once for prepared in taken if (once := prepared.once) is not None]
+        keys = {(once.api_key_id, once.key) for once in keyed}
+        if len(keys) < len(keyed) or (keys and any_stored(cursor, [key for _id, key in keys])):
+            cursor.execute("ROLLBACK")
+            return None
         stored = _store_plain(
             [item for prepared in taken for item in prepared.checked or ()],
             lambda key, wanted: _sqlite_find(cursor, key, wanted),
@@ -229,18 +238,41 @@ def store_plain_apart(
         if stored is None:
             cursor.execute("ROLLBACK")
             return None
+        slices, start = [], 0
+        for prepared in taken:
+            slices.append(stored[start : start + len(prepared.items)])
+            start += len(prepared.items)
+        made_once = [(once, done) for prepared, done in zip(taken, slices, strict=True) if (once := prepared.once)]
+        answers = iter(
+            answered(
+                [once for once, _done in made_once],
+                [done for _once, done in made_once],
+                lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows, many=True),
+            )
+        )
         cursor.execute("COMMIT")
     except Exception:  # a clash with another process's insert, say: the session's path says what each request meets
         writer.rollback()
         return None
     checkpoints.stored(len(stored))
-    outcomes: list[list[tuple[int, int]] | BaseException] = []
-    start = 0
-    for prepared, ok in zip(group, admitted, strict=True):
-        count = len(prepared.items) if ok else 0
-        outcomes.append(stored[start : start + count] if ok else NotAdmitted())
-        start += count
+    outcomes: list[Stored | Answered | BaseException] = []
+    done = iter(zip(taken, slices, strict=True))
+    for ok in admitted:
+        if not ok:
+            outcomes.append(NotAdmitted())
+            continue
+        prepared, mine = next(done)
+        outcomes.append(mine if prepared.once is None else next(answers))
     return outcomes
+
+
+def keyed_by(prepared: Prepared, key_id: int | bool) -> Prepared:
+    """*prepared*, admitted by :attr:`Prepared.admit`'s *key_id* (True: it has no admit), made once under that
+    API key's id when it learns the id only now (the lean path's requests)."""
+    once = prepared.once
+    if once is not None and not once.api_key_id and not isinstance(key_id, bool):
+        return prepared._replace(once=once._replace(api_key_id=key_id))
+    return prepared
 
 
 #: per engine: its ingest writer (a DBAPI connection apart from the pool) and the thread checkpointing what it

@@ -81,7 +81,7 @@ def earlier(session: Session, requests: Sequence[Once]) -> dict[tuple[int, str],
     wanted = {(once.api_key_id, once.key): once for once in requests}
     keys = list({once.key for once in requests})
     connection = session.connection()
-    if connection.dialect.name == "sqlite" and not _any_stored(connection.connection.cursor(), keys):
+    if connection.dialect.name == "sqlite" and not any_stored(connection.connection.cursor(), keys):
         return {}  # new keys, as a key nearly always is: asked straight through the driver (~5x faster)
     rows = connection.execute(_EARLIER, {"keys": keys})
     found: dict[tuple[int, str], Answer | Reused] = {}
@@ -102,7 +102,8 @@ def earlier(session: Session, requests: Sequence[Once]) -> dict[tuple[int, str],
     return found
 
 
-def _any_stored(cursor: Any, keys: list[str]) -> bool:
+def any_stored(cursor: Any, keys: list[str]) -> bool:
+    """Whether an answer is stored for one of *keys* (of any API key), asked through a DBAPI *cursor* (SQLite)."""
     marks = ", ".join("?" * len(keys))
     query = f"SELECT 1 FROM {IdempotencyRecord.__tablename__} WHERE key IN ({marks}) LIMIT 1"
     return cursor.execute(query, keys).fetchone() is not None
@@ -134,4 +135,4 @@ def answered(
     return [Answered(answer, done, False) for answer, done in zip(answers, stored, strict=True)]
 
 
-__all__ = ["KEEP", "Answer", "Answered", "Once", "Reused", "Stored", "answered", "earlier"]
+__all__ = ["KEEP", "Answer", "Answered", "Once", "Reused", "Stored", "answered", "any_stored", "earlier"]

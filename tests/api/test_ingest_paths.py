@@ -2,6 +2,7 @@
 the engine together, each request still validated,
 committed before its 202, all or nothing, its events processed exactly once."""
 
+import functools
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -158,6 +159,36 @@ def test_keyed_requests_naming_one_new_contact_at_once_are_each_stored_once(app)
     assert _count(app, Event) == 4 and _count(app, Contact) == 2
 
 
+def _keyed(api_key_id, key, body):
+    """A single-event post made once with *key*, as the API prepares it; its answer names its event's id."""
+    digest = body_digest(body)
+    once = Once(api_key_id, key, "POST /api/v1/events", digest, 202, lambda stored: {"id": stored[0][0]})
+    return prepare_events(None, [body], prefix=lambda i: "")._replace(once=once)
+
+
+def test_a_group_of_new_keys_stores_each_answer_for_its_retries(app, ingest):
+    """New keys of a group are stored with the other requests' events (on SQLite in the ingest's own transaction),
+    each with its answer: a retry through the API gets that answer."""
+    bodies = [_new_contact(i) for i in range(3)]
+    assert ingest.post("/events", json=bodies[2]).status_code == 202  # (the API key's use noted)
+    with app.app_context():
+        key_id = get_session().scalar(select(ApiKey.id))
+        group = [
+            _keyed(key_id, "a", bodies[0]),
+            prepare_events(None, [bodies[2]], prefix=str),
+            _keyed(key_id, "b", bodies[1]),
+        ]
+        first, plain, second = _write_group(group)
+    assert isinstance(plain, list) and len(plain) == 1
+    for key, body, outcome in (("a", bodies[0], first), ("b", bodies[1], second)):
+        assert isinstance(outcome, Answered) and not outcome.replayed and len(outcome.stored) == 1
+        assert outcome.answer == (202, {"id": outcome.stored[0][0]})
+        again = ingest.post("/events", json=body, headers={"Idempotency-Key": key})
+        assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+        assert again.json == {"id": outcome.stored[0][0]}
+    assert _count(app, Event) == 4 and _count(app, IdempotencyRecord) == 2
+
+
 def test_one_group_stores_each_key_once_and_answers_its_repeats_from_it(app, ingest):
     """Keyed requests written in one group (as concurrent posts are): a key is looked up once for the group; a
     repeat of a key the group stores gets that answer, a reuse with another body is refused, and keys answered
@@ -168,11 +199,7 @@ def test_one_group_stores_each_key_once_and_answers_its_repeats_from_it(app, ing
     assert ingest.post("/events", json=body, headers={"Idempotency-Key": "old-2"}).status_code == 202
     with app.app_context():
         key_id = get_session().scalar(select(ApiKey.id))
-
-        def keyed(key, body):
-            once = Once(key_id, key, endpoint, body_digest(body), 202, lambda stored: {"id": stored[0][0]})
-            return prepare_events(None, [body], prefix=lambda i: "")._replace(once=once)
-
+        keyed = functools.partial(_keyed, key_id)
         other = {**body, "props": {"k": "other"}}
         group = [
             keyed("new", body),  # stored

@@ -14,7 +14,7 @@ from werkzeug.test import Client
 from server.db import get_session
 from server.engine.groups import _write_group
 from server.engine.ingest import NotAdmitted, prepare_events
-from server.models import ApiKey, Event, utcnow
+from server.models import ApiKey, Event, IdempotencyRecord, utcnow
 
 from ..helpers import api_key
 
@@ -46,6 +46,11 @@ def _answer(response) -> tuple[int, list[tuple[str, str]], bytes]:
     headers = [(name, value) for name, value in response.headers if name != "Content-Length"]
     assert int(response.headers["Content-Length"]) == len(response.get_data())
     return response.status_code, headers, body
+
+
+def _key_id(app, key: str) -> int:
+    with app.app_context():
+        return get_session().scalar(select(ApiKey.id).where(ApiKey.prefix == key.split("_")[2]))
 
 
 def _used_key(app, client, scope: str = "ingest") -> str:
@@ -94,6 +99,13 @@ BAD = [
         b'{"contact": {"email": "a@example.com"}, "event": "a.b", "props": {"x": "\\ud800"}}',
         {},
     ),
+    ("keyed", "/api/v1/events", EVENT, {"idempotency": "new"}),
+    ("keyed batch", "/api/v1/events/batch", BATCH, {"idempotency": "new"}),
+    ("keyed again", "/api/v1/events", EVENT, {"idempotency": "again"}),
+    ("keyed again, another body", "/api/v1/events", EVENT, {"idempotency": "reused"}),
+    ("keyed again, another endpoint", "/api/v1/events/batch", BATCH, {"idempotency": "elsewhere"}),
+    ("keyed, a malformed key", "/api/v1/events", EVENT, {"idempotency": "with space"}),
+    ("keyed, a bad email", "/api/v1/events", {**EVENT, "contact": {"email": "nope"}}, {"idempotency": "new"}),
 ]
 
 
@@ -105,11 +117,27 @@ def test_the_lean_path_and_flask_answer_alike(app, client, what, path, body, opt
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     content_type = options.get("content_type", "application/json")
     lean, flask = Client(app.wsgi_app), Client(app.wsgi_app.next)
+    keyed = options.get("idempotency")
+    earlier = {"again": (path, data), "reused": (path, json.dumps({**EVENT, "event": "other.event"}).encode())}
+    earlier["elsewhere"] = ("/api/v1/events", json.dumps(EVENT).encode())
+    if keyed in earlier:  # the key was used before: for this very request, or another body, or another endpoint
+        first_path, first_data = earlier[keyed]
+        key = {**headers, "Idempotency-Key": keyed}
+        assert flask.post(first_path, data=first_data, headers=key, content_type=content_type).status_code == 202
     before = _events(app)
-    answers = [c.post(path, data=data, headers=headers, content_type=content_type) for c in (lean, flask)]
+    answers = []
+    for n, c in enumerate((lean, flask)):  # a new key is each one's own
+        key = {"new": f"new-{n}", None: None}.get(keyed, keyed)
+        sent = {**headers, "Idempotency-Key": key} if key else headers
+        answers.append(c.post(path, data=data, headers=sent, content_type=content_type))
     assert _answer(answers[0]) == _answer(answers[1])
     stored = _events(app) - before
-    assert stored == (2 * (len(body["events"]) if "events" in body else 1) if answers[0].status_code == 202 else 0)
+    count = len(body["events"]) if isinstance(body, dict) and "events" in body else 1
+    assert stored == (2 * count if answers[0].status_code == 202 and keyed != "again" else 0)
+    if keyed == "again":
+        assert answers[0].headers["Idempotent-Replayed"] == "true"
+    if keyed in ("reused", "elsewhere", "with space"):
+        assert answers[0].status_code == 422 and answers[0].json["field"] == "Idempotency-Key"
 
 
 @pytest.mark.parametrize("contact", [{"email": "a@example.com"}, {"email": "b@example.com", "first_name": "B"}])
@@ -161,13 +189,20 @@ def test_a_group_stores_only_the_requests_it_admits(app, contact):
     assert _events(app) == before + 2
 
 
-def test_an_idempotent_post_is_replayed_as_flask_stores_it(app, client):
+def test_an_idempotent_post_is_stored_and_replayed_without_flask(app, client):
     key = _used_key(app, client)
+    flask_saw = _flask_requests(app)
+    before = _events(app)
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "k-1"}
     first = client.post("/api/v1/events", json=EVENT, headers=headers)
     again = client.post("/api/v1/events", json=EVENT, headers=headers)
     assert first.status_code == again.status_code == 202
     assert again.headers["Idempotent-Replayed"] == "true" and again.json == first.json
+    assert "Idempotent-Replayed" not in first.headers and _events(app) == before + 1
+    assert flask_saw == []
+    with app.app_context():  # stored under the key's own API key, as Flask's path stores it
+        record = get_session().scalars(select(IdempotencyRecord)).one()
+        assert (record.api_key_id, record.endpoint) == (_key_id(app, key), "POST /api/v1/events")
 
 
 def test_a_request_hook_this_path_does_not_know_sends_every_post_through_flask(app, client):
