@@ -160,9 +160,9 @@ def store_once(prepared: Prepared) -> Answered:
     transaction as concurrent requests' events, its earlier answer is looked up, or its events and its answer are
     stored. A request with the same key stored meanwhile by another transaction (another process's, on PostgreSQL)
     makes it try again and replay that answer (:func:`retry_clashes`).
-    :raises ~.once.Reused: the key was used for a different request.
 
-    :raises InvalidInput: (or what else storing it raises, the key's own refusal too) naming what is wrong.
+    :raises ~.once.Reused: the key was used for a different request.
+    :raises InvalidInput: (or what else storing it raises) naming what is wrong.
     """
     assert prepared.once is not None
     answered = _grouped().submit(prepared)
