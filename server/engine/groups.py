@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from flask import current_app
+from sqlalchemy.exc import IntegrityError
 
 from ..db import get_db, get_session
 from .ingest import (
@@ -24,7 +25,6 @@ from .ingest import (
     engine_turn,
     insert_rows,
     keyed_by,
-    retry_clashes,
     store_events,
     store_plain,
     store_plain_apart,
@@ -172,6 +172,25 @@ def store_once(prepared: Prepared) -> Answered:
 
 def _grouped() -> Grouped[Prepared, Stored | Answered]:
     return _per_app("nudge.ingest", lambda: Grouped(_write_group, _hand_over_group))
+
+
+#: tries of a write that clashes with a row another transaction stored meanwhile
+CLASH_TRIES = 3
+
+
+def retry_clashes(write: Callable[[], T]) -> T:
+    """*write* (a transaction or savepoint of its own, undone when it raises), tried again when it clashes with a
+    row stored meanwhile: on PostgreSQL two requests naming one new contact at once both insert it, and the second
+    insert waits for the first transaction, then fails; tried again, the request finds that contact. A clash that
+    lasts (the same row refused each time) is raised after :data:`CLASH_TRIES` tries."""
+    tries = 1
+    while True:
+        try:
+            return write()
+        except IntegrityError:
+            if tries == CLASH_TRIES:
+                raise
+            tries += 1
 
 
 def _write_group(group: list[Prepared]) -> list[Stored | Answered | BaseException]:

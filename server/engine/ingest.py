@@ -11,10 +11,9 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Engine, event, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -43,7 +42,6 @@ __all__ = [
     "names_fields",
     "prepare_events",
     "record_event",
-    "retry_clashes",
     "store_events",
     "store_plain",
     "store_plain_apart",
@@ -309,27 +307,6 @@ def _close_writer(engine: Engine) -> None:
         writer, checkpoints = found
         checkpoints.close()
         writer.close()
-
-
-T = TypeVar("T")
-
-#: tries of a write that clashes with a row another transaction stored meanwhile
-CLASH_TRIES = 3
-
-
-def retry_clashes(write: Callable[[], T]) -> T:
-    """*write* (a transaction or savepoint of its own, undone when it raises), tried again when it clashes with a
-    row stored meanwhile: on PostgreSQL two requests naming one new contact at once both insert it, and the second
-    insert waits for the first transaction, then fails; tried again, the request finds that contact. A clash that
-    lasts (the same row refused each time) is raised after :data:`CLASH_TRIES` tries."""
-    tries = 1
-    while True:
-        try:
-            return write()
-        except IntegrityError:
-            if tries == CLASH_TRIES:
-                raise
-            tries += 1
 
 
 @contextmanager
