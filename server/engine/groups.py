@@ -22,15 +22,16 @@ from ..db import get_db, get_session
 from .ingest import (
     NotAdmitted,
     Prepared,
+    admitted_as,
     engine_turn,
     insert_rows,
-    keyed_by,
+    per_request,
     store_events,
     store_plain,
     store_plain_apart,
     write_turn,
 )
-from .once import Answered, Reused, Stored, answered, earlier
+from .once import Answered, Reused, Stored, earlier, outcomes
 from .wake import wake_engine
 
 T = TypeVar("T")
@@ -217,7 +218,7 @@ def _write_group(group: list[Prepared]) -> list[Stored | Answered | BaseExceptio
         admitted = {
             i: taken
             for i, prepared in enumerate(group)
-            if (taken := _admitted(prepared, cursor, connection.engine)) is not None
+            if (taken := admitted_as(prepared, cursor, connection.engine)) is not None
         }
         try:  # the transaction holds nothing else yet (the turn began it): a failure here is simply rolled back
             together = _together(session, admitted)
@@ -236,22 +237,13 @@ def _write_group(group: list[Prepared]) -> list[Stored | Answered | BaseExceptio
     return [results[i] if i in admitted else NotAdmitted() for i in range(len(group))]
 
 
-def _admitted(prepared: Prepared, cursor: Any, engine: Any) -> Prepared | None:
-    """*prepared* when its request may store (:attr:`Prepared.admit`), made once under its API key's id when it
-    learns that id only now (the lean path's requests); None when it may not."""
-    if prepared.admit is None:
-        return prepared
-    key_id = prepared.admit(cursor, engine)
-    return keyed_by(prepared, key_id) if key_id else None
-
-
 def _together(session: Any, group: dict[int, Prepared]) -> dict[int, Stored | Answered | BaseException] | None:
     """The outcome of each request of *group* (the admitted, by their index), stored set-wise
     (:func:`store_plain`); None when one is not plain (nothing is stored then).
 
     The keys of the requests made once are looked up first, in one query: a key answered before gives that answer
     (or :class:`~.once.Reused`), and so does a key that an earlier request of the group stores now; the others are
-    stored with the rest, and their answers after, in one insert (:func:`~.once.answered`).
+    stored with the rest, and their answers after, in one insert (:func:`~.once.outcomes`).
     """
     found = earlier(session, [once for prepared in group.values() if (once := prepared.once) is not None])
     results: dict[int, Stored | Answered | BaseException] = {}
@@ -281,12 +273,8 @@ def _together(session: Any, group: dict[int, Prepared]) -> dict[int, Stored | An
     stored = _store_plain_group(session, [group[i] for i in storing])
     if stored is None:
         return None
-    by_index = dict(zip(storing, stored, strict=True))
-    new = [i for i in storing if group[i].once is not None]
-    results.update((i, by_index[i]) for i in storing if group[i].once is None)
-    requests = [once for i in new if (once := group[i].once) is not None]
     insert = functools.partial(insert_rows, session)
-    results.update(zip(new, answered(requests, [by_index[i] for i in new], insert), strict=True))
+    results.update(zip(storing, outcomes([group[i].once for i in storing], stored, insert), strict=True))
     for i, j in repeats.items():
         done = results[j]
         assert isinstance(done, Answered)
@@ -306,8 +294,7 @@ def _store_alone(session: Any, prepared: Prepared) -> Stored | Answered:
             raise got
         if got is not None:
             return Answered(got, [], True)
-        stored = store_events(session, prepared)
-        return answered([once], [stored], functools.partial(insert_rows, session))[0]
+        return outcomes([once], [store_events(session, prepared)], functools.partial(insert_rows, session))[0]
 
 
 def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:
@@ -327,14 +314,7 @@ def _store_plain_group(session: Any, group: list[Prepared]) -> list[Stored] | No
     if any(prepared.checked is None for prepared in group):
         return None
     stored = store_plain(session, checked)
-    if stored is None:
-        return None
-    out, start = [], 0
-    for prepared in group:
-        count = len(prepared.items)
-        out.append(stored[start : start + count])
-        start += count
-    return out
+    return None if stored is None else per_request(group, stored)
 
 
 __all__ = ["Grouped", "hand_over", "store_once", "store_together"]

@@ -26,7 +26,7 @@ from ..models import Contact, Event, utcnow
 from ..sdk import lone_surrogate
 from .driver_sql import DriverStatement, insert_many, insert_statement
 from .ingest_rows import EVENT_SOURCE, Packed, ids_back, insert_events, pack
-from .once import Answered, Once, Stored, answered, any_stored
+from .once import Answered, Once, Stored, any_stored, outcomes
 from .wal_checkpoints import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 IDENTITY_FIELDS = ("email", "external_id")
@@ -36,10 +36,11 @@ __all__ = [
     "IngestError",
     "NotAdmitted",
     "Prepared",
+    "admitted_as",
     "engine_turn",
     "insert_rows",
-    "keyed_by",
     "names_fields",
+    "per_request",
     "prepare_events",
     "record_event",
     "store_events",
@@ -200,7 +201,7 @@ def store_plain_apart(
     """Store a group of requests' events set-wise on SQLite, in one transaction of its own on the ingest's own
     connection, committed; the caller holds the write turn (:func:`write_turn`). Each request is first admitted
     (:attr:`Prepared.admit`) in that transaction; a refused one gets :class:`NotAdmitted` and stores nothing. The
-    answers of the requests made once (:attr:`Prepared.once`) are stored with them (:func:`~.once.answered`).
+    answers of the requests made once (:attr:`Prepared.once`) are stored with them (:func:`~.once.outcomes`).
 
     None (and nothing written) when an event or a contact is not plain, on another database or on an error, or when
     a key of a request made once was stored before or comes twice (to be answered from it): the caller then
@@ -220,57 +221,56 @@ def store_plain_apart(
     cursor = writer.cursor()
     cursor.execute("BEGIN IMMEDIATE")
     try:
-        admitted = [prepared.admit is None or prepared.admit(cursor, engine) for prepared in group]
-        taken = [keyed_by(prepared, ok) for prepared, ok in zip(group, admitted, strict=True) if ok]
+        admitted = [admitted_as(prepared, cursor, engine) for prepared in group]
+        taken = [prepared for prepared in admitted if prepared is not None]
         keyed = [once for prepared in taken if (once := prepared.once) is not None]
         keys = {(once.api_key_id, once.key) for once in keyed}
         if len(keys) < len(keyed) or (keys and any_stored(cursor, [key for _id, key in keys])):
             cursor.execute("ROLLBACK")
             return None
+
+        def insert(model: Any, rows: list[dict[str, Any]]) -> list[int]:
+            return _sqlite_insert(cursor, engine.dialect, model.__table__, rows, many=True)
+
         stored = _store_plain(
             [item for prepared in taken for item in prepared.checked or ()],
             lambda key, wanted: _sqlite_find(cursor, key, wanted),
-            lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows, many=True),
+            insert,
             lambda contact_ids, now: insert_events(cursor, engine.dialect, taken, contact_ids, now),
         )
         if stored is None:
             cursor.execute("ROLLBACK")
             return None
-        slices, start = [], 0
-        for prepared in taken:
-            slices.append(stored[start : start + len(prepared.items)])
-            start += len(prepared.items)
-        made_once = [(once, done) for prepared, done in zip(taken, slices, strict=True) if (once := prepared.once)]
-        answers = iter(
-            answered(
-                [once for once, _done in made_once],
-                [done for _once, done in made_once],
-                lambda model, rows: _sqlite_insert(cursor, engine.dialect, model.__table__, rows, many=True),
-            )
-        )
+        got = iter(outcomes([prepared.once for prepared in taken], per_request(taken, stored), insert))
         cursor.execute("COMMIT")
     except Exception:  # a clash with another process's insert, say: the session's path says what each request meets
         writer.rollback()
         return None
     checkpoints.stored(len(stored))
-    outcomes: list[Stored | Answered | BaseException] = []
-    done = iter(zip(taken, slices, strict=True))
-    for ok in admitted:
-        if not ok:
-            outcomes.append(NotAdmitted())
-            continue
-        prepared, mine = next(done)
-        outcomes.append(mine if prepared.once is None else next(answers))
-    return outcomes
+    return [NotAdmitted() if prepared is None else next(got) for prepared in admitted]
 
 
-def keyed_by(prepared: Prepared, key_id: int | bool) -> Prepared:
-    """*prepared*, admitted by :attr:`Prepared.admit`'s *key_id* (True: it has no admit), made once under that
-    API key's id when it learns the id only now (the lean path's requests)."""
+def admitted_as(prepared: Prepared, cursor: Any, engine: Engine) -> Prepared | None:
+    """*prepared* when its request may store (:attr:`Prepared.admit`, asked through *cursor*), made once under its
+    API key's id when it learns that id only now (the lean path's requests); None when it may not."""
+    if prepared.admit is None:
+        return prepared
+    key_id = prepared.admit(cursor, engine)
+    if not key_id:
+        return None
     once = prepared.once
-    if once is not None and not once.api_key_id and not isinstance(key_id, bool):
+    if once is not None and not once.api_key_id:
         return prepared._replace(once=once._replace(api_key_id=key_id))
     return prepared
+
+
+def per_request(group: Sequence[Prepared], stored: Stored) -> list[Stored]:
+    """The (event id, contact id) pairs of a group's events stored together, cut back into each request's."""
+    out, start = [], 0
+    for prepared in group:
+        out.append(stored[start : start + len(prepared.items)])
+        start += len(prepared.items)
+    return out
 
 
 #: per engine: its ingest writer (a DBAPI connection apart from the pool) and the thread checkpointing what it

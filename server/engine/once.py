@@ -109,12 +109,15 @@ def any_stored(cursor: Any, keys: list[str]) -> bool:
     return cursor.execute(query, keys).fetchone() is not None
 
 
-def answered(
-    requests: Sequence[Once], stored: Sequence[Stored], insert_rows: Callable[[Any, list[dict[str, Any]]], Any]
-) -> list[Answered]:
-    """Store the answers to *requests* (new keys, distinct), which stored *stored*, with one
-    ``insert_rows(model, rows)``; a key stored meanwhile by another transaction makes it fail (IntegrityError)."""
-    answers = [Answer(once.status, once.answer(done)) for once, done in zip(requests, stored, strict=True)]
+def outcomes(
+    onces: Sequence[Once | None], stored: Sequence[Stored], insert_rows: Callable[[Any, list[dict[str, Any]]], Any]
+) -> list[Stored | Answered]:
+    """What each request got, which stored *stored*: that, or for one made once (its :class:`Once`; new keys,
+    distinct) its answer, stored with one ``insert_rows(model, rows)`` for them all; a key stored meanwhile by
+    another transaction makes the insert fail (IntegrityError)."""
+    made = [(once, done) for once, done in zip(onces, stored, strict=True) if once is not None]
+    requests = [once for once, _done in made]
+    answers = [Answer(once.status, once.answer(done)) for once, done in made]
     if requests:
         now = utcnow()
         insert_rows(
@@ -132,7 +135,10 @@ def answered(
                 for once, answer in zip(requests, answers, strict=True)
             ],
         )
-    return [Answered(answer, done, False) for answer, done in zip(answers, stored, strict=True)]
+    given = iter(answers)
+    return [
+        done if once is None else Answered(next(given), done, False) for once, done in zip(onces, stored, strict=True)
+    ]
 
 
-__all__ = ["KEEP", "Answer", "Answered", "Once", "Reused", "Stored", "answered", "any_stored", "earlier"]
+__all__ = ["KEEP", "Answer", "Answered", "Once", "Reused", "Stored", "any_stored", "earlier", "outcomes"]
