@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -26,6 +26,35 @@ STANDARD_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "
 RESERVED = frozenset(STANDARD_FIELDS) | {"id", "tags", "fields", "created_at", "updated_at", "last_seen"}
 MAX_STRING = 4096
 MAX_LIST = 100
+
+
+def written_values(
+    current: Callable[[str], Any], fields: Mapping[str, Any] | None, cleaned: Mapping[str, Any]
+) -> tuple[set[str], dict[str, Any]]:
+    """What writing *cleaned* onto a contact gives it, and the names of the values that differ from its own.
+
+    :param current: the contact's value of a standard attribute by name (an ORM object's or a stored row's)
+    :param fields: the contact's custom fields as stored
+    :return: the names that differ (what a ``contact.updated`` event names: writing the values a contact already
+        has changes nothing), and the values to write: the standard attributes *cleaned* gives (a score of None is
+        0) and, when it gives custom fields, all of them merged into the stored ones (None removes one)
+    """
+    values = {key: cleaned[key] for key in STANDARD_FIELDS if key in cleaned}
+    if "score" in values:
+        values["score"] = values["score"] or 0
+    names = {key for key, value in values.items() if current(key) != value}
+    if "fields" in cleaned:
+        stored = fields or {}
+        merged = dict(stored)
+        for name, value in (cleaned["fields"] or {}).items():
+            if stored.get(name) != value:
+                names.add(name)
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = value
+        values["fields"] = merged
+    return names, values
 
 
 def definitions(session: Session) -> dict[str, str]:

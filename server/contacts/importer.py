@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from ..models import Contact, ContactTag, Event, Suppression, utcnow
 from ..models.contacts import new_public_ids
 from .errors import InvalidInput
-from .fields import STANDARD_FIELDS, definitions
+from .fields import STANDARD_FIELDS, definitions, written_values
 from .import_pipeline import Checked, check_chunks, checked_chunks, processes_for
 from .import_rows import (
     CELLS,
@@ -67,7 +67,6 @@ PAGE_CACHE_KIB = 65536
 _CREATED: tuple[tuple[str, ...], tuple[str, Any]] = (("contact.created",), ("contact.created", {}))
 #: the columns of a new contact's row, as insert_rows and insert_values get them
 _NEW_COLUMNS = (*STANDARD_FIELDS, "fields", "public_id")
-_STANDARD = frozenset(STANDARD_FIELDS)
 #: the attributes that identify a contact
 _KEYS = ("email", "external_id")
 SKIP = ("-", "ignore")
@@ -315,20 +314,7 @@ class _Stored:
                 owner = self.owners.get((key, value))
                 if owner is not None and owner != cid:
                     raise taken(key, owner)
-        values = {key: value for key, value in row.items() if key in _STANDARD}
-        if "score" in values:
-            values["score"] = values["score"] or 0
-        names = {key for key, value in values.items() if contact[key] != value}
-        if "fields" in row:
-            stored = contact["fields"] or {}
-            names.update(name for name, value in row["fields"].items() if stored.get(name) != value)
-            merged = dict(stored)
-            for name, value in row["fields"].items():
-                if value is None:
-                    merged.pop(name, None)
-                else:
-                    merged[name] = value
-            values["fields"] = merged
+        names, values = written_values(contact.__getitem__, contact["fields"], row)
         if names:
             self.changed.add(cid)  # as the ORM: updated (and updated_at set) only when a value differs
         for key in _KEYS:

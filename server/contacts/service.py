@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..models import AuditEntry, Contact, ContactTag
 from .errors import Conflict, InvalidInput
-from .fields import STANDARD_FIELDS, coerce_fields, definitions
+from .fields import STANDARD_FIELDS, coerce_fields, definitions, written_values
 from .normalize import check_locale, check_text, check_timezone, iso, normalize_email, normalize_phone
 
 CONTACT_KEYS = STANDARD_FIELDS + ("fields", "tags")
@@ -168,14 +169,7 @@ def taken(field: str, owner: int) -> Conflict:
 def changed_values(contact: Contact, cleaned: Mapping[str, Any]) -> set[str]:
     """The names of the attributes and custom fields *cleaned* gives *contact* a value other than its own (what
     a ``contact.updated`` event names: a write of the values a contact already has changes nothing)."""
-    names = {
-        key
-        for key in STANDARD_FIELDS
-        if key in cleaned and getattr(contact, key) != (cleaned[key] if key != "score" else cleaned[key] or 0)
-    }
-    stored = contact.fields or {}
-    names.update(name for name, value in (cleaned.get("fields") or {}).items() if stored.get(name) != value)
-    return names
+    return written_values(functools.partial(getattr, contact), contact.fields, cleaned)[0]
 
 
 def apply_changes(
@@ -191,19 +185,11 @@ def apply_changes(
     are added, or replace the old ones when *replace_tags*. The names of the values that differed are added to
     *changed* when given (:func:`changed_values`)."""
     _check_unique(session, contact, cleaned, prefix)
+    names, values = written_values(functools.partial(getattr, contact), contact.fields, cleaned)
     if changed is not None:
-        changed |= changed_values(contact, cleaned)
-    for key in STANDARD_FIELDS:
-        if key in cleaned:
-            setattr(contact, key, cleaned[key] if key != "score" else cleaned[key] or 0)
-    if "fields" in cleaned:
-        merged = dict(contact.fields or {})
-        for name, value in cleaned["fields"].items():
-            if value is None:
-                merged.pop(name, None)
-            else:
-                merged[name] = value
-        contact.fields = merged
+        changed |= names
+    for key, value in values.items():
+        setattr(contact, key, value)
     if "tags" in cleaned:
         set_tags(session, contact, cleaned["tags"], replace=replace_tags)
     return contact
