@@ -144,9 +144,10 @@ def problem_tooltip(page, mark, message: str, hint: str):
 def take_fix(page, mark, name: str) -> None:
     """Click the one-click fix *name* in the tooltip of the marked problem *mark*.
 
-    The linter checks again ~400 ms after a change and when the editor mounts; its answer replaces the marks, and
-    CodeMirror closes an open hover tooltip when that happens, even when the marks are the same. A person whose
-    tooltip closed under the pointer moves it and hovers again; so does this, a few times, before failing.
+    The linter checks again ~400 ms after a change and when the editor mounts; an answer that says something other
+    than the marks (the mount's check landing late, say) replaces them and closes an open hover tooltip (one that
+    says the same leaves it open). A person whose tooltip closed under the pointer moves it and hovers again; so
+    does this, a few times, before failing.
     """
     button = page.locator(".cm-tooltip-lint").get_by_role("button", name=name)
     for _ in range(4):

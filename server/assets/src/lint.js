@@ -1,6 +1,6 @@
 // Live diagnostics: the server's checker answers, the editor marks each problem at its line and column
 // with the message, the hint and one-click fixes.
-import { linter } from "@codemirror/lint";
+import { forEachDiagnostic, linter, setDiagnosticsEffect } from "@codemirror/lint";
 import { postJSON } from "./server.js";
 
 /** The document offset of a 1-based line and a 1-based column counted in characters (code points). */
@@ -72,19 +72,62 @@ export function toDiagnostics(state, items) {
     }
     if (range.to === range.from) range = widen(state, start);
     const hint = typeof item.hint === "string" && item.hint ? item.hint : null;
+    const fixes = (Array.isArray(item.fixes) ? item.fixes : [])
+      .filter((fix) => fix && Number.isFinite(fix.line) && Number.isFinite(fix.col));
+    const severity = item.severity === "warning" ? "warning" : "error";
     out.push({
       from: range.from,
       to: range.to,
-      severity: item.severity === "warning" ? "warning" : "error",
+      severity,
       source: "nudge check",
       message: hint ? `${item.message} (hint: ${hint})` : item.message,
       renderMessage: () => renderMessage(item.message, hint),
-      actions: (Array.isArray(item.fixes) ? item.fixes : [])
-        .filter((fix) => fix && Number.isFinite(fix.line) && Number.isFinite(fix.col))
-        .map((fix) => fixAction(state, fix, range.from)),
+      actions: fixes.map((fix) => fixAction(state, fix, range.from)),
+      said: said(state, severity, item.message, hint, fixes, range.from),
     });
   }
   return out;
+}
+
+/** What a diagnostic says, its fixes placed relative to its start: two checks that say the same say it alike. */
+function said(state, severity, message, hint, fixes, from) {
+  return JSON.stringify([severity, message, hint, fixes.map((fix) => {
+    const start = offsetOf(state.doc, fix.line, fix.col);
+    const end = fix.end_line == null ? start : offsetOf(state.doc, fix.end_line, fix.end_col ?? fix.col);
+    return [String(fix.label ?? "Fix"), String(fix.insert ?? ""), start - from, end - from];
+  })]);
+}
+
+/** The diagnostics `state` shows, each where the edits since its check have moved it. */
+function shown(state) {
+  const out = [];
+  forEachDiagnostic(state, (diagnostic, from, to) => out.push({ diagnostic, from, to, said: diagnostic.said }));
+  return out;
+}
+
+const byPlace = (a, b) => a.from - b.from || a.to - b.to || (a.said < b.said ? -1 : a.said > b.said ? 1 : 0);
+
+/**
+ * `fresh`, unless it says exactly what the editor shows already (the same problems at the same places, as a check
+ * after a change elsewhere, in a comment say): then the shown diagnostics themselves, at their places, so the answer
+ * changes nothing — a problem's tooltip open under the pointer stays open, and its fix buttons keep working.
+ */
+export function keepIfSame(state, fresh) {
+  const now = shown(state).sort(byPlace);
+  const incoming = [...fresh].sort(byPlace);
+  const same = now.length === incoming.length && now.every((d, i) =>
+    d.from === incoming[i].from && d.to === incoming[i].to && d.said === incoming[i].said);
+  if (!same) return fresh;
+  for (const { diagnostic, from, to } of now) Object.assign(diagnostic, { from, to });
+  return now.map(({ diagnostic }) => diagnostic);
+}
+
+/** A tooltip stays open through an answer that kept the shown diagnostics (`keepIfSame`); else as CodeMirror does. */
+function hideOn(tr) {
+  const effect = tr.effects.find((e) => e.is(setDiagnosticsEffect));
+  if (!effect || !tr.changes.empty) return null;
+  const before = new Set(shown(tr.startState).map(({ diagnostic }) => diagnostic));
+  return effect.value.length === before.size && effect.value.every((d) => before.has(d)) ? false : null;
 }
 
 const NEVER = new Promise(() => {});
@@ -119,7 +162,7 @@ export function validation(url, csrf, notice) {
       return [];
     }
     notice("check", null);
-    return toDiagnostics(state, items);
+    return keepIfSame(view.state, toDiagnostics(state, items));
   };
-  return linter(source, { delay: 400 });
+  return linter(source, { delay: 400, hideOn });
 }

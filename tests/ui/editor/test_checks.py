@@ -22,37 +22,39 @@ from ..editor_helpers import (
 from .conftest import VOCABULARY
 
 
-def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_click_fix(editor, endpoints):
-    def checker(body):
-        source = body["source"]
-        if "sned" not in source:
-            return {"diagnostics": []}
-        line, col = line_col(source, "sned")
-        return {
-            "diagnostics": [
-                {
-                    "severity": "error",
-                    "line": line,
-                    "col": col,
-                    "end_line": line,
-                    "end_col": col + 4,
-                    "message": 'unknown step "sned" — did you mean "send"?',
-                    "hint": "steps are if, send, tag, wait",
-                    "fixes": [
-                        {
-                            "label": 'Change to "send"',
-                            "line": line,
-                            "col": col,
-                            "end_line": line,
-                            "end_col": col + 4,
-                            "insert": "send",
-                        }
-                    ],
-                }
-            ]
-        }
+def sned_checker(body, message='unknown step "sned" — did you mean "send"?'):
+    """The checker's answer for a source: one problem, the step "sned" (with its hint and fix), when it has one."""
+    source = body["source"]
+    if "sned" not in source:
+        return {"diagnostics": []}
+    line, col = line_col(source, "sned")
+    return {
+        "diagnostics": [
+            {
+                "severity": "error",
+                "line": line,
+                "col": col,
+                "end_line": line,
+                "end_col": col + 4,
+                "message": message,
+                "hint": "steps are if, send, tag, wait",
+                "fixes": [
+                    {
+                        "label": 'Change to "send"',
+                        "line": line,
+                        "col": col,
+                        "end_line": line,
+                        "end_col": col + 4,
+                        "insert": "send",
+                    }
+                ],
+            }
+        ]
+    }
 
-    endpoints.validate = checker
+
+def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_click_fix(editor, endpoints):
+    endpoints.validate = sned_checker
     text = doc(editor)
     place_cursor(editor, text.index("  wait 3d"))
     editor.keyboard.type("  sned sms reminder\n")
@@ -71,6 +73,57 @@ def test_a_typo_is_marked_where_the_server_says_with_message_hint_and_a_one_clic
     take_fix(editor, mark, 'Change to "send"')
     assert "  send sms reminder\n" in doc(editor) and "sned" not in doc(editor)
     assert editor.locator("#source").input_value() == doc(editor)
+    expect(mark).to_have_count(0)
+
+
+def test_an_open_problem_tooltip_stays_through_a_check_that_finds_the_same_and_its_fix_still_works(editor, endpoints):
+    """Typing elsewhere checks the rule again; an answer with the same problems at the same places changes nothing
+    under the pointer. An answer that says something else replaces the marks (and closes the tooltip)."""
+    endpoints.hold_validation = True
+
+    def answer_held():  # each held check answered for its own text, as the server would
+        for route, request in endpoints.held:
+            route.fulfill(
+                status=200,
+                headers={"Content-Type": "application/json"},
+                body=json.dumps(endpoints.validate(request.post_data_json)),
+            )
+        endpoints.held.clear()
+
+    def answered() -> None:
+        """Wait for the check of the text as it stands (checks of it half typed, or the mount's, may come before
+        it), answer every check held, and let the page read the answers (only the latest one counts)."""
+        text = doc(editor)
+        until(editor, lambda: any(r.post_data_json["source"] == text for _, r in endpoints.held), "the check")
+        with editor.expect_event("requestfinished"):
+            answer_held()
+        editor.evaluate("() => new Promise(done => setTimeout(done, 200))")  # time for the answer to be read
+
+    endpoints.validate = sned_checker
+    place_cursor(editor, doc(editor).index("  wait 3d"))
+    editor.keyboard.type("  sned sms reminder\n")
+    answered()
+    mark = editor.locator("#source + .nudge-editor .cm-lintRange-error")
+    expect(mark).to_have_text("sned")
+    hint = "steps are if, send, tag, wait"
+    tooltip = problem_tooltip(editor, mark, 'unknown step "sned" — did you mean "send"?', hint)
+
+    # the pointer stays on the mark while the text changes on other lines, and the rule is checked again each time
+    endpoints.validate = lambda body: sned_checker(body, message="a different problem")
+    editor.keyboard.type("  tag vip\n")
+    answered()
+    expect(tooltip).to_have_count(0)  # the answer changed what the mark says: its old tooltip is gone
+    editor.mouse.move(0, 0)
+    problem_tooltip(editor, mark, "a different problem", hint)
+
+    editor.keyboard.type("  tag new\n")  # the same answer again
+    answered()
+    assert "  tag new\n" in endpoints.validate_requests[-1].post_data_json["source"]
+    expect(tooltip).to_be_visible()
+    expect(tooltip.locator(".nudge-diagnostic-message")).to_have_text("a different problem")
+    tooltip.get_by_role("button", name='Change to "send"').click()
+    assert "  send sms reminder\n" in doc(editor) and "sned" not in doc(editor)
+    answered()
     expect(mark).to_have_count(0)
 
 
