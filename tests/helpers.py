@@ -106,9 +106,9 @@ def post_event(client, key: str, email: str = "a@example.com", event: str = "for
 WELCOME_RULE = 'rule "Welcome"\n  always\nwhen form.submitted then\n  send email welcome\nend\n'
 
 
-def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge") -> None:
+def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge", *, migrate: bool = False) -> None:
     """Compile and activate rules exactly as `nudge apply` does (against the installed plugins' names; any
-    template name goes)."""
+    template name goes); with *migrate*, as `nudge apply --migrate` (journeys move onto the new versions)."""
     from dataclasses import replace
 
     from server.engine.rules import RuleError, apply_plans, compile_rules
@@ -121,7 +121,7 @@ def load_rules(app, text: str = WELCOME_RULE, filename: str = "rules.nudge") -> 
         if errors:
             raise RuleError(errors)
         session = get_session()
-        apply_plans(session, plans)
+        apply_plans(session, plans, migrate=migrate)
         session.commit()
 
 

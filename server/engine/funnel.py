@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from ..durations import span_seconds
 from ..models import Rule, RuleVersion, SplitTest, StatCounter
 from ..stats import ArmCounts, compare_arms
+from .arms import MAX_SPLITS, ArmKeys
 from .attribution import SCALE
 from .keys import BROADCAST_RULE, broadcast_step
 from .rollup import END, RULE
@@ -65,11 +66,8 @@ def rule_funnel(
     if since is not None and until is not None and since > until:
         raise StatsError("the window starts after it ends: --since must be before --until")
     ids = [v.id for v in versions]
-    query = (
-        select(StatCounter.step, StatCounter.arm, StatCounter.metric, func.sum(StatCounter.count))
-        .where(StatCounter.rule_id == rule.id)
-        .group_by(StatCounter.step, StatCounter.arm, StatCounter.metric)
-    )
+    columns = (StatCounter.version_id, StatCounter.step, StatCounter.arm, StatCounter.metric)
+    query = select(*columns, func.sum(StatCounter.count)).where(StatCounter.rule_id == rule.id).group_by(*columns)
     if version is not None:
         query = query.where(StatCounter.version_id.in_(ids))
     gauge = query.where(StatCounter.metric.in_(("waited", "left")))
@@ -77,23 +75,31 @@ def rule_funnel(
         query = query.where(StatCounter.day >= since // 86400)
     if until is not None:
         query = query.where(StatCounter.day <= until // 86400)
-    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
-    for step, arm, metric, total in session.execute(query):
-        counts[step][arm][metric] = int(total or 0)
-    waiting: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for step, arm, metric, total in session.execute(gauge):
-        waiting[step][arm] += int(total or 0) * (1 if metric == "waited" else -1)
     plan = versions[-1].plan if versions else {"steps": []}
-    funnel = _shape(rule, versions, plan, counts, waiting, since, until)
+    # each version's keys read by its own plan (a counter of no version known: by the plan shown)
+    keys = {v.id: ArmKeys(v.plan) for v in versions}
+    shown = ArmKeys(plan)
+    # per step, by the arm of the latest split taken; per split, by the arm taken there (docs/stats.md)
+    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    taken: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    for version_id, step, arms, metric, total in session.execute(query):
+        arm, at_splits = keys.get(version_id, shown).read(arms, step)
+        counts[step][arm][metric] += int(total or 0)
+        for split, name in at_splits.items():
+            if metric != "reached":
+                taken[split][name][metric] += int(total or 0)
+            elif step == split:  # the journeys that took the arm at the split: its sample
+                taken[split][name]["exposed"] += int(total or 0)
+    waiting: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for version_id, step, arms, metric, total in session.execute(gauge):
+        arm = keys.get(version_id, shown).read(arms, step)[0]
+        waiting[step][arm] += int(total or 0) * (1 if metric == "waited" else -1)
+    funnel = _shape(rule, versions, plan, counts, waiting, since, until, _splits(plan, taken, shown))
     states = auto_states(session, rule.id)
     for split in funnel["splits"]:
         if "auto" in split:
             split["auto"] = states.get(split["step"], split["auto"])
     return funnel
-
-
-def _sum(by_arm: dict[str, dict[str, int]], metric: str) -> int:
-    return sum(metrics.get(metric, 0) for metrics in by_arm.values())
 
 
 def _figures(metrics: dict[str, int], waiting: int) -> dict[str, Any]:
@@ -159,6 +165,7 @@ def _shape(
     waiting: dict[str, dict[str, int]],
     since: int | None,
     until: int | None,
+    splits: list[dict[str, Any]],
 ) -> dict[str, Any]:
     steps = []
     known = [str(op.get("id", i)) for i, op in enumerate(plan.get("steps", []))]
@@ -204,39 +211,48 @@ def _shape(
         "revenue": major(everything.get("revenue", 0)),
         "goal_event": (plan.get("goal") or {}).get("event"),
         "steps": steps,
-        "splits": _splits(plan, counts),
+        "splits": splits,
     }
 
 
-def _splits(plan: dict[str, Any], counts: dict[str, dict[str, dict[str, int]]]) -> list[dict[str, Any]]:
+def _splits(plan: dict[str, Any], taken: dict[str, dict[str, dict[str, int]]], keys: ArmKeys) -> list[dict[str, Any]]:
     """Each split's arms compared (server.stats): on the goal when the rule has one, else on clicking a send; an
-    auto-winner split also has its test (``auto``: winner, when and by whom, the evidence; docs/optimisation.md)."""
+    auto-winner split also has its test (``auto``: winner, when and by whom, the evidence; docs/optimisation.md).
+
+    :param taken: per split step and arm name, the counters of the journeys that took that arm there, summed over
+        the steps (``exposed``: their ``reached`` at the split), whatever they took at other splits.
+    """
     out = []
     for op in plan.get("steps", []):
         if op.get("op") != "split":
             continue
         names = [arm["name"] for arm in op["arms"]]
-        exposed = {name: counts.get(op["id"], {}).get(name, {}).get("reached", 0) for name in names}
         if plan.get("goal"):
-            outcome = f"goal: {plan['goal']['event']}"
-            converted = {name: sum(m.get(name, {}).get("exit:goal", 0) for m in counts.values()) for name in names}
+            outcome, won = f"goal: {plan['goal']['event']}", "exit:goal"
         else:
-            outcome = "clicked a message (people, not machines)"
-            converted = {name: sum(m.get(name, {}).get("clickers", 0) for m in counts.values()) for name in names}
-        arms = [
-            ArmCounts(
-                name,
-                exposed[name],
-                min(converted[name], exposed[name]),
-                sum(m.get(name, {}).get("conversions", 0) for m in counts.values()),
-                major(sum(m.get(name, {}).get("revenue", 0) for m in counts.values())),
+            outcome, won = "clicked a message (people, not machines)", "clickers"
+        arms = []
+        for name in names:
+            figures = taken.get(op["id"], {}).get(name, {})
+            exposed = figures.get("exposed", 0)
+            arms.append(
+                ArmCounts(
+                    name,
+                    exposed,
+                    min(figures.get(won, 0), exposed),
+                    figures.get("conversions", 0),
+                    major(figures.get("revenue", 0)),
+                )
             )
-            for name in names
-        ]
         try:
             comparison: Any = compare_arms(arms, outcome_name=outcome).to_dict()
         except ValueError as exc:
             comparison = {"error": str(exc)}
+        if not keys.kept(op["id"]):
+            comparison = {
+                "error": f"this split comes after the rule's first {MAX_SPLITS}: the stats keep the arms of those "
+                "only, so its arms are not compared (split the rule in two to compare them)"
+            }
         out.append(
             {
                 "step": op["id"],

@@ -65,7 +65,7 @@ def _message_counts(
         rule_id = journeys.rule.get(enr)
         if rule_id is None:  # its journey was erased
             continue
-        key = (rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day_of(row), metric)
+        key = (rule_id, journeys.version.get(enr, 0), step, journeys.arm_before(enr, step), day_of(row), metric)
         counts[key] += 1 if weight_of is None else weight_of(row)
     return counts
 

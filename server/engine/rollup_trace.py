@@ -20,6 +20,7 @@ from sqlalchemy import Text, and_, case, cast, func, literal_column, null, or_, 
 from sqlalchemy.orm import Session, aliased
 
 from ..models import Enrolment, JourneyLog, RuleVersion
+from .arms import ArmKeys
 from .bulk import ids_in
 
 #: rows read per source per transaction: a backlog is worked off in bounded steps
@@ -41,25 +42,31 @@ Key = tuple[int, int, str, str, int, str]
 
 
 class _Plans:
-    """The step ids of rule versions' plans, read once per version."""
+    """The step ids and split arm keys of rule versions' plans, read once per version."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._ids: dict[int, list[str]] = {}
+        self._keys: dict[int, ArmKeys] = {}
+
+    def keys(self, version_id: int) -> ArmKeys:
+        """How the counters of a version key their split arms (its plan's steps and splits)."""
+        keys = self._keys.get(version_id)
+        if keys is None:
+            plan = self.session.scalar(select(RuleVersion.plan).where(RuleVersion.id == version_id))
+            keys = self._keys[version_id] = ArmKeys(plan)
+        return keys
 
     def step(self, version_id: int, pc: Any) -> str:
         """The plan's id of step *pc* of a version (``end`` past the last; "" when unknown)."""
         if not isinstance(pc, int):
             return RULE
-        ids = self._ids.get(version_id)
-        if ids is None:
-            plan = self.session.scalar(select(RuleVersion.plan).where(RuleVersion.id == version_id)) or {}
-            ids = self._ids[version_id] = [str(op.get("id", i)) for i, op in enumerate(plan.get("steps", []))]
+        ids = self.keys(version_id).steps
         return ids[pc] if 0 <= pc < len(ids) else END
 
 
 class _Journeys:
-    """What the rollup needs to know of the journeys a batch touches: their rule version, split arm, last step."""
+    """What the rollup needs to know of the journeys a batch touches: their rule version, split arms (the key of
+    their counters, :mod:`.arms`), last step."""
 
     def __init__(
         self,
@@ -97,7 +104,7 @@ class _Journeys:
             .where(self.lines, JourneyLog.action == "split", JourneyLog.id <= below)
             .order_by(JourneyLog.id)
         ):
-            self.arm[enr_id] = str((data or {}).get("arm", ""))
+            self.took(enr_id, data)
 
     def _trail(self, below: int) -> None:
         """Where each journey stood before this batch: waiting at a step, if its last trace line started a wait."""
@@ -120,6 +127,15 @@ class _Journeys:
     def step(self, enr_id: int, pc: Any) -> str:
         """The plan's id of step *pc* of the journey's version (``end`` past the last; "" when unknown)."""
         return self.plans.step(self.version.get(enr_id, 0), pc)
+
+    def took(self, enr_id: int, data: Any) -> None:
+        """The journey took a split: *data* of its trace line (its arm, and the split's step)."""
+        keys = self.plans.keys(self.version.get(enr_id, 0))
+        self.arm[enr_id] = keys.took(self.arm.get(enr_id, ""), data if isinstance(data, dict) else {})
+
+    def arm_before(self, enr_id: int, step: str) -> str:
+        """The key of the arms the journey took before step *step*: a message that step sent counts under it."""
+        return self.plans.keys(self.version.get(enr_id, 0)).before(self.arm.get(enr_id, ""), step)
 
 
 def _lines_of(session: Session, log: Any, journeys: list[int], contacts: Any) -> Any:
@@ -396,8 +412,9 @@ def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
     if row.action == "branch" and isinstance(data.get("step"), str):
         add(data["step"], "reached")  # the branch's trace line names its step
     if row.action == "split":
-        journeys.arm[enr] = str(data.get("arm", ""))
-        add(journeys.step(enr, data.get("pc")), "reached")
+        journeys.took(enr, data)
+        # the split's trace line names its step (lines written before it did: its pc)
+        add(data["step"] if isinstance(data.get("step"), str) else journeys.step(enr, data.get("pc")), "reached")
     elif _waits(row.action, data):
         step = journeys.step(enr, _pc(row.action, data))
         add(step, "reached")

@@ -236,10 +236,11 @@ def _jump(r: Run, op: JumpOp) -> bool:
 def _split(r: Run, op: SplitOp) -> bool:
     if op.get("auto"):
         arm, why = autosplit.assign(r.ctx.session, r.ctx.config, r.enr.rule_id, op, r.contact.id, r.ctx.now)
-        r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"], pc=r.enr.pc, auto=why)
+        r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"], pc=r.enr.pc, step=op["id"], auto=why)
     else:
-        arm = _split_arm(r.contact.id, r.enr.rule_id, op["arms"])
-        r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"], pc=r.enr.pc)
+        nth = sum(1 for earlier in r.plan["steps"][: r.enr.pc] if earlier.get("op") == "split")
+        arm = _split_arm(r.contact.id, r.enr.rule_id, op["arms"], nth)
+        r.ctx.log(r.contact.id, r.enr.rule_id, "split", r.enr.id, arm=arm["name"], pc=r.enr.pc, step=op["id"])
     r.enr.pc = int(arm["to"])
     return True
 
@@ -348,9 +349,15 @@ def enter(ctx: EngineContext, rule: Rule, contact: Contact, event_id: int | None
 
 
 # -- running -----------------------------------------------------------------------------
-def _split_arm(contact_id: int, rule_id: int, arms: list[Arm]) -> Arm:
-    """A stable arm per (contact, rule): the same contact always lands in the same arm."""
-    bucket = int(hashlib.sha256(f"{rule_id}:{contact_id}".encode()).hexdigest()[:8], 16) % 100
+def _split_arm(contact_id: int, rule_id: int, arms: list[Arm], nth: int = 0) -> Arm:
+    """A stable arm per (contact, rule, split): the same contact always lands in the same arm of a split.
+
+    *nth* is the split's place among the rule's splits (0: the first): each later split draws its own bucket, so
+    that its arms are independent of the earlier ones' (with one bucket per contact and rule, two 50/50 splits sent
+    everyone down A-A or B-B, and the second comparison only repeated the first). The first split's bucket is the
+    one every split drew before (the arms contacts already had stay theirs)."""
+    salt = f"{rule_id}:{contact_id}" if nth == 0 else f"{rule_id}:{contact_id}:{nth}"
+    bucket = int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16) % 100
     total = 0
     for arm in arms:
         total += int(arm["share"])

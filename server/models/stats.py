@@ -26,7 +26,8 @@ class StatCounter(Base):
     version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: the step's id in the plan (``s3``), ``end`` past the last step, "" for the rule as a whole
     step: Mapped[str] = mapped_column(String(64), primary_key=True)
-    #: the split arm the journey took ("" before or without a split)
+    #: the split arm the journey took ("" before or without a split); with several splits, every arm taken so far
+    #: (one character per split of the plan, server/engine/arms.py)
     arm: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: UTC day number (UNIX seconds // 86400)
     day: Mapped[int] = mapped_column(Integer, primary_key=True)

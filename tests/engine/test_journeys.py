@@ -69,13 +69,19 @@ end
 """
 
 
-def test_split_keeps_each_contact_in_one_arm_and_respects_the_shares():
+def _joined_twice() -> tuple[list[str], list[str]]:
+    """200 contacts, and a timeline (JSON lines) where each joins twice: after finishing, the default entry policy
+    lets them in again."""
     contacts = [f"c{n:03d}" for n in range(200)]
     timeline = [{"at": "2026-04-01T10:00:00Z", "contact": c, "set": {"email": f"{c}@example.com"}} for c in contacts]
-    # everyone joins twice: after finishing, the default entry policy lets them in again, into the same arm
     for day in ("02", "09"):
         timeline += [{"at": f"2026-04-{day}T10:00:00Z", "contact": c, "event": "campaign.joined"} for c in contacts]
-    effects = simulate([("split.nudge", SPLIT_RULE)], [json.dumps(line) for line in timeline])
+    return contacts, [json.dumps(line) for line in timeline]
+
+
+def test_split_keeps_each_contact_in_one_arm_and_respects_the_shares():
+    contacts, timeline = _joined_twice()
+    effects = simulate([("split.nudge", SPLIT_RULE)], timeline)
 
     arms: dict[str, list[str]] = defaultdict(list)
     sends: Counter = Counter()
@@ -91,6 +97,43 @@ def test_split_keeps_each_contact_in_one_arm_and_respects_the_shares():
     for contact in contacts:
         assert sends[contact, "common"] == 2, "the steps after a split run for every arm"
         assert sends[contact, "variant_b"] == (2 if contact in in_b else 0)
+
+
+TWO_SPLITS = """\
+rule "Two tests"
+when campaign.joined then
+  split
+    50%: tag "subject-a"
+    50%: tag "subject-b"
+  end
+  split
+    50%: tag "time-a"
+    50%: tag "time-b"
+  end
+end
+"""
+
+
+def test_two_splits_of_a_rule_draw_their_arms_independently_and_each_stays_stable():
+    """Each split of a rule draws its own arm for a contact: two 50/50 splits give the four pairs about equally
+    (one draw for both sent everyone down A-A or B-B, and the second test only repeated the first); coming back,
+    a contact takes the same arm at each split."""
+    contacts, timeline = _joined_twice()
+    effects = simulate([("two.nudge", TWO_SPLITS)], timeline)
+
+    tags: dict[str, list[str]] = defaultdict(list)
+    for effect in effects:
+        if effect["action"] == "tag":
+            tags[effect["contact"]].append(effect["tag"])
+    assert sorted(tags) == contacts
+    assert all(len(taken) == 4 and taken[:2] == taken[2:] for taken in tags.values()), "arms must be stable"
+    pairs = Counter((taken[0], taken[1]) for taken in tags.values())
+    assert set(pairs) == {(f"subject-{a}", f"time-{b}") for a in "ab" for b in "ab"}, pairs
+    assert all(30 <= n <= 70 for n in pairs.values()), f"each pair ~50 of 200: {pairs}"
+    # the first split's arms are those one split always gave (contacts already in a test keep their arm)
+    one = simulate([("one.nudge", SPLIT_RULE.replace("70%", "50%").replace("30%", "50%"))], timeline)
+    first = {e["contact"]: e["tag"][-1] for e in one if e["action"] == "tag"}
+    assert {c: taken[0][-1] for c, taken in tags.items()} == first
 
 
 def test_frequency_caps_with_priorities_on_each_database_and_the_wait_says_why(database_url, monkeypatch):

@@ -16,7 +16,7 @@ from server.db import get_session
 from server.engine import rollup as rollup_module
 from server.engine.jobs import requeue_due
 from server.engine.render import save_template
-from server.models import StatCounter, StatWatermark
+from server.models import Contact, JourneyLog, StatCounter, StatWatermark
 
 from ..helpers import api_key, load_rules, post_event, run_worker
 from ..ui.conftest import live_server, ui_port  # noqa: F401  (fixtures: the app under waitress on a real port)
@@ -254,3 +254,75 @@ def test_a_suppressed_send_is_counted_by_reason(app):
     )
     [send] = [s for s in response.get_json()["steps"] if s["op"] == "send"]
     assert send["suppressed"] == {"no_address": 1} and send["sent"] == 0
+
+
+#: two splits; the second one's arms send the offers. A contact's bucket b (0–99, per contact and rule) picks A at the
+#: first split when b < 30, at the second when b < 70: some journeys go B, then A (offer_a)
+TWO_SPLITS = """rule "Spring"
+when form.submitted then
+  split
+    30%: tag "early"
+    70%: tag "late"
+  end
+  split
+    70%: send email offer_a
+    30%: send email offer_b
+  end
+end
+"""
+
+
+def test_a_click_and_an_order_after_the_second_split_count_for_the_arm_taken_at_the_first(
+    app, base, smtp_server, clock
+):
+    """Without a goal the splits compare clickers: a person who went B at the first split and A at the second
+    clicks offer_a and orders; the first split counts the click, the order and its revenue for B (not for the A of
+    the second split), the second split for A, and the offer's step under A, the arm of its split."""
+    with app.app_context():
+        session = get_session()
+        for name in ("offer_a", "offer_b"):
+            html = f'<p>{name}: <a href="https://shop.example/spring">see it</a></p>'
+            save_template(session, "email", name, {"subject": name, "html": html, "txt": "see it"})
+        session.commit()
+    load_rules(app, TWO_SPLITS)
+    client, ingest = app.test_client(), api_key(app)
+    people = [f"p{i}@example.com" for i in range(12)]
+    for address in people:
+        assert post_event(client, ingest, email=address).status_code == 202
+    run_worker(app)
+    smtp_server.wait_for(len(people))
+    with app.app_context():
+        arms: dict[str, list[str]] = {}
+        for email, data in get_session().execute(
+            select(Contact.email, JourneyLog.data)
+            .join(Contact, Contact.id == JourneyLog.contact_id)
+            .where(JourneyLog.action == "split")
+            .order_by(JourneyLog.id)
+        ):
+            arms.setdefault(email, []).append(data["arm"])
+    buyers = [address for address in people if arms[address] == ["B", "A"]]
+    assert buyers, f"no journey went B, then A: {arms}"
+    [mail] = [raw for raw in smtp_server.raw if message_from_bytes(raw, policy=policy.default)["To"] == buyers[0]]
+    assert message_from_bytes(mail, policy=policy.default)["Subject"] == "offer_a"
+
+    clock.advance(600)  # a person, well after delivery
+    html, _ = parts(mail)
+    [link] = [h for h in hrefs(html) if h.startswith(f"{base}/c/")]
+    assert fetch(link, FIREFOX).status == 302
+    run_worker(app)
+    assert post_event(client, ingest, email=buyers[0], event="order.completed", revenue=20).status_code == 202
+    run_worker(app)
+    with app.app_context():
+        rollup_module.rollup(get_session(), limit=None)
+
+    funnel = stats(client, api_key(app, "admin"))
+    first, second = funnel["splits"]
+    assert first["outcome"] == "clicked a message (people, not machines)"
+    took = {n: [arms[p][n] for p in people].count for n in (0, 1)}
+    outcomes = [(a["name"], a["exposed"], a["converted"], a["conversions"], a["revenue"]) for a in first["arms"]]
+    assert outcomes == [("A", took[0]("A"), 0, 0, 0), ("B", took[0]("B"), 1, 1, 20)]
+    outcomes = [(a["name"], a["exposed"], a["converted"], a["conversions"], a["revenue"]) for a in second["arms"]]
+    assert outcomes == [("A", took[1]("A"), 1, 1, 20), ("B", took[1]("B"), 0, 0, 0)]
+    offer = by_template(funnel, "offer_a")
+    assert offer["arms"].keys() == {"A"} and offer["arms"]["A"]["sent"] == offer["sent"] == took[1]("A")
+    assert (offer["arms"]["A"]["clickers"], offer["arms"]["A"]["revenue"]) == (1, 20)
