@@ -30,6 +30,34 @@ def _find(session: Any, ident: str):
     return contact
 
 
+def _checked_rows(file: Path, encoding: str) -> int:
+    """The rows below the header of *file*, after reading all of it: text in *encoding*, and CSV a strict reader
+    takes (a quote never closed would otherwise swallow the rest of the file into one rejected row).
+
+    :raises click.ClickException: saying what is wrong and what to do.
+    """
+    from ..contacts import InvalidInput
+    from ..contacts.import_rows import NotText, csv_rows, text_blocks
+
+    try:
+        for _ in text_blocks(file, encoding):
+            pass
+        with file.open(encoding=encoding, newline="") as fh:
+            return max(sum(1 for _ in csv_rows(fh)) - 1, 0)
+    except LookupError:
+        raise click.BadParameter(
+            f"{encoding!r} is no text encoding Python knows; e.g. utf-8, utf-16, latin-1, cp1252",
+            param_hint="--encoding",
+        ) from None
+    except NotText as exc:
+        raise click.ClickException(
+            f"{file} is not {encoding} text ({exc.reason} at byte {exc.byte}); nothing was imported: pass the "
+            "file's encoding, e.g. --encoding latin-1 (or cp1252 for Excel on Windows)"
+        ) from None
+    except InvalidInput as exc:
+        raise click.ClickException(f"{file}: {exc} Nothing was imported.") from None
+
+
 def register(main: click.Group) -> None:
     @main.group()
     def contacts() -> None:
@@ -82,8 +110,7 @@ def register(main: click.Group) -> None:
             mapping = parse_mapping(maps)
         except InvalidInput as exc:
             raise click.ClickException(str(exc)) from None
-        with file.open(encoding=encoding, newline="") as fh:
-            total = max(sum(1 for _ in fh) - 1, 0)
+        total = _checked_rows(file, encoding)  # all of the file read before any of it is written
         with app.app_context(), file.open(encoding=encoding, newline="") as fh:
             columns = [TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
             with Progress(*columns, console=_stderr_console(), transient=True) as bar:

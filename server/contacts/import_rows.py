@@ -3,11 +3,13 @@ rejected ones (:func:`cleaned_chunks`), which the importer writes one at a time.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import operator
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO, cast
 
 from ..db import json_dumps
@@ -18,14 +20,17 @@ from .service import clean_value
 
 __all__ = [
     "Chunk",
+    "NotText",
     "Packed",
     "RowCleaner",
     "RowError",
     "cleaned_chunks",
+    "csv_rows",
     "merge_rows",
     "new_cells",
     "pack",
     "read_rows",
+    "text_blocks",
     "unpack",
 ]
 
@@ -52,6 +57,66 @@ class Chunk:
     read: int = 0
     errors: list[RowError] = field(default_factory=list)
     rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+
+class NotText(ValueError):
+    """A file's bytes stop being text in its encoding at *byte* (1-based)."""
+
+    def __init__(self, byte: int, reason: str):
+        super().__init__(f"{reason} at byte {byte}")
+        self.byte = byte
+        self.reason = reason
+
+
+def text_blocks(path: Path, encoding: str = "utf-8-sig", size: int = 1024 * 1024) -> Iterator[bytes]:
+    """The bytes of the file at *path*, *size* at a time, each block checked to decode as *encoding* once the caller
+    has had it (and the file not to end inside a character), without holding the text.
+
+    :raises NotText: at the first byte that does not decode.
+    :raises LookupError: when *encoding* names no codec.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    done = 0  # bytes before this block
+    with path.open("rb") as fh:
+        while block := fh.read(size):
+            yield block
+            held = len(decoder.getstate()[0])  # the end of the block before, an incomplete character
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                raise NotText(done - held + exc.start + 1, str(exc.reason)) from None
+            done += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise NotText(done, "the file ends inside a character") from None
+
+
+#: what :mod:`csv` says of a malformed file, and what it means to the person who made the file
+_CSV_ERRORS = (
+    ("unexpected end of data", "a quoted value opened on line {start} is never closed: close or remove that quote"),
+    ("field larger than field limit", "a value is longer than {limit:,} characters (often a quote never closed "
+     "above it): close that quote, or shorten the value"),
+    ("expected after", "text follows a closing quote: write a quote inside a quoted value twice (\"\")"),
+)  # fmt: skip
+
+
+def csv_rows(fh: Iterable[str]) -> Iterator[list[str]]:
+    """The non-blank rows of a CSV text, read strictly: a malformed file (a quote never closed, text after a closing
+    quote, a value past :mod:`csv`'s size limit) raises :class:`InvalidInput` naming the line and what to fix,
+    where a lenient reader would take the rest of the file for one value."""
+    reader = csv.reader(fh, strict=True)
+    start = 1
+    try:
+        for values in reader:
+            if any(v.strip() for v in values):
+                yield values
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        text = str(exc)
+        hint = next((h for found, h in _CSV_ERRORS if found in text), text)
+        hint = hint.format(start=start, limit=csv.field_size_limit())
+        raise InvalidInput("file", f"This is not a valid CSV file (line {reader.line_num}: {hint}).") from None
 
 
 def read_rows(stream: TextIO) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:

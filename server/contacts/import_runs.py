@@ -8,12 +8,11 @@ rows to a CSV error report beside the file.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from ..models import ImportRecord, utcnow
 from ..queue import get_queue
 from .errors import InvalidInput
 from .fields import STANDARD_FIELDS
+from .import_rows import NotText, csv_rows, text_blocks
 from .importer import ImportReport, RowError, import_csv
 from .lifecycle import address_channels
 
@@ -77,31 +77,20 @@ def check_upload(path: Path, max_bytes: int) -> list[str]:
             f"The file has {size} bytes, more than the {max_bytes} an import may have (IMPORT_MAX_BYTES): "
             "split it into smaller files.",
         )
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    done = 0
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
+    try:
+        for block in text_blocks(path, size=_BLOCK):
             if b"\0" in block:
                 raise InvalidInput(
                     "file", "This is not a CSV file (it holds binary data): export the contacts as CSV and upload that."
                 )
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as exc:
-                raise InvalidInput(
-                    "file",
-                    f"The file is not UTF-8 text (byte {done + exc.start + 1} cannot be read): save it as "
-                    "CSV UTF-8 (in Excel: Save As, then CSV UTF-8) and upload it again.",
-                ) from None
-            done += len(block)
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
+    except NotText as exc:
         raise InvalidInput(
-            "file", "The file is not UTF-8 text (it ends inside a character): save it as CSV UTF-8."
+            "file",
+            f"The file is not UTF-8 text (byte {exc.byte} cannot be read): save it as CSV UTF-8 (in Excel: Save As, "
+            "then CSV UTF-8) and upload it again.",
         ) from None
     with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = _csv_rows(fh)
+        rows = csv_rows(fh)
         header = next(rows, None)
         if header is None or not any(cell.strip() for cell in header):
             raise InvalidInput("file", "The file has no header line: its first line must name the columns.")
@@ -123,27 +112,16 @@ def check_upload(path: Path, max_bytes: int) -> list[str]:
     return header
 
 
-def _csv_rows(fh: Iterable[str]) -> Iterator[list[str]]:
-    """The non-blank rows of a CSV text, a malformed file (a quote never closed) raising :class:`InvalidInput`."""
-    reader = csv.reader(fh, strict=True)
-    try:
-        for values in reader:
-            if any(v.strip() for v in values):
-                yield values
-    except csv.Error as exc:
-        raise InvalidInput("file", f"This is not a valid CSV file (line {reader.line_num}: {exc}).") from None
-
-
 def count_rows(path: Path) -> int:
     """The rows below the header, as the importer counts them (blank lines aside)."""
     with path.open(encoding="utf-8-sig", newline="") as fh:
-        return max(sum(1 for _ in _csv_rows(fh)) - 1, 0)
+        return max(sum(1 for _ in csv_rows(fh)) - 1, 0)
 
 
 def preview(path: Path, rows: int = 5) -> list[list[str]]:
     """The first *rows* rows below the header."""
     with path.open(encoding="utf-8-sig", newline="") as fh:
-        found = _csv_rows(fh)
+        found = csv_rows(fh)
         next(found, None)
         return [values for _, values in zip(range(rows), found, strict=False)]
 

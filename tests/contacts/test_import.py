@@ -335,3 +335,52 @@ def test_imported_contacts_take_ids_in_email_order_and_never_a_deleted_contacts(
     ids = {email: c.id for email, c in contacts.items()}
     assert tags == {(ids[f"{x}@example.com"], f"t-{x}") for x in "abde"} | {(ids["b@example.com"], "t-b2")}
     assert {(ids[f"{x}@example.com"], "contact.created") for x in "abde"} <= events
+
+
+def _count(app) -> int:
+    with app.app_context():
+        return get_session().scalar(select(func.count(Contact.id)))
+
+
+def _rows(n: int) -> bytes:
+    return "".join(f"user{i}@example.com,Name{i}\n" for i in range(n)).encode()
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        # Latin-1 after the first chunk (500 rows) was already written, before the file was read first
+        (b"late@example.com,Ren\xe9e\n", "is not utf-8-sig text (invalid continuation byte at byte {at}); nothing"),
+        # a lenient reader took everything after the quote for one value: one rejected row, the rest silently gone
+        (b'"late@example.com,Ann\n' + _rows(3), "(line 805: a quoted value opened on line 802 is never closed"),
+        (b"late@example.com," + b"x" * 200_000 + b"\n", "(line 802: a value is longer than 131,072 characters"),
+        (b'"late"@example.com,Ann\n', "(line 802: text follows a closing quote"),
+    ],
+    ids=["undecodable", "quote-never-closed", "value-past-the-limit", "text-after-a-quote"],
+)
+def test_cli_import_of_a_malformed_file_says_where_and_imports_nothing(app, runner, tmp_path, tail, message):
+    head = b"email,first_name\n" + _rows(800)
+    path = tmp_path / "people.csv"
+    path.write_bytes(head + tail)
+    result = runner.invoke(["contacts", "import", str(path)])
+    assert result.exit_code == 1, result.output
+    assert message.format(at=len(head) + len("late@example.com,Ren") + 1) in result.output
+    assert "Traceback" not in result.output
+    assert _count(app) == 0
+
+
+def test_cli_import_with_an_encoding_python_does_not_know_is_a_usage_error(app, runner, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text("email\nq@example.com\n")
+    result = runner.invoke(["contacts", "import", str(path), "--encoding", "klingon"])
+    assert result.exit_code == 2 and "Invalid value for --encoding: 'klingon' is no text encoding" in result.output
+    assert _count(app) == 0
+
+
+def test_cli_import_reads_the_encoding_it_is_given(app, runner, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_bytes("email,first_name\nr@example.com,Renée\n".encode("utf-16"))
+    result = runner.invoke(["contacts", "import", str(path), "--encoding", "utf-16"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert get_session().scalar(select(Contact.first_name).where(Contact.email == "r@example.com")) == "Renée"
