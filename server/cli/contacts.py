@@ -18,7 +18,7 @@ def _find(session: Any, ident: str):
     from ..contacts import InvalidInput, normalize_email
     from ..models import Contact
 
-    if ident.isdigit():
+    if ident.isdecimal():
         contact = session.get(Contact, int(ident)) if int(ident) < 2**31 else None
     else:
         try:

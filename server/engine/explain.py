@@ -41,7 +41,7 @@ class TraceLine:
 def find_contact(session: Session, ref: str) -> Contact:
     query = select(Contact).where(or_(Contact.email == ref.lower(), Contact.external_id == ref))
     contact = session.scalar(query)
-    if contact is None and ref.isdigit():
+    if contact is None and ref.isdecimal() and 0 < int(ref) < 2**31:  # an id the column can hold
         contact = session.get(Contact, int(ref))
     if contact is None:
         raise LookupError(f"no contact with email, external id or id {ref!r}")

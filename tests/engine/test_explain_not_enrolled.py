@@ -5,6 +5,7 @@ Live: events posted over the API, a real worker, the real database; the CLI prin
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select, update
 
 from server.contacts.editing import update_contact
@@ -169,3 +170,10 @@ def test_conditions_are_written_back_in_the_rules_language():
 def _event_ids(app, name):
     with app.app_context():
         return list(get_session().scalars(select(Event.id).where(Event.name == name).order_by(Event.id)))
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999999", "\u00b2", "0"])
+def test_explain_of_an_id_no_contact_can_have_says_no_such_contact(app, runner, ref):
+    result = runner.invoke(["explain", ref])
+    assert result.exit_code == 1 and f"no contact with email, external id or id {ref!r}" in result.output
+    assert "Traceback" not in result.output

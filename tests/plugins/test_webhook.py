@@ -411,6 +411,17 @@ def test_a_payload_that_does_not_fit_is_refused_whole(app, client, source, paylo
     assert counts(app) == (0, 0)
 
 
+def test_a_mapping_path_step_that_is_a_digit_to_isdigit_only_finds_nothing(app, client):
+    """``²`` is a digit to ``str.isdigit`` but not to ``int()``: the step finds nothing (it was a server error)."""
+    with db(app) as session:
+        session.add(InboundSource(name="odd", secret=SECRET, mapping={**MAPPING, "email": "data.list.\u00b2"}))
+        session.commit()
+    payload = {**PAYLOAD, "data": {"list": ["bo@example.com"], "order": {}}}  # no customer: the email path alone
+    response = post(client, payload, source="odd")
+    assert response.status_code == 422 and response.json["field"] == "contact"
+    assert counts(app) == (0, 0)
+
+
 def test_a_replayed_id_is_not_recorded_twice(app, client, source):
     assert post(client, PAYLOAD, msg_id="msg_once").status_code == 202
     again = post(client, PAYLOAD, msg_id="msg_once")

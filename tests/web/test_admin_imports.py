@@ -172,6 +172,7 @@ def test_the_page_uploads_a_file_in_pieces_then_checks_it_whole(app, plan):
     assert _piece(editor, body[50:100], 50, token).json["size"] == 100
     assert _piece(editor, body[100:], 100, token).json["size"] == len(body)
     assert _piece(editor, b"x", 0, "0" * 24).status_code == 404
+    assert _piece(editor, b"x", "%C2%B2", token).status_code == 400  # ² is a digit to str.isdigit, not to int()
     response = post(editor, "/admin/imports/", upload=token, file_name="C:\\exports\\people.csv")
     assert response.status_code == 302, response.get_data(as_text=True)
     row = _row(app, int(response.headers["Location"].rsplit("/", 1)[1]))

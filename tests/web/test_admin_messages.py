@@ -112,6 +112,8 @@ def test_the_list_shows_what_needs_a_look_and_filters_by_status_channel_rule_and
     [
         ({"status": "bounced"}, "status &#39;bounced&#39; is not one of"),
         ({"rule": "Thanks"}, "is not a rule id"),
+        ({"rule": "\u00b2"}, "is not a rule id"),  # a digit to str.isdigit, not to int()
+        ({"rule": "99999999999999999999"}, "is not a rule id"),
         ({"since": "yesterday"}, "is not a date; use YYYY-MM-DD"),
         ({"after": "forged"}, "This page link is damaged"),
     ],

@@ -181,6 +181,7 @@ def test_the_window_and_version_choose_what_is_counted(app, seeded):
         ("window=custom&since=2026-11-10&until=2026-11-01", "The window ends before it starts"),
         ("version=9", "This rule has no version &#39;9&#39;: its versions are v1"),
         (f"version={SCRIPT}", "This rule has no version"),
+        ("version=%C2%B2", "This rule has no version"),  # a digit to str.isdigit, not to int()
     ],
 )
 def test_a_bad_window_or_version_is_shown_not_a_server_error(app, seeded, query, message):

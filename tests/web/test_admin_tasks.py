@@ -101,7 +101,7 @@ def test_assigning_and_due_dates(app, client, smtp_server):
     response = post(editor, f"/admin/tasks/{tasks['ops']}/assign", hx=True, assigned_to=str(sam))
     assert flash_of(response) == [f"Task {tasks['ops']} is assigned to sam@example.com."]
     assert f'<option value="{sam}" selected>sam@example.com</option>' in response.get_data(as_text=True)
-    for bad in (str(gone), "999999", "sam"):
+    for bad in (str(gone), "999999", "sam", "\u00b2"):  # ² is a digit to str.isdigit, not to int()
         refused = post(editor, f"/admin/tasks/{tasks['ops']}/assign", hx=True, assigned_to=bad)
         assert refused.status_code == 422 and flash_of(refused)[0].startswith("Not assigned: ")
     with app.app_context():

@@ -78,7 +78,7 @@ def _query(filters: dict[str, str]) -> Any:
     if filters["channel"]:
         stmt = stmt.where(Message.channel == filters["channel"][:64])
     if filters["rule"]:
-        if not filters["rule"].isdigit() or not 0 < int(filters["rule"]) < 2**31:
+        if not filters["rule"].isdecimal() or not 0 < int(filters["rule"]) < 2**31:
             raise BadFilter(f"rule {filters['rule'][:40]!r} is not a rule id; choose one from the list")
         stmt = stmt.where(Message.data["rule"].as_integer() == int(filters["rule"]))
     since, until = _day(filters["since"], "since"), _day(filters["until"], "until")

@@ -167,7 +167,7 @@ def assign(task_id: int):
     db = get_session()
     task = _task(task_id)
     value = request.form.get("assigned_to", "").strip()
-    if value and not (value.isdigit() and 0 < int(value) <= MAX_ID):
+    if value and not (value.isdecimal() and 0 < int(value) <= MAX_ID):
         return _refused(task, f"Not assigned: {value[:40]!r} is not a user of the list.")
     try:
         changed = assign_task(db, task, int(value) if value else None, actor())

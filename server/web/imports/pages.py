@@ -94,7 +94,7 @@ def piece():
     """Append one piece (the body) of a file the page uploads in pieces, at ``?offset=``; the first piece starts a
     new upload, the others name it (``?upload=``). Answers the upload's token and its size so far (JSON)."""
     token, offset = request.args.get("upload", ""), request.args.get("offset", "")
-    if not offset.isdigit():
+    if not offset.isdecimal():
         return _piece_refused(400, "Give the piece's offset in the file (?offset=).")
     if not token:
         _sweep()

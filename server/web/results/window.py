@@ -82,7 +82,7 @@ def read_window(args: Mapping[str, str], now: int, versions: list[int] | None = 
     if versions is not None:
         out.version_text = (args.get("version") or "").strip()
         if out.version_text:
-            if not out.version_text.isdigit() or int(out.version_text) not in versions:
+            if not out.version_text.isdecimal() or int(out.version_text) not in versions:
                 shown = ", ".join(f"v{v}" for v in versions) or "none yet"
                 out.errors["version"] = f"This rule has no version {out.version_text[:20]!r}: its versions are {shown}."
             else:
