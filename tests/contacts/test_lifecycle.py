@@ -3,6 +3,7 @@
 import json
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from server.consent import record_consent, suppression_reason
@@ -203,3 +204,15 @@ def test_erase_needs_confirmation(app, runner):
     assert result.exit_code != 0
     with app.app_context():
         assert get_session().scalar(select(func.count(Contact.id))) == 1
+
+
+@pytest.mark.parametrize(
+    ("ident", "message"),
+    [
+        ("\u00b2", "EMAIL '\u00b2' is not a valid address"),  # a digit to str.isdigit, not to int(): a traceback
+        ("99999999999999999999999", "no contact '99999999999999999999999' (give an id or an email address)"),
+    ],
+)
+def test_export_of_an_id_no_contact_can_have_says_so(app, runner, ident, message):
+    result = runner.invoke(["contacts", "export", ident])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
