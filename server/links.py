@@ -17,6 +17,7 @@ import base64
 import functools
 import hmac
 import json
+import math
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,9 +157,36 @@ def verify(purpose: str, token: str, *, app: Flask | None = None) -> Link:
         raise BadLink("the link has expired", expired=True) from None
     except (BadSignature, ValueError, UnicodeDecodeError):
         raise BadLink("the link is not valid") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not _storable(data):
         raise BadLink("the link is not valid")
     return Link(data=data, signed_at=signed_at.astimezone(UTC))
+
+
+#: the integers a database column holds (64-bit): a legacy row id, a form id
+_INT_RANGE = range(-(2**63), 2**63)
+
+
+def _storable(value: Any) -> bool:
+    """Whether a payload holds only what the pages may look up and store: text without NUL or lone surrogates
+    (PostgreSQL refuses both), 64-bit integers (SQLite and PostgreSQL overflow), finite numbers.
+    :func:`sign` never makes another; a payload that is not is refused like a forged one."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int):
+        return value in _INT_RANGE
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    return False
 
 
 def _url(path: str, app: Flask | None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -24,6 +24,7 @@ from sqlalchemy import select
 from ..consent import address_hash, current_consent, lift_suppression, record_consent
 from ..contacts import InvalidInput, clean_contact, record_event, upsert_contact
 from ..contacts.fields import definitions
+from ..contacts.normalize import check_json
 from ..contacts.service import nest_fields
 from ..db import get_session
 from ..engine.keys import FORM_CONFIRM, message_key
@@ -88,6 +89,20 @@ def page(template: str, status: int = 200, **context: Any):
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"
     return response
+
+
+def bad_link(error: BadLink | None = None) -> NoReturn:
+    """Answer a signed link that is forged, cut short, expired, for another page or for nobody: 404, with a page
+    that says so (the person came from a message, not from typing a URL)."""
+    if error is not None and error.expired:
+        title, text = "This link has expired", "Please use the link in a newer message from us."
+    else:
+        title = "This link does not work"
+        text = (
+            "It may have been cut short or changed on its way. Open it again from the message, "
+            "or copy the whole link into your browser."
+        )
+    abort(page("message.html", 404, title=title, text=text))
 
 
 @bp.get("/f/<slug>")
@@ -175,7 +190,7 @@ def _read_submission(form: Form) -> tuple[dict[str, Any], dict[str, Any]]:
         set(form.fields) - set(STANDARD_FORM_FIELDS),
     )
     extra = {k: v[:255] for k, v in request.form.items() if k.startswith("utm_") and len(k) <= 64}
-    return data, extra
+    return data, check_json(extra, "utm")
 
 
 def _grant(session: Any, form: Form, contact: Contact, extra: dict[str, Any], *, wording: str, confirmed: bool = False):
@@ -210,12 +225,15 @@ def _confirmation(token: str) -> tuple[Form, Contact, Link]:
     try:
         link = verify("confirm", token)
     except BadLink as exc:
-        abort(410 if exc.expired else 404)
+        if exc.expired:
+            abort(410)
+        bad_link()
     session = get_session()
-    form = session.get(Form, link.data.get("f")) if isinstance(link.data.get("f"), int) else None
+    form_id = link.data.get("f")
+    form = session.get(Form, form_id) if type(form_id) is int else None  # not a bool: True is no form's id
     contact = contact_of(session, link)
     if form is None or contact is None:
-        abort(404)
+        bad_link()
     return form, contact, link
 
 

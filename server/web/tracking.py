@@ -24,7 +24,7 @@ from ..db import get_session
 from ..jsonbody import read_json
 from ..links import BadLink, contact_of, verify, visitor_token
 from ..models import Contact, Event, Message, utcnow
-from .forms import client_ip, enqueue_events, exempt_from_csrf, rate_limited
+from .forms import bad_link, client_ip, enqueue_events, exempt_from_csrf, rate_limited
 from .machine import Verdict, classify
 
 bp = Blueprint("tracking", __name__)
@@ -126,11 +126,11 @@ def open_pixel(token: str):
 @bp.route("/c/<token>", methods=["GET", "HEAD"])
 def click(token: str):
     try:
-        target = verify("click", token).data.get("u")
-    except BadLink:
-        abort(404)
-    if not isinstance(target, str) or not target.lower().startswith(("http://", "https://")):
-        abort(404)
+        target = redirect_target(verify("click", token).data.get("u"))
+    except BadLink as exc:
+        bad_link(exc)
+    if target is None:
+        bad_link()
     contact, event_id = _message_event("click", token, "clicked", {"url": target})
     enqueue_events([event_id] if event_id else [])
     if event_id is None or contact is None:
@@ -148,6 +148,30 @@ def click(token: str):
         secure=current_app.config["BASE_URL"].startswith("https://"),
     )
     return response
+
+
+#: what browsers remove from a URL before following it (a link a template broke over lines)
+_TAB_NEWLINE = str.maketrans("", "", "\t\r\n")
+
+
+def redirect_target(url: Any) -> str | None:
+    """The click token's URL as a ``Location``: http(s), a host IDNA can write, no control character, a port that
+    is a number; tabs and line breaks removed as a browser removes them. None for anything else (the click is a
+    404, recording nothing)."""
+    if not isinstance(url, str):
+        return None
+    url = url.translate(_TAB_NEWLINE)
+    if not url.lower().startswith(("http://", "https://")) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is no number or out of range
+        if not parts.hostname:
+            return None
+        parts.hostname.encode("idna")  # what the Location header will carry (a label empty or too long fails)
+    except ValueError:  # e.g. an unclosed IPv6 bracket; UnicodeError is one too
+        return None
+    return url
 
 
 def _with_visitor(target: str, visitor: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, request, url_for
+from flask import Blueprint, current_app, request, url_for
 
 from ..consent import current_consents, record_consent
 from ..contacts import opt_out
@@ -20,7 +20,7 @@ from ..engine.wake import enqueue_events
 from ..links import preferences_url
 from ..models import Contact
 from ..optout import BadLink, link_contact, token_channel, unsubscribe_with_token
-from .forms import client_ip, exempt_from_csrf, page
+from .forms import bad_link, client_ip, exempt_from_csrf, page
 
 bp = Blueprint("unsubscribe", __name__)
 exempt_from_csrf(bp)
@@ -39,8 +39,8 @@ def _load(purpose: str, token: str) -> tuple[dict[str, Any], Contact | None]:
     """The token's data and its contact: None when erased since (or a legacy token for a reused id)."""
     try:
         return link_contact(purpose, token)
-    except BadLink:
-        abort(404)
+    except BadLink as exc:
+        bad_link(exc)
 
 
 def _address(contact: Contact | None, channel: str) -> str | None:
@@ -89,7 +89,7 @@ def _channels(contact: Contact) -> list[str]:
 def show(token: str):
     _data, contact = _load("preferences", token)
     if contact is None:
-        abort(404)
+        bad_link()
     current = current_consents(get_session(), contact.id)
     channels = [(name, current.get(name) != "revoked") for name in _channels(contact)]
     return page("preferences.html", channels=channels, address=mask(contact.email), saved=False)
@@ -99,7 +99,7 @@ def show(token: str):
 def save(token: str):
     _data, contact = _load("preferences", token)
     if contact is None:
-        abort(404)
+        bad_link()
     session = get_session()
     current = current_consents(session, contact.id)
     wanted = set(request.form.getlist("channel"))
