@@ -25,6 +25,8 @@ def init_app(app: Flask) -> None:
     def _check_csrf() -> None:
         if request.method in SAFE_METHODS or request.path.startswith(EXEMPT_PREFIXES):
             return
+        if request.routing_exception is not None:  # no page takes this path or method: its 404 or 405 says so
+            return
         if (request.endpoint or "").split(".")[0] in app.config.get("CSRF_EXEMPT_BLUEPRINTS", ()):
             return
         sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")

@@ -83,6 +83,13 @@ def test_public_pages_keep_their_own_look_and_no_admin_policy(app, client):
 
 
 # -- htmx and CSRF -------------------------------------------------------------------------------------------
+def test_a_method_or_path_no_page_takes_is_a_405_or_404_not_a_csrf_refusal(app, client):
+    response = client.put("/admin/account", data={"x": "1"})
+    assert response.status_code == 405 and "did not come from this site" not in response.get_data(as_text=True)
+    assert client.delete("/u/some-token").status_code == 405
+    assert client.post("/admin/no-such-page", data={"x": "1"}).status_code == 404
+
+
 def test_an_htmx_post_without_the_csrf_token_is_refused_and_with_it_passes(app):
     client = signed_in(app, "viewer", email="vic@example.com")
     form = {"current_password": PASSWORD, "new_password": NEW_PASSWORD, "repeat": NEW_PASSWORD}
