@@ -113,7 +113,13 @@ class _Checker:
         seen: dict[str, A.Rule] = {}
         for rule in self.program.rules:
             name = rule.display_name(self.program.filename)
-            if name in seen and rule.name is not None:
+            if rule.name is not None and not name.strip():
+                self.report.error(
+                    rule.name,
+                    "a rule's name cannot be empty",
+                    'name it, e.g. `rule "Welcome series"`, or leave out the `rule` line',
+                )
+            elif name in seen and rule.name is not None:
                 self.report.error(
                     rule.name,
                     f'another rule is already named "{name}" (line {seen[name].span.line})',

@@ -106,6 +106,36 @@ def comments(text: str) -> tuple[A.Comment, ...]:
     return tuple(found)
 
 
+_BAD_TEXT_RE = re.compile(r"[\ud800-\udfff]|\r(?!\n)")
+
+
+def bad_text(text: str, filename: str) -> list[Diagnostic]:
+    """Characters refused before parsing, each with its line and column: lone surrogates (no file can
+    hold them, and nothing downstream can encode them) and the first carriage return without a new
+    line after it (old Mac line ends: the file would read as one line and a ``#`` comment would swallow
+    the steps after it)."""
+    found: list[Diagnostic] = []
+    line, counted_to, lone_cr = 1, 0, False
+    for match in _BAD_TEXT_RE.finditer(text):
+        char, start = match.group(), match.start()
+        if char == "\r":
+            if lone_cr:
+                continue
+            lone_cr = True
+            message = "a carriage return (CR) without a new line after it"
+            hint = "end lines with LF or CRLF (save the file with those line ends); a lone CR ends nothing"
+        else:
+            message = f"invalid text (a lone surrogate U+{ord(char):04X})"
+            hint = "remove it; rules are plain UTF-8 text"
+        line += text.count("\n", counted_to, start)
+        counted_to = start
+        column = start - text.rfind("\n", 0, start)
+        found.append(Diagnostic(ERROR, filename, line, column, message, hint))
+        if len(found) >= MAX_ERRORS:
+            break
+    return found
+
+
 def parse(text: str, filename: str = "<input>") -> ParseResult:
     """Parse a rules file. Never raises for bad input.
 
@@ -115,6 +145,9 @@ def parse(text: str, filename: str = "<input>") -> ParseResult:
     """
     if text.startswith("\ufeff"):
         text = " " + text[1:]
+    bad = bad_text(text, filename)
+    if bad:
+        return ParseResult(None, bad)
     rules, diagnostics = _Driver(lark_parser(), text, filename).run()
     if diagnostics:
         return ParseResult(None, diagnostics)
@@ -134,6 +167,9 @@ def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Expr |
     """
     if text.startswith("\ufeff"):
         text = " " + text[1:]
+    bad = bad_text(text, filename)
+    if bad:
+        return None, bad[:1]
     lark = condition_lark_parser()
     interactive = lark.parse_interactive(text)
     state = interactive.parser_state

@@ -137,7 +137,8 @@ def _nested_repeat(parsed: Any) -> bool:
                     return True
                 if repeating and _has_branch(sub):
                     return True
-                stack.append((sub, inside_repeat or repeating))
+                # a few repeats of a repetition multiply too: `(.*a){10}x` tries n**10 ways
+                stack.append((sub, inside_repeat or repeating or high > 1))
             elif name == "SUBPATTERN":
                 stack.append((value[-1], inside_repeat))
             elif name == "BRANCH":

@@ -11,6 +11,7 @@ of tokens the parser would have accepted.
 
 from __future__ import annotations
 
+import re
 import threading
 
 from lark import Lark, Token
@@ -365,10 +366,16 @@ def close_keyword(lark: Lark, token: Token, expected: set[str]) -> str | None:
     return did_you_mean(word, keywords, cutoff=0.7)
 
 
+#: words that join or end a condition: one where a value should be means the value is missing
+_CONNECTIVES = frozenset({"then", "and", "or", "end", "else", "elif", "where", "within", "contains", "matches", "is"})
+
+
 def bare_name_message(name: Token) -> tuple[str, str, str | None]:
     """``(message, hint, replacement)`` for a plain word where a value was expected and no ``(`` follows it;
     ``replacement`` is the keyword it looks like a misspelling of (the "did you mean"), or None."""
     word = str(name)
+    if word in _CONNECTIVES:  # `when a.b and then`: the value is missing, `then` is no field
+        return f"expected a value or condition, found `{word}`", VALUE_HINT, None
     close = did_you_mean(word, _VALUE_KEYWORDS, cutoff=0.6)
     if close:
         return f"unexpected `{word}` — did you mean `{close}`?", "check the spelling of the keyword", close
@@ -390,9 +397,17 @@ def is_bare_name(error: UnexpectedToken, previous: Token | None) -> bool:
     )
 
 
+TOO_LONG_NUMBER = ("this number is too long", "numbers have at most 15 digits before and after the point")
+TOO_LONG_DURATION = ("this duration is too long", "durations have at most 12 digits: `30s`, `3d`, `2w`")
+_TOO_LONG = [(re.compile(r"[0-9]{16,}"), TOO_LONG_NUMBER), (re.compile(r"[0-9]{13,}[smhdw]"), TOO_LONG_DURATION)]
+
+
 def token_message(lark: Lark, error: UnexpectedToken) -> tuple[str, str]:
     """``(message, hint)`` for an unexpected token."""
     token = error.token
+    for pattern, too_long in _TOO_LONG:  # read as a name, since no number or duration is that long
+        if pattern.fullmatch(str(token)):
+            return too_long
     expected = set(error.expected or ())
     exact, by_state = _example_index(lark)
     state: int | None = error.state.position if error.state is not None else None
@@ -414,6 +429,11 @@ def token_message(lark: Lark, error: UnexpectedToken) -> tuple[str, str]:
     return (f"expected {describe_expected(lark, expected)}, found {describe_token(token)}", _generic_hint(expected))
 
 
+VALUE_HINT = (
+    'a value is a text `"…"`, a number, a duration `3d`, a date, a field '
+    "`contact.FIELD`, an event property `event.PROP`, `now` or `today`"
+)
+
 _HINTS = [
     (_SEPARATORS, "one step per line, or separate steps with `;`"),
     ({"RPAR"}, "close every `(` with `)`; a call's arguments are separated by `,`"),
@@ -431,10 +451,7 @@ _HINTS = [
 
 def _generic_hint(expected: set[str]) -> str:
     if len(expected & _VALUE_WORDS) >= 4:
-        return (
-            'a value is a text `"…"`, a number, a duration `3d`, a date, a field '
-            "`contact.FIELD`, an event property `event.PROP`, `now` or `today`"
-        )
+        return VALUE_HINT
     for wanted, hint in _HINTS:
         if expected & wanted:
             return hint
@@ -447,8 +464,10 @@ def character_message(error: UnexpectedCharacters, text: str) -> tuple[str, str]
     char = text[pos] if pos is not None and pos < len(text) else ""
     if char == '"':
         return ("this string is not closed", 'end the string with `"` on the same line')
+    if char.isdigit() and char.isascii():
+        return TOO_LONG_NUMBER
     if char.isdigit():
-        return ("this number is too long", "numbers have at most 15 digits before and after the point")
+        return (f"unexpected digit `{char}`", "write numbers, durations, dates and times with the digits 0-9")
     if char in "\u201c\u201d\u2018\u2019'":
         return (f"unexpected quote `{char}`", 'strings use straight double quotes: `"vip"`')
     if char == "\ufffd":

@@ -222,6 +222,24 @@ def test_without_a_host_engine_pathological_patterns_are_refused_not_run():
     assert fallback.search("(a+)+$", "a" * 50_000 + "!") is None
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("pattern", ["(.*a){10}x", "(a+b?){3}c", "(?:x|.*a){2,5}z"])
+def test_without_a_host_engine_a_few_repeats_of_a_repetition_are_refused(pattern):
+    from dsl import safe_regex
+
+    fallback = safe_regex.Backtracking()
+    assert "exponential" in fallback.problem(pattern)
+    assert fallback.search(pattern, "a" * 100) is None
+
+
+def test_without_a_host_engine_bounded_repeats_of_fixed_parts_are_fine():
+    from dsl import safe_regex
+
+    fallback = safe_regex.Backtracking()
+    assert fallback.problem(r"^(\d{3}-){2}\d{4}$") is None
+    assert fallback.search(r"^(\d{3}-){2}\d{4}$", "555-123-4567") is True
+
+
 def test_pathological_patterns_run_on_the_installed_linear_engine():
     from dsl import safe_regex
 

@@ -227,6 +227,58 @@ def test_nul_inside_a_string_is_kept():
     assert result.program.rules[0].steps[0].tag.value == "x\x00y"
 
 
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ('when a.b then\n  tag "a\ud800b"\n', (2, 9)),
+        ('rule "\udc80"\nwhen a.b then stop\n', (1, 7)),
+        ('when a.b and contact.email matches "\ud800" then stop\n', (1, 37)),
+        ("when a.b then stop  # \udfff\n", (1, 23)),
+        ("when a.b then\n  \ud83d stop\n", (2, 3)),
+    ],
+    ids=["text", "rule-name", "pattern", "comment", "code"],
+)
+def test_lone_surrogates_are_refused_where_they_are(text, where):
+    # a str from JSON may hold them (`"\ud800"`); no file can, and hashing or RE2 cannot encode them
+    built = dsl.build(text, "s.nudge")
+    assert_clean(dsl.parse(text, "s.nudge"), text)
+    assert built.plan is None
+    first = built.diagnostics[0]
+    assert (first.line, first.col) == where
+    assert "surrogate" in first.message and first.hint
+
+
+def test_a_lone_surrogate_in_a_bare_condition_is_refused():
+    result = dsl.parse_condition('contact.email == "x" or\n  contact.email matches "\ud800"')
+    assert result.condition is None
+    assert [(d.line, d.col) for d in result.diagnostics] == [(2, 26)]
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        # old Mac line ends: the comment would run to the end of the file and swallow every step
+        ('when a.b then  # greet\r  send email welcome\r  tag "x"\r', (1, 23)),
+        ('rule "x"\r  once per contact\rwhen a.b then\r  stop\r', (1, 9)),
+        ('when a.b then\r\n  tag "x"\r\r\n', (2, 10)),
+    ],
+)
+def test_a_lone_carriage_return_is_refused_once(text, where):
+    result = dsl.parse(text, "cr.nudge")
+    assert_clean(result, text)
+    assert [(d.line, d.col) for d in result.diagnostics] == [where]
+    assert "carriage return" in result.diagnostics[0].message
+    assert dsl.parse_condition("contact.score > 1 # c\r or true").condition is None
+
+
+def test_crlf_line_ends_are_fine():
+    text = 'rule "x"\r\n  once per contact\r\nwhen a.b then  # greet\r\n  tag "x"\r\n  stop\r\nend\r\n'
+    result = dsl.parse(text, "crlf.nudge")
+    assert result.program is not None
+    assert len(result.program.rules[0].steps) == 2
+    assert dsl.parse_condition("contact.score > 1 # c\r\n or true").condition is not None
+
+
 def test_invalid_utf8_is_reported_with_line_and_column():
     data = 'when a.b then\n  tag "caf\u00e9"\n  note "x'.encode() + b"\xff\xfe" + b'"\nend\n'
     result = dsl.parse_bytes(data, "bad.nudge")
