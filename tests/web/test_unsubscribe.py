@@ -47,6 +47,17 @@ def test_get_only_asks_for_confirmation(app, client, contact_id, unsub_path):
     assert events(app) == []
 
 
+def test_the_confirmation_pages_own_button_is_recorded_as_the_page_not_one_click(app, client, contact_id, unsub_path):
+    html = client.get(unsub_path, headers=HUMAN).get_data(as_text=True)
+    form = re.search(r'<form method="post" action="([^"]+)">(.*?)</form>', html, re.S)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.group(2)))
+    assert client.post(_path(form.group(1)), data=fields, headers=HUMAN).status_code == 200
+    with app.app_context():
+        session = get_session()
+        assert current_consent(session, contact_id, "email") == "revoked"
+        assert session.scalar(select(Consent.source)) == "unsubscribe-page"
+
+
 def test_rfc8058_one_click_post_unsubscribes_without_cookie_or_csrf(app, client, contact_id, unsub_path, sent_message):
     response = client.post(unsub_path, data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200 and "Location" not in response.headers
