@@ -34,6 +34,10 @@ BUILTIN_STEPS = (
 MAX_DURATION = 100 * 365 * 86400
 MIN_INTERVAL = 60
 MAX_ARMS = 26
+#: the longest rule name, tag and team the engine stores (their columns' sizes)
+MAX_RULE_NAME = 255
+MAX_TAG = 128
+MAX_TEAM = 128
 
 #: a rule's ``priority`` levels (highest first) and what a send held by a frequency cap may do (``on cap``)
 CAP_POLICY = {"priority": ("high", "normal", "low"), "on cap": ("skip", "wait")}
@@ -118,6 +122,12 @@ class _Checker:
                     rule.name,
                     "a rule's name cannot be empty",
                     'name it, e.g. `rule "Welcome series"`, or leave out the `rule` line',
+                )
+            elif rule.name is not None and len(name) > MAX_RULE_NAME:
+                self.report.error(
+                    rule.name,
+                    f"a rule's name has at most {MAX_RULE_NAME} characters (this one has {len(name)})",
+                    "shorten it; a note or a comment can say more",
                 )
             elif name in seen and rule.name is not None:
                 self.report.error(
@@ -398,6 +408,8 @@ class _Checker:
     def step_TagStep(self, step: A.TagStep | A.UntagStep, scope: Scope) -> bool:
         if not step.tag.value.strip():
             self.report.error(step.tag, "a tag cannot be empty")
+        elif len(step.tag.value) > MAX_TAG:
+            self.report.error(step.tag, f"a tag has at most {MAX_TAG} characters (this one has {len(step.tag.value)})")
         return False
 
     step_UntagStep = step_TagStep
@@ -430,6 +442,8 @@ class _Checker:
     def _team(self, team: A.String) -> None:
         if not team.value.strip():
             self.report.error(team, "the team cannot be empty", 'e.g. `"front-desk"`')
+        elif len(team.value) > MAX_TEAM:
+            self.report.error(team, f"a team's name has at most {MAX_TEAM} characters (this one has {len(team.value)})")
 
     def step_NoteStep(self, step: A.NoteStep, scope: Scope) -> bool:
         self._text(step.text)

@@ -83,6 +83,10 @@ def post_apikey(body: dict[str, Any]):
             expires_at = parse_expiry(body["expires"])
         except ValueError as exc:
             raise InvalidInput("expires", str(exc)) from None
+        except OverflowError:  # e.g. 9999-12-31T23:00:00-14:00: past the last day a date-time holds, in UTC
+            raise InvalidInput(
+                "expires", f"expiry {body['expires']!r} is past the year 9999; give an earlier date or a span like 90d"
+            ) from None
     key, row = new_key(get_session(), body["scope"], body.get("name") or "", expires_at, actor())
     return jsonify({"key": key, "api_key": key_dict(row)}), 201
 

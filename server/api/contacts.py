@@ -191,10 +191,11 @@ def _consent_dict(row: Consent) -> dict[str, Any]:
     tag="contacts",
     responses={200: ("a page", page_of("Contact"))},
     query=[
-        query_param("email", text(320), "exact address (normalised before matching)"),
-        query_param("external_id", text(255)),
-        query_param("tag", text(128)),
-        query_param("stage", text(64)),
+        # not empty: an empty filter matched every contact (?email= listed them all)
+        query_param("email", text(320, min_length=1), "exact address (normalised before matching)"),
+        query_param("external_id", text(255, min_length=1)),
+        query_param("tag", text(128, min_length=1)),
+        query_param("stage", text(64, min_length=1)),
         sort_param(["id", "created_at", "updated_at", "score"], "id"),
         LIMIT,
         CURSOR,

@@ -37,7 +37,11 @@ EVENT_INPUT = schema(
                 128, pattern=EVENT_NAME.pattern, pattern_hint="be a dotted lowercase name such as form.submitted"
             ),
             "props": {"type": "object", "description": "any JSON object"},
-            "occurred_at": {**TIMESTAMP, "description": "when it happened (default: now); needs a time zone"},
+            "occurred_at": {
+                **TIMESTAMP,
+                "minLength": 1,  # "" is no time: leave the field out for now
+                "description": "when it happened (default: now); needs a time zone",
+            },
         },
     },
 )

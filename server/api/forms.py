@@ -34,7 +34,12 @@ FORM_FIELDS = {
         "description": "contact attributes besides email: first_name, last_name, phone, or custom fields",
     },
     "tags": {"type": "array", "maxItems": 20, "items": text(128, min_length=1)},
-    "redirect_url": text(2048, nullable=True, pattern=r"^https?://", pattern_hint="be an http(s) URL"),
+    "redirect_url": text(
+        2048,
+        nullable=True,
+        pattern=r"^https?://[^\s]+$",  # as the admin page's: a line break would break the public form's redirect
+        pattern_hint="be an http(s) URL without spaces or line breaks",
+    ),
     "confirm_template": text(255, min_length=1),
 }
 FORM_INPUT = schema(

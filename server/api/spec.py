@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app, request
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import ClientDisconnected
 
 from ..auth import require_api_key
 from ..contacts.errors import Conflict, InvalidInput
@@ -156,6 +157,22 @@ def error_answer(exc: Exception, method: str, path: str) -> Any:
 
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _framing_problem() -> Any:
+    """The 400 for a ``Content-Length`` that is not a number of bytes (Werkzeug reads "abc" or "-1" as 0, and the body
+    as empty: "not valid JSON" would blame the body); None when it is fine or absent."""
+    declared = request.headers.get("Content-Length")
+    if declared is None or _DIGITS.fullmatch(declared.strip()):
+        return None
+    return problem(
+        400,
+        "Invalid Content-Length",
+        f"Content-Length {declared[:40]!r} is not a number of bytes; send the body's length in bytes, or no "
+        "Content-Length with Transfer-Encoding: chunked",
+        field="Content-Length",
+    )
 
 
 def flask_rule(path: str) -> str:
@@ -221,6 +238,9 @@ def endpoint(
                         400, "Invalid query parameter", f"this endpoint takes no query parameter {name!r}", field=name
                     )
                 if check_body is not None:
+                    framing = _framing_problem()
+                    if framing is not None:
+                        return framing
                     if request.content_length is not None and request.content_length > op.max_body:
                         return problem(413, "Body too large", f"the body may be at most {op.max_body} bytes")
                     if not request.is_json:
@@ -229,6 +249,13 @@ def endpoint(
                         )
                     try:
                         data = read_json(op.max_body)
+                    except ClientDisconnected:
+                        return problem(
+                            400,
+                            "Incomplete body",
+                            f"the body ended before the {request.content_length} bytes its Content-Length "
+                            "announced; send the whole body, with its length in bytes",
+                        )
                     except JsonInputError as exc:
                         if exc.malformed:
                             return problem(400, "Malformed JSON", str(exc))

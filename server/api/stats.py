@@ -12,7 +12,7 @@ from ..engine.timeutil import to_ts
 from ..models import utcnow
 from . import bp
 from .common import text
-from .spec import BadQuery, NotFound, endpoint, query_param, schema
+from .spec import ID, BadQuery, NotFound, endpoint, query_param, schema
 
 WINDOW = [
     query_param("since", text(40), "start of the window: 2026-11-01 (a UTC day), an ISO date-time, or 7d/24h/2w ago"),
@@ -131,10 +131,13 @@ TEMPLATES = schema(
 
 def _window(query: dict[str, Any]) -> tuple[int | None, int | None]:
     now = to_ts(utcnow())
-    try:
-        return parse_when(query.get("since"), now), parse_when(query.get("until"), now, name="until")
-    except StatsError as exc:
-        raise BadQuery("since", str(exc)) from None
+    window = []
+    for name in ("since", "until"):
+        try:
+            window.append(parse_when(query.get(name), now, name=name))
+        except StatsError as exc:
+            raise BadQuery(name, str(exc)) from None
+    return window[0], window[1]
 
 
 @endpoint(
@@ -143,7 +146,7 @@ def _window(query: dict[str, Any]) -> tuple[int | None, int | None]:
     "/rules/{name}/stats",
     summary="A rule's funnel: per step and split arm, entered, waiting, passed, exits, sends and their outcomes",
     tag="stats",
-    query=[*WINDOW, query_param("version", {"type": "integer", "minimum": 1}, "one version's journeys only")],
+    query=[*WINDOW, query_param("version", ID, "one version's journeys only")],
     responses={200: ("the funnel", FUNNEL)},
     description="Read from counters the engine keeps up to date (a few seconds behind); see docs/stats.md.",
 )

@@ -18,7 +18,7 @@ STATUSES = [s.value for s in TaskStatus]
 TASK_FIELDS = {
     "text": text(2000, min_length=1),
     "team": text(128, nullable=True),
-    "due_at": {**TIMESTAMP, "nullable": True},
+    "due_at": {**TIMESTAMP, "nullable": True, "minLength": 1, "description": "null clears it"},
     "contact_id": {**ID, "nullable": True},
     "status": {"type": "string", "enum": STATUSES},
 }

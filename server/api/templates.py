@@ -82,25 +82,45 @@ def check_template(channel: str, parts: Mapping[str, str]) -> None:
     :raises Refused: 422 naming the first problem's part and line, with all problems listed.
     """
     validate = getattr(render, "validate_template", None)
-    if validate is not None:
-        problems = [(p.part, p.line, p.message) for p in validate(channel, parts)]
-    else:
-        problems = []
-        for part, source in parts.items():
-            try:
-                _fallback_env.parse(source)
-            except TemplateSyntaxError as exc:
-                problems.append((part, exc.lineno, exc.message or str(exc)))
+    try:
+        if validate is not None:
+            problems = [(p.part, p.line, p.message) for p in validate(channel, parts)]
+        else:
+            problems = []
+            for part, source in parts.items():
+                try:
+                    _fallback_env.parse(source)
+                except TemplateSyntaxError as exc:
+                    problems.append((part, exc.lineno, exc.message or str(exc)))
+    except RecursionError:  # Jinja reads nesting ("{{ {{ {{ …", "((((…") by recursion
+        part = _too_deep(parts)
+        raise InvalidInput(
+            f"parts.{part}", f"parts.{part} nests too deeply to be read as a template; flatten its brackets"
+        ) from None
     if problems:
         part, line, message = problems[0]
-        where = f"parts.{part}" + (f" line {line}" if line else "")
+        # the renderer names the channel itself as part "channel": the field is the body's channel, not a part
+        field = "channel" if part == "channel" and part not in parts else f"parts.{part}"
+        where = field + (f" line {line}" if line else "")
         raise Refused(
             422,
             "Invalid template",
             f"{where}: {message}",
-            field=f"parts.{part}",
+            field=field,
             problems=[{"part": p, "line": ln, "message": m} for p, ln, m in problems],
         )
+
+
+def _too_deep(parts: Mapping[str, str]) -> str:
+    """The first part whose parse overflows the stack (the first part when none does on its own)."""
+    for part, source in parts.items():
+        try:
+            _fallback_env.parse(source)
+        except RecursionError:
+            return part
+        except TemplateSyntaxError:
+            continue
+    return next(iter(parts))
 
 
 @endpoint(

@@ -8,6 +8,7 @@ into the document's components. What the spec says is what is enforced.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -72,7 +73,7 @@ def validate(
             )
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise InvalidInput(path, f"{_name(path)} is longer than {schema['maxLength']} characters")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not regex(schema["pattern"]).search(value):
             hint = schema.get("x-pattern-hint") or f"match {schema['pattern']}"
             raise InvalidInput(path, f"{_name(path)} must {hint}")
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -205,7 +206,7 @@ class _Generator:
             if "maxLength" in schema:
                 tests.append(f"len({v}) > {int(schema['maxLength'])}")
             if "pattern" in schema:
-                tests.append(f"{self._constant(re.compile(schema['pattern']))}.search({v}) is None")
+                tests.append(f"{self._constant(regex(schema['pattern']))}.search({v}) is None")
             lines += [f"{pad}if {' or '.join(tests)}:", fail]
         elif kind in ("integer", "number"):
             tests = [f"(isinstance({v}, float) and not math.isfinite({v}))"]
@@ -269,6 +270,30 @@ def _predicate(schema: Mapping[str, Any], components: Mapping[str, Any]) -> Chec
     return check
 
 
+@functools.cache
+def regex(pattern: str) -> re.Pattern[str]:
+    """A schema's ``pattern`` as JSON Schema reads it: ``$`` ends the text (in Python's ``re`` it also matches before
+    a final line break, so ``"vips\\n"`` would pass ``^[a-z]+$``)."""
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
+#: an integer in a query string: ASCII digits only (``int()`` also takes " 5", "1_0" and other scripts' digits)
+_INTEGER = re.compile(r"-?[0-9]+")
+#: the integers a query parameter may hold at all (a database's BIGINT)
+_INT64 = 2**63 - 1
+
+
+def _query_integer(name: str, raw: str) -> int:
+    """*raw* as an integer query parameter, or :class:`InvalidInput` naming it; one of more digits than any bound
+    stands for a number just past :data:`_INT64` (``int()`` refuses 4,300 digits, and needs none of them)."""
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidInput(name, f"{name} must be an integer (digits 0-9), got {raw[:40]!r}")
+    digits = raw.lstrip("-").lstrip("0")
+    if len(digits) > 19:
+        return -(_INT64 + 1) if raw.startswith("-") else _INT64 + 1
+    return int(raw)
+
+
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
@@ -279,6 +304,11 @@ def parse_query(params: list[dict[str, Any]], args: Mapping[str, str]) -> dict[s
     unknown = sorted(set(args) - set(known))
     if unknown:
         raise InvalidInput(unknown[0], f"unknown query parameter {unknown[0]!r}; allowed: {', '.join(known) or 'none'}")
+    getlist = getattr(args, "getlist", None)  # a MultiDict: a name given twice would silently take the first
+    for name in sorted(args):
+        count = len(getlist(name)) if getlist is not None else 1
+        if count > 1:
+            raise InvalidInput(name, f"query parameter {name!r} is given {count} times; give it once")
     out: dict[str, Any] = {}
     for name, param in known.items():
         schema = param["schema"]
@@ -291,10 +321,9 @@ def parse_query(params: list[dict[str, Any]], args: Mapping[str, str]) -> dict[s
         raw = args[name]
         value: Any = raw
         if schema.get("type") == "integer":
-            try:
-                value = int(raw)
-            except ValueError:
-                raise InvalidInput(name, f"{name} must be an integer, got {raw[:40]!r}") from None
+            value = _query_integer(name, raw)
+            if not -_INT64 <= validate(schema, value, name) <= _INT64:
+                raise InvalidInput(name, f"{name} must be between {-_INT64} and {_INT64}")
         elif schema.get("type") == "boolean":
             if raw not in ("true", "false"):
                 raise InvalidInput(name, f"{name} must be true or false")

@@ -266,3 +266,14 @@ def test_check_never_raises_on_generated_programs():
             assert diagnostic.message
 
     run()
+
+
+def test_names_longer_than_the_engine_stores_are_refused_where_they_are():
+    """A rule name, tag or team past its column's size passed the checker and failed on PostgreSQL when stored."""
+    rule = 'rule "{}"\nwhen member.joined then\n  tag "{}"\n  task "Call" for "{}"\nend\n'
+    assert problems(rule.format("r" * 256, "t" * 129, "q" * 129)) == [
+        "1:6: a rule's name has at most 255 characters (this one has 256)",
+        "3:7: a tag has at most 128 characters (this one has 129)",
+        "4:19: a team's name has at most 128 characters (this one has 129)",
+    ]
+    assert problems(rule.format("r" * 255, "t" * 128, "q" * 128)) == []

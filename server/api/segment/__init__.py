@@ -27,6 +27,7 @@ from ...db import get_session
 from ...engine.groups import hand_over
 from ...engine.ingest import write_turn
 from ...engine.wake import events_waiting
+from ...jsonbody import explained
 from ...models import Scope
 from ...problems import problem
 from ...sdk import JsonInputError, parse_json
@@ -101,10 +102,11 @@ def _body() -> Any | Response:
         return refuse(415, "Unsupported encoding", f"Content-Encoding may be gzip or none, not {encoding!r}")
     try:
         return parse_json(raw)
-    except JsonInputError as exc:
-        if exc.malformed:
-            return refuse(400, "Malformed JSON", str(exc))
-        return refuse(400, "Invalid input", exc.message, field=exc.field)
+    except JsonInputError as raised:
+        error = explained(raised, raw)
+        if error.malformed:
+            return refuse(400, "Malformed JSON", str(error))
+        return refuse(400, "Invalid input", error.message, field=error.field)
 
 
 _look = threading.Lock()
