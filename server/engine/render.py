@@ -297,6 +297,16 @@ class Renderer:
                 problems.append(TemplateProblem(part, exc.lineno, exc.message or str(exc)))
                 continue
             problems.extend(self._unknown_names(part, tree, env))
+            other = next(tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)), None)
+            if other is not None:  # no loader: each send of it would fail
+                problems.append(
+                    TemplateProblem(
+                        part,
+                        other.lineno,
+                        "a template cannot include, extend or import another: put that text in this template",
+                    )
+                )
+                continue
             try:  # a trial render catches what only shows at run time: unsafe access, runaway loops
                 self.render_part(part, source, sample)
             except TemplateError as exc:  # errors from the sample's missing data are not the template's fault

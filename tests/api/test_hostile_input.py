@@ -261,6 +261,28 @@ def test_a_template_nested_too_deeply_to_read_is_refused_naming_its_part(app, ap
     assert api.get(f"/templates/{made['id']}").json["parts"]["txt"] == "Hello"
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "Hi\n{% include '/etc/passwd' %}",
+        "Hi\n{% extends 'base' %}",
+        "Hi\n{% import 'm' as m %}",
+        "Hi\n{% from 'm' import x %}",
+    ],
+)
+def test_a_template_that_includes_extends_or_imports_another_is_refused_at_its_line(app, api, source):
+    """Templates have no loader: it was saved as valid, then every send of it failed."""
+    before = _counts(app)
+    response = api.post(
+        "/templates", json={"channel": "email", "name": "other", "parts": {"subject": "Hi", "txt": source}}
+    )
+    _refused(response, 422, "parts.txt")
+    assert response.json["detail"] == (
+        "parts.txt line 2: a template cannot include, extend or import another: put that text in this template"
+    )
+    assert _counts(app) == before
+
+
 def test_a_template_of_an_unknown_channel_names_the_channel_field(app, api):
     """It was named "parts.channel", a part the body does not have."""
     body = {"channel": "nosuch", "name": "hello", "parts": {"subject": "Hi", "txt": "Hello"}}
