@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import NEVER_REUSE_IDS, Base, UTCDateTime, utcnow
+from .base import NEVER_REUSE_IDS, Base, JsonType, UTCDateTime, utcnow
 
 
 class FormSubmission(Base):
@@ -27,6 +28,8 @@ class FormSubmission(Base):
     wording: Mapped[str] = mapped_column(Text, default="")
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the sign-up's tracking extras (``utm_*``), for the ``form.submitted`` event its confirmation records
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
 
 
 class BroadcastRecord(Base):

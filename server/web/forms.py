@@ -145,7 +145,7 @@ def submit(slug: str):
 
         set_tags(session, contact, list(form.tags))
     event_ids: list[int] = []
-    submission = FormSubmission(form_id=form.id, contact_id=contact.id, wording=form.wording)
+    submission = FormSubmission(form_id=form.id, contact_id=contact.id, wording=form.wording, extra=extra or None)
     session.add(submission)
     if form.double_opt_in:
         link = confirm_url(contact.public_id, form.id, _address_digest(form, contact))
@@ -267,8 +267,9 @@ def confirm(token: str):
         submission.confirmed_at = utcnow()
     # the wording the person saw when they last signed up (a link mailed before submissions were kept: today's)
     wording = pending[0].wording if pending else form.wording
+    extra = (pending[0].extra if pending else None) or {}  # the utm_* of the sign-up confirmed
     if lifted or current_consent(session, contact.id, form.channel) != "granted":
-        event_ids.append(_grant(session, form, contact, {}, wording=wording, confirmed=True).id)
+        event_ids.append(_grant(session, form, contact, extra, wording=wording, confirmed=True).id)
     session.commit()
     enqueue_events(event_ids)
     if form.redirect_url:

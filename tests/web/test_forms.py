@@ -37,7 +37,14 @@ def _count(app, model):
 
 def test_double_opt_in_records_consent_only_after_the_click(app, client):
     make_form(app)
-    response = client.post("/f/newsletter", data={"email": "New@Example.com", "first_name": "Nia", "consent": "yes"})
+    sign_up = {
+        "email": "New@Example.com",
+        "first_name": "Nia",
+        "consent": "yes",
+        "utm_source": "ad",
+        "utm_medium": "cpc",
+    }
+    response = client.post("/f/newsletter", data=sign_up)
     assert response.status_code == 200 and "check your inbox" in response.get_data(as_text=True)
     with app.app_context():
         session = get_session()
@@ -58,6 +65,8 @@ def test_double_opt_in_records_consent_only_after_the_click(app, client):
         assert row.status == "granted" and row.wording == WORDING and row.source == "form:newsletter:confirmed"
     [submitted] = events(app, "form.submitted")
     assert submitted.props["form"] == "newsletter" and submitted.props["confirmed"] is True
+    # the sign-up's campaign, kept until the click (the event was recorded without it)
+    assert (submitted.props["utm_source"], submitted.props["utm_medium"]) == ("ad", "cpc")
     client.post(confirm)  # twice: nothing new
     assert _count(app, Consent) == 1 and len(events(app, "form.submitted")) == 1
 
