@@ -52,6 +52,15 @@ def parse(body: bytes, content_type: str) -> list[Report]:
 
     :raises ReportError: when it is neither JSON nor a multipart/report message.
     """
+    reports = _read(body, content_type)
+    for report in reports:  # checked before any is recorded: one bad report must not leave the rest half-written
+        texts = (report.address, report.message_id, report.detail, *map(str, report.props.values()))
+        if any(text and "\0" in text for text in texts):
+            raise ReportError("a report holds a NUL character; no address, Message-ID or detail has one")
+    return reports
+
+
+def _read(body: bytes, content_type: str) -> list[Report]:
     if content_type.split(";")[0].strip().lower() == "application/json":
         return _from_json(body)
     msg = message_from_bytes(body, policy=policy.default)

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from server.sdk import channel, problem, record_status
+from server.sdk import JsonInputError, channel, parse_json, problem, record_status
 from server.sdk import unsubscribe as record_unsubscribe
 
 from . import reports
@@ -84,7 +84,10 @@ def _subject() -> str:
     """The Subject of the posted mail: a whole message, a form field or a JSON field named ``subject``."""
     kind = (request.mimetype or "").lower()
     if kind == "application/json":
-        data = request.get_json(silent=True)
+        try:
+            data = parse_json(request.get_data())
+        except JsonInputError:  # not JSON, or nested too deep (get_json let that be a server error)
+            data = None
         fields = {str(k).lower(): v for k, v in data.items()} if isinstance(data, dict) else {}
         return str(fields.get("subject") or "")
     if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):

@@ -3,12 +3,15 @@
 An opt-out is honoured however it is written: any case, with punctuation, or followed by more words
 ("Stop.", "stop please", "OPT-OUT now"): a person who wrote STOP first meant it, and a missed opt-out
 is the costly mistake. An opt-in or a help request must be the keyword alone (punctuation and case
-aside), so an ordinary reply that happens to start with "yes" never re-subscribes anyone.
+aside), so an ordinary reply that happens to start with "yes" never re-subscribes anyone. Letters a phone
+keyboard may put in for Latin ones (full-width ＳＴＯＰ, 𝐒𝐓𝐎𝐏) count as those (NFKC), and invisible format
+characters (a zero-width space) are left out.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import NamedTuple
 
 #: Twilio's standard opt-out keywords (plus "OPT OUT", two words, as CTIA lists it)
@@ -26,7 +29,9 @@ class Keyword(NamedTuple):
 
 def read_keyword(body: str) -> Keyword | None:
     """The keyword *body* stands for, or None for an ordinary message."""
-    words = [word.upper() for word in _WORDS.findall(body or "")]
+    text = unicodedata.normalize("NFKC", body or "")
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    words = [word.upper() for word in _WORDS.findall(text)]
     if not words:
         return None
     for keyword in OPT_OUT:

@@ -32,9 +32,20 @@ def _verify_signature() -> None:
         abort(403)
 
 
+def _nul_in(*fields: str) -> Response | None:
+    """A 400 when one of the posted *fields* holds a NUL character: Twilio never sends one, and no database
+    stores one in text (it was a server error)."""
+    for key in fields:
+        if any("\0" in value for value in request.form.getlist(key)):
+            return Response(f"the field {key} contains a NUL character\n", 400, mimetype="text/plain")
+    return None
+
+
 @bp.post(STATUS_PATH)
 def status():
     _verify_signature()
+    if (refused := _nul_in("MessageSid", "SmsSid", "MessageStatus", "SmsStatus", "ErrorCode")) is not None:
+        return refused
     sid = request.form.get("MessageSid") or request.form.get("SmsSid")
     state = request.form.get("MessageStatus") or request.form.get("SmsStatus")
     if not sid or not state:
@@ -50,7 +61,9 @@ def inbound():
     Twilio retries a callback it got no answer to, so each is handled once per ``MessageSid``.
     """
     _verify_signature()
-    body = request.form.get("Body", "")
+    if (refused := _nul_in("MessageSid", "SmsSid")) is not None:
+        return refused
+    body = request.form.get("Body", "").replace("\0", "")  # what a person texted is kept: a STOP counts
     receipt = request.form.get("MessageSid") or request.form.get("SmsSid") or None
     reply = MessagingResponse()
     try:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")  # whole text only: fullmatch
+MAX_EVENT_NAME = 128  # the length of events.name
 CONTACT_PATHS = ("email", "external_id", "phone")
 _MISSING = object()
 
@@ -79,7 +80,9 @@ def _name(mapping: Mapping[str, Any], payload: dict[str, Any]) -> str:
         if not isinstance(raw, str) or not raw:
             raise MappingError("event", f"the payload has no event name (text) at {mapping.get('event') or 'type'}")
         name = str(mapping.get("event_prefix") or "") + raw
-    if not EVENT_NAME.match(name):
+    if len(name) > MAX_EVENT_NAME:
+        raise MappingError("event", f"the event name is longer than {MAX_EVENT_NAME} characters")
+    if not EVENT_NAME.fullmatch(name):
         raise MappingError(
             "event",
             f"{name!r} is not a dotted lowercase event name such as shop.order_paid; "
@@ -90,13 +93,13 @@ def _name(mapping: Mapping[str, Any], payload: dict[str, Any]) -> str:
 
 def _props(mapping: Mapping[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     if not mapping.get("props"):
-        return payload
+        return _without_nul(payload, "payload")
     props = lookup(payload, mapping["props"])
     if props is _MISSING:
         return {}
     if not isinstance(props, dict):
         raise MappingError("props", f"{mapping['props']} must be a JSON object, got {type(props).__name__}")
-    return props
+    return _without_nul(props, mapping["props"])
 
 
 def _time(mapping: Mapping[str, Any], payload: dict[str, Any]) -> datetime | None:
@@ -115,4 +118,27 @@ def _time(mapping: Mapping[str, Any], payload: dict[str, Any]) -> datetime | Non
         ) from None
     if parsed.tzinfo is None:
         raise MappingError("occurred_at", f"{mapping['occurred_at']} needs a timezone, e.g. a trailing Z: {value!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC time Python has
+        raise MappingError("occurred_at", f"{mapping['occurred_at']} is out of range: {value!r}") from None
+
+
+def _without_nul(props: dict[str, Any], path: str) -> dict[str, Any]:
+    """*props*, unless a key or text in it holds a NUL character (no database stores one in text).
+
+    :raises MappingError: naming the ``props`` path and where the NUL is.
+    """
+    stack: list[tuple[Any, str]] = [(props, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str) and "\0" in item:
+            raise MappingError("props", f"{where} contains a NUL character")
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if "\0" in key:
+                    raise MappingError("props", f"a key in {where} contains a NUL character")
+                stack.append((sub, f"{where}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{where}.{i}") for i, sub in enumerate(item))
+    return props

@@ -12,6 +12,8 @@ from typing import Protocol
 PREFIX = "whsec_"
 #: how far a webhook-timestamp may be from now, either way (the spec's recommendation)
 TOLERANCE = 5 * 60
+#: the longest webhook-id taken: it is stored (with the source's id) as the receipt of the payload
+MAX_ID = 200
 
 
 class Headers(Protocol):
@@ -66,6 +68,8 @@ def verify(secret: str, headers: Headers, body: bytes, now: float) -> str:
     msg_id, stamp, signatures = (headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
     if not (msg_id and stamp and signatures):
         raise InvalidSignature("the webhook-id, webhook-timestamp and webhook-signature headers are required")
+    if len(msg_id) > MAX_ID or not msg_id.isprintable():
+        raise InvalidSignature(f"webhook-id must be at most {MAX_ID} printable characters")
     try:
         timestamp = int(stamp)
     except ValueError:
