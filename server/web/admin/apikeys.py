@@ -39,6 +39,8 @@ def apikey_create():
     errors: dict[str, str] = {}
     if len(form["name"]) > 255:
         errors["name"] = "The name is longer than 255 characters."
+    elif "\x00" in form["name"]:
+        errors["name"] = "The name holds a NUL character; remove it."
     if form["scope"] not in {s.value for s in Scope}:
         errors["scope"] = f"Choose a scope: {', '.join(s.value for s in Scope)}."
     expires_at = None
@@ -70,7 +72,7 @@ def apikey_create():
 @requires(Role.ADMIN)
 def apikey_revoke(prefix: str):
     db = get_session()
-    row = find_key(db, prefix)
+    row = find_key(db, prefix) if "\x00" not in prefix else None  # no key holds a NUL (and PostgreSQL refuses it)
     if row is None:
         abort(404, description=f"There is no API key {prefix}.")
     changed = revoke(db, row, actor())

@@ -22,10 +22,11 @@ from . import bp
 
 add(bp, "Users", "admin.users", order=80)
 ROLE_CHOICES = [(r.value, r.value) for r in (Role.VIEWER, Role.EDITOR, Role.ADMIN)]
+MAX_ID = 2**31 - 1  # the largest id a row has: a larger one in the URL is no user (and no database takes it)
 
 
 def _user(user_id: int) -> User:
-    user = get_session().get(User, user_id)
+    user = get_session().get(User, user_id) if 0 < user_id <= MAX_ID else None
     if user is None:
         abort(404, description=f"There is no user with id {user_id}; it may have been removed.")
     return user

@@ -184,6 +184,9 @@ def _read(session: Session, row: Form | None) -> tuple[dict[str, Any], dict[str,
         errors["redirect_url"] = "Leave it empty for Nudge's thank-you page, or give an http(s):// address."
     if not values["confirm_template"] or len(values["confirm_template"]) > 255:
         errors["confirm_template"] = "Name the template that mails the confirmation link (1 to 255 characters)."
+    for key in ("name", "tags", "redirect_url", "confirm_template"):  # PostgreSQL refuses a NUL in text
+        if "\x00" in values[key]:
+            errors[key] = f"The {key.replace('_', ' ')} holds a NUL character; remove it."
     values["tag_list"] = tags
     return values, errors
 

@@ -54,11 +54,14 @@ def plugins() -> Any:
     return current_app.extensions["nudge.plugins"]
 
 
+MAX_ID = 2**31 - 1  # the largest id a row has: a larger one in the URL is no row (and no database takes it)
+
+
 def find_rule(rule_id: int | None) -> Rule | None:
     """The rule *rule_id* (None for a new rule); a 404 naming it when there is none."""
     if rule_id is None:
         return None
-    rule = get_session().get(Rule, rule_id)
+    rule = get_session().get(Rule, rule_id) if 0 < rule_id <= MAX_ID else None
     if rule is None:
         refuse(404, f"There is no rule with id {rule_id}; it may have been removed. Open the rules list to find it.")
     return rule
@@ -159,6 +162,7 @@ def apply_fix(text: str, line: int, col: int, end_line: int, end_col: int, inser
 
 
 __all__ = [
+    "MAX_ID",
     "applied_from",
     "apply_fix",
     "check",

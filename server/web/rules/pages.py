@@ -22,7 +22,7 @@ from ...models import Role, Rule, RuleVersion, utcnow
 from ..access import actor, current_role, requires
 from ..flash import is_htmx, notify
 from . import bp
-from .common import applied_from, check, diagnostic_json, email, find_rule, form_source, new_and_saved, plugins
+from .common import MAX_ID, applied_from, check, diagnostic_json, email, find_rule, form_source, new_and_saved, plugins
 from .contract import area
 
 NEW_RULE = 'rule "New rule"\nwhen contact.created then\nend\n'
@@ -36,6 +36,8 @@ def index():
     text = request.args.get("q", "").strip()[:200]
     if status and status not in STATUSES:
         abort(400, description=f"status must be one of {', '.join(STATUSES)} (or empty for every rule).")
+    if "\x00" in text:  # no rule's name holds one (and PostgreSQL refuses it in a query)
+        abort(400, description="The search text holds a NUL character; remove it.")
     rows = rule_rows(get_session(), to_ts(utcnow()), status or None, text or None)
     context = {"rows": rows, "status": status, "q": text, "statuses": STATUSES}
     if is_htmx() and request.headers.get("HX-Target") == "rules-table":
@@ -59,8 +61,10 @@ def _version(rule: Rule, number: Any) -> RuleVersion:
         wanted = int(number)
     except (TypeError, ValueError):
         abort(400, description="version must be a version number such as 2.")
-    version = get_session().scalar(
-        select(RuleVersion).where(RuleVersion.rule_id == rule.id, RuleVersion.number == wanted)
+    version = (
+        get_session().scalar(select(RuleVersion).where(RuleVersion.rule_id == rule.id, RuleVersion.number == wanted))
+        if 0 < wanted <= MAX_ID  # a number no row holds (and no database takes): no such version
+        else None
     )
     if version is None:
         abort(404, description=f"Rule {rule.name!r} has no version {wanted}; its versions are listed on its page.")

@@ -18,7 +18,7 @@ from ...models import Role, Rule, RuleTest, utcnow
 from ..access import actor, requires
 from ..flash import is_htmx, notify
 from . import bp
-from .common import check, email, find_rule, form_source, new_and_saved, plugins
+from .common import MAX_ID, check, email, find_rule, form_source, new_and_saved, plugins
 
 #: the trace lines that are the rule's effects (the rest say why: waits, branches, timeouts)
 EFFECTS = {"send", "suppressed", "tag", "untag", "set", "score", "note", "task", "notify"}
@@ -107,6 +107,8 @@ def keep_case(rule_id: int):
     problem = None
     if not name or len(name) > 255:
         problem = "Name the test case (at most 255 characters)."
+    elif "\x00" in name:  # PostgreSQL refuses a NUL in text
+        problem = "The test case's name holds a NUL character; remove it."
     elif session.scalar(select(RuleTest.id).where(RuleTest.rule_id == rule.id, RuleTest.name == name)) is not None:
         problem = f"A test case named {name!r} exists already; choose another name, or delete that one."
     elif (session.scalar(select(func.count(RuleTest.id)).where(RuleTest.rule_id == rule.id)) or 0) >= MAX_CASES:
@@ -142,7 +144,7 @@ def delete_case(rule_id: int, case_id: int):
     rule = find_rule(rule_id)
     assert rule is not None
     session = get_session()
-    case = session.get(RuleTest, case_id)
+    case = session.get(RuleTest, case_id) if 0 < case_id <= MAX_ID else None
     if case is None or case.rule_id != rule.id:
         abort(404, description=f"Rule {rule.name!r} has no test case {case_id}; it may have been deleted.")
     session.delete(case)
