@@ -52,6 +52,10 @@ def admin_error(exc: HTTPException) -> Any:
     """An error on an admin page: the page in the layout, or for htmx the message in the flash area."""
     if exc.code is None or exc.code < 400:
         return exc
+    if exc.code >= 500:  # the view may have failed in the database: the page below reads it (the person, the nav)
+        from ..db import get_session
+
+        get_session().rollback()
     text = exc.description or exc.name
     if is_htmx():
         response = Response(text, exc.code, mimetype="text/plain")

@@ -161,6 +161,27 @@ def test_a_refused_full_page_is_shown_in_the_layout(app):
     assert "Your role (viewer) cannot open this; it needs admin." in html and 'aria-label="Main"' in html
 
 
+def test_a_page_that_fails_in_the_database_shows_the_error_page_not_a_second_error(app):
+    """A failed flush leaves the session needing a rollback; the error page (it reads the person) raised again."""
+
+    def broken():
+        session = get_session()
+        session.add(User(email="twice@example.com", password_hash="x", role="viewer"))
+        session.add(User(email="twice@example.com", password_hash="x", role="viewer"))
+        session.flush()  # the second breaks the unique address
+        return "unreachable"
+
+    area = admin_blueprint("broken_area", __name__, url_prefix="/admin/broken")
+    area.add_url_rule("/", "index", requires(Role.VIEWER)(broken))
+    app.register_blueprint(area)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: the error is a page, not raised to the test
+    client = signed_in(app, "viewer", email="vera@example.com")
+    response = client.get("/admin/broken/")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 500 and 'aria-label="Main"' in html and "vera@example.com" in html
+    assert client.get("/admin/account").status_code == 200  # the next request is fine
+
+
 # -- escaping ------------------------------------------------------------------------------------------------
 def test_hostile_addresses_are_shown_as_text(app):
     hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)>@example.com'
