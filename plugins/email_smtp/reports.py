@@ -95,12 +95,15 @@ def _from_json(body: bytes) -> list[Report]:
         status = KINDS.get(str(item.get("type", "")).lower())
         if status is None:
             raise ReportError(f"unknown type {item.get('type')!r}; use bounce, complaint or delivered")
+        permanent = item.get("permanent", True)
+        if not isinstance(permanent, bool):  # "false" as text would read as true: a soft bounce suppressing for good
+            raise ReportError(f'"permanent" must be true or false (JSON booleans), not {permanent!r:.40}')
         out.append(
             Report(
                 status,
                 item["email"],
                 _msgid(item.get("message_id")),
-                bool(item.get("permanent", True)),
+                permanent,
                 _text(item.get("detail")),
             )
         )

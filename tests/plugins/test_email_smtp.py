@@ -429,6 +429,16 @@ def test_soft_bounce_raises_the_event_without_suppressing(email_app):
     assert suppression is None and [name for name, _ in events] == ["email.bounced"]
 
 
+@pytest.mark.parametrize("permanent", ["false", 0, None])
+def test_a_bounce_whose_permanent_is_not_a_boolean_is_refused_not_taken_for_hard(email_app, permanent):
+    """ "false" as text read as true: a soft bounce suppressed the address for good."""
+    _contact(email_app, "full@example.com")
+    body = json.dumps([{"type": "bounce", "email": "full@example.com", "permanent": permanent}])
+    response = _post(email_app, body)
+    assert response.status_code == 422 and '"permanent" must be true or false' in response.json["detail"]
+    assert _state(email_app, "full@example.com") == (None, [])
+
+
 def test_the_bounce_endpoint_needs_the_shared_secret(email_app):
     body = json.dumps({"type": "bounce", "email": "x@example.com"})
     assert _post(email_app, body, secret=None).status_code == 401
