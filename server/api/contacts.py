@@ -407,6 +407,7 @@ def put_tag(contact_id: int, tag: str):
 def delete_tag(contact_id: int, tag: str):
     session = get_session()
     contact = _contact(contact_id)
+    tag = clean_tag(tag)  # as PUT stores it: " vip " names the tag vip
     for row in list(contact.tags):
         if row.tag == tag:
             contact.tags.remove(row)

@@ -143,3 +143,6 @@ def test_tags_by_path(api):
     cid = api.post("/contacts", json={"email": "t@example.com"}).json["id"]
     assert api.put(f"/contacts/{cid}/tags/vip").json["tags"] == ["vip"]
     assert api.delete(f"/contacts/{cid}/tags/vip").json["tags"] == []
+    # the path's tag is read as PUT stores it: " vip " names vip both ways (DELETE kept vip, answering 200)
+    assert api.put(f"/contacts/{cid}/tags/%20gold%20").json["tags"] == ["gold"]
+    assert api.delete(f"/contacts/{cid}/tags/%20gold%20").json["tags"] == []
