@@ -10,6 +10,7 @@ from sqlalchemy import select
 from ..contacts import InvalidInput, iso
 from ..contacts.fields import definitions
 from ..db import get_session
+from ..engine.render import missing_template
 from ..forms import STANDARD_FORM_FIELDS, snippet_html
 from ..models import Form
 from . import bp
@@ -98,6 +99,9 @@ def _get(slug: str) -> Form:
     return form
 
 
+_DEFAULT_CONFIRM = getattr(Form.__table__.c.confirm_template.default, "arg", "")
+
+
 def _apply(form: Form, body: dict[str, Any]) -> None:
     if "fields" in body:
         known = set(STANDARD_FORM_FIELDS) | set(definitions(get_session()))
@@ -110,6 +114,9 @@ def _apply(form: Form, body: dict[str, Any]) -> None:
     for name in FORM_FIELDS:
         if name in body:
             setattr(form, name, body[name])
+    confirm = form.confirm_template or _DEFAULT_CONFIRM  # a new row has the column's default only once stored
+    if form.double_opt_in and (problem := missing_template(get_session(), form.channel, confirm)):
+        raise InvalidInput("confirm_template", problem)  # every sign-up's confirmation would fail to send
 
 
 @endpoint(

@@ -402,6 +402,15 @@ def load_parts(
     return dict(builtin)
 
 
+def missing_template(session: Session | None, channel: str, name: str) -> str | None:
+    """What to say when *channel* has no template *name* (neither stored nor built in), else None."""
+    try:
+        load_parts(session, channel, name)
+    except TemplateError:
+        return f"there is no {channel} template named {name!r}: create it in Templates first, or name one that exists"
+    return None
+
+
 def render(
     name: str,
     *,

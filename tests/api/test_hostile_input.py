@@ -299,3 +299,14 @@ def test_an_empty_contact_filter_is_refused_rather_than_matching_everyone(api, n
     response = api.get("/contacts", query_string={name: ""})
     _refused(response, 400, name)
     assert response.json["detail"] == f"{name} must not be empty"
+
+
+def test_a_double_opt_in_form_naming_a_template_that_does_not_exist_is_refused(app, api):
+    """Every sign-up's confirmation failed to send: nobody could ever confirm."""
+    response = api.post("/forms", json={"slug": "news", "confirm_template": "confirm_signup"})
+    _refused(response, 422, "confirm_template")
+    assert "there is no email template named 'confirm_signup'" in response.json["detail"]
+    assert api.get("/forms").json == []
+    assert api.post("/forms", json={"slug": "news"}).status_code == 201  # the built-in confirm_subscription
+    _refused(api.patch("/forms/news", json={"confirm_template": "nope"}), 422, "confirm_template")
+    assert api.patch("/forms/news", json={"confirm_template": "nope", "double_opt_in": False}).status_code == 200

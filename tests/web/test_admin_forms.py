@@ -118,6 +118,16 @@ def test_bad_input_is_refused_with_clear_errors_and_nothing_saved(app):
     assert again.status_code == 422 and "A form &#39;news&#39; exists already" in again.get_data(as_text=True)
 
 
+def test_a_double_opt_in_form_needs_a_confirmation_template_that_exists(app):
+    """Saved with a template nobody made, every sign-up's confirmation failed to send: nobody could confirm."""
+    editor = signed_in(app, "editor")
+    response = _create(editor, confirm_template="confirm_signup")
+    assert response.status_code == 422
+    assert "There is no email template named &#39;confirm_signup&#39;" in response.get_data(as_text=True)
+    assert _form_id(app, "news") is None
+    assert _create(editor, confirm_template="confirm_signup", double_opt_in="").status_code == 302  # single opt-in
+
+
 def test_hostile_values_are_escaped_on_every_page(app):
     editor = signed_in(app, "editor")
     assert _create(editor, name=SCRIPT, wording=BREAKOUT, tags=SCRIPT).status_code == 302

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from ...contacts import audit
 from ...contacts.fields import definitions
 from ...db import get_session
+from ...engine.render import missing_template
 from ...forms import STANDARD_FORM_FIELDS, snippet_html
 from ...models import Contact, Form, FormSubmission, Role
 from ..access import actor, may, requires
@@ -184,6 +185,10 @@ def _read(session: Session, row: Form | None) -> tuple[dict[str, Any], dict[str,
         errors["redirect_url"] = "Leave it empty for Nudge's thank-you page, or give an http(s):// address."
     if not values["confirm_template"] or len(values["confirm_template"]) > 255:
         errors["confirm_template"] = "Name the template that mails the confirmation link (1 to 255 characters)."
+    elif values["double_opt_in"] and "\x00" not in values["confirm_template"]:
+        missing = missing_template(get_session(), values["channel"], values["confirm_template"])
+        if missing:  # every sign-up's confirmation would fail to send
+            errors["confirm_template"] = missing[0].upper() + missing[1:] + "."
     for key in ("name", "tags", "redirect_url", "confirm_template"):  # PostgreSQL refuses a NUL in text
         if "\x00" in values[key]:
             errors[key] = f"The {key.replace('_', ' ')} holds a NUL character; remove it."
