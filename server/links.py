@@ -17,7 +17,6 @@ import base64
 import functools
 import hmac
 import json
-import math
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -162,31 +161,18 @@ def verify(purpose: str, token: str, *, app: Flask | None = None) -> Link:
     return Link(data=data, signed_at=signed_at.astimezone(UTC))
 
 
-#: the integers a database column holds (64-bit): a legacy row id, a form id
-_INT_RANGE = range(-(2**63), 2**63)
+def _storable(data: dict[str, Any]) -> bool:
+    """Whether a payload holds only JSON every backend stores (:func:`~server.contacts.normalize.check_json`: no NUL
+    or lone surrogate in text, 64-bit integers, finite numbers): :func:`sign` never makes another, and one that is
+    not is refused like a forged one (the pages look it up and store it)."""
+    from .contacts import InvalidInput
+    from .contacts.normalize import check_json
 
-
-def _storable(value: Any) -> bool:
-    """Whether a payload holds only what the pages may look up and store: text without NUL or lone surrogates
-    (PostgreSQL refuses both), 64-bit integers (SQLite and PostgreSQL overflow), finite numbers.
-    :func:`sign` never makes another; a payload that is not is refused like a forged one."""
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return False
-        return "\x00" not in value
-    if isinstance(value, bool) or value is None:
-        return True
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, int):
-        return value in _INT_RANGE
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    if isinstance(value, dict):
-        return all(_storable(key) and _storable(item) for key, item in value.items())
-    return False
+    try:
+        check_json(data, "link")
+    except InvalidInput:
+        return False
+    return True
 
 
 def _url(path: str, app: Flask | None) -> str:

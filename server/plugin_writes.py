@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from . import consent
 from .contacts.errors import InvalidInput
 from .contacts.events import record_event
+from .contacts.normalize import check_json
 from .db import get_session
 from .engine.wake import enqueue_events
 from .models import (
@@ -217,13 +218,17 @@ def ingest_event(
     """See :func:`server.sdk.ingest_event`."""
     from .engine.ingest import upsert_contact
 
+    try:  # JSON every backend stores (a NUL in text was a server error on PostgreSQL), before anything is written
+        props = check_json(dict(props or {}), "props")
+    except InvalidInput as exc:
+        raise ContactDataError("props", str(exc)) from None
     session = get_session()
     try:
         if not _first_time(session, source, receipt):
             session.rollback()
             return Ingested(contact_id=None, event_id=None, duplicate=True)
         row = upsert_contact(session, contact, region=current_app.config.get("PHONE_REGION"))
-        event = record_event(session, row, name, dict(props or {}), occurred_at=occurred_at, source=source[:32])
+        event = record_event(session, row, name, props, occurred_at=occurred_at, source=source[:32])
         session.commit()
     except InvalidInput as exc:
         session.rollback()

@@ -93,13 +93,13 @@ def _name(mapping: Mapping[str, Any], payload: dict[str, Any]) -> str:
 
 def _props(mapping: Mapping[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     if not mapping.get("props"):
-        return _without_nul(payload, "payload")
+        return payload
     props = lookup(payload, mapping["props"])
     if props is _MISSING:
         return {}
     if not isinstance(props, dict):
         raise MappingError("props", f"{mapping['props']} must be a JSON object, got {type(props).__name__}")
-    return _without_nul(props, mapping["props"])
+    return props
 
 
 def _time(mapping: Mapping[str, Any], payload: dict[str, Any]) -> datetime | None:
@@ -122,23 +122,3 @@ def _time(mapping: Mapping[str, Any], payload: dict[str, Any]) -> datetime | Non
         return parsed.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC time Python has
         raise MappingError("occurred_at", f"{mapping['occurred_at']} is out of range: {value!r}") from None
-
-
-def _without_nul(props: dict[str, Any], path: str) -> dict[str, Any]:
-    """*props*, unless a key or text in it holds a NUL character (no database stores one in text).
-
-    :raises MappingError: naming the ``props`` path and where the NUL is.
-    """
-    stack: list[tuple[Any, str]] = [(props, path)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, str) and "\0" in item:
-            raise MappingError("props", f"{where} contains a NUL character")
-        if isinstance(item, dict):
-            for key, sub in item.items():
-                if "\0" in key:
-                    raise MappingError("props", f"a key in {where} contains a NUL character")
-                stack.append((sub, f"{where}.{key}"))
-        elif isinstance(item, list):
-            stack.extend((sub, f"{where}.{i}") for i, sub in enumerate(item))
-    return props

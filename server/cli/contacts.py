@@ -37,13 +37,13 @@ def _checked_rows(file: Path, encoding: str) -> int:
     :raises click.ClickException: saying what is wrong and what to do.
     """
     from ..contacts import InvalidInput
-    from ..contacts.import_rows import NotText, csv_rows, text_blocks
+    from ..contacts.import_rows import NotText, text_blocks
+    from ..contacts.import_runs import count_rows
 
     try:
-        for _ in text_blocks(file, encoding):
+        for _ in text_blocks(file, encoding):  # where a byte does not decode: the text read below cannot say
             pass
-        with file.open(encoding=encoding, newline="") as fh:
-            return max(sum(1 for _ in csv_rows(fh)) - 1, 0)
+        return count_rows(file, encoding)
     except LookupError:
         raise click.BadParameter(
             f"{encoding!r} is no text encoding Python knows; e.g. utf-8, utf-16, latin-1, cp1252",

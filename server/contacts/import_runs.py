@@ -112,9 +112,9 @@ def check_upload(path: Path, max_bytes: int) -> list[str]:
     return header
 
 
-def count_rows(path: Path) -> int:
+def count_rows(path: Path, encoding: str = "utf-8-sig") -> int:
     """The rows below the header, as the importer counts them (blank lines aside)."""
-    with path.open(encoding="utf-8-sig", newline="") as fh:
+    with path.open(encoding=encoding, newline="") as fh:
         return max(sum(1 for _ in csv_rows(fh)) - 1, 0)
 
 

@@ -253,7 +253,8 @@ def ingest_event(
     :param source: where it came from, kept with the event (at most 32 characters, e.g. ``hook:shop``).
     :param receipt: the sender's id of the payload: a second call with it (from the same *source*) stores nothing
         and returns ``duplicate=True``.
-    :raises ContactDataError: naming the field when the contact data cannot be taken.
+    :raises ContactDataError: naming the field when the contact data cannot be taken, or ``props`` when the
+        properties are not JSON every database stores (a NUL in text, an integer past 64 bits, deep nesting).
     """
     return _host().ingest_event(contact, name, props, source=source, occurred_at=occurred_at, receipt=receipt)
 
