@@ -1,11 +1,20 @@
 """Hosted sign-up forms, what their page (:mod:`server.web.forms`) and the API (:mod:`server.api.forms`) share:
-the fields a form may ask for and the embeddable snippet."""
+the fields a form may ask for, the embeddable snippet, and what a sign-up may change of a contact who exists.
+
+A public form proves nothing about who posts it: anyone may type anyone's address. So a sign-up never overwrites
+what is known about an existing contact on its word alone. Without double opt-in it fills in only what the contact
+has no value for; with double opt-in its changes (and the form's tags) are held on the submission and made when
+the confirmation link is used, which proves the address is the signer's (:func:`held_changes`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from flask import current_app, render_template
 
-from .models import Form
+from .models import Contact, Form
 
 #: the hidden field bots fill in and people do not see
 HONEYPOT = "website"
@@ -26,4 +35,28 @@ def snippet_html(form: Form) -> str:
     ).strip()
 
 
-__all__ = ["HONEYPOT", "STANDARD_FORM_FIELDS", "snippet_html"]
+def blanks_of(contact: Contact, cleaned: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a sign-up's cleaned values (*cleaned*) that fills in what *contact* has no value for yet:
+    attributes it has (and custom fields it has) stay as they are."""
+    stored = contact.fields or {}
+    out = {k: v for k, v in cleaned.items() if k != "fields" and getattr(contact, k, None) in (None, "")}
+    fields = {k: v for k, v in (cleaned.get("fields") or {}).items() if stored.get(k) in (None, "")}
+    if fields:
+        out["fields"] = fields
+    return out
+
+
+def held_changes(data: Mapping[str, Any], tags: list[str], *, existing: bool) -> dict[str, Any] | None:
+    """What a double opt-in sign-up holds until it is confirmed: the values it posted (*data*, as posted, less the
+    email) when the contact existed before it, and the form's *tags* always (a tag can put someone in a segment a
+    broadcast goes to); None when nothing."""
+    held: dict[str, Any] = {}
+    contact = {k: v for k, v in data.items() if k != "email"}
+    if existing and contact:
+        held["contact"] = contact
+    if tags:
+        held["tags"] = list(tags)
+    return held or None
+
+
+__all__ = ["HONEYPOT", "STANDARD_FORM_FIELDS", "blanks_of", "held_changes", "snippet_html"]

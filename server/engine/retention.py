@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, text
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from ..db import affected_rows, read_only
+from ..links import MAX_AGE as LINK_MAX_AGE
 from ..models import (
     AdminSession,
     Enrolment,
     EnrolmentState,
     Event,
+    FormSubmission,
     IdempotencyRecord,
     JourneyLog,
     Message,
@@ -62,6 +64,7 @@ TABLES: tuple[tuple[str, str | None], ...] = (
     ("provider_receipts", "RETAIN_RECEIPTS_DAYS"),
     ("idempotency_keys", None),
     ("admin_sessions", None),
+    ("held sign-up changes", None),
 )
 
 
@@ -83,6 +86,8 @@ class _Walk:
     pick: Callable[[Session, list[Any]], list[int]] | None = None
     #: runs before a batch's rows are deleted (in the same transaction): their dependants go first
     before: Callable[[Session, list[int]], None] | None = None
+    #: the row stays, these columns are emptied instead (what is deleted is a value, not the row)
+    clear: dict[str, Any] | None = None
 
 
 class Cleanup:
@@ -121,7 +126,7 @@ class Cleanup:
         if self.roll_up:  # counted before the raw rows go (a dry run too, to count what a real one would delete)
             rollup(self.session, limit=1_000_000)  # it stops when nothing is new
         for name, _setting in TABLES:
-            walk = getattr(self, "_" + name.replace(" ", "_"))()
+            walk = getattr(self, "_" + name.replace(" ", "_").replace("-", "_"))()
             if walk is None:
                 continue
             for count in self._walk(walk):
@@ -164,7 +169,10 @@ class Cleanup:
                     return 0
                 walk.before(session, chosen)
                 condition = table.c.id.in_(chosen)
-            count = affected_rows(session.execute(delete(table).where(condition)))
+            if walk.clear is not None:
+                count = affected_rows(session.execute(update(table).where(condition).values(**walk.clear)))
+            else:
+                count = affected_rows(session.execute(delete(table).where(condition)))
             session.commit()
             return count
         except BaseException:
@@ -281,6 +289,13 @@ class Cleanup:
         cutoff = self.now - SESSION_KEEP
         # sessions are touched as they are used: not in id order, so the walk reads them all (a few rows)
         return _Walk(table, table.c.created_at, self.now + timedelta(days=1), table.c.last_seen_at < cutoff)
+
+    def _held_sign_up_changes(self) -> _Walk:
+        """What double opt-in sign-ups never confirmed held for the contact: useless once their link expired."""
+        table = FormSubmission.__table__
+        cutoff = self.now - timedelta(seconds=LINK_MAX_AGE["confirm"])
+        doomed = and_(table.c.held.is_not(None), table.c.submitted_at < cutoff)
+        return _Walk(table, table.c.submitted_at, cutoff, doomed, clear={"held": None})
 
 
 def clean(session: Session, config: Any, now: datetime | None = None, **options: Any) -> dict[str, int]:

@@ -15,8 +15,9 @@ class FormSubmission(Base):
     """One sign-up through a hosted form: pending until confirmed (double opt-in), or confirmed at once.
 
     ``wording`` is the consent text the person saw when they submitted; confirming records that text in the
-    consent ledger, even if the form's wording changed meanwhile. It holds no personal data: the contact's
-    row does (an erased contact takes its submissions with it).
+    consent ledger, even if the form's wording changed meanwhile. ``held`` is what a double opt-in sign-up changes
+    of the contact once confirmed (:func:`server.forms.held_changes`): cleared then, or by the cleanup a week on,
+    when its link has expired (personal data: an erased contact takes its submissions with it).
     """
 
     __tablename__ = "form_submissions"
@@ -30,6 +31,8 @@ class FormSubmission(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: the sign-up's tracking extras (``utm_*``), for the ``form.submitted`` event its confirmation records
     extra: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    #: a double opt-in sign-up's changes to the contact, made when it is confirmed (None: none, or made)
+    held: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
 
 
 class BroadcastRecord(Base):

@@ -1,7 +1,8 @@
 """Hosted sign-up forms: ``GET/POST /f/<slug>``, the embeddable snippet and double opt-in.
 
-A submission creates or updates the contact. With double opt-in, consent is recorded and
-``form.submitted`` raised only when the signed confirmation link is used; without it, at once.
+A submission creates the contact, or adds to one who exists only what it has no value for (double opt-in: its
+changes and the form's tags wait for the confirmation, :mod:`server.forms`). With double opt-in, consent is
+recorded and ``form.submitted`` raised only when the signed confirmation link is used; without it, at once.
 Confirming also lifts an ``erased`` or ``unsubscribed`` suppression of the address the link was mailed
 to: the person asked again and proved the address is theirs (imports and API calls never lift one).
 The form's wording is stored with the consent: the wording the person saw when they submitted, kept on their
@@ -22,14 +23,14 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from sqlalchemy import select
 
 from ..consent import address_hash, current_consent, lift_suppression, record_consent
-from ..contacts import InvalidInput, clean_contact, record_event, upsert_contact
+from ..contacts import InvalidInput, clean_contact, record_event
 from ..contacts.fields import definitions
 from ..contacts.normalize import check_json
-from ..contacts.service import nest_fields
+from ..contacts.service import apply_changes, create_contact, find_contact, nest_fields, set_tags
 from ..db import get_session
 from ..engine.keys import FORM_CONFIRM, message_key
 from ..engine.wake import enqueue_events
-from ..forms import HONEYPOT, STANDARD_FORM_FIELDS, snippet_html
+from ..forms import HONEYPOT, STANDARD_FORM_FIELDS, blanks_of, held_changes, snippet_html
 from ..links import BadLink, Link, confirm_url, contact_of, verify
 from ..models import Contact, Form, FormSubmission, Message, utcnow
 from ..queue import get_queue
@@ -136,16 +137,24 @@ def submit(slug: str):
             known_fields=definitions(session),
             from_text=True,
         )
-        contact, _created = upsert_contact(session, cleaned)
+        contact = find_contact(session, email=cleaned["email"])
+        existing = contact is not None
+        if contact is None:
+            contact = create_contact(session, cleaned)
+        elif not form.double_opt_in:  # nobody proved the address is theirs: fill in only what is missing
+            apply_changes(session, contact, blanks_of(contact, cleaned))
     except InvalidInput as exc:
         session.rollback()
         return page("form.html", 422, form=form, snippet=snippet_html(form), error=str(exc), field=exc.field)
-    if form.tags:
-        from ..contacts import set_tags
-
+    held = None
+    if form.double_opt_in:  # made when the link mailed to the address is used (see server.forms)
+        held = held_changes(data, list(form.tags or ()), existing=existing)
+    elif form.tags:
         set_tags(session, contact, list(form.tags))
     event_ids: list[int] = []
-    submission = FormSubmission(form_id=form.id, contact_id=contact.id, wording=form.wording, extra=extra or None)
+    submission = FormSubmission(
+        form_id=form.id, contact_id=contact.id, wording=form.wording, extra=extra or None, held=held
+    )
     session.add(submission)
     if form.double_opt_in:
         link = confirm_url(contact.public_id, form.id, _address_digest(form, contact))
@@ -237,6 +246,25 @@ def _confirmation(token: str) -> tuple[Form, Contact, Link]:
     return form, contact, link
 
 
+def _make_held(session: Any, form: Form, contact: Contact, held: dict[str, Any]) -> None:
+    """Make the changes a confirmed sign-up held (:func:`~server.forms.held_changes`): its values checked again
+    against today's fields (a change that no longer fits is dropped, and logged without the values)."""
+    if held.get("contact"):
+        try:
+            cleaned = clean_contact(
+                session,
+                held["contact"],
+                region=current_app.config.get("PHONE_REGION"),
+                known_fields=definitions(session),
+                from_text=True,
+            )
+            apply_changes(session, contact, cleaned)
+        except InvalidInput as exc:
+            log.warning("form %s: a confirmed sign-up's %s no longer fits; not changed", form.slug, exc.field)
+    if held.get("tags"):
+        set_tags(session, contact, [t for t in held["tags"] if isinstance(t, str)])
+
+
 @bp.get("/f/confirm/<token>")
 def confirm_page(token: str):
     """Asks for the click only: mail scanners prefetch links, and a GET must not subscribe anyone."""
@@ -250,8 +278,10 @@ def confirm(token: str):
     session = get_session()
     event_ids = []
     digest = _address_digest(form, contact)
-    # still the address the link was mailed to: its erasure (or opt-out) suppression ends with this consent
-    lifted = digest is not None and link.data.get("a") == digest and lift_suppression(session, form.channel, digest)
+    # still the address the link was mailed to: its erasure (or opt-out) suppression ends with this consent, and
+    # the sign-ups' held changes are the signer's own
+    proven = digest is not None and link.data.get("a") == digest
+    lifted = proven and digest is not None and lift_suppression(session, form.channel, digest)
     pending = list(
         session.scalars(
             select(FormSubmission)
@@ -263,8 +293,11 @@ def confirm(token: str):
             .order_by(FormSubmission.id.desc())
         )
     )
-    for submission in pending:  # signed up twice: one confirmation answers both
+    for submission in reversed(pending):  # signed up twice: one confirmation answers both (the latest wins)
         submission.confirmed_at = utcnow()
+        if proven and submission.held:
+            _make_held(session, form, contact, submission.held)
+        submission.held = None
     # the wording the person saw when they last signed up (a link mailed before submissions were kept: today's)
     wording = pending[0].wording if pending else form.wording
     extra = (pending[0].extra if pending else None) or {}  # the utm_* of the sign-up confirmed

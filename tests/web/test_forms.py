@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from server.consent import current_consent
 from server.db import get_session
-from server.models import Consent, Contact, Form, Message
+from server.models import Consent, Contact, Form, FormSubmission, Message
 
 from ..helpers import api_key
 from .conftest import events
@@ -50,7 +50,7 @@ def test_double_opt_in_records_consent_only_after_the_click(app, client):
         session = get_session()
         contact = session.scalar(select(Contact))
         assert contact.email == "new@example.com" and contact.first_name == "Nia"
-        assert [t.tag for t in contact.tags] == ["newsletter"]
+        assert [t.tag for t in contact.tags] == []  # the form's tags wait for the click
         assert current_consent(session, contact.id, "email") is None
         message = session.scalar(select(Message))
         assert message.template == "confirm_subscription" and message.data["transactional"] is True
@@ -63,6 +63,7 @@ def test_double_opt_in_records_consent_only_after_the_click(app, client):
     with app.app_context():
         row = get_session().scalar(select(Consent))
         assert row.status == "granted" and row.wording == WORDING and row.source == "form:newsletter:confirmed"
+        assert [t.tag for t in get_session().get(Contact, row.contact_id).tags] == ["newsletter"]
     [submitted] = events(app, "form.submitted")
     assert submitted.props["form"] == "newsletter" and submitted.props["confirmed"] is True
     # the sign-up's campaign, kept until the click (the event was recorded without it)
@@ -80,6 +81,105 @@ def test_single_opt_in_grants_at_once(app, client):
         assert row.status == "granted" and row.wording == WORDING and row.ip == "127.0.0.1"
     [submitted] = events(app, "form.submitted")
     assert submitted.props["utm_source"] == "ad"
+
+
+def _known_contact(app, **values):
+    with app.app_context():
+        session = get_session()
+        contact = Contact(email="ann@example.com", first_name="Ann", phone="+14155550100", fields={}, score=0)
+        for key, value in values.items():
+            setattr(contact, key, value)
+        session.add(contact)
+        session.commit()
+        return contact.id
+
+
+def _contact(app, contact_id):
+    with app.app_context():
+        contact = get_session().get(Contact, contact_id)
+        return {
+            "email": contact.email,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "phone": contact.phone,
+            "tags": sorted(t.tag for t in contact.tags),
+        }
+
+
+def _confirm_link(app):
+    with app.app_context():
+        message = get_session().scalars(select(Message).order_by(Message.id.desc())).first()
+        return re.sub(r"^https?://[^/]+", "", message.data["confirm_url"])
+
+
+ANN = {"email": "ann@example.com", "first_name": "Ann", "last_name": None, "phone": "+14155550100", "tags": []}
+
+
+def test_a_double_opt_in_sign_up_changes_an_existing_contact_only_once_confirmed(app, client):
+    """Anyone may type anyone's address: Mallory's sign-up with Ann's address must not rename Ann or send Ann's
+    texts to Mallory's phone. The changes wait for the link mailed to Ann's address; Ann's click makes them."""
+    ann = _known_contact(app)
+    make_form(app, fields=["first_name", "last_name", "phone"])
+    posted = {"email": "Ann@Example.com", "first_name": "Mallory", "phone": "+14155550199", "consent": "yes"}
+    assert client.post("/f/newsletter", data=posted).status_code == 200
+    assert _contact(app, ann) == ANN  # nothing changed, not even the form's tag
+    assert client.get(_confirm_link(app)).status_code == 200  # a mail scanner's prefetch changes nothing either
+    assert _contact(app, ann) == ANN
+    # the address's owner signs up again, with her own details, and confirms: her latest sign-up is what is kept
+    client.post("/f/newsletter", data={"email": "ann@example.com", "last_name": "Lee", "consent": "yes"})
+    assert client.post(_confirm_link(app)).status_code == 200
+    assert _contact(app, ann) == {
+        **ANN,
+        "first_name": "Mallory",
+        "last_name": "Lee",
+        "phone": "+14155550199",
+        "tags": ["newsletter"],
+    }
+    with app.app_context():  # made: nothing of them is kept any longer
+        assert get_session().scalars(select(FormSubmission.held)).all() == [None, None]
+
+
+def test_held_changes_are_not_made_when_the_address_changed_before_the_click(app, client):
+    ann = _known_contact(app)
+    make_form(app, fields=["first_name"])
+    client.post("/f/newsletter", data={"email": "ann@example.com", "first_name": "Mallory", "consent": "yes"})
+    link = _confirm_link(app)
+    with app.app_context():
+        session = get_session()
+        session.get(Contact, ann).email = "ann@elsewhere.example"
+        session.commit()
+    assert client.post(link).status_code == 200  # the link was mailed to another address than Ann's today
+    assert _contact(app, ann) == {**ANN, "email": "ann@elsewhere.example"}
+
+
+def test_a_single_opt_in_sign_up_fills_in_only_what_an_existing_contact_lacks(app, client):
+    ann = _known_contact(app)
+    make_form(app, double_opt_in=False, fields=["first_name", "last_name", "phone"])
+    posted = {"email": "ann@example.com", "first_name": "Mallory", "last_name": "Lee", "phone": "+14155550199"}
+    assert client.post("/f/newsletter", data={**posted, "consent": "yes"}).status_code == 200
+    assert _contact(app, ann) == {**ANN, "last_name": "Lee", "tags": ["newsletter"]}
+
+
+def test_held_changes_of_a_sign_up_never_confirmed_are_cleared_when_its_link_expired(app, client):
+    from datetime import timedelta
+
+    from server.engine.retention import clean
+    from server.models import utcnow
+
+    _known_contact(app)
+    make_form(app, fields=["first_name"])
+    client.post("/f/newsletter", data={"email": "ann@example.com", "first_name": "Mallory", "consent": "yes"})
+    with app.app_context():
+        session = get_session()
+        assert session.scalar(select(FormSubmission.held)) == {
+            "contact": {"first_name": "Mallory"},
+            "tags": ["newsletter"],
+        }
+        assert clean(session, app.config, utcnow() + timedelta(days=6))["held sign-up changes"] == 0
+        assert session.scalar(select(FormSubmission.held)) is not None  # its link still works
+        assert clean(session, app.config, utcnow() + timedelta(days=8))["held sign-up changes"] == 1
+        assert session.scalar(select(FormSubmission.held)) is None
+        assert session.scalar(select(func.count(FormSubmission.id))) == 1  # the submission itself stays
 
 
 def test_honeypot_submission_stores_nothing_but_looks_fine(app, client):
