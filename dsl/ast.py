@@ -422,6 +422,8 @@ class SetField(Node):
 @dataclass(frozen=True)
 class ScoreStep(Node):
     delta: int | float
+    #: the sign as written (``+`` or ``-``): ``score -0`` has a delta of 0 but reads as minus
+    sign: str = field(default="+", compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)

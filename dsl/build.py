@@ -76,5 +76,6 @@ def parse_condition(
     try:
         compiled = tree(condition)
     except CompileError as error:
-        return ConditionResult(None, None, [*diagnostics, at(ERROR, filename, condition.span, str(error))])
+        hint = 'a segment tests fields, tags and events, e.g. `contact.score > 10 and tag == "vip"`'
+        return ConditionResult(None, None, [*diagnostics, at(ERROR, filename, condition.span, str(error), hint)])
     return ConditionResult(condition, compiled, diagnostics)

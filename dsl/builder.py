@@ -346,7 +346,7 @@ class AstBuilder(Transformer[Token, Any]):
         return A.ScoreStep(_number(str(children[2])), span=span_of(children))
 
     def score_down(self, children: Children) -> A.ScoreStep:
-        return A.ScoreStep(-_number(str(children[2])), span=span_of(children))
+        return A.ScoreStep(-_number(str(children[2])), sign="-", span=span_of(children))
 
     def note(self, children: Children) -> A.NoteStep:
         return A.NoteStep(literal(children[1]), span=span_of(children))

@@ -10,9 +10,10 @@ import datetime as dt
 from collections.abc import Iterable
 
 from . import ast as A
-from .diagnostics import Diagnostic, did_you_mean, sort_key, suggest
+from .diagnostics import Diagnostic, control_character, did_you_mean, shorten, sort_key, suggest
+from .formatter import number
 from .formatter import string as quoted
-from .typecheck import OPENS_WARNING, Reporter, Scope, TypeChecker, article, compatible
+from .typecheck import OPENS_WARNING, Reporter, Scope, TypeChecker, article, compatible, tag_problem
 from .vocabulary import READ_ONLY_FIELDS, Vocabulary
 
 BUILTIN_STEPS = (
@@ -43,6 +44,21 @@ MAX_TEAM = 128
 CAP_POLICY = {"priority": ("high", "normal", "low"), "on cap": ("skip", "wait")}
 #: the bounds of ``at best time within D``: a day's hours fit in 1d; a week is the longest useful wait
 MIN_BEST_WINDOW, MAX_BEST_WINDOW = 3600, 7 * 86400
+#: a value of each contact-field type, for hints
+EXAMPLE = {
+    "string": '`"text"`',
+    "number": "`10`",
+    "bool": "`true` or `false`",
+    "date": "`2026-12-31` or `today + 30d`",
+    "datetime": "`now`",
+    "list": '`["a", "b"]`',
+}
+#: what each staff step's text is for, with an example: (whose text, example)
+STAFF_TEXT = {
+    A.NoteStep: ("a note", 'write what the note should say, e.g. `note "Asked for a demo"`'),
+    A.TaskStep: ("a task", 'say what to do, e.g. `task "Call {{ contact.first_name }}" for "sales"`'),
+    A.NotifyStep: ("a notification", 'write the message, e.g. `notify "sales" "Hot lead: {{ contact.email }}"`'),
+}
 QUIET_HOURS_HINT = "default {channel} quiet hours {start}–{end} apply; add `quiet hours …` to make it explicit"
 
 
@@ -132,7 +148,7 @@ class _Checker:
             elif name in seen and rule.name is not None:
                 self.report.error(
                     rule.name,
-                    f'another rule is already named "{name}" (line {seen[name].span.line})',
+                    f'another rule is already named "{shorten(name)}" (line {seen[name].span.line})',
                     "give every rule its own name",
                 )
             seen.setdefault(name, rule)
@@ -143,7 +159,11 @@ class _Checker:
     def check_event(self, event: A.EventName) -> None:
         name = event.name
         if name != name.lower():
-            self.report.error(event, f'event names are lowercase: "{name.lower()}"')
+            self.report.error(
+                event,
+                f'event names are lowercase: "{shorten(name.lower())}"',
+                "write event names in lowercase letters, as Nudge and your app raise them",
+            )
             return
         known = self.vocabulary.events
         if known is None or name in known:
@@ -154,8 +174,8 @@ class _Checker:
             text, best = suggest(name, own)
             self.report.error(
                 event,
-                f'unknown event "{name}"{text}',
-                f"`{namespace}.…` events are Nudge's own: " + ", ".join(own),
+                f'unknown event "{shorten(name)}"{text}',
+                f"`{shorten(namespace)}.…` events are Nudge's own: " + ", ".join(own),
                 best,
             )
             return
@@ -164,7 +184,7 @@ class _Checker:
                 text, best = suggest(name, known | self.vocabulary.raised)
                 self.report.warning(
                     event,
-                    f'nothing raises event "{name}"{text}',
+                    f'nothing raises event "{shorten(name)}"{text}',
                     "no built-in event, plugin, other rule or event received so far has this "
                     "name; if your app will send it (POST /api/v1/events), all is well",
                     best,
@@ -174,18 +194,26 @@ class _Checker:
         if close:
             self.report.warning(
                 event,
-                f'unknown event "{name}" — did you mean "{close}"?',
+                f'unknown event "{shorten(name)}" — did you mean "{close}"?',
                 "custom events are fine; check the spelling if you meant the known one",
                 close,
             )
 
     def check_date_field(self, path: A.Path, what: str) -> None:
         if path.root != "contact":
-            self.report.error(path, f"{what} needs a contact field, like `contact.birthday`")
+            self.report.error(
+                path,
+                f"{what} needs a contact field, like `contact.birthday`",
+                "name one of the contact's date fields: `contact.birthday` or a custom date field",
+            )
             return
         kind = self.types.contact_field(path)
         if kind not in ("date", "datetime", "any"):
-            self.report.error(path, f"{what} needs a date field; `{path}` is {article(kind)}")
+            self.report.error(
+                path,
+                f"{what} needs a date field; `{shorten(str(path))}` is {article(kind)}",
+                "use a date field such as `contact.birthday`, or add a custom field of type date",
+            )
 
     # ---- rules ---------------------------------------------------------------
 
@@ -231,13 +259,17 @@ class _Checker:
                 text, best = suggest(value.text, choices)
                 self.report.error(
                     value,
-                    f'unknown `{keyword}` "{value.text}"{text}',
+                    f'unknown `{keyword}` "{shorten(value.text)}"{text}',
                     f"`{keyword}` is one of: " + ", ".join(choices),
                     best,
                 )
         entry = rule.entry
         if entry is not None and entry.every is not None and entry.every.seconds <= 0:
-            self.report.error(entry.every, "`every` needs a duration longer than zero")
+            self.report.error(
+                entry.every,
+                "`every` needs a duration longer than zero",
+                "e.g. `once per contact every 30d`, or write `once per contact` for once ever",
+            )
         goal = rule.goal
         if goal is not None:
             self.check_event(goal.event)
@@ -265,7 +297,11 @@ class _Checker:
         elif isinstance(trigger, A.InactivityTrigger):
             self.check_event(trigger.event)
             if trigger.quiet.seconds <= 0:
-                self.report.error(trigger.quiet, "`for` needs a duration longer than zero")
+                self.report.error(
+                    trigger.quiet,
+                    "`for` needs a duration longer than zero",
+                    "say how long without the event counts, e.g. `when no page.visited for 30d`",
+                )
         return Scope(None, False)
 
     def check_literals(self, root: A.Node) -> None:
@@ -281,7 +317,9 @@ class _Checker:
                 except ValueError:
                     self.report.error(node, f"`{node.text}` is not a date", "dates are YYYY-MM-DD")
             elif isinstance(node, A.Duration) and node.seconds > MAX_DURATION:
-                self.report.error(node, "durations are limited to 100 years")
+                self.report.error(
+                    node, "durations are limited to 100 years", "use a shorter duration: at most 36500d (5200w)"
+                )
 
     # ---- steps ---------------------------------------------------------------
 
@@ -314,7 +352,10 @@ class _Checker:
         if channel not in channels:
             text, best = suggest(channel, channels)
             self.report.error(
-                step.channel, f'unknown channel "{channel}"{text}', "channels: " + ", ".join(sorted(channels)), best
+                step.channel,
+                f'unknown channel "{shorten(channel)}"{text}',
+                "channels: " + ", ".join(sorted(channels)),
+                best,
             )
             return False
         within = step.best_within
@@ -330,15 +371,19 @@ class _Checker:
             text, best = suggest(name, names)
             self.report.error(
                 step.template,
-                f'unknown {channel} template "{name}"{text}',
-                f"add templates/{channel}/{name}.… or use one of: {known}",
+                f'unknown {channel} template "{shorten(name)}"{text}',
+                f"add templates/{channel}/{shorten(name)}.… or use one of: {known}",
                 best,
             )
         return False
 
     def step_Wait(self, step: A.Wait, scope: Scope) -> bool:
         if step.duration.seconds <= 0:
-            self.report.error(step.duration, "`wait` needs a duration longer than zero")
+            self.report.error(
+                step.duration,
+                "`wait` needs a duration longer than zero",
+                "e.g. `wait 2d`; remove the step to go on at once",
+            )
         return False
 
     def step_WaitUntil(self, step: A.WaitUntil, scope: Scope) -> bool:
@@ -364,7 +409,11 @@ class _Checker:
         if step.where is not None:
             self.types.condition(step.where, Scope(step.event.name, True))
         if step.timeout.seconds <= 0:
-            self.report.error(step.timeout, "`up to` needs a duration longer than zero")
+            self.report.error(
+                step.timeout,
+                "`up to` needs a duration longer than zero",
+                "say how long to wait for the event before going on without it, e.g. `up to 3d`",
+            )
         if step.then_steps is None:
             return False
         arrived = self.check_block(step.then_steps, scope)
@@ -386,14 +435,20 @@ class _Checker:
         if len(step.arms) < 2:
             self.report.error(step, "a split needs at least two arms", "e.g. `50%: …` and `50%: …`")
         elif len(step.arms) > MAX_ARMS:
-            self.report.error(step, f"a split has at most {MAX_ARMS} arms (A to Z)")
+            self.report.error(
+                step,
+                f"a split has at most {MAX_ARMS} arms (A to Z)",
+                "merge arms, or split again inside an arm",
+            )
         elif total != 100:
             self.report.error(
                 step, f"split shares add up to {total}%, not 100%", "make the percentages add up to exactly 100"
             )
         for arm in step.arms:
             if arm.share <= 0:
-                self.report.error(arm, "a split arm needs a share above 0%")
+                self.report.error(
+                    arm, "a split arm needs a share above 0%", "give the arm a share, e.g. `10%: …`, or remove it"
+                )
         if step.outcome is not None:
             self.check_event(step.outcome)
         if step.window is not None and step.window.seconds <= 0:
@@ -406,10 +461,16 @@ class _Checker:
         return bool(results) and all(results)
 
     def step_TagStep(self, step: A.TagStep | A.UntagStep, scope: Scope) -> bool:
-        if not step.tag.value.strip():
-            self.report.error(step.tag, "a tag cannot be empty")
+        keyword = "tag" if isinstance(step, A.TagStep) else "untag"
+        problem = tag_problem(step.tag, keyword)
+        if problem is not None:
+            self.report.error(step.tag, *problem)
         elif len(step.tag.value) > MAX_TAG:
-            self.report.error(step.tag, f"a tag has at most {MAX_TAG} characters (this one has {len(step.tag.value)})")
+            self.report.error(
+                step.tag,
+                f"a tag has at most {MAX_TAG} characters (this one has {len(step.tag.value)})",
+                'shorten it: a tag is a short label, like `"vip"`; a note can say more',
+            )
         return False
 
     step_UntagStep = step_TagStep
@@ -419,19 +480,35 @@ class _Checker:
         value_kind = self.types.infer(step.value, scope)
         if target.root != "contact":
             self.report.error(
-                target, f"`set` changes contact fields, not `{target}`", "write `set contact.FIELD = VALUE`"
+                target,
+                f"`set` changes contact fields, not `{shorten(str(target))}`",
+                "write `set contact.FIELD = VALUE`",
             )
             return False
         kind = self.types.contact_field(target)
+        shown = shorten(str(target))
         if target.rest in READ_ONLY_FIELDS:
-            self.report.error(target, f"`{target}` is read-only")
+            self.report.error(
+                target,
+                f"`{shown}` is read-only",
+                "Nudge keeps it up to date itself; store the value in a custom field instead",
+            )
         elif value_kind in ("tag", "duration", "time") or not compatible(kind, value_kind):
-            self.report.error(step.value, f"`{target}` holds {article(kind)}, not {article(value_kind)}")
+            example = EXAMPLE.get(kind)
+            self.report.error(
+                step.value,
+                f"`{shown}` holds {article(kind)}, not {article(value_kind)}",
+                f"give it {article(kind)}" + (f", e.g. {example}" if example else ""),
+            )
         return False
 
     def step_ScoreStep(self, step: A.ScoreStep, scope: Scope) -> bool:
         if step.delta == 0:
-            self.report.warning(step, "`score +0` changes nothing")
+            self.report.warning(
+                step,
+                f"`score {step.sign}{number(abs(step.delta))}` changes nothing",
+                "remove the step, or change the score by more than 0, e.g. `score +10`",
+            )
         return False
 
     def _text(self, text: A.String) -> None:
@@ -439,25 +516,43 @@ class _Checker:
         if problem:
             self.report.error(text, problem, "placeholders read `{{ contact.first_name }}`")
 
+    def _staff_text(self, step: A.NoteStep | A.TaskStep | A.NotifyStep) -> None:
+        whose, hint = STAFF_TEXT[type(step)]
+        if not step.text.value.strip():
+            self.report.error(step.text, f"{whose}'s text cannot be empty", hint)
+        else:
+            self._text(step.text)
+
     def _team(self, team: A.String) -> None:
+        control = control_character(team.value)
         if not team.value.strip():
             self.report.error(team, "the team cannot be empty", 'e.g. `"front-desk"`')
+        elif control is not None:
+            self.report.error(
+                team,
+                f"a team's name cannot contain a line break or control character ({control})",
+                'write the name as NUDGE_TEAMS has it, on one line, e.g. `"front-desk"`',
+            )
         elif len(team.value) > MAX_TEAM:
-            self.report.error(team, f"a team's name has at most {MAX_TEAM} characters (this one has {len(team.value)})")
+            self.report.error(
+                team,
+                f"a team's name has at most {MAX_TEAM} characters (this one has {len(team.value)})",
+                "use the team's short name, as NUDGE_TEAMS names it",
+            )
 
     def step_NoteStep(self, step: A.NoteStep, scope: Scope) -> bool:
-        self._text(step.text)
+        self._staff_text(step)
         return False
 
     def step_TaskStep(self, step: A.TaskStep, scope: Scope) -> bool:
-        self._text(step.text)
+        self._staff_text(step)
         self._team(step.team)
         if step.due is not None and step.due.seconds <= 0:
-            self.report.error(step.due, "`due` needs a duration longer than zero")
+            self.report.error(step.due, "`due` needs a duration longer than zero", "e.g. `due 1d`, or leave `due` out")
         return False
 
     def step_NotifyStep(self, step: A.NotifyStep, scope: Scope) -> bool:
-        self._text(step.text)
+        self._staff_text(step)
         self._team(step.team)
         return False
 
@@ -470,7 +565,7 @@ class _Checker:
         text, best = suggest(name, candidates)
         self.report.error(
             step.rule,
-            f'unknown rule "{name}"{text}',
+            f'unknown rule "{shorten(name)}"{text}',
             "`start` names a rule in this file or an active rule",
             quoted(best) if best else None,
         )
@@ -483,6 +578,6 @@ class _Checker:
         candidates = set(BUILTIN_STEPS) | set(self.vocabulary.steps)
         text, best = suggest(word, candidates)
         self.report.error(
-            step.keyword, f'unknown step "{word}"{text}', "steps are " + ", ".join(sorted(candidates)), best
+            step.keyword, f'unknown step "{shorten(word)}"{text}', "steps are " + ", ".join(sorted(candidates)), best
         )
         return False

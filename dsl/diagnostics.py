@@ -12,6 +12,9 @@ from .ast import Span
 ERROR = "error"
 WARNING = "warning"
 
+#: how many characters of a user's name (rule, tag, template, field …) a message quotes
+NAME_LIMIT = 60
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -103,6 +106,32 @@ def at(
     )
 
 
+def shorten(name: str, limit: int = NAME_LIMIT) -> str:
+    """``name`` as a message quotes it: its first ``limit`` characters and "…" when it is longer, so a
+    megabyte-long name is not repeated whole; control characters are escaped to keep the message one line.
+
+    Use it wherever a message or hint quotes a name the user wrote; a ``replacement`` keeps the full text.
+    """
+    cut = name if len(name) <= limit else name[:limit] + "…"
+    if not any(_is_control(ch) for ch in cut):
+        return cut
+    return "".join(_escape(ch) if _is_control(ch) else ch for ch in cut)
+
+
+def control_character(text: str) -> str | None:
+    """The first control character or line break of ``text`` (``U+000A``), or None."""
+    found = next((ch for ch in text if _is_control(ch)), None)
+    return None if found is None else f"U+{ord(found):04X}"
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+
+
+def _escape(ch: str) -> str:
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\u{ord(ch):04x}")
+
+
 def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
     """The closest candidate to ``word`` (difflib), or None."""
     matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=cutoff)
@@ -117,7 +146,7 @@ def suggestion(word: str, candidates: Iterable[str], quote: str = '"') -> str:
 def suggest(word: str, candidates: Iterable[str], quote: str = '"') -> tuple[str, str | None]:
     """:func:`suggestion`'s text and the word it suggests (None when there is none)."""
     best = did_you_mean(word, candidates)
-    return (f" — did you mean {quote}{best}{quote}?" if best else ""), best
+    return (f" — did you mean {quote}{shorten(best)}{quote}?" if best else ""), best
 
 
 def sort_key(diagnostic: Diagnostic) -> tuple[str, int, int, str, str]:

@@ -17,7 +17,7 @@ import threading
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from .diagnostics import did_you_mean
+from .diagnostics import did_you_mean, shorten
 
 THEN_AFTER_CONDITION = (
     "expected `then` after the condition",
@@ -374,15 +374,16 @@ def bare_name_message(name: Token) -> tuple[str, str, str | None]:
     """``(message, hint, replacement)`` for a plain word where a value was expected and no ``(`` follows it;
     ``replacement`` is the keyword it looks like a misspelling of (the "did you mean"), or None."""
     word = str(name)
+    shown = shorten(word)
     if word in _CONNECTIVES:  # `when a.b and then`: the value is missing, `then` is no field
         return f"expected a value or condition, found `{word}`", VALUE_HINT, None
     close = did_you_mean(word, _VALUE_KEYWORDS, cutoff=0.6)
     if close:
-        return f"unexpected `{word}` — did you mean `{close}`?", "check the spelling of the keyword", close
+        return f"unexpected `{shown}` — did you mean `{close}`?", "check the spelling of the keyword", close
     return (
-        f"`{word}` alone is not a value",
-        f"a contact field is `contact.{word}`, an event property `event.{word}`; "
-        f"a function call has parentheses: `{word}(…)`",
+        f"`{shown}` alone is not a value",
+        f"a contact field is `contact.{shown}`, an event property `event.{shown}`; "
+        f"a function call has parentheses: `{shown}(…)`",
         None,
     )
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from . import ast as A
 from . import safe_regex
-from .diagnostics import ERROR, WARNING, Diagnostic, at, suggest
+from .diagnostics import ERROR, WARNING, Diagnostic, at, control_character, shorten, suggest
 from .formatter import string as quoted
 from .vocabulary import BUILTIN_EVENT_PROPS, Vocabulary
 
@@ -26,17 +26,17 @@ OPENS_WARNING = (
 
 
 class Reporter:
-    """Collects diagnostics for one file."""
+    """Collects diagnostics for one file. Every diagnostic says what to do: ``hint`` is required."""
 
     def __init__(self, filename: str):
         self.filename = filename
         self.diagnostics: list[Diagnostic] = []
 
-    def error(self, node: A.Node, message: str, hint: str | None = None, replacement: str | None = None) -> None:
+    def error(self, node: A.Node, message: str, hint: str, replacement: str | None = None) -> None:
         """Report an error at *node*; *replacement* is the text that fixes it in place of the node."""
         self.diagnostics.append(at(ERROR, self.filename, node.span, message, hint, replacement))
 
-    def warning(self, node: A.Node, message: str, hint: str | None = None, replacement: str | None = None) -> None:
+    def warning(self, node: A.Node, message: str, hint: str, replacement: str | None = None) -> None:
         """Report a warning at *node*; *replacement* as for :meth:`error`."""
         self.diagnostics.append(at(WARNING, self.filename, node.span, message, hint, replacement))
 
@@ -63,6 +63,20 @@ def article(kind: str) -> str:
         "string": "a string",
         "bool": "true/false",
     }.get(kind, kind)
+
+
+def tag_problem(tag: A.String, keyword: str = "has tag") -> tuple[str, str] | None:
+    """``(message, hint)`` when ``tag`` cannot name a tag (empty, or with a line break or control character)."""
+    example = f'e.g. `{keyword} "vip"`'
+    if not tag.value.strip():
+        return "a tag cannot be empty", f"name the tag, {example}"
+    control = control_character(tag.value)
+    if control is not None:
+        return (
+            f"a tag cannot contain a line break or control character ({control})",
+            f"a tag is a one-line label: remove the character, {example}",
+        )
+    return None
 
 
 def compatible(a: str, b: str) -> bool:
@@ -148,7 +162,7 @@ class TypeChecker:
             if not scope.event_available:
                 self.report.error(
                     path,
-                    f"`{path}` has no event to refer to",
+                    f"`{shorten(str(path))}` has no event to refer to",
                     "`event.…` is only available in rules triggered by an event, "
                     "and inside `where` of `did` and `wait for`",
                 )
@@ -156,7 +170,9 @@ class TypeChecker:
             props = BUILTIN_EVENT_PROPS.get(scope.event or "", {})
             return props.get(path.rest, "any")
         self.report.error(
-            path, f"unknown name `{path}`", "paths start with `contact.` (fields) or `event.` (event properties)"
+            path,
+            f"unknown name `{shorten(str(path))}`",
+            "paths start with `contact.` (fields) or `event.` (event properties)",
         )
         return "any"
 
@@ -168,7 +184,7 @@ class TypeChecker:
         text, best = suggest(name, fields)
         self.report.error(
             path,
-            f'unknown contact field "{name}"{text}',
+            f'unknown contact field "{shorten(name)}"{text}',
             "custom fields must exist before rules use them",
             f"{path.root}.{best}" if best else None,
         )
@@ -199,17 +215,31 @@ class TypeChecker:
                     kind = self.infer(item, scope)
                     if not compatible(left, kind):
                         self.report.error(
-                            item, f"this list item is {article(kind)}, but the value looked for is {article(left)}"
+                            item,
+                            f"this list item is {article(kind)}, but the value looked for is {article(left)}",
+                            f"make every item {article(left)}; {_conversion_hint(left, kind)}",
                         )
         elif op == "contains":
             if left not in ("string", "list", "any"):
-                self.report.error(expr.left, f"`contains` needs a string or a list, not {article(left)}")
+                self.report.error(
+                    expr.left,
+                    f"`contains` needs a string or a list, not {article(left)}",
+                    "`contains` looks inside a string or a list; compare other values with `==`",
+                )
             elif left == "string" and right not in ("string", "any"):
-                self.report.error(expr.right, f"a string can only contain a string, not {article(right)}")
+                self.report.error(
+                    expr.right,
+                    f"a string can only contain a string, not {article(right)}",
+                    'write what to look for in quotes, e.g. `contact.email contains "@"`',
+                )
         else:  # starts with, ends with
             for side, kind in ((expr.left, left), (expr.right, right)):
                 if kind not in ("string", "any"):
-                    self.report.error(side, f"`{op}` works on strings, not {article(kind)}")
+                    self.report.error(
+                        side,
+                        f"`{op}` works on strings, not {article(kind)}",
+                        f'e.g. `contact.email {op} "…"`; compare other values with `==`',
+                    )
         return "bool"
 
     def _tag_test(self, expr: A.Compare, left: str) -> None:
@@ -240,7 +270,11 @@ class TypeChecker:
     def _ordering(self, expr: A.Compare, left: str, right: str) -> None:
         for side, kind in ((expr.left, left), (expr.right, right)):
             if kind not in ORDERED and kind != "any":
-                self.report.error(side, f"`{expr.op}` cannot order {article(kind)}")
+                self.report.error(
+                    side,
+                    f"`{expr.op}` cannot order {article(kind)}",
+                    "`<`, `<=`, `>`, `>=` compare numbers, strings, dates, times and durations; use `==` or `!=`",
+                )
                 return
         if not compatible(left, right) or "null" in (left, right):
             self.report.error(
@@ -250,7 +284,11 @@ class TypeChecker:
     def _matches(self, expr: A.Matches, scope: Scope) -> str:
         kind = self.infer(expr.subject, scope)
         if kind not in ("string", "any"):
-            self.report.error(expr.subject, f"`matches` works on strings, not {article(kind)}")
+            self.report.error(
+                expr.subject,
+                f"`matches` works on strings, not {article(kind)}",
+                "match a text field such as `contact.email`; compare other values with `==`, `<` or `>`",
+            )
         problem = safe_regex.problem(expr.pattern.value)
         if problem:
             self.report.error(
@@ -270,8 +308,9 @@ class TypeChecker:
         return "bool"
 
     def _hastag(self, expr: A.HasTag, scope: Scope) -> str:
-        if not expr.tag.value.strip():
-            self.report.error(expr.tag, "a tag cannot be empty")
+        problem = tag_problem(expr.tag)
+        if problem is not None:
+            self.report.error(expr.tag, *problem)
         return "bool"
 
     def _insegment(self, expr: A.InSegment, scope: Scope) -> str:
@@ -281,7 +320,7 @@ class TypeChecker:
             text, best = suggest(name, segments)
             self.report.error(
                 expr.segment,
-                f'unknown segment "{name}"{text}',
+                f'unknown segment "{shorten(name)}"{text}',
                 "create the segment first, or check its name",
                 quoted(best) if best else None,
             )
@@ -296,9 +335,15 @@ class TypeChecker:
         if expr.at_least is not None:
             count = expr.at_least.value
             if not isinstance(count, int) or count < 1:
-                self.report.error(expr.at_least, "`at least` needs a whole number of times, 1 or more")
+                self.report.error(
+                    expr.at_least, "`at least` needs a whole number of times, 1 or more", "e.g. `at least 3 times`"
+                )
         if expr.within.seconds <= 0:
-            self.report.error(expr.within, "`within` needs a duration longer than zero")
+            self.report.error(
+                expr.within,
+                "`within` needs a duration longer than zero",
+                "say how far back to look, e.g. `within 30d`",
+            )
         return "bool"
 
     def _call(self, expr: A.Call, scope: Scope) -> str:
@@ -311,7 +356,7 @@ class TypeChecker:
             text, best = suggest(name, functions)
             self.report.error(
                 expr.function,
-                f'unknown function "{name}"{text}',
+                f'unknown function "{shorten(name)}"{text}',
                 f"functions come from plugins; installed: {known}"
                 if known
                 else "functions come from plugins, and no installed plugin declares one (docs/plugins.md)",
@@ -381,7 +426,11 @@ class TypeChecker:
     def _not(self, expr: A.Not, scope: Scope) -> str:
         kind = self.infer(expr.item, scope)
         if kind not in ("bool", "any"):
-            self.report.error(expr.item, f"`not` needs a condition; this is {article(kind)}")
+            self.report.error(
+                expr.item,
+                f"`not` needs a condition; this is {article(kind)}",
+                'put `not` before a condition, e.g. `not has tag "vip"` or `not contact.phone is set`',
+            )
         return "bool"
 
 
