@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_CHANNEL = re.compile(r"^[a-z][a-z0-9_-]*$")
-_EMAIL = re.compile(r"^[^@\s<>,;:\"]+@[^@\s<>,;:\"]+\.[^@\s<>,;:\"]+$")
+# matched whole (fullmatch): `$` would also match before a trailing newline
+_CHANNEL = re.compile(r"[a-z][a-z0-9_-]*")
+_EMAIL = re.compile(r"[^@\s<>,;:\"]+@[^@\s<>,;:\"]+\.[^@\s<>,;:\"]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 EXAMPLE = "e.g. sales=ana@x.example,bob@x.example;ops=webhook:ops-hook"
 
@@ -87,10 +88,10 @@ def _member(team: str, text: str) -> Member:
     member = text.strip()
     if "@" not in member.partition(":")[0] and ":" in member:
         channel, _, target = member.partition(":")
-        if not _CHANNEL.match(channel) or not target.strip() or _CONTROL.search(target):
+        if not _CHANNEL.fullmatch(channel) or not target.strip() or _CONTROL.search(target):
             raise ValueError(f"team {team!r}: member {member!r} must be CHANNEL:TARGET such as webhook:ops-hook")
         return Member(target.strip(), channel)
-    if not _EMAIL.match(member):
+    if not _EMAIL.fullmatch(member):
         raise ValueError(
             f"team {team!r}: member {member!r} is neither an email address nor CHANNEL:TARGET "
             "(such as webhook:ops-hook)"

@@ -1,5 +1,5 @@
 """What uses a segment or a template: the rules' current plans (the active version, and the newest version when
-it is a draft: activating it would use them too), and other segments.
+it is a draft: activating it would use them too), other segments, and double opt-in forms (their confirmation).
 
 The admin UI and the API refuse the same things with these: deleting a segment or template in use, and a
 condition that would put a segment in itself.
@@ -16,7 +16,7 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from .contacts import InvalidInput
-from .models import Rule, RuleVersion, Segment
+from .models import Form, Rule, RuleVersion, Segment, Template
 from .segments import compile_condition
 
 
@@ -155,3 +155,14 @@ __all__ = [
     "using_rules",
     "using_segments",
 ]
+
+
+def confirming_forms(session: Session, row: Template) -> list[str]:
+    """The slugs of the double opt-in forms that mail their confirmation with template *row* and would find none
+    without it (a built-in template of its name takes over when there is one)."""
+    from .engine.render import missing_template
+
+    if missing_template(None, row.channel, row.name) is None:
+        return []
+    named = (Form.double_opt_in.is_(True), Form.channel == row.channel, Form.confirm_template == row.name)
+    return list(session.scalars(select(Form.slug).where(*named).order_by(Form.slug)))

@@ -14,6 +14,7 @@ from ..contacts import InvalidInput, iso
 from ..db import get_session
 from ..engine import render
 from ..models import Template
+from ..usage import confirming_forms, uses_of
 from . import bp
 from .common import remove, save, text
 from .pagination import filtered_page, sort_param
@@ -203,4 +204,23 @@ def put_template(template_id: int, body: dict[str, Any]):
     responses={204: ("deleted", None)},
 )
 def delete_template(template_id: int):
-    return remove(get_or_404(Template, template_id, "template"), "template.deleted", "template", template_id)
+    row = get_or_404(Template, template_id, "template")
+    uses = uses_of(get_session(), row.channel, row.name)
+    if uses:  # every send of it would fail
+        raise Refused(
+            409,
+            "Conflict",
+            f"the rule(s) {', '.join(repr(str(u)) for u in uses)} send the {row.channel} template {row.name!r}; "
+            "change them to send another template first",
+            rules=[str(u) for u in uses],
+        )
+    forms = confirming_forms(get_session(), row)
+    if forms:  # every sign-up's confirmation would fail to send
+        raise Refused(
+            409,
+            "Conflict",
+            f"the double opt-in form(s) {', '.join(repr(f) for f in forms)} mail their confirmation with the "
+            f"{row.channel} template {row.name!r}; change their confirmation template first (PATCH /forms/{{slug}})",
+            forms=forms,
+        )
+    return remove(row, "template.deleted", "template", template_id)

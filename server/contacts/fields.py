@@ -20,6 +20,8 @@ from ..models import FieldDefinition, FieldType
 from .errors import Conflict, InvalidInput
 from .normalize import check_text, iso, parse_date, parse_datetime
 
+#: matched whole (``fullmatch``: ``$`` alone lets a trailing newline through); the anchors stay for the API, whose
+#: JSON schema publishes this pattern (``server.api.fields``), and JSON Schema patterns are searched, not matched
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: names of the contact's own columns: a custom field cannot shadow them
 STANDARD_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "timezone", "locale", "stage", "score")
@@ -67,7 +69,7 @@ def define_field(session: Session, name: Any, type_: Any, label: Any = "") -> Fi
 
     :raises InvalidInput: for a bad name or type; :class:`Conflict` when the name is taken.
     """
-    if not isinstance(name, str) or not FIELD_NAME.match(name):
+    if not isinstance(name, str) or not FIELD_NAME.fullmatch(name):
         raise InvalidInput("name", "name must be lowercase letters, digits and _ (starting with a letter, at most 64)")
     if name in RESERVED:
         raise InvalidInput("name", f"{name!r} is a built-in contact attribute; pick another name")

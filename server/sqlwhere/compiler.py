@@ -145,7 +145,7 @@ class Compiler:
                 if event is None:
                     raise Unsupported("event properties outside `did … where`")
                 parts = tuple(str(arg).split("."))
-                if not all(NAME.match(p) for p in parts):
+                if not all(NAME.fullmatch(p) for p in parts):
                     raise Unsupported(f"event property path {arg!r}")
                 return Term("json", None, json=(event, parts))
             if key in ("+", "-"):
@@ -194,7 +194,7 @@ class Compiler:
         if name in IN_PYTHON and name not in self.fields:
             raise Unsupported(f"contact.{name} is kept in the fields JSON without a type guard: evaluated in Python")
         kind = FIELD_KINDS.get(self.fields.get(name, ""))
-        if kind is None or not NAME.match(name):
+        if kind is None or not NAME.fullmatch(name):
             raise Unsupported(f"unknown contact field {name!r}")
         return Term(kind, None, json=(Contact.fields, (name,)))
 

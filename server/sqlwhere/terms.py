@@ -44,7 +44,7 @@ COLUMN_KINDS = {
 #: that name redefines them) and are evaluated in Python, since a rule may store a value of another shape in one
 #: (``set contact.birthday = now`` stores a date-time), which the evaluator reads by its shape and SQL by the type
 IN_PYTHON = frozenset(BUILTIN_CONTACT_FIELDS) - BUILTIN_COLUMNS
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole (fullmatch): `$` would let a trailing newline in
 FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 OPS = ("==", "!=", "<", "<=", ">", ">=")
 _VALUE_NODES = ("field", "prop", "has_tag", "segment", "did", "call")

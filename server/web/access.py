@@ -30,6 +30,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..db import get_session
 from ..models import Role, User
 from ..sdk import ADMIN_ROLE_ATTR
+from .admin_input import refuse_unstorable
 from .csrf import SAFE_METHODS
 from .signin import end_session, signed_in_user
 
@@ -172,7 +173,8 @@ def _return_path() -> str:
 
 
 def guard_request() -> BaseResponse | None:
-    """``before_request`` for admin blueprints: refuse a view without a declaration, enforce the rest."""
+    """``before_request`` for admin blueprints: refuse a view without a declaration, enforce the rest, then refuse
+    text no database stores (:mod:`server.web.admin_input`) before any view reads the request."""
     if g.get("nudge_guarded"):
         return None  # already checked for this request (the app-wide net and the blueprint's guard)
     g.nudge_guarded = True
@@ -183,7 +185,10 @@ def guard_request() -> BaseResponse | None:
             "admin endpoint %s declares no role: refused (add @requires(Role....) below its route)", request.endpoint
         )
         abort(500, description=f"The page {request.endpoint} declares no role, so nobody may use it.")
-    return enforce(access)
+    answer = enforce(access)
+    if answer is None:  # signed in with the role needed: only then does what they sent matter
+        refuse_unstorable()
+    return answer
 
 
 def protect(bp: Blueprint) -> Blueprint:

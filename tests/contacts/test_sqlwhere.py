@@ -510,3 +510,18 @@ def test_did_counts_people_s_events_not_machines_unless_asked(app, fields):
             assert by_python == expected, tree
             assert by_sql == {c.id for c, held in zip(everyone, expected, strict=True) if held}, tree
         session.rollback()
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        {"is_set": F("plan\n")},
+        {"did": "order.paid", "where": {"==": [{"prop": "kind\n"}, "a"]}, "at_least": 1, "within": DAY},
+        {"did": "order.paid", "where": {"is_set": {"prop": "kind\n.total"}}, "at_least": 1, "within": DAY},
+    ],
+    ids=["field", "property", "property-path"],
+)
+def test_a_name_with_a_trailing_newline_is_no_name(tree):
+    """A name is matched whole: ``$`` alone would let a trailing newline through into the JSON path."""
+    with pytest.raises(Unsupported):
+        where(tree, dialect="sqlite", now=NOW, fields={**FIELDS, "plan\n": "string"})

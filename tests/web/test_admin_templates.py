@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from server.db import get_session
-from server.models import Contact, Template
+from server.models import Contact, Form, Template
 from server.plugins import DEFAULT_PLUGINS
 
 from ..helpers import load_rules, signed_in
@@ -145,6 +145,26 @@ def test_delete_is_refused_while_a_rule_sends_the_template_naming_the_rule(app):
     deleted = post(editor, f"/admin/templates/{spare.id}/delete")
     assert deleted.status_code == 302 and _template(app, "spare") is None
     assert [a.target_id for a in audited(app, "template.deleted")] == [str(spare.id)]
+
+
+def test_delete_is_refused_while_a_double_opt_in_form_mails_its_confirmation_with_it(app):
+    editor = signed_in(app, "editor")
+    _create(editor, name="double_check")
+    with app.app_context():
+        for slug, double in (("news", True), ("single", False)):
+            get_session().add(
+                Form(slug=slug, name=slug, channel="email", wording="Yes.", double_opt_in=double, fields=[], tags=[])
+            )
+            get_session().scalar(select(Form).where(Form.slug == slug)).confirm_template = "double_check"
+        get_session().commit()
+    row = _template(app, "double_check")
+    refused = post(editor, f"/admin/templates/{row.id}/delete")
+    assert refused.status_code == 409 and _template(app, "double_check") is not None
+    assert (
+        "Not deleted: the double opt-in form(s) &#39;news&#39; mail their confirmation with the email template "
+        "&#39;double_check&#39;. Choose another confirmation template in Forms first."
+    ) in page_flash(refused.get_data(as_text=True))
+    assert audited(app, "template.deleted") == []
 
 
 def test_a_draft_that_sends_the_template_counts_as_a_use(app):

@@ -39,8 +39,6 @@ def apikey_create():
     errors: dict[str, str] = {}
     if len(form["name"]) > 255:
         errors["name"] = "The name is longer than 255 characters."
-    elif "\x00" in form["name"]:
-        errors["name"] = "The name holds a NUL character; remove it."
     if form["scope"] not in {s.value for s in Scope}:
         errors["scope"] = f"Choose a scope: {', '.join(s.value for s in Scope)}."
     expires_at = None

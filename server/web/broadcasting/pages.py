@@ -90,7 +90,7 @@ def _page(values: dict[str, Any], errors: dict[str, str] | None = None, status: 
 
 def _preview(session: Session, values: dict[str, Any]) -> Any:
     channel, _, _template = values.get("template", "").partition(":")
-    if not channel or not values.get("segment") or "\x00" in values["segment"]:  # no segment's name holds a NUL
+    if not channel or not values.get("segment"):
         return None
     return audience(session, channel, values["segment"], utcnow())
 
@@ -115,12 +115,9 @@ def _read(session: Session) -> tuple[dict[str, Any], dict[str, str], dt.datetime
     errors: dict[str, str] = {}
     if len(values["name"]) > 255:
         errors["name"] = "A name is at most 255 characters."
-    elif "\x00" in values["name"]:
-        errors["name"] = "The name holds a NUL character; remove it."
     if values["template"] not in _templates(session):
         errors["template"] = "Choose a template from the list (create one in Templates first)."
-    named = "\x00" not in values["segment"]  # no segment's name holds a NUL (and PostgreSQL refuses one)
-    if not named or session.scalar(select(Segment.id).where(Segment.name == values["segment"])) is None:
+    if session.scalar(select(Segment.id).where(Segment.name == values["segment"])) is None:
         errors["segment"] = "Choose a segment from the list (create one in Segments first)."
     send_at = None
     now = utcnow()

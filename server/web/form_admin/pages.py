@@ -171,7 +171,7 @@ def _read(session: Session, row: Form | None) -> tuple[dict[str, Any], dict[str,
         errors["name"] = "A name is at most 255 characters."
     if values["channel"] not in _channels():
         errors["channel"] = f"Choose one of the installed channels: {', '.join(_channels()) or 'none'}."
-    if len(values["wording"]) > MAX_WORDING or "\x00" in values["wording"]:
+    if len(values["wording"]) > MAX_WORDING:
         errors["wording"] = f"The consent wording is at most {MAX_WORDING} characters of text."
     known = _field_choices(session)
     unknown = [name for name in values["fields"] if name not in known]
@@ -185,13 +185,10 @@ def _read(session: Session, row: Form | None) -> tuple[dict[str, Any], dict[str,
         errors["redirect_url"] = "Leave it empty for Nudge's thank-you page, or give an http(s):// address."
     if not values["confirm_template"] or len(values["confirm_template"]) > 255:
         errors["confirm_template"] = "Name the template that mails the confirmation link (1 to 255 characters)."
-    elif values["double_opt_in"] and "\x00" not in values["confirm_template"]:
+    elif values["double_opt_in"]:
         missing = missing_template(get_session(), values["channel"], values["confirm_template"])
         if missing:  # every sign-up's confirmation would fail to send
             errors["confirm_template"] = missing[0].upper() + missing[1:] + "."
-    for key in ("name", "tags", "redirect_url", "confirm_template"):  # PostgreSQL refuses a NUL in text
-        if "\x00" in values[key]:
-            errors[key] = f"The {key.replace('_', ' ')} holds a NUL character; remove it."
     values["tag_list"] = tags
     return values, errors
 

@@ -107,8 +107,6 @@ def keep_case(rule_id: int):
     problem = None
     if not name or len(name) > 255:
         problem = "Name the test case (at most 255 characters)."
-    elif "\x00" in name:  # PostgreSQL refuses a NUL in text
-        problem = "The test case's name holds a NUL character; remove it."
     elif session.scalar(select(RuleTest.id).where(RuleTest.rule_id == rule.id, RuleTest.name == name)) is not None:
         problem = f"A test case named {name!r} exists already; choose another name, or delete that one."
     elif (session.scalar(select(func.count(RuleTest.id)).where(RuleTest.rule_id == rule.id)) or 0) >= MAX_CASES:

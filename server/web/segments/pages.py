@@ -104,8 +104,6 @@ def _checked(session: Any, name: str, text: str, description: str) -> tuple[Prev
         count_and_sample(session, preview)
     if len(description) > MAX_DESCRIPTION:
         errors["description"] = f"A description is at most {MAX_DESCRIPTION} characters."
-    elif "\x00" in description:  # PostgreSQL refuses a NUL in text
-        errors["description"] = "The description holds a NUL character; remove it."
     return preview, errors
 
 

@@ -14,7 +14,7 @@ from ...sdk import Check
 from ..access import actor, requires
 from ..flash import is_htmx, notify
 from . import channels_bp as bp
-from .fields import Field, changes, fields, unstorable
+from .fields import Field, changes, fields
 
 
 def _plugins() -> Any:
@@ -53,7 +53,7 @@ def save(name: str):
     if not wanted:
         notify(f"Nothing changed in the {name} channel's settings.", "info")
         return redirect(url_for("channels.index") + f"#channel-{name}")
-    errors = unstorable(wanted) or instance_settings.save(current_app, wanted, actor())
+    errors = instance_settings.save(current_app, wanted, actor())
     if errors:
         notify(f"The {name} channel's settings were not saved: " + " ".join(errors.values()), "error")
         return _page(forms, errors, 422)

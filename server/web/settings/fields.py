@@ -109,13 +109,4 @@ def changes(shown: list[Field], form: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def unstorable(wanted: dict[str, Any]) -> dict[str, str]:
-    """The errors, by key, of changed values no database stores (a NUL character: PostgreSQL refuses it in text)."""
-    return {
-        key: "The value holds a NUL character; remove it."
-        for key, value in wanted.items()
-        if isinstance(value, str) and "\x00" in value
-    }
-
-
-__all__ = ["Field", "changes", "fields", "text", "unstorable"]
+__all__ = ["Field", "changes", "fields", "text"]

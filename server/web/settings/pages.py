@@ -14,7 +14,7 @@ from ...models import Role
 from ..access import actor, requires
 from ..flash import is_htmx, notify
 from . import bp
-from .fields import Field, changes, fields, unstorable
+from .fields import Field, changes, fields
 
 #: the topics of the page and their core settings; the sender's come from the channel that declares them
 TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -65,7 +65,7 @@ def save():
     if not wanted:
         notify("Nothing changed.", "info")
         return redirect(url_for("settings.index"))
-    errors = unstorable(wanted) or instance_settings.save(current_app, wanted, actor())
+    errors = instance_settings.save(current_app, wanted, actor())
     if errors:
         notify("The settings were not saved: " + " ".join(f"NUDGE_{k}: {v}" for k, v in errors.items()), "error")
         return _page(topics, errors, 422)

@@ -1,5 +1,5 @@
 """What the templates pages share: the channels that have templates, a template's parts from the editor's form,
-the contact a preview is rendered for, and who changed a template last (from the audit log)."""
+the contact a preview is rendered for and who changed a template last (from the audit log)."""
 
 from __future__ import annotations
 
@@ -73,8 +73,6 @@ def form_parts(cls: Any) -> dict[str, str]:
         value = request.form.get(f"part-{part}", "")
         if len(value) > MAX_PART:
             abort(413, description=f"The {part} part is {len(value):,} characters long; at most {MAX_PART:,}.")
-        if "\x00" in value:
-            abort(422, description=f"The {part} part holds a NUL character; remove it.")
         value = value.replace("\r\n", "\n")
         if value:
             parts[part] = value

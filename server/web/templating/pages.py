@@ -1,5 +1,5 @@
 """The templates list and each template's editor: create, change (validated in the renderer's sandbox), delete
-(refused while a rule sends it)."""
+(refused while a rule sends it or a double opt-in form mails its confirmation with it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ...contacts import audit
 from ...db import get_session
 from ...engine.render import TemplateError, TemplateProblem, save_template
 from ...models import Role, Template
-from ...usage import template_uses, uses_of
+from ...usage import confirming_forms, template_uses, uses_of
 from ..access import actor, may, requires
 from ..flash import notify
 from . import bp
@@ -182,6 +182,15 @@ def delete(template_id: int):
         notify(
             f"Not deleted: the rule(s) {names} send the {row.channel} template {row.name!r}. "
             "Change them to send another template first.",
+            "error",
+        )
+        return editor_page(row.channel, dict(row.parts or {}), row, status=409)
+    forms = confirming_forms(session, row)
+    if forms:  # every sign-up's confirmation would fail to send
+        names = ", ".join(repr(f) for f in forms)
+        notify(
+            f"Not deleted: the double opt-in form(s) {names} mail their confirmation with the {row.channel} template "
+            f"{row.name!r}. Choose another confirmation template in Forms first.",
             "error",
         )
         return editor_page(row.channel, dict(row.parts or {}), row, status=409)
