@@ -53,8 +53,17 @@ def _refused(purpose: str) -> Response | None:
     if not hmac.compare_digest(sent.encode(), str(secret).encode()):
         return problem(401, "Unauthorised", "send the NUDGE_EMAIL_WEBHOOK_SECRET as 'Authorization: Bearer <secret>'")
     if request.content_length is not None and request.content_length > MAX_BODY:
-        return problem(413, "Body too large", f"a request may be at most {MAX_BODY} bytes")
+        return _too_large()
+    # A chunked body has no Content-Length: the stream is read up to one byte past the limit, no further (the
+    # app's own limit, 1 MB, cut it short silently), and cached for the views' get_data() and form.
+    request.max_content_length = MAX_BODY + 1
+    if len(request.get_data(cache=True)) > MAX_BODY:
+        return _too_large()
     return None
+
+
+def _too_large() -> Response:
+    return problem(413, "Body too large", f"a request may be at most {MAX_BODY} bytes")
 
 
 def bounce():

@@ -15,6 +15,8 @@ from .twilio import CHANNEL, INBOUND_PATH, STATUS_PATH
 
 bp = Blueprint("sms_twilio", __name__)
 
+#: the longest incoming text taken: Twilio sends at most 1,600 characters (ten segments), with margin
+MAX_INBOUND_BODY = 4096
 DEFAULT_HELP = "Reply STOP to unsubscribe, START to subscribe again. Msg & data rates may apply."
 
 
@@ -63,6 +65,12 @@ def inbound():
     _verify_signature()
     if (refused := _nul_in("MessageSid", "SmsSid")) is not None:
         return refused
+    if len(request.form.get("Body", "")) > MAX_INBOUND_BODY:
+        return Response(
+            f"the field Body is longer than {MAX_INBOUND_BODY} characters; Twilio sends at most 1600\n",
+            400,
+            mimetype="text/plain",
+        )
     body = request.form.get("Body", "").replace("\0", "")  # what a person texted is kept: a STOP counts
     receipt = request.form.get("MessageSid") or request.form.get("SmsSid") or None
     reply = MessagingResponse()

@@ -14,6 +14,8 @@ PREFIX = "whsec_"
 TOLERANCE = 5 * 60
 #: the longest webhook-id taken: it is stored (with the source's id) as the receipt of the payload
 MAX_ID = 200
+#: the most digits a webhook-timestamp may have (seconds since 1970 have 10 until the year 2286)
+MAX_STAMP_DIGITS = 12
 
 
 class Headers(Protocol):
@@ -70,10 +72,14 @@ def verify(secret: str, headers: Headers, body: bytes, now: float) -> str:
         raise InvalidSignature("the webhook-id, webhook-timestamp and webhook-signature headers are required")
     if len(msg_id) > MAX_ID or not msg_id.isprintable():
         raise InvalidSignature(f"webhook-id must be at most {MAX_ID} printable characters")
-    try:
-        timestamp = int(stamp)
-    except ValueError:
-        raise InvalidSignature("webhook-timestamp must be whole seconds since 1970") from None
+    # ASCII digits only: int() also takes " 1", "+1", "1_0" and any script's digits, each a text other than the
+    # one the sender signed (and thousands of digits cost a quadratic conversion)
+    if not (len(stamp) <= MAX_STAMP_DIGITS and stamp.isascii() and stamp.isdigit()):
+        raise InvalidSignature(
+            f"webhook-timestamp must be whole seconds since 1970: at most {MAX_STAMP_DIGITS} digits 0-9, "
+            "without sign or spaces"
+        )
+    timestamp = int(stamp)
     if abs(now - timestamp) > TOLERANCE:
         raise InvalidSignature("webhook-timestamp is more than 5 minutes away from now; check the sender's clock")
     expected = base64.b64decode(signature(secret, msg_id, timestamp, body).split(",", 1)[1])

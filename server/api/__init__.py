@@ -10,6 +10,15 @@ from werkzeug.exceptions import HTTPException
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
+from .spec import IdConverter  # noqa: E402
+
+
+@bp.record_once
+def _id_converter(state: Any) -> None:
+    """Recorded before any route: the API's paths name records as ``<id:…>`` (:func:`.spec.flask_rule`)."""
+    state.app.url_map.converters.setdefault("id", IdConverter)
+
+
 from ..problems import problem  # noqa: E402
 from . import (  # noqa: E402,F401  (register routes)
     apikeys,

@@ -9,6 +9,7 @@ from sqlalchemy import exists, select
 
 from ..consent import current_consents, record_consent
 from ..contacts import (
+    InvalidInput,
     announce_changes,
     apply_changes,
     audit,
@@ -346,8 +347,6 @@ def export(contact_id: int):
     "from_id is deleted.",
 )
 def merge(contact_id: int, body: dict[str, Any]):
-    from ..contacts import InvalidInput
-
     session = get_session()
     into = _contact(contact_id)
     if body["from_id"] == contact_id:
@@ -506,6 +505,13 @@ def post_consent(contact_id: int, body: dict[str, Any]):
     source = body.get("source") or "api"
     event_ids = []
     if body["granted"]:
+        installed = sorted(current_app.extensions["nudge.plugins"].channels)
+        if body["channel"] not in installed:  # an opt-out is always taken: it must hold if the channel comes back
+            raise InvalidInput(
+                "channel",
+                f"channel {body['channel']!r} is not installed, so nothing could be sent on it; "
+                f"installed: {', '.join(installed) or 'none'}",
+            )
         row = record_consent(
             session,
             contact_id,

@@ -13,6 +13,7 @@ from typing import Any
 from flask import current_app, request
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.routing import BaseConverter
 
 from ..auth import require_api_key
 from ..contacts.errors import Conflict, InvalidInput
@@ -175,9 +176,29 @@ def _framing_problem() -> Any:
     )
 
 
+class IdConverter(BaseConverter):
+    """A record id in a path: ASCII digits, a minus sign allowed, so that ``/contacts/-1`` reaches its view and is
+    "no such contact" (:func:`endpoint`), not "no such endpoint"; Werkzeug's ``int`` matched no sign, and took any
+    Unicode digit (``/contacts/١`` was contact 1)."""
+
+    regex = r"-?[0-9]{1,40}"
+    weight = 50  # as Werkzeug's int: a static segment (``/contacts/upsert``) is still preferred
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
 def flask_rule(path: str) -> str:
-    """``/contacts/{contact_id}`` → ``/contacts/<int:contact_id>`` (ids are integers, names strings)."""
-    return _PATH_PARAM.sub(lambda m: f"<{'int' if m.group(1).endswith('_id') else 'string'}:{m.group(1)}>", path)
+    """``/contacts/{contact_id}`` → ``/contacts/<id:contact_id>`` (ids are integers, names strings)."""
+    return _PATH_PARAM.sub(lambda m: f"<{'id' if m.group(1).endswith('_id') else 'string'}:{m.group(1)}>", path)
+
+
+def _missing(name: str, ident: int) -> NotFound:
+    """The 404 of a path id out of range: ``contact_id`` -1 is "no contact with id -1"."""
+    return NotFound(f"there is no {name.removesuffix('_id').replace('_', ' ')} with id {ident}")
 
 
 def endpoint(
@@ -226,7 +247,7 @@ def endpoint(
             try:
                 for name in op.path_params:
                     if name.endswith("_id") and not 0 < kwargs[name] <= MAX_ID:
-                        raise NotFound(f"there is no record with {name} {kwargs[name]}")
+                        raise _missing(name, kwargs[name])
                 if op.query:
                     try:
                         kwargs["query"] = parse_query(op.query, request.args)

@@ -16,7 +16,7 @@ from .spec import CURSOR, ID, LIMIT, TIMESTAMP, endpoint, get_or_404, nullable, 
 
 STATUSES = [s.value for s in TaskStatus]
 TASK_FIELDS = {
-    "text": text(2000, min_length=1),
+    "text": text(2000, min_length=1, pattern=r"\S", pattern_hint="not be blank (only spaces)"),
     "team": text(128, nullable=True),
     "due_at": {**TIMESTAMP, "nullable": True, "minLength": 1, "description": "null clears it"},
     "contact_id": {**ID, "nullable": True},

@@ -163,6 +163,11 @@ def flat_json_texts(value: dict[Any, Any], texts: list[str]) -> bool:
     return True
 
 
+def _shown_key(key: str) -> str:
+    """*key* quoted for an error, its NUL or surrogate escaped (``'a\\x00'``), a long one cut to its start."""
+    return repr(key[:40]) + ("…" if len(key) > 40 else "")
+
+
 def check_json(value: Any, field: str, depth: int = 0) -> Any:
     """JSON every backend stores: no NUL in strings, finite numbers, 64-bit integers, bounded nesting."""
     if depth > 32:
@@ -185,8 +190,14 @@ def check_json(value: Any, field: str, depth: int = 0) -> Any:
             check_json(item, f"{field}[{i}]", depth + 1)
     elif isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or "\x00" in key or lone_surrogate(key):
-                raise InvalidInput(field, f"{field} has a key with a NUL character or a lone surrogate")
+            if not isinstance(key, str):
+                raise InvalidInput(field, f"{field} has a key that is not text ({type(key).__name__})")
+            if "\x00" in key:
+                raise InvalidInput(field, f"{field} has a key {_shown_key(key)} with a NUL character")
+            if lone_surrogate(key):
+                raise InvalidInput(
+                    field, f"{field} has a key {_shown_key(key)} holding a lone UTF-16 surrogate, which is not text"
+                )
             check_json(item, f"{field}.{key}", depth + 1)
     else:
         raise InvalidInput(field, f"{field} holds a value that is not JSON")

@@ -61,7 +61,10 @@ def parse_json(raw: bytes | str, field: str = "") -> Any:
         if isinstance(item, dict):
             for key, sub in item.items():
                 if lone_surrogate(key):
-                    raise JsonInputError(path, f"a key in {name} holds a lone UTF-16 surrogate, which is not text")
+                    shown = repr(key[:40]) + ("…" if len(key) > 40 else "")
+                    raise JsonInputError(
+                        path, f"{name} has a key {shown} holding a lone UTF-16 surrogate, which is not text"
+                    )
                 stack.append((sub, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(item, list):
             stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))

@@ -39,6 +39,8 @@ EVENT_OF = {"page": "page.visited", "screen": "screen.viewed", "group": "group.j
 #: idempotency records of messages: one namespace for every /v1/ endpoint, apart from Idempotency-Key's
 ENDPOINT = "segment"
 MAX_ID = 255
+#: the whole numbers taken as an id's text: those every client sends exactly (64-bit)
+_INT_MIN, _INT_END = -(2**63), 2**63
 
 
 class Message(NamedTuple):
@@ -54,11 +56,16 @@ class Message(NamedTuple):
 
 
 def _ident(value: Any, field: str) -> str | None:
-    """A user or anonymous id: a string (a number is taken as its text) of 1 to 255 characters."""
+    """A user or anonymous id: a string of 1 to 255 characters, or a whole number within 64 bits taken as its
+    decimal text (``42`` → ``"42"``; ``1e300`` or ``1.5`` would be ``"1e+300"`` or a rounded text)."""
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidInput(field, f"{field} must be a string")
+    if isinstance(value, float) or (isinstance(value, int) and not _INT_MIN <= value < _INT_END):
+        raise InvalidInput(
+            field, f"{field} must be a string, or a whole number within 64 bits (no fraction or exponent)"
+        )
     return check_text(str(value), field, MAX_ID, one_line=True)
 
 

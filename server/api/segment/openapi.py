@@ -15,9 +15,10 @@ from .messages import KINDS, MAX_ID
 #: what each kind needs besides ``userId`` or ``anonymousId`` (an alias: ``userId`` and ``previousId``)
 _NEEDS = {"track": ["event"], "group": ["groupId"], "alias": ["userId", "previousId"]}
 _IDENT = {
-    "anyOf": [{"type": "string", "maxLength": MAX_ID}, {"type": "number"}],
+    "anyOf": [{"type": "string", "maxLength": MAX_ID}, {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}],
     "nullable": True,
-    "description": "one line of text; a number is taken as its text; empty or null: not given",
+    "description": "one line of text; a whole number within 64 bits is taken as its decimal text (any other number "
+    "is refused); empty or null: not given",
 }
 _OBJECT = {"type": "object", "additionalProperties": True, "nullable": True}
 _LABEL = {"description": "added to the event's props when it is a string (and props have none of that name)"}
