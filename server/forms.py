@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import current_app, render_template
+from jinja2 import Environment, TemplateSyntaxError, meta
+from sqlalchemy.orm import Session
 
 from .models import Contact, Form
 
@@ -33,6 +35,34 @@ def snippet_html(form: Form) -> str:
         honeypot=HONEYPOT,
         action=f"{current_app.config['BASE_URL']}/f/{form.slug}",
     ).strip()
+
+
+def confirmation_problem(session: Session | None, channel: str, name: str) -> str | None:
+    """What to say when template *name* of *channel* cannot mail a double opt-in confirmation: there is none (stored
+    or built in), or no part of it shows ``{{ confirm_url }}`` (nobody could confirm); None when it can."""
+    from .engine.render import TemplateError, load_parts, missing_template
+
+    problem = missing_template(session, channel, name)
+    if problem is not None:
+        return problem
+    try:
+        parts = load_parts(session, channel, name)
+    except TemplateError:  # gone meanwhile
+        return missing_template(session, channel, name)
+    if not any(shows_confirm_url(source) for source in parts.values() if isinstance(source, str)):
+        return (
+            f"the {channel} template {name!r} never shows {{{{ confirm_url }}}}, the link that confirms, so nobody "
+            "could confirm: add it to the template, or name one that has it"
+        )
+    return None
+
+
+def shows_confirm_url(source: str) -> bool:
+    """Whether the template text *source* reads ``confirm_url``."""
+    try:
+        return "confirm_url" in meta.find_undeclared_variables(Environment().parse(source))
+    except TemplateSyntaxError:
+        return False
 
 
 def blanks_of(contact: Contact, cleaned: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,4 +89,12 @@ def held_changes(data: Mapping[str, Any], tags: list[str], *, existing: bool) ->
     return held or None
 
 
-__all__ = ["HONEYPOT", "STANDARD_FORM_FIELDS", "blanks_of", "held_changes", "snippet_html"]
+__all__ = [
+    "HONEYPOT",
+    "STANDARD_FORM_FIELDS",
+    "blanks_of",
+    "confirmation_problem",
+    "held_changes",
+    "shows_confirm_url",
+    "snippet_html",
+]

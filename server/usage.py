@@ -164,5 +164,26 @@ def confirming_forms(session: Session, row: Template) -> list[str]:
 
     if missing_template(None, row.channel, row.name) is None:
         return []
-    named = (Form.double_opt_in.is_(True), Form.channel == row.channel, Form.confirm_template == row.name)
+    return forms_confirming_with(session, row.channel, row.name)
+
+
+def forms_confirming_with(session: Session, channel: str, name: str) -> list[str]:
+    """The slugs of the double opt-in forms that mail their confirmation with *channel*'s template *name*."""
+    named = (Form.double_opt_in.is_(True), Form.channel == channel, Form.confirm_template == name)
     return list(session.scalars(select(Form.slug).where(*named).order_by(Form.slug)))
+
+
+def lost_confirm_url(session: Session, channel: str, name: str, parts: dict[str, Any]) -> str | None:
+    """What to say when new *parts* of template *name* drop ``{{ confirm_url }}`` while a double opt-in form mails
+    its confirmation with it (nobody could confirm any more); None when they keep it or no form needs it."""
+    from .forms import shows_confirm_url
+
+    if any(shows_confirm_url(source) for source in parts.values() if isinstance(source, str)):
+        return None
+    forms = forms_confirming_with(session, channel, name)
+    if not forms:
+        return None
+    return (
+        f"the double opt-in form(s) {', '.join(repr(f) for f in forms)} mail their confirmation with this template: "
+        "keep {{ confirm_url }}, the link that confirms, in it (or give the forms another confirmation template first)"
+    )

@@ -10,8 +10,7 @@ from sqlalchemy import select
 from ..contacts import InvalidInput, iso
 from ..contacts.fields import definitions
 from ..db import get_session
-from ..engine.render import missing_template
-from ..forms import STANDARD_FORM_FIELDS, snippet_html
+from ..forms import STANDARD_FORM_FIELDS, confirmation_problem, snippet_html
 from ..models import Form
 from . import bp
 from .common import remove, save, text
@@ -115,7 +114,7 @@ def _apply(form: Form, body: dict[str, Any]) -> None:
         if name in body:
             setattr(form, name, body[name])
     confirm = form.confirm_template or _DEFAULT_CONFIRM  # a new row has the column's default only once stored
-    if form.double_opt_in and (problem := missing_template(get_session(), form.channel, confirm)):
+    if form.double_opt_in and (problem := confirmation_problem(get_session(), form.channel, confirm)):
         raise InvalidInput("confirm_template", problem)  # every sign-up's confirmation would fail to send
 
 

@@ -14,7 +14,7 @@ from ..contacts import InvalidInput, iso
 from ..db import get_session
 from ..engine import render
 from ..models import Template
-from ..usage import confirming_forms, uses_of
+from ..usage import confirming_forms, lost_confirm_url, uses_of
 from . import bp
 from .common import remove, save, text
 from .pagination import filtered_page, sort_param
@@ -186,9 +186,13 @@ def put_template(template_id: int, body: dict[str, Any]):
     session = get_session()
     row = get_or_404(Template, template_id, "template")
     check_template(row.channel, body["parts"])
+    lost = lost_confirm_url(session, row.channel, row.name, body["parts"])
+    if lost is not None:
+        raise InvalidInput("parts", lost)
     if "name" in body and body["name"] != row.name:
         if session.scalar(select(Template.id).where(Template.channel == row.channel, Template.name == body["name"])):
             raise InvalidInput("name", f"a {row.channel} template named {body['name']!r} exists")
+        _refuse_if_used(session, row, "renamed")
         row.name = body["name"]
     row.parts = body["parts"]
     save(row, "template.updated", "template", row.id)
@@ -205,22 +209,32 @@ def put_template(template_id: int, body: dict[str, Any]):
 )
 def delete_template(template_id: int):
     row = get_or_404(Template, template_id, "template")
-    uses = uses_of(get_session(), row.channel, row.name)
+    _refuse_if_used(get_session(), row, "deleted")
+    return remove(row, "template.deleted", "template", template_id)
+
+
+def _refuse_if_used(session: Any, row: Template, verb: str) -> None:
+    """Refuse to delete or rename *row* (*verb*) while what names it would then find no template: a rule sending
+    it, a double opt-in form mailing its confirmation with it (unless a built-in of its name takes over).
+
+    :raises Refused: 409, naming them.
+    """
+    uses = uses_of(session, row.channel, row.name)
     if uses:  # every send of it would fail
         raise Refused(
             409,
             "Conflict",
-            f"the rule(s) {', '.join(repr(str(u)) for u in uses)} send the {row.channel} template {row.name!r}; "
-            "change them to send another template first",
+            f"the rule(s) {', '.join(repr(str(u)) for u in uses)} send the {row.channel} template {row.name!r}, "
+            f"so it cannot be {verb}; change them to send another template first",
             rules=[str(u) for u in uses],
         )
-    forms = confirming_forms(get_session(), row)
+    forms = confirming_forms(session, row)
     if forms:  # every sign-up's confirmation would fail to send
         raise Refused(
             409,
             "Conflict",
             f"the double opt-in form(s) {', '.join(repr(f) for f in forms)} mail their confirmation with the "
-            f"{row.channel} template {row.name!r}; change their confirmation template first (PATCH /forms/{{slug}})",
+            f"{row.channel} template {row.name!r}, so it cannot be {verb}; change their confirmation template first "
+            "(PATCH /forms/{slug})",
             forms=forms,
         )
-    return remove(row, "template.deleted", "template", template_id)

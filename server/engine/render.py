@@ -52,7 +52,8 @@ HTML_PARTS = frozenset({"html"})
 #: the parts that become one header line: a line break in their source is refused when saving
 ONE_LINE_PARTS = frozenset({"subject"})
 #: the names a template may read; everything else is a typo caught when the template is saved
-CONTEXT_NAMES = ("contact", "event", "links", "unsubscribe_url")
+#: ``confirm_url`` is a double opt-in confirmation's link (its message's data; empty in any other message)
+CONTEXT_NAMES = ("contact", "event", "links", "unsubscribe_url", "confirm_url")
 #: outputs kept per template part, one per set of the values it reads (see :mod:`.render_memo`)
 MEMO_OUTPUTS = 256
 #: characters of kept outputs in all, whatever the size and number of templates: past it all are forgotten
@@ -281,7 +282,13 @@ class Renderer:
                     TemplateProblem(part, None, f"{channel} templates have no part {part!r}; use {', '.join(allowed)}")
                 )
         problems += missing_parts(cls, parts)
-        sample = {"contact": {}, "event": {}, "links": {}, "unsubscribe_url": "https://example.invalid/u"}
+        sample = {
+            "contact": {},
+            "event": {},
+            "links": {},
+            "unsubscribe_url": "https://example.invalid/u",
+            "confirm_url": "https://example.invalid/c",
+        }
         for part, source in parts.items():
             if part not in allowed or not isinstance(source, str):
                 continue

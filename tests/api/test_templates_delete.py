@@ -42,7 +42,7 @@ def test_deleting_a_double_opt_in_forms_confirmation_template_is_refused_naming_
     assert refused.status_code == 409, refused.get_data(as_text=True)
     assert refused.json["detail"] == (
         "the double opt-in form(s) 'news', 'offers' mail their confirmation with the email template "
-        "'double_check'; change their confirmation template first (PATCH /forms/{slug})"
+        "'double_check', so it cannot be deleted; change their confirmation template first (PATCH /forms/{slug})"
     )
     assert refused.json["forms"] == ["news", "offers"]
     assert _exists(app, made.json["id"])
@@ -78,3 +78,21 @@ def test_deleting_a_template_a_rule_sends_is_refused_naming_the_rules(app, api):
     assert _exists(app, made.json["id"])
     assert api.put("/rules", json={"text": rule.replace("double_check", "other")}).status_code == 200
     assert api.delete(f"/templates/{made.json['id']}").status_code == 204
+
+
+def test_a_template_a_form_confirms_with_keeps_its_link_and_its_name(app, api):
+    """Changing the template a double opt-in form mails its confirmation with: dropping ``{{ confirm_url }}`` (nobody
+    could confirm) or renaming it (the form would find none) is refused; keeping the link is saved."""
+    linked = {**CONFIRM, "txt": "Please confirm: {{ confirm_url }}"}
+    made = api.post("/templates", json={"channel": "email", "name": "double_check", "parts": linked})
+    assert made.status_code == 201, made.json
+    _form(app, "news", "double_check")
+    dropped = api.put(f"/templates/{made.json['id']}", json={"parts": CONFIRM})
+    assert dropped.status_code == 422 and dropped.json["field"] == "parts"
+    assert "'news'" in dropped.json["detail"] and "keep {{ confirm_url }}" in dropped.json["detail"]
+    renamed = api.put(f"/templates/{made.json['id']}", json={"name": "renamed", "parts": linked})
+    assert renamed.status_code == 409 and renamed.json["forms"] == ["news"]
+    kept = {**linked, "html": '<p><a href="{{ confirm_url }}">Confirm</a></p>'}
+    assert api.put(f"/templates/{made.json['id']}", json={"parts": kept}).status_code == 200
+    with app.app_context():
+        assert get_session().get(Template, made.json["id"]).parts == kept

@@ -167,6 +167,23 @@ def test_delete_is_refused_while_a_double_opt_in_form_mails_its_confirmation_wit
     assert audited(app, "template.deleted") == []
 
 
+def test_a_save_dropping_the_confirm_url_a_double_opt_in_form_needs_is_refused(app):
+    editor = signed_in(app, "editor")
+    linked = {**WELCOME, "part-txt": "Please confirm: {{ confirm_url }}"}
+    assert _create(editor, name="double_check", **linked).status_code == 302  # the link is a name templates see
+    with app.app_context():
+        get_session().add(
+            Form(slug="news", name="news", channel="email", wording="Yes.", double_opt_in=True, fields=[], tags=[])
+        )
+        get_session().scalar(select(Form).where(Form.slug == "news")).confirm_template = "double_check"
+        get_session().commit()
+    row = _template(app, "double_check")
+    refused = post(editor, f"/admin/templates/{row.id}", **WELCOME)
+    assert refused.status_code == 422 and "keep {{ confirm_url }}" in page_flash(refused.get_data(as_text=True))
+    assert _template(app, "double_check").parts["txt"] == "Please confirm: {{ confirm_url }}"
+    assert post(editor, f"/admin/templates/{row.id}", **linked).status_code == 302
+
+
 def test_a_draft_that_sends_the_template_counts_as_a_use(app):
     editor = signed_in(app, "editor")
     _create(editor)

@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 from ...contacts import audit
 from ...contacts.fields import definitions
 from ...db import get_session
-from ...engine.render import missing_template
-from ...forms import STANDARD_FORM_FIELDS, snippet_html
+from ...forms import STANDARD_FORM_FIELDS, confirmation_problem, snippet_html
 from ...models import Contact, Form, FormSubmission, Role
 from ..access import actor, may, requires
 from ..crm.paging import PAGE_SIZE, cursor, next_link
@@ -186,7 +185,7 @@ def _read(session: Session, row: Form | None) -> tuple[dict[str, Any], dict[str,
     if not values["confirm_template"] or len(values["confirm_template"]) > 255:
         errors["confirm_template"] = "Name the template that mails the confirmation link (1 to 255 characters)."
     elif values["double_opt_in"]:
-        missing = missing_template(get_session(), values["channel"], values["confirm_template"])
+        missing = confirmation_problem(get_session(), values["channel"], values["confirm_template"])
         if missing:  # every sign-up's confirmation would fail to send
             errors["confirm_template"] = missing[0].upper() + missing[1:] + "."
     values["tag_list"] = tags

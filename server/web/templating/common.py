@@ -33,6 +33,8 @@ SAMPLE_CONTACT: dict[str, Any] = {
 }
 #: where a preview's or a test's unsubscribe link points: nowhere (a test must never unsubscribe anyone)
 SAMPLE_UNSUBSCRIBE = "https://unsubscribe.example.invalid/test"
+#: what ``{{ confirm_url }}`` shows in a preview (a double opt-in confirmation's link)
+SAMPLE_CONFIRM = "https://confirm.example.invalid/test"
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def preview_contact(session: Session, email: str) -> tuple[dict[str, Any], Conta
 
 def context_for(contact: dict[str, Any]) -> dict[str, Any]:
     """What a preview or a test renders with: the contact, no event, no links, an inert unsubscribe link."""
-    return {"contact": contact, "event": {}, "links": {}, "unsubscribe_url": SAMPLE_UNSUBSCRIBE}
+    links = {"unsubscribe_url": SAMPLE_UNSUBSCRIBE, "confirm_url": SAMPLE_CONFIRM}
+    return {"contact": contact, "event": {}, "links": {}, **links}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from ...contacts import audit
 from ...db import get_session
 from ...engine.render import TemplateError, TemplateProblem, save_template
 from ...models import Role, Template
-from ...usage import confirming_forms, template_uses, uses_of
+from ...usage import confirming_forms, lost_confirm_url, template_uses, uses_of
 from ..access import actor, may, requires
 from ..flash import notify
 from . import bp
@@ -156,6 +156,9 @@ def create():
 def update(template_id: int):
     row = find_template(template_id)
     parts = form_parts(channel_class(row.channel))
+    lost = lost_confirm_url(get_session(), row.channel, row.name, parts)
+    if lost is not None:
+        return _refused(row.channel, parts, row, row.name, [TemplateProblem("html", None, lost[0].upper() + lost[1:])])
     return _save(row.channel, row.name, parts, row, "template.updated", "Saved")
 
 
