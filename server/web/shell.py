@@ -2,7 +2,7 @@
 
 Templates of admin pages extend ``admin/layout.html`` and get ``admin_user()`` (the signed-in
 :class:`~server.models.User`), ``nav_links()``, ``Role``, and the filters ``when`` (an instant as
-``2026-11-25 14:03 UTC``) and ``duration`` (seconds as ``3 min``).
+``2026-11-25 14:03 UTC``), ``duration`` (seconds as ``3 min``) and ``who`` (``user:3`` as the person's email).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from flask import Flask
 
 from . import access, flash, nav
+from .people import who
 
 
 def when(value: datetime | None, empty: str = "never") -> str:
@@ -41,6 +42,7 @@ def init_app(app: Flask) -> None:
     nav.init_app(app)
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["duration"] = duration
+    app.jinja_env.filters["who"] = who
 
 
 __all__ = ["duration", "init_app", "when"]

@@ -208,3 +208,14 @@ def test_submissions_are_paged_by_keyset(app):
     second = editor.get(f"/admin/forms/{form_id}?after={after}").get_data(as_text=True)
     assert len(re.findall(r'<tr id="submission-', second)) == 5 and 'rel="next"' not in second
     assert editor.get(f"/admin/forms/{form_id}?after=forged").status_code == 400
+
+
+def test_the_name_field_says_truly_that_people_see_it_as_the_public_pages_heading(app):
+    """The form's name is the heading of /f/<slug>: the field's hint must not tell the editor it is never shown."""
+    editor = signed_in(app, "editor")
+    assert _create(editor, name="Spring sale").status_code == 302
+    public = editor.get("/f/news").get_data(as_text=True)
+    assert "<h1>Spring sale</h1>" in public
+    page = editor.get(f"/admin/forms/{_form_id(app, 'news')}").get_data(as_text=True)
+    hint = html.unescape(page.split('id="f-name-hint">')[1].split("</p>")[0])
+    assert "not shown" not in hint and "heading of the public page" in hint

@@ -331,3 +331,13 @@ def test_unknown_imports_are_404(app):
     viewer = signed_in(app, "viewer")
     for url in ("/admin/imports/999", "/admin/imports/0/progress", "/admin/imports/99999999999/errors.csv"):
         assert viewer.get(url).status_code == 404
+
+
+def test_an_import_names_who_uploaded_it_by_their_email(app, plan):
+    """The list and the import's page say who uploaded it as people know them, not the log's ``user:<id>``."""
+    editor = signed_in(app, "editor")
+    import_id = _uploaded(editor)
+    shown = editor.get(f"/admin/imports/{import_id}").get_data(as_text=True)
+    assert f"by {editor.email}</dd>" in shown and "user:" not in shown
+    listing = editor.get("/admin/imports/").get_data(as_text=True)
+    assert f"<td>{editor.email}</td>" in listing and "user:" not in listing

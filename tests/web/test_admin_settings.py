@@ -5,6 +5,7 @@ escaped, and a change seen by a running worker process without a restart."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -78,7 +79,7 @@ def test_a_saved_setting_applies_at_once_and_is_audited(app):
     [entry] = audited(app, "settings.changed")
     assert entry.actor.startswith("user:") and entry.detail == {"keys": ["DEFAULT_TIMEZONE", "FREQUENCY_CAP"]}
     page = admin.get("/admin/settings/").get_data(as_text=True)
-    assert 'value="2/1d"' in page and "saved by user:" in page
+    assert 'value="2/1d"' in page and f"saved by {admin.email} at " in page  # the person, not user:<id>
     # an emptied field goes back to the default; an unticked box is stored as off
     assert _save(admin, ticked={"s-TRACK_CLICKS": "on"}, DEFAULT_TIMEZONE="Europe/Berlin").status_code == 302
     assert _stored(app) == {"DEFAULT_TIMEZONE": "Europe/Berlin", "TRACK_OPENS": False}
@@ -108,6 +109,27 @@ def test_invalid_values_get_the_start_up_errors_one_per_field_and_nothing_is_sav
     assert 'id="f-s-MAIL_FROM-error"' not in page  # the valid field has no error, but is not saved alone either
     assert _stored(app) == {} and audited(app, "settings.changed") == []
     assert app.config["BASE_URL"].startswith("http://127.0.0.1")
+
+
+def test_a_refused_save_keeps_what_was_typed_in_every_field(app):
+    """The page that says what was wrong still holds every value typed, the valid ones too: saving again after fixing
+    the one mistake saves them all, rather than quietly dropping the others."""
+    admin = signed_in(app, "admin")
+    response = _save(
+        admin,
+        ticked={"s-TRACK_CLICKS": "on", "s-TRACK_TEXT_LINKS": "on"},
+        FREQUENCY_CAP="lots",
+        MAIL_FROM="Acme <news@acme.example>",
+        DEFAULT_TIMEZONE="Europe/Berlin",
+    )
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'id="f-s-FREQUENCY_CAP" name="s-FREQUENCY_CAP" type="text" value="lots"' in page
+    assert 'name="s-MAIL_FROM" type="text" value="Acme &lt;news@acme.example&gt;"' in page
+    assert 'name="s-DEFAULT_TIMEZONE" type="text" value="Europe/Berlin"' in page
+    ticked = set(re.findall(r'name="(s-TRACK_[A-Z_]+)" checked', page))
+    assert ticked == {"s-TRACK_CLICKS", "s-TRACK_TEXT_LINKS"}
+    assert _stored(app) == {}
 
 
 def test_the_environment_and_the_file_win_and_are_shown_read_only(app, clock, monkeypatch, tmp_path):

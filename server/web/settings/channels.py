@@ -14,7 +14,7 @@ from ...sdk import Check
 from ..access import actor, requires
 from ..flash import is_htmx, notify
 from . import channels_bp as bp
-from .fields import Field, changes, fields
+from .fields import Field, as_posted, changes, fields
 
 
 def _plugins() -> Any:
@@ -56,7 +56,8 @@ def save(name: str):
     errors = instance_settings.save(current_app, wanted, actor())
     if errors:
         notify(f"The {name} channel's settings were not saved: " + " ".join(errors.values()), "error")
-        return _page(forms, errors, 422)
+        kept = [(n, c, as_posted(group, request.form) if n == name else group) for n, c, group in forms]
+        return _page(kept, errors, 422)
     names = ", ".join(f"NUDGE_{key}" for key in sorted(wanted))
     notify(f"Saved {names} of the {cls.name} channel; sends use them from their next job.")
     return redirect(url_for("channels.index") + f"#channel-{name}")

@@ -5,7 +5,7 @@ a secret only whether it is set; where it is set when the file or environment wi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import current_app
@@ -13,6 +13,7 @@ from flask import current_app
 from ... import instance_settings
 from ...config import ENV_PREFIX
 from ...db import get_session
+from ..people import who
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def fields(keys: Iterable[str]) -> list[Field]:
                 locked_by=locked.get(key)
                 or (key in instance_settings.NEVER_STORED and "the start-up settings")
                 or None,
-                saved=f"saved by {row.updated_by} at {row.updated_at:%Y-%m-%d %H:%M} UTC" if row else None,
+                saved=f"saved by {who(row.updated_by)} at {row.updated_at:%Y-%m-%d %H:%M} UTC" if row else None,
             )
         )
     return out
@@ -109,4 +110,18 @@ def changes(shown: list[Field], form: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Field", "changes", "fields", "text"]
+def as_posted(shown: list[Field], form: Mapping[str, str]) -> list[Field]:
+    """*shown* holding what the refused *form* posted, so the page that says what was wrong keeps what was typed
+    (a secret is never rendered back: it stays as it is; a read-only field was not posted)."""
+    out = []
+    for f in shown:
+        if f.locked_by or f.secret:
+            out.append(f)
+        elif f.type == "bool":
+            out.append(replace(f, on=f.name in form))
+        else:
+            out.append(replace(f, value=form.get(f.name, "").strip()))
+    return out
+
+
+__all__ = ["Field", "as_posted", "changes", "fields", "text"]

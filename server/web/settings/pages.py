@@ -14,7 +14,7 @@ from ...models import Role
 from ..access import actor, requires
 from ..flash import is_htmx, notify
 from . import bp
-from .fields import Field, changes, fields
+from .fields import Field, as_posted, changes, fields
 
 #: the topics of the page and their core settings; the sender's come from the channel that declares them
 TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -68,7 +68,7 @@ def save():
     errors = instance_settings.save(current_app, wanted, actor())
     if errors:
         notify("The settings were not saved: " + " ".join(f"NUDGE_{k}: {v}" for k, v in errors.items()), "error")
-        return _page(topics, errors, 422)
+        return _page([(title, as_posted(shown, request.form)) for title, shown in topics], errors, 422)
     names = ", ".join(f"NUDGE_{key}" for key in sorted(wanted))
     notify(f"Saved {names}; every process uses the new values from its next request or job.")
     return redirect(url_for("settings.index"))
