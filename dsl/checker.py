@@ -566,7 +566,7 @@ class _Checker:
         self.report.error(
             step.rule,
             f'unknown rule "{shorten(name)}"{text}',
-            "`start` names a rule in this file or an active rule",
+            "`start` names a rule checked with this one or one the instance has",
             quoted(best) if best else None,
         )
         return False

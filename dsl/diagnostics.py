@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .ast import Span
@@ -48,10 +48,11 @@ class Diagnostic:
         prefix = "" if self.is_error else "warning: "
         return f"{self.location()}: {prefix}{self.message}"
 
-    def format(self, source: str | None = None) -> str:
+    def format(self, source: str | Sequence[str] | None = None) -> str:
         """Render the diagnostic for people.
 
-        :param source: the text of ``file``; when given, the offending line is
+        :param source: the text of ``file`` (or its lines, split at ``\n``: a caller formatting many
+            diagnostics of one long file splits it once); when given, the offending line is
             shown with a caret under the spot.
         :return: ``file:line:col: message``, the source line, a caret line and
             a ``hint: …`` line (lines that do not apply are left out).
@@ -67,10 +68,10 @@ class Diagnostic:
         return "\n".join(out)
 
 
-def _source_line(source: str | None, line: int) -> str | None:
+def _source_line(source: str | Sequence[str] | None, line: int) -> str | None:
     if source is None or line < 1:
         return None
-    lines = source.split("\n")
+    lines = source.split("\n") if isinstance(source, str) else source
     if line > len(lines):
         return None
     return lines[line - 1].rstrip("\r")

@@ -40,7 +40,9 @@ BUILTIN_CONTACT_FIELDS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-READ_ONLY_FIELDS = frozenset({"external_id", "created_at", "updated_at"})
+#: the fields Nudge keeps itself, which a rule's `set` may not change (`last_seen` moves only with the person's
+#: own events, and never back)
+READ_ONLY_FIELDS = frozenset({"external_id", "created_at", "updated_at", "last_seen"})
 
 #: the language's own events; a channel's (``<channel>.delivered`` …) come with the vocabulary the engine builds
 BUILTIN_EVENTS = frozenset(

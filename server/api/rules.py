@@ -9,6 +9,7 @@ from flask import current_app, g, jsonify
 from sqlalchemy import select
 
 from ..contacts import audit, iso
+from ..contacts.service import audit_unflushed
 from ..db import get_session
 from ..engine import rules as store
 from ..engine.explain import describe
@@ -193,7 +194,8 @@ def put_rules(body: dict[str, Any]):
     changes = store.apply_plans(session, plans, origin="api", migrate=bool(body.get("migrate")), actor=_version_actor())
     for change in changes:
         if change.action != "unchanged":
-            audit(session, actor(), f"rule.{change.action}", "rule", None, name=change.name, version=change.version)
+            action = f"rule.{change.action}"
+            audit_unflushed(session, actor(), action, "rule", None, name=change.name, version=change.version)
     session.commit()
     return jsonify(
         {

@@ -266,6 +266,16 @@ def audit(
     session: Session, actor: str, action: str, target_type: str, target_id: Any = None, **detail: Any
 ) -> AuditEntry:
     """Record an admin action. Keep personal data out of *detail*: ids and counts only."""
+    entry = audit_unflushed(session, actor, action, target_type, target_id, **detail)
+    session.flush()
+    return entry
+
+
+def audit_unflushed(
+    session: Session, actor: str, action: str, target_type: str, target_id: Any = None, **detail: Any
+) -> AuditEntry:
+    """:func:`audit` without the flush: a caller recording many flushes them in one statement (the entries have no
+    id until then)."""
     entry = AuditEntry(
         actor=actor,
         action=action,
@@ -274,5 +284,4 @@ def audit(
         detail=detail,
     )
     session.add(entry)
-    session.flush()
     return entry

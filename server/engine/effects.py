@@ -216,17 +216,21 @@ def contact_changed(ctx: EngineContext, contact: Contact, fields: set[str] | Non
     timers.plan_contact(ctx, contact, ctx.index.timed, fields)
 
 
-def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> None:
+def set_field(ctx: EngineContext, contact: Contact, field: str, value: Any) -> Any:
+    """Set *field* of *contact* to *value*; return the value as stored (a date field keeps a moment's day)."""
     if field == "score":
         change_score(ctx, contact, value)
-        return
+        return value
     if field in BUILTIN_SETTABLE:
-        setattr(contact, field, value.isoformat() if isinstance(value, (date, datetime)) else value)
+        stored = value.isoformat() if isinstance(value, (date, datetime)) else value
+        setattr(contact, field, stored)
     else:  # a date or a time in the stored form of the field's type, as the API and imports store them
-        contact.fields = {**(contact.fields or {}), field: stored_moment(ctx.field_type(field), value)}
+        stored = stored_moment(ctx.field_type(field), value)
+        contact.fields = {**(contact.fields or {}), field: stored}
     touch(ctx, contact)
     raise_event(ctx, contact.id, "contact.updated", {"fields": [field]})
     contact_changed(ctx, contact, {field})  # date triggers on this field are re-planned, as for any change
+    return stored
 
 
 def _author(ctx: EngineContext, enr: Enrolment) -> str:
@@ -249,15 +253,15 @@ def untag(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, An
 
 def set_step(ctx: EngineContext, enr: Enrolment, contact: Contact, op: dict[str, Any], scope: Scope) -> None:
     field = op["field"].removeprefix("contact.")
-    value = evaluate_value(op["value"], scope)
-    set_field(ctx, contact, field, value)
+    # the journey log shows the value as stored, as the contact's page and segments read it
+    stored = set_field(ctx, contact, field, evaluate_value(op["value"], scope))
     ctx.log(
         contact.id,
         enr.rule_id,
         "set",
         enr.id,
         field=field,
-        value=value if not isinstance(value, (date, datetime)) else value.isoformat(),
+        value=stored if not isinstance(stored, (date, datetime)) else stored.isoformat(),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -78,16 +78,23 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
         name for _text, result in parsed if result.program is not None for name in dsl.listened_events(result.program)
     )
     twice = {name for name, count in written.items() if count > 1}
+    # the rules saved together may start each other, whichever file each is in
+    together = frozenset(
+        name for _text, result in parsed if result.program is not None for name in result.program.rule_names()
+    )
     checked = Checked(files=len(parsed))
     for text, result in parsed:
+        lines = text.split("\n")  # once: every diagnostic and rule of the file reads its lines
         diagnostics = list(result.diagnostics)
         if result.program is not None:
             words = vocabulary(result.program.filename) if callable(vocabulary) else vocabulary
             if words.raised is not None:
                 words = words.with_raised(twice)
+            if words.rules is not None:
+                words = replace(words, rules=words.rules | together)
             checked.rules += len(result.program.rules)
             diagnostics += dsl.check(result.program, words)
-        checked.problems += [(diag.is_error, diag.format(text)) for diag in diagnostics]
+        checked.problems += [(diag.is_error, diag.format(lines)) for diag in diagnostics]
         checked.diagnostics += diagnostics
         if result.program is not None and not any(d.is_error for d in diagnostics):
             compiled = dsl.compile_program(result.program)["rules"]
@@ -95,7 +102,7 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
                 checked.plans.append(
                     {
                         **plan,
-                        "source": rule_text(text, rule.span.line, rule.span.end_line),
+                        "source": rule_text(lines, rule.span.line, rule.span.end_line),
                         "file": result.program.filename,
                     }
                 )
@@ -109,9 +116,9 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
     return checked
 
 
-def rule_text(text: str, first: int, last: int) -> str:
-    """Lines *first* to *last* of *text* (1-based), with the comment lines right above them: one rule's own text."""
-    lines = text.split("\n")
+def rule_text(lines: list[str], first: int, last: int) -> str:
+    """Lines *first* to *last* (1-based) of a file's *lines* (split at ``\n``), with the comment lines right above
+    them: one rule's own text."""
     while first > 1 and lines[first - 2].lstrip().startswith("#"):
         first -= 1
     return "\n".join(line.rstrip("\r") for line in lines[first - 1 : last]) + "\n"
@@ -188,25 +195,37 @@ def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = Fa
     """What :func:`apply_plans` would do, without doing it."""
     changes: list[RuleChange] = []
     names = set()
+    rules = rules_named(session, [plan["name"] for plan in plans])  # one read for them all, not one each
+    active_ids = [rule.active_version_id for rule in rules.values() if rule.active_version_id]
+    current_of: dict[int, RuleVersion] = {}
+    for chunk in _chunks(active_ids):
+        current_of.update((v.id, v) for v in session.scalars(select(RuleVersion).where(RuleVersion.id.in_(chunk))))
+    ids = [rule.id for rule in rules.values()]
+    numbers = _per_rule(session, select(RuleVersion.rule_id, func.max(RuleVersion.number)), RuleVersion.rule_id, ids)
+    count = select(Enrolment.rule_id, func.count())
+    active = _per_rule(session, count.where(sql(ACTIVE_ROWS)), Enrolment.rule_id, ids)
+    held = _per_rule(session, count.where(*_state_is(EnrolmentState.HELD)), Enrolment.rule_id, ids)
     for plan in plans:
         names.add(plan["name"])
-        rule = session.scalar(select(Rule).where(Rule.name == plan["name"]))
+        rule = rules.get(plan["name"])
         if rule is None:
             changes.append(RuleChange(plan["name"], "create", 1))
             continue
         if rule.active_version_id is None:  # a draft: never run, so nobody is mid-journey
-            changes.append(RuleChange(plan["name"], "create", next_number(session, rule.id)))
+            changes.append(RuleChange(plan["name"], "create", numbers.get(rule.id, 0) + 1))
             continue
-        current = session.get(RuleVersion, rule.active_version_id) if rule.active_version_id else None
+        current = current_of.get(rule.active_version_id)
         if current is not None and _same(current.plan, plan):
             action = "resume" if rule.status == RuleStatus.PAUSED.value else "unchanged"
             changes.append(RuleChange(plan["name"], action, current.number))
         else:
-            change = RuleChange(plan["name"], "update", next_number(session, rule.id), in_flight(session, rule.id))
-            for _version, pc, new_pc, count in position_map(session, rule.id, plan):
+            mid_journey = active.get(rule.id, 0) + held.get(rule.id, 0)  # as in_flight() counts them
+            change = RuleChange(plan["name"], "update", numbers.get(rule.id, 0) + 1, mid_journey)
+            moving = position_map(session, rule.id, plan) if active.get(rule.id) else []
+            for _version, pc, new_pc, contacts in moving:
                 if new_pc is None:
                     change.details.append(
-                        f"{count} contact(s) at step {pc + 1} cannot move: that step is gone "
+                        f"{contacts} contact(s) at step {pc + 1} cannot move: that step is gone "
                         "in the new version (they finish on their current version)"
                     )
             changes.append(change)
@@ -215,6 +234,26 @@ def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = Fa
             if rule.name not in names:
                 changes.append(RuleChange(rule.name, "pause", in_flight=in_flight(session, rule.id)))
     return changes
+
+
+def rules_named(session: Session, names: list[str]) -> dict[str, Rule]:
+    """The rules of these *names* that exist, by name (read a few hundred names a statement)."""
+    found: dict[str, Rule] = {}
+    for chunk in _chunks(list(dict.fromkeys(names))):
+        found.update((rule.name, rule) for rule in session.scalars(select(Rule).where(Rule.name.in_(chunk))))
+    return found
+
+
+def _per_rule(session: Session, query: Any, rule_id: Any, ids: list[int]) -> dict[int, int]:
+    """*query* (selecting a rule id and a number) grouped by *rule_id*, for the rules *ids*: ``{rule id: number}``."""
+    found: dict[int, int] = {}
+    for chunk in _chunks(ids):
+        found.update((key, value) for key, value in session.execute(query.where(rule_id.in_(chunk)).group_by(rule_id)))
+    return found
+
+
+def _chunks(values: list[Any], size: int = 500) -> Iterable[list[Any]]:
+    return (values[i : i + size] for i in range(0, len(values), size))
 
 
 def next_number(session: Session, rule_id: int) -> int:
@@ -238,8 +277,11 @@ def new_version(
     source: str | None = None,
     actor: str | None = None,
     number: int | None = None,
+    *,
+    flush: bool = True,
 ) -> RuleVersion:
-    """Store *plan* as the rule's next version, not active yet (a draft until :func:`make_active`)."""
+    """Store *plan* as the rule's next version, not active yet (a draft until :func:`make_active`); with *flush*
+    False the caller flushes (many versions at once), and the version has no id until then."""
     version = RuleVersion(
         rule_id=rule.id,
         number=number or next_number(session, rule.id),
@@ -248,13 +290,25 @@ def new_version(
         source=source if source is not None else plan.get("source", ""),
     )
     session.add(version)
-    session.flush()
+    if flush:
+        session.flush()
     return version
 
 
-def make_active(session: Session, rule: Rule, version: RuleVersion, change: RuleChange, migrate: bool = False) -> None:
-    """Run *version* of *rule* from now on; with *migrate*, contacts mid-journey move to the same step of it."""
-    _set_status(session, rule, RuleStatus.ACTIVE)  # first: contacts held by a pause may migrate too
+def make_active(
+    session: Session,
+    rule: Rule,
+    version: RuleVersion,
+    change: RuleChange,
+    migrate: bool = False,
+    *,
+    journeys: bool = True,
+) -> None:
+    """Run *version* of *rule* from now on; with *migrate*, contacts mid-journey move to the same step of it.
+
+    :param journeys: False for a rule made in this transaction (nobody in its journeys: none to resume).
+    """
+    _set_status(session, rule, RuleStatus.ACTIVE, journeys=journeys)  # first: contacts held by a pause may migrate
     if migrate and change.action == "update":
         moved = migrate_positions(session, rule.id, version.id, position_map(session, rule.id, version.plan))
         change.details.append(f"{moved} contact(s) moved to v{version.number} at the same step")
@@ -288,28 +342,35 @@ def apply_plans(
     for change in changes:
         if change.action == "pause":
             pause(session, change.name)
-            continue
-        plan = by_name[change.name]
+    kept = [change for change in changes if change.action != "pause"]
+    rules = rules_named(session, [change.name for change in kept])
+    new_rules = set()
+    for change in kept:  # the new rules first, all in one flush (their ids)
+        if change.name not in rules:
+            rules[change.name] = Rule(name=change.name, status=RuleStatus.ACTIVE.value, origin=origin)
+            session.add(rules[change.name])
+            new_rules.add(change.name)
+    session.flush()
+    versions: dict[str, RuleVersion] = {}
+    for change in kept:  # then their versions, again in one flush
+        plan, rule = by_name[change.name], rules[change.name]
         file = plan.get("file") if from_files else None
-        rule = session.scalar(select(Rule).where(Rule.name == change.name))
-        if rule is None:
-            rule = Rule(name=change.name, status=RuleStatus.ACTIVE.value, origin=origin)
-            session.add(rule)
-            session.flush()
         if file:
             rule.origin = file
         if change.action in ("create", "update"):
-            version = new_version(
-                session,
-                rule,
-                plan,
-                (sources or {}).get(change.name),
-                f"apply:{file}" if file else actor,
-                change.version,
-            )
-            make_active(session, rule, version, change, migrate)
+            actor_now = f"apply:{file}" if file else actor
+            source = (sources or {}).get(change.name)
+            versions[change.name] = new_version(session, rule, plan, source, actor_now, change.version, flush=False)
+    session.flush()
+    # the rules with journeys a pause holds (activating resumes them): a rule made just now has none
+    count = select(Enrolment.rule_id, func.count()).where(*_state_is(EnrolmentState.HELD))
+    held = _per_rule(session, count, Enrolment.rule_id, [rules[c.name].id for c in kept if c.name not in new_rules])
+    for change in kept:
+        rule = rules[change.name]
+        if change.name in versions:
+            make_active(session, rule, versions[change.name], change, migrate, journeys=rule.id in held)
         else:
-            _set_status(session, rule, RuleStatus.ACTIVE)
+            _set_status(session, rule, RuleStatus.ACTIVE, journeys=rule.id in held)
     session.flush()
     return changes
 
@@ -343,10 +404,11 @@ def _not_draft(rule: Rule, verb: str) -> Rule:
     return rule
 
 
-def _set_status(session: Session, rule: Rule, status: RuleStatus) -> None:
+def _set_status(session: Session, rule: Rule, status: RuleStatus, journeys: bool = True) -> None:
     held, active = EnrolmentState.HELD, EnrolmentState.ACTIVE
     before, after = (active, held) if status == RuleStatus.PAUSED else (held, active)
-    session.execute(update(Enrolment).where(Enrolment.rule_id == rule.id, *_state_is(before)).values(state=after))
+    if journeys:
+        session.execute(update(Enrolment).where(Enrolment.rule_id == rule.id, *_state_is(before)).values(state=after))
     rule.status = status.value
     rule.updated_at = utcnow()
 

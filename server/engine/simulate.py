@@ -12,14 +12,16 @@ from typing import Any
 
 from sqlalchemy import select
 
+from dsl import BUILTIN_CONTACT_FIELDS
+
 from ..consent import record_consent
-from ..models import Contact, ContactTag, Event, JourneyLog, Message, MessageStatus, Rule
+from ..models import Contact, ContactTag, Event, FieldDefinition, JourneyLog, Message, MessageStatus, Rule
 from . import attribution, dispatch, runtime
 from .blank_schema import create_schema
 from .context import EngineContext
 from .outbox import Delivery
 from .rules import RuleError, apply_plans, compile_rules
-from .timeutil import iso, to_dt, to_ts
+from .timeutil import iso, parse_date_value, to_dt, to_ts
 
 #: what a simulation prints by default; ``--trace`` adds the engine's reasoning (branch, wait, …)
 EFFECTS = {"send", "suppressed", "tag", "untag", "set", "score", "note", "task", "notify", "enter", "exit"}
@@ -84,6 +86,22 @@ def timeline_fields(lines: list[Line]) -> set[str]:
     return fields
 
 
+def timeline_moment_fields(lines: list[Line]) -> dict[str, str]:
+    """The custom fields the timeline only ever gives dates (``2026-04-10``) or only date-times
+    (``2026-04-10T09:00:00Z``): name → ``date`` / ``datetime``, the type a live instance would define them with,
+    so that a rule's `set` stores a moment in the field's form as it would live."""
+    kinds: dict[str, set[str]] = {}
+    for line in lines:
+        values = line.data.get("set")
+        for name, value in values.items() if isinstance(values, dict) else ():  # a malformed line is reported later
+            if name in CONTACT_ATTRS or name in ("tags", "consent", "score") or name in BUILTIN_CONTACT_FIELDS:
+                continue
+            moment = parse_date_value(value)
+            kind = "other" if moment is None else "datetime" if isinstance(moment, datetime) else "date"
+            kinds.setdefault(name, set()).add(kind)
+    return {name: found.pop() for name, found in kinds.items() if found in ({"date"}, {"datetime"})}
+
+
 class Simulation:
     def __init__(self, app: Any, trace: bool = False):
         from ..db import get_session
@@ -102,6 +120,12 @@ class Simulation:
             inline_delivery=True,
             deliver_now=self._deliver,
         )
+
+    def define_fields(self, types: dict[str, str]) -> None:
+        """Define the custom fields *types* names (name → type) in the throwaway instance, as an operator would."""
+        known = set(self.session.scalars(select(FieldDefinition.name)))
+        self.session.add_all(FieldDefinition(name=n, type=t) for n, t in sorted(types.items()) if n not in known)
+        self.session.flush()
 
     def load_rules(self, sources: list[tuple[str, str]], fields: set[str]) -> None:
         vocabulary = simulation_vocabulary(self.app, fields)
@@ -381,6 +405,7 @@ def simulate(
         sim = Simulation(app, trace=trace)
         start = lines[0].at if lines else to_ts(datetime.now().astimezone())
         sim.ctx.now = start
+        sim.define_fields(timeline_moment_fields(lines))
         sim.load_rules(sources, timeline_fields(lines) | set(fields))
         sim.run(lines, parse_time(until, "--until") if until else None)
         effects = list(sim.effects())

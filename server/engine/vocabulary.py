@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import ContactTag, Event, Template, WebhookEndpoint
+from ..models import ContactTag, Event, Rule, Template, WebhookEndpoint
 
 #: events Nudge raises itself beyond the language's built-ins: its forms (``/f/<slug>``) and site tracking
 CORE_EVENTS = frozenset({"form.submitted", "page.visited"})
@@ -34,6 +34,7 @@ def plugin_vocabulary(plugins: Any) -> Any:
         events=frozenset(base.events or ()) | CORE_EVENTS | frozenset(parts["events"]),
         steps=frozenset(base.steps) | frozenset(parts["actions"]),
         raised=frozenset(),
+        rules=frozenset(),  # `start` may name the rules checked with it (``check_sources`` adds them), nothing else
         namespaces=frozenset(parts["namespaces"]),
         quiet_hours=dict(parts["quiet_hours"]),
         functions=dict(plugins.condition_functions),
@@ -77,7 +78,7 @@ def instance_vocabulary(session: Session, plugins: Any, extra_templates: Iterabl
         steps=offline.steps | frozenset(base.steps),
         contact_fields=base.contact_fields,
         segments=base.segments,
-        rules=None,
+        rules=frozenset(session.scalars(select(Rule.name))),  # and the rules saved with it (``check_sources``)
         raised=received,
     )
     return with_templates(vocabulary, templates)

@@ -155,3 +155,25 @@ def test_an_instance_not_migrated_yet_is_named_and_check_goes_on_without_it(tmp_
     ]
     with sqlite3.connect(tmp_path / "nudge-data" / "nudge.db") as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == [], "check migrates nothing"
+
+
+def test_start_naming_no_rule_is_an_error_with_a_suggestion(tmp_path):
+    """A mistyped `start` would enrol nobody, silently: check refuses it, without an instance and with one."""
+    qualify = 'rule "Qualify"\nwhen form.submitted then\n  start "Sales folow-up"\nend\n'
+    follow_up = 'rule "Sales follow-up"\nwhen sales.requested then\n  note "call"\nend\n'
+    loose = write(tmp_path / "loose" / "qualify.nudge", qualify + "\n" + follow_up)
+    offline = nudge("check", str(loose), cwd=tmp_path)
+    assert offline.returncode == 1, offline.stdout
+    assert 'unknown rule "Sales folow-up" — did you mean "Sales follow-up"?' in offline.stdout
+
+    folder = project(tmp_path)  # an instance: the rules of the folder, in two files, know each other
+    write(folder / "rules" / "qualify.nudge", qualify.replace("folow-up", "follow-up"))
+    write(folder / "rules" / "sales" / "follow_up.nudge", follow_up)
+    assert nudge("check", "rules", cwd=folder).returncode == 0
+    assert nudge("apply", "rules", cwd=folder).returncode == 0
+    # a rule the instance has, started from a file checked on its own
+    write(folder / "more" / "vip.nudge", 'rule "VIP"\nwhen vip.joined then\n  start "Sales follow-up"\nend\n')
+    assert nudge("check", "more", cwd=folder).returncode == 0
+    write(folder / "more" / "vip.nudge", 'rule "VIP"\nwhen vip.joined then\n  start "Sales followup"\nend\n')
+    typo = nudge("check", "more", cwd=folder)
+    assert typo.returncode == 1 and 'did you mean "Sales follow-up"?' in typo.stdout

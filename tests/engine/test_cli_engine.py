@@ -14,7 +14,7 @@ from server.cli import main
 from server.db import get_session
 from server.engine.jobs import requeue_due
 from server.engine.timeutil import to_ts
-from server.models import Enrolment, Rule, RuleVersion, Template, WebhookEndpoint, utcnow
+from server.models import Enrolment, EnrolmentState, Rule, RuleVersion, Template, WebhookEndpoint, utcnow
 
 from ..helpers import api_key, post_event, run_worker
 
@@ -551,3 +551,18 @@ def test_a_contact_without_a_time_zone_lives_in_the_instance_default(tmp_path):
         main, ["simulate", str(rules), "--timeline", str(timeline)]
     )
     assert [e["at"] for e in effects(result) if e["action"] == "send"] == ["2026-03-04T14:00:00Z"]  # 09:00 EST
+
+
+def test_applying_a_paused_rule_unchanged_resumes_it_and_its_held_contacts(runner, app, client, smtp_server, tmp_path):
+    repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME})
+    assert runner.invoke(["apply", str(repo)]).exit_code == 0
+    post_event(client, api_key(app), email="ana@example.com")
+    run_worker(app)
+    assert runner.invoke(["rules", "pause", "Welcome"]).exit_code == 0
+    with app.app_context():
+        assert get_session().scalar(select(Enrolment.state)) == EnrolmentState.HELD
+    result = runner.invoke(["apply", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert rule_table(runner) == [["Welcome", "active", "v1", "1 in flight"]]
+    with app.app_context():
+        assert get_session().scalar(select(Enrolment.state)) == EnrolmentState.ACTIVE
