@@ -18,7 +18,7 @@ from .keys import enrolment_of
 from .lanes import Item
 from .outbox_checks import Checks
 from .outbox_rounds import Claimed
-from .render import contact_data, load_parts, render
+from .render import contact_data, get_renderer, load_parts, render
 from .staff import internal_address, internal_outbound, recipient
 
 log = logging.getLogger("server.engine.outbox")
@@ -142,7 +142,7 @@ class Handoff(Checks):
             return OutboundMessage(
                 key=msg.key, channel=msg.channel, template=msg.template, to=address, marketing=marketing, data=data
             )
-        link = unsubscribe_url(contact.public_id, msg.channel, msg.key) if contact is not None else None
+        link = unsubscribe_url(contact.public_id, msg.channel, msg.key, app=self.app) if contact is not None else None
         source = self._parts.get((msg.channel, msg.template))
         if source is None:
             source = self._parts[(msg.channel, msg.template)] = load_parts(self.session, msg.channel, msg.template)
@@ -152,6 +152,7 @@ class Handoff(Checks):
             contact=contact,
             parts=source,
             data={**(msg.data or {}), "event": props, "unsubscribe_url": link},
+            renderer=get_renderer(self.app),
         )
         if contact is not None and tracking.wants_tracking(channel, self.config, msg.data or {}):
             parts = tracking.add_tracking(

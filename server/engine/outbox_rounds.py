@@ -15,11 +15,12 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, cast
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from werkzeug.local import LocalProxy
 
 from ..consent import suppress
 from ..db import POLL_WRITE_LOCK
@@ -112,7 +113,8 @@ class Rounds:
 
     def __init__(self, session: Session, app: Flask, now: int | None = None, capture: list | None = None):
         self.session = session
-        self.app = app
+        # the app itself, not ``current_app``'s proxy: each message reads it several times (links, the renderer)
+        self.app: Flask = cast(Any, app)._get_current_object() if isinstance(app, LocalProxy) else app
         self.config = app.config
         self.pm = app.extensions["nudge.plugins"]
         self.fixed_now = now
