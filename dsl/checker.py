@@ -10,34 +10,17 @@ import datetime as dt
 from collections.abc import Iterable
 
 from . import ast as A
-from .diagnostics import Diagnostic, control_character, did_you_mean, shorten, sort_key, suggest
+from .diagnostics import Diagnostic, control_character, did_you_mean, shorten, sort_key, suggest, unknown_step
 from .formatter import number
 from .formatter import string as quoted
 from .typecheck import OPENS_WARNING, Reporter, Scope, TypeChecker, article, compatible, tag_problem
-from .vocabulary import READ_ONLY_FIELDS, Vocabulary
-
-BUILTIN_STEPS = (
-    "send",
-    "wait",
-    "if",
-    "split",
-    "tag",
-    "untag",
-    "set",
-    "score",
-    "note",
-    "task",
-    "notify",
-    "start",
-    "stop",
-)
+from .vocabulary import BUILTIN_STEPS, READ_ONLY_FIELDS, Vocabulary
 
 MAX_DURATION = 100 * 365 * 86400
 MIN_INTERVAL = 60
 MAX_ARMS = 26
-#: the longest rule name, tag and team the engine stores (their columns' sizes)
+#: the longest rule name and team the engine stores (their columns' sizes; a tag's is typecheck.MAX_TAG)
 MAX_RULE_NAME = 255
-MAX_TAG = 128
 MAX_TEAM = 128
 
 #: a rule's ``priority`` levels (highest first) and what a send held by a frequency cap may do (``on cap``)
@@ -138,6 +121,12 @@ class _Checker:
                     rule.name,
                     "a rule's name cannot be empty",
                     'name it, e.g. `rule "Welcome series"`, or leave out the `rule` line',
+                )
+            elif rule.name is not None and control_character(name) is not None:
+                self.report.error(
+                    rule.name,
+                    f"a rule's name cannot contain a line break or control character ({control_character(name)})",
+                    'a rule\'s name is one line of text: remove the character, e.g. `rule "Welcome series"`',
                 )
             elif rule.name is not None and len(name) > MAX_RULE_NAME:
                 self.report.error(
@@ -465,12 +454,6 @@ class _Checker:
         problem = tag_problem(step.tag, keyword)
         if problem is not None:
             self.report.error(step.tag, *problem)
-        elif len(step.tag.value) > MAX_TAG:
-            self.report.error(
-                step.tag,
-                f"a tag has at most {MAX_TAG} characters (this one has {len(step.tag.value)})",
-                'shorten it: a tag is a short label, like `"vip"`; a note can say more',
-            )
         return False
 
     step_UntagStep = step_TagStep
@@ -575,9 +558,5 @@ class _Checker:
         word = step.keyword.text
         if word in self.vocabulary.steps:
             return False
-        candidates = set(BUILTIN_STEPS) | set(self.vocabulary.steps)
-        text, best = suggest(word, candidates)
-        self.report.error(
-            step.keyword, f'unknown step "{shorten(word)}"{text}', "steps are " + ", ".join(sorted(candidates)), best
-        )
+        self.report.error(step.keyword, *unknown_step(word, set(BUILTIN_STEPS) | set(self.vocabulary.steps)))
         return False

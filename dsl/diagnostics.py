@@ -150,6 +150,13 @@ def suggest(word: str, candidates: Iterable[str], quote: str = '"') -> tuple[str
     return (f" — did you mean {quote}{shorten(best)}{quote}?" if best else ""), best
 
 
+def unknown_step(word: str, candidates: Iterable[str]) -> tuple[str, str, str | None]:
+    """``(message, hint, suggested step)`` for a step line starting with ``word``, a step no one knows."""
+    known = sorted(set(candidates))
+    text, best = suggest(word, known)
+    return f'unknown step "{shorten(word)}"{text}', "steps are " + ", ".join(known), best
+
+
 def sort_key(diagnostic: Diagnostic) -> tuple[str, int, int, str, str]:
     return (diagnostic.file, diagnostic.line, diagnostic.col, diagnostic.severity, diagnostic.message)
 

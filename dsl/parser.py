@@ -25,8 +25,9 @@ from lark.parsers.lalr_parser_state import ParserState
 
 from . import ast as A
 from .builder import AstBuilder
-from .diagnostics import ERROR, Diagnostic
+from .diagnostics import ERROR, Diagnostic, did_you_mean, unknown_step
 from .syntax_errors import bare_name_message, character_message, close_keyword, is_bare_name, token_message
+from .vocabulary import BUILTIN_STEPS
 
 MAX_ERRORS = 50
 """Syntax errors reported per file before giving up."""
@@ -316,6 +317,8 @@ _STAND_INS = {
 }
 _NEEDS_THEN = {"IF", "ELIF", "WHEN", "WAIT"}
 _SEPARATORS = {"_NL", "_SEMI"}
+#: what may follow a plugin step's word (grammar.lark, ``plugin_arg``)
+_PLUGIN_ARGS = {"STRING", "NAME", "NUMBER", "DURATION", "TIME", "DATE", "DOTTED"}
 
 
 class _Driver:
@@ -331,6 +334,8 @@ class _Driver:
         self.lexer = self.interactive.lexer_thread
         self.saved = self._save()
         self.statement: list[Token] = []
+        #: the word a plugin step (or a misspelt step) of the current statement starts with
+        self.step_word: Token | None = None
         self.aborted = False
 
     # ---- the loop ---------------------------------------------------------
@@ -344,7 +349,10 @@ class _Driver:
             except StopIteration:
                 break
             except UnexpectedCharacters as error:
-                self._report(*character_message(error, self.text), error.line, error.column)
+                # a character stuck to the word is part of it (`untgа`, a Cyrillic `а`): that is the mistake
+                glued = self.step_word is not None and self.step_word.end_pos == error.pos_in_stream
+                if glued or not self._misspelt_step():
+                    self._report(*character_message(error, self.text), error.line, error.column)
                 self._skip_char(error)
                 self._recover(None)
                 tokens = _lex(self.lexer, self.state)
@@ -354,6 +362,7 @@ class _Driver:
                 tokens = _lex(self.lexer, self.state)
                 continue
             last = token
+            step_start = "SEND" in self.state.parse_conf.states[self.state.position]
             try:
                 self.state.feed_token(token)
             except UnexpectedToken as error:
@@ -364,6 +373,10 @@ class _Driver:
                 self._report(f"cannot read this ({error})", "simplify this part of the rule", token.line, token.column)
                 self.aborted = True
                 break
+            if step_start:
+                self.step_word = token if token.type == "NAME" else None
+            elif token.type not in _PLUGIN_ARGS:  # the step is over (`end`, `else` …)
+                self.step_word = None
             self._after(token)
         if self.aborted:
             return [], self.diagnostics
@@ -391,6 +404,7 @@ class _Driver:
         elif token.type in _SEPARATORS:
             self.saved = self._save()
             self.statement = []
+            self.step_word = None
         else:
             self.statement.append(token)
 
@@ -403,10 +417,23 @@ class _Driver:
         self.state.state_stack[:] = self.saved[0]
         self.state.value_stack[:] = self.saved[1]
 
+    def _misspelt_step(self) -> bool:
+        """Report the statement's step word when it looks like a misspelt step keyword (`sned`); whatever
+        broke the line after it is then only a symptom: the rest of the line was read as a plugin step's
+        arguments. A plugin's steps are not known here: the checker names an unknown step that parses."""
+        word = self.step_word
+        if word is None or did_you_mean(str(word), BUILTIN_STEPS) is None:
+            return False
+        message, hint, best = unknown_step(str(word), BUILTIN_STEPS)
+        self._report(message, hint, word.line, word.column, word.end_column, replacement=best)
+        return True
+
     def _token_error(self, error: UnexpectedToken) -> None:
         token = error.token
         previous = self.statement[-1] if self.statement else None
-        if previous is not None and is_bare_name(error, previous):
+        if self._misspelt_step():
+            close = None
+        elif previous is not None and is_bare_name(error, previous):
             message, hint, close = bare_name_message(previous)
             self._report(message, hint, previous.line, previous.column, previous.end_column, replacement=close)
         else:
@@ -438,6 +465,7 @@ class _Driver:
         if head in _STAND_INS and (head != "WAIT" or found_then):
             self._feed_stand_in(head)
         self.statement = []
+        self.step_word = None
         if separator is not None:
             try:
                 self.state.feed_token(separator)

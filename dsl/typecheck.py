@@ -65,8 +65,13 @@ def article(kind: str) -> str:
     }.get(kind, kind)
 
 
+#: the longest tag the engine stores (its column's size)
+MAX_TAG = 128
+
+
 def tag_problem(tag: A.String, keyword: str = "has tag") -> tuple[str, str] | None:
-    """``(message, hint)`` when ``tag`` cannot name a tag (empty, or with a line break or control character)."""
+    """``(message, hint)`` when ``tag`` cannot name a tag (empty, with a line break or control character, or
+    longer than :data:`MAX_TAG`): no contact can have it, so a step cannot give it nor a condition test it."""
     example = f'e.g. `{keyword} "vip"`'
     if not tag.value.strip():
         return "a tag cannot be empty", f"name the tag, {example}"
@@ -75,6 +80,11 @@ def tag_problem(tag: A.String, keyword: str = "has tag") -> tuple[str, str] | No
         return (
             f"a tag cannot contain a line break or control character ({control})",
             f"a tag is a one-line label: remove the character, {example}",
+        )
+    if len(tag.value) > MAX_TAG:
+        return (
+            f"a tag has at most {MAX_TAG} characters (this one has {len(tag.value)})",
+            'shorten it: a tag is a short label, like `"vip"`; a note can say more',
         )
     return None
 
@@ -254,6 +264,11 @@ class TypeChecker:
                 '`tag` can only be tested like `tag == "vip"`, `tag != "vip"` or `tag in ["a", "b"]`',
                 'or write `has tag "vip"`',
             )
+            return
+        for tag in expr.right.items if isinstance(expr.right, A.ListLit) else (expr.right,):
+            problem = tag_problem(tag, f"tag {expr.op}") if isinstance(tag, A.String) else None
+            if problem is not None:
+                self.report.error(tag, *problem)
 
     def _equality(self, expr: A.Compare, left: str, right: str) -> None:
         if "null" in (left, right):

@@ -22,6 +22,23 @@ SQL_TYPES = frozenset({"string", "number", "bool"})
 RESERVED_FUNCTION_NAMES = frozenset({"true", "false", "null", "tag", "now", "today", "not", "has", "in", "did"})
 """Words that are keywords wherever a value may start, so they cannot name a function."""
 
+BUILTIN_STEPS = (
+    "send",
+    "wait",
+    "if",
+    "split",
+    "tag",
+    "untag",
+    "set",
+    "score",
+    "note",
+    "task",
+    "notify",
+    "start",
+    "stop",
+)
+"""The language's own step keywords (a plugin's steps come with the vocabulary the engine builds)."""
+
 BUILTIN_CONTACT_FIELDS: Mapping[str, str] = MappingProxyType(
     {
         "external_id": "string",

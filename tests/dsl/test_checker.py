@@ -288,3 +288,21 @@ def test_a_diagnostic_formats_alike_from_the_text_or_its_lines():
     for diagnostic in found:
         assert diagnostic.format(text.split("\n")) == diagnostic.format(text)
         assert "sned" in diagnostic.format(text.split("\n"))
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ['has tag "{}"', 'tag == "{}"', 'tag != "{}"', 'tag in ["vip", "{}"]', 'tag not in ["{}"]'],
+)
+def test_tags_longer_than_the_engine_stores_are_refused_in_conditions(condition: str):
+    """`tag "…"` refused a tag past 128 characters, but a condition testing one passed: it can never be true."""
+    text = f"when member.joined and {condition.format('t' * 129)} then stop"
+    found = dsl.build(text, "f.nudge", vocab()).diagnostics
+    assert [(d.line, d.col, d.message) for d in found] == [
+        (1, 24 + condition.index('"{}"'), "a tag has at most 128 characters (this one has 129)")
+    ]
+    step = dsl.build('when member.joined then tag "{}"'.format("t" * 129), "f.nudge", vocab()).diagnostics
+    assert found[0].hint == step[0].hint
+    assert problems(f"when member.joined and {condition.format('t' * 128)} then stop") == []
+    segment = dsl.parse_condition(condition.format("t" * 129), vocabulary=vocab()).diagnostics
+    assert [d.message for d in segment] == [found[0].message]

@@ -148,7 +148,14 @@ def test_texts_with_words_are_accepted():
 
 @pytest.mark.parametrize(
     "step",
-    ['tag "a\\nb"', 'untag "a\\tb"', 'tag "a\x7fb"', 'tag "\x00"', 'if has tag "a\\nb" then\n  stop\n  end'],
+    [
+        'tag "a\\nb"',
+        'untag "a\\tb"',
+        'tag "a\x7fb"',
+        'tag "\x00"',
+        'if has tag "a\\nb" then\n  stop\n  end',
+        'if tag != "a\\tb" then\n  stop\n  end',
+    ],
 )
 def test_tags_with_control_characters_are_refused(step: str):
     found = [d for d in diagnostics(f"when contact.created then\n  {step}") if d.is_error]
@@ -217,3 +224,16 @@ def test_a_long_bare_word_is_shortened_in_the_syntax_error():
     (diagnostic,) = dsl.parse(text, "rules.nudge").diagnostics
     assert "alone is not a value" in diagnostic.message
     assert len(diagnostic.message) < 200 and len(diagnostic.hint or "") < 400
+
+
+@pytest.mark.parametrize(
+    "name, control",
+    [("Wel\\ncome", "U+000A"), ("Wel\\tcome", "U+0009"), ("Wel\x7fcome", "U+007F"), ("Wel\u2028come", "U+2028")],
+)
+def test_rule_names_with_control_characters_are_refused(name: str, control: str):
+    """A rule's name is shown on one line everywhere (lists, logs, `start "…"`): a line break in it passed."""
+    found = [d for d in diagnostics(f'rule "{name}"\nwhen contact.created then\n  stop\nend\n') if d.is_error]
+    assert [(d.line, d.col, d.end_col, d.message) for d in found] == [
+        (1, 6, 8 + len(name), f"a rule's name cannot contain a line break or control character ({control})")
+    ]
+    assert found[0].hint

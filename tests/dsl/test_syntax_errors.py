@@ -136,3 +136,52 @@ def test_diagnostic_format_keeps_tabs_aligned_and_masks_control_characters():
     diagnostic = Diagnostic("warning", "f", 1, 4, "look here", None)
     assert diagnostic.format("\t\x00 x") == "f:1:4: warning: look here\n\t\ufffd x\n\t  ^"
     assert diagnostic.format(None) == "f:1:4: warning: look here"
+
+
+@pytest.mark.parametrize(
+    "step, word, keyword",
+    [
+        ("sned email welcome-y", "sned", "send"),
+        ("sned email wèlcome", "sned", "send"),
+        ("tga vip-x", "tga", "tag"),
+        ('tga "vip" +', "tga", "tag"),
+        ("wiat 3d + 1d", "wiat", "wait"),
+        ("wiat 1h-30m", "wiat", "wait"),
+        ('notfy sales-team "x"', "notfy", "notify"),
+        ('notfy "team" "x" = 1', "notfy", "notify"),
+        ("scroe +10", "scroe", "score"),
+        ('untga "a" - "b"', "untga", "untag"),
+    ],
+)
+def test_a_misspelt_step_is_named_at_its_word_whatever_follows_it(step: str, word: str, keyword: str):
+    """`sned email welcome-y` was reported as "expected … found `-`" at the hyphen: the misspelt step made the rest
+    of the line plugin arguments, which cannot hold a hyphen. The typo is what to fix."""
+    message = f'unknown step "{word}" — did you mean "{keyword}"?'
+    for text, line, col in (
+        (f"when a.b then\n  {step}\nend\n", 2, 3),
+        (f"when a.b then {step}", 1, 15),
+        (f"when a.b then\n  if true then\n    {step}\n  end\nend\n", 3, 5),
+        (f"when a.b then\n  stop; {step}\nend\n", 2, 9),
+    ):
+        found = dsl.parse(text, "f.nudge").diagnostics
+        assert [(d.line, d.col, d.message) for d in found] == [(line, col, message)], text
+        assert (found[0].end_col, found[0].replacement) == (col + len(word), keyword)
+        assert found[0].hint and found[0].hint.startswith("steps are ")
+
+
+def test_a_misspelt_step_reads_the_same_whether_or_not_the_line_parses():
+    parses = dsl.build("when a.b then\n  sned email welcome\nend\n", "f.nudge").diagnostics
+    broken = dsl.parse("when a.b then\n  sned email welcome-y\nend\n", "f.nudge").diagnostics
+    assert [(d.line, d.col, d.message, d.replacement) for d in broken] == [
+        (d.line, d.col, d.message, d.replacement) for d in parses
+    ]
+
+
+def test_a_broken_line_after_an_unknown_word_far_from_any_step_keeps_its_syntax_error():
+    assert errors("when a.b then\n  crm_push deals-x\nend\n") == [
+        "2:17: expected a value or condition or the end of the line, found `-`"
+    ]
+
+
+def test_a_character_stuck_to_a_step_word_is_named_rather_than_the_word():
+    assert errors('when a.b then\n  untg\u0430 "x"\nend\n') == ["2:7: unexpected character `\u0430`"]
