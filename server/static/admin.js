@@ -4,6 +4,8 @@
  *   they are written into the layout's role="status" (results) or role="alert" (errors) area.
  * - An htmx request that fails (4xx/5xx) without such a message, or that cannot reach Nudge, says so in
  *   the alert area instead of failing silently.
+ * - A field marked invalid whose error a live check removed (htmx, out of band) is unmarked.
+ * - A message may carry a link ({href, text}: a path on this site), shown after its text.
  * - <form data-confirm="text"> asks before it is submitted (htmx's hx-confirm does the same for htmx requests).
  */
 (function () {
@@ -21,6 +23,14 @@
       var p = document.createElement("p");
       p.className = "flash-message flash-" + category;
       p.textContent = String(message.text);  // text, never HTML
+      var link = message.link;
+      if (link && typeof link.href === "string" && link.href.charAt(0) === "/" && link.href.charAt(1) !== "/") {
+        var a = document.createElement("a");  // only a path on this site (e.g. sign in again after signing out)
+        a.href = link.href;
+        a.textContent = String(link.text || link.href);
+        p.appendChild(document.createTextNode(" "));
+        p.appendChild(a);
+      }
       (CATEGORIES[category] === "alert" ? alert : status).appendChild(p);
     });
   }
@@ -89,6 +99,24 @@
       });
     }
     next();
+  });
+
+  /* A refused save marks a field invalid, with its error under it. When a live check removes that error
+   * (out of band: the condition checks now), the field is no longer marked: class, aria-invalid and the
+   * aria-describedby of the error that is gone. */
+  document.addEventListener("htmx:afterSettle", function () {
+    document.querySelectorAll(".field.invalid").forEach(function (field) {
+      if (field.querySelector(".field-error")) { return; }
+      field.classList.remove("invalid");
+      field.querySelectorAll("[aria-invalid]").forEach(function (control) {
+        control.removeAttribute("aria-invalid");
+        var left = (control.getAttribute("aria-describedby") || "").split(/\s+/).filter(function (id) {
+          return id && document.getElementById(id);
+        });
+        if (left.length) { control.setAttribute("aria-describedby", left.join(" ")); }
+        else { control.removeAttribute("aria-describedby"); }
+      });
+    });
   });
 
   document.addEventListener("submit", function (event) {

@@ -32,12 +32,10 @@ from ..models import Role, User
 from ..sdk import ADMIN_ROLE_ATTR
 from .admin_input import refuse_unstorable
 from .csrf import SAFE_METHODS
-from .signin import end_session, signed_in_user
+from .signin import ADMIN_PREFIX, end_session, return_path, signed_in_user
 
 log = logging.getLogger(__name__)
 
-#: every path below this is an admin page: its view must declare a role
-ADMIN_PREFIX = "/admin"
 _ATTR = "nudge_access"
 
 
@@ -152,24 +150,12 @@ def enforce(access: Access) -> BaseResponse | None:
 
 
 def _sign_in_first() -> BaseResponse:
-    target = url_for("admin.login", next=_return_path())
+    target = url_for("admin.login", next=return_path())
     if request.headers.get("HX-Request") == "true":
         response = Response("Your session has ended; sign in again.", 401, mimetype="text/plain")
         response.headers["HX-Redirect"] = target
         return response
     return redirect(target)
-
-
-def _return_path() -> str:
-    """Where to come back to after signing in: this page (for htmx, the page the request came from)."""
-    if request.headers.get("HX-Request") == "true":
-        from urllib.parse import urlsplit
-
-        current = urlsplit(request.headers.get("HX-Current-URL", ""))
-        if current.netloc == request.host and current.path.startswith(ADMIN_PREFIX):
-            return current.path + (f"?{current.query}" if current.query else "")
-        return url_for("admin.dashboard")
-    return request.full_path.rstrip("?") if request.query_string else request.path
 
 
 def guard_request() -> BaseResponse | None:
@@ -239,4 +225,5 @@ __all__ = [
     "protect",
     "public",
     "requires",
+    "return_path",
 ]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from flask import Flask, Response, flash, g, get_flashed_messages, render_template, request
+from flask import Flask, Response, flash, g, get_flashed_messages, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+
+from .signin import return_path
 
 #: the categories a message may have; the first two are results, the last two errors
 CATEGORIES = ("success", "info", "warning", "error")
@@ -31,8 +33,11 @@ def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-def _add_trigger(response: Response, messages: list[tuple[str, str]]) -> None:
-    """Add the ``nudge:flash`` event to *response*'s ``HX-Trigger``, keeping the events already there."""
+def _add_trigger(response: Response, messages: list[tuple[str, str]], link: dict[str, str] | None = None) -> None:
+    """Add the ``nudge:flash`` event to *response*'s ``HX-Trigger``, keeping the events already there.
+
+    :param link: ``{"href": …, "text": …}`` shown after the last message (``/static/admin.js`` makes it a link).
+    """
     raw = response.headers.get("HX-Trigger", "")
     try:
         events: dict[str, Any] = (
@@ -43,7 +48,10 @@ def _add_trigger(response: Response, messages: list[tuple[str, str]]) -> None:
     earlier = events.get(EVENT)
     if not isinstance(earlier, dict):
         earlier = {}
-    events[EVENT] = {"messages": [*earlier.get("messages", []), *({"category": c, "text": t} for c, t in messages)]}
+    added: list[dict[str, Any]] = [{"category": c, "text": t} for c, t in messages]
+    if link and added:
+        added[-1]["link"] = link
+    events[EVENT] = {"messages": [*earlier.get("messages", []), *added]}
     # ASCII JSON: a header value is latin-1 on the wire; \\u escapes carry any text
     response.headers["HX-Trigger"] = json.dumps(events, ensure_ascii=True)
 
@@ -57,16 +65,23 @@ def admin_error(exc: HTTPException) -> Any:
 
         get_session().rollback()
     text = exc.description or exc.name
+    link = _sign_in_link() if exc.code == 401 else None
     if is_htmx():
         response = Response(text, exc.code, mimetype="text/plain")
-        _add_trigger(response, [("error", text)])
+        _add_trigger(response, [("error", text)], link)
     else:
-        response = Response(render_template("admin/error.html", code=exc.code, name=exc.name, text=text), exc.code)
+        page = render_template("admin/error.html", code=exc.code, name=exc.name, text=text, link=link)
+        response = Response(page, exc.code)
     if exc.code == 405:
         allow = exc.get_response().headers.get("Allow")
         if allow:
             response.headers["Allow"] = allow
     return response
+
+
+def _sign_in_link() -> dict[str, str]:
+    """A 401 (signed out, :mod:`server.web.csrf`): the way back in, to the page the person was on."""
+    return {"href": url_for("admin.login", next=return_path()), "text": "Sign in again"}
 
 
 def init_app(app: Flask) -> None:

@@ -126,7 +126,7 @@ def submit(slug: str):
         )
     if request.form.get(HONEYPOT):
         log.info("form %s: honeypot filled, submission dropped", form.slug)
-        return page("form_done.html", form=form, double_opt_in=form.double_opt_in)  # looks the same to a bot
+        return _done(form)  # looks the same to a bot
     session = get_session()
     try:
         data, extra = _read_submission(form)
@@ -175,8 +175,18 @@ def submit(slug: str):
         event_ids.append(_grant(session, form, contact, extra, wording=form.wording).id)
         session.commit()
     enqueue_events(event_ids)
-    if form.redirect_url:
-        return redirect(form.redirect_url, 303)
+    return _done(form)
+
+
+def _done(form: Form):
+    """After a sign-up (or a bot's): Post/Redirect/Get, so reloading the thank-you page never posts again."""
+    return redirect(form.redirect_url or url_for("forms.thanks", slug=form.slug), 303)
+
+
+@bp.get("/f/<slug>/thanks")
+def thanks(slug: str):
+    """The thank-you page: the same for everyone (it names nobody), worded by the form's double opt-in setting."""
+    form = _form(slug)
     return page("form_done.html", form=form, double_opt_in=form.double_opt_in)
 
 

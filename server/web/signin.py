@@ -23,9 +23,10 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import cast
+from urllib.parse import urlsplit
 
 import redis
-from flask import Flask, current_app, session
+from flask import Flask, current_app, request, session, url_for
 from sqlalchemy import delete, select
 
 from ..clock import now as clock_now
@@ -34,6 +35,8 @@ from ..models import AdminSession, User
 
 log = logging.getLogger(__name__)
 
+#: every path below this is an admin page: its view must declare a role (:mod:`server.web.access`)
+ADMIN_PREFIX = "/admin"
 ACCOUNT_FREE = 5  # attempts per account before waiting starts
 ADDRESS_FREE = 20  # attempts per client address before waiting starts
 FORGET_AFTER = 3600  # seconds without an attempt after which the count starts again
@@ -218,6 +221,16 @@ def end_session() -> None:
     session.clear()
 
 
+def return_path() -> str:
+    """Where to come back to after signing in: this page (for htmx, the page the request came from)."""
+    if request.headers.get("HX-Request") == "true":
+        current = urlsplit(request.headers.get("HX-Current-URL", ""))
+        if current.netloc == request.host and current.path.startswith(ADMIN_PREFIX):
+            return current.path + (f"?{current.query}" if current.query else "")
+        return url_for("admin.dashboard")
+    return request.full_path.rstrip("?") if request.query_string else request.path
+
+
 def live_since() -> datetime:
     """Sessions last used before this instant have ended (idle); those used after it are live."""
     return guard().now() - IDLE_TIMEOUT
@@ -234,4 +247,14 @@ def end_other_sessions(user_id: int) -> int:
     )
 
 
-__all__ = ["SignInGuard", "end_other_sessions", "end_session", "guard", "live_since", "signed_in_user", "start_session"]
+__all__ = [
+    "ADMIN_PREFIX",
+    "SignInGuard",
+    "end_other_sessions",
+    "end_session",
+    "guard",
+    "live_since",
+    "return_path",
+    "signed_in_user",
+    "start_session",
+]

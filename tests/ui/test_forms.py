@@ -27,8 +27,14 @@ def test_an_editor_creates_a_form_and_sees_a_sign_up_listed(app, page):
     page.get_by_label("Email").fill("nia@example.com")
     page.get_by_role("checkbox").check()
     page.get_by_role("button", name="Sign up").click()
+    # Post/Redirect/Get: the thank-you page is a GET, so reloading it signs nobody up again
+    page.wait_for_url(re.compile(r"/f/news/thanks$"))
+    expect(page.get_by_role("heading", name="Thank you")).to_be_visible()
+    page.reload()
+    expect(page.get_by_text("You are signed up.")).to_be_visible()
     page.goto(form_url)
     row = page.locator("#submissions tbody tr").first
     expect(row).to_contain_text("nia@example.com")
     expect(row).to_contain_text("confirmed")
+    expect(page.locator("#submissions tbody tr")).to_have_count(1)
     shot(page, "forms")

@@ -97,3 +97,32 @@ def test_a_viewer_reads_a_segment_without_changing_it(app, page):
     expect(page.get_by_role("textbox", name="Condition")).to_have_attribute("aria-readonly", "true")
     expect(page.get_by_role("button", name="Save segment")).to_have_count(0)
     expect(page.get_by_role("button", name="Delete segment")).to_have_count(0)
+
+
+def test_a_refused_saves_error_goes_once_the_live_check_finds_the_condition_valid(app, page):
+    _people(app)
+    make_user(app, "ed@example.com", role="editor")
+    sign_in(page, "ed@example.com")
+    page.goto("/admin/segments/new")
+    page.get_by_label("Name").fill("VIPs")
+    type_text(page, TYPO, FIELD)
+    expect(marks(page, "error", FIELD)).to_have_count(1)
+    page.get_by_role("button", name="Save segment").click()  # refused: the page comes back with the error
+    error = page.locator("#segment-condition-error")
+    expect(error).to_contain_text("frist_name")
+    field = page.locator(f"#{FIELD}")
+    expect(field).to_have_attribute("aria-invalid", "true")
+
+    type_text(page, 'tag == "vip" and contact.scor > 1', FIELD)  # still wrong: the error stays
+    expect(page.locator("#segment-preview")).to_contain_text("scor")
+    expect(error).to_contain_text("frist_name")
+    expect(field).to_have_attribute("aria-invalid", "true")
+
+    type_text(page, 'tag == "vip"', FIELD)  # fixed: the live count says so, and the old error goes with it
+    expect(page.locator("#segment-count")).to_have_text("3")
+    expect(error).to_have_count(0)
+    expect(field).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field.invalid")).to_have_count(0)
+    assert "segment-condition-error" not in (field.get_attribute("aria-describedby") or "")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("#flash-status")).to_have_text("Segment 'VIPs' is saved: 3 contact(s) in it now.")

@@ -104,9 +104,17 @@ def test_send_now_progress_equals_the_outbox_and_the_mails_arrive(app, vips, smt
     table = fragment.get_data(as_text=True).split('id="broadcast-messages"')[1]
     assert table.startswith(' class="table-wrap"') and 'hx-swap-oob="true"' in table.split(">")[0]
     assert table.count("status-sent") == 3 and table.count("status-suppressed") == 2
+    # each message names its contact as the contact list does: by email, linked to the contact
+    assert sorted(re.findall(r'<a href="/admin/contacts/\d+">([^<]*)</a>', table)) == [
+        f"v{n}@example.com" for n in range(5)
+    ]
     done = viewer.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True)
     assert "every 2s" not in done and '<strong id="broadcast-percent">100%</strong>' in done
-    assert len(re.findall(r'<a href="/admin/contacts/\d+">contact #\d+</a>', done)) == 5
+    listed = done.split('id="broadcast-messages"')[1].split("</table>")[0]
+    assert sorted(re.findall(r'<a href="/admin/contacts/\d+">([^<]*)</a>', listed)) == [
+        f"v{n}@example.com" for n in range(5)
+    ]
+    assert "contact #" not in done
     escaped(viewer.get("/admin/broadcasts/").get_data(as_text=True), SCRIPT)
     [entry] = audited(app, "broadcast.sent")
     assert entry.detail["members"] == 5

@@ -269,6 +269,23 @@ def test_a_bad_change_is_refused_at_its_field_and_nothing_is_saved(app, change, 
         assert get_session().get(Contact, cid).last_name == BREAKOUT
 
 
+def test_every_bad_field_is_shown_at_once_and_nothing_is_saved(app):
+    cid = _seed(app)
+    editor = signed_in(app, "editor")
+    bad = {"score": "abc", "timezone": "Mars/Base", "field.seats": "many"}
+    form = {**_form(editor, cid), "last_name": "Changed", **bad}
+    response = post(editor, f"/admin/contacts/{cid}", **form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422, html[:500]
+    shown = dict(re.findall(r'<p class="field-error" id="f-([\w.]+)-error">([^<]*)</p>', html))
+    assert set(shown) == set(bad), shown
+    assert "is not an integer" in shown["score"] and "timezone" in shown["timezone"]
+    assert html.count('aria-invalid="true"') == 3
+    assert 'value="abc"' in html and 'value="Mars/Base"' in html  # what was typed stays, to be corrected
+    with app.app_context():
+        assert get_session().get(Contact, cid).last_name == BREAKOUT
+
+
 def test_saving_an_unchanged_form_changes_nothing(app):
     cid = _seed(app)
     editor = signed_in(app, "editor")

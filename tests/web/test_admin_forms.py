@@ -139,7 +139,7 @@ def test_hostile_values_are_escaped_on_every_page(app):
 
 def _submit(app, email: str) -> None:
     public = app.test_client()
-    assert public.post("/f/news", data={"email": email, "first_name": SCRIPT, "consent": "yes"}).status_code == 200
+    assert public.post("/f/news", data={"email": email, "first_name": SCRIPT, "consent": "yes"}).status_code == 303
 
 
 def _confirm(app, email: str) -> None:

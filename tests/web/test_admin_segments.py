@@ -135,6 +135,9 @@ def test_a_typo_is_reported_at_its_line_and_column_and_nothing_is_counted(app, p
     page = post(editor, "/admin/segments/preview", hx=True, condition=condition).get_data(as_text=True)
     assert 'data-line="2" data-col="7"' in page and "line 2, column 7" in page and "first_name" in page
     assert 'id="segment-count"' not in page
+    assert 'id="segment-condition-error"' not in page  # a refused save's error under the condition stays
+    fixed_page = post(editor, "/admin/segments/preview", hx=True, condition=VIP).get_data(as_text=True)
+    assert '<p id="segment-condition-error" hx-swap-oob="delete"></p>' in fixed_page  # it goes once it checks
     answer = editor.post("/admin/segments/validate", json={"source": condition}, headers={"X-CSRF-Token": editor.csrf})
     (problem,) = answer.json["diagnostics"]
     assert (problem["severity"], problem["line"], problem["col"]) == ("error", 2, 7)

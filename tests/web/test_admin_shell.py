@@ -90,6 +90,34 @@ def test_a_method_or_path_no_page_takes_is_a_405_or_404_not_a_csrf_refusal(app, 
     assert client.post("/admin/no-such-page", data={"x": "1"}).status_code == 404
 
 
+def test_after_signing_out_in_another_tab_an_htmx_post_says_so_and_links_to_sign_in(app):
+    client = signed_in(app, "editor", email="tab@example.com")
+    stale = client.csrf  # the token the other tab's page still holds
+    assert client.post("/admin/logout", data={"csrf_token": stale}).status_code == 302  # signed out in one tab
+    refused = client.post("/admin/account", data={"current_password": PASSWORD}, headers={**HX, "X-CSRF-Token": stale})
+    assert refused.status_code == 401
+    [message] = _flash_event(refused)
+    assert message["category"] == "error" and "signed out" in message["text"]
+    assert "expired" not in message["text"] and "did not come from this site" not in message["text"]
+    assert message["link"] == {"href": "/admin/login?next=/admin/account", "text": "Sign in again"}
+    page = client.post("/admin/account", data={"csrf_token": stale, "current_password": PASSWORD})  # a plain form
+    html = page.get_data(as_text=True)
+    assert page.status_code == 401 and "signed out" in html
+    assert 'href="/admin/login?next=/admin/account"' in html and "Sign in again" in html
+
+
+def test_a_stale_form_of_a_signed_in_person_still_says_the_form_expired(app):
+    client = signed_in(app, "editor", email="stale@example.com")
+    refused = client.post("/admin/account", data={"csrf_token": "an old page's token"}, headers=HX)
+    assert refused.status_code == 400
+    [message] = _flash_event(refused)
+    assert "form expired" in message["text"] and "signed out" not in message["text"] and "link" not in message
+    # the sign-in form itself, its token gone with the session: reloading it is what helps
+    anonymous = app.test_client()
+    login = anonymous.post("/admin/login", data={"email": "x@example.com", "password": "x", "csrf_token": "old"})
+    assert login.status_code == 400 and "form expired" in login.get_data(as_text=True)
+
+
 def test_an_htmx_post_without_the_csrf_token_is_refused_and_with_it_passes(app):
     client = signed_in(app, "viewer", email="vic@example.com")
     form = {"current_password": PASSWORD, "new_password": NEW_PASSWORD, "repeat": NEW_PASSWORD}

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from server.db import get_session
-from server.models import Task, User, utcnow
+from server.models import Rule, Task, User, utcnow
 
 from ..helpers import api_key, load_rules, make_user, post_event, run_worker, signed_in
 from .crm_helpers import BREAKOUT, SCRIPT, audited, escaped, flash_of, page_flash, post
@@ -55,7 +55,10 @@ def test_the_inbox_lists_tasks_by_team_with_due_dates_and_the_teams_notification
     html = viewer.get("/admin/tasks/").get_data(as_text=True)
     assert _rows(html) == [tasks["sales"], tasks["ops"]]  # the one due first, then the one without a due date
     escaped(html, f"Call lead@example.com {SCRIPT}", f"Hot lead {BREAKOUT}")
-    assert "rule:Hand-off" in html and 'href="/admin/contacts/' in html
+    assert "rule:Hand-off" not in html and 'href="/admin/contacts/' in html
+    with app.app_context():
+        rules = dict(get_session().execute(select(Rule.name, Rule.id)).all())
+    assert f'rule <a href="/admin/rules/{rules["Hand-off"]}">Hand-off</a>' in html  # the rule by name, linked
     for team in ("sales", "ops", "support"):  # every configured team can be chosen, even one without tasks yet
         assert f'<option value="{team}">{team}</option>' in html
     sales = viewer.get("/admin/tasks/?team=sales").get_data(as_text=True)
@@ -65,6 +68,24 @@ def test_the_inbox_lists_tasks_by_team_with_due_dates_and_the_teams_notification
     assert notes.count("<td>notify</td>") == 2 and notes.count("<td>task</td>") == 2  # the task step told them too
     assert "Hot lead" not in viewer.get("/admin/tasks/?team=ops").get_data(as_text=True).split('id="notes-head"')[1]
     assert "Mark task" not in html and "Assign task" not in html  # a viewer reads
+
+
+def test_a_task_from_a_rule_known_by_its_id_links_the_rule_and_other_sources_stay_as_written(app, client, smtp_server):
+    _work(app, client)
+    with app.app_context():
+        session = get_session()
+        ops = session.scalar(select(Rule.id).where(Rule.name == "Ops"))
+        session.add_all(
+            [
+                Task(text="By id", team="ops", source=f"rule:{ops}"),
+                Task(text="Gone", team="ops", source="rule:No such rule"),
+                Task(text="From the API", team="ops", source="api"),
+            ]
+        )
+        session.commit()
+    html = signed_in(app, "viewer").get("/admin/tasks/?team=ops").get_data(as_text=True)
+    assert html.count(f'rule <a href="/admin/rules/{ops}">Ops</a>') == 2  # the task step's, and the one by id
+    assert "<td>rule:No such rule</td>" in html and "<td>api</td>" in html
 
 
 def test_marking_a_task_done_is_what_nudge_tasks_done_does(app, client, runner, smtp_server):

@@ -45,7 +45,9 @@ def test_double_opt_in_records_consent_only_after_the_click(app, client):
         "utm_medium": "cpc",
     }
     response = client.post("/f/newsletter", data=sign_up)
-    assert response.status_code == 200 and "check your inbox" in response.get_data(as_text=True)
+    assert response.status_code == 303 and response.headers["Location"] == "/f/newsletter/thanks"
+    thanks = client.get(response.headers["Location"])
+    assert thanks.status_code == 200 and "check your inbox" in thanks.get_data(as_text=True)
     with app.app_context():
         session = get_session()
         contact = session.scalar(select(Contact))
@@ -121,7 +123,7 @@ def test_a_double_opt_in_sign_up_changes_an_existing_contact_only_once_confirmed
     ann = _known_contact(app)
     make_form(app, fields=["first_name", "last_name", "phone"])
     posted = {"email": "Ann@Example.com", "first_name": "Mallory", "phone": "+14155550199", "consent": "yes"}
-    assert client.post("/f/newsletter", data=posted).status_code == 200
+    assert client.post("/f/newsletter", data=posted).status_code == 303
     assert _contact(app, ann) == ANN  # nothing changed, not even the form's tag
     assert client.get(_confirm_link(app)).status_code == 200  # a mail scanner's prefetch changes nothing either
     assert _contact(app, ann) == ANN
@@ -156,7 +158,7 @@ def test_a_single_opt_in_sign_up_fills_in_only_what_an_existing_contact_lacks(ap
     ann = _known_contact(app)
     make_form(app, double_opt_in=False, fields=["first_name", "last_name", "phone"])
     posted = {"email": "ann@example.com", "first_name": "Mallory", "last_name": "Lee", "phone": "+14155550199"}
-    assert client.post("/f/newsletter", data={**posted, "consent": "yes"}).status_code == 200
+    assert client.post("/f/newsletter", data={**posted, "consent": "yes"}).status_code == 303
     assert _contact(app, ann) == {**ANN, "last_name": "Lee", "tags": ["newsletter"]}
 
 
@@ -182,12 +184,31 @@ def test_held_changes_of_a_sign_up_never_confirmed_are_cleared_when_its_link_exp
         assert session.scalar(select(func.count(FormSubmission.id))) == 1  # the submission itself stays
 
 
+def test_the_thank_you_page_is_a_get_so_reloading_it_signs_up_nobody_again(app, client):
+    make_form(app, double_opt_in=False)
+    sign_up = {"email": "Reload@Example.com", "first_name": "Rae", "consent": "yes"}
+    response = client.post("/f/newsletter", data=sign_up, follow_redirects=True)
+    assert [r.status_code for r in response.history] == [303]
+    assert response.request.method == "GET" and response.request.path == "/f/newsletter/thanks"
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and "You are signed up." in text and "check your inbox" not in text
+    assert "reload@example.com" not in text.lower() and "Rae" not in text  # it names nobody
+    assert response.headers["X-Robots-Tag"] == "noindex"
+    for _ in range(2):  # reloading it
+        assert client.get("/f/newsletter/thanks").status_code == 200
+    assert _count(app, Contact) == 1 and _count(app, Consent) == 1 and _count(app, FormSubmission) == 1
+    assert len(events(app, "form.submitted")) == 1
+    assert client.get("/f/no-such-form/thanks").status_code == 404
+
+
 def test_honeypot_submission_stores_nothing_but_looks_fine(app, client):
     make_form(app)
     response = client.post(
         "/f/newsletter", data={"email": "bot@example.com", "consent": "yes", "website": "http://spam.example"}
     )
-    assert response.status_code == 200
+    # the same answer as a real sign-up's: a 303 to the same thank-you page, saying the same
+    assert response.status_code == 303 and response.headers["Location"] == "/f/newsletter/thanks"
+    assert "check your inbox" in client.get(response.headers["Location"]).get_data(as_text=True)
     assert _count(app, Contact) == 0 and _count(app, Message) == 0
 
 
@@ -198,11 +219,11 @@ def test_submissions_are_rate_limited_per_ip(app, client):
         client.post("/f/newsletter", data={"email": f"r{i}@example.com", "consent": "yes"}).status_code
         for i in range(4)
     ]
-    assert codes == [200, 200, 200, 429]
+    assert codes == [303, 303, 303, 429]
     other_ip = client.post(
         "/f/newsletter", data={"email": "r9@example.com", "consent": "yes"}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
     )
-    assert other_ip.status_code == 200
+    assert other_ip.status_code == 303
     assert _count(app, Contact) == 4
 
 

@@ -222,7 +222,10 @@ def _urls(app, values):
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.endpoint == "static":
             continue
-        filled = {a: values.get(a, 1 if f"<int:{a}>" in rule.rule else "x") for a in rule.arguments}
+        filled = {
+            a: values.get(a, 1 if f"<int:{a}>" in rule.rule or f"<id:{a}>" in rule.rule else "x")  # API ids: <id:…>
+            for a in rule.arguments
+        }
         yield rule, app.url_map.bind("localhost").build(rule.endpoint, filled)
 
 

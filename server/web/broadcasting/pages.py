@@ -15,7 +15,7 @@ from ...db import get_session
 from ...engine.broadcast import BroadcastError, cancel_broadcast, create_broadcast, enqueue_broadcast, rows_of
 from ...engine.funnel import broadcast_results
 from ...engine.vocabulary import instance_vocabulary
-from ...models import BroadcastRecord, Message, Role, Segment, utcnow
+from ...models import BroadcastRecord, Contact, Message, Role, Segment, utcnow
 from ..access import actor, may, requires
 from ..flash import notify
 from . import bp
@@ -205,7 +205,7 @@ def show(broadcast_id: int):
         "admin/broadcasts/show.html",
         broadcast=row,
         progress=progress(session, row),
-        messages=_listed(session, row),
+        **_listed(session, row),
         now=utcnow(),
         can_edit=_can_edit(),
         results=broadcast_results(session, row.ident),
@@ -230,9 +230,16 @@ def cancel(broadcast_id: int):
     return redirect(url_for("broadcasting.show", broadcast_id=row.id))
 
 
-def _listed(session: Session, row: BroadcastRecord) -> list[Message]:
-    """The first messages of broadcast *row*, as the page lists them."""
-    return list(session.scalars(select(Message).where(rows_of(session, row.ident)).order_by(Message.id).limit(LISTED)))
+def _listed(session: Session, row: BroadcastRecord) -> dict[str, Any]:
+    """The first messages of broadcast *row*, as the page lists them, and their contacts' names as the contact
+    list shows them (email, else external id)."""
+    messages = list(
+        session.scalars(select(Message).where(rows_of(session, row.ident)).order_by(Message.id).limit(LISTED))
+    )
+    ids = {m.contact_id for m in messages if m.contact_id}
+    names = session.execute(select(Contact.id, Contact.email, Contact.external_id).where(Contact.id.in_(ids)))
+    contacts = {cid: email or external_id for cid, email, external_id in names if email or external_id}
+    return {"messages": messages, "contacts": contacts}
 
 
 @bp.get("/<int:broadcast_id>/progress")
@@ -251,7 +258,7 @@ def progress_fragment(broadcast_id: int):
     )
     return (
         bar
-        + render_template("admin/broadcasts/_messages.html", messages=_listed(session, row), oob=True)
+        + render_template("admin/broadcasts/_messages.html", **_listed(session, row), oob=True)
         + render_template("admin/broadcasts/_results.html", results=broadcast_results(session, row.ident), oob=True)
     )
 

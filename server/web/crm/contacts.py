@@ -224,18 +224,32 @@ def update(contact_id: int):
     except (InvalidInput, Conflict) as exc:
         db.rollback()
         name = exc.field.replace("fields.", "field.", 1) if exc.field else "email"
-        notify(f"Not saved: {exc}", "error")
-        return _page(
-            _contact(contact_id),
-            409 if isinstance(exc, Conflict) else 422,
-            form=form,
-            errors={name if name in form else "email": str(exc)},
-        )
+        errors = {name if name in form else "email": str(exc)}
+        if not isinstance(exc, Conflict):
+            errors = _every_error(db, data, form) or errors
+        notify("Not saved: " + " ".join(f"{e}." if not e.endswith(".") else e for e in errors.values()), "error")
+        return _page(_contact(contact_id), 409 if isinstance(exc, Conflict) else 422, form=form, errors=errors)
     db.commit()
     enqueue_events([event.id for event in events])
     labels = {name: label for name, label, *_ in STANDARD} | {f"field.{d.name}": d.label or d.name for d in defs}
     notify("Saved: " + ", ".join(labels[name] for name in before if name in changed) + ".")
     return redirect(url_for("contacts.contact", contact_id=contact.id))
+
+
+def _every_error(db: Any, data: dict[str, Any], form: dict[str, str]) -> dict[str, str]:
+    """What is wrong with each changed field of the profile form (each checked on its own), by form field name:
+    the page shows them all at once rather than one per save."""
+    parts = [(name, {name: value}) for name, value in data.items() if name != "fields"]
+    parts += [(f"field.{name}", {"fields": {name: value}}) for name, value in data.get("fields", {}).items()]
+    errors = {}
+    for name, part in parts:
+        try:
+            clean_contact(
+                db, part, region=current_app.config.get("PHONE_REGION"), known_fields=definitions(db), from_text=True
+            )
+        except InvalidInput as exc:
+            errors[name if name in form else "email"] = str(exc)
+    return errors
 
 
 @bp.post("/<int:contact_id>/notes")

@@ -19,7 +19,7 @@ from ...contacts.tasks import assign_task, close_task, set_due
 from ...db import get_session
 from ...engine.keys import TEAM, key_prefix
 from ...engine.staff import INTERNAL
-from ...models import Contact, Message, Role, Task, TaskStatus, User, utcnow
+from ...models import Contact, Message, Role, Rule, Task, TaskStatus, User, utcnow
 from ..access import actor, admin_blueprint, current_role, current_user, requires
 from ..flash import is_htmx, notify
 from ..nav import add
@@ -106,10 +106,31 @@ def _row_context(db: Any, tasks: list[Task]) -> dict[str, Any]:
     role = current_role()
     return {
         "contacts": contacts,
+        "sources": _sources(db, {t.source for t in tasks}),
         "users": _users(db),
         "now": utcnow(),
         "can_edit": role is not None and role.allows(Role.EDITOR),
     }
+
+
+def _sources(db: Any, sources: set[str]) -> dict[str, tuple[str, str, str]]:
+    """Where tasks came from, for people: ``rule:<name>`` (or ``rule:<id>`` for a rule whose plan had no name)
+    becomes ("rule", the rule's name, its page); a source no rule matches any longer stays as written."""
+    keys = {s.removeprefix("rule:") for s in sources if s.startswith("rule:")}
+    if not keys:
+        return {}
+    ids = {int(k) for k in keys if k.isascii() and k.isdecimal() and 0 < int(k) <= MAX_ID}
+    rules = db.execute(select(Rule.id, Rule.name).where(or_(Rule.name.in_(keys), Rule.id.in_(ids)))).all()
+    by_name = {name: rule_id for rule_id, name in rules}
+    names: dict[int, str] = dict(rules)
+    found = {}
+    for key in keys:
+        rule_id = by_name.get(key)
+        if rule_id is None and key.isascii() and key.isdecimal() and int(key) in names:
+            rule_id = int(key)
+        if rule_id is not None:
+            found[f"rule:{key}"] = ("rule", names[rule_id], url_for("rules.show", rule_id=rule_id))
+    return found
 
 
 def _notifications(db: Any, team: str) -> list[tuple[Message, dict[str, Any]]]:

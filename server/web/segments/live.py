@@ -127,7 +127,7 @@ def preview():
     """The live part under the editor (htmx, as you type): problems at line:col, or the count and first members."""
     session = get_session()
     shown = count_and_sample(session, check(session, request.form.get("condition", "")))
-    return render_template("admin/segments/_preview.html", preview=shown)
+    return render_template("admin/segments/_preview.html", preview=shown, oob=True)
 
 
 __all__ = ["Preview", "check", "count_and_sample", "count_only", "errors_of"]
