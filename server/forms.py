@@ -22,6 +22,8 @@ from .models import Contact, Form
 HONEYPOT = "website"
 #: contact fields a form may ask for besides the email address (custom fields too)
 STANDARD_FORM_FIELDS = ("first_name", "last_name", "phone", "timezone", "locale")
+#: reads template text for the names it uses (parsing only: nothing is rendered)
+_PARSER = Environment()
 
 
 def snippet_html(form: Form) -> str:
@@ -42,12 +44,9 @@ def confirmation_problem(session: Session | None, channel: str, name: str) -> st
     or built in), or no part of it shows ``{{ confirm_url }}`` (nobody could confirm); None when it can."""
     from .engine.render import TemplateError, load_parts, missing_template
 
-    problem = missing_template(session, channel, name)
-    if problem is not None:
-        return problem
     try:
         parts = load_parts(session, channel, name)
-    except TemplateError:  # gone meanwhile
+    except TemplateError:  # neither stored nor built in
         return missing_template(session, channel, name)
     if not any(shows_confirm_url(source) for source in parts.values() if isinstance(source, str)):
         return (
@@ -60,7 +59,7 @@ def confirmation_problem(session: Session | None, channel: str, name: str) -> st
 def shows_confirm_url(source: str) -> bool:
     """Whether the template text *source* reads ``confirm_url``."""
     try:
-        return "confirm_url" in meta.find_undeclared_variables(Environment().parse(source))
+        return "confirm_url" in meta.find_undeclared_variables(_PARSER.parse(source))
     except TemplateSyntaxError:
         return False
 

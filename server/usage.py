@@ -144,19 +144,6 @@ def loop_problem(session: Session, tree: Any, name: str) -> str | None:
     return f"the segment would be in itself ({chain}); test other segments or fields"
 
 
-__all__ = [
-    "Use",
-    "current_plans",
-    "loop_problem",
-    "loop_through",
-    "template_uses",
-    "users_of",
-    "uses_of",
-    "using_rules",
-    "using_segments",
-]
-
-
 def confirming_forms(session: Session, row: Template) -> list[str]:
     """The slugs of the double opt-in forms that mail their confirmation with template *row* and would find none
     without it (a built-in template of its name takes over when there is one)."""
@@ -187,3 +174,19 @@ def lost_confirm_url(session: Session, channel: str, name: str, parts: dict[str,
         f"the double opt-in form(s) {', '.join(repr(f) for f in forms)} mail their confirmation with this template: "
         "keep {{ confirm_url }}, the link that confirms, in it (or give the forms another confirmation template first)"
     )
+
+
+__all__ = [
+    "Use",
+    "confirming_forms",
+    "current_plans",
+    "forms_confirming_with",
+    "loop_problem",
+    "loop_through",
+    "lost_confirm_url",
+    "template_uses",
+    "users_of",
+    "uses_of",
+    "using_rules",
+    "using_segments",
+]

@@ -35,6 +35,7 @@ class RuleChange:
     version: int | None = None
     in_flight: int = 0  # contacts mid-journey on the old version
     details: list[str] = field(default_factory=list)
+    held: int = 0  # of them, those a pause holds (activating the rule resumes them)
 
 
 @dataclass
@@ -193,6 +194,11 @@ def migrate_positions(
 
 def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = False) -> list[RuleChange]:
     """What :func:`apply_plans` would do, without doing it."""
+    return _planned(session, plans, prune)[0]
+
+
+def _planned(session: Session, plans: list[dict[str, Any]], prune: bool) -> tuple[list[RuleChange], dict[str, Rule]]:
+    """:func:`plan_changes`, and the rules of *plans* that exist (by name: :func:`apply_plans` writes to them)."""
     changes: list[RuleChange] = []
     names = set()
     rules = rules_named(session, [plan["name"] for plan in plans])  # one read for them all, not one each
@@ -217,10 +223,11 @@ def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = Fa
         current = current_of.get(rule.active_version_id)
         if current is not None and _same(current.plan, plan):
             action = "resume" if rule.status == RuleStatus.PAUSED.value else "unchanged"
-            changes.append(RuleChange(plan["name"], action, current.number))
+            changes.append(RuleChange(plan["name"], action, current.number, held=held.get(rule.id, 0)))
         else:
-            mid_journey = active.get(rule.id, 0) + held.get(rule.id, 0)  # as in_flight() counts them
-            change = RuleChange(plan["name"], "update", numbers.get(rule.id, 0) + 1, mid_journey)
+            on_hold = held.get(rule.id, 0)
+            mid_journey = active.get(rule.id, 0) + on_hold  # as in_flight() counts them
+            change = RuleChange(plan["name"], "update", numbers.get(rule.id, 0) + 1, mid_journey, held=on_hold)
             moving = position_map(session, rule.id, plan) if active.get(rule.id) else []
             for _version, pc, new_pc, contacts in moving:
                 if new_pc is None:
@@ -233,7 +240,7 @@ def plan_changes(session: Session, plans: list[dict[str, Any]], prune: bool = Fa
         for rule in session.scalars(select(Rule).where(Rule.status == RuleStatus.ACTIVE.value)):
             if rule.name not in names:
                 changes.append(RuleChange(rule.name, "pause", in_flight=in_flight(session, rule.id)))
-    return changes
+    return changes, rules
 
 
 def rules_named(session: Session, names: list[str]) -> dict[str, Rule]:
@@ -337,19 +344,16 @@ def apply_plans(
     :param from_files: ``nudge apply``: each rule's origin is the file it was read from (``file`` of its
         plan), set on every apply, and each version's actor is ``apply:<file>``.
     """
-    changes = plan_changes(session, plans, prune)
+    changes, rules = _planned(session, plans, prune)
     by_name = {p["name"]: p for p in plans}
     for change in changes:
         if change.action == "pause":
             pause(session, change.name)
     kept = [change for change in changes if change.action != "pause"]
-    rules = rules_named(session, [change.name for change in kept])
-    new_rules = set()
     for change in kept:  # the new rules first, all in one flush (their ids)
         if change.name not in rules:
             rules[change.name] = Rule(name=change.name, status=RuleStatus.ACTIVE.value, origin=origin)
             session.add(rules[change.name])
-            new_rules.add(change.name)
     session.flush()
     versions: dict[str, RuleVersion] = {}
     for change in kept:  # then their versions, again in one flush
@@ -362,15 +366,12 @@ def apply_plans(
             source = (sources or {}).get(change.name)
             versions[change.name] = new_version(session, rule, plan, source, actor_now, change.version, flush=False)
     session.flush()
-    # the rules with journeys a pause holds (activating resumes them): a rule made just now has none
-    count = select(Enrolment.rule_id, func.count()).where(*_state_is(EnrolmentState.HELD))
-    held = _per_rule(session, count, Enrolment.rule_id, [rules[c.name].id for c in kept if c.name not in new_rules])
-    for change in kept:
+    for change in kept:  # journeys a pause holds are resumed (a rule made just now, or not paused, has none)
         rule = rules[change.name]
         if change.name in versions:
-            make_active(session, rule, versions[change.name], change, migrate, journeys=rule.id in held)
+            make_active(session, rule, versions[change.name], change, migrate, journeys=change.held > 0)
         else:
-            _set_status(session, rule, RuleStatus.ACTIVE, journeys=rule.id in held)
+            _set_status(session, rule, RuleStatus.ACTIVE, journeys=change.held > 0)
     session.flush()
     return changes
 

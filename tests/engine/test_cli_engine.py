@@ -477,17 +477,34 @@ def test_unnamed_rules_keep_their_names_when_the_folder_is_applied_from_elsewher
     assert "Rules: 0 to add, 0 to change, 0 to pause." in again.output
 
 
-def test_contacts_held_by_a_pause_migrate_with_the_others(runner, app, client, smtp_server, tmp_path):
+def paused_with_one_held(runner, app, client, tmp_path):
+    """The rules folder of Welcome, applied; a contact mid-journey in it, then the rule paused (she is held)."""
     repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME})
     assert runner.invoke(["apply", str(repo)]).exit_code == 0
     post_event(client, api_key(app), email="ana@example.com")
     run_worker(app)
     assert runner.invoke(["rules", "pause", "Welcome"]).exit_code == 0
+    return repo
+
+
+def test_contacts_held_by_a_pause_migrate_with_the_others(runner, app, client, smtp_server, tmp_path):
+    repo = paused_with_one_held(runner, app, client, tmp_path)
     write(repo / "welcome.nudge", LIVE_WELCOME.replace("send email welcome", 'tag "new"\n  send email welcome'))
     result = runner.invoke(["apply", "--migrate", str(repo)])
     assert result.exit_code == 0, result.output
     assert "1 contact(s) moved to v2 at the same step" in result.output
     assert rule_table(runner) == [["Welcome", "active", "v2", "1 in flight"]]
+
+
+def test_applying_a_paused_rule_unchanged_resumes_it_and_its_held_contacts(runner, app, client, smtp_server, tmp_path):
+    repo = paused_with_one_held(runner, app, client, tmp_path)
+    with app.app_context():
+        assert get_session().scalar(select(Enrolment.state)) == EnrolmentState.HELD
+    result = runner.invoke(["apply", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert rule_table(runner) == [["Welcome", "active", "v1", "1 in flight"]]
+    with app.app_context():
+        assert get_session().scalar(select(Enrolment.state)) == EnrolmentState.ACTIVE
 
 
 def test_in_segment_uses_the_stored_segment(runner, app, client, smtp_server, tmp_path):
@@ -551,18 +568,3 @@ def test_a_contact_without_a_time_zone_lives_in_the_instance_default(tmp_path):
         main, ["simulate", str(rules), "--timeline", str(timeline)]
     )
     assert [e["at"] for e in effects(result) if e["action"] == "send"] == ["2026-03-04T14:00:00Z"]  # 09:00 EST
-
-
-def test_applying_a_paused_rule_unchanged_resumes_it_and_its_held_contacts(runner, app, client, smtp_server, tmp_path):
-    repo = rules_repo(tmp_path / "repo", {"welcome.nudge": LIVE_WELCOME})
-    assert runner.invoke(["apply", str(repo)]).exit_code == 0
-    post_event(client, api_key(app), email="ana@example.com")
-    run_worker(app)
-    assert runner.invoke(["rules", "pause", "Welcome"]).exit_code == 0
-    with app.app_context():
-        assert get_session().scalar(select(Enrolment.state)) == EnrolmentState.HELD
-    result = runner.invoke(["apply", str(repo)])
-    assert result.exit_code == 0, result.output
-    assert rule_table(runner) == [["Welcome", "active", "v1", "1 in flight"]]
-    with app.app_context():
-        assert get_session().scalar(select(Enrolment.state)) == EnrolmentState.ACTIVE

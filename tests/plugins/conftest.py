@@ -110,3 +110,16 @@ def dkim_key(tmp_path):
         return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
     return key_file, dnsfunc, looked_up
+
+
+@pytest.fixture
+def source(app):
+    """The inbound webhook source ``shop``, with tests/plugins/test_webhook.py's secret and mapping."""
+    from server.models import InboundSource
+
+    from .test_webhook import MAPPING, SECRET, db
+
+    with db(app) as session:
+        session.add(InboundSource(name="shop", secret=SECRET, mapping=MAPPING))
+        session.commit()
+    return "shop"

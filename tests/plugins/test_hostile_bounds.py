@@ -10,11 +10,10 @@ import time
 import pytest
 
 from plugins.webhook import signing
-from server.models import InboundSource
 
 from .test_hostile_input import EMAIL_SECRET, twilio_post, written
 from .test_sms_twilio import PHONE, events, make_contact, twilio_settings
-from .test_webhook import MAPPING, PAYLOAD, SECRET, counts, db
+from .test_webhook import PAYLOAD, SECRET, counts
 
 EMAIL_LIMIT = 2 * 1024 * 1024
 
@@ -102,10 +101,7 @@ def test_a_webhook_timestamp_other_than_ascii_digits_is_a_bad_signature(index):
         signing.verify(SECRET, headers, body, now=now)
 
 
-def test_a_webhook_timestamp_with_a_sign_is_refused_over_http(app, client):
-    with db(app) as session:
-        session.add(InboundSource(name="shop", secret=SECRET, mapping=MAPPING))
-        session.commit()
+def test_a_webhook_timestamp_with_a_sign_is_refused_over_http(app, client, source):
     now = int(time.time())
     body = json.dumps(PAYLOAD).encode()
     headers = {

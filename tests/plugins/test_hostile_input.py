@@ -18,10 +18,10 @@ from plugins.sms_twilio.keywords import read_keyword
 from plugins.webhook import signing
 from server.app import create_app
 from server.db import get_session
-from server.models import Event, InboundSource, Suppression
+from server.models import Event, Suppression
 
 from .test_sms_twilio import PHONE, events, make_contact, twilio_settings
-from .test_webhook import MAPPING, PAYLOAD, SECRET, counts, db
+from .test_webhook import PAYLOAD, SECRET, counts
 
 
 @pytest.fixture
@@ -30,14 +30,6 @@ def config(config, twilio, live_port):
 
 
 # -- inbound webhooks ----------------------------------------------------------------------------
-@pytest.fixture
-def source(app):
-    with db(app) as session:
-        session.add(InboundSource(name="shop", secret=SECRET, mapping=MAPPING))
-        session.commit()
-    return "shop"
-
-
 def hook(client, payload, msg_id: str = "msg_1"):
     body = json.dumps(payload).encode()
     stamp = int(time.time())

@@ -313,14 +313,6 @@ PAYLOAD = {
 }
 
 
-@pytest.fixture
-def source(app):
-    with db(app) as session:
-        session.add(InboundSource(name="shop", secret=SECRET, mapping=MAPPING))
-        session.commit()
-    return "shop"
-
-
 def post(
     client,
     payload,
