@@ -33,7 +33,7 @@ def build(text: str, filename: str = "<input>", vocabulary: Vocabulary | None = 
 
     :return: the plan when there is no error (warnings allowed), and all diagnostics.
     """
-    parsed = parse(text, filename)
+    parsed = parse(text, filename, vocabulary.steps if vocabulary is not None else ())
     if parsed.program is None:
         return BuildResult(None, None, parsed.diagnostics)
     diagnostics = check(parsed.program, vocabulary)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
@@ -137,11 +137,13 @@ def bad_text(text: str, filename: str) -> list[Diagnostic]:
     return found
 
 
-def parse(text: str, filename: str = "<input>") -> ParseResult:
+def parse(text: str, filename: str = "<input>", steps: Collection[str] = ()) -> ParseResult:
     """Parse a rules file. Never raises for bad input.
 
     :param text: the source.
     :param filename: used in diagnostics and to name rules without a header.
+    :param steps: the plugins' step keywords: a line starting with one that fails to parse is not a misspelt
+        built-in step (``sent``, a plugin's, is not "set" misspelt).
     :return: the program (None if there was any syntax error) and diagnostics.
     """
     if text.startswith("\ufeff"):
@@ -149,7 +151,7 @@ def parse(text: str, filename: str = "<input>") -> ParseResult:
     bad = bad_text(text, filename)
     if bad:
         return ParseResult(None, bad)
-    rules, diagnostics = _Driver(lark_parser(), text, filename).run()
+    rules, diagnostics = _Driver(lark_parser(), text, filename, steps).run()
     if diagnostics:
         return ParseResult(None, diagnostics)
     program = A.Program(filename, tuple(rules), comments(text))
@@ -228,16 +230,16 @@ def parse_expression(text: str, filename: str = "<condition>") -> tuple[A.Expr |
     return expr, []
 
 
-def parse_bytes(data: bytes, filename: str = "<input>") -> ParseResult:
-    """Parse a file's raw bytes; invalid UTF-8 is a diagnostic with line and column."""
+def parse_bytes(data: bytes, filename: str = "<input>", steps: Collection[str] = ()) -> ParseResult:
+    """Parse a file's raw bytes (*steps*: see :func:`parse`); invalid UTF-8 is a diagnostic with line and column."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return _bad_utf8(data, filename)
-    return parse(text, filename)
+        return _bad_utf8(data, filename, steps)
+    return parse(text, filename, steps)
 
 
-def _bad_utf8(data: bytes, filename: str) -> ParseResult:
+def _bad_utf8(data: bytes, filename: str, steps: Collection[str]) -> ParseResult:
     diagnostics: list[Diagnostic] = []
     position = 0
     while position < len(data) and len(diagnostics) < MAX_ERRORS:
@@ -260,7 +262,7 @@ def _bad_utf8(data: bytes, filename: str) -> ParseResult:
                 )
             )
             position = position + error.end
-    result = parse(data.decode("utf-8", errors="replace"), filename)
+    result = parse(data.decode("utf-8", errors="replace"), filename, steps)
     seen = {(d.line, d.col) for d in diagnostics}
     extra = [
         d for d in result.diagnostics if (d.line, d.col) not in seen and "invalid or unknown text" not in d.message
@@ -324,8 +326,9 @@ _PLUGIN_ARGS = {"STRING", "NAME", "NUMBER", "DURATION", "TIME", "DATE", "DOTTED"
 class _Driver:
     """One parse of one text, with error recovery (see the module docstring)."""
 
-    def __init__(self, lark: Lark, text: str, filename: str):
+    def __init__(self, lark: Lark, text: str, filename: str, steps: Collection[str] = ()):
         self.lark = lark
+        self.steps = steps  # the plugins' step keywords (see ``_misspelt_step``)
         self.text = text
         self.filename = filename
         self.diagnostics: list[Diagnostic] = []
@@ -420,9 +423,10 @@ class _Driver:
     def _misspelt_step(self) -> bool:
         """Report the statement's step word when it looks like a misspelt step keyword (`sned`); whatever
         broke the line after it is then only a symptom: the rest of the line was read as a plugin step's
-        arguments. A plugin's steps are not known here: the checker names an unknown step that parses."""
+        arguments. A plugin's own step (one of ``steps``) is no misspelling: the line's error is reported as it is. The
+        checker names an unknown step that parses."""
         word = self.step_word
-        if word is None or did_you_mean(str(word), BUILTIN_STEPS) is None:
+        if word is None or str(word) in self.steps or did_you_mean(str(word), BUILTIN_STEPS) is None:
             return False
         message, hint, best = unknown_step(str(word), BUILTIN_STEPS)
         self._report(message, hint, word.line, word.column, word.end_column, replacement=best)

@@ -71,24 +71,28 @@ def check_sources(sources: Iterable[tuple[str, str | bytes]], vocabulary: Any) -
 
     parsed = []
     for filename, text in sources:
+        words = vocabulary(filename) if callable(vocabulary) else vocabulary
         if isinstance(text, bytes):  # undecodable bytes become diagnostics, not an exception
-            parsed.append((text.decode("utf-8", errors="replace"), dsl.parse_bytes(text, filename)))
+            result = dsl.parse_bytes(text, filename, words.steps)  # the plugins' steps are no misspelt ones
+            parsed.append((text.decode("utf-8", errors="replace"), result, words))
         else:
-            parsed.append((text, dsl.parse(text, filename=filename)))
+            parsed.append((text, dsl.parse(text, filename=filename, steps=words.steps), words))
     written = Counter(
-        name for _text, result in parsed if result.program is not None for name in dsl.listened_events(result.program)
+        name
+        for _text, result, _words in parsed
+        if result.program is not None
+        for name in dsl.listened_events(result.program)
     )
     twice = {name for name, count in written.items() if count > 1}
     # the rules saved together may start each other, whichever file each is in
     together = frozenset(
-        name for _text, result in parsed if result.program is not None for name in result.program.rule_names()
+        name for _text, result, _words in parsed if result.program is not None for name in result.program.rule_names()
     )
     checked = Checked(files=len(parsed))
-    for text, result in parsed:
+    for text, result, words in parsed:
         lines = text.split("\n")  # once: every diagnostic and rule of the file reads its lines
         diagnostics = list(result.diagnostics)
         if result.program is not None:
-            words = vocabulary(result.program.filename) if callable(vocabulary) else vocabulary
             if words.raised is not None:
                 words = words.with_raised(twice)
             if words.rules is not None:

@@ -177,6 +177,22 @@ def test_a_misspelt_step_reads_the_same_whether_or_not_the_line_parses():
     ]
 
 
+def test_a_plugin_step_close_to_a_built_in_one_keeps_its_syntax_error():
+    """A plugin's step `sent` (or `tags`) on a broken line was called 'unknown step "sent" — did you mean "set"?':
+    the parser did not know the plugins' steps. Given them (as saving rules does), the line's own error is named."""
+    vocabulary = dsl.Vocabulary(channels={}, events=None, contact_fields={}, steps=frozenset({"sent", "tags"}))
+    for text, expected in (
+        ('when a.b then\n  sent "x" )\nend\n', "2:12: expected a value or condition or the end of the line, found `)`"),
+        ("when a.b then\n  tags vip-x\nend\n", "2:11: expected a value or condition or the end of the line, found `-`"),
+    ):
+        found = dsl.build(text, "f.nudge", vocabulary).diagnostics
+        assert [f"{d.line}:{d.col}: {d.message}" for d in found] == [expected], text
+        assert dsl.parse(text, "f.nudge", steps=vocabulary.steps).diagnostics == found
+    # not a plugin's: still the misspelt built-in step, with the fix
+    found = dsl.build('when a.b then\n  sned "x" )\nend\n', "f.nudge", vocabulary).diagnostics
+    assert [(d.message, d.replacement) for d in found] == [('unknown step "sned" — did you mean "send"?', "send")]
+
+
 def test_a_broken_line_after_an_unknown_word_far_from_any_step_keeps_its_syntax_error():
     assert errors("when a.b then\n  crm_push deals-x\nend\n") == [
         "2:17: expected a value or condition or the end of the line, found `-`"
