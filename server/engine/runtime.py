@@ -196,13 +196,13 @@ def _wait(r: Run, op: WaitOp) -> bool:
 
 
 def _wait_until_time(r: Run, op: WaitUntilTimeOp) -> bool:
-    due = next_local_time(r.ctx.now, parse_hhmm(op["at"]), zone(r.contact.timezone, r.ctx.default_tz))
-    if due > r.ctx.now:
-        park(r.ctx, r.enr, due, f"wait until {op['at']}")
-        r.enr.pc += 1
-        return False
+    """Park until the next *at* after now, never now itself: a journey a timer resumed at 09:00:00 sharp (as the
+    virtual clock resumes it; a worker a moment later) waits for tomorrow's 09:00 at its next `wait until 09:00`,
+    whichever the clock."""
+    due = next_local_time(r.ctx.now + 1, parse_hhmm(op["at"]), zone(r.contact.timezone, r.ctx.default_tz))
+    park(r.ctx, r.enr, due, f"wait until {op['at']}")
     r.enr.pc += 1
-    return True
+    return False
 
 
 def _wait_until(r: Run, op: WaitUntilOp) -> bool:
