@@ -19,6 +19,7 @@ from .config_checks import (
     mask_url,
     validate_base_url,
     validate_channel_caps,
+    validate_channel_names,
     validate_database_url,
     validate_event_map,
     validate_frequency_cap,
@@ -177,6 +178,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "type": "float",
         "default": 30.0,
         "help": "seconds before the first retry of a failed send (doubles, with jitter)",
+    },
+    "CONSENT_REQUIRED": {
+        "type": "string",
+        "help": "comma-separated channels whose marketing messages need an opt-in (granted on the consent ledger), "
+        "whatever the channel declares, e.g. email for GDPR: a contact who never opted in, or whose double opt-in "
+        "is pending, gets none; unset: each channel's own rule (docs/engine.md, Consent)",
     },
     "FREQUENCY_CAP": {
         "type": "string",
@@ -491,6 +498,8 @@ def load_config(
         raise ConfigError("REVENUE_PROPERTY", "must name an event property, e.g. revenue")
     if settings["FREQUENCY_CAPS"]:
         settings["FREQUENCY_CAPS"] = validate_channel_caps(str(settings["FREQUENCY_CAPS"]))
+    # which channels it may name is known once the plugins are loaded (server.instance_settings)
+    settings["CONSENT_REQUIRED"] = validate_channel_names("CONSENT_REQUIRED", settings["CONSENT_REQUIRED"])
     if settings["BEST_TIME_PRIOR"] > 1000:
         raise ConfigError("BEST_TIME_PRIOR", f"must be at most 1000, got {settings['BEST_TIME_PRIOR']!r}")
     if settings["WEB_PROCESSES"] > 64:

@@ -112,6 +112,23 @@ def validate_channel_caps(text: str) -> str:
     return ",".join(caps)
 
 
+_CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def validate_channel_names(key: str, value: Any) -> str | None:
+    """``email, sms`` → ``email,sms`` (each name once); None when empty. Whether each is installed is checked once
+    the plugins are loaded."""
+    if value is None:
+        return None
+    names: list[str] = []
+    for part in filter(None, (p.strip() for p in str(value).split(","))):
+        if not _CHANNEL_NAME.fullmatch(part):
+            raise ConfigError(key, f"expected comma-separated channel names, got {part!r}", "e.g. email, or email,sms")
+        if part not in names:
+            names.append(part)
+    return ",".join(names) or None
+
+
 def validate_timezone(name: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

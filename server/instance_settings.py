@@ -139,6 +139,7 @@ def check_plugin_settings(config: Mapping[str, Any], channels: Mapping[str, Any]
     """
     _check_teams(config["TEAMS"], channels)
     _check_tracking(config, channels)
+    _check_consent(config, channels)
 
 
 def _check_teams(teams: Any, channels: Mapping[str, Any]) -> None:
@@ -157,6 +158,15 @@ def _check_tracking(config: Mapping[str, Any], channels: Mapping[str, Any]) -> N
     problem = tracking_problem(config, channels)
     if problem:
         raise ConfigError("UNTRACKED_CHANNELS", problem)
+
+
+def _check_consent(config: Mapping[str, Any], channels: Mapping[str, Any]) -> None:
+    """``CONSENT_REQUIRED`` names installed channels that address contacts with a consent rule."""
+    from .engine.policy import consent_required_problem
+
+    problem = consent_required_problem(config, channels)
+    if problem:
+        raise ConfigError("CONSENT_REQUIRED", problem, "unset it to follow each channel's own rule")
 
 
 def overridden(app: Flask) -> dict[str, str]:

@@ -35,7 +35,9 @@ def token_channel(data: dict[str, Any]) -> str:
 def unsubscribe_with_token(
     token: str, source: str, *, ip: str | None = None, user_agent: str | None = None
 ) -> str | None:
-    """Revoke consent on the token's channel and raise ``<channel>.unsubscribed`` (nothing when already revoked).
+    """Revoke consent on the token's channel and raise ``<channel>.unsubscribed`` (nothing when already revoked, or
+    when the channel is no longer installed: nothing can go out on it, and a revoke would name a channel no one
+    has).
 
     Commits, then hands the event to the engine.
 
@@ -46,6 +48,9 @@ def unsubscribe_with_token(
     if contact is None:
         return None
     channel = token_channel(data)
+    plugins = current_app.extensions["nudge.plugins"]
+    if channel not in plugins.channels:
+        return channel
     session = get_session()
     props = {"message": data["m"]} if isinstance(data.get("m"), str) else {}
     event = opt_out(
@@ -53,7 +58,7 @@ def unsubscribe_with_token(
         contact,
         channel,
         source,
-        event=current_app.extensions["nudge.plugins"].opt_out_event(channel),
+        event=plugins.opt_out_event(channel),
         ip=ip,
         user_agent=user_agent,
         props=props,

@@ -6,7 +6,9 @@ they write a send, and the set-based path asks :func:`quiet_window` to know when
 Everything channel-specific comes from the channel class's declarations:
 
 - ``address_field``: a channel addressing nobody (an endpoint) has no recipient to protect: nothing blocks it;
-- ``consent``: ``unless_revoked`` blocks after an opt-out, ``granted`` also without an opt-in;
+- ``consent``: ``unless_revoked`` blocks after an opt-out, ``granted`` also without an opt-in; the instance's
+  ``CONSENT_REQUIRED`` makes the channels it names need an opt-in whatever they declare (:func:`consent_rule`,
+  asked by everything that decides whether a contact may get a message or counts as subscribed);
 - the suppression list (bounces, complaints, invalid addresses, opt-outs, erased contacts) blocks the address,
   whoever the contact is now;
 - ``counts_toward_cap``: marketing messages count toward, and are held by, ``NUDGE_FREQUENCY_CAP`` and the
@@ -47,41 +49,91 @@ CONSENT_LETS_THROUGH: dict[str, frozenset[str | None]] = {
 }
 #: what stands for "no ledger row" in SQL (a status is never empty)
 _NO_ROW = ""
+#: why a send is refused by the consent rule → how a person reads it (the admin contact page)
+CONSENT_STATES: dict[str | None, str] = {
+    None: "subscribed",
+    "no_consent": "needs opt-in",
+    "unsubscribed": "unsubscribed",
+}
 
 __all__ = [
     "CONSENT_LETS_THROUGH",
+    "CONSENT_STATES",
     "UNREACHABLE",
     "Lookups",
     "blocker",
     "consent_clause",
     "consent_refusal",
+    "consent_required",
+    "consent_required_problem",
+    "consent_rule",
     "parse_cap",
     "quiet_window",
     "resumes_at",
 ]
 
 
-def consent_refusal(channel_cls: Any, consent: str | None) -> str | None:
-    """Why *channel_cls*'s consent rule refuses a send to a contact whose latest ledger status is *consent*.
+def consent_required(config: Mapping[str, Any]) -> frozenset[str]:
+    """The channel names of ``CONSENT_REQUIRED``: those that need an opt-in for marketing sends."""
+    return frozenset(n.strip() for n in str(config.get("CONSENT_REQUIRED") or "").split(",") if n.strip())
+
+
+def consent_rule(channel_cls: Any, channel: str, config: Mapping[str, Any] | None) -> str | None:
+    """The consent rule a marketing send on *channel* follows on this instance: ``granted`` when
+    ``CONSENT_REQUIRED`` names a channel that has a consent rule, else what its class declares.
+
+    :param config: the instance's settings (None: the class's declaration alone).
+    :return: ``unless_revoked``, ``granted``, or None (consent does not apply to the channel).
+    """
+    declared = getattr(channel_cls, "consent", None)
+    if declared is not None and config is not None and channel in consent_required(config):
+        return CONSENT_GRANTED
+    return declared
+
+
+def consent_required_problem(config: Mapping[str, Any], channels: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``CONSENT_REQUIRED`` given the installed *channels* (name → class), or None.
+
+    Only a channel that addresses contacts and has a consent rule can need an opt-in (an endpoint reaches nobody).
+    """
+    eligible = sorted(
+        name for name, cls in channels.items() if cls.address_field is not None and cls.consent is not None
+    )
+    unknown = sorted(consent_required(config) - set(eligible))
+    if not unknown:
+        return None
+    can = ", ".join(eligible) if eligible else "none is installed"
+    return (
+        f"names no installed channel that addresses contacts with a consent rule: {', '.join(unknown)}; "
+        f"it can name: {can}"
+    )
+
+
+def consent_refusal(rule: str | None, consent: str | None) -> str | None:
+    """Why consent *rule* (:func:`consent_rule`) refuses a send to a contact whose latest ledger status is *consent*.
 
     :return: ``unsubscribed`` (an opt-out), ``no_consent`` (the channel needs an opt-in) or None (it may go, or
         consent does not apply to the channel).
     """
-    if channel_cls.consent is None or consent in CONSENT_LETS_THROUGH[channel_cls.consent]:
+    if rule is None or consent in CONSENT_LETS_THROUGH[rule]:
         return None
     return "unsubscribed" if consent == ConsentStatus.REVOKED.value else "no_consent"
 
 
-def consent_clause(channel_cls: Any, channel: str, contact_id: Any = Contact.id) -> ColumnElement[bool] | None:
+def consent_clause(
+    channel_cls: Any, channel: str, config: Mapping[str, Any] | None = None, contact_id: Any = Contact.id
+) -> ColumnElement[bool] | None:
     """:func:`consent_refusal` set-wise: a condition true for exactly the contacts it lets through on *channel*.
 
+    :param config: the instance's settings, for :func:`consent_rule` (None: the class's declaration alone).
     :param contact_id: the contacts' id column the ledger is correlated with.
     :return: the clause, or None when consent does not apply to the channel (nothing to filter).
     """
-    if channel_cls.consent is None:
+    rule = consent_rule(channel_cls, channel, config)
+    if rule is None:
         return None
     latest = func.coalesce(latest_consent(contact_id, channel).scalar_subquery(), _NO_ROW)
-    through = CONSENT_LETS_THROUGH[channel_cls.consent]
+    through = CONSENT_LETS_THROUGH[rule]
     return latest.in_(sorted(_NO_ROW if status is None else status for status in through))
 
 
@@ -113,8 +165,8 @@ def blocker(
     :param lookups: the suppression list's and the consent ledger's answers, read for a whole batch at once;
         default: asked of the database now.
     :return: ``no_address``, ``unsubscribed`` (an opt-out: the ledger or the suppression list), ``no_consent``
-        (the channel needs an opt-in), ``erased`` (the address belonged to an erased contact), ``bounced`` (it
-        bounced, complained or is invalid) or ``frequency_cap``.
+        (the channel needs an opt-in: it declares so, or ``CONSENT_REQUIRED`` names it), ``erased`` (the address
+        belonged to an erased contact), ``bounced`` (it bounced, complained or is invalid) or ``frequency_cap``.
     """
     cls = channels.get(channel)
     if cls is None or cls.address_field is None:
@@ -127,9 +179,10 @@ def blocker(
         reason = lookups[0](channel, address)
     if transactional:
         return "bounced" if reason in UNREACHABLE else None
-    if cls.consent is not None and contact_id is not None:
+    rule = consent_rule(cls, channel, config)
+    if rule is not None and contact_id is not None:
         consent = current_consent(session, contact_id, channel) if lookups is None else lookups[1](contact_id, channel)
-        refusal = consent_refusal(cls, consent)
+        refusal = consent_refusal(rule, consent)
         if refusal is not None:
             return refusal
     if reason is not None:

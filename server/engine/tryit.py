@@ -30,8 +30,9 @@ from .simulate import TimelineError, read_timeline, simulate, throwaway_instance
 #: the made-up contact's name in the timeline
 CONTACT_KEY = "contact"
 CONSENT = ("granted", "revoked")
-#: settings of the instance the simulation follows (its plugins, time zone, the sender's postal address)
-SIMULATED_SETTINGS = ("PLUGINS", "LOAD_ENTRY_POINTS", "DEFAULT_TIMEZONE", "POSTAL_ADDRESS")
+#: settings of the instance the simulation follows (its plugins, time zone, the sender's postal address, the
+#: channels that need an opt-in: a try suppresses what the outbox would)
+SIMULATED_SETTINGS = ("PLUGINS", "LOAD_ENTRY_POINTS", "DEFAULT_TIMEZONE", "POSTAL_ADDRESS", "CONSENT_REQUIRED")
 MAX_TIMELINE_LINES = 200
 MAX_CASES = 20
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}$")

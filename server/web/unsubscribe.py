@@ -4,7 +4,11 @@
 mail providers post it from their servers). ``GET /u/<token>`` only asks for confirmation, because
 scanners prefetch links. The opt-out is a revoked consent in the ledger plus the channel's opt-out event;
 the engine asks the send-time policy (:mod:`server.engine.policy`) before every send, so queued messages
-stop too.
+stop too. A token naming a channel no longer installed records nothing: no message can go out on it.
+
+The preference page shows a channel as subscribed when the policy's consent rule lets a marketing send through
+(:func:`server.engine.policy.consent_rule`): on a channel that needs an opt-in (it declares so, or
+``CONSENT_REQUIRED`` names it) only after one, and ticking it records one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from flask import Blueprint, current_app, request, url_for
 from ..consent import current_consents, record_consent
 from ..contacts import opt_out
 from ..db import get_session
+from ..engine.policy import consent_refusal, consent_rule
 from ..engine.wake import enqueue_events
 from ..links import preferences_url
 from ..models import Contact
@@ -75,14 +80,21 @@ def one_click(token: str):
     )
 
 
-def _channels(contact: Contact) -> list[str]:
-    """The channels this contact can be reached on (it has the address they use)."""
+def _channels(contact: Contact) -> dict[str, str]:
+    """The channels this contact can be reached on (it has the address they use) and consent applies to, each
+    with the consent rule it follows here."""
     pm = current_app.extensions["nudge.plugins"]
-    return [
-        name
-        for name, cls in sorted(pm.channels.items())
-        if cls.address_field and cls.consent is not None and getattr(contact, cls.address_field, None)
-    ]
+    out = {}
+    for name, cls in sorted(pm.channels.items()):
+        rule = consent_rule(cls, name, current_app.config)
+        if cls.address_field and rule is not None and getattr(contact, cls.address_field, None):
+            out[name] = rule
+    return out
+
+
+def _choices(contact: Contact, current: dict[str, str]) -> list[tuple[str, bool]]:
+    """Each of the contact's channels, and whether they are subscribed: the policy lets a marketing send through."""
+    return [(name, consent_refusal(rule, current.get(name)) is None) for name, rule in _channels(contact).items()]
 
 
 @prefs.get("/p/<token>")
@@ -91,8 +103,7 @@ def show(token: str):
     if contact is None:
         bad_link()
     current = current_consents(get_session(), contact.id)
-    channels = [(name, current.get(name) != "revoked") for name in _channels(contact)]
-    return page("preferences.html", channels=channels, address=mask(contact.email), saved=False)
+    return page("preferences.html", channels=_choices(contact, current), address=mask(contact.email), saved=False)
 
 
 @prefs.post("/p/<token>")
@@ -104,8 +115,7 @@ def save(token: str):
     current = current_consents(session, contact.id)
     wanted = set(request.form.getlist("channel"))
     event_ids = []
-    for name in _channels(contact):
-        subscribed = current.get(name) != "revoked"
+    for name, subscribed in _choices(contact, current):
         if subscribed and name not in wanted:
             event = opt_out(
                 session,
@@ -132,5 +142,4 @@ def save(token: str):
     session.commit()
     enqueue_events(event_ids)
     current = current_consents(session, contact.id)
-    channels = [(name, current.get(name) != "revoked") for name in _channels(contact)]
-    return page("preferences.html", channels=channels, address=mask(contact.email), saved=True)
+    return page("preferences.html", channels=_choices(contact, current), address=mask(contact.email), saved=True)

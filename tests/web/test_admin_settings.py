@@ -225,3 +225,17 @@ def test_teams_and_their_destinations_are_checked_against_the_installed_channels
     assert [str(m) for m in app.config["TEAMS"]["ops"]] == ["webhook:ops-hook"]
     page = admin.get("/admin/settings/").get_data(as_text=True)
     assert 'value="sales=ana@x.example,bob@x.example;ops=webhook:ops-hook"' in page
+
+
+def test_channels_that_need_an_opt_in_are_set_on_the_page_and_checked_against_the_installed_channels(app):
+    """``CONSENT_REQUIRED`` (GDPR: email only to contacts who opted in) is an admin's to set, as other settings."""
+    admin = signed_in(app, "admin")
+    assert 'name="s-CONSENT_REQUIRED"' in admin.get("/admin/settings/").get_data(as_text=True)
+    response = _save(admin, CONSENT_REQUIRED="email,fax")
+    assert response.status_code == 422
+    error = response.get_data(as_text=True).split('id="f-s-CONSENT_REQUIRED-error">')[1].split("</p>")[0]
+    assert "fax" in error and "it can name: email, sms" in error and _stored(app) == {}
+    assert _save(admin, CONSENT_REQUIRED=" email ").status_code == 302
+    assert app.config["CONSENT_REQUIRED"] == "email"
+    page = admin.get("/admin/settings/").get_data(as_text=True)
+    assert 'id="f-s-CONSENT_REQUIRED" name="s-CONSENT_REQUIRED" type="text" value="email"' in page

@@ -102,18 +102,46 @@ def test_preference_page_changes_consent_per_channel(app, client, contact_id, pu
         path = _path(preferences_url(public_id))
     page = client.get(path)
     html = page.get_data(as_text=True)
-    assert page.status_code == 200 and 'value="email" checked' in html and 'value="sms" checked' in html
+    # email sends unless revoked: subscribed; SMS needs an opt-in (its declared rule) and has none: not subscribed
+    assert page.status_code == 200 and 'value="email" checked' in html and 'value="sms">' in html
     token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
     saved = client.post(path, data={"csrf_token": token, "channel": ["sms"]})
     assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
+    assert 'value="sms" checked' in saved.get_data(as_text=True)
     with app.app_context():
         session = get_session()
         assert current_consent(session, contact_id, "email") == "revoked"
-        assert current_consent(session, contact_id, "sms") is None
+        assert current_consent(session, contact_id, "sms") == "granted"  # ticked by the person: their opt-in
     assert [e.name for e in events(app)] == ["email.unsubscribed"]
     client.post(path, data={"csrf_token": token, "channel": ["sms", "email"]})
     with app.app_context():
         assert current_consent(get_session(), contact_id, "email") == "granted"
+
+
+@pytest.mark.parametrize("source", [{"List-Unsubscribe": "One-Click"}, {}])
+def test_an_unsubscribe_token_for_a_channel_no_longer_installed_records_nothing(app, client, public_id, source):
+    """A link signed for a channel since uninstalled answers the page, without a ledger row or an event for it."""
+    with app.app_context():
+        token = sign("unsubscribe", {"p": public_id, "ch": "fax", "m": "journey:1:step:2"})
+    assert client.get(f"/u/{token}", headers=HUMAN).status_code == 200
+    answer = client.post(f"/u/{token}", data=source)
+    assert answer.status_code == 200 and "You are unsubscribed" in answer.get_data(as_text=True)
+    with app.app_context():
+        assert get_session().scalars(select(Consent)).all() == []
+    assert events(app) == []
+
+
+def test_a_plugin_unsubscribing_with_a_token_for_a_channel_no_longer_installed_records_nothing(app, public_id):
+    """A plugin's own unsubscribe (a mailto: reply, say) goes through ``server.sdk.unsubscribe`` the same way."""
+    from server import sdk
+
+    with app.test_request_context():
+        token = sign("unsubscribe", {"p": public_id, "ch": "fax"})
+        assert sdk.unsubscribe(token, source="mailto") == "fax"
+        assert get_session().scalars(select(Consent)).all() == []
+        assert sdk.unsubscribe(sign("unsubscribe", {"p": public_id, "ch": "email"}), source="mailto") == "email"
+        assert [c.channel for c in get_session().scalars(select(Consent))] == ["email"]
+    assert [e.name for e in events(app)] == ["email.unsubscribed"]
 
 
 def test_preference_page_needs_its_csrf_token(app, client, contact_id, public_id):

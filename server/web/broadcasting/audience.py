@@ -2,11 +2,11 @@
 
 The policy (:func:`server.engine.policy.blocker`) is asked per message when it is sent; here its rules are the
 same, set-wise: the channel's address field is filled in, the consent ledger's latest row for the channel lets it
-through (:func:`server.engine.policy.consent_clause`: the policy's own rule, as SQL), and the address is not on
-the suppression list. The list holds salted hashes the database cannot compute, so when the channel has
-suppressed addresses the addresses left are hashed as they stream from one query (no contact objects). The
-frequency cap and quiet hours depend on the moment of each send: they hold or defer messages then, as for rules,
-and are not counted here.
+through (:func:`server.engine.policy.consent_clause`: the policy's own rule as SQL, a channel named in
+``CONSENT_REQUIRED`` needing an opt-in), and the address is not on the suppression list. The list holds salted
+hashes the database cannot compute, so when the channel has suppressed addresses the addresses left are hashed as
+they stream from one query (no contact objects). The frequency cap and quiet hours depend on the moment of each
+send: they hold or defer messages then, as for rules, and are not counted here.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from ...consent import address_hash
 from ...contacts import InvalidInput
-from ...engine.policy import consent_clause
+from ...engine.policy import consent_clause, consent_rule
 from ...models import Contact, Segment, Suppression
+from ...sdk import CONSENT_GRANTED
 from ...segments import compile_condition, members_clause
 from ...sqlwhere import Unsupported
 
@@ -33,6 +34,8 @@ class Audience:
     members: int | None
     reachable: int | None
     problem: str | None = None
+    #: the channel needs an opt-in (it declares so, or ``CONSENT_REQUIRED`` names it): who has none is not counted
+    needs_opt_in: bool = False
 
 
 def audience(session: Session, channel: str, segment: str, now: dt.datetime) -> Audience:
@@ -51,16 +54,17 @@ def audience(session: Session, channel: str, segment: str, now: dt.datetime) -> 
         return Audience(members, members)
     address = getattr(Contact, field)
     allowed = [clause, address.is_not(None), address != ""]
-    consented = consent_clause(cls, channel)
+    consented = consent_clause(cls, channel, current_app.config)
     if consented is not None:
         allowed.append(consented)
+    opt_in = consent_rule(cls, channel, current_app.config) == CONSENT_GRANTED
     suppressed = set(session.scalars(select(Suppression.address_hash).where(Suppression.channel == channel)))
     if not suppressed:
-        return Audience(members, session.scalar(select(func.count(Contact.id)).where(*allowed)) or 0)
+        return Audience(members, session.scalar(select(func.count(Contact.id)).where(*allowed)) or 0, None, opt_in)
     secret = current_app.config["SECRET_KEY"]
     rows = session.execute(select(address).where(*allowed).execution_options(yield_per=5000)).scalars()
     reachable = sum(1 for value in rows if address_hash(secret, channel, value) not in suppressed)
-    return Audience(members, reachable)
+    return Audience(members, reachable, None, opt_in)
 
 
 __all__ = ["Audience", "audience"]

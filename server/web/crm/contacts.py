@@ -1,7 +1,8 @@
 """Contacts: find them (email, name, phone, tag, segment; keyset pages), and a contact's page.
 
 The page shows the profile and custom fields (editors edit them, validated as the API validates:
-:func:`server.contacts.clean_contact`), tags, score, consent per channel with its ledger, one timeline
+:func:`server.contacts.clean_contact`), tags, score, consent per channel (whether marketing may reach the
+contact there, by the send-time policy's rule) with its ledger, one timeline
 (:mod:`.timeline`), journeys with their trace, notes (editors add them) and tasks. Export and erase are the
 API's (:func:`server.contacts.export_contact`, :func:`server.contacts.erase_contact`) and, as there, need
 the most trusted role: the API wants an ``admin`` key for them, the UI an ``admin``.
@@ -21,6 +22,7 @@ from ...contacts import Conflict, InvalidInput, address_channels, clean_contact,
 from ...contacts.editing import MAX_NOTE, add_note, export_for, update_contact
 from ...contacts.lifecycle import held_rows
 from ...db import get_session
+from ...engine.policy import CONSENT_STATES, consent_refusal, consent_rule
 from ...engine.scope import Scope
 from ...engine.timeutil import to_dt
 from ...engine.wake import enqueue_events
@@ -141,6 +143,23 @@ def _authors(db: Any) -> dict[str, str]:
     return {f"user:{uid}": email for uid, email in db.execute(select(User.id, User.email))}
 
 
+def _consent_states(current: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
+    """Each channel's latest ledger status and what it means for marketing sends here (``subscribed``, ``needs
+    opt-in``, ``unsubscribed``; None where consent does not apply), from the send-time policy's own rule.
+
+    The channels shown are those that reach the contact at an address of theirs (a webhook reaches nobody: no
+    consent to ask), and any the ledger names.
+    """
+    channels = current_app.extensions["nudge.plugins"].channels
+    addressed = {name for name, cls in channels.items() if getattr(cls, "address_field", None)}
+    out = []
+    for name in sorted(addressed | set(current)):
+        rule = consent_rule(channels[name], name, current_app.config) if name in addressed else None
+        state = None if rule is None else CONSENT_STATES[consent_refusal(rule, current.get(name))]
+        out.append((name, current.get(name), state))
+    return out
+
+
 def _page(
     contact: Contact,
     status: int = 200,
@@ -159,13 +178,7 @@ def _page(
         )
     )
     current = current_consents(db, contact.id)
-    # the channels that reach the contact at an address of theirs (a webhook reaches nobody: no consent to ask)
-    addressed = {
-        name
-        for name, cls in current_app.extensions["nudge.plugins"].channels.items()
-        if getattr(cls, "address_field", None)
-    }
-    consent = [(name, current.get(name)) for name in sorted(addressed | set(current))]
+    consent = _consent_states(current)
     rules = dict(db.execute(select(Rule.id, Rule.name)).all())
     journeys = [
         (e, rules.get(e.rule_id, f"rule {e.rule_id}"), STATE_NAMES.get(EnrolmentState(e.state), "?"), to_dt(e.entered))

@@ -20,6 +20,7 @@ from .fields import Field, as_posted, changes, fields
 TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Public address and time", ("BASE_URL", "DEFAULT_TIMEZONE")),
     ("Sending limits", ("FREQUENCY_CAP",)),
+    ("Consent", ("CONSENT_REQUIRED",)),
     ("Teams", ("TEAMS",)),
     ("Tracking", ("TRACK_OPENS", "TRACK_CLICKS", "TRACK_TEXT_LINKS", "TRACK_TRANSACTIONAL", "UNTRACKED_CHANNELS")),
 )
