@@ -341,3 +341,73 @@ def test_an_import_names_who_uploaded_it_by_their_email(app, plan):
     assert f"by {editor.email}</dd>" in shown and "user:" not in shown
     listing = editor.get("/admin/imports/").get_data(as_text=True)
     assert f"<td>{editor.email}</td>" in listing and "user:" not in listing
+
+
+def _fields(app) -> dict[str, str]:
+    with app.app_context():
+        return dict(get_session().execute(select(FieldDefinition.name, FieldDefinition.type)).all())
+
+
+def test_a_column_mapped_to_a_new_custom_field_makes_it_when_the_import_starts(app, plan):
+    editor = signed_in(app, "editor")
+    import_id = _uploaded(editor)
+    page = editor.get(f"/admin/imports/{import_id}").get_data(as_text=True)
+    # every column offers a new field, named after its header and of type text unless changed
+    assert page.count('<option value="+new">New custom field…</option>') == 4
+    assert 'name="new-name-1" type="text" maxlength="64" value="first_name"' in page
+    assert 'name="new-name-2" type="text" maxlength="64" value="score"' in page
+    assert re.search(r'name="new-type-3">\s*<option value="string" selected>text</option>', page)
+    response = _start(editor, import_id, **{"map-3": "+new", "new-name-3": "tier", "new-type-3": "string"})
+    assert response.status_code == 302, page_flash(response.get_data(as_text=True))
+    assert _fields(app) == {"plan": "string", "tier": "string"}
+    assert "New custom field(s) for the import: tier." in page_flash(editor.get(f"/admin/imports/{import_id}").text)
+    run_worker(app)
+    row = _row(app, import_id)
+    assert (row.status, row.mapping["Plan"]) == ("done", "tier")
+    with app.app_context():
+        people = {c.email: c.fields for c in get_session().scalars(select(Contact))}
+    assert people == {"ana@example.com": {"tier": "pro"}, "eve@example.com": {"tier": "team"}}
+    assert [(a.target_id, a.detail) for a in audited(app, "field.created")] == [("tier", {"type": "string"})]
+    assert [a.detail for a in audited(app, "import.started")] == [
+        {"merge": "update", "mapped": 4, "fields_created": ["tier"]}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        # refused for another reason: the valid new field is not made either
+        ({"map-0": "-"}, "Map a column to email or external_id"),
+        ({"merge": "newest"}, "Choose how rows naming existing contacts merge"),
+        ({"new-name-3": "Tier!"}, "No new field for Plan: name must be lowercase letters, digits and _"),
+        ({"new-name-3": ""}, "Name the new field for Plan"),
+        ({"new-name-3": "email"}, "No new field for Plan: 'email' is a built-in contact attribute"),
+        ({"new-name-3": "plan"}, "No new field for Plan: a custom field named 'plan' already exists; choose it in"),
+        ({"new-type-3": "colour"}, "No new field for Plan: type must be one of string, number"),
+        ({"map-1": "+new", "new-name-1": "tier", "new-type-1": "string"}, "First Name and Plan both map to tier"),
+    ],
+)
+def test_a_refused_start_makes_no_new_field_and_keeps_what_was_typed(app, plan, change, says):
+    editor = signed_in(app, "editor")
+    import_id = _uploaded(editor)
+    form = {"map-2": "+new", "new-name-2": "points", "new-type-2": "number"}
+    form |= {"map-3": "+new", "new-name-3": "tier", "new-type-3": "string", **change}
+    response = _start(editor, import_id, **form)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 422 and says in html.unescape(page_flash(text)), page_flash(text)
+    assert _fields(app) == {"plan": "string"} and audited(app, "field.created") == []
+    assert _row(app, import_id).status == "draft"
+    assert '<option value="+new" selected>' in text and 'value="points"' in text  # the choices are kept
+    assert re.search(r'name="new-type-2">.*?<option value="number" selected>', text, re.S)
+
+
+def test_a_new_fields_name_is_offered_from_the_column_header():
+    from server.web.imports.pages import field_name
+
+    assert field_name("Favourite Colour") == "favourite_colour"
+    assert field_name("  E-Mail (work) ") == "e_mail_work"
+    assert field_name("2nd phone") == "f_2nd_phone"
+    assert field_name("@score") == "score"
+    assert field_name("Ünïcode") == "n_code"
+    assert field_name("x" * 70) == "x" * 64
+    assert field_name("!!!") == ""

@@ -8,10 +8,10 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from server.db import get_session
-from server.models import Rule, Task, User, utcnow
+from server.db import get_db, get_session
+from server.models import Contact, Rule, Task, User, utcnow
 
 from ..helpers import api_key, load_rules, make_user, post_event, run_worker, signed_in
 from .crm_helpers import BREAKOUT, SCRIPT, audited, escaped, flash_of, page_flash, post
@@ -163,3 +163,36 @@ def test_viewers_cannot_change_tasks_and_writes_need_the_csrf_token(app, client,
     assert signed_in(app, "viewer").get("/admin/tasks/?show=later").status_code == 400
     with app.app_context():
         assert get_session().get(Task, tasks["sales"]).status == "open"
+
+
+def test_the_notifications_name_their_contacts_linked_read_in_one_query_and_an_erased_one_says_so(
+    app, client, smtp_server
+):
+    _work(app, client)
+    post_event(client, api_key(app), email="second@example.com")
+    run_worker(app)
+    with app.app_context():
+        ids = dict(get_session().execute(select(Contact.email, Contact.id)).all())
+    viewer = signed_in(app, "viewer")
+    statements: list[str] = []
+    engine = get_db(app).engine
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        html = viewer.get("/admin/tasks/?team=sales").get_data(as_text=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    notes = html.split('id="notes-head"')[1]
+    for email in ("lead@example.com", "second@example.com"):
+        assert notes.count(f'<a href="/admin/contacts/{ids[email]}">{email}</a>') == 4, email  # 2 notify, 2 task
+    assert not re.search(r">#\d+</a>", notes)
+    # the tasks' contacts and the notifications' contacts: one query for the page, however many rows
+    assert len([s for s in statements if re.search(r"\bFROM contacts\b", s)]) == 1, statements
+    admin = signed_in(app, "admin")
+    assert post(admin, f"/admin/contacts/{ids['lead@example.com']}/erase", confirm="yes").status_code == 302
+    notes = admin.get("/admin/tasks/").get_data(as_text=True).split('id="notes-head"')[1]
+    assert notes.count('<span class="hint">erased</span>') == 4
+    assert notes.count(f'<a href="/admin/contacts/{ids["second@example.com"]}">second@example.com</a>') == 4

@@ -65,6 +65,18 @@ function nameOf(el, fallback) {
   return { attrs: { "aria-label": text }, label: null };
 }
 
+/**
+ * `attrs` with an aria-describedby naming the textarea's own hints (the ones it names itself) and then, for an
+ * editable editor, the keyboard help. Ids inside [data-fallback] are left out: that is what the plain textarea
+ * shows (a problem list checked when the page was made), which the mounted editor replaces with its own marks.
+ */
+function describedBy(textarea, attrs, helpId) {
+  const own = (textarea.getAttribute("aria-describedby") || "").split(/\s+/)
+    .filter((id) => id && !document.getElementById(id)?.closest("[data-fallback]"));
+  const ids = helpId ? [...own, helpId] : own;
+  return ids.length ? { ...attrs, "aria-describedby": ids.join(" ") } : attrs;
+}
+
 function element(tag, attrs, text) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, value);
@@ -112,7 +124,7 @@ export function mount(textarea) {
       ...completionKeymap, ...lintKeymap, indentWithTab,
       { key: "Shift-Alt-f", run: (view) => (format(view), true) },
     ]),
-    EditorView.contentAttributes.of(readOnly ? attrs : { ...attrs, "aria-describedby": help.id }),
+    EditorView.contentAttributes.of(describedBy(textarea, attrs, readOnly ? null : help.id)),
     EditorView.updateListener.of((update) => {
       if (!update.docChanged) return;
       textarea.value = update.state.doc.toString();

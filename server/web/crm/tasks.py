@@ -79,6 +79,7 @@ def index():
         stmt = stmt.where(Task.assigned_to == current_user().id)
     elif filters["assigned"] == "nobody":
         stmt = stmt.where(Task.assigned_to.is_(None))
+    notifications = _notifications(db, filters["team"])
     scope = "|".join(filters.values())
     rows = list(db.scalars(_ordered(stmt, paging.cursor(scope, request.args.get("after"))).limit(paging.PAGE_SIZE + 1)))
     after = None
@@ -95,14 +96,15 @@ def index():
         assigned=list(ASSIGNED.items()),
         after=after,
         first=bool(request.args.get("after")),
-        notifications=_notifications(db, filters["team"]),
-        **_row_context(db, rows),
+        notifications=notifications,
+        **_row_context(db, rows, [m.contact_id for m, _info in notifications]),
     )
 
 
-def _row_context(db: Any, tasks: list[Task]) -> dict[str, Any]:
-    ids = {t.contact_id for t in tasks if t.contact_id}
-    contacts = dict(db.execute(select(Contact.id, Contact.email).where(Contact.id.in_(ids))).all()) if ids else {}
+def _row_context(db: Any, tasks: list[Task], also: list[int | None] | None = None) -> dict[str, Any]:
+    """What a task's row shows; *also*: more contacts the page names (its notifications'), read in the same query."""
+    ids = {t.contact_id for t in tasks if t.contact_id} | {i for i in also or () if i}
+    contacts = _contact_names(db, ids)
     role = current_role()
     return {
         "contacts": contacts,
@@ -110,6 +112,21 @@ def _row_context(db: Any, tasks: list[Task]) -> dict[str, Any]:
         "users": _users(db),
         "now": utcnow(),
         "can_edit": role is not None and role.allows(Role.EDITOR),
+    }
+
+
+def _contact_names(db: Any, ids: set[int]) -> dict[int, str]:
+    """Contacts by id as people know them: the email, else the name, else the phone (one query)."""
+    if not ids:
+        return {}
+    rows = db.execute(
+        select(Contact.id, Contact.email, Contact.first_name, Contact.last_name, Contact.phone).where(
+            Contact.id.in_(ids)
+        )
+    )
+    return {
+        cid: email or " ".join(n for n in (first, last) if n) or phone or f"#{cid}"
+        for cid, email, first, last, phone in rows
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, abort, current_app, jsonify, redirect, render_template, request, send_file, url_for
 from sqlalchemy import select
 
-from ...contacts import InvalidInput, audit, definitions
+from ...contacts import Conflict, InvalidInput, audit, define_field, definitions
 from ...contacts.import_runs import (
     SETTLED,
     check_upload,
@@ -29,7 +29,7 @@ from ...contacts.import_runs import (
 )
 from ...contacts.importer import MERGES, resolve_columns
 from ...db import get_session
-from ...models import ImportRecord, Role
+from ...models import FieldType, ImportRecord, Role
 from ..access import actor, may, requires
 from ..flash import notify
 from ..security import larger_body
@@ -45,6 +45,18 @@ MERGE_LABELS = {
     "skip": "Skip: existing contacts are left as they are",
 }
 assert set(MERGE_LABELS) == set(MERGES)
+#: a column's choice that makes a custom field for it when the import starts (no field name has a "+")
+NEW_FIELD = "+new"
+#: the custom fields' types as the page names them (the values those of the API's ``/fields``)
+TYPE_LABELS = {
+    "string": "text",
+    "number": "number",
+    "bool": "yes or no",
+    "date": "date",
+    "datetime": "date and time",
+    "list": "list (values separated by ;)",
+}
+assert set(TYPE_LABELS) == {t.value for t in FieldType}
 
 
 #: the most one request of an upload carries: the page sends a larger file in pieces of :data:`PIECE` bytes, so
@@ -194,15 +206,25 @@ def _import(import_id: int) -> ImportRecord:
     return row
 
 
+def field_name(column: str) -> str:
+    """The name a new custom field for *column* is offered: its header in lowercase letters, digits and ``_``."""
+    name = re.sub(r"[^a-z0-9]+", "_", column.strip().lower()).strip("_")
+    if name and not name[0].isalpha():
+        name = "f_" + name
+    return name[:64].rstrip("_")
+
+
 def _page(
     row: ImportRecord,
     errors: dict[str, str] | None = None,
     status: int = 200,
-    chosen: tuple[dict[str, str], str] | None = None,
+    chosen: tuple[dict[str, str], str, dict[str, tuple[str, str]]] | None = None,
 ) -> Any:
-    """An import's page; *chosen* (mapping, merge mode) shows a refused start's choices again."""
+    """An import's page; *chosen* (mapping, merge mode, new fields by column) shows a refused start's choices
+    again."""
     session = get_session()
     draft = row.status == "draft"
+    offered = {column: (field_name(column), FieldType.STRING.value) for column in row.header} if draft else {}
     return (
         render_template(
             "admin/imports/show.html",
@@ -215,6 +237,9 @@ def _page(
             errors=errors or {},
             mapping=chosen[0] if chosen else row.mapping,
             merge=chosen[1] if chosen else row.merge,
+            new_field=NEW_FIELD,
+            new_fields={**offered, **(chosen[2] if chosen else {})},
+            types=TYPE_LABELS,
         ),
         status,
     )
@@ -269,34 +294,77 @@ def begin(import_id: int):
         abort(409, description=f"Import {row.id} has started already ({row.status}).")
     custom = definitions(session)
     known = targets(custom)
-    mapping = {column: request.form.get(f"map-{i}", "-") for i, column in enumerate(row.header)}
+    chosen = {column: request.form.get(f"map-{i}", "-") for i, column in enumerate(row.header)}
+    # a column mapped to a new custom field: its name and type as typed (the field is made once all is well)
+    new = {
+        column: (request.form.get(f"new-name-{i}", "").strip(), request.form.get(f"new-type-{i}", ""))
+        for i, column in enumerate(row.header)
+        if chosen[column] == NEW_FIELD
+    }
+    mapping = {column: new[column][0] if column in new else target for column, target in chosen.items()}
     merge = request.form.get("merge", "")
     errors: dict[str, str] = {}
     for i, (column, target) in enumerate(mapping.items()):
-        if target != "-" and target not in known:
+        if column in new and not target:
+            errors[f"map-{i}"] = f"Name the new field for {column} (lowercase letters, digits and _)."
+        elif column not in new and target != "-" and target not in known:
             errors[f"map-{i}"] = f"Choose a field for {column} from the list, or skip it."
     taken: dict[str, str] = {}
     for i, (column, target) in enumerate(mapping.items()):
-        if target != "-" and target in taken:
+        if column in new and target in known:
+            continue  # a new field named as one that exists: defining it says so (below)
+        if target not in ("-", "") and target in taken:
             errors[f"map-{i}"] = f"{taken[target]} and {column} both map to {target}: skip one or choose another field."
         taken.setdefault(target, column)
     if not {"email", "external_id"} & set(mapping.values()):
         errors["mapping"] = "Map a column to email or external_id: rows are matched to contacts by them."
     if merge not in MERGES:
         errors["merge"] = "Choose how rows naming existing contacts merge."
+    made = _make_fields(row.header, new, errors)
     if not errors:
         try:
-            resolve_columns(list(row.header), mapping, custom)  # what the worker will check again
+            resolve_columns(list(row.header), mapping, {**custom, **made})  # what the worker will check again
         except InvalidInput as exc:
             errors["mapping"] = exc.message
     if errors:
+        session.rollback()  # all or nothing: no new field stays when the import does not start
         notify("The import was not started: " + " ".join(errors.values()), "error")
-        return _page(row, errors, 422, chosen=(mapping, merge))
+        return _page(row, errors, 422, chosen=(chosen, merge, new))
+    for name, kind in made.items():
+        audit(session, actor(), "field.created", "field", name, type=kind)
     row.mapping, row.merge = mapping, merge
     mapped = sum(t != "-" for t in mapping.values())
+    if made:
+        notify(f"New custom field(s) for the import: {', '.join(made)}.")
     return _queue(
-        row, "import.started", "is queued; a worker imports it while you watch here", merge=merge, mapped=mapped
+        row,
+        "import.started",
+        "is queued; a worker imports it while you watch here",
+        merge=merge,
+        mapped=mapped,
+        **({"fields_created": sorted(made)} if made else {}),
     )
+
+
+def _make_fields(header: list[str], new: dict[str, tuple[str, str]], errors: dict[str, str]) -> dict[str, str]:
+    """Define the custom fields of *new* (column → name, type) in the session, as the API's ``POST /fields`` does
+    (same checks); a refused one is added to *errors* under its column. The caller commits or rolls back.
+
+    :return: the fields defined, name → type
+    """
+    session = get_session()
+    made: dict[str, str] = {}
+    for i, column in enumerate(header):
+        if column not in new or f"map-{i}" in errors:
+            continue
+        name, kind = new[column]
+        try:
+            made[define_field(session, name, kind).name] = kind
+        except Conflict as exc:
+            errors[f"map-{i}"] = f"No new field for {column}: {exc.message}; choose it in the list instead."
+        except InvalidInput as exc:
+            errors[f"map-{i}"] = f"No new field for {column}: {exc.message}."
+    return made
 
 
 def _queue(row: ImportRecord, action: str, done: str, **detail: Any) -> Any:
