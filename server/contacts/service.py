@@ -147,6 +147,26 @@ def find_contact(session: Session, *, email: str | None = None, external_id: str
     return None
 
 
+def check_same_user(contact: Contact, cleaned: Mapping[str, Any], prefix: str = "") -> None:
+    """Refuse to write *cleaned* (found by its email) onto *contact* when both name a user, and not the same one.
+
+    :func:`find_contact` falls back on the email when the external id is new: the contact it finds then is the
+    user it was found for only when it has no external id of its own (an imported address). Taking it would repoint
+    another user's contact at the new id, so anyone with an ingest key could take over a person's record.
+
+    :raises Conflict: naming ``<prefix>email``.
+    """
+    external_id = cleaned.get("external_id")
+    if external_id and contact.external_id is not None and contact.external_id != external_id:
+        field = f"{prefix}email"
+        raise Conflict(
+            field,
+            f"{field} already belongs to contact {contact.id}, which has another external_id; a user's email "
+            "moves to another user only by changing or merging that contact first "
+            f"(PATCH /api/v1/contacts/{contact.id}, POST /api/v1/contacts/{{id}}/merge)",
+        )
+
+
 def _check_unique(session: Session, contact: Contact | None, cleaned: Mapping[str, Any], prefix: str) -> None:
     for key in ("email", "external_id"):
         value = cleaned.get(key)
@@ -228,7 +248,8 @@ def upsert_contact(
     *changed* when given), or create it.
 
     :return: the contact and whether it was created.
-    :raises InvalidInput: without an email or external id; :class:`Conflict` when they name two contacts.
+    :raises InvalidInput: without an email or external id; :class:`Conflict` when they name two contacts, or
+        when the email is another user's (:func:`check_same_user`).
     """
     email, external_id = cleaned.get("email"), cleaned.get("external_id")
     if not email and not external_id:
@@ -236,6 +257,7 @@ def upsert_contact(
     contact = find_contact(session, email=email, external_id=external_id)
     if contact is None:
         return create_contact(session, cleaned, prefix=prefix), True
+    check_same_user(contact, cleaned, prefix)
     apply_changes(session, contact, cleaned, prefix=prefix, changed=changed)
     session.flush()
     return contact, False

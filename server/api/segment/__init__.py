@@ -179,6 +179,12 @@ def _ingest(kind: str | None) -> Response | tuple[Response, int]:
                     )
                     session.commit()
                 break
+            except Conflict:
+                # a concurrent request may have committed the contact between this one's look-up and its check
+                # (PostgreSQL): look again once; a conflict found a second time is the data's own
+                if attempt:
+                    raise
+                session.rollback()
             except IntegrityError:  # a concurrent request stored the same messages (or contacts): look again
                 session.rollback()
                 if attempt:

@@ -28,6 +28,7 @@ from ...contacts import (
     record_event,
 )
 from ...contacts.normalize import check_json, check_text, parse_datetime
+from ...contacts.service import check_same_user
 from ...engine.ingest import prepare_events, store_events
 from ...engine.once import KEEP
 from ...models import AnonymousId, Contact, IdempotencyRecord, utcnow
@@ -252,6 +253,12 @@ def _identify(
     target: Contact
     if cleaned.get("email") or cleaned.get("external_id"):
         found = find_contact(session, email=cleaned.get("email"), external_id=cleaned.get("external_id"))
+        user = cleaned.get("external_id")
+        if found is not None:
+            check_same_user(found, cleaned, prefix)
+            user = user or found.external_id
+        if visitor is not None and _another_user(visitor, user):
+            visitor = None  # a browser shared with another user: it is this user's from now on, nothing merges
         if found is None and visitor is None:
             target, created = create_contact(session, cleaned, prefix=prefix), True
         elif found is None:
@@ -271,11 +278,20 @@ def _identify(
     return [e.id for e in announce_changes(session, target, created=created, changed=changed)]
 
 
+def _another_user(visitor: Contact, external_id: str | None) -> bool:
+    """Whether the contact of an anonymous id is a user other than *external_id*'s (whose identify it meets)."""
+    return bool(external_id) and visitor.external_id is not None and visitor.external_id != external_id
+
+
 def _alias(session: Session, message: Message, actor: str) -> None:
-    """``previousId`` (an anonymous id or an earlier user id) and ``userId`` are one person from now on."""
+    """``previousId`` (an anonymous id or an earlier user id) and ``userId`` are one person from now on.
+
+    The user ids are trimmed as the external ids of every other message are (``" u-1 "`` is ``u-1``); an
+    anonymous id is taken as sent.
+    """
     previous = str(message.body["previousId"])
-    user_id = str(message.user_id)
-    before = _known_visitor(session, previous) or find_contact(session, external_id=previous)
+    user_id = str(message.user_id).strip()
+    before = _known_visitor(session, previous) or find_contact(session, external_id=previous.strip())
     target = find_contact(session, external_id=user_id)
     if before is None:
         if target is None:
