@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_htmx import HTMX
 
 from .clock import Clock, clock_for
 from .config import load_config
 from .db import Database, check_connection
 from .plugins import build_plugin_manager
+from .problems import problem
 from .queue import TaskQueue
 from .web.nudge_flask import NudgeFlask
 
@@ -80,7 +81,56 @@ def _build(
     app.extensions["nudge.create_app"] = partial(create_app, web=False)
     if web:
         _serve(app, pm)
+        _answer_database_trouble(app)
     pm.hook.startup(app=app)
+
+
+def _answer_database_trouble(app: Flask) -> None:
+    """The database away, full or read-only is no bug of the request: 503 (or 507: no space) with ``Retry-After``
+    and what to do, problem+json under the API, instead of a 500 and a traceback.
+
+    Two handlers: one for the error a view raised; one for the 500 Flask makes of an error raised outside a view
+    (the lean event path hands its errors to ``handle_exception``, which looks only for 500 handlers).
+    """
+    from sqlalchemy import exc as sa_exc
+    from werkzeug.exceptions import InternalServerError
+
+    from .db import DatabaseUnavailable, database_trouble
+
+    def answer(exc: BaseException) -> Any:
+        trouble = database_trouble(exc)
+        if trouble is None:
+            return None
+        logging.getLogger(__name__).warning(
+            "%s %s: %s (%s)", request.method, request.path, trouble.title.lower(), trouble.reason
+        )
+        if request.path.startswith(("/api/", "/v1/")):
+            response = problem(trouble.status, trouble.title, trouble.detail)
+        else:
+            response = app.response_class(
+                f"{trouble.title}: {trouble.detail}.\n", status=trouble.status, mimetype="text/plain"
+            )
+        response.headers["Retry-After"] = str(trouble.retry_after)
+        return response
+
+    def from_view(exc: Exception) -> Any:
+        response = answer(exc)
+        if response is None:
+            raise exc  # not the database's state: Flask's 500, as before
+        return response
+
+    def server_error(exc: InternalServerError) -> Any:
+        original = exc.original_exception
+        response = answer(original) if original is not None else None
+        if response is not None:
+            return response
+        from .api import _http_error
+
+        return _http_error(exc)  # the handler this one stands in front of
+
+    for error in (sa_exc.DBAPIError, sa_exc.TimeoutError, DatabaseUnavailable):
+        app.register_error_handler(error, from_view)
+    app.register_error_handler(InternalServerError, server_error)
 
 
 def _serve(app: Flask, pm: Any) -> None:

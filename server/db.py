@@ -12,7 +12,7 @@ import sqlite3
 import time
 import weakref
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from flask import Flask
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
@@ -24,6 +24,97 @@ from .config import mask_url
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached; the message names ``NUDGE_DATABASE_URL``."""
+
+
+class Trouble(NamedTuple):
+    """An error of the database itself (not of the request): what to answer and what to tell people to do."""
+
+    #: the HTTP status: 503 (away, read-only, busy: try again) or 507 (no space left: free some)
+    status: int
+    title: str
+    #: what happened and what to do, for a person (no SQL, no parameters, no host names)
+    detail: str
+    #: seconds a client should wait before trying again (``Retry-After``)
+    retry_after: int
+    #: the driver's own words, for the log
+    reason: str
+
+
+_AWAY = (
+    "the database cannot be reached right now (restarting, failing over, or down); nothing was stored: try again "
+    "in a few seconds. If it lasts, check that the database server runs and that NUDGE_DATABASE_URL points at it"
+)
+_FULL = (
+    "the database's disk is full (or the database reached its size limit), so nothing was stored: free disk space on "
+    'the volume that holds the database (see docs/deploy.md, "Disk full"), then try again'
+)
+_READ_ONLY = (
+    "the database takes no writes right now (a failover still in progress, or its file or folder is not writable by "
+    "Nudge); nothing was stored: try again in a few seconds, and if it lasts make the database writable"
+)
+_BUSY = "the database is busy (another writer held it too long); nothing was stored: try again in a few seconds"
+#: PostgreSQL SQLSTATEs of a server going away or refusing connections (class 08: connection exception; 57P0x:
+#: shut down by an administrator, crashed, starting up; 53300: too many connections)
+_PG_AWAY = ("57P01", "57P02", "57P03", "53300")
+_SQLITE_FULL, _SQLITE_READONLY, _SQLITE_BUSY, _SQLITE_IOERR, _SQLITE_CANTOPEN = 13, 8, 5, 10, 14
+
+
+def database_trouble(exc: BaseException) -> Trouble | None:
+    """The :class:`Trouble` when *exc* (or an error it was raised from or while handling) says the database is
+    away, full, read-only or busy; None for any other error (a bug, a constraint: not the database's state).
+
+    SQLite rolls a transaction back on ``SQLITE_FULL``, so what reaches the caller may be a later error (releasing
+    a savepoint that is gone): the chain of causes is searched.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = _trouble_of(current)
+        if found is not None:
+            return found
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _trouble_of(exc: BaseException) -> Trouble | None:
+    from sqlalchemy import exc as sa_exc
+
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    away = Trouble(503, "Database unavailable", _AWAY, 5, reason)
+    if isinstance(exc, DatabaseUnavailable | sa_exc.TimeoutError):  # TimeoutError: no pooled connection came free
+        return away
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return away
+        return _trouble_of(exc.orig) if exc.orig is not None and exc.orig is not exc else None
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary == _SQLITE_FULL:
+            return Trouble(507, "Insufficient storage", _FULL, 60, reason)
+        if primary == _SQLITE_READONLY:
+            return Trouble(503, "Database read-only", _READ_ONLY, 5, reason)
+        if primary in (_SQLITE_IOERR, _SQLITE_CANTOPEN):
+            return away
+        if primary == _SQLITE_BUSY:
+            return Trouble(503, "Database busy", _BUSY, 2, reason)
+        return None
+    module = type(exc).__module__
+    if module.startswith("psycopg"):
+        state = getattr(exc, "sqlstate", None)
+        if state == "53100":  # disk_full
+            return Trouble(507, "Insufficient storage", _FULL, 60, reason)
+        if state == "25006":  # read_only_sql_transaction: a standby not yet promoted
+            return Trouble(503, "Database read-only", _READ_ONLY, 5, reason)
+        import psycopg
+
+        # no SQLSTATE: the client lost (or never had) its connection
+        if (state is None and isinstance(exc, psycopg.OperationalError)) or (state or "").startswith("08"):
+            return away
+        if state in _PG_AWAY:
+            return away
+    return None
 
 
 #: the connections' busy timeout (ms): how long a transaction waits for SQLite's write lock

@@ -254,7 +254,12 @@ class AppWorker(SimpleWorker):
     def execute_job(self, job: Any, queue: Queue) -> None:
         with self.flask_app.app_context():
             for prepare in self.flask_app.extensions.get(BEFORE_JOB, ()):
-                prepare(self.flask_app)  # e.g. settings changed in the admin UI apply from the next job on
+                try:
+                    prepare(self.flask_app)  # e.g. settings changed in the admin UI apply from the next job on
+                except Exception as exc:
+                    # the database away, say: raised here, outside the job, it would end RQ's loop and leave the
+                    # job in the started registry; the job runs (and fails, and is retried) as every job does
+                    log.warning("preparing job %s failed (%s); running it with the settings read before", job.id, exc)
             super().execute_job(job, queue)
 
 

@@ -25,8 +25,28 @@ def build_app(create: bool = False, **overrides: Any):
     """
     from ..app import create_app
 
+    for attempt in range(1, START_TRIES + 1):
+        app = _create(create_app, overrides, create, last=attempt == START_TRIES)
+        if app is not None:
+            break
+        time.sleep(START_WAIT)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # release connections when the command ends (also when invoked in-process)
+        ctx.call_on_close(lambda: (app.extensions["nudge.queue"].close(), app.extensions["nudge.db"].dispose()))
+    return app
+
+
+#: how often a command tries to start when the database drops its connection while it starts (a failover or a
+#: restart under way: the connection check passed a moment before), and the seconds between tries
+START_TRIES, START_WAIT = 10, 2
+
+
+def _create(create_app: Any, overrides: dict[str, Any], create: bool, last: bool) -> Any:
+    """The app; None when the database dropped the connection while it started and another try is allowed."""
+    from ..db import database_trouble
+
     try:
-        app = create_app(overrides or None, create=create)
+        return create_app(overrides or None, create=create)
     except (ConfigError, DatabaseUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # e.g. a plugin conflict: still one line, not a traceback
@@ -35,11 +55,15 @@ def build_app(create: bool = False, **overrides: Any):
 
         if isinstance(exc, PluginError | BackupError):
             raise click.ClickException(str(exc)) from None
-        raise
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:  # release connections when the command ends (also when invoked in-process)
-        ctx.call_on_close(lambda: (app.extensions["nudge.queue"].close(), app.extensions["nudge.db"].dispose()))
-    return app
+        trouble = database_trouble(exc)
+        if trouble is None:
+            raise
+        if last:
+            raise click.ClickException(f"{trouble.title}: {trouble.detail} ({trouble.reason})") from None
+        logging.getLogger(__name__).warning(
+            "starting: %s (%s); trying again in %d s", trouble.title.lower(), trouble.reason, START_WAIT
+        )
+        return None
 
 
 def _setup_logging() -> None:

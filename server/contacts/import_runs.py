@@ -21,7 +21,7 @@ from flask import Flask, current_app
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from ..db import affected_rows, get_session
+from ..db import affected_rows, database_trouble, get_session
 from ..models import ImportRecord, utcnow
 from ..queue import get_queue
 from .errors import InvalidInput
@@ -214,8 +214,20 @@ def run_import(import_id: int, attempt: int) -> None:
         write_report(report_of(row), report.errors)
     except Exception as exc:  # any failure is the import's, shown on its page; the worker goes on
         session.rollback()
-        log.exception("import %s failed", import_id)
-        _set(session, import_id, status="failed", error=_failure(exc, path), finished_at=utcnow(), **counts())
+        trouble = database_trouble(exc)
+        if trouble is None:
+            log.exception("import %s failed", import_id)
+        else:  # the database's state, not a bug: one line
+            log.error("import %s stopped after %d rows: %s (%s)", import_id, report.rows, trouble.title, trouble.reason)
+        try:
+            _set(session, import_id, status="failed", error=_failure(exc, path), finished_at=utcnow(), **counts())
+        except Exception as again:
+            if database_trouble(again) is None:
+                raise
+            session.rollback()  # the record cannot be written either: its page shows it stalled, to be retried
+            log.error(
+                "import %s could not be marked failed (%s); it shows as stalled after %s", import_id, again, STALL
+            )
         return
     _set(session, import_id, status="done", finished_at=utcnow(), **counts())
 
@@ -228,6 +240,12 @@ def _failure(exc: Exception, path: Path) -> str:
         return f"The uploaded file {path.name} is gone from {path.parent}: discard this import and upload it again."
     if isinstance(exc, UnicodeDecodeError):
         return "The file is not UTF-8 text: save it as CSV UTF-8 and upload it again."
+    trouble = database_trouble(exc)
+    if trouble is not None:  # the chunks committed before stand whole: the counts say how far it got
+        return (
+            f"The import stopped: {trouble.detail[0].upper()}{trouble.detail[1:]}. The rows counted above are "
+            "imported; Retry the import then (rows already imported are updated, not duplicated)."
+        )
     return f"The import stopped: {type(exc).__name__}: {exc}. Retry it; if it fails again, see the worker's log."
 
 

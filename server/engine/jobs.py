@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, or_, select, update
 
-from ..db import get_session
+from ..db import database_trouble, get_session
 from ..models import (
     Contact,
     Enrolment,
@@ -95,14 +95,31 @@ def run_events(
     claimed: list[int] = []
     try:
         done, messages = _process_events(session, event_ids, claimed, isolate=False, now=now, when_full=when_full)
-    except Exception:
+    except Exception as exc:
         session.rollback()
-        log.warning("an event in a batch of %d failed; redoing the batch one by one", len(claimed))
-        done, messages = _process_events(session, claimed or event_ids, [], isolate=True, now=now)
+        if _database_failed(exc, "events"):  # once more, whole, on a new connection; else the job fails
+            done, messages = _process_events(session, event_ids, claimed, isolate=False, now=now, when_full=when_full)
+        else:
+            log.warning("an event in a batch of %d failed; redoing the batch one by one", len(claimed))
+            done, messages = _process_events(session, claimed or event_ids, [], isolate=True, now=now)
     _send_later(messages, now)
     # a bounded batch of each source per ROLLUP_EVENTS events claimed: the counters keep pace with the events
     roll_up_stats(session, limit=max(1, -(-len(claimed) // ROLLUP_EVENTS)), skip_busy=True)
     return done, len(claimed)
+
+
+def _database_failed(exc: Exception, what: str) -> bool:
+    """Whether a batch failed because of the database (a connection dropped by a failover or a restart, the disk
+    full), not because of a journey: then the batch is tried once more as a whole on a new connection (the pool
+    checks it first), and if that fails too the job fails, with nothing written, and the scheduler hands the work
+    out again (``REQUEUE_AFTER``). Redone one by one instead, each item would fail and be counted against its
+    journey, or (a wake-up job, which names no events) nothing would be claimed and the job would end as done.
+    """
+    trouble = database_trouble(exc)
+    if trouble is None:
+        return False
+    log.warning("the database failed a batch of %s (%s: %s); trying it once more", what, trouble.title, trouble.reason)
+    return True
 
 
 def _claim(ctx: EngineContext, event_ids: list[int], batch: int) -> list[int]:
@@ -205,10 +222,13 @@ def advance_enrolments(enrolment_ids: list[int], lease: int, now: int | None = N
     session = get_session()
     try:
         ran, messages = _advance(session, enrolment_ids, lease, isolate=False, now=now)
-    except Exception:
+    except Exception as exc:
         session.rollback()
-        log.warning("a journey in a batch of %d failed; redoing the batch one by one", len(enrolment_ids))
-        ran, messages = _advance(session, enrolment_ids, lease, isolate=True, now=now)
+        if _database_failed(exc, "journeys"):
+            ran, messages = _advance(session, enrolment_ids, lease, isolate=False, now=now)
+        else:
+            log.warning("a journey in a batch of %d failed; redoing the batch one by one", len(enrolment_ids))
+            ran, messages = _advance(session, enrolment_ids, lease, isolate=True, now=now)
     _send_later(messages, now)
     roll_up_stats(session, limit=1, skip_busy=True)
     return ran

@@ -1,0 +1,209 @@
+"""The database going away: PostgreSQL's connections killed (a failover, a restart) or refused, SQLite's disk full.
+
+The API answers 503 (or 507: no space) with ``Retry-After`` and a problem+json that says what to do, never a 500;
+an import stopped by a full disk is failed with that reason and can be retried; workers and the scheduler (real
+processes) outlive the connections they held, and afterwards every accepted event is processed and every mail
+arrives exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from datetime import timedelta
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from server.db import get_session
+from server.models import Event
+
+from ..helpers import api_key, load_rules, post_event, run_worker
+from .journey import counts, install_series, outbox, received, wait_until
+
+
+def _production(app) -> None:
+    """Errors answered as in production: Flask's handlers, not an exception raised into the test."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.testing = False
+
+
+def _admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(
+        url.replace("postgresql+psycopg", "postgresql").rsplit("/", 1)[0] + "/postgres", autocommit=True
+    )
+
+
+def _terminate(url: str) -> int:
+    """What a failover or a restart does to every connection to the database: return how many were ended."""
+    name = url.rsplit("/", 1)[1]
+    with _admin(url) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchall()
+    return len(rows)
+
+
+@contextmanager
+def _postgres_down(url: str):
+    """The database refuses every new connection and has lost the ones it had, until the block ends."""
+    name = url.rsplit("/", 1)[1]
+    with _admin(url) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    _terminate(url)
+    try:
+        yield
+    finally:
+        with _admin(url) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def _assert_unavailable(response, status: int = 503, words: str = "database") -> None:
+    assert response.status_code == status, response.get_data(as_text=True)[:2000]
+    assert response.mimetype == "application/problem+json", response.get_data(as_text=True)[:500]
+    assert response.json["status"] == status
+    assert words in response.json["detail"], response.json
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert int(response.headers["Retry-After"]) > 0
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------------------
+pytestmark = pytest.mark.postgresql  # deselected unless --backends names postgresql
+
+
+@pytest.fixture
+def database_url(postgres_server, migrated_templates):
+    """PostgreSQL only (SQLite's outage, a full disk, is tests/faults/test_database_full.py's)."""
+    return migrated_templates.new_pg_database(postgres_server, f"down_{uuid.uuid4().hex[:8]}")
+
+
+def test_api_answers_503_while_postgres_refuses_connections_then_accepts_again(app, client, config):
+    _production(app)
+    key = api_key(app)
+    url = config["DATABASE_URL"]
+    headers = {"Authorization": f"Bearer {key}"}
+    admin = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    with _postgres_down(url):
+        _assert_unavailable(post_event(client, key, email="ana@example.com"))  # the lean path
+        _assert_unavailable(  # Flask's (a body the lean path hands on)
+            client.post(
+                "/api/v1/events/batch?x=1",
+                json={"events": [{"contact": {"email": "b@x.io"}, "event": "a.b"}]},
+                headers=headers,
+            )
+        )
+        _assert_unavailable(client.get("/api/v1/events", headers=admin))
+    assert post_event(client, key, email="ana@example.com").status_code == 202  # a fresh connection
+    assert client.get("/api/v1/events", headers=admin).status_code == 200
+
+
+def test_a_request_after_a_failover_gets_a_fresh_connection(app, client, config):
+    _production(app)
+    key = api_key(app)
+    admin = {"Authorization": f"Bearer {api_key(app, 'admin')}"}
+    assert post_event(client, key, email="ana@example.com").status_code == 202
+    assert _terminate(config["DATABASE_URL"]) >= 1  # the pool's connections are dead now
+    assert post_event(client, key, email="bo@example.com").status_code == 202
+    assert client.get("/api/v1/events", headers=admin).status_code == 200
+
+
+def test_a_worker_outlives_postgres_refusing_connections_and_its_work_is_done_after(app, client, config, smtp_server):
+    load_rules(app)
+    key = api_key(app)
+    assert post_event(client, key, email="ana@example.com").status_code == 202
+    failures: list[str] = []
+    with _postgres_down(config["DATABASE_URL"]):
+        run_worker(app, failures=failures)  # the job cannot reach the database: it fails, the worker goes on
+    assert failures
+    assert all("database" in text.lower() or "connection" in text.lower() for text in failures), failures
+    with app.app_context():
+        from server.engine.jobs import requeue_due
+
+        assert requeue_due(now=int(app.extensions["nudge.clock"]().timestamp()) + 60)["events"] >= 1
+    run_worker(app)
+    assert [m["To"] for m in smtp_server.wait_for(1)] == ["ana@example.com"]
+
+
+CONTACTS = 600
+BATCH = 50
+TWO_STEPS = """rule "Series"
+when signup.completed then
+  send email a
+  wait 1h
+  send email b
+end
+"""
+#: small leases and back-offs so that recovery takes seconds, not minutes
+SETTINGS = {"SCHEDULER_INTERVAL": 0.2, "REQUEUE_AFTER": 1, "ENGINE_LEASE": 2, "RETRY_BASE": 1, "LOG_LEVEL": "WARNING"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_journeys_run_exactly_once_through_connections_killed_again_and_again(
+    app, client, config, smtp_server, processes, clock
+):
+    """Every connection of every process ended (a failover) while events arrive, journeys run and mail goes out:
+    no request answers 500, no process dies, every event is processed and every mail arrives exactly once."""
+    _production(app)
+    install_series(app, TWO_STEPS)
+    key = api_key(app)
+    url = config["DATABASE_URL"]
+    procs = processes(**SETTINGS)
+    live = [procs.start("scheduler"), procs.start("worker"), procs.start("worker")]
+    emails = [f"f{i:04d}@example.com" for i in range(CONTACTS)]
+    statuses: dict[int, int] = {}
+    for first in range(0, CONTACTS, BATCH):
+        body = {
+            "events": [{"contact": {"email": e}, "event": "signup.completed"} for e in emails[first : first + BATCH]]
+        }
+        for _try in range(20):  # a client retries a 503 (after Retry-After; at once here: the database is back)
+            response = client.post("/api/v1/events/batch", json=body, headers={"Authorization": f"Bearer {key}"})
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code != 503:
+                break
+            _assert_unavailable(response)
+        assert response.status_code == 202, response.get_data(as_text=True)[:2000]
+        _terminate(url)  # the web's, the workers' and the scheduler's connections, mid-work
+
+    def settled(step: str) -> bool:
+        """Every contact's *step* went out (or, its outcome lost with a connection after the hand-over, is held
+        as ``unknown`` for an operator: never sent twice)."""
+        if step == "a":
+            _terminate(url)  # and again while the first mails go out
+        done = [status for (_email, s), status in outbox(app).items() if s == step]
+        return len(done) == CONTACTS and set(done) <= {"sent", "unknown"}
+
+    wait_until(lambda: settled("a"), 60, lambda: f"{counts(app)}\n{procs.tail()}", every=0.3)
+    clock.advance(timedelta(hours=2))  # every journey's wait is over
+    kills = 0
+    while sum(1 for msg in smtp_server.messages if str(msg["Subject"]) == "b") < CONTACTS // 2 and kills < 40:
+        _terminate(url)
+        kills += 1
+        time.sleep(0.1)
+    wait_until(lambda: settled("b"), 60, lambda: f"{counts(app)}\n{procs.tail()}", every=0.3)
+
+    with app.app_context():
+        session = get_session()
+        unprocessed = session.scalar(select(func.count(Event.id)).where(Event.processed_at.is_(None)))
+        session.rollback()
+    assert unprocessed == 0
+    got = received(smtp_server)
+    doubled = {pair: n for pair, n in got.items() if n > 1}
+    assert not doubled, f"sent more than once: {sorted(doubled.items())[:10]}"
+    expected = {(email, step) for email in emails for step in ("a", "b")}
+    table = outbox(app)
+    assert set(table) == expected
+    # a connection ended between the stamp and the outcome leaves the row unknown (AMBIGUOUS_SENDS=hold), not resent
+    assert set(table.values()) <= {"sent", "unknown"}, Counter(table.values())
+    lost = [pair for pair, status in table.items() if status == "sent" and not got[pair]]
+    assert not lost, f"recorded as sent but never received: {lost[:10]}"
+    print(f"outbox: {Counter(table.values())}")
+    assert [p.poll() for p in live] == [None] * len(live), f"a process died:\n{procs.tail()}"
+    assert 500 not in statuses, statuses
+    logs = procs.tail(400)
+    assert "found an unhandled exception, quitting" not in logs, logs
+    print(f"answers: {statuses}")
