@@ -147,6 +147,11 @@ def find_contact(session: Session, *, email: str | None = None, external_id: str
     return None
 
 
+def other_user(contact: Contact, external_id: str | None) -> bool:
+    """Whether *contact* is a user (it has an external id) other than *external_id*'s, when that names one."""
+    return bool(external_id) and contact.external_id is not None and contact.external_id != external_id
+
+
 def check_same_user(contact: Contact, cleaned: Mapping[str, Any], prefix: str = "") -> None:
     """Refuse to write *cleaned* (found by its email) onto *contact* when both name a user, and not the same one.
 
@@ -156,8 +161,7 @@ def check_same_user(contact: Contact, cleaned: Mapping[str, Any], prefix: str = 
 
     :raises Conflict: naming ``<prefix>email``.
     """
-    external_id = cleaned.get("external_id")
-    if external_id and contact.external_id is not None and contact.external_id != external_id:
+    if other_user(contact, cleaned.get("external_id")):
         field = f"{prefix}email"
         raise Conflict(
             field,

@@ -28,7 +28,7 @@ from ...contacts import (
     record_event,
 )
 from ...contacts.normalize import check_json, check_text, parse_datetime
-from ...contacts.service import check_same_user
+from ...contacts.service import check_same_user, other_user
 from ...engine.ingest import prepare_events, store_events
 from ...engine.once import KEEP
 from ...models import AnonymousId, Contact, IdempotencyRecord, utcnow
@@ -257,7 +257,7 @@ def _identify(
         if found is not None:
             check_same_user(found, cleaned, prefix)
             user = user or found.external_id
-        if visitor is not None and _another_user(visitor, user):
+        if visitor is not None and other_user(visitor, user):
             visitor = None  # a browser shared with another user: it is this user's from now on, nothing merges
         if found is None and visitor is None:
             target, created = create_contact(session, cleaned, prefix=prefix), True
@@ -276,11 +276,6 @@ def _identify(
     if message.anonymous_id:
         _link(session, message.anonymous_id, target.id)
     return [e.id for e in announce_changes(session, target, created=created, changed=changed)]
-
-
-def _another_user(visitor: Contact, external_id: str | None) -> bool:
-    """Whether the contact of an anonymous id is a user other than *external_id*'s (whose identify it meets)."""
-    return bool(external_id) and visitor.external_id is not None and visitor.external_id != external_id
 
 
 def _alias(session: Session, message: Message, actor: str) -> None:
