@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, request
 from flask_htmx import HTMX
+from werkzeug.exceptions import HTTPException
 
 from .clock import Clock, clock_for
 from .config import load_config
@@ -124,13 +125,23 @@ def _answer_database_trouble(app: Flask) -> None:
         response = answer(original) if original is not None else None
         if response is not None:
             return response
-        from .api import _http_error
-
-        return _http_error(exc)  # the handler this one stands in front of
+        return _handler_behind(app, exc)(exc)  # the handler this one stands in front of
 
     for error in (sa_exc.DBAPIError, sa_exc.TimeoutError, DatabaseUnavailable):
         app.register_error_handler(error, from_view)
     app.register_error_handler(InternalServerError, server_error)
+
+
+def _handler_behind(app: Flask, exc: HTTPException) -> Any:
+    """The handler that answers *exc* when the database-trouble one steps aside: a blueprint's own (the admin areas
+    show errors in their layout), else the app's for any HTTP error. A handler for code 500 outranks every handler
+    by class, so without this the admin blueprints' error page would never be reached for a 500."""
+    for name in (*request.blueprints, None):
+        by_class = app.error_handler_spec.get(name, {}).get(None, {})
+        for cls in type(exc).__mro__:
+            if cls in by_class:
+                return by_class[cls]
+    return lambda error: error
 
 
 def _serve(app: Flask, pm: Any) -> None:
