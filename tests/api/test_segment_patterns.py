@@ -11,6 +11,8 @@ import pytest
         ("(?>a)", "an atomic group"),
         (r"a\\Z", "`\\Z`"),
         ("a{1001}", "a repetition count above 1000"),
+        # 41 characters, 15,005 instructions: 0.8 s a contact on a 10,000-character value
+        (r"\\w{1000}\\w{1000}\\w{1000}\\w{1000}\\w{1000}x", "compiles to 15,005 steps, more than 2,000"),
     ],
 )
 def test_segment_conditions_name_the_unsupported_construct(api, pattern, used):

@@ -47,3 +47,21 @@ def test_the_checker_refuses_what_the_engine_cannot_run_with_line_and_column(run
     assert result.exit_code != 0
     assert "r.nudge:3:47: the pattern uses lookahead or lookbehind" in result.output
     assert "RE2" in result.output and "hint: patterns are RE2 syntax" in result.output
+
+
+def test_a_pattern_compiling_to_a_large_program_is_refused_and_never_run(runner, tmp_path):
+    """RE2's time is the subject's length times the program's size: five ``\\w{1000}`` run 0.8 s a contact."""
+    from dsl import safe_regex
+
+    large = r"\w{1000}\w{1000}\w{1000}\w{1000}\w{1000}x"
+    (tmp_path / "r.nudge").write_text(
+        f'rule "R"\n  always\nwhen form.submitted and contact.email matches "{large}" then\n  tag "x"\nend\n'.replace(
+            "\\", "\\\\"
+        )
+    )
+    result = runner.invoke(["check", str(tmp_path / "r.nudge")])
+    assert result.exit_code != 0
+    assert "r.nudge:3:" in result.output and "compiles to 15,005 steps, more than 2,000" in result.output
+    # a pattern stored before this limit is not run either: it matches nothing, as any refused pattern
+    assert safe_regex.search(large, "a" * 10_000) is None
+    assert safe_regex.search(r"\d{1000}", "1" * 1000) is True  # a single large count stays usable
