@@ -21,7 +21,7 @@ from flask import Flask, current_app
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from ..db import affected_rows, database_trouble, get_session
+from ..db import Trouble, affected_rows, database_trouble, get_session
 from ..models import ImportRecord, utcnow
 from ..queue import get_queue
 from .errors import InvalidInput
@@ -220,7 +220,14 @@ def run_import(import_id: int, attempt: int) -> None:
         else:  # the database's state, not a bug: one line
             log.error("import %s stopped after %d rows: %s (%s)", import_id, report.rows, trouble.title, trouble.reason)
         try:
-            _set(session, import_id, status="failed", error=_failure(exc, path), finished_at=utcnow(), **counts())
+            _set(
+                session,
+                import_id,
+                status="failed",
+                error=_failure(exc, path, trouble),
+                finished_at=utcnow(),
+                **counts(),
+            )
         except Exception as again:
             if database_trouble(again) is None:
                 raise
@@ -232,15 +239,14 @@ def run_import(import_id: int, attempt: int) -> None:
     _set(session, import_id, status="done", finished_at=utcnow(), **counts())
 
 
-def _failure(exc: Exception, path: Path) -> str:
-    """Why an import failed, in words a person can act on."""
+def _failure(exc: Exception, path: Path, trouble: Trouble | None) -> str:
+    """Why an import failed, in words a person can act on (*trouble*: the database's state that stopped it)."""
     if isinstance(exc, InvalidInput):
         return f"{exc} Upload the file again with that fixed."
     if isinstance(exc, FileNotFoundError):
         return f"The uploaded file {path.name} is gone from {path.parent}: discard this import and upload it again."
     if isinstance(exc, UnicodeDecodeError):
         return "The file is not UTF-8 text: save it as CSV UTF-8 and upload it again."
-    trouble = database_trouble(exc)
     if trouble is not None:  # the chunks committed before stand whole: the counts say how far it got
         return (
             f"The import stopped: {trouble.detail[0].upper()}{trouble.detail[1:]}. The rows counted above are "

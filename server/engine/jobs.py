@@ -93,19 +93,36 @@ def run_events(
     """
     session = get_session()
     claimed: list[int] = []
-    try:
-        done, messages = _process_events(session, event_ids, claimed, isolate=False, now=now, when_full=when_full)
-    except Exception as exc:
-        session.rollback()
-        if _database_failed(exc, "events"):  # once more, whole, on a new connection; else the job fails
-            done, messages = _process_events(session, event_ids, claimed, isolate=False, now=now, when_full=when_full)
-        else:
-            log.warning("an event in a batch of %d failed; redoing the batch one by one", len(claimed))
-            done, messages = _process_events(session, claimed or event_ids, [], isolate=True, now=now)
+    done, messages = _whole_else_one_by_one(
+        session,
+        "events",
+        lambda: _process_events(session, event_ids, claimed, isolate=False, now=now, when_full=when_full),
+        lambda: _process_events(session, claimed or event_ids, [], isolate=True, now=now),
+        lambda: len(claimed),
+    )
     _send_later(messages, now)
     # a bounded batch of each source per ROLLUP_EVENTS events claimed: the counters keep pace with the events
     roll_up_stats(session, limit=max(1, -(-len(claimed) // ROLLUP_EVENTS)), skip_busy=True)
     return done, len(claimed)
+
+
+def _whole_else_one_by_one(
+    session: Any,
+    what: str,
+    whole: Callable[[], tuple[int, list[int]]],
+    one_by_one: Callable[[], tuple[int, list[int]]],
+    size: Callable[[], int],
+) -> tuple[int, list[int]]:
+    """Run a batch *whole*; if it fails, roll back and run it once more whole when the database failed it (on a
+    new connection; if that fails too the job fails), else *one_by_one*, so one broken item holds back no other."""
+    try:
+        return whole()
+    except Exception as exc:
+        session.rollback()
+        if _database_failed(exc, what):
+            return whole()
+        log.warning("an item in a batch of %d %s failed; redoing the batch one by one", size(), what)
+        return one_by_one()
 
 
 def _database_failed(exc: Exception, what: str) -> bool:
@@ -220,15 +237,13 @@ def advance_enrolments(enrolment_ids: list[int], lease: int, now: int | None = N
     failed one stays at its step, retried after a back-off (parked after ``MAX_ATTEMPTS`` tries).
     """
     session = get_session()
-    try:
-        ran, messages = _advance(session, enrolment_ids, lease, isolate=False, now=now)
-    except Exception as exc:
-        session.rollback()
-        if _database_failed(exc, "journeys"):
-            ran, messages = _advance(session, enrolment_ids, lease, isolate=False, now=now)
-        else:
-            log.warning("a journey in a batch of %d failed; redoing the batch one by one", len(enrolment_ids))
-            ran, messages = _advance(session, enrolment_ids, lease, isolate=True, now=now)
+    ran, messages = _whole_else_one_by_one(
+        session,
+        "journeys",
+        lambda: _advance(session, enrolment_ids, lease, isolate=False, now=now),
+        lambda: _advance(session, enrolment_ids, lease, isolate=True, now=now),
+        lambda: len(enrolment_ids),
+    )
     _send_later(messages, now)
     roll_up_stats(session, limit=1, skip_busy=True)
     return ran
