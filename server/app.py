@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -127,9 +128,19 @@ def _answer_database_trouble(app: Flask) -> None:
             return response
         return _handler_behind(app, exc)(exc)  # the handler this one stands in front of
 
-    for error in (sa_exc.DBAPIError, sa_exc.TimeoutError, DatabaseUnavailable):
+    # a raw driver connection's errors too (an API key's look-up runs on one): not wrapped by SQLAlchemy
+    for error in (sa_exc.DBAPIError, sa_exc.TimeoutError, DatabaseUnavailable, sqlite3.Error, *_psycopg_errors()):
         app.register_error_handler(error, from_view)
     app.register_error_handler(InternalServerError, server_error)
+
+
+def _psycopg_errors() -> tuple[type[Exception], ...]:
+    """psycopg's base error when the PostgreSQL driver is installed (an optional extra)."""
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.Error,)
 
 
 def _handler_behind(app: Flask, exc: HTTPException) -> Any:

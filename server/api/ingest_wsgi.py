@@ -22,6 +22,8 @@ or its 422 for a key reused as Flask's path gives them.
 Everything else goes to Flask untouched (the body handed on as read): any other error (a wrong key, scope, body,
 size, query, content type, a malformed Idempotency-Key), a key whose last use is to be noted. So each error is
 answered by the one code that answers it, and the 202 is byte for byte Flask's (tests/api/test_ingest_wsgi.py).
+The database away, full or read-only is answered here by the app's own handler (503 or 507, one warning line a
+post, no traceback: tests/api/test_ingest_wsgi_outage.py).
 When the app carries request hooks this path does not know (a plugin's), every request goes to Flask.
 """
 
@@ -35,10 +37,11 @@ from typing import Any, cast
 
 from flask import Flask, Response
 from sqlalchemy.engine import Engine
+from werkzeug.exceptions import InternalServerError
 
 from ..auth import key_on, quick_key
 from ..contacts.errors import InvalidInput
-from ..db import get_session
+from ..db import database_trouble, get_session
 from ..engine.groups import store_once, store_together
 from ..engine.ingest import NotAdmitted, names_fields, prepare_events
 from ..engine.once import Once, Reused
@@ -131,8 +134,8 @@ class LeanIngest:
         if route is BATCH and not self._admitted_lately(token):  # a body of up to 8 MiB is read for a valid key
             try:
                 key = quick_key(engine, token)
-            except Exception:  # the database away, say: Flask's path meets it too and answers as it does
-                return None
+            except Exception as exc:  # the database away, say: answered as Flask's path would (see _troubled)
+                return self._troubled(environ, exc)
             if key is None or key.scope not in scopes:
                 return None
 
@@ -164,8 +167,8 @@ class LeanIngest:
                 )
                 if session is not None and session.in_transaction():
                     session.commit()
-            except Exception:  # nothing written yet
-                return None
+            except Exception as exc:  # nothing written yet
+                return self._troubled(environ, exc)
             if prepared.checked is None:  # an invalid event: Flask's path names it
                 return None
             key = environ.get("HTTP_IDEMPOTENCY_KEY")
@@ -188,9 +191,25 @@ class LeanIngest:
             accepted = cast("Response", self.app.json.response(payload))  # Flask's jsonify
             return _Accepted(accepted.get_data())
 
+    def _troubled(self, environ: dict[str, Any], exc: Exception) -> Any:
+        """The answer to an error met before anything was stored: the database's trouble answered here, as Flask's
+        path answers it (503 or 507), since Flask logs a traceback first for a driver's own error (a raw
+        connection's, as :func:`~server.auth.quick_key` opens); None for Flask's path to answer any other error."""
+        return self._failed(environ, exc) if database_trouble(exc) is not None else None
+
     def _failed(self, environ: dict[str, Any], exc: Exception) -> Any:
-        """An unexpected error, answered (and logged) by Flask's own handler as if the view had raised it."""
+        """An unexpected error, answered (and logged) by Flask's own handlers as if the view had raised it.
+
+        The database away, full, read-only or busy is answered by the app's 500 handler (503 or 507 with
+        ``Retry-After``, one warning line), as on Flask's path, without ``handle_exception``, which would log a
+        traceback first: one for every post while the database is away. Any other error is a bug: its traceback
+        logged, a 500.
+        """
         with self.app.request_context(environ):
+            if database_trouble(exc) is not None:
+                answer = self.app.handle_http_exception(InternalServerError(original_exception=exc))
+                if not isinstance(answer, InternalServerError):  # else no handler answers it: a 500, as below
+                    return self.app.finalize_request(answer, from_error_handler=True)
             return self.app.handle_exception(exc)
 
 

@@ -261,24 +261,15 @@ def worker(burst: bool, queues: str, no_checks: bool) -> None:
 @click.option("--once", is_flag=True, help="Run one tick and exit.")
 def scheduler(once: bool) -> None:
     """Run the scheduler: moves due work from the database onto the queue."""
-    from ..engine.jobs import requeue_due
-    from .cleanup import scheduled_cleanup
+    from .scheduler_ticks import Ticks
 
     _setup_logging()
     app = build_app()
-    log = logging.getLogger("server.scheduler")
     stop = _stop_flag()
     interval = app.config["SCHEDULER_INTERVAL"]
-    cleanup = scheduled_cleanup(app)
+    ticks = Ticks(app)
     while True:
-        try:
-            with app.app_context():
-                counts = requeue_due()
-                cleanup(once)  # --once: a whole cleanup when one is due
-            if any(counts.values()):
-                log.info("requeued %s", counts)
-        except Exception:  # a DB or Redis hiccup must not end the loop
-            log.exception("scheduler tick failed; retrying in %.1fs", interval)
+        ticks.tick(finish_cleanup=once)  # --once: a whole cleanup when one is due
         if once or stop():
             return
         time.sleep(interval)

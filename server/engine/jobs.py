@@ -475,9 +475,15 @@ def roll_up_stats(session, limit: int = 4, skip_busy: bool = False) -> int:
 
     try:
         return rollup(session, limit=limit, skip_busy=skip_busy)
-    except Exception:
+    except Exception as exc:
         session.rollback()
-        log.exception("the stats rollup failed; it resumes from its watermark next tick")
+        trouble = database_trouble(exc)
+        if trouble is None:
+            log.exception("the stats rollup failed; it resumes from its watermark next tick")
+        else:  # the database's state, not a bug: one line
+            log.warning(
+                "the stats rollup stopped: %s (%s); it resumes next tick", trouble.title.lower(), trouble.reason
+            )
         return 0
 
 
