@@ -24,14 +24,13 @@ from .ingest import (
     Prepared,
     admitted_as,
     engine_turn,
-    insert_rows,
     per_request,
     store_events,
     store_plain,
     store_plain_apart,
     write_turn,
 )
-from .once import Answered, Reused, Stored, earlier, outcomes
+from .once import Answered, Reused, Stored, earlier, outcomes, session_records
 from .wake import wake_engine
 
 T = TypeVar("T")
@@ -273,8 +272,8 @@ def _together(session: Any, group: dict[int, Prepared]) -> dict[int, Stored | An
     stored = _store_plain_group(session, [group[i] for i in storing])
     if stored is None:
         return None
-    insert = functools.partial(insert_rows, session)
-    results.update(zip(storing, outcomes([group[i].once for i in storing], stored, insert), strict=True))
+    records = session_records(session)
+    results.update(zip(storing, outcomes([group[i].once for i in storing], stored, records), strict=True))
     for i, j in repeats.items():
         done = results[j]
         assert isinstance(done, Answered)
@@ -294,7 +293,7 @@ def _store_alone(session: Any, prepared: Prepared) -> Stored | Answered:
             raise got
         if got is not None:
             return Answered(got, [], True)
-        return outcomes([once], [store_events(session, prepared)], functools.partial(insert_rows, session))[0]
+        return outcomes([once], [store_events(session, prepared)], session_records(session))[0]
 
 
 def _hand_over_group(_group: list[Prepared], outcomes: list[Any]) -> None:

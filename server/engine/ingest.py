@@ -26,7 +26,7 @@ from ..models import Contact, Event, utcnow
 from ..sdk import lone_surrogate
 from .driver_sql import DriverStatement, insert_many, insert_statement
 from .ingest_rows import EVENT_SOURCE, Packed, ids_back, insert_events, pack
-from .once import Answered, Once, Stored, any_stored, outcomes
+from .once import Answered, Once, Stored, outcomes, sqlite_records
 from .wal_checkpoints import WRITER_AUTOCHECKPOINT, WalCheckpointer
 
 IDENTITY_FIELDS = ("email", "external_id")
@@ -204,8 +204,8 @@ def store_plain_apart(
     answers of the requests made once (:attr:`Prepared.once`) are stored with them (:func:`~.once.outcomes`).
 
     None (and nothing written) when an event or a contact is not plain, on another database or on an error, or when
-    a key of a request made once was stored before or comes twice (to be answered from it): the caller then
-    stores through its session, which says what is wrong, or gives the answer again.
+    a key of a request made once was stored before (its answer's insert fails) or comes twice (to be answered from
+    it): the caller then stores through its session, which says what is wrong, or gives the answer again.
 
     The connection is this process's one ingest writer: its page cache stays valid from one group to the next (a
     connection from the pool finds it reset by the other connections' commits, and reads its pages again), and no
@@ -224,8 +224,7 @@ def store_plain_apart(
         admitted = [admitted_as(prepared, cursor, engine) for prepared in group]
         taken = [prepared for prepared in admitted if prepared is not None]
         keyed = [once for prepared in taken if (once := prepared.once) is not None]
-        keys = {(once.api_key_id, once.key) for once in keyed}
-        if len(keys) < len(keyed) or (keys and any_stored(cursor, [key for _id, key in keys])):
+        if len({(once.api_key_id, once.key) for once in keyed}) < len(keyed):
             cursor.execute("ROLLBACK")
             return None
 
@@ -241,7 +240,9 @@ def store_plain_apart(
         if stored is None:
             cursor.execute("ROLLBACK")
             return None
-        got = iter(outcomes([prepared.once for prepared in taken], per_request(taken, stored), insert))
+        # a key stored before (or expired, to be deleted) fails the answers' insert (the unique key): all rolled back
+        records = sqlite_records(cursor, engine.dialect)  # no look-up first: a key is nearly always new
+        got = iter(outcomes([prepared.once for prepared in taken], per_request(taken, stored), records))
         cursor.execute("COMMIT")
     except Exception:  # a clash with another process's insert, say: the session's path says what each request meets
         writer.rollback()
