@@ -8,6 +8,7 @@ writers queue on the database lock instead of failing half-way with
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 import weakref
@@ -23,7 +24,15 @@ from .config import mask_url
 
 
 class DatabaseUnavailable(Exception):
-    """The database cannot be reached; the message names ``NUDGE_DATABASE_URL``."""
+    """The database cannot be reached; the message names ``NUDGE_DATABASE_URL``.
+
+    :param passing: the server said its refusal passes (PostgreSQL shutting down, starting up, or out of
+        connections, or the connection ended by an administrator: a failover or a restart), worth another try.
+    """
+
+    def __init__(self, message: str, passing: bool = False):
+        super().__init__(message)
+        self.passing = passing
 
 
 class Trouble(NamedTuple):
@@ -233,7 +242,8 @@ def check_connection(engine: Engine) -> None:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise DatabaseUnavailable(
             f"cannot connect to the database at {mask_url(engine.url.render_as_string(hide_password=False))}: {reason} "
-            "(check NUDGE_DATABASE_URL)"
+            "(check NUDGE_DATABASE_URL)",
+            passing=getattr(getattr(exc, "orig", None) or exc, "sqlstate", None) in _PG_AWAY,
         ) from None
 
 
@@ -259,7 +269,7 @@ class Database:
         @app.teardown_appcontext
         def _remove_session(_exc: BaseException | None) -> None:
             if self._session is not None:
-                self._session.remove()
+                _close_quietly(self._session)
 
     @property
     def engine(self) -> Engine:
@@ -285,6 +295,23 @@ class Database:
             self._session.remove()
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _close_quietly(sessions: scoped_session[Session]) -> None:
+    """End the context's session. Its closing rollback fails when the database dropped the connection meanwhile (a
+    failover, a restart): that is no error of the job or request that ran (whatever it wrote was committed or is
+    gone), and raised here it ended RQ's worker loop. The connection is invalidated and the pool opens a new one."""
+    try:
+        sessions.remove()
+    except Exception as exc:
+        trouble = database_trouble(exc)
+        if trouble is None:
+            raise
+        logging.getLogger(__name__).warning("closing a session: %s (%s)", trouble.title.lower(), trouble.reason)
+        try:
+            sessions().invalidate()
+        finally:
+            sessions.registry.clear()
 
 
 def _dispose_all(engines: list[Engine]) -> None:

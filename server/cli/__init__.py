@@ -47,7 +47,12 @@ def _create(create_app: Any, overrides: dict[str, Any], create: bool, last: bool
 
     try:
         return create_app(overrides or None, create=create)
-    except (ConfigError, DatabaseUnavailable) as exc:
+    except DatabaseUnavailable as exc:
+        if not exc.passing or last:  # refused, a wrong address or password: no use waiting
+            raise click.ClickException(str(exc)) from None
+        logging.getLogger(__name__).warning("starting: %s; trying again in %d s", exc, START_WAIT)
+        return None
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # e.g. a plugin conflict: still one line, not a traceback
         from ..backup import BackupError

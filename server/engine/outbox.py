@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Message
 from . import health
-from .lanes import Lanes, send_all
+from .lanes import Item, Lanes, send_all
 from .outbox_checks import BatchVerdicts, Checks
 from .outbox_handoff import Handoff, Prepared
 from .outbox_rounds import (
@@ -93,11 +93,26 @@ class Delivery(Handoff):
         while current[0] is not None:
             following: list[Prepared | None] = []
             steps = self._ahead(batches, following)
-            sent += self._send_prepared(current[0], functools.partial(next, steps, False))
+            failed: list[Exception] = []
+            sent += self._send_prepared(current[0], functools.partial(self._step, steps, failed))
+            if failed:  # the batch on the wire is recorded: now the job fails as the preparation did
+                raise failed[0]
             for _ in steps:  # what the wire left no time for
                 pass
             current = following
         return sent
+
+    def _step(self, steps: Iterator[bool], failed: list[Exception]) -> bool:
+        """A step of the next batch's preparation, run while a batch is on the wire. One that fails (its connection
+        dropped, say) ends the preparation, not the sends in flight: their outcomes are still recorded, then the
+        error is raised (in *failed*). Its rows were claimed, never stamped: the scheduler gives them back, sent once.
+        """
+        try:
+            return next(steps, False)
+        except Exception as exc:
+            self._rollback()  # nothing of the batch on the wire is in it: its outcomes are committed already
+            failed.append(exc)
+            return False
 
     def _claims(self, ordered: list[int], more: int) -> Iterator[list[Claimed]]:
         """Claim *ordered* in batches (of ``_claim_size`` when each is claimed), then up to *more* other due rows, a
@@ -139,18 +154,22 @@ class Delivery(Handoff):
             else:  # the lanes' threads (and connections) serve every later batch of this job too
                 pool = self.pools.get(name) or self.pools.setdefault(name, Lanes(channels, self.app.app_context))
                 unsent, wait = pool.send(items, self._stamp_many, self._record, channels[0].destination_limit, idle)
-            self._end_round()  # the last round's outcomes, on the rounds' own connection: before the session writes
-            for item in unsent:  # the provider asked to wait (Retry-After): pending again, no attempt counted
-                self._put_back(item.msg, self.now + math.ceil(wait), f"the provider asked to wait {wait:g}s")
-            if self._last_ok:  # as after each send: the channel's health shows its last outcome
-                health.note_sent(self.session, name, to_dt(self.now))
-            self.session.commit()
+            self._saving(functools.partial(self._end_batch, name, unsent, wait), commits=True)
             sent += self._sent_now
             handed += len(items) - len(unsent)  # those the provider asked to wait for did not go out
         if handed:
             size = claim_size(handed / max(time.monotonic() - started, 1e-6), self.config)
             self._claim_size = self.app.extensions[_CLAIM_SIZE] = size
         return sent
+
+    def _end_batch(self, name: str, unsent: list[Item], wait: float) -> None:
+        """Commit the last round's outcomes, put back what the provider asked to wait for, note the channel's health."""
+        self._end_round()  # the last round's outcomes, on the rounds' own connection: before the session writes
+        for item in unsent:  # the provider asked to wait (Retry-After): pending again, no attempt counted
+            self._put_back(item.msg, self.now + math.ceil(wait), f"the provider asked to wait {wait:g}s")
+        if self._last_ok:  # as after each send: the channel's health shows its last outcome
+            health.note_sent(self.session, name, to_dt(self.now))
+        self.session.commit()
 
 
 def claim_size(rate: float, config: Any) -> int:

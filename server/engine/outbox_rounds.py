@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Self, cast
+from typing import Any, NamedTuple, Self, TypeVar, cast
 
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.local import LocalProxy
 
 from ..consent import suppress
-from ..db import POLL_WRITE_LOCK
+from ..db import POLL_WRITE_LOCK, database_trouble
 from ..models import Contact, JourneyLog, Message, MessageStatus, MessageStatusChange, utcnow
 from ..sdk import ChannelError, redact
 from . import health
@@ -42,17 +43,23 @@ AMBIGUOUS_HELD = (
     "(NUDGE_AMBIGUOUS_SENDS=hold); check, and `nudge messages resend` it if it never arrived"
 )
 AMBIGUOUS_RESENT = "the provider may have it; sent again (NUDGE_AMBIGUOUS_SENDS=resend)"
+#: seconds a round keeps writing again what it knows (its sends' outcomes, its stamps) while the database is away or
+#: busy (a connection dropped by a failover or a restart): past that it gives up, and the rows it handed over become
+#: ``unknown`` (or are sent again, see ``AMBIGUOUS_SENDS``) as when the worker dies
+RECORD_PATIENCE = 30.0
+_T = TypeVar("_T")
 
 
 _TABLE = Message.__table__
-#: built once, not per message: a send's stamp (fenced by its claim, see ``Delivery._stamp``) and its success
+#: built once, not per message: a send's stamp (fenced by its claim, see ``Delivery._stamp``; a stamp written again
+#: after a commit whose answer was lost finds its own) and its success
 _STAMP = DriverStatement(
     update(_TABLE)
     .where(
         _TABLE.c.id == bindparam("row_id"),
         _TABLE.c.status == MessageStatus.SENDING.value,
         _TABLE.c.attempts == bindparam("claim"),
-        _TABLE.c.sending_at.is_(None),
+        or_(_TABLE.c.sending_at.is_(None), _TABLE.c.sending_at == bindparam("stamp")),
     )
     .values(sending_at=bindparam("stamp"))
 )
@@ -130,6 +137,8 @@ class Rounds:
         self.resend_ambiguous = self.config.get("AMBIGUOUS_SENDS") == "resend"
         self._clock = _current_clock()
         self._kept: KeptWrites | None = None  # SQLite: the rounds' own connection (see ``_round``)
+        #: the rounds whose outcomes are written but not committed yet, and their moment (see ``_saving``)
+        self._unsaved: list[tuple[list[Item], datetime]] = []
 
     @property
     def now(self) -> int:
@@ -231,21 +240,26 @@ class Rounds:
             return [claimed[message_id] for message_id in sorted(claimed)]
         return [claimed[message_id] for message_id in message_ids if message_id in claimed]
 
-    def _stamp(self, msg: Claimed) -> bool:
-        """Commit that *msg* is being handed to its channel now; False if this claim was taken back meanwhile.
+    def _stamp(self, msg: Claimed, stamp: datetime | None = None) -> bool:
+        """Commit that *msg* is being handed to its channel now (or at *stamp*); False if this claim was taken back
+        meanwhile.
 
         The claim's attempt number fences it: a row the scheduler gave back (this worker looked dead) and
         another worker claimed again is not stamped, nor sent, here.
         """
-        params = {"row_id": msg.id, "claim": msg.attempts, "stamp": self.instant}
+        params = {"row_id": msg.id, "claim": msg.attempts, "stamp": self.instant if stamp is None else stamp}
         return _STAMP.run(self.session.connection(), [params]) > 0
 
     def _stamp_many(self, items: list[Item]) -> list[Item]:
         """Commit that *items* are being handed to their channel now (and what was recorded since)."""
+        stamp = self.instant  # the same if written again: a commit whose answer was lost may have it already
+        return self._saving(lambda: self._stamp_round(items, stamp), commits=True)
+
+    def _stamp_round(self, items: list[Item], stamp: datetime) -> list[Item]:
         kept = self._round()
         if kept is not None:
             try:
-                go = self._stamp_kept(kept, items)
+                go = self._stamp_kept(kept, items, stamp)
             except BaseException:
                 kept.rollback()
                 raise
@@ -253,9 +267,8 @@ class Rounds:
             return go
         connection = self.session.connection()
         if len(items) < 2 or not connection.dialect.supports_sane_multi_rowcount:
-            go = [item for item in items if self._stamp(item.msg)]
+            go = [item for item in items if self._stamp(item.msg, stamp)]
         else:  # one statement for them all; only when one was not stamped, ask which
-            stamp = self.instant
             params = [{"row_id": item.msg.id, "claim": item.msg.attempts, "stamp": stamp} for item in items]
             go = items
             if _STAMP.run(connection, params) != len(items):
@@ -270,9 +283,8 @@ class Rounds:
         self.session.commit()
         return go  # one not stamped was taken back and claimed again elsewhere: that claim sends it
 
-    def _stamp_kept(self, kept: KeptWrites, items: list[Item]) -> list[Item]:
+    def _stamp_kept(self, kept: KeptWrites, items: list[Item], stamp: datetime) -> list[Item]:
         """Stamp *items* on the rounds' own connection, a statement each (its row count says whether it may go)."""
-        stamp = self.instant
         params = [{"row_id": item.msg.id, "claim": item.msg.attempts, "stamp": stamp} for item in items]
         sql = _STAMP.plan(kept.dialect)[0]
         cursor = kept.cursor
@@ -301,30 +313,98 @@ class Rounds:
 
     def _end_round(self) -> None:
         """Commit the outcomes the last round recorded on the rounds' own connection (before the session writes)."""
-        if self._kept is not None:
+        if self._kept is not None and self._kept.open:
             self._kept.commit()
+            self._unsaved.clear()
+
+    def _saving(self, write: Callable[[], _T], commits: bool) -> _T:
+        """Run *write*, a round's writes (when *commits*, ending with a commit of them and of the outcomes before).
+
+        When the database fails it for being away or busy (a connection dropped by a failover or a restart), what
+        is known in memory is not lost: roll back, write the outcomes not committed yet again on a new connection,
+        then *write*, waiting longer each time, for up to :data:`RECORD_PATIENCE` seconds; then raise (the rows
+        handed over become ``unknown``, as when the worker dies). Any other error is raised at once.
+        """
+        started, tries = time.monotonic(), 0
+        while True:
+            try:
+                if tries:
+                    self._replay()
+                done = write()
+            except Exception as exc:
+                trouble = database_trouble(exc)
+                if trouble is None or trouble.status != 503:
+                    raise
+                delay = min(2.0, 0.05 * 2**tries)
+                if time.monotonic() - started + delay > RECORD_PATIENCE:
+                    raise
+                tries += 1
+                what = f"{trouble.title}: {trouble.reason}"
+                log.warning(
+                    "the database failed a round of sends (%s); written again in %.2fs (try %d)", what, delay, tries
+                )
+                self._rollback()
+                time.sleep(delay)
+                continue
+            if commits:
+                self._unsaved.clear()
+            return done
+
+    def _rollback(self) -> None:
+        """Roll back the round's transaction and the session's (the pool gives the next a live connection)."""
+        if self._kept is not None:
+            self._kept.rollback()
+        try:
+            self.session.rollback()
+        except Exception as exc:  # a connection gone: the next try fails (or finds a new one) and says so
+            log.debug("rolling back after a failed round: %s", exc)
+
+    def _replay(self) -> None:
+        """Write again the outcomes a rollback undid, of the rows still under this claim (a commit whose answer was
+        lost may have had them already: a row put back to ``pending`` and claimed again is not touched)."""
+        for items, at in self._unsaved:
+            ids = [item.msg.id for item in items]
+            rows = self.session.connection().execute(
+                select(_TABLE.c.id, _TABLE.c.attempts).where(
+                    _TABLE.c.id.in_(ids),
+                    _TABLE.c.status.in_([MessageStatus.SENDING.value, MessageStatus.UNKNOWN.value]),
+                )
+            )
+            ours = set(rows.all())
+            self._write_outcomes([item for item in items if (item.msg.id, item.msg.attempts) in ours], at)
 
     def _record(self, items: list[Item]) -> None:
         """Write the outcome of finished sends; committed with the next stamps, or at the end of the batch."""
+        at = self.instant  # the round's outcomes are written together: one moment for them all
+        for item in items:  # counted and told once, however often the database has them written
+            msg, exc = item.msg, item.error
+            if isinstance(exc, ChannelError):
+                self._log_failure(msg, exc)
+            elif exc is not None:  # the channel's own bug: fail this message, keep the worker alive
+                log.error("sending %s failed", msg.key, exc_info=exc)
+            else:
+                self._sent_now += 1
+            self._last_ok = exc is None
+        self._saving(lambda: self._write_outcomes(items, at), commits=False)
+        self._unsaved.append((items, at))
+
+    def _write_outcomes(self, items: list[Item], at: datetime) -> None:
+        """Write the outcomes of *items*, finished at *at*; the caller commits."""
         changes: list[dict[str, Any]] = []
         traces: list[dict[str, Any]] = []
         sent: list[dict[str, Any]] = []
-        at = self.instant  # the round's outcomes are written together: one moment for them all
         second = to_ts(at) if self.fixed_now is None else self.fixed_now
         for item in items:
             msg, exc = item.msg, item.error
             if isinstance(exc, ChannelError):
-                self._failure(msg, item.contact, self._lanes(msg.channel)[0], exc)
-            elif exc is not None:  # the channel's own bug: fail this message, keep the worker alive
-                log.error("sending %s failed", msg.key, exc_info=exc)
+                self._failure(msg, item.contact, self._lanes(msg.channel)[0], exc, told=True)
+            elif exc is not None:
                 text = f"{type(exc).__name__}: {exc}"
                 self._channel_error(msg.channel, text)
                 self._finish(msg, MessageStatus.FAILED.value, str(exc), error=text)
             else:
                 assert item.result is not None
                 self._sent(msg, item.result.provider_id, changes, traces, sent, at=(at, second))
-                self._sent_now += 1
-            self._last_ok = exc is None
         # the round's updates, status history and trace lines in one statement each, not a unit-of-work flush
         kept = self._round(begin=len(sent) == len(items))  # a failure writes through the session: the round too
         if kept is not None:
@@ -402,11 +482,14 @@ class Rounds:
         }
 
     def _put_back(self, msg: Claimed, resume: float, detail: str) -> None:
-        """Pending again from *resume* on, without counting this claim as an attempt; the caller commits."""
+        """Pending again from *resume* on, without counting this claim as an attempt; the caller commits. Only while
+        the row is still this claim's (written again after a commit whose answer was lost, it finds it is not)."""
         table = Message.__table__
-        self.session.connection().execute(
+        result = self.session.connection().execute(
             update(table)
-            .where(table.c.id == msg.id)
+            .where(
+                table.c.id == msg.id, table.c.status == MessageStatus.SENDING.value, table.c.attempts == msg.attempts
+            )
             .values(
                 status=MessageStatus.PENDING.value,
                 attempts=table.c.attempts - 1,
@@ -414,10 +497,19 @@ class Rounds:
                 next_attempt_at=to_dt(resume),
             )
         )
-        self.session.add(MessageStatusChange(message_id=msg.id, status="deferred", detail=detail, at=to_dt(self.now)))
+        if result.rowcount:
+            change = MessageStatusChange(message_id=msg.id, status="deferred", detail=detail, at=to_dt(self.now))
+            self.session.add(change)
 
-    def _failure(self, msg: Claimed, contact: Contact | None, channel: Any, exc: ChannelError) -> None:
+    def _log_failure(self, msg: Claimed, exc: ChannelError) -> None:
         log.warning("send of %s failed (attempt %d): %s", msg.key, msg.attempts, redact(exc.message))
+
+    def _failure(
+        self, msg: Claimed, contact: Contact | None, channel: Any, exc: ChannelError, told: bool = False
+    ) -> None:
+        """Write what a failed try means for *msg* (retried, failed, unknown), logged unless *told* already."""
+        if not told:
+            self._log_failure(msg, exc)
         if exc.suppress and contact is not None and channel.address_field:
             address = getattr(contact, channel.address_field, None)
             if address:
