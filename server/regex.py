@@ -24,7 +24,6 @@ from dsl import safe_regex
 #: characters) compiles to 15,000 instructions and took 0.8 s on a 10,000-character subject, per contact. Patterns
 #: compiling to more are refused; 2,000 runs such a subject in ~0.1 s and leaves ``\\d{1000}`` usable.
 MAX_PROGRAM = 2_000
-_TOO_LARGE = "program too large"
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # errors come back as exceptions; RE2 must not also print them
 #: RE2's error text → what the pattern used that RE2 does not run
@@ -48,10 +47,9 @@ def _reason(error: Exception) -> str:
 def _compiled(pattern: str) -> Any:
     """The compiled pattern, or the RE2 error text (cached either way)."""
     try:
-        compiled = re2.compile(pattern, _OPTIONS)
+        return re2.compile(pattern, _OPTIONS)
     except re2.error as error:
         return _reason(error)
-    return compiled if compiled.programsize <= MAX_PROGRAM else f"{_TOO_LARGE}: {compiled.programsize}"
 
 
 class Re2Engine:
@@ -64,12 +62,11 @@ class Re2Engine:
             return f"the pattern is longer than {safe_regex.MAX_PATTERN} characters"
         compiled = _compiled(pattern)
         if not isinstance(compiled, str):
-            return None
-        if compiled.startswith(_TOO_LARGE + ":"):
-            size = compiled.split(":")[1].strip()
+            if compiled.programsize <= MAX_PROGRAM:
+                return None
             return (
-                f"the pattern compiles to {int(size):,} steps, more than {MAX_PROGRAM:,}, and would be slow on every "
-                "contact: use smaller repetition counts (`\\w+` instead of `\\w{1000}`)"
+                f"the pattern compiles to {compiled.programsize:,} steps, more than {MAX_PROGRAM:,}, and would be slow "
+                "on every contact: use smaller repetition counts (`\\w+` instead of `\\w{1000}`)"
             )
         try:
             re.compile(pattern)
@@ -80,7 +77,7 @@ class Re2Engine:
 
     def search(self, pattern: str, subject: str) -> bool | None:
         compiled = _compiled(pattern)
-        if isinstance(compiled, str):
+        if isinstance(compiled, str) or compiled.programsize > MAX_PROGRAM:
             return None
         try:
             return compiled.search(subject) is not None
