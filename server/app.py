@@ -103,9 +103,7 @@ def _answer_database_trouble(app: Flask) -> None:
         trouble = database_trouble(exc)
         if trouble is None:
             return None
-        logging.getLogger(__name__).warning(
-            "%s %s: %s (%s)", request.method, request.path, trouble.title.lower(), trouble.reason
-        )
+        logging.getLogger(__name__).warning("%s %s: %s", request.method, request.path, trouble)
         if request.path.startswith(("/api/", "/v1/")):
             response = problem(trouble.status, trouble.title, trouble.detail)
         else:

@@ -48,6 +48,10 @@ class Trouble(NamedTuple):
     #: the driver's own words, for the log
     reason: str
 
+    def __str__(self) -> str:
+        """For a log line: what the database's state is and the driver's words (``database unavailable (…)``)."""
+        return f"{self.title.lower()} ({self.reason})"
+
 
 _AWAY = (
     "the database cannot be reached right now (restarting, failing over, or down); nothing was stored: try again "
@@ -84,6 +88,21 @@ def database_trouble(exc: BaseException) -> Trouble | None:
             return found
         current = current.__cause__ or current.__context__
     return None
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException, level: int = logging.WARNING) -> Trouble | None:
+    """Log that *what* failed with *exc*, and return the database's :class:`Trouble` in it (None: another error).
+
+    The database away, full, read-only or busy is its state, not a bug: one line at *level*, ``<what>: database
+    unavailable (<the driver's words>)``, however often it happens. Any other error is a bug: *what* with its
+    traceback, at ERROR.
+    """
+    trouble = database_trouble(exc)
+    if trouble is None:
+        logger.error("%s", what, exc_info=exc)
+    else:
+        logger.log(level, "%s: %s", what, trouble)
+    return trouble
 
 
 def _trouble_of(exc: BaseException) -> Trouble | None:
@@ -307,7 +326,7 @@ def _close_quietly(sessions: scoped_session[Session]) -> None:
         trouble = database_trouble(exc)
         if trouble is None:
             raise
-        logging.getLogger(__name__).warning("closing a session: %s (%s)", trouble.title.lower(), trouble.reason)
+        logging.getLogger(__name__).warning("closing a session: %s", trouble)
         try:
             sessions().invalidate()
         finally:

@@ -108,3 +108,31 @@ def test_json_columns_are_written_as_json_dumps_writes_them(app):
         if session.get_bind().dialect.name == "sqlite":  # the very text (PostgreSQL keeps its own form)
             assert stored == compact[0]
         assert session.scalar(select(Event.props).where(Event.name == "json.check")) == values[0]
+
+
+def test_log_failure_tells_the_databases_state_in_one_line_and_a_bug_with_its_traceback(caplog):
+    """Every place that outlives a failure (the scheduler, the rollup, imports, the sender) logs the database away,
+    full or read-only as one line naming the state and the driver's words, and anything else as a bug."""
+    import logging
+    import sqlite3
+
+    from server.db import log_failure
+
+    logger = logging.getLogger("tests.log_failure")
+    caplog.set_level(logging.DEBUG, logger="tests.log_failure")
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13  # SQLITE_FULL
+    trouble = log_failure(logger, "the import stopped", full)
+    assert trouble is not None and trouble.status == 507
+    assert str(trouble) == "insufficient storage (database or disk is full)"
+    [line] = caplog.records
+    assert (line.levelno, line.getMessage(), line.exc_info) == (
+        logging.WARNING,
+        "the import stopped: insufficient storage (database or disk is full)",
+        None,
+    )
+    caplog.clear()
+    assert log_failure(logger, "the import stopped", KeyError("name"), logging.INFO) is None
+    [line] = caplog.records
+    assert line.levelno == logging.ERROR and line.getMessage() == "the import stopped"
+    assert line.exc_info is not None and line.exc_info[1].args == ("name",)

@@ -65,9 +65,7 @@ def _create(create_app: Any, overrides: dict[str, Any], create: bool, last: bool
             raise
         if last:
             raise click.ClickException(f"{trouble.title}: {trouble.detail} ({trouble.reason})") from None
-        logging.getLogger(__name__).warning(
-            "starting: %s (%s); trying again in %d s", trouble.title.lower(), trouble.reason, START_WAIT
-        )
+        logging.getLogger(__name__).warning("starting: %s; trying again in %d s", trouble, START_WAIT)
         return None
 
 

@@ -45,13 +45,10 @@ class Ticks:
                 return
             if self.failed == 0:
                 log.warning(
-                    "scheduler tick failed: %s (%s); retrying every %.1fs until the database is back",
-                    trouble.title.lower(),
-                    trouble.reason,
-                    interval,
+                    "scheduler tick failed: %s; retrying every %.1fs until the database is back", trouble, interval
                 )
             else:
-                log.debug("scheduler tick failed again: %s (%s)", trouble.title.lower(), trouble.reason)
+                log.debug("scheduler tick failed again: %s", trouble)
             self.failed += 1
             return
         if self.failed:

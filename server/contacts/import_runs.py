@@ -21,7 +21,7 @@ from flask import Flask, current_app
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from ..db import Trouble, affected_rows, database_trouble, get_session
+from ..db import Trouble, affected_rows, database_trouble, get_session, log_failure
 from ..models import ImportRecord, utcnow
 from ..queue import get_queue
 from .errors import InvalidInput
@@ -214,11 +214,7 @@ def run_import(import_id: int, attempt: int) -> None:
         write_report(report_of(row), report.errors)
     except Exception as exc:  # any failure is the import's, shown on its page; the worker goes on
         session.rollback()
-        trouble = database_trouble(exc)
-        if trouble is None:
-            log.exception("import %s failed", import_id)
-        else:  # the database's state, not a bug: one line
-            log.error("import %s stopped after %d rows: %s (%s)", import_id, report.rows, trouble.title, trouble.reason)
+        trouble = log_failure(log, f"import {import_id} stopped after {report.rows} rows", exc, logging.ERROR)
         try:
             _set(
                 session,

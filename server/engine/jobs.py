@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, or_, select, update
 
-from ..db import database_trouble, get_session
+from ..db import database_trouble, get_session, log_failure
 from ..models import (
     Contact,
     Enrolment,
@@ -135,7 +135,7 @@ def _database_failed(exc: Exception, what: str) -> bool:
     trouble = database_trouble(exc)
     if trouble is None:
         return False
-    log.warning("the database failed a batch of %s (%s: %s); trying it once more", what, trouble.title, trouble.reason)
+    log.warning("the database failed a batch of %s (%s); trying it once more", what, trouble)
     return True
 
 
@@ -477,13 +477,7 @@ def roll_up_stats(session, limit: int = 4, skip_busy: bool = False) -> int:
         return rollup(session, limit=limit, skip_busy=skip_busy)
     except Exception as exc:
         session.rollback()
-        trouble = database_trouble(exc)
-        if trouble is None:
-            log.exception("the stats rollup failed; it resumes from its watermark next tick")
-        else:  # the database's state, not a bug: one line
-            log.warning(
-                "the stats rollup stopped: %s (%s); it resumes next tick", trouble.title.lower(), trouble.reason
-            )
+        log_failure(log, "the stats rollup stopped until the next tick (it resumes from its watermark)", exc)
         return 0
 
 

@@ -339,9 +339,8 @@ class Rounds:
                 if time.monotonic() - started + delay > RECORD_PATIENCE:
                     raise
                 tries += 1
-                what = f"{trouble.title}: {trouble.reason}"
                 log.warning(
-                    "the database failed a round of sends (%s); written again in %.2fs (try %d)", what, delay, tries
+                    "the database failed a round of sends (%s); written again in %.2fs (try %d)", trouble, delay, tries
                 )
                 self._rollback()
                 time.sleep(delay)

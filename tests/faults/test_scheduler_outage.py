@@ -76,4 +76,6 @@ def test_the_stats_rollup_meets_a_full_or_read_only_database_with_one_line(app, 
     assert folded == 0
     assert [r for r in caplog.records if r.exc_info] == [], "no traceback"
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1 and warnings[0].startswith("the stats rollup stopped: database read-only ("), warnings
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "the stats rollup stopped until the next tick (it resumes from its watermark): database read-only ("
+    ), warnings
