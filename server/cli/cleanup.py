@@ -14,7 +14,7 @@ def scheduled_cleanup(app: Any) -> Callable[[bool], None]:
     """The scheduler's cleanup, advanced a few batches per call (inside an app context), on its own session."""
     from sqlalchemy.orm import Session
 
-    from ..db import get_db
+    from ..db import get_db, log_failure
     from ..engine.retention import Scheduled
     from ..models import utcnow
 
@@ -25,10 +25,11 @@ def scheduled_cleanup(app: Any) -> Callable[[bool], None]:
     def tick(finish: bool = False) -> None:
         try:
             done = state.tick(session, app.config, utcnow(), finish=finish)
-        except Exception:  # a failed batch is retried by the next run; the scheduler goes on
+        except Exception as exc:  # a failed batch is retried by the next run; the scheduler goes on
             session.rollback()
             state.running = None
-            log.exception("retention cleanup failed; the next one runs in CLEANUP_INTERVAL seconds")
+            # a full disk (what a cleanup frees) or the database away is its state: one line, not a traceback
+            log_failure(log, "retention cleanup failed; the next one runs in CLEANUP_INTERVAL seconds", exc)
             return
         if done is not None:
             log.info("retention cleanup deleted %s", done or "nothing")

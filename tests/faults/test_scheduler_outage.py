@@ -79,3 +79,28 @@ def test_the_stats_rollup_meets_a_full_or_read_only_database_with_one_line(app, 
     assert len(warnings) == 1 and warnings[0].startswith(
         "the stats rollup stopped until the next tick (it resumes from its watermark): database read-only ("
     ), warnings
+
+
+def test_the_scheduled_cleanup_meets_a_read_only_database_with_one_line(app, client, caplog):
+    """The scheduler's retention cleanup (the one job that frees space on a full disk) logged a traceback each run
+    while the database took no writes: now one warning naming the database's state, and it runs again next time."""
+    from server.cli.cleanup import scheduled_cleanup
+
+    from ..helpers import api_key, load_rules, post_event, run_worker
+    from .sqlite_outage import read_only
+
+    load_rules(app)
+    post_event(client, api_key(app))
+    run_worker(app)  # counters for the rollup the cleanup starts with (the worker's own folds at most some)
+    caplog.set_level(logging.DEBUG, logger="server.scheduler")
+    with read_only(app), app.app_context():
+        scheduled_cleanup(app)(True)
+    assert [r for r in caplog.records if r.exc_info] == [], "no traceback"
+    warnings = [r.getMessage() for r in _records(caplog, logging.WARNING)]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "retention cleanup failed; the next one runs in CLEANUP_INTERVAL seconds: database read-only ("
+    ), warnings
+    caplog.clear()
+    with app.app_context():
+        scheduled_cleanup(app)(True)
+    assert [r.getMessage() for r in _records(caplog, logging.INFO)] == ["retention cleanup deleted nothing"]
