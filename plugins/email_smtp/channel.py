@@ -324,4 +324,4 @@ class EmailChannel(Channel):
             with self.batch():
                 return self.send(message)
         self.transport.deliver(message.to, self.composer.sign(self.composer.message_bytes(message)))
-        return SendResult(provider_id=message_id(message.key, self.domain))
+        return SendResult(provider_id=self.composer.message_id(message.key))

@@ -9,8 +9,10 @@ List headers. ``FEEDBACK_ID`` adds Gmail's ``Feedback-ID`` to every message.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html as html_lib
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -63,7 +65,8 @@ class Composer:
         self.domain = domain  # its domain: that of every Message-ID
         self._list: Headers | None = None  # see _list_headers
         self._from_header: str | None = None  # see _checked_from
-        self._date: tuple[datetime | None, str] = (None, "")  # the Date header of this second
+        self._date: tuple[int, str] = (-1, "")  # the Date header of this second (a Unix time)
+        self._last_id: tuple[str | None, str] = (None, "")  # the last Message-ID made, and its key
         self._known: dict[str, bool] = {}  # header values the email package writes unchanged (see .mime)
         self._constant: tuple[str, bool] = ("", False)  # a Date; whether it, From, Message-ID write unchanged
 
@@ -101,17 +104,19 @@ class Composer:
         """Headers (parsed, then raw), text and HTML of *message*; see :meth:`build`."""
         text, html = message.text or "", message.html
         extra = list(message.headers.items())
-        for name, value in (("To", message.to), ("Subject", message.subject), *extra):
+        raw.check_value("To", message.to)
+        raw.check_value("Subject", message.subject)
+        for name, value in extra:
             check_header(name, value)
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = int(time.time())  # the second, asked ~10x cheaper than of datetime.now(UTC).replace(microsecond=0)
         if self._date[0] != now:
-            self._date = (now, format_datetime(now))
+            self._date = (now, format_datetime(datetime.fromtimestamp(now, UTC)))
         headers: list[tuple[str, str]] = [
             ("From", self._checked_from()),
             ("To", message.to),
             ("Subject", message.subject),
             ("Date", self._date[1]),
-            ("Message-ID", message_id(message.key, self.domain)),
+            ("Message-ID", self.message_id(message.key)),
             *extra,
         ]
         raw_headers: list[tuple[str, str]] = []
@@ -138,6 +143,14 @@ class Composer:
             feedback = raw.feedback_id(message.data, message.template, message.marketing, self.config["FEEDBACK_ID"])
             raw_headers.append(("Feedback-ID", raw.raw_value("Feedback-ID", [feedback])))
         return headers, raw_headers, text, html
+
+    def message_id(self, key: str) -> str:
+        """:func:`message_id` of *key* in this channel's domain; the last one kept, as the send asks for it again
+        (its provider id) just after composing it."""
+        last = self._last_id
+        if last[0] != key:
+            last = self._last_id = (key, message_id(key, self.domain))
+        return last[1]
 
     def _checked_from(self) -> str:
         """The From header, and the domain of every Message-ID, checked once (the same on every message)."""
@@ -229,12 +242,16 @@ def text_footer(text: str, url: str, postal: str) -> str:
 
 def html_footer(html: str, url: str, postal: str) -> str:
     """*html* with the unsubscribe link and the postal address before ``</body>`` (or at the end)."""
-    address = "<br>".join(html_lib.escape(line.strip()) for line in postal.splitlines() if line.strip())
     footer = (
         f'<div style="margin-top:2em;font-size:12px;color:#666">'
-        f'<p><a href="{html_lib.escape(url, quote=True)}">Unsubscribe</a></p>'
-        + (f"<p>{address}</p>" if address else "")
-        + "</div>"
+        f'<p><a href="{html_lib.escape(url, quote=True)}">Unsubscribe</a></p>' + _postal_html(postal) + "</div>"
     )
     at = html.lower().rfind("</body>")
     return html[:at] + footer + html[at:] if at >= 0 else html + footer
+
+
+@functools.lru_cache(maxsize=16)
+def _postal_html(postal: str) -> str:
+    """The footer's paragraph of the postal address (nothing without one): the same on every message, made once."""
+    address = "<br>".join(html_lib.escape(line.strip()) for line in postal.splitlines() if line.strip())
+    return f"<p>{address}</p>" if address else ""

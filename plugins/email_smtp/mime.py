@@ -32,6 +32,9 @@ _QP_ASCII = re.compile(r"[\t\n\r -~]*")
 _BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))
 LINE = 78
 MAX_LINE = 78  # the SMTP policy's max_line_length, which quoted-printable wraps at
+#: in text with neither "=" nor "\r": a line too long, or one ending in a space or a tab (quoted-printable wraps or
+#: quotes it)
+_TO_WRAP = re.compile(rf"[^\n]{{{MAX_LINE + 1}}}|[ \t](?:\n|\Z)")
 
 
 def writes_unchanged(name: str, value: str, known: dict[str, bool]) -> bool:
@@ -74,7 +77,7 @@ def quoted_printable(body: str) -> str:
         return quoprimime.body_encode(body, MAX_LINE)
     if "=" in body or "\r" in body:
         return _wrap(body.replace("=", "=3D"))
-    if all(len(line) <= MAX_LINE and line[-1:] not in (" ", "\t") for line in body.split("\n")):
+    if _TO_WRAP.search(body) is None:
         return body
     return _wrap(body)
 
@@ -88,6 +91,9 @@ def _wrap(body: str) -> str:
     append = out.append
     limit = MAX_LINE - 1
     for line in body.splitlines():
+        if len(line) <= MAX_LINE and not (line and line[-1] in " \t"):
+            append(line)  # most lines: nothing to wrap or quote (what the steps below give them too)
+            continue
         start = 0
         last = len(line) - 1 - MAX_LINE
         while start <= last:
@@ -119,8 +125,11 @@ def _wrap(body: str) -> str:
 
 
 def _part(subtype: str, text: str) -> tuple[list[str], str]:
-    lines = text.encode("utf-8").splitlines()
-    body = quoted_printable((b"\n".join(lines) + b"\n").decode("latin-1"))
+    if text.isascii() and "\r" not in text:  # its UTF-8 is itself, its lines end in "\n" alone: the same body
+        body = quoted_printable(text if text.endswith("\n") else text + "\n")
+    else:
+        lines = text.encode("utf-8").splitlines()
+        body = quoted_printable((b"\n".join(lines) + b"\n").decode("latin-1"))
     headers = [f'Content-Type: text/{subtype}; charset="utf-8"', "Content-Transfer-Encoding: quoted-printable"]
     return headers, body.replace("\n", "\r\n")
 

@@ -3,7 +3,7 @@ asked about just before it is sent (:func:`.policy.blocker`), quiet hours, the p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,8 +14,21 @@ from ..sdk import RateLimit
 from . import pacing, policy
 from .lanes import Item
 from .outbox_rounds import Claimed, Rounds
+from .render import ContactRow
 from .staff import internal_address, recipient
 from .timeutil import iso
+
+#: a contact of a claimed batch: a row of its columns, or (see ``Handoff._contacts``) the ORM's object
+BatchContact = ContactRow | Contact
+
+
+class Target(NamedTuple):
+    """A claimed message, its contact, its channel's instance (None: not installed) and its recipient there."""
+
+    msg: Claimed
+    contact: BatchContact | None
+    channel: Any
+    address: str | None
 
 
 class BatchVerdicts:
@@ -64,22 +77,39 @@ class Checks(Rounds):
 
     _verdicts: BatchVerdicts | None
 
-    def _read_verdicts(self, msgs: list[Claimed], contacts: dict[int, Contact]) -> BatchVerdicts:
-        """What the send-time policy reads for *msgs*, read for them all at once."""
-        targets = []
+    def _targets(self, msgs: list[Claimed], contacts: dict[int, BatchContact]) -> list[Target]:
+        """Each of *msgs* with its contact, its channel (None: not installed, the message fails when its turn
+        comes) and its recipient (:func:`.staff.recipient`): asked once a message, for the policy and the send."""
+        found: dict[str, Any] = {}  # a channel's instance by name, asked for once
+        targets: list[Target] = []
         for msg in msgs:
-            try:
-                channel = self._channel(msg.channel)
-            except Exception:  # no such channel installed: the message fails below
-                continue
             contact = contacts.get(msg.contact_id) if msg.contact_id else None
-            address = recipient(msg, contact, channel.address_field)
-            if address:
-                targets.append((msg.channel, address, contact.id if contact is not None else None))
-        return BatchVerdicts(self.session, self.config["SECRET_KEY"], targets)
+            channel = found.get(msg.channel)
+            if channel is None:
+                try:
+                    channel = found[msg.channel] = self._channel(msg.channel)
+                except Exception:  # no such channel installed: the message fails below
+                    targets.append(Target(msg, contact, None, None))
+                    continue
+            targets.append(Target(msg, contact, channel, recipient(msg, contact, channel.address_field)))
+        return targets
 
-    def _blocked(self, msg: Claimed, contact: Contact | None, channel: Any) -> str | None:
-        """Why this message must not go out now, or None: the send-time policy, asked at the moment of sending."""
+    def _read_verdicts(self, targets: list[Target]) -> BatchVerdicts:
+        """What the send-time policy reads for the messages of *targets*, read for them all at once."""
+        return BatchVerdicts(
+            self.session,
+            self.config["SECRET_KEY"],
+            [
+                (msg.channel, address, contact.id if contact is not None else None)
+                for msg, contact, channel, address in targets
+                if channel is not None and address
+            ],
+        )
+
+    def _blocked(self, msg: Claimed, contact: BatchContact | None, channel: Any, address: str | None) -> str | None:
+        """Why this message must not go out now, or None: the send-time policy, asked at the moment of sending.
+
+        :param address: its recipient on *channel* (:func:`.staff.recipient`)."""
         info = msg.data or {}
         return policy.blocker(
             self.session,
@@ -87,7 +117,7 @@ class Checks(Rounds):
             self.pm.channels,
             msg.channel,
             contact_id=contact.id if contact is not None else None,
-            address=recipient(msg, contact, channel.address_field),
+            address=address,
             now=self.now,
             transactional=bool(info.get("transactional")),
             marketing=bool(info.get("marketing", True)),
@@ -95,12 +125,12 @@ class Checks(Rounds):
             lookups=None if self._verdicts is None else (self._verdicts.suppression, self._verdicts.consent),
         )
 
-    def _defer_if_quiet(self, msg: Claimed, contact: Contact | None, channel: Any) -> bool:
+    def _defer_if_quiet(self, msg: Claimed, contact: BatchContact | None, channel: Any) -> bool:
         """The last guard of quiet hours: a message due inside the recipient's window goes back to ``pending``
         until it ends, without counting an attempt or calling the provider. True when deferred."""
-        resume = policy.resumes_at(
-            self.now, (msg.data or {}).get("quiet_hours"), channel, contact, self.config, internal_address(msg)
-        )
+        quiet = (msg.data or {}).get("quiet_hours")
+        # it reads the contact's time zone and address on the channel: a row has them
+        resume = policy.resumes_at(self.now, quiet, channel, cast(Any, contact), self.config, internal_address(msg))
         if resume is None:
             return False
         self._put_back(msg, resume, f"quiet hours until {iso(resume)}")

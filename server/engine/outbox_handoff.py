@@ -4,9 +4,10 @@ lane sends."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Generator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import select
 
@@ -16,9 +17,9 @@ from ..sdk import UNSUBSCRIBE_LINK, ChannelError, OutboundMessage
 from . import tracking
 from .keys import enrolment_of
 from .lanes import Item
-from .outbox_checks import Checks
+from .outbox_checks import BatchContact, Checks
 from .outbox_rounds import Claimed
-from .render import contact_data, get_renderer, load_parts, render
+from .render import _CONTACT_COLUMNS, ContactRow, Renderer, contact_data, get_renderer, load_parts, render
 from .staff import internal_address, internal_outbound, recipient
 
 log = logging.getLogger("server.engine.outbox")
@@ -35,6 +36,8 @@ class Prepared(NamedTuple):
 class Handoff(Checks):
     """Prepares claimed rows for the lanes: policy first, then the rendered message."""
 
+    _renderer: Renderer  # the app's, asked for once per batch
+
     def _prepare(self, msgs: list[Claimed]) -> Generator[bool, None, Prepared]:
         """Ask the policy about each claimed row and render the rest, a step per message; commit, and return the
         rendered items by channel and how many were captured (simulation).
@@ -47,27 +50,25 @@ class Handoff(Checks):
         if not msgs:
             self.session.commit()  # the claim that found nothing
             return Prepared(ready, 0)
-        contact_ids = {msg.contact_id for msg in msgs if msg.contact_id}
-        contacts = (
-            {c.id: c for c in self.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
-            if contact_ids
-            else {}
-        )
+        contacts = self._contacts({msg.contact_id for msg in msgs if msg.contact_id})
         self._props = self._events_props(msgs)
         self._parts = self._templates(msgs)  # templates loaded once per batch
-        self._verdicts = self._read_verdicts(msgs, contacts)
+        targets = self._targets(msgs, contacts)
+        self._verdicts = self._read_verdicts(targets)
+        self._renderer = get_renderer(self.app)
         self.session.commit()  # on SQLite, the claim with them
         captured = 0
-        for msg in msgs:
+        for msg, contact, found, to in targets:
             yield True
-            contact = contacts.get(msg.contact_id) if msg.contact_id else None
             try:
-                channel = self._channel(msg.channel)
+                channel = self._channel(msg.channel) if found is None else found  # raises again, as it did
             except Exception as exc:  # no such channel installed
                 self._channel_error(msg.channel, str(exc))
                 self._finish(msg, MessageStatus.FAILED.value, str(exc), error=str(exc))
                 continue
-            reason = self._blocked(msg, contact, channel)
+            if found is None:  # the channel came after all: its address, as the targets would have it
+                to = recipient(msg, contact, channel.address_field)
+            reason = self._blocked(msg, contact, channel, to)
             if reason is not None:
                 self._effect(msg, "suppressed", reason=reason)
                 self._finish(msg, MessageStatus.SUPPRESSED.value, reason, error=reason)
@@ -79,11 +80,10 @@ class Handoff(Checks):
                 self._sent(msg, f"sim-{msg.id}")
                 captured += 1
                 continue
-            address = recipient(msg, contact, channel.address_field) or ""
             try:
-                outbound = self._outbound(msg, contact, channel, address)
+                outbound = self._outbound(msg, contact, channel, to or "")
             except ChannelError as exc:
-                self._failure(msg, contact, channel, exc)
+                self._failure(msg, cast(Any, contact), channel, exc)  # it reads the channel's address of it
                 continue
             except Exception as exc:  # a template's bug: fail this message, keep the worker alive
                 log.exception("rendering %s failed", msg.key)
@@ -95,6 +95,19 @@ class Handoff(Checks):
         self._pace(ready)
         self.session.commit()
         return Prepared(ready, captured)
+
+    def _contacts(self, contact_ids: set[int]) -> dict[int, BatchContact]:
+        """The contacts of a batch by id: rows of the columns the policy, the templates, the links and the
+        channels' addresses read (:class:`.render.ContactRow`), or the ORM's objects when a channel addresses
+        contacts by an attribute that is not a column."""
+        if not contact_ids:
+            return {}
+        columns = _read_columns(frozenset(cls.address_field for cls in self.pm.channels.values()))
+        if columns is None:
+            return {c.id: c for c in self.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
+        names = tuple(column.key for column in columns)
+        rows = self.session.execute(select(*columns).where(Contact.id.in_(contact_ids)))
+        return {row[0]: ContactRow(dict(zip(names, row, strict=True))) for row in rows}
 
     def _templates(self, msgs: list[Claimed]) -> dict[tuple[str, str], dict[str, str]]:
         """The parts of the templates *msgs* use, by (channel, name); one missing is left out (its messages fail
@@ -131,7 +144,7 @@ class Handoff(Checks):
             return dict((msg.data or {}).get("event") or {})
         return dict(self._props.get(enrolment, {}))
 
-    def _outbound(self, msg: Claimed, contact: Contact | None, channel: Any, address: str) -> OutboundMessage:
+    def _outbound(self, msg: Claimed, contact: BatchContact | None, channel: Any, address: str) -> OutboundMessage:
         """The rendered message. Channels without a contact address (endpoints) get data, not text."""
         if internal_address(msg) and channel.address_field:
             return internal_outbound(msg, contact)
@@ -152,7 +165,7 @@ class Handoff(Checks):
             contact=contact,
             parts=source,
             data={**(msg.data or {}), "event": props, "unsubscribe_url": link},
-            renderer=get_renderer(self.app),
+            renderer=self._renderer,
         )
         if contact is not None and tracking.wants_tracking(channel, self.config, msg.data or {}):
             parts = tracking.add_tracking(
@@ -172,3 +185,17 @@ class Handoff(Checks):
             unsubscribe_url=link if channel.unsubscribe == UNSUBSCRIBE_LINK else None,
             data=msg.data or {},
         )
+
+
+@functools.lru_cache(maxsize=8)
+def _read_columns(address_fields: frozenset[str | None]) -> tuple[Any, ...] | None:
+    """The contact columns a batch reads: its id (first), what links and templates read, and each channel's address
+    field; None when an address field is an attribute of :class:`Contact` that is not a column."""
+    table = Contact.__table__.c
+    wanted = ["id", "public_id", "fields", *_CONTACT_COLUMNS]
+    for name in sorted(field for field in address_fields if field is not None):
+        if name in table:
+            wanted.append(name)
+        elif hasattr(Contact, name):
+            return None
+    return tuple(getattr(Contact, name) for name in dict.fromkeys(wanted))

@@ -141,22 +141,22 @@ def _const_key(arg: nodes.Node) -> str | None:
 def memo_key(what: Reads, context: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """The values *what* names in *context* (plain data, see ``render._plain``), as a key; None when one of them
     is not plain data (it cannot be compared)."""
+    values: list[Any] = []
+    append = values.append
     try:
-        return tuple(_read(context, name, key) for name, key in what)
+        # every message asks this of each part it renders: the reading inlined, text and None taken as they are
+        for name, key in what:
+            value = context.get(name, _MISSING)
+            if value is not _MISSING and key is not None:
+                if type(value) is dict:
+                    value = value.get(key, _MISSING)
+                else:  # not a mapping: what the key gives of it is a function of all of it
+                    append(("whole", _frozen(value)))
+                    continue
+            append(value if value is _MISSING or value is None or type(value) is str else _frozen(value))
     except TypeError:
         return None
-
-
-def _read(context: Mapping[str, Any], name: str, key: str | None) -> Any:
-    value = context.get(name, _MISSING)
-    if value is _MISSING:
-        return value
-    if key is None:
-        return _frozen(value)
-    if type(value) is dict:
-        found = value.get(key, _MISSING)
-        return found if found is _MISSING else _frozen(found)
-    return ("whole", _frozen(value))  # not a mapping: what the key gives of it is a function of all of it
+    return tuple(values)
 
 
 def _frozen(value: Any) -> Any:

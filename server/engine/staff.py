@@ -17,6 +17,7 @@ from ..sdk import OutboundMessage
 from ..teams import email_channel
 from .context import EngineContext
 from .keys import TEAM, message_key
+from .render import ContactRow
 from .timeutil import to_dt
 
 if TYPE_CHECKING:
@@ -90,14 +91,14 @@ def internal_address(msg: Message | Claimed) -> str | None:
     return info.get("to") if isinstance(info, dict) else None
 
 
-def recipient(msg: Message | Claimed, contact: Contact | None, field: str | None) -> str | None:
+def recipient(msg: Message | Claimed, contact: Contact | ContactRow | None, field: str | None) -> str | None:
     """Where *msg* goes on a channel addressing people by *field*: a staff member, or the contact."""
     if field is None:
         return None
     return internal_address(msg) or (getattr(contact, field, None) if contact is not None else None)
 
 
-def internal_outbound(msg: Message | Claimed, contact: Contact | None) -> OutboundMessage:
+def internal_outbound(msg: Message | Claimed, contact: Contact | ContactRow | None) -> OutboundMessage:
     """The plain-text notification a staff member reads: the rule's text, then what it is about."""
     info = msg.data[INTERNAL]
     text = str(info.get("text") or "")

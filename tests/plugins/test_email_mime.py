@@ -21,6 +21,8 @@ TEXTS = [
     "a" * 200 + "\n" + "b " * 100,
     "=3D equals = signs =\r\nwindows\r\nline ends\rmac\n",
     "\n\n\n",
+    "vertical\x0btab, form\x0cfeed, \x1cgroup: no line ends to the email package\n",
+    "line\u2028separator\x85next line\n",
 ]
 HTMLS = [None, "<p>Hello {{ }}</p>", "<html><body><p>h\u00e9llo</p></body></html>", "x" * 300]
 
@@ -117,3 +119,22 @@ def test_quoted_printable_is_what_the_email_package_encodes():
         samples.append(sample)
     for sample in samples:
         assert mime.quoted_printable(sample) == quoprimime.body_encode(sample, mime.MAX_LINE), repr(sample)
+
+
+@pytest.mark.parametrize(
+    "value", ["plain", "", "a\rb", "a\nb", "a\r\nb", "nul\0", "\u2028 and \x85 are no breaks", "tab\tok"]
+)
+@pytest.mark.parametrize("name", ["To", "Subject", "List-Unsubscribe"])
+def test_a_header_value_is_refused_exactly_when_check_header_refuses_it(name, value):
+    from plugins.email_smtp import headers
+    from server.sdk import ChannelError, check_header
+
+    def outcome(check) -> tuple[str, bool] | None:
+        try:
+            check(name, value)
+        except ChannelError as exc:
+            return exc.message, exc.permanent
+        return None
+
+    assert outcome(headers.check_value) == outcome(check_header)
+    assert (outcome(check_header) is None) == (not any(ch in value for ch in "\r\n\0"))

@@ -261,6 +261,9 @@ def test_transactional_email_has_no_list_headers(peer):
         ({"to": "ana@example.com\nBcc: victim@example.com"}, "To"),
         ({"headers": {"X-Campaign": "spring\r\nBcc: x@example.com"}}, "X-Campaign"),
         ({"unsubscribe_url": "https://nudge.example/u\r\nBcc: x@example.com"}, "List-Unsubscribe"),
+        ({"subject": "Hi\0there"}, "Subject"),
+        ({"to": "ana@example.com\r"}, "To"),
+        ({"unsubscribe_url": "https://nudge.example/u\0"}, "List-Unsubscribe"),
     ],
 )
 def test_line_breaks_in_header_values_are_refused(peer, field, header):
