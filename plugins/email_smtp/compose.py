@@ -104,9 +104,7 @@ class Composer:
         """Headers (parsed, then raw), text and HTML of *message*; see :meth:`build`."""
         text, html = message.text or "", message.html
         extra = list(message.headers.items())
-        raw.check_value("To", message.to)
-        raw.check_value("Subject", message.subject)
-        for name, value in extra:
+        for name, value in (("To", message.to), ("Subject", message.subject), *extra):
             check_header(name, value)
         now = int(time.time())  # the second, asked ~10x cheaper than of datetime.now(UTC).replace(microsecond=0)
         if self._date[0] != now:

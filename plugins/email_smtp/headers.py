@@ -23,21 +23,6 @@ LINE = 78
 _LIST_ID = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+$")
 _LIST_ID_VALUE = re.compile(r"^\s*(?:(?P<phrase>[^<>]*?)\s*)?<(?P<id>[^<>]*)>\s*$")
 _FEEDBACK_PART = re.compile(r"[^A-Za-z0-9._-]+")
-#: what ``check_header`` refuses in a value
-_UNSAFE = re.compile("[\r\n\0]")
-#: a header name ``check_header`` takes (no CR, LF, NUL, colon or space; not empty)
-_NAME = re.compile("[^\r\n\0: ]+")
-
-
-def check_value(name: str, value: str) -> None:
-    """``check_header(name, value)`` for a *name* known to be valid: a value without a line break or NUL is passed
-    by one regex search in C (a send checks three or four); any other is handed to ``check_header``, which refuses
-    it as it always has.
-
-    :raises ChannelError: permanent, as :func:`check_header` does.
-    """
-    if type(value) is not str or _UNSAFE.search(value) is not None:
-        check_header(name, value)
 
 
 def fold(name: str, parts: Sequence[str], separator: str) -> str:
@@ -70,9 +55,8 @@ def raw_value(name: str, parts: Sequence[str], separator: str = ",") -> str:
 
     :raises ChannelError: permanent, when a part holds a line break or a non-ASCII character.
     """
-    check = check_value if _NAME.fullmatch(name) else check_header  # a bad name: refused as ever, by check_header
     for part in parts:
-        check(name, part)
+        check_header(name, part)
         if not part.isascii():
             raise ChannelError(
                 f"header {name} must be ASCII, got {part[:80]!r} (percent-encode URLs; use an ASCII list id)",
