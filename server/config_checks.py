@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,6 +114,13 @@ def validate_channel_caps(text: str) -> str:
 
 
 _CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@functools.lru_cache(maxsize=64)
+def names_of(value: str | None) -> frozenset[str]:
+    """The names of a comma-separated setting (``"email, sms"`` → ``{"email", "sms"}``; blanks dropped; None or ""
+    → none), read once per value: the send path asks for every message."""
+    return frozenset(name for name in (part.strip() for part in str(value or "").split(",")) if name)
 
 
 def validate_channel_names(key: str, value: Any) -> str | None:

@@ -110,3 +110,21 @@ def test_a_window_that_is_no_span_names_the_variable(tmp_path, value):
     problem = r"NUDGE_ATTRIBUTION_DELIVERY_WINDOW: must be a window like 7d, 36h, 90m or 0"
     with pytest.raises(ConfigError, match=problem):
         load_config({"HOME": str(tmp_path), "ATTRIBUTION_DELIVERY_WINDOW": value}, environ={})
+
+
+def test_a_comma_separated_setting_reads_as_its_names():
+    from server.config_checks import names_of
+
+    assert names_of(" email, ,sms,email ") == {"email", "sms"}
+    assert names_of(None) == names_of("") == names_of(" , ") == frozenset()
+
+
+def test_frequency_caps_follow_the_settings_they_are_read_from():
+    """The caps are parsed once per setting values: other values (a settings page save) give other caps."""
+    from server.engine.caps import caps_for
+
+    first = caps_for({"FREQUENCY_CAP": "3/7d", "FREQUENCY_CAPS": "email=2/1d,sms=1/1d"}, "email")
+    assert [(c.channel, c.count, c.seconds) for c in first] == [(None, 3, 604800), ("email", 2, 86400)]
+    changed = caps_for({"FREQUENCY_CAP": None, "FREQUENCY_CAPS": "email=5/1h"}, "email")
+    assert [(c.channel, c.count, c.seconds) for c in changed] == [("email", 5, 3600)]
+    assert caps_for({"FREQUENCY_CAPS": "email=5/1h"}, "sms") == ()

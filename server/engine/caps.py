@@ -21,6 +21,7 @@ never less than 1. A send held by a cap is skipped (``suppressed``, reason ``fre
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,18 +75,24 @@ class Held:
         return f"frequency cap {self.cap.describe()}: {self.priority} priority may use {self.allowed}"
 
 
-def caps_for(config: Mapping[str, Any], channel: str) -> list[Cap]:
+def caps_for(config: Mapping[str, Any], channel: str) -> tuple[Cap, ...]:
     """The caps a marketing send on *channel* must fit under."""
+    return _caps(config.get("FREQUENCY_CAP"), config.get("FREQUENCY_CAPS"), channel)
+
+
+@functools.lru_cache(maxsize=64)
+def _caps(overall_text: str | None, per_channel: str | None, channel: str) -> tuple[Cap, ...]:
+    """:func:`caps_for`'s answer, parsed once per setting values and channel (every marketing send asks)."""
     caps = []
-    overall = parse_cap(config.get("FREQUENCY_CAP"))
+    overall = parse_cap(overall_text)
     if overall:
-        caps.append(Cap(None, *overall, str(config["FREQUENCY_CAP"])))
-    for part in filter(None, str(config.get("FREQUENCY_CAPS") or "").split(",")):
+        caps.append(Cap(None, *overall, str(overall_text)))
+    for part in filter(None, str(per_channel or "").split(",")):
         name, _, text = part.partition("=")
         parsed = parse_cap(text)
         if name == channel and parsed:
             caps.append(Cap(name, *parsed, text))
-    return caps
+    return tuple(caps)
 
 
 def allowance(count: int, priority: str, reserve: int = 0) -> int:

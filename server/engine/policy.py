@@ -29,6 +29,7 @@ from sqlalchemy import func
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..config_checks import names_of
 from ..consent import current_consent, latest_consent, suppression_reason
 from ..models import ConsentStatus, Contact, SuppressionReason
 from ..sdk import CONSENT_GRANTED, CONSENT_UNLESS_REVOKED
@@ -75,7 +76,7 @@ __all__ = [
 
 def consent_required(config: Mapping[str, Any]) -> frozenset[str]:
     """The channel names of ``CONSENT_REQUIRED``: those that need an opt-in for marketing sends."""
-    return frozenset(n.strip() for n in str(config.get("CONSENT_REQUIRED") or "").split(",") if n.strip())
+    return names_of(config.get("CONSENT_REQUIRED"))
 
 
 def consent_rule(channel_cls: Any, channel: str, config: Mapping[str, Any] | None) -> str | None:

@@ -24,13 +24,13 @@ of the links it rewrites are written anew; every other byte of the part is kept 
 
 from __future__ import annotations
 
-import functools
 import html
 import re
 from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from typing import Any
 
+from ..config_checks import names_of
 from ..links import click_url, open_url
 from .render import HTML_PARTS, ONE_LINE_PARTS
 
@@ -65,13 +65,7 @@ def wants_tracking(channel: Any, config: Mapping[str, Any], data: Mapping[str, A
 
 def untracked_channels(config: Mapping[str, Any]) -> frozenset[str]:
     """The channel names of ``UNTRACKED_CHANNELS``."""
-    return _names(str(config.get("UNTRACKED_CHANNELS") or ""))
-
-
-@functools.lru_cache(maxsize=16)
-def _names(value: str) -> frozenset[str]:
-    """The names of a comma-separated list, read once per value (every message asks :func:`wants_tracking`)."""
-    return frozenset(n.strip() for n in value.split(",") if n.strip())
+    return names_of(config.get("UNTRACKED_CHANNELS"))
 
 
 def tracking_problem(config: Mapping[str, Any], channels: Mapping[str, Any]) -> str | None:

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, abort, current_app, make_response, redire
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..config_checks import names_of
 from ..contacts import record_event
 from ..contacts.normalize import check_json
 from ..db import get_session
@@ -176,7 +177,7 @@ def redirect_target(url: Any) -> str | None:
 
 def _with_visitor(target: str, visitor: str) -> str:
     """Add the visitor id for the site's tracking snippet, only on sites listed in ``TRACK_DOMAINS``."""
-    domains = [d.strip().lower() for d in str(current_app.config.get("TRACK_DOMAINS") or "").split(",") if d.strip()]
+    domains = names_of(str(current_app.config.get("TRACK_DOMAINS") or "").lower())
     parts = urlsplit(target)
     host = (parts.hostname or "").lower()
     if not any(host == d or host.endswith("." + d) for d in domains):
