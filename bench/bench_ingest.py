@@ -1,9 +1,10 @@
 """Ingest over real HTTP: ``POST /api/v1/events`` and ``/events/batch`` against a bare Flask JSON echo (issue #12, 1).
 
 Both apps are served by waitress as `nudge web` serves them (server/web/waitress_serve.py), with the same thread
-settings, each in its own process, one after the other in the same run; a load process keeps *connections*
-keep-alive connections busy posting the same body and counts the answers (202 from Nudge, 200 from the echo) and
-their latencies. Nudge stores every event in SQLite and hands it to
+settings, each in its own process, both up at once; each load is put on the echo, then on Nudge, and the whole
+sequence again (``ROUNDS``), so that other work on a shared machine falls on both sides alike. A load process keeps
+*connections* keep-alive connections busy posting the same body and counts the answers (202 from Nudge, 200 from
+the echo) and their latencies. Nudge stores every event in SQLite and hands it to
 a real (embedded) Redis before it answers. Targets: single events >= 0.5x the echo's requests per second with p99
 under 50 ms at 32 connections; batches of 100 at >= 50,000 events/s.
 Run: .venv/bin/python -m bench.bench_ingest [--full]
@@ -146,6 +147,8 @@ async def _load(
     latencies.sort()
     return {
         "answered": len(scratch) + len(latencies),
+        "count": len(latencies),
+        "elapsed": elapsed,
         "rate": len(latencies) / elapsed,
         "p50": latencies[len(latencies) // 2] * 1000,
         "p99": latencies[int(len(latencies) * 0.99)] * 1000,
@@ -221,11 +224,20 @@ def load_cpu(pid: int, *args: Any) -> dict[str, Any]:
     return result
 
 
-def measure_server(
-    kind: str, home: str, redis_url: str, key: str, seconds: float, processes: int
-) -> dict[str, dict[str, Any]]:
-    """Serve *kind* in its own process and put both loads on it: single events, then batches; with the server's
-    CPU time a request, the figure to compare when other work shares the machine."""
+#: the loads, each put on both servers in turn: (path, body, a new Idempotency-Key each request)
+LOADS = {
+    "single": ("/api/v1/events", json.dumps(EVENT).encode(), False),
+    "batch": ("/api/v1/events/batch", json.dumps(batch_body()).encode(), False),
+    # the echo ignores the header: its figure is the same request's, with one more header
+    "keyed": ("/api/v1/events", json.dumps(EVENT).encode(), True),
+}
+#: rounds of every load on both servers: the echo's and Nudge's figures of a load are measured one right after the
+#: other, several times over, so that a spell of other work on the machine falls on both sides alike
+ROUNDS = 2
+
+
+def start_server(kind: str, home: str, redis_url: str, processes: int) -> tuple[subprocess.Popen, int]:
+    """Serve *kind* in its own process, as `nudge web` serves; its process and port once it listens."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.bench_ingest", "--serve", kind, str(port), str(THREADS), str(processes)]
@@ -235,17 +247,53 @@ def measure_server(
     )
     try:
         _wait_listening(port, proc)
-        single = json.dumps(EVENT).encode()
-        batch = json.dumps(batch_body()).encode()
-        return {
-            "single": load_cpu(proc.pid, port, "/api/v1/events", single, key, CONNECTIONS, seconds),
-            "batch": load_cpu(proc.pid, port, "/api/v1/events/batch", batch, key, CONNECTIONS, seconds),
-            # the echo ignores the header: its figure is the same request's, with one more header
-            "keyed": load_cpu(proc.pid, port, "/api/v1/events", single, key, CONNECTIONS, seconds, True),
-        }
-    finally:
+    except BaseException:
         proc.terminate()
-        proc.wait(timeout=30)
+        raise
+    return proc, port
+
+
+def measure_servers(
+    home: str, redis_url: str, key: str, seconds: float, processes: int, rounds: int = ROUNDS
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Serve the echo and Nudge (each in its own process, both up at once) and put every load of :data:`LOADS` on
+    them by turns, *rounds* times after a warm-up of each; per server and load the figures of all rounds together
+    (requests a second over the rounds' time, the highest p50 and p99 of a round, the server's CPU time a
+    request)."""
+    servers = {}
+    try:
+        for kind in ("echo", "nudge"):
+            servers[kind] = start_server(kind, home, redis_url, processes)
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {load: [] for load in LOADS} for kind in servers}
+        for path, body, keyed in LOADS.values():  # a warm-up, not counted: a new process's first requests cost more
+            for _proc, port in servers.values():
+                load(port, path, body, key, CONNECTIONS, 1.0, keyed)
+        for _round in range(rounds):
+            for name, (path, body, keyed) in LOADS.items():
+                for kind, (proc, port) in servers.items():
+                    runs[kind][name].append(load_cpu(proc.pid, port, path, body, key, CONNECTIONS, seconds, keyed))
+    finally:
+        for proc, _port in servers.values():
+            proc.terminate()
+        for proc, _port in servers.values():
+            proc.wait(timeout=30)
+    return {kind: {name: _together(results) for name, results in loads.items()} for kind, loads in runs.items()}
+
+
+def _together(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of several runs of one load on one server, as one."""
+    statuses: dict[str, int] = {}
+    for result in results:
+        for status, n in result["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    answered = sum(result["answered"] for result in results)
+    return {
+        "rate": sum(result["count"] for result in results) / sum(result["elapsed"] for result in results),
+        "p50": max(result["p50"] for result in results),
+        "p99": max(result["p99"] for result in results),
+        "statuses": statuses,
+        "cpu_per_request": sum(result["cpu_per_request"] * result["answered"] for result in results) / answered,
+    }
 
 
 def _checked(result: dict[str, Any], ok: int, what: str) -> dict[str, Any]:
@@ -264,8 +312,8 @@ def measure(seconds: float, processes: int = PROCESSES) -> list[Row]:
         with app.app_context():
             key = create_api_key(get_session(), "ingest")
         home, redis_url = app.config["HOME"], app.config["REDIS_URL"]
-        echo = measure_server("echo", home, redis_url, key, seconds, processes)
-        nudge = measure_server("nudge", home, redis_url, key, seconds, processes)
+        both = measure_servers(home, redis_url, key, seconds, processes)
+        echo, nudge = both["echo"], both["nudge"]
     e1, n1 = _checked(echo["single"], 200, "the echo"), _checked(nudge["single"], 202, "POST /api/v1/events")
     eb, nb = _checked(echo["batch"], 200, "the echo"), _checked(nudge["batch"], 202, "POST /api/v1/events/batch")
     ek, nk = _checked(echo["keyed"], 200, "the echo"), _checked(nudge["keyed"], 202, "POST /api/v1/events, keyed")
@@ -287,6 +335,14 @@ def measure(seconds: float, processes: int = PROCESSES) -> list[Row]:
             "req/s",
             ek["rate"],
             "Flask JSON echo",
+            0.5,
+        ),
+        ratio_at_least(
+            "POST /api/v1/events with an Idempotency-Key, server CPU time",
+            1 / nk["cpu_per_request"],
+            "req/CPU-s",
+            1 / ek["cpu_per_request"],
+            f"Flask JSON echo ({ek['cpu_per_request'] * 1e6:.0f} µs)",
             0.5,
         ),
         under(
