@@ -50,9 +50,15 @@ def every_connection(app: Any, pragma: str) -> Iterator[None]:
 
 
 def disk_full(app: Any) -> Any:
-    """The database may not grow by one page until the block ends (SQLite answers ``SQLITE_FULL``)."""
-    with app.extensions["nudge.db"].engine.connect() as conn:
-        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+    """The database may not grow by one page until the block ends (SQLite answers ``SQLITE_FULL``). Its free pages
+    (those a dropped index or deleted rows left) are given back first, by ``VACUUM``: a write would fill them before
+    it needed a new page, and the disk would not be full for it."""
+    connection = app.extensions["nudge.db"].engine.raw_connection()
+    try:
+        connection.driver_connection.execute("VACUUM")  # outside a transaction (the driver begins none for it)
+        pages = connection.driver_connection.execute("PRAGMA page_count").fetchone()[0]
+    finally:
+        connection.close()
     return every_connection(app, f"PRAGMA max_page_count={pages}")
 
 
