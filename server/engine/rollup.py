@@ -13,6 +13,9 @@ batch per source). A fourth source, the revenue attributions (:mod:`.attribution
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -21,7 +24,6 @@ from sqlalchemy.orm import Session
 from ..models import Attribution, Event, Message, MessageStatusChange, StatCounter, StatWatermark
 from .keys import BROADCAST_RULE, MEASURED, broadcast_of, broadcast_step, enrolment_of
 from .rollup_trace import BATCH, END, RULE, Key, _Journeys, journey_rows
-from .rollup_trace import day_of as _day
 
 #: outbox statuses counted per send step; others (pending, deferred, resent …) are the outbox's business
 STATUSES = ("sent", "delivered", "bounced", "failed", "suppressed", "complained", "unknown")
@@ -30,6 +32,21 @@ EVENT_METRICS = {"opened": "opened", "clicked": "clicked", "unsubscribed": "unsu
 
 #: above every id (a 32-bit SQL integer): arms taken up to now
 _MAX_ID = 2**31 - 1
+#: day 0 of the counters
+EPOCH = date(1970, 1, 1)
+
+
+def _day_column(column: Any) -> Any:
+    """SQL: the UTC day of a time column (stored naive UTC), as the database gives it (text on SQLite, a date on
+    PostgreSQL): a batch's rows name a few days over and over, each turned into a counter's day once
+    (:func:`_day`), not a datetime made per row."""
+    return func.date(column).label("day")
+
+
+@lru_cache(maxsize=1024)
+def _day(day: date | str) -> int:
+    """The day (since 1970) of what :func:`_day_column` reads."""
+    return ((date.fromisoformat(day) if isinstance(day, str) else day) - EPOCH).days
 
 
 def _send_step(key: str) -> tuple[int, str] | None:
@@ -40,44 +57,40 @@ def _send_step(key: str) -> tuple[int, str] | None:
     return enr, key.split(":", 2)[2]
 
 
-def _message_counts(
-    session: Session, rows: list[Any], message_of: Any, day_of: Any, metric_of: Any, weight_of: Any = None
-) -> Counter[Key]:
-    """Counters of send steps for *rows* (status changes, events, attributions), each naming its message; each
-    row adds 1, or what *weight_of* gives for it. A broadcast's messages count under rule 0 and the step
-    :func:`~.keys.broadcast_step` names."""
+def _message_counts(session: Session, items: Iterable[tuple[str, Any, str | None, int]]) -> Counter[Key]:
+    """Counters of send steps for *items* (of status changes, events, attributions): each names its message (its
+    key), its ``day`` as :func:`_day_column` reads it, its counter (None: not counted) and what it adds. A
+    broadcast's messages count under rule 0 and the step :func:`~.keys.broadcast_step` names."""
     counts: Counter[Key] = Counter()
-    sends = {row.id: _send_step(message_of(row)) for row in rows}
-    for row in rows:  # a broadcast's message: counted under rule 0, step ``broadcast:<id>``
-        ident = broadcast_of(message_of(row)) if sends[row.id] is None else None
-        if ident is not None and (metric := metric_of(row)) is not None:
-            key = (BROADCAST_RULE, BROADCAST_RULE, broadcast_step(ident), "", day_of(row), metric)
-            counts[key] += 1 if weight_of is None else weight_of(row)
-    enrolments = {send[0] for send in sends.values() if send is not None}
-    if not enrolments:
-        return counts
-    journeys = _Journeys(session, enrolments, _MAX_ID, trail=False)
-    for row in rows:
-        send, metric = sends[row.id], metric_of(row)
-        if send is None or metric is None:
+    sends: dict[tuple[int, str, int, str], int] = {}  # (enrolment, step, day, metric): each looked up once
+    for key, day, metric, weight in items:
+        if metric is None:
             continue
-        enr, step = send
+        if (send := _send_step(key)) is not None:
+            at = (*send, _day(day), metric)
+            sends[at] = sends.get(at, 0) + weight
+        elif (ident := broadcast_of(key)) is not None:  # counted under rule 0, step ``broadcast:<id>``
+            counts[(BROADCAST_RULE, BROADCAST_RULE, broadcast_step(ident), "", _day(day), metric)] += weight
+    if not sends:
+        return counts
+    journeys = _Journeys(session, {send[0] for send in sends}, _MAX_ID, trail=False)
+    for (enr, step, day, metric), n in sends.items():
         rule_id = journeys.rule.get(enr)
         if rule_id is None:  # its journey was erased
             continue
-        key = (rule_id, journeys.version.get(enr, 0), step, journeys.arm_before(enr, step), day_of(row), metric)
-        counts[key] += 1 if weight_of is None else weight_of(row)
+        counts[(rule_id, journeys.version.get(enr, 0), step, journeys.arm_before(enr, step), day, metric)] += n
     return counts
 
 
 def _status_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
-    rows = list(
-        session.execute(
+    rows = (
+        session.connection()  # Core rows, one fetchall: not the ORM's loading, row by row
+        .execute(
             select(
                 MessageStatusChange.id,
                 MessageStatusChange.status,
                 MessageStatusChange.detail,
-                MessageStatusChange.at,
+                _day_column(MessageStatusChange.at),
                 Message.key,
             )
             .join(Message, Message.id == MessageStatusChange.message_id)
@@ -85,18 +98,24 @@ def _status_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
             .order_by(MessageStatusChange.id)
             .limit(BATCH)
         )
+        .all()
     )
     if not rows:
         return after, Counter()
 
-    def metric(row: Any) -> str | None:
-        if row.status not in STATUSES:
-            return None
-        if row.status == "suppressed":
-            return f"suppressed:{(row.detail or 'unknown').split(':')[0].split(' ')[0][:40]}"
-        return row.status
+    items = [(key, day, _status_metric(status, detail), 1) for _, status, detail, day, key in rows]
+    return rows[-1].id, _message_counts(session, items)
 
-    return rows[-1].id, _message_counts(session, rows, lambda r: r.key, lambda r: _day(r.at), metric)
+
+@lru_cache(maxsize=1024)
+def _status_metric(status: str, detail: str | None) -> str | None:
+    """The counter of an outbox status (None: not counted); a suppression's names its reason, the first word of its
+    detail. Worked out once per status and detail (a batch's rows repeat a few)."""
+    if status not in STATUSES:
+        return None
+    if status == "suppressed":
+        return f"suppressed:{(detail or 'unknown').split(':')[0].split(' ')[0][:40]}"
+    return status
 
 
 def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
@@ -110,9 +129,10 @@ def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
     last = min(top, first_id + BATCH - 1)
     # only the events that may name a message are read (and their props decoded): a form submission or an order
     # is passed over by its name; SQL's LIKE only narrows (SQLite's ignores case), the exact test follows
-    rows = list(
-        session.execute(
-            select(Event.id, Event.contact_id, Event.name, Event.props, Event.occurred_at)
+    rows = (
+        session.connection()
+        .execute(
+            select(Event.id, Event.contact_id, Event.name, Event.props, _day_column(Event.occurred_at))
             .where(
                 Event.id > after,
                 Event.id <= last,
@@ -120,6 +140,7 @@ def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
             )
             .order_by(Event.id)
         )
+        .all()
     )
     keyed = [
         row
@@ -136,14 +157,14 @@ def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
             return what
         return f"{what}:{'machine' if row.props.get('machine') else 'human'}"
 
-    counts = _message_counts(session, keyed, lambda r: r.props["message"], lambda r: _day(r.occurred_at), metric)
-    first = [row for row in keyed if metric(row) == "clicked:human" and _first_click(session, row)]
-    counts += _message_counts(session, first, lambda r: r.props["message"], lambda r: _day(r.occurred_at), _clicker)
-    return last, counts
-
-
-def _clicker(row: Any) -> str:
-    return "clickers"
+    items = [(row.props["message"], row.day, metric(row), 1) for row in keyed]
+    # a person's first click on a message also counts a clicker (the split comparison's outcome counts people)
+    items += [
+        (row.props["message"], row.day, "clickers", 1)
+        for row in keyed
+        if metric(row) == "clicked:human" and _first_click(session, row)
+    ]
+    return last, _message_counts(session, items)
 
 
 def _first_click(session: Session, row: Any) -> bool:
@@ -160,23 +181,23 @@ REVENUE_METRICS = ("conversions", "revenue")
 
 
 def _attribution_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
-    rows = list(
-        session.execute(
-            select(Attribution.id, Attribution.message_key, Attribution.amount, Attribution.occurred_at)
+    rows = (
+        session.connection()
+        .execute(
+            select(Attribution.id, Attribution.message_key, Attribution.amount, _day_column(Attribution.occurred_at))
             .where(Attribution.id > after)
             .order_by(Attribution.id)
             .limit(BATCH)
         )
+        .all()
     )
     if not rows:
         return after, Counter()
 
-    def counts(metric: str, weight: Any) -> Counter[Key]:
-        return _message_counts(
-            session, rows, lambda r: r.message_key, lambda r: _day(r.occurred_at), lambda r: metric, weight
-        )
-
-    return rows[-1].id, counts("conversions", None) + counts("revenue", lambda r: int(r.amount))
+    items = [(key, day, "conversions", 1) for _, key, _, day in rows]
+    items += [(key, day, "revenue", int(amount)) for _, key, amount, day in rows]
+    # a counter whose sum is not above 0 (refunds) is left out, as adding two Counters does
+    return rows[-1].id, +_message_counts(session, items)
 
 
 #: each source: its watermark's name and the function reading its rows past a watermark

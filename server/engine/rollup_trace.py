@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, case, cast, func, literal_column, null, or_, select
+from sqlalchemy import BigInteger, Text, and_, case, cast, func, literal_column, null, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..models import Enrolment, JourneyLog, RuleVersion
@@ -25,6 +24,8 @@ from .bulk import ids_in
 
 #: rows read per source per transaction: a backlog is worked off in bounded steps
 BATCH = 5000
+#: seconds a day: the counters count per day since 1970, UTC
+DAY = 86400
 #: the step key of rule-wide counters (entered)
 RULE = ""
 #: past the last step: where a journey that ran off the end completes
@@ -47,6 +48,7 @@ class _Plans:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._keys: dict[int, ArmKeys] = {}
+        self._before: dict[tuple[int, str, str], str] = {}
 
     def keys(self, version_id: int) -> ArmKeys:
         """How the counters of a version key their split arms (its plan's steps and splits)."""
@@ -55,6 +57,14 @@ class _Plans:
             plan = self.session.scalar(select(RuleVersion.plan).where(RuleVersion.id == version_id))
             keys = self._keys[version_id] = ArmKeys(plan)
         return keys
+
+    def before(self, version_id: int, key: str, step: str) -> str:
+        """:meth:`ArmKeys.before` of a version, worked out once per arms and step (a batch's sends are of a few
+        steps, most journeys under the same arms)."""
+        arms = self._before.get((version_id, key, step))
+        if arms is None:
+            arms = self._before[(version_id, key, step)] = self.keys(version_id).before(key, step)
+        return arms
 
     def step(self, version_id: int, pc: Any) -> str:
         """The plan's id of step *pc* of a version (``end`` past the last; "" when unknown)."""
@@ -89,20 +99,28 @@ class _Journeys:
         ids = sorted(enrolment_ids)
         contacts = set(contacts or ())
         # each id list is one bound value (bulk.ids_in): one statement of each kind, however many journeys
-        for enr_id, version_id, rule_id, contact_id in session.execute(
-            select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id, Enrolment.contact_id).where(
-                ids_in(session, Enrolment.id, ids)
+        for enr_id, version_id, rule_id, contact_id in (
+            session.connection()  # Core rows, one fetchall: not the ORM's loading, row by row
+            .execute(
+                select(Enrolment.id, Enrolment.version_id, Enrolment.rule_id, Enrolment.contact_id).where(
+                    ids_in(session, Enrolment.id, ids)
+                )
             )
+            .all()
         ):
             self.version[enr_id], self.rule[enr_id] = version_id, rule_id
             contacts.add(contact_id)
         self.lines = _lines_of(session, JourneyLog, ids, contacts)
         if trail:
             self._trail(below)
-        for enr_id, data in session.execute(
-            select(JourneyLog.enrolment_id, JourneyLog.data)
-            .where(self.lines, JourneyLog.action == "split", JourneyLog.id <= below)
-            .order_by(JourneyLog.id)
+        for enr_id, data in (
+            session.connection()
+            .execute(
+                select(JourneyLog.enrolment_id, JourneyLog.data)
+                .where(self.lines, JourneyLog.action == "split", JourneyLog.id <= below)
+                .order_by(JourneyLog.id)
+            )
+            .all()
         ):
             self.took(enr_id, data)
 
@@ -135,7 +153,7 @@ class _Journeys:
 
     def arm_before(self, enr_id: int, step: str) -> str:
         """The key of the arms the journey took before step *step*: a message that step sent counts under it."""
-        return self.plans.keys(self.version.get(enr_id, 0)).before(self.arm.get(enr_id, ""), step)
+        return self.plans.before(self.version.get(enr_id, 0), self.arm.get(enr_id, ""), step)
 
 
 def _lines_of(session: Session, log: Any, journeys: list[int], contacts: Any) -> Any:
@@ -155,11 +173,10 @@ def _pc(action: str, data: dict[str, Any]) -> Any:
     return data.get("pc", 0) if action == "enter" else data.get("pc")
 
 
-def day_of(at: Any) -> int:
-    """The day (since 1970, UTC) of a time: a datetime or UNIX seconds."""
-    if isinstance(at, datetime):
-        return int(at.timestamp()) // 86400
-    return int(at) // 86400
+def day_of(log: Any = JourneyLog) -> Any:
+    """SQL: the day (since 1970, UTC) of a trace line, its time being UNIX seconds (whole ones, as Python's ``int``
+    makes them): lines are read, and grouped, by day (the counters' key), not by second."""
+    return (cast(log.at, BigInteger) // DAY).label("day")
 
 
 def _data_if_read() -> Any:
@@ -250,6 +267,7 @@ def _stateful(
             select(JourneyLog.enrolment_id, in_batch, entered, contact, func.min(JourneyLog.id))
             .where(moving)
             .group_by(JourneyLog.enrolment_id)
+            .having(or_(in_batch, entered == 0))  # the others (most of a burst of entries) need nothing here
         )
         .all()
     ):  # one fetchall (iterating a result fetches a row a call); Core rows, not the ORM's
@@ -285,7 +303,7 @@ def _resumed(
     rows = (
         session.connection()
         .execute(
-            select(JourneyLog.enrolment_id, JourneyLog.rule_id, JourneyLog.at, JourneyLog.action, reason, version)
+            select(JourneyLog.enrolment_id, JourneyLog.rule_id, day_of(), JourneyLog.action, reason, version)
             .select_from(JourneyLog)
             .outerjoin(Enrolment, Enrolment.id == JourneyLog.enrolment_id)
             .where(ids_in(session, JourneyLog.id, sorted(firsts[enr] for enr in waiting)))
@@ -293,13 +311,13 @@ def _resumed(
         .all()
     )
     at_wait: set[int] = set()
-    for enr_id, rule_id, at, action, why, version_id in rows:
+    for enr_id, rule_id, day, action, why, version_id in rows:
         if action == "exit" and ("unknown" if why is None else json.loads(why)) not in RUN_EXITS:
             at_wait.add(enr_id)
             continue
         step = plans.step(version_id, waiting[enr_id])
-        counts[(rule_id, version_id, step, "", day_of(at), "left")] += 1
-        counts[(rule_id, version_id, step, "", day_of(at), "passed")] += 1
+        counts[(rule_id, version_id, step, "", day, "left")] += 1
+        counts[(rule_id, version_id, step, "", day, "passed")] += 1
     return at_wait
 
 
@@ -332,7 +350,7 @@ def _grouped(session: Session, counted: Any, stateful: set[int], plans: _Plans) 
     ]
     version = func.coalesce(Enrolment.version_id, 0).label("version_id")
     lines = (
-        select(JourneyLog.rule_id, version, JourneyLog.at, JourneyLog.action, *members)
+        select(JourneyLog.rule_id, version, day_of(), JourneyLog.action, *members)
         .select_from(JourneyLog)
         .outerjoin(Enrolment, Enrolment.id == JourneyLog.enrolment_id)
         .where(counted, JourneyLog.action.in_(("enter", "wait", "exit", "branch")))
@@ -345,7 +363,7 @@ def _grouped(session: Session, counted: Any, stateful: set[int], plans: _Plans) 
     for row in session.execute(query):
         data = {key: json.loads(row._mapping[key]) for key in MEMBERS if row._mapping[key] is not None}
         for step, metric in _alone(row.action, data, plans, row.version_id):
-            counts[(row.rule_id, row.version_id, step, "", day_of(row.at), metric)] += row.n
+            counts[(row.rule_id, row.version_id, step, "", row.day, metric)] += row.n
     return counts
 
 
@@ -367,18 +385,22 @@ def _line_by_line(
     session: Session, after: int, counted: Any, enrolments: set[int], plans: _Plans, counts: Counter[Key]
 ) -> None:
     """Fold the lines of *enrolments* in the batch one by one, in order."""
-    rows = session.execute(
-        select(
-            JourneyLog.enrolment_id,
-            JourneyLog.contact_id,
-            JourneyLog.rule_id,
-            JourneyLog.at,
-            JourneyLog.action,
-            _data_if_read(),
+    rows = (
+        session.connection()  # Core rows, one fetchall: not the ORM's loading, row by row
+        .execute(
+            select(
+                JourneyLog.enrolment_id,
+                JourneyLog.contact_id,
+                JourneyLog.rule_id,
+                day_of(),
+                JourneyLog.action,
+                _data_if_read(),
+            )
+            .where(counted, ids_in(session, JourneyLog.enrolment_id, sorted(enrolments)))
+            .order_by(JourneyLog.id)
         )
-        .where(counted, ids_in(session, JourneyLog.enrolment_id, sorted(enrolments)))
-        .order_by(JourneyLog.id)
-    ).all()
+        .all()
+    )
     journeys = _Journeys(session, enrolments, after, plans=plans, contacts={row.contact_id for row in rows})
     for row in rows:
         _journey_row(journeys, row, counts)
@@ -393,10 +415,9 @@ def _journey_row(journeys: _Journeys, row: Any, counts: Counter[Key]) -> None:
     if left is None and row.action not in DATA_ACTIONS:
         return  # a step under way (a tag, a score, a send): nothing to count
     data = row.data if isinstance(row.data, dict) else {}
-    day = day_of(row.at)
 
     def add(step: str, metric: str) -> None:
-        counts[(row.rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), day, metric)] += 1
+        counts[(row.rule_id, journeys.version.get(enr, 0), step, journeys.arm.get(enr, ""), row.day, metric)] += 1
 
     if left is not None:
         add(left, "left")

@@ -266,3 +266,24 @@ def test_journeys_leaving_a_wait_are_counted_by_the_database_not_line_by_line(ap
         assert sorted((key[5], n) for key, n in resumed.items()) == [("left", 5), ("passed", 5)]
         assert len({key[2] for key in resumed}) == 1  # the wait's step
         assert journey_rows(session, after) == journey_rows(session, after, line_by_line=True)
+
+
+def test_the_day_a_time_column_is_read_as_is_its_utc_day(app):
+    """The outbox's, events' and attributions' rows are read by day (``date()`` in SQL), not as datetimes: each is
+    the UTC day of its time, at either side of midnight, on SQLite (text) and PostgreSQL (a date)."""
+    from datetime import UTC, datetime
+
+    from server.engine.rollup import _day, _day_column
+
+    times = [
+        datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 2, 0, 0, 0, tzinfo=UTC),
+        datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC),
+        datetime(2040, 12, 31, 12, 30, tzinfo=UTC),
+    ]
+    (contact,) = _people(app, 1)
+    with app.app_context():
+        session = get_session()
+        session.execute(insert(Event), [{"contact_id": contact, "name": "x.opened", "occurred_at": t} for t in times])
+        days = session.scalars(select(_day_column(Event.occurred_at)).order_by(Event.id))
+        assert [_day(day) for day in days] == [int(t.timestamp()) // 86400 for t in times]
