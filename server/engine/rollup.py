@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Attribution, Event, Message, MessageStatusChange, StatCounter, StatWatermark
+from .bulk import ids_in
 from .keys import BROADCAST_RULE, MEASURED, broadcast_of, broadcast_step, enrolment_of
 from .rollup_trace import BATCH, END, RULE, Key, _Journeys, journey_rows
 
@@ -159,21 +160,42 @@ def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
 
     items = [(row.props["message"], row.day, metric(row), 1) for row in keyed]
     # a person's first click on a message also counts a clicker (the split comparison's outcome counts people)
-    items += [
-        (row.props["message"], row.day, "clickers", 1)
-        for row in keyed
-        if metric(row) == "clicked:human" and _first_click(session, row)
-    ]
+    humans = [row for row in keyed if metric(row) == "clicked:human"]
+    items += [(row.props["message"], row.day, "clickers", 1) for row in _first_clicks(session, humans, after)]
     return last, _message_counts(session, items)
 
 
-def _first_click(session: Session, row: Any) -> bool:
-    """Whether *row* is a person's first click on its message (the split comparison's outcome counts people)."""
-    earlier = session.scalars(
-        select(Event.props).where(Event.contact_id == row.contact_id, Event.name == row.name, Event.id < row.id)
+def _first_clicks(session: Session, clicks: list[Any], after: int) -> list[Any]:
+    """Those of *clicks* (a batch's human clicks, in id order) that are a person's first click on their message:
+    no human click before it (a lower id) by the same contact, of the same event name, on the same message.
+
+    One query for the whole batch reads the older batches' clicks of its people (ids up to *after*, through the
+    index on contact and name): a newsletter's batch holds thousands of clicks, and a query per click was thousands
+    of queries. The batch's own earlier clicks are its rows before each one (every event of the batch with that
+    name is among them), followed in id order: of two clicks on one message in the batch, only the first counts.
+    """
+    if not clicks:
+        return []
+    older = session.connection().execute(
+        select(Event.contact_id, Event.name, Event.props).where(
+            ids_in(session, Event.contact_id, sorted({row.contact_id for row in clicks})),
+            Event.name.in_(sorted({row.name for row in clicks})),
+            Event.id <= after,
+        )
     )
-    key = row.props["message"]
-    return not any(isinstance(p, dict) and p.get("message") == key and not p.get("machine") for p in earlier)
+    # (contact, name, message) of every human click so far; a machine's ("machine" set) never counts
+    clicked = {
+        (contact, name, props["message"])
+        for contact, name, props in older
+        if isinstance(props, dict) and isinstance(props.get("message"), str) and not props.get("machine")
+    }
+    firsts = []
+    for row in clicks:
+        click = (row.contact_id, row.name, row.props["message"])
+        if click not in clicked:
+            clicked.add(click)
+            firsts.append(row)
+    return firsts
 
 
 #: the revenue counters, fed by the attributions
@@ -262,7 +284,8 @@ def rebuild_revenue(session: Session, floor: int = 0) -> None:
 
 def _fold(session: Session, source: str, read: Any, skip_busy: bool = False) -> int | None:
     """One batch of *source*: the counts and the watermark in one transaction; None when there was nothing new
-    (or, with *skip_busy*, when another rollup holds the source's watermark)."""
+    (or, with *skip_busy*, when another rollup holds the source's watermark). Either way the transaction is ended:
+    committed with the moved watermark, else rolled back."""
     try:
         after: int | None = None
         if skip_busy and session.get_bind().dialect.name == "postgresql":
@@ -279,7 +302,11 @@ def _fold(session: Session, source: str, read: Any, skip_busy: bool = False) -> 
             after = mark.last_id if mark is not None else 0
         last, counts = read(session, after)
         if last == after or not _move(session, source, after, last):
-            return None  # nothing new, or another rollup took this batch and counts it: nothing was written
+            # nothing new, or another rollup took this batch and counts it: nothing was written, and the transaction
+            # that read ends here (left open, it would hold its snapshot, and on SQLite keep checkpoints from
+            # resetting the WAL, until the session's next commit)
+            session.rollback()
+            return None
         _add(session, counts)
         session.commit()
         return len(counts)

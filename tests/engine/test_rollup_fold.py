@@ -287,3 +287,145 @@ def test_the_day_a_time_column_is_read_as_is_its_utc_day(app):
         session.execute(insert(Event), [{"contact_id": contact, "name": "x.opened", "occurred_at": t} for t in times])
         days = session.scalars(select(_day_column(Event.occurred_at)).order_by(Event.id))
         assert [_day(day) for day in days] == [int(t.timestamp()) // 86400 for t in times]
+
+
+def _clicks(app, clicks: list[tuple[int, str, str, bool]]) -> None:
+    """Store *clicks*, in this order: (contact, event name, message key, by a machine)."""
+    with app.app_context():
+        session = get_session()
+        rows = [
+            {"contact_id": c, "name": name, "props": {"message": key, **({"machine": True} if machine else {})}}
+            for c, name, key, machine in clicks
+        ]
+        session.execute(insert(Event), rows)
+        session.commit()
+
+
+def _per_step(app, metric: str) -> Counter:
+    """The stored counters of *metric*, summed per step (the broadcasts' here: rule 0, step ``broadcast:<id>``)."""
+    with app.app_context():
+        totals: Counter = Counter()
+        for row in get_session().scalars(select(StatCounter).where(StatCounter.metric == metric)):
+            totals[row.step] += row.count
+        return totals
+
+
+def _clickers_one_by_one(app) -> Counter:
+    """The clickers per step as the rollup counted them one click at a time: a human click counts a clicker when no
+    earlier event (lower id) of the same contact and name is a human click on the same message."""
+    from server.engine.keys import broadcast_of, broadcast_step
+
+    with app.app_context():
+        events = get_session().execute(select(Event.id, Event.contact_id, Event.name, Event.props)).all()
+    clickers: Counter = Counter()
+    for row in events:
+        if not row.name.endswith(".clicked") or row.props.get("machine"):
+            continue
+        earlier = [e for e in events if (e.contact_id, e.name) == (row.contact_id, row.name) and e.id < row.id]
+        if not any(e.props.get("message") == row.props["message"] and not e.props.get("machine") for e in earlier):
+            clickers[broadcast_step(broadcast_of(row.props["message"]))] += 1
+    return clickers
+
+
+def test_clickers_count_each_person_s_first_human_click_on_a_message_across_and_within_batches(app):
+    """A person's first human click on a message counts a clicker, found for the whole batch at once: a second click
+    in the same batch, or one after a click of an older batch, counts none; a machine's click never hides a person's
+    first; a click of another event name is another first (as the rollup has always counted them)."""
+    a, b, c, d, e = (contact for contact in _people(app, 5))
+
+    def key(broadcast: int, contact: int) -> str:
+        return f"broadcast:{broadcast}:{contact}"
+
+    # the older batch ends with c's click: the watermark is its id
+    _clicks(app, [(e, "email.clicked", key(5, e), True), (c, "email.clicked", key(3, c), False)])
+    with app.app_context():
+        rollup(get_session(), limit=None)
+    assert _per_step(app, "clickers") == {"broadcast:3": 1}
+    _clicks(
+        app,
+        [
+            (a, "email.clicked", key(1, a), False),
+            (b, "email.clicked", key(2, b), False),
+            (a, "email.clicked", key(1, a), False),  # a's second click on it, in the same batch
+            (c, "email.clicked", key(3, c), False),  # c clicked it in the older batch
+            (d, "email.clicked", key(4, d), True),  # a machine's click first
+            (d, "email.clicked", key(4, d), False),
+            (e, "email.clicked", key(5, e), False),  # after a machine's click in the older batch
+            (a, "sms.clicked", key(1, a), False),  # another event name
+            (b, "email.clicked", key(1, a), False),  # another person on a's message
+            (b, "email.clicked", key(2, b), False),
+        ],
+    )
+    with app.app_context():
+        rollup(get_session(), limit=None)
+    expected = {"broadcast:1": 3, "broadcast:2": 1, "broadcast:3": 1, "broadcast:4": 1, "broadcast:5": 1}
+    assert _per_step(app, "clickers") == expected == _clickers_one_by_one(app)
+    assert _per_step(app, "clicked:human") == {f"broadcast:{n}": k for n, k in ((1, 4), (2, 2), (3, 2), (4, 1), (5, 1))}
+    assert _per_step(app, "clicked:machine") == {"broadcast:4": 1, "broadcast:5": 1}
+
+
+def test_a_batch_of_clicks_runs_as_many_statements_however_many_people_clicked(app):
+    """The first clicks of a batch are found in one query, not one per click: a newsletter's batch holds thousands."""
+    from sqlalchemy import event
+
+    people = _people(app, 41)
+    engine = app.extensions["nudge.db"].engine
+
+    def statements(contacts: list[int]) -> int:
+        _clicks(app, [(c, "email.clicked", f"broadcast:9:{c}", False) for c in contacts])
+        run: list[str] = []
+
+        def count(conn, cursor, statement, parameters, context, executemany):
+            run.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            with app.app_context():
+                rollup(get_session(), limit=None)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(run)
+
+    statements(people[:1])  # the watermarks are made
+    assert statements(people[1:3]) == statements(people[3:41])
+    assert _per_step(app, "clickers") == {"broadcast:9": 41}
+
+
+def test_a_rollup_that_finds_nothing_new_ends_its_transaction(app):
+    """Nothing new (from the start, or once caught up): the reading transaction is rolled back, not left open."""
+    (contact,) = _people(app, 1)
+    with app.app_context():
+        session = get_session()
+        session.commit()
+        assert rollup(session) == 0
+        assert not session.in_transaction()
+    _clicks(app, [(contact, "email.clicked", f"broadcast:1:{contact}", False)])
+    with app.app_context():
+        session = get_session()
+        assert rollup(session) > 0
+        assert not session.in_transaction()
+
+
+def test_a_rollup_that_loses_the_watermark_to_another_writes_nothing_and_ends_its_transaction(app):
+    """Another rollup moved the watermark while this one read its batch: nothing is counted, nothing is left open."""
+    from sqlalchemy import update
+
+    from server.engine.rollup import _fold
+    from server.models import StatWatermark
+
+    table = StatWatermark.__table__
+    counts = Counter({(0, 0, "broadcast:1", "", 1, "clicked:human"): 1})
+
+    def overtaken(session, after):
+        """This batch's rows, read while the watermark moved past them (as another rollup would)."""
+        session.execute(update(table).where(table.c.source == "events").values(last_id=after + 3))
+        return after + 5, counts
+
+    with app.app_context():
+        session = get_session()
+        session.execute(table.insert().values(source="events", last_id=10))
+        session.commit()
+        assert _fold(session, "events", overtaken) is None
+        assert not session.in_transaction()
+        assert session.scalar(select(table.c.last_id).where(table.c.source == "events")) == 10
+        assert session.scalar(select(func.count()).select_from(StatCounter)) == 0
