@@ -285,7 +285,7 @@ def rebuild_revenue(session: Session, floor: int = 0) -> None:
 def _fold(session: Session, source: str, read: Any, skip_busy: bool = False) -> int | None:
     """One batch of *source*: the counts and the watermark in one transaction; None when there was nothing new
     (or, with *skip_busy*, when another rollup holds the source's watermark). Either way the transaction is ended:
-    committed with the moved watermark, else rolled back."""
+    committed (with the moved watermark and the counts, or with nothing written), or rolled back on an error."""
     try:
         after: int | None = None
         if skip_busy and session.get_bind().dialect.name == "postgresql":
@@ -302,10 +302,11 @@ def _fold(session: Session, source: str, read: Any, skip_busy: bool = False) -> 
             after = mark.last_id if mark is not None else 0
         last, counts = read(session, after)
         if last == after or not _move(session, source, after, last):
-            # nothing new, or another rollup took this batch and counts it: nothing was written, and the transaction
-            # that read ends here (left open, it would hold its snapshot, and on SQLite keep checkpoints from
-            # resetting the WAL, until the session's next commit)
-            session.rollback()
+            # nothing new, or another rollup took this batch and counts it: nothing was written (a lost insert of the
+            # watermark is undone by its savepoint), and the transaction that read ends here (left open, it would
+            # hold its snapshot, and on SQLite keep checkpoints from resetting the WAL, until the session's next
+            # commit). A commit, as the path that counts ends: a rollback would also expire the caller's objects
+            session.commit()
             return None
         _add(session, counts)
         session.commit()
