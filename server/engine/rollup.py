@@ -158,9 +158,10 @@ def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
             return what
         return f"{what}:{'machine' if row.props.get('machine') else 'human'}"
 
-    items = [(row.props["message"], row.day, metric(row), 1) for row in keyed]
+    measured = [(row, metric(row)) for row in keyed]
+    items = [(row.props["message"], row.day, what, 1) for row, what in measured]
     # a person's first click on a message also counts a clicker (the split comparison's outcome counts people)
-    humans = [row for row in keyed if metric(row) == "clicked:human"]
+    humans = [row for row, what in measured if what == "clicked:human"]
     items += [(row.props["message"], row.day, "clickers", 1) for row in _first_clicks(session, humans, after)]
     return last, _message_counts(session, items)
 
