@@ -13,7 +13,7 @@ import { searchKeymap, highlightSelectionMatches } from "@codemirror/search";
 import {
   autocompletion, completionKeymap, completionStatus, closeBrackets, closeBracketsKeymap,
 } from "@codemirror/autocomplete";
-import { bracketMatching, foldGutter, foldKeymap, indentOnInput } from "@codemirror/language";
+import { bracketMatching, foldGutter, foldKeymap, forceParsing, indentOnInput } from "@codemirror/language";
 import { lintGutter, lintKeymap, setDiagnostics } from "@codemirror/lint";
 import { MergeView } from "@codemirror/merge";
 import { nudge, parser } from "./language.js";
@@ -50,6 +50,19 @@ const theme = EditorView.baseTheme({
   "&dark .nk-string": { color: "#86efac" },
   "&dark .nk-path": { color: "#93c5fd" },
 });
+
+/** How long (ms) a new line may wait for the parser to reach the cursor; see `parsedUpToCursor`. */
+const PARSE_WAIT = 500;
+
+/**
+ * Enter and re-indenting read the syntax tree, which the parser may not have reached yet at the cursor (a
+ * large paste, a busy machine: it goes on in the background): without it, a new line only copies the line
+ * before's indentation. This parses up to the last cursor first (at most PARSE_WAIT ms), then lets the command run.
+ */
+function parsedUpToCursor(view) {
+  forceParsing(view, Math.max(...view.state.selection.ranges.map((range) => range.to)), PARSE_WAIT);
+  return false;
+}
 
 const HELP = "Tab moves to the next field. Press Ctrl-M (Shift-Alt-M on a Mac) to make Tab indent; " +
   "then press Escape before Tab to leave the editor.";
@@ -120,6 +133,7 @@ export function mount(textarea) {
     highlightSelectionMatches(), nudge(), theme, lintGutter(),
     autocompletion({ override: [nudgeCompletions(vocabulary)] }),
     keymap.of([
+      { key: "Enter", run: parsedUpToCursor }, { key: "Mod-Alt-\\", run: parsedUpToCursor },
       ...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...foldKeymap,
       ...completionKeymap, ...lintKeymap, indentWithTab,
       { key: "Shift-Alt-f", run: (view) => (format(view), true) },

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ..conftest import shot
-from ..editor_helpers import completions, content, doc, place_cursor, set_doc
+from ..editor_helpers import completions, content, doc, mounted, place_cursor, set_doc
 
 
 def test_the_rule_is_highlighted_by_kind_of_token(editor):
@@ -93,6 +93,25 @@ def test_enter_after_a_word_typed_in_full_starts_a_new_line(editor, before, star
     editor.keyboard.type(last)
     editor.keyboard.press("Enter")
     assert doc(editor).startswith(before + start + last + "\n")
+
+
+def test_enter_right_after_a_large_paste_indents_by_the_block_not_the_line_before(editor):
+    # the parser has not reached the end of 20,000 pasted lines when Enter comes in the same task (on a busy machine
+    # it may lag behind a short document too): Enter parses up to the cursor first, so the new line is inside the `if`
+    pasted = "when member.joined then\n" + "".join(f'  tag "t{n}"\n' for n in range(20_000)) + "  if x.y then"
+    mounted(editor)
+    tail = editor.evaluate(
+        """(text) => {
+          const view = NudgeEditor.editorFor("source");
+          view.dispatch({changes: {from: 0, to: view.state.doc.length, insert: text}});
+          view.focus();
+          view.dispatch({selection: {anchor: view.state.doc.length}});
+          view.contentDOM.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true, cancelable: true}));
+          return view.state.doc.toString().split("\\n").slice(-2);
+        }""",
+        pasted,
+    )
+    assert tail == ["  if x.y then", "    "]
 
 
 def test_block_closers_line_up_with_their_opener_as_they_are_typed(editor):
