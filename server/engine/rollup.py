@@ -254,6 +254,12 @@ def rollup(session: Session, *, limit: int | None = 100, skip_busy: bool = False
     return changed
 
 
+def counted_up_to(session: Session, source: str) -> int:
+    """The id up to which *source*'s rows are counted (its watermark, read from the database; 0: none yet)."""
+    table = StatWatermark.__table__
+    return session.scalar(select(table.c.last_id).where(table.c.source == source)) or 0
+
+
 def revenue_lock(session: Session) -> None:
     """Take the attributions' watermark row for this transaction (made if missing): a rollup of them waits."""
     table = StatWatermark.__table__
@@ -357,4 +363,14 @@ def _add(session: Session, counts: Counter[Key]) -> None:
         session.execute(stmt, rows[start : start + 500])
 
 
-__all__ = ["BATCH", "END", "REVENUE_METRICS", "RULE", "SOURCES", "rebuild_revenue", "revenue_lock", "rollup"]
+__all__ = [
+    "BATCH",
+    "END",
+    "REVENUE_METRICS",
+    "RULE",
+    "SOURCES",
+    "counted_up_to",
+    "rebuild_revenue",
+    "revenue_lock",
+    "rollup",
+]

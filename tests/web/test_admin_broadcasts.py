@@ -209,3 +209,34 @@ def test_bad_input_is_refused_with_clear_errors_and_nothing_queued(app, vips):
     with app.app_context():
         assert get_session().scalar(select(func.count(BroadcastRecord.id))) == 0
     assert _outbox(app) == {}
+
+
+def test_the_page_polls_until_the_results_count_what_was_sent(app, vips, smtp_server):
+    # the send job commits its outcomes before its rollup counts them: a poll in between sees 100% sent and results
+    # of 0, and must not be the last one, or the results stay at 0 until a reload
+    from server.engine.jobs import roll_up_stats
+    from server.engine.outbox import deliver
+
+    editor = signed_in(app, "editor")
+    broadcast_id = int(_send(editor).headers["Location"].rsplit("/", 1)[1])
+    with app.app_context():
+        session = get_session()
+        ids = list(session.scalars(select(Message.id).where(Message.key.startswith("broadcast:"))))
+        deliver(session, app, ids)  # the job, without the rollup that follows it
+    assert _outbox(app) == {"sent": 3, "suppressed": 2}
+
+    def fragment() -> str:
+        return editor.get(f"/admin/broadcasts/{broadcast_id}/progress", headers={"HX-Request": "true"}).get_data(
+            as_text=True
+        )
+
+    lagging = fragment()
+    assert _progress(editor, broadcast_id)["queued"] == 0 and '<td id="result-sent">0</td>' in lagging
+    assert 'hx-trigger="every 2s"' in lagging and 'id="results-counting"' in lagging
+    assert 'hx-trigger="every 2s"' in editor.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True)
+    with app.app_context():
+        roll_up_stats(get_session())
+    counted = fragment()
+    assert '<td id="result-sent">3</td>' in counted
+    assert "every 2s" not in counted and "results-counting" not in counted
+    assert "every 2s" not in editor.get(f"/admin/broadcasts/{broadcast_id}").get_data(as_text=True)

@@ -14,8 +14,9 @@ from ...contacts import audit
 from ...db import get_session
 from ...engine.broadcast import BroadcastError, cancel_broadcast, create_broadcast, enqueue_broadcast, rows_of
 from ...engine.funnel import broadcast_results
+from ...engine.rollup import counted_up_to
 from ...engine.vocabulary import instance_vocabulary
-from ...models import BroadcastRecord, Contact, Message, Role, Segment, utcnow
+from ...models import BroadcastRecord, Contact, Message, MessageStatusChange, Role, Segment, utcnow
 from ..access import actor, may, requires
 from ..flash import notify
 from . import bp
@@ -40,9 +41,10 @@ def _templates(session: Session) -> list[str]:
     return sorted(f"{channel}:{name}" for channel, names in known.items() for name in names)
 
 
-def progress(session: Session, row: BroadcastRecord) -> dict[str, Any]:
+def progress(session: Session, row: BroadcastRecord, results: bool = False) -> dict[str, Any]:
     """The broadcast's messages by status (``queued``, ``sent``, ``suppressed``, ``failed``, ``cancelled``) of its
-    total."""
+    total. ``counting`` (asked for with *results*, for a page that shows them): none is queued, but the stats rollup
+    has yet to count some outcomes, so the results lag the counts."""
     by_status = dict(
         session.execute(
             select(Message.status, func.count(Message.id)).where(rows_of(session, row.ident)).group_by(Message.status)
@@ -57,7 +59,24 @@ def progress(session: Session, row: BroadcastRecord) -> dict[str, Any]:
     }
     total = sum(counts.values()) + sum(by_status.values())
     done = total - counts["queued"]
-    return {**counts, "total": total, "done": done, "percent": 100 if not total else done * 100 // total}
+    return {
+        **counts,
+        "total": total,
+        "done": done,
+        "percent": 100 if not total else done * 100 // total,
+        "counting": results and not counts["queued"] and _uncounted(session, row),
+    }
+
+
+def _uncounted(session: Session, row: BroadcastRecord) -> bool:
+    """Whether the broadcast's last outbox status change is past what the stats rollup has counted: its results
+    still lag its counts (the page keeps polling until the next rollup, after the send job's or the scheduler's)."""
+    last = session.scalar(
+        select(func.max(MessageStatusChange.id))
+        .join(Message, Message.id == MessageStatusChange.message_id)
+        .where(rows_of(session, row.ident))
+    )
+    return last is not None and counted_up_to(session, "message_status") < last
 
 
 @bp.get("/")
@@ -204,7 +223,7 @@ def show(broadcast_id: int):
     return render_template(
         "admin/broadcasts/show.html",
         broadcast=row,
-        progress=progress(session, row),
+        progress=progress(session, row, results=True),
         **_listed(session, row),
         now=utcnow(),
         can_edit=_can_edit(),
@@ -252,7 +271,7 @@ def progress_fragment(broadcast_id: int):
     bar = render_template(
         "admin/broadcasts/_progress.html",
         broadcast=row,
-        progress=progress(session, row),
+        progress=progress(session, row, results=True),
         now=utcnow(),
         can_edit=_can_edit(),
     )
