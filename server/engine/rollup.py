@@ -21,9 +21,10 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Attribution, Event, Message, MessageStatusChange, StatCounter, StatWatermark
+from ..models import Attribution, Event, JourneyLog, Message, MessageStatusChange, StatCounter, StatWatermark
 from .bulk import ids_in
 from .keys import BROADCAST_RULE, MEASURED, broadcast_of, broadcast_step, enrolment_of
+from .rollup_settled import settled_up_to
 from .rollup_trace import BATCH, END, RULE, Key, _Journeys, journey_rows
 
 #: outbox statuses counted per send step; others (pending, deferred, resent …) are the outbox's business
@@ -83,7 +84,7 @@ def _message_counts(session: Session, items: Iterable[tuple[str, Any, str | None
     return counts
 
 
-def _status_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
+def _status_rows(session: Session, after: int, upto: int | None = None) -> tuple[int, Counter[Key]]:
     rows = (
         session.connection()  # Core rows, one fetchall: not the ORM's loading, row by row
         .execute(
@@ -95,7 +96,7 @@ def _status_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
                 Message.key,
             )
             .join(Message, Message.id == MessageStatusChange.message_id)
-            .where(MessageStatusChange.id > after)
+            .where(MessageStatusChange.id > after, *_below(MessageStatusChange.id, upto))
             .order_by(MessageStatusChange.id)
             .limit(BATCH)
         )
@@ -119,15 +120,15 @@ def _status_metric(status: str, detail: str | None) -> str | None:
     return status
 
 
-def _event_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
+def _event_rows(session: Session, after: int, upto: int | None = None) -> tuple[int, Counter[Key]]:
     # the batch: BATCH ids from the first one past the watermark (at most BATCH events), found at the two ends of the
     # id index; the next BATCH events in id order, one window, were read by PostgreSQL through a scan of the whole
     # table and a sort when it had not analysed the table since a burst (most of a burst's rollups)
-    lowest = select(func.min(Event.id)).where(Event.id > after).scalar_subquery()
+    lowest = select(func.min(Event.id)).where(Event.id > after, *_below(Event.id, upto)).scalar_subquery()
     first_id, top = session.execute(select(lowest, select(func.max(Event.id)).scalar_subquery())).one()
     if first_id is None:
         return after, Counter()
-    last = min(top, first_id + BATCH - 1)
+    last = min(top, first_id + BATCH - 1, top if upto is None else upto)
     # only the events that may name a message are read (and their props decoded): a form submission or an order
     # is passed over by its name; SQL's LIKE only narrows (SQLite's ignores case), the exact test follows
     rows = (
@@ -203,12 +204,12 @@ def _first_clicks(session: Session, clicks: list[Any], after: int) -> list[Any]:
 REVENUE_METRICS = ("conversions", "revenue")
 
 
-def _attribution_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
+def _attribution_rows(session: Session, after: int, upto: int | None = None) -> tuple[int, Counter[Key]]:
     rows = (
         session.connection()
         .execute(
             select(Attribution.id, Attribution.message_key, Attribution.amount, _day_column(Attribution.occurred_at))
-            .where(Attribution.id > after)
+            .where(Attribution.id > after, *_below(Attribution.id, upto))
             .order_by(Attribution.id)
             .limit(BATCH)
         )
@@ -223,12 +224,18 @@ def _attribution_rows(session: Session, after: int) -> tuple[int, Counter[Key]]:
     return rows[-1].id, +_message_counts(session, items)
 
 
-#: each source: its watermark's name and the function reading its rows past a watermark
+def _below(column: Any, upto: int | None) -> tuple[Any, ...]:
+    """SQL: *column* is at most *upto* (nothing when None, no bound)."""
+    return () if upto is None else (column <= upto,)
+
+
+#: each source: its watermark's name, the function reading its rows past a watermark (up to an id: those being
+#: written may not be read past, :mod:`.rollup_settled`), and its table
 SOURCES = (
-    ("journey_log", journey_rows),
-    ("message_status", _status_rows),
-    ("events", _event_rows),
-    ("attributions", _attribution_rows),
+    ("journey_log", journey_rows, JourneyLog.__table__),
+    ("message_status", _status_rows, MessageStatusChange.__table__),
+    ("events", _event_rows, Event.__table__),
+    ("attributions", _attribution_rows, Attribution.__table__),
 )
 
 
@@ -243,10 +250,10 @@ def rollup(session: Session, *, limit: int | None = 100, skip_busy: bool = False
     :return: how many counters were changed (0 when nothing was new).
     """
     changed = 0
-    for source, read in SOURCES:
+    for source, read, rows in SOURCES:
         done = 0
         while limit is None or done < limit:
-            moved = _fold(session, source, read, skip_busy)
+            moved = _fold(session, source, read, rows, skip_busy)
             if moved is None:
                 break
             changed += moved
@@ -289,7 +296,7 @@ def rebuild_revenue(session: Session, floor: int = 0) -> None:
     session.execute(update(table).where(table.c.source == "attributions").values(last_id=max(after, floor)))
 
 
-def _fold(session: Session, source: str, read: Any, skip_busy: bool = False) -> int | None:
+def _fold(session: Session, source: str, read: Any, rows: Any, skip_busy: bool = False) -> int | None:
     """One batch of *source*: the counts and the watermark in one transaction; None when there was nothing new
     (or, with *skip_busy*, when another rollup holds the source's watermark). Either way the transaction is ended:
     committed (with the moved watermark and the counts, or with nothing written), or rolled back on an error."""
@@ -307,7 +314,7 @@ def _fold(session: Session, source: str, read: Any, skip_busy: bool = False) -> 
         if after is None:
             mark = session.get(StatWatermark, source)
             after = mark.last_id if mark is not None else 0
-        last, counts = read(session, after)
+        last, counts = read(session, after, settled_up_to(session, rows))
         if last == after or not _move(session, source, after, last):
             # nothing new, or another rollup took this batch and counts it: nothing was written (a lost insert of the
             # watermark is undone by its savepoint), and the transaction that read ends here (left open, it would

@@ -198,13 +198,17 @@ def _starts_wait(session: Session, log: Any = JourneyLog) -> Any:
     return or_(log.action == "wait", and_(log.action == "enter", _member(session, "until", log).is_not(None)))
 
 
-def journey_rows(session: Session, after: int, *, line_by_line: bool = False) -> tuple[int, Counter[Key]]:
-    """The counters of the next batch of trace lines past *after*, and the last line's id.
+def journey_rows(
+    session: Session, after: int, upto: int | None = None, *, line_by_line: bool = False
+) -> tuple[int, Counter[Key]]:
+    """The counters of the next batch of trace lines past *after* (and up to *upto*: None, no bound), and the last
+    line's id.
 
     :param line_by_line: fold every journey line by line in Python (the reference the SQL counts are tested
         against), not only those that need it.
     """
-    window = select(JourneyLog.id).where(JourneyLog.id > after).order_by(JourneyLog.id).limit(BATCH).subquery()
+    past = JourneyLog.id > after if upto is None else and_(JourneyLog.id > after, JourneyLog.id <= upto)
+    window = select(JourneyLog.id).where(past).order_by(JourneyLog.id).limit(BATCH).subquery()
     last = session.scalar(select(func.max(window.c.id)))
     if last is None:
         return after, Counter()

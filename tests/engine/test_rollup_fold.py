@@ -418,12 +418,12 @@ def test_a_rollup_that_loses_the_watermark_to_another_writes_nothing_and_ends_it
     from sqlalchemy import update
 
     from server.engine.rollup import _fold
-    from server.models import StatWatermark
+    from server.models import Event, StatWatermark
 
     table = StatWatermark.__table__
     counts = Counter({(0, 0, "broadcast:1", "", 1, "clicked:human"): 1})
 
-    def overtaken(session, after):
+    def overtaken(session, after, upto):
         """This batch's rows, read while the watermark moved past them (as another rollup would)."""
         session.execute(update(table).where(table.c.source == "events").values(last_id=after + 3))
         return after + 5, counts
@@ -432,7 +432,7 @@ def test_a_rollup_that_loses_the_watermark_to_another_writes_nothing_and_ends_it
         session = get_session()
         session.execute(table.insert().values(source="events", last_id=10))
         session.commit()
-        assert _fold(session, "events", overtaken) is None
+        assert _fold(session, "events", overtaken, Event.__table__) is None
         assert not session.in_transaction()
         # the other rollup's move stands (it counts what it took); this one counted nothing
         assert session.scalar(select(table.c.last_id).where(table.c.source == "events")) == 13
