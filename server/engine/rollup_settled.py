@@ -35,6 +35,8 @@ _WRITERS = text(
     "min(a.xact_start) AS oldest "
     "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
     "WHERE l.locktype = 'relation' AND l.relation = CAST(:table AS regclass) AND l.mode = 'RowExclusiveLock' "
+    # pg_locks lists every database's locks, and databases made from one template share their tables' oids
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND l.granted AND l.pid <> pg_backend_pid()"
 )
 

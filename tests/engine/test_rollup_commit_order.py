@@ -102,3 +102,30 @@ def test_rows_written_before_the_oldest_write_under_way_began_are_counted_while_
         assert _counted(app) == 2
         later_tx.commit()
     assert _counted(app) == 3
+
+
+def test_a_write_under_way_in_another_database_of_the_server_holds_nothing_back(
+    app, engine, postgres_server, migrated_templates
+):
+    # PostgreSQL lists every database's locks together, and databases made from one template (as this test's, and
+    # instances set up from one image) share their tables' oids
+    other_url = migrated_templates.new_pg_database(postgres_server, f"other_{uuid.uuid4().hex[:8]}")
+    other = create_engine(other_url)
+    [mine] = _messages(app, 1)
+    try:
+        with other.connect() as elsewhere:
+            under_way = elsewhere.begin()
+            contact = elsewhere.execute(insert(Contact).values(email="x@example.com", fields={}).returning(Contact.id))
+            message = elsewhere.execute(
+                insert(Message)
+                .values(key="broadcast:9:1", contact_id=contact.scalar_one(), channel="email", template="welcome")
+                .returning(Message.id)
+            )
+            _sent(elsewhere, message.scalar_one())
+            with engine.begin() as connection:
+                _sent(connection, mine)
+            assert _counted(app) == 1
+            under_way.rollback()
+    finally:
+        other.dispose()
+        migrated_templates.drop_later(postgres_server, other_url.rsplit("/", 1)[1])
