@@ -17,6 +17,7 @@ load some write is always under way; the rollup then reads up to where ids stood
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 #: notes kept per database and table: (the time, ids handed out by then), oldest first
 _NOTES: dict[tuple[str, str], deque[tuple[datetime, int]]] = {}
+_LOCK = threading.Lock()
 #: at most this many notes per table (a writer older than all of them: nothing more is read until it ends)
 KEPT = 64
 
@@ -48,18 +50,19 @@ def settled_up_to(session: Session, table: Any) -> int | None:
         return None
     taken = session.scalar(_TAKEN, {"table": table.name}) or 0  # first: ids up to it were handed out before …
     now, writers, seen, oldest = session.execute(_WRITERS, {"table": table.name}).one()  # … these writers were seen
-    notes = _NOTES.setdefault((str(bind.engine.url), table.name), deque(maxlen=KEPT))
-    while notes and notes[-1][1] > taken:  # the sequence went back: another database of that name; forget
-        notes.pop()
-    if not writers:
-        bound = taken
-    else:
-        # a writer whose start is hidden (another database role) counts as older than every note
-        usable = [ids for at, ids in notes if seen == writers and at < oldest]
-        bound = max(usable, default=0)
-        while seen == writers and len(notes) > 1 and notes[1][0] < oldest:  # notes older than the last usable one
-            notes.popleft()
-    notes.append((now, taken))
+    with _LOCK:  # the scheduler's and a worker's rollups may run in threads of one process
+        notes = _NOTES.setdefault((str(bind.engine.url), table.name), deque(maxlen=KEPT))
+        while notes and notes[-1][1] > taken:  # the sequence went back: another database of that name; forget
+            notes.pop()
+        if not writers:
+            bound = taken
+        else:
+            # a writer whose start is hidden (another database role) counts as older than every note
+            usable = [ids for at, ids in notes if seen == writers and at < oldest]
+            bound = max(usable, default=0)
+            while seen == writers and len(notes) > 1 and notes[1][0] < oldest:  # older than the last usable note
+                notes.popleft()
+        notes.append((now, taken))
     return min(bound, taken)
 
 
