@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 #: notes kept per database and table: (the time, ids handed out by then), oldest first
 _NOTES: dict[tuple[str, str], deque[tuple[datetime, int]]] = {}
 _LOCK = threading.Lock()
-#: at most this many notes per table (a writer older than all of them: nothing more is read until it ends)
+#: at most this many notes per table (the oldest and the newest)
 KEPT = 64
 
 _TAKEN = text("SELECT pg_sequence_last_value(CAST(pg_get_serial_sequence(:table, 'id') AS regclass))")
@@ -51,7 +51,7 @@ def settled_up_to(session: Session, table: Any) -> int | None:
     taken = session.scalar(_TAKEN, {"table": table.name}) or 0  # first: ids up to it were handed out before …
     now, writers, seen, oldest = session.execute(_WRITERS, {"table": table.name}).one()  # … these writers were seen
     with _LOCK:  # the scheduler's and a worker's rollups may run in threads of one process
-        notes = _NOTES.setdefault((str(bind.engine.url), table.name), deque(maxlen=KEPT))
+        notes = _NOTES.setdefault((str(bind.engine.url), table.name), deque())
         while notes and notes[-1][1] > taken:  # the sequence went back: another database of that name; forget
             notes.pop()
         if not writers:
@@ -63,6 +63,8 @@ def settled_up_to(session: Session, table: Any) -> int | None:
             while seen == writers and len(notes) > 1 and notes[1][0] < oldest:  # older than the last usable note
                 notes.popleft()
         notes.append((now, taken))
+        if len(notes) > KEPT:  # the oldest is kept: it may be the one a long writer leaves usable
+            del notes[1]
     return min(bound, taken)
 
 

@@ -129,3 +129,24 @@ def test_a_write_under_way_in_another_database_of_the_server_holds_nothing_back(
     finally:
         other.dispose()
         migrated_templates.drop_later(postgres_server, other_url.rsplit("/", 1)[1])
+
+
+def test_the_note_a_long_write_leaves_usable_outlives_many_rollups(app, engine, monkeypatch):
+    from server.engine import rollup_settled
+
+    monkeypatch.setattr(rollup_settled, "KEPT", 3)
+    first, second = _messages(app, 2)
+    with engine.connect() as oldest, engine.connect() as long:
+        oldest_tx = oldest.begin()
+        _sent(oldest, first)
+        with engine.begin() as connection:
+            _sent(connection, second)
+        assert _counted(app) == 0  # notes where ids stood before the long write begins
+        long_tx = long.begin()
+        _sent(long, second)
+        for _ in range(5):  # more rollups than notes are kept, all while the long write goes on
+            assert _counted(app) == 0
+        oldest_tx.commit()
+        assert _counted(app) == 2  # the note from before the long write is still there
+        long_tx.rollback()
+    assert _counted(app) == 2
