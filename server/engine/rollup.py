@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ..models import Attribution, Event, JourneyLog, Message, MessageStatusChange, StatCounter, StatWatermark
 from .bulk import ids_in
 from .keys import BROADCAST_RULE, MEASURED, broadcast_of, broadcast_step, enrolment_of
-from .rollup_settled import settled_up_to
+from .rollup_settled import below, settled_up_to
 from .rollup_trace import BATCH, END, RULE, Key, _Journeys, journey_rows
 
 #: outbox statuses counted per send step; others (pending, deferred, resent …) are the outbox's business
@@ -96,7 +96,7 @@ def _status_rows(session: Session, after: int, upto: int | None = None) -> tuple
                 Message.key,
             )
             .join(Message, Message.id == MessageStatusChange.message_id)
-            .where(MessageStatusChange.id > after, *_below(MessageStatusChange.id, upto))
+            .where(MessageStatusChange.id > after, *below(MessageStatusChange.id, upto))
             .order_by(MessageStatusChange.id)
             .limit(BATCH)
         )
@@ -124,7 +124,7 @@ def _event_rows(session: Session, after: int, upto: int | None = None) -> tuple[
     # the batch: BATCH ids from the first one past the watermark (at most BATCH events), found at the two ends of the
     # id index; the next BATCH events in id order, one window, were read by PostgreSQL through a scan of the whole
     # table and a sort when it had not analysed the table since a burst (most of a burst's rollups)
-    lowest = select(func.min(Event.id)).where(Event.id > after, *_below(Event.id, upto)).scalar_subquery()
+    lowest = select(func.min(Event.id)).where(Event.id > after, *below(Event.id, upto)).scalar_subquery()
     first_id, top = session.execute(select(lowest, select(func.max(Event.id)).scalar_subquery())).one()
     if first_id is None:
         return after, Counter()
@@ -209,7 +209,7 @@ def _attribution_rows(session: Session, after: int, upto: int | None = None) -> 
         session.connection()
         .execute(
             select(Attribution.id, Attribution.message_key, Attribution.amount, _day_column(Attribution.occurred_at))
-            .where(Attribution.id > after, *_below(Attribution.id, upto))
+            .where(Attribution.id > after, *below(Attribution.id, upto))
             .order_by(Attribution.id)
             .limit(BATCH)
         )
@@ -222,11 +222,6 @@ def _attribution_rows(session: Session, after: int, upto: int | None = None) -> 
     items += [(key, day, "revenue", int(amount)) for _, key, amount, day in rows]
     # a counter whose sum is not above 0 (refunds) is left out, as adding two Counters does
     return rows[-1].id, +_message_counts(session, items)
-
-
-def _below(column: Any, upto: int | None) -> tuple[Any, ...]:
-    """SQL: *column* is at most *upto* (nothing when None, no bound)."""
-    return () if upto is None else (column <= upto,)
 
 
 #: each source: its watermark's name, the function reading its rows past a watermark (up to an id: those being
@@ -312,8 +307,7 @@ def _fold(session: Session, source: str, read: Any, rows: Any, skip_busy: bool =
                 session.rollback()
                 return None  # there, and locked: another rollup is folding this source's next batch
         if after is None:
-            mark = session.get(StatWatermark, source)
-            after = mark.last_id if mark is not None else 0
+            after = counted_up_to(session, source)
         last, counts = read(session, after, settled_up_to(session, rows))
         if last == after or not _move(session, source, after, last):
             # nothing new, or another rollup took this batch and counts it: nothing was written (a lost insert of the

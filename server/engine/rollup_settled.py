@@ -43,6 +43,11 @@ _WRITERS = text(
 )
 
 
+def below(column: Any, upto: int | None) -> tuple[Any, ...]:
+    """SQL: *column* (a source's id) is at most *upto*, what :func:`settled_up_to` gave (nothing when None)."""
+    return () if upto is None else (column <= upto,)
+
+
 def settled_up_to(session: Session, table: Any) -> int | None:
     """The id of *table* up to which every row is committed or never will be (None: no bound, SQLite)."""
     bind = session.get_bind()
@@ -68,4 +73,4 @@ def settled_up_to(session: Session, table: Any) -> int | None:
     return min(bound, taken)
 
 
-__all__ = ["KEPT", "settled_up_to"]
+__all__ = ["KEPT", "below", "settled_up_to"]

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased
 from ..models import Enrolment, JourneyLog, RuleVersion
 from .arms import ArmKeys
 from .bulk import ids_in
+from .rollup_settled import below
 
 #: rows read per source per transaction: a backlog is worked off in bounded steps
 BATCH = 5000
@@ -207,8 +208,13 @@ def journey_rows(
     :param line_by_line: fold every journey line by line in Python (the reference the SQL counts are tested
         against), not only those that need it.
     """
-    past = JourneyLog.id > after if upto is None else and_(JourneyLog.id > after, JourneyLog.id <= upto)
-    window = select(JourneyLog.id).where(past).order_by(JourneyLog.id).limit(BATCH).subquery()
+    window = (
+        select(JourneyLog.id)
+        .where(JourneyLog.id > after, *below(JourneyLog.id, upto))
+        .order_by(JourneyLog.id)
+        .limit(BATCH)
+        .subquery()
+    )
     last = session.scalar(select(func.max(window.c.id)))
     if last is None:
         return after, Counter()
