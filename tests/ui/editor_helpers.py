@@ -72,7 +72,11 @@ def completions(page, typed: str | None = None, explicit: bool = False) -> list[
     if explicit:
         page.keyboard.press("Control+Space")
     # the list asked for last, not the one still shown while its query runs (typing opened one a moment before)
-    page.wait_for_function("id => NudgeEditor.completing(id) !== 'pending'", arg="source")
+    # (of the editor being typed in: its textarea is just before it)
+    page.wait_for_function(
+        "() => NudgeEditor.completing(document.activeElement.closest('.nudge-editor').previousElementSibling)"
+        " !== 'pending'"
+    )
     options = popup.locator("li .cm-completionLabel")
     expect(options.first).to_be_visible()
     return options.all_inner_texts()
