@@ -255,17 +255,38 @@ def affected_rows(result: Result[Any]) -> int:
 
 
 def check_connection(engine: Engine) -> None:
-    """Open one connection, or raise :class:`DatabaseUnavailable` with a readable reason."""
+    """Open one connection, or raise :class:`DatabaseUnavailable` with a readable reason.
+
+    The refusal passes (worth another try) when the server says so (PostgreSQL shutting down, starting up, out of
+    connections, an administrator ending the connection) or when it accepted the connection and then dropped it
+    (a failover or a restart under way); a wrong address, name or password does not.
+    """
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        conn = engine.connect()
     except Exception as exc:  # any driver error: refused, auth, unknown db, bad path
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise DatabaseUnavailable(
-            f"cannot connect to the database at {mask_url(engine.url.render_as_string(hide_password=False))}: {reason} "
-            "(check NUDGE_DATABASE_URL)",
-            passing=getattr(getattr(exc, "orig", None) or exc, "sqlstate", None) in _PG_AWAY,
-        ) from None
+        raise _unavailable(engine, exc, passing=_dropped(exc)) from None
+    try:
+        with conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # connected, then lost: the server went away meanwhile
+        trouble = database_trouble(exc)
+        raise _unavailable(engine, exc, passing=trouble is not None and trouble.status == 503) from None
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether a failed connect says the server ended it (not refused it): its SQLSTATE, or libpq's words for a
+    connection closed by the server during the handshake."""
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None) in _PG_AWAY or "server closed the connection unexpectedly" in str(orig)
+
+
+def _unavailable(engine: Engine, exc: BaseException, passing: bool) -> DatabaseUnavailable:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return DatabaseUnavailable(
+        f"cannot connect to the database at {mask_url(engine.url.render_as_string(hide_password=False))}: {reason} "
+        "(check NUDGE_DATABASE_URL)",
+        passing=passing,
+    )
 
 
 class Database:

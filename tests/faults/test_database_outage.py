@@ -9,10 +9,12 @@ arrives exactly once.
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 import uuid
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 
 import psycopg
@@ -20,7 +22,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from server.db import get_session
-from server.models import Event
+from server.models import Contact, Event, Message, MessageStatusChange
 
 from ..helpers import api_key, load_rules, post_event, run_worker
 from .journey import counts, install_series, outbox, received, wait_until
@@ -198,7 +200,8 @@ def test_journeys_run_exactly_once_through_connections_killed_again_and_again(
     table = outbox(app)
     assert set(table) == expected
     # an outcome whose connection ended before its commit is written again on a new one: none is left unknown
-    assert set(table.values()) == {"sent"}, Counter(table.values())
+    unsent = f"{Counter(table.values())}\n{_histories(app, table, got)}"
+    assert set(table.values()) == {"sent"}, f"{unsent}\n{procs.tail(400)}"
     lost = [pair for pair, status in table.items() if status == "sent" and not got[pair]]
     assert not lost, f"recorded as sent but never received: {lost[:10]}"
     print(f"outbox: {Counter(table.values())}")
@@ -207,6 +210,31 @@ def test_journeys_run_exactly_once_through_connections_killed_again_and_again(
     logs = procs.tail(400)
     assert "found an unhandled exception, quitting" not in logs, logs
     print(f"answers: {statuses}")
+
+
+def _histories(app, table: dict[tuple[str, str], str], got: Counter) -> str:
+    """For a failure message: each row not sent, whether its mail arrived, and its status history."""
+    out = []
+    with app.app_context():
+        session = get_session()
+        for (email, step), status in sorted(table.items()):
+            if status == "sent":
+                continue
+            changes = session.execute(
+                select(MessageStatusChange.at, MessageStatusChange.status, MessageStatusChange.source)
+                .join(Message, Message.id == MessageStatusChange.message_id)
+                .join(Contact, Contact.id == Message.contact_id)
+                .where(Contact.email == email, Message.template == step)
+                .order_by(MessageStatusChange.id)
+            ).all()
+            row = session.execute(
+                select(Message.attempts, Message.claimed_at, Message.sending_at, Message.error)
+                .join(Contact, Contact.id == Message.contact_id)
+                .where(Contact.email == email, Message.template == step)
+            ).one()
+            out.append(f"{email} {step} {status} received {got[(email, step)]}x; {tuple(row)}; {changes}")
+        session.rollback()
+    return "\n".join(out)
 
 
 def test_an_app_context_ends_cleanly_after_its_connection_was_terminated(app, config, caplog):
@@ -254,3 +282,65 @@ def test_a_command_starting_while_its_connections_are_ended_tries_again(app, con
     with pytest.raises(click.ClickException, match="no_such_database"):
         cli.build_app(**wrong)
     assert len([r for r in caplog.records if r.getMessage().startswith("starting: ")]) == 2, "not tried again"
+
+
+class _DroppingProxy:
+    """A TCP proxy to PostgreSQL that closes the first *drops* connections (both ends, no goodbye) when the client
+    sends *marker*: what a client sees when the server goes away right after accepting it ("server closed the
+    connection unexpectedly", no SQLSTATE)."""
+
+    def __init__(self, port: int, marker: bytes, drops: int):
+        self.upstream, self.marker, self.drops = port, marker, drops
+        self.dropped = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            for source, sink, watch in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, client, upstream, watch), daemon=True).start()
+
+    def _pump(self, source, sink, client, upstream, watch: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if watch and self.marker in data and self.dropped < self.drops:
+                    self.dropped += 1
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (client, upstream):
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_command_whose_first_query_finds_the_connection_closed_tries_again(config, monkeypatch, caplog):
+    """The server accepts the connection a command opens to check the database, then goes away before answering
+    (a failover under way; libpq: "server closed the connection unexpectedly", no SQLSTATE): the command tries
+    again instead of exiting (the scheduler exited at start-up in a fault test)."""
+    from server import cli
+
+    url = config["DATABASE_URL"]
+    port = int(url.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    proxy = _DroppingProxy(port, b"SELECT 1", drops=2)
+    monkeypatch.setattr(cli, "START_WAIT", 0)
+    caplog.set_level(logging.WARNING)
+    try:
+        started = cli.build_app(**{**config, "DATABASE_URL": url.replace(f":{port}/", f":{proxy.port}/")})
+        started.extensions["nudge.queue"].close()
+        started.extensions["nudge.db"].dispose()
+    finally:
+        proxy.close()
+    assert proxy.dropped == 2
+    tries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("starting: ")]
+    assert len(tries) == 2 and "server closed the connection unexpectedly" in tries[0], tries
