@@ -69,6 +69,9 @@ _BUSY = "the database is busy (another writer held it too long); nothing was sto
 #: PostgreSQL SQLSTATEs of a server going away or refusing connections (class 08: connection exception; 57P0x:
 #: shut down by an administrator, crashed, starting up; 53300: too many connections)
 _PG_AWAY = ("57P01", "57P02", "57P03", "53300")
+#: PostgreSQL SQLSTATEs of a transaction ended for another's sake, which the same work done again gets past: a
+#: deadlock (40P01), a serialization failure (40001), a lock not available (55P03)
+_PG_BUSY = ("40P01", "40001", "55P03")
 _SQLITE_FULL, _SQLITE_READONLY, _SQLITE_BUSY, _SQLITE_IOERR, _SQLITE_CANTOPEN = 13, 8, 5, 10, 14
 
 
@@ -142,6 +145,8 @@ def _trouble_of(exc: BaseException) -> Trouble | None:
             return away
         if state in _PG_AWAY:
             return away
+        if state in _PG_BUSY:
+            return Trouble(503, "Database busy", _BUSY, 2, reason)
     return None
 
 
