@@ -18,7 +18,9 @@ import redis
 from flask import Flask, current_app
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 
+from .db import database_trouble
 from .embedded_redis import EmbeddedRedis
 
 log = logging.getLogger(__name__)
@@ -261,6 +263,22 @@ class AppWorker(SimpleWorker):
                     # job in the started registry; the job runs (and fails, and is retried) as every job does
                     log.warning("preparing job %s failed (%s); running it with the settings read before", job.id, exc)
             super().execute_job(job, queue)
+
+    def handle_exception(self, job: Any, *exc_info: Any) -> None:
+        """A job the database failed (away, busy or full: its state, not a bug) is one warning line with the driver's
+        words, not RQ's error with a traceback (a failover would fill the log with them). It fails as any job does
+        (the failed registry, the exception handlers); the engine's work stays in the database, and the scheduler
+        hands it out again (``REQUEUE_AFTER``). Any other error is logged by RQ."""
+        trouble = database_trouble(exc_info[1]) if len(exc_info) > 1 and exc_info[1] is not None else None
+        if trouble is None:
+            super().handle_exception(job, *exc_info)
+            return
+        try:
+            name = job.func_name
+        except Exception:  # a job that cannot be read: RQ's own guard
+            name = "<unreadable>"
+        log.warning("job %s (%s) failed: %s", job.id, name, trouble)
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
 
 
 #: seconds between attempts to reach Redis again, doubling up to the cap

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, text
 
 from server.db import get_session
 from server.models import Contact, Event, Message, MessageStatusChange
+from server.queue import get_queue
 
 from ..helpers import api_key, load_rules, post_event, run_worker
 from .journey import counts, install_series, outbox, received, wait_until
@@ -344,3 +345,24 @@ def test_a_command_whose_first_query_finds_the_connection_closed_tries_again(con
     assert proxy.dropped == 2
     tries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("starting: ")]
     assert len(tries) == 2 and "server closed the connection unexpectedly" in tries[0], tries
+
+
+def _a_job_whose_connection_is_ended() -> None:
+    """A job the database fails: its connection ended by the server (a failover, a restart) while it runs."""
+    get_session().execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+
+def test_a_job_the_database_failed_is_one_warning_line_not_an_error_with_a_traceback(app, caplog):
+    """The database away is its state, not a bug: a job it failed is logged in one line (the driver's words, what
+    happens next) and fails as any job does (RQ's failed registry, the exception handlers); a worker's log during
+    a failover is not a page of tracebacks at ERROR."""
+    caplog.set_level(logging.INFO)
+    failures: list[str] = []
+    assert get_queue(app).enqueue(_a_job_whose_connection_is_ended)
+    run_worker(app, failures=failures)
+    assert len(failures) == 1 and "terminating connection due to administrator command" in failures[0], failures
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage()[:300] for r in errors]
+    lines = [r.getMessage() for r in caplog.records if "_a_job_whose_connection_is_ended" in r.getMessage()]
+    assert len(lines) == 1 and "database unavailable" in lines[0] and "Traceback" not in lines[0], lines
+    assert [r.exc_info for r in caplog.records if r.exc_info] == []
