@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from server.db import get_db, get_session
 from server.engine.outbox import Delivery
@@ -48,6 +48,8 @@ class Deadlocked(Delivery):
         """The scheduler's side: the round's row moved to ``unknown`` first, then the row the round holds."""
         table = Message.__table__
         with get_db(self.app).engine.connect() as other:
+            # the round, which waits first, finds the deadlock and is ended, not this (it checks after 1 s)
+            other.execute(text("SET deadlock_timeout = '20s'"))
             other.execute(update(table).where(table.c.id == message_id).values(status="unknown"))
             ready.set()
             with get_db(self.app).engine.connect() as probe:  # until the round waits for it
