@@ -552,7 +552,8 @@ def resolve_stale_sends(
     Never handed to the channel (no ``sending_at``): back to ``pending``, sent once. Handed over: the
     provider may have it, so ``unknown`` (``AMBIGUOUS_SENDS=hold``) or ``pending`` again (``resend``, and
     always for the *idempotent* channels, whose providers de-duplicate by key). Each move is in the
-    message's status history. The caller commits.
+    message's status history. The caller commits. On PostgreSQL a row a worker is writing (its late outcome) is
+    left to it: waiting would only overwrite what it writes, or deadlock with it.
     :return: ``{"stranded": …, "unknown": …, "resent": …}`` row counts.
     """
     table = Message.__table__
@@ -580,12 +581,11 @@ def resolve_stale_sends(
         ),
     ]
     counts = {"stranded": 0, "unknown": 0, "resent": 0}
+    postgresql = session.get_bind().dialect.name == "postgresql"
     for name, where, values, detail in moves:
-        ids = list(
-            session.connection()
-            .execute(update(table).where(sending, *where).values(error=detail, **values).returning(table.c.id))
-            .scalars()
-        )
+        chosen = select(table.c.id).where(sending, *where).with_for_update(skip_locked=True)  # a worker's: skipped
+        settle = update(table).where(table.c.id.in_(chosen)) if postgresql else update(table).where(sending, *where)
+        ids = list(session.connection().execute(settle.values(error=detail, **values).returning(table.c.id)).scalars())
         for message_id in ids:
             session.add(
                 MessageStatusChange(

@@ -1,20 +1,22 @@
-"""A round's outcomes deadlocked by the scheduler (PostgreSQL): the worker's write waits for a row the scheduler is
-settling as ``unknown`` (its stamp looked stale) while the scheduler waits for a row the round holds. PostgreSQL
-ends one of them (40P01); a worker it ends writes what it knows again, so the mail the relay accepted is ``sent``,
-not left ``unknown`` (the database-outage fault test lost four outcomes that way)."""
+"""A round's outcomes and the scheduler settling stale sends, on PostgreSQL: the worker's write waits for a row the
+scheduler is settling as ``unknown`` (its stamp looked stale) while the scheduler waits for a row the round holds.
+PostgreSQL ends one of them (40P01); a worker it ends writes what it knows again, so the mail the relay accepted is
+``sent``, not left ``unknown`` (the database-outage fault test lost four outcomes that way). And the scheduler no
+longer waits for a row a worker holds: it skips it."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text, update
 
 from server.db import get_db, get_session
-from server.engine.outbox import Delivery
-from server.models import Message, MessageStatusChange
+from server.engine.outbox import Delivery, resolve_stale_sends
+from server.models import Message, MessageStatusChange, utcnow
 
 from ..helpers import lock_waiters, pending_emails
 
@@ -85,3 +87,26 @@ def test_a_round_ended_by_a_deadlock_with_the_scheduler_writes_its_outcomes_agai
         ).all()
         assert history == ["sent"]
         assert session.scalar(select(Message.error).where(Message.id == ids[1])) == "settled"
+
+
+def test_the_scheduler_leaves_a_row_a_worker_is_writing_to_it(app):
+    """Settling stale sends skips a row a worker holds (its outcome written, not committed yet) instead of waiting
+    for it: waiting would deadlock with the worker or overwrite its outcome; the other stale row is settled."""
+    table = Message.__table__
+    with app.app_context():
+        session = get_session()
+        ids = pending_emails(session, ["late@example.com", "gone@example.com"])
+        long_ago = utcnow() - timedelta(days=1)
+        session.execute(
+            update(table).where(table.c.id.in_(ids)).values(status="sending", attempts=1, sending_at=long_ago)
+        )
+        session.commit()
+        with get_db(app).engine.connect() as worker:  # the worker writing its late outcome of the first row
+            worker.execute(update(table).where(table.c.id == ids[0]).values(status="sent"))
+            session.execute(text("SET lock_timeout = '3s'"))  # waiting for the worker fails the test, not hangs it
+            counts = resolve_stale_sends(session, app.config, long_ago + timedelta(seconds=1), long_ago)
+            session.commit()
+            worker.commit()
+        assert counts == {"stranded": 0, "unknown": 1, "resent": 0}
+        statuses = dict(session.execute(select(table.c.id, table.c.status).where(table.c.id.in_(ids))).all())
+        assert statuses == {ids[0]: "sent", ids[1]: "unknown"}
