@@ -65,7 +65,7 @@ _READ_ONLY = (
     "the database takes no writes right now (a failover still in progress, or its file or folder is not writable by "
     "Nudge); nothing was stored: try again in a few seconds, and if it lasts make the database writable"
 )
-_BUSY = "the database is busy (another writer held it too long); nothing was stored: try again in a few seconds"
+_BUSY = "the database is busy (another writer held what this needed); nothing was stored: try again in a few seconds"
 #: PostgreSQL SQLSTATEs of a server going away or refusing connections (class 08: connection exception; 57P0x:
 #: shut down by an administrator, crashed, starting up; 53300: too many connections)
 _PG_AWAY = ("57P01", "57P02", "57P03", "53300")
