@@ -47,11 +47,12 @@ class Deadlocked(Delivery):
         super()._write_outcomes(items, at)
 
     def _settle(self, message_id: int, ready: threading.Event) -> None:
-        """The scheduler's side: the round's row moved to ``unknown`` first, then the row the round holds."""
+        """The other writer's side (the scheduler's, before it skipped rows a worker holds): the round's row moved to
+        ``unknown`` first, then the row the round holds."""
         table = Message.__table__
         with get_db(self.app).engine.connect() as other:
             # the round, which waits first, finds the deadlock and is ended, not this (it checks after 1 s)
-            other.execute(text("SET deadlock_timeout = '20s'"))
+            other.execute(text("SET LOCAL deadlock_timeout = '20s'"))
             other.execute(update(table).where(table.c.id == message_id).values(status="unknown"))
             ready.set()
             with get_db(self.app).engine.connect() as probe:  # until the round waits for it
