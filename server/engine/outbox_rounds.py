@@ -52,16 +52,16 @@ _T = TypeVar("_T")
 
 _TABLE = Message.__table__
 #: built once, not per message: a send's stamp (fenced by its claim, see ``Delivery._stamp``; a stamp written again
-#: after a commit whose answer was lost finds its own) and its success
+#: after a commit whose answer was lost finds its own, even made ``unknown`` meanwhile: never handed over), a success
 _STAMP = DriverStatement(
     update(_TABLE)
     .where(
         _TABLE.c.id == bindparam("row_id"),
-        _TABLE.c.status == MessageStatus.SENDING.value,
+        or_(_TABLE.c.status == MessageStatus.SENDING.value, _TABLE.c.status == MessageStatus.UNKNOWN.value),
         _TABLE.c.attempts == bindparam("claim"),
         or_(_TABLE.c.sending_at.is_(None), _TABLE.c.sending_at == bindparam("stamp")),
     )
-    .values(sending_at=bindparam("stamp"))
+    .values(sending_at=bindparam("stamp"), status=MessageStatus.SENDING.value)
 )
 _SENT = DriverStatement(
     update(_TABLE)
@@ -366,7 +366,7 @@ class Rounds:
             rows = self.session.connection().execute(
                 select(_TABLE.c.id, _TABLE.c.attempts).where(
                     _TABLE.c.id.in_(ids),
-                    _TABLE.c.status.in_([MessageStatus.SENDING.value, MessageStatus.UNKNOWN.value]),
+                    or_(_TABLE.c.status == MessageStatus.SENDING.value, _TABLE.c.status == MessageStatus.UNKNOWN.value),
                 )
             )
             ours = set(rows.all())

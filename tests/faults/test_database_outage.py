@@ -9,12 +9,10 @@ arrives exactly once.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 import uuid
 from collections import Counter
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg
@@ -27,6 +25,7 @@ from server.queue import get_queue
 
 from ..helpers import api_key, load_rules, post_event, run_worker
 from .journey import counts, install_series, outbox, received, wait_until
+from .pg_proxy import CuttingProxy
 
 
 def _production(app) -> None:
@@ -289,46 +288,6 @@ def test_a_command_starting_while_its_connections_are_ended_tries_again(app, con
     assert len([r for r in caplog.records if r.getMessage().startswith("starting: ")]) == 2, "not tried again"
 
 
-class _DroppingProxy:
-    """A TCP proxy to PostgreSQL that closes the first *drops* connections (both ends, no goodbye) when the client
-    sends *marker*: what a client sees when the server goes away right after accepting it ("server closed the
-    connection unexpectedly", no SQLSTATE)."""
-
-    def __init__(self, port: int, marker: bytes, drops: int):
-        self.upstream, self.marker, self.drops = port, marker, drops
-        self.dropped = 0
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream))
-            for source, sink, watch in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pump, args=(source, sink, client, upstream, watch), daemon=True).start()
-
-    def _pump(self, source, sink, client, upstream, watch: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if watch and self.marker in data and self.dropped < self.drops:
-                    self.dropped += 1
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        for end in (client, upstream):
-            with suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-            end.close()
-
-    def close(self) -> None:
-        self.server.close()
-
-
 @pytest.mark.parametrize("marker", [b"SELECT 1", b""], ids=["after-connecting", "while-connecting"])
 def test_a_command_whose_connection_the_server_closes_at_start_tries_again(config, monkeypatch, caplog, marker):
     """The server accepts the connection a command opens to check the database, then goes away, before answering
@@ -339,16 +298,16 @@ def test_a_command_whose_connection_the_server_closes_at_start_tries_again(confi
 
     url = config["DATABASE_URL"]
     port = int(url.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-    proxy = _DroppingProxy(port, marker, drops=2)
+    proxy = CuttingProxy(port, marker, cuts=2)
     monkeypatch.setattr(cli, "START_WAIT", 0)
     caplog.set_level(logging.WARNING)
     try:
-        started = cli.build_app(**{**config, "DATABASE_URL": url.replace(f":{port}/", f":{proxy.port}/")})
+        started = cli.build_app(**{**config, "DATABASE_URL": proxy.url(url)})
         started.extensions["nudge.queue"].close()
         started.extensions["nudge.db"].dispose()
     finally:
         proxy.close()
-    assert proxy.dropped == 2
+    assert proxy.done == 2
     tries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("starting: ")]
     assert 1 <= len(tries) <= 2, tries
     assert all("server closed the connection unexpectedly" in line for line in tries), tries
